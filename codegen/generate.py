@@ -1,0 +1,318 @@
+"""Render every schema into `kwire/protocol/messages/`: load, validate, plan, emit, format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from codegen.emit import ModuleCode, emit_message
+from codegen.plan import (
+    CONTROL_RECORDS,
+    ENTITY_ALIASES,
+    FieldPlan,
+    MessagePlan,
+    module_name,
+    plan_message,
+)
+from codegen.schema import MessageSpec, Versions, load_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SCHEMAS = ROOT.parent / "shared" / "kafka-schemas" / "3.9"
+DEFAULT_OUTPUT = ROOT / "kwire" / "protocol" / "messages"
+MANIFEST = ROOT / "schemas" / "manifest.json"
+SCHEMA_FOLDERS = ("message", "metadata", "raft")
+KAFKA_RELEASE = "3.9.0"
+
+_RUNTIME_NAMES = [
+    "ZERO_UUID",
+    "FieldInfo",
+    "Message",
+    "RawTaggedField",
+    "bad_count",
+    "bad_string_length",
+    "bad_tagged_size",
+    "bad_utf8",
+    "eof",
+    "non_default_on_write",
+    "null_on_write",
+    "null_value",
+    "read_uvarint_tail",
+    "run_too_short",
+    "string_too_long",
+    "tagged_in_rigid_version",
+    "too_short",
+    "uuid_from_bytes",
+    "write_tagged_fields",
+    "write_uvarint",
+]
+
+
+class ManifestMismatch(Exception):
+    """The schema files differ from the ones the manifest records."""
+
+
+@dataclass(slots=True)
+class RenderedMessage:
+    plan: MessagePlan
+    structs_in_order: list[object]
+    constants: list[tuple[str, tuple[str, str]]]
+    aliases: list[tuple[str, str]]
+    reader_table: list[str]
+    writer_table: list[str]
+    field_tables: list[tuple[str, list[str]]]
+
+    @property
+    def root(self) -> object:
+        return self.plan.root
+
+
+def schema_files(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> list[Path]:
+    files: list[Path] = []
+    for folder in folders:
+        files.extend(sorted((schemas / folder).glob("*.json")))
+    if not files:
+        raise FileNotFoundError(f"no schema files under {schemas} ({', '.join(folders)})")
+    return files
+
+
+def file_digests(schemas: Path, files: list[Path]) -> dict[str, str]:
+    return {
+        f.relative_to(schemas).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in files
+    }
+
+
+def check_manifest(schemas: Path, files: list[Path], manifest: Path) -> None:
+    if not manifest.exists():
+        raise ManifestMismatch(f"{manifest} is missing; run with --update-manifest")
+    recorded = json.loads(manifest.read_text())
+    actual = file_digests(schemas, files)
+    expected: dict[str, str] = recorded["files"]
+    problems = [f"changed: {k}" for k in sorted(actual) if k in expected and actual[k] != expected[k]]
+    problems += [f"new: {k}" for k in sorted(set(actual) - set(expected))]
+    problems += [f"missing: {k}" for k in sorted(set(expected) - set(actual))]
+    if problems:
+        raise ManifestMismatch(
+            f"schemas under {schemas} differ from {manifest} "
+            f"(Kafka {recorded.get('kafka_release')}): " + "; ".join(problems[:10])
+        )
+
+
+def write_manifest(schemas: Path, files: list[Path], manifest: Path) -> None:
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    body = {"kafka_release": KAFKA_RELEASE, "files": file_digests(schemas, files)}
+    manifest.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def _render_message(plan: MessagePlan) -> RenderedMessage:
+    spec = plan.spec
+    first_flexible = None if spec.flexible_versions.empty else spec.flexible_versions.lowest
+    constants: list[tuple[str, tuple[str, str]]] = [
+        ("KIND", ("str", repr(spec.type))),
+        ("API_KEY", ("int | None", repr(spec.api_key))),
+        ("LOWEST_VERSION", ("int", str(spec.valid_versions.lowest))),
+        ("HIGHEST_VERSION", ("int", str(spec.valid_versions.highest))),
+        ("FIRST_FLEXIBLE_VERSION", ("int | None", repr(first_flexible))),
+    ]
+    if spec.type == "request":
+        constants.append(("LISTENERS", ("frozenset[str]", repr(frozenset(sorted(spec.listeners))) if spec.listeners else "frozenset()")))
+        constants.append(("LATEST_VERSION_UNSTABLE", ("bool", repr(spec.latest_version_unstable))))
+    if spec.name in CONTROL_RECORDS:
+        constants.append(("CONTROL_RECORD_TYPE", ("int", str(CONTROL_RECORDS[spec.name]))))
+    aliases = [(s.spec.name, s.class_name) for s in plan.structs.values()]
+    highest = spec.valid_versions.highest
+    reader_table = [plan.root.readers.get(v, "None") for v in range(highest + 1)]
+    writer_table = [plan.root.writers.get(v, "None") for v in range(highest + 1)]
+    field_tables = [
+        (struct.class_name, [_field_info(f) for f in struct.fields])
+        for struct in plan.all_structs_leaves_first()
+    ]
+    return RenderedMessage(
+        plan=plan,
+        field_tables=field_tables,
+        structs_in_order=plan.all_structs_leaves_first(),
+        constants=constants,
+        aliases=aliases,
+        reader_table=reader_table,
+        writer_table=writer_table,
+    )
+
+
+def _range(versions: Versions) -> str:
+    return f"({versions.lowest}, {versions.highest})"
+
+
+def _field_info(f: FieldPlan) -> str:
+    spec = f.spec
+    return (
+        f"FieldInfo({spec.name!r}, {f.attribute!r}, {str(spec.type)!r}, {_range(spec.versions)}, "
+        f"{_range(spec.nullable_versions)}, {_range(spec.tagged_versions)}, {spec.tag!r}, "
+        f"{f.struct_class}, {spec.zero_copy!r})"
+    )
+
+
+def render_module(specs: list[MessageSpec], schemas: Path, env: jinja2.Environment) -> str:
+    module = ModuleCode()
+    plans = [plan_message(spec) for spec in specs]
+    for plan in plans:
+        emit_message(module, plan)
+    entity_names = sorted(
+        {
+            ENTITY_ALIASES[f.spec.entity_type]
+            for plan in plans
+            for struct in [plan.root, *plan.structs.values()]
+            for f in struct.fields
+            if f.spec.entity_type is not None
+        }
+    )
+    runtime = sorted(set(_RUNTIME_NAMES) | module.helpers)
+    names = " and ".join(s.name for s in specs)
+    return env.get_template("module.py.j2").render(
+        title=f"{names}: Kafka's wire format for every version.",
+        release=KAFKA_RELEASE,
+        sources=[s.path.relative_to(schemas).as_posix() for s in specs],
+        runtime_names=runtime,
+        entity_names=entity_names,
+        struct_constants=sorted(module.structs.items(), key=lambda item: item[1]),
+        messages=[_render_message(plan) for plan in plans],
+        functions=module.functions,
+    )
+
+
+def render_index(specs: list[MessageSpec], env: jinja2.Environment) -> str:
+    by_key: dict[int, dict[str, MessageSpec]] = defaultdict(dict)
+    imports: dict[str, list[str]] = defaultdict(list)
+    metadata: list[tuple[int, str]] = []
+    control: list[tuple[int, str]] = []
+    for spec in specs:
+        if spec.type in ("request", "response"):
+            assert spec.api_key is not None
+            by_key[spec.api_key][spec.type] = spec
+        elif spec.type == "metadata":
+            assert spec.api_key is not None
+            metadata.append((spec.api_key, spec.name))
+        elif spec.name in CONTROL_RECORDS:
+            control.append((CONTROL_RECORDS[spec.name], spec.name))
+        else:
+            continue
+        imports[module_name(spec)].append(spec.name)
+    apis = []
+    for key in sorted(by_key):
+        request, response = by_key[key]["request"], by_key[key]["response"]
+        flexible = request.flexible_versions
+        apis.append(
+            {
+                "key": key,
+                "name": request.name.removesuffix("Request"),
+                "request": request.name,
+                "response": response.name,
+                "lowest": request.valid_versions.lowest,
+                "highest": request.valid_versions.highest,
+                "first_flexible": None if flexible.empty else flexible.lowest,
+                "listeners": repr(sorted(request.listeners)),
+                "unstable": request.latest_version_unstable,
+            }
+        )
+    return env.get_template("index.py.j2").render(
+        release=KAFKA_RELEASE,
+        imports=sorted((m, sorted(n)) for m, n in imports.items()),
+        apis=apis,
+        metadata_records=sorted(metadata),
+        control_records=sorted(control),
+    )
+
+
+def group_modules(specs: list[MessageSpec]) -> dict[str, list[MessageSpec]]:
+    modules: dict[str, list[MessageSpec]] = defaultdict(list)
+    for spec in specs:
+        modules[module_name(spec)].append(spec)
+    order = {"request": 0, "header": 0, "response": 1}
+    for group in modules.values():
+        group.sort(key=lambda s: (order.get(s.type, 0), s.name))
+    return dict(sorted(modules.items()))
+
+
+_PACKAGE_DOCS = {
+    "": "Generated codecs for Kafka's messages (see codegen/). Do not edit.",
+    "metadata_records": "Generated codecs for Kafka's metadata records. Do not edit.",
+    "control": "Generated codecs for KRaft's control records. Do not edit.",
+    "data": "Generated codecs for Kafka's other data schemas. Do not edit.",
+}
+
+
+def render_all(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> dict[str, str]:
+    """Every output file, by path relative to the output folder, unformatted."""
+    files = schema_files(schemas, folders)
+    specs = [load_schema(path) for path in files]
+    env = _environment()
+    outputs: dict[str, str] = {}
+    for name, group in group_modules(specs).items():
+        outputs[name.replace(".", "/") + ".py"] = render_module(group, schemas, env)
+    for package, doc in _PACKAGE_DOCS.items():
+        if any(k.startswith(package + "/") for k in outputs) or package == "":
+            outputs[(package + "/" if package else "") + "__init__.py"] = f'"""{doc}"""\n'
+    if "message" in folders:
+        outputs["index.py"] = render_index(specs, env)
+    return outputs
+
+
+def format_sources(outputs: dict[str, str]) -> dict[str, str]:
+    """Format with ruff, as the committed code is, so generated code passes `ruff format --check`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        for name, text in outputs.items():
+            path = base / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+        subprocess.run(
+            [ruff, "format", "--quiet", "--config", str(ROOT / "pyproject.toml"), str(base)],
+            check=True,
+        )
+        return {name: (base / name).read_text() for name in outputs}
+
+
+def generate(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> dict[str, str]:
+    return format_sources(render_all(schemas, folders))
+
+
+def write_outputs(outputs: dict[str, str], out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    for name, text in outputs.items():
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def stale_files(outputs: dict[str, str], out_dir: Path) -> list[str]:
+    problems = []
+    for name, text in outputs.items():
+        path = out_dir / name
+        if not path.exists():
+            problems.append(f"missing: {name}")
+        elif path.read_text() != text:
+            problems.append(f"stale: {name}")
+    if out_dir.exists():
+        for path in sorted(out_dir.rglob("*.py")):
+            name = path.relative_to(out_dir).as_posix()
+            if name not in outputs:
+                problems.append(f"extra: {name}")
+    return problems

@@ -1,0 +1,322 @@
+"""Run-time support for the generated codecs: errors, varints, uuids, tagged fields.
+
+Generated read and write functions are straight-line code; they call into this module
+only off the hot path (a varint longer than one byte, an error) or for a cached value
+(`struct.Struct` objects for arrays of fixed-width values).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, ClassVar, NamedTuple, Self
+from uuid import UUID, SafeUUID
+
+from kwire.protocol.errors import DecodeError, EncodeError, UnsupportedVersionError
+
+__all__ = [
+    "ZERO_UUID",
+    "DecodeError",
+    "EncodeError",
+    "FieldInfo",
+    "Message",
+    "RawTaggedField",
+    "uuid_from_bytes",
+    "read_uvarint",
+    "read_uvarint_tail",
+    "write_uvarint",
+    "write_tagged_fields",
+]
+
+ZERO_UUID = UUID(int=0)
+
+
+class RawTaggedField(NamedTuple):
+    """A tagged field this release does not know, kept so it is written back unchanged."""
+
+    tag: int
+    data: bytes
+
+
+class FieldInfo(NamedTuple):
+    """One field of a generated struct, as its schema declares it.
+
+    Ranges are inclusive (lowest, highest); (1, 0) is empty. Tools that need the schema
+    at run time (JSON output like Kafka's, test strategies) read these.
+    """
+
+    name: str  # Kafka's name, as in the schema and Kafka's JSON output (BrokerId)
+    attribute: str  # the Python attribute (broker_id)
+    type: str  # the schema type: int32, string, []int32, []FetchTopic, ...
+    versions: tuple[int, int]
+    nullable_versions: tuple[int, int]
+    tagged_versions: tuple[int, int]
+    tag: int | None
+    struct: type | None  # the class of a struct or struct-array element
+    zero_copy: bool = False
+
+    def present_in(self, version: int) -> bool:
+        return self.versions[0] <= version <= self.versions[1]
+
+    def nullable_in(self, version: int) -> bool:
+        return self.nullable_versions[0] <= version <= self.nullable_versions[1]
+
+    def tagged_in(self, version: int) -> bool:
+        return self.tagged_versions[0] <= version <= self.tagged_versions[1]
+
+
+# -- errors raised from generated code ---------------------------------------------------
+
+
+def eof(field: str, offset: int) -> DecodeError:
+    return DecodeError(field, offset, "the buffer ends before the field does")
+
+
+def too_short(field: str, offset: int, needed: int, remaining: int) -> DecodeError:
+    return DecodeError(
+        field, offset, f"needs {needed} bytes but only {max(remaining, 0)} remain"
+    )
+
+
+def run_too_short(layout: tuple[tuple[str, int], ...], offset: int, remaining: int) -> DecodeError:
+    """Name the first field of a run of fixed-width fields that the buffer cuts short."""
+    start = offset
+    for name, width in layout:
+        if remaining < width:
+            return DecodeError(name, start, f"needs {width} bytes but only {max(remaining, 0)} remain")
+        remaining -= width
+        start += width
+    return DecodeError(layout[-1][0], start, "the buffer ends before the field does")
+
+
+def bad_count(field: str, offset: int, count: int, remaining: int) -> DecodeError:
+    return DecodeError(
+        field, offset, f"claims {count} elements but only {max(remaining, 0)} bytes remain"
+    )
+
+
+def null_value(field: str, offset: int) -> DecodeError:
+    return DecodeError(field, offset, "is null, but the field is not nullable in this version")
+
+
+def bad_string_length(field: str, offset: int, length: int) -> DecodeError:
+    return DecodeError(field, offset, f"string length {length} is above 32767")
+
+
+def bad_utf8(field: str, offset: int) -> DecodeError:
+    return DecodeError(field, offset, "is not valid UTF-8")
+
+
+def bad_tagged_size(field: str, offset: int, declared: int, used: int) -> DecodeError:
+    return DecodeError(field, offset, f"tagged field declares {declared} bytes but holds {used}")
+
+
+def null_on_write(field: str) -> EncodeError:
+    return EncodeError(field, "is None, but the field is not nullable in this version")
+
+
+def non_default_on_write(field: str, version: int) -> EncodeError:
+    return EncodeError(
+        field, f"holds a non-default value, but version {version} does not have the field"
+    )
+
+
+def string_too_long(field: str, length: int) -> EncodeError:
+    return EncodeError(field, f"encodes to {length} bytes, above the 32767 a string may hold")
+
+
+def tagged_in_rigid_version(field: str, version: int) -> EncodeError:
+    return EncodeError(field, f"tagged fields are set, but version {version} has none")
+
+
+# -- varints ------------------------------------------------------------------------------
+
+
+def read_uvarint_tail(buf: memoryview, pos: int, first: int, field: str) -> tuple[int, int]:
+    """Finish an unsigned varint whose first byte (`first`, already consumed) had bit 7 set."""
+    value = first & 0x7F
+    shift = 7
+    while True:
+        if pos >= len(buf):
+            raise eof(field, pos)
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 28:
+            raise DecodeError(field, pos, "unsigned varint is longer than 5 bytes")
+
+
+def read_uvarint(buf: memoryview, pos: int, field: str) -> tuple[int, int]:
+    if pos >= len(buf):
+        raise eof(field, pos)
+    first = buf[pos]
+    if first < 0x80:
+        return first, pos + 1
+    return read_uvarint_tail(buf, pos + 1, first, field)
+
+
+def write_uvarint(out: bytearray, value: int) -> None:
+    if value < 0 or value > 0xFFFFFFFF:
+        raise EncodeError("varint", f"{value} does not fit an unsigned 32-bit varint")
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def uvarint_bytes(value: int) -> bytes:
+    out = bytearray()
+    write_uvarint(out, value)
+    return bytes(out)
+
+
+# -- uuids ---------------------------------------------------------------------------------
+
+_UUID_CACHE: dict[bytes, UUID] = {}
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def uuid_from_bytes(raw: bytes) -> UUID:
+    """A UUID from its 16 bytes, cached: topic ids repeat across every message."""
+    cached = _UUID_CACHE.get(raw)
+    if cached is not None:
+        return cached
+    # UUID.__init__ validates every argument form; with exactly 16 bytes in hand the two
+    # slots can be set directly, several times faster.
+    value: UUID = _new_object(UUID)
+    _set_attribute(value, "int", int.from_bytes(raw, "big"))
+    _set_attribute(value, "is_safe", SafeUUID.unknown)
+    if len(_UUID_CACHE) >= 4096:
+        _UUID_CACHE.clear()
+    _UUID_CACHE[raw] = value
+    return value
+
+
+# -- arrays of fixed-width values ----------------------------------------------------------
+
+
+class ArrayStructs(dict[int, struct.Struct]):
+    """`structs[n]` packs or unpacks n values of one code; small sizes are cached."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+
+    def __missing__(self, count: int) -> struct.Struct:
+        compiled = struct.Struct(f">{count}{self.code}")
+        if count <= 1024:
+            self[count] = compiled
+        return compiled
+
+
+INT32_ARRAY = ArrayStructs("i")
+INT64_ARRAY = ArrayStructs("q")
+INT16_ARRAY = ArrayStructs("h")
+INT8_ARRAY = ArrayStructs("b")
+UINT16_ARRAY = ArrayStructs("H")
+UINT32_ARRAY = ArrayStructs("I")
+FLOAT64_ARRAY = ArrayStructs("d")
+BOOL_ARRAY = ArrayStructs("?")
+
+
+# -- tagged fields ---------------------------------------------------------------------------
+
+
+def write_tagged_fields(out: bytearray, fields: list[tuple[int, bytes | bytearray]]) -> None:
+    """Write a tagged-field section: the count, then tag, size and data, sorted by tag."""
+    fields.sort(key=_tag_of)
+    write_uvarint(out, len(fields))
+    previous = -1
+    for tag, data in fields:
+        if tag == previous:
+            raise EncodeError("unknown_tagged_fields", f"tag {tag} is written twice")
+        previous = tag
+        write_uvarint(out, tag)
+        write_uvarint(out, len(data))
+        out += data
+
+
+def _tag_of(entry: tuple[int, bytes | bytearray]) -> int:
+    return entry[0]
+
+
+# -- the base of every generated message -----------------------------------------------------
+
+
+class Message:
+    """What every generated top-level message shares: dispatch by version.
+
+    Generated classes fill `_READERS` and `_WRITERS`: one function per version, indexed by
+    version (None where the version is not valid).
+    """
+
+    __slots__ = ()
+
+    NAME: ClassVar[str]
+    LOWEST_VERSION: ClassVar[int]
+    HIGHEST_VERSION: ClassVar[int]
+    _READERS: ClassVar[tuple[Any, ...]]
+    _WRITERS: ClassVar[tuple[Any, ...]]
+
+    @classmethod
+    def _check_version(cls, version: int) -> None:
+        if not cls.LOWEST_VERSION <= version <= cls.HIGHEST_VERSION:
+            raise UnsupportedVersionError(
+                f"{cls.NAME} has no version {version} "
+                f"(valid: {cls.LOWEST_VERSION}-{cls.HIGHEST_VERSION})"
+            )
+
+    def write(self, out: bytearray, version: int) -> None:
+        """Append this message's body at `version` to `out`."""
+        try:
+            writer = self._WRITERS[version]
+        except IndexError:
+            writer = None
+        if writer is None or version < 0:
+            self._check_version(version)
+        try:
+            writer(self, out)
+        except EncodeError as exc:
+            raise exc.located(self.NAME, version) from None
+        except (struct.error, TypeError, AttributeError, ValueError, OverflowError) as exc:
+            raise EncodeError("?", f"cannot be encoded: {exc}").located(
+                self.NAME, version
+            ) from exc
+
+    def encode(self, version: int) -> bytes:
+        out = bytearray()
+        self.write(out, version)
+        return bytes(out)
+
+    @classmethod
+    def read(cls, buf: memoryview, pos: int, version: int) -> tuple[Self, int]:
+        """Decode one message at `version` from `buf[pos:]`; return it and the next offset."""
+        try:
+            reader = cls._READERS[version]
+        except IndexError:
+            reader = None
+        if reader is None or version < 0:
+            cls._check_version(version)
+        try:
+            return reader(buf, pos)  # type: ignore[no-any-return]
+        except DecodeError as exc:
+            raise exc.located(cls.NAME, version) from None
+        except (struct.error, IndexError, ValueError, OverflowError, RecursionError) as exc:
+            # Generated code checks every bound; this is a safety net, never the plan.
+            raise DecodeError("?", pos, f"malformed: {exc!r}").located(
+                cls.NAME, version
+            ) from exc
+
+    @classmethod
+    def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
+        """Decode a whole buffer holding exactly one message body."""
+        buf = data if isinstance(data, memoryview) else memoryview(data)
+        message, end = cls.read(buf, 0, version)
+        if end != len(buf):
+            raise DecodeError(
+                "(end)", end, f"{len(buf) - end} trailing bytes after the message"
+            ).located(cls.NAME, version)
+        return message

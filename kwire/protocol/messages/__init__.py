@@ -1,0 +1,1 @@
+"""Generated codecs for Kafka's messages (see codegen/). Do not edit."""

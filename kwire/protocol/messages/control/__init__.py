@@ -1,0 +1,1 @@
+"""Generated codecs for KRaft's control records. Do not edit."""

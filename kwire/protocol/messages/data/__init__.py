@@ -1,0 +1,1 @@
+"""Generated codecs for Kafka's other data schemas. Do not edit."""

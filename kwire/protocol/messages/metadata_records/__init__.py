@@ -1,0 +1,1 @@
+"""Generated codecs for Kafka's metadata records. Do not edit."""
