@@ -20,6 +20,7 @@ from codegen.plan import (
     ENTITY_ALIASES,
     FieldPlan,
     MessagePlan,
+    StructPlan,
     module_name,
     plan_message,
 )
@@ -45,6 +46,7 @@ _RUNTIME_NAMES = [
     "non_default_on_write",
     "null_on_write",
     "null_value",
+    "new_instance",
     "read_uvarint_tail",
     "run_too_short",
     "string_too_long",
@@ -63,15 +65,15 @@ class ManifestMismatch(Exception):
 @dataclass(slots=True)
 class RenderedMessage:
     plan: MessagePlan
-    structs_in_order: list[object]
+    structs_in_order: list[StructPlan]
     constants: list[tuple[str, tuple[str, str]]]
     aliases: list[tuple[str, str]]
     reader_table: list[str]
     writer_table: list[str]
-    field_tables: list[tuple[str, list[str]]]
+    field_tables: dict[str, list[str]]
 
     @property
-    def root(self) -> object:
+    def root(self) -> StructPlan:
         return self.plan.root
 
 
@@ -96,7 +98,9 @@ def check_manifest(schemas: Path, files: list[Path], manifest: Path) -> None:
     recorded = json.loads(manifest.read_text())
     actual = file_digests(schemas, files)
     expected: dict[str, str] = recorded["files"]
-    problems = [f"changed: {k}" for k in sorted(actual) if k in expected and actual[k] != expected[k]]
+    problems = [
+        f"changed: {k}" for k in sorted(actual) if k in expected and actual[k] != expected[k]
+    ]
     problems += [f"new: {k}" for k in sorted(set(actual) - set(expected))]
     problems += [f"missing: {k}" for k in sorted(set(expected) - set(actual))]
     if problems:
@@ -132,7 +136,15 @@ def _render_message(plan: MessagePlan) -> RenderedMessage:
         ("FIRST_FLEXIBLE_VERSION", ("int | None", repr(first_flexible))),
     ]
     if spec.type == "request":
-        constants.append(("LISTENERS", ("frozenset[str]", repr(frozenset(sorted(spec.listeners))) if spec.listeners else "frozenset()")))
+        constants.append(
+            (
+                "LISTENERS",
+                (
+                    "frozenset[str]",
+                    repr(frozenset(sorted(spec.listeners))) if spec.listeners else "frozenset()",
+                ),
+            )
+        )
         constants.append(("LATEST_VERSION_UNSTABLE", ("bool", repr(spec.latest_version_unstable))))
     if spec.name in CONTROL_RECORDS:
         constants.append(("CONTROL_RECORD_TYPE", ("int", str(CONTROL_RECORDS[spec.name]))))
@@ -140,10 +152,10 @@ def _render_message(plan: MessagePlan) -> RenderedMessage:
     highest = spec.valid_versions.highest
     reader_table = [plan.root.readers.get(v, "None") for v in range(highest + 1)]
     writer_table = [plan.root.writers.get(v, "None") for v in range(highest + 1)]
-    field_tables = [
-        (struct.class_name, [_field_info(f) for f in struct.fields])
+    field_tables = {
+        struct.class_name: [_field_info(f) for f in struct.fields]
         for struct in plan.all_structs_leaves_first()
-    ]
+    }
     return RenderedMessage(
         plan=plan,
         field_tables=field_tables,

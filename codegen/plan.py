@@ -123,9 +123,7 @@ def plan_message(spec: MessageSpec) -> MessagePlan:
     )
     for plan in [root, *structs.values()]:
         plan.fields = [_plan_field(f, structs, spec) for f in plan.spec.fields]
-        plan.children = [
-            f.spec.type.struct for f in plan.fields if f.spec.type.struct is not None
-        ]
+        plan.children = [f.spec.type.struct for f in plan.fields if f.spec.type.struct is not None]
     return MessagePlan(spec=spec, root=root, structs=structs)
 
 
@@ -152,7 +150,8 @@ def _plan_field(f: FieldSpec, structs: dict[str, StructPlan], spec: MessageSpec)
     nullable = not f.nullable_versions.empty
     element = _element_annotation(f, struct_class)
     annotation = f"list[{element}]" if f.type.array else element
-    if nullable:
+    # A records field defaults to null in every version, as in Kafka.
+    if nullable or f.type.primitive is Primitive.RECORDS:
         annotation += " | None"
     default, fresh = _default(f, struct_class)
     return FieldPlan(

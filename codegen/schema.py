@@ -310,7 +310,9 @@ def parse_message(raw: dict[str, object], path: Path) -> MessageSpec:
     for common in raw.get("commonStructs", []) or []:  # type: ignore[attr-defined]
         struct_name = _required_str(common, "name", path, where + " commonStructs")
         if not _STRUCT_NAME.match(struct_name):
-            raise SchemaError(path, f"common struct {struct_name}", "struct names start with a capital")
+            raise SchemaError(
+                path, f"common struct {struct_name}", "struct names start with a capital"
+            )
         if struct_name in structs:
             raise SchemaError(path, f"common struct {struct_name}", "specified twice")
         versions = _versions(common.get("versions"), path, struct_name, "versions", required=True)
@@ -356,12 +358,16 @@ def _register_inline_structs(
         name = f.type.struct
         if name is None:
             if f.fields:
-                raise SchemaError(path, f"field {f.name}", "only struct and struct-array fields have fields")
+                raise SchemaError(
+                    path, f"field {f.name}", "only struct and struct-array fields have fields"
+                )
             continue
         existing = structs.get(name)
         if existing is not None and existing.common:
             if f.fields:
-                raise SchemaError(path, f"field {f.name}", f"cannot re-specify common struct {name} inline")
+                raise SchemaError(
+                    path, f"field {f.name}", f"cannot re-specify common struct {name} inline"
+                )
         elif existing is not None:
             raise SchemaError(path, f"field {f.name}", f"struct {name} was specified twice")
         elif not f.fields:
@@ -428,7 +434,9 @@ def _parse_field(raw: object, path: Path, owner: str, flexible: Versions) -> Fie
         if tagged.highest != MAX_VERSION:
             raise SchemaError(path, where, f"taggedVersions {tagged} must be open-ended")
         if not versions.contains_all(tagged):
-            raise SchemaError(path, where, f"taggedVersions {tagged} are not within versions {versions}")
+            raise SchemaError(
+                path, where, f"taggedVersions {tagged} are not within versions {versions}"
+            )
         overlap = nullable.intersect(tagged)
         if not overlap.empty and overlap != tagged:
             raise SchemaError(path, where, "either all tagged versions are nullable or none are")
@@ -443,7 +451,9 @@ def _parse_field(raw: object, path: Path, owner: str, flexible: Versions) -> Fie
     flexible_override = None
     if raw.get("flexibleVersions"):
         if field_type.array or field_type.primitive not in (Primitive.STRING, Primitive.BYTES):
-            raise SchemaError(path, where, "only string and bytes fields may override flexibleVersions")
+            raise SchemaError(
+                path, where, "only string and bytes fields may override flexibleVersions"
+            )
         flexible_override = _versions(raw.get("flexibleVersions"), path, where, "flexibleVersions")
     zero_copy = bool(raw.get("zeroCopy", False))
     if zero_copy and (field_type.array or field_type.primitive is not Primitive.BYTES):
@@ -452,7 +462,7 @@ def _parse_field(raw: object, path: Path, owner: str, flexible: Versions) -> Fie
     if entity is not None:
         if entity not in ENTITY_TYPES:
             raise SchemaError(path, where, f"unknown entityType {entity!r}")
-        if field_type.primitive is not ENTITY_TYPES[entity]:  # type: ignore[index]
+        if field_type.primitive is not ENTITY_TYPES[entity]:
             raise SchemaError(path, where, f"entityType {entity} does not fit type {field_type}")
     default = raw.get("default", "")
     default = str(default) if not isinstance(default, bool) else str(default).lower()
@@ -467,7 +477,7 @@ def _parse_field(raw: object, path: Path, owner: str, flexible: Versions) -> Fie
         default=default,
         ignorable=bool(raw.get("ignorable", False)),
         map_key=bool(raw.get("mapKey", False)),
-        entity_type=entity,  # type: ignore[arg-type]
+        entity_type=entity,
         zero_copy=zero_copy,
         flexible_override=flexible_override,
         fields=children,
@@ -499,13 +509,17 @@ def _check_default(f: FieldSpec, path: Path) -> None:
     if text == "null":
         if not f.nullable_versions.contains_all(f.versions):
             raise SchemaError(
-                path, where, "null cannot be the default: not all versions of the field are nullable"
+                path,
+                where,
+                "null cannot be the default: not all versions of the field are nullable",
             )
         return
     t = f.type
     if t.array or t.struct is not None:
         if text:
-            raise SchemaError(path, where, f"invalid default {text!r}: only empty or null is allowed")
+            raise SchemaError(
+                path, where, f"invalid default {text!r}: only empty or null is allowed"
+            )
         return
     prim = t.primitive
     if prim is None or not text:

@@ -7,7 +7,9 @@ only off the hot path (a varint longer than one byte, an error) or for a cached 
 
 from __future__ import annotations
 
+import builtins
 import struct
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, Self
 from uuid import UUID, SafeUUID
 
@@ -28,6 +30,9 @@ __all__ = [
 ]
 
 ZERO_UUID = UUID(int=0)
+
+# Generated readers make instances without running __init__ and then fill every slot.
+new_instance: Callable[[type[Any]], Any] = object.__new__
 
 
 class RawTaggedField(NamedTuple):
@@ -51,7 +56,7 @@ class FieldInfo(NamedTuple):
     nullable_versions: tuple[int, int]
     tagged_versions: tuple[int, int]
     tag: int | None
-    struct: type | None  # the class of a struct or struct-array element
+    struct: builtins.type | None  # the class of a struct or struct-array element
     zero_copy: bool = False
 
     def present_in(self, version: int) -> bool:
@@ -72,9 +77,7 @@ def eof(field: str, offset: int) -> DecodeError:
 
 
 def too_short(field: str, offset: int, needed: int, remaining: int) -> DecodeError:
-    return DecodeError(
-        field, offset, f"needs {needed} bytes but only {max(remaining, 0)} remain"
-    )
+    return DecodeError(field, offset, f"needs {needed} bytes but only {max(remaining, 0)} remain")
 
 
 def run_too_short(layout: tuple[tuple[str, int], ...], offset: int, remaining: int) -> DecodeError:
@@ -82,7 +85,9 @@ def run_too_short(layout: tuple[tuple[str, int], ...], offset: int, remaining: i
     start = offset
     for name, width in layout:
         if remaining < width:
-            return DecodeError(name, start, f"needs {width} bytes but only {max(remaining, 0)} remain")
+            return DecodeError(
+                name, start, f"needs {width} bytes but only {max(remaining, 0)} remain"
+            )
         remaining -= width
         start += width
     return DecodeError(layout[-1][0], start, "the buffer ends before the field does")
@@ -282,9 +287,7 @@ class Message:
         except EncodeError as exc:
             raise exc.located(self.NAME, version) from None
         except (struct.error, TypeError, AttributeError, ValueError, OverflowError) as exc:
-            raise EncodeError("?", f"cannot be encoded: {exc}").located(
-                self.NAME, version
-            ) from exc
+            raise EncodeError("?", f"cannot be encoded: {exc}").located(self.NAME, version) from exc
 
     def encode(self, version: int) -> bytes:
         out = bytearray()
@@ -301,22 +304,31 @@ class Message:
         if reader is None or version < 0:
             cls._check_version(version)
         try:
-            return reader(buf, pos)  # type: ignore[no-any-return]
+            return reader(buf, pos)  # type: ignore[no-any-return,unused-ignore]
         except DecodeError as exc:
             raise exc.located(cls.NAME, version) from None
         except (struct.error, IndexError, ValueError, OverflowError, RecursionError) as exc:
             # Generated code checks every bound; this is a safety net, never the plan.
-            raise DecodeError("?", pos, f"malformed: {exc!r}").located(
-                cls.NAME, version
-            ) from exc
+            raise DecodeError("?", pos, f"malformed: {exc!r}").located(cls.NAME, version) from exc
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
         """Decode a whole buffer holding exactly one message body."""
-        buf = data if isinstance(data, memoryview) else memoryview(data)
-        message, end = cls.read(buf, 0, version)
+        buf = memoryview(data)
+        try:
+            reader = cls._READERS[version]
+        except IndexError:
+            reader = None
+        if reader is None or version < 0:
+            cls._check_version(version)
+        try:
+            message, end = reader(buf, 0)
+        except DecodeError as exc:
+            raise exc.located(cls.NAME, version) from None
+        except (struct.error, IndexError, ValueError, OverflowError, RecursionError) as exc:
+            raise DecodeError("?", 0, f"malformed: {exc!r}").located(cls.NAME, version) from exc
         if end != len(buf):
             raise DecodeError(
                 "(end)", end, f"{len(buf) - end} trailing bytes after the message"
             ).located(cls.NAME, version)
-        return message
+        return message  # type: ignore[no-any-return,unused-ignore]

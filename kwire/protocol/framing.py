@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from kwire.protocol._codec import Message
 from kwire.protocol.errors import (
@@ -50,8 +51,27 @@ class RequestPreamble:
 def peek_request(frame: bytes | memoryview) -> RequestPreamble:
     """Read api key, version and correlation id, which every request header starts with."""
     if len(frame) < _KEY_VERSION_CORRELATION.size:
-        raise DecodeError("request_api_key", 0, f"a request needs at least 8 bytes, got {len(frame)}")
+        raise DecodeError(
+            "request_api_key", 0, f"a request needs at least 8 bytes, got {len(frame)}"
+        )
     return RequestPreamble(*_KEY_VERSION_CORRELATION.unpack_from(frame, 0))
+
+
+def _request_decoders() -> dict[int, tuple[Any, Any, str]]:
+    """(api key << 16 | version) -> (header reader, body reader, body name), for every API."""
+    table = {}
+    for api in APIS.values():
+        for version in range(api.lowest_version, api.highest_version + 1):
+            header_version = api.request_header_version(version)
+            table[api.api_key << 16 | version] = (
+                RequestHeader._READERS[header_version],
+                api.request._READERS[version],
+                api.request.NAME,
+            )
+    return table
+
+
+_REQUEST_DECODERS = _request_decoders()
 
 
 def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, Message]:
@@ -60,20 +80,33 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, Message]:
     Raises UnknownApiError or UnsupportedVersionError (which callers answer with Kafka's
     error codes) or DecodeError.
     """
-    buf = frame if isinstance(frame, memoryview) else memoryview(frame)
-    preamble = peek_request(buf)
-    api = api_for(preamble.api_key)
-    if not api.supports(preamble.api_version):
+    buf = memoryview(frame)
+    try:
+        api_key, api_version = _KEY_AND_VERSION.unpack_from(buf, 0)
+    except struct.error:
+        raise DecodeError(
+            "request_api_key", 0, f"a request needs at least 4 bytes, got {len(buf)}"
+        ).located("RequestHeader", 0) from None
+    decoders = _REQUEST_DECODERS.get(api_key << 16 | api_version) if api_version >= 0 else None
+    if decoders is None:
+        api = api_for(api_key)
         raise UnsupportedVersionError(
-            f"{api.name} has no version {preamble.api_version} "
+            f"{api.name} has no version {api_version} "
             f"(valid: {api.lowest_version}-{api.highest_version})"
         )
-    header, pos = RequestHeader.read(buf, 0, api.request_header_version(preamble.api_version))
-    body, end = api.request.read(buf, pos, preamble.api_version)
+    read_header, read_body, name = decoders
+    try:
+        header, pos = read_header(buf, 0)
+    except DecodeError as exc:
+        raise exc.located("RequestHeader", api_version) from None
+    try:
+        body, end = read_body(buf, pos)
+    except DecodeError as exc:
+        raise exc.located(name, api_version) from None
     if end != len(buf):
         raise DecodeError(
             "(end)", end, f"{len(buf) - end} trailing bytes after the request"
-        ).located(api.request.NAME, preamble.api_version)
+        ).located(name, api_version)
     return header, body
 
 

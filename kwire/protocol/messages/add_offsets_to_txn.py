@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,41 +44,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int64_int16 = Struct(">qh")
 
 
-@dataclass(slots=True)
-class AddOffsetsToTxnRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AddOffsetsToTxnRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 25
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    transactional_id: TransactionalId = ""
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    group_id: GroupId = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class AddOffsetsToTxnResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AddOffsetsToTxnResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 25
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AddOffsetsToTxnRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AddOffsetsToTxnRequest, int]:
+    o = new_instance(AddOffsetsToTxnRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -98,7 +68,7 @@ def _read_AddOffsetsToTxnRequest_v0(
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        f_producer_id, f_producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("producer_id", 8), ("producer_epoch", 2)), pos, len(buf) - pos
@@ -123,14 +93,16 @@ def _read_AddOffsetsToTxnRequest_v0(
         except UnicodeDecodeError:
             raise bad_utf8("group_id", pos) from None
         pos = end4
-    return AddOffsetsToTxnRequest(
-        f_transactional_id, f_producer_id, f_producer_epoch, f_group_id, ()
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.group_id = f_group_id
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AddOffsetsToTxnRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[AddOffsetsToTxnRequest, int]:
+    o = new_instance(AddOffsetsToTxnRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -154,7 +126,7 @@ def _read_AddOffsetsToTxnRequest_v3(
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        f_producer_id, f_producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("producer_id", 8), ("producer_epoch", 2)), pos, len(buf) - pos
@@ -213,9 +185,10 @@ def _read_AddOffsetsToTxnRequest_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddOffsetsToTxnRequest(
-        f_transactional_id, f_producer_id, f_producer_epoch, f_group_id, unknown
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.group_id = f_group_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddOffsetsToTxnRequest_v0(o: AddOffsetsToTxnRequest, out: bytearray) -> None:
@@ -327,21 +300,24 @@ def _write_AddOffsetsToTxnRequest_v3(o: AddOffsetsToTxnRequest, out: bytearray) 
 def _read_AddOffsetsToTxnResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AddOffsetsToTxnResponse, int]:
+    o = new_instance(AddOffsetsToTxnResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
         ) from None
     pos += 6
-    return AddOffsetsToTxnResponse(f_throttle_time_ms, f_error_code, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AddOffsetsToTxnResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[AddOffsetsToTxnResponse, int]:
+    o = new_instance(AddOffsetsToTxnResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -378,7 +354,8 @@ def _read_AddOffsetsToTxnResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddOffsetsToTxnResponse(f_throttle_time_ms, f_error_code, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddOffsetsToTxnResponse_v0(o: AddOffsetsToTxnResponse, out: bytearray) -> None:
@@ -407,56 +384,103 @@ def _write_AddOffsetsToTxnResponse_v3(o: AddOffsetsToTxnResponse, out: bytearray
         out.append(0)
 
 
-AddOffsetsToTxnRequest.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-AddOffsetsToTxnRequest._READERS = (
-    _read_AddOffsetsToTxnRequest_v0,
-    _read_AddOffsetsToTxnRequest_v0,
-    _read_AddOffsetsToTxnRequest_v0,
-    _read_AddOffsetsToTxnRequest_v3,
-    _read_AddOffsetsToTxnRequest_v3,
-)
-AddOffsetsToTxnRequest._WRITERS = (
-    _write_AddOffsetsToTxnRequest_v0,
-    _write_AddOffsetsToTxnRequest_v1,
-    _write_AddOffsetsToTxnRequest_v2,
-    _write_AddOffsetsToTxnRequest_v3,
-    _write_AddOffsetsToTxnRequest_v3,
-)
+@dataclass(slots=True)
+class AddOffsetsToTxnRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AddOffsetsToTxnRequest_v0,
+        _read_AddOffsetsToTxnRequest_v0,
+        _read_AddOffsetsToTxnRequest_v0,
+        _read_AddOffsetsToTxnRequest_v3,
+        _read_AddOffsetsToTxnRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AddOffsetsToTxnRequest_v0,
+        _write_AddOffsetsToTxnRequest_v1,
+        _write_AddOffsetsToTxnRequest_v2,
+        _write_AddOffsetsToTxnRequest_v3,
+        _write_AddOffsetsToTxnRequest_v3,
+    )
+    NAME: ClassVar[str] = "AddOffsetsToTxnRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 25
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    transactional_id: TransactionalId = ""
+    producer_id: ProducerId = 0
+    producer_epoch: int = 0
+    group_id: GroupId = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-AddOffsetsToTxnResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-AddOffsetsToTxnResponse._READERS = (
-    _read_AddOffsetsToTxnResponse_v0,
-    _read_AddOffsetsToTxnResponse_v0,
-    _read_AddOffsetsToTxnResponse_v0,
-    _read_AddOffsetsToTxnResponse_v3,
-    _read_AddOffsetsToTxnResponse_v3,
-)
-AddOffsetsToTxnResponse._WRITERS = (
-    _write_AddOffsetsToTxnResponse_v0,
-    _write_AddOffsetsToTxnResponse_v1,
-    _write_AddOffsetsToTxnResponse_v2,
-    _write_AddOffsetsToTxnResponse_v3,
-    _write_AddOffsetsToTxnResponse_v3,
-)
+
+@dataclass(slots=True)
+class AddOffsetsToTxnResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AddOffsetsToTxnResponse_v0,
+        _read_AddOffsetsToTxnResponse_v0,
+        _read_AddOffsetsToTxnResponse_v0,
+        _read_AddOffsetsToTxnResponse_v3,
+        _read_AddOffsetsToTxnResponse_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AddOffsetsToTxnResponse_v0,
+        _write_AddOffsetsToTxnResponse_v1,
+        _write_AddOffsetsToTxnResponse_v2,
+        _write_AddOffsetsToTxnResponse_v3,
+        _write_AddOffsetsToTxnResponse_v3,
+    )
+    NAME: ClassVar[str] = "AddOffsetsToTxnResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 25
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,131 +47,10 @@ _ST_int64_int16 = Struct(">qh")
 _ST_int64_int16_bool = Struct(">qh?")
 
 
-@dataclass(slots=True)
-class _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic.__qualname__ = (
-    "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic"
-)
-
-
-@dataclass(slots=True)
-class _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    transactional_id: TransactionalId = ""
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    verify_only: bool = False
-    topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction.__qualname__ = (
-    "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction"
-)
-
-
-@dataclass(slots=True)
-class AddPartitionsToTxnRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AddPartitionsToTxnRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 24
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AddPartitionsToTxnTopic = _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic
-    AddPartitionsToTxnTransaction = _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction
-    transactions: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction] = field(
-        default_factory=list
-    )
-    v3_and_below_transactional_id: TransactionalId = ""
-    v3_and_below_producer_id: ProducerId = 0
-    v3_and_below_producer_epoch: int = 0
-    v3_and_below_topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    partition_error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult.__qualname__ = (
-    "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    results_by_partition: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult] = (
-        field(default_factory=list)
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult.__qualname__ = (
-    "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult"
-)
-
-
-@dataclass(slots=True)
-class _AddPartitionsToTxnResponse_AddPartitionsToTxnResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    transactional_id: TransactionalId = ""
-    topic_results: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AddPartitionsToTxnResponse_AddPartitionsToTxnResult.__qualname__ = (
-    "AddPartitionsToTxnResponse.AddPartitionsToTxnResult"
-)
-
-
-@dataclass(slots=True)
-class AddPartitionsToTxnResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AddPartitionsToTxnResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 24
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    AddPartitionsToTxnTopicResult = _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
-    AddPartitionsToTxnPartitionResult = (
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult
-    )
-    AddPartitionsToTxnResult = _AddPartitionsToTxnResponse_AddPartitionsToTxnResult
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    results_by_transaction: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnResult] = field(
-        default_factory=list
-    )
-    results_by_topic_v3_and_below: list[
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
-    ] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, int]:
+    o = new_instance(_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -205,12 +85,16 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(
             raise too_short("AddPartitionsToTxnTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, int]:
+    o = new_instance(_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -290,7 +174,10 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(
@@ -394,6 +281,7 @@ def _write_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(
 def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, int]:
+    o = new_instance(_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -419,7 +307,7 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
             raise bad_utf8("AddPartitionsToTxnTransaction.transactional_id", pos) from None
         pos = end2
     try:
-        f_producer_id, f_producer_epoch, f_verify_only = _ST_int64_int16_bool.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch, o.verify_only = _ST_int64_int16_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -488,9 +376,10 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction(
-        f_transactional_id, f_producer_id, f_producer_epoch, f_verify_only, f_topics, unknown
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
@@ -530,6 +419,7 @@ def _write_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
 def _read_AddPartitionsToTxnRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AddPartitionsToTxnRequest, int]:
+    o = new_instance(AddPartitionsToTxnRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -550,7 +440,7 @@ def _read_AddPartitionsToTxnRequest_v0(
             raise bad_utf8("v3_and_below_transactional_id", pos) from None
         pos = end2
     try:
-        f_v3_and_below_producer_id, f_v3_and_below_producer_epoch = _ST_int64_int16.unpack_from(
+        o.v3_and_below_producer_id, o.v3_and_below_producer_epoch = _ST_int64_int16.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -575,19 +465,17 @@ def _read_AddPartitionsToTxnRequest_v0(
         for _ in range(count3):
             item4, pos = _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(buf, pos)
             f_v3_and_below_topics.append(item4)
-    return AddPartitionsToTxnRequest(
-        [],
-        f_v3_and_below_transactional_id,
-        f_v3_and_below_producer_id,
-        f_v3_and_below_producer_epoch,
-        f_v3_and_below_topics,
-        (),
-    ), pos
+    o.transactions = []
+    o.v3_and_below_transactional_id = f_v3_and_below_transactional_id
+    o.v3_and_below_topics = f_v3_and_below_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AddPartitionsToTxnRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[AddPartitionsToTxnRequest, int]:
+    o = new_instance(AddPartitionsToTxnRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -611,7 +499,7 @@ def _read_AddPartitionsToTxnRequest_v3(
             raise bad_utf8("v3_and_below_transactional_id", pos) from None
         pos = end2
     try:
-        f_v3_and_below_producer_id, f_v3_and_below_producer_epoch = _ST_int64_int16.unpack_from(
+        o.v3_and_below_producer_id, o.v3_and_below_producer_epoch = _ST_int64_int16.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -670,19 +558,17 @@ def _read_AddPartitionsToTxnRequest_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddPartitionsToTxnRequest(
-        [],
-        f_v3_and_below_transactional_id,
-        f_v3_and_below_producer_id,
-        f_v3_and_below_producer_epoch,
-        f_v3_and_below_topics,
-        unknown,
-    ), pos
+    o.transactions = []
+    o.v3_and_below_transactional_id = f_v3_and_below_transactional_id
+    o.v3_and_below_topics = f_v3_and_below_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AddPartitionsToTxnRequest_v4(
     buf: memoryview, pos: int
 ) -> tuple[AddPartitionsToTxnRequest, int]:
+    o = new_instance(AddPartitionsToTxnRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -732,7 +618,13 @@ def _read_AddPartitionsToTxnRequest_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddPartitionsToTxnRequest(f_transactions, "", 0, 0, [], unknown), pos
+    o.transactions = f_transactions
+    o.v3_and_below_transactional_id = ""
+    o.v3_and_below_producer_id = 0
+    o.v3_and_below_producer_epoch = 0
+    o.v3_and_below_topics = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddPartitionsToTxnRequest_v0(o: AddPartitionsToTxnRequest, out: bytearray) -> None:
@@ -896,8 +788,9 @@ def _write_AddPartitionsToTxnRequest_v5(o: AddPartitionsToTxnRequest, out: bytea
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, int]:
+    o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult)
     try:
-        f_partition_index, f_partition_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.partition_error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -908,16 +801,16 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult(
-        f_partition_index, f_partition_error_code, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, int]:
+    o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult)
     try:
-        f_partition_index, f_partition_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.partition_error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -967,9 +860,8 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult(
-        f_partition_index, f_partition_error_code, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(
@@ -1009,6 +901,7 @@ def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, int]:
+    o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1049,14 +942,16 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
                 buf, pos
             )
             f_results_by_partition.append(item4)
-    return _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult(
-        f_name, f_results_by_partition, ()
-    ), pos
+    o.name = f_name
+    o.results_by_partition = f_results_by_partition
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, int]:
+    o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1142,9 +1037,10 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult(
-        f_name, f_results_by_partition, unknown
-    ), pos
+    o.name = f_name
+    o.results_by_partition = f_results_by_partition
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
@@ -1252,6 +1148,7 @@ def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
     buf: memoryview, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, int]:
+    o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1331,9 +1228,10 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AddPartitionsToTxnResponse_AddPartitionsToTxnResult(
-        f_transactional_id, f_topic_results, unknown
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.topic_results = f_topic_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
@@ -1372,8 +1270,9 @@ def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
 def _read_AddPartitionsToTxnResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AddPartitionsToTxnResponse, int]:
+    o = new_instance(AddPartitionsToTxnResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1392,16 +1291,19 @@ def _read_AddPartitionsToTxnResponse_v0(
         for _ in range(count1):
             item2, pos = _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(buf, pos)
             f_results_by_topic_v3_and_below.append(item2)
-    return AddPartitionsToTxnResponse(
-        f_throttle_time_ms, 0, [], f_results_by_topic_v3_and_below, ()
-    ), pos
+    o.error_code = 0
+    o.results_by_transaction = []
+    o.results_by_topic_v3_and_below = f_results_by_topic_v3_and_below
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AddPartitionsToTxnResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[AddPartitionsToTxnResponse, int]:
+    o = new_instance(AddPartitionsToTxnResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1454,16 +1356,19 @@ def _read_AddPartitionsToTxnResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddPartitionsToTxnResponse(
-        f_throttle_time_ms, 0, [], f_results_by_topic_v3_and_below, unknown
-    ), pos
+    o.error_code = 0
+    o.results_by_transaction = []
+    o.results_by_topic_v3_and_below = f_results_by_topic_v3_and_below
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AddPartitionsToTxnResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[AddPartitionsToTxnResponse, int]:
+    o = new_instance(AddPartitionsToTxnResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1518,9 +1423,10 @@ def _read_AddPartitionsToTxnResponse_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddPartitionsToTxnResponse(
-        f_throttle_time_ms, f_error_code, f_results_by_transaction, [], unknown
-    ), pos
+    o.results_by_transaction = f_results_by_transaction
+    o.results_by_topic_v3_and_below = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddPartitionsToTxnResponse_v0(o: AddPartitionsToTxnResponse, out: bytearray) -> None:
@@ -1631,208 +1537,327 @@ def _write_AddPartitionsToTxnResponse_v5(o: AddPartitionsToTxnResponse, out: byt
         out.append(0)
 
 
-_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (4, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("VerifyOnly", "verify_only", "bool", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]AddPartitionsToTxnTopic",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
-        False,
-    ),
-)
-AddPartitionsToTxnRequest.FIELDS = (
-    FieldInfo(
-        "Transactions",
-        "transactions",
-        "[]AddPartitionsToTxnTransaction",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction,
-        False,
-    ),
-    FieldInfo(
-        "V3AndBelowTransactionalId",
-        "v3_and_below_transactional_id",
-        "string",
-        (0, 3),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "V3AndBelowProducerId",
-        "v3_and_below_producer_id",
-        "int64",
-        (0, 3),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "V3AndBelowProducerEpoch",
-        "v3_and_below_producer_epoch",
-        "int16",
-        (0, 3),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "V3AndBelowTopics",
-        "v3_and_below_topics",
-        "[]AddPartitionsToTxnTopic",
-        (0, 3),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
-        False,
-    ),
-)
-AddPartitionsToTxnRequest._READERS = (
-    _read_AddPartitionsToTxnRequest_v0,
-    _read_AddPartitionsToTxnRequest_v0,
-    _read_AddPartitionsToTxnRequest_v0,
-    _read_AddPartitionsToTxnRequest_v3,
-    _read_AddPartitionsToTxnRequest_v4,
-    _read_AddPartitionsToTxnRequest_v4,
-)
-AddPartitionsToTxnRequest._WRITERS = (
-    _write_AddPartitionsToTxnRequest_v0,
-    _write_AddPartitionsToTxnRequest_v1,
-    _write_AddPartitionsToTxnRequest_v2,
-    _write_AddPartitionsToTxnRequest_v3,
-    _write_AddPartitionsToTxnRequest_v4,
-    _write_AddPartitionsToTxnRequest_v5,
-)
+@dataclass(slots=True)
+class _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PartitionErrorCode",
-        "partition_error_code",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ResultsByPartition",
-        "results_by_partition",
-        "[]AddPartitionsToTxnPartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult,
-        False,
-    ),
-)
-_AddPartitionsToTxnResponse_AddPartitionsToTxnResult.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TopicResults",
-        "topic_results",
-        "[]AddPartitionsToTxnTopicResult",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
-        False,
-    ),
-)
-AddPartitionsToTxnResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ResultsByTransaction",
-        "results_by_transaction",
-        "[]AddPartitionsToTxnResult",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnResult,
-        False,
-    ),
-    FieldInfo(
-        "ResultsByTopicV3AndBelow",
-        "results_by_topic_v3_and_below",
-        "[]AddPartitionsToTxnTopicResult",
-        (0, 3),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
-        False,
-    ),
-)
-AddPartitionsToTxnResponse._READERS = (
-    _read_AddPartitionsToTxnResponse_v0,
-    _read_AddPartitionsToTxnResponse_v0,
-    _read_AddPartitionsToTxnResponse_v0,
-    _read_AddPartitionsToTxnResponse_v3,
-    _read_AddPartitionsToTxnResponse_v4,
-    _read_AddPartitionsToTxnResponse_v4,
-)
-AddPartitionsToTxnResponse._WRITERS = (
-    _write_AddPartitionsToTxnResponse_v0,
-    _write_AddPartitionsToTxnResponse_v1,
-    _write_AddPartitionsToTxnResponse_v2,
-    _write_AddPartitionsToTxnResponse_v3,
-    _write_AddPartitionsToTxnResponse_v4,
-    _write_AddPartitionsToTxnResponse_v5,
-)
+
+@dataclass(slots=True)
+class _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "VerifyOnly", "verify_only", "bool", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]AddPartitionsToTxnTopic",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
+            False,
+        ),
+    )
+    transactional_id: TransactionalId = ""
+    producer_id: ProducerId = 0
+    producer_epoch: int = 0
+    verify_only: bool = False
+    topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AddPartitionsToTxnRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Transactions",
+            "transactions",
+            "[]AddPartitionsToTxnTransaction",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction,
+            False,
+        ),
+        FieldInfo(
+            "V3AndBelowTransactionalId",
+            "v3_and_below_transactional_id",
+            "string",
+            (0, 3),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "V3AndBelowProducerId",
+            "v3_and_below_producer_id",
+            "int64",
+            (0, 3),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "V3AndBelowProducerEpoch",
+            "v3_and_below_producer_epoch",
+            "int16",
+            (0, 3),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "V3AndBelowTopics",
+            "v3_and_below_topics",
+            "[]AddPartitionsToTxnTopic",
+            (0, 3),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AddPartitionsToTxnRequest_v0,
+        _read_AddPartitionsToTxnRequest_v0,
+        _read_AddPartitionsToTxnRequest_v0,
+        _read_AddPartitionsToTxnRequest_v3,
+        _read_AddPartitionsToTxnRequest_v4,
+        _read_AddPartitionsToTxnRequest_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AddPartitionsToTxnRequest_v0,
+        _write_AddPartitionsToTxnRequest_v1,
+        _write_AddPartitionsToTxnRequest_v2,
+        _write_AddPartitionsToTxnRequest_v3,
+        _write_AddPartitionsToTxnRequest_v4,
+        _write_AddPartitionsToTxnRequest_v5,
+    )
+    NAME: ClassVar[str] = "AddPartitionsToTxnRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 24
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    AddPartitionsToTxnTopic = _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic
+    AddPartitionsToTxnTransaction = _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction
+    transactions: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction] = field(
+        default_factory=list
+    )
+    v3_and_below_transactional_id: TransactionalId = ""
+    v3_and_below_producer_id: ProducerId = 0
+    v3_and_below_producer_epoch: int = 0
+    v3_and_below_topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PartitionErrorCode",
+            "partition_error_code",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    partition_error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ResultsByPartition",
+            "results_by_partition",
+            "[]AddPartitionsToTxnPartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    results_by_partition: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult] = (
+        field(default_factory=list)
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AddPartitionsToTxnResponse_AddPartitionsToTxnResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TopicResults",
+            "topic_results",
+            "[]AddPartitionsToTxnTopicResult",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
+            False,
+        ),
+    )
+    transactional_id: TransactionalId = ""
+    topic_results: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AddPartitionsToTxnResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResultsByTransaction",
+            "results_by_transaction",
+            "[]AddPartitionsToTxnResult",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddPartitionsToTxnResponse_AddPartitionsToTxnResult,
+            False,
+        ),
+        FieldInfo(
+            "ResultsByTopicV3AndBelow",
+            "results_by_topic_v3_and_below",
+            "[]AddPartitionsToTxnTopicResult",
+            (0, 3),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AddPartitionsToTxnResponse_v0,
+        _read_AddPartitionsToTxnResponse_v0,
+        _read_AddPartitionsToTxnResponse_v0,
+        _read_AddPartitionsToTxnResponse_v3,
+        _read_AddPartitionsToTxnResponse_v4,
+        _read_AddPartitionsToTxnResponse_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AddPartitionsToTxnResponse_v0,
+        _write_AddPartitionsToTxnResponse_v1,
+        _write_AddPartitionsToTxnResponse_v2,
+        _write_AddPartitionsToTxnResponse_v3,
+        _write_AddPartitionsToTxnResponse_v4,
+        _write_AddPartitionsToTxnResponse_v5,
+    )
+    NAME: ClassVar[str] = "AddPartitionsToTxnResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 24
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    AddPartitionsToTxnTopicResult = _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
+    AddPartitionsToTxnPartitionResult = (
+        _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult
+    )
+    AddPartitionsToTxnResult = _AddPartitionsToTxnResponse_AddPartitionsToTxnResult
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    results_by_transaction: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnResult] = field(
+        default_factory=list
+    )
+    results_by_topic_v3_and_below: list[
+        _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
+    ] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

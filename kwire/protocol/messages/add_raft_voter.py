@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,56 +43,10 @@ _ST_int32_int32_uuid = Struct(">ii16s")
 _ST_uint16 = Struct(">H")
 
 
-@dataclass(slots=True)
-class _AddRaftVoterRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AddRaftVoterRequest_Listener.__qualname__ = "AddRaftVoterRequest.Listener"
-
-
-@dataclass(slots=True)
-class AddRaftVoterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AddRaftVoterRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 80
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _AddRaftVoterRequest_Listener
-    cluster_id: str | None = ""
-    timeout_ms: int = 0
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    listeners: list[_AddRaftVoterRequest_Listener] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class AddRaftVoterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AddRaftVoterResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 80
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AddRaftVoterRequest_Listener_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AddRaftVoterRequest_Listener, int]:
+    o = new_instance(_AddRaftVoterRequest_Listener)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -137,7 +92,7 @@ def _read_AddRaftVoterRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Listener.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -172,7 +127,10 @@ def _read_AddRaftVoterRequest_Listener_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AddRaftVoterRequest_Listener(f_name, f_host, f_port, unknown), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddRaftVoterRequest_Listener_v0(
@@ -212,6 +170,7 @@ def _write_AddRaftVoterRequest_Listener_v0(
 
 
 def _read_AddRaftVoterRequest_v0(buf: memoryview, pos: int) -> tuple[AddRaftVoterRequest, int]:
+    o = new_instance(AddRaftVoterRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -235,7 +194,7 @@ def _read_AddRaftVoterRequest_v0(buf: memoryview, pos: int) -> tuple[AddRaftVote
             raise bad_utf8("cluster_id", pos) from None
         pos = end2
     try:
-        f_timeout_ms, f_voter_id, f_voter_directory_id = _ST_int32_int32_uuid.unpack_from(buf, pos)
+        o.timeout_ms, o.voter_id, f_voter_directory_id = _ST_int32_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("timeout_ms", 4), ("voter_id", 4), ("voter_directory_id", 16)), pos, len(buf) - pos
@@ -290,14 +249,11 @@ def _read_AddRaftVoterRequest_v0(buf: memoryview, pos: int) -> tuple[AddRaftVote
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddRaftVoterRequest(
-        f_cluster_id,
-        f_timeout_ms,
-        f_voter_id,
-        uuid_from_bytes(f_voter_directory_id),
-        f_listeners,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.voter_directory_id = uuid_from_bytes(f_voter_directory_id)
+    o.listeners = f_listeners
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddRaftVoterRequest_v0(o: AddRaftVoterRequest, out: bytearray) -> None:
@@ -333,8 +289,9 @@ def _write_AddRaftVoterRequest_v0(o: AddRaftVoterRequest, out: bytearray) -> Non
 
 
 def _read_AddRaftVoterResponse_v0(buf: memoryview, pos: int) -> tuple[AddRaftVoterResponse, int]:
+    o = new_instance(AddRaftVoterResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -393,7 +350,9 @@ def _read_AddRaftVoterResponse_v0(buf: memoryview, pos: int) -> tuple[AddRaftVot
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AddRaftVoterResponse(f_throttle_time_ms, f_error_code, f_error_message, unknown), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AddRaftVoterResponse_v0(o: AddRaftVoterResponse, out: bytearray) -> None:
@@ -417,51 +376,109 @@ def _write_AddRaftVoterResponse_v0(o: AddRaftVoterResponse, out: bytearray) -> N
         out.append(0)
 
 
-_AddRaftVoterRequest_Listener.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-AddRaftVoterRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "VoterDirectoryId",
-        "voter_directory_id",
-        "uuid",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Listeners",
-        "listeners",
-        "[]Listener",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AddRaftVoterRequest_Listener,
-        False,
-    ),
-)
-AddRaftVoterRequest._READERS = (_read_AddRaftVoterRequest_v0,)
-AddRaftVoterRequest._WRITERS = (_write_AddRaftVoterRequest_v0,)
+@dataclass(slots=True)
+class _AddRaftVoterRequest_Listener:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-AddRaftVoterResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-AddRaftVoterResponse._READERS = (_read_AddRaftVoterResponse_v0,)
-AddRaftVoterResponse._WRITERS = (_write_AddRaftVoterResponse_v0,)
+
+@dataclass(slots=True)
+class AddRaftVoterRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "VoterDirectoryId",
+            "voter_directory_id",
+            "uuid",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Listeners",
+            "listeners",
+            "[]Listener",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AddRaftVoterRequest_Listener,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AddRaftVoterRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AddRaftVoterRequest_v0,)
+    NAME: ClassVar[str] = "AddRaftVoterRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 80
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    Listener = _AddRaftVoterRequest_Listener
+    cluster_id: str | None = ""
+    timeout_ms: int = 0
+    voter_id: int = 0
+    voter_directory_id: UUID = ZERO_UUID
+    listeners: list[_AddRaftVoterRequest_Listener] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AddRaftVoterResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AddRaftVoterResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AddRaftVoterResponse_v0,)
+    NAME: ClassVar[str] = "AddRaftVoterResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 80
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

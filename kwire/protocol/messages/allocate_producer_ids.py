@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,43 +43,12 @@ _ST_int32_int16_int64_int32 = Struct(">ihqi")
 _ST_int32_int64 = Struct(">iq")
 
 
-@dataclass(slots=True)
-class AllocateProducerIdsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AllocateProducerIdsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 67
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class AllocateProducerIdsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AllocateProducerIdsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 67
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    producer_id_start: ProducerId = 0
-    producer_id_len: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AllocateProducerIdsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AllocateProducerIdsRequest, int]:
+    o = new_instance(AllocateProducerIdsRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -113,7 +83,8 @@ def _read_AllocateProducerIdsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AllocateProducerIdsRequest(f_broker_id, f_broker_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AllocateProducerIdsRequest_v0(o: AllocateProducerIdsRequest, out: bytearray) -> None:
@@ -127,8 +98,9 @@ def _write_AllocateProducerIdsRequest_v0(o: AllocateProducerIdsRequest, out: byt
 def _read_AllocateProducerIdsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AllocateProducerIdsResponse, int]:
+    o = new_instance(AllocateProducerIdsResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_producer_id_start, f_producer_id_len = (
+        o.throttle_time_ms, o.error_code, o.producer_id_start, o.producer_id_len = (
             _ST_int32_int16_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -174,9 +146,8 @@ def _read_AllocateProducerIdsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AllocateProducerIdsResponse(
-        f_throttle_time_ms, f_error_code, f_producer_id_start, f_producer_id_len, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AllocateProducerIdsResponse_v0(o: AllocateProducerIdsResponse, out: bytearray) -> None:
@@ -189,34 +160,79 @@ def _write_AllocateProducerIdsResponse_v0(o: AllocateProducerIdsResponse, out: b
         out.append(0)
 
 
-AllocateProducerIdsRequest.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-AllocateProducerIdsRequest._READERS = (_read_AllocateProducerIdsRequest_v0,)
-AllocateProducerIdsRequest._WRITERS = (_write_AllocateProducerIdsRequest_v0,)
+@dataclass(slots=True)
+class AllocateProducerIdsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AllocateProducerIdsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AllocateProducerIdsRequest_v0,)
+    NAME: ClassVar[str] = "AllocateProducerIdsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 67
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    broker_id: BrokerId = 0
+    broker_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-AllocateProducerIdsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerIdStart",
-        "producer_id_start",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ProducerIdLen", "producer_id_len", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-AllocateProducerIdsResponse._READERS = (_read_AllocateProducerIdsResponse_v0,)
-AllocateProducerIdsResponse._WRITERS = (_write_AllocateProducerIdsResponse_v0,)
+
+@dataclass(slots=True)
+class AllocateProducerIdsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerIdStart",
+            "producer_id_start",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerIdLen",
+            "producer_id_len",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AllocateProducerIdsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AllocateProducerIdsResponse_v0,)
+    NAME: ClassVar[str] = "AllocateProducerIdsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 67
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    producer_id_start: ProducerId = 0
+    producer_id_len: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

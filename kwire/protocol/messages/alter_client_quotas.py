@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,101 +44,10 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
-@dataclass(slots=True)
-class _AlterClientQuotasRequest_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterClientQuotasRequest_EntityData.__qualname__ = "AlterClientQuotasRequest.EntityData"
-
-
-@dataclass(slots=True)
-class _AlterClientQuotasRequest_OpData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    key: str = ""
-    value: float = 0.0
-    remove: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterClientQuotasRequest_OpData.__qualname__ = "AlterClientQuotasRequest.OpData"
-
-
-@dataclass(slots=True)
-class _AlterClientQuotasRequest_EntryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    entity: list[_AlterClientQuotasRequest_EntityData] = field(default_factory=list)
-    ops: list[_AlterClientQuotasRequest_OpData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterClientQuotasRequest_EntryData.__qualname__ = "AlterClientQuotasRequest.EntryData"
-
-
-@dataclass(slots=True)
-class AlterClientQuotasRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterClientQuotasRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 49
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    EntryData = _AlterClientQuotasRequest_EntryData
-    EntityData = _AlterClientQuotasRequest_EntityData
-    OpData = _AlterClientQuotasRequest_OpData
-    entries: list[_AlterClientQuotasRequest_EntryData] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AlterClientQuotasResponse_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterClientQuotasResponse_EntityData.__qualname__ = "AlterClientQuotasResponse.EntityData"
-
-
-@dataclass(slots=True)
-class _AlterClientQuotasResponse_EntryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = ""
-    entity: list[_AlterClientQuotasResponse_EntityData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterClientQuotasResponse_EntryData.__qualname__ = "AlterClientQuotasResponse.EntryData"
-
-
-@dataclass(slots=True)
-class AlterClientQuotasResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterClientQuotasResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 49
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    EntryData = _AlterClientQuotasResponse_EntryData
-    EntityData = _AlterClientQuotasResponse_EntityData
-    throttle_time_ms: int = 0
-    entries: list[_AlterClientQuotasResponse_EntryData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AlterClientQuotasRequest_EntityData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntityData, int]:
+    o = new_instance(_AlterClientQuotasRequest_EntityData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -176,12 +86,16 @@ def _read_AlterClientQuotasRequest_EntityData_v0(
         except UnicodeDecodeError:
             raise bad_utf8("EntityData.entity_name", pos) from None
         pos = end4
-    return _AlterClientQuotasRequest_EntityData(f_entity_type, f_entity_name, ()), pos
+    o.entity_type = f_entity_type
+    o.entity_name = f_entity_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterClientQuotasRequest_EntityData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntityData, int]:
+    o = new_instance(_AlterClientQuotasRequest_EntityData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -257,7 +171,10 @@ def _read_AlterClientQuotasRequest_EntityData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterClientQuotasRequest_EntityData(f_entity_type, f_entity_name, unknown), pos
+    o.entity_type = f_entity_type
+    o.entity_name = f_entity_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterClientQuotasRequest_EntityData_v0(
@@ -323,6 +240,7 @@ def _write_AlterClientQuotasRequest_EntityData_v1(
 def _read_AlterClientQuotasRequest_OpData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasRequest_OpData, int]:
+    o = new_instance(_AlterClientQuotasRequest_OpData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -343,18 +261,21 @@ def _read_AlterClientQuotasRequest_OpData_v0(
             raise bad_utf8("OpData.key", pos) from None
         pos = end2
     try:
-        f_value, f_remove = _ST_float64_bool.unpack_from(buf, pos)
+        o.value, o.remove = _ST_float64_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OpData.value", 8), ("OpData.remove", 1)), pos, len(buf) - pos
         ) from None
     pos += 9
-    return _AlterClientQuotasRequest_OpData(f_key, f_value, f_remove, ()), pos
+    o.key = f_key
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterClientQuotasRequest_OpData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasRequest_OpData, int]:
+    o = new_instance(_AlterClientQuotasRequest_OpData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -378,7 +299,7 @@ def _read_AlterClientQuotasRequest_OpData_v1(
             raise bad_utf8("OpData.key", pos) from None
         pos = end2
     try:
-        f_value, f_remove = _ST_float64_bool.unpack_from(buf, pos)
+        o.value, o.remove = _ST_float64_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OpData.value", 8), ("OpData.remove", 1)), pos, len(buf) - pos
@@ -415,7 +336,9 @@ def _read_AlterClientQuotasRequest_OpData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterClientQuotasRequest_OpData(f_key, f_value, f_remove, unknown), pos
+    o.key = f_key
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterClientQuotasRequest_OpData_v0(
@@ -461,6 +384,7 @@ def _write_AlterClientQuotasRequest_OpData_v1(
 def _read_AlterClientQuotasRequest_EntryData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntryData, int]:
+    o = new_instance(_AlterClientQuotasRequest_EntryData)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -491,12 +415,16 @@ def _read_AlterClientQuotasRequest_EntryData_v0(
         for _ in range(count3):
             item4, pos = _read_AlterClientQuotasRequest_OpData_v0(buf, pos)
             f_ops.append(item4)
-    return _AlterClientQuotasRequest_EntryData(f_entity, f_ops, ()), pos
+    o.entity = f_entity
+    o.ops = f_ops
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterClientQuotasRequest_EntryData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntryData, int]:
+    o = new_instance(_AlterClientQuotasRequest_EntryData)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -564,7 +492,10 @@ def _read_AlterClientQuotasRequest_EntryData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterClientQuotasRequest_EntryData(f_entity, f_ops, unknown), pos
+    o.entity = f_entity
+    o.ops = f_ops
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterClientQuotasRequest_EntryData_v0(
@@ -622,6 +553,7 @@ def _write_AlterClientQuotasRequest_EntryData_v1(
 def _read_AlterClientQuotasRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterClientQuotasRequest, int]:
+    o = new_instance(AlterClientQuotasRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -638,16 +570,19 @@ def _read_AlterClientQuotasRequest_v0(
             item2, pos = _read_AlterClientQuotasRequest_EntryData_v0(buf, pos)
             f_entries.append(item2)
     try:
-        (f_validate_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return AlterClientQuotasRequest(f_entries, f_validate_only, ()), pos
+    o.entries = f_entries
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterClientQuotasRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[AlterClientQuotasRequest, int]:
+    o = new_instance(AlterClientQuotasRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -667,7 +602,7 @@ def _read_AlterClientQuotasRequest_v1(
             item2, pos = _read_AlterClientQuotasRequest_EntryData_v1(buf, pos)
             f_entries.append(item2)
     try:
-        (f_validate_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -702,7 +637,9 @@ def _read_AlterClientQuotasRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterClientQuotasRequest(f_entries, f_validate_only, unknown), pos
+    o.entries = f_entries
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterClientQuotasRequest_v0(o: AlterClientQuotasRequest, out: bytearray) -> None:
@@ -740,6 +677,7 @@ def _write_AlterClientQuotasRequest_v1(o: AlterClientQuotasRequest, out: bytearr
 def _read_AlterClientQuotasResponse_EntityData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntityData, int]:
+    o = new_instance(_AlterClientQuotasResponse_EntityData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -778,12 +716,16 @@ def _read_AlterClientQuotasResponse_EntityData_v0(
         except UnicodeDecodeError:
             raise bad_utf8("EntityData.entity_name", pos) from None
         pos = end4
-    return _AlterClientQuotasResponse_EntityData(f_entity_type, f_entity_name, ()), pos
+    o.entity_type = f_entity_type
+    o.entity_name = f_entity_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterClientQuotasResponse_EntityData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntityData, int]:
+    o = new_instance(_AlterClientQuotasResponse_EntityData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -859,7 +801,10 @@ def _read_AlterClientQuotasResponse_EntityData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterClientQuotasResponse_EntityData(f_entity_type, f_entity_name, unknown), pos
+    o.entity_type = f_entity_type
+    o.entity_name = f_entity_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterClientQuotasResponse_EntityData_v0(
@@ -925,8 +870,9 @@ def _write_AlterClientQuotasResponse_EntityData_v1(
 def _read_AlterClientQuotasResponse_EntryData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntryData, int]:
+    o = new_instance(_AlterClientQuotasResponse_EntryData)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("EntryData.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -964,14 +910,18 @@ def _read_AlterClientQuotasResponse_EntryData_v0(
         for _ in range(count3):
             item4, pos = _read_AlterClientQuotasResponse_EntityData_v0(buf, pos)
             f_entity.append(item4)
-    return _AlterClientQuotasResponse_EntryData(f_error_code, f_error_message, f_entity, ()), pos
+    o.error_message = f_error_message
+    o.entity = f_entity
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterClientQuotasResponse_EntryData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntryData, int]:
+    o = new_instance(_AlterClientQuotasResponse_EntryData)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("EntryData.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1046,9 +996,10 @@ def _read_AlterClientQuotasResponse_EntryData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterClientQuotasResponse_EntryData(
-        f_error_code, f_error_message, f_entity, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.entity = f_entity
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterClientQuotasResponse_EntryData_v0(
@@ -1112,8 +1063,9 @@ def _write_AlterClientQuotasResponse_EntryData_v1(
 def _read_AlterClientQuotasResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterClientQuotasResponse, int]:
+    o = new_instance(AlterClientQuotasResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1132,14 +1084,17 @@ def _read_AlterClientQuotasResponse_v0(
         for _ in range(count1):
             item2, pos = _read_AlterClientQuotasResponse_EntryData_v0(buf, pos)
             f_entries.append(item2)
-    return AlterClientQuotasResponse(f_throttle_time_ms, f_entries, ()), pos
+    o.entries = f_entries
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterClientQuotasResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[AlterClientQuotasResponse, int]:
+    o = new_instance(AlterClientQuotasResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1192,7 +1147,9 @@ def _read_AlterClientQuotasResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterClientQuotasResponse(f_throttle_time_ms, f_entries, unknown), pos
+    o.entries = f_entries
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterClientQuotasResponse_v0(o: AlterClientQuotasResponse, out: bytearray) -> None:
@@ -1227,110 +1184,199 @@ def _write_AlterClientQuotasResponse_v1(o: AlterClientQuotasResponse, out: bytea
         out.append(0)
 
 
-_AlterClientQuotasRequest_EntityData.FIELDS = (
-    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_AlterClientQuotasRequest_OpData.FIELDS = (
-    FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_AlterClientQuotasRequest_EntryData.FIELDS = (
-    FieldInfo(
-        "Entity",
-        "entity",
-        "[]EntityData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterClientQuotasRequest_EntityData,
-        False,
-    ),
-    FieldInfo(
-        "Ops",
-        "ops",
-        "[]OpData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterClientQuotasRequest_OpData,
-        False,
-    ),
-)
-AlterClientQuotasRequest.FIELDS = (
-    FieldInfo(
-        "Entries",
-        "entries",
-        "[]EntryData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterClientQuotasRequest_EntryData,
-        False,
-    ),
-    FieldInfo(
-        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-AlterClientQuotasRequest._READERS = (
-    _read_AlterClientQuotasRequest_v0,
-    _read_AlterClientQuotasRequest_v1,
-)
-AlterClientQuotasRequest._WRITERS = (
-    _write_AlterClientQuotasRequest_v0,
-    _write_AlterClientQuotasRequest_v1,
-)
+@dataclass(slots=True)
+class _AlterClientQuotasRequest_EntityData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+    )
+    entity_type: str = ""
+    entity_name: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AlterClientQuotasResponse_EntityData.FIELDS = (
-    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_AlterClientQuotasResponse_EntryData.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Entity",
-        "entity",
-        "[]EntityData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterClientQuotasResponse_EntityData,
-        False,
-    ),
-)
-AlterClientQuotasResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Entries",
-        "entries",
-        "[]EntryData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterClientQuotasResponse_EntryData,
-        False,
-    ),
-)
-AlterClientQuotasResponse._READERS = (
-    _read_AlterClientQuotasResponse_v0,
-    _read_AlterClientQuotasResponse_v1,
-)
-AlterClientQuotasResponse._WRITERS = (
-    _write_AlterClientQuotasResponse_v0,
-    _write_AlterClientQuotasResponse_v1,
-)
+
+@dataclass(slots=True)
+class _AlterClientQuotasRequest_OpData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    key: str = ""
+    value: float = 0.0
+    remove: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterClientQuotasRequest_EntryData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Entity",
+            "entity",
+            "[]EntityData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterClientQuotasRequest_EntityData,
+            False,
+        ),
+        FieldInfo(
+            "Ops",
+            "ops",
+            "[]OpData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterClientQuotasRequest_OpData,
+            False,
+        ),
+    )
+    entity: list[_AlterClientQuotasRequest_EntityData] = field(default_factory=list)
+    ops: list[_AlterClientQuotasRequest_OpData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterClientQuotasRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Entries",
+            "entries",
+            "[]EntryData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterClientQuotasRequest_EntryData,
+            False,
+        ),
+        FieldInfo(
+            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterClientQuotasRequest_v0,
+        _read_AlterClientQuotasRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterClientQuotasRequest_v0,
+        _write_AlterClientQuotasRequest_v1,
+    )
+    NAME: ClassVar[str] = "AlterClientQuotasRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 49
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    EntryData = _AlterClientQuotasRequest_EntryData
+    EntityData = _AlterClientQuotasRequest_EntityData
+    OpData = _AlterClientQuotasRequest_OpData
+    entries: list[_AlterClientQuotasRequest_EntryData] = field(default_factory=list)
+    validate_only: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterClientQuotasResponse_EntityData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+    )
+    entity_type: str = ""
+    entity_name: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterClientQuotasResponse_EntryData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Entity",
+            "entity",
+            "[]EntityData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterClientQuotasResponse_EntityData,
+            False,
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = ""
+    entity: list[_AlterClientQuotasResponse_EntityData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterClientQuotasResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Entries",
+            "entries",
+            "[]EntryData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterClientQuotasResponse_EntryData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterClientQuotasResponse_v0,
+        _read_AlterClientQuotasResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterClientQuotasResponse_v0,
+        _write_AlterClientQuotasResponse_v1,
+    )
+    NAME: ClassVar[str] = "AlterClientQuotasResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 49
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    EntryData = _AlterClientQuotasResponse_EntryData
+    EntityData = _AlterClientQuotasResponse_EntityData
+    throttle_time_ms: int = 0
+    entries: list[_AlterClientQuotasResponse_EntryData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

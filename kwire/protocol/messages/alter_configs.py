@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,82 +44,10 @@ _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class _AlterConfigsRequest_AlterableConfig:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    value: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterConfigsRequest_AlterableConfig.__qualname__ = "AlterConfigsRequest.AlterableConfig"
-
-
-@dataclass(slots=True)
-class _AlterConfigsRequest_AlterConfigsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    resource_type: int = 0
-    resource_name: str = ""
-    configs: list[_AlterConfigsRequest_AlterableConfig] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterConfigsRequest_AlterConfigsResource.__qualname__ = "AlterConfigsRequest.AlterConfigsResource"
-
-
-@dataclass(slots=True)
-class AlterConfigsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterConfigsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 33
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AlterConfigsResource = _AlterConfigsRequest_AlterConfigsResource
-    AlterableConfig = _AlterConfigsRequest_AlterableConfig
-    resources: list[_AlterConfigsRequest_AlterConfigsResource] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AlterConfigsResponse_AlterConfigsResourceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterConfigsResponse_AlterConfigsResourceResponse.__qualname__ = (
-    "AlterConfigsResponse.AlterConfigsResourceResponse"
-)
-
-
-@dataclass(slots=True)
-class AlterConfigsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterConfigsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 33
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    AlterConfigsResourceResponse = _AlterConfigsResponse_AlterConfigsResourceResponse
-    throttle_time_ms: int = 0
-    responses: list[_AlterConfigsResponse_AlterConfigsResourceResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AlterConfigsRequest_AlterableConfig_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterableConfig, int]:
+    o = new_instance(_AlterConfigsRequest_AlterableConfig)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -157,12 +86,16 @@ def _read_AlterConfigsRequest_AlterableConfig_v0(
         except UnicodeDecodeError:
             raise bad_utf8("AlterableConfig.value", pos) from None
         pos = end4
-    return _AlterConfigsRequest_AlterableConfig(f_name, f_value, ()), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterConfigsRequest_AlterableConfig_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterableConfig, int]:
+    o = new_instance(_AlterConfigsRequest_AlterableConfig)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -238,7 +171,10 @@ def _read_AlterConfigsRequest_AlterableConfig_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterConfigsRequest_AlterableConfig(f_name, f_value, unknown), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterConfigsRequest_AlterableConfig_v0(
@@ -329,8 +265,9 @@ def _write_AlterConfigsRequest_AlterableConfig_v2(
 def _read_AlterConfigsRequest_AlterConfigsResource_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterConfigsResource, int]:
+    o = new_instance(_AlterConfigsRequest_AlterConfigsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResource.resource_type", 1),), pos, len(buf) - pos
@@ -370,16 +307,18 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v0(
         for _ in range(count3):
             item4, pos = _read_AlterConfigsRequest_AlterableConfig_v0(buf, pos)
             f_configs.append(item4)
-    return _AlterConfigsRequest_AlterConfigsResource(
-        f_resource_type, f_resource_name, f_configs, ()
-    ), pos
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterConfigsRequest_AlterConfigsResource_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterConfigsResource, int]:
+    o = new_instance(_AlterConfigsRequest_AlterConfigsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResource.resource_type", 1),), pos, len(buf) - pos
@@ -460,9 +399,10 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterConfigsRequest_AlterConfigsResource(
-        f_resource_type, f_resource_name, f_configs, unknown
-    ), pos
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterConfigsRequest_AlterConfigsResource_v0(
@@ -548,6 +488,7 @@ def _write_AlterConfigsRequest_AlterConfigsResource_v2(
 
 
 def _read_AlterConfigsRequest_v0(buf: memoryview, pos: int) -> tuple[AlterConfigsRequest, int]:
+    o = new_instance(AlterConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -564,14 +505,17 @@ def _read_AlterConfigsRequest_v0(buf: memoryview, pos: int) -> tuple[AlterConfig
             item2, pos = _read_AlterConfigsRequest_AlterConfigsResource_v0(buf, pos)
             f_resources.append(item2)
     try:
-        (f_validate_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return AlterConfigsRequest(f_resources, f_validate_only, ()), pos
+    o.resources = f_resources
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterConfigsRequest_v2(buf: memoryview, pos: int) -> tuple[AlterConfigsRequest, int]:
+    o = new_instance(AlterConfigsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -591,7 +535,7 @@ def _read_AlterConfigsRequest_v2(buf: memoryview, pos: int) -> tuple[AlterConfig
             item2, pos = _read_AlterConfigsRequest_AlterConfigsResource_v2(buf, pos)
             f_resources.append(item2)
     try:
-        (f_validate_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -626,7 +570,9 @@ def _read_AlterConfigsRequest_v2(buf: memoryview, pos: int) -> tuple[AlterConfig
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterConfigsRequest(f_resources, f_validate_only, unknown), pos
+    o.resources = f_resources
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterConfigsRequest_v0(o: AlterConfigsRequest, out: bytearray) -> None:
@@ -677,8 +623,9 @@ def _write_AlterConfigsRequest_v2(o: AlterConfigsRequest, out: bytearray) -> Non
 def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterConfigsResponse_AlterConfigsResourceResponse, int]:
+    o = new_instance(_AlterConfigsResponse_AlterConfigsResourceResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.error_code", 2),), pos, len(buf) - pos
@@ -706,7 +653,7 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
             raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.resource_type", 1),), pos, len(buf) - pos
@@ -733,16 +680,18 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
         except UnicodeDecodeError:
             raise bad_utf8("AlterConfigsResourceResponse.resource_name", pos) from None
         pos = end4
-    return _AlterConfigsResponse_AlterConfigsResourceResponse(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, ()
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterConfigsResponse_AlterConfigsResourceResponse, int]:
+    o = new_instance(_AlterConfigsResponse_AlterConfigsResourceResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.error_code", 2),), pos, len(buf) - pos
@@ -771,7 +720,7 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
             raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.resource_type", 1),), pos, len(buf) - pos
@@ -838,9 +787,10 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterConfigsResponse_AlterConfigsResourceResponse(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
@@ -935,8 +885,9 @@ def _write_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
 
 
 def _read_AlterConfigsResponse_v0(buf: memoryview, pos: int) -> tuple[AlterConfigsResponse, int]:
+    o = new_instance(AlterConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -955,12 +906,15 @@ def _read_AlterConfigsResponse_v0(buf: memoryview, pos: int) -> tuple[AlterConfi
         for _ in range(count1):
             item2, pos = _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(buf, pos)
             f_responses.append(item2)
-    return AlterConfigsResponse(f_throttle_time_ms, f_responses, ()), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterConfigsResponse_v2(buf: memoryview, pos: int) -> tuple[AlterConfigsResponse, int]:
+    o = new_instance(AlterConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1013,7 +967,9 @@ def _read_AlterConfigsResponse_v2(buf: memoryview, pos: int) -> tuple[AlterConfi
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterConfigsResponse(f_throttle_time_ms, f_responses, unknown), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterConfigsResponse_v0(o: AlterConfigsResponse, out: bytearray) -> None:
@@ -1061,91 +1017,163 @@ def _write_AlterConfigsResponse_v2(o: AlterConfigsResponse, out: bytearray) -> N
         out.append(0)
 
 
-_AlterConfigsRequest_AlterableConfig.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-_AlterConfigsRequest_AlterConfigsResource.FIELDS = (
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Configs",
-        "configs",
-        "[]AlterableConfig",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterConfigsRequest_AlterableConfig,
-        False,
-    ),
-)
-AlterConfigsRequest.FIELDS = (
-    FieldInfo(
-        "Resources",
-        "resources",
-        "[]AlterConfigsResource",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterConfigsRequest_AlterConfigsResource,
-        False,
-    ),
-    FieldInfo(
-        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-AlterConfigsRequest._READERS = (
-    _read_AlterConfigsRequest_v0,
-    _read_AlterConfigsRequest_v0,
-    _read_AlterConfigsRequest_v2,
-)
-AlterConfigsRequest._WRITERS = (
-    _write_AlterConfigsRequest_v0,
-    _write_AlterConfigsRequest_v1,
-    _write_AlterConfigsRequest_v2,
-)
+@dataclass(slots=True)
+class _AlterConfigsRequest_AlterableConfig:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    name: str = ""
+    value: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AlterConfigsResponse_AlterConfigsResourceResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-AlterConfigsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]AlterConfigsResourceResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterConfigsResponse_AlterConfigsResourceResponse,
-        False,
-    ),
-)
-AlterConfigsResponse._READERS = (
-    _read_AlterConfigsResponse_v0,
-    _read_AlterConfigsResponse_v0,
-    _read_AlterConfigsResponse_v2,
-)
-AlterConfigsResponse._WRITERS = (
-    _write_AlterConfigsResponse_v0,
-    _write_AlterConfigsResponse_v1,
-    _write_AlterConfigsResponse_v2,
-)
+
+@dataclass(slots=True)
+class _AlterConfigsRequest_AlterConfigsResource:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Configs",
+            "configs",
+            "[]AlterableConfig",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterConfigsRequest_AlterableConfig,
+            False,
+        ),
+    )
+    resource_type: int = 0
+    resource_name: str = ""
+    configs: list[_AlterConfigsRequest_AlterableConfig] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterConfigsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Resources",
+            "resources",
+            "[]AlterConfigsResource",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterConfigsRequest_AlterConfigsResource,
+            False,
+        ),
+        FieldInfo(
+            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterConfigsRequest_v0,
+        _read_AlterConfigsRequest_v0,
+        _read_AlterConfigsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterConfigsRequest_v0,
+        _write_AlterConfigsRequest_v1,
+        _write_AlterConfigsRequest_v2,
+    )
+    NAME: ClassVar[str] = "AlterConfigsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 33
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    AlterConfigsResource = _AlterConfigsRequest_AlterConfigsResource
+    AlterableConfig = _AlterConfigsRequest_AlterableConfig
+    resources: list[_AlterConfigsRequest_AlterConfigsResource] = field(default_factory=list)
+    validate_only: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterConfigsResponse_AlterConfigsResourceResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = ""
+    resource_type: int = 0
+    resource_name: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterConfigsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]AlterConfigsResourceResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterConfigsResponse_AlterConfigsResourceResponse,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterConfigsResponse_v0,
+        _read_AlterConfigsResponse_v0,
+        _read_AlterConfigsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterConfigsResponse_v0,
+        _write_AlterConfigsResponse_v1,
+        _write_AlterConfigsResponse_v2,
+    )
+    NAME: ClassVar[str] = "AlterConfigsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 33
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    AlterConfigsResourceResponse = _AlterConfigsResponse_AlterConfigsResourceResponse
+    throttle_time_ms: int = 0
+    responses: list[_AlterConfigsResponse_AlterConfigsResourceResponse] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -48,114 +49,12 @@ _ST_int8_int32 = Struct(">bi")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _AlterPartitionRequest_BrokerState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionRequest_BrokerState.__qualname__ = "AlterPartitionRequest.BrokerState"
-
-
-@dataclass(slots=True)
-class _AlterPartitionRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    leader_epoch: int = 0
-    new_isr: list[BrokerId] = field(default_factory=list)
-    new_isr_with_epochs: list[_AlterPartitionRequest_BrokerState] = field(default_factory=list)
-    leader_recovery_state: int = 0
-    partition_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionRequest_PartitionData.__qualname__ = "AlterPartitionRequest.PartitionData"
-
-
-@dataclass(slots=True)
-class _AlterPartitionRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AlterPartitionRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionRequest_TopicData.__qualname__ = "AlterPartitionRequest.TopicData"
-
-
-@dataclass(slots=True)
-class AlterPartitionRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterPartitionRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 56
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _AlterPartitionRequest_TopicData
-    PartitionData = _AlterPartitionRequest_PartitionData
-    BrokerState = _AlterPartitionRequest_BrokerState
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    topics: list[_AlterPartitionRequest_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AlterPartitionResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    isr: list[BrokerId] = field(default_factory=list)
-    leader_recovery_state: int = 0
-    partition_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionResponse_PartitionData.__qualname__ = "AlterPartitionResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _AlterPartitionResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AlterPartitionResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionResponse_TopicData.__qualname__ = "AlterPartitionResponse.TopicData"
-
-
-@dataclass(slots=True)
-class AlterPartitionResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterPartitionResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 56
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicData = _AlterPartitionResponse_TopicData
-    PartitionData = _AlterPartitionResponse_PartitionData
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    topics: list[_AlterPartitionResponse_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AlterPartitionRequest_BrokerState_v3(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_BrokerState, int]:
+    o = new_instance(_AlterPartitionRequest_BrokerState)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("BrokerState.broker_id", 4), ("BrokerState.broker_epoch", 8)), pos, len(buf) - pos
@@ -192,7 +91,8 @@ def _read_AlterPartitionRequest_BrokerState_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_BrokerState(f_broker_id, f_broker_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionRequest_BrokerState_v3(
@@ -208,8 +108,9 @@ def _write_AlterPartitionRequest_BrokerState_v3(
 def _read_AlterPartitionRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_PartitionData, int]:
+    o = new_instance(_AlterPartitionRequest_PartitionData)
     try:
-        f_partition_index, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.leader_epoch", 4)),
@@ -236,7 +137,7 @@ def _read_AlterPartitionRequest_PartitionData_v0(
         f_new_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionData.partition_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -271,16 +172,19 @@ def _read_AlterPartitionRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_PartitionData(
-        f_partition_index, f_leader_epoch, f_new_isr, [], 0, f_partition_epoch, unknown
-    ), pos
+    o.new_isr = f_new_isr
+    o.new_isr_with_epochs = []
+    o.leader_recovery_state = 0
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_PartitionData, int]:
+    o = new_instance(_AlterPartitionRequest_PartitionData)
     try:
-        f_partition_index, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.leader_epoch", 4)),
@@ -307,7 +211,7 @@ def _read_AlterPartitionRequest_PartitionData_v1(
         f_new_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        f_leader_recovery_state, f_partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
+        o.leader_recovery_state, o.partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.leader_recovery_state", 1), ("PartitionData.partition_epoch", 4)),
@@ -346,22 +250,18 @@ def _read_AlterPartitionRequest_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_PartitionData(
-        f_partition_index,
-        f_leader_epoch,
-        f_new_isr,
-        [],
-        f_leader_recovery_state,
-        f_partition_epoch,
-        unknown,
-    ), pos
+    o.new_isr = f_new_isr
+    o.new_isr_with_epochs = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_PartitionData_v3(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_PartitionData, int]:
+    o = new_instance(_AlterPartitionRequest_PartitionData)
     try:
-        f_partition_index, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.leader_epoch", 4)),
@@ -388,7 +288,7 @@ def _read_AlterPartitionRequest_PartitionData_v3(
             item2, pos = _read_AlterPartitionRequest_BrokerState_v3(buf, pos)
             f_new_isr_with_epochs.append(item2)
     try:
-        f_leader_recovery_state, f_partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
+        o.leader_recovery_state, o.partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.leader_recovery_state", 1), ("PartitionData.partition_epoch", 4)),
@@ -427,15 +327,10 @@ def _read_AlterPartitionRequest_PartitionData_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_PartitionData(
-        f_partition_index,
-        f_leader_epoch,
-        [],
-        f_new_isr_with_epochs,
-        f_leader_recovery_state,
-        f_partition_epoch,
-        unknown,
-    ), pos
+    o.new_isr = []
+    o.new_isr_with_epochs = f_new_isr_with_epochs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionRequest_PartitionData_v0(
@@ -536,6 +431,7 @@ def _write_AlterPartitionRequest_PartitionData_v3(
 def _read_AlterPartitionRequest_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
+    o = new_instance(_AlterPartitionRequest_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -607,12 +503,17 @@ def _read_AlterPartitionRequest_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_TopicData(f_topic_name, ZERO_UUID, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_TopicData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
+    o = new_instance(_AlterPartitionRequest_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -684,12 +585,17 @@ def _read_AlterPartitionRequest_TopicData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_TopicData(f_topic_name, ZERO_UUID, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_TopicData_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
+    o = new_instance(_AlterPartitionRequest_TopicData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -744,14 +650,17 @@ def _read_AlterPartitionRequest_TopicData_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_TopicData(
-        "", uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_name = ""
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_TopicData_v3(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
+    o = new_instance(_AlterPartitionRequest_TopicData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -806,9 +715,11 @@ def _read_AlterPartitionRequest_TopicData_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionRequest_TopicData(
-        "", uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_name = ""
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionRequest_TopicData_v0(
@@ -920,8 +831,9 @@ def _write_AlterPartitionRequest_TopicData_v3(
 
 
 def _read_AlterPartitionRequest_v0(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+    o = new_instance(AlterPartitionRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -974,12 +886,15 @@ def _read_AlterPartitionRequest_v0(buf: memoryview, pos: int) -> tuple[AlterPart
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionRequest(f_broker_id, f_broker_epoch, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_v1(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+    o = new_instance(AlterPartitionRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -1032,12 +947,15 @@ def _read_AlterPartitionRequest_v1(buf: memoryview, pos: int) -> tuple[AlterPart
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionRequest(f_broker_id, f_broker_epoch, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_v2(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+    o = new_instance(AlterPartitionRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -1090,12 +1008,15 @@ def _read_AlterPartitionRequest_v2(buf: memoryview, pos: int) -> tuple[AlterPart
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionRequest(f_broker_id, f_broker_epoch, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionRequest_v3(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+    o = new_instance(AlterPartitionRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -1148,7 +1069,9 @@ def _read_AlterPartitionRequest_v3(buf: memoryview, pos: int) -> tuple[AlterPart
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionRequest(f_broker_id, f_broker_epoch, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionRequest_v0(o: AlterPartitionRequest, out: bytearray) -> None:
@@ -1230,8 +1153,9 @@ def _write_AlterPartitionRequest_v3(o: AlterPartitionRequest, out: bytearray) ->
 def _read_AlterPartitionResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionResponse_PartitionData, int]:
+    o = new_instance(_AlterPartitionResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch = (
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
             _ST_int32_int16_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1265,7 +1189,7 @@ def _read_AlterPartitionResponse_PartitionData_v0(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionData.partition_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1300,23 +1224,18 @@ def _read_AlterPartitionResponse_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_leader_id,
-        f_leader_epoch,
-        f_isr,
-        0,
-        f_partition_epoch,
-        unknown,
-    ), pos
+    o.isr = f_isr
+    o.leader_recovery_state = 0
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionResponse_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionResponse_PartitionData, int]:
+    o = new_instance(_AlterPartitionResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch = (
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
             _ST_int32_int16_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1350,7 +1269,7 @@ def _read_AlterPartitionResponse_PartitionData_v1(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        f_leader_recovery_state, f_partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
+        o.leader_recovery_state, o.partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.leader_recovery_state", 1), ("PartitionData.partition_epoch", 4)),
@@ -1389,16 +1308,9 @@ def _read_AlterPartitionResponse_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_leader_id,
-        f_leader_epoch,
-        f_isr,
-        f_leader_recovery_state,
-        f_partition_epoch,
-        unknown,
-    ), pos
+    o.isr = f_isr
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionResponse_PartitionData_v0(
@@ -1450,6 +1362,7 @@ def _write_AlterPartitionResponse_PartitionData_v1(
 def _read_AlterPartitionResponse_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionResponse_TopicData, int]:
+    o = new_instance(_AlterPartitionResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1521,12 +1434,17 @@ def _read_AlterPartitionResponse_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionResponse_TopicData(f_topic_name, ZERO_UUID, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionResponse_TopicData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionResponse_TopicData, int]:
+    o = new_instance(_AlterPartitionResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1598,12 +1516,17 @@ def _read_AlterPartitionResponse_TopicData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionResponse_TopicData(f_topic_name, ZERO_UUID, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionResponse_TopicData_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionResponse_TopicData, int]:
+    o = new_instance(_AlterPartitionResponse_TopicData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -1658,9 +1581,11 @@ def _read_AlterPartitionResponse_TopicData_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionResponse_TopicData(
-        "", uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_name = ""
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionResponse_TopicData_v0(
@@ -1753,8 +1678,9 @@ def _write_AlterPartitionResponse_TopicData_v2(
 def _read_AlterPartitionResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterPartitionResponse, int]:
+    o = new_instance(AlterPartitionResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1809,14 +1735,17 @@ def _read_AlterPartitionResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionResponse(f_throttle_time_ms, f_error_code, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[AlterPartitionResponse, int]:
+    o = new_instance(AlterPartitionResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1871,14 +1800,17 @@ def _read_AlterPartitionResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionResponse(f_throttle_time_ms, f_error_code, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_AlterPartitionResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[AlterPartitionResponse, int]:
+    o = new_instance(AlterPartitionResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1933,7 +1865,9 @@ def _read_AlterPartitionResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionResponse(f_throttle_time_ms, f_error_code, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionResponse_v0(o: AlterPartitionResponse, out: bytearray) -> None:
@@ -1993,157 +1927,279 @@ def _write_AlterPartitionResponse_v2(o: AlterPartitionResponse, out: bytearray) 
         out.append(0)
 
 
-_AlterPartitionRequest_BrokerState.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_AlterPartitionRequest_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("NewIsr", "new_isr", "[]int32", (0, 2), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "NewIsrWithEpochs",
-        "new_isr_with_epochs",
-        "[]BrokerState",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionRequest_BrokerState,
-        False,
-    ),
-    FieldInfo(
-        "LeaderRecoveryState",
-        "leader_recovery_state",
-        "int8",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_AlterPartitionRequest_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionRequest_PartitionData,
-        False,
-    ),
-)
-AlterPartitionRequest.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionRequest_TopicData,
-        False,
-    ),
-)
-AlterPartitionRequest._READERS = (
-    _read_AlterPartitionRequest_v0,
-    _read_AlterPartitionRequest_v1,
-    _read_AlterPartitionRequest_v2,
-    _read_AlterPartitionRequest_v3,
-)
-AlterPartitionRequest._WRITERS = (
-    _write_AlterPartitionRequest_v0,
-    _write_AlterPartitionRequest_v1,
-    _write_AlterPartitionRequest_v2,
-    _write_AlterPartitionRequest_v3,
-)
+@dataclass(slots=True)
+class _AlterPartitionRequest_BrokerState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    broker_id: BrokerId = 0
+    broker_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AlterPartitionResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderRecoveryState",
-        "leader_recovery_state",
-        "int8",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_AlterPartitionResponse_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionResponse_PartitionData,
-        False,
-    ),
-)
-AlterPartitionResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionResponse_TopicData,
-        False,
-    ),
-)
-AlterPartitionResponse._READERS = (
-    _read_AlterPartitionResponse_v0,
-    _read_AlterPartitionResponse_v1,
-    _read_AlterPartitionResponse_v2,
-    _read_AlterPartitionResponse_v2,
-)
-AlterPartitionResponse._WRITERS = (
-    _write_AlterPartitionResponse_v0,
-    _write_AlterPartitionResponse_v1,
-    _write_AlterPartitionResponse_v2,
-    _write_AlterPartitionResponse_v2,
-)
+
+@dataclass(slots=True)
+class _AlterPartitionRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("NewIsr", "new_isr", "[]int32", (0, 2), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "NewIsrWithEpochs",
+            "new_isr_with_epochs",
+            "[]BrokerState",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionRequest_BrokerState,
+            False,
+        ),
+        FieldInfo(
+            "LeaderRecoveryState",
+            "leader_recovery_state",
+            "int8",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PartitionEpoch",
+            "partition_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    leader_epoch: int = 0
+    new_isr: list[BrokerId] = field(default_factory=list)
+    new_isr_with_epochs: list[_AlterPartitionRequest_BrokerState] = field(default_factory=list)
+    leader_recovery_state: int = 0
+    partition_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterPartitionRequest_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_AlterPartitionRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterPartitionRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionRequest_TopicData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterPartitionRequest_v0,
+        _read_AlterPartitionRequest_v1,
+        _read_AlterPartitionRequest_v2,
+        _read_AlterPartitionRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterPartitionRequest_v0,
+        _write_AlterPartitionRequest_v1,
+        _write_AlterPartitionRequest_v2,
+        _write_AlterPartitionRequest_v3,
+    )
+    NAME: ClassVar[str] = "AlterPartitionRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 56
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicData = _AlterPartitionRequest_TopicData
+    PartitionData = _AlterPartitionRequest_PartitionData
+    BrokerState = _AlterPartitionRequest_BrokerState
+    broker_id: BrokerId = 0
+    broker_epoch: int = -1
+    topics: list[_AlterPartitionRequest_TopicData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterPartitionResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderRecoveryState",
+            "leader_recovery_state",
+            "int8",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PartitionEpoch",
+            "partition_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    isr: list[BrokerId] = field(default_factory=list)
+    leader_recovery_state: int = 0
+    partition_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterPartitionResponse_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_AlterPartitionResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterPartitionResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionResponse_TopicData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterPartitionResponse_v0,
+        _read_AlterPartitionResponse_v1,
+        _read_AlterPartitionResponse_v2,
+        _read_AlterPartitionResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterPartitionResponse_v0,
+        _write_AlterPartitionResponse_v1,
+        _write_AlterPartitionResponse_v2,
+        _write_AlterPartitionResponse_v2,
+    )
+    NAME: ClassVar[str] = "AlterPartitionResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 56
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicData = _AlterPartitionResponse_TopicData
+    PartitionData = _AlterPartitionResponse_PartitionData
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    topics: list[_AlterPartitionResponse_TopicData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,110 +44,12 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsRequest_ReassignablePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    replicas: list[BrokerId] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionReassignmentsRequest_ReassignablePartition.__qualname__ = (
-    "AlterPartitionReassignmentsRequest.ReassignablePartition"
-)
-
-
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsRequest_ReassignableTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_AlterPartitionReassignmentsRequest_ReassignablePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionReassignmentsRequest_ReassignableTopic.__qualname__ = (
-    "AlterPartitionReassignmentsRequest.ReassignableTopic"
-)
-
-
-@dataclass(slots=True)
-class AlterPartitionReassignmentsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterPartitionReassignmentsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 45
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ReassignableTopic = _AlterPartitionReassignmentsRequest_ReassignableTopic
-    ReassignablePartition = _AlterPartitionReassignmentsRequest_ReassignablePartition
-    timeout_ms: int = 60000
-    topics: list[_AlterPartitionReassignmentsRequest_ReassignableTopic] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse.__qualname__ = (
-    "AlterPartitionReassignmentsResponse.ReassignablePartitionResponse"
-)
-
-
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsResponse_ReassignableTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterPartitionReassignmentsResponse_ReassignableTopicResponse.__qualname__ = (
-    "AlterPartitionReassignmentsResponse.ReassignableTopicResponse"
-)
-
-
-@dataclass(slots=True)
-class AlterPartitionReassignmentsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterPartitionReassignmentsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 45
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReassignableTopicResponse = _AlterPartitionReassignmentsResponse_ReassignableTopicResponse
-    ReassignablePartitionResponse = (
-        _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse
-    )
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    responses: list[_AlterPartitionReassignmentsResponse_ReassignableTopicResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionReassignmentsRequest_ReassignablePartition, int]:
+    o = new_instance(_AlterPartitionReassignmentsRequest_ReassignablePartition)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ReassignablePartition.partition_index", 4),), pos, len(buf) - pos
@@ -205,9 +108,9 @@ def _read_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionReassignmentsRequest_ReassignablePartition(
-        f_partition_index, f_replicas, unknown
-    ), pos
+    o.replicas = f_replicas
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(
@@ -233,6 +136,7 @@ def _write_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(
 def _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionReassignmentsRequest_ReassignableTopic, int]:
+    o = new_instance(_AlterPartitionReassignmentsRequest_ReassignableTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -304,7 +208,10 @@ def _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionReassignmentsRequest_ReassignableTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
@@ -343,8 +250,9 @@ def _write_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
 def _read_AlterPartitionReassignmentsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterPartitionReassignmentsRequest, int]:
+    o = new_instance(AlterPartitionReassignmentsRequest)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -397,7 +305,9 @@ def _read_AlterPartitionReassignmentsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionReassignmentsRequest(f_timeout_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionReassignmentsRequest_v0(
@@ -424,8 +334,9 @@ def _write_AlterPartitionReassignmentsRequest_v0(
 def _read_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, int]:
+    o = new_instance(_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -497,9 +408,9 @@ def _read_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse(
-        f_partition_index, f_error_code, f_error_message, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
@@ -528,6 +439,7 @@ def _write_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
 def _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, int]:
+    o = new_instance(_AlterPartitionReassignmentsResponse_ReassignableTopicResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -609,9 +521,10 @@ def _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterPartitionReassignmentsResponse_ReassignableTopicResponse(
-        f_name, f_partitions, unknown
-    ), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
@@ -650,8 +563,9 @@ def _write_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
 def _read_AlterPartitionReassignmentsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterPartitionReassignmentsResponse, int]:
+    o = new_instance(AlterPartitionReassignmentsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -730,9 +644,10 @@ def _read_AlterPartitionReassignmentsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterPartitionReassignmentsResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_responses, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.responses = f_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterPartitionReassignmentsResponse_v0(
@@ -769,85 +684,203 @@ def _write_AlterPartitionReassignmentsResponse_v0(
         out.append(0)
 
 
-_AlterPartitionReassignmentsRequest_ReassignablePartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-_AlterPartitionReassignmentsRequest_ReassignableTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]ReassignablePartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionReassignmentsRequest_ReassignablePartition,
-        False,
-    ),
-)
-AlterPartitionReassignmentsRequest.FIELDS = (
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]ReassignableTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionReassignmentsRequest_ReassignableTopic,
-        False,
-    ),
-)
-AlterPartitionReassignmentsRequest._READERS = (_read_AlterPartitionReassignmentsRequest_v0,)
-AlterPartitionReassignmentsRequest._WRITERS = (_write_AlterPartitionReassignmentsRequest_v0,)
+@dataclass(slots=True)
+class _AlterPartitionReassignmentsRequest_ReassignablePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    replicas: list[BrokerId] | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_AlterPartitionReassignmentsResponse_ReassignableTopicResponse.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]ReassignablePartitionResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse,
-        False,
-    ),
-)
-AlterPartitionReassignmentsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]ReassignableTopicResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterPartitionReassignmentsResponse_ReassignableTopicResponse,
-        False,
-    ),
-)
-AlterPartitionReassignmentsResponse._READERS = (_read_AlterPartitionReassignmentsResponse_v0,)
-AlterPartitionReassignmentsResponse._WRITERS = (_write_AlterPartitionReassignmentsResponse_v0,)
+
+@dataclass(slots=True)
+class _AlterPartitionReassignmentsRequest_ReassignableTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]ReassignablePartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionReassignmentsRequest_ReassignablePartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_AlterPartitionReassignmentsRequest_ReassignablePartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterPartitionReassignmentsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]ReassignableTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionReassignmentsRequest_ReassignableTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterPartitionReassignmentsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterPartitionReassignmentsRequest_v0,)
+    NAME: ClassVar[str] = "AlterPartitionReassignmentsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 45
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    ReassignableTopic = _AlterPartitionReassignmentsRequest_ReassignableTopic
+    ReassignablePartition = _AlterPartitionReassignmentsRequest_ReassignablePartition
+    timeout_ms: int = 60000
+    topics: list[_AlterPartitionReassignmentsRequest_ReassignableTopic] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterPartitionReassignmentsResponse_ReassignableTopicResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]ReassignablePartitionResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterPartitionReassignmentsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]ReassignableTopicResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterPartitionReassignmentsResponse_ReassignableTopicResponse,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterPartitionReassignmentsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterPartitionReassignmentsResponse_v0,)
+    NAME: ClassVar[str] = "AlterPartitionReassignmentsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 45
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ReassignableTopicResponse = _AlterPartitionReassignmentsResponse_ReassignableTopicResponse
+    ReassignablePartitionResponse = (
+        _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse
+    )
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    responses: list[_AlterPartitionReassignmentsResponse_ReassignableTopicResponse] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,100 +45,10 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic.__qualname__ = (
-    "AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic"
-)
-
-
-@dataclass(slots=True)
-class _AlterReplicaLogDirsRequest_AlterReplicaLogDir:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    path: str = ""
-    topics: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterReplicaLogDirsRequest_AlterReplicaLogDir.__qualname__ = (
-    "AlterReplicaLogDirsRequest.AlterReplicaLogDir"
-)
-
-
-@dataclass(slots=True)
-class AlterReplicaLogDirsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterReplicaLogDirsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 34
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AlterReplicaLogDir = _AlterReplicaLogDirsRequest_AlterReplicaLogDir
-    AlterReplicaLogDirTopic = _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic
-    dirs: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDir] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult.__qualname__ = (
-    "AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult.__qualname__ = (
-    "AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult"
-)
-
-
-@dataclass(slots=True)
-class AlterReplicaLogDirsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterReplicaLogDirsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 34
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    AlterReplicaLogDirTopicResult = _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult
-    AlterReplicaLogDirPartitionResult = (
-        _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult
-    )
-    throttle_time_ms: int = 0
-    results: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, int]:
+    o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -172,12 +83,16 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(
             raise too_short("AlterReplicaLogDirTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, int]:
+    o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -257,7 +172,10 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(
@@ -339,6 +257,7 @@ def _write_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDir, int]:
+    o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDir)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -373,12 +292,16 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
         for _ in range(count3):
             item4, pos = _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(buf, pos)
             f_topics.append(item4)
-    return _AlterReplicaLogDirsRequest_AlterReplicaLogDir(f_path, f_topics, ()), pos
+    o.path = f_path
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDir, int]:
+    o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDir)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -452,7 +375,10 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterReplicaLogDirsRequest_AlterReplicaLogDir(f_path, f_topics, unknown), pos
+    o.path = f_path
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
@@ -537,6 +463,7 @@ def _write_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
 def _read_AlterReplicaLogDirsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterReplicaLogDirsRequest, int]:
+    o = new_instance(AlterReplicaLogDirsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -552,12 +479,15 @@ def _read_AlterReplicaLogDirsRequest_v0(
         for _ in range(count1):
             item2, pos = _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(buf, pos)
             f_dirs.append(item2)
-    return AlterReplicaLogDirsRequest(f_dirs, ()), pos
+    o.dirs = f_dirs
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterReplicaLogDirsRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[AlterReplicaLogDirsRequest, int]:
+    o = new_instance(AlterReplicaLogDirsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -607,7 +537,9 @@ def _read_AlterReplicaLogDirsRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterReplicaLogDirsRequest(f_dirs, unknown), pos
+    o.dirs = f_dirs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterReplicaLogDirsRequest_v0(o: AlterReplicaLogDirsRequest, out: bytearray) -> None:
@@ -655,8 +587,9 @@ def _write_AlterReplicaLogDirsRequest_v2(o: AlterReplicaLogDirsRequest, out: byt
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, int]:
+    o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -667,16 +600,16 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult(
-        f_partition_index, f_error_code, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, int]:
+    o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -726,9 +659,8 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult(
-        f_partition_index, f_error_code, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(
@@ -760,6 +692,7 @@ def _write_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, int]:
+    o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -800,14 +733,16 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
                 buf, pos
             )
             f_partitions.append(item4)
-    return _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult(
-        f_topic_name, f_partitions, ()
-    ), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, int]:
+    o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -891,9 +826,10 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult(
-        f_topic_name, f_partitions, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
@@ -978,8 +914,9 @@ def _write_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
 def _read_AlterReplicaLogDirsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterReplicaLogDirsResponse, int]:
+    o = new_instance(AlterReplicaLogDirsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1000,14 +937,17 @@ def _read_AlterReplicaLogDirsResponse_v0(
                 buf, pos
             )
             f_results.append(item2)
-    return AlterReplicaLogDirsResponse(f_throttle_time_ms, f_results, ()), pos
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_AlterReplicaLogDirsResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[AlterReplicaLogDirsResponse, int]:
+    o = new_instance(AlterReplicaLogDirsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1062,7 +1002,9 @@ def _read_AlterReplicaLogDirsResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterReplicaLogDirsResponse(f_throttle_time_ms, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterReplicaLogDirsResponse_v0(o: AlterReplicaLogDirsResponse, out: bytearray) -> None:
@@ -1110,91 +1052,175 @@ def _write_AlterReplicaLogDirsResponse_v2(o: AlterReplicaLogDirsResponse, out: b
         out.append(0)
 
 
-_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_AlterReplicaLogDirsRequest_AlterReplicaLogDir.FIELDS = (
-    FieldInfo("Path", "path", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]AlterReplicaLogDirTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic,
-        False,
-    ),
-)
-AlterReplicaLogDirsRequest.FIELDS = (
-    FieldInfo(
-        "Dirs",
-        "dirs",
-        "[]AlterReplicaLogDir",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterReplicaLogDirsRequest_AlterReplicaLogDir,
-        False,
-    ),
-)
-AlterReplicaLogDirsRequest._READERS = (
-    _read_AlterReplicaLogDirsRequest_v0,
-    _read_AlterReplicaLogDirsRequest_v0,
-    _read_AlterReplicaLogDirsRequest_v2,
-)
-AlterReplicaLogDirsRequest._WRITERS = (
-    _write_AlterReplicaLogDirsRequest_v0,
-    _write_AlterReplicaLogDirsRequest_v1,
-    _write_AlterReplicaLogDirsRequest_v2,
-)
+@dataclass(slots=True)
+class _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]AlterReplicaLogDirPartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult,
-        False,
-    ),
-)
-AlterReplicaLogDirsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]AlterReplicaLogDirTopicResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult,
-        False,
-    ),
-)
-AlterReplicaLogDirsResponse._READERS = (
-    _read_AlterReplicaLogDirsResponse_v0,
-    _read_AlterReplicaLogDirsResponse_v0,
-    _read_AlterReplicaLogDirsResponse_v2,
-)
-AlterReplicaLogDirsResponse._WRITERS = (
-    _write_AlterReplicaLogDirsResponse_v0,
-    _write_AlterReplicaLogDirsResponse_v1,
-    _write_AlterReplicaLogDirsResponse_v2,
-)
+
+@dataclass(slots=True)
+class _AlterReplicaLogDirsRequest_AlterReplicaLogDir:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Path", "path", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]AlterReplicaLogDirTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic,
+            False,
+        ),
+    )
+    path: str = ""
+    topics: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterReplicaLogDirsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Dirs",
+            "dirs",
+            "[]AlterReplicaLogDir",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterReplicaLogDirsRequest_AlterReplicaLogDir,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterReplicaLogDirsRequest_v0,
+        _read_AlterReplicaLogDirsRequest_v0,
+        _read_AlterReplicaLogDirsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterReplicaLogDirsRequest_v0,
+        _write_AlterReplicaLogDirsRequest_v1,
+        _write_AlterReplicaLogDirsRequest_v2,
+    )
+    NAME: ClassVar[str] = "AlterReplicaLogDirsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 34
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    AlterReplicaLogDir = _AlterReplicaLogDirsRequest_AlterReplicaLogDir
+    AlterReplicaLogDirTopic = _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic
+    dirs: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDir] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]AlterReplicaLogDirPartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterReplicaLogDirsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]AlterReplicaLogDirTopicResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_AlterReplicaLogDirsResponse_v0,
+        _read_AlterReplicaLogDirsResponse_v0,
+        _read_AlterReplicaLogDirsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_AlterReplicaLogDirsResponse_v0,
+        _write_AlterReplicaLogDirsResponse_v1,
+        _write_AlterReplicaLogDirsResponse_v2,
+    )
+    NAME: ClassVar[str] = "AlterReplicaLogDirsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 34
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    AlterReplicaLogDirTopicResult = _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult
+    AlterReplicaLogDirPartitionResult = (
+        _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult
+    )
+    throttle_time_ms: int = 0
+    results: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

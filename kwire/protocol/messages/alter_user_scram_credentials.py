@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,93 +44,10 @@ _ST_int8 = Struct(">b")
 _ST_int8_int32 = Struct(">bi")
 
 
-@dataclass(slots=True)
-class _AlterUserScramCredentialsRequest_ScramCredentialDeletion:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    mechanism: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterUserScramCredentialsRequest_ScramCredentialDeletion.__qualname__ = (
-    "AlterUserScramCredentialsRequest.ScramCredentialDeletion"
-)
-
-
-@dataclass(slots=True)
-class _AlterUserScramCredentialsRequest_ScramCredentialUpsertion:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    mechanism: int = 0
-    iterations: int = 0
-    salt: bytes = b""
-    salted_password: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterUserScramCredentialsRequest_ScramCredentialUpsertion.__qualname__ = (
-    "AlterUserScramCredentialsRequest.ScramCredentialUpsertion"
-)
-
-
-@dataclass(slots=True)
-class AlterUserScramCredentialsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterUserScramCredentialsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 51
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ScramCredentialDeletion = _AlterUserScramCredentialsRequest_ScramCredentialDeletion
-    ScramCredentialUpsertion = _AlterUserScramCredentialsRequest_ScramCredentialUpsertion
-    deletions: list[_AlterUserScramCredentialsRequest_ScramCredentialDeletion] = field(
-        default_factory=list
-    )
-    upsertions: list[_AlterUserScramCredentialsRequest_ScramCredentialUpsertion] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    user: str = ""
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult.__qualname__ = (
-    "AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult"
-)
-
-
-@dataclass(slots=True)
-class AlterUserScramCredentialsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AlterUserScramCredentialsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 51
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    AlterUserScramCredentialsResult = (
-        _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult
-    )
-    throttle_time_ms: int = 0
-    results: list[_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterUserScramCredentialsRequest_ScramCredentialDeletion, int]:
+    o = new_instance(_AlterUserScramCredentialsRequest_ScramCredentialDeletion)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -153,7 +71,7 @@ def _read_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
             raise bad_utf8("ScramCredentialDeletion.name", pos) from None
         pos = end2
     try:
-        (f_mechanism,) = _ST_int8.unpack_from(buf, pos)
+        (o.mechanism,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ScramCredentialDeletion.mechanism", 1),), pos, len(buf) - pos
@@ -198,9 +116,9 @@ def _read_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterUserScramCredentialsRequest_ScramCredentialDeletion(
-        f_name, f_mechanism, unknown
-    ), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
@@ -229,6 +147,7 @@ def _write_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
 def _read_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, int]:
+    o = new_instance(_AlterUserScramCredentialsRequest_ScramCredentialUpsertion)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -252,7 +171,7 @@ def _read_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
             raise bad_utf8("ScramCredentialUpsertion.name", pos) from None
         pos = end2
     try:
-        f_mechanism, f_iterations = _ST_int8_int32.unpack_from(buf, pos)
+        o.mechanism, o.iterations = _ST_int8_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ScramCredentialUpsertion.mechanism", 1), ("ScramCredentialUpsertion.iterations", 4)),
@@ -333,9 +252,11 @@ def _read_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterUserScramCredentialsRequest_ScramCredentialUpsertion(
-        f_name, f_mechanism, f_iterations, f_salt, f_salted_password, unknown
-    ), pos
+    o.name = f_name
+    o.salt = f_salt
+    o.salted_password = f_salted_password
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
@@ -384,6 +305,7 @@ def _write_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
 def _read_AlterUserScramCredentialsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterUserScramCredentialsRequest, int]:
+    o = new_instance(AlterUserScramCredentialsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -453,7 +375,10 @@ def _read_AlterUserScramCredentialsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterUserScramCredentialsRequest(f_deletions, f_upsertions, unknown), pos
+    o.deletions = f_deletions
+    o.upsertions = f_upsertions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterUserScramCredentialsRequest_v0(
@@ -490,6 +415,7 @@ def _write_AlterUserScramCredentialsRequest_v0(
 def _read_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, int]:
+    o = new_instance(_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -513,7 +439,7 @@ def _read_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
             raise bad_utf8("AlterUserScramCredentialsResult.user", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterUserScramCredentialsResult.error_code", 2),), pos, len(buf) - pos
@@ -582,9 +508,10 @@ def _read_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult(
-        f_user, f_error_code, f_error_message, unknown
-    ), pos
+    o.user = f_user
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
@@ -626,8 +553,9 @@ def _write_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
 def _read_AlterUserScramCredentialsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AlterUserScramCredentialsResponse, int]:
+    o = new_instance(AlterUserScramCredentialsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -682,7 +610,9 @@ def _read_AlterUserScramCredentialsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AlterUserScramCredentialsResponse(f_throttle_time_ms, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AlterUserScramCredentialsResponse_v0(
@@ -706,68 +636,157 @@ def _write_AlterUserScramCredentialsResponse_v0(
         out.append(0)
 
 
-_AlterUserScramCredentialsRequest_ScramCredentialDeletion.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_AlterUserScramCredentialsRequest_ScramCredentialUpsertion.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SaltedPassword", "salted_password", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-AlterUserScramCredentialsRequest.FIELDS = (
-    FieldInfo(
-        "Deletions",
-        "deletions",
-        "[]ScramCredentialDeletion",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterUserScramCredentialsRequest_ScramCredentialDeletion,
-        False,
-    ),
-    FieldInfo(
-        "Upsertions",
-        "upsertions",
-        "[]ScramCredentialUpsertion",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterUserScramCredentialsRequest_ScramCredentialUpsertion,
-        False,
-    ),
-)
-AlterUserScramCredentialsRequest._READERS = (_read_AlterUserScramCredentialsRequest_v0,)
-AlterUserScramCredentialsRequest._WRITERS = (_write_AlterUserScramCredentialsRequest_v0,)
+@dataclass(slots=True)
+class _AlterUserScramCredentialsRequest_ScramCredentialDeletion:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    mechanism: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult.FIELDS = (
-    FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-AlterUserScramCredentialsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]AlterUserScramCredentialsResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult,
-        False,
-    ),
-)
-AlterUserScramCredentialsResponse._READERS = (_read_AlterUserScramCredentialsResponse_v0,)
-AlterUserScramCredentialsResponse._WRITERS = (_write_AlterUserScramCredentialsResponse_v0,)
+
+@dataclass(slots=True)
+class _AlterUserScramCredentialsRequest_ScramCredentialUpsertion:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SaltedPassword",
+            "salted_password",
+            "bytes",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    mechanism: int = 0
+    iterations: int = 0
+    salt: bytes = b""
+    salted_password: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterUserScramCredentialsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Deletions",
+            "deletions",
+            "[]ScramCredentialDeletion",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterUserScramCredentialsRequest_ScramCredentialDeletion,
+            False,
+        ),
+        FieldInfo(
+            "Upsertions",
+            "upsertions",
+            "[]ScramCredentialUpsertion",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterUserScramCredentialsRequest_ScramCredentialUpsertion,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterUserScramCredentialsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterUserScramCredentialsRequest_v0,)
+    NAME: ClassVar[str] = "AlterUserScramCredentialsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 51
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    ScramCredentialDeletion = _AlterUserScramCredentialsRequest_ScramCredentialDeletion
+    ScramCredentialUpsertion = _AlterUserScramCredentialsRequest_ScramCredentialUpsertion
+    deletions: list[_AlterUserScramCredentialsRequest_ScramCredentialDeletion] = field(
+        default_factory=list
+    )
+    upsertions: list[_AlterUserScramCredentialsRequest_ScramCredentialUpsertion] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    user: str = ""
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AlterUserScramCredentialsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]AlterUserScramCredentialsResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterUserScramCredentialsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterUserScramCredentialsResponse_v0,)
+    NAME: ClassVar[str] = "AlterUserScramCredentialsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 51
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    AlterUserScramCredentialsResult = (
+        _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult
+    )
+    throttle_time_ms: int = 0
+    results: list[_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

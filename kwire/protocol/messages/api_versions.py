@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -45,85 +46,16 @@ _ST_int32 = Struct(">i")
 _ST_int64 = Struct(">q")
 
 
-@dataclass(slots=True)
-class ApiVersionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ApiVersionsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 18
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    client_software_name: str = ""
-    client_software_version: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ApiVersionsResponse_ApiVersion:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    api_key: int = 0
-    min_version: int = 0
-    max_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ApiVersionsResponse_ApiVersion.__qualname__ = "ApiVersionsResponse.ApiVersion"
-
-
-@dataclass(slots=True)
-class _ApiVersionsResponse_SupportedFeatureKey:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    min_version: int = 0
-    max_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ApiVersionsResponse_SupportedFeatureKey.__qualname__ = "ApiVersionsResponse.SupportedFeatureKey"
-
-
-@dataclass(slots=True)
-class _ApiVersionsResponse_FinalizedFeatureKey:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    max_version_level: int = 0
-    min_version_level: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ApiVersionsResponse_FinalizedFeatureKey.__qualname__ = "ApiVersionsResponse.FinalizedFeatureKey"
-
-
-@dataclass(slots=True)
-class ApiVersionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ApiVersionsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 18
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    ApiVersion = _ApiVersionsResponse_ApiVersion
-    SupportedFeatureKey = _ApiVersionsResponse_SupportedFeatureKey
-    FinalizedFeatureKey = _ApiVersionsResponse_FinalizedFeatureKey
-    error_code: int = 0
-    api_keys: list[_ApiVersionsResponse_ApiVersion] = field(default_factory=list)
-    throttle_time_ms: int = 0
-    supported_features: list[_ApiVersionsResponse_SupportedFeatureKey] = field(default_factory=list)
-    finalized_features_epoch: int = -1
-    finalized_features: list[_ApiVersionsResponse_FinalizedFeatureKey] = field(default_factory=list)
-    zk_migration_ready: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ApiVersionsRequest_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
-    return ApiVersionsRequest("", "", ()), pos
+    o = new_instance(ApiVersionsRequest)
+    o.client_software_name = ""
+    o.client_software_version = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ApiVersionsRequest_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
+    o = new_instance(ApiVersionsRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -199,7 +131,10 @@ def _read_ApiVersionsRequest_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ApiVersionsRequest(f_client_software_name, f_client_software_version, unknown), pos
+    o.client_software_name = f_client_software_name
+    o.client_software_version = f_client_software_version
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ApiVersionsRequest_v0(o: ApiVersionsRequest, out: bytearray) -> None:
@@ -253,8 +188,9 @@ def _write_ApiVersionsRequest_v3(o: ApiVersionsRequest, out: bytearray) -> None:
 def _read_ApiVersionsResponse_ApiVersion_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ApiVersionsResponse_ApiVersion, int]:
+    o = new_instance(_ApiVersionsResponse_ApiVersion)
     try:
-        f_api_key, f_min_version, f_max_version = _ST_int16_int16_int16.unpack_from(buf, pos)
+        o.api_key, o.min_version, o.max_version = _ST_int16_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -266,14 +202,16 @@ def _read_ApiVersionsResponse_ApiVersion_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _ApiVersionsResponse_ApiVersion(f_api_key, f_min_version, f_max_version, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ApiVersionsResponse_ApiVersion_v3(
     buf: memoryview, pos: int
 ) -> tuple[_ApiVersionsResponse_ApiVersion, int]:
+    o = new_instance(_ApiVersionsResponse_ApiVersion)
     try:
-        f_api_key, f_min_version, f_max_version = _ST_int16_int16_int16.unpack_from(buf, pos)
+        o.api_key, o.min_version, o.max_version = _ST_int16_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -316,7 +254,8 @@ def _read_ApiVersionsResponse_ApiVersion_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ApiVersionsResponse_ApiVersion(f_api_key, f_min_version, f_max_version, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ApiVersionsResponse_ApiVersion_v0(
@@ -356,6 +295,7 @@ def _write_ApiVersionsResponse_ApiVersion_v3(
 def _read_ApiVersionsResponse_SupportedFeatureKey_v3(
     buf: memoryview, pos: int
 ) -> tuple[_ApiVersionsResponse_SupportedFeatureKey, int]:
+    o = new_instance(_ApiVersionsResponse_SupportedFeatureKey)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -379,7 +319,7 @@ def _read_ApiVersionsResponse_SupportedFeatureKey_v3(
             raise bad_utf8("SupportedFeatureKey.name", pos) from None
         pos = end2
     try:
-        f_min_version, f_max_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_version, o.max_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("SupportedFeatureKey.min_version", 2), ("SupportedFeatureKey.max_version", 2)),
@@ -420,9 +360,9 @@ def _read_ApiVersionsResponse_SupportedFeatureKey_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ApiVersionsResponse_SupportedFeatureKey(
-        f_name, f_min_version, f_max_version, unknown
-    ), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ApiVersionsResponse_SupportedFeatureKey_v3(
@@ -451,6 +391,7 @@ def _write_ApiVersionsResponse_SupportedFeatureKey_v3(
 def _read_ApiVersionsResponse_FinalizedFeatureKey_v3(
     buf: memoryview, pos: int
 ) -> tuple[_ApiVersionsResponse_FinalizedFeatureKey, int]:
+    o = new_instance(_ApiVersionsResponse_FinalizedFeatureKey)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -474,7 +415,7 @@ def _read_ApiVersionsResponse_FinalizedFeatureKey_v3(
             raise bad_utf8("FinalizedFeatureKey.name", pos) from None
         pos = end2
     try:
-        f_max_version_level, f_min_version_level = _ST_int16_int16.unpack_from(buf, pos)
+        o.max_version_level, o.min_version_level = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -518,9 +459,9 @@ def _read_ApiVersionsResponse_FinalizedFeatureKey_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ApiVersionsResponse_FinalizedFeatureKey(
-        f_name, f_max_version_level, f_min_version_level, unknown
-    ), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ApiVersionsResponse_FinalizedFeatureKey_v3(
@@ -547,8 +488,9 @@ def _write_ApiVersionsResponse_FinalizedFeatureKey_v3(
 
 
 def _read_ApiVersionsResponse_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
+    o = new_instance(ApiVersionsResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -567,12 +509,20 @@ def _read_ApiVersionsResponse_v0(buf: memoryview, pos: int) -> tuple[ApiVersions
         for _ in range(count1):
             item2, pos = _read_ApiVersionsResponse_ApiVersion_v0(buf, pos)
             f_api_keys.append(item2)
-    return ApiVersionsResponse(f_error_code, f_api_keys, 0, [], -1, [], False, ()), pos
+    o.api_keys = f_api_keys
+    o.throttle_time_ms = 0
+    o.supported_features = []
+    o.finalized_features_epoch = -1
+    o.finalized_features = []
+    o.zk_migration_ready = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
+    o = new_instance(ApiVersionsResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -592,18 +542,23 @@ def _read_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersions
             item2, pos = _read_ApiVersionsResponse_ApiVersion_v0(buf, pos)
             f_api_keys.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ApiVersionsResponse(
-        f_error_code, f_api_keys, f_throttle_time_ms, [], -1, [], False, ()
-    ), pos
+    o.api_keys = f_api_keys
+    o.supported_features = []
+    o.finalized_features_epoch = -1
+    o.finalized_features = []
+    o.zk_migration_ready = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
+    o = new_instance(ApiVersionsResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -626,7 +581,7 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
             item2, pos = _read_ApiVersionsResponse_ApiVersion_v3(buf, pos)
             f_api_keys.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -730,16 +685,13 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return ApiVersionsResponse(
-        f_error_code,
-        f_api_keys,
-        f_throttle_time_ms,
-        f_supported_features,
-        f_finalized_features_epoch,
-        f_finalized_features,
-        f_zk_migration_ready,
-        unknown,
-    ), pos
+    o.api_keys = f_api_keys
+    o.supported_features = f_supported_features
+    o.finalized_features_epoch = f_finalized_features_epoch
+    o.finalized_features = f_finalized_features
+    o.zk_migration_ready = f_zk_migration_ready
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ApiVersionsResponse_v0(o: ApiVersionsResponse, out: bytearray) -> None:
@@ -848,152 +800,227 @@ def _write_ApiVersionsResponse_v3(o: ApiVersionsResponse, out: bytearray) -> Non
         out.append(0)
 
 
-ApiVersionsRequest.FIELDS = (
-    FieldInfo(
-        "ClientSoftwareName",
-        "client_software_name",
-        "string",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ClientSoftwareVersion",
-        "client_software_version",
-        "string",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ApiVersionsRequest._READERS = (
-    _read_ApiVersionsRequest_v0,
-    _read_ApiVersionsRequest_v0,
-    _read_ApiVersionsRequest_v0,
-    _read_ApiVersionsRequest_v3,
-    _read_ApiVersionsRequest_v3,
-)
-ApiVersionsRequest._WRITERS = (
-    _write_ApiVersionsRequest_v0,
-    _write_ApiVersionsRequest_v1,
-    _write_ApiVersionsRequest_v2,
-    _write_ApiVersionsRequest_v3,
-    _write_ApiVersionsRequest_v3,
-)
+@dataclass(slots=True)
+class ApiVersionsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClientSoftwareName",
+            "client_software_name",
+            "string",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ClientSoftwareVersion",
+            "client_software_version",
+            "string",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ApiVersionsRequest_v0,
+        _read_ApiVersionsRequest_v0,
+        _read_ApiVersionsRequest_v0,
+        _read_ApiVersionsRequest_v3,
+        _read_ApiVersionsRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ApiVersionsRequest_v0,
+        _write_ApiVersionsRequest_v1,
+        _write_ApiVersionsRequest_v2,
+        _write_ApiVersionsRequest_v3,
+        _write_ApiVersionsRequest_v3,
+    )
+    NAME: ClassVar[str] = "ApiVersionsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 18
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    client_software_name: str = ""
+    client_software_version: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ApiVersionsResponse_ApiVersion.FIELDS = (
-    FieldInfo("ApiKey", "api_key", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MinVersion", "min_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MaxVersion", "max_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_ApiVersionsResponse_SupportedFeatureKey.FIELDS = (
-    FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MinVersion", "min_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MaxVersion", "max_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
-)
-_ApiVersionsResponse_FinalizedFeatureKey.FIELDS = (
-    FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MaxVersionLevel",
-        "max_version_level",
-        "int16",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MinVersionLevel",
-        "min_version_level",
-        "int16",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ApiVersionsResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ApiKeys",
-        "api_keys",
-        "[]ApiVersion",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ApiVersionsResponse_ApiVersion,
-        False,
-    ),
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "SupportedFeatures",
-        "supported_features",
-        "[]SupportedFeatureKey",
-        (3, 32767),
-        (1, 0),
-        (3, 32767),
-        0,
-        _ApiVersionsResponse_SupportedFeatureKey,
-        False,
-    ),
-    FieldInfo(
-        "FinalizedFeaturesEpoch",
-        "finalized_features_epoch",
-        "int64",
-        (3, 32767),
-        (1, 0),
-        (3, 32767),
-        1,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "FinalizedFeatures",
-        "finalized_features",
-        "[]FinalizedFeatureKey",
-        (3, 32767),
-        (1, 0),
-        (3, 32767),
-        2,
-        _ApiVersionsResponse_FinalizedFeatureKey,
-        False,
-    ),
-    FieldInfo(
-        "ZkMigrationReady",
-        "zk_migration_ready",
-        "bool",
-        (3, 32767),
-        (1, 0),
-        (3, 32767),
-        3,
-        None,
-        False,
-    ),
-)
-ApiVersionsResponse._READERS = (
-    _read_ApiVersionsResponse_v0,
-    _read_ApiVersionsResponse_v1,
-    _read_ApiVersionsResponse_v1,
-    _read_ApiVersionsResponse_v3,
-    _read_ApiVersionsResponse_v3,
-)
-ApiVersionsResponse._WRITERS = (
-    _write_ApiVersionsResponse_v0,
-    _write_ApiVersionsResponse_v1,
-    _write_ApiVersionsResponse_v2,
-    _write_ApiVersionsResponse_v3,
-    _write_ApiVersionsResponse_v3,
-)
+
+@dataclass(slots=True)
+class _ApiVersionsResponse_ApiVersion:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("ApiKey", "api_key", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MinVersion", "min_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MaxVersion", "max_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    api_key: int = 0
+    min_version: int = 0
+    max_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ApiVersionsResponse_SupportedFeatureKey:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MinVersion", "min_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MaxVersion", "max_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    name: str = ""
+    min_version: int = 0
+    max_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ApiVersionsResponse_FinalizedFeatureKey:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MaxVersionLevel",
+            "max_version_level",
+            "int16",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MinVersionLevel",
+            "min_version_level",
+            "int16",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    max_version_level: int = 0
+    min_version_level: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ApiVersionsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ApiKeys",
+            "api_keys",
+            "[]ApiVersion",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ApiVersionsResponse_ApiVersion,
+            False,
+        ),
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "SupportedFeatures",
+            "supported_features",
+            "[]SupportedFeatureKey",
+            (3, 32767),
+            (1, 0),
+            (3, 32767),
+            0,
+            _ApiVersionsResponse_SupportedFeatureKey,
+            False,
+        ),
+        FieldInfo(
+            "FinalizedFeaturesEpoch",
+            "finalized_features_epoch",
+            "int64",
+            (3, 32767),
+            (1, 0),
+            (3, 32767),
+            1,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "FinalizedFeatures",
+            "finalized_features",
+            "[]FinalizedFeatureKey",
+            (3, 32767),
+            (1, 0),
+            (3, 32767),
+            2,
+            _ApiVersionsResponse_FinalizedFeatureKey,
+            False,
+        ),
+        FieldInfo(
+            "ZkMigrationReady",
+            "zk_migration_ready",
+            "bool",
+            (3, 32767),
+            (1, 0),
+            (3, 32767),
+            3,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ApiVersionsResponse_v0,
+        _read_ApiVersionsResponse_v1,
+        _read_ApiVersionsResponse_v1,
+        _read_ApiVersionsResponse_v3,
+        _read_ApiVersionsResponse_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ApiVersionsResponse_v0,
+        _write_ApiVersionsResponse_v1,
+        _write_ApiVersionsResponse_v2,
+        _write_ApiVersionsResponse_v3,
+        _write_ApiVersionsResponse_v3,
+    )
+    NAME: ClassVar[str] = "ApiVersionsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 18
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    ApiVersion = _ApiVersionsResponse_ApiVersion
+    SupportedFeatureKey = _ApiVersionsResponse_SupportedFeatureKey
+    FinalizedFeatureKey = _ApiVersionsResponse_FinalizedFeatureKey
+    error_code: int = 0
+    api_keys: list[_ApiVersionsResponse_ApiVersion] = field(default_factory=list)
+    throttle_time_ms: int = 0
+    supported_features: list[_ApiVersionsResponse_SupportedFeatureKey] = field(default_factory=list)
+    finalized_features_epoch: int = -1
+    finalized_features: list[_ApiVersionsResponse_FinalizedFeatureKey] = field(default_factory=list)
+    zk_migration_ready: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

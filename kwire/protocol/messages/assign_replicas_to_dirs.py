@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,122 +45,12 @@ _ST_int32_int64 = Struct(">iq")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _AssignReplicasToDirsRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AssignReplicasToDirsRequest_PartitionData.__qualname__ = (
-    "AssignReplicasToDirsRequest.PartitionData"
-)
-
-
-@dataclass(slots=True)
-class _AssignReplicasToDirsRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AssignReplicasToDirsRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AssignReplicasToDirsRequest_TopicData.__qualname__ = "AssignReplicasToDirsRequest.TopicData"
-
-
-@dataclass(slots=True)
-class _AssignReplicasToDirsRequest_DirectoryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    id: UUID = ZERO_UUID
-    topics: list[_AssignReplicasToDirsRequest_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AssignReplicasToDirsRequest_DirectoryData.__qualname__ = (
-    "AssignReplicasToDirsRequest.DirectoryData"
-)
-
-
-@dataclass(slots=True)
-class AssignReplicasToDirsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AssignReplicasToDirsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 73
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DirectoryData = _AssignReplicasToDirsRequest_DirectoryData
-    TopicData = _AssignReplicasToDirsRequest_TopicData
-    PartitionData = _AssignReplicasToDirsRequest_PartitionData
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    directories: list[_AssignReplicasToDirsRequest_DirectoryData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _AssignReplicasToDirsResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AssignReplicasToDirsResponse_PartitionData.__qualname__ = (
-    "AssignReplicasToDirsResponse.PartitionData"
-)
-
-
-@dataclass(slots=True)
-class _AssignReplicasToDirsResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AssignReplicasToDirsResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AssignReplicasToDirsResponse_TopicData.__qualname__ = "AssignReplicasToDirsResponse.TopicData"
-
-
-@dataclass(slots=True)
-class _AssignReplicasToDirsResponse_DirectoryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    id: UUID = ZERO_UUID
-    topics: list[_AssignReplicasToDirsResponse_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_AssignReplicasToDirsResponse_DirectoryData.__qualname__ = (
-    "AssignReplicasToDirsResponse.DirectoryData"
-)
-
-
-@dataclass(slots=True)
-class AssignReplicasToDirsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AssignReplicasToDirsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 73
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DirectoryData = _AssignReplicasToDirsResponse_DirectoryData
-    TopicData = _AssignReplicasToDirsResponse_TopicData
-    PartitionData = _AssignReplicasToDirsResponse_PartitionData
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    directories: list[_AssignReplicasToDirsResponse_DirectoryData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AssignReplicasToDirsRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AssignReplicasToDirsRequest_PartitionData, int]:
+    o = new_instance(_AssignReplicasToDirsRequest_PartitionData)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionData.partition_index", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -194,7 +85,8 @@ def _read_AssignReplicasToDirsRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AssignReplicasToDirsRequest_PartitionData(f_partition_index, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsRequest_PartitionData_v0(
@@ -210,6 +102,7 @@ def _write_AssignReplicasToDirsRequest_PartitionData_v0(
 def _read_AssignReplicasToDirsRequest_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AssignReplicasToDirsRequest_TopicData, int]:
+    o = new_instance(_AssignReplicasToDirsRequest_TopicData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -264,9 +157,10 @@ def _read_AssignReplicasToDirsRequest_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AssignReplicasToDirsRequest_TopicData(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsRequest_TopicData_v0(
@@ -293,6 +187,7 @@ def _write_AssignReplicasToDirsRequest_TopicData_v0(
 def _read_AssignReplicasToDirsRequest_DirectoryData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AssignReplicasToDirsRequest_DirectoryData, int]:
+    o = new_instance(_AssignReplicasToDirsRequest_DirectoryData)
     try:
         (f_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -347,7 +242,10 @@ def _read_AssignReplicasToDirsRequest_DirectoryData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AssignReplicasToDirsRequest_DirectoryData(uuid_from_bytes(f_id), f_topics, unknown), pos
+    o.id = uuid_from_bytes(f_id)
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsRequest_DirectoryData_v0(
@@ -374,8 +272,9 @@ def _write_AssignReplicasToDirsRequest_DirectoryData_v0(
 def _read_AssignReplicasToDirsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[AssignReplicasToDirsRequest, int]:
+    o = new_instance(AssignReplicasToDirsRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -428,7 +327,9 @@ def _read_AssignReplicasToDirsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AssignReplicasToDirsRequest(f_broker_id, f_broker_epoch, f_directories, unknown), pos
+    o.directories = f_directories
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsRequest_v0(o: AssignReplicasToDirsRequest, out: bytearray) -> None:
@@ -453,8 +354,9 @@ def _write_AssignReplicasToDirsRequest_v0(o: AssignReplicasToDirsRequest, out: b
 def _read_AssignReplicasToDirsResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AssignReplicasToDirsResponse_PartitionData, int]:
+    o = new_instance(_AssignReplicasToDirsResponse_PartitionData)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.error_code", 2)),
@@ -493,9 +395,8 @@ def _read_AssignReplicasToDirsResponse_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AssignReplicasToDirsResponse_PartitionData(
-        f_partition_index, f_error_code, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsResponse_PartitionData_v0(
@@ -511,6 +412,7 @@ def _write_AssignReplicasToDirsResponse_PartitionData_v0(
 def _read_AssignReplicasToDirsResponse_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AssignReplicasToDirsResponse_TopicData, int]:
+    o = new_instance(_AssignReplicasToDirsResponse_TopicData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -565,9 +467,10 @@ def _read_AssignReplicasToDirsResponse_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AssignReplicasToDirsResponse_TopicData(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsResponse_TopicData_v0(
@@ -594,6 +497,7 @@ def _write_AssignReplicasToDirsResponse_TopicData_v0(
 def _read_AssignReplicasToDirsResponse_DirectoryData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_AssignReplicasToDirsResponse_DirectoryData, int]:
+    o = new_instance(_AssignReplicasToDirsResponse_DirectoryData)
     try:
         (f_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -648,9 +552,10 @@ def _read_AssignReplicasToDirsResponse_DirectoryData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _AssignReplicasToDirsResponse_DirectoryData(
-        uuid_from_bytes(f_id), f_topics, unknown
-    ), pos
+    o.id = uuid_from_bytes(f_id)
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsResponse_DirectoryData_v0(
@@ -677,8 +582,9 @@ def _write_AssignReplicasToDirsResponse_DirectoryData_v0(
 def _read_AssignReplicasToDirsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[AssignReplicasToDirsResponse, int]:
+    o = new_instance(AssignReplicasToDirsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -733,9 +639,9 @@ def _read_AssignReplicasToDirsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AssignReplicasToDirsResponse(
-        f_throttle_time_ms, f_error_code, f_directories, unknown
-    ), pos
+    o.directories = f_directories
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AssignReplicasToDirsResponse_v0(o: AssignReplicasToDirsResponse, out: bytearray) -> None:
@@ -757,109 +663,211 @@ def _write_AssignReplicasToDirsResponse_v0(o: AssignReplicasToDirsResponse, out:
         out.append(0)
 
 
-_AssignReplicasToDirsRequest_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_AssignReplicasToDirsRequest_TopicData.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AssignReplicasToDirsRequest_PartitionData,
-        False,
-    ),
-)
-_AssignReplicasToDirsRequest_DirectoryData.FIELDS = (
-    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AssignReplicasToDirsRequest_TopicData,
-        False,
-    ),
-)
-AssignReplicasToDirsRequest.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Directories",
-        "directories",
-        "[]DirectoryData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AssignReplicasToDirsRequest_DirectoryData,
-        False,
-    ),
-)
-AssignReplicasToDirsRequest._READERS = (_read_AssignReplicasToDirsRequest_v0,)
-AssignReplicasToDirsRequest._WRITERS = (_write_AssignReplicasToDirsRequest_v0,)
+@dataclass(slots=True)
+class _AssignReplicasToDirsRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_AssignReplicasToDirsResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_AssignReplicasToDirsResponse_TopicData.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AssignReplicasToDirsResponse_PartitionData,
-        False,
-    ),
-)
-_AssignReplicasToDirsResponse_DirectoryData.FIELDS = (
-    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AssignReplicasToDirsResponse_TopicData,
-        False,
-    ),
-)
-AssignReplicasToDirsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Directories",
-        "directories",
-        "[]DirectoryData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _AssignReplicasToDirsResponse_DirectoryData,
-        False,
-    ),
-)
-AssignReplicasToDirsResponse._READERS = (_read_AssignReplicasToDirsResponse_v0,)
-AssignReplicasToDirsResponse._WRITERS = (_write_AssignReplicasToDirsResponse_v0,)
+
+@dataclass(slots=True)
+class _AssignReplicasToDirsRequest_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AssignReplicasToDirsRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_AssignReplicasToDirsRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AssignReplicasToDirsRequest_DirectoryData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AssignReplicasToDirsRequest_TopicData,
+            False,
+        ),
+    )
+    id: UUID = ZERO_UUID
+    topics: list[_AssignReplicasToDirsRequest_TopicData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AssignReplicasToDirsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Directories",
+            "directories",
+            "[]DirectoryData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AssignReplicasToDirsRequest_DirectoryData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AssignReplicasToDirsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AssignReplicasToDirsRequest_v0,)
+    NAME: ClassVar[str] = "AssignReplicasToDirsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 73
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    DirectoryData = _AssignReplicasToDirsRequest_DirectoryData
+    TopicData = _AssignReplicasToDirsRequest_TopicData
+    PartitionData = _AssignReplicasToDirsRequest_PartitionData
+    broker_id: BrokerId = 0
+    broker_epoch: int = -1
+    directories: list[_AssignReplicasToDirsRequest_DirectoryData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AssignReplicasToDirsResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AssignReplicasToDirsResponse_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AssignReplicasToDirsResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_AssignReplicasToDirsResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _AssignReplicasToDirsResponse_DirectoryData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AssignReplicasToDirsResponse_TopicData,
+            False,
+        ),
+    )
+    id: UUID = ZERO_UUID
+    topics: list[_AssignReplicasToDirsResponse_TopicData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class AssignReplicasToDirsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Directories",
+            "directories",
+            "[]DirectoryData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _AssignReplicasToDirsResponse_DirectoryData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AssignReplicasToDirsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AssignReplicasToDirsResponse_v0,)
+    NAME: ClassVar[str] = "AssignReplicasToDirsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 73
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    DirectoryData = _AssignReplicasToDirsResponse_DirectoryData
+    TopicData = _AssignReplicasToDirsResponse_TopicData
+    PartitionData = _AssignReplicasToDirsResponse_PartitionData
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    directories: list[_AssignReplicasToDirsResponse_DirectoryData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

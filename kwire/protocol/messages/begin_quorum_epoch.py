@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,142 +47,33 @@ _ST_int32_uuid_int32_int32 = Struct(">i16sii")
 _ST_uint16 = Struct(">H")
 
 
-@dataclass(slots=True)
-class _BeginQuorumEpochRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BeginQuorumEpochRequest_PartitionData.__qualname__ = "BeginQuorumEpochRequest.PartitionData"
-
-
-@dataclass(slots=True)
-class _BeginQuorumEpochRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_BeginQuorumEpochRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BeginQuorumEpochRequest_TopicData.__qualname__ = "BeginQuorumEpochRequest.TopicData"
-
-
-@dataclass(slots=True)
-class _BeginQuorumEpochRequest_LeaderEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BeginQuorumEpochRequest_LeaderEndpoint.__qualname__ = "BeginQuorumEpochRequest.LeaderEndpoint"
-
-
-@dataclass(slots=True)
-class BeginQuorumEpochRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BeginQuorumEpochRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 53
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _BeginQuorumEpochRequest_TopicData
-    PartitionData = _BeginQuorumEpochRequest_PartitionData
-    LeaderEndpoint = _BeginQuorumEpochRequest_LeaderEndpoint
-    cluster_id: str | None = None
-    voter_id: BrokerId = -1
-    topics: list[_BeginQuorumEpochRequest_TopicData] = field(default_factory=list)
-    leader_endpoints: list[_BeginQuorumEpochRequest_LeaderEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _BeginQuorumEpochResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BeginQuorumEpochResponse_PartitionData.__qualname__ = "BeginQuorumEpochResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _BeginQuorumEpochResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_BeginQuorumEpochResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BeginQuorumEpochResponse_TopicData.__qualname__ = "BeginQuorumEpochResponse.TopicData"
-
-
-@dataclass(slots=True)
-class _BeginQuorumEpochResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BeginQuorumEpochResponse_NodeEndpoint.__qualname__ = "BeginQuorumEpochResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class BeginQuorumEpochResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BeginQuorumEpochResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 53
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    TopicData = _BeginQuorumEpochResponse_TopicData
-    PartitionData = _BeginQuorumEpochResponse_PartitionData
-    NodeEndpoint = _BeginQuorumEpochResponse_NodeEndpoint
-    error_code: int = 0
-    topics: list[_BeginQuorumEpochResponse_TopicData] = field(default_factory=list)
-    node_endpoints: list[_BeginQuorumEpochResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_BeginQuorumEpochRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_PartitionData, int]:
+    o = new_instance(_BeginQuorumEpochRequest_PartitionData)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionData.partition_index", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_leader_id, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.leader_id", 4), ("PartitionData.leader_epoch", 4)), pos, len(buf) - pos
         ) from None
     pos += 8
-    return _BeginQuorumEpochRequest_PartitionData(
-        f_partition_index, ZERO_UUID, f_leader_id, f_leader_epoch, ()
-    ), pos
+    o.voter_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_BeginQuorumEpochRequest_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_PartitionData, int]:
+    o = new_instance(_BeginQuorumEpochRequest_PartitionData)
     try:
-        f_partition_index, f_voter_directory_id, f_leader_id, f_leader_epoch = (
+        o.partition_index, f_voter_directory_id, o.leader_id, o.leader_epoch = (
             _ST_int32_uuid_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -227,13 +119,9 @@ def _read_BeginQuorumEpochRequest_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BeginQuorumEpochRequest_PartitionData(
-        f_partition_index,
-        uuid_from_bytes(f_voter_directory_id),
-        f_leader_id,
-        f_leader_epoch,
-        unknown,
-    ), pos
+    o.voter_directory_id = uuid_from_bytes(f_voter_directory_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochRequest_PartitionData_v0(
@@ -260,6 +148,7 @@ def _write_BeginQuorumEpochRequest_PartitionData_v1(
 def _read_BeginQuorumEpochRequest_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_TopicData, int]:
+    o = new_instance(_BeginQuorumEpochRequest_TopicData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -294,12 +183,16 @@ def _read_BeginQuorumEpochRequest_TopicData_v0(
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochRequest_PartitionData_v0(buf, pos)
             f_partitions.append(item4)
-    return _BeginQuorumEpochRequest_TopicData(f_topic_name, f_partitions, ()), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_BeginQuorumEpochRequest_TopicData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_TopicData, int]:
+    o = new_instance(_BeginQuorumEpochRequest_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -371,7 +264,10 @@ def _read_BeginQuorumEpochRequest_TopicData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BeginQuorumEpochRequest_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochRequest_TopicData_v0(
@@ -433,6 +329,7 @@ def _write_BeginQuorumEpochRequest_TopicData_v1(
 def _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_LeaderEndpoint, int]:
+    o = new_instance(_BeginQuorumEpochRequest_LeaderEndpoint)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -478,7 +375,7 @@ def _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(
             raise bad_utf8("LeaderEndpoint.host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("LeaderEndpoint.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -513,7 +410,10 @@ def _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BeginQuorumEpochRequest_LeaderEndpoint(f_name, f_host, f_port, unknown), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochRequest_LeaderEndpoint_v1(
@@ -555,6 +455,7 @@ def _write_BeginQuorumEpochRequest_LeaderEndpoint_v1(
 def _read_BeginQuorumEpochRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[BeginQuorumEpochRequest, int]:
+    o = new_instance(BeginQuorumEpochRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -589,12 +490,18 @@ def _read_BeginQuorumEpochRequest_v0(
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochRequest_TopicData_v0(buf, pos)
             f_topics.append(item4)
-    return BeginQuorumEpochRequest(f_cluster_id, -1, f_topics, [], ()), pos
+    o.cluster_id = f_cluster_id
+    o.voter_id = -1
+    o.topics = f_topics
+    o.leader_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_BeginQuorumEpochRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[BeginQuorumEpochRequest, int]:
+    o = new_instance(BeginQuorumEpochRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -618,7 +525,7 @@ def _read_BeginQuorumEpochRequest_v1(
             raise bad_utf8("cluster_id", pos) from None
         pos = end2
     try:
-        (f_voter_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.voter_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("voter_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -689,9 +596,11 @@ def _read_BeginQuorumEpochRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BeginQuorumEpochRequest(
-        f_cluster_id, f_voter_id, f_topics, f_leader_endpoints, unknown
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.leader_endpoints = f_leader_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochRequest_v0(o: BeginQuorumEpochRequest, out: bytearray) -> None:
@@ -761,8 +670,9 @@ def _write_BeginQuorumEpochRequest_v1(o: BeginQuorumEpochRequest, out: bytearray
 def _read_BeginQuorumEpochResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_PartitionData, int]:
+    o = new_instance(_BeginQuorumEpochResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch = (
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
             _ST_int32_int16_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -777,16 +687,16 @@ def _read_BeginQuorumEpochResponse_PartitionData_v0(
             len(buf) - pos,
         ) from None
     pos += 14
-    return _BeginQuorumEpochResponse_PartitionData(
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_BeginQuorumEpochResponse_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_PartitionData, int]:
+    o = new_instance(_BeginQuorumEpochResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch = (
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
             _ST_int32_int16_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -832,9 +742,8 @@ def _read_BeginQuorumEpochResponse_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BeginQuorumEpochResponse_PartitionData(
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochResponse_PartitionData_v0(
@@ -862,6 +771,7 @@ def _write_BeginQuorumEpochResponse_PartitionData_v1(
 def _read_BeginQuorumEpochResponse_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_TopicData, int]:
+    o = new_instance(_BeginQuorumEpochResponse_TopicData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -896,12 +806,16 @@ def _read_BeginQuorumEpochResponse_TopicData_v0(
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochResponse_PartitionData_v0(buf, pos)
             f_partitions.append(item4)
-    return _BeginQuorumEpochResponse_TopicData(f_topic_name, f_partitions, ()), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_BeginQuorumEpochResponse_TopicData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_TopicData, int]:
+    o = new_instance(_BeginQuorumEpochResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -973,7 +887,10 @@ def _read_BeginQuorumEpochResponse_TopicData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BeginQuorumEpochResponse_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochResponse_TopicData_v0(
@@ -1035,8 +952,9 @@ def _write_BeginQuorumEpochResponse_TopicData_v1(
 def _read_BeginQuorumEpochResponse_NodeEndpoint_v1(
     buf: memoryview, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_NodeEndpoint, int]:
+    o = new_instance(_BeginQuorumEpochResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1063,7 +981,7 @@ def _read_BeginQuorumEpochResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1098,7 +1016,9 @@ def _read_BeginQuorumEpochResponse_NodeEndpoint_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BeginQuorumEpochResponse_NodeEndpoint(f_node_id, f_host, f_port, unknown), pos
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochResponse_NodeEndpoint_v1(
@@ -1128,8 +1048,9 @@ def _write_BeginQuorumEpochResponse_NodeEndpoint_v1(
 def _read_BeginQuorumEpochResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[BeginQuorumEpochResponse, int]:
+    o = new_instance(BeginQuorumEpochResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1148,14 +1069,18 @@ def _read_BeginQuorumEpochResponse_v0(
         for _ in range(count1):
             item2, pos = _read_BeginQuorumEpochResponse_TopicData_v0(buf, pos)
             f_topics.append(item2)
-    return BeginQuorumEpochResponse(f_error_code, f_topics, [], ()), pos
+    o.topics = f_topics
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_BeginQuorumEpochResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[BeginQuorumEpochResponse, int]:
+    o = new_instance(BeginQuorumEpochResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1232,7 +1157,10 @@ def _read_BeginQuorumEpochResponse_v1(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return BeginQuorumEpochResponse(f_error_code, f_topics, f_node_endpoints, unknown), pos
+    o.topics = f_topics
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginQuorumEpochResponse_v0(o: BeginQuorumEpochResponse, out: bytearray) -> None:
@@ -1286,141 +1214,247 @@ def _write_BeginQuorumEpochResponse_v1(o: BeginQuorumEpochResponse, out: bytearr
         out.append(0)
 
 
-_BeginQuorumEpochRequest_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "VoterDirectoryId",
-        "voter_directory_id",
-        "uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_BeginQuorumEpochRequest_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _BeginQuorumEpochRequest_PartitionData,
-        False,
-    ),
-)
-_BeginQuorumEpochRequest_LeaderEndpoint.FIELDS = (
-    FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-BeginQuorumEpochRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _BeginQuorumEpochRequest_TopicData,
-        False,
-    ),
-    FieldInfo(
-        "LeaderEndpoints",
-        "leader_endpoints",
-        "[]LeaderEndpoint",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _BeginQuorumEpochRequest_LeaderEndpoint,
-        False,
-    ),
-)
-BeginQuorumEpochRequest._READERS = (
-    _read_BeginQuorumEpochRequest_v0,
-    _read_BeginQuorumEpochRequest_v1,
-)
-BeginQuorumEpochRequest._WRITERS = (
-    _write_BeginQuorumEpochRequest_v0,
-    _write_BeginQuorumEpochRequest_v1,
-)
+@dataclass(slots=True)
+class _BeginQuorumEpochRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "VoterDirectoryId",
+            "voter_directory_id",
+            "uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    voter_directory_id: UUID = ZERO_UUID
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_BeginQuorumEpochResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_BeginQuorumEpochResponse_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _BeginQuorumEpochResponse_PartitionData,
-        False,
-    ),
-)
-_BeginQuorumEpochResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-BeginQuorumEpochResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _BeginQuorumEpochResponse_TopicData,
-        False,
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (1, 32767),
-        (1, 0),
-        (1, 32767),
-        0,
-        _BeginQuorumEpochResponse_NodeEndpoint,
-        False,
-    ),
-)
-BeginQuorumEpochResponse._READERS = (
-    _read_BeginQuorumEpochResponse_v0,
-    _read_BeginQuorumEpochResponse_v1,
-)
-BeginQuorumEpochResponse._WRITERS = (
-    _write_BeginQuorumEpochResponse_v0,
-    _write_BeginQuorumEpochResponse_v1,
-)
+
+@dataclass(slots=True)
+class _BeginQuorumEpochRequest_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _BeginQuorumEpochRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_BeginQuorumEpochRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _BeginQuorumEpochRequest_LeaderEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class BeginQuorumEpochRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _BeginQuorumEpochRequest_TopicData,
+            False,
+        ),
+        FieldInfo(
+            "LeaderEndpoints",
+            "leader_endpoints",
+            "[]LeaderEndpoint",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _BeginQuorumEpochRequest_LeaderEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_BeginQuorumEpochRequest_v0,
+        _read_BeginQuorumEpochRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_BeginQuorumEpochRequest_v0,
+        _write_BeginQuorumEpochRequest_v1,
+    )
+    NAME: ClassVar[str] = "BeginQuorumEpochRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 53
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicData = _BeginQuorumEpochRequest_TopicData
+    PartitionData = _BeginQuorumEpochRequest_PartitionData
+    LeaderEndpoint = _BeginQuorumEpochRequest_LeaderEndpoint
+    cluster_id: str | None = None
+    voter_id: BrokerId = -1
+    topics: list[_BeginQuorumEpochRequest_TopicData] = field(default_factory=list)
+    leader_endpoints: list[_BeginQuorumEpochRequest_LeaderEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _BeginQuorumEpochResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _BeginQuorumEpochResponse_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _BeginQuorumEpochResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_BeginQuorumEpochResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _BeginQuorumEpochResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class BeginQuorumEpochResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _BeginQuorumEpochResponse_TopicData,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (1, 32767),
+            (1, 0),
+            (1, 32767),
+            0,
+            _BeginQuorumEpochResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_BeginQuorumEpochResponse_v0,
+        _read_BeginQuorumEpochResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_BeginQuorumEpochResponse_v0,
+        _write_BeginQuorumEpochResponse_v1,
+    )
+    NAME: ClassVar[str] = "BeginQuorumEpochResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 53
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    TopicData = _BeginQuorumEpochResponse_TopicData
+    PartitionData = _BeginQuorumEpochResponse_PartitionData
+    NodeEndpoint = _BeginQuorumEpochResponse_NodeEndpoint
+    error_code: int = 0
+    topics: list[_BeginQuorumEpochResponse_TopicData] = field(default_factory=list)
+    node_endpoints: list[_BeginQuorumEpochResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,48 +43,12 @@ _ST_int32_int16_bool_bool_bool = Struct(">ih???")
 _ST_int32_int64_int64_bool_bool = Struct(">iqq??")
 
 
-@dataclass(slots=True)
-class BrokerHeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BrokerHeartbeatRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 63
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    current_metadata_offset: int = 0
-    want_fence: bool = False
-    want_shut_down: bool = False
-    offline_log_dirs: list[UUID] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class BrokerHeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BrokerHeartbeatResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 63
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    is_caught_up: bool = False
-    is_fenced: bool = True
-    should_shut_down: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_BrokerHeartbeatRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[BrokerHeartbeatRequest, int]:
+    o = new_instance(BrokerHeartbeatRequest)
     try:
-        f_broker_id, f_broker_epoch, f_current_metadata_offset, f_want_fence, f_want_shut_down = (
+        o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down = (
             _ST_int32_int64_int64_bool_bool.unpack_from(buf, pos)
         )
     except struct_error:
@@ -130,22 +95,17 @@ def _read_BrokerHeartbeatRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerHeartbeatRequest(
-        f_broker_id,
-        f_broker_epoch,
-        f_current_metadata_offset,
-        f_want_fence,
-        f_want_shut_down,
-        [],
-        unknown,
-    ), pos
+    o.offline_log_dirs = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_BrokerHeartbeatRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[BrokerHeartbeatRequest, int]:
+    o = new_instance(BrokerHeartbeatRequest)
     try:
-        f_broker_id, f_broker_epoch, f_current_metadata_offset, f_want_fence, f_want_shut_down = (
+        o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down = (
             _ST_int32_int64_int64_bool_bool.unpack_from(buf, pos)
         )
     except struct_error:
@@ -217,15 +177,9 @@ def _read_BrokerHeartbeatRequest_v1(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerHeartbeatRequest(
-        f_broker_id,
-        f_broker_epoch,
-        f_current_metadata_offset,
-        f_want_fence,
-        f_want_shut_down,
-        f_offline_log_dirs,
-        unknown,
-    ), pos
+    o.offline_log_dirs = f_offline_log_dirs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BrokerHeartbeatRequest_v0(o: BrokerHeartbeatRequest, out: bytearray) -> None:
@@ -270,8 +224,9 @@ def _write_BrokerHeartbeatRequest_v1(o: BrokerHeartbeatRequest, out: bytearray) 
 def _read_BrokerHeartbeatResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[BrokerHeartbeatResponse, int]:
+    o = new_instance(BrokerHeartbeatResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_is_caught_up, f_is_fenced, f_should_shut_down = (
+        o.throttle_time_ms, o.error_code, o.is_caught_up, o.is_fenced, o.should_shut_down = (
             _ST_int32_int16_bool_bool_bool.unpack_from(buf, pos)
         )
     except struct_error:
@@ -318,9 +273,8 @@ def _read_BrokerHeartbeatResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerHeartbeatResponse(
-        f_throttle_time_ms, f_error_code, f_is_caught_up, f_is_fenced, f_should_shut_down, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BrokerHeartbeatResponse_v0(o: BrokerHeartbeatResponse, out: bytearray) -> None:
@@ -333,63 +287,115 @@ def _write_BrokerHeartbeatResponse_v0(o: BrokerHeartbeatResponse, out: bytearray
         out.append(0)
 
 
-BrokerHeartbeatRequest.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CurrentMetadataOffset",
-        "current_metadata_offset",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("WantFence", "want_fence", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "WantShutDown", "want_shut_down", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "OfflineLogDirs",
-        "offline_log_dirs",
-        "[]uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 32767),
-        0,
-        None,
-        False,
-    ),
-)
-BrokerHeartbeatRequest._READERS = (
-    _read_BrokerHeartbeatRequest_v0,
-    _read_BrokerHeartbeatRequest_v1,
-)
-BrokerHeartbeatRequest._WRITERS = (
-    _write_BrokerHeartbeatRequest_v0,
-    _write_BrokerHeartbeatRequest_v1,
-)
+@dataclass(slots=True)
+class BrokerHeartbeatRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CurrentMetadataOffset",
+            "current_metadata_offset",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("WantFence", "want_fence", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "WantShutDown", "want_shut_down", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "OfflineLogDirs",
+            "offline_log_dirs",
+            "[]uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 32767),
+            0,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_BrokerHeartbeatRequest_v0,
+        _read_BrokerHeartbeatRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_BrokerHeartbeatRequest_v0,
+        _write_BrokerHeartbeatRequest_v1,
+    )
+    NAME: ClassVar[str] = "BrokerHeartbeatRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 63
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    broker_id: BrokerId = 0
+    broker_epoch: int = -1
+    current_metadata_offset: int = 0
+    want_fence: bool = False
+    want_shut_down: bool = False
+    offline_log_dirs: list[UUID] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-BrokerHeartbeatResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("IsCaughtUp", "is_caught_up", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("IsFenced", "is_fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ShouldShutDown", "should_shut_down", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-BrokerHeartbeatResponse._READERS = (
-    _read_BrokerHeartbeatResponse_v0,
-    _read_BrokerHeartbeatResponse_v0,
-)
-BrokerHeartbeatResponse._WRITERS = (
-    _write_BrokerHeartbeatResponse_v0,
-    _write_BrokerHeartbeatResponse_v0,
-)
+
+@dataclass(slots=True)
+class BrokerHeartbeatResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IsCaughtUp", "is_caught_up", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("IsFenced", "is_fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ShouldShutDown",
+            "should_shut_down",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_BrokerHeartbeatResponse_v0,
+        _read_BrokerHeartbeatResponse_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_BrokerHeartbeatResponse_v0,
+        _write_BrokerHeartbeatResponse_v0,
+    )
+    NAME: ClassVar[str] = "BrokerHeartbeatResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 63
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    is_caught_up: bool = False
+    is_fenced: bool = True
+    should_shut_down: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -47,74 +48,10 @@ _ST_uint16_int16 = Struct(">Hh")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _BrokerRegistrationRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BrokerRegistrationRequest_Listener.__qualname__ = "BrokerRegistrationRequest.Listener"
-
-
-@dataclass(slots=True)
-class _BrokerRegistrationRequest_Feature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_BrokerRegistrationRequest_Feature.__qualname__ = "BrokerRegistrationRequest.Feature"
-
-
-@dataclass(slots=True)
-class BrokerRegistrationRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BrokerRegistrationRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 62
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _BrokerRegistrationRequest_Listener
-    Feature = _BrokerRegistrationRequest_Feature
-    broker_id: BrokerId = 0
-    cluster_id: str = ""
-    incarnation_id: UUID = ZERO_UUID
-    listeners: list[_BrokerRegistrationRequest_Listener] = field(default_factory=list)
-    features: list[_BrokerRegistrationRequest_Feature] = field(default_factory=list)
-    rack: str | None = ""
-    is_migrating_zk_broker: bool = False
-    log_dirs: list[UUID] = field(default_factory=list)
-    previous_broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class BrokerRegistrationResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BrokerRegistrationResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 62
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_BrokerRegistrationRequest_Listener_v0(
     buf: memoryview, pos: int
 ) -> tuple[_BrokerRegistrationRequest_Listener, int]:
+    o = new_instance(_BrokerRegistrationRequest_Listener)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -160,7 +97,7 @@ def _read_BrokerRegistrationRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        f_port, f_security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("Listener.port", 2), ("Listener.security_protocol", 2)), pos, len(buf) - pos
@@ -197,9 +134,10 @@ def _read_BrokerRegistrationRequest_Listener_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BrokerRegistrationRequest_Listener(
-        f_name, f_host, f_port, f_security_protocol, unknown
-    ), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BrokerRegistrationRequest_Listener_v0(
@@ -241,6 +179,7 @@ def _write_BrokerRegistrationRequest_Listener_v0(
 def _read_BrokerRegistrationRequest_Feature_v0(
     buf: memoryview, pos: int
 ) -> tuple[_BrokerRegistrationRequest_Feature, int]:
+    o = new_instance(_BrokerRegistrationRequest_Feature)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -264,7 +203,7 @@ def _read_BrokerRegistrationRequest_Feature_v0(
             raise bad_utf8("Feature.name", pos) from None
         pos = end2
     try:
-        f_min_supported_version, f_max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("Feature.min_supported_version", 2), ("Feature.max_supported_version", 2)),
@@ -303,9 +242,9 @@ def _read_BrokerRegistrationRequest_Feature_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _BrokerRegistrationRequest_Feature(
-        f_name, f_min_supported_version, f_max_supported_version, unknown
-    ), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BrokerRegistrationRequest_Feature_v0(
@@ -334,8 +273,9 @@ def _write_BrokerRegistrationRequest_Feature_v0(
 def _read_BrokerRegistrationRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
+    o = new_instance(BrokerRegistrationRequest)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -455,25 +395,24 @@ def _read_BrokerRegistrationRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationRequest(
-        f_broker_id,
-        f_cluster_id,
-        uuid_from_bytes(f_incarnation_id),
-        f_listeners,
-        f_features,
-        f_rack,
-        False,
-        [],
-        -1,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.listeners = f_listeners
+    o.features = f_features
+    o.rack = f_rack
+    o.is_migrating_zk_broker = False
+    o.log_dirs = []
+    o.previous_broker_epoch = -1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_BrokerRegistrationRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
+    o = new_instance(BrokerRegistrationRequest)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -563,7 +502,7 @@ def _read_BrokerRegistrationRequest_v1(
             raise bad_utf8("rack", pos) from None
         pos = end8
     try:
-        (f_is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("is_migrating_zk_broker", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -598,25 +537,23 @@ def _read_BrokerRegistrationRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationRequest(
-        f_broker_id,
-        f_cluster_id,
-        uuid_from_bytes(f_incarnation_id),
-        f_listeners,
-        f_features,
-        f_rack,
-        f_is_migrating_zk_broker,
-        [],
-        -1,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.listeners = f_listeners
+    o.features = f_features
+    o.rack = f_rack
+    o.log_dirs = []
+    o.previous_broker_epoch = -1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_BrokerRegistrationRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
+    o = new_instance(BrokerRegistrationRequest)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -706,7 +643,7 @@ def _read_BrokerRegistrationRequest_v2(
             raise bad_utf8("rack", pos) from None
         pos = end8
     try:
-        (f_is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("is_migrating_zk_broker", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -760,25 +697,23 @@ def _read_BrokerRegistrationRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationRequest(
-        f_broker_id,
-        f_cluster_id,
-        uuid_from_bytes(f_incarnation_id),
-        f_listeners,
-        f_features,
-        f_rack,
-        f_is_migrating_zk_broker,
-        f_log_dirs,
-        -1,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.listeners = f_listeners
+    o.features = f_features
+    o.rack = f_rack
+    o.log_dirs = f_log_dirs
+    o.previous_broker_epoch = -1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_BrokerRegistrationRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
+    o = new_instance(BrokerRegistrationRequest)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -868,7 +803,7 @@ def _read_BrokerRegistrationRequest_v3(
             raise bad_utf8("rack", pos) from None
         pos = end8
     try:
-        (f_is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("is_migrating_zk_broker", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -892,7 +827,7 @@ def _read_BrokerRegistrationRequest_v3(
         f_log_dirs = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end10, 16)]
         pos = end10
     try:
-        (f_previous_broker_epoch,) = _ST_int64.unpack_from(buf, pos)
+        (o.previous_broker_epoch,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("previous_broker_epoch", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -927,18 +862,14 @@ def _read_BrokerRegistrationRequest_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationRequest(
-        f_broker_id,
-        f_cluster_id,
-        uuid_from_bytes(f_incarnation_id),
-        f_listeners,
-        f_features,
-        f_rack,
-        f_is_migrating_zk_broker,
-        f_log_dirs,
-        f_previous_broker_epoch,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.listeners = f_listeners
+    o.features = f_features
+    o.rack = f_rack
+    o.log_dirs = f_log_dirs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BrokerRegistrationRequest_v0(o: BrokerRegistrationRequest, out: bytearray) -> None:
@@ -1200,8 +1131,9 @@ def _write_BrokerRegistrationRequest_v3(o: BrokerRegistrationRequest, out: bytea
 def _read_BrokerRegistrationResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationResponse, int]:
+    o = new_instance(BrokerRegistrationResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_broker_epoch = _ST_int32_int16_int64.unpack_from(
+        o.throttle_time_ms, o.error_code, o.broker_epoch = _ST_int32_int16_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -1240,9 +1172,8 @@ def _read_BrokerRegistrationResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationResponse(
-        f_throttle_time_ms, f_error_code, f_broker_epoch, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BrokerRegistrationResponse_v0(o: BrokerRegistrationResponse, out: bytearray) -> None:
@@ -1253,135 +1184,199 @@ def _write_BrokerRegistrationResponse_v0(o: BrokerRegistrationResponse, out: byt
         out.append(0)
 
 
-_BrokerRegistrationRequest_Listener.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SecurityProtocol",
-        "security_protocol",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_BrokerRegistrationRequest_Feature.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MinSupportedVersion",
-        "min_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxSupportedVersion",
-        "max_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-BrokerRegistrationRequest.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Listeners",
-        "listeners",
-        "[]Listener",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _BrokerRegistrationRequest_Listener,
-        False,
-    ),
-    FieldInfo(
-        "Features",
-        "features",
-        "[]Feature",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _BrokerRegistrationRequest_Feature,
-        False,
-    ),
-    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "IsMigratingZkBroker",
-        "is_migrating_zk_broker",
-        "bool",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PreviousBrokerEpoch",
-        "previous_broker_epoch",
-        "int64",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-BrokerRegistrationRequest._READERS = (
-    _read_BrokerRegistrationRequest_v0,
-    _read_BrokerRegistrationRequest_v1,
-    _read_BrokerRegistrationRequest_v2,
-    _read_BrokerRegistrationRequest_v3,
-    _read_BrokerRegistrationRequest_v3,
-)
-BrokerRegistrationRequest._WRITERS = (
-    _write_BrokerRegistrationRequest_v0,
-    _write_BrokerRegistrationRequest_v1,
-    _write_BrokerRegistrationRequest_v2,
-    _write_BrokerRegistrationRequest_v3,
-    _write_BrokerRegistrationRequest_v3,
-)
+@dataclass(slots=True)
+class _BrokerRegistrationRequest_Listener:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SecurityProtocol",
+            "security_protocol",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    security_protocol: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-BrokerRegistrationResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-BrokerRegistrationResponse._READERS = (
-    _read_BrokerRegistrationResponse_v0,
-    _read_BrokerRegistrationResponse_v0,
-    _read_BrokerRegistrationResponse_v0,
-    _read_BrokerRegistrationResponse_v0,
-    _read_BrokerRegistrationResponse_v0,
-)
-BrokerRegistrationResponse._WRITERS = (
-    _write_BrokerRegistrationResponse_v0,
-    _write_BrokerRegistrationResponse_v0,
-    _write_BrokerRegistrationResponse_v0,
-    _write_BrokerRegistrationResponse_v0,
-    _write_BrokerRegistrationResponse_v0,
-)
+
+@dataclass(slots=True)
+class _BrokerRegistrationRequest_Feature:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MinSupportedVersion",
+            "min_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxSupportedVersion",
+            "max_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    min_supported_version: int = 0
+    max_supported_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class BrokerRegistrationRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Listeners",
+            "listeners",
+            "[]Listener",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _BrokerRegistrationRequest_Listener,
+            False,
+        ),
+        FieldInfo(
+            "Features",
+            "features",
+            "[]Feature",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _BrokerRegistrationRequest_Feature,
+            False,
+        ),
+        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo(
+            "IsMigratingZkBroker",
+            "is_migrating_zk_broker",
+            "bool",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PreviousBrokerEpoch",
+            "previous_broker_epoch",
+            "int64",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_BrokerRegistrationRequest_v0,
+        _read_BrokerRegistrationRequest_v1,
+        _read_BrokerRegistrationRequest_v2,
+        _read_BrokerRegistrationRequest_v3,
+        _read_BrokerRegistrationRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_BrokerRegistrationRequest_v0,
+        _write_BrokerRegistrationRequest_v1,
+        _write_BrokerRegistrationRequest_v2,
+        _write_BrokerRegistrationRequest_v3,
+        _write_BrokerRegistrationRequest_v3,
+    )
+    NAME: ClassVar[str] = "BrokerRegistrationRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 62
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    Listener = _BrokerRegistrationRequest_Listener
+    Feature = _BrokerRegistrationRequest_Feature
+    broker_id: BrokerId = 0
+    cluster_id: str = ""
+    incarnation_id: UUID = ZERO_UUID
+    listeners: list[_BrokerRegistrationRequest_Listener] = field(default_factory=list)
+    features: list[_BrokerRegistrationRequest_Feature] = field(default_factory=list)
+    rack: str | None = ""
+    is_migrating_zk_broker: bool = False
+    log_dirs: list[UUID] = field(default_factory=list)
+    previous_broker_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class BrokerRegistrationResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_BrokerRegistrationResponse_v0,
+        _read_BrokerRegistrationResponse_v0,
+        _read_BrokerRegistrationResponse_v0,
+        _read_BrokerRegistrationResponse_v0,
+        _read_BrokerRegistrationResponse_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_BrokerRegistrationResponse_v0,
+        _write_BrokerRegistrationResponse_v0,
+        _write_BrokerRegistrationResponse_v0,
+        _write_BrokerRegistrationResponse_v0,
+        _write_BrokerRegistrationResponse_v0,
+    )
+    NAME: ClassVar[str] = "BrokerRegistrationResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 62
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    broker_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,112 +47,10 @@ _ST_int32_int32 = Struct(">ii")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class ConsumerGroupDescribeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ConsumerGroupDescribeRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 69
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    group_ids: list[GroupId] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    topic_name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ConsumerGroupDescribeResponse_TopicPartitions.__qualname__ = (
-    "ConsumerGroupDescribeResponse.TopicPartitions"
-)
-
-
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_partitions: list[_ConsumerGroupDescribeResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ConsumerGroupDescribeResponse_Assignment.__qualname__ = "ConsumerGroupDescribeResponse.Assignment"
-
-
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_Member:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    member_id: str = ""
-    instance_id: str | None = None
-    rack_id: str | None = None
-    member_epoch: int = 0
-    client_id: str = ""
-    client_host: str = ""
-    subscribed_topic_names: list[TopicName] = field(default_factory=list)
-    subscribed_topic_regex: str | None = None
-    assignment: _ConsumerGroupDescribeResponse_Assignment = field(
-        default_factory=_ConsumerGroupDescribeResponse_Assignment
-    )
-    target_assignment: _ConsumerGroupDescribeResponse_Assignment = field(
-        default_factory=_ConsumerGroupDescribeResponse_Assignment
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ConsumerGroupDescribeResponse_Member.__qualname__ = "ConsumerGroupDescribeResponse.Member"
-
-
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_DescribedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = None
-    group_id: GroupId = ""
-    group_state: str = ""
-    group_epoch: int = 0
-    assignment_epoch: int = 0
-    assignor_name: str = ""
-    members: list[_ConsumerGroupDescribeResponse_Member] = field(default_factory=list)
-    authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ConsumerGroupDescribeResponse_DescribedGroup.__qualname__ = (
-    "ConsumerGroupDescribeResponse.DescribedGroup"
-)
-
-
-@dataclass(slots=True)
-class ConsumerGroupDescribeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ConsumerGroupDescribeResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 69
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ConsumerGroupDescribeResponse_TopicPartitions
-    Assignment = _ConsumerGroupDescribeResponse_Assignment
-    DescribedGroup = _ConsumerGroupDescribeResponse_DescribedGroup
-    Member = _ConsumerGroupDescribeResponse_Member
-    throttle_time_ms: int = 0
-    groups: list[_ConsumerGroupDescribeResponse_DescribedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ConsumerGroupDescribeRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerGroupDescribeRequest, int]:
+    o = new_instance(ConsumerGroupDescribeRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -192,7 +91,7 @@ def _read_ConsumerGroupDescribeRequest_v0(
                 pos = end4
             f_group_ids.append(item2)
     try:
-        (f_include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        (o.include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("include_authorized_operations", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -227,7 +126,9 @@ def _read_ConsumerGroupDescribeRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ConsumerGroupDescribeRequest(f_group_ids, f_include_authorized_operations, unknown), pos
+    o.group_ids = f_group_ids
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupDescribeRequest_v0(o: ConsumerGroupDescribeRequest, out: bytearray) -> None:
@@ -264,6 +165,7 @@ def _write_ConsumerGroupDescribeRequest_v0(o: ConsumerGroupDescribeRequest, out:
 def _read_ConsumerGroupDescribeResponse_TopicPartitions_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_TopicPartitions, int]:
+    o = new_instance(_ConsumerGroupDescribeResponse_TopicPartitions)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -340,9 +242,11 @@ def _read_ConsumerGroupDescribeResponse_TopicPartitions_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ConsumerGroupDescribeResponse_TopicPartitions(
-        uuid_from_bytes(f_topic_id), f_topic_name, f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupDescribeResponse_TopicPartitions_v0(
@@ -381,6 +285,7 @@ def _write_ConsumerGroupDescribeResponse_TopicPartitions_v0(
 def _read_ConsumerGroupDescribeResponse_Assignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_Assignment, int]:
+    o = new_instance(_ConsumerGroupDescribeResponse_Assignment)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -430,7 +335,9 @@ def _read_ConsumerGroupDescribeResponse_Assignment_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ConsumerGroupDescribeResponse_Assignment(f_topic_partitions, unknown), pos
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupDescribeResponse_Assignment_v0(
@@ -456,6 +363,7 @@ def _write_ConsumerGroupDescribeResponse_Assignment_v0(
 def _read_ConsumerGroupDescribeResponse_Member_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_Member, int]:
+    o = new_instance(_ConsumerGroupDescribeResponse_Member)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -523,7 +431,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
             raise bad_utf8("Member.rack_id", pos) from None
         pos = end6
     try:
-        (f_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Member.member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -667,19 +575,17 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ConsumerGroupDescribeResponse_Member(
-        f_member_id,
-        f_instance_id,
-        f_rack_id,
-        f_member_epoch,
-        f_client_id,
-        f_client_host,
-        f_subscribed_topic_names,
-        f_subscribed_topic_regex,
-        f_assignment,
-        f_target_assignment,
-        unknown,
-    ), pos
+    o.member_id = f_member_id
+    o.instance_id = f_instance_id
+    o.rack_id = f_rack_id
+    o.client_id = f_client_id
+    o.client_host = f_client_host
+    o.subscribed_topic_names = f_subscribed_topic_names
+    o.subscribed_topic_regex = f_subscribed_topic_regex
+    o.assignment = f_assignment
+    o.target_assignment = f_target_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupDescribeResponse_Member_v0(
@@ -806,8 +712,9 @@ def _write_ConsumerGroupDescribeResponse_Member_v0(
 def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_DescribedGroup, int]:
+    o = new_instance(_ConsumerGroupDescribeResponse_DescribedGroup)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribedGroup.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -878,7 +785,7 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
             raise bad_utf8("DescribedGroup.group_state", pos) from None
         pos = end6
     try:
-        f_group_epoch, f_assignment_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.group_epoch, o.assignment_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribedGroup.group_epoch", 4), ("DescribedGroup.assignment_epoch", 4)),
@@ -927,7 +834,7 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
             item10, pos = _read_ConsumerGroupDescribeResponse_Member_v0(buf, pos)
             f_members.append(item10)
     try:
-        (f_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribedGroup.authorized_operations", 4),), pos, len(buf) - pos
@@ -964,18 +871,13 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ConsumerGroupDescribeResponse_DescribedGroup(
-        f_error_code,
-        f_error_message,
-        f_group_id,
-        f_group_state,
-        f_group_epoch,
-        f_assignment_epoch,
-        f_assignor_name,
-        f_members,
-        f_authorized_operations,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.group_id = f_group_id
+    o.group_state = f_group_state
+    o.assignor_name = f_assignor_name
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupDescribeResponse_DescribedGroup_v0(
@@ -1056,8 +958,9 @@ def _write_ConsumerGroupDescribeResponse_DescribedGroup_v0(
 def _read_ConsumerGroupDescribeResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerGroupDescribeResponse, int]:
+    o = new_instance(ConsumerGroupDescribeResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1110,7 +1013,9 @@ def _read_ConsumerGroupDescribeResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ConsumerGroupDescribeResponse(f_throttle_time_ms, f_groups, unknown), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupDescribeResponse_v0(
@@ -1134,157 +1039,265 @@ def _write_ConsumerGroupDescribeResponse_v0(
         out.append(0)
 
 
-ConsumerGroupDescribeRequest.FIELDS = (
-    FieldInfo("GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IncludeAuthorizedOperations",
-        "include_authorized_operations",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ConsumerGroupDescribeRequest._READERS = (_read_ConsumerGroupDescribeRequest_v0,)
-ConsumerGroupDescribeRequest._WRITERS = (_write_ConsumerGroupDescribeRequest_v0,)
+@dataclass(slots=True)
+class ConsumerGroupDescribeRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IncludeAuthorizedOperations",
+            "include_authorized_operations",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupDescribeRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupDescribeRequest_v0,)
+    NAME: ClassVar[str] = "ConsumerGroupDescribeRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 69
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    group_ids: list[GroupId] = field(default_factory=list)
+    include_authorized_operations: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ConsumerGroupDescribeResponse_TopicPartitions.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_ConsumerGroupDescribeResponse_Assignment.FIELDS = (
-    FieldInfo(
-        "TopicPartitions",
-        "topic_partitions",
-        "[]TopicPartitions",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerGroupDescribeResponse_TopicPartitions,
-        False,
-    ),
-)
-_ConsumerGroupDescribeResponse_Member.FIELDS = (
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SubscribedTopicNames",
-        "subscribed_topic_names",
-        "[]string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "SubscribedTopicRegex",
-        "subscribed_topic_regex",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Assignment",
-        "assignment",
-        "Assignment",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerGroupDescribeResponse_Assignment,
-        False,
-    ),
-    FieldInfo(
-        "TargetAssignment",
-        "target_assignment",
-        "Assignment",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerGroupDescribeResponse_Assignment,
-        False,
-    ),
-)
-_ConsumerGroupDescribeResponse_DescribedGroup.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "AssignmentEpoch",
-        "assignment_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Members",
-        "members",
-        "[]Member",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerGroupDescribeResponse_Member,
-        False,
-    ),
-    FieldInfo(
-        "AuthorizedOperations",
-        "authorized_operations",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ConsumerGroupDescribeResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Groups",
-        "groups",
-        "[]DescribedGroup",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerGroupDescribeResponse_DescribedGroup,
-        False,
-    ),
-)
-ConsumerGroupDescribeResponse._READERS = (_read_ConsumerGroupDescribeResponse_v0,)
-ConsumerGroupDescribeResponse._WRITERS = (_write_ConsumerGroupDescribeResponse_v0,)
+
+@dataclass(slots=True)
+class _ConsumerGroupDescribeResponse_TopicPartitions:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    topic_name: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ConsumerGroupDescribeResponse_Assignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicPartitions",
+            "topic_partitions",
+            "[]TopicPartitions",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerGroupDescribeResponse_TopicPartitions,
+            False,
+        ),
+    )
+    topic_partitions: list[_ConsumerGroupDescribeResponse_TopicPartitions] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ConsumerGroupDescribeResponse_Member:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo(
+            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "SubscribedTopicNames",
+            "subscribed_topic_names",
+            "[]string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "SubscribedTopicRegex",
+            "subscribed_topic_regex",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Assignment",
+            "assignment",
+            "Assignment",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerGroupDescribeResponse_Assignment,
+            False,
+        ),
+        FieldInfo(
+            "TargetAssignment",
+            "target_assignment",
+            "Assignment",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerGroupDescribeResponse_Assignment,
+            False,
+        ),
+    )
+    member_id: str = ""
+    instance_id: str | None = None
+    rack_id: str | None = None
+    member_epoch: int = 0
+    client_id: str = ""
+    client_host: str = ""
+    subscribed_topic_names: list[TopicName] = field(default_factory=list)
+    subscribed_topic_regex: str | None = None
+    assignment: _ConsumerGroupDescribeResponse_Assignment = field(
+        default_factory=_ConsumerGroupDescribeResponse_Assignment
+    )
+    target_assignment: _ConsumerGroupDescribeResponse_Assignment = field(
+        default_factory=_ConsumerGroupDescribeResponse_Assignment
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ConsumerGroupDescribeResponse_DescribedGroup:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "AssignmentEpoch",
+            "assignment_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Members",
+            "members",
+            "[]Member",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerGroupDescribeResponse_Member,
+            False,
+        ),
+        FieldInfo(
+            "AuthorizedOperations",
+            "authorized_operations",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = None
+    group_id: GroupId = ""
+    group_state: str = ""
+    group_epoch: int = 0
+    assignment_epoch: int = 0
+    assignor_name: str = ""
+    members: list[_ConsumerGroupDescribeResponse_Member] = field(default_factory=list)
+    authorized_operations: int = -2147483648
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ConsumerGroupDescribeResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Groups",
+            "groups",
+            "[]DescribedGroup",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerGroupDescribeResponse_DescribedGroup,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupDescribeResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupDescribeResponse_v0,)
+    NAME: ClassVar[str] = "ConsumerGroupDescribeResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 69
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicPartitions = _ConsumerGroupDescribeResponse_TopicPartitions
+    Assignment = _ConsumerGroupDescribeResponse_Assignment
+    DescribedGroup = _ConsumerGroupDescribeResponse_DescribedGroup
+    Member = _ConsumerGroupDescribeResponse_Member
+    throttle_time_ms: int = 0
+    groups: list[_ConsumerGroupDescribeResponse_DescribedGroup] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

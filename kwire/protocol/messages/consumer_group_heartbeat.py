@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,94 +47,10 @@ _ST_int8 = Struct(">b")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _ConsumerGroupHeartbeatRequest_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ConsumerGroupHeartbeatRequest_TopicPartitions.__qualname__ = (
-    "ConsumerGroupHeartbeatRequest.TopicPartitions"
-)
-
-
-@dataclass(slots=True)
-class ConsumerGroupHeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ConsumerGroupHeartbeatRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 68
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicPartitions = _ConsumerGroupHeartbeatRequest_TopicPartitions
-    group_id: GroupId = ""
-    member_id: str = ""
-    member_epoch: int = 0
-    instance_id: str | None = None
-    rack_id: str | None = None
-    rebalance_timeout_ms: int = -1
-    subscribed_topic_names: list[TopicName] | None = None
-    server_assignor: str | None = None
-    topic_partitions: list[_ConsumerGroupHeartbeatRequest_TopicPartitions] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ConsumerGroupHeartbeatResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ConsumerGroupHeartbeatResponse_TopicPartitions.__qualname__ = (
-    "ConsumerGroupHeartbeatResponse.TopicPartitions"
-)
-
-
-@dataclass(slots=True)
-class _ConsumerGroupHeartbeatResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_partitions: list[_ConsumerGroupHeartbeatResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ConsumerGroupHeartbeatResponse_Assignment.__qualname__ = (
-    "ConsumerGroupHeartbeatResponse.Assignment"
-)
-
-
-@dataclass(slots=True)
-class ConsumerGroupHeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ConsumerGroupHeartbeatResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 68
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ConsumerGroupHeartbeatResponse_TopicPartitions
-    Assignment = _ConsumerGroupHeartbeatResponse_Assignment
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    member_id: str | None = None
-    member_epoch: int = 0
-    heartbeat_interval_ms: int = 0
-    assignment: _ConsumerGroupHeartbeatResponse_Assignment | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerGroupHeartbeatRequest_TopicPartitions, int]:
+    o = new_instance(_ConsumerGroupHeartbeatRequest_TopicPartitions)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -188,9 +105,10 @@ def _read_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ConsumerGroupHeartbeatRequest_TopicPartitions(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(
@@ -216,6 +134,7 @@ def _write_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(
 def _read_ConsumerGroupHeartbeatRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerGroupHeartbeatRequest, int]:
+    o = new_instance(ConsumerGroupHeartbeatRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -261,7 +180,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
             raise bad_utf8("member_id", pos) from None
         pos = end4
     try:
-        (f_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -310,7 +229,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
             raise bad_utf8("rack_id", pos) from None
         pos = end8
     try:
-        (f_rebalance_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.rebalance_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("rebalance_timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -424,18 +343,15 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ConsumerGroupHeartbeatRequest(
-        f_group_id,
-        f_member_id,
-        f_member_epoch,
-        f_instance_id,
-        f_rack_id,
-        f_rebalance_timeout_ms,
-        f_subscribed_topic_names,
-        f_server_assignor,
-        f_topic_partitions,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.instance_id = f_instance_id
+    o.rack_id = f_rack_id
+    o.subscribed_topic_names = f_subscribed_topic_names
+    o.server_assignor = f_server_assignor
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupHeartbeatRequest_v0(
@@ -551,6 +467,7 @@ def _write_ConsumerGroupHeartbeatRequest_v0(
 def _read_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerGroupHeartbeatResponse_TopicPartitions, int]:
+    o = new_instance(_ConsumerGroupHeartbeatResponse_TopicPartitions)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -605,9 +522,10 @@ def _read_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ConsumerGroupHeartbeatResponse_TopicPartitions(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(
@@ -633,6 +551,7 @@ def _write_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(
 def _read_ConsumerGroupHeartbeatResponse_Assignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerGroupHeartbeatResponse_Assignment, int]:
+    o = new_instance(_ConsumerGroupHeartbeatResponse_Assignment)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -682,7 +601,9 @@ def _read_ConsumerGroupHeartbeatResponse_Assignment_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ConsumerGroupHeartbeatResponse_Assignment(f_topic_partitions, unknown), pos
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupHeartbeatResponse_Assignment_v0(
@@ -708,8 +629,9 @@ def _write_ConsumerGroupHeartbeatResponse_Assignment_v0(
 def _read_ConsumerGroupHeartbeatResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerGroupHeartbeatResponse, int]:
+    o = new_instance(ConsumerGroupHeartbeatResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -760,7 +682,7 @@ def _read_ConsumerGroupHeartbeatResponse_v0(
             raise bad_utf8("member_id", pos) from None
         pos = end4
     try:
-        f_member_epoch, f_heartbeat_interval_ms = _ST_int32_int32.unpack_from(buf, pos)
+        o.member_epoch, o.heartbeat_interval_ms = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("member_epoch", 4), ("heartbeat_interval_ms", 4)), pos, len(buf) - pos
@@ -807,16 +729,11 @@ def _read_ConsumerGroupHeartbeatResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ConsumerGroupHeartbeatResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_error_message,
-        f_member_id,
-        f_member_epoch,
-        f_heartbeat_interval_ms,
-        f_assignment,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.member_id = f_member_id
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConsumerGroupHeartbeatResponse_v0(
@@ -862,119 +779,205 @@ def _write_ConsumerGroupHeartbeatResponse_v0(
         out.append(0)
 
 
-_ConsumerGroupHeartbeatRequest_TopicPartitions.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-ConsumerGroupHeartbeatRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "RebalanceTimeoutMs",
-        "rebalance_timeout_ms",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "SubscribedTopicNames",
-        "subscribed_topic_names",
-        "[]string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ServerAssignor",
-        "server_assignor",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TopicPartitions",
-        "topic_partitions",
-        "[]TopicPartitions",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _ConsumerGroupHeartbeatRequest_TopicPartitions,
-        False,
-    ),
-)
-ConsumerGroupHeartbeatRequest._READERS = (_read_ConsumerGroupHeartbeatRequest_v0,)
-ConsumerGroupHeartbeatRequest._WRITERS = (_write_ConsumerGroupHeartbeatRequest_v0,)
+@dataclass(slots=True)
+class _ConsumerGroupHeartbeatRequest_TopicPartitions:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ConsumerGroupHeartbeatResponse_TopicPartitions.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_ConsumerGroupHeartbeatResponse_Assignment.FIELDS = (
-    FieldInfo(
-        "TopicPartitions",
-        "topic_partitions",
-        "[]TopicPartitions",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerGroupHeartbeatResponse_TopicPartitions,
-        False,
-    ),
-)
-ConsumerGroupHeartbeatResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "HeartbeatIntervalMs",
-        "heartbeat_interval_ms",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Assignment",
-        "assignment",
-        "Assignment",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _ConsumerGroupHeartbeatResponse_Assignment,
-        False,
-    ),
-)
-ConsumerGroupHeartbeatResponse._READERS = (_read_ConsumerGroupHeartbeatResponse_v0,)
-ConsumerGroupHeartbeatResponse._WRITERS = (_write_ConsumerGroupHeartbeatResponse_v0,)
+
+@dataclass(slots=True)
+class ConsumerGroupHeartbeatRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo(
+            "RebalanceTimeoutMs",
+            "rebalance_timeout_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "SubscribedTopicNames",
+            "subscribed_topic_names",
+            "[]string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ServerAssignor",
+            "server_assignor",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TopicPartitions",
+            "topic_partitions",
+            "[]TopicPartitions",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _ConsumerGroupHeartbeatRequest_TopicPartitions,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupHeartbeatRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupHeartbeatRequest_v0,)
+    NAME: ClassVar[str] = "ConsumerGroupHeartbeatRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 68
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicPartitions = _ConsumerGroupHeartbeatRequest_TopicPartitions
+    group_id: GroupId = ""
+    member_id: str = ""
+    member_epoch: int = 0
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    subscribed_topic_names: list[TopicName] | None = None
+    server_assignor: str | None = None
+    topic_partitions: list[_ConsumerGroupHeartbeatRequest_TopicPartitions] | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ConsumerGroupHeartbeatResponse_TopicPartitions:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ConsumerGroupHeartbeatResponse_Assignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicPartitions",
+            "topic_partitions",
+            "[]TopicPartitions",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerGroupHeartbeatResponse_TopicPartitions,
+            False,
+        ),
+    )
+    topic_partitions: list[_ConsumerGroupHeartbeatResponse_TopicPartitions] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ConsumerGroupHeartbeatResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "HeartbeatIntervalMs",
+            "heartbeat_interval_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Assignment",
+            "assignment",
+            "Assignment",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _ConsumerGroupHeartbeatResponse_Assignment,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupHeartbeatResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupHeartbeatResponse_v0,)
+    NAME: ClassVar[str] = "ConsumerGroupHeartbeatResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 68
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicPartitions = _ConsumerGroupHeartbeatResponse_TopicPartitions
+    Assignment = _ConsumerGroupHeartbeatResponse_Assignment
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = 0
+    heartbeat_interval_ms: int = 0
+    assignment: _ConsumerGroupHeartbeatResponse_Assignment | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

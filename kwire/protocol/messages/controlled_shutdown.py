@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,79 +44,39 @@ _ST_int32 = Struct(">i")
 _ST_int32_int64 = Struct(">iq")
 
 
-@dataclass(slots=True)
-class ControlledShutdownRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ControlledShutdownRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 7
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ControlledShutdownResponse_RemainingPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ControlledShutdownResponse_RemainingPartition.__qualname__ = (
-    "ControlledShutdownResponse.RemainingPartition"
-)
-
-
-@dataclass(slots=True)
-class ControlledShutdownResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ControlledShutdownResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 7
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    RemainingPartition = _ControlledShutdownResponse_RemainingPartition
-    error_code: int = 0
-    remaining_partitions: list[_ControlledShutdownResponse_RemainingPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ControlledShutdownRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ControlledShutdownRequest, int]:
+    o = new_instance(ControlledShutdownRequest)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ControlledShutdownRequest(f_broker_id, -1, ()), pos
+    o.broker_epoch = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ControlledShutdownRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[ControlledShutdownRequest, int]:
+    o = new_instance(ControlledShutdownRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
-    return ControlledShutdownRequest(f_broker_id, f_broker_epoch, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ControlledShutdownRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[ControlledShutdownRequest, int]:
+    o = new_instance(ControlledShutdownRequest)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -150,7 +111,8 @@ def _read_ControlledShutdownRequest_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ControlledShutdownRequest(f_broker_id, f_broker_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ControlledShutdownRequest_v0(o: ControlledShutdownRequest, out: bytearray) -> None:
@@ -182,6 +144,7 @@ def _write_ControlledShutdownRequest_v3(o: ControlledShutdownRequest, out: bytea
 def _read_ControlledShutdownResponse_RemainingPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ControlledShutdownResponse_RemainingPartition, int]:
+    o = new_instance(_ControlledShutdownResponse_RemainingPartition)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -202,18 +165,21 @@ def _read_ControlledShutdownResponse_RemainingPartition_v0(
             raise bad_utf8("RemainingPartition.topic_name", pos) from None
         pos = end2
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("RemainingPartition.partition_index", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _ControlledShutdownResponse_RemainingPartition(f_topic_name, f_partition_index, ()), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ControlledShutdownResponse_RemainingPartition_v3(
     buf: memoryview, pos: int
 ) -> tuple[_ControlledShutdownResponse_RemainingPartition, int]:
+    o = new_instance(_ControlledShutdownResponse_RemainingPartition)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -237,7 +203,7 @@ def _read_ControlledShutdownResponse_RemainingPartition_v3(
             raise bad_utf8("RemainingPartition.topic_name", pos) from None
         pos = end2
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("RemainingPartition.partition_index", 4),), pos, len(buf) - pos
@@ -276,9 +242,9 @@ def _read_ControlledShutdownResponse_RemainingPartition_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ControlledShutdownResponse_RemainingPartition(
-        f_topic_name, f_partition_index, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ControlledShutdownResponse_RemainingPartition_v0(
@@ -358,8 +324,9 @@ def _write_ControlledShutdownResponse_RemainingPartition_v3(
 def _read_ControlledShutdownResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ControlledShutdownResponse, int]:
+    o = new_instance(ControlledShutdownResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -378,14 +345,17 @@ def _read_ControlledShutdownResponse_v0(
         for _ in range(count1):
             item2, pos = _read_ControlledShutdownResponse_RemainingPartition_v0(buf, pos)
             f_remaining_partitions.append(item2)
-    return ControlledShutdownResponse(f_error_code, f_remaining_partitions, ()), pos
+    o.remaining_partitions = f_remaining_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ControlledShutdownResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[ControlledShutdownResponse, int]:
+    o = new_instance(ControlledShutdownResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -438,7 +408,9 @@ def _read_ControlledShutdownResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ControlledShutdownResponse(f_error_code, f_remaining_partitions, unknown), pos
+    o.remaining_partitions = f_remaining_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ControlledShutdownResponse_v0(o: ControlledShutdownResponse, out: bytearray) -> None:
@@ -499,54 +471,101 @@ def _write_ControlledShutdownResponse_v3(o: ControlledShutdownResponse, out: byt
         out.append(0)
 
 
-ControlledShutdownRequest.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-ControlledShutdownRequest._READERS = (
-    _read_ControlledShutdownRequest_v0,
-    _read_ControlledShutdownRequest_v0,
-    _read_ControlledShutdownRequest_v2,
-    _read_ControlledShutdownRequest_v3,
-)
-ControlledShutdownRequest._WRITERS = (
-    _write_ControlledShutdownRequest_v0,
-    _write_ControlledShutdownRequest_v1,
-    _write_ControlledShutdownRequest_v2,
-    _write_ControlledShutdownRequest_v3,
-)
+@dataclass(slots=True)
+class ControlledShutdownRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ControlledShutdownRequest_v0,
+        _read_ControlledShutdownRequest_v0,
+        _read_ControlledShutdownRequest_v2,
+        _read_ControlledShutdownRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ControlledShutdownRequest_v0,
+        _write_ControlledShutdownRequest_v1,
+        _write_ControlledShutdownRequest_v2,
+        _write_ControlledShutdownRequest_v3,
+    )
+    NAME: ClassVar[str] = "ControlledShutdownRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 7
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    broker_id: BrokerId = 0
+    broker_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ControlledShutdownResponse_RemainingPartition.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-ControlledShutdownResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "RemainingPartitions",
-        "remaining_partitions",
-        "[]RemainingPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ControlledShutdownResponse_RemainingPartition,
-        False,
-    ),
-)
-ControlledShutdownResponse._READERS = (
-    _read_ControlledShutdownResponse_v0,
-    _read_ControlledShutdownResponse_v0,
-    _read_ControlledShutdownResponse_v0,
-    _read_ControlledShutdownResponse_v3,
-)
-ControlledShutdownResponse._WRITERS = (
-    _write_ControlledShutdownResponse_v0,
-    _write_ControlledShutdownResponse_v1,
-    _write_ControlledShutdownResponse_v2,
-    _write_ControlledShutdownResponse_v3,
-)
+
+@dataclass(slots=True)
+class _ControlledShutdownResponse_RemainingPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ControlledShutdownResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "RemainingPartitions",
+            "remaining_partitions",
+            "[]RemainingPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ControlledShutdownResponse_RemainingPartition,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ControlledShutdownResponse_v0,
+        _read_ControlledShutdownResponse_v0,
+        _read_ControlledShutdownResponse_v0,
+        _read_ControlledShutdownResponse_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ControlledShutdownResponse_v0,
+        _write_ControlledShutdownResponse_v1,
+        _write_ControlledShutdownResponse_v2,
+        _write_ControlledShutdownResponse_v3,
+    )
+    NAME: ClassVar[str] = "ControlledShutdownResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 7
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    RemainingPartition = _ControlledShutdownResponse_RemainingPartition
+    error_code: int = 0
+    remaining_partitions: list[_ControlledShutdownResponse_RemainingPartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

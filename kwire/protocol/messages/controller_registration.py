@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,70 +44,10 @@ _ST_int32_uuid_bool = Struct(">i16s?")
 _ST_uint16_int16 = Struct(">Hh")
 
 
-@dataclass(slots=True)
-class _ControllerRegistrationRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ControllerRegistrationRequest_Listener.__qualname__ = "ControllerRegistrationRequest.Listener"
-
-
-@dataclass(slots=True)
-class _ControllerRegistrationRequest_Feature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ControllerRegistrationRequest_Feature.__qualname__ = "ControllerRegistrationRequest.Feature"
-
-
-@dataclass(slots=True)
-class ControllerRegistrationRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ControllerRegistrationRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 70
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _ControllerRegistrationRequest_Listener
-    Feature = _ControllerRegistrationRequest_Feature
-    controller_id: int = 0
-    incarnation_id: UUID = ZERO_UUID
-    zk_migration_ready: bool = False
-    listeners: list[_ControllerRegistrationRequest_Listener] = field(default_factory=list)
-    features: list[_ControllerRegistrationRequest_Feature] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class ControllerRegistrationResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ControllerRegistrationResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 70
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ControllerRegistrationRequest_Listener_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ControllerRegistrationRequest_Listener, int]:
+    o = new_instance(_ControllerRegistrationRequest_Listener)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -152,7 +93,7 @@ def _read_ControllerRegistrationRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        f_port, f_security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("Listener.port", 2), ("Listener.security_protocol", 2)), pos, len(buf) - pos
@@ -189,9 +130,10 @@ def _read_ControllerRegistrationRequest_Listener_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ControllerRegistrationRequest_Listener(
-        f_name, f_host, f_port, f_security_protocol, unknown
-    ), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ControllerRegistrationRequest_Listener_v0(
@@ -233,6 +175,7 @@ def _write_ControllerRegistrationRequest_Listener_v0(
 def _read_ControllerRegistrationRequest_Feature_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ControllerRegistrationRequest_Feature, int]:
+    o = new_instance(_ControllerRegistrationRequest_Feature)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -256,7 +199,7 @@ def _read_ControllerRegistrationRequest_Feature_v0(
             raise bad_utf8("Feature.name", pos) from None
         pos = end2
     try:
-        f_min_supported_version, f_max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("Feature.min_supported_version", 2), ("Feature.max_supported_version", 2)),
@@ -295,9 +238,9 @@ def _read_ControllerRegistrationRequest_Feature_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ControllerRegistrationRequest_Feature(
-        f_name, f_min_supported_version, f_max_supported_version, unknown
-    ), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ControllerRegistrationRequest_Feature_v0(
@@ -326,8 +269,9 @@ def _write_ControllerRegistrationRequest_Feature_v0(
 def _read_ControllerRegistrationRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ControllerRegistrationRequest, int]:
+    o = new_instance(ControllerRegistrationRequest)
     try:
-        f_controller_id, f_incarnation_id, f_zk_migration_ready = _ST_int32_uuid_bool.unpack_from(
+        o.controller_id, f_incarnation_id, o.zk_migration_ready = _ST_int32_uuid_bool.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -404,14 +348,11 @@ def _read_ControllerRegistrationRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ControllerRegistrationRequest(
-        f_controller_id,
-        uuid_from_bytes(f_incarnation_id),
-        f_zk_migration_ready,
-        f_listeners,
-        f_features,
-        unknown,
-    ), pos
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.listeners = f_listeners
+    o.features = f_features
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ControllerRegistrationRequest_v0(
@@ -449,8 +390,9 @@ def _write_ControllerRegistrationRequest_v0(
 def _read_ControllerRegistrationResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ControllerRegistrationResponse, int]:
+    o = new_instance(ControllerRegistrationResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -509,9 +451,9 @@ def _read_ControllerRegistrationResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ControllerRegistrationResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ControllerRegistrationResponse_v0(
@@ -537,99 +479,165 @@ def _write_ControllerRegistrationResponse_v0(
         out.append(0)
 
 
-_ControllerRegistrationRequest_Listener.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SecurityProtocol",
-        "security_protocol",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_ControllerRegistrationRequest_Feature.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MinSupportedVersion",
-        "min_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxSupportedVersion",
-        "max_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ControllerRegistrationRequest.FIELDS = (
-    FieldInfo(
-        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ZkMigrationReady",
-        "zk_migration_ready",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Listeners",
-        "listeners",
-        "[]Listener",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ControllerRegistrationRequest_Listener,
-        False,
-    ),
-    FieldInfo(
-        "Features",
-        "features",
-        "[]Feature",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ControllerRegistrationRequest_Feature,
-        False,
-    ),
-)
-ControllerRegistrationRequest._READERS = (_read_ControllerRegistrationRequest_v0,)
-ControllerRegistrationRequest._WRITERS = (_write_ControllerRegistrationRequest_v0,)
+@dataclass(slots=True)
+class _ControllerRegistrationRequest_Listener:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SecurityProtocol",
+            "security_protocol",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    security_protocol: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-ControllerRegistrationResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-ControllerRegistrationResponse._READERS = (_read_ControllerRegistrationResponse_v0,)
-ControllerRegistrationResponse._WRITERS = (_write_ControllerRegistrationResponse_v0,)
+
+@dataclass(slots=True)
+class _ControllerRegistrationRequest_Feature:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MinSupportedVersion",
+            "min_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxSupportedVersion",
+            "max_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    min_supported_version: int = 0
+    max_supported_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ControllerRegistrationRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ZkMigrationReady",
+            "zk_migration_ready",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Listeners",
+            "listeners",
+            "[]Listener",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ControllerRegistrationRequest_Listener,
+            False,
+        ),
+        FieldInfo(
+            "Features",
+            "features",
+            "[]Feature",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ControllerRegistrationRequest_Feature,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ControllerRegistrationRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ControllerRegistrationRequest_v0,)
+    NAME: ClassVar[str] = "ControllerRegistrationRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 70
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    Listener = _ControllerRegistrationRequest_Listener
+    Feature = _ControllerRegistrationRequest_Feature
+    controller_id: int = 0
+    incarnation_id: UUID = ZERO_UUID
+    zk_migration_ready: bool = False
+    listeners: list[_ControllerRegistrationRequest_Listener] = field(default_factory=list)
+    features: list[_ControllerRegistrationRequest_Feature] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ControllerRegistrationResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ControllerRegistrationResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ControllerRegistrationResponse_v0,)
+    NAME: ClassVar[str] = "ControllerRegistrationResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 70
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,69 +44,12 @@ _ST_int8 = Struct(">b")
 _ST_int8_int8 = Struct(">bb")
 
 
-@dataclass(slots=True)
-class _CreateAclsRequest_AclCreation:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    resource_type: int = 0
-    resource_name: str = ""
-    resource_pattern_type: int = 3
-    principal: str = ""
-    host: str = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateAclsRequest_AclCreation.__qualname__ = "CreateAclsRequest.AclCreation"
-
-
-@dataclass(slots=True)
-class CreateAclsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreateAclsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 30
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AclCreation = _CreateAclsRequest_AclCreation
-    creations: list[_CreateAclsRequest_AclCreation] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _CreateAclsResponse_AclCreationResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateAclsResponse_AclCreationResult.__qualname__ = "CreateAclsResponse.AclCreationResult"
-
-
-@dataclass(slots=True)
-class CreateAclsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreateAclsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 30
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    AclCreationResult = _CreateAclsResponse_AclCreationResult
-    throttle_time_ms: int = 0
-    results: list[_CreateAclsResponse_AclCreationResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_CreateAclsRequest_AclCreation_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreateAclsRequest_AclCreation, int]:
+    o = new_instance(_CreateAclsRequest_AclCreation)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("AclCreation.resource_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -167,22 +111,26 @@ def _read_CreateAclsRequest_AclCreation_v0(
             raise bad_utf8("AclCreation.host", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AclCreation.operation", 1), ("AclCreation.permission_type", 1)), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _CreateAclsRequest_AclCreation(
-        f_resource_type, f_resource_name, 3, f_principal, f_host, f_operation, f_permission_type, ()
-    ), pos
+    o.resource_name = f_resource_name
+    o.resource_pattern_type = 3
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateAclsRequest_AclCreation_v1(
     buf: memoryview, pos: int
 ) -> tuple[_CreateAclsRequest_AclCreation, int]:
+    o = new_instance(_CreateAclsRequest_AclCreation)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("AclCreation.resource_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -206,7 +154,7 @@ def _read_CreateAclsRequest_AclCreation_v1(
             raise bad_utf8("AclCreation.resource_name", pos) from None
         pos = end2
     try:
-        (f_resource_pattern_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_pattern_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AclCreation.resource_pattern_type", 1),), pos, len(buf) - pos
@@ -251,29 +199,25 @@ def _read_CreateAclsRequest_AclCreation_v1(
             raise bad_utf8("AclCreation.host", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AclCreation.operation", 1), ("AclCreation.permission_type", 1)), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _CreateAclsRequest_AclCreation(
-        f_resource_type,
-        f_resource_name,
-        f_resource_pattern_type,
-        f_principal,
-        f_host,
-        f_operation,
-        f_permission_type,
-        (),
-    ), pos
+    o.resource_name = f_resource_name
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateAclsRequest_AclCreation_v2(
     buf: memoryview, pos: int
 ) -> tuple[_CreateAclsRequest_AclCreation, int]:
+    o = new_instance(_CreateAclsRequest_AclCreation)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("AclCreation.resource_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -300,7 +244,7 @@ def _read_CreateAclsRequest_AclCreation_v2(
             raise bad_utf8("AclCreation.resource_name", pos) from None
         pos = end2
     try:
-        (f_resource_pattern_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_pattern_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AclCreation.resource_pattern_type", 1),), pos, len(buf) - pos
@@ -351,7 +295,7 @@ def _read_CreateAclsRequest_AclCreation_v2(
             raise bad_utf8("AclCreation.host", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AclCreation.operation", 1), ("AclCreation.permission_type", 1)), pos, len(buf) - pos
@@ -388,16 +332,11 @@ def _read_CreateAclsRequest_AclCreation_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateAclsRequest_AclCreation(
-        f_resource_type,
-        f_resource_name,
-        f_resource_pattern_type,
-        f_principal,
-        f_host,
-        f_operation,
-        f_permission_type,
-        unknown,
-    ), pos
+    o.resource_name = f_resource_name
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateAclsRequest_AclCreation_v0(
@@ -527,6 +466,7 @@ def _write_CreateAclsRequest_AclCreation_v2(
 
 
 def _read_CreateAclsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
+    o = new_instance(CreateAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -542,10 +482,13 @@ def _read_CreateAclsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateAclsReq
         for _ in range(count1):
             item2, pos = _read_CreateAclsRequest_AclCreation_v0(buf, pos)
             f_creations.append(item2)
-    return CreateAclsRequest(f_creations, ()), pos
+    o.creations = f_creations
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateAclsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
+    o = new_instance(CreateAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -561,10 +504,13 @@ def _read_CreateAclsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateAclsReq
         for _ in range(count1):
             item2, pos = _read_CreateAclsRequest_AclCreation_v1(buf, pos)
             f_creations.append(item2)
-    return CreateAclsRequest(f_creations, ()), pos
+    o.creations = f_creations
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateAclsRequest_v2(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
+    o = new_instance(CreateAclsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -614,7 +560,9 @@ def _read_CreateAclsRequest_v2(buf: memoryview, pos: int) -> tuple[CreateAclsReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateAclsRequest(f_creations, unknown), pos
+    o.creations = f_creations
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateAclsRequest_v0(o: CreateAclsRequest, out: bytearray) -> None:
@@ -662,8 +610,9 @@ def _write_CreateAclsRequest_v2(o: CreateAclsRequest, out: bytearray) -> None:
 def _read_CreateAclsResponse_AclCreationResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreateAclsResponse_AclCreationResult, int]:
+    o = new_instance(_CreateAclsResponse_AclCreationResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("AclCreationResult.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -686,14 +635,17 @@ def _read_CreateAclsResponse_AclCreationResult_v0(
         except UnicodeDecodeError:
             raise bad_utf8("AclCreationResult.error_message", pos) from None
         pos = end2
-    return _CreateAclsResponse_AclCreationResult(f_error_code, f_error_message, ()), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateAclsResponse_AclCreationResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_CreateAclsResponse_AclCreationResult, int]:
+    o = new_instance(_CreateAclsResponse_AclCreationResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("AclCreationResult.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -750,7 +702,9 @@ def _read_CreateAclsResponse_AclCreationResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateAclsResponse_AclCreationResult(f_error_code, f_error_message, unknown), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateAclsResponse_AclCreationResult_v0(
@@ -811,8 +765,9 @@ def _write_CreateAclsResponse_AclCreationResult_v2(
 
 
 def _read_CreateAclsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
+    o = new_instance(CreateAclsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -831,12 +786,15 @@ def _read_CreateAclsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateAclsRe
         for _ in range(count1):
             item2, pos = _read_CreateAclsResponse_AclCreationResult_v0(buf, pos)
             f_results.append(item2)
-    return CreateAclsResponse(f_throttle_time_ms, f_results, ()), pos
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateAclsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
+    o = new_instance(CreateAclsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -889,7 +847,9 @@ def _read_CreateAclsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateAclsRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateAclsResponse(f_throttle_time_ms, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateAclsResponse_v0(o: CreateAclsResponse, out: bytearray) -> None:
@@ -937,88 +897,161 @@ def _write_CreateAclsResponse_v2(o: CreateAclsResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_CreateAclsRequest_AclCreation.FIELDS = (
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourcePatternType",
-        "resource_pattern_type",
-        "int8",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-CreateAclsRequest.FIELDS = (
-    FieldInfo(
-        "Creations",
-        "creations",
-        "[]AclCreation",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreateAclsRequest_AclCreation,
-        False,
-    ),
-)
-CreateAclsRequest._READERS = (
-    _read_CreateAclsRequest_v0,
-    _read_CreateAclsRequest_v1,
-    _read_CreateAclsRequest_v2,
-    _read_CreateAclsRequest_v2,
-)
-CreateAclsRequest._WRITERS = (
-    _write_CreateAclsRequest_v0,
-    _write_CreateAclsRequest_v1,
-    _write_CreateAclsRequest_v2,
-    _write_CreateAclsRequest_v2,
-)
+@dataclass(slots=True)
+class _CreateAclsRequest_AclCreation:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourcePatternType",
+            "resource_pattern_type",
+            "int8",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PermissionType",
+            "permission_type",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    resource_type: int = 0
+    resource_name: str = ""
+    resource_pattern_type: int = 3
+    principal: str = ""
+    host: str = ""
+    operation: int = 0
+    permission_type: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_CreateAclsResponse_AclCreationResult.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-CreateAclsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]AclCreationResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreateAclsResponse_AclCreationResult,
-        False,
-    ),
-)
-CreateAclsResponse._READERS = (
-    _read_CreateAclsResponse_v0,
-    _read_CreateAclsResponse_v0,
-    _read_CreateAclsResponse_v2,
-    _read_CreateAclsResponse_v2,
-)
-CreateAclsResponse._WRITERS = (
-    _write_CreateAclsResponse_v0,
-    _write_CreateAclsResponse_v1,
-    _write_CreateAclsResponse_v2,
-    _write_CreateAclsResponse_v2,
-)
+
+@dataclass(slots=True)
+class CreateAclsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Creations",
+            "creations",
+            "[]AclCreation",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreateAclsRequest_AclCreation,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreateAclsRequest_v0,
+        _read_CreateAclsRequest_v1,
+        _read_CreateAclsRequest_v2,
+        _read_CreateAclsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreateAclsRequest_v0,
+        _write_CreateAclsRequest_v1,
+        _write_CreateAclsRequest_v2,
+        _write_CreateAclsRequest_v2,
+    )
+    NAME: ClassVar[str] = "CreateAclsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 30
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    AclCreation = _CreateAclsRequest_AclCreation
+    creations: list[_CreateAclsRequest_AclCreation] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _CreateAclsResponse_AclCreationResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class CreateAclsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]AclCreationResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreateAclsResponse_AclCreationResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreateAclsResponse_v0,
+        _read_CreateAclsResponse_v0,
+        _read_CreateAclsResponse_v2,
+        _read_CreateAclsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreateAclsResponse_v0,
+        _write_CreateAclsResponse_v1,
+        _write_CreateAclsResponse_v2,
+        _write_CreateAclsResponse_v2,
+    )
+    NAME: ClassVar[str] = "CreateAclsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 30
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    AclCreationResult = _CreateAclsResponse_AclCreationResult
+    throttle_time_ms: int = 0
+    results: list[_CreateAclsResponse_AclCreationResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

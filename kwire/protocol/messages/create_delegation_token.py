@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,64 +44,10 @@ _ST_int64 = Struct(">q")
 _ST_int64_int64_int64 = Struct(">qqq")
 
 
-@dataclass(slots=True)
-class _CreateDelegationTokenRequest_CreatableRenewers:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    principal_type: str = ""
-    principal_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateDelegationTokenRequest_CreatableRenewers.__qualname__ = (
-    "CreateDelegationTokenRequest.CreatableRenewers"
-)
-
-
-@dataclass(slots=True)
-class CreateDelegationTokenRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreateDelegationTokenRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 38
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    CreatableRenewers = _CreateDelegationTokenRequest_CreatableRenewers
-    owner_principal_type: str | None = ""
-    owner_principal_name: str | None = ""
-    renewers: list[_CreateDelegationTokenRequest_CreatableRenewers] = field(default_factory=list)
-    max_lifetime_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class CreateDelegationTokenResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreateDelegationTokenResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 38
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    error_code: int = 0
-    principal_type: str = ""
-    principal_name: str = ""
-    token_requester_principal_type: str = ""
-    token_requester_principal_name: str = ""
-    issue_timestamp_ms: int = 0
-    expiry_timestamp_ms: int = 0
-    max_timestamp_ms: int = 0
-    token_id: str = ""
-    hmac: bytes = b""
-    throttle_time_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_CreateDelegationTokenRequest_CreatableRenewers_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreateDelegationTokenRequest_CreatableRenewers, int]:
+    o = new_instance(_CreateDelegationTokenRequest_CreatableRenewers)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -139,14 +86,16 @@ def _read_CreateDelegationTokenRequest_CreatableRenewers_v0(
         except UnicodeDecodeError:
             raise bad_utf8("CreatableRenewers.principal_name", pos) from None
         pos = end4
-    return _CreateDelegationTokenRequest_CreatableRenewers(
-        f_principal_type, f_principal_name, ()
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateDelegationTokenRequest_CreatableRenewers_v2(
     buf: memoryview, pos: int
 ) -> tuple[_CreateDelegationTokenRequest_CreatableRenewers, int]:
+    o = new_instance(_CreateDelegationTokenRequest_CreatableRenewers)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -222,9 +171,10 @@ def _read_CreateDelegationTokenRequest_CreatableRenewers_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateDelegationTokenRequest_CreatableRenewers(
-        f_principal_type, f_principal_name, unknown
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateDelegationTokenRequest_CreatableRenewers_v0(
@@ -315,6 +265,7 @@ def _write_CreateDelegationTokenRequest_CreatableRenewers_v2(
 def _read_CreateDelegationTokenRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[CreateDelegationTokenRequest, int]:
+    o = new_instance(CreateDelegationTokenRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -331,16 +282,21 @@ def _read_CreateDelegationTokenRequest_v0(
             item2, pos = _read_CreateDelegationTokenRequest_CreatableRenewers_v0(buf, pos)
             f_renewers.append(item2)
     try:
-        (f_max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("max_lifetime_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
-    return CreateDelegationTokenRequest("", "", f_renewers, f_max_lifetime_ms, ()), pos
+    o.owner_principal_type = ""
+    o.owner_principal_name = ""
+    o.renewers = f_renewers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateDelegationTokenRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[CreateDelegationTokenRequest, int]:
+    o = new_instance(CreateDelegationTokenRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -360,7 +316,7 @@ def _read_CreateDelegationTokenRequest_v2(
             item2, pos = _read_CreateDelegationTokenRequest_CreatableRenewers_v2(buf, pos)
             f_renewers.append(item2)
     try:
-        (f_max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("max_lifetime_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -395,12 +351,17 @@ def _read_CreateDelegationTokenRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateDelegationTokenRequest("", "", f_renewers, f_max_lifetime_ms, unknown), pos
+    o.owner_principal_type = ""
+    o.owner_principal_name = ""
+    o.renewers = f_renewers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_CreateDelegationTokenRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[CreateDelegationTokenRequest, int]:
+    o = new_instance(CreateDelegationTokenRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -464,7 +425,7 @@ def _read_CreateDelegationTokenRequest_v3(
             item6, pos = _read_CreateDelegationTokenRequest_CreatableRenewers_v2(buf, pos)
             f_renewers.append(item6)
     try:
-        (f_max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("max_lifetime_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -499,9 +460,11 @@ def _read_CreateDelegationTokenRequest_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateDelegationTokenRequest(
-        f_owner_principal_type, f_owner_principal_name, f_renewers, f_max_lifetime_ms, unknown
-    ), pos
+    o.owner_principal_type = f_owner_principal_type
+    o.owner_principal_name = f_owner_principal_name
+    o.renewers = f_renewers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateDelegationTokenRequest_v0(o: CreateDelegationTokenRequest, out: bytearray) -> None:
@@ -609,8 +572,9 @@ def _write_CreateDelegationTokenRequest_v3(o: CreateDelegationTokenRequest, out:
 def _read_CreateDelegationTokenResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[CreateDelegationTokenResponse, int]:
+    o = new_instance(CreateDelegationTokenResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -653,7 +617,7 @@ def _read_CreateDelegationTokenResponse_v0(
             raise bad_utf8("principal_name", pos) from None
         pos = end4
     try:
-        f_issue_timestamp_ms, f_expiry_timestamp_ms, f_max_timestamp_ms = (
+        o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = (
             _ST_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -697,31 +661,26 @@ def _read_CreateDelegationTokenResponse_v0(
         f_hmac = bytes(buf[pos:end8])
         pos = end8
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return CreateDelegationTokenResponse(
-        f_error_code,
-        f_principal_type,
-        f_principal_name,
-        "",
-        "",
-        f_issue_timestamp_ms,
-        f_expiry_timestamp_ms,
-        f_max_timestamp_ms,
-        f_token_id,
-        f_hmac,
-        f_throttle_time_ms,
-        (),
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.token_requester_principal_type = ""
+    o.token_requester_principal_name = ""
+    o.token_id = f_token_id
+    o.hmac = f_hmac
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateDelegationTokenResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[CreateDelegationTokenResponse, int]:
+    o = new_instance(CreateDelegationTokenResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -770,7 +729,7 @@ def _read_CreateDelegationTokenResponse_v2(
             raise bad_utf8("principal_name", pos) from None
         pos = end4
     try:
-        f_issue_timestamp_ms, f_expiry_timestamp_ms, f_max_timestamp_ms = (
+        o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = (
             _ST_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -820,7 +779,7 @@ def _read_CreateDelegationTokenResponse_v2(
         f_hmac = bytes(buf[pos:end8])
         pos = end8
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -855,27 +814,22 @@ def _read_CreateDelegationTokenResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateDelegationTokenResponse(
-        f_error_code,
-        f_principal_type,
-        f_principal_name,
-        "",
-        "",
-        f_issue_timestamp_ms,
-        f_expiry_timestamp_ms,
-        f_max_timestamp_ms,
-        f_token_id,
-        f_hmac,
-        f_throttle_time_ms,
-        unknown,
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.token_requester_principal_type = ""
+    o.token_requester_principal_name = ""
+    o.token_id = f_token_id
+    o.hmac = f_hmac
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_CreateDelegationTokenResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[CreateDelegationTokenResponse, int]:
+    o = new_instance(CreateDelegationTokenResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -968,7 +922,7 @@ def _read_CreateDelegationTokenResponse_v3(
             raise bad_utf8("token_requester_principal_name", pos) from None
         pos = end8
     try:
-        f_issue_timestamp_ms, f_expiry_timestamp_ms, f_max_timestamp_ms = (
+        o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = (
             _ST_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1018,7 +972,7 @@ def _read_CreateDelegationTokenResponse_v3(
         f_hmac = bytes(buf[pos:end12])
         pos = end12
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1053,20 +1007,14 @@ def _read_CreateDelegationTokenResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateDelegationTokenResponse(
-        f_error_code,
-        f_principal_type,
-        f_principal_name,
-        f_token_requester_principal_type,
-        f_token_requester_principal_name,
-        f_issue_timestamp_ms,
-        f_expiry_timestamp_ms,
-        f_max_timestamp_ms,
-        f_token_id,
-        f_hmac,
-        f_throttle_time_ms,
-        unknown,
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.token_requester_principal_type = f_token_requester_principal_type
+    o.token_requester_principal_name = f_token_requester_principal_name
+    o.token_id = f_token_id
+    o.hmac = f_hmac
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateDelegationTokenResponse_v0(
@@ -1323,135 +1271,237 @@ def _write_CreateDelegationTokenResponse_v3(
         out.append(0)
 
 
-_CreateDelegationTokenRequest_CreatableRenewers.FIELDS = (
-    FieldInfo(
-        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-CreateDelegationTokenRequest.FIELDS = (
-    FieldInfo(
-        "OwnerPrincipalType",
-        "owner_principal_type",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "OwnerPrincipalName",
-        "owner_principal_name",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Renewers",
-        "renewers",
-        "[]CreatableRenewers",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreateDelegationTokenRequest_CreatableRenewers,
-        False,
-    ),
-    FieldInfo(
-        "MaxLifetimeMs", "max_lifetime_ms", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-CreateDelegationTokenRequest._READERS = (
-    _read_CreateDelegationTokenRequest_v0,
-    _read_CreateDelegationTokenRequest_v0,
-    _read_CreateDelegationTokenRequest_v2,
-    _read_CreateDelegationTokenRequest_v3,
-)
-CreateDelegationTokenRequest._WRITERS = (
-    _write_CreateDelegationTokenRequest_v0,
-    _write_CreateDelegationTokenRequest_v1,
-    _write_CreateDelegationTokenRequest_v2,
-    _write_CreateDelegationTokenRequest_v3,
-)
+@dataclass(slots=True)
+class _CreateDelegationTokenRequest_CreatableRenewers:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PrincipalType",
+            "principal_type",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PrincipalName",
+            "principal_name",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    principal_type: str = ""
+    principal_name: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-CreateDelegationTokenResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TokenRequesterPrincipalType",
-        "token_requester_principal_type",
-        "string",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TokenRequesterPrincipalName",
-        "token_requester_principal_name",
-        "string",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "IssueTimestampMs",
-        "issue_timestamp_ms",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ExpiryTimestampMs",
-        "expiry_timestamp_ms",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxTimestampMs", "max_timestamp_ms", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-CreateDelegationTokenResponse._READERS = (
-    _read_CreateDelegationTokenResponse_v0,
-    _read_CreateDelegationTokenResponse_v0,
-    _read_CreateDelegationTokenResponse_v2,
-    _read_CreateDelegationTokenResponse_v3,
-)
-CreateDelegationTokenResponse._WRITERS = (
-    _write_CreateDelegationTokenResponse_v0,
-    _write_CreateDelegationTokenResponse_v1,
-    _write_CreateDelegationTokenResponse_v2,
-    _write_CreateDelegationTokenResponse_v3,
-)
+
+@dataclass(slots=True)
+class CreateDelegationTokenRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "OwnerPrincipalType",
+            "owner_principal_type",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "OwnerPrincipalName",
+            "owner_principal_name",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Renewers",
+            "renewers",
+            "[]CreatableRenewers",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreateDelegationTokenRequest_CreatableRenewers,
+            False,
+        ),
+        FieldInfo(
+            "MaxLifetimeMs",
+            "max_lifetime_ms",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreateDelegationTokenRequest_v0,
+        _read_CreateDelegationTokenRequest_v0,
+        _read_CreateDelegationTokenRequest_v2,
+        _read_CreateDelegationTokenRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreateDelegationTokenRequest_v0,
+        _write_CreateDelegationTokenRequest_v1,
+        _write_CreateDelegationTokenRequest_v2,
+        _write_CreateDelegationTokenRequest_v3,
+    )
+    NAME: ClassVar[str] = "CreateDelegationTokenRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 38
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    CreatableRenewers = _CreateDelegationTokenRequest_CreatableRenewers
+    owner_principal_type: str | None = ""
+    owner_principal_name: str | None = ""
+    renewers: list[_CreateDelegationTokenRequest_CreatableRenewers] = field(default_factory=list)
+    max_lifetime_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class CreateDelegationTokenResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PrincipalType",
+            "principal_type",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PrincipalName",
+            "principal_name",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TokenRequesterPrincipalType",
+            "token_requester_principal_type",
+            "string",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TokenRequesterPrincipalName",
+            "token_requester_principal_name",
+            "string",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IssueTimestampMs",
+            "issue_timestamp_ms",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ExpiryTimestampMs",
+            "expiry_timestamp_ms",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxTimestampMs",
+            "max_timestamp_ms",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreateDelegationTokenResponse_v0,
+        _read_CreateDelegationTokenResponse_v0,
+        _read_CreateDelegationTokenResponse_v2,
+        _read_CreateDelegationTokenResponse_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreateDelegationTokenResponse_v0,
+        _write_CreateDelegationTokenResponse_v1,
+        _write_CreateDelegationTokenResponse_v2,
+        _write_CreateDelegationTokenResponse_v3,
+    )
+    NAME: ClassVar[str] = "CreateDelegationTokenResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 38
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    error_code: int = 0
+    principal_type: str = ""
+    principal_name: str = ""
+    token_requester_principal_type: str = ""
+    token_requester_principal_name: str = ""
+    issue_timestamp_ms: int = 0
+    expiry_timestamp_ms: int = 0
+    max_timestamp_ms: int = 0
+    token_id: str = ""
+    hmac: bytes = b""
+    throttle_time_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,87 +45,10 @@ _ST_int32 = Struct(">i")
 _ST_int32_bool = Struct(">i?")
 
 
-@dataclass(slots=True)
-class _CreatePartitionsRequest_CreatePartitionsAssignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    broker_ids: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreatePartitionsRequest_CreatePartitionsAssignment.__qualname__ = (
-    "CreatePartitionsRequest.CreatePartitionsAssignment"
-)
-
-
-@dataclass(slots=True)
-class _CreatePartitionsRequest_CreatePartitionsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    count: int = 0
-    assignments: list[_CreatePartitionsRequest_CreatePartitionsAssignment] | None = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreatePartitionsRequest_CreatePartitionsTopic.__qualname__ = (
-    "CreatePartitionsRequest.CreatePartitionsTopic"
-)
-
-
-@dataclass(slots=True)
-class CreatePartitionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreatePartitionsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 37
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    CreatePartitionsTopic = _CreatePartitionsRequest_CreatePartitionsTopic
-    CreatePartitionsAssignment = _CreatePartitionsRequest_CreatePartitionsAssignment
-    topics: list[_CreatePartitionsRequest_CreatePartitionsTopic] = field(default_factory=list)
-    timeout_ms: int = 0
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _CreatePartitionsResponse_CreatePartitionsTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreatePartitionsResponse_CreatePartitionsTopicResult.__qualname__ = (
-    "CreatePartitionsResponse.CreatePartitionsTopicResult"
-)
-
-
-@dataclass(slots=True)
-class CreatePartitionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreatePartitionsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 37
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    CreatePartitionsTopicResult = _CreatePartitionsResponse_CreatePartitionsTopicResult
-    throttle_time_ms: int = 0
-    results: list[_CreatePartitionsResponse_CreatePartitionsTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsAssignment, int]:
+    o = new_instance(_CreatePartitionsRequest_CreatePartitionsAssignment)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -142,12 +66,15 @@ def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v0(
             )
         f_broker_ids = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
-    return _CreatePartitionsRequest_CreatePartitionsAssignment(f_broker_ids, ()), pos
+    o.broker_ids = f_broker_ids
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v2(
     buf: memoryview, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsAssignment, int]:
+    o = new_instance(_CreatePartitionsRequest_CreatePartitionsAssignment)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -207,7 +134,9 @@ def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreatePartitionsRequest_CreatePartitionsAssignment(f_broker_ids, unknown), pos
+    o.broker_ids = f_broker_ids
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreatePartitionsRequest_CreatePartitionsAssignment_v0(
@@ -258,6 +187,7 @@ def _write_CreatePartitionsRequest_CreatePartitionsAssignment_v2(
 def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsTopic, int]:
+    o = new_instance(_CreatePartitionsRequest_CreatePartitionsTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -278,7 +208,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
             raise bad_utf8("CreatePartitionsTopic.name", pos) from None
         pos = end2
     try:
-        (f_count,) = _ST_int32.unpack_from(buf, pos)
+        (o.count,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("CreatePartitionsTopic.count", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -297,12 +227,16 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
         for _ in range(count3):
             item4, pos = _read_CreatePartitionsRequest_CreatePartitionsAssignment_v0(buf, pos)
             f_assignments.append(item4)
-    return _CreatePartitionsRequest_CreatePartitionsTopic(f_name, f_count, f_assignments, ()), pos
+    o.name = f_name
+    o.assignments = f_assignments
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
     buf: memoryview, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsTopic, int]:
+    o = new_instance(_CreatePartitionsRequest_CreatePartitionsTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -326,7 +260,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
             raise bad_utf8("CreatePartitionsTopic.name", pos) from None
         pos = end2
     try:
-        (f_count,) = _ST_int32.unpack_from(buf, pos)
+        (o.count,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("CreatePartitionsTopic.count", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -383,9 +317,10 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreatePartitionsRequest_CreatePartitionsTopic(
-        f_name, f_count, f_assignments, unknown
-    ), pos
+    o.name = f_name
+    o.assignments = f_assignments
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreatePartitionsRequest_CreatePartitionsTopic_v0(
@@ -473,6 +408,7 @@ def _write_CreatePartitionsRequest_CreatePartitionsTopic_v2(
 def _read_CreatePartitionsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[CreatePartitionsRequest, int]:
+    o = new_instance(CreatePartitionsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -489,18 +425,21 @@ def _read_CreatePartitionsRequest_v0(
             item2, pos = _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        f_timeout_ms, f_validate_only = _ST_int32_bool.unpack_from(buf, pos)
+        o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("timeout_ms", 4), ("validate_only", 1)), pos, len(buf) - pos
         ) from None
     pos += 5
-    return CreatePartitionsRequest(f_topics, f_timeout_ms, f_validate_only, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreatePartitionsRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[CreatePartitionsRequest, int]:
+    o = new_instance(CreatePartitionsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -520,7 +459,7 @@ def _read_CreatePartitionsRequest_v2(
             item2, pos = _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(buf, pos)
             f_topics.append(item2)
     try:
-        f_timeout_ms, f_validate_only = _ST_int32_bool.unpack_from(buf, pos)
+        o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("timeout_ms", 4), ("validate_only", 1)), pos, len(buf) - pos
@@ -557,7 +496,9 @@ def _read_CreatePartitionsRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreatePartitionsRequest(f_topics, f_timeout_ms, f_validate_only, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreatePartitionsRequest_v0(o: CreatePartitionsRequest, out: bytearray) -> None:
@@ -608,6 +549,7 @@ def _write_CreatePartitionsRequest_v2(o: CreatePartitionsRequest, out: bytearray
 def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreatePartitionsResponse_CreatePartitionsTopicResult, int]:
+    o = new_instance(_CreatePartitionsResponse_CreatePartitionsTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -628,7 +570,7 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
             raise bad_utf8("CreatePartitionsTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatePartitionsTopicResult.error_code", 2),), pos, len(buf) - pos
@@ -655,14 +597,16 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
         except UnicodeDecodeError:
             raise bad_utf8("CreatePartitionsTopicResult.error_message", pos) from None
         pos = end4
-    return _CreatePartitionsResponse_CreatePartitionsTopicResult(
-        f_name, f_error_code, f_error_message, ()
-    ), pos
+    o.name = f_name
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_CreatePartitionsResponse_CreatePartitionsTopicResult, int]:
+    o = new_instance(_CreatePartitionsResponse_CreatePartitionsTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -686,7 +630,7 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
             raise bad_utf8("CreatePartitionsTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatePartitionsTopicResult.error_code", 2),), pos, len(buf) - pos
@@ -753,9 +697,10 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreatePartitionsResponse_CreatePartitionsTopicResult(
-        f_name, f_error_code, f_error_message, unknown
-    ), pos
+    o.name = f_name
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
@@ -849,8 +794,9 @@ def _write_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
 def _read_CreatePartitionsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[CreatePartitionsResponse, int]:
+    o = new_instance(CreatePartitionsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -869,14 +815,17 @@ def _read_CreatePartitionsResponse_v0(
         for _ in range(count1):
             item2, pos = _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(buf, pos)
             f_results.append(item2)
-    return CreatePartitionsResponse(f_throttle_time_ms, f_results, ()), pos
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreatePartitionsResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[CreatePartitionsResponse, int]:
+    o = new_instance(CreatePartitionsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -929,7 +878,9 @@ def _read_CreatePartitionsResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreatePartitionsResponse(f_throttle_time_ms, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreatePartitionsResponse_v0(o: CreatePartitionsResponse, out: bytearray) -> None:
@@ -977,86 +928,163 @@ def _write_CreatePartitionsResponse_v2(o: CreatePartitionsResponse, out: bytearr
         out.append(0)
 
 
-_CreatePartitionsRequest_CreatePartitionsAssignment.FIELDS = (
-    FieldInfo("BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_CreatePartitionsRequest_CreatePartitionsTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Count", "count", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Assignments",
-        "assignments",
-        "[]CreatePartitionsAssignment",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _CreatePartitionsRequest_CreatePartitionsAssignment,
-        False,
-    ),
-)
-CreatePartitionsRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]CreatePartitionsTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreatePartitionsRequest_CreatePartitionsTopic,
-        False,
-    ),
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-CreatePartitionsRequest._READERS = (
-    _read_CreatePartitionsRequest_v0,
-    _read_CreatePartitionsRequest_v0,
-    _read_CreatePartitionsRequest_v2,
-    _read_CreatePartitionsRequest_v2,
-)
-CreatePartitionsRequest._WRITERS = (
-    _write_CreatePartitionsRequest_v0,
-    _write_CreatePartitionsRequest_v1,
-    _write_CreatePartitionsRequest_v2,
-    _write_CreatePartitionsRequest_v2,
-)
+@dataclass(slots=True)
+class _CreatePartitionsRequest_CreatePartitionsAssignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    broker_ids: list[BrokerId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_CreatePartitionsResponse_CreatePartitionsTopicResult.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-CreatePartitionsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]CreatePartitionsTopicResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreatePartitionsResponse_CreatePartitionsTopicResult,
-        False,
-    ),
-)
-CreatePartitionsResponse._READERS = (
-    _read_CreatePartitionsResponse_v0,
-    _read_CreatePartitionsResponse_v0,
-    _read_CreatePartitionsResponse_v2,
-    _read_CreatePartitionsResponse_v2,
-)
-CreatePartitionsResponse._WRITERS = (
-    _write_CreatePartitionsResponse_v0,
-    _write_CreatePartitionsResponse_v1,
-    _write_CreatePartitionsResponse_v2,
-    _write_CreatePartitionsResponse_v2,
-)
+
+@dataclass(slots=True)
+class _CreatePartitionsRequest_CreatePartitionsTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Count", "count", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Assignments",
+            "assignments",
+            "[]CreatePartitionsAssignment",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _CreatePartitionsRequest_CreatePartitionsAssignment,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    count: int = 0
+    assignments: list[_CreatePartitionsRequest_CreatePartitionsAssignment] | None = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class CreatePartitionsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]CreatePartitionsTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreatePartitionsRequest_CreatePartitionsTopic,
+            False,
+        ),
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreatePartitionsRequest_v0,
+        _read_CreatePartitionsRequest_v0,
+        _read_CreatePartitionsRequest_v2,
+        _read_CreatePartitionsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreatePartitionsRequest_v0,
+        _write_CreatePartitionsRequest_v1,
+        _write_CreatePartitionsRequest_v2,
+        _write_CreatePartitionsRequest_v2,
+    )
+    NAME: ClassVar[str] = "CreatePartitionsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 37
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    CreatePartitionsTopic = _CreatePartitionsRequest_CreatePartitionsTopic
+    CreatePartitionsAssignment = _CreatePartitionsRequest_CreatePartitionsAssignment
+    topics: list[_CreatePartitionsRequest_CreatePartitionsTopic] = field(default_factory=list)
+    timeout_ms: int = 0
+    validate_only: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _CreatePartitionsResponse_CreatePartitionsTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    error_code: int = 0
+    error_message: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class CreatePartitionsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]CreatePartitionsTopicResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreatePartitionsResponse_CreatePartitionsTopicResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreatePartitionsResponse_v0,
+        _read_CreatePartitionsResponse_v0,
+        _read_CreatePartitionsResponse_v2,
+        _read_CreatePartitionsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreatePartitionsResponse_v0,
+        _write_CreatePartitionsResponse_v1,
+        _write_CreatePartitionsResponse_v2,
+        _write_CreatePartitionsResponse_v2,
+    )
+    NAME: ClassVar[str] = "CreatePartitionsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 37
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    CreatePartitionsTopicResult = _CreatePartitionsResponse_CreatePartitionsTopicResult
+    throttle_time_ms: int = 0
+    results: list[_CreatePartitionsResponse_CreatePartitionsTopicResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -47,120 +48,12 @@ _ST_int32_int16 = Struct(">ih")
 _ST_uuid_int16 = Struct(">16sh")
 
 
-@dataclass(slots=True)
-class _CreateTopicsRequest_CreatableReplicaAssignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    broker_ids: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateTopicsRequest_CreatableReplicaAssignment.__qualname__ = (
-    "CreateTopicsRequest.CreatableReplicaAssignment"
-)
-
-
-@dataclass(slots=True)
-class _CreateTopicsRequest_CreatableTopicConfig:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    value: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateTopicsRequest_CreatableTopicConfig.__qualname__ = "CreateTopicsRequest.CreatableTopicConfig"
-
-
-@dataclass(slots=True)
-class _CreateTopicsRequest_CreatableTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    num_partitions: int = 0
-    replication_factor: int = 0
-    assignments: list[_CreateTopicsRequest_CreatableReplicaAssignment] = field(default_factory=list)
-    configs: list[_CreateTopicsRequest_CreatableTopicConfig] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateTopicsRequest_CreatableTopic.__qualname__ = "CreateTopicsRequest.CreatableTopic"
-
-
-@dataclass(slots=True)
-class CreateTopicsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreateTopicsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 19
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 7
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    CreatableTopic = _CreateTopicsRequest_CreatableTopic
-    CreatableReplicaAssignment = _CreateTopicsRequest_CreatableReplicaAssignment
-    CreatableTopicConfig = _CreateTopicsRequest_CreatableTopicConfig
-    topics: list[_CreateTopicsRequest_CreatableTopic] = field(default_factory=list)
-    timeout_ms: int = 60000
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _CreateTopicsResponse_CreatableTopicConfigs:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    value: str | None = ""
-    read_only: bool = False
-    config_source: int = -1
-    is_sensitive: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateTopicsResponse_CreatableTopicConfigs.__qualname__ = (
-    "CreateTopicsResponse.CreatableTopicConfigs"
-)
-
-
-@dataclass(slots=True)
-class _CreateTopicsResponse_CreatableTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = ""
-    topic_config_error_code: int = 0
-    num_partitions: int = -1
-    replication_factor: int = -1
-    configs: list[_CreateTopicsResponse_CreatableTopicConfigs] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_CreateTopicsResponse_CreatableTopicResult.__qualname__ = (
-    "CreateTopicsResponse.CreatableTopicResult"
-)
-
-
-@dataclass(slots=True)
-class CreateTopicsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "CreateTopicsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 19
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 7
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
-    CreatableTopicResult = _CreateTopicsResponse_CreatableTopicResult
-    CreatableTopicConfigs = _CreateTopicsResponse_CreatableTopicConfigs
-    throttle_time_ms: int = 0
-    topics: list[_CreateTopicsResponse_CreatableTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_CreateTopicsRequest_CreatableReplicaAssignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableReplicaAssignment, int]:
+    o = new_instance(_CreateTopicsRequest_CreatableReplicaAssignment)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableReplicaAssignment.partition_index", 4),), pos, len(buf) - pos
@@ -183,14 +76,17 @@ def _read_CreateTopicsRequest_CreatableReplicaAssignment_v0(
             )
         f_broker_ids = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
-    return _CreateTopicsRequest_CreatableReplicaAssignment(f_partition_index, f_broker_ids, ()), pos
+    o.broker_ids = f_broker_ids
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsRequest_CreatableReplicaAssignment_v5(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableReplicaAssignment, int]:
+    o = new_instance(_CreateTopicsRequest_CreatableReplicaAssignment)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableReplicaAssignment.partition_index", 4),), pos, len(buf) - pos
@@ -255,9 +151,9 @@ def _read_CreateTopicsRequest_CreatableReplicaAssignment_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateTopicsRequest_CreatableReplicaAssignment(
-        f_partition_index, f_broker_ids, unknown
-    ), pos
+    o.broker_ids = f_broker_ids
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateTopicsRequest_CreatableReplicaAssignment_v0(
@@ -353,6 +249,7 @@ def _write_CreateTopicsRequest_CreatableReplicaAssignment_v5(
 def _read_CreateTopicsRequest_CreatableTopicConfig_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopicConfig, int]:
+    o = new_instance(_CreateTopicsRequest_CreatableTopicConfig)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -391,12 +288,16 @@ def _read_CreateTopicsRequest_CreatableTopicConfig_v0(
         except UnicodeDecodeError:
             raise bad_utf8("CreatableTopicConfig.value", pos) from None
         pos = end4
-    return _CreateTopicsRequest_CreatableTopicConfig(f_name, f_value, ()), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsRequest_CreatableTopicConfig_v5(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopicConfig, int]:
+    o = new_instance(_CreateTopicsRequest_CreatableTopicConfig)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -476,7 +377,10 @@ def _read_CreateTopicsRequest_CreatableTopicConfig_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateTopicsRequest_CreatableTopicConfig(f_name, f_value, unknown), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateTopicsRequest_CreatableTopicConfig_v0(
@@ -642,6 +546,7 @@ def _write_CreateTopicsRequest_CreatableTopicConfig_v5(
 def _read_CreateTopicsRequest_CreatableTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopic, int]:
+    o = new_instance(_CreateTopicsRequest_CreatableTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -662,7 +567,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
             raise bad_utf8("CreatableTopic.name", pos) from None
         pos = end2
     try:
-        f_num_partitions, f_replication_factor = _ST_int32_int16.unpack_from(buf, pos)
+        o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableTopic.num_partitions", 4), ("CreatableTopic.replication_factor", 2)),
@@ -700,14 +605,17 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
         for _ in range(count5):
             item6, pos = _read_CreateTopicsRequest_CreatableTopicConfig_v0(buf, pos)
             f_configs.append(item6)
-    return _CreateTopicsRequest_CreatableTopic(
-        f_name, f_num_partitions, f_replication_factor, f_assignments, f_configs, ()
-    ), pos
+    o.name = f_name
+    o.assignments = f_assignments
+    o.configs = f_configs
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsRequest_CreatableTopic_v5(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopic, int]:
+    o = new_instance(_CreateTopicsRequest_CreatableTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -731,7 +639,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
             raise bad_utf8("CreatableTopic.name", pos) from None
         pos = end2
     try:
-        f_num_partitions, f_replication_factor = _ST_int32_int16.unpack_from(buf, pos)
+        o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableTopic.num_partitions", 4), ("CreatableTopic.replication_factor", 2)),
@@ -806,9 +714,11 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateTopicsRequest_CreatableTopic(
-        f_name, f_num_partitions, f_replication_factor, f_assignments, f_configs, unknown
-    ), pos
+    o.name = f_name
+    o.assignments = f_assignments
+    o.configs = f_configs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateTopicsRequest_CreatableTopic_v0(
@@ -1012,6 +922,7 @@ def _write_CreateTopicsRequest_CreatableTopic_v5(
 
 
 def _read_CreateTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
+    o = new_instance(CreateTopicsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1028,14 +939,18 @@ def _read_CreateTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateTopic
             item2, pos = _read_CreateTopicsRequest_CreatableTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return CreateTopicsRequest(f_topics, f_timeout_ms, False, ()), pos
+    o.topics = f_topics
+    o.validate_only = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
+    o = new_instance(CreateTopicsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1052,16 +967,19 @@ def _read_CreateTopicsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateTopic
             item2, pos = _read_CreateTopicsRequest_CreatableTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        f_timeout_ms, f_validate_only = _ST_int32_bool.unpack_from(buf, pos)
+        o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("timeout_ms", 4), ("validate_only", 1)), pos, len(buf) - pos
         ) from None
     pos += 5
-    return CreateTopicsRequest(f_topics, f_timeout_ms, f_validate_only, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
+    o = new_instance(CreateTopicsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -1081,7 +999,7 @@ def _read_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopic
             item2, pos = _read_CreateTopicsRequest_CreatableTopic_v5(buf, pos)
             f_topics.append(item2)
     try:
-        f_timeout_ms, f_validate_only = _ST_int32_bool.unpack_from(buf, pos)
+        o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("timeout_ms", 4), ("validate_only", 1)), pos, len(buf) - pos
@@ -1118,7 +1036,9 @@ def _read_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopic
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateTopicsRequest(f_topics, f_timeout_ms, f_validate_only, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateTopicsRequest_v0(o: CreateTopicsRequest, out: bytearray) -> None:
@@ -1210,6 +1130,7 @@ def _write_CreateTopicsRequest_v5(o: CreateTopicsRequest, out: bytearray) -> Non
 def _read_CreateTopicsResponse_CreatableTopicConfigs_v5(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicConfigs, int]:
+    o = new_instance(_CreateTopicsResponse_CreatableTopicConfigs)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1255,7 +1176,7 @@ def _read_CreateTopicsResponse_CreatableTopicConfigs_v5(
             raise bad_utf8("CreatableTopicConfigs.value", pos) from None
         pos = end4
     try:
-        f_read_only, f_config_source, f_is_sensitive = _ST_bool_int8_bool.unpack_from(buf, pos)
+        o.read_only, o.config_source, o.is_sensitive = _ST_bool_int8_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1302,9 +1223,10 @@ def _read_CreateTopicsResponse_CreatableTopicConfigs_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateTopicsResponse_CreatableTopicConfigs(
-        f_name, f_value, f_read_only, f_config_source, f_is_sensitive, unknown
-    ), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateTopicsResponse_CreatableTopicConfigs_v5(
@@ -1346,6 +1268,7 @@ def _write_CreateTopicsResponse_CreatableTopicConfigs_v5(
 def _read_CreateTopicsResponse_CreatableTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
+    o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1366,20 +1289,27 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v0(
             raise bad_utf8("CreatableTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableTopicResult.error_code", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _CreateTopicsResponse_CreatableTopicResult(
-        f_name, ZERO_UUID, f_error_code, "", 0, -1, -1, [], ()
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.error_message = ""
+    o.topic_config_error_code = 0
+    o.num_partitions = -1
+    o.replication_factor = -1
+    o.configs = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsResponse_CreatableTopicResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
+    o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1400,7 +1330,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v1(
             raise bad_utf8("CreatableTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableTopicResult.error_code", 2),), pos, len(buf) - pos
@@ -1425,14 +1355,21 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v1(
         except UnicodeDecodeError:
             raise bad_utf8("CreatableTopicResult.error_message", pos) from None
         pos = end4
-    return _CreateTopicsResponse_CreatableTopicResult(
-        f_name, ZERO_UUID, f_error_code, f_error_message, 0, -1, -1, [], ()
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.error_message = f_error_message
+    o.topic_config_error_code = 0
+    o.num_partitions = -1
+    o.replication_factor = -1
+    o.configs = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsResponse_CreatableTopicResult_v5(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
+    o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1456,7 +1393,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
             raise bad_utf8("CreatableTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableTopicResult.error_code", 2),), pos, len(buf) - pos
@@ -1485,7 +1422,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
             raise bad_utf8("CreatableTopicResult.error_message", pos) from None
         pos = end4
     try:
-        f_num_partitions, f_replication_factor = _ST_int32_int16.unpack_from(buf, pos)
+        o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1567,22 +1504,19 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateTopicsResponse_CreatableTopicResult(
-        f_name,
-        ZERO_UUID,
-        f_error_code,
-        f_error_message,
-        f_topic_config_error_code,
-        f_num_partitions,
-        f_replication_factor,
-        f_configs,
-        unknown,
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.error_message = f_error_message
+    o.topic_config_error_code = f_topic_config_error_code
+    o.configs = f_configs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_CreateTopicsResponse_CreatableTopicResult_v7(
     buf: memoryview, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
+    o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1606,7 +1540,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
             raise bad_utf8("CreatableTopicResult.name", pos) from None
         pos = end2
     try:
-        f_topic_id, f_error_code = _ST_uuid_int16.unpack_from(buf, pos)
+        f_topic_id, o.error_code = _ST_uuid_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CreatableTopicResult.topic_id", 16), ("CreatableTopicResult.error_code", 2)),
@@ -1637,7 +1571,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
             raise bad_utf8("CreatableTopicResult.error_message", pos) from None
         pos = end4
     try:
-        f_num_partitions, f_replication_factor = _ST_int32_int16.unpack_from(buf, pos)
+        o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1719,17 +1653,13 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return _CreateTopicsResponse_CreatableTopicResult(
-        f_name,
-        uuid_from_bytes(f_topic_id),
-        f_error_code,
-        f_error_message,
-        f_topic_config_error_code,
-        f_num_partitions,
-        f_replication_factor,
-        f_configs,
-        unknown,
-    ), pos
+    o.name = f_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.error_message = f_error_message
+    o.topic_config_error_code = f_topic_config_error_code
+    o.configs = f_configs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateTopicsResponse_CreatableTopicResult_v0(
@@ -1964,6 +1894,7 @@ def _write_CreateTopicsResponse_CreatableTopicResult_v7(
 
 
 def _read_CreateTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+    o = new_instance(CreateTopicsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1979,10 +1910,14 @@ def _read_CreateTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateTopi
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v0(buf, pos)
             f_topics.append(item2)
-    return CreateTopicsResponse(0, f_topics, ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+    o = new_instance(CreateTopicsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1998,12 +1933,16 @@ def _read_CreateTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[CreateTopi
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v1(buf, pos)
             f_topics.append(item2)
-    return CreateTopicsResponse(0, f_topics, ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+    o = new_instance(CreateTopicsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2022,12 +1961,15 @@ def _read_CreateTopicsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateTopi
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v1(buf, pos)
             f_topics.append(item2)
-    return CreateTopicsResponse(f_throttle_time_ms, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+    o = new_instance(CreateTopicsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2080,12 +2022,15 @@ def _read_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopi
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateTopicsResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_CreateTopicsResponse_v7(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+    o = new_instance(CreateTopicsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2138,7 +2083,9 @@ def _read_CreateTopicsResponse_v7(buf: memoryview, pos: int) -> tuple[CreateTopi
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return CreateTopicsResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_CreateTopicsResponse_v0(o: CreateTopicsResponse, out: bytearray) -> None:
@@ -2242,179 +2189,305 @@ def _write_CreateTopicsResponse_v7(o: CreateTopicsResponse, out: bytearray) -> N
         out.append(0)
 
 
-_CreateTopicsRequest_CreatableReplicaAssignment.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_CreateTopicsRequest_CreatableTopicConfig.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-_CreateTopicsRequest_CreatableTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "NumPartitions", "num_partitions", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ReplicationFactor",
-        "replication_factor",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Assignments",
-        "assignments",
-        "[]CreatableReplicaAssignment",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreateTopicsRequest_CreatableReplicaAssignment,
-        False,
-    ),
-    FieldInfo(
-        "Configs",
-        "configs",
-        "[]CreatableTopicConfig",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreateTopicsRequest_CreatableTopicConfig,
-        False,
-    ),
-)
-CreateTopicsRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]CreatableTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreateTopicsRequest_CreatableTopic,
-        False,
-    ),
-    FieldInfo("timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "validateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-CreateTopicsRequest._READERS = (
-    _read_CreateTopicsRequest_v0,
-    _read_CreateTopicsRequest_v1,
-    _read_CreateTopicsRequest_v1,
-    _read_CreateTopicsRequest_v1,
-    _read_CreateTopicsRequest_v1,
-    _read_CreateTopicsRequest_v5,
-    _read_CreateTopicsRequest_v5,
-    _read_CreateTopicsRequest_v5,
-)
-CreateTopicsRequest._WRITERS = (
-    _write_CreateTopicsRequest_v0,
-    _write_CreateTopicsRequest_v1,
-    _write_CreateTopicsRequest_v2,
-    _write_CreateTopicsRequest_v3,
-    _write_CreateTopicsRequest_v4,
-    _write_CreateTopicsRequest_v5,
-    _write_CreateTopicsRequest_v5,
-    _write_CreateTopicsRequest_v5,
-)
+@dataclass(slots=True)
+class _CreateTopicsRequest_CreatableReplicaAssignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    broker_ids: list[BrokerId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_CreateTopicsResponse_CreatableTopicConfigs.FIELDS = (
-    FieldInfo("Name", "name", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
-    FieldInfo("ReadOnly", "read_only", "bool", (5, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ConfigSource", "config_source", "int8", (5, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("IsSensitive", "is_sensitive", "bool", (5, 32767), (1, 0), (1, 0), None, None, False),
-)
-_CreateTopicsResponse_CreatableTopicResult.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (1, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TopicConfigErrorCode",
-        "topic_config_error_code",
-        "int16",
-        (5, 32767),
-        (1, 0),
-        (5, 32767),
-        0,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "NumPartitions", "num_partitions", "int32", (5, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ReplicationFactor",
-        "replication_factor",
-        "int16",
-        (5, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Configs",
-        "configs",
-        "[]CreatableTopicConfigs",
-        (5, 32767),
-        (5, 32767),
-        (1, 0),
-        None,
-        _CreateTopicsResponse_CreatableTopicConfigs,
-        False,
-    ),
-)
-CreateTopicsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]CreatableTopicResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _CreateTopicsResponse_CreatableTopicResult,
-        False,
-    ),
-)
-CreateTopicsResponse._READERS = (
-    _read_CreateTopicsResponse_v0,
-    _read_CreateTopicsResponse_v1,
-    _read_CreateTopicsResponse_v2,
-    _read_CreateTopicsResponse_v2,
-    _read_CreateTopicsResponse_v2,
-    _read_CreateTopicsResponse_v5,
-    _read_CreateTopicsResponse_v5,
-    _read_CreateTopicsResponse_v7,
-)
-CreateTopicsResponse._WRITERS = (
-    _write_CreateTopicsResponse_v0,
-    _write_CreateTopicsResponse_v1,
-    _write_CreateTopicsResponse_v2,
-    _write_CreateTopicsResponse_v3,
-    _write_CreateTopicsResponse_v4,
-    _write_CreateTopicsResponse_v5,
-    _write_CreateTopicsResponse_v5,
-    _write_CreateTopicsResponse_v7,
-)
+
+@dataclass(slots=True)
+class _CreateTopicsRequest_CreatableTopicConfig:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    name: str = ""
+    value: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _CreateTopicsRequest_CreatableTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "NumPartitions",
+            "num_partitions",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ReplicationFactor",
+            "replication_factor",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Assignments",
+            "assignments",
+            "[]CreatableReplicaAssignment",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreateTopicsRequest_CreatableReplicaAssignment,
+            False,
+        ),
+        FieldInfo(
+            "Configs",
+            "configs",
+            "[]CreatableTopicConfig",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreateTopicsRequest_CreatableTopicConfig,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    num_partitions: int = 0
+    replication_factor: int = 0
+    assignments: list[_CreateTopicsRequest_CreatableReplicaAssignment] = field(default_factory=list)
+    configs: list[_CreateTopicsRequest_CreatableTopicConfig] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class CreateTopicsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]CreatableTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreateTopicsRequest_CreatableTopic,
+            False,
+        ),
+        FieldInfo(
+            "timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "validateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreateTopicsRequest_v0,
+        _read_CreateTopicsRequest_v1,
+        _read_CreateTopicsRequest_v1,
+        _read_CreateTopicsRequest_v1,
+        _read_CreateTopicsRequest_v1,
+        _read_CreateTopicsRequest_v5,
+        _read_CreateTopicsRequest_v5,
+        _read_CreateTopicsRequest_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreateTopicsRequest_v0,
+        _write_CreateTopicsRequest_v1,
+        _write_CreateTopicsRequest_v2,
+        _write_CreateTopicsRequest_v3,
+        _write_CreateTopicsRequest_v4,
+        _write_CreateTopicsRequest_v5,
+        _write_CreateTopicsRequest_v5,
+        _write_CreateTopicsRequest_v5,
+    )
+    NAME: ClassVar[str] = "CreateTopicsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 19
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 7
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    CreatableTopic = _CreateTopicsRequest_CreatableTopic
+    CreatableReplicaAssignment = _CreateTopicsRequest_CreatableReplicaAssignment
+    CreatableTopicConfig = _CreateTopicsRequest_CreatableTopicConfig
+    topics: list[_CreateTopicsRequest_CreatableTopic] = field(default_factory=list)
+    timeout_ms: int = 60000
+    validate_only: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _CreateTopicsResponse_CreatableTopicConfigs:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
+        FieldInfo("ReadOnly", "read_only", "bool", (5, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ConfigSource", "config_source", "int8", (5, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IsSensitive", "is_sensitive", "bool", (5, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    name: str = ""
+    value: str | None = ""
+    read_only: bool = False
+    config_source: int = -1
+    is_sensitive: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _CreateTopicsResponse_CreatableTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (1, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TopicConfigErrorCode",
+            "topic_config_error_code",
+            "int16",
+            (5, 32767),
+            (1, 0),
+            (5, 32767),
+            0,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "NumPartitions",
+            "num_partitions",
+            "int32",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ReplicationFactor",
+            "replication_factor",
+            "int16",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Configs",
+            "configs",
+            "[]CreatableTopicConfigs",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            _CreateTopicsResponse_CreatableTopicConfigs,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    error_code: int = 0
+    error_message: str | None = ""
+    topic_config_error_code: int = 0
+    num_partitions: int = -1
+    replication_factor: int = -1
+    configs: list[_CreateTopicsResponse_CreatableTopicConfigs] | None = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class CreateTopicsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]CreatableTopicResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _CreateTopicsResponse_CreatableTopicResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_CreateTopicsResponse_v0,
+        _read_CreateTopicsResponse_v1,
+        _read_CreateTopicsResponse_v2,
+        _read_CreateTopicsResponse_v2,
+        _read_CreateTopicsResponse_v2,
+        _read_CreateTopicsResponse_v5,
+        _read_CreateTopicsResponse_v5,
+        _read_CreateTopicsResponse_v7,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_CreateTopicsResponse_v0,
+        _write_CreateTopicsResponse_v1,
+        _write_CreateTopicsResponse_v2,
+        _write_CreateTopicsResponse_v3,
+        _write_CreateTopicsResponse_v4,
+        _write_CreateTopicsResponse_v5,
+        _write_CreateTopicsResponse_v5,
+        _write_CreateTopicsResponse_v7,
+    )
+    NAME: ClassVar[str] = "CreateTopicsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 19
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 7
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
+    CreatableTopicResult = _CreateTopicsResponse_CreatableTopicResult
+    CreatableTopicConfigs = _CreateTopicsResponse_CreatableTopicConfigs
+    throttle_time_ms: int = 0
+    topics: list[_CreateTopicsResponse_CreatableTopicResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,91 +44,12 @@ _ST_int8 = Struct(">b")
 _ST_int8_int8 = Struct(">bb")
 
 
-@dataclass(slots=True)
-class _DeleteAclsRequest_DeleteAclsFilter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    resource_type_filter: int = 0
-    resource_name_filter: str | None = ""
-    pattern_type_filter: int = 3
-    principal_filter: str | None = ""
-    host_filter: str | None = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteAclsRequest_DeleteAclsFilter.__qualname__ = "DeleteAclsRequest.DeleteAclsFilter"
-
-
-@dataclass(slots=True)
-class DeleteAclsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteAclsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 31
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DeleteAclsFilter = _DeleteAclsRequest_DeleteAclsFilter
-    filters: list[_DeleteAclsRequest_DeleteAclsFilter] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DeleteAclsResponse_DeleteAclsMatchingAcl:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    pattern_type: int = 3
-    principal: str = ""
-    host: str = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteAclsResponse_DeleteAclsMatchingAcl.__qualname__ = "DeleteAclsResponse.DeleteAclsMatchingAcl"
-
-
-@dataclass(slots=True)
-class _DeleteAclsResponse_DeleteAclsFilterResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = ""
-    matching_acls: list[_DeleteAclsResponse_DeleteAclsMatchingAcl] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteAclsResponse_DeleteAclsFilterResult.__qualname__ = (
-    "DeleteAclsResponse.DeleteAclsFilterResult"
-)
-
-
-@dataclass(slots=True)
-class DeleteAclsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteAclsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 31
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DeleteAclsFilterResult = _DeleteAclsResponse_DeleteAclsFilterResult
-    DeleteAclsMatchingAcl = _DeleteAclsResponse_DeleteAclsMatchingAcl
-    throttle_time_ms: int = 0
-    filter_results: list[_DeleteAclsResponse_DeleteAclsFilterResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsRequest_DeleteAclsFilter, int]:
+    o = new_instance(_DeleteAclsRequest_DeleteAclsFilter)
     try:
-        (f_resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.resource_type_filter", 1),), pos, len(buf) - pos
@@ -191,7 +113,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
             raise bad_utf8("DeleteAclsFilter.host_filter", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.operation", 1), ("DeleteAclsFilter.permission_type", 1)),
@@ -199,23 +121,20 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
             len(buf) - pos,
         ) from None
     pos += 2
-    return _DeleteAclsRequest_DeleteAclsFilter(
-        f_resource_type_filter,
-        f_resource_name_filter,
-        3,
-        f_principal_filter,
-        f_host_filter,
-        f_operation,
-        f_permission_type,
-        (),
-    ), pos
+    o.resource_name_filter = f_resource_name_filter
+    o.pattern_type_filter = 3
+    o.principal_filter = f_principal_filter
+    o.host_filter = f_host_filter
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsRequest_DeleteAclsFilter, int]:
+    o = new_instance(_DeleteAclsRequest_DeleteAclsFilter)
     try:
-        (f_resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.resource_type_filter", 1),), pos, len(buf) - pos
@@ -241,7 +160,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
             raise bad_utf8("DeleteAclsFilter.resource_name_filter", pos) from None
         pos = end2
     try:
-        (f_pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.pattern_type_filter", 1),), pos, len(buf) - pos
@@ -286,7 +205,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
             raise bad_utf8("DeleteAclsFilter.host_filter", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.operation", 1), ("DeleteAclsFilter.permission_type", 1)),
@@ -294,23 +213,19 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
             len(buf) - pos,
         ) from None
     pos += 2
-    return _DeleteAclsRequest_DeleteAclsFilter(
-        f_resource_type_filter,
-        f_resource_name_filter,
-        f_pattern_type_filter,
-        f_principal_filter,
-        f_host_filter,
-        f_operation,
-        f_permission_type,
-        (),
-    ), pos
+    o.resource_name_filter = f_resource_name_filter
+    o.principal_filter = f_principal_filter
+    o.host_filter = f_host_filter
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsRequest_DeleteAclsFilter, int]:
+    o = new_instance(_DeleteAclsRequest_DeleteAclsFilter)
     try:
-        (f_resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.resource_type_filter", 1),), pos, len(buf) - pos
@@ -339,7 +254,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
             raise bad_utf8("DeleteAclsFilter.resource_name_filter", pos) from None
         pos = end2
     try:
-        (f_pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.pattern_type_filter", 1),), pos, len(buf) - pos
@@ -390,7 +305,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
             raise bad_utf8("DeleteAclsFilter.host_filter", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilter.operation", 1), ("DeleteAclsFilter.permission_type", 1)),
@@ -429,16 +344,11 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteAclsRequest_DeleteAclsFilter(
-        f_resource_type_filter,
-        f_resource_name_filter,
-        f_pattern_type_filter,
-        f_principal_filter,
-        f_host_filter,
-        f_operation,
-        f_permission_type,
-        unknown,
-    ), pos
+    o.resource_name_filter = f_resource_name_filter
+    o.principal_filter = f_principal_filter
+    o.host_filter = f_host_filter
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteAclsRequest_DeleteAclsFilter_v0(
@@ -568,6 +478,7 @@ def _write_DeleteAclsRequest_DeleteAclsFilter_v2(
 
 
 def _read_DeleteAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
+    o = new_instance(DeleteAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -583,10 +494,13 @@ def _read_DeleteAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
         for _ in range(count1):
             item2, pos = _read_DeleteAclsRequest_DeleteAclsFilter_v0(buf, pos)
             f_filters.append(item2)
-    return DeleteAclsRequest(f_filters, ()), pos
+    o.filters = f_filters
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
+    o = new_instance(DeleteAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -602,10 +516,13 @@ def _read_DeleteAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
         for _ in range(count1):
             item2, pos = _read_DeleteAclsRequest_DeleteAclsFilter_v1(buf, pos)
             f_filters.append(item2)
-    return DeleteAclsRequest(f_filters, ()), pos
+    o.filters = f_filters
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
+    o = new_instance(DeleteAclsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -655,7 +572,9 @@ def _read_DeleteAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteAclsRequest(f_filters, unknown), pos
+    o.filters = f_filters
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteAclsRequest_v0(o: DeleteAclsRequest, out: bytearray) -> None:
@@ -703,8 +622,9 @@ def _write_DeleteAclsRequest_v2(o: DeleteAclsRequest, out: bytearray) -> None:
 def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsMatchingAcl, int]:
+    o = new_instance(_DeleteAclsResponse_DeleteAclsMatchingAcl)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.error_code", 2),), pos, len(buf) - pos
@@ -730,7 +650,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
             raise bad_utf8("DeleteAclsMatchingAcl.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.resource_type", 1),), pos, len(buf) - pos
@@ -794,7 +714,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
             raise bad_utf8("DeleteAclsMatchingAcl.host", pos) from None
         pos = end8
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.operation", 1), ("DeleteAclsMatchingAcl.permission_type", 1)),
@@ -802,25 +722,21 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
             len(buf) - pos,
         ) from None
     pos += 2
-    return _DeleteAclsResponse_DeleteAclsMatchingAcl(
-        f_error_code,
-        f_error_message,
-        f_resource_type,
-        f_resource_name,
-        3,
-        f_principal,
-        f_host,
-        f_operation,
-        f_permission_type,
-        (),
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.pattern_type = 3
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsMatchingAcl, int]:
+    o = new_instance(_DeleteAclsResponse_DeleteAclsMatchingAcl)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.error_code", 2),), pos, len(buf) - pos
@@ -846,7 +762,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
             raise bad_utf8("DeleteAclsMatchingAcl.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.resource_type", 1),), pos, len(buf) - pos
@@ -872,7 +788,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
             raise bad_utf8("DeleteAclsMatchingAcl.resource_name", pos) from None
         pos = end4
     try:
-        (f_pattern_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.pattern_type", 1),), pos, len(buf) - pos
@@ -917,7 +833,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
             raise bad_utf8("DeleteAclsMatchingAcl.host", pos) from None
         pos = end8
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.operation", 1), ("DeleteAclsMatchingAcl.permission_type", 1)),
@@ -925,25 +841,20 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
             len(buf) - pos,
         ) from None
     pos += 2
-    return _DeleteAclsResponse_DeleteAclsMatchingAcl(
-        f_error_code,
-        f_error_message,
-        f_resource_type,
-        f_resource_name,
-        f_pattern_type,
-        f_principal,
-        f_host,
-        f_operation,
-        f_permission_type,
-        (),
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsMatchingAcl, int]:
+    o = new_instance(_DeleteAclsResponse_DeleteAclsMatchingAcl)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.error_code", 2),), pos, len(buf) - pos
@@ -972,7 +883,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
             raise bad_utf8("DeleteAclsMatchingAcl.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.resource_type", 1),), pos, len(buf) - pos
@@ -1001,7 +912,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
             raise bad_utf8("DeleteAclsMatchingAcl.resource_name", pos) from None
         pos = end4
     try:
-        (f_pattern_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.pattern_type", 1),), pos, len(buf) - pos
@@ -1052,7 +963,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
             raise bad_utf8("DeleteAclsMatchingAcl.host", pos) from None
         pos = end8
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsMatchingAcl.operation", 1), ("DeleteAclsMatchingAcl.permission_type", 1)),
@@ -1095,18 +1006,12 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteAclsResponse_DeleteAclsMatchingAcl(
-        f_error_code,
-        f_error_message,
-        f_resource_type,
-        f_resource_name,
-        f_pattern_type,
-        f_principal,
-        f_host,
-        f_operation,
-        f_permission_type,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
@@ -1272,8 +1177,9 @@ def _write_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
 def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsFilterResult, int]:
+    o = new_instance(_DeleteAclsResponse_DeleteAclsFilterResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilterResult.error_code", 2),), pos, len(buf) - pos
@@ -1313,16 +1219,18 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
         for _ in range(count3):
             item4, pos = _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(buf, pos)
             f_matching_acls.append(item4)
-    return _DeleteAclsResponse_DeleteAclsFilterResult(
-        f_error_code, f_error_message, f_matching_acls, ()
-    ), pos
+    o.error_message = f_error_message
+    o.matching_acls = f_matching_acls
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsFilterResult, int]:
+    o = new_instance(_DeleteAclsResponse_DeleteAclsFilterResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilterResult.error_code", 2),), pos, len(buf) - pos
@@ -1362,16 +1270,18 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
         for _ in range(count3):
             item4, pos = _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(buf, pos)
             f_matching_acls.append(item4)
-    return _DeleteAclsResponse_DeleteAclsFilterResult(
-        f_error_code, f_error_message, f_matching_acls, ()
-    ), pos
+    o.error_message = f_error_message
+    o.matching_acls = f_matching_acls
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsFilterResult, int]:
+    o = new_instance(_DeleteAclsResponse_DeleteAclsFilterResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteAclsFilterResult.error_code", 2),), pos, len(buf) - pos
@@ -1454,9 +1364,10 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteAclsResponse_DeleteAclsFilterResult(
-        f_error_code, f_error_message, f_matching_acls, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.matching_acls = f_matching_acls
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteAclsResponse_DeleteAclsFilterResult_v0(
@@ -1542,8 +1453,9 @@ def _write_DeleteAclsResponse_DeleteAclsFilterResult_v2(
 
 
 def _read_DeleteAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
+    o = new_instance(DeleteAclsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1562,12 +1474,15 @@ def _read_DeleteAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
         for _ in range(count1):
             item2, pos = _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(buf, pos)
             f_filter_results.append(item2)
-    return DeleteAclsResponse(f_throttle_time_ms, f_filter_results, ()), pos
+    o.filter_results = f_filter_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
+    o = new_instance(DeleteAclsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1586,12 +1501,15 @@ def _read_DeleteAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
         for _ in range(count1):
             item2, pos = _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(buf, pos)
             f_filter_results.append(item2)
-    return DeleteAclsResponse(f_throttle_time_ms, f_filter_results, ()), pos
+    o.filter_results = f_filter_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
+    o = new_instance(DeleteAclsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1644,7 +1562,9 @@ def _read_DeleteAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteAclsResponse(f_throttle_time_ms, f_filter_results, unknown), pos
+    o.filter_results = f_filter_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteAclsResponse_v0(o: DeleteAclsResponse, out: bytearray) -> None:
@@ -1692,146 +1612,255 @@ def _write_DeleteAclsResponse_v2(o: DeleteAclsResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_DeleteAclsRequest_DeleteAclsFilter.FIELDS = (
-    FieldInfo(
-        "ResourceTypeFilter",
-        "resource_type_filter",
-        "int8",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ResourceNameFilter",
-        "resource_name_filter",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PatternTypeFilter",
-        "pattern_type_filter",
-        "int8",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PrincipalFilter",
-        "principal_filter",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DeleteAclsRequest.FIELDS = (
-    FieldInfo(
-        "Filters",
-        "filters",
-        "[]DeleteAclsFilter",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteAclsRequest_DeleteAclsFilter,
-        False,
-    ),
-)
-DeleteAclsRequest._READERS = (
-    _read_DeleteAclsRequest_v0,
-    _read_DeleteAclsRequest_v1,
-    _read_DeleteAclsRequest_v2,
-    _read_DeleteAclsRequest_v2,
-)
-DeleteAclsRequest._WRITERS = (
-    _write_DeleteAclsRequest_v0,
-    _write_DeleteAclsRequest_v1,
-    _write_DeleteAclsRequest_v2,
-    _write_DeleteAclsRequest_v2,
-)
+@dataclass(slots=True)
+class _DeleteAclsRequest_DeleteAclsFilter:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceTypeFilter",
+            "resource_type_filter",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ResourceNameFilter",
+            "resource_name_filter",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PatternTypeFilter",
+            "pattern_type_filter",
+            "int8",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PrincipalFilter",
+            "principal_filter",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PermissionType",
+            "permission_type",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    resource_type_filter: int = 0
+    resource_name_filter: str | None = ""
+    pattern_type_filter: int = 3
+    principal_filter: str | None = ""
+    host_filter: str | None = ""
+    operation: int = 0
+    permission_type: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DeleteAclsResponse_DeleteAclsMatchingAcl.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_DeleteAclsResponse_DeleteAclsFilterResult.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "MatchingAcls",
-        "matching_acls",
-        "[]DeleteAclsMatchingAcl",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteAclsResponse_DeleteAclsMatchingAcl,
-        False,
-    ),
-)
-DeleteAclsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "FilterResults",
-        "filter_results",
-        "[]DeleteAclsFilterResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteAclsResponse_DeleteAclsFilterResult,
-        False,
-    ),
-)
-DeleteAclsResponse._READERS = (
-    _read_DeleteAclsResponse_v0,
-    _read_DeleteAclsResponse_v1,
-    _read_DeleteAclsResponse_v2,
-    _read_DeleteAclsResponse_v2,
-)
-DeleteAclsResponse._WRITERS = (
-    _write_DeleteAclsResponse_v0,
-    _write_DeleteAclsResponse_v1,
-    _write_DeleteAclsResponse_v2,
-    _write_DeleteAclsResponse_v2,
-)
+
+@dataclass(slots=True)
+class DeleteAclsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Filters",
+            "filters",
+            "[]DeleteAclsFilter",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteAclsRequest_DeleteAclsFilter,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteAclsRequest_v0,
+        _read_DeleteAclsRequest_v1,
+        _read_DeleteAclsRequest_v2,
+        _read_DeleteAclsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteAclsRequest_v0,
+        _write_DeleteAclsRequest_v1,
+        _write_DeleteAclsRequest_v2,
+        _write_DeleteAclsRequest_v2,
+    )
+    NAME: ClassVar[str] = "DeleteAclsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 31
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    DeleteAclsFilter = _DeleteAclsRequest_DeleteAclsFilter
+    filters: list[_DeleteAclsRequest_DeleteAclsFilter] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DeleteAclsResponse_DeleteAclsMatchingAcl:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PermissionType",
+            "permission_type",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = ""
+    resource_type: int = 0
+    resource_name: str = ""
+    pattern_type: int = 3
+    principal: str = ""
+    host: str = ""
+    operation: int = 0
+    permission_type: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DeleteAclsResponse_DeleteAclsFilterResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MatchingAcls",
+            "matching_acls",
+            "[]DeleteAclsMatchingAcl",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteAclsResponse_DeleteAclsMatchingAcl,
+            False,
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = ""
+    matching_acls: list[_DeleteAclsResponse_DeleteAclsMatchingAcl] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DeleteAclsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "FilterResults",
+            "filter_results",
+            "[]DeleteAclsFilterResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteAclsResponse_DeleteAclsFilterResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteAclsResponse_v0,
+        _read_DeleteAclsResponse_v1,
+        _read_DeleteAclsResponse_v2,
+        _read_DeleteAclsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteAclsResponse_v0,
+        _write_DeleteAclsResponse_v1,
+        _write_DeleteAclsResponse_v2,
+        _write_DeleteAclsResponse_v2,
+    )
+    NAME: ClassVar[str] = "DeleteAclsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 31
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    DeleteAclsFilterResult = _DeleteAclsResponse_DeleteAclsFilterResult
+    DeleteAclsMatchingAcl = _DeleteAclsResponse_DeleteAclsMatchingAcl
+    throttle_time_ms: int = 0
+    filter_results: list[_DeleteAclsResponse_DeleteAclsFilterResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

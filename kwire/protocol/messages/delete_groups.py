@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,50 +43,8 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
-@dataclass(slots=True)
-class DeleteGroupsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteGroupsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 42
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    groups_names: list[GroupId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DeleteGroupsResponse_DeletableGroupResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    group_id: GroupId = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteGroupsResponse_DeletableGroupResult.__qualname__ = (
-    "DeleteGroupsResponse.DeletableGroupResult"
-)
-
-
-@dataclass(slots=True)
-class DeleteGroupsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteGroupsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 42
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DeletableGroupResult = _DeleteGroupsResponse_DeletableGroupResult
-    throttle_time_ms: int = 0
-    results: list[_DeleteGroupsResponse_DeletableGroupResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DeleteGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
+    o = new_instance(DeleteGroupsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -119,10 +78,13 @@ def _read_DeleteGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteGroup
                     raise bad_utf8("groups_names" + "[]", pos) from None
                 pos = end4
             f_groups_names.append(item2)
-    return DeleteGroupsRequest(f_groups_names, ()), pos
+    o.groups_names = f_groups_names
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteGroupsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
+    o = new_instance(DeleteGroupsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -193,7 +155,9 @@ def _read_DeleteGroupsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteGroup
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteGroupsRequest(f_groups_names, unknown), pos
+    o.groups_names = f_groups_names
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteGroupsRequest_v0(o: DeleteGroupsRequest, out: bytearray) -> None:
@@ -269,6 +233,7 @@ def _write_DeleteGroupsRequest_v2(o: DeleteGroupsRequest, out: bytearray) -> Non
 def _read_DeleteGroupsResponse_DeletableGroupResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteGroupsResponse_DeletableGroupResult, int]:
+    o = new_instance(_DeleteGroupsResponse_DeletableGroupResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -289,18 +254,21 @@ def _read_DeleteGroupsResponse_DeletableGroupResult_v0(
             raise bad_utf8("DeletableGroupResult.group_id", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeletableGroupResult.error_code", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _DeleteGroupsResponse_DeletableGroupResult(f_group_id, f_error_code, ()), pos
+    o.group_id = f_group_id
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteGroupsResponse_DeletableGroupResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteGroupsResponse_DeletableGroupResult, int]:
+    o = new_instance(_DeleteGroupsResponse_DeletableGroupResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -324,7 +292,7 @@ def _read_DeleteGroupsResponse_DeletableGroupResult_v2(
             raise bad_utf8("DeletableGroupResult.group_id", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeletableGroupResult.error_code", 2),), pos, len(buf) - pos
@@ -365,7 +333,9 @@ def _read_DeleteGroupsResponse_DeletableGroupResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteGroupsResponse_DeletableGroupResult(f_group_id, f_error_code, unknown), pos
+    o.group_id = f_group_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteGroupsResponse_DeletableGroupResult_v0(
@@ -426,8 +396,9 @@ def _write_DeleteGroupsResponse_DeletableGroupResult_v2(
 
 
 def _read_DeleteGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
+    o = new_instance(DeleteGroupsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -446,12 +417,15 @@ def _read_DeleteGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteGrou
         for _ in range(count1):
             item2, pos = _read_DeleteGroupsResponse_DeletableGroupResult_v0(buf, pos)
             f_results.append(item2)
-    return DeleteGroupsResponse(f_throttle_time_ms, f_results, ()), pos
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteGroupsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
+    o = new_instance(DeleteGroupsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -504,7 +478,9 @@ def _read_DeleteGroupsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteGrou
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteGroupsResponse(f_throttle_time_ms, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteGroupsResponse_v0(o: DeleteGroupsResponse, out: bytearray) -> None:
@@ -552,49 +528,91 @@ def _write_DeleteGroupsResponse_v2(o: DeleteGroupsResponse, out: bytearray) -> N
         out.append(0)
 
 
-DeleteGroupsRequest.FIELDS = (
-    FieldInfo(
-        "GroupsNames", "groups_names", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DeleteGroupsRequest._READERS = (
-    _read_DeleteGroupsRequest_v0,
-    _read_DeleteGroupsRequest_v0,
-    _read_DeleteGroupsRequest_v2,
-)
-DeleteGroupsRequest._WRITERS = (
-    _write_DeleteGroupsRequest_v0,
-    _write_DeleteGroupsRequest_v1,
-    _write_DeleteGroupsRequest_v2,
-)
+@dataclass(slots=True)
+class DeleteGroupsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "GroupsNames", "groups_names", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteGroupsRequest_v0,
+        _read_DeleteGroupsRequest_v0,
+        _read_DeleteGroupsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteGroupsRequest_v0,
+        _write_DeleteGroupsRequest_v1,
+        _write_DeleteGroupsRequest_v2,
+    )
+    NAME: ClassVar[str] = "DeleteGroupsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 42
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    groups_names: list[GroupId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DeleteGroupsResponse_DeletableGroupResult.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-DeleteGroupsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]DeletableGroupResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteGroupsResponse_DeletableGroupResult,
-        False,
-    ),
-)
-DeleteGroupsResponse._READERS = (
-    _read_DeleteGroupsResponse_v0,
-    _read_DeleteGroupsResponse_v0,
-    _read_DeleteGroupsResponse_v2,
-)
-DeleteGroupsResponse._WRITERS = (
-    _write_DeleteGroupsResponse_v0,
-    _write_DeleteGroupsResponse_v1,
-    _write_DeleteGroupsResponse_v2,
-)
+
+@dataclass(slots=True)
+class _DeleteGroupsResponse_DeletableGroupResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    group_id: GroupId = ""
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DeleteGroupsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]DeletableGroupResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteGroupsResponse_DeletableGroupResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteGroupsResponse_v0,
+        _read_DeleteGroupsResponse_v0,
+        _read_DeleteGroupsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteGroupsResponse_v0,
+        _write_DeleteGroupsResponse_v1,
+        _write_DeleteGroupsResponse_v2,
+    )
+    NAME: ClassVar[str] = "DeleteGroupsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 42
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    DeletableGroupResult = _DeleteGroupsResponse_DeletableGroupResult
+    throttle_time_ms: int = 0
+    results: list[_DeleteGroupsResponse_DeletableGroupResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,98 +45,12 @@ _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_int16 = Struct(">iqh")
 
 
-@dataclass(slots=True)
-class _DeleteRecordsRequest_DeleteRecordsPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteRecordsRequest_DeleteRecordsPartition.__qualname__ = (
-    "DeleteRecordsRequest.DeleteRecordsPartition"
-)
-
-
-@dataclass(slots=True)
-class _DeleteRecordsRequest_DeleteRecordsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_DeleteRecordsRequest_DeleteRecordsPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteRecordsRequest_DeleteRecordsTopic.__qualname__ = "DeleteRecordsRequest.DeleteRecordsTopic"
-
-
-@dataclass(slots=True)
-class DeleteRecordsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteRecordsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 21
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DeleteRecordsTopic = _DeleteRecordsRequest_DeleteRecordsTopic
-    DeleteRecordsPartition = _DeleteRecordsRequest_DeleteRecordsPartition
-    topics: list[_DeleteRecordsRequest_DeleteRecordsTopic] = field(default_factory=list)
-    timeout_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DeleteRecordsResponse_DeleteRecordsPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    low_watermark: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteRecordsResponse_DeleteRecordsPartitionResult.__qualname__ = (
-    "DeleteRecordsResponse.DeleteRecordsPartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _DeleteRecordsResponse_DeleteRecordsTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_DeleteRecordsResponse_DeleteRecordsPartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteRecordsResponse_DeleteRecordsTopicResult.__qualname__ = (
-    "DeleteRecordsResponse.DeleteRecordsTopicResult"
-)
-
-
-@dataclass(slots=True)
-class DeleteRecordsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteRecordsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 21
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DeleteRecordsTopicResult = _DeleteRecordsResponse_DeleteRecordsTopicResult
-    DeleteRecordsPartitionResult = _DeleteRecordsResponse_DeleteRecordsPartitionResult
-    throttle_time_ms: int = 0
-    topics: list[_DeleteRecordsResponse_DeleteRecordsTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DeleteRecordsRequest_DeleteRecordsPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsPartition, int]:
+    o = new_instance(_DeleteRecordsRequest_DeleteRecordsPartition)
     try:
-        f_partition_index, f_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.partition_index, o.offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteRecordsPartition.partition_index", 4), ("DeleteRecordsPartition.offset", 8)),
@@ -143,14 +58,16 @@ def _read_DeleteRecordsRequest_DeleteRecordsPartition_v0(
             len(buf) - pos,
         ) from None
     pos += 12
-    return _DeleteRecordsRequest_DeleteRecordsPartition(f_partition_index, f_offset, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteRecordsRequest_DeleteRecordsPartition_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsPartition, int]:
+    o = new_instance(_DeleteRecordsRequest_DeleteRecordsPartition)
     try:
-        f_partition_index, f_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.partition_index, o.offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeleteRecordsPartition.partition_index", 4), ("DeleteRecordsPartition.offset", 8)),
@@ -195,7 +112,8 @@ def _read_DeleteRecordsRequest_DeleteRecordsPartition_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteRecordsRequest_DeleteRecordsPartition(f_partition_index, f_offset, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteRecordsRequest_DeleteRecordsPartition_v0(
@@ -227,6 +145,7 @@ def _write_DeleteRecordsRequest_DeleteRecordsPartition_v2(
 def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsTopic, int]:
+    o = new_instance(_DeleteRecordsRequest_DeleteRecordsTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -261,12 +180,16 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
         for _ in range(count3):
             item4, pos = _read_DeleteRecordsRequest_DeleteRecordsPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _DeleteRecordsRequest_DeleteRecordsTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsTopic, int]:
+    o = new_instance(_DeleteRecordsRequest_DeleteRecordsTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -340,7 +263,10 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteRecordsRequest_DeleteRecordsTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteRecordsRequest_DeleteRecordsTopic_v0(
@@ -423,6 +349,7 @@ def _write_DeleteRecordsRequest_DeleteRecordsTopic_v2(
 
 
 def _read_DeleteRecordsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
+    o = new_instance(DeleteRecordsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -439,14 +366,17 @@ def _read_DeleteRecordsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteReco
             item2, pos = _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return DeleteRecordsRequest(f_topics, f_timeout_ms, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
+    o = new_instance(DeleteRecordsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -466,7 +396,7 @@ def _read_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteReco
             item2, pos = _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(buf, pos)
             f_topics.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -501,7 +431,9 @@ def _read_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteReco
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteRecordsRequest(f_topics, f_timeout_ms, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteRecordsRequest_v0(o: DeleteRecordsRequest, out: bytearray) -> None:
@@ -552,8 +484,9 @@ def _write_DeleteRecordsRequest_v2(o: DeleteRecordsRequest, out: bytearray) -> N
 def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsPartitionResult, int]:
+    o = new_instance(_DeleteRecordsResponse_DeleteRecordsPartitionResult)
     try:
-        f_partition_index, f_low_watermark, f_error_code = _ST_int32_int64_int16.unpack_from(
+        o.partition_index, o.low_watermark, o.error_code = _ST_int32_int64_int16.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -567,16 +500,16 @@ def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(
             len(buf) - pos,
         ) from None
     pos += 14
-    return _DeleteRecordsResponse_DeleteRecordsPartitionResult(
-        f_partition_index, f_low_watermark, f_error_code, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsPartitionResult, int]:
+    o = new_instance(_DeleteRecordsResponse_DeleteRecordsPartitionResult)
     try:
-        f_partition_index, f_low_watermark, f_error_code = _ST_int32_int64_int16.unpack_from(
+        o.partition_index, o.low_watermark, o.error_code = _ST_int32_int64_int16.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -629,9 +562,8 @@ def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteRecordsResponse_DeleteRecordsPartitionResult(
-        f_partition_index, f_low_watermark, f_error_code, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(
@@ -663,6 +595,7 @@ def _write_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(
 def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsTopicResult, int]:
+    o = new_instance(_DeleteRecordsResponse_DeleteRecordsTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -697,12 +630,16 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
         for _ in range(count3):
             item4, pos = _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(buf, pos)
             f_partitions.append(item4)
-    return _DeleteRecordsResponse_DeleteRecordsTopicResult(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsTopicResult, int]:
+    o = new_instance(_DeleteRecordsResponse_DeleteRecordsTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -782,7 +719,10 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteRecordsResponse_DeleteRecordsTopicResult(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
@@ -865,8 +805,9 @@ def _write_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
 
 
 def _read_DeleteRecordsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
+    o = new_instance(DeleteRecordsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -885,12 +826,15 @@ def _read_DeleteRecordsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteRec
         for _ in range(count1):
             item2, pos = _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(buf, pos)
             f_topics.append(item2)
-    return DeleteRecordsResponse(f_throttle_time_ms, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteRecordsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
+    o = new_instance(DeleteRecordsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -943,7 +887,9 @@ def _read_DeleteRecordsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteRec
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteRecordsResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteRecordsResponse_v0(o: DeleteRecordsResponse, out: bytearray) -> None:
@@ -991,97 +937,185 @@ def _write_DeleteRecordsResponse_v2(o: DeleteRecordsResponse, out: bytearray) ->
         out.append(0)
 
 
-_DeleteRecordsRequest_DeleteRecordsPartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Offset", "offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DeleteRecordsRequest_DeleteRecordsTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]DeleteRecordsPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteRecordsRequest_DeleteRecordsPartition,
-        False,
-    ),
-)
-DeleteRecordsRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]DeleteRecordsTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteRecordsRequest_DeleteRecordsTopic,
-        False,
-    ),
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-DeleteRecordsRequest._READERS = (
-    _read_DeleteRecordsRequest_v0,
-    _read_DeleteRecordsRequest_v0,
-    _read_DeleteRecordsRequest_v2,
-)
-DeleteRecordsRequest._WRITERS = (
-    _write_DeleteRecordsRequest_v0,
-    _write_DeleteRecordsRequest_v1,
-    _write_DeleteRecordsRequest_v2,
-)
+@dataclass(slots=True)
+class _DeleteRecordsRequest_DeleteRecordsPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Offset", "offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    partition_index: int = 0
+    offset: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DeleteRecordsResponse_DeleteRecordsPartitionResult.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LowWatermark", "low_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DeleteRecordsResponse_DeleteRecordsTopicResult.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]DeleteRecordsPartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteRecordsResponse_DeleteRecordsPartitionResult,
-        False,
-    ),
-)
-DeleteRecordsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]DeleteRecordsTopicResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteRecordsResponse_DeleteRecordsTopicResult,
-        False,
-    ),
-)
-DeleteRecordsResponse._READERS = (
-    _read_DeleteRecordsResponse_v0,
-    _read_DeleteRecordsResponse_v0,
-    _read_DeleteRecordsResponse_v2,
-)
-DeleteRecordsResponse._WRITERS = (
-    _write_DeleteRecordsResponse_v0,
-    _write_DeleteRecordsResponse_v1,
-    _write_DeleteRecordsResponse_v2,
-)
+
+@dataclass(slots=True)
+class _DeleteRecordsRequest_DeleteRecordsTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]DeleteRecordsPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteRecordsRequest_DeleteRecordsPartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_DeleteRecordsRequest_DeleteRecordsPartition] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DeleteRecordsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]DeleteRecordsTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteRecordsRequest_DeleteRecordsTopic,
+            False,
+        ),
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteRecordsRequest_v0,
+        _read_DeleteRecordsRequest_v0,
+        _read_DeleteRecordsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteRecordsRequest_v0,
+        _write_DeleteRecordsRequest_v1,
+        _write_DeleteRecordsRequest_v2,
+    )
+    NAME: ClassVar[str] = "DeleteRecordsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 21
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    DeleteRecordsTopic = _DeleteRecordsRequest_DeleteRecordsTopic
+    DeleteRecordsPartition = _DeleteRecordsRequest_DeleteRecordsPartition
+    topics: list[_DeleteRecordsRequest_DeleteRecordsTopic] = field(default_factory=list)
+    timeout_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DeleteRecordsResponse_DeleteRecordsPartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LowWatermark", "low_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    low_watermark: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DeleteRecordsResponse_DeleteRecordsTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]DeleteRecordsPartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteRecordsResponse_DeleteRecordsPartitionResult,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_DeleteRecordsResponse_DeleteRecordsPartitionResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DeleteRecordsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]DeleteRecordsTopicResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteRecordsResponse_DeleteRecordsTopicResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteRecordsResponse_v0,
+        _read_DeleteRecordsResponse_v0,
+        _read_DeleteRecordsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteRecordsResponse_v0,
+        _write_DeleteRecordsResponse_v1,
+        _write_DeleteRecordsResponse_v2,
+    )
+    NAME: ClassVar[str] = "DeleteRecordsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 21
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    DeleteRecordsTopicResult = _DeleteRecordsResponse_DeleteRecordsTopicResult
+    DeleteRecordsPartitionResult = _DeleteRecordsResponse_DeleteRecordsPartitionResult
+    throttle_time_ms: int = 0
+    topics: list[_DeleteRecordsResponse_DeleteRecordsTopicResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

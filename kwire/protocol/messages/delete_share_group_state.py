@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,96 +43,12 @@ _ST_int32_int16 = Struct(">ih")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _DeleteShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteShareGroupStateRequest_PartitionData.__qualname__ = (
-    "DeleteShareGroupStateRequest.PartitionData"
-)
-
-
-@dataclass(slots=True)
-class _DeleteShareGroupStateRequest_DeleteStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_DeleteShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteShareGroupStateRequest_DeleteStateData.__qualname__ = (
-    "DeleteShareGroupStateRequest.DeleteStateData"
-)
-
-
-@dataclass(slots=True)
-class DeleteShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteShareGroupStateRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 86
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    DeleteStateData = _DeleteShareGroupStateRequest_DeleteStateData
-    PartitionData = _DeleteShareGroupStateRequest_PartitionData
-    group_id: str = ""
-    topics: list[_DeleteShareGroupStateRequest_DeleteStateData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DeleteShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteShareGroupStateResponse_PartitionResult.__qualname__ = (
-    "DeleteShareGroupStateResponse.PartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _DeleteShareGroupStateResponse_DeleteStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_DeleteShareGroupStateResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteShareGroupStateResponse_DeleteStateResult.__qualname__ = (
-    "DeleteShareGroupStateResponse.DeleteStateResult"
-)
-
-
-@dataclass(slots=True)
-class DeleteShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteShareGroupStateResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 86
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DeleteStateResult = _DeleteShareGroupStateResponse_DeleteStateResult
-    PartitionResult = _DeleteShareGroupStateResponse_PartitionResult
-    results: list[_DeleteShareGroupStateResponse_DeleteStateResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DeleteShareGroupStateRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteShareGroupStateRequest_PartitionData, int]:
+    o = new_instance(_DeleteShareGroupStateRequest_PartitionData)
     try:
-        (f_partition,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionData.partition", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -166,7 +83,8 @@ def _read_DeleteShareGroupStateRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteShareGroupStateRequest_PartitionData(f_partition, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteShareGroupStateRequest_PartitionData_v0(
@@ -182,6 +100,7 @@ def _write_DeleteShareGroupStateRequest_PartitionData_v0(
 def _read_DeleteShareGroupStateRequest_DeleteStateData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteShareGroupStateRequest_DeleteStateData, int]:
+    o = new_instance(_DeleteShareGroupStateRequest_DeleteStateData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -236,9 +155,10 @@ def _read_DeleteShareGroupStateRequest_DeleteStateData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteShareGroupStateRequest_DeleteStateData(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteShareGroupStateRequest_DeleteStateData_v0(
@@ -265,6 +185,7 @@ def _write_DeleteShareGroupStateRequest_DeleteStateData_v0(
 def _read_DeleteShareGroupStateRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DeleteShareGroupStateRequest, int]:
+    o = new_instance(DeleteShareGroupStateRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -336,7 +257,10 @@ def _read_DeleteShareGroupStateRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteShareGroupStateRequest(f_group_id, f_topics, unknown), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteShareGroupStateRequest_v0(o: DeleteShareGroupStateRequest, out: bytearray) -> None:
@@ -373,8 +297,9 @@ def _write_DeleteShareGroupStateRequest_v0(o: DeleteShareGroupStateRequest, out:
 def _read_DeleteShareGroupStateResponse_PartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteShareGroupStateResponse_PartitionResult, int]:
+    o = new_instance(_DeleteShareGroupStateResponse_PartitionResult)
     try:
-        f_partition, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.partition", 4), ("PartitionResult.error_code", 2)),
@@ -435,9 +360,9 @@ def _read_DeleteShareGroupStateResponse_PartitionResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteShareGroupStateResponse_PartitionResult(
-        f_partition, f_error_code, f_error_message, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteShareGroupStateResponse_PartitionResult_v0(
@@ -466,6 +391,7 @@ def _write_DeleteShareGroupStateResponse_PartitionResult_v0(
 def _read_DeleteShareGroupStateResponse_DeleteStateResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteShareGroupStateResponse_DeleteStateResult, int]:
+    o = new_instance(_DeleteShareGroupStateResponse_DeleteStateResult)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -520,9 +446,10 @@ def _read_DeleteShareGroupStateResponse_DeleteStateResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteShareGroupStateResponse_DeleteStateResult(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteShareGroupStateResponse_DeleteStateResult_v0(
@@ -549,6 +476,7 @@ def _write_DeleteShareGroupStateResponse_DeleteStateResult_v0(
 def _read_DeleteShareGroupStateResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DeleteShareGroupStateResponse, int]:
+    o = new_instance(DeleteShareGroupStateResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -598,7 +526,9 @@ def _read_DeleteShareGroupStateResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteShareGroupStateResponse(f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteShareGroupStateResponse_v0(
@@ -621,73 +551,139 @@ def _write_DeleteShareGroupStateResponse_v0(
         out.append(0)
 
 
-_DeleteShareGroupStateRequest_PartitionData.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DeleteShareGroupStateRequest_DeleteStateData.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteShareGroupStateRequest_PartitionData,
-        False,
-    ),
-)
-DeleteShareGroupStateRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]DeleteStateData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteShareGroupStateRequest_DeleteStateData,
-        False,
-    ),
-)
-DeleteShareGroupStateRequest._READERS = (_read_DeleteShareGroupStateRequest_v0,)
-DeleteShareGroupStateRequest._WRITERS = (_write_DeleteShareGroupStateRequest_v0,)
+@dataclass(slots=True)
+class _DeleteShareGroupStateRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    partition: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DeleteShareGroupStateResponse_PartitionResult.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_DeleteShareGroupStateResponse_DeleteStateResult.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteShareGroupStateResponse_PartitionResult,
-        False,
-    ),
-)
-DeleteShareGroupStateResponse.FIELDS = (
-    FieldInfo(
-        "Results",
-        "results",
-        "[]DeleteStateResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteShareGroupStateResponse_DeleteStateResult,
-        False,
-    ),
-)
-DeleteShareGroupStateResponse._READERS = (_read_DeleteShareGroupStateResponse_v0,)
-DeleteShareGroupStateResponse._WRITERS = (_write_DeleteShareGroupStateResponse_v0,)
+
+@dataclass(slots=True)
+class _DeleteShareGroupStateRequest_DeleteStateData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteShareGroupStateRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_DeleteShareGroupStateRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DeleteShareGroupStateRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]DeleteStateData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteShareGroupStateRequest_DeleteStateData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DeleteShareGroupStateRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DeleteShareGroupStateRequest_v0,)
+    NAME: ClassVar[str] = "DeleteShareGroupStateRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 86
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    DeleteStateData = _DeleteShareGroupStateRequest_DeleteStateData
+    PartitionData = _DeleteShareGroupStateRequest_PartitionData
+    group_id: str = ""
+    topics: list[_DeleteShareGroupStateRequest_DeleteStateData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DeleteShareGroupStateResponse_PartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DeleteShareGroupStateResponse_DeleteStateResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteShareGroupStateResponse_PartitionResult,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_DeleteShareGroupStateResponse_PartitionResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DeleteShareGroupStateResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Results",
+            "results",
+            "[]DeleteStateResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteShareGroupStateResponse_DeleteStateResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DeleteShareGroupStateResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DeleteShareGroupStateResponse_v0,)
+    NAME: ClassVar[str] = "DeleteShareGroupStateResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 86
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    DeleteStateResult = _DeleteShareGroupStateResponse_DeleteStateResult
+    PartitionResult = _DeleteShareGroupStateResponse_PartitionResult
+    results: list[_DeleteShareGroupStateResponse_DeleteStateResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,68 +45,10 @@ _ST_uuid = Struct(">16s")
 _ST_uuid_int16 = Struct(">16sh")
 
 
-@dataclass(slots=True)
-class _DeleteTopicsRequest_DeleteTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName | None = None
-    topic_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteTopicsRequest_DeleteTopicState.__qualname__ = "DeleteTopicsRequest.DeleteTopicState"
-
-
-@dataclass(slots=True)
-class DeleteTopicsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteTopicsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 20
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 6
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DeleteTopicState = _DeleteTopicsRequest_DeleteTopicState
-    topics: list[_DeleteTopicsRequest_DeleteTopicState] = field(default_factory=list)
-    topic_names: list[TopicName] = field(default_factory=list)
-    timeout_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DeleteTopicsResponse_DeletableTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName | None = ""
-    topic_id: UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DeleteTopicsResponse_DeletableTopicResult.__qualname__ = (
-    "DeleteTopicsResponse.DeletableTopicResult"
-)
-
-
-@dataclass(slots=True)
-class DeleteTopicsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DeleteTopicsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 20
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 6
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    DeletableTopicResult = _DeleteTopicsResponse_DeletableTopicResult
-    throttle_time_ms: int = 0
-    responses: list[_DeleteTopicsResponse_DeletableTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DeleteTopicsRequest_DeleteTopicState_v6(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteTopicsRequest_DeleteTopicState, int]:
+    o = new_instance(_DeleteTopicsRequest_DeleteTopicState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -164,7 +107,10 @@ def _read_DeleteTopicsRequest_DeleteTopicState_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteTopicsRequest_DeleteTopicState(f_name, uuid_from_bytes(f_topic_id), unknown), pos
+    o.name = f_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteTopicsRequest_DeleteTopicState_v6(
@@ -191,6 +137,7 @@ def _write_DeleteTopicsRequest_DeleteTopicState_v6(
 
 
 def _read_DeleteTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
+    o = new_instance(DeleteTopicsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -225,14 +172,18 @@ def _read_DeleteTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteTopic
                 pos = end4
             f_topic_names.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return DeleteTopicsRequest([], f_topic_names, f_timeout_ms, ()), pos
+    o.topics = []
+    o.topic_names = f_topic_names
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
+    o = new_instance(DeleteTopicsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -273,7 +224,7 @@ def _read_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopic
                 pos = end4
             f_topic_names.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -308,10 +259,14 @@ def _read_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopic
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteTopicsRequest([], f_topic_names, f_timeout_ms, unknown), pos
+    o.topics = []
+    o.topic_names = f_topic_names
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
+    o = new_instance(DeleteTopicsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -331,7 +286,7 @@ def _read_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopic
             item2, pos = _read_DeleteTopicsRequest_DeleteTopicState_v6(buf, pos)
             f_topics.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -366,7 +321,10 @@ def _read_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopic
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteTopicsRequest(f_topics, [], f_timeout_ms, unknown), pos
+    o.topics = f_topics
+    o.topic_names = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteTopicsRequest_v0(o: DeleteTopicsRequest, out: bytearray) -> None:
@@ -549,6 +507,7 @@ def _write_DeleteTopicsRequest_v6(o: DeleteTopicsRequest, out: bytearray) -> Non
 def _read_DeleteTopicsResponse_DeletableTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
+    o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -569,20 +528,23 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v0(
             raise bad_utf8("DeletableTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeletableTopicResult.error_code", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _DeleteTopicsResponse_DeletableTopicResult(
-        f_name, ZERO_UUID, f_error_code, None, ()
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.error_message = None
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteTopicsResponse_DeletableTopicResult_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
+    o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -606,7 +568,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v4(
             raise bad_utf8("DeletableTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeletableTopicResult.error_code", 2),), pos, len(buf) - pos
@@ -647,14 +609,17 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteTopicsResponse_DeletableTopicResult(
-        f_name, ZERO_UUID, f_error_code, None, unknown
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.error_message = None
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DeleteTopicsResponse_DeletableTopicResult_v5(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
+    o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -678,7 +643,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v5(
             raise bad_utf8("DeletableTopicResult.name", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeletableTopicResult.error_code", 2),), pos, len(buf) - pos
@@ -741,14 +706,17 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteTopicsResponse_DeletableTopicResult(
-        f_name, ZERO_UUID, f_error_code, f_error_message, unknown
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DeleteTopicsResponse_DeletableTopicResult_v6(
     buf: memoryview, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
+    o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -772,7 +740,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v6(
             raise bad_utf8("DeletableTopicResult.name", pos) from None
         pos = end2
     try:
-        f_topic_id, f_error_code = _ST_uuid_int16.unpack_from(buf, pos)
+        f_topic_id, o.error_code = _ST_uuid_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DeletableTopicResult.topic_id", 16), ("DeletableTopicResult.error_code", 2)),
@@ -837,9 +805,11 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DeleteTopicsResponse_DeletableTopicResult(
-        f_name, uuid_from_bytes(f_topic_id), f_error_code, f_error_message, unknown
-    ), pos
+    o.name = f_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteTopicsResponse_DeletableTopicResult_v0(
@@ -1006,6 +976,7 @@ def _write_DeleteTopicsResponse_DeletableTopicResult_v6(
 
 
 def _read_DeleteTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+    o = new_instance(DeleteTopicsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1021,12 +992,16 @@ def _read_DeleteTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteTopi
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsResponse_DeletableTopicResult_v0(buf, pos)
             f_responses.append(item2)
-    return DeleteTopicsResponse(0, f_responses, ()), pos
+    o.throttle_time_ms = 0
+    o.responses = f_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+    o = new_instance(DeleteTopicsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1045,12 +1020,15 @@ def _read_DeleteTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteTopi
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsResponse_DeletableTopicResult_v0(buf, pos)
             f_responses.append(item2)
-    return DeleteTopicsResponse(f_throttle_time_ms, f_responses, ()), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+    o = new_instance(DeleteTopicsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1103,12 +1081,15 @@ def _read_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopi
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteTopicsResponse(f_throttle_time_ms, f_responses, unknown), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+    o = new_instance(DeleteTopicsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1161,12 +1142,15 @@ def _read_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopi
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteTopicsResponse(f_throttle_time_ms, f_responses, unknown), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DeleteTopicsResponse_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+    o = new_instance(DeleteTopicsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1219,7 +1203,9 @@ def _read_DeleteTopicsResponse_v6(buf: memoryview, pos: int) -> tuple[DeleteTopi
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DeleteTopicsResponse(f_throttle_time_ms, f_responses, unknown), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DeleteTopicsResponse_v0(o: DeleteTopicsResponse, out: bytearray) -> None:
@@ -1330,83 +1316,149 @@ def _write_DeleteTopicsResponse_v6(o: DeleteTopicsResponse, out: bytearray) -> N
         out.append(0)
 
 
-_DeleteTopicsRequest_DeleteTopicState.FIELDS = (
-    FieldInfo("Name", "name", "string", (6, 32767), (6, 32767), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
-)
-DeleteTopicsRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]DeleteTopicState",
-        (6, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteTopicsRequest_DeleteTopicState,
-        False,
-    ),
-    FieldInfo("TopicNames", "topic_names", "[]string", (0, 5), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-DeleteTopicsRequest._READERS = (
-    _read_DeleteTopicsRequest_v0,
-    _read_DeleteTopicsRequest_v0,
-    _read_DeleteTopicsRequest_v0,
-    _read_DeleteTopicsRequest_v0,
-    _read_DeleteTopicsRequest_v4,
-    _read_DeleteTopicsRequest_v4,
-    _read_DeleteTopicsRequest_v6,
-)
-DeleteTopicsRequest._WRITERS = (
-    _write_DeleteTopicsRequest_v0,
-    _write_DeleteTopicsRequest_v1,
-    _write_DeleteTopicsRequest_v2,
-    _write_DeleteTopicsRequest_v3,
-    _write_DeleteTopicsRequest_v4,
-    _write_DeleteTopicsRequest_v5,
-    _write_DeleteTopicsRequest_v6,
-)
+@dataclass(slots=True)
+class _DeleteTopicsRequest_DeleteTopicState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (6, 32767), (6, 32767), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: TopicName | None = None
+    topic_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DeleteTopicsResponse_DeletableTopicResult.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (6, 32767), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
-    ),
-)
-DeleteTopicsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]DeletableTopicResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DeleteTopicsResponse_DeletableTopicResult,
-        False,
-    ),
-)
-DeleteTopicsResponse._READERS = (
-    _read_DeleteTopicsResponse_v0,
-    _read_DeleteTopicsResponse_v1,
-    _read_DeleteTopicsResponse_v1,
-    _read_DeleteTopicsResponse_v1,
-    _read_DeleteTopicsResponse_v4,
-    _read_DeleteTopicsResponse_v5,
-    _read_DeleteTopicsResponse_v6,
-)
-DeleteTopicsResponse._WRITERS = (
-    _write_DeleteTopicsResponse_v0,
-    _write_DeleteTopicsResponse_v1,
-    _write_DeleteTopicsResponse_v2,
-    _write_DeleteTopicsResponse_v3,
-    _write_DeleteTopicsResponse_v4,
-    _write_DeleteTopicsResponse_v5,
-    _write_DeleteTopicsResponse_v6,
-)
+
+@dataclass(slots=True)
+class DeleteTopicsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]DeleteTopicState",
+            (6, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteTopicsRequest_DeleteTopicState,
+            False,
+        ),
+        FieldInfo(
+            "TopicNames", "topic_names", "[]string", (0, 5), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteTopicsRequest_v0,
+        _read_DeleteTopicsRequest_v0,
+        _read_DeleteTopicsRequest_v0,
+        _read_DeleteTopicsRequest_v0,
+        _read_DeleteTopicsRequest_v4,
+        _read_DeleteTopicsRequest_v4,
+        _read_DeleteTopicsRequest_v6,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteTopicsRequest_v0,
+        _write_DeleteTopicsRequest_v1,
+        _write_DeleteTopicsRequest_v2,
+        _write_DeleteTopicsRequest_v3,
+        _write_DeleteTopicsRequest_v4,
+        _write_DeleteTopicsRequest_v5,
+        _write_DeleteTopicsRequest_v6,
+    )
+    NAME: ClassVar[str] = "DeleteTopicsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 20
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 6
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    DeleteTopicState = _DeleteTopicsRequest_DeleteTopicState
+    topics: list[_DeleteTopicsRequest_DeleteTopicState] = field(default_factory=list)
+    topic_names: list[TopicName] = field(default_factory=list)
+    timeout_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DeleteTopicsResponse_DeletableTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (6, 32767), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName | None = ""
+    topic_id: UUID = ZERO_UUID
+    error_code: int = 0
+    error_message: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DeleteTopicsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]DeletableTopicResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DeleteTopicsResponse_DeletableTopicResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DeleteTopicsResponse_v0,
+        _read_DeleteTopicsResponse_v1,
+        _read_DeleteTopicsResponse_v1,
+        _read_DeleteTopicsResponse_v1,
+        _read_DeleteTopicsResponse_v4,
+        _read_DeleteTopicsResponse_v5,
+        _read_DeleteTopicsResponse_v6,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DeleteTopicsResponse_v0,
+        _write_DeleteTopicsResponse_v1,
+        _write_DeleteTopicsResponse_v2,
+        _write_DeleteTopicsResponse_v3,
+        _write_DeleteTopicsResponse_v4,
+        _write_DeleteTopicsResponse_v5,
+        _write_DeleteTopicsResponse_v6,
+    )
+    NAME: ClassVar[str] = "DeleteTopicsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 20
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 6
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    DeletableTopicResult = _DeleteTopicsResponse_DeletableTopicResult
+    throttle_time_ms: int = 0
+    responses: list[_DeleteTopicsResponse_DeletableTopicResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,76 +45,10 @@ _ST_int8 = Struct(">b")
 _ST_int8_int8 = Struct(">bb")
 
 
-@dataclass(slots=True)
-class DescribeAclsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeAclsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 29
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    resource_type_filter: int = 0
-    resource_name_filter: str | None = ""
-    pattern_type_filter: int = 3
-    principal_filter: str | None = ""
-    host_filter: str | None = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeAclsResponse_AclDescription:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    principal: str = ""
-    host: str = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeAclsResponse_AclDescription.__qualname__ = "DescribeAclsResponse.AclDescription"
-
-
-@dataclass(slots=True)
-class _DescribeAclsResponse_DescribeAclsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    resource_type: int = 0
-    resource_name: str = ""
-    pattern_type: int = 3
-    acls: list[_DescribeAclsResponse_AclDescription] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeAclsResponse_DescribeAclsResource.__qualname__ = (
-    "DescribeAclsResponse.DescribeAclsResource"
-)
-
-
-@dataclass(slots=True)
-class DescribeAclsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeAclsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 29
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DescribeAclsResource = _DescribeAclsResponse_DescribeAclsResource
-    AclDescription = _DescribeAclsResponse_AclDescription
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    resources: list[_DescribeAclsResponse_DescribeAclsResource] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
+    o = new_instance(DescribeAclsRequest)
     try:
-        (f_resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("resource_type_filter", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -175,27 +110,24 @@ def _read_DescribeAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeAcl
             raise bad_utf8("host_filter", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("operation", 1), ("permission_type", 1)), pos, len(buf) - pos
         ) from None
     pos += 2
-    return DescribeAclsRequest(
-        f_resource_type_filter,
-        f_resource_name_filter,
-        3,
-        f_principal_filter,
-        f_host_filter,
-        f_operation,
-        f_permission_type,
-        (),
-    ), pos
+    o.resource_name_filter = f_resource_name_filter
+    o.pattern_type_filter = 3
+    o.principal_filter = f_principal_filter
+    o.host_filter = f_host_filter
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
+    o = new_instance(DescribeAclsRequest)
     try:
-        (f_resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("resource_type_filter", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -219,7 +151,7 @@ def _read_DescribeAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DescribeAcl
             raise bad_utf8("resource_name_filter", pos) from None
         pos = end2
     try:
-        (f_pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("pattern_type_filter", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -262,27 +194,23 @@ def _read_DescribeAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DescribeAcl
             raise bad_utf8("host_filter", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("operation", 1), ("permission_type", 1)), pos, len(buf) - pos
         ) from None
     pos += 2
-    return DescribeAclsRequest(
-        f_resource_type_filter,
-        f_resource_name_filter,
-        f_pattern_type_filter,
-        f_principal_filter,
-        f_host_filter,
-        f_operation,
-        f_permission_type,
-        (),
-    ), pos
+    o.resource_name_filter = f_resource_name_filter
+    o.principal_filter = f_principal_filter
+    o.host_filter = f_host_filter
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
+    o = new_instance(DescribeAclsRequest)
     try:
-        (f_resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("resource_type_filter", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -309,7 +237,7 @@ def _read_DescribeAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DescribeAcl
             raise bad_utf8("resource_name_filter", pos) from None
         pos = end2
     try:
-        (f_pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("pattern_type_filter", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -358,7 +286,7 @@ def _read_DescribeAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DescribeAcl
             raise bad_utf8("host_filter", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("operation", 1), ("permission_type", 1)), pos, len(buf) - pos
@@ -395,16 +323,11 @@ def _read_DescribeAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DescribeAcl
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeAclsRequest(
-        f_resource_type_filter,
-        f_resource_name_filter,
-        f_pattern_type_filter,
-        f_principal_filter,
-        f_host_filter,
-        f_operation,
-        f_permission_type,
-        unknown,
-    ), pos
+    o.resource_name_filter = f_resource_name_filter
+    o.principal_filter = f_principal_filter
+    o.host_filter = f_host_filter
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeAclsRequest_v0(o: DescribeAclsRequest, out: bytearray) -> None:
@@ -530,6 +453,7 @@ def _write_DescribeAclsRequest_v2(o: DescribeAclsRequest, out: bytearray) -> Non
 def _read_DescribeAclsResponse_AclDescription_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeAclsResponse_AclDescription, int]:
+    o = new_instance(_DescribeAclsResponse_AclDescription)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -569,7 +493,7 @@ def _read_DescribeAclsResponse_AclDescription_v0(
             raise bad_utf8("AclDescription.host", pos) from None
         pos = end4
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AclDescription.operation", 1), ("AclDescription.permission_type", 1)),
@@ -577,14 +501,16 @@ def _read_DescribeAclsResponse_AclDescription_v0(
             len(buf) - pos,
         ) from None
     pos += 2
-    return _DescribeAclsResponse_AclDescription(
-        f_principal, f_host, f_operation, f_permission_type, ()
-    ), pos
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeAclsResponse_AclDescription_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeAclsResponse_AclDescription, int]:
+    o = new_instance(_DescribeAclsResponse_AclDescription)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -630,7 +556,7 @@ def _read_DescribeAclsResponse_AclDescription_v2(
             raise bad_utf8("AclDescription.host", pos) from None
         pos = end4
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AclDescription.operation", 1), ("AclDescription.permission_type", 1)),
@@ -669,9 +595,10 @@ def _read_DescribeAclsResponse_AclDescription_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeAclsResponse_AclDescription(
-        f_principal, f_host, f_operation, f_permission_type, unknown
-    ), pos
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeAclsResponse_AclDescription_v0(
@@ -765,8 +692,9 @@ def _write_DescribeAclsResponse_AclDescription_v2(
 def _read_DescribeAclsResponse_DescribeAclsResource_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeAclsResponse_DescribeAclsResource, int]:
+    o = new_instance(_DescribeAclsResponse_DescribeAclsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeAclsResource.resource_type", 1),), pos, len(buf) - pos
@@ -806,16 +734,19 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v0(
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_AclDescription_v0(buf, pos)
             f_acls.append(item4)
-    return _DescribeAclsResponse_DescribeAclsResource(
-        f_resource_type, f_resource_name, 3, f_acls, ()
-    ), pos
+    o.resource_name = f_resource_name
+    o.pattern_type = 3
+    o.acls = f_acls
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeAclsResponse_DescribeAclsResource_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeAclsResponse_DescribeAclsResource, int]:
+    o = new_instance(_DescribeAclsResponse_DescribeAclsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeAclsResource.resource_type", 1),), pos, len(buf) - pos
@@ -841,7 +772,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v1(
             raise bad_utf8("DescribeAclsResource.resource_name", pos) from None
         pos = end2
     try:
-        (f_pattern_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeAclsResource.pattern_type", 1),), pos, len(buf) - pos
@@ -862,16 +793,18 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v1(
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_AclDescription_v0(buf, pos)
             f_acls.append(item4)
-    return _DescribeAclsResponse_DescribeAclsResource(
-        f_resource_type, f_resource_name, f_pattern_type, f_acls, ()
-    ), pos
+    o.resource_name = f_resource_name
+    o.acls = f_acls
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeAclsResponse_DescribeAclsResource_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeAclsResponse_DescribeAclsResource, int]:
+    o = new_instance(_DescribeAclsResponse_DescribeAclsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeAclsResource.resource_type", 1),), pos, len(buf) - pos
@@ -900,7 +833,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v2(
             raise bad_utf8("DescribeAclsResource.resource_name", pos) from None
         pos = end2
     try:
-        (f_pattern_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeAclsResource.pattern_type", 1),), pos, len(buf) - pos
@@ -959,9 +892,10 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeAclsResponse_DescribeAclsResource(
-        f_resource_type, f_resource_name, f_pattern_type, f_acls, unknown
-    ), pos
+    o.resource_name = f_resource_name
+    o.acls = f_acls
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeAclsResponse_DescribeAclsResource_v0(
@@ -1051,8 +985,9 @@ def _write_DescribeAclsResponse_DescribeAclsResource_v2(
 
 
 def _read_DescribeAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
+    o = new_instance(DescribeAclsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1092,14 +1027,16 @@ def _read_DescribeAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeAc
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_DescribeAclsResource_v0(buf, pos)
             f_resources.append(item4)
-    return DescribeAclsResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_resources, ()
-    ), pos
+    o.error_message = f_error_message
+    o.resources = f_resources
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
+    o = new_instance(DescribeAclsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1139,14 +1076,16 @@ def _read_DescribeAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeAc
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_DescribeAclsResource_v1(buf, pos)
             f_resources.append(item4)
-    return DescribeAclsResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_resources, ()
-    ), pos
+    o.error_message = f_error_message
+    o.resources = f_resources
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
+    o = new_instance(DescribeAclsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1223,9 +1162,10 @@ def _read_DescribeAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DescribeAc
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeAclsResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_resources, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.resources = f_resources
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeAclsResponse_v0(o: DescribeAclsResponse, out: bytearray) -> None:
@@ -1304,129 +1244,219 @@ def _write_DescribeAclsResponse_v2(o: DescribeAclsResponse, out: bytearray) -> N
         out.append(0)
 
 
-DescribeAclsRequest.FIELDS = (
-    FieldInfo(
-        "ResourceTypeFilter",
-        "resource_type_filter",
-        "int8",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ResourceNameFilter",
-        "resource_name_filter",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PatternTypeFilter",
-        "pattern_type_filter",
-        "int8",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PrincipalFilter",
-        "principal_filter",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DescribeAclsRequest._READERS = (
-    _read_DescribeAclsRequest_v0,
-    _read_DescribeAclsRequest_v1,
-    _read_DescribeAclsRequest_v2,
-    _read_DescribeAclsRequest_v2,
-)
-DescribeAclsRequest._WRITERS = (
-    _write_DescribeAclsRequest_v0,
-    _write_DescribeAclsRequest_v1,
-    _write_DescribeAclsRequest_v2,
-    _write_DescribeAclsRequest_v2,
-)
+@dataclass(slots=True)
+class DescribeAclsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceTypeFilter",
+            "resource_type_filter",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ResourceNameFilter",
+            "resource_name_filter",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PatternTypeFilter",
+            "pattern_type_filter",
+            "int8",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PrincipalFilter",
+            "principal_filter",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PermissionType",
+            "permission_type",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeAclsRequest_v0,
+        _read_DescribeAclsRequest_v1,
+        _read_DescribeAclsRequest_v2,
+        _read_DescribeAclsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeAclsRequest_v0,
+        _write_DescribeAclsRequest_v1,
+        _write_DescribeAclsRequest_v2,
+        _write_DescribeAclsRequest_v2,
+    )
+    NAME: ClassVar[str] = "DescribeAclsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 29
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    resource_type_filter: int = 0
+    resource_name_filter: str | None = ""
+    pattern_type_filter: int = 3
+    principal_filter: str | None = ""
+    host_filter: str | None = ""
+    operation: int = 0
+    permission_type: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeAclsResponse_AclDescription.FIELDS = (
-    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_DescribeAclsResponse_DescribeAclsResource.FIELDS = (
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Acls",
-        "acls",
-        "[]AclDescription",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeAclsResponse_AclDescription,
-        False,
-    ),
-)
-DescribeAclsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Resources",
-        "resources",
-        "[]DescribeAclsResource",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeAclsResponse_DescribeAclsResource,
-        False,
-    ),
-)
-DescribeAclsResponse._READERS = (
-    _read_DescribeAclsResponse_v0,
-    _read_DescribeAclsResponse_v1,
-    _read_DescribeAclsResponse_v2,
-    _read_DescribeAclsResponse_v2,
-)
-DescribeAclsResponse._WRITERS = (
-    _write_DescribeAclsResponse_v0,
-    _write_DescribeAclsResponse_v1,
-    _write_DescribeAclsResponse_v2,
-    _write_DescribeAclsResponse_v2,
-)
+
+@dataclass(slots=True)
+class _DescribeAclsResponse_AclDescription:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PermissionType",
+            "permission_type",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    principal: str = ""
+    host: str = ""
+    operation: int = 0
+    permission_type: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeAclsResponse_DescribeAclsResource:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Acls",
+            "acls",
+            "[]AclDescription",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeAclsResponse_AclDescription,
+            False,
+        ),
+    )
+    resource_type: int = 0
+    resource_name: str = ""
+    pattern_type: int = 3
+    acls: list[_DescribeAclsResponse_AclDescription] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeAclsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Resources",
+            "resources",
+            "[]DescribeAclsResource",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeAclsResponse_DescribeAclsResource,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeAclsResponse_v0,
+        _read_DescribeAclsResponse_v1,
+        _read_DescribeAclsResponse_v2,
+        _read_DescribeAclsResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeAclsResponse_v0,
+        _write_DescribeAclsResponse_v1,
+        _write_DescribeAclsResponse_v2,
+        _write_DescribeAclsResponse_v2,
+    )
+    NAME: ClassVar[str] = "DescribeAclsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 29
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    DescribeAclsResource = _DescribeAclsResponse_DescribeAclsResource
+    AclDescription = _DescribeAclsResponse_AclDescription
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    resources: list[_DescribeAclsResponse_DescribeAclsResource] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

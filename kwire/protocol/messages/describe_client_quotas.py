@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -45,92 +46,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class _DescribeClientQuotasRequest_ComponentData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    entity_type: str = ""
-    match_type: int = 0
-    match: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeClientQuotasRequest_ComponentData.__qualname__ = (
-    "DescribeClientQuotasRequest.ComponentData"
-)
-
-
-@dataclass(slots=True)
-class DescribeClientQuotasRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeClientQuotasRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 48
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ComponentData = _DescribeClientQuotasRequest_ComponentData
-    components: list[_DescribeClientQuotasRequest_ComponentData] = field(default_factory=list)
-    strict: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeClientQuotasResponse_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeClientQuotasResponse_EntityData.__qualname__ = "DescribeClientQuotasResponse.EntityData"
-
-
-@dataclass(slots=True)
-class _DescribeClientQuotasResponse_ValueData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    key: str = ""
-    value: float = 0.0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeClientQuotasResponse_ValueData.__qualname__ = "DescribeClientQuotasResponse.ValueData"
-
-
-@dataclass(slots=True)
-class _DescribeClientQuotasResponse_EntryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    entity: list[_DescribeClientQuotasResponse_EntityData] = field(default_factory=list)
-    values: list[_DescribeClientQuotasResponse_ValueData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeClientQuotasResponse_EntryData.__qualname__ = "DescribeClientQuotasResponse.EntryData"
-
-
-@dataclass(slots=True)
-class DescribeClientQuotasResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeClientQuotasResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 48
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    EntryData = _DescribeClientQuotasResponse_EntryData
-    EntityData = _DescribeClientQuotasResponse_EntityData
-    ValueData = _DescribeClientQuotasResponse_ValueData
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    entries: list[_DescribeClientQuotasResponse_EntryData] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeClientQuotasRequest_ComponentData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasRequest_ComponentData, int]:
+    o = new_instance(_DescribeClientQuotasRequest_ComponentData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -151,7 +70,7 @@ def _read_DescribeClientQuotasRequest_ComponentData_v0(
             raise bad_utf8("ComponentData.entity_type", pos) from None
         pos = end2
     try:
-        (f_match_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.match_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ComponentData.match_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -174,12 +93,16 @@ def _read_DescribeClientQuotasRequest_ComponentData_v0(
         except UnicodeDecodeError:
             raise bad_utf8("ComponentData.match", pos) from None
         pos = end4
-    return _DescribeClientQuotasRequest_ComponentData(f_entity_type, f_match_type, f_match, ()), pos
+    o.entity_type = f_entity_type
+    o.match = f_match
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeClientQuotasRequest_ComponentData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasRequest_ComponentData, int]:
+    o = new_instance(_DescribeClientQuotasRequest_ComponentData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -203,7 +126,7 @@ def _read_DescribeClientQuotasRequest_ComponentData_v1(
             raise bad_utf8("ComponentData.entity_type", pos) from None
         pos = end2
     try:
-        (f_match_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.match_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ComponentData.match_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -260,9 +183,10 @@ def _read_DescribeClientQuotasRequest_ComponentData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeClientQuotasRequest_ComponentData(
-        f_entity_type, f_match_type, f_match, unknown
-    ), pos
+    o.entity_type = f_entity_type
+    o.match = f_match
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClientQuotasRequest_ComponentData_v0(
@@ -330,6 +254,7 @@ def _write_DescribeClientQuotasRequest_ComponentData_v1(
 def _read_DescribeClientQuotasRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClientQuotasRequest, int]:
+    o = new_instance(DescribeClientQuotasRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -346,16 +271,19 @@ def _read_DescribeClientQuotasRequest_v0(
             item2, pos = _read_DescribeClientQuotasRequest_ComponentData_v0(buf, pos)
             f_components.append(item2)
     try:
-        (f_strict,) = _ST_bool.unpack_from(buf, pos)
+        (o.strict,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("strict", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return DescribeClientQuotasRequest(f_components, f_strict, ()), pos
+    o.components = f_components
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeClientQuotasRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClientQuotasRequest, int]:
+    o = new_instance(DescribeClientQuotasRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -375,7 +303,7 @@ def _read_DescribeClientQuotasRequest_v1(
             item2, pos = _read_DescribeClientQuotasRequest_ComponentData_v1(buf, pos)
             f_components.append(item2)
     try:
-        (f_strict,) = _ST_bool.unpack_from(buf, pos)
+        (o.strict,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("strict", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -410,7 +338,9 @@ def _read_DescribeClientQuotasRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeClientQuotasRequest(f_components, f_strict, unknown), pos
+    o.components = f_components
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClientQuotasRequest_v0(o: DescribeClientQuotasRequest, out: bytearray) -> None:
@@ -448,6 +378,7 @@ def _write_DescribeClientQuotasRequest_v1(o: DescribeClientQuotasRequest, out: b
 def _read_DescribeClientQuotasResponse_EntityData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntityData, int]:
+    o = new_instance(_DescribeClientQuotasResponse_EntityData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -486,12 +417,16 @@ def _read_DescribeClientQuotasResponse_EntityData_v0(
         except UnicodeDecodeError:
             raise bad_utf8("EntityData.entity_name", pos) from None
         pos = end4
-    return _DescribeClientQuotasResponse_EntityData(f_entity_type, f_entity_name, ()), pos
+    o.entity_type = f_entity_type
+    o.entity_name = f_entity_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeClientQuotasResponse_EntityData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntityData, int]:
+    o = new_instance(_DescribeClientQuotasResponse_EntityData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -567,7 +502,10 @@ def _read_DescribeClientQuotasResponse_EntityData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeClientQuotasResponse_EntityData(f_entity_type, f_entity_name, unknown), pos
+    o.entity_type = f_entity_type
+    o.entity_name = f_entity_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClientQuotasResponse_EntityData_v0(
@@ -633,6 +571,7 @@ def _write_DescribeClientQuotasResponse_EntityData_v1(
 def _read_DescribeClientQuotasResponse_ValueData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_ValueData, int]:
+    o = new_instance(_DescribeClientQuotasResponse_ValueData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -653,16 +592,19 @@ def _read_DescribeClientQuotasResponse_ValueData_v0(
             raise bad_utf8("ValueData.key", pos) from None
         pos = end2
     try:
-        (f_value,) = _ST_float64.unpack_from(buf, pos)
+        (o.value,) = _ST_float64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ValueData.value", 8),), pos, len(buf) - pos) from None
     pos += 8
-    return _DescribeClientQuotasResponse_ValueData(f_key, f_value, ()), pos
+    o.key = f_key
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeClientQuotasResponse_ValueData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_ValueData, int]:
+    o = new_instance(_DescribeClientQuotasResponse_ValueData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -686,7 +628,7 @@ def _read_DescribeClientQuotasResponse_ValueData_v1(
             raise bad_utf8("ValueData.key", pos) from None
         pos = end2
     try:
-        (f_value,) = _ST_float64.unpack_from(buf, pos)
+        (o.value,) = _ST_float64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ValueData.value", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -721,7 +663,9 @@ def _read_DescribeClientQuotasResponse_ValueData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeClientQuotasResponse_ValueData(f_key, f_value, unknown), pos
+    o.key = f_key
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClientQuotasResponse_ValueData_v0(
@@ -767,6 +711,7 @@ def _write_DescribeClientQuotasResponse_ValueData_v1(
 def _read_DescribeClientQuotasResponse_EntryData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntryData, int]:
+    o = new_instance(_DescribeClientQuotasResponse_EntryData)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -797,12 +742,16 @@ def _read_DescribeClientQuotasResponse_EntryData_v0(
         for _ in range(count3):
             item4, pos = _read_DescribeClientQuotasResponse_ValueData_v0(buf, pos)
             f_values.append(item4)
-    return _DescribeClientQuotasResponse_EntryData(f_entity, f_values, ()), pos
+    o.entity = f_entity
+    o.values = f_values
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeClientQuotasResponse_EntryData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntryData, int]:
+    o = new_instance(_DescribeClientQuotasResponse_EntryData)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -870,7 +819,10 @@ def _read_DescribeClientQuotasResponse_EntryData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeClientQuotasResponse_EntryData(f_entity, f_values, unknown), pos
+    o.entity = f_entity
+    o.values = f_values
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClientQuotasResponse_EntryData_v0(
@@ -928,8 +880,9 @@ def _write_DescribeClientQuotasResponse_EntryData_v1(
 def _read_DescribeClientQuotasResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClientQuotasResponse, int]:
+    o = new_instance(DescribeClientQuotasResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -969,16 +922,18 @@ def _read_DescribeClientQuotasResponse_v0(
         for _ in range(count3):
             item4, pos = _read_DescribeClientQuotasResponse_EntryData_v0(buf, pos)
             f_entries.append(item4)
-    return DescribeClientQuotasResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_entries, ()
-    ), pos
+    o.error_message = f_error_message
+    o.entries = f_entries
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeClientQuotasResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClientQuotasResponse, int]:
+    o = new_instance(DescribeClientQuotasResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1055,9 +1010,10 @@ def _read_DescribeClientQuotasResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeClientQuotasResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_entries, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.entries = f_entries
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClientQuotasResponse_v0(o: DescribeClientQuotasResponse, out: bytearray) -> None:
@@ -1114,93 +1070,175 @@ def _write_DescribeClientQuotasResponse_v1(o: DescribeClientQuotasResponse, out:
         out.append(0)
 
 
-_DescribeClientQuotasRequest_ComponentData.FIELDS = (
-    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MatchType", "match_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Match", "match", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-DescribeClientQuotasRequest.FIELDS = (
-    FieldInfo(
-        "Components",
-        "components",
-        "[]ComponentData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeClientQuotasRequest_ComponentData,
-        False,
-    ),
-    FieldInfo("Strict", "strict", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-DescribeClientQuotasRequest._READERS = (
-    _read_DescribeClientQuotasRequest_v0,
-    _read_DescribeClientQuotasRequest_v1,
-)
-DescribeClientQuotasRequest._WRITERS = (
-    _write_DescribeClientQuotasRequest_v0,
-    _write_DescribeClientQuotasRequest_v1,
-)
+@dataclass(slots=True)
+class _DescribeClientQuotasRequest_ComponentData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("MatchType", "match_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Match", "match", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    entity_type: str = ""
+    match_type: int = 0
+    match: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeClientQuotasResponse_EntityData.FIELDS = (
-    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_DescribeClientQuotasResponse_ValueData.FIELDS = (
-    FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DescribeClientQuotasResponse_EntryData.FIELDS = (
-    FieldInfo(
-        "Entity",
-        "entity",
-        "[]EntityData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeClientQuotasResponse_EntityData,
-        False,
-    ),
-    FieldInfo(
-        "Values",
-        "values",
-        "[]ValueData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeClientQuotasResponse_ValueData,
-        False,
-    ),
-)
-DescribeClientQuotasResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Entries",
-        "entries",
-        "[]EntryData",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _DescribeClientQuotasResponse_EntryData,
-        False,
-    ),
-)
-DescribeClientQuotasResponse._READERS = (
-    _read_DescribeClientQuotasResponse_v0,
-    _read_DescribeClientQuotasResponse_v1,
-)
-DescribeClientQuotasResponse._WRITERS = (
-    _write_DescribeClientQuotasResponse_v0,
-    _write_DescribeClientQuotasResponse_v1,
-)
+
+@dataclass(slots=True)
+class DescribeClientQuotasRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Components",
+            "components",
+            "[]ComponentData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeClientQuotasRequest_ComponentData,
+            False,
+        ),
+        FieldInfo("Strict", "strict", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeClientQuotasRequest_v0,
+        _read_DescribeClientQuotasRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeClientQuotasRequest_v0,
+        _write_DescribeClientQuotasRequest_v1,
+    )
+    NAME: ClassVar[str] = "DescribeClientQuotasRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 48
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    ComponentData = _DescribeClientQuotasRequest_ComponentData
+    components: list[_DescribeClientQuotasRequest_ComponentData] = field(default_factory=list)
+    strict: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeClientQuotasResponse_EntityData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+    )
+    entity_type: str = ""
+    entity_name: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeClientQuotasResponse_ValueData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    key: str = ""
+    value: float = 0.0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeClientQuotasResponse_EntryData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Entity",
+            "entity",
+            "[]EntityData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeClientQuotasResponse_EntityData,
+            False,
+        ),
+        FieldInfo(
+            "Values",
+            "values",
+            "[]ValueData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeClientQuotasResponse_ValueData,
+            False,
+        ),
+    )
+    entity: list[_DescribeClientQuotasResponse_EntityData] = field(default_factory=list)
+    values: list[_DescribeClientQuotasResponse_ValueData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeClientQuotasResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Entries",
+            "entries",
+            "[]EntryData",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _DescribeClientQuotasResponse_EntryData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeClientQuotasResponse_v0,
+        _read_DescribeClientQuotasResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeClientQuotasResponse_v0,
+        _write_DescribeClientQuotasResponse_v1,
+    )
+    NAME: ClassVar[str] = "DescribeClientQuotasResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 48
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    EntryData = _DescribeClientQuotasResponse_EntryData
+    EntityData = _DescribeClientQuotasResponse_EntityData
+    ValueData = _DescribeClientQuotasResponse_ValueData
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    entries: list[_DescribeClientQuotasResponse_EntryData] | None = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -45,63 +46,12 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class DescribeClusterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeClusterRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 60
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    include_cluster_authorized_operations: bool = False
-    endpoint_type: int = 1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeClusterResponse_DescribeClusterBroker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    broker_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeClusterResponse_DescribeClusterBroker.__qualname__ = (
-    "DescribeClusterResponse.DescribeClusterBroker"
-)
-
-
-@dataclass(slots=True)
-class DescribeClusterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeClusterResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 60
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DescribeClusterBroker = _DescribeClusterResponse_DescribeClusterBroker
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    endpoint_type: int = 1
-    cluster_id: str = ""
-    controller_id: BrokerId = -1
-    brokers: list[_DescribeClusterResponse_DescribeClusterBroker] = field(default_factory=list)
-    cluster_authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeClusterRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClusterRequest, int]:
+    o = new_instance(DescribeClusterRequest)
     try:
-        (f_include_cluster_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        (o.include_cluster_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("include_cluster_authorized_operations", 1),), pos, len(buf) - pos
@@ -138,14 +88,17 @@ def _read_DescribeClusterRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeClusterRequest(f_include_cluster_authorized_operations, 1, unknown), pos
+    o.endpoint_type = 1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeClusterRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClusterRequest, int]:
+    o = new_instance(DescribeClusterRequest)
     try:
-        f_include_cluster_authorized_operations, f_endpoint_type = _ST_bool_int8.unpack_from(
+        o.include_cluster_authorized_operations, o.endpoint_type = _ST_bool_int8.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -186,9 +139,8 @@ def _read_DescribeClusterRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeClusterRequest(
-        f_include_cluster_authorized_operations, f_endpoint_type, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClusterRequest_v0(o: DescribeClusterRequest, out: bytearray) -> None:
@@ -212,8 +164,9 @@ def _write_DescribeClusterRequest_v1(o: DescribeClusterRequest, out: bytearray) 
 def _read_DescribeClusterResponse_DescribeClusterBroker_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeClusterResponse_DescribeClusterBroker, int]:
+    o = new_instance(_DescribeClusterResponse_DescribeClusterBroker)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeClusterBroker.broker_id", 4),), pos, len(buf) - pos
@@ -242,7 +195,7 @@ def _read_DescribeClusterResponse_DescribeClusterBroker_v0(
             raise bad_utf8("DescribeClusterBroker.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribeClusterBroker.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -303,9 +256,10 @@ def _read_DescribeClusterResponse_DescribeClusterBroker_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeClusterResponse_DescribeClusterBroker(
-        f_broker_id, f_host, f_port, f_rack, unknown
-    ), pos
+    o.host = f_host
+    o.rack = f_rack
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClusterResponse_DescribeClusterBroker_v0(
@@ -348,8 +302,9 @@ def _write_DescribeClusterResponse_DescribeClusterBroker_v0(
 def _read_DescribeClusterResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClusterResponse, int]:
+    o = new_instance(DescribeClusterResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -400,7 +355,7 @@ def _read_DescribeClusterResponse_v0(
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -423,7 +378,7 @@ def _read_DescribeClusterResponse_v0(
             item6, pos = _read_DescribeClusterResponse_DescribeClusterBroker_v0(buf, pos)
             f_brokers.append(item6)
     try:
-        (f_cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -458,24 +413,20 @@ def _read_DescribeClusterResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeClusterResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_error_message,
-        1,
-        f_cluster_id,
-        f_controller_id,
-        f_brokers,
-        f_cluster_authorized_operations,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.endpoint_type = 1
+    o.cluster_id = f_cluster_id
+    o.brokers = f_brokers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeClusterResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeClusterResponse, int]:
+    o = new_instance(DescribeClusterResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -504,7 +455,7 @@ def _read_DescribeClusterResponse_v1(
             raise bad_utf8("error_message", pos) from None
         pos = end2
     try:
-        (f_endpoint_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.endpoint_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("endpoint_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -531,7 +482,7 @@ def _read_DescribeClusterResponse_v1(
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -554,7 +505,7 @@ def _read_DescribeClusterResponse_v1(
             item6, pos = _read_DescribeClusterResponse_DescribeClusterBroker_v0(buf, pos)
             f_brokers.append(item6)
     try:
-        (f_cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -589,17 +540,11 @@ def _read_DescribeClusterResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeClusterResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_error_message,
-        f_endpoint_type,
-        f_cluster_id,
-        f_controller_id,
-        f_brokers,
-        f_cluster_authorized_operations,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.cluster_id = f_cluster_id
+    o.brokers = f_brokers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeClusterResponse_v0(o: DescribeClusterResponse, out: bytearray) -> None:
@@ -699,80 +644,141 @@ def _write_DescribeClusterResponse_v1(o: DescribeClusterResponse, out: bytearray
         out.append(0)
 
 
-DescribeClusterRequest.FIELDS = (
-    FieldInfo(
-        "IncludeClusterAuthorizedOperations",
-        "include_cluster_authorized_operations",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DescribeClusterRequest._READERS = (
-    _read_DescribeClusterRequest_v0,
-    _read_DescribeClusterRequest_v1,
-)
-DescribeClusterRequest._WRITERS = (
-    _write_DescribeClusterRequest_v0,
-    _write_DescribeClusterRequest_v1,
-)
+@dataclass(slots=True)
+class DescribeClusterRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "IncludeClusterAuthorizedOperations",
+            "include_cluster_authorized_operations",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeClusterRequest_v0,
+        _read_DescribeClusterRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeClusterRequest_v0,
+        _write_DescribeClusterRequest_v1,
+    )
+    NAME: ClassVar[str] = "DescribeClusterRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 60
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    include_cluster_authorized_operations: bool = False
+    endpoint_type: int = 1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeClusterResponse_DescribeClusterBroker.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-DescribeClusterResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Brokers",
-        "brokers",
-        "[]DescribeClusterBroker",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeClusterResponse_DescribeClusterBroker,
-        False,
-    ),
-    FieldInfo(
-        "ClusterAuthorizedOperations",
-        "cluster_authorized_operations",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DescribeClusterResponse._READERS = (
-    _read_DescribeClusterResponse_v0,
-    _read_DescribeClusterResponse_v1,
-)
-DescribeClusterResponse._WRITERS = (
-    _write_DescribeClusterResponse_v0,
-    _write_DescribeClusterResponse_v1,
-)
+
+@dataclass(slots=True)
+class _DescribeClusterResponse_DescribeClusterBroker:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    broker_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    rack: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeClusterResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Brokers",
+            "brokers",
+            "[]DescribeClusterBroker",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeClusterResponse_DescribeClusterBroker,
+            False,
+        ),
+        FieldInfo(
+            "ClusterAuthorizedOperations",
+            "cluster_authorized_operations",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeClusterResponse_v0,
+        _read_DescribeClusterResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeClusterResponse_v0,
+        _write_DescribeClusterResponse_v1,
+    )
+    NAME: ClassVar[str] = "DescribeClusterResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 60
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    DescribeClusterBroker = _DescribeClusterResponse_DescribeClusterBroker
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    endpoint_type: int = 1
+    cluster_id: str = ""
+    controller_id: BrokerId = -1
+    brokers: list[_DescribeClusterResponse_DescribeClusterBroker] = field(default_factory=list)
+    cluster_authorized_operations: int = -2147483648
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

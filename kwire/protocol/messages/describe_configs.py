@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -45,112 +46,12 @@ _ST_int8 = Struct(">b")
 _ST_int8_bool = Struct(">b?")
 
 
-@dataclass(slots=True)
-class _DescribeConfigsRequest_DescribeConfigsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    resource_type: int = 0
-    resource_name: str = ""
-    configuration_keys: list[str] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeConfigsRequest_DescribeConfigsResource.__qualname__ = (
-    "DescribeConfigsRequest.DescribeConfigsResource"
-)
-
-
-@dataclass(slots=True)
-class DescribeConfigsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeConfigsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 32
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DescribeConfigsResource = _DescribeConfigsRequest_DescribeConfigsResource
-    resources: list[_DescribeConfigsRequest_DescribeConfigsResource] = field(default_factory=list)
-    include_synonyms: bool = False
-    include_documentation: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeConfigsResponse_DescribeConfigsSynonym:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    value: str | None = ""
-    source: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeConfigsResponse_DescribeConfigsSynonym.__qualname__ = (
-    "DescribeConfigsResponse.DescribeConfigsSynonym"
-)
-
-
-@dataclass(slots=True)
-class _DescribeConfigsResponse_DescribeConfigsResourceResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    value: str | None = ""
-    read_only: bool = False
-    is_default: bool = False
-    config_source: int = -1
-    is_sensitive: bool = False
-    synonyms: list[_DescribeConfigsResponse_DescribeConfigsSynonym] = field(default_factory=list)
-    config_type: int = 0
-    documentation: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeConfigsResponse_DescribeConfigsResourceResult.__qualname__ = (
-    "DescribeConfigsResponse.DescribeConfigsResourceResult"
-)
-
-
-@dataclass(slots=True)
-class _DescribeConfigsResponse_DescribeConfigsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    configs: list[_DescribeConfigsResponse_DescribeConfigsResourceResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeConfigsResponse_DescribeConfigsResult.__qualname__ = (
-    "DescribeConfigsResponse.DescribeConfigsResult"
-)
-
-
-@dataclass(slots=True)
-class DescribeConfigsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeConfigsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 32
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    DescribeConfigsResult = _DescribeConfigsResponse_DescribeConfigsResult
-    DescribeConfigsResourceResult = _DescribeConfigsResponse_DescribeConfigsResourceResult
-    DescribeConfigsSynonym = _DescribeConfigsResponse_DescribeConfigsSynonym
-    throttle_time_ms: int = 0
-    results: list[_DescribeConfigsResponse_DescribeConfigsResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeConfigsRequest_DescribeConfigsResource_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsRequest_DescribeConfigsResource, int]:
+    o = new_instance(_DescribeConfigsRequest_DescribeConfigsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResource.resource_type", 1),), pos, len(buf) - pos
@@ -218,16 +119,18 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v0(
                     ) from None
                 pos = end6
             f_configuration_keys.append(item4)
-    return _DescribeConfigsRequest_DescribeConfigsResource(
-        f_resource_type, f_resource_name, f_configuration_keys, ()
-    ), pos
+    o.resource_name = f_resource_name
+    o.configuration_keys = f_configuration_keys
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsRequest_DescribeConfigsResource_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsRequest_DescribeConfigsResource, int]:
+    o = new_instance(_DescribeConfigsRequest_DescribeConfigsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResource.resource_type", 1),), pos, len(buf) - pos
@@ -343,9 +246,10 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeConfigsRequest_DescribeConfigsResource(
-        f_resource_type, f_resource_name, f_configuration_keys, unknown
-    ), pos
+    o.resource_name = f_resource_name
+    o.configuration_keys = f_configuration_keys
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeConfigsRequest_DescribeConfigsResource_v0(
@@ -535,6 +439,7 @@ def _write_DescribeConfigsRequest_DescribeConfigsResource_v4(
 def _read_DescribeConfigsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsRequest, int]:
+    o = new_instance(DescribeConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -550,12 +455,17 @@ def _read_DescribeConfigsRequest_v0(
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v0(buf, pos)
             f_resources.append(item2)
-    return DescribeConfigsRequest(f_resources, False, False, ()), pos
+    o.resources = f_resources
+    o.include_synonyms = False
+    o.include_documentation = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsRequest, int]:
+    o = new_instance(DescribeConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -572,16 +482,20 @@ def _read_DescribeConfigsRequest_v1(
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v0(buf, pos)
             f_resources.append(item2)
     try:
-        (f_include_synonyms,) = _ST_bool.unpack_from(buf, pos)
+        (o.include_synonyms,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("include_synonyms", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return DescribeConfigsRequest(f_resources, f_include_synonyms, False, ()), pos
+    o.resources = f_resources
+    o.include_documentation = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsRequest, int]:
+    o = new_instance(DescribeConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -598,18 +512,21 @@ def _read_DescribeConfigsRequest_v3(
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v0(buf, pos)
             f_resources.append(item2)
     try:
-        f_include_synonyms, f_include_documentation = _ST_bool_bool.unpack_from(buf, pos)
+        o.include_synonyms, o.include_documentation = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("include_synonyms", 1), ("include_documentation", 1)), pos, len(buf) - pos
         ) from None
     pos += 2
-    return DescribeConfigsRequest(f_resources, f_include_synonyms, f_include_documentation, ()), pos
+    o.resources = f_resources
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsRequest_v4(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsRequest, int]:
+    o = new_instance(DescribeConfigsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -629,7 +546,7 @@ def _read_DescribeConfigsRequest_v4(
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v4(buf, pos)
             f_resources.append(item2)
     try:
-        f_include_synonyms, f_include_documentation = _ST_bool_bool.unpack_from(buf, pos)
+        o.include_synonyms, o.include_documentation = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("include_synonyms", 1), ("include_documentation", 1)), pos, len(buf) - pos
@@ -666,9 +583,9 @@ def _read_DescribeConfigsRequest_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeConfigsRequest(
-        f_resources, f_include_synonyms, f_include_documentation, unknown
-    ), pos
+    o.resources = f_resources
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeConfigsRequest_v0(o: DescribeConfigsRequest, out: bytearray) -> None:
@@ -752,6 +669,7 @@ def _write_DescribeConfigsRequest_v4(o: DescribeConfigsRequest, out: bytearray) 
 def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsSynonym, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsSynonym)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -791,16 +709,20 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(
             raise bad_utf8("DescribeConfigsSynonym.value", pos) from None
         pos = end4
     try:
-        (f_source,) = _ST_int8.unpack_from(buf, pos)
+        (o.source,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribeConfigsSynonym.source", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return _DescribeConfigsResponse_DescribeConfigsSynonym(f_name, f_value, f_source, ()), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsSynonym, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsSynonym)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -846,7 +768,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
             raise bad_utf8("DescribeConfigsSynonym.value", pos) from None
         pos = end4
     try:
-        (f_source,) = _ST_int8.unpack_from(buf, pos)
+        (o.source,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribeConfigsSynonym.source", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -887,7 +809,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeConfigsResponse_DescribeConfigsSynonym(f_name, f_value, f_source, unknown), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeConfigsResponse_DescribeConfigsSynonym_v1(
@@ -1007,6 +932,7 @@ def _write_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1046,7 +972,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
             raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
         pos = end4
     try:
-        f_read_only, f_is_default = _ST_bool_bool.unpack_from(buf, pos)
+        o.read_only, o.is_default = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1058,20 +984,26 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
         ) from None
     pos += 2
     try:
-        (f_is_sensitive,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_sensitive,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResourceResult.is_sensitive", 1),), pos, len(buf) - pos
         ) from None
     pos += 1
-    return _DescribeConfigsResponse_DescribeConfigsResourceResult(
-        f_name, f_value, f_read_only, f_is_default, -1, f_is_sensitive, [], 0, "", ()
-    ), pos
+    o.name = f_name
+    o.value = f_value
+    o.config_source = -1
+    o.synonyms = []
+    o.config_type = 0
+    o.documentation = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1111,14 +1043,14 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
             raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
         pos = end4
     try:
-        (f_read_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.read_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResourceResult.read_only", 1),), pos, len(buf) - pos
         ) from None
     pos += 1
     try:
-        f_config_source, f_is_sensitive = _ST_int8_bool.unpack_from(buf, pos)
+        o.config_source, o.is_sensitive = _ST_int8_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1144,14 +1076,20 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(buf, pos)
             f_synonyms.append(item6)
-    return _DescribeConfigsResponse_DescribeConfigsResourceResult(
-        f_name, f_value, f_read_only, False, f_config_source, f_is_sensitive, f_synonyms, 0, "", ()
-    ), pos
+    o.name = f_name
+    o.value = f_value
+    o.is_default = False
+    o.synonyms = f_synonyms
+    o.config_type = 0
+    o.documentation = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1191,14 +1129,14 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
             raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
         pos = end4
     try:
-        (f_read_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.read_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResourceResult.read_only", 1),), pos, len(buf) - pos
         ) from None
     pos += 1
     try:
-        f_config_source, f_is_sensitive = _ST_int8_bool.unpack_from(buf, pos)
+        o.config_source, o.is_sensitive = _ST_int8_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1225,7 +1163,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(buf, pos)
             f_synonyms.append(item6)
     try:
-        (f_config_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.config_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResourceResult.config_type", 1),), pos, len(buf) - pos
@@ -1252,23 +1190,19 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
         except UnicodeDecodeError:
             raise bad_utf8("DescribeConfigsResourceResult.documentation", pos) from None
         pos = end8
-    return _DescribeConfigsResponse_DescribeConfigsResourceResult(
-        f_name,
-        f_value,
-        f_read_only,
-        False,
-        f_config_source,
-        f_is_sensitive,
-        f_synonyms,
-        f_config_type,
-        f_documentation,
-        (),
-    ), pos
+    o.name = f_name
+    o.value = f_value
+    o.is_default = False
+    o.synonyms = f_synonyms
+    o.documentation = f_documentation
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1314,14 +1248,14 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
             raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
         pos = end4
     try:
-        (f_read_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.read_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResourceResult.read_only", 1),), pos, len(buf) - pos
         ) from None
     pos += 1
     try:
-        f_config_source, f_is_sensitive = _ST_int8_bool.unpack_from(buf, pos)
+        o.config_source, o.is_sensitive = _ST_int8_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1351,7 +1285,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(buf, pos)
             f_synonyms.append(item6)
     try:
-        (f_config_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.config_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResourceResult.config_type", 1),), pos, len(buf) - pos
@@ -1418,18 +1352,13 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeConfigsResponse_DescribeConfigsResourceResult(
-        f_name,
-        f_value,
-        f_read_only,
-        False,
-        f_config_source,
-        f_is_sensitive,
-        f_synonyms,
-        f_config_type,
-        f_documentation,
-        unknown,
-    ), pos
+    o.name = f_name
+    o.value = f_value
+    o.is_default = False
+    o.synonyms = f_synonyms
+    o.documentation = f_documentation
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
@@ -1644,8 +1573,9 @@ def _write_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.error_code", 2),), pos, len(buf) - pos
@@ -1671,7 +1601,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
             raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.resource_type", 1),), pos, len(buf) - pos
@@ -1711,16 +1641,19 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(buf, pos)
             f_configs.append(item6)
-    return _DescribeConfigsResponse_DescribeConfigsResult(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, f_configs, ()
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.error_code", 2),), pos, len(buf) - pos
@@ -1746,7 +1679,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
             raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.resource_type", 1),), pos, len(buf) - pos
@@ -1786,16 +1719,19 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(buf, pos)
             f_configs.append(item6)
-    return _DescribeConfigsResponse_DescribeConfigsResult(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, f_configs, ()
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.error_code", 2),), pos, len(buf) - pos
@@ -1821,7 +1757,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
             raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.resource_type", 1),), pos, len(buf) - pos
@@ -1861,16 +1797,19 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(buf, pos)
             f_configs.append(item6)
-    return _DescribeConfigsResponse_DescribeConfigsResult(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, f_configs, ()
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
+    o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.error_code", 2),), pos, len(buf) - pos
@@ -1899,7 +1838,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
             raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeConfigsResult.resource_type", 1),), pos, len(buf) - pos
@@ -1980,9 +1919,11 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeConfigsResponse_DescribeConfigsResult(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, f_configs, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeConfigsResponse_DescribeConfigsResult_v0(
@@ -2172,8 +2113,9 @@ def _write_DescribeConfigsResponse_DescribeConfigsResult_v4(
 def _read_DescribeConfigsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsResponse, int]:
+    o = new_instance(DescribeConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2192,14 +2134,17 @@ def _read_DescribeConfigsResponse_v0(
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsResponse_DescribeConfigsResult_v0(buf, pos)
             f_results.append(item2)
-    return DescribeConfigsResponse(f_throttle_time_ms, f_results, ()), pos
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsResponse, int]:
+    o = new_instance(DescribeConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2218,14 +2163,17 @@ def _read_DescribeConfigsResponse_v1(
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsResponse_DescribeConfigsResult_v1(buf, pos)
             f_results.append(item2)
-    return DescribeConfigsResponse(f_throttle_time_ms, f_results, ()), pos
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsResponse, int]:
+    o = new_instance(DescribeConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2244,14 +2192,17 @@ def _read_DescribeConfigsResponse_v3(
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsResponse_DescribeConfigsResult_v3(buf, pos)
             f_results.append(item2)
-    return DescribeConfigsResponse(f_throttle_time_ms, f_results, ()), pos
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeConfigsResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[DescribeConfigsResponse, int]:
+    o = new_instance(DescribeConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2304,7 +2255,9 @@ def _read_DescribeConfigsResponse_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeConfigsResponse(f_throttle_time_ms, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeConfigsResponse_v0(o: DescribeConfigsResponse, out: bytearray) -> None:
@@ -2378,155 +2331,257 @@ def _write_DescribeConfigsResponse_v4(o: DescribeConfigsResponse, out: bytearray
         out.append(0)
 
 
-_DescribeConfigsRequest_DescribeConfigsResource.FIELDS = (
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ConfigurationKeys",
-        "configuration_keys",
-        "[]string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DescribeConfigsRequest.FIELDS = (
-    FieldInfo(
-        "Resources",
-        "resources",
-        "[]DescribeConfigsResource",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeConfigsRequest_DescribeConfigsResource,
-        False,
-    ),
-    FieldInfo(
-        "IncludeSynonyms", "include_synonyms", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "IncludeDocumentation",
-        "include_documentation",
-        "bool",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DescribeConfigsRequest._READERS = (
-    _read_DescribeConfigsRequest_v0,
-    _read_DescribeConfigsRequest_v1,
-    _read_DescribeConfigsRequest_v1,
-    _read_DescribeConfigsRequest_v3,
-    _read_DescribeConfigsRequest_v4,
-)
-DescribeConfigsRequest._WRITERS = (
-    _write_DescribeConfigsRequest_v0,
-    _write_DescribeConfigsRequest_v1,
-    _write_DescribeConfigsRequest_v2,
-    _write_DescribeConfigsRequest_v3,
-    _write_DescribeConfigsRequest_v4,
-)
+@dataclass(slots=True)
+class _DescribeConfigsRequest_DescribeConfigsResource:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ConfigurationKeys",
+            "configuration_keys",
+            "[]string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    resource_type: int = 0
+    resource_name: str = ""
+    configuration_keys: list[str] | None = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeConfigsResponse_DescribeConfigsSynonym.FIELDS = (
-    FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "string", (1, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo("Source", "source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DescribeConfigsResponse_DescribeConfigsResourceResult.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo("ReadOnly", "read_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("IsDefault", "is_default", "bool", (0, 0), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ConfigSource", "config_source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("IsSensitive", "is_sensitive", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Synonyms",
-        "synonyms",
-        "[]DescribeConfigsSynonym",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeConfigsResponse_DescribeConfigsSynonym,
-        False,
-    ),
-    FieldInfo("ConfigType", "config_type", "int8", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Documentation",
-        "documentation",
-        "string",
-        (3, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_DescribeConfigsResponse_DescribeConfigsResult.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Configs",
-        "configs",
-        "[]DescribeConfigsResourceResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeConfigsResponse_DescribeConfigsResourceResult,
-        False,
-    ),
-)
-DescribeConfigsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]DescribeConfigsResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeConfigsResponse_DescribeConfigsResult,
-        False,
-    ),
-)
-DescribeConfigsResponse._READERS = (
-    _read_DescribeConfigsResponse_v0,
-    _read_DescribeConfigsResponse_v1,
-    _read_DescribeConfigsResponse_v1,
-    _read_DescribeConfigsResponse_v3,
-    _read_DescribeConfigsResponse_v4,
-)
-DescribeConfigsResponse._WRITERS = (
-    _write_DescribeConfigsResponse_v0,
-    _write_DescribeConfigsResponse_v1,
-    _write_DescribeConfigsResponse_v2,
-    _write_DescribeConfigsResponse_v3,
-    _write_DescribeConfigsResponse_v4,
-)
+
+@dataclass(slots=True)
+class DescribeConfigsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Resources",
+            "resources",
+            "[]DescribeConfigsResource",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeConfigsRequest_DescribeConfigsResource,
+            False,
+        ),
+        FieldInfo(
+            "IncludeSynonyms",
+            "include_synonyms",
+            "bool",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IncludeDocumentation",
+            "include_documentation",
+            "bool",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeConfigsRequest_v0,
+        _read_DescribeConfigsRequest_v1,
+        _read_DescribeConfigsRequest_v1,
+        _read_DescribeConfigsRequest_v3,
+        _read_DescribeConfigsRequest_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeConfigsRequest_v0,
+        _write_DescribeConfigsRequest_v1,
+        _write_DescribeConfigsRequest_v2,
+        _write_DescribeConfigsRequest_v3,
+        _write_DescribeConfigsRequest_v4,
+    )
+    NAME: ClassVar[str] = "DescribeConfigsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 32
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    DescribeConfigsResource = _DescribeConfigsRequest_DescribeConfigsResource
+    resources: list[_DescribeConfigsRequest_DescribeConfigsResource] = field(default_factory=list)
+    include_synonyms: bool = False
+    include_documentation: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeConfigsResponse_DescribeConfigsSynonym:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "string", (1, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo("Source", "source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    value: str | None = ""
+    source: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeConfigsResponse_DescribeConfigsResourceResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo("ReadOnly", "read_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("IsDefault", "is_default", "bool", (0, 0), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ConfigSource", "config_source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IsSensitive", "is_sensitive", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Synonyms",
+            "synonyms",
+            "[]DescribeConfigsSynonym",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeConfigsResponse_DescribeConfigsSynonym,
+            False,
+        ),
+        FieldInfo(
+            "ConfigType", "config_type", "int8", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Documentation",
+            "documentation",
+            "string",
+            (3, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    value: str | None = ""
+    read_only: bool = False
+    is_default: bool = False
+    config_source: int = -1
+    is_sensitive: bool = False
+    synonyms: list[_DescribeConfigsResponse_DescribeConfigsSynonym] = field(default_factory=list)
+    config_type: int = 0
+    documentation: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeConfigsResponse_DescribeConfigsResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Configs",
+            "configs",
+            "[]DescribeConfigsResourceResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeConfigsResponse_DescribeConfigsResourceResult,
+            False,
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = ""
+    resource_type: int = 0
+    resource_name: str = ""
+    configs: list[_DescribeConfigsResponse_DescribeConfigsResourceResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeConfigsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]DescribeConfigsResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeConfigsResponse_DescribeConfigsResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeConfigsResponse_v0,
+        _read_DescribeConfigsResponse_v1,
+        _read_DescribeConfigsResponse_v1,
+        _read_DescribeConfigsResponse_v3,
+        _read_DescribeConfigsResponse_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeConfigsResponse_v0,
+        _write_DescribeConfigsResponse_v1,
+        _write_DescribeConfigsResponse_v2,
+        _write_DescribeConfigsResponse_v3,
+        _write_DescribeConfigsResponse_v4,
+    )
+    NAME: ClassVar[str] = "DescribeConfigsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 32
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    DescribeConfigsResult = _DescribeConfigsResponse_DescribeConfigsResult
+    DescribeConfigsResourceResult = _DescribeConfigsResponse_DescribeConfigsResourceResult
+    DescribeConfigsSynonym = _DescribeConfigsResponse_DescribeConfigsSynonym
+    throttle_time_ms: int = 0
+    results: list[_DescribeConfigsResponse_DescribeConfigsResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,97 +43,10 @@ _ST_int32 = Struct(">i")
 _ST_int64_int64_int64 = Struct(">qqq")
 
 
-@dataclass(slots=True)
-class _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    principal_type: str = ""
-    principal_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner.__qualname__ = (
-    "DescribeDelegationTokenRequest.DescribeDelegationTokenOwner"
-)
-
-
-@dataclass(slots=True)
-class DescribeDelegationTokenRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeDelegationTokenRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 41
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DescribeDelegationTokenOwner = _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner
-    owners: list[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner] | None = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    principal_type: str = ""
-    principal_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer.__qualname__ = (
-    "DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer"
-)
-
-
-@dataclass(slots=True)
-class _DescribeDelegationTokenResponse_DescribedDelegationToken:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    principal_type: str = ""
-    principal_name: str = ""
-    token_requester_principal_type: str = ""
-    token_requester_principal_name: str = ""
-    issue_timestamp: int = 0
-    expiry_timestamp: int = 0
-    max_timestamp: int = 0
-    token_id: str = ""
-    hmac: bytes = b""
-    renewers: list[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeDelegationTokenResponse_DescribedDelegationToken.__qualname__ = (
-    "DescribeDelegationTokenResponse.DescribedDelegationToken"
-)
-
-
-@dataclass(slots=True)
-class DescribeDelegationTokenResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeDelegationTokenResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 41
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DescribedDelegationToken = _DescribeDelegationTokenResponse_DescribedDelegationToken
-    DescribedDelegationTokenRenewer = (
-        _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer
-    )
-    error_code: int = 0
-    tokens: list[_DescribeDelegationTokenResponse_DescribedDelegationToken] = field(
-        default_factory=list
-    )
-    throttle_time_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, int]:
+    o = new_instance(_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -175,14 +89,16 @@ def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
         except UnicodeDecodeError:
             raise bad_utf8("DescribeDelegationTokenOwner.principal_name", pos) from None
         pos = end4
-    return _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner(
-        f_principal_type, f_principal_name, ()
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, int]:
+    o = new_instance(_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -266,9 +182,10 @@ def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner(
-        f_principal_type, f_principal_name, unknown
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
@@ -359,6 +276,7 @@ def _write_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
 def _read_DescribeDelegationTokenRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeDelegationTokenRequest, int]:
+    o = new_instance(DescribeDelegationTokenRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -376,12 +294,15 @@ def _read_DescribeDelegationTokenRequest_v0(
                 buf, pos
             )
             f_owners.append(item2)
-    return DescribeDelegationTokenRequest(f_owners, ()), pos
+    o.owners = f_owners
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeDelegationTokenRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[DescribeDelegationTokenRequest, int]:
+    o = new_instance(DescribeDelegationTokenRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -433,7 +354,9 @@ def _read_DescribeDelegationTokenRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeDelegationTokenRequest(f_owners, unknown), pos
+    o.owners = f_owners
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeDelegationTokenRequest_v0(
@@ -487,6 +410,7 @@ def _write_DescribeDelegationTokenRequest_v2(
 def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, int]:
+    o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -533,14 +457,16 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
         except UnicodeDecodeError:
             raise bad_utf8("DescribedDelegationTokenRenewer.principal_name", pos) from None
         pos = end4
-    return _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer(
-        f_principal_type, f_principal_name, ()
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, int]:
+    o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -628,9 +554,10 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer(
-        f_principal_type, f_principal_name, unknown
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
@@ -721,6 +648,7 @@ def _write_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
 def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationToken, int]:
+    o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationToken)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -760,7 +688,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
             raise bad_utf8("DescribedDelegationToken.principal_name", pos) from None
         pos = end4
     try:
-        f_issue_timestamp, f_expiry_timestamp, f_max_timestamp = _ST_int64_int64_int64.unpack_from(
+        o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _ST_int64_int64_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -824,24 +752,21 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
                 buf, pos
             )
             f_renewers.append(item10)
-    return _DescribeDelegationTokenResponse_DescribedDelegationToken(
-        f_principal_type,
-        f_principal_name,
-        "",
-        "",
-        f_issue_timestamp,
-        f_expiry_timestamp,
-        f_max_timestamp,
-        f_token_id,
-        f_hmac,
-        f_renewers,
-        (),
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.token_requester_principal_type = ""
+    o.token_requester_principal_name = ""
+    o.token_id = f_token_id
+    o.hmac = f_hmac
+    o.renewers = f_renewers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationToken, int]:
+    o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationToken)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -887,7 +812,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
             raise bad_utf8("DescribedDelegationToken.principal_name", pos) from None
         pos = end4
     try:
-        f_issue_timestamp, f_expiry_timestamp, f_max_timestamp = _ST_int64_int64_int64.unpack_from(
+        o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _ST_int64_int64_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -999,24 +924,21 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeDelegationTokenResponse_DescribedDelegationToken(
-        f_principal_type,
-        f_principal_name,
-        "",
-        "",
-        f_issue_timestamp,
-        f_expiry_timestamp,
-        f_max_timestamp,
-        f_token_id,
-        f_hmac,
-        f_renewers,
-        unknown,
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.token_requester_principal_type = ""
+    o.token_requester_principal_name = ""
+    o.token_id = f_token_id
+    o.hmac = f_hmac
+    o.renewers = f_renewers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationToken, int]:
+    o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationToken)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1118,7 +1040,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
             raise bad_utf8("DescribedDelegationToken.token_requester_principal_name", pos) from None
         pos = end8
     try:
-        f_issue_timestamp, f_expiry_timestamp, f_max_timestamp = _ST_int64_int64_int64.unpack_from(
+        o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _ST_int64_int64_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -1230,19 +1152,15 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeDelegationTokenResponse_DescribedDelegationToken(
-        f_principal_type,
-        f_principal_name,
-        f_token_requester_principal_type,
-        f_token_requester_principal_name,
-        f_issue_timestamp,
-        f_expiry_timestamp,
-        f_max_timestamp,
-        f_token_id,
-        f_hmac,
-        f_renewers,
-        unknown,
-    ), pos
+    o.principal_type = f_principal_type
+    o.principal_name = f_principal_name
+    o.token_requester_principal_type = f_token_requester_principal_type
+    o.token_requester_principal_name = f_token_requester_principal_name
+    o.token_id = f_token_id
+    o.hmac = f_hmac
+    o.renewers = f_renewers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
@@ -1526,8 +1444,9 @@ def _write_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
 def _read_DescribeDelegationTokenResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeDelegationTokenResponse, int]:
+    o = new_instance(DescribeDelegationTokenResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1547,18 +1466,21 @@ def _read_DescribeDelegationTokenResponse_v0(
             item2, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(buf, pos)
             f_tokens.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return DescribeDelegationTokenResponse(f_error_code, f_tokens, f_throttle_time_ms, ()), pos
+    o.tokens = f_tokens
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeDelegationTokenResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[DescribeDelegationTokenResponse, int]:
+    o = new_instance(DescribeDelegationTokenResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1581,7 +1503,7 @@ def _read_DescribeDelegationTokenResponse_v2(
             item2, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(buf, pos)
             f_tokens.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1616,14 +1538,17 @@ def _read_DescribeDelegationTokenResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeDelegationTokenResponse(f_error_code, f_tokens, f_throttle_time_ms, unknown), pos
+    o.tokens = f_tokens
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeDelegationTokenResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[DescribeDelegationTokenResponse, int]:
+    o = new_instance(DescribeDelegationTokenResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1646,7 +1571,7 @@ def _read_DescribeDelegationTokenResponse_v3(
             item2, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(buf, pos)
             f_tokens.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1681,7 +1606,9 @@ def _read_DescribeDelegationTokenResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeDelegationTokenResponse(f_error_code, f_tokens, f_throttle_time_ms, unknown), pos
+    o.tokens = f_tokens
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeDelegationTokenResponse_v0(
@@ -1760,134 +1687,265 @@ def _write_DescribeDelegationTokenResponse_v3(
         out.append(0)
 
 
-_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner.FIELDS = (
-    FieldInfo(
-        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DescribeDelegationTokenRequest.FIELDS = (
-    FieldInfo(
-        "Owners",
-        "owners",
-        "[]DescribeDelegationTokenOwner",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner,
-        False,
-    ),
-)
-DescribeDelegationTokenRequest._READERS = (
-    _read_DescribeDelegationTokenRequest_v0,
-    _read_DescribeDelegationTokenRequest_v0,
-    _read_DescribeDelegationTokenRequest_v2,
-    _read_DescribeDelegationTokenRequest_v2,
-)
-DescribeDelegationTokenRequest._WRITERS = (
-    _write_DescribeDelegationTokenRequest_v0,
-    _write_DescribeDelegationTokenRequest_v1,
-    _write_DescribeDelegationTokenRequest_v2,
-    _write_DescribeDelegationTokenRequest_v2,
-)
+@dataclass(slots=True)
+class _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PrincipalType",
+            "principal_type",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PrincipalName",
+            "principal_name",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    principal_type: str = ""
+    principal_name: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer.FIELDS = (
-    FieldInfo(
-        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_DescribeDelegationTokenResponse_DescribedDelegationToken.FIELDS = (
-    FieldInfo(
-        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TokenRequesterPrincipalType",
-        "token_requester_principal_type",
-        "string",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TokenRequesterPrincipalName",
-        "token_requester_principal_name",
-        "string",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "IssueTimestamp", "issue_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ExpiryTimestamp",
-        "expiry_timestamp",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Renewers",
-        "renewers",
-        "[]DescribedDelegationTokenRenewer",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer,
-        False,
-    ),
-)
-DescribeDelegationTokenResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Tokens",
-        "tokens",
-        "[]DescribedDelegationToken",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeDelegationTokenResponse_DescribedDelegationToken,
-        False,
-    ),
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DescribeDelegationTokenResponse._READERS = (
-    _read_DescribeDelegationTokenResponse_v0,
-    _read_DescribeDelegationTokenResponse_v0,
-    _read_DescribeDelegationTokenResponse_v2,
-    _read_DescribeDelegationTokenResponse_v3,
-)
-DescribeDelegationTokenResponse._WRITERS = (
-    _write_DescribeDelegationTokenResponse_v0,
-    _write_DescribeDelegationTokenResponse_v1,
-    _write_DescribeDelegationTokenResponse_v2,
-    _write_DescribeDelegationTokenResponse_v3,
-)
+
+@dataclass(slots=True)
+class DescribeDelegationTokenRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Owners",
+            "owners",
+            "[]DescribeDelegationTokenOwner",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeDelegationTokenRequest_v0,
+        _read_DescribeDelegationTokenRequest_v0,
+        _read_DescribeDelegationTokenRequest_v2,
+        _read_DescribeDelegationTokenRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeDelegationTokenRequest_v0,
+        _write_DescribeDelegationTokenRequest_v1,
+        _write_DescribeDelegationTokenRequest_v2,
+        _write_DescribeDelegationTokenRequest_v2,
+    )
+    NAME: ClassVar[str] = "DescribeDelegationTokenRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 41
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    DescribeDelegationTokenOwner = _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner
+    owners: list[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner] | None = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PrincipalType",
+            "principal_type",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PrincipalName",
+            "principal_name",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    principal_type: str = ""
+    principal_name: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeDelegationTokenResponse_DescribedDelegationToken:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PrincipalType",
+            "principal_type",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PrincipalName",
+            "principal_name",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TokenRequesterPrincipalType",
+            "token_requester_principal_type",
+            "string",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TokenRequesterPrincipalName",
+            "token_requester_principal_name",
+            "string",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IssueTimestamp",
+            "issue_timestamp",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ExpiryTimestamp",
+            "expiry_timestamp",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Renewers",
+            "renewers",
+            "[]DescribedDelegationTokenRenewer",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer,
+            False,
+        ),
+    )
+    principal_type: str = ""
+    principal_name: str = ""
+    token_requester_principal_type: str = ""
+    token_requester_principal_name: str = ""
+    issue_timestamp: int = 0
+    expiry_timestamp: int = 0
+    max_timestamp: int = 0
+    token_id: str = ""
+    hmac: bytes = b""
+    renewers: list[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeDelegationTokenResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Tokens",
+            "tokens",
+            "[]DescribedDelegationToken",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeDelegationTokenResponse_DescribedDelegationToken,
+            False,
+        ),
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeDelegationTokenResponse_v0,
+        _read_DescribeDelegationTokenResponse_v0,
+        _read_DescribeDelegationTokenResponse_v2,
+        _read_DescribeDelegationTokenResponse_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeDelegationTokenResponse_v0,
+        _write_DescribeDelegationTokenResponse_v1,
+        _write_DescribeDelegationTokenResponse_v2,
+        _write_DescribeDelegationTokenResponse_v3,
+    )
+    NAME: ClassVar[str] = "DescribeDelegationTokenResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 41
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    DescribedDelegationToken = _DescribeDelegationTokenResponse_DescribedDelegationToken
+    DescribedDelegationTokenRenewer = (
+        _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer
+    )
+    error_code: int = 0
+    tokens: list[_DescribeDelegationTokenResponse_DescribedDelegationToken] = field(
+        default_factory=list
+    )
+    throttle_time_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,72 +44,8 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
-@dataclass(slots=True)
-class DescribeGroupsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeGroupsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 15
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    groups: list[GroupId] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeGroupsResponse_DescribedGroupMember:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    member_id: str = ""
-    group_instance_id: str | None = None
-    client_id: str = ""
-    client_host: str = ""
-    member_metadata: bytes = b""
-    member_assignment: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeGroupsResponse_DescribedGroupMember.__qualname__ = (
-    "DescribeGroupsResponse.DescribedGroupMember"
-)
-
-
-@dataclass(slots=True)
-class _DescribeGroupsResponse_DescribedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    group_id: GroupId = ""
-    group_state: str = ""
-    protocol_type: str = ""
-    protocol_data: str = ""
-    members: list[_DescribeGroupsResponse_DescribedGroupMember] = field(default_factory=list)
-    authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeGroupsResponse_DescribedGroup.__qualname__ = "DescribeGroupsResponse.DescribedGroup"
-
-
-@dataclass(slots=True)
-class DescribeGroupsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeGroupsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 15
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
-    DescribedGroup = _DescribeGroupsResponse_DescribedGroup
-    DescribedGroupMember = _DescribeGroupsResponse_DescribedGroupMember
-    throttle_time_ms: int = 0
-    groups: list[_DescribeGroupsResponse_DescribedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
+    o = new_instance(DescribeGroupsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -142,10 +79,14 @@ def _read_DescribeGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeG
                     raise bad_utf8("groups" + "[]", pos) from None
                 pos = end4
             f_groups.append(item2)
-    return DescribeGroupsRequest(f_groups, False, ()), pos
+    o.groups = f_groups
+    o.include_authorized_operations = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
+    o = new_instance(DescribeGroupsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -180,14 +121,17 @@ def _read_DescribeGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[DescribeG
                 pos = end4
             f_groups.append(item2)
     try:
-        (f_include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        (o.include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("include_authorized_operations", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return DescribeGroupsRequest(f_groups, f_include_authorized_operations, ()), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
+    o = new_instance(DescribeGroupsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -228,7 +172,7 @@ def _read_DescribeGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[DescribeG
                 pos = end4
             f_groups.append(item2)
     try:
-        (f_include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        (o.include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("include_authorized_operations", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -263,7 +207,9 @@ def _read_DescribeGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[DescribeG
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeGroupsRequest(f_groups, f_include_authorized_operations, unknown), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeGroupsRequest_v0(o: DescribeGroupsRequest, out: bytearray) -> None:
@@ -408,6 +354,7 @@ def _write_DescribeGroupsRequest_v5(o: DescribeGroupsRequest, out: bytearray) ->
 def _read_DescribeGroupsResponse_DescribedGroupMember_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroupMember, int]:
+    o = new_instance(_DescribeGroupsResponse_DescribedGroupMember)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -493,14 +440,20 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v0(
             raise too_short("DescribedGroupMember.member_assignment", pos, n9, len(buf) - pos)
         f_member_assignment = bytes(buf[pos:end10])
         pos = end10
-    return _DescribeGroupsResponse_DescribedGroupMember(
-        f_member_id, None, f_client_id, f_client_host, f_member_metadata, f_member_assignment, ()
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.client_id = f_client_id
+    o.client_host = f_client_host
+    o.member_metadata = f_member_metadata
+    o.member_assignment = f_member_assignment
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroupMember, int]:
+    o = new_instance(_DescribeGroupsResponse_DescribedGroupMember)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -605,20 +558,20 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
             raise too_short("DescribedGroupMember.member_assignment", pos, n11, len(buf) - pos)
         f_member_assignment = bytes(buf[pos:end12])
         pos = end12
-    return _DescribeGroupsResponse_DescribedGroupMember(
-        f_member_id,
-        f_group_instance_id,
-        f_client_id,
-        f_client_host,
-        f_member_metadata,
-        f_member_assignment,
-        (),
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.client_id = f_client_id
+    o.client_host = f_client_host
+    o.member_metadata = f_member_metadata
+    o.member_assignment = f_member_assignment
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_DescribedGroupMember_v5(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroupMember, int]:
+    o = new_instance(_DescribeGroupsResponse_DescribedGroupMember)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -776,15 +729,14 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeGroupsResponse_DescribedGroupMember(
-        f_member_id,
-        f_group_instance_id,
-        f_client_id,
-        f_client_host,
-        f_member_metadata,
-        f_member_assignment,
-        unknown,
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.client_id = f_client_id
+    o.client_host = f_client_host
+    o.member_metadata = f_member_metadata
+    o.member_assignment = f_member_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeGroupsResponse_DescribedGroupMember_v0(
@@ -1110,8 +1062,9 @@ def _write_DescribeGroupsResponse_DescribedGroupMember_v5(
 def _read_DescribeGroupsResponse_DescribedGroup_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
+    o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribedGroup.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1206,23 +1159,22 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
         for _ in range(count9):
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v0(buf, pos)
             f_members.append(item10)
-    return _DescribeGroupsResponse_DescribedGroup(
-        f_error_code,
-        f_group_id,
-        f_group_state,
-        f_protocol_type,
-        f_protocol_data,
-        f_members,
-        -2147483648,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.group_state = f_group_state
+    o.protocol_type = f_protocol_type
+    o.protocol_data = f_protocol_data
+    o.members = f_members
+    o.authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_DescribedGroup_v3(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
+    o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribedGroup.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1318,29 +1270,27 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v0(buf, pos)
             f_members.append(item10)
     try:
-        (f_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribedGroup.authorized_operations", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _DescribeGroupsResponse_DescribedGroup(
-        f_error_code,
-        f_group_id,
-        f_group_state,
-        f_protocol_type,
-        f_protocol_data,
-        f_members,
-        f_authorized_operations,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.group_state = f_group_state
+    o.protocol_type = f_protocol_type
+    o.protocol_data = f_protocol_data
+    o.members = f_members
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_DescribedGroup_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
+    o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribedGroup.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1436,29 +1386,27 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v4(buf, pos)
             f_members.append(item10)
     try:
-        (f_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribedGroup.authorized_operations", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _DescribeGroupsResponse_DescribedGroup(
-        f_error_code,
-        f_group_id,
-        f_group_state,
-        f_protocol_type,
-        f_protocol_data,
-        f_members,
-        f_authorized_operations,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.group_state = f_group_state
+    o.protocol_type = f_protocol_type
+    o.protocol_data = f_protocol_data
+    o.members = f_members
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_DescribedGroup_v5(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
+    o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribedGroup.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1569,7 +1517,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v5(buf, pos)
             f_members.append(item10)
     try:
-        (f_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribedGroup.authorized_operations", 4),), pos, len(buf) - pos
@@ -1606,16 +1554,13 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeGroupsResponse_DescribedGroup(
-        f_error_code,
-        f_group_id,
-        f_group_state,
-        f_protocol_type,
-        f_protocol_data,
-        f_members,
-        f_authorized_operations,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.group_state = f_group_state
+    o.protocol_type = f_protocol_type
+    o.protocol_data = f_protocol_data
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeGroupsResponse_DescribedGroup_v0(
@@ -1958,6 +1903,7 @@ def _write_DescribeGroupsResponse_DescribedGroup_v5(
 def _read_DescribeGroupsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeGroupsResponse, int]:
+    o = new_instance(DescribeGroupsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1973,14 +1919,18 @@ def _read_DescribeGroupsResponse_v0(
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v0(buf, pos)
             f_groups.append(item2)
-    return DescribeGroupsResponse(0, f_groups, ()), pos
+    o.throttle_time_ms = 0
+    o.groups = f_groups
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeGroupsResponse, int]:
+    o = new_instance(DescribeGroupsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1999,14 +1949,17 @@ def _read_DescribeGroupsResponse_v1(
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v0(buf, pos)
             f_groups.append(item2)
-    return DescribeGroupsResponse(f_throttle_time_ms, f_groups, ()), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[DescribeGroupsResponse, int]:
+    o = new_instance(DescribeGroupsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2025,14 +1978,17 @@ def _read_DescribeGroupsResponse_v3(
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v3(buf, pos)
             f_groups.append(item2)
-    return DescribeGroupsResponse(f_throttle_time_ms, f_groups, ()), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[DescribeGroupsResponse, int]:
+    o = new_instance(DescribeGroupsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2051,14 +2007,17 @@ def _read_DescribeGroupsResponse_v4(
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v4(buf, pos)
             f_groups.append(item2)
-    return DescribeGroupsResponse(f_throttle_time_ms, f_groups, ()), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeGroupsResponse_v5(
     buf: memoryview, pos: int
 ) -> tuple[DescribeGroupsResponse, int]:
+    o = new_instance(DescribeGroupsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2111,7 +2070,9 @@ def _read_DescribeGroupsResponse_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeGroupsResponse(f_throttle_time_ms, f_groups, unknown), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeGroupsResponse_v0(o: DescribeGroupsResponse, out: bytearray) -> None:
@@ -2197,129 +2158,201 @@ def _write_DescribeGroupsResponse_v5(o: DescribeGroupsResponse, out: bytearray) 
         out.append(0)
 
 
-DescribeGroupsRequest.FIELDS = (
-    FieldInfo("Groups", "groups", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IncludeAuthorizedOperations",
-        "include_authorized_operations",
-        "bool",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DescribeGroupsRequest._READERS = (
-    _read_DescribeGroupsRequest_v0,
-    _read_DescribeGroupsRequest_v0,
-    _read_DescribeGroupsRequest_v0,
-    _read_DescribeGroupsRequest_v3,
-    _read_DescribeGroupsRequest_v3,
-    _read_DescribeGroupsRequest_v5,
-)
-DescribeGroupsRequest._WRITERS = (
-    _write_DescribeGroupsRequest_v0,
-    _write_DescribeGroupsRequest_v1,
-    _write_DescribeGroupsRequest_v2,
-    _write_DescribeGroupsRequest_v3,
-    _write_DescribeGroupsRequest_v4,
-    _write_DescribeGroupsRequest_v5,
-)
+@dataclass(slots=True)
+class DescribeGroupsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Groups", "groups", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "IncludeAuthorizedOperations",
+            "include_authorized_operations",
+            "bool",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeGroupsRequest_v0,
+        _read_DescribeGroupsRequest_v0,
+        _read_DescribeGroupsRequest_v0,
+        _read_DescribeGroupsRequest_v3,
+        _read_DescribeGroupsRequest_v3,
+        _read_DescribeGroupsRequest_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeGroupsRequest_v0,
+        _write_DescribeGroupsRequest_v1,
+        _write_DescribeGroupsRequest_v2,
+        _write_DescribeGroupsRequest_v3,
+        _write_DescribeGroupsRequest_v4,
+        _write_DescribeGroupsRequest_v5,
+    )
+    NAME: ClassVar[str] = "DescribeGroupsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 15
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    groups: list[GroupId] = field(default_factory=list)
+    include_authorized_operations: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeGroupsResponse_DescribedGroupMember.FIELDS = (
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (4, 32767),
-        (4, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberMetadata", "member_metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "MemberAssignment",
-        "member_assignment",
-        "bytes",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_DescribeGroupsResponse_DescribedGroup.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ProtocolData", "protocol_data", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Members",
-        "members",
-        "[]DescribedGroupMember",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeGroupsResponse_DescribedGroupMember,
-        False,
-    ),
-    FieldInfo(
-        "AuthorizedOperations",
-        "authorized_operations",
-        "int32",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DescribeGroupsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Groups",
-        "groups",
-        "[]DescribedGroup",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeGroupsResponse_DescribedGroup,
-        False,
-    ),
-)
-DescribeGroupsResponse._READERS = (
-    _read_DescribeGroupsResponse_v0,
-    _read_DescribeGroupsResponse_v1,
-    _read_DescribeGroupsResponse_v1,
-    _read_DescribeGroupsResponse_v3,
-    _read_DescribeGroupsResponse_v4,
-    _read_DescribeGroupsResponse_v5,
-)
-DescribeGroupsResponse._WRITERS = (
-    _write_DescribeGroupsResponse_v0,
-    _write_DescribeGroupsResponse_v1,
-    _write_DescribeGroupsResponse_v2,
-    _write_DescribeGroupsResponse_v3,
-    _write_DescribeGroupsResponse_v4,
-    _write_DescribeGroupsResponse_v5,
-)
+
+@dataclass(slots=True)
+class _DescribeGroupsResponse_DescribedGroupMember:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (4, 32767),
+            (4, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MemberMetadata",
+            "member_metadata",
+            "bytes",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MemberAssignment",
+            "member_assignment",
+            "bytes",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    member_id: str = ""
+    group_instance_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    member_metadata: bytes = b""
+    member_assignment: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeGroupsResponse_DescribedGroup:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProtocolData", "protocol_data", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Members",
+            "members",
+            "[]DescribedGroupMember",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeGroupsResponse_DescribedGroupMember,
+            False,
+        ),
+        FieldInfo(
+            "AuthorizedOperations",
+            "authorized_operations",
+            "int32",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    group_id: GroupId = ""
+    group_state: str = ""
+    protocol_type: str = ""
+    protocol_data: str = ""
+    members: list[_DescribeGroupsResponse_DescribedGroupMember] = field(default_factory=list)
+    authorized_operations: int = -2147483648
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeGroupsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Groups",
+            "groups",
+            "[]DescribedGroup",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeGroupsResponse_DescribedGroup,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeGroupsResponse_v0,
+        _read_DescribeGroupsResponse_v1,
+        _read_DescribeGroupsResponse_v1,
+        _read_DescribeGroupsResponse_v3,
+        _read_DescribeGroupsResponse_v4,
+        _read_DescribeGroupsResponse_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeGroupsResponse_v0,
+        _write_DescribeGroupsResponse_v1,
+        _write_DescribeGroupsResponse_v2,
+        _write_DescribeGroupsResponse_v3,
+        _write_DescribeGroupsResponse_v4,
+        _write_DescribeGroupsResponse_v5,
+    )
+    NAME: ClassVar[str] = "DescribeGroupsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 15
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
+    DescribedGroup = _DescribeGroupsResponse_DescribedGroup
+    DescribedGroupMember = _DescribeGroupsResponse_DescribedGroupMember
+    throttle_time_ms: int = 0
+    groups: list[_DescribeGroupsResponse_DescribedGroup] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

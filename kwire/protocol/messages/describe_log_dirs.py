@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,104 +47,10 @@ _ST_int32_int64_int64_bool = Struct(">iqq?")
 _ST_int64_int64 = Struct(">qq")
 
 
-@dataclass(slots=True)
-class _DescribeLogDirsRequest_DescribableLogDirTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeLogDirsRequest_DescribableLogDirTopic.__qualname__ = (
-    "DescribeLogDirsRequest.DescribableLogDirTopic"
-)
-
-
-@dataclass(slots=True)
-class DescribeLogDirsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeLogDirsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 35
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DescribableLogDirTopic = _DescribeLogDirsRequest_DescribableLogDirTopic
-    topics: list[_DescribeLogDirsRequest_DescribableLogDirTopic] | None = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeLogDirsResponse_DescribeLogDirsPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    partition_size: int = 0
-    offset_lag: int = 0
-    is_future_key: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeLogDirsResponse_DescribeLogDirsPartition.__qualname__ = (
-    "DescribeLogDirsResponse.DescribeLogDirsPartition"
-)
-
-
-@dataclass(slots=True)
-class _DescribeLogDirsResponse_DescribeLogDirsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_DescribeLogDirsResponse_DescribeLogDirsPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeLogDirsResponse_DescribeLogDirsTopic.__qualname__ = (
-    "DescribeLogDirsResponse.DescribeLogDirsTopic"
-)
-
-
-@dataclass(slots=True)
-class _DescribeLogDirsResponse_DescribeLogDirsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    log_dir: str = ""
-    topics: list[_DescribeLogDirsResponse_DescribeLogDirsTopic] = field(default_factory=list)
-    total_bytes: int = -1
-    usable_bytes: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeLogDirsResponse_DescribeLogDirsResult.__qualname__ = (
-    "DescribeLogDirsResponse.DescribeLogDirsResult"
-)
-
-
-@dataclass(slots=True)
-class DescribeLogDirsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeLogDirsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 35
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DescribeLogDirsResult = _DescribeLogDirsResponse_DescribeLogDirsResult
-    DescribeLogDirsTopic = _DescribeLogDirsResponse_DescribeLogDirsTopic
-    DescribeLogDirsPartition = _DescribeLogDirsResponse_DescribeLogDirsPartition
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    results: list[_DescribeLogDirsResponse_DescribeLogDirsResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsRequest_DescribableLogDirTopic, int]:
+    o = new_instance(_DescribeLogDirsRequest_DescribableLogDirTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -178,12 +85,16 @@ def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(
             raise too_short("DescribableLogDirTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _DescribeLogDirsRequest_DescribableLogDirTopic(f_topic, f_partitions, ()), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsRequest_DescribableLogDirTopic, int]:
+    o = new_instance(_DescribeLogDirsRequest_DescribableLogDirTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -261,7 +172,10 @@ def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeLogDirsRequest_DescribableLogDirTopic(f_topic, f_partitions, unknown), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeLogDirsRequest_DescribableLogDirTopic_v0(
@@ -343,6 +257,7 @@ def _write_DescribeLogDirsRequest_DescribableLogDirTopic_v2(
 def _read_DescribeLogDirsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeLogDirsRequest, int]:
+    o = new_instance(DescribeLogDirsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -358,12 +273,15 @@ def _read_DescribeLogDirsRequest_v0(
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(buf, pos)
             f_topics.append(item2)
-    return DescribeLogDirsRequest(f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeLogDirsRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[DescribeLogDirsRequest, int]:
+    o = new_instance(DescribeLogDirsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -413,7 +331,9 @@ def _read_DescribeLogDirsRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeLogDirsRequest(f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeLogDirsRequest_v0(o: DescribeLogDirsRequest, out: bytearray) -> None:
@@ -461,8 +381,9 @@ def _write_DescribeLogDirsRequest_v2(o: DescribeLogDirsRequest, out: bytearray) 
 def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsPartition, int]:
+    o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsPartition)
     try:
-        f_partition_index, f_partition_size, f_offset_lag, f_is_future_key = (
+        o.partition_index, o.partition_size, o.offset_lag, o.is_future_key = (
             _ST_int32_int64_int64_bool.unpack_from(buf, pos)
         )
     except struct_error:
@@ -477,16 +398,16 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v0(
             len(buf) - pos,
         ) from None
     pos += 21
-    return _DescribeLogDirsResponse_DescribeLogDirsPartition(
-        f_partition_index, f_partition_size, f_offset_lag, f_is_future_key, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsPartition, int]:
+    o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsPartition)
     try:
-        f_partition_index, f_partition_size, f_offset_lag, f_is_future_key = (
+        o.partition_index, o.partition_size, o.offset_lag, o.is_future_key = (
             _ST_int32_int64_int64_bool.unpack_from(buf, pos)
         )
     except struct_error:
@@ -540,9 +461,8 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeLogDirsResponse_DescribeLogDirsPartition(
-        f_partition_index, f_partition_size, f_offset_lag, f_is_future_key, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeLogDirsResponse_DescribeLogDirsPartition_v0(
@@ -580,6 +500,7 @@ def _write_DescribeLogDirsResponse_DescribeLogDirsPartition_v2(
 def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsTopic, int]:
+    o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -614,12 +535,16 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
         for _ in range(count3):
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _DescribeLogDirsResponse_DescribeLogDirsTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsTopic, int]:
+    o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -695,7 +620,10 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeLogDirsResponse_DescribeLogDirsTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
@@ -780,8 +708,9 @@ def _write_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
 def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsResult, int]:
+    o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeLogDirsResult.error_code", 2),), pos, len(buf) - pos
@@ -821,16 +750,20 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
         for _ in range(count3):
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(buf, pos)
             f_topics.append(item4)
-    return _DescribeLogDirsResponse_DescribeLogDirsResult(
-        f_error_code, f_log_dir, f_topics, -1, -1, ()
-    ), pos
+    o.log_dir = f_log_dir
+    o.topics = f_topics
+    o.total_bytes = -1
+    o.usable_bytes = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsResult, int]:
+    o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeLogDirsResult.error_code", 2),), pos, len(buf) - pos
@@ -911,16 +844,20 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeLogDirsResponse_DescribeLogDirsResult(
-        f_error_code, f_log_dir, f_topics, -1, -1, unknown
-    ), pos
+    o.log_dir = f_log_dir
+    o.topics = f_topics
+    o.total_bytes = -1
+    o.usable_bytes = -1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsResult, int]:
+    o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsResult)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeLogDirsResult.error_code", 2),), pos, len(buf) - pos
@@ -967,7 +904,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(buf, pos)
             f_topics.append(item4)
     try:
-        f_total_bytes, f_usable_bytes = _ST_int64_int64.unpack_from(buf, pos)
+        o.total_bytes, o.usable_bytes = _ST_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeLogDirsResult.total_bytes", 8), ("DescribeLogDirsResult.usable_bytes", 8)),
@@ -1010,9 +947,10 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeLogDirsResponse_DescribeLogDirsResult(
-        f_error_code, f_log_dir, f_topics, f_total_bytes, f_usable_bytes, unknown
-    ), pos
+    o.log_dir = f_log_dir
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
@@ -1135,8 +1073,9 @@ def _write_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
 def _read_DescribeLogDirsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeLogDirsResponse, int]:
+    o = new_instance(DescribeLogDirsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1155,14 +1094,18 @@ def _read_DescribeLogDirsResponse_v0(
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(buf, pos)
             f_results.append(item2)
-    return DescribeLogDirsResponse(f_throttle_time_ms, 0, f_results, ()), pos
+    o.error_code = 0
+    o.results = f_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_DescribeLogDirsResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[DescribeLogDirsResponse, int]:
+    o = new_instance(DescribeLogDirsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1215,14 +1158,18 @@ def _read_DescribeLogDirsResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeLogDirsResponse(f_throttle_time_ms, 0, f_results, unknown), pos
+    o.error_code = 0
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeLogDirsResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[DescribeLogDirsResponse, int]:
+    o = new_instance(DescribeLogDirsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1277,14 +1224,17 @@ def _read_DescribeLogDirsResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeLogDirsResponse(f_throttle_time_ms, f_error_code, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeLogDirsResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[DescribeLogDirsResponse, int]:
+    o = new_instance(DescribeLogDirsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1339,7 +1289,9 @@ def _read_DescribeLogDirsResponse_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeLogDirsResponse(f_throttle_time_ms, f_error_code, f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeLogDirsResponse_v0(o: DescribeLogDirsResponse, out: bytearray) -> None:
@@ -1425,111 +1377,211 @@ def _write_DescribeLogDirsResponse_v4(o: DescribeLogDirsResponse, out: bytearray
         out.append(0)
 
 
-_DescribeLogDirsRequest_DescribableLogDirTopic.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-DescribeLogDirsRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]DescribableLogDirTopic",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _DescribeLogDirsRequest_DescribableLogDirTopic,
-        False,
-    ),
-)
-DescribeLogDirsRequest._READERS = (
-    _read_DescribeLogDirsRequest_v0,
-    _read_DescribeLogDirsRequest_v0,
-    _read_DescribeLogDirsRequest_v2,
-    _read_DescribeLogDirsRequest_v2,
-    _read_DescribeLogDirsRequest_v2,
-)
-DescribeLogDirsRequest._WRITERS = (
-    _write_DescribeLogDirsRequest_v0,
-    _write_DescribeLogDirsRequest_v1,
-    _write_DescribeLogDirsRequest_v2,
-    _write_DescribeLogDirsRequest_v2,
-    _write_DescribeLogDirsRequest_v2,
-)
+@dataclass(slots=True)
+class _DescribeLogDirsRequest_DescribableLogDirTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeLogDirsResponse_DescribeLogDirsPartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PartitionSize", "partition_size", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("OffsetLag", "offset_lag", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IsFutureKey", "is_future_key", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_DescribeLogDirsResponse_DescribeLogDirsTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]DescribeLogDirsPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeLogDirsResponse_DescribeLogDirsPartition,
-        False,
-    ),
-)
-_DescribeLogDirsResponse_DescribeLogDirsResult.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("LogDir", "log_dir", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]DescribeLogDirsTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeLogDirsResponse_DescribeLogDirsTopic,
-        False,
-    ),
-    FieldInfo("TotalBytes", "total_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "UsableBytes", "usable_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DescribeLogDirsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]DescribeLogDirsResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeLogDirsResponse_DescribeLogDirsResult,
-        False,
-    ),
-)
-DescribeLogDirsResponse._READERS = (
-    _read_DescribeLogDirsResponse_v0,
-    _read_DescribeLogDirsResponse_v0,
-    _read_DescribeLogDirsResponse_v2,
-    _read_DescribeLogDirsResponse_v3,
-    _read_DescribeLogDirsResponse_v4,
-)
-DescribeLogDirsResponse._WRITERS = (
-    _write_DescribeLogDirsResponse_v0,
-    _write_DescribeLogDirsResponse_v1,
-    _write_DescribeLogDirsResponse_v2,
-    _write_DescribeLogDirsResponse_v3,
-    _write_DescribeLogDirsResponse_v4,
-)
+
+@dataclass(slots=True)
+class DescribeLogDirsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]DescribableLogDirTopic",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _DescribeLogDirsRequest_DescribableLogDirTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeLogDirsRequest_v0,
+        _read_DescribeLogDirsRequest_v0,
+        _read_DescribeLogDirsRequest_v2,
+        _read_DescribeLogDirsRequest_v2,
+        _read_DescribeLogDirsRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeLogDirsRequest_v0,
+        _write_DescribeLogDirsRequest_v1,
+        _write_DescribeLogDirsRequest_v2,
+        _write_DescribeLogDirsRequest_v2,
+        _write_DescribeLogDirsRequest_v2,
+    )
+    NAME: ClassVar[str] = "DescribeLogDirsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 35
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    DescribableLogDirTopic = _DescribeLogDirsRequest_DescribableLogDirTopic
+    topics: list[_DescribeLogDirsRequest_DescribableLogDirTopic] | None = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeLogDirsResponse_DescribeLogDirsPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PartitionSize",
+            "partition_size",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "OffsetLag", "offset_lag", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IsFutureKey", "is_future_key", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    partition_size: int = 0
+    offset_lag: int = 0
+    is_future_key: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeLogDirsResponse_DescribeLogDirsTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]DescribeLogDirsPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeLogDirsResponse_DescribeLogDirsPartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_DescribeLogDirsResponse_DescribeLogDirsPartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeLogDirsResponse_DescribeLogDirsResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("LogDir", "log_dir", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]DescribeLogDirsTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeLogDirsResponse_DescribeLogDirsTopic,
+            False,
+        ),
+        FieldInfo(
+            "TotalBytes", "total_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "UsableBytes", "usable_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    error_code: int = 0
+    log_dir: str = ""
+    topics: list[_DescribeLogDirsResponse_DescribeLogDirsTopic] = field(default_factory=list)
+    total_bytes: int = -1
+    usable_bytes: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeLogDirsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]DescribeLogDirsResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeLogDirsResponse_DescribeLogDirsResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeLogDirsResponse_v0,
+        _read_DescribeLogDirsResponse_v0,
+        _read_DescribeLogDirsResponse_v2,
+        _read_DescribeLogDirsResponse_v3,
+        _read_DescribeLogDirsResponse_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeLogDirsResponse_v0,
+        _write_DescribeLogDirsResponse_v1,
+        _write_DescribeLogDirsResponse_v2,
+        _write_DescribeLogDirsResponse_v3,
+        _write_DescribeLogDirsResponse_v4,
+    )
+    NAME: ClassVar[str] = "DescribeLogDirsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 35
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    DescribeLogDirsResult = _DescribeLogDirsResponse_DescribeLogDirsResult
+    DescribeLogDirsTopic = _DescribeLogDirsResponse_DescribeLogDirsTopic
+    DescribeLogDirsPartition = _DescribeLogDirsResponse_DescribeLogDirsPartition
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    results: list[_DescribeLogDirsResponse_DescribeLogDirsResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,94 +45,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int64_int32_int32_int64_int32_int64 = Struct(">qiiqiq")
 
 
-@dataclass(slots=True)
-class _DescribeProducersRequest_TopicRequest:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeProducersRequest_TopicRequest.__qualname__ = "DescribeProducersRequest.TopicRequest"
-
-
-@dataclass(slots=True)
-class DescribeProducersRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeProducersRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 61
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicRequest = _DescribeProducersRequest_TopicRequest
-    topics: list[_DescribeProducersRequest_TopicRequest] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeProducersResponse_ProducerState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    last_sequence: int = -1
-    last_timestamp: int = -1
-    coordinator_epoch: int = 0
-    current_txn_start_offset: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeProducersResponse_ProducerState.__qualname__ = "DescribeProducersResponse.ProducerState"
-
-
-@dataclass(slots=True)
-class _DescribeProducersResponse_PartitionResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    active_producers: list[_DescribeProducersResponse_ProducerState] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeProducersResponse_PartitionResponse.__qualname__ = (
-    "DescribeProducersResponse.PartitionResponse"
-)
-
-
-@dataclass(slots=True)
-class _DescribeProducersResponse_TopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_DescribeProducersResponse_PartitionResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeProducersResponse_TopicResponse.__qualname__ = "DescribeProducersResponse.TopicResponse"
-
-
-@dataclass(slots=True)
-class DescribeProducersResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeProducersResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 61
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicResponse = _DescribeProducersResponse_TopicResponse
-    PartitionResponse = _DescribeProducersResponse_PartitionResponse
-    ProducerState = _DescribeProducersResponse_ProducerState
-    throttle_time_ms: int = 0
-    topics: list[_DescribeProducersResponse_TopicResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeProducersRequest_TopicRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeProducersRequest_TopicRequest, int]:
+    o = new_instance(_DescribeProducersRequest_TopicRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -203,7 +120,10 @@ def _read_DescribeProducersRequest_TopicRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeProducersRequest_TopicRequest(f_name, f_partition_indexes, unknown), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeProducersRequest_TopicRequest_v0(
@@ -241,6 +161,7 @@ def _write_DescribeProducersRequest_TopicRequest_v0(
 def _read_DescribeProducersRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeProducersRequest, int]:
+    o = new_instance(DescribeProducersRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -290,7 +211,9 @@ def _read_DescribeProducersRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeProducersRequest(f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeProducersRequest_v0(o: DescribeProducersRequest, out: bytearray) -> None:
@@ -314,14 +237,15 @@ def _write_DescribeProducersRequest_v0(o: DescribeProducersRequest, out: bytearr
 def _read_DescribeProducersResponse_ProducerState_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeProducersResponse_ProducerState, int]:
+    o = new_instance(_DescribeProducersResponse_ProducerState)
     try:
         (
-            f_producer_id,
-            f_producer_epoch,
-            f_last_sequence,
-            f_last_timestamp,
-            f_coordinator_epoch,
-            f_current_txn_start_offset,
+            o.producer_id,
+            o.producer_epoch,
+            o.last_sequence,
+            o.last_timestamp,
+            o.coordinator_epoch,
+            o.current_txn_start_offset,
         ) = _ST_int64_int32_int32_int64_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -368,15 +292,8 @@ def _read_DescribeProducersResponse_ProducerState_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeProducersResponse_ProducerState(
-        f_producer_id,
-        f_producer_epoch,
-        f_last_sequence,
-        f_last_timestamp,
-        f_coordinator_epoch,
-        f_current_txn_start_offset,
-        unknown,
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeProducersResponse_ProducerState_v0(
@@ -399,8 +316,9 @@ def _write_DescribeProducersResponse_ProducerState_v0(
 def _read_DescribeProducersResponse_PartitionResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeProducersResponse_PartitionResponse, int]:
+    o = new_instance(_DescribeProducersResponse_PartitionResponse)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResponse.partition_index", 4), ("PartitionResponse.error_code", 2)),
@@ -479,9 +397,10 @@ def _read_DescribeProducersResponse_PartitionResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeProducersResponse_PartitionResponse(
-        f_partition_index, f_error_code, f_error_message, f_active_producers, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.active_producers = f_active_producers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeProducersResponse_PartitionResponse_v0(
@@ -521,6 +440,7 @@ def _write_DescribeProducersResponse_PartitionResponse_v0(
 def _read_DescribeProducersResponse_TopicResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeProducersResponse_TopicResponse, int]:
+    o = new_instance(_DescribeProducersResponse_TopicResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -592,7 +512,10 @@ def _read_DescribeProducersResponse_TopicResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeProducersResponse_TopicResponse(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeProducersResponse_TopicResponse_v0(
@@ -631,8 +554,9 @@ def _write_DescribeProducersResponse_TopicResponse_v0(
 def _read_DescribeProducersResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeProducersResponse, int]:
+    o = new_instance(DescribeProducersResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -685,7 +609,9 @@ def _read_DescribeProducersResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeProducersResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeProducersResponse_v0(o: DescribeProducersResponse, out: bytearray) -> None:
@@ -707,119 +633,225 @@ def _write_DescribeProducersResponse_v0(o: DescribeProducersResponse, out: bytea
         out.append(0)
 
 
-_DescribeProducersRequest_TopicRequest.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndexes",
-        "partition_indexes",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DescribeProducersRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicRequest",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeProducersRequest_TopicRequest,
-        False,
-    ),
-)
-DescribeProducersRequest._READERS = (_read_DescribeProducersRequest_v0,)
-DescribeProducersRequest._WRITERS = (_write_DescribeProducersRequest_v0,)
+@dataclass(slots=True)
+class _DescribeProducersRequest_TopicRequest:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndexes",
+            "partition_indexes",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_indexes: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeProducersResponse_ProducerState.FIELDS = (
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LastSequence", "last_sequence", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LastTimestamp", "last_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CoordinatorEpoch",
-        "coordinator_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CurrentTxnStartOffset",
-        "current_txn_start_offset",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_DescribeProducersResponse_PartitionResponse.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ActiveProducers",
-        "active_producers",
-        "[]ProducerState",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeProducersResponse_ProducerState,
-        False,
-    ),
-)
-_DescribeProducersResponse_TopicResponse.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeProducersResponse_PartitionResponse,
-        False,
-    ),
-)
-DescribeProducersResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeProducersResponse_TopicResponse,
-        False,
-    ),
-)
-DescribeProducersResponse._READERS = (_read_DescribeProducersResponse_v0,)
-DescribeProducersResponse._WRITERS = (_write_DescribeProducersResponse_v0,)
+
+@dataclass(slots=True)
+class DescribeProducersRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicRequest",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeProducersRequest_TopicRequest,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeProducersRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeProducersRequest_v0,)
+    NAME: ClassVar[str] = "DescribeProducersRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 61
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicRequest = _DescribeProducersRequest_TopicRequest
+    topics: list[_DescribeProducersRequest_TopicRequest] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeProducersResponse_ProducerState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastSequence", "last_sequence", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastTimestamp",
+            "last_timestamp",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CoordinatorEpoch",
+            "coordinator_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CurrentTxnStartOffset",
+            "current_txn_start_offset",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    producer_id: ProducerId = 0
+    producer_epoch: int = 0
+    last_sequence: int = -1
+    last_timestamp: int = -1
+    coordinator_epoch: int = 0
+    current_txn_start_offset: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeProducersResponse_PartitionResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ActiveProducers",
+            "active_producers",
+            "[]ProducerState",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeProducersResponse_ProducerState,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    active_producers: list[_DescribeProducersResponse_ProducerState] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeProducersResponse_TopicResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeProducersResponse_PartitionResponse,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_DescribeProducersResponse_PartitionResponse] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeProducersResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeProducersResponse_TopicResponse,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeProducersResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeProducersResponse_v0,)
+    NAME: ClassVar[str] = "DescribeProducersResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 61
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicResponse = _DescribeProducersResponse_TopicResponse
+    PartitionResponse = _DescribeProducersResponse_PartitionResponse
+    ProducerState = _DescribeProducersResponse_ProducerState
+    throttle_time_ms: int = 0
+    topics: list[_DescribeProducersResponse_TopicResponse] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -48,135 +49,12 @@ _ST_int64_int64_int64 = Struct(">qqq")
 _ST_uint16 = Struct(">H")
 
 
-@dataclass(slots=True)
-class _DescribeQuorumRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeQuorumRequest_PartitionData.__qualname__ = "DescribeQuorumRequest.PartitionData"
-
-
-@dataclass(slots=True)
-class _DescribeQuorumRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_DescribeQuorumRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeQuorumRequest_TopicData.__qualname__ = "DescribeQuorumRequest.TopicData"
-
-
-@dataclass(slots=True)
-class DescribeQuorumRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeQuorumRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 55
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _DescribeQuorumRequest_TopicData
-    PartitionData = _DescribeQuorumRequest_PartitionData
-    topics: list[_DescribeQuorumRequest_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeQuorumResponse_ReplicaState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    replica_id: BrokerId = 0
-    replica_directory_id: UUID = ZERO_UUID
-    log_end_offset: int = 0
-    last_fetch_timestamp: int = -1
-    last_caught_up_timestamp: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeQuorumResponse_ReplicaState.__qualname__ = "DescribeQuorumResponse.ReplicaState"
-
-
-@dataclass(slots=True)
-class _DescribeQuorumResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    high_watermark: int = 0
-    current_voters: list[_DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
-    observers: list[_DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeQuorumResponse_PartitionData.__qualname__ = "DescribeQuorumResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _DescribeQuorumResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_DescribeQuorumResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeQuorumResponse_TopicData.__qualname__ = "DescribeQuorumResponse.TopicData"
-
-
-@dataclass(slots=True)
-class _DescribeQuorumResponse_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeQuorumResponse_Listener.__qualname__ = "DescribeQuorumResponse.Listener"
-
-
-@dataclass(slots=True)
-class _DescribeQuorumResponse_Node:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    listeners: list[_DescribeQuorumResponse_Listener] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeQuorumResponse_Node.__qualname__ = "DescribeQuorumResponse.Node"
-
-
-@dataclass(slots=True)
-class DescribeQuorumResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeQuorumResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 55
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReplicaState = _DescribeQuorumResponse_ReplicaState
-    TopicData = _DescribeQuorumResponse_TopicData
-    PartitionData = _DescribeQuorumResponse_PartitionData
-    Node = _DescribeQuorumResponse_Node
-    Listener = _DescribeQuorumResponse_Listener
-    error_code: int = 0
-    error_message: str | None = ""
-    topics: list[_DescribeQuorumResponse_TopicData] = field(default_factory=list)
-    nodes: list[_DescribeQuorumResponse_Node] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeQuorumRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumRequest_PartitionData, int]:
+    o = new_instance(_DescribeQuorumRequest_PartitionData)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionData.partition_index", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -211,7 +89,8 @@ def _read_DescribeQuorumRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumRequest_PartitionData(f_partition_index, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumRequest_PartitionData_v0(
@@ -227,6 +106,7 @@ def _write_DescribeQuorumRequest_PartitionData_v0(
 def _read_DescribeQuorumRequest_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumRequest_TopicData, int]:
+    o = new_instance(_DescribeQuorumRequest_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -298,7 +178,10 @@ def _read_DescribeQuorumRequest_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumRequest_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumRequest_TopicData_v0(
@@ -335,6 +218,7 @@ def _write_DescribeQuorumRequest_TopicData_v0(
 
 
 def _read_DescribeQuorumRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeQuorumRequest, int]:
+    o = new_instance(DescribeQuorumRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -384,7 +268,9 @@ def _read_DescribeQuorumRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeQ
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeQuorumRequest(f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumRequest_v0(o: DescribeQuorumRequest, out: bytearray) -> None:
@@ -408,13 +294,14 @@ def _write_DescribeQuorumRequest_v0(o: DescribeQuorumRequest, out: bytearray) ->
 def _read_DescribeQuorumResponse_ReplicaState_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_ReplicaState, int]:
+    o = new_instance(_DescribeQuorumResponse_ReplicaState)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ReplicaState.replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_log_end_offset,) = _ST_int64.unpack_from(buf, pos)
+        (o.log_end_offset,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ReplicaState.log_end_offset", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -449,21 +336,24 @@ def _read_DescribeQuorumResponse_ReplicaState_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_ReplicaState(
-        f_replica_id, ZERO_UUID, f_log_end_offset, -1, -1, unknown
-    ), pos
+    o.replica_directory_id = ZERO_UUID
+    o.last_fetch_timestamp = -1
+    o.last_caught_up_timestamp = -1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_ReplicaState_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_ReplicaState, int]:
+    o = new_instance(_DescribeQuorumResponse_ReplicaState)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ReplicaState.replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_log_end_offset, f_last_fetch_timestamp, f_last_caught_up_timestamp = (
+        o.log_end_offset, o.last_fetch_timestamp, o.last_caught_up_timestamp = (
             _ST_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -508,26 +398,22 @@ def _read_DescribeQuorumResponse_ReplicaState_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_ReplicaState(
-        f_replica_id,
-        ZERO_UUID,
-        f_log_end_offset,
-        f_last_fetch_timestamp,
-        f_last_caught_up_timestamp,
-        unknown,
-    ), pos
+    o.replica_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_ReplicaState_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_ReplicaState, int]:
+    o = new_instance(_DescribeQuorumResponse_ReplicaState)
     try:
         (
-            f_replica_id,
+            o.replica_id,
             f_replica_directory_id,
-            f_log_end_offset,
-            f_last_fetch_timestamp,
-            f_last_caught_up_timestamp,
+            o.log_end_offset,
+            o.last_fetch_timestamp,
+            o.last_caught_up_timestamp,
         ) = _ST_int32_uuid_int64_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -573,14 +459,9 @@ def _read_DescribeQuorumResponse_ReplicaState_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_ReplicaState(
-        f_replica_id,
-        uuid_from_bytes(f_replica_directory_id),
-        f_log_end_offset,
-        f_last_fetch_timestamp,
-        f_last_caught_up_timestamp,
-        unknown,
-    ), pos
+    o.replica_directory_id = uuid_from_bytes(f_replica_directory_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumResponse_ReplicaState_v0(
@@ -630,8 +511,9 @@ def _write_DescribeQuorumResponse_ReplicaState_v2(
 def _read_DescribeQuorumResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_PartitionData, int]:
+    o = new_instance(_DescribeQuorumResponse_PartitionData)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.error_code", 2)),
@@ -640,7 +522,7 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
         ) from None
     pos += 6
     try:
-        f_leader_id, f_leader_epoch, f_high_watermark = _ST_int32_int32_int64.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, o.high_watermark = _ST_int32_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -719,24 +601,19 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        "",
-        f_leader_id,
-        f_leader_epoch,
-        f_high_watermark,
-        f_current_voters,
-        f_observers,
-        unknown,
-    ), pos
+    o.error_message = ""
+    o.current_voters = f_current_voters
+    o.observers = f_observers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_PartitionData, int]:
+    o = new_instance(_DescribeQuorumResponse_PartitionData)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.error_code", 2)),
@@ -745,7 +622,7 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
         ) from None
     pos += 6
     try:
-        f_leader_id, f_leader_epoch, f_high_watermark = _ST_int32_int32_int64.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, o.high_watermark = _ST_int32_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -824,24 +701,19 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        "",
-        f_leader_id,
-        f_leader_epoch,
-        f_high_watermark,
-        f_current_voters,
-        f_observers,
-        unknown,
-    ), pos
+    o.error_message = ""
+    o.current_voters = f_current_voters
+    o.observers = f_observers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_PartitionData_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_PartitionData, int]:
+    o = new_instance(_DescribeQuorumResponse_PartitionData)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.error_code", 2)),
@@ -872,7 +744,7 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
             raise bad_utf8("PartitionData.error_message", pos) from None
         pos = end2
     try:
-        f_leader_id, f_leader_epoch, f_high_watermark = _ST_int32_int32_int64.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, o.high_watermark = _ST_int32_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -951,17 +823,11 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_error_message,
-        f_leader_id,
-        f_leader_epoch,
-        f_high_watermark,
-        f_current_voters,
-        f_observers,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.current_voters = f_current_voters
+    o.observers = f_observers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumResponse_PartitionData_v0(
@@ -1079,6 +945,7 @@ def _write_DescribeQuorumResponse_PartitionData_v2(
 def _read_DescribeQuorumResponse_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_TopicData, int]:
+    o = new_instance(_DescribeQuorumResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1150,12 +1017,16 @@ def _read_DescribeQuorumResponse_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_TopicData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_TopicData, int]:
+    o = new_instance(_DescribeQuorumResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1227,12 +1098,16 @@ def _read_DescribeQuorumResponse_TopicData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_TopicData_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_TopicData, int]:
+    o = new_instance(_DescribeQuorumResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1304,7 +1179,10 @@ def _read_DescribeQuorumResponse_TopicData_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumResponse_TopicData_v0(
@@ -1409,6 +1287,7 @@ def _write_DescribeQuorumResponse_TopicData_v2(
 def _read_DescribeQuorumResponse_Listener_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_Listener, int]:
+    o = new_instance(_DescribeQuorumResponse_Listener)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1454,7 +1333,7 @@ def _read_DescribeQuorumResponse_Listener_v2(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Listener.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1489,7 +1368,10 @@ def _read_DescribeQuorumResponse_Listener_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_Listener(f_name, f_host, f_port, unknown), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumResponse_Listener_v2(
@@ -1531,8 +1413,9 @@ def _write_DescribeQuorumResponse_Listener_v2(
 def _read_DescribeQuorumResponse_Node_v2(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeQuorumResponse_Node, int]:
+    o = new_instance(_DescribeQuorumResponse_Node)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Node.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1585,7 +1468,9 @@ def _read_DescribeQuorumResponse_Node_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeQuorumResponse_Node(f_node_id, f_listeners, unknown), pos
+    o.listeners = f_listeners
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumResponse_Node_v2(o: _DescribeQuorumResponse_Node, out: bytearray) -> None:
@@ -1610,8 +1495,9 @@ def _write_DescribeQuorumResponse_Node_v2(o: _DescribeQuorumResponse_Node, out: 
 def _read_DescribeQuorumResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeQuorumResponse, int]:
+    o = new_instance(DescribeQuorumResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1664,14 +1550,19 @@ def _read_DescribeQuorumResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeQuorumResponse(f_error_code, "", f_topics, [], unknown), pos
+    o.error_message = ""
+    o.topics = f_topics
+    o.nodes = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[DescribeQuorumResponse, int]:
+    o = new_instance(DescribeQuorumResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1724,14 +1615,19 @@ def _read_DescribeQuorumResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeQuorumResponse(f_error_code, "", f_topics, [], unknown), pos
+    o.error_message = ""
+    o.topics = f_topics
+    o.nodes = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_DescribeQuorumResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[DescribeQuorumResponse, int]:
+    o = new_instance(DescribeQuorumResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1824,7 +1720,11 @@ def _read_DescribeQuorumResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeQuorumResponse(f_error_code, f_error_message, f_topics, f_nodes, unknown), pos
+    o.error_message = f_error_message
+    o.topics = f_topics
+    o.nodes = f_nodes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeQuorumResponse_v0(o: DescribeQuorumResponse, out: bytearray) -> None:
@@ -1912,194 +1812,335 @@ def _write_DescribeQuorumResponse_v2(o: DescribeQuorumResponse, out: bytearray) 
         out.append(0)
 
 
-_DescribeQuorumRequest_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_DescribeQuorumRequest_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumRequest_PartitionData,
-        False,
-    ),
-)
-DescribeQuorumRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumRequest_TopicData,
-        False,
-    ),
-)
-DescribeQuorumRequest._READERS = (
-    _read_DescribeQuorumRequest_v0,
-    _read_DescribeQuorumRequest_v0,
-    _read_DescribeQuorumRequest_v0,
-)
-DescribeQuorumRequest._WRITERS = (
-    _write_DescribeQuorumRequest_v0,
-    _write_DescribeQuorumRequest_v0,
-    _write_DescribeQuorumRequest_v0,
-)
+@dataclass(slots=True)
+class _DescribeQuorumRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeQuorumResponse_ReplicaState.FIELDS = (
-    FieldInfo("ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ReplicaDirectoryId",
-        "replica_directory_id",
-        "uuid",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LogEndOffset", "log_end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LastFetchTimestamp",
-        "last_fetch_timestamp",
-        "int64",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LastCaughtUpTimestamp",
-        "last_caught_up_timestamp",
-        "int64",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_DescribeQuorumResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "HighWatermark", "high_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CurrentVoters",
-        "current_voters",
-        "[]ReplicaState",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumResponse_ReplicaState,
-        False,
-    ),
-    FieldInfo(
-        "Observers",
-        "observers",
-        "[]ReplicaState",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumResponse_ReplicaState,
-        False,
-    ),
-)
-_DescribeQuorumResponse_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumResponse_PartitionData,
-        False,
-    ),
-)
-_DescribeQuorumResponse_Listener.FIELDS = (
-    FieldInfo("Name", "name", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (2, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DescribeQuorumResponse_Node.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Listeners",
-        "listeners",
-        "[]Listener",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumResponse_Listener,
-        False,
-    ),
-)
-DescribeQuorumResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumResponse_TopicData,
-        False,
-    ),
-    FieldInfo(
-        "Nodes",
-        "nodes",
-        "[]Node",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeQuorumResponse_Node,
-        False,
-    ),
-)
-DescribeQuorumResponse._READERS = (
-    _read_DescribeQuorumResponse_v0,
-    _read_DescribeQuorumResponse_v1,
-    _read_DescribeQuorumResponse_v2,
-)
-DescribeQuorumResponse._WRITERS = (
-    _write_DescribeQuorumResponse_v0,
-    _write_DescribeQuorumResponse_v1,
-    _write_DescribeQuorumResponse_v2,
-)
+
+@dataclass(slots=True)
+class _DescribeQuorumRequest_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_DescribeQuorumRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeQuorumRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumRequest_TopicData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeQuorumRequest_v0,
+        _read_DescribeQuorumRequest_v0,
+        _read_DescribeQuorumRequest_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeQuorumRequest_v0,
+        _write_DescribeQuorumRequest_v0,
+        _write_DescribeQuorumRequest_v0,
+    )
+    NAME: ClassVar[str] = "DescribeQuorumRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 55
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicData = _DescribeQuorumRequest_TopicData
+    PartitionData = _DescribeQuorumRequest_PartitionData
+    topics: list[_DescribeQuorumRequest_TopicData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeQuorumResponse_ReplicaState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ReplicaDirectoryId",
+            "replica_directory_id",
+            "uuid",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LogEndOffset", "log_end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastFetchTimestamp",
+            "last_fetch_timestamp",
+            "int64",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastCaughtUpTimestamp",
+            "last_caught_up_timestamp",
+            "int64",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    replica_id: BrokerId = 0
+    replica_directory_id: UUID = ZERO_UUID
+    log_end_offset: int = 0
+    last_fetch_timestamp: int = -1
+    last_caught_up_timestamp: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeQuorumResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (2, 32767),
+            (2, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "HighWatermark",
+            "high_watermark",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CurrentVoters",
+            "current_voters",
+            "[]ReplicaState",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumResponse_ReplicaState,
+            False,
+        ),
+        FieldInfo(
+            "Observers",
+            "observers",
+            "[]ReplicaState",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumResponse_ReplicaState,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    high_watermark: int = 0
+    current_voters: list[_DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
+    observers: list[_DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeQuorumResponse_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_DescribeQuorumResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeQuorumResponse_Listener:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (2, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeQuorumResponse_Node:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Listeners",
+            "listeners",
+            "[]Listener",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumResponse_Listener,
+            False,
+        ),
+    )
+    node_id: BrokerId = 0
+    listeners: list[_DescribeQuorumResponse_Listener] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeQuorumResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (2, 32767),
+            (2, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumResponse_TopicData,
+            False,
+        ),
+        FieldInfo(
+            "Nodes",
+            "nodes",
+            "[]Node",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeQuorumResponse_Node,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_DescribeQuorumResponse_v0,
+        _read_DescribeQuorumResponse_v1,
+        _read_DescribeQuorumResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_DescribeQuorumResponse_v0,
+        _write_DescribeQuorumResponse_v1,
+        _write_DescribeQuorumResponse_v2,
+    )
+    NAME: ClassVar[str] = "DescribeQuorumResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 55
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ReplicaState = _DescribeQuorumResponse_ReplicaState
+    TopicData = _DescribeQuorumResponse_TopicData
+    PartitionData = _DescribeQuorumResponse_PartitionData
+    Node = _DescribeQuorumResponse_Node
+    Listener = _DescribeQuorumResponse_Listener
+    error_code: int = 0
+    error_message: str | None = ""
+    topics: list[_DescribeQuorumResponse_TopicData] = field(default_factory=list)
+    nodes: list[_DescribeQuorumResponse_Node] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,125 +47,10 @@ _ST_int8 = Struct(">b")
 _ST_uuid_bool = Struct(">16s?")
 
 
-@dataclass(slots=True)
-class _DescribeTopicPartitionsRequest_TopicRequest:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeTopicPartitionsRequest_TopicRequest.__qualname__ = (
-    "DescribeTopicPartitionsRequest.TopicRequest"
-)
-
-
-@dataclass(slots=True)
-class _DescribeTopicPartitionsRequest_Cursor:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeTopicPartitionsRequest_Cursor.__qualname__ = "DescribeTopicPartitionsRequest.Cursor"
-
-
-@dataclass(slots=True)
-class DescribeTopicPartitionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeTopicPartitionsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 75
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicRequest = _DescribeTopicPartitionsRequest_TopicRequest
-    Cursor = _DescribeTopicPartitionsRequest_Cursor
-    topics: list[_DescribeTopicPartitionsRequest_TopicRequest] = field(default_factory=list)
-    response_partition_limit: int = 2000
-    cursor: _DescribeTopicPartitionsRequest_Cursor | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    partition_index: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = -1
-    replica_nodes: list[BrokerId] = field(default_factory=list)
-    isr_nodes: list[BrokerId] = field(default_factory=list)
-    eligible_leader_replicas: list[BrokerId] | None = None
-    last_known_elr: list[BrokerId] | None = None
-    offline_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition.__qualname__ = (
-    "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition"
-)
-
-
-@dataclass(slots=True)
-class _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    name: TopicName | None = ""
-    topic_id: UUID = ZERO_UUID
-    is_internal: bool = False
-    partitions: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition] = (
-        field(default_factory=list)
-    )
-    topic_authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic.__qualname__ = (
-    "DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic"
-)
-
-
-@dataclass(slots=True)
-class _DescribeTopicPartitionsResponse_Cursor:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeTopicPartitionsResponse_Cursor.__qualname__ = "DescribeTopicPartitionsResponse.Cursor"
-
-
-@dataclass(slots=True)
-class DescribeTopicPartitionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeTopicPartitionsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 75
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DescribeTopicPartitionsResponseTopic = (
-        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic
-    )
-    DescribeTopicPartitionsResponsePartition = (
-        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition
-    )
-    Cursor = _DescribeTopicPartitionsResponse_Cursor
-    throttle_time_ms: int = 0
-    topics: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic] = field(
-        default_factory=list
-    )
-    next_cursor: _DescribeTopicPartitionsResponse_Cursor | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeTopicPartitionsRequest_TopicRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeTopicPartitionsRequest_TopicRequest, int]:
+    o = new_instance(_DescribeTopicPartitionsRequest_TopicRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -218,7 +104,9 @@ def _read_DescribeTopicPartitionsRequest_TopicRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeTopicPartitionsRequest_TopicRequest(f_name, unknown), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTopicPartitionsRequest_TopicRequest_v0(
@@ -246,6 +134,7 @@ def _write_DescribeTopicPartitionsRequest_TopicRequest_v0(
 def _read_DescribeTopicPartitionsRequest_Cursor_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeTopicPartitionsRequest_Cursor, int]:
+    o = new_instance(_DescribeTopicPartitionsRequest_Cursor)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -269,7 +158,7 @@ def _read_DescribeTopicPartitionsRequest_Cursor_v0(
             raise bad_utf8("Cursor.topic_name", pos) from None
         pos = end2
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Cursor.partition_index", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -304,7 +193,9 @@ def _read_DescribeTopicPartitionsRequest_Cursor_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeTopicPartitionsRequest_Cursor(f_topic_name, f_partition_index, unknown), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTopicPartitionsRequest_Cursor_v0(
@@ -333,6 +224,7 @@ def _write_DescribeTopicPartitionsRequest_Cursor_v0(
 def _read_DescribeTopicPartitionsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeTopicPartitionsRequest, int]:
+    o = new_instance(DescribeTopicPartitionsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -352,7 +244,7 @@ def _read_DescribeTopicPartitionsRequest_v0(
             item2, pos = _read_DescribeTopicPartitionsRequest_TopicRequest_v0(buf, pos)
             f_topics.append(item2)
     try:
-        (f_response_partition_limit,) = _ST_int32.unpack_from(buf, pos)
+        (o.response_partition_limit,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("response_partition_limit", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -397,9 +289,10 @@ def _read_DescribeTopicPartitionsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeTopicPartitionsRequest(
-        f_topics, f_response_partition_limit, f_cursor, unknown
-    ), pos
+    o.topics = f_topics
+    o.cursor = f_cursor
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTopicPartitionsRequest_v0(
@@ -432,8 +325,9 @@ def _write_DescribeTopicPartitionsRequest_v0(
 def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, int]:
+    o = new_instance(_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition)
     try:
-        f_error_code, f_partition_index, f_leader_id, f_leader_epoch = (
+        o.error_code, o.partition_index, o.leader_id, o.leader_epoch = (
             _ST_int16_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -630,18 +524,13 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartiti
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition(
-        f_error_code,
-        f_partition_index,
-        f_leader_id,
-        f_leader_epoch,
-        f_replica_nodes,
-        f_isr_nodes,
-        f_eligible_leader_replicas,
-        f_last_known_elr,
-        f_offline_replicas,
-        unknown,
-    ), pos
+    o.replica_nodes = f_replica_nodes
+    o.isr_nodes = f_isr_nodes
+    o.eligible_leader_replicas = f_eligible_leader_replicas
+    o.last_known_elr = f_last_known_elr
+    o.offline_replicas = f_offline_replicas
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(
@@ -709,8 +598,9 @@ def _write_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartit
 def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, int]:
+    o = new_instance(_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeTopicPartitionsResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -739,7 +629,7 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v
             raise bad_utf8("DescribeTopicPartitionsResponseTopic.name", pos) from None
         pos = end2
     try:
-        f_topic_id, f_is_internal = _ST_uuid_bool.unpack_from(buf, pos)
+        f_topic_id, o.is_internal = _ST_uuid_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -777,7 +667,7 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v
             )
             f_partitions.append(item4)
     try:
-        (f_topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeTopicPartitionsResponseTopic.topic_authorized_operations", 4),),
@@ -827,15 +717,11 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic(
-        f_error_code,
-        f_name,
-        uuid_from_bytes(f_topic_id),
-        f_is_internal,
-        f_partitions,
-        f_topic_authorized_operations,
-        unknown,
-    ), pos
+    o.name = f_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(
@@ -879,6 +765,7 @@ def _write_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_
 def _read_DescribeTopicPartitionsResponse_Cursor_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeTopicPartitionsResponse_Cursor, int]:
+    o = new_instance(_DescribeTopicPartitionsResponse_Cursor)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -902,7 +789,7 @@ def _read_DescribeTopicPartitionsResponse_Cursor_v0(
             raise bad_utf8("Cursor.topic_name", pos) from None
         pos = end2
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Cursor.partition_index", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -937,7 +824,9 @@ def _read_DescribeTopicPartitionsResponse_Cursor_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeTopicPartitionsResponse_Cursor(f_topic_name, f_partition_index, unknown), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTopicPartitionsResponse_Cursor_v0(
@@ -966,8 +855,9 @@ def _write_DescribeTopicPartitionsResponse_Cursor_v0(
 def _read_DescribeTopicPartitionsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeTopicPartitionsResponse, int]:
+    o = new_instance(DescribeTopicPartitionsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1034,9 +924,10 @@ def _read_DescribeTopicPartitionsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeTopicPartitionsResponse(
-        f_throttle_time_ms, f_topics, f_next_cursor, unknown
-    ), pos
+    o.topics = f_topics
+    o.next_cursor = f_next_cursor
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTopicPartitionsResponse_v0(
@@ -1068,160 +959,297 @@ def _write_DescribeTopicPartitionsResponse_v0(
         out.append(0)
 
 
-_DescribeTopicPartitionsRequest_TopicRequest.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DescribeTopicPartitionsRequest_Cursor.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DescribeTopicPartitionsRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicRequest",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeTopicPartitionsRequest_TopicRequest,
-        False,
-    ),
-    FieldInfo(
-        "ResponsePartitionLimit",
-        "response_partition_limit",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Cursor",
-        "cursor",
-        "Cursor",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _DescribeTopicPartitionsRequest_Cursor,
-        False,
-    ),
-)
-DescribeTopicPartitionsRequest._READERS = (_read_DescribeTopicPartitionsRequest_v0,)
-DescribeTopicPartitionsRequest._WRITERS = (_write_DescribeTopicPartitionsRequest_v0,)
+@dataclass(slots=True)
+class _DescribeTopicPartitionsRequest_TopicRequest:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: TopicName = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ReplicaNodes", "replica_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "EligibleLeaderReplicas",
-        "eligible_leader_replicas",
-        "[]int32",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LastKnownElr",
-        "last_known_elr",
-        "[]int32",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "OfflineReplicas",
-        "offline_replicas",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("IsInternal", "is_internal", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]DescribeTopicPartitionsResponsePartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition,
-        False,
-    ),
-    FieldInfo(
-        "TopicAuthorizedOperations",
-        "topic_authorized_operations",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_DescribeTopicPartitionsResponse_Cursor.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-DescribeTopicPartitionsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]DescribeTopicPartitionsResponseTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic,
-        False,
-    ),
-    FieldInfo(
-        "NextCursor",
-        "next_cursor",
-        "Cursor",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _DescribeTopicPartitionsResponse_Cursor,
-        False,
-    ),
-)
-DescribeTopicPartitionsResponse._READERS = (_read_DescribeTopicPartitionsResponse_v0,)
-DescribeTopicPartitionsResponse._WRITERS = (_write_DescribeTopicPartitionsResponse_v0,)
+
+@dataclass(slots=True)
+class _DescribeTopicPartitionsRequest_Cursor:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeTopicPartitionsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicRequest",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeTopicPartitionsRequest_TopicRequest,
+            False,
+        ),
+        FieldInfo(
+            "ResponsePartitionLimit",
+            "response_partition_limit",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Cursor",
+            "cursor",
+            "Cursor",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _DescribeTopicPartitionsRequest_Cursor,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTopicPartitionsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTopicPartitionsRequest_v0,)
+    NAME: ClassVar[str] = "DescribeTopicPartitionsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 75
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicRequest = _DescribeTopicPartitionsRequest_TopicRequest
+    Cursor = _DescribeTopicPartitionsRequest_Cursor
+    topics: list[_DescribeTopicPartitionsRequest_TopicRequest] = field(default_factory=list)
+    response_partition_limit: int = 2000
+    cursor: _DescribeTopicPartitionsRequest_Cursor | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ReplicaNodes",
+            "replica_nodes",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EligibleLeaderReplicas",
+            "eligible_leader_replicas",
+            "[]int32",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastKnownElr",
+            "last_known_elr",
+            "[]int32",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "OfflineReplicas",
+            "offline_replicas",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    partition_index: int = 0
+    leader_id: BrokerId = 0
+    leader_epoch: int = -1
+    replica_nodes: list[BrokerId] = field(default_factory=list)
+    isr_nodes: list[BrokerId] = field(default_factory=list)
+    eligible_leader_replicas: list[BrokerId] | None = None
+    last_known_elr: list[BrokerId] | None = None
+    offline_replicas: list[BrokerId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "IsInternal", "is_internal", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]DescribeTopicPartitionsResponsePartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition,
+            False,
+        ),
+        FieldInfo(
+            "TopicAuthorizedOperations",
+            "topic_authorized_operations",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    name: TopicName | None = ""
+    topic_id: UUID = ZERO_UUID
+    is_internal: bool = False
+    partitions: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition] = (
+        field(default_factory=list)
+    )
+    topic_authorized_operations: int = -2147483648
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeTopicPartitionsResponse_Cursor:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeTopicPartitionsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]DescribeTopicPartitionsResponseTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic,
+            False,
+        ),
+        FieldInfo(
+            "NextCursor",
+            "next_cursor",
+            "Cursor",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _DescribeTopicPartitionsResponse_Cursor,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTopicPartitionsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTopicPartitionsResponse_v0,)
+    NAME: ClassVar[str] = "DescribeTopicPartitionsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 75
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    DescribeTopicPartitionsResponseTopic = (
+        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic
+    )
+    DescribeTopicPartitionsResponsePartition = (
+        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition
+    )
+    Cursor = _DescribeTopicPartitionsResponse_Cursor
+    throttle_time_ms: int = 0
+    topics: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic] = field(
+        default_factory=list
+    )
+    next_cursor: _DescribeTopicPartitionsResponse_Cursor | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,72 +45,10 @@ _ST_int32 = Struct(">i")
 _ST_int32_int64_int64_int16 = Struct(">iqqh")
 
 
-@dataclass(slots=True)
-class DescribeTransactionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeTransactionsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 65
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    transactional_ids: list[TransactionalId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeTransactionsResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeTransactionsResponse_TopicData.__qualname__ = "DescribeTransactionsResponse.TopicData"
-
-
-@dataclass(slots=True)
-class _DescribeTransactionsResponse_TransactionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    transactional_id: TransactionalId = ""
-    transaction_state: str = ""
-    transaction_timeout_ms: int = 0
-    transaction_start_time_ms: int = 0
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    topics: list[_DescribeTransactionsResponse_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeTransactionsResponse_TransactionState.__qualname__ = (
-    "DescribeTransactionsResponse.TransactionState"
-)
-
-
-@dataclass(slots=True)
-class DescribeTransactionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeTransactionsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 65
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TransactionState = _DescribeTransactionsResponse_TransactionState
-    TopicData = _DescribeTransactionsResponse_TopicData
-    throttle_time_ms: int = 0
-    transaction_states: list[_DescribeTransactionsResponse_TransactionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeTransactionsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeTransactionsRequest, int]:
+    o = new_instance(DescribeTransactionsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -180,7 +119,9 @@ def _read_DescribeTransactionsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeTransactionsRequest(f_transactional_ids, unknown), pos
+    o.transactional_ids = f_transactional_ids
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTransactionsRequest_v0(o: DescribeTransactionsRequest, out: bytearray) -> None:
@@ -216,6 +157,7 @@ def _write_DescribeTransactionsRequest_v0(o: DescribeTransactionsRequest, out: b
 def _read_DescribeTransactionsResponse_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeTransactionsResponse_TopicData, int]:
+    o = new_instance(_DescribeTransactionsResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -287,7 +229,10 @@ def _read_DescribeTransactionsResponse_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeTransactionsResponse_TopicData(f_topic, f_partitions, unknown), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTransactionsResponse_TopicData_v0(
@@ -325,8 +270,9 @@ def _write_DescribeTransactionsResponse_TopicData_v0(
 def _read_DescribeTransactionsResponse_TransactionState_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeTransactionsResponse_TransactionState, int]:
+    o = new_instance(_DescribeTransactionsResponse_TransactionState)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("TransactionState.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -375,7 +321,7 @@ def _read_DescribeTransactionsResponse_TransactionState_v0(
             raise bad_utf8("TransactionState.transaction_state", pos) from None
         pos = end4
     try:
-        f_transaction_timeout_ms, f_transaction_start_time_ms, f_producer_id, f_producer_epoch = (
+        o.transaction_timeout_ms, o.transaction_start_time_ms, o.producer_id, o.producer_epoch = (
             _ST_int32_int64_int64_int16.unpack_from(buf, pos)
         )
     except struct_error:
@@ -439,17 +385,11 @@ def _read_DescribeTransactionsResponse_TransactionState_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeTransactionsResponse_TransactionState(
-        f_error_code,
-        f_transactional_id,
-        f_transaction_state,
-        f_transaction_timeout_ms,
-        f_transaction_start_time_ms,
-        f_producer_id,
-        f_producer_epoch,
-        f_topics,
-        unknown,
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.transaction_state = f_transaction_state
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTransactionsResponse_TransactionState_v0(
@@ -505,8 +445,9 @@ def _write_DescribeTransactionsResponse_TransactionState_v0(
 def _read_DescribeTransactionsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeTransactionsResponse, int]:
+    o = new_instance(DescribeTransactionsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -559,7 +500,9 @@ def _read_DescribeTransactionsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeTransactionsResponse(f_throttle_time_ms, f_transaction_states, unknown), pos
+    o.transaction_states = f_transaction_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeTransactionsResponse_v0(o: DescribeTransactionsResponse, out: bytearray) -> None:
@@ -581,103 +524,173 @@ def _write_DescribeTransactionsResponse_v0(o: DescribeTransactionsResponse, out:
         out.append(0)
 
 
-DescribeTransactionsRequest.FIELDS = (
-    FieldInfo(
-        "TransactionalIds",
-        "transactional_ids",
-        "[]string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DescribeTransactionsRequest._READERS = (_read_DescribeTransactionsRequest_v0,)
-DescribeTransactionsRequest._WRITERS = (_write_DescribeTransactionsRequest_v0,)
+@dataclass(slots=True)
+class DescribeTransactionsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalIds",
+            "transactional_ids",
+            "[]string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTransactionsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTransactionsRequest_v0,)
+    NAME: ClassVar[str] = "DescribeTransactionsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 65
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    transactional_ids: list[TransactionalId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeTransactionsResponse_TopicData.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DescribeTransactionsResponse_TransactionState.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TransactionState",
-        "transaction_state",
-        "string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TransactionTimeoutMs",
-        "transaction_timeout_ms",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TransactionStartTimeMs",
-        "transaction_start_time_ms",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeTransactionsResponse_TopicData,
-        False,
-    ),
-)
-DescribeTransactionsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TransactionStates",
-        "transaction_states",
-        "[]TransactionState",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeTransactionsResponse_TransactionState,
-        False,
-    ),
-)
-DescribeTransactionsResponse._READERS = (_read_DescribeTransactionsResponse_v0,)
-DescribeTransactionsResponse._WRITERS = (_write_DescribeTransactionsResponse_v0,)
+
+@dataclass(slots=True)
+class _DescribeTransactionsResponse_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeTransactionsResponse_TransactionState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TransactionState",
+            "transaction_state",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TransactionTimeoutMs",
+            "transaction_timeout_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TransactionStartTimeMs",
+            "transaction_start_time_ms",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeTransactionsResponse_TopicData,
+            False,
+        ),
+    )
+    error_code: int = 0
+    transactional_id: TransactionalId = ""
+    transaction_state: str = ""
+    transaction_timeout_ms: int = 0
+    transaction_start_time_ms: int = 0
+    producer_id: ProducerId = 0
+    producer_epoch: int = 0
+    topics: list[_DescribeTransactionsResponse_TopicData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeTransactionsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TransactionStates",
+            "transaction_states",
+            "[]TransactionState",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeTransactionsResponse_TransactionState,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTransactionsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTransactionsResponse_v0,)
+    NAME: ClassVar[str] = "DescribeTransactionsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 65
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TransactionState = _DescribeTransactionsResponse_TransactionState
+    TopicData = _DescribeTransactionsResponse_TopicData
+    throttle_time_ms: int = 0
+    transaction_states: list[_DescribeTransactionsResponse_TransactionState] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

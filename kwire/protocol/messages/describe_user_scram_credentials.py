@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,89 +43,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int8_int32 = Struct(">bi")
 
 
-@dataclass(slots=True)
-class _DescribeUserScramCredentialsRequest_UserName:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeUserScramCredentialsRequest_UserName.__qualname__ = (
-    "DescribeUserScramCredentialsRequest.UserName"
-)
-
-
-@dataclass(slots=True)
-class DescribeUserScramCredentialsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeUserScramCredentialsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 50
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    UserName = _DescribeUserScramCredentialsRequest_UserName
-    users: list[_DescribeUserScramCredentialsRequest_UserName] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _DescribeUserScramCredentialsResponse_CredentialInfo:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    mechanism: int = 0
-    iterations: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeUserScramCredentialsResponse_CredentialInfo.__qualname__ = (
-    "DescribeUserScramCredentialsResponse.CredentialInfo"
-)
-
-
-@dataclass(slots=True)
-class _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    user: str = ""
-    error_code: int = 0
-    error_message: str | None = ""
-    credential_infos: list[_DescribeUserScramCredentialsResponse_CredentialInfo] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult.__qualname__ = (
-    "DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult"
-)
-
-
-@dataclass(slots=True)
-class DescribeUserScramCredentialsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DescribeUserScramCredentialsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 50
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DescribeUserScramCredentialsResult = (
-        _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult
-    )
-    CredentialInfo = _DescribeUserScramCredentialsResponse_CredentialInfo
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    results: list[_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DescribeUserScramCredentialsRequest_UserName_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeUserScramCredentialsRequest_UserName, int]:
+    o = new_instance(_DescribeUserScramCredentialsRequest_UserName)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -178,7 +100,9 @@ def _read_DescribeUserScramCredentialsRequest_UserName_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeUserScramCredentialsRequest_UserName(f_name, unknown), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeUserScramCredentialsRequest_UserName_v0(
@@ -206,6 +130,7 @@ def _write_DescribeUserScramCredentialsRequest_UserName_v0(
 def _read_DescribeUserScramCredentialsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeUserScramCredentialsRequest, int]:
+    o = new_instance(DescribeUserScramCredentialsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -255,7 +180,9 @@ def _read_DescribeUserScramCredentialsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeUserScramCredentialsRequest(f_users, unknown), pos
+    o.users = f_users
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeUserScramCredentialsRequest_v0(
@@ -281,8 +208,9 @@ def _write_DescribeUserScramCredentialsRequest_v0(
 def _read_DescribeUserScramCredentialsResponse_CredentialInfo_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeUserScramCredentialsResponse_CredentialInfo, int]:
+    o = new_instance(_DescribeUserScramCredentialsResponse_CredentialInfo)
     try:
-        f_mechanism, f_iterations = _ST_int8_int32.unpack_from(buf, pos)
+        o.mechanism, o.iterations = _ST_int8_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CredentialInfo.mechanism", 1), ("CredentialInfo.iterations", 4)), pos, len(buf) - pos
@@ -319,9 +247,8 @@ def _read_DescribeUserScramCredentialsResponse_CredentialInfo_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeUserScramCredentialsResponse_CredentialInfo(
-        f_mechanism, f_iterations, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeUserScramCredentialsResponse_CredentialInfo_v0(
@@ -337,6 +264,7 @@ def _write_DescribeUserScramCredentialsResponse_CredentialInfo_v0(
 def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, int]:
+    o = new_instance(_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -360,7 +288,7 @@ def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResul
             raise bad_utf8("DescribeUserScramCredentialsResult.user", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribeUserScramCredentialsResult.error_code", 2),), pos, len(buf) - pos
@@ -453,9 +381,11 @@ def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResul
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult(
-        f_user, f_error_code, f_error_message, f_credential_infos, unknown
-    ), pos
+    o.user = f_user
+    o.error_message = f_error_message
+    o.credential_infos = f_credential_infos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_v0(
@@ -508,8 +438,9 @@ def _write_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResu
 def _read_DescribeUserScramCredentialsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[DescribeUserScramCredentialsResponse, int]:
+    o = new_instance(DescribeUserScramCredentialsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -590,9 +521,10 @@ def _read_DescribeUserScramCredentialsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DescribeUserScramCredentialsResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_results, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DescribeUserScramCredentialsResponse_v0(
@@ -631,66 +563,153 @@ def _write_DescribeUserScramCredentialsResponse_v0(
         out.append(0)
 
 
-_DescribeUserScramCredentialsRequest_UserName.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-DescribeUserScramCredentialsRequest.FIELDS = (
-    FieldInfo(
-        "Users",
-        "users",
-        "[]UserName",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _DescribeUserScramCredentialsRequest_UserName,
-        False,
-    ),
-)
-DescribeUserScramCredentialsRequest._READERS = (_read_DescribeUserScramCredentialsRequest_v0,)
-DescribeUserScramCredentialsRequest._WRITERS = (_write_DescribeUserScramCredentialsRequest_v0,)
+@dataclass(slots=True)
+class _DescribeUserScramCredentialsRequest_UserName:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_DescribeUserScramCredentialsResponse_CredentialInfo.FIELDS = (
-    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult.FIELDS = (
-    FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CredentialInfos",
-        "credential_infos",
-        "[]CredentialInfo",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeUserScramCredentialsResponse_CredentialInfo,
-        False,
-    ),
-)
-DescribeUserScramCredentialsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]DescribeUserScramCredentialsResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult,
-        False,
-    ),
-)
-DescribeUserScramCredentialsResponse._READERS = (_read_DescribeUserScramCredentialsResponse_v0,)
-DescribeUserScramCredentialsResponse._WRITERS = (_write_DescribeUserScramCredentialsResponse_v0,)
+
+@dataclass(slots=True)
+class DescribeUserScramCredentialsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Users",
+            "users",
+            "[]UserName",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _DescribeUserScramCredentialsRequest_UserName,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeUserScramCredentialsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeUserScramCredentialsRequest_v0,)
+    NAME: ClassVar[str] = "DescribeUserScramCredentialsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 50
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    UserName = _DescribeUserScramCredentialsRequest_UserName
+    users: list[_DescribeUserScramCredentialsRequest_UserName] | None = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeUserScramCredentialsResponse_CredentialInfo:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    mechanism: int = 0
+    iterations: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CredentialInfos",
+            "credential_infos",
+            "[]CredentialInfo",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeUserScramCredentialsResponse_CredentialInfo,
+            False,
+        ),
+    )
+    user: str = ""
+    error_code: int = 0
+    error_message: str | None = ""
+    credential_infos: list[_DescribeUserScramCredentialsResponse_CredentialInfo] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class DescribeUserScramCredentialsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]DescribeUserScramCredentialsResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeUserScramCredentialsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeUserScramCredentialsResponse_v0,)
+    NAME: ClassVar[str] = "DescribeUserScramCredentialsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 50
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    DescribeUserScramCredentialsResult = (
+        _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult
+    )
+    CredentialInfo = _DescribeUserScramCredentialsResponse_CredentialInfo
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    results: list[_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

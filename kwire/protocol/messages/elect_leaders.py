@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -45,84 +46,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class _ElectLeadersRequest_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ElectLeadersRequest_TopicPartitions.__qualname__ = "ElectLeadersRequest.TopicPartitions"
-
-
-@dataclass(slots=True)
-class ElectLeadersRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ElectLeadersRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 43
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicPartitions = _ElectLeadersRequest_TopicPartitions
-    election_type: int = 0
-    topic_partitions: list[_ElectLeadersRequest_TopicPartitions] | None = field(
-        default_factory=list
-    )
-    timeout_ms: int = 60000
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ElectLeadersResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_id: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ElectLeadersResponse_PartitionResult.__qualname__ = "ElectLeadersResponse.PartitionResult"
-
-
-@dataclass(slots=True)
-class _ElectLeadersResponse_ReplicaElectionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partition_result: list[_ElectLeadersResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ElectLeadersResponse_ReplicaElectionResult.__qualname__ = (
-    "ElectLeadersResponse.ReplicaElectionResult"
-)
-
-
-@dataclass(slots=True)
-class ElectLeadersResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ElectLeadersResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 43
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    ReplicaElectionResult = _ElectLeadersResponse_ReplicaElectionResult
-    PartitionResult = _ElectLeadersResponse_PartitionResult
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    replica_election_results: list[_ElectLeadersResponse_ReplicaElectionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ElectLeadersRequest_TopicPartitions_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ElectLeadersRequest_TopicPartitions, int]:
+    o = new_instance(_ElectLeadersRequest_TopicPartitions)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -157,12 +84,16 @@ def _read_ElectLeadersRequest_TopicPartitions_v0(
             raise too_short("TopicPartitions.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _ElectLeadersRequest_TopicPartitions(f_topic, f_partitions, ()), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ElectLeadersRequest_TopicPartitions_v2(
     buf: memoryview, pos: int
 ) -> tuple[_ElectLeadersRequest_TopicPartitions, int]:
+    o = new_instance(_ElectLeadersRequest_TopicPartitions)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -234,7 +165,10 @@ def _read_ElectLeadersRequest_TopicPartitions_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ElectLeadersRequest_TopicPartitions(f_topic, f_partitions, unknown), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ElectLeadersRequest_TopicPartitions_v0(
@@ -314,6 +248,7 @@ def _write_ElectLeadersRequest_TopicPartitions_v2(
 
 
 def _read_ElectLeadersRequest_v0(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
+    o = new_instance(ElectLeadersRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -330,16 +265,20 @@ def _read_ElectLeadersRequest_v0(buf: memoryview, pos: int) -> tuple[ElectLeader
             item2, pos = _read_ElectLeadersRequest_TopicPartitions_v0(buf, pos)
             f_topic_partitions.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ElectLeadersRequest(0, f_topic_partitions, f_timeout_ms, ()), pos
+    o.election_type = 0
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ElectLeadersRequest_v1(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
+    o = new_instance(ElectLeadersRequest)
     try:
-        (f_election_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.election_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("election_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -359,16 +298,19 @@ def _read_ElectLeadersRequest_v1(buf: memoryview, pos: int) -> tuple[ElectLeader
             item2, pos = _read_ElectLeadersRequest_TopicPartitions_v0(buf, pos)
             f_topic_partitions.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ElectLeadersRequest(f_election_type, f_topic_partitions, f_timeout_ms, ()), pos
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ElectLeadersRequest_v2(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
+    o = new_instance(ElectLeadersRequest)
     try:
-        (f_election_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.election_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("election_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -391,7 +333,7 @@ def _read_ElectLeadersRequest_v2(buf: memoryview, pos: int) -> tuple[ElectLeader
             item2, pos = _read_ElectLeadersRequest_TopicPartitions_v2(buf, pos)
             f_topic_partitions.append(item2)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -426,7 +368,9 @@ def _read_ElectLeadersRequest_v2(buf: memoryview, pos: int) -> tuple[ElectLeader
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ElectLeadersRequest(f_election_type, f_topic_partitions, f_timeout_ms, unknown), pos
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ElectLeadersRequest_v0(o: ElectLeadersRequest, out: bytearray) -> None:
@@ -481,8 +425,9 @@ def _write_ElectLeadersRequest_v2(o: ElectLeadersRequest, out: bytearray) -> Non
 def _read_ElectLeadersResponse_PartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ElectLeadersResponse_PartitionResult, int]:
+    o = new_instance(_ElectLeadersResponse_PartitionResult)
     try:
-        f_partition_id, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_id, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.partition_id", 4), ("PartitionResult.error_code", 2)),
@@ -509,16 +454,17 @@ def _read_ElectLeadersResponse_PartitionResult_v0(
         except UnicodeDecodeError:
             raise bad_utf8("PartitionResult.error_message", pos) from None
         pos = end2
-    return _ElectLeadersResponse_PartitionResult(
-        f_partition_id, f_error_code, f_error_message, ()
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ElectLeadersResponse_PartitionResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_ElectLeadersResponse_PartitionResult, int]:
+    o = new_instance(_ElectLeadersResponse_PartitionResult)
     try:
-        f_partition_id, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_id, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.partition_id", 4), ("PartitionResult.error_code", 2)),
@@ -579,9 +525,9 @@ def _read_ElectLeadersResponse_PartitionResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ElectLeadersResponse_PartitionResult(
-        f_partition_id, f_error_code, f_error_message, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ElectLeadersResponse_PartitionResult_v0(
@@ -644,6 +590,7 @@ def _write_ElectLeadersResponse_PartitionResult_v2(
 def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ElectLeadersResponse_ReplicaElectionResult, int]:
+    o = new_instance(_ElectLeadersResponse_ReplicaElectionResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -678,12 +625,16 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
         for _ in range(count3):
             item4, pos = _read_ElectLeadersResponse_PartitionResult_v0(buf, pos)
             f_partition_result.append(item4)
-    return _ElectLeadersResponse_ReplicaElectionResult(f_topic, f_partition_result, ()), pos
+    o.topic = f_topic
+    o.partition_result = f_partition_result
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ElectLeadersResponse_ReplicaElectionResult_v2(
     buf: memoryview, pos: int
 ) -> tuple[_ElectLeadersResponse_ReplicaElectionResult, int]:
+    o = new_instance(_ElectLeadersResponse_ReplicaElectionResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -759,7 +710,10 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ElectLeadersResponse_ReplicaElectionResult(f_topic, f_partition_result, unknown), pos
+    o.topic = f_topic
+    o.partition_result = f_partition_result
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ElectLeadersResponse_ReplicaElectionResult_v0(
@@ -842,8 +796,9 @@ def _write_ElectLeadersResponse_ReplicaElectionResult_v2(
 
 
 def _read_ElectLeadersResponse_v0(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
+    o = new_instance(ElectLeadersResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -862,12 +817,16 @@ def _read_ElectLeadersResponse_v0(buf: memoryview, pos: int) -> tuple[ElectLeade
         for _ in range(count1):
             item2, pos = _read_ElectLeadersResponse_ReplicaElectionResult_v0(buf, pos)
             f_replica_election_results.append(item2)
-    return ElectLeadersResponse(f_throttle_time_ms, 0, f_replica_election_results, ()), pos
+    o.error_code = 0
+    o.replica_election_results = f_replica_election_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ElectLeadersResponse_v1(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
+    o = new_instance(ElectLeadersResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -888,14 +847,15 @@ def _read_ElectLeadersResponse_v1(buf: memoryview, pos: int) -> tuple[ElectLeade
         for _ in range(count1):
             item2, pos = _read_ElectLeadersResponse_ReplicaElectionResult_v0(buf, pos)
             f_replica_election_results.append(item2)
-    return ElectLeadersResponse(
-        f_throttle_time_ms, f_error_code, f_replica_election_results, ()
-    ), pos
+    o.replica_election_results = f_replica_election_results
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ElectLeadersResponse_v2(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
+    o = new_instance(ElectLeadersResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -950,9 +910,9 @@ def _read_ElectLeadersResponse_v2(buf: memoryview, pos: int) -> tuple[ElectLeade
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ElectLeadersResponse(
-        f_throttle_time_ms, f_error_code, f_replica_election_results, unknown
-    ), pos
+    o.replica_election_results = f_replica_election_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ElectLeadersResponse_v0(o: ElectLeadersResponse, out: bytearray) -> None:
@@ -1002,85 +962,165 @@ def _write_ElectLeadersResponse_v2(o: ElectLeadersResponse, out: bytearray) -> N
         out.append(0)
 
 
-_ElectLeadersRequest_TopicPartitions.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-ElectLeadersRequest.FIELDS = (
-    FieldInfo(
-        "ElectionType", "election_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TopicPartitions",
-        "topic_partitions",
-        "[]TopicPartitions",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _ElectLeadersRequest_TopicPartitions,
-        False,
-    ),
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-ElectLeadersRequest._READERS = (
-    _read_ElectLeadersRequest_v0,
-    _read_ElectLeadersRequest_v1,
-    _read_ElectLeadersRequest_v2,
-)
-ElectLeadersRequest._WRITERS = (
-    _write_ElectLeadersRequest_v0,
-    _write_ElectLeadersRequest_v1,
-    _write_ElectLeadersRequest_v2,
-)
+@dataclass(slots=True)
+class _ElectLeadersRequest_TopicPartitions:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ElectLeadersResponse_PartitionResult.FIELDS = (
-    FieldInfo(
-        "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_ElectLeadersResponse_ReplicaElectionResult.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionResult",
-        "partition_result",
-        "[]PartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ElectLeadersResponse_PartitionResult,
-        False,
-    ),
-)
-ElectLeadersResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ReplicaElectionResults",
-        "replica_election_results",
-        "[]ReplicaElectionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ElectLeadersResponse_ReplicaElectionResult,
-        False,
-    ),
-)
-ElectLeadersResponse._READERS = (
-    _read_ElectLeadersResponse_v0,
-    _read_ElectLeadersResponse_v1,
-    _read_ElectLeadersResponse_v2,
-)
-ElectLeadersResponse._WRITERS = (
-    _write_ElectLeadersResponse_v0,
-    _write_ElectLeadersResponse_v1,
-    _write_ElectLeadersResponse_v2,
-)
+
+@dataclass(slots=True)
+class ElectLeadersRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ElectionType", "election_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "TopicPartitions",
+            "topic_partitions",
+            "[]TopicPartitions",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _ElectLeadersRequest_TopicPartitions,
+            False,
+        ),
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ElectLeadersRequest_v0,
+        _read_ElectLeadersRequest_v1,
+        _read_ElectLeadersRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ElectLeadersRequest_v0,
+        _write_ElectLeadersRequest_v1,
+        _write_ElectLeadersRequest_v2,
+    )
+    NAME: ClassVar[str] = "ElectLeadersRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 43
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicPartitions = _ElectLeadersRequest_TopicPartitions
+    election_type: int = 0
+    topic_partitions: list[_ElectLeadersRequest_TopicPartitions] | None = field(
+        default_factory=list
+    )
+    timeout_ms: int = 60000
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ElectLeadersResponse_PartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_id: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ElectLeadersResponse_ReplicaElectionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionResult",
+            "partition_result",
+            "[]PartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ElectLeadersResponse_PartitionResult,
+            False,
+        ),
+    )
+    topic: TopicName = ""
+    partition_result: list[_ElectLeadersResponse_PartitionResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ElectLeadersResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ReplicaElectionResults",
+            "replica_election_results",
+            "[]ReplicaElectionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ElectLeadersResponse_ReplicaElectionResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ElectLeadersResponse_v0,
+        _read_ElectLeadersResponse_v1,
+        _read_ElectLeadersResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ElectLeadersResponse_v0,
+        _write_ElectLeadersResponse_v1,
+        _write_ElectLeadersResponse_v2,
+    )
+    NAME: ClassVar[str] = "ElectLeadersResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 43
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    ReplicaElectionResult = _ElectLeadersResponse_ReplicaElectionResult
+    PartitionResult = _ElectLeadersResponse_PartitionResult
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    replica_election_results: list[_ElectLeadersResponse_ReplicaElectionResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

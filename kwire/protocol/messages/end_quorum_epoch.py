@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -47,134 +48,12 @@ _ST_int32_uuid = Struct(">i16s")
 _ST_uint16 = Struct(">H")
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_ReplicaInfo:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    candidate_id: BrokerId = 0
-    candidate_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_EndQuorumEpochRequest_ReplicaInfo.__qualname__ = "EndQuorumEpochRequest.ReplicaInfo"
-
-
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    preferred_successors: list[int] = field(default_factory=list)
-    preferred_candidates: list[_EndQuorumEpochRequest_ReplicaInfo] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_EndQuorumEpochRequest_PartitionData.__qualname__ = "EndQuorumEpochRequest.PartitionData"
-
-
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_EndQuorumEpochRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_EndQuorumEpochRequest_TopicData.__qualname__ = "EndQuorumEpochRequest.TopicData"
-
-
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_LeaderEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_EndQuorumEpochRequest_LeaderEndpoint.__qualname__ = "EndQuorumEpochRequest.LeaderEndpoint"
-
-
-@dataclass(slots=True)
-class EndQuorumEpochRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "EndQuorumEpochRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 54
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _EndQuorumEpochRequest_TopicData
-    PartitionData = _EndQuorumEpochRequest_PartitionData
-    ReplicaInfo = _EndQuorumEpochRequest_ReplicaInfo
-    LeaderEndpoint = _EndQuorumEpochRequest_LeaderEndpoint
-    cluster_id: str | None = None
-    topics: list[_EndQuorumEpochRequest_TopicData] = field(default_factory=list)
-    leader_endpoints: list[_EndQuorumEpochRequest_LeaderEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _EndQuorumEpochResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_EndQuorumEpochResponse_PartitionData.__qualname__ = "EndQuorumEpochResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _EndQuorumEpochResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_EndQuorumEpochResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_EndQuorumEpochResponse_TopicData.__qualname__ = "EndQuorumEpochResponse.TopicData"
-
-
-@dataclass(slots=True)
-class _EndQuorumEpochResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_EndQuorumEpochResponse_NodeEndpoint.__qualname__ = "EndQuorumEpochResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class EndQuorumEpochResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "EndQuorumEpochResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 54
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    TopicData = _EndQuorumEpochResponse_TopicData
-    PartitionData = _EndQuorumEpochResponse_PartitionData
-    NodeEndpoint = _EndQuorumEpochResponse_NodeEndpoint
-    error_code: int = 0
-    topics: list[_EndQuorumEpochResponse_TopicData] = field(default_factory=list)
-    node_endpoints: list[_EndQuorumEpochResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_EndQuorumEpochRequest_ReplicaInfo_v1(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochRequest_ReplicaInfo, int]:
+    o = new_instance(_EndQuorumEpochRequest_ReplicaInfo)
     try:
-        f_candidate_id, f_candidate_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.candidate_id, f_candidate_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ReplicaInfo.candidate_id", 4), ("ReplicaInfo.candidate_directory_id", 16)),
@@ -213,9 +92,9 @@ def _read_EndQuorumEpochRequest_ReplicaInfo_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _EndQuorumEpochRequest_ReplicaInfo(
-        f_candidate_id, uuid_from_bytes(f_candidate_directory_id), unknown
-    ), pos
+    o.candidate_directory_id = uuid_from_bytes(f_candidate_directory_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochRequest_ReplicaInfo_v1(
@@ -231,8 +110,9 @@ def _write_EndQuorumEpochRequest_ReplicaInfo_v1(
 def _read_EndQuorumEpochRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochRequest_PartitionData, int]:
+    o = new_instance(_EndQuorumEpochRequest_PartitionData)
     try:
-        f_partition_index, f_leader_id, f_leader_epoch = _ST_int32_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.leader_id, o.leader_epoch = _ST_int32_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -259,16 +139,18 @@ def _read_EndQuorumEpochRequest_PartitionData_v0(
             raise too_short("PartitionData.preferred_successors", pos, 4 * count1, len(buf) - pos)
         f_preferred_successors = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
-    return _EndQuorumEpochRequest_PartitionData(
-        f_partition_index, f_leader_id, f_leader_epoch, f_preferred_successors, [], ()
-    ), pos
+    o.preferred_successors = f_preferred_successors
+    o.preferred_candidates = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndQuorumEpochRequest_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochRequest_PartitionData, int]:
+    o = new_instance(_EndQuorumEpochRequest_PartitionData)
     try:
-        f_partition_index, f_leader_id, f_leader_epoch = _ST_int32_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.leader_id, o.leader_epoch = _ST_int32_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -329,9 +211,10 @@ def _read_EndQuorumEpochRequest_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _EndQuorumEpochRequest_PartitionData(
-        f_partition_index, f_leader_id, f_leader_epoch, [], f_preferred_candidates, unknown
-    ), pos
+    o.preferred_successors = []
+    o.preferred_candidates = f_preferred_candidates
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochRequest_PartitionData_v0(
@@ -372,6 +255,7 @@ def _write_EndQuorumEpochRequest_PartitionData_v1(
 def _read_EndQuorumEpochRequest_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochRequest_TopicData, int]:
+    o = new_instance(_EndQuorumEpochRequest_TopicData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -406,12 +290,16 @@ def _read_EndQuorumEpochRequest_TopicData_v0(
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochRequest_PartitionData_v0(buf, pos)
             f_partitions.append(item4)
-    return _EndQuorumEpochRequest_TopicData(f_topic_name, f_partitions, ()), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndQuorumEpochRequest_TopicData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochRequest_TopicData, int]:
+    o = new_instance(_EndQuorumEpochRequest_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -483,7 +371,10 @@ def _read_EndQuorumEpochRequest_TopicData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _EndQuorumEpochRequest_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochRequest_TopicData_v0(
@@ -545,6 +436,7 @@ def _write_EndQuorumEpochRequest_TopicData_v1(
 def _read_EndQuorumEpochRequest_LeaderEndpoint_v1(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochRequest_LeaderEndpoint, int]:
+    o = new_instance(_EndQuorumEpochRequest_LeaderEndpoint)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -590,7 +482,7 @@ def _read_EndQuorumEpochRequest_LeaderEndpoint_v1(
             raise bad_utf8("LeaderEndpoint.host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("LeaderEndpoint.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -625,7 +517,10 @@ def _read_EndQuorumEpochRequest_LeaderEndpoint_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _EndQuorumEpochRequest_LeaderEndpoint(f_name, f_host, f_port, unknown), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochRequest_LeaderEndpoint_v1(
@@ -665,6 +560,7 @@ def _write_EndQuorumEpochRequest_LeaderEndpoint_v1(
 
 
 def _read_EndQuorumEpochRequest_v0(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
+    o = new_instance(EndQuorumEpochRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -699,10 +595,15 @@ def _read_EndQuorumEpochRequest_v0(buf: memoryview, pos: int) -> tuple[EndQuorum
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochRequest_TopicData_v0(buf, pos)
             f_topics.append(item4)
-    return EndQuorumEpochRequest(f_cluster_id, f_topics, [], ()), pos
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.leader_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndQuorumEpochRequest_v1(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
+    o = new_instance(EndQuorumEpochRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -792,7 +693,11 @@ def _read_EndQuorumEpochRequest_v1(buf: memoryview, pos: int) -> tuple[EndQuorum
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return EndQuorumEpochRequest(f_cluster_id, f_topics, f_leader_endpoints, unknown), pos
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.leader_endpoints = f_leader_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochRequest_v0(o: EndQuorumEpochRequest, out: bytearray) -> None:
@@ -861,8 +766,9 @@ def _write_EndQuorumEpochRequest_v1(o: EndQuorumEpochRequest, out: bytearray) ->
 def _read_EndQuorumEpochResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochResponse_PartitionData, int]:
+    o = new_instance(_EndQuorumEpochResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch = (
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
             _ST_int32_int16_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -877,16 +783,16 @@ def _read_EndQuorumEpochResponse_PartitionData_v0(
             len(buf) - pos,
         ) from None
     pos += 14
-    return _EndQuorumEpochResponse_PartitionData(
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndQuorumEpochResponse_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochResponse_PartitionData, int]:
+    o = new_instance(_EndQuorumEpochResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch = (
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
             _ST_int32_int16_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -932,9 +838,8 @@ def _read_EndQuorumEpochResponse_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _EndQuorumEpochResponse_PartitionData(
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochResponse_PartitionData_v0(
@@ -962,6 +867,7 @@ def _write_EndQuorumEpochResponse_PartitionData_v1(
 def _read_EndQuorumEpochResponse_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochResponse_TopicData, int]:
+    o = new_instance(_EndQuorumEpochResponse_TopicData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -996,12 +902,16 @@ def _read_EndQuorumEpochResponse_TopicData_v0(
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochResponse_PartitionData_v0(buf, pos)
             f_partitions.append(item4)
-    return _EndQuorumEpochResponse_TopicData(f_topic_name, f_partitions, ()), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndQuorumEpochResponse_TopicData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochResponse_TopicData, int]:
+    o = new_instance(_EndQuorumEpochResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1073,7 +983,10 @@ def _read_EndQuorumEpochResponse_TopicData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _EndQuorumEpochResponse_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochResponse_TopicData_v0(
@@ -1135,8 +1048,9 @@ def _write_EndQuorumEpochResponse_TopicData_v1(
 def _read_EndQuorumEpochResponse_NodeEndpoint_v1(
     buf: memoryview, pos: int
 ) -> tuple[_EndQuorumEpochResponse_NodeEndpoint, int]:
+    o = new_instance(_EndQuorumEpochResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1163,7 +1077,7 @@ def _read_EndQuorumEpochResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1198,7 +1112,9 @@ def _read_EndQuorumEpochResponse_NodeEndpoint_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _EndQuorumEpochResponse_NodeEndpoint(f_node_id, f_host, f_port, unknown), pos
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochResponse_NodeEndpoint_v1(
@@ -1228,8 +1144,9 @@ def _write_EndQuorumEpochResponse_NodeEndpoint_v1(
 def _read_EndQuorumEpochResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[EndQuorumEpochResponse, int]:
+    o = new_instance(EndQuorumEpochResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1248,14 +1165,18 @@ def _read_EndQuorumEpochResponse_v0(
         for _ in range(count1):
             item2, pos = _read_EndQuorumEpochResponse_TopicData_v0(buf, pos)
             f_topics.append(item2)
-    return EndQuorumEpochResponse(f_error_code, f_topics, [], ()), pos
+    o.topics = f_topics
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndQuorumEpochResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[EndQuorumEpochResponse, int]:
+    o = new_instance(EndQuorumEpochResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1332,7 +1253,10 @@ def _read_EndQuorumEpochResponse_v1(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return EndQuorumEpochResponse(f_error_code, f_topics, f_node_endpoints, unknown), pos
+    o.topics = f_topics
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndQuorumEpochResponse_v0(o: EndQuorumEpochResponse, out: bytearray) -> None:
@@ -1386,167 +1310,281 @@ def _write_EndQuorumEpochResponse_v1(o: EndQuorumEpochResponse, out: bytearray) 
         out.append(0)
 
 
-_EndQuorumEpochRequest_ReplicaInfo.FIELDS = (
-    FieldInfo(
-        "CandidateId", "candidate_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CandidateDirectoryId",
-        "candidate_directory_id",
-        "uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_EndQuorumEpochRequest_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PreferredSuccessors",
-        "preferred_successors",
-        "[]int32",
-        (0, 0),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PreferredCandidates",
-        "preferred_candidates",
-        "[]ReplicaInfo",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _EndQuorumEpochRequest_ReplicaInfo,
-        False,
-    ),
-)
-_EndQuorumEpochRequest_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _EndQuorumEpochRequest_PartitionData,
-        False,
-    ),
-)
-_EndQuorumEpochRequest_LeaderEndpoint.FIELDS = (
-    FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-EndQuorumEpochRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _EndQuorumEpochRequest_TopicData,
-        False,
-    ),
-    FieldInfo(
-        "LeaderEndpoints",
-        "leader_endpoints",
-        "[]LeaderEndpoint",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _EndQuorumEpochRequest_LeaderEndpoint,
-        False,
-    ),
-)
-EndQuorumEpochRequest._READERS = (
-    _read_EndQuorumEpochRequest_v0,
-    _read_EndQuorumEpochRequest_v1,
-)
-EndQuorumEpochRequest._WRITERS = (
-    _write_EndQuorumEpochRequest_v0,
-    _write_EndQuorumEpochRequest_v1,
-)
+@dataclass(slots=True)
+class _EndQuorumEpochRequest_ReplicaInfo:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "CandidateId", "candidate_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CandidateDirectoryId",
+            "candidate_directory_id",
+            "uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    candidate_id: BrokerId = 0
+    candidate_directory_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_EndQuorumEpochResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_EndQuorumEpochResponse_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _EndQuorumEpochResponse_PartitionData,
-        False,
-    ),
-)
-_EndQuorumEpochResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-EndQuorumEpochResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _EndQuorumEpochResponse_TopicData,
-        False,
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (1, 32767),
-        (1, 0),
-        (1, 32767),
-        0,
-        _EndQuorumEpochResponse_NodeEndpoint,
-        False,
-    ),
-)
-EndQuorumEpochResponse._READERS = (
-    _read_EndQuorumEpochResponse_v0,
-    _read_EndQuorumEpochResponse_v1,
-)
-EndQuorumEpochResponse._WRITERS = (
-    _write_EndQuorumEpochResponse_v0,
-    _write_EndQuorumEpochResponse_v1,
-)
+
+@dataclass(slots=True)
+class _EndQuorumEpochRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PreferredSuccessors",
+            "preferred_successors",
+            "[]int32",
+            (0, 0),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PreferredCandidates",
+            "preferred_candidates",
+            "[]ReplicaInfo",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _EndQuorumEpochRequest_ReplicaInfo,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    preferred_successors: list[int] = field(default_factory=list)
+    preferred_candidates: list[_EndQuorumEpochRequest_ReplicaInfo] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _EndQuorumEpochRequest_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _EndQuorumEpochRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_EndQuorumEpochRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _EndQuorumEpochRequest_LeaderEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class EndQuorumEpochRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _EndQuorumEpochRequest_TopicData,
+            False,
+        ),
+        FieldInfo(
+            "LeaderEndpoints",
+            "leader_endpoints",
+            "[]LeaderEndpoint",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _EndQuorumEpochRequest_LeaderEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_EndQuorumEpochRequest_v0,
+        _read_EndQuorumEpochRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_EndQuorumEpochRequest_v0,
+        _write_EndQuorumEpochRequest_v1,
+    )
+    NAME: ClassVar[str] = "EndQuorumEpochRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 54
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicData = _EndQuorumEpochRequest_TopicData
+    PartitionData = _EndQuorumEpochRequest_PartitionData
+    ReplicaInfo = _EndQuorumEpochRequest_ReplicaInfo
+    LeaderEndpoint = _EndQuorumEpochRequest_LeaderEndpoint
+    cluster_id: str | None = None
+    topics: list[_EndQuorumEpochRequest_TopicData] = field(default_factory=list)
+    leader_endpoints: list[_EndQuorumEpochRequest_LeaderEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _EndQuorumEpochResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _EndQuorumEpochResponse_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _EndQuorumEpochResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_EndQuorumEpochResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _EndQuorumEpochResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class EndQuorumEpochResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _EndQuorumEpochResponse_TopicData,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (1, 32767),
+            (1, 0),
+            (1, 32767),
+            0,
+            _EndQuorumEpochResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_EndQuorumEpochResponse_v0,
+        _read_EndQuorumEpochResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_EndQuorumEpochResponse_v0,
+        _write_EndQuorumEpochResponse_v1,
+    )
+    NAME: ClassVar[str] = "EndQuorumEpochResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 54
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    TopicData = _EndQuorumEpochResponse_TopicData
+    PartitionData = _EndQuorumEpochResponse_PartitionData
+    NodeEndpoint = _EndQuorumEpochResponse_NodeEndpoint
+    error_code: int = 0
+    topics: list[_EndQuorumEpochResponse_TopicData] = field(default_factory=list)
+    node_endpoints: list[_EndQuorumEpochResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

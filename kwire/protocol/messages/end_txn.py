@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,39 +44,8 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int64_int16_bool = Struct(">qh?")
 
 
-@dataclass(slots=True)
-class EndTxnRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "EndTxnRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 26
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    transactional_id: TransactionalId = ""
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    committed: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class EndTxnResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "EndTxnResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 26
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_EndTxnRequest_v0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
+    o = new_instance(EndTxnRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -96,16 +66,19 @@ def _read_EndTxnRequest_v0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, in
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        f_producer_id, f_producer_epoch, f_committed = _ST_int64_int16_bool.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch, o.committed = _ST_int64_int16_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("producer_id", 8), ("producer_epoch", 2), ("committed", 1)), pos, len(buf) - pos
         ) from None
     pos += 11
-    return EndTxnRequest(f_transactional_id, f_producer_id, f_producer_epoch, f_committed, ()), pos
+    o.transactional_id = f_transactional_id
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndTxnRequest_v3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
+    o = new_instance(EndTxnRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -129,7 +102,7 @@ def _read_EndTxnRequest_v3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, in
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        f_producer_id, f_producer_epoch, f_committed = _ST_int64_int16_bool.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch, o.committed = _ST_int64_int16_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("producer_id", 8), ("producer_epoch", 2), ("committed", 1)), pos, len(buf) - pos
@@ -166,9 +139,9 @@ def _read_EndTxnRequest_v3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, in
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return EndTxnRequest(
-        f_transactional_id, f_producer_id, f_producer_epoch, f_committed, unknown
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndTxnRequest_v0(o: EndTxnRequest, out: bytearray) -> None:
@@ -238,19 +211,22 @@ def _write_EndTxnRequest_v3(o: EndTxnRequest, out: bytearray) -> None:
 
 
 def _read_EndTxnResponse_v0(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
+    o = new_instance(EndTxnResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
         ) from None
     pos += 6
-    return EndTxnResponse(f_throttle_time_ms, f_error_code, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_EndTxnResponse_v3(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
+    o = new_instance(EndTxnResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -287,7 +263,8 @@ def _read_EndTxnResponse_v3(buf: memoryview, pos: int) -> tuple[EndTxnResponse, 
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return EndTxnResponse(f_throttle_time_ms, f_error_code, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndTxnResponse_v0(o: EndTxnResponse, out: bytearray) -> None:
@@ -316,56 +293,103 @@ def _write_EndTxnResponse_v3(o: EndTxnResponse, out: bytearray) -> None:
         out.append(0)
 
 
-EndTxnRequest.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Committed", "committed", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-EndTxnRequest._READERS = (
-    _read_EndTxnRequest_v0,
-    _read_EndTxnRequest_v0,
-    _read_EndTxnRequest_v0,
-    _read_EndTxnRequest_v3,
-    _read_EndTxnRequest_v3,
-)
-EndTxnRequest._WRITERS = (
-    _write_EndTxnRequest_v0,
-    _write_EndTxnRequest_v1,
-    _write_EndTxnRequest_v2,
-    _write_EndTxnRequest_v3,
-    _write_EndTxnRequest_v3,
-)
+@dataclass(slots=True)
+class EndTxnRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Committed", "committed", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_EndTxnRequest_v0,
+        _read_EndTxnRequest_v0,
+        _read_EndTxnRequest_v0,
+        _read_EndTxnRequest_v3,
+        _read_EndTxnRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_EndTxnRequest_v0,
+        _write_EndTxnRequest_v1,
+        _write_EndTxnRequest_v2,
+        _write_EndTxnRequest_v3,
+        _write_EndTxnRequest_v3,
+    )
+    NAME: ClassVar[str] = "EndTxnRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 26
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    transactional_id: TransactionalId = ""
+    producer_id: ProducerId = 0
+    producer_epoch: int = 0
+    committed: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-EndTxnResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-EndTxnResponse._READERS = (
-    _read_EndTxnResponse_v0,
-    _read_EndTxnResponse_v0,
-    _read_EndTxnResponse_v0,
-    _read_EndTxnResponse_v3,
-    _read_EndTxnResponse_v3,
-)
-EndTxnResponse._WRITERS = (
-    _write_EndTxnResponse_v0,
-    _write_EndTxnResponse_v1,
-    _write_EndTxnResponse_v2,
-    _write_EndTxnResponse_v3,
-    _write_EndTxnResponse_v3,
-)
+
+@dataclass(slots=True)
+class EndTxnResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_EndTxnResponse_v0,
+        _read_EndTxnResponse_v0,
+        _read_EndTxnResponse_v0,
+        _read_EndTxnResponse_v3,
+        _read_EndTxnResponse_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_EndTxnResponse_v0,
+        _write_EndTxnResponse_v1,
+        _write_EndTxnResponse_v2,
+        _write_EndTxnResponse_v3,
+        _write_EndTxnResponse_v3,
+    )
+    NAME: ClassVar[str] = "EndTxnResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 26
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,38 +41,8 @@ __all__ = ["EnvelopeRequest", "EnvelopeResponse"]
 _ST_int16 = Struct(">h")
 
 
-@dataclass(slots=True)
-class EnvelopeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "EnvelopeRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 58
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    request_data: bytes | memoryview = b""
-    request_principal: bytes | None = b""
-    client_host_address: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class EnvelopeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "EnvelopeResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 58
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    response_data: bytes | memoryview | None = None
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_EnvelopeRequest_v0(buf: memoryview, pos: int) -> tuple[EnvelopeRequest, int]:
+    o = new_instance(EnvelopeRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -154,7 +125,11 @@ def _read_EnvelopeRequest_v0(buf: memoryview, pos: int) -> tuple[EnvelopeRequest
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return EnvelopeRequest(f_request_data, f_request_principal, f_client_host_address, unknown), pos
+    o.request_data = f_request_data
+    o.request_principal = f_request_principal
+    o.client_host_address = f_client_host_address
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EnvelopeRequest_v0(o: EnvelopeRequest, out: bytearray) -> None:
@@ -195,6 +170,7 @@ def _write_EnvelopeRequest_v0(o: EnvelopeRequest, out: bytearray) -> None:
 
 
 def _read_EnvelopeResponse_v0(buf: memoryview, pos: int) -> tuple[EnvelopeResponse, int]:
+    o = new_instance(EnvelopeResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -213,7 +189,7 @@ def _read_EnvelopeResponse_v0(buf: memoryview, pos: int) -> tuple[EnvelopeRespon
         f_response_data = buf[pos:end2]
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -248,7 +224,9 @@ def _read_EnvelopeResponse_v0(buf: memoryview, pos: int) -> tuple[EnvelopeRespon
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return EnvelopeResponse(f_response_data, f_error_code, unknown), pos
+    o.response_data = f_response_data
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EnvelopeResponse_v0(o: EnvelopeResponse, out: bytearray) -> None:
@@ -269,39 +247,77 @@ def _write_EnvelopeResponse_v0(o: EnvelopeResponse, out: bytearray) -> None:
         out.append(0)
 
 
-EnvelopeRequest.FIELDS = (
-    FieldInfo("RequestData", "request_data", "bytes", (0, 32767), (1, 0), (1, 0), None, None, True),
-    FieldInfo(
-        "RequestPrincipal",
-        "request_principal",
-        "bytes",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ClientHostAddress",
-        "client_host_address",
-        "bytes",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-EnvelopeRequest._READERS = (_read_EnvelopeRequest_v0,)
-EnvelopeRequest._WRITERS = (_write_EnvelopeRequest_v0,)
+@dataclass(slots=True)
+class EnvelopeRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "RequestData", "request_data", "bytes", (0, 32767), (1, 0), (1, 0), None, None, True
+        ),
+        FieldInfo(
+            "RequestPrincipal",
+            "request_principal",
+            "bytes",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ClientHostAddress",
+            "client_host_address",
+            "bytes",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_EnvelopeRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_EnvelopeRequest_v0,)
+    NAME: ClassVar[str] = "EnvelopeRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 58
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    request_data: bytes | memoryview = b""
+    request_principal: bytes | None = b""
+    client_host_address: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-EnvelopeResponse.FIELDS = (
-    FieldInfo(
-        "ResponseData", "response_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-EnvelopeResponse._READERS = (_read_EnvelopeResponse_v0,)
-EnvelopeResponse._WRITERS = (_write_EnvelopeResponse_v0,)
+
+@dataclass(slots=True)
+class EnvelopeResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResponseData",
+            "response_data",
+            "bytes",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            True,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_EnvelopeResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_EnvelopeResponse_v0,)
+    NAME: ClassVar[str] = "EnvelopeResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 58
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    response_data: bytes | memoryview | None = None
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

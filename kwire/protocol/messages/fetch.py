@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -58,211 +59,12 @@ _ST_int64_int64 = Struct(">qq")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _FetchRequest_ReplicaState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    replica_id: BrokerId = -1
-    replica_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchRequest_ReplicaState.__qualname__ = "FetchRequest.ReplicaState"
-
-
-@dataclass(slots=True)
-class _FetchRequest_FetchPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    current_leader_epoch: int = -1
-    fetch_offset: int = 0
-    last_fetched_epoch: int = -1
-    log_start_offset: int = -1
-    partition_max_bytes: int = 0
-    replica_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchRequest_FetchPartition.__qualname__ = "FetchRequest.FetchPartition"
-
-
-@dataclass(slots=True)
-class _FetchRequest_FetchTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_FetchRequest_FetchPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchRequest_FetchTopic.__qualname__ = "FetchRequest.FetchTopic"
-
-
-@dataclass(slots=True)
-class _FetchRequest_ForgottenTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchRequest_ForgottenTopic.__qualname__ = "FetchRequest.ForgottenTopic"
-
-
-@dataclass(slots=True)
-class FetchRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FetchRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 1
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 17
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ReplicaState = _FetchRequest_ReplicaState
-    FetchTopic = _FetchRequest_FetchTopic
-    FetchPartition = _FetchRequest_FetchPartition
-    ForgottenTopic = _FetchRequest_ForgottenTopic
-    cluster_id: str | None = None
-    replica_id: BrokerId = -1
-    replica_state: _FetchRequest_ReplicaState = field(default_factory=_FetchRequest_ReplicaState)
-    max_wait_ms: int = 0
-    min_bytes: int = 0
-    max_bytes: int = 0x7FFFFFFF
-    isolation_level: int = 0
-    session_id: int = 0
-    session_epoch: int = -1
-    topics: list[_FetchRequest_FetchTopic] = field(default_factory=list)
-    forgotten_topics_data: list[_FetchRequest_ForgottenTopic] = field(default_factory=list)
-    rack_id: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _FetchResponse_EpochEndOffset:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    epoch: int = -1
-    end_offset: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchResponse_EpochEndOffset.__qualname__ = "FetchResponse.EpochEndOffset"
-
-
-@dataclass(slots=True)
-class _FetchResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    leader_id: BrokerId = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchResponse_LeaderIdAndEpoch.__qualname__ = "FetchResponse.LeaderIdAndEpoch"
-
-
-@dataclass(slots=True)
-class _FetchResponse_SnapshotId:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    end_offset: int = -1
-    epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchResponse_SnapshotId.__qualname__ = "FetchResponse.SnapshotId"
-
-
-@dataclass(slots=True)
-class _FetchResponse_AbortedTransaction:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    producer_id: ProducerId = 0
-    first_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchResponse_AbortedTransaction.__qualname__ = "FetchResponse.AbortedTransaction"
-
-
-@dataclass(slots=True)
-class _FetchResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    high_watermark: int = 0
-    last_stable_offset: int = -1
-    log_start_offset: int = -1
-    diverging_epoch: _FetchResponse_EpochEndOffset = field(
-        default_factory=_FetchResponse_EpochEndOffset
-    )
-    current_leader: _FetchResponse_LeaderIdAndEpoch = field(
-        default_factory=_FetchResponse_LeaderIdAndEpoch
-    )
-    snapshot_id: _FetchResponse_SnapshotId = field(default_factory=_FetchResponse_SnapshotId)
-    aborted_transactions: list[_FetchResponse_AbortedTransaction] | None = field(
-        default_factory=list
-    )
-    preferred_read_replica: BrokerId = -1
-    records: bytes | memoryview | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchResponse_PartitionData.__qualname__ = "FetchResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _FetchResponse_FetchableTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_FetchResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchResponse_FetchableTopicResponse.__qualname__ = "FetchResponse.FetchableTopicResponse"
-
-
-@dataclass(slots=True)
-class _FetchResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchResponse_NodeEndpoint.__qualname__ = "FetchResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class FetchResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FetchResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 1
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 17
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
-    FetchableTopicResponse = _FetchResponse_FetchableTopicResponse
-    PartitionData = _FetchResponse_PartitionData
-    EpochEndOffset = _FetchResponse_EpochEndOffset
-    LeaderIdAndEpoch = _FetchResponse_LeaderIdAndEpoch
-    SnapshotId = _FetchResponse_SnapshotId
-    AbortedTransaction = _FetchResponse_AbortedTransaction
-    NodeEndpoint = _FetchResponse_NodeEndpoint
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    session_id: int = 0
-    responses: list[_FetchResponse_FetchableTopicResponse] = field(default_factory=list)
-    node_endpoints: list[_FetchResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_FetchRequest_ReplicaState_v15(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_ReplicaState, int]:
+    o = new_instance(_FetchRequest_ReplicaState)
     try:
-        f_replica_id, f_replica_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.replica_id, o.replica_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ReplicaState.replica_id", 4), ("ReplicaState.replica_epoch", 8)), pos, len(buf) - pos
@@ -299,7 +101,8 @@ def _read_FetchRequest_ReplicaState_v15(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_ReplicaState(f_replica_id, f_replica_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchRequest_ReplicaState_v15(o: _FetchRequest_ReplicaState, out: bytearray) -> None:
@@ -313,43 +116,48 @@ def _write_FetchRequest_ReplicaState_v15(o: _FetchRequest_ReplicaState, out: byt
 def _read_FetchRequest_FetchPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
+    o = new_instance(_FetchRequest_FetchPartition)
     try:
-        (f_partition,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("FetchPartition.partition", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_fetch_offset,) = _ST_int64.unpack_from(buf, pos)
+        (o.fetch_offset,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("FetchPartition.fetch_offset", 8),), pos, len(buf) - pos) from None
     pos += 8
     try:
-        (f_partition_max_bytes,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_max_bytes,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("FetchPartition.partition_max_bytes", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _FetchRequest_FetchPartition(
-        f_partition, -1, f_fetch_offset, -1, -1, f_partition_max_bytes, ZERO_UUID, ()
-    ), pos
+    o.current_leader_epoch = -1
+    o.last_fetched_epoch = -1
+    o.log_start_offset = -1
+    o.replica_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_FetchPartition_v5(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
+    o = new_instance(_FetchRequest_FetchPartition)
     try:
-        (f_partition,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("FetchPartition.partition", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_fetch_offset,) = _ST_int64.unpack_from(buf, pos)
+        (o.fetch_offset,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("FetchPartition.fetch_offset", 8),), pos, len(buf) - pos) from None
     pos += 8
     try:
-        f_log_start_offset, f_partition_max_bytes = _ST_int64_int32.unpack_from(buf, pos)
+        o.log_start_offset, o.partition_max_bytes = _ST_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("FetchPartition.log_start_offset", 8), ("FetchPartition.partition_max_bytes", 4)),
@@ -357,23 +165,19 @@ def _read_FetchRequest_FetchPartition_v5(
             len(buf) - pos,
         ) from None
     pos += 12
-    return _FetchRequest_FetchPartition(
-        f_partition,
-        -1,
-        f_fetch_offset,
-        -1,
-        f_log_start_offset,
-        f_partition_max_bytes,
-        ZERO_UUID,
-        (),
-    ), pos
+    o.current_leader_epoch = -1
+    o.last_fetched_epoch = -1
+    o.replica_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_FetchPartition_v9(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
+    o = new_instance(_FetchRequest_FetchPartition)
     try:
-        f_partition, f_current_leader_epoch, f_fetch_offset = _ST_int32_int32_int64.unpack_from(
+        o.partition, o.current_leader_epoch, o.fetch_offset = _ST_int32_int32_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -388,7 +192,7 @@ def _read_FetchRequest_FetchPartition_v9(
         ) from None
     pos += 16
     try:
-        f_log_start_offset, f_partition_max_bytes = _ST_int64_int32.unpack_from(buf, pos)
+        o.log_start_offset, o.partition_max_bytes = _ST_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("FetchPartition.log_start_offset", 8), ("FetchPartition.partition_max_bytes", 4)),
@@ -396,29 +200,24 @@ def _read_FetchRequest_FetchPartition_v9(
             len(buf) - pos,
         ) from None
     pos += 12
-    return _FetchRequest_FetchPartition(
-        f_partition,
-        f_current_leader_epoch,
-        f_fetch_offset,
-        -1,
-        f_log_start_offset,
-        f_partition_max_bytes,
-        ZERO_UUID,
-        (),
-    ), pos
+    o.last_fetched_epoch = -1
+    o.replica_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_FetchPartition_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
+    o = new_instance(_FetchRequest_FetchPartition)
     try:
         (
-            f_partition,
-            f_current_leader_epoch,
-            f_fetch_offset,
-            f_last_fetched_epoch,
-            f_log_start_offset,
-            f_partition_max_bytes,
+            o.partition,
+            o.current_leader_epoch,
+            o.fetch_offset,
+            o.last_fetched_epoch,
+            o.log_start_offset,
+            o.partition_max_bytes,
         ) = _ST_int32_int32_int64_int32_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -465,29 +264,23 @@ def _read_FetchRequest_FetchPartition_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_FetchPartition(
-        f_partition,
-        f_current_leader_epoch,
-        f_fetch_offset,
-        f_last_fetched_epoch,
-        f_log_start_offset,
-        f_partition_max_bytes,
-        ZERO_UUID,
-        unknown,
-    ), pos
+    o.replica_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchRequest_FetchPartition_v17(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
+    o = new_instance(_FetchRequest_FetchPartition)
     try:
         (
-            f_partition,
-            f_current_leader_epoch,
-            f_fetch_offset,
-            f_last_fetched_epoch,
-            f_log_start_offset,
-            f_partition_max_bytes,
+            o.partition,
+            o.current_leader_epoch,
+            o.fetch_offset,
+            o.last_fetched_epoch,
+            o.log_start_offset,
+            o.partition_max_bytes,
         ) = _ST_int32_int32_int64_int32_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -550,16 +343,9 @@ def _read_FetchRequest_FetchPartition_v17(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_FetchPartition(
-        f_partition,
-        f_current_leader_epoch,
-        f_fetch_offset,
-        f_last_fetched_epoch,
-        f_log_start_offset,
-        f_partition_max_bytes,
-        f_replica_directory_id,
-        unknown,
-    ), pos
+    o.replica_directory_id = f_replica_directory_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchRequest_FetchPartition_v0(o: _FetchRequest_FetchPartition, out: bytearray) -> None:
@@ -719,6 +505,7 @@ def _write_FetchRequest_FetchPartition_v17(o: _FetchRequest_FetchPartition, out:
 def _read_FetchRequest_FetchTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
+    o = new_instance(_FetchRequest_FetchTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -753,12 +540,17 @@ def _read_FetchRequest_FetchTopic_v0(
         for _ in range(count3):
             item4, pos = _read_FetchRequest_FetchPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _FetchRequest_FetchTopic(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_FetchTopic_v5(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
+    o = new_instance(_FetchRequest_FetchTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -793,12 +585,17 @@ def _read_FetchRequest_FetchTopic_v5(
         for _ in range(count3):
             item4, pos = _read_FetchRequest_FetchPartition_v5(buf, pos)
             f_partitions.append(item4)
-    return _FetchRequest_FetchTopic(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_FetchTopic_v9(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
+    o = new_instance(_FetchRequest_FetchTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -833,12 +630,17 @@ def _read_FetchRequest_FetchTopic_v9(
         for _ in range(count3):
             item4, pos = _read_FetchRequest_FetchPartition_v9(buf, pos)
             f_partitions.append(item4)
-    return _FetchRequest_FetchTopic(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_FetchTopic_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
+    o = new_instance(_FetchRequest_FetchTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -910,12 +712,17 @@ def _read_FetchRequest_FetchTopic_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_FetchTopic(f_topic, ZERO_UUID, f_partitions, unknown), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchRequest_FetchTopic_v13(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
+    o = new_instance(_FetchRequest_FetchTopic)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -970,12 +777,17 @@ def _read_FetchRequest_FetchTopic_v13(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_FetchTopic("", uuid_from_bytes(f_topic_id), f_partitions, unknown), pos
+    o.topic = ""
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchRequest_FetchTopic_v17(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
+    o = new_instance(_FetchRequest_FetchTopic)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -1030,7 +842,11 @@ def _read_FetchRequest_FetchTopic_v17(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_FetchTopic("", uuid_from_bytes(f_topic_id), f_partitions, unknown), pos
+    o.topic = ""
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchRequest_FetchTopic_v0(o: _FetchRequest_FetchTopic, out: bytearray) -> None:
@@ -1357,6 +1173,7 @@ def _write_FetchRequest_FetchTopic_v17(o: _FetchRequest_FetchTopic, out: bytearr
 def _read_FetchRequest_ForgottenTopic_v7(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_ForgottenTopic, int]:
+    o = new_instance(_FetchRequest_ForgottenTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1391,12 +1208,17 @@ def _read_FetchRequest_ForgottenTopic_v7(
             raise too_short("ForgottenTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _FetchRequest_ForgottenTopic(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_ForgottenTopic_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_ForgottenTopic, int]:
+    o = new_instance(_FetchRequest_ForgottenTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1468,12 +1290,17 @@ def _read_FetchRequest_ForgottenTopic_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_ForgottenTopic(f_topic, ZERO_UUID, f_partitions, unknown), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchRequest_ForgottenTopic_v13(
     buf: memoryview, pos: int
 ) -> tuple[_FetchRequest_ForgottenTopic, int]:
+    o = new_instance(_FetchRequest_ForgottenTopic)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -1528,7 +1355,11 @@ def _read_FetchRequest_ForgottenTopic_v13(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchRequest_ForgottenTopic("", uuid_from_bytes(f_topic_id), f_partitions, unknown), pos
+    o.topic = ""
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchRequest_ForgottenTopic_v7(o: _FetchRequest_ForgottenTopic, out: bytearray) -> None:
@@ -1680,13 +1511,14 @@ def _write_FetchRequest_ForgottenTopic_v13(o: _FetchRequest_ForgottenTopic, out:
 
 
 def _read_FetchRequest_v0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_max_wait_ms, f_min_bytes = _ST_int32_int32.unpack_from(buf, pos)
+        o.max_wait_ms, o.min_bytes = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("max_wait_ms", 4), ("min_bytes", 4)), pos, len(buf) - pos) from None
     pos += 8
@@ -1705,31 +1537,28 @@ def _read_FetchRequest_v0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v0(buf, pos)
             f_topics.append(item2)
-    return FetchRequest(
-        None,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        0x7FFFFFFF,
-        0,
-        0,
-        -1,
-        f_topics,
-        [],
-        "",
-        (),
-    ), pos
+    o.cluster_id = None
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.max_bytes = 0x7FFFFFFF
+    o.isolation_level = 0
+    o.session_id = 0
+    o.session_epoch = -1
+    o.topics = f_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_v3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_max_wait_ms, f_min_bytes, f_max_bytes = _ST_int32_int32_int32.unpack_from(buf, pos)
+        o.max_wait_ms, o.min_bytes, o.max_bytes = _ST_int32_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("max_wait_ms", 4), ("min_bytes", 4), ("max_bytes", 4)), pos, len(buf) - pos
@@ -1750,31 +1579,27 @@ def _read_FetchRequest_v3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v0(buf, pos)
             f_topics.append(item2)
-    return FetchRequest(
-        None,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        0,
-        0,
-        -1,
-        f_topics,
-        [],
-        "",
-        (),
-    ), pos
+    o.cluster_id = None
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.isolation_level = 0
+    o.session_id = 0
+    o.session_epoch = -1
+    o.topics = f_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_v4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level = (
+        o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level = (
             _ST_int32_int32_int32_int8.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1799,31 +1624,26 @@ def _read_FetchRequest_v4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v0(buf, pos)
             f_topics.append(item2)
-    return FetchRequest(
-        None,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        0,
-        -1,
-        f_topics,
-        [],
-        "",
-        (),
-    ), pos
+    o.cluster_id = None
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.session_id = 0
+    o.session_epoch = -1
+    o.topics = f_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_v5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level = (
+        o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level = (
             _ST_int32_int32_int32_int8.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1848,37 +1668,32 @@ def _read_FetchRequest_v5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v5(buf, pos)
             f_topics.append(item2)
-    return FetchRequest(
-        None,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        0,
-        -1,
-        f_topics,
-        [],
-        "",
-        (),
-    ), pos
+    o.cluster_id = None
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.session_id = 0
+    o.session_epoch = -1
+    o.topics = f_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
         (
-            f_max_wait_ms,
-            f_min_bytes,
-            f_max_bytes,
-            f_isolation_level,
-            f_session_id,
-            f_session_epoch,
+            o.max_wait_ms,
+            o.min_bytes,
+            o.max_bytes,
+            o.isolation_level,
+            o.session_id,
+            o.session_epoch,
         ) = _ST_int32_int32_int32_int8_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -1924,37 +1739,30 @@ def _read_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         for _ in range(count3):
             item4, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
             f_forgotten_topics_data.append(item4)
-    return FetchRequest(
-        None,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        f_session_id,
-        f_session_epoch,
-        f_topics,
-        f_forgotten_topics_data,
-        "",
-        (),
-    ), pos
+    o.cluster_id = None
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.rack_id = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
         (
-            f_max_wait_ms,
-            f_min_bytes,
-            f_max_bytes,
-            f_isolation_level,
-            f_session_id,
-            f_session_epoch,
+            o.max_wait_ms,
+            o.min_bytes,
+            o.max_bytes,
+            o.isolation_level,
+            o.session_id,
+            o.session_epoch,
         ) = _ST_int32_int32_int32_int8_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -2000,37 +1808,30 @@ def _read_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         for _ in range(count3):
             item4, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
             f_forgotten_topics_data.append(item4)
-    return FetchRequest(
-        None,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        f_session_id,
-        f_session_epoch,
-        f_topics,
-        f_forgotten_topics_data,
-        "",
-        (),
-    ), pos
+    o.cluster_id = None
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.rack_id = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
         (
-            f_max_wait_ms,
-            f_min_bytes,
-            f_max_bytes,
-            f_isolation_level,
-            f_session_id,
-            f_session_epoch,
+            o.max_wait_ms,
+            o.min_bytes,
+            o.max_bytes,
+            o.isolation_level,
+            o.session_id,
+            o.session_epoch,
         ) = _ST_int32_int32_int32_int8_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -2095,37 +1896,30 @@ def _read_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
         pos = end6
-    return FetchRequest(
-        None,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        f_session_id,
-        f_session_epoch,
-        f_topics,
-        f_forgotten_topics_data,
-        f_rack_id,
-        (),
-    ), pos
+    o.cluster_id = None
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.rack_id = f_rack_id
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
         (
-            f_max_wait_ms,
-            f_min_bytes,
-            f_max_bytes,
-            f_isolation_level,
-            f_session_id,
-            f_session_epoch,
+            o.max_wait_ms,
+            o.min_bytes,
+            o.max_bytes,
+            o.isolation_level,
+            o.session_id,
+            o.session_epoch,
         ) = _ST_int32_int32_int32_int8_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -2258,37 +2052,30 @@ def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchRequest(
-        f_cluster_id,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        f_session_id,
-        f_session_epoch,
-        f_topics,
-        f_forgotten_topics_data,
-        f_rack_id,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.rack_id = f_rack_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
         (
-            f_max_wait_ms,
-            f_min_bytes,
-            f_max_bytes,
-            f_isolation_level,
-            f_session_id,
-            f_session_epoch,
+            o.max_wait_ms,
+            o.min_bytes,
+            o.max_bytes,
+            o.isolation_level,
+            o.session_id,
+            o.session_epoch,
         ) = _ST_int32_int32_int32_int8_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -2421,32 +2208,25 @@ def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchRequest(
-        f_cluster_id,
-        f_replica_id,
-        _FetchRequest_ReplicaState(),
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        f_session_id,
-        f_session_epoch,
-        f_topics,
-        f_forgotten_topics_data,
-        f_rack_id,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.replica_state = _FetchRequest_ReplicaState()
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.rack_id = f_rack_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
         (
-            f_max_wait_ms,
-            f_min_bytes,
-            f_max_bytes,
-            f_isolation_level,
-            f_session_id,
-            f_session_epoch,
+            o.max_wait_ms,
+            o.min_bytes,
+            o.max_bytes,
+            o.isolation_level,
+            o.session_id,
+            o.session_epoch,
         ) = _ST_int32_int32_int32_int8_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -2585,32 +2365,26 @@ def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchRequest(
-        f_cluster_id,
-        -1,
-        f_replica_state,
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        f_session_id,
-        f_session_epoch,
-        f_topics,
-        f_forgotten_topics_data,
-        f_rack_id,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.replica_id = -1
+    o.replica_state = f_replica_state
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.rack_id = f_rack_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+    o = new_instance(FetchRequest)
     try:
         (
-            f_max_wait_ms,
-            f_min_bytes,
-            f_max_bytes,
-            f_isolation_level,
-            f_session_id,
-            f_session_epoch,
+            o.max_wait_ms,
+            o.min_bytes,
+            o.max_bytes,
+            o.isolation_level,
+            o.session_id,
+            o.session_epoch,
         ) = _ST_int32_int32_int32_int8_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -2749,21 +2523,14 @@ def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchRequest(
-        f_cluster_id,
-        -1,
-        f_replica_state,
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_isolation_level,
-        f_session_id,
-        f_session_epoch,
-        f_topics,
-        f_forgotten_topics_data,
-        f_rack_id,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.replica_id = -1
+    o.replica_state = f_replica_state
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.rack_id = f_rack_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchRequest_v0(o: FetchRequest, out: bytearray) -> None:
@@ -3464,8 +3231,9 @@ def _write_FetchRequest_v17(o: FetchRequest, out: bytearray) -> None:
 def _read_FetchResponse_EpochEndOffset_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_EpochEndOffset, int]:
+    o = new_instance(_FetchResponse_EpochEndOffset)
     try:
-        f_epoch, f_end_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.epoch, o.end_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("EpochEndOffset.epoch", 4), ("EpochEndOffset.end_offset", 8)), pos, len(buf) - pos
@@ -3502,7 +3270,8 @@ def _read_FetchResponse_EpochEndOffset_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_EpochEndOffset(f_epoch, f_end_offset, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_EpochEndOffset_v12(
@@ -3518,8 +3287,9 @@ def _write_FetchResponse_EpochEndOffset_v12(
 def _read_FetchResponse_LeaderIdAndEpoch_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_LeaderIdAndEpoch, int]:
+    o = new_instance(_FetchResponse_LeaderIdAndEpoch)
     try:
-        f_leader_id, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
@@ -3558,7 +3328,8 @@ def _read_FetchResponse_LeaderIdAndEpoch_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_LeaderIdAndEpoch(f_leader_id, f_leader_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_LeaderIdAndEpoch_v12(
@@ -3574,8 +3345,9 @@ def _write_FetchResponse_LeaderIdAndEpoch_v12(
 def _read_FetchResponse_SnapshotId_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_SnapshotId, int]:
+    o = new_instance(_FetchResponse_SnapshotId)
     try:
-        f_end_offset, f_epoch = _ST_int64_int32.unpack_from(buf, pos)
+        o.end_offset, o.epoch = _ST_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("SnapshotId.end_offset", 8), ("SnapshotId.epoch", 4)), pos, len(buf) - pos
@@ -3612,7 +3384,8 @@ def _read_FetchResponse_SnapshotId_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_SnapshotId(f_end_offset, f_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_SnapshotId_v12(o: _FetchResponse_SnapshotId, out: bytearray) -> None:
@@ -3626,8 +3399,9 @@ def _write_FetchResponse_SnapshotId_v12(o: _FetchResponse_SnapshotId, out: bytea
 def _read_FetchResponse_AbortedTransaction_v4(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_AbortedTransaction, int]:
+    o = new_instance(_FetchResponse_AbortedTransaction)
     try:
-        f_producer_id, f_first_offset = _ST_int64_int64.unpack_from(buf, pos)
+        o.producer_id, o.first_offset = _ST_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AbortedTransaction.producer_id", 8), ("AbortedTransaction.first_offset", 8)),
@@ -3635,14 +3409,16 @@ def _read_FetchResponse_AbortedTransaction_v4(
             len(buf) - pos,
         ) from None
     pos += 16
-    return _FetchResponse_AbortedTransaction(f_producer_id, f_first_offset, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_AbortedTransaction_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_AbortedTransaction, int]:
+    o = new_instance(_FetchResponse_AbortedTransaction)
     try:
-        f_producer_id, f_first_offset = _ST_int64_int64.unpack_from(buf, pos)
+        o.producer_id, o.first_offset = _ST_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AbortedTransaction.producer_id", 8), ("AbortedTransaction.first_offset", 8)),
@@ -3683,7 +3459,8 @@ def _read_FetchResponse_AbortedTransaction_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_AbortedTransaction(f_producer_id, f_first_offset, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_AbortedTransaction_v4(
@@ -3763,8 +3540,9 @@ def _write_FetchResponse_AbortedTransaction_v12(
 def _read_FetchResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
+    o = new_instance(_FetchResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_high_watermark = _ST_int32_int16_int64.unpack_from(
+        o.partition_index, o.error_code, o.high_watermark = _ST_int32_int16_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -3792,27 +3570,24 @@ def _read_FetchResponse_PartitionData_v0(
             raise too_short("PartitionData.records", pos, n1, len(buf) - pos)
         f_records = buf[pos:end2]
         pos = end2
-    return _FetchResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_high_watermark,
-        -1,
-        -1,
-        _FetchResponse_EpochEndOffset(),
-        _FetchResponse_LeaderIdAndEpoch(),
-        _FetchResponse_SnapshotId(),
-        [],
-        -1,
-        f_records,
-        (),
-    ), pos
+    o.last_stable_offset = -1
+    o.log_start_offset = -1
+    o.diverging_epoch = _FetchResponse_EpochEndOffset()
+    o.current_leader = _FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _FetchResponse_SnapshotId()
+    o.aborted_transactions = []
+    o.preferred_read_replica = -1
+    o.records = f_records
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_PartitionData_v4(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
+    o = new_instance(_FetchResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_high_watermark, f_last_stable_offset = (
+        o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset = (
             _ST_int32_int16_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -3856,32 +3631,28 @@ def _read_FetchResponse_PartitionData_v4(
             raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
         f_records = buf[pos:end4]
         pos = end4
-    return _FetchResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_high_watermark,
-        f_last_stable_offset,
-        -1,
-        _FetchResponse_EpochEndOffset(),
-        _FetchResponse_LeaderIdAndEpoch(),
-        _FetchResponse_SnapshotId(),
-        f_aborted_transactions,
-        -1,
-        f_records,
-        (),
-    ), pos
+    o.log_start_offset = -1
+    o.diverging_epoch = _FetchResponse_EpochEndOffset()
+    o.current_leader = _FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _FetchResponse_SnapshotId()
+    o.aborted_transactions = f_aborted_transactions
+    o.preferred_read_replica = -1
+    o.records = f_records
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_PartitionData_v5(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
+    o = new_instance(_FetchResponse_PartitionData)
     try:
         (
-            f_partition_index,
-            f_error_code,
-            f_high_watermark,
-            f_last_stable_offset,
-            f_log_start_offset,
+            o.partition_index,
+            o.error_code,
+            o.high_watermark,
+            o.last_stable_offset,
+            o.log_start_offset,
         ) = _ST_int32_int16_int64_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -3925,32 +3696,27 @@ def _read_FetchResponse_PartitionData_v5(
             raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
         f_records = buf[pos:end4]
         pos = end4
-    return _FetchResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_high_watermark,
-        f_last_stable_offset,
-        f_log_start_offset,
-        _FetchResponse_EpochEndOffset(),
-        _FetchResponse_LeaderIdAndEpoch(),
-        _FetchResponse_SnapshotId(),
-        f_aborted_transactions,
-        -1,
-        f_records,
-        (),
-    ), pos
+    o.diverging_epoch = _FetchResponse_EpochEndOffset()
+    o.current_leader = _FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _FetchResponse_SnapshotId()
+    o.aborted_transactions = f_aborted_transactions
+    o.preferred_read_replica = -1
+    o.records = f_records
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_PartitionData_v11(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
+    o = new_instance(_FetchResponse_PartitionData)
     try:
         (
-            f_partition_index,
-            f_error_code,
-            f_high_watermark,
-            f_last_stable_offset,
-            f_log_start_offset,
+            o.partition_index,
+            o.error_code,
+            o.high_watermark,
+            o.last_stable_offset,
+            o.log_start_offset,
         ) = _ST_int32_int16_int64_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -3981,7 +3747,7 @@ def _read_FetchResponse_PartitionData_v11(
             item2, pos = _read_FetchResponse_AbortedTransaction_v4(buf, pos)
             f_aborted_transactions.append(item2)
     try:
-        (f_preferred_read_replica,) = _ST_int32.unpack_from(buf, pos)
+        (o.preferred_read_replica,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.preferred_read_replica", 4),), pos, len(buf) - pos
@@ -4001,32 +3767,26 @@ def _read_FetchResponse_PartitionData_v11(
             raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
         f_records = buf[pos:end4]
         pos = end4
-    return _FetchResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_high_watermark,
-        f_last_stable_offset,
-        f_log_start_offset,
-        _FetchResponse_EpochEndOffset(),
-        _FetchResponse_LeaderIdAndEpoch(),
-        _FetchResponse_SnapshotId(),
-        f_aborted_transactions,
-        f_preferred_read_replica,
-        f_records,
-        (),
-    ), pos
+    o.diverging_epoch = _FetchResponse_EpochEndOffset()
+    o.current_leader = _FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _FetchResponse_SnapshotId()
+    o.aborted_transactions = f_aborted_transactions
+    o.records = f_records
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_PartitionData_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
+    o = new_instance(_FetchResponse_PartitionData)
     try:
         (
-            f_partition_index,
-            f_error_code,
-            f_high_watermark,
-            f_last_stable_offset,
-            f_log_start_offset,
+            o.partition_index,
+            o.error_code,
+            o.high_watermark,
+            o.last_stable_offset,
+            o.log_start_offset,
         ) = _ST_int32_int16_int64_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -4060,7 +3820,7 @@ def _read_FetchResponse_PartitionData_v12(
             item2, pos = _read_FetchResponse_AbortedTransaction_v12(buf, pos)
             f_aborted_transactions.append(item2)
     try:
-        (f_preferred_read_replica,) = _ST_int32.unpack_from(buf, pos)
+        (o.preferred_read_replica,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.preferred_read_replica", 4),), pos, len(buf) - pos
@@ -4139,20 +3899,13 @@ def _read_FetchResponse_PartitionData_v12(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_high_watermark,
-        f_last_stable_offset,
-        f_log_start_offset,
-        f_diverging_epoch,
-        f_current_leader,
-        f_snapshot_id,
-        f_aborted_transactions,
-        f_preferred_read_replica,
-        f_records,
-        unknown,
-    ), pos
+    o.diverging_epoch = f_diverging_epoch
+    o.current_leader = f_current_leader
+    o.snapshot_id = f_snapshot_id
+    o.aborted_transactions = f_aborted_transactions
+    o.records = f_records
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_PartitionData_v0(o: _FetchResponse_PartitionData, out: bytearray) -> None:
@@ -4532,6 +4285,7 @@ def _write_FetchResponse_PartitionData_v12(o: _FetchResponse_PartitionData, out:
 def _read_FetchResponse_FetchableTopicResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
+    o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -4566,12 +4320,17 @@ def _read_FetchResponse_FetchableTopicResponse_v0(
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v0(buf, pos)
             f_partitions.append(item4)
-    return _FetchResponse_FetchableTopicResponse(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_FetchableTopicResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
+    o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -4606,12 +4365,17 @@ def _read_FetchResponse_FetchableTopicResponse_v4(
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v4(buf, pos)
             f_partitions.append(item4)
-    return _FetchResponse_FetchableTopicResponse(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_FetchableTopicResponse_v5(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
+    o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -4646,12 +4410,17 @@ def _read_FetchResponse_FetchableTopicResponse_v5(
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v5(buf, pos)
             f_partitions.append(item4)
-    return _FetchResponse_FetchableTopicResponse(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_FetchableTopicResponse_v11(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
+    o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -4686,12 +4455,17 @@ def _read_FetchResponse_FetchableTopicResponse_v11(
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v11(buf, pos)
             f_partitions.append(item4)
-    return _FetchResponse_FetchableTopicResponse(f_topic, ZERO_UUID, f_partitions, ()), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_FetchableTopicResponse_v12(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
+    o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -4769,12 +4543,17 @@ def _read_FetchResponse_FetchableTopicResponse_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_FetchableTopicResponse(f_topic, ZERO_UUID, f_partitions, unknown), pos
+    o.topic = f_topic
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchResponse_FetchableTopicResponse_v13(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
+    o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -4837,9 +4616,11 @@ def _read_FetchResponse_FetchableTopicResponse_v13(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_FetchableTopicResponse(
-        "", uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic = ""
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_FetchableTopicResponse_v0(
@@ -5175,8 +4956,9 @@ def _write_FetchResponse_FetchableTopicResponse_v13(
 def _read_FetchResponse_NodeEndpoint_v16(
     buf: memoryview, pos: int
 ) -> tuple[_FetchResponse_NodeEndpoint, int]:
+    o = new_instance(_FetchResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -5203,7 +4985,7 @@ def _read_FetchResponse_NodeEndpoint_v16(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -5260,7 +5042,10 @@ def _read_FetchResponse_NodeEndpoint_v16(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchResponse_NodeEndpoint(f_node_id, f_host, f_port, f_rack, unknown), pos
+    o.host = f_host
+    o.rack = f_rack
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_NodeEndpoint_v16(o: _FetchResponse_NodeEndpoint, out: bytearray) -> None:
@@ -5299,6 +5084,7 @@ def _write_FetchResponse_NodeEndpoint_v16(o: _FetchResponse_NodeEndpoint, out: b
 
 
 def _read_FetchResponse_v0(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -5314,12 +5100,19 @@ def _read_FetchResponse_v0(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v0(buf, pos)
             f_responses.append(item2)
-    return FetchResponse(0, 0, 0, f_responses, [], ()), pos
+    o.throttle_time_ms = 0
+    o.error_code = 0
+    o.session_id = 0
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_v1(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -5338,12 +5131,18 @@ def _read_FetchResponse_v1(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v0(buf, pos)
             f_responses.append(item2)
-    return FetchResponse(f_throttle_time_ms, 0, 0, f_responses, [], ()), pos
+    o.error_code = 0
+    o.session_id = 0
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_v4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -5362,12 +5161,18 @@ def _read_FetchResponse_v4(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v4(buf, pos)
             f_responses.append(item2)
-    return FetchResponse(f_throttle_time_ms, 0, 0, f_responses, [], ()), pos
+    o.error_code = 0
+    o.session_id = 0
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_v5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -5386,12 +5191,18 @@ def _read_FetchResponse_v5(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v5(buf, pos)
             f_responses.append(item2)
-    return FetchResponse(f_throttle_time_ms, 0, 0, f_responses, [], ()), pos
+    o.error_code = 0
+    o.session_id = 0
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_v7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2), ("session_id", 4)), pos, len(buf) - pos
@@ -5412,12 +5223,16 @@ def _read_FetchResponse_v7(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v5(buf, pos)
             f_responses.append(item2)
-    return FetchResponse(f_throttle_time_ms, f_error_code, f_session_id, f_responses, [], ()), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_v11(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2), ("session_id", 4)), pos, len(buf) - pos
@@ -5438,12 +5253,16 @@ def _read_FetchResponse_v11(buf: memoryview, pos: int) -> tuple[FetchResponse, i
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v11(buf, pos)
             f_responses.append(item2)
-    return FetchResponse(f_throttle_time_ms, f_error_code, f_session_id, f_responses, [], ()), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2), ("session_id", 4)), pos, len(buf) - pos
@@ -5498,14 +5317,16 @@ def _read_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, i
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchResponse(
-        f_throttle_time_ms, f_error_code, f_session_id, f_responses, [], unknown
-    ), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2), ("session_id", 4)), pos, len(buf) - pos
@@ -5560,14 +5381,16 @@ def _read_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, i
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchResponse(
-        f_throttle_time_ms, f_error_code, f_session_id, f_responses, [], unknown
-    ), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+    o = new_instance(FetchResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2), ("session_id", 4)), pos, len(buf) - pos
@@ -5646,9 +5469,10 @@ def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, i
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchResponse(
-        f_throttle_time_ms, f_error_code, f_session_id, f_responses, f_node_endpoints, unknown
-    ), pos
+    o.responses = f_responses
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchResponse_v0(o: FetchResponse, out: bytearray) -> None:
@@ -5964,362 +5788,591 @@ def _write_FetchResponse_v16(o: FetchResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_FetchRequest_ReplicaState.FIELDS = (
-    FieldInfo("ReplicaId", "replica_id", "int32", (15, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ReplicaEpoch", "replica_epoch", "int64", (15, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_FetchRequest_FetchPartition.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "CurrentLeaderEpoch",
-        "current_leader_epoch",
-        "int32",
-        (9, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "FetchOffset", "fetch_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LastFetchedEpoch",
-        "last_fetched_epoch",
-        "int32",
-        (12, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LogStartOffset", "log_start_offset", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PartitionMaxBytes",
-        "partition_max_bytes",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ReplicaDirectoryId",
-        "replica_directory_id",
-        "uuid",
-        (17, 32767),
-        (1, 0),
-        (17, 32767),
-        0,
-        None,
-        False,
-    ),
-)
-_FetchRequest_FetchTopic.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]FetchPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchRequest_FetchPartition,
-        False,
-    ),
-)
-_FetchRequest_ForgottenTopic.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (7, 12), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (7, 32767), (1, 0), (1, 0), None, None, False),
-)
-FetchRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (12, 32767), (12, 32767), (12, 32767), 0, None, False
-    ),
-    FieldInfo("ReplicaId", "replica_id", "int32", (0, 14), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ReplicaState",
-        "replica_state",
-        "ReplicaState",
-        (15, 32767),
-        (1, 0),
-        (15, 32767),
-        1,
-        _FetchRequest_ReplicaState,
-        False,
-    ),
-    FieldInfo("MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MaxBytes", "max_bytes", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IsolationLevel", "isolation_level", "int8", (4, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SessionEpoch", "session_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]FetchTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchRequest_FetchTopic,
-        False,
-    ),
-    FieldInfo(
-        "ForgottenTopicsData",
-        "forgotten_topics_data",
-        "[]ForgottenTopic",
-        (7, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchRequest_ForgottenTopic,
-        False,
-    ),
-    FieldInfo("RackId", "rack_id", "string", (11, 32767), (1, 0), (1, 0), None, None, False),
-)
-FetchRequest._READERS = (
-    _read_FetchRequest_v0,
-    _read_FetchRequest_v0,
-    _read_FetchRequest_v0,
-    _read_FetchRequest_v3,
-    _read_FetchRequest_v4,
-    _read_FetchRequest_v5,
-    _read_FetchRequest_v5,
-    _read_FetchRequest_v7,
-    _read_FetchRequest_v7,
-    _read_FetchRequest_v9,
-    _read_FetchRequest_v9,
-    _read_FetchRequest_v11,
-    _read_FetchRequest_v12,
-    _read_FetchRequest_v13,
-    _read_FetchRequest_v13,
-    _read_FetchRequest_v15,
-    _read_FetchRequest_v15,
-    _read_FetchRequest_v17,
-)
-FetchRequest._WRITERS = (
-    _write_FetchRequest_v0,
-    _write_FetchRequest_v1,
-    _write_FetchRequest_v2,
-    _write_FetchRequest_v3,
-    _write_FetchRequest_v4,
-    _write_FetchRequest_v5,
-    _write_FetchRequest_v6,
-    _write_FetchRequest_v7,
-    _write_FetchRequest_v8,
-    _write_FetchRequest_v9,
-    _write_FetchRequest_v10,
-    _write_FetchRequest_v11,
-    _write_FetchRequest_v12,
-    _write_FetchRequest_v13,
-    _write_FetchRequest_v14,
-    _write_FetchRequest_v15,
-    _write_FetchRequest_v16,
-    _write_FetchRequest_v17,
-)
+@dataclass(slots=True)
+class _FetchRequest_ReplicaState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ReplicaId", "replica_id", "int32", (15, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ReplicaEpoch", "replica_epoch", "int64", (15, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    replica_id: BrokerId = -1
+    replica_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_FetchResponse_EpochEndOffset.FIELDS = (
-    FieldInfo("Epoch", "epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("EndOffset", "end_offset", "int64", (12, 32767), (1, 0), (1, 0), None, None, False),
-)
-_FetchResponse_LeaderIdAndEpoch.FIELDS = (
-    FieldInfo("LeaderId", "leader_id", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_FetchResponse_SnapshotId.FIELDS = (
-    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_FetchResponse_AbortedTransaction.FIELDS = (
-    FieldInfo("ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "FirstOffset", "first_offset", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_FetchResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "HighWatermark", "high_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LastStableOffset",
-        "last_stable_offset",
-        "int64",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LogStartOffset", "log_start_offset", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "DivergingEpoch",
-        "diverging_epoch",
-        "EpochEndOffset",
-        (12, 32767),
-        (1, 0),
-        (12, 32767),
-        0,
-        _FetchResponse_EpochEndOffset,
-        False,
-    ),
-    FieldInfo(
-        "CurrentLeader",
-        "current_leader",
-        "LeaderIdAndEpoch",
-        (12, 32767),
-        (1, 0),
-        (12, 32767),
-        1,
-        _FetchResponse_LeaderIdAndEpoch,
-        False,
-    ),
-    FieldInfo(
-        "SnapshotId",
-        "snapshot_id",
-        "SnapshotId",
-        (12, 32767),
-        (1, 0),
-        (12, 32767),
-        2,
-        _FetchResponse_SnapshotId,
-        False,
-    ),
-    FieldInfo(
-        "AbortedTransactions",
-        "aborted_transactions",
-        "[]AbortedTransaction",
-        (4, 32767),
-        (4, 32767),
-        (1, 0),
-        None,
-        _FetchResponse_AbortedTransaction,
-        False,
-    ),
-    FieldInfo(
-        "PreferredReadReplica",
-        "preferred_read_replica",
-        "int32",
-        (11, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-_FetchResponse_FetchableTopicResponse.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchResponse_PartitionData,
-        False,
-    ),
-)
-_FetchResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (16, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Rack", "rack", "string", (16, 32767), (16, 32767), (1, 0), None, None, False),
-)
-FetchResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (7, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]FetchableTopicResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchResponse_FetchableTopicResponse,
-        False,
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (16, 32767),
-        (1, 0),
-        (16, 32767),
-        0,
-        _FetchResponse_NodeEndpoint,
-        False,
-    ),
-)
-FetchResponse._READERS = (
-    _read_FetchResponse_v0,
-    _read_FetchResponse_v1,
-    _read_FetchResponse_v1,
-    _read_FetchResponse_v1,
-    _read_FetchResponse_v4,
-    _read_FetchResponse_v5,
-    _read_FetchResponse_v5,
-    _read_FetchResponse_v7,
-    _read_FetchResponse_v7,
-    _read_FetchResponse_v7,
-    _read_FetchResponse_v7,
-    _read_FetchResponse_v11,
-    _read_FetchResponse_v12,
-    _read_FetchResponse_v13,
-    _read_FetchResponse_v13,
-    _read_FetchResponse_v13,
-    _read_FetchResponse_v16,
-    _read_FetchResponse_v16,
-)
-FetchResponse._WRITERS = (
-    _write_FetchResponse_v0,
-    _write_FetchResponse_v1,
-    _write_FetchResponse_v2,
-    _write_FetchResponse_v3,
-    _write_FetchResponse_v4,
-    _write_FetchResponse_v5,
-    _write_FetchResponse_v6,
-    _write_FetchResponse_v7,
-    _write_FetchResponse_v8,
-    _write_FetchResponse_v9,
-    _write_FetchResponse_v10,
-    _write_FetchResponse_v11,
-    _write_FetchResponse_v12,
-    _write_FetchResponse_v13,
-    _write_FetchResponse_v14,
-    _write_FetchResponse_v15,
-    _write_FetchResponse_v16,
-    _write_FetchResponse_v16,
-)
+
+@dataclass(slots=True)
+class _FetchRequest_FetchPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "CurrentLeaderEpoch",
+            "current_leader_epoch",
+            "int32",
+            (9, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "FetchOffset", "fetch_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastFetchedEpoch",
+            "last_fetched_epoch",
+            "int32",
+            (12, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LogStartOffset",
+            "log_start_offset",
+            "int64",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PartitionMaxBytes",
+            "partition_max_bytes",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ReplicaDirectoryId",
+            "replica_directory_id",
+            "uuid",
+            (17, 32767),
+            (1, 0),
+            (17, 32767),
+            0,
+            None,
+            False,
+        ),
+    )
+    partition: int = 0
+    current_leader_epoch: int = -1
+    fetch_offset: int = 0
+    last_fetched_epoch: int = -1
+    log_start_offset: int = -1
+    partition_max_bytes: int = 0
+    replica_directory_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchRequest_FetchTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]FetchPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchRequest_FetchPartition,
+            False,
+        ),
+    )
+    topic: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_FetchRequest_FetchPartition] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchRequest_ForgottenTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (7, 12), (1, 0), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (7, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class FetchRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId",
+            "cluster_id",
+            "string",
+            (12, 32767),
+            (12, 32767),
+            (12, 32767),
+            0,
+            None,
+            False,
+        ),
+        FieldInfo("ReplicaId", "replica_id", "int32", (0, 14), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ReplicaState",
+            "replica_state",
+            "ReplicaState",
+            (15, 32767),
+            (1, 0),
+            (15, 32767),
+            1,
+            _FetchRequest_ReplicaState,
+            False,
+        ),
+        FieldInfo(
+            "MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("MaxBytes", "max_bytes", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "IsolationLevel",
+            "isolation_level",
+            "int8",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "SessionEpoch", "session_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]FetchTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchRequest_FetchTopic,
+            False,
+        ),
+        FieldInfo(
+            "ForgottenTopicsData",
+            "forgotten_topics_data",
+            "[]ForgottenTopic",
+            (7, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchRequest_ForgottenTopic,
+            False,
+        ),
+        FieldInfo("RackId", "rack_id", "string", (11, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_FetchRequest_v0,
+        _read_FetchRequest_v0,
+        _read_FetchRequest_v0,
+        _read_FetchRequest_v3,
+        _read_FetchRequest_v4,
+        _read_FetchRequest_v5,
+        _read_FetchRequest_v5,
+        _read_FetchRequest_v7,
+        _read_FetchRequest_v7,
+        _read_FetchRequest_v9,
+        _read_FetchRequest_v9,
+        _read_FetchRequest_v11,
+        _read_FetchRequest_v12,
+        _read_FetchRequest_v13,
+        _read_FetchRequest_v13,
+        _read_FetchRequest_v15,
+        _read_FetchRequest_v15,
+        _read_FetchRequest_v17,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_FetchRequest_v0,
+        _write_FetchRequest_v1,
+        _write_FetchRequest_v2,
+        _write_FetchRequest_v3,
+        _write_FetchRequest_v4,
+        _write_FetchRequest_v5,
+        _write_FetchRequest_v6,
+        _write_FetchRequest_v7,
+        _write_FetchRequest_v8,
+        _write_FetchRequest_v9,
+        _write_FetchRequest_v10,
+        _write_FetchRequest_v11,
+        _write_FetchRequest_v12,
+        _write_FetchRequest_v13,
+        _write_FetchRequest_v14,
+        _write_FetchRequest_v15,
+        _write_FetchRequest_v16,
+        _write_FetchRequest_v17,
+    )
+    NAME: ClassVar[str] = "FetchRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 1
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 17
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    ReplicaState = _FetchRequest_ReplicaState
+    FetchTopic = _FetchRequest_FetchTopic
+    FetchPartition = _FetchRequest_FetchPartition
+    ForgottenTopic = _FetchRequest_ForgottenTopic
+    cluster_id: str | None = None
+    replica_id: BrokerId = -1
+    replica_state: _FetchRequest_ReplicaState = field(default_factory=_FetchRequest_ReplicaState)
+    max_wait_ms: int = 0
+    min_bytes: int = 0
+    max_bytes: int = 0x7FFFFFFF
+    isolation_level: int = 0
+    session_id: int = 0
+    session_epoch: int = -1
+    topics: list[_FetchRequest_FetchTopic] = field(default_factory=list)
+    forgotten_topics_data: list[_FetchRequest_ForgottenTopic] = field(default_factory=list)
+    rack_id: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchResponse_EpochEndOffset:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Epoch", "epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "EndOffset", "end_offset", "int64", (12, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    epoch: int = -1
+    end_offset: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchResponse_LeaderIdAndEpoch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("LeaderId", "leader_id", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    leader_id: BrokerId = -1
+    leader_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchResponse_SnapshotId:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    end_offset: int = -1
+    epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchResponse_AbortedTransaction:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "FirstOffset", "first_offset", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    producer_id: ProducerId = 0
+    first_offset: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "HighWatermark",
+            "high_watermark",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastStableOffset",
+            "last_stable_offset",
+            "int64",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LogStartOffset",
+            "log_start_offset",
+            "int64",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "DivergingEpoch",
+            "diverging_epoch",
+            "EpochEndOffset",
+            (12, 32767),
+            (1, 0),
+            (12, 32767),
+            0,
+            _FetchResponse_EpochEndOffset,
+            False,
+        ),
+        FieldInfo(
+            "CurrentLeader",
+            "current_leader",
+            "LeaderIdAndEpoch",
+            (12, 32767),
+            (1, 0),
+            (12, 32767),
+            1,
+            _FetchResponse_LeaderIdAndEpoch,
+            False,
+        ),
+        FieldInfo(
+            "SnapshotId",
+            "snapshot_id",
+            "SnapshotId",
+            (12, 32767),
+            (1, 0),
+            (12, 32767),
+            2,
+            _FetchResponse_SnapshotId,
+            False,
+        ),
+        FieldInfo(
+            "AbortedTransactions",
+            "aborted_transactions",
+            "[]AbortedTransaction",
+            (4, 32767),
+            (4, 32767),
+            (1, 0),
+            None,
+            _FetchResponse_AbortedTransaction,
+            False,
+        ),
+        FieldInfo(
+            "PreferredReadReplica",
+            "preferred_read_replica",
+            "int32",
+            (11, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    high_watermark: int = 0
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+    diverging_epoch: _FetchResponse_EpochEndOffset = field(
+        default_factory=_FetchResponse_EpochEndOffset
+    )
+    current_leader: _FetchResponse_LeaderIdAndEpoch = field(
+        default_factory=_FetchResponse_LeaderIdAndEpoch
+    )
+    snapshot_id: _FetchResponse_SnapshotId = field(default_factory=_FetchResponse_SnapshotId)
+    aborted_transactions: list[_FetchResponse_AbortedTransaction] | None = field(
+        default_factory=list
+    )
+    preferred_read_replica: BrokerId = -1
+    records: bytes | memoryview | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchResponse_FetchableTopicResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchResponse_PartitionData,
+            False,
+        ),
+    )
+    topic: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_FetchResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (16, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Rack", "rack", "string", (16, 32767), (16, 32767), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    rack: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class FetchResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (7, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]FetchableTopicResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchResponse_FetchableTopicResponse,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (16, 32767),
+            (1, 0),
+            (16, 32767),
+            0,
+            _FetchResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_FetchResponse_v0,
+        _read_FetchResponse_v1,
+        _read_FetchResponse_v1,
+        _read_FetchResponse_v1,
+        _read_FetchResponse_v4,
+        _read_FetchResponse_v5,
+        _read_FetchResponse_v5,
+        _read_FetchResponse_v7,
+        _read_FetchResponse_v7,
+        _read_FetchResponse_v7,
+        _read_FetchResponse_v7,
+        _read_FetchResponse_v11,
+        _read_FetchResponse_v12,
+        _read_FetchResponse_v13,
+        _read_FetchResponse_v13,
+        _read_FetchResponse_v13,
+        _read_FetchResponse_v16,
+        _read_FetchResponse_v16,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_FetchResponse_v0,
+        _write_FetchResponse_v1,
+        _write_FetchResponse_v2,
+        _write_FetchResponse_v3,
+        _write_FetchResponse_v4,
+        _write_FetchResponse_v5,
+        _write_FetchResponse_v6,
+        _write_FetchResponse_v7,
+        _write_FetchResponse_v8,
+        _write_FetchResponse_v9,
+        _write_FetchResponse_v10,
+        _write_FetchResponse_v11,
+        _write_FetchResponse_v12,
+        _write_FetchResponse_v13,
+        _write_FetchResponse_v14,
+        _write_FetchResponse_v15,
+        _write_FetchResponse_v16,
+        _write_FetchResponse_v16,
+    )
+    NAME: ClassVar[str] = "FetchResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 1
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 17
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
+    FetchableTopicResponse = _FetchResponse_FetchableTopicResponse
+    PartitionData = _FetchResponse_PartitionData
+    EpochEndOffset = _FetchResponse_EpochEndOffset
+    LeaderIdAndEpoch = _FetchResponse_LeaderIdAndEpoch
+    SnapshotId = _FetchResponse_SnapshotId
+    AbortedTransaction = _FetchResponse_AbortedTransaction
+    NodeEndpoint = _FetchResponse_NodeEndpoint
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    session_id: int = 0
+    responses: list[_FetchResponse_FetchableTopicResponse] = field(default_factory=list)
+    node_endpoints: list[_FetchResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -48,156 +49,12 @@ _ST_uint16 = Struct(">H")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _FetchSnapshotRequest_SnapshotId:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    end_offset: int = 0
-    epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotRequest_SnapshotId.__qualname__ = "FetchSnapshotRequest.SnapshotId"
-
-
-@dataclass(slots=True)
-class _FetchSnapshotRequest_PartitionSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    current_leader_epoch: int = 0
-    snapshot_id: _FetchSnapshotRequest_SnapshotId = field(
-        default_factory=_FetchSnapshotRequest_SnapshotId
-    )
-    position: int = 0
-    replica_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotRequest_PartitionSnapshot.__qualname__ = "FetchSnapshotRequest.PartitionSnapshot"
-
-
-@dataclass(slots=True)
-class _FetchSnapshotRequest_TopicSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_FetchSnapshotRequest_PartitionSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotRequest_TopicSnapshot.__qualname__ = "FetchSnapshotRequest.TopicSnapshot"
-
-
-@dataclass(slots=True)
-class FetchSnapshotRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FetchSnapshotRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 59
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicSnapshot = _FetchSnapshotRequest_TopicSnapshot
-    PartitionSnapshot = _FetchSnapshotRequest_PartitionSnapshot
-    SnapshotId = _FetchSnapshotRequest_SnapshotId
-    cluster_id: str | None = None
-    replica_id: BrokerId = -1
-    max_bytes: int = 0x7FFFFFFF
-    topics: list[_FetchSnapshotRequest_TopicSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _FetchSnapshotResponse_SnapshotId:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    end_offset: int = 0
-    epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotResponse_SnapshotId.__qualname__ = "FetchSnapshotResponse.SnapshotId"
-
-
-@dataclass(slots=True)
-class _FetchSnapshotResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotResponse_LeaderIdAndEpoch.__qualname__ = "FetchSnapshotResponse.LeaderIdAndEpoch"
-
-
-@dataclass(slots=True)
-class _FetchSnapshotResponse_PartitionSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    index: int = 0
-    error_code: int = 0
-    snapshot_id: _FetchSnapshotResponse_SnapshotId = field(
-        default_factory=_FetchSnapshotResponse_SnapshotId
-    )
-    current_leader: _FetchSnapshotResponse_LeaderIdAndEpoch = field(
-        default_factory=_FetchSnapshotResponse_LeaderIdAndEpoch
-    )
-    size: int = 0
-    position: int = 0
-    unaligned_records: bytes | memoryview = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotResponse_PartitionSnapshot.__qualname__ = "FetchSnapshotResponse.PartitionSnapshot"
-
-
-@dataclass(slots=True)
-class _FetchSnapshotResponse_TopicSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_FetchSnapshotResponse_PartitionSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotResponse_TopicSnapshot.__qualname__ = "FetchSnapshotResponse.TopicSnapshot"
-
-
-@dataclass(slots=True)
-class _FetchSnapshotResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FetchSnapshotResponse_NodeEndpoint.__qualname__ = "FetchSnapshotResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class FetchSnapshotResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FetchSnapshotResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 59
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicSnapshot = _FetchSnapshotResponse_TopicSnapshot
-    PartitionSnapshot = _FetchSnapshotResponse_PartitionSnapshot
-    SnapshotId = _FetchSnapshotResponse_SnapshotId
-    LeaderIdAndEpoch = _FetchSnapshotResponse_LeaderIdAndEpoch
-    NodeEndpoint = _FetchSnapshotResponse_NodeEndpoint
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    topics: list[_FetchSnapshotResponse_TopicSnapshot] = field(default_factory=list)
-    node_endpoints: list[_FetchSnapshotResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_FetchSnapshotRequest_SnapshotId_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotRequest_SnapshotId, int]:
+    o = new_instance(_FetchSnapshotRequest_SnapshotId)
     try:
-        f_end_offset, f_epoch = _ST_int64_int32.unpack_from(buf, pos)
+        o.end_offset, o.epoch = _ST_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("SnapshotId.end_offset", 8), ("SnapshotId.epoch", 4)), pos, len(buf) - pos
@@ -234,7 +91,8 @@ def _read_FetchSnapshotRequest_SnapshotId_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotRequest_SnapshotId(f_end_offset, f_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotRequest_SnapshotId_v0(
@@ -250,8 +108,9 @@ def _write_FetchSnapshotRequest_SnapshotId_v0(
 def _read_FetchSnapshotRequest_PartitionSnapshot_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotRequest_PartitionSnapshot, int]:
+    o = new_instance(_FetchSnapshotRequest_PartitionSnapshot)
     try:
-        f_partition, f_current_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition, o.current_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionSnapshot.partition", 4), ("PartitionSnapshot.current_leader_epoch", 4)),
@@ -261,7 +120,7 @@ def _read_FetchSnapshotRequest_PartitionSnapshot_v0(
     pos += 8
     f_snapshot_id, pos = _read_FetchSnapshotRequest_SnapshotId_v0(buf, pos)
     try:
-        (f_position,) = _ST_int64.unpack_from(buf, pos)
+        (o.position,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionSnapshot.position", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -296,16 +155,18 @@ def _read_FetchSnapshotRequest_PartitionSnapshot_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotRequest_PartitionSnapshot(
-        f_partition, f_current_leader_epoch, f_snapshot_id, f_position, ZERO_UUID, unknown
-    ), pos
+    o.snapshot_id = f_snapshot_id
+    o.replica_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchSnapshotRequest_PartitionSnapshot_v1(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotRequest_PartitionSnapshot, int]:
+    o = new_instance(_FetchSnapshotRequest_PartitionSnapshot)
     try:
-        f_partition, f_current_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition, o.current_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionSnapshot.partition", 4), ("PartitionSnapshot.current_leader_epoch", 4)),
@@ -315,7 +176,7 @@ def _read_FetchSnapshotRequest_PartitionSnapshot_v1(
     pos += 8
     f_snapshot_id, pos = _read_FetchSnapshotRequest_SnapshotId_v0(buf, pos)
     try:
-        (f_position,) = _ST_int64.unpack_from(buf, pos)
+        (o.position,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionSnapshot.position", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -366,14 +227,10 @@ def _read_FetchSnapshotRequest_PartitionSnapshot_v1(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotRequest_PartitionSnapshot(
-        f_partition,
-        f_current_leader_epoch,
-        f_snapshot_id,
-        f_position,
-        f_replica_directory_id,
-        unknown,
-    ), pos
+    o.snapshot_id = f_snapshot_id
+    o.replica_directory_id = f_replica_directory_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotRequest_PartitionSnapshot_v0(
@@ -418,6 +275,7 @@ def _write_FetchSnapshotRequest_PartitionSnapshot_v1(
 def _read_FetchSnapshotRequest_TopicSnapshot_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotRequest_TopicSnapshot, int]:
+    o = new_instance(_FetchSnapshotRequest_TopicSnapshot)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -489,12 +347,16 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotRequest_TopicSnapshot(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchSnapshotRequest_TopicSnapshot_v1(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotRequest_TopicSnapshot, int]:
+    o = new_instance(_FetchSnapshotRequest_TopicSnapshot)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -566,7 +428,10 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotRequest_TopicSnapshot(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotRequest_TopicSnapshot_v0(
@@ -636,8 +501,9 @@ def _write_FetchSnapshotRequest_TopicSnapshot_v1(
 
 
 def _read_FetchSnapshotRequest_v0(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
+    o = new_instance(FetchSnapshotRequest)
     try:
-        f_replica_id, f_max_bytes = _ST_int32_int32.unpack_from(buf, pos)
+        o.replica_id, o.max_bytes = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4), ("max_bytes", 4)), pos, len(buf) - pos) from None
     pos += 8
@@ -718,12 +584,16 @@ def _read_FetchSnapshotRequest_v0(buf: memoryview, pos: int) -> tuple[FetchSnaps
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchSnapshotRequest(f_cluster_id, f_replica_id, f_max_bytes, f_topics, unknown), pos
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchSnapshotRequest_v1(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
+    o = new_instance(FetchSnapshotRequest)
     try:
-        f_replica_id, f_max_bytes = _ST_int32_int32.unpack_from(buf, pos)
+        o.replica_id, o.max_bytes = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4), ("max_bytes", 4)), pos, len(buf) - pos) from None
     pos += 8
@@ -804,7 +674,10 @@ def _read_FetchSnapshotRequest_v1(buf: memoryview, pos: int) -> tuple[FetchSnaps
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchSnapshotRequest(f_cluster_id, f_replica_id, f_max_bytes, f_topics, unknown), pos
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotRequest_v0(o: FetchSnapshotRequest, out: bytearray) -> None:
@@ -886,8 +759,9 @@ def _write_FetchSnapshotRequest_v1(o: FetchSnapshotRequest, out: bytearray) -> N
 def _read_FetchSnapshotResponse_SnapshotId_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotResponse_SnapshotId, int]:
+    o = new_instance(_FetchSnapshotResponse_SnapshotId)
     try:
-        f_end_offset, f_epoch = _ST_int64_int32.unpack_from(buf, pos)
+        o.end_offset, o.epoch = _ST_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("SnapshotId.end_offset", 8), ("SnapshotId.epoch", 4)), pos, len(buf) - pos
@@ -924,7 +798,8 @@ def _read_FetchSnapshotResponse_SnapshotId_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotResponse_SnapshotId(f_end_offset, f_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotResponse_SnapshotId_v0(
@@ -940,8 +815,9 @@ def _write_FetchSnapshotResponse_SnapshotId_v0(
 def _read_FetchSnapshotResponse_LeaderIdAndEpoch_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotResponse_LeaderIdAndEpoch, int]:
+    o = new_instance(_FetchSnapshotResponse_LeaderIdAndEpoch)
     try:
-        f_leader_id, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
@@ -980,7 +856,8 @@ def _read_FetchSnapshotResponse_LeaderIdAndEpoch_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotResponse_LeaderIdAndEpoch(f_leader_id, f_leader_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotResponse_LeaderIdAndEpoch_v0(
@@ -996,8 +873,9 @@ def _write_FetchSnapshotResponse_LeaderIdAndEpoch_v0(
 def _read_FetchSnapshotResponse_PartitionSnapshot_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotResponse_PartitionSnapshot, int]:
+    o = new_instance(_FetchSnapshotResponse_PartitionSnapshot)
     try:
-        f_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionSnapshot.index", 4), ("PartitionSnapshot.error_code", 2)),
@@ -1007,7 +885,7 @@ def _read_FetchSnapshotResponse_PartitionSnapshot_v0(
     pos += 6
     f_snapshot_id, pos = _read_FetchSnapshotResponse_SnapshotId_v0(buf, pos)
     try:
-        f_size, f_position = _ST_int64_int64.unpack_from(buf, pos)
+        o.size, o.position = _ST_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionSnapshot.size", 8), ("PartitionSnapshot.position", 8)), pos, len(buf) - pos
@@ -1072,16 +950,11 @@ def _read_FetchSnapshotResponse_PartitionSnapshot_v0(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotResponse_PartitionSnapshot(
-        f_index,
-        f_error_code,
-        f_snapshot_id,
-        f_current_leader,
-        f_size,
-        f_position,
-        f_unaligned_records,
-        unknown,
-    ), pos
+    o.snapshot_id = f_snapshot_id
+    o.current_leader = f_current_leader
+    o.unaligned_records = f_unaligned_records
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotResponse_PartitionSnapshot_v0(
@@ -1124,6 +997,7 @@ def _write_FetchSnapshotResponse_PartitionSnapshot_v0(
 def _read_FetchSnapshotResponse_TopicSnapshot_v0(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotResponse_TopicSnapshot, int]:
+    o = new_instance(_FetchSnapshotResponse_TopicSnapshot)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1195,7 +1069,10 @@ def _read_FetchSnapshotResponse_TopicSnapshot_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotResponse_TopicSnapshot(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotResponse_TopicSnapshot_v0(
@@ -1234,8 +1111,9 @@ def _write_FetchSnapshotResponse_TopicSnapshot_v0(
 def _read_FetchSnapshotResponse_NodeEndpoint_v1(
     buf: memoryview, pos: int
 ) -> tuple[_FetchSnapshotResponse_NodeEndpoint, int]:
+    o = new_instance(_FetchSnapshotResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1262,7 +1140,7 @@ def _read_FetchSnapshotResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1297,7 +1175,9 @@ def _read_FetchSnapshotResponse_NodeEndpoint_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FetchSnapshotResponse_NodeEndpoint(f_node_id, f_host, f_port, unknown), pos
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotResponse_NodeEndpoint_v1(
@@ -1325,8 +1205,9 @@ def _write_FetchSnapshotResponse_NodeEndpoint_v1(
 
 
 def _read_FetchSnapshotResponse_v0(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
+    o = new_instance(FetchSnapshotResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1381,12 +1262,16 @@ def _read_FetchSnapshotResponse_v0(buf: memoryview, pos: int) -> tuple[FetchSnap
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchSnapshotResponse(f_throttle_time_ms, f_error_code, f_topics, [], unknown), pos
+    o.topics = f_topics
+    o.node_endpoints = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
+    o = new_instance(FetchSnapshotResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1465,9 +1350,10 @@ def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnap
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return FetchSnapshotResponse(
-        f_throttle_time_ms, f_error_code, f_topics, f_node_endpoints, unknown
-    ), pos
+    o.topics = f_topics
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FetchSnapshotResponse_v0(o: FetchSnapshotResponse, out: bytearray) -> None:
@@ -1527,189 +1413,315 @@ def _write_FetchSnapshotResponse_v1(o: FetchSnapshotResponse, out: bytearray) ->
         out.append(0)
 
 
-_FetchSnapshotRequest_SnapshotId.FIELDS = (
-    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_FetchSnapshotRequest_PartitionSnapshot.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "CurrentLeaderEpoch",
-        "current_leader_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "SnapshotId",
-        "snapshot_id",
-        "SnapshotId",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchSnapshotRequest_SnapshotId,
-        False,
-    ),
-    FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ReplicaDirectoryId",
-        "replica_directory_id",
-        "uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 32767),
-        0,
-        None,
-        False,
-    ),
-)
-_FetchSnapshotRequest_TopicSnapshot.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionSnapshot",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchSnapshotRequest_PartitionSnapshot,
-        False,
-    ),
-)
-FetchSnapshotRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False
-    ),
-    FieldInfo("ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicSnapshot",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchSnapshotRequest_TopicSnapshot,
-        False,
-    ),
-)
-FetchSnapshotRequest._READERS = (
-    _read_FetchSnapshotRequest_v0,
-    _read_FetchSnapshotRequest_v1,
-)
-FetchSnapshotRequest._WRITERS = (
-    _write_FetchSnapshotRequest_v0,
-    _write_FetchSnapshotRequest_v1,
-)
+@dataclass(slots=True)
+class _FetchSnapshotRequest_SnapshotId:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    end_offset: int = 0
+    epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_FetchSnapshotResponse_SnapshotId.FIELDS = (
-    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_FetchSnapshotResponse_LeaderIdAndEpoch.FIELDS = (
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_FetchSnapshotResponse_PartitionSnapshot.FIELDS = (
-    FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SnapshotId",
-        "snapshot_id",
-        "SnapshotId",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchSnapshotResponse_SnapshotId,
-        False,
-    ),
-    FieldInfo(
-        "CurrentLeader",
-        "current_leader",
-        "LeaderIdAndEpoch",
-        (0, 32767),
-        (1, 0),
-        (0, 32767),
-        0,
-        _FetchSnapshotResponse_LeaderIdAndEpoch,
-        False,
-    ),
-    FieldInfo("Size", "size", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "UnalignedRecords",
-        "unaligned_records",
-        "records",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_FetchSnapshotResponse_TopicSnapshot.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionSnapshot",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchSnapshotResponse_PartitionSnapshot,
-        False,
-    ),
-)
-_FetchSnapshotResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-FetchSnapshotResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicSnapshot",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FetchSnapshotResponse_TopicSnapshot,
-        False,
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (1, 32767),
-        (1, 0),
-        (1, 32767),
-        0,
-        _FetchSnapshotResponse_NodeEndpoint,
-        False,
-    ),
-)
-FetchSnapshotResponse._READERS = (
-    _read_FetchSnapshotResponse_v0,
-    _read_FetchSnapshotResponse_v1,
-)
-FetchSnapshotResponse._WRITERS = (
-    _write_FetchSnapshotResponse_v0,
-    _write_FetchSnapshotResponse_v1,
-)
+
+@dataclass(slots=True)
+class _FetchSnapshotRequest_PartitionSnapshot:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "CurrentLeaderEpoch",
+            "current_leader_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "SnapshotId",
+            "snapshot_id",
+            "SnapshotId",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchSnapshotRequest_SnapshotId,
+            False,
+        ),
+        FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ReplicaDirectoryId",
+            "replica_directory_id",
+            "uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 32767),
+            0,
+            None,
+            False,
+        ),
+    )
+    partition: int = 0
+    current_leader_epoch: int = 0
+    snapshot_id: _FetchSnapshotRequest_SnapshotId = field(
+        default_factory=_FetchSnapshotRequest_SnapshotId
+    )
+    position: int = 0
+    replica_directory_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchSnapshotRequest_TopicSnapshot:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionSnapshot",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchSnapshotRequest_PartitionSnapshot,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_FetchSnapshotRequest_PartitionSnapshot] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class FetchSnapshotRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False
+        ),
+        FieldInfo(
+            "ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicSnapshot",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchSnapshotRequest_TopicSnapshot,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_FetchSnapshotRequest_v0,
+        _read_FetchSnapshotRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_FetchSnapshotRequest_v0,
+        _write_FetchSnapshotRequest_v1,
+    )
+    NAME: ClassVar[str] = "FetchSnapshotRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 59
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicSnapshot = _FetchSnapshotRequest_TopicSnapshot
+    PartitionSnapshot = _FetchSnapshotRequest_PartitionSnapshot
+    SnapshotId = _FetchSnapshotRequest_SnapshotId
+    cluster_id: str | None = None
+    replica_id: BrokerId = -1
+    max_bytes: int = 0x7FFFFFFF
+    topics: list[_FetchSnapshotRequest_TopicSnapshot] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchSnapshotResponse_SnapshotId:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    end_offset: int = 0
+    epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchSnapshotResponse_LeaderIdAndEpoch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchSnapshotResponse_PartitionSnapshot:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "SnapshotId",
+            "snapshot_id",
+            "SnapshotId",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchSnapshotResponse_SnapshotId,
+            False,
+        ),
+        FieldInfo(
+            "CurrentLeader",
+            "current_leader",
+            "LeaderIdAndEpoch",
+            (0, 32767),
+            (1, 0),
+            (0, 32767),
+            0,
+            _FetchSnapshotResponse_LeaderIdAndEpoch,
+            False,
+        ),
+        FieldInfo("Size", "size", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "UnalignedRecords",
+            "unaligned_records",
+            "records",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    index: int = 0
+    error_code: int = 0
+    snapshot_id: _FetchSnapshotResponse_SnapshotId = field(
+        default_factory=_FetchSnapshotResponse_SnapshotId
+    )
+    current_leader: _FetchSnapshotResponse_LeaderIdAndEpoch = field(
+        default_factory=_FetchSnapshotResponse_LeaderIdAndEpoch
+    )
+    size: int = 0
+    position: int = 0
+    unaligned_records: bytes | memoryview | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchSnapshotResponse_TopicSnapshot:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionSnapshot",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchSnapshotResponse_PartitionSnapshot,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_FetchSnapshotResponse_PartitionSnapshot] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _FetchSnapshotResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class FetchSnapshotResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicSnapshot",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FetchSnapshotResponse_TopicSnapshot,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (1, 32767),
+            (1, 0),
+            (1, 32767),
+            0,
+            _FetchSnapshotResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_FetchSnapshotResponse_v0,
+        _read_FetchSnapshotResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_FetchSnapshotResponse_v0,
+        _write_FetchSnapshotResponse_v1,
+    )
+    NAME: ClassVar[str] = "FetchSnapshotResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 59
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicSnapshot = _FetchSnapshotResponse_TopicSnapshot
+    PartitionSnapshot = _FetchSnapshotResponse_PartitionSnapshot
+    SnapshotId = _FetchSnapshotResponse_SnapshotId
+    LeaderIdAndEpoch = _FetchSnapshotResponse_LeaderIdAndEpoch
+    NodeEndpoint = _FetchSnapshotResponse_NodeEndpoint
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    topics: list[_FetchSnapshotResponse_TopicSnapshot] = field(default_factory=list)
+    node_endpoints: list[_FetchSnapshotResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

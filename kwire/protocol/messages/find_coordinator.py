@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,61 +45,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class FindCoordinatorRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FindCoordinatorRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 10
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 6
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    key: str = ""
-    key_type: int = 0
-    coordinator_keys: list[str] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _FindCoordinatorResponse_Coordinator:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    key: str = ""
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_FindCoordinatorResponse_Coordinator.__qualname__ = "FindCoordinatorResponse.Coordinator"
-
-
-@dataclass(slots=True)
-class FindCoordinatorResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FindCoordinatorResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 10
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 6
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    Coordinator = _FindCoordinatorResponse_Coordinator
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    coordinators: list[_FindCoordinatorResponse_Coordinator] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_FindCoordinatorRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorRequest, int]:
+    o = new_instance(FindCoordinatorRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -118,12 +68,17 @@ def _read_FindCoordinatorRequest_v0(
         except UnicodeDecodeError:
             raise bad_utf8("key", pos) from None
         pos = end2
-    return FindCoordinatorRequest(f_key, 0, [], ()), pos
+    o.key = f_key
+    o.key_type = 0
+    o.coordinator_keys = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FindCoordinatorRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorRequest, int]:
+    o = new_instance(FindCoordinatorRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -144,16 +99,20 @@ def _read_FindCoordinatorRequest_v1(
             raise bad_utf8("key", pos) from None
         pos = end2
     try:
-        (f_key_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.key_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("key_type", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return FindCoordinatorRequest(f_key, f_key_type, [], ()), pos
+    o.key = f_key
+    o.coordinator_keys = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FindCoordinatorRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorRequest, int]:
+    o = new_instance(FindCoordinatorRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -177,7 +136,7 @@ def _read_FindCoordinatorRequest_v3(
             raise bad_utf8("key", pos) from None
         pos = end2
     try:
-        (f_key_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.key_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("key_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -212,14 +171,18 @@ def _read_FindCoordinatorRequest_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FindCoordinatorRequest(f_key, f_key_type, [], unknown), pos
+    o.key = f_key
+    o.coordinator_keys = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FindCoordinatorRequest_v4(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorRequest, int]:
+    o = new_instance(FindCoordinatorRequest)
     try:
-        (f_key_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.key_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("key_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -293,7 +256,10 @@ def _read_FindCoordinatorRequest_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FindCoordinatorRequest("", f_key_type, f_coordinator_keys, unknown), pos
+    o.key = ""
+    o.coordinator_keys = f_coordinator_keys
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FindCoordinatorRequest_v0(o: FindCoordinatorRequest, out: bytearray) -> None:
@@ -473,6 +439,7 @@ def _write_FindCoordinatorRequest_v6(o: FindCoordinatorRequest, out: bytearray) 
 def _read_FindCoordinatorResponse_Coordinator_v4(
     buf: memoryview, pos: int
 ) -> tuple[_FindCoordinatorResponse_Coordinator, int]:
+    o = new_instance(_FindCoordinatorResponse_Coordinator)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -496,7 +463,7 @@ def _read_FindCoordinatorResponse_Coordinator_v4(
             raise bad_utf8("Coordinator.key", pos) from None
         pos = end2
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Coordinator.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -523,7 +490,7 @@ def _read_FindCoordinatorResponse_Coordinator_v4(
             raise bad_utf8("Coordinator.host", pos) from None
         pos = end4
     try:
-        f_port, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.port, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("Coordinator.port", 4), ("Coordinator.error_code", 2)), pos, len(buf) - pos
@@ -582,9 +549,11 @@ def _read_FindCoordinatorResponse_Coordinator_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _FindCoordinatorResponse_Coordinator(
-        f_key, f_node_id, f_host, f_port, f_error_code, f_error_message, unknown
-    ), pos
+    o.key = f_key
+    o.host = f_host
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FindCoordinatorResponse_Coordinator_v4(
@@ -640,13 +609,14 @@ def _write_FindCoordinatorResponse_Coordinator_v4(
 def _read_FindCoordinatorResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorResponse, int]:
+    o = new_instance(FindCoordinatorResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -670,18 +640,24 @@ def _read_FindCoordinatorResponse_v0(
             raise bad_utf8("host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("port", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return FindCoordinatorResponse(0, f_error_code, "", f_node_id, f_host, f_port, [], ()), pos
+    o.throttle_time_ms = 0
+    o.error_message = ""
+    o.host = f_host
+    o.coordinators = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FindCoordinatorResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorResponse, int]:
+    o = new_instance(FindCoordinatorResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -707,7 +683,7 @@ def _read_FindCoordinatorResponse_v1(
             raise bad_utf8("error_message", pos) from None
         pos = end2
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -731,20 +707,23 @@ def _read_FindCoordinatorResponse_v1(
             raise bad_utf8("host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("port", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return FindCoordinatorResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_node_id, f_host, f_port, [], ()
-    ), pos
+    o.error_message = f_error_message
+    o.host = f_host
+    o.coordinators = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_FindCoordinatorResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorResponse, int]:
+    o = new_instance(FindCoordinatorResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -773,7 +752,7 @@ def _read_FindCoordinatorResponse_v3(
             raise bad_utf8("error_message", pos) from None
         pos = end2
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -800,7 +779,7 @@ def _read_FindCoordinatorResponse_v3(
             raise bad_utf8("host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -835,16 +814,19 @@ def _read_FindCoordinatorResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FindCoordinatorResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_node_id, f_host, f_port, [], unknown
-    ), pos
+    o.error_message = f_error_message
+    o.host = f_host
+    o.coordinators = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_FindCoordinatorResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[FindCoordinatorResponse, int]:
+    o = new_instance(FindCoordinatorResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -897,9 +879,14 @@ def _read_FindCoordinatorResponse_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FindCoordinatorResponse(
-        f_throttle_time_ms, 0, "", 0, "", 0, f_coordinators, unknown
-    ), pos
+    o.error_code = 0
+    o.error_message = ""
+    o.node_id = 0
+    o.host = ""
+    o.port = 0
+    o.coordinators = f_coordinators
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FindCoordinatorResponse_v0(o: FindCoordinatorResponse, out: bytearray) -> None:
@@ -1096,86 +1083,149 @@ def _write_FindCoordinatorResponse_v6(o: FindCoordinatorResponse, out: bytearray
         out.append(0)
 
 
-FindCoordinatorRequest.FIELDS = (
-    FieldInfo("Key", "key", "string", (0, 3), (1, 0), (1, 0), None, None, False),
-    FieldInfo("KeyType", "key_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "CoordinatorKeys",
-        "coordinator_keys",
-        "[]string",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-FindCoordinatorRequest._READERS = (
-    _read_FindCoordinatorRequest_v0,
-    _read_FindCoordinatorRequest_v1,
-    _read_FindCoordinatorRequest_v1,
-    _read_FindCoordinatorRequest_v3,
-    _read_FindCoordinatorRequest_v4,
-    _read_FindCoordinatorRequest_v4,
-    _read_FindCoordinatorRequest_v4,
-)
-FindCoordinatorRequest._WRITERS = (
-    _write_FindCoordinatorRequest_v0,
-    _write_FindCoordinatorRequest_v1,
-    _write_FindCoordinatorRequest_v2,
-    _write_FindCoordinatorRequest_v3,
-    _write_FindCoordinatorRequest_v4,
-    _write_FindCoordinatorRequest_v5,
-    _write_FindCoordinatorRequest_v6,
-)
+@dataclass(slots=True)
+class FindCoordinatorRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Key", "key", "string", (0, 3), (1, 0), (1, 0), None, None, False),
+        FieldInfo("KeyType", "key_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "CoordinatorKeys",
+            "coordinator_keys",
+            "[]string",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_FindCoordinatorRequest_v0,
+        _read_FindCoordinatorRequest_v1,
+        _read_FindCoordinatorRequest_v1,
+        _read_FindCoordinatorRequest_v3,
+        _read_FindCoordinatorRequest_v4,
+        _read_FindCoordinatorRequest_v4,
+        _read_FindCoordinatorRequest_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_FindCoordinatorRequest_v0,
+        _write_FindCoordinatorRequest_v1,
+        _write_FindCoordinatorRequest_v2,
+        _write_FindCoordinatorRequest_v3,
+        _write_FindCoordinatorRequest_v4,
+        _write_FindCoordinatorRequest_v5,
+        _write_FindCoordinatorRequest_v6,
+    )
+    NAME: ClassVar[str] = "FindCoordinatorRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 10
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 6
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    key: str = ""
+    key_type: int = 0
+    coordinator_keys: list[str] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_FindCoordinatorResponse_Coordinator.FIELDS = (
-    FieldInfo("Key", "key", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("NodeId", "node_id", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (4, 32767), (4, 32767), (1, 0), None, None, False
-    ),
-)
-FindCoordinatorResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 3), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorMessage", "error_message", "string", (1, 3), (1, 3), (1, 0), None, None, False),
-    FieldInfo("NodeId", "node_id", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 3), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Coordinators",
-        "coordinators",
-        "[]Coordinator",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _FindCoordinatorResponse_Coordinator,
-        False,
-    ),
-)
-FindCoordinatorResponse._READERS = (
-    _read_FindCoordinatorResponse_v0,
-    _read_FindCoordinatorResponse_v1,
-    _read_FindCoordinatorResponse_v1,
-    _read_FindCoordinatorResponse_v3,
-    _read_FindCoordinatorResponse_v4,
-    _read_FindCoordinatorResponse_v4,
-    _read_FindCoordinatorResponse_v4,
-)
-FindCoordinatorResponse._WRITERS = (
-    _write_FindCoordinatorResponse_v0,
-    _write_FindCoordinatorResponse_v1,
-    _write_FindCoordinatorResponse_v2,
-    _write_FindCoordinatorResponse_v3,
-    _write_FindCoordinatorResponse_v4,
-    _write_FindCoordinatorResponse_v5,
-    _write_FindCoordinatorResponse_v6,
-)
+
+@dataclass(slots=True)
+class _FindCoordinatorResponse_Coordinator:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Key", "key", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("NodeId", "node_id", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (4, 32767),
+            (4, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    key: str = ""
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class FindCoordinatorResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("ErrorCode", "error_code", "int16", (0, 3), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorMessage", "error_message", "string", (1, 3), (1, 3), (1, 0), None, None, False
+        ),
+        FieldInfo("NodeId", "node_id", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 3), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Coordinators",
+            "coordinators",
+            "[]Coordinator",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _FindCoordinatorResponse_Coordinator,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_FindCoordinatorResponse_v0,
+        _read_FindCoordinatorResponse_v1,
+        _read_FindCoordinatorResponse_v1,
+        _read_FindCoordinatorResponse_v3,
+        _read_FindCoordinatorResponse_v4,
+        _read_FindCoordinatorResponse_v4,
+        _read_FindCoordinatorResponse_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_FindCoordinatorResponse_v0,
+        _write_FindCoordinatorResponse_v1,
+        _write_FindCoordinatorResponse_v2,
+        _write_FindCoordinatorResponse_v3,
+        _write_FindCoordinatorResponse_v4,
+        _write_FindCoordinatorResponse_v5,
+        _write_FindCoordinatorResponse_v6,
+    )
+    NAME: ClassVar[str] = "FindCoordinatorResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 10
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 6
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    Coordinator = _FindCoordinatorResponse_Coordinator
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    coordinators: list[_FindCoordinatorResponse_Coordinator] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,45 +44,10 @@ _ST_int32_int32_bool = Struct(">ii?")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class GetTelemetrySubscriptionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "GetTelemetrySubscriptionsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 71
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    client_instance_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class GetTelemetrySubscriptionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "GetTelemetrySubscriptionsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 71
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    client_instance_id: UUID = ZERO_UUID
-    subscription_id: int = 0
-    accepted_compression_types: list[int] = field(default_factory=list)
-    push_interval_ms: int = 0
-    telemetry_max_bytes: int = 0
-    delta_temporality: bool = False
-    requested_metrics: list[str] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_GetTelemetrySubscriptionsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[GetTelemetrySubscriptionsRequest, int]:
+    o = new_instance(GetTelemetrySubscriptionsRequest)
     try:
         (f_client_instance_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -118,7 +84,9 @@ def _read_GetTelemetrySubscriptionsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return GetTelemetrySubscriptionsRequest(uuid_from_bytes(f_client_instance_id), unknown), pos
+    o.client_instance_id = uuid_from_bytes(f_client_instance_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_GetTelemetrySubscriptionsRequest_v0(
@@ -134,8 +102,9 @@ def _write_GetTelemetrySubscriptionsRequest_v0(
 def _read_GetTelemetrySubscriptionsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[GetTelemetrySubscriptionsResponse, int]:
+    o = new_instance(GetTelemetrySubscriptionsResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_client_instance_id, f_subscription_id = (
+        o.throttle_time_ms, o.error_code, f_client_instance_id, o.subscription_id = (
             _ST_int32_int16_uuid_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -169,7 +138,7 @@ def _read_GetTelemetrySubscriptionsResponse_v0(
         f_accepted_compression_types = list(INT8_ARRAY[count1].unpack_from(buf, pos))
         pos += 1 * count1
     try:
-        f_push_interval_ms, f_telemetry_max_bytes, f_delta_temporality = (
+        o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality = (
             _ST_int32_int32_bool.unpack_from(buf, pos)
         )
     except struct_error:
@@ -249,18 +218,11 @@ def _read_GetTelemetrySubscriptionsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return GetTelemetrySubscriptionsResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        uuid_from_bytes(f_client_instance_id),
-        f_subscription_id,
-        f_accepted_compression_types,
-        f_push_interval_ms,
-        f_telemetry_max_bytes,
-        f_delta_temporality,
-        f_requested_metrics,
-        unknown,
-    ), pos
+    o.client_instance_id = uuid_from_bytes(f_client_instance_id)
+    o.accepted_compression_types = f_accepted_compression_types
+    o.requested_metrics = f_requested_metrics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_GetTelemetrySubscriptionsResponse_v0(
@@ -309,88 +271,145 @@ def _write_GetTelemetrySubscriptionsResponse_v0(
         out.append(0)
 
 
-GetTelemetrySubscriptionsRequest.FIELDS = (
-    FieldInfo(
-        "ClientInstanceId",
-        "client_instance_id",
-        "uuid",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-GetTelemetrySubscriptionsRequest._READERS = (_read_GetTelemetrySubscriptionsRequest_v0,)
-GetTelemetrySubscriptionsRequest._WRITERS = (_write_GetTelemetrySubscriptionsRequest_v0,)
+@dataclass(slots=True)
+class GetTelemetrySubscriptionsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClientInstanceId",
+            "client_instance_id",
+            "uuid",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_GetTelemetrySubscriptionsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_GetTelemetrySubscriptionsRequest_v0,)
+    NAME: ClassVar[str] = "GetTelemetrySubscriptionsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 71
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    client_instance_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-GetTelemetrySubscriptionsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ClientInstanceId",
-        "client_instance_id",
-        "uuid",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "SubscriptionId", "subscription_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "AcceptedCompressionTypes",
-        "accepted_compression_types",
-        "[]int8",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "PushIntervalMs", "push_interval_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TelemetryMaxBytes",
-        "telemetry_max_bytes",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "DeltaTemporality",
-        "delta_temporality",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "RequestedMetrics",
-        "requested_metrics",
-        "[]string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-GetTelemetrySubscriptionsResponse._READERS = (_read_GetTelemetrySubscriptionsResponse_v0,)
-GetTelemetrySubscriptionsResponse._WRITERS = (_write_GetTelemetrySubscriptionsResponse_v0,)
+
+@dataclass(slots=True)
+class GetTelemetrySubscriptionsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ClientInstanceId",
+            "client_instance_id",
+            "uuid",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "SubscriptionId",
+            "subscription_id",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AcceptedCompressionTypes",
+            "accepted_compression_types",
+            "[]int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PushIntervalMs",
+            "push_interval_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TelemetryMaxBytes",
+            "telemetry_max_bytes",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "DeltaTemporality",
+            "delta_temporality",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "RequestedMetrics",
+            "requested_metrics",
+            "[]string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_GetTelemetrySubscriptionsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_GetTelemetrySubscriptionsResponse_v0,)
+    NAME: ClassVar[str] = "GetTelemetrySubscriptionsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 71
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    client_instance_id: UUID = ZERO_UUID
+    subscription_id: int = 0
+    accepted_compression_types: list[int] = field(default_factory=list)
+    push_interval_ms: int = 0
+    telemetry_max_bytes: int = 0
+    delta_temporality: bool = False
+    requested_metrics: list[str] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

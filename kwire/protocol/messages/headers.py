@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,38 +43,10 @@ _ST_int16_int16_int32 = Struct(">hhi")
 _ST_int32 = Struct(">i")
 
 
-@dataclass(slots=True)
-class RequestHeader(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RequestHeader"
-    KIND: ClassVar[str] = "header"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    request_api_key: int = 0
-    request_api_version: int = 0
-    correlation_id: int = 0
-    client_id: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class ResponseHeader(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ResponseHeader"
-    KIND: ClassVar[str] = "header"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    correlation_id: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RequestHeader_v0(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
+    o = new_instance(RequestHeader)
     try:
-        f_request_api_key, f_request_api_version, f_correlation_id = (
+        o.request_api_key, o.request_api_version, o.correlation_id = (
             _ST_int16_int16_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -83,12 +56,15 @@ def _read_RequestHeader_v0(buf: memoryview, pos: int) -> tuple[RequestHeader, in
             len(buf) - pos,
         ) from None
     pos += 8
-    return RequestHeader(f_request_api_key, f_request_api_version, f_correlation_id, "", ()), pos
+    o.client_id = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_RequestHeader_v1(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
+    o = new_instance(RequestHeader)
     try:
-        f_request_api_key, f_request_api_version, f_correlation_id = (
+        o.request_api_key, o.request_api_version, o.correlation_id = (
             _ST_int16_int16_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -117,14 +93,15 @@ def _read_RequestHeader_v1(buf: memoryview, pos: int) -> tuple[RequestHeader, in
         except UnicodeDecodeError:
             raise bad_utf8("client_id", pos) from None
         pos = end2
-    return RequestHeader(
-        f_request_api_key, f_request_api_version, f_correlation_id, f_client_id, ()
-    ), pos
+    o.client_id = f_client_id
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_RequestHeader_v2(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
+    o = new_instance(RequestHeader)
     try:
-        f_request_api_key, f_request_api_version, f_correlation_id = (
+        o.request_api_key, o.request_api_version, o.correlation_id = (
             _ST_int16_int16_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -184,9 +161,9 @@ def _read_RequestHeader_v2(buf: memoryview, pos: int) -> tuple[RequestHeader, in
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RequestHeader(
-        f_request_api_key, f_request_api_version, f_correlation_id, f_client_id, unknown
-    ), pos
+    o.client_id = f_client_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RequestHeader_v0(o: RequestHeader, out: bytearray) -> None:
@@ -228,17 +205,20 @@ def _write_RequestHeader_v2(o: RequestHeader, out: bytearray) -> None:
 
 
 def _read_ResponseHeader_v0(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
+    o = new_instance(ResponseHeader)
     try:
-        (f_correlation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.correlation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("correlation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ResponseHeader(f_correlation_id, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ResponseHeader_v1(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
+    o = new_instance(ResponseHeader)
     try:
-        (f_correlation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.correlation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("correlation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -273,7 +253,8 @@ def _read_ResponseHeader_v1(buf: memoryview, pos: int) -> tuple[ResponseHeader, 
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ResponseHeader(f_correlation_id, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ResponseHeader_v0(o: ResponseHeader, out: bytearray) -> None:
@@ -290,47 +271,97 @@ def _write_ResponseHeader_v1(o: ResponseHeader, out: bytearray) -> None:
         out.append(0)
 
 
-RequestHeader.FIELDS = (
-    FieldInfo(
-        "RequestApiKey", "request_api_key", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "RequestApiVersion",
-        "request_api_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CorrelationId", "correlation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ClientId", "client_id", "string", (1, 32767), (1, 32767), (1, 0), None, None, False),
-)
-RequestHeader._READERS = (
-    _read_RequestHeader_v0,
-    _read_RequestHeader_v1,
-    _read_RequestHeader_v2,
-)
-RequestHeader._WRITERS = (
-    _write_RequestHeader_v0,
-    _write_RequestHeader_v1,
-    _write_RequestHeader_v2,
-)
+@dataclass(slots=True)
+class RequestHeader(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "RequestApiKey",
+            "request_api_key",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "RequestApiVersion",
+            "request_api_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CorrelationId",
+            "correlation_id",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ClientId", "client_id", "string", (1, 32767), (1, 32767), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_RequestHeader_v0,
+        _read_RequestHeader_v1,
+        _read_RequestHeader_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_RequestHeader_v0,
+        _write_RequestHeader_v1,
+        _write_RequestHeader_v2,
+    )
+    NAME: ClassVar[str] = "RequestHeader"
+    KIND: ClassVar[str] = "header"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    request_api_key: int = 0
+    request_api_version: int = 0
+    correlation_id: int = 0
+    client_id: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-ResponseHeader.FIELDS = (
-    FieldInfo(
-        "CorrelationId", "correlation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-ResponseHeader._READERS = (
-    _read_ResponseHeader_v0,
-    _read_ResponseHeader_v1,
-)
-ResponseHeader._WRITERS = (
-    _write_ResponseHeader_v0,
-    _write_ResponseHeader_v1,
-)
+
+@dataclass(slots=True)
+class ResponseHeader(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "CorrelationId",
+            "correlation_id",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ResponseHeader_v0,
+        _read_ResponseHeader_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ResponseHeader_v0,
+        _write_ResponseHeader_v1,
+    )
+    NAME: ClassVar[str] = "ResponseHeader"
+    KIND: ClassVar[str] = "header"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    correlation_id: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

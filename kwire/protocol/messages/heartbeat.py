@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,39 +44,8 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class HeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "HeartbeatRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 12
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    group_id: GroupId = ""
-    generation_id: int = 0
-    member_id: str = ""
-    group_instance_id: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class HeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "HeartbeatResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 12
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_HeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
+    o = new_instance(HeartbeatRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -96,7 +66,7 @@ def _read_HeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[HeartbeatReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -119,10 +89,15 @@ def _read_HeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[HeartbeatReque
         except UnicodeDecodeError:
             raise bad_utf8("member_id", pos) from None
         pos = end4
-    return HeartbeatRequest(f_group_id, f_generation_id, f_member_id, None, ()), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_HeartbeatRequest_v3(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
+    o = new_instance(HeartbeatRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -143,7 +118,7 @@ def _read_HeartbeatRequest_v3(buf: memoryview, pos: int) -> tuple[HeartbeatReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -185,10 +160,15 @@ def _read_HeartbeatRequest_v3(buf: memoryview, pos: int) -> tuple[HeartbeatReque
         except UnicodeDecodeError:
             raise bad_utf8("group_instance_id", pos) from None
         pos = end6
-    return HeartbeatRequest(f_group_id, f_generation_id, f_member_id, f_group_instance_id, ()), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_HeartbeatRequest_v4(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
+    o = new_instance(HeartbeatRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -212,7 +192,7 @@ def _read_HeartbeatRequest_v4(buf: memoryview, pos: int) -> tuple[HeartbeatReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -291,9 +271,11 @@ def _read_HeartbeatRequest_v4(buf: memoryview, pos: int) -> tuple[HeartbeatReque
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return HeartbeatRequest(
-        f_group_id, f_generation_id, f_member_id, f_group_instance_id, unknown
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_HeartbeatRequest_v0(o: HeartbeatRequest, out: bytearray) -> None:
@@ -455,28 +437,34 @@ def _write_HeartbeatRequest_v4(o: HeartbeatRequest, out: bytearray) -> None:
 
 
 def _read_HeartbeatResponse_v0(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
+    o = new_instance(HeartbeatResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
-    return HeartbeatResponse(0, f_error_code, ()), pos
+    o.throttle_time_ms = 0
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_HeartbeatResponse_v1(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
+    o = new_instance(HeartbeatResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
         ) from None
     pos += 6
-    return HeartbeatResponse(f_throttle_time_ms, f_error_code, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_HeartbeatResponse_v4(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
+    o = new_instance(HeartbeatResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -513,7 +501,8 @@ def _read_HeartbeatResponse_v4(buf: memoryview, pos: int) -> tuple[HeartbeatResp
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return HeartbeatResponse(f_throttle_time_ms, f_error_code, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_HeartbeatResponse_v0(o: HeartbeatResponse, out: bytearray) -> None:
@@ -548,56 +537,93 @@ def _write_HeartbeatResponse_v4(o: HeartbeatResponse, out: bytearray) -> None:
         out.append(0)
 
 
-HeartbeatRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-HeartbeatRequest._READERS = (
-    _read_HeartbeatRequest_v0,
-    _read_HeartbeatRequest_v0,
-    _read_HeartbeatRequest_v0,
-    _read_HeartbeatRequest_v3,
-    _read_HeartbeatRequest_v4,
-)
-HeartbeatRequest._WRITERS = (
-    _write_HeartbeatRequest_v0,
-    _write_HeartbeatRequest_v1,
-    _write_HeartbeatRequest_v2,
-    _write_HeartbeatRequest_v3,
-    _write_HeartbeatRequest_v4,
-)
+@dataclass(slots=True)
+class HeartbeatRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_HeartbeatRequest_v0,
+        _read_HeartbeatRequest_v0,
+        _read_HeartbeatRequest_v0,
+        _read_HeartbeatRequest_v3,
+        _read_HeartbeatRequest_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_HeartbeatRequest_v0,
+        _write_HeartbeatRequest_v1,
+        _write_HeartbeatRequest_v2,
+        _write_HeartbeatRequest_v3,
+        _write_HeartbeatRequest_v4,
+    )
+    NAME: ClassVar[str] = "HeartbeatRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 12
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    group_id: GroupId = ""
+    generation_id: int = 0
+    member_id: str = ""
+    group_instance_id: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-HeartbeatResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-HeartbeatResponse._READERS = (
-    _read_HeartbeatResponse_v0,
-    _read_HeartbeatResponse_v1,
-    _read_HeartbeatResponse_v1,
-    _read_HeartbeatResponse_v1,
-    _read_HeartbeatResponse_v4,
-)
-HeartbeatResponse._WRITERS = (
-    _write_HeartbeatResponse_v0,
-    _write_HeartbeatResponse_v1,
-    _write_HeartbeatResponse_v2,
-    _write_HeartbeatResponse_v3,
-    _write_HeartbeatResponse_v4,
-)
+
+@dataclass(slots=True)
+class HeartbeatResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_HeartbeatResponse_v0,
+        _read_HeartbeatResponse_v1,
+        _read_HeartbeatResponse_v1,
+        _read_HeartbeatResponse_v1,
+        _read_HeartbeatResponse_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_HeartbeatResponse_v0,
+        _write_HeartbeatResponse_v1,
+        _write_HeartbeatResponse_v2,
+        _write_HeartbeatResponse_v3,
+        _write_HeartbeatResponse_v4,
+    )
+    NAME: ClassVar[str] = "HeartbeatResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 12
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,89 +44,10 @@ _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class _IncrementalAlterConfigsRequest_AlterableConfig:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    config_operation: int = 0
-    value: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_IncrementalAlterConfigsRequest_AlterableConfig.__qualname__ = (
-    "IncrementalAlterConfigsRequest.AlterableConfig"
-)
-
-
-@dataclass(slots=True)
-class _IncrementalAlterConfigsRequest_AlterConfigsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    resource_type: int = 0
-    resource_name: str = ""
-    configs: list[_IncrementalAlterConfigsRequest_AlterableConfig] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_IncrementalAlterConfigsRequest_AlterConfigsResource.__qualname__ = (
-    "IncrementalAlterConfigsRequest.AlterConfigsResource"
-)
-
-
-@dataclass(slots=True)
-class IncrementalAlterConfigsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "IncrementalAlterConfigsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 44
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AlterConfigsResource = _IncrementalAlterConfigsRequest_AlterConfigsResource
-    AlterableConfig = _IncrementalAlterConfigsRequest_AlterableConfig
-    resources: list[_IncrementalAlterConfigsRequest_AlterConfigsResource] = field(
-        default_factory=list
-    )
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse.__qualname__ = (
-    "IncrementalAlterConfigsResponse.AlterConfigsResourceResponse"
-)
-
-
-@dataclass(slots=True)
-class IncrementalAlterConfigsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "IncrementalAlterConfigsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 44
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    AlterConfigsResourceResponse = _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse
-    throttle_time_ms: int = 0
-    responses: list[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(
     buf: memoryview, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterableConfig, int]:
+    o = new_instance(_IncrementalAlterConfigsRequest_AlterableConfig)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -146,7 +68,7 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(
             raise bad_utf8("AlterableConfig.name", pos) from None
         pos = end2
     try:
-        (f_config_operation,) = _ST_int8.unpack_from(buf, pos)
+        (o.config_operation,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterableConfig.config_operation", 1),), pos, len(buf) - pos
@@ -171,14 +93,16 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(
         except UnicodeDecodeError:
             raise bad_utf8("AlterableConfig.value", pos) from None
         pos = end4
-    return _IncrementalAlterConfigsRequest_AlterableConfig(
-        f_name, f_config_operation, f_value, ()
-    ), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_IncrementalAlterConfigsRequest_AlterableConfig_v1(
     buf: memoryview, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterableConfig, int]:
+    o = new_instance(_IncrementalAlterConfigsRequest_AlterableConfig)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -202,7 +126,7 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v1(
             raise bad_utf8("AlterableConfig.name", pos) from None
         pos = end2
     try:
-        (f_config_operation,) = _ST_int8.unpack_from(buf, pos)
+        (o.config_operation,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterableConfig.config_operation", 1),), pos, len(buf) - pos
@@ -261,9 +185,10 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _IncrementalAlterConfigsRequest_AlterableConfig(
-        f_name, f_config_operation, f_value, unknown
-    ), pos
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_IncrementalAlterConfigsRequest_AlterableConfig_v0(
@@ -331,8 +256,9 @@ def _write_IncrementalAlterConfigsRequest_AlterableConfig_v1(
 def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
     buf: memoryview, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterConfigsResource, int]:
+    o = new_instance(_IncrementalAlterConfigsRequest_AlterConfigsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResource.resource_type", 1),), pos, len(buf) - pos
@@ -372,16 +298,18 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
         for _ in range(count3):
             item4, pos = _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(buf, pos)
             f_configs.append(item4)
-    return _IncrementalAlterConfigsRequest_AlterConfigsResource(
-        f_resource_type, f_resource_name, f_configs, ()
-    ), pos
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
     buf: memoryview, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterConfigsResource, int]:
+    o = new_instance(_IncrementalAlterConfigsRequest_AlterConfigsResource)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResource.resource_type", 1),), pos, len(buf) - pos
@@ -462,9 +390,10 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _IncrementalAlterConfigsRequest_AlterConfigsResource(
-        f_resource_type, f_resource_name, f_configs, unknown
-    ), pos
+    o.resource_name = f_resource_name
+    o.configs = f_configs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
@@ -528,6 +457,7 @@ def _write_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
 def _read_IncrementalAlterConfigsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[IncrementalAlterConfigsRequest, int]:
+    o = new_instance(IncrementalAlterConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -544,16 +474,19 @@ def _read_IncrementalAlterConfigsRequest_v0(
             item2, pos = _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(buf, pos)
             f_resources.append(item2)
     try:
-        (f_validate_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return IncrementalAlterConfigsRequest(f_resources, f_validate_only, ()), pos
+    o.resources = f_resources
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_IncrementalAlterConfigsRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[IncrementalAlterConfigsRequest, int]:
+    o = new_instance(IncrementalAlterConfigsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -573,7 +506,7 @@ def _read_IncrementalAlterConfigsRequest_v1(
             item2, pos = _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(buf, pos)
             f_resources.append(item2)
     try:
-        (f_validate_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -608,7 +541,9 @@ def _read_IncrementalAlterConfigsRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return IncrementalAlterConfigsRequest(f_resources, f_validate_only, unknown), pos
+    o.resources = f_resources
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_IncrementalAlterConfigsRequest_v0(
@@ -650,8 +585,9 @@ def _write_IncrementalAlterConfigsRequest_v1(
 def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, int]:
+    o = new_instance(_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.error_code", 2),), pos, len(buf) - pos
@@ -679,7 +615,7 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
             raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.resource_type", 1),), pos, len(buf) - pos
@@ -706,16 +642,18 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
         except UnicodeDecodeError:
             raise bad_utf8("AlterConfigsResourceResponse.resource_name", pos) from None
         pos = end4
-    return _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, ()
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, int]:
+    o = new_instance(_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.error_code", 2),), pos, len(buf) - pos
@@ -744,7 +682,7 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
             raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
         pos = end2
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AlterConfigsResourceResponse.resource_type", 1),), pos, len(buf) - pos
@@ -811,9 +749,10 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse(
-        f_error_code, f_error_message, f_resource_type, f_resource_name, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.resource_name = f_resource_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
@@ -883,8 +822,9 @@ def _write_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
 def _read_IncrementalAlterConfigsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[IncrementalAlterConfigsResponse, int]:
+    o = new_instance(IncrementalAlterConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -905,14 +845,17 @@ def _read_IncrementalAlterConfigsResponse_v0(
                 buf, pos
             )
             f_responses.append(item2)
-    return IncrementalAlterConfigsResponse(f_throttle_time_ms, f_responses, ()), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_IncrementalAlterConfigsResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[IncrementalAlterConfigsResponse, int]:
+    o = new_instance(IncrementalAlterConfigsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -967,7 +910,9 @@ def _read_IncrementalAlterConfigsResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return IncrementalAlterConfigsResponse(f_throttle_time_ms, f_responses, unknown), pos
+    o.responses = f_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_IncrementalAlterConfigsResponse_v0(
@@ -1006,90 +951,173 @@ def _write_IncrementalAlterConfigsResponse_v1(
         out.append(0)
 
 
-_IncrementalAlterConfigsRequest_AlterableConfig.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ConfigOperation", "config_operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-_IncrementalAlterConfigsRequest_AlterConfigsResource.FIELDS = (
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Configs",
-        "configs",
-        "[]AlterableConfig",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _IncrementalAlterConfigsRequest_AlterableConfig,
-        False,
-    ),
-)
-IncrementalAlterConfigsRequest.FIELDS = (
-    FieldInfo(
-        "Resources",
-        "resources",
-        "[]AlterConfigsResource",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _IncrementalAlterConfigsRequest_AlterConfigsResource,
-        False,
-    ),
-    FieldInfo(
-        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-IncrementalAlterConfigsRequest._READERS = (
-    _read_IncrementalAlterConfigsRequest_v0,
-    _read_IncrementalAlterConfigsRequest_v1,
-)
-IncrementalAlterConfigsRequest._WRITERS = (
-    _write_IncrementalAlterConfigsRequest_v0,
-    _write_IncrementalAlterConfigsRequest_v1,
-)
+@dataclass(slots=True)
+class _IncrementalAlterConfigsRequest_AlterableConfig:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ConfigOperation",
+            "config_operation",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    name: str = ""
+    config_operation: int = 0
+    value: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-IncrementalAlterConfigsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]AlterConfigsResourceResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse,
-        False,
-    ),
-)
-IncrementalAlterConfigsResponse._READERS = (
-    _read_IncrementalAlterConfigsResponse_v0,
-    _read_IncrementalAlterConfigsResponse_v1,
-)
-IncrementalAlterConfigsResponse._WRITERS = (
-    _write_IncrementalAlterConfigsResponse_v0,
-    _write_IncrementalAlterConfigsResponse_v1,
-)
+
+@dataclass(slots=True)
+class _IncrementalAlterConfigsRequest_AlterConfigsResource:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Configs",
+            "configs",
+            "[]AlterableConfig",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _IncrementalAlterConfigsRequest_AlterableConfig,
+            False,
+        ),
+    )
+    resource_type: int = 0
+    resource_name: str = ""
+    configs: list[_IncrementalAlterConfigsRequest_AlterableConfig] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class IncrementalAlterConfigsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Resources",
+            "resources",
+            "[]AlterConfigsResource",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _IncrementalAlterConfigsRequest_AlterConfigsResource,
+            False,
+        ),
+        FieldInfo(
+            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_IncrementalAlterConfigsRequest_v0,
+        _read_IncrementalAlterConfigsRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_IncrementalAlterConfigsRequest_v0,
+        _write_IncrementalAlterConfigsRequest_v1,
+    )
+    NAME: ClassVar[str] = "IncrementalAlterConfigsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 44
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    AlterConfigsResource = _IncrementalAlterConfigsRequest_AlterConfigsResource
+    AlterableConfig = _IncrementalAlterConfigsRequest_AlterableConfig
+    resources: list[_IncrementalAlterConfigsRequest_AlterConfigsResource] = field(
+        default_factory=list
+    )
+    validate_only: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = ""
+    resource_type: int = 0
+    resource_name: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class IncrementalAlterConfigsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]AlterConfigsResourceResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_IncrementalAlterConfigsResponse_v0,
+        _read_IncrementalAlterConfigsResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_IncrementalAlterConfigsResponse_v0,
+        _write_IncrementalAlterConfigsResponse_v1,
+    )
+    NAME: ClassVar[str] = "IncrementalAlterConfigsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 44
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    AlterConfigsResourceResponse = _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse
+    throttle_time_ms: int = 0
+    responses: list[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

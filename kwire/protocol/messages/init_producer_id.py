@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,41 +45,8 @@ _ST_int32_int16_int64_int16 = Struct(">ihqh")
 _ST_int32_int64_int16 = Struct(">iqh")
 
 
-@dataclass(slots=True)
-class InitProducerIdRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "InitProducerIdRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 22
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    transactional_id: TransactionalId | None = ""
-    transaction_timeout_ms: int = 0
-    producer_id: ProducerId = -1
-    producer_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class InitProducerIdResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "InitProducerIdResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 22
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    producer_id: ProducerId = -1
-    producer_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_InitProducerIdRequest_v0(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
+    o = new_instance(InitProducerIdRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -99,14 +67,19 @@ def _read_InitProducerIdRequest_v0(buf: memoryview, pos: int) -> tuple[InitProdu
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        (f_transaction_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.transaction_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("transaction_timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return InitProducerIdRequest(f_transactional_id, f_transaction_timeout_ms, -1, -1, ()), pos
+    o.transactional_id = f_transactional_id
+    o.producer_id = -1
+    o.producer_epoch = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_InitProducerIdRequest_v2(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
+    o = new_instance(InitProducerIdRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -130,7 +103,7 @@ def _read_InitProducerIdRequest_v2(buf: memoryview, pos: int) -> tuple[InitProdu
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        (f_transaction_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.transaction_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("transaction_timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -165,10 +138,15 @@ def _read_InitProducerIdRequest_v2(buf: memoryview, pos: int) -> tuple[InitProdu
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return InitProducerIdRequest(f_transactional_id, f_transaction_timeout_ms, -1, -1, unknown), pos
+    o.transactional_id = f_transactional_id
+    o.producer_id = -1
+    o.producer_epoch = -1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_InitProducerIdRequest_v3(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
+    o = new_instance(InitProducerIdRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -192,7 +170,7 @@ def _read_InitProducerIdRequest_v3(buf: memoryview, pos: int) -> tuple[InitProdu
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        f_transaction_timeout_ms, f_producer_id, f_producer_epoch = (
+        o.transaction_timeout_ms, o.producer_id, o.producer_epoch = (
             _ST_int32_int64_int16.unpack_from(buf, pos)
         )
     except struct_error:
@@ -233,9 +211,9 @@ def _read_InitProducerIdRequest_v3(buf: memoryview, pos: int) -> tuple[InitProdu
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return InitProducerIdRequest(
-        f_transactional_id, f_transaction_timeout_ms, f_producer_id, f_producer_epoch, unknown
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitProducerIdRequest_v0(o: InitProducerIdRequest, out: bytearray) -> None:
@@ -325,8 +303,9 @@ def _write_InitProducerIdRequest_v3(o: InitProducerIdRequest, out: bytearray) ->
 def _read_InitProducerIdResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[InitProducerIdResponse, int]:
+    o = new_instance(InitProducerIdResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch = (
+        o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch = (
             _ST_int32_int16_int64_int16.unpack_from(buf, pos)
         )
     except struct_error:
@@ -336,16 +315,16 @@ def _read_InitProducerIdResponse_v0(
             len(buf) - pos,
         ) from None
     pos += 16
-    return InitProducerIdResponse(
-        f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_InitProducerIdResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[InitProducerIdResponse, int]:
+    o = new_instance(InitProducerIdResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch = (
+        o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch = (
             _ST_int32_int16_int64_int16.unpack_from(buf, pos)
         )
     except struct_error:
@@ -386,9 +365,8 @@ def _read_InitProducerIdResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return InitProducerIdResponse(
-        f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitProducerIdResponse_v0(o: InitProducerIdResponse, out: bytearray) -> None:
@@ -417,74 +395,133 @@ def _write_InitProducerIdResponse_v2(o: InitProducerIdResponse, out: bytearray) 
         out.append(0)
 
 
-InitProducerIdRequest.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TransactionTimeoutMs",
-        "transaction_timeout_ms",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ProducerId", "producer_id", "int64", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-InitProducerIdRequest._READERS = (
-    _read_InitProducerIdRequest_v0,
-    _read_InitProducerIdRequest_v0,
-    _read_InitProducerIdRequest_v2,
-    _read_InitProducerIdRequest_v3,
-    _read_InitProducerIdRequest_v3,
-    _read_InitProducerIdRequest_v3,
-)
-InitProducerIdRequest._WRITERS = (
-    _write_InitProducerIdRequest_v0,
-    _write_InitProducerIdRequest_v1,
-    _write_InitProducerIdRequest_v2,
-    _write_InitProducerIdRequest_v3,
-    _write_InitProducerIdRequest_v3,
-    _write_InitProducerIdRequest_v3,
-)
+@dataclass(slots=True)
+class InitProducerIdRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TransactionTimeoutMs",
+            "transaction_timeout_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_InitProducerIdRequest_v0,
+        _read_InitProducerIdRequest_v0,
+        _read_InitProducerIdRequest_v2,
+        _read_InitProducerIdRequest_v3,
+        _read_InitProducerIdRequest_v3,
+        _read_InitProducerIdRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_InitProducerIdRequest_v0,
+        _write_InitProducerIdRequest_v1,
+        _write_InitProducerIdRequest_v2,
+        _write_InitProducerIdRequest_v3,
+        _write_InitProducerIdRequest_v3,
+        _write_InitProducerIdRequest_v3,
+    )
+    NAME: ClassVar[str] = "InitProducerIdRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 22
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    transactional_id: TransactionalId | None = ""
+    transaction_timeout_ms: int = 0
+    producer_id: ProducerId = -1
+    producer_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-InitProducerIdResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-InitProducerIdResponse._READERS = (
-    _read_InitProducerIdResponse_v0,
-    _read_InitProducerIdResponse_v0,
-    _read_InitProducerIdResponse_v2,
-    _read_InitProducerIdResponse_v2,
-    _read_InitProducerIdResponse_v2,
-    _read_InitProducerIdResponse_v2,
-)
-InitProducerIdResponse._WRITERS = (
-    _write_InitProducerIdResponse_v0,
-    _write_InitProducerIdResponse_v1,
-    _write_InitProducerIdResponse_v2,
-    _write_InitProducerIdResponse_v2,
-    _write_InitProducerIdResponse_v2,
-    _write_InitProducerIdResponse_v2,
-)
+
+@dataclass(slots=True)
+class InitProducerIdResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_InitProducerIdResponse_v0,
+        _read_InitProducerIdResponse_v0,
+        _read_InitProducerIdResponse_v2,
+        _read_InitProducerIdResponse_v2,
+        _read_InitProducerIdResponse_v2,
+        _read_InitProducerIdResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_InitProducerIdResponse_v0,
+        _write_InitProducerIdResponse_v1,
+        _write_InitProducerIdResponse_v2,
+        _write_InitProducerIdResponse_v2,
+        _write_InitProducerIdResponse_v2,
+        _write_InitProducerIdResponse_v2,
+    )
+    NAME: ClassVar[str] = "InitProducerIdResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 22
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    producer_id: ProducerId = -1
+    producer_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,104 +43,12 @@ _ST_int32_int32_int64 = Struct(">iiq")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _InitializeShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    state_epoch: int = 0
-    start_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_InitializeShareGroupStateRequest_PartitionData.__qualname__ = (
-    "InitializeShareGroupStateRequest.PartitionData"
-)
-
-
-@dataclass(slots=True)
-class _InitializeShareGroupStateRequest_InitializeStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_InitializeShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_InitializeShareGroupStateRequest_InitializeStateData.__qualname__ = (
-    "InitializeShareGroupStateRequest.InitializeStateData"
-)
-
-
-@dataclass(slots=True)
-class InitializeShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "InitializeShareGroupStateRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 83
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    InitializeStateData = _InitializeShareGroupStateRequest_InitializeStateData
-    PartitionData = _InitializeShareGroupStateRequest_PartitionData
-    group_id: str = ""
-    topics: list[_InitializeShareGroupStateRequest_InitializeStateData] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _InitializeShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_InitializeShareGroupStateResponse_PartitionResult.__qualname__ = (
-    "InitializeShareGroupStateResponse.PartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _InitializeShareGroupStateResponse_InitializeStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_InitializeShareGroupStateResponse_PartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_InitializeShareGroupStateResponse_InitializeStateResult.__qualname__ = (
-    "InitializeShareGroupStateResponse.InitializeStateResult"
-)
-
-
-@dataclass(slots=True)
-class InitializeShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "InitializeShareGroupStateResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 83
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    InitializeStateResult = _InitializeShareGroupStateResponse_InitializeStateResult
-    PartitionResult = _InitializeShareGroupStateResponse_PartitionResult
-    results: list[_InitializeShareGroupStateResponse_InitializeStateResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_InitializeShareGroupStateRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_InitializeShareGroupStateRequest_PartitionData, int]:
+    o = new_instance(_InitializeShareGroupStateRequest_PartitionData)
     try:
-        f_partition, f_state_epoch, f_start_offset = _ST_int32_int32_int64.unpack_from(buf, pos)
+        o.partition, o.state_epoch, o.start_offset = _ST_int32_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -182,9 +91,8 @@ def _read_InitializeShareGroupStateRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _InitializeShareGroupStateRequest_PartitionData(
-        f_partition, f_state_epoch, f_start_offset, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitializeShareGroupStateRequest_PartitionData_v0(
@@ -200,6 +108,7 @@ def _write_InitializeShareGroupStateRequest_PartitionData_v0(
 def _read_InitializeShareGroupStateRequest_InitializeStateData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_InitializeShareGroupStateRequest_InitializeStateData, int]:
+    o = new_instance(_InitializeShareGroupStateRequest_InitializeStateData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -256,9 +165,10 @@ def _read_InitializeShareGroupStateRequest_InitializeStateData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _InitializeShareGroupStateRequest_InitializeStateData(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitializeShareGroupStateRequest_InitializeStateData_v0(
@@ -285,6 +195,7 @@ def _write_InitializeShareGroupStateRequest_InitializeStateData_v0(
 def _read_InitializeShareGroupStateRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[InitializeShareGroupStateRequest, int]:
+    o = new_instance(InitializeShareGroupStateRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -356,7 +267,10 @@ def _read_InitializeShareGroupStateRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return InitializeShareGroupStateRequest(f_group_id, f_topics, unknown), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitializeShareGroupStateRequest_v0(
@@ -395,8 +309,9 @@ def _write_InitializeShareGroupStateRequest_v0(
 def _read_InitializeShareGroupStateResponse_PartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_InitializeShareGroupStateResponse_PartitionResult, int]:
+    o = new_instance(_InitializeShareGroupStateResponse_PartitionResult)
     try:
-        f_partition, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.partition", 4), ("PartitionResult.error_code", 2)),
@@ -457,9 +372,9 @@ def _read_InitializeShareGroupStateResponse_PartitionResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _InitializeShareGroupStateResponse_PartitionResult(
-        f_partition, f_error_code, f_error_message, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitializeShareGroupStateResponse_PartitionResult_v0(
@@ -488,6 +403,7 @@ def _write_InitializeShareGroupStateResponse_PartitionResult_v0(
 def _read_InitializeShareGroupStateResponse_InitializeStateResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_InitializeShareGroupStateResponse_InitializeStateResult, int]:
+    o = new_instance(_InitializeShareGroupStateResponse_InitializeStateResult)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -548,9 +464,10 @@ def _read_InitializeShareGroupStateResponse_InitializeStateResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _InitializeShareGroupStateResponse_InitializeStateResult(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitializeShareGroupStateResponse_InitializeStateResult_v0(
@@ -577,6 +494,7 @@ def _write_InitializeShareGroupStateResponse_InitializeStateResult_v0(
 def _read_InitializeShareGroupStateResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[InitializeShareGroupStateResponse, int]:
+    o = new_instance(InitializeShareGroupStateResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -626,7 +544,9 @@ def _read_InitializeShareGroupStateResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return InitializeShareGroupStateResponse(f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_InitializeShareGroupStateResponse_v0(
@@ -649,77 +569,153 @@ def _write_InitializeShareGroupStateResponse_v0(
         out.append(0)
 
 
-_InitializeShareGroupStateRequest_PartitionData.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_InitializeShareGroupStateRequest_InitializeStateData.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _InitializeShareGroupStateRequest_PartitionData,
-        False,
-    ),
-)
-InitializeShareGroupStateRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]InitializeStateData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _InitializeShareGroupStateRequest_InitializeStateData,
-        False,
-    ),
-)
-InitializeShareGroupStateRequest._READERS = (_read_InitializeShareGroupStateRequest_v0,)
-InitializeShareGroupStateRequest._WRITERS = (_write_InitializeShareGroupStateRequest_v0,)
+@dataclass(slots=True)
+class _InitializeShareGroupStateRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition: int = 0
+    state_epoch: int = 0
+    start_offset: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_InitializeShareGroupStateResponse_PartitionResult.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_InitializeShareGroupStateResponse_InitializeStateResult.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _InitializeShareGroupStateResponse_PartitionResult,
-        False,
-    ),
-)
-InitializeShareGroupStateResponse.FIELDS = (
-    FieldInfo(
-        "Results",
-        "results",
-        "[]InitializeStateResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _InitializeShareGroupStateResponse_InitializeStateResult,
-        False,
-    ),
-)
-InitializeShareGroupStateResponse._READERS = (_read_InitializeShareGroupStateResponse_v0,)
-InitializeShareGroupStateResponse._WRITERS = (_write_InitializeShareGroupStateResponse_v0,)
+
+@dataclass(slots=True)
+class _InitializeShareGroupStateRequest_InitializeStateData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _InitializeShareGroupStateRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_InitializeShareGroupStateRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class InitializeShareGroupStateRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]InitializeStateData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _InitializeShareGroupStateRequest_InitializeStateData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_InitializeShareGroupStateRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_InitializeShareGroupStateRequest_v0,)
+    NAME: ClassVar[str] = "InitializeShareGroupStateRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 83
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    InitializeStateData = _InitializeShareGroupStateRequest_InitializeStateData
+    PartitionData = _InitializeShareGroupStateRequest_PartitionData
+    group_id: str = ""
+    topics: list[_InitializeShareGroupStateRequest_InitializeStateData] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _InitializeShareGroupStateResponse_PartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _InitializeShareGroupStateResponse_InitializeStateResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _InitializeShareGroupStateResponse_PartitionResult,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_InitializeShareGroupStateResponse_PartitionResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class InitializeShareGroupStateResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Results",
+            "results",
+            "[]InitializeStateResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _InitializeShareGroupStateResponse_InitializeStateResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_InitializeShareGroupStateResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_InitializeShareGroupStateResponse_v0,)
+    NAME: ClassVar[str] = "InitializeShareGroupStateResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 83
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    InitializeStateResult = _InitializeShareGroupStateResponse_InitializeStateResult
+    PartitionResult = _InitializeShareGroupStateResponse_PartitionResult
+    results: list[_InitializeShareGroupStateResponse_InitializeStateResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,81 +47,10 @@ _ST_int32_int16_int32 = Struct(">ihi")
 _ST_int32_int32 = Struct(">ii")
 
 
-@dataclass(slots=True)
-class _JoinGroupRequest_JoinGroupRequestProtocol:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    metadata: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_JoinGroupRequest_JoinGroupRequestProtocol.__qualname__ = (
-    "JoinGroupRequest.JoinGroupRequestProtocol"
-)
-
-
-@dataclass(slots=True)
-class JoinGroupRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "JoinGroupRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 11
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    JoinGroupRequestProtocol = _JoinGroupRequest_JoinGroupRequestProtocol
-    group_id: GroupId = ""
-    session_timeout_ms: int = 0
-    rebalance_timeout_ms: int = -1
-    member_id: str = ""
-    group_instance_id: str | None = None
-    protocol_type: str = ""
-    protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol] = field(default_factory=list)
-    reason: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _JoinGroupResponse_JoinGroupResponseMember:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    member_id: str = ""
-    group_instance_id: str | None = None
-    metadata: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_JoinGroupResponse_JoinGroupResponseMember.__qualname__ = (
-    "JoinGroupResponse.JoinGroupResponseMember"
-)
-
-
-@dataclass(slots=True)
-class JoinGroupResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "JoinGroupResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 11
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    JoinGroupResponseMember = _JoinGroupResponse_JoinGroupResponseMember
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = ""
-    leader: str = ""
-    skip_assignment: bool = False
-    member_id: str = ""
-    members: list[_JoinGroupResponse_JoinGroupResponseMember] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(
     buf: memoryview, pos: int
 ) -> tuple[_JoinGroupRequest_JoinGroupRequestProtocol, int]:
+    o = new_instance(_JoinGroupRequest_JoinGroupRequestProtocol)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -154,12 +84,16 @@ def _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(
             raise too_short("JoinGroupRequestProtocol.metadata", pos, n3, len(buf) - pos)
         f_metadata = bytes(buf[pos:end4])
         pos = end4
-    return _JoinGroupRequest_JoinGroupRequestProtocol(f_name, f_metadata, ()), pos
+    o.name = f_name
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupRequest_JoinGroupRequestProtocol_v6(
     buf: memoryview, pos: int
 ) -> tuple[_JoinGroupRequest_JoinGroupRequestProtocol, int]:
+    o = new_instance(_JoinGroupRequest_JoinGroupRequestProtocol)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -238,7 +172,10 @@ def _read_JoinGroupRequest_JoinGroupRequestProtocol_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _JoinGroupRequest_JoinGroupRequestProtocol(f_name, f_metadata, unknown), pos
+    o.name = f_name
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_JoinGroupRequest_JoinGroupRequestProtocol_v0(
@@ -406,6 +343,7 @@ def _write_JoinGroupRequest_JoinGroupRequestProtocol_v6(
 
 
 def _read_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+    o = new_instance(JoinGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -426,7 +364,7 @@ def _read_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_session_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.session_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("session_timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -483,20 +421,19 @@ def _read_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         for _ in range(count7):
             item8, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(buf, pos)
             f_protocols.append(item8)
-    return JoinGroupRequest(
-        f_group_id,
-        f_session_timeout_ms,
-        -1,
-        f_member_id,
-        None,
-        f_protocol_type,
-        f_protocols,
-        None,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.rebalance_timeout_ms = -1
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.protocol_type = f_protocol_type
+    o.protocols = f_protocols
+    o.reason = None
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+    o = new_instance(JoinGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -517,7 +454,7 @@ def _read_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        f_session_timeout_ms, f_rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
+        o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("session_timeout_ms", 4), ("rebalance_timeout_ms", 4)), pos, len(buf) - pos
@@ -576,20 +513,18 @@ def _read_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         for _ in range(count7):
             item8, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(buf, pos)
             f_protocols.append(item8)
-    return JoinGroupRequest(
-        f_group_id,
-        f_session_timeout_ms,
-        f_rebalance_timeout_ms,
-        f_member_id,
-        None,
-        f_protocol_type,
-        f_protocols,
-        None,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.protocol_type = f_protocol_type
+    o.protocols = f_protocols
+    o.reason = None
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+    o = new_instance(JoinGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -610,7 +545,7 @@ def _read_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        f_session_timeout_ms, f_rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
+        o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("session_timeout_ms", 4), ("rebalance_timeout_ms", 4)), pos, len(buf) - pos
@@ -688,20 +623,18 @@ def _read_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         for _ in range(count9):
             item10, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(buf, pos)
             f_protocols.append(item10)
-    return JoinGroupRequest(
-        f_group_id,
-        f_session_timeout_ms,
-        f_rebalance_timeout_ms,
-        f_member_id,
-        f_group_instance_id,
-        f_protocol_type,
-        f_protocols,
-        None,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.protocol_type = f_protocol_type
+    o.protocols = f_protocols
+    o.reason = None
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+    o = new_instance(JoinGroupRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -725,7 +658,7 @@ def _read_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        f_session_timeout_ms, f_rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
+        o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("session_timeout_ms", 4), ("rebalance_timeout_ms", 4)), pos, len(buf) - pos
@@ -846,20 +779,18 @@ def _read_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupReque
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return JoinGroupRequest(
-        f_group_id,
-        f_session_timeout_ms,
-        f_rebalance_timeout_ms,
-        f_member_id,
-        f_group_instance_id,
-        f_protocol_type,
-        f_protocols,
-        None,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.protocol_type = f_protocol_type
+    o.protocols = f_protocols
+    o.reason = None
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_JoinGroupRequest_v8(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+    o = new_instance(JoinGroupRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -883,7 +814,7 @@ def _read_JoinGroupRequest_v8(buf: memoryview, pos: int) -> tuple[JoinGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        f_session_timeout_ms, f_rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
+        o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("session_timeout_ms", 4), ("rebalance_timeout_ms", 4)), pos, len(buf) - pos
@@ -1026,17 +957,14 @@ def _read_JoinGroupRequest_v8(buf: memoryview, pos: int) -> tuple[JoinGroupReque
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return JoinGroupRequest(
-        f_group_id,
-        f_session_timeout_ms,
-        f_rebalance_timeout_ms,
-        f_member_id,
-        f_group_instance_id,
-        f_protocol_type,
-        f_protocols,
-        f_reason,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.protocol_type = f_protocol_type
+    o.protocols = f_protocols
+    o.reason = f_reason
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_JoinGroupRequest_v0(o: JoinGroupRequest, out: bytearray) -> None:
@@ -1456,6 +1384,7 @@ def _write_JoinGroupRequest_v8(o: JoinGroupRequest, out: bytearray) -> None:
 def _read_JoinGroupResponse_JoinGroupResponseMember_v0(
     buf: memoryview, pos: int
 ) -> tuple[_JoinGroupResponse_JoinGroupResponseMember, int]:
+    o = new_instance(_JoinGroupResponse_JoinGroupResponseMember)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1489,12 +1418,17 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v0(
             raise too_short("JoinGroupResponseMember.metadata", pos, n3, len(buf) - pos)
         f_metadata = bytes(buf[pos:end4])
         pos = end4
-    return _JoinGroupResponse_JoinGroupResponseMember(f_member_id, None, f_metadata, ()), pos
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupResponse_JoinGroupResponseMember_v5(
     buf: memoryview, pos: int
 ) -> tuple[_JoinGroupResponse_JoinGroupResponseMember, int]:
+    o = new_instance(_JoinGroupResponse_JoinGroupResponseMember)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1549,14 +1483,17 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v5(
             raise too_short("JoinGroupResponseMember.metadata", pos, n5, len(buf) - pos)
         f_metadata = bytes(buf[pos:end6])
         pos = end6
-    return _JoinGroupResponse_JoinGroupResponseMember(
-        f_member_id, f_group_instance_id, f_metadata, ()
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupResponse_JoinGroupResponseMember_v6(
     buf: memoryview, pos: int
 ) -> tuple[_JoinGroupResponse_JoinGroupResponseMember, int]:
+    o = new_instance(_JoinGroupResponse_JoinGroupResponseMember)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1657,9 +1594,11 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _JoinGroupResponse_JoinGroupResponseMember(
-        f_member_id, f_group_instance_id, f_metadata, unknown
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_JoinGroupResponse_JoinGroupResponseMember_v0(
@@ -1849,8 +1788,9 @@ def _write_JoinGroupResponse_JoinGroupResponseMember_v6(
 
 
 def _read_JoinGroupResponse_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+    o = new_instance(JoinGroupResponse)
     try:
-        f_error_code, f_generation_id = _ST_int16_int32.unpack_from(buf, pos)
+        o.error_code, o.generation_id = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("error_code", 2), ("generation_id", 4)), pos, len(buf) - pos
@@ -1928,23 +1868,21 @@ def _read_JoinGroupResponse_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         for _ in range(count7):
             item8, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v0(buf, pos)
             f_members.append(item8)
-    return JoinGroupResponse(
-        0,
-        f_error_code,
-        f_generation_id,
-        None,
-        f_protocol_name,
-        f_leader,
-        False,
-        f_member_id,
-        f_members,
-        (),
-    ), pos
+    o.throttle_time_ms = 0
+    o.protocol_type = None
+    o.protocol_name = f_protocol_name
+    o.leader = f_leader
+    o.skip_assignment = False
+    o.member_id = f_member_id
+    o.members = f_members
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupResponse_v2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+    o = new_instance(JoinGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_generation_id = _ST_int32_int16_int32.unpack_from(
+        o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -2024,23 +1962,20 @@ def _read_JoinGroupResponse_v2(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         for _ in range(count7):
             item8, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v0(buf, pos)
             f_members.append(item8)
-    return JoinGroupResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_generation_id,
-        None,
-        f_protocol_name,
-        f_leader,
-        False,
-        f_member_id,
-        f_members,
-        (),
-    ), pos
+    o.protocol_type = None
+    o.protocol_name = f_protocol_name
+    o.leader = f_leader
+    o.skip_assignment = False
+    o.member_id = f_member_id
+    o.members = f_members
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupResponse_v5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+    o = new_instance(JoinGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_generation_id = _ST_int32_int16_int32.unpack_from(
+        o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -2120,23 +2055,20 @@ def _read_JoinGroupResponse_v5(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         for _ in range(count7):
             item8, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v5(buf, pos)
             f_members.append(item8)
-    return JoinGroupResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_generation_id,
-        None,
-        f_protocol_name,
-        f_leader,
-        False,
-        f_member_id,
-        f_members,
-        (),
-    ), pos
+    o.protocol_type = None
+    o.protocol_name = f_protocol_name
+    o.leader = f_leader
+    o.skip_assignment = False
+    o.member_id = f_member_id
+    o.members = f_members
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_JoinGroupResponse_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+    o = new_instance(JoinGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_generation_id = _ST_int32_int16_int32.unpack_from(
+        o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -2259,23 +2191,20 @@ def _read_JoinGroupResponse_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResp
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return JoinGroupResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_generation_id,
-        None,
-        f_protocol_name,
-        f_leader,
-        False,
-        f_member_id,
-        f_members,
-        unknown,
-    ), pos
+    o.protocol_type = None
+    o.protocol_name = f_protocol_name
+    o.leader = f_leader
+    o.skip_assignment = False
+    o.member_id = f_member_id
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_JoinGroupResponse_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+    o = new_instance(JoinGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_generation_id = _ST_int32_int16_int32.unpack_from(
+        o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -2420,23 +2349,20 @@ def _read_JoinGroupResponse_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResp
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return JoinGroupResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_generation_id,
-        f_protocol_type,
-        f_protocol_name,
-        f_leader,
-        False,
-        f_member_id,
-        f_members,
-        unknown,
-    ), pos
+    o.protocol_type = f_protocol_type
+    o.protocol_name = f_protocol_name
+    o.leader = f_leader
+    o.skip_assignment = False
+    o.member_id = f_member_id
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_JoinGroupResponse_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+    o = new_instance(JoinGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code, f_generation_id = _ST_int32_int16_int32.unpack_from(
+        o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -2511,7 +2437,7 @@ def _read_JoinGroupResponse_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResp
             raise bad_utf8("leader", pos) from None
         pos = end6
     try:
-        (f_skip_assignment,) = _ST_bool.unpack_from(buf, pos)
+        (o.skip_assignment,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("skip_assignment", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -2586,18 +2512,13 @@ def _read_JoinGroupResponse_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResp
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return JoinGroupResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_generation_id,
-        f_protocol_type,
-        f_protocol_name,
-        f_leader,
-        f_skip_assignment,
-        f_member_id,
-        f_members,
-        unknown,
-    ), pos
+    o.protocol_type = f_protocol_type
+    o.protocol_name = f_protocol_name
+    o.leader = f_leader
+    o.member_id = f_member_id
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_JoinGroupResponse_v0(o: JoinGroupResponse, out: bytearray) -> None:
@@ -3130,154 +3051,243 @@ def _write_JoinGroupResponse_v9(o: JoinGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_JoinGroupRequest_JoinGroupRequestProtocol.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-JoinGroupRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SessionTimeoutMs",
-        "session_timeout_ms",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "RebalanceTimeoutMs",
-        "rebalance_timeout_ms",
-        "int32",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (5, 32767),
-        (5, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Protocols",
-        "protocols",
-        "[]JoinGroupRequestProtocol",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _JoinGroupRequest_JoinGroupRequestProtocol,
-        False,
-    ),
-    FieldInfo("Reason", "reason", "string", (8, 32767), (8, 32767), (1, 0), None, None, False),
-)
-JoinGroupRequest._READERS = (
-    _read_JoinGroupRequest_v0,
-    _read_JoinGroupRequest_v1,
-    _read_JoinGroupRequest_v1,
-    _read_JoinGroupRequest_v1,
-    _read_JoinGroupRequest_v1,
-    _read_JoinGroupRequest_v5,
-    _read_JoinGroupRequest_v6,
-    _read_JoinGroupRequest_v6,
-    _read_JoinGroupRequest_v8,
-    _read_JoinGroupRequest_v8,
-)
-JoinGroupRequest._WRITERS = (
-    _write_JoinGroupRequest_v0,
-    _write_JoinGroupRequest_v1,
-    _write_JoinGroupRequest_v2,
-    _write_JoinGroupRequest_v3,
-    _write_JoinGroupRequest_v4,
-    _write_JoinGroupRequest_v5,
-    _write_JoinGroupRequest_v6,
-    _write_JoinGroupRequest_v6,
-    _write_JoinGroupRequest_v8,
-    _write_JoinGroupRequest_v8,
-)
+@dataclass(slots=True)
+class _JoinGroupRequest_JoinGroupRequestProtocol:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    metadata: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_JoinGroupResponse_JoinGroupResponseMember.FIELDS = (
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (5, 32767),
-        (5, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-JoinGroupResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ProtocolType", "protocol_type", "string", (7, 32767), (7, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ProtocolName", "protocol_name", "string", (0, 32767), (7, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("Leader", "leader", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SkipAssignment", "skip_assignment", "bool", (9, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Members",
-        "members",
-        "[]JoinGroupResponseMember",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _JoinGroupResponse_JoinGroupResponseMember,
-        False,
-    ),
-)
-JoinGroupResponse._READERS = (
-    _read_JoinGroupResponse_v0,
-    _read_JoinGroupResponse_v0,
-    _read_JoinGroupResponse_v2,
-    _read_JoinGroupResponse_v2,
-    _read_JoinGroupResponse_v2,
-    _read_JoinGroupResponse_v5,
-    _read_JoinGroupResponse_v6,
-    _read_JoinGroupResponse_v7,
-    _read_JoinGroupResponse_v7,
-    _read_JoinGroupResponse_v9,
-)
-JoinGroupResponse._WRITERS = (
-    _write_JoinGroupResponse_v0,
-    _write_JoinGroupResponse_v1,
-    _write_JoinGroupResponse_v2,
-    _write_JoinGroupResponse_v3,
-    _write_JoinGroupResponse_v4,
-    _write_JoinGroupResponse_v5,
-    _write_JoinGroupResponse_v6,
-    _write_JoinGroupResponse_v7,
-    _write_JoinGroupResponse_v8,
-    _write_JoinGroupResponse_v9,
-)
+
+@dataclass(slots=True)
+class JoinGroupRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SessionTimeoutMs",
+            "session_timeout_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "RebalanceTimeoutMs",
+            "rebalance_timeout_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Protocols",
+            "protocols",
+            "[]JoinGroupRequestProtocol",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _JoinGroupRequest_JoinGroupRequestProtocol,
+            False,
+        ),
+        FieldInfo("Reason", "reason", "string", (8, 32767), (8, 32767), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_JoinGroupRequest_v0,
+        _read_JoinGroupRequest_v1,
+        _read_JoinGroupRequest_v1,
+        _read_JoinGroupRequest_v1,
+        _read_JoinGroupRequest_v1,
+        _read_JoinGroupRequest_v5,
+        _read_JoinGroupRequest_v6,
+        _read_JoinGroupRequest_v6,
+        _read_JoinGroupRequest_v8,
+        _read_JoinGroupRequest_v8,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_JoinGroupRequest_v0,
+        _write_JoinGroupRequest_v1,
+        _write_JoinGroupRequest_v2,
+        _write_JoinGroupRequest_v3,
+        _write_JoinGroupRequest_v4,
+        _write_JoinGroupRequest_v5,
+        _write_JoinGroupRequest_v6,
+        _write_JoinGroupRequest_v6,
+        _write_JoinGroupRequest_v8,
+        _write_JoinGroupRequest_v8,
+    )
+    NAME: ClassVar[str] = "JoinGroupRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 11
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    JoinGroupRequestProtocol = _JoinGroupRequest_JoinGroupRequestProtocol
+    group_id: GroupId = ""
+    session_timeout_ms: int = 0
+    rebalance_timeout_ms: int = -1
+    member_id: str = ""
+    group_instance_id: str | None = None
+    protocol_type: str = ""
+    protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol] = field(default_factory=list)
+    reason: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _JoinGroupResponse_JoinGroupResponseMember:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    member_id: str = ""
+    group_instance_id: str | None = None
+    metadata: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class JoinGroupResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProtocolType",
+            "protocol_type",
+            "string",
+            (7, 32767),
+            (7, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProtocolName",
+            "protocol_name",
+            "string",
+            (0, 32767),
+            (7, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Leader", "leader", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SkipAssignment",
+            "skip_assignment",
+            "bool",
+            (9, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Members",
+            "members",
+            "[]JoinGroupResponseMember",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _JoinGroupResponse_JoinGroupResponseMember,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_JoinGroupResponse_v0,
+        _read_JoinGroupResponse_v0,
+        _read_JoinGroupResponse_v2,
+        _read_JoinGroupResponse_v2,
+        _read_JoinGroupResponse_v2,
+        _read_JoinGroupResponse_v5,
+        _read_JoinGroupResponse_v6,
+        _read_JoinGroupResponse_v7,
+        _read_JoinGroupResponse_v7,
+        _read_JoinGroupResponse_v9,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_JoinGroupResponse_v0,
+        _write_JoinGroupResponse_v1,
+        _write_JoinGroupResponse_v2,
+        _write_JoinGroupResponse_v3,
+        _write_JoinGroupResponse_v4,
+        _write_JoinGroupResponse_v5,
+        _write_JoinGroupResponse_v6,
+        _write_JoinGroupResponse_v7,
+        _write_JoinGroupResponse_v8,
+        _write_JoinGroupResponse_v9,
+    )
+    NAME: ClassVar[str] = "JoinGroupResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 11
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    JoinGroupResponseMember = _JoinGroupResponse_JoinGroupResponseMember
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    generation_id: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = ""
+    leader: str = ""
+    skip_assignment: bool = False
+    member_id: str = ""
+    members: list[_JoinGroupResponse_JoinGroupResponseMember] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -51,137 +52,10 @@ _ST_int32_int64_int8 = Struct(">iqb")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _LeaderAndIsrRequest_LeaderAndIsrPartitionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    controller_epoch: int = 0
-    leader: BrokerId = 0
-    leader_epoch: int = 0
-    isr: list[BrokerId] = field(default_factory=list)
-    partition_epoch: int = 0
-    replicas: list[BrokerId] = field(default_factory=list)
-    adding_replicas: list[BrokerId] = field(default_factory=list)
-    removing_replicas: list[BrokerId] = field(default_factory=list)
-    is_new: bool = False
-    leader_recovery_state: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaderAndIsrRequest_LeaderAndIsrPartitionState.__qualname__ = (
-    "LeaderAndIsrRequest.LeaderAndIsrPartitionState"
-)
-
-
-@dataclass(slots=True)
-class _LeaderAndIsrRequest_LeaderAndIsrTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaderAndIsrRequest_LeaderAndIsrTopicState.__qualname__ = (
-    "LeaderAndIsrRequest.LeaderAndIsrTopicState"
-)
-
-
-@dataclass(slots=True)
-class _LeaderAndIsrRequest_LeaderAndIsrLiveLeader:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    broker_id: BrokerId = 0
-    host_name: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaderAndIsrRequest_LeaderAndIsrLiveLeader.__qualname__ = (
-    "LeaderAndIsrRequest.LeaderAndIsrLiveLeader"
-)
-
-
-@dataclass(slots=True)
-class LeaderAndIsrRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "LeaderAndIsrRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 4
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 7
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    LeaderAndIsrPartitionState = _LeaderAndIsrRequest_LeaderAndIsrPartitionState
-    LeaderAndIsrTopicState = _LeaderAndIsrRequest_LeaderAndIsrTopicState
-    LeaderAndIsrLiveLeader = _LeaderAndIsrRequest_LeaderAndIsrLiveLeader
-    controller_id: BrokerId = 0
-    is_kraft_controller: bool = False
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    type: int = 0
-    ungrouped_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState] = field(
-        default_factory=list
-    )
-    topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState] = field(default_factory=list)
-    live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _LeaderAndIsrResponse_LeaderAndIsrPartitionError:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaderAndIsrResponse_LeaderAndIsrPartitionError.__qualname__ = (
-    "LeaderAndIsrResponse.LeaderAndIsrPartitionError"
-)
-
-
-@dataclass(slots=True)
-class _LeaderAndIsrResponse_LeaderAndIsrTopicError:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaderAndIsrResponse_LeaderAndIsrTopicError.__qualname__ = (
-    "LeaderAndIsrResponse.LeaderAndIsrTopicError"
-)
-
-
-@dataclass(slots=True)
-class LeaderAndIsrResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "LeaderAndIsrResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 4
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 7
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LeaderAndIsrPartitionError = _LeaderAndIsrResponse_LeaderAndIsrPartitionError
-    LeaderAndIsrTopicError = _LeaderAndIsrResponse_LeaderAndIsrTopicError
-    error_code: int = 0
-    partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError] = field(
-        default_factory=list
-    )
-    topics: list[_LeaderAndIsrResponse_LeaderAndIsrTopicError] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -202,7 +76,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
             raise bad_utf8("LeaderAndIsrPartitionState.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -233,7 +107,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.partition_epoch", 4),), pos, len(buf) - pos
@@ -254,26 +128,21 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
             raise too_short("LeaderAndIsrPartitionState.replicas", pos, 4 * count4, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
-    return _LeaderAndIsrRequest_LeaderAndIsrPartitionState(
-        f_topic_name,
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_partition_epoch,
-        f_replicas,
-        [],
-        [],
-        False,
-        0,
-        (),
-    ), pos
+    o.topic_name = f_topic_name
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.adding_replicas = []
+    o.removing_replicas = []
+    o.is_new = False
+    o.leader_recovery_state = 0
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -294,7 +163,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
             raise bad_utf8("LeaderAndIsrPartitionState.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -325,7 +194,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.partition_epoch", 4),), pos, len(buf) - pos
@@ -347,34 +216,28 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
         f_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        (f_is_new,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_new,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.is_new", 1),), pos, len(buf) - pos
         ) from None
     pos += 1
-    return _LeaderAndIsrRequest_LeaderAndIsrPartitionState(
-        f_topic_name,
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_partition_epoch,
-        f_replicas,
-        [],
-        [],
-        f_is_new,
-        0,
-        (),
-    ), pos
+    o.topic_name = f_topic_name
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.adding_replicas = []
+    o.removing_replicas = []
+    o.leader_recovery_state = 0
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -405,7 +268,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.partition_epoch", 4),), pos, len(buf) - pos
@@ -427,34 +290,28 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(
         f_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
-        (f_is_new,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_new,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.is_new", 1),), pos, len(buf) - pos
         ) from None
     pos += 1
-    return _LeaderAndIsrRequest_LeaderAndIsrPartitionState(
-        "",
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_partition_epoch,
-        f_replicas,
-        [],
-        [],
-        f_is_new,
-        0,
-        (),
-    ), pos
+    o.topic_name = ""
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.adding_replicas = []
+    o.removing_replicas = []
+    o.leader_recovery_state = 0
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -485,7 +342,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.partition_epoch", 4),), pos, len(buf) - pos
@@ -545,34 +402,28 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
         f_removing_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        (f_is_new,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_new,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.is_new", 1),), pos, len(buf) - pos
         ) from None
     pos += 1
-    return _LeaderAndIsrRequest_LeaderAndIsrPartitionState(
-        "",
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_partition_epoch,
-        f_replicas,
-        f_adding_replicas,
-        f_removing_replicas,
-        f_is_new,
-        0,
-        (),
-    ), pos
+    o.topic_name = ""
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.adding_replicas = f_adding_replicas
+    o.removing_replicas = f_removing_replicas
+    o.leader_recovery_state = 0
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -606,7 +457,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.partition_epoch", 4),), pos, len(buf) - pos
@@ -675,7 +526,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
         f_removing_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        (f_is_new,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_new,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.is_new", 1),), pos, len(buf) - pos
@@ -720,28 +571,22 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrRequest_LeaderAndIsrPartitionState(
-        "",
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_partition_epoch,
-        f_replicas,
-        f_adding_replicas,
-        f_removing_replicas,
-        f_is_new,
-        0,
-        unknown,
-    ), pos
+    o.topic_name = ""
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.adding_replicas = f_adding_replicas
+    o.removing_replicas = f_removing_replicas
+    o.leader_recovery_state = 0
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -775,7 +620,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrPartitionState.partition_epoch", 4),), pos, len(buf) - pos
@@ -844,7 +689,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
         f_removing_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        f_is_new, f_leader_recovery_state = _ST_bool_int8.unpack_from(buf, pos)
+        o.is_new, o.leader_recovery_state = _ST_bool_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -894,21 +739,13 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrRequest_LeaderAndIsrPartitionState(
-        "",
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_partition_epoch,
-        f_replicas,
-        f_adding_replicas,
-        f_removing_replicas,
-        f_is_new,
-        f_leader_recovery_state,
-        unknown,
-    ), pos
+    o.topic_name = ""
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.adding_replicas = f_adding_replicas
+    o.removing_replicas = f_removing_replicas
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
@@ -1213,6 +1050,7 @@ def _write_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1247,14 +1085,17 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(buf, pos)
             f_partition_states.append(item4)
-    return _LeaderAndIsrRequest_LeaderAndIsrTopicState(
-        f_topic_name, ZERO_UUID, f_partition_states, ()
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1289,14 +1130,17 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos)
             f_partition_states.append(item4)
-    return _LeaderAndIsrRequest_LeaderAndIsrTopicState(
-        f_topic_name, ZERO_UUID, f_partition_states, ()
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1374,14 +1218,17 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrRequest_LeaderAndIsrTopicState(
-        f_topic_name, ZERO_UUID, f_partition_states, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1466,14 +1313,17 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrRequest_LeaderAndIsrTopicState(
-        f_topic_name, uuid_from_bytes(f_topic_id), f_partition_states, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1558,9 +1408,11 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrRequest_LeaderAndIsrTopicState(
-        f_topic_name, uuid_from_bytes(f_topic_id), f_partition_states, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
@@ -1713,8 +1565,9 @@ def _write_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
 def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrLiveLeader)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrLiveLeader.broker_id", 4),), pos, len(buf) - pos
@@ -1740,18 +1593,21 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(
             raise bad_utf8("LeaderAndIsrLiveLeader.host_name", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("LeaderAndIsrLiveLeader.port", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return _LeaderAndIsrRequest_LeaderAndIsrLiveLeader(f_broker_id, f_host_name, f_port, ()), pos
+    o.host_name = f_host_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, int]:
+    o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrLiveLeader)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderAndIsrLiveLeader.broker_id", 4),), pos, len(buf) - pos
@@ -1780,7 +1636,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
             raise bad_utf8("LeaderAndIsrLiveLeader.host_name", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("LeaderAndIsrLiveLeader.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1821,9 +1677,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrRequest_LeaderAndIsrLiveLeader(
-        f_broker_id, f_host_name, f_port, unknown
-    ), pos
+    o.host_name = f_host_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(
@@ -1923,13 +1779,14 @@ def _write_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
 
 
 def _read_LeaderAndIsrRequest_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1963,27 +1820,25 @@ def _read_LeaderAndIsrRequest_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
             f_live_leaders.append(item4)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        -1,
-        0,
-        f_ungrouped_partition_states,
-        [],
-        f_live_leaders,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.broker_epoch = -1
+    o.type = 0
+    o.ungrouped_partition_states = f_ungrouped_partition_states
+    o.topic_states = []
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_v1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2017,27 +1872,25 @@ def _read_LeaderAndIsrRequest_v1(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
             f_live_leaders.append(item4)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        -1,
-        0,
-        f_ungrouped_partition_states,
-        [],
-        f_live_leaders,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.broker_epoch = -1
+    o.type = 0
+    o.ungrouped_partition_states = f_ungrouped_partition_states
+    o.topic_states = []
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_v2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -2073,27 +1926,24 @@ def _read_LeaderAndIsrRequest_v2(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
             f_live_leaders.append(item4)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        0,
-        [],
-        f_topic_states,
-        f_live_leaders,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_v3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -2129,27 +1979,24 @@ def _read_LeaderAndIsrRequest_v3(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
             f_live_leaders.append(item4)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        0,
-        [],
-        f_topic_states,
-        f_live_leaders,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -2222,27 +2069,24 @@ def _read_LeaderAndIsrRequest_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIs
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        0,
-        [],
-        f_topic_states,
-        f_live_leaders,
-        unknown,
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch, f_type = _ST_int32_int64_int8.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch, o.type = _ST_int32_int64_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8), ("type", 1)), pos, len(buf) - pos
@@ -2315,27 +2159,23 @@ def _read_LeaderAndIsrRequest_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIs
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        f_type,
-        [],
-        f_topic_states,
-        f_live_leaders,
-        unknown,
-    ), pos
+    o.is_kraft_controller = False
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_v6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch, f_type = _ST_int32_int64_int8.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch, o.type = _ST_int32_int64_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8), ("type", 1)), pos, len(buf) - pos
@@ -2408,22 +2248,18 @@ def _read_LeaderAndIsrRequest_v6(buf: memoryview, pos: int) -> tuple[LeaderAndIs
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        f_type,
-        [],
-        f_topic_states,
-        f_live_leaders,
-        unknown,
-    ), pos
+    o.is_kraft_controller = False
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrRequest_v7(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+    o = new_instance(LeaderAndIsrRequest)
     try:
-        f_controller_id, f_is_kraft_controller, f_controller_epoch, f_broker_epoch, f_type = (
+        o.controller_id, o.is_kraft_controller, o.controller_epoch, o.broker_epoch, o.type = (
             _ST_int32_bool_int32_int64_int8.unpack_from(buf, pos)
         )
     except struct_error:
@@ -2506,17 +2342,11 @@ def _read_LeaderAndIsrRequest_v7(buf: memoryview, pos: int) -> tuple[LeaderAndIs
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderAndIsrRequest(
-        f_controller_id,
-        f_is_kraft_controller,
-        f_controller_epoch,
-        f_broker_epoch,
-        f_type,
-        [],
-        f_topic_states,
-        f_live_leaders,
-        unknown,
-    ), pos
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_leaders = f_live_leaders
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderAndIsrRequest_v0(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -2771,6 +2601,7 @@ def _write_LeaderAndIsrRequest_v7(o: LeaderAndIsrRequest, out: bytearray) -> Non
 def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrPartitionError, int]:
+    o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrPartitionError)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2791,7 +2622,7 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(
             raise bad_utf8("LeaderAndIsrPartitionError.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -2802,14 +2633,15 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _LeaderAndIsrResponse_LeaderAndIsrPartitionError(
-        f_topic_name, f_partition_index, f_error_code, ()
-    ), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrPartitionError, int]:
+    o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrPartitionError)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -2833,7 +2665,7 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(
             raise bad_utf8("LeaderAndIsrPartitionError.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -2883,16 +2715,17 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrResponse_LeaderAndIsrPartitionError(
-        f_topic_name, f_partition_index, f_error_code, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrPartitionError, int]:
+    o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrPartitionError)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -2942,9 +2775,9 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrResponse_LeaderAndIsrPartitionError(
-        "", f_partition_index, f_error_code, unknown
-    ), pos
+    o.topic_name = ""
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(
@@ -3051,6 +2884,7 @@ def _write_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(
 def _read_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrTopicError, int]:
+    o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrTopicError)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -3113,9 +2947,10 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderAndIsrResponse_LeaderAndIsrTopicError(
-        uuid_from_bytes(f_topic_id), f_partition_errors, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partition_errors = f_partition_errors
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
@@ -3140,8 +2975,9 @@ def _write_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
 
 
 def _read_LeaderAndIsrResponse_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
+    o = new_instance(LeaderAndIsrResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -3160,12 +2996,16 @@ def _read_LeaderAndIsrResponse_v0(buf: memoryview, pos: int) -> tuple[LeaderAndI
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(buf, pos)
             f_partition_errors.append(item2)
-    return LeaderAndIsrResponse(f_error_code, f_partition_errors, [], ()), pos
+    o.partition_errors = f_partition_errors
+    o.topics = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaderAndIsrResponse_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
+    o = new_instance(LeaderAndIsrResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -3218,12 +3058,16 @@ def _read_LeaderAndIsrResponse_v4(buf: memoryview, pos: int) -> tuple[LeaderAndI
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderAndIsrResponse(f_error_code, f_partition_errors, [], unknown), pos
+    o.partition_errors = f_partition_errors
+    o.topics = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderAndIsrResponse_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
+    o = new_instance(LeaderAndIsrResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -3276,7 +3120,10 @@ def _read_LeaderAndIsrResponse_v5(buf: memoryview, pos: int) -> tuple[LeaderAndI
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderAndIsrResponse(f_error_code, [], f_topics, unknown), pos
+    o.partition_errors = []
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderAndIsrResponse_v0(o: LeaderAndIsrResponse, out: bytearray) -> None:
@@ -3423,234 +3270,357 @@ def _write_LeaderAndIsrResponse_v7(o: LeaderAndIsrResponse, out: bytearray) -> N
         out.append(0)
 
 
-_LeaderAndIsrRequest_LeaderAndIsrPartitionState.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ControllerEpoch",
-        "controller_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "AddingReplicas",
-        "adding_replicas",
-        "[]int32",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "RemovingReplicas",
-        "removing_replicas",
-        "[]int32",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("IsNew", "is_new", "bool", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderRecoveryState",
-        "leader_recovery_state",
-        "int8",
-        (6, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_LeaderAndIsrRequest_LeaderAndIsrTopicState.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionStates",
-        "partition_states",
-        "[]LeaderAndIsrPartitionState",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
-        False,
-    ),
-)
-_LeaderAndIsrRequest_LeaderAndIsrLiveLeader.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("HostName", "host_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-LeaderAndIsrRequest.FIELDS = (
-    FieldInfo(
-        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "isKRaftController",
-        "is_kraft_controller",
-        "bool",
-        (7, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ControllerEpoch",
-        "controller_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Type", "type", "int8", (5, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "UngroupedPartitionStates",
-        "ungrouped_partition_states",
-        "[]LeaderAndIsrPartitionState",
-        (0, 1),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
-        False,
-    ),
-    FieldInfo(
-        "TopicStates",
-        "topic_states",
-        "[]LeaderAndIsrTopicState",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderAndIsrRequest_LeaderAndIsrTopicState,
-        False,
-    ),
-    FieldInfo(
-        "LiveLeaders",
-        "live_leaders",
-        "[]LeaderAndIsrLiveLeader",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderAndIsrRequest_LeaderAndIsrLiveLeader,
-        False,
-    ),
-)
-LeaderAndIsrRequest._READERS = (
-    _read_LeaderAndIsrRequest_v0,
-    _read_LeaderAndIsrRequest_v1,
-    _read_LeaderAndIsrRequest_v2,
-    _read_LeaderAndIsrRequest_v3,
-    _read_LeaderAndIsrRequest_v4,
-    _read_LeaderAndIsrRequest_v5,
-    _read_LeaderAndIsrRequest_v6,
-    _read_LeaderAndIsrRequest_v7,
-)
-LeaderAndIsrRequest._WRITERS = (
-    _write_LeaderAndIsrRequest_v0,
-    _write_LeaderAndIsrRequest_v1,
-    _write_LeaderAndIsrRequest_v2,
-    _write_LeaderAndIsrRequest_v3,
-    _write_LeaderAndIsrRequest_v4,
-    _write_LeaderAndIsrRequest_v5,
-    _write_LeaderAndIsrRequest_v6,
-    _write_LeaderAndIsrRequest_v7,
-)
+@dataclass(slots=True)
+class _LeaderAndIsrRequest_LeaderAndIsrPartitionState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ControllerEpoch",
+            "controller_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionEpoch",
+            "partition_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "AddingReplicas",
+            "adding_replicas",
+            "[]int32",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "RemovingReplicas",
+            "removing_replicas",
+            "[]int32",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("IsNew", "is_new", "bool", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderRecoveryState",
+            "leader_recovery_state",
+            "int8",
+            (6, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
+    controller_epoch: int = 0
+    leader: BrokerId = 0
+    leader_epoch: int = 0
+    isr: list[BrokerId] = field(default_factory=list)
+    partition_epoch: int = 0
+    replicas: list[BrokerId] = field(default_factory=list)
+    adding_replicas: list[BrokerId] = field(default_factory=list)
+    removing_replicas: list[BrokerId] = field(default_factory=list)
+    is_new: bool = False
+    leader_recovery_state: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_LeaderAndIsrResponse_LeaderAndIsrPartitionError.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_LeaderAndIsrResponse_LeaderAndIsrTopicError.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionErrors",
-        "partition_errors",
-        "[]LeaderAndIsrPartitionError",
-        (5, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
-        False,
-    ),
-)
-LeaderAndIsrResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionErrors",
-        "partition_errors",
-        "[]LeaderAndIsrPartitionError",
-        (0, 4),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
-        False,
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]LeaderAndIsrTopicError",
-        (5, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderAndIsrResponse_LeaderAndIsrTopicError,
-        False,
-    ),
-)
-LeaderAndIsrResponse._READERS = (
-    _read_LeaderAndIsrResponse_v0,
-    _read_LeaderAndIsrResponse_v0,
-    _read_LeaderAndIsrResponse_v0,
-    _read_LeaderAndIsrResponse_v0,
-    _read_LeaderAndIsrResponse_v4,
-    _read_LeaderAndIsrResponse_v5,
-    _read_LeaderAndIsrResponse_v5,
-    _read_LeaderAndIsrResponse_v5,
-)
-LeaderAndIsrResponse._WRITERS = (
-    _write_LeaderAndIsrResponse_v0,
-    _write_LeaderAndIsrResponse_v1,
-    _write_LeaderAndIsrResponse_v2,
-    _write_LeaderAndIsrResponse_v3,
-    _write_LeaderAndIsrResponse_v4,
-    _write_LeaderAndIsrResponse_v5,
-    _write_LeaderAndIsrResponse_v6,
-    _write_LeaderAndIsrResponse_v7,
-)
+
+@dataclass(slots=True)
+class _LeaderAndIsrRequest_LeaderAndIsrTopicState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (2, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionStates",
+            "partition_states",
+            "[]LeaderAndIsrPartitionState",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _LeaderAndIsrRequest_LeaderAndIsrLiveLeader:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("HostName", "host_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    broker_id: BrokerId = 0
+    host_name: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class LeaderAndIsrRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "isKRaftController",
+            "is_kraft_controller",
+            "bool",
+            (7, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ControllerEpoch",
+            "controller_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Type", "type", "int8", (5, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "UngroupedPartitionStates",
+            "ungrouped_partition_states",
+            "[]LeaderAndIsrPartitionState",
+            (0, 1),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
+            False,
+        ),
+        FieldInfo(
+            "TopicStates",
+            "topic_states",
+            "[]LeaderAndIsrTopicState",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderAndIsrRequest_LeaderAndIsrTopicState,
+            False,
+        ),
+        FieldInfo(
+            "LiveLeaders",
+            "live_leaders",
+            "[]LeaderAndIsrLiveLeader",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderAndIsrRequest_LeaderAndIsrLiveLeader,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_LeaderAndIsrRequest_v0,
+        _read_LeaderAndIsrRequest_v1,
+        _read_LeaderAndIsrRequest_v2,
+        _read_LeaderAndIsrRequest_v3,
+        _read_LeaderAndIsrRequest_v4,
+        _read_LeaderAndIsrRequest_v5,
+        _read_LeaderAndIsrRequest_v6,
+        _read_LeaderAndIsrRequest_v7,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_LeaderAndIsrRequest_v0,
+        _write_LeaderAndIsrRequest_v1,
+        _write_LeaderAndIsrRequest_v2,
+        _write_LeaderAndIsrRequest_v3,
+        _write_LeaderAndIsrRequest_v4,
+        _write_LeaderAndIsrRequest_v5,
+        _write_LeaderAndIsrRequest_v6,
+        _write_LeaderAndIsrRequest_v7,
+    )
+    NAME: ClassVar[str] = "LeaderAndIsrRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 4
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 7
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    LeaderAndIsrPartitionState = _LeaderAndIsrRequest_LeaderAndIsrPartitionState
+    LeaderAndIsrTopicState = _LeaderAndIsrRequest_LeaderAndIsrTopicState
+    LeaderAndIsrLiveLeader = _LeaderAndIsrRequest_LeaderAndIsrLiveLeader
+    controller_id: BrokerId = 0
+    is_kraft_controller: bool = False
+    controller_epoch: int = 0
+    broker_epoch: int = -1
+    type: int = 0
+    ungrouped_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState] = field(
+        default_factory=list
+    )
+    topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState] = field(default_factory=list)
+    live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _LeaderAndIsrResponse_LeaderAndIsrPartitionError:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _LeaderAndIsrResponse_LeaderAndIsrTopicError:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionErrors",
+            "partition_errors",
+            "[]LeaderAndIsrPartitionError",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class LeaderAndIsrResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionErrors",
+            "partition_errors",
+            "[]LeaderAndIsrPartitionError",
+            (0, 4),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]LeaderAndIsrTopicError",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderAndIsrResponse_LeaderAndIsrTopicError,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_LeaderAndIsrResponse_v0,
+        _read_LeaderAndIsrResponse_v0,
+        _read_LeaderAndIsrResponse_v0,
+        _read_LeaderAndIsrResponse_v0,
+        _read_LeaderAndIsrResponse_v4,
+        _read_LeaderAndIsrResponse_v5,
+        _read_LeaderAndIsrResponse_v5,
+        _read_LeaderAndIsrResponse_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_LeaderAndIsrResponse_v0,
+        _write_LeaderAndIsrResponse_v1,
+        _write_LeaderAndIsrResponse_v2,
+        _write_LeaderAndIsrResponse_v3,
+        _write_LeaderAndIsrResponse_v4,
+        _write_LeaderAndIsrResponse_v5,
+        _write_LeaderAndIsrResponse_v6,
+        _write_LeaderAndIsrResponse_v7,
+    )
+    NAME: ClassVar[str] = "LeaderAndIsrResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 4
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 7
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LeaderAndIsrPartitionError = _LeaderAndIsrResponse_LeaderAndIsrPartitionError
+    LeaderAndIsrTopicError = _LeaderAndIsrResponse_LeaderAndIsrTopicError
+    error_code: int = 0
+    partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError] = field(
+        default_factory=list
+    )
+    topics: list[_LeaderAndIsrResponse_LeaderAndIsrTopicError] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,67 +44,10 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class _LeaveGroupRequest_MemberIdentity:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    member_id: str = ""
-    group_instance_id: str | None = None
-    reason: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaveGroupRequest_MemberIdentity.__qualname__ = "LeaveGroupRequest.MemberIdentity"
-
-
-@dataclass(slots=True)
-class LeaveGroupRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "LeaveGroupRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 13
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    MemberIdentity = _LeaveGroupRequest_MemberIdentity
-    group_id: GroupId = ""
-    member_id: str = ""
-    members: list[_LeaveGroupRequest_MemberIdentity] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _LeaveGroupResponse_MemberResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    member_id: str = ""
-    group_instance_id: str | None = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaveGroupResponse_MemberResponse.__qualname__ = "LeaveGroupResponse.MemberResponse"
-
-
-@dataclass(slots=True)
-class LeaveGroupResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "LeaveGroupResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 13
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    MemberResponse = _LeaveGroupResponse_MemberResponse
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    members: list[_LeaveGroupResponse_MemberResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_LeaveGroupRequest_MemberIdentity_v3(
     buf: memoryview, pos: int
 ) -> tuple[_LeaveGroupRequest_MemberIdentity, int]:
+    o = new_instance(_LeaveGroupRequest_MemberIdentity)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -142,12 +86,17 @@ def _read_LeaveGroupRequest_MemberIdentity_v3(
         except UnicodeDecodeError:
             raise bad_utf8("MemberIdentity.group_instance_id", pos) from None
         pos = end4
-    return _LeaveGroupRequest_MemberIdentity(f_member_id, f_group_instance_id, None, ()), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.reason = None
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaveGroupRequest_MemberIdentity_v4(
     buf: memoryview, pos: int
 ) -> tuple[_LeaveGroupRequest_MemberIdentity, int]:
+    o = new_instance(_LeaveGroupRequest_MemberIdentity)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -223,12 +172,17 @@ def _read_LeaveGroupRequest_MemberIdentity_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaveGroupRequest_MemberIdentity(f_member_id, f_group_instance_id, None, unknown), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.reason = None
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaveGroupRequest_MemberIdentity_v5(
     buf: memoryview, pos: int
 ) -> tuple[_LeaveGroupRequest_MemberIdentity, int]:
+    o = new_instance(_LeaveGroupRequest_MemberIdentity)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -326,9 +280,11 @@ def _read_LeaveGroupRequest_MemberIdentity_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaveGroupRequest_MemberIdentity(
-        f_member_id, f_group_instance_id, f_reason, unknown
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.reason = f_reason
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaveGroupRequest_MemberIdentity_v3(
@@ -440,6 +396,7 @@ def _write_LeaveGroupRequest_MemberIdentity_v5(
 
 
 def _read_LeaveGroupRequest_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+    o = new_instance(LeaveGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -478,10 +435,15 @@ def _read_LeaveGroupRequest_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
         except UnicodeDecodeError:
             raise bad_utf8("member_id", pos) from None
         pos = end4
-    return LeaveGroupRequest(f_group_id, f_member_id, [], ()), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.members = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaveGroupRequest_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+    o = new_instance(LeaveGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -516,10 +478,15 @@ def _read_LeaveGroupRequest_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
         for _ in range(count3):
             item4, pos = _read_LeaveGroupRequest_MemberIdentity_v3(buf, pos)
             f_members.append(item4)
-    return LeaveGroupRequest(f_group_id, "", f_members, ()), pos
+    o.group_id = f_group_id
+    o.member_id = ""
+    o.members = f_members
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaveGroupRequest_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+    o = new_instance(LeaveGroupRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -591,10 +558,15 @@ def _read_LeaveGroupRequest_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaveGroupRequest(f_group_id, "", f_members, unknown), pos
+    o.group_id = f_group_id
+    o.member_id = ""
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaveGroupRequest_v5(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+    o = new_instance(LeaveGroupRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -666,7 +638,11 @@ def _read_LeaveGroupRequest_v5(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaveGroupRequest(f_group_id, "", f_members, unknown), pos
+    o.group_id = f_group_id
+    o.member_id = ""
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaveGroupRequest_v0(o: LeaveGroupRequest, out: bytearray) -> None:
@@ -836,6 +812,7 @@ def _write_LeaveGroupRequest_v5(o: LeaveGroupRequest, out: bytearray) -> None:
 def _read_LeaveGroupResponse_MemberResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[_LeaveGroupResponse_MemberResponse, int]:
+    o = new_instance(_LeaveGroupResponse_MemberResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -875,18 +852,20 @@ def _read_LeaveGroupResponse_MemberResponse_v3(
             raise bad_utf8("MemberResponse.group_instance_id", pos) from None
         pos = end4
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MemberResponse.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
-    return _LeaveGroupResponse_MemberResponse(
-        f_member_id, f_group_instance_id, f_error_code, ()
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaveGroupResponse_MemberResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[_LeaveGroupResponse_MemberResponse, int]:
+    o = new_instance(_LeaveGroupResponse_MemberResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -932,7 +911,7 @@ def _read_LeaveGroupResponse_MemberResponse_v4(
             raise bad_utf8("MemberResponse.group_instance_id", pos) from None
         pos = end4
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MemberResponse.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -967,9 +946,10 @@ def _read_LeaveGroupResponse_MemberResponse_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaveGroupResponse_MemberResponse(
-        f_member_id, f_group_instance_id, f_error_code, unknown
-    ), pos
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaveGroupResponse_MemberResponse_v3(
@@ -1035,28 +1015,36 @@ def _write_LeaveGroupResponse_MemberResponse_v4(
 
 
 def _read_LeaveGroupResponse_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+    o = new_instance(LeaveGroupResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
-    return LeaveGroupResponse(0, f_error_code, [], ()), pos
+    o.throttle_time_ms = 0
+    o.members = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaveGroupResponse_v1(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+    o = new_instance(LeaveGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
         ) from None
     pos += 6
-    return LeaveGroupResponse(f_throttle_time_ms, f_error_code, [], ()), pos
+    o.members = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaveGroupResponse_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+    o = new_instance(LeaveGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1077,12 +1065,15 @@ def _read_LeaveGroupResponse_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
         for _ in range(count1):
             item2, pos = _read_LeaveGroupResponse_MemberResponse_v3(buf, pos)
             f_members.append(item2)
-    return LeaveGroupResponse(f_throttle_time_ms, f_error_code, f_members, ()), pos
+    o.members = f_members
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_LeaveGroupResponse_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+    o = new_instance(LeaveGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1137,7 +1128,9 @@ def _read_LeaveGroupResponse_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaveGroupResponse(f_throttle_time_ms, f_error_code, f_members, unknown), pos
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaveGroupResponse_v0(o: LeaveGroupResponse, out: bytearray) -> None:
@@ -1196,98 +1189,155 @@ def _write_LeaveGroupResponse_v4(o: LeaveGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_LeaveGroupRequest_MemberIdentity.FIELDS = (
-    FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Reason", "reason", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
-)
-LeaveGroupRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MemberId", "member_id", "string", (0, 2), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Members",
-        "members",
-        "[]MemberIdentity",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaveGroupRequest_MemberIdentity,
-        False,
-    ),
-)
-LeaveGroupRequest._READERS = (
-    _read_LeaveGroupRequest_v0,
-    _read_LeaveGroupRequest_v0,
-    _read_LeaveGroupRequest_v0,
-    _read_LeaveGroupRequest_v3,
-    _read_LeaveGroupRequest_v4,
-    _read_LeaveGroupRequest_v5,
-)
-LeaveGroupRequest._WRITERS = (
-    _write_LeaveGroupRequest_v0,
-    _write_LeaveGroupRequest_v1,
-    _write_LeaveGroupRequest_v2,
-    _write_LeaveGroupRequest_v3,
-    _write_LeaveGroupRequest_v4,
-    _write_LeaveGroupRequest_v5,
-)
+@dataclass(slots=True)
+class _LeaveGroupRequest_MemberIdentity:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Reason", "reason", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
+    )
+    member_id: str = ""
+    group_instance_id: str | None = None
+    reason: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_LeaveGroupResponse_MemberResponse.FIELDS = (
-    FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
-)
-LeaveGroupResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Members",
-        "members",
-        "[]MemberResponse",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaveGroupResponse_MemberResponse,
-        False,
-    ),
-)
-LeaveGroupResponse._READERS = (
-    _read_LeaveGroupResponse_v0,
-    _read_LeaveGroupResponse_v1,
-    _read_LeaveGroupResponse_v1,
-    _read_LeaveGroupResponse_v3,
-    _read_LeaveGroupResponse_v4,
-    _read_LeaveGroupResponse_v4,
-)
-LeaveGroupResponse._WRITERS = (
-    _write_LeaveGroupResponse_v0,
-    _write_LeaveGroupResponse_v1,
-    _write_LeaveGroupResponse_v2,
-    _write_LeaveGroupResponse_v3,
-    _write_LeaveGroupResponse_v4,
-    _write_LeaveGroupResponse_v4,
-)
+
+@dataclass(slots=True)
+class LeaveGroupRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("MemberId", "member_id", "string", (0, 2), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Members",
+            "members",
+            "[]MemberIdentity",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaveGroupRequest_MemberIdentity,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_LeaveGroupRequest_v0,
+        _read_LeaveGroupRequest_v0,
+        _read_LeaveGroupRequest_v0,
+        _read_LeaveGroupRequest_v3,
+        _read_LeaveGroupRequest_v4,
+        _read_LeaveGroupRequest_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_LeaveGroupRequest_v0,
+        _write_LeaveGroupRequest_v1,
+        _write_LeaveGroupRequest_v2,
+        _write_LeaveGroupRequest_v3,
+        _write_LeaveGroupRequest_v4,
+        _write_LeaveGroupRequest_v5,
+    )
+    NAME: ClassVar[str] = "LeaveGroupRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 13
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    MemberIdentity = _LeaveGroupRequest_MemberIdentity
+    group_id: GroupId = ""
+    member_id: str = ""
+    members: list[_LeaveGroupRequest_MemberIdentity] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _LeaveGroupResponse_MemberResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    member_id: str = ""
+    group_instance_id: str | None = ""
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class LeaveGroupResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Members",
+            "members",
+            "[]MemberResponse",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaveGroupResponse_MemberResponse,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_LeaveGroupResponse_v0,
+        _read_LeaveGroupResponse_v1,
+        _read_LeaveGroupResponse_v1,
+        _read_LeaveGroupResponse_v3,
+        _read_LeaveGroupResponse_v4,
+        _read_LeaveGroupResponse_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_LeaveGroupResponse_v0,
+        _write_LeaveGroupResponse_v1,
+        _write_LeaveGroupResponse_v2,
+        _write_LeaveGroupResponse_v3,
+        _write_LeaveGroupResponse_v4,
+        _write_LeaveGroupResponse_v4,
+    )
+    NAME: ClassVar[str] = "LeaveGroupResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 13
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    MemberResponse = _LeaveGroupResponse_MemberResponse
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    members: list[_LeaveGroupResponse_MemberResponse] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

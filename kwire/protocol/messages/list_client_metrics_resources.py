@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,53 +41,10 @@ __all__ = ["ListClientMetricsResourcesRequest", "ListClientMetricsResourcesRespo
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class ListClientMetricsResourcesRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListClientMetricsResourcesRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 74
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ListClientMetricsResourcesResponse_ClientMetricsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListClientMetricsResourcesResponse_ClientMetricsResource.__qualname__ = (
-    "ListClientMetricsResourcesResponse.ClientMetricsResource"
-)
-
-
-@dataclass(slots=True)
-class ListClientMetricsResourcesResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListClientMetricsResourcesResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 74
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ClientMetricsResource = _ListClientMetricsResourcesResponse_ClientMetricsResource
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    client_metrics_resources: list[_ListClientMetricsResourcesResponse_ClientMetricsResource] = (
-        field(default_factory=list)
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ListClientMetricsResourcesRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ListClientMetricsResourcesRequest, int]:
+    o = new_instance(ListClientMetricsResourcesRequest)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -118,7 +76,8 @@ def _read_ListClientMetricsResourcesRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListClientMetricsResourcesRequest(unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListClientMetricsResourcesRequest_v0(
@@ -133,6 +92,7 @@ def _write_ListClientMetricsResourcesRequest_v0(
 def _read_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListClientMetricsResourcesResponse_ClientMetricsResource, int]:
+    o = new_instance(_ListClientMetricsResourcesResponse_ClientMetricsResource)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -190,7 +150,9 @@ def _read_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListClientMetricsResourcesResponse_ClientMetricsResource(f_name, unknown), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(
@@ -218,8 +180,9 @@ def _write_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(
 def _read_ListClientMetricsResourcesResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ListClientMetricsResourcesResponse, int]:
+    o = new_instance(ListClientMetricsResourcesResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -274,9 +237,9 @@ def _read_ListClientMetricsResourcesResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListClientMetricsResourcesResponse(
-        f_throttle_time_ms, f_error_code, f_client_metrics_resources, unknown
-    ), pos
+    o.client_metrics_resources = f_client_metrics_resources
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListClientMetricsResourcesResponse_v0(
@@ -300,29 +263,72 @@ def _write_ListClientMetricsResourcesResponse_v0(
         out.append(0)
 
 
-ListClientMetricsResourcesRequest.FIELDS = ()
-ListClientMetricsResourcesRequest._READERS = (_read_ListClientMetricsResourcesRequest_v0,)
-ListClientMetricsResourcesRequest._WRITERS = (_write_ListClientMetricsResourcesRequest_v0,)
+@dataclass(slots=True)
+class ListClientMetricsResourcesRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = ()
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ListClientMetricsResourcesRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListClientMetricsResourcesRequest_v0,)
+    NAME: ClassVar[str] = "ListClientMetricsResourcesRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 74
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ListClientMetricsResourcesResponse_ClientMetricsResource.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-ListClientMetricsResourcesResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ClientMetricsResources",
-        "client_metrics_resources",
-        "[]ClientMetricsResource",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListClientMetricsResourcesResponse_ClientMetricsResource,
-        False,
-    ),
-)
-ListClientMetricsResourcesResponse._READERS = (_read_ListClientMetricsResourcesResponse_v0,)
-ListClientMetricsResourcesResponse._WRITERS = (_write_ListClientMetricsResourcesResponse_v0,)
+
+@dataclass(slots=True)
+class _ListClientMetricsResourcesResponse_ClientMetricsResource:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ListClientMetricsResourcesResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ClientMetricsResources",
+            "client_metrics_resources",
+            "[]ClientMetricsResource",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListClientMetricsResourcesResponse_ClientMetricsResource,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ListClientMetricsResourcesResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListClientMetricsResourcesResponse_v0,)
+    NAME: ClassVar[str] = "ListClientMetricsResourcesResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 74
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ClientMetricsResource = _ListClientMetricsResourcesResponse_ClientMetricsResource
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    client_metrics_resources: list[_ListClientMetricsResourcesResponse_ClientMetricsResource] = (
+        field(default_factory=list)
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,56 +44,16 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class ListGroupsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListGroupsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 16
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    states_filter: list[str] = field(default_factory=list)
-    types_filter: list[str] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ListGroupsResponse_ListedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    group_id: GroupId = ""
-    protocol_type: str = ""
-    group_state: str = ""
-    group_type: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListGroupsResponse_ListedGroup.__qualname__ = "ListGroupsResponse.ListedGroup"
-
-
-@dataclass(slots=True)
-class ListGroupsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListGroupsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 16
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    ListedGroup = _ListGroupsResponse_ListedGroup
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    groups: list[_ListGroupsResponse_ListedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ListGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    return ListGroupsRequest([], [], ()), pos
+    o = new_instance(ListGroupsRequest)
+    o.states_filter = []
+    o.types_filter = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
+    o = new_instance(ListGroupsRequest)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -124,10 +85,14 @@ def _read_ListGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[ListGroupsReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListGroupsRequest([], [], unknown), pos
+    o.states_filter = []
+    o.types_filter = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ListGroupsRequest_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
+    o = new_instance(ListGroupsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -198,10 +163,14 @@ def _read_ListGroupsRequest_v4(buf: memoryview, pos: int) -> tuple[ListGroupsReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListGroupsRequest(f_states_filter, [], unknown), pos
+    o.states_filter = f_states_filter
+    o.types_filter = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ListGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
+    o = new_instance(ListGroupsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -311,7 +280,10 @@ def _read_ListGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[ListGroupsReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListGroupsRequest(f_states_filter, f_types_filter, unknown), pos
+    o.states_filter = f_states_filter
+    o.types_filter = f_types_filter
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListGroupsRequest_v0(o: ListGroupsRequest, out: bytearray) -> None:
@@ -440,6 +412,7 @@ def _write_ListGroupsRequest_v5(o: ListGroupsRequest, out: bytearray) -> None:
 def _read_ListGroupsResponse_ListedGroup_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
+    o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -478,12 +451,18 @@ def _read_ListGroupsResponse_ListedGroup_v0(
         except UnicodeDecodeError:
             raise bad_utf8("ListedGroup.protocol_type", pos) from None
         pos = end4
-    return _ListGroupsResponse_ListedGroup(f_group_id, f_protocol_type, "", "", ()), pos
+    o.group_id = f_group_id
+    o.protocol_type = f_protocol_type
+    o.group_state = ""
+    o.group_type = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListGroupsResponse_ListedGroup_v3(
     buf: memoryview, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
+    o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -559,12 +538,18 @@ def _read_ListGroupsResponse_ListedGroup_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListGroupsResponse_ListedGroup(f_group_id, f_protocol_type, "", "", unknown), pos
+    o.group_id = f_group_id
+    o.protocol_type = f_protocol_type
+    o.group_state = ""
+    o.group_type = ""
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ListGroupsResponse_ListedGroup_v4(
     buf: memoryview, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
+    o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -662,14 +647,18 @@ def _read_ListGroupsResponse_ListedGroup_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListGroupsResponse_ListedGroup(
-        f_group_id, f_protocol_type, f_group_state, "", unknown
-    ), pos
+    o.group_id = f_group_id
+    o.protocol_type = f_protocol_type
+    o.group_state = f_group_state
+    o.group_type = ""
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ListGroupsResponse_ListedGroup_v5(
     buf: memoryview, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
+    o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -789,9 +778,12 @@ def _read_ListGroupsResponse_ListedGroup_v5(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListGroupsResponse_ListedGroup(
-        f_group_id, f_protocol_type, f_group_state, f_group_type, unknown
-    ), pos
+    o.group_id = f_group_id
+    o.protocol_type = f_protocol_type
+    o.group_state = f_group_state
+    o.group_type = f_group_type
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListGroupsResponse_ListedGroup_v0(
@@ -1014,8 +1006,9 @@ def _write_ListGroupsResponse_ListedGroup_v5(
 
 
 def _read_ListGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+    o = new_instance(ListGroupsResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1034,12 +1027,16 @@ def _read_ListGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[ListGroupsRe
         for _ in range(count1):
             item2, pos = _read_ListGroupsResponse_ListedGroup_v0(buf, pos)
             f_groups.append(item2)
-    return ListGroupsResponse(0, f_error_code, f_groups, ()), pos
+    o.throttle_time_ms = 0
+    o.groups = f_groups
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+    o = new_instance(ListGroupsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1060,12 +1057,15 @@ def _read_ListGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[ListGroupsRe
         for _ in range(count1):
             item2, pos = _read_ListGroupsResponse_ListedGroup_v0(buf, pos)
             f_groups.append(item2)
-    return ListGroupsResponse(f_throttle_time_ms, f_error_code, f_groups, ()), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+    o = new_instance(ListGroupsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1120,12 +1120,15 @@ def _read_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListGroupsResponse(f_throttle_time_ms, f_error_code, f_groups, unknown), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+    o = new_instance(ListGroupsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1180,12 +1183,15 @@ def _read_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListGroupsResponse(f_throttle_time_ms, f_error_code, f_groups, unknown), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ListGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+    o = new_instance(ListGroupsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1240,7 +1246,9 @@ def _read_ListGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[ListGroupsRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListGroupsResponse(f_throttle_time_ms, f_error_code, f_groups, unknown), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListGroupsResponse_v0(o: ListGroupsResponse, out: bytearray) -> None:
@@ -1339,69 +1347,127 @@ def _write_ListGroupsResponse_v5(o: ListGroupsResponse, out: bytearray) -> None:
         out.append(0)
 
 
-ListGroupsRequest.FIELDS = (
-    FieldInfo(
-        "StatesFilter", "states_filter", "[]string", (4, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TypesFilter", "types_filter", "[]string", (5, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-ListGroupsRequest._READERS = (
-    _read_ListGroupsRequest_v0,
-    _read_ListGroupsRequest_v0,
-    _read_ListGroupsRequest_v0,
-    _read_ListGroupsRequest_v3,
-    _read_ListGroupsRequest_v4,
-    _read_ListGroupsRequest_v5,
-)
-ListGroupsRequest._WRITERS = (
-    _write_ListGroupsRequest_v0,
-    _write_ListGroupsRequest_v1,
-    _write_ListGroupsRequest_v2,
-    _write_ListGroupsRequest_v3,
-    _write_ListGroupsRequest_v4,
-    _write_ListGroupsRequest_v5,
-)
+@dataclass(slots=True)
+class ListGroupsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "StatesFilter",
+            "states_filter",
+            "[]string",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TypesFilter", "types_filter", "[]string", (5, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ListGroupsRequest_v0,
+        _read_ListGroupsRequest_v0,
+        _read_ListGroupsRequest_v0,
+        _read_ListGroupsRequest_v3,
+        _read_ListGroupsRequest_v4,
+        _read_ListGroupsRequest_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ListGroupsRequest_v0,
+        _write_ListGroupsRequest_v1,
+        _write_ListGroupsRequest_v2,
+        _write_ListGroupsRequest_v3,
+        _write_ListGroupsRequest_v4,
+        _write_ListGroupsRequest_v5,
+    )
+    NAME: ClassVar[str] = "ListGroupsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 16
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    states_filter: list[str] = field(default_factory=list)
+    types_filter: list[str] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ListGroupsResponse_ListedGroup.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("GroupState", "group_state", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("GroupType", "group_type", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
-)
-ListGroupsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Groups",
-        "groups",
-        "[]ListedGroup",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListGroupsResponse_ListedGroup,
-        False,
-    ),
-)
-ListGroupsResponse._READERS = (
-    _read_ListGroupsResponse_v0,
-    _read_ListGroupsResponse_v1,
-    _read_ListGroupsResponse_v1,
-    _read_ListGroupsResponse_v3,
-    _read_ListGroupsResponse_v4,
-    _read_ListGroupsResponse_v5,
-)
-ListGroupsResponse._WRITERS = (
-    _write_ListGroupsResponse_v0,
-    _write_ListGroupsResponse_v1,
-    _write_ListGroupsResponse_v2,
-    _write_ListGroupsResponse_v3,
-    _write_ListGroupsResponse_v4,
-    _write_ListGroupsResponse_v5,
-)
+
+@dataclass(slots=True)
+class _ListGroupsResponse_ListedGroup:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "GroupState", "group_state", "string", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "GroupType", "group_type", "string", (5, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    group_id: GroupId = ""
+    protocol_type: str = ""
+    group_state: str = ""
+    group_type: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ListGroupsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Groups",
+            "groups",
+            "[]ListedGroup",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListGroupsResponse_ListedGroup,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ListGroupsResponse_v0,
+        _read_ListGroupsResponse_v1,
+        _read_ListGroupsResponse_v1,
+        _read_ListGroupsResponse_v3,
+        _read_ListGroupsResponse_v4,
+        _read_ListGroupsResponse_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ListGroupsResponse_v0,
+        _write_ListGroupsResponse_v1,
+        _write_ListGroupsResponse_v2,
+        _write_ListGroupsResponse_v3,
+        _write_ListGroupsResponse_v4,
+        _write_ListGroupsResponse_v5,
+    )
+    NAME: ClassVar[str] = "ListGroupsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 16
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    ListedGroup = _ListGroupsResponse_ListedGroup
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    groups: list[_ListGroupsResponse_ListedGroup] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -50,109 +51,19 @@ _ST_int64_int64 = Struct(">qq")
 _ST_int64_int64_int32 = Struct(">qqi")
 
 
-@dataclass(slots=True)
-class _ListOffsetsRequest_ListOffsetsPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    current_leader_epoch: int = -1
-    timestamp: int = 0
-    max_num_offsets: int = 1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListOffsetsRequest_ListOffsetsPartition.__qualname__ = "ListOffsetsRequest.ListOffsetsPartition"
-
-
-@dataclass(slots=True)
-class _ListOffsetsRequest_ListOffsetsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_ListOffsetsRequest_ListOffsetsPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListOffsetsRequest_ListOffsetsTopic.__qualname__ = "ListOffsetsRequest.ListOffsetsTopic"
-
-
-@dataclass(slots=True)
-class ListOffsetsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListOffsetsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 2
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ListOffsetsTopic = _ListOffsetsRequest_ListOffsetsTopic
-    ListOffsetsPartition = _ListOffsetsRequest_ListOffsetsPartition
-    replica_id: BrokerId = 0
-    isolation_level: int = 0
-    topics: list[_ListOffsetsRequest_ListOffsetsTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ListOffsetsResponse_ListOffsetsPartitionResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    old_style_offsets: list[int] = field(default_factory=list)
-    timestamp: int = -1
-    offset: int = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListOffsetsResponse_ListOffsetsPartitionResponse.__qualname__ = (
-    "ListOffsetsResponse.ListOffsetsPartitionResponse"
-)
-
-
-@dataclass(slots=True)
-class _ListOffsetsResponse_ListOffsetsTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_ListOffsetsResponse_ListOffsetsPartitionResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListOffsetsResponse_ListOffsetsTopicResponse.__qualname__ = (
-    "ListOffsetsResponse.ListOffsetsTopicResponse"
-)
-
-
-@dataclass(slots=True)
-class ListOffsetsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListOffsetsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 2
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    ListOffsetsTopicResponse = _ListOffsetsResponse_ListOffsetsTopicResponse
-    ListOffsetsPartitionResponse = _ListOffsetsResponse_ListOffsetsPartitionResponse
-    throttle_time_ms: int = 0
-    topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ListOffsetsRequest_ListOffsetsPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ListOffsetsPartition.partition_index", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
     try:
-        f_timestamp, f_max_num_offsets = _ST_int64_int32.unpack_from(buf, pos)
+        o.timestamp, o.max_num_offsets = _ST_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ListOffsetsPartition.timestamp", 8), ("ListOffsetsPartition.max_num_offsets", 4)),
@@ -160,34 +71,39 @@ def _read_ListOffsetsRequest_ListOffsetsPartition_v0(
             len(buf) - pos,
         ) from None
     pos += 12
-    return _ListOffsetsRequest_ListOffsetsPartition(
-        f_partition_index, -1, f_timestamp, f_max_num_offsets, ()
-    ), pos
+    o.current_leader_epoch = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_ListOffsetsPartition_v1(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ListOffsetsPartition.partition_index", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
     try:
-        (f_timestamp,) = _ST_int64.unpack_from(buf, pos)
+        (o.timestamp,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("ListOffsetsPartition.timestamp", 8),), pos, len(buf) - pos) from None
     pos += 8
-    return _ListOffsetsRequest_ListOffsetsPartition(f_partition_index, -1, f_timestamp, 1, ()), pos
+    o.current_leader_epoch = -1
+    o.max_num_offsets = 1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_ListOffsetsPartition_v4(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
-        f_partition_index, f_current_leader_epoch, f_timestamp = _ST_int32_int32_int64.unpack_from(
+        o.partition_index, o.current_leader_epoch, o.timestamp = _ST_int32_int32_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -201,16 +117,17 @@ def _read_ListOffsetsRequest_ListOffsetsPartition_v4(
             len(buf) - pos,
         ) from None
     pos += 16
-    return _ListOffsetsRequest_ListOffsetsPartition(
-        f_partition_index, f_current_leader_epoch, f_timestamp, 1, ()
-    ), pos
+    o.max_num_offsets = 1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_ListOffsetsPartition_v6(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
-        f_partition_index, f_current_leader_epoch, f_timestamp = _ST_int32_int32_int64.unpack_from(
+        o.partition_index, o.current_leader_epoch, o.timestamp = _ST_int32_int32_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -259,9 +176,9 @@ def _read_ListOffsetsRequest_ListOffsetsPartition_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListOffsetsRequest_ListOffsetsPartition(
-        f_partition_index, f_current_leader_epoch, f_timestamp, 1, unknown
-    ), pos
+    o.max_num_offsets = 1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListOffsetsRequest_ListOffsetsPartition_v0(
@@ -377,6 +294,7 @@ def _write_ListOffsetsRequest_ListOffsetsPartition_v9(
 def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -411,12 +329,16 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
         for _ in range(count3):
             item4, pos = _read_ListOffsetsRequest_ListOffsetsPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _ListOffsetsRequest_ListOffsetsTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -451,12 +373,16 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
         for _ in range(count3):
             item4, pos = _read_ListOffsetsRequest_ListOffsetsPartition_v1(buf, pos)
             f_partitions.append(item4)
-    return _ListOffsetsRequest_ListOffsetsTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -491,12 +417,16 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
         for _ in range(count3):
             item4, pos = _read_ListOffsetsRequest_ListOffsetsPartition_v4(buf, pos)
             f_partitions.append(item4)
-    return _ListOffsetsRequest_ListOffsetsTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_ListOffsetsTopic_v6(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
+    o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -568,7 +498,10 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListOffsetsRequest_ListOffsetsTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListOffsetsRequest_ListOffsetsTopic_v0(
@@ -842,8 +775,9 @@ def _write_ListOffsetsRequest_ListOffsetsTopic_v9(
 
 
 def _read_ListOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+    o = new_instance(ListOffsetsRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -862,12 +796,16 @@ def _read_ListOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v0(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsRequest(f_replica_id, 0, f_topics, ()), pos
+    o.isolation_level = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+    o = new_instance(ListOffsetsRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -886,12 +824,16 @@ def _read_ListOffsetsRequest_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v1(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsRequest(f_replica_id, 0, f_topics, ()), pos
+    o.isolation_level = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+    o = new_instance(ListOffsetsRequest)
     try:
-        f_replica_id, f_isolation_level = _ST_int32_int8.unpack_from(buf, pos)
+        o.replica_id, o.isolation_level = _ST_int32_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("replica_id", 4), ("isolation_level", 1)), pos, len(buf) - pos
@@ -912,12 +854,15 @@ def _read_ListOffsetsRequest_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v1(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsRequest(f_replica_id, f_isolation_level, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+    o = new_instance(ListOffsetsRequest)
     try:
-        f_replica_id, f_isolation_level = _ST_int32_int8.unpack_from(buf, pos)
+        o.replica_id, o.isolation_level = _ST_int32_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("replica_id", 4), ("isolation_level", 1)), pos, len(buf) - pos
@@ -938,12 +883,15 @@ def _read_ListOffsetsRequest_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v4(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsRequest(f_replica_id, f_isolation_level, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsRequest_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+    o = new_instance(ListOffsetsRequest)
     try:
-        f_replica_id, f_isolation_level = _ST_int32_int8.unpack_from(buf, pos)
+        o.replica_id, o.isolation_level = _ST_int32_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("replica_id", 4), ("isolation_level", 1)), pos, len(buf) - pos
@@ -998,7 +946,9 @@ def _read_ListOffsetsRequest_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListOffsetsRequest(f_replica_id, f_isolation_level, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListOffsetsRequest_v0(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -1162,8 +1112,9 @@ def _write_ListOffsetsRequest_v9(o: ListOffsetsRequest, out: bytearray) -> None:
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1195,16 +1146,20 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(
             )
         f_old_style_offsets = list(INT64_ARRAY[count1].unpack_from(buf, pos))
         pos += 8 * count1
-    return _ListOffsetsResponse_ListOffsetsPartitionResponse(
-        f_partition_index, f_error_code, f_old_style_offsets, -1, -1, -1, ()
-    ), pos
+    o.old_style_offsets = f_old_style_offsets
+    o.timestamp = -1
+    o.offset = -1
+    o.leader_epoch = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1216,7 +1171,7 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(
         ) from None
     pos += 6
     try:
-        f_timestamp, f_offset = _ST_int64_int64.unpack_from(buf, pos)
+        o.timestamp, o.offset = _ST_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1227,16 +1182,18 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(
             len(buf) - pos,
         ) from None
     pos += 16
-    return _ListOffsetsResponse_ListOffsetsPartitionResponse(
-        f_partition_index, f_error_code, [], f_timestamp, f_offset, -1, ()
-    ), pos
+    o.old_style_offsets = []
+    o.leader_epoch = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1248,7 +1205,7 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(
         ) from None
     pos += 6
     try:
-        f_timestamp, f_offset, f_leader_epoch = _ST_int64_int64_int32.unpack_from(buf, pos)
+        o.timestamp, o.offset, o.leader_epoch = _ST_int64_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1260,16 +1217,17 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(
             len(buf) - pos,
         ) from None
     pos += 20
-    return _ListOffsetsResponse_ListOffsetsPartitionResponse(
-        f_partition_index, f_error_code, [], f_timestamp, f_offset, f_leader_epoch, ()
-    ), pos
+    o.old_style_offsets = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1281,7 +1239,7 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(
         ) from None
     pos += 6
     try:
-        f_timestamp, f_offset, f_leader_epoch = _ST_int64_int64_int32.unpack_from(buf, pos)
+        o.timestamp, o.offset, o.leader_epoch = _ST_int64_int64_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1332,9 +1290,9 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListOffsetsResponse_ListOffsetsPartitionResponse(
-        f_partition_index, f_error_code, [], f_timestamp, f_offset, f_leader_epoch, unknown
-    ), pos
+    o.old_style_offsets = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(
@@ -1473,6 +1431,7 @@ def _write_ListOffsetsResponse_ListOffsetsPartitionResponse_v9(
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1507,12 +1466,16 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
         for _ in range(count3):
             item4, pos = _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(buf, pos)
             f_partitions.append(item4)
-    return _ListOffsetsResponse_ListOffsetsTopicResponse(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1547,12 +1510,16 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
         for _ in range(count3):
             item4, pos = _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(buf, pos)
             f_partitions.append(item4)
-    return _ListOffsetsResponse_ListOffsetsTopicResponse(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1587,12 +1554,16 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
         for _ in range(count3):
             item4, pos = _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(buf, pos)
             f_partitions.append(item4)
-    return _ListOffsetsResponse_ListOffsetsTopicResponse(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(
     buf: memoryview, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
+    o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1672,7 +1643,10 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListOffsetsResponse_ListOffsetsTopicResponse(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
@@ -1946,6 +1920,7 @@ def _write_ListOffsetsResponse_ListOffsetsTopicResponse_v9(
 
 
 def _read_ListOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+    o = new_instance(ListOffsetsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1961,10 +1936,14 @@ def _read_ListOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[ListOffsets
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsResponse(0, f_topics, ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+    o = new_instance(ListOffsetsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1980,12 +1959,16 @@ def _read_ListOffsetsResponse_v1(buf: memoryview, pos: int) -> tuple[ListOffsets
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsResponse(0, f_topics, ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+    o = new_instance(ListOffsetsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2004,12 +1987,15 @@ def _read_ListOffsetsResponse_v2(buf: memoryview, pos: int) -> tuple[ListOffsets
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsResponse(f_throttle_time_ms, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+    o = new_instance(ListOffsetsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2028,12 +2014,15 @@ def _read_ListOffsetsResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsets
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(buf, pos)
             f_topics.append(item2)
-    return ListOffsetsResponse(f_throttle_time_ms, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ListOffsetsResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+    o = new_instance(ListOffsetsResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2086,7 +2075,9 @@ def _read_ListOffsetsResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsets
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListOffsetsResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListOffsetsResponse_v0(o: ListOffsetsResponse, out: bytearray) -> None:
@@ -2241,147 +2232,257 @@ def _write_ListOffsetsResponse_v9(o: ListOffsetsResponse, out: bytearray) -> Non
         out.append(0)
 
 
-_ListOffsetsRequest_ListOffsetsPartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CurrentLeaderEpoch",
-        "current_leader_epoch",
-        "int32",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Timestamp", "timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MaxNumOffsets", "max_num_offsets", "int32", (0, 0), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ListOffsetsRequest_ListOffsetsTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]ListOffsetsPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListOffsetsRequest_ListOffsetsPartition,
-        False,
-    ),
-)
-ListOffsetsRequest.FIELDS = (
-    FieldInfo("ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IsolationLevel", "isolation_level", "int8", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]ListOffsetsTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListOffsetsRequest_ListOffsetsTopic,
-        False,
-    ),
-)
-ListOffsetsRequest._READERS = (
-    _read_ListOffsetsRequest_v0,
-    _read_ListOffsetsRequest_v1,
-    _read_ListOffsetsRequest_v2,
-    _read_ListOffsetsRequest_v2,
-    _read_ListOffsetsRequest_v4,
-    _read_ListOffsetsRequest_v4,
-    _read_ListOffsetsRequest_v6,
-    _read_ListOffsetsRequest_v6,
-    _read_ListOffsetsRequest_v6,
-    _read_ListOffsetsRequest_v6,
-)
-ListOffsetsRequest._WRITERS = (
-    _write_ListOffsetsRequest_v0,
-    _write_ListOffsetsRequest_v1,
-    _write_ListOffsetsRequest_v2,
-    _write_ListOffsetsRequest_v3,
-    _write_ListOffsetsRequest_v4,
-    _write_ListOffsetsRequest_v5,
-    _write_ListOffsetsRequest_v6,
-    _write_ListOffsetsRequest_v7,
-    _write_ListOffsetsRequest_v8,
-    _write_ListOffsetsRequest_v9,
-)
+@dataclass(slots=True)
+class _ListOffsetsRequest_ListOffsetsPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CurrentLeaderEpoch",
+            "current_leader_epoch",
+            "int32",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Timestamp", "timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MaxNumOffsets", "max_num_offsets", "int32", (0, 0), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    current_leader_epoch: int = -1
+    timestamp: int = 0
+    max_num_offsets: int = 1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ListOffsetsResponse_ListOffsetsPartitionResponse.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "OldStyleOffsets", "old_style_offsets", "[]int64", (0, 0), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Timestamp", "timestamp", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Offset", "offset", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (4, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ListOffsetsResponse_ListOffsetsTopicResponse.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]ListOffsetsPartitionResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListOffsetsResponse_ListOffsetsPartitionResponse,
-        False,
-    ),
-)
-ListOffsetsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]ListOffsetsTopicResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListOffsetsResponse_ListOffsetsTopicResponse,
-        False,
-    ),
-)
-ListOffsetsResponse._READERS = (
-    _read_ListOffsetsResponse_v0,
-    _read_ListOffsetsResponse_v1,
-    _read_ListOffsetsResponse_v2,
-    _read_ListOffsetsResponse_v2,
-    _read_ListOffsetsResponse_v4,
-    _read_ListOffsetsResponse_v4,
-    _read_ListOffsetsResponse_v6,
-    _read_ListOffsetsResponse_v6,
-    _read_ListOffsetsResponse_v6,
-    _read_ListOffsetsResponse_v6,
-)
-ListOffsetsResponse._WRITERS = (
-    _write_ListOffsetsResponse_v0,
-    _write_ListOffsetsResponse_v1,
-    _write_ListOffsetsResponse_v2,
-    _write_ListOffsetsResponse_v3,
-    _write_ListOffsetsResponse_v4,
-    _write_ListOffsetsResponse_v5,
-    _write_ListOffsetsResponse_v6,
-    _write_ListOffsetsResponse_v7,
-    _write_ListOffsetsResponse_v8,
-    _write_ListOffsetsResponse_v9,
-)
+
+@dataclass(slots=True)
+class _ListOffsetsRequest_ListOffsetsTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]ListOffsetsPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListOffsetsRequest_ListOffsetsPartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_ListOffsetsRequest_ListOffsetsPartition] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ListOffsetsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IsolationLevel",
+            "isolation_level",
+            "int8",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]ListOffsetsTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListOffsetsRequest_ListOffsetsTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ListOffsetsRequest_v0,
+        _read_ListOffsetsRequest_v1,
+        _read_ListOffsetsRequest_v2,
+        _read_ListOffsetsRequest_v2,
+        _read_ListOffsetsRequest_v4,
+        _read_ListOffsetsRequest_v4,
+        _read_ListOffsetsRequest_v6,
+        _read_ListOffsetsRequest_v6,
+        _read_ListOffsetsRequest_v6,
+        _read_ListOffsetsRequest_v6,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ListOffsetsRequest_v0,
+        _write_ListOffsetsRequest_v1,
+        _write_ListOffsetsRequest_v2,
+        _write_ListOffsetsRequest_v3,
+        _write_ListOffsetsRequest_v4,
+        _write_ListOffsetsRequest_v5,
+        _write_ListOffsetsRequest_v6,
+        _write_ListOffsetsRequest_v7,
+        _write_ListOffsetsRequest_v8,
+        _write_ListOffsetsRequest_v9,
+    )
+    NAME: ClassVar[str] = "ListOffsetsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 2
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    ListOffsetsTopic = _ListOffsetsRequest_ListOffsetsTopic
+    ListOffsetsPartition = _ListOffsetsRequest_ListOffsetsPartition
+    replica_id: BrokerId = 0
+    isolation_level: int = 0
+    topics: list[_ListOffsetsRequest_ListOffsetsTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ListOffsetsResponse_ListOffsetsPartitionResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "OldStyleOffsets",
+            "old_style_offsets",
+            "[]int64",
+            (0, 0),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Timestamp", "timestamp", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Offset", "offset", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (4, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    old_style_offsets: list[int] = field(default_factory=list)
+    timestamp: int = -1
+    offset: int = -1
+    leader_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ListOffsetsResponse_ListOffsetsTopicResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]ListOffsetsPartitionResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListOffsetsResponse_ListOffsetsPartitionResponse,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_ListOffsetsResponse_ListOffsetsPartitionResponse] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ListOffsetsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]ListOffsetsTopicResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListOffsetsResponse_ListOffsetsTopicResponse,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ListOffsetsResponse_v0,
+        _read_ListOffsetsResponse_v1,
+        _read_ListOffsetsResponse_v2,
+        _read_ListOffsetsResponse_v2,
+        _read_ListOffsetsResponse_v4,
+        _read_ListOffsetsResponse_v4,
+        _read_ListOffsetsResponse_v6,
+        _read_ListOffsetsResponse_v6,
+        _read_ListOffsetsResponse_v6,
+        _read_ListOffsetsResponse_v6,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ListOffsetsResponse_v0,
+        _write_ListOffsetsResponse_v1,
+        _write_ListOffsetsResponse_v2,
+        _write_ListOffsetsResponse_v3,
+        _write_ListOffsetsResponse_v4,
+        _write_ListOffsetsResponse_v5,
+        _write_ListOffsetsResponse_v6,
+        _write_ListOffsetsResponse_v7,
+        _write_ListOffsetsResponse_v8,
+        _write_ListOffsetsResponse_v9,
+    )
+    NAME: ClassVar[str] = "ListOffsetsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 2
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    ListOffsetsTopicResponse = _ListOffsetsResponse_ListOffsetsTopicResponse
+    ListOffsetsPartitionResponse = _ListOffsetsResponse_ListOffsetsPartitionResponse
+    throttle_time_ms: int = 0
+    topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

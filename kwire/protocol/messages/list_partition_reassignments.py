@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,91 +44,10 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics.__qualname__ = (
-    "ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics"
-)
-
-
-@dataclass(slots=True)
-class ListPartitionReassignmentsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListPartitionReassignmentsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 46
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ListPartitionReassignmentsTopics = (
-        _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics
-    )
-    timeout_ms: int = 60000
-    topics: list[_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ListPartitionReassignmentsResponse_OngoingPartitionReassignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    replicas: list[BrokerId] = field(default_factory=list)
-    adding_replicas: list[BrokerId] = field(default_factory=list)
-    removing_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListPartitionReassignmentsResponse_OngoingPartitionReassignment.__qualname__ = (
-    "ListPartitionReassignmentsResponse.OngoingPartitionReassignment"
-)
-
-
-@dataclass(slots=True)
-class _ListPartitionReassignmentsResponse_OngoingTopicReassignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_ListPartitionReassignmentsResponse_OngoingPartitionReassignment] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListPartitionReassignmentsResponse_OngoingTopicReassignment.__qualname__ = (
-    "ListPartitionReassignmentsResponse.OngoingTopicReassignment"
-)
-
-
-@dataclass(slots=True)
-class ListPartitionReassignmentsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListPartitionReassignmentsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 46
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    OngoingTopicReassignment = _ListPartitionReassignmentsResponse_OngoingTopicReassignment
-    OngoingPartitionReassignment = _ListPartitionReassignmentsResponse_OngoingPartitionReassignment
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    topics: list[_ListPartitionReassignmentsResponse_OngoingTopicReassignment] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, int]:
+    o = new_instance(_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -216,9 +136,10 @@ def _read_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics(
-        f_name, f_partition_indexes, unknown
-    ), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(
@@ -256,8 +177,9 @@ def _write_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0
 def _read_ListPartitionReassignmentsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ListPartitionReassignmentsRequest, int]:
+    o = new_instance(ListPartitionReassignmentsRequest)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -314,7 +236,9 @@ def _read_ListPartitionReassignmentsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListPartitionReassignmentsRequest(f_timeout_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListPartitionReassignmentsRequest_v0(
@@ -341,8 +265,9 @@ def _write_ListPartitionReassignmentsRequest_v0(
 def _read_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, int]:
+    o = new_instance(_ListPartitionReassignmentsResponse_OngoingPartitionReassignment)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OngoingPartitionReassignment.partition_index", 4),), pos, len(buf) - pos
@@ -453,9 +378,11 @@ def _read_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListPartitionReassignmentsResponse_OngoingPartitionReassignment(
-        f_partition_index, f_replicas, f_adding_replicas, f_removing_replicas, unknown
-    ), pos
+    o.replicas = f_replicas
+    o.adding_replicas = f_adding_replicas
+    o.removing_replicas = f_removing_replicas
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
@@ -501,6 +428,7 @@ def _write_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
 def _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListPartitionReassignmentsResponse_OngoingTopicReassignment, int]:
+    o = new_instance(_ListPartitionReassignmentsResponse_OngoingTopicReassignment)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -582,9 +510,10 @@ def _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListPartitionReassignmentsResponse_OngoingTopicReassignment(
-        f_name, f_partitions, unknown
-    ), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
@@ -623,8 +552,9 @@ def _write_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
 def _read_ListPartitionReassignmentsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ListPartitionReassignmentsResponse, int]:
+    o = new_instance(ListPartitionReassignmentsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -703,9 +633,10 @@ def _read_ListPartitionReassignmentsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListPartitionReassignmentsResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_topics, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListPartitionReassignmentsResponse_v0(
@@ -742,98 +673,185 @@ def _write_ListPartitionReassignmentsResponse_v0(
         out.append(0)
 
 
-_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndexes",
-        "partition_indexes",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ListPartitionReassignmentsRequest.FIELDS = (
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]ListPartitionReassignmentsTopics",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics,
-        False,
-    ),
-)
-ListPartitionReassignmentsRequest._READERS = (_read_ListPartitionReassignmentsRequest_v0,)
-ListPartitionReassignmentsRequest._WRITERS = (_write_ListPartitionReassignmentsRequest_v0,)
+@dataclass(slots=True)
+class _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndexes",
+            "partition_indexes",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_indexes: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ListPartitionReassignmentsResponse_OngoingPartitionReassignment.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "AddingReplicas",
-        "adding_replicas",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "RemovingReplicas",
-        "removing_replicas",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_ListPartitionReassignmentsResponse_OngoingTopicReassignment.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OngoingPartitionReassignment",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListPartitionReassignmentsResponse_OngoingPartitionReassignment,
-        False,
-    ),
-)
-ListPartitionReassignmentsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OngoingTopicReassignment",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListPartitionReassignmentsResponse_OngoingTopicReassignment,
-        False,
-    ),
-)
-ListPartitionReassignmentsResponse._READERS = (_read_ListPartitionReassignmentsResponse_v0,)
-ListPartitionReassignmentsResponse._WRITERS = (_write_ListPartitionReassignmentsResponse_v0,)
+
+@dataclass(slots=True)
+class ListPartitionReassignmentsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]ListPartitionReassignmentsTopics",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ListPartitionReassignmentsRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListPartitionReassignmentsRequest_v0,)
+    NAME: ClassVar[str] = "ListPartitionReassignmentsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 46
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    ListPartitionReassignmentsTopics = (
+        _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics
+    )
+    timeout_ms: int = 60000
+    topics: list[_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics] | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ListPartitionReassignmentsResponse_OngoingPartitionReassignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "AddingReplicas",
+            "adding_replicas",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "RemovingReplicas",
+            "removing_replicas",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    replicas: list[BrokerId] = field(default_factory=list)
+    adding_replicas: list[BrokerId] = field(default_factory=list)
+    removing_replicas: list[BrokerId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ListPartitionReassignmentsResponse_OngoingTopicReassignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OngoingPartitionReassignment",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListPartitionReassignmentsResponse_OngoingPartitionReassignment,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_ListPartitionReassignmentsResponse_OngoingPartitionReassignment] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ListPartitionReassignmentsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OngoingTopicReassignment",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListPartitionReassignmentsResponse_OngoingTopicReassignment,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ListPartitionReassignmentsResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListPartitionReassignmentsResponse_v0,)
+    NAME: ClassVar[str] = "ListPartitionReassignmentsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 46
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    OngoingTopicReassignment = _ListPartitionReassignmentsResponse_OngoingTopicReassignment
+    OngoingPartitionReassignment = _ListPartitionReassignmentsResponse_OngoingPartitionReassignment
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    topics: list[_ListPartitionReassignmentsResponse_OngoingTopicReassignment] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,59 +44,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int64 = Struct(">q")
 
 
-@dataclass(slots=True)
-class ListTransactionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListTransactionsRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 66
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    state_filters: list[str] = field(default_factory=list)
-    producer_id_filters: list[ProducerId] = field(default_factory=list)
-    duration_filter: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ListTransactionsResponse_TransactionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    transactional_id: TransactionalId = ""
-    producer_id: ProducerId = 0
-    transaction_state: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ListTransactionsResponse_TransactionState.__qualname__ = (
-    "ListTransactionsResponse.TransactionState"
-)
-
-
-@dataclass(slots=True)
-class ListTransactionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ListTransactionsResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 66
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TransactionState = _ListTransactionsResponse_TransactionState
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_state_filters: list[str] = field(default_factory=list)
-    transaction_states: list[_ListTransactionsResponse_TransactionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ListTransactionsRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ListTransactionsRequest, int]:
+    o = new_instance(ListTransactionsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -184,12 +136,17 @@ def _read_ListTransactionsRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListTransactionsRequest(f_state_filters, f_producer_id_filters, -1, unknown), pos
+    o.state_filters = f_state_filters
+    o.producer_id_filters = f_producer_id_filters
+    o.duration_filter = -1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ListTransactionsRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[ListTransactionsRequest, int]:
+    o = new_instance(ListTransactionsRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -248,7 +205,7 @@ def _read_ListTransactionsRequest_v1(
         f_producer_id_filters = list(INT64_ARRAY[count5].unpack_from(buf, pos))
         pos += 8 * count5
     try:
-        (f_duration_filter,) = _ST_int64.unpack_from(buf, pos)
+        (o.duration_filter,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("duration_filter", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -283,9 +240,10 @@ def _read_ListTransactionsRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListTransactionsRequest(
-        f_state_filters, f_producer_id_filters, f_duration_filter, unknown
-    ), pos
+    o.state_filters = f_state_filters
+    o.producer_id_filters = f_producer_id_filters
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListTransactionsRequest_v0(o: ListTransactionsRequest, out: bytearray) -> None:
@@ -374,6 +332,7 @@ def _write_ListTransactionsRequest_v1(o: ListTransactionsRequest, out: bytearray
 def _read_ListTransactionsResponse_TransactionState_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ListTransactionsResponse_TransactionState, int]:
+    o = new_instance(_ListTransactionsResponse_TransactionState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -397,7 +356,7 @@ def _read_ListTransactionsResponse_TransactionState_v0(
             raise bad_utf8("TransactionState.transactional_id", pos) from None
         pos = end2
     try:
-        (f_producer_id,) = _ST_int64.unpack_from(buf, pos)
+        (o.producer_id,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("TransactionState.producer_id", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -454,9 +413,10 @@ def _read_ListTransactionsResponse_TransactionState_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ListTransactionsResponse_TransactionState(
-        f_transactional_id, f_producer_id, f_transaction_state, unknown
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.transaction_state = f_transaction_state
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListTransactionsResponse_TransactionState_v0(
@@ -498,8 +458,9 @@ def _write_ListTransactionsResponse_TransactionState_v0(
 def _read_ListTransactionsResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ListTransactionsResponse, int]:
+    o = new_instance(ListTransactionsResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -593,9 +554,10 @@ def _read_ListTransactionsResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ListTransactionsResponse(
-        f_throttle_time_ms, f_error_code, f_unknown_state_filters, f_transaction_states, unknown
-    ), pos
+    o.unknown_state_filters = f_unknown_state_filters
+    o.transaction_states = f_transaction_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ListTransactionsResponse_v0(o: ListTransactionsResponse, out: bytearray) -> None:
@@ -640,92 +602,159 @@ def _write_ListTransactionsResponse_v0(o: ListTransactionsResponse, out: bytearr
         out.append(0)
 
 
-ListTransactionsRequest.FIELDS = (
-    FieldInfo(
-        "StateFilters", "state_filters", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ProducerIdFilters",
-        "producer_id_filters",
-        "[]int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "DurationFilter", "duration_filter", "int64", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-ListTransactionsRequest._READERS = (
-    _read_ListTransactionsRequest_v0,
-    _read_ListTransactionsRequest_v1,
-)
-ListTransactionsRequest._WRITERS = (
-    _write_ListTransactionsRequest_v0,
-    _write_ListTransactionsRequest_v1,
-)
+@dataclass(slots=True)
+class ListTransactionsRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "StateFilters",
+            "state_filters",
+            "[]string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerIdFilters",
+            "producer_id_filters",
+            "[]int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "DurationFilter",
+            "duration_filter",
+            "int64",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ListTransactionsRequest_v0,
+        _read_ListTransactionsRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ListTransactionsRequest_v0,
+        _write_ListTransactionsRequest_v1,
+    )
+    NAME: ClassVar[str] = "ListTransactionsRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 66
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    state_filters: list[str] = field(default_factory=list)
+    producer_id_filters: list[ProducerId] = field(default_factory=list)
+    duration_filter: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ListTransactionsResponse_TransactionState.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "TransactionState",
-        "transaction_state",
-        "string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ListTransactionsResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "UnknownStateFilters",
-        "unknown_state_filters",
-        "[]string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "TransactionStates",
-        "transaction_states",
-        "[]TransactionState",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ListTransactionsResponse_TransactionState,
-        False,
-    ),
-)
-ListTransactionsResponse._READERS = (
-    _read_ListTransactionsResponse_v0,
-    _read_ListTransactionsResponse_v0,
-)
-ListTransactionsResponse._WRITERS = (
-    _write_ListTransactionsResponse_v0,
-    _write_ListTransactionsResponse_v0,
-)
+
+@dataclass(slots=True)
+class _ListTransactionsResponse_TransactionState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "TransactionState",
+            "transaction_state",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    transactional_id: TransactionalId = ""
+    producer_id: ProducerId = 0
+    transaction_state: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ListTransactionsResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "UnknownStateFilters",
+            "unknown_state_filters",
+            "[]string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TransactionStates",
+            "transaction_states",
+            "[]TransactionState",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ListTransactionsResponse_TransactionState,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ListTransactionsResponse_v0,
+        _read_ListTransactionsResponse_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ListTransactionsResponse_v0,
+        _write_ListTransactionsResponse_v0,
+    )
+    NAME: ClassVar[str] = "ListTransactionsResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 66
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TransactionState = _ListTransactionsResponse_TransactionState
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    unknown_state_filters: list[str] = field(default_factory=list)
+    transaction_states: list[_ListTransactionsResponse_TransactionState] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -49,106 +50,10 @@ _ST_uuid = Struct(">16s")
 _ST_uuid_bool = Struct(">16s?")
 
 
-@dataclass(slots=True)
-class _MetadataRequest_MetadataRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    name: TopicName | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_MetadataRequest_MetadataRequestTopic.__qualname__ = "MetadataRequest.MetadataRequestTopic"
-
-
-@dataclass(slots=True)
-class MetadataRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "MetadataRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 3
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 12
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    MetadataRequestTopic = _MetadataRequest_MetadataRequestTopic
-    topics: list[_MetadataRequest_MetadataRequestTopic] | None = field(default_factory=list)
-    allow_auto_topic_creation: bool = True
-    include_cluster_authorized_operations: bool = False
-    include_topic_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _MetadataResponse_MetadataResponseBroker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_MetadataResponse_MetadataResponseBroker.__qualname__ = "MetadataResponse.MetadataResponseBroker"
-
-
-@dataclass(slots=True)
-class _MetadataResponse_MetadataResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    partition_index: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = -1
-    replica_nodes: list[BrokerId] = field(default_factory=list)
-    isr_nodes: list[BrokerId] = field(default_factory=list)
-    offline_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_MetadataResponse_MetadataResponsePartition.__qualname__ = (
-    "MetadataResponse.MetadataResponsePartition"
-)
-
-
-@dataclass(slots=True)
-class _MetadataResponse_MetadataResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    name: TopicName | None = ""
-    topic_id: UUID = ZERO_UUID
-    is_internal: bool = False
-    partitions: list[_MetadataResponse_MetadataResponsePartition] = field(default_factory=list)
-    topic_authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_MetadataResponse_MetadataResponseTopic.__qualname__ = "MetadataResponse.MetadataResponseTopic"
-
-
-@dataclass(slots=True)
-class MetadataResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "MetadataResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 3
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 12
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
-    MetadataResponseBroker = _MetadataResponse_MetadataResponseBroker
-    MetadataResponseTopic = _MetadataResponse_MetadataResponseTopic
-    MetadataResponsePartition = _MetadataResponse_MetadataResponsePartition
-    throttle_time_ms: int = 0
-    brokers: list[_MetadataResponse_MetadataResponseBroker] = field(default_factory=list)
-    cluster_id: str | None = None
-    controller_id: BrokerId = -1
-    topics: list[_MetadataResponse_MetadataResponseTopic] = field(default_factory=list)
-    cluster_authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_MetadataRequest_MetadataRequestTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataRequest_MetadataRequestTopic, int]:
+    o = new_instance(_MetadataRequest_MetadataRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -168,12 +73,16 @@ def _read_MetadataRequest_MetadataRequestTopic_v0(
         except UnicodeDecodeError:
             raise bad_utf8("MetadataRequestTopic.name", pos) from None
         pos = end2
-    return _MetadataRequest_MetadataRequestTopic(ZERO_UUID, f_name, ()), pos
+    o.topic_id = ZERO_UUID
+    o.name = f_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataRequest_MetadataRequestTopic_v9(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataRequest_MetadataRequestTopic, int]:
+    o = new_instance(_MetadataRequest_MetadataRequestTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -231,12 +140,16 @@ def _read_MetadataRequest_MetadataRequestTopic_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _MetadataRequest_MetadataRequestTopic(ZERO_UUID, f_name, unknown), pos
+    o.topic_id = ZERO_UUID
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataRequest_MetadataRequestTopic_v10(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataRequest_MetadataRequestTopic, int]:
+    o = new_instance(_MetadataRequest_MetadataRequestTopic)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -299,7 +212,10 @@ def _read_MetadataRequest_MetadataRequestTopic_v10(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _MetadataRequest_MetadataRequestTopic(uuid_from_bytes(f_topic_id), f_name, unknown), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_MetadataRequest_MetadataRequestTopic_v0(
@@ -492,6 +408,7 @@ def _write_MetadataRequest_MetadataRequestTopic_v10(
 
 
 def _read_MetadataRequest_v0(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+    o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -507,10 +424,16 @@ def _read_MetadataRequest_v0(buf: memoryview, pos: int) -> tuple[MetadataRequest
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v0(buf, pos)
             f_topics.append(item2)
-    return MetadataRequest(f_topics, True, False, False, ()), pos
+    o.topics = f_topics
+    o.allow_auto_topic_creation = True
+    o.include_cluster_authorized_operations = False
+    o.include_topic_authorized_operations = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataRequest_v1(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+    o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -526,10 +449,16 @@ def _read_MetadataRequest_v1(buf: memoryview, pos: int) -> tuple[MetadataRequest
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v0(buf, pos)
             f_topics.append(item2)
-    return MetadataRequest(f_topics, True, False, False, ()), pos
+    o.topics = f_topics
+    o.allow_auto_topic_creation = True
+    o.include_cluster_authorized_operations = False
+    o.include_topic_authorized_operations = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataRequest_v4(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+    o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -546,14 +475,19 @@ def _read_MetadataRequest_v4(buf: memoryview, pos: int) -> tuple[MetadataRequest
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        (f_allow_auto_topic_creation,) = _ST_bool.unpack_from(buf, pos)
+        (o.allow_auto_topic_creation,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("allow_auto_topic_creation", 1),), pos, len(buf) - pos) from None
     pos += 1
-    return MetadataRequest(f_topics, f_allow_auto_topic_creation, False, False, ()), pos
+    o.topics = f_topics
+    o.include_cluster_authorized_operations = False
+    o.include_topic_authorized_operations = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+    o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -571,9 +505,9 @@ def _read_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest
             f_topics.append(item2)
     try:
         (
-            f_allow_auto_topic_creation,
-            f_include_cluster_authorized_operations,
-            f_include_topic_authorized_operations,
+            o.allow_auto_topic_creation,
+            o.include_cluster_authorized_operations,
+            o.include_topic_authorized_operations,
         ) = _ST_bool_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -586,16 +520,13 @@ def _read_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest
             len(buf) - pos,
         ) from None
     pos += 3
-    return MetadataRequest(
-        f_topics,
-        f_allow_auto_topic_creation,
-        f_include_cluster_authorized_operations,
-        f_include_topic_authorized_operations,
-        (),
-    ), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+    o = new_instance(MetadataRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -616,9 +547,9 @@ def _read_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest
             f_topics.append(item2)
     try:
         (
-            f_allow_auto_topic_creation,
-            f_include_cluster_authorized_operations,
-            f_include_topic_authorized_operations,
+            o.allow_auto_topic_creation,
+            o.include_cluster_authorized_operations,
+            o.include_topic_authorized_operations,
         ) = _ST_bool_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -662,16 +593,13 @@ def _read_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return MetadataRequest(
-        f_topics,
-        f_allow_auto_topic_creation,
-        f_include_cluster_authorized_operations,
-        f_include_topic_authorized_operations,
-        unknown,
-    ), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+    o = new_instance(MetadataRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -692,9 +620,9 @@ def _read_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataReques
             f_topics.append(item2)
     try:
         (
-            f_allow_auto_topic_creation,
-            f_include_cluster_authorized_operations,
-            f_include_topic_authorized_operations,
+            o.allow_auto_topic_creation,
+            o.include_cluster_authorized_operations,
+            o.include_topic_authorized_operations,
         ) = _ST_bool_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -738,16 +666,13 @@ def _read_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataReques
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return MetadataRequest(
-        f_topics,
-        f_allow_auto_topic_creation,
-        f_include_cluster_authorized_operations,
-        f_include_topic_authorized_operations,
-        unknown,
-    ), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+    o = new_instance(MetadataRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -767,12 +692,12 @@ def _read_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataReques
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v10(buf, pos)
             f_topics.append(item2)
     try:
-        (f_allow_auto_topic_creation,) = _ST_bool.unpack_from(buf, pos)
+        (o.allow_auto_topic_creation,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("allow_auto_topic_creation", 1),), pos, len(buf) - pos) from None
     pos += 1
     try:
-        (f_include_topic_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        (o.include_topic_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("include_topic_authorized_operations", 1),), pos, len(buf) - pos
@@ -809,9 +734,10 @@ def _read_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataReques
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return MetadataRequest(
-        f_topics, f_allow_auto_topic_creation, False, f_include_topic_authorized_operations, unknown
-    ), pos
+    o.topics = f_topics
+    o.include_cluster_authorized_operations = False
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_MetadataRequest_v0(o: MetadataRequest, out: bytearray) -> None:
@@ -1064,8 +990,9 @@ def _write_MetadataRequest_v12(o: MetadataRequest, out: bytearray) -> None:
 def _read_MetadataResponse_MetadataResponseBroker_v0(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseBroker, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseBroker)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MetadataResponseBroker.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1089,18 +1016,22 @@ def _read_MetadataResponse_MetadataResponseBroker_v0(
             raise bad_utf8("MetadataResponseBroker.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MetadataResponseBroker.port", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return _MetadataResponse_MetadataResponseBroker(f_node_id, f_host, f_port, None, ()), pos
+    o.host = f_host
+    o.rack = None
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseBroker_v1(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseBroker, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseBroker)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MetadataResponseBroker.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1124,7 +1055,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v1(
             raise bad_utf8("MetadataResponseBroker.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MetadataResponseBroker.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1147,14 +1078,18 @@ def _read_MetadataResponse_MetadataResponseBroker_v1(
         except UnicodeDecodeError:
             raise bad_utf8("MetadataResponseBroker.rack", pos) from None
         pos = end4
-    return _MetadataResponse_MetadataResponseBroker(f_node_id, f_host, f_port, f_rack, ()), pos
+    o.host = f_host
+    o.rack = f_rack
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseBroker_v9(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseBroker, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseBroker)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MetadataResponseBroker.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1181,7 +1116,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v9(
             raise bad_utf8("MetadataResponseBroker.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("MetadataResponseBroker.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1244,7 +1179,10 @@ def _read_MetadataResponse_MetadataResponseBroker_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _MetadataResponse_MetadataResponseBroker(f_node_id, f_host, f_port, f_rack, unknown), pos
+    o.host = f_host
+    o.rack = f_rack
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_MetadataResponse_MetadataResponseBroker_v0(
@@ -1521,8 +1459,9 @@ def _write_MetadataResponse_MetadataResponseBroker_v9(
 def _read_MetadataResponse_MetadataResponsePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
+    o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
-        f_error_code, f_partition_index, f_leader_id = _ST_int16_int32_int32.unpack_from(buf, pos)
+        o.error_code, o.partition_index, o.leader_id = _ST_int16_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1566,16 +1505,20 @@ def _read_MetadataResponse_MetadataResponsePartition_v0(
             raise too_short("MetadataResponsePartition.isr_nodes", pos, 4 * count2, len(buf) - pos)
         f_isr_nodes = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
-    return _MetadataResponse_MetadataResponsePartition(
-        f_error_code, f_partition_index, f_leader_id, -1, f_replica_nodes, f_isr_nodes, [], ()
-    ), pos
+    o.leader_epoch = -1
+    o.replica_nodes = f_replica_nodes
+    o.isr_nodes = f_isr_nodes
+    o.offline_replicas = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponsePartition_v5(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
+    o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
-        f_error_code, f_partition_index, f_leader_id = _ST_int16_int32_int32.unpack_from(buf, pos)
+        o.error_code, o.partition_index, o.leader_id = _ST_int16_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1638,23 +1581,20 @@ def _read_MetadataResponse_MetadataResponsePartition_v5(
             )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _MetadataResponse_MetadataResponsePartition(
-        f_error_code,
-        f_partition_index,
-        f_leader_id,
-        -1,
-        f_replica_nodes,
-        f_isr_nodes,
-        f_offline_replicas,
-        (),
-    ), pos
+    o.leader_epoch = -1
+    o.replica_nodes = f_replica_nodes
+    o.isr_nodes = f_isr_nodes
+    o.offline_replicas = f_offline_replicas
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponsePartition_v7(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
+    o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
-        f_error_code, f_partition_index, f_leader_id, f_leader_epoch = (
+        o.error_code, o.partition_index, o.leader_id, o.leader_epoch = (
             _ST_int16_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1720,23 +1660,19 @@ def _read_MetadataResponse_MetadataResponsePartition_v7(
             )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _MetadataResponse_MetadataResponsePartition(
-        f_error_code,
-        f_partition_index,
-        f_leader_id,
-        f_leader_epoch,
-        f_replica_nodes,
-        f_isr_nodes,
-        f_offline_replicas,
-        (),
-    ), pos
+    o.replica_nodes = f_replica_nodes
+    o.isr_nodes = f_isr_nodes
+    o.offline_replicas = f_offline_replicas
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponsePartition_v9(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
+    o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
-        f_error_code, f_partition_index, f_leader_id, f_leader_epoch = (
+        o.error_code, o.partition_index, o.leader_id, o.leader_epoch = (
             _ST_int16_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1850,16 +1786,11 @@ def _read_MetadataResponse_MetadataResponsePartition_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _MetadataResponse_MetadataResponsePartition(
-        f_error_code,
-        f_partition_index,
-        f_leader_id,
-        f_leader_epoch,
-        f_replica_nodes,
-        f_isr_nodes,
-        f_offline_replicas,
-        unknown,
-    ), pos
+    o.replica_nodes = f_replica_nodes
+    o.isr_nodes = f_isr_nodes
+    o.offline_replicas = f_offline_replicas
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_MetadataResponse_MetadataResponsePartition_v0(
@@ -2115,8 +2046,9 @@ def _write_MetadataResponse_MetadataResponsePartition_v9(
 def _read_MetadataResponse_MetadataResponseTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2156,16 +2088,21 @@ def _read_MetadataResponse_MetadataResponseTopic_v0(
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code, f_name, ZERO_UUID, False, f_partitions, -2147483648, ()
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.is_internal = False
+    o.partitions = f_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v1(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2191,7 +2128,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v1(
             raise bad_utf8("MetadataResponseTopic.name", pos) from None
         pos = end2
     try:
-        (f_is_internal,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.is_internal", 1),), pos, len(buf) - pos
@@ -2212,16 +2149,20 @@ def _read_MetadataResponse_MetadataResponseTopic_v1(
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code, f_name, ZERO_UUID, f_is_internal, f_partitions, -2147483648, ()
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v5(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2247,7 +2188,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v5(
             raise bad_utf8("MetadataResponseTopic.name", pos) from None
         pos = end2
     try:
-        (f_is_internal,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.is_internal", 1),), pos, len(buf) - pos
@@ -2268,16 +2209,20 @@ def _read_MetadataResponse_MetadataResponseTopic_v5(
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v5(buf, pos)
             f_partitions.append(item4)
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code, f_name, ZERO_UUID, f_is_internal, f_partitions, -2147483648, ()
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v7(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2303,7 +2248,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v7(
             raise bad_utf8("MetadataResponseTopic.name", pos) from None
         pos = end2
     try:
-        (f_is_internal,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.is_internal", 1),), pos, len(buf) - pos
@@ -2324,16 +2269,20 @@ def _read_MetadataResponse_MetadataResponseTopic_v7(
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v7(buf, pos)
             f_partitions.append(item4)
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code, f_name, ZERO_UUID, f_is_internal, f_partitions, -2147483648, ()
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v8(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2359,7 +2308,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v8(
             raise bad_utf8("MetadataResponseTopic.name", pos) from None
         pos = end2
     try:
-        (f_is_internal,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.is_internal", 1),), pos, len(buf) - pos
@@ -2381,28 +2330,25 @@ def _read_MetadataResponse_MetadataResponseTopic_v8(
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v7(buf, pos)
             f_partitions.append(item4)
     try:
-        (f_topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.topic_authorized_operations", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code,
-        f_name,
-        ZERO_UUID,
-        f_is_internal,
-        f_partitions,
-        f_topic_authorized_operations,
-        (),
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v9(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2431,7 +2377,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
             raise bad_utf8("MetadataResponseTopic.name", pos) from None
         pos = end2
     try:
-        (f_is_internal,) = _ST_bool.unpack_from(buf, pos)
+        (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.is_internal", 1),), pos, len(buf) - pos
@@ -2456,7 +2402,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v9(buf, pos)
             f_partitions.append(item4)
     try:
-        (f_topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.topic_authorized_operations", 4),), pos, len(buf) - pos
@@ -2497,22 +2443,19 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code,
-        f_name,
-        ZERO_UUID,
-        f_is_internal,
-        f_partitions,
-        f_topic_authorized_operations,
-        unknown,
-    ), pos
+    o.name = f_name
+    o.topic_id = ZERO_UUID
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v10(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2541,7 +2484,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
             raise bad_utf8("MetadataResponseTopic.name", pos) from None
         pos = end2
     try:
-        f_topic_id, f_is_internal = _ST_uuid_bool.unpack_from(buf, pos)
+        f_topic_id, o.is_internal = _ST_uuid_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.topic_id", 16), ("MetadataResponseTopic.is_internal", 1)),
@@ -2568,7 +2511,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v9(buf, pos)
             f_partitions.append(item4)
     try:
-        (f_topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.topic_authorized_operations", 4),), pos, len(buf) - pos
@@ -2609,22 +2552,19 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code,
-        f_name,
-        uuid_from_bytes(f_topic_id),
-        f_is_internal,
-        f_partitions,
-        f_topic_authorized_operations,
-        unknown,
-    ), pos
+    o.name = f_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v12(
     buf: memoryview, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
+    o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.error_code", 2),), pos, len(buf) - pos
@@ -2653,7 +2593,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v12(
             raise bad_utf8("MetadataResponseTopic.name", pos) from None
         pos = end2
     try:
-        f_topic_id, f_is_internal = _ST_uuid_bool.unpack_from(buf, pos)
+        f_topic_id, o.is_internal = _ST_uuid_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.topic_id", 16), ("MetadataResponseTopic.is_internal", 1)),
@@ -2680,7 +2620,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v12(
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v9(buf, pos)
             f_partitions.append(item4)
     try:
-        (f_topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("MetadataResponseTopic.topic_authorized_operations", 4),), pos, len(buf) - pos
@@ -2721,15 +2661,11 @@ def _read_MetadataResponse_MetadataResponseTopic_v12(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _MetadataResponse_MetadataResponseTopic(
-        f_error_code,
-        f_name,
-        uuid_from_bytes(f_topic_id),
-        f_is_internal,
-        f_partitions,
-        f_topic_authorized_operations,
-        unknown,
-    ), pos
+    o.name = f_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_MetadataResponse_MetadataResponseTopic_v0(
@@ -3082,6 +3018,7 @@ def _write_MetadataResponse_MetadataResponseTopic_v12(
 
 
 def _read_MetadataResponse_v0(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -3112,10 +3049,18 @@ def _read_MetadataResponse_v0(buf: memoryview, pos: int) -> tuple[MetadataRespon
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponseTopic_v0(buf, pos)
             f_topics.append(item4)
-    return MetadataResponse(0, f_brokers, None, -1, f_topics, -2147483648, ()), pos
+    o.throttle_time_ms = 0
+    o.brokers = f_brokers
+    o.cluster_id = None
+    o.controller_id = -1
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -3132,7 +3077,7 @@ def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataRespon
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v1(buf, pos)
             f_brokers.append(item2)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3151,10 +3096,17 @@ def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataRespon
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
             f_topics.append(item4)
-    return MetadataResponse(0, f_brokers, None, f_controller_id, f_topics, -2147483648, ()), pos
+    o.throttle_time_ms = 0
+    o.brokers = f_brokers
+    o.cluster_id = None
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -3190,7 +3142,7 @@ def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataRespon
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3209,14 +3161,19 @@ def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataRespon
         for _ in range(count5):
             item6, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
             f_topics.append(item6)
-    return MetadataResponse(
-        0, f_brokers, f_cluster_id, f_controller_id, f_topics, -2147483648, ()
-    ), pos
+    o.throttle_time_ms = 0
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3255,7 +3212,7 @@ def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataRespon
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3274,14 +3231,18 @@ def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataRespon
         for _ in range(count5):
             item6, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
             f_topics.append(item6)
-    return MetadataResponse(
-        f_throttle_time_ms, f_brokers, f_cluster_id, f_controller_id, f_topics, -2147483648, ()
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3320,7 +3281,7 @@ def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataRespon
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3339,14 +3300,18 @@ def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataRespon
         for _ in range(count5):
             item6, pos = _read_MetadataResponse_MetadataResponseTopic_v5(buf, pos)
             f_topics.append(item6)
-    return MetadataResponse(
-        f_throttle_time_ms, f_brokers, f_cluster_id, f_controller_id, f_topics, -2147483648, ()
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3385,7 +3350,7 @@ def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataRespon
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3404,14 +3369,18 @@ def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataRespon
         for _ in range(count5):
             item6, pos = _read_MetadataResponse_MetadataResponseTopic_v7(buf, pos)
             f_topics.append(item6)
-    return MetadataResponse(
-        f_throttle_time_ms, f_brokers, f_cluster_id, f_controller_id, f_topics, -2147483648, ()
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3450,7 +3419,7 @@ def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataRespon
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3470,24 +3439,21 @@ def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataRespon
             item6, pos = _read_MetadataResponse_MetadataResponseTopic_v8(buf, pos)
             f_topics.append(item6)
     try:
-        (f_cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return MetadataResponse(
-        f_throttle_time_ms,
-        f_brokers,
-        f_cluster_id,
-        f_controller_id,
-        f_topics,
-        f_cluster_authorized_operations,
-        (),
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3532,7 +3498,7 @@ def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataRespon
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3555,7 +3521,7 @@ def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataRespon
             item6, pos = _read_MetadataResponse_MetadataResponseTopic_v9(buf, pos)
             f_topics.append(item6)
     try:
-        (f_cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3590,20 +3556,17 @@ def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataRespon
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return MetadataResponse(
-        f_throttle_time_ms,
-        f_brokers,
-        f_cluster_id,
-        f_controller_id,
-        f_topics,
-        f_cluster_authorized_operations,
-        unknown,
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3648,7 +3611,7 @@ def _read_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataRespo
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3671,7 +3634,7 @@ def _read_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataRespo
             item6, pos = _read_MetadataResponse_MetadataResponseTopic_v10(buf, pos)
             f_topics.append(item6)
     try:
-        (f_cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3706,20 +3669,17 @@ def _read_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataRespo
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return MetadataResponse(
-        f_throttle_time_ms,
-        f_brokers,
-        f_cluster_id,
-        f_controller_id,
-        f_topics,
-        f_cluster_authorized_operations,
-        unknown,
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3764,7 +3724,7 @@ def _read_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataRespo
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3817,14 +3777,18 @@ def _read_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataRespo
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return MetadataResponse(
-        f_throttle_time_ms, f_brokers, f_cluster_id, f_controller_id, f_topics, -2147483648, unknown
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3869,7 +3833,7 @@ def _read_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataRespo
             raise bad_utf8("cluster_id", pos) from None
         pos = end4
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -3922,9 +3886,12 @@ def _read_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataRespo
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return MetadataResponse(
-        f_throttle_time_ms, f_brokers, f_cluster_id, f_controller_id, f_topics, -2147483648, unknown
-    ), pos
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_MetadataResponse_v0(o: MetadataResponse, out: bytearray) -> None:
@@ -4374,217 +4341,323 @@ def _write_MetadataResponse_v12(o: MetadataResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_MetadataRequest_MetadataRequestTopic.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Name", "name", "string", (0, 32767), (10, 32767), (1, 0), None, None, False),
-)
-MetadataRequest.FIELDS = (
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]MetadataRequestTopic",
-        (0, 32767),
-        (1, 32767),
-        (1, 0),
-        None,
-        _MetadataRequest_MetadataRequestTopic,
-        False,
-    ),
-    FieldInfo(
-        "AllowAutoTopicCreation",
-        "allow_auto_topic_creation",
-        "bool",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "IncludeClusterAuthorizedOperations",
-        "include_cluster_authorized_operations",
-        "bool",
-        (8, 10),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "IncludeTopicAuthorizedOperations",
-        "include_topic_authorized_operations",
-        "bool",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-MetadataRequest._READERS = (
-    _read_MetadataRequest_v0,
-    _read_MetadataRequest_v1,
-    _read_MetadataRequest_v1,
-    _read_MetadataRequest_v1,
-    _read_MetadataRequest_v4,
-    _read_MetadataRequest_v4,
-    _read_MetadataRequest_v4,
-    _read_MetadataRequest_v4,
-    _read_MetadataRequest_v8,
-    _read_MetadataRequest_v9,
-    _read_MetadataRequest_v10,
-    _read_MetadataRequest_v11,
-    _read_MetadataRequest_v11,
-)
-MetadataRequest._WRITERS = (
-    _write_MetadataRequest_v0,
-    _write_MetadataRequest_v1,
-    _write_MetadataRequest_v2,
-    _write_MetadataRequest_v3,
-    _write_MetadataRequest_v4,
-    _write_MetadataRequest_v5,
-    _write_MetadataRequest_v6,
-    _write_MetadataRequest_v7,
-    _write_MetadataRequest_v8,
-    _write_MetadataRequest_v9,
-    _write_MetadataRequest_v10,
-    _write_MetadataRequest_v11,
-    _write_MetadataRequest_v12,
-)
+@dataclass(slots=True)
+class _MetadataRequest_MetadataRequestTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Name", "name", "string", (0, 32767), (10, 32767), (1, 0), None, None, False),
+    )
+    topic_id: UUID = ZERO_UUID
+    name: TopicName | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_MetadataResponse_MetadataResponseBroker.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Rack", "rack", "string", (1, 32767), (1, 32767), (1, 0), None, None, False),
-)
-_MetadataResponse_MetadataResponsePartition.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ReplicaNodes", "replica_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "OfflineReplicas",
-        "offline_replicas",
-        "[]int32",
-        (5, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_MetadataResponse_MetadataResponseTopic.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Name", "name", "string", (0, 32767), (12, 32767), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("IsInternal", "is_internal", "bool", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]MetadataResponsePartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _MetadataResponse_MetadataResponsePartition,
-        False,
-    ),
-    FieldInfo(
-        "TopicAuthorizedOperations",
-        "topic_authorized_operations",
-        "int32",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-MetadataResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Brokers",
-        "brokers",
-        "[]MetadataResponseBroker",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _MetadataResponse_MetadataResponseBroker,
-        False,
-    ),
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ControllerId", "controller_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]MetadataResponseTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _MetadataResponse_MetadataResponseTopic,
-        False,
-    ),
-    FieldInfo(
-        "ClusterAuthorizedOperations",
-        "cluster_authorized_operations",
-        "int32",
-        (8, 10),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-MetadataResponse._READERS = (
-    _read_MetadataResponse_v0,
-    _read_MetadataResponse_v1,
-    _read_MetadataResponse_v2,
-    _read_MetadataResponse_v3,
-    _read_MetadataResponse_v3,
-    _read_MetadataResponse_v5,
-    _read_MetadataResponse_v5,
-    _read_MetadataResponse_v7,
-    _read_MetadataResponse_v8,
-    _read_MetadataResponse_v9,
-    _read_MetadataResponse_v10,
-    _read_MetadataResponse_v11,
-    _read_MetadataResponse_v12,
-)
-MetadataResponse._WRITERS = (
-    _write_MetadataResponse_v0,
-    _write_MetadataResponse_v1,
-    _write_MetadataResponse_v2,
-    _write_MetadataResponse_v3,
-    _write_MetadataResponse_v4,
-    _write_MetadataResponse_v5,
-    _write_MetadataResponse_v6,
-    _write_MetadataResponse_v7,
-    _write_MetadataResponse_v8,
-    _write_MetadataResponse_v9,
-    _write_MetadataResponse_v10,
-    _write_MetadataResponse_v11,
-    _write_MetadataResponse_v12,
-)
+
+@dataclass(slots=True)
+class MetadataRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]MetadataRequestTopic",
+            (0, 32767),
+            (1, 32767),
+            (1, 0),
+            None,
+            _MetadataRequest_MetadataRequestTopic,
+            False,
+        ),
+        FieldInfo(
+            "AllowAutoTopicCreation",
+            "allow_auto_topic_creation",
+            "bool",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IncludeClusterAuthorizedOperations",
+            "include_cluster_authorized_operations",
+            "bool",
+            (8, 10),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IncludeTopicAuthorizedOperations",
+            "include_topic_authorized_operations",
+            "bool",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_MetadataRequest_v0,
+        _read_MetadataRequest_v1,
+        _read_MetadataRequest_v1,
+        _read_MetadataRequest_v1,
+        _read_MetadataRequest_v4,
+        _read_MetadataRequest_v4,
+        _read_MetadataRequest_v4,
+        _read_MetadataRequest_v4,
+        _read_MetadataRequest_v8,
+        _read_MetadataRequest_v9,
+        _read_MetadataRequest_v10,
+        _read_MetadataRequest_v11,
+        _read_MetadataRequest_v11,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_MetadataRequest_v0,
+        _write_MetadataRequest_v1,
+        _write_MetadataRequest_v2,
+        _write_MetadataRequest_v3,
+        _write_MetadataRequest_v4,
+        _write_MetadataRequest_v5,
+        _write_MetadataRequest_v6,
+        _write_MetadataRequest_v7,
+        _write_MetadataRequest_v8,
+        _write_MetadataRequest_v9,
+        _write_MetadataRequest_v10,
+        _write_MetadataRequest_v11,
+        _write_MetadataRequest_v12,
+    )
+    NAME: ClassVar[str] = "MetadataRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 3
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 12
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    MetadataRequestTopic = _MetadataRequest_MetadataRequestTopic
+    topics: list[_MetadataRequest_MetadataRequestTopic] | None = field(default_factory=list)
+    allow_auto_topic_creation: bool = True
+    include_cluster_authorized_operations: bool = False
+    include_topic_authorized_operations: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _MetadataResponse_MetadataResponseBroker:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Rack", "rack", "string", (1, 32767), (1, 32767), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    rack: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _MetadataResponse_MetadataResponsePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ReplicaNodes",
+            "replica_nodes",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "OfflineReplicas",
+            "offline_replicas",
+            "[]int32",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    partition_index: int = 0
+    leader_id: BrokerId = 0
+    leader_epoch: int = -1
+    replica_nodes: list[BrokerId] = field(default_factory=list)
+    isr_nodes: list[BrokerId] = field(default_factory=list)
+    offline_replicas: list[BrokerId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _MetadataResponse_MetadataResponseTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Name", "name", "string", (0, 32767), (12, 32767), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "IsInternal", "is_internal", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]MetadataResponsePartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _MetadataResponse_MetadataResponsePartition,
+            False,
+        ),
+        FieldInfo(
+            "TopicAuthorizedOperations",
+            "topic_authorized_operations",
+            "int32",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    name: TopicName | None = ""
+    topic_id: UUID = ZERO_UUID
+    is_internal: bool = False
+    partitions: list[_MetadataResponse_MetadataResponsePartition] = field(default_factory=list)
+    topic_authorized_operations: int = -2147483648
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class MetadataResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Brokers",
+            "brokers",
+            "[]MetadataResponseBroker",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _MetadataResponse_MetadataResponseBroker,
+            False,
+        ),
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ControllerId", "controller_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]MetadataResponseTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _MetadataResponse_MetadataResponseTopic,
+            False,
+        ),
+        FieldInfo(
+            "ClusterAuthorizedOperations",
+            "cluster_authorized_operations",
+            "int32",
+            (8, 10),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_MetadataResponse_v0,
+        _read_MetadataResponse_v1,
+        _read_MetadataResponse_v2,
+        _read_MetadataResponse_v3,
+        _read_MetadataResponse_v3,
+        _read_MetadataResponse_v5,
+        _read_MetadataResponse_v5,
+        _read_MetadataResponse_v7,
+        _read_MetadataResponse_v8,
+        _read_MetadataResponse_v9,
+        _read_MetadataResponse_v10,
+        _read_MetadataResponse_v11,
+        _read_MetadataResponse_v12,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_MetadataResponse_v0,
+        _write_MetadataResponse_v1,
+        _write_MetadataResponse_v2,
+        _write_MetadataResponse_v3,
+        _write_MetadataResponse_v4,
+        _write_MetadataResponse_v5,
+        _write_MetadataResponse_v6,
+        _write_MetadataResponse_v7,
+        _write_MetadataResponse_v8,
+        _write_MetadataResponse_v9,
+        _write_MetadataResponse_v10,
+        _write_MetadataResponse_v11,
+        _write_MetadataResponse_v12,
+    )
+    NAME: ClassVar[str] = "MetadataResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 3
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 12
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
+    MetadataResponseBroker = _MetadataResponse_MetadataResponseBroker
+    MetadataResponseTopic = _MetadataResponse_MetadataResponseTopic
+    MetadataResponsePartition = _MetadataResponse_MetadataResponsePartition
+    throttle_time_ms: int = 0
+    brokers: list[_MetadataResponse_MetadataResponseBroker] = field(default_factory=list)
+    cluster_id: str | None = None
+    controller_id: BrokerId = -1
+    topics: list[_MetadataResponse_MetadataResponseTopic] = field(default_factory=list)
+    cluster_authorized_operations: int = -2147483648
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,108 +47,12 @@ _ST_int32_int64_int32 = Struct(">iqi")
 _ST_int64 = Struct(">q")
 
 
-@dataclass(slots=True)
-class _OffsetCommitRequest_OffsetCommitRequestPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    commit_timestamp: int = -1
-    committed_metadata: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetCommitRequest_OffsetCommitRequestPartition.__qualname__ = (
-    "OffsetCommitRequest.OffsetCommitRequestPartition"
-)
-
-
-@dataclass(slots=True)
-class _OffsetCommitRequest_OffsetCommitRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_OffsetCommitRequest_OffsetCommitRequestPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetCommitRequest_OffsetCommitRequestTopic.__qualname__ = (
-    "OffsetCommitRequest.OffsetCommitRequestTopic"
-)
-
-
-@dataclass(slots=True)
-class OffsetCommitRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetCommitRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 8
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 8
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetCommitRequestTopic = _OffsetCommitRequest_OffsetCommitRequestTopic
-    OffsetCommitRequestPartition = _OffsetCommitRequest_OffsetCommitRequestPartition
-    group_id: GroupId = ""
-    generation_id_or_member_epoch: int = -1
-    member_id: str = ""
-    group_instance_id: str | None = None
-    retention_time_ms: int = -1
-    topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _OffsetCommitResponse_OffsetCommitResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetCommitResponse_OffsetCommitResponsePartition.__qualname__ = (
-    "OffsetCommitResponse.OffsetCommitResponsePartition"
-)
-
-
-@dataclass(slots=True)
-class _OffsetCommitResponse_OffsetCommitResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_OffsetCommitResponse_OffsetCommitResponsePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetCommitResponse_OffsetCommitResponseTopic.__qualname__ = (
-    "OffsetCommitResponse.OffsetCommitResponseTopic"
-)
-
-
-@dataclass(slots=True)
-class OffsetCommitResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetCommitResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 8
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 8
-    OffsetCommitResponseTopic = _OffsetCommitResponse_OffsetCommitResponseTopic
-    OffsetCommitResponsePartition = _OffsetCommitResponse_OffsetCommitResponsePartition
-    throttle_time_ms: int = 0
-    topics: list[_OffsetCommitResponse_OffsetCommitResponseTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
-        f_partition_index, f_committed_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.partition_index, o.committed_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -181,16 +86,19 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v0(
         except UnicodeDecodeError:
             raise bad_utf8("OffsetCommitRequestPartition.committed_metadata", pos) from None
         pos = end2
-    return _OffsetCommitRequest_OffsetCommitRequestPartition(
-        f_partition_index, f_committed_offset, -1, -1, f_committed_metadata, ()
-    ), pos
+    o.committed_leader_epoch = -1
+    o.commit_timestamp = -1
+    o.committed_metadata = f_committed_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
-        f_partition_index, f_committed_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.partition_index, o.committed_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -202,7 +110,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(
         ) from None
     pos += 12
     try:
-        (f_commit_timestamp,) = _ST_int64.unpack_from(buf, pos)
+        (o.commit_timestamp,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetCommitRequestPartition.commit_timestamp", 8),), pos, len(buf) - pos
@@ -231,16 +139,18 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(
         except UnicodeDecodeError:
             raise bad_utf8("OffsetCommitRequestPartition.committed_metadata", pos) from None
         pos = end2
-    return _OffsetCommitRequest_OffsetCommitRequestPartition(
-        f_partition_index, f_committed_offset, -1, f_commit_timestamp, f_committed_metadata, ()
-    ), pos
+    o.committed_leader_epoch = -1
+    o.committed_metadata = f_committed_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v6(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
-        f_partition_index, f_committed_offset, f_committed_leader_epoch = (
+        o.partition_index, o.committed_offset, o.committed_leader_epoch = (
             _ST_int32_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -277,21 +187,18 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v6(
         except UnicodeDecodeError:
             raise bad_utf8("OffsetCommitRequestPartition.committed_metadata", pos) from None
         pos = end2
-    return _OffsetCommitRequest_OffsetCommitRequestPartition(
-        f_partition_index,
-        f_committed_offset,
-        f_committed_leader_epoch,
-        -1,
-        f_committed_metadata,
-        (),
-    ), pos
+    o.commit_timestamp = -1
+    o.committed_metadata = f_committed_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
-        f_partition_index, f_committed_offset, f_committed_leader_epoch = (
+        o.partition_index, o.committed_offset, o.committed_leader_epoch = (
             _ST_int32_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -368,14 +275,10 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetCommitRequest_OffsetCommitRequestPartition(
-        f_partition_index,
-        f_committed_offset,
-        f_committed_leader_epoch,
-        -1,
-        f_committed_metadata,
-        unknown,
-    ), pos
+    o.commit_timestamp = -1
+    o.committed_metadata = f_committed_metadata
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetCommitRequest_OffsetCommitRequestPartition_v0(
@@ -590,6 +493,7 @@ def _write_OffsetCommitRequest_OffsetCommitRequestPartition_v9(
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -624,12 +528,16 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _OffsetCommitRequest_OffsetCommitRequestTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -664,12 +572,16 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(buf, pos)
             f_partitions.append(item4)
-    return _OffsetCommitRequest_OffsetCommitRequestTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -704,12 +616,16 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestPartition_v6(buf, pos)
             f_partitions.append(item4)
-    return _OffsetCommitRequest_OffsetCommitRequestTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
+    o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -789,7 +705,10 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetCommitRequest_OffsetCommitRequestTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
@@ -1043,6 +962,7 @@ def _write_OffsetCommitRequest_OffsetCommitRequestTopic_v9(
 
 
 def _read_OffsetCommitRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+    o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1077,10 +997,18 @@ def _read_OffsetCommitRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetCommi
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(buf, pos)
             f_topics.append(item4)
-    return OffsetCommitRequest(f_group_id, -1, "", None, -1, f_topics, ()), pos
+    o.group_id = f_group_id
+    o.generation_id_or_member_epoch = -1
+    o.member_id = ""
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_v1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+    o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1101,7 +1029,7 @@ def _read_OffsetCommitRequest_v1(buf: memoryview, pos: int) -> tuple[OffsetCommi
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id_or_member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1139,12 +1067,17 @@ def _read_OffsetCommitRequest_v1(buf: memoryview, pos: int) -> tuple[OffsetCommi
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(buf, pos)
             f_topics.append(item6)
-    return OffsetCommitRequest(
-        f_group_id, f_generation_id_or_member_epoch, f_member_id, None, -1, f_topics, ()
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+    o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1165,7 +1098,7 @@ def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommi
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id_or_member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1189,7 +1122,7 @@ def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommi
             raise bad_utf8("member_id", pos) from None
         pos = end4
     try:
-        (f_retention_time_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.retention_time_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("retention_time_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -1208,18 +1141,16 @@ def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommi
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(buf, pos)
             f_topics.append(item6)
-    return OffsetCommitRequest(
-        f_group_id,
-        f_generation_id_or_member_epoch,
-        f_member_id,
-        None,
-        f_retention_time_ms,
-        f_topics,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+    o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1240,7 +1171,7 @@ def _read_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommi
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id_or_member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1278,12 +1209,17 @@ def _read_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommi
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(buf, pos)
             f_topics.append(item6)
-    return OffsetCommitRequest(
-        f_group_id, f_generation_id_or_member_epoch, f_member_id, None, -1, f_topics, ()
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+    o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1304,7 +1240,7 @@ def _read_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommi
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id_or_member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1342,12 +1278,17 @@ def _read_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommi
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(buf, pos)
             f_topics.append(item6)
-    return OffsetCommitRequest(
-        f_group_id, f_generation_id_or_member_epoch, f_member_id, None, -1, f_topics, ()
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+    o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1368,7 +1309,7 @@ def _read_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommi
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id_or_member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1425,18 +1366,17 @@ def _read_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommi
         for _ in range(count7):
             item8, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(buf, pos)
             f_topics.append(item8)
-    return OffsetCommitRequest(
-        f_group_id,
-        f_generation_id_or_member_epoch,
-        f_member_id,
-        f_group_instance_id,
-        -1,
-        f_topics,
-        (),
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.retention_time_ms = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+    o = new_instance(OffsetCommitRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1460,7 +1400,7 @@ def _read_OffsetCommitRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetCommi
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id_or_member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1557,15 +1497,13 @@ def _read_OffsetCommitRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetCommi
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetCommitRequest(
-        f_group_id,
-        f_generation_id_or_member_epoch,
-        f_member_id,
-        f_group_instance_id,
-        -1,
-        f_topics,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.retention_time_ms = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetCommitRequest_v0(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -1951,8 +1889,9 @@ def _write_OffsetCommitRequest_v9(o: OffsetCommitRequest, out: bytearray) -> Non
 def _read_OffsetCommitResponse_OffsetCommitResponsePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponsePartition, int]:
+    o = new_instance(_OffsetCommitResponse_OffsetCommitResponsePartition)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1963,16 +1902,16 @@ def _read_OffsetCommitResponse_OffsetCommitResponsePartition_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _OffsetCommitResponse_OffsetCommitResponsePartition(
-        f_partition_index, f_error_code, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitResponse_OffsetCommitResponsePartition_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponsePartition, int]:
+    o = new_instance(_OffsetCommitResponse_OffsetCommitResponsePartition)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -2022,9 +1961,8 @@ def _read_OffsetCommitResponse_OffsetCommitResponsePartition_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetCommitResponse_OffsetCommitResponsePartition(
-        f_partition_index, f_error_code, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetCommitResponse_OffsetCommitResponsePartition_v0(
@@ -2104,6 +2042,7 @@ def _write_OffsetCommitResponse_OffsetCommitResponsePartition_v8(
 def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponseTopic, int]:
+    o = new_instance(_OffsetCommitResponse_OffsetCommitResponseTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2138,12 +2077,16 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
         for _ in range(count3):
             item4, pos = _read_OffsetCommitResponse_OffsetCommitResponsePartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _OffsetCommitResponse_OffsetCommitResponseTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponseTopic, int]:
+    o = new_instance(_OffsetCommitResponse_OffsetCommitResponseTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -2223,7 +2166,10 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetCommitResponse_OffsetCommitResponseTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
@@ -2444,6 +2390,7 @@ def _write_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
 
 
 def _read_OffsetCommitResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
+    o = new_instance(OffsetCommitResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2459,12 +2406,16 @@ def _read_OffsetCommitResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetComm
         for _ in range(count1):
             item2, pos = _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(buf, pos)
             f_topics.append(item2)
-    return OffsetCommitResponse(0, f_topics, ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
+    o = new_instance(OffsetCommitResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2483,12 +2434,15 @@ def _read_OffsetCommitResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetComm
         for _ in range(count1):
             item2, pos = _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(buf, pos)
             f_topics.append(item2)
-    return OffsetCommitResponse(f_throttle_time_ms, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetCommitResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
+    o = new_instance(OffsetCommitResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2541,7 +2495,9 @@ def _read_OffsetCommitResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetComm
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetCommitResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetCommitResponse_v0(o: OffsetCommitResponse, out: bytearray) -> None:
@@ -2664,183 +2620,293 @@ def _write_OffsetCommitResponse_v8(o: OffsetCommitResponse, out: bytearray) -> N
         out.append(0)
 
 
-_OffsetCommitRequest_OffsetCommitRequestPartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CommittedOffset",
-        "committed_offset",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CommittedLeaderEpoch",
-        "committed_leader_epoch",
-        "int32",
-        (6, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CommitTimestamp", "commit_timestamp", "int64", (1, 1), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CommittedMetadata",
-        "committed_metadata",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_OffsetCommitRequest_OffsetCommitRequestTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OffsetCommitRequestPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetCommitRequest_OffsetCommitRequestPartition,
-        False,
-    ),
-)
-OffsetCommitRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GenerationIdOrMemberEpoch",
-        "generation_id_or_member_epoch",
-        "int32",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("MemberId", "member_id", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (7, 32767),
-        (7, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "RetentionTimeMs", "retention_time_ms", "int64", (2, 4), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetCommitRequestTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetCommitRequest_OffsetCommitRequestTopic,
-        False,
-    ),
-)
-OffsetCommitRequest._READERS = (
-    _read_OffsetCommitRequest_v0,
-    _read_OffsetCommitRequest_v1,
-    _read_OffsetCommitRequest_v2,
-    _read_OffsetCommitRequest_v2,
-    _read_OffsetCommitRequest_v2,
-    _read_OffsetCommitRequest_v5,
-    _read_OffsetCommitRequest_v6,
-    _read_OffsetCommitRequest_v7,
-    _read_OffsetCommitRequest_v8,
-    _read_OffsetCommitRequest_v8,
-)
-OffsetCommitRequest._WRITERS = (
-    _write_OffsetCommitRequest_v0,
-    _write_OffsetCommitRequest_v1,
-    _write_OffsetCommitRequest_v2,
-    _write_OffsetCommitRequest_v3,
-    _write_OffsetCommitRequest_v4,
-    _write_OffsetCommitRequest_v5,
-    _write_OffsetCommitRequest_v6,
-    _write_OffsetCommitRequest_v7,
-    _write_OffsetCommitRequest_v8,
-    _write_OffsetCommitRequest_v9,
-)
+@dataclass(slots=True)
+class _OffsetCommitRequest_OffsetCommitRequestPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedOffset",
+            "committed_offset",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedLeaderEpoch",
+            "committed_leader_epoch",
+            "int32",
+            (6, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommitTimestamp",
+            "commit_timestamp",
+            "int64",
+            (1, 1),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedMetadata",
+            "committed_metadata",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    committed_offset: int = 0
+    committed_leader_epoch: int = -1
+    commit_timestamp: int = -1
+    committed_metadata: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_OffsetCommitResponse_OffsetCommitResponsePartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_OffsetCommitResponse_OffsetCommitResponseTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OffsetCommitResponsePartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetCommitResponse_OffsetCommitResponsePartition,
-        False,
-    ),
-)
-OffsetCommitResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetCommitResponseTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetCommitResponse_OffsetCommitResponseTopic,
-        False,
-    ),
-)
-OffsetCommitResponse._READERS = (
-    _read_OffsetCommitResponse_v0,
-    _read_OffsetCommitResponse_v0,
-    _read_OffsetCommitResponse_v0,
-    _read_OffsetCommitResponse_v3,
-    _read_OffsetCommitResponse_v3,
-    _read_OffsetCommitResponse_v3,
-    _read_OffsetCommitResponse_v3,
-    _read_OffsetCommitResponse_v3,
-    _read_OffsetCommitResponse_v8,
-    _read_OffsetCommitResponse_v8,
-)
-OffsetCommitResponse._WRITERS = (
-    _write_OffsetCommitResponse_v0,
-    _write_OffsetCommitResponse_v1,
-    _write_OffsetCommitResponse_v2,
-    _write_OffsetCommitResponse_v3,
-    _write_OffsetCommitResponse_v4,
-    _write_OffsetCommitResponse_v5,
-    _write_OffsetCommitResponse_v6,
-    _write_OffsetCommitResponse_v7,
-    _write_OffsetCommitResponse_v8,
-    _write_OffsetCommitResponse_v8,
-)
+
+@dataclass(slots=True)
+class _OffsetCommitRequest_OffsetCommitRequestTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OffsetCommitRequestPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetCommitRequest_OffsetCommitRequestPartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_OffsetCommitRequest_OffsetCommitRequestPartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class OffsetCommitRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GenerationIdOrMemberEpoch",
+            "generation_id_or_member_epoch",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("MemberId", "member_id", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (7, 32767),
+            (7, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "RetentionTimeMs",
+            "retention_time_ms",
+            "int64",
+            (2, 4),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetCommitRequestTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetCommitRequest_OffsetCommitRequestTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_OffsetCommitRequest_v0,
+        _read_OffsetCommitRequest_v1,
+        _read_OffsetCommitRequest_v2,
+        _read_OffsetCommitRequest_v2,
+        _read_OffsetCommitRequest_v2,
+        _read_OffsetCommitRequest_v5,
+        _read_OffsetCommitRequest_v6,
+        _read_OffsetCommitRequest_v7,
+        _read_OffsetCommitRequest_v8,
+        _read_OffsetCommitRequest_v8,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_OffsetCommitRequest_v0,
+        _write_OffsetCommitRequest_v1,
+        _write_OffsetCommitRequest_v2,
+        _write_OffsetCommitRequest_v3,
+        _write_OffsetCommitRequest_v4,
+        _write_OffsetCommitRequest_v5,
+        _write_OffsetCommitRequest_v6,
+        _write_OffsetCommitRequest_v7,
+        _write_OffsetCommitRequest_v8,
+        _write_OffsetCommitRequest_v9,
+    )
+    NAME: ClassVar[str] = "OffsetCommitRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 8
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 8
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    OffsetCommitRequestTopic = _OffsetCommitRequest_OffsetCommitRequestTopic
+    OffsetCommitRequestPartition = _OffsetCommitRequest_OffsetCommitRequestPartition
+    group_id: GroupId = ""
+    generation_id_or_member_epoch: int = -1
+    member_id: str = ""
+    group_instance_id: str | None = None
+    retention_time_ms: int = -1
+    topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetCommitResponse_OffsetCommitResponsePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetCommitResponse_OffsetCommitResponseTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OffsetCommitResponsePartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetCommitResponse_OffsetCommitResponsePartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_OffsetCommitResponse_OffsetCommitResponsePartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class OffsetCommitResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetCommitResponseTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetCommitResponse_OffsetCommitResponseTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_OffsetCommitResponse_v0,
+        _read_OffsetCommitResponse_v0,
+        _read_OffsetCommitResponse_v0,
+        _read_OffsetCommitResponse_v3,
+        _read_OffsetCommitResponse_v3,
+        _read_OffsetCommitResponse_v3,
+        _read_OffsetCommitResponse_v3,
+        _read_OffsetCommitResponse_v3,
+        _read_OffsetCommitResponse_v8,
+        _read_OffsetCommitResponse_v8,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_OffsetCommitResponse_v0,
+        _write_OffsetCommitResponse_v1,
+        _write_OffsetCommitResponse_v2,
+        _write_OffsetCommitResponse_v3,
+        _write_OffsetCommitResponse_v4,
+        _write_OffsetCommitResponse_v5,
+        _write_OffsetCommitResponse_v6,
+        _write_OffsetCommitResponse_v7,
+        _write_OffsetCommitResponse_v8,
+        _write_OffsetCommitResponse_v8,
+    )
+    NAME: ClassVar[str] = "OffsetCommitResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 8
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 8
+    OffsetCommitResponseTopic = _OffsetCommitResponse_OffsetCommitResponseTopic
+    OffsetCommitResponsePartition = _OffsetCommitResponse_OffsetCommitResponsePartition
+    throttle_time_ms: int = 0
+    topics: list[_OffsetCommitResponse_OffsetCommitResponseTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

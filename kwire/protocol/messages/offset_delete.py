@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,101 +45,18 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class _OffsetDeleteRequest_OffsetDeleteRequestPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-
-
-_OffsetDeleteRequest_OffsetDeleteRequestPartition.__qualname__ = (
-    "OffsetDeleteRequest.OffsetDeleteRequestPartition"
-)
-
-
-@dataclass(slots=True)
-class _OffsetDeleteRequest_OffsetDeleteRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_OffsetDeleteRequest_OffsetDeleteRequestPartition] = field(
-        default_factory=list
-    )
-
-
-_OffsetDeleteRequest_OffsetDeleteRequestTopic.__qualname__ = (
-    "OffsetDeleteRequest.OffsetDeleteRequestTopic"
-)
-
-
-@dataclass(slots=True)
-class OffsetDeleteRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetDeleteRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 47
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetDeleteRequestTopic = _OffsetDeleteRequest_OffsetDeleteRequestTopic
-    OffsetDeleteRequestPartition = _OffsetDeleteRequest_OffsetDeleteRequestPartition
-    group_id: GroupId = ""
-    topics: list[_OffsetDeleteRequest_OffsetDeleteRequestTopic] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _OffsetDeleteResponse_OffsetDeleteResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-
-
-_OffsetDeleteResponse_OffsetDeleteResponsePartition.__qualname__ = (
-    "OffsetDeleteResponse.OffsetDeleteResponsePartition"
-)
-
-
-@dataclass(slots=True)
-class _OffsetDeleteResponse_OffsetDeleteResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_OffsetDeleteResponse_OffsetDeleteResponsePartition] = field(
-        default_factory=list
-    )
-
-
-_OffsetDeleteResponse_OffsetDeleteResponseTopic.__qualname__ = (
-    "OffsetDeleteResponse.OffsetDeleteResponseTopic"
-)
-
-
-@dataclass(slots=True)
-class OffsetDeleteResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetDeleteResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 47
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    OffsetDeleteResponseTopic = _OffsetDeleteResponse_OffsetDeleteResponseTopic
-    OffsetDeleteResponsePartition = _OffsetDeleteResponse_OffsetDeleteResponsePartition
-    error_code: int = 0
-    throttle_time_ms: int = 0
-    topics: list[_OffsetDeleteResponse_OffsetDeleteResponseTopic] = field(default_factory=list)
-
-
 def _read_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetDeleteRequest_OffsetDeleteRequestPartition, int]:
+    o = new_instance(_OffsetDeleteRequest_OffsetDeleteRequestPartition)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetDeleteRequestPartition.partition_index", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _OffsetDeleteRequest_OffsetDeleteRequestPartition(f_partition_index), pos
+    return o, pos
 
 
 def _write_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(
@@ -150,6 +68,7 @@ def _write_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(
 def _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetDeleteRequest_OffsetDeleteRequestTopic, int]:
+    o = new_instance(_OffsetDeleteRequest_OffsetDeleteRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -184,7 +103,9 @@ def _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
         for _ in range(count3):
             item4, pos = _read_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _OffsetDeleteRequest_OffsetDeleteRequestTopic(f_name, f_partitions), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    return o, pos
 
 
 def _write_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
@@ -209,6 +130,7 @@ def _write_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
 
 
 def _read_OffsetDeleteRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRequest, int]:
+    o = new_instance(OffsetDeleteRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -243,7 +165,9 @@ def _read_OffsetDeleteRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetDelet
         for _ in range(count3):
             item4, pos = _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(buf, pos)
             f_topics.append(item4)
-    return OffsetDeleteRequest(f_group_id, f_topics), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    return o, pos
 
 
 def _write_OffsetDeleteRequest_v0(o: OffsetDeleteRequest, out: bytearray) -> None:
@@ -268,8 +192,9 @@ def _write_OffsetDeleteRequest_v0(o: OffsetDeleteRequest, out: bytearray) -> Non
 def _read_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetDeleteResponse_OffsetDeleteResponsePartition, int]:
+    o = new_instance(_OffsetDeleteResponse_OffsetDeleteResponsePartition)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -280,7 +205,7 @@ def _read_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _OffsetDeleteResponse_OffsetDeleteResponsePartition(f_partition_index, f_error_code), pos
+    return o, pos
 
 
 def _write_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(
@@ -292,6 +217,7 @@ def _write_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(
 def _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetDeleteResponse_OffsetDeleteResponseTopic, int]:
+    o = new_instance(_OffsetDeleteResponse_OffsetDeleteResponseTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -326,7 +252,9 @@ def _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
         for _ in range(count3):
             item4, pos = _read_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _OffsetDeleteResponse_OffsetDeleteResponseTopic(f_name, f_partitions), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    return o, pos
 
 
 def _write_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
@@ -351,8 +279,9 @@ def _write_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
 
 
 def _read_OffsetDeleteResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponse, int]:
+    o = new_instance(OffsetDeleteResponse)
     try:
-        f_error_code, f_throttle_time_ms = _ST_int16_int32.unpack_from(buf, pos)
+        o.error_code, o.throttle_time_ms = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("error_code", 2), ("throttle_time_ms", 4)), pos, len(buf) - pos
@@ -373,7 +302,8 @@ def _read_OffsetDeleteResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetDele
         for _ in range(count1):
             item2, pos = _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(buf, pos)
             f_topics.append(item2)
-    return OffsetDeleteResponse(f_error_code, f_throttle_time_ms, f_topics), pos
+    o.topics = f_topics
+    return o, pos
 
 
 def _write_OffsetDeleteResponse_v0(o: OffsetDeleteResponse, out: bytearray) -> None:
@@ -387,78 +317,161 @@ def _write_OffsetDeleteResponse_v0(o: OffsetDeleteResponse, out: bytearray) -> N
             _write_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(item2, out)
 
 
-_OffsetDeleteRequest_OffsetDeleteRequestPartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_OffsetDeleteRequest_OffsetDeleteRequestTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OffsetDeleteRequestPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetDeleteRequest_OffsetDeleteRequestPartition,
-        False,
-    ),
-)
-OffsetDeleteRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetDeleteRequestTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetDeleteRequest_OffsetDeleteRequestTopic,
-        False,
-    ),
-)
-OffsetDeleteRequest._READERS = (_read_OffsetDeleteRequest_v0,)
-OffsetDeleteRequest._WRITERS = (_write_OffsetDeleteRequest_v0,)
+@dataclass(slots=True)
+class _OffsetDeleteRequest_OffsetDeleteRequestPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
 
-_OffsetDeleteResponse_OffsetDeleteResponsePartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_OffsetDeleteResponse_OffsetDeleteResponseTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OffsetDeleteResponsePartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetDeleteResponse_OffsetDeleteResponsePartition,
-        False,
-    ),
-)
-OffsetDeleteResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetDeleteResponseTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetDeleteResponse_OffsetDeleteResponseTopic,
-        False,
-    ),
-)
-OffsetDeleteResponse._READERS = (_read_OffsetDeleteResponse_v0,)
-OffsetDeleteResponse._WRITERS = (_write_OffsetDeleteResponse_v0,)
+
+@dataclass(slots=True)
+class _OffsetDeleteRequest_OffsetDeleteRequestTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OffsetDeleteRequestPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetDeleteRequest_OffsetDeleteRequestPartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_OffsetDeleteRequest_OffsetDeleteRequestPartition] = field(
+        default_factory=list
+    )
+
+
+@dataclass(slots=True)
+class OffsetDeleteRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetDeleteRequestTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetDeleteRequest_OffsetDeleteRequestTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_OffsetDeleteRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_OffsetDeleteRequest_v0,)
+    NAME: ClassVar[str] = "OffsetDeleteRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 47
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    OffsetDeleteRequestTopic = _OffsetDeleteRequest_OffsetDeleteRequestTopic
+    OffsetDeleteRequestPartition = _OffsetDeleteRequest_OffsetDeleteRequestPartition
+    group_id: GroupId = ""
+    topics: list[_OffsetDeleteRequest_OffsetDeleteRequestTopic] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _OffsetDeleteResponse_OffsetDeleteResponsePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+
+
+@dataclass(slots=True)
+class _OffsetDeleteResponse_OffsetDeleteResponseTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OffsetDeleteResponsePartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetDeleteResponse_OffsetDeleteResponsePartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_OffsetDeleteResponse_OffsetDeleteResponsePartition] = field(
+        default_factory=list
+    )
+
+
+@dataclass(slots=True)
+class OffsetDeleteResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetDeleteResponseTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetDeleteResponse_OffsetDeleteResponseTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_OffsetDeleteResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_OffsetDeleteResponse_v0,)
+    NAME: ClassVar[str] = "OffsetDeleteResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 47
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
+    OffsetDeleteResponseTopic = _OffsetDeleteResponse_OffsetDeleteResponseTopic
+    OffsetDeleteResponsePartition = _OffsetDeleteResponse_OffsetDeleteResponsePartition
+    error_code: int = 0
+    throttle_time_ms: int = 0
+    topics: list[_OffsetDeleteResponse_OffsetDeleteResponseTopic] = field(default_factory=list)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,168 +47,10 @@ _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_int32 = Struct(">iqi")
 
 
-@dataclass(slots=True)
-class _OffsetFetchRequest_OffsetFetchRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchRequest_OffsetFetchRequestTopic.__qualname__ = (
-    "OffsetFetchRequest.OffsetFetchRequestTopic"
-)
-
-
-@dataclass(slots=True)
-class _OffsetFetchRequest_OffsetFetchRequestTopics:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchRequest_OffsetFetchRequestTopics.__qualname__ = (
-    "OffsetFetchRequest.OffsetFetchRequestTopics"
-)
-
-
-@dataclass(slots=True)
-class _OffsetFetchRequest_OffsetFetchRequestGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    group_id: GroupId = ""
-    member_id: str | None = None
-    member_epoch: int = -1
-    topics: list[_OffsetFetchRequest_OffsetFetchRequestTopics] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchRequest_OffsetFetchRequestGroup.__qualname__ = (
-    "OffsetFetchRequest.OffsetFetchRequestGroup"
-)
-
-
-@dataclass(slots=True)
-class OffsetFetchRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetFetchRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 9
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetFetchRequestTopic = _OffsetFetchRequest_OffsetFetchRequestTopic
-    OffsetFetchRequestGroup = _OffsetFetchRequest_OffsetFetchRequestGroup
-    OffsetFetchRequestTopics = _OffsetFetchRequest_OffsetFetchRequestTopics
-    group_id: GroupId = ""
-    topics: list[_OffsetFetchRequest_OffsetFetchRequestTopic] | None = field(default_factory=list)
-    groups: list[_OffsetFetchRequest_OffsetFetchRequestGroup] = field(default_factory=list)
-    require_stable: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    metadata: str | None = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchResponse_OffsetFetchResponsePartition.__qualname__ = (
-    "OffsetFetchResponse.OffsetFetchResponsePartition"
-)
-
-
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchResponse_OffsetFetchResponseTopic.__qualname__ = (
-    "OffsetFetchResponse.OffsetFetchResponseTopic"
-)
-
-
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponsePartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    metadata: str | None = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchResponse_OffsetFetchResponsePartitions.__qualname__ = (
-    "OffsetFetchResponse.OffsetFetchResponsePartitions"
-)
-
-
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponseTopics:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchResponse_OffsetFetchResponseTopics.__qualname__ = (
-    "OffsetFetchResponse.OffsetFetchResponseTopics"
-)
-
-
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponseGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    group_id: GroupId = ""
-    topics: list[_OffsetFetchResponse_OffsetFetchResponseTopics] = field(default_factory=list)
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetFetchResponse_OffsetFetchResponseGroup.__qualname__ = (
-    "OffsetFetchResponse.OffsetFetchResponseGroup"
-)
-
-
-@dataclass(slots=True)
-class OffsetFetchResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetFetchResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 9
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 9
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    OffsetFetchResponseTopic = _OffsetFetchResponse_OffsetFetchResponseTopic
-    OffsetFetchResponsePartition = _OffsetFetchResponse_OffsetFetchResponsePartition
-    OffsetFetchResponseGroup = _OffsetFetchResponse_OffsetFetchResponseGroup
-    OffsetFetchResponseTopics = _OffsetFetchResponse_OffsetFetchResponseTopics
-    OffsetFetchResponsePartitions = _OffsetFetchResponse_OffsetFetchResponsePartitions
-    throttle_time_ms: int = 0
-    topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic] = field(default_factory=list)
-    error_code: int = 0
-    groups: list[_OffsetFetchResponse_OffsetFetchResponseGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestTopic, int]:
+    o = new_instance(_OffsetFetchRequest_OffsetFetchRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -246,12 +89,16 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(
             )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _OffsetFetchRequest_OffsetFetchRequestTopic(f_name, f_partition_indexes, ()), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestTopic, int]:
+    o = new_instance(_OffsetFetchRequest_OffsetFetchRequestTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -335,7 +182,10 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchRequest_OffsetFetchRequestTopic(f_name, f_partition_indexes, unknown), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchRequest_OffsetFetchRequestTopic_v0(
@@ -505,6 +355,7 @@ def _write_OffsetFetchRequest_OffsetFetchRequestTopic_v6(
 def _read_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestTopics, int]:
+    o = new_instance(_OffsetFetchRequest_OffsetFetchRequestTopics)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -588,7 +439,10 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchRequest_OffsetFetchRequestTopics(f_name, f_partition_indexes, unknown), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
@@ -626,6 +480,7 @@ def _write_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
 def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestGroup, int]:
+    o = new_instance(_OffsetFetchRequest_OffsetFetchRequestGroup)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -705,12 +560,18 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchRequest_OffsetFetchRequestGroup(f_group_id, None, -1, f_topics, unknown), pos
+    o.group_id = f_group_id
+    o.member_id = None
+    o.member_epoch = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestGroup, int]:
+    o = new_instance(_OffsetFetchRequest_OffsetFetchRequestGroup)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -756,7 +617,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
             raise bad_utf8("OffsetFetchRequestGroup.member_id", pos) from None
         pos = end4
     try:
-        (f_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetFetchRequestGroup.member_epoch", 4),), pos, len(buf) - pos
@@ -819,9 +680,11 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchRequest_OffsetFetchRequestGroup(
-        f_group_id, f_member_id, f_member_epoch, f_topics, unknown
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
@@ -905,6 +768,7 @@ def _write_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
 
 
 def _read_OffsetFetchRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+    o = new_instance(OffsetFetchRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -939,10 +803,16 @@ def _read_OffsetFetchRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         for _ in range(count3):
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(buf, pos)
             f_topics.append(item4)
-    return OffsetFetchRequest(f_group_id, f_topics, [], False, ()), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.groups = []
+    o.require_stable = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+    o = new_instance(OffsetFetchRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -977,10 +847,16 @@ def _read_OffsetFetchRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         for _ in range(count3):
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(buf, pos)
             f_topics.append(item4)
-    return OffsetFetchRequest(f_group_id, f_topics, [], False, ()), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.groups = []
+    o.require_stable = False
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+    o = new_instance(OffsetFetchRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1052,10 +928,16 @@ def _read_OffsetFetchRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetFetchRequest(f_group_id, f_topics, [], False, unknown), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.groups = []
+    o.require_stable = False
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+    o = new_instance(OffsetFetchRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1097,7 +979,7 @@ def _read_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchR
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(buf, pos)
             f_topics.append(item4)
     try:
-        (f_require_stable,) = _ST_bool.unpack_from(buf, pos)
+        (o.require_stable,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("require_stable", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -1132,10 +1014,15 @@ def _read_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetFetchRequest(f_group_id, f_topics, [], f_require_stable, unknown), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.groups = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+    o = new_instance(OffsetFetchRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -1155,7 +1042,7 @@ def _read_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchR
             item2, pos = _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(buf, pos)
             f_groups.append(item2)
     try:
-        (f_require_stable,) = _ST_bool.unpack_from(buf, pos)
+        (o.require_stable,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("require_stable", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -1190,10 +1077,15 @@ def _read_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetFetchRequest("", [], f_groups, f_require_stable, unknown), pos
+    o.group_id = ""
+    o.topics = []
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+    o = new_instance(OffsetFetchRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -1213,7 +1105,7 @@ def _read_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchR
             item2, pos = _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(buf, pos)
             f_groups.append(item2)
     try:
-        (f_require_stable,) = _ST_bool.unpack_from(buf, pos)
+        (o.require_stable,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("require_stable", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -1248,7 +1140,11 @@ def _read_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetFetchRequest("", [], f_groups, f_require_stable, unknown), pos
+    o.group_id = ""
+    o.topics = []
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchRequest_v0(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -1519,8 +1415,9 @@ def _write_OffsetFetchRequest_v9(o: OffsetFetchRequest, out: bytearray) -> None:
 def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartition, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartition)
     try:
-        f_partition_index, f_committed_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.partition_index, o.committed_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1551,22 +1448,24 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v0(
             raise bad_utf8("OffsetFetchResponsePartition.metadata", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetFetchResponsePartition.error_code", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _OffsetFetchResponse_OffsetFetchResponsePartition(
-        f_partition_index, f_committed_offset, -1, f_metadata, f_error_code, ()
-    ), pos
+    o.committed_leader_epoch = -1
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v5(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartition, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartition)
     try:
-        f_partition_index, f_committed_offset, f_committed_leader_epoch = (
+        o.partition_index, o.committed_offset, o.committed_leader_epoch = (
             _ST_int32_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1600,27 +1499,23 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v5(
             raise bad_utf8("OffsetFetchResponsePartition.metadata", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetFetchResponsePartition.error_code", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _OffsetFetchResponse_OffsetFetchResponsePartition(
-        f_partition_index,
-        f_committed_offset,
-        f_committed_leader_epoch,
-        f_metadata,
-        f_error_code,
-        (),
-    ), pos
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartition, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartition)
     try:
-        f_partition_index, f_committed_offset, f_committed_leader_epoch = (
+        o.partition_index, o.committed_offset, o.committed_leader_epoch = (
             _ST_int32_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1657,7 +1552,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
             raise bad_utf8("OffsetFetchResponsePartition.metadata", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetFetchResponsePartition.error_code", 2),), pos, len(buf) - pos
@@ -1702,14 +1597,9 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchResponse_OffsetFetchResponsePartition(
-        f_partition_index,
-        f_committed_offset,
-        f_committed_leader_epoch,
-        f_metadata,
-        f_error_code,
-        unknown,
-    ), pos
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchResponse_OffsetFetchResponsePartition_v0(
@@ -1851,6 +1741,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
 def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopic, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1885,12 +1776,16 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
         for _ in range(count3):
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponsePartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _OffsetFetchResponse_OffsetFetchResponseTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopic, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1925,12 +1820,16 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
         for _ in range(count3):
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponsePartition_v5(buf, pos)
             f_partitions.append(item4)
-    return _OffsetFetchResponse_OffsetFetchResponseTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopic, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -2010,7 +1909,10 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchResponse_OffsetFetchResponseTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
@@ -2187,8 +2089,9 @@ def _write_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
 def _read_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartitions, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartitions)
     try:
-        f_partition_index, f_committed_offset, f_committed_leader_epoch = (
+        o.partition_index, o.committed_offset, o.committed_leader_epoch = (
             _ST_int32_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -2225,7 +2128,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
             raise bad_utf8("OffsetFetchResponsePartitions.metadata", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetFetchResponsePartitions.error_code", 2),), pos, len(buf) - pos
@@ -2270,14 +2173,9 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchResponse_OffsetFetchResponsePartitions(
-        f_partition_index,
-        f_committed_offset,
-        f_committed_leader_epoch,
-        f_metadata,
-        f_error_code,
-        unknown,
-    ), pos
+    o.metadata = f_metadata
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
@@ -2309,6 +2207,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
 def _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopics, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopics)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -2388,7 +2287,10 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchResponse_OffsetFetchResponseTopics(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
@@ -2427,6 +2329,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
 def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseGroup, int]:
+    o = new_instance(_OffsetFetchResponse_OffsetFetchResponseGroup)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -2468,7 +2371,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(buf, pos)
             f_topics.append(item4)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetFetchResponseGroup.error_code", 2),), pos, len(buf) - pos
@@ -2513,9 +2416,10 @@ def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetFetchResponse_OffsetFetchResponseGroup(
-        f_group_id, f_topics, f_error_code, unknown
-    ), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
@@ -2553,6 +2457,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
 
 
 def _read_OffsetFetchResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+    o = new_instance(OffsetFetchResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2568,10 +2473,16 @@ def _read_OffsetFetchResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetFetch
         for _ in range(count1):
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos)
             f_topics.append(item2)
-    return OffsetFetchResponse(0, f_topics, 0, [], ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.error_code = 0
+    o.groups = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+    o = new_instance(OffsetFetchResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2588,16 +2499,21 @@ def _read_OffsetFetchResponse_v2(buf: memoryview, pos: int) -> tuple[OffsetFetch
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
-    return OffsetFetchResponse(0, f_topics, f_error_code, [], ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.groups = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+    o = new_instance(OffsetFetchResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2617,16 +2533,20 @@ def _read_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetch
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
-    return OffsetFetchResponse(f_throttle_time_ms, f_topics, f_error_code, [], ()), pos
+    o.topics = f_topics
+    o.groups = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+    o = new_instance(OffsetFetchResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2646,16 +2566,20 @@ def _read_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetch
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(buf, pos)
             f_topics.append(item2)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
-    return OffsetFetchResponse(f_throttle_time_ms, f_topics, f_error_code, [], ()), pos
+    o.topics = f_topics
+    o.groups = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+    o = new_instance(OffsetFetchResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2678,7 +2602,7 @@ def _read_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetch
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(buf, pos)
             f_topics.append(item2)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -2713,12 +2637,16 @@ def _read_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetch
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetFetchResponse(f_throttle_time_ms, f_topics, f_error_code, [], unknown), pos
+    o.topics = f_topics
+    o.groups = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_OffsetFetchResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+    o = new_instance(OffsetFetchResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2771,7 +2699,11 @@ def _read_OffsetFetchResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetFetch
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetFetchResponse(f_throttle_time_ms, [], 0, f_groups, unknown), pos
+    o.topics = []
+    o.error_code = 0
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetFetchResponse_v0(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -2951,247 +2883,385 @@ def _write_OffsetFetchResponse_v9(o: OffsetFetchResponse, out: bytearray) -> Non
         out.append(0)
 
 
-_OffsetFetchRequest_OffsetFetchRequestTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndexes",
-        "partition_indexes",
-        "[]int32",
-        (0, 7),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_OffsetFetchRequest_OffsetFetchRequestTopics.FIELDS = (
-    FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndexes",
-        "partition_indexes",
-        "[]int32",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_OffsetFetchRequest_OffsetFetchRequestGroup.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MemberId", "member_id", "string", (9, 32767), (9, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberEpoch", "member_epoch", "int32", (9, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetFetchRequestTopics",
-        (8, 32767),
-        (8, 32767),
-        (1, 0),
-        None,
-        _OffsetFetchRequest_OffsetFetchRequestTopics,
-        False,
-    ),
-)
-OffsetFetchRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 7), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetFetchRequestTopic",
-        (0, 7),
-        (2, 7),
-        (1, 0),
-        None,
-        _OffsetFetchRequest_OffsetFetchRequestTopic,
-        False,
-    ),
-    FieldInfo(
-        "Groups",
-        "groups",
-        "[]OffsetFetchRequestGroup",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetFetchRequest_OffsetFetchRequestGroup,
-        False,
-    ),
-    FieldInfo(
-        "RequireStable", "require_stable", "bool", (7, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-OffsetFetchRequest._READERS = (
-    _read_OffsetFetchRequest_v0,
-    _read_OffsetFetchRequest_v0,
-    _read_OffsetFetchRequest_v2,
-    _read_OffsetFetchRequest_v2,
-    _read_OffsetFetchRequest_v2,
-    _read_OffsetFetchRequest_v2,
-    _read_OffsetFetchRequest_v6,
-    _read_OffsetFetchRequest_v7,
-    _read_OffsetFetchRequest_v8,
-    _read_OffsetFetchRequest_v9,
-)
-OffsetFetchRequest._WRITERS = (
-    _write_OffsetFetchRequest_v0,
-    _write_OffsetFetchRequest_v1,
-    _write_OffsetFetchRequest_v2,
-    _write_OffsetFetchRequest_v3,
-    _write_OffsetFetchRequest_v4,
-    _write_OffsetFetchRequest_v5,
-    _write_OffsetFetchRequest_v6,
-    _write_OffsetFetchRequest_v7,
-    _write_OffsetFetchRequest_v8,
-    _write_OffsetFetchRequest_v9,
-)
+@dataclass(slots=True)
+class _OffsetFetchRequest_OffsetFetchRequestTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndexes",
+            "partition_indexes",
+            "[]int32",
+            (0, 7),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_indexes: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_OffsetFetchResponse_OffsetFetchResponsePartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 7), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CommittedOffset", "committed_offset", "int64", (0, 7), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CommittedLeaderEpoch",
-        "committed_leader_epoch",
-        "int32",
-        (5, 7),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Metadata", "metadata", "string", (0, 7), (0, 7), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 7), (1, 0), (1, 0), None, None, False),
-)
-_OffsetFetchResponse_OffsetFetchResponseTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OffsetFetchResponsePartition",
-        (0, 7),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetFetchResponse_OffsetFetchResponsePartition,
-        False,
-    ),
-)
-_OffsetFetchResponse_OffsetFetchResponsePartitions.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (8, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CommittedOffset",
-        "committed_offset",
-        "int64",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CommittedLeaderEpoch",
-        "committed_leader_epoch",
-        "int32",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Metadata", "metadata", "string", (8, 32767), (8, 32767), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False),
-)
-_OffsetFetchResponse_OffsetFetchResponseTopics.FIELDS = (
-    FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OffsetFetchResponsePartitions",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetFetchResponse_OffsetFetchResponsePartitions,
-        False,
-    ),
-)
-_OffsetFetchResponse_OffsetFetchResponseGroup.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetFetchResponseTopics",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetFetchResponse_OffsetFetchResponseTopics,
-        False,
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False),
-)
-OffsetFetchResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetFetchResponseTopic",
-        (0, 7),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetFetchResponse_OffsetFetchResponseTopic,
-        False,
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (2, 7), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Groups",
-        "groups",
-        "[]OffsetFetchResponseGroup",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetFetchResponse_OffsetFetchResponseGroup,
-        False,
-    ),
-)
-OffsetFetchResponse._READERS = (
-    _read_OffsetFetchResponse_v0,
-    _read_OffsetFetchResponse_v0,
-    _read_OffsetFetchResponse_v2,
-    _read_OffsetFetchResponse_v3,
-    _read_OffsetFetchResponse_v3,
-    _read_OffsetFetchResponse_v5,
-    _read_OffsetFetchResponse_v6,
-    _read_OffsetFetchResponse_v6,
-    _read_OffsetFetchResponse_v8,
-    _read_OffsetFetchResponse_v8,
-)
-OffsetFetchResponse._WRITERS = (
-    _write_OffsetFetchResponse_v0,
-    _write_OffsetFetchResponse_v1,
-    _write_OffsetFetchResponse_v2,
-    _write_OffsetFetchResponse_v3,
-    _write_OffsetFetchResponse_v4,
-    _write_OffsetFetchResponse_v5,
-    _write_OffsetFetchResponse_v6,
-    _write_OffsetFetchResponse_v7,
-    _write_OffsetFetchResponse_v8,
-    _write_OffsetFetchResponse_v9,
-)
+
+@dataclass(slots=True)
+class _OffsetFetchRequest_OffsetFetchRequestTopics:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndexes",
+            "partition_indexes",
+            "[]int32",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_indexes: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetFetchRequest_OffsetFetchRequestGroup:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MemberId", "member_id", "string", (9, 32767), (9, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MemberEpoch", "member_epoch", "int32", (9, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetFetchRequestTopics",
+            (8, 32767),
+            (8, 32767),
+            (1, 0),
+            None,
+            _OffsetFetchRequest_OffsetFetchRequestTopics,
+            False,
+        ),
+    )
+    group_id: GroupId = ""
+    member_id: str | None = None
+    member_epoch: int = -1
+    topics: list[_OffsetFetchRequest_OffsetFetchRequestTopics] | None = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class OffsetFetchRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 7), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetFetchRequestTopic",
+            (0, 7),
+            (2, 7),
+            (1, 0),
+            None,
+            _OffsetFetchRequest_OffsetFetchRequestTopic,
+            False,
+        ),
+        FieldInfo(
+            "Groups",
+            "groups",
+            "[]OffsetFetchRequestGroup",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetFetchRequest_OffsetFetchRequestGroup,
+            False,
+        ),
+        FieldInfo(
+            "RequireStable", "require_stable", "bool", (7, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_OffsetFetchRequest_v0,
+        _read_OffsetFetchRequest_v0,
+        _read_OffsetFetchRequest_v2,
+        _read_OffsetFetchRequest_v2,
+        _read_OffsetFetchRequest_v2,
+        _read_OffsetFetchRequest_v2,
+        _read_OffsetFetchRequest_v6,
+        _read_OffsetFetchRequest_v7,
+        _read_OffsetFetchRequest_v8,
+        _read_OffsetFetchRequest_v9,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_OffsetFetchRequest_v0,
+        _write_OffsetFetchRequest_v1,
+        _write_OffsetFetchRequest_v2,
+        _write_OffsetFetchRequest_v3,
+        _write_OffsetFetchRequest_v4,
+        _write_OffsetFetchRequest_v5,
+        _write_OffsetFetchRequest_v6,
+        _write_OffsetFetchRequest_v7,
+        _write_OffsetFetchRequest_v8,
+        _write_OffsetFetchRequest_v9,
+    )
+    NAME: ClassVar[str] = "OffsetFetchRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 9
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    OffsetFetchRequestTopic = _OffsetFetchRequest_OffsetFetchRequestTopic
+    OffsetFetchRequestGroup = _OffsetFetchRequest_OffsetFetchRequestGroup
+    OffsetFetchRequestTopics = _OffsetFetchRequest_OffsetFetchRequestTopics
+    group_id: GroupId = ""
+    topics: list[_OffsetFetchRequest_OffsetFetchRequestTopic] | None = field(default_factory=list)
+    groups: list[_OffsetFetchRequest_OffsetFetchRequestGroup] = field(default_factory=list)
+    require_stable: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetFetchResponse_OffsetFetchResponsePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex", "partition_index", "int32", (0, 7), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CommittedOffset",
+            "committed_offset",
+            "int64",
+            (0, 7),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedLeaderEpoch",
+            "committed_leader_epoch",
+            "int32",
+            (5, 7),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Metadata", "metadata", "string", (0, 7), (0, 7), (1, 0), None, None, False),
+        FieldInfo("ErrorCode", "error_code", "int16", (0, 7), (1, 0), (1, 0), None, None, False),
+    )
+    partition_index: int = 0
+    committed_offset: int = 0
+    committed_leader_epoch: int = -1
+    metadata: str | None = ""
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetFetchResponse_OffsetFetchResponseTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OffsetFetchResponsePartition",
+            (0, 7),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetFetchResponse_OffsetFetchResponsePartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetFetchResponse_OffsetFetchResponsePartitions:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedOffset",
+            "committed_offset",
+            "int64",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedLeaderEpoch",
+            "committed_leader_epoch",
+            "int32",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Metadata", "metadata", "string", (8, 32767), (8, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    committed_offset: int = 0
+    committed_leader_epoch: int = -1
+    metadata: str | None = ""
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetFetchResponse_OffsetFetchResponseTopics:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OffsetFetchResponsePartitions",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetFetchResponse_OffsetFetchResponsePartitions,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartitions] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetFetchResponse_OffsetFetchResponseGroup:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetFetchResponseTopics",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetFetchResponse_OffsetFetchResponseTopics,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    group_id: GroupId = ""
+    topics: list[_OffsetFetchResponse_OffsetFetchResponseTopics] = field(default_factory=list)
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class OffsetFetchResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetFetchResponseTopic",
+            (0, 7),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetFetchResponse_OffsetFetchResponseTopic,
+            False,
+        ),
+        FieldInfo("ErrorCode", "error_code", "int16", (2, 7), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Groups",
+            "groups",
+            "[]OffsetFetchResponseGroup",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetFetchResponse_OffsetFetchResponseGroup,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_OffsetFetchResponse_v0,
+        _read_OffsetFetchResponse_v0,
+        _read_OffsetFetchResponse_v2,
+        _read_OffsetFetchResponse_v3,
+        _read_OffsetFetchResponse_v3,
+        _read_OffsetFetchResponse_v5,
+        _read_OffsetFetchResponse_v6,
+        _read_OffsetFetchResponse_v6,
+        _read_OffsetFetchResponse_v8,
+        _read_OffsetFetchResponse_v8,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_OffsetFetchResponse_v0,
+        _write_OffsetFetchResponse_v1,
+        _write_OffsetFetchResponse_v2,
+        _write_OffsetFetchResponse_v3,
+        _write_OffsetFetchResponse_v4,
+        _write_OffsetFetchResponse_v5,
+        _write_OffsetFetchResponse_v6,
+        _write_OffsetFetchResponse_v7,
+        _write_OffsetFetchResponse_v8,
+        _write_OffsetFetchResponse_v9,
+    )
+    NAME: ClassVar[str] = "OffsetFetchResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 9
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 9
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    OffsetFetchResponseTopic = _OffsetFetchResponse_OffsetFetchResponseTopic
+    OffsetFetchResponsePartition = _OffsetFetchResponse_OffsetFetchResponsePartition
+    OffsetFetchResponseGroup = _OffsetFetchResponse_OffsetFetchResponseGroup
+    OffsetFetchResponseTopics = _OffsetFetchResponse_OffsetFetchResponseTopics
+    OffsetFetchResponsePartitions = _OffsetFetchResponse_OffsetFetchResponsePartitions
+    throttle_time_ms: int = 0
+    topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic] = field(default_factory=list)
+    error_code: int = 0
+    groups: list[_OffsetFetchResponse_OffsetFetchResponseGroup] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,126 +47,35 @@ _ST_int32_int32_int32 = Struct(">iii")
 _ST_int64 = Struct(">q")
 
 
-@dataclass(slots=True)
-class _OffsetForLeaderEpochRequest_OffsetForLeaderPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    current_leader_epoch: int = -1
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetForLeaderEpochRequest_OffsetForLeaderPartition.__qualname__ = (
-    "OffsetForLeaderEpochRequest.OffsetForLeaderPartition"
-)
-
-
-@dataclass(slots=True)
-class _OffsetForLeaderEpochRequest_OffsetForLeaderTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partitions: list[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetForLeaderEpochRequest_OffsetForLeaderTopic.__qualname__ = (
-    "OffsetForLeaderEpochRequest.OffsetForLeaderTopic"
-)
-
-
-@dataclass(slots=True)
-class OffsetForLeaderEpochRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetForLeaderEpochRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 23
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetForLeaderTopic = _OffsetForLeaderEpochRequest_OffsetForLeaderTopic
-    OffsetForLeaderPartition = _OffsetForLeaderEpochRequest_OffsetForLeaderPartition
-    replica_id: BrokerId = -2
-    topics: list[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _OffsetForLeaderEpochResponse_EpochEndOffset:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    partition: int = 0
-    leader_epoch: int = -1
-    end_offset: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetForLeaderEpochResponse_EpochEndOffset.__qualname__ = (
-    "OffsetForLeaderEpochResponse.EpochEndOffset"
-)
-
-
-@dataclass(slots=True)
-class _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partitions: list[_OffsetForLeaderEpochResponse_EpochEndOffset] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.__qualname__ = (
-    "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult"
-)
-
-
-@dataclass(slots=True)
-class OffsetForLeaderEpochResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "OffsetForLeaderEpochResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 23
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    OffsetForLeaderTopicResult = _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult
-    EpochEndOffset = _OffsetForLeaderEpochResponse_EpochEndOffset
-    throttle_time_ms: int = 0
-    topics: list[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, int]:
+    o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderPartition)
     try:
-        (f_partition,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetForLeaderPartition.partition", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
     try:
-        (f_leader_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.leader_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("OffsetForLeaderPartition.leader_epoch", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _OffsetForLeaderEpochRequest_OffsetForLeaderPartition(
-        f_partition, -1, f_leader_epoch, ()
-    ), pos
+    o.current_leader_epoch = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v2(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, int]:
+    o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderPartition)
     try:
-        f_partition, f_current_leader_epoch, f_leader_epoch = _ST_int32_int32_int32.unpack_from(
+        o.partition, o.current_leader_epoch, o.leader_epoch = _ST_int32_int32_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -179,16 +89,16 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v2(
             len(buf) - pos,
         ) from None
     pos += 12
-    return _OffsetForLeaderEpochRequest_OffsetForLeaderPartition(
-        f_partition, f_current_leader_epoch, f_leader_epoch, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, int]:
+    o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderPartition)
     try:
-        f_partition, f_current_leader_epoch, f_leader_epoch = _ST_int32_int32_int32.unpack_from(
+        o.partition, o.current_leader_epoch, o.leader_epoch = _ST_int32_int32_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -241,9 +151,8 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetForLeaderEpochRequest_OffsetForLeaderPartition(
-        f_partition, f_current_leader_epoch, f_leader_epoch, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v0(
@@ -293,6 +202,7 @@ def _write_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, int]:
+    o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -327,12 +237,16 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _OffsetForLeaderEpochRequest_OffsetForLeaderTopic(f_topic, f_partitions, ()), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, int]:
+    o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -367,12 +281,16 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v2(buf, pos)
             f_partitions.append(item4)
-    return _OffsetForLeaderEpochRequest_OffsetForLeaderTopic(f_topic, f_partitions, ()), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, int]:
+    o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -448,7 +366,10 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetForLeaderEpochRequest_OffsetForLeaderTopic(f_topic, f_partitions, unknown), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
@@ -579,6 +500,7 @@ def _write_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
 def _read_OffsetForLeaderEpochRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
+    o = new_instance(OffsetForLeaderEpochRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -594,12 +516,16 @@ def _read_OffsetForLeaderEpochRequest_v0(
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(buf, pos)
             f_topics.append(item2)
-    return OffsetForLeaderEpochRequest(-2, f_topics, ()), pos
+    o.replica_id = -2
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
+    o = new_instance(OffsetForLeaderEpochRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -615,14 +541,18 @@ def _read_OffsetForLeaderEpochRequest_v2(
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(buf, pos)
             f_topics.append(item2)
-    return OffsetForLeaderEpochRequest(-2, f_topics, ()), pos
+    o.replica_id = -2
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
+    o = new_instance(OffsetForLeaderEpochRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -641,14 +571,17 @@ def _read_OffsetForLeaderEpochRequest_v3(
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(buf, pos)
             f_topics.append(item2)
-    return OffsetForLeaderEpochRequest(f_replica_id, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_v4(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
+    o = new_instance(OffsetForLeaderEpochRequest)
     try:
-        (f_replica_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -701,7 +634,9 @@ def _read_OffsetForLeaderEpochRequest_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetForLeaderEpochRequest(f_replica_id, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetForLeaderEpochRequest_v0(o: OffsetForLeaderEpochRequest, out: bytearray) -> None:
@@ -775,28 +710,30 @@ def _write_OffsetForLeaderEpochRequest_v4(o: OffsetForLeaderEpochRequest, out: b
 def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_EpochEndOffset, int]:
+    o = new_instance(_OffsetForLeaderEpochResponse_EpochEndOffset)
     try:
-        f_error_code, f_partition = _ST_int16_int32.unpack_from(buf, pos)
+        o.error_code, o.partition = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("EpochEndOffset.error_code", 2), ("EpochEndOffset.partition", 4)), pos, len(buf) - pos
         ) from None
     pos += 6
     try:
-        (f_end_offset,) = _ST_int64.unpack_from(buf, pos)
+        (o.end_offset,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("EpochEndOffset.end_offset", 8),), pos, len(buf) - pos) from None
     pos += 8
-    return _OffsetForLeaderEpochResponse_EpochEndOffset(
-        f_error_code, f_partition, -1, f_end_offset, ()
-    ), pos
+    o.leader_epoch = -1
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v1(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_EpochEndOffset, int]:
+    o = new_instance(_OffsetForLeaderEpochResponse_EpochEndOffset)
     try:
-        f_error_code, f_partition, f_leader_epoch, f_end_offset = (
+        o.error_code, o.partition, o.leader_epoch, o.end_offset = (
             _ST_int16_int32_int32_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -811,16 +748,16 @@ def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v1(
             len(buf) - pos,
         ) from None
     pos += 18
-    return _OffsetForLeaderEpochResponse_EpochEndOffset(
-        f_error_code, f_partition, f_leader_epoch, f_end_offset, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v4(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_EpochEndOffset, int]:
+    o = new_instance(_OffsetForLeaderEpochResponse_EpochEndOffset)
     try:
-        f_error_code, f_partition, f_leader_epoch, f_end_offset = (
+        o.error_code, o.partition, o.leader_epoch, o.end_offset = (
             _ST_int16_int32_int32_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -866,9 +803,8 @@ def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetForLeaderEpochResponse_EpochEndOffset(
-        f_error_code, f_partition, f_leader_epoch, f_end_offset, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetForLeaderEpochResponse_EpochEndOffset_v0(
@@ -917,6 +853,7 @@ def _write_OffsetForLeaderEpochResponse_EpochEndOffset_v4(
 def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, int]:
+    o = new_instance(_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -951,12 +888,16 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochResponse_EpochEndOffset_v0(buf, pos)
             f_partitions.append(item4)
-    return _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult(f_topic, f_partitions, ()), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, int]:
+    o = new_instance(_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -991,12 +932,16 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochResponse_EpochEndOffset_v1(buf, pos)
             f_partitions.append(item4)
-    return _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult(f_topic, f_partitions, ()), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
     buf: memoryview, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, int]:
+    o = new_instance(_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1076,9 +1021,10 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult(
-        f_topic, f_partitions, unknown
-    ), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
@@ -1209,6 +1155,7 @@ def _write_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
 def _read_OffsetForLeaderEpochResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
+    o = new_instance(OffsetForLeaderEpochResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1224,12 +1171,16 @@ def _read_OffsetForLeaderEpochResponse_v0(
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(buf, pos)
             f_topics.append(item2)
-    return OffsetForLeaderEpochResponse(0, f_topics, ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
+    o = new_instance(OffsetForLeaderEpochResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1245,14 +1196,18 @@ def _read_OffsetForLeaderEpochResponse_v1(
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(buf, pos)
             f_topics.append(item2)
-    return OffsetForLeaderEpochResponse(0, f_topics, ()), pos
+    o.throttle_time_ms = 0
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
+    o = new_instance(OffsetForLeaderEpochResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1271,14 +1226,17 @@ def _read_OffsetForLeaderEpochResponse_v2(
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(buf, pos)
             f_topics.append(item2)
-    return OffsetForLeaderEpochResponse(f_throttle_time_ms, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_v4(
     buf: memoryview, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
+    o = new_instance(OffsetForLeaderEpochResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1331,7 +1289,9 @@ def _read_OffsetForLeaderEpochResponse_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return OffsetForLeaderEpochResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_OffsetForLeaderEpochResponse_v0(o: OffsetForLeaderEpochResponse, out: bytearray) -> None:
@@ -1403,115 +1363,193 @@ def _write_OffsetForLeaderEpochResponse_v4(o: OffsetForLeaderEpochResponse, out:
         out.append(0)
 
 
-_OffsetForLeaderEpochRequest_OffsetForLeaderPartition.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "CurrentLeaderEpoch",
-        "current_leader_epoch",
-        "int32",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_OffsetForLeaderEpochRequest_OffsetForLeaderTopic.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]OffsetForLeaderPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetForLeaderEpochRequest_OffsetForLeaderPartition,
-        False,
-    ),
-)
-OffsetForLeaderEpochRequest.FIELDS = (
-    FieldInfo("ReplicaId", "replica_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetForLeaderTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetForLeaderEpochRequest_OffsetForLeaderTopic,
-        False,
-    ),
-)
-OffsetForLeaderEpochRequest._READERS = (
-    _read_OffsetForLeaderEpochRequest_v0,
-    _read_OffsetForLeaderEpochRequest_v0,
-    _read_OffsetForLeaderEpochRequest_v2,
-    _read_OffsetForLeaderEpochRequest_v3,
-    _read_OffsetForLeaderEpochRequest_v4,
-)
-OffsetForLeaderEpochRequest._WRITERS = (
-    _write_OffsetForLeaderEpochRequest_v0,
-    _write_OffsetForLeaderEpochRequest_v1,
-    _write_OffsetForLeaderEpochRequest_v2,
-    _write_OffsetForLeaderEpochRequest_v3,
-    _write_OffsetForLeaderEpochRequest_v4,
-)
+@dataclass(slots=True)
+class _OffsetForLeaderEpochRequest_OffsetForLeaderPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "CurrentLeaderEpoch",
+            "current_leader_epoch",
+            "int32",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition: int = 0
+    current_leader_epoch: int = -1
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_OffsetForLeaderEpochResponse_EpochEndOffset.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]EpochEndOffset",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetForLeaderEpochResponse_EpochEndOffset,
-        False,
-    ),
-)
-OffsetForLeaderEpochResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]OffsetForLeaderTopicResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult,
-        False,
-    ),
-)
-OffsetForLeaderEpochResponse._READERS = (
-    _read_OffsetForLeaderEpochResponse_v0,
-    _read_OffsetForLeaderEpochResponse_v1,
-    _read_OffsetForLeaderEpochResponse_v2,
-    _read_OffsetForLeaderEpochResponse_v2,
-    _read_OffsetForLeaderEpochResponse_v4,
-)
-OffsetForLeaderEpochResponse._WRITERS = (
-    _write_OffsetForLeaderEpochResponse_v0,
-    _write_OffsetForLeaderEpochResponse_v1,
-    _write_OffsetForLeaderEpochResponse_v2,
-    _write_OffsetForLeaderEpochResponse_v3,
-    _write_OffsetForLeaderEpochResponse_v4,
-)
+
+@dataclass(slots=True)
+class _OffsetForLeaderEpochRequest_OffsetForLeaderTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]OffsetForLeaderPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetForLeaderEpochRequest_OffsetForLeaderPartition,
+            False,
+        ),
+    )
+    topic: TopicName = ""
+    partitions: list[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class OffsetForLeaderEpochRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ReplicaId", "replica_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetForLeaderTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetForLeaderEpochRequest_OffsetForLeaderTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_OffsetForLeaderEpochRequest_v0,
+        _read_OffsetForLeaderEpochRequest_v0,
+        _read_OffsetForLeaderEpochRequest_v2,
+        _read_OffsetForLeaderEpochRequest_v3,
+        _read_OffsetForLeaderEpochRequest_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_OffsetForLeaderEpochRequest_v0,
+        _write_OffsetForLeaderEpochRequest_v1,
+        _write_OffsetForLeaderEpochRequest_v2,
+        _write_OffsetForLeaderEpochRequest_v3,
+        _write_OffsetForLeaderEpochRequest_v4,
+    )
+    NAME: ClassVar[str] = "OffsetForLeaderEpochRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 23
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    OffsetForLeaderTopic = _OffsetForLeaderEpochRequest_OffsetForLeaderTopic
+    OffsetForLeaderPartition = _OffsetForLeaderEpochRequest_OffsetForLeaderPartition
+    replica_id: BrokerId = -2
+    topics: list[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetForLeaderEpochResponse_EpochEndOffset:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    error_code: int = 0
+    partition: int = 0
+    leader_epoch: int = -1
+    end_offset: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]EpochEndOffset",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetForLeaderEpochResponse_EpochEndOffset,
+            False,
+        ),
+    )
+    topic: TopicName = ""
+    partitions: list[_OffsetForLeaderEpochResponse_EpochEndOffset] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class OffsetForLeaderEpochResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]OffsetForLeaderTopicResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_OffsetForLeaderEpochResponse_v0,
+        _read_OffsetForLeaderEpochResponse_v1,
+        _read_OffsetForLeaderEpochResponse_v2,
+        _read_OffsetForLeaderEpochResponse_v2,
+        _read_OffsetForLeaderEpochResponse_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_OffsetForLeaderEpochResponse_v0,
+        _write_OffsetForLeaderEpochResponse_v1,
+        _write_OffsetForLeaderEpochResponse_v2,
+        _write_OffsetForLeaderEpochResponse_v3,
+        _write_OffsetForLeaderEpochResponse_v4,
+    )
+    NAME: ClassVar[str] = "OffsetForLeaderEpochResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 23
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    OffsetForLeaderTopicResult = _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult
+    EpochEndOffset = _OffsetForLeaderEpochResponse_EpochEndOffset
+    throttle_time_ms: int = 0
+    topics: list[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

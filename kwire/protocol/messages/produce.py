@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -47,142 +48,12 @@ _ST_int32_int16_int64_int64_int64 = Struct(">ihqqq")
 _ST_int32_int32 = Struct(">ii")
 
 
-@dataclass(slots=True)
-class _ProduceRequest_PartitionProduceData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    index: int = 0
-    records: bytes | memoryview | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ProduceRequest_PartitionProduceData.__qualname__ = "ProduceRequest.PartitionProduceData"
-
-
-@dataclass(slots=True)
-class _ProduceRequest_TopicProduceData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_data: list[_ProduceRequest_PartitionProduceData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ProduceRequest_TopicProduceData.__qualname__ = "ProduceRequest.TopicProduceData"
-
-
-@dataclass(slots=True)
-class ProduceRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ProduceRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 0
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 11
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicProduceData = _ProduceRequest_TopicProduceData
-    PartitionProduceData = _ProduceRequest_PartitionProduceData
-    transactional_id: TransactionalId | None = None
-    acks: int = 0
-    timeout_ms: int = 0
-    topic_data: list[_ProduceRequest_TopicProduceData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ProduceResponse_BatchIndexAndErrorMessage:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    batch_index: int = 0
-    batch_index_error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ProduceResponse_BatchIndexAndErrorMessage.__qualname__ = (
-    "ProduceResponse.BatchIndexAndErrorMessage"
-)
-
-
-@dataclass(slots=True)
-class _ProduceResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    leader_id: BrokerId = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ProduceResponse_LeaderIdAndEpoch.__qualname__ = "ProduceResponse.LeaderIdAndEpoch"
-
-
-@dataclass(slots=True)
-class _ProduceResponse_PartitionProduceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    index: int = 0
-    error_code: int = 0
-    base_offset: int = 0
-    log_append_time_ms: int = -1
-    log_start_offset: int = -1
-    record_errors: list[_ProduceResponse_BatchIndexAndErrorMessage] = field(default_factory=list)
-    error_message: str | None = None
-    current_leader: _ProduceResponse_LeaderIdAndEpoch = field(
-        default_factory=_ProduceResponse_LeaderIdAndEpoch
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ProduceResponse_PartitionProduceResponse.__qualname__ = "ProduceResponse.PartitionProduceResponse"
-
-
-@dataclass(slots=True)
-class _ProduceResponse_TopicProduceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_responses: list[_ProduceResponse_PartitionProduceResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ProduceResponse_TopicProduceResponse.__qualname__ = "ProduceResponse.TopicProduceResponse"
-
-
-@dataclass(slots=True)
-class _ProduceResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ProduceResponse_NodeEndpoint.__qualname__ = "ProduceResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class ProduceResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ProduceResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 0
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 11
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
-    TopicProduceResponse = _ProduceResponse_TopicProduceResponse
-    PartitionProduceResponse = _ProduceResponse_PartitionProduceResponse
-    BatchIndexAndErrorMessage = _ProduceResponse_BatchIndexAndErrorMessage
-    LeaderIdAndEpoch = _ProduceResponse_LeaderIdAndEpoch
-    NodeEndpoint = _ProduceResponse_NodeEndpoint
-    responses: list[_ProduceResponse_TopicProduceResponse] = field(default_factory=list)
-    throttle_time_ms: int = 0
-    node_endpoints: list[_ProduceResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ProduceRequest_PartitionProduceData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceRequest_PartitionProduceData, int]:
+    o = new_instance(_ProduceRequest_PartitionProduceData)
     try:
-        (f_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionProduceData.index", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -200,14 +71,17 @@ def _read_ProduceRequest_PartitionProduceData_v0(
             raise too_short("PartitionProduceData.records", pos, n1, len(buf) - pos)
         f_records = buf[pos:end2]
         pos = end2
-    return _ProduceRequest_PartitionProduceData(f_index, f_records, ()), pos
+    o.records = f_records
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceRequest_PartitionProduceData_v9(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceRequest_PartitionProduceData, int]:
+    o = new_instance(_ProduceRequest_PartitionProduceData)
     try:
-        (f_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("PartitionProduceData.index", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -263,7 +137,9 @@ def _read_ProduceRequest_PartitionProduceData_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceRequest_PartitionProduceData(f_index, f_records, unknown), pos
+    o.records = f_records
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceRequest_PartitionProduceData_v0(
@@ -415,6 +291,7 @@ def _write_ProduceRequest_PartitionProduceData_v9(
 def _read_ProduceRequest_TopicProduceData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceRequest_TopicProduceData, int]:
+    o = new_instance(_ProduceRequest_TopicProduceData)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -449,12 +326,16 @@ def _read_ProduceRequest_TopicProduceData_v0(
         for _ in range(count3):
             item4, pos = _read_ProduceRequest_PartitionProduceData_v0(buf, pos)
             f_partition_data.append(item4)
-    return _ProduceRequest_TopicProduceData(f_name, f_partition_data, ()), pos
+    o.name = f_name
+    o.partition_data = f_partition_data
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceRequest_TopicProduceData_v9(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceRequest_TopicProduceData, int]:
+    o = new_instance(_ProduceRequest_TopicProduceData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -526,7 +407,10 @@ def _read_ProduceRequest_TopicProduceData_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceRequest_TopicProduceData(f_name, f_partition_data, unknown), pos
+    o.name = f_name
+    o.partition_data = f_partition_data
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceRequest_TopicProduceData_v0(
@@ -770,8 +654,9 @@ def _write_ProduceRequest_TopicProduceData_v9(
 
 
 def _read_ProduceRequest_v0(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
+    o = new_instance(ProduceRequest)
     try:
-        f_acks, f_timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
+        o.acks, o.timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("acks", 2), ("timeout_ms", 4)), pos, len(buf) - pos) from None
     pos += 6
@@ -790,10 +675,14 @@ def _read_ProduceRequest_v0(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
         for _ in range(count1):
             item2, pos = _read_ProduceRequest_TopicProduceData_v0(buf, pos)
             f_topic_data.append(item2)
-    return ProduceRequest(None, f_acks, f_timeout_ms, f_topic_data, ()), pos
+    o.transactional_id = None
+    o.topic_data = f_topic_data
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceRequest_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
+    o = new_instance(ProduceRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -814,7 +703,7 @@ def _read_ProduceRequest_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        f_acks, f_timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
+        o.acks, o.timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("acks", 2), ("timeout_ms", 4)), pos, len(buf) - pos) from None
     pos += 6
@@ -833,10 +722,14 @@ def _read_ProduceRequest_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
         for _ in range(count3):
             item4, pos = _read_ProduceRequest_TopicProduceData_v0(buf, pos)
             f_topic_data.append(item4)
-    return ProduceRequest(f_transactional_id, f_acks, f_timeout_ms, f_topic_data, ()), pos
+    o.transactional_id = f_transactional_id
+    o.topic_data = f_topic_data
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceRequest_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
+    o = new_instance(ProduceRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -860,7 +753,7 @@ def _read_ProduceRequest_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        f_acks, f_timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
+        o.acks, o.timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("acks", 2), ("timeout_ms", 4)), pos, len(buf) - pos) from None
     pos += 6
@@ -913,7 +806,10 @@ def _read_ProduceRequest_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ProduceRequest(f_transactional_id, f_acks, f_timeout_ms, f_topic_data, unknown), pos
+    o.transactional_id = f_transactional_id
+    o.topic_data = f_topic_data
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceRequest_v0(o: ProduceRequest, out: bytearray) -> None:
@@ -1128,8 +1024,9 @@ def _write_ProduceRequest_v9(o: ProduceRequest, out: bytearray) -> None:
 def _read_ProduceResponse_BatchIndexAndErrorMessage_v8(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_BatchIndexAndErrorMessage, int]:
+    o = new_instance(_ProduceResponse_BatchIndexAndErrorMessage)
     try:
-        (f_batch_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.batch_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("BatchIndexAndErrorMessage.batch_index", 4),), pos, len(buf) - pos
@@ -1158,16 +1055,17 @@ def _read_ProduceResponse_BatchIndexAndErrorMessage_v8(
         except UnicodeDecodeError:
             raise bad_utf8("BatchIndexAndErrorMessage.batch_index_error_message", pos) from None
         pos = end2
-    return _ProduceResponse_BatchIndexAndErrorMessage(
-        f_batch_index, f_batch_index_error_message, ()
-    ), pos
+    o.batch_index_error_message = f_batch_index_error_message
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_BatchIndexAndErrorMessage_v9(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_BatchIndexAndErrorMessage, int]:
+    o = new_instance(_ProduceResponse_BatchIndexAndErrorMessage)
     try:
-        (f_batch_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.batch_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("BatchIndexAndErrorMessage.batch_index", 4),), pos, len(buf) - pos
@@ -1238,9 +1136,9 @@ def _read_ProduceResponse_BatchIndexAndErrorMessage_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceResponse_BatchIndexAndErrorMessage(
-        f_batch_index, f_batch_index_error_message, unknown
-    ), pos
+    o.batch_index_error_message = f_batch_index_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceResponse_BatchIndexAndErrorMessage_v8(
@@ -1286,8 +1184,9 @@ def _write_ProduceResponse_BatchIndexAndErrorMessage_v9(
 def _read_ProduceResponse_LeaderIdAndEpoch_v10(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_LeaderIdAndEpoch, int]:
+    o = new_instance(_ProduceResponse_LeaderIdAndEpoch)
     try:
-        f_leader_id, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
@@ -1326,7 +1225,8 @@ def _read_ProduceResponse_LeaderIdAndEpoch_v10(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceResponse_LeaderIdAndEpoch(f_leader_id, f_leader_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceResponse_LeaderIdAndEpoch_v10(
@@ -1342,8 +1242,9 @@ def _write_ProduceResponse_LeaderIdAndEpoch_v10(
 def _read_ProduceResponse_PartitionProduceResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
+    o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
-        f_index, f_error_code, f_base_offset = _ST_int32_int16_int64.unpack_from(buf, pos)
+        o.index, o.error_code, o.base_offset = _ST_int32_int16_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1355,24 +1256,21 @@ def _read_ProduceResponse_PartitionProduceResponse_v0(
             len(buf) - pos,
         ) from None
     pos += 14
-    return _ProduceResponse_PartitionProduceResponse(
-        f_index,
-        f_error_code,
-        f_base_offset,
-        -1,
-        -1,
-        [],
-        None,
-        _ProduceResponse_LeaderIdAndEpoch(),
-        (),
-    ), pos
+    o.log_append_time_ms = -1
+    o.log_start_offset = -1
+    o.record_errors = []
+    o.error_message = None
+    o.current_leader = _ProduceResponse_LeaderIdAndEpoch()
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
+    o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
-        f_index, f_error_code, f_base_offset, f_log_append_time_ms = (
+        o.index, o.error_code, o.base_offset, o.log_append_time_ms = (
             _ST_int32_int16_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1387,24 +1285,20 @@ def _read_ProduceResponse_PartitionProduceResponse_v2(
             len(buf) - pos,
         ) from None
     pos += 22
-    return _ProduceResponse_PartitionProduceResponse(
-        f_index,
-        f_error_code,
-        f_base_offset,
-        f_log_append_time_ms,
-        -1,
-        [],
-        None,
-        _ProduceResponse_LeaderIdAndEpoch(),
-        (),
-    ), pos
+    o.log_start_offset = -1
+    o.record_errors = []
+    o.error_message = None
+    o.current_leader = _ProduceResponse_LeaderIdAndEpoch()
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v5(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
+    o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
-        f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = (
+        o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = (
             _ST_int32_int16_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1420,24 +1314,19 @@ def _read_ProduceResponse_PartitionProduceResponse_v5(
             len(buf) - pos,
         ) from None
     pos += 30
-    return _ProduceResponse_PartitionProduceResponse(
-        f_index,
-        f_error_code,
-        f_base_offset,
-        f_log_append_time_ms,
-        f_log_start_offset,
-        [],
-        None,
-        _ProduceResponse_LeaderIdAndEpoch(),
-        (),
-    ), pos
+    o.record_errors = []
+    o.error_message = None
+    o.current_leader = _ProduceResponse_LeaderIdAndEpoch()
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v8(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
+    o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
-        f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = (
+        o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = (
             _ST_int32_int16_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1487,24 +1376,19 @@ def _read_ProduceResponse_PartitionProduceResponse_v8(
         except UnicodeDecodeError:
             raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
         pos = end4
-    return _ProduceResponse_PartitionProduceResponse(
-        f_index,
-        f_error_code,
-        f_base_offset,
-        f_log_append_time_ms,
-        f_log_start_offset,
-        f_record_errors,
-        f_error_message,
-        _ProduceResponse_LeaderIdAndEpoch(),
-        (),
-    ), pos
+    o.record_errors = f_record_errors
+    o.error_message = f_error_message
+    o.current_leader = _ProduceResponse_LeaderIdAndEpoch()
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v9(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
+    o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
-        f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = (
+        o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = (
             _ST_int32_int16_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1599,24 +1483,19 @@ def _read_ProduceResponse_PartitionProduceResponse_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceResponse_PartitionProduceResponse(
-        f_index,
-        f_error_code,
-        f_base_offset,
-        f_log_append_time_ms,
-        f_log_start_offset,
-        f_record_errors,
-        f_error_message,
-        _ProduceResponse_LeaderIdAndEpoch(),
-        unknown,
-    ), pos
+    o.record_errors = f_record_errors
+    o.error_message = f_error_message
+    o.current_leader = _ProduceResponse_LeaderIdAndEpoch()
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v10(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
+    o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
-        f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = (
+        o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = (
             _ST_int32_int16_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -1720,17 +1599,11 @@ def _read_ProduceResponse_PartitionProduceResponse_v10(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceResponse_PartitionProduceResponse(
-        f_index,
-        f_error_code,
-        f_base_offset,
-        f_log_append_time_ms,
-        f_log_start_offset,
-        f_record_errors,
-        f_error_message,
-        f_current_leader,
-        unknown,
-    ), pos
+    o.record_errors = f_record_errors
+    o.error_message = f_error_message
+    o.current_leader = f_current_leader
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceResponse_PartitionProduceResponse_v0(
@@ -1941,6 +1814,7 @@ def _write_ProduceResponse_PartitionProduceResponse_v10(
 def _read_ProduceResponse_TopicProduceResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
+    o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1977,12 +1851,16 @@ def _read_ProduceResponse_TopicProduceResponse_v0(
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v0(buf, pos)
             f_partition_responses.append(item4)
-    return _ProduceResponse_TopicProduceResponse(f_name, f_partition_responses, ()), pos
+    o.name = f_name
+    o.partition_responses = f_partition_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_TopicProduceResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
+    o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2019,12 +1897,16 @@ def _read_ProduceResponse_TopicProduceResponse_v2(
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v2(buf, pos)
             f_partition_responses.append(item4)
-    return _ProduceResponse_TopicProduceResponse(f_name, f_partition_responses, ()), pos
+    o.name = f_name
+    o.partition_responses = f_partition_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_TopicProduceResponse_v5(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
+    o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2061,12 +1943,16 @@ def _read_ProduceResponse_TopicProduceResponse_v5(
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v5(buf, pos)
             f_partition_responses.append(item4)
-    return _ProduceResponse_TopicProduceResponse(f_name, f_partition_responses, ()), pos
+    o.name = f_name
+    o.partition_responses = f_partition_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_TopicProduceResponse_v8(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
+    o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2103,12 +1989,16 @@ def _read_ProduceResponse_TopicProduceResponse_v8(
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v8(buf, pos)
             f_partition_responses.append(item4)
-    return _ProduceResponse_TopicProduceResponse(f_name, f_partition_responses, ()), pos
+    o.name = f_name
+    o.partition_responses = f_partition_responses
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_TopicProduceResponse_v9(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
+    o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -2186,12 +2076,16 @@ def _read_ProduceResponse_TopicProduceResponse_v9(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceResponse_TopicProduceResponse(f_name, f_partition_responses, unknown), pos
+    o.name = f_name
+    o.partition_responses = f_partition_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ProduceResponse_TopicProduceResponse_v10(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
+    o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -2269,7 +2163,10 @@ def _read_ProduceResponse_TopicProduceResponse_v10(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceResponse_TopicProduceResponse(f_name, f_partition_responses, unknown), pos
+    o.name = f_name
+    o.partition_responses = f_partition_responses
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceResponse_TopicProduceResponse_v0(
@@ -2548,8 +2445,9 @@ def _write_ProduceResponse_TopicProduceResponse_v10(
 def _read_ProduceResponse_NodeEndpoint_v10(
     buf: memoryview, pos: int
 ) -> tuple[_ProduceResponse_NodeEndpoint, int]:
+    o = new_instance(_ProduceResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2576,7 +2474,7 @@ def _read_ProduceResponse_NodeEndpoint_v10(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2633,7 +2531,10 @@ def _read_ProduceResponse_NodeEndpoint_v10(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ProduceResponse_NodeEndpoint(f_node_id, f_host, f_port, f_rack, unknown), pos
+    o.host = f_host
+    o.rack = f_rack
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceResponse_NodeEndpoint_v10(
@@ -2674,6 +2575,7 @@ def _write_ProduceResponse_NodeEndpoint_v10(
 
 
 def _read_ProduceResponse_v0(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2689,10 +2591,15 @@ def _read_ProduceResponse_v0(buf: memoryview, pos: int) -> tuple[ProduceResponse
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v0(buf, pos)
             f_responses.append(item2)
-    return ProduceResponse(f_responses, 0, [], ()), pos
+    o.responses = f_responses
+    o.throttle_time_ms = 0
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_v1(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2709,14 +2616,18 @@ def _read_ProduceResponse_v1(buf: memoryview, pos: int) -> tuple[ProduceResponse
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v0(buf, pos)
             f_responses.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ProduceResponse(f_responses, f_throttle_time_ms, [], ()), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_v2(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2733,14 +2644,18 @@ def _read_ProduceResponse_v2(buf: memoryview, pos: int) -> tuple[ProduceResponse
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v2(buf, pos)
             f_responses.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ProduceResponse(f_responses, f_throttle_time_ms, [], ()), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2757,14 +2672,18 @@ def _read_ProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v5(buf, pos)
             f_responses.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ProduceResponse(f_responses, f_throttle_time_ms, [], ()), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2781,14 +2700,18 @@ def _read_ProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v8(buf, pos)
             f_responses.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ProduceResponse(f_responses, f_throttle_time_ms, [], ()), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    o = new_instance(ProduceResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -2808,7 +2731,7 @@ def _read_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v9(buf, pos)
             f_responses.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2843,10 +2766,14 @@ def _read_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ProduceResponse(f_responses, f_throttle_time_ms, [], unknown), pos
+    o.responses = f_responses
+    o.node_endpoints = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    o = new_instance(ProduceResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -2866,7 +2793,7 @@ def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceRespons
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v10(buf, pos)
             f_responses.append(item2)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2925,7 +2852,10 @@ def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceRespons
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return ProduceResponse(f_responses, f_throttle_time_ms, f_node_endpoints, unknown), pos
+    o.responses = f_responses
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProduceResponse_v0(o: ProduceResponse, out: bytearray) -> None:
@@ -3119,215 +3049,345 @@ def _write_ProduceResponse_v10(o: ProduceResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_ProduceRequest_PartitionProduceData.FIELDS = (
-    FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-_ProduceRequest_TopicProduceData.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionData",
-        "partition_data",
-        "[]PartitionProduceData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ProduceRequest_PartitionProduceData,
-        False,
-    ),
-)
-ProduceRequest.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Acks", "acks", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "TopicData",
-        "topic_data",
-        "[]TopicProduceData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ProduceRequest_TopicProduceData,
-        False,
-    ),
-)
-ProduceRequest._READERS = (
-    _read_ProduceRequest_v0,
-    _read_ProduceRequest_v0,
-    _read_ProduceRequest_v0,
-    _read_ProduceRequest_v3,
-    _read_ProduceRequest_v3,
-    _read_ProduceRequest_v3,
-    _read_ProduceRequest_v3,
-    _read_ProduceRequest_v3,
-    _read_ProduceRequest_v3,
-    _read_ProduceRequest_v9,
-    _read_ProduceRequest_v9,
-    _read_ProduceRequest_v9,
-)
-ProduceRequest._WRITERS = (
-    _write_ProduceRequest_v0,
-    _write_ProduceRequest_v1,
-    _write_ProduceRequest_v2,
-    _write_ProduceRequest_v3,
-    _write_ProduceRequest_v4,
-    _write_ProduceRequest_v5,
-    _write_ProduceRequest_v6,
-    _write_ProduceRequest_v7,
-    _write_ProduceRequest_v8,
-    _write_ProduceRequest_v9,
-    _write_ProduceRequest_v9,
-    _write_ProduceRequest_v9,
-)
+@dataclass(slots=True)
+class _ProduceRequest_PartitionProduceData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+    )
+    index: int = 0
+    records: bytes | memoryview | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ProduceResponse_BatchIndexAndErrorMessage.FIELDS = (
-    FieldInfo("BatchIndex", "batch_index", "int32", (8, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BatchIndexErrorMessage",
-        "batch_index_error_message",
-        "string",
-        (8, 32767),
-        (8, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_ProduceResponse_LeaderIdAndEpoch.FIELDS = (
-    FieldInfo("LeaderId", "leader_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (10, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ProduceResponse_PartitionProduceResponse.FIELDS = (
-    FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("BaseOffset", "base_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LogAppendTimeMs",
-        "log_append_time_ms",
-        "int64",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LogStartOffset", "log_start_offset", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "RecordErrors",
-        "record_errors",
-        "[]BatchIndexAndErrorMessage",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ProduceResponse_BatchIndexAndErrorMessage,
-        False,
-    ),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (8, 32767), (8, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CurrentLeader",
-        "current_leader",
-        "LeaderIdAndEpoch",
-        (10, 32767),
-        (1, 0),
-        (10, 32767),
-        0,
-        _ProduceResponse_LeaderIdAndEpoch,
-        False,
-    ),
-)
-_ProduceResponse_TopicProduceResponse.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionResponses",
-        "partition_responses",
-        "[]PartitionProduceResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ProduceResponse_PartitionProduceResponse,
-        False,
-    ),
-)
-_ProduceResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (10, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Rack", "rack", "string", (10, 32767), (10, 32767), (1, 0), None, None, False),
-)
-ProduceResponse.FIELDS = (
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]TopicProduceResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ProduceResponse_TopicProduceResponse,
-        False,
-    ),
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (10, 32767),
-        (1, 0),
-        (10, 32767),
-        0,
-        _ProduceResponse_NodeEndpoint,
-        False,
-    ),
-)
-ProduceResponse._READERS = (
-    _read_ProduceResponse_v0,
-    _read_ProduceResponse_v1,
-    _read_ProduceResponse_v2,
-    _read_ProduceResponse_v2,
-    _read_ProduceResponse_v2,
-    _read_ProduceResponse_v5,
-    _read_ProduceResponse_v5,
-    _read_ProduceResponse_v5,
-    _read_ProduceResponse_v8,
-    _read_ProduceResponse_v9,
-    _read_ProduceResponse_v10,
-    _read_ProduceResponse_v10,
-)
-ProduceResponse._WRITERS = (
-    _write_ProduceResponse_v0,
-    _write_ProduceResponse_v1,
-    _write_ProduceResponse_v2,
-    _write_ProduceResponse_v3,
-    _write_ProduceResponse_v4,
-    _write_ProduceResponse_v5,
-    _write_ProduceResponse_v6,
-    _write_ProduceResponse_v7,
-    _write_ProduceResponse_v8,
-    _write_ProduceResponse_v9,
-    _write_ProduceResponse_v10,
-    _write_ProduceResponse_v10,
-)
+
+@dataclass(slots=True)
+class _ProduceRequest_TopicProduceData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionData",
+            "partition_data",
+            "[]PartitionProduceData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ProduceRequest_PartitionProduceData,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_data: list[_ProduceRequest_PartitionProduceData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ProduceRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Acks", "acks", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "TopicData",
+            "topic_data",
+            "[]TopicProduceData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ProduceRequest_TopicProduceData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ProduceRequest_v0,
+        _read_ProduceRequest_v0,
+        _read_ProduceRequest_v0,
+        _read_ProduceRequest_v3,
+        _read_ProduceRequest_v3,
+        _read_ProduceRequest_v3,
+        _read_ProduceRequest_v3,
+        _read_ProduceRequest_v3,
+        _read_ProduceRequest_v3,
+        _read_ProduceRequest_v9,
+        _read_ProduceRequest_v9,
+        _read_ProduceRequest_v9,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ProduceRequest_v0,
+        _write_ProduceRequest_v1,
+        _write_ProduceRequest_v2,
+        _write_ProduceRequest_v3,
+        _write_ProduceRequest_v4,
+        _write_ProduceRequest_v5,
+        _write_ProduceRequest_v6,
+        _write_ProduceRequest_v7,
+        _write_ProduceRequest_v8,
+        _write_ProduceRequest_v9,
+        _write_ProduceRequest_v9,
+        _write_ProduceRequest_v9,
+    )
+    NAME: ClassVar[str] = "ProduceRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 0
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 11
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicProduceData = _ProduceRequest_TopicProduceData
+    PartitionProduceData = _ProduceRequest_PartitionProduceData
+    transactional_id: TransactionalId | None = None
+    acks: int = 0
+    timeout_ms: int = 0
+    topic_data: list[_ProduceRequest_TopicProduceData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ProduceResponse_BatchIndexAndErrorMessage:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "BatchIndex", "batch_index", "int32", (8, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "BatchIndexErrorMessage",
+            "batch_index_error_message",
+            "string",
+            (8, 32767),
+            (8, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    batch_index: int = 0
+    batch_index_error_message: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ProduceResponse_LeaderIdAndEpoch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("LeaderId", "leader_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (10, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    leader_id: BrokerId = -1
+    leader_epoch: int = -1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ProduceResponse_PartitionProduceResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "BaseOffset", "base_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LogAppendTimeMs",
+            "log_append_time_ms",
+            "int64",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LogStartOffset",
+            "log_start_offset",
+            "int64",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "RecordErrors",
+            "record_errors",
+            "[]BatchIndexAndErrorMessage",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ProduceResponse_BatchIndexAndErrorMessage,
+            False,
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (8, 32767),
+            (8, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CurrentLeader",
+            "current_leader",
+            "LeaderIdAndEpoch",
+            (10, 32767),
+            (1, 0),
+            (10, 32767),
+            0,
+            _ProduceResponse_LeaderIdAndEpoch,
+            False,
+        ),
+    )
+    index: int = 0
+    error_code: int = 0
+    base_offset: int = 0
+    log_append_time_ms: int = -1
+    log_start_offset: int = -1
+    record_errors: list[_ProduceResponse_BatchIndexAndErrorMessage] = field(default_factory=list)
+    error_message: str | None = None
+    current_leader: _ProduceResponse_LeaderIdAndEpoch = field(
+        default_factory=_ProduceResponse_LeaderIdAndEpoch
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ProduceResponse_TopicProduceResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionResponses",
+            "partition_responses",
+            "[]PartitionProduceResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ProduceResponse_PartitionProduceResponse,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_responses: list[_ProduceResponse_PartitionProduceResponse] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ProduceResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (10, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Rack", "rack", "string", (10, 32767), (10, 32767), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    rack: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ProduceResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]TopicProduceResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ProduceResponse_TopicProduceResponse,
+            False,
+        ),
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (10, 32767),
+            (1, 0),
+            (10, 32767),
+            0,
+            _ProduceResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ProduceResponse_v0,
+        _read_ProduceResponse_v1,
+        _read_ProduceResponse_v2,
+        _read_ProduceResponse_v2,
+        _read_ProduceResponse_v2,
+        _read_ProduceResponse_v5,
+        _read_ProduceResponse_v5,
+        _read_ProduceResponse_v5,
+        _read_ProduceResponse_v8,
+        _read_ProduceResponse_v9,
+        _read_ProduceResponse_v10,
+        _read_ProduceResponse_v10,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ProduceResponse_v0,
+        _write_ProduceResponse_v1,
+        _write_ProduceResponse_v2,
+        _write_ProduceResponse_v3,
+        _write_ProduceResponse_v4,
+        _write_ProduceResponse_v5,
+        _write_ProduceResponse_v6,
+        _write_ProduceResponse_v7,
+        _write_ProduceResponse_v8,
+        _write_ProduceResponse_v9,
+        _write_ProduceResponse_v10,
+        _write_ProduceResponse_v10,
+    )
+    NAME: ClassVar[str] = "ProduceResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 0
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 11
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
+    TopicProduceResponse = _ProduceResponse_TopicProduceResponse
+    PartitionProduceResponse = _ProduceResponse_PartitionProduceResponse
+    BatchIndexAndErrorMessage = _ProduceResponse_BatchIndexAndErrorMessage
+    LeaderIdAndEpoch = _ProduceResponse_LeaderIdAndEpoch
+    NodeEndpoint = _ProduceResponse_NodeEndpoint
+    responses: list[_ProduceResponse_TopicProduceResponse] = field(default_factory=list)
+    throttle_time_ms: int = 0
+    node_endpoints: list[_ProduceResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

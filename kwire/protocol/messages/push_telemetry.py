@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,42 +42,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_uuid_int32_bool_int8 = Struct(">16si?b")
 
 
-@dataclass(slots=True)
-class PushTelemetryRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "PushTelemetryRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 72
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    client_instance_id: UUID = ZERO_UUID
-    subscription_id: int = 0
-    terminating: bool = False
-    compression_type: int = 0
-    metrics: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class PushTelemetryResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "PushTelemetryResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 72
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_PushTelemetryRequest_v0(buf: memoryview, pos: int) -> tuple[PushTelemetryRequest, int]:
+    o = new_instance(PushTelemetryRequest)
     try:
-        f_client_instance_id, f_subscription_id, f_terminating, f_compression_type = (
+        f_client_instance_id, o.subscription_id, o.terminating, o.compression_type = (
             _ST_uuid_int32_bool_int8.unpack_from(buf, pos)
         )
     except struct_error:
@@ -139,14 +108,10 @@ def _read_PushTelemetryRequest_v0(buf: memoryview, pos: int) -> tuple[PushTeleme
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return PushTelemetryRequest(
-        uuid_from_bytes(f_client_instance_id),
-        f_subscription_id,
-        f_terminating,
-        f_compression_type,
-        f_metrics,
-        unknown,
-    ), pos
+    o.client_instance_id = uuid_from_bytes(f_client_instance_id)
+    o.metrics = f_metrics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_PushTelemetryRequest_v0(o: PushTelemetryRequest, out: bytearray) -> None:
@@ -170,8 +135,9 @@ def _write_PushTelemetryRequest_v0(o: PushTelemetryRequest, out: bytearray) -> N
 
 
 def _read_PushTelemetryResponse_v0(buf: memoryview, pos: int) -> tuple[PushTelemetryResponse, int]:
+    o = new_instance(PushTelemetryResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -208,7 +174,8 @@ def _read_PushTelemetryResponse_v0(buf: memoryview, pos: int) -> tuple[PushTelem
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return PushTelemetryResponse(f_throttle_time_ms, f_error_code, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_PushTelemetryResponse_v0(o: PushTelemetryResponse, out: bytearray) -> None:
@@ -219,35 +186,91 @@ def _write_PushTelemetryResponse_v0(o: PushTelemetryResponse, out: bytearray) ->
         out.append(0)
 
 
-PushTelemetryRequest.FIELDS = (
-    FieldInfo(
-        "ClientInstanceId",
-        "client_instance_id",
-        "uuid",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "SubscriptionId", "subscription_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Terminating", "terminating", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "CompressionType", "compression_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Metrics", "metrics", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-PushTelemetryRequest._READERS = (_read_PushTelemetryRequest_v0,)
-PushTelemetryRequest._WRITERS = (_write_PushTelemetryRequest_v0,)
+@dataclass(slots=True)
+class PushTelemetryRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClientInstanceId",
+            "client_instance_id",
+            "uuid",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "SubscriptionId",
+            "subscription_id",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Terminating", "terminating", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CompressionType",
+            "compression_type",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Metrics", "metrics", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_PushTelemetryRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_PushTelemetryRequest_v0,)
+    NAME: ClassVar[str] = "PushTelemetryRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 72
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    client_instance_id: UUID = ZERO_UUID
+    subscription_id: int = 0
+    terminating: bool = False
+    compression_type: int = 0
+    metrics: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-PushTelemetryResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-PushTelemetryResponse._READERS = (_read_PushTelemetryResponse_v0,)
-PushTelemetryResponse._WRITERS = (_write_PushTelemetryResponse_v0,)
+
+@dataclass(slots=True)
+class PushTelemetryResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_PushTelemetryResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_PushTelemetryResponse_v0,)
+    NAME: ClassVar[str] = "PushTelemetryResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 72
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,110 +45,12 @@ _ST_int64_int64_int8_int16 = Struct(">qqbh")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateRequest_PartitionData.__qualname__ = "ReadShareGroupStateRequest.PartitionData"
-
-
-@dataclass(slots=True)
-class _ReadShareGroupStateRequest_ReadStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateRequest_ReadStateData.__qualname__ = "ReadShareGroupStateRequest.ReadStateData"
-
-
-@dataclass(slots=True)
-class ReadShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ReadShareGroupStateRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 84
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    ReadStateData = _ReadShareGroupStateRequest_ReadStateData
-    PartitionData = _ReadShareGroupStateRequest_PartitionData
-    group_id: str = ""
-    topics: list[_ReadShareGroupStateRequest_ReadStateData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ReadShareGroupStateResponse_StateBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    first_offset: int = 0
-    last_offset: int = 0
-    delivery_state: int = 0
-    delivery_count: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateResponse_StateBatch.__qualname__ = "ReadShareGroupStateResponse.StateBatch"
-
-
-@dataclass(slots=True)
-class _ReadShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    state_epoch: int = 0
-    start_offset: int = 0
-    state_batches: list[_ReadShareGroupStateResponse_StateBatch] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateResponse_PartitionResult.__qualname__ = (
-    "ReadShareGroupStateResponse.PartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _ReadShareGroupStateResponse_ReadStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateResponse_ReadStateResult.__qualname__ = (
-    "ReadShareGroupStateResponse.ReadStateResult"
-)
-
-
-@dataclass(slots=True)
-class ReadShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ReadShareGroupStateResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 84
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReadStateResult = _ReadShareGroupStateResponse_ReadStateResult
-    PartitionResult = _ReadShareGroupStateResponse_PartitionResult
-    StateBatch = _ReadShareGroupStateResponse_StateBatch
-    results: list[_ReadShareGroupStateResponse_ReadStateResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ReadShareGroupStateRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateRequest_PartitionData, int]:
+    o = new_instance(_ReadShareGroupStateRequest_PartitionData)
     try:
-        f_partition, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition", 4), ("PartitionData.leader_epoch", 4)), pos, len(buf) - pos
@@ -184,7 +87,8 @@ def _read_ReadShareGroupStateRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateRequest_PartitionData(f_partition, f_leader_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateRequest_PartitionData_v0(
@@ -200,6 +104,7 @@ def _write_ReadShareGroupStateRequest_PartitionData_v0(
 def _read_ReadShareGroupStateRequest_ReadStateData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateRequest_ReadStateData, int]:
+    o = new_instance(_ReadShareGroupStateRequest_ReadStateData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -254,9 +159,10 @@ def _read_ReadShareGroupStateRequest_ReadStateData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateRequest_ReadStateData(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateRequest_ReadStateData_v0(
@@ -283,6 +189,7 @@ def _write_ReadShareGroupStateRequest_ReadStateData_v0(
 def _read_ReadShareGroupStateRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ReadShareGroupStateRequest, int]:
+    o = new_instance(ReadShareGroupStateRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -354,7 +261,10 @@ def _read_ReadShareGroupStateRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ReadShareGroupStateRequest(f_group_id, f_topics, unknown), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateRequest_v0(o: ReadShareGroupStateRequest, out: bytearray) -> None:
@@ -391,8 +301,9 @@ def _write_ReadShareGroupStateRequest_v0(o: ReadShareGroupStateRequest, out: byt
 def _read_ReadShareGroupStateResponse_StateBatch_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateResponse_StateBatch, int]:
+    o = new_instance(_ReadShareGroupStateResponse_StateBatch)
     try:
-        f_first_offset, f_last_offset, f_delivery_state, f_delivery_count = (
+        o.first_offset, o.last_offset, o.delivery_state, o.delivery_count = (
             _ST_int64_int64_int8_int16.unpack_from(buf, pos)
         )
     except struct_error:
@@ -438,9 +349,8 @@ def _read_ReadShareGroupStateResponse_StateBatch_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateResponse_StateBatch(
-        f_first_offset, f_last_offset, f_delivery_state, f_delivery_count, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateResponse_StateBatch_v0(
@@ -458,8 +368,9 @@ def _write_ReadShareGroupStateResponse_StateBatch_v0(
 def _read_ReadShareGroupStateResponse_PartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateResponse_PartitionResult, int]:
+    o = new_instance(_ReadShareGroupStateResponse_PartitionResult)
     try:
-        f_partition, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.partition", 4), ("PartitionResult.error_code", 2)),
@@ -490,7 +401,7 @@ def _read_ReadShareGroupStateResponse_PartitionResult_v0(
             raise bad_utf8("PartitionResult.error_message", pos) from None
         pos = end2
     try:
-        f_state_epoch, f_start_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.state_epoch, o.start_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.state_epoch", 4), ("PartitionResult.start_offset", 8)),
@@ -547,15 +458,10 @@ def _read_ReadShareGroupStateResponse_PartitionResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateResponse_PartitionResult(
-        f_partition,
-        f_error_code,
-        f_error_message,
-        f_state_epoch,
-        f_start_offset,
-        f_state_batches,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.state_batches = f_state_batches
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateResponse_PartitionResult_v0(
@@ -596,6 +502,7 @@ def _write_ReadShareGroupStateResponse_PartitionResult_v0(
 def _read_ReadShareGroupStateResponse_ReadStateResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateResponse_ReadStateResult, int]:
+    o = new_instance(_ReadShareGroupStateResponse_ReadStateResult)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -650,9 +557,10 @@ def _read_ReadShareGroupStateResponse_ReadStateResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateResponse_ReadStateResult(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateResponse_ReadStateResult_v0(
@@ -679,6 +587,7 @@ def _write_ReadShareGroupStateResponse_ReadStateResult_v0(
 def _read_ReadShareGroupStateResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ReadShareGroupStateResponse, int]:
+    o = new_instance(ReadShareGroupStateResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -728,7 +637,9 @@ def _read_ReadShareGroupStateResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ReadShareGroupStateResponse(f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateResponse_v0(o: ReadShareGroupStateResponse, out: bytearray) -> None:
@@ -749,103 +660,195 @@ def _write_ReadShareGroupStateResponse_v0(o: ReadShareGroupStateResponse, out: b
         out.append(0)
 
 
-_ReadShareGroupStateRequest_PartitionData.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ReadShareGroupStateRequest_ReadStateData.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateRequest_PartitionData,
-        False,
-    ),
-)
-ReadShareGroupStateRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]ReadStateData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateRequest_ReadStateData,
-        False,
-    ),
-)
-ReadShareGroupStateRequest._READERS = (_read_ReadShareGroupStateRequest_v0,)
-ReadShareGroupStateRequest._WRITERS = (_write_ReadShareGroupStateRequest_v0,)
+@dataclass(slots=True)
+class _ReadShareGroupStateRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition: int = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ReadShareGroupStateResponse_StateBatch.FIELDS = (
-    FieldInfo(
-        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "DeliveryCount", "delivery_count", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ReadShareGroupStateResponse_PartitionResult.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "StateBatches",
-        "state_batches",
-        "[]StateBatch",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateResponse_StateBatch,
-        False,
-    ),
-)
-_ReadShareGroupStateResponse_ReadStateResult.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateResponse_PartitionResult,
-        False,
-    ),
-)
-ReadShareGroupStateResponse.FIELDS = (
-    FieldInfo(
-        "Results",
-        "results",
-        "[]ReadStateResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateResponse_ReadStateResult,
-        False,
-    ),
-)
-ReadShareGroupStateResponse._READERS = (_read_ReadShareGroupStateResponse_v0,)
-ReadShareGroupStateResponse._WRITERS = (_write_ReadShareGroupStateResponse_v0,)
+
+@dataclass(slots=True)
+class _ReadShareGroupStateRequest_ReadStateData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ReadShareGroupStateRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ReadShareGroupStateRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]ReadStateData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateRequest_ReadStateData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateRequest_v0,)
+    NAME: ClassVar[str] = "ReadShareGroupStateRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 84
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    ReadStateData = _ReadShareGroupStateRequest_ReadStateData
+    PartitionData = _ReadShareGroupStateRequest_PartitionData
+    group_id: str = ""
+    topics: list[_ReadShareGroupStateRequest_ReadStateData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ReadShareGroupStateResponse_StateBatch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "DeliveryCount",
+            "delivery_count",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    first_offset: int = 0
+    last_offset: int = 0
+    delivery_state: int = 0
+    delivery_count: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ReadShareGroupStateResponse_PartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "StateBatches",
+            "state_batches",
+            "[]StateBatch",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateResponse_StateBatch,
+            False,
+        ),
+    )
+    partition: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    state_epoch: int = 0
+    start_offset: int = 0
+    state_batches: list[_ReadShareGroupStateResponse_StateBatch] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ReadShareGroupStateResponse_ReadStateResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateResponse_PartitionResult,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ReadShareGroupStateResponse_PartitionResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ReadShareGroupStateResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Results",
+            "results",
+            "[]ReadStateResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateResponse_ReadStateResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateResponse_v0,)
+    NAME: ClassVar[str] = "ReadShareGroupStateResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 84
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ReadStateResult = _ReadShareGroupStateResponse_ReadStateResult
+    PartitionResult = _ReadShareGroupStateResponse_PartitionResult
+    StateBatch = _ReadShareGroupStateResponse_StateBatch
+    results: list[_ReadShareGroupStateResponse_ReadStateResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

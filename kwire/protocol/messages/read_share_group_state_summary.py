@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,105 +44,12 @@ _ST_int32_int64 = Struct(">iq")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateSummaryRequest_PartitionData.__qualname__ = (
-    "ReadShareGroupStateSummaryRequest.PartitionData"
-)
-
-
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryRequest_ReadStateSummaryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateSummaryRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateSummaryRequest_ReadStateSummaryData.__qualname__ = (
-    "ReadShareGroupStateSummaryRequest.ReadStateSummaryData"
-)
-
-
-@dataclass(slots=True)
-class ReadShareGroupStateSummaryRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ReadShareGroupStateSummaryRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 87
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    ReadStateSummaryData = _ReadShareGroupStateSummaryRequest_ReadStateSummaryData
-    PartitionData = _ReadShareGroupStateSummaryRequest_PartitionData
-    group_id: str = ""
-    topics: list[_ReadShareGroupStateSummaryRequest_ReadStateSummaryData] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    state_epoch: int = 0
-    start_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateSummaryResponse_PartitionResult.__qualname__ = (
-    "ReadShareGroupStateSummaryResponse.PartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateSummaryResponse_PartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult.__qualname__ = (
-    "ReadShareGroupStateSummaryResponse.ReadStateSummaryResult"
-)
-
-
-@dataclass(slots=True)
-class ReadShareGroupStateSummaryResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ReadShareGroupStateSummaryResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 87
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReadStateSummaryResult = _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult
-    PartitionResult = _ReadShareGroupStateSummaryResponse_PartitionResult
-    results: list[_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ReadShareGroupStateSummaryRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryRequest_PartitionData, int]:
+    o = new_instance(_ReadShareGroupStateSummaryRequest_PartitionData)
     try:
-        f_partition, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition", 4), ("PartitionData.leader_epoch", 4)), pos, len(buf) - pos
@@ -178,9 +86,8 @@ def _read_ReadShareGroupStateSummaryRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateSummaryRequest_PartitionData(
-        f_partition, f_leader_epoch, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateSummaryRequest_PartitionData_v0(
@@ -196,6 +103,7 @@ def _write_ReadShareGroupStateSummaryRequest_PartitionData_v0(
 def _read_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryRequest_ReadStateSummaryData, int]:
+    o = new_instance(_ReadShareGroupStateSummaryRequest_ReadStateSummaryData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -254,9 +162,10 @@ def _read_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateSummaryRequest_ReadStateSummaryData(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
@@ -283,6 +192,7 @@ def _write_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
 def _read_ReadShareGroupStateSummaryRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ReadShareGroupStateSummaryRequest, int]:
+    o = new_instance(ReadShareGroupStateSummaryRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -354,7 +264,10 @@ def _read_ReadShareGroupStateSummaryRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ReadShareGroupStateSummaryRequest(f_group_id, f_topics, unknown), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateSummaryRequest_v0(
@@ -393,8 +306,9 @@ def _write_ReadShareGroupStateSummaryRequest_v0(
 def _read_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryResponse_PartitionResult, int]:
+    o = new_instance(_ReadShareGroupStateSummaryResponse_PartitionResult)
     try:
-        f_partition, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.partition", 4), ("PartitionResult.error_code", 2)),
@@ -425,7 +339,7 @@ def _read_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
             raise bad_utf8("PartitionResult.error_message", pos) from None
         pos = end2
     try:
-        f_state_epoch, f_start_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.state_epoch, o.start_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.state_epoch", 4), ("PartitionResult.start_offset", 8)),
@@ -464,9 +378,9 @@ def _read_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateSummaryResponse_PartitionResult(
-        f_partition, f_error_code, f_error_message, f_state_epoch, f_start_offset, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
@@ -496,6 +410,7 @@ def _write_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
 def _read_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult, int]:
+    o = new_instance(_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -558,9 +473,10 @@ def _read_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
@@ -587,6 +503,7 @@ def _write_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
 def _read_ReadShareGroupStateSummaryResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ReadShareGroupStateSummaryResponse, int]:
+    o = new_instance(ReadShareGroupStateSummaryResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -638,7 +555,9 @@ def _read_ReadShareGroupStateSummaryResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ReadShareGroupStateSummaryResponse(f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ReadShareGroupStateSummaryResponse_v0(
@@ -661,80 +580,157 @@ def _write_ReadShareGroupStateSummaryResponse_v0(
         out.append(0)
 
 
-_ReadShareGroupStateSummaryRequest_PartitionData.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ReadShareGroupStateSummaryRequest_ReadStateSummaryData.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateSummaryRequest_PartitionData,
-        False,
-    ),
-)
-ReadShareGroupStateSummaryRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]ReadStateSummaryData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateSummaryRequest_ReadStateSummaryData,
-        False,
-    ),
-)
-ReadShareGroupStateSummaryRequest._READERS = (_read_ReadShareGroupStateSummaryRequest_v0,)
-ReadShareGroupStateSummaryRequest._WRITERS = (_write_ReadShareGroupStateSummaryRequest_v0,)
+@dataclass(slots=True)
+class _ReadShareGroupStateSummaryRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition: int = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ReadShareGroupStateSummaryResponse_PartitionResult.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateSummaryResponse_PartitionResult,
-        False,
-    ),
-)
-ReadShareGroupStateSummaryResponse.FIELDS = (
-    FieldInfo(
-        "Results",
-        "results",
-        "[]ReadStateSummaryResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult,
-        False,
-    ),
-)
-ReadShareGroupStateSummaryResponse._READERS = (_read_ReadShareGroupStateSummaryResponse_v0,)
-ReadShareGroupStateSummaryResponse._WRITERS = (_write_ReadShareGroupStateSummaryResponse_v0,)
+
+@dataclass(slots=True)
+class _ReadShareGroupStateSummaryRequest_ReadStateSummaryData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateSummaryRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ReadShareGroupStateSummaryRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ReadShareGroupStateSummaryRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]ReadStateSummaryData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateSummaryRequest_ReadStateSummaryData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateSummaryRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateSummaryRequest_v0,)
+    NAME: ClassVar[str] = "ReadShareGroupStateSummaryRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 87
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    ReadStateSummaryData = _ReadShareGroupStateSummaryRequest_ReadStateSummaryData
+    PartitionData = _ReadShareGroupStateSummaryRequest_PartitionData
+    group_id: str = ""
+    topics: list[_ReadShareGroupStateSummaryRequest_ReadStateSummaryData] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ReadShareGroupStateSummaryResponse_PartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    state_epoch: int = 0
+    start_offset: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateSummaryResponse_PartitionResult,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ReadShareGroupStateSummaryResponse_PartitionResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ReadShareGroupStateSummaryResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Results",
+            "results",
+            "[]ReadStateSummaryResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateSummaryResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateSummaryResponse_v0,)
+    NAME: ClassVar[str] = "ReadShareGroupStateSummaryResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 87
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ReadStateSummaryResult = _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult
+    PartitionResult = _ReadShareGroupStateSummaryResponse_PartitionResult
+    results: list[_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,41 +42,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int32_uuid = Struct(">i16s")
 
 
-@dataclass(slots=True)
-class RemoveRaftVoterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RemoveRaftVoterRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 81
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    cluster_id: str | None = ""
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class RemoveRaftVoterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RemoveRaftVoterResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 81
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RemoveRaftVoterRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[RemoveRaftVoterRequest, int]:
+    o = new_instance(RemoveRaftVoterRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -99,7 +69,7 @@ def _read_RemoveRaftVoterRequest_v0(
             raise bad_utf8("cluster_id", pos) from None
         pos = end2
     try:
-        f_voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("voter_id", 4), ("voter_directory_id", 16)), pos, len(buf) - pos
@@ -136,9 +106,10 @@ def _read_RemoveRaftVoterRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RemoveRaftVoterRequest(
-        f_cluster_id, f_voter_id, uuid_from_bytes(f_voter_directory_id), unknown
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.voter_directory_id = uuid_from_bytes(f_voter_directory_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RemoveRaftVoterRequest_v0(o: RemoveRaftVoterRequest, out: bytearray) -> None:
@@ -165,8 +136,9 @@ def _write_RemoveRaftVoterRequest_v0(o: RemoveRaftVoterRequest, out: bytearray) 
 def _read_RemoveRaftVoterResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[RemoveRaftVoterResponse, int]:
+    o = new_instance(RemoveRaftVoterResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -225,7 +197,9 @@ def _read_RemoveRaftVoterResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RemoveRaftVoterResponse(f_throttle_time_ms, f_error_code, f_error_message, unknown), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RemoveRaftVoterResponse_v0(o: RemoveRaftVoterResponse, out: bytearray) -> None:
@@ -249,34 +223,79 @@ def _write_RemoveRaftVoterResponse_v0(o: RemoveRaftVoterResponse, out: bytearray
         out.append(0)
 
 
-RemoveRaftVoterRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "VoterDirectoryId",
-        "voter_directory_id",
-        "uuid",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-RemoveRaftVoterRequest._READERS = (_read_RemoveRaftVoterRequest_v0,)
-RemoveRaftVoterRequest._WRITERS = (_write_RemoveRaftVoterRequest_v0,)
+@dataclass(slots=True)
+class RemoveRaftVoterRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "VoterDirectoryId",
+            "voter_directory_id",
+            "uuid",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveRaftVoterRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveRaftVoterRequest_v0,)
+    NAME: ClassVar[str] = "RemoveRaftVoterRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 81
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    cluster_id: str | None = ""
+    voter_id: int = 0
+    voter_directory_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-RemoveRaftVoterResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-RemoveRaftVoterResponse._READERS = (_read_RemoveRaftVoterResponse_v0,)
-RemoveRaftVoterResponse._WRITERS = (_write_RemoveRaftVoterResponse_v0,)
+
+@dataclass(slots=True)
+class RemoveRaftVoterResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveRaftVoterResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveRaftVoterResponse_v0,)
+    NAME: ClassVar[str] = "RemoveRaftVoterResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 81
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

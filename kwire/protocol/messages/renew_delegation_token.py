@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,40 +43,10 @@ _ST_int32 = Struct(">i")
 _ST_int64 = Struct(">q")
 
 
-@dataclass(slots=True)
-class RenewDelegationTokenRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RenewDelegationTokenRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 39
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    hmac: bytes = b""
-    renew_period_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class RenewDelegationTokenResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RenewDelegationTokenResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 39
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    error_code: int = 0
-    expiry_timestamp_ms: int = 0
-    throttle_time_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RenewDelegationTokenRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[RenewDelegationTokenRequest, int]:
+    o = new_instance(RenewDelegationTokenRequest)
     try:
         (n1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -91,16 +62,19 @@ def _read_RenewDelegationTokenRequest_v0(
         f_hmac = bytes(buf[pos:end2])
         pos = end2
     try:
-        (f_renew_period_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.renew_period_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("renew_period_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
-    return RenewDelegationTokenRequest(f_hmac, f_renew_period_ms, ()), pos
+    o.hmac = f_hmac
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_RenewDelegationTokenRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[RenewDelegationTokenRequest, int]:
+    o = new_instance(RenewDelegationTokenRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -119,7 +93,7 @@ def _read_RenewDelegationTokenRequest_v2(
         f_hmac = bytes(buf[pos:end2])
         pos = end2
     try:
-        (f_renew_period_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.renew_period_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("renew_period_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -154,7 +128,9 @@ def _read_RenewDelegationTokenRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RenewDelegationTokenRequest(f_hmac, f_renew_period_ms, unknown), pos
+    o.hmac = f_hmac
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RenewDelegationTokenRequest_v0(o: RenewDelegationTokenRequest, out: bytearray) -> None:
@@ -202,8 +178,9 @@ def _write_RenewDelegationTokenRequest_v2(o: RenewDelegationTokenRequest, out: b
 def _read_RenewDelegationTokenResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[RenewDelegationTokenResponse, int]:
+    o = new_instance(RenewDelegationTokenResponse)
     try:
-        f_error_code, f_expiry_timestamp_ms, f_throttle_time_ms = _ST_int16_int64_int32.unpack_from(
+        o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms = _ST_int16_int64_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -213,16 +190,16 @@ def _read_RenewDelegationTokenResponse_v0(
             len(buf) - pos,
         ) from None
     pos += 14
-    return RenewDelegationTokenResponse(
-        f_error_code, f_expiry_timestamp_ms, f_throttle_time_ms, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_RenewDelegationTokenResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[RenewDelegationTokenResponse, int]:
+    o = new_instance(RenewDelegationTokenResponse)
     try:
-        f_error_code, f_expiry_timestamp_ms, f_throttle_time_ms = _ST_int16_int64_int32.unpack_from(
+        o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms = _ST_int16_int64_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -263,9 +240,8 @@ def _read_RenewDelegationTokenResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RenewDelegationTokenResponse(
-        f_error_code, f_expiry_timestamp_ms, f_throttle_time_ms, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RenewDelegationTokenResponse_v0(o: RenewDelegationTokenResponse, out: bytearray) -> None:
@@ -288,47 +264,91 @@ def _write_RenewDelegationTokenResponse_v2(o: RenewDelegationTokenResponse, out:
         out.append(0)
 
 
-RenewDelegationTokenRequest.FIELDS = (
-    FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "RenewPeriodMs", "renew_period_ms", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-RenewDelegationTokenRequest._READERS = (
-    _read_RenewDelegationTokenRequest_v0,
-    _read_RenewDelegationTokenRequest_v0,
-    _read_RenewDelegationTokenRequest_v2,
-)
-RenewDelegationTokenRequest._WRITERS = (
-    _write_RenewDelegationTokenRequest_v0,
-    _write_RenewDelegationTokenRequest_v1,
-    _write_RenewDelegationTokenRequest_v2,
-)
+@dataclass(slots=True)
+class RenewDelegationTokenRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "RenewPeriodMs",
+            "renew_period_ms",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_RenewDelegationTokenRequest_v0,
+        _read_RenewDelegationTokenRequest_v0,
+        _read_RenewDelegationTokenRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_RenewDelegationTokenRequest_v0,
+        _write_RenewDelegationTokenRequest_v1,
+        _write_RenewDelegationTokenRequest_v2,
+    )
+    NAME: ClassVar[str] = "RenewDelegationTokenRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 39
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    hmac: bytes = b""
+    renew_period_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-RenewDelegationTokenResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ExpiryTimestampMs",
-        "expiry_timestamp_ms",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-RenewDelegationTokenResponse._READERS = (
-    _read_RenewDelegationTokenResponse_v0,
-    _read_RenewDelegationTokenResponse_v0,
-    _read_RenewDelegationTokenResponse_v2,
-)
-RenewDelegationTokenResponse._WRITERS = (
-    _write_RenewDelegationTokenResponse_v0,
-    _write_RenewDelegationTokenResponse_v1,
-    _write_RenewDelegationTokenResponse_v2,
-)
+
+@dataclass(slots=True)
+class RenewDelegationTokenResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ExpiryTimestampMs",
+            "expiry_timestamp_ms",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_RenewDelegationTokenResponse_v0,
+        _read_RenewDelegationTokenResponse_v0,
+        _read_RenewDelegationTokenResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_RenewDelegationTokenResponse_v0,
+        _write_RenewDelegationTokenResponse_v1,
+        _write_RenewDelegationTokenResponse_v2,
+    )
+    NAME: ClassVar[str] = "RenewDelegationTokenResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 39
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    error_code: int = 0
+    expiry_timestamp_ms: int = 0
+    throttle_time_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,40 +43,10 @@ _ST_int32 = Struct(">i")
 _ST_int64 = Struct(">q")
 
 
-@dataclass(slots=True)
-class SaslAuthenticateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "SaslAuthenticateRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 36
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    auth_bytes: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class SaslAuthenticateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "SaslAuthenticateResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 36
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    error_code: int = 0
-    error_message: str | None = ""
-    auth_bytes: bytes = b""
-    session_lifetime_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_SaslAuthenticateRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[SaslAuthenticateRequest, int]:
+    o = new_instance(SaslAuthenticateRequest)
     try:
         (n1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -90,12 +61,15 @@ def _read_SaslAuthenticateRequest_v0(
             raise too_short("auth_bytes", pos, n1, len(buf) - pos)
         f_auth_bytes = bytes(buf[pos:end2])
         pos = end2
-    return SaslAuthenticateRequest(f_auth_bytes, ()), pos
+    o.auth_bytes = f_auth_bytes
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SaslAuthenticateRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[SaslAuthenticateRequest, int]:
+    o = new_instance(SaslAuthenticateRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -144,7 +118,9 @@ def _read_SaslAuthenticateRequest_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return SaslAuthenticateRequest(f_auth_bytes, unknown), pos
+    o.auth_bytes = f_auth_bytes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_SaslAuthenticateRequest_v0(o: SaslAuthenticateRequest, out: bytearray) -> None:
@@ -189,8 +165,9 @@ def _write_SaslAuthenticateRequest_v2(o: SaslAuthenticateRequest, out: bytearray
 def _read_SaslAuthenticateResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[SaslAuthenticateResponse, int]:
+    o = new_instance(SaslAuthenticateResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -227,14 +204,19 @@ def _read_SaslAuthenticateResponse_v0(
             raise too_short("auth_bytes", pos, n3, len(buf) - pos)
         f_auth_bytes = bytes(buf[pos:end4])
         pos = end4
-    return SaslAuthenticateResponse(f_error_code, f_error_message, f_auth_bytes, 0, ()), pos
+    o.error_message = f_error_message
+    o.auth_bytes = f_auth_bytes
+    o.session_lifetime_ms = 0
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SaslAuthenticateResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[SaslAuthenticateResponse, int]:
+    o = new_instance(SaslAuthenticateResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -272,20 +254,22 @@ def _read_SaslAuthenticateResponse_v1(
         f_auth_bytes = bytes(buf[pos:end4])
         pos = end4
     try:
-        (f_session_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.session_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("session_lifetime_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
-    return SaslAuthenticateResponse(
-        f_error_code, f_error_message, f_auth_bytes, f_session_lifetime_ms, ()
-    ), pos
+    o.error_message = f_error_message
+    o.auth_bytes = f_auth_bytes
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SaslAuthenticateResponse_v2(
     buf: memoryview, pos: int
 ) -> tuple[SaslAuthenticateResponse, int]:
+    o = new_instance(SaslAuthenticateResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -329,7 +313,7 @@ def _read_SaslAuthenticateResponse_v2(
         f_auth_bytes = bytes(buf[pos:end4])
         pos = end4
     try:
-        (f_session_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        (o.session_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("session_lifetime_ms", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -364,9 +348,10 @@ def _read_SaslAuthenticateResponse_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return SaslAuthenticateResponse(
-        f_error_code, f_error_message, f_auth_bytes, f_session_lifetime_ms, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.auth_bytes = f_auth_bytes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_SaslAuthenticateResponse_v0(o: SaslAuthenticateResponse, out: bytearray) -> None:
@@ -444,45 +429,85 @@ def _write_SaslAuthenticateResponse_v2(o: SaslAuthenticateResponse, out: bytearr
         out.append(0)
 
 
-SaslAuthenticateRequest.FIELDS = (
-    FieldInfo("AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-SaslAuthenticateRequest._READERS = (
-    _read_SaslAuthenticateRequest_v0,
-    _read_SaslAuthenticateRequest_v0,
-    _read_SaslAuthenticateRequest_v2,
-)
-SaslAuthenticateRequest._WRITERS = (
-    _write_SaslAuthenticateRequest_v0,
-    _write_SaslAuthenticateRequest_v1,
-    _write_SaslAuthenticateRequest_v2,
-)
+@dataclass(slots=True)
+class SaslAuthenticateRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_SaslAuthenticateRequest_v0,
+        _read_SaslAuthenticateRequest_v0,
+        _read_SaslAuthenticateRequest_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_SaslAuthenticateRequest_v0,
+        _write_SaslAuthenticateRequest_v1,
+        _write_SaslAuthenticateRequest_v2,
+    )
+    NAME: ClassVar[str] = "SaslAuthenticateRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 36
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    auth_bytes: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-SaslAuthenticateResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SessionLifetimeMs",
-        "session_lifetime_ms",
-        "int64",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-SaslAuthenticateResponse._READERS = (
-    _read_SaslAuthenticateResponse_v0,
-    _read_SaslAuthenticateResponse_v1,
-    _read_SaslAuthenticateResponse_v2,
-)
-SaslAuthenticateResponse._WRITERS = (
-    _write_SaslAuthenticateResponse_v0,
-    _write_SaslAuthenticateResponse_v1,
-    _write_SaslAuthenticateResponse_v2,
-)
+
+@dataclass(slots=True)
+class SaslAuthenticateResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "SessionLifetimeMs",
+            "session_lifetime_ms",
+            "int64",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_SaslAuthenticateResponse_v0,
+        _read_SaslAuthenticateResponse_v1,
+        _read_SaslAuthenticateResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_SaslAuthenticateResponse_v0,
+        _write_SaslAuthenticateResponse_v1,
+        _write_SaslAuthenticateResponse_v2,
+    )
+    NAME: ClassVar[str] = "SaslAuthenticateResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 36
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    error_code: int = 0
+    error_message: str | None = ""
+    auth_bytes: bytes = b""
+    session_lifetime_ms: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,34 +42,8 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
-@dataclass(slots=True)
-class SaslHandshakeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "SaslHandshakeRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 17
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    mechanism: str = ""
-
-
-@dataclass(slots=True)
-class SaslHandshakeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "SaslHandshakeResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 17
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    error_code: int = 0
-    mechanisms: list[str] = field(default_factory=list)
-
-
 def _read_SaslHandshakeRequest_v0(buf: memoryview, pos: int) -> tuple[SaslHandshakeRequest, int]:
+    o = new_instance(SaslHandshakeRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -88,7 +63,8 @@ def _read_SaslHandshakeRequest_v0(buf: memoryview, pos: int) -> tuple[SaslHandsh
         except UnicodeDecodeError:
             raise bad_utf8("mechanism", pos) from None
         pos = end2
-    return SaslHandshakeRequest(f_mechanism), pos
+    o.mechanism = f_mechanism
+    return o, pos
 
 
 def _write_SaslHandshakeRequest_v0(o: SaslHandshakeRequest, out: bytearray) -> None:
@@ -104,8 +80,9 @@ def _write_SaslHandshakeRequest_v0(o: SaslHandshakeRequest, out: bytearray) -> N
 
 
 def _read_SaslHandshakeResponse_v0(buf: memoryview, pos: int) -> tuple[SaslHandshakeResponse, int]:
+    o = new_instance(SaslHandshakeResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -142,7 +119,8 @@ def _read_SaslHandshakeResponse_v0(buf: memoryview, pos: int) -> tuple[SaslHands
                     raise bad_utf8("mechanisms" + "[]", pos) from None
                 pos = end4
             f_mechanisms.append(item2)
-    return SaslHandshakeResponse(f_error_code, f_mechanisms), pos
+    o.mechanisms = f_mechanisms
+    return o, pos
 
 
 def _write_SaslHandshakeResponse_v0(o: SaslHandshakeResponse, out: bytearray) -> None:
@@ -164,29 +142,55 @@ def _write_SaslHandshakeResponse_v0(o: SaslHandshakeResponse, out: bytearray) ->
                 out += b4
 
 
-SaslHandshakeRequest.FIELDS = (
-    FieldInfo("Mechanism", "mechanism", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-SaslHandshakeRequest._READERS = (
-    _read_SaslHandshakeRequest_v0,
-    _read_SaslHandshakeRequest_v0,
-)
-SaslHandshakeRequest._WRITERS = (
-    _write_SaslHandshakeRequest_v0,
-    _write_SaslHandshakeRequest_v0,
-)
+@dataclass(slots=True)
+class SaslHandshakeRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Mechanism", "mechanism", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_SaslHandshakeRequest_v0,
+        _read_SaslHandshakeRequest_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_SaslHandshakeRequest_v0,
+        _write_SaslHandshakeRequest_v0,
+    )
+    NAME: ClassVar[str] = "SaslHandshakeRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 17
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    mechanism: str = ""
 
-SaslHandshakeResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Mechanisms", "mechanisms", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-SaslHandshakeResponse._READERS = (
-    _read_SaslHandshakeResponse_v0,
-    _read_SaslHandshakeResponse_v0,
-)
-SaslHandshakeResponse._WRITERS = (
-    _write_SaslHandshakeResponse_v0,
-    _write_SaslHandshakeResponse_v0,
-)
+
+@dataclass(slots=True)
+class SaslHandshakeResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Mechanisms", "mechanisms", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_SaslHandshakeResponse_v0,
+        _read_SaslHandshakeResponse_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_SaslHandshakeResponse_v0,
+        _write_SaslHandshakeResponse_v0,
+    )
+    NAME: ClassVar[str] = "SaslHandshakeResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 17
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
+    error_code: int = 0
+    mechanisms: list[str] = field(default_factory=list)

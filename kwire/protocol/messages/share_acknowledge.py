@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,149 +47,12 @@ _ST_int64_int64 = Struct(">qq")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeRequest_AcknowledgementBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    first_offset: int = 0
-    last_offset: int = 0
-    acknowledge_types: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareAcknowledgeRequest_AcknowledgementBatch.__qualname__ = (
-    "ShareAcknowledgeRequest.AcknowledgementBatch"
-)
-
-
-@dataclass(slots=True)
-class _ShareAcknowledgeRequest_AcknowledgePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    acknowledgement_batches: list[_ShareAcknowledgeRequest_AcknowledgementBatch] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareAcknowledgeRequest_AcknowledgePartition.__qualname__ = (
-    "ShareAcknowledgeRequest.AcknowledgePartition"
-)
-
-
-@dataclass(slots=True)
-class _ShareAcknowledgeRequest_AcknowledgeTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareAcknowledgeRequest_AcknowledgePartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareAcknowledgeRequest_AcknowledgeTopic.__qualname__ = "ShareAcknowledgeRequest.AcknowledgeTopic"
-
-
-@dataclass(slots=True)
-class ShareAcknowledgeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareAcknowledgeRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 79
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    AcknowledgeTopic = _ShareAcknowledgeRequest_AcknowledgeTopic
-    AcknowledgePartition = _ShareAcknowledgeRequest_AcknowledgePartition
-    AcknowledgementBatch = _ShareAcknowledgeRequest_AcknowledgementBatch
-    group_id: GroupId | None = None
-    member_id: str | None = ""
-    share_session_epoch: int = 0
-    topics: list[_ShareAcknowledgeRequest_AcknowledgeTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    leader_id: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareAcknowledgeResponse_LeaderIdAndEpoch.__qualname__ = (
-    "ShareAcknowledgeResponse.LeaderIdAndEpoch"
-)
-
-
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    current_leader: _ShareAcknowledgeResponse_LeaderIdAndEpoch = field(
-        default_factory=_ShareAcknowledgeResponse_LeaderIdAndEpoch
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareAcknowledgeResponse_PartitionData.__qualname__ = "ShareAcknowledgeResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareAcknowledgeResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse.__qualname__ = (
-    "ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse"
-)
-
-
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareAcknowledgeResponse_NodeEndpoint.__qualname__ = "ShareAcknowledgeResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class ShareAcknowledgeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareAcknowledgeResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 79
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ShareAcknowledgeTopicResponse = _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse
-    PartitionData = _ShareAcknowledgeResponse_PartitionData
-    LeaderIdAndEpoch = _ShareAcknowledgeResponse_LeaderIdAndEpoch
-    NodeEndpoint = _ShareAcknowledgeResponse_NodeEndpoint
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    responses: list[_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse] = field(
-        default_factory=list
-    )
-    node_endpoints: list[_ShareAcknowledgeResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ShareAcknowledgeRequest_AcknowledgementBatch_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareAcknowledgeRequest_AcknowledgementBatch, int]:
+    o = new_instance(_ShareAcknowledgeRequest_AcknowledgementBatch)
     try:
-        f_first_offset, f_last_offset = _ST_int64_int64.unpack_from(buf, pos)
+        o.first_offset, o.last_offset = _ST_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AcknowledgementBatch.first_offset", 8), ("AcknowledgementBatch.last_offset", 8)),
@@ -251,9 +115,9 @@ def _read_ShareAcknowledgeRequest_AcknowledgementBatch_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareAcknowledgeRequest_AcknowledgementBatch(
-        f_first_offset, f_last_offset, f_acknowledge_types, unknown
-    ), pos
+    o.acknowledge_types = f_acknowledge_types
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeRequest_AcknowledgementBatch_v0(
@@ -279,8 +143,9 @@ def _write_ShareAcknowledgeRequest_AcknowledgementBatch_v0(
 def _read_ShareAcknowledgeRequest_AcknowledgePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareAcknowledgeRequest_AcknowledgePartition, int]:
+    o = new_instance(_ShareAcknowledgeRequest_AcknowledgePartition)
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AcknowledgePartition.partition_index", 4),), pos, len(buf) - pos
@@ -341,9 +206,9 @@ def _read_ShareAcknowledgeRequest_AcknowledgePartition_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareAcknowledgeRequest_AcknowledgePartition(
-        f_partition_index, f_acknowledgement_batches, unknown
-    ), pos
+    o.acknowledgement_batches = f_acknowledgement_batches
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeRequest_AcknowledgePartition_v0(
@@ -370,6 +235,7 @@ def _write_ShareAcknowledgeRequest_AcknowledgePartition_v0(
 def _read_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareAcknowledgeRequest_AcknowledgeTopic, int]:
+    o = new_instance(_ShareAcknowledgeRequest_AcknowledgeTopic)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -424,9 +290,10 @@ def _read_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareAcknowledgeRequest_AcknowledgeTopic(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
@@ -453,6 +320,7 @@ def _write_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
 def _read_ShareAcknowledgeRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ShareAcknowledgeRequest, int]:
+    o = new_instance(ShareAcknowledgeRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -498,7 +366,7 @@ def _read_ShareAcknowledgeRequest_v0(
             raise bad_utf8("member_id", pos) from None
         pos = end4
     try:
-        (f_share_session_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.share_session_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("share_session_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -551,9 +419,11 @@ def _read_ShareAcknowledgeRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareAcknowledgeRequest(
-        f_group_id, f_member_id, f_share_session_epoch, f_topics, unknown
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeRequest_v0(o: ShareAcknowledgeRequest, out: bytearray) -> None:
@@ -604,8 +474,9 @@ def _write_ShareAcknowledgeRequest_v0(o: ShareAcknowledgeRequest, out: bytearray
 def _read_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_LeaderIdAndEpoch, int]:
+    o = new_instance(_ShareAcknowledgeResponse_LeaderIdAndEpoch)
     try:
-        f_leader_id, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
@@ -644,7 +515,8 @@ def _read_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareAcknowledgeResponse_LeaderIdAndEpoch(f_leader_id, f_leader_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(
@@ -660,8 +532,9 @@ def _write_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(
 def _read_ShareAcknowledgeResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_PartitionData, int]:
+    o = new_instance(_ShareAcknowledgeResponse_PartitionData)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.error_code", 2)),
@@ -723,9 +596,10 @@ def _read_ShareAcknowledgeResponse_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareAcknowledgeResponse_PartitionData(
-        f_partition_index, f_error_code, f_error_message, f_current_leader, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.current_leader = f_current_leader
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeResponse_PartitionData_v0(
@@ -759,6 +633,7 @@ def _write_ShareAcknowledgeResponse_PartitionData_v0(
 def _read_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse, int]:
+    o = new_instance(_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -825,9 +700,10 @@ def _read_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
@@ -854,8 +730,9 @@ def _write_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
 def _read_ShareAcknowledgeResponse_NodeEndpoint_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_NodeEndpoint, int]:
+    o = new_instance(_ShareAcknowledgeResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -882,7 +759,7 @@ def _read_ShareAcknowledgeResponse_NodeEndpoint_v0(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -939,7 +816,10 @@ def _read_ShareAcknowledgeResponse_NodeEndpoint_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareAcknowledgeResponse_NodeEndpoint(f_node_id, f_host, f_port, f_rack, unknown), pos
+    o.host = f_host
+    o.rack = f_rack
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeResponse_NodeEndpoint_v0(
@@ -982,8 +862,9 @@ def _write_ShareAcknowledgeResponse_NodeEndpoint_v0(
 def _read_ShareAcknowledgeResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ShareAcknowledgeResponse, int]:
+    o = new_instance(ShareAcknowledgeResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1078,9 +959,11 @@ def _read_ShareAcknowledgeResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareAcknowledgeResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_responses, f_node_endpoints, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.responses = f_responses
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareAcknowledgeResponse_v0(o: ShareAcknowledgeResponse, out: bytearray) -> None:
@@ -1126,158 +1009,305 @@ def _write_ShareAcknowledgeResponse_v0(o: ShareAcknowledgeResponse, out: bytearr
         out.append(0)
 
 
-_ShareAcknowledgeRequest_AcknowledgementBatch.FIELDS = (
-    FieldInfo(
-        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "AcknowledgeTypes",
-        "acknowledge_types",
-        "[]int8",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_ShareAcknowledgeRequest_AcknowledgePartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "AcknowledgementBatches",
-        "acknowledgement_batches",
-        "[]AcknowledgementBatch",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareAcknowledgeRequest_AcknowledgementBatch,
-        False,
-    ),
-)
-_ShareAcknowledgeRequest_AcknowledgeTopic.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]AcknowledgePartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareAcknowledgeRequest_AcknowledgePartition,
-        False,
-    ),
-)
-ShareAcknowledgeRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "ShareSessionEpoch",
-        "share_session_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]AcknowledgeTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareAcknowledgeRequest_AcknowledgeTopic,
-        False,
-    ),
-)
-ShareAcknowledgeRequest._READERS = (_read_ShareAcknowledgeRequest_v0,)
-ShareAcknowledgeRequest._WRITERS = (_write_ShareAcknowledgeRequest_v0,)
+@dataclass(slots=True)
+class _ShareAcknowledgeRequest_AcknowledgementBatch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "AcknowledgeTypes",
+            "acknowledge_types",
+            "[]int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    first_offset: int = 0
+    last_offset: int = 0
+    acknowledge_types: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ShareAcknowledgeResponse_LeaderIdAndEpoch.FIELDS = (
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ShareAcknowledgeResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CurrentLeader",
-        "current_leader",
-        "LeaderIdAndEpoch",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareAcknowledgeResponse_LeaderIdAndEpoch,
-        False,
-    ),
-)
-_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareAcknowledgeResponse_PartitionData,
-        False,
-    ),
-)
-_ShareAcknowledgeResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-ShareAcknowledgeResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]ShareAcknowledgeTopicResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse,
-        False,
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareAcknowledgeResponse_NodeEndpoint,
-        False,
-    ),
-)
-ShareAcknowledgeResponse._READERS = (_read_ShareAcknowledgeResponse_v0,)
-ShareAcknowledgeResponse._WRITERS = (_write_ShareAcknowledgeResponse_v0,)
+
+@dataclass(slots=True)
+class _ShareAcknowledgeRequest_AcknowledgePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AcknowledgementBatches",
+            "acknowledgement_batches",
+            "[]AcknowledgementBatch",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareAcknowledgeRequest_AcknowledgementBatch,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    acknowledgement_batches: list[_ShareAcknowledgeRequest_AcknowledgementBatch] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareAcknowledgeRequest_AcknowledgeTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]AcknowledgePartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareAcknowledgeRequest_AcknowledgePartition,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ShareAcknowledgeRequest_AcknowledgePartition] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ShareAcknowledgeRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ShareSessionEpoch",
+            "share_session_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]AcknowledgeTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareAcknowledgeRequest_AcknowledgeTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareAcknowledgeRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareAcknowledgeRequest_v0,)
+    NAME: ClassVar[str] = "ShareAcknowledgeRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 79
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    AcknowledgeTopic = _ShareAcknowledgeRequest_AcknowledgeTopic
+    AcknowledgePartition = _ShareAcknowledgeRequest_AcknowledgePartition
+    AcknowledgementBatch = _ShareAcknowledgeRequest_AcknowledgementBatch
+    group_id: GroupId | None = None
+    member_id: str | None = ""
+    share_session_epoch: int = 0
+    topics: list[_ShareAcknowledgeRequest_AcknowledgeTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareAcknowledgeResponse_LeaderIdAndEpoch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    leader_id: int = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareAcknowledgeResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CurrentLeader",
+            "current_leader",
+            "LeaderIdAndEpoch",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareAcknowledgeResponse_LeaderIdAndEpoch,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    current_leader: _ShareAcknowledgeResponse_LeaderIdAndEpoch = field(
+        default_factory=_ShareAcknowledgeResponse_LeaderIdAndEpoch
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareAcknowledgeResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ShareAcknowledgeResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareAcknowledgeResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    rack: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ShareAcknowledgeResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]ShareAcknowledgeTopicResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareAcknowledgeResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareAcknowledgeResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareAcknowledgeResponse_v0,)
+    NAME: ClassVar[str] = "ShareAcknowledgeResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 79
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ShareAcknowledgeTopicResponse = _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse
+    PartitionData = _ShareAcknowledgeResponse_PartitionData
+    LeaderIdAndEpoch = _ShareAcknowledgeResponse_LeaderIdAndEpoch
+    NodeEndpoint = _ShareAcknowledgeResponse_NodeEndpoint
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    responses: list[_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse] = field(
+        default_factory=list
+    )
+    node_endpoints: list[_ShareAcknowledgeResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

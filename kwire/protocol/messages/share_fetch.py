@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -24,6 +24,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -50,175 +51,12 @@ _ST_int64_int64_int16 = Struct(">qqh")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _ShareFetchRequest_AcknowledgementBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    first_offset: int = 0
-    last_offset: int = 0
-    acknowledge_types: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchRequest_AcknowledgementBatch.__qualname__ = "ShareFetchRequest.AcknowledgementBatch"
-
-
-@dataclass(slots=True)
-class _ShareFetchRequest_FetchPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    partition_max_bytes: int = 0
-    acknowledgement_batches: list[_ShareFetchRequest_AcknowledgementBatch] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchRequest_FetchPartition.__qualname__ = "ShareFetchRequest.FetchPartition"
-
-
-@dataclass(slots=True)
-class _ShareFetchRequest_FetchTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareFetchRequest_FetchPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchRequest_FetchTopic.__qualname__ = "ShareFetchRequest.FetchTopic"
-
-
-@dataclass(slots=True)
-class _ShareFetchRequest_ForgottenTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchRequest_ForgottenTopic.__qualname__ = "ShareFetchRequest.ForgottenTopic"
-
-
-@dataclass(slots=True)
-class ShareFetchRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareFetchRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 78
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    FetchTopic = _ShareFetchRequest_FetchTopic
-    FetchPartition = _ShareFetchRequest_FetchPartition
-    AcknowledgementBatch = _ShareFetchRequest_AcknowledgementBatch
-    ForgottenTopic = _ShareFetchRequest_ForgottenTopic
-    group_id: GroupId | None = None
-    member_id: str | None = ""
-    share_session_epoch: int = 0
-    max_wait_ms: int = 0
-    min_bytes: int = 0
-    max_bytes: int = 0x7FFFFFFF
-    topics: list[_ShareFetchRequest_FetchTopic] = field(default_factory=list)
-    forgotten_topics_data: list[_ShareFetchRequest_ForgottenTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ShareFetchResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    leader_id: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchResponse_LeaderIdAndEpoch.__qualname__ = "ShareFetchResponse.LeaderIdAndEpoch"
-
-
-@dataclass(slots=True)
-class _ShareFetchResponse_AcquiredRecords:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    first_offset: int = 0
-    last_offset: int = 0
-    delivery_count: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchResponse_AcquiredRecords.__qualname__ = "ShareFetchResponse.AcquiredRecords"
-
-
-@dataclass(slots=True)
-class _ShareFetchResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    acknowledge_error_code: int = 0
-    acknowledge_error_message: str | None = None
-    current_leader: _ShareFetchResponse_LeaderIdAndEpoch = field(
-        default_factory=_ShareFetchResponse_LeaderIdAndEpoch
-    )
-    records: bytes | memoryview | None = None
-    acquired_records: list[_ShareFetchResponse_AcquiredRecords] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchResponse_PartitionData.__qualname__ = "ShareFetchResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _ShareFetchResponse_ShareFetchableTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareFetchResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchResponse_ShareFetchableTopicResponse.__qualname__ = (
-    "ShareFetchResponse.ShareFetchableTopicResponse"
-)
-
-
-@dataclass(slots=True)
-class _ShareFetchResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareFetchResponse_NodeEndpoint.__qualname__ = "ShareFetchResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class ShareFetchResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareFetchResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 78
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ShareFetchableTopicResponse = _ShareFetchResponse_ShareFetchableTopicResponse
-    PartitionData = _ShareFetchResponse_PartitionData
-    LeaderIdAndEpoch = _ShareFetchResponse_LeaderIdAndEpoch
-    AcquiredRecords = _ShareFetchResponse_AcquiredRecords
-    NodeEndpoint = _ShareFetchResponse_NodeEndpoint
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    responses: list[_ShareFetchResponse_ShareFetchableTopicResponse] = field(default_factory=list)
-    node_endpoints: list[_ShareFetchResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ShareFetchRequest_AcknowledgementBatch_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchRequest_AcknowledgementBatch, int]:
+    o = new_instance(_ShareFetchRequest_AcknowledgementBatch)
     try:
-        f_first_offset, f_last_offset = _ST_int64_int64.unpack_from(buf, pos)
+        o.first_offset, o.last_offset = _ST_int64_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("AcknowledgementBatch.first_offset", 8), ("AcknowledgementBatch.last_offset", 8)),
@@ -281,9 +119,9 @@ def _read_ShareFetchRequest_AcknowledgementBatch_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchRequest_AcknowledgementBatch(
-        f_first_offset, f_last_offset, f_acknowledge_types, unknown
-    ), pos
+    o.acknowledge_types = f_acknowledge_types
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchRequest_AcknowledgementBatch_v0(
@@ -309,8 +147,9 @@ def _write_ShareFetchRequest_AcknowledgementBatch_v0(
 def _read_ShareFetchRequest_FetchPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchRequest_FetchPartition, int]:
+    o = new_instance(_ShareFetchRequest_FetchPartition)
     try:
-        f_partition_index, f_partition_max_bytes = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.partition_max_bytes = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("FetchPartition.partition_index", 4), ("FetchPartition.partition_max_bytes", 4)),
@@ -367,9 +206,9 @@ def _read_ShareFetchRequest_FetchPartition_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchRequest_FetchPartition(
-        f_partition_index, f_partition_max_bytes, f_acknowledgement_batches, unknown
-    ), pos
+    o.acknowledgement_batches = f_acknowledgement_batches
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchRequest_FetchPartition_v0(
@@ -396,6 +235,7 @@ def _write_ShareFetchRequest_FetchPartition_v0(
 def _read_ShareFetchRequest_FetchTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchRequest_FetchTopic, int]:
+    o = new_instance(_ShareFetchRequest_FetchTopic)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -450,7 +290,10 @@ def _read_ShareFetchRequest_FetchTopic_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchRequest_FetchTopic(uuid_from_bytes(f_topic_id), f_partitions, unknown), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchRequest_FetchTopic_v0(
@@ -477,6 +320,7 @@ def _write_ShareFetchRequest_FetchTopic_v0(
 def _read_ShareFetchRequest_ForgottenTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchRequest_ForgottenTopic, int]:
+    o = new_instance(_ShareFetchRequest_ForgottenTopic)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -531,9 +375,10 @@ def _read_ShareFetchRequest_ForgottenTopic_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchRequest_ForgottenTopic(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchRequest_ForgottenTopic_v0(
@@ -557,6 +402,7 @@ def _write_ShareFetchRequest_ForgottenTopic_v0(
 
 
 def _read_ShareFetchRequest_v0(buf: memoryview, pos: int) -> tuple[ShareFetchRequest, int]:
+    o = new_instance(ShareFetchRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -602,7 +448,7 @@ def _read_ShareFetchRequest_v0(buf: memoryview, pos: int) -> tuple[ShareFetchReq
             raise bad_utf8("member_id", pos) from None
         pos = end4
     try:
-        f_share_session_epoch, f_max_wait_ms, f_min_bytes, f_max_bytes = (
+        o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -679,17 +525,12 @@ def _read_ShareFetchRequest_v0(buf: memoryview, pos: int) -> tuple[ShareFetchReq
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareFetchRequest(
-        f_group_id,
-        f_member_id,
-        f_share_session_epoch,
-        f_max_wait_ms,
-        f_min_bytes,
-        f_max_bytes,
-        f_topics,
-        f_forgotten_topics_data,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.topics = f_topics
+    o.forgotten_topics_data = f_forgotten_topics_data
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchRequest_v0(o: ShareFetchRequest, out: bytearray) -> None:
@@ -753,8 +594,9 @@ def _write_ShareFetchRequest_v0(o: ShareFetchRequest, out: bytearray) -> None:
 def _read_ShareFetchResponse_LeaderIdAndEpoch_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchResponse_LeaderIdAndEpoch, int]:
+    o = new_instance(_ShareFetchResponse_LeaderIdAndEpoch)
     try:
-        f_leader_id, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
@@ -793,7 +635,8 @@ def _read_ShareFetchResponse_LeaderIdAndEpoch_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchResponse_LeaderIdAndEpoch(f_leader_id, f_leader_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchResponse_LeaderIdAndEpoch_v0(
@@ -809,8 +652,9 @@ def _write_ShareFetchResponse_LeaderIdAndEpoch_v0(
 def _read_ShareFetchResponse_AcquiredRecords_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchResponse_AcquiredRecords, int]:
+    o = new_instance(_ShareFetchResponse_AcquiredRecords)
     try:
-        f_first_offset, f_last_offset, f_delivery_count = _ST_int64_int64_int16.unpack_from(
+        o.first_offset, o.last_offset, o.delivery_count = _ST_int64_int64_int16.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -855,9 +699,8 @@ def _read_ShareFetchResponse_AcquiredRecords_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchResponse_AcquiredRecords(
-        f_first_offset, f_last_offset, f_delivery_count, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchResponse_AcquiredRecords_v0(
@@ -873,8 +716,9 @@ def _write_ShareFetchResponse_AcquiredRecords_v0(
 def _read_ShareFetchResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchResponse_PartitionData, int]:
+    o = new_instance(_ShareFetchResponse_PartitionData)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.partition_index", 4), ("PartitionData.error_code", 2)),
@@ -905,7 +749,7 @@ def _read_ShareFetchResponse_PartitionData_v0(
             raise bad_utf8("PartitionData.error_message", pos) from None
         pos = end2
     try:
-        (f_acknowledge_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.acknowledge_error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.acknowledge_error_code", 2),), pos, len(buf) - pos
@@ -1000,17 +844,13 @@ def _read_ShareFetchResponse_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchResponse_PartitionData(
-        f_partition_index,
-        f_error_code,
-        f_error_message,
-        f_acknowledge_error_code,
-        f_acknowledge_error_message,
-        f_current_leader,
-        f_records,
-        f_acquired_records,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.acknowledge_error_message = f_acknowledge_error_message
+    o.current_leader = f_current_leader
+    o.records = f_records
+    o.acquired_records = f_acquired_records
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchResponse_PartitionData_v0(
@@ -1079,6 +919,7 @@ def _write_ShareFetchResponse_PartitionData_v0(
 def _read_ShareFetchResponse_ShareFetchableTopicResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchResponse_ShareFetchableTopicResponse, int]:
+    o = new_instance(_ShareFetchResponse_ShareFetchableTopicResponse)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -1143,9 +984,10 @@ def _read_ShareFetchResponse_ShareFetchableTopicResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchResponse_ShareFetchableTopicResponse(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchResponse_ShareFetchableTopicResponse_v0(
@@ -1172,8 +1014,9 @@ def _write_ShareFetchResponse_ShareFetchableTopicResponse_v0(
 def _read_ShareFetchResponse_NodeEndpoint_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareFetchResponse_NodeEndpoint, int]:
+    o = new_instance(_ShareFetchResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1200,7 +1043,7 @@ def _read_ShareFetchResponse_NodeEndpoint_v0(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1257,7 +1100,10 @@ def _read_ShareFetchResponse_NodeEndpoint_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareFetchResponse_NodeEndpoint(f_node_id, f_host, f_port, f_rack, unknown), pos
+    o.host = f_host
+    o.rack = f_rack
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchResponse_NodeEndpoint_v0(
@@ -1298,8 +1144,9 @@ def _write_ShareFetchResponse_NodeEndpoint_v0(
 
 
 def _read_ShareFetchResponse_v0(buf: memoryview, pos: int) -> tuple[ShareFetchResponse, int]:
+    o = new_instance(ShareFetchResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1394,9 +1241,11 @@ def _read_ShareFetchResponse_v0(buf: memoryview, pos: int) -> tuple[ShareFetchRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareFetchResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_responses, f_node_endpoints, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.responses = f_responses
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareFetchResponse_v0(o: ShareFetchResponse, out: bytearray) -> None:
@@ -1442,230 +1291,417 @@ def _write_ShareFetchResponse_v0(o: ShareFetchResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_ShareFetchRequest_AcknowledgementBatch.FIELDS = (
-    FieldInfo(
-        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "AcknowledgeTypes",
-        "acknowledge_types",
-        "[]int8",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_ShareFetchRequest_FetchPartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PartitionMaxBytes",
-        "partition_max_bytes",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AcknowledgementBatches",
-        "acknowledgement_batches",
-        "[]AcknowledgementBatch",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchRequest_AcknowledgementBatch,
-        False,
-    ),
-)
-_ShareFetchRequest_FetchTopic.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]FetchPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchRequest_FetchPartition,
-        False,
-    ),
-)
-_ShareFetchRequest_ForgottenTopic.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-ShareFetchRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "ShareSessionEpoch",
-        "share_session_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]FetchTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchRequest_FetchTopic,
-        False,
-    ),
-    FieldInfo(
-        "ForgottenTopicsData",
-        "forgotten_topics_data",
-        "[]ForgottenTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchRequest_ForgottenTopic,
-        False,
-    ),
-)
-ShareFetchRequest._READERS = (_read_ShareFetchRequest_v0,)
-ShareFetchRequest._WRITERS = (_write_ShareFetchRequest_v0,)
+@dataclass(slots=True)
+class _ShareFetchRequest_AcknowledgementBatch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "AcknowledgeTypes",
+            "acknowledge_types",
+            "[]int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    first_offset: int = 0
+    last_offset: int = 0
+    acknowledge_types: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ShareFetchResponse_LeaderIdAndEpoch.FIELDS = (
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ShareFetchResponse_AcquiredRecords.FIELDS = (
-    FieldInfo(
-        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "DeliveryCount", "delivery_count", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_ShareFetchResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "AcknowledgeErrorCode",
-        "acknowledge_error_code",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AcknowledgeErrorMessage",
-        "acknowledge_error_message",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CurrentLeader",
-        "current_leader",
-        "LeaderIdAndEpoch",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchResponse_LeaderIdAndEpoch,
-        False,
-    ),
-    FieldInfo("Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "AcquiredRecords",
-        "acquired_records",
-        "[]AcquiredRecords",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchResponse_AcquiredRecords,
-        False,
-    ),
-)
-_ShareFetchResponse_ShareFetchableTopicResponse.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchResponse_PartitionData,
-        False,
-    ),
-)
-_ShareFetchResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-ShareFetchResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Responses",
-        "responses",
-        "[]ShareFetchableTopicResponse",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchResponse_ShareFetchableTopicResponse,
-        False,
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareFetchResponse_NodeEndpoint,
-        False,
-    ),
-)
-ShareFetchResponse._READERS = (_read_ShareFetchResponse_v0,)
-ShareFetchResponse._WRITERS = (_write_ShareFetchResponse_v0,)
+
+@dataclass(slots=True)
+class _ShareFetchRequest_FetchPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "PartitionMaxBytes",
+            "partition_max_bytes",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AcknowledgementBatches",
+            "acknowledgement_batches",
+            "[]AcknowledgementBatch",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchRequest_AcknowledgementBatch,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    partition_max_bytes: int = 0
+    acknowledgement_batches: list[_ShareFetchRequest_AcknowledgementBatch] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareFetchRequest_FetchTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]FetchPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchRequest_FetchPartition,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ShareFetchRequest_FetchPartition] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareFetchRequest_ForgottenTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ShareFetchRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ShareSessionEpoch",
+            "share_session_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]FetchTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchRequest_FetchTopic,
+            False,
+        ),
+        FieldInfo(
+            "ForgottenTopicsData",
+            "forgotten_topics_data",
+            "[]ForgottenTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchRequest_ForgottenTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareFetchRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareFetchRequest_v0,)
+    NAME: ClassVar[str] = "ShareFetchRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 78
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    FetchTopic = _ShareFetchRequest_FetchTopic
+    FetchPartition = _ShareFetchRequest_FetchPartition
+    AcknowledgementBatch = _ShareFetchRequest_AcknowledgementBatch
+    ForgottenTopic = _ShareFetchRequest_ForgottenTopic
+    group_id: GroupId | None = None
+    member_id: str | None = ""
+    share_session_epoch: int = 0
+    max_wait_ms: int = 0
+    min_bytes: int = 0
+    max_bytes: int = 0x7FFFFFFF
+    topics: list[_ShareFetchRequest_FetchTopic] = field(default_factory=list)
+    forgotten_topics_data: list[_ShareFetchRequest_ForgottenTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareFetchResponse_LeaderIdAndEpoch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    leader_id: int = 0
+    leader_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareFetchResponse_AcquiredRecords:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "DeliveryCount",
+            "delivery_count",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    first_offset: int = 0
+    last_offset: int = 0
+    delivery_count: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareFetchResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AcknowledgeErrorCode",
+            "acknowledge_error_code",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AcknowledgeErrorMessage",
+            "acknowledge_error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CurrentLeader",
+            "current_leader",
+            "LeaderIdAndEpoch",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchResponse_LeaderIdAndEpoch,
+            False,
+        ),
+        FieldInfo(
+            "Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "AcquiredRecords",
+            "acquired_records",
+            "[]AcquiredRecords",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchResponse_AcquiredRecords,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    acknowledge_error_code: int = 0
+    acknowledge_error_message: str | None = None
+    current_leader: _ShareFetchResponse_LeaderIdAndEpoch = field(
+        default_factory=_ShareFetchResponse_LeaderIdAndEpoch
+    )
+    records: bytes | memoryview | None = None
+    acquired_records: list[_ShareFetchResponse_AcquiredRecords] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareFetchResponse_ShareFetchableTopicResponse:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_ShareFetchResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareFetchResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    rack: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ShareFetchResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Responses",
+            "responses",
+            "[]ShareFetchableTopicResponse",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchResponse_ShareFetchableTopicResponse,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareFetchResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareFetchResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareFetchResponse_v0,)
+    NAME: ClassVar[str] = "ShareFetchResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 78
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ShareFetchableTopicResponse = _ShareFetchResponse_ShareFetchableTopicResponse
+    PartitionData = _ShareFetchResponse_PartitionData
+    LeaderIdAndEpoch = _ShareFetchResponse_LeaderIdAndEpoch
+    AcquiredRecords = _ShareFetchResponse_AcquiredRecords
+    NodeEndpoint = _ShareFetchResponse_NodeEndpoint
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    responses: list[_ShareFetchResponse_ShareFetchableTopicResponse] = field(default_factory=list)
+    node_endpoints: list[_ShareFetchResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,107 +47,10 @@ _ST_int32_int32 = Struct(">ii")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class ShareGroupDescribeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareGroupDescribeRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 77
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    group_ids: list[GroupId] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    topic_name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareGroupDescribeResponse_TopicPartitions.__qualname__ = (
-    "ShareGroupDescribeResponse.TopicPartitions"
-)
-
-
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_partitions: list[_ShareGroupDescribeResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareGroupDescribeResponse_Assignment.__qualname__ = "ShareGroupDescribeResponse.Assignment"
-
-
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_Member:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    member_id: str = ""
-    rack_id: str | None = None
-    member_epoch: int = 0
-    client_id: str = ""
-    client_host: str = ""
-    subscribed_topic_names: list[TopicName] = field(default_factory=list)
-    assignment: _ShareGroupDescribeResponse_Assignment = field(
-        default_factory=_ShareGroupDescribeResponse_Assignment
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareGroupDescribeResponse_Member.__qualname__ = "ShareGroupDescribeResponse.Member"
-
-
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_DescribedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    error_code: int = 0
-    error_message: str | None = None
-    group_id: GroupId = ""
-    group_state: str = ""
-    group_epoch: int = 0
-    assignment_epoch: int = 0
-    assignor_name: str = ""
-    members: list[_ShareGroupDescribeResponse_Member] = field(default_factory=list)
-    authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareGroupDescribeResponse_DescribedGroup.__qualname__ = (
-    "ShareGroupDescribeResponse.DescribedGroup"
-)
-
-
-@dataclass(slots=True)
-class ShareGroupDescribeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareGroupDescribeResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 77
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ShareGroupDescribeResponse_TopicPartitions
-    Assignment = _ShareGroupDescribeResponse_Assignment
-    DescribedGroup = _ShareGroupDescribeResponse_DescribedGroup
-    Member = _ShareGroupDescribeResponse_Member
-    throttle_time_ms: int = 0
-    groups: list[_ShareGroupDescribeResponse_DescribedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ShareGroupDescribeRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ShareGroupDescribeRequest, int]:
+    o = new_instance(ShareGroupDescribeRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -187,7 +91,7 @@ def _read_ShareGroupDescribeRequest_v0(
                 pos = end4
             f_group_ids.append(item2)
     try:
-        (f_include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        (o.include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("include_authorized_operations", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -222,7 +126,9 @@ def _read_ShareGroupDescribeRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareGroupDescribeRequest(f_group_ids, f_include_authorized_operations, unknown), pos
+    o.group_ids = f_group_ids
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupDescribeRequest_v0(o: ShareGroupDescribeRequest, out: bytearray) -> None:
@@ -259,6 +165,7 @@ def _write_ShareGroupDescribeRequest_v0(o: ShareGroupDescribeRequest, out: bytea
 def _read_ShareGroupDescribeResponse_TopicPartitions_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareGroupDescribeResponse_TopicPartitions, int]:
+    o = new_instance(_ShareGroupDescribeResponse_TopicPartitions)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -335,9 +242,11 @@ def _read_ShareGroupDescribeResponse_TopicPartitions_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareGroupDescribeResponse_TopicPartitions(
-        uuid_from_bytes(f_topic_id), f_topic_name, f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupDescribeResponse_TopicPartitions_v0(
@@ -376,6 +285,7 @@ def _write_ShareGroupDescribeResponse_TopicPartitions_v0(
 def _read_ShareGroupDescribeResponse_Assignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareGroupDescribeResponse_Assignment, int]:
+    o = new_instance(_ShareGroupDescribeResponse_Assignment)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -425,7 +335,9 @@ def _read_ShareGroupDescribeResponse_Assignment_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareGroupDescribeResponse_Assignment(f_topic_partitions, unknown), pos
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupDescribeResponse_Assignment_v0(
@@ -451,6 +363,7 @@ def _write_ShareGroupDescribeResponse_Assignment_v0(
 def _read_ShareGroupDescribeResponse_Member_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareGroupDescribeResponse_Member, int]:
+    o = new_instance(_ShareGroupDescribeResponse_Member)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -496,7 +409,7 @@ def _read_ShareGroupDescribeResponse_Member_v0(
             raise bad_utf8("Member.rack_id", pos) from None
         pos = end4
     try:
-        (f_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Member.member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -617,16 +530,14 @@ def _read_ShareGroupDescribeResponse_Member_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareGroupDescribeResponse_Member(
-        f_member_id,
-        f_rack_id,
-        f_member_epoch,
-        f_client_id,
-        f_client_host,
-        f_subscribed_topic_names,
-        f_assignment,
-        unknown,
-    ), pos
+    o.member_id = f_member_id
+    o.rack_id = f_rack_id
+    o.client_id = f_client_id
+    o.client_host = f_client_host
+    o.subscribed_topic_names = f_subscribed_topic_names
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupDescribeResponse_Member_v0(
@@ -722,8 +633,9 @@ def _write_ShareGroupDescribeResponse_Member_v0(
 def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareGroupDescribeResponse_DescribedGroup, int]:
+    o = new_instance(_ShareGroupDescribeResponse_DescribedGroup)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("DescribedGroup.error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -794,7 +706,7 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
             raise bad_utf8("DescribedGroup.group_state", pos) from None
         pos = end6
     try:
-        f_group_epoch, f_assignment_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.group_epoch, o.assignment_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribedGroup.group_epoch", 4), ("DescribedGroup.assignment_epoch", 4)),
@@ -843,7 +755,7 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
             item10, pos = _read_ShareGroupDescribeResponse_Member_v0(buf, pos)
             f_members.append(item10)
     try:
-        (f_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("DescribedGroup.authorized_operations", 4),), pos, len(buf) - pos
@@ -880,18 +792,13 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareGroupDescribeResponse_DescribedGroup(
-        f_error_code,
-        f_error_message,
-        f_group_id,
-        f_group_state,
-        f_group_epoch,
-        f_assignment_epoch,
-        f_assignor_name,
-        f_members,
-        f_authorized_operations,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.group_id = f_group_id
+    o.group_state = f_group_state
+    o.assignor_name = f_assignor_name
+    o.members = f_members
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupDescribeResponse_DescribedGroup_v0(
@@ -972,8 +879,9 @@ def _write_ShareGroupDescribeResponse_DescribedGroup_v0(
 def _read_ShareGroupDescribeResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ShareGroupDescribeResponse, int]:
+    o = new_instance(ShareGroupDescribeResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1026,7 +934,9 @@ def _read_ShareGroupDescribeResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareGroupDescribeResponse(f_throttle_time_ms, f_groups, unknown), pos
+    o.groups = f_groups
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupDescribeResponse_v0(o: ShareGroupDescribeResponse, out: bytearray) -> None:
@@ -1048,132 +958,235 @@ def _write_ShareGroupDescribeResponse_v0(o: ShareGroupDescribeResponse, out: byt
         out.append(0)
 
 
-ShareGroupDescribeRequest.FIELDS = (
-    FieldInfo("GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IncludeAuthorizedOperations",
-        "include_authorized_operations",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ShareGroupDescribeRequest._READERS = (_read_ShareGroupDescribeRequest_v0,)
-ShareGroupDescribeRequest._WRITERS = (_write_ShareGroupDescribeRequest_v0,)
+@dataclass(slots=True)
+class ShareGroupDescribeRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IncludeAuthorizedOperations",
+            "include_authorized_operations",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupDescribeRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupDescribeRequest_v0,)
+    NAME: ClassVar[str] = "ShareGroupDescribeRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 77
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    group_ids: list[GroupId] = field(default_factory=list)
+    include_authorized_operations: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ShareGroupDescribeResponse_TopicPartitions.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_ShareGroupDescribeResponse_Assignment.FIELDS = (
-    FieldInfo(
-        "TopicPartitions",
-        "topic_partitions",
-        "[]TopicPartitions",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareGroupDescribeResponse_TopicPartitions,
-        False,
-    ),
-)
-_ShareGroupDescribeResponse_Member.FIELDS = (
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SubscribedTopicNames",
-        "subscribed_topic_names",
-        "[]string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Assignment",
-        "assignment",
-        "Assignment",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareGroupDescribeResponse_Assignment,
-        False,
-    ),
-)
-_ShareGroupDescribeResponse_DescribedGroup.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "AssignmentEpoch",
-        "assignment_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Members",
-        "members",
-        "[]Member",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareGroupDescribeResponse_Member,
-        False,
-    ),
-    FieldInfo(
-        "AuthorizedOperations",
-        "authorized_operations",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ShareGroupDescribeResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Groups",
-        "groups",
-        "[]DescribedGroup",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareGroupDescribeResponse_DescribedGroup,
-        False,
-    ),
-)
-ShareGroupDescribeResponse._READERS = (_read_ShareGroupDescribeResponse_v0,)
-ShareGroupDescribeResponse._WRITERS = (_write_ShareGroupDescribeResponse_v0,)
+
+@dataclass(slots=True)
+class _ShareGroupDescribeResponse_TopicPartitions:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    topic_name: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareGroupDescribeResponse_Assignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicPartitions",
+            "topic_partitions",
+            "[]TopicPartitions",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareGroupDescribeResponse_TopicPartitions,
+            False,
+        ),
+    )
+    topic_partitions: list[_ShareGroupDescribeResponse_TopicPartitions] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareGroupDescribeResponse_Member:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo(
+            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "SubscribedTopicNames",
+            "subscribed_topic_names",
+            "[]string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Assignment",
+            "assignment",
+            "Assignment",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareGroupDescribeResponse_Assignment,
+            False,
+        ),
+    )
+    member_id: str = ""
+    rack_id: str | None = None
+    member_epoch: int = 0
+    client_id: str = ""
+    client_host: str = ""
+    subscribed_topic_names: list[TopicName] = field(default_factory=list)
+    assignment: _ShareGroupDescribeResponse_Assignment = field(
+        default_factory=_ShareGroupDescribeResponse_Assignment
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareGroupDescribeResponse_DescribedGroup:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "AssignmentEpoch",
+            "assignment_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Members",
+            "members",
+            "[]Member",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareGroupDescribeResponse_Member,
+            False,
+        ),
+        FieldInfo(
+            "AuthorizedOperations",
+            "authorized_operations",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    error_code: int = 0
+    error_message: str | None = None
+    group_id: GroupId = ""
+    group_state: str = ""
+    group_epoch: int = 0
+    assignment_epoch: int = 0
+    assignor_name: str = ""
+    members: list[_ShareGroupDescribeResponse_Member] = field(default_factory=list)
+    authorized_operations: int = -2147483648
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ShareGroupDescribeResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Groups",
+            "groups",
+            "[]DescribedGroup",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareGroupDescribeResponse_DescribedGroup,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupDescribeResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupDescribeResponse_v0,)
+    NAME: ClassVar[str] = "ShareGroupDescribeResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 77
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicPartitions = _ShareGroupDescribeResponse_TopicPartitions
+    Assignment = _ShareGroupDescribeResponse_Assignment
+    DescribedGroup = _ShareGroupDescribeResponse_DescribedGroup
+    Member = _ShareGroupDescribeResponse_Member
+    throttle_time_ms: int = 0
+    groups: list[_ShareGroupDescribeResponse_DescribedGroup] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,74 +47,10 @@ _ST_int8 = Struct(">b")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class ShareGroupHeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareGroupHeartbeatRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 76
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    group_id: GroupId = ""
-    member_id: str = ""
-    member_epoch: int = 0
-    rack_id: str | None = None
-    subscribed_topic_names: list[str] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _ShareGroupHeartbeatResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareGroupHeartbeatResponse_TopicPartitions.__qualname__ = (
-    "ShareGroupHeartbeatResponse.TopicPartitions"
-)
-
-
-@dataclass(slots=True)
-class _ShareGroupHeartbeatResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_partitions: list[_ShareGroupHeartbeatResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ShareGroupHeartbeatResponse_Assignment.__qualname__ = "ShareGroupHeartbeatResponse.Assignment"
-
-
-@dataclass(slots=True)
-class ShareGroupHeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ShareGroupHeartbeatResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 76
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ShareGroupHeartbeatResponse_TopicPartitions
-    Assignment = _ShareGroupHeartbeatResponse_Assignment
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    member_id: str | None = None
-    member_epoch: int = 0
-    heartbeat_interval_ms: int = 0
-    assignment: _ShareGroupHeartbeatResponse_Assignment | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ShareGroupHeartbeatRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[ShareGroupHeartbeatRequest, int]:
+    o = new_instance(ShareGroupHeartbeatRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -159,7 +96,7 @@ def _read_ShareGroupHeartbeatRequest_v0(
             raise bad_utf8("member_id", pos) from None
         pos = end4
     try:
-        (f_member_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("member_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -255,9 +192,12 @@ def _read_ShareGroupHeartbeatRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareGroupHeartbeatRequest(
-        f_group_id, f_member_id, f_member_epoch, f_rack_id, f_subscribed_topic_names, unknown
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.rack_id = f_rack_id
+    o.subscribed_topic_names = f_subscribed_topic_names
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupHeartbeatRequest_v0(o: ShareGroupHeartbeatRequest, out: bytearray) -> None:
@@ -333,6 +273,7 @@ def _write_ShareGroupHeartbeatRequest_v0(o: ShareGroupHeartbeatRequest, out: byt
 def _read_ShareGroupHeartbeatResponse_TopicPartitions_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareGroupHeartbeatResponse_TopicPartitions, int]:
+    o = new_instance(_ShareGroupHeartbeatResponse_TopicPartitions)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -387,9 +328,10 @@ def _read_ShareGroupHeartbeatResponse_TopicPartitions_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareGroupHeartbeatResponse_TopicPartitions(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupHeartbeatResponse_TopicPartitions_v0(
@@ -415,6 +357,7 @@ def _write_ShareGroupHeartbeatResponse_TopicPartitions_v0(
 def _read_ShareGroupHeartbeatResponse_Assignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ShareGroupHeartbeatResponse_Assignment, int]:
+    o = new_instance(_ShareGroupHeartbeatResponse_Assignment)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -464,7 +407,9 @@ def _read_ShareGroupHeartbeatResponse_Assignment_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ShareGroupHeartbeatResponse_Assignment(f_topic_partitions, unknown), pos
+    o.topic_partitions = f_topic_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupHeartbeatResponse_Assignment_v0(
@@ -490,8 +435,9 @@ def _write_ShareGroupHeartbeatResponse_Assignment_v0(
 def _read_ShareGroupHeartbeatResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[ShareGroupHeartbeatResponse, int]:
+    o = new_instance(ShareGroupHeartbeatResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -542,7 +488,7 @@ def _read_ShareGroupHeartbeatResponse_v0(
             raise bad_utf8("member_id", pos) from None
         pos = end4
     try:
-        f_member_epoch, f_heartbeat_interval_ms = _ST_int32_int32.unpack_from(buf, pos)
+        o.member_epoch, o.heartbeat_interval_ms = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("member_epoch", 4), ("heartbeat_interval_ms", 4)), pos, len(buf) - pos
@@ -589,16 +535,11 @@ def _read_ShareGroupHeartbeatResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ShareGroupHeartbeatResponse(
-        f_throttle_time_ms,
-        f_error_code,
-        f_error_message,
-        f_member_id,
-        f_member_epoch,
-        f_heartbeat_interval_ms,
-        f_assignment,
-        unknown,
-    ), pos
+    o.error_message = f_error_message
+    o.member_id = f_member_id
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ShareGroupHeartbeatResponse_v0(o: ShareGroupHeartbeatResponse, out: bytearray) -> None:
@@ -642,79 +583,151 @@ def _write_ShareGroupHeartbeatResponse_v0(o: ShareGroupHeartbeatResponse, out: b
         out.append(0)
 
 
-ShareGroupHeartbeatRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "SubscribedTopicNames",
-        "subscribed_topic_names",
-        "[]string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ShareGroupHeartbeatRequest._READERS = (_read_ShareGroupHeartbeatRequest_v0,)
-ShareGroupHeartbeatRequest._WRITERS = (_write_ShareGroupHeartbeatRequest_v0,)
+@dataclass(slots=True)
+class ShareGroupHeartbeatRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo(
+            "SubscribedTopicNames",
+            "subscribed_topic_names",
+            "[]string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupHeartbeatRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupHeartbeatRequest_v0,)
+    NAME: ClassVar[str] = "ShareGroupHeartbeatRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 76
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    group_id: GroupId = ""
+    member_id: str = ""
+    member_epoch: int = 0
+    rack_id: str | None = None
+    subscribed_topic_names: list[str] | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_ShareGroupHeartbeatResponse_TopicPartitions.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_ShareGroupHeartbeatResponse_Assignment.FIELDS = (
-    FieldInfo(
-        "TopicPartitions",
-        "topic_partitions",
-        "[]TopicPartitions",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ShareGroupHeartbeatResponse_TopicPartitions,
-        False,
-    ),
-)
-ShareGroupHeartbeatResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo(
-        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "HeartbeatIntervalMs",
-        "heartbeat_interval_ms",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Assignment",
-        "assignment",
-        "Assignment",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        _ShareGroupHeartbeatResponse_Assignment,
-        False,
-    ),
-)
-ShareGroupHeartbeatResponse._READERS = (_read_ShareGroupHeartbeatResponse_v0,)
-ShareGroupHeartbeatResponse._WRITERS = (_write_ShareGroupHeartbeatResponse_v0,)
+
+@dataclass(slots=True)
+class _ShareGroupHeartbeatResponse_TopicPartitions:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _ShareGroupHeartbeatResponse_Assignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicPartitions",
+            "topic_partitions",
+            "[]TopicPartitions",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ShareGroupHeartbeatResponse_TopicPartitions,
+            False,
+        ),
+    )
+    topic_partitions: list[_ShareGroupHeartbeatResponse_TopicPartitions] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ShareGroupHeartbeatResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "HeartbeatIntervalMs",
+            "heartbeat_interval_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Assignment",
+            "assignment",
+            "Assignment",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            _ShareGroupHeartbeatResponse_Assignment,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupHeartbeatResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupHeartbeatResponse_v0,)
+    NAME: ClassVar[str] = "ShareGroupHeartbeatResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 76
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicPartitions = _ShareGroupHeartbeatResponse_TopicPartitions
+    Assignment = _ShareGroupHeartbeatResponse_Assignment
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = 0
+    heartbeat_interval_ms: int = 0
+    assignment: _ShareGroupHeartbeatResponse_Assignment | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

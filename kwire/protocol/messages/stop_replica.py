@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -49,118 +50,10 @@ _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_bool = Struct(">iq?")
 
 
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaPartitionV0:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-
-
-_StopReplicaRequest_StopReplicaPartitionV0.__qualname__ = (
-    "StopReplicaRequest.StopReplicaPartitionV0"
-)
-
-
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaTopicV1:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_StopReplicaRequest_StopReplicaTopicV1.__qualname__ = "StopReplicaRequest.StopReplicaTopicV1"
-
-
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaPartitionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    leader_epoch: int = -1
-    delete_partition: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_StopReplicaRequest_StopReplicaPartitionState.__qualname__ = (
-    "StopReplicaRequest.StopReplicaPartitionState"
-)
-
-
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_states: list[_StopReplicaRequest_StopReplicaPartitionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_StopReplicaRequest_StopReplicaTopicState.__qualname__ = "StopReplicaRequest.StopReplicaTopicState"
-
-
-@dataclass(slots=True)
-class StopReplicaRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "StopReplicaRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 5
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    StopReplicaPartitionV0 = _StopReplicaRequest_StopReplicaPartitionV0
-    StopReplicaTopicV1 = _StopReplicaRequest_StopReplicaTopicV1
-    StopReplicaTopicState = _StopReplicaRequest_StopReplicaTopicState
-    StopReplicaPartitionState = _StopReplicaRequest_StopReplicaPartitionState
-    controller_id: BrokerId = 0
-    is_kraft_controller: bool = False
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    delete_partitions: bool = False
-    ungrouped_partitions: list[_StopReplicaRequest_StopReplicaPartitionV0] = field(
-        default_factory=list
-    )
-    topics: list[_StopReplicaRequest_StopReplicaTopicV1] = field(default_factory=list)
-    topic_states: list[_StopReplicaRequest_StopReplicaTopicState] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _StopReplicaResponse_StopReplicaPartitionError:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_StopReplicaResponse_StopReplicaPartitionError.__qualname__ = (
-    "StopReplicaResponse.StopReplicaPartitionError"
-)
-
-
-@dataclass(slots=True)
-class StopReplicaResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "StopReplicaResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 5
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    StopReplicaPartitionError = _StopReplicaResponse_StopReplicaPartitionError
-    error_code: int = 0
-    partition_errors: list[_StopReplicaResponse_StopReplicaPartitionError] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_StopReplicaRequest_StopReplicaPartitionV0_v0(
     buf: memoryview, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaPartitionV0, int]:
+    o = new_instance(_StopReplicaRequest_StopReplicaPartitionV0)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -181,13 +74,14 @@ def _read_StopReplicaRequest_StopReplicaPartitionV0_v0(
             raise bad_utf8("StopReplicaPartitionV0.topic_name", pos) from None
         pos = end2
     try:
-        (f_partition_index,) = _ST_int32.unpack_from(buf, pos)
+        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("StopReplicaPartitionV0.partition_index", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _StopReplicaRequest_StopReplicaPartitionV0(f_topic_name, f_partition_index), pos
+    o.topic_name = f_topic_name
+    return o, pos
 
 
 def _write_StopReplicaRequest_StopReplicaPartitionV0_v0(
@@ -208,6 +102,7 @@ def _write_StopReplicaRequest_StopReplicaPartitionV0_v0(
 def _read_StopReplicaRequest_StopReplicaTopicV1_v1(
     buf: memoryview, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaTopicV1, int]:
+    o = new_instance(_StopReplicaRequest_StopReplicaTopicV1)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -242,12 +137,16 @@ def _read_StopReplicaRequest_StopReplicaTopicV1_v1(
             raise too_short("StopReplicaTopicV1.partition_indexes", pos, 4 * count3, len(buf) - pos)
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _StopReplicaRequest_StopReplicaTopicV1(f_name, f_partition_indexes, ()), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_StopReplicaRequest_StopReplicaTopicV1_v2(
     buf: memoryview, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaTopicV1, int]:
+    o = new_instance(_StopReplicaRequest_StopReplicaTopicV1)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -321,7 +220,10 @@ def _read_StopReplicaRequest_StopReplicaTopicV1_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _StopReplicaRequest_StopReplicaTopicV1(f_name, f_partition_indexes, unknown), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_StopReplicaRequest_StopReplicaTopicV1_v1(
@@ -381,8 +283,9 @@ def _write_StopReplicaRequest_StopReplicaTopicV1_v2(
 def _read_StopReplicaRequest_StopReplicaPartitionState_v3(
     buf: memoryview, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaPartitionState, int]:
+    o = new_instance(_StopReplicaRequest_StopReplicaPartitionState)
     try:
-        f_partition_index, f_leader_epoch, f_delete_partition = _ST_int32_int32_bool.unpack_from(
+        o.partition_index, o.leader_epoch, o.delete_partition = _ST_int32_int32_bool.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -435,9 +338,8 @@ def _read_StopReplicaRequest_StopReplicaPartitionState_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _StopReplicaRequest_StopReplicaPartitionState(
-        f_partition_index, f_leader_epoch, f_delete_partition, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_StopReplicaRequest_StopReplicaPartitionState_v3(
@@ -453,6 +355,7 @@ def _write_StopReplicaRequest_StopReplicaPartitionState_v3(
 def _read_StopReplicaRequest_StopReplicaTopicState_v3(
     buf: memoryview, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaTopicState, int]:
+    o = new_instance(_StopReplicaRequest_StopReplicaTopicState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -528,7 +431,10 @@ def _read_StopReplicaRequest_StopReplicaTopicState_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _StopReplicaRequest_StopReplicaTopicState(f_topic_name, f_partition_states, unknown), pos
+    o.topic_name = f_topic_name
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_StopReplicaRequest_StopReplicaTopicState_v3(
@@ -565,18 +471,19 @@ def _write_StopReplicaRequest_StopReplicaTopicState_v3(
 
 
 def _read_StopReplicaRequest_v0(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+    o = new_instance(StopReplicaRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_delete_partitions,) = _ST_bool.unpack_from(buf, pos)
+        (o.delete_partitions,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("delete_partitions", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -595,27 +502,24 @@ def _read_StopReplicaRequest_v0(buf: memoryview, pos: int) -> tuple[StopReplicaR
         for _ in range(count1):
             item2, pos = _read_StopReplicaRequest_StopReplicaPartitionV0_v0(buf, pos)
             f_ungrouped_partitions.append(item2)
-    return StopReplicaRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        -1,
-        f_delete_partitions,
-        f_ungrouped_partitions,
-        [],
-        [],
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.broker_epoch = -1
+    o.ungrouped_partitions = f_ungrouped_partitions
+    o.topics = []
+    o.topic_states = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_StopReplicaRequest_v1(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+    o = new_instance(StopReplicaRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch, f_delete_partitions = _ST_int32_int64_bool.unpack_from(
+        o.controller_epoch, o.broker_epoch, o.delete_partitions = _ST_int32_int64_bool.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -640,27 +544,23 @@ def _read_StopReplicaRequest_v1(buf: memoryview, pos: int) -> tuple[StopReplicaR
         for _ in range(count1):
             item2, pos = _read_StopReplicaRequest_StopReplicaTopicV1_v1(buf, pos)
             f_topics.append(item2)
-    return StopReplicaRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        f_delete_partitions,
-        [],
-        f_topics,
-        [],
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.ungrouped_partitions = []
+    o.topics = f_topics
+    o.topic_states = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_StopReplicaRequest_v2(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+    o = new_instance(StopReplicaRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch, f_delete_partitions = _ST_int32_int64_bool.unpack_from(
+        o.controller_epoch, o.broker_epoch, o.delete_partitions = _ST_int32_int64_bool.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -719,27 +619,23 @@ def _read_StopReplicaRequest_v2(buf: memoryview, pos: int) -> tuple[StopReplicaR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return StopReplicaRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        f_delete_partitions,
-        [],
-        f_topics,
-        [],
-        unknown,
-    ), pos
+    o.is_kraft_controller = False
+    o.ungrouped_partitions = []
+    o.topics = f_topics
+    o.topic_states = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_StopReplicaRequest_v3(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+    o = new_instance(StopReplicaRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -794,22 +690,19 @@ def _read_StopReplicaRequest_v3(buf: memoryview, pos: int) -> tuple[StopReplicaR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return StopReplicaRequest(
-        f_controller_id,
-        False,
-        f_controller_epoch,
-        f_broker_epoch,
-        False,
-        [],
-        [],
-        f_topic_states,
-        unknown,
-    ), pos
+    o.is_kraft_controller = False
+    o.delete_partitions = False
+    o.ungrouped_partitions = []
+    o.topics = []
+    o.topic_states = f_topic_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_StopReplicaRequest_v4(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+    o = new_instance(StopReplicaRequest)
     try:
-        f_controller_id, f_is_kraft_controller, f_controller_epoch, f_broker_epoch = (
+        o.controller_id, o.is_kraft_controller, o.controller_epoch, o.broker_epoch = (
             _ST_int32_bool_int32_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -873,17 +766,12 @@ def _read_StopReplicaRequest_v4(buf: memoryview, pos: int) -> tuple[StopReplicaR
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return StopReplicaRequest(
-        f_controller_id,
-        f_is_kraft_controller,
-        f_controller_epoch,
-        f_broker_epoch,
-        False,
-        [],
-        [],
-        f_topic_states,
-        unknown,
-    ), pos
+    o.delete_partitions = False
+    o.ungrouped_partitions = []
+    o.topics = []
+    o.topic_states = f_topic_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_StopReplicaRequest_v0(o: StopReplicaRequest, out: bytearray) -> None:
@@ -1011,6 +899,7 @@ def _write_StopReplicaRequest_v4(o: StopReplicaRequest, out: bytearray) -> None:
 def _read_StopReplicaResponse_StopReplicaPartitionError_v0(
     buf: memoryview, pos: int
 ) -> tuple[_StopReplicaResponse_StopReplicaPartitionError, int]:
+    o = new_instance(_StopReplicaResponse_StopReplicaPartitionError)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1031,7 +920,7 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v0(
             raise bad_utf8("StopReplicaPartitionError.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1042,14 +931,15 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _StopReplicaResponse_StopReplicaPartitionError(
-        f_topic_name, f_partition_index, f_error_code, ()
-    ), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_StopReplicaResponse_StopReplicaPartitionError_v2(
     buf: memoryview, pos: int
 ) -> tuple[_StopReplicaResponse_StopReplicaPartitionError, int]:
+    o = new_instance(_StopReplicaResponse_StopReplicaPartitionError)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1073,7 +963,7 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v2(
             raise bad_utf8("StopReplicaPartitionError.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1123,9 +1013,9 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v2(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _StopReplicaResponse_StopReplicaPartitionError(
-        f_topic_name, f_partition_index, f_error_code, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_StopReplicaResponse_StopReplicaPartitionError_v0(
@@ -1186,8 +1076,9 @@ def _write_StopReplicaResponse_StopReplicaPartitionError_v2(
 
 
 def _read_StopReplicaResponse_v0(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
+    o = new_instance(StopReplicaResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1206,12 +1097,15 @@ def _read_StopReplicaResponse_v0(buf: memoryview, pos: int) -> tuple[StopReplica
         for _ in range(count1):
             item2, pos = _read_StopReplicaResponse_StopReplicaPartitionError_v0(buf, pos)
             f_partition_errors.append(item2)
-    return StopReplicaResponse(f_error_code, f_partition_errors, ()), pos
+    o.partition_errors = f_partition_errors
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_StopReplicaResponse_v2(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
+    o = new_instance(StopReplicaResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1264,7 +1158,9 @@ def _read_StopReplicaResponse_v2(buf: memoryview, pos: int) -> tuple[StopReplica
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return StopReplicaResponse(f_error_code, f_partition_errors, unknown), pos
+    o.partition_errors = f_partition_errors
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_StopReplicaResponse_v0(o: StopReplicaResponse, out: bytearray) -> None:
@@ -1312,164 +1208,282 @@ def _write_StopReplicaResponse_v2(o: StopReplicaResponse, out: bytearray) -> Non
         out.append(0)
 
 
-_StopReplicaRequest_StopReplicaPartitionV0.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 0), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 0), (1, 0), (1, 0), None, None, False
-    ),
-)
-_StopReplicaRequest_StopReplicaTopicV1.FIELDS = (
-    FieldInfo("Name", "name", "string", (1, 2), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndexes",
-        "partition_indexes",
-        "[]int32",
-        (1, 2),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_StopReplicaRequest_StopReplicaPartitionState.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "DeletePartition", "delete_partition", "bool", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_StopReplicaRequest_StopReplicaTopicState.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionStates",
-        "partition_states",
-        "[]StopReplicaPartitionState",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _StopReplicaRequest_StopReplicaPartitionState,
-        False,
-    ),
-)
-StopReplicaRequest.FIELDS = (
-    FieldInfo(
-        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "isKRaftController",
-        "is_kraft_controller",
-        "bool",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ControllerEpoch",
-        "controller_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "DeletePartitions", "delete_partitions", "bool", (0, 2), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "UngroupedPartitions",
-        "ungrouped_partitions",
-        "[]StopReplicaPartitionV0",
-        (0, 0),
-        (1, 0),
-        (1, 0),
-        None,
-        _StopReplicaRequest_StopReplicaPartitionV0,
-        False,
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]StopReplicaTopicV1",
-        (1, 2),
-        (1, 0),
-        (1, 0),
-        None,
-        _StopReplicaRequest_StopReplicaTopicV1,
-        False,
-    ),
-    FieldInfo(
-        "TopicStates",
-        "topic_states",
-        "[]StopReplicaTopicState",
-        (3, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _StopReplicaRequest_StopReplicaTopicState,
-        False,
-    ),
-)
-StopReplicaRequest._READERS = (
-    _read_StopReplicaRequest_v0,
-    _read_StopReplicaRequest_v1,
-    _read_StopReplicaRequest_v2,
-    _read_StopReplicaRequest_v3,
-    _read_StopReplicaRequest_v4,
-)
-StopReplicaRequest._WRITERS = (
-    _write_StopReplicaRequest_v0,
-    _write_StopReplicaRequest_v1,
-    _write_StopReplicaRequest_v2,
-    _write_StopReplicaRequest_v3,
-    _write_StopReplicaRequest_v4,
-)
+@dataclass(slots=True)
+class _StopReplicaRequest_StopReplicaPartitionV0:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicName", "topic_name", "string", (0, 0), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndex", "partition_index", "int32", (0, 0), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
 
-_StopReplicaResponse_StopReplicaPartitionError.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-StopReplicaResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionErrors",
-        "partition_errors",
-        "[]StopReplicaPartitionError",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _StopReplicaResponse_StopReplicaPartitionError,
-        False,
-    ),
-)
-StopReplicaResponse._READERS = (
-    _read_StopReplicaResponse_v0,
-    _read_StopReplicaResponse_v0,
-    _read_StopReplicaResponse_v2,
-    _read_StopReplicaResponse_v2,
-    _read_StopReplicaResponse_v2,
-)
-StopReplicaResponse._WRITERS = (
-    _write_StopReplicaResponse_v0,
-    _write_StopReplicaResponse_v1,
-    _write_StopReplicaResponse_v2,
-    _write_StopReplicaResponse_v2,
-    _write_StopReplicaResponse_v2,
-)
+
+@dataclass(slots=True)
+class _StopReplicaRequest_StopReplicaTopicV1:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (1, 2), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndexes",
+            "partition_indexes",
+            "[]int32",
+            (1, 2),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_indexes: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _StopReplicaRequest_StopReplicaPartitionState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "DeletePartition",
+            "delete_partition",
+            "bool",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    leader_epoch: int = -1
+    delete_partition: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _StopReplicaRequest_StopReplicaTopicState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionStates",
+            "partition_states",
+            "[]StopReplicaPartitionState",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _StopReplicaRequest_StopReplicaPartitionState,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_states: list[_StopReplicaRequest_StopReplicaPartitionState] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class StopReplicaRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "isKRaftController",
+            "is_kraft_controller",
+            "bool",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ControllerEpoch",
+            "controller_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "DeletePartitions",
+            "delete_partitions",
+            "bool",
+            (0, 2),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "UngroupedPartitions",
+            "ungrouped_partitions",
+            "[]StopReplicaPartitionV0",
+            (0, 0),
+            (1, 0),
+            (1, 0),
+            None,
+            _StopReplicaRequest_StopReplicaPartitionV0,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]StopReplicaTopicV1",
+            (1, 2),
+            (1, 0),
+            (1, 0),
+            None,
+            _StopReplicaRequest_StopReplicaTopicV1,
+            False,
+        ),
+        FieldInfo(
+            "TopicStates",
+            "topic_states",
+            "[]StopReplicaTopicState",
+            (3, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _StopReplicaRequest_StopReplicaTopicState,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_StopReplicaRequest_v0,
+        _read_StopReplicaRequest_v1,
+        _read_StopReplicaRequest_v2,
+        _read_StopReplicaRequest_v3,
+        _read_StopReplicaRequest_v4,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_StopReplicaRequest_v0,
+        _write_StopReplicaRequest_v1,
+        _write_StopReplicaRequest_v2,
+        _write_StopReplicaRequest_v3,
+        _write_StopReplicaRequest_v4,
+    )
+    NAME: ClassVar[str] = "StopReplicaRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 5
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    StopReplicaPartitionV0 = _StopReplicaRequest_StopReplicaPartitionV0
+    StopReplicaTopicV1 = _StopReplicaRequest_StopReplicaTopicV1
+    StopReplicaTopicState = _StopReplicaRequest_StopReplicaTopicState
+    StopReplicaPartitionState = _StopReplicaRequest_StopReplicaPartitionState
+    controller_id: BrokerId = 0
+    is_kraft_controller: bool = False
+    controller_epoch: int = 0
+    broker_epoch: int = -1
+    delete_partitions: bool = False
+    ungrouped_partitions: list[_StopReplicaRequest_StopReplicaPartitionV0] = field(
+        default_factory=list
+    )
+    topics: list[_StopReplicaRequest_StopReplicaTopicV1] = field(default_factory=list)
+    topic_states: list[_StopReplicaRequest_StopReplicaTopicState] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _StopReplicaResponse_StopReplicaPartitionError:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class StopReplicaResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionErrors",
+            "partition_errors",
+            "[]StopReplicaPartitionError",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _StopReplicaResponse_StopReplicaPartitionError,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_StopReplicaResponse_v0,
+        _read_StopReplicaResponse_v0,
+        _read_StopReplicaResponse_v2,
+        _read_StopReplicaResponse_v2,
+        _read_StopReplicaResponse_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_StopReplicaResponse_v0,
+        _write_StopReplicaResponse_v1,
+        _write_StopReplicaResponse_v2,
+        _write_StopReplicaResponse_v2,
+        _write_StopReplicaResponse_v2,
+    )
+    NAME: ClassVar[str] = "StopReplicaResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 5
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
+    StopReplicaPartitionError = _StopReplicaResponse_StopReplicaPartitionError
+    error_code: int = 0
+    partition_errors: list[_StopReplicaResponse_StopReplicaPartitionError] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

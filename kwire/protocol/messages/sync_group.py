@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,61 +44,10 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class _SyncGroupRequest_SyncGroupRequestAssignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    member_id: str = ""
-    assignment: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_SyncGroupRequest_SyncGroupRequestAssignment.__qualname__ = (
-    "SyncGroupRequest.SyncGroupRequestAssignment"
-)
-
-
-@dataclass(slots=True)
-class SyncGroupRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "SyncGroupRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 14
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    SyncGroupRequestAssignment = _SyncGroupRequest_SyncGroupRequestAssignment
-    group_id: GroupId = ""
-    generation_id: int = 0
-    member_id: str = ""
-    group_instance_id: str | None = None
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    assignments: list[_SyncGroupRequest_SyncGroupRequestAssignment] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class SyncGroupResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "SyncGroupResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 14
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 5
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    assignment: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[_SyncGroupRequest_SyncGroupRequestAssignment, int]:
+    o = new_instance(_SyncGroupRequest_SyncGroupRequestAssignment)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -131,12 +81,16 @@ def _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(
             raise too_short("SyncGroupRequestAssignment.assignment", pos, n3, len(buf) - pos)
         f_assignment = bytes(buf[pos:end4])
         pos = end4
-    return _SyncGroupRequest_SyncGroupRequestAssignment(f_member_id, f_assignment, ()), pos
+    o.member_id = f_member_id
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SyncGroupRequest_SyncGroupRequestAssignment_v4(
     buf: memoryview, pos: int
 ) -> tuple[_SyncGroupRequest_SyncGroupRequestAssignment, int]:
+    o = new_instance(_SyncGroupRequest_SyncGroupRequestAssignment)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -215,7 +169,10 @@ def _read_SyncGroupRequest_SyncGroupRequestAssignment_v4(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _SyncGroupRequest_SyncGroupRequestAssignment(f_member_id, f_assignment, unknown), pos
+    o.member_id = f_member_id
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_SyncGroupRequest_SyncGroupRequestAssignment_v0(
@@ -339,6 +296,7 @@ def _write_SyncGroupRequest_SyncGroupRequestAssignment_v4(
 
 
 def _read_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+    o = new_instance(SyncGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -359,7 +317,7 @@ def _read_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -397,12 +355,18 @@ def _read_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupReque
         for _ in range(count5):
             item6, pos = _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(buf, pos)
             f_assignments.append(item6)
-    return SyncGroupRequest(
-        f_group_id, f_generation_id, f_member_id, None, None, None, f_assignments, ()
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = None
+    o.protocol_type = None
+    o.protocol_name = None
+    o.assignments = f_assignments
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+    o = new_instance(SyncGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -423,7 +387,7 @@ def _read_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -480,12 +444,18 @@ def _read_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupReque
         for _ in range(count7):
             item8, pos = _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(buf, pos)
             f_assignments.append(item8)
-    return SyncGroupRequest(
-        f_group_id, f_generation_id, f_member_id, f_group_instance_id, None, None, f_assignments, ()
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.protocol_type = None
+    o.protocol_name = None
+    o.assignments = f_assignments
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+    o = new_instance(SyncGroupRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -509,7 +479,7 @@ def _read_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -606,19 +576,18 @@ def _read_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupReque
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return SyncGroupRequest(
-        f_group_id,
-        f_generation_id,
-        f_member_id,
-        f_group_instance_id,
-        None,
-        None,
-        f_assignments,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.protocol_type = None
+    o.protocol_name = None
+    o.assignments = f_assignments
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_SyncGroupRequest_v5(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+    o = new_instance(SyncGroupRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -642,7 +611,7 @@ def _read_SyncGroupRequest_v5(buf: memoryview, pos: int) -> tuple[SyncGroupReque
             raise bad_utf8("group_id", pos) from None
         pos = end2
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -783,16 +752,14 @@ def _read_SyncGroupRequest_v5(buf: memoryview, pos: int) -> tuple[SyncGroupReque
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return SyncGroupRequest(
-        f_group_id,
-        f_generation_id,
-        f_member_id,
-        f_group_instance_id,
-        f_protocol_type,
-        f_protocol_name,
-        f_assignments,
-        unknown,
-    ), pos
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.protocol_type = f_protocol_type
+    o.protocol_name = f_protocol_name
+    o.assignments = f_assignments
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_SyncGroupRequest_v0(o: SyncGroupRequest, out: bytearray) -> None:
@@ -1077,8 +1044,9 @@ def _write_SyncGroupRequest_v5(o: SyncGroupRequest, out: bytearray) -> None:
 
 
 def _read_SyncGroupResponse_v0(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+    o = new_instance(SyncGroupResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1096,12 +1064,18 @@ def _read_SyncGroupResponse_v0(buf: memoryview, pos: int) -> tuple[SyncGroupResp
             raise too_short("assignment", pos, n1, len(buf) - pos)
         f_assignment = bytes(buf[pos:end2])
         pos = end2
-    return SyncGroupResponse(0, f_error_code, None, None, f_assignment, ()), pos
+    o.throttle_time_ms = 0
+    o.protocol_type = None
+    o.protocol_name = None
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SyncGroupResponse_v1(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+    o = new_instance(SyncGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1121,12 +1095,17 @@ def _read_SyncGroupResponse_v1(buf: memoryview, pos: int) -> tuple[SyncGroupResp
             raise too_short("assignment", pos, n1, len(buf) - pos)
         f_assignment = bytes(buf[pos:end2])
         pos = end2
-    return SyncGroupResponse(f_throttle_time_ms, f_error_code, None, None, f_assignment, ()), pos
+    o.protocol_type = None
+    o.protocol_name = None
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_SyncGroupResponse_v4(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+    o = new_instance(SyncGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1180,14 +1159,17 @@ def _read_SyncGroupResponse_v4(buf: memoryview, pos: int) -> tuple[SyncGroupResp
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return SyncGroupResponse(
-        f_throttle_time_ms, f_error_code, None, None, f_assignment, unknown
-    ), pos
+    o.protocol_type = None
+    o.protocol_name = None
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_SyncGroupResponse_v5(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+    o = new_instance(SyncGroupResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -1285,9 +1267,11 @@ def _read_SyncGroupResponse_v5(buf: memoryview, pos: int) -> tuple[SyncGroupResp
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return SyncGroupResponse(
-        f_throttle_time_ms, f_error_code, f_protocol_type, f_protocol_name, f_assignment, unknown
-    ), pos
+    o.protocol_type = f_protocol_type
+    o.protocol_name = f_protocol_name
+    o.assignment = f_assignment
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_SyncGroupResponse_v0(o: SyncGroupResponse, out: bytearray) -> None:
@@ -1400,88 +1384,175 @@ def _write_SyncGroupResponse_v5(o: SyncGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_SyncGroupRequest_SyncGroupRequestAssignment.FIELDS = (
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-SyncGroupRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "ProtocolType", "protocol_type", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ProtocolName", "protocol_name", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Assignments",
-        "assignments",
-        "[]SyncGroupRequestAssignment",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _SyncGroupRequest_SyncGroupRequestAssignment,
-        False,
-    ),
-)
-SyncGroupRequest._READERS = (
-    _read_SyncGroupRequest_v0,
-    _read_SyncGroupRequest_v0,
-    _read_SyncGroupRequest_v0,
-    _read_SyncGroupRequest_v3,
-    _read_SyncGroupRequest_v4,
-    _read_SyncGroupRequest_v5,
-)
-SyncGroupRequest._WRITERS = (
-    _write_SyncGroupRequest_v0,
-    _write_SyncGroupRequest_v1,
-    _write_SyncGroupRequest_v2,
-    _write_SyncGroupRequest_v3,
-    _write_SyncGroupRequest_v4,
-    _write_SyncGroupRequest_v5,
-)
+@dataclass(slots=True)
+class _SyncGroupRequest_SyncGroupRequestAssignment:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    member_id: str = ""
+    assignment: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-SyncGroupResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProtocolType", "protocol_type", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ProtocolName", "protocol_name", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-SyncGroupResponse._READERS = (
-    _read_SyncGroupResponse_v0,
-    _read_SyncGroupResponse_v1,
-    _read_SyncGroupResponse_v1,
-    _read_SyncGroupResponse_v1,
-    _read_SyncGroupResponse_v4,
-    _read_SyncGroupResponse_v5,
-)
-SyncGroupResponse._WRITERS = (
-    _write_SyncGroupResponse_v0,
-    _write_SyncGroupResponse_v1,
-    _write_SyncGroupResponse_v2,
-    _write_SyncGroupResponse_v3,
-    _write_SyncGroupResponse_v4,
-    _write_SyncGroupResponse_v5,
-)
+
+@dataclass(slots=True)
+class SyncGroupRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProtocolType",
+            "protocol_type",
+            "string",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProtocolName",
+            "protocol_name",
+            "string",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Assignments",
+            "assignments",
+            "[]SyncGroupRequestAssignment",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _SyncGroupRequest_SyncGroupRequestAssignment,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_SyncGroupRequest_v0,
+        _read_SyncGroupRequest_v0,
+        _read_SyncGroupRequest_v0,
+        _read_SyncGroupRequest_v3,
+        _read_SyncGroupRequest_v4,
+        _read_SyncGroupRequest_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_SyncGroupRequest_v0,
+        _write_SyncGroupRequest_v1,
+        _write_SyncGroupRequest_v2,
+        _write_SyncGroupRequest_v3,
+        _write_SyncGroupRequest_v4,
+        _write_SyncGroupRequest_v5,
+    )
+    NAME: ClassVar[str] = "SyncGroupRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 14
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    SyncGroupRequestAssignment = _SyncGroupRequest_SyncGroupRequestAssignment
+    group_id: GroupId = ""
+    generation_id: int = 0
+    member_id: str = ""
+    group_instance_id: str | None = None
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    assignments: list[_SyncGroupRequest_SyncGroupRequestAssignment] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class SyncGroupResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProtocolType",
+            "protocol_type",
+            "string",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ProtocolName",
+            "protocol_name",
+            "string",
+            (5, 32767),
+            (5, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_SyncGroupResponse_v0,
+        _read_SyncGroupResponse_v1,
+        _read_SyncGroupResponse_v1,
+        _read_SyncGroupResponse_v1,
+        _read_SyncGroupResponse_v4,
+        _read_SyncGroupResponse_v5,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_SyncGroupResponse_v0,
+        _write_SyncGroupResponse_v1,
+        _write_SyncGroupResponse_v2,
+        _write_SyncGroupResponse_v3,
+        _write_SyncGroupResponse_v4,
+        _write_SyncGroupResponse_v5,
+    )
+    NAME: ClassVar[str] = "SyncGroupResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 14
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 5
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    assignment: bytes = b""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -47,111 +48,12 @@ _ST_int64_int16 = Struct(">qh")
 _ST_int64_int16_int32 = Struct(">qhi")
 
 
-@dataclass(slots=True)
-class _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    committed_metadata: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition.__qualname__ = (
-    "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition"
-)
-
-
-@dataclass(slots=True)
-class _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic.__qualname__ = (
-    "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic"
-)
-
-
-@dataclass(slots=True)
-class TxnOffsetCommitRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "TxnOffsetCommitRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 28
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TxnOffsetCommitRequestTopic = _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic
-    TxnOffsetCommitRequestPartition = _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition
-    transactional_id: TransactionalId = ""
-    group_id: GroupId = ""
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    generation_id: int = -1
-    member_id: str = ""
-    group_instance_id: str | None = None
-    topics: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition.__qualname__ = (
-    "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition"
-)
-
-
-@dataclass(slots=True)
-class _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic.__qualname__ = (
-    "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic"
-)
-
-
-@dataclass(slots=True)
-class TxnOffsetCommitResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "TxnOffsetCommitResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 28
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 4
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    TxnOffsetCommitResponseTopic = _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic
-    TxnOffsetCommitResponsePartition = _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition
-    throttle_time_ms: int = 0
-    topics: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, int]:
+    o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition)
     try:
-        f_partition_index, f_committed_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.partition_index, o.committed_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -185,16 +87,18 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(
         except UnicodeDecodeError:
             raise bad_utf8("TxnOffsetCommitRequestPartition.committed_metadata", pos) from None
         pos = end2
-    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition(
-        f_partition_index, f_committed_offset, -1, f_committed_metadata, ()
-    ), pos
+    o.committed_leader_epoch = -1
+    o.committed_metadata = f_committed_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, int]:
+    o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition)
     try:
-        f_partition_index, f_committed_offset, f_committed_leader_epoch = (
+        o.partition_index, o.committed_offset, o.committed_leader_epoch = (
             _ST_int32_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -231,16 +135,17 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(
         except UnicodeDecodeError:
             raise bad_utf8("TxnOffsetCommitRequestPartition.committed_metadata", pos) from None
         pos = end2
-    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition(
-        f_partition_index, f_committed_offset, f_committed_leader_epoch, f_committed_metadata, ()
-    ), pos
+    o.committed_metadata = f_committed_metadata
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, int]:
+    o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition)
     try:
-        f_partition_index, f_committed_offset, f_committed_leader_epoch = (
+        o.partition_index, o.committed_offset, o.committed_leader_epoch = (
             _ST_int32_int64_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -319,13 +224,9 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition(
-        f_partition_index,
-        f_committed_offset,
-        f_committed_leader_epoch,
-        f_committed_metadata,
-        unknown,
-    ), pos
+    o.committed_metadata = f_committed_metadata
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(
@@ -409,6 +310,7 @@ def _write_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, int]:
+    o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -443,12 +345,16 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, int]:
+    o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -483,12 +389,16 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(buf, pos)
             f_partitions.append(item4)
-    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, int]:
+    o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -568,7 +478,10 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
@@ -676,6 +589,7 @@ def _write_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
 def _read_TxnOffsetCommitRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[TxnOffsetCommitRequest, int]:
+    o = new_instance(TxnOffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -715,7 +629,7 @@ def _read_TxnOffsetCommitRequest_v0(
             raise bad_utf8("group_id", pos) from None
         pos = end4
     try:
-        f_producer_id, f_producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("producer_id", 8), ("producer_epoch", 2)), pos, len(buf) - pos
@@ -736,14 +650,20 @@ def _read_TxnOffsetCommitRequest_v0(
         for _ in range(count5):
             item6, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(buf, pos)
             f_topics.append(item6)
-    return TxnOffsetCommitRequest(
-        f_transactional_id, f_group_id, f_producer_id, f_producer_epoch, -1, "", None, f_topics, ()
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.group_id = f_group_id
+    o.generation_id = -1
+    o.member_id = ""
+    o.group_instance_id = None
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitRequest_v2(
     buf: memoryview, pos: int
 ) -> tuple[TxnOffsetCommitRequest, int]:
+    o = new_instance(TxnOffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -783,7 +703,7 @@ def _read_TxnOffsetCommitRequest_v2(
             raise bad_utf8("group_id", pos) from None
         pos = end4
     try:
-        f_producer_id, f_producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("producer_id", 8), ("producer_epoch", 2)), pos, len(buf) - pos
@@ -804,14 +724,20 @@ def _read_TxnOffsetCommitRequest_v2(
         for _ in range(count5):
             item6, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(buf, pos)
             f_topics.append(item6)
-    return TxnOffsetCommitRequest(
-        f_transactional_id, f_group_id, f_producer_id, f_producer_epoch, -1, "", None, f_topics, ()
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.group_id = f_group_id
+    o.generation_id = -1
+    o.member_id = ""
+    o.group_instance_id = None
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitRequest_v3(
     buf: memoryview, pos: int
 ) -> tuple[TxnOffsetCommitRequest, int]:
+    o = new_instance(TxnOffsetCommitRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -857,7 +783,7 @@ def _read_TxnOffsetCommitRequest_v3(
             raise bad_utf8("group_id", pos) from None
         pos = end4
     try:
-        f_producer_id, f_producer_epoch, f_generation_id = _ST_int64_int16_int32.unpack_from(
+        o.producer_id, o.producer_epoch, o.generation_id = _ST_int64_int16_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -958,17 +884,13 @@ def _read_TxnOffsetCommitRequest_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return TxnOffsetCommitRequest(
-        f_transactional_id,
-        f_group_id,
-        f_producer_id,
-        f_producer_epoch,
-        f_generation_id,
-        f_member_id,
-        f_group_instance_id,
-        f_topics,
-        unknown,
-    ), pos
+    o.transactional_id = f_transactional_id
+    o.group_id = f_group_id
+    o.member_id = f_member_id
+    o.group_instance_id = f_group_instance_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_TxnOffsetCommitRequest_v0(o: TxnOffsetCommitRequest, out: bytearray) -> None:
@@ -1156,8 +1078,9 @@ def _write_TxnOffsetCommitRequest_v3(o: TxnOffsetCommitRequest, out: bytearray) 
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, int]:
+    o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1168,16 +1091,16 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition(
-        f_partition_index, f_error_code, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, int]:
+    o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -1227,9 +1150,8 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition(
-        f_partition_index, f_error_code, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(
@@ -1269,6 +1191,7 @@ def _write_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, int]:
+    o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -1303,12 +1226,16 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(buf, pos)
             f_partitions.append(item4)
-    return _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
     buf: memoryview, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, int]:
+    o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1388,7 +1315,10 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
@@ -1496,8 +1426,9 @@ def _write_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
 def _read_TxnOffsetCommitResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[TxnOffsetCommitResponse, int]:
+    o = new_instance(TxnOffsetCommitResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1516,14 +1447,17 @@ def _read_TxnOffsetCommitResponse_v0(
         for _ in range(count1):
             item2, pos = _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(buf, pos)
             f_topics.append(item2)
-    return TxnOffsetCommitResponse(f_throttle_time_ms, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_TxnOffsetCommitResponse_v3(
     buf: memoryview, pos: int
 ) -> tuple[TxnOffsetCommitResponse, int]:
+    o = new_instance(TxnOffsetCommitResponse)
     try:
-        (f_throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1576,7 +1510,9 @@ def _read_TxnOffsetCommitResponse_v3(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return TxnOffsetCommitResponse(f_throttle_time_ms, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_TxnOffsetCommitResponse_v0(o: TxnOffsetCommitResponse, out: bytearray) -> None:
@@ -1637,164 +1573,271 @@ def _write_TxnOffsetCommitResponse_v3(o: TxnOffsetCommitResponse, out: bytearray
         out.append(0)
 
 
-_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CommittedOffset",
-        "committed_offset",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CommittedLeaderEpoch",
-        "committed_leader_epoch",
-        "int32",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "CommittedMetadata",
-        "committed_metadata",
-        "string",
-        (0, 32767),
-        (0, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]TxnOffsetCommitRequestPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition,
-        False,
-    ),
-)
-TxnOffsetCommitRequest.FIELDS = (
-    FieldInfo(
-        "TransactionalId",
-        "transactional_id",
-        "string",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "GenerationId", "generation_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "GroupInstanceId",
-        "group_instance_id",
-        "string",
-        (3, 32767),
-        (3, 32767),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TxnOffsetCommitRequestTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic,
-        False,
-    ),
-)
-TxnOffsetCommitRequest._READERS = (
-    _read_TxnOffsetCommitRequest_v0,
-    _read_TxnOffsetCommitRequest_v0,
-    _read_TxnOffsetCommitRequest_v2,
-    _read_TxnOffsetCommitRequest_v3,
-    _read_TxnOffsetCommitRequest_v3,
-)
-TxnOffsetCommitRequest._WRITERS = (
-    _write_TxnOffsetCommitRequest_v0,
-    _write_TxnOffsetCommitRequest_v1,
-    _write_TxnOffsetCommitRequest_v2,
-    _write_TxnOffsetCommitRequest_v3,
-    _write_TxnOffsetCommitRequest_v3,
-)
+@dataclass(slots=True)
+class _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedOffset",
+            "committed_offset",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedLeaderEpoch",
+            "committed_leader_epoch",
+            "int32",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CommittedMetadata",
+            "committed_metadata",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition_index: int = 0
+    committed_offset: int = 0
+    committed_leader_epoch: int = -1
+    committed_metadata: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]TxnOffsetCommitResponsePartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition,
-        False,
-    ),
-)
-TxnOffsetCommitResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TxnOffsetCommitResponseTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic,
-        False,
-    ),
-)
-TxnOffsetCommitResponse._READERS = (
-    _read_TxnOffsetCommitResponse_v0,
-    _read_TxnOffsetCommitResponse_v0,
-    _read_TxnOffsetCommitResponse_v0,
-    _read_TxnOffsetCommitResponse_v3,
-    _read_TxnOffsetCommitResponse_v3,
-)
-TxnOffsetCommitResponse._WRITERS = (
-    _write_TxnOffsetCommitResponse_v0,
-    _write_TxnOffsetCommitResponse_v1,
-    _write_TxnOffsetCommitResponse_v2,
-    _write_TxnOffsetCommitResponse_v3,
-    _write_TxnOffsetCommitResponse_v3,
-)
+
+@dataclass(slots=True)
+class _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]TxnOffsetCommitRequestPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class TxnOffsetCommitRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TransactionalId",
+            "transactional_id",
+            "string",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "GenerationId", "generation_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "GroupInstanceId",
+            "group_instance_id",
+            "string",
+            (3, 32767),
+            (3, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TxnOffsetCommitRequestTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_TxnOffsetCommitRequest_v0,
+        _read_TxnOffsetCommitRequest_v0,
+        _read_TxnOffsetCommitRequest_v2,
+        _read_TxnOffsetCommitRequest_v3,
+        _read_TxnOffsetCommitRequest_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_TxnOffsetCommitRequest_v0,
+        _write_TxnOffsetCommitRequest_v1,
+        _write_TxnOffsetCommitRequest_v2,
+        _write_TxnOffsetCommitRequest_v3,
+        _write_TxnOffsetCommitRequest_v3,
+    )
+    NAME: ClassVar[str] = "TxnOffsetCommitRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 28
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TxnOffsetCommitRequestTopic = _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic
+    TxnOffsetCommitRequestPartition = _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition
+    transactional_id: TransactionalId = ""
+    group_id: GroupId = ""
+    producer_id: ProducerId = 0
+    producer_epoch: int = 0
+    generation_id: int = -1
+    member_id: str = ""
+    group_instance_id: str | None = None
+    topics: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]TxnOffsetCommitResponsePartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class TxnOffsetCommitResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TxnOffsetCommitResponseTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_TxnOffsetCommitResponse_v0,
+        _read_TxnOffsetCommitResponse_v0,
+        _read_TxnOffsetCommitResponse_v0,
+        _read_TxnOffsetCommitResponse_v3,
+        _read_TxnOffsetCommitResponse_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_TxnOffsetCommitResponse_v0,
+        _write_TxnOffsetCommitResponse_v1,
+        _write_TxnOffsetCommitResponse_v2,
+        _write_TxnOffsetCommitResponse_v3,
+        _write_TxnOffsetCommitResponse_v3,
+    )
+    NAME: ClassVar[str] = "TxnOffsetCommitResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 28
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 4
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
+    TxnOffsetCommitResponseTopic = _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic
+    TxnOffsetCommitResponsePartition = _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition
+    throttle_time_ms: int = 0
+    topics: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

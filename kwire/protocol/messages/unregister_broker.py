@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,41 +43,12 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-@dataclass(slots=True)
-class UnregisterBrokerRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UnregisterBrokerRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 64
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    broker_id: BrokerId = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class UnregisterBrokerResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UnregisterBrokerResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 64
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_UnregisterBrokerRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[UnregisterBrokerRequest, int]:
+    o = new_instance(UnregisterBrokerRequest)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -111,7 +83,8 @@ def _read_UnregisterBrokerRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UnregisterBrokerRequest(f_broker_id, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UnregisterBrokerRequest_v0(o: UnregisterBrokerRequest, out: bytearray) -> None:
@@ -125,8 +98,9 @@ def _write_UnregisterBrokerRequest_v0(o: UnregisterBrokerRequest, out: bytearray
 def _read_UnregisterBrokerResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[UnregisterBrokerResponse, int]:
+    o = new_instance(UnregisterBrokerResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -185,7 +159,9 @@ def _read_UnregisterBrokerResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UnregisterBrokerResponse(f_throttle_time_ms, f_error_code, f_error_message, unknown), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UnregisterBrokerResponse_v0(o: UnregisterBrokerResponse, out: bytearray) -> None:
@@ -209,20 +185,63 @@ def _write_UnregisterBrokerResponse_v0(o: UnregisterBrokerResponse, out: bytearr
         out.append(0)
 
 
-UnregisterBrokerRequest.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-UnregisterBrokerRequest._READERS = (_read_UnregisterBrokerRequest_v0,)
-UnregisterBrokerRequest._WRITERS = (_write_UnregisterBrokerRequest_v0,)
+@dataclass(slots=True)
+class UnregisterBrokerRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UnregisterBrokerRequest_v0,)
+    NAME: ClassVar[str] = "UnregisterBrokerRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 64
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    broker_id: BrokerId = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-UnregisterBrokerResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-UnregisterBrokerResponse._READERS = (_read_UnregisterBrokerResponse_v0,)
-UnregisterBrokerResponse._WRITERS = (_write_UnregisterBrokerResponse_v0,)
+
+@dataclass(slots=True)
+class UnregisterBrokerResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UnregisterBrokerResponse_v0,)
+    NAME: ClassVar[str] = "UnregisterBrokerResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 64
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

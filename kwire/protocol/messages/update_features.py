@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -45,71 +46,10 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class _UpdateFeaturesRequest_FeatureUpdateKey:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    feature: str = ""
-    max_version_level: int = 0
-    allow_downgrade: bool = False
-    upgrade_type: int = 1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateFeaturesRequest_FeatureUpdateKey.__qualname__ = "UpdateFeaturesRequest.FeatureUpdateKey"
-
-
-@dataclass(slots=True)
-class UpdateFeaturesRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UpdateFeaturesRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 57
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    FeatureUpdateKey = _UpdateFeaturesRequest_FeatureUpdateKey
-    timeout_ms: int = 60000
-    feature_updates: list[_UpdateFeaturesRequest_FeatureUpdateKey] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _UpdateFeaturesResponse_UpdatableFeatureResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    feature: str = ""
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateFeaturesResponse_UpdatableFeatureResult.__qualname__ = (
-    "UpdateFeaturesResponse.UpdatableFeatureResult"
-)
-
-
-@dataclass(slots=True)
-class UpdateFeaturesResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UpdateFeaturesResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 57
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    UpdatableFeatureResult = _UpdateFeaturesResponse_UpdatableFeatureResult
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    results: list[_UpdateFeaturesResponse_UpdatableFeatureResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_UpdateFeaturesRequest_FeatureUpdateKey_v0(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateFeaturesRequest_FeatureUpdateKey, int]:
+    o = new_instance(_UpdateFeaturesRequest_FeatureUpdateKey)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -133,7 +73,7 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v0(
             raise bad_utf8("FeatureUpdateKey.feature", pos) from None
         pos = end2
     try:
-        f_max_version_level, f_allow_downgrade = _ST_int16_bool.unpack_from(buf, pos)
+        o.max_version_level, o.allow_downgrade = _ST_int16_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("FeatureUpdateKey.max_version_level", 2), ("FeatureUpdateKey.allow_downgrade", 1)),
@@ -172,14 +112,16 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateFeaturesRequest_FeatureUpdateKey(
-        f_feature, f_max_version_level, f_allow_downgrade, 1, unknown
-    ), pos
+    o.feature = f_feature
+    o.upgrade_type = 1
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateFeaturesRequest_FeatureUpdateKey, int]:
+    o = new_instance(_UpdateFeaturesRequest_FeatureUpdateKey)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -203,14 +145,14 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(
             raise bad_utf8("FeatureUpdateKey.feature", pos) from None
         pos = end2
     try:
-        (f_max_version_level,) = _ST_int16.unpack_from(buf, pos)
+        (o.max_version_level,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("FeatureUpdateKey.max_version_level", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
     try:
-        (f_upgrade_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.upgrade_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("FeatureUpdateKey.upgrade_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -245,9 +187,10 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateFeaturesRequest_FeatureUpdateKey(
-        f_feature, f_max_version_level, False, f_upgrade_type, unknown
-    ), pos
+    o.feature = f_feature
+    o.allow_downgrade = False
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateFeaturesRequest_FeatureUpdateKey_v0(
@@ -302,8 +245,9 @@ def _write_UpdateFeaturesRequest_FeatureUpdateKey_v1(
 
 
 def _read_UpdateFeaturesRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
+    o = new_instance(UpdateFeaturesRequest)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -356,12 +300,16 @@ def _read_UpdateFeaturesRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateFea
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateFeaturesRequest(f_timeout_ms, f_feature_updates, False, unknown), pos
+    o.feature_updates = f_feature_updates
+    o.validate_only = False
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_UpdateFeaturesRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
+    o = new_instance(UpdateFeaturesRequest)
     try:
-        (f_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -384,7 +332,7 @@ def _read_UpdateFeaturesRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateFea
             item2, pos = _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(buf, pos)
             f_feature_updates.append(item2)
     try:
-        (f_validate_only,) = _ST_bool.unpack_from(buf, pos)
+        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -419,7 +367,9 @@ def _read_UpdateFeaturesRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateFea
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateFeaturesRequest(f_timeout_ms, f_feature_updates, f_validate_only, unknown), pos
+    o.feature_updates = f_feature_updates
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateFeaturesRequest_v0(o: UpdateFeaturesRequest, out: bytearray) -> None:
@@ -466,6 +416,7 @@ def _write_UpdateFeaturesRequest_v1(o: UpdateFeaturesRequest, out: bytearray) ->
 def _read_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateFeaturesResponse_UpdatableFeatureResult, int]:
+    o = new_instance(_UpdateFeaturesResponse_UpdatableFeatureResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -489,7 +440,7 @@ def _read_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
             raise bad_utf8("UpdatableFeatureResult.feature", pos) from None
         pos = end2
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdatableFeatureResult.error_code", 2),), pos, len(buf) - pos
@@ -554,9 +505,10 @@ def _read_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateFeaturesResponse_UpdatableFeatureResult(
-        f_feature, f_error_code, f_error_message, unknown
-    ), pos
+    o.feature = f_feature
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
@@ -598,8 +550,9 @@ def _write_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
 def _read_UpdateFeaturesResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[UpdateFeaturesResponse, int]:
+    o = new_instance(UpdateFeaturesResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -676,9 +629,10 @@ def _read_UpdateFeaturesResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateFeaturesResponse(
-        f_throttle_time_ms, f_error_code, f_error_message, f_results, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateFeaturesResponse_v0(o: UpdateFeaturesResponse, out: bytearray) -> None:
@@ -713,82 +667,161 @@ def _write_UpdateFeaturesResponse_v0(o: UpdateFeaturesResponse, out: bytearray) 
         out.append(0)
 
 
-_UpdateFeaturesRequest_FeatureUpdateKey.FIELDS = (
-    FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MaxVersionLevel",
-        "max_version_level",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AllowDowngrade", "allow_downgrade", "bool", (0, 0), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("UpgradeType", "upgrade_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-UpdateFeaturesRequest.FIELDS = (
-    FieldInfo("timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "FeatureUpdates",
-        "feature_updates",
-        "[]FeatureUpdateKey",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateFeaturesRequest_FeatureUpdateKey,
-        False,
-    ),
-    FieldInfo(
-        "ValidateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-UpdateFeaturesRequest._READERS = (
-    _read_UpdateFeaturesRequest_v0,
-    _read_UpdateFeaturesRequest_v1,
-)
-UpdateFeaturesRequest._WRITERS = (
-    _write_UpdateFeaturesRequest_v0,
-    _write_UpdateFeaturesRequest_v1,
-)
+@dataclass(slots=True)
+class _UpdateFeaturesRequest_FeatureUpdateKey:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MaxVersionLevel",
+            "max_version_level",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AllowDowngrade", "allow_downgrade", "bool", (0, 0), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "UpgradeType", "upgrade_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    feature: str = ""
+    max_version_level: int = 0
+    allow_downgrade: bool = False
+    upgrade_type: int = 1
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_UpdateFeaturesResponse_UpdatableFeatureResult.FIELDS = (
-    FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-UpdateFeaturesResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Results",
-        "results",
-        "[]UpdatableFeatureResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateFeaturesResponse_UpdatableFeatureResult,
-        False,
-    ),
-)
-UpdateFeaturesResponse._READERS = (
-    _read_UpdateFeaturesResponse_v0,
-    _read_UpdateFeaturesResponse_v0,
-)
-UpdateFeaturesResponse._WRITERS = (
-    _write_UpdateFeaturesResponse_v0,
-    _write_UpdateFeaturesResponse_v0,
-)
+
+@dataclass(slots=True)
+class UpdateFeaturesRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "FeatureUpdates",
+            "feature_updates",
+            "[]FeatureUpdateKey",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateFeaturesRequest_FeatureUpdateKey,
+            False,
+        ),
+        FieldInfo(
+            "ValidateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_UpdateFeaturesRequest_v0,
+        _read_UpdateFeaturesRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_UpdateFeaturesRequest_v0,
+        _write_UpdateFeaturesRequest_v1,
+    )
+    NAME: ClassVar[str] = "UpdateFeaturesRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 57
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    FeatureUpdateKey = _UpdateFeaturesRequest_FeatureUpdateKey
+    timeout_ms: int = 60000
+    feature_updates: list[_UpdateFeaturesRequest_FeatureUpdateKey] = field(default_factory=list)
+    validate_only: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _UpdateFeaturesResponse_UpdatableFeatureResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    feature: str = ""
+    error_code: int = 0
+    error_message: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class UpdateFeaturesResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Results",
+            "results",
+            "[]UpdatableFeatureResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateFeaturesResponse_UpdatableFeatureResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_UpdateFeaturesResponse_v0,
+        _read_UpdateFeaturesResponse_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_UpdateFeaturesResponse_v0,
+        _write_UpdateFeaturesResponse_v0,
+    )
+    NAME: ClassVar[str] = "UpdateFeaturesResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 57
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    UpdatableFeatureResult = _UpdateFeaturesResponse_UpdatableFeatureResult
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    error_message: str | None = ""
+    results: list[_UpdateFeaturesResponse_UpdatableFeatureResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -48,119 +49,10 @@ _ST_int8 = Struct(">b")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataPartitionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    controller_epoch: int = 0
-    leader: BrokerId = 0
-    leader_epoch: int = 0
-    isr: list[BrokerId] = field(default_factory=list)
-    zk_version: int = 0
-    replicas: list[BrokerId] = field(default_factory=list)
-    offline_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateMetadataRequest_UpdateMetadataPartitionState.__qualname__ = (
-    "UpdateMetadataRequest.UpdateMetadataPartitionState"
-)
-
-
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateMetadataRequest_UpdateMetadataTopicState.__qualname__ = (
-    "UpdateMetadataRequest.UpdateMetadataTopicState"
-)
-
-
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    port: int = 0
-    host: str = ""
-    listener: str = ""
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateMetadataRequest_UpdateMetadataEndpoint.__qualname__ = (
-    "UpdateMetadataRequest.UpdateMetadataEndpoint"
-)
-
-
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataBroker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    id: BrokerId = 0
-    v0_host: str = ""
-    v0_port: int = 0
-    endpoints: list[_UpdateMetadataRequest_UpdateMetadataEndpoint] = field(default_factory=list)
-    rack: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateMetadataRequest_UpdateMetadataBroker.__qualname__ = (
-    "UpdateMetadataRequest.UpdateMetadataBroker"
-)
-
-
-@dataclass(slots=True)
-class UpdateMetadataRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UpdateMetadataRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 6
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 8
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    UpdateMetadataPartitionState = _UpdateMetadataRequest_UpdateMetadataPartitionState
-    UpdateMetadataTopicState = _UpdateMetadataRequest_UpdateMetadataTopicState
-    UpdateMetadataBroker = _UpdateMetadataRequest_UpdateMetadataBroker
-    UpdateMetadataEndpoint = _UpdateMetadataRequest_UpdateMetadataEndpoint
-    controller_id: BrokerId = 0
-    is_kraft_controller: bool = False
-    type: int = 0
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState] = field(
-        default_factory=list
-    )
-    topic_states: list[_UpdateMetadataRequest_UpdateMetadataTopicState] = field(
-        default_factory=list
-    )
-    live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class UpdateMetadataResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UpdateMetadataResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 6
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 8
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -181,7 +73,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
             raise bad_utf8("UpdateMetadataPartitionState.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -212,7 +104,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
-        (f_zk_version,) = _ST_int32.unpack_from(buf, pos)
+        (o.zk_version,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdateMetadataPartitionState.zk_version", 4),), pos, len(buf) - pos
@@ -235,23 +127,18 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
             )
         f_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
-    return _UpdateMetadataRequest_UpdateMetadataPartitionState(
-        f_topic_name,
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_zk_version,
-        f_replicas,
-        [],
-        (),
-    ), pos
+    o.topic_name = f_topic_name
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.offline_replicas = []
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -272,7 +159,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
             raise bad_utf8("UpdateMetadataPartitionState.topic_name", pos) from None
         pos = end2
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -303,7 +190,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
-        (f_zk_version,) = _ST_int32.unpack_from(buf, pos)
+        (o.zk_version,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdateMetadataPartitionState.zk_version", 4),), pos, len(buf) - pos
@@ -347,25 +234,20 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
             )
         f_offline_replicas = list(INT32_ARRAY[count5].unpack_from(buf, pos))
         pos += 4 * count5
-    return _UpdateMetadataRequest_UpdateMetadataPartitionState(
-        f_topic_name,
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_zk_version,
-        f_replicas,
-        f_offline_replicas,
-        (),
-    ), pos
+    o.topic_name = f_topic_name
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.offline_replicas = f_offline_replicas
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -396,7 +278,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_zk_version,) = _ST_int32.unpack_from(buf, pos)
+        (o.zk_version,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdateMetadataPartitionState.zk_version", 4),), pos, len(buf) - pos
@@ -440,25 +322,20 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
             )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _UpdateMetadataRequest_UpdateMetadataPartitionState(
-        "",
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_zk_version,
-        f_replicas,
-        f_offline_replicas,
-        (),
-    ), pos
+    o.topic_name = ""
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.offline_replicas = f_offline_replicas
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
-        f_partition_index, f_controller_epoch, f_leader, f_leader_epoch = (
+        o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
             _ST_int32_int32_int32_int32.unpack_from(buf, pos)
         )
     except struct_error:
@@ -492,7 +369,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (f_zk_version,) = _ST_int32.unpack_from(buf, pos)
+        (o.zk_version,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdateMetadataPartitionState.zk_version", 4),), pos, len(buf) - pos
@@ -581,18 +458,12 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateMetadataRequest_UpdateMetadataPartitionState(
-        "",
-        f_partition_index,
-        f_controller_epoch,
-        f_leader,
-        f_leader_epoch,
-        f_isr,
-        f_zk_version,
-        f_replicas,
-        f_offline_replicas,
-        unknown,
-    ), pos
+    o.topic_name = ""
+    o.isr = f_isr
+    o.replicas = f_replicas
+    o.offline_replicas = f_offline_replicas
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
@@ -836,6 +707,7 @@ def _write_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
 def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataTopicState, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataTopicState)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -872,14 +744,17 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(buf, pos)
             f_partition_states.append(item4)
-    return _UpdateMetadataRequest_UpdateMetadataTopicState(
-        f_topic_name, ZERO_UUID, f_partition_states, ()
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataTopicState, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataTopicState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -961,14 +836,17 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateMetadataRequest_UpdateMetadataTopicState(
-        f_topic_name, ZERO_UUID, f_partition_states, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = ZERO_UUID
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataTopicState, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataTopicState)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -1057,9 +935,11 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateMetadataRequest_UpdateMetadataTopicState(
-        f_topic_name, uuid_from_bytes(f_topic_id), f_partition_states, unknown
-    ), pos
+    o.topic_name = f_topic_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partition_states = f_partition_states
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
@@ -1155,8 +1035,9 @@ def _write_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
 def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataEndpoint, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataEndpoint)
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataEndpoint.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1180,22 +1061,24 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(
             raise bad_utf8("UpdateMetadataEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_security_protocol,) = _ST_int16.unpack_from(buf, pos)
+        (o.security_protocol,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdateMetadataEndpoint.security_protocol", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _UpdateMetadataRequest_UpdateMetadataEndpoint(
-        f_port, f_host, "", f_security_protocol, ()
-    ), pos
+    o.host = f_host
+    o.listener = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataEndpoint, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataEndpoint)
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataEndpoint.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1238,22 +1121,24 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(
             raise bad_utf8("UpdateMetadataEndpoint.listener", pos) from None
         pos = end4
     try:
-        (f_security_protocol,) = _ST_int16.unpack_from(buf, pos)
+        (o.security_protocol,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdateMetadataEndpoint.security_protocol", 2),), pos, len(buf) - pos
         ) from None
     pos += 2
-    return _UpdateMetadataRequest_UpdateMetadataEndpoint(
-        f_port, f_host, f_listener, f_security_protocol, ()
-    ), pos
+    o.host = f_host
+    o.listener = f_listener
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataEndpoint, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataEndpoint)
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataEndpoint.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1302,7 +1187,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
             raise bad_utf8("UpdateMetadataEndpoint.listener", pos) from None
         pos = end4
     try:
-        (f_security_protocol,) = _ST_int16.unpack_from(buf, pos)
+        (o.security_protocol,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("UpdateMetadataEndpoint.security_protocol", 2),), pos, len(buf) - pos
@@ -1345,9 +1230,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateMetadataRequest_UpdateMetadataEndpoint(
-        f_port, f_host, f_listener, f_security_protocol, unknown
-    ), pos
+    o.host = f_host
+    o.listener = f_listener
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(
@@ -1507,8 +1393,9 @@ def _write_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
-        (f_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataBroker.id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1532,18 +1419,23 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(
             raise bad_utf8("UpdateMetadataBroker.v0_host", pos) from None
         pos = end2
     try:
-        (f_v0_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.v0_port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataBroker.v0_port", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return _UpdateMetadataRequest_UpdateMetadataBroker(f_id, f_v0_host, f_v0_port, [], "", ()), pos
+    o.v0_host = f_v0_host
+    o.endpoints = []
+    o.rack = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
-        (f_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataBroker.id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1562,14 +1454,20 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(buf, pos)
             f_endpoints.append(item2)
-    return _UpdateMetadataRequest_UpdateMetadataBroker(f_id, "", 0, f_endpoints, "", ()), pos
+    o.v0_host = ""
+    o.v0_port = 0
+    o.endpoints = f_endpoints
+    o.rack = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
-        (f_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataBroker.id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1607,14 +1505,20 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
         except UnicodeDecodeError:
             raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
         pos = end4
-    return _UpdateMetadataRequest_UpdateMetadataBroker(f_id, "", 0, f_endpoints, f_rack, ()), pos
+    o.v0_host = ""
+    o.v0_port = 0
+    o.endpoints = f_endpoints
+    o.rack = f_rack
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
-        (f_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataBroker.id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1652,14 +1556,20 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
         except UnicodeDecodeError:
             raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
         pos = end4
-    return _UpdateMetadataRequest_UpdateMetadataBroker(f_id, "", 0, f_endpoints, f_rack, ()), pos
+    o.v0_host = ""
+    o.v0_port = 0
+    o.endpoints = f_endpoints
+    o.rack = f_rack
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
+    o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
-        (f_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("UpdateMetadataBroker.id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1738,9 +1648,12 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateMetadataRequest_UpdateMetadataBroker(
-        f_id, "", 0, f_endpoints, f_rack, unknown
-    ), pos
+    o.v0_host = ""
+    o.v0_port = 0
+    o.endpoints = f_endpoints
+    o.rack = f_rack
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateMetadataRequest_UpdateMetadataBroker_v0(
@@ -1907,13 +1820,14 @@ def _write_UpdateMetadataRequest_UpdateMetadataBroker_v6(
 
 
 def _read_UpdateMetadataRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -1947,27 +1861,25 @@ def _read_UpdateMetadataRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateMet
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(buf, pos)
             f_live_brokers.append(item4)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        -1,
-        f_ungrouped_partition_states,
-        [],
-        f_live_brokers,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.ungrouped_partition_states = f_ungrouped_partition_states
+    o.topic_states = []
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2001,27 +1913,25 @@ def _read_UpdateMetadataRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateMet
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(buf, pos)
             f_live_brokers.append(item4)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        -1,
-        f_ungrouped_partition_states,
-        [],
-        f_live_brokers,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.ungrouped_partition_states = f_ungrouped_partition_states
+    o.topic_states = []
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v2(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2055,27 +1965,25 @@ def _read_UpdateMetadataRequest_v2(buf: memoryview, pos: int) -> tuple[UpdateMet
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(buf, pos)
             f_live_brokers.append(item4)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        -1,
-        f_ungrouped_partition_states,
-        [],
-        f_live_brokers,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.ungrouped_partition_states = f_ungrouped_partition_states
+    o.topic_states = []
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v3(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2109,27 +2017,25 @@ def _read_UpdateMetadataRequest_v3(buf: memoryview, pos: int) -> tuple[UpdateMet
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
             f_live_brokers.append(item4)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        -1,
-        f_ungrouped_partition_states,
-        [],
-        f_live_brokers,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.ungrouped_partition_states = f_ungrouped_partition_states
+    o.topic_states = []
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v4(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (f_controller_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_epoch", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -2163,27 +2069,25 @@ def _read_UpdateMetadataRequest_v4(buf: memoryview, pos: int) -> tuple[UpdateMet
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
             f_live_brokers.append(item4)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        -1,
-        f_ungrouped_partition_states,
-        [],
-        f_live_brokers,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.ungrouped_partition_states = f_ungrouped_partition_states
+    o.topic_states = []
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v5(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -2219,27 +2123,24 @@ def _read_UpdateMetadataRequest_v5(buf: memoryview, pos: int) -> tuple[UpdateMet
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
             f_live_brokers.append(item4)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        f_broker_epoch,
-        [],
-        f_topic_states,
-        f_live_brokers,
-        (),
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v6(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -2312,27 +2213,24 @@ def _read_UpdateMetadataRequest_v6(buf: memoryview, pos: int) -> tuple[UpdateMet
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        f_broker_epoch,
-        [],
-        f_topic_states,
-        f_live_brokers,
-        unknown,
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v7(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        (f_controller_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -2405,29 +2303,26 @@ def _read_UpdateMetadataRequest_v7(buf: memoryview, pos: int) -> tuple[UpdateMet
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        False,
-        0,
-        f_controller_epoch,
-        f_broker_epoch,
-        [],
-        f_topic_states,
-        f_live_brokers,
-        unknown,
-    ), pos
+    o.is_kraft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_UpdateMetadataRequest_v8(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+    o = new_instance(UpdateMetadataRequest)
     try:
-        f_controller_id, f_is_kraft_controller = _ST_int32_bool.unpack_from(buf, pos)
+        o.controller_id, o.is_kraft_controller = _ST_int32_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_id", 4), ("is_kraft_controller", 1)), pos, len(buf) - pos
         ) from None
     pos += 5
     try:
-        f_controller_epoch, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.controller_epoch, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("controller_epoch", 4), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -2511,17 +2406,12 @@ def _read_UpdateMetadataRequest_v8(buf: memoryview, pos: int) -> tuple[UpdateMet
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateMetadataRequest(
-        f_controller_id,
-        f_is_kraft_controller,
-        f_type,
-        f_controller_epoch,
-        f_broker_epoch,
-        [],
-        f_topic_states,
-        f_live_brokers,
-        unknown,
-    ), pos
+    o.type = f_type
+    o.ungrouped_partition_states = []
+    o.topic_states = f_topic_states
+    o.live_brokers = f_live_brokers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateMetadataRequest_v0(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -2803,19 +2693,22 @@ def _write_UpdateMetadataRequest_v8(o: UpdateMetadataRequest, out: bytearray) ->
 def _read_UpdateMetadataResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[UpdateMetadataResponse, int]:
+    o = new_instance(UpdateMetadataResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
-    return UpdateMetadataResponse(f_error_code, ()), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_UpdateMetadataResponse_v6(
     buf: memoryview, pos: int
 ) -> tuple[UpdateMetadataResponse, int]:
+    o = new_instance(UpdateMetadataResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -2850,7 +2743,8 @@ def _read_UpdateMetadataResponse_v6(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateMetadataResponse(f_error_code, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateMetadataResponse_v0(o: UpdateMetadataResponse, out: bytearray) -> None:
@@ -2897,198 +2791,293 @@ def _write_UpdateMetadataResponse_v6(o: UpdateMetadataResponse, out: bytearray) 
         out.append(0)
 
 
-_UpdateMetadataRequest_UpdateMetadataPartitionState.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ControllerEpoch",
-        "controller_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ZkVersion", "zk_version", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "OfflineReplicas",
-        "offline_replicas",
-        "[]int32",
-        (4, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_UpdateMetadataRequest_UpdateMetadataTopicState.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionStates",
-        "partition_states",
-        "[]UpdateMetadataPartitionState",
-        (5, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateMetadataRequest_UpdateMetadataPartitionState,
-        False,
-    ),
-)
-_UpdateMetadataRequest_UpdateMetadataEndpoint.FIELDS = (
-    FieldInfo("Port", "port", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Listener", "listener", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SecurityProtocol",
-        "security_protocol",
-        "int16",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_UpdateMetadataRequest_UpdateMetadataBroker.FIELDS = (
-    FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("V0Host", "v0_host", "string", (0, 0), (1, 0), (1, 0), None, None, False),
-    FieldInfo("V0Port", "v0_port", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Endpoints",
-        "endpoints",
-        "[]UpdateMetadataEndpoint",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateMetadataRequest_UpdateMetadataEndpoint,
-        False,
-    ),
-    FieldInfo("Rack", "rack", "string", (2, 32767), (0, 32767), (1, 0), None, None, False),
-)
-UpdateMetadataRequest.FIELDS = (
-    FieldInfo(
-        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "isKRaftController",
-        "is_kraft_controller",
-        "bool",
-        (8, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Type", "type", "int8", (8, 32767), (1, 0), (8, 32767), 0, None, False),
-    FieldInfo(
-        "ControllerEpoch",
-        "controller_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "UngroupedPartitionStates",
-        "ungrouped_partition_states",
-        "[]UpdateMetadataPartitionState",
-        (0, 4),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateMetadataRequest_UpdateMetadataPartitionState,
-        False,
-    ),
-    FieldInfo(
-        "TopicStates",
-        "topic_states",
-        "[]UpdateMetadataTopicState",
-        (5, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateMetadataRequest_UpdateMetadataTopicState,
-        False,
-    ),
-    FieldInfo(
-        "LiveBrokers",
-        "live_brokers",
-        "[]UpdateMetadataBroker",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateMetadataRequest_UpdateMetadataBroker,
-        False,
-    ),
-)
-UpdateMetadataRequest._READERS = (
-    _read_UpdateMetadataRequest_v0,
-    _read_UpdateMetadataRequest_v1,
-    _read_UpdateMetadataRequest_v2,
-    _read_UpdateMetadataRequest_v3,
-    _read_UpdateMetadataRequest_v4,
-    _read_UpdateMetadataRequest_v5,
-    _read_UpdateMetadataRequest_v6,
-    _read_UpdateMetadataRequest_v7,
-    _read_UpdateMetadataRequest_v8,
-)
-UpdateMetadataRequest._WRITERS = (
-    _write_UpdateMetadataRequest_v0,
-    _write_UpdateMetadataRequest_v1,
-    _write_UpdateMetadataRequest_v2,
-    _write_UpdateMetadataRequest_v3,
-    _write_UpdateMetadataRequest_v4,
-    _write_UpdateMetadataRequest_v5,
-    _write_UpdateMetadataRequest_v6,
-    _write_UpdateMetadataRequest_v7,
-    _write_UpdateMetadataRequest_v8,
-)
+@dataclass(slots=True)
+class _UpdateMetadataRequest_UpdateMetadataPartitionState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ControllerEpoch",
+            "controller_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ZkVersion", "zk_version", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "OfflineReplicas",
+            "offline_replicas",
+            "[]int32",
+            (4, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partition_index: int = 0
+    controller_epoch: int = 0
+    leader: BrokerId = 0
+    leader_epoch: int = 0
+    isr: list[BrokerId] = field(default_factory=list)
+    zk_version: int = 0
+    replicas: list[BrokerId] = field(default_factory=list)
+    offline_replicas: list[BrokerId] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-UpdateMetadataResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-UpdateMetadataResponse._READERS = (
-    _read_UpdateMetadataResponse_v0,
-    _read_UpdateMetadataResponse_v0,
-    _read_UpdateMetadataResponse_v0,
-    _read_UpdateMetadataResponse_v0,
-    _read_UpdateMetadataResponse_v0,
-    _read_UpdateMetadataResponse_v0,
-    _read_UpdateMetadataResponse_v6,
-    _read_UpdateMetadataResponse_v6,
-    _read_UpdateMetadataResponse_v6,
-)
-UpdateMetadataResponse._WRITERS = (
-    _write_UpdateMetadataResponse_v0,
-    _write_UpdateMetadataResponse_v1,
-    _write_UpdateMetadataResponse_v2,
-    _write_UpdateMetadataResponse_v3,
-    _write_UpdateMetadataResponse_v4,
-    _write_UpdateMetadataResponse_v5,
-    _write_UpdateMetadataResponse_v6,
-    _write_UpdateMetadataResponse_v6,
-    _write_UpdateMetadataResponse_v6,
-)
+
+@dataclass(slots=True)
+class _UpdateMetadataRequest_UpdateMetadataTopicState:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (5, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionStates",
+            "partition_states",
+            "[]UpdateMetadataPartitionState",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateMetadataRequest_UpdateMetadataPartitionState,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _UpdateMetadataRequest_UpdateMetadataEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Port", "port", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Listener", "listener", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SecurityProtocol",
+            "security_protocol",
+            "int16",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    port: int = 0
+    host: str = ""
+    listener: str = ""
+    security_protocol: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _UpdateMetadataRequest_UpdateMetadataBroker:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("V0Host", "v0_host", "string", (0, 0), (1, 0), (1, 0), None, None, False),
+        FieldInfo("V0Port", "v0_port", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Endpoints",
+            "endpoints",
+            "[]UpdateMetadataEndpoint",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateMetadataRequest_UpdateMetadataEndpoint,
+            False,
+        ),
+        FieldInfo("Rack", "rack", "string", (2, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    id: BrokerId = 0
+    v0_host: str = ""
+    v0_port: int = 0
+    endpoints: list[_UpdateMetadataRequest_UpdateMetadataEndpoint] = field(default_factory=list)
+    rack: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class UpdateMetadataRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "isKRaftController",
+            "is_kraft_controller",
+            "bool",
+            (8, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Type", "type", "int8", (8, 32767), (1, 0), (8, 32767), 0, None, False),
+        FieldInfo(
+            "ControllerEpoch",
+            "controller_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "UngroupedPartitionStates",
+            "ungrouped_partition_states",
+            "[]UpdateMetadataPartitionState",
+            (0, 4),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateMetadataRequest_UpdateMetadataPartitionState,
+            False,
+        ),
+        FieldInfo(
+            "TopicStates",
+            "topic_states",
+            "[]UpdateMetadataTopicState",
+            (5, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateMetadataRequest_UpdateMetadataTopicState,
+            False,
+        ),
+        FieldInfo(
+            "LiveBrokers",
+            "live_brokers",
+            "[]UpdateMetadataBroker",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateMetadataRequest_UpdateMetadataBroker,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_UpdateMetadataRequest_v0,
+        _read_UpdateMetadataRequest_v1,
+        _read_UpdateMetadataRequest_v2,
+        _read_UpdateMetadataRequest_v3,
+        _read_UpdateMetadataRequest_v4,
+        _read_UpdateMetadataRequest_v5,
+        _read_UpdateMetadataRequest_v6,
+        _read_UpdateMetadataRequest_v7,
+        _read_UpdateMetadataRequest_v8,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_UpdateMetadataRequest_v0,
+        _write_UpdateMetadataRequest_v1,
+        _write_UpdateMetadataRequest_v2,
+        _write_UpdateMetadataRequest_v3,
+        _write_UpdateMetadataRequest_v4,
+        _write_UpdateMetadataRequest_v5,
+        _write_UpdateMetadataRequest_v6,
+        _write_UpdateMetadataRequest_v7,
+        _write_UpdateMetadataRequest_v8,
+    )
+    NAME: ClassVar[str] = "UpdateMetadataRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 6
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 8
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    UpdateMetadataPartitionState = _UpdateMetadataRequest_UpdateMetadataPartitionState
+    UpdateMetadataTopicState = _UpdateMetadataRequest_UpdateMetadataTopicState
+    UpdateMetadataBroker = _UpdateMetadataRequest_UpdateMetadataBroker
+    UpdateMetadataEndpoint = _UpdateMetadataRequest_UpdateMetadataEndpoint
+    controller_id: BrokerId = 0
+    is_kraft_controller: bool = False
+    type: int = 0
+    controller_epoch: int = 0
+    broker_epoch: int = -1
+    ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState] = field(
+        default_factory=list
+    )
+    topic_states: list[_UpdateMetadataRequest_UpdateMetadataTopicState] = field(
+        default_factory=list
+    )
+    live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class UpdateMetadataResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_UpdateMetadataResponse_v0,
+        _read_UpdateMetadataResponse_v0,
+        _read_UpdateMetadataResponse_v0,
+        _read_UpdateMetadataResponse_v0,
+        _read_UpdateMetadataResponse_v0,
+        _read_UpdateMetadataResponse_v0,
+        _read_UpdateMetadataResponse_v6,
+        _read_UpdateMetadataResponse_v6,
+        _read_UpdateMetadataResponse_v6,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_UpdateMetadataResponse_v0,
+        _write_UpdateMetadataResponse_v1,
+        _write_UpdateMetadataResponse_v2,
+        _write_UpdateMetadataResponse_v3,
+        _write_UpdateMetadataResponse_v4,
+        _write_UpdateMetadataResponse_v5,
+        _write_UpdateMetadataResponse_v6,
+        _write_UpdateMetadataResponse_v6,
+        _write_UpdateMetadataResponse_v6,
+    )
+    NAME: ClassVar[str] = "UpdateMetadataResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 6
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 8
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

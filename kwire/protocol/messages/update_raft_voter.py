@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,89 +47,10 @@ _ST_int32_int32_uuid = Struct(">ii16s")
 _ST_uint16 = Struct(">H")
 
 
-@dataclass(slots=True)
-class _UpdateRaftVoterRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateRaftVoterRequest_Listener.__qualname__ = "UpdateRaftVoterRequest.Listener"
-
-
-@dataclass(slots=True)
-class _UpdateRaftVoterRequest_KRaftVersionFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateRaftVoterRequest_KRaftVersionFeature.__qualname__ = (
-    "UpdateRaftVoterRequest.KRaftVersionFeature"
-)
-
-
-@dataclass(slots=True)
-class UpdateRaftVoterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UpdateRaftVoterRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 82
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _UpdateRaftVoterRequest_Listener
-    KRaftVersionFeature = _UpdateRaftVoterRequest_KRaftVersionFeature
-    cluster_id: str | None = ""
-    current_leader_epoch: int = 0
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    listeners: list[_UpdateRaftVoterRequest_Listener] = field(default_factory=list)
-    kraft_version_feature: _UpdateRaftVoterRequest_KRaftVersionFeature = field(
-        default_factory=_UpdateRaftVoterRequest_KRaftVersionFeature
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _UpdateRaftVoterResponse_CurrentLeader:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    leader_id: BrokerId = -1
-    leader_epoch: int = -1
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_UpdateRaftVoterResponse_CurrentLeader.__qualname__ = "UpdateRaftVoterResponse.CurrentLeader"
-
-
-@dataclass(slots=True)
-class UpdateRaftVoterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UpdateRaftVoterResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 82
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    CurrentLeader = _UpdateRaftVoterResponse_CurrentLeader
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    current_leader: _UpdateRaftVoterResponse_CurrentLeader = field(
-        default_factory=_UpdateRaftVoterResponse_CurrentLeader
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_UpdateRaftVoterRequest_Listener_v0(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateRaftVoterRequest_Listener, int]:
+    o = new_instance(_UpdateRaftVoterRequest_Listener)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -174,7 +96,7 @@ def _read_UpdateRaftVoterRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Listener.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -209,7 +131,10 @@ def _read_UpdateRaftVoterRequest_Listener_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateRaftVoterRequest_Listener(f_name, f_host, f_port, unknown), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateRaftVoterRequest_Listener_v0(
@@ -251,8 +176,9 @@ def _write_UpdateRaftVoterRequest_Listener_v0(
 def _read_UpdateRaftVoterRequest_KRaftVersionFeature_v0(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateRaftVoterRequest_KRaftVersionFeature, int]:
+    o = new_instance(_UpdateRaftVoterRequest_KRaftVersionFeature)
     try:
-        f_min_supported_version, f_max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -296,9 +222,8 @@ def _read_UpdateRaftVoterRequest_KRaftVersionFeature_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateRaftVoterRequest_KRaftVersionFeature(
-        f_min_supported_version, f_max_supported_version, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateRaftVoterRequest_KRaftVersionFeature_v0(
@@ -314,6 +239,7 @@ def _write_UpdateRaftVoterRequest_KRaftVersionFeature_v0(
 def _read_UpdateRaftVoterRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[UpdateRaftVoterRequest, int]:
+    o = new_instance(UpdateRaftVoterRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -337,7 +263,7 @@ def _read_UpdateRaftVoterRequest_v0(
             raise bad_utf8("cluster_id", pos) from None
         pos = end2
     try:
-        f_current_leader_epoch, f_voter_id, f_voter_directory_id = _ST_int32_int32_uuid.unpack_from(
+        o.current_leader_epoch, o.voter_id, f_voter_directory_id = _ST_int32_int32_uuid.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -397,15 +323,12 @@ def _read_UpdateRaftVoterRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateRaftVoterRequest(
-        f_cluster_id,
-        f_current_leader_epoch,
-        f_voter_id,
-        uuid_from_bytes(f_voter_directory_id),
-        f_listeners,
-        f_kraft_version_feature,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.voter_directory_id = uuid_from_bytes(f_voter_directory_id)
+    o.listeners = f_listeners
+    o.kraft_version_feature = f_kraft_version_feature
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateRaftVoterRequest_v0(o: UpdateRaftVoterRequest, out: bytearray) -> None:
@@ -448,8 +371,9 @@ def _write_UpdateRaftVoterRequest_v0(o: UpdateRaftVoterRequest, out: bytearray) 
 def _read_UpdateRaftVoterResponse_CurrentLeader_v0(
     buf: memoryview, pos: int
 ) -> tuple[_UpdateRaftVoterResponse_CurrentLeader, int]:
+    o = new_instance(_UpdateRaftVoterResponse_CurrentLeader)
     try:
-        f_leader_id, f_leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("CurrentLeader.leader_id", 4), ("CurrentLeader.leader_epoch", 4)), pos, len(buf) - pos
@@ -478,7 +402,7 @@ def _read_UpdateRaftVoterResponse_CurrentLeader_v0(
             raise bad_utf8("CurrentLeader.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_int32.unpack_from(buf, pos)
+        (o.port,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("CurrentLeader.port", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -513,9 +437,9 @@ def _read_UpdateRaftVoterResponse_CurrentLeader_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _UpdateRaftVoterResponse_CurrentLeader(
-        f_leader_id, f_leader_epoch, f_host, f_port, unknown
-    ), pos
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateRaftVoterResponse_CurrentLeader_v0(
@@ -545,8 +469,9 @@ def _write_UpdateRaftVoterResponse_CurrentLeader_v0(
 def _read_UpdateRaftVoterResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[UpdateRaftVoterResponse, int]:
+    o = new_instance(UpdateRaftVoterResponse)
     try:
-        f_throttle_time_ms, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
@@ -592,7 +517,9 @@ def _read_UpdateRaftVoterResponse_v0(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return UpdateRaftVoterResponse(f_throttle_time_ms, f_error_code, f_current_leader, unknown), pos
+    o.current_leader = f_current_leader
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UpdateRaftVoterResponse_v0(o: UpdateRaftVoterResponse, out: bytearray) -> None:
@@ -614,112 +541,183 @@ def _write_UpdateRaftVoterResponse_v0(o: UpdateRaftVoterResponse, out: bytearray
         out.append(0)
 
 
-_UpdateRaftVoterRequest_Listener.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_UpdateRaftVoterRequest_KRaftVersionFeature.FIELDS = (
-    FieldInfo(
-        "MinSupportedVersion",
-        "min_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxSupportedVersion",
-        "max_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-UpdateRaftVoterRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CurrentLeaderEpoch",
-        "current_leader_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "VoterDirectoryId",
-        "voter_directory_id",
-        "uuid",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Listeners",
-        "listeners",
-        "[]Listener",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateRaftVoterRequest_Listener,
-        False,
-    ),
-    FieldInfo(
-        "KRaftVersionFeature",
-        "kraft_version_feature",
-        "KRaftVersionFeature",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _UpdateRaftVoterRequest_KRaftVersionFeature,
-        False,
-    ),
-)
-UpdateRaftVoterRequest._READERS = (_read_UpdateRaftVoterRequest_v0,)
-UpdateRaftVoterRequest._WRITERS = (_write_UpdateRaftVoterRequest_v0,)
+@dataclass(slots=True)
+class _UpdateRaftVoterRequest_Listener:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_UpdateRaftVoterResponse_CurrentLeader.FIELDS = (
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-UpdateRaftVoterResponse.FIELDS = (
-    FieldInfo(
-        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "CurrentLeader",
-        "current_leader",
-        "CurrentLeader",
-        (0, 32767),
-        (1, 0),
-        (0, 32767),
-        0,
-        _UpdateRaftVoterResponse_CurrentLeader,
-        False,
-    ),
-)
-UpdateRaftVoterResponse._READERS = (_read_UpdateRaftVoterResponse_v0,)
-UpdateRaftVoterResponse._WRITERS = (_write_UpdateRaftVoterResponse_v0,)
+
+@dataclass(slots=True)
+class _UpdateRaftVoterRequest_KRaftVersionFeature:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "MinSupportedVersion",
+            "min_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxSupportedVersion",
+            "max_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    min_supported_version: int = 0
+    max_supported_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class UpdateRaftVoterRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CurrentLeaderEpoch",
+            "current_leader_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "VoterDirectoryId",
+            "voter_directory_id",
+            "uuid",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Listeners",
+            "listeners",
+            "[]Listener",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateRaftVoterRequest_Listener,
+            False,
+        ),
+        FieldInfo(
+            "KRaftVersionFeature",
+            "kraft_version_feature",
+            "KRaftVersionFeature",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _UpdateRaftVoterRequest_KRaftVersionFeature,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_UpdateRaftVoterRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UpdateRaftVoterRequest_v0,)
+    NAME: ClassVar[str] = "UpdateRaftVoterRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 82
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    Listener = _UpdateRaftVoterRequest_Listener
+    KRaftVersionFeature = _UpdateRaftVoterRequest_KRaftVersionFeature
+    cluster_id: str | None = ""
+    current_leader_epoch: int = 0
+    voter_id: int = 0
+    voter_directory_id: UUID = ZERO_UUID
+    listeners: list[_UpdateRaftVoterRequest_Listener] = field(default_factory=list)
+    kraft_version_feature: _UpdateRaftVoterRequest_KRaftVersionFeature = field(
+        default_factory=_UpdateRaftVoterRequest_KRaftVersionFeature
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _UpdateRaftVoterResponse_CurrentLeader:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    leader_id: BrokerId = -1
+    leader_epoch: int = -1
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class UpdateRaftVoterResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ThrottleTimeMs",
+            "throttle_time_ms",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CurrentLeader",
+            "current_leader",
+            "CurrentLeader",
+            (0, 32767),
+            (1, 0),
+            (0, 32767),
+            0,
+            _UpdateRaftVoterResponse_CurrentLeader,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_UpdateRaftVoterResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UpdateRaftVoterResponse_v0,)
+    NAME: ClassVar[str] = "UpdateRaftVoterResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 82
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    CurrentLeader = _UpdateRaftVoterResponse_CurrentLeader
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    current_leader: _UpdateRaftVoterResponse_CurrentLeader = field(
+        default_factory=_UpdateRaftVoterResponse_CurrentLeader
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

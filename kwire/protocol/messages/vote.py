@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -47,112 +48,12 @@ _ST_int32_int64 = Struct(">iq")
 _ST_uint16 = Struct(">H")
 
 
-@dataclass(slots=True)
-class _VoteRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    candidate_epoch: int = 0
-    candidate_id: BrokerId = 0
-    candidate_directory_id: UUID = ZERO_UUID
-    voter_directory_id: UUID = ZERO_UUID
-    last_offset_epoch: int = 0
-    last_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VoteRequest_PartitionData.__qualname__ = "VoteRequest.PartitionData"
-
-
-@dataclass(slots=True)
-class _VoteRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_VoteRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VoteRequest_TopicData.__qualname__ = "VoteRequest.TopicData"
-
-
-@dataclass(slots=True)
-class VoteRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "VoteRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 52
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _VoteRequest_TopicData
-    PartitionData = _VoteRequest_PartitionData
-    cluster_id: str | None = None
-    voter_id: BrokerId = -1
-    topics: list[_VoteRequest_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _VoteResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    vote_granted: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VoteResponse_PartitionData.__qualname__ = "VoteResponse.PartitionData"
-
-
-@dataclass(slots=True)
-class _VoteResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_name: TopicName = ""
-    partitions: list[_VoteResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VoteResponse_TopicData.__qualname__ = "VoteResponse.TopicData"
-
-
-@dataclass(slots=True)
-class _VoteResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VoteResponse_NodeEndpoint.__qualname__ = "VoteResponse.NodeEndpoint"
-
-
-@dataclass(slots=True)
-class VoteResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "VoteResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 52
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicData = _VoteResponse_TopicData
-    PartitionData = _VoteResponse_PartitionData
-    NodeEndpoint = _VoteResponse_NodeEndpoint
-    error_code: int = 0
-    topics: list[_VoteResponse_TopicData] = field(default_factory=list)
-    node_endpoints: list[_VoteResponse_NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_VoteRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_VoteRequest_PartitionData, int]:
+    o = new_instance(_VoteRequest_PartitionData)
     try:
-        f_partition_index, f_candidate_epoch, f_candidate_id = _ST_int32_int32_int32.unpack_from(
+        o.partition_index, o.candidate_epoch, o.candidate_id = _ST_int32_int32_int32.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -167,7 +68,7 @@ def _read_VoteRequest_PartitionData_v0(
         ) from None
     pos += 12
     try:
-        f_last_offset_epoch, f_last_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.last_offset_epoch, o.last_offset = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionData.last_offset_epoch", 4), ("PartitionData.last_offset", 8)),
@@ -206,30 +107,25 @@ def _read_VoteRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VoteRequest_PartitionData(
-        f_partition_index,
-        f_candidate_epoch,
-        f_candidate_id,
-        ZERO_UUID,
-        ZERO_UUID,
-        f_last_offset_epoch,
-        f_last_offset,
-        unknown,
-    ), pos
+    o.candidate_directory_id = ZERO_UUID
+    o.voter_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_VoteRequest_PartitionData_v1(
     buf: memoryview, pos: int
 ) -> tuple[_VoteRequest_PartitionData, int]:
+    o = new_instance(_VoteRequest_PartitionData)
     try:
         (
-            f_partition_index,
-            f_candidate_epoch,
-            f_candidate_id,
+            o.partition_index,
+            o.candidate_epoch,
+            o.candidate_id,
             f_candidate_directory_id,
             f_voter_directory_id,
-            f_last_offset_epoch,
-            f_last_offset,
+            o.last_offset_epoch,
+            o.last_offset,
         ) = _ST_int32_int32_int32_uuid_uuid_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
@@ -277,16 +173,10 @@ def _read_VoteRequest_PartitionData_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VoteRequest_PartitionData(
-        f_partition_index,
-        f_candidate_epoch,
-        f_candidate_id,
-        uuid_from_bytes(f_candidate_directory_id),
-        uuid_from_bytes(f_voter_directory_id),
-        f_last_offset_epoch,
-        f_last_offset,
-        unknown,
-    ), pos
+    o.candidate_directory_id = uuid_from_bytes(f_candidate_directory_id)
+    o.voter_directory_id = uuid_from_bytes(f_voter_directory_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VoteRequest_PartitionData_v0(o: _VoteRequest_PartitionData, out: bytearray) -> None:
@@ -315,6 +205,7 @@ def _write_VoteRequest_PartitionData_v1(o: _VoteRequest_PartitionData, out: byte
 
 
 def _read_VoteRequest_TopicData_v0(buf: memoryview, pos: int) -> tuple[_VoteRequest_TopicData, int]:
+    o = new_instance(_VoteRequest_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -386,10 +277,14 @@ def _read_VoteRequest_TopicData_v0(buf: memoryview, pos: int) -> tuple[_VoteRequ
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VoteRequest_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_VoteRequest_TopicData_v1(buf: memoryview, pos: int) -> tuple[_VoteRequest_TopicData, int]:
+    o = new_instance(_VoteRequest_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -461,7 +356,10 @@ def _read_VoteRequest_TopicData_v1(buf: memoryview, pos: int) -> tuple[_VoteRequ
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VoteRequest_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VoteRequest_TopicData_v0(o: _VoteRequest_TopicData, out: bytearray) -> None:
@@ -527,6 +425,7 @@ def _write_VoteRequest_TopicData_v1(o: _VoteRequest_TopicData, out: bytearray) -
 
 
 def _read_VoteRequest_v0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
+    o = new_instance(VoteRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -598,10 +497,15 @@ def _read_VoteRequest_v0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return VoteRequest(f_cluster_id, -1, f_topics, unknown), pos
+    o.cluster_id = f_cluster_id
+    o.voter_id = -1
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_VoteRequest_v1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
+    o = new_instance(VoteRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -625,7 +529,7 @@ def _read_VoteRequest_v1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
             raise bad_utf8("cluster_id", pos) from None
         pos = end2
     try:
-        (f_voter_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.voter_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("voter_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -678,7 +582,10 @@ def _read_VoteRequest_v1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return VoteRequest(f_cluster_id, f_voter_id, f_topics, unknown), pos
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VoteRequest_v0(o: VoteRequest, out: bytearray) -> None:
@@ -747,8 +654,9 @@ def _write_VoteRequest_v1(o: VoteRequest, out: bytearray) -> None:
 def _read_VoteResponse_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_VoteResponse_PartitionData, int]:
+    o = new_instance(_VoteResponse_PartitionData)
     try:
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch, f_vote_granted = (
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch, o.vote_granted = (
             _ST_int32_int16_int32_int32_bool.unpack_from(buf, pos)
         )
     except struct_error:
@@ -795,9 +703,8 @@ def _read_VoteResponse_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VoteResponse_PartitionData(
-        f_partition_index, f_error_code, f_leader_id, f_leader_epoch, f_vote_granted, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VoteResponse_PartitionData_v0(o: _VoteResponse_PartitionData, out: bytearray) -> None:
@@ -813,6 +720,7 @@ def _write_VoteResponse_PartitionData_v0(o: _VoteResponse_PartitionData, out: by
 def _read_VoteResponse_TopicData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_VoteResponse_TopicData, int]:
+    o = new_instance(_VoteResponse_TopicData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -884,7 +792,10 @@ def _read_VoteResponse_TopicData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VoteResponse_TopicData(f_topic_name, f_partitions, unknown), pos
+    o.topic_name = f_topic_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VoteResponse_TopicData_v0(o: _VoteResponse_TopicData, out: bytearray) -> None:
@@ -921,8 +832,9 @@ def _write_VoteResponse_TopicData_v0(o: _VoteResponse_TopicData, out: bytearray)
 def _read_VoteResponse_NodeEndpoint_v1(
     buf: memoryview, pos: int
 ) -> tuple[_VoteResponse_NodeEndpoint, int]:
+    o = new_instance(_VoteResponse_NodeEndpoint)
     try:
-        (f_node_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.node_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.node_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -949,7 +861,7 @@ def _read_VoteResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -984,7 +896,9 @@ def _read_VoteResponse_NodeEndpoint_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VoteResponse_NodeEndpoint(f_node_id, f_host, f_port, unknown), pos
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VoteResponse_NodeEndpoint_v1(o: _VoteResponse_NodeEndpoint, out: bytearray) -> None:
@@ -1010,8 +924,9 @@ def _write_VoteResponse_NodeEndpoint_v1(o: _VoteResponse_NodeEndpoint, out: byte
 
 
 def _read_VoteResponse_v0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
+    o = new_instance(VoteResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1064,12 +979,16 @@ def _read_VoteResponse_v0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return VoteResponse(f_error_code, f_topics, [], unknown), pos
+    o.topics = f_topics
+    o.node_endpoints = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
+    o = new_instance(VoteResponse)
     try:
-        (f_error_code,) = _ST_int16.unpack_from(buf, pos)
+        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -1146,7 +1065,10 @@ def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return VoteResponse(f_error_code, f_topics, f_node_endpoints, unknown), pos
+    o.topics = f_topics
+    o.node_endpoints = f_node_endpoints
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VoteResponse_v0(o: VoteResponse, out: bytearray) -> None:
@@ -1206,151 +1128,263 @@ def _write_VoteResponse_v1(o: VoteResponse, out: bytearray) -> None:
         out.append(0)
 
 
-_VoteRequest_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CandidateEpoch", "candidate_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CandidateId", "candidate_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CandidateDirectoryId",
-        "candidate_directory_id",
-        "uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "VoterDirectoryId",
-        "voter_directory_id",
-        "uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LastOffsetEpoch",
-        "last_offset_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_VoteRequest_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _VoteRequest_PartitionData,
-        False,
-    ),
-)
-VoteRequest.FIELDS = (
-    FieldInfo(
-        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-    FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _VoteRequest_TopicData,
-        False,
-    ),
-)
-VoteRequest._READERS = (
-    _read_VoteRequest_v0,
-    _read_VoteRequest_v1,
-)
-VoteRequest._WRITERS = (
-    _write_VoteRequest_v0,
-    _write_VoteRequest_v1,
-)
+@dataclass(slots=True)
+class _VoteRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CandidateEpoch",
+            "candidate_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "CandidateId", "candidate_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CandidateDirectoryId",
+            "candidate_directory_id",
+            "uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "VoterDirectoryId",
+            "voter_directory_id",
+            "uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastOffsetEpoch",
+            "last_offset_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    candidate_epoch: int = 0
+    candidate_id: BrokerId = 0
+    candidate_directory_id: UUID = ZERO_UUID
+    voter_directory_id: UUID = ZERO_UUID
+    last_offset_epoch: int = 0
+    last_offset: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_VoteResponse_PartitionData.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("VoteGranted", "vote_granted", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_VoteResponse_TopicData.FIELDS = (
-    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _VoteResponse_PartitionData,
-        False,
-    ),
-)
-_VoteResponse_NodeEndpoint.FIELDS = (
-    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-VoteResponse.FIELDS = (
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]TopicData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _VoteResponse_TopicData,
-        False,
-    ),
-    FieldInfo(
-        "NodeEndpoints",
-        "node_endpoints",
-        "[]NodeEndpoint",
-        (1, 32767),
-        (1, 0),
-        (1, 32767),
-        0,
-        _VoteResponse_NodeEndpoint,
-        False,
-    ),
-)
-VoteResponse._READERS = (
-    _read_VoteResponse_v0,
-    _read_VoteResponse_v1,
-)
-VoteResponse._WRITERS = (
-    _write_VoteResponse_v0,
-    _write_VoteResponse_v1,
-)
+
+@dataclass(slots=True)
+class _VoteRequest_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _VoteRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_VoteRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class VoteRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+        FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _VoteRequest_TopicData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_VoteRequest_v0,
+        _read_VoteRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_VoteRequest_v0,
+        _write_VoteRequest_v1,
+    )
+    NAME: ClassVar[str] = "VoteRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 52
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    TopicData = _VoteRequest_TopicData
+    PartitionData = _VoteRequest_PartitionData
+    cluster_id: str | None = None
+    voter_id: BrokerId = -1
+    topics: list[_VoteRequest_TopicData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _VoteResponse_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "VoteGranted", "vote_granted", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    leader_id: BrokerId = 0
+    leader_epoch: int = 0
+    vote_granted: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _VoteResponse_TopicData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _VoteResponse_PartitionData,
+            False,
+        ),
+    )
+    topic_name: TopicName = ""
+    partitions: list[_VoteResponse_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _VoteResponse_NodeEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    node_id: BrokerId = 0
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class VoteResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]TopicData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _VoteResponse_TopicData,
+            False,
+        ),
+        FieldInfo(
+            "NodeEndpoints",
+            "node_endpoints",
+            "[]NodeEndpoint",
+            (1, 32767),
+            (1, 0),
+            (1, 32767),
+            0,
+            _VoteResponse_NodeEndpoint,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_VoteResponse_v0,
+        _read_VoteResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_VoteResponse_v0,
+        _write_VoteResponse_v1,
+    )
+    NAME: ClassVar[str] = "VoteResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 52
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    TopicData = _VoteResponse_TopicData
+    PartitionData = _VoteResponse_PartitionData
+    NodeEndpoint = _VoteResponse_NodeEndpoint
+    error_code: int = 0
+    topics: list[_VoteResponse_TopicData] = field(default_factory=list)
+    node_endpoints: list[_VoteResponse_NodeEndpoint] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

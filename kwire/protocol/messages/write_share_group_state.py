@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,114 +44,12 @@ _ST_int64_int64_int8_int16 = Struct(">qqbh")
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class _WriteShareGroupStateRequest_StateBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    first_offset: int = 0
-    last_offset: int = 0
-    delivery_state: int = 0
-    delivery_count: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteShareGroupStateRequest_StateBatch.__qualname__ = "WriteShareGroupStateRequest.StateBatch"
-
-
-@dataclass(slots=True)
-class _WriteShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    state_epoch: int = 0
-    leader_epoch: int = 0
-    start_offset: int = 0
-    state_batches: list[_WriteShareGroupStateRequest_StateBatch] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteShareGroupStateRequest_PartitionData.__qualname__ = (
-    "WriteShareGroupStateRequest.PartitionData"
-)
-
-
-@dataclass(slots=True)
-class _WriteShareGroupStateRequest_WriteStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_WriteShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteShareGroupStateRequest_WriteStateData.__qualname__ = (
-    "WriteShareGroupStateRequest.WriteStateData"
-)
-
-
-@dataclass(slots=True)
-class WriteShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "WriteShareGroupStateRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 85
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    WriteStateData = _WriteShareGroupStateRequest_WriteStateData
-    PartitionData = _WriteShareGroupStateRequest_PartitionData
-    StateBatch = _WriteShareGroupStateRequest_StateBatch
-    group_id: str = ""
-    topics: list[_WriteShareGroupStateRequest_WriteStateData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _WriteShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteShareGroupStateResponse_PartitionResult.__qualname__ = (
-    "WriteShareGroupStateResponse.PartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _WriteShareGroupStateResponse_WriteStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_WriteShareGroupStateResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteShareGroupStateResponse_WriteStateResult.__qualname__ = (
-    "WriteShareGroupStateResponse.WriteStateResult"
-)
-
-
-@dataclass(slots=True)
-class WriteShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "WriteShareGroupStateResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 85
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    WriteStateResult = _WriteShareGroupStateResponse_WriteStateResult
-    PartitionResult = _WriteShareGroupStateResponse_PartitionResult
-    results: list[_WriteShareGroupStateResponse_WriteStateResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_WriteShareGroupStateRequest_StateBatch_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteShareGroupStateRequest_StateBatch, int]:
+    o = new_instance(_WriteShareGroupStateRequest_StateBatch)
     try:
-        f_first_offset, f_last_offset, f_delivery_state, f_delivery_count = (
+        o.first_offset, o.last_offset, o.delivery_state, o.delivery_count = (
             _ST_int64_int64_int8_int16.unpack_from(buf, pos)
         )
     except struct_error:
@@ -196,9 +95,8 @@ def _read_WriteShareGroupStateRequest_StateBatch_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteShareGroupStateRequest_StateBatch(
-        f_first_offset, f_last_offset, f_delivery_state, f_delivery_count, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteShareGroupStateRequest_StateBatch_v0(
@@ -216,8 +114,9 @@ def _write_WriteShareGroupStateRequest_StateBatch_v0(
 def _read_WriteShareGroupStateRequest_PartitionData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteShareGroupStateRequest_PartitionData, int]:
+    o = new_instance(_WriteShareGroupStateRequest_PartitionData)
     try:
-        f_partition, f_state_epoch, f_leader_epoch, f_start_offset = (
+        o.partition, o.state_epoch, o.leader_epoch, o.start_offset = (
             _ST_int32_int32_int32_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -281,9 +180,9 @@ def _read_WriteShareGroupStateRequest_PartitionData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteShareGroupStateRequest_PartitionData(
-        f_partition, f_state_epoch, f_leader_epoch, f_start_offset, f_state_batches, unknown
-    ), pos
+    o.state_batches = f_state_batches
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteShareGroupStateRequest_PartitionData_v0(
@@ -312,6 +211,7 @@ def _write_WriteShareGroupStateRequest_PartitionData_v0(
 def _read_WriteShareGroupStateRequest_WriteStateData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteShareGroupStateRequest_WriteStateData, int]:
+    o = new_instance(_WriteShareGroupStateRequest_WriteStateData)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -366,9 +266,10 @@ def _read_WriteShareGroupStateRequest_WriteStateData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteShareGroupStateRequest_WriteStateData(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteShareGroupStateRequest_WriteStateData_v0(
@@ -395,6 +296,7 @@ def _write_WriteShareGroupStateRequest_WriteStateData_v0(
 def _read_WriteShareGroupStateRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[WriteShareGroupStateRequest, int]:
+    o = new_instance(WriteShareGroupStateRequest)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -466,7 +368,10 @@ def _read_WriteShareGroupStateRequest_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return WriteShareGroupStateRequest(f_group_id, f_topics, unknown), pos
+    o.group_id = f_group_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteShareGroupStateRequest_v0(o: WriteShareGroupStateRequest, out: bytearray) -> None:
@@ -503,8 +408,9 @@ def _write_WriteShareGroupStateRequest_v0(o: WriteShareGroupStateRequest, out: b
 def _read_WriteShareGroupStateResponse_PartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteShareGroupStateResponse_PartitionResult, int]:
+    o = new_instance(_WriteShareGroupStateResponse_PartitionResult)
     try:
-        f_partition, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("PartitionResult.partition", 4), ("PartitionResult.error_code", 2)),
@@ -565,9 +471,9 @@ def _read_WriteShareGroupStateResponse_PartitionResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteShareGroupStateResponse_PartitionResult(
-        f_partition, f_error_code, f_error_message, unknown
-    ), pos
+    o.error_message = f_error_message
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteShareGroupStateResponse_PartitionResult_v0(
@@ -596,6 +502,7 @@ def _write_WriteShareGroupStateResponse_PartitionResult_v0(
 def _read_WriteShareGroupStateResponse_WriteStateResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteShareGroupStateResponse_WriteStateResult, int]:
+    o = new_instance(_WriteShareGroupStateResponse_WriteStateResult)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -650,9 +557,10 @@ def _read_WriteShareGroupStateResponse_WriteStateResult_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteShareGroupStateResponse_WriteStateResult(
-        uuid_from_bytes(f_topic_id), f_partitions, unknown
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteShareGroupStateResponse_WriteStateResult_v0(
@@ -679,6 +587,7 @@ def _write_WriteShareGroupStateResponse_WriteStateResult_v0(
 def _read_WriteShareGroupStateResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[WriteShareGroupStateResponse, int]:
+    o = new_instance(WriteShareGroupStateResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -728,7 +637,9 @@ def _read_WriteShareGroupStateResponse_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return WriteShareGroupStateResponse(f_results, unknown), pos
+    o.results = f_results
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteShareGroupStateResponse_v0(o: WriteShareGroupStateResponse, out: bytearray) -> None:
@@ -749,103 +660,195 @@ def _write_WriteShareGroupStateResponse_v0(o: WriteShareGroupStateResponse, out:
         out.append(0)
 
 
-_WriteShareGroupStateRequest_StateBatch.FIELDS = (
-    FieldInfo(
-        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "DeliveryCount", "delivery_count", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-_WriteShareGroupStateRequest_PartitionData.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "StateBatches",
-        "state_batches",
-        "[]StateBatch",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteShareGroupStateRequest_StateBatch,
-        False,
-    ),
-)
-_WriteShareGroupStateRequest_WriteStateData.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteShareGroupStateRequest_PartitionData,
-        False,
-    ),
-)
-WriteShareGroupStateRequest.FIELDS = (
-    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]WriteStateData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteShareGroupStateRequest_WriteStateData,
-        False,
-    ),
-)
-WriteShareGroupStateRequest._READERS = (_read_WriteShareGroupStateRequest_v0,)
-WriteShareGroupStateRequest._WRITERS = (_write_WriteShareGroupStateRequest_v0,)
+@dataclass(slots=True)
+class _WriteShareGroupStateRequest_StateBatch:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "DeliveryCount",
+            "delivery_count",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    first_offset: int = 0
+    last_offset: int = 0
+    delivery_state: int = 0
+    delivery_count: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_WriteShareGroupStateResponse_PartitionResult.FIELDS = (
-    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-_WriteShareGroupStateResponse_WriteStateResult.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]PartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteShareGroupStateResponse_PartitionResult,
-        False,
-    ),
-)
-WriteShareGroupStateResponse.FIELDS = (
-    FieldInfo(
-        "Results",
-        "results",
-        "[]WriteStateResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteShareGroupStateResponse_WriteStateResult,
-        False,
-    ),
-)
-WriteShareGroupStateResponse._READERS = (_read_WriteShareGroupStateResponse_v0,)
-WriteShareGroupStateResponse._WRITERS = (_write_WriteShareGroupStateResponse_v0,)
+
+@dataclass(slots=True)
+class _WriteShareGroupStateRequest_PartitionData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "StateBatches",
+            "state_batches",
+            "[]StateBatch",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteShareGroupStateRequest_StateBatch,
+            False,
+        ),
+    )
+    partition: int = 0
+    state_epoch: int = 0
+    leader_epoch: int = 0
+    start_offset: int = 0
+    state_batches: list[_WriteShareGroupStateRequest_StateBatch] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _WriteShareGroupStateRequest_WriteStateData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteShareGroupStateRequest_PartitionData,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_WriteShareGroupStateRequest_PartitionData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class WriteShareGroupStateRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]WriteStateData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteShareGroupStateRequest_WriteStateData,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_WriteShareGroupStateRequest_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_WriteShareGroupStateRequest_v0,)
+    NAME: ClassVar[str] = "WriteShareGroupStateRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 85
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
+    WriteStateData = _WriteShareGroupStateRequest_WriteStateData
+    PartitionData = _WriteShareGroupStateRequest_PartitionData
+    StateBatch = _WriteShareGroupStateRequest_StateBatch
+    group_id: str = ""
+    topics: list[_WriteShareGroupStateRequest_WriteStateData] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _WriteShareGroupStateResponse_PartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ErrorMessage",
+            "error_message",
+            "string",
+            (0, 32767),
+            (0, 32767),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    partition: int = 0
+    error_code: int = 0
+    error_message: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _WriteShareGroupStateResponse_WriteStateResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]PartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteShareGroupStateResponse_PartitionResult,
+            False,
+        ),
+    )
+    topic_id: UUID = ZERO_UUID
+    partitions: list[_WriteShareGroupStateResponse_PartitionResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class WriteShareGroupStateResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Results",
+            "results",
+            "[]WriteStateResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteShareGroupStateResponse_WriteStateResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_WriteShareGroupStateResponse_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_WriteShareGroupStateResponse_v0,)
+    NAME: ClassVar[str] = "WriteShareGroupStateResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 85
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    WriteStateResult = _WriteShareGroupStateResponse_WriteStateResult
+    PartitionResult = _WriteShareGroupStateResponse_PartitionResult
+    results: list[_WriteShareGroupStateResponse_WriteStateResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -46,112 +47,10 @@ _ST_int64 = Struct(">q")
 _ST_int64_int16_bool = Struct(">qh?")
 
 
-@dataclass(slots=True)
-class _WriteTxnMarkersRequest_WritableTxnMarkerTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteTxnMarkersRequest_WritableTxnMarkerTopic.__qualname__ = (
-    "WriteTxnMarkersRequest.WritableTxnMarkerTopic"
-)
-
-
-@dataclass(slots=True)
-class _WriteTxnMarkersRequest_WritableTxnMarker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    transaction_result: bool = False
-    topics: list[_WriteTxnMarkersRequest_WritableTxnMarkerTopic] = field(default_factory=list)
-    coordinator_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteTxnMarkersRequest_WritableTxnMarker.__qualname__ = "WriteTxnMarkersRequest.WritableTxnMarker"
-
-
-@dataclass(slots=True)
-class WriteTxnMarkersRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "WriteTxnMarkersRequest"
-    KIND: ClassVar[str] = "request"
-    API_KEY: ClassVar[int | None] = 27
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
-    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    WritableTxnMarker = _WriteTxnMarkersRequest_WritableTxnMarker
-    WritableTxnMarkerTopic = _WriteTxnMarkersRequest_WritableTxnMarkerTopic
-    markers: list[_WriteTxnMarkersRequest_WritableTxnMarker] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-@dataclass(slots=True)
-class _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult.__qualname__ = (
-    "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult"
-)
-
-
-@dataclass(slots=True)
-class _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: TopicName = ""
-    partitions: list[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult.__qualname__ = (
-    "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult"
-)
-
-
-@dataclass(slots=True)
-class _WriteTxnMarkersResponse_WritableTxnMarkerResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    producer_id: ProducerId = 0
-    topics: list[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_WriteTxnMarkersResponse_WritableTxnMarkerResult.__qualname__ = (
-    "WriteTxnMarkersResponse.WritableTxnMarkerResult"
-)
-
-
-@dataclass(slots=True)
-class WriteTxnMarkersResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "WriteTxnMarkersResponse"
-    KIND: ClassVar[str] = "response"
-    API_KEY: ClassVar[int | None] = 27
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    WritableTxnMarkerResult = _WriteTxnMarkersResponse_WritableTxnMarkerResult
-    WritableTxnMarkerTopicResult = _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult
-    WritableTxnMarkerPartitionResult = _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult
-    markers: list[_WriteTxnMarkersResponse_WritableTxnMarkerResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarkerTopic, int]:
+    o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarkerTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -190,12 +89,16 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(
             )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _WriteTxnMarkersRequest_WritableTxnMarkerTopic(f_name, f_partition_indexes, ()), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarkerTopic, int]:
+    o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarkerTopic)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -277,7 +180,10 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteTxnMarkersRequest_WritableTxnMarkerTopic(f_name, f_partition_indexes, unknown), pos
+    o.name = f_name
+    o.partition_indexes = f_partition_indexes
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(
@@ -337,8 +243,9 @@ def _write_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(
 def _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarker, int]:
+    o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarker)
     try:
-        f_producer_id, f_producer_epoch, f_transaction_result = _ST_int64_int16_bool.unpack_from(
+        o.producer_id, o.producer_epoch, o.transaction_result = _ST_int64_int16_bool.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -368,22 +275,23 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(
             item2, pos = _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(buf, pos)
             f_topics.append(item2)
     try:
-        (f_coordinator_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.coordinator_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("WritableTxnMarker.coordinator_epoch", 4),), pos, len(buf) - pos
         ) from None
     pos += 4
-    return _WriteTxnMarkersRequest_WritableTxnMarker(
-        f_producer_id, f_producer_epoch, f_transaction_result, f_topics, f_coordinator_epoch, ()
-    ), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarker, int]:
+    o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarker)
     try:
-        f_producer_id, f_producer_epoch, f_transaction_result = _ST_int64_int16_bool.unpack_from(
+        o.producer_id, o.producer_epoch, o.transaction_result = _ST_int64_int16_bool.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -416,7 +324,7 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(
             item2, pos = _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(buf, pos)
             f_topics.append(item2)
     try:
-        (f_coordinator_epoch,) = _ST_int32.unpack_from(buf, pos)
+        (o.coordinator_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("WritableTxnMarker.coordinator_epoch", 4),), pos, len(buf) - pos
@@ -453,14 +361,9 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteTxnMarkersRequest_WritableTxnMarker(
-        f_producer_id,
-        f_producer_epoch,
-        f_transaction_result,
-        f_topics,
-        f_coordinator_epoch,
-        unknown,
-    ), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteTxnMarkersRequest_WritableTxnMarker_v0(
@@ -504,6 +407,7 @@ def _write_WriteTxnMarkersRequest_WritableTxnMarker_v1(
 def _read_WriteTxnMarkersRequest_v0(
     buf: memoryview, pos: int
 ) -> tuple[WriteTxnMarkersRequest, int]:
+    o = new_instance(WriteTxnMarkersRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -519,12 +423,15 @@ def _read_WriteTxnMarkersRequest_v0(
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(buf, pos)
             f_markers.append(item2)
-    return WriteTxnMarkersRequest(f_markers, ()), pos
+    o.markers = f_markers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_WriteTxnMarkersRequest_v1(
     buf: memoryview, pos: int
 ) -> tuple[WriteTxnMarkersRequest, int]:
+    o = new_instance(WriteTxnMarkersRequest)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -574,7 +481,9 @@ def _read_WriteTxnMarkersRequest_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return WriteTxnMarkersRequest(f_markers, unknown), pos
+    o.markers = f_markers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteTxnMarkersRequest_v0(o: WriteTxnMarkersRequest, out: bytearray) -> None:
@@ -610,8 +519,9 @@ def _write_WriteTxnMarkersRequest_v1(o: WriteTxnMarkersRequest, out: bytearray) 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, int]:
+    o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -622,16 +532,16 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(
             len(buf) - pos,
         ) from None
     pos += 6
-    return _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult(
-        f_partition_index, f_error_code, ()
-    ), pos
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, int]:
+    o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult)
     try:
-        f_partition_index, f_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -681,9 +591,8 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult(
-        f_partition_index, f_error_code, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(
@@ -707,6 +616,7 @@ def _write_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, int]:
+    o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -741,12 +651,16 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
         for _ in range(count3):
             item4, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(buf, pos)
             f_partitions.append(item4)
-    return _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult(f_name, f_partitions, ()), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, int]:
+    o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -826,7 +740,10 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult(f_name, f_partitions, unknown), pos
+    o.name = f_name
+    o.partitions = f_partitions
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
@@ -888,8 +805,9 @@ def _write_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerResult, int]:
+    o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerResult)
     try:
-        (f_producer_id,) = _ST_int64.unpack_from(buf, pos)
+        (o.producer_id,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("WritableTxnMarkerResult.producer_id", 8),), pos, len(buf) - pos
@@ -910,14 +828,17 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(buf, pos)
             f_topics.append(item2)
-    return _WriteTxnMarkersResponse_WritableTxnMarkerResult(f_producer_id, f_topics, ()), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
     buf: memoryview, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerResult, int]:
+    o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerResult)
     try:
-        (f_producer_id,) = _ST_int64.unpack_from(buf, pos)
+        (o.producer_id,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("WritableTxnMarkerResult.producer_id", 8),), pos, len(buf) - pos
@@ -980,7 +901,9 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _WriteTxnMarkersResponse_WritableTxnMarkerResult(f_producer_id, f_topics, unknown), pos
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(
@@ -1022,6 +945,7 @@ def _write_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
 def _read_WriteTxnMarkersResponse_v0(
     buf: memoryview, pos: int
 ) -> tuple[WriteTxnMarkersResponse, int]:
+    o = new_instance(WriteTxnMarkersResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1037,12 +961,15 @@ def _read_WriteTxnMarkersResponse_v0(
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(buf, pos)
             f_markers.append(item2)
-    return WriteTxnMarkersResponse(f_markers, ()), pos
+    o.markers = f_markers
+    o.unknown_tagged_fields = ()
+    return o, pos
 
 
 def _read_WriteTxnMarkersResponse_v1(
     buf: memoryview, pos: int
 ) -> tuple[WriteTxnMarkersResponse, int]:
+    o = new_instance(WriteTxnMarkersResponse)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -1092,7 +1019,9 @@ def _read_WriteTxnMarkersResponse_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return WriteTxnMarkersResponse(f_markers, unknown), pos
+    o.markers = f_markers
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_WriteTxnMarkersResponse_v0(o: WriteTxnMarkersResponse, out: bytearray) -> None:
@@ -1125,133 +1054,225 @@ def _write_WriteTxnMarkersResponse_v1(o: WriteTxnMarkersResponse, out: bytearray
         out.append(0)
 
 
-_WriteTxnMarkersRequest_WritableTxnMarkerTopic.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PartitionIndexes",
-        "partition_indexes",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_WriteTxnMarkersRequest_WritableTxnMarker.FIELDS = (
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "TransactionResult",
-        "transaction_result",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]WritableTxnMarkerTopic",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteTxnMarkersRequest_WritableTxnMarkerTopic,
-        False,
-    ),
-    FieldInfo(
-        "CoordinatorEpoch",
-        "coordinator_epoch",
-        "int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-WriteTxnMarkersRequest.FIELDS = (
-    FieldInfo(
-        "Markers",
-        "markers",
-        "[]WritableTxnMarker",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteTxnMarkersRequest_WritableTxnMarker,
-        False,
-    ),
-)
-WriteTxnMarkersRequest._READERS = (
-    _read_WriteTxnMarkersRequest_v0,
-    _read_WriteTxnMarkersRequest_v1,
-)
-WriteTxnMarkersRequest._WRITERS = (
-    _write_WriteTxnMarkersRequest_v0,
-    _write_WriteTxnMarkersRequest_v1,
-)
+@dataclass(slots=True)
+class _WriteTxnMarkersRequest_WritableTxnMarkerTopic:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PartitionIndexes",
+            "partition_indexes",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partition_indexes: list[int] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
-_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult.FIELDS = (
-    FieldInfo(
-        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Partitions",
-        "partitions",
-        "[]WritableTxnMarkerPartitionResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult,
-        False,
-    ),
-)
-_WriteTxnMarkersResponse_WritableTxnMarkerResult.FIELDS = (
-    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Topics",
-        "topics",
-        "[]WritableTxnMarkerTopicResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult,
-        False,
-    ),
-)
-WriteTxnMarkersResponse.FIELDS = (
-    FieldInfo(
-        "Markers",
-        "markers",
-        "[]WritableTxnMarkerResult",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _WriteTxnMarkersResponse_WritableTxnMarkerResult,
-        False,
-    ),
-)
-WriteTxnMarkersResponse._READERS = (
-    _read_WriteTxnMarkersResponse_v0,
-    _read_WriteTxnMarkersResponse_v1,
-)
-WriteTxnMarkersResponse._WRITERS = (
-    _write_WriteTxnMarkersResponse_v0,
-    _write_WriteTxnMarkersResponse_v1,
-)
+
+@dataclass(slots=True)
+class _WriteTxnMarkersRequest_WritableTxnMarker:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ProducerEpoch",
+            "producer_epoch",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "TransactionResult",
+            "transaction_result",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]WritableTxnMarkerTopic",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteTxnMarkersRequest_WritableTxnMarkerTopic,
+            False,
+        ),
+        FieldInfo(
+            "CoordinatorEpoch",
+            "coordinator_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    producer_id: ProducerId = 0
+    producer_epoch: int = 0
+    transaction_result: bool = False
+    topics: list[_WriteTxnMarkersRequest_WritableTxnMarkerTopic] = field(default_factory=list)
+    coordinator_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class WriteTxnMarkersRequest(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Markers",
+            "markers",
+            "[]WritableTxnMarker",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteTxnMarkersRequest_WritableTxnMarker,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_WriteTxnMarkersRequest_v0,
+        _read_WriteTxnMarkersRequest_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_WriteTxnMarkersRequest_v0,
+        _write_WriteTxnMarkersRequest_v1,
+    )
+    NAME: ClassVar[str] = "WriteTxnMarkersRequest"
+    KIND: ClassVar[str] = "request"
+    API_KEY: ClassVar[int | None] = 27
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
+    WritableTxnMarker = _WriteTxnMarkersRequest_WritableTxnMarker
+    WritableTxnMarkerTopic = _WriteTxnMarkersRequest_WritableTxnMarkerTopic
+    markers: list[_WriteTxnMarkersRequest_WritableTxnMarker] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionIndex",
+            "partition_index",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    partition_index: int = 0
+    error_code: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions",
+            "partitions",
+            "[]WritableTxnMarkerPartitionResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult,
+            False,
+        ),
+    )
+    name: TopicName = ""
+    partitions: list[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _WriteTxnMarkersResponse_WritableTxnMarkerResult:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Topics",
+            "topics",
+            "[]WritableTxnMarkerTopicResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult,
+            False,
+        ),
+    )
+    producer_id: ProducerId = 0
+    topics: list[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult] = field(
+        default_factory=list
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class WriteTxnMarkersResponse(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Markers",
+            "markers",
+            "[]WritableTxnMarkerResult",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _WriteTxnMarkersResponse_WritableTxnMarkerResult,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_WriteTxnMarkersResponse_v0,
+        _read_WriteTxnMarkersResponse_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_WriteTxnMarkersResponse_v0,
+        _write_WriteTxnMarkersResponse_v1,
+    )
+    NAME: ClassVar[str] = "WriteTxnMarkersResponse"
+    KIND: ClassVar[str] = "response"
+    API_KEY: ClassVar[int | None] = 27
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
+    WritableTxnMarkerResult = _WriteTxnMarkersResponse_WritableTxnMarkerResult
+    WritableTxnMarkerTopicResult = _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult
+    WritableTxnMarkerPartitionResult = _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult
+    markers: list[_WriteTxnMarkersResponse_WritableTxnMarkerResult] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

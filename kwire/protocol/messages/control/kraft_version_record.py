@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,24 +41,10 @@ __all__ = ["KRaftVersionRecord"]
 _ST_int16_int16 = Struct(">hh")
 
 
-@dataclass(slots=True)
-class KRaftVersionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "KRaftVersionRecord"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    CONTROL_RECORD_TYPE: ClassVar[int] = 5
-    version: int = 0
-    kraft_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_KRaftVersionRecord_v0(buf: memoryview, pos: int) -> tuple[KRaftVersionRecord, int]:
+    o = new_instance(KRaftVersionRecord)
     try:
-        f_version, f_kraft_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.version, o.kraft_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("version", 2), ("kraft_version", 2)), pos, len(buf) - pos) from None
     pos += 4
@@ -92,7 +79,8 @@ def _read_KRaftVersionRecord_v0(buf: memoryview, pos: int) -> tuple[KRaftVersion
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return KRaftVersionRecord(f_version, f_kraft_version, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_KRaftVersionRecord_v0(o: KRaftVersionRecord, out: bytearray) -> None:
@@ -103,11 +91,23 @@ def _write_KRaftVersionRecord_v0(o: KRaftVersionRecord, out: bytearray) -> None:
         out.append(0)
 
 
-KRaftVersionRecord.FIELDS = (
-    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "KRaftVersion", "kraft_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-KRaftVersionRecord._READERS = (_read_KRaftVersionRecord_v0,)
-KRaftVersionRecord._WRITERS = (_write_KRaftVersionRecord_v0,)
+@dataclass(slots=True)
+class KRaftVersionRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "KRaftVersion", "kraft_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_KRaftVersionRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_KRaftVersionRecord_v0,)
+    NAME: ClassVar[str] = "KRaftVersionRecord"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    CONTROL_RECORD_TYPE: ClassVar[int] = 5
+    version: int = 0
+    kraft_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,40 +44,12 @@ _ST_int32 = Struct(">i")
 _ST_int32_uuid = Struct(">i16s")
 
 
-@dataclass(slots=True)
-class _LeaderChangeMessage_Voter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_LeaderChangeMessage_Voter.__qualname__ = "LeaderChangeMessage.Voter"
-
-
-@dataclass(slots=True)
-class LeaderChangeMessage(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "LeaderChangeMessage"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    CONTROL_RECORD_TYPE: ClassVar[int] = 2
-    Voter = _LeaderChangeMessage_Voter
-    version: int = 0
-    leader_id: BrokerId = 0
-    voters: list[_LeaderChangeMessage_Voter] = field(default_factory=list)
-    granting_voters: list[_LeaderChangeMessage_Voter] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_LeaderChangeMessage_Voter_v0(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderChangeMessage_Voter, int]:
+    o = new_instance(_LeaderChangeMessage_Voter)
     try:
-        (f_voter_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.voter_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Voter.voter_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -111,14 +84,17 @@ def _read_LeaderChangeMessage_Voter_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderChangeMessage_Voter(f_voter_id, ZERO_UUID, unknown), pos
+    o.voter_directory_id = ZERO_UUID
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderChangeMessage_Voter_v1(
     buf: memoryview, pos: int
 ) -> tuple[_LeaderChangeMessage_Voter, int]:
+    o = new_instance(_LeaderChangeMessage_Voter)
     try:
-        f_voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("Voter.voter_id", 4), ("Voter.voter_directory_id", 16)), pos, len(buf) - pos
@@ -155,9 +131,9 @@ def _read_LeaderChangeMessage_Voter_v1(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _LeaderChangeMessage_Voter(
-        f_voter_id, uuid_from_bytes(f_voter_directory_id), unknown
-    ), pos
+    o.voter_directory_id = uuid_from_bytes(f_voter_directory_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderChangeMessage_Voter_v0(o: _LeaderChangeMessage_Voter, out: bytearray) -> None:
@@ -179,8 +155,9 @@ def _write_LeaderChangeMessage_Voter_v1(o: _LeaderChangeMessage_Voter, out: byte
 
 
 def _read_LeaderChangeMessage_v0(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
+    o = new_instance(LeaderChangeMessage)
     try:
-        f_version, f_leader_id = _ST_int16_int32.unpack_from(buf, pos)
+        o.version, o.leader_id = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("version", 2), ("leader_id", 4)), pos, len(buf) - pos) from None
     pos += 6
@@ -251,12 +228,16 @@ def _read_LeaderChangeMessage_v0(buf: memoryview, pos: int) -> tuple[LeaderChang
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderChangeMessage(f_version, f_leader_id, f_voters, f_granting_voters, unknown), pos
+    o.voters = f_voters
+    o.granting_voters = f_granting_voters
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_LeaderChangeMessage_v1(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
+    o = new_instance(LeaderChangeMessage)
     try:
-        f_version, f_leader_id = _ST_int16_int32.unpack_from(buf, pos)
+        o.version, o.leader_id = _ST_int16_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("version", 2), ("leader_id", 4)), pos, len(buf) - pos) from None
     pos += 6
@@ -327,7 +308,10 @@ def _read_LeaderChangeMessage_v1(buf: memoryview, pos: int) -> tuple[LeaderChang
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return LeaderChangeMessage(f_version, f_leader_id, f_voters, f_granting_voters, unknown), pos
+    o.voters = f_voters
+    o.granting_voters = f_granting_voters
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_LeaderChangeMessage_v0(o: LeaderChangeMessage, out: bytearray) -> None:
@@ -390,51 +374,73 @@ def _write_LeaderChangeMessage_v1(o: LeaderChangeMessage, out: bytearray) -> Non
         out.append(0)
 
 
-_LeaderChangeMessage_Voter.FIELDS = (
-    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "VoterDirectoryId",
-        "voter_directory_id",
-        "uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-LeaderChangeMessage.FIELDS = (
-    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Voters",
-        "voters",
-        "[]Voter",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderChangeMessage_Voter,
-        False,
-    ),
-    FieldInfo(
-        "GrantingVoters",
-        "granting_voters",
-        "[]Voter",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _LeaderChangeMessage_Voter,
-        False,
-    ),
-)
-LeaderChangeMessage._READERS = (
-    _read_LeaderChangeMessage_v0,
-    _read_LeaderChangeMessage_v1,
-)
-LeaderChangeMessage._WRITERS = (
-    _write_LeaderChangeMessage_v0,
-    _write_LeaderChangeMessage_v1,
-)
+@dataclass(slots=True)
+class _LeaderChangeMessage_Voter:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "VoterDirectoryId",
+            "voter_directory_id",
+            "uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    voter_id: int = 0
+    voter_directory_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class LeaderChangeMessage(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Voters",
+            "voters",
+            "[]Voter",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderChangeMessage_Voter,
+            False,
+        ),
+        FieldInfo(
+            "GrantingVoters",
+            "granting_voters",
+            "[]Voter",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _LeaderChangeMessage_Voter,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_LeaderChangeMessage_v0,
+        _read_LeaderChangeMessage_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_LeaderChangeMessage_v0,
+        _write_LeaderChangeMessage_v1,
+    )
+    NAME: ClassVar[str] = "LeaderChangeMessage"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    CONTROL_RECORD_TYPE: ClassVar[int] = 2
+    Voter = _LeaderChangeMessage_Voter
+    version: int = 0
+    leader_id: BrokerId = 0
+    voters: list[_LeaderChangeMessage_Voter] = field(default_factory=list)
+    granting_voters: list[_LeaderChangeMessage_Voter] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

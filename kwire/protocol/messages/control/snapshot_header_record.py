@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,24 +41,10 @@ __all__ = ["SnapshotHeaderRecord"]
 _ST_int16_int64 = Struct(">hq")
 
 
-@dataclass(slots=True)
-class SnapshotHeaderRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "SnapshotHeaderRecord"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    CONTROL_RECORD_TYPE: ClassVar[int] = 3
-    version: int = 0
-    last_contained_log_timestamp: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_SnapshotHeaderRecord_v0(buf: memoryview, pos: int) -> tuple[SnapshotHeaderRecord, int]:
+    o = new_instance(SnapshotHeaderRecord)
     try:
-        f_version, f_last_contained_log_timestamp = _ST_int16_int64.unpack_from(buf, pos)
+        o.version, o.last_contained_log_timestamp = _ST_int16_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("version", 2), ("last_contained_log_timestamp", 8)), pos, len(buf) - pos
@@ -94,7 +81,8 @@ def _read_SnapshotHeaderRecord_v0(buf: memoryview, pos: int) -> tuple[SnapshotHe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return SnapshotHeaderRecord(f_version, f_last_contained_log_timestamp, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_SnapshotHeaderRecord_v0(o: SnapshotHeaderRecord, out: bytearray) -> None:
@@ -105,19 +93,31 @@ def _write_SnapshotHeaderRecord_v0(o: SnapshotHeaderRecord, out: bytearray) -> N
         out.append(0)
 
 
-SnapshotHeaderRecord.FIELDS = (
-    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LastContainedLogTimestamp",
-        "last_contained_log_timestamp",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-SnapshotHeaderRecord._READERS = (_read_SnapshotHeaderRecord_v0,)
-SnapshotHeaderRecord._WRITERS = (_write_SnapshotHeaderRecord_v0,)
+@dataclass(slots=True)
+class SnapshotHeaderRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LastContainedLogTimestamp",
+            "last_contained_log_timestamp",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_SnapshotHeaderRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_SnapshotHeaderRecord_v0,)
+    NAME: ClassVar[str] = "SnapshotHeaderRecord"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    CONTROL_RECORD_TYPE: ClassVar[int] = 3
+    version: int = 0
+    last_contained_log_timestamp: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,63 +45,8 @@ _ST_int32_uuid = Struct(">i16s")
 _ST_uint16 = Struct(">H")
 
 
-@dataclass(slots=True)
-class _VotersRecord_Endpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VotersRecord_Endpoint.__qualname__ = "VotersRecord.Endpoint"
-
-
-@dataclass(slots=True)
-class _VotersRecord_KRaftVersionFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VotersRecord_KRaftVersionFeature.__qualname__ = "VotersRecord.KRaftVersionFeature"
-
-
-@dataclass(slots=True)
-class _VotersRecord_Voter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    voter_id: BrokerId = 0
-    voter_directory_id: UUID = ZERO_UUID
-    endpoints: list[_VotersRecord_Endpoint] = field(default_factory=list)
-    kraft_version_feature: _VotersRecord_KRaftVersionFeature = field(
-        default_factory=_VotersRecord_KRaftVersionFeature
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_VotersRecord_Voter.__qualname__ = "VotersRecord.Voter"
-
-
-@dataclass(slots=True)
-class VotersRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "VotersRecord"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    CONTROL_RECORD_TYPE: ClassVar[int] = 6
-    Voter = _VotersRecord_Voter
-    Endpoint = _VotersRecord_Endpoint
-    KRaftVersionFeature = _VotersRecord_KRaftVersionFeature
-    version: int = 0
-    voters: list[_VotersRecord_Voter] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_VotersRecord_Endpoint_v0(buf: memoryview, pos: int) -> tuple[_VotersRecord_Endpoint, int]:
+    o = new_instance(_VotersRecord_Endpoint)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -146,7 +92,7 @@ def _read_VotersRecord_Endpoint_v0(buf: memoryview, pos: int) -> tuple[_VotersRe
             raise bad_utf8("Endpoint.host", pos) from None
         pos = end4
     try:
-        (f_port,) = _ST_uint16.unpack_from(buf, pos)
+        (o.port,) = _ST_uint16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Endpoint.port", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -181,7 +127,10 @@ def _read_VotersRecord_Endpoint_v0(buf: memoryview, pos: int) -> tuple[_VotersRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VotersRecord_Endpoint(f_name, f_host, f_port, unknown), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VotersRecord_Endpoint_v0(o: _VotersRecord_Endpoint, out: bytearray) -> None:
@@ -221,8 +170,9 @@ def _write_VotersRecord_Endpoint_v0(o: _VotersRecord_Endpoint, out: bytearray) -
 def _read_VotersRecord_KRaftVersionFeature_v0(
     buf: memoryview, pos: int
 ) -> tuple[_VotersRecord_KRaftVersionFeature, int]:
+    o = new_instance(_VotersRecord_KRaftVersionFeature)
     try:
-        f_min_supported_version, f_max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -266,9 +216,8 @@ def _read_VotersRecord_KRaftVersionFeature_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VotersRecord_KRaftVersionFeature(
-        f_min_supported_version, f_max_supported_version, unknown
-    ), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VotersRecord_KRaftVersionFeature_v0(
@@ -282,8 +231,9 @@ def _write_VotersRecord_KRaftVersionFeature_v0(
 
 
 def _read_VotersRecord_Voter_v0(buf: memoryview, pos: int) -> tuple[_VotersRecord_Voter, int]:
+    o = new_instance(_VotersRecord_Voter)
     try:
-        f_voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("Voter.voter_id", 4), ("Voter.voter_directory_id", 16)), pos, len(buf) - pos
@@ -339,13 +289,11 @@ def _read_VotersRecord_Voter_v0(buf: memoryview, pos: int) -> tuple[_VotersRecor
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _VotersRecord_Voter(
-        f_voter_id,
-        uuid_from_bytes(f_voter_directory_id),
-        f_endpoints,
-        f_kraft_version_feature,
-        unknown,
-    ), pos
+    o.voter_directory_id = uuid_from_bytes(f_voter_directory_id)
+    o.endpoints = f_endpoints
+    o.kraft_version_feature = f_kraft_version_feature
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VotersRecord_Voter_v0(o: _VotersRecord_Voter, out: bytearray) -> None:
@@ -373,8 +321,9 @@ def _write_VotersRecord_Voter_v0(o: _VotersRecord_Voter, out: bytearray) -> None
 
 
 def _read_VotersRecord_v0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]:
+    o = new_instance(VotersRecord)
     try:
-        (f_version,) = _ST_int16.unpack_from(buf, pos)
+        (o.version,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("version", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -427,7 +376,9 @@ def _read_VotersRecord_v0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return VotersRecord(f_version, f_voters, unknown), pos
+    o.voters = f_voters
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_VotersRecord_v0(o: VotersRecord, out: bytearray) -> None:
@@ -449,76 +400,125 @@ def _write_VotersRecord_v0(o: VotersRecord, out: bytearray) -> None:
         out.append(0)
 
 
-_VotersRecord_Endpoint.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-_VotersRecord_KRaftVersionFeature.FIELDS = (
-    FieldInfo(
-        "MinSupportedVersion",
-        "min_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxSupportedVersion",
-        "max_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_VotersRecord_Voter.FIELDS = (
-    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "VoterDirectoryId",
-        "voter_directory_id",
-        "uuid",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Endpoints",
-        "endpoints",
-        "[]Endpoint",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _VotersRecord_Endpoint,
-        False,
-    ),
-    FieldInfo(
-        "KRaftVersionFeature",
-        "kraft_version_feature",
-        "KRaftVersionFeature",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _VotersRecord_KRaftVersionFeature,
-        False,
-    ),
-)
-VotersRecord.FIELDS = (
-    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "Voters", "voters", "[]Voter", (0, 32767), (1, 0), (1, 0), None, _VotersRecord_Voter, False
-    ),
-)
-VotersRecord._READERS = (_read_VotersRecord_v0,)
-VotersRecord._WRITERS = (_write_VotersRecord_v0,)
+@dataclass(slots=True)
+class _VotersRecord_Endpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _VotersRecord_KRaftVersionFeature:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "MinSupportedVersion",
+            "min_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxSupportedVersion",
+            "max_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    min_supported_version: int = 0
+    max_supported_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _VotersRecord_Voter:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "VoterDirectoryId",
+            "voter_directory_id",
+            "uuid",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Endpoints",
+            "endpoints",
+            "[]Endpoint",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _VotersRecord_Endpoint,
+            False,
+        ),
+        FieldInfo(
+            "KRaftVersionFeature",
+            "kraft_version_feature",
+            "KRaftVersionFeature",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _VotersRecord_KRaftVersionFeature,
+            False,
+        ),
+    )
+    voter_id: BrokerId = 0
+    voter_directory_id: UUID = ZERO_UUID
+    endpoints: list[_VotersRecord_Endpoint] = field(default_factory=list)
+    kraft_version_feature: _VotersRecord_KRaftVersionFeature = field(
+        default_factory=_VotersRecord_KRaftVersionFeature
+    )
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class VotersRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Voters",
+            "voters",
+            "[]Voter",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _VotersRecord_Voter,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_VotersRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_VotersRecord_v0,)
+    NAME: ClassVar[str] = "VotersRecord"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    CONTROL_RECORD_TYPE: ClassVar[int] = 6
+    Voter = _VotersRecord_Voter
+    Endpoint = _VotersRecord_Endpoint
+    KRaftVersionFeature = _VotersRecord_KRaftVersionFeature
+    version: int = 0
+    voters: list[_VotersRecord_Voter] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,37 +44,10 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
-@dataclass(slots=True)
-class _ConsumerProtocolAssignment_TopicPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-
-
-_ConsumerProtocolAssignment_TopicPartition.__qualname__ = (
-    "ConsumerProtocolAssignment.TopicPartition"
-)
-
-
-@dataclass(slots=True)
-class ConsumerProtocolAssignment(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ConsumerProtocolAssignment"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    TopicPartition = _ConsumerProtocolAssignment_TopicPartition
-    assigned_partitions: list[_ConsumerProtocolAssignment_TopicPartition] = field(
-        default_factory=list
-    )
-    user_data: bytes | memoryview | None = None
-
-
 def _read_ConsumerProtocolAssignment_TopicPartition_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerProtocolAssignment_TopicPartition, int]:
+    o = new_instance(_ConsumerProtocolAssignment_TopicPartition)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -108,7 +82,9 @@ def _read_ConsumerProtocolAssignment_TopicPartition_v0(
             raise too_short("TopicPartition.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _ConsumerProtocolAssignment_TopicPartition(f_topic, f_partitions), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    return o, pos
 
 
 def _write_ConsumerProtocolAssignment_TopicPartition_v0(
@@ -134,6 +110,7 @@ def _write_ConsumerProtocolAssignment_TopicPartition_v0(
 def _read_ConsumerProtocolAssignment_v0(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerProtocolAssignment, int]:
+    o = new_instance(ConsumerProtocolAssignment)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -163,7 +140,9 @@ def _read_ConsumerProtocolAssignment_v0(
             raise too_short("user_data", pos, n3, len(buf) - pos)
         f_user_data = buf[pos:end4]
         pos = end4
-    return ConsumerProtocolAssignment(f_assigned_partitions, f_user_data), pos
+    o.assigned_partitions = f_assigned_partitions
+    o.user_data = f_user_data
+    return o, pos
 
 
 def _write_ConsumerProtocolAssignment_v0(o: ConsumerProtocolAssignment, out: bytearray) -> None:
@@ -182,33 +161,56 @@ def _write_ConsumerProtocolAssignment_v0(o: ConsumerProtocolAssignment, out: byt
         out += x3
 
 
-_ConsumerProtocolAssignment_TopicPartition.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-ConsumerProtocolAssignment.FIELDS = (
-    FieldInfo(
-        "AssignedPartitions",
-        "assigned_partitions",
-        "[]TopicPartition",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerProtocolAssignment_TopicPartition,
-        False,
-    ),
-    FieldInfo("UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True),
-)
-ConsumerProtocolAssignment._READERS = (
-    _read_ConsumerProtocolAssignment_v0,
-    _read_ConsumerProtocolAssignment_v0,
-    _read_ConsumerProtocolAssignment_v0,
-    _read_ConsumerProtocolAssignment_v0,
-)
-ConsumerProtocolAssignment._WRITERS = (
-    _write_ConsumerProtocolAssignment_v0,
-    _write_ConsumerProtocolAssignment_v0,
-    _write_ConsumerProtocolAssignment_v0,
-    _write_ConsumerProtocolAssignment_v0,
-)
+@dataclass(slots=True)
+class _ConsumerProtocolAssignment_TopicPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ConsumerProtocolAssignment(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "AssignedPartitions",
+            "assigned_partitions",
+            "[]TopicPartition",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerProtocolAssignment_TopicPartition,
+            False,
+        ),
+        FieldInfo(
+            "UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ConsumerProtocolAssignment_v0,
+        _read_ConsumerProtocolAssignment_v0,
+        _read_ConsumerProtocolAssignment_v0,
+        _read_ConsumerProtocolAssignment_v0,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ConsumerProtocolAssignment_v0,
+        _write_ConsumerProtocolAssignment_v0,
+        _write_ConsumerProtocolAssignment_v0,
+        _write_ConsumerProtocolAssignment_v0,
+    )
+    NAME: ClassVar[str] = "ConsumerProtocolAssignment"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
+    TopicPartition = _ConsumerProtocolAssignment_TopicPartition
+    assigned_partitions: list[_ConsumerProtocolAssignment_TopicPartition] = field(
+        default_factory=list
+    )
+    user_data: bytes | memoryview | None = None

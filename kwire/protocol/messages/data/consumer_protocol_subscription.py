@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,40 +44,10 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
-@dataclass(slots=True)
-class _ConsumerProtocolSubscription_TopicPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-
-
-_ConsumerProtocolSubscription_TopicPartition.__qualname__ = (
-    "ConsumerProtocolSubscription.TopicPartition"
-)
-
-
-@dataclass(slots=True)
-class ConsumerProtocolSubscription(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ConsumerProtocolSubscription"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    TopicPartition = _ConsumerProtocolSubscription_TopicPartition
-    topics: list[str] = field(default_factory=list)
-    user_data: bytes | memoryview | None = None
-    owned_partitions: list[_ConsumerProtocolSubscription_TopicPartition] = field(
-        default_factory=list
-    )
-    generation_id: int = -1
-    rack_id: str | None = None
-
-
 def _read_ConsumerProtocolSubscription_TopicPartition_v1(
     buf: memoryview, pos: int
 ) -> tuple[_ConsumerProtocolSubscription_TopicPartition, int]:
+    o = new_instance(_ConsumerProtocolSubscription_TopicPartition)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -111,7 +82,9 @@ def _read_ConsumerProtocolSubscription_TopicPartition_v1(
             raise too_short("TopicPartition.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
-    return _ConsumerProtocolSubscription_TopicPartition(f_topic, f_partitions), pos
+    o.topic = f_topic
+    o.partitions = f_partitions
+    return o, pos
 
 
 def _write_ConsumerProtocolSubscription_TopicPartition_v1(
@@ -137,6 +110,7 @@ def _write_ConsumerProtocolSubscription_TopicPartition_v1(
 def _read_ConsumerProtocolSubscription_v0(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
+    o = new_instance(ConsumerProtocolSubscription)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -184,12 +158,18 @@ def _read_ConsumerProtocolSubscription_v0(
             raise too_short("user_data", pos, n5, len(buf) - pos)
         f_user_data = buf[pos:end6]
         pos = end6
-    return ConsumerProtocolSubscription(f_topics, f_user_data, [], -1, None), pos
+    o.topics = f_topics
+    o.user_data = f_user_data
+    o.owned_partitions = []
+    o.generation_id = -1
+    o.rack_id = None
+    return o, pos
 
 
 def _read_ConsumerProtocolSubscription_v1(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
+    o = new_instance(ConsumerProtocolSubscription)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -252,12 +232,18 @@ def _read_ConsumerProtocolSubscription_v1(
         for _ in range(count7):
             item8, pos = _read_ConsumerProtocolSubscription_TopicPartition_v1(buf, pos)
             f_owned_partitions.append(item8)
-    return ConsumerProtocolSubscription(f_topics, f_user_data, f_owned_partitions, -1, None), pos
+    o.topics = f_topics
+    o.user_data = f_user_data
+    o.owned_partitions = f_owned_partitions
+    o.generation_id = -1
+    o.rack_id = None
+    return o, pos
 
 
 def _read_ConsumerProtocolSubscription_v2(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
+    o = new_instance(ConsumerProtocolSubscription)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -321,18 +307,21 @@ def _read_ConsumerProtocolSubscription_v2(
             item8, pos = _read_ConsumerProtocolSubscription_TopicPartition_v1(buf, pos)
             f_owned_partitions.append(item8)
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
-    return ConsumerProtocolSubscription(
-        f_topics, f_user_data, f_owned_partitions, f_generation_id, None
-    ), pos
+    o.topics = f_topics
+    o.user_data = f_user_data
+    o.owned_partitions = f_owned_partitions
+    o.rack_id = None
+    return o, pos
 
 
 def _read_ConsumerProtocolSubscription_v3(
     buf: memoryview, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
+    o = new_instance(ConsumerProtocolSubscription)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -396,7 +385,7 @@ def _read_ConsumerProtocolSubscription_v3(
             item8, pos = _read_ConsumerProtocolSubscription_TopicPartition_v1(buf, pos)
             f_owned_partitions.append(item8)
     try:
-        (f_generation_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -419,9 +408,11 @@ def _read_ConsumerProtocolSubscription_v3(
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
         pos = end10
-    return ConsumerProtocolSubscription(
-        f_topics, f_user_data, f_owned_partitions, f_generation_id, f_rack_id
-    ), pos
+    o.topics = f_topics
+    o.user_data = f_user_data
+    o.owned_partitions = f_owned_partitions
+    o.rack_id = f_rack_id
+    return o, pos
 
 
 def _write_ConsumerProtocolSubscription_v0(o: ConsumerProtocolSubscription, out: bytearray) -> None:
@@ -552,38 +543,64 @@ def _write_ConsumerProtocolSubscription_v3(o: ConsumerProtocolSubscription, out:
         out += b9
 
 
-_ConsumerProtocolSubscription_TopicPartition.FIELDS = (
-    FieldInfo("Topic", "topic", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Partitions", "partitions", "[]int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-)
-ConsumerProtocolSubscription.FIELDS = (
-    FieldInfo("Topics", "topics", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True),
-    FieldInfo(
-        "OwnedPartitions",
-        "owned_partitions",
-        "[]TopicPartition",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ConsumerProtocolSubscription_TopicPartition,
-        False,
-    ),
-    FieldInfo(
-        "GenerationId", "generation_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("RackId", "rack_id", "string", (3, 32767), (3, 32767), (1, 0), None, None, False),
-)
-ConsumerProtocolSubscription._READERS = (
-    _read_ConsumerProtocolSubscription_v0,
-    _read_ConsumerProtocolSubscription_v1,
-    _read_ConsumerProtocolSubscription_v2,
-    _read_ConsumerProtocolSubscription_v3,
-)
-ConsumerProtocolSubscription._WRITERS = (
-    _write_ConsumerProtocolSubscription_v0,
-    _write_ConsumerProtocolSubscription_v1,
-    _write_ConsumerProtocolSubscription_v2,
-    _write_ConsumerProtocolSubscription_v3,
-)
+@dataclass(slots=True)
+class _ConsumerProtocolSubscription_TopicPartition:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topic", "topic", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Partitions", "partitions", "[]int32", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    topic: TopicName = ""
+    partitions: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ConsumerProtocolSubscription(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Topics", "topics", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True
+        ),
+        FieldInfo(
+            "OwnedPartitions",
+            "owned_partitions",
+            "[]TopicPartition",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ConsumerProtocolSubscription_TopicPartition,
+            False,
+        ),
+        FieldInfo(
+            "GenerationId", "generation_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("RackId", "rack_id", "string", (3, 32767), (3, 32767), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_ConsumerProtocolSubscription_v0,
+        _read_ConsumerProtocolSubscription_v1,
+        _read_ConsumerProtocolSubscription_v2,
+        _read_ConsumerProtocolSubscription_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_ConsumerProtocolSubscription_v0,
+        _write_ConsumerProtocolSubscription_v1,
+        _write_ConsumerProtocolSubscription_v2,
+        _write_ConsumerProtocolSubscription_v3,
+    )
+    NAME: ClassVar[str] = "ConsumerProtocolSubscription"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
+    TopicPartition = _ConsumerProtocolSubscription_TopicPartition
+    topics: list[str] = field(default_factory=list)
+    user_data: bytes | memoryview | None = None
+    owned_partitions: list[_ConsumerProtocolSubscription_TopicPartition] = field(
+        default_factory=list
+    )
+    generation_id: int = -1
+    rack_id: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,22 +41,8 @@ __all__ = ["DefaultPrincipalData"]
 _ST_bool = Struct(">?")
 
 
-@dataclass(slots=True)
-class DefaultPrincipalData(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DefaultPrincipalData"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    type: str = ""
-    name: str = ""
-    token_authenticated: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DefaultPrincipalData_v0(buf: memoryview, pos: int) -> tuple[DefaultPrincipalData, int]:
+    o = new_instance(DefaultPrincipalData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -101,7 +88,7 @@ def _read_DefaultPrincipalData_v0(buf: memoryview, pos: int) -> tuple[DefaultPri
             raise bad_utf8("name", pos) from None
         pos = end4
     try:
-        (f_token_authenticated,) = _ST_bool.unpack_from(buf, pos)
+        (o.token_authenticated,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("token_authenticated", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -136,7 +123,10 @@ def _read_DefaultPrincipalData_v0(buf: memoryview, pos: int) -> tuple[DefaultPri
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DefaultPrincipalData(f_type, f_name, f_token_authenticated, unknown), pos
+    o.type = f_type
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DefaultPrincipalData_v0(o: DefaultPrincipalData, out: bytearray) -> None:
@@ -173,20 +163,32 @@ def _write_DefaultPrincipalData_v0(o: DefaultPrincipalData, out: bytearray) -> N
         out.append(0)
 
 
-DefaultPrincipalData.FIELDS = (
-    FieldInfo("Type", "type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "TokenAuthenticated",
-        "token_authenticated",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-DefaultPrincipalData._READERS = (_read_DefaultPrincipalData_v0,)
-DefaultPrincipalData._WRITERS = (_write_DefaultPrincipalData_v0,)
+@dataclass(slots=True)
+class DefaultPrincipalData(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Type", "type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "TokenAuthenticated",
+            "token_authenticated",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DefaultPrincipalData_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DefaultPrincipalData_v0,)
+    NAME: ClassVar[str] = "DefaultPrincipalData"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    type: str = ""
+    name: str = ""
+    token_authenticated: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -43,39 +44,10 @@ _ST_int32_int32_int32_uuid = Struct(">iii16s")
 _ST_int64 = Struct(">q")
 
 
-@dataclass(slots=True)
-class _QuorumStateData_Voter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    voter_id: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_QuorumStateData_Voter.__qualname__ = "QuorumStateData.Voter"
-
-
-@dataclass(slots=True)
-class QuorumStateData(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "QuorumStateData"
-    KIND: ClassVar[str] = "data"
-    API_KEY: ClassVar[int | None] = None
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 1
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    Voter = _QuorumStateData_Voter
-    cluster_id: str = ""
-    leader_id: int = -1
-    leader_epoch: int = -1
-    voted_id: int = -1
-    voted_directory_id: UUID = ZERO_UUID
-    applied_offset: int = 0
-    current_voters: list[_QuorumStateData_Voter] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_QuorumStateData_Voter_v0(buf: memoryview, pos: int) -> tuple[_QuorumStateData_Voter, int]:
+    o = new_instance(_QuorumStateData_Voter)
     try:
-        (f_voter_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.voter_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("Voter.voter_id", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -110,7 +82,8 @@ def _read_QuorumStateData_Voter_v0(buf: memoryview, pos: int) -> tuple[_QuorumSt
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _QuorumStateData_Voter(f_voter_id, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_QuorumStateData_Voter_v0(o: _QuorumStateData_Voter, out: bytearray) -> None:
@@ -122,6 +95,7 @@ def _write_QuorumStateData_Voter_v0(o: _QuorumStateData_Voter, out: bytearray) -
 
 
 def _read_QuorumStateData_v0(buf: memoryview, pos: int) -> tuple[QuorumStateData, int]:
+    o = new_instance(QuorumStateData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -145,14 +119,14 @@ def _read_QuorumStateData_v0(buf: memoryview, pos: int) -> tuple[QuorumStateData
             raise bad_utf8("cluster_id", pos) from None
         pos = end2
     try:
-        f_leader_id, f_leader_epoch, f_voted_id = _ST_int32_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, o.voted_id = _ST_int32_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("leader_id", 4), ("leader_epoch", 4), ("voted_id", 4)), pos, len(buf) - pos
         ) from None
     pos += 12
     try:
-        (f_applied_offset,) = _ST_int64.unpack_from(buf, pos)
+        (o.applied_offset,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("applied_offset", 8),), pos, len(buf) - pos) from None
     pos += 8
@@ -205,21 +179,17 @@ def _read_QuorumStateData_v0(buf: memoryview, pos: int) -> tuple[QuorumStateData
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return QuorumStateData(
-        f_cluster_id,
-        f_leader_id,
-        f_leader_epoch,
-        f_voted_id,
-        ZERO_UUID,
-        f_applied_offset,
-        f_current_voters,
-        unknown,
-    ), pos
+    o.cluster_id = f_cluster_id
+    o.voted_directory_id = ZERO_UUID
+    o.current_voters = f_current_voters
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_QuorumStateData_v1(buf: memoryview, pos: int) -> tuple[QuorumStateData, int]:
+    o = new_instance(QuorumStateData)
     try:
-        f_leader_id, f_leader_epoch, f_voted_id, f_voted_directory_id = (
+        o.leader_id, o.leader_epoch, o.voted_id, f_voted_directory_id = (
             _ST_int32_int32_int32_uuid.unpack_from(buf, pos)
         )
     except struct_error:
@@ -260,16 +230,12 @@ def _read_QuorumStateData_v1(buf: memoryview, pos: int) -> tuple[QuorumStateData
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return QuorumStateData(
-        "",
-        f_leader_id,
-        f_leader_epoch,
-        f_voted_id,
-        uuid_from_bytes(f_voted_directory_id),
-        0,
-        [],
-        unknown,
-    ), pos
+    o.cluster_id = ""
+    o.voted_directory_id = uuid_from_bytes(f_voted_directory_id)
+    o.applied_offset = 0
+    o.current_voters = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_QuorumStateData_v0(o: QuorumStateData, out: bytearray) -> None:
@@ -323,47 +289,70 @@ def _write_QuorumStateData_v1(o: QuorumStateData, out: bytearray) -> None:
         out.append(0)
 
 
-_QuorumStateData_Voter.FIELDS = (
-    FieldInfo("VoterId", "voter_id", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
-)
-QuorumStateData.FIELDS = (
-    FieldInfo("ClusterId", "cluster_id", "string", (0, 0), (1, 0), (1, 0), None, None, False),
-    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("VotedId", "voted_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "VotedDirectoryId",
-        "voted_directory_id",
-        "uuid",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AppliedOffset", "applied_offset", "int64", (0, 0), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "CurrentVoters",
-        "current_voters",
-        "[]Voter",
-        (0, 0),
-        (0, 0),
-        (1, 0),
-        None,
-        _QuorumStateData_Voter,
-        False,
-    ),
-)
-QuorumStateData._READERS = (
-    _read_QuorumStateData_v0,
-    _read_QuorumStateData_v1,
-)
-QuorumStateData._WRITERS = (
-    _write_QuorumStateData_v0,
-    _write_QuorumStateData_v1,
-)
+@dataclass(slots=True)
+class _QuorumStateData_Voter:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("VoterId", "voter_id", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
+    )
+    voter_id: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class QuorumStateData(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("ClusterId", "cluster_id", "string", (0, 0), (1, 0), (1, 0), None, None, False),
+        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("VotedId", "voted_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "VotedDirectoryId",
+            "voted_directory_id",
+            "uuid",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AppliedOffset", "applied_offset", "int64", (0, 0), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "CurrentVoters",
+            "current_voters",
+            "[]Voter",
+            (0, 0),
+            (0, 0),
+            (1, 0),
+            None,
+            _QuorumStateData_Voter,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_QuorumStateData_v0,
+        _read_QuorumStateData_v1,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_QuorumStateData_v0,
+        _write_QuorumStateData_v1,
+    )
+    NAME: ClassVar[str] = "QuorumStateData"
+    KIND: ClassVar[str] = "data"
+    API_KEY: ClassVar[int | None] = None
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 1
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    Voter = _QuorumStateData_Voter
+    cluster_id: str = ""
+    leader_id: int = -1
+    leader_epoch: int = -1
+    voted_id: int = -1
+    voted_directory_id: UUID = ZERO_UUID
+    applied_offset: int = 0
+    current_voters: list[_QuorumStateData_Voter] | None = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

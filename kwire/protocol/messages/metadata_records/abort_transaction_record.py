@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -38,22 +39,10 @@ from kwire.protocol._codec import (
 __all__ = ["AbortTransactionRecord"]
 
 
-@dataclass(slots=True)
-class AbortTransactionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AbortTransactionRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 25
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    reason: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AbortTransactionRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[AbortTransactionRecord, int]:
+    o = new_instance(AbortTransactionRecord)
     f_reason: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -113,7 +102,9 @@ def _read_AbortTransactionRecord_v0(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return AbortTransactionRecord(f_reason, unknown), pos
+    o.reason = f_reason
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AbortTransactionRecord_v0(o: AbortTransactionRecord, out: bytearray) -> None:
@@ -142,8 +133,18 @@ def _write_AbortTransactionRecord_v0(o: AbortTransactionRecord, out: bytearray) 
         out.append(0)
 
 
-AbortTransactionRecord.FIELDS = (
-    FieldInfo("Reason", "reason", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
-)
-AbortTransactionRecord._READERS = (_read_AbortTransactionRecord_v0,)
-AbortTransactionRecord._WRITERS = (_write_AbortTransactionRecord_v0,)
+@dataclass(slots=True)
+class AbortTransactionRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Reason", "reason", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AbortTransactionRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AbortTransactionRecord_v0,)
+    NAME: ClassVar[str] = "AbortTransactionRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 25
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    reason: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

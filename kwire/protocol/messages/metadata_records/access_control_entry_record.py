@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,31 +43,12 @@ _ST_int8_int8 = Struct(">bb")
 _ST_uuid_int8 = Struct(">16sb")
 
 
-@dataclass(slots=True)
-class AccessControlEntryRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "AccessControlEntryRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 18
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    id: UUID = ZERO_UUID
-    resource_type: int = 0
-    resource_name: str = ""
-    pattern_type: int = 0
-    principal: str = ""
-    host: str = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_AccessControlEntryRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[AccessControlEntryRecord, int]:
+    o = new_instance(AccessControlEntryRecord)
     try:
-        f_id, f_resource_type = _ST_uuid_int8.unpack_from(buf, pos)
+        f_id, o.resource_type = _ST_uuid_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("id", 16), ("resource_type", 1)), pos, len(buf) - pos) from None
     pos += 17
@@ -93,7 +75,7 @@ def _read_AccessControlEntryRecord_v0(
             raise bad_utf8("resource_name", pos) from None
         pos = end2
     try:
-        (f_pattern_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("pattern_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -142,7 +124,7 @@ def _read_AccessControlEntryRecord_v0(
             raise bad_utf8("host", pos) from None
         pos = end6
     try:
-        f_operation, f_permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("operation", 1), ("permission_type", 1)), pos, len(buf) - pos
@@ -179,17 +161,12 @@ def _read_AccessControlEntryRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return AccessControlEntryRecord(
-        uuid_from_bytes(f_id),
-        f_resource_type,
-        f_resource_name,
-        f_pattern_type,
-        f_principal,
-        f_host,
-        f_operation,
-        f_permission_type,
-        unknown,
-    ), pos
+    o.id = uuid_from_bytes(f_id)
+    o.resource_name = f_resource_name
+    o.principal = f_principal
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_AccessControlEntryRecord_v0(o: AccessControlEntryRecord, out: bytearray) -> None:
@@ -241,21 +218,50 @@ def _write_AccessControlEntryRecord_v0(o: AccessControlEntryRecord, out: bytearr
         out.append(0)
 
 
-AccessControlEntryRecord.FIELDS = (
-    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("PatternType", "pattern_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-AccessControlEntryRecord._READERS = (_read_AccessControlEntryRecord_v0,)
-AccessControlEntryRecord._WRITERS = (_write_AccessControlEntryRecord_v0,)
+@dataclass(slots=True)
+class AccessControlEntryRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PatternType", "pattern_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "PermissionType",
+            "permission_type",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_AccessControlEntryRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AccessControlEntryRecord_v0,)
+    NAME: ClassVar[str] = "AccessControlEntryRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 18
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    id: UUID = ZERO_UUID
+    resource_type: int = 0
+    resource_name: str = ""
+    pattern_type: int = 0
+    principal: str = ""
+    host: str = ""
+    operation: int = 0
+    permission_type: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

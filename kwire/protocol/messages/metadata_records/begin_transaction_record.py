@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -38,22 +39,10 @@ from kwire.protocol._codec import (
 __all__ = ["BeginTransactionRecord"]
 
 
-@dataclass(slots=True)
-class BeginTransactionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BeginTransactionRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 23
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    name: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_BeginTransactionRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[BeginTransactionRecord, int]:
+    o = new_instance(BeginTransactionRecord)
     f_name: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -113,7 +102,9 @@ def _read_BeginTransactionRecord_v0(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return BeginTransactionRecord(f_name, unknown), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BeginTransactionRecord_v0(o: BeginTransactionRecord, out: bytearray) -> None:
@@ -142,8 +133,18 @@ def _write_BeginTransactionRecord_v0(o: BeginTransactionRecord, out: bytearray) 
         out.append(0)
 
 
-BeginTransactionRecord.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
-)
-BeginTransactionRecord._READERS = (_read_BeginTransactionRecord_v0,)
-BeginTransactionRecord._WRITERS = (_write_BeginTransactionRecord_v0,)
+@dataclass(slots=True)
+class BeginTransactionRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_BeginTransactionRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_BeginTransactionRecord_v0,)
+    NAME: ClassVar[str] = "BeginTransactionRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 23
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    name: str | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,28 +43,12 @@ _ST_int32_int64 = Struct(">iq")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class BrokerRegistrationChangeRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "BrokerRegistrationChangeRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 17
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    broker_id: BrokerId = 0
-    broker_epoch: int = 0
-    fenced: int = 0
-    in_controlled_shutdown: int = 0
-    log_dirs: list[UUID] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_BrokerRegistrationChangeRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationChangeRecord, int]:
+    o = new_instance(BrokerRegistrationChangeRecord)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -109,16 +94,19 @@ def _read_BrokerRegistrationChangeRecord_v0(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationChangeRecord(
-        f_broker_id, f_broker_epoch, f_fenced, 0, [], unknown
-    ), pos
+    o.fenced = f_fenced
+    o.in_controlled_shutdown = 0
+    o.log_dirs = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_BrokerRegistrationChangeRecord_v1(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationChangeRecord, int]:
+    o = new_instance(BrokerRegistrationChangeRecord)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -174,16 +162,19 @@ def _read_BrokerRegistrationChangeRecord_v1(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationChangeRecord(
-        f_broker_id, f_broker_epoch, f_fenced, f_in_controlled_shutdown, [], unknown
-    ), pos
+    o.fenced = f_fenced
+    o.in_controlled_shutdown = f_in_controlled_shutdown
+    o.log_dirs = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_BrokerRegistrationChangeRecord_v2(
     buf: memoryview, pos: int
 ) -> tuple[BrokerRegistrationChangeRecord, int]:
+    o = new_instance(BrokerRegistrationChangeRecord)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -263,9 +254,11 @@ def _read_BrokerRegistrationChangeRecord_v2(
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return BrokerRegistrationChangeRecord(
-        f_broker_id, f_broker_epoch, f_fenced, f_in_controlled_shutdown, f_log_dirs, unknown
-    ), pos
+    o.fenced = f_fenced
+    o.in_controlled_shutdown = f_in_controlled_shutdown
+    o.log_dirs = f_log_dirs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_BrokerRegistrationChangeRecord_v0(
@@ -353,32 +346,46 @@ def _write_BrokerRegistrationChangeRecord_v2(
         out.append(0)
 
 
-BrokerRegistrationChangeRecord.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Fenced", "fenced", "int8", (0, 32767), (1, 0), (0, 32767), 0, None, False),
-    FieldInfo(
-        "InControlledShutdown",
-        "in_controlled_shutdown",
-        "int8",
-        (1, 32767),
-        (1, 0),
-        (1, 32767),
-        1,
-        None,
-        False,
-    ),
-    FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (2, 32767), 2, None, False),
-)
-BrokerRegistrationChangeRecord._READERS = (
-    _read_BrokerRegistrationChangeRecord_v0,
-    _read_BrokerRegistrationChangeRecord_v1,
-    _read_BrokerRegistrationChangeRecord_v2,
-)
-BrokerRegistrationChangeRecord._WRITERS = (
-    _write_BrokerRegistrationChangeRecord_v0,
-    _write_BrokerRegistrationChangeRecord_v1,
-    _write_BrokerRegistrationChangeRecord_v2,
-)
+@dataclass(slots=True)
+class BrokerRegistrationChangeRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Fenced", "fenced", "int8", (0, 32767), (1, 0), (0, 32767), 0, None, False),
+        FieldInfo(
+            "InControlledShutdown",
+            "in_controlled_shutdown",
+            "int8",
+            (1, 32767),
+            (1, 0),
+            (1, 32767),
+            1,
+            None,
+            False,
+        ),
+        FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (2, 32767), 2, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_BrokerRegistrationChangeRecord_v0,
+        _read_BrokerRegistrationChangeRecord_v1,
+        _read_BrokerRegistrationChangeRecord_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_BrokerRegistrationChangeRecord_v0,
+        _write_BrokerRegistrationChangeRecord_v1,
+        _write_BrokerRegistrationChangeRecord_v2,
+    )
+    NAME: ClassVar[str] = "BrokerRegistrationChangeRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 17
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    broker_id: BrokerId = 0
+    broker_epoch: int = 0
+    fenced: int = 0
+    in_controlled_shutdown: int = 0
+    log_dirs: list[UUID] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

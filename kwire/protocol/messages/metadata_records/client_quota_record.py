@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,37 +41,10 @@ __all__ = ["ClientQuotaRecord"]
 _ST_float64_bool = Struct(">d?")
 
 
-@dataclass(slots=True)
-class _ClientQuotaRecord_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_ClientQuotaRecord_EntityData.__qualname__ = "ClientQuotaRecord.EntityData"
-
-
-@dataclass(slots=True)
-class ClientQuotaRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ClientQuotaRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 14
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    EntityData = _ClientQuotaRecord_EntityData
-    entity: list[_ClientQuotaRecord_EntityData] = field(default_factory=list)
-    key: str = ""
-    value: float = 0.0
-    remove: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ClientQuotaRecord_EntityData_v0(
     buf: memoryview, pos: int
 ) -> tuple[_ClientQuotaRecord_EntityData, int]:
+    o = new_instance(_ClientQuotaRecord_EntityData)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -146,7 +120,10 @@ def _read_ClientQuotaRecord_EntityData_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _ClientQuotaRecord_EntityData(f_entity_type, f_entity_name, unknown), pos
+    o.entity_type = f_entity_type
+    o.entity_name = f_entity_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ClientQuotaRecord_EntityData_v0(
@@ -185,6 +162,7 @@ def _write_ClientQuotaRecord_EntityData_v0(
 
 
 def _read_ClientQuotaRecord_v0(buf: memoryview, pos: int) -> tuple[ClientQuotaRecord, int]:
+    o = new_instance(ClientQuotaRecord)
     try:
         count1 = buf[pos]
     except IndexError:
@@ -226,7 +204,7 @@ def _read_ClientQuotaRecord_v0(buf: memoryview, pos: int) -> tuple[ClientQuotaRe
             raise bad_utf8("key", pos) from None
         pos = end4
     try:
-        f_value, f_remove = _ST_float64_bool.unpack_from(buf, pos)
+        o.value, o.remove = _ST_float64_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("value", 8), ("remove", 1)), pos, len(buf) - pos) from None
     pos += 9
@@ -261,7 +239,10 @@ def _read_ClientQuotaRecord_v0(buf: memoryview, pos: int) -> tuple[ClientQuotaRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ClientQuotaRecord(f_entity, f_key, f_value, f_remove, unknown), pos
+    o.entity = f_entity
+    o.key = f_key
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ClientQuotaRecord_v0(o: ClientQuotaRecord, out: bytearray) -> None:
@@ -296,27 +277,50 @@ def _write_ClientQuotaRecord_v0(o: ClientQuotaRecord, out: bytearray) -> None:
         out.append(0)
 
 
-_ClientQuotaRecord_EntityData.FIELDS = (
-    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-    ),
-)
-ClientQuotaRecord.FIELDS = (
-    FieldInfo(
-        "Entity",
-        "entity",
-        "[]EntityData",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _ClientQuotaRecord_EntityData,
-        False,
-    ),
-    FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-ClientQuotaRecord._READERS = (_read_ClientQuotaRecord_v0,)
-ClientQuotaRecord._WRITERS = (_write_ClientQuotaRecord_v0,)
+@dataclass(slots=True)
+class _ClientQuotaRecord_EntityData:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+        ),
+    )
+    entity_type: str = ""
+    entity_name: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class ClientQuotaRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "Entity",
+            "entity",
+            "[]EntityData",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _ClientQuotaRecord_EntityData,
+            False,
+        ),
+        FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ClientQuotaRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ClientQuotaRecord_v0,)
+    NAME: ClassVar[str] = "ClientQuotaRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 14
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    EntityData = _ClientQuotaRecord_EntityData
+    entity: list[_ClientQuotaRecord_EntityData] = field(default_factory=list)
+    key: str = ""
+    value: float = 0.0
+    remove: bool = False
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,25 +41,10 @@ __all__ = ["ConfigRecord"]
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class ConfigRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ConfigRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 4
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    resource_type: int = 0
-    resource_name: str = ""
-    name: str = ""
-    value: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ConfigRecord_v0(buf: memoryview, pos: int) -> tuple[ConfigRecord, int]:
+    o = new_instance(ConfigRecord)
     try:
-        (f_resource_type,) = _ST_int8.unpack_from(buf, pos)
+        (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("resource_type", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -159,7 +145,11 @@ def _read_ConfigRecord_v0(buf: memoryview, pos: int) -> tuple[ConfigRecord, int]
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ConfigRecord(f_resource_type, f_resource_name, f_name, f_value, unknown), pos
+    o.resource_name = f_resource_name
+    o.name = f_name
+    o.value = f_value
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ConfigRecord_v0(o: ConfigRecord, out: bytearray) -> None:
@@ -209,15 +199,28 @@ def _write_ConfigRecord_v0(o: ConfigRecord, out: bytearray) -> None:
         out.append(0)
 
 
-ConfigRecord.FIELDS = (
-    FieldInfo(
-        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-)
-ConfigRecord._READERS = (_read_ConfigRecord_v0,)
-ConfigRecord._WRITERS = (_write_ConfigRecord_v0,)
+@dataclass(slots=True)
+class ConfigRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ConfigRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConfigRecord_v0,)
+    NAME: ClassVar[str] = "ConfigRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 4
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    resource_type: int = 0
+    resource_name: str = ""
+    name: str = ""
+    value: str | None = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

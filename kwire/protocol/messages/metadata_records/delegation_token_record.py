@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,26 +41,8 @@ __all__ = ["DelegationTokenRecord"]
 _ST_int64_int64_int64 = Struct(">qqq")
 
 
-@dataclass(slots=True)
-class DelegationTokenRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "DelegationTokenRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 10
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    owner: str = ""
-    requester: str = ""
-    renewers: list[str] = field(default_factory=list)
-    issue_timestamp: int = 0
-    max_timestamp: int = 0
-    expiration_timestamp: int = 0
-    token_id: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_DelegationTokenRecord_v0(buf: memoryview, pos: int) -> tuple[DelegationTokenRecord, int]:
+    o = new_instance(DelegationTokenRecord)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -144,7 +127,7 @@ def _read_DelegationTokenRecord_v0(buf: memoryview, pos: int) -> tuple[Delegatio
                 pos = end8
             f_renewers.append(item6)
     try:
-        f_issue_timestamp, f_max_timestamp, f_expiration_timestamp = (
+        o.issue_timestamp, o.max_timestamp, o.expiration_timestamp = (
             _ST_int64_int64_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -207,16 +190,12 @@ def _read_DelegationTokenRecord_v0(buf: memoryview, pos: int) -> tuple[Delegatio
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return DelegationTokenRecord(
-        f_owner,
-        f_requester,
-        f_renewers,
-        f_issue_timestamp,
-        f_max_timestamp,
-        f_expiration_timestamp,
-        f_token_id,
-        unknown,
-    ), pos
+    o.owner = f_owner
+    o.requester = f_requester
+    o.renewers = f_renewers
+    o.token_id = f_token_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_DelegationTokenRecord_v0(o: DelegationTokenRecord, out: bytearray) -> None:
@@ -289,28 +268,56 @@ def _write_DelegationTokenRecord_v0(o: DelegationTokenRecord, out: bytearray) ->
         out.append(0)
 
 
-DelegationTokenRecord.FIELDS = (
-    FieldInfo("Owner", "owner", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Requester", "requester", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Renewers", "renewers", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IssueTimestamp", "issue_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ExpirationTimestamp",
-        "expiration_timestamp",
-        "int64",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-DelegationTokenRecord._READERS = (_read_DelegationTokenRecord_v0,)
-DelegationTokenRecord._WRITERS = (_write_DelegationTokenRecord_v0,)
+@dataclass(slots=True)
+class DelegationTokenRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Owner", "owner", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "Requester", "requester", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Renewers", "renewers", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IssueTimestamp",
+            "issue_timestamp",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ExpirationTimestamp",
+            "expiration_timestamp",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_DelegationTokenRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DelegationTokenRecord_v0,)
+    NAME: ClassVar[str] = "DelegationTokenRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 10
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    owner: str = ""
+    requester: str = ""
+    renewers: list[str] = field(default_factory=list)
+    issue_timestamp: int = 0
+    max_timestamp: int = 0
+    expiration_timestamp: int = 0
+    token_id: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -38,19 +39,8 @@ from kwire.protocol._codec import (
 __all__ = ["EndTransactionRecord"]
 
 
-@dataclass(slots=True)
-class EndTransactionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "EndTransactionRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 24
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_EndTransactionRecord_v0(buf: memoryview, pos: int) -> tuple[EndTransactionRecord, int]:
+    o = new_instance(EndTransactionRecord)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -82,7 +72,8 @@ def _read_EndTransactionRecord_v0(buf: memoryview, pos: int) -> tuple[EndTransac
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return EndTransactionRecord(unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_EndTransactionRecord_v0(o: EndTransactionRecord, out: bytearray) -> None:
@@ -92,6 +83,15 @@ def _write_EndTransactionRecord_v0(o: EndTransactionRecord, out: bytearray) -> N
         out.append(0)
 
 
-EndTransactionRecord.FIELDS = ()
-EndTransactionRecord._READERS = (_read_EndTransactionRecord_v0,)
-EndTransactionRecord._WRITERS = (_write_EndTransactionRecord_v0,)
+@dataclass(slots=True)
+class EndTransactionRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = ()
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_EndTransactionRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_EndTransactionRecord_v0,)
+    NAME: ClassVar[str] = "EndTransactionRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 24
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,21 +41,8 @@ __all__ = ["FeatureLevelRecord"]
 _ST_int16 = Struct(">h")
 
 
-@dataclass(slots=True)
-class FeatureLevelRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FeatureLevelRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 12
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    name: str = ""
-    feature_level: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_FeatureLevelRecord_v0(buf: memoryview, pos: int) -> tuple[FeatureLevelRecord, int]:
+    o = new_instance(FeatureLevelRecord)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -78,7 +66,7 @@ def _read_FeatureLevelRecord_v0(buf: memoryview, pos: int) -> tuple[FeatureLevel
             raise bad_utf8("name", pos) from None
         pos = end2
     try:
-        (f_feature_level,) = _ST_int16.unpack_from(buf, pos)
+        (o.feature_level,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("feature_level", 2),), pos, len(buf) - pos) from None
     pos += 2
@@ -113,7 +101,9 @@ def _read_FeatureLevelRecord_v0(buf: memoryview, pos: int) -> tuple[FeatureLevel
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FeatureLevelRecord(f_name, f_feature_level, unknown), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FeatureLevelRecord_v0(o: FeatureLevelRecord, out: bytearray) -> None:
@@ -137,11 +127,22 @@ def _write_FeatureLevelRecord_v0(o: FeatureLevelRecord, out: bytearray) -> None:
         out.append(0)
 
 
-FeatureLevelRecord.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "FeatureLevel", "feature_level", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-FeatureLevelRecord._READERS = (_read_FeatureLevelRecord_v0,)
-FeatureLevelRecord._WRITERS = (_write_FeatureLevelRecord_v0,)
+@dataclass(slots=True)
+class FeatureLevelRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "FeatureLevel", "feature_level", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_FeatureLevelRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_FeatureLevelRecord_v0,)
+    NAME: ClassVar[str] = "FeatureLevelRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 12
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    name: str = ""
+    feature_level: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

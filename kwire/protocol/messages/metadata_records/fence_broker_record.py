@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,23 +42,10 @@ __all__ = ["FenceBrokerRecord"]
 _ST_int32_int64 = Struct(">iq")
 
 
-@dataclass(slots=True)
-class FenceBrokerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "FenceBrokerRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 7
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    id: BrokerId = 0
-    epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_FenceBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[FenceBrokerRecord, int]:
+    o = new_instance(FenceBrokerRecord)
     try:
-        f_id, f_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.id, o.epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("id", 4), ("epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -92,7 +80,8 @@ def _read_FenceBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[FenceBrokerRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return FenceBrokerRecord(f_id, f_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_FenceBrokerRecord_v0(o: FenceBrokerRecord, out: bytearray) -> None:
@@ -103,9 +92,20 @@ def _write_FenceBrokerRecord_v0(o: FenceBrokerRecord, out: bytearray) -> None:
         out.append(0)
 
 
-FenceBrokerRecord.FIELDS = (
-    FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Epoch", "epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-FenceBrokerRecord._READERS = (_read_FenceBrokerRecord_v0,)
-FenceBrokerRecord._WRITERS = (_write_FenceBrokerRecord_v0,)
+@dataclass(slots=True)
+class FenceBrokerRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Epoch", "epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_FenceBrokerRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_FenceBrokerRecord_v0,)
+    NAME: ClassVar[str] = "FenceBrokerRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 7
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    id: BrokerId = 0
+    epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -38,19 +39,8 @@ from kwire.protocol._codec import (
 __all__ = ["NoOpRecord"]
 
 
-@dataclass(slots=True)
-class NoOpRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "NoOpRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 20
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_NoOpRecord_v0(buf: memoryview, pos: int) -> tuple[NoOpRecord, int]:
+    o = new_instance(NoOpRecord)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -82,7 +72,8 @@ def _read_NoOpRecord_v0(buf: memoryview, pos: int) -> tuple[NoOpRecord, int]:
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return NoOpRecord(unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_NoOpRecord_v0(o: NoOpRecord, out: bytearray) -> None:
@@ -92,6 +83,15 @@ def _write_NoOpRecord_v0(o: NoOpRecord, out: bytearray) -> None:
         out.append(0)
 
 
-NoOpRecord.FIELDS = ()
-NoOpRecord._READERS = (_read_NoOpRecord_v0,)
-NoOpRecord._WRITERS = (_write_NoOpRecord_v0,)
+@dataclass(slots=True)
+class NoOpRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = ()
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_NoOpRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_NoOpRecord_v0,)
+    NAME: ClassVar[str] = "NoOpRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 20
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -44,32 +45,10 @@ _ST_int32_uuid = Struct(">i16s")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class PartitionChangeRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "PartitionChangeRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 5
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    partition_id: int = -1
-    topic_id: UUID = ZERO_UUID
-    isr: list[BrokerId] | None = None
-    leader: BrokerId = -2
-    replicas: list[BrokerId] | None = None
-    removing_replicas: list[BrokerId] | None = None
-    adding_replicas: list[BrokerId] | None = None
-    leader_recovery_state: int = -1
-    directories: list[UUID] | None = None
-    eligible_leader_replicas: list[BrokerId] | None = None
-    last_known_elr: list[BrokerId] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_PartitionChangeRecord_v0(buf: memoryview, pos: int) -> tuple[PartitionChangeRecord, int]:
+    o = new_instance(PartitionChangeRecord)
     try:
-        f_partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("partition_id", 4), ("topic_id", 16)), pos, len(buf) - pos) from None
     pos += 20
@@ -217,25 +196,24 @@ def _read_PartitionChangeRecord_v0(buf: memoryview, pos: int) -> tuple[Partition
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return PartitionChangeRecord(
-        f_partition_id,
-        uuid_from_bytes(f_topic_id),
-        f_isr,
-        f_leader,
-        f_replicas,
-        f_removing_replicas,
-        f_adding_replicas,
-        f_leader_recovery_state,
-        None,
-        None,
-        None,
-        unknown,
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.isr = f_isr
+    o.leader = f_leader
+    o.replicas = f_replicas
+    o.removing_replicas = f_removing_replicas
+    o.adding_replicas = f_adding_replicas
+    o.leader_recovery_state = f_leader_recovery_state
+    o.directories = None
+    o.eligible_leader_replicas = None
+    o.last_known_elr = None
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_PartitionChangeRecord_v1(buf: memoryview, pos: int) -> tuple[PartitionChangeRecord, int]:
+    o = new_instance(PartitionChangeRecord)
     try:
-        f_partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("partition_id", 4), ("topic_id", 16)), pos, len(buf) - pos) from None
     pos += 20
@@ -409,25 +387,24 @@ def _read_PartitionChangeRecord_v1(buf: memoryview, pos: int) -> tuple[Partition
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return PartitionChangeRecord(
-        f_partition_id,
-        uuid_from_bytes(f_topic_id),
-        f_isr,
-        f_leader,
-        f_replicas,
-        f_removing_replicas,
-        f_adding_replicas,
-        f_leader_recovery_state,
-        f_directories,
-        None,
-        None,
-        unknown,
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.isr = f_isr
+    o.leader = f_leader
+    o.replicas = f_replicas
+    o.removing_replicas = f_removing_replicas
+    o.adding_replicas = f_adding_replicas
+    o.leader_recovery_state = f_leader_recovery_state
+    o.directories = f_directories
+    o.eligible_leader_replicas = None
+    o.last_known_elr = None
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_PartitionChangeRecord_v2(buf: memoryview, pos: int) -> tuple[PartitionChangeRecord, int]:
+    o = new_instance(PartitionChangeRecord)
     try:
-        f_partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("partition_id", 4), ("topic_id", 16)), pos, len(buf) - pos) from None
     pos += 20
@@ -651,20 +628,18 @@ def _read_PartitionChangeRecord_v2(buf: memoryview, pos: int) -> tuple[Partition
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return PartitionChangeRecord(
-        f_partition_id,
-        uuid_from_bytes(f_topic_id),
-        f_isr,
-        f_leader,
-        f_replicas,
-        f_removing_replicas,
-        f_adding_replicas,
-        f_leader_recovery_state,
-        f_directories,
-        f_eligible_leader_replicas,
-        f_last_known_elr,
-        unknown,
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.isr = f_isr
+    o.leader = f_leader
+    o.replicas = f_replicas
+    o.removing_replicas = f_removing_replicas
+    o.adding_replicas = f_adding_replicas
+    o.leader_recovery_state = f_leader_recovery_state
+    o.directories = f_directories
+    o.eligible_leader_replicas = f_eligible_leader_replicas
+    o.last_known_elr = f_last_known_elr
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_PartitionChangeRecord_v0(o: PartitionChangeRecord, out: bytearray) -> None:
@@ -982,82 +957,110 @@ def _write_PartitionChangeRecord_v2(o: PartitionChangeRecord, out: bytearray) ->
         out.append(0)
 
 
-PartitionChangeRecord.FIELDS = (
-    FieldInfo(
-        "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
-    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (0, 32767), 1, None, False),
-    FieldInfo(
-        "Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (0, 32767), 2, None, False
-    ),
-    FieldInfo(
-        "RemovingReplicas",
-        "removing_replicas",
-        "[]int32",
-        (0, 32767),
-        (0, 32767),
-        (0, 32767),
-        3,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AddingReplicas",
-        "adding_replicas",
-        "[]int32",
-        (0, 32767),
-        (0, 32767),
-        (0, 32767),
-        4,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LeaderRecoveryState",
-        "leader_recovery_state",
-        "int8",
-        (0, 32767),
-        (1, 0),
-        (0, 32767),
-        5,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "Directories", "directories", "[]uuid", (1, 32767), (1, 32767), (1, 32767), 8, None, False
-    ),
-    FieldInfo(
-        "EligibleLeaderReplicas",
-        "eligible_leader_replicas",
-        "[]int32",
-        (2, 32767),
-        (2, 32767),
-        (2, 32767),
-        6,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LastKnownElr",
-        "last_known_elr",
-        "[]int32",
-        (2, 32767),
-        (2, 32767),
-        (2, 32767),
-        7,
-        None,
-        False,
-    ),
-)
-PartitionChangeRecord._READERS = (
-    _read_PartitionChangeRecord_v0,
-    _read_PartitionChangeRecord_v1,
-    _read_PartitionChangeRecord_v2,
-)
-PartitionChangeRecord._WRITERS = (
-    _write_PartitionChangeRecord_v0,
-    _write_PartitionChangeRecord_v1,
-    _write_PartitionChangeRecord_v2,
-)
+@dataclass(slots=True)
+class PartitionChangeRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
+        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (0, 32767), 1, None, False),
+        FieldInfo(
+            "Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (0, 32767), 2, None, False
+        ),
+        FieldInfo(
+            "RemovingReplicas",
+            "removing_replicas",
+            "[]int32",
+            (0, 32767),
+            (0, 32767),
+            (0, 32767),
+            3,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AddingReplicas",
+            "adding_replicas",
+            "[]int32",
+            (0, 32767),
+            (0, 32767),
+            (0, 32767),
+            4,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LeaderRecoveryState",
+            "leader_recovery_state",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (0, 32767),
+            5,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Directories",
+            "directories",
+            "[]uuid",
+            (1, 32767),
+            (1, 32767),
+            (1, 32767),
+            8,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "EligibleLeaderReplicas",
+            "eligible_leader_replicas",
+            "[]int32",
+            (2, 32767),
+            (2, 32767),
+            (2, 32767),
+            6,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastKnownElr",
+            "last_known_elr",
+            "[]int32",
+            (2, 32767),
+            (2, 32767),
+            (2, 32767),
+            7,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_PartitionChangeRecord_v0,
+        _read_PartitionChangeRecord_v1,
+        _read_PartitionChangeRecord_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_PartitionChangeRecord_v0,
+        _write_PartitionChangeRecord_v1,
+        _write_PartitionChangeRecord_v2,
+    )
+    NAME: ClassVar[str] = "PartitionChangeRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 5
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    partition_id: int = -1
+    topic_id: UUID = ZERO_UUID
+    isr: list[BrokerId] | None = None
+    leader: BrokerId = -2
+    replicas: list[BrokerId] | None = None
+    removing_replicas: list[BrokerId] | None = None
+    adding_replicas: list[BrokerId] | None = None
+    leader_recovery_state: int = -1
+    directories: list[UUID] | None = None
+    eligible_leader_replicas: list[BrokerId] | None = None
+    last_known_elr: list[BrokerId] | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

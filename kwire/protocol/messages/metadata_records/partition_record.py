@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -23,6 +23,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -45,34 +46,10 @@ _ST_int32_uuid = Struct(">i16s")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class PartitionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "PartitionRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 3
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 2
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    partition_id: int = -1
-    topic_id: UUID = ZERO_UUID
-    replicas: list[BrokerId] = field(default_factory=list)
-    isr: list[int] = field(default_factory=list)
-    removing_replicas: list[BrokerId] = field(default_factory=list)
-    adding_replicas: list[BrokerId] = field(default_factory=list)
-    leader: BrokerId = -1
-    leader_recovery_state: int = 0
-    leader_epoch: int = -1
-    partition_epoch: int = -1
-    directories: list[UUID] = field(default_factory=list)
-    eligible_leader_replicas: list[BrokerId] | None = None
-    last_known_elr: list[BrokerId] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_PartitionRecord_v0(buf: memoryview, pos: int) -> tuple[PartitionRecord, int]:
+    o = new_instance(PartitionRecord)
     try:
-        f_partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("partition_id", 4), ("topic_id", 16)), pos, len(buf) - pos) from None
     pos += 20
@@ -149,12 +126,12 @@ def _read_PartitionRecord_v0(buf: memoryview, pos: int) -> tuple[PartitionRecord
         f_adding_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        (f_leader,) = _ST_int32.unpack_from(buf, pos)
+        (o.leader,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("leader", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_leader_epoch, f_partition_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_epoch, o.partition_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("leader_epoch", 4), ("partition_epoch", 4)), pos, len(buf) - pos
@@ -202,27 +179,23 @@ def _read_PartitionRecord_v0(buf: memoryview, pos: int) -> tuple[PartitionRecord
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return PartitionRecord(
-        f_partition_id,
-        uuid_from_bytes(f_topic_id),
-        f_replicas,
-        f_isr,
-        f_removing_replicas,
-        f_adding_replicas,
-        f_leader,
-        f_leader_recovery_state,
-        f_leader_epoch,
-        f_partition_epoch,
-        [],
-        None,
-        None,
-        unknown,
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.replicas = f_replicas
+    o.isr = f_isr
+    o.removing_replicas = f_removing_replicas
+    o.adding_replicas = f_adding_replicas
+    o.leader_recovery_state = f_leader_recovery_state
+    o.directories = []
+    o.eligible_leader_replicas = None
+    o.last_known_elr = None
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_PartitionRecord_v1(buf: memoryview, pos: int) -> tuple[PartitionRecord, int]:
+    o = new_instance(PartitionRecord)
     try:
-        f_partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("partition_id", 4), ("topic_id", 16)), pos, len(buf) - pos) from None
     pos += 20
@@ -299,12 +272,12 @@ def _read_PartitionRecord_v1(buf: memoryview, pos: int) -> tuple[PartitionRecord
         f_adding_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        (f_leader,) = _ST_int32.unpack_from(buf, pos)
+        (o.leader,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("leader", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_leader_epoch, f_partition_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_epoch, o.partition_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("leader_epoch", 4), ("partition_epoch", 4)), pos, len(buf) - pos
@@ -371,27 +344,23 @@ def _read_PartitionRecord_v1(buf: memoryview, pos: int) -> tuple[PartitionRecord
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return PartitionRecord(
-        f_partition_id,
-        uuid_from_bytes(f_topic_id),
-        f_replicas,
-        f_isr,
-        f_removing_replicas,
-        f_adding_replicas,
-        f_leader,
-        f_leader_recovery_state,
-        f_leader_epoch,
-        f_partition_epoch,
-        f_directories,
-        None,
-        None,
-        unknown,
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.replicas = f_replicas
+    o.isr = f_isr
+    o.removing_replicas = f_removing_replicas
+    o.adding_replicas = f_adding_replicas
+    o.leader_recovery_state = f_leader_recovery_state
+    o.directories = f_directories
+    o.eligible_leader_replicas = None
+    o.last_known_elr = None
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_PartitionRecord_v2(buf: memoryview, pos: int) -> tuple[PartitionRecord, int]:
+    o = new_instance(PartitionRecord)
     try:
-        f_partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("partition_id", 4), ("topic_id", 16)), pos, len(buf) - pos) from None
     pos += 20
@@ -468,12 +437,12 @@ def _read_PartitionRecord_v2(buf: memoryview, pos: int) -> tuple[PartitionRecord
         f_adding_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        (f_leader,) = _ST_int32.unpack_from(buf, pos)
+        (o.leader,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("leader", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_leader_epoch, f_partition_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_epoch, o.partition_epoch = _ST_int32_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("leader_epoch", 4), ("partition_epoch", 4)), pos, len(buf) - pos
@@ -588,22 +557,17 @@ def _read_PartitionRecord_v2(buf: memoryview, pos: int) -> tuple[PartitionRecord
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return PartitionRecord(
-        f_partition_id,
-        uuid_from_bytes(f_topic_id),
-        f_replicas,
-        f_isr,
-        f_removing_replicas,
-        f_adding_replicas,
-        f_leader,
-        f_leader_recovery_state,
-        f_leader_epoch,
-        f_partition_epoch,
-        f_directories,
-        f_eligible_leader_replicas,
-        f_last_known_elr,
-        unknown,
-    ), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.replicas = f_replicas
+    o.isr = f_isr
+    o.removing_replicas = f_removing_replicas
+    o.adding_replicas = f_adding_replicas
+    o.leader_recovery_state = f_leader_recovery_state
+    o.directories = f_directories
+    o.eligible_leader_replicas = f_eligible_leader_replicas
+    o.last_known_elr = f_last_known_elr
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_PartitionRecord_v0(o: PartitionRecord, out: bytearray) -> None:
@@ -839,86 +803,116 @@ def _write_PartitionRecord_v2(o: PartitionRecord, out: bytearray) -> None:
         out.append(0)
 
 
-PartitionRecord.FIELDS = (
-    FieldInfo(
-        "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "RemovingReplicas",
-        "removing_replicas",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "AddingReplicas",
-        "adding_replicas",
-        "[]int32",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "LeaderRecoveryState",
-        "leader_recovery_state",
-        "int8",
-        (0, 32767),
-        (1, 0),
-        (0, 32767),
-        0,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "Directories", "directories", "[]uuid", (1, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "EligibleLeaderReplicas",
-        "eligible_leader_replicas",
-        "[]int32",
-        (2, 32767),
-        (2, 32767),
-        (2, 32767),
-        1,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "LastKnownElr",
-        "last_known_elr",
-        "[]int32",
-        (2, 32767),
-        (2, 32767),
-        (2, 32767),
-        2,
-        None,
-        False,
-    ),
-)
-PartitionRecord._READERS = (
-    _read_PartitionRecord_v0,
-    _read_PartitionRecord_v1,
-    _read_PartitionRecord_v2,
-)
-PartitionRecord._WRITERS = (
-    _write_PartitionRecord_v0,
-    _write_PartitionRecord_v1,
-    _write_PartitionRecord_v2,
-)
+@dataclass(slots=True)
+class PartitionRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "RemovingReplicas",
+            "removing_replicas",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "AddingReplicas",
+            "adding_replicas",
+            "[]int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "LeaderRecoveryState",
+            "leader_recovery_state",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (0, 32767),
+            0,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "PartitionEpoch",
+            "partition_epoch",
+            "int32",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "Directories", "directories", "[]uuid", (1, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EligibleLeaderReplicas",
+            "eligible_leader_replicas",
+            "[]int32",
+            (2, 32767),
+            (2, 32767),
+            (2, 32767),
+            1,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "LastKnownElr",
+            "last_known_elr",
+            "[]int32",
+            (2, 32767),
+            (2, 32767),
+            (2, 32767),
+            2,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_PartitionRecord_v0,
+        _read_PartitionRecord_v1,
+        _read_PartitionRecord_v2,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_PartitionRecord_v0,
+        _write_PartitionRecord_v1,
+        _write_PartitionRecord_v2,
+    )
+    NAME: ClassVar[str] = "PartitionRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 3
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 2
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    partition_id: int = -1
+    topic_id: UUID = ZERO_UUID
+    replicas: list[BrokerId] = field(default_factory=list)
+    isr: list[int] = field(default_factory=list)
+    removing_replicas: list[BrokerId] = field(default_factory=list)
+    adding_replicas: list[BrokerId] = field(default_factory=list)
+    leader: BrokerId = -1
+    leader_recovery_state: int = 0
+    leader_epoch: int = -1
+    partition_epoch: int = -1
+    directories: list[UUID] = field(default_factory=list)
+    eligible_leader_replicas: list[BrokerId] | None = None
+    last_known_elr: list[BrokerId] | None = None
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,24 +42,10 @@ __all__ = ["ProducerIdsRecord"]
 _ST_int32_int64_int64 = Struct(">iqq")
 
 
-@dataclass(slots=True)
-class ProducerIdsRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ProducerIdsRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 15
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    next_producer_id: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ProducerIdsRecord_v0(buf: memoryview, pos: int) -> tuple[ProducerIdsRecord, int]:
+    o = new_instance(ProducerIdsRecord)
     try:
-        f_broker_id, f_broker_epoch, f_next_producer_id = _ST_int32_int64_int64.unpack_from(
+        o.broker_id, o.broker_epoch, o.next_producer_id = _ST_int32_int64_int64.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -97,7 +84,8 @@ def _read_ProducerIdsRecord_v0(buf: memoryview, pos: int) -> tuple[ProducerIdsRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ProducerIdsRecord(f_broker_id, f_broker_epoch, f_next_producer_id, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ProducerIdsRecord_v0(o: ProducerIdsRecord, out: bytearray) -> None:
@@ -108,14 +96,34 @@ def _write_ProducerIdsRecord_v0(o: ProducerIdsRecord, out: bytearray) -> None:
         out.append(0)
 
 
-ProducerIdsRecord.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "NextProducerId", "next_producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-ProducerIdsRecord._READERS = (_read_ProducerIdsRecord_v0,)
-ProducerIdsRecord._WRITERS = (_write_ProducerIdsRecord_v0,)
+@dataclass(slots=True)
+class ProducerIdsRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "NextProducerId",
+            "next_producer_id",
+            "int64",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ProducerIdsRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ProducerIdsRecord_v0,)
+    NAME: ClassVar[str] = "ProducerIdsRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 15
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    broker_id: BrokerId = 0
+    broker_epoch: int = -1
+    next_producer_id: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

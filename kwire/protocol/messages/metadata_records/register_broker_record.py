@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -47,58 +48,10 @@ _ST_uint16_int16 = Struct(">Hh")
 _ST_uuid_int64 = Struct(">16sq")
 
 
-@dataclass(slots=True)
-class _RegisterBrokerRecord_BrokerEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_RegisterBrokerRecord_BrokerEndpoint.__qualname__ = "RegisterBrokerRecord.BrokerEndpoint"
-
-
-@dataclass(slots=True)
-class _RegisterBrokerRecord_BrokerFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_RegisterBrokerRecord_BrokerFeature.__qualname__ = "RegisterBrokerRecord.BrokerFeature"
-
-
-@dataclass(slots=True)
-class RegisterBrokerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RegisterBrokerRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 0
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 3
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    BrokerEndpoint = _RegisterBrokerRecord_BrokerEndpoint
-    BrokerFeature = _RegisterBrokerRecord_BrokerFeature
-    broker_id: BrokerId = 0
-    is_migrating_zk_broker: bool = False
-    incarnation_id: UUID = ZERO_UUID
-    broker_epoch: int = 0
-    end_points: list[_RegisterBrokerRecord_BrokerEndpoint] = field(default_factory=list)
-    features: list[_RegisterBrokerRecord_BrokerFeature] = field(default_factory=list)
-    rack: str | None = ""
-    fenced: bool = True
-    in_controlled_shutdown: bool = False
-    log_dirs: list[UUID] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RegisterBrokerRecord_BrokerEndpoint_v0(
     buf: memoryview, pos: int
 ) -> tuple[_RegisterBrokerRecord_BrokerEndpoint, int]:
+    o = new_instance(_RegisterBrokerRecord_BrokerEndpoint)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -144,7 +97,7 @@ def _read_RegisterBrokerRecord_BrokerEndpoint_v0(
             raise bad_utf8("BrokerEndpoint.host", pos) from None
         pos = end4
     try:
-        f_port, f_security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("BrokerEndpoint.port", 2), ("BrokerEndpoint.security_protocol", 2)),
@@ -183,9 +136,10 @@ def _read_RegisterBrokerRecord_BrokerEndpoint_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _RegisterBrokerRecord_BrokerEndpoint(
-        f_name, f_host, f_port, f_security_protocol, unknown
-    ), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RegisterBrokerRecord_BrokerEndpoint_v0(
@@ -227,6 +181,7 @@ def _write_RegisterBrokerRecord_BrokerEndpoint_v0(
 def _read_RegisterBrokerRecord_BrokerFeature_v0(
     buf: memoryview, pos: int
 ) -> tuple[_RegisterBrokerRecord_BrokerFeature, int]:
+    o = new_instance(_RegisterBrokerRecord_BrokerFeature)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -250,7 +205,7 @@ def _read_RegisterBrokerRecord_BrokerFeature_v0(
             raise bad_utf8("BrokerFeature.name", pos) from None
         pos = end2
     try:
-        f_min_supported_version, f_max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -292,9 +247,9 @@ def _read_RegisterBrokerRecord_BrokerFeature_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _RegisterBrokerRecord_BrokerFeature(
-        f_name, f_min_supported_version, f_max_supported_version, unknown
-    ), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RegisterBrokerRecord_BrokerFeature_v0(
@@ -321,13 +276,14 @@ def _write_RegisterBrokerRecord_BrokerFeature_v0(
 
 
 def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+    o = new_instance(RegisterBrokerRecord)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_incarnation_id, f_broker_epoch = _ST_uuid_int64.unpack_from(buf, pos)
+        f_incarnation_id, o.broker_epoch = _ST_uuid_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("incarnation_id", 16), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -392,7 +348,7 @@ def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBr
             raise bad_utf8("rack", pos) from None
         pos = end6
     try:
-        (f_fenced,) = _ST_bool.unpack_from(buf, pos)
+        (o.fenced,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("fenced", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -427,29 +383,26 @@ def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBr
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RegisterBrokerRecord(
-        f_broker_id,
-        False,
-        uuid_from_bytes(f_incarnation_id),
-        f_broker_epoch,
-        f_end_points,
-        f_features,
-        f_rack,
-        f_fenced,
-        False,
-        [],
-        unknown,
-    ), pos
+    o.is_migrating_zk_broker = False
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.end_points = f_end_points
+    o.features = f_features
+    o.rack = f_rack
+    o.in_controlled_shutdown = False
+    o.log_dirs = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+    o = new_instance(RegisterBrokerRecord)
     try:
-        (f_broker_id,) = _ST_int32.unpack_from(buf, pos)
+        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        f_incarnation_id, f_broker_epoch = _ST_uuid_int64.unpack_from(buf, pos)
+        f_incarnation_id, o.broker_epoch = _ST_uuid_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("incarnation_id", 16), ("broker_epoch", 8)), pos, len(buf) - pos
@@ -514,7 +467,7 @@ def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBr
             raise bad_utf8("rack", pos) from None
         pos = end6
     try:
-        f_fenced, f_in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
+        o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("fenced", 1), ("in_controlled_shutdown", 1)), pos, len(buf) - pos
@@ -551,24 +504,20 @@ def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBr
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RegisterBrokerRecord(
-        f_broker_id,
-        False,
-        uuid_from_bytes(f_incarnation_id),
-        f_broker_epoch,
-        f_end_points,
-        f_features,
-        f_rack,
-        f_fenced,
-        f_in_controlled_shutdown,
-        [],
-        unknown,
-    ), pos
+    o.is_migrating_zk_broker = False
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.end_points = f_end_points
+    o.features = f_features
+    o.rack = f_rack
+    o.log_dirs = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+    o = new_instance(RegisterBrokerRecord)
     try:
-        f_broker_id, f_is_migrating_zk_broker, f_incarnation_id, f_broker_epoch = (
+        o.broker_id, o.is_migrating_zk_broker, f_incarnation_id, o.broker_epoch = (
             _ST_int32_bool_uuid_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -642,7 +591,7 @@ def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBr
             raise bad_utf8("rack", pos) from None
         pos = end6
     try:
-        f_fenced, f_in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
+        o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("fenced", 1), ("in_controlled_shutdown", 1)), pos, len(buf) - pos
@@ -679,24 +628,19 @@ def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBr
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RegisterBrokerRecord(
-        f_broker_id,
-        f_is_migrating_zk_broker,
-        uuid_from_bytes(f_incarnation_id),
-        f_broker_epoch,
-        f_end_points,
-        f_features,
-        f_rack,
-        f_fenced,
-        f_in_controlled_shutdown,
-        [],
-        unknown,
-    ), pos
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.end_points = f_end_points
+    o.features = f_features
+    o.rack = f_rack
+    o.log_dirs = []
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+    o = new_instance(RegisterBrokerRecord)
     try:
-        f_broker_id, f_is_migrating_zk_broker, f_incarnation_id, f_broker_epoch = (
+        o.broker_id, o.is_migrating_zk_broker, f_incarnation_id, o.broker_epoch = (
             _ST_int32_bool_uuid_int64.unpack_from(buf, pos)
         )
     except struct_error:
@@ -770,7 +714,7 @@ def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBr
             raise bad_utf8("rack", pos) from None
         pos = end6
     try:
-        f_fenced, f_in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
+        o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("fenced", 1), ("in_controlled_shutdown", 1)), pos, len(buf) - pos
@@ -832,19 +776,13 @@ def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBr
                 unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
                 pos = tag_end
         unknown = tuple(unknown_list)
-    return RegisterBrokerRecord(
-        f_broker_id,
-        f_is_migrating_zk_broker,
-        uuid_from_bytes(f_incarnation_id),
-        f_broker_epoch,
-        f_end_points,
-        f_features,
-        f_rack,
-        f_fenced,
-        f_in_controlled_shutdown,
-        f_log_dirs,
-        unknown,
-    ), pos
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.end_points = f_end_points
+    o.features = f_features
+    o.rack = f_rack
+    o.log_dirs = f_log_dirs
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RegisterBrokerRecord_v0(o: RegisterBrokerRecord, out: bytearray) -> None:
@@ -1058,112 +996,150 @@ def _write_RegisterBrokerRecord_v3(o: RegisterBrokerRecord, out: bytearray) -> N
         out.append(0)
 
 
-_RegisterBrokerRecord_BrokerEndpoint.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SecurityProtocol",
-        "security_protocol",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_RegisterBrokerRecord_BrokerFeature.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MinSupportedVersion",
-        "min_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxSupportedVersion",
-        "max_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-RegisterBrokerRecord.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "IsMigratingZkBroker",
-        "is_migrating_zk_broker",
-        "bool",
-        (2, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "EndPoints",
-        "end_points",
-        "[]BrokerEndpoint",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _RegisterBrokerRecord_BrokerEndpoint,
-        False,
-    ),
-    FieldInfo(
-        "Features",
-        "features",
-        "[]BrokerFeature",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _RegisterBrokerRecord_BrokerFeature,
-        False,
-    ),
-    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    FieldInfo("Fenced", "fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "InControlledShutdown",
-        "in_controlled_shutdown",
-        "bool",
-        (1, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo("LogDirs", "log_dirs", "[]uuid", (3, 32767), (1, 0), (3, 32767), 0, None, False),
-)
-RegisterBrokerRecord._READERS = (
-    _read_RegisterBrokerRecord_v0,
-    _read_RegisterBrokerRecord_v1,
-    _read_RegisterBrokerRecord_v2,
-    _read_RegisterBrokerRecord_v3,
-)
-RegisterBrokerRecord._WRITERS = (
-    _write_RegisterBrokerRecord_v0,
-    _write_RegisterBrokerRecord_v1,
-    _write_RegisterBrokerRecord_v2,
-    _write_RegisterBrokerRecord_v3,
-)
+@dataclass(slots=True)
+class _RegisterBrokerRecord_BrokerEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SecurityProtocol",
+            "security_protocol",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    security_protocol: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _RegisterBrokerRecord_BrokerFeature:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MinSupportedVersion",
+            "min_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxSupportedVersion",
+            "max_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    min_supported_version: int = 0
+    max_supported_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class RegisterBrokerRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "IsMigratingZkBroker",
+            "is_migrating_zk_broker",
+            "bool",
+            (2, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "EndPoints",
+            "end_points",
+            "[]BrokerEndpoint",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _RegisterBrokerRecord_BrokerEndpoint,
+            False,
+        ),
+        FieldInfo(
+            "Features",
+            "features",
+            "[]BrokerFeature",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _RegisterBrokerRecord_BrokerFeature,
+            False,
+        ),
+        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+        FieldInfo("Fenced", "fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "InControlledShutdown",
+            "in_controlled_shutdown",
+            "bool",
+            (1, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo("LogDirs", "log_dirs", "[]uuid", (3, 32767), (1, 0), (3, 32767), 0, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (
+        _read_RegisterBrokerRecord_v0,
+        _read_RegisterBrokerRecord_v1,
+        _read_RegisterBrokerRecord_v2,
+        _read_RegisterBrokerRecord_v3,
+    )
+    _WRITERS: ClassVar[tuple[Any, ...]] = (
+        _write_RegisterBrokerRecord_v0,
+        _write_RegisterBrokerRecord_v1,
+        _write_RegisterBrokerRecord_v2,
+        _write_RegisterBrokerRecord_v3,
+    )
+    NAME: ClassVar[str] = "RegisterBrokerRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 0
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 3
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    BrokerEndpoint = _RegisterBrokerRecord_BrokerEndpoint
+    BrokerFeature = _RegisterBrokerRecord_BrokerFeature
+    broker_id: BrokerId = 0
+    is_migrating_zk_broker: bool = False
+    incarnation_id: UUID = ZERO_UUID
+    broker_epoch: int = 0
+    end_points: list[_RegisterBrokerRecord_BrokerEndpoint] = field(default_factory=list)
+    features: list[_RegisterBrokerRecord_BrokerFeature] = field(default_factory=list)
+    rack: str | None = ""
+    fenced: bool = True
+    in_controlled_shutdown: bool = False
+    log_dirs: list[UUID] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -42,57 +43,10 @@ _ST_int32_uuid_bool = Struct(">i16s?")
 _ST_uint16_int16 = Struct(">Hh")
 
 
-@dataclass(slots=True)
-class _RegisterControllerRecord_ControllerEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_RegisterControllerRecord_ControllerEndpoint.__qualname__ = (
-    "RegisterControllerRecord.ControllerEndpoint"
-)
-
-
-@dataclass(slots=True)
-class _RegisterControllerRecord_ControllerFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
-_RegisterControllerRecord_ControllerFeature.__qualname__ = (
-    "RegisterControllerRecord.ControllerFeature"
-)
-
-
-@dataclass(slots=True)
-class RegisterControllerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RegisterControllerRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 27
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ControllerEndpoint = _RegisterControllerRecord_ControllerEndpoint
-    ControllerFeature = _RegisterControllerRecord_ControllerFeature
-    controller_id: int = 0
-    incarnation_id: UUID = ZERO_UUID
-    zk_migration_ready: bool = False
-    end_points: list[_RegisterControllerRecord_ControllerEndpoint] = field(default_factory=list)
-    features: list[_RegisterControllerRecord_ControllerFeature] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RegisterControllerRecord_ControllerEndpoint_v0(
     buf: memoryview, pos: int
 ) -> tuple[_RegisterControllerRecord_ControllerEndpoint, int]:
+    o = new_instance(_RegisterControllerRecord_ControllerEndpoint)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -138,7 +92,7 @@ def _read_RegisterControllerRecord_ControllerEndpoint_v0(
             raise bad_utf8("ControllerEndpoint.host", pos) from None
         pos = end4
     try:
-        f_port, f_security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (("ControllerEndpoint.port", 2), ("ControllerEndpoint.security_protocol", 2)),
@@ -179,9 +133,10 @@ def _read_RegisterControllerRecord_ControllerEndpoint_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _RegisterControllerRecord_ControllerEndpoint(
-        f_name, f_host, f_port, f_security_protocol, unknown
-    ), pos
+    o.name = f_name
+    o.host = f_host
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RegisterControllerRecord_ControllerEndpoint_v0(
@@ -223,6 +178,7 @@ def _write_RegisterControllerRecord_ControllerEndpoint_v0(
 def _read_RegisterControllerRecord_ControllerFeature_v0(
     buf: memoryview, pos: int
 ) -> tuple[_RegisterControllerRecord_ControllerFeature, int]:
+    o = new_instance(_RegisterControllerRecord_ControllerFeature)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -246,7 +202,7 @@ def _read_RegisterControllerRecord_ControllerFeature_v0(
             raise bad_utf8("ControllerFeature.name", pos) from None
         pos = end2
     try:
-        f_min_supported_version, f_max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -288,9 +244,9 @@ def _read_RegisterControllerRecord_ControllerFeature_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return _RegisterControllerRecord_ControllerFeature(
-        f_name, f_min_supported_version, f_max_supported_version, unknown
-    ), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RegisterControllerRecord_ControllerFeature_v0(
@@ -319,8 +275,9 @@ def _write_RegisterControllerRecord_ControllerFeature_v0(
 def _read_RegisterControllerRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[RegisterControllerRecord, int]:
+    o = new_instance(RegisterControllerRecord)
     try:
-        f_controller_id, f_incarnation_id, f_zk_migration_ready = _ST_int32_uuid_bool.unpack_from(
+        o.controller_id, f_incarnation_id, o.zk_migration_ready = _ST_int32_uuid_bool.unpack_from(
             buf, pos
         )
     except struct_error:
@@ -397,14 +354,11 @@ def _read_RegisterControllerRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RegisterControllerRecord(
-        f_controller_id,
-        uuid_from_bytes(f_incarnation_id),
-        f_zk_migration_ready,
-        f_end_points,
-        f_features,
-        unknown,
-    ), pos
+    o.incarnation_id = uuid_from_bytes(f_incarnation_id)
+    o.end_points = f_end_points
+    o.features = f_features
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RegisterControllerRecord_v0(o: RegisterControllerRecord, out: bytearray) -> None:
@@ -437,87 +391,120 @@ def _write_RegisterControllerRecord_v0(o: RegisterControllerRecord, out: bytearr
         out.append(0)
 
 
-_RegisterControllerRecord_ControllerEndpoint.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "SecurityProtocol",
-        "security_protocol",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-_RegisterControllerRecord_ControllerFeature.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "MinSupportedVersion",
-        "min_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "MaxSupportedVersion",
-        "max_supported_version",
-        "int16",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-RegisterControllerRecord.FIELDS = (
-    FieldInfo(
-        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-    FieldInfo(
-        "ZkMigrationReady",
-        "zk_migration_ready",
-        "bool",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-    FieldInfo(
-        "EndPoints",
-        "end_points",
-        "[]ControllerEndpoint",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _RegisterControllerRecord_ControllerEndpoint,
-        False,
-    ),
-    FieldInfo(
-        "Features",
-        "features",
-        "[]ControllerFeature",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        _RegisterControllerRecord_ControllerFeature,
-        False,
-    ),
-)
-RegisterControllerRecord._READERS = (_read_RegisterControllerRecord_v0,)
-RegisterControllerRecord._WRITERS = (_write_RegisterControllerRecord_v0,)
+@dataclass(slots=True)
+class _RegisterControllerRecord_ControllerEndpoint:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "SecurityProtocol",
+            "security_protocol",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    host: str = ""
+    port: int = 0
+    security_protocol: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class _RegisterControllerRecord_ControllerFeature:
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "MinSupportedVersion",
+            "min_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "MaxSupportedVersion",
+            "max_supported_version",
+            "int16",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    name: str = ""
+    min_supported_version: int = 0
+    max_supported_version: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+@dataclass(slots=True)
+class RegisterControllerRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ZkMigrationReady",
+            "zk_migration_ready",
+            "bool",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+        FieldInfo(
+            "EndPoints",
+            "end_points",
+            "[]ControllerEndpoint",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _RegisterControllerRecord_ControllerEndpoint,
+            False,
+        ),
+        FieldInfo(
+            "Features",
+            "features",
+            "[]ControllerFeature",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            _RegisterControllerRecord_ControllerFeature,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_RegisterControllerRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RegisterControllerRecord_v0,)
+    NAME: ClassVar[str] = "RegisterControllerRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 27
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    ControllerEndpoint = _RegisterControllerRecord_ControllerEndpoint
+    ControllerFeature = _RegisterControllerRecord_ControllerFeature
+    controller_id: int = 0
+    incarnation_id: UUID = ZERO_UUID
+    zk_migration_ready: bool = False
+    end_points: list[_RegisterControllerRecord_ControllerEndpoint] = field(default_factory=list)
+    features: list[_RegisterControllerRecord_ControllerFeature] = field(default_factory=list)
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,22 +41,10 @@ __all__ = ["RemoveAccessControlEntryRecord"]
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class RemoveAccessControlEntryRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RemoveAccessControlEntryRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 19
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RemoveAccessControlEntryRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[RemoveAccessControlEntryRecord, int]:
+    o = new_instance(RemoveAccessControlEntryRecord)
     try:
         (f_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -92,7 +81,9 @@ def _read_RemoveAccessControlEntryRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RemoveAccessControlEntryRecord(uuid_from_bytes(f_id), unknown), pos
+    o.id = uuid_from_bytes(f_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RemoveAccessControlEntryRecord_v0(
@@ -105,8 +96,18 @@ def _write_RemoveAccessControlEntryRecord_v0(
         out.append(0)
 
 
-RemoveAccessControlEntryRecord.FIELDS = (
-    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-RemoveAccessControlEntryRecord._READERS = (_read_RemoveAccessControlEntryRecord_v0,)
-RemoveAccessControlEntryRecord._WRITERS = (_write_RemoveAccessControlEntryRecord_v0,)
+@dataclass(slots=True)
+class RemoveAccessControlEntryRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveAccessControlEntryRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveAccessControlEntryRecord_v0,)
+    NAME: ClassVar[str] = "RemoveAccessControlEntryRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 19
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -38,22 +39,10 @@ from kwire.protocol._codec import (
 __all__ = ["RemoveDelegationTokenRecord"]
 
 
-@dataclass(slots=True)
-class RemoveDelegationTokenRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RemoveDelegationTokenRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 26
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    token_id: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RemoveDelegationTokenRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[RemoveDelegationTokenRecord, int]:
+    o = new_instance(RemoveDelegationTokenRecord)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -107,7 +96,9 @@ def _read_RemoveDelegationTokenRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RemoveDelegationTokenRecord(f_token_id, unknown), pos
+    o.token_id = f_token_id
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RemoveDelegationTokenRecord_v0(o: RemoveDelegationTokenRecord, out: bytearray) -> None:
@@ -130,8 +121,18 @@ def _write_RemoveDelegationTokenRecord_v0(o: RemoveDelegationTokenRecord, out: b
         out.append(0)
 
 
-RemoveDelegationTokenRecord.FIELDS = (
-    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-RemoveDelegationTokenRecord._READERS = (_read_RemoveDelegationTokenRecord_v0,)
-RemoveDelegationTokenRecord._WRITERS = (_write_RemoveDelegationTokenRecord_v0,)
+@dataclass(slots=True)
+class RemoveDelegationTokenRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveDelegationTokenRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveDelegationTokenRecord_v0,)
+    NAME: ClassVar[str] = "RemoveDelegationTokenRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 26
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    token_id: str = ""
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

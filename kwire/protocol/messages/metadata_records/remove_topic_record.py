@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,20 +41,8 @@ __all__ = ["RemoveTopicRecord"]
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class RemoveTopicRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RemoveTopicRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 9
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    topic_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RemoveTopicRecord_v0(buf: memoryview, pos: int) -> tuple[RemoveTopicRecord, int]:
+    o = new_instance(RemoveTopicRecord)
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
     except struct_error:
@@ -90,7 +79,9 @@ def _read_RemoveTopicRecord_v0(buf: memoryview, pos: int) -> tuple[RemoveTopicRe
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RemoveTopicRecord(uuid_from_bytes(f_topic_id), unknown), pos
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RemoveTopicRecord_v0(o: RemoveTopicRecord, out: bytearray) -> None:
@@ -101,8 +92,18 @@ def _write_RemoveTopicRecord_v0(o: RemoveTopicRecord, out: bytearray) -> None:
         out.append(0)
 
 
-RemoveTopicRecord.FIELDS = (
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-RemoveTopicRecord._READERS = (_read_RemoveTopicRecord_v0,)
-RemoveTopicRecord._WRITERS = (_write_RemoveTopicRecord_v0,)
+@dataclass(slots=True)
+class RemoveTopicRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveTopicRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveTopicRecord_v0,)
+    NAME: ClassVar[str] = "RemoveTopicRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 9
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    topic_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,23 +41,10 @@ __all__ = ["RemoveUserScramCredentialRecord"]
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class RemoveUserScramCredentialRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "RemoveUserScramCredentialRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 22
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    name: str = ""
-    mechanism: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_RemoveUserScramCredentialRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[RemoveUserScramCredentialRecord, int]:
+    o = new_instance(RemoveUserScramCredentialRecord)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -80,7 +68,7 @@ def _read_RemoveUserScramCredentialRecord_v0(
             raise bad_utf8("name", pos) from None
         pos = end2
     try:
-        (f_mechanism,) = _ST_int8.unpack_from(buf, pos)
+        (o.mechanism,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("mechanism", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -115,7 +103,9 @@ def _read_RemoveUserScramCredentialRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return RemoveUserScramCredentialRecord(f_name, f_mechanism, unknown), pos
+    o.name = f_name
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_RemoveUserScramCredentialRecord_v0(
@@ -141,9 +131,20 @@ def _write_RemoveUserScramCredentialRecord_v0(
         out.append(0)
 
 
-RemoveUserScramCredentialRecord.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-RemoveUserScramCredentialRecord._READERS = (_read_RemoveUserScramCredentialRecord_v0,)
-RemoveUserScramCredentialRecord._WRITERS = (_write_RemoveUserScramCredentialRecord_v0,)
+@dataclass(slots=True)
+class RemoveUserScramCredentialRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveUserScramCredentialRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveUserScramCredentialRecord_v0,)
+    NAME: ClassVar[str] = "RemoveUserScramCredentialRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 22
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    name: str = ""
+    mechanism: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,21 +42,8 @@ __all__ = ["TopicRecord"]
 _ST_uuid = Struct(">16s")
 
 
-@dataclass(slots=True)
-class TopicRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "TopicRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 2
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_TopicRecord_v0(buf: memoryview, pos: int) -> tuple[TopicRecord, int]:
+    o = new_instance(TopicRecord)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -114,7 +102,10 @@ def _read_TopicRecord_v0(buf: memoryview, pos: int) -> tuple[TopicRecord, int]:
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return TopicRecord(f_name, uuid_from_bytes(f_topic_id), unknown), pos
+    o.name = f_name
+    o.topic_id = uuid_from_bytes(f_topic_id)
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_TopicRecord_v0(o: TopicRecord, out: bytearray) -> None:
@@ -138,9 +129,20 @@ def _write_TopicRecord_v0(o: TopicRecord, out: bytearray) -> None:
         out.append(0)
 
 
-TopicRecord.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-TopicRecord._READERS = (_read_TopicRecord_v0,)
-TopicRecord._WRITERS = (_write_TopicRecord_v0,)
+@dataclass(slots=True)
+class TopicRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_TopicRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_TopicRecord_v0,)
+    NAME: ClassVar[str] = "TopicRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 2
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    name: TopicName = ""
+    topic_id: UUID = ZERO_UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,25 +42,12 @@ __all__ = ["UnregisterBrokerRecord"]
 _ST_int32_int64 = Struct(">iq")
 
 
-@dataclass(slots=True)
-class UnregisterBrokerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UnregisterBrokerRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 1
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    broker_id: BrokerId = 0
-    broker_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_UnregisterBrokerRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[UnregisterBrokerRecord, int]:
+    o = new_instance(UnregisterBrokerRecord)
     try:
-        f_broker_id, f_broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
     pos += 12
@@ -94,7 +82,8 @@ def _read_UnregisterBrokerRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UnregisterBrokerRecord(f_broker_id, f_broker_epoch, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UnregisterBrokerRecord_v0(o: UnregisterBrokerRecord, out: bytearray) -> None:
@@ -105,11 +94,22 @@ def _write_UnregisterBrokerRecord_v0(o: UnregisterBrokerRecord, out: bytearray) 
         out.append(0)
 
 
-UnregisterBrokerRecord.FIELDS = (
-    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo(
-        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-    ),
-)
-UnregisterBrokerRecord._READERS = (_read_UnregisterBrokerRecord_v0,)
-UnregisterBrokerRecord._WRITERS = (_write_UnregisterBrokerRecord_v0,)
+@dataclass(slots=True)
+class UnregisterBrokerRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UnregisterBrokerRecord_v0,)
+    NAME: ClassVar[str] = "UnregisterBrokerRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 1
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    broker_id: BrokerId = 0
+    broker_epoch: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

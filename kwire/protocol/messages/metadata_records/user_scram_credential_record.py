@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -41,27 +42,10 @@ _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class UserScramCredentialRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "UserScramCredentialRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 11
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    name: str = ""
-    mechanism: int = 0
-    salt: bytes = b""
-    stored_key: bytes = b""
-    server_key: bytes = b""
-    iterations: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_UserScramCredentialRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[UserScramCredentialRecord, int]:
+    o = new_instance(UserScramCredentialRecord)
     try:
         n1 = buf[pos]
     except IndexError:
@@ -85,7 +69,7 @@ def _read_UserScramCredentialRecord_v0(
             raise bad_utf8("name", pos) from None
         pos = end2
     try:
-        (f_mechanism,) = _ST_int8.unpack_from(buf, pos)
+        (o.mechanism,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("mechanism", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -141,7 +125,7 @@ def _read_UserScramCredentialRecord_v0(
         f_server_key = bytes(buf[pos:end8])
         pos = end8
     try:
-        (f_iterations,) = _ST_int32.unpack_from(buf, pos)
+        (o.iterations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("iterations", 4),), pos, len(buf) - pos) from None
     pos += 4
@@ -176,9 +160,12 @@ def _read_UserScramCredentialRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return UserScramCredentialRecord(
-        f_name, f_mechanism, f_salt, f_stored_key, f_server_key, f_iterations, unknown
-    ), pos
+    o.name = f_name
+    o.salt = f_salt
+    o.stored_key = f_stored_key
+    o.server_key = f_server_key
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_UserScramCredentialRecord_v0(o: UserScramCredentialRecord, out: bytearray) -> None:
@@ -233,13 +220,34 @@ def _write_UserScramCredentialRecord_v0(o: UserScramCredentialRecord, out: bytea
         out.append(0)
 
 
-UserScramCredentialRecord.FIELDS = (
-    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("StoredKey", "stored_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("ServerKey", "server_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    FieldInfo("Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-)
-UserScramCredentialRecord._READERS = (_read_UserScramCredentialRecord_v0,)
-UserScramCredentialRecord._WRITERS = (_write_UserScramCredentialRecord_v0,)
+@dataclass(slots=True)
+class UserScramCredentialRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+        FieldInfo(
+            "StoredKey", "stored_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "ServerKey", "server_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+        FieldInfo(
+            "Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_UserScramCredentialRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UserScramCredentialRecord_v0,)
+    NAME: ClassVar[str] = "UserScramCredentialRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 11
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    name: str = ""
+    mechanism: int = 0
+    salt: bytes = b""
+    stored_key: bytes = b""
+    server_key: bytes = b""
+    iterations: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

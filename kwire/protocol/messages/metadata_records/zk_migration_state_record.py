@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
@@ -22,6 +22,7 @@ from kwire.protocol._codec import (
     bad_tagged_size,
     bad_utf8,
     eof,
+    new_instance,
     non_default_on_write,
     null_on_write,
     null_value,
@@ -40,24 +41,12 @@ __all__ = ["ZkMigrationStateRecord"]
 _ST_int8 = Struct(">b")
 
 
-@dataclass(slots=True)
-class ZkMigrationStateRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]]
-    NAME: ClassVar[str] = "ZkMigrationStateRecord"
-    KIND: ClassVar[str] = "metadata"
-    API_KEY: ClassVar[int | None] = 21
-    LOWEST_VERSION: ClassVar[int] = 0
-    HIGHEST_VERSION: ClassVar[int] = 0
-    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    zk_migration_state: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-
 def _read_ZkMigrationStateRecord_v0(
     buf: memoryview, pos: int
 ) -> tuple[ZkMigrationStateRecord, int]:
+    o = new_instance(ZkMigrationStateRecord)
     try:
-        (f_zk_migration_state,) = _ST_int8.unpack_from(buf, pos)
+        (o.zk_migration_state,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("zk_migration_state", 1),), pos, len(buf) - pos) from None
     pos += 1
@@ -92,7 +81,8 @@ def _read_ZkMigrationStateRecord_v0(
             unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
             pos = tag_end
         unknown = tuple(unknown_list)
-    return ZkMigrationStateRecord(f_zk_migration_state, unknown), pos
+    o.unknown_tagged_fields = unknown
+    return o, pos
 
 
 def _write_ZkMigrationStateRecord_v0(o: ZkMigrationStateRecord, out: bytearray) -> None:
@@ -103,18 +93,28 @@ def _write_ZkMigrationStateRecord_v0(o: ZkMigrationStateRecord, out: bytearray) 
         out.append(0)
 
 
-ZkMigrationStateRecord.FIELDS = (
-    FieldInfo(
-        "ZkMigrationState",
-        "zk_migration_state",
-        "int8",
-        (0, 32767),
-        (1, 0),
-        (1, 0),
-        None,
-        None,
-        False,
-    ),
-)
-ZkMigrationStateRecord._READERS = (_read_ZkMigrationStateRecord_v0,)
-ZkMigrationStateRecord._WRITERS = (_write_ZkMigrationStateRecord_v0,)
+@dataclass(slots=True)
+class ZkMigrationStateRecord(Message):
+    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
+        FieldInfo(
+            "ZkMigrationState",
+            "zk_migration_state",
+            "int8",
+            (0, 32767),
+            (1, 0),
+            (1, 0),
+            None,
+            None,
+            False,
+        ),
+    )
+    _READERS: ClassVar[tuple[Any, ...]] = (_read_ZkMigrationStateRecord_v0,)
+    _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ZkMigrationStateRecord_v0,)
+    NAME: ClassVar[str] = "ZkMigrationStateRecord"
+    KIND: ClassVar[str] = "metadata"
+    API_KEY: ClassVar[int | None] = 21
+    LOWEST_VERSION: ClassVar[int] = 0
+    HIGHEST_VERSION: ClassVar[int] = 0
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
+    zk_migration_state: int = 0
+    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
