@@ -141,7 +141,7 @@ def _render_message(plan: MessagePlan) -> RenderedMessage:
                 "LISTENERS",
                 (
                     "frozenset[str]",
-                    repr(frozenset(sorted(spec.listeners))) if spec.listeners else "frozenset()",
+                    f"frozenset({tuple(sorted(spec.listeners))!r})",
                 ),
             )
         )

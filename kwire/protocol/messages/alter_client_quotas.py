@@ -1275,7 +1275,7 @@ class AlterClientQuotasRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     EntryData = _AlterClientQuotasRequest_EntryData
     EntityData = _AlterClientQuotasRequest_EntityData

@@ -2061,7 +2061,7 @@ class AlterPartitionRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     TopicData = _AlterPartitionRequest_TopicData
     PartitionData = _AlterPartitionRequest_PartitionData

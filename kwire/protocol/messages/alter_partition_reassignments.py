@@ -756,7 +756,7 @@ class AlterPartitionReassignmentsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     ReassignableTopic = _AlterPartitionReassignmentsRequest_ReassignableTopic
     ReassignablePartition = _AlterPartitionReassignmentsRequest_ReassignablePartition

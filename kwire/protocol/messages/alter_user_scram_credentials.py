@@ -710,7 +710,7 @@ class AlterUserScramCredentialsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     ScramCredentialDeletion = _AlterUserScramCredentialsRequest_ScramCredentialDeletion
     ScramCredentialUpsertion = _AlterUserScramCredentialsRequest_ScramCredentialUpsertion

@@ -751,7 +751,7 @@ class AssignReplicasToDirsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     DirectoryData = _AssignReplicasToDirsRequest_DirectoryData
     TopicData = _AssignReplicasToDirsRequest_TopicData

@@ -1331,7 +1331,7 @@ class BeginQuorumEpochRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     TopicData = _BeginQuorumEpochRequest_TopicData
     PartitionData = _BeginQuorumEpochRequest_PartitionData

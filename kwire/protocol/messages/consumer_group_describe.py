@@ -1065,7 +1065,7 @@ class ConsumerGroupDescribeRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     group_ids: list[GroupId] = field(default_factory=list)
     include_authorized_operations: bool = False

@@ -977,7 +977,7 @@ class CreateAclsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     AclCreation = _CreateAclsRequest_AclCreation
     creations: list[_CreateAclsRequest_AclCreation] = field(default_factory=list)

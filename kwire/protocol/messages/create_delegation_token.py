@@ -1368,7 +1368,7 @@ class CreateDelegationTokenRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     CreatableRenewers = _CreateDelegationTokenRequest_CreatableRenewers
     owner_principal_type: str | None = ""

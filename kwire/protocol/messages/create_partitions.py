@@ -1003,7 +1003,7 @@ class CreatePartitionsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     CreatePartitionsTopic = _CreatePartitionsRequest_CreatePartitionsTopic
     CreatePartitionsAssignment = _CreatePartitionsRequest_CreatePartitionsAssignment

@@ -2327,7 +2327,7 @@ class CreateTopicsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 7
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     CreatableTopic = _CreateTopicsRequest_CreatableTopic
     CreatableReplicaAssignment = _CreateTopicsRequest_CreatableReplicaAssignment

@@ -1718,7 +1718,7 @@ class DeleteAclsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     DeleteAclsFilter = _DeleteAclsRequest_DeleteAclsFilter
     filters: list[_DeleteAclsRequest_DeleteAclsFilter] = field(default_factory=list)

@@ -1013,7 +1013,7 @@ class DeleteRecordsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     DeleteRecordsTopic = _DeleteRecordsRequest_DeleteRecordsTopic
     DeleteRecordsPartition = _DeleteRecordsRequest_DeleteRecordsPartition

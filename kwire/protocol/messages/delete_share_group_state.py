@@ -605,7 +605,7 @@ class DeleteShareGroupStateRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
     DeleteStateData = _DeleteShareGroupStateRequest_DeleteStateData
     PartitionData = _DeleteShareGroupStateRequest_PartitionData

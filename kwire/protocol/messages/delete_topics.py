@@ -1372,7 +1372,7 @@ class DeleteTopicsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 6
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     DeleteTopicState = _DeleteTopicsRequest_DeleteTopicState
     topics: list[_DeleteTopicsRequest_DeleteTopicState] = field(default_factory=list)

@@ -1115,7 +1115,7 @@ class DescribeClientQuotasRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     ComponentData = _DescribeClientQuotasRequest_ComponentData
     components: list[_DescribeClientQuotasRequest_ComponentData] = field(default_factory=list)

@@ -2415,7 +2415,7 @@ class DescribeConfigsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     DescribeConfigsResource = _DescribeConfigsRequest_DescribeConfigsResource
     resources: list[_DescribeConfigsRequest_DescribeConfigsResource] = field(default_factory=list)

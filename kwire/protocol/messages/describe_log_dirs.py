@@ -1425,7 +1425,7 @@ class DescribeLogDirsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     DescribableLogDirTopic = _DescribeLogDirsRequest_DescribableLogDirTopic
     topics: list[_DescribeLogDirsRequest_DescribableLogDirTopic] | None = field(

@@ -1885,7 +1885,7 @@ class DescribeQuorumRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     TopicData = _DescribeQuorumRequest_TopicData
     PartitionData = _DescribeQuorumRequest_PartitionData

@@ -595,7 +595,7 @@ class DescribeUserScramCredentialsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     UserName = _DescribeUserScramCredentialsRequest_UserName
     users: list[_DescribeUserScramCredentialsRequest_UserName] | None = field(default_factory=list)

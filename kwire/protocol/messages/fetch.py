@@ -6032,7 +6032,7 @@ class FetchRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 17
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     ReplicaState = _FetchRequest_ReplicaState
     FetchTopic = _FetchRequest_FetchTopic

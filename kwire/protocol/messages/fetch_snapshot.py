@@ -1532,7 +1532,7 @@ class FetchSnapshotRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     TopicSnapshot = _FetchSnapshotRequest_TopicSnapshot
     PartitionSnapshot = _FetchSnapshotRequest_PartitionSnapshot

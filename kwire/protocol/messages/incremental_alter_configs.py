@@ -1033,7 +1033,7 @@ class IncrementalAlterConfigsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     AlterConfigsResource = _IncrementalAlterConfigsRequest_AlterConfigsResource
     AlterableConfig = _IncrementalAlterConfigsRequest_AlterableConfig

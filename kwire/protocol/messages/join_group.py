@@ -3146,7 +3146,7 @@ class JoinGroupRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 9
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     JoinGroupRequestProtocol = _JoinGroupRequest_JoinGroupRequestProtocol
     group_id: GroupId = ""

@@ -3495,7 +3495,7 @@ class LeaderAndIsrRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 7
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     LeaderAndIsrPartitionState = _LeaderAndIsrRequest_LeaderAndIsrPartitionState
     LeaderAndIsrTopicState = _LeaderAndIsrRequest_LeaderAndIsrTopicState

@@ -274,7 +274,7 @@ class ListClientMetricsResourcesRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 

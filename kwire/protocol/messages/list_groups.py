@@ -1387,7 +1387,7 @@ class ListGroupsRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     states_filter: list[str] = field(default_factory=list)
     types_filter: list[str] = field(default_factory=list)

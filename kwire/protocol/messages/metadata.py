@@ -4436,7 +4436,7 @@ class MetadataRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 12
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     MetadataRequestTopic = _MetadataRequest_MetadataRequestTopic
     topics: list[_MetadataRequest_MetadataRequestTopic] | None = field(default_factory=list)

@@ -2790,7 +2790,7 @@ class OffsetCommitRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 9
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 8
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     OffsetCommitRequestTopic = _OffsetCommitRequest_OffsetCommitRequestTopic
     OffsetCommitRequestPartition = _OffsetCommitRequest_OffsetCommitRequestPartition

@@ -638,7 +638,7 @@ class ReadShareGroupStateSummaryRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
     ReadStateSummaryData = _ReadShareGroupStateSummaryRequest_ReadStateSummaryData
     PartitionData = _ReadShareGroupStateSummaryRequest_PartitionData

@@ -1130,7 +1130,7 @@ class ShareAcknowledgeRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
     AcknowledgeTopic = _ShareAcknowledgeRequest_AcknowledgeTopic
     AcknowledgePartition = _ShareAcknowledgeRequest_AcknowledgePartition

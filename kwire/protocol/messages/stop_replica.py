@@ -1397,7 +1397,7 @@ class StopReplicaRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     StopReplicaPartitionV0 = _StopReplicaRequest_StopReplicaPartitionV0
     StopReplicaTopicV1 = _StopReplicaRequest_StopReplicaTopicV1

@@ -198,7 +198,7 @@ class UnregisterBrokerRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker", "controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     broker_id: BrokerId = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()

@@ -3023,7 +3023,7 @@ class UpdateMetadataRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 8
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"zkBroker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     UpdateMetadataPartitionState = _UpdateMetadataRequest_UpdateMetadataPartitionState
     UpdateMetadataTopicState = _UpdateMetadataRequest_UpdateMetadataTopicState

@@ -645,7 +645,7 @@ class UpdateRaftVoterRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"controller"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
     Listener = _UpdateRaftVoterRequest_Listener
     KRaftVersionFeature = _UpdateRaftVoterRequest_KRaftVersionFeature

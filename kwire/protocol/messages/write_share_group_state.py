@@ -769,7 +769,7 @@ class WriteShareGroupStateRequest(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    LISTENERS: ClassVar[frozenset[str]] = frozenset({"broker"})
+    LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
     WriteStateData = _WriteShareGroupStateRequest_WriteStateData
     PartitionData = _WriteShareGroupStateRequest_PartitionData

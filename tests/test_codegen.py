@@ -1,0 +1,340 @@
+"""The generator: schema validation, the test-only schemas, determinism, freshness."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from codegen.generate import (
+    DEFAULT_OUTPUT,
+    DEFAULT_SCHEMAS,
+    ManifestMismatch,
+    check_manifest,
+    format_sources,
+    generate,
+    render_all,
+    schema_files,
+    stale_files,
+    write_manifest,
+)
+from codegen.schema import SchemaError, Versions, parse_message, to_snake_case
+
+needs_schemas = pytest.mark.skipif(
+    not DEFAULT_SCHEMAS.is_dir(),
+    reason=f"Kafka's schemas are not at {DEFAULT_SCHEMAS} (../shared is absent)",
+)
+
+
+def message(fields: list[dict[str, object]], **top: object) -> dict[str, object]:
+    raw: dict[str, object] = {
+        "name": "TestMessage",
+        "type": "data",
+        "validVersions": "0-3",
+        "flexibleVersions": "2+",
+        "fields": fields,
+    }
+    raw.update(top)
+    return raw
+
+
+BAD_SCHEMAS = {
+    "unknown type": (
+        message([{"name": "A", "type": "int33", "versions": "0+"}]),
+        "unknown type",
+        "field A",
+    ),
+    "bad version range": (
+        message([{"name": "A", "type": "int32", "versions": "3-1"}]),
+        "bad version range",
+        "field A",
+    ),
+    "duplicate tag": (
+        message(
+            [
+                {"name": "A", "type": "int32", "versions": "2+", "taggedVersions": "2+", "tag": 0},
+                {"name": "B", "type": "int32", "versions": "2+", "taggedVersions": "2+", "tag": 0},
+            ]
+        ),
+        "duplicate tag 0",
+        "field B",
+    ),
+    "tagged field outside flexible versions": (
+        message(
+            [{"name": "A", "type": "int32", "versions": "0+", "taggedVersions": "1+", "tag": 0}]
+        ),
+        "tagged field outside flexible versions",
+        "field A",
+    ),
+    "nullable field that cannot be": (
+        message([{"name": "A", "type": "int32", "versions": "0+", "nullableVersions": "0+"}]),
+        "cannot be nullable",
+        "field A",
+    ),
+    "mapKey on a top-level field": (
+        message([{"name": "A", "type": "int32", "versions": "0+", "mapKey": True}]),
+        "mapKey",
+        "field A",
+    ),
+    "mapKey on a tagged field": (
+        message(
+            [
+                {
+                    "name": "Items",
+                    "type": "[]Item",
+                    "versions": "0+",
+                    "fields": [
+                        {
+                            "name": "K",
+                            "type": "int32",
+                            "versions": "2+",
+                            "mapKey": True,
+                            "taggedVersions": "2+",
+                            "tag": 0,
+                        }
+                    ],
+                }
+            ]
+        ),
+        "mapKey misuse",
+        "field K",
+    ),
+    "null default on a field not always nullable": (
+        message(
+            [
+                {
+                    "name": "A",
+                    "type": "string",
+                    "versions": "0+",
+                    "nullableVersions": "1+",
+                    "default": "null",
+                }
+            ]
+        ),
+        "null cannot be the default",
+        "field A",
+    ),
+    "tags that skip a number": (
+        message(
+            [{"name": "A", "type": "int32", "versions": "2+", "taggedVersions": "2+", "tag": 1}]
+        ),
+        "not contiguous",
+        "TestMessage",
+    ),
+    "default out of range": (
+        message([{"name": "A", "type": "int8", "versions": "0+", "default": "300"}]),
+        "out of range",
+        "field A",
+    ),
+    "flexibleVersions that end": (
+        message([], flexibleVersions="1-2"),
+        "open-ended",
+        "message TestMessage",
+    ),
+    "struct field without fields": (
+        message([{"name": "A", "type": "Missing", "versions": "0+"}]),
+        "unknown type",
+        "field A",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SCHEMAS, ids=list(BAD_SCHEMAS))
+def test_each_validation_error_names_the_file_and_the_field(case: str) -> None:
+    raw, problem, where = BAD_SCHEMAS[case]
+    with pytest.raises(SchemaError) as caught:
+        parse_message(raw, Path("schemas/TestMessage.json"))
+    text = str(caught.value)
+    assert "schemas/TestMessage.json" in text
+    assert where in text
+    assert problem in text
+
+
+def test_a_valid_schema_passes_validation() -> None:
+    spec = parse_message(
+        message(
+            [
+                {"name": "A", "type": "int32", "versions": "0+", "default": "0x7f"},
+                {"name": "B", "type": "string", "versions": "2+", "taggedVersions": "2+", "tag": 0},
+            ]
+        ),
+        Path("x.json"),
+    )
+    assert [f.name for f in spec.fields] == ["A", "B"]
+    assert spec.fields[1].tagged_versions == Versions.parse("2+")
+
+
+def test_versions_parse_every_form() -> None:
+    assert Versions.parse("3+") == Versions(3, 0x7FFF)
+    assert Versions.parse("1-4") == Versions(1, 4)
+    assert Versions.parse("2") == Versions(2, 2)
+    assert Versions.parse("none").empty
+    assert str(Versions.parse("1-4").intersect(Versions.parse("3+"))) == "3-4"
+
+
+@pytest.mark.parametrize(
+    ("kafka", "python"),
+    [("BrokerId", "broker_id"), ("ISRNodes", "isrnodes"), ("TopicID", "topic_id"), ("A", "a")],
+)
+def test_snake_case_follows_kafkas_rule(kafka: str, python: str) -> None:
+    assert to_snake_case(kafka) == python
+
+
+TINY = {
+    "name": "TinyMessage",
+    "type": "data",
+    "validVersions": "0-1",
+    "flexibleVersions": "1+",
+    "fields": [
+        {"name": "Id", "type": "int32", "versions": "0+"},
+        {"name": "Name", "type": "string", "versions": "1+", "nullableVersions": "1+"},
+    ],
+}
+
+TINY_READER_V0 = '''def _read_TinyMessage_v0(buf: memoryview, pos: int) -> tuple[TinyMessage, int]:
+    o = new_instance(TinyMessage)
+    try:
+        (o.id,) = _ST_int32.unpack_from(buf, pos)
+    except struct_error:
+        raise run_too_short((("id", 4),), pos, len(buf) - pos) from None
+    pos += 4
+    o.name = ""
+    o.unknown_tagged_fields = ()
+    return o, pos
+'''
+
+
+def test_the_generator_emits_straight_line_code(tmp_path: Path) -> None:
+    (tmp_path / "message").mkdir()
+    (tmp_path / "message" / "TinyMessage.json").write_text(json.dumps(TINY))
+    outputs = format_sources(render_all(tmp_path, ("message",)))
+    text = outputs["data/tiny_message.py"]
+    assert TINY_READER_V0 in text
+    assert "for " not in text.split("def _read_TinyMessage_v0")[1].split("\ndef ")[0]
+
+
+# -- the test-only schemas, rendered and imported ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def test_only_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    if not DEFAULT_SCHEMAS.is_dir():
+        pytest.skip(f"Kafka's schemas are not at {DEFAULT_SCHEMAS} (../shared is absent)")
+    outputs = generate(DEFAULT_SCHEMAS, ("test-only",))
+    root = tmp_path_factory.mktemp("generated") / "kwire_test_only"
+    root.mkdir()
+    for name, text in outputs.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    sys.path.insert(0, str(root.parent))
+    try:
+        return {
+            name: importlib.import_module(f"kwire_test_only.{name}")
+            for name in (
+                "simple_example_message",
+                "nullable_struct_message",
+                "simple_arrays_message",
+                "simple_records_message",
+            )
+        }
+    finally:
+        sys.path.remove(str(root.parent))
+
+
+def test_simple_example_defaults_follow_the_schema(test_only_modules: dict[str, object]) -> None:
+    cls = test_only_modules["simple_example_message"].SimpleExampleMessage  # type: ignore[attr-defined]
+    default = cls()
+    assert default.my_int16 == 123
+    assert default.my_float64 == 12.34
+    assert default.tagged_long == 0xCAFCACAFCACAFCA
+    assert default.tagged_uuid == UUID(bytes=bytes.fromhex("1f728a3b835344f6825ad1269b7bd6ec"))
+    assert default.my_nullable_string is None
+    assert default.my_uint16 == 33000
+    assert default.my_common_struct.foo == 123
+
+
+def test_simple_example_tagged_fields_round_trip(test_only_modules: dict[str, object]) -> None:
+    cls = test_only_modules["simple_example_message"].SimpleExampleMessage  # type: ignore[attr-defined]
+    value = cls(
+        process_id=UUID(int=5),
+        my_tagged_int_array=[1, 2, 3],
+        my_nullable_string="tagged",
+        my_int16=7,
+        my_string="s",
+        my_bytes=b"\x01\x02",
+    )
+    for version in (1, 2):
+        data = value.encode(version)
+        again = cls.decode(data, version)
+        assert again.my_tagged_int_array == [1, 2, 3]
+        assert again.my_nullable_string == "tagged"
+        assert again.my_int16 == 7
+        assert again.encode(version) == data
+
+
+def test_tagged_fields_at_their_default_are_not_written(
+    test_only_modules: dict[str, object],
+) -> None:
+    cls = test_only_modules["simple_example_message"].SimpleExampleMessage  # type: ignore[attr-defined]
+    plain = cls().encode(1)
+    with_tag = cls(my_int16=124).encode(1)
+    # Tag 2 (my_int16) costs: tag 1 byte, size 1 byte, value 2 bytes.
+    assert len(with_tag) == len(plain) + 4
+
+
+def test_nullable_struct_encodes_a_marker(test_only_modules: dict[str, object]) -> None:
+    cls = test_only_modules["nullable_struct_message"].NullableStructMessage  # type: ignore[attr-defined]
+    for version in range(cls.LOWEST_VERSION, cls.HIGHEST_VERSION + 1):
+        data = cls().encode(version)
+        assert cls.decode(data, version).encode(version) == data
+
+
+def test_records_are_zero_copy(test_only_modules: dict[str, object]) -> None:
+    cls = test_only_modules["simple_records_message"].SimpleRecordsMessage  # type: ignore[attr-defined]
+    value = cls(topic="t", record_set=b"\x00" * 64)
+    data = bytearray(value.encode(1))
+    decoded = cls.decode(data, 1)
+    assert isinstance(decoded.record_set, memoryview)
+    data[-10] ^= 0xFF  # the view sees the buffer: nothing was copied
+    assert bytes(decoded.record_set) != b"\x00" * 64
+
+
+# -- determinism, freshness and the manifest ------------------------------------------------
+
+
+@needs_schemas
+def test_two_runs_give_identical_bytes() -> None:
+    first = render_all(DEFAULT_SCHEMAS)
+    second = render_all(DEFAULT_SCHEMAS)
+    assert first == second
+    assert all(
+        text.startswith('"""') and "kwire's codegen" in text
+        for name, text in first.items()
+        if not name.endswith("__init__.py")
+    )
+
+
+@needs_schemas
+def test_committed_generated_code_is_fresh() -> None:
+    problems = stale_files(generate(DEFAULT_SCHEMAS), DEFAULT_OUTPUT)
+    assert problems == [], "run python -m codegen: " + ", ".join(problems[:5])
+
+
+@needs_schemas
+def test_the_manifest_refuses_changed_schemas(tmp_path: Path) -> None:
+    copy = tmp_path / "schemas"
+    for folder in ("message", "metadata", "raft"):
+        shutil.copytree(DEFAULT_SCHEMAS / folder, copy / folder)
+    manifest = tmp_path / "manifest.json"
+    write_manifest(copy, schema_files(copy), manifest)
+    check_manifest(copy, schema_files(copy), manifest)
+    target = copy / "message" / "VoteRequest.json"
+    target.write_text(target.read_text().replace('"0-1"', '"0-2"'))
+    with pytest.raises(ManifestMismatch, match="changed: message/VoteRequest.json"):
+        check_manifest(copy, schema_files(copy), manifest)
