@@ -196,7 +196,7 @@ TINY = {
     ],
 }
 
-TINY_READER_V0 = '''def _read_TinyMessage_v0(buf: memoryview, pos: int) -> tuple[TinyMessage, int]:
+TINY_READER_V0 = """def _read_TinyMessage_v0(buf: memoryview, pos: int) -> tuple[TinyMessage, int]:
     o = new_instance(TinyMessage)
     try:
         (o.id,) = _ST_int32.unpack_from(buf, pos)
@@ -206,7 +206,7 @@ TINY_READER_V0 = '''def _read_TinyMessage_v0(buf: memoryview, pos: int) -> tuple
     o.name = ""
     o.unknown_tagged_fields = ()
     return o, pos
-'''
+"""
 
 
 def test_the_generator_emits_straight_line_code(tmp_path: Path) -> None:

@@ -1,0 +1,421 @@
+"""KRaft consensus as a sans-IO state machine (KIP-595), the leader side in full.
+
+Theory of operation
+-------------------
+`RaftCore` never reads a clock, a socket or a disk. The caller passes `now_ms`, answers
+its questions about the log through `LogView` (end offset, last epoch, end offset of an
+epoch), and carries out the actions it returns: persist the quorum state, append the
+LeaderChangeMessage, announce a new high watermark.
+
+Rules kept here:
+- An epoch is entered only after `quorum-state` says so (PersistQuorumState comes first).
+- A leader's first record in its epoch is a LeaderChangeMessage; the high watermark moves
+  only past the epoch start offset (a leader must commit a record of its own epoch before
+  exposing earlier ones), and only to an offset a majority of voters hold durably: the
+  leader counts with its flushed end offset, followers with their fetch offsets.
+- Fetch from any replica is answered as KafkaRaftClient's leader does: cluster id, topic
+  and epoch checks, then records from the fetch offset, or a diverging epoch when the
+  replica's last fetched epoch ends earlier in our log, or a snapshot id.
+
+This release runs the static quorum; a single voter elects itself at start. Vote,
+BeginQuorumEpoch and EndQuorumEpoch from a multi-voter quorum come with the simulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.control.leader_change_message import LeaderChangeMessage
+from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
+from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
+from kwire.raft.state import (
+    METADATA_PARTITION,
+    METADATA_TOPIC,
+    METADATA_TOPIC_ID,
+    OBSERVER_SESSION_TIMEOUT_MS,
+    Action,
+    AppendLeaderChange,
+    BecameLeader,
+    Candidate,
+    Follower,
+    HighWatermarkAdvanced,
+    Leader,
+    PersistQuorumState,
+    ReplicaProgress,
+    Role,
+    Unattached,
+    Voter,
+)
+
+
+class LogView(Protocol):
+    """What consensus asks of the log: its bounds, and where an epoch ends."""
+
+    @property
+    def end_offset(self) -> int: ...
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int] | None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftConfig:
+    node_id: int
+    cluster_id: str
+    voters: tuple[Voter, ...]
+    listener_name: str = "CONTROLLER"
+
+    @property
+    def voter_ids(self) -> frozenset[int]:
+        return frozenset(v.node_id for v in self.voters)
+
+    def majority(self) -> int:
+        return len(self.voters) // 2 + 1
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReady:
+    """The fetch can be answered now; `response` is complete."""
+
+    response: FetchResponse
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRead:
+    """The fetch is valid: read records from `offset` and call `complete_fetch`."""
+
+    offset: int
+    max_bytes: int
+
+
+FetchOutcome = FetchReady | FetchRead
+
+
+class RaftCore:
+    def __init__(
+        self,
+        config: RaftConfig,
+        log: LogView,
+        *,
+        persisted_epoch: int = 0,
+        persisted_voted_id: int = -1,
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.role: Role = Unattached(epoch=persisted_epoch, voted_id=persisted_voted_id)
+        self.flushed_end_offset = log.end_offset
+
+    # -- role changes -------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return self.role.epoch
+
+    @property
+    def leader_id(self) -> int:
+        match self.role:
+            case Leader():
+                return self.config.node_id
+            case Follower(leader_id=leader_id):
+                return leader_id
+            case _:
+                return -1
+
+    @property
+    def high_watermark(self) -> int:
+        match self.role:
+            case Leader(high_watermark=hw) | Follower(high_watermark=hw):
+                return hw
+            case _:
+                return -1
+
+    @property
+    def is_leader(self) -> bool:
+        return isinstance(self.role, Leader)
+
+    def start(self, now_ms: int) -> list[Action]:
+        """Begin: a sole voter elects itself; others wait for an election (not yet here)."""
+        if self.config.node_id not in self.config.voter_ids:
+            return []
+        if self.config.voter_ids == {self.config.node_id}:
+            return self._elect_self(now_ms)
+        return []
+
+    def _elect_self(self, now_ms: int) -> list[Action]:
+        epoch = self.role.epoch + 1
+        node = self.config.node_id
+        self.role = Candidate(epoch=epoch, granted={node})
+        actions: list[Action] = [
+            PersistQuorumState(leader_id=-1, leader_epoch=epoch, voted_id=node)
+        ]
+        if len(self.role.granted) >= self.config.majority():
+            actions += self._become_leader(now_ms)
+        return actions
+
+    def _become_leader(self, now_ms: int) -> list[Action]:
+        epoch = self.role.epoch
+        granted = self.role.granted if isinstance(self.role, Candidate) else set()
+        start = self.log.end_offset
+        self.role = Leader(
+            epoch=epoch,
+            epoch_start_offset=start,
+            voters={v: ReplicaProgress(replica_id=v) for v in sorted(self.config.voter_ids)},
+        )
+        voters = [LeaderChangeMessage.Voter(voter_id=v) for v in sorted(self.config.voter_ids)]
+        message = LeaderChangeMessage(
+            version=0,
+            leader_id=self.config.node_id,
+            voters=voters,
+            granting_voters=[LeaderChangeMessage.Voter(voter_id=v) for v in sorted(granted)],
+        )
+        return [
+            PersistQuorumState(leader_id=self.config.node_id, leader_epoch=epoch, voted_id=-1),
+            BecameLeader(epoch=epoch, epoch_start_offset=start),
+            AppendLeaderChange(epoch=epoch, message=message),
+        ]
+
+    # -- the log's progress -----------------------------------------------------------------
+
+    def on_flushed(self, end_offset: int, now_ms: int) -> list[Action]:
+        """The local log is durable up to `end_offset` (exclusive)."""
+        self.flushed_end_offset = end_offset
+        match self.role:
+            case Leader() as leader:
+                own = leader.voters.get(self.config.node_id)
+                if own is not None:
+                    own.end_offset = end_offset
+                    own.last_fetch_ms = own.last_caught_up_ms = now_ms
+                return self._maybe_advance_high_watermark(leader)
+        return []
+
+    def _maybe_advance_high_watermark(self, leader: Leader) -> list[Action]:
+        offsets = sorted((p.end_offset for p in leader.voters.values()), reverse=True)
+        candidate = offsets[self.config.majority() - 1]
+        if candidate > leader.epoch_start_offset and candidate > leader.high_watermark:
+            leader.high_watermark = candidate
+            return [HighWatermarkAdvanced(offset=candidate)]
+        return []
+
+    # -- Fetch ------------------------------------------------------------------------------
+
+    def fetch(self, request: FetchRequest, now_ms: int) -> FetchOutcome:
+        """Validate a Fetch; either answer it now or ask for records to be read."""
+        if request.cluster_id is not None and request.cluster_id != self.config.cluster_id:
+            return FetchReady(FetchResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID))
+        partition = self._single_partition(request)
+        if partition is None:
+            return FetchReady(FetchResponse(error_code=ErrorCode.INVALID_REQUEST))
+        if (
+            request.max_wait_ms < 0
+            or partition.fetch_offset < 0
+            or partition.last_fetched_epoch < 0
+            or partition.last_fetched_epoch > partition.current_leader_epoch
+        ):
+            return FetchReady(self._fetch_response(ErrorCode.INVALID_REQUEST, with_hw=False))
+        error = self._validate_leader_epoch(partition.current_leader_epoch)
+        if error is not None:
+            return FetchReady(self._fetch_response(error, with_hw=False))
+        diverging = self._diverging(partition.fetch_offset, partition.last_fetched_epoch)
+        if diverging is not None:
+            return FetchReady(self._fetch_response(ErrorCode.NONE, diverging=diverging))
+        max_bytes = partition.partition_max_bytes or request.max_bytes
+        return FetchRead(offset=partition.fetch_offset, max_bytes=max(max_bytes, 1))
+
+    def complete_fetch(
+        self, request: FetchRequest, records: bytes, now_ms: int
+    ) -> tuple[FetchResponse, list[Action]]:
+        """Record the replica's progress and answer with the records read."""
+        partition = self._single_partition(request)
+        assert partition is not None
+        actions: list[Action] = []
+        if isinstance(self.role, Leader):
+            actions = self._record_replica_fetch(self.role, request, partition, now_ms)
+        return self._fetch_response(ErrorCode.NONE, records=records), actions
+
+    def _record_replica_fetch(
+        self,
+        leader: Leader,
+        request: FetchRequest,
+        partition: FetchRequest.FetchPartition,
+        now_ms: int,
+    ) -> list[Action]:
+        replica_id = (
+            request.replica_state.replica_id if request.replica_id == -1 else request.replica_id
+        )
+        if replica_id < 0:
+            return []  # a consumer-style fetch: nothing to track
+        leader_end = self.log.end_offset
+        if replica_id in leader.voters and replica_id != self.config.node_id:
+            leader.voters[replica_id].record_fetch(partition.fetch_offset, leader_end, now_ms)
+            return self._maybe_advance_high_watermark(leader)
+        key = (replica_id, partition.replica_directory_id)
+        progress = leader.observers.get(key)
+        if progress is None:
+            progress = leader.observers[key] = ReplicaProgress(
+                replica_id=replica_id, directory_id=partition.replica_directory_id
+            )
+        progress.record_fetch(partition.fetch_offset, leader_end, now_ms)
+        return []
+
+    def fetch_would_wait(self, request: FetchRequest, response: FetchResponse) -> bool:
+        """Kafka parks an empty, error-free, non-diverged fetch until data or MaxWaitMs."""
+        if request.max_wait_ms == 0 or response.error_code != ErrorCode.NONE:
+            return False
+        data = response.responses[0].partitions[0]
+        return (
+            data.error_code == ErrorCode.NONE
+            and not data.records
+            and data.diverging_epoch.epoch == -1
+            and data.snapshot_id.epoch == -1
+        )
+
+    def _single_partition(self, request: FetchRequest) -> FetchRequest.FetchPartition | None:
+        if len(request.topics) != 1 or len(request.topics[0].partitions) != 1:
+            return None
+        topic = request.topics[0]
+        if topic.topic_id != METADATA_TOPIC_ID and topic.topic != METADATA_TOPIC:
+            return None
+        partition = topic.partitions[0]
+        return partition if partition.partition == METADATA_PARTITION else None
+
+    def _validate_leader_epoch(self, request_epoch: int) -> ErrorCode | None:
+        if request_epoch < self.epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        if request_epoch > self.epoch:
+            return ErrorCode.UNKNOWN_LEADER_EPOCH
+        if not self.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        return None
+
+    def _diverging(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+        """(epoch, end offset) to truncate to, or None when the fetch position is valid."""
+        if self.log.log_start_offset == 0 and fetch_offset == 0:
+            return None
+        found = self.log.end_offset_for_epoch(last_fetched_epoch)
+        epoch, end_offset = found if found is not None else (-1, -1)
+        if epoch != last_fetched_epoch or end_offset < fetch_offset:
+            return epoch, end_offset
+        return None
+
+    def _fetch_response(
+        self,
+        error: ErrorCode,
+        *,
+        records: bytes = b"",
+        diverging: tuple[int, int] | None = None,
+        with_hw: bool = True,
+    ) -> FetchResponse:
+        data = FetchResponse.PartitionData(
+            partition_index=METADATA_PARTITION,
+            error_code=error,
+            high_watermark=self.high_watermark if with_hw else -1,
+            last_stable_offset=-1,
+            log_start_offset=self.log.log_start_offset,
+            records=records,
+        )
+        data.current_leader = FetchResponse.LeaderIdAndEpoch(
+            leader_id=self.leader_id, leader_epoch=self.epoch
+        )
+        if diverging is not None:
+            data.diverging_epoch = FetchResponse.EpochEndOffset(
+                epoch=diverging[0], end_offset=diverging[1]
+            )
+        return FetchResponse(
+            responses=[
+                FetchResponse.FetchableTopicResponse(topic_id=METADATA_TOPIC_ID, partitions=[data])
+            ],
+            node_endpoints=self._leader_endpoints(),
+        )
+
+    def _leader_endpoints(self) -> list[FetchResponse.NodeEndpoint]:
+        leader = self.leader_id
+        return [
+            FetchResponse.NodeEndpoint(node_id=v.node_id, host=v.host, port=v.port, rack=None)
+            for v in self.config.voters
+            if v.node_id == leader
+        ]
+
+    # -- DescribeQuorum ---------------------------------------------------------------------
+
+    def describe_quorum(
+        self, request: DescribeQuorumRequest, now_ms: int
+    ) -> DescribeQuorumResponse:
+        topics = request.topics
+        if (
+            len(topics) != 1
+            or topics[0].topic_name != METADATA_TOPIC
+            or len(topics[0].partitions) != 1
+            or topics[0].partitions[0].partition_index != METADATA_PARTITION
+        ):
+            return DescribeQuorumResponse(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        role = self.role
+        if not isinstance(role, Leader):
+            return DescribeQuorumResponse(
+                error_code=ErrorCode.NONE,
+                topics=[
+                    DescribeQuorumResponse.TopicData(
+                        topic_name=METADATA_TOPIC,
+                        partitions=[
+                            DescribeQuorumResponse.PartitionData(
+                                partition_index=METADATA_PARTITION,
+                                error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                                error_message=ErrorCode.NOT_LEADER_OR_FOLLOWER.message,
+                                leader_id=self.leader_id,
+                                leader_epoch=self.epoch,
+                            )
+                        ],
+                    )
+                ],
+            )
+        own = role.voters.get(self.config.node_id)
+        if own is not None:  # the leader has, by definition, fetched from itself just now
+            own.last_fetch_ms = own.last_caught_up_ms = now_ms
+        expired = [
+            key
+            for key, p in role.observers.items()
+            if now_ms - p.last_fetch_ms >= OBSERVER_SESSION_TIMEOUT_MS
+        ]
+        for key in expired:
+            del role.observers[key]
+        partition = DescribeQuorumResponse.PartitionData(
+            partition_index=METADATA_PARTITION,
+            error_code=ErrorCode.NONE,
+            error_message="",
+            leader_id=self.config.node_id,
+            leader_epoch=role.epoch,
+            high_watermark=role.high_watermark,
+            current_voters=[_replica_state(p) for p in role.voters.values()],
+            observers=[_replica_state(p) for p in role.observers.values()],
+        )
+        return DescribeQuorumResponse(
+            error_code=ErrorCode.NONE,
+            error_message="",
+            topics=[
+                DescribeQuorumResponse.TopicData(topic_name=METADATA_TOPIC, partitions=[partition])
+            ],
+            nodes=[
+                DescribeQuorumResponse.Node(
+                    node_id=v.node_id,
+                    listeners=[
+                        DescribeQuorumResponse.Listener(
+                            name=self.config.listener_name, host=v.host, port=v.port
+                        )
+                    ],
+                )
+                for v in self.config.voters
+            ],
+        )
+
+
+def _replica_state(progress: ReplicaProgress) -> DescribeQuorumResponse.ReplicaState:
+    return DescribeQuorumResponse.ReplicaState(
+        replica_id=progress.replica_id,
+        replica_directory_id=progress.directory_id,
+        log_end_offset=progress.end_offset,
+        last_fetch_timestamp=progress.last_fetch_ms,
+        last_caught_up_timestamp=progress.last_caught_up_ms,
+    )
