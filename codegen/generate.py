@@ -71,6 +71,7 @@ class RenderedMessage:
     reader_table: list[str]
     writer_table: list[str]
     field_tables: dict[str, list[str]]
+    nested_structs: list[StructPlan]
 
     @property
     def root(self) -> StructPlan:
@@ -148,7 +149,7 @@ def _render_message(plan: MessagePlan) -> RenderedMessage:
         constants.append(("LATEST_VERSION_UNSTABLE", ("bool", repr(spec.latest_version_unstable))))
     if spec.name in CONTROL_RECORDS:
         constants.append(("CONTROL_RECORD_TYPE", ("int", str(CONTROL_RECORDS[spec.name]))))
-    aliases = [(s.spec.name, s.class_name) for s in plan.structs.values()]
+    aliases: list[tuple[str, str]] = []
     highest = spec.valid_versions.highest
     reader_table = [plan.root.readers.get(v, "None") for v in range(highest + 1)]
     writer_table = [plan.root.writers.get(v, "None") for v in range(highest + 1)]
@@ -159,6 +160,7 @@ def _render_message(plan: MessagePlan) -> RenderedMessage:
     return RenderedMessage(
         plan=plan,
         field_tables=field_tables,
+        nested_structs=[s for s in plan.all_structs_leaves_first() if not s.is_root],
         structs_in_order=plan.all_structs_leaves_first(),
         constants=constants,
         aliases=aliases,

@@ -147,8 +147,9 @@ def _plan_field(f: FieldSpec, structs: dict[str, StructPlan], spec: MessageSpec)
     if attribute in RESERVED_ATTRIBUTES:
         attribute += "_"
     struct_class = structs[f.type.struct].class_name if f.type.struct is not None else None
+    public_class = structs[f.type.struct].public_name if f.type.struct is not None else None
     nullable = not f.nullable_versions.empty
-    element = _element_annotation(f, struct_class)
+    element = _element_annotation(f, public_class)
     annotation = f"list[{element}]" if f.type.array else element
     # A records field defaults to null in every version, as in Kafka.
     if nullable or f.type.primitive is Primitive.RECORDS:
@@ -185,7 +186,9 @@ def _default(f: FieldSpec, struct_class: str | None) -> tuple[str, str]:
     if t.array:
         return "field(default_factory=list)", "[]"
     if struct_class is not None:
-        return f"field(default_factory={struct_class})", f"{struct_class}()"
+        # Nested classes cannot name their siblings while the message class is being
+        # built, so a struct default comes from a module-level factory, looked up late.
+        return f"field(default_factory=_new{struct_class})", f"{struct_class}()"
     value = python_literal(f)
     return value, value
 

@@ -386,34 +386,7 @@ def _write_AddOffsetsToTxnResponse_v3(o: AddOffsetsToTxnResponse, out: bytearray
 
 @dataclass(slots=True)
 class AddOffsetsToTxnRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TransactionalId",
-            "transactional_id",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProducerEpoch",
-            "producer_epoch",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AddOffsetsToTxnRequest_v0,
         _read_AddOffsetsToTxnRequest_v0,
@@ -443,24 +416,29 @@ class AddOffsetsToTxnRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+AddOffsetsToTxnRequest.FIELDS = (
+    FieldInfo(
+        "TransactionalId",
+        "transactional_id",
+        "string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+
+
 @dataclass(slots=True)
 class AddOffsetsToTxnResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AddOffsetsToTxnResponse_v0,
         _read_AddOffsetsToTxnResponse_v0,
@@ -484,3 +462,11 @@ class AddOffsetsToTxnResponse(Message):
     throttle_time_ms: int = 0
     error_code: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+AddOffsetsToTxnResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -327,7 +327,7 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "AddPartitionsToTxnTransaction.topics")
     count3 -= 1
-    f_topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic]
+    f_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTransaction.topics", pos)
     elif count3 > len(buf) - pos:
@@ -455,7 +455,7 @@ def _read_AddPartitionsToTxnRequest_v0(
     except struct_error:
         raise too_short("v3_and_below_topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_v3_and_below_topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic]
+    f_v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
     if count3 < 0:
         raise null_value("v3_and_below_topics", pos)
     elif count3 > len(buf) - pos:
@@ -517,7 +517,7 @@ def _read_AddPartitionsToTxnRequest_v3(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "v3_and_below_topics")
     count3 -= 1
-    f_v3_and_below_topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic]
+    f_v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
     if count3 < 0:
         raise null_value("v3_and_below_topics", pos)
     elif count3 > len(buf) - pos:
@@ -577,7 +577,7 @@ def _read_AddPartitionsToTxnRequest_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "transactions")
     count1 -= 1
-    f_transactions: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction]
+    f_transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction]
     if count1 < 0:
         raise null_value("transactions", pos)
     elif count1 > len(buf) - pos:
@@ -928,7 +928,7 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
             "AddPartitionsToTxnTopicResult.results_by_partition", pos, 4, len(buf) - pos
         ) from None
     pos += 4
-    f_results_by_partition: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult]
+    f_results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTopicResult.results_by_partition", pos)
     elif count3 > len(buf) - pos:
@@ -984,7 +984,7 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
             buf, pos, count3, "AddPartitionsToTxnTopicResult.results_by_partition"
         )
     count3 -= 1
-    f_results_by_partition: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult]
+    f_results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTopicResult.results_by_partition", pos)
     elif count3 > len(buf) - pos:
@@ -1179,7 +1179,7 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "AddPartitionsToTxnResult.topic_results")
     count3 -= 1
-    f_topic_results: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult]
+    f_topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnResult.topic_results", pos)
     elif count3 > len(buf) - pos:
@@ -1281,7 +1281,7 @@ def _read_AddPartitionsToTxnResponse_v0(
     except struct_error:
         raise too_short("results_by_topic_v3_and_below", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results_by_topic_v3_and_below: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult]
+    f_results_by_topic_v3_and_below: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
     if count1 < 0:
         raise null_value("results_by_topic_v3_and_below", pos)
     elif count1 > len(buf) - pos:
@@ -1315,7 +1315,7 @@ def _read_AddPartitionsToTxnResponse_v3(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results_by_topic_v3_and_below")
     count1 -= 1
-    f_results_by_topic_v3_and_below: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult]
+    f_results_by_topic_v3_and_below: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
     if count1 < 0:
         raise null_value("results_by_topic_v3_and_below", pos)
     elif count1 > len(buf) - pos:
@@ -1382,7 +1382,7 @@ def _read_AddPartitionsToTxnResponse_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results_by_transaction")
     count1 -= 1
-    f_results_by_transaction: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnResult]
+    f_results_by_transaction: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult]
     if count1 < 0:
         raise null_value("results_by_transaction", pos)
     elif count1 > len(buf) - pos:
@@ -1537,129 +1537,21 @@ def _write_AddPartitionsToTxnResponse_v5(o: AddPartitionsToTxnResponse, out: byt
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic() -> (
+    AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+):
+    return _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic()
 
 
-@dataclass(slots=True)
-class _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TransactionalId",
-            "transactional_id",
-            "string",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProducerEpoch",
-            "producer_epoch",
-            "int16",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "VerifyOnly", "verify_only", "bool", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]AddPartitionsToTxnTopic",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
-            False,
-        ),
-    )
-    transactional_id: TransactionalId = ""
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    verify_only: bool = False
-    topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction() -> (
+    AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction
+):
+    return _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction()
 
 
 @dataclass(slots=True)
 class AddPartitionsToTxnRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Transactions",
-            "transactions",
-            "[]AddPartitionsToTxnTransaction",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction,
-            False,
-        ),
-        FieldInfo(
-            "V3AndBelowTransactionalId",
-            "v3_and_below_transactional_id",
-            "string",
-            (0, 3),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "V3AndBelowProducerId",
-            "v3_and_below_producer_id",
-            "int64",
-            (0, 3),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "V3AndBelowProducerEpoch",
-            "v3_and_below_producer_epoch",
-            "int16",
-            (0, 3),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "V3AndBelowTopics",
-            "v3_and_below_topics",
-            "[]AddPartitionsToTxnTopic",
-            (0, 3),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AddPartitionsToTxnRequest_v0,
         _read_AddPartitionsToTxnRequest_v0,
@@ -1684,147 +1576,158 @@ class AddPartitionsToTxnRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AddPartitionsToTxnTopic = _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic
-    AddPartitionsToTxnTransaction = _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction
-    transactions: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction] = field(
+
+    @dataclass(slots=True)
+    class AddPartitionsToTxnTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AddPartitionsToTxnTransaction:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        transactional_id: TransactionalId = ""
+        producer_id: ProducerId = 0
+        producer_epoch: int = 0
+        verify_only: bool = False
+        topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction] = field(
         default_factory=list
     )
     v3_and_below_transactional_id: TransactionalId = ""
     v3_and_below_producer_id: ProducerId = 0
     v3_and_below_producer_epoch: int = 0
-    v3_and_below_topics: list[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic] = field(
+    v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PartitionErrorCode",
-            "partition_error_code",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    partition_error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic = (
+    AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+)
+_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction = (
+    AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction
+)
+
+_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction.FIELDS = (
+    FieldInfo(
+        "TransactionalId",
+        "transactional_id",
+        "string",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProducerEpoch", "producer_epoch", "int16", (4, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("VerifyOnly", "verify_only", "bool", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]AddPartitionsToTxnTopic",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
+        False,
+    ),
+)
+AddPartitionsToTxnRequest.FIELDS = (
+    FieldInfo(
+        "Transactions",
+        "transactions",
+        "[]AddPartitionsToTxnTransaction",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction,
+        False,
+    ),
+    FieldInfo(
+        "V3AndBelowTransactionalId",
+        "v3_and_below_transactional_id",
+        "string",
+        (0, 3),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "V3AndBelowProducerId",
+        "v3_and_below_producer_id",
+        "int64",
+        (0, 3),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "V3AndBelowProducerEpoch",
+        "v3_and_below_producer_epoch",
+        "int16",
+        (0, 3),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "V3AndBelowTopics",
+        "v3_and_below_topics",
+        "[]AddPartitionsToTxnTopic",
+        (0, 3),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ResultsByPartition",
-            "results_by_partition",
-            "[]AddPartitionsToTxnPartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    results_by_partition: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult] = (
-        field(default_factory=list)
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult() -> (
+    AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
+):
+    return _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult()
 
 
-@dataclass(slots=True)
-class _AddPartitionsToTxnResponse_AddPartitionsToTxnResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TransactionalId",
-            "transactional_id",
-            "string",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TopicResults",
-            "topic_results",
-            "[]AddPartitionsToTxnTopicResult",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
-            False,
-        ),
-    )
-    transactional_id: TransactionalId = ""
-    topic_results: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult() -> (
+    AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
+):
+    return _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult()
+
+
+def _new_AddPartitionsToTxnResponse_AddPartitionsToTxnResult() -> (
+    AddPartitionsToTxnResponse.AddPartitionsToTxnResult
+):
+    return _AddPartitionsToTxnResponse_AddPartitionsToTxnResult()
 
 
 @dataclass(slots=True)
 class AddPartitionsToTxnResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResultsByTransaction",
-            "results_by_transaction",
-            "[]AddPartitionsToTxnResult",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddPartitionsToTxnResponse_AddPartitionsToTxnResult,
-            False,
-        ),
-        FieldInfo(
-            "ResultsByTopicV3AndBelow",
-            "results_by_topic_v3_and_below",
-            "[]AddPartitionsToTxnTopicResult",
-            (0, 3),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AddPartitionsToTxnResponse_v0,
         _read_AddPartitionsToTxnResponse_v0,
@@ -1847,17 +1750,132 @@ class AddPartitionsToTxnResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    AddPartitionsToTxnTopicResult = _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
-    AddPartitionsToTxnPartitionResult = (
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult
-    )
-    AddPartitionsToTxnResult = _AddPartitionsToTxnResponse_AddPartitionsToTxnResult
+
+    @dataclass(slots=True)
+    class AddPartitionsToTxnPartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        partition_error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AddPartitionsToTxnTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult] = (
+            field(default_factory=list)
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AddPartitionsToTxnResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        transactional_id: TransactionalId = ""
+        topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    results_by_transaction: list[_AddPartitionsToTxnResponse_AddPartitionsToTxnResult] = field(
+    results_by_transaction: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult] = field(
         default_factory=list
     )
     results_by_topic_v3_and_below: list[
-        _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult
+        AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
     ] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult = (
+    AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
+)
+_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult = (
+    AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
+)
+_AddPartitionsToTxnResponse_AddPartitionsToTxnResult = (
+    AddPartitionsToTxnResponse.AddPartitionsToTxnResult
+)
+
+_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PartitionErrorCode",
+        "partition_error_code",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ResultsByPartition",
+        "results_by_partition",
+        "[]AddPartitionsToTxnPartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult,
+        False,
+    ),
+)
+_AddPartitionsToTxnResponse_AddPartitionsToTxnResult.FIELDS = (
+    FieldInfo(
+        "TransactionalId",
+        "transactional_id",
+        "string",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TopicResults",
+        "topic_results",
+        "[]AddPartitionsToTxnTopicResult",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
+        False,
+    ),
+)
+AddPartitionsToTxnResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ResultsByTransaction",
+        "results_by_transaction",
+        "[]AddPartitionsToTxnResult",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddPartitionsToTxnResponse_AddPartitionsToTxnResult,
+        False,
+    ),
+    FieldInfo(
+        "ResultsByTopicV3AndBelow",
+        "results_by_topic_v3_and_below",
+        "[]AddPartitionsToTxnTopicResult",
+        (0, 3),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult,
+        False,
+    ),
+)

@@ -208,7 +208,7 @@ def _read_AddRaftVoterRequest_v0(buf: memoryview, pos: int) -> tuple[AddRaftVote
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "listeners")
     count3 -= 1
-    f_listeners: list[_AddRaftVoterRequest_Listener]
+    f_listeners: list[AddRaftVoterRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
     elif count3 > len(buf) - pos:
@@ -376,52 +376,13 @@ def _write_AddRaftVoterResponse_v0(o: AddRaftVoterResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AddRaftVoterRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AddRaftVoterRequest_Listener() -> AddRaftVoterRequest.Listener:
+    return _AddRaftVoterRequest_Listener()
 
 
 @dataclass(slots=True)
 class AddRaftVoterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "VoterDirectoryId",
-            "voter_directory_id",
-            "uuid",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Listeners",
-            "listeners",
-            "[]Listener",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AddRaftVoterRequest_Listener,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AddRaftVoterRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AddRaftVoterRequest_v0,)
     NAME: ClassVar[str] = "AddRaftVoterRequest"
@@ -432,44 +393,64 @@ class AddRaftVoterRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _AddRaftVoterRequest_Listener
+
+    @dataclass(slots=True)
+    class Listener:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str | None = ""
     timeout_ms: int = 0
     voter_id: int = 0
     voter_directory_id: UUID = ZERO_UUID
-    listeners: list[_AddRaftVoterRequest_Listener] = field(default_factory=list)
+    listeners: list[AddRaftVoterRequest.Listener] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AddRaftVoterRequest_Listener = AddRaftVoterRequest.Listener
+
+_AddRaftVoterRequest_Listener.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+AddRaftVoterRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "VoterDirectoryId",
+        "voter_directory_id",
+        "uuid",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Listeners",
+        "listeners",
+        "[]Listener",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AddRaftVoterRequest_Listener,
+        False,
+    ),
+)
 
 
 @dataclass(slots=True)
 class AddRaftVoterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AddRaftVoterResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AddRaftVoterResponse_v0,)
     NAME: ClassVar[str] = "AddRaftVoterResponse"
@@ -482,3 +463,14 @@ class AddRaftVoterResponse(Message):
     error_code: int = 0
     error_message: str | None = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+AddRaftVoterResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)

@@ -162,12 +162,7 @@ def _write_AllocateProducerIdsResponse_v0(o: AllocateProducerIdsResponse, out: b
 
 @dataclass(slots=True)
 class AllocateProducerIdsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AllocateProducerIdsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AllocateProducerIdsRequest_v0,)
     NAME: ClassVar[str] = "AllocateProducerIdsRequest"
@@ -183,46 +178,17 @@ class AllocateProducerIdsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+AllocateProducerIdsRequest.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
 @dataclass(slots=True)
 class AllocateProducerIdsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProducerIdStart",
-            "producer_id_start",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProducerIdLen",
-            "producer_id_len",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AllocateProducerIdsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AllocateProducerIdsResponse_v0,)
     NAME: ClassVar[str] = "AllocateProducerIdsResponse"
@@ -236,3 +202,25 @@ class AllocateProducerIdsResponse(Message):
     producer_id_start: ProducerId = 0
     producer_id_len: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+AllocateProducerIdsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProducerIdStart",
+        "producer_id_start",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ProducerIdLen", "producer_id_len", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

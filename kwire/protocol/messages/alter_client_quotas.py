@@ -390,7 +390,7 @@ def _read_AlterClientQuotasRequest_EntryData_v0(
     except struct_error:
         raise too_short("EntryData.entity", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_entity: list[_AlterClientQuotasRequest_EntityData]
+    f_entity: list[AlterClientQuotasRequest.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
     elif count1 > len(buf) - pos:
@@ -405,7 +405,7 @@ def _read_AlterClientQuotasRequest_EntryData_v0(
     except struct_error:
         raise too_short("EntryData.ops", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ops: list[_AlterClientQuotasRequest_OpData]
+    f_ops: list[AlterClientQuotasRequest.OpData]
     if count3 < 0:
         raise null_value("EntryData.ops", pos)
     elif count3 > len(buf) - pos:
@@ -433,7 +433,7 @@ def _read_AlterClientQuotasRequest_EntryData_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "EntryData.entity")
     count1 -= 1
-    f_entity: list[_AlterClientQuotasRequest_EntityData]
+    f_entity: list[AlterClientQuotasRequest.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
     elif count1 > len(buf) - pos:
@@ -451,7 +451,7 @@ def _read_AlterClientQuotasRequest_EntryData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "EntryData.ops")
     count3 -= 1
-    f_ops: list[_AlterClientQuotasRequest_OpData]
+    f_ops: list[AlterClientQuotasRequest.OpData]
     if count3 < 0:
         raise null_value("EntryData.ops", pos)
     elif count3 > len(buf) - pos:
@@ -559,7 +559,7 @@ def _read_AlterClientQuotasRequest_v0(
     except struct_error:
         raise too_short("entries", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_entries: list[_AlterClientQuotasRequest_EntryData]
+    f_entries: list[AlterClientQuotasRequest.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
     elif count1 > len(buf) - pos:
@@ -591,7 +591,7 @@ def _read_AlterClientQuotasRequest_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "entries")
     count1 -= 1
-    f_entries: list[_AlterClientQuotasRequest_EntryData]
+    f_entries: list[AlterClientQuotasRequest.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
     elif count1 > len(buf) - pos:
@@ -900,7 +900,7 @@ def _read_AlterClientQuotasResponse_EntryData_v0(
     except struct_error:
         raise too_short("EntryData.entity", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_entity: list[_AlterClientQuotasResponse_EntityData]
+    f_entity: list[AlterClientQuotasResponse.EntityData]
     if count3 < 0:
         raise null_value("EntryData.entity", pos)
     elif count3 > len(buf) - pos:
@@ -955,7 +955,7 @@ def _read_AlterClientQuotasResponse_EntryData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "EntryData.entity")
     count3 -= 1
-    f_entity: list[_AlterClientQuotasResponse_EntityData]
+    f_entity: list[AlterClientQuotasResponse.EntityData]
     if count3 < 0:
         raise null_value("EntryData.entity", pos)
     elif count3 > len(buf) - pos:
@@ -1074,7 +1074,7 @@ def _read_AlterClientQuotasResponse_v0(
     except struct_error:
         raise too_short("entries", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_entries: list[_AlterClientQuotasResponse_EntryData]
+    f_entries: list[AlterClientQuotasResponse.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
     elif count1 > len(buf) - pos:
@@ -1106,7 +1106,7 @@ def _read_AlterClientQuotasResponse_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "entries")
     count1 -= 1
-    f_entries: list[_AlterClientQuotasResponse_EntryData]
+    f_entries: list[AlterClientQuotasResponse.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
     elif count1 > len(buf) - pos:
@@ -1184,83 +1184,21 @@ def _write_AlterClientQuotasResponse_v1(o: AlterClientQuotasResponse, out: bytea
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AlterClientQuotasRequest_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-    )
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterClientQuotasRequest_EntityData() -> AlterClientQuotasRequest.EntityData:
+    return _AlterClientQuotasRequest_EntityData()
 
 
-@dataclass(slots=True)
-class _AlterClientQuotasRequest_OpData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    key: str = ""
-    value: float = 0.0
-    remove: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterClientQuotasRequest_OpData() -> AlterClientQuotasRequest.OpData:
+    return _AlterClientQuotasRequest_OpData()
 
 
-@dataclass(slots=True)
-class _AlterClientQuotasRequest_EntryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Entity",
-            "entity",
-            "[]EntityData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterClientQuotasRequest_EntityData,
-            False,
-        ),
-        FieldInfo(
-            "Ops",
-            "ops",
-            "[]OpData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterClientQuotasRequest_OpData,
-            False,
-        ),
-    )
-    entity: list[_AlterClientQuotasRequest_EntityData] = field(default_factory=list)
-    ops: list[_AlterClientQuotasRequest_OpData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterClientQuotasRequest_EntryData() -> AlterClientQuotasRequest.EntryData:
+    return _AlterClientQuotasRequest_EntryData()
 
 
 @dataclass(slots=True)
 class AlterClientQuotasRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Entries",
-            "entries",
-            "[]EntryData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterClientQuotasRequest_EntryData,
-            False,
-        ),
-        FieldInfo(
-            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterClientQuotasRequest_v0,
         _read_AlterClientQuotasRequest_v1,
@@ -1277,90 +1215,102 @@ class AlterClientQuotasRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    EntryData = _AlterClientQuotasRequest_EntryData
-    EntityData = _AlterClientQuotasRequest_EntityData
-    OpData = _AlterClientQuotasRequest_OpData
-    entries: list[_AlterClientQuotasRequest_EntryData] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class EntityData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        entity_type: str = ""
+        entity_name: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OpData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        key: str = ""
+        value: float = 0.0
+        remove: bool = False
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class EntryData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        entity: list[AlterClientQuotasRequest.EntityData] = field(default_factory=list)
+        ops: list[AlterClientQuotasRequest.OpData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    entries: list[AlterClientQuotasRequest.EntryData] = field(default_factory=list)
     validate_only: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AlterClientQuotasResponse_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-    )
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AlterClientQuotasRequest_EntityData = AlterClientQuotasRequest.EntityData
+_AlterClientQuotasRequest_OpData = AlterClientQuotasRequest.OpData
+_AlterClientQuotasRequest_EntryData = AlterClientQuotasRequest.EntryData
+
+_AlterClientQuotasRequest_EntityData.FIELDS = (
+    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_AlterClientQuotasRequest_OpData.FIELDS = (
+    FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_AlterClientQuotasRequest_EntryData.FIELDS = (
+    FieldInfo(
+        "Entity",
+        "entity",
+        "[]EntityData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterClientQuotasRequest_EntityData,
+        False,
+    ),
+    FieldInfo(
+        "Ops",
+        "ops",
+        "[]OpData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterClientQuotasRequest_OpData,
+        False,
+    ),
+)
+AlterClientQuotasRequest.FIELDS = (
+    FieldInfo(
+        "Entries",
+        "entries",
+        "[]EntryData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterClientQuotasRequest_EntryData,
+        False,
+    ),
+    FieldInfo(
+        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
 
 
-@dataclass(slots=True)
-class _AlterClientQuotasResponse_EntryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Entity",
-            "entity",
-            "[]EntityData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterClientQuotasResponse_EntityData,
-            False,
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = ""
-    entity: list[_AlterClientQuotasResponse_EntityData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterClientQuotasResponse_EntityData() -> AlterClientQuotasResponse.EntityData:
+    return _AlterClientQuotasResponse_EntityData()
+
+
+def _new_AlterClientQuotasResponse_EntryData() -> AlterClientQuotasResponse.EntryData:
+    return _AlterClientQuotasResponse_EntryData()
 
 
 @dataclass(slots=True)
 class AlterClientQuotasResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Entries",
-            "entries",
-            "[]EntryData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterClientQuotasResponse_EntryData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterClientQuotasResponse_v0,
         _read_AlterClientQuotasResponse_v1,
@@ -1375,8 +1325,66 @@ class AlterClientQuotasResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    EntryData = _AlterClientQuotasResponse_EntryData
-    EntityData = _AlterClientQuotasResponse_EntityData
+
+    @dataclass(slots=True)
+    class EntityData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        entity_type: str = ""
+        entity_name: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class EntryData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = ""
+        entity: list[AlterClientQuotasResponse.EntityData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    entries: list[_AlterClientQuotasResponse_EntryData] = field(default_factory=list)
+    entries: list[AlterClientQuotasResponse.EntryData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AlterClientQuotasResponse_EntityData = AlterClientQuotasResponse.EntityData
+_AlterClientQuotasResponse_EntryData = AlterClientQuotasResponse.EntryData
+
+_AlterClientQuotasResponse_EntityData.FIELDS = (
+    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_AlterClientQuotasResponse_EntryData.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Entity",
+        "entity",
+        "[]EntityData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterClientQuotasResponse_EntityData,
+        False,
+    ),
+)
+AlterClientQuotasResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Entries",
+        "entries",
+        "[]EntryData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterClientQuotasResponse_EntryData,
+        False,
+    ),
+)

@@ -297,7 +297,7 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v0(
     except struct_error:
         raise too_short("AlterConfigsResource.configs", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_configs: list[_AlterConfigsRequest_AlterableConfig]
+    f_configs: list[AlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
     elif count3 > len(buf) - pos:
@@ -354,7 +354,7 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "AlterConfigsResource.configs")
     count3 -= 1
-    f_configs: list[_AlterConfigsRequest_AlterableConfig]
+    f_configs: list[AlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
     elif count3 > len(buf) - pos:
@@ -494,7 +494,7 @@ def _read_AlterConfigsRequest_v0(buf: memoryview, pos: int) -> tuple[AlterConfig
     except struct_error:
         raise too_short("resources", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_resources: list[_AlterConfigsRequest_AlterConfigsResource]
+    f_resources: list[AlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -524,7 +524,7 @@ def _read_AlterConfigsRequest_v2(buf: memoryview, pos: int) -> tuple[AlterConfig
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "resources")
     count1 -= 1
-    f_resources: list[_AlterConfigsRequest_AlterConfigsResource]
+    f_resources: list[AlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -896,7 +896,7 @@ def _read_AlterConfigsResponse_v0(buf: memoryview, pos: int) -> tuple[AlterConfi
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_AlterConfigsResponse_AlterConfigsResourceResponse]
+    f_responses: list[AlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -926,7 +926,7 @@ def _read_AlterConfigsResponse_v2(buf: memoryview, pos: int) -> tuple[AlterConfi
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_AlterConfigsResponse_AlterConfigsResourceResponse]
+    f_responses: list[AlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -1017,62 +1017,17 @@ def _write_AlterConfigsResponse_v2(o: AlterConfigsResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AlterConfigsRequest_AlterableConfig:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    name: str = ""
-    value: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterConfigsRequest_AlterableConfig() -> AlterConfigsRequest.AlterableConfig:
+    return _AlterConfigsRequest_AlterableConfig()
 
 
-@dataclass(slots=True)
-class _AlterConfigsRequest_AlterConfigsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Configs",
-            "configs",
-            "[]AlterableConfig",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterConfigsRequest_AlterableConfig,
-            False,
-        ),
-    )
-    resource_type: int = 0
-    resource_name: str = ""
-    configs: list[_AlterConfigsRequest_AlterableConfig] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterConfigsRequest_AlterConfigsResource() -> AlterConfigsRequest.AlterConfigsResource:
+    return _AlterConfigsRequest_AlterConfigsResource()
 
 
 @dataclass(slots=True)
 class AlterConfigsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Resources",
-            "resources",
-            "[]AlterConfigsResource",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterConfigsRequest_AlterConfigsResource,
-            False,
-        ),
-        FieldInfo(
-            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterConfigsRequest_v0,
         _read_AlterConfigsRequest_v0,
@@ -1091,70 +1046,80 @@ class AlterConfigsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AlterConfigsResource = _AlterConfigsRequest_AlterConfigsResource
-    AlterableConfig = _AlterConfigsRequest_AlterableConfig
-    resources: list[_AlterConfigsRequest_AlterConfigsResource] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class AlterableConfig:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        value: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AlterConfigsResource:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        resource_type: int = 0
+        resource_name: str = ""
+        configs: list[AlterConfigsRequest.AlterableConfig] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    resources: list[AlterConfigsRequest.AlterConfigsResource] = field(default_factory=list)
     validate_only: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AlterConfigsResponse_AlterConfigsResourceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AlterConfigsRequest_AlterableConfig = AlterConfigsRequest.AlterableConfig
+_AlterConfigsRequest_AlterConfigsResource = AlterConfigsRequest.AlterConfigsResource
+
+_AlterConfigsRequest_AlterableConfig.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+_AlterConfigsRequest_AlterConfigsResource.FIELDS = (
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Configs",
+        "configs",
+        "[]AlterableConfig",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterConfigsRequest_AlterableConfig,
+        False,
+    ),
+)
+AlterConfigsRequest.FIELDS = (
+    FieldInfo(
+        "Resources",
+        "resources",
+        "[]AlterConfigsResource",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterConfigsRequest_AlterConfigsResource,
+        False,
+    ),
+    FieldInfo(
+        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_AlterConfigsResponse_AlterConfigsResourceResponse() -> (
+    AlterConfigsResponse.AlterConfigsResourceResponse
+):
+    return _AlterConfigsResponse_AlterConfigsResourceResponse()
 
 
 @dataclass(slots=True)
 class AlterConfigsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]AlterConfigsResourceResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterConfigsResponse_AlterConfigsResourceResponse,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterConfigsResponse_v0,
         _read_AlterConfigsResponse_v0,
@@ -1171,9 +1136,50 @@ class AlterConfigsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    AlterConfigsResourceResponse = _AlterConfigsResponse_AlterConfigsResourceResponse
+
+    @dataclass(slots=True)
+    class AlterConfigsResourceResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = ""
+        resource_type: int = 0
+        resource_name: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    responses: list[_AlterConfigsResponse_AlterConfigsResourceResponse] = field(
-        default_factory=list
-    )
+    responses: list[AlterConfigsResponse.AlterConfigsResourceResponse] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AlterConfigsResponse_AlterConfigsResourceResponse = (
+    AlterConfigsResponse.AlterConfigsResourceResponse
+)
+
+_AlterConfigsResponse_AlterConfigsResourceResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+AlterConfigsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]AlterConfigsResourceResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterConfigsResponse_AlterConfigsResourceResponse,
+        False,
+    ),
+)

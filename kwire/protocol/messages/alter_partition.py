@@ -277,7 +277,7 @@ def _read_AlterPartitionRequest_PartitionData_v3(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionData.new_isr_with_epochs")
     count1 -= 1
-    f_new_isr_with_epochs: list[_AlterPartitionRequest_BrokerState]
+    f_new_isr_with_epochs: list[AlterPartitionRequest.BrokerState]
     if count1 < 0:
         raise null_value("PartitionData.new_isr_with_epochs", pos)
     elif count1 > len(buf) - pos:
@@ -462,7 +462,7 @@ def _read_AlterPartitionRequest_TopicData_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_AlterPartitionRequest_PartitionData]
+    f_partitions: list[AlterPartitionRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -544,7 +544,7 @@ def _read_AlterPartitionRequest_TopicData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_AlterPartitionRequest_PartitionData]
+    f_partitions: list[AlterPartitionRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -609,7 +609,7 @@ def _read_AlterPartitionRequest_TopicData_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "TopicData.partitions")
     count1 -= 1
-    f_partitions: list[_AlterPartitionRequest_PartitionData]
+    f_partitions: list[AlterPartitionRequest.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -674,7 +674,7 @@ def _read_AlterPartitionRequest_TopicData_v3(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "TopicData.partitions")
     count1 -= 1
-    f_partitions: list[_AlterPartitionRequest_PartitionData]
+    f_partitions: list[AlterPartitionRequest.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -845,7 +845,7 @@ def _read_AlterPartitionRequest_v0(buf: memoryview, pos: int) -> tuple[AlterPart
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionRequest_TopicData]
+    f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -906,7 +906,7 @@ def _read_AlterPartitionRequest_v1(buf: memoryview, pos: int) -> tuple[AlterPart
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionRequest_TopicData]
+    f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -967,7 +967,7 @@ def _read_AlterPartitionRequest_v2(buf: memoryview, pos: int) -> tuple[AlterPart
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionRequest_TopicData]
+    f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1028,7 +1028,7 @@ def _read_AlterPartitionRequest_v3(buf: memoryview, pos: int) -> tuple[AlterPart
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionRequest_TopicData]
+    f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1393,7 +1393,7 @@ def _read_AlterPartitionResponse_TopicData_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_AlterPartitionResponse_PartitionData]
+    f_partitions: list[AlterPartitionResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1475,7 +1475,7 @@ def _read_AlterPartitionResponse_TopicData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_AlterPartitionResponse_PartitionData]
+    f_partitions: list[AlterPartitionResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1540,7 +1540,7 @@ def _read_AlterPartitionResponse_TopicData_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "TopicData.partitions")
     count1 -= 1
-    f_partitions: list[_AlterPartitionResponse_PartitionData]
+    f_partitions: list[AlterPartitionResponse.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -1694,7 +1694,7 @@ def _read_AlterPartitionResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionResponse_TopicData]
+    f_topics: list[AlterPartitionResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1759,7 +1759,7 @@ def _read_AlterPartitionResponse_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionResponse_TopicData]
+    f_topics: list[AlterPartitionResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1824,7 +1824,7 @@ def _read_AlterPartitionResponse_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionResponse_TopicData]
+    f_topics: list[AlterPartitionResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1927,122 +1927,21 @@ def _write_AlterPartitionResponse_v2(o: AlterPartitionResponse, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AlterPartitionRequest_BrokerState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterPartitionRequest_BrokerState() -> AlterPartitionRequest.BrokerState:
+    return _AlterPartitionRequest_BrokerState()
 
 
-@dataclass(slots=True)
-class _AlterPartitionRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("NewIsr", "new_isr", "[]int32", (0, 2), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "NewIsrWithEpochs",
-            "new_isr_with_epochs",
-            "[]BrokerState",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionRequest_BrokerState,
-            False,
-        ),
-        FieldInfo(
-            "LeaderRecoveryState",
-            "leader_recovery_state",
-            "int8",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PartitionEpoch",
-            "partition_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    leader_epoch: int = 0
-    new_isr: list[BrokerId] = field(default_factory=list)
-    new_isr_with_epochs: list[_AlterPartitionRequest_BrokerState] = field(default_factory=list)
-    leader_recovery_state: int = 0
-    partition_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterPartitionRequest_PartitionData() -> AlterPartitionRequest.PartitionData:
+    return _AlterPartitionRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _AlterPartitionRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AlterPartitionRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterPartitionRequest_TopicData() -> AlterPartitionRequest.TopicData:
+    return _AlterPartitionRequest_TopicData()
 
 
 @dataclass(slots=True)
 class AlterPartitionRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionRequest_TopicData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterPartitionRequest_v0,
         _read_AlterPartitionRequest_v1,
@@ -2063,122 +1962,128 @@ class AlterPartitionRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _AlterPartitionRequest_TopicData
-    PartitionData = _AlterPartitionRequest_PartitionData
-    BrokerState = _AlterPartitionRequest_BrokerState
+
+    @dataclass(slots=True)
+    class BrokerState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        broker_id: BrokerId = 0
+        broker_epoch: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        leader_epoch: int = 0
+        new_isr: list[BrokerId] = field(default_factory=list)
+        new_isr_with_epochs: list[AlterPartitionRequest.BrokerState] = field(default_factory=list)
+        leader_recovery_state: int = 0
+        partition_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        partitions: list[AlterPartitionRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     broker_id: BrokerId = 0
     broker_epoch: int = -1
-    topics: list[_AlterPartitionRequest_TopicData] = field(default_factory=list)
+    topics: list[AlterPartitionRequest.TopicData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AlterPartitionResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderRecoveryState",
-            "leader_recovery_state",
-            "int8",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PartitionEpoch",
-            "partition_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    isr: list[BrokerId] = field(default_factory=list)
-    leader_recovery_state: int = 0
-    partition_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AlterPartitionRequest_BrokerState = AlterPartitionRequest.BrokerState
+_AlterPartitionRequest_PartitionData = AlterPartitionRequest.PartitionData
+_AlterPartitionRequest_TopicData = AlterPartitionRequest.TopicData
+
+_AlterPartitionRequest_BrokerState.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_AlterPartitionRequest_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("NewIsr", "new_isr", "[]int32", (0, 2), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "NewIsrWithEpochs",
+        "new_isr_with_epochs",
+        "[]BrokerState",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionRequest_BrokerState,
+        False,
+    ),
+    FieldInfo(
+        "LeaderRecoveryState",
+        "leader_recovery_state",
+        "int8",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_AlterPartitionRequest_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionRequest_PartitionData,
+        False,
+    ),
+)
+AlterPartitionRequest.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionRequest_TopicData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _AlterPartitionResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AlterPartitionResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterPartitionResponse_PartitionData() -> AlterPartitionResponse.PartitionData:
+    return _AlterPartitionResponse_PartitionData()
+
+
+def _new_AlterPartitionResponse_TopicData() -> AlterPartitionResponse.TopicData:
+    return _AlterPartitionResponse_TopicData()
 
 
 @dataclass(slots=True)
 class AlterPartitionResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionResponse_TopicData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterPartitionResponse_v0,
         _read_AlterPartitionResponse_v1,
@@ -2197,9 +2102,90 @@ class AlterPartitionResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicData = _AlterPartitionResponse_TopicData
-    PartitionData = _AlterPartitionResponse_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        isr: list[BrokerId] = field(default_factory=list)
+        leader_recovery_state: int = 0
+        partition_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        partitions: list[AlterPartitionResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    topics: list[_AlterPartitionResponse_TopicData] = field(default_factory=list)
+    topics: list[AlterPartitionResponse.TopicData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AlterPartitionResponse_PartitionData = AlterPartitionResponse.PartitionData
+_AlterPartitionResponse_TopicData = AlterPartitionResponse.TopicData
+
+_AlterPartitionResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderRecoveryState",
+        "leader_recovery_state",
+        "int8",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_AlterPartitionResponse_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionResponse_PartitionData,
+        False,
+    ),
+)
+AlterPartitionResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionResponse_TopicData,
+        False,
+    ),
+)

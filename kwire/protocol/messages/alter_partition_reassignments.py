@@ -167,7 +167,7 @@ def _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "ReassignableTopic.partitions")
     count3 -= 1
-    f_partitions: list[_AlterPartitionReassignmentsRequest_ReassignablePartition]
+    f_partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition]
     if count3 < 0:
         raise null_value("ReassignableTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -264,7 +264,7 @@ def _read_AlterPartitionReassignmentsRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_AlterPartitionReassignmentsRequest_ReassignableTopic]
+    f_topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -470,7 +470,7 @@ def _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "ReassignableTopicResponse.partitions")
     count3 -= 1
-    f_partitions: list[_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse]
+    f_partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse]
     if count3 < 0:
         raise null_value("ReassignableTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -601,7 +601,7 @@ def _read_AlterPartitionReassignmentsResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "responses")
     count3 -= 1
-    f_responses: list[_AlterPartitionReassignmentsResponse_ReassignableTopicResponse]
+    f_responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse]
     if count3 < 0:
         raise null_value("responses", pos)
     elif count3 > len(buf) - pos:
@@ -684,70 +684,21 @@ def _write_AlterPartitionReassignmentsResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsRequest_ReassignablePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    replicas: list[BrokerId] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterPartitionReassignmentsRequest_ReassignablePartition() -> (
+    AlterPartitionReassignmentsRequest.ReassignablePartition
+):
+    return _AlterPartitionReassignmentsRequest_ReassignablePartition()
 
 
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsRequest_ReassignableTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]ReassignablePartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionReassignmentsRequest_ReassignablePartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_AlterPartitionReassignmentsRequest_ReassignablePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterPartitionReassignmentsRequest_ReassignableTopic() -> (
+    AlterPartitionReassignmentsRequest.ReassignableTopic
+):
+    return _AlterPartitionReassignmentsRequest_ReassignableTopic()
 
 
 @dataclass(slots=True)
 class AlterPartitionReassignmentsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]ReassignableTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionReassignmentsRequest_ReassignableTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterPartitionReassignmentsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterPartitionReassignmentsRequest_v0,)
     NAME: ClassVar[str] = "AlterPartitionReassignmentsRequest"
@@ -758,113 +709,86 @@ class AlterPartitionReassignmentsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ReassignableTopic = _AlterPartitionReassignmentsRequest_ReassignableTopic
-    ReassignablePartition = _AlterPartitionReassignmentsRequest_ReassignablePartition
+
+    @dataclass(slots=True)
+    class ReassignablePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        replicas: list[BrokerId] | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ReassignableTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     timeout_ms: int = 60000
-    topics: list[_AlterPartitionReassignmentsRequest_ReassignableTopic] = field(
-        default_factory=list
-    )
+    topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AlterPartitionReassignmentsRequest_ReassignablePartition = (
+    AlterPartitionReassignmentsRequest.ReassignablePartition
+)
+_AlterPartitionReassignmentsRequest_ReassignableTopic = (
+    AlterPartitionReassignmentsRequest.ReassignableTopic
+)
+
+_AlterPartitionReassignmentsRequest_ReassignablePartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+_AlterPartitionReassignmentsRequest_ReassignableTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]ReassignablePartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionReassignmentsRequest_ReassignablePartition,
+        False,
+    ),
+)
+AlterPartitionReassignmentsRequest.FIELDS = (
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]ReassignableTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionReassignmentsRequest_ReassignableTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _AlterPartitionReassignmentsResponse_ReassignableTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]ReassignablePartitionResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse() -> (
+    AlterPartitionReassignmentsResponse.ReassignablePartitionResponse
+):
+    return _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse()
+
+
+def _new_AlterPartitionReassignmentsResponse_ReassignableTopicResponse() -> (
+    AlterPartitionReassignmentsResponse.ReassignableTopicResponse
+):
+    return _AlterPartitionReassignmentsResponse_ReassignableTopicResponse()
 
 
 @dataclass(slots=True)
 class AlterPartitionReassignmentsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]ReassignableTopicResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterPartitionReassignmentsResponse_ReassignableTopicResponse,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterPartitionReassignmentsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterPartitionReassignmentsResponse_v0,)
     NAME: ClassVar[str] = "AlterPartitionReassignmentsResponse"
@@ -873,14 +797,80 @@ class AlterPartitionReassignmentsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReassignableTopicResponse = _AlterPartitionReassignmentsResponse_ReassignableTopicResponse
-    ReassignablePartitionResponse = (
-        _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse
-    )
+
+    @dataclass(slots=True)
+    class ReassignablePartitionResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        error_message: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ReassignableTopicResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ""
-    responses: list[_AlterPartitionReassignmentsResponse_ReassignableTopicResponse] = field(
+    responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse = (
+    AlterPartitionReassignmentsResponse.ReassignablePartitionResponse
+)
+_AlterPartitionReassignmentsResponse_ReassignableTopicResponse = (
+    AlterPartitionReassignmentsResponse.ReassignableTopicResponse
+)
+
+_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_AlterPartitionReassignmentsResponse_ReassignableTopicResponse.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]ReassignablePartitionResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse,
+        False,
+    ),
+)
+AlterPartitionReassignmentsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]ReassignableTopicResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterPartitionReassignmentsResponse_ReassignableTopicResponse,
+        False,
+    ),
+)

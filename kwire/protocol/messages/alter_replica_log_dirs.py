@@ -282,7 +282,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
     except struct_error:
         raise too_short("AlterReplicaLogDir.topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic]
+    f_topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic]
     if count3 < 0:
         raise null_value("AlterReplicaLogDir.topics", pos)
     elif count3 > len(buf) - pos:
@@ -332,7 +332,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "AlterReplicaLogDir.topics")
     count3 -= 1
-    f_topics: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic]
+    f_topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic]
     if count3 < 0:
         raise null_value("AlterReplicaLogDir.topics", pos)
     elif count3 > len(buf) - pos:
@@ -469,7 +469,7 @@ def _read_AlterReplicaLogDirsRequest_v0(
     except struct_error:
         raise too_short("dirs", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_dirs: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDir]
+    f_dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir]
     if count1 < 0:
         raise null_value("dirs", pos)
     elif count1 > len(buf) - pos:
@@ -496,7 +496,7 @@ def _read_AlterReplicaLogDirsRequest_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "dirs")
     count1 -= 1
-    f_dirs: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDir]
+    f_dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir]
     if count1 < 0:
         raise null_value("dirs", pos)
     elif count1 > len(buf) - pos:
@@ -721,7 +721,7 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
             "AlterReplicaLogDirTopicResult.partitions", pos, 4, len(buf) - pos
         ) from None
     pos += 4
-    f_partitions: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult]
+    f_partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult]
     if count3 < 0:
         raise null_value("AlterReplicaLogDirTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -775,7 +775,7 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
             buf, pos, count3, "AlterReplicaLogDirTopicResult.partitions"
         )
     count3 -= 1
-    f_partitions: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult]
+    f_partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult]
     if count3 < 0:
         raise null_value("AlterReplicaLogDirTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -925,7 +925,7 @@ def _read_AlterReplicaLogDirsResponse_v0(
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult]
+    f_results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -959,7 +959,7 @@ def _read_AlterReplicaLogDirsResponse_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult]
+    f_results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -1052,55 +1052,21 @@ def _write_AlterReplicaLogDirsResponse_v2(o: AlterReplicaLogDirsResponse, out: b
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic() -> (
+    AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic
+):
+    return _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic()
 
 
-@dataclass(slots=True)
-class _AlterReplicaLogDirsRequest_AlterReplicaLogDir:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Path", "path", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]AlterReplicaLogDirTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic,
-            False,
-        ),
-    )
-    path: str = ""
-    topics: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterReplicaLogDirsRequest_AlterReplicaLogDir() -> (
+    AlterReplicaLogDirsRequest.AlterReplicaLogDir
+):
+    return _AlterReplicaLogDirsRequest_AlterReplicaLogDir()
 
 
 @dataclass(slots=True)
 class AlterReplicaLogDirsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Dirs",
-            "dirs",
-            "[]AlterReplicaLogDir",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterReplicaLogDirsRequest_AlterReplicaLogDir,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterReplicaLogDirsRequest_v0,
         _read_AlterReplicaLogDirsRequest_v0,
@@ -1119,86 +1085,80 @@ class AlterReplicaLogDirsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AlterReplicaLogDir = _AlterReplicaLogDirsRequest_AlterReplicaLogDir
-    AlterReplicaLogDirTopic = _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic
-    dirs: list[_AlterReplicaLogDirsRequest_AlterReplicaLogDir] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class AlterReplicaLogDirTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AlterReplicaLogDir:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        path: str = ""
+        topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic = (
+    AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic
+)
+_AlterReplicaLogDirsRequest_AlterReplicaLogDir = AlterReplicaLogDirsRequest.AlterReplicaLogDir
+
+_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_AlterReplicaLogDirsRequest_AlterReplicaLogDir.FIELDS = (
+    FieldInfo("Path", "path", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]AlterReplicaLogDirTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic,
+        False,
+    ),
+)
+AlterReplicaLogDirsRequest.FIELDS = (
+    FieldInfo(
+        "Dirs",
+        "dirs",
+        "[]AlterReplicaLogDir",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterReplicaLogDirsRequest_AlterReplicaLogDir,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]AlterReplicaLogDirPartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult() -> (
+    AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult
+):
+    return _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult()
+
+
+def _new_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult() -> (
+    AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult
+):
+    return _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult()
 
 
 @dataclass(slots=True)
 class AlterReplicaLogDirsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]AlterReplicaLogDirTopicResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_AlterReplicaLogDirsResponse_v0,
         _read_AlterReplicaLogDirsResponse_v0,
@@ -1215,12 +1175,70 @@ class AlterReplicaLogDirsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    AlterReplicaLogDirTopicResult = _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult
-    AlterReplicaLogDirPartitionResult = (
-        _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult
-    )
+
+    @dataclass(slots=True)
+    class AlterReplicaLogDirPartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AlterReplicaLogDirTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    results: list[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult] = field(
+    results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult = (
+    AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult
+)
+_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult = (
+    AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult
+)
+
+_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]AlterReplicaLogDirPartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult,
+        False,
+    ),
+)
+AlterReplicaLogDirsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]AlterReplicaLogDirTopicResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult,
+        False,
+    ),
+)

@@ -314,7 +314,7 @@ def _read_AlterUserScramCredentialsRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "deletions")
     count1 -= 1
-    f_deletions: list[_AlterUserScramCredentialsRequest_ScramCredentialDeletion]
+    f_deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion]
     if count1 < 0:
         raise null_value("deletions", pos)
     elif count1 > len(buf) - pos:
@@ -332,7 +332,7 @@ def _read_AlterUserScramCredentialsRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "upsertions")
     count3 -= 1
-    f_upsertions: list[_AlterUserScramCredentialsRequest_ScramCredentialUpsertion]
+    f_upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion]
     if count3 < 0:
         raise null_value("upsertions", pos)
     elif count3 > len(buf) - pos:
@@ -567,7 +567,7 @@ def _read_AlterUserScramCredentialsResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult]
+    f_results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -636,72 +636,21 @@ def _write_AlterUserScramCredentialsResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AlterUserScramCredentialsRequest_ScramCredentialDeletion:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    mechanism: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterUserScramCredentialsRequest_ScramCredentialDeletion() -> (
+    AlterUserScramCredentialsRequest.ScramCredentialDeletion
+):
+    return _AlterUserScramCredentialsRequest_ScramCredentialDeletion()
 
 
-@dataclass(slots=True)
-class _AlterUserScramCredentialsRequest_ScramCredentialUpsertion:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SaltedPassword",
-            "salted_password",
-            "bytes",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    mechanism: int = 0
-    iterations: int = 0
-    salt: bytes = b""
-    salted_password: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AlterUserScramCredentialsRequest_ScramCredentialUpsertion() -> (
+    AlterUserScramCredentialsRequest.ScramCredentialUpsertion
+):
+    return _AlterUserScramCredentialsRequest_ScramCredentialUpsertion()
 
 
 @dataclass(slots=True)
 class AlterUserScramCredentialsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Deletions",
-            "deletions",
-            "[]ScramCredentialDeletion",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterUserScramCredentialsRequest_ScramCredentialDeletion,
-            False,
-        ),
-        FieldInfo(
-            "Upsertions",
-            "upsertions",
-            "[]ScramCredentialUpsertion",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterUserScramCredentialsRequest_ScramCredentialUpsertion,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterUserScramCredentialsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterUserScramCredentialsRequest_v0,)
     NAME: ClassVar[str] = "AlterUserScramCredentialsRequest"
@@ -712,68 +661,88 @@ class AlterUserScramCredentialsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ScramCredentialDeletion = _AlterUserScramCredentialsRequest_ScramCredentialDeletion
-    ScramCredentialUpsertion = _AlterUserScramCredentialsRequest_ScramCredentialUpsertion
-    deletions: list[_AlterUserScramCredentialsRequest_ScramCredentialDeletion] = field(
+
+    @dataclass(slots=True)
+    class ScramCredentialDeletion:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        mechanism: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ScramCredentialUpsertion:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        mechanism: int = 0
+        iterations: int = 0
+        salt: bytes = b""
+        salted_password: bytes = b""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion] = field(
         default_factory=list
     )
-    upsertions: list[_AlterUserScramCredentialsRequest_ScramCredentialUpsertion] = field(
+    upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    user: str = ""
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AlterUserScramCredentialsRequest_ScramCredentialDeletion = (
+    AlterUserScramCredentialsRequest.ScramCredentialDeletion
+)
+_AlterUserScramCredentialsRequest_ScramCredentialUpsertion = (
+    AlterUserScramCredentialsRequest.ScramCredentialUpsertion
+)
+
+_AlterUserScramCredentialsRequest_ScramCredentialDeletion.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_AlterUserScramCredentialsRequest_ScramCredentialUpsertion.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SaltedPassword", "salted_password", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+AlterUserScramCredentialsRequest.FIELDS = (
+    FieldInfo(
+        "Deletions",
+        "deletions",
+        "[]ScramCredentialDeletion",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterUserScramCredentialsRequest_ScramCredentialDeletion,
+        False,
+    ),
+    FieldInfo(
+        "Upsertions",
+        "upsertions",
+        "[]ScramCredentialUpsertion",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterUserScramCredentialsRequest_ScramCredentialUpsertion,
+        False,
+    ),
+)
+
+
+def _new_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult() -> (
+    AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult
+):
+    return _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult()
 
 
 @dataclass(slots=True)
 class AlterUserScramCredentialsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]AlterUserScramCredentialsResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterUserScramCredentialsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AlterUserScramCredentialsResponse_v0,)
     NAME: ClassVar[str] = "AlterUserScramCredentialsResponse"
@@ -782,11 +751,46 @@ class AlterUserScramCredentialsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    AlterUserScramCredentialsResult = (
-        _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult
-    )
+
+    @dataclass(slots=True)
+    class AlterUserScramCredentialsResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        user: str = ""
+        error_code: int = 0
+        error_message: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    results: list[_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult] = field(
+    results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult = (
+    AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult
+)
+
+_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult.FIELDS = (
+    FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+AlterUserScramCredentialsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]AlterUserScramCredentialsResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult,
+        False,
+    ),
+)

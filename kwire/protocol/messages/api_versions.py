@@ -499,7 +499,7 @@ def _read_ApiVersionsResponse_v0(buf: memoryview, pos: int) -> tuple[ApiVersions
     except struct_error:
         raise too_short("api_keys", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_api_keys: list[_ApiVersionsResponse_ApiVersion]
+    f_api_keys: list[ApiVersionsResponse.ApiVersion]
     if count1 < 0:
         raise null_value("api_keys", pos)
     elif count1 > len(buf) - pos:
@@ -531,7 +531,7 @@ def _read_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersions
     except struct_error:
         raise too_short("api_keys", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_api_keys: list[_ApiVersionsResponse_ApiVersion]
+    f_api_keys: list[ApiVersionsResponse.ApiVersion]
     if count1 < 0:
         raise null_value("api_keys", pos)
     elif count1 > len(buf) - pos:
@@ -570,7 +570,7 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "api_keys")
     count1 -= 1
-    f_api_keys: list[_ApiVersionsResponse_ApiVersion]
+    f_api_keys: list[ApiVersionsResponse.ApiVersion]
     if count1 < 0:
         raise null_value("api_keys", pos)
     elif count1 > len(buf) - pos:
@@ -585,9 +585,9 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    f_supported_features: list[_ApiVersionsResponse_SupportedFeatureKey] = []
+    f_supported_features: list[ApiVersionsResponse.SupportedFeatureKey] = []
     f_finalized_features_epoch: int = -1
-    f_finalized_features: list[_ApiVersionsResponse_FinalizedFeatureKey] = []
+    f_finalized_features: list[ApiVersionsResponse.FinalizedFeatureKey] = []
     f_zk_migration_ready: bool = False
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -626,7 +626,7 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
                 if count4 > 0x7F:
                     count4, pos = read_uvarint_tail(buf, pos, count4, "supported_features")
                 count4 -= 1
-                value3: list[_ApiVersionsResponse_SupportedFeatureKey]
+                value3: list[ApiVersionsResponse.SupportedFeatureKey]
                 if count4 < 0:
                     raise null_value("supported_features", pos)
                 elif count4 > len(buf) - pos:
@@ -659,7 +659,7 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
                 if count8 > 0x7F:
                     count8, pos = read_uvarint_tail(buf, pos, count8, "finalized_features")
                 count8 -= 1
-                value7: list[_ApiVersionsResponse_FinalizedFeatureKey]
+                value7: list[ApiVersionsResponse.FinalizedFeatureKey]
                 if count8 < 0:
                     raise null_value("finalized_features", pos)
                 elif count8 > len(buf) - pos:
@@ -802,30 +802,7 @@ def _write_ApiVersionsResponse_v3(o: ApiVersionsResponse, out: bytearray) -> Non
 
 @dataclass(slots=True)
 class ApiVersionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClientSoftwareName",
-            "client_software_name",
-            "string",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ClientSoftwareVersion",
-            "client_software_version",
-            "string",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ApiVersionsRequest_v0,
         _read_ApiVersionsRequest_v0,
@@ -853,146 +830,47 @@ class ApiVersionsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ApiVersionsResponse_ApiVersion:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("ApiKey", "api_key", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MinVersion", "min_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MaxVersion", "max_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    api_key: int = 0
-    min_version: int = 0
-    max_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ApiVersionsRequest.FIELDS = (
+    FieldInfo(
+        "ClientSoftwareName",
+        "client_software_name",
+        "string",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ClientSoftwareVersion",
+        "client_software_version",
+        "string",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ApiVersionsResponse_SupportedFeatureKey:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MinVersion", "min_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MaxVersion", "max_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    name: str = ""
-    min_version: int = 0
-    max_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ApiVersionsResponse_ApiVersion() -> ApiVersionsResponse.ApiVersion:
+    return _ApiVersionsResponse_ApiVersion()
 
 
-@dataclass(slots=True)
-class _ApiVersionsResponse_FinalizedFeatureKey:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MaxVersionLevel",
-            "max_version_level",
-            "int16",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MinVersionLevel",
-            "min_version_level",
-            "int16",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    max_version_level: int = 0
-    min_version_level: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ApiVersionsResponse_SupportedFeatureKey() -> ApiVersionsResponse.SupportedFeatureKey:
+    return _ApiVersionsResponse_SupportedFeatureKey()
+
+
+def _new_ApiVersionsResponse_FinalizedFeatureKey() -> ApiVersionsResponse.FinalizedFeatureKey:
+    return _ApiVersionsResponse_FinalizedFeatureKey()
 
 
 @dataclass(slots=True)
 class ApiVersionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ApiKeys",
-            "api_keys",
-            "[]ApiVersion",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ApiVersionsResponse_ApiVersion,
-            False,
-        ),
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "SupportedFeatures",
-            "supported_features",
-            "[]SupportedFeatureKey",
-            (3, 32767),
-            (1, 0),
-            (3, 32767),
-            0,
-            _ApiVersionsResponse_SupportedFeatureKey,
-            False,
-        ),
-        FieldInfo(
-            "FinalizedFeaturesEpoch",
-            "finalized_features_epoch",
-            "int64",
-            (3, 32767),
-            (1, 0),
-            (3, 32767),
-            1,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "FinalizedFeatures",
-            "finalized_features",
-            "[]FinalizedFeatureKey",
-            (3, 32767),
-            (1, 0),
-            (3, 32767),
-            2,
-            _ApiVersionsResponse_FinalizedFeatureKey,
-            False,
-        ),
-        FieldInfo(
-            "ZkMigrationReady",
-            "zk_migration_ready",
-            "bool",
-            (3, 32767),
-            (1, 0),
-            (3, 32767),
-            3,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ApiVersionsResponse_v0,
         _read_ApiVersionsResponse_v1,
@@ -1013,14 +891,138 @@ class ApiVersionsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    ApiVersion = _ApiVersionsResponse_ApiVersion
-    SupportedFeatureKey = _ApiVersionsResponse_SupportedFeatureKey
-    FinalizedFeatureKey = _ApiVersionsResponse_FinalizedFeatureKey
+
+    @dataclass(slots=True)
+    class ApiVersion:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        api_key: int = 0
+        min_version: int = 0
+        max_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class SupportedFeatureKey:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        min_version: int = 0
+        max_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class FinalizedFeatureKey:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        max_version_level: int = 0
+        min_version_level: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    api_keys: list[_ApiVersionsResponse_ApiVersion] = field(default_factory=list)
+    api_keys: list[ApiVersionsResponse.ApiVersion] = field(default_factory=list)
     throttle_time_ms: int = 0
-    supported_features: list[_ApiVersionsResponse_SupportedFeatureKey] = field(default_factory=list)
+    supported_features: list[ApiVersionsResponse.SupportedFeatureKey] = field(default_factory=list)
     finalized_features_epoch: int = -1
-    finalized_features: list[_ApiVersionsResponse_FinalizedFeatureKey] = field(default_factory=list)
+    finalized_features: list[ApiVersionsResponse.FinalizedFeatureKey] = field(default_factory=list)
     zk_migration_ready: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ApiVersionsResponse_ApiVersion = ApiVersionsResponse.ApiVersion
+_ApiVersionsResponse_SupportedFeatureKey = ApiVersionsResponse.SupportedFeatureKey
+_ApiVersionsResponse_FinalizedFeatureKey = ApiVersionsResponse.FinalizedFeatureKey
+
+_ApiVersionsResponse_ApiVersion.FIELDS = (
+    FieldInfo("ApiKey", "api_key", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MinVersion", "min_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MaxVersion", "max_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_ApiVersionsResponse_SupportedFeatureKey.FIELDS = (
+    FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MinVersion", "min_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MaxVersion", "max_version", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
+)
+_ApiVersionsResponse_FinalizedFeatureKey.FIELDS = (
+    FieldInfo("Name", "name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MaxVersionLevel",
+        "max_version_level",
+        "int16",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MinVersionLevel",
+        "min_version_level",
+        "int16",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+ApiVersionsResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ApiKeys",
+        "api_keys",
+        "[]ApiVersion",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ApiVersionsResponse_ApiVersion,
+        False,
+    ),
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "SupportedFeatures",
+        "supported_features",
+        "[]SupportedFeatureKey",
+        (3, 32767),
+        (1, 0),
+        (3, 32767),
+        0,
+        _ApiVersionsResponse_SupportedFeatureKey,
+        False,
+    ),
+    FieldInfo(
+        "FinalizedFeaturesEpoch",
+        "finalized_features_epoch",
+        "int64",
+        (3, 32767),
+        (1, 0),
+        (3, 32767),
+        1,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "FinalizedFeatures",
+        "finalized_features",
+        "[]FinalizedFeatureKey",
+        (3, 32767),
+        (1, 0),
+        (3, 32767),
+        2,
+        _ApiVersionsResponse_FinalizedFeatureKey,
+        False,
+    ),
+    FieldInfo(
+        "ZkMigrationReady",
+        "zk_migration_ready",
+        "bool",
+        (3, 32767),
+        (1, 0),
+        (3, 32767),
+        3,
+        None,
+        False,
+    ),
+)

@@ -116,7 +116,7 @@ def _read_AssignReplicasToDirsRequest_TopicData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "TopicData.partitions")
     count1 -= 1
-    f_partitions: list[_AssignReplicasToDirsRequest_PartitionData]
+    f_partitions: list[AssignReplicasToDirsRequest.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -201,7 +201,7 @@ def _read_AssignReplicasToDirsRequest_DirectoryData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "DirectoryData.topics")
     count1 -= 1
-    f_topics: list[_AssignReplicasToDirsRequest_TopicData]
+    f_topics: list[AssignReplicasToDirsRequest.TopicData]
     if count1 < 0:
         raise null_value("DirectoryData.topics", pos)
     elif count1 > len(buf) - pos:
@@ -286,7 +286,7 @@ def _read_AssignReplicasToDirsRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "directories")
     count1 -= 1
-    f_directories: list[_AssignReplicasToDirsRequest_DirectoryData]
+    f_directories: list[AssignReplicasToDirsRequest.DirectoryData]
     if count1 < 0:
         raise null_value("directories", pos)
     elif count1 > len(buf) - pos:
@@ -426,7 +426,7 @@ def _read_AssignReplicasToDirsResponse_TopicData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "TopicData.partitions")
     count1 -= 1
-    f_partitions: list[_AssignReplicasToDirsResponse_PartitionData]
+    f_partitions: list[AssignReplicasToDirsResponse.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -511,7 +511,7 @@ def _read_AssignReplicasToDirsResponse_DirectoryData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "DirectoryData.topics")
     count1 -= 1
-    f_topics: list[_AssignReplicasToDirsResponse_TopicData]
+    f_topics: list[AssignReplicasToDirsResponse.TopicData]
     if count1 < 0:
         raise null_value("DirectoryData.topics", pos)
     elif count1 > len(buf) - pos:
@@ -598,7 +598,7 @@ def _read_AssignReplicasToDirsResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "directories")
     count1 -= 1
-    f_directories: list[_AssignReplicasToDirsResponse_DirectoryData]
+    f_directories: list[AssignReplicasToDirsResponse.DirectoryData]
     if count1 < 0:
         raise null_value("directories", pos)
     elif count1 > len(buf) - pos:
@@ -663,86 +663,21 @@ def _write_AssignReplicasToDirsResponse_v0(o: AssignReplicasToDirsResponse, out:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _AssignReplicasToDirsRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AssignReplicasToDirsRequest_PartitionData() -> AssignReplicasToDirsRequest.PartitionData:
+    return _AssignReplicasToDirsRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _AssignReplicasToDirsRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AssignReplicasToDirsRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AssignReplicasToDirsRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AssignReplicasToDirsRequest_TopicData() -> AssignReplicasToDirsRequest.TopicData:
+    return _AssignReplicasToDirsRequest_TopicData()
 
 
-@dataclass(slots=True)
-class _AssignReplicasToDirsRequest_DirectoryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AssignReplicasToDirsRequest_TopicData,
-            False,
-        ),
-    )
-    id: UUID = ZERO_UUID
-    topics: list[_AssignReplicasToDirsRequest_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AssignReplicasToDirsRequest_DirectoryData() -> AssignReplicasToDirsRequest.DirectoryData:
+    return _AssignReplicasToDirsRequest_DirectoryData()
 
 
 @dataclass(slots=True)
 class AssignReplicasToDirsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Directories",
-            "directories",
-            "[]DirectoryData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AssignReplicasToDirsRequest_DirectoryData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AssignReplicasToDirsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AssignReplicasToDirsRequest_v0,)
     NAME: ClassVar[str] = "AssignReplicasToDirsRequest"
@@ -753,109 +688,104 @@ class AssignReplicasToDirsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DirectoryData = _AssignReplicasToDirsRequest_DirectoryData
-    TopicData = _AssignReplicasToDirsRequest_TopicData
-    PartitionData = _AssignReplicasToDirsRequest_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[AssignReplicasToDirsRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DirectoryData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        id: UUID = ZERO_UUID
+        topics: list[AssignReplicasToDirsRequest.TopicData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     broker_id: BrokerId = 0
     broker_epoch: int = -1
-    directories: list[_AssignReplicasToDirsRequest_DirectoryData] = field(default_factory=list)
+    directories: list[AssignReplicasToDirsRequest.DirectoryData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _AssignReplicasToDirsResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_AssignReplicasToDirsRequest_PartitionData = AssignReplicasToDirsRequest.PartitionData
+_AssignReplicasToDirsRequest_TopicData = AssignReplicasToDirsRequest.TopicData
+_AssignReplicasToDirsRequest_DirectoryData = AssignReplicasToDirsRequest.DirectoryData
+
+_AssignReplicasToDirsRequest_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_AssignReplicasToDirsRequest_TopicData.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AssignReplicasToDirsRequest_PartitionData,
+        False,
+    ),
+)
+_AssignReplicasToDirsRequest_DirectoryData.FIELDS = (
+    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AssignReplicasToDirsRequest_TopicData,
+        False,
+    ),
+)
+AssignReplicasToDirsRequest.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Directories",
+        "directories",
+        "[]DirectoryData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AssignReplicasToDirsRequest_DirectoryData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _AssignReplicasToDirsResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AssignReplicasToDirsResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_AssignReplicasToDirsResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AssignReplicasToDirsResponse_PartitionData() -> AssignReplicasToDirsResponse.PartitionData:
+    return _AssignReplicasToDirsResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _AssignReplicasToDirsResponse_DirectoryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AssignReplicasToDirsResponse_TopicData,
-            False,
-        ),
-    )
-    id: UUID = ZERO_UUID
-    topics: list[_AssignReplicasToDirsResponse_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_AssignReplicasToDirsResponse_TopicData() -> AssignReplicasToDirsResponse.TopicData:
+    return _AssignReplicasToDirsResponse_TopicData()
+
+
+def _new_AssignReplicasToDirsResponse_DirectoryData() -> AssignReplicasToDirsResponse.DirectoryData:
+    return _AssignReplicasToDirsResponse_DirectoryData()
 
 
 @dataclass(slots=True)
 class AssignReplicasToDirsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Directories",
-            "directories",
-            "[]DirectoryData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _AssignReplicasToDirsResponse_DirectoryData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AssignReplicasToDirsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AssignReplicasToDirsResponse_v0,)
     NAME: ClassVar[str] = "AssignReplicasToDirsResponse"
@@ -864,10 +794,86 @@ class AssignReplicasToDirsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DirectoryData = _AssignReplicasToDirsResponse_DirectoryData
-    TopicData = _AssignReplicasToDirsResponse_TopicData
-    PartitionData = _AssignReplicasToDirsResponse_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[AssignReplicasToDirsResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DirectoryData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        id: UUID = ZERO_UUID
+        topics: list[AssignReplicasToDirsResponse.TopicData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    directories: list[_AssignReplicasToDirsResponse_DirectoryData] = field(default_factory=list)
+    directories: list[AssignReplicasToDirsResponse.DirectoryData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_AssignReplicasToDirsResponse_PartitionData = AssignReplicasToDirsResponse.PartitionData
+_AssignReplicasToDirsResponse_TopicData = AssignReplicasToDirsResponse.TopicData
+_AssignReplicasToDirsResponse_DirectoryData = AssignReplicasToDirsResponse.DirectoryData
+
+_AssignReplicasToDirsResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_AssignReplicasToDirsResponse_TopicData.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AssignReplicasToDirsResponse_PartitionData,
+        False,
+    ),
+)
+_AssignReplicasToDirsResponse_DirectoryData.FIELDS = (
+    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AssignReplicasToDirsResponse_TopicData,
+        False,
+    ),
+)
+AssignReplicasToDirsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Directories",
+        "directories",
+        "[]DirectoryData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _AssignReplicasToDirsResponse_DirectoryData,
+        False,
+    ),
+)

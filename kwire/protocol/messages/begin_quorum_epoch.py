@@ -173,7 +173,7 @@ def _read_BeginQuorumEpochRequest_TopicData_v0(
     except struct_error:
         raise too_short("TopicData.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_BeginQuorumEpochRequest_PartitionData]
+    f_partitions: list[BeginQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -223,7 +223,7 @@ def _read_BeginQuorumEpochRequest_TopicData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_BeginQuorumEpochRequest_PartitionData]
+    f_partitions: list[BeginQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -480,7 +480,7 @@ def _read_BeginQuorumEpochRequest_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_BeginQuorumEpochRequest_TopicData]
+    f_topics: list[BeginQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -537,7 +537,7 @@ def _read_BeginQuorumEpochRequest_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_BeginQuorumEpochRequest_TopicData]
+    f_topics: list[BeginQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -555,7 +555,7 @@ def _read_BeginQuorumEpochRequest_v1(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "leader_endpoints")
     count5 -= 1
-    f_leader_endpoints: list[_BeginQuorumEpochRequest_LeaderEndpoint]
+    f_leader_endpoints: list[BeginQuorumEpochRequest.LeaderEndpoint]
     if count5 < 0:
         raise null_value("leader_endpoints", pos)
     elif count5 > len(buf) - pos:
@@ -796,7 +796,7 @@ def _read_BeginQuorumEpochResponse_TopicData_v0(
     except struct_error:
         raise too_short("TopicData.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_BeginQuorumEpochResponse_PartitionData]
+    f_partitions: list[BeginQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -846,7 +846,7 @@ def _read_BeginQuorumEpochResponse_TopicData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_BeginQuorumEpochResponse_PartitionData]
+    f_partitions: list[BeginQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1059,7 +1059,7 @@ def _read_BeginQuorumEpochResponse_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_BeginQuorumEpochResponse_TopicData]
+    f_topics: list[BeginQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1092,7 +1092,7 @@ def _read_BeginQuorumEpochResponse_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_BeginQuorumEpochResponse_TopicData]
+    f_topics: list[BeginQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1102,7 +1102,7 @@ def _read_BeginQuorumEpochResponse_v1(
         for _ in range(count1):
             item2, pos = _read_BeginQuorumEpochResponse_TopicData_v1(buf, pos)
             f_topics.append(item2)
-    f_node_endpoints: list[_BeginQuorumEpochResponse_NodeEndpoint] = []
+    f_node_endpoints: list[BeginQuorumEpochResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1140,7 +1140,7 @@ def _read_BeginQuorumEpochResponse_v1(
                 if count4 > 0x7F:
                     count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
                 count4 -= 1
-                value3: list[_BeginQuorumEpochResponse_NodeEndpoint]
+                value3: list[BeginQuorumEpochResponse.NodeEndpoint]
                 if count4 < 0:
                     raise null_value("node_endpoints", pos)
                 elif count4 > len(buf) - pos:
@@ -1214,109 +1214,21 @@ def _write_BeginQuorumEpochResponse_v1(o: BeginQuorumEpochResponse, out: bytearr
         out.append(0)
 
 
-@dataclass(slots=True)
-class _BeginQuorumEpochRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "VoterDirectoryId",
-            "voter_directory_id",
-            "uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_BeginQuorumEpochRequest_PartitionData() -> BeginQuorumEpochRequest.PartitionData:
+    return _BeginQuorumEpochRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _BeginQuorumEpochRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _BeginQuorumEpochRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_BeginQuorumEpochRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_BeginQuorumEpochRequest_TopicData() -> BeginQuorumEpochRequest.TopicData:
+    return _BeginQuorumEpochRequest_TopicData()
 
 
-@dataclass(slots=True)
-class _BeginQuorumEpochRequest_LeaderEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_BeginQuorumEpochRequest_LeaderEndpoint() -> BeginQuorumEpochRequest.LeaderEndpoint:
+    return _BeginQuorumEpochRequest_LeaderEndpoint()
 
 
 @dataclass(slots=True)
 class BeginQuorumEpochRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _BeginQuorumEpochRequest_TopicData,
-            False,
-        ),
-        FieldInfo(
-            "LeaderEndpoints",
-            "leader_endpoints",
-            "[]LeaderEndpoint",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _BeginQuorumEpochRequest_LeaderEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_BeginQuorumEpochRequest_v0,
         _read_BeginQuorumEpochRequest_v1,
@@ -1333,110 +1245,126 @@ class BeginQuorumEpochRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _BeginQuorumEpochRequest_TopicData
-    PartitionData = _BeginQuorumEpochRequest_PartitionData
-    LeaderEndpoint = _BeginQuorumEpochRequest_LeaderEndpoint
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        voter_directory_id: UUID = ZERO_UUID
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[BeginQuorumEpochRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str | None = None
     voter_id: BrokerId = -1
-    topics: list[_BeginQuorumEpochRequest_TopicData] = field(default_factory=list)
-    leader_endpoints: list[_BeginQuorumEpochRequest_LeaderEndpoint] = field(default_factory=list)
+    topics: list[BeginQuorumEpochRequest.TopicData] = field(default_factory=list)
+    leader_endpoints: list[BeginQuorumEpochRequest.LeaderEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _BeginQuorumEpochResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_BeginQuorumEpochRequest_PartitionData = BeginQuorumEpochRequest.PartitionData
+_BeginQuorumEpochRequest_TopicData = BeginQuorumEpochRequest.TopicData
+_BeginQuorumEpochRequest_LeaderEndpoint = BeginQuorumEpochRequest.LeaderEndpoint
+
+_BeginQuorumEpochRequest_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "VoterDirectoryId",
+        "voter_directory_id",
+        "uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_BeginQuorumEpochRequest_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _BeginQuorumEpochRequest_PartitionData,
+        False,
+    ),
+)
+_BeginQuorumEpochRequest_LeaderEndpoint.FIELDS = (
+    FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+BeginQuorumEpochRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _BeginQuorumEpochRequest_TopicData,
+        False,
+    ),
+    FieldInfo(
+        "LeaderEndpoints",
+        "leader_endpoints",
+        "[]LeaderEndpoint",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _BeginQuorumEpochRequest_LeaderEndpoint,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _BeginQuorumEpochResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _BeginQuorumEpochResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_BeginQuorumEpochResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_BeginQuorumEpochResponse_PartitionData() -> BeginQuorumEpochResponse.PartitionData:
+    return _BeginQuorumEpochResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _BeginQuorumEpochResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_BeginQuorumEpochResponse_TopicData() -> BeginQuorumEpochResponse.TopicData:
+    return _BeginQuorumEpochResponse_TopicData()
+
+
+def _new_BeginQuorumEpochResponse_NodeEndpoint() -> BeginQuorumEpochResponse.NodeEndpoint:
+    return _BeginQuorumEpochResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class BeginQuorumEpochResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _BeginQuorumEpochResponse_TopicData,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (1, 32767),
-            (1, 0),
-            (1, 32767),
-            0,
-            _BeginQuorumEpochResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_BeginQuorumEpochResponse_v0,
         _read_BeginQuorumEpochResponse_v1,
@@ -1451,10 +1379,92 @@ class BeginQuorumEpochResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    TopicData = _BeginQuorumEpochResponse_TopicData
-    PartitionData = _BeginQuorumEpochResponse_PartitionData
-    NodeEndpoint = _BeginQuorumEpochResponse_NodeEndpoint
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[BeginQuorumEpochResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    topics: list[_BeginQuorumEpochResponse_TopicData] = field(default_factory=list)
-    node_endpoints: list[_BeginQuorumEpochResponse_NodeEndpoint] = field(default_factory=list)
+    topics: list[BeginQuorumEpochResponse.TopicData] = field(default_factory=list)
+    node_endpoints: list[BeginQuorumEpochResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_BeginQuorumEpochResponse_PartitionData = BeginQuorumEpochResponse.PartitionData
+_BeginQuorumEpochResponse_TopicData = BeginQuorumEpochResponse.TopicData
+_BeginQuorumEpochResponse_NodeEndpoint = BeginQuorumEpochResponse.NodeEndpoint
+
+_BeginQuorumEpochResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_BeginQuorumEpochResponse_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _BeginQuorumEpochResponse_PartitionData,
+        False,
+    ),
+)
+_BeginQuorumEpochResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+BeginQuorumEpochResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _BeginQuorumEpochResponse_TopicData,
+        False,
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (1, 32767),
+        (1, 0),
+        (1, 32767),
+        0,
+        _BeginQuorumEpochResponse_NodeEndpoint,
+        False,
+    ),
+)

@@ -289,38 +289,7 @@ def _write_BrokerHeartbeatResponse_v0(o: BrokerHeartbeatResponse, out: bytearray
 
 @dataclass(slots=True)
 class BrokerHeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CurrentMetadataOffset",
-            "current_metadata_offset",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("WantFence", "want_fence", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "WantShutDown", "want_shut_down", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "OfflineLogDirs",
-            "offline_log_dirs",
-            "[]uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 32767),
-            0,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_BrokerHeartbeatRequest_v0,
         _read_BrokerHeartbeatRequest_v1,
@@ -346,39 +315,43 @@ class BrokerHeartbeatRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+BrokerHeartbeatRequest.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CurrentMetadataOffset",
+        "current_metadata_offset",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("WantFence", "want_fence", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "WantShutDown", "want_shut_down", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "OfflineLogDirs",
+        "offline_log_dirs",
+        "[]uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 32767),
+        0,
+        None,
+        False,
+    ),
+)
+
+
 @dataclass(slots=True)
 class BrokerHeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IsCaughtUp", "is_caught_up", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("IsFenced", "is_fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ShouldShutDown",
-            "should_shut_down",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_BrokerHeartbeatResponse_v0,
         _read_BrokerHeartbeatResponse_v0,
@@ -399,3 +372,16 @@ class BrokerHeartbeatResponse(Message):
     is_fenced: bool = True
     should_shut_down: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+BrokerHeartbeatResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("IsCaughtUp", "is_caught_up", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("IsFenced", "is_fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ShouldShutDown", "should_shut_down", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

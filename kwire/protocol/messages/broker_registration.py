@@ -314,7 +314,7 @@ def _read_BrokerRegistrationRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "listeners")
     count3 -= 1
-    f_listeners: list[_BrokerRegistrationRequest_Listener]
+    f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
     elif count3 > len(buf) - pos:
@@ -332,7 +332,7 @@ def _read_BrokerRegistrationRequest_v0(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "features")
     count5 -= 1
-    f_features: list[_BrokerRegistrationRequest_Feature]
+    f_features: list[BrokerRegistrationRequest.Feature]
     if count5 < 0:
         raise null_value("features", pos)
     elif count5 > len(buf) - pos:
@@ -451,7 +451,7 @@ def _read_BrokerRegistrationRequest_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "listeners")
     count3 -= 1
-    f_listeners: list[_BrokerRegistrationRequest_Listener]
+    f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
     elif count3 > len(buf) - pos:
@@ -469,7 +469,7 @@ def _read_BrokerRegistrationRequest_v1(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "features")
     count5 -= 1
-    f_features: list[_BrokerRegistrationRequest_Feature]
+    f_features: list[BrokerRegistrationRequest.Feature]
     if count5 < 0:
         raise null_value("features", pos)
     elif count5 > len(buf) - pos:
@@ -592,7 +592,7 @@ def _read_BrokerRegistrationRequest_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "listeners")
     count3 -= 1
-    f_listeners: list[_BrokerRegistrationRequest_Listener]
+    f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
     elif count3 > len(buf) - pos:
@@ -610,7 +610,7 @@ def _read_BrokerRegistrationRequest_v2(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "features")
     count5 -= 1
-    f_features: list[_BrokerRegistrationRequest_Feature]
+    f_features: list[BrokerRegistrationRequest.Feature]
     if count5 < 0:
         raise null_value("features", pos)
     elif count5 > len(buf) - pos:
@@ -752,7 +752,7 @@ def _read_BrokerRegistrationRequest_v3(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "listeners")
     count3 -= 1
-    f_listeners: list[_BrokerRegistrationRequest_Listener]
+    f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
     elif count3 > len(buf) - pos:
@@ -770,7 +770,7 @@ def _read_BrokerRegistrationRequest_v3(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "features")
     count5 -= 1
-    f_features: list[_BrokerRegistrationRequest_Feature]
+    f_features: list[BrokerRegistrationRequest.Feature]
     if count5 < 0:
         raise null_value("features", pos)
     elif count5 > len(buf) - pos:
@@ -1184,121 +1184,17 @@ def _write_BrokerRegistrationResponse_v0(o: BrokerRegistrationResponse, out: byt
         out.append(0)
 
 
-@dataclass(slots=True)
-class _BrokerRegistrationRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SecurityProtocol",
-            "security_protocol",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_BrokerRegistrationRequest_Listener() -> BrokerRegistrationRequest.Listener:
+    return _BrokerRegistrationRequest_Listener()
 
 
-@dataclass(slots=True)
-class _BrokerRegistrationRequest_Feature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MinSupportedVersion",
-            "min_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxSupportedVersion",
-            "max_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_BrokerRegistrationRequest_Feature() -> BrokerRegistrationRequest.Feature:
+    return _BrokerRegistrationRequest_Feature()
 
 
 @dataclass(slots=True)
 class BrokerRegistrationRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Listeners",
-            "listeners",
-            "[]Listener",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _BrokerRegistrationRequest_Listener,
-            False,
-        ),
-        FieldInfo(
-            "Features",
-            "features",
-            "[]Feature",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _BrokerRegistrationRequest_Feature,
-            False,
-        ),
-        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo(
-            "IsMigratingZkBroker",
-            "is_migrating_zk_broker",
-            "bool",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PreviousBrokerEpoch",
-            "previous_broker_epoch",
-            "int64",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_BrokerRegistrationRequest_v0,
         _read_BrokerRegistrationRequest_v1,
@@ -1321,13 +1217,29 @@ class BrokerRegistrationRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _BrokerRegistrationRequest_Listener
-    Feature = _BrokerRegistrationRequest_Feature
+
+    @dataclass(slots=True)
+    class Listener:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        security_protocol: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Feature:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        min_supported_version: int = 0
+        max_supported_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     broker_id: BrokerId = 0
     cluster_id: str = ""
     incarnation_id: UUID = ZERO_UUID
-    listeners: list[_BrokerRegistrationRequest_Listener] = field(default_factory=list)
-    features: list[_BrokerRegistrationRequest_Feature] = field(default_factory=list)
+    listeners: list[BrokerRegistrationRequest.Listener] = field(default_factory=list)
+    features: list[BrokerRegistrationRequest.Feature] = field(default_factory=list)
     rack: str | None = ""
     is_migrating_zk_broker: bool = False
     log_dirs: list[UUID] = field(default_factory=list)
@@ -1335,27 +1247,108 @@ class BrokerRegistrationRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+_BrokerRegistrationRequest_Listener = BrokerRegistrationRequest.Listener
+_BrokerRegistrationRequest_Feature = BrokerRegistrationRequest.Feature
+
+_BrokerRegistrationRequest_Listener.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SecurityProtocol",
+        "security_protocol",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_BrokerRegistrationRequest_Feature.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MinSupportedVersion",
+        "min_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxSupportedVersion",
+        "max_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+BrokerRegistrationRequest.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Listeners",
+        "listeners",
+        "[]Listener",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _BrokerRegistrationRequest_Listener,
+        False,
+    ),
+    FieldInfo(
+        "Features",
+        "features",
+        "[]Feature",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _BrokerRegistrationRequest_Feature,
+        False,
+    ),
+    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "IsMigratingZkBroker",
+        "is_migrating_zk_broker",
+        "bool",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PreviousBrokerEpoch",
+        "previous_broker_epoch",
+        "int64",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+
+
 @dataclass(slots=True)
 class BrokerRegistrationResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_BrokerRegistrationResponse_v0,
         _read_BrokerRegistrationResponse_v0,
@@ -1380,3 +1373,14 @@ class BrokerRegistrationResponse(Message):
     error_code: int = 0
     broker_epoch: int = -1
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+BrokerRegistrationResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

@@ -294,7 +294,7 @@ def _read_ConsumerGroupDescribeResponse_Assignment_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "Assignment.topic_partitions")
     count1 -= 1
-    f_topic_partitions: list[_ConsumerGroupDescribeResponse_TopicPartitions]
+    f_topic_partitions: list[ConsumerGroupDescribeResponse.TopicPartitions]
     if count1 < 0:
         raise null_value("Assignment.topic_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -823,7 +823,7 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "DescribedGroup.members")
     count9 -= 1
-    f_members: list[_ConsumerGroupDescribeResponse_Member]
+    f_members: list[ConsumerGroupDescribeResponse.Member]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
     elif count9 > len(buf) - pos:
@@ -972,7 +972,7 @@ def _read_ConsumerGroupDescribeResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_ConsumerGroupDescribeResponse_DescribedGroup]
+    f_groups: list[ConsumerGroupDescribeResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1041,22 +1041,7 @@ def _write_ConsumerGroupDescribeResponse_v0(
 
 @dataclass(slots=True)
 class ConsumerGroupDescribeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IncludeAuthorizedOperations",
-            "include_authorized_operations",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupDescribeRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupDescribeRequest_v0,)
     NAME: ClassVar[str] = "ConsumerGroupDescribeRequest"
@@ -1072,220 +1057,45 @@ class ConsumerGroupDescribeRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    topic_name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ConsumerGroupDescribeRequest.FIELDS = (
+    FieldInfo("GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IncludeAuthorizedOperations",
+        "include_authorized_operations",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicPartitions",
-            "topic_partitions",
-            "[]TopicPartitions",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerGroupDescribeResponse_TopicPartitions,
-            False,
-        ),
-    )
-    topic_partitions: list[_ConsumerGroupDescribeResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ConsumerGroupDescribeResponse_TopicPartitions() -> (
+    ConsumerGroupDescribeResponse.TopicPartitions
+):
+    return _ConsumerGroupDescribeResponse_TopicPartitions()
 
 
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_Member:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo(
-            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "SubscribedTopicNames",
-            "subscribed_topic_names",
-            "[]string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "SubscribedTopicRegex",
-            "subscribed_topic_regex",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Assignment",
-            "assignment",
-            "Assignment",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerGroupDescribeResponse_Assignment,
-            False,
-        ),
-        FieldInfo(
-            "TargetAssignment",
-            "target_assignment",
-            "Assignment",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerGroupDescribeResponse_Assignment,
-            False,
-        ),
-    )
-    member_id: str = ""
-    instance_id: str | None = None
-    rack_id: str | None = None
-    member_epoch: int = 0
-    client_id: str = ""
-    client_host: str = ""
-    subscribed_topic_names: list[TopicName] = field(default_factory=list)
-    subscribed_topic_regex: str | None = None
-    assignment: _ConsumerGroupDescribeResponse_Assignment = field(
-        default_factory=_ConsumerGroupDescribeResponse_Assignment
-    )
-    target_assignment: _ConsumerGroupDescribeResponse_Assignment = field(
-        default_factory=_ConsumerGroupDescribeResponse_Assignment
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ConsumerGroupDescribeResponse_Assignment() -> ConsumerGroupDescribeResponse.Assignment:
+    return _ConsumerGroupDescribeResponse_Assignment()
 
 
-@dataclass(slots=True)
-class _ConsumerGroupDescribeResponse_DescribedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "AssignmentEpoch",
-            "assignment_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Members",
-            "members",
-            "[]Member",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerGroupDescribeResponse_Member,
-            False,
-        ),
-        FieldInfo(
-            "AuthorizedOperations",
-            "authorized_operations",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = None
-    group_id: GroupId = ""
-    group_state: str = ""
-    group_epoch: int = 0
-    assignment_epoch: int = 0
-    assignor_name: str = ""
-    members: list[_ConsumerGroupDescribeResponse_Member] = field(default_factory=list)
-    authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ConsumerGroupDescribeResponse_Member() -> ConsumerGroupDescribeResponse.Member:
+    return _ConsumerGroupDescribeResponse_Member()
+
+
+def _new_ConsumerGroupDescribeResponse_DescribedGroup() -> (
+    ConsumerGroupDescribeResponse.DescribedGroup
+):
+    return _ConsumerGroupDescribeResponse_DescribedGroup()
 
 
 @dataclass(slots=True)
 class ConsumerGroupDescribeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Groups",
-            "groups",
-            "[]DescribedGroup",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerGroupDescribeResponse_DescribedGroup,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupDescribeResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupDescribeResponse_v0,)
     NAME: ClassVar[str] = "ConsumerGroupDescribeResponse"
@@ -1294,10 +1104,198 @@ class ConsumerGroupDescribeResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ConsumerGroupDescribeResponse_TopicPartitions
-    Assignment = _ConsumerGroupDescribeResponse_Assignment
-    DescribedGroup = _ConsumerGroupDescribeResponse_DescribedGroup
-    Member = _ConsumerGroupDescribeResponse_Member
+
+    @dataclass(slots=True)
+    class TopicPartitions:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        topic_name: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Assignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_partitions: list[ConsumerGroupDescribeResponse.TopicPartitions] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Member:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str = ""
+        instance_id: str | None = None
+        rack_id: str | None = None
+        member_epoch: int = 0
+        client_id: str = ""
+        client_host: str = ""
+        subscribed_topic_names: list[TopicName] = field(default_factory=list)
+        subscribed_topic_regex: str | None = None
+        assignment: ConsumerGroupDescribeResponse.Assignment = field(
+            default_factory=_new_ConsumerGroupDescribeResponse_Assignment
+        )
+        target_assignment: ConsumerGroupDescribeResponse.Assignment = field(
+            default_factory=_new_ConsumerGroupDescribeResponse_Assignment
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribedGroup:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = None
+        group_id: GroupId = ""
+        group_state: str = ""
+        group_epoch: int = 0
+        assignment_epoch: int = 0
+        assignor_name: str = ""
+        members: list[ConsumerGroupDescribeResponse.Member] = field(default_factory=list)
+        authorized_operations: int = -2147483648
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    groups: list[_ConsumerGroupDescribeResponse_DescribedGroup] = field(default_factory=list)
+    groups: list[ConsumerGroupDescribeResponse.DescribedGroup] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ConsumerGroupDescribeResponse_TopicPartitions = ConsumerGroupDescribeResponse.TopicPartitions
+_ConsumerGroupDescribeResponse_Assignment = ConsumerGroupDescribeResponse.Assignment
+_ConsumerGroupDescribeResponse_Member = ConsumerGroupDescribeResponse.Member
+_ConsumerGroupDescribeResponse_DescribedGroup = ConsumerGroupDescribeResponse.DescribedGroup
+
+_ConsumerGroupDescribeResponse_TopicPartitions.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_ConsumerGroupDescribeResponse_Assignment.FIELDS = (
+    FieldInfo(
+        "TopicPartitions",
+        "topic_partitions",
+        "[]TopicPartitions",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerGroupDescribeResponse_TopicPartitions,
+        False,
+    ),
+)
+_ConsumerGroupDescribeResponse_Member.FIELDS = (
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SubscribedTopicNames",
+        "subscribed_topic_names",
+        "[]string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "SubscribedTopicRegex",
+        "subscribed_topic_regex",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Assignment",
+        "assignment",
+        "Assignment",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerGroupDescribeResponse_Assignment,
+        False,
+    ),
+    FieldInfo(
+        "TargetAssignment",
+        "target_assignment",
+        "Assignment",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerGroupDescribeResponse_Assignment,
+        False,
+    ),
+)
+_ConsumerGroupDescribeResponse_DescribedGroup.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "AssignmentEpoch",
+        "assignment_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Members",
+        "members",
+        "[]Member",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerGroupDescribeResponse_Member,
+        False,
+    ),
+    FieldInfo(
+        "AuthorizedOperations",
+        "authorized_operations",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+ConsumerGroupDescribeResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Groups",
+        "groups",
+        "[]DescribedGroup",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerGroupDescribeResponse_DescribedGroup,
+        False,
+    ),
+)

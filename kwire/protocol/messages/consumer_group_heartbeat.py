@@ -302,7 +302,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
     if count15 > 0x7F:
         count15, pos = read_uvarint_tail(buf, pos, count15, "topic_partitions")
     count15 -= 1
-    f_topic_partitions: list[_ConsumerGroupHeartbeatRequest_TopicPartitions] | None
+    f_topic_partitions: list[ConsumerGroupHeartbeatRequest.TopicPartitions] | None
     if count15 < 0:
         f_topic_partitions = None
     elif count15 > len(buf) - pos:
@@ -560,7 +560,7 @@ def _read_ConsumerGroupHeartbeatResponse_Assignment_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "Assignment.topic_partitions")
     count1 -= 1
-    f_topic_partitions: list[_ConsumerGroupHeartbeatResponse_TopicPartitions]
+    f_topic_partitions: list[ConsumerGroupHeartbeatResponse.TopicPartitions]
     if count1 < 0:
         raise null_value("Assignment.topic_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -779,76 +779,15 @@ def _write_ConsumerGroupHeartbeatResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ConsumerGroupHeartbeatRequest_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ConsumerGroupHeartbeatRequest_TopicPartitions() -> (
+    ConsumerGroupHeartbeatRequest.TopicPartitions
+):
+    return _ConsumerGroupHeartbeatRequest_TopicPartitions()
 
 
 @dataclass(slots=True)
 class ConsumerGroupHeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo(
-            "RebalanceTimeoutMs",
-            "rebalance_timeout_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "SubscribedTopicNames",
-            "subscribed_topic_names",
-            "[]string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ServerAssignor",
-            "server_assignor",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TopicPartitions",
-            "topic_partitions",
-            "[]TopicPartitions",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _ConsumerGroupHeartbeatRequest_TopicPartitions,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupHeartbeatRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupHeartbeatRequest_v0,)
     NAME: ClassVar[str] = "ConsumerGroupHeartbeatRequest"
@@ -859,7 +798,14 @@ class ConsumerGroupHeartbeatRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicPartitions = _ConsumerGroupHeartbeatRequest_TopicPartitions
+
+    @dataclass(slots=True)
+    class TopicPartitions:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId = ""
     member_id: str = ""
     member_epoch: int = 0
@@ -868,101 +814,86 @@ class ConsumerGroupHeartbeatRequest(Message):
     rebalance_timeout_ms: int = -1
     subscribed_topic_names: list[TopicName] | None = None
     server_assignor: str | None = None
-    topic_partitions: list[_ConsumerGroupHeartbeatRequest_TopicPartitions] | None = None
+    topic_partitions: list[ConsumerGroupHeartbeatRequest.TopicPartitions] | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ConsumerGroupHeartbeatResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ConsumerGroupHeartbeatRequest_TopicPartitions = ConsumerGroupHeartbeatRequest.TopicPartitions
+
+_ConsumerGroupHeartbeatRequest_TopicPartitions.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+ConsumerGroupHeartbeatRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "InstanceId", "instance_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "RebalanceTimeoutMs",
+        "rebalance_timeout_ms",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "SubscribedTopicNames",
+        "subscribed_topic_names",
+        "[]string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ServerAssignor",
+        "server_assignor",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TopicPartitions",
+        "topic_partitions",
+        "[]TopicPartitions",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _ConsumerGroupHeartbeatRequest_TopicPartitions,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ConsumerGroupHeartbeatResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicPartitions",
-            "topic_partitions",
-            "[]TopicPartitions",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerGroupHeartbeatResponse_TopicPartitions,
-            False,
-        ),
-    )
-    topic_partitions: list[_ConsumerGroupHeartbeatResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ConsumerGroupHeartbeatResponse_TopicPartitions() -> (
+    ConsumerGroupHeartbeatResponse.TopicPartitions
+):
+    return _ConsumerGroupHeartbeatResponse_TopicPartitions()
+
+
+def _new_ConsumerGroupHeartbeatResponse_Assignment() -> ConsumerGroupHeartbeatResponse.Assignment:
+    return _ConsumerGroupHeartbeatResponse_Assignment()
 
 
 @dataclass(slots=True)
 class ConsumerGroupHeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "HeartbeatIntervalMs",
-            "heartbeat_interval_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Assignment",
-            "assignment",
-            "Assignment",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _ConsumerGroupHeartbeatResponse_Assignment,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ConsumerGroupHeartbeatResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConsumerGroupHeartbeatResponse_v0,)
     NAME: ClassVar[str] = "ConsumerGroupHeartbeatResponse"
@@ -971,13 +902,84 @@ class ConsumerGroupHeartbeatResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ConsumerGroupHeartbeatResponse_TopicPartitions
-    Assignment = _ConsumerGroupHeartbeatResponse_Assignment
+
+    @dataclass(slots=True)
+    class TopicPartitions:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Assignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_partitions: list[ConsumerGroupHeartbeatResponse.TopicPartitions] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = None
     member_id: str | None = None
     member_epoch: int = 0
     heartbeat_interval_ms: int = 0
-    assignment: _ConsumerGroupHeartbeatResponse_Assignment | None = None
+    assignment: ConsumerGroupHeartbeatResponse.Assignment | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ConsumerGroupHeartbeatResponse_TopicPartitions = ConsumerGroupHeartbeatResponse.TopicPartitions
+_ConsumerGroupHeartbeatResponse_Assignment = ConsumerGroupHeartbeatResponse.Assignment
+
+_ConsumerGroupHeartbeatResponse_TopicPartitions.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_ConsumerGroupHeartbeatResponse_Assignment.FIELDS = (
+    FieldInfo(
+        "TopicPartitions",
+        "topic_partitions",
+        "[]TopicPartitions",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerGroupHeartbeatResponse_TopicPartitions,
+        False,
+    ),
+)
+ConsumerGroupHeartbeatResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "HeartbeatIntervalMs",
+        "heartbeat_interval_ms",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Assignment",
+        "assignment",
+        "Assignment",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _ConsumerGroupHeartbeatResponse_Assignment,
+        False,
+    ),
+)

@@ -335,7 +335,7 @@ def _read_ControlledShutdownResponse_v0(
     except struct_error:
         raise too_short("remaining_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_remaining_partitions: list[_ControlledShutdownResponse_RemainingPartition]
+    f_remaining_partitions: list[ControlledShutdownResponse.RemainingPartition]
     if count1 < 0:
         raise null_value("remaining_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -367,7 +367,7 @@ def _read_ControlledShutdownResponse_v3(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "remaining_partitions")
     count1 -= 1
-    f_remaining_partitions: list[_ControlledShutdownResponse_RemainingPartition]
+    f_remaining_partitions: list[ControlledShutdownResponse.RemainingPartition]
     if count1 < 0:
         raise null_value("remaining_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -473,12 +473,7 @@ def _write_ControlledShutdownResponse_v3(o: ControlledShutdownResponse, out: byt
 
 @dataclass(slots=True)
 class ControlledShutdownRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ControlledShutdownRequest_v0,
         _read_ControlledShutdownRequest_v0,
@@ -504,47 +499,23 @@ class ControlledShutdownRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ControlledShutdownResponse_RemainingPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ControlledShutdownRequest.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_ControlledShutdownResponse_RemainingPartition() -> (
+    ControlledShutdownResponse.RemainingPartition
+):
+    return _ControlledShutdownResponse_RemainingPartition()
 
 
 @dataclass(slots=True)
 class ControlledShutdownResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "RemainingPartitions",
-            "remaining_partitions",
-            "[]RemainingPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ControlledShutdownResponse_RemainingPartition,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ControlledShutdownResponse_v0,
         _read_ControlledShutdownResponse_v0,
@@ -563,9 +534,40 @@ class ControlledShutdownResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    RemainingPartition = _ControlledShutdownResponse_RemainingPartition
+
+    @dataclass(slots=True)
+    class RemainingPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    remaining_partitions: list[_ControlledShutdownResponse_RemainingPartition] = field(
+    remaining_partitions: list[ControlledShutdownResponse.RemainingPartition] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ControlledShutdownResponse_RemainingPartition = ControlledShutdownResponse.RemainingPartition
+
+_ControlledShutdownResponse_RemainingPartition.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+ControlledShutdownResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "RemainingPartitions",
+        "remaining_partitions",
+        "[]RemainingPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ControlledShutdownResponse_RemainingPartition,
+        False,
+    ),
+)

@@ -289,7 +289,7 @@ def _read_ControllerRegistrationRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "listeners")
     count1 -= 1
-    f_listeners: list[_ControllerRegistrationRequest_Listener]
+    f_listeners: list[ControllerRegistrationRequest.Listener]
     if count1 < 0:
         raise null_value("listeners", pos)
     elif count1 > len(buf) - pos:
@@ -307,7 +307,7 @@ def _read_ControllerRegistrationRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "features")
     count3 -= 1
-    f_features: list[_ControllerRegistrationRequest_Feature]
+    f_features: list[ControllerRegistrationRequest.Feature]
     if count3 < 0:
         raise null_value("features", pos)
     elif count3 > len(buf) - pos:
@@ -479,107 +479,17 @@ def _write_ControllerRegistrationResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ControllerRegistrationRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SecurityProtocol",
-            "security_protocol",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ControllerRegistrationRequest_Listener() -> ControllerRegistrationRequest.Listener:
+    return _ControllerRegistrationRequest_Listener()
 
 
-@dataclass(slots=True)
-class _ControllerRegistrationRequest_Feature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MinSupportedVersion",
-            "min_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxSupportedVersion",
-            "max_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ControllerRegistrationRequest_Feature() -> ControllerRegistrationRequest.Feature:
+    return _ControllerRegistrationRequest_Feature()
 
 
 @dataclass(slots=True)
 class ControllerRegistrationRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ZkMigrationReady",
-            "zk_migration_ready",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Listeners",
-            "listeners",
-            "[]Listener",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ControllerRegistrationRequest_Listener,
-            False,
-        ),
-        FieldInfo(
-            "Features",
-            "features",
-            "[]Feature",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ControllerRegistrationRequest_Feature,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ControllerRegistrationRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ControllerRegistrationRequest_v0,)
     NAME: ClassVar[str] = "ControllerRegistrationRequest"
@@ -590,45 +500,122 @@ class ControllerRegistrationRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _ControllerRegistrationRequest_Listener
-    Feature = _ControllerRegistrationRequest_Feature
+
+    @dataclass(slots=True)
+    class Listener:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        security_protocol: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Feature:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        min_supported_version: int = 0
+        max_supported_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     controller_id: int = 0
     incarnation_id: UUID = ZERO_UUID
     zk_migration_ready: bool = False
-    listeners: list[_ControllerRegistrationRequest_Listener] = field(default_factory=list)
-    features: list[_ControllerRegistrationRequest_Feature] = field(default_factory=list)
+    listeners: list[ControllerRegistrationRequest.Listener] = field(default_factory=list)
+    features: list[ControllerRegistrationRequest.Feature] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ControllerRegistrationRequest_Listener = ControllerRegistrationRequest.Listener
+_ControllerRegistrationRequest_Feature = ControllerRegistrationRequest.Feature
+
+_ControllerRegistrationRequest_Listener.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SecurityProtocol",
+        "security_protocol",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_ControllerRegistrationRequest_Feature.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MinSupportedVersion",
+        "min_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxSupportedVersion",
+        "max_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+ControllerRegistrationRequest.FIELDS = (
+    FieldInfo(
+        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ZkMigrationReady",
+        "zk_migration_ready",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Listeners",
+        "listeners",
+        "[]Listener",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ControllerRegistrationRequest_Listener,
+        False,
+    ),
+    FieldInfo(
+        "Features",
+        "features",
+        "[]Feature",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ControllerRegistrationRequest_Feature,
+        False,
+    ),
+)
 
 
 @dataclass(slots=True)
 class ControllerRegistrationResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ControllerRegistrationResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ControllerRegistrationResponse_v0,)
     NAME: ClassVar[str] = "ControllerRegistrationResponse"
@@ -641,3 +628,14 @@ class ControllerRegistrationResponse(Message):
     error_code: int = 0
     error_message: str | None = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+ControllerRegistrationResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)

@@ -472,7 +472,7 @@ def _read_CreateAclsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateAclsReq
     except struct_error:
         raise too_short("creations", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_creations: list[_CreateAclsRequest_AclCreation]
+    f_creations: list[CreateAclsRequest.AclCreation]
     if count1 < 0:
         raise null_value("creations", pos)
     elif count1 > len(buf) - pos:
@@ -494,7 +494,7 @@ def _read_CreateAclsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateAclsReq
     except struct_error:
         raise too_short("creations", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_creations: list[_CreateAclsRequest_AclCreation]
+    f_creations: list[CreateAclsRequest.AclCreation]
     if count1 < 0:
         raise null_value("creations", pos)
     elif count1 > len(buf) - pos:
@@ -519,7 +519,7 @@ def _read_CreateAclsRequest_v2(buf: memoryview, pos: int) -> tuple[CreateAclsReq
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "creations")
     count1 -= 1
-    f_creations: list[_CreateAclsRequest_AclCreation]
+    f_creations: list[CreateAclsRequest.AclCreation]
     if count1 < 0:
         raise null_value("creations", pos)
     elif count1 > len(buf) - pos:
@@ -776,7 +776,7 @@ def _read_CreateAclsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateAclsRe
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_CreateAclsResponse_AclCreationResult]
+    f_results: list[CreateAclsResponse.AclCreationResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -806,7 +806,7 @@ def _read_CreateAclsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateAclsRe
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_CreateAclsResponse_AclCreationResult]
+    f_results: list[CreateAclsResponse.AclCreationResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -897,68 +897,13 @@ def _write_CreateAclsResponse_v2(o: CreateAclsResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _CreateAclsRequest_AclCreation:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourcePatternType",
-            "resource_pattern_type",
-            "int8",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PermissionType",
-            "permission_type",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    resource_type: int = 0
-    resource_name: str = ""
-    resource_pattern_type: int = 3
-    principal: str = ""
-    host: str = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreateAclsRequest_AclCreation() -> CreateAclsRequest.AclCreation:
+    return _CreateAclsRequest_AclCreation()
 
 
 @dataclass(slots=True)
 class CreateAclsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Creations",
-            "creations",
-            "[]AclCreation",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreateAclsRequest_AclCreation,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreateAclsRequest_v0,
         _read_CreateAclsRequest_v1,
@@ -979,60 +924,72 @@ class CreateAclsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AclCreation = _CreateAclsRequest_AclCreation
-    creations: list[_CreateAclsRequest_AclCreation] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class AclCreation:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        resource_type: int = 0
+        resource_name: str = ""
+        resource_pattern_type: int = 3
+        principal: str = ""
+        host: str = ""
+        operation: int = 0
+        permission_type: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    creations: list[CreateAclsRequest.AclCreation] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _CreateAclsResponse_AclCreationResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_CreateAclsRequest_AclCreation = CreateAclsRequest.AclCreation
+
+_CreateAclsRequest_AclCreation.FIELDS = (
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourcePatternType",
+        "resource_pattern_type",
+        "int8",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+CreateAclsRequest.FIELDS = (
+    FieldInfo(
+        "Creations",
+        "creations",
+        "[]AclCreation",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreateAclsRequest_AclCreation,
+        False,
+    ),
+)
+
+
+def _new_CreateAclsResponse_AclCreationResult() -> CreateAclsResponse.AclCreationResult:
+    return _CreateAclsResponse_AclCreationResult()
 
 
 @dataclass(slots=True)
 class CreateAclsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]AclCreationResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreateAclsResponse_AclCreationResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreateAclsResponse_v0,
         _read_CreateAclsResponse_v0,
@@ -1051,7 +1008,40 @@ class CreateAclsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    AclCreationResult = _CreateAclsResponse_AclCreationResult
+
+    @dataclass(slots=True)
+    class AclCreationResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    results: list[_CreateAclsResponse_AclCreationResult] = field(default_factory=list)
+    results: list[CreateAclsResponse.AclCreationResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_CreateAclsResponse_AclCreationResult = CreateAclsResponse.AclCreationResult
+
+_CreateAclsResponse_AclCreationResult.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+CreateAclsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]AclCreationResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreateAclsResponse_AclCreationResult,
+        False,
+    ),
+)

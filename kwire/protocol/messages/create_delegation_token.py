@@ -271,7 +271,7 @@ def _read_CreateDelegationTokenRequest_v0(
     except struct_error:
         raise too_short("renewers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_renewers: list[_CreateDelegationTokenRequest_CreatableRenewers]
+    f_renewers: list[CreateDelegationTokenRequest.CreatableRenewers]
     if count1 < 0:
         raise null_value("renewers", pos)
     elif count1 > len(buf) - pos:
@@ -305,7 +305,7 @@ def _read_CreateDelegationTokenRequest_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "renewers")
     count1 -= 1
-    f_renewers: list[_CreateDelegationTokenRequest_CreatableRenewers]
+    f_renewers: list[CreateDelegationTokenRequest.CreatableRenewers]
     if count1 < 0:
         raise null_value("renewers", pos)
     elif count1 > len(buf) - pos:
@@ -414,7 +414,7 @@ def _read_CreateDelegationTokenRequest_v3(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "renewers")
     count5 -= 1
-    f_renewers: list[_CreateDelegationTokenRequest_CreatableRenewers]
+    f_renewers: list[CreateDelegationTokenRequest.CreatableRenewers]
     if count5 < 0:
         raise null_value("renewers", pos)
     elif count5 > len(buf) - pos:
@@ -1271,85 +1271,15 @@ def _write_CreateDelegationTokenResponse_v3(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _CreateDelegationTokenRequest_CreatableRenewers:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PrincipalType",
-            "principal_type",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PrincipalName",
-            "principal_name",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    principal_type: str = ""
-    principal_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreateDelegationTokenRequest_CreatableRenewers() -> (
+    CreateDelegationTokenRequest.CreatableRenewers
+):
+    return _CreateDelegationTokenRequest_CreatableRenewers()
 
 
 @dataclass(slots=True)
 class CreateDelegationTokenRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "OwnerPrincipalType",
-            "owner_principal_type",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "OwnerPrincipalName",
-            "owner_principal_name",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Renewers",
-            "renewers",
-            "[]CreatableRenewers",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreateDelegationTokenRequest_CreatableRenewers,
-            False,
-        ),
-        FieldInfo(
-            "MaxLifetimeMs",
-            "max_lifetime_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreateDelegationTokenRequest_v0,
         _read_CreateDelegationTokenRequest_v0,
@@ -1370,111 +1300,74 @@ class CreateDelegationTokenRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    CreatableRenewers = _CreateDelegationTokenRequest_CreatableRenewers
+
+    @dataclass(slots=True)
+    class CreatableRenewers:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        principal_type: str = ""
+        principal_name: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     owner_principal_type: str | None = ""
     owner_principal_name: str | None = ""
-    renewers: list[_CreateDelegationTokenRequest_CreatableRenewers] = field(default_factory=list)
+    renewers: list[CreateDelegationTokenRequest.CreatableRenewers] = field(default_factory=list)
     max_lifetime_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+_CreateDelegationTokenRequest_CreatableRenewers = CreateDelegationTokenRequest.CreatableRenewers
+
+_CreateDelegationTokenRequest_CreatableRenewers.FIELDS = (
+    FieldInfo(
+        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+CreateDelegationTokenRequest.FIELDS = (
+    FieldInfo(
+        "OwnerPrincipalType",
+        "owner_principal_type",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "OwnerPrincipalName",
+        "owner_principal_name",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Renewers",
+        "renewers",
+        "[]CreatableRenewers",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreateDelegationTokenRequest_CreatableRenewers,
+        False,
+    ),
+    FieldInfo(
+        "MaxLifetimeMs", "max_lifetime_ms", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
 @dataclass(slots=True)
 class CreateDelegationTokenResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PrincipalType",
-            "principal_type",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PrincipalName",
-            "principal_name",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TokenRequesterPrincipalType",
-            "token_requester_principal_type",
-            "string",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TokenRequesterPrincipalName",
-            "token_requester_principal_name",
-            "string",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IssueTimestampMs",
-            "issue_timestamp_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ExpiryTimestampMs",
-            "expiry_timestamp_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxTimestampMs",
-            "max_timestamp_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreateDelegationTokenResponse_v0,
         _read_CreateDelegationTokenResponse_v0,
@@ -1505,3 +1398,66 @@ class CreateDelegationTokenResponse(Message):
     hmac: bytes = b""
     throttle_time_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+CreateDelegationTokenResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TokenRequesterPrincipalType",
+        "token_requester_principal_type",
+        "string",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TokenRequesterPrincipalName",
+        "token_requester_principal_name",
+        "string",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "IssueTimestampMs",
+        "issue_timestamp_ms",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ExpiryTimestampMs",
+        "expiry_timestamp_ms",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxTimestampMs", "max_timestamp_ms", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

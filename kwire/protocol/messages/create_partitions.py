@@ -217,7 +217,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
     except struct_error:
         raise too_short("CreatePartitionsTopic.assignments", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_assignments: list[_CreatePartitionsRequest_CreatePartitionsAssignment] | None
+    f_assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None
     if count3 < 0:
         f_assignments = None
     elif count3 > len(buf) - pos:
@@ -272,7 +272,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "CreatePartitionsTopic.assignments")
     count3 -= 1
-    f_assignments: list[_CreatePartitionsRequest_CreatePartitionsAssignment] | None
+    f_assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None
     if count3 < 0:
         f_assignments = None
     elif count3 > len(buf) - pos:
@@ -414,7 +414,7 @@ def _read_CreatePartitionsRequest_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_CreatePartitionsRequest_CreatePartitionsTopic]
+    f_topics: list[CreatePartitionsRequest.CreatePartitionsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -448,7 +448,7 @@ def _read_CreatePartitionsRequest_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_CreatePartitionsRequest_CreatePartitionsTopic]
+    f_topics: list[CreatePartitionsRequest.CreatePartitionsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -805,7 +805,7 @@ def _read_CreatePartitionsResponse_v0(
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_CreatePartitionsResponse_CreatePartitionsTopicResult]
+    f_results: list[CreatePartitionsResponse.CreatePartitionsTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -837,7 +837,7 @@ def _read_CreatePartitionsResponse_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_CreatePartitionsResponse_CreatePartitionsTopicResult]
+    f_results: list[CreatePartitionsResponse.CreatePartitionsTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -928,63 +928,21 @@ def _write_CreatePartitionsResponse_v2(o: CreatePartitionsResponse, out: bytearr
         out.append(0)
 
 
-@dataclass(slots=True)
-class _CreatePartitionsRequest_CreatePartitionsAssignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    broker_ids: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreatePartitionsRequest_CreatePartitionsAssignment() -> (
+    CreatePartitionsRequest.CreatePartitionsAssignment
+):
+    return _CreatePartitionsRequest_CreatePartitionsAssignment()
 
 
-@dataclass(slots=True)
-class _CreatePartitionsRequest_CreatePartitionsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Count", "count", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Assignments",
-            "assignments",
-            "[]CreatePartitionsAssignment",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _CreatePartitionsRequest_CreatePartitionsAssignment,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    count: int = 0
-    assignments: list[_CreatePartitionsRequest_CreatePartitionsAssignment] | None = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreatePartitionsRequest_CreatePartitionsTopic() -> (
+    CreatePartitionsRequest.CreatePartitionsTopic
+):
+    return _CreatePartitionsRequest_CreatePartitionsTopic()
 
 
 @dataclass(slots=True)
 class CreatePartitionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]CreatePartitionsTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreatePartitionsRequest_CreatePartitionsTopic,
-            False,
-        ),
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreatePartitionsRequest_v0,
         _read_CreatePartitionsRequest_v0,
@@ -1005,65 +963,80 @@ class CreatePartitionsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    CreatePartitionsTopic = _CreatePartitionsRequest_CreatePartitionsTopic
-    CreatePartitionsAssignment = _CreatePartitionsRequest_CreatePartitionsAssignment
-    topics: list[_CreatePartitionsRequest_CreatePartitionsTopic] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class CreatePartitionsAssignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        broker_ids: list[BrokerId] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class CreatePartitionsTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        count: int = 0
+        assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[CreatePartitionsRequest.CreatePartitionsTopic] = field(default_factory=list)
     timeout_ms: int = 0
     validate_only: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _CreatePartitionsResponse_CreatePartitionsTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_CreatePartitionsRequest_CreatePartitionsAssignment = (
+    CreatePartitionsRequest.CreatePartitionsAssignment
+)
+_CreatePartitionsRequest_CreatePartitionsTopic = CreatePartitionsRequest.CreatePartitionsTopic
+
+_CreatePartitionsRequest_CreatePartitionsAssignment.FIELDS = (
+    FieldInfo("BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_CreatePartitionsRequest_CreatePartitionsTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Count", "count", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Assignments",
+        "assignments",
+        "[]CreatePartitionsAssignment",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _CreatePartitionsRequest_CreatePartitionsAssignment,
+        False,
+    ),
+)
+CreatePartitionsRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]CreatePartitionsTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreatePartitionsRequest_CreatePartitionsTopic,
+        False,
+    ),
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_CreatePartitionsResponse_CreatePartitionsTopicResult() -> (
+    CreatePartitionsResponse.CreatePartitionsTopicResult
+):
+    return _CreatePartitionsResponse_CreatePartitionsTopicResult()
 
 
 @dataclass(slots=True)
 class CreatePartitionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]CreatePartitionsTopicResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreatePartitionsResponse_CreatePartitionsTopicResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreatePartitionsResponse_v0,
         _read_CreatePartitionsResponse_v0,
@@ -1082,9 +1055,46 @@ class CreatePartitionsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    CreatePartitionsTopicResult = _CreatePartitionsResponse_CreatePartitionsTopicResult
+
+    @dataclass(slots=True)
+    class CreatePartitionsTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        error_code: int = 0
+        error_message: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    results: list[_CreatePartitionsResponse_CreatePartitionsTopicResult] = field(
+    results: list[CreatePartitionsResponse.CreatePartitionsTopicResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_CreatePartitionsResponse_CreatePartitionsTopicResult = (
+    CreatePartitionsResponse.CreatePartitionsTopicResult
+)
+
+_CreatePartitionsResponse_CreatePartitionsTopicResult.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+CreatePartitionsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]CreatePartitionsTopicResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreatePartitionsResponse_CreatePartitionsTopicResult,
+        False,
+    ),
+)

@@ -580,7 +580,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
     except struct_error:
         raise too_short("CreatableTopic.assignments", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_assignments: list[_CreateTopicsRequest_CreatableReplicaAssignment]
+    f_assignments: list[CreateTopicsRequest.CreatableReplicaAssignment]
     if count3 < 0:
         raise null_value("CreatableTopic.assignments", pos)
     elif count3 > len(buf) - pos:
@@ -595,7 +595,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
     except struct_error:
         raise too_short("CreatableTopic.configs", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_configs: list[_CreateTopicsRequest_CreatableTopicConfig]
+    f_configs: list[CreateTopicsRequest.CreatableTopicConfig]
     if count5 < 0:
         raise null_value("CreatableTopic.configs", pos)
     elif count5 > len(buf) - pos:
@@ -655,7 +655,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "CreatableTopic.assignments")
     count3 -= 1
-    f_assignments: list[_CreateTopicsRequest_CreatableReplicaAssignment]
+    f_assignments: list[CreateTopicsRequest.CreatableReplicaAssignment]
     if count3 < 0:
         raise null_value("CreatableTopic.assignments", pos)
     elif count3 > len(buf) - pos:
@@ -673,7 +673,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "CreatableTopic.configs")
     count5 -= 1
-    f_configs: list[_CreateTopicsRequest_CreatableTopicConfig]
+    f_configs: list[CreateTopicsRequest.CreatableTopicConfig]
     if count5 < 0:
         raise null_value("CreatableTopic.configs", pos)
     elif count5 > len(buf) - pos:
@@ -928,7 +928,7 @@ def _read_CreateTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateTopic
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_CreateTopicsRequest_CreatableTopic]
+    f_topics: list[CreateTopicsRequest.CreatableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -956,7 +956,7 @@ def _read_CreateTopicsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateTopic
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_CreateTopicsRequest_CreatableTopic]
+    f_topics: list[CreateTopicsRequest.CreatableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -988,7 +988,7 @@ def _read_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopic
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_CreateTopicsRequest_CreatableTopic]
+    f_topics: list[CreateTopicsRequest.CreatableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1441,7 +1441,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "CreatableTopicResult.configs")
     count5 -= 1
-    f_configs: list[_CreateTopicsResponse_CreatableTopicConfigs] | None
+    f_configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None
     if count5 < 0:
         f_configs = None
     elif count5 > len(buf) - pos:
@@ -1590,7 +1590,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "CreatableTopicResult.configs")
     count5 -= 1
-    f_configs: list[_CreateTopicsResponse_CreatableTopicConfigs] | None
+    f_configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None
     if count5 < 0:
         f_configs = None
     elif count5 > len(buf) - pos:
@@ -1900,7 +1900,7 @@ def _read_CreateTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateTopi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_CreateTopicsResponse_CreatableTopicResult]
+    f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1923,7 +1923,7 @@ def _read_CreateTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[CreateTopi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_CreateTopicsResponse_CreatableTopicResult]
+    f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1951,7 +1951,7 @@ def _read_CreateTopicsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateTopi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_CreateTopicsResponse_CreatableTopicResult]
+    f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1981,7 +1981,7 @@ def _read_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopi
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_CreateTopicsResponse_CreatableTopicResult]
+    f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2042,7 +2042,7 @@ def _read_CreateTopicsResponse_v7(buf: memoryview, pos: int) -> tuple[CreateTopi
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_CreateTopicsResponse_CreatableTopicResult]
+    f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2189,118 +2189,23 @@ def _write_CreateTopicsResponse_v7(o: CreateTopicsResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _CreateTopicsRequest_CreatableReplicaAssignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    broker_ids: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreateTopicsRequest_CreatableReplicaAssignment() -> (
+    CreateTopicsRequest.CreatableReplicaAssignment
+):
+    return _CreateTopicsRequest_CreatableReplicaAssignment()
 
 
-@dataclass(slots=True)
-class _CreateTopicsRequest_CreatableTopicConfig:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    name: str = ""
-    value: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreateTopicsRequest_CreatableTopicConfig() -> CreateTopicsRequest.CreatableTopicConfig:
+    return _CreateTopicsRequest_CreatableTopicConfig()
 
 
-@dataclass(slots=True)
-class _CreateTopicsRequest_CreatableTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "NumPartitions",
-            "num_partitions",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ReplicationFactor",
-            "replication_factor",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Assignments",
-            "assignments",
-            "[]CreatableReplicaAssignment",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreateTopicsRequest_CreatableReplicaAssignment,
-            False,
-        ),
-        FieldInfo(
-            "Configs",
-            "configs",
-            "[]CreatableTopicConfig",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreateTopicsRequest_CreatableTopicConfig,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    num_partitions: int = 0
-    replication_factor: int = 0
-    assignments: list[_CreateTopicsRequest_CreatableReplicaAssignment] = field(default_factory=list)
-    configs: list[_CreateTopicsRequest_CreatableTopicConfig] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreateTopicsRequest_CreatableTopic() -> CreateTopicsRequest.CreatableTopic:
+    return _CreateTopicsRequest_CreatableTopic()
 
 
 @dataclass(slots=True)
 class CreateTopicsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]CreatableTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreateTopicsRequest_CreatableTopic,
-            False,
-        ),
-        FieldInfo(
-            "timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "validateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreateTopicsRequest_v0,
         _read_CreateTopicsRequest_v1,
@@ -2329,137 +2234,122 @@ class CreateTopicsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    CreatableTopic = _CreateTopicsRequest_CreatableTopic
-    CreatableReplicaAssignment = _CreateTopicsRequest_CreatableReplicaAssignment
-    CreatableTopicConfig = _CreateTopicsRequest_CreatableTopicConfig
-    topics: list[_CreateTopicsRequest_CreatableTopic] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class CreatableReplicaAssignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        broker_ids: list[BrokerId] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class CreatableTopicConfig:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        value: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class CreatableTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        num_partitions: int = 0
+        replication_factor: int = 0
+        assignments: list[CreateTopicsRequest.CreatableReplicaAssignment] = field(
+            default_factory=list
+        )
+        configs: list[CreateTopicsRequest.CreatableTopicConfig] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[CreateTopicsRequest.CreatableTopic] = field(default_factory=list)
     timeout_ms: int = 60000
     validate_only: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _CreateTopicsResponse_CreatableTopicConfigs:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
-        FieldInfo("ReadOnly", "read_only", "bool", (5, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ConfigSource", "config_source", "int8", (5, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IsSensitive", "is_sensitive", "bool", (5, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    name: str = ""
-    value: str | None = ""
-    read_only: bool = False
-    config_source: int = -1
-    is_sensitive: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_CreateTopicsRequest_CreatableReplicaAssignment = CreateTopicsRequest.CreatableReplicaAssignment
+_CreateTopicsRequest_CreatableTopicConfig = CreateTopicsRequest.CreatableTopicConfig
+_CreateTopicsRequest_CreatableTopic = CreateTopicsRequest.CreatableTopic
+
+_CreateTopicsRequest_CreatableReplicaAssignment.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("BrokerIds", "broker_ids", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_CreateTopicsRequest_CreatableTopicConfig.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+_CreateTopicsRequest_CreatableTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "NumPartitions", "num_partitions", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ReplicationFactor",
+        "replication_factor",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Assignments",
+        "assignments",
+        "[]CreatableReplicaAssignment",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreateTopicsRequest_CreatableReplicaAssignment,
+        False,
+    ),
+    FieldInfo(
+        "Configs",
+        "configs",
+        "[]CreatableTopicConfig",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreateTopicsRequest_CreatableTopicConfig,
+        False,
+    ),
+)
+CreateTopicsRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]CreatableTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreateTopicsRequest_CreatableTopic,
+        False,
+    ),
+    FieldInfo("timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "validateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
 
 
-@dataclass(slots=True)
-class _CreateTopicsResponse_CreatableTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (1, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TopicConfigErrorCode",
-            "topic_config_error_code",
-            "int16",
-            (5, 32767),
-            (1, 0),
-            (5, 32767),
-            0,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "NumPartitions",
-            "num_partitions",
-            "int32",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ReplicationFactor",
-            "replication_factor",
-            "int16",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Configs",
-            "configs",
-            "[]CreatableTopicConfigs",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            _CreateTopicsResponse_CreatableTopicConfigs,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = ""
-    topic_config_error_code: int = 0
-    num_partitions: int = -1
-    replication_factor: int = -1
-    configs: list[_CreateTopicsResponse_CreatableTopicConfigs] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_CreateTopicsResponse_CreatableTopicConfigs() -> CreateTopicsResponse.CreatableTopicConfigs:
+    return _CreateTopicsResponse_CreatableTopicConfigs()
+
+
+def _new_CreateTopicsResponse_CreatableTopicResult() -> CreateTopicsResponse.CreatableTopicResult:
+    return _CreateTopicsResponse_CreatableTopicResult()
 
 
 @dataclass(slots=True)
 class CreateTopicsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]CreatableTopicResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _CreateTopicsResponse_CreatableTopicResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_CreateTopicsResponse_v0,
         _read_CreateTopicsResponse_v1,
@@ -2486,8 +2376,106 @@ class CreateTopicsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 7
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
-    CreatableTopicResult = _CreateTopicsResponse_CreatableTopicResult
-    CreatableTopicConfigs = _CreateTopicsResponse_CreatableTopicConfigs
+
+    @dataclass(slots=True)
+    class CreatableTopicConfigs:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        value: str | None = ""
+        read_only: bool = False
+        config_source: int = -1
+        is_sensitive: bool = False
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class CreatableTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        error_code: int = 0
+        error_message: str | None = ""
+        topic_config_error_code: int = 0
+        num_partitions: int = -1
+        replication_factor: int = -1
+        configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_CreateTopicsResponse_CreatableTopicResult] = field(default_factory=list)
+    topics: list[CreateTopicsResponse.CreatableTopicResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_CreateTopicsResponse_CreatableTopicConfigs = CreateTopicsResponse.CreatableTopicConfigs
+_CreateTopicsResponse_CreatableTopicResult = CreateTopicsResponse.CreatableTopicResult
+
+_CreateTopicsResponse_CreatableTopicConfigs.FIELDS = (
+    FieldInfo("Name", "name", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
+    FieldInfo("ReadOnly", "read_only", "bool", (5, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ConfigSource", "config_source", "int8", (5, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("IsSensitive", "is_sensitive", "bool", (5, 32767), (1, 0), (1, 0), None, None, False),
+)
+_CreateTopicsResponse_CreatableTopicResult.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (1, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TopicConfigErrorCode",
+        "topic_config_error_code",
+        "int16",
+        (5, 32767),
+        (1, 0),
+        (5, 32767),
+        0,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "NumPartitions", "num_partitions", "int32", (5, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ReplicationFactor",
+        "replication_factor",
+        "int16",
+        (5, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Configs",
+        "configs",
+        "[]CreatableTopicConfigs",
+        (5, 32767),
+        (5, 32767),
+        (1, 0),
+        None,
+        _CreateTopicsResponse_CreatableTopicConfigs,
+        False,
+    ),
+)
+CreateTopicsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]CreatableTopicResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _CreateTopicsResponse_CreatableTopicResult,
+        False,
+    ),
+)

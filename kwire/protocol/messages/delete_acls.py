@@ -484,7 +484,7 @@ def _read_DeleteAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
     except struct_error:
         raise too_short("filters", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_filters: list[_DeleteAclsRequest_DeleteAclsFilter]
+    f_filters: list[DeleteAclsRequest.DeleteAclsFilter]
     if count1 < 0:
         raise null_value("filters", pos)
     elif count1 > len(buf) - pos:
@@ -506,7 +506,7 @@ def _read_DeleteAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
     except struct_error:
         raise too_short("filters", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_filters: list[_DeleteAclsRequest_DeleteAclsFilter]
+    f_filters: list[DeleteAclsRequest.DeleteAclsFilter]
     if count1 < 0:
         raise null_value("filters", pos)
     elif count1 > len(buf) - pos:
@@ -531,7 +531,7 @@ def _read_DeleteAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "filters")
     count1 -= 1
-    f_filters: list[_DeleteAclsRequest_DeleteAclsFilter]
+    f_filters: list[DeleteAclsRequest.DeleteAclsFilter]
     if count1 < 0:
         raise null_value("filters", pos)
     elif count1 > len(buf) - pos:
@@ -1209,7 +1209,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
     except struct_error:
         raise too_short("DeleteAclsFilterResult.matching_acls", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_matching_acls: list[_DeleteAclsResponse_DeleteAclsMatchingAcl]
+    f_matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl]
     if count3 < 0:
         raise null_value("DeleteAclsFilterResult.matching_acls", pos)
     elif count3 > len(buf) - pos:
@@ -1260,7 +1260,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
     except struct_error:
         raise too_short("DeleteAclsFilterResult.matching_acls", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_matching_acls: list[_DeleteAclsResponse_DeleteAclsMatchingAcl]
+    f_matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl]
     if count3 < 0:
         raise null_value("DeleteAclsFilterResult.matching_acls", pos)
     elif count3 > len(buf) - pos:
@@ -1317,7 +1317,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "DeleteAclsFilterResult.matching_acls")
     count3 -= 1
-    f_matching_acls: list[_DeleteAclsResponse_DeleteAclsMatchingAcl]
+    f_matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl]
     if count3 < 0:
         raise null_value("DeleteAclsFilterResult.matching_acls", pos)
     elif count3 > len(buf) - pos:
@@ -1464,7 +1464,7 @@ def _read_DeleteAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
     except struct_error:
         raise too_short("filter_results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_filter_results: list[_DeleteAclsResponse_DeleteAclsFilterResult]
+    f_filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult]
     if count1 < 0:
         raise null_value("filter_results", pos)
     elif count1 > len(buf) - pos:
@@ -1491,7 +1491,7 @@ def _read_DeleteAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
     except struct_error:
         raise too_short("filter_results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_filter_results: list[_DeleteAclsResponse_DeleteAclsFilterResult]
+    f_filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult]
     if count1 < 0:
         raise null_value("filter_results", pos)
     elif count1 > len(buf) - pos:
@@ -1521,7 +1521,7 @@ def _read_DeleteAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "filter_results")
     count1 -= 1
-    f_filter_results: list[_DeleteAclsResponse_DeleteAclsFilterResult]
+    f_filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult]
     if count1 < 0:
         raise null_value("filter_results", pos)
     elif count1 > len(buf) - pos:
@@ -1612,94 +1612,13 @@ def _write_DeleteAclsResponse_v2(o: DeleteAclsResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DeleteAclsRequest_DeleteAclsFilter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceTypeFilter",
-            "resource_type_filter",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ResourceNameFilter",
-            "resource_name_filter",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PatternTypeFilter",
-            "pattern_type_filter",
-            "int8",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PrincipalFilter",
-            "principal_filter",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PermissionType",
-            "permission_type",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    resource_type_filter: int = 0
-    resource_name_filter: str | None = ""
-    pattern_type_filter: int = 3
-    principal_filter: str | None = ""
-    host_filter: str | None = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteAclsRequest_DeleteAclsFilter() -> DeleteAclsRequest.DeleteAclsFilter:
+    return _DeleteAclsRequest_DeleteAclsFilter()
 
 
 @dataclass(slots=True)
 class DeleteAclsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Filters",
-            "filters",
-            "[]DeleteAclsFilter",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteAclsRequest_DeleteAclsFilter,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteAclsRequest_v0,
         _read_DeleteAclsRequest_v1,
@@ -1720,127 +1639,104 @@ class DeleteAclsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DeleteAclsFilter = _DeleteAclsRequest_DeleteAclsFilter
-    filters: list[_DeleteAclsRequest_DeleteAclsFilter] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class DeleteAclsFilter:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        resource_type_filter: int = 0
+        resource_name_filter: str | None = ""
+        pattern_type_filter: int = 3
+        principal_filter: str | None = ""
+        host_filter: str | None = ""
+        operation: int = 0
+        permission_type: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    filters: list[DeleteAclsRequest.DeleteAclsFilter] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DeleteAclsResponse_DeleteAclsMatchingAcl:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PermissionType",
-            "permission_type",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    pattern_type: int = 3
-    principal: str = ""
-    host: str = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DeleteAclsRequest_DeleteAclsFilter = DeleteAclsRequest.DeleteAclsFilter
+
+_DeleteAclsRequest_DeleteAclsFilter.FIELDS = (
+    FieldInfo(
+        "ResourceTypeFilter",
+        "resource_type_filter",
+        "int8",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ResourceNameFilter",
+        "resource_name_filter",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PatternTypeFilter",
+        "pattern_type_filter",
+        "int8",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PrincipalFilter",
+        "principal_filter",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+DeleteAclsRequest.FIELDS = (
+    FieldInfo(
+        "Filters",
+        "filters",
+        "[]DeleteAclsFilter",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteAclsRequest_DeleteAclsFilter,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DeleteAclsResponse_DeleteAclsFilterResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MatchingAcls",
-            "matching_acls",
-            "[]DeleteAclsMatchingAcl",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteAclsResponse_DeleteAclsMatchingAcl,
-            False,
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = ""
-    matching_acls: list[_DeleteAclsResponse_DeleteAclsMatchingAcl] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteAclsResponse_DeleteAclsMatchingAcl() -> DeleteAclsResponse.DeleteAclsMatchingAcl:
+    return _DeleteAclsResponse_DeleteAclsMatchingAcl()
+
+
+def _new_DeleteAclsResponse_DeleteAclsFilterResult() -> DeleteAclsResponse.DeleteAclsFilterResult:
+    return _DeleteAclsResponse_DeleteAclsFilterResult()
 
 
 @dataclass(slots=True)
 class DeleteAclsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "FilterResults",
-            "filter_results",
-            "[]DeleteAclsFilterResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteAclsResponse_DeleteAclsFilterResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteAclsResponse_v0,
         _read_DeleteAclsResponse_v1,
@@ -1859,8 +1755,86 @@ class DeleteAclsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DeleteAclsFilterResult = _DeleteAclsResponse_DeleteAclsFilterResult
-    DeleteAclsMatchingAcl = _DeleteAclsResponse_DeleteAclsMatchingAcl
+
+    @dataclass(slots=True)
+    class DeleteAclsMatchingAcl:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = ""
+        resource_type: int = 0
+        resource_name: str = ""
+        pattern_type: int = 3
+        principal: str = ""
+        host: str = ""
+        operation: int = 0
+        permission_type: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DeleteAclsFilterResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = ""
+        matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    filter_results: list[_DeleteAclsResponse_DeleteAclsFilterResult] = field(default_factory=list)
+    filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DeleteAclsResponse_DeleteAclsMatchingAcl = DeleteAclsResponse.DeleteAclsMatchingAcl
+_DeleteAclsResponse_DeleteAclsFilterResult = DeleteAclsResponse.DeleteAclsFilterResult
+
+_DeleteAclsResponse_DeleteAclsMatchingAcl.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_DeleteAclsResponse_DeleteAclsFilterResult.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "MatchingAcls",
+        "matching_acls",
+        "[]DeleteAclsMatchingAcl",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteAclsResponse_DeleteAclsMatchingAcl,
+        False,
+    ),
+)
+DeleteAclsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "FilterResults",
+        "filter_results",
+        "[]DeleteAclsFilterResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteAclsResponse_DeleteAclsFilterResult,
+        False,
+    ),
+)

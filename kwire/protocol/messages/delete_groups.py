@@ -407,7 +407,7 @@ def _read_DeleteGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteGrou
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_DeleteGroupsResponse_DeletableGroupResult]
+    f_results: list[DeleteGroupsResponse.DeletableGroupResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -437,7 +437,7 @@ def _read_DeleteGroupsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteGrou
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_DeleteGroupsResponse_DeletableGroupResult]
+    f_results: list[DeleteGroupsResponse.DeletableGroupResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -530,11 +530,7 @@ def _write_DeleteGroupsResponse_v2(o: DeleteGroupsResponse, out: bytearray) -> N
 
 @dataclass(slots=True)
 class DeleteGroupsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "GroupsNames", "groups_names", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteGroupsRequest_v0,
         _read_DeleteGroupsRequest_v0,
@@ -557,45 +553,20 @@ class DeleteGroupsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DeleteGroupsResponse_DeletableGroupResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    group_id: GroupId = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+DeleteGroupsRequest.FIELDS = (
+    FieldInfo(
+        "GroupsNames", "groups_names", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_DeleteGroupsResponse_DeletableGroupResult() -> DeleteGroupsResponse.DeletableGroupResult:
+    return _DeleteGroupsResponse_DeletableGroupResult()
 
 
 @dataclass(slots=True)
 class DeleteGroupsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]DeletableGroupResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteGroupsResponse_DeletableGroupResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteGroupsResponse_v0,
         _read_DeleteGroupsResponse_v0,
@@ -612,7 +583,38 @@ class DeleteGroupsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DeletableGroupResult = _DeleteGroupsResponse_DeletableGroupResult
+
+    @dataclass(slots=True)
+    class DeletableGroupResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        group_id: GroupId = ""
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    results: list[_DeleteGroupsResponse_DeletableGroupResult] = field(default_factory=list)
+    results: list[DeleteGroupsResponse.DeletableGroupResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DeleteGroupsResponse_DeletableGroupResult = DeleteGroupsResponse.DeletableGroupResult
+
+_DeleteGroupsResponse_DeletableGroupResult.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+DeleteGroupsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]DeletableGroupResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteGroupsResponse_DeletableGroupResult,
+        False,
+    ),
+)

@@ -170,7 +170,7 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
     except struct_error:
         raise too_short("DeleteRecordsTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_DeleteRecordsRequest_DeleteRecordsPartition]
+    f_partitions: list[DeleteRecordsRequest.DeleteRecordsPartition]
     if count3 < 0:
         raise null_value("DeleteRecordsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -220,7 +220,7 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "DeleteRecordsTopic.partitions")
     count3 -= 1
-    f_partitions: list[_DeleteRecordsRequest_DeleteRecordsPartition]
+    f_partitions: list[DeleteRecordsRequest.DeleteRecordsPartition]
     if count3 < 0:
         raise null_value("DeleteRecordsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -355,7 +355,7 @@ def _read_DeleteRecordsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteReco
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_DeleteRecordsRequest_DeleteRecordsTopic]
+    f_topics: list[DeleteRecordsRequest.DeleteRecordsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -385,7 +385,7 @@ def _read_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteReco
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DeleteRecordsRequest_DeleteRecordsTopic]
+    f_topics: list[DeleteRecordsRequest.DeleteRecordsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -620,7 +620,7 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
     except struct_error:
         raise too_short("DeleteRecordsTopicResult.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_DeleteRecordsResponse_DeleteRecordsPartitionResult]
+    f_partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult]
     if count3 < 0:
         raise null_value("DeleteRecordsTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -670,7 +670,7 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "DeleteRecordsTopicResult.partitions")
     count3 -= 1
-    f_partitions: list[_DeleteRecordsResponse_DeleteRecordsPartitionResult]
+    f_partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult]
     if count3 < 0:
         raise null_value("DeleteRecordsTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -816,7 +816,7 @@ def _read_DeleteRecordsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteRec
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_DeleteRecordsResponse_DeleteRecordsTopicResult]
+    f_topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -846,7 +846,7 @@ def _read_DeleteRecordsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteRec
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DeleteRecordsResponse_DeleteRecordsTopicResult]
+    f_topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -937,66 +937,19 @@ def _write_DeleteRecordsResponse_v2(o: DeleteRecordsResponse, out: bytearray) ->
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DeleteRecordsRequest_DeleteRecordsPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Offset", "offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    partition_index: int = 0
-    offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteRecordsRequest_DeleteRecordsPartition() -> (
+    DeleteRecordsRequest.DeleteRecordsPartition
+):
+    return _DeleteRecordsRequest_DeleteRecordsPartition()
 
 
-@dataclass(slots=True)
-class _DeleteRecordsRequest_DeleteRecordsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]DeleteRecordsPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteRecordsRequest_DeleteRecordsPartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_DeleteRecordsRequest_DeleteRecordsPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteRecordsRequest_DeleteRecordsTopic() -> DeleteRecordsRequest.DeleteRecordsTopic:
+    return _DeleteRecordsRequest_DeleteRecordsTopic()
 
 
 @dataclass(slots=True)
 class DeleteRecordsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]DeleteRecordsTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteRecordsRequest_DeleteRecordsTopic,
-            False,
-        ),
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteRecordsRequest_v0,
         _read_DeleteRecordsRequest_v0,
@@ -1015,89 +968,80 @@ class DeleteRecordsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DeleteRecordsTopic = _DeleteRecordsRequest_DeleteRecordsTopic
-    DeleteRecordsPartition = _DeleteRecordsRequest_DeleteRecordsPartition
-    topics: list[_DeleteRecordsRequest_DeleteRecordsTopic] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class DeleteRecordsPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        offset: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DeleteRecordsTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[DeleteRecordsRequest.DeleteRecordsPartition] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = field(default_factory=list)
     timeout_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DeleteRecordsResponse_DeleteRecordsPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LowWatermark", "low_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    low_watermark: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DeleteRecordsRequest_DeleteRecordsPartition = DeleteRecordsRequest.DeleteRecordsPartition
+_DeleteRecordsRequest_DeleteRecordsTopic = DeleteRecordsRequest.DeleteRecordsTopic
+
+_DeleteRecordsRequest_DeleteRecordsPartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Offset", "offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DeleteRecordsRequest_DeleteRecordsTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]DeleteRecordsPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteRecordsRequest_DeleteRecordsPartition,
+        False,
+    ),
+)
+DeleteRecordsRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]DeleteRecordsTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteRecordsRequest_DeleteRecordsTopic,
+        False,
+    ),
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
 
 
-@dataclass(slots=True)
-class _DeleteRecordsResponse_DeleteRecordsTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]DeleteRecordsPartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteRecordsResponse_DeleteRecordsPartitionResult,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_DeleteRecordsResponse_DeleteRecordsPartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteRecordsResponse_DeleteRecordsPartitionResult() -> (
+    DeleteRecordsResponse.DeleteRecordsPartitionResult
+):
+    return _DeleteRecordsResponse_DeleteRecordsPartitionResult()
+
+
+def _new_DeleteRecordsResponse_DeleteRecordsTopicResult() -> (
+    DeleteRecordsResponse.DeleteRecordsTopicResult
+):
+    return _DeleteRecordsResponse_DeleteRecordsTopicResult()
 
 
 @dataclass(slots=True)
 class DeleteRecordsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]DeleteRecordsTopicResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteRecordsResponse_DeleteRecordsTopicResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteRecordsResponse_v0,
         _read_DeleteRecordsResponse_v0,
@@ -1114,8 +1058,70 @@ class DeleteRecordsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DeleteRecordsTopicResult = _DeleteRecordsResponse_DeleteRecordsTopicResult
-    DeleteRecordsPartitionResult = _DeleteRecordsResponse_DeleteRecordsPartitionResult
+
+    @dataclass(slots=True)
+    class DeleteRecordsPartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        low_watermark: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DeleteRecordsTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_DeleteRecordsResponse_DeleteRecordsTopicResult] = field(default_factory=list)
+    topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DeleteRecordsResponse_DeleteRecordsPartitionResult = (
+    DeleteRecordsResponse.DeleteRecordsPartitionResult
+)
+_DeleteRecordsResponse_DeleteRecordsTopicResult = DeleteRecordsResponse.DeleteRecordsTopicResult
+
+_DeleteRecordsResponse_DeleteRecordsPartitionResult.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LowWatermark", "low_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DeleteRecordsResponse_DeleteRecordsTopicResult.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]DeleteRecordsPartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteRecordsResponse_DeleteRecordsPartitionResult,
+        False,
+    ),
+)
+DeleteRecordsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]DeleteRecordsTopicResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteRecordsResponse_DeleteRecordsTopicResult,
+        False,
+    ),
+)

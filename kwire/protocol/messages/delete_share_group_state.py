@@ -114,7 +114,7 @@ def _read_DeleteShareGroupStateRequest_DeleteStateData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "DeleteStateData.partitions")
     count1 -= 1
-    f_partitions: list[_DeleteShareGroupStateRequest_PartitionData]
+    f_partitions: list[DeleteShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("DeleteStateData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -216,7 +216,7 @@ def _read_DeleteShareGroupStateRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_DeleteShareGroupStateRequest_DeleteStateData]
+    f_topics: list[DeleteShareGroupStateRequest.DeleteStateData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -405,7 +405,7 @@ def _read_DeleteShareGroupStateResponse_DeleteStateResult_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "DeleteStateResult.partitions")
     count1 -= 1
-    f_partitions: list[_DeleteShareGroupStateResponse_PartitionResult]
+    f_partitions: list[DeleteShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("DeleteStateResult.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -485,7 +485,7 @@ def _read_DeleteShareGroupStateResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_DeleteShareGroupStateResponse_DeleteStateResult]
+    f_results: list[DeleteShareGroupStateResponse.DeleteStateResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -551,52 +551,19 @@ def _write_DeleteShareGroupStateResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DeleteShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    partition: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteShareGroupStateRequest_PartitionData() -> DeleteShareGroupStateRequest.PartitionData:
+    return _DeleteShareGroupStateRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _DeleteShareGroupStateRequest_DeleteStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteShareGroupStateRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_DeleteShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteShareGroupStateRequest_DeleteStateData() -> (
+    DeleteShareGroupStateRequest.DeleteStateData
+):
+    return _DeleteShareGroupStateRequest_DeleteStateData()
 
 
 @dataclass(slots=True)
 class DeleteShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]DeleteStateData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteShareGroupStateRequest_DeleteStateData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DeleteShareGroupStateRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DeleteShareGroupStateRequest_v0,)
     NAME: ClassVar[str] = "DeleteShareGroupStateRequest"
@@ -607,74 +574,76 @@ class DeleteShareGroupStateRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    DeleteStateData = _DeleteShareGroupStateRequest_DeleteStateData
-    PartitionData = _DeleteShareGroupStateRequest_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DeleteStateData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[DeleteShareGroupStateRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: str = ""
-    topics: list[_DeleteShareGroupStateRequest_DeleteStateData] = field(default_factory=list)
+    topics: list[DeleteShareGroupStateRequest.DeleteStateData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DeleteShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DeleteShareGroupStateRequest_PartitionData = DeleteShareGroupStateRequest.PartitionData
+_DeleteShareGroupStateRequest_DeleteStateData = DeleteShareGroupStateRequest.DeleteStateData
+
+_DeleteShareGroupStateRequest_PartitionData.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DeleteShareGroupStateRequest_DeleteStateData.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteShareGroupStateRequest_PartitionData,
+        False,
+    ),
+)
+DeleteShareGroupStateRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]DeleteStateData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteShareGroupStateRequest_DeleteStateData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DeleteShareGroupStateResponse_DeleteStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteShareGroupStateResponse_PartitionResult,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_DeleteShareGroupStateResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteShareGroupStateResponse_PartitionResult() -> (
+    DeleteShareGroupStateResponse.PartitionResult
+):
+    return _DeleteShareGroupStateResponse_PartitionResult()
+
+
+def _new_DeleteShareGroupStateResponse_DeleteStateResult() -> (
+    DeleteShareGroupStateResponse.DeleteStateResult
+):
+    return _DeleteShareGroupStateResponse_DeleteStateResult()
 
 
 @dataclass(slots=True)
 class DeleteShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Results",
-            "results",
-            "[]DeleteStateResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteShareGroupStateResponse_DeleteStateResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DeleteShareGroupStateResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DeleteShareGroupStateResponse_v0,)
     NAME: ClassVar[str] = "DeleteShareGroupStateResponse"
@@ -683,7 +652,62 @@ class DeleteShareGroupStateResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DeleteStateResult = _DeleteShareGroupStateResponse_DeleteStateResult
-    PartitionResult = _DeleteShareGroupStateResponse_PartitionResult
-    results: list[_DeleteShareGroupStateResponse_DeleteStateResult] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class PartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DeleteStateResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[DeleteShareGroupStateResponse.PartitionResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    results: list[DeleteShareGroupStateResponse.DeleteStateResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DeleteShareGroupStateResponse_PartitionResult = DeleteShareGroupStateResponse.PartitionResult
+_DeleteShareGroupStateResponse_DeleteStateResult = DeleteShareGroupStateResponse.DeleteStateResult
+
+_DeleteShareGroupStateResponse_PartitionResult.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_DeleteShareGroupStateResponse_DeleteStateResult.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteShareGroupStateResponse_PartitionResult,
+        False,
+    ),
+)
+DeleteShareGroupStateResponse.FIELDS = (
+    FieldInfo(
+        "Results",
+        "results",
+        "[]DeleteStateResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteShareGroupStateResponse_DeleteStateResult,
+        False,
+    ),
+)

@@ -275,7 +275,7 @@ def _read_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopic
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DeleteTopicsRequest_DeleteTopicState]
+    f_topics: list[DeleteTopicsRequest.DeleteTopicState]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -982,7 +982,7 @@ def _read_DeleteTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteTopi
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_DeleteTopicsResponse_DeletableTopicResult]
+    f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -1010,7 +1010,7 @@ def _read_DeleteTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteTopi
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_DeleteTopicsResponse_DeletableTopicResult]
+    f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -1040,7 +1040,7 @@ def _read_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopi
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_DeleteTopicsResponse_DeletableTopicResult]
+    f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -1101,7 +1101,7 @@ def _read_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopi
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_DeleteTopicsResponse_DeletableTopicResult]
+    f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -1162,7 +1162,7 @@ def _read_DeleteTopicsResponse_v6(buf: memoryview, pos: int) -> tuple[DeleteTopi
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_DeleteTopicsResponse_DeletableTopicResult]
+    f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -1316,38 +1316,13 @@ def _write_DeleteTopicsResponse_v6(o: DeleteTopicsResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DeleteTopicsRequest_DeleteTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (6, 32767), (6, 32767), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: TopicName | None = None
-    topic_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DeleteTopicsRequest_DeleteTopicState() -> DeleteTopicsRequest.DeleteTopicState:
+    return _DeleteTopicsRequest_DeleteTopicState()
 
 
 @dataclass(slots=True)
 class DeleteTopicsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]DeleteTopicState",
-            (6, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteTopicsRequest_DeleteTopicState,
-            False,
-        ),
-        FieldInfo(
-            "TopicNames", "topic_names", "[]string", (0, 5), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteTopicsRequest_v0,
         _read_DeleteTopicsRequest_v0,
@@ -1374,66 +1349,50 @@ class DeleteTopicsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DeleteTopicState = _DeleteTopicsRequest_DeleteTopicState
-    topics: list[_DeleteTopicsRequest_DeleteTopicState] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class DeleteTopicState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName | None = None
+        topic_id: UUID = ZERO_UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[DeleteTopicsRequest.DeleteTopicState] = field(default_factory=list)
     topic_names: list[TopicName] = field(default_factory=list)
     timeout_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DeleteTopicsResponse_DeletableTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (6, 32767), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName | None = ""
-    topic_id: UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DeleteTopicsRequest_DeleteTopicState = DeleteTopicsRequest.DeleteTopicState
+
+_DeleteTopicsRequest_DeleteTopicState.FIELDS = (
+    FieldInfo("Name", "name", "string", (6, 32767), (6, 32767), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
+)
+DeleteTopicsRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]DeleteTopicState",
+        (6, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteTopicsRequest_DeleteTopicState,
+        False,
+    ),
+    FieldInfo("TopicNames", "topic_names", "[]string", (0, 5), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+
+
+def _new_DeleteTopicsResponse_DeletableTopicResult() -> DeleteTopicsResponse.DeletableTopicResult:
+    return _DeleteTopicsResponse_DeletableTopicResult()
 
 
 @dataclass(slots=True)
 class DeleteTopicsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]DeletableTopicResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DeleteTopicsResponse_DeletableTopicResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DeleteTopicsResponse_v0,
         _read_DeleteTopicsResponse_v1,
@@ -1458,7 +1417,44 @@ class DeleteTopicsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 6
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    DeletableTopicResult = _DeleteTopicsResponse_DeletableTopicResult
+
+    @dataclass(slots=True)
+    class DeletableTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName | None = ""
+        topic_id: UUID = ZERO_UUID
+        error_code: int = 0
+        error_message: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    responses: list[_DeleteTopicsResponse_DeletableTopicResult] = field(default_factory=list)
+    responses: list[DeleteTopicsResponse.DeletableTopicResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DeleteTopicsResponse_DeletableTopicResult = DeleteTopicsResponse.DeletableTopicResult
+
+_DeleteTopicsResponse_DeletableTopicResult.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (6, 32767), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (6, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
+    ),
+)
+DeleteTopicsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]DeletableTopicResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DeleteTopicsResponse_DeletableTopicResult,
+        False,
+    ),
+)

@@ -724,7 +724,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v0(
     except struct_error:
         raise too_short("DescribeAclsResource.acls", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_acls: list[_DescribeAclsResponse_AclDescription]
+    f_acls: list[DescribeAclsResponse.AclDescription]
     if count3 < 0:
         raise null_value("DescribeAclsResource.acls", pos)
     elif count3 > len(buf) - pos:
@@ -783,7 +783,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v1(
     except struct_error:
         raise too_short("DescribeAclsResource.acls", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_acls: list[_DescribeAclsResponse_AclDescription]
+    f_acls: list[DescribeAclsResponse.AclDescription]
     if count3 < 0:
         raise null_value("DescribeAclsResource.acls", pos)
     elif count3 > len(buf) - pos:
@@ -847,7 +847,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "DescribeAclsResource.acls")
     count3 -= 1
-    f_acls: list[_DescribeAclsResponse_AclDescription]
+    f_acls: list[DescribeAclsResponse.AclDescription]
     if count3 < 0:
         raise null_value("DescribeAclsResource.acls", pos)
     elif count3 > len(buf) - pos:
@@ -1017,7 +1017,7 @@ def _read_DescribeAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeAc
     except struct_error:
         raise too_short("resources", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_resources: list[_DescribeAclsResponse_DescribeAclsResource]
+    f_resources: list[DescribeAclsResponse.DescribeAclsResource]
     if count3 < 0:
         raise null_value("resources", pos)
     elif count3 > len(buf) - pos:
@@ -1066,7 +1066,7 @@ def _read_DescribeAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeAc
     except struct_error:
         raise too_short("resources", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_resources: list[_DescribeAclsResponse_DescribeAclsResource]
+    f_resources: list[DescribeAclsResponse.DescribeAclsResource]
     if count3 < 0:
         raise null_value("resources", pos)
     elif count3 > len(buf) - pos:
@@ -1121,7 +1121,7 @@ def _read_DescribeAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DescribeAc
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "resources")
     count3 -= 1
-    f_resources: list[_DescribeAclsResponse_DescribeAclsResource]
+    f_resources: list[DescribeAclsResponse.DescribeAclsResource]
     if count3 < 0:
         raise null_value("resources", pos)
     elif count3 > len(buf) - pos:
@@ -1246,67 +1246,7 @@ def _write_DescribeAclsResponse_v2(o: DescribeAclsResponse, out: bytearray) -> N
 
 @dataclass(slots=True)
 class DescribeAclsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceTypeFilter",
-            "resource_type_filter",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ResourceNameFilter",
-            "resource_name_filter",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PatternTypeFilter",
-            "pattern_type_filter",
-            "int8",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PrincipalFilter",
-            "principal_filter",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PermissionType",
-            "permission_type",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeAclsRequest_v0,
         _read_DescribeAclsRequest_v1,
@@ -1337,104 +1277,72 @@ class DescribeAclsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeAclsResponse_AclDescription:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PermissionType",
-            "permission_type",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    principal: str = ""
-    host: str = ""
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+DescribeAclsRequest.FIELDS = (
+    FieldInfo(
+        "ResourceTypeFilter",
+        "resource_type_filter",
+        "int8",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ResourceNameFilter",
+        "resource_name_filter",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PatternTypeFilter",
+        "pattern_type_filter",
+        "int8",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PrincipalFilter",
+        "principal_filter",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "HostFilter", "host_filter", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeAclsResponse_DescribeAclsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Acls",
-            "acls",
-            "[]AclDescription",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeAclsResponse_AclDescription,
-            False,
-        ),
-    )
-    resource_type: int = 0
-    resource_name: str = ""
-    pattern_type: int = 3
-    acls: list[_DescribeAclsResponse_AclDescription] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeAclsResponse_AclDescription() -> DescribeAclsResponse.AclDescription:
+    return _DescribeAclsResponse_AclDescription()
+
+
+def _new_DescribeAclsResponse_DescribeAclsResource() -> DescribeAclsResponse.DescribeAclsResource:
+    return _DescribeAclsResponse_DescribeAclsResource()
 
 
 @dataclass(slots=True)
 class DescribeAclsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Resources",
-            "resources",
-            "[]DescribeAclsResource",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeAclsResponse_DescribeAclsResource,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeAclsResponse_v0,
         _read_DescribeAclsResponse_v1,
@@ -1453,10 +1361,80 @@ class DescribeAclsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DescribeAclsResource = _DescribeAclsResponse_DescribeAclsResource
-    AclDescription = _DescribeAclsResponse_AclDescription
+
+    @dataclass(slots=True)
+    class AclDescription:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        principal: str = ""
+        host: str = ""
+        operation: int = 0
+        permission_type: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribeAclsResource:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        resource_type: int = 0
+        resource_name: str = ""
+        pattern_type: int = 3
+        acls: list[DescribeAclsResponse.AclDescription] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ""
-    resources: list[_DescribeAclsResponse_DescribeAclsResource] = field(default_factory=list)
+    resources: list[DescribeAclsResponse.DescribeAclsResource] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeAclsResponse_AclDescription = DescribeAclsResponse.AclDescription
+_DescribeAclsResponse_DescribeAclsResource = DescribeAclsResponse.DescribeAclsResource
+
+_DescribeAclsResponse_AclDescription.FIELDS = (
+    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_DescribeAclsResponse_DescribeAclsResource.FIELDS = (
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("PatternType", "pattern_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Acls",
+        "acls",
+        "[]AclDescription",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeAclsResponse_AclDescription,
+        False,
+    ),
+)
+DescribeAclsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Resources",
+        "resources",
+        "[]DescribeAclsResource",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeAclsResponse_DescribeAclsResource,
+        False,
+    ),
+)

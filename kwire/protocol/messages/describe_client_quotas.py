@@ -260,7 +260,7 @@ def _read_DescribeClientQuotasRequest_v0(
     except struct_error:
         raise too_short("components", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_components: list[_DescribeClientQuotasRequest_ComponentData]
+    f_components: list[DescribeClientQuotasRequest.ComponentData]
     if count1 < 0:
         raise null_value("components", pos)
     elif count1 > len(buf) - pos:
@@ -292,7 +292,7 @@ def _read_DescribeClientQuotasRequest_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "components")
     count1 -= 1
-    f_components: list[_DescribeClientQuotasRequest_ComponentData]
+    f_components: list[DescribeClientQuotasRequest.ComponentData]
     if count1 < 0:
         raise null_value("components", pos)
     elif count1 > len(buf) - pos:
@@ -717,7 +717,7 @@ def _read_DescribeClientQuotasResponse_EntryData_v0(
     except struct_error:
         raise too_short("EntryData.entity", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_entity: list[_DescribeClientQuotasResponse_EntityData]
+    f_entity: list[DescribeClientQuotasResponse.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
     elif count1 > len(buf) - pos:
@@ -732,7 +732,7 @@ def _read_DescribeClientQuotasResponse_EntryData_v0(
     except struct_error:
         raise too_short("EntryData.values", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_values: list[_DescribeClientQuotasResponse_ValueData]
+    f_values: list[DescribeClientQuotasResponse.ValueData]
     if count3 < 0:
         raise null_value("EntryData.values", pos)
     elif count3 > len(buf) - pos:
@@ -760,7 +760,7 @@ def _read_DescribeClientQuotasResponse_EntryData_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "EntryData.entity")
     count1 -= 1
-    f_entity: list[_DescribeClientQuotasResponse_EntityData]
+    f_entity: list[DescribeClientQuotasResponse.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
     elif count1 > len(buf) - pos:
@@ -778,7 +778,7 @@ def _read_DescribeClientQuotasResponse_EntryData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "EntryData.values")
     count3 -= 1
-    f_values: list[_DescribeClientQuotasResponse_ValueData]
+    f_values: list[DescribeClientQuotasResponse.ValueData]
     if count3 < 0:
         raise null_value("EntryData.values", pos)
     elif count3 > len(buf) - pos:
@@ -912,7 +912,7 @@ def _read_DescribeClientQuotasResponse_v0(
     except struct_error:
         raise too_short("entries", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_entries: list[_DescribeClientQuotasResponse_EntryData] | None
+    f_entries: list[DescribeClientQuotasResponse.EntryData] | None
     if count3 < 0:
         f_entries = None
     elif count3 > len(buf) - pos:
@@ -969,7 +969,7 @@ def _read_DescribeClientQuotasResponse_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "entries")
     count3 -= 1
-    f_entries: list[_DescribeClientQuotasResponse_EntryData] | None
+    f_entries: list[DescribeClientQuotasResponse.EntryData] | None
     if count3 < 0:
         f_entries = None
     elif count3 > len(buf) - pos:
@@ -1070,37 +1070,13 @@ def _write_DescribeClientQuotasResponse_v1(o: DescribeClientQuotasResponse, out:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeClientQuotasRequest_ComponentData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("MatchType", "match_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Match", "match", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    entity_type: str = ""
-    match_type: int = 0
-    match: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeClientQuotasRequest_ComponentData() -> DescribeClientQuotasRequest.ComponentData:
+    return _DescribeClientQuotasRequest_ComponentData()
 
 
 @dataclass(slots=True)
 class DescribeClientQuotasRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Components",
-            "components",
-            "[]ComponentData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeClientQuotasRequest_ComponentData,
-            False,
-        ),
-        FieldInfo("Strict", "strict", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeClientQuotasRequest_v0,
         _read_DescribeClientQuotasRequest_v1,
@@ -1117,109 +1093,58 @@ class DescribeClientQuotasRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ComponentData = _DescribeClientQuotasRequest_ComponentData
-    components: list[_DescribeClientQuotasRequest_ComponentData] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class ComponentData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        entity_type: str = ""
+        match_type: int = 0
+        match: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    components: list[DescribeClientQuotasRequest.ComponentData] = field(default_factory=list)
     strict: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeClientQuotasResponse_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-    )
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeClientQuotasRequest_ComponentData = DescribeClientQuotasRequest.ComponentData
+
+_DescribeClientQuotasRequest_ComponentData.FIELDS = (
+    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MatchType", "match_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Match", "match", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+DescribeClientQuotasRequest.FIELDS = (
+    FieldInfo(
+        "Components",
+        "components",
+        "[]ComponentData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeClientQuotasRequest_ComponentData,
+        False,
+    ),
+    FieldInfo("Strict", "strict", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
 
 
-@dataclass(slots=True)
-class _DescribeClientQuotasResponse_ValueData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    key: str = ""
-    value: float = 0.0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeClientQuotasResponse_EntityData() -> DescribeClientQuotasResponse.EntityData:
+    return _DescribeClientQuotasResponse_EntityData()
 
 
-@dataclass(slots=True)
-class _DescribeClientQuotasResponse_EntryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Entity",
-            "entity",
-            "[]EntityData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeClientQuotasResponse_EntityData,
-            False,
-        ),
-        FieldInfo(
-            "Values",
-            "values",
-            "[]ValueData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeClientQuotasResponse_ValueData,
-            False,
-        ),
-    )
-    entity: list[_DescribeClientQuotasResponse_EntityData] = field(default_factory=list)
-    values: list[_DescribeClientQuotasResponse_ValueData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeClientQuotasResponse_ValueData() -> DescribeClientQuotasResponse.ValueData:
+    return _DescribeClientQuotasResponse_ValueData()
+
+
+def _new_DescribeClientQuotasResponse_EntryData() -> DescribeClientQuotasResponse.EntryData:
+    return _DescribeClientQuotasResponse_EntryData()
 
 
 @dataclass(slots=True)
 class DescribeClientQuotasResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Entries",
-            "entries",
-            "[]EntryData",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _DescribeClientQuotasResponse_EntryData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeClientQuotasResponse_v0,
         _read_DescribeClientQuotasResponse_v1,
@@ -1234,11 +1159,90 @@ class DescribeClientQuotasResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    EntryData = _DescribeClientQuotasResponse_EntryData
-    EntityData = _DescribeClientQuotasResponse_EntityData
-    ValueData = _DescribeClientQuotasResponse_ValueData
+
+    @dataclass(slots=True)
+    class EntityData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        entity_type: str = ""
+        entity_name: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ValueData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        key: str = ""
+        value: float = 0.0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class EntryData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        entity: list[DescribeClientQuotasResponse.EntityData] = field(default_factory=list)
+        values: list[DescribeClientQuotasResponse.ValueData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ""
-    entries: list[_DescribeClientQuotasResponse_EntryData] | None = field(default_factory=list)
+    entries: list[DescribeClientQuotasResponse.EntryData] | None = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeClientQuotasResponse_EntityData = DescribeClientQuotasResponse.EntityData
+_DescribeClientQuotasResponse_ValueData = DescribeClientQuotasResponse.ValueData
+_DescribeClientQuotasResponse_EntryData = DescribeClientQuotasResponse.EntryData
+
+_DescribeClientQuotasResponse_EntityData.FIELDS = (
+    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_DescribeClientQuotasResponse_ValueData.FIELDS = (
+    FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DescribeClientQuotasResponse_EntryData.FIELDS = (
+    FieldInfo(
+        "Entity",
+        "entity",
+        "[]EntityData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeClientQuotasResponse_EntityData,
+        False,
+    ),
+    FieldInfo(
+        "Values",
+        "values",
+        "[]ValueData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeClientQuotasResponse_ValueData,
+        False,
+    ),
+)
+DescribeClientQuotasResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Entries",
+        "entries",
+        "[]EntryData",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _DescribeClientQuotasResponse_EntryData,
+        False,
+    ),
+)

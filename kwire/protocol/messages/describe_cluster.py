@@ -367,7 +367,7 @@ def _read_DescribeClusterResponse_v0(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "brokers")
     count5 -= 1
-    f_brokers: list[_DescribeClusterResponse_DescribeClusterBroker]
+    f_brokers: list[DescribeClusterResponse.DescribeClusterBroker]
     if count5 < 0:
         raise null_value("brokers", pos)
     elif count5 > len(buf) - pos:
@@ -494,7 +494,7 @@ def _read_DescribeClusterResponse_v1(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "brokers")
     count5 -= 1
-    f_brokers: list[_DescribeClusterResponse_DescribeClusterBroker]
+    f_brokers: list[DescribeClusterResponse.DescribeClusterBroker]
     if count5 < 0:
         raise null_value("brokers", pos)
     elif count5 > len(buf) - pos:
@@ -646,22 +646,7 @@ def _write_DescribeClusterResponse_v1(o: DescribeClusterResponse, out: bytearray
 
 @dataclass(slots=True)
 class DescribeClusterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "IncludeClusterAuthorizedOperations",
-            "include_cluster_authorized_operations",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeClusterRequest_v0,
         _read_DescribeClusterRequest_v1,
@@ -683,81 +668,33 @@ class DescribeClusterRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeClusterResponse_DescribeClusterBroker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    broker_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+DescribeClusterRequest.FIELDS = (
+    FieldInfo(
+        "IncludeClusterAuthorizedOperations",
+        "include_cluster_authorized_operations",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_DescribeClusterResponse_DescribeClusterBroker() -> (
+    DescribeClusterResponse.DescribeClusterBroker
+):
+    return _DescribeClusterResponse_DescribeClusterBroker()
 
 
 @dataclass(slots=True)
 class DescribeClusterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Brokers",
-            "brokers",
-            "[]DescribeClusterBroker",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeClusterResponse_DescribeClusterBroker,
-            False,
-        ),
-        FieldInfo(
-            "ClusterAuthorizedOperations",
-            "cluster_authorized_operations",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeClusterResponse_v0,
         _read_DescribeClusterResponse_v1,
@@ -772,13 +709,70 @@ class DescribeClusterResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DescribeClusterBroker = _DescribeClusterResponse_DescribeClusterBroker
+
+    @dataclass(slots=True)
+    class DescribeClusterBroker:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        broker_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        rack: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = None
     endpoint_type: int = 1
     cluster_id: str = ""
     controller_id: BrokerId = -1
-    brokers: list[_DescribeClusterResponse_DescribeClusterBroker] = field(default_factory=list)
+    brokers: list[DescribeClusterResponse.DescribeClusterBroker] = field(default_factory=list)
     cluster_authorized_operations: int = -2147483648
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeClusterResponse_DescribeClusterBroker = DescribeClusterResponse.DescribeClusterBroker
+
+_DescribeClusterResponse_DescribeClusterBroker.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+DescribeClusterResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "EndpointType", "endpoint_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ClusterId", "cluster_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Brokers",
+        "brokers",
+        "[]DescribeClusterBroker",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeClusterResponse_DescribeClusterBroker,
+        False,
+    ),
+    FieldInfo(
+        "ClusterAuthorizedOperations",
+        "cluster_authorized_operations",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)

@@ -445,7 +445,7 @@ def _read_DescribeConfigsRequest_v0(
     except struct_error:
         raise too_short("resources", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_resources: list[_DescribeConfigsRequest_DescribeConfigsResource]
+    f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -471,7 +471,7 @@ def _read_DescribeConfigsRequest_v1(
     except struct_error:
         raise too_short("resources", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_resources: list[_DescribeConfigsRequest_DescribeConfigsResource]
+    f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -501,7 +501,7 @@ def _read_DescribeConfigsRequest_v3(
     except struct_error:
         raise too_short("resources", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_resources: list[_DescribeConfigsRequest_DescribeConfigsResource]
+    f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -535,7 +535,7 @@ def _read_DescribeConfigsRequest_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "resources")
     count1 -= 1
-    f_resources: list[_DescribeConfigsRequest_DescribeConfigsResource]
+    f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -1066,7 +1066,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
     except struct_error:
         raise too_short("DescribeConfigsResourceResult.synonyms", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_synonyms: list[_DescribeConfigsResponse_DescribeConfigsSynonym]
+    f_synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym]
     if count5 < 0:
         raise null_value("DescribeConfigsResourceResult.synonyms", pos)
     elif count5 > len(buf) - pos:
@@ -1152,7 +1152,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
     except struct_error:
         raise too_short("DescribeConfigsResourceResult.synonyms", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_synonyms: list[_DescribeConfigsResponse_DescribeConfigsSynonym]
+    f_synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym]
     if count5 < 0:
         raise null_value("DescribeConfigsResourceResult.synonyms", pos)
     elif count5 > len(buf) - pos:
@@ -1274,7 +1274,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "DescribeConfigsResourceResult.synonyms")
     count5 -= 1
-    f_synonyms: list[_DescribeConfigsResponse_DescribeConfigsSynonym]
+    f_synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym]
     if count5 < 0:
         raise null_value("DescribeConfigsResourceResult.synonyms", pos)
     elif count5 > len(buf) - pos:
@@ -1631,7 +1631,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
     except struct_error:
         raise too_short("DescribeConfigsResult.configs", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_configs: list[_DescribeConfigsResponse_DescribeConfigsResourceResult]
+    f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
     elif count5 > len(buf) - pos:
@@ -1709,7 +1709,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
     except struct_error:
         raise too_short("DescribeConfigsResult.configs", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_configs: list[_DescribeConfigsResponse_DescribeConfigsResourceResult]
+    f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
     elif count5 > len(buf) - pos:
@@ -1787,7 +1787,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
     except struct_error:
         raise too_short("DescribeConfigsResult.configs", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_configs: list[_DescribeConfigsResponse_DescribeConfigsResourceResult]
+    f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
     elif count5 > len(buf) - pos:
@@ -1874,7 +1874,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "DescribeConfigsResult.configs")
     count5 -= 1
-    f_configs: list[_DescribeConfigsResponse_DescribeConfigsResourceResult]
+    f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
     elif count5 > len(buf) - pos:
@@ -2124,7 +2124,7 @@ def _read_DescribeConfigsResponse_v0(
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_DescribeConfigsResponse_DescribeConfigsResult]
+    f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -2153,7 +2153,7 @@ def _read_DescribeConfigsResponse_v1(
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_DescribeConfigsResponse_DescribeConfigsResult]
+    f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -2182,7 +2182,7 @@ def _read_DescribeConfigsResponse_v3(
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_DescribeConfigsResponse_DescribeConfigsResult]
+    f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -2214,7 +2214,7 @@ def _read_DescribeConfigsResponse_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_DescribeConfigsResponse_DescribeConfigsResult]
+    f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -2331,70 +2331,15 @@ def _write_DescribeConfigsResponse_v4(o: DescribeConfigsResponse, out: bytearray
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeConfigsRequest_DescribeConfigsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ConfigurationKeys",
-            "configuration_keys",
-            "[]string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    resource_type: int = 0
-    resource_name: str = ""
-    configuration_keys: list[str] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeConfigsRequest_DescribeConfigsResource() -> (
+    DescribeConfigsRequest.DescribeConfigsResource
+):
+    return _DescribeConfigsRequest_DescribeConfigsResource()
 
 
 @dataclass(slots=True)
 class DescribeConfigsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Resources",
-            "resources",
-            "[]DescribeConfigsResource",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeConfigsRequest_DescribeConfigsResource,
-            False,
-        ),
-        FieldInfo(
-            "IncludeSynonyms",
-            "include_synonyms",
-            "bool",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IncludeDocumentation",
-            "include_documentation",
-            "bool",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeConfigsRequest_v0,
         _read_DescribeConfigsRequest_v1,
@@ -2417,148 +2362,92 @@ class DescribeConfigsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DescribeConfigsResource = _DescribeConfigsRequest_DescribeConfigsResource
-    resources: list[_DescribeConfigsRequest_DescribeConfigsResource] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class DescribeConfigsResource:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        resource_type: int = 0
+        resource_name: str = ""
+        configuration_keys: list[str] | None = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    resources: list[DescribeConfigsRequest.DescribeConfigsResource] = field(default_factory=list)
     include_synonyms: bool = False
     include_documentation: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeConfigsResponse_DescribeConfigsSynonym:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "string", (1, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo("Source", "source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    value: str | None = ""
-    source: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeConfigsRequest_DescribeConfigsResource = DescribeConfigsRequest.DescribeConfigsResource
+
+_DescribeConfigsRequest_DescribeConfigsResource.FIELDS = (
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ConfigurationKeys",
+        "configuration_keys",
+        "[]string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+DescribeConfigsRequest.FIELDS = (
+    FieldInfo(
+        "Resources",
+        "resources",
+        "[]DescribeConfigsResource",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeConfigsRequest_DescribeConfigsResource,
+        False,
+    ),
+    FieldInfo(
+        "IncludeSynonyms", "include_synonyms", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "IncludeDocumentation",
+        "include_documentation",
+        "bool",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeConfigsResponse_DescribeConfigsResourceResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo("ReadOnly", "read_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("IsDefault", "is_default", "bool", (0, 0), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ConfigSource", "config_source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IsSensitive", "is_sensitive", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Synonyms",
-            "synonyms",
-            "[]DescribeConfigsSynonym",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeConfigsResponse_DescribeConfigsSynonym,
-            False,
-        ),
-        FieldInfo(
-            "ConfigType", "config_type", "int8", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Documentation",
-            "documentation",
-            "string",
-            (3, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    value: str | None = ""
-    read_only: bool = False
-    is_default: bool = False
-    config_source: int = -1
-    is_sensitive: bool = False
-    synonyms: list[_DescribeConfigsResponse_DescribeConfigsSynonym] = field(default_factory=list)
-    config_type: int = 0
-    documentation: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeConfigsResponse_DescribeConfigsSynonym() -> (
+    DescribeConfigsResponse.DescribeConfigsSynonym
+):
+    return _DescribeConfigsResponse_DescribeConfigsSynonym()
 
 
-@dataclass(slots=True)
-class _DescribeConfigsResponse_DescribeConfigsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Configs",
-            "configs",
-            "[]DescribeConfigsResourceResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeConfigsResponse_DescribeConfigsResourceResult,
-            False,
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    configs: list[_DescribeConfigsResponse_DescribeConfigsResourceResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeConfigsResponse_DescribeConfigsResourceResult() -> (
+    DescribeConfigsResponse.DescribeConfigsResourceResult
+):
+    return _DescribeConfigsResponse_DescribeConfigsResourceResult()
+
+
+def _new_DescribeConfigsResponse_DescribeConfigsResult() -> (
+    DescribeConfigsResponse.DescribeConfigsResult
+):
+    return _DescribeConfigsResponse_DescribeConfigsResult()
 
 
 @dataclass(slots=True)
 class DescribeConfigsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]DescribeConfigsResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeConfigsResponse_DescribeConfigsResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeConfigsResponse_v0,
         _read_DescribeConfigsResponse_v1,
@@ -2579,9 +2468,126 @@ class DescribeConfigsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    DescribeConfigsResult = _DescribeConfigsResponse_DescribeConfigsResult
-    DescribeConfigsResourceResult = _DescribeConfigsResponse_DescribeConfigsResourceResult
-    DescribeConfigsSynonym = _DescribeConfigsResponse_DescribeConfigsSynonym
+
+    @dataclass(slots=True)
+    class DescribeConfigsSynonym:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        value: str | None = ""
+        source: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribeConfigsResourceResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        value: str | None = ""
+        read_only: bool = False
+        is_default: bool = False
+        config_source: int = -1
+        is_sensitive: bool = False
+        synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym] = field(default_factory=list)
+        config_type: int = 0
+        documentation: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribeConfigsResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = ""
+        resource_type: int = 0
+        resource_name: str = ""
+        configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    results: list[_DescribeConfigsResponse_DescribeConfigsResult] = field(default_factory=list)
+    results: list[DescribeConfigsResponse.DescribeConfigsResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeConfigsResponse_DescribeConfigsSynonym = DescribeConfigsResponse.DescribeConfigsSynonym
+_DescribeConfigsResponse_DescribeConfigsResourceResult = (
+    DescribeConfigsResponse.DescribeConfigsResourceResult
+)
+_DescribeConfigsResponse_DescribeConfigsResult = DescribeConfigsResponse.DescribeConfigsResult
+
+_DescribeConfigsResponse_DescribeConfigsSynonym.FIELDS = (
+    FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "string", (1, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo("Source", "source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DescribeConfigsResponse_DescribeConfigsResourceResult.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo("ReadOnly", "read_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("IsDefault", "is_default", "bool", (0, 0), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ConfigSource", "config_source", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("IsSensitive", "is_sensitive", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Synonyms",
+        "synonyms",
+        "[]DescribeConfigsSynonym",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeConfigsResponse_DescribeConfigsSynonym,
+        False,
+    ),
+    FieldInfo("ConfigType", "config_type", "int8", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Documentation",
+        "documentation",
+        "string",
+        (3, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_DescribeConfigsResponse_DescribeConfigsResult.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Configs",
+        "configs",
+        "[]DescribeConfigsResourceResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeConfigsResponse_DescribeConfigsResourceResult,
+        False,
+    ),
+)
+DescribeConfigsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]DescribeConfigsResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeConfigsResponse_DescribeConfigsResult,
+        False,
+    ),
+)

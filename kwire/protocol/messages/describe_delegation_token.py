@@ -282,7 +282,7 @@ def _read_DescribeDelegationTokenRequest_v0(
     except struct_error:
         raise too_short("owners", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_owners: list[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner] | None
+    f_owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None
     if count1 < 0:
         f_owners = None
     elif count1 > len(buf) - pos:
@@ -311,7 +311,7 @@ def _read_DescribeDelegationTokenRequest_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "owners")
     count1 -= 1
-    f_owners: list[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner] | None
+    f_owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None
     if count1 < 0:
         f_owners = None
     elif count1 > len(buf) - pos:
@@ -740,7 +740,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
     except struct_error:
         raise too_short("DescribedDelegationToken.renewers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_renewers: list[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer]
+    f_renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer]
     if count9 < 0:
         raise null_value("DescribedDelegationToken.renewers", pos)
     elif count9 > len(buf) - pos:
@@ -873,7 +873,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "DescribedDelegationToken.renewers")
     count9 -= 1
-    f_renewers: list[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer]
+    f_renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer]
     if count9 < 0:
         raise null_value("DescribedDelegationToken.renewers", pos)
     elif count9 > len(buf) - pos:
@@ -1101,7 +1101,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
     if count13 > 0x7F:
         count13, pos = read_uvarint_tail(buf, pos, count13, "DescribedDelegationToken.renewers")
     count13 -= 1
-    f_renewers: list[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer]
+    f_renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer]
     if count13 < 0:
         raise null_value("DescribedDelegationToken.renewers", pos)
     elif count13 > len(buf) - pos:
@@ -1455,7 +1455,7 @@ def _read_DescribeDelegationTokenResponse_v0(
     except struct_error:
         raise too_short("tokens", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_tokens: list[_DescribeDelegationTokenResponse_DescribedDelegationToken]
+    f_tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken]
     if count1 < 0:
         raise null_value("tokens", pos)
     elif count1 > len(buf) - pos:
@@ -1492,7 +1492,7 @@ def _read_DescribeDelegationTokenResponse_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "tokens")
     count1 -= 1
-    f_tokens: list[_DescribeDelegationTokenResponse_DescribedDelegationToken]
+    f_tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken]
     if count1 < 0:
         raise null_value("tokens", pos)
     elif count1 > len(buf) - pos:
@@ -1560,7 +1560,7 @@ def _read_DescribeDelegationTokenResponse_v3(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "tokens")
     count1 -= 1
-    f_tokens: list[_DescribeDelegationTokenResponse_DescribedDelegationToken]
+    f_tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken]
     if count1 < 0:
         raise null_value("tokens", pos)
     elif count1 > len(buf) - pos:
@@ -1687,52 +1687,15 @@ def _write_DescribeDelegationTokenResponse_v3(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PrincipalType",
-            "principal_type",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PrincipalName",
-            "principal_name",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    principal_type: str = ""
-    principal_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner() -> (
+    DescribeDelegationTokenRequest.DescribeDelegationTokenOwner
+):
+    return _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner()
 
 
 @dataclass(slots=True)
 class DescribeDelegationTokenRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Owners",
-            "owners",
-            "[]DescribeDelegationTokenOwner",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeDelegationTokenRequest_v0,
         _read_DescribeDelegationTokenRequest_v0,
@@ -1753,174 +1716,62 @@ class DescribeDelegationTokenRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DescribeDelegationTokenOwner = _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner
-    owners: list[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner] | None = field(
+
+    @dataclass(slots=True)
+    class DescribeDelegationTokenOwner:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        principal_type: str = ""
+        principal_name: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PrincipalType",
-            "principal_type",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PrincipalName",
-            "principal_name",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    principal_type: str = ""
-    principal_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner = (
+    DescribeDelegationTokenRequest.DescribeDelegationTokenOwner
+)
+
+_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner.FIELDS = (
+    FieldInfo(
+        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+DescribeDelegationTokenRequest.FIELDS = (
+    FieldInfo(
+        "Owners",
+        "owners",
+        "[]DescribeDelegationTokenOwner",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeDelegationTokenResponse_DescribedDelegationToken:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PrincipalType",
-            "principal_type",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PrincipalName",
-            "principal_name",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TokenRequesterPrincipalType",
-            "token_requester_principal_type",
-            "string",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TokenRequesterPrincipalName",
-            "token_requester_principal_name",
-            "string",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IssueTimestamp",
-            "issue_timestamp",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ExpiryTimestamp",
-            "expiry_timestamp",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Renewers",
-            "renewers",
-            "[]DescribedDelegationTokenRenewer",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer,
-            False,
-        ),
-    )
-    principal_type: str = ""
-    principal_name: str = ""
-    token_requester_principal_type: str = ""
-    token_requester_principal_name: str = ""
-    issue_timestamp: int = 0
-    expiry_timestamp: int = 0
-    max_timestamp: int = 0
-    token_id: str = ""
-    hmac: bytes = b""
-    renewers: list[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer() -> (
+    DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer
+):
+    return _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer()
+
+
+def _new_DescribeDelegationTokenResponse_DescribedDelegationToken() -> (
+    DescribeDelegationTokenResponse.DescribedDelegationToken
+):
+    return _DescribeDelegationTokenResponse_DescribedDelegationToken()
 
 
 @dataclass(slots=True)
 class DescribeDelegationTokenResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Tokens",
-            "tokens",
-            "[]DescribedDelegationToken",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeDelegationTokenResponse_DescribedDelegationToken,
-            False,
-        ),
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeDelegationTokenResponse_v0,
         _read_DescribeDelegationTokenResponse_v0,
@@ -1939,13 +1790,128 @@ class DescribeDelegationTokenResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DescribedDelegationToken = _DescribeDelegationTokenResponse_DescribedDelegationToken
-    DescribedDelegationTokenRenewer = (
-        _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer
-    )
+
+    @dataclass(slots=True)
+    class DescribedDelegationTokenRenewer:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        principal_type: str = ""
+        principal_name: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribedDelegationToken:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        principal_type: str = ""
+        principal_name: str = ""
+        token_requester_principal_type: str = ""
+        token_requester_principal_name: str = ""
+        issue_timestamp: int = 0
+        expiry_timestamp: int = 0
+        max_timestamp: int = 0
+        token_id: str = ""
+        hmac: bytes = b""
+        renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    tokens: list[_DescribeDelegationTokenResponse_DescribedDelegationToken] = field(
+    tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken] = field(
         default_factory=list
     )
     throttle_time_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer = (
+    DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer
+)
+_DescribeDelegationTokenResponse_DescribedDelegationToken = (
+    DescribeDelegationTokenResponse.DescribedDelegationToken
+)
+
+_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer.FIELDS = (
+    FieldInfo(
+        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_DescribeDelegationTokenResponse_DescribedDelegationToken.FIELDS = (
+    FieldInfo(
+        "PrincipalType", "principal_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PrincipalName", "principal_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TokenRequesterPrincipalType",
+        "token_requester_principal_type",
+        "string",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TokenRequesterPrincipalName",
+        "token_requester_principal_name",
+        "string",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "IssueTimestamp", "issue_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ExpiryTimestamp",
+        "expiry_timestamp",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Renewers",
+        "renewers",
+        "[]DescribedDelegationTokenRenewer",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer,
+        False,
+    ),
+)
+DescribeDelegationTokenResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Tokens",
+        "tokens",
+        "[]DescribedDelegationToken",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeDelegationTokenResponse_DescribedDelegationToken,
+        False,
+    ),
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

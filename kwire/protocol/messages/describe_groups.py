@@ -1149,7 +1149,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
     except struct_error:
         raise too_short("DescribedGroup.members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_DescribeGroupsResponse_DescribedGroupMember]
+    f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
     elif count9 > len(buf) - pos:
@@ -1259,7 +1259,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
     except struct_error:
         raise too_short("DescribedGroup.members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_DescribeGroupsResponse_DescribedGroupMember]
+    f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
     elif count9 > len(buf) - pos:
@@ -1375,7 +1375,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
     except struct_error:
         raise too_short("DescribedGroup.members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_DescribeGroupsResponse_DescribedGroupMember]
+    f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
     elif count9 > len(buf) - pos:
@@ -1506,7 +1506,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "DescribedGroup.members")
     count9 -= 1
-    f_members: list[_DescribeGroupsResponse_DescribedGroupMember]
+    f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
     elif count9 > len(buf) - pos:
@@ -1909,7 +1909,7 @@ def _read_DescribeGroupsResponse_v0(
     except struct_error:
         raise too_short("groups", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_groups: list[_DescribeGroupsResponse_DescribedGroup]
+    f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1939,7 +1939,7 @@ def _read_DescribeGroupsResponse_v1(
     except struct_error:
         raise too_short("groups", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_groups: list[_DescribeGroupsResponse_DescribedGroup]
+    f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1968,7 +1968,7 @@ def _read_DescribeGroupsResponse_v3(
     except struct_error:
         raise too_short("groups", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_groups: list[_DescribeGroupsResponse_DescribedGroup]
+    f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1997,7 +1997,7 @@ def _read_DescribeGroupsResponse_v4(
     except struct_error:
         raise too_short("groups", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_groups: list[_DescribeGroupsResponse_DescribedGroup]
+    f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -2029,7 +2029,7 @@ def _read_DescribeGroupsResponse_v5(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_DescribeGroupsResponse_DescribedGroup]
+    f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -2160,20 +2160,7 @@ def _write_DescribeGroupsResponse_v5(o: DescribeGroupsResponse, out: bytearray) 
 
 @dataclass(slots=True)
 class DescribeGroupsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Groups", "groups", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "IncludeAuthorizedOperations",
-            "include_authorized_operations",
-            "bool",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeGroupsRequest_v0,
         _read_DescribeGroupsRequest_v0,
@@ -2203,132 +2190,35 @@ class DescribeGroupsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeGroupsResponse_DescribedGroupMember:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (4, 32767),
-            (4, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MemberMetadata",
-            "member_metadata",
-            "bytes",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MemberAssignment",
-            "member_assignment",
-            "bytes",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    member_id: str = ""
-    group_instance_id: str | None = None
-    client_id: str = ""
-    client_host: str = ""
-    member_metadata: bytes = b""
-    member_assignment: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+DescribeGroupsRequest.FIELDS = (
+    FieldInfo("Groups", "groups", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IncludeAuthorizedOperations",
+        "include_authorized_operations",
+        "bool",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeGroupsResponse_DescribedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProtocolData", "protocol_data", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Members",
-            "members",
-            "[]DescribedGroupMember",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeGroupsResponse_DescribedGroupMember,
-            False,
-        ),
-        FieldInfo(
-            "AuthorizedOperations",
-            "authorized_operations",
-            "int32",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    group_id: GroupId = ""
-    group_state: str = ""
-    protocol_type: str = ""
-    protocol_data: str = ""
-    members: list[_DescribeGroupsResponse_DescribedGroupMember] = field(default_factory=list)
-    authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeGroupsResponse_DescribedGroupMember() -> (
+    DescribeGroupsResponse.DescribedGroupMember
+):
+    return _DescribeGroupsResponse_DescribedGroupMember()
+
+
+def _new_DescribeGroupsResponse_DescribedGroup() -> DescribeGroupsResponse.DescribedGroup:
+    return _DescribeGroupsResponse_DescribedGroup()
 
 
 @dataclass(slots=True)
 class DescribeGroupsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Groups",
-            "groups",
-            "[]DescribedGroup",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeGroupsResponse_DescribedGroup,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeGroupsResponse_v0,
         _read_DescribeGroupsResponse_v1,
@@ -2351,8 +2241,114 @@ class DescribeGroupsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
-    DescribedGroup = _DescribeGroupsResponse_DescribedGroup
-    DescribedGroupMember = _DescribeGroupsResponse_DescribedGroupMember
+
+    @dataclass(slots=True)
+    class DescribedGroupMember:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str = ""
+        group_instance_id: str | None = None
+        client_id: str = ""
+        client_host: str = ""
+        member_metadata: bytes = b""
+        member_assignment: bytes = b""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribedGroup:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        group_id: GroupId = ""
+        group_state: str = ""
+        protocol_type: str = ""
+        protocol_data: str = ""
+        members: list[DescribeGroupsResponse.DescribedGroupMember] = field(default_factory=list)
+        authorized_operations: int = -2147483648
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    groups: list[_DescribeGroupsResponse_DescribedGroup] = field(default_factory=list)
+    groups: list[DescribeGroupsResponse.DescribedGroup] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeGroupsResponse_DescribedGroupMember = DescribeGroupsResponse.DescribedGroupMember
+_DescribeGroupsResponse_DescribedGroup = DescribeGroupsResponse.DescribedGroup
+
+_DescribeGroupsResponse_DescribedGroupMember.FIELDS = (
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (4, 32767),
+        (4, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberMetadata", "member_metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "MemberAssignment",
+        "member_assignment",
+        "bytes",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_DescribeGroupsResponse_DescribedGroup.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ProtocolData", "protocol_data", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Members",
+        "members",
+        "[]DescribedGroupMember",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeGroupsResponse_DescribedGroupMember,
+        False,
+    ),
+    FieldInfo(
+        "AuthorizedOperations",
+        "authorized_operations",
+        "int32",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+DescribeGroupsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Groups",
+        "groups",
+        "[]DescribedGroup",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeGroupsResponse_DescribedGroup,
+        False,
+    ),
+)

@@ -263,7 +263,7 @@ def _read_DescribeLogDirsRequest_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_DescribeLogDirsRequest_DescribableLogDirTopic] | None
+    f_topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -290,7 +290,7 @@ def _read_DescribeLogDirsRequest_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeLogDirsRequest_DescribableLogDirTopic] | None
+    f_topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -525,7 +525,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
     except struct_error:
         raise too_short("DescribeLogDirsTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_DescribeLogDirsResponse_DescribeLogDirsPartition]
+    f_partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition]
     if count3 < 0:
         raise null_value("DescribeLogDirsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -575,7 +575,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "DescribeLogDirsTopic.partitions")
     count3 -= 1
-    f_partitions: list[_DescribeLogDirsResponse_DescribeLogDirsPartition]
+    f_partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition]
     if count3 < 0:
         raise null_value("DescribeLogDirsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -740,7 +740,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
     except struct_error:
         raise too_short("DescribeLogDirsResult.topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_DescribeLogDirsResponse_DescribeLogDirsTopic]
+    f_topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic]
     if count3 < 0:
         raise null_value("DescribeLogDirsResult.topics", pos)
     elif count3 > len(buf) - pos:
@@ -799,7 +799,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "DescribeLogDirsResult.topics")
     count3 -= 1
-    f_topics: list[_DescribeLogDirsResponse_DescribeLogDirsTopic]
+    f_topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic]
     if count3 < 0:
         raise null_value("DescribeLogDirsResult.topics", pos)
     elif count3 > len(buf) - pos:
@@ -893,7 +893,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "DescribeLogDirsResult.topics")
     count3 -= 1
-    f_topics: list[_DescribeLogDirsResponse_DescribeLogDirsTopic]
+    f_topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic]
     if count3 < 0:
         raise null_value("DescribeLogDirsResult.topics", pos)
     elif count3 > len(buf) - pos:
@@ -1084,7 +1084,7 @@ def _read_DescribeLogDirsResponse_v0(
     except struct_error:
         raise too_short("results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_results: list[_DescribeLogDirsResponse_DescribeLogDirsResult]
+    f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -1117,7 +1117,7 @@ def _read_DescribeLogDirsResponse_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_DescribeLogDirsResponse_DescribeLogDirsResult]
+    f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -1183,7 +1183,7 @@ def _read_DescribeLogDirsResponse_v3(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_DescribeLogDirsResponse_DescribeLogDirsResult]
+    f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -1248,7 +1248,7 @@ def _read_DescribeLogDirsResponse_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_DescribeLogDirsResponse_DescribeLogDirsResult]
+    f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -1377,34 +1377,15 @@ def _write_DescribeLogDirsResponse_v4(o: DescribeLogDirsResponse, out: bytearray
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeLogDirsRequest_DescribableLogDirTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeLogDirsRequest_DescribableLogDirTopic() -> (
+    DescribeLogDirsRequest.DescribableLogDirTopic
+):
+    return _DescribeLogDirsRequest_DescribableLogDirTopic()
 
 
 @dataclass(slots=True)
 class DescribeLogDirsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]DescribableLogDirTopic",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _DescribeLogDirsRequest_DescribableLogDirTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeLogDirsRequest_v0,
         _read_DescribeLogDirsRequest_v0,
@@ -1427,137 +1408,60 @@ class DescribeLogDirsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    DescribableLogDirTopic = _DescribeLogDirsRequest_DescribableLogDirTopic
-    topics: list[_DescribeLogDirsRequest_DescribableLogDirTopic] | None = field(
-        default_factory=list
-    )
+
+    @dataclass(slots=True)
+    class DescribableLogDirTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeLogDirsResponse_DescribeLogDirsPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PartitionSize",
-            "partition_size",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "OffsetLag", "offset_lag", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IsFutureKey", "is_future_key", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    partition_size: int = 0
-    offset_lag: int = 0
-    is_future_key: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeLogDirsRequest_DescribableLogDirTopic = DescribeLogDirsRequest.DescribableLogDirTopic
+
+_DescribeLogDirsRequest_DescribableLogDirTopic.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+DescribeLogDirsRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]DescribableLogDirTopic",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _DescribeLogDirsRequest_DescribableLogDirTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeLogDirsResponse_DescribeLogDirsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]DescribeLogDirsPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeLogDirsResponse_DescribeLogDirsPartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_DescribeLogDirsResponse_DescribeLogDirsPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeLogDirsResponse_DescribeLogDirsPartition() -> (
+    DescribeLogDirsResponse.DescribeLogDirsPartition
+):
+    return _DescribeLogDirsResponse_DescribeLogDirsPartition()
 
 
-@dataclass(slots=True)
-class _DescribeLogDirsResponse_DescribeLogDirsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("LogDir", "log_dir", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]DescribeLogDirsTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeLogDirsResponse_DescribeLogDirsTopic,
-            False,
-        ),
-        FieldInfo(
-            "TotalBytes", "total_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "UsableBytes", "usable_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    error_code: int = 0
-    log_dir: str = ""
-    topics: list[_DescribeLogDirsResponse_DescribeLogDirsTopic] = field(default_factory=list)
-    total_bytes: int = -1
-    usable_bytes: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeLogDirsResponse_DescribeLogDirsTopic() -> (
+    DescribeLogDirsResponse.DescribeLogDirsTopic
+):
+    return _DescribeLogDirsResponse_DescribeLogDirsTopic()
+
+
+def _new_DescribeLogDirsResponse_DescribeLogDirsResult() -> (
+    DescribeLogDirsResponse.DescribeLogDirsResult
+):
+    return _DescribeLogDirsResponse_DescribeLogDirsResult()
 
 
 @dataclass(slots=True)
 class DescribeLogDirsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]DescribeLogDirsResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeLogDirsResponse_DescribeLogDirsResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeLogDirsResponse_v0,
         _read_DescribeLogDirsResponse_v0,
@@ -1578,10 +1482,104 @@ class DescribeLogDirsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    DescribeLogDirsResult = _DescribeLogDirsResponse_DescribeLogDirsResult
-    DescribeLogDirsTopic = _DescribeLogDirsResponse_DescribeLogDirsTopic
-    DescribeLogDirsPartition = _DescribeLogDirsResponse_DescribeLogDirsPartition
+
+    @dataclass(slots=True)
+    class DescribeLogDirsPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        partition_size: int = 0
+        offset_lag: int = 0
+        is_future_key: bool = False
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribeLogDirsTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribeLogDirsResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        log_dir: str = ""
+        topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic] = field(default_factory=list)
+        total_bytes: int = -1
+        usable_bytes: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    results: list[_DescribeLogDirsResponse_DescribeLogDirsResult] = field(default_factory=list)
+    results: list[DescribeLogDirsResponse.DescribeLogDirsResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeLogDirsResponse_DescribeLogDirsPartition = DescribeLogDirsResponse.DescribeLogDirsPartition
+_DescribeLogDirsResponse_DescribeLogDirsTopic = DescribeLogDirsResponse.DescribeLogDirsTopic
+_DescribeLogDirsResponse_DescribeLogDirsResult = DescribeLogDirsResponse.DescribeLogDirsResult
+
+_DescribeLogDirsResponse_DescribeLogDirsPartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PartitionSize", "partition_size", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("OffsetLag", "offset_lag", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IsFutureKey", "is_future_key", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_DescribeLogDirsResponse_DescribeLogDirsTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]DescribeLogDirsPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeLogDirsResponse_DescribeLogDirsPartition,
+        False,
+    ),
+)
+_DescribeLogDirsResponse_DescribeLogDirsResult.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("LogDir", "log_dir", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]DescribeLogDirsTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeLogDirsResponse_DescribeLogDirsTopic,
+        False,
+    ),
+    FieldInfo("TotalBytes", "total_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "UsableBytes", "usable_bytes", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+DescribeLogDirsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]DescribeLogDirsResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeLogDirsResponse_DescribeLogDirsResult,
+        False,
+    ),
+)

@@ -170,7 +170,7 @@ def _read_DescribeProducersRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeProducersRequest_TopicRequest]
+    f_topics: list[DescribeProducersRequest.TopicRequest]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -356,7 +356,7 @@ def _read_DescribeProducersResponse_PartitionResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "PartitionResponse.active_producers")
     count3 -= 1
-    f_active_producers: list[_DescribeProducersResponse_ProducerState]
+    f_active_producers: list[DescribeProducersResponse.ProducerState]
     if count3 < 0:
         raise null_value("PartitionResponse.active_producers", pos)
     elif count3 > len(buf) - pos:
@@ -471,7 +471,7 @@ def _read_DescribeProducersResponse_TopicResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicResponse.partitions")
     count3 -= 1
-    f_partitions: list[_DescribeProducersResponse_PartitionResponse]
+    f_partitions: list[DescribeProducersResponse.PartitionResponse]
     if count3 < 0:
         raise null_value("TopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -568,7 +568,7 @@ def _read_DescribeProducersResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeProducersResponse_TopicResponse]
+    f_topics: list[DescribeProducersResponse.TopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -633,42 +633,13 @@ def _write_DescribeProducersResponse_v0(o: DescribeProducersResponse, out: bytea
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeProducersRequest_TopicRequest:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndexes",
-            "partition_indexes",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeProducersRequest_TopicRequest() -> DescribeProducersRequest.TopicRequest:
+    return _DescribeProducersRequest_TopicRequest()
 
 
 @dataclass(slots=True)
 class DescribeProducersRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicRequest",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeProducersRequest_TopicRequest,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeProducersRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeProducersRequest_v0,)
     NAME: ClassVar[str] = "DescribeProducersRequest"
@@ -679,168 +650,66 @@ class DescribeProducersRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicRequest = _DescribeProducersRequest_TopicRequest
-    topics: list[_DescribeProducersRequest_TopicRequest] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class TopicRequest:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_indexes: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[DescribeProducersRequest.TopicRequest] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeProducersResponse_ProducerState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProducerEpoch",
-            "producer_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastSequence", "last_sequence", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastTimestamp",
-            "last_timestamp",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CoordinatorEpoch",
-            "coordinator_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CurrentTxnStartOffset",
-            "current_txn_start_offset",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    last_sequence: int = -1
-    last_timestamp: int = -1
-    coordinator_epoch: int = 0
-    current_txn_start_offset: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeProducersRequest_TopicRequest = DescribeProducersRequest.TopicRequest
+
+_DescribeProducersRequest_TopicRequest.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndexes",
+        "partition_indexes",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+DescribeProducersRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicRequest",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeProducersRequest_TopicRequest,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeProducersResponse_PartitionResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ActiveProducers",
-            "active_producers",
-            "[]ProducerState",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeProducersResponse_ProducerState,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    active_producers: list[_DescribeProducersResponse_ProducerState] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeProducersResponse_ProducerState() -> DescribeProducersResponse.ProducerState:
+    return _DescribeProducersResponse_ProducerState()
 
 
-@dataclass(slots=True)
-class _DescribeProducersResponse_TopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeProducersResponse_PartitionResponse,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_DescribeProducersResponse_PartitionResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeProducersResponse_PartitionResponse() -> (
+    DescribeProducersResponse.PartitionResponse
+):
+    return _DescribeProducersResponse_PartitionResponse()
+
+
+def _new_DescribeProducersResponse_TopicResponse() -> DescribeProducersResponse.TopicResponse:
+    return _DescribeProducersResponse_TopicResponse()
 
 
 @dataclass(slots=True)
 class DescribeProducersResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeProducersResponse_TopicResponse,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeProducersResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeProducersResponse_v0,)
     NAME: ClassVar[str] = "DescribeProducersResponse"
@@ -849,9 +718,126 @@ class DescribeProducersResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicResponse = _DescribeProducersResponse_TopicResponse
-    PartitionResponse = _DescribeProducersResponse_PartitionResponse
-    ProducerState = _DescribeProducersResponse_ProducerState
+
+    @dataclass(slots=True)
+    class ProducerState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        producer_id: ProducerId = 0
+        producer_epoch: int = 0
+        last_sequence: int = -1
+        last_timestamp: int = -1
+        coordinator_epoch: int = 0
+        current_txn_start_offset: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        active_producers: list[DescribeProducersResponse.ProducerState] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[DescribeProducersResponse.PartitionResponse] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_DescribeProducersResponse_TopicResponse] = field(default_factory=list)
+    topics: list[DescribeProducersResponse.TopicResponse] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeProducersResponse_ProducerState = DescribeProducersResponse.ProducerState
+_DescribeProducersResponse_PartitionResponse = DescribeProducersResponse.PartitionResponse
+_DescribeProducersResponse_TopicResponse = DescribeProducersResponse.TopicResponse
+
+_DescribeProducersResponse_ProducerState.FIELDS = (
+    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProducerEpoch", "producer_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LastSequence", "last_sequence", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LastTimestamp", "last_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CoordinatorEpoch",
+        "coordinator_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CurrentTxnStartOffset",
+        "current_txn_start_offset",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_DescribeProducersResponse_PartitionResponse.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ActiveProducers",
+        "active_producers",
+        "[]ProducerState",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeProducersResponse_ProducerState,
+        False,
+    ),
+)
+_DescribeProducersResponse_TopicResponse.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeProducersResponse_PartitionResponse,
+        False,
+    ),
+)
+DescribeProducersResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeProducersResponse_TopicResponse,
+        False,
+    ),
+)

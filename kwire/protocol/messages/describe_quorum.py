@@ -137,7 +137,7 @@ def _read_DescribeQuorumRequest_TopicData_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_DescribeQuorumRequest_PartitionData]
+    f_partitions: list[DescribeQuorumRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -227,7 +227,7 @@ def _read_DescribeQuorumRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeQ
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeQuorumRequest_TopicData]
+    f_topics: list[DescribeQuorumRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -542,7 +542,7 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionData.current_voters")
     count1 -= 1
-    f_current_voters: list[_DescribeQuorumResponse_ReplicaState]
+    f_current_voters: list[DescribeQuorumResponse.ReplicaState]
     if count1 < 0:
         raise null_value("PartitionData.current_voters", pos)
     elif count1 > len(buf) - pos:
@@ -560,7 +560,7 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "PartitionData.observers")
     count3 -= 1
-    f_observers: list[_DescribeQuorumResponse_ReplicaState]
+    f_observers: list[DescribeQuorumResponse.ReplicaState]
     if count3 < 0:
         raise null_value("PartitionData.observers", pos)
     elif count3 > len(buf) - pos:
@@ -642,7 +642,7 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionData.current_voters")
     count1 -= 1
-    f_current_voters: list[_DescribeQuorumResponse_ReplicaState]
+    f_current_voters: list[DescribeQuorumResponse.ReplicaState]
     if count1 < 0:
         raise null_value("PartitionData.current_voters", pos)
     elif count1 > len(buf) - pos:
@@ -660,7 +660,7 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "PartitionData.observers")
     count3 -= 1
-    f_observers: list[_DescribeQuorumResponse_ReplicaState]
+    f_observers: list[DescribeQuorumResponse.ReplicaState]
     if count3 < 0:
         raise null_value("PartitionData.observers", pos)
     elif count3 > len(buf) - pos:
@@ -764,7 +764,7 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "PartitionData.current_voters")
     count3 -= 1
-    f_current_voters: list[_DescribeQuorumResponse_ReplicaState]
+    f_current_voters: list[DescribeQuorumResponse.ReplicaState]
     if count3 < 0:
         raise null_value("PartitionData.current_voters", pos)
     elif count3 > len(buf) - pos:
@@ -782,7 +782,7 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "PartitionData.observers")
     count5 -= 1
-    f_observers: list[_DescribeQuorumResponse_ReplicaState]
+    f_observers: list[DescribeQuorumResponse.ReplicaState]
     if count5 < 0:
         raise null_value("PartitionData.observers", pos)
     elif count5 > len(buf) - pos:
@@ -976,7 +976,7 @@ def _read_DescribeQuorumResponse_TopicData_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_DescribeQuorumResponse_PartitionData]
+    f_partitions: list[DescribeQuorumResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1057,7 +1057,7 @@ def _read_DescribeQuorumResponse_TopicData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_DescribeQuorumResponse_PartitionData]
+    f_partitions: list[DescribeQuorumResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1138,7 +1138,7 @@ def _read_DescribeQuorumResponse_TopicData_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_DescribeQuorumResponse_PartitionData]
+    f_partitions: list[DescribeQuorumResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1427,7 +1427,7 @@ def _read_DescribeQuorumResponse_Node_v2(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "Node.listeners")
     count1 -= 1
-    f_listeners: list[_DescribeQuorumResponse_Listener]
+    f_listeners: list[DescribeQuorumResponse.Listener]
     if count1 < 0:
         raise null_value("Node.listeners", pos)
     elif count1 > len(buf) - pos:
@@ -1509,7 +1509,7 @@ def _read_DescribeQuorumResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeQuorumResponse_TopicData]
+    f_topics: list[DescribeQuorumResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1574,7 +1574,7 @@ def _read_DescribeQuorumResponse_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeQuorumResponse_TopicData]
+    f_topics: list[DescribeQuorumResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1661,7 +1661,7 @@ def _read_DescribeQuorumResponse_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_DescribeQuorumResponse_TopicData]
+    f_topics: list[DescribeQuorumResponse.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -1679,7 +1679,7 @@ def _read_DescribeQuorumResponse_v2(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "nodes")
     count5 -= 1
-    f_nodes: list[_DescribeQuorumResponse_Node]
+    f_nodes: list[DescribeQuorumResponse.Node]
     if count5 < 0:
         raise null_value("nodes", pos)
     elif count5 > len(buf) - pos:
@@ -1812,63 +1812,17 @@ def _write_DescribeQuorumResponse_v2(o: DescribeQuorumResponse, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeQuorumRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeQuorumRequest_PartitionData() -> DescribeQuorumRequest.PartitionData:
+    return _DescribeQuorumRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _DescribeQuorumRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_DescribeQuorumRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeQuorumRequest_TopicData() -> DescribeQuorumRequest.TopicData:
+    return _DescribeQuorumRequest_TopicData()
 
 
 @dataclass(slots=True)
 class DescribeQuorumRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumRequest_TopicData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeQuorumRequest_v0,
         _read_DescribeQuorumRequest_v0,
@@ -1887,237 +1841,84 @@ class DescribeQuorumRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _DescribeQuorumRequest_TopicData
-    PartitionData = _DescribeQuorumRequest_PartitionData
-    topics: list[_DescribeQuorumRequest_TopicData] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[DescribeQuorumRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[DescribeQuorumRequest.TopicData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeQuorumResponse_ReplicaState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ReplicaDirectoryId",
-            "replica_directory_id",
-            "uuid",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LogEndOffset", "log_end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastFetchTimestamp",
-            "last_fetch_timestamp",
-            "int64",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastCaughtUpTimestamp",
-            "last_caught_up_timestamp",
-            "int64",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    replica_id: BrokerId = 0
-    replica_directory_id: UUID = ZERO_UUID
-    log_end_offset: int = 0
-    last_fetch_timestamp: int = -1
-    last_caught_up_timestamp: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeQuorumRequest_PartitionData = DescribeQuorumRequest.PartitionData
+_DescribeQuorumRequest_TopicData = DescribeQuorumRequest.TopicData
+
+_DescribeQuorumRequest_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_DescribeQuorumRequest_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumRequest_PartitionData,
+        False,
+    ),
+)
+DescribeQuorumRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumRequest_TopicData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeQuorumResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (2, 32767),
-            (2, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "HighWatermark",
-            "high_watermark",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CurrentVoters",
-            "current_voters",
-            "[]ReplicaState",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumResponse_ReplicaState,
-            False,
-        ),
-        FieldInfo(
-            "Observers",
-            "observers",
-            "[]ReplicaState",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumResponse_ReplicaState,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    high_watermark: int = 0
-    current_voters: list[_DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
-    observers: list[_DescribeQuorumResponse_ReplicaState] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeQuorumResponse_ReplicaState() -> DescribeQuorumResponse.ReplicaState:
+    return _DescribeQuorumResponse_ReplicaState()
 
 
-@dataclass(slots=True)
-class _DescribeQuorumResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_DescribeQuorumResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeQuorumResponse_PartitionData() -> DescribeQuorumResponse.PartitionData:
+    return _DescribeQuorumResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _DescribeQuorumResponse_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (2, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeQuorumResponse_TopicData() -> DescribeQuorumResponse.TopicData:
+    return _DescribeQuorumResponse_TopicData()
 
 
-@dataclass(slots=True)
-class _DescribeQuorumResponse_Node:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Listeners",
-            "listeners",
-            "[]Listener",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumResponse_Listener,
-            False,
-        ),
-    )
-    node_id: BrokerId = 0
-    listeners: list[_DescribeQuorumResponse_Listener] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeQuorumResponse_Listener() -> DescribeQuorumResponse.Listener:
+    return _DescribeQuorumResponse_Listener()
+
+
+def _new_DescribeQuorumResponse_Node() -> DescribeQuorumResponse.Node:
+    return _DescribeQuorumResponse_Node()
 
 
 @dataclass(slots=True)
 class DescribeQuorumResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (2, 32767),
-            (2, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumResponse_TopicData,
-            False,
-        ),
-        FieldInfo(
-            "Nodes",
-            "nodes",
-            "[]Node",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeQuorumResponse_Node,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_DescribeQuorumResponse_v0,
         _read_DescribeQuorumResponse_v1,
@@ -2134,13 +1935,200 @@ class DescribeQuorumResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReplicaState = _DescribeQuorumResponse_ReplicaState
-    TopicData = _DescribeQuorumResponse_TopicData
-    PartitionData = _DescribeQuorumResponse_PartitionData
-    Node = _DescribeQuorumResponse_Node
-    Listener = _DescribeQuorumResponse_Listener
+
+    @dataclass(slots=True)
+    class ReplicaState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        replica_id: BrokerId = 0
+        replica_directory_id: UUID = ZERO_UUID
+        log_end_offset: int = 0
+        last_fetch_timestamp: int = -1
+        last_caught_up_timestamp: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        error_message: str | None = ""
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        high_watermark: int = 0
+        current_voters: list[DescribeQuorumResponse.ReplicaState] = field(default_factory=list)
+        observers: list[DescribeQuorumResponse.ReplicaState] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[DescribeQuorumResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Listener:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Node:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        listeners: list[DescribeQuorumResponse.Listener] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
     error_message: str | None = ""
-    topics: list[_DescribeQuorumResponse_TopicData] = field(default_factory=list)
-    nodes: list[_DescribeQuorumResponse_Node] = field(default_factory=list)
+    topics: list[DescribeQuorumResponse.TopicData] = field(default_factory=list)
+    nodes: list[DescribeQuorumResponse.Node] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeQuorumResponse_ReplicaState = DescribeQuorumResponse.ReplicaState
+_DescribeQuorumResponse_PartitionData = DescribeQuorumResponse.PartitionData
+_DescribeQuorumResponse_TopicData = DescribeQuorumResponse.TopicData
+_DescribeQuorumResponse_Listener = DescribeQuorumResponse.Listener
+_DescribeQuorumResponse_Node = DescribeQuorumResponse.Node
+
+_DescribeQuorumResponse_ReplicaState.FIELDS = (
+    FieldInfo("ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ReplicaDirectoryId",
+        "replica_directory_id",
+        "uuid",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LogEndOffset", "log_end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LastFetchTimestamp",
+        "last_fetch_timestamp",
+        "int64",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LastCaughtUpTimestamp",
+        "last_caught_up_timestamp",
+        "int64",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_DescribeQuorumResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "HighWatermark", "high_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CurrentVoters",
+        "current_voters",
+        "[]ReplicaState",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumResponse_ReplicaState,
+        False,
+    ),
+    FieldInfo(
+        "Observers",
+        "observers",
+        "[]ReplicaState",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumResponse_ReplicaState,
+        False,
+    ),
+)
+_DescribeQuorumResponse_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumResponse_PartitionData,
+        False,
+    ),
+)
+_DescribeQuorumResponse_Listener.FIELDS = (
+    FieldInfo("Name", "name", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (2, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DescribeQuorumResponse_Node.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Listeners",
+        "listeners",
+        "[]Listener",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumResponse_Listener,
+        False,
+    ),
+)
+DescribeQuorumResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumResponse_TopicData,
+        False,
+    ),
+    FieldInfo(
+        "Nodes",
+        "nodes",
+        "[]Node",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeQuorumResponse_Node,
+        False,
+    ),
+)

@@ -233,7 +233,7 @@ def _read_DescribeTopicPartitionsRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeTopicPartitionsRequest_TopicRequest]
+    f_topics: list[DescribeTopicPartitionsRequest.TopicRequest]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -650,7 +650,7 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v
             buf, pos, count3, "DescribeTopicPartitionsResponseTopic.partitions"
         )
     count3 -= 1
-    f_partitions: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition]
+    f_partitions: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition]
     if count3 < 0:
         raise null_value("DescribeTopicPartitionsResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -869,7 +869,7 @@ def _read_DescribeTopicPartitionsResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic]
+    f_topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -959,75 +959,19 @@ def _write_DescribeTopicPartitionsResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeTopicPartitionsRequest_TopicRequest:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: TopicName = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeTopicPartitionsRequest_TopicRequest() -> (
+    DescribeTopicPartitionsRequest.TopicRequest
+):
+    return _DescribeTopicPartitionsRequest_TopicRequest()
 
 
-@dataclass(slots=True)
-class _DescribeTopicPartitionsRequest_Cursor:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeTopicPartitionsRequest_Cursor() -> DescribeTopicPartitionsRequest.Cursor:
+    return _DescribeTopicPartitionsRequest_Cursor()
 
 
 @dataclass(slots=True)
 class DescribeTopicPartitionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicRequest",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeTopicPartitionsRequest_TopicRequest,
-            False,
-        ),
-        FieldInfo(
-            "ResponsePartitionLimit",
-            "response_partition_limit",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Cursor",
-            "cursor",
-            "Cursor",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _DescribeTopicPartitionsRequest_Cursor,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTopicPartitionsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTopicPartitionsRequest_v0,)
     NAME: ClassVar[str] = "DescribeTopicPartitionsRequest"
@@ -1038,200 +982,94 @@ class DescribeTopicPartitionsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicRequest = _DescribeTopicPartitionsRequest_TopicRequest
-    Cursor = _DescribeTopicPartitionsRequest_Cursor
-    topics: list[_DescribeTopicPartitionsRequest_TopicRequest] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class TopicRequest:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Cursor:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[DescribeTopicPartitionsRequest.TopicRequest] = field(default_factory=list)
     response_partition_limit: int = 2000
-    cursor: _DescribeTopicPartitionsRequest_Cursor | None = None
+    cursor: DescribeTopicPartitionsRequest.Cursor | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ReplicaNodes",
-            "replica_nodes",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EligibleLeaderReplicas",
-            "eligible_leader_replicas",
-            "[]int32",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastKnownElr",
-            "last_known_elr",
-            "[]int32",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "OfflineReplicas",
-            "offline_replicas",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    partition_index: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = -1
-    replica_nodes: list[BrokerId] = field(default_factory=list)
-    isr_nodes: list[BrokerId] = field(default_factory=list)
-    eligible_leader_replicas: list[BrokerId] | None = None
-    last_known_elr: list[BrokerId] | None = None
-    offline_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeTopicPartitionsRequest_TopicRequest = DescribeTopicPartitionsRequest.TopicRequest
+_DescribeTopicPartitionsRequest_Cursor = DescribeTopicPartitionsRequest.Cursor
+
+_DescribeTopicPartitionsRequest_TopicRequest.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DescribeTopicPartitionsRequest_Cursor.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+DescribeTopicPartitionsRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicRequest",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeTopicPartitionsRequest_TopicRequest,
+        False,
+    ),
+    FieldInfo(
+        "ResponsePartitionLimit",
+        "response_partition_limit",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Cursor",
+        "cursor",
+        "Cursor",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _DescribeTopicPartitionsRequest_Cursor,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "IsInternal", "is_internal", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]DescribeTopicPartitionsResponsePartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition,
-            False,
-        ),
-        FieldInfo(
-            "TopicAuthorizedOperations",
-            "topic_authorized_operations",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    name: TopicName | None = ""
-    topic_id: UUID = ZERO_UUID
-    is_internal: bool = False
-    partitions: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition] = (
-        field(default_factory=list)
-    )
-    topic_authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition() -> (
+    DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition
+):
+    return _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition()
 
 
-@dataclass(slots=True)
-class _DescribeTopicPartitionsResponse_Cursor:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic() -> (
+    DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic
+):
+    return _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic()
+
+
+def _new_DescribeTopicPartitionsResponse_Cursor() -> DescribeTopicPartitionsResponse.Cursor:
+    return _DescribeTopicPartitionsResponse_Cursor()
 
 
 @dataclass(slots=True)
 class DescribeTopicPartitionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]DescribeTopicPartitionsResponseTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic,
-            False,
-        ),
-        FieldInfo(
-            "NextCursor",
-            "next_cursor",
-            "Cursor",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _DescribeTopicPartitionsResponse_Cursor,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTopicPartitionsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTopicPartitionsResponse_v0,)
     NAME: ClassVar[str] = "DescribeTopicPartitionsResponse"
@@ -1240,16 +1078,162 @@ class DescribeTopicPartitionsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DescribeTopicPartitionsResponseTopic = (
-        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic
-    )
-    DescribeTopicPartitionsResponsePartition = (
-        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition
-    )
-    Cursor = _DescribeTopicPartitionsResponse_Cursor
+
+    @dataclass(slots=True)
+    class DescribeTopicPartitionsResponsePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        partition_index: int = 0
+        leader_id: BrokerId = 0
+        leader_epoch: int = -1
+        replica_nodes: list[BrokerId] = field(default_factory=list)
+        isr_nodes: list[BrokerId] = field(default_factory=list)
+        eligible_leader_replicas: list[BrokerId] | None = None
+        last_known_elr: list[BrokerId] | None = None
+        offline_replicas: list[BrokerId] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribeTopicPartitionsResponseTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        name: TopicName | None = ""
+        topic_id: UUID = ZERO_UUID
+        is_internal: bool = False
+        partitions: list[
+            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition
+        ] = field(default_factory=list)
+        topic_authorized_operations: int = -2147483648
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Cursor:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic] = field(
+    topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic] = field(
         default_factory=list
     )
-    next_cursor: _DescribeTopicPartitionsResponse_Cursor | None = None
+    next_cursor: DescribeTopicPartitionsResponse.Cursor | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition = (
+    DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition
+)
+_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic = (
+    DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic
+)
+_DescribeTopicPartitionsResponse_Cursor = DescribeTopicPartitionsResponse.Cursor
+
+_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ReplicaNodes", "replica_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "EligibleLeaderReplicas",
+        "eligible_leader_replicas",
+        "[]int32",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LastKnownElr",
+        "last_known_elr",
+        "[]int32",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "OfflineReplicas",
+        "offline_replicas",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("IsInternal", "is_internal", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]DescribeTopicPartitionsResponsePartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition,
+        False,
+    ),
+    FieldInfo(
+        "TopicAuthorizedOperations",
+        "topic_authorized_operations",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_DescribeTopicPartitionsResponse_Cursor.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+DescribeTopicPartitionsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]DescribeTopicPartitionsResponseTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic,
+        False,
+    ),
+    FieldInfo(
+        "NextCursor",
+        "next_cursor",
+        "Cursor",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _DescribeTopicPartitionsResponse_Cursor,
+        False,
+    ),
+)

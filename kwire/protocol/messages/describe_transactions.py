@@ -344,7 +344,7 @@ def _read_DescribeTransactionsResponse_TransactionState_v0(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "TransactionState.topics")
     count5 -= 1
-    f_topics: list[_DescribeTransactionsResponse_TopicData]
+    f_topics: list[DescribeTransactionsResponse.TopicData]
     if count5 < 0:
         raise null_value("TransactionState.topics", pos)
     elif count5 > len(buf) - pos:
@@ -459,7 +459,7 @@ def _read_DescribeTransactionsResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "transaction_states")
     count1 -= 1
-    f_transaction_states: list[_DescribeTransactionsResponse_TransactionState]
+    f_transaction_states: list[DescribeTransactionsResponse.TransactionState]
     if count1 < 0:
         raise null_value("transaction_states", pos)
     elif count1 > len(buf) - pos:
@@ -526,19 +526,7 @@ def _write_DescribeTransactionsResponse_v0(o: DescribeTransactionsResponse, out:
 
 @dataclass(slots=True)
 class DescribeTransactionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TransactionalIds",
-            "transactional_ids",
-            "[]string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTransactionsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTransactionsRequest_v0,)
     NAME: ClassVar[str] = "DescribeTransactionsRequest"
@@ -553,132 +541,34 @@ class DescribeTransactionsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeTransactionsResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+DescribeTransactionsRequest.FIELDS = (
+    FieldInfo(
+        "TransactionalIds",
+        "transactional_ids",
+        "[]string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeTransactionsResponse_TransactionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "TransactionalId",
-            "transactional_id",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TransactionState",
-            "transaction_state",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TransactionTimeoutMs",
-            "transaction_timeout_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TransactionStartTimeMs",
-            "transaction_start_time_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProducerEpoch",
-            "producer_epoch",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeTransactionsResponse_TopicData,
-            False,
-        ),
-    )
-    error_code: int = 0
-    transactional_id: TransactionalId = ""
-    transaction_state: str = ""
-    transaction_timeout_ms: int = 0
-    transaction_start_time_ms: int = 0
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    topics: list[_DescribeTransactionsResponse_TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeTransactionsResponse_TopicData() -> DescribeTransactionsResponse.TopicData:
+    return _DescribeTransactionsResponse_TopicData()
+
+
+def _new_DescribeTransactionsResponse_TransactionState() -> (
+    DescribeTransactionsResponse.TransactionState
+):
+    return _DescribeTransactionsResponse_TransactionState()
 
 
 @dataclass(slots=True)
 class DescribeTransactionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TransactionStates",
-            "transaction_states",
-            "[]TransactionState",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeTransactionsResponse_TransactionState,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTransactionsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeTransactionsResponse_v0,)
     NAME: ClassVar[str] = "DescribeTransactionsResponse"
@@ -687,10 +577,116 @@ class DescribeTransactionsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TransactionState = _DescribeTransactionsResponse_TransactionState
-    TopicData = _DescribeTransactionsResponse_TopicData
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TransactionState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        transactional_id: TransactionalId = ""
+        transaction_state: str = ""
+        transaction_timeout_ms: int = 0
+        transaction_start_time_ms: int = 0
+        producer_id: ProducerId = 0
+        producer_epoch: int = 0
+        topics: list[DescribeTransactionsResponse.TopicData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    transaction_states: list[_DescribeTransactionsResponse_TransactionState] = field(
+    transaction_states: list[DescribeTransactionsResponse.TransactionState] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeTransactionsResponse_TopicData = DescribeTransactionsResponse.TopicData
+_DescribeTransactionsResponse_TransactionState = DescribeTransactionsResponse.TransactionState
+
+_DescribeTransactionsResponse_TopicData.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DescribeTransactionsResponse_TransactionState.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "TransactionalId",
+        "transactional_id",
+        "string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TransactionState",
+        "transaction_state",
+        "string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TransactionTimeoutMs",
+        "transaction_timeout_ms",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TransactionStartTimeMs",
+        "transaction_start_time_ms",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeTransactionsResponse_TopicData,
+        False,
+    ),
+)
+DescribeTransactionsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TransactionStates",
+        "transaction_states",
+        "[]TransactionState",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeTransactionsResponse_TransactionState,
+        False,
+    ),
+)

@@ -139,7 +139,7 @@ def _read_DescribeUserScramCredentialsRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "users")
     count1 -= 1
-    f_users: list[_DescribeUserScramCredentialsRequest_UserName] | None
+    f_users: list[DescribeUserScramCredentialsRequest.UserName] | None
     if count1 < 0:
         f_users = None
     elif count1 > len(buf) - pos:
@@ -330,7 +330,7 @@ def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResul
             buf, pos, count5, "DescribeUserScramCredentialsResult.credential_infos"
         )
     count5 -= 1
-    f_credential_infos: list[_DescribeUserScramCredentialsResponse_CredentialInfo]
+    f_credential_infos: list[DescribeUserScramCredentialsResponse.CredentialInfo]
     if count5 < 0:
         raise null_value("DescribeUserScramCredentialsResult.credential_infos", pos)
     elif count5 > len(buf) - pos:
@@ -476,7 +476,7 @@ def _read_DescribeUserScramCredentialsResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "results")
     count3 -= 1
-    f_results: list[_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult]
+    f_results: list[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult]
     if count3 < 0:
         raise null_value("results", pos)
     elif count3 > len(buf) - pos:
@@ -563,30 +563,15 @@ def _write_DescribeUserScramCredentialsResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _DescribeUserScramCredentialsRequest_UserName:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeUserScramCredentialsRequest_UserName() -> (
+    DescribeUserScramCredentialsRequest.UserName
+):
+    return _DescribeUserScramCredentialsRequest_UserName()
 
 
 @dataclass(slots=True)
 class DescribeUserScramCredentialsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Users",
-            "users",
-            "[]UserName",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _DescribeUserScramCredentialsRequest_UserName,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeUserScramCredentialsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeUserScramCredentialsRequest_v0,)
     NAME: ClassVar[str] = "DescribeUserScramCredentialsRequest"
@@ -597,103 +582,52 @@ class DescribeUserScramCredentialsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    UserName = _DescribeUserScramCredentialsRequest_UserName
-    users: list[_DescribeUserScramCredentialsRequest_UserName] | None = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class UserName:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    users: list[DescribeUserScramCredentialsRequest.UserName] | None = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _DescribeUserScramCredentialsResponse_CredentialInfo:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    mechanism: int = 0
-    iterations: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_DescribeUserScramCredentialsRequest_UserName = DescribeUserScramCredentialsRequest.UserName
+
+_DescribeUserScramCredentialsRequest_UserName.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+DescribeUserScramCredentialsRequest.FIELDS = (
+    FieldInfo(
+        "Users",
+        "users",
+        "[]UserName",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _DescribeUserScramCredentialsRequest_UserName,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CredentialInfos",
-            "credential_infos",
-            "[]CredentialInfo",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeUserScramCredentialsResponse_CredentialInfo,
-            False,
-        ),
-    )
-    user: str = ""
-    error_code: int = 0
-    error_message: str | None = ""
-    credential_infos: list[_DescribeUserScramCredentialsResponse_CredentialInfo] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_DescribeUserScramCredentialsResponse_CredentialInfo() -> (
+    DescribeUserScramCredentialsResponse.CredentialInfo
+):
+    return _DescribeUserScramCredentialsResponse_CredentialInfo()
+
+
+def _new_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult() -> (
+    DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult
+):
+    return _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult()
 
 
 @dataclass(slots=True)
 class DescribeUserScramCredentialsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]DescribeUserScramCredentialsResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeUserScramCredentialsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DescribeUserScramCredentialsResponse_v0,)
     NAME: ClassVar[str] = "DescribeUserScramCredentialsResponse"
@@ -702,14 +636,80 @@ class DescribeUserScramCredentialsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    DescribeUserScramCredentialsResult = (
-        _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult
-    )
-    CredentialInfo = _DescribeUserScramCredentialsResponse_CredentialInfo
+
+    @dataclass(slots=True)
+    class CredentialInfo:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        mechanism: int = 0
+        iterations: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribeUserScramCredentialsResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        user: str = ""
+        error_code: int = 0
+        error_message: str | None = ""
+        credential_infos: list[DescribeUserScramCredentialsResponse.CredentialInfo] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ""
-    results: list[_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult] = field(
+    results: list[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_DescribeUserScramCredentialsResponse_CredentialInfo = (
+    DescribeUserScramCredentialsResponse.CredentialInfo
+)
+_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult = (
+    DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult
+)
+
+_DescribeUserScramCredentialsResponse_CredentialInfo.FIELDS = (
+    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult.FIELDS = (
+    FieldInfo("User", "user", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CredentialInfos",
+        "credential_infos",
+        "[]CredentialInfo",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeUserScramCredentialsResponse_CredentialInfo,
+        False,
+    ),
+)
+DescribeUserScramCredentialsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]DescribeUserScramCredentialsResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult,
+        False,
+    ),
+)

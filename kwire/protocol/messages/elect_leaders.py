@@ -254,7 +254,7 @@ def _read_ElectLeadersRequest_v0(buf: memoryview, pos: int) -> tuple[ElectLeader
     except struct_error:
         raise too_short("topic_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topic_partitions: list[_ElectLeadersRequest_TopicPartitions] | None
+    f_topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None
     if count1 < 0:
         f_topic_partitions = None
     elif count1 > len(buf) - pos:
@@ -287,7 +287,7 @@ def _read_ElectLeadersRequest_v1(buf: memoryview, pos: int) -> tuple[ElectLeader
     except struct_error:
         raise too_short("topic_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topic_partitions: list[_ElectLeadersRequest_TopicPartitions] | None
+    f_topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None
     if count1 < 0:
         f_topic_partitions = None
     elif count1 > len(buf) - pos:
@@ -322,7 +322,7 @@ def _read_ElectLeadersRequest_v2(buf: memoryview, pos: int) -> tuple[ElectLeader
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_partitions")
     count1 -= 1
-    f_topic_partitions: list[_ElectLeadersRequest_TopicPartitions] | None
+    f_topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None
     if count1 < 0:
         f_topic_partitions = None
     elif count1 > len(buf) - pos:
@@ -615,7 +615,7 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
     except struct_error:
         raise too_short("ReplicaElectionResult.partition_result", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partition_result: list[_ElectLeadersResponse_PartitionResult]
+    f_partition_result: list[ElectLeadersResponse.PartitionResult]
     if count3 < 0:
         raise null_value("ReplicaElectionResult.partition_result", pos)
     elif count3 > len(buf) - pos:
@@ -665,7 +665,7 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v2(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "ReplicaElectionResult.partition_result")
     count3 -= 1
-    f_partition_result: list[_ElectLeadersResponse_PartitionResult]
+    f_partition_result: list[ElectLeadersResponse.PartitionResult]
     if count3 < 0:
         raise null_value("ReplicaElectionResult.partition_result", pos)
     elif count3 > len(buf) - pos:
@@ -807,7 +807,7 @@ def _read_ElectLeadersResponse_v0(buf: memoryview, pos: int) -> tuple[ElectLeade
     except struct_error:
         raise too_short("replica_election_results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_replica_election_results: list[_ElectLeadersResponse_ReplicaElectionResult]
+    f_replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult]
     if count1 < 0:
         raise null_value("replica_election_results", pos)
     elif count1 > len(buf) - pos:
@@ -837,7 +837,7 @@ def _read_ElectLeadersResponse_v1(buf: memoryview, pos: int) -> tuple[ElectLeade
     except struct_error:
         raise too_short("replica_election_results", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_replica_election_results: list[_ElectLeadersResponse_ReplicaElectionResult]
+    f_replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult]
     if count1 < 0:
         raise null_value("replica_election_results", pos)
     elif count1 > len(buf) - pos:
@@ -869,7 +869,7 @@ def _read_ElectLeadersResponse_v2(buf: memoryview, pos: int) -> tuple[ElectLeade
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "replica_election_results")
     count1 -= 1
-    f_replica_election_results: list[_ElectLeadersResponse_ReplicaElectionResult]
+    f_replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult]
     if count1 < 0:
         raise null_value("replica_election_results", pos)
     elif count1 > len(buf) - pos:
@@ -962,40 +962,13 @@ def _write_ElectLeadersResponse_v2(o: ElectLeadersResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ElectLeadersRequest_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ElectLeadersRequest_TopicPartitions() -> ElectLeadersRequest.TopicPartitions:
+    return _ElectLeadersRequest_TopicPartitions()
 
 
 @dataclass(slots=True)
 class ElectLeadersRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ElectionType", "election_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "TopicPartitions",
-            "topic_partitions",
-            "[]TopicPartitions",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _ElectLeadersRequest_TopicPartitions,
-            False,
-        ),
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ElectLeadersRequest_v0,
         _read_ElectLeadersRequest_v1,
@@ -1014,92 +987,56 @@ class ElectLeadersRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicPartitions = _ElectLeadersRequest_TopicPartitions
+
+    @dataclass(slots=True)
+    class TopicPartitions:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     election_type: int = 0
-    topic_partitions: list[_ElectLeadersRequest_TopicPartitions] | None = field(
-        default_factory=list
-    )
+    topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None = field(default_factory=list)
     timeout_ms: int = 60000
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ElectLeadersResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_id: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ElectLeadersRequest_TopicPartitions = ElectLeadersRequest.TopicPartitions
+
+_ElectLeadersRequest_TopicPartitions.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+ElectLeadersRequest.FIELDS = (
+    FieldInfo(
+        "ElectionType", "election_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TopicPartitions",
+        "topic_partitions",
+        "[]TopicPartitions",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _ElectLeadersRequest_TopicPartitions,
+        False,
+    ),
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
 
 
-@dataclass(slots=True)
-class _ElectLeadersResponse_ReplicaElectionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionResult",
-            "partition_result",
-            "[]PartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ElectLeadersResponse_PartitionResult,
-            False,
-        ),
-    )
-    topic: TopicName = ""
-    partition_result: list[_ElectLeadersResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ElectLeadersResponse_PartitionResult() -> ElectLeadersResponse.PartitionResult:
+    return _ElectLeadersResponse_PartitionResult()
+
+
+def _new_ElectLeadersResponse_ReplicaElectionResult() -> ElectLeadersResponse.ReplicaElectionResult:
+    return _ElectLeadersResponse_ReplicaElectionResult()
 
 
 @dataclass(slots=True)
 class ElectLeadersResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ReplicaElectionResults",
-            "replica_election_results",
-            "[]ReplicaElectionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ElectLeadersResponse_ReplicaElectionResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ElectLeadersResponse_v0,
         _read_ElectLeadersResponse_v1,
@@ -1116,11 +1053,70 @@ class ElectLeadersResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    ReplicaElectionResult = _ElectLeadersResponse_ReplicaElectionResult
-    PartitionResult = _ElectLeadersResponse_PartitionResult
+
+    @dataclass(slots=True)
+    class PartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_id: int = 0
+        error_code: int = 0
+        error_message: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ReplicaElectionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partition_result: list[ElectLeadersResponse.PartitionResult] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    replica_election_results: list[_ElectLeadersResponse_ReplicaElectionResult] = field(
+    replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ElectLeadersResponse_PartitionResult = ElectLeadersResponse.PartitionResult
+_ElectLeadersResponse_ReplicaElectionResult = ElectLeadersResponse.ReplicaElectionResult
+
+_ElectLeadersResponse_PartitionResult.FIELDS = (
+    FieldInfo(
+        "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_ElectLeadersResponse_ReplicaElectionResult.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionResult",
+        "partition_result",
+        "[]PartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ElectLeadersResponse_PartitionResult,
+        False,
+    ),
+)
+ElectLeadersResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ReplicaElectionResults",
+        "replica_election_results",
+        "[]ReplicaElectionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ElectLeadersResponse_ReplicaElectionResult,
+        False,
+    ),
+)

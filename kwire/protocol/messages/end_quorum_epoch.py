@@ -170,7 +170,7 @@ def _read_EndQuorumEpochRequest_PartitionData_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionData.preferred_candidates")
     count1 -= 1
-    f_preferred_candidates: list[_EndQuorumEpochRequest_ReplicaInfo]
+    f_preferred_candidates: list[EndQuorumEpochRequest.ReplicaInfo]
     if count1 < 0:
         raise null_value("PartitionData.preferred_candidates", pos)
     elif count1 > len(buf) - pos:
@@ -280,7 +280,7 @@ def _read_EndQuorumEpochRequest_TopicData_v0(
     except struct_error:
         raise too_short("TopicData.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_EndQuorumEpochRequest_PartitionData]
+    f_partitions: list[EndQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -330,7 +330,7 @@ def _read_EndQuorumEpochRequest_TopicData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_EndQuorumEpochRequest_PartitionData]
+    f_partitions: list[EndQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -585,7 +585,7 @@ def _read_EndQuorumEpochRequest_v0(buf: memoryview, pos: int) -> tuple[EndQuorum
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_EndQuorumEpochRequest_TopicData]
+    f_topics: list[EndQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -634,7 +634,7 @@ def _read_EndQuorumEpochRequest_v1(buf: memoryview, pos: int) -> tuple[EndQuorum
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_EndQuorumEpochRequest_TopicData]
+    f_topics: list[EndQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -652,7 +652,7 @@ def _read_EndQuorumEpochRequest_v1(buf: memoryview, pos: int) -> tuple[EndQuorum
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "leader_endpoints")
     count5 -= 1
-    f_leader_endpoints: list[_EndQuorumEpochRequest_LeaderEndpoint]
+    f_leader_endpoints: list[EndQuorumEpochRequest.LeaderEndpoint]
     if count5 < 0:
         raise null_value("leader_endpoints", pos)
     elif count5 > len(buf) - pos:
@@ -892,7 +892,7 @@ def _read_EndQuorumEpochResponse_TopicData_v0(
     except struct_error:
         raise too_short("TopicData.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_EndQuorumEpochResponse_PartitionData]
+    f_partitions: list[EndQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -942,7 +942,7 @@ def _read_EndQuorumEpochResponse_TopicData_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_EndQuorumEpochResponse_PartitionData]
+    f_partitions: list[EndQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1155,7 +1155,7 @@ def _read_EndQuorumEpochResponse_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_EndQuorumEpochResponse_TopicData]
+    f_topics: list[EndQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1188,7 +1188,7 @@ def _read_EndQuorumEpochResponse_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_EndQuorumEpochResponse_TopicData]
+    f_topics: list[EndQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1198,7 +1198,7 @@ def _read_EndQuorumEpochResponse_v1(
         for _ in range(count1):
             item2, pos = _read_EndQuorumEpochResponse_TopicData_v1(buf, pos)
             f_topics.append(item2)
-    f_node_endpoints: list[_EndQuorumEpochResponse_NodeEndpoint] = []
+    f_node_endpoints: list[EndQuorumEpochResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1236,7 +1236,7 @@ def _read_EndQuorumEpochResponse_v1(
                 if count4 > 0x7F:
                     count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
                 count4 -= 1
-                value3: list[_EndQuorumEpochResponse_NodeEndpoint]
+                value3: list[EndQuorumEpochResponse.NodeEndpoint]
                 if count4 < 0:
                     raise null_value("node_endpoints", pos)
                 elif count4 > len(buf) - pos:
@@ -1310,143 +1310,25 @@ def _write_EndQuorumEpochResponse_v1(o: EndQuorumEpochResponse, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_ReplicaInfo:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "CandidateId", "candidate_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CandidateDirectoryId",
-            "candidate_directory_id",
-            "uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    candidate_id: BrokerId = 0
-    candidate_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_EndQuorumEpochRequest_ReplicaInfo() -> EndQuorumEpochRequest.ReplicaInfo:
+    return _EndQuorumEpochRequest_ReplicaInfo()
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PreferredSuccessors",
-            "preferred_successors",
-            "[]int32",
-            (0, 0),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PreferredCandidates",
-            "preferred_candidates",
-            "[]ReplicaInfo",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _EndQuorumEpochRequest_ReplicaInfo,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    preferred_successors: list[int] = field(default_factory=list)
-    preferred_candidates: list[_EndQuorumEpochRequest_ReplicaInfo] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_EndQuorumEpochRequest_PartitionData() -> EndQuorumEpochRequest.PartitionData:
+    return _EndQuorumEpochRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _EndQuorumEpochRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_EndQuorumEpochRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_EndQuorumEpochRequest_TopicData() -> EndQuorumEpochRequest.TopicData:
+    return _EndQuorumEpochRequest_TopicData()
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochRequest_LeaderEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_EndQuorumEpochRequest_LeaderEndpoint() -> EndQuorumEpochRequest.LeaderEndpoint:
+    return _EndQuorumEpochRequest_LeaderEndpoint()
 
 
 @dataclass(slots=True)
 class EndQuorumEpochRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _EndQuorumEpochRequest_TopicData,
-            False,
-        ),
-        FieldInfo(
-            "LeaderEndpoints",
-            "leader_endpoints",
-            "[]LeaderEndpoint",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _EndQuorumEpochRequest_LeaderEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_EndQuorumEpochRequest_v0,
         _read_EndQuorumEpochRequest_v1,
@@ -1463,110 +1345,160 @@ class EndQuorumEpochRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _EndQuorumEpochRequest_TopicData
-    PartitionData = _EndQuorumEpochRequest_PartitionData
-    ReplicaInfo = _EndQuorumEpochRequest_ReplicaInfo
-    LeaderEndpoint = _EndQuorumEpochRequest_LeaderEndpoint
+
+    @dataclass(slots=True)
+    class ReplicaInfo:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        candidate_id: BrokerId = 0
+        candidate_directory_id: UUID = ZERO_UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        preferred_successors: list[int] = field(default_factory=list)
+        preferred_candidates: list[EndQuorumEpochRequest.ReplicaInfo] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[EndQuorumEpochRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str | None = None
-    topics: list[_EndQuorumEpochRequest_TopicData] = field(default_factory=list)
-    leader_endpoints: list[_EndQuorumEpochRequest_LeaderEndpoint] = field(default_factory=list)
+    topics: list[EndQuorumEpochRequest.TopicData] = field(default_factory=list)
+    leader_endpoints: list[EndQuorumEpochRequest.LeaderEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_EndQuorumEpochRequest_ReplicaInfo = EndQuorumEpochRequest.ReplicaInfo
+_EndQuorumEpochRequest_PartitionData = EndQuorumEpochRequest.PartitionData
+_EndQuorumEpochRequest_TopicData = EndQuorumEpochRequest.TopicData
+_EndQuorumEpochRequest_LeaderEndpoint = EndQuorumEpochRequest.LeaderEndpoint
+
+_EndQuorumEpochRequest_ReplicaInfo.FIELDS = (
+    FieldInfo(
+        "CandidateId", "candidate_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CandidateDirectoryId",
+        "candidate_directory_id",
+        "uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_EndQuorumEpochRequest_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PreferredSuccessors",
+        "preferred_successors",
+        "[]int32",
+        (0, 0),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PreferredCandidates",
+        "preferred_candidates",
+        "[]ReplicaInfo",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _EndQuorumEpochRequest_ReplicaInfo,
+        False,
+    ),
+)
+_EndQuorumEpochRequest_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _EndQuorumEpochRequest_PartitionData,
+        False,
+    ),
+)
+_EndQuorumEpochRequest_LeaderEndpoint.FIELDS = (
+    FieldInfo("Name", "name", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+EndQuorumEpochRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _EndQuorumEpochRequest_TopicData,
+        False,
+    ),
+    FieldInfo(
+        "LeaderEndpoints",
+        "leader_endpoints",
+        "[]LeaderEndpoint",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _EndQuorumEpochRequest_LeaderEndpoint,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _EndQuorumEpochResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_EndQuorumEpochResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_EndQuorumEpochResponse_PartitionData() -> EndQuorumEpochResponse.PartitionData:
+    return _EndQuorumEpochResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _EndQuorumEpochResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_EndQuorumEpochResponse_TopicData() -> EndQuorumEpochResponse.TopicData:
+    return _EndQuorumEpochResponse_TopicData()
+
+
+def _new_EndQuorumEpochResponse_NodeEndpoint() -> EndQuorumEpochResponse.NodeEndpoint:
+    return _EndQuorumEpochResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class EndQuorumEpochResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _EndQuorumEpochResponse_TopicData,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (1, 32767),
-            (1, 0),
-            (1, 32767),
-            0,
-            _EndQuorumEpochResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_EndQuorumEpochResponse_v0,
         _read_EndQuorumEpochResponse_v1,
@@ -1581,10 +1513,92 @@ class EndQuorumEpochResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    TopicData = _EndQuorumEpochResponse_TopicData
-    PartitionData = _EndQuorumEpochResponse_PartitionData
-    NodeEndpoint = _EndQuorumEpochResponse_NodeEndpoint
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[EndQuorumEpochResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    topics: list[_EndQuorumEpochResponse_TopicData] = field(default_factory=list)
-    node_endpoints: list[_EndQuorumEpochResponse_NodeEndpoint] = field(default_factory=list)
+    topics: list[EndQuorumEpochResponse.TopicData] = field(default_factory=list)
+    node_endpoints: list[EndQuorumEpochResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_EndQuorumEpochResponse_PartitionData = EndQuorumEpochResponse.PartitionData
+_EndQuorumEpochResponse_TopicData = EndQuorumEpochResponse.TopicData
+_EndQuorumEpochResponse_NodeEndpoint = EndQuorumEpochResponse.NodeEndpoint
+
+_EndQuorumEpochResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_EndQuorumEpochResponse_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _EndQuorumEpochResponse_PartitionData,
+        False,
+    ),
+)
+_EndQuorumEpochResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+EndQuorumEpochResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _EndQuorumEpochResponse_TopicData,
+        False,
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (1, 32767),
+        (1, 0),
+        (1, 32767),
+        0,
+        _EndQuorumEpochResponse_NodeEndpoint,
+        False,
+    ),
+)

@@ -249,33 +249,7 @@ def _write_EnvelopeResponse_v0(o: EnvelopeResponse, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class EnvelopeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "RequestData", "request_data", "bytes", (0, 32767), (1, 0), (1, 0), None, None, True
-        ),
-        FieldInfo(
-            "RequestPrincipal",
-            "request_principal",
-            "bytes",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ClientHostAddress",
-            "client_host_address",
-            "bytes",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_EnvelopeRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_EnvelopeRequest_v0,)
     NAME: ClassVar[str] = "EnvelopeRequest"
@@ -292,24 +266,36 @@ class EnvelopeRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+EnvelopeRequest.FIELDS = (
+    FieldInfo("RequestData", "request_data", "bytes", (0, 32767), (1, 0), (1, 0), None, None, True),
+    FieldInfo(
+        "RequestPrincipal",
+        "request_principal",
+        "bytes",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ClientHostAddress",
+        "client_host_address",
+        "bytes",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+
+
 @dataclass(slots=True)
 class EnvelopeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResponseData",
-            "response_data",
-            "bytes",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            True,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_EnvelopeResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_EnvelopeResponse_v0,)
     NAME: ClassVar[str] = "EnvelopeResponse"
@@ -321,3 +307,11 @@ class EnvelopeResponse(Message):
     response_data: bytes | memoryview | None = None
     error_code: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+EnvelopeResponse.FIELDS = (
+    FieldInfo(
+        "ResponseData", "response_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -272,20 +272,7 @@ def _write_ExpireDelegationTokenResponse_v2(
 
 @dataclass(slots=True)
 class ExpireDelegationTokenRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ExpiryTimePeriodMs",
-            "expiry_time_period_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ExpireDelegationTokenRequest_v0,
         _read_ExpireDelegationTokenRequest_v0,
@@ -309,35 +296,25 @@ class ExpireDelegationTokenRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+ExpireDelegationTokenRequest.FIELDS = (
+    FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ExpiryTimePeriodMs",
+        "expiry_time_period_ms",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+
+
 @dataclass(slots=True)
 class ExpireDelegationTokenResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ExpiryTimestampMs",
-            "expiry_timestamp_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ExpireDelegationTokenResponse_v0,
         _read_ExpireDelegationTokenResponse_v0,
@@ -358,3 +335,22 @@ class ExpireDelegationTokenResponse(Message):
     expiry_timestamp_ms: int = 0
     throttle_time_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+ExpireDelegationTokenResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ExpiryTimestampMs",
+        "expiry_timestamp_ms",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

@@ -530,7 +530,7 @@ def _read_FetchRequest_FetchTopic_v0(
     except struct_error:
         raise too_short("FetchTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_FetchRequest_FetchPartition]
+    f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -575,7 +575,7 @@ def _read_FetchRequest_FetchTopic_v5(
     except struct_error:
         raise too_short("FetchTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_FetchRequest_FetchPartition]
+    f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -620,7 +620,7 @@ def _read_FetchRequest_FetchTopic_v9(
     except struct_error:
         raise too_short("FetchTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_FetchRequest_FetchPartition]
+    f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -671,7 +671,7 @@ def _read_FetchRequest_FetchTopic_v12(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "FetchTopic.partitions")
     count3 -= 1
-    f_partitions: list[_FetchRequest_FetchPartition]
+    f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -736,7 +736,7 @@ def _read_FetchRequest_FetchTopic_v13(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "FetchTopic.partitions")
     count1 -= 1
-    f_partitions: list[_FetchRequest_FetchPartition]
+    f_partitions: list[FetchRequest.FetchPartition]
     if count1 < 0:
         raise null_value("FetchTopic.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -801,7 +801,7 @@ def _read_FetchRequest_FetchTopic_v17(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "FetchTopic.partitions")
     count1 -= 1
-    f_partitions: list[_FetchRequest_FetchPartition]
+    f_partitions: list[FetchRequest.FetchPartition]
     if count1 < 0:
         raise null_value("FetchTopic.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -1527,7 +1527,7 @@ def _read_FetchRequest_v0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1569,7 +1569,7 @@ def _read_FetchRequest_v3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1614,7 +1614,7 @@ def _read_FetchRequest_v4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1658,7 +1658,7 @@ def _read_FetchRequest_v5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1714,7 +1714,7 @@ def _read_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1729,7 +1729,7 @@ def _read_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("forgotten_topics_data", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_forgotten_topics_data: list[_FetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count3 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count3 > len(buf) - pos:
@@ -1783,7 +1783,7 @@ def _read_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1798,7 +1798,7 @@ def _read_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     except struct_error:
         raise too_short("forgotten_topics_data", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_forgotten_topics_data: list[_FetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count3 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count3 > len(buf) - pos:
@@ -1852,7 +1852,7 @@ def _read_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1867,7 +1867,7 @@ def _read_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     except struct_error:
         raise too_short("forgotten_topics_data", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_forgotten_topics_data: list[_FetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count3 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count3 > len(buf) - pos:
@@ -1943,7 +1943,7 @@ def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1961,7 +1961,7 @@ def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
     count3 -= 1
-    f_forgotten_topics_data: list[_FetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count3 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count3 > len(buf) - pos:
@@ -2099,7 +2099,7 @@ def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2117,7 +2117,7 @@ def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
     count3 -= 1
-    f_forgotten_topics_data: list[_FetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count3 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count3 > len(buf) - pos:
@@ -2250,7 +2250,7 @@ def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2268,7 +2268,7 @@ def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
     count3 -= 1
-    f_forgotten_topics_data: list[_FetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count3 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count3 > len(buf) - pos:
@@ -2301,7 +2301,7 @@ def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int
             raise bad_utf8("rack_id", pos) from None
         pos = end6
     f_cluster_id: str | None = None
-    f_replica_state: _FetchRequest_ReplicaState = _FetchRequest_ReplicaState()
+    f_replica_state: FetchRequest.ReplicaState = _FetchRequest_ReplicaState()
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2408,7 +2408,7 @@ def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchRequest_FetchTopic]
+    f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2426,7 +2426,7 @@ def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
     count3 -= 1
-    f_forgotten_topics_data: list[_FetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count3 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count3 > len(buf) - pos:
@@ -2459,7 +2459,7 @@ def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int
             raise bad_utf8("rack_id", pos) from None
         pos = end6
     f_cluster_id: str | None = None
-    f_replica_state: _FetchRequest_ReplicaState = _FetchRequest_ReplicaState()
+    f_replica_state: FetchRequest.ReplicaState = _FetchRequest_ReplicaState()
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -3607,7 +3607,7 @@ def _read_FetchResponse_PartitionData_v4(
     except struct_error:
         raise too_short("PartitionData.aborted_transactions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_aborted_transactions: list[_FetchResponse_AbortedTransaction] | None
+    f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
     elif count1 > len(buf) - pos:
@@ -3672,7 +3672,7 @@ def _read_FetchResponse_PartitionData_v5(
     except struct_error:
         raise too_short("PartitionData.aborted_transactions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_aborted_transactions: list[_FetchResponse_AbortedTransaction] | None
+    f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
     elif count1 > len(buf) - pos:
@@ -3736,7 +3736,7 @@ def _read_FetchResponse_PartitionData_v11(
     except struct_error:
         raise too_short("PartitionData.aborted_transactions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_aborted_transactions: list[_FetchResponse_AbortedTransaction] | None
+    f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
     elif count1 > len(buf) - pos:
@@ -3809,7 +3809,7 @@ def _read_FetchResponse_PartitionData_v12(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionData.aborted_transactions")
     count1 -= 1
-    f_aborted_transactions: list[_FetchResponse_AbortedTransaction] | None
+    f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
     elif count1 > len(buf) - pos:
@@ -3843,9 +3843,9 @@ def _read_FetchResponse_PartitionData_v12(
             raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
         f_records = buf[pos:end4]
         pos = end4
-    f_diverging_epoch: _FetchResponse_EpochEndOffset = _FetchResponse_EpochEndOffset()
-    f_current_leader: _FetchResponse_LeaderIdAndEpoch = _FetchResponse_LeaderIdAndEpoch()
-    f_snapshot_id: _FetchResponse_SnapshotId = _FetchResponse_SnapshotId()
+    f_diverging_epoch: FetchResponse.EpochEndOffset = _FetchResponse_EpochEndOffset()
+    f_current_leader: FetchResponse.LeaderIdAndEpoch = _FetchResponse_LeaderIdAndEpoch()
+    f_snapshot_id: FetchResponse.SnapshotId = _FetchResponse_SnapshotId()
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -4310,7 +4310,7 @@ def _read_FetchResponse_FetchableTopicResponse_v0(
     except struct_error:
         raise too_short("FetchableTopicResponse.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_FetchResponse_PartitionData]
+    f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -4355,7 +4355,7 @@ def _read_FetchResponse_FetchableTopicResponse_v4(
     except struct_error:
         raise too_short("FetchableTopicResponse.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_FetchResponse_PartitionData]
+    f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -4400,7 +4400,7 @@ def _read_FetchResponse_FetchableTopicResponse_v5(
     except struct_error:
         raise too_short("FetchableTopicResponse.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_FetchResponse_PartitionData]
+    f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -4445,7 +4445,7 @@ def _read_FetchResponse_FetchableTopicResponse_v11(
     except struct_error:
         raise too_short("FetchableTopicResponse.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_FetchResponse_PartitionData]
+    f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -4496,7 +4496,7 @@ def _read_FetchResponse_FetchableTopicResponse_v12(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "FetchableTopicResponse.partitions")
     count3 -= 1
-    f_partitions: list[_FetchResponse_PartitionData]
+    f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -4569,7 +4569,7 @@ def _read_FetchResponse_FetchableTopicResponse_v13(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "FetchableTopicResponse.partitions")
     count1 -= 1
-    f_partitions: list[_FetchResponse_PartitionData]
+    f_partitions: list[FetchResponse.PartitionData]
     if count1 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -5090,7 +5090,7 @@ def _read_FetchResponse_v0(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5121,7 +5121,7 @@ def _read_FetchResponse_v1(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5151,7 +5151,7 @@ def _read_FetchResponse_v4(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5181,7 +5181,7 @@ def _read_FetchResponse_v5(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5213,7 +5213,7 @@ def _read_FetchResponse_v7(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5243,7 +5243,7 @@ def _read_FetchResponse_v11(buf: memoryview, pos: int) -> tuple[FetchResponse, i
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5276,7 +5276,7 @@ def _read_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, i
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5340,7 +5340,7 @@ def _read_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, i
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5404,7 +5404,7 @@ def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, i
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_FetchResponse_FetchableTopicResponse]
+    f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -5414,7 +5414,7 @@ def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, i
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v13(buf, pos)
             f_responses.append(item2)
-    f_node_endpoints: list[_FetchResponse_NodeEndpoint] = []
+    f_node_endpoints: list[FetchResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -5452,7 +5452,7 @@ def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, i
                 if count4 > 0x7F:
                     count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
                 count4 -= 1
-                value3: list[_FetchResponse_NodeEndpoint]
+                value3: list[FetchResponse.NodeEndpoint]
                 if count4 < 0:
                     raise null_value("node_endpoints", pos)
                 elif count4 > len(buf) - pos:
@@ -5788,204 +5788,25 @@ def _write_FetchResponse_v16(o: FetchResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _FetchRequest_ReplicaState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ReplicaId", "replica_id", "int32", (15, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ReplicaEpoch", "replica_epoch", "int64", (15, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    replica_id: BrokerId = -1
-    replica_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchRequest_ReplicaState() -> FetchRequest.ReplicaState:
+    return _FetchRequest_ReplicaState()
 
 
-@dataclass(slots=True)
-class _FetchRequest_FetchPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "CurrentLeaderEpoch",
-            "current_leader_epoch",
-            "int32",
-            (9, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "FetchOffset", "fetch_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastFetchedEpoch",
-            "last_fetched_epoch",
-            "int32",
-            (12, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LogStartOffset",
-            "log_start_offset",
-            "int64",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PartitionMaxBytes",
-            "partition_max_bytes",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ReplicaDirectoryId",
-            "replica_directory_id",
-            "uuid",
-            (17, 32767),
-            (1, 0),
-            (17, 32767),
-            0,
-            None,
-            False,
-        ),
-    )
-    partition: int = 0
-    current_leader_epoch: int = -1
-    fetch_offset: int = 0
-    last_fetched_epoch: int = -1
-    log_start_offset: int = -1
-    partition_max_bytes: int = 0
-    replica_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchRequest_FetchPartition() -> FetchRequest.FetchPartition:
+    return _FetchRequest_FetchPartition()
 
 
-@dataclass(slots=True)
-class _FetchRequest_FetchTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]FetchPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchRequest_FetchPartition,
-            False,
-        ),
-    )
-    topic: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_FetchRequest_FetchPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchRequest_FetchTopic() -> FetchRequest.FetchTopic:
+    return _FetchRequest_FetchTopic()
 
 
-@dataclass(slots=True)
-class _FetchRequest_ForgottenTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (7, 12), (1, 0), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (7, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchRequest_ForgottenTopic() -> FetchRequest.ForgottenTopic:
+    return _FetchRequest_ForgottenTopic()
 
 
 @dataclass(slots=True)
 class FetchRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId",
-            "cluster_id",
-            "string",
-            (12, 32767),
-            (12, 32767),
-            (12, 32767),
-            0,
-            None,
-            False,
-        ),
-        FieldInfo("ReplicaId", "replica_id", "int32", (0, 14), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ReplicaState",
-            "replica_state",
-            "ReplicaState",
-            (15, 32767),
-            (1, 0),
-            (15, 32767),
-            1,
-            _FetchRequest_ReplicaState,
-            False,
-        ),
-        FieldInfo(
-            "MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("MaxBytes", "max_bytes", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "IsolationLevel",
-            "isolation_level",
-            "int8",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "SessionEpoch", "session_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]FetchTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchRequest_FetchTopic,
-            False,
-        ),
-        FieldInfo(
-            "ForgottenTopicsData",
-            "forgotten_topics_data",
-            "[]ForgottenTopic",
-            (7, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchRequest_ForgottenTopic,
-            False,
-        ),
-        FieldInfo("RackId", "rack_id", "string", (11, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_FetchRequest_v0,
         _read_FetchRequest_v0,
@@ -6034,289 +5855,224 @@ class FetchRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ReplicaState = _FetchRequest_ReplicaState
-    FetchTopic = _FetchRequest_FetchTopic
-    FetchPartition = _FetchRequest_FetchPartition
-    ForgottenTopic = _FetchRequest_ForgottenTopic
+
+    @dataclass(slots=True)
+    class ReplicaState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        replica_id: BrokerId = -1
+        replica_epoch: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class FetchPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        current_leader_epoch: int = -1
+        fetch_offset: int = 0
+        last_fetched_epoch: int = -1
+        log_start_offset: int = -1
+        partition_max_bytes: int = 0
+        replica_directory_id: UUID = ZERO_UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class FetchTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        partitions: list[FetchRequest.FetchPartition] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ForgottenTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str | None = None
     replica_id: BrokerId = -1
-    replica_state: _FetchRequest_ReplicaState = field(default_factory=_FetchRequest_ReplicaState)
+    replica_state: FetchRequest.ReplicaState = field(default_factory=_new_FetchRequest_ReplicaState)
     max_wait_ms: int = 0
     min_bytes: int = 0
     max_bytes: int = 0x7FFFFFFF
     isolation_level: int = 0
     session_id: int = 0
     session_epoch: int = -1
-    topics: list[_FetchRequest_FetchTopic] = field(default_factory=list)
-    forgotten_topics_data: list[_FetchRequest_ForgottenTopic] = field(default_factory=list)
+    topics: list[FetchRequest.FetchTopic] = field(default_factory=list)
+    forgotten_topics_data: list[FetchRequest.ForgottenTopic] = field(default_factory=list)
     rack_id: str = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _FetchResponse_EpochEndOffset:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Epoch", "epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "EndOffset", "end_offset", "int64", (12, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    epoch: int = -1
-    end_offset: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_FetchRequest_ReplicaState = FetchRequest.ReplicaState
+_FetchRequest_FetchPartition = FetchRequest.FetchPartition
+_FetchRequest_FetchTopic = FetchRequest.FetchTopic
+_FetchRequest_ForgottenTopic = FetchRequest.ForgottenTopic
+
+_FetchRequest_ReplicaState.FIELDS = (
+    FieldInfo("ReplicaId", "replica_id", "int32", (15, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ReplicaEpoch", "replica_epoch", "int64", (15, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_FetchRequest_FetchPartition.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "CurrentLeaderEpoch",
+        "current_leader_epoch",
+        "int32",
+        (9, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "FetchOffset", "fetch_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LastFetchedEpoch",
+        "last_fetched_epoch",
+        "int32",
+        (12, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LogStartOffset", "log_start_offset", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PartitionMaxBytes",
+        "partition_max_bytes",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ReplicaDirectoryId",
+        "replica_directory_id",
+        "uuid",
+        (17, 32767),
+        (1, 0),
+        (17, 32767),
+        0,
+        None,
+        False,
+    ),
+)
+_FetchRequest_FetchTopic.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]FetchPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchRequest_FetchPartition,
+        False,
+    ),
+)
+_FetchRequest_ForgottenTopic.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (7, 12), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (7, 32767), (1, 0), (1, 0), None, None, False),
+)
+FetchRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (12, 32767), (12, 32767), (12, 32767), 0, None, False
+    ),
+    FieldInfo("ReplicaId", "replica_id", "int32", (0, 14), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ReplicaState",
+        "replica_state",
+        "ReplicaState",
+        (15, 32767),
+        (1, 0),
+        (15, 32767),
+        1,
+        _FetchRequest_ReplicaState,
+        False,
+    ),
+    FieldInfo("MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MaxBytes", "max_bytes", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IsolationLevel", "isolation_level", "int8", (4, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SessionEpoch", "session_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]FetchTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchRequest_FetchTopic,
+        False,
+    ),
+    FieldInfo(
+        "ForgottenTopicsData",
+        "forgotten_topics_data",
+        "[]ForgottenTopic",
+        (7, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchRequest_ForgottenTopic,
+        False,
+    ),
+    FieldInfo("RackId", "rack_id", "string", (11, 32767), (1, 0), (1, 0), None, None, False),
+)
 
 
-@dataclass(slots=True)
-class _FetchResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("LeaderId", "leader_id", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    leader_id: BrokerId = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchResponse_EpochEndOffset() -> FetchResponse.EpochEndOffset:
+    return _FetchResponse_EpochEndOffset()
 
 
-@dataclass(slots=True)
-class _FetchResponse_SnapshotId:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    end_offset: int = -1
-    epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchResponse_LeaderIdAndEpoch() -> FetchResponse.LeaderIdAndEpoch:
+    return _FetchResponse_LeaderIdAndEpoch()
 
 
-@dataclass(slots=True)
-class _FetchResponse_AbortedTransaction:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "FirstOffset", "first_offset", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    producer_id: ProducerId = 0
-    first_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchResponse_SnapshotId() -> FetchResponse.SnapshotId:
+    return _FetchResponse_SnapshotId()
 
 
-@dataclass(slots=True)
-class _FetchResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "HighWatermark",
-            "high_watermark",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastStableOffset",
-            "last_stable_offset",
-            "int64",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LogStartOffset",
-            "log_start_offset",
-            "int64",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "DivergingEpoch",
-            "diverging_epoch",
-            "EpochEndOffset",
-            (12, 32767),
-            (1, 0),
-            (12, 32767),
-            0,
-            _FetchResponse_EpochEndOffset,
-            False,
-        ),
-        FieldInfo(
-            "CurrentLeader",
-            "current_leader",
-            "LeaderIdAndEpoch",
-            (12, 32767),
-            (1, 0),
-            (12, 32767),
-            1,
-            _FetchResponse_LeaderIdAndEpoch,
-            False,
-        ),
-        FieldInfo(
-            "SnapshotId",
-            "snapshot_id",
-            "SnapshotId",
-            (12, 32767),
-            (1, 0),
-            (12, 32767),
-            2,
-            _FetchResponse_SnapshotId,
-            False,
-        ),
-        FieldInfo(
-            "AbortedTransactions",
-            "aborted_transactions",
-            "[]AbortedTransaction",
-            (4, 32767),
-            (4, 32767),
-            (1, 0),
-            None,
-            _FetchResponse_AbortedTransaction,
-            False,
-        ),
-        FieldInfo(
-            "PreferredReadReplica",
-            "preferred_read_replica",
-            "int32",
-            (11, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    high_watermark: int = 0
-    last_stable_offset: int = -1
-    log_start_offset: int = -1
-    diverging_epoch: _FetchResponse_EpochEndOffset = field(
-        default_factory=_FetchResponse_EpochEndOffset
-    )
-    current_leader: _FetchResponse_LeaderIdAndEpoch = field(
-        default_factory=_FetchResponse_LeaderIdAndEpoch
-    )
-    snapshot_id: _FetchResponse_SnapshotId = field(default_factory=_FetchResponse_SnapshotId)
-    aborted_transactions: list[_FetchResponse_AbortedTransaction] | None = field(
-        default_factory=list
-    )
-    preferred_read_replica: BrokerId = -1
-    records: bytes | memoryview | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchResponse_AbortedTransaction() -> FetchResponse.AbortedTransaction:
+    return _FetchResponse_AbortedTransaction()
 
 
-@dataclass(slots=True)
-class _FetchResponse_FetchableTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchResponse_PartitionData,
-            False,
-        ),
-    )
-    topic: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_FetchResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchResponse_PartitionData() -> FetchResponse.PartitionData:
+    return _FetchResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _FetchResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (16, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Rack", "rack", "string", (16, 32767), (16, 32767), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchResponse_FetchableTopicResponse() -> FetchResponse.FetchableTopicResponse:
+    return _FetchResponse_FetchableTopicResponse()
+
+
+def _new_FetchResponse_NodeEndpoint() -> FetchResponse.NodeEndpoint:
+    return _FetchResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class FetchResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (7, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]FetchableTopicResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchResponse_FetchableTopicResponse,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (16, 32767),
-            (1, 0),
-            (16, 32767),
-            0,
-            _FetchResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_FetchResponse_v0,
         _read_FetchResponse_v1,
@@ -6363,16 +6119,236 @@ class FetchResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 17
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
-    FetchableTopicResponse = _FetchResponse_FetchableTopicResponse
-    PartitionData = _FetchResponse_PartitionData
-    EpochEndOffset = _FetchResponse_EpochEndOffset
-    LeaderIdAndEpoch = _FetchResponse_LeaderIdAndEpoch
-    SnapshotId = _FetchResponse_SnapshotId
-    AbortedTransaction = _FetchResponse_AbortedTransaction
-    NodeEndpoint = _FetchResponse_NodeEndpoint
+
+    @dataclass(slots=True)
+    class EpochEndOffset:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        epoch: int = -1
+        end_offset: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderIdAndEpoch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        leader_id: BrokerId = -1
+        leader_epoch: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class SnapshotId:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        end_offset: int = -1
+        epoch: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AbortedTransaction:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        producer_id: ProducerId = 0
+        first_offset: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        high_watermark: int = 0
+        last_stable_offset: int = -1
+        log_start_offset: int = -1
+        diverging_epoch: FetchResponse.EpochEndOffset = field(
+            default_factory=_new_FetchResponse_EpochEndOffset
+        )
+        current_leader: FetchResponse.LeaderIdAndEpoch = field(
+            default_factory=_new_FetchResponse_LeaderIdAndEpoch
+        )
+        snapshot_id: FetchResponse.SnapshotId = field(default_factory=_new_FetchResponse_SnapshotId)
+        aborted_transactions: list[FetchResponse.AbortedTransaction] | None = field(
+            default_factory=list
+        )
+        preferred_read_replica: BrokerId = -1
+        records: bytes | memoryview | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class FetchableTopicResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        partitions: list[FetchResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        rack: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     session_id: int = 0
-    responses: list[_FetchResponse_FetchableTopicResponse] = field(default_factory=list)
-    node_endpoints: list[_FetchResponse_NodeEndpoint] = field(default_factory=list)
+    responses: list[FetchResponse.FetchableTopicResponse] = field(default_factory=list)
+    node_endpoints: list[FetchResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_FetchResponse_EpochEndOffset = FetchResponse.EpochEndOffset
+_FetchResponse_LeaderIdAndEpoch = FetchResponse.LeaderIdAndEpoch
+_FetchResponse_SnapshotId = FetchResponse.SnapshotId
+_FetchResponse_AbortedTransaction = FetchResponse.AbortedTransaction
+_FetchResponse_PartitionData = FetchResponse.PartitionData
+_FetchResponse_FetchableTopicResponse = FetchResponse.FetchableTopicResponse
+_FetchResponse_NodeEndpoint = FetchResponse.NodeEndpoint
+
+_FetchResponse_EpochEndOffset.FIELDS = (
+    FieldInfo("Epoch", "epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("EndOffset", "end_offset", "int64", (12, 32767), (1, 0), (1, 0), None, None, False),
+)
+_FetchResponse_LeaderIdAndEpoch.FIELDS = (
+    FieldInfo("LeaderId", "leader_id", "int32", (12, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (12, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_FetchResponse_SnapshotId.FIELDS = (
+    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_FetchResponse_AbortedTransaction.FIELDS = (
+    FieldInfo("ProducerId", "producer_id", "int64", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "FirstOffset", "first_offset", "int64", (4, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_FetchResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "HighWatermark", "high_watermark", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LastStableOffset",
+        "last_stable_offset",
+        "int64",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LogStartOffset", "log_start_offset", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "DivergingEpoch",
+        "diverging_epoch",
+        "EpochEndOffset",
+        (12, 32767),
+        (1, 0),
+        (12, 32767),
+        0,
+        _FetchResponse_EpochEndOffset,
+        False,
+    ),
+    FieldInfo(
+        "CurrentLeader",
+        "current_leader",
+        "LeaderIdAndEpoch",
+        (12, 32767),
+        (1, 0),
+        (12, 32767),
+        1,
+        _FetchResponse_LeaderIdAndEpoch,
+        False,
+    ),
+    FieldInfo(
+        "SnapshotId",
+        "snapshot_id",
+        "SnapshotId",
+        (12, 32767),
+        (1, 0),
+        (12, 32767),
+        2,
+        _FetchResponse_SnapshotId,
+        False,
+    ),
+    FieldInfo(
+        "AbortedTransactions",
+        "aborted_transactions",
+        "[]AbortedTransaction",
+        (4, 32767),
+        (4, 32767),
+        (1, 0),
+        None,
+        _FetchResponse_AbortedTransaction,
+        False,
+    ),
+    FieldInfo(
+        "PreferredReadReplica",
+        "preferred_read_replica",
+        "int32",
+        (11, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+_FetchResponse_FetchableTopicResponse.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 12), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (13, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchResponse_PartitionData,
+        False,
+    ),
+)
+_FetchResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (16, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (16, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Rack", "rack", "string", (16, 32767), (16, 32767), (1, 0), None, None, False),
+)
+FetchResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (7, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("SessionId", "session_id", "int32", (7, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]FetchableTopicResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchResponse_FetchableTopicResponse,
+        False,
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (16, 32767),
+        (1, 0),
+        (16, 32767),
+        0,
+        _FetchResponse_NodeEndpoint,
+        False,
+    ),
+)

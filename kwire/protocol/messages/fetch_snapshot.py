@@ -306,7 +306,7 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicSnapshot.partitions")
     count3 -= 1
-    f_partitions: list[_FetchSnapshotRequest_PartitionSnapshot]
+    f_partitions: list[FetchSnapshotRequest.PartitionSnapshot]
     if count3 < 0:
         raise null_value("TopicSnapshot.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -387,7 +387,7 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicSnapshot.partitions")
     count3 -= 1
-    f_partitions: list[_FetchSnapshotRequest_PartitionSnapshot]
+    f_partitions: list[FetchSnapshotRequest.PartitionSnapshot]
     if count3 < 0:
         raise null_value("TopicSnapshot.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -515,7 +515,7 @@ def _read_FetchSnapshotRequest_v0(buf: memoryview, pos: int) -> tuple[FetchSnaps
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchSnapshotRequest_TopicSnapshot]
+    f_topics: list[FetchSnapshotRequest.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -605,7 +605,7 @@ def _read_FetchSnapshotRequest_v1(buf: memoryview, pos: int) -> tuple[FetchSnaps
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchSnapshotRequest_TopicSnapshot]
+    f_topics: list[FetchSnapshotRequest.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -908,7 +908,7 @@ def _read_FetchSnapshotResponse_PartitionSnapshot_v0(
             raise too_short("PartitionSnapshot.unaligned_records", pos, n1, len(buf) - pos)
         f_unaligned_records = buf[pos:end2]
         pos = end2
-    f_current_leader: _FetchSnapshotResponse_LeaderIdAndEpoch = (
+    f_current_leader: FetchSnapshotResponse.LeaderIdAndEpoch = (
         _FetchSnapshotResponse_LeaderIdAndEpoch()
     )
     unknown: tuple[RawTaggedField, ...] = ()
@@ -1028,7 +1028,7 @@ def _read_FetchSnapshotResponse_TopicSnapshot_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicSnapshot.partitions")
     count3 -= 1
-    f_partitions: list[_FetchSnapshotResponse_PartitionSnapshot]
+    f_partitions: list[FetchSnapshotResponse.PartitionSnapshot]
     if count3 < 0:
         raise null_value("TopicSnapshot.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1221,7 +1221,7 @@ def _read_FetchSnapshotResponse_v0(buf: memoryview, pos: int) -> tuple[FetchSnap
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchSnapshotResponse_TopicSnapshot]
+    f_topics: list[FetchSnapshotResponse.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1285,7 +1285,7 @@ def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnap
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_FetchSnapshotResponse_TopicSnapshot]
+    f_topics: list[FetchSnapshotResponse.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1295,7 +1295,7 @@ def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnap
         for _ in range(count1):
             item2, pos = _read_FetchSnapshotResponse_TopicSnapshot_v0(buf, pos)
             f_topics.append(item2)
-    f_node_endpoints: list[_FetchSnapshotResponse_NodeEndpoint] = []
+    f_node_endpoints: list[FetchSnapshotResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1333,7 +1333,7 @@ def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnap
                 if count4 > 0x7F:
                     count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
                 count4 -= 1
-                value3: list[_FetchSnapshotResponse_NodeEndpoint]
+                value3: list[FetchSnapshotResponse.NodeEndpoint]
                 if count4 < 0:
                     raise null_value("node_endpoints", pos)
                 elif count4 > len(buf) - pos:
@@ -1413,111 +1413,21 @@ def _write_FetchSnapshotResponse_v1(o: FetchSnapshotResponse, out: bytearray) ->
         out.append(0)
 
 
-@dataclass(slots=True)
-class _FetchSnapshotRequest_SnapshotId:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    end_offset: int = 0
-    epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchSnapshotRequest_SnapshotId() -> FetchSnapshotRequest.SnapshotId:
+    return _FetchSnapshotRequest_SnapshotId()
 
 
-@dataclass(slots=True)
-class _FetchSnapshotRequest_PartitionSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "CurrentLeaderEpoch",
-            "current_leader_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "SnapshotId",
-            "snapshot_id",
-            "SnapshotId",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchSnapshotRequest_SnapshotId,
-            False,
-        ),
-        FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ReplicaDirectoryId",
-            "replica_directory_id",
-            "uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 32767),
-            0,
-            None,
-            False,
-        ),
-    )
-    partition: int = 0
-    current_leader_epoch: int = 0
-    snapshot_id: _FetchSnapshotRequest_SnapshotId = field(
-        default_factory=_FetchSnapshotRequest_SnapshotId
-    )
-    position: int = 0
-    replica_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchSnapshotRequest_PartitionSnapshot() -> FetchSnapshotRequest.PartitionSnapshot:
+    return _FetchSnapshotRequest_PartitionSnapshot()
 
 
-@dataclass(slots=True)
-class _FetchSnapshotRequest_TopicSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionSnapshot",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchSnapshotRequest_PartitionSnapshot,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_FetchSnapshotRequest_PartitionSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchSnapshotRequest_TopicSnapshot() -> FetchSnapshotRequest.TopicSnapshot:
+    return _FetchSnapshotRequest_TopicSnapshot()
 
 
 @dataclass(slots=True)
 class FetchSnapshotRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False
-        ),
-        FieldInfo(
-            "ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicSnapshot",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchSnapshotRequest_TopicSnapshot,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_FetchSnapshotRequest_v0,
         _read_FetchSnapshotRequest_v1,
@@ -1534,173 +1444,142 @@ class FetchSnapshotRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicSnapshot = _FetchSnapshotRequest_TopicSnapshot
-    PartitionSnapshot = _FetchSnapshotRequest_PartitionSnapshot
-    SnapshotId = _FetchSnapshotRequest_SnapshotId
+
+    @dataclass(slots=True)
+    class SnapshotId:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        end_offset: int = 0
+        epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionSnapshot:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        current_leader_epoch: int = 0
+        snapshot_id: FetchSnapshotRequest.SnapshotId = field(
+            default_factory=_new_FetchSnapshotRequest_SnapshotId
+        )
+        position: int = 0
+        replica_directory_id: UUID = ZERO_UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicSnapshot:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[FetchSnapshotRequest.PartitionSnapshot] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str | None = None
     replica_id: BrokerId = -1
     max_bytes: int = 0x7FFFFFFF
-    topics: list[_FetchSnapshotRequest_TopicSnapshot] = field(default_factory=list)
+    topics: list[FetchSnapshotRequest.TopicSnapshot] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _FetchSnapshotResponse_SnapshotId:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    end_offset: int = 0
-    epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_FetchSnapshotRequest_SnapshotId = FetchSnapshotRequest.SnapshotId
+_FetchSnapshotRequest_PartitionSnapshot = FetchSnapshotRequest.PartitionSnapshot
+_FetchSnapshotRequest_TopicSnapshot = FetchSnapshotRequest.TopicSnapshot
+
+_FetchSnapshotRequest_SnapshotId.FIELDS = (
+    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_FetchSnapshotRequest_PartitionSnapshot.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "CurrentLeaderEpoch",
+        "current_leader_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "SnapshotId",
+        "snapshot_id",
+        "SnapshotId",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchSnapshotRequest_SnapshotId,
+        False,
+    ),
+    FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ReplicaDirectoryId",
+        "replica_directory_id",
+        "uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 32767),
+        0,
+        None,
+        False,
+    ),
+)
+_FetchSnapshotRequest_TopicSnapshot.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionSnapshot",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchSnapshotRequest_PartitionSnapshot,
+        False,
+    ),
+)
+FetchSnapshotRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False
+    ),
+    FieldInfo("ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicSnapshot",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchSnapshotRequest_TopicSnapshot,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _FetchSnapshotResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchSnapshotResponse_SnapshotId() -> FetchSnapshotResponse.SnapshotId:
+    return _FetchSnapshotResponse_SnapshotId()
 
 
-@dataclass(slots=True)
-class _FetchSnapshotResponse_PartitionSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "SnapshotId",
-            "snapshot_id",
-            "SnapshotId",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchSnapshotResponse_SnapshotId,
-            False,
-        ),
-        FieldInfo(
-            "CurrentLeader",
-            "current_leader",
-            "LeaderIdAndEpoch",
-            (0, 32767),
-            (1, 0),
-            (0, 32767),
-            0,
-            _FetchSnapshotResponse_LeaderIdAndEpoch,
-            False,
-        ),
-        FieldInfo("Size", "size", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "UnalignedRecords",
-            "unaligned_records",
-            "records",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    index: int = 0
-    error_code: int = 0
-    snapshot_id: _FetchSnapshotResponse_SnapshotId = field(
-        default_factory=_FetchSnapshotResponse_SnapshotId
-    )
-    current_leader: _FetchSnapshotResponse_LeaderIdAndEpoch = field(
-        default_factory=_FetchSnapshotResponse_LeaderIdAndEpoch
-    )
-    size: int = 0
-    position: int = 0
-    unaligned_records: bytes | memoryview | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchSnapshotResponse_LeaderIdAndEpoch() -> FetchSnapshotResponse.LeaderIdAndEpoch:
+    return _FetchSnapshotResponse_LeaderIdAndEpoch()
 
 
-@dataclass(slots=True)
-class _FetchSnapshotResponse_TopicSnapshot:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionSnapshot",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchSnapshotResponse_PartitionSnapshot,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_FetchSnapshotResponse_PartitionSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchSnapshotResponse_PartitionSnapshot() -> FetchSnapshotResponse.PartitionSnapshot:
+    return _FetchSnapshotResponse_PartitionSnapshot()
 
 
-@dataclass(slots=True)
-class _FetchSnapshotResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_FetchSnapshotResponse_TopicSnapshot() -> FetchSnapshotResponse.TopicSnapshot:
+    return _FetchSnapshotResponse_TopicSnapshot()
+
+
+def _new_FetchSnapshotResponse_NodeEndpoint() -> FetchSnapshotResponse.NodeEndpoint:
+    return _FetchSnapshotResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class FetchSnapshotResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicSnapshot",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FetchSnapshotResponse_TopicSnapshot,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (1, 32767),
-            (1, 0),
-            (1, 32767),
-            0,
-            _FetchSnapshotResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_FetchSnapshotResponse_v0,
         _read_FetchSnapshotResponse_v1,
@@ -1715,13 +1594,158 @@ class FetchSnapshotResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicSnapshot = _FetchSnapshotResponse_TopicSnapshot
-    PartitionSnapshot = _FetchSnapshotResponse_PartitionSnapshot
-    SnapshotId = _FetchSnapshotResponse_SnapshotId
-    LeaderIdAndEpoch = _FetchSnapshotResponse_LeaderIdAndEpoch
-    NodeEndpoint = _FetchSnapshotResponse_NodeEndpoint
+
+    @dataclass(slots=True)
+    class SnapshotId:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        end_offset: int = 0
+        epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderIdAndEpoch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionSnapshot:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        index: int = 0
+        error_code: int = 0
+        snapshot_id: FetchSnapshotResponse.SnapshotId = field(
+            default_factory=_new_FetchSnapshotResponse_SnapshotId
+        )
+        current_leader: FetchSnapshotResponse.LeaderIdAndEpoch = field(
+            default_factory=_new_FetchSnapshotResponse_LeaderIdAndEpoch
+        )
+        size: int = 0
+        position: int = 0
+        unaligned_records: bytes | memoryview | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicSnapshot:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[FetchSnapshotResponse.PartitionSnapshot] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    topics: list[_FetchSnapshotResponse_TopicSnapshot] = field(default_factory=list)
-    node_endpoints: list[_FetchSnapshotResponse_NodeEndpoint] = field(default_factory=list)
+    topics: list[FetchSnapshotResponse.TopicSnapshot] = field(default_factory=list)
+    node_endpoints: list[FetchSnapshotResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_FetchSnapshotResponse_SnapshotId = FetchSnapshotResponse.SnapshotId
+_FetchSnapshotResponse_LeaderIdAndEpoch = FetchSnapshotResponse.LeaderIdAndEpoch
+_FetchSnapshotResponse_PartitionSnapshot = FetchSnapshotResponse.PartitionSnapshot
+_FetchSnapshotResponse_TopicSnapshot = FetchSnapshotResponse.TopicSnapshot
+_FetchSnapshotResponse_NodeEndpoint = FetchSnapshotResponse.NodeEndpoint
+
+_FetchSnapshotResponse_SnapshotId.FIELDS = (
+    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Epoch", "epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_FetchSnapshotResponse_LeaderIdAndEpoch.FIELDS = (
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_FetchSnapshotResponse_PartitionSnapshot.FIELDS = (
+    FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SnapshotId",
+        "snapshot_id",
+        "SnapshotId",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchSnapshotResponse_SnapshotId,
+        False,
+    ),
+    FieldInfo(
+        "CurrentLeader",
+        "current_leader",
+        "LeaderIdAndEpoch",
+        (0, 32767),
+        (1, 0),
+        (0, 32767),
+        0,
+        _FetchSnapshotResponse_LeaderIdAndEpoch,
+        False,
+    ),
+    FieldInfo("Size", "size", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Position", "position", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "UnalignedRecords",
+        "unaligned_records",
+        "records",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_FetchSnapshotResponse_TopicSnapshot.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionSnapshot",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchSnapshotResponse_PartitionSnapshot,
+        False,
+    ),
+)
+_FetchSnapshotResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+FetchSnapshotResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicSnapshot",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FetchSnapshotResponse_TopicSnapshot,
+        False,
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (1, 32767),
+        (1, 0),
+        (1, 32767),
+        0,
+        _FetchSnapshotResponse_NodeEndpoint,
+        False,
+    ),
+)

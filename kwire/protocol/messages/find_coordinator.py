@@ -838,7 +838,7 @@ def _read_FindCoordinatorResponse_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "coordinators")
     count1 -= 1
-    f_coordinators: list[_FindCoordinatorResponse_Coordinator]
+    f_coordinators: list[FindCoordinatorResponse.Coordinator]
     if count1 < 0:
         raise null_value("coordinators", pos)
     elif count1 > len(buf) - pos:
@@ -1085,21 +1085,7 @@ def _write_FindCoordinatorResponse_v6(o: FindCoordinatorResponse, out: bytearray
 
 @dataclass(slots=True)
 class FindCoordinatorRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Key", "key", "string", (0, 3), (1, 0), (1, 0), None, None, False),
-        FieldInfo("KeyType", "key_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "CoordinatorKeys",
-            "coordinator_keys",
-            "[]string",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_FindCoordinatorRequest_v0,
         _read_FindCoordinatorRequest_v1,
@@ -1132,70 +1118,30 @@ class FindCoordinatorRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _FindCoordinatorResponse_Coordinator:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Key", "key", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("NodeId", "node_id", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (4, 32767),
-            (4, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    key: str = ""
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+FindCoordinatorRequest.FIELDS = (
+    FieldInfo("Key", "key", "string", (0, 3), (1, 0), (1, 0), None, None, False),
+    FieldInfo("KeyType", "key_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "CoordinatorKeys",
+        "coordinator_keys",
+        "[]string",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+
+
+def _new_FindCoordinatorResponse_Coordinator() -> FindCoordinatorResponse.Coordinator:
+    return _FindCoordinatorResponse_Coordinator()
 
 
 @dataclass(slots=True)
 class FindCoordinatorResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("ErrorCode", "error_code", "int16", (0, 3), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorMessage", "error_message", "string", (1, 3), (1, 3), (1, 0), None, None, False
-        ),
-        FieldInfo("NodeId", "node_id", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 3), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Coordinators",
-            "coordinators",
-            "[]Coordinator",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _FindCoordinatorResponse_Coordinator,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_FindCoordinatorResponse_v0,
         _read_FindCoordinatorResponse_v1,
@@ -1220,12 +1166,58 @@ class FindCoordinatorResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 6
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    Coordinator = _FindCoordinatorResponse_Coordinator
+
+    @dataclass(slots=True)
+    class Coordinator:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        key: str = ""
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        error_code: int = 0
+        error_message: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ""
     node_id: BrokerId = 0
     host: str = ""
     port: int = 0
-    coordinators: list[_FindCoordinatorResponse_Coordinator] = field(default_factory=list)
+    coordinators: list[FindCoordinatorResponse.Coordinator] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_FindCoordinatorResponse_Coordinator = FindCoordinatorResponse.Coordinator
+
+_FindCoordinatorResponse_Coordinator.FIELDS = (
+    FieldInfo("Key", "key", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("NodeId", "node_id", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (4, 32767), (4, 32767), (1, 0), None, None, False
+    ),
+)
+FindCoordinatorResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 3), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorMessage", "error_message", "string", (1, 3), (1, 3), (1, 0), None, None, False),
+    FieldInfo("NodeId", "node_id", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 3), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (0, 3), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Coordinators",
+        "coordinators",
+        "[]Coordinator",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _FindCoordinatorResponse_Coordinator,
+        False,
+    ),
+)

@@ -273,19 +273,7 @@ def _write_GetTelemetrySubscriptionsResponse_v0(
 
 @dataclass(slots=True)
 class GetTelemetrySubscriptionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClientInstanceId",
-            "client_instance_id",
-            "uuid",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_GetTelemetrySubscriptionsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_GetTelemetrySubscriptionsRequest_v0,)
     NAME: ClassVar[str] = "GetTelemetrySubscriptionsRequest"
@@ -300,101 +288,24 @@ class GetTelemetrySubscriptionsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+GetTelemetrySubscriptionsRequest.FIELDS = (
+    FieldInfo(
+        "ClientInstanceId",
+        "client_instance_id",
+        "uuid",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+
+
 @dataclass(slots=True)
 class GetTelemetrySubscriptionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ClientInstanceId",
-            "client_instance_id",
-            "uuid",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "SubscriptionId",
-            "subscription_id",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AcceptedCompressionTypes",
-            "accepted_compression_types",
-            "[]int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PushIntervalMs",
-            "push_interval_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TelemetryMaxBytes",
-            "telemetry_max_bytes",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "DeltaTemporality",
-            "delta_temporality",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "RequestedMetrics",
-            "requested_metrics",
-            "[]string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_GetTelemetrySubscriptionsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_GetTelemetrySubscriptionsResponse_v0,)
     NAME: ClassVar[str] = "GetTelemetrySubscriptionsResponse"
@@ -413,3 +324,72 @@ class GetTelemetrySubscriptionsResponse(Message):
     delta_temporality: bool = False
     requested_metrics: list[str] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+GetTelemetrySubscriptionsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ClientInstanceId",
+        "client_instance_id",
+        "uuid",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "SubscriptionId", "subscription_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "AcceptedCompressionTypes",
+        "accepted_compression_types",
+        "[]int8",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "PushIntervalMs", "push_interval_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TelemetryMaxBytes",
+        "telemetry_max_bytes",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "DeltaTemporality",
+        "delta_temporality",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "RequestedMetrics",
+        "requested_metrics",
+        "[]string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)

@@ -273,44 +273,7 @@ def _write_ResponseHeader_v1(o: ResponseHeader, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class RequestHeader(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "RequestApiKey",
-            "request_api_key",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "RequestApiVersion",
-            "request_api_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CorrelationId",
-            "correlation_id",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ClientId", "client_id", "string", (1, 32767), (1, 32767), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_RequestHeader_v0,
         _read_RequestHeader_v1,
@@ -334,21 +297,31 @@ class RequestHeader(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+RequestHeader.FIELDS = (
+    FieldInfo(
+        "RequestApiKey", "request_api_key", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "RequestApiVersion",
+        "request_api_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CorrelationId", "correlation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ClientId", "client_id", "string", (1, 32767), (1, 32767), (1, 0), None, None, False),
+)
+
+
 @dataclass(slots=True)
 class ResponseHeader(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "CorrelationId",
-            "correlation_id",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ResponseHeader_v0,
         _read_ResponseHeader_v1,
@@ -365,3 +338,10 @@ class ResponseHeader(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
     correlation_id: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+ResponseHeader.FIELDS = (
+    FieldInfo(
+        "CorrelationId", "correlation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

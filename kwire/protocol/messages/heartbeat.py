@@ -539,24 +539,7 @@ def _write_HeartbeatResponse_v4(o: HeartbeatResponse, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class HeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_HeartbeatRequest_v0,
         _read_HeartbeatRequest_v0,
@@ -586,24 +569,29 @@ class HeartbeatRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+HeartbeatRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+
+
 @dataclass(slots=True)
 class HeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_HeartbeatResponse_v0,
         _read_HeartbeatResponse_v1,
@@ -627,3 +615,11 @@ class HeartbeatResponse(Message):
     throttle_time_ms: int = 0
     error_code: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+HeartbeatResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -288,7 +288,7 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
     except struct_error:
         raise too_short("AlterConfigsResource.configs", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_configs: list[_IncrementalAlterConfigsRequest_AlterableConfig]
+    f_configs: list[IncrementalAlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
     elif count3 > len(buf) - pos:
@@ -345,7 +345,7 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "AlterConfigsResource.configs")
     count3 -= 1
-    f_configs: list[_IncrementalAlterConfigsRequest_AlterableConfig]
+    f_configs: list[IncrementalAlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
     elif count3 > len(buf) - pos:
@@ -463,7 +463,7 @@ def _read_IncrementalAlterConfigsRequest_v0(
     except struct_error:
         raise too_short("resources", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_resources: list[_IncrementalAlterConfigsRequest_AlterConfigsResource]
+    f_resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -495,7 +495,7 @@ def _read_IncrementalAlterConfigsRequest_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "resources")
     count1 -= 1
-    f_resources: list[_IncrementalAlterConfigsRequest_AlterConfigsResource]
+    f_resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
     elif count1 > len(buf) - pos:
@@ -833,7 +833,7 @@ def _read_IncrementalAlterConfigsResponse_v0(
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse]
+    f_responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -867,7 +867,7 @@ def _read_IncrementalAlterConfigsResponse_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse]
+    f_responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -951,74 +951,21 @@ def _write_IncrementalAlterConfigsResponse_v1(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _IncrementalAlterConfigsRequest_AlterableConfig:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ConfigOperation",
-            "config_operation",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    name: str = ""
-    config_operation: int = 0
-    value: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_IncrementalAlterConfigsRequest_AlterableConfig() -> (
+    IncrementalAlterConfigsRequest.AlterableConfig
+):
+    return _IncrementalAlterConfigsRequest_AlterableConfig()
 
 
-@dataclass(slots=True)
-class _IncrementalAlterConfigsRequest_AlterConfigsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Configs",
-            "configs",
-            "[]AlterableConfig",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _IncrementalAlterConfigsRequest_AlterableConfig,
-            False,
-        ),
-    )
-    resource_type: int = 0
-    resource_name: str = ""
-    configs: list[_IncrementalAlterConfigsRequest_AlterableConfig] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_IncrementalAlterConfigsRequest_AlterConfigsResource() -> (
+    IncrementalAlterConfigsRequest.AlterConfigsResource
+):
+    return _IncrementalAlterConfigsRequest_AlterConfigsResource()
 
 
 @dataclass(slots=True)
 class IncrementalAlterConfigsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Resources",
-            "resources",
-            "[]AlterConfigsResource",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _IncrementalAlterConfigsRequest_AlterConfigsResource,
-            False,
-        ),
-        FieldInfo(
-            "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_IncrementalAlterConfigsRequest_v0,
         _read_IncrementalAlterConfigsRequest_v1,
@@ -1035,72 +982,88 @@ class IncrementalAlterConfigsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    AlterConfigsResource = _IncrementalAlterConfigsRequest_AlterConfigsResource
-    AlterableConfig = _IncrementalAlterConfigsRequest_AlterableConfig
-    resources: list[_IncrementalAlterConfigsRequest_AlterConfigsResource] = field(
+
+    @dataclass(slots=True)
+    class AlterableConfig:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        config_operation: int = 0
+        value: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AlterConfigsResource:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        resource_type: int = 0
+        resource_name: str = ""
+        configs: list[IncrementalAlterConfigsRequest.AlterableConfig] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource] = field(
         default_factory=list
     )
     validate_only: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = ""
-    resource_type: int = 0
-    resource_name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_IncrementalAlterConfigsRequest_AlterableConfig = IncrementalAlterConfigsRequest.AlterableConfig
+_IncrementalAlterConfigsRequest_AlterConfigsResource = (
+    IncrementalAlterConfigsRequest.AlterConfigsResource
+)
+
+_IncrementalAlterConfigsRequest_AlterableConfig.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ConfigOperation", "config_operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+_IncrementalAlterConfigsRequest_AlterConfigsResource.FIELDS = (
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Configs",
+        "configs",
+        "[]AlterableConfig",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _IncrementalAlterConfigsRequest_AlterableConfig,
+        False,
+    ),
+)
+IncrementalAlterConfigsRequest.FIELDS = (
+    FieldInfo(
+        "Resources",
+        "resources",
+        "[]AlterConfigsResource",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _IncrementalAlterConfigsRequest_AlterConfigsResource,
+        False,
+    ),
+    FieldInfo(
+        "ValidateOnly", "validate_only", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse() -> (
+    IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+):
+    return _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse()
 
 
 @dataclass(slots=True)
 class IncrementalAlterConfigsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]AlterConfigsResourceResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_IncrementalAlterConfigsResponse_v0,
         _read_IncrementalAlterConfigsResponse_v1,
@@ -1115,9 +1078,52 @@ class IncrementalAlterConfigsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    AlterConfigsResourceResponse = _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse
+
+    @dataclass(slots=True)
+    class AlterConfigsResourceResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = ""
+        resource_type: int = 0
+        resource_name: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    responses: list[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse] = field(
+    responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse = (
+    IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+)
+
+_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+IncrementalAlterConfigsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]AlterConfigsResourceResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse,
+        False,
+    ),
+)

@@ -122,7 +122,7 @@ def _read_InitializeShareGroupStateRequest_InitializeStateData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "InitializeStateData.partitions")
     count1 -= 1
-    f_partitions: list[_InitializeShareGroupStateRequest_PartitionData]
+    f_partitions: list[InitializeShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("InitializeStateData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -226,7 +226,7 @@ def _read_InitializeShareGroupStateRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_InitializeShareGroupStateRequest_InitializeStateData]
+    f_topics: list[InitializeShareGroupStateRequest.InitializeStateData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -419,7 +419,7 @@ def _read_InitializeShareGroupStateResponse_InitializeStateResult_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "InitializeStateResult.partitions")
     count1 -= 1
-    f_partitions: list[_InitializeShareGroupStateResponse_PartitionResult]
+    f_partitions: list[InitializeShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("InitializeStateResult.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -503,7 +503,7 @@ def _read_InitializeShareGroupStateResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_InitializeShareGroupStateResponse_InitializeStateResult]
+    f_results: list[InitializeShareGroupStateResponse.InitializeStateResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -569,60 +569,21 @@ def _write_InitializeShareGroupStateResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _InitializeShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition: int = 0
-    state_epoch: int = 0
-    start_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_InitializeShareGroupStateRequest_PartitionData() -> (
+    InitializeShareGroupStateRequest.PartitionData
+):
+    return _InitializeShareGroupStateRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _InitializeShareGroupStateRequest_InitializeStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _InitializeShareGroupStateRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_InitializeShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_InitializeShareGroupStateRequest_InitializeStateData() -> (
+    InitializeShareGroupStateRequest.InitializeStateData
+):
+    return _InitializeShareGroupStateRequest_InitializeStateData()
 
 
 @dataclass(slots=True)
 class InitializeShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]InitializeStateData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _InitializeShareGroupStateRequest_InitializeStateData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_InitializeShareGroupStateRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_InitializeShareGroupStateRequest_v0,)
     NAME: ClassVar[str] = "InitializeShareGroupStateRequest"
@@ -633,78 +594,86 @@ class InitializeShareGroupStateRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    InitializeStateData = _InitializeShareGroupStateRequest_InitializeStateData
-    PartitionData = _InitializeShareGroupStateRequest_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        state_epoch: int = 0
+        start_offset: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class InitializeStateData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[InitializeShareGroupStateRequest.PartitionData] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: str = ""
-    topics: list[_InitializeShareGroupStateRequest_InitializeStateData] = field(
-        default_factory=list
-    )
+    topics: list[InitializeShareGroupStateRequest.InitializeStateData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _InitializeShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_InitializeShareGroupStateRequest_PartitionData = InitializeShareGroupStateRequest.PartitionData
+_InitializeShareGroupStateRequest_InitializeStateData = (
+    InitializeShareGroupStateRequest.InitializeStateData
+)
+
+_InitializeShareGroupStateRequest_PartitionData.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_InitializeShareGroupStateRequest_InitializeStateData.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _InitializeShareGroupStateRequest_PartitionData,
+        False,
+    ),
+)
+InitializeShareGroupStateRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]InitializeStateData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _InitializeShareGroupStateRequest_InitializeStateData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _InitializeShareGroupStateResponse_InitializeStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _InitializeShareGroupStateResponse_PartitionResult,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_InitializeShareGroupStateResponse_PartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_InitializeShareGroupStateResponse_PartitionResult() -> (
+    InitializeShareGroupStateResponse.PartitionResult
+):
+    return _InitializeShareGroupStateResponse_PartitionResult()
+
+
+def _new_InitializeShareGroupStateResponse_InitializeStateResult() -> (
+    InitializeShareGroupStateResponse.InitializeStateResult
+):
+    return _InitializeShareGroupStateResponse_InitializeStateResult()
 
 
 @dataclass(slots=True)
 class InitializeShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Results",
-            "results",
-            "[]InitializeStateResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _InitializeShareGroupStateResponse_InitializeStateResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_InitializeShareGroupStateResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_InitializeShareGroupStateResponse_v0,)
     NAME: ClassVar[str] = "InitializeShareGroupStateResponse"
@@ -713,9 +682,68 @@ class InitializeShareGroupStateResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    InitializeStateResult = _InitializeShareGroupStateResponse_InitializeStateResult
-    PartitionResult = _InitializeShareGroupStateResponse_PartitionResult
-    results: list[_InitializeShareGroupStateResponse_InitializeStateResult] = field(
+
+    @dataclass(slots=True)
+    class PartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class InitializeStateResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[InitializeShareGroupStateResponse.PartitionResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    results: list[InitializeShareGroupStateResponse.InitializeStateResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_InitializeShareGroupStateResponse_PartitionResult = (
+    InitializeShareGroupStateResponse.PartitionResult
+)
+_InitializeShareGroupStateResponse_InitializeStateResult = (
+    InitializeShareGroupStateResponse.InitializeStateResult
+)
+
+_InitializeShareGroupStateResponse_PartitionResult.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_InitializeShareGroupStateResponse_InitializeStateResult.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _InitializeShareGroupStateResponse_PartitionResult,
+        False,
+    ),
+)
+InitializeShareGroupStateResponse.FIELDS = (
+    FieldInfo(
+        "Results",
+        "results",
+        "[]InitializeStateResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _InitializeShareGroupStateResponse_InitializeStateResult,
+        False,
+    ),
+)

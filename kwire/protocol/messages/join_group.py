@@ -411,7 +411,7 @@ def _read_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     except struct_error:
         raise too_short("protocols", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol]
+    f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count7 < 0:
         raise null_value("protocols", pos)
     elif count7 > len(buf) - pos:
@@ -503,7 +503,7 @@ def _read_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     except struct_error:
         raise too_short("protocols", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol]
+    f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count7 < 0:
         raise null_value("protocols", pos)
     elif count7 > len(buf) - pos:
@@ -613,7 +613,7 @@ def _read_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     except struct_error:
         raise too_short("protocols", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol]
+    f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count9 < 0:
         raise null_value("protocols", pos)
     elif count9 > len(buf) - pos:
@@ -738,7 +738,7 @@ def _read_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "protocols")
     count9 -= 1
-    f_protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol]
+    f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count9 < 0:
         raise null_value("protocols", pos)
     elif count9 > len(buf) - pos:
@@ -894,7 +894,7 @@ def _read_JoinGroupRequest_v8(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "protocols")
     count9 -= 1
-    f_protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol]
+    f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count9 < 0:
         raise null_value("protocols", pos)
     elif count9 > len(buf) - pos:
@@ -1858,7 +1858,7 @@ def _read_JoinGroupResponse_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     except struct_error:
         raise too_short("members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_JoinGroupResponse_JoinGroupResponseMember]
+    f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
     elif count7 > len(buf) - pos:
@@ -1952,7 +1952,7 @@ def _read_JoinGroupResponse_v2(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     except struct_error:
         raise too_short("members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_JoinGroupResponse_JoinGroupResponseMember]
+    f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
     elif count7 > len(buf) - pos:
@@ -2045,7 +2045,7 @@ def _read_JoinGroupResponse_v5(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     except struct_error:
         raise too_short("members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_JoinGroupResponse_JoinGroupResponseMember]
+    f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
     elif count7 > len(buf) - pos:
@@ -2150,7 +2150,7 @@ def _read_JoinGroupResponse_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     if count7 > 0x7F:
         count7, pos = read_uvarint_tail(buf, pos, count7, "members")
     count7 -= 1
-    f_members: list[_JoinGroupResponse_JoinGroupResponseMember]
+    f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
     elif count7 > len(buf) - pos:
@@ -2308,7 +2308,7 @@ def _read_JoinGroupResponse_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "members")
     count9 -= 1
-    f_members: list[_JoinGroupResponse_JoinGroupResponseMember]
+    f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count9 < 0:
         raise null_value("members", pos)
     elif count9 > len(buf) - pos:
@@ -2471,7 +2471,7 @@ def _read_JoinGroupResponse_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "members")
     count9 -= 1
-    f_members: list[_JoinGroupResponse_JoinGroupResponseMember]
+    f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count9 < 0:
         raise null_value("members", pos)
     elif count9 > len(buf) - pos:
@@ -3051,71 +3051,13 @@ def _write_JoinGroupResponse_v9(o: JoinGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _JoinGroupRequest_JoinGroupRequestProtocol:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    metadata: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_JoinGroupRequest_JoinGroupRequestProtocol() -> JoinGroupRequest.JoinGroupRequestProtocol:
+    return _JoinGroupRequest_JoinGroupRequestProtocol()
 
 
 @dataclass(slots=True)
 class JoinGroupRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SessionTimeoutMs",
-            "session_timeout_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "RebalanceTimeoutMs",
-            "rebalance_timeout_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Protocols",
-            "protocols",
-            "[]JoinGroupRequestProtocol",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _JoinGroupRequest_JoinGroupRequestProtocol,
-            False,
-        ),
-        FieldInfo("Reason", "reason", "string", (8, 32767), (8, 32767), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_JoinGroupRequest_v0,
         _read_JoinGroupRequest_v1,
@@ -3148,108 +3090,92 @@ class JoinGroupRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    JoinGroupRequestProtocol = _JoinGroupRequest_JoinGroupRequestProtocol
+
+    @dataclass(slots=True)
+    class JoinGroupRequestProtocol:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        metadata: bytes = b""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId = ""
     session_timeout_ms: int = 0
     rebalance_timeout_ms: int = -1
     member_id: str = ""
     group_instance_id: str | None = None
     protocol_type: str = ""
-    protocols: list[_JoinGroupRequest_JoinGroupRequestProtocol] = field(default_factory=list)
+    protocols: list[JoinGroupRequest.JoinGroupRequestProtocol] = field(default_factory=list)
     reason: str | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _JoinGroupResponse_JoinGroupResponseMember:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    member_id: str = ""
-    group_instance_id: str | None = None
-    metadata: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_JoinGroupRequest_JoinGroupRequestProtocol = JoinGroupRequest.JoinGroupRequestProtocol
+
+_JoinGroupRequest_JoinGroupRequestProtocol.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+JoinGroupRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SessionTimeoutMs",
+        "session_timeout_ms",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "RebalanceTimeoutMs",
+        "rebalance_timeout_ms",
+        "int32",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (5, 32767),
+        (5, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Protocols",
+        "protocols",
+        "[]JoinGroupRequestProtocol",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _JoinGroupRequest_JoinGroupRequestProtocol,
+        False,
+    ),
+    FieldInfo("Reason", "reason", "string", (8, 32767), (8, 32767), (1, 0), None, None, False),
+)
+
+
+def _new_JoinGroupResponse_JoinGroupResponseMember() -> JoinGroupResponse.JoinGroupResponseMember:
+    return _JoinGroupResponse_JoinGroupResponseMember()
 
 
 @dataclass(slots=True)
 class JoinGroupResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProtocolType",
-            "protocol_type",
-            "string",
-            (7, 32767),
-            (7, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProtocolName",
-            "protocol_name",
-            "string",
-            (0, 32767),
-            (7, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Leader", "leader", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SkipAssignment",
-            "skip_assignment",
-            "bool",
-            (9, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Members",
-            "members",
-            "[]JoinGroupResponseMember",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _JoinGroupResponse_JoinGroupResponseMember,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_JoinGroupResponse_v0,
         _read_JoinGroupResponse_v0,
@@ -3280,7 +3206,15 @@ class JoinGroupResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 9
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    JoinGroupResponseMember = _JoinGroupResponse_JoinGroupResponseMember
+
+    @dataclass(slots=True)
+    class JoinGroupResponseMember:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str = ""
+        group_instance_id: str | None = None
+        metadata: bytes = b""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     generation_id: int = -1
@@ -3289,5 +3223,55 @@ class JoinGroupResponse(Message):
     leader: str = ""
     skip_assignment: bool = False
     member_id: str = ""
-    members: list[_JoinGroupResponse_JoinGroupResponseMember] = field(default_factory=list)
+    members: list[JoinGroupResponse.JoinGroupResponseMember] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_JoinGroupResponse_JoinGroupResponseMember = JoinGroupResponse.JoinGroupResponseMember
+
+_JoinGroupResponse_JoinGroupResponseMember.FIELDS = (
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (5, 32767),
+        (5, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Metadata", "metadata", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+JoinGroupResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ProtocolType", "protocol_type", "string", (7, 32767), (7, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ProtocolName", "protocol_name", "string", (0, 32767), (7, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("Leader", "leader", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SkipAssignment", "skip_assignment", "bool", (9, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Members",
+        "members",
+        "[]JoinGroupResponseMember",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _JoinGroupResponse_JoinGroupResponseMember,
+        False,
+    ),
+)

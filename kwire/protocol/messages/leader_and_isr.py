@@ -1075,7 +1075,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
     except struct_error:
         raise too_short("LeaderAndIsrTopicState.partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState]
+    f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -1120,7 +1120,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
     except struct_error:
         raise too_short("LeaderAndIsrTopicState.partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState]
+    f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -1171,7 +1171,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "LeaderAndIsrTopicState.partition_states")
     count3 -= 1
-    f_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState]
+    f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -1266,7 +1266,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "LeaderAndIsrTopicState.partition_states")
     count3 -= 1
-    f_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState]
+    f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -1361,7 +1361,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "LeaderAndIsrTopicState.partition_states")
     count3 -= 1
-    f_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState]
+    f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -1795,7 +1795,7 @@ def _read_LeaderAndIsrRequest_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("ungrouped_partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState]
+    f_ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
     elif count1 > len(buf) - pos:
@@ -1810,7 +1810,7 @@ def _read_LeaderAndIsrRequest_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -1847,7 +1847,7 @@ def _read_LeaderAndIsrRequest_v1(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("ungrouped_partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState]
+    f_ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
     elif count1 > len(buf) - pos:
@@ -1862,7 +1862,7 @@ def _read_LeaderAndIsrRequest_v1(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -1901,7 +1901,7 @@ def _read_LeaderAndIsrRequest_v2(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("topic_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState]
+    f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -1916,7 +1916,7 @@ def _read_LeaderAndIsrRequest_v2(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -1954,7 +1954,7 @@ def _read_LeaderAndIsrRequest_v3(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("topic_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState]
+    f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -1969,7 +1969,7 @@ def _read_LeaderAndIsrRequest_v3(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -2010,7 +2010,7 @@ def _read_LeaderAndIsrRequest_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState]
+    f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2028,7 +2028,7 @@ def _read_LeaderAndIsrRequest_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
     count3 -= 1
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -2100,7 +2100,7 @@ def _read_LeaderAndIsrRequest_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState]
+    f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2118,7 +2118,7 @@ def _read_LeaderAndIsrRequest_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
     count3 -= 1
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -2189,7 +2189,7 @@ def _read_LeaderAndIsrRequest_v6(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState]
+    f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2207,7 +2207,7 @@ def _read_LeaderAndIsrRequest_v6(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
     count3 -= 1
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -2283,7 +2283,7 @@ def _read_LeaderAndIsrRequest_v7(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState]
+    f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2301,7 +2301,7 @@ def _read_LeaderAndIsrRequest_v7(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
     count3 -= 1
-    f_live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader]
+    f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count3 < 0:
         raise null_value("live_leaders", pos)
     elif count3 > len(buf) - pos:
@@ -2900,7 +2900,7 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "LeaderAndIsrTopicError.partition_errors")
     count1 -= 1
-    f_partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError]
+    f_partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
     if count1 < 0:
         raise null_value("LeaderAndIsrTopicError.partition_errors", pos)
     elif count1 > len(buf) - pos:
@@ -2986,7 +2986,7 @@ def _read_LeaderAndIsrResponse_v0(buf: memoryview, pos: int) -> tuple[LeaderAndI
     except struct_error:
         raise too_short("partition_errors", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError]
+    f_partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
     elif count1 > len(buf) - pos:
@@ -3017,7 +3017,7 @@ def _read_LeaderAndIsrResponse_v4(buf: memoryview, pos: int) -> tuple[LeaderAndI
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "partition_errors")
     count1 -= 1
-    f_partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError]
+    f_partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
     elif count1 > len(buf) - pos:
@@ -3079,7 +3079,7 @@ def _read_LeaderAndIsrResponse_v5(buf: memoryview, pos: int) -> tuple[LeaderAndI
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_LeaderAndIsrResponse_LeaderAndIsrTopicError]
+    f_topics: list[LeaderAndIsrResponse.LeaderAndIsrTopicError]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -3270,205 +3270,23 @@ def _write_LeaderAndIsrResponse_v7(o: LeaderAndIsrResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _LeaderAndIsrRequest_LeaderAndIsrPartitionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ControllerEpoch",
-            "controller_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionEpoch",
-            "partition_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "AddingReplicas",
-            "adding_replicas",
-            "[]int32",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "RemovingReplicas",
-            "removing_replicas",
-            "[]int32",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("IsNew", "is_new", "bool", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderRecoveryState",
-            "leader_recovery_state",
-            "int8",
-            (6, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    controller_epoch: int = 0
-    leader: BrokerId = 0
-    leader_epoch: int = 0
-    isr: list[BrokerId] = field(default_factory=list)
-    partition_epoch: int = 0
-    replicas: list[BrokerId] = field(default_factory=list)
-    adding_replicas: list[BrokerId] = field(default_factory=list)
-    removing_replicas: list[BrokerId] = field(default_factory=list)
-    is_new: bool = False
-    leader_recovery_state: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_LeaderAndIsrRequest_LeaderAndIsrPartitionState() -> (
+    LeaderAndIsrRequest.LeaderAndIsrPartitionState
+):
+    return _LeaderAndIsrRequest_LeaderAndIsrPartitionState()
 
 
-@dataclass(slots=True)
-class _LeaderAndIsrRequest_LeaderAndIsrTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (2, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionStates",
-            "partition_states",
-            "[]LeaderAndIsrPartitionState",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_LeaderAndIsrRequest_LeaderAndIsrTopicState() -> LeaderAndIsrRequest.LeaderAndIsrTopicState:
+    return _LeaderAndIsrRequest_LeaderAndIsrTopicState()
 
 
-@dataclass(slots=True)
-class _LeaderAndIsrRequest_LeaderAndIsrLiveLeader:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("HostName", "host_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    broker_id: BrokerId = 0
-    host_name: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_LeaderAndIsrRequest_LeaderAndIsrLiveLeader() -> LeaderAndIsrRequest.LeaderAndIsrLiveLeader:
+    return _LeaderAndIsrRequest_LeaderAndIsrLiveLeader()
 
 
 @dataclass(slots=True)
 class LeaderAndIsrRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "isKRaftController",
-            "is_kraft_controller",
-            "bool",
-            (7, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ControllerEpoch",
-            "controller_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Type", "type", "int8", (5, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "UngroupedPartitionStates",
-            "ungrouped_partition_states",
-            "[]LeaderAndIsrPartitionState",
-            (0, 1),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
-            False,
-        ),
-        FieldInfo(
-            "TopicStates",
-            "topic_states",
-            "[]LeaderAndIsrTopicState",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderAndIsrRequest_LeaderAndIsrTopicState,
-            False,
-        ),
-        FieldInfo(
-            "LiveLeaders",
-            "live_leaders",
-            "[]LeaderAndIsrLiveLeader",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderAndIsrRequest_LeaderAndIsrLiveLeader,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_LeaderAndIsrRequest_v0,
         _read_LeaderAndIsrRequest_v1,
@@ -3497,99 +3315,220 @@ class LeaderAndIsrRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    LeaderAndIsrPartitionState = _LeaderAndIsrRequest_LeaderAndIsrPartitionState
-    LeaderAndIsrTopicState = _LeaderAndIsrRequest_LeaderAndIsrTopicState
-    LeaderAndIsrLiveLeader = _LeaderAndIsrRequest_LeaderAndIsrLiveLeader
+
+    @dataclass(slots=True)
+    class LeaderAndIsrPartitionState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+        controller_epoch: int = 0
+        leader: BrokerId = 0
+        leader_epoch: int = 0
+        isr: list[BrokerId] = field(default_factory=list)
+        partition_epoch: int = 0
+        replicas: list[BrokerId] = field(default_factory=list)
+        adding_replicas: list[BrokerId] = field(default_factory=list)
+        removing_replicas: list[BrokerId] = field(default_factory=list)
+        is_new: bool = False
+        leader_recovery_state: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderAndIsrTopicState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderAndIsrLiveLeader:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        broker_id: BrokerId = 0
+        host_name: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     controller_id: BrokerId = 0
     is_kraft_controller: bool = False
     controller_epoch: int = 0
     broker_epoch: int = -1
     type: int = 0
-    ungrouped_partition_states: list[_LeaderAndIsrRequest_LeaderAndIsrPartitionState] = field(
+    ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState] = field(
         default_factory=list
     )
-    topic_states: list[_LeaderAndIsrRequest_LeaderAndIsrTopicState] = field(default_factory=list)
-    live_leaders: list[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader] = field(default_factory=list)
+    topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState] = field(default_factory=list)
+    live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _LeaderAndIsrResponse_LeaderAndIsrPartitionError:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_LeaderAndIsrRequest_LeaderAndIsrPartitionState = LeaderAndIsrRequest.LeaderAndIsrPartitionState
+_LeaderAndIsrRequest_LeaderAndIsrTopicState = LeaderAndIsrRequest.LeaderAndIsrTopicState
+_LeaderAndIsrRequest_LeaderAndIsrLiveLeader = LeaderAndIsrRequest.LeaderAndIsrLiveLeader
+
+_LeaderAndIsrRequest_LeaderAndIsrPartitionState.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 1), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ControllerEpoch",
+        "controller_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "AddingReplicas",
+        "adding_replicas",
+        "[]int32",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "RemovingReplicas",
+        "removing_replicas",
+        "[]int32",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("IsNew", "is_new", "bool", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderRecoveryState",
+        "leader_recovery_state",
+        "int8",
+        (6, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_LeaderAndIsrRequest_LeaderAndIsrTopicState.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (2, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionStates",
+        "partition_states",
+        "[]LeaderAndIsrPartitionState",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
+        False,
+    ),
+)
+_LeaderAndIsrRequest_LeaderAndIsrLiveLeader.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("HostName", "host_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+LeaderAndIsrRequest.FIELDS = (
+    FieldInfo(
+        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "isKRaftController",
+        "is_kraft_controller",
+        "bool",
+        (7, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ControllerEpoch",
+        "controller_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Type", "type", "int8", (5, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "UngroupedPartitionStates",
+        "ungrouped_partition_states",
+        "[]LeaderAndIsrPartitionState",
+        (0, 1),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderAndIsrRequest_LeaderAndIsrPartitionState,
+        False,
+    ),
+    FieldInfo(
+        "TopicStates",
+        "topic_states",
+        "[]LeaderAndIsrTopicState",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderAndIsrRequest_LeaderAndIsrTopicState,
+        False,
+    ),
+    FieldInfo(
+        "LiveLeaders",
+        "live_leaders",
+        "[]LeaderAndIsrLiveLeader",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderAndIsrRequest_LeaderAndIsrLiveLeader,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _LeaderAndIsrResponse_LeaderAndIsrTopicError:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionErrors",
-            "partition_errors",
-            "[]LeaderAndIsrPartitionError",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_LeaderAndIsrResponse_LeaderAndIsrPartitionError() -> (
+    LeaderAndIsrResponse.LeaderAndIsrPartitionError
+):
+    return _LeaderAndIsrResponse_LeaderAndIsrPartitionError()
+
+
+def _new_LeaderAndIsrResponse_LeaderAndIsrTopicError() -> (
+    LeaderAndIsrResponse.LeaderAndIsrTopicError
+):
+    return _LeaderAndIsrResponse_LeaderAndIsrTopicError()
 
 
 @dataclass(slots=True)
 class LeaderAndIsrResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionErrors",
-            "partition_errors",
-            "[]LeaderAndIsrPartitionError",
-            (0, 4),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]LeaderAndIsrTopicError",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderAndIsrResponse_LeaderAndIsrTopicError,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_LeaderAndIsrResponse_v0,
         _read_LeaderAndIsrResponse_v0,
@@ -3616,11 +3555,78 @@ class LeaderAndIsrResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 7
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    LeaderAndIsrPartitionError = _LeaderAndIsrResponse_LeaderAndIsrPartitionError
-    LeaderAndIsrTopicError = _LeaderAndIsrResponse_LeaderAndIsrTopicError
+
+    @dataclass(slots=True)
+    class LeaderAndIsrPartitionError:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderAndIsrTopicError:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    partition_errors: list[_LeaderAndIsrResponse_LeaderAndIsrPartitionError] = field(
+    partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = field(
         default_factory=list
     )
-    topics: list[_LeaderAndIsrResponse_LeaderAndIsrTopicError] = field(default_factory=list)
+    topics: list[LeaderAndIsrResponse.LeaderAndIsrTopicError] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_LeaderAndIsrResponse_LeaderAndIsrPartitionError = LeaderAndIsrResponse.LeaderAndIsrPartitionError
+_LeaderAndIsrResponse_LeaderAndIsrTopicError = LeaderAndIsrResponse.LeaderAndIsrTopicError
+
+_LeaderAndIsrResponse_LeaderAndIsrPartitionError.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_LeaderAndIsrResponse_LeaderAndIsrTopicError.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (5, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionErrors",
+        "partition_errors",
+        "[]LeaderAndIsrPartitionError",
+        (5, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
+        False,
+    ),
+)
+LeaderAndIsrResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionErrors",
+        "partition_errors",
+        "[]LeaderAndIsrPartitionError",
+        (0, 4),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderAndIsrResponse_LeaderAndIsrPartitionError,
+        False,
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]LeaderAndIsrTopicError",
+        (5, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderAndIsrResponse_LeaderAndIsrTopicError,
+        False,
+    ),
+)

@@ -468,7 +468,7 @@ def _read_LeaveGroupRequest_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
     except struct_error:
         raise too_short("members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_LeaveGroupRequest_MemberIdentity]
+    f_members: list[LeaveGroupRequest.MemberIdentity]
     if count3 < 0:
         raise null_value("members", pos)
     elif count3 > len(buf) - pos:
@@ -517,7 +517,7 @@ def _read_LeaveGroupRequest_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "members")
     count3 -= 1
-    f_members: list[_LeaveGroupRequest_MemberIdentity]
+    f_members: list[LeaveGroupRequest.MemberIdentity]
     if count3 < 0:
         raise null_value("members", pos)
     elif count3 > len(buf) - pos:
@@ -597,7 +597,7 @@ def _read_LeaveGroupRequest_v5(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "members")
     count3 -= 1
-    f_members: list[_LeaveGroupRequest_MemberIdentity]
+    f_members: list[LeaveGroupRequest.MemberIdentity]
     if count3 < 0:
         raise null_value("members", pos)
     elif count3 > len(buf) - pos:
@@ -1055,7 +1055,7 @@ def _read_LeaveGroupResponse_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
     except struct_error:
         raise too_short("members", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_members: list[_LeaveGroupResponse_MemberResponse]
+    f_members: list[LeaveGroupResponse.MemberResponse]
     if count1 < 0:
         raise null_value("members", pos)
     elif count1 > len(buf) - pos:
@@ -1087,7 +1087,7 @@ def _read_LeaveGroupResponse_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "members")
     count1 -= 1
-    f_members: list[_LeaveGroupResponse_MemberResponse]
+    f_members: list[LeaveGroupResponse.MemberResponse]
     if count1 < 0:
         raise null_value("members", pos)
     elif count1 > len(buf) - pos:
@@ -1189,46 +1189,13 @@ def _write_LeaveGroupResponse_v4(o: LeaveGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _LeaveGroupRequest_MemberIdentity:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Reason", "reason", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
-    )
-    member_id: str = ""
-    group_instance_id: str | None = None
-    reason: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_LeaveGroupRequest_MemberIdentity() -> LeaveGroupRequest.MemberIdentity:
+    return _LeaveGroupRequest_MemberIdentity()
 
 
 @dataclass(slots=True)
 class LeaveGroupRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("MemberId", "member_id", "string", (0, 2), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Members",
-            "members",
-            "[]MemberIdentity",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaveGroupRequest_MemberIdentity,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_LeaveGroupRequest_v0,
         _read_LeaveGroupRequest_v0,
@@ -1253,67 +1220,62 @@ class LeaveGroupRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    MemberIdentity = _LeaveGroupRequest_MemberIdentity
+
+    @dataclass(slots=True)
+    class MemberIdentity:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str = ""
+        group_instance_id: str | None = None
+        reason: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId = ""
     member_id: str = ""
-    members: list[_LeaveGroupRequest_MemberIdentity] = field(default_factory=list)
+    members: list[LeaveGroupRequest.MemberIdentity] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _LeaveGroupResponse_MemberResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    member_id: str = ""
-    group_instance_id: str | None = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_LeaveGroupRequest_MemberIdentity = LeaveGroupRequest.MemberIdentity
+
+_LeaveGroupRequest_MemberIdentity.FIELDS = (
+    FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Reason", "reason", "string", (5, 32767), (5, 32767), (1, 0), None, None, False),
+)
+LeaveGroupRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MemberId", "member_id", "string", (0, 2), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Members",
+        "members",
+        "[]MemberIdentity",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaveGroupRequest_MemberIdentity,
+        False,
+    ),
+)
+
+
+def _new_LeaveGroupResponse_MemberResponse() -> LeaveGroupResponse.MemberResponse:
+    return _LeaveGroupResponse_MemberResponse()
 
 
 @dataclass(slots=True)
 class LeaveGroupResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Members",
-            "members",
-            "[]MemberResponse",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaveGroupResponse_MemberResponse,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_LeaveGroupResponse_v0,
         _read_LeaveGroupResponse_v1,
@@ -1336,8 +1298,52 @@ class LeaveGroupResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    MemberResponse = _LeaveGroupResponse_MemberResponse
+
+    @dataclass(slots=True)
+    class MemberResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str = ""
+        group_instance_id: str | None = ""
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    members: list[_LeaveGroupResponse_MemberResponse] = field(default_factory=list)
+    members: list[LeaveGroupResponse.MemberResponse] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_LeaveGroupResponse_MemberResponse = LeaveGroupResponse.MemberResponse
+
+_LeaveGroupResponse_MemberResponse.FIELDS = (
+    FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (3, 32767), (1, 0), (1, 0), None, None, False),
+)
+LeaveGroupResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Members",
+        "members",
+        "[]MemberResponse",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaveGroupResponse_MemberResponse,
+        False,
+    ),
+)

@@ -196,7 +196,7 @@ def _read_ListClientMetricsResourcesResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "client_metrics_resources")
     count1 -= 1
-    f_client_metrics_resources: list[_ListClientMetricsResourcesResponse_ClientMetricsResource]
+    f_client_metrics_resources: list[ListClientMetricsResourcesResponse.ClientMetricsResource]
     if count1 < 0:
         raise null_value("client_metrics_resources", pos)
     elif count1 > len(buf) - pos:
@@ -265,7 +265,7 @@ def _write_ListClientMetricsResourcesResponse_v0(
 
 @dataclass(slots=True)
 class ListClientMetricsResourcesRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = ()
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListClientMetricsResourcesRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListClientMetricsResourcesRequest_v0,)
     NAME: ClassVar[str] = "ListClientMetricsResourcesRequest"
@@ -279,44 +279,18 @@ class ListClientMetricsResourcesRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ListClientMetricsResourcesResponse_ClientMetricsResource:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ListClientMetricsResourcesRequest.FIELDS = ()
+
+
+def _new_ListClientMetricsResourcesResponse_ClientMetricsResource() -> (
+    ListClientMetricsResourcesResponse.ClientMetricsResource
+):
+    return _ListClientMetricsResourcesResponse_ClientMetricsResource()
 
 
 @dataclass(slots=True)
 class ListClientMetricsResourcesResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ClientMetricsResources",
-            "client_metrics_resources",
-            "[]ClientMetricsResource",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListClientMetricsResourcesResponse_ClientMetricsResource,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListClientMetricsResourcesResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListClientMetricsResourcesResponse_v0,)
     NAME: ClassVar[str] = "ListClientMetricsResourcesResponse"
@@ -325,10 +299,42 @@ class ListClientMetricsResourcesResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ClientMetricsResource = _ListClientMetricsResourcesResponse_ClientMetricsResource
+
+    @dataclass(slots=True)
+    class ClientMetricsResource:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    client_metrics_resources: list[_ListClientMetricsResourcesResponse_ClientMetricsResource] = (
+    client_metrics_resources: list[ListClientMetricsResourcesResponse.ClientMetricsResource] = (
         field(default_factory=list)
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ListClientMetricsResourcesResponse_ClientMetricsResource = (
+    ListClientMetricsResourcesResponse.ClientMetricsResource
+)
+
+_ListClientMetricsResourcesResponse_ClientMetricsResource.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+ListClientMetricsResourcesResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ClientMetricsResources",
+        "client_metrics_resources",
+        "[]ClientMetricsResource",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListClientMetricsResourcesResponse_ClientMetricsResource,
+        False,
+    ),
+)

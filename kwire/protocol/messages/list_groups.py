@@ -1017,7 +1017,7 @@ def _read_ListGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[ListGroupsRe
     except struct_error:
         raise too_short("groups", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_groups: list[_ListGroupsResponse_ListedGroup]
+    f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1047,7 +1047,7 @@ def _read_ListGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[ListGroupsRe
     except struct_error:
         raise too_short("groups", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_groups: list[_ListGroupsResponse_ListedGroup]
+    f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1079,7 +1079,7 @@ def _read_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRe
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_ListGroupsResponse_ListedGroup]
+    f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1142,7 +1142,7 @@ def _read_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRe
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_ListGroupsResponse_ListedGroup]
+    f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1205,7 +1205,7 @@ def _read_ListGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[ListGroupsRe
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_ListGroupsResponse_ListedGroup]
+    f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1349,22 +1349,7 @@ def _write_ListGroupsResponse_v5(o: ListGroupsResponse, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class ListGroupsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "StatesFilter",
-            "states_filter",
-            "[]string",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TypesFilter", "types_filter", "[]string", (5, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ListGroupsRequest_v0,
         _read_ListGroupsRequest_v0,
@@ -1394,56 +1379,23 @@ class ListGroupsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ListGroupsResponse_ListedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "GroupState", "group_state", "string", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "GroupType", "group_type", "string", (5, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    group_id: GroupId = ""
-    protocol_type: str = ""
-    group_state: str = ""
-    group_type: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ListGroupsRequest.FIELDS = (
+    FieldInfo(
+        "StatesFilter", "states_filter", "[]string", (4, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TypesFilter", "types_filter", "[]string", (5, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_ListGroupsResponse_ListedGroup() -> ListGroupsResponse.ListedGroup:
+    return _ListGroupsResponse_ListedGroup()
 
 
 @dataclass(slots=True)
 class ListGroupsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Groups",
-            "groups",
-            "[]ListedGroup",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListGroupsResponse_ListedGroup,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ListGroupsResponse_v0,
         _read_ListGroupsResponse_v1,
@@ -1466,8 +1418,46 @@ class ListGroupsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    ListedGroup = _ListGroupsResponse_ListedGroup
+
+    @dataclass(slots=True)
+    class ListedGroup:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        group_id: GroupId = ""
+        protocol_type: str = ""
+        group_state: str = ""
+        group_type: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    groups: list[_ListGroupsResponse_ListedGroup] = field(default_factory=list)
+    groups: list[ListGroupsResponse.ListedGroup] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ListGroupsResponse_ListedGroup = ListGroupsResponse.ListedGroup
+
+_ListGroupsResponse_ListedGroup.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProtocolType", "protocol_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("GroupState", "group_state", "string", (4, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("GroupType", "group_type", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
+)
+ListGroupsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Groups",
+        "groups",
+        "[]ListedGroup",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListGroupsResponse_ListedGroup,
+        False,
+    ),
+)

@@ -319,7 +319,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
     except struct_error:
         raise too_short("ListOffsetsTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_ListOffsetsRequest_ListOffsetsPartition]
+    f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -363,7 +363,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
     except struct_error:
         raise too_short("ListOffsetsTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_ListOffsetsRequest_ListOffsetsPartition]
+    f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -407,7 +407,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
     except struct_error:
         raise too_short("ListOffsetsTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_ListOffsetsRequest_ListOffsetsPartition]
+    f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -457,7 +457,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v6(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "ListOffsetsTopic.partitions")
     count3 -= 1
-    f_partitions: list[_ListOffsetsRequest_ListOffsetsPartition]
+    f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -786,7 +786,7 @@ def _read_ListOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[ListOffsetsR
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsRequest_ListOffsetsTopic]
+    f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -814,7 +814,7 @@ def _read_ListOffsetsRequest_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsR
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsRequest_ListOffsetsTopic]
+    f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -844,7 +844,7 @@ def _read_ListOffsetsRequest_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsR
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsRequest_ListOffsetsTopic]
+    f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -873,7 +873,7 @@ def _read_ListOffsetsRequest_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsR
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsRequest_ListOffsetsTopic]
+    f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -905,7 +905,7 @@ def _read_ListOffsetsRequest_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsR
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_ListOffsetsRequest_ListOffsetsTopic]
+    f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1456,7 +1456,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
     except struct_error:
         raise too_short("ListOffsetsTopicResponse.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_ListOffsetsResponse_ListOffsetsPartitionResponse]
+    f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1500,7 +1500,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
     except struct_error:
         raise too_short("ListOffsetsTopicResponse.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_ListOffsetsResponse_ListOffsetsPartitionResponse]
+    f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1544,7 +1544,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
     except struct_error:
         raise too_short("ListOffsetsTopicResponse.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_ListOffsetsResponse_ListOffsetsPartitionResponse]
+    f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1594,7 +1594,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "ListOffsetsTopicResponse.partitions")
     count3 -= 1
-    f_partitions: list[_ListOffsetsResponse_ListOffsetsPartitionResponse]
+    f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1926,7 +1926,7 @@ def _read_ListOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[ListOffsets
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse]
+    f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1949,7 +1949,7 @@ def _read_ListOffsetsResponse_v1(buf: memoryview, pos: int) -> tuple[ListOffsets
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse]
+    f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1977,7 +1977,7 @@ def _read_ListOffsetsResponse_v2(buf: memoryview, pos: int) -> tuple[ListOffsets
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse]
+    f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2004,7 +2004,7 @@ def _read_ListOffsetsResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsets
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse]
+    f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2034,7 +2034,7 @@ def _read_ListOffsetsResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsets
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse]
+    f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2232,93 +2232,17 @@ def _write_ListOffsetsResponse_v9(o: ListOffsetsResponse, out: bytearray) -> Non
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ListOffsetsRequest_ListOffsetsPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CurrentLeaderEpoch",
-            "current_leader_epoch",
-            "int32",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Timestamp", "timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MaxNumOffsets", "max_num_offsets", "int32", (0, 0), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    current_leader_epoch: int = -1
-    timestamp: int = 0
-    max_num_offsets: int = 1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ListOffsetsRequest_ListOffsetsPartition() -> ListOffsetsRequest.ListOffsetsPartition:
+    return _ListOffsetsRequest_ListOffsetsPartition()
 
 
-@dataclass(slots=True)
-class _ListOffsetsRequest_ListOffsetsTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]ListOffsetsPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListOffsetsRequest_ListOffsetsPartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_ListOffsetsRequest_ListOffsetsPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ListOffsetsRequest_ListOffsetsTopic() -> ListOffsetsRequest.ListOffsetsTopic:
+    return _ListOffsetsRequest_ListOffsetsTopic()
 
 
 @dataclass(slots=True)
 class ListOffsetsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IsolationLevel",
-            "isolation_level",
-            "int8",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]ListOffsetsTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListOffsetsRequest_ListOffsetsTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ListOffsetsRequest_v0,
         _read_ListOffsetsRequest_v1,
@@ -2351,106 +2275,100 @@ class ListOffsetsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ListOffsetsTopic = _ListOffsetsRequest_ListOffsetsTopic
-    ListOffsetsPartition = _ListOffsetsRequest_ListOffsetsPartition
+
+    @dataclass(slots=True)
+    class ListOffsetsPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        current_leader_epoch: int = -1
+        timestamp: int = 0
+        max_num_offsets: int = 1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ListOffsetsTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[ListOffsetsRequest.ListOffsetsPartition] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     replica_id: BrokerId = 0
     isolation_level: int = 0
-    topics: list[_ListOffsetsRequest_ListOffsetsTopic] = field(default_factory=list)
+    topics: list[ListOffsetsRequest.ListOffsetsTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ListOffsetsResponse_ListOffsetsPartitionResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "OldStyleOffsets",
-            "old_style_offsets",
-            "[]int64",
-            (0, 0),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Timestamp", "timestamp", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Offset", "offset", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (4, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    old_style_offsets: list[int] = field(default_factory=list)
-    timestamp: int = -1
-    offset: int = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ListOffsetsRequest_ListOffsetsPartition = ListOffsetsRequest.ListOffsetsPartition
+_ListOffsetsRequest_ListOffsetsTopic = ListOffsetsRequest.ListOffsetsTopic
+
+_ListOffsetsRequest_ListOffsetsPartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CurrentLeaderEpoch",
+        "current_leader_epoch",
+        "int32",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Timestamp", "timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MaxNumOffsets", "max_num_offsets", "int32", (0, 0), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ListOffsetsRequest_ListOffsetsTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]ListOffsetsPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListOffsetsRequest_ListOffsetsPartition,
+        False,
+    ),
+)
+ListOffsetsRequest.FIELDS = (
+    FieldInfo("ReplicaId", "replica_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IsolationLevel", "isolation_level", "int8", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]ListOffsetsTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListOffsetsRequest_ListOffsetsTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ListOffsetsResponse_ListOffsetsTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]ListOffsetsPartitionResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListOffsetsResponse_ListOffsetsPartitionResponse,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_ListOffsetsResponse_ListOffsetsPartitionResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ListOffsetsResponse_ListOffsetsPartitionResponse() -> (
+    ListOffsetsResponse.ListOffsetsPartitionResponse
+):
+    return _ListOffsetsResponse_ListOffsetsPartitionResponse()
+
+
+def _new_ListOffsetsResponse_ListOffsetsTopicResponse() -> (
+    ListOffsetsResponse.ListOffsetsTopicResponse
+):
+    return _ListOffsetsResponse_ListOffsetsTopicResponse()
 
 
 @dataclass(slots=True)
 class ListOffsetsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]ListOffsetsTopicResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListOffsetsResponse_ListOffsetsTopicResponse,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ListOffsetsResponse_v0,
         _read_ListOffsetsResponse_v1,
@@ -2481,8 +2399,76 @@ class ListOffsetsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 9
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    ListOffsetsTopicResponse = _ListOffsetsResponse_ListOffsetsTopicResponse
-    ListOffsetsPartitionResponse = _ListOffsetsResponse_ListOffsetsPartitionResponse
+
+    @dataclass(slots=True)
+    class ListOffsetsPartitionResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        old_style_offsets: list[int] = field(default_factory=list)
+        timestamp: int = -1
+        offset: int = -1
+        leader_epoch: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ListOffsetsTopicResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_ListOffsetsResponse_ListOffsetsTopicResponse] = field(default_factory=list)
+    topics: list[ListOffsetsResponse.ListOffsetsTopicResponse] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ListOffsetsResponse_ListOffsetsPartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse
+_ListOffsetsResponse_ListOffsetsTopicResponse = ListOffsetsResponse.ListOffsetsTopicResponse
+
+_ListOffsetsResponse_ListOffsetsPartitionResponse.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "OldStyleOffsets", "old_style_offsets", "[]int64", (0, 0), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Timestamp", "timestamp", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Offset", "offset", "int64", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (4, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ListOffsetsResponse_ListOffsetsTopicResponse.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]ListOffsetsPartitionResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListOffsetsResponse_ListOffsetsPartitionResponse,
+        False,
+    ),
+)
+ListOffsetsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]ListOffsetsTopicResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListOffsetsResponse_ListOffsetsTopicResponse,
+        False,
+    ),
+)

@@ -191,7 +191,7 @@ def _read_ListPartitionReassignmentsRequest_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics] | None
+    f_topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -459,7 +459,7 @@ def _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OngoingTopicReassignment.partitions")
     count3 -= 1
-    f_partitions: list[_ListPartitionReassignmentsResponse_OngoingPartitionReassignment]
+    f_partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment]
     if count3 < 0:
         raise null_value("OngoingTopicReassignment.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -590,7 +590,7 @@ def _read_ListPartitionReassignmentsResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_ListPartitionReassignmentsResponse_OngoingTopicReassignment]
+    f_topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -673,45 +673,15 @@ def _write_ListPartitionReassignmentsResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndexes",
-            "partition_indexes",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics() -> (
+    ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics
+):
+    return _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics()
 
 
 @dataclass(slots=True)
 class ListPartitionReassignmentsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]ListPartitionReassignmentsTopics",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListPartitionReassignmentsRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListPartitionReassignmentsRequest_v0,)
     NAME: ClassVar[str] = "ListPartitionReassignmentsRequest"
@@ -722,122 +692,68 @@ class ListPartitionReassignmentsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    ListPartitionReassignmentsTopics = (
-        _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics
-    )
+
+    @dataclass(slots=True)
+    class ListPartitionReassignmentsTopics:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_indexes: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     timeout_ms: int = 60000
-    topics: list[_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics] | None = None
+    topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ListPartitionReassignmentsResponse_OngoingPartitionReassignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "AddingReplicas",
-            "adding_replicas",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "RemovingReplicas",
-            "removing_replicas",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    replicas: list[BrokerId] = field(default_factory=list)
-    adding_replicas: list[BrokerId] = field(default_factory=list)
-    removing_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics = (
+    ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics
+)
+
+_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndexes",
+        "partition_indexes",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+ListPartitionReassignmentsRequest.FIELDS = (
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]ListPartitionReassignmentsTopics",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ListPartitionReassignmentsResponse_OngoingTopicReassignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OngoingPartitionReassignment",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListPartitionReassignmentsResponse_OngoingPartitionReassignment,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_ListPartitionReassignmentsResponse_OngoingPartitionReassignment] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ListPartitionReassignmentsResponse_OngoingPartitionReassignment() -> (
+    ListPartitionReassignmentsResponse.OngoingPartitionReassignment
+):
+    return _ListPartitionReassignmentsResponse_OngoingPartitionReassignment()
+
+
+def _new_ListPartitionReassignmentsResponse_OngoingTopicReassignment() -> (
+    ListPartitionReassignmentsResponse.OngoingTopicReassignment
+):
+    return _ListPartitionReassignmentsResponse_OngoingTopicReassignment()
 
 
 @dataclass(slots=True)
 class ListPartitionReassignmentsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OngoingTopicReassignment",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListPartitionReassignmentsResponse_OngoingTopicReassignment,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListPartitionReassignmentsResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ListPartitionReassignmentsResponse_v0,)
     NAME: ClassVar[str] = "ListPartitionReassignmentsResponse"
@@ -846,12 +762,100 @@ class ListPartitionReassignmentsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    OngoingTopicReassignment = _ListPartitionReassignmentsResponse_OngoingTopicReassignment
-    OngoingPartitionReassignment = _ListPartitionReassignmentsResponse_OngoingPartitionReassignment
+
+    @dataclass(slots=True)
+    class OngoingPartitionReassignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        replicas: list[BrokerId] = field(default_factory=list)
+        adding_replicas: list[BrokerId] = field(default_factory=list)
+        removing_replicas: list[BrokerId] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OngoingTopicReassignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ""
-    topics: list[_ListPartitionReassignmentsResponse_OngoingTopicReassignment] = field(
+    topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ListPartitionReassignmentsResponse_OngoingPartitionReassignment = (
+    ListPartitionReassignmentsResponse.OngoingPartitionReassignment
+)
+_ListPartitionReassignmentsResponse_OngoingTopicReassignment = (
+    ListPartitionReassignmentsResponse.OngoingTopicReassignment
+)
+
+_ListPartitionReassignmentsResponse_OngoingPartitionReassignment.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "AddingReplicas",
+        "adding_replicas",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "RemovingReplicas",
+        "removing_replicas",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_ListPartitionReassignmentsResponse_OngoingTopicReassignment.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OngoingPartitionReassignment",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListPartitionReassignmentsResponse_OngoingPartitionReassignment,
+        False,
+    ),
+)
+ListPartitionReassignmentsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OngoingTopicReassignment",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListPartitionReassignmentsResponse_OngoingTopicReassignment,
+        False,
+    ),
+)

@@ -513,7 +513,7 @@ def _read_ListTransactionsResponse_v0(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "transaction_states")
     count5 -= 1
-    f_transaction_states: list[_ListTransactionsResponse_TransactionState]
+    f_transaction_states: list[ListTransactionsResponse.TransactionState]
     if count5 < 0:
         raise null_value("transaction_states", pos)
     elif count5 > len(buf) - pos:
@@ -604,41 +604,7 @@ def _write_ListTransactionsResponse_v0(o: ListTransactionsResponse, out: bytearr
 
 @dataclass(slots=True)
 class ListTransactionsRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "StateFilters",
-            "state_filters",
-            "[]string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProducerIdFilters",
-            "producer_id_filters",
-            "[]int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "DurationFilter",
-            "duration_filter",
-            "int64",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ListTransactionsRequest_v0,
         _read_ListTransactionsRequest_v1,
@@ -661,81 +627,34 @@ class ListTransactionsRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ListTransactionsResponse_TransactionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TransactionalId",
-            "transactional_id",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "TransactionState",
-            "transaction_state",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    transactional_id: TransactionalId = ""
-    producer_id: ProducerId = 0
-    transaction_state: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ListTransactionsRequest.FIELDS = (
+    FieldInfo(
+        "StateFilters", "state_filters", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ProducerIdFilters",
+        "producer_id_filters",
+        "[]int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "DurationFilter", "duration_filter", "int64", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_ListTransactionsResponse_TransactionState() -> ListTransactionsResponse.TransactionState:
+    return _ListTransactionsResponse_TransactionState()
 
 
 @dataclass(slots=True)
 class ListTransactionsResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "UnknownStateFilters",
-            "unknown_state_filters",
-            "[]string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TransactionStates",
-            "transaction_states",
-            "[]TransactionState",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ListTransactionsResponse_TransactionState,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ListTransactionsResponse_v0,
         _read_ListTransactionsResponse_v0,
@@ -750,11 +669,76 @@ class ListTransactionsResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TransactionState = _ListTransactionsResponse_TransactionState
+
+    @dataclass(slots=True)
+    class TransactionState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        transactional_id: TransactionalId = ""
+        producer_id: ProducerId = 0
+        transaction_state: str = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     unknown_state_filters: list[str] = field(default_factory=list)
-    transaction_states: list[_ListTransactionsResponse_TransactionState] = field(
+    transaction_states: list[ListTransactionsResponse.TransactionState] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ListTransactionsResponse_TransactionState = ListTransactionsResponse.TransactionState
+
+_ListTransactionsResponse_TransactionState.FIELDS = (
+    FieldInfo(
+        "TransactionalId",
+        "transactional_id",
+        "string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "TransactionState",
+        "transaction_state",
+        "string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+ListTransactionsResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "UnknownStateFilters",
+        "unknown_state_filters",
+        "[]string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "TransactionStates",
+        "transaction_states",
+        "[]TransactionState",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ListTransactionsResponse_TransactionState,
+        False,
+    ),
+)

@@ -414,7 +414,7 @@ def _read_MetadataRequest_v0(buf: memoryview, pos: int) -> tuple[MetadataRequest
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataRequest_MetadataRequestTopic]
+    f_topics: list[MetadataRequest.MetadataRequestTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -439,7 +439,7 @@ def _read_MetadataRequest_v1(buf: memoryview, pos: int) -> tuple[MetadataRequest
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataRequest_MetadataRequestTopic] | None
+    f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -464,7 +464,7 @@ def _read_MetadataRequest_v4(buf: memoryview, pos: int) -> tuple[MetadataRequest
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataRequest_MetadataRequestTopic] | None
+    f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -493,7 +493,7 @@ def _read_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataRequest_MetadataRequestTopic] | None
+    f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -535,7 +535,7 @@ def _read_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_MetadataRequest_MetadataRequestTopic] | None
+    f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -608,7 +608,7 @@ def _read_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataReques
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_MetadataRequest_MetadataRequestTopic] | None
+    f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -681,7 +681,7 @@ def _read_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataReques
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_MetadataRequest_MetadataRequestTopic] | None
+    f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
     elif count1 > len(buf) - pos:
@@ -2078,7 +2078,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v0(
     except struct_error:
         raise too_short("MetadataResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2139,7 +2139,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v1(
     except struct_error:
         raise too_short("MetadataResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2199,7 +2199,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v5(
     except struct_error:
         raise too_short("MetadataResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2259,7 +2259,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v7(
     except struct_error:
         raise too_short("MetadataResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2319,7 +2319,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v8(
     except struct_error:
         raise too_short("MetadataResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2391,7 +2391,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "MetadataResponseTopic.partitions")
     count3 -= 1
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2500,7 +2500,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "MetadataResponseTopic.partitions")
     count3 -= 1
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2609,7 +2609,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v12(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "MetadataResponseTopic.partitions")
     count3 -= 1
-    f_partitions: list[_MetadataResponse_MetadataResponsePartition]
+    f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -3024,7 +3024,7 @@ def _read_MetadataResponse_v0(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3039,7 +3039,7 @@ def _read_MetadataResponse_v0(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -3066,7 +3066,7 @@ def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3086,7 +3086,7 @@ def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -3112,7 +3112,7 @@ def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3151,7 +3151,7 @@ def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3182,7 +3182,7 @@ def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3221,7 +3221,7 @@ def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3251,7 +3251,7 @@ def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3290,7 +3290,7 @@ def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3320,7 +3320,7 @@ def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3359,7 +3359,7 @@ def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3389,7 +3389,7 @@ def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3428,7 +3428,7 @@ def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataRespon
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3465,7 +3465,7 @@ def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataRespon
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
     count1 -= 1
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3510,7 +3510,7 @@ def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataRespon
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
     count5 -= 1
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3578,7 +3578,7 @@ def _read_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataRespo
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
     count1 -= 1
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3623,7 +3623,7 @@ def _read_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataRespo
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
     count5 -= 1
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3691,7 +3691,7 @@ def _read_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataRespo
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
     count1 -= 1
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3736,7 +3736,7 @@ def _read_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataRespo
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
     count5 -= 1
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -3800,7 +3800,7 @@ def _read_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataRespo
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
     count1 -= 1
-    f_brokers: list[_MetadataResponse_MetadataResponseBroker]
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
     elif count1 > len(buf) - pos:
@@ -3845,7 +3845,7 @@ def _read_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataRespo
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
     count5 -= 1
-    f_topics: list[_MetadataResponse_MetadataResponseTopic]
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -4341,65 +4341,13 @@ def _write_MetadataResponse_v12(o: MetadataResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _MetadataRequest_MetadataRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Name", "name", "string", (0, 32767), (10, 32767), (1, 0), None, None, False),
-    )
-    topic_id: UUID = ZERO_UUID
-    name: TopicName | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_MetadataRequest_MetadataRequestTopic() -> MetadataRequest.MetadataRequestTopic:
+    return _MetadataRequest_MetadataRequestTopic()
 
 
 @dataclass(slots=True)
 class MetadataRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]MetadataRequestTopic",
-            (0, 32767),
-            (1, 32767),
-            (1, 0),
-            None,
-            _MetadataRequest_MetadataRequestTopic,
-            False,
-        ),
-        FieldInfo(
-            "AllowAutoTopicCreation",
-            "allow_auto_topic_creation",
-            "bool",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IncludeClusterAuthorizedOperations",
-            "include_cluster_authorized_operations",
-            "bool",
-            (8, 10),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IncludeTopicAuthorizedOperations",
-            "include_topic_authorized_operations",
-            "bool",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_MetadataRequest_v0,
         _read_MetadataRequest_v1,
@@ -4438,183 +4386,90 @@ class MetadataRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    MetadataRequestTopic = _MetadataRequest_MetadataRequestTopic
-    topics: list[_MetadataRequest_MetadataRequestTopic] | None = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class MetadataRequestTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        name: TopicName | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    topics: list[MetadataRequest.MetadataRequestTopic] | None = field(default_factory=list)
     allow_auto_topic_creation: bool = True
     include_cluster_authorized_operations: bool = False
     include_topic_authorized_operations: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _MetadataResponse_MetadataResponseBroker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Rack", "rack", "string", (1, 32767), (1, 32767), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_MetadataRequest_MetadataRequestTopic = MetadataRequest.MetadataRequestTopic
+
+_MetadataRequest_MetadataRequestTopic.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Name", "name", "string", (0, 32767), (10, 32767), (1, 0), None, None, False),
+)
+MetadataRequest.FIELDS = (
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]MetadataRequestTopic",
+        (0, 32767),
+        (1, 32767),
+        (1, 0),
+        None,
+        _MetadataRequest_MetadataRequestTopic,
+        False,
+    ),
+    FieldInfo(
+        "AllowAutoTopicCreation",
+        "allow_auto_topic_creation",
+        "bool",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "IncludeClusterAuthorizedOperations",
+        "include_cluster_authorized_operations",
+        "bool",
+        (8, 10),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "IncludeTopicAuthorizedOperations",
+        "include_topic_authorized_operations",
+        "bool",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _MetadataResponse_MetadataResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ReplicaNodes",
-            "replica_nodes",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "OfflineReplicas",
-            "offline_replicas",
-            "[]int32",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    partition_index: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = -1
-    replica_nodes: list[BrokerId] = field(default_factory=list)
-    isr_nodes: list[BrokerId] = field(default_factory=list)
-    offline_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_MetadataResponse_MetadataResponseBroker() -> MetadataResponse.MetadataResponseBroker:
+    return _MetadataResponse_MetadataResponseBroker()
 
 
-@dataclass(slots=True)
-class _MetadataResponse_MetadataResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Name", "name", "string", (0, 32767), (12, 32767), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "IsInternal", "is_internal", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]MetadataResponsePartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _MetadataResponse_MetadataResponsePartition,
-            False,
-        ),
-        FieldInfo(
-            "TopicAuthorizedOperations",
-            "topic_authorized_operations",
-            "int32",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    name: TopicName | None = ""
-    topic_id: UUID = ZERO_UUID
-    is_internal: bool = False
-    partitions: list[_MetadataResponse_MetadataResponsePartition] = field(default_factory=list)
-    topic_authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_MetadataResponse_MetadataResponsePartition() -> MetadataResponse.MetadataResponsePartition:
+    return _MetadataResponse_MetadataResponsePartition()
+
+
+def _new_MetadataResponse_MetadataResponseTopic() -> MetadataResponse.MetadataResponseTopic:
+    return _MetadataResponse_MetadataResponseTopic()
 
 
 @dataclass(slots=True)
 class MetadataResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Brokers",
-            "brokers",
-            "[]MetadataResponseBroker",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _MetadataResponse_MetadataResponseBroker,
-            False,
-        ),
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ControllerId", "controller_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]MetadataResponseTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _MetadataResponse_MetadataResponseTopic,
-            False,
-        ),
-        FieldInfo(
-            "ClusterAuthorizedOperations",
-            "cluster_authorized_operations",
-            "int32",
-            (8, 10),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_MetadataResponse_v0,
         _read_MetadataResponse_v1,
@@ -4651,13 +4506,152 @@ class MetadataResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 12
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
-    MetadataResponseBroker = _MetadataResponse_MetadataResponseBroker
-    MetadataResponseTopic = _MetadataResponse_MetadataResponseTopic
-    MetadataResponsePartition = _MetadataResponse_MetadataResponsePartition
+
+    @dataclass(slots=True)
+    class MetadataResponseBroker:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        rack: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class MetadataResponsePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        partition_index: int = 0
+        leader_id: BrokerId = 0
+        leader_epoch: int = -1
+        replica_nodes: list[BrokerId] = field(default_factory=list)
+        isr_nodes: list[BrokerId] = field(default_factory=list)
+        offline_replicas: list[BrokerId] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class MetadataResponseTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        name: TopicName | None = ""
+        topic_id: UUID = ZERO_UUID
+        is_internal: bool = False
+        partitions: list[MetadataResponse.MetadataResponsePartition] = field(default_factory=list)
+        topic_authorized_operations: int = -2147483648
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    brokers: list[_MetadataResponse_MetadataResponseBroker] = field(default_factory=list)
+    brokers: list[MetadataResponse.MetadataResponseBroker] = field(default_factory=list)
     cluster_id: str | None = None
     controller_id: BrokerId = -1
-    topics: list[_MetadataResponse_MetadataResponseTopic] = field(default_factory=list)
+    topics: list[MetadataResponse.MetadataResponseTopic] = field(default_factory=list)
     cluster_authorized_operations: int = -2147483648
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_MetadataResponse_MetadataResponseBroker = MetadataResponse.MetadataResponseBroker
+_MetadataResponse_MetadataResponsePartition = MetadataResponse.MetadataResponsePartition
+_MetadataResponse_MetadataResponseTopic = MetadataResponse.MetadataResponseTopic
+
+_MetadataResponse_MetadataResponseBroker.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Rack", "rack", "string", (1, 32767), (1, 32767), (1, 0), None, None, False),
+)
+_MetadataResponse_MetadataResponsePartition.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (7, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ReplicaNodes", "replica_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("IsrNodes", "isr_nodes", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "OfflineReplicas",
+        "offline_replicas",
+        "[]int32",
+        (5, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_MetadataResponse_MetadataResponseTopic.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Name", "name", "string", (0, 32767), (12, 32767), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (10, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("IsInternal", "is_internal", "bool", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]MetadataResponsePartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _MetadataResponse_MetadataResponsePartition,
+        False,
+    ),
+    FieldInfo(
+        "TopicAuthorizedOperations",
+        "topic_authorized_operations",
+        "int32",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+MetadataResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Brokers",
+        "brokers",
+        "[]MetadataResponseBroker",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _MetadataResponse_MetadataResponseBroker,
+        False,
+    ),
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (2, 32767), (2, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ControllerId", "controller_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]MetadataResponseTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _MetadataResponse_MetadataResponseTopic,
+        False,
+    ),
+    FieldInfo(
+        "ClusterAuthorizedOperations",
+        "cluster_authorized_operations",
+        "int32",
+        (8, 10),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)

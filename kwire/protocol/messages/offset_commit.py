@@ -518,7 +518,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
     except struct_error:
         raise too_short("OffsetCommitRequestTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetCommitRequest_OffsetCommitRequestPartition]
+    f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -562,7 +562,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
     except struct_error:
         raise too_short("OffsetCommitRequestTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetCommitRequest_OffsetCommitRequestPartition]
+    f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -606,7 +606,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
     except struct_error:
         raise too_short("OffsetCommitRequestTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetCommitRequest_OffsetCommitRequestPartition]
+    f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -656,7 +656,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetCommitRequestTopic.partitions")
     count3 -= 1
-    f_partitions: list[_OffsetCommitRequest_OffsetCommitRequestPartition]
+    f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -987,7 +987,7 @@ def _read_OffsetCommitRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetCommi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic]
+    f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -1057,7 +1057,7 @@ def _read_OffsetCommitRequest_v1(buf: memoryview, pos: int) -> tuple[OffsetCommi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic]
+    f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -1131,7 +1131,7 @@ def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic]
+    f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -1199,7 +1199,7 @@ def _read_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic]
+    f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -1268,7 +1268,7 @@ def _read_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic]
+    f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -1356,7 +1356,7 @@ def _read_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommi
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic]
+    f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count7 < 0:
         raise null_value("topics", pos)
     elif count7 > len(buf) - pos:
@@ -1456,7 +1456,7 @@ def _read_OffsetCommitRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetCommi
     if count7 > 0x7F:
         count7, pos = read_uvarint_tail(buf, pos, count7, "topics")
     count7 -= 1
-    f_topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic]
+    f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count7 < 0:
         raise null_value("topics", pos)
     elif count7 > len(buf) - pos:
@@ -2067,7 +2067,7 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
     except struct_error:
         raise too_short("OffsetCommitResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetCommitResponse_OffsetCommitResponsePartition]
+    f_partitions: list[OffsetCommitResponse.OffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("OffsetCommitResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2117,7 +2117,7 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetCommitResponseTopic.partitions")
     count3 -= 1
-    f_partitions: list[_OffsetCommitResponse_OffsetCommitResponsePartition]
+    f_partitions: list[OffsetCommitResponse.OffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("OffsetCommitResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2396,7 +2396,7 @@ def _read_OffsetCommitResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetComm
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitResponse_OffsetCommitResponseTopic]
+    f_topics: list[OffsetCommitResponse.OffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2424,7 +2424,7 @@ def _read_OffsetCommitResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetComm
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetCommitResponse_OffsetCommitResponseTopic]
+    f_topics: list[OffsetCommitResponse.OffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2454,7 +2454,7 @@ def _read_OffsetCommitResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetComm
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_OffsetCommitResponse_OffsetCommitResponseTopic]
+    f_topics: list[OffsetCommitResponse.OffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2620,146 +2620,21 @@ def _write_OffsetCommitResponse_v8(o: OffsetCommitResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _OffsetCommitRequest_OffsetCommitRequestPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedOffset",
-            "committed_offset",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedLeaderEpoch",
-            "committed_leader_epoch",
-            "int32",
-            (6, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommitTimestamp",
-            "commit_timestamp",
-            "int64",
-            (1, 1),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedMetadata",
-            "committed_metadata",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    commit_timestamp: int = -1
-    committed_metadata: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetCommitRequest_OffsetCommitRequestPartition() -> (
+    OffsetCommitRequest.OffsetCommitRequestPartition
+):
+    return _OffsetCommitRequest_OffsetCommitRequestPartition()
 
 
-@dataclass(slots=True)
-class _OffsetCommitRequest_OffsetCommitRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OffsetCommitRequestPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetCommitRequest_OffsetCommitRequestPartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_OffsetCommitRequest_OffsetCommitRequestPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetCommitRequest_OffsetCommitRequestTopic() -> (
+    OffsetCommitRequest.OffsetCommitRequestTopic
+):
+    return _OffsetCommitRequest_OffsetCommitRequestTopic()
 
 
 @dataclass(slots=True)
 class OffsetCommitRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GenerationIdOrMemberEpoch",
-            "generation_id_or_member_epoch",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("MemberId", "member_id", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (7, 32767),
-            (7, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "RetentionTimeMs",
-            "retention_time_ms",
-            "int64",
-            (2, 4),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetCommitRequestTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetCommitRequest_OffsetCommitRequestTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_OffsetCommitRequest_v0,
         _read_OffsetCommitRequest_v1,
@@ -2792,89 +2667,150 @@ class OffsetCommitRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 8
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetCommitRequestTopic = _OffsetCommitRequest_OffsetCommitRequestTopic
-    OffsetCommitRequestPartition = _OffsetCommitRequest_OffsetCommitRequestPartition
+
+    @dataclass(slots=True)
+    class OffsetCommitRequestPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        committed_offset: int = 0
+        committed_leader_epoch: int = -1
+        commit_timestamp: int = -1
+        committed_metadata: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetCommitRequestTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId = ""
     generation_id_or_member_epoch: int = -1
     member_id: str = ""
     group_instance_id: str | None = None
     retention_time_ms: int = -1
-    topics: list[_OffsetCommitRequest_OffsetCommitRequestTopic] = field(default_factory=list)
+    topics: list[OffsetCommitRequest.OffsetCommitRequestTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _OffsetCommitResponse_OffsetCommitResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_OffsetCommitRequest_OffsetCommitRequestPartition = OffsetCommitRequest.OffsetCommitRequestPartition
+_OffsetCommitRequest_OffsetCommitRequestTopic = OffsetCommitRequest.OffsetCommitRequestTopic
+
+_OffsetCommitRequest_OffsetCommitRequestPartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CommittedOffset",
+        "committed_offset",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CommittedLeaderEpoch",
+        "committed_leader_epoch",
+        "int32",
+        (6, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CommitTimestamp", "commit_timestamp", "int64", (1, 1), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CommittedMetadata",
+        "committed_metadata",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_OffsetCommitRequest_OffsetCommitRequestTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OffsetCommitRequestPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetCommitRequest_OffsetCommitRequestPartition,
+        False,
+    ),
+)
+OffsetCommitRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GenerationIdOrMemberEpoch",
+        "generation_id_or_member_epoch",
+        "int32",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("MemberId", "member_id", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (7, 32767),
+        (7, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "RetentionTimeMs", "retention_time_ms", "int64", (2, 4), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetCommitRequestTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetCommitRequest_OffsetCommitRequestTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _OffsetCommitResponse_OffsetCommitResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OffsetCommitResponsePartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetCommitResponse_OffsetCommitResponsePartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_OffsetCommitResponse_OffsetCommitResponsePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetCommitResponse_OffsetCommitResponsePartition() -> (
+    OffsetCommitResponse.OffsetCommitResponsePartition
+):
+    return _OffsetCommitResponse_OffsetCommitResponsePartition()
+
+
+def _new_OffsetCommitResponse_OffsetCommitResponseTopic() -> (
+    OffsetCommitResponse.OffsetCommitResponseTopic
+):
+    return _OffsetCommitResponse_OffsetCommitResponseTopic()
 
 
 @dataclass(slots=True)
 class OffsetCommitResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetCommitResponseTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetCommitResponse_OffsetCommitResponseTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_OffsetCommitResponse_v0,
         _read_OffsetCommitResponse_v0,
@@ -2905,8 +2841,66 @@ class OffsetCommitResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 9
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 8
-    OffsetCommitResponseTopic = _OffsetCommitResponse_OffsetCommitResponseTopic
-    OffsetCommitResponsePartition = _OffsetCommitResponse_OffsetCommitResponsePartition
+
+    @dataclass(slots=True)
+    class OffsetCommitResponsePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetCommitResponseTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[OffsetCommitResponse.OffsetCommitResponsePartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_OffsetCommitResponse_OffsetCommitResponseTopic] = field(default_factory=list)
+    topics: list[OffsetCommitResponse.OffsetCommitResponseTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_OffsetCommitResponse_OffsetCommitResponsePartition = (
+    OffsetCommitResponse.OffsetCommitResponsePartition
+)
+_OffsetCommitResponse_OffsetCommitResponseTopic = OffsetCommitResponse.OffsetCommitResponseTopic
+
+_OffsetCommitResponse_OffsetCommitResponsePartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_OffsetCommitResponse_OffsetCommitResponseTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OffsetCommitResponsePartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetCommitResponse_OffsetCommitResponsePartition,
+        False,
+    ),
+)
+OffsetCommitResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetCommitResponseTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetCommitResponse_OffsetCommitResponseTopic,
+        False,
+    ),
+)

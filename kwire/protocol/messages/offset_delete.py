@@ -93,7 +93,7 @@ def _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
     except struct_error:
         raise too_short("OffsetDeleteRequestTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetDeleteRequest_OffsetDeleteRequestPartition]
+    f_partitions: list[OffsetDeleteRequest.OffsetDeleteRequestPartition]
     if count3 < 0:
         raise null_value("OffsetDeleteRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -155,7 +155,7 @@ def _read_OffsetDeleteRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetDelet
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetDeleteRequest_OffsetDeleteRequestTopic]
+    f_topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -242,7 +242,7 @@ def _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
     except struct_error:
         raise too_short("OffsetDeleteResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetDeleteResponse_OffsetDeleteResponsePartition]
+    f_partitions: list[OffsetDeleteResponse.OffsetDeleteResponsePartition]
     if count3 < 0:
         raise null_value("OffsetDeleteResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -292,7 +292,7 @@ def _read_OffsetDeleteResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetDele
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetDeleteResponse_OffsetDeleteResponseTopic]
+    f_topics: list[OffsetDeleteResponse.OffsetDeleteResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -317,62 +317,21 @@ def _write_OffsetDeleteResponse_v0(o: OffsetDeleteResponse, out: bytearray) -> N
             _write_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(item2, out)
 
 
-@dataclass(slots=True)
-class _OffsetDeleteRequest_OffsetDeleteRequestPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
+def _new_OffsetDeleteRequest_OffsetDeleteRequestPartition() -> (
+    OffsetDeleteRequest.OffsetDeleteRequestPartition
+):
+    return _OffsetDeleteRequest_OffsetDeleteRequestPartition()
 
 
-@dataclass(slots=True)
-class _OffsetDeleteRequest_OffsetDeleteRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OffsetDeleteRequestPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetDeleteRequest_OffsetDeleteRequestPartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_OffsetDeleteRequest_OffsetDeleteRequestPartition] = field(
-        default_factory=list
-    )
+def _new_OffsetDeleteRequest_OffsetDeleteRequestTopic() -> (
+    OffsetDeleteRequest.OffsetDeleteRequestTopic
+):
+    return _OffsetDeleteRequest_OffsetDeleteRequestTopic()
 
 
 @dataclass(slots=True)
 class OffsetDeleteRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetDeleteRequestTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetDeleteRequest_OffsetDeleteRequestTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_OffsetDeleteRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_OffsetDeleteRequest_v0,)
     NAME: ClassVar[str] = "OffsetDeleteRequest"
@@ -383,85 +342,77 @@ class OffsetDeleteRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetDeleteRequestTopic = _OffsetDeleteRequest_OffsetDeleteRequestTopic
-    OffsetDeleteRequestPartition = _OffsetDeleteRequest_OffsetDeleteRequestPartition
+
+    @dataclass(slots=True)
+    class OffsetDeleteRequestPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+
+    @dataclass(slots=True)
+    class OffsetDeleteRequestTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[OffsetDeleteRequest.OffsetDeleteRequestPartition] = field(
+            default_factory=list
+        )
+
     group_id: GroupId = ""
-    topics: list[_OffsetDeleteRequest_OffsetDeleteRequestTopic] = field(default_factory=list)
+    topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _OffsetDeleteResponse_OffsetDeleteResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
+_OffsetDeleteRequest_OffsetDeleteRequestPartition = OffsetDeleteRequest.OffsetDeleteRequestPartition
+_OffsetDeleteRequest_OffsetDeleteRequestTopic = OffsetDeleteRequest.OffsetDeleteRequestTopic
+
+_OffsetDeleteRequest_OffsetDeleteRequestPartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_OffsetDeleteRequest_OffsetDeleteRequestTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OffsetDeleteRequestPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetDeleteRequest_OffsetDeleteRequestPartition,
+        False,
+    ),
+)
+OffsetDeleteRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetDeleteRequestTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetDeleteRequest_OffsetDeleteRequestTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _OffsetDeleteResponse_OffsetDeleteResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OffsetDeleteResponsePartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetDeleteResponse_OffsetDeleteResponsePartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_OffsetDeleteResponse_OffsetDeleteResponsePartition] = field(
-        default_factory=list
-    )
+def _new_OffsetDeleteResponse_OffsetDeleteResponsePartition() -> (
+    OffsetDeleteResponse.OffsetDeleteResponsePartition
+):
+    return _OffsetDeleteResponse_OffsetDeleteResponsePartition()
+
+
+def _new_OffsetDeleteResponse_OffsetDeleteResponseTopic() -> (
+    OffsetDeleteResponse.OffsetDeleteResponseTopic
+):
+    return _OffsetDeleteResponse_OffsetDeleteResponseTopic()
 
 
 @dataclass(slots=True)
 class OffsetDeleteResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetDeleteResponseTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetDeleteResponse_OffsetDeleteResponseTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_OffsetDeleteResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_OffsetDeleteResponse_v0,)
     NAME: ClassVar[str] = "OffsetDeleteResponse"
@@ -470,8 +421,65 @@ class OffsetDeleteResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    OffsetDeleteResponseTopic = _OffsetDeleteResponse_OffsetDeleteResponseTopic
-    OffsetDeleteResponsePartition = _OffsetDeleteResponse_OffsetDeleteResponsePartition
+
+    @dataclass(slots=True)
+    class OffsetDeleteResponsePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+
+    @dataclass(slots=True)
+    class OffsetDeleteResponseTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[OffsetDeleteResponse.OffsetDeleteResponsePartition] = field(
+            default_factory=list
+        )
+
     error_code: int = 0
     throttle_time_ms: int = 0
-    topics: list[_OffsetDeleteResponse_OffsetDeleteResponseTopic] = field(default_factory=list)
+    topics: list[OffsetDeleteResponse.OffsetDeleteResponseTopic] = field(default_factory=list)
+
+
+_OffsetDeleteResponse_OffsetDeleteResponsePartition = (
+    OffsetDeleteResponse.OffsetDeleteResponsePartition
+)
+_OffsetDeleteResponse_OffsetDeleteResponseTopic = OffsetDeleteResponse.OffsetDeleteResponseTopic
+
+_OffsetDeleteResponse_OffsetDeleteResponsePartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_OffsetDeleteResponse_OffsetDeleteResponseTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OffsetDeleteResponsePartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetDeleteResponse_OffsetDeleteResponsePartition,
+        False,
+    ),
+)
+OffsetDeleteResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetDeleteResponseTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetDeleteResponse_OffsetDeleteResponseTopic,
+        False,
+    ),
+)

@@ -511,7 +511,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetFetchRequestGroup.topics")
     count3 -= 1
-    f_topics: list[_OffsetFetchRequest_OffsetFetchRequestTopics] | None
+    f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None
     if count3 < 0:
         f_topics = None
     elif count3 > len(buf) - pos:
@@ -631,7 +631,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "OffsetFetchRequestGroup.topics")
     count5 -= 1
-    f_topics: list[_OffsetFetchRequest_OffsetFetchRequestTopics] | None
+    f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None
     if count5 < 0:
         f_topics = None
     elif count5 > len(buf) - pos:
@@ -793,7 +793,7 @@ def _read_OffsetFetchRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetFetchRequest_OffsetFetchRequestTopic]
+    f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -837,7 +837,7 @@ def _read_OffsetFetchRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetFetchRequest_OffsetFetchRequestTopic] | None
+    f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None
     if count3 < 0:
         f_topics = None
     elif count3 > len(buf) - pos:
@@ -887,7 +887,7 @@ def _read_OffsetFetchRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_OffsetFetchRequest_OffsetFetchRequestTopic] | None
+    f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None
     if count3 < 0:
         f_topics = None
     elif count3 > len(buf) - pos:
@@ -968,7 +968,7 @@ def _read_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_OffsetFetchRequest_OffsetFetchRequestTopic] | None
+    f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None
     if count3 < 0:
         f_topics = None
     elif count3 > len(buf) - pos:
@@ -1031,7 +1031,7 @@ def _read_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_OffsetFetchRequest_OffsetFetchRequestGroup]
+    f_groups: list[OffsetFetchRequest.OffsetFetchRequestGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1094,7 +1094,7 @@ def _read_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_OffsetFetchRequest_OffsetFetchRequestGroup]
+    f_groups: list[OffsetFetchRequest.OffsetFetchRequestGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -1766,7 +1766,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
     except struct_error:
         raise too_short("OffsetFetchResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartition]
+    f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1810,7 +1810,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
     except struct_error:
         raise too_short("OffsetFetchResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartition]
+    f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1860,7 +1860,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetFetchResponseTopic.partitions")
     count3 -= 1
-    f_partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartition]
+    f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2238,7 +2238,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetFetchResponseTopics.partitions")
     count3 -= 1
-    f_partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartitions]
+    f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopics.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -2360,7 +2360,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetFetchResponseGroup.topics")
     count3 -= 1
-    f_topics: list[_OffsetFetchResponse_OffsetFetchResponseTopics]
+    f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopics]
     if count3 < 0:
         raise null_value("OffsetFetchResponseGroup.topics", pos)
     elif count3 > len(buf) - pos:
@@ -2463,7 +2463,7 @@ def _read_OffsetFetchResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetFetch
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic]
+    f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2488,7 +2488,7 @@ def _read_OffsetFetchResponse_v2(buf: memoryview, pos: int) -> tuple[OffsetFetch
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic]
+    f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2522,7 +2522,7 @@ def _read_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetch
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic]
+    f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2555,7 +2555,7 @@ def _read_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetch
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic]
+    f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2591,7 +2591,7 @@ def _read_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetch
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic]
+    f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -2658,7 +2658,7 @@ def _read_OffsetFetchResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetFetch
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_OffsetFetchResponse_OffsetFetchResponseGroup]
+    f_groups: list[OffsetFetchResponse.OffsetFetchResponseGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -2883,107 +2883,23 @@ def _write_OffsetFetchResponse_v9(o: OffsetFetchResponse, out: bytearray) -> Non
         out.append(0)
 
 
-@dataclass(slots=True)
-class _OffsetFetchRequest_OffsetFetchRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndexes",
-            "partition_indexes",
-            "[]int32",
-            (0, 7),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetFetchRequest_OffsetFetchRequestTopic() -> OffsetFetchRequest.OffsetFetchRequestTopic:
+    return _OffsetFetchRequest_OffsetFetchRequestTopic()
 
 
-@dataclass(slots=True)
-class _OffsetFetchRequest_OffsetFetchRequestTopics:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndexes",
-            "partition_indexes",
-            "[]int32",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetFetchRequest_OffsetFetchRequestTopics() -> (
+    OffsetFetchRequest.OffsetFetchRequestTopics
+):
+    return _OffsetFetchRequest_OffsetFetchRequestTopics()
 
 
-@dataclass(slots=True)
-class _OffsetFetchRequest_OffsetFetchRequestGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MemberId", "member_id", "string", (9, 32767), (9, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MemberEpoch", "member_epoch", "int32", (9, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetFetchRequestTopics",
-            (8, 32767),
-            (8, 32767),
-            (1, 0),
-            None,
-            _OffsetFetchRequest_OffsetFetchRequestTopics,
-            False,
-        ),
-    )
-    group_id: GroupId = ""
-    member_id: str | None = None
-    member_epoch: int = -1
-    topics: list[_OffsetFetchRequest_OffsetFetchRequestTopics] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetFetchRequest_OffsetFetchRequestGroup() -> OffsetFetchRequest.OffsetFetchRequestGroup:
+    return _OffsetFetchRequest_OffsetFetchRequestGroup()
 
 
 @dataclass(slots=True)
 class OffsetFetchRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 7), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetFetchRequestTopic",
-            (0, 7),
-            (2, 7),
-            (1, 0),
-            None,
-            _OffsetFetchRequest_OffsetFetchRequestTopic,
-            False,
-        ),
-        FieldInfo(
-            "Groups",
-            "groups",
-            "[]OffsetFetchRequestGroup",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetFetchRequest_OffsetFetchRequestGroup,
-            False,
-        ),
-        FieldInfo(
-            "RequireStable", "require_stable", "bool", (7, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_OffsetFetchRequest_v0,
         _read_OffsetFetchRequest_v0,
@@ -3016,215 +2932,152 @@ class OffsetFetchRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetFetchRequestTopic = _OffsetFetchRequest_OffsetFetchRequestTopic
-    OffsetFetchRequestGroup = _OffsetFetchRequest_OffsetFetchRequestGroup
-    OffsetFetchRequestTopics = _OffsetFetchRequest_OffsetFetchRequestTopics
+
+    @dataclass(slots=True)
+    class OffsetFetchRequestTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_indexes: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetFetchRequestTopics:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_indexes: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetFetchRequestGroup:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        group_id: GroupId = ""
+        member_id: str | None = None
+        member_epoch: int = -1
+        topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId = ""
-    topics: list[_OffsetFetchRequest_OffsetFetchRequestTopic] | None = field(default_factory=list)
-    groups: list[_OffsetFetchRequest_OffsetFetchRequestGroup] = field(default_factory=list)
+    topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None = field(default_factory=list)
+    groups: list[OffsetFetchRequest.OffsetFetchRequestGroup] = field(default_factory=list)
     require_stable: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex", "partition_index", "int32", (0, 7), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CommittedOffset",
-            "committed_offset",
-            "int64",
-            (0, 7),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedLeaderEpoch",
-            "committed_leader_epoch",
-            "int32",
-            (5, 7),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Metadata", "metadata", "string", (0, 7), (0, 7), (1, 0), None, None, False),
-        FieldInfo("ErrorCode", "error_code", "int16", (0, 7), (1, 0), (1, 0), None, None, False),
-    )
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    metadata: str | None = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_OffsetFetchRequest_OffsetFetchRequestTopic = OffsetFetchRequest.OffsetFetchRequestTopic
+_OffsetFetchRequest_OffsetFetchRequestTopics = OffsetFetchRequest.OffsetFetchRequestTopics
+_OffsetFetchRequest_OffsetFetchRequestGroup = OffsetFetchRequest.OffsetFetchRequestGroup
+
+_OffsetFetchRequest_OffsetFetchRequestTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndexes",
+        "partition_indexes",
+        "[]int32",
+        (0, 7),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_OffsetFetchRequest_OffsetFetchRequestTopics.FIELDS = (
+    FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndexes",
+        "partition_indexes",
+        "[]int32",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_OffsetFetchRequest_OffsetFetchRequestGroup.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MemberId", "member_id", "string", (9, 32767), (9, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberEpoch", "member_epoch", "int32", (9, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetFetchRequestTopics",
+        (8, 32767),
+        (8, 32767),
+        (1, 0),
+        None,
+        _OffsetFetchRequest_OffsetFetchRequestTopics,
+        False,
+    ),
+)
+OffsetFetchRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 7), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetFetchRequestTopic",
+        (0, 7),
+        (2, 7),
+        (1, 0),
+        None,
+        _OffsetFetchRequest_OffsetFetchRequestTopic,
+        False,
+    ),
+    FieldInfo(
+        "Groups",
+        "groups",
+        "[]OffsetFetchRequestGroup",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetFetchRequest_OffsetFetchRequestGroup,
+        False,
+    ),
+    FieldInfo(
+        "RequireStable", "require_stable", "bool", (7, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
 
 
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OffsetFetchResponsePartition",
-            (0, 7),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetFetchResponse_OffsetFetchResponsePartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetFetchResponse_OffsetFetchResponsePartition() -> (
+    OffsetFetchResponse.OffsetFetchResponsePartition
+):
+    return _OffsetFetchResponse_OffsetFetchResponsePartition()
 
 
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponsePartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedOffset",
-            "committed_offset",
-            "int64",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedLeaderEpoch",
-            "committed_leader_epoch",
-            "int32",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Metadata", "metadata", "string", (8, 32767), (8, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    metadata: str | None = ""
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetFetchResponse_OffsetFetchResponseTopic() -> (
+    OffsetFetchResponse.OffsetFetchResponseTopic
+):
+    return _OffsetFetchResponse_OffsetFetchResponseTopic()
 
 
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponseTopics:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OffsetFetchResponsePartitions",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetFetchResponse_OffsetFetchResponsePartitions,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_OffsetFetchResponse_OffsetFetchResponsePartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetFetchResponse_OffsetFetchResponsePartitions() -> (
+    OffsetFetchResponse.OffsetFetchResponsePartitions
+):
+    return _OffsetFetchResponse_OffsetFetchResponsePartitions()
 
 
-@dataclass(slots=True)
-class _OffsetFetchResponse_OffsetFetchResponseGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetFetchResponseTopics",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetFetchResponse_OffsetFetchResponseTopics,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    group_id: GroupId = ""
-    topics: list[_OffsetFetchResponse_OffsetFetchResponseTopics] = field(default_factory=list)
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetFetchResponse_OffsetFetchResponseTopics() -> (
+    OffsetFetchResponse.OffsetFetchResponseTopics
+):
+    return _OffsetFetchResponse_OffsetFetchResponseTopics()
+
+
+def _new_OffsetFetchResponse_OffsetFetchResponseGroup() -> (
+    OffsetFetchResponse.OffsetFetchResponseGroup
+):
+    return _OffsetFetchResponse_OffsetFetchResponseGroup()
 
 
 @dataclass(slots=True)
 class OffsetFetchResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetFetchResponseTopic",
-            (0, 7),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetFetchResponse_OffsetFetchResponseTopic,
-            False,
-        ),
-        FieldInfo("ErrorCode", "error_code", "int16", (2, 7), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Groups",
-            "groups",
-            "[]OffsetFetchResponseGroup",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetFetchResponse_OffsetFetchResponseGroup,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_OffsetFetchResponse_v0,
         _read_OffsetFetchResponse_v0,
@@ -3255,13 +3108,186 @@ class OffsetFetchResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 9
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    OffsetFetchResponseTopic = _OffsetFetchResponse_OffsetFetchResponseTopic
-    OffsetFetchResponsePartition = _OffsetFetchResponse_OffsetFetchResponsePartition
-    OffsetFetchResponseGroup = _OffsetFetchResponse_OffsetFetchResponseGroup
-    OffsetFetchResponseTopics = _OffsetFetchResponse_OffsetFetchResponseTopics
-    OffsetFetchResponsePartitions = _OffsetFetchResponse_OffsetFetchResponsePartitions
+
+    @dataclass(slots=True)
+    class OffsetFetchResponsePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        committed_offset: int = 0
+        committed_leader_epoch: int = -1
+        metadata: str | None = ""
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetFetchResponseTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetFetchResponsePartitions:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        committed_offset: int = 0
+        committed_leader_epoch: int = -1
+        metadata: str | None = ""
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetFetchResponseTopics:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetFetchResponseGroup:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        group_id: GroupId = ""
+        topics: list[OffsetFetchResponse.OffsetFetchResponseTopics] = field(default_factory=list)
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_OffsetFetchResponse_OffsetFetchResponseTopic] = field(default_factory=list)
+    topics: list[OffsetFetchResponse.OffsetFetchResponseTopic] = field(default_factory=list)
     error_code: int = 0
-    groups: list[_OffsetFetchResponse_OffsetFetchResponseGroup] = field(default_factory=list)
+    groups: list[OffsetFetchResponse.OffsetFetchResponseGroup] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_OffsetFetchResponse_OffsetFetchResponsePartition = OffsetFetchResponse.OffsetFetchResponsePartition
+_OffsetFetchResponse_OffsetFetchResponseTopic = OffsetFetchResponse.OffsetFetchResponseTopic
+_OffsetFetchResponse_OffsetFetchResponsePartitions = (
+    OffsetFetchResponse.OffsetFetchResponsePartitions
+)
+_OffsetFetchResponse_OffsetFetchResponseTopics = OffsetFetchResponse.OffsetFetchResponseTopics
+_OffsetFetchResponse_OffsetFetchResponseGroup = OffsetFetchResponse.OffsetFetchResponseGroup
+
+_OffsetFetchResponse_OffsetFetchResponsePartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 7), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CommittedOffset", "committed_offset", "int64", (0, 7), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CommittedLeaderEpoch",
+        "committed_leader_epoch",
+        "int32",
+        (5, 7),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Metadata", "metadata", "string", (0, 7), (0, 7), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 7), (1, 0), (1, 0), None, None, False),
+)
+_OffsetFetchResponse_OffsetFetchResponseTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 7), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OffsetFetchResponsePartition",
+        (0, 7),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetFetchResponse_OffsetFetchResponsePartition,
+        False,
+    ),
+)
+_OffsetFetchResponse_OffsetFetchResponsePartitions.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (8, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CommittedOffset",
+        "committed_offset",
+        "int64",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CommittedLeaderEpoch",
+        "committed_leader_epoch",
+        "int32",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Metadata", "metadata", "string", (8, 32767), (8, 32767), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False),
+)
+_OffsetFetchResponse_OffsetFetchResponseTopics.FIELDS = (
+    FieldInfo("Name", "name", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OffsetFetchResponsePartitions",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetFetchResponse_OffsetFetchResponsePartitions,
+        False,
+    ),
+)
+_OffsetFetchResponse_OffsetFetchResponseGroup.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (8, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetFetchResponseTopics",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetFetchResponse_OffsetFetchResponseTopics,
+        False,
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (8, 32767), (1, 0), (1, 0), None, None, False),
+)
+OffsetFetchResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetFetchResponseTopic",
+        (0, 7),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetFetchResponse_OffsetFetchResponseTopic,
+        False,
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (2, 7), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Groups",
+        "groups",
+        "[]OffsetFetchResponseGroup",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetFetchResponse_OffsetFetchResponseGroup,
+        False,
+    ),
+)

@@ -227,7 +227,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
     except struct_error:
         raise too_short("OffsetForLeaderTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition]
+    f_partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -271,7 +271,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
     except struct_error:
         raise too_short("OffsetForLeaderTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition]
+    f_partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -321,7 +321,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetForLeaderTopic.partitions")
     count3 -= 1
-    f_partitions: list[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition]
+    f_partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -506,7 +506,7 @@ def _read_OffsetForLeaderEpochRequest_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic]
+    f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -531,7 +531,7 @@ def _read_OffsetForLeaderEpochRequest_v2(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic]
+    f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -561,7 +561,7 @@ def _read_OffsetForLeaderEpochRequest_v3(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic]
+    f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -593,7 +593,7 @@ def _read_OffsetForLeaderEpochRequest_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic]
+    f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -878,7 +878,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
     except struct_error:
         raise too_short("OffsetForLeaderTopicResult.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetForLeaderEpochResponse_EpochEndOffset]
+    f_partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -922,7 +922,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
     except struct_error:
         raise too_short("OffsetForLeaderTopicResult.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_OffsetForLeaderEpochResponse_EpochEndOffset]
+    f_partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -972,7 +972,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "OffsetForLeaderTopicResult.partitions")
     count3 -= 1
-    f_partitions: list[_OffsetForLeaderEpochResponse_EpochEndOffset]
+    f_partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1161,7 +1161,7 @@ def _read_OffsetForLeaderEpochResponse_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult]
+    f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1186,7 +1186,7 @@ def _read_OffsetForLeaderEpochResponse_v1(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult]
+    f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1216,7 +1216,7 @@ def _read_OffsetForLeaderEpochResponse_v2(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult]
+    f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1248,7 +1248,7 @@ def _read_OffsetForLeaderEpochResponse_v4(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult]
+    f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1363,72 +1363,21 @@ def _write_OffsetForLeaderEpochResponse_v4(o: OffsetForLeaderEpochResponse, out:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _OffsetForLeaderEpochRequest_OffsetForLeaderPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "CurrentLeaderEpoch",
-            "current_leader_epoch",
-            "int32",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition: int = 0
-    current_leader_epoch: int = -1
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetForLeaderEpochRequest_OffsetForLeaderPartition() -> (
+    OffsetForLeaderEpochRequest.OffsetForLeaderPartition
+):
+    return _OffsetForLeaderEpochRequest_OffsetForLeaderPartition()
 
 
-@dataclass(slots=True)
-class _OffsetForLeaderEpochRequest_OffsetForLeaderTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]OffsetForLeaderPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetForLeaderEpochRequest_OffsetForLeaderPartition,
-            False,
-        ),
-    )
-    topic: TopicName = ""
-    partitions: list[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetForLeaderEpochRequest_OffsetForLeaderTopic() -> (
+    OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+):
+    return _OffsetForLeaderEpochRequest_OffsetForLeaderTopic()
 
 
 @dataclass(slots=True)
 class OffsetForLeaderEpochRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ReplicaId", "replica_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetForLeaderTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetForLeaderEpochRequest_OffsetForLeaderTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_OffsetForLeaderEpochRequest_v0,
         _read_OffsetForLeaderEpochRequest_v0,
@@ -1451,81 +1400,96 @@ class OffsetForLeaderEpochRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    OffsetForLeaderTopic = _OffsetForLeaderEpochRequest_OffsetForLeaderTopic
-    OffsetForLeaderPartition = _OffsetForLeaderEpochRequest_OffsetForLeaderPartition
+
+    @dataclass(slots=True)
+    class OffsetForLeaderPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        current_leader_epoch: int = -1
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetForLeaderTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     replica_id: BrokerId = -2
-    topics: list[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic] = field(default_factory=list)
+    topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _OffsetForLeaderEpochResponse_EpochEndOffset:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    error_code: int = 0
-    partition: int = 0
-    leader_epoch: int = -1
-    end_offset: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_OffsetForLeaderEpochRequest_OffsetForLeaderPartition = (
+    OffsetForLeaderEpochRequest.OffsetForLeaderPartition
+)
+_OffsetForLeaderEpochRequest_OffsetForLeaderTopic = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+
+_OffsetForLeaderEpochRequest_OffsetForLeaderPartition.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "CurrentLeaderEpoch",
+        "current_leader_epoch",
+        "int32",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_OffsetForLeaderEpochRequest_OffsetForLeaderTopic.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]OffsetForLeaderPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetForLeaderEpochRequest_OffsetForLeaderPartition,
+        False,
+    ),
+)
+OffsetForLeaderEpochRequest.FIELDS = (
+    FieldInfo("ReplicaId", "replica_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetForLeaderTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetForLeaderEpochRequest_OffsetForLeaderTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]EpochEndOffset",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetForLeaderEpochResponse_EpochEndOffset,
-            False,
-        ),
-    )
-    topic: TopicName = ""
-    partitions: list[_OffsetForLeaderEpochResponse_EpochEndOffset] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_OffsetForLeaderEpochResponse_EpochEndOffset() -> (
+    OffsetForLeaderEpochResponse.EpochEndOffset
+):
+    return _OffsetForLeaderEpochResponse_EpochEndOffset()
+
+
+def _new_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult() -> (
+    OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult
+):
+    return _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult()
 
 
 @dataclass(slots=True)
 class OffsetForLeaderEpochResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]OffsetForLeaderTopicResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_OffsetForLeaderEpochResponse_v0,
         _read_OffsetForLeaderEpochResponse_v1,
@@ -1546,10 +1510,70 @@ class OffsetForLeaderEpochResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    OffsetForLeaderTopicResult = _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult
-    EpochEndOffset = _OffsetForLeaderEpochResponse_EpochEndOffset
+
+    @dataclass(slots=True)
+    class EpochEndOffset:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        partition: int = 0
+        leader_epoch: int = -1
+        end_offset: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class OffsetForLeaderTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult] = field(
+    topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_OffsetForLeaderEpochResponse_EpochEndOffset = OffsetForLeaderEpochResponse.EpochEndOffset
+_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult = (
+    OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult
+)
+
+_OffsetForLeaderEpochResponse_EpochEndOffset.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("EndOffset", "end_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]EpochEndOffset",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetForLeaderEpochResponse_EpochEndOffset,
+        False,
+    ),
+)
+OffsetForLeaderEpochResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]OffsetForLeaderTopicResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult,
+        False,
+    ),
+)

@@ -316,7 +316,7 @@ def _read_ProduceRequest_TopicProduceData_v0(
     except struct_error:
         raise too_short("TopicProduceData.partition_data", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partition_data: list[_ProduceRequest_PartitionProduceData]
+    f_partition_data: list[ProduceRequest.PartitionProduceData]
     if count3 < 0:
         raise null_value("TopicProduceData.partition_data", pos)
     elif count3 > len(buf) - pos:
@@ -366,7 +366,7 @@ def _read_ProduceRequest_TopicProduceData_v9(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicProduceData.partition_data")
     count3 -= 1
-    f_partition_data: list[_ProduceRequest_PartitionProduceData]
+    f_partition_data: list[ProduceRequest.PartitionProduceData]
     if count3 < 0:
         raise null_value("TopicProduceData.partition_data", pos)
     elif count3 > len(buf) - pos:
@@ -665,7 +665,7 @@ def _read_ProduceRequest_v0(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
     except struct_error:
         raise too_short("topic_data", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topic_data: list[_ProduceRequest_TopicProduceData]
+    f_topic_data: list[ProduceRequest.TopicProduceData]
     if count1 < 0:
         raise null_value("topic_data", pos)
     elif count1 > len(buf) - pos:
@@ -712,7 +712,7 @@ def _read_ProduceRequest_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
     except struct_error:
         raise too_short("topic_data", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topic_data: list[_ProduceRequest_TopicProduceData]
+    f_topic_data: list[ProduceRequest.TopicProduceData]
     if count3 < 0:
         raise null_value("topic_data", pos)
     elif count3 > len(buf) - pos:
@@ -765,7 +765,7 @@ def _read_ProduceRequest_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topic_data")
     count3 -= 1
-    f_topic_data: list[_ProduceRequest_TopicProduceData]
+    f_topic_data: list[ProduceRequest.TopicProduceData]
     if count3 < 0:
         raise null_value("topic_data", pos)
     elif count3 > len(buf) - pos:
@@ -1347,7 +1347,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v8(
     except struct_error:
         raise too_short("PartitionProduceResponse.record_errors", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_record_errors: list[_ProduceResponse_BatchIndexAndErrorMessage]
+    f_record_errors: list[ProduceResponse.BatchIndexAndErrorMessage]
     if count1 < 0:
         raise null_value("PartitionProduceResponse.record_errors", pos)
     elif count1 > len(buf) - pos:
@@ -1412,7 +1412,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v9(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionProduceResponse.record_errors")
     count1 -= 1
-    f_record_errors: list[_ProduceResponse_BatchIndexAndErrorMessage]
+    f_record_errors: list[ProduceResponse.BatchIndexAndErrorMessage]
     if count1 < 0:
         raise null_value("PartitionProduceResponse.record_errors", pos)
     elif count1 > len(buf) - pos:
@@ -1519,7 +1519,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v10(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionProduceResponse.record_errors")
     count1 -= 1
-    f_record_errors: list[_ProduceResponse_BatchIndexAndErrorMessage]
+    f_record_errors: list[ProduceResponse.BatchIndexAndErrorMessage]
     if count1 < 0:
         raise null_value("PartitionProduceResponse.record_errors", pos)
     elif count1 > len(buf) - pos:
@@ -1551,7 +1551,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v10(
         except UnicodeDecodeError:
             raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
         pos = end4
-    f_current_leader: _ProduceResponse_LeaderIdAndEpoch = _ProduceResponse_LeaderIdAndEpoch()
+    f_current_leader: ProduceResponse.LeaderIdAndEpoch = _ProduceResponse_LeaderIdAndEpoch()
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1841,7 +1841,7 @@ def _read_ProduceResponse_TopicProduceResponse_v0(
             "TopicProduceResponse.partition_responses", pos, 4, len(buf) - pos
         ) from None
     pos += 4
-    f_partition_responses: list[_ProduceResponse_PartitionProduceResponse]
+    f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
     elif count3 > len(buf) - pos:
@@ -1887,7 +1887,7 @@ def _read_ProduceResponse_TopicProduceResponse_v2(
             "TopicProduceResponse.partition_responses", pos, 4, len(buf) - pos
         ) from None
     pos += 4
-    f_partition_responses: list[_ProduceResponse_PartitionProduceResponse]
+    f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
     elif count3 > len(buf) - pos:
@@ -1933,7 +1933,7 @@ def _read_ProduceResponse_TopicProduceResponse_v5(
             "TopicProduceResponse.partition_responses", pos, 4, len(buf) - pos
         ) from None
     pos += 4
-    f_partition_responses: list[_ProduceResponse_PartitionProduceResponse]
+    f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
     elif count3 > len(buf) - pos:
@@ -1979,7 +1979,7 @@ def _read_ProduceResponse_TopicProduceResponse_v8(
             "TopicProduceResponse.partition_responses", pos, 4, len(buf) - pos
         ) from None
     pos += 4
-    f_partition_responses: list[_ProduceResponse_PartitionProduceResponse]
+    f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
     elif count3 > len(buf) - pos:
@@ -2031,7 +2031,7 @@ def _read_ProduceResponse_TopicProduceResponse_v9(
             buf, pos, count3, "TopicProduceResponse.partition_responses"
         )
     count3 -= 1
-    f_partition_responses: list[_ProduceResponse_PartitionProduceResponse]
+    f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
     elif count3 > len(buf) - pos:
@@ -2118,7 +2118,7 @@ def _read_ProduceResponse_TopicProduceResponse_v10(
             buf, pos, count3, "TopicProduceResponse.partition_responses"
         )
     count3 -= 1
-    f_partition_responses: list[_ProduceResponse_PartitionProduceResponse]
+    f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
     elif count3 > len(buf) - pos:
@@ -2581,7 +2581,7 @@ def _read_ProduceResponse_v0(buf: memoryview, pos: int) -> tuple[ProduceResponse
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_ProduceResponse_TopicProduceResponse]
+    f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -2605,7 +2605,7 @@ def _read_ProduceResponse_v1(buf: memoryview, pos: int) -> tuple[ProduceResponse
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_ProduceResponse_TopicProduceResponse]
+    f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -2633,7 +2633,7 @@ def _read_ProduceResponse_v2(buf: memoryview, pos: int) -> tuple[ProduceResponse
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_ProduceResponse_TopicProduceResponse]
+    f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -2661,7 +2661,7 @@ def _read_ProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_ProduceResponse_TopicProduceResponse]
+    f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -2689,7 +2689,7 @@ def _read_ProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse
     except struct_error:
         raise too_short("responses", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_responses: list[_ProduceResponse_TopicProduceResponse]
+    f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -2720,7 +2720,7 @@ def _read_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_ProduceResponse_TopicProduceResponse]
+    f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -2782,7 +2782,7 @@ def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceRespons
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "responses")
     count1 -= 1
-    f_responses: list[_ProduceResponse_TopicProduceResponse]
+    f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
     elif count1 > len(buf) - pos:
@@ -2797,7 +2797,7 @@ def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceRespons
     except struct_error:
         raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
-    f_node_endpoints: list[_ProduceResponse_NodeEndpoint] = []
+    f_node_endpoints: list[ProduceResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2835,7 +2835,7 @@ def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceRespons
                 if count4 > 0x7F:
                     count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
                 count4 -= 1
-                value3: list[_ProduceResponse_NodeEndpoint]
+                value3: list[ProduceResponse.NodeEndpoint]
                 if count4 < 0:
                     raise null_value("node_endpoints", pos)
                 elif count4 > len(buf) - pos:
@@ -3049,70 +3049,17 @@ def _write_ProduceResponse_v10(o: ProduceResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ProduceRequest_PartitionProduceData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-    )
-    index: int = 0
-    records: bytes | memoryview | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ProduceRequest_PartitionProduceData() -> ProduceRequest.PartitionProduceData:
+    return _ProduceRequest_PartitionProduceData()
 
 
-@dataclass(slots=True)
-class _ProduceRequest_TopicProduceData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionData",
-            "partition_data",
-            "[]PartitionProduceData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ProduceRequest_PartitionProduceData,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_data: list[_ProduceRequest_PartitionProduceData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ProduceRequest_TopicProduceData() -> ProduceRequest.TopicProduceData:
+    return _ProduceRequest_TopicProduceData()
 
 
 @dataclass(slots=True)
 class ProduceRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TransactionalId",
-            "transactional_id",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Acks", "acks", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "TopicData",
-            "topic_data",
-            "[]TopicProduceData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ProduceRequest_TopicProduceData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ProduceRequest_v0,
         _read_ProduceRequest_v0,
@@ -3149,205 +3096,100 @@ class ProduceRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicProduceData = _ProduceRequest_TopicProduceData
-    PartitionProduceData = _ProduceRequest_PartitionProduceData
+
+    @dataclass(slots=True)
+    class PartitionProduceData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        index: int = 0
+        records: bytes | memoryview | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicProduceData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_data: list[ProduceRequest.PartitionProduceData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     transactional_id: TransactionalId | None = None
     acks: int = 0
     timeout_ms: int = 0
-    topic_data: list[_ProduceRequest_TopicProduceData] = field(default_factory=list)
+    topic_data: list[ProduceRequest.TopicProduceData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ProduceResponse_BatchIndexAndErrorMessage:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "BatchIndex", "batch_index", "int32", (8, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "BatchIndexErrorMessage",
-            "batch_index_error_message",
-            "string",
-            (8, 32767),
-            (8, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    batch_index: int = 0
-    batch_index_error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ProduceRequest_PartitionProduceData = ProduceRequest.PartitionProduceData
+_ProduceRequest_TopicProduceData = ProduceRequest.TopicProduceData
+
+_ProduceRequest_PartitionProduceData.FIELDS = (
+    FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+_ProduceRequest_TopicProduceData.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionData",
+        "partition_data",
+        "[]PartitionProduceData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ProduceRequest_PartitionProduceData,
+        False,
+    ),
+)
+ProduceRequest.FIELDS = (
+    FieldInfo(
+        "TransactionalId",
+        "transactional_id",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Acks", "acks", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TimeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "TopicData",
+        "topic_data",
+        "[]TopicProduceData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ProduceRequest_TopicProduceData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ProduceResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("LeaderId", "leader_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (10, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    leader_id: BrokerId = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ProduceResponse_BatchIndexAndErrorMessage() -> ProduceResponse.BatchIndexAndErrorMessage:
+    return _ProduceResponse_BatchIndexAndErrorMessage()
 
 
-@dataclass(slots=True)
-class _ProduceResponse_PartitionProduceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "BaseOffset", "base_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LogAppendTimeMs",
-            "log_append_time_ms",
-            "int64",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LogStartOffset",
-            "log_start_offset",
-            "int64",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "RecordErrors",
-            "record_errors",
-            "[]BatchIndexAndErrorMessage",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ProduceResponse_BatchIndexAndErrorMessage,
-            False,
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (8, 32767),
-            (8, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CurrentLeader",
-            "current_leader",
-            "LeaderIdAndEpoch",
-            (10, 32767),
-            (1, 0),
-            (10, 32767),
-            0,
-            _ProduceResponse_LeaderIdAndEpoch,
-            False,
-        ),
-    )
-    index: int = 0
-    error_code: int = 0
-    base_offset: int = 0
-    log_append_time_ms: int = -1
-    log_start_offset: int = -1
-    record_errors: list[_ProduceResponse_BatchIndexAndErrorMessage] = field(default_factory=list)
-    error_message: str | None = None
-    current_leader: _ProduceResponse_LeaderIdAndEpoch = field(
-        default_factory=_ProduceResponse_LeaderIdAndEpoch
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ProduceResponse_LeaderIdAndEpoch() -> ProduceResponse.LeaderIdAndEpoch:
+    return _ProduceResponse_LeaderIdAndEpoch()
 
 
-@dataclass(slots=True)
-class _ProduceResponse_TopicProduceResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionResponses",
-            "partition_responses",
-            "[]PartitionProduceResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ProduceResponse_PartitionProduceResponse,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_responses: list[_ProduceResponse_PartitionProduceResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ProduceResponse_PartitionProduceResponse() -> ProduceResponse.PartitionProduceResponse:
+    return _ProduceResponse_PartitionProduceResponse()
 
 
-@dataclass(slots=True)
-class _ProduceResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (10, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Rack", "rack", "string", (10, 32767), (10, 32767), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ProduceResponse_TopicProduceResponse() -> ProduceResponse.TopicProduceResponse:
+    return _ProduceResponse_TopicProduceResponse()
+
+
+def _new_ProduceResponse_NodeEndpoint() -> ProduceResponse.NodeEndpoint:
+    return _ProduceResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class ProduceResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]TopicProduceResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ProduceResponse_TopicProduceResponse,
-            False,
-        ),
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (10, 32767),
-            (1, 0),
-            (10, 32767),
-            0,
-            _ProduceResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ProduceResponse_v0,
         _read_ProduceResponse_v1,
@@ -3382,12 +3224,174 @@ class ProduceResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 11
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
-    TopicProduceResponse = _ProduceResponse_TopicProduceResponse
-    PartitionProduceResponse = _ProduceResponse_PartitionProduceResponse
-    BatchIndexAndErrorMessage = _ProduceResponse_BatchIndexAndErrorMessage
-    LeaderIdAndEpoch = _ProduceResponse_LeaderIdAndEpoch
-    NodeEndpoint = _ProduceResponse_NodeEndpoint
-    responses: list[_ProduceResponse_TopicProduceResponse] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class BatchIndexAndErrorMessage:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        batch_index: int = 0
+        batch_index_error_message: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class LeaderIdAndEpoch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        leader_id: BrokerId = -1
+        leader_epoch: int = -1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionProduceResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        index: int = 0
+        error_code: int = 0
+        base_offset: int = 0
+        log_append_time_ms: int = -1
+        log_start_offset: int = -1
+        record_errors: list[ProduceResponse.BatchIndexAndErrorMessage] = field(default_factory=list)
+        error_message: str | None = None
+        current_leader: ProduceResponse.LeaderIdAndEpoch = field(
+            default_factory=_new_ProduceResponse_LeaderIdAndEpoch
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicProduceResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_responses: list[ProduceResponse.PartitionProduceResponse] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        rack: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    responses: list[ProduceResponse.TopicProduceResponse] = field(default_factory=list)
     throttle_time_ms: int = 0
-    node_endpoints: list[_ProduceResponse_NodeEndpoint] = field(default_factory=list)
+    node_endpoints: list[ProduceResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ProduceResponse_BatchIndexAndErrorMessage = ProduceResponse.BatchIndexAndErrorMessage
+_ProduceResponse_LeaderIdAndEpoch = ProduceResponse.LeaderIdAndEpoch
+_ProduceResponse_PartitionProduceResponse = ProduceResponse.PartitionProduceResponse
+_ProduceResponse_TopicProduceResponse = ProduceResponse.TopicProduceResponse
+_ProduceResponse_NodeEndpoint = ProduceResponse.NodeEndpoint
+
+_ProduceResponse_BatchIndexAndErrorMessage.FIELDS = (
+    FieldInfo("BatchIndex", "batch_index", "int32", (8, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BatchIndexErrorMessage",
+        "batch_index_error_message",
+        "string",
+        (8, 32767),
+        (8, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_ProduceResponse_LeaderIdAndEpoch.FIELDS = (
+    FieldInfo("LeaderId", "leader_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (10, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ProduceResponse_PartitionProduceResponse.FIELDS = (
+    FieldInfo("Index", "index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("BaseOffset", "base_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LogAppendTimeMs",
+        "log_append_time_ms",
+        "int64",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LogStartOffset", "log_start_offset", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "RecordErrors",
+        "record_errors",
+        "[]BatchIndexAndErrorMessage",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ProduceResponse_BatchIndexAndErrorMessage,
+        False,
+    ),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (8, 32767), (8, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CurrentLeader",
+        "current_leader",
+        "LeaderIdAndEpoch",
+        (10, 32767),
+        (1, 0),
+        (10, 32767),
+        0,
+        _ProduceResponse_LeaderIdAndEpoch,
+        False,
+    ),
+)
+_ProduceResponse_TopicProduceResponse.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionResponses",
+        "partition_responses",
+        "[]PartitionProduceResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ProduceResponse_PartitionProduceResponse,
+        False,
+    ),
+)
+_ProduceResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (10, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (10, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Rack", "rack", "string", (10, 32767), (10, 32767), (1, 0), None, None, False),
+)
+ProduceResponse.FIELDS = (
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]TopicProduceResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ProduceResponse_TopicProduceResponse,
+        False,
+    ),
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (10, 32767),
+        (1, 0),
+        (10, 32767),
+        0,
+        _ProduceResponse_NodeEndpoint,
+        False,
+    ),
+)

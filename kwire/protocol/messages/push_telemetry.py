@@ -188,45 +188,7 @@ def _write_PushTelemetryResponse_v0(o: PushTelemetryResponse, out: bytearray) ->
 
 @dataclass(slots=True)
 class PushTelemetryRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClientInstanceId",
-            "client_instance_id",
-            "uuid",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "SubscriptionId",
-            "subscription_id",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Terminating", "terminating", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CompressionType",
-            "compression_type",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Metrics", "metrics", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_PushTelemetryRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_PushTelemetryRequest_v0,)
     NAME: ClassVar[str] = "PushTelemetryRequest"
@@ -245,24 +207,32 @@ class PushTelemetryRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+PushTelemetryRequest.FIELDS = (
+    FieldInfo(
+        "ClientInstanceId",
+        "client_instance_id",
+        "uuid",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "SubscriptionId", "subscription_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Terminating", "terminating", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "CompressionType", "compression_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Metrics", "metrics", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+
+
 @dataclass(slots=True)
 class PushTelemetryResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_PushTelemetryResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_PushTelemetryResponse_v0,)
     NAME: ClassVar[str] = "PushTelemetryResponse"
@@ -274,3 +244,11 @@ class PushTelemetryResponse(Message):
     throttle_time_ms: int = 0
     error_code: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+PushTelemetryResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

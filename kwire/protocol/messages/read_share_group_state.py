@@ -118,7 +118,7 @@ def _read_ReadShareGroupStateRequest_ReadStateData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "ReadStateData.partitions")
     count1 -= 1
-    f_partitions: list[_ReadShareGroupStateRequest_PartitionData]
+    f_partitions: list[ReadShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("ReadStateData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -220,7 +220,7 @@ def _read_ReadShareGroupStateRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_ReadShareGroupStateRequest_ReadStateData]
+    f_topics: list[ReadShareGroupStateRequest.ReadStateData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -417,7 +417,7 @@ def _read_ReadShareGroupStateResponse_PartitionResult_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "PartitionResult.state_batches")
     count3 -= 1
-    f_state_batches: list[_ReadShareGroupStateResponse_StateBatch]
+    f_state_batches: list[ReadShareGroupStateResponse.StateBatch]
     if count3 < 0:
         raise null_value("PartitionResult.state_batches", pos)
     elif count3 > len(buf) - pos:
@@ -516,7 +516,7 @@ def _read_ReadShareGroupStateResponse_ReadStateResult_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "ReadStateResult.partitions")
     count1 -= 1
-    f_partitions: list[_ReadShareGroupStateResponse_PartitionResult]
+    f_partitions: list[ReadShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("ReadStateResult.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -596,7 +596,7 @@ def _read_ReadShareGroupStateResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_ReadShareGroupStateResponse_ReadStateResult]
+    f_results: list[ReadShareGroupStateResponse.ReadStateResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -660,56 +660,17 @@ def _write_ReadShareGroupStateResponse_v0(o: ReadShareGroupStateResponse, out: b
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ReadShareGroupStateRequest_PartitionData() -> ReadShareGroupStateRequest.PartitionData:
+    return _ReadShareGroupStateRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateRequest_ReadStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ReadShareGroupStateRequest_ReadStateData() -> ReadShareGroupStateRequest.ReadStateData:
+    return _ReadShareGroupStateRequest_ReadStateData()
 
 
 @dataclass(slots=True)
 class ReadShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]ReadStateData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateRequest_ReadStateData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateRequest_v0,)
     NAME: ClassVar[str] = "ReadShareGroupStateRequest"
@@ -720,125 +681,84 @@ class ReadShareGroupStateRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    ReadStateData = _ReadShareGroupStateRequest_ReadStateData
-    PartitionData = _ReadShareGroupStateRequest_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ReadStateData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ReadShareGroupStateRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: str = ""
-    topics: list[_ReadShareGroupStateRequest_ReadStateData] = field(default_factory=list)
+    topics: list[ReadShareGroupStateRequest.ReadStateData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateResponse_StateBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "DeliveryCount",
-            "delivery_count",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    first_offset: int = 0
-    last_offset: int = 0
-    delivery_state: int = 0
-    delivery_count: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ReadShareGroupStateRequest_PartitionData = ReadShareGroupStateRequest.PartitionData
+_ReadShareGroupStateRequest_ReadStateData = ReadShareGroupStateRequest.ReadStateData
+
+_ReadShareGroupStateRequest_PartitionData.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ReadShareGroupStateRequest_ReadStateData.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateRequest_PartitionData,
+        False,
+    ),
+)
+ReadShareGroupStateRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]ReadStateData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateRequest_ReadStateData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "StateBatches",
-            "state_batches",
-            "[]StateBatch",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateResponse_StateBatch,
-            False,
-        ),
-    )
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    state_epoch: int = 0
-    start_offset: int = 0
-    state_batches: list[_ReadShareGroupStateResponse_StateBatch] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ReadShareGroupStateResponse_StateBatch() -> ReadShareGroupStateResponse.StateBatch:
+    return _ReadShareGroupStateResponse_StateBatch()
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateResponse_ReadStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateResponse_PartitionResult,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ReadShareGroupStateResponse_PartitionResult() -> (
+    ReadShareGroupStateResponse.PartitionResult
+):
+    return _ReadShareGroupStateResponse_PartitionResult()
+
+
+def _new_ReadShareGroupStateResponse_ReadStateResult() -> (
+    ReadShareGroupStateResponse.ReadStateResult
+):
+    return _ReadShareGroupStateResponse_ReadStateResult()
 
 
 @dataclass(slots=True)
 class ReadShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Results",
-            "results",
-            "[]ReadStateResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateResponse_ReadStateResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateResponse_v0,)
     NAME: ClassVar[str] = "ReadShareGroupStateResponse"
@@ -847,8 +767,100 @@ class ReadShareGroupStateResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReadStateResult = _ReadShareGroupStateResponse_ReadStateResult
-    PartitionResult = _ReadShareGroupStateResponse_PartitionResult
-    StateBatch = _ReadShareGroupStateResponse_StateBatch
-    results: list[_ReadShareGroupStateResponse_ReadStateResult] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class StateBatch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        first_offset: int = 0
+        last_offset: int = 0
+        delivery_state: int = 0
+        delivery_count: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        state_epoch: int = 0
+        start_offset: int = 0
+        state_batches: list[ReadShareGroupStateResponse.StateBatch] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ReadStateResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ReadShareGroupStateResponse.PartitionResult] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    results: list[ReadShareGroupStateResponse.ReadStateResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ReadShareGroupStateResponse_StateBatch = ReadShareGroupStateResponse.StateBatch
+_ReadShareGroupStateResponse_PartitionResult = ReadShareGroupStateResponse.PartitionResult
+_ReadShareGroupStateResponse_ReadStateResult = ReadShareGroupStateResponse.ReadStateResult
+
+_ReadShareGroupStateResponse_StateBatch.FIELDS = (
+    FieldInfo(
+        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "DeliveryCount", "delivery_count", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ReadShareGroupStateResponse_PartitionResult.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "StateBatches",
+        "state_batches",
+        "[]StateBatch",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateResponse_StateBatch,
+        False,
+    ),
+)
+_ReadShareGroupStateResponse_ReadStateResult.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateResponse_PartitionResult,
+        False,
+    ),
+)
+ReadShareGroupStateResponse.FIELDS = (
+    FieldInfo(
+        "Results",
+        "results",
+        "[]ReadStateResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateResponse_ReadStateResult,
+        False,
+    ),
+)

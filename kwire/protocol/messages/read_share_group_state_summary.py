@@ -117,7 +117,7 @@ def _read_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "ReadStateSummaryData.partitions")
     count1 -= 1
-    f_partitions: list[_ReadShareGroupStateSummaryRequest_PartitionData]
+    f_partitions: list[ReadShareGroupStateSummaryRequest.PartitionData]
     if count1 < 0:
         raise null_value("ReadStateSummaryData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -223,7 +223,7 @@ def _read_ReadShareGroupStateSummaryRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_ReadShareGroupStateSummaryRequest_ReadStateSummaryData]
+    f_topics: list[ReadShareGroupStateSummaryRequest.ReadStateSummaryData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -426,7 +426,7 @@ def _read_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "ReadStateSummaryResult.partitions")
     count1 -= 1
-    f_partitions: list[_ReadShareGroupStateSummaryResponse_PartitionResult]
+    f_partitions: list[ReadShareGroupStateSummaryResponse.PartitionResult]
     if count1 < 0:
         raise null_value("ReadStateSummaryResult.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -512,7 +512,7 @@ def _read_ReadShareGroupStateSummaryResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult]
+    f_results: list[ReadShareGroupStateSummaryResponse.ReadStateSummaryResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -580,56 +580,21 @@ def _write_ReadShareGroupStateSummaryResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ReadShareGroupStateSummaryRequest_PartitionData() -> (
+    ReadShareGroupStateSummaryRequest.PartitionData
+):
+    return _ReadShareGroupStateSummaryRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryRequest_ReadStateSummaryData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateSummaryRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateSummaryRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ReadShareGroupStateSummaryRequest_ReadStateSummaryData() -> (
+    ReadShareGroupStateSummaryRequest.ReadStateSummaryData
+):
+    return _ReadShareGroupStateSummaryRequest_ReadStateSummaryData()
 
 
 @dataclass(slots=True)
 class ReadShareGroupStateSummaryRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]ReadStateSummaryData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateSummaryRequest_ReadStateSummaryData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateSummaryRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateSummaryRequest_v0,)
     NAME: ClassVar[str] = "ReadShareGroupStateSummaryRequest"
@@ -640,86 +605,86 @@ class ReadShareGroupStateSummaryRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    ReadStateSummaryData = _ReadShareGroupStateSummaryRequest_ReadStateSummaryData
-    PartitionData = _ReadShareGroupStateSummaryRequest_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ReadStateSummaryData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ReadShareGroupStateSummaryRequest.PartitionData] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: str = ""
-    topics: list[_ReadShareGroupStateSummaryRequest_ReadStateSummaryData] = field(
+    topics: list[ReadShareGroupStateSummaryRequest.ReadStateSummaryData] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    state_epoch: int = 0
-    start_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ReadShareGroupStateSummaryRequest_PartitionData = ReadShareGroupStateSummaryRequest.PartitionData
+_ReadShareGroupStateSummaryRequest_ReadStateSummaryData = (
+    ReadShareGroupStateSummaryRequest.ReadStateSummaryData
+)
+
+_ReadShareGroupStateSummaryRequest_PartitionData.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ReadShareGroupStateSummaryRequest_ReadStateSummaryData.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateSummaryRequest_PartitionData,
+        False,
+    ),
+)
+ReadShareGroupStateSummaryRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]ReadStateSummaryData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateSummaryRequest_ReadStateSummaryData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateSummaryResponse_PartitionResult,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ReadShareGroupStateSummaryResponse_PartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ReadShareGroupStateSummaryResponse_PartitionResult() -> (
+    ReadShareGroupStateSummaryResponse.PartitionResult
+):
+    return _ReadShareGroupStateSummaryResponse_PartitionResult()
+
+
+def _new_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult() -> (
+    ReadShareGroupStateSummaryResponse.ReadStateSummaryResult
+):
+    return _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult()
 
 
 @dataclass(slots=True)
 class ReadShareGroupStateSummaryResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Results",
-            "results",
-            "[]ReadStateSummaryResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateSummaryResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ReadShareGroupStateSummaryResponse_v0,)
     NAME: ClassVar[str] = "ReadShareGroupStateSummaryResponse"
@@ -728,9 +693,74 @@ class ReadShareGroupStateSummaryResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ReadStateSummaryResult = _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult
-    PartitionResult = _ReadShareGroupStateSummaryResponse_PartitionResult
-    results: list[_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult] = field(
+
+    @dataclass(slots=True)
+    class PartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        state_epoch: int = 0
+        start_offset: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ReadStateSummaryResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ReadShareGroupStateSummaryResponse.PartitionResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    results: list[ReadShareGroupStateSummaryResponse.ReadStateSummaryResult] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ReadShareGroupStateSummaryResponse_PartitionResult = (
+    ReadShareGroupStateSummaryResponse.PartitionResult
+)
+_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult = (
+    ReadShareGroupStateSummaryResponse.ReadStateSummaryResult
+)
+
+_ReadShareGroupStateSummaryResponse_PartitionResult.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateSummaryResponse_PartitionResult,
+        False,
+    ),
+)
+ReadShareGroupStateSummaryResponse.FIELDS = (
+    FieldInfo(
+        "Results",
+        "results",
+        "[]ReadStateSummaryResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult,
+        False,
+    ),
+)

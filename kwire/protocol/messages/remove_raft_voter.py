@@ -225,23 +225,7 @@ def _write_RemoveRaftVoterResponse_v0(o: RemoveRaftVoterResponse, out: bytearray
 
 @dataclass(slots=True)
 class RemoveRaftVoterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "VoterDirectoryId",
-            "voter_directory_id",
-            "uuid",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveRaftVoterRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveRaftVoterRequest_v0,)
     NAME: ClassVar[str] = "RemoveRaftVoterRequest"
@@ -258,35 +242,28 @@ class RemoveRaftVoterRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+RemoveRaftVoterRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "VoterDirectoryId",
+        "voter_directory_id",
+        "uuid",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+
+
 @dataclass(slots=True)
 class RemoveRaftVoterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveRaftVoterResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveRaftVoterResponse_v0,)
     NAME: ClassVar[str] = "RemoveRaftVoterResponse"
@@ -299,3 +276,14 @@ class RemoveRaftVoterResponse(Message):
     error_code: int = 0
     error_message: str | None = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+RemoveRaftVoterResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)

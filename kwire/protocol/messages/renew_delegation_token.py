@@ -266,20 +266,7 @@ def _write_RenewDelegationTokenResponse_v2(o: RenewDelegationTokenResponse, out:
 
 @dataclass(slots=True)
 class RenewDelegationTokenRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "RenewPeriodMs",
-            "renew_period_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_RenewDelegationTokenRequest_v0,
         _read_RenewDelegationTokenRequest_v0,
@@ -303,35 +290,17 @@ class RenewDelegationTokenRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+RenewDelegationTokenRequest.FIELDS = (
+    FieldInfo("Hmac", "hmac", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "RenewPeriodMs", "renew_period_ms", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
 @dataclass(slots=True)
 class RenewDelegationTokenResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ExpiryTimestampMs",
-            "expiry_timestamp_ms",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_RenewDelegationTokenResponse_v0,
         _read_RenewDelegationTokenResponse_v0,
@@ -352,3 +321,22 @@ class RenewDelegationTokenResponse(Message):
     expiry_timestamp_ms: int = 0
     throttle_time_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+RenewDelegationTokenResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ExpiryTimestampMs",
+        "expiry_timestamp_ms",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

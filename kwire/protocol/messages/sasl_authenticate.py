@@ -431,11 +431,7 @@ def _write_SaslAuthenticateResponse_v2(o: SaslAuthenticateResponse, out: bytearr
 
 @dataclass(slots=True)
 class SaslAuthenticateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_SaslAuthenticateRequest_v0,
         _read_SaslAuthenticateRequest_v0,
@@ -458,38 +454,14 @@ class SaslAuthenticateRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+SaslAuthenticateRequest.FIELDS = (
+    FieldInfo("AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+
+
 @dataclass(slots=True)
 class SaslAuthenticateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "SessionLifetimeMs",
-            "session_lifetime_ms",
-            "int64",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_SaslAuthenticateResponse_v0,
         _read_SaslAuthenticateResponse_v1,
@@ -511,3 +483,23 @@ class SaslAuthenticateResponse(Message):
     auth_bytes: bytes = b""
     session_lifetime_ms: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+SaslAuthenticateResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("AuthBytes", "auth_bytes", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SessionLifetimeMs",
+        "session_lifetime_ms",
+        "int64",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)

@@ -144,11 +144,7 @@ def _write_SaslHandshakeResponse_v0(o: SaslHandshakeResponse, out: bytearray) ->
 
 @dataclass(slots=True)
 class SaslHandshakeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Mechanism", "mechanism", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_SaslHandshakeRequest_v0,
         _read_SaslHandshakeRequest_v0,
@@ -168,16 +164,14 @@ class SaslHandshakeRequest(Message):
     mechanism: str = ""
 
 
+SaslHandshakeRequest.FIELDS = (
+    FieldInfo("Mechanism", "mechanism", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+
+
 @dataclass(slots=True)
 class SaslHandshakeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Mechanisms", "mechanisms", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_SaslHandshakeResponse_v0,
         _read_SaslHandshakeResponse_v0,
@@ -194,3 +188,11 @@ class SaslHandshakeResponse(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
     error_code: int = 0
     mechanisms: list[str] = field(default_factory=list)
+
+
+SaslHandshakeResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Mechanisms", "mechanisms", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

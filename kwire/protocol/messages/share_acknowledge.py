@@ -161,7 +161,7 @@ def _read_ShareAcknowledgeRequest_AcknowledgePartition_v0(
             buf, pos, count1, "AcknowledgePartition.acknowledgement_batches"
         )
     count1 -= 1
-    f_acknowledgement_batches: list[_ShareAcknowledgeRequest_AcknowledgementBatch]
+    f_acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch]
     if count1 < 0:
         raise null_value("AcknowledgePartition.acknowledgement_batches", pos)
     elif count1 > len(buf) - pos:
@@ -249,7 +249,7 @@ def _read_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "AcknowledgeTopic.partitions")
     count1 -= 1
-    f_partitions: list[_ShareAcknowledgeRequest_AcknowledgePartition]
+    f_partitions: list[ShareAcknowledgeRequest.AcknowledgePartition]
     if count1 < 0:
         raise null_value("AcknowledgeTopic.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -378,7 +378,7 @@ def _read_ShareAcknowledgeRequest_v0(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
     count5 -= 1
-    f_topics: list[_ShareAcknowledgeRequest_AcknowledgeTopic]
+    f_topics: list[ShareAcknowledgeRequest.AcknowledgeTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -651,7 +651,7 @@ def _read_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
             buf, pos, count1, "ShareAcknowledgeTopicResponse.partitions"
         )
     count1 -= 1
-    f_partitions: list[_ShareAcknowledgeResponse_PartitionData]
+    f_partitions: list[ShareAcknowledgeResponse.PartitionData]
     if count1 < 0:
         raise null_value("ShareAcknowledgeTopicResponse.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -900,7 +900,7 @@ def _read_ShareAcknowledgeResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "responses")
     count3 -= 1
-    f_responses: list[_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse]
+    f_responses: list[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse]
     if count3 < 0:
         raise null_value("responses", pos)
     elif count3 > len(buf) - pos:
@@ -918,7 +918,7 @@ def _read_ShareAcknowledgeResponse_v0(
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
     count5 -= 1
-    f_node_endpoints: list[_ShareAcknowledgeResponse_NodeEndpoint]
+    f_node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint]
     if count5 < 0:
         raise null_value("node_endpoints", pos)
     elif count5 > len(buf) - pos:
@@ -1009,119 +1009,25 @@ def _write_ShareAcknowledgeResponse_v0(o: ShareAcknowledgeResponse, out: bytearr
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeRequest_AcknowledgementBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "AcknowledgeTypes",
-            "acknowledge_types",
-            "[]int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    first_offset: int = 0
-    last_offset: int = 0
-    acknowledge_types: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareAcknowledgeRequest_AcknowledgementBatch() -> (
+    ShareAcknowledgeRequest.AcknowledgementBatch
+):
+    return _ShareAcknowledgeRequest_AcknowledgementBatch()
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeRequest_AcknowledgePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AcknowledgementBatches",
-            "acknowledgement_batches",
-            "[]AcknowledgementBatch",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareAcknowledgeRequest_AcknowledgementBatch,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    acknowledgement_batches: list[_ShareAcknowledgeRequest_AcknowledgementBatch] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareAcknowledgeRequest_AcknowledgePartition() -> (
+    ShareAcknowledgeRequest.AcknowledgePartition
+):
+    return _ShareAcknowledgeRequest_AcknowledgePartition()
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeRequest_AcknowledgeTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]AcknowledgePartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareAcknowledgeRequest_AcknowledgePartition,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareAcknowledgeRequest_AcknowledgePartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareAcknowledgeRequest_AcknowledgeTopic() -> ShareAcknowledgeRequest.AcknowledgeTopic:
+    return _ShareAcknowledgeRequest_AcknowledgeTopic()
 
 
 @dataclass(slots=True)
 class ShareAcknowledgeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ShareSessionEpoch",
-            "share_session_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]AcknowledgeTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareAcknowledgeRequest_AcknowledgeTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareAcknowledgeRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareAcknowledgeRequest_v0,)
     NAME: ClassVar[str] = "ShareAcknowledgeRequest"
@@ -1132,165 +1038,138 @@ class ShareAcknowledgeRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    AcknowledgeTopic = _ShareAcknowledgeRequest_AcknowledgeTopic
-    AcknowledgePartition = _ShareAcknowledgeRequest_AcknowledgePartition
-    AcknowledgementBatch = _ShareAcknowledgeRequest_AcknowledgementBatch
+
+    @dataclass(slots=True)
+    class AcknowledgementBatch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        first_offset: int = 0
+        last_offset: int = 0
+        acknowledge_types: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AcknowledgePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AcknowledgeTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ShareAcknowledgeRequest.AcknowledgePartition] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId | None = None
     member_id: str | None = ""
     share_session_epoch: int = 0
-    topics: list[_ShareAcknowledgeRequest_AcknowledgeTopic] = field(default_factory=list)
+    topics: list[ShareAcknowledgeRequest.AcknowledgeTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    leader_id: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ShareAcknowledgeRequest_AcknowledgementBatch = ShareAcknowledgeRequest.AcknowledgementBatch
+_ShareAcknowledgeRequest_AcknowledgePartition = ShareAcknowledgeRequest.AcknowledgePartition
+_ShareAcknowledgeRequest_AcknowledgeTopic = ShareAcknowledgeRequest.AcknowledgeTopic
+
+_ShareAcknowledgeRequest_AcknowledgementBatch.FIELDS = (
+    FieldInfo(
+        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "AcknowledgeTypes",
+        "acknowledge_types",
+        "[]int8",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_ShareAcknowledgeRequest_AcknowledgePartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "AcknowledgementBatches",
+        "acknowledgement_batches",
+        "[]AcknowledgementBatch",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareAcknowledgeRequest_AcknowledgementBatch,
+        False,
+    ),
+)
+_ShareAcknowledgeRequest_AcknowledgeTopic.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]AcknowledgePartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareAcknowledgeRequest_AcknowledgePartition,
+        False,
+    ),
+)
+ShareAcknowledgeRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "ShareSessionEpoch",
+        "share_session_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]AcknowledgeTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareAcknowledgeRequest_AcknowledgeTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CurrentLeader",
-            "current_leader",
-            "LeaderIdAndEpoch",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareAcknowledgeResponse_LeaderIdAndEpoch,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    current_leader: _ShareAcknowledgeResponse_LeaderIdAndEpoch = field(
-        default_factory=_ShareAcknowledgeResponse_LeaderIdAndEpoch
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareAcknowledgeResponse_LeaderIdAndEpoch() -> ShareAcknowledgeResponse.LeaderIdAndEpoch:
+    return _ShareAcknowledgeResponse_LeaderIdAndEpoch()
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareAcknowledgeResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareAcknowledgeResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareAcknowledgeResponse_PartitionData() -> ShareAcknowledgeResponse.PartitionData:
+    return _ShareAcknowledgeResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _ShareAcknowledgeResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse() -> (
+    ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse
+):
+    return _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse()
+
+
+def _new_ShareAcknowledgeResponse_NodeEndpoint() -> ShareAcknowledgeResponse.NodeEndpoint:
+    return _ShareAcknowledgeResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class ShareAcknowledgeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]ShareAcknowledgeTopicResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareAcknowledgeResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareAcknowledgeResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareAcknowledgeResponse_v0,)
     NAME: ClassVar[str] = "ShareAcknowledgeResponse"
@@ -1299,15 +1178,132 @@ class ShareAcknowledgeResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ShareAcknowledgeTopicResponse = _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse
-    PartitionData = _ShareAcknowledgeResponse_PartitionData
-    LeaderIdAndEpoch = _ShareAcknowledgeResponse_LeaderIdAndEpoch
-    NodeEndpoint = _ShareAcknowledgeResponse_NodeEndpoint
+
+    @dataclass(slots=True)
+    class LeaderIdAndEpoch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        leader_id: int = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        current_leader: ShareAcknowledgeResponse.LeaderIdAndEpoch = field(
+            default_factory=_new_ShareAcknowledgeResponse_LeaderIdAndEpoch
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ShareAcknowledgeTopicResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ShareAcknowledgeResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        rack: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = None
-    responses: list[_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse] = field(
+    responses: list[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse] = field(
         default_factory=list
     )
-    node_endpoints: list[_ShareAcknowledgeResponse_NodeEndpoint] = field(default_factory=list)
+    node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ShareAcknowledgeResponse_LeaderIdAndEpoch = ShareAcknowledgeResponse.LeaderIdAndEpoch
+_ShareAcknowledgeResponse_PartitionData = ShareAcknowledgeResponse.PartitionData
+_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse = (
+    ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse
+)
+_ShareAcknowledgeResponse_NodeEndpoint = ShareAcknowledgeResponse.NodeEndpoint
+
+_ShareAcknowledgeResponse_LeaderIdAndEpoch.FIELDS = (
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ShareAcknowledgeResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CurrentLeader",
+        "current_leader",
+        "LeaderIdAndEpoch",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareAcknowledgeResponse_LeaderIdAndEpoch,
+        False,
+    ),
+)
+_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareAcknowledgeResponse_PartitionData,
+        False,
+    ),
+)
+_ShareAcknowledgeResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+ShareAcknowledgeResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]ShareAcknowledgeTopicResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse,
+        False,
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareAcknowledgeResponse_NodeEndpoint,
+        False,
+    ),
+)

@@ -165,7 +165,7 @@ def _read_ShareFetchRequest_FetchPartition_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "FetchPartition.acknowledgement_batches")
     count1 -= 1
-    f_acknowledgement_batches: list[_ShareFetchRequest_AcknowledgementBatch]
+    f_acknowledgement_batches: list[ShareFetchRequest.AcknowledgementBatch]
     if count1 < 0:
         raise null_value("FetchPartition.acknowledgement_batches", pos)
     elif count1 > len(buf) - pos:
@@ -249,7 +249,7 @@ def _read_ShareFetchRequest_FetchTopic_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "FetchTopic.partitions")
     count1 -= 1
-    f_partitions: list[_ShareFetchRequest_FetchPartition]
+    f_partitions: list[ShareFetchRequest.FetchPartition]
     if count1 < 0:
         raise null_value("FetchTopic.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -466,7 +466,7 @@ def _read_ShareFetchRequest_v0(buf: memoryview, pos: int) -> tuple[ShareFetchReq
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
     count5 -= 1
-    f_topics: list[_ShareFetchRequest_FetchTopic]
+    f_topics: list[ShareFetchRequest.FetchTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -484,7 +484,7 @@ def _read_ShareFetchRequest_v0(buf: memoryview, pos: int) -> tuple[ShareFetchReq
     if count7 > 0x7F:
         count7, pos = read_uvarint_tail(buf, pos, count7, "forgotten_topics_data")
     count7 -= 1
-    f_forgotten_topics_data: list[_ShareFetchRequest_ForgottenTopic]
+    f_forgotten_topics_data: list[ShareFetchRequest.ForgottenTopic]
     if count7 < 0:
         raise null_value("forgotten_topics_data", pos)
     elif count7 > len(buf) - pos:
@@ -803,7 +803,7 @@ def _read_ShareFetchResponse_PartitionData_v0(
     if count7 > 0x7F:
         count7, pos = read_uvarint_tail(buf, pos, count7, "PartitionData.acquired_records")
     count7 -= 1
-    f_acquired_records: list[_ShareFetchResponse_AcquiredRecords]
+    f_acquired_records: list[ShareFetchResponse.AcquiredRecords]
     if count7 < 0:
         raise null_value("PartitionData.acquired_records", pos)
     elif count7 > len(buf) - pos:
@@ -935,7 +935,7 @@ def _read_ShareFetchResponse_ShareFetchableTopicResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "ShareFetchableTopicResponse.partitions")
     count1 -= 1
-    f_partitions: list[_ShareFetchResponse_PartitionData]
+    f_partitions: list[ShareFetchResponse.PartitionData]
     if count1 < 0:
         raise null_value("ShareFetchableTopicResponse.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -1182,7 +1182,7 @@ def _read_ShareFetchResponse_v0(buf: memoryview, pos: int) -> tuple[ShareFetchRe
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "responses")
     count3 -= 1
-    f_responses: list[_ShareFetchResponse_ShareFetchableTopicResponse]
+    f_responses: list[ShareFetchResponse.ShareFetchableTopicResponse]
     if count3 < 0:
         raise null_value("responses", pos)
     elif count3 > len(buf) - pos:
@@ -1200,7 +1200,7 @@ def _read_ShareFetchResponse_v0(buf: memoryview, pos: int) -> tuple[ShareFetchRe
     if count5 > 0x7F:
         count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
     count5 -= 1
-    f_node_endpoints: list[_ShareFetchResponse_NodeEndpoint]
+    f_node_endpoints: list[ShareFetchResponse.NodeEndpoint]
     if count5 < 0:
         raise null_value("node_endpoints", pos)
     elif count5 > len(buf) - pos:
@@ -1291,160 +1291,25 @@ def _write_ShareFetchResponse_v0(o: ShareFetchResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ShareFetchRequest_AcknowledgementBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "AcknowledgeTypes",
-            "acknowledge_types",
-            "[]int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    first_offset: int = 0
-    last_offset: int = 0
-    acknowledge_types: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchRequest_AcknowledgementBatch() -> ShareFetchRequest.AcknowledgementBatch:
+    return _ShareFetchRequest_AcknowledgementBatch()
 
 
-@dataclass(slots=True)
-class _ShareFetchRequest_FetchPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "PartitionMaxBytes",
-            "partition_max_bytes",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AcknowledgementBatches",
-            "acknowledgement_batches",
-            "[]AcknowledgementBatch",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchRequest_AcknowledgementBatch,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    partition_max_bytes: int = 0
-    acknowledgement_batches: list[_ShareFetchRequest_AcknowledgementBatch] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchRequest_FetchPartition() -> ShareFetchRequest.FetchPartition:
+    return _ShareFetchRequest_FetchPartition()
 
 
-@dataclass(slots=True)
-class _ShareFetchRequest_FetchTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]FetchPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchRequest_FetchPartition,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareFetchRequest_FetchPartition] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchRequest_FetchTopic() -> ShareFetchRequest.FetchTopic:
+    return _ShareFetchRequest_FetchTopic()
 
 
-@dataclass(slots=True)
-class _ShareFetchRequest_ForgottenTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchRequest_ForgottenTopic() -> ShareFetchRequest.ForgottenTopic:
+    return _ShareFetchRequest_ForgottenTopic()
 
 
 @dataclass(slots=True)
 class ShareFetchRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ShareSessionEpoch",
-            "share_session_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]FetchTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchRequest_FetchTopic,
-            False,
-        ),
-        FieldInfo(
-            "ForgottenTopicsData",
-            "forgotten_topics_data",
-            "[]ForgottenTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchRequest_ForgottenTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareFetchRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareFetchRequest_v0,)
     NAME: ClassVar[str] = "ShareFetchRequest"
@@ -1455,237 +1320,184 @@ class ShareFetchRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    FetchTopic = _ShareFetchRequest_FetchTopic
-    FetchPartition = _ShareFetchRequest_FetchPartition
-    AcknowledgementBatch = _ShareFetchRequest_AcknowledgementBatch
-    ForgottenTopic = _ShareFetchRequest_ForgottenTopic
+
+    @dataclass(slots=True)
+    class AcknowledgementBatch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        first_offset: int = 0
+        last_offset: int = 0
+        acknowledge_types: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class FetchPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        partition_max_bytes: int = 0
+        acknowledgement_batches: list[ShareFetchRequest.AcknowledgementBatch] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class FetchTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ShareFetchRequest.FetchPartition] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ForgottenTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId | None = None
     member_id: str | None = ""
     share_session_epoch: int = 0
     max_wait_ms: int = 0
     min_bytes: int = 0
     max_bytes: int = 0x7FFFFFFF
-    topics: list[_ShareFetchRequest_FetchTopic] = field(default_factory=list)
-    forgotten_topics_data: list[_ShareFetchRequest_ForgottenTopic] = field(default_factory=list)
+    topics: list[ShareFetchRequest.FetchTopic] = field(default_factory=list)
+    forgotten_topics_data: list[ShareFetchRequest.ForgottenTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ShareFetchResponse_LeaderIdAndEpoch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    leader_id: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_ShareFetchRequest_AcknowledgementBatch = ShareFetchRequest.AcknowledgementBatch
+_ShareFetchRequest_FetchPartition = ShareFetchRequest.FetchPartition
+_ShareFetchRequest_FetchTopic = ShareFetchRequest.FetchTopic
+_ShareFetchRequest_ForgottenTopic = ShareFetchRequest.ForgottenTopic
+
+_ShareFetchRequest_AcknowledgementBatch.FIELDS = (
+    FieldInfo(
+        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "AcknowledgeTypes",
+        "acknowledge_types",
+        "[]int8",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_ShareFetchRequest_FetchPartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PartitionMaxBytes",
+        "partition_max_bytes",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AcknowledgementBatches",
+        "acknowledgement_batches",
+        "[]AcknowledgementBatch",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchRequest_AcknowledgementBatch,
+        False,
+    ),
+)
+_ShareFetchRequest_FetchTopic.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]FetchPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchRequest_FetchPartition,
+        False,
+    ),
+)
+_ShareFetchRequest_ForgottenTopic.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+ShareFetchRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "ShareSessionEpoch",
+        "share_session_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("MaxWaitMs", "max_wait_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MinBytes", "min_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MaxBytes", "max_bytes", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]FetchTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchRequest_FetchTopic,
+        False,
+    ),
+    FieldInfo(
+        "ForgottenTopicsData",
+        "forgotten_topics_data",
+        "[]ForgottenTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchRequest_ForgottenTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ShareFetchResponse_AcquiredRecords:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "DeliveryCount",
-            "delivery_count",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    first_offset: int = 0
-    last_offset: int = 0
-    delivery_count: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchResponse_LeaderIdAndEpoch() -> ShareFetchResponse.LeaderIdAndEpoch:
+    return _ShareFetchResponse_LeaderIdAndEpoch()
 
 
-@dataclass(slots=True)
-class _ShareFetchResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AcknowledgeErrorCode",
-            "acknowledge_error_code",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AcknowledgeErrorMessage",
-            "acknowledge_error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CurrentLeader",
-            "current_leader",
-            "LeaderIdAndEpoch",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchResponse_LeaderIdAndEpoch,
-            False,
-        ),
-        FieldInfo(
-            "Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "AcquiredRecords",
-            "acquired_records",
-            "[]AcquiredRecords",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchResponse_AcquiredRecords,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    acknowledge_error_code: int = 0
-    acknowledge_error_message: str | None = None
-    current_leader: _ShareFetchResponse_LeaderIdAndEpoch = field(
-        default_factory=_ShareFetchResponse_LeaderIdAndEpoch
-    )
-    records: bytes | memoryview | None = None
-    acquired_records: list[_ShareFetchResponse_AcquiredRecords] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchResponse_AcquiredRecords() -> ShareFetchResponse.AcquiredRecords:
+    return _ShareFetchResponse_AcquiredRecords()
 
 
-@dataclass(slots=True)
-class _ShareFetchResponse_ShareFetchableTopicResponse:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_ShareFetchResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchResponse_PartitionData() -> ShareFetchResponse.PartitionData:
+    return _ShareFetchResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _ShareFetchResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareFetchResponse_ShareFetchableTopicResponse() -> (
+    ShareFetchResponse.ShareFetchableTopicResponse
+):
+    return _ShareFetchResponse_ShareFetchableTopicResponse()
+
+
+def _new_ShareFetchResponse_NodeEndpoint() -> ShareFetchResponse.NodeEndpoint:
+    return _ShareFetchResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class ShareFetchResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Responses",
-            "responses",
-            "[]ShareFetchableTopicResponse",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchResponse_ShareFetchableTopicResponse,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareFetchResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareFetchResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareFetchResponse_v0,)
     NAME: ClassVar[str] = "ShareFetchResponse"
@@ -1694,14 +1506,184 @@ class ShareFetchResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ShareFetchableTopicResponse = _ShareFetchResponse_ShareFetchableTopicResponse
-    PartitionData = _ShareFetchResponse_PartitionData
-    LeaderIdAndEpoch = _ShareFetchResponse_LeaderIdAndEpoch
-    AcquiredRecords = _ShareFetchResponse_AcquiredRecords
-    NodeEndpoint = _ShareFetchResponse_NodeEndpoint
+
+    @dataclass(slots=True)
+    class LeaderIdAndEpoch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        leader_id: int = 0
+        leader_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class AcquiredRecords:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        first_offset: int = 0
+        last_offset: int = 0
+        delivery_count: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        acknowledge_error_code: int = 0
+        acknowledge_error_message: str | None = None
+        current_leader: ShareFetchResponse.LeaderIdAndEpoch = field(
+            default_factory=_new_ShareFetchResponse_LeaderIdAndEpoch
+        )
+        records: bytes | memoryview | None = None
+        acquired_records: list[ShareFetchResponse.AcquiredRecords] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ShareFetchableTopicResponse:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[ShareFetchResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        rack: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = None
-    responses: list[_ShareFetchResponse_ShareFetchableTopicResponse] = field(default_factory=list)
-    node_endpoints: list[_ShareFetchResponse_NodeEndpoint] = field(default_factory=list)
+    responses: list[ShareFetchResponse.ShareFetchableTopicResponse] = field(default_factory=list)
+    node_endpoints: list[ShareFetchResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ShareFetchResponse_LeaderIdAndEpoch = ShareFetchResponse.LeaderIdAndEpoch
+_ShareFetchResponse_AcquiredRecords = ShareFetchResponse.AcquiredRecords
+_ShareFetchResponse_PartitionData = ShareFetchResponse.PartitionData
+_ShareFetchResponse_ShareFetchableTopicResponse = ShareFetchResponse.ShareFetchableTopicResponse
+_ShareFetchResponse_NodeEndpoint = ShareFetchResponse.NodeEndpoint
+
+_ShareFetchResponse_LeaderIdAndEpoch.FIELDS = (
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ShareFetchResponse_AcquiredRecords.FIELDS = (
+    FieldInfo(
+        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "DeliveryCount", "delivery_count", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_ShareFetchResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "AcknowledgeErrorCode",
+        "acknowledge_error_code",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AcknowledgeErrorMessage",
+        "acknowledge_error_message",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CurrentLeader",
+        "current_leader",
+        "LeaderIdAndEpoch",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchResponse_LeaderIdAndEpoch,
+        False,
+    ),
+    FieldInfo("Records", "records", "records", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "AcquiredRecords",
+        "acquired_records",
+        "[]AcquiredRecords",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchResponse_AcquiredRecords,
+        False,
+    ),
+)
+_ShareFetchResponse_ShareFetchableTopicResponse.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchResponse_PartitionData,
+        False,
+    ),
+)
+_ShareFetchResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)
+ShareFetchResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Responses",
+        "responses",
+        "[]ShareFetchableTopicResponse",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchResponse_ShareFetchableTopicResponse,
+        False,
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareFetchResponse_NodeEndpoint,
+        False,
+    ),
+)

@@ -294,7 +294,7 @@ def _read_ShareGroupDescribeResponse_Assignment_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "Assignment.topic_partitions")
     count1 -= 1
-    f_topic_partitions: list[_ShareGroupDescribeResponse_TopicPartitions]
+    f_topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions]
     if count1 < 0:
         raise null_value("Assignment.topic_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -744,7 +744,7 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "DescribedGroup.members")
     count9 -= 1
-    f_members: list[_ShareGroupDescribeResponse_Member]
+    f_members: list[ShareGroupDescribeResponse.Member]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
     elif count9 > len(buf) - pos:
@@ -893,7 +893,7 @@ def _read_ShareGroupDescribeResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "groups")
     count1 -= 1
-    f_groups: list[_ShareGroupDescribeResponse_DescribedGroup]
+    f_groups: list[ShareGroupDescribeResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
@@ -960,22 +960,7 @@ def _write_ShareGroupDescribeResponse_v0(o: ShareGroupDescribeResponse, out: byt
 
 @dataclass(slots=True)
 class ShareGroupDescribeRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IncludeAuthorizedOperations",
-            "include_authorized_operations",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupDescribeRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupDescribeRequest_v0,)
     NAME: ClassVar[str] = "ShareGroupDescribeRequest"
@@ -991,190 +976,41 @@ class ShareGroupDescribeRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    topic_name: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ShareGroupDescribeRequest.FIELDS = (
+    FieldInfo("GroupIds", "group_ids", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IncludeAuthorizedOperations",
+        "include_authorized_operations",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicPartitions",
-            "topic_partitions",
-            "[]TopicPartitions",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareGroupDescribeResponse_TopicPartitions,
-            False,
-        ),
-    )
-    topic_partitions: list[_ShareGroupDescribeResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareGroupDescribeResponse_TopicPartitions() -> ShareGroupDescribeResponse.TopicPartitions:
+    return _ShareGroupDescribeResponse_TopicPartitions()
 
 
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_Member:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo(
-            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "SubscribedTopicNames",
-            "subscribed_topic_names",
-            "[]string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Assignment",
-            "assignment",
-            "Assignment",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareGroupDescribeResponse_Assignment,
-            False,
-        ),
-    )
-    member_id: str = ""
-    rack_id: str | None = None
-    member_epoch: int = 0
-    client_id: str = ""
-    client_host: str = ""
-    subscribed_topic_names: list[TopicName] = field(default_factory=list)
-    assignment: _ShareGroupDescribeResponse_Assignment = field(
-        default_factory=_ShareGroupDescribeResponse_Assignment
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareGroupDescribeResponse_Assignment() -> ShareGroupDescribeResponse.Assignment:
+    return _ShareGroupDescribeResponse_Assignment()
 
 
-@dataclass(slots=True)
-class _ShareGroupDescribeResponse_DescribedGroup:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "AssignmentEpoch",
-            "assignment_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Members",
-            "members",
-            "[]Member",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareGroupDescribeResponse_Member,
-            False,
-        ),
-        FieldInfo(
-            "AuthorizedOperations",
-            "authorized_operations",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    error_code: int = 0
-    error_message: str | None = None
-    group_id: GroupId = ""
-    group_state: str = ""
-    group_epoch: int = 0
-    assignment_epoch: int = 0
-    assignor_name: str = ""
-    members: list[_ShareGroupDescribeResponse_Member] = field(default_factory=list)
-    authorized_operations: int = -2147483648
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareGroupDescribeResponse_Member() -> ShareGroupDescribeResponse.Member:
+    return _ShareGroupDescribeResponse_Member()
+
+
+def _new_ShareGroupDescribeResponse_DescribedGroup() -> ShareGroupDescribeResponse.DescribedGroup:
+    return _ShareGroupDescribeResponse_DescribedGroup()
 
 
 @dataclass(slots=True)
 class ShareGroupDescribeResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Groups",
-            "groups",
-            "[]DescribedGroup",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareGroupDescribeResponse_DescribedGroup,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupDescribeResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupDescribeResponse_v0,)
     NAME: ClassVar[str] = "ShareGroupDescribeResponse"
@@ -1183,10 +1019,168 @@ class ShareGroupDescribeResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ShareGroupDescribeResponse_TopicPartitions
-    Assignment = _ShareGroupDescribeResponse_Assignment
-    DescribedGroup = _ShareGroupDescribeResponse_DescribedGroup
-    Member = _ShareGroupDescribeResponse_Member
+
+    @dataclass(slots=True)
+    class TopicPartitions:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        topic_name: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Assignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Member:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str = ""
+        rack_id: str | None = None
+        member_epoch: int = 0
+        client_id: str = ""
+        client_host: str = ""
+        subscribed_topic_names: list[TopicName] = field(default_factory=list)
+        assignment: ShareGroupDescribeResponse.Assignment = field(
+            default_factory=_new_ShareGroupDescribeResponse_Assignment
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class DescribedGroup:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int = 0
+        error_message: str | None = None
+        group_id: GroupId = ""
+        group_state: str = ""
+        group_epoch: int = 0
+        assignment_epoch: int = 0
+        assignor_name: str = ""
+        members: list[ShareGroupDescribeResponse.Member] = field(default_factory=list)
+        authorized_operations: int = -2147483648
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    groups: list[_ShareGroupDescribeResponse_DescribedGroup] = field(default_factory=list)
+    groups: list[ShareGroupDescribeResponse.DescribedGroup] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ShareGroupDescribeResponse_TopicPartitions = ShareGroupDescribeResponse.TopicPartitions
+_ShareGroupDescribeResponse_Assignment = ShareGroupDescribeResponse.Assignment
+_ShareGroupDescribeResponse_Member = ShareGroupDescribeResponse.Member
+_ShareGroupDescribeResponse_DescribedGroup = ShareGroupDescribeResponse.DescribedGroup
+
+_ShareGroupDescribeResponse_TopicPartitions.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_ShareGroupDescribeResponse_Assignment.FIELDS = (
+    FieldInfo(
+        "TopicPartitions",
+        "topic_partitions",
+        "[]TopicPartitions",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareGroupDescribeResponse_TopicPartitions,
+        False,
+    ),
+)
+_ShareGroupDescribeResponse_Member.FIELDS = (
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ClientId", "client_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ClientHost", "client_host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SubscribedTopicNames",
+        "subscribed_topic_names",
+        "[]string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Assignment",
+        "assignment",
+        "Assignment",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareGroupDescribeResponse_Assignment,
+        False,
+    ),
+)
+_ShareGroupDescribeResponse_DescribedGroup.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("GroupState", "group_state", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("GroupEpoch", "group_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "AssignmentEpoch",
+        "assignment_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AssignorName", "assignor_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Members",
+        "members",
+        "[]Member",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareGroupDescribeResponse_Member,
+        False,
+    ),
+    FieldInfo(
+        "AuthorizedOperations",
+        "authorized_operations",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+ShareGroupDescribeResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Groups",
+        "groups",
+        "[]DescribedGroup",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareGroupDescribeResponse_DescribedGroup,
+        False,
+    ),
+)

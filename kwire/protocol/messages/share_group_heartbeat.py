@@ -366,7 +366,7 @@ def _read_ShareGroupHeartbeatResponse_Assignment_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "Assignment.topic_partitions")
     count1 -= 1
-    f_topic_partitions: list[_ShareGroupHeartbeatResponse_TopicPartitions]
+    f_topic_partitions: list[ShareGroupHeartbeatResponse.TopicPartitions]
     if count1 < 0:
         raise null_value("Assignment.topic_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -585,25 +585,7 @@ def _write_ShareGroupHeartbeatResponse_v0(o: ShareGroupHeartbeatResponse, out: b
 
 @dataclass(slots=True)
 class ShareGroupHeartbeatRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo(
-            "SubscribedTopicNames",
-            "subscribed_topic_names",
-            "[]string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupHeartbeatRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupHeartbeatRequest_v0,)
     NAME: ClassVar[str] = "ShareGroupHeartbeatRequest"
@@ -622,97 +604,40 @@ class ShareGroupHeartbeatRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _ShareGroupHeartbeatResponse_TopicPartitions:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+ShareGroupHeartbeatRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("RackId", "rack_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "SubscribedTopicNames",
+        "subscribed_topic_names",
+        "[]string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _ShareGroupHeartbeatResponse_Assignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicPartitions",
-            "topic_partitions",
-            "[]TopicPartitions",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ShareGroupHeartbeatResponse_TopicPartitions,
-            False,
-        ),
-    )
-    topic_partitions: list[_ShareGroupHeartbeatResponse_TopicPartitions] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ShareGroupHeartbeatResponse_TopicPartitions() -> (
+    ShareGroupHeartbeatResponse.TopicPartitions
+):
+    return _ShareGroupHeartbeatResponse_TopicPartitions()
+
+
+def _new_ShareGroupHeartbeatResponse_Assignment() -> ShareGroupHeartbeatResponse.Assignment:
+    return _ShareGroupHeartbeatResponse_Assignment()
 
 
 @dataclass(slots=True)
 class ShareGroupHeartbeatResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "HeartbeatIntervalMs",
-            "heartbeat_interval_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Assignment",
-            "assignment",
-            "Assignment",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            _ShareGroupHeartbeatResponse_Assignment,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ShareGroupHeartbeatResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ShareGroupHeartbeatResponse_v0,)
     NAME: ClassVar[str] = "ShareGroupHeartbeatResponse"
@@ -721,13 +646,84 @@ class ShareGroupHeartbeatResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicPartitions = _ShareGroupHeartbeatResponse_TopicPartitions
-    Assignment = _ShareGroupHeartbeatResponse_Assignment
+
+    @dataclass(slots=True)
+    class TopicPartitions:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Assignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_partitions: list[ShareGroupHeartbeatResponse.TopicPartitions] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = None
     member_id: str | None = None
     member_epoch: int = 0
     heartbeat_interval_ms: int = 0
-    assignment: _ShareGroupHeartbeatResponse_Assignment | None = None
+    assignment: ShareGroupHeartbeatResponse.Assignment | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ShareGroupHeartbeatResponse_TopicPartitions = ShareGroupHeartbeatResponse.TopicPartitions
+_ShareGroupHeartbeatResponse_Assignment = ShareGroupHeartbeatResponse.Assignment
+
+_ShareGroupHeartbeatResponse_TopicPartitions.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_ShareGroupHeartbeatResponse_Assignment.FIELDS = (
+    FieldInfo(
+        "TopicPartitions",
+        "topic_partitions",
+        "[]TopicPartitions",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ShareGroupHeartbeatResponse_TopicPartitions,
+        False,
+    ),
+)
+ShareGroupHeartbeatResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo(
+        "MemberEpoch", "member_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "HeartbeatIntervalMs",
+        "heartbeat_interval_ms",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Assignment",
+        "assignment",
+        "Assignment",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        _ShareGroupHeartbeatResponse_Assignment,
+        False,
+    ),
+)

@@ -386,7 +386,7 @@ def _read_StopReplicaRequest_StopReplicaTopicState_v3(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "StopReplicaTopicState.partition_states")
     count3 -= 1
-    f_partition_states: list[_StopReplicaRequest_StopReplicaPartitionState]
+    f_partition_states: list[StopReplicaRequest.StopReplicaPartitionState]
     if count3 < 0:
         raise null_value("StopReplicaTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -492,7 +492,7 @@ def _read_StopReplicaRequest_v0(buf: memoryview, pos: int) -> tuple[StopReplicaR
     except struct_error:
         raise too_short("ungrouped_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partitions: list[_StopReplicaRequest_StopReplicaPartitionV0]
+    f_ungrouped_partitions: list[StopReplicaRequest.StopReplicaPartitionV0]
     if count1 < 0:
         raise null_value("ungrouped_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -534,7 +534,7 @@ def _read_StopReplicaRequest_v1(buf: memoryview, pos: int) -> tuple[StopReplicaR
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_StopReplicaRequest_StopReplicaTopicV1]
+    f_topics: list[StopReplicaRequest.StopReplicaTopicV1]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -578,7 +578,7 @@ def _read_StopReplicaRequest_v2(buf: memoryview, pos: int) -> tuple[StopReplicaR
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_StopReplicaRequest_StopReplicaTopicV1]
+    f_topics: list[StopReplicaRequest.StopReplicaTopicV1]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -649,7 +649,7 @@ def _read_StopReplicaRequest_v3(buf: memoryview, pos: int) -> tuple[StopReplicaR
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_StopReplicaRequest_StopReplicaTopicState]
+    f_topic_states: list[StopReplicaRequest.StopReplicaTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -725,7 +725,7 @@ def _read_StopReplicaRequest_v4(buf: memoryview, pos: int) -> tuple[StopReplicaR
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_StopReplicaRequest_StopReplicaTopicState]
+    f_topic_states: list[StopReplicaRequest.StopReplicaTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -1087,7 +1087,7 @@ def _read_StopReplicaResponse_v0(buf: memoryview, pos: int) -> tuple[StopReplica
     except struct_error:
         raise too_short("partition_errors", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partition_errors: list[_StopReplicaResponse_StopReplicaPartitionError]
+    f_partition_errors: list[StopReplicaResponse.StopReplicaPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
     elif count1 > len(buf) - pos:
@@ -1117,7 +1117,7 @@ def _read_StopReplicaResponse_v2(buf: memoryview, pos: int) -> tuple[StopReplica
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "partition_errors")
     count1 -= 1
-    f_partition_errors: list[_StopReplicaResponse_StopReplicaPartitionError]
+    f_partition_errors: list[StopReplicaResponse.StopReplicaPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
     elif count1 > len(buf) - pos:
@@ -1208,175 +1208,27 @@ def _write_StopReplicaResponse_v2(o: StopReplicaResponse, out: bytearray) -> Non
         out.append(0)
 
 
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaPartitionV0:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicName", "topic_name", "string", (0, 0), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndex", "partition_index", "int32", (0, 0), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
+def _new_StopReplicaRequest_StopReplicaPartitionV0() -> StopReplicaRequest.StopReplicaPartitionV0:
+    return _StopReplicaRequest_StopReplicaPartitionV0()
 
 
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaTopicV1:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (1, 2), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndexes",
-            "partition_indexes",
-            "[]int32",
-            (1, 2),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_StopReplicaRequest_StopReplicaTopicV1() -> StopReplicaRequest.StopReplicaTopicV1:
+    return _StopReplicaRequest_StopReplicaTopicV1()
 
 
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaPartitionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "DeletePartition",
-            "delete_partition",
-            "bool",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    leader_epoch: int = -1
-    delete_partition: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_StopReplicaRequest_StopReplicaPartitionState() -> (
+    StopReplicaRequest.StopReplicaPartitionState
+):
+    return _StopReplicaRequest_StopReplicaPartitionState()
 
 
-@dataclass(slots=True)
-class _StopReplicaRequest_StopReplicaTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionStates",
-            "partition_states",
-            "[]StopReplicaPartitionState",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _StopReplicaRequest_StopReplicaPartitionState,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_states: list[_StopReplicaRequest_StopReplicaPartitionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_StopReplicaRequest_StopReplicaTopicState() -> StopReplicaRequest.StopReplicaTopicState:
+    return _StopReplicaRequest_StopReplicaTopicState()
 
 
 @dataclass(slots=True)
 class StopReplicaRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "isKRaftController",
-            "is_kraft_controller",
-            "bool",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ControllerEpoch",
-            "controller_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "DeletePartitions",
-            "delete_partitions",
-            "bool",
-            (0, 2),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "UngroupedPartitions",
-            "ungrouped_partitions",
-            "[]StopReplicaPartitionV0",
-            (0, 0),
-            (1, 0),
-            (1, 0),
-            None,
-            _StopReplicaRequest_StopReplicaPartitionV0,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]StopReplicaTopicV1",
-            (1, 2),
-            (1, 0),
-            (1, 0),
-            None,
-            _StopReplicaRequest_StopReplicaTopicV1,
-            False,
-        ),
-        FieldInfo(
-            "TopicStates",
-            "topic_states",
-            "[]StopReplicaTopicState",
-            (3, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _StopReplicaRequest_StopReplicaTopicState,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_StopReplicaRequest_v0,
         _read_StopReplicaRequest_v1,
@@ -1399,68 +1251,177 @@ class StopReplicaRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    StopReplicaPartitionV0 = _StopReplicaRequest_StopReplicaPartitionV0
-    StopReplicaTopicV1 = _StopReplicaRequest_StopReplicaTopicV1
-    StopReplicaTopicState = _StopReplicaRequest_StopReplicaTopicState
-    StopReplicaPartitionState = _StopReplicaRequest_StopReplicaPartitionState
+
+    @dataclass(slots=True)
+    class StopReplicaPartitionV0:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+
+    @dataclass(slots=True)
+    class StopReplicaTopicV1:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_indexes: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class StopReplicaPartitionState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        leader_epoch: int = -1
+        delete_partition: bool = False
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class StopReplicaTopicState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_states: list[StopReplicaRequest.StopReplicaPartitionState] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     controller_id: BrokerId = 0
     is_kraft_controller: bool = False
     controller_epoch: int = 0
     broker_epoch: int = -1
     delete_partitions: bool = False
-    ungrouped_partitions: list[_StopReplicaRequest_StopReplicaPartitionV0] = field(
+    ungrouped_partitions: list[StopReplicaRequest.StopReplicaPartitionV0] = field(
         default_factory=list
     )
-    topics: list[_StopReplicaRequest_StopReplicaTopicV1] = field(default_factory=list)
-    topic_states: list[_StopReplicaRequest_StopReplicaTopicState] = field(default_factory=list)
+    topics: list[StopReplicaRequest.StopReplicaTopicV1] = field(default_factory=list)
+    topic_states: list[StopReplicaRequest.StopReplicaTopicState] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _StopReplicaResponse_StopReplicaPartitionError:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_StopReplicaRequest_StopReplicaPartitionV0 = StopReplicaRequest.StopReplicaPartitionV0
+_StopReplicaRequest_StopReplicaTopicV1 = StopReplicaRequest.StopReplicaTopicV1
+_StopReplicaRequest_StopReplicaPartitionState = StopReplicaRequest.StopReplicaPartitionState
+_StopReplicaRequest_StopReplicaTopicState = StopReplicaRequest.StopReplicaTopicState
+
+_StopReplicaRequest_StopReplicaPartitionV0.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 0), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 0), (1, 0), (1, 0), None, None, False
+    ),
+)
+_StopReplicaRequest_StopReplicaTopicV1.FIELDS = (
+    FieldInfo("Name", "name", "string", (1, 2), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndexes",
+        "partition_indexes",
+        "[]int32",
+        (1, 2),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_StopReplicaRequest_StopReplicaPartitionState.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "DeletePartition", "delete_partition", "bool", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_StopReplicaRequest_StopReplicaTopicState.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionStates",
+        "partition_states",
+        "[]StopReplicaPartitionState",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _StopReplicaRequest_StopReplicaPartitionState,
+        False,
+    ),
+)
+StopReplicaRequest.FIELDS = (
+    FieldInfo(
+        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "isKRaftController",
+        "is_kraft_controller",
+        "bool",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ControllerEpoch",
+        "controller_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "DeletePartitions", "delete_partitions", "bool", (0, 2), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "UngroupedPartitions",
+        "ungrouped_partitions",
+        "[]StopReplicaPartitionV0",
+        (0, 0),
+        (1, 0),
+        (1, 0),
+        None,
+        _StopReplicaRequest_StopReplicaPartitionV0,
+        False,
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]StopReplicaTopicV1",
+        (1, 2),
+        (1, 0),
+        (1, 0),
+        None,
+        _StopReplicaRequest_StopReplicaTopicV1,
+        False,
+    ),
+    FieldInfo(
+        "TopicStates",
+        "topic_states",
+        "[]StopReplicaTopicState",
+        (3, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _StopReplicaRequest_StopReplicaTopicState,
+        False,
+    ),
+)
+
+
+def _new_StopReplicaResponse_StopReplicaPartitionError() -> (
+    StopReplicaResponse.StopReplicaPartitionError
+):
+    return _StopReplicaResponse_StopReplicaPartitionError()
 
 
 @dataclass(slots=True)
 class StopReplicaResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionErrors",
-            "partition_errors",
-            "[]StopReplicaPartitionError",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _StopReplicaResponse_StopReplicaPartitionError,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_StopReplicaResponse_v0,
         _read_StopReplicaResponse_v0,
@@ -1481,9 +1442,42 @@ class StopReplicaResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    StopReplicaPartitionError = _StopReplicaResponse_StopReplicaPartitionError
+
+    @dataclass(slots=True)
+    class StopReplicaPartitionError:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    partition_errors: list[_StopReplicaResponse_StopReplicaPartitionError] = field(
+    partition_errors: list[StopReplicaResponse.StopReplicaPartitionError] = field(
         default_factory=list
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_StopReplicaResponse_StopReplicaPartitionError = StopReplicaResponse.StopReplicaPartitionError
+
+_StopReplicaResponse_StopReplicaPartitionError.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+StopReplicaResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionErrors",
+        "partition_errors",
+        "[]StopReplicaPartitionError",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _StopReplicaResponse_StopReplicaPartitionError,
+        False,
+    ),
+)

@@ -345,7 +345,7 @@ def _read_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupReque
     except struct_error:
         raise too_short("assignments", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_assignments: list[_SyncGroupRequest_SyncGroupRequestAssignment]
+    f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count5 < 0:
         raise null_value("assignments", pos)
     elif count5 > len(buf) - pos:
@@ -434,7 +434,7 @@ def _read_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupReque
     except struct_error:
         raise too_short("assignments", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_assignments: list[_SyncGroupRequest_SyncGroupRequestAssignment]
+    f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count7 < 0:
         raise null_value("assignments", pos)
     elif count7 > len(buf) - pos:
@@ -535,7 +535,7 @@ def _read_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupReque
     if count7 > 0x7F:
         count7, pos = read_uvarint_tail(buf, pos, count7, "assignments")
     count7 -= 1
-    f_assignments: list[_SyncGroupRequest_SyncGroupRequestAssignment]
+    f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count7 < 0:
         raise null_value("assignments", pos)
     elif count7 > len(buf) - pos:
@@ -711,7 +711,7 @@ def _read_SyncGroupRequest_v5(buf: memoryview, pos: int) -> tuple[SyncGroupReque
     if count11 > 0x7F:
         count11, pos = read_uvarint_tail(buf, pos, count11, "assignments")
     count11 -= 1
-    f_assignments: list[_SyncGroupRequest_SyncGroupRequestAssignment]
+    f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count11 < 0:
         raise null_value("assignments", pos)
     elif count11 > len(buf) - pos:
@@ -1384,72 +1384,15 @@ def _write_SyncGroupResponse_v5(o: SyncGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _SyncGroupRequest_SyncGroupRequestAssignment:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    member_id: str = ""
-    assignment: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_SyncGroupRequest_SyncGroupRequestAssignment() -> (
+    SyncGroupRequest.SyncGroupRequestAssignment
+):
+    return _SyncGroupRequest_SyncGroupRequestAssignment()
 
 
 @dataclass(slots=True)
 class SyncGroupRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProtocolType",
-            "protocol_type",
-            "string",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProtocolName",
-            "protocol_name",
-            "string",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Assignments",
-            "assignments",
-            "[]SyncGroupRequestAssignment",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _SyncGroupRequest_SyncGroupRequestAssignment,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_SyncGroupRequest_v0,
         _read_SyncGroupRequest_v0,
@@ -1474,60 +1417,70 @@ class SyncGroupRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    SyncGroupRequestAssignment = _SyncGroupRequest_SyncGroupRequestAssignment
+
+    @dataclass(slots=True)
+    class SyncGroupRequestAssignment:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str = ""
+        assignment: bytes = b""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: GroupId = ""
     generation_id: int = 0
     member_id: str = ""
     group_instance_id: str | None = None
     protocol_type: str | None = None
     protocol_name: str | None = None
-    assignments: list[_SyncGroupRequest_SyncGroupRequestAssignment] = field(default_factory=list)
+    assignments: list[SyncGroupRequest.SyncGroupRequestAssignment] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_SyncGroupRequest_SyncGroupRequestAssignment = SyncGroupRequest.SyncGroupRequestAssignment
+
+_SyncGroupRequest_SyncGroupRequestAssignment.FIELDS = (
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+SyncGroupRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GenerationId", "generation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("MemberId", "member_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "ProtocolType", "protocol_type", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ProtocolName", "protocol_name", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Assignments",
+        "assignments",
+        "[]SyncGroupRequestAssignment",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _SyncGroupRequest_SyncGroupRequestAssignment,
+        False,
+    ),
+)
 
 
 @dataclass(slots=True)
 class SyncGroupResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProtocolType",
-            "protocol_type",
-            "string",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ProtocolName",
-            "protocol_name",
-            "string",
-            (5, 32767),
-            (5, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_SyncGroupResponse_v0,
         _read_SyncGroupResponse_v1,
@@ -1556,3 +1509,18 @@ class SyncGroupResponse(Message):
     protocol_name: str | None = None
     assignment: bytes = b""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+SyncGroupResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProtocolType", "protocol_type", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ProtocolName", "protocol_name", "string", (5, 32767), (5, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("Assignment", "assignment", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -335,7 +335,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
     except struct_error:
         raise too_short("TxnOffsetCommitRequestTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition]
+    f_partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -379,7 +379,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
     except struct_error:
         raise too_short("TxnOffsetCommitRequestTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition]
+    f_partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -429,7 +429,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TxnOffsetCommitRequestTopic.partitions")
     count3 -= 1
-    f_partitions: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition]
+    f_partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitRequestTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -640,7 +640,7 @@ def _read_TxnOffsetCommitRequest_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic]
+    f_topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -714,7 +714,7 @@ def _read_TxnOffsetCommitRequest_v2(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic]
+    f_topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
     elif count5 > len(buf) - pos:
@@ -843,7 +843,7 @@ def _read_TxnOffsetCommitRequest_v3(
     if count9 > 0x7F:
         count9, pos = read_uvarint_tail(buf, pos, count9, "topics")
     count9 -= 1
-    f_topics: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic]
+    f_topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic]
     if count9 < 0:
         raise null_value("topics", pos)
     elif count9 > len(buf) - pos:
@@ -1216,7 +1216,7 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
     except struct_error:
         raise too_short("TxnOffsetCommitResponseTopic.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition]
+    f_partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1266,7 +1266,7 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TxnOffsetCommitResponseTopic.partitions")
     count3 -= 1
-    f_partitions: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition]
+    f_partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitResponseTopic.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -1437,7 +1437,7 @@ def _read_TxnOffsetCommitResponse_v0(
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic]
+    f_topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1469,7 +1469,7 @@ def _read_TxnOffsetCommitResponse_v3(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic]
+    f_topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1573,140 +1573,21 @@ def _write_TxnOffsetCommitResponse_v3(o: TxnOffsetCommitResponse, out: bytearray
         out.append(0)
 
 
-@dataclass(slots=True)
-class _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedOffset",
-            "committed_offset",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedLeaderEpoch",
-            "committed_leader_epoch",
-            "int32",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CommittedMetadata",
-            "committed_metadata",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition_index: int = 0
-    committed_offset: int = 0
-    committed_leader_epoch: int = -1
-    committed_metadata: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition() -> (
+    TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition
+):
+    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition()
 
 
-@dataclass(slots=True)
-class _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]TxnOffsetCommitRequestPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic() -> (
+    TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic
+):
+    return _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic()
 
 
 @dataclass(slots=True)
 class TxnOffsetCommitRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TransactionalId",
-            "transactional_id",
-            "string",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProducerEpoch",
-            "producer_epoch",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "GenerationId", "generation_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "GroupInstanceId",
-            "group_instance_id",
-            "string",
-            (3, 32767),
-            (3, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TxnOffsetCommitRequestTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_TxnOffsetCommitRequest_v0,
         _read_TxnOffsetCommitRequest_v0,
@@ -1729,8 +1610,25 @@ class TxnOffsetCommitRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TxnOffsetCommitRequestTopic = _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic
-    TxnOffsetCommitRequestPartition = _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition
+
+    @dataclass(slots=True)
+    class TxnOffsetCommitRequestPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        committed_offset: int = 0
+        committed_leader_epoch: int = -1
+        committed_metadata: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TxnOffsetCommitRequestTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     transactional_id: TransactionalId = ""
     group_id: GroupId = ""
     producer_id: ProducerId = 0
@@ -1738,82 +1636,130 @@ class TxnOffsetCommitRequest(Message):
     generation_id: int = -1
     member_id: str = ""
     group_instance_id: str | None = None
-    topics: list[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic] = field(default_factory=list)
+    topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition = (
+    TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition
+)
+_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic = (
+    TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic
+)
+
+_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CommittedOffset",
+        "committed_offset",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CommittedLeaderEpoch",
+        "committed_leader_epoch",
+        "int32",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "CommittedMetadata",
+        "committed_metadata",
+        "string",
+        (0, 32767),
+        (0, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]TxnOffsetCommitRequestPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition,
+        False,
+    ),
+)
+TxnOffsetCommitRequest.FIELDS = (
+    FieldInfo(
+        "TransactionalId",
+        "transactional_id",
+        "string",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "GenerationId", "generation_id", "int32", (3, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("MemberId", "member_id", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "GroupInstanceId",
+        "group_instance_id",
+        "string",
+        (3, 32767),
+        (3, 32767),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TxnOffsetCommitRequestTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]TxnOffsetCommitResponsePartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition() -> (
+    TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition
+):
+    return _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition()
+
+
+def _new_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic() -> (
+    TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic
+):
+    return _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic()
 
 
 @dataclass(slots=True)
 class TxnOffsetCommitResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TxnOffsetCommitResponseTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_TxnOffsetCommitResponse_v0,
         _read_TxnOffsetCommitResponse_v0,
@@ -1834,10 +1780,68 @@ class TxnOffsetCommitResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    TxnOffsetCommitResponseTopic = _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic
-    TxnOffsetCommitResponsePartition = _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition
+
+    @dataclass(slots=True)
+    class TxnOffsetCommitResponsePartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TxnOffsetCommitResponseTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
-    topics: list[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic] = field(
-        default_factory=list
-    )
+    topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition = (
+    TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition
+)
+_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic = (
+    TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic
+)
+
+_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]TxnOffsetCommitResponsePartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition,
+        False,
+    ),
+)
+TxnOffsetCommitResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TxnOffsetCommitResponseTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic,
+        False,
+    ),
+)

@@ -187,9 +187,7 @@ def _write_UnregisterBrokerResponse_v0(o: UnregisterBrokerResponse, out: bytearr
 
 @dataclass(slots=True)
 class UnregisterBrokerRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UnregisterBrokerRequest_v0,)
     NAME: ClassVar[str] = "UnregisterBrokerRequest"
@@ -204,35 +202,14 @@ class UnregisterBrokerRequest(Message):
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
+UnregisterBrokerRequest.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+
+
 @dataclass(slots=True)
 class UnregisterBrokerResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UnregisterBrokerResponse_v0,)
     NAME: ClassVar[str] = "UnregisterBrokerResponse"
@@ -245,3 +222,14 @@ class UnregisterBrokerResponse(Message):
     error_code: int = 0
     error_message: str | None = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+UnregisterBrokerResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)

@@ -259,7 +259,7 @@ def _read_UpdateFeaturesRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateFea
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "feature_updates")
     count1 -= 1
-    f_feature_updates: list[_UpdateFeaturesRequest_FeatureUpdateKey]
+    f_feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey]
     if count1 < 0:
         raise null_value("feature_updates", pos)
     elif count1 > len(buf) - pos:
@@ -321,7 +321,7 @@ def _read_UpdateFeaturesRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateFea
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "feature_updates")
     count1 -= 1
-    f_feature_updates: list[_UpdateFeaturesRequest_FeatureUpdateKey]
+    f_feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey]
     if count1 < 0:
         raise null_value("feature_updates", pos)
     elif count1 > len(buf) - pos:
@@ -588,7 +588,7 @@ def _read_UpdateFeaturesResponse_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "results")
     count3 -= 1
-    f_results: list[_UpdateFeaturesResponse_UpdatableFeatureResult]
+    f_results: list[UpdateFeaturesResponse.UpdatableFeatureResult]
     if count3 < 0:
         raise null_value("results", pos)
     elif count3 > len(buf) - pos:
@@ -667,56 +667,13 @@ def _write_UpdateFeaturesResponse_v0(o: UpdateFeaturesResponse, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
-class _UpdateFeaturesRequest_FeatureUpdateKey:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MaxVersionLevel",
-            "max_version_level",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AllowDowngrade", "allow_downgrade", "bool", (0, 0), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "UpgradeType", "upgrade_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    feature: str = ""
-    max_version_level: int = 0
-    allow_downgrade: bool = False
-    upgrade_type: int = 1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_UpdateFeaturesRequest_FeatureUpdateKey() -> UpdateFeaturesRequest.FeatureUpdateKey:
+    return _UpdateFeaturesRequest_FeatureUpdateKey()
 
 
 @dataclass(slots=True)
 class UpdateFeaturesRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "FeatureUpdates",
-            "feature_updates",
-            "[]FeatureUpdateKey",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateFeaturesRequest_FeatureUpdateKey,
-            False,
-        ),
-        FieldInfo(
-            "ValidateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_UpdateFeaturesRequest_v0,
         _read_UpdateFeaturesRequest_v1,
@@ -733,78 +690,70 @@ class UpdateFeaturesRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    FeatureUpdateKey = _UpdateFeaturesRequest_FeatureUpdateKey
+
+    @dataclass(slots=True)
+    class FeatureUpdateKey:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        feature: str = ""
+        max_version_level: int = 0
+        allow_downgrade: bool = False
+        upgrade_type: int = 1
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     timeout_ms: int = 60000
-    feature_updates: list[_UpdateFeaturesRequest_FeatureUpdateKey] = field(default_factory=list)
+    feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey] = field(default_factory=list)
     validate_only: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _UpdateFeaturesResponse_UpdatableFeatureResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    feature: str = ""
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_UpdateFeaturesRequest_FeatureUpdateKey = UpdateFeaturesRequest.FeatureUpdateKey
+
+_UpdateFeaturesRequest_FeatureUpdateKey.FIELDS = (
+    FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MaxVersionLevel",
+        "max_version_level",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AllowDowngrade", "allow_downgrade", "bool", (0, 0), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("UpgradeType", "upgrade_type", "int8", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+UpdateFeaturesRequest.FIELDS = (
+    FieldInfo("timeoutMs", "timeout_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "FeatureUpdates",
+        "feature_updates",
+        "[]FeatureUpdateKey",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateFeaturesRequest_FeatureUpdateKey,
+        False,
+    ),
+    FieldInfo(
+        "ValidateOnly", "validate_only", "bool", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+
+
+def _new_UpdateFeaturesResponse_UpdatableFeatureResult() -> (
+    UpdateFeaturesResponse.UpdatableFeatureResult
+):
+    return _UpdateFeaturesResponse_UpdatableFeatureResult()
 
 
 @dataclass(slots=True)
 class UpdateFeaturesResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Results",
-            "results",
-            "[]UpdatableFeatureResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateFeaturesResponse_UpdatableFeatureResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_UpdateFeaturesResponse_v0,
         _read_UpdateFeaturesResponse_v0,
@@ -819,9 +768,48 @@ class UpdateFeaturesResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    UpdatableFeatureResult = _UpdateFeaturesResponse_UpdatableFeatureResult
+
+    @dataclass(slots=True)
+    class UpdatableFeatureResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        feature: str = ""
+        error_code: int = 0
+        error_message: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
     error_message: str | None = ""
-    results: list[_UpdateFeaturesResponse_UpdatableFeatureResult] = field(default_factory=list)
+    results: list[UpdateFeaturesResponse.UpdatableFeatureResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_UpdateFeaturesResponse_UpdatableFeatureResult = UpdateFeaturesResponse.UpdatableFeatureResult
+
+_UpdateFeaturesResponse_UpdatableFeatureResult.FIELDS = (
+    FieldInfo("Feature", "feature", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+UpdateFeaturesResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Results",
+        "results",
+        "[]UpdatableFeatureResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateFeaturesResponse_UpdatableFeatureResult,
+        False,
+    ),
+)

@@ -734,7 +734,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
             "UpdateMetadataTopicState.partition_states", pos, 4, len(buf) - pos
         ) from None
     pos += 4
-    f_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count3 < 0:
         raise null_value("UpdateMetadataTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -787,7 +787,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
             buf, pos, count3, "UpdateMetadataTopicState.partition_states"
         )
     count3 -= 1
-    f_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count3 < 0:
         raise null_value("UpdateMetadataTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -886,7 +886,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
             buf, pos, count3, "UpdateMetadataTopicState.partition_states"
         )
     count3 -= 1
-    f_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count3 < 0:
         raise null_value("UpdateMetadataTopicState.partition_states", pos)
     elif count3 > len(buf) - pos:
@@ -1444,7 +1444,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(
     except struct_error:
         raise too_short("UpdateMetadataBroker.endpoints", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_endpoints: list[_UpdateMetadataRequest_UpdateMetadataEndpoint]
+    f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
     elif count1 > len(buf) - pos:
@@ -1476,7 +1476,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
     except struct_error:
         raise too_short("UpdateMetadataBroker.endpoints", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_endpoints: list[_UpdateMetadataRequest_UpdateMetadataEndpoint]
+    f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
     elif count1 > len(buf) - pos:
@@ -1527,7 +1527,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
     except struct_error:
         raise too_short("UpdateMetadataBroker.endpoints", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_endpoints: list[_UpdateMetadataRequest_UpdateMetadataEndpoint]
+    f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
     elif count1 > len(buf) - pos:
@@ -1581,7 +1581,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "UpdateMetadataBroker.endpoints")
     count1 -= 1
-    f_endpoints: list[_UpdateMetadataRequest_UpdateMetadataEndpoint]
+    f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
     elif count1 > len(buf) - pos:
@@ -1836,7 +1836,7 @@ def _read_UpdateMetadataRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("ungrouped_partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
     elif count1 > len(buf) - pos:
@@ -1851,7 +1851,7 @@ def _read_UpdateMetadataRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -1888,7 +1888,7 @@ def _read_UpdateMetadataRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("ungrouped_partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
     elif count1 > len(buf) - pos:
@@ -1903,7 +1903,7 @@ def _read_UpdateMetadataRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -1940,7 +1940,7 @@ def _read_UpdateMetadataRequest_v2(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("ungrouped_partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
     elif count1 > len(buf) - pos:
@@ -1955,7 +1955,7 @@ def _read_UpdateMetadataRequest_v2(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -1992,7 +1992,7 @@ def _read_UpdateMetadataRequest_v3(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("ungrouped_partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
     elif count1 > len(buf) - pos:
@@ -2007,7 +2007,7 @@ def _read_UpdateMetadataRequest_v3(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -2044,7 +2044,7 @@ def _read_UpdateMetadataRequest_v4(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("ungrouped_partition_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState]
+    f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
     elif count1 > len(buf) - pos:
@@ -2059,7 +2059,7 @@ def _read_UpdateMetadataRequest_v4(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -2098,7 +2098,7 @@ def _read_UpdateMetadataRequest_v5(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("topic_states", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topic_states: list[_UpdateMetadataRequest_UpdateMetadataTopicState]
+    f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2113,7 +2113,7 @@ def _read_UpdateMetadataRequest_v5(buf: memoryview, pos: int) -> tuple[UpdateMet
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -2154,7 +2154,7 @@ def _read_UpdateMetadataRequest_v6(buf: memoryview, pos: int) -> tuple[UpdateMet
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_UpdateMetadataRequest_UpdateMetadataTopicState]
+    f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2172,7 +2172,7 @@ def _read_UpdateMetadataRequest_v6(buf: memoryview, pos: int) -> tuple[UpdateMet
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "live_brokers")
     count3 -= 1
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -2244,7 +2244,7 @@ def _read_UpdateMetadataRequest_v7(buf: memoryview, pos: int) -> tuple[UpdateMet
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_UpdateMetadataRequest_UpdateMetadataTopicState]
+    f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2262,7 +2262,7 @@ def _read_UpdateMetadataRequest_v7(buf: memoryview, pos: int) -> tuple[UpdateMet
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "live_brokers")
     count3 -= 1
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -2336,7 +2336,7 @@ def _read_UpdateMetadataRequest_v8(buf: memoryview, pos: int) -> tuple[UpdateMet
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topic_states")
     count1 -= 1
-    f_topic_states: list[_UpdateMetadataRequest_UpdateMetadataTopicState]
+    f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
     elif count1 > len(buf) - pos:
@@ -2354,7 +2354,7 @@ def _read_UpdateMetadataRequest_v8(buf: memoryview, pos: int) -> tuple[UpdateMet
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "live_brokers")
     count3 -= 1
-    f_live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker]
+    f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count3 < 0:
         raise null_value("live_brokers", pos)
     elif count3 > len(buf) - pos:
@@ -2791,210 +2791,31 @@ def _write_UpdateMetadataResponse_v6(o: UpdateMetadataResponse, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataPartitionState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ControllerEpoch",
-            "controller_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ZkVersion", "zk_version", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "OfflineReplicas",
-            "offline_replicas",
-            "[]int32",
-            (4, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partition_index: int = 0
-    controller_epoch: int = 0
-    leader: BrokerId = 0
-    leader_epoch: int = 0
-    isr: list[BrokerId] = field(default_factory=list)
-    zk_version: int = 0
-    replicas: list[BrokerId] = field(default_factory=list)
-    offline_replicas: list[BrokerId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_UpdateMetadataRequest_UpdateMetadataPartitionState() -> (
+    UpdateMetadataRequest.UpdateMetadataPartitionState
+):
+    return _UpdateMetadataRequest_UpdateMetadataPartitionState()
 
 
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataTopicState:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (5, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionStates",
-            "partition_states",
-            "[]UpdateMetadataPartitionState",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateMetadataRequest_UpdateMetadataPartitionState,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_UpdateMetadataRequest_UpdateMetadataTopicState() -> (
+    UpdateMetadataRequest.UpdateMetadataTopicState
+):
+    return _UpdateMetadataRequest_UpdateMetadataTopicState()
 
 
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Port", "port", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Listener", "listener", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SecurityProtocol",
-            "security_protocol",
-            "int16",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    port: int = 0
-    host: str = ""
-    listener: str = ""
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_UpdateMetadataRequest_UpdateMetadataEndpoint() -> (
+    UpdateMetadataRequest.UpdateMetadataEndpoint
+):
+    return _UpdateMetadataRequest_UpdateMetadataEndpoint()
 
 
-@dataclass(slots=True)
-class _UpdateMetadataRequest_UpdateMetadataBroker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("V0Host", "v0_host", "string", (0, 0), (1, 0), (1, 0), None, None, False),
-        FieldInfo("V0Port", "v0_port", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Endpoints",
-            "endpoints",
-            "[]UpdateMetadataEndpoint",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateMetadataRequest_UpdateMetadataEndpoint,
-            False,
-        ),
-        FieldInfo("Rack", "rack", "string", (2, 32767), (0, 32767), (1, 0), None, None, False),
-    )
-    id: BrokerId = 0
-    v0_host: str = ""
-    v0_port: int = 0
-    endpoints: list[_UpdateMetadataRequest_UpdateMetadataEndpoint] = field(default_factory=list)
-    rack: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_UpdateMetadataRequest_UpdateMetadataBroker() -> UpdateMetadataRequest.UpdateMetadataBroker:
+    return _UpdateMetadataRequest_UpdateMetadataBroker()
 
 
 @dataclass(slots=True)
 class UpdateMetadataRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "isKRaftController",
-            "is_kraft_controller",
-            "bool",
-            (8, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Type", "type", "int8", (8, 32767), (1, 0), (8, 32767), 0, None, False),
-        FieldInfo(
-            "ControllerEpoch",
-            "controller_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "UngroupedPartitionStates",
-            "ungrouped_partition_states",
-            "[]UpdateMetadataPartitionState",
-            (0, 4),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateMetadataRequest_UpdateMetadataPartitionState,
-            False,
-        ),
-        FieldInfo(
-            "TopicStates",
-            "topic_states",
-            "[]UpdateMetadataTopicState",
-            (5, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateMetadataRequest_UpdateMetadataTopicState,
-            False,
-        ),
-        FieldInfo(
-            "LiveBrokers",
-            "live_brokers",
-            "[]UpdateMetadataBroker",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateMetadataRequest_UpdateMetadataBroker,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_UpdateMetadataRequest_v0,
         _read_UpdateMetadataRequest_v1,
@@ -3025,32 +2846,222 @@ class UpdateMetadataRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    UpdateMetadataPartitionState = _UpdateMetadataRequest_UpdateMetadataPartitionState
-    UpdateMetadataTopicState = _UpdateMetadataRequest_UpdateMetadataTopicState
-    UpdateMetadataBroker = _UpdateMetadataRequest_UpdateMetadataBroker
-    UpdateMetadataEndpoint = _UpdateMetadataRequest_UpdateMetadataEndpoint
+
+    @dataclass(slots=True)
+    class UpdateMetadataPartitionState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partition_index: int = 0
+        controller_epoch: int = 0
+        leader: BrokerId = 0
+        leader_epoch: int = 0
+        isr: list[BrokerId] = field(default_factory=list)
+        zk_version: int = 0
+        replicas: list[BrokerId] = field(default_factory=list)
+        offline_replicas: list[BrokerId] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class UpdateMetadataTopicState:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        topic_id: UUID = ZERO_UUID
+        partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class UpdateMetadataEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        port: int = 0
+        host: str = ""
+        listener: str = ""
+        security_protocol: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class UpdateMetadataBroker:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        id: BrokerId = 0
+        v0_host: str = ""
+        v0_port: int = 0
+        endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint] = field(default_factory=list)
+        rack: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     controller_id: BrokerId = 0
     is_kraft_controller: bool = False
     type: int = 0
     controller_epoch: int = 0
     broker_epoch: int = -1
-    ungrouped_partition_states: list[_UpdateMetadataRequest_UpdateMetadataPartitionState] = field(
+    ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState] = field(
         default_factory=list
     )
-    topic_states: list[_UpdateMetadataRequest_UpdateMetadataTopicState] = field(
-        default_factory=list
-    )
-    live_brokers: list[_UpdateMetadataRequest_UpdateMetadataBroker] = field(default_factory=list)
+    topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState] = field(default_factory=list)
+    live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_UpdateMetadataRequest_UpdateMetadataPartitionState = (
+    UpdateMetadataRequest.UpdateMetadataPartitionState
+)
+_UpdateMetadataRequest_UpdateMetadataTopicState = UpdateMetadataRequest.UpdateMetadataTopicState
+_UpdateMetadataRequest_UpdateMetadataEndpoint = UpdateMetadataRequest.UpdateMetadataEndpoint
+_UpdateMetadataRequest_UpdateMetadataBroker = UpdateMetadataRequest.UpdateMetadataBroker
+
+_UpdateMetadataRequest_UpdateMetadataPartitionState.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 4), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ControllerEpoch",
+        "controller_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ZkVersion", "zk_version", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "OfflineReplicas",
+        "offline_replicas",
+        "[]int32",
+        (4, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_UpdateMetadataRequest_UpdateMetadataTopicState.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (5, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (7, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionStates",
+        "partition_states",
+        "[]UpdateMetadataPartitionState",
+        (5, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateMetadataRequest_UpdateMetadataPartitionState,
+        False,
+    ),
+)
+_UpdateMetadataRequest_UpdateMetadataEndpoint.FIELDS = (
+    FieldInfo("Port", "port", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Listener", "listener", "string", (3, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SecurityProtocol",
+        "security_protocol",
+        "int16",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_UpdateMetadataRequest_UpdateMetadataBroker.FIELDS = (
+    FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("V0Host", "v0_host", "string", (0, 0), (1, 0), (1, 0), None, None, False),
+    FieldInfo("V0Port", "v0_port", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Endpoints",
+        "endpoints",
+        "[]UpdateMetadataEndpoint",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateMetadataRequest_UpdateMetadataEndpoint,
+        False,
+    ),
+    FieldInfo("Rack", "rack", "string", (2, 32767), (0, 32767), (1, 0), None, None, False),
+)
+UpdateMetadataRequest.FIELDS = (
+    FieldInfo(
+        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "isKRaftController",
+        "is_kraft_controller",
+        "bool",
+        (8, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Type", "type", "int8", (8, 32767), (1, 0), (8, 32767), 0, None, False),
+    FieldInfo(
+        "ControllerEpoch",
+        "controller_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (5, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "UngroupedPartitionStates",
+        "ungrouped_partition_states",
+        "[]UpdateMetadataPartitionState",
+        (0, 4),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateMetadataRequest_UpdateMetadataPartitionState,
+        False,
+    ),
+    FieldInfo(
+        "TopicStates",
+        "topic_states",
+        "[]UpdateMetadataTopicState",
+        (5, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateMetadataRequest_UpdateMetadataTopicState,
+        False,
+    ),
+    FieldInfo(
+        "LiveBrokers",
+        "live_brokers",
+        "[]UpdateMetadataBroker",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateMetadataRequest_UpdateMetadataBroker,
+        False,
+    ),
+)
 
 
 @dataclass(slots=True)
 class UpdateMetadataResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_UpdateMetadataResponse_v0,
         _read_UpdateMetadataResponse_v0,
@@ -3081,3 +3092,8 @@ class UpdateMetadataResponse(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
     error_code: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+UpdateMetadataResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -281,7 +281,7 @@ def _read_UpdateRaftVoterRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "listeners")
     count3 -= 1
-    f_listeners: list[_UpdateRaftVoterRequest_Listener]
+    f_listeners: list[UpdateRaftVoterRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
     elif count3 > len(buf) - pos:
@@ -477,7 +477,7 @@ def _read_UpdateRaftVoterResponse_v0(
             (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
         ) from None
     pos += 6
-    f_current_leader: _UpdateRaftVoterResponse_CurrentLeader = (
+    f_current_leader: UpdateRaftVoterResponse.CurrentLeader = (
         _UpdateRaftVoterResponse_CurrentLeader()
     )
     unknown: tuple[RawTaggedField, ...] = ()
@@ -541,102 +541,17 @@ def _write_UpdateRaftVoterResponse_v0(o: UpdateRaftVoterResponse, out: bytearray
         out.append(0)
 
 
-@dataclass(slots=True)
-class _UpdateRaftVoterRequest_Listener:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_UpdateRaftVoterRequest_Listener() -> UpdateRaftVoterRequest.Listener:
+    return _UpdateRaftVoterRequest_Listener()
 
 
-@dataclass(slots=True)
-class _UpdateRaftVoterRequest_KRaftVersionFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "MinSupportedVersion",
-            "min_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxSupportedVersion",
-            "max_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_UpdateRaftVoterRequest_KRaftVersionFeature() -> UpdateRaftVoterRequest.KRaftVersionFeature:
+    return _UpdateRaftVoterRequest_KRaftVersionFeature()
 
 
 @dataclass(slots=True)
 class UpdateRaftVoterRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CurrentLeaderEpoch",
-            "current_leader_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "VoterDirectoryId",
-            "voter_directory_id",
-            "uuid",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Listeners",
-            "listeners",
-            "[]Listener",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateRaftVoterRequest_Listener,
-            False,
-        ),
-        FieldInfo(
-            "KRaftVersionFeature",
-            "kraft_version_feature",
-            "KRaftVersionFeature",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _UpdateRaftVoterRequest_KRaftVersionFeature,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UpdateRaftVoterRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UpdateRaftVoterRequest_v0,)
     NAME: ClassVar[str] = "UpdateRaftVoterRequest"
@@ -647,65 +562,124 @@ class UpdateRaftVoterRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    Listener = _UpdateRaftVoterRequest_Listener
-    KRaftVersionFeature = _UpdateRaftVoterRequest_KRaftVersionFeature
+
+    @dataclass(slots=True)
+    class Listener:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class KRaftVersionFeature:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        min_supported_version: int = 0
+        max_supported_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str | None = ""
     current_leader_epoch: int = 0
     voter_id: int = 0
     voter_directory_id: UUID = ZERO_UUID
-    listeners: list[_UpdateRaftVoterRequest_Listener] = field(default_factory=list)
-    kraft_version_feature: _UpdateRaftVoterRequest_KRaftVersionFeature = field(
-        default_factory=_UpdateRaftVoterRequest_KRaftVersionFeature
+    listeners: list[UpdateRaftVoterRequest.Listener] = field(default_factory=list)
+    kraft_version_feature: UpdateRaftVoterRequest.KRaftVersionFeature = field(
+        default_factory=_new_UpdateRaftVoterRequest_KRaftVersionFeature
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _UpdateRaftVoterResponse_CurrentLeader:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    leader_id: BrokerId = -1
-    leader_epoch: int = -1
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_UpdateRaftVoterRequest_Listener = UpdateRaftVoterRequest.Listener
+_UpdateRaftVoterRequest_KRaftVersionFeature = UpdateRaftVoterRequest.KRaftVersionFeature
+
+_UpdateRaftVoterRequest_Listener.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_UpdateRaftVoterRequest_KRaftVersionFeature.FIELDS = (
+    FieldInfo(
+        "MinSupportedVersion",
+        "min_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxSupportedVersion",
+        "max_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+UpdateRaftVoterRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CurrentLeaderEpoch",
+        "current_leader_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "VoterDirectoryId",
+        "voter_directory_id",
+        "uuid",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Listeners",
+        "listeners",
+        "[]Listener",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateRaftVoterRequest_Listener,
+        False,
+    ),
+    FieldInfo(
+        "KRaftVersionFeature",
+        "kraft_version_feature",
+        "KRaftVersionFeature",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _UpdateRaftVoterRequest_KRaftVersionFeature,
+        False,
+    ),
+)
+
+
+def _new_UpdateRaftVoterResponse_CurrentLeader() -> UpdateRaftVoterResponse.CurrentLeader:
+    return _UpdateRaftVoterResponse_CurrentLeader()
 
 
 @dataclass(slots=True)
 class UpdateRaftVoterResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ThrottleTimeMs",
-            "throttle_time_ms",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CurrentLeader",
-            "current_leader",
-            "CurrentLeader",
-            (0, 32767),
-            (1, 0),
-            (0, 32767),
-            0,
-            _UpdateRaftVoterResponse_CurrentLeader,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UpdateRaftVoterResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UpdateRaftVoterResponse_v0,)
     NAME: ClassVar[str] = "UpdateRaftVoterResponse"
@@ -714,10 +688,48 @@ class UpdateRaftVoterResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    CurrentLeader = _UpdateRaftVoterResponse_CurrentLeader
+
+    @dataclass(slots=True)
+    class CurrentLeader:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        leader_id: BrokerId = -1
+        leader_epoch: int = -1
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     throttle_time_ms: int = 0
     error_code: int = 0
-    current_leader: _UpdateRaftVoterResponse_CurrentLeader = field(
-        default_factory=_UpdateRaftVoterResponse_CurrentLeader
+    current_leader: UpdateRaftVoterResponse.CurrentLeader = field(
+        default_factory=_new_UpdateRaftVoterResponse_CurrentLeader
     )
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_UpdateRaftVoterResponse_CurrentLeader = UpdateRaftVoterResponse.CurrentLeader
+
+_UpdateRaftVoterResponse_CurrentLeader.FIELDS = (
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+UpdateRaftVoterResponse.FIELDS = (
+    FieldInfo(
+        "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "CurrentLeader",
+        "current_leader",
+        "CurrentLeader",
+        (0, 32767),
+        (1, 0),
+        (0, 32767),
+        0,
+        _UpdateRaftVoterResponse_CurrentLeader,
+        False,
+    ),
+)

@@ -236,7 +236,7 @@ def _read_VoteRequest_TopicData_v0(buf: memoryview, pos: int) -> tuple[_VoteRequ
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_VoteRequest_PartitionData]
+    f_partitions: list[VoteRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -315,7 +315,7 @@ def _read_VoteRequest_TopicData_v1(buf: memoryview, pos: int) -> tuple[_VoteRequ
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_VoteRequest_PartitionData]
+    f_partitions: list[VoteRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -456,7 +456,7 @@ def _read_VoteRequest_v0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_VoteRequest_TopicData]
+    f_topics: list[VoteRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -541,7 +541,7 @@ def _read_VoteRequest_v1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_VoteRequest_TopicData]
+    f_topics: list[VoteRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -751,7 +751,7 @@ def _read_VoteResponse_TopicData_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "TopicData.partitions")
     count3 -= 1
-    f_partitions: list[_VoteResponse_PartitionData]
+    f_partitions: list[VoteResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -938,7 +938,7 @@ def _read_VoteResponse_v0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_VoteResponse_TopicData]
+    f_topics: list[VoteResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1000,7 +1000,7 @@ def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "topics")
     count1 -= 1
-    f_topics: list[_VoteResponse_TopicData]
+    f_topics: list[VoteResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
     elif count1 > len(buf) - pos:
@@ -1010,7 +1010,7 @@ def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
         for _ in range(count1):
             item2, pos = _read_VoteResponse_TopicData_v0(buf, pos)
             f_topics.append(item2)
-    f_node_endpoints: list[_VoteResponse_NodeEndpoint] = []
+    f_node_endpoints: list[VoteResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1048,7 +1048,7 @@ def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
                 if count4 > 0x7F:
                     count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
                 count4 -= 1
-                value3: list[_VoteResponse_NodeEndpoint]
+                value3: list[VoteResponse.NodeEndpoint]
                 if count4 < 0:
                     raise null_value("node_endpoints", pos)
                 elif count4 > len(buf) - pos:
@@ -1128,123 +1128,17 @@ def _write_VoteResponse_v1(o: VoteResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _VoteRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CandidateEpoch",
-            "candidate_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "CandidateId", "candidate_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CandidateDirectoryId",
-            "candidate_directory_id",
-            "uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "VoterDirectoryId",
-            "voter_directory_id",
-            "uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastOffsetEpoch",
-            "last_offset_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    candidate_epoch: int = 0
-    candidate_id: BrokerId = 0
-    candidate_directory_id: UUID = ZERO_UUID
-    voter_directory_id: UUID = ZERO_UUID
-    last_offset_epoch: int = 0
-    last_offset: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_VoteRequest_PartitionData() -> VoteRequest.PartitionData:
+    return _VoteRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _VoteRequest_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _VoteRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_VoteRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_VoteRequest_TopicData() -> VoteRequest.TopicData:
+    return _VoteRequest_TopicData()
 
 
 @dataclass(slots=True)
 class VoteRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-        FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _VoteRequest_TopicData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_VoteRequest_v0,
         _read_VoteRequest_v1,
@@ -1261,112 +1155,128 @@ class VoteRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    TopicData = _VoteRequest_TopicData
-    PartitionData = _VoteRequest_PartitionData
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        candidate_epoch: int = 0
+        candidate_id: BrokerId = 0
+        candidate_directory_id: UUID = ZERO_UUID
+        voter_directory_id: UUID = ZERO_UUID
+        last_offset_epoch: int = 0
+        last_offset: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[VoteRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str | None = None
     voter_id: BrokerId = -1
-    topics: list[_VoteRequest_TopicData] = field(default_factory=list)
+    topics: list[VoteRequest.TopicData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _VoteResponse_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "VoteGranted", "vote_granted", "bool", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    leader_id: BrokerId = 0
-    leader_epoch: int = 0
-    vote_granted: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_VoteRequest_PartitionData = VoteRequest.PartitionData
+_VoteRequest_TopicData = VoteRequest.TopicData
+
+_VoteRequest_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CandidateEpoch", "candidate_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CandidateId", "candidate_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CandidateDirectoryId",
+        "candidate_directory_id",
+        "uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "VoterDirectoryId",
+        "voter_directory_id",
+        "uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LastOffsetEpoch",
+        "last_offset_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_VoteRequest_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _VoteRequest_PartitionData,
+        False,
+    ),
+)
+VoteRequest.FIELDS = (
+    FieldInfo(
+        "ClusterId", "cluster_id", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+    FieldInfo("VoterId", "voter_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _VoteRequest_TopicData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _VoteResponse_TopicData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _VoteResponse_PartitionData,
-            False,
-        ),
-    )
-    topic_name: TopicName = ""
-    partitions: list[_VoteResponse_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_VoteResponse_PartitionData() -> VoteResponse.PartitionData:
+    return _VoteResponse_PartitionData()
 
 
-@dataclass(slots=True)
-class _VoteResponse_NodeEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_VoteResponse_TopicData() -> VoteResponse.TopicData:
+    return _VoteResponse_TopicData()
+
+
+def _new_VoteResponse_NodeEndpoint() -> VoteResponse.NodeEndpoint:
+    return _VoteResponse_NodeEndpoint()
 
 
 @dataclass(slots=True)
 class VoteResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]TopicData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _VoteResponse_TopicData,
-            False,
-        ),
-        FieldInfo(
-            "NodeEndpoints",
-            "node_endpoints",
-            "[]NodeEndpoint",
-            (1, 32767),
-            (1, 0),
-            (1, 32767),
-            0,
-            _VoteResponse_NodeEndpoint,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_VoteResponse_v0,
         _read_VoteResponse_v1,
@@ -1381,10 +1291,94 @@ class VoteResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    TopicData = _VoteResponse_TopicData
-    PartitionData = _VoteResponse_PartitionData
-    NodeEndpoint = _VoteResponse_NodeEndpoint
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        leader_id: BrokerId = 0
+        leader_epoch: int = 0
+        vote_granted: bool = False
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class TopicData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName = ""
+        partitions: list[VoteResponse.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class NodeEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId = 0
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     error_code: int = 0
-    topics: list[_VoteResponse_TopicData] = field(default_factory=list)
-    node_endpoints: list[_VoteResponse_NodeEndpoint] = field(default_factory=list)
+    topics: list[VoteResponse.TopicData] = field(default_factory=list)
+    node_endpoints: list[VoteResponse.NodeEndpoint] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_VoteResponse_PartitionData = VoteResponse.PartitionData
+_VoteResponse_TopicData = VoteResponse.TopicData
+_VoteResponse_NodeEndpoint = VoteResponse.NodeEndpoint
+
+_VoteResponse_PartitionData.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("VoteGranted", "vote_granted", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_VoteResponse_TopicData.FIELDS = (
+    FieldInfo("TopicName", "topic_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _VoteResponse_PartitionData,
+        False,
+    ),
+)
+_VoteResponse_NodeEndpoint.FIELDS = (
+    FieldInfo("NodeId", "node_id", "int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+VoteResponse.FIELDS = (
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]TopicData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _VoteResponse_TopicData,
+        False,
+    ),
+    FieldInfo(
+        "NodeEndpoints",
+        "node_endpoints",
+        "[]NodeEndpoint",
+        (1, 32767),
+        (1, 0),
+        (1, 32767),
+        0,
+        _VoteResponse_NodeEndpoint,
+        False,
+    ),
+)

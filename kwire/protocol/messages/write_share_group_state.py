@@ -139,7 +139,7 @@ def _read_WriteShareGroupStateRequest_PartitionData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "PartitionData.state_batches")
     count1 -= 1
-    f_state_batches: list[_WriteShareGroupStateRequest_StateBatch]
+    f_state_batches: list[WriteShareGroupStateRequest.StateBatch]
     if count1 < 0:
         raise null_value("PartitionData.state_batches", pos)
     elif count1 > len(buf) - pos:
@@ -225,7 +225,7 @@ def _read_WriteShareGroupStateRequest_WriteStateData_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "WriteStateData.partitions")
     count1 -= 1
-    f_partitions: list[_WriteShareGroupStateRequest_PartitionData]
+    f_partitions: list[WriteShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("WriteStateData.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -327,7 +327,7 @@ def _read_WriteShareGroupStateRequest_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "topics")
     count3 -= 1
-    f_topics: list[_WriteShareGroupStateRequest_WriteStateData]
+    f_topics: list[WriteShareGroupStateRequest.WriteStateData]
     if count3 < 0:
         raise null_value("topics", pos)
     elif count3 > len(buf) - pos:
@@ -516,7 +516,7 @@ def _read_WriteShareGroupStateResponse_WriteStateResult_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "WriteStateResult.partitions")
     count1 -= 1
-    f_partitions: list[_WriteShareGroupStateResponse_PartitionResult]
+    f_partitions: list[WriteShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("WriteStateResult.partitions", pos)
     elif count1 > len(buf) - pos:
@@ -596,7 +596,7 @@ def _read_WriteShareGroupStateResponse_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "results")
     count1 -= 1
-    f_results: list[_WriteShareGroupStateResponse_WriteStateResult]
+    f_results: list[WriteShareGroupStateResponse.WriteStateResult]
     if count1 < 0:
         raise null_value("results", pos)
     elif count1 > len(buf) - pos:
@@ -660,107 +660,21 @@ def _write_WriteShareGroupStateResponse_v0(o: WriteShareGroupStateResponse, out:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _WriteShareGroupStateRequest_StateBatch:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "DeliveryCount",
-            "delivery_count",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    first_offset: int = 0
-    last_offset: int = 0
-    delivery_state: int = 0
-    delivery_count: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteShareGroupStateRequest_StateBatch() -> WriteShareGroupStateRequest.StateBatch:
+    return _WriteShareGroupStateRequest_StateBatch()
 
 
-@dataclass(slots=True)
-class _WriteShareGroupStateRequest_PartitionData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "StateBatches",
-            "state_batches",
-            "[]StateBatch",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteShareGroupStateRequest_StateBatch,
-            False,
-        ),
-    )
-    partition: int = 0
-    state_epoch: int = 0
-    leader_epoch: int = 0
-    start_offset: int = 0
-    state_batches: list[_WriteShareGroupStateRequest_StateBatch] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteShareGroupStateRequest_PartitionData() -> WriteShareGroupStateRequest.PartitionData:
+    return _WriteShareGroupStateRequest_PartitionData()
 
 
-@dataclass(slots=True)
-class _WriteShareGroupStateRequest_WriteStateData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteShareGroupStateRequest_PartitionData,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_WriteShareGroupStateRequest_PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteShareGroupStateRequest_WriteStateData() -> WriteShareGroupStateRequest.WriteStateData:
+    return _WriteShareGroupStateRequest_WriteStateData()
 
 
 @dataclass(slots=True)
 class WriteShareGroupStateRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]WriteStateData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteShareGroupStateRequest_WriteStateData,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_WriteShareGroupStateRequest_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_WriteShareGroupStateRequest_v0,)
     NAME: ClassVar[str] = "WriteShareGroupStateRequest"
@@ -771,75 +685,120 @@ class WriteShareGroupStateRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    WriteStateData = _WriteShareGroupStateRequest_WriteStateData
-    PartitionData = _WriteShareGroupStateRequest_PartitionData
-    StateBatch = _WriteShareGroupStateRequest_StateBatch
+
+    @dataclass(slots=True)
+    class StateBatch:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        first_offset: int = 0
+        last_offset: int = 0
+        delivery_state: int = 0
+        delivery_count: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class PartitionData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        state_epoch: int = 0
+        leader_epoch: int = 0
+        start_offset: int = 0
+        state_batches: list[WriteShareGroupStateRequest.StateBatch] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class WriteStateData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[WriteShareGroupStateRequest.PartitionData] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     group_id: str = ""
-    topics: list[_WriteShareGroupStateRequest_WriteStateData] = field(default_factory=list)
+    topics: list[WriteShareGroupStateRequest.WriteStateData] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _WriteShareGroupStateResponse_PartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ErrorMessage",
-            "error_message",
-            "string",
-            (0, 32767),
-            (0, 32767),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    partition: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_WriteShareGroupStateRequest_StateBatch = WriteShareGroupStateRequest.StateBatch
+_WriteShareGroupStateRequest_PartitionData = WriteShareGroupStateRequest.PartitionData
+_WriteShareGroupStateRequest_WriteStateData = WriteShareGroupStateRequest.WriteStateData
+
+_WriteShareGroupStateRequest_StateBatch.FIELDS = (
+    FieldInfo(
+        "FirstOffset", "first_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("LastOffset", "last_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "DeliveryState", "delivery_state", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "DeliveryCount", "delivery_count", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)
+_WriteShareGroupStateRequest_PartitionData.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("StateEpoch", "state_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "StartOffset", "start_offset", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "StateBatches",
+        "state_batches",
+        "[]StateBatch",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteShareGroupStateRequest_StateBatch,
+        False,
+    ),
+)
+_WriteShareGroupStateRequest_WriteStateData.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteShareGroupStateRequest_PartitionData,
+        False,
+    ),
+)
+WriteShareGroupStateRequest.FIELDS = (
+    FieldInfo("GroupId", "group_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]WriteStateData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteShareGroupStateRequest_WriteStateData,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _WriteShareGroupStateResponse_WriteStateResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]PartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteShareGroupStateResponse_PartitionResult,
-            False,
-        ),
-    )
-    topic_id: UUID = ZERO_UUID
-    partitions: list[_WriteShareGroupStateResponse_PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteShareGroupStateResponse_PartitionResult() -> (
+    WriteShareGroupStateResponse.PartitionResult
+):
+    return _WriteShareGroupStateResponse_PartitionResult()
+
+
+def _new_WriteShareGroupStateResponse_WriteStateResult() -> (
+    WriteShareGroupStateResponse.WriteStateResult
+):
+    return _WriteShareGroupStateResponse_WriteStateResult()
 
 
 @dataclass(slots=True)
 class WriteShareGroupStateResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Results",
-            "results",
-            "[]WriteStateResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteShareGroupStateResponse_WriteStateResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_WriteShareGroupStateResponse_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_WriteShareGroupStateResponse_v0,)
     NAME: ClassVar[str] = "WriteShareGroupStateResponse"
@@ -848,7 +807,60 @@ class WriteShareGroupStateResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    WriteStateResult = _WriteShareGroupStateResponse_WriteStateResult
-    PartitionResult = _WriteShareGroupStateResponse_PartitionResult
-    results: list[_WriteShareGroupStateResponse_WriteStateResult] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class PartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int = 0
+        error_code: int = 0
+        error_message: str | None = None
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class WriteStateResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID = ZERO_UUID
+        partitions: list[WriteShareGroupStateResponse.PartitionResult] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    results: list[WriteShareGroupStateResponse.WriteStateResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_WriteShareGroupStateResponse_PartitionResult = WriteShareGroupStateResponse.PartitionResult
+_WriteShareGroupStateResponse_WriteStateResult = WriteShareGroupStateResponse.WriteStateResult
+
+_WriteShareGroupStateResponse_PartitionResult.FIELDS = (
+    FieldInfo("Partition", "partition", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+_WriteShareGroupStateResponse_WriteStateResult.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]PartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteShareGroupStateResponse_PartitionResult,
+        False,
+    ),
+)
+WriteShareGroupStateResponse.FIELDS = (
+    FieldInfo(
+        "Results",
+        "results",
+        "[]WriteStateResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteShareGroupStateResponse_WriteStateResult,
+        False,
+    ),
+)

@@ -264,7 +264,7 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(
     except struct_error:
         raise too_short("WritableTxnMarker.topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_WriteTxnMarkersRequest_WritableTxnMarkerTopic]
+    f_topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic]
     if count1 < 0:
         raise null_value("WritableTxnMarker.topics", pos)
     elif count1 > len(buf) - pos:
@@ -313,7 +313,7 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "WritableTxnMarker.topics")
     count1 -= 1
-    f_topics: list[_WriteTxnMarkersRequest_WritableTxnMarkerTopic]
+    f_topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic]
     if count1 < 0:
         raise null_value("WritableTxnMarker.topics", pos)
     elif count1 > len(buf) - pos:
@@ -413,7 +413,7 @@ def _read_WriteTxnMarkersRequest_v0(
     except struct_error:
         raise too_short("markers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_markers: list[_WriteTxnMarkersRequest_WritableTxnMarker]
+    f_markers: list[WriteTxnMarkersRequest.WritableTxnMarker]
     if count1 < 0:
         raise null_value("markers", pos)
     elif count1 > len(buf) - pos:
@@ -440,7 +440,7 @@ def _read_WriteTxnMarkersRequest_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "markers")
     count1 -= 1
-    f_markers: list[_WriteTxnMarkersRequest_WritableTxnMarker]
+    f_markers: list[WriteTxnMarkersRequest.WritableTxnMarker]
     if count1 < 0:
         raise null_value("markers", pos)
     elif count1 > len(buf) - pos:
@@ -641,7 +641,7 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
     except struct_error:
         raise too_short("WritableTxnMarkerTopicResult.partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_partitions: list[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult]
+    f_partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult]
     if count3 < 0:
         raise null_value("WritableTxnMarkerTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -691,7 +691,7 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "WritableTxnMarkerTopicResult.partitions")
     count3 -= 1
-    f_partitions: list[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult]
+    f_partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult]
     if count3 < 0:
         raise null_value("WritableTxnMarkerTopicResult.partitions", pos)
     elif count3 > len(buf) - pos:
@@ -818,7 +818,7 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(
     except struct_error:
         raise too_short("WritableTxnMarkerResult.topics", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_topics: list[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult]
+    f_topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult]
     if count1 < 0:
         raise null_value("WritableTxnMarkerResult.topics", pos)
     elif count1 > len(buf) - pos:
@@ -852,7 +852,7 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "WritableTxnMarkerResult.topics")
     count1 -= 1
-    f_topics: list[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult]
+    f_topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult]
     if count1 < 0:
         raise null_value("WritableTxnMarkerResult.topics", pos)
     elif count1 > len(buf) - pos:
@@ -951,7 +951,7 @@ def _read_WriteTxnMarkersResponse_v0(
     except struct_error:
         raise too_short("markers", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_markers: list[_WriteTxnMarkersResponse_WritableTxnMarkerResult]
+    f_markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult]
     if count1 < 0:
         raise null_value("markers", pos)
     elif count1 > len(buf) - pos:
@@ -978,7 +978,7 @@ def _read_WriteTxnMarkersResponse_v1(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "markers")
     count1 -= 1
-    f_markers: list[_WriteTxnMarkersResponse_WritableTxnMarkerResult]
+    f_markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult]
     if count1 < 0:
         raise null_value("markers", pos)
     elif count1 > len(buf) - pos:
@@ -1054,101 +1054,19 @@ def _write_WriteTxnMarkersResponse_v1(o: WriteTxnMarkersResponse, out: bytearray
         out.append(0)
 
 
-@dataclass(slots=True)
-class _WriteTxnMarkersRequest_WritableTxnMarkerTopic:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PartitionIndexes",
-            "partition_indexes",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteTxnMarkersRequest_WritableTxnMarkerTopic() -> (
+    WriteTxnMarkersRequest.WritableTxnMarkerTopic
+):
+    return _WriteTxnMarkersRequest_WritableTxnMarkerTopic()
 
 
-@dataclass(slots=True)
-class _WriteTxnMarkersRequest_WritableTxnMarker:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ProducerEpoch",
-            "producer_epoch",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "TransactionResult",
-            "transaction_result",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]WritableTxnMarkerTopic",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteTxnMarkersRequest_WritableTxnMarkerTopic,
-            False,
-        ),
-        FieldInfo(
-            "CoordinatorEpoch",
-            "coordinator_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    transaction_result: bool = False
-    topics: list[_WriteTxnMarkersRequest_WritableTxnMarkerTopic] = field(default_factory=list)
-    coordinator_epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteTxnMarkersRequest_WritableTxnMarker() -> WriteTxnMarkersRequest.WritableTxnMarker:
+    return _WriteTxnMarkersRequest_WritableTxnMarker()
 
 
 @dataclass(slots=True)
 class WriteTxnMarkersRequest(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Markers",
-            "markers",
-            "[]WritableTxnMarker",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteTxnMarkersRequest_WritableTxnMarker,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_WriteTxnMarkersRequest_v0,
         _read_WriteTxnMarkersRequest_v1,
@@ -1165,98 +1083,120 @@ class WriteTxnMarkersRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    WritableTxnMarker = _WriteTxnMarkersRequest_WritableTxnMarker
-    WritableTxnMarkerTopic = _WriteTxnMarkersRequest_WritableTxnMarkerTopic
-    markers: list[_WriteTxnMarkersRequest_WritableTxnMarker] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class WritableTxnMarkerTopic:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partition_indexes: list[int] = field(default_factory=list)
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class WritableTxnMarker:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        producer_id: ProducerId = 0
+        producer_epoch: int = 0
+        transaction_result: bool = False
+        topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic] = field(default_factory=list)
+        coordinator_epoch: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    markers: list[WriteTxnMarkersRequest.WritableTxnMarker] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
 
 
-@dataclass(slots=True)
-class _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionIndex",
-            "partition_index",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+_WriteTxnMarkersRequest_WritableTxnMarkerTopic = WriteTxnMarkersRequest.WritableTxnMarkerTopic
+_WriteTxnMarkersRequest_WritableTxnMarker = WriteTxnMarkersRequest.WritableTxnMarker
+
+_WriteTxnMarkersRequest_WritableTxnMarkerTopic.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PartitionIndexes",
+        "partition_indexes",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_WriteTxnMarkersRequest_WritableTxnMarker.FIELDS = (
+    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ProducerEpoch", "producer_epoch", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "TransactionResult",
+        "transaction_result",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]WritableTxnMarkerTopic",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteTxnMarkersRequest_WritableTxnMarkerTopic,
+        False,
+    ),
+    FieldInfo(
+        "CoordinatorEpoch",
+        "coordinator_epoch",
+        "int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+WriteTxnMarkersRequest.FIELDS = (
+    FieldInfo(
+        "Markers",
+        "markers",
+        "[]WritableTxnMarker",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteTxnMarkersRequest_WritableTxnMarker,
+        False,
+    ),
+)
 
 
-@dataclass(slots=True)
-class _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions",
-            "partitions",
-            "[]WritableTxnMarkerPartitionResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult,
-            False,
-        ),
-    )
-    name: TopicName = ""
-    partitions: list[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult() -> (
+    WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult
+):
+    return _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult()
 
 
-@dataclass(slots=True)
-class _WriteTxnMarkersResponse_WritableTxnMarkerResult:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Topics",
-            "topics",
-            "[]WritableTxnMarkerTopicResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult,
-            False,
-        ),
-    )
-    producer_id: ProducerId = 0
-    topics: list[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult() -> (
+    WriteTxnMarkersResponse.WritableTxnMarkerTopicResult
+):
+    return _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult()
+
+
+def _new_WriteTxnMarkersResponse_WritableTxnMarkerResult() -> (
+    WriteTxnMarkersResponse.WritableTxnMarkerResult
+):
+    return _WriteTxnMarkersResponse_WritableTxnMarkerResult()
 
 
 @dataclass(slots=True)
 class WriteTxnMarkersResponse(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Markers",
-            "markers",
-            "[]WritableTxnMarkerResult",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _WriteTxnMarkersResponse_WritableTxnMarkerResult,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_WriteTxnMarkersResponse_v0,
         _read_WriteTxnMarkersResponse_v1,
@@ -1271,8 +1211,88 @@ class WriteTxnMarkersResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
-    WritableTxnMarkerResult = _WriteTxnMarkersResponse_WritableTxnMarkerResult
-    WritableTxnMarkerTopicResult = _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult
-    WritableTxnMarkerPartitionResult = _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult
-    markers: list[_WriteTxnMarkersResponse_WritableTxnMarkerResult] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class WritableTxnMarkerPartitionResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int = 0
+        error_code: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class WritableTxnMarkerTopicResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName = ""
+        partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class WritableTxnMarkerResult:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        producer_id: ProducerId = 0
+        topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult] = field(
+            default_factory=list
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult = (
+    WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult
+)
+_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult = (
+    WriteTxnMarkersResponse.WritableTxnMarkerTopicResult
+)
+_WriteTxnMarkersResponse_WritableTxnMarkerResult = WriteTxnMarkersResponse.WritableTxnMarkerResult
+
+_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult.FIELDS = (
+    FieldInfo(
+        "PartitionIndex", "partition_index", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Partitions",
+        "partitions",
+        "[]WritableTxnMarkerPartitionResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult,
+        False,
+    ),
+)
+_WriteTxnMarkersResponse_WritableTxnMarkerResult.FIELDS = (
+    FieldInfo("ProducerId", "producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Topics",
+        "topics",
+        "[]WritableTxnMarkerTopicResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteTxnMarkersResponse_WritableTxnMarkerTopicResult,
+        False,
+    ),
+)
+WriteTxnMarkersResponse.FIELDS = (
+    FieldInfo(
+        "Markers",
+        "markers",
+        "[]WritableTxnMarkerResult",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _WriteTxnMarkersResponse_WritableTxnMarkerResult,
+        False,
+    ),
+)

@@ -93,12 +93,7 @@ def _write_KRaftVersionRecord_v0(o: KRaftVersionRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class KRaftVersionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "KRaftVersion", "kraft_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_KRaftVersionRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_KRaftVersionRecord_v0,)
     NAME: ClassVar[str] = "KRaftVersionRecord"
@@ -111,3 +106,11 @@ class KRaftVersionRecord(Message):
     version: int = 0
     kraft_version: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+KRaftVersionRecord.FIELDS = (
+    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "KRaftVersion", "kraft_version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

@@ -169,7 +169,7 @@ def _read_LeaderChangeMessage_v0(buf: memoryview, pos: int) -> tuple[LeaderChang
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "voters")
     count1 -= 1
-    f_voters: list[_LeaderChangeMessage_Voter]
+    f_voters: list[LeaderChangeMessage.Voter]
     if count1 < 0:
         raise null_value("voters", pos)
     elif count1 > len(buf) - pos:
@@ -187,7 +187,7 @@ def _read_LeaderChangeMessage_v0(buf: memoryview, pos: int) -> tuple[LeaderChang
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "granting_voters")
     count3 -= 1
-    f_granting_voters: list[_LeaderChangeMessage_Voter]
+    f_granting_voters: list[LeaderChangeMessage.Voter]
     if count3 < 0:
         raise null_value("granting_voters", pos)
     elif count3 > len(buf) - pos:
@@ -249,7 +249,7 @@ def _read_LeaderChangeMessage_v1(buf: memoryview, pos: int) -> tuple[LeaderChang
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "voters")
     count1 -= 1
-    f_voters: list[_LeaderChangeMessage_Voter]
+    f_voters: list[LeaderChangeMessage.Voter]
     if count1 < 0:
         raise null_value("voters", pos)
     elif count1 > len(buf) - pos:
@@ -267,7 +267,7 @@ def _read_LeaderChangeMessage_v1(buf: memoryview, pos: int) -> tuple[LeaderChang
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "granting_voters")
     count3 -= 1
-    f_granting_voters: list[_LeaderChangeMessage_Voter]
+    f_granting_voters: list[LeaderChangeMessage.Voter]
     if count3 < 0:
         raise null_value("granting_voters", pos)
     elif count3 > len(buf) - pos:
@@ -374,55 +374,13 @@ def _write_LeaderChangeMessage_v1(o: LeaderChangeMessage, out: bytearray) -> Non
         out.append(0)
 
 
-@dataclass(slots=True)
-class _LeaderChangeMessage_Voter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "VoterDirectoryId",
-            "voter_directory_id",
-            "uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_LeaderChangeMessage_Voter() -> LeaderChangeMessage.Voter:
+    return _LeaderChangeMessage_Voter()
 
 
 @dataclass(slots=True)
 class LeaderChangeMessage(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Voters",
-            "voters",
-            "[]Voter",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderChangeMessage_Voter,
-            False,
-        ),
-        FieldInfo(
-            "GrantingVoters",
-            "granting_voters",
-            "[]Voter",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _LeaderChangeMessage_Voter,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_LeaderChangeMessage_v0,
         _read_LeaderChangeMessage_v1,
@@ -438,9 +396,60 @@ class LeaderChangeMessage(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     CONTROL_RECORD_TYPE: ClassVar[int] = 2
-    Voter = _LeaderChangeMessage_Voter
+
+    @dataclass(slots=True)
+    class Voter:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        voter_id: int = 0
+        voter_directory_id: UUID = ZERO_UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     version: int = 0
     leader_id: BrokerId = 0
-    voters: list[_LeaderChangeMessage_Voter] = field(default_factory=list)
-    granting_voters: list[_LeaderChangeMessage_Voter] = field(default_factory=list)
+    voters: list[LeaderChangeMessage.Voter] = field(default_factory=list)
+    granting_voters: list[LeaderChangeMessage.Voter] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_LeaderChangeMessage_Voter = LeaderChangeMessage.Voter
+
+_LeaderChangeMessage_Voter.FIELDS = (
+    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "VoterDirectoryId",
+        "voter_directory_id",
+        "uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+LeaderChangeMessage.FIELDS = (
+    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Voters",
+        "voters",
+        "[]Voter",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderChangeMessage_Voter,
+        False,
+    ),
+    FieldInfo(
+        "GrantingVoters",
+        "granting_voters",
+        "[]Voter",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _LeaderChangeMessage_Voter,
+        False,
+    ),
+)

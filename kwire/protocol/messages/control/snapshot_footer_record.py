@@ -93,9 +93,7 @@ def _write_SnapshotFooterRecord_v0(o: SnapshotFooterRecord, out: bytearray) -> N
 
 @dataclass(slots=True)
 class SnapshotFooterRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_SnapshotFooterRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_SnapshotFooterRecord_v0,)
     NAME: ClassVar[str] = "SnapshotFooterRecord"
@@ -107,3 +105,8 @@ class SnapshotFooterRecord(Message):
     CONTROL_RECORD_TYPE: ClassVar[int] = 4
     version: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+SnapshotFooterRecord.FIELDS = (
+    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -95,20 +95,7 @@ def _write_SnapshotHeaderRecord_v0(o: SnapshotHeaderRecord, out: bytearray) -> N
 
 @dataclass(slots=True)
 class SnapshotHeaderRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LastContainedLogTimestamp",
-            "last_contained_log_timestamp",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_SnapshotHeaderRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_SnapshotHeaderRecord_v0,)
     NAME: ClassVar[str] = "SnapshotHeaderRecord"
@@ -121,3 +108,19 @@ class SnapshotHeaderRecord(Message):
     version: int = 0
     last_contained_log_timestamp: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+SnapshotHeaderRecord.FIELDS = (
+    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LastContainedLogTimestamp",
+        "last_contained_log_timestamp",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)

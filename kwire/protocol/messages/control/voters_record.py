@@ -247,7 +247,7 @@ def _read_VotersRecord_Voter_v0(buf: memoryview, pos: int) -> tuple[_VotersRecor
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "Voter.endpoints")
     count1 -= 1
-    f_endpoints: list[_VotersRecord_Endpoint]
+    f_endpoints: list[VotersRecord.Endpoint]
     if count1 < 0:
         raise null_value("Voter.endpoints", pos)
     elif count1 > len(buf) - pos:
@@ -335,7 +335,7 @@ def _read_VotersRecord_v0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "voters")
     count1 -= 1
-    f_voters: list[_VotersRecord_Voter]
+    f_voters: list[VotersRecord.Voter]
     if count1 < 0:
         raise null_value("voters", pos)
     elif count1 > len(buf) - pos:
@@ -400,113 +400,21 @@ def _write_VotersRecord_v0(o: VotersRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _VotersRecord_Endpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_VotersRecord_Endpoint() -> VotersRecord.Endpoint:
+    return _VotersRecord_Endpoint()
 
 
-@dataclass(slots=True)
-class _VotersRecord_KRaftVersionFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "MinSupportedVersion",
-            "min_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxSupportedVersion",
-            "max_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_VotersRecord_KRaftVersionFeature() -> VotersRecord.KRaftVersionFeature:
+    return _VotersRecord_KRaftVersionFeature()
 
 
-@dataclass(slots=True)
-class _VotersRecord_Voter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "VoterDirectoryId",
-            "voter_directory_id",
-            "uuid",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Endpoints",
-            "endpoints",
-            "[]Endpoint",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _VotersRecord_Endpoint,
-            False,
-        ),
-        FieldInfo(
-            "KRaftVersionFeature",
-            "kraft_version_feature",
-            "KRaftVersionFeature",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _VotersRecord_KRaftVersionFeature,
-            False,
-        ),
-    )
-    voter_id: BrokerId = 0
-    voter_directory_id: UUID = ZERO_UUID
-    endpoints: list[_VotersRecord_Endpoint] = field(default_factory=list)
-    kraft_version_feature: _VotersRecord_KRaftVersionFeature = field(
-        default_factory=_VotersRecord_KRaftVersionFeature
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_VotersRecord_Voter() -> VotersRecord.Voter:
+    return _VotersRecord_Voter()
 
 
 @dataclass(slots=True)
 class VotersRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Voters",
-            "voters",
-            "[]Voter",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _VotersRecord_Voter,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_VotersRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_VotersRecord_v0,)
     NAME: ClassVar[str] = "VotersRecord"
@@ -516,9 +424,110 @@ class VotersRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     CONTROL_RECORD_TYPE: ClassVar[int] = 6
-    Voter = _VotersRecord_Voter
-    Endpoint = _VotersRecord_Endpoint
-    KRaftVersionFeature = _VotersRecord_KRaftVersionFeature
+
+    @dataclass(slots=True)
+    class Endpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class KRaftVersionFeature:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        min_supported_version: int = 0
+        max_supported_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class Voter:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        voter_id: BrokerId = 0
+        voter_directory_id: UUID = ZERO_UUID
+        endpoints: list[VotersRecord.Endpoint] = field(default_factory=list)
+        kraft_version_feature: VotersRecord.KRaftVersionFeature = field(
+            default_factory=_new_VotersRecord_KRaftVersionFeature
+        )
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     version: int = 0
-    voters: list[_VotersRecord_Voter] = field(default_factory=list)
+    voters: list[VotersRecord.Voter] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_VotersRecord_Endpoint = VotersRecord.Endpoint
+_VotersRecord_KRaftVersionFeature = VotersRecord.KRaftVersionFeature
+_VotersRecord_Voter = VotersRecord.Voter
+
+_VotersRecord_Endpoint.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+_VotersRecord_KRaftVersionFeature.FIELDS = (
+    FieldInfo(
+        "MinSupportedVersion",
+        "min_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxSupportedVersion",
+        "max_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_VotersRecord_Voter.FIELDS = (
+    FieldInfo("VoterId", "voter_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "VoterDirectoryId",
+        "voter_directory_id",
+        "uuid",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Endpoints",
+        "endpoints",
+        "[]Endpoint",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _VotersRecord_Endpoint,
+        False,
+    ),
+    FieldInfo(
+        "KRaftVersionFeature",
+        "kraft_version_feature",
+        "KRaftVersionFeature",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _VotersRecord_KRaftVersionFeature,
+        False,
+    ),
+)
+VotersRecord.FIELDS = (
+    FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "Voters", "voters", "[]Voter", (0, 32767), (1, 0), (1, 0), None, _VotersRecord_Voter, False
+    ),
+)

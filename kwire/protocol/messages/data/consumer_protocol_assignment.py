@@ -116,7 +116,7 @@ def _read_ConsumerProtocolAssignment_v0(
     except struct_error:
         raise too_short("assigned_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_assigned_partitions: list[_ConsumerProtocolAssignment_TopicPartition]
+    f_assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition]
     if count1 < 0:
         raise null_value("assigned_partitions", pos)
     elif count1 > len(buf) - pos:
@@ -161,36 +161,13 @@ def _write_ConsumerProtocolAssignment_v0(o: ConsumerProtocolAssignment, out: byt
         out += x3
 
 
-@dataclass(slots=True)
-class _ConsumerProtocolAssignment_TopicPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
+def _new_ConsumerProtocolAssignment_TopicPartition() -> ConsumerProtocolAssignment.TopicPartition:
+    return _ConsumerProtocolAssignment_TopicPartition()
 
 
 @dataclass(slots=True)
 class ConsumerProtocolAssignment(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "AssignedPartitions",
-            "assigned_partitions",
-            "[]TopicPartition",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerProtocolAssignment_TopicPartition,
-            False,
-        ),
-        FieldInfo(
-            "UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ConsumerProtocolAssignment_v0,
         _read_ConsumerProtocolAssignment_v0,
@@ -209,8 +186,36 @@ class ConsumerProtocolAssignment(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    TopicPartition = _ConsumerProtocolAssignment_TopicPartition
-    assigned_partitions: list[_ConsumerProtocolAssignment_TopicPartition] = field(
+
+    @dataclass(slots=True)
+    class TopicPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+
+    assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition] = field(
         default_factory=list
     )
     user_data: bytes | memoryview | None = None
+
+
+_ConsumerProtocolAssignment_TopicPartition = ConsumerProtocolAssignment.TopicPartition
+
+_ConsumerProtocolAssignment_TopicPartition.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)
+ConsumerProtocolAssignment.FIELDS = (
+    FieldInfo(
+        "AssignedPartitions",
+        "assigned_partitions",
+        "[]TopicPartition",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerProtocolAssignment_TopicPartition,
+        False,
+    ),
+    FieldInfo("UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True),
+)

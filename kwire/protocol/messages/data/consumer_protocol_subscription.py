@@ -222,7 +222,7 @@ def _read_ConsumerProtocolSubscription_v1(
     except struct_error:
         raise too_short("owned_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_owned_partitions: list[_ConsumerProtocolSubscription_TopicPartition]
+    f_owned_partitions: list[ConsumerProtocolSubscription.TopicPartition]
     if count7 < 0:
         raise null_value("owned_partitions", pos)
     elif count7 > len(buf) - pos:
@@ -296,7 +296,7 @@ def _read_ConsumerProtocolSubscription_v2(
     except struct_error:
         raise too_short("owned_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_owned_partitions: list[_ConsumerProtocolSubscription_TopicPartition]
+    f_owned_partitions: list[ConsumerProtocolSubscription.TopicPartition]
     if count7 < 0:
         raise null_value("owned_partitions", pos)
     elif count7 > len(buf) - pos:
@@ -374,7 +374,7 @@ def _read_ConsumerProtocolSubscription_v3(
     except struct_error:
         raise too_short("owned_partitions", pos, 4, len(buf) - pos) from None
     pos += 4
-    f_owned_partitions: list[_ConsumerProtocolSubscription_TopicPartition]
+    f_owned_partitions: list[ConsumerProtocolSubscription.TopicPartition]
     if count7 < 0:
         raise null_value("owned_partitions", pos)
     elif count7 > len(buf) - pos:
@@ -543,41 +543,15 @@ def _write_ConsumerProtocolSubscription_v3(o: ConsumerProtocolSubscription, out:
         out += b9
 
 
-@dataclass(slots=True)
-class _ConsumerProtocolSubscription_TopicPartition:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topic", "topic", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Partitions", "partitions", "[]int32", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
-    topic: TopicName = ""
-    partitions: list[int] = field(default_factory=list)
+def _new_ConsumerProtocolSubscription_TopicPartition() -> (
+    ConsumerProtocolSubscription.TopicPartition
+):
+    return _ConsumerProtocolSubscription_TopicPartition()
 
 
 @dataclass(slots=True)
 class ConsumerProtocolSubscription(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Topics", "topics", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True
-        ),
-        FieldInfo(
-            "OwnedPartitions",
-            "owned_partitions",
-            "[]TopicPartition",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ConsumerProtocolSubscription_TopicPartition,
-            False,
-        ),
-        FieldInfo(
-            "GenerationId", "generation_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("RackId", "rack_id", "string", (3, 32767), (3, 32767), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_ConsumerProtocolSubscription_v0,
         _read_ConsumerProtocolSubscription_v1,
@@ -596,11 +570,44 @@ class ConsumerProtocolSubscription(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    TopicPartition = _ConsumerProtocolSubscription_TopicPartition
+
+    @dataclass(slots=True)
+    class TopicPartition:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName = ""
+        partitions: list[int] = field(default_factory=list)
+
     topics: list[str] = field(default_factory=list)
     user_data: bytes | memoryview | None = None
-    owned_partitions: list[_ConsumerProtocolSubscription_TopicPartition] = field(
+    owned_partitions: list[ConsumerProtocolSubscription.TopicPartition] = field(
         default_factory=list
     )
     generation_id: int = -1
     rack_id: str | None = None
+
+
+_ConsumerProtocolSubscription_TopicPartition = ConsumerProtocolSubscription.TopicPartition
+
+_ConsumerProtocolSubscription_TopicPartition.FIELDS = (
+    FieldInfo("Topic", "topic", "string", (1, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Partitions", "partitions", "[]int32", (1, 32767), (1, 0), (1, 0), None, None, False),
+)
+ConsumerProtocolSubscription.FIELDS = (
+    FieldInfo("Topics", "topics", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True),
+    FieldInfo(
+        "OwnedPartitions",
+        "owned_partitions",
+        "[]TopicPartition",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ConsumerProtocolSubscription_TopicPartition,
+        False,
+    ),
+    FieldInfo(
+        "GenerationId", "generation_id", "int32", (2, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("RackId", "rack_id", "string", (3, 32767), (3, 32767), (1, 0), None, None, False),
+)

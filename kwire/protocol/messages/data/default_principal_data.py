@@ -165,21 +165,7 @@ def _write_DefaultPrincipalData_v0(o: DefaultPrincipalData, out: bytearray) -> N
 
 @dataclass(slots=True)
 class DefaultPrincipalData(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Type", "type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "TokenAuthenticated",
-            "token_authenticated",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DefaultPrincipalData_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DefaultPrincipalData_v0,)
     NAME: ClassVar[str] = "DefaultPrincipalData"
@@ -192,3 +178,20 @@ class DefaultPrincipalData(Message):
     name: str = ""
     token_authenticated: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+DefaultPrincipalData.FIELDS = (
+    FieldInfo("Type", "type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "TokenAuthenticated",
+        "token_authenticated",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)

@@ -138,7 +138,7 @@ def _read_QuorumStateData_v0(buf: memoryview, pos: int) -> tuple[QuorumStateData
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "current_voters")
     count3 -= 1
-    f_current_voters: list[_QuorumStateData_Voter] | None
+    f_current_voters: list[QuorumStateData.Voter] | None
     if count3 < 0:
         f_current_voters = None
     elif count3 > len(buf) - pos:
@@ -289,50 +289,13 @@ def _write_QuorumStateData_v1(o: QuorumStateData, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _QuorumStateData_Voter:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("VoterId", "voter_id", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
-    )
-    voter_id: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_QuorumStateData_Voter() -> QuorumStateData.Voter:
+    return _QuorumStateData_Voter()
 
 
 @dataclass(slots=True)
 class QuorumStateData(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("ClusterId", "cluster_id", "string", (0, 0), (1, 0), (1, 0), None, None, False),
-        FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("VotedId", "voted_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "VotedDirectoryId",
-            "voted_directory_id",
-            "uuid",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AppliedOffset", "applied_offset", "int64", (0, 0), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "CurrentVoters",
-            "current_voters",
-            "[]Voter",
-            (0, 0),
-            (0, 0),
-            (1, 0),
-            None,
-            _QuorumStateData_Voter,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_QuorumStateData_v0,
         _read_QuorumStateData_v1,
@@ -347,12 +310,58 @@ class QuorumStateData(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    Voter = _QuorumStateData_Voter
+
+    @dataclass(slots=True)
+    class Voter:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        voter_id: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     cluster_id: str = ""
     leader_id: int = -1
     leader_epoch: int = -1
     voted_id: int = -1
     voted_directory_id: UUID = ZERO_UUID
     applied_offset: int = 0
-    current_voters: list[_QuorumStateData_Voter] | None = field(default_factory=list)
+    current_voters: list[QuorumStateData.Voter] | None = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_QuorumStateData_Voter = QuorumStateData.Voter
+
+_QuorumStateData_Voter.FIELDS = (
+    FieldInfo("VoterId", "voter_id", "int32", (0, 0), (1, 0), (1, 0), None, None, False),
+)
+QuorumStateData.FIELDS = (
+    FieldInfo("ClusterId", "cluster_id", "string", (0, 0), (1, 0), (1, 0), None, None, False),
+    FieldInfo("LeaderId", "leader_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("VotedId", "voted_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "VotedDirectoryId",
+        "voted_directory_id",
+        "uuid",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AppliedOffset", "applied_offset", "int64", (0, 0), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "CurrentVoters",
+        "current_voters",
+        "[]Voter",
+        (0, 0),
+        (0, 0),
+        (1, 0),
+        None,
+        _QuorumStateData_Voter,
+        False,
+    ),
+)

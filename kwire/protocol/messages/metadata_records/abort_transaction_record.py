@@ -135,9 +135,7 @@ def _write_AbortTransactionRecord_v0(o: AbortTransactionRecord, out: bytearray) 
 
 @dataclass(slots=True)
 class AbortTransactionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Reason", "reason", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AbortTransactionRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AbortTransactionRecord_v0,)
     NAME: ClassVar[str] = "AbortTransactionRecord"
@@ -148,3 +146,8 @@ class AbortTransactionRecord(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     reason: str | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+AbortTransactionRecord.FIELDS = (
+    FieldInfo("Reason", "reason", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
+)

@@ -220,34 +220,7 @@ def _write_AccessControlEntryRecord_v0(o: AccessControlEntryRecord, out: bytearr
 
 @dataclass(slots=True)
 class AccessControlEntryRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PatternType", "pattern_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "PermissionType",
-            "permission_type",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AccessControlEntryRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_AccessControlEntryRecord_v0,)
     NAME: ClassVar[str] = "AccessControlEntryRecord"
@@ -265,3 +238,21 @@ class AccessControlEntryRecord(Message):
     operation: int = 0
     permission_type: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+AccessControlEntryRecord.FIELDS = (
+    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("PatternType", "pattern_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Principal", "principal", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Operation", "operation", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "PermissionType", "permission_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

@@ -135,9 +135,7 @@ def _write_BeginTransactionRecord_v0(o: BeginTransactionRecord, out: bytearray) 
 
 @dataclass(slots=True)
 class BeginTransactionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_BeginTransactionRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_BeginTransactionRecord_v0,)
     NAME: ClassVar[str] = "BeginTransactionRecord"
@@ -148,3 +146,8 @@ class BeginTransactionRecord(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     name: str | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+BeginTransactionRecord.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
+)

@@ -348,25 +348,7 @@ def _write_BrokerRegistrationChangeRecord_v2(
 
 @dataclass(slots=True)
 class BrokerRegistrationChangeRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Fenced", "fenced", "int8", (0, 32767), (1, 0), (0, 32767), 0, None, False),
-        FieldInfo(
-            "InControlledShutdown",
-            "in_controlled_shutdown",
-            "int8",
-            (1, 32767),
-            (1, 0),
-            (1, 32767),
-            1,
-            None,
-            False,
-        ),
-        FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (2, 32767), 2, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_BrokerRegistrationChangeRecord_v0,
         _read_BrokerRegistrationChangeRecord_v1,
@@ -389,3 +371,24 @@ class BrokerRegistrationChangeRecord(Message):
     in_controlled_shutdown: int = 0
     log_dirs: list[UUID] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+BrokerRegistrationChangeRecord.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Fenced", "fenced", "int8", (0, 32767), (1, 0), (0, 32767), 0, None, False),
+    FieldInfo(
+        "InControlledShutdown",
+        "in_controlled_shutdown",
+        "int8",
+        (1, 32767),
+        (1, 0),
+        (1, 32767),
+        1,
+        None,
+        False,
+    ),
+    FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (2, 32767), 2, None, False),
+)

@@ -171,7 +171,7 @@ def _read_ClientQuotaRecord_v0(buf: memoryview, pos: int) -> tuple[ClientQuotaRe
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "entity")
     count1 -= 1
-    f_entity: list[_ClientQuotaRecord_EntityData]
+    f_entity: list[ClientQuotaRecord.EntityData]
     if count1 < 0:
         raise null_value("entity", pos)
     elif count1 > len(buf) - pos:
@@ -277,39 +277,13 @@ def _write_ClientQuotaRecord_v0(o: ClientQuotaRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
-class _ClientQuotaRecord_EntityData:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
-        ),
-    )
-    entity_type: str = ""
-    entity_name: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_ClientQuotaRecord_EntityData() -> ClientQuotaRecord.EntityData:
+    return _ClientQuotaRecord_EntityData()
 
 
 @dataclass(slots=True)
 class ClientQuotaRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "Entity",
-            "entity",
-            "[]EntityData",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _ClientQuotaRecord_EntityData,
-            False,
-        ),
-        FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ClientQuotaRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ClientQuotaRecord_v0,)
     NAME: ClassVar[str] = "ClientQuotaRecord"
@@ -318,9 +292,42 @@ class ClientQuotaRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    EntityData = _ClientQuotaRecord_EntityData
-    entity: list[_ClientQuotaRecord_EntityData] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class EntityData:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        entity_type: str = ""
+        entity_name: str | None = ""
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    entity: list[ClientQuotaRecord.EntityData] = field(default_factory=list)
     key: str = ""
     value: float = 0.0
     remove: bool = False
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_ClientQuotaRecord_EntityData = ClientQuotaRecord.EntityData
+
+_ClientQuotaRecord_EntityData.FIELDS = (
+    FieldInfo("EntityType", "entity_type", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "EntityName", "entity_name", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
+    ),
+)
+ClientQuotaRecord.FIELDS = (
+    FieldInfo(
+        "Entity",
+        "entity",
+        "[]EntityData",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _ClientQuotaRecord_EntityData,
+        False,
+    ),
+    FieldInfo("Key", "key", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

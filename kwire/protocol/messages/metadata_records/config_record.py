@@ -201,16 +201,7 @@ def _write_ConfigRecord_v0(o: ConfigRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class ConfigRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ConfigRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ConfigRecord_v0,)
     NAME: ClassVar[str] = "ConfigRecord"
@@ -224,3 +215,15 @@ class ConfigRecord(Message):
     name: str = ""
     value: str | None = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+ConfigRecord.FIELDS = (
+    FieldInfo(
+        "ResourceType", "resource_type", "int8", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ResourceName", "resource_name", "string", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+)

@@ -270,41 +270,7 @@ def _write_DelegationTokenRecord_v0(o: DelegationTokenRecord, out: bytearray) ->
 
 @dataclass(slots=True)
 class DelegationTokenRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Owner", "owner", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "Requester", "requester", "string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Renewers", "renewers", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IssueTimestamp",
-            "issue_timestamp",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ExpirationTimestamp",
-            "expiration_timestamp",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DelegationTokenRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_DelegationTokenRecord_v0,)
     NAME: ClassVar[str] = "DelegationTokenRecord"
@@ -321,3 +287,28 @@ class DelegationTokenRecord(Message):
     expiration_timestamp: int = 0
     token_id: str = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+DelegationTokenRecord.FIELDS = (
+    FieldInfo("Owner", "owner", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Requester", "requester", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Renewers", "renewers", "[]string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IssueTimestamp", "issue_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "MaxTimestamp", "max_timestamp", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ExpirationTimestamp",
+        "expiration_timestamp",
+        "int64",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -85,7 +85,7 @@ def _write_EndTransactionRecord_v0(o: EndTransactionRecord, out: bytearray) -> N
 
 @dataclass(slots=True)
 class EndTransactionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = ()
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_EndTransactionRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_EndTransactionRecord_v0,)
     NAME: ClassVar[str] = "EndTransactionRecord"
@@ -95,3 +95,6 @@ class EndTransactionRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+EndTransactionRecord.FIELDS = ()

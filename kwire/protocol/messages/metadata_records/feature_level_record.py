@@ -129,12 +129,7 @@ def _write_FeatureLevelRecord_v0(o: FeatureLevelRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class FeatureLevelRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "FeatureLevel", "feature_level", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_FeatureLevelRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_FeatureLevelRecord_v0,)
     NAME: ClassVar[str] = "FeatureLevelRecord"
@@ -146,3 +141,11 @@ class FeatureLevelRecord(Message):
     name: str = ""
     feature_level: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+FeatureLevelRecord.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "FeatureLevel", "feature_level", "int16", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

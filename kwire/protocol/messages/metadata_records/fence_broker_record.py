@@ -94,10 +94,7 @@ def _write_FenceBrokerRecord_v0(o: FenceBrokerRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class FenceBrokerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Epoch", "epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_FenceBrokerRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_FenceBrokerRecord_v0,)
     NAME: ClassVar[str] = "FenceBrokerRecord"
@@ -109,3 +106,9 @@ class FenceBrokerRecord(Message):
     id: BrokerId = 0
     epoch: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+FenceBrokerRecord.FIELDS = (
+    FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Epoch", "epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -85,7 +85,7 @@ def _write_NoOpRecord_v0(o: NoOpRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class NoOpRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = ()
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_NoOpRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_NoOpRecord_v0,)
     NAME: ClassVar[str] = "NoOpRecord"
@@ -95,3 +95,6 @@ class NoOpRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+NoOpRecord.FIELDS = ()

@@ -959,83 +959,7 @@ def _write_PartitionChangeRecord_v2(o: PartitionChangeRecord, out: bytearray) ->
 
 @dataclass(slots=True)
 class PartitionChangeRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
-        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (0, 32767), 1, None, False),
-        FieldInfo(
-            "Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (0, 32767), 2, None, False
-        ),
-        FieldInfo(
-            "RemovingReplicas",
-            "removing_replicas",
-            "[]int32",
-            (0, 32767),
-            (0, 32767),
-            (0, 32767),
-            3,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AddingReplicas",
-            "adding_replicas",
-            "[]int32",
-            (0, 32767),
-            (0, 32767),
-            (0, 32767),
-            4,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LeaderRecoveryState",
-            "leader_recovery_state",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (0, 32767),
-            5,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Directories",
-            "directories",
-            "[]uuid",
-            (1, 32767),
-            (1, 32767),
-            (1, 32767),
-            8,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "EligibleLeaderReplicas",
-            "eligible_leader_replicas",
-            "[]int32",
-            (2, 32767),
-            (2, 32767),
-            (2, 32767),
-            6,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastKnownElr",
-            "last_known_elr",
-            "[]int32",
-            (2, 32767),
-            (2, 32767),
-            (2, 32767),
-            7,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_PartitionChangeRecord_v0,
         _read_PartitionChangeRecord_v1,
@@ -1064,3 +988,74 @@ class PartitionChangeRecord(Message):
     eligible_leader_replicas: list[BrokerId] | None = None
     last_known_elr: list[BrokerId] | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+PartitionChangeRecord.FIELDS = (
+    FieldInfo(
+        "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
+    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (0, 32767), 1, None, False),
+    FieldInfo(
+        "Replicas", "replicas", "[]int32", (0, 32767), (0, 32767), (0, 32767), 2, None, False
+    ),
+    FieldInfo(
+        "RemovingReplicas",
+        "removing_replicas",
+        "[]int32",
+        (0, 32767),
+        (0, 32767),
+        (0, 32767),
+        3,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AddingReplicas",
+        "adding_replicas",
+        "[]int32",
+        (0, 32767),
+        (0, 32767),
+        (0, 32767),
+        4,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LeaderRecoveryState",
+        "leader_recovery_state",
+        "int8",
+        (0, 32767),
+        (1, 0),
+        (0, 32767),
+        5,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "Directories", "directories", "[]uuid", (1, 32767), (1, 32767), (1, 32767), 8, None, False
+    ),
+    FieldInfo(
+        "EligibleLeaderReplicas",
+        "eligible_leader_replicas",
+        "[]int32",
+        (2, 32767),
+        (2, 32767),
+        (2, 32767),
+        6,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LastKnownElr",
+        "last_known_elr",
+        "[]int32",
+        (2, 32767),
+        (2, 32767),
+        (2, 32767),
+        7,
+        None,
+        False,
+    ),
+)

@@ -805,87 +805,7 @@ def _write_PartitionRecord_v2(o: PartitionRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class PartitionRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "RemovingReplicas",
-            "removing_replicas",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "AddingReplicas",
-            "adding_replicas",
-            "[]int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "LeaderRecoveryState",
-            "leader_recovery_state",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (0, 32767),
-            0,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "PartitionEpoch",
-            "partition_epoch",
-            "int32",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "Directories", "directories", "[]uuid", (1, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EligibleLeaderReplicas",
-            "eligible_leader_replicas",
-            "[]int32",
-            (2, 32767),
-            (2, 32767),
-            (2, 32767),
-            1,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "LastKnownElr",
-            "last_known_elr",
-            "[]int32",
-            (2, 32767),
-            (2, 32767),
-            (2, 32767),
-            2,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_PartitionRecord_v0,
         _read_PartitionRecord_v1,
@@ -916,3 +836,78 @@ class PartitionRecord(Message):
     eligible_leader_replicas: list[BrokerId] | None = None
     last_known_elr: list[BrokerId] | None = None
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+PartitionRecord.FIELDS = (
+    FieldInfo(
+        "PartitionId", "partition_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Replicas", "replicas", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Isr", "isr", "[]int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "RemovingReplicas",
+        "removing_replicas",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "AddingReplicas",
+        "adding_replicas",
+        "[]int32",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("Leader", "leader", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "LeaderRecoveryState",
+        "leader_recovery_state",
+        "int8",
+        (0, 32767),
+        (1, 0),
+        (0, 32767),
+        0,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LeaderEpoch", "leader_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "PartitionEpoch", "partition_epoch", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "Directories", "directories", "[]uuid", (1, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "EligibleLeaderReplicas",
+        "eligible_leader_replicas",
+        "[]int32",
+        (2, 32767),
+        (2, 32767),
+        (2, 32767),
+        1,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "LastKnownElr",
+        "last_known_elr",
+        "[]int32",
+        (2, 32767),
+        (2, 32767),
+        (2, 32767),
+        2,
+        None,
+        False,
+    ),
+)

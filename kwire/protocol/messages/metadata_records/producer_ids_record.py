@@ -98,23 +98,7 @@ def _write_ProducerIdsRecord_v0(o: ProducerIdsRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class ProducerIdsRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "NextProducerId",
-            "next_producer_id",
-            "int64",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ProducerIdsRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ProducerIdsRecord_v0,)
     NAME: ClassVar[str] = "ProducerIdsRecord"
@@ -127,3 +111,14 @@ class ProducerIdsRecord(Message):
     broker_epoch: int = -1
     next_producer_id: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+ProducerIdsRecord.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "NextProducerId", "next_producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

@@ -297,7 +297,7 @@ def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "end_points")
     count1 -= 1
-    f_end_points: list[_RegisterBrokerRecord_BrokerEndpoint]
+    f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
     elif count1 > len(buf) - pos:
@@ -315,7 +315,7 @@ def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "features")
     count3 -= 1
-    f_features: list[_RegisterBrokerRecord_BrokerFeature]
+    f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count3 < 0:
         raise null_value("features", pos)
     elif count3 > len(buf) - pos:
@@ -416,7 +416,7 @@ def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "end_points")
     count1 -= 1
-    f_end_points: list[_RegisterBrokerRecord_BrokerEndpoint]
+    f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
     elif count1 > len(buf) - pos:
@@ -434,7 +434,7 @@ def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "features")
     count3 -= 1
-    f_features: list[_RegisterBrokerRecord_BrokerFeature]
+    f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count3 < 0:
         raise null_value("features", pos)
     elif count3 > len(buf) - pos:
@@ -540,7 +540,7 @@ def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "end_points")
     count1 -= 1
-    f_end_points: list[_RegisterBrokerRecord_BrokerEndpoint]
+    f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
     elif count1 > len(buf) - pos:
@@ -558,7 +558,7 @@ def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "features")
     count3 -= 1
-    f_features: list[_RegisterBrokerRecord_BrokerFeature]
+    f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count3 < 0:
         raise null_value("features", pos)
     elif count3 > len(buf) - pos:
@@ -663,7 +663,7 @@ def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "end_points")
     count1 -= 1
-    f_end_points: list[_RegisterBrokerRecord_BrokerEndpoint]
+    f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
     elif count1 > len(buf) - pos:
@@ -681,7 +681,7 @@ def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBr
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "features")
     count3 -= 1
-    f_features: list[_RegisterBrokerRecord_BrokerFeature]
+    f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count3 < 0:
         raise null_value("features", pos)
     elif count3 > len(buf) - pos:
@@ -996,122 +996,17 @@ def _write_RegisterBrokerRecord_v3(o: RegisterBrokerRecord, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
-class _RegisterBrokerRecord_BrokerEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SecurityProtocol",
-            "security_protocol",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_RegisterBrokerRecord_BrokerEndpoint() -> RegisterBrokerRecord.BrokerEndpoint:
+    return _RegisterBrokerRecord_BrokerEndpoint()
 
 
-@dataclass(slots=True)
-class _RegisterBrokerRecord_BrokerFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MinSupportedVersion",
-            "min_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxSupportedVersion",
-            "max_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_RegisterBrokerRecord_BrokerFeature() -> RegisterBrokerRecord.BrokerFeature:
+    return _RegisterBrokerRecord_BrokerFeature()
 
 
 @dataclass(slots=True)
 class RegisterBrokerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "IsMigratingZkBroker",
-            "is_migrating_zk_broker",
-            "bool",
-            (2, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "EndPoints",
-            "end_points",
-            "[]BrokerEndpoint",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _RegisterBrokerRecord_BrokerEndpoint,
-            False,
-        ),
-        FieldInfo(
-            "Features",
-            "features",
-            "[]BrokerFeature",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _RegisterBrokerRecord_BrokerFeature,
-            False,
-        ),
-        FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
-        FieldInfo("Fenced", "fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "InControlledShutdown",
-            "in_controlled_shutdown",
-            "bool",
-            (1, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo("LogDirs", "log_dirs", "[]uuid", (3, 32767), (1, 0), (3, 32767), 0, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
         _read_RegisterBrokerRecord_v0,
         _read_RegisterBrokerRecord_v1,
@@ -1130,16 +1025,134 @@ class RegisterBrokerRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    BrokerEndpoint = _RegisterBrokerRecord_BrokerEndpoint
-    BrokerFeature = _RegisterBrokerRecord_BrokerFeature
+
+    @dataclass(slots=True)
+    class BrokerEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        security_protocol: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class BrokerFeature:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        min_supported_version: int = 0
+        max_supported_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     broker_id: BrokerId = 0
     is_migrating_zk_broker: bool = False
     incarnation_id: UUID = ZERO_UUID
     broker_epoch: int = 0
-    end_points: list[_RegisterBrokerRecord_BrokerEndpoint] = field(default_factory=list)
-    features: list[_RegisterBrokerRecord_BrokerFeature] = field(default_factory=list)
+    end_points: list[RegisterBrokerRecord.BrokerEndpoint] = field(default_factory=list)
+    features: list[RegisterBrokerRecord.BrokerFeature] = field(default_factory=list)
     rack: str | None = ""
     fenced: bool = True
     in_controlled_shutdown: bool = False
     log_dirs: list[UUID] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_RegisterBrokerRecord_BrokerEndpoint = RegisterBrokerRecord.BrokerEndpoint
+_RegisterBrokerRecord_BrokerFeature = RegisterBrokerRecord.BrokerFeature
+
+_RegisterBrokerRecord_BrokerEndpoint.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SecurityProtocol",
+        "security_protocol",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_RegisterBrokerRecord_BrokerFeature.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MinSupportedVersion",
+        "min_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxSupportedVersion",
+        "max_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+RegisterBrokerRecord.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "IsMigratingZkBroker",
+        "is_migrating_zk_broker",
+        "bool",
+        (2, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "EndPoints",
+        "end_points",
+        "[]BrokerEndpoint",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _RegisterBrokerRecord_BrokerEndpoint,
+        False,
+    ),
+    FieldInfo(
+        "Features",
+        "features",
+        "[]BrokerFeature",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _RegisterBrokerRecord_BrokerFeature,
+        False,
+    ),
+    FieldInfo("Rack", "rack", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
+    FieldInfo("Fenced", "fenced", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "InControlledShutdown",
+        "in_controlled_shutdown",
+        "bool",
+        (1, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo("LogDirs", "log_dirs", "[]uuid", (3, 32767), (1, 0), (3, 32767), 0, None, False),
+)

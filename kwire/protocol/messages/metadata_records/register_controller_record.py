@@ -295,7 +295,7 @@ def _read_RegisterControllerRecord_v0(
     if count1 > 0x7F:
         count1, pos = read_uvarint_tail(buf, pos, count1, "end_points")
     count1 -= 1
-    f_end_points: list[_RegisterControllerRecord_ControllerEndpoint]
+    f_end_points: list[RegisterControllerRecord.ControllerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
     elif count1 > len(buf) - pos:
@@ -313,7 +313,7 @@ def _read_RegisterControllerRecord_v0(
     if count3 > 0x7F:
         count3, pos = read_uvarint_tail(buf, pos, count3, "features")
     count3 -= 1
-    f_features: list[_RegisterControllerRecord_ControllerFeature]
+    f_features: list[RegisterControllerRecord.ControllerFeature]
     if count3 < 0:
         raise null_value("features", pos)
     elif count3 > len(buf) - pos:
@@ -391,107 +391,19 @@ def _write_RegisterControllerRecord_v0(o: RegisterControllerRecord, out: bytearr
         out.append(0)
 
 
-@dataclass(slots=True)
-class _RegisterControllerRecord_ControllerEndpoint:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "SecurityProtocol",
-            "security_protocol",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    host: str = ""
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_RegisterControllerRecord_ControllerEndpoint() -> (
+    RegisterControllerRecord.ControllerEndpoint
+):
+    return _RegisterControllerRecord_ControllerEndpoint()
 
 
-@dataclass(slots=True)
-class _RegisterControllerRecord_ControllerFeature:
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "MinSupportedVersion",
-            "min_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "MaxSupportedVersion",
-            "max_supported_version",
-            "int16",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
-    name: str = ""
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+def _new_RegisterControllerRecord_ControllerFeature() -> RegisterControllerRecord.ControllerFeature:
+    return _RegisterControllerRecord_ControllerFeature()
 
 
 @dataclass(slots=True)
 class RegisterControllerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ZkMigrationReady",
-            "zk_migration_ready",
-            "bool",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-        FieldInfo(
-            "EndPoints",
-            "end_points",
-            "[]ControllerEndpoint",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _RegisterControllerRecord_ControllerEndpoint,
-            False,
-        ),
-        FieldInfo(
-            "Features",
-            "features",
-            "[]ControllerFeature",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            _RegisterControllerRecord_ControllerFeature,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RegisterControllerRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RegisterControllerRecord_v0,)
     NAME: ClassVar[str] = "RegisterControllerRecord"
@@ -500,11 +412,114 @@ class RegisterControllerRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    ControllerEndpoint = _RegisterControllerRecord_ControllerEndpoint
-    ControllerFeature = _RegisterControllerRecord_ControllerFeature
+
+    @dataclass(slots=True)
+    class ControllerEndpoint:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        host: str = ""
+        port: int = 0
+        security_protocol: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    @dataclass(slots=True)
+    class ControllerFeature:
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str = ""
+        min_supported_version: int = 0
+        max_supported_version: int = 0
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
     controller_id: int = 0
     incarnation_id: UUID = ZERO_UUID
     zk_migration_ready: bool = False
-    end_points: list[_RegisterControllerRecord_ControllerEndpoint] = field(default_factory=list)
-    features: list[_RegisterControllerRecord_ControllerFeature] = field(default_factory=list)
+    end_points: list[RegisterControllerRecord.ControllerEndpoint] = field(default_factory=list)
+    features: list[RegisterControllerRecord.ControllerFeature] = field(default_factory=list)
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+_RegisterControllerRecord_ControllerEndpoint = RegisterControllerRecord.ControllerEndpoint
+_RegisterControllerRecord_ControllerFeature = RegisterControllerRecord.ControllerFeature
+
+_RegisterControllerRecord_ControllerEndpoint.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Host", "host", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Port", "port", "uint16", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "SecurityProtocol",
+        "security_protocol",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+_RegisterControllerRecord_ControllerFeature.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "MinSupportedVersion",
+        "min_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "MaxSupportedVersion",
+        "max_supported_version",
+        "int16",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
+RegisterControllerRecord.FIELDS = (
+    FieldInfo(
+        "ControllerId", "controller_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "IncarnationId", "incarnation_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+    FieldInfo(
+        "ZkMigrationReady",
+        "zk_migration_ready",
+        "bool",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+    FieldInfo(
+        "EndPoints",
+        "end_points",
+        "[]ControllerEndpoint",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _RegisterControllerRecord_ControllerEndpoint,
+        False,
+    ),
+    FieldInfo(
+        "Features",
+        "features",
+        "[]ControllerFeature",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        _RegisterControllerRecord_ControllerFeature,
+        False,
+    ),
+)

@@ -98,9 +98,7 @@ def _write_RemoveAccessControlEntryRecord_v0(
 
 @dataclass(slots=True)
 class RemoveAccessControlEntryRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveAccessControlEntryRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveAccessControlEntryRecord_v0,)
     NAME: ClassVar[str] = "RemoveAccessControlEntryRecord"
@@ -111,3 +109,8 @@ class RemoveAccessControlEntryRecord(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     id: UUID = ZERO_UUID
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+RemoveAccessControlEntryRecord.FIELDS = (
+    FieldInfo("Id", "id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

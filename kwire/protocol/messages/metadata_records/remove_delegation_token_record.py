@@ -123,9 +123,7 @@ def _write_RemoveDelegationTokenRecord_v0(o: RemoveDelegationTokenRecord, out: b
 
 @dataclass(slots=True)
 class RemoveDelegationTokenRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveDelegationTokenRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveDelegationTokenRecord_v0,)
     NAME: ClassVar[str] = "RemoveDelegationTokenRecord"
@@ -136,3 +134,8 @@ class RemoveDelegationTokenRecord(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     token_id: str = ""
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+RemoveDelegationTokenRecord.FIELDS = (
+    FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -94,9 +94,7 @@ def _write_RemoveTopicRecord_v0(o: RemoveTopicRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class RemoveTopicRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveTopicRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveTopicRecord_v0,)
     NAME: ClassVar[str] = "RemoveTopicRecord"
@@ -107,3 +105,8 @@ class RemoveTopicRecord(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     topic_id: UUID = ZERO_UUID
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+RemoveTopicRecord.FIELDS = (
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

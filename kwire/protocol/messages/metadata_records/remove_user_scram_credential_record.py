@@ -133,10 +133,7 @@ def _write_RemoveUserScramCredentialRecord_v0(
 
 @dataclass(slots=True)
 class RemoveUserScramCredentialRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveUserScramCredentialRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_RemoveUserScramCredentialRecord_v0,)
     NAME: ClassVar[str] = "RemoveUserScramCredentialRecord"
@@ -148,3 +145,9 @@ class RemoveUserScramCredentialRecord(Message):
     name: str = ""
     mechanism: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+RemoveUserScramCredentialRecord.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

@@ -131,10 +131,7 @@ def _write_TopicRecord_v0(o: TopicRecord, out: bytearray) -> None:
 
 @dataclass(slots=True)
 class TopicRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_TopicRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_TopicRecord_v0,)
     NAME: ClassVar[str] = "TopicRecord"
@@ -146,3 +143,9 @@ class TopicRecord(Message):
     name: TopicName = ""
     topic_id: UUID = ZERO_UUID
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+TopicRecord.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

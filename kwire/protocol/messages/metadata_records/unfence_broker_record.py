@@ -94,10 +94,7 @@ def _write_UnfenceBrokerRecord_v0(o: UnfenceBrokerRecord, out: bytearray) -> Non
 
 @dataclass(slots=True)
 class UnfenceBrokerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Epoch", "epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UnfenceBrokerRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UnfenceBrokerRecord_v0,)
     NAME: ClassVar[str] = "UnfenceBrokerRecord"
@@ -109,3 +106,9 @@ class UnfenceBrokerRecord(Message):
     id: BrokerId = 0
     epoch: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+UnfenceBrokerRecord.FIELDS = (
+    FieldInfo("Id", "id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Epoch", "epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

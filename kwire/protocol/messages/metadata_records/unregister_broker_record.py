@@ -96,12 +96,7 @@ def _write_UnregisterBrokerRecord_v0(o: UnregisterBrokerRecord, out: bytearray) 
 
 @dataclass(slots=True)
 class UnregisterBrokerRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UnregisterBrokerRecord_v0,)
     NAME: ClassVar[str] = "UnregisterBrokerRecord"
@@ -113,3 +108,11 @@ class UnregisterBrokerRecord(Message):
     broker_id: BrokerId = 0
     broker_epoch: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+UnregisterBrokerRecord.FIELDS = (
+    FieldInfo("BrokerId", "broker_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo(
+        "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
+    ),
+)

@@ -222,20 +222,7 @@ def _write_UserScramCredentialRecord_v0(o: UserScramCredentialRecord, out: bytea
 
 @dataclass(slots=True)
 class UserScramCredentialRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
-        FieldInfo(
-            "StoredKey", "stored_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "ServerKey", "server_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-        FieldInfo(
-            "Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UserScramCredentialRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_UserScramCredentialRecord_v0,)
     NAME: ClassVar[str] = "UserScramCredentialRecord"
@@ -251,3 +238,13 @@ class UserScramCredentialRecord(Message):
     server_key: bytes = b""
     iterations: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+UserScramCredentialRecord.FIELDS = (
+    FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Salt", "salt", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("StoredKey", "stored_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("ServerKey", "server_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
+    FieldInfo("Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
+)

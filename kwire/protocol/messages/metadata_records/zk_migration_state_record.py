@@ -95,19 +95,7 @@ def _write_ZkMigrationStateRecord_v0(o: ZkMigrationStateRecord, out: bytearray) 
 
 @dataclass(slots=True)
 class ZkMigrationStateRecord(Message):
-    FIELDS: ClassVar[tuple[FieldInfo, ...]] = (
-        FieldInfo(
-            "ZkMigrationState",
-            "zk_migration_state",
-            "int8",
-            (0, 32767),
-            (1, 0),
-            (1, 0),
-            None,
-            None,
-            False,
-        ),
-    )
+    FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ZkMigrationStateRecord_v0,)
     _WRITERS: ClassVar[tuple[Any, ...]] = (_write_ZkMigrationStateRecord_v0,)
     NAME: ClassVar[str] = "ZkMigrationStateRecord"
@@ -118,3 +106,18 @@ class ZkMigrationStateRecord(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     zk_migration_state: int = 0
     unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+
+ZkMigrationStateRecord.FIELDS = (
+    FieldInfo(
+        "ZkMigrationState",
+        "zk_migration_state",
+        "int8",
+        (0, 32767),
+        (1, 0),
+        (1, 0),
+        None,
+        None,
+        False,
+    ),
+)
