@@ -139,18 +139,17 @@ def tagged_in_rigid_version(field: str, version: int) -> EncodeError:
 def read_uvarint_tail(buf: memoryview, pos: int, first: int, field: str) -> tuple[int, int]:
     """Finish an unsigned varint whose first byte (`first`, already consumed) had bit 7 set."""
     value = first & 0x7F
-    shift = 7
-    while True:
+    for shift in (7, 14, 21, 28):
         if pos >= len(buf):
             raise eof(field, pos)
         byte = buf[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
+            if value > 0xFFFFFFFF:
+                raise DecodeError(field, pos - 5, "unsigned varint does not fit 32 bits")
             return value, pos
-        shift += 7
-        if shift > 28:
-            raise DecodeError(field, pos, "unsigned varint is longer than 5 bytes")
+    raise DecodeError(field, pos - 5, "unsigned varint is longer than 5 bytes")
 
 
 def read_uvarint(buf: memoryview, pos: int, field: str) -> tuple[int, int]:
@@ -248,6 +247,73 @@ def _tag_of(entry: tuple[int, bytes | bytearray]) -> int:
     return entry[0]
 
 
+# -- naming the field behind an encoding failure (the slow path, after one) -----------------
+
+_INT_RANGES = {
+    "int8": (-(2**7), 2**7 - 1),
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+}
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "bool": (bool, int),
+    "float64": (float, int),
+    "uuid": (UUID,),
+    "string": (str,),
+    "bytes": (bytes, bytearray, memoryview),
+    "records": (bytes, bytearray, memoryview),
+}
+
+
+def _value_problem(kind: str, value: object) -> str | None:
+    if kind in _INT_RANGES:
+        if not isinstance(value, int) or isinstance(value, bool) and kind != "int8":
+            return f"holds {type(value).__name__} {value!r}, expected an integer ({kind})"
+        low, high = _INT_RANGES[kind]
+        if not low <= value <= high:
+            return f"holds {value}, outside the {kind} range {low}..{high}"
+        return None
+    expected = _PYTHON_TYPES.get(kind)
+    if expected is not None and not isinstance(value, expected):
+        return f"holds {type(value).__name__} {value!r}, expected {kind}"
+    return None
+
+
+def find_unencodable(
+    struct_value: object, version: int, prefix: str = ""
+) -> tuple[str, str | None]:
+    """The path of the first field whose value its schema type cannot carry, and why."""
+    for info in getattr(type(struct_value), "FIELDS", ()):
+        if not info.present_in(version):
+            continue
+        path = prefix + info.attribute
+        value = getattr(struct_value, info.attribute, None)
+        if value is None:
+            continue
+        kind = info.type
+        if kind.startswith("[]"):
+            if not isinstance(value, list | tuple):
+                return path, f"holds {type(value).__name__}, expected a list"
+            for item in value:
+                if info.struct is not None:
+                    found = find_unencodable(item, version, path + "[].")
+                    if found[1] is not None:
+                        return found
+                elif (problem := _value_problem(kind[2:], item)) is not None:
+                    return path + "[]", problem
+        elif info.struct is not None:
+            if not isinstance(value, info.struct):
+                return path, f"holds {type(value).__name__}, expected {info.struct.__qualname__}"
+            found = find_unencodable(value, version, path + ".")
+            if found[1] is not None:
+                return found
+        elif (problem := _value_problem(kind, value)) is not None:
+            return path, problem
+    return "?", None
+
+
 # -- the base of every generated message -----------------------------------------------------
 
 
@@ -287,7 +353,10 @@ class Message:
         except EncodeError as exc:
             raise exc.located(self.NAME, version) from None
         except (struct.error, TypeError, AttributeError, ValueError, OverflowError) as exc:
-            raise EncodeError("?", f"cannot be encoded: {exc}").located(self.NAME, version) from exc
+            field, problem = find_unencodable(self, version)
+            raise EncodeError(field, problem or f"cannot be encoded: {exc}").located(
+                self.NAME, version
+            ) from exc
 
     def encode(self, version: int) -> bytes:
         out = bytearray()

@@ -1,0 +1,438 @@
+"""The controller facade: requests in, metadata records and responses out (sans-IO).
+
+``QuorumController`` owns the replayed metadata (``MetadataImage``) and the active
+controller's soft state (broker sessions). ``handle`` turns a request into the records to
+append and the response to send once they are committed, and applies those records to its
+own state at once, as Kafka's active controller does, so the next request sees them.
+Time arrives as ``now_ms``; all randomness comes from the ``random.Random`` it is given.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from kwire.controller.api_error import ApiError
+from kwire.controller.cluster import (
+    check_broker_epoch,
+    fence_broker_records,
+    process_heartbeat,
+    register_broker,
+    register_controller,
+)
+from kwire.controller.heartbeats import BrokerControlState, BrokerHeartbeatTracker
+from kwire.controller.image import (
+    BrokerRegistration,
+    ControllerRegistration,
+    MetadataImage,
+    TopicInfo,
+    ZkMigrationState,
+)
+from kwire.controller.records import (
+    KRAFT_VERSION_FEATURE,
+    METADATA_VERSION_FEATURE,
+    MINIMUM_KRAFT_VERSION,
+    MetadataVersion,
+    RecordAndVersion,
+    metadata_version,
+    record_version,
+)
+from kwire.controller.replication import ReplicationSettings, create_topics
+from kwire.protocol._codec import Message
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.allocate_producer_ids import (
+    AllocateProducerIdsRequest,
+    AllocateProducerIdsResponse,
+)
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
+from kwire.protocol.messages.broker_registration import (
+    BrokerRegistrationRequest,
+    BrokerRegistrationResponse,
+)
+from kwire.protocol.messages.controller_registration import (
+    ControllerRegistrationRequest,
+    ControllerRegistrationResponse,
+)
+from kwire.protocol.messages.create_topics import CreateTopicsRequest
+from kwire.protocol.messages.index import APIS
+from kwire.protocol.messages.metadata_records.begin_transaction_record import (
+    BeginTransactionRecord,
+)
+from kwire.protocol.messages.metadata_records.end_transaction_record import EndTransactionRecord
+from kwire.protocol.messages.metadata_records.feature_level_record import FeatureLevelRecord
+from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
+from kwire.protocol.messages.metadata_records.producer_ids_record import ProducerIdsRecord
+from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
+    ZkMigrationStateRecord,
+)
+
+PRODUCER_ID_BLOCK_SIZE = 1000
+_LONG_MAX = 2**63 - 1
+
+# The requests ``handle`` implements; every other API gets an UNSUPPORTED_VERSION answer.
+HANDLED_REQUESTS: tuple[type[Message], ...] = (
+    BrokerRegistrationRequest,
+    BrokerHeartbeatRequest,
+    CreateTopicsRequest,
+    AllocateProducerIdsRequest,
+    ControllerRegistrationRequest,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerConfig:
+    """The controller settings the core needs, named after Kafka's configs."""
+
+    broker_session_timeout_ms: int = 9000  # broker.session.timeout.ms
+    broker_heartbeat_interval_ms: int = 2000  # broker.heartbeat.interval.ms
+    metadata_max_idle_interval_ms: int = 500  # metadata.max.idle.interval.ms (0 = off)
+    num_partitions: int = 1  # num.partitions
+    default_replication_factor: int = 1  # default.replication.factor
+    # kraft.version of the quorum: 0 with a static controller.quorum.voters.
+    kraft_version: int = 0
+    zk_migration_enabled: bool = False  # zookeeper.metadata.migration.enable
+    # Topic config defaults set in the controller's own properties (e.g. retention.ms
+    # from log.retention.hours), keyed by topic config name; reported as
+    # STATIC_BROKER_CONFIG in CreateTopics responses.
+    static_topic_configs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestContext:
+    api_version: int
+    client_id: str = ""
+    principal: str = "User:ANONYMOUS"
+    listener_name: str = "CONTROLLER"
+    envelope: bool = False  # forwarded by a broker inside an EnvelopeRequest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerResult:
+    """Records to append from the offset given to the call, in order, and the response to
+    send once they are committed (at once if there are none). ``atomic`` records must go
+    in one batch."""
+
+    records: list[RecordAndVersion]
+    response: Message | None
+    atomic: bool = True
+
+
+class QuorumController:
+    def __init__(
+        self, *, node_id: int, cluster_id: str, config: ControllerConfig, rng: random.Random
+    ) -> None:
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.config = config
+        self.rng = rng
+        self.tracker = BrokerHeartbeatTracker(config.broker_session_timeout_ms)
+        self.image = MetadataImage(
+            on_broker_registered=self.tracker.register,
+            on_broker_removed=self.tracker.remove,
+        )
+        self._active = False
+        self._next_noop_ms = _LONG_MAX
+
+    # -- state views ---------------------------------------------------------------------
+
+    @property
+    def last_applied_offset(self) -> int:
+        return self.image.last_applied_offset
+
+    @property
+    def metadata_version(self) -> MetadataVersion:
+        level = self.image.finalized_features.get(METADATA_VERSION_FEATURE)
+        return MINIMUM_KRAFT_VERSION if level is None else metadata_version(level)
+
+    @property
+    def brokers(self) -> Mapping[int, BrokerRegistration]:
+        return self.image.brokers
+
+    @property
+    def controllers(self) -> Mapping[int, ControllerRegistration]:
+        return self.image.controllers
+
+    @property
+    def topics_by_name(self) -> dict[str, TopicInfo]:
+        return {name: self.image.topics[tid] for name, tid in self.image.topic_ids_by_name.items()}
+
+    @property
+    def topics_by_id(self) -> Mapping[UUID, TopicInfo]:
+        return self.image.topics
+
+    def finalized_features(self, committed_offset: int | None = None) -> tuple[int, dict[str, int]]:
+        """(epoch, levels) of the finalized features, as of ``committed_offset`` (the
+        latest applied when None). ApiVersions reports both."""
+        if committed_offset is None:
+            committed_offset = self.image.last_applied_offset
+        return self.image.finalized_features_at(committed_offset)
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def bootstrap_records(
+        self, metadata_version_level: int = 21, features: Mapping[str, int] | None = None
+    ) -> list[RecordAndVersion]:
+        """What a new leader appends to an empty log (Kafka's bootstrap/activation
+        records): metadata.version first, then other finalized features, and from 3.6-IV1
+        the ZK migration state NONE, all inside a metadata transaction."""
+        mv = metadata_version(metadata_version_level)
+        records: list[Message] = []
+        if mv.supports_metadata_transactions:
+            records.append(BeginTransactionRecord(name="Bootstrap records"))
+        records.append(FeatureLevelRecord(name=METADATA_VERSION_FEATURE, feature_level=mv))
+        for name, level in sorted((features or {}).items()):
+            # kraft.version lives in the raft log's control records, never here.
+            if name not in (METADATA_VERSION_FEATURE, KRAFT_VERSION_FEATURE) and level > 0:
+                records.append(FeatureLevelRecord(name=name, feature_level=level))
+        if mv.supports_metadata_transactions:
+            state = (
+                ZkMigrationState.PRE_MIGRATION
+                if self.config.zk_migration_enabled
+                else ZkMigrationState.NONE
+            )
+            records.append(ZkMigrationStateRecord(zk_migration_state=state))
+            records.append(EndTransactionRecord())
+        return [RecordAndVersion(r, record_version(r, mv)) for r in records]
+
+    def activate(
+        self, now_ms: int, next_offset: int, metadata_version_level: int = 21
+    ) -> ControllerResult | None:
+        """Become the active controller once the log has been replayed. Every known broker
+        gets a fresh session, the NoOp schedule starts, and an empty log is bootstrapped
+        (the returned records, already applied)."""
+        self._start_sessions(now_ms)
+        if self.image.last_applied_offset >= 0 and self.image.finalized_features:
+            return None
+        records = self.bootstrap_records(metadata_version_level)
+        for i, rv in enumerate(records):
+            self.image.replay(rv.record, rv.version, next_offset + i)
+        return ControllerResult(
+            records=records,
+            response=None,
+            atomic=not metadata_version(metadata_version_level).supports_metadata_transactions,
+        )
+
+    def _start_sessions(self, now_ms: int) -> None:
+        self._observe(now_ms)
+        self._active = True
+        for broker_id, registration in self.image.brokers.items():
+            self.tracker.register(broker_id, registration.fenced)
+        self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
+
+    def deactivate(self) -> None:
+        """Step down to standby: sessions are forgotten and periodic work stops."""
+        self._active = False
+        self.tracker.sessions.clear()
+        self._next_noop_ms = _LONG_MAX
+
+    def replay(self, record: Message, version: int, offset: int) -> None:
+        """Apply a record read from the log (restart, or following as a standby)."""
+        self.image.replay(record, version, offset)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def handle(
+        self, request: Message, context: RequestContext, next_offset: int, now_ms: int
+    ) -> ControllerResult:
+        self._observe(now_ms)
+        if not self._active:
+            # Serving requests makes this the active controller; bootstrapping an empty
+            # log is ``activate``'s job, whose records the caller must append.
+            self._start_sessions(now_ms)
+        handler = self._handlers().get(type(request))
+        if handler is None:
+            return ControllerResult(records=[], response=unsupported_response(request))
+        return handler(request, next_offset)
+
+    def _handlers(self) -> dict[type, Callable[[Message, int], ControllerResult]]:
+        return {
+            BrokerRegistrationRequest: self._broker_registration,  # type: ignore[dict-item]
+            BrokerHeartbeatRequest: self._broker_heartbeat,  # type: ignore[dict-item]
+            CreateTopicsRequest: self._create_topics,  # type: ignore[dict-item]
+            AllocateProducerIdsRequest: self._allocate_producer_ids,  # type: ignore[dict-item]
+            ControllerRegistrationRequest: self._controller_registration,  # type: ignore[dict-item]
+        }
+
+    def _apply(self, records: list[Message], next_offset: int) -> list[RecordAndVersion]:
+        mv = self.metadata_version
+        applied = []
+        for i, record in enumerate(records):
+            rv = RecordAndVersion(record, record_version(record, mv))
+            self.image.replay(rv.record, rv.version, next_offset + i)
+            applied.append(rv)
+        return applied
+
+    def _broker_registration(
+        self, request: BrokerRegistrationRequest, next_offset: int
+    ) -> ControllerResult:
+        finalized = dict(self.image.finalized_features)
+        finalized[KRAFT_VERSION_FEATURE] = self.config.kraft_version
+        try:
+            records, epoch = register_broker(
+                self.image,
+                self.tracker,
+                request,
+                cluster_id=self.cluster_id,
+                new_broker_epoch=next_offset,
+                finalized_features=finalized,
+                metadata_version=self.metadata_version,
+                zk_migration_enabled=self.config.zk_migration_enabled,
+            )
+        except ApiError as e:
+            return ControllerResult(
+                records=[], response=BrokerRegistrationResponse(error_code=e.code)
+            )
+        return ControllerResult(
+            records=self._apply(records, next_offset),
+            response=BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch),
+        )
+
+    def _broker_heartbeat(
+        self, request: BrokerHeartbeatRequest, next_offset: int
+    ) -> ControllerResult:
+        try:
+            outcome = process_heartbeat(self.image, self.tracker, request, self.metadata_version)
+        except ApiError as e:
+            return ControllerResult(records=[], response=BrokerHeartbeatResponse(error_code=e.code))
+        applied = self._apply(outcome.records, next_offset)
+        if outcome.next_state is BrokerControlState.CONTROLLED_SHUTDOWN:
+            # The broker may go once every active broker has caught up with the batch
+            # that started its controlled shutdown.
+            self.tracker.update_controlled_shutdown_offset(
+                request.broker_id, next_offset + len(applied) - 1
+            )
+        return ControllerResult(
+            records=applied,
+            response=BrokerHeartbeatResponse(
+                error_code=ErrorCode.NONE,
+                is_caught_up=outcome.is_caught_up,
+                is_fenced=outcome.next_state.fenced,
+                should_shut_down=outcome.next_state.should_shut_down,
+            ),
+            atomic=False,
+        )
+
+    def _create_topics(self, request: CreateTopicsRequest, next_offset: int) -> ControllerResult:
+        outcome = create_topics(
+            self.image,
+            self.tracker,
+            request,
+            settings=ReplicationSettings(
+                default_num_partitions=self.config.num_partitions,
+                default_replication_factor=self.config.default_replication_factor,
+                static_topic_defaults=self.config.static_topic_configs,
+            ),
+            rng=self.rng,
+            metadata_version=self.metadata_version,
+        )
+        return ControllerResult(
+            records=self._apply(outcome.records, next_offset), response=outcome.response
+        )
+
+    def _allocate_producer_ids(
+        self, request: AllocateProducerIdsRequest, next_offset: int
+    ) -> ControllerResult:
+        try:
+            check_broker_epoch(self.image, request.broker_id, request.broker_epoch)
+            first = self.image.next_producer_id
+            if first > _LONG_MAX - PRODUCER_ID_BLOCK_SIZE:
+                raise ApiError(
+                    ErrorCode.UNKNOWN_SERVER_ERROR,
+                    "Exhausted all producerIds as the next block's end producerId has exceeded "
+                    "the int64 type limit",
+                )
+        except ApiError as e:
+            return ControllerResult(
+                records=[], response=AllocateProducerIdsResponse(error_code=e.code)
+            )
+        record = ProducerIdsRecord(
+            broker_id=request.broker_id,
+            broker_epoch=request.broker_epoch,
+            next_producer_id=first + PRODUCER_ID_BLOCK_SIZE,
+        )
+        return ControllerResult(
+            records=self._apply([record], next_offset),
+            response=AllocateProducerIdsResponse(
+                error_code=ErrorCode.NONE,
+                producer_id_start=first,
+                producer_id_len=PRODUCER_ID_BLOCK_SIZE,
+            ),
+            atomic=False,
+        )
+
+    def _controller_registration(
+        self, request: ControllerRegistrationRequest, next_offset: int
+    ) -> ControllerResult:
+        try:
+            records = register_controller(request, self.metadata_version)
+        except ApiError as e:
+            return ControllerResult(
+                records=[],
+                response=ControllerRegistrationResponse(error_code=e.code, error_message=e.message),
+            )
+        return ControllerResult(
+            records=self._apply(records, next_offset), response=ControllerRegistrationResponse()
+        )
+
+    # -- periodic work -------------------------------------------------------------------
+
+    def tick(self, now_ms: int, next_offset: int) -> ControllerResult | None:
+        """Fence brokers whose session lapsed (one at a time, each seeing the previous
+        one's effect) and write the periodic NoOpRecord that keeps followers' and brokers'
+        views of the log advancing."""
+        self._observe(now_ms)
+        if not self._active:
+            return None
+        applied: list[RecordAndVersion] = []
+        while (stale := self.tracker.find_one_stale_broker()) is not None:
+            records = fence_broker_records(self.image, stale, self.metadata_version)
+            self.tracker.fence(stale)
+            applied += self._apply(records, next_offset + len(applied))
+        if self._noop_enabled and now_ms >= self._next_noop_ms:
+            # Kafka schedules each NoOp one interval after the previous one ran, whatever
+            # else was written in between.
+            self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
+            applied += self._apply([NoOpRecord()], next_offset + len(applied))
+        if not applied:
+            return None
+        return ControllerResult(records=applied, response=None, atomic=False)
+
+    def next_deadline_ms(self) -> int:
+        """When ``tick`` next has work to do (a huge value when never)."""
+        if not self._active:
+            return _LONG_MAX
+        # A session is stale strictly after last contact + timeout.
+        check = self.tracker.next_check_ms()
+        deadline = check + 1 if check < _LONG_MAX else _LONG_MAX
+        if self._noop_enabled:
+            deadline = min(deadline, self._next_noop_ms)
+        return deadline
+
+    @property
+    def _noop_enabled(self) -> bool:
+        return (
+            self.config.metadata_max_idle_interval_ms > 0
+            and self.metadata_version.supports_noop_record
+        )
+
+    def _observe(self, now_ms: int) -> None:
+        self.tracker.now_ms = max(self.tracker.now_ms, now_ms)
+
+
+def unsupported_response(request: Message) -> Message:
+    """An UNSUPPORTED_VERSION answer for an API the core does not implement: the
+    response's top-level error code (and message) where it has them, else an empty
+    response the server should treat as "not handled"."""
+    api_key = type(request).API_KEY  # type: ignore[attr-defined]
+    response = APIS[api_key].response()
+    if hasattr(response, "error_code"):
+        response.error_code = ErrorCode.UNSUPPORTED_VERSION
+    if hasattr(response, "error_message"):
+        response.error_message = "This controller does not implement this API yet."
+    return response

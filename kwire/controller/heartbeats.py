@@ -1,0 +1,179 @@
+"""Broker sessions, as the active controller tracks them (Kafka's BrokerHeartbeatManager).
+
+This is soft state: it is not in the log. It records when each broker was last heard
+from, the metadata offset it reported, and where its controlled shutdown started, and it
+decides each broker's next state from a heartbeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+_NEVER = 2**63 - 1  # Long.MAX_VALUE: "no deadline" / "no active broker"
+
+
+class BrokerControlState(Enum):
+    """Where a broker stands with the controller."""
+
+    FENCED = "fenced"
+    UNFENCED = "unfenced"
+    CONTROLLED_SHUTDOWN = "controlled_shutdown"
+    SHUTDOWN_NOW = "shutdown_now"
+
+    @property
+    def fenced(self) -> bool:
+        return self in (BrokerControlState.FENCED, BrokerControlState.SHUTDOWN_NOW)
+
+    @property
+    def should_shut_down(self) -> bool:
+        return self is BrokerControlState.SHUTDOWN_NOW
+
+    @property
+    def in_controlled_shutdown(self) -> bool:
+        return self is BrokerControlState.CONTROLLED_SHUTDOWN
+
+
+@dataclass(slots=True)
+class BrokerSession:
+    broker_id: int
+    last_contact_ms: int = 0
+    metadata_offset: int = -1
+    controlled_shutdown_offset: int = -1
+    fenced: bool = True
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.controlled_shutdown_offset >= 0
+
+    @property
+    def active(self) -> bool:
+        return not self.fenced and not self.shutting_down
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatIntent:
+    """What a heartbeat asks for (the request's fields that drive the state machine)."""
+
+    want_fence: bool
+    want_shut_down: bool
+    current_metadata_offset: int
+
+
+class BrokerHeartbeatTracker:
+    def __init__(self, session_timeout_ms: int) -> None:
+        self.session_timeout_ms = session_timeout_ms
+        self.sessions: dict[int, BrokerSession] = {}
+        # The time the controller last learnt; registrations replayed from the log start
+        # their session at this time, as Kafka's start at the wall clock.
+        self.now_ms = 0
+
+    def register(self, broker_id: int, fenced: bool) -> None:
+        """(Re)start tracking ``broker_id``. Kafka keeps the reported offset only when the
+        fencing actually changes, and otherwise forgets it until the next heartbeat."""
+        session = self.sessions.get(broker_id)
+        metadata_offset = -1
+        if session is None:
+            session = self.sessions[broker_id] = BrokerSession(broker_id)
+        elif session.fenced != fenced:
+            metadata_offset = session.metadata_offset
+        self.touch(broker_id, fenced, metadata_offset)
+
+    def remove(self, broker_id: int) -> None:
+        self.sessions.pop(broker_id, None)
+
+    def touch(self, broker_id: int, fenced: bool, metadata_offset: int) -> None:
+        session = self.sessions[broker_id]
+        session.last_contact_ms = self.now_ms
+        session.metadata_offset = metadata_offset
+        session.fenced = fenced
+        if fenced:
+            # A fenced broker leaves controlled shutdown; its next heartbeat shuts it down.
+            session.controlled_shutdown_offset = -1
+
+    def fence(self, broker_id: int) -> None:
+        session = self.sessions.get(broker_id)
+        if session is not None:
+            session.fenced = True
+
+    def has_valid_session(self, broker_id: int) -> bool:
+        session = self.sessions.get(broker_id)
+        return session is not None and self._valid(session)
+
+    def _valid(self, session: BrokerSession) -> bool:
+        return (
+            not session.fenced and session.last_contact_ms + self.session_timeout_ms >= self.now_ms
+        )
+
+    def update_controlled_shutdown_offset(self, broker_id: int, offset: int) -> None:
+        session = self.sessions[broker_id]
+        if session.fenced:
+            raise ValueError("fenced brokers cannot enter controlled shutdown")
+        if session.controlled_shutdown_offset < 0:
+            session.controlled_shutdown_offset = offset
+
+    def lowest_active_offset(self) -> int:
+        offsets = [s.metadata_offset for s in self.sessions.values() if s.active]
+        return min(offsets, default=_NEVER)
+
+    def _unfenced_by_last_contact(self) -> list[BrokerSession]:
+        unfenced = [s for s in self.sessions.values() if not s.fenced]
+        return sorted(unfenced, key=lambda s: s.last_contact_ms)
+
+    def next_check_ms(self) -> int:
+        """When the longest-silent unfenced broker's session runs out (or never)."""
+        unfenced = self._unfenced_by_last_contact()
+        if not unfenced:
+            return _NEVER
+        return unfenced[0].last_contact_ms + self.session_timeout_ms
+
+    def find_one_stale_broker(self) -> int | None:
+        unfenced = self._unfenced_by_last_contact()
+        if unfenced and not self._valid(unfenced[0]):
+            return unfenced[0].broker_id
+        return None
+
+    def usable_brokers(self) -> list[tuple[int, bool]]:
+        """(broker id, fenced) of every broker replicas may be placed on: all but those
+        in controlled shutdown."""
+        return [(s.broker_id, s.fenced) for s in self.sessions.values() if not s.shutting_down]
+
+    def current_state(self, broker_id: int) -> BrokerControlState:
+        session = self.sessions[broker_id]
+        if session.shutting_down:
+            return BrokerControlState.CONTROLLED_SHUTDOWN
+        if session.fenced:
+            return BrokerControlState.FENCED
+        return BrokerControlState.UNFENCED
+
+    def next_state(
+        self,
+        broker_id: int,
+        intent: HeartbeatIntent,
+        register_broker_offset: int,
+        has_leaderships: Callable[[], bool],
+    ) -> tuple[BrokerControlState, BrokerControlState]:
+        """(current, next) state for a heartbeat, by Kafka's rules."""
+        S = BrokerControlState
+        current = self.current_state(broker_id)
+        if current is S.FENCED:
+            if intent.want_shut_down:
+                return current, S.SHUTDOWN_NOW
+            # Unfence only once the broker has replayed its own registration.
+            if not intent.want_fence and intent.current_metadata_offset >= register_broker_offset:
+                return current, S.UNFENCED
+            return current, S.FENCED
+        if current is S.UNFENCED:
+            if intent.want_fence:
+                return current, S.SHUTDOWN_NOW if intent.want_shut_down else S.FENCED
+            if intent.want_shut_down:
+                return current, S.CONTROLLED_SHUTDOWN if has_leaderships() else S.SHUTDOWN_NOW
+            return current, S.UNFENCED
+        # CONTROLLED_SHUTDOWN: wait until leaderships are gone and every active broker has
+        # seen the metadata written when the shutdown began.
+        if has_leaderships():
+            return current, S.CONTROLLED_SHUTDOWN
+        if self.sessions[broker_id].controlled_shutdown_offset <= self.lowest_active_offset():
+            return current, S.SHUTDOWN_NOW
+        return current, S.CONTROLLED_SHUTDOWN

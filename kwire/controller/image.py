@@ -1,0 +1,638 @@
+"""The metadata state the controller rebuilds by replaying ``__cluster_metadata``.
+
+``MetadataImage.replay`` accepts every metadata record type of Kafka 3.9 and applies it
+exactly as Kafka's controller managers do (ClusterControlManager, ReplicationControlManager,
+ConfigurationControlManager, FeatureControlManager, ...). It is plain data: no clocks, no
+sessions; the active controller's soft state (heartbeats) lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any
+from uuid import UUID
+
+from kwire.protocol._codec import Message
+from kwire.protocol.messages.metadata_records.access_control_entry_record import (
+    AccessControlEntryRecord,
+)
+from kwire.protocol.messages.metadata_records.begin_transaction_record import (
+    BeginTransactionRecord,
+)
+from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
+    BrokerRegistrationChangeRecord,
+)
+from kwire.protocol.messages.metadata_records.client_quota_record import ClientQuotaRecord
+from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
+from kwire.protocol.messages.metadata_records.delegation_token_record import (
+    DelegationTokenRecord,
+)
+from kwire.protocol.messages.metadata_records.feature_level_record import FeatureLevelRecord
+from kwire.protocol.messages.metadata_records.fence_broker_record import FenceBrokerRecord
+from kwire.protocol.messages.metadata_records.partition_change_record import (
+    PartitionChangeRecord,
+)
+from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
+from kwire.protocol.messages.metadata_records.producer_ids_record import ProducerIdsRecord
+from kwire.protocol.messages.metadata_records.register_broker_record import RegisterBrokerRecord
+from kwire.protocol.messages.metadata_records.register_controller_record import (
+    RegisterControllerRecord,
+)
+from kwire.protocol.messages.metadata_records.remove_access_control_entry_record import (
+    RemoveAccessControlEntryRecord,
+)
+from kwire.protocol.messages.metadata_records.remove_delegation_token_record import (
+    RemoveDelegationTokenRecord,
+)
+from kwire.protocol.messages.metadata_records.remove_topic_record import RemoveTopicRecord
+from kwire.protocol.messages.metadata_records.remove_user_scram_credential_record import (
+    RemoveUserScramCredentialRecord,
+)
+from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
+from kwire.protocol.messages.metadata_records.unfence_broker_record import UnfenceBrokerRecord
+from kwire.protocol.messages.metadata_records.unregister_broker_record import (
+    UnregisterBrokerRecord,
+)
+from kwire.protocol.messages.metadata_records.user_scram_credential_record import (
+    UserScramCredentialRecord,
+)
+from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
+    ZkMigrationStateRecord,
+)
+
+NO_LEADER = -1
+NO_LEADER_CHANGE = -2
+
+# Reserved directory ids (Kafka's DirectoryId): every id below 100 is reserved.
+DIR_MIGRATING = UUID(int=0)
+DIR_UNASSIGNED = UUID(int=1)
+DIR_LOST = UUID(int=2)
+
+
+def is_reserved_directory(directory: UUID) -> bool:
+    return directory.int < 100
+
+
+class ConfigResourceType(IntEnum):
+    UNKNOWN = 0
+    TOPIC = 2
+    BROKER = 4
+    BROKER_LOGGER = 8
+    CLIENT_METRICS = 16
+
+
+class LeaderRecoveryState(IntEnum):
+    RECOVERED = 0
+    RECOVERING = 1
+
+
+class ZkMigrationState(IntEnum):
+    NONE = 0
+    PRE_MIGRATION = 1
+    MIGRATION = 2
+    POST_MIGRATION = 3
+    UNINITIALIZED = -1
+
+
+class ReplayError(ValueError):
+    """A record that cannot apply to the current state: the log is inconsistent."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    name: str
+    host: str
+    port: int
+    security_protocol: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerRegistration:
+    broker_id: int
+    epoch: int
+    incarnation_id: UUID
+    listeners: tuple[Endpoint, ...]
+    supported_features: dict[str, tuple[int, int]]
+    rack: str | None
+    fenced: bool
+    in_controlled_shutdown: bool
+    is_migrating_zk_broker: bool
+    directories: tuple[UUID, ...]
+
+    @property
+    def active(self) -> bool:
+        """Unfenced and not shutting down: may lead partitions and join new ISRs."""
+        return not self.fenced and not self.in_controlled_shutdown
+
+    def has_online_dir(self, directory: UUID) -> bool:
+        # Kafka treats reserved ids (e.g. MIGRATING, UNASSIGNED) as always online.
+        return is_reserved_directory(directory) or directory in self.directories
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerRegistration:
+    controller_id: int
+    incarnation_id: UUID
+    zk_migration_ready: bool
+    listeners: tuple[Endpoint, ...]
+    supported_features: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartitionRegistration:
+    replicas: tuple[int, ...]
+    directories: tuple[UUID, ...]
+    isr: tuple[int, ...]
+    removing_replicas: tuple[int, ...] = ()
+    adding_replicas: tuple[int, ...] = ()
+    leader: int
+    leader_recovery_state: LeaderRecoveryState = LeaderRecoveryState.RECOVERED
+    leader_epoch: int
+    partition_epoch: int
+    elr: tuple[int, ...] = ()
+    last_known_elr: tuple[int, ...] = ()
+
+    def directory(self, replica: int) -> UUID:
+        try:
+            return self.directories[self.replicas.index(replica)]
+        except (ValueError, IndexError):
+            return DIR_UNASSIGNED
+
+    @classmethod
+    def from_record(cls, record: PartitionRecord) -> PartitionRegistration:
+        replicas = tuple(record.replicas)
+        return cls(
+            replicas=replicas,
+            directories=_directories_or_migrating(record.directories, len(replicas)),
+            isr=tuple(record.isr),
+            removing_replicas=tuple(record.removing_replicas),
+            adding_replicas=tuple(record.adding_replicas),
+            leader=record.leader,
+            leader_recovery_state=LeaderRecoveryState(record.leader_recovery_state),
+            leader_epoch=record.leader_epoch,
+            partition_epoch=record.partition_epoch,
+            elr=tuple(record.eligible_leader_replicas or ()),
+            last_known_elr=tuple(record.last_known_elr or ()),
+        )
+
+    def merge(self, change: PartitionChangeRecord) -> PartitionRegistration:
+        """Apply a PartitionChangeRecord: absent fields keep their value; a leader change
+        bumps the leader epoch; every change bumps the partition epoch."""
+        replicas = self.replicas if change.replicas is None else tuple(change.replicas)
+        directories = self.directories if change.directories is None else tuple(change.directories)
+        leader, leader_epoch = self.leader, self.leader_epoch
+        if change.leader != NO_LEADER_CHANGE:
+            leader, leader_epoch = change.leader, self.leader_epoch + 1
+        recovery = self.leader_recovery_state
+        if change.leader_recovery_state != -1:
+            recovery = LeaderRecoveryState(change.leader_recovery_state)
+        return PartitionRegistration(
+            replicas=replicas,
+            directories=_directories_or_migrating(list(directories), len(replicas)),
+            isr=self.isr if change.isr is None else tuple(change.isr),
+            removing_replicas=(
+                self.removing_replicas
+                if change.removing_replicas is None
+                else tuple(change.removing_replicas)
+            ),
+            adding_replicas=(
+                self.adding_replicas
+                if change.adding_replicas is None
+                else tuple(change.adding_replicas)
+            ),
+            leader=leader,
+            leader_recovery_state=recovery,
+            leader_epoch=leader_epoch,
+            partition_epoch=self.partition_epoch + 1,
+            elr=(
+                self.elr
+                if change.eligible_leader_replicas is None
+                else tuple(change.eligible_leader_replicas)
+            ),
+            last_known_elr=(
+                self.last_known_elr
+                if change.last_known_elr is None
+                else tuple(change.last_known_elr)
+            ),
+        )
+
+
+def _directories_or_migrating(directories: list[UUID], count: int) -> tuple[UUID, ...]:
+    # Records from before directory assignment carry no directories: every replica is
+    # then "migrating", as Kafka fills in.
+    if not directories:
+        return (DIR_MIGRATING,) * count
+    return tuple(directories)
+
+
+@dataclass(slots=True, kw_only=True)
+class TopicInfo:
+    name: str
+    topic_id: UUID
+    partitions: dict[int, PartitionRegistration] = field(default_factory=dict)
+
+
+ClientQuotaEntity = tuple[tuple[str, str | None], ...]
+
+
+@dataclass(slots=True)
+class MetadataImage:
+    """Everything the metadata log says, as of ``last_applied_offset``."""
+
+    brokers: dict[int, BrokerRegistration] = field(default_factory=dict)
+    register_broker_offsets: dict[int, int] = field(default_factory=dict)
+    directory_owners: dict[UUID, int] = field(default_factory=dict)
+    controllers: dict[int, ControllerRegistration] = field(default_factory=dict)
+    topics: dict[UUID, TopicInfo] = field(default_factory=dict)
+    topic_ids_by_name: dict[str, UUID] = field(default_factory=dict)
+    configs: dict[tuple[ConfigResourceType, str], dict[str, str]] = field(default_factory=dict)
+    finalized_features: dict[str, int] = field(default_factory=dict)
+    zk_migration_state: ZkMigrationState = ZkMigrationState.UNINITIALIZED
+    next_producer_id: int = 0
+    last_producer_ids_broker: tuple[int, int] | None = None
+    client_quotas: dict[ClientQuotaEntity, dict[str, float]] = field(default_factory=dict)
+    acls: dict[UUID, AccessControlEntryRecord] = field(default_factory=dict)
+    scram_credentials: dict[tuple[str, int], UserScramCredentialRecord] = field(
+        default_factory=dict
+    )
+    delegation_tokens: dict[str, DelegationTokenRecord] = field(default_factory=dict)
+    # Offset of an open BeginTransactionRecord, -1 when no metadata transaction is open.
+    transaction_start_offset: int = -1
+    last_applied_offset: int = -1
+    # (epoch, finalized features) after each committed change of features, oldest first.
+    # The epoch is the offset that made the change visible: the FeatureLevelRecord's own,
+    # or the end of the metadata transaction holding it (as Kafka reports it).
+    feature_history: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    _features_pending: bool = False
+    # broker -> topic id -> partition ids whose ISR holds the broker, in the order they
+    # joined (Kafka's BrokersToIsrs); partitions without a leader sit under NO_LEADER.
+    isr_members: dict[int, dict[UUID, list[int]]] = field(default_factory=dict)
+    # Called with (broker id, fenced) whenever a registration is (re)established or its
+    # fencing may have changed, so the heartbeat tracker stays in step (Kafka's replay
+    # calls heartbeatManager.register the same way).
+    on_broker_registered: Callable[[int, bool], None] | None = None
+    on_broker_removed: Callable[[int], None] | None = None
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def replay(self, record: Message, version: int, offset: int) -> None:
+        """Apply one record read from (or about to be written to) the log at ``offset``."""
+        handler = _HANDLERS.get(type(record))
+        if handler is None:
+            raise ReplayError(f"not a metadata record: {type(record).__name__}")
+        handler(self, record, offset)
+        self.last_applied_offset = max(self.last_applied_offset, offset)
+
+    # -- read helpers --------------------------------------------------------------------
+
+    @property
+    def metadata_version_level(self) -> int:
+        return self.finalized_features.get("metadata.version", 0)
+
+    def topic_by_name(self, name: str) -> TopicInfo | None:
+        topic_id = self.topic_ids_by_name.get(name)
+        return None if topic_id is None else self.topics.get(topic_id)
+
+    def is_active(self, broker_id: int) -> bool:
+        registration = self.brokers.get(broker_id)
+        return registration is not None and registration.active
+
+    def partitions_with_broker_in_isr(self, broker_id: int) -> list[tuple[UUID, int]]:
+        return [
+            (topic_id, partition_id)
+            for topic_id, partitions in self.isr_members.get(broker_id, {}).items()
+            for partition_id in partitions
+        ]
+
+    def partitions_without_leader(self) -> list[tuple[UUID, int]]:
+        return self.partitions_with_broker_in_isr(NO_LEADER)
+
+    def has_leaderships(self, broker_id: int) -> bool:
+        for topic_id, partitions in self.isr_members.get(broker_id, {}).items():
+            topic = self.topics[topic_id]
+            if any(topic.partitions[p].leader == broker_id for p in partitions):
+                return True
+        return False
+
+    def topic_config(self, topic: str) -> dict[str, str]:
+        return self.configs.get((ConfigResourceType.TOPIC, topic), {})
+
+    # -- brokers and controllers ----------------------------------------------------------
+
+    def _register_broker(self, record: RegisterBrokerRecord, offset: int) -> None:
+        previous = self.brokers.get(record.broker_id)
+        self.register_broker_offsets[record.broker_id] = offset
+        registration = BrokerRegistration(
+            broker_id=record.broker_id,
+            epoch=record.broker_epoch,
+            incarnation_id=record.incarnation_id,
+            listeners=tuple(
+                Endpoint(
+                    name=e.name, host=e.host, port=e.port, security_protocol=e.security_protocol
+                )
+                for e in record.end_points
+            ),
+            supported_features={
+                f.name: (f.min_supported_version, f.max_supported_version) for f in record.features
+            },
+            rack=record.rack,
+            fenced=record.fenced,
+            in_controlled_shutdown=record.in_controlled_shutdown,
+            is_migrating_zk_broker=record.is_migrating_zk_broker,
+            directories=tuple(record.log_dirs),
+        )
+        self.brokers[record.broker_id] = registration
+        self._move_directories(
+            record.broker_id, previous.directories if previous else (), registration.directories
+        )
+        if previous is not None and self.on_broker_removed is not None:
+            self.on_broker_removed(record.broker_id)
+        if self.on_broker_registered is not None:
+            self.on_broker_registered(record.broker_id, record.fenced)
+
+    def _unregister_broker(self, record: UnregisterBrokerRecord, offset: int) -> None:
+        registration = self._registration_with_epoch(record, record.broker_id, record.broker_epoch)
+        self.register_broker_offsets.pop(record.broker_id, None)
+        self._move_directories(record.broker_id, registration.directories, ())
+        del self.brokers[record.broker_id]
+        if self.on_broker_removed is not None:
+            self.on_broker_removed(record.broker_id)
+
+    def _registration_with_epoch(self, record: Message, broker_id: int, epoch: int) -> Any:
+        registration = self.brokers.get(broker_id)
+        if registration is None:
+            raise ReplayError(f"{type(record).__name__}: no registration for broker {broker_id}")
+        if registration.epoch != epoch:
+            raise ReplayError(
+                f"{type(record).__name__}: broker {broker_id} has epoch {registration.epoch}, "
+                f"not {epoch}"
+            )
+        return registration
+
+    def _change_registration(
+        self,
+        record: Message,
+        broker_id: int,
+        epoch: int,
+        *,
+        fenced: bool | None = None,
+        in_controlled_shutdown: bool | None = None,
+        directories: tuple[UUID, ...] | None = None,
+    ) -> None:
+        current: BrokerRegistration = self._registration_with_epoch(record, broker_id, epoch)
+        changes: dict[str, Any] = {}
+        if fenced is not None:
+            changes["fenced"] = fenced
+        if in_controlled_shutdown is not None:
+            changes["in_controlled_shutdown"] = in_controlled_shutdown
+        if directories is not None:
+            changes["directories"] = directories
+        updated = replace(current, **changes)
+        self.brokers[broker_id] = updated
+        self._move_directories(broker_id, current.directories, updated.directories)
+        if self.on_broker_registered is not None:
+            self.on_broker_registered(broker_id, updated.fenced)
+
+    def _fence(self, record: FenceBrokerRecord, offset: int) -> None:
+        self._change_registration(record, record.id, record.epoch, fenced=True)
+
+    def _unfence(self, record: UnfenceBrokerRecord, offset: int) -> None:
+        self._change_registration(record, record.id, record.epoch, fenced=False)
+
+    def _registration_change(self, record: BrokerRegistrationChangeRecord, offset: int) -> None:
+        # fenced / inControlledShutdown: 0 = no change, 1 = set, -1 = clear.
+        fencing = {0: None, 1: True, -1: False}
+        shutdown = {0: None, 1: True}
+        if record.fenced not in fencing or record.in_controlled_shutdown not in shutdown:
+            raise ReplayError(f"unknown change values in {record}")
+        self._change_registration(
+            record,
+            record.broker_id,
+            record.broker_epoch,
+            fenced=fencing[record.fenced],
+            in_controlled_shutdown=shutdown[record.in_controlled_shutdown],
+            directories=tuple(record.log_dirs) if record.log_dirs else None,
+        )
+
+    def _move_directories(
+        self, broker_id: int, removed: tuple[UUID, ...], added: tuple[UUID, ...]
+    ) -> None:
+        for directory in removed:
+            if self.directory_owners.get(directory) == broker_id:
+                del self.directory_owners[directory]
+        for directory in added:
+            self.directory_owners[directory] = broker_id
+
+    def _register_controller(self, record: RegisterControllerRecord, offset: int) -> None:
+        self.controllers[record.controller_id] = ControllerRegistration(
+            controller_id=record.controller_id,
+            incarnation_id=record.incarnation_id,
+            zk_migration_ready=record.zk_migration_ready,
+            listeners=tuple(
+                Endpoint(
+                    name=e.name, host=e.host, port=e.port, security_protocol=e.security_protocol
+                )
+                for e in record.end_points
+            ),
+            supported_features={
+                f.name: (f.min_supported_version, f.max_supported_version) for f in record.features
+            },
+        )
+
+    # -- topics and partitions ------------------------------------------------------------
+
+    def _topic(self, record: TopicRecord, offset: int) -> None:
+        self.topic_ids_by_name[record.name] = record.topic_id
+        self.topics[record.topic_id] = TopicInfo(name=record.name, topic_id=record.topic_id)
+
+    def _partition(self, record: PartitionRecord, offset: int) -> None:
+        topic = self.topics.get(record.topic_id)
+        if topic is None:
+            raise ReplayError(f"PartitionRecord for unknown topic id {record.topic_id}")
+        previous = topic.partitions.get(record.partition_id)
+        updated = PartitionRegistration.from_record(record)
+        topic.partitions[record.partition_id] = updated
+        self._update_isr_members(record.topic_id, record.partition_id, previous, updated)
+
+    def _partition_change(self, record: PartitionChangeRecord, offset: int) -> None:
+        topic = self.topics.get(record.topic_id)
+        previous = None if topic is None else topic.partitions.get(record.partition_id)
+        if topic is None or previous is None:
+            raise ReplayError(
+                f"PartitionChangeRecord for unknown partition {record.topic_id}:{record.partition_id}"
+            )
+        updated = previous.merge(record)
+        topic.partitions[record.partition_id] = updated
+        self._update_isr_members(record.topic_id, record.partition_id, previous, updated)
+
+    def _remove_topic(self, record: RemoveTopicRecord, offset: int) -> None:
+        topic = self.topics.pop(record.topic_id, None)
+        if topic is None:
+            raise ReplayError(f"RemoveTopicRecord for unknown topic id {record.topic_id}")
+        del self.topic_ids_by_name[topic.name]
+        for partition_id, partition in topic.partitions.items():
+            self._update_isr_members(record.topic_id, partition_id, partition, None)
+        # Kafka drops the topic's dynamic configs together with the topic.
+        self.configs.pop((ConfigResourceType.TOPIC, topic.name), None)
+
+    def _update_isr_members(
+        self,
+        topic_id: UUID,
+        partition_id: int,
+        previous: PartitionRegistration | None,
+        updated: PartitionRegistration | None,
+    ) -> None:
+        def members(p: PartitionRegistration | None) -> set[int]:
+            if p is None:
+                return set()
+            # A leaderless partition is also indexed under NO_LEADER.
+            return set(p.isr) | ({NO_LEADER} if p.leader == NO_LEADER else set())
+
+        before, after = members(previous), members(updated)
+        for broker in sorted(before - after):
+            by_topic = self.isr_members.get(broker, {})
+            partitions = by_topic.get(topic_id, [])
+            if partition_id in partitions:
+                partitions.remove(partition_id)
+            if not partitions:
+                by_topic.pop(topic_id, None)
+        for broker in sorted(after - before):
+            self.isr_members.setdefault(broker, {}).setdefault(topic_id, []).append(partition_id)
+
+    # -- configs, features, producer ids --------------------------------------------------
+
+    def _config(self, record: ConfigRecord, offset: int) -> None:
+        key = (ConfigResourceType(record.resource_type), record.resource_name)
+        configs = self.configs.setdefault(key, {})
+        if record.value is None:
+            configs.pop(record.name, None)
+        else:
+            configs[record.name] = record.value
+        if not configs:
+            del self.configs[key]
+
+    def _feature_level(self, record: FeatureLevelRecord, offset: int) -> None:
+        # Level 0 means the feature is not finalized at all.
+        if record.feature_level == 0 and record.name != "metadata.version":
+            self.finalized_features.pop(record.name, None)
+        else:
+            self.finalized_features[record.name] = record.feature_level
+        if self.transaction_start_offset >= 0:
+            self._features_pending = True
+        else:
+            self.feature_history.append((offset, dict(self.finalized_features)))
+
+    def finalized_features_at(self, offset: int) -> tuple[int, dict[str, int]]:
+        """(epoch, levels) of the finalized features as of ``offset`` ((-1, {}) before any)."""
+        for epoch, levels in reversed(self.feature_history):
+            if epoch <= offset:
+                return epoch, dict(levels)
+        return -1, {}
+
+    def _zk_migration_state(self, record: ZkMigrationStateRecord, offset: int) -> None:
+        self.zk_migration_state = ZkMigrationState(record.zk_migration_state)
+
+    def _producer_ids(self, record: ProducerIdsRecord, offset: int) -> None:
+        if record.next_producer_id <= self.next_producer_id and self.last_producer_ids_broker:
+            raise ReplayError(
+                f"next producer id {record.next_producer_id} does not advance past "
+                f"{self.next_producer_id}"
+            )
+        self.next_producer_id = record.next_producer_id
+        self.last_producer_ids_broker = (record.broker_id, record.broker_epoch)
+
+    # -- security and quotas --------------------------------------------------------------
+
+    def _client_quota(self, record: ClientQuotaRecord, offset: int) -> None:
+        entity: ClientQuotaEntity = tuple(
+            sorted((e.entity_type, e.entity_name) for e in record.entity)
+        )
+        quotas = self.client_quotas.setdefault(entity, {})
+        if record.remove:
+            quotas.pop(record.key, None)
+        else:
+            quotas[record.key] = record.value
+        if not quotas:
+            del self.client_quotas[entity]
+
+    def _acl(self, record: AccessControlEntryRecord, offset: int) -> None:
+        self.acls[record.id] = record
+
+    def _remove_acl(self, record: RemoveAccessControlEntryRecord, offset: int) -> None:
+        if self.acls.pop(record.id, None) is None:
+            raise ReplayError(f"RemoveAccessControlEntryRecord for unknown ACL {record.id}")
+
+    def _scram(self, record: UserScramCredentialRecord, offset: int) -> None:
+        self.scram_credentials[(record.name, record.mechanism)] = record
+
+    def _remove_scram(self, record: RemoveUserScramCredentialRecord, offset: int) -> None:
+        self.scram_credentials.pop((record.name, record.mechanism), None)
+
+    def _delegation_token(self, record: DelegationTokenRecord, offset: int) -> None:
+        self.delegation_tokens[record.token_id] = record
+
+    def _remove_delegation_token(self, record: RemoveDelegationTokenRecord, offset: int) -> None:
+        self.delegation_tokens.pop(record.token_id, None)
+
+    # -- markers --------------------------------------------------------------------------
+
+    def _noop(self, record: Message, offset: int) -> None:
+        pass
+
+    def _begin_transaction(self, record: BeginTransactionRecord, offset: int) -> None:
+        self.transaction_start_offset = offset
+
+    def _end_transaction(self, record: Message, offset: int) -> None:
+        self.transaction_start_offset = -1
+        if self._features_pending:
+            self._features_pending = False
+            self.feature_history.append((offset, dict(self.finalized_features)))
+
+    def iter_partitions(self) -> Iterator[tuple[TopicInfo, int, PartitionRegistration]]:
+        for topic in self.topics.values():
+            for partition_id, partition in topic.partitions.items():
+                yield topic, partition_id, partition
+
+
+def _handlers() -> dict[type, Callable[[MetadataImage, Any, int], None]]:
+    from kwire.protocol.messages.metadata_records.abort_transaction_record import (
+        AbortTransactionRecord,
+    )
+    from kwire.protocol.messages.metadata_records.end_transaction_record import (
+        EndTransactionRecord,
+    )
+    from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
+
+    m = MetadataImage
+    return {
+        RegisterBrokerRecord: m._register_broker,
+        UnregisterBrokerRecord: m._unregister_broker,
+        TopicRecord: m._topic,
+        PartitionRecord: m._partition,
+        ConfigRecord: m._config,
+        PartitionChangeRecord: m._partition_change,
+        FenceBrokerRecord: m._fence,
+        UnfenceBrokerRecord: m._unfence,
+        RemoveTopicRecord: m._remove_topic,
+        DelegationTokenRecord: m._delegation_token,
+        UserScramCredentialRecord: m._scram,
+        FeatureLevelRecord: m._feature_level,
+        ClientQuotaRecord: m._client_quota,
+        ProducerIdsRecord: m._producer_ids,
+        BrokerRegistrationChangeRecord: m._registration_change,
+        AccessControlEntryRecord: m._acl,
+        RemoveAccessControlEntryRecord: m._remove_acl,
+        NoOpRecord: m._noop,
+        ZkMigrationStateRecord: m._zk_migration_state,
+        RemoveUserScramCredentialRecord: m._remove_scram,
+        BeginTransactionRecord: m._begin_transaction,
+        EndTransactionRecord: m._end_transaction,
+        AbortTransactionRecord: m._end_transaction,
+        RemoveDelegationTokenRecord: m._remove_delegation_token,
+        RegisterControllerRecord: m._register_controller,
+    }
+
+
+_HANDLERS = _handlers()

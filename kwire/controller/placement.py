@@ -1,0 +1,160 @@
+"""Replica placement: Kafka's StripedReplicaPlacer, driven by the caller's seeded Random.
+
+Brokers are grouped by rack. Each partition's first replica (its preferred leader) is an
+unfenced broker, taken from the racks in turn; the other replicas come from the following
+racks, preferring unfenced brokers. Offsets rotate per partition so leadership spreads
+evenly, and the lists are reshuffled after every full round.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from kwire.controller.api_error import ApiError
+from kwire.protocol.error_codes import ErrorCode
+
+
+class InvalidReplicationFactor(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INVALID_REPLICATION_FACTOR, message)
+
+
+@dataclass(frozen=True, slots=True)
+class UsableBroker:
+    broker_id: int
+    rack: str | None
+    fenced: bool
+
+
+@dataclass(slots=True)
+class _BrokerList:
+    brokers: list[int] = field(default_factory=list)
+    index: int = 0
+    offset: int = 0
+    epoch: int = 0
+
+    def initialize(self, rng: random.Random) -> None:
+        if self.brokers:
+            self.brokers.sort()
+            self.offset = rng.randrange(len(self.brokers))
+
+    def shuffle(self, rng: random.Random) -> None:
+        rng.shuffle(self.brokers)
+
+    def next(self, epoch: int) -> int:
+        if not self.brokers:
+            return -1
+        if self.epoch != epoch:
+            self.epoch = epoch
+            self.index = 0
+            self.offset = (self.offset + 1) % len(self.brokers)
+        if self.index >= len(self.brokers):
+            return -1
+        broker = self.brokers[(self.index + self.offset) % len(self.brokers)]
+        self.index += 1
+        return broker
+
+
+@dataclass(slots=True)
+class _Rack:
+    fenced: _BrokerList = field(default_factory=_BrokerList)
+    unfenced: _BrokerList = field(default_factory=_BrokerList)
+
+    def next(self, epoch: int) -> int:
+        result = self.unfenced.next(epoch)
+        return result if result >= 0 else self.fenced.next(epoch)
+
+
+def _rack_sort_key(rack: str | None) -> tuple[int, str]:
+    # Brokers without a rack sort first, as Kafka's OptionalStringComparator does.
+    return (0, "") if rack is None else (1, rack)
+
+
+class _RackList:
+    def __init__(self, rng: random.Random, brokers: list[UsableBroker]) -> None:
+        self.rng = rng
+        self.racks: dict[str | None, _Rack] = {}
+        self.total = 0
+        self.unfenced = 0
+        for broker in brokers:
+            rack = self.racks.setdefault(broker.rack, _Rack())
+            if broker.fenced:
+                rack.fenced.brokers.append(broker.broker_id)
+            else:
+                rack.unfenced.brokers.append(broker.broker_id)
+                self.unfenced += 1
+            self.total += 1
+        for rack in self.racks.values():
+            rack.fenced.initialize(rng)
+            rack.unfenced.initialize(rng)
+        self.rack_names = sorted(self.racks, key=_rack_sort_key)
+        self.epoch = 0
+        self.offset = rng.randrange(len(self.rack_names)) if self.rack_names else 0
+
+    def place(self, replication_factor: int) -> list[int]:
+        _check_replication_factor(replication_factor, self.total, self.unfenced)
+        if self.epoch == self.unfenced and self.unfenced > 1:
+            self._shuffle()
+            self.epoch = 0
+        if self.offset == len(self.rack_names):
+            self.offset = 0
+        placed: list[int] = []
+        first_rack = self.offset
+        while True:
+            result = self.racks[self.rack_names[first_rack]].unfenced.next(self.epoch)
+            if result >= 0:
+                placed.append(result)
+                break
+            first_rack = (first_rack + 1) % len(self.rack_names)
+        rack_index = self.offset
+        for _ in range(1, replication_factor):
+            result = -1
+            while result < 0:
+                if rack_index == first_rack:
+                    first_rack = -1  # skip the leader's rack once
+                else:
+                    result = self.racks[self.rack_names[rack_index]].next(self.epoch)
+                rack_index = (rack_index + 1) % len(self.rack_names)
+            placed.append(result)
+        self.epoch += 1
+        self.offset += 1
+        return placed
+
+    def _shuffle(self) -> None:
+        self.rng.shuffle(self.rack_names)
+        for rack in self.racks.values():
+            rack.fenced.shuffle(self.rng)
+            rack.unfenced.shuffle(self.rng)
+
+
+def _check_replication_factor(replication_factor: int, total: int, unfenced: int) -> None:
+    if replication_factor <= 0:
+        raise InvalidReplicationFactor(
+            f"Invalid replication factor {replication_factor}: the replication factor must "
+            "be positive."
+        )
+    if replication_factor > total:
+        raise InvalidReplicationFactor(
+            f"The target replication factor of {replication_factor} cannot be reached "
+            f"because only {total} broker(s) are registered."
+        )
+    if unfenced == 0:
+        raise InvalidReplicationFactor("All brokers are currently fenced.")
+
+
+def place_replicas(
+    rng: random.Random,
+    brokers: list[UsableBroker],
+    num_partitions: int,
+    replication_factor: int,
+) -> list[list[int]]:
+    """Replica lists for ``num_partitions`` new partitions (first replica = leader)."""
+    racks = _RackList(rng, brokers)
+    # Kafka checks the whole request first, in this order, then each partition again.
+    if replication_factor <= 0:
+        _check_replication_factor(replication_factor, racks.total, racks.unfenced)
+    if racks.unfenced == 0:
+        raise InvalidReplicationFactor("All brokers are currently fenced.")
+    _check_replication_factor(replication_factor, racks.total, racks.unfenced)
+    return [racks.place(replication_factor) for _ in range(num_partitions)]

@@ -1,0 +1,142 @@
+"""`python -m kwire.server [controller.properties] [--override k=v ...]`
+
+With no configuration file, kwire formats `./kwire-data` if needed and serves a one-node
+quorum on 127.0.0.1:9093, printing the cluster id and the address to give brokers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from kwire.controller.controller import ControllerConfig
+from kwire.log import read_meta_properties
+from kwire.raft.state import Voter
+from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
+from kwire.server.node import ControllerNode, NodeSettings
+from kwire.server.serve import serve
+from kwire.storage import format_storage, load_bootstrap, random_uuid
+from kwire.storage.bootstrap import BootstrapError, bootstrap_metadata_version
+from kwire.storage.formatter import FormatterError
+
+log = logging.getLogger("kwire")
+
+DEFAULT_DATA_DIR = Path("kwire-data")
+
+
+def build_settings(config: ControllerServerConfig) -> NodeSettings:
+    """Resolve what the node needs from the configuration and its formatted directory."""
+    metadata_dir = config.metadata_log_dir
+    meta_path = metadata_dir / "meta.properties"
+    if not meta_path.exists():
+        raise ConfigError(
+            f"{metadata_dir} is not formatted (no meta.properties): "
+            "run python -m kwire.storage format -c <config> -t <cluster-id>"
+        )
+    meta = read_meta_properties(meta_path)
+    if meta.node_id != config.node_id:
+        raise ConfigError(
+            f"node.id={config.node_id} does not match node.id={meta.node_id} in {meta_path}"
+        )
+    bootstrap = load_bootstrap(metadata_dir)
+    level = bootstrap_metadata_version(bootstrap, str(metadata_dir)).feature_level
+    listener = config.controller_listener
+    return NodeSettings(
+        node_id=config.node_id,
+        cluster_id=meta.cluster_id,
+        voters=tuple(
+            Voter(node_id=v.node_id, host=v.host, port=v.port) for v in config.quorum_voters
+        ),
+        listener_name=listener.listener_name,
+        metadata_dir=metadata_dir,
+        controller=ControllerConfig(
+            broker_session_timeout_ms=config.broker_session_timeout_ms,
+            broker_heartbeat_interval_ms=config.broker_heartbeat_interval_ms,
+            metadata_max_idle_interval_ms=config.metadata_max_idle_interval_ms,
+            num_partitions=config.num_partitions,
+            default_replication_factor=config.default_replication_factor,
+        ),
+        segment_bytes=config.metadata_log_segment_bytes,
+        metadata_version_level=level,
+    )
+
+
+async def run(config: ControllerServerConfig) -> None:
+    settings = build_settings(config)
+    node = ControllerNode(settings)
+    listener = config.controller_listener
+    try:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(
+                lambda task_status: serve(
+                    node,
+                    listener.host or "0.0.0.0",
+                    listener.port,
+                    max_request_bytes=config.socket_request_max_bytes,
+                    task_status=task_status,
+                )
+            )
+            print(
+                f"kwire controller {settings.node_id} of cluster {settings.cluster_id} "
+                f"listening on {listener.host}:{port} ({listener.listener_name}); "
+                f"brokers use controller.quorum.voters={settings.node_id}@{listener.host}:{port}",
+                flush=True,
+            )
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("Received %s; shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        node.close()
+        log.info("Stopped; the metadata log is closed")
+
+
+def zero_config() -> ControllerServerConfig:
+    data_dir = DEFAULT_DATA_DIR.resolve()
+    config = ControllerServerConfig.default_single_node(data_dir)
+    if not (data_dir / "meta.properties").exists():
+        cluster_id = random_uuid()
+        result = format_storage(config, cluster_id)
+        for line in result.lines:
+            print(line)
+        print(f"Formatted {data_dir} for new cluster {cluster_id}")
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m kwire.server", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("config", nargs="?", type=Path, help="controller .properties file")
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE", help="override a property"
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.config is None:
+            if args.override:
+                parser.error("--override needs a configuration file")
+            config = zero_config()
+        else:
+            config = ControllerServerConfig.load(args.config, parse_overrides(args.override))
+        trio.run(run, config)
+    except (ConfigError, FormatterError, BootstrapError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,550 @@
+"""The controller's configuration, read from a Kafka ``.properties`` file.
+
+Keys, defaults and checks are Kafka 3.9's (KRaftConfigs, QuorumConfig, SocketServerConfigs,
+ServerLogConfigs, ReplicationConfigs and KafkaConfig's controller-only validation) for the
+part of the configuration a KRaft controller uses. Unknown keys are kept in
+``ControllerServerConfig.originals``, never rejected: Kafka accepts them too, and a file
+shared with brokers is full of them. Every bad value raises :class:`ConfigError`, whose
+message names the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "ControllerServerConfig",
+    "Endpoint",
+    "QuorumVoter",
+    "load_properties",
+    "parse_java_properties",
+    "parse_overrides",
+]
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+RECORDS_LOG_OVERHEAD = 12
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+DEFAULT_LISTENERS = "PLAINTEXT://:9092"
+DEFAULT_LOG_DIR = "/tmp/kafka-logs"
+NON_ROUTABLE_HOST = "0.0.0.0"
+
+# Kafka's host[:port] patterns (Utils.HOST_PORT_PATTERN, EndPoint's listener pattern).
+_HOST_PORT = re.compile(r"^(?:[0-9a-zA-Z\-%._]*://)?\[?([0-9a-zA-Z\-%._:]*)]?:([0-9]+)$")
+_LISTENER = re.compile(r"^(.*)://\[?([0-9a-zA-Z\-%._:]*)]?:(-?[0-9]+)$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or unsupported."""
+
+
+# -- java.util.Properties ------------------------------------------------------------------
+
+
+def _logical_lines(text: str) -> Iterable[str]:
+    """Join continuation lines (an odd number of trailing backslashes) and drop comments."""
+    pending: str | None = None
+    for raw in re.split(r"\r\n|\r|\n", text):
+        line = raw.lstrip(" \t\f")
+        if pending is None:
+            if not line or line[0] in "#!":
+                continue
+            pending = ""
+        backslashes = len(line) - len(line.rstrip("\\"))
+        if backslashes % 2 == 1:
+            pending += line[:-1]
+            continue
+        yield pending + line
+        pending = None
+    if pending:
+        yield pending
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        i += 1
+        if ch != "\\" or i >= len(text):
+            out.append(ch)
+            continue
+        ch = text[i]
+        i += 1
+        if ch == "u":
+            digits = text[i : i + 4]
+            if len(digits) != 4 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+                raise ConfigError(f"malformed \\uxxxx escape in {text!r}")
+            out.append(chr(int(digits, 16)))
+            i += 4
+        else:
+            out.append({"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(ch, ch))
+    return "".join(out)
+
+
+def _split_key_value(line: str) -> tuple[str, str]:
+    i = 0
+    while i < len(line) and line[i] not in "=: \t\f":
+        i += 2 if line[i] == "\\" else 1
+    key_end = min(i, len(line))
+    while i < len(line) and line[i] in " \t\f":
+        i += 1
+    if i < len(line) and line[i] in "=:":
+        i += 1
+    while i < len(line) and line[i] in " \t\f":
+        i += 1
+    return _unescape(line[:key_end]), _unescape(line[i:])
+
+
+def parse_java_properties(text: str) -> dict[str, str]:
+    """``java.util.Properties.load`` semantics: ``#``/``!`` comments, ``key=value``,
+    ``key: value`` or ``key value``, backslash continuations and escapes (``\\uXXXX``)."""
+    props: dict[str, str] = {}
+    for line in _logical_lines(text):
+        key, value = _split_key_value(line)
+        props[key] = value
+    return props
+
+
+def load_properties(path: Path) -> dict[str, str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e.strerror or e}") from None
+    # Kafka loads through Properties.load(InputStream), which reads ISO-8859-1.
+    return parse_java_properties(raw.decode("latin-1"))
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+    """``--override key=value`` arguments."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {pair!r}: expected key=value")
+        out[key.strip()] = value
+    return out
+
+
+# -- value types ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumVoter:
+    node_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A listener: ``NAME://host:port``; ``host`` is "" for all interfaces."""
+
+    listener_name: str
+    host: str
+    port: int
+    security_protocol: str = "PLAINTEXT"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.listener_name}://{host}:{self.port}"
+
+
+def _bad(key: str, value: str, expected: str) -> ConfigError:
+    return ConfigError(f"{key}={value}: {expected}")
+
+
+def _int(key: str, value: str, low: int = INT32_MIN, high: int = INT32_MAX) -> int:
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        return _raise(_bad(key, value, "expected an integer"))
+    number = int(text)
+    if number > high:
+        return _raise(_bad(key, value, f"expected an integer no greater than {high}"))
+    if number < low:
+        return _raise(_bad(key, value, f"expected an integer of at least {low}"))
+    return number
+
+
+def _raise(error: ConfigError) -> Any:
+    raise error
+
+
+def _bool(key: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        raise _bad(key, value, "expected true or false")
+    return text == "true"
+
+
+def _list(value: str) -> list[str]:
+    text = value.strip()
+    return [] if not text else [item.strip() for item in text.split(",")]
+
+
+def _host_port(key: str, entry: str, form: str) -> tuple[str, int]:
+    match = _HOST_PORT.match(entry)
+    if match is None:
+        raise ConfigError(f"{key}: cannot parse host and port from {entry!r}: expected {form}")
+    port = int(match.group(2))
+    if port > 65535:
+        raise ConfigError(f"{key}: port {port} in {entry!r} is above 65535")
+    return match.group(1), port
+
+
+def _parse_voters(value: str) -> tuple[QuorumVoter, ...]:
+    key = "controller.quorum.voters"
+    voters: dict[int, QuorumVoter] = {}
+    for entry in _list(value):
+        id_text, sep, address = entry.partition("@")
+        if not sep or "@" in address:
+            raise _bad(key, value, f"entry {entry!r} is not in the form {{id}}@{{host}}:{{port}}")
+        node_id = _int(key, id_text, 0)
+        host, port = _host_port(key, address, "{id}@{host}:{port}")
+        if host == NON_ROUTABLE_HOST:
+            raise _bad(key, value, f"host {host} in {entry!r} is not routable")
+        if node_id in voters:
+            raise _bad(key, value, f"voter id {node_id} appears twice")
+        voters[node_id] = QuorumVoter(node_id, host, port)
+    return tuple(voters.values())
+
+
+def _parse_protocol_map(value: str) -> dict[str, str]:
+    key = "listener.security.protocol.map"
+    mapping: dict[str, str] = {}
+    for entry in _list(value):
+        name, sep, protocol = entry.rpartition(":")
+        if not sep or not name.strip():
+            raise _bad(key, value, f"entry {entry!r} is not in the form NAME:PROTOCOL")
+        protocol = protocol.strip().upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise _bad(key, value, f"unknown security protocol {protocol!r}")
+        mapping[name.strip().upper()] = protocol
+    return mapping
+
+
+def _parse_listeners(key: str, value: str, protocols: Mapping[str, str]) -> tuple[Endpoint, ...]:
+    endpoints: list[Endpoint] = []
+    for entry in _list(value):
+        match = _LISTENER.match(entry)
+        if match is None:
+            raise _bad(key, value, f"listener {entry!r} is not in the form NAME://host:port")
+        name = match.group(1).upper()
+        port = int(match.group(3))
+        if not 0 <= port <= 65535:
+            raise _bad(key, value, f"port {port} of listener {name} is not between 0 and 65535")
+        protocol = protocols.get(name)
+        if protocol is None:
+            raise _bad(
+                key,
+                value,
+                f"no security protocol is defined for listener {name} in listener.security.protocol.map",
+            )
+        if protocol != "PLAINTEXT":
+            raise _bad(
+                key,
+                value,
+                f"listener {name} maps to {protocol} in listener.security.protocol.map; "
+                "kwire supports only PLAINTEXT",
+            )
+        if any(e.listener_name == name for e in endpoints):
+            raise _bad(key, value, f"listener name {name} appears twice")
+        endpoints.append(Endpoint(name, match.group(2), port, protocol))
+    return tuple(endpoints)
+
+
+# -- the configuration ---------------------------------------------------------------------
+
+# Numeric settings: key, attribute, type and minimum; defaults live on the dataclass.
+_NUMERIC: tuple[tuple[str, str, str, int], ...] = (
+    ("metadata.log.segment.bytes", "metadata_log_segment_bytes", "int", RECORDS_LOG_OVERHEAD),
+    (
+        "metadata.log.segment.min.bytes",
+        "metadata_log_segment_min_bytes",
+        "int",
+        RECORDS_LOG_OVERHEAD,
+    ),
+    ("metadata.log.segment.ms", "metadata_log_segment_ms", "long", INT64_MIN),
+    ("metadata.max.retention.bytes", "metadata_max_retention_bytes", "long", INT64_MIN),
+    ("metadata.max.retention.ms", "metadata_max_retention_ms", "long", INT64_MIN),
+    ("metadata.max.idle.interval.ms", "metadata_max_idle_interval_ms", "int", 0),
+    ("metadata.log.max.snapshot.interval.ms", "metadata_snapshot_max_interval_ms", "long", 0),
+    (
+        "metadata.log.max.record.bytes.between.snapshots",
+        "metadata_snapshot_max_new_record_bytes",
+        "long",
+        1,
+    ),
+    ("controller.quorum.election.timeout.ms", "quorum_election_timeout_ms", "int", INT32_MIN),
+    ("controller.quorum.fetch.timeout.ms", "quorum_fetch_timeout_ms", "int", INT32_MIN),
+    (
+        "controller.quorum.election.backoff.max.ms",
+        "quorum_election_backoff_max_ms",
+        "int",
+        INT32_MIN,
+    ),
+    ("controller.quorum.request.timeout.ms", "quorum_request_timeout_ms", "int", INT32_MIN),
+    ("controller.quorum.retry.backoff.ms", "quorum_retry_backoff_ms", "int", INT32_MIN),
+    ("controller.quorum.append.linger.ms", "quorum_append_linger_ms", "int", INT32_MIN),
+    ("broker.session.timeout.ms", "broker_session_timeout_ms", "int", INT32_MIN),
+    ("broker.heartbeat.interval.ms", "broker_heartbeat_interval_ms", "int", INT32_MIN),
+    (
+        "initial.broker.registration.timeout.ms",
+        "initial_broker_registration_timeout_ms",
+        "int",
+        INT32_MIN,
+    ),
+    ("socket.request.max.bytes", "socket_request_max_bytes", "int", 1),
+    ("num.partitions", "num_partitions", "int", 1),
+    ("default.replication.factor", "default_replication_factor", "int", INT32_MIN),
+)
+
+_OTHER_KEYS = frozenset(
+    {
+        "process.roles",
+        "node.id",
+        "controller.quorum.voters",
+        "controller.quorum.bootstrap.servers",
+        "controller.listener.names",
+        "listeners",
+        "advertised.listeners",
+        "listener.security.protocol.map",
+        "control.plane.listener.name",
+        "metadata.log.dir",
+        "log.dirs",
+        "log.dir",
+        "inter.broker.protocol.version",
+        "unstable.feature.versions.enable",
+        "eligible.leader.replicas.enable",
+    }
+)
+KNOWN_KEYS = frozenset(k for k, *_ in _NUMERIC) | _OTHER_KEYS
+
+
+@dataclass(frozen=True)
+class ControllerServerConfig:
+    """What a kwire controller reads from its configuration, with Kafka's defaults."""
+
+    node_id: int
+    quorum_voters: tuple[QuorumVoter, ...]
+    controller_listener_names: tuple[str, ...]
+    listeners: tuple[Endpoint, ...]
+    metadata_log_dir: Path
+    process_roles: tuple[str, ...] = ("controller",)
+    quorum_bootstrap_servers: tuple[tuple[str, int], ...] = ()
+    advertised_listeners: tuple[Endpoint, ...] = ()
+    listener_security_protocol_map: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False
+    )
+    log_dirs: tuple[Path, ...] = ()
+    inter_broker_protocol_version: str | None = None
+    unstable_feature_versions_enable: bool = False
+    eligible_leader_replicas_enable: bool = False
+    metadata_log_segment_bytes: int = 1024**3
+    metadata_log_segment_min_bytes: int = 8 * 1024**2
+    metadata_log_segment_ms: int = 7 * 24 * 3600 * 1000
+    metadata_max_retention_bytes: int = 100 * 1024**2
+    metadata_max_retention_ms: int = 7 * 24 * 3600 * 1000
+    metadata_max_idle_interval_ms: int = 500
+    metadata_snapshot_max_interval_ms: int = 3600 * 1000
+    metadata_snapshot_max_new_record_bytes: int = 20 * 1024**2
+    quorum_election_timeout_ms: int = 1000
+    quorum_fetch_timeout_ms: int = 2000
+    quorum_election_backoff_max_ms: int = 1000
+    quorum_request_timeout_ms: int = 2000
+    quorum_retry_backoff_ms: int = 20
+    quorum_append_linger_ms: int = 25
+    broker_session_timeout_ms: int = 9000
+    broker_heartbeat_interval_ms: int = 2000
+    initial_broker_registration_timeout_ms: int = 60000
+    socket_request_max_bytes: int = 100 * 1024**2
+    num_partitions: int = 1
+    default_replication_factor: int = 1
+    originals: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False
+    )
+
+    @property
+    def unknown_keys(self) -> tuple[str, ...]:
+        """Keys kwire does not use; the caller logs them at debug level."""
+        return tuple(sorted(k for k in self.originals if k not in KNOWN_KEYS))
+
+    @property
+    def controller_listener(self) -> Endpoint:
+        """The listener the controller serves on (the first controller listener)."""
+        return self.effective_advertised_controller_listeners[0]
+
+    @property
+    def effective_advertised_controller_listeners(self) -> tuple[Endpoint, ...]:
+        # Per controller listener name: its advertised endpoint, else the bound one.
+        found = []
+        for name in self.controller_listener_names:
+            for pool in (self.advertised_listeners, self.listeners):
+                match = next((e for e in pool if e.listener_name == name), None)
+                if match is not None:
+                    found.append(match)
+                    break
+        return tuple(found)
+
+    @property
+    def all_log_dirs(self) -> tuple[Path, ...]:
+        """log.dirs plus metadata.log.dir, sorted and unique, as the storage tool uses them."""
+        return tuple(sorted({*self.log_dirs, self.metadata_log_dir}, key=str))
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path, overrides: Mapping[str, str] | None = None) -> ControllerServerConfig:
+        props = load_properties(path)
+        props.update(overrides or {})
+        return cls.from_properties(props)
+
+    @classmethod
+    def default_single_node(cls, data_dir: Path, port: int = 9093) -> ControllerServerConfig:
+        """The zero-configuration controller: node 1, sole voter, on 127.0.0.1:``port``."""
+        return cls.from_properties(
+            {
+                "process.roles": "controller",
+                "node.id": "1",
+                "controller.quorum.voters": f"1@127.0.0.1:{port}",
+                "listeners": f"CONTROLLER://127.0.0.1:{port}",
+                "controller.listener.names": "CONTROLLER",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT",
+                "log.dirs": str(data_dir),
+            }
+        )
+
+    @classmethod
+    def from_properties(cls, raw: Mapping[str, str]) -> ControllerServerConfig:
+        # Kafka trims every value before parsing it.
+        props = {k: v.strip() for k, v in raw.items()}
+        values: dict[str, Any] = {"originals": MappingProxyType(dict(raw))}
+
+        roles = _list(props.get("process.roles", ""))
+        for role in roles:
+            if role not in ("broker", "controller"):
+                raise _bad(
+                    "process.roles", props["process.roles"], "expected broker and/or controller"
+                )
+        if "broker" in roles:
+            raise _bad(
+                "process.roles",
+                props["process.roles"],
+                "kwire runs the controller role only; the broker role is not supported "
+                "(set process.roles=controller)",
+            )
+        if "controller" not in roles:
+            raise ConfigError(
+                "process.roles is missing: expected process.roles=controller "
+                "(kwire does not support ZooKeeper mode)"
+            )
+        values["process_roles"] = tuple(roles)
+
+        if not props.get("node.id"):
+            raise ConfigError("node.id is missing: expected a non-negative integer")
+        values["node_id"] = node_id = _int("node.id", props["node.id"], 0)
+
+        for key, attr, kind, low in _NUMERIC:
+            if key in props:
+                high = INT32_MAX if kind == "int" else INT64_MAX
+                values[attr] = _int(key, props[key], low, high)
+        for key, attr in (
+            ("unstable.feature.versions.enable", "unstable_feature_versions_enable"),
+            ("eligible.leader.replicas.enable", "eligible_leader_replicas_enable"),
+        ):
+            if key in props:
+                values[attr] = _bool(key, props[key])
+        if props.get("inter.broker.protocol.version"):
+            values["inter_broker_protocol_version"] = props["inter.broker.protocol.version"]
+
+        voters = _parse_voters(props.get("controller.quorum.voters", ""))
+        bootstrap = tuple(
+            _host_port("controller.quorum.bootstrap.servers", entry, "{host}:{port}")
+            for entry in _list(props.get("controller.quorum.bootstrap.servers", ""))
+        )
+        if not voters and not bootstrap:
+            raise ConfigError(
+                "controller.quorum.voters is missing: expected {id}@{host}:{port},... "
+                "(or controller.quorum.bootstrap.servers)"
+            )
+        if voters and node_id not in {v.node_id for v in voters}:
+            raise _bad(
+                "controller.quorum.voters",
+                props["controller.quorum.voters"],
+                f"must include this node (node.id={node_id})",
+            )
+        values["quorum_voters"], values["quorum_bootstrap_servers"] = voters, bootstrap
+
+        names = tuple(n.upper() for n in _list(props.get("controller.listener.names", "")))
+        if not names:
+            raise ConfigError(
+                "controller.listener.names is missing: expected a listener name such as CONTROLLER"
+            )
+        values["controller_listener_names"] = names
+        if props.get("control.plane.listener.name"):
+            raise _bad(
+                "control.plane.listener.name",
+                props["control.plane.listener.name"],
+                "is not supported in KRaft mode",
+            )
+
+        protocols = cls._protocol_map(props, names)
+        values["listener_security_protocol_map"] = MappingProxyType(protocols)
+        listeners_text = props.get("listeners", DEFAULT_LISTENERS)
+        listeners = _parse_listeners("listeners", listeners_text, protocols)
+        for endpoint in listeners:
+            if endpoint.listener_name not in names:
+                raise _bad(
+                    "listeners",
+                    listeners_text,
+                    f"listener {endpoint.listener_name} is not in controller.listener.names; "
+                    "a controller may only have controller listeners",
+                )
+        missing = [n for n in names if n not in {e.listener_name for e in listeners}]
+        if missing:
+            raise _bad(
+                "listeners",
+                listeners_text,
+                f"expected a listener for controller listener {missing[0]}",
+            )
+        values["listeners"] = listeners
+        if props.get("advertised.listeners"):
+            advertised = _parse_listeners(
+                "advertised.listeners", props["advertised.listeners"], protocols
+            )
+            for endpoint in advertised:
+                if endpoint.host == NON_ROUTABLE_HOST:
+                    raise _bad(
+                        "advertised.listeners",
+                        props["advertised.listeners"],
+                        "0.0.0.0 cannot be advertised",
+                    )
+            values["advertised_listeners"] = advertised
+
+        log_dirs_text = props.get("log.dirs") or props.get("log.dir") or DEFAULT_LOG_DIR
+        log_dirs = tuple(Path(d) for d in _list(log_dirs_text) if d)
+        if not log_dirs:
+            raise _bad("log.dirs", log_dirs_text, "expected at least one directory")
+        values["log_dirs"] = log_dirs
+        values["metadata_log_dir"] = (
+            Path(props["metadata.log.dir"]) if props.get("metadata.log.dir") else log_dirs[0]
+        )
+        return cls(**values)
+
+    @staticmethod
+    def _protocol_map(props: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+        key = "listener.security.protocol.map"
+        if key in props:
+            return _parse_protocol_map(props[key])
+        # Kafka's default map, plus PLAINTEXT for the controller listeners when the map
+        # was not given explicitly (KafkaConfig.effectiveListenerSecurityProtocolMap).
+        mapping = {p: p for p in SECURITY_PROTOCOLS}
+        for name in names:
+            mapping.setdefault(name, "PLAINTEXT")
+        return mapping

@@ -1,0 +1,131 @@
+"""``python -m kwire.storage``: Kafka 3.9's ``kafka-storage.sh`` for a kwire controller.
+
+    python -m kwire.storage format -c controller.properties -t CLUSTER_ID
+        [--release-version 3.9-IV0] [--ignore-formatted] [--no-initial-controllers]
+        [--override key=value ...]
+    python -m kwire.storage info -c controller.properties [--override key=value ...]
+    python -m kwire.storage random-uuid
+
+Refusals print one line on stderr and exit with status 1, as kafka-storage does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
+from kwire.storage.bootstrap import BootstrapError
+from kwire.storage.formatter import FormatterError, format_storage, random_uuid, storage_info
+from kwire.storage.release import LATEST_PRODUCTION, ReleaseVersionError
+
+logger = logging.getLogger("kwire.storage")
+
+
+class _Refusal(Exception):
+    """A one-line refusal for stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One clear line and status 1, rather than argparse's usage dump and status 2.
+        raise _Refusal(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kafka-storage", description="The Kafka storage tool (kwire).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    info = commands.add_parser(
+        "info", help="Get information about the log directories on this node."
+    )
+    fmt = commands.add_parser("format", help="Format the log directories on this node.")
+    commands.add_parser("random-uuid", help="Print a random UUID.")
+    for sub in (info, fmt):
+        sub.add_argument(
+            "--config", "-c", required=True, help="The Kafka configuration file to use."
+        )
+        sub.add_argument(
+            "--override",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Override a configuration property.",
+        )
+    fmt.add_argument("--cluster-id", "-t", required=True, help="The cluster ID to use.")
+    fmt.add_argument("--ignore-formatted", "-g", action="store_true")
+    fmt.add_argument(
+        "--release-version",
+        "-r",
+        help=f"The release version to use for the initial feature settings. The minimum is "
+        f"3.3-IV0; the default is {LATEST_PRODUCTION}",
+    )
+    fmt.add_argument(
+        "--no-initial-controllers",
+        "-N",
+        action="store_true",
+        help="Format without a dynamic quorum topology.",
+    )
+    # Accepted so that their refusal is explicit rather than an "unrecognized argument".
+    fmt.add_argument("--standalone", "-s", action="store_true", help=argparse.SUPPRESS)
+    fmt.add_argument("--initial-controllers", "-I", help=argparse.SUPPRESS)
+    fmt.add_argument("--add-scram", "-S", action="append", help=argparse.SUPPRESS)
+    fmt.add_argument("--feature", "-f", action="append", help=argparse.SUPPRESS)
+    return parser
+
+
+def _load_config(args: argparse.Namespace) -> ControllerServerConfig:
+    config = ControllerServerConfig.load(Path(args.config), parse_overrides(args.override))
+    for key in config.unknown_keys:
+        logger.debug("ignoring configuration key %s, which a kwire controller does not use", key)
+    return config
+
+
+def _format(args: argparse.Namespace) -> int:
+    if args.standalone or args.initial_controllers:
+        raise _Refusal(
+            "kwire does not support dynamic quorums (KIP-853): --standalone and "
+            "--initial-controllers are not available; list the voters in controller.quorum.voters"
+        )
+    if args.add_scram:
+        raise _Refusal("kwire does not support --add-scram: SCRAM credentials are not implemented")
+    if args.feature:
+        raise _Refusal("kwire does not support --feature; use --release-version")
+    config = _load_config(args)
+    if not config.quorum_voters and not args.no_initial_controllers:
+        raise _Refusal(
+            "Because controller.quorum.voters is not set on this controller, you must specify "
+            "one of the following: --standalone, --initial-controllers, or --no-initial-controllers."
+        )
+    result = format_storage(config, args.cluster_id, args.release_version, args.ignore_formatted)
+    for line in result.lines:
+        print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "random-uuid":
+            print(random_uuid())
+            return 0
+        if args.command == "info":
+            lines, status = storage_info(_load_config(args).all_log_dirs)
+            for line in lines:
+                print(line)
+            return status
+        return _format(args)
+    except (_Refusal, ConfigError, FormatterError, ReleaseVersionError, BootstrapError) as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"I/O error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Formatting and inspecting storage directories, as Kafka 3.9's Formatter and
+``kafka-storage.sh info`` do it."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kwire.log.files import META_PROPERTIES_FILE
+from kwire.log.properties import (
+    MetaProperties,
+    PropertiesFormatError,
+    read_meta_properties,
+    write_meta_properties,
+)
+from kwire.server.config import ControllerServerConfig
+from kwire.storage.bootstrap import RecordAndVersion, bootstrap_records, write_bootstrap_checkpoint
+from kwire.storage.release import FEATURE_NAME, MetadataVersion, resolve_release_version
+
+__all__ = [
+    "FormatResult",
+    "FormatterError",
+    "format_storage",
+    "random_directory_uuid",
+    "random_uuid",
+    "storage_info",
+    "validate_cluster_id",
+]
+
+
+class FormatterError(Exception):
+    """Formatting was refused; the message is what kafka-storage prints."""
+
+
+@dataclass(frozen=True)
+class FormatResult:
+    cluster_id: str
+    node_id: int
+    release_version: MetadataVersion
+    bootstrap: tuple[RecordAndVersion, ...]
+    formatted: tuple[Path, ...]  # directories written by this call
+    already_formatted: tuple[Path, ...]  # skipped because of ignore_formatted
+    lines: tuple[str, ...]  # what kafka-storage prints for this run
+
+
+def _uuid_text(value: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(value.bytes).decode("ascii").rstrip("=")
+
+
+def _is_reserved(value: uuid.UUID) -> bool:
+    # Kafka reserves the first 100 ids (UNASSIGNED, LOST, MIGRATING, ...) for log dirs.
+    return value.int < 100
+
+
+def random_directory_uuid() -> uuid.UUID:
+    """Kafka's Uuid.randomUuid(): never one of the reserved ids, and never one whose
+    string starts with '-' (it would read as a command-line option)."""
+    while True:
+        value = uuid.uuid4()
+        if not _is_reserved(value) and not _uuid_text(value).startswith("-"):
+            return value
+
+
+def random_uuid() -> str:
+    """A fresh cluster id, as ``kafka-storage random-uuid`` prints it."""
+    return _uuid_text(random_directory_uuid())
+
+
+_BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def validate_cluster_id(cluster_id: str) -> None:
+    """A cluster id must be a Kafka uuid string: 16 bytes in unpadded URL-safe base64.
+    (Kafka 3.9's Formatter takes any string; earlier releases refused these, and so do we,
+    with their message.)"""
+
+    def refuse(reason: str) -> FormatterError:
+        return FormatterError(
+            f"Cluster ID string {cluster_id} does not appear to be a valid UUID: {reason}"
+        )
+
+    if len(cluster_id) > 24:
+        raise refuse(
+            f"Input string with prefix `{cluster_id[:24]}` is too long to be decoded as a base64 UUID"
+        )
+    if set(cluster_id) - _BASE64URL or len(cluster_id) % 4 == 1:
+        raise refuse(f"Input string `{cluster_id}` is not valid URL-safe base64")
+    raw = base64.urlsafe_b64decode(cluster_id + "=" * (-len(cluster_id) % 4))
+    if len(raw) != 16:
+        raise refuse(
+            f"Input string `{cluster_id}` decoded as {len(raw)} bytes, which is not equal to "
+            "the expected 16 bytes of a base64-encoded UUID"
+        )
+
+
+def _read_existing(
+    directories: Sequence[Path],
+) -> tuple[dict[Path, MetaProperties], list[Path], list[Path]]:
+    """Split directories into formatted (with their properties), empty and unreadable."""
+    formatted: dict[Path, MetaProperties] = {}
+    empty: list[Path] = []
+    errors: list[Path] = []
+    for directory in directories:
+        try:
+            formatted[directory] = read_meta_properties(directory / META_PROPERTIES_FILE)
+        except (FileNotFoundError, NotADirectoryError):
+            empty.append(directory)
+        except (OSError, PropertiesFormatError, UnicodeDecodeError):
+            errors.append(directory)
+    return formatted, empty, errors
+
+
+def _verify_existing(found: dict[Path, MetaProperties], cluster_id: str, node_id: int) -> None:
+    for directory, meta in found.items():
+        path = directory / META_PROPERTIES_FILE
+        if meta.cluster_id != cluster_id:
+            raise FormatterError(
+                f"Invalid cluster.id in: {path}. Expected {cluster_id}, but read {meta.cluster_id}"
+            )
+        if meta.node_id != node_id:
+            raise FormatterError(
+                f"Stored node id {meta.node_id} doesn't match previous node id {node_id} in "
+                f"{path}. If you moved your data, make sure your configured node id matches. "
+                "If you intend to create a new node, you should remove all data in your data "
+                "directories."
+            )
+
+
+def format_storage(
+    config: ControllerServerConfig,
+    cluster_id: str,
+    release_version: str | None = None,
+    ignore_formatted: bool = False,
+) -> FormatResult:
+    """Write meta.properties and bootstrap.checkpoint to every log directory.
+
+    ``release_version`` defaults to the config's inter.broker.protocol.version, then to
+    3.9-IV0. Raises :class:`FormatterError` (or ``ReleaseVersionError``) on refusal.
+    """
+    validate_cluster_id(cluster_id)
+    version = resolve_release_version(release_version or config.inter_broker_protocol_version)
+    records = bootstrap_records(version)
+    directories = config.all_log_dirs
+    found, empty, errors = _read_existing(directories)
+    _verify_existing(found, cluster_id, config.node_id)
+    if found and not ignore_formatted:
+        first = min(found, key=str)
+        raise FormatterError(
+            f"Log directory {first} is already formatted. "
+            "Use --ignore-formatted to ignore this directory and format the others."
+        )
+    lines: list[str] = []
+    if errors:
+        lines += [f"I/O error trying to read log directory {d}. Ignoring..." for d in errors]
+        if not empty and not found:
+            raise FormatterError("No available log directories to format.")
+    if config.metadata_log_dir in errors:
+        raise FormatterError(
+            f"Encountered I/O error in metadata log directory {config.metadata_log_dir}. Cannot continue."
+        )
+    if not empty:
+        lines.append("All of the log directories are already formatted.")
+    taken = {m.directory_id for m in found.values()}
+    for directory in empty:
+        kind = "metadata directory" if directory == config.metadata_log_dir else "data directory"
+        lines.append(f"Formatting {kind} {directory} with {FEATURE_NAME} {version}.")
+        directory_id = random_directory_uuid()
+        while directory_id in taken:
+            directory_id = random_directory_uuid()
+        taken.add(directory_id)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            write_bootstrap_checkpoint(directory, records)
+            write_meta_properties(
+                directory / META_PROPERTIES_FILE,
+                MetaProperties(
+                    cluster_id=cluster_id, node_id=config.node_id, directory_id=directory_id
+                ),
+            )
+        except OSError as e:
+            raise FormatterError(
+                f"Error while writing meta.properties file {directory}: {e.strerror or e}"
+            ) from None
+    return FormatResult(
+        cluster_id=cluster_id,
+        node_id=config.node_id,
+        release_version=version,
+        bootstrap=tuple(records),
+        formatted=tuple(empty),
+        already_formatted=tuple(sorted(found, key=str)),
+        lines=tuple(lines),
+    )
+
+
+def storage_info(directories: Sequence[Path]) -> tuple[list[str], int]:
+    """The report of ``kafka-storage info`` and its exit status (1 if it found problems)."""
+    problems: list[str] = []
+    found_dirs: list[str] = []
+    first: MetaProperties | None = None
+    for directory in sorted(directories, key=str):
+        if not directory.is_dir():
+            problems.append(
+                f"{directory} {'is not a directory' if directory.exists() else 'does not exist'}"
+            )
+            continue
+        found_dirs.append(str(directory))
+        meta_path = directory / META_PROPERTIES_FILE
+        if not meta_path.exists():
+            problems.append(f"{directory} is not formatted.")
+            continue
+        try:
+            meta = read_meta_properties(meta_path)
+        except (OSError, PropertiesFormatError, UnicodeDecodeError) as e:
+            problems.append(f"Error loading {meta_path}: {e}")
+            continue
+        if first is None:
+            first = meta
+        elif first.cluster_id != meta.cluster_id:
+            problems.append("Mismatched cluster IDs between storage directories.")
+        elif first.node_id != meta.node_id:
+            problems.append("Mismatched node IDs between storage directories.")
+    if first is not None and first.version == 0:
+        problems.append(
+            "The kafka configuration file appears to be for a cluster in KRaft mode, but "
+            "the directories are formatted for legacy mode."
+        )
+    if not directories:
+        return ["No directories specified."], 0
+    lines: list[str] = []
+    if found_dirs:
+        lines.append("Found log directory:" if len(found_dirs) == 1 else "Found log directories:")
+        lines += [f"  {d}" for d in found_dirs]
+        lines.append("")
+    if first is not None:
+        # Kafka prints a TreeMap of the properties: sorted keys, "{k=v, k=v}".
+        props = first.to_properties()
+        lines.append(
+            "Found metadata: {" + ", ".join(f"{k}={props[k]}" for k in sorted(props)) + "}"
+        )
+        lines.append("")
+    if problems:
+        lines.append("Found problem:" if len(problems) == 1 else "Found problems:")
+        lines += [f"  {p}" for p in problems]
+        lines.append("")
+        return lines, 1
+    return lines, 0

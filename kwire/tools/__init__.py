@@ -1,0 +1,1 @@
+"""Command-line tools that mirror Kafka's own (``python -m kwire.tools.<name>``)."""
