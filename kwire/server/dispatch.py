@@ -29,13 +29,12 @@ from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.raft.core import FetchReady
-from kwire.server.node import ControllerNode, wall_clock_ms
+from kwire.server.node import SUPPORTED_FEATURES, ControllerNode, wall_clock_ms
 
 log = logging.getLogger("kwire.requests")
 
 CONTROLLER_LISTENER = "controller"
 CONTROLLER_APIS = sorted(k for k, api in APIS.items() if CONTROLLER_LISTENER in api.listeners)
-SUPPORTED_FEATURES = (("kraft.version", 0, 1), ("metadata.version", 1, 21))
 ENDPOINT_TYPE_CONTROLLER = 2
 ANONYMOUS = "User:ANONYMOUS"
 

@@ -11,16 +11,23 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from kwire.controller.controller import ControllerConfig, ControllerResult, QuorumController
+from kwire.controller.controller import (
+    ControllerConfig,
+    ControllerResult,
+    QuorumController,
+    RequestContext,
+)
 from kwire.controller.records import RecordAndVersion
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
 from kwire.log.quorum_state import QuorumStateData
+from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.raft.core import RaftConfig, RaftCore
 from kwire.raft.state import (
@@ -44,6 +51,9 @@ from kwire.records import (
 log = logging.getLogger("kwire.node")
 
 METADATA_PARTITION_DIR = "__cluster_metadata-0"
+PLAINTEXT = 0  # security protocol id
+# The features this release supports, as its ApiVersions and registrations say.
+SUPPORTED_FEATURES = (("kraft.version", 0, 1), ("metadata.version", 1, 21))
 
 
 def wall_clock_ms() -> int:
@@ -96,6 +106,7 @@ class ControllerNode:
         self._log_grew = trio.Event()
         self._committed = trio.Event()
         self._tick_wanted = trio.Event()
+        self.incarnation_id = uuid.uuid4()
         self.replayed = self._replay_log()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -135,6 +146,35 @@ class ControllerNode:
                     len(result.records),
                     self.settings.metadata_version_level,
                 )
+            self._register_self(now)
+
+    def _register_self(self, now_ms: int) -> None:
+        """Register this controller's endpoint and features, as Kafka's controllers do
+        through their ControllerRegistrationManager (here without the network hop)."""
+        voter = next(v for v in self.settings.voters if v.node_id == self.settings.node_id)
+        request = ControllerRegistrationRequest(
+            controller_id=self.settings.node_id,
+            incarnation_id=self.incarnation_id,
+            zk_migration_ready=False,
+            listeners=[
+                ControllerRegistrationRequest.Listener(
+                    name=self.settings.listener_name,
+                    host=voter.host,
+                    port=voter.port,
+                    security_protocol=PLAINTEXT,
+                )
+            ],
+            features=[
+                ControllerRegistrationRequest.Feature(
+                    name=name, min_supported_version=low, max_supported_version=high
+                )
+                for name, low, high in SUPPORTED_FEATURES
+            ],
+        )
+        context = RequestContext(api_version=0, client_id=str(self.settings.node_id))
+        result = self.controller.handle(request, context, self.log.end_offset, now_ms)
+        if result.records:
+            self.append(result.records, now_ms)
 
     # -- actions from the raft core -------------------------------------------------------------
 
