@@ -1,0 +1,48 @@
+"""`python -m kwire.server` with no arguments: format once, then serve a one-node quorum."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kwire.log import read_meta_properties
+from kwire.raft.state import Voter
+from kwire.server.__main__ import build_settings, zero_config
+from kwire.server.config import ConfigError, ControllerServerConfig
+
+
+def test_zero_config_formats_kwire_data_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = zero_config()
+    meta = read_meta_properties(tmp_path / "kwire-data" / "meta.properties")
+    assert (tmp_path / "kwire-data" / "bootstrap.checkpoint").exists()
+    assert config.controller_listener.port == 9093
+    assert config.controller_listener.host == "127.0.0.1"
+    settings = build_settings(config)
+    assert settings.cluster_id == meta.cluster_id
+    assert settings.voters == (Voter(node_id=1, host="127.0.0.1", port=9093),)
+    assert settings.metadata_version_level == 21
+    # A second start keeps the cluster: it must not format again.
+    zero_config()
+    assert read_meta_properties(tmp_path / "kwire-data" / "meta.properties") == meta
+
+
+def test_an_unformatted_directory_is_refused_with_the_command_to_run(tmp_path: Path) -> None:
+    config = ControllerServerConfig.default_single_node(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="python -m kwire.storage format"):
+        build_settings(config)
+
+
+def test_a_node_id_that_differs_from_meta_properties_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = zero_config()
+    other = ControllerServerConfig.from_properties(
+        {**dict(config.originals), "node.id": "5", "controller.quorum.voters": "5@127.0.0.1:9093"}
+    )
+    with pytest.raises(ConfigError, match="node.id=5"):
+        build_settings(other)
