@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from kwire.controller.api_error import ApiError
@@ -134,6 +135,14 @@ class QuorumController:
         )
         self._active = False
         self._next_noop_ms = _LONG_MAX
+        # The table of requests this controller answers (others: UNSUPPORTED_VERSION).
+        self._handlers: dict[type, Callable[[Any, int], ControllerResult]] = {
+            BrokerRegistrationRequest: self._broker_registration,
+            BrokerHeartbeatRequest: self._broker_heartbeat,
+            CreateTopicsRequest: self._create_topics,
+            AllocateProducerIdsRequest: self._allocate_producer_ids,
+            ControllerRegistrationRequest: self._controller_registration,
+        }
 
     # -- state views ---------------------------------------------------------------------
 
@@ -245,19 +254,10 @@ class QuorumController:
             # Serving requests makes this the active controller; bootstrapping an empty
             # log is ``activate``'s job, whose records the caller must append.
             self._start_sessions(now_ms)
-        handler = self._handlers().get(type(request))
+        handler = self._handlers.get(type(request))
         if handler is None:
             return ControllerResult(records=[], response=unsupported_response(request))
         return handler(request, next_offset)
-
-    def _handlers(self) -> dict[type, Callable[[Message, int], ControllerResult]]:
-        return {
-            BrokerRegistrationRequest: self._broker_registration,  # type: ignore[dict-item]
-            BrokerHeartbeatRequest: self._broker_heartbeat,  # type: ignore[dict-item]
-            CreateTopicsRequest: self._create_topics,  # type: ignore[dict-item]
-            AllocateProducerIdsRequest: self._allocate_producer_ids,  # type: ignore[dict-item]
-            ControllerRegistrationRequest: self._controller_registration,  # type: ignore[dict-item]
-        }
 
     def _apply(self, records: list[Message], next_offset: int) -> list[RecordAndVersion]:
         mv = self.metadata_version
