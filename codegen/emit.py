@@ -4,7 +4,7 @@ One method per kind of member, as in Kafka's MessageDataGenerator. The code for 
 version holds no version checks: the version is fixed when the function is chosen.
 Versions whose code comes out the same share one function.
 
-Generated readers take `(buf: memoryview, pos: int)` and return `(value, pos)`;
+Generated readers take `(buf: bytes | memoryview, pos: int)` and return `(value, pos)`;
 writers take `(o, out: bytearray)` and append. Every read checks its bound first, so bad
 input raises `DecodeError` naming the field and offset, never IndexError.
 """
@@ -141,7 +141,7 @@ class StructEmitter:
                     bodies[body] = name
                     cls = self.plan.class_name
                     signature = (
-                        f"def {name}(buf: memoryview, pos: int) -> tuple[{cls}, int]:"
+                        f"def {name}(buf: Buffer, pos: int) -> tuple[{cls}, int]:"
                         if kind == "read"
                         else f"def {name}(o: {cls}, out: bytearray) -> None:"
                     )
@@ -171,9 +171,12 @@ class StructEmitter:
                 target = f"f_{f.attribute}"
                 self.read_value(code, f, f.spec.type, version, target, self.path(f))
                 values[f.attribute] = target
-        self.read_run(code, run, values)
-        if self.flexible(version):
-            self.read_tagged_section(code, version, values)
+        flexible = self.flexible(version)
+        # A flexible struct ending in fixed-width fields reads its tag count (one byte when
+        # under 128, as it nearly always is) in the same unpack as those fields.
+        self.read_run(code, run, values, with_tag_count=flexible)
+        if flexible:
+            self.read_tagged_section(code, version, values, count_read=bool(run))
         for f in self.plan.fields:
             if f.attribute in values:
                 code(f"o.{f.attribute} = {values[f.attribute]}")
@@ -181,19 +184,33 @@ class StructEmitter:
             code(f"o.unknown_tagged_fields = {'unknown' if self.flexible(version) else '()'}")
         code("return o, pos")
 
-    def read_run(self, code: Code, run: list[FieldPlan], values: dict[str, str]) -> None:
+    def read_run(
+        self,
+        code: Code,
+        run: list[FieldPlan],
+        values: dict[str, str],
+        *,
+        with_tag_count: bool = False,
+    ) -> None:
         if not run:
             return
         prims = [f.spec.type.primitive for f in run]
         fmt = ">" + "".join(p.struct_code for p in prims)  # type: ignore[union-attr]
         width = sum(p.fixed_width for p in prims)  # type: ignore[union-attr,misc]
-        constant = self.module.struct_constant(fmt, [p.value for p in prims])  # type: ignore[union-attr]
+        names = [p.value for p in prims]  # type: ignore[union-attr]
         # Fixed-width values go straight into their slots; uuids pass through a local.
         targets = [
             f"f_{f.attribute}" if f.spec.type.primitive is Primitive.UUID else f"o.{f.attribute}"
             for f in run
         ]
         layout = tuple((self.path_prefix + f.attribute, f.spec.type.fixed_width) for f in run)
+        if with_tag_count:
+            fmt += "B"
+            width += 1
+            names.append("tag_count")
+            targets.append("tag_count")
+            layout += ((self.path_prefix + "(tagged fields)", 1),)
+        constant = self.module.struct_constant(fmt, names)
         code("try:")
         code.indent()(
             f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {constant}.unpack_from(buf, pos)"
@@ -203,7 +220,7 @@ class StructEmitter:
         code.indent()(f"raise run_too_short({layout!r}, pos, len(buf) - pos) from None")
         code.dedent()
         code(f"pos += {width}")
-        for f, target in zip(run, targets, strict=True):
+        for f, target in zip(run, targets[: len(run)], strict=True):
             if f.spec.type.primitive is Primitive.UUID:
                 values[f.attribute] = f"uuid_from_bytes({target})"
 
@@ -318,7 +335,7 @@ class StructEmitter:
         elif kind == "bytes":
             code(f"{target} = bytes(buf[pos:{end}])")
         else:
-            code(f"{target} = buf[pos:{end}]")
+            code(f"{target} = memoryview(buf)[pos:{end}]")  # a view: never a copy
         code(f"pos = {end}")
         code.dedent()
 
@@ -353,10 +370,12 @@ class StructEmitter:
         if element.struct is not None:
             function = self.child_function(f, version, "read")
             item = self.fresh("item")
+            append = self.fresh("append")
             code(f"{target} = []")
+            code(f"{append} = {target}.append")
             code(f"for _ in range({count}):")
             code.indent()(f"{item}, pos = {function}(buf, pos)")
-            code(f"{target}.append({item})")
+            code(f"{append}({item})")
             code.dedent()
         elif prim is Primitive.UUID:
             end = self.fresh("end")
@@ -388,13 +407,20 @@ class StructEmitter:
             code.dedent()
         code.dedent()
 
-    def read_tagged_section(self, code: Code, version: int, values: dict[str, str]) -> None:
+    def read_tagged_section(
+        self, code: Code, version: int, values: dict[str, str], *, count_read: bool = False
+    ) -> None:
         tagged = [f for f in self.plan.fields if field_mode(f.spec, version) == "tagged"]
         for f in tagged:
             code(f"f_{f.attribute}: {f.annotation} = {f.default_value}")
         section = repr(self.path_prefix + "(tagged fields)")
         code("unknown: tuple[RawTaggedField, ...] = ()")
-        self.read_uvarint(code, "tag_count", section)
+        if count_read:  # its first byte came with the fixed-width run
+            code("if tag_count > 0x7F:")
+            code.indent()(f"tag_count, pos = read_uvarint_tail(buf, pos, tag_count, {section})")
+            code.dedent()
+        else:
+            self.read_uvarint(code, "tag_count", section)
         code("if tag_count:")
         code.indent()
         code("unknown_list: list[RawTaggedField] = []")

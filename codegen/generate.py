@@ -35,6 +35,7 @@ KAFKA_RELEASE = "3.9.0"
 
 _RUNTIME_NAMES = [
     "ZERO_UUID",
+    "Buffer",
     "FieldInfo",
     "Message",
     "RawTaggedField",

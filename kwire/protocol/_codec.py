@@ -17,6 +17,7 @@ from kwire.protocol.errors import DecodeError, EncodeError, UnsupportedVersionEr
 
 __all__ = [
     "ZERO_UUID",
+    "Buffer",
     "DecodeError",
     "EncodeError",
     "FieldInfo",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 ZERO_UUID = UUID(int=0)
+
+# What generated readers read from: bytes (fastest) or a view of a larger buffer.
+Buffer = bytes | memoryview
 
 # Generated readers make instances without running __init__ and then fill every slot.
 new_instance: Callable[[type[Any]], Any] = object.__new__
@@ -136,7 +140,7 @@ def tagged_in_rigid_version(field: str, version: int) -> EncodeError:
 # -- varints ------------------------------------------------------------------------------
 
 
-def read_uvarint_tail(buf: memoryview, pos: int, first: int, field: str) -> tuple[int, int]:
+def read_uvarint_tail(buf: Buffer, pos: int, first: int, field: str) -> tuple[int, int]:
     """Finish an unsigned varint whose first byte (`first`, already consumed) had bit 7 set."""
     value = first & 0x7F
     for shift in (7, 14, 21, 28):
@@ -152,7 +156,7 @@ def read_uvarint_tail(buf: memoryview, pos: int, first: int, field: str) -> tupl
     raise DecodeError(field, pos - 5, "unsigned varint is longer than 5 bytes")
 
 
-def read_uvarint(buf: memoryview, pos: int, field: str) -> tuple[int, int]:
+def read_uvarint(buf: Buffer, pos: int, field: str) -> tuple[int, int]:
     if pos >= len(buf):
         raise eof(field, pos)
     first = buf[pos]
@@ -364,7 +368,7 @@ class Message:
         return bytes(out)
 
     @classmethod
-    def read(cls, buf: memoryview, pos: int, version: int) -> tuple[Self, int]:
+    def read(cls, buf: Buffer, pos: int, version: int) -> tuple[Self, int]:
         """Decode one message at `version` from `buf[pos:]`; return it and the next offset."""
         try:
             reader = cls._READERS[version]
@@ -383,7 +387,8 @@ class Message:
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
         """Decode a whole buffer holding exactly one message body."""
-        buf = memoryview(data)
+        # Generated readers take bytes or a memoryview; bytes index and slice faster.
+        buf = data if type(data) is bytes else memoryview(data)
         try:
             reader = cls._READERS[version]
         except IndexError:

@@ -80,7 +80,7 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, Message]:
     Raises UnknownApiError or UnsupportedVersionError (which callers answer with Kafka's
     error codes) or DecodeError.
     """
-    buf = memoryview(frame)
+    buf = frame if type(frame) is bytes else memoryview(frame)
     try:
         api_key, api_version = _KEY_AND_VERSION.unpack_from(buf, 0)
     except struct.error:
@@ -124,7 +124,7 @@ def decode_response(
     frame: bytes | memoryview, api_key: int, api_version: int
 ) -> tuple[ResponseHeader, Message]:
     """Decode a response frame; the caller knows which request it answers."""
-    buf = frame if isinstance(frame, memoryview) else memoryview(frame)
+    buf = frame if type(frame) is bytes else memoryview(frame)
     api = api_for(api_key)
     header, pos = ResponseHeader.read(buf, 0, api.response_header_version(api_version))
     body, end = api.response.read(buf, pos, api_version)

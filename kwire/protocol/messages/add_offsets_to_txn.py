@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,12 +42,11 @@ __all__ = ["AddOffsetsToTxnRequest", "AddOffsetsToTxnResponse"]
 
 _ST_int16 = Struct(">h")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int64_int16 = Struct(">qh")
 
 
-def _read_AddOffsetsToTxnRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[AddOffsetsToTxnRequest, int]:
+def _read_AddOffsetsToTxnRequest_v0(buf: Buffer, pos: int) -> tuple[AddOffsetsToTxnRequest, int]:
     o = new_instance(AddOffsetsToTxnRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -99,9 +99,7 @@ def _read_AddOffsetsToTxnRequest_v0(
     return o, pos
 
 
-def _read_AddOffsetsToTxnRequest_v3(
-    buf: memoryview, pos: int
-) -> tuple[AddOffsetsToTxnRequest, int]:
+def _read_AddOffsetsToTxnRequest_v3(buf: Buffer, pos: int) -> tuple[AddOffsetsToTxnRequest, int]:
     o = new_instance(AddOffsetsToTxnRequest)
     try:
         n1 = buf[pos]
@@ -297,9 +295,7 @@ def _write_AddOffsetsToTxnRequest_v3(o: AddOffsetsToTxnRequest, out: bytearray) 
         out.append(0)
 
 
-def _read_AddOffsetsToTxnResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[AddOffsetsToTxnResponse, int]:
+def _read_AddOffsetsToTxnResponse_v0(buf: Buffer, pos: int) -> tuple[AddOffsetsToTxnResponse, int]:
     o = new_instance(AddOffsetsToTxnResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -312,23 +308,20 @@ def _read_AddOffsetsToTxnResponse_v0(
     return o, pos
 
 
-def _read_AddOffsetsToTxnResponse_v3(
-    buf: memoryview, pos: int
-) -> tuple[AddOffsetsToTxnResponse, int]:
+def _read_AddOffsetsToTxnResponse_v3(buf: Buffer, pos: int) -> tuple[AddOffsetsToTxnResponse, int]:
     o = new_instance(AddOffsetsToTxnResponse)
     try:
-        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(
+            buf, pos
+        )
     except struct_error:
         raise run_too_short(
-            (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
+            (("throttle_time_ms", 4), ("error_code", 2), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

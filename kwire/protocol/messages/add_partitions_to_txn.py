@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,12 +44,13 @@ __all__ = ["AddPartitionsToTxnRequest", "AddPartitionsToTxnResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int64_int16 = Struct(">qh")
 _ST_int64_int16_bool = Struct(">qh?")
 
 
 def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, int]:
     o = new_instance(_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic)
     try:
@@ -92,7 +94,7 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(
 
 
 def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic, int]:
     o = new_instance(_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic)
     try:
@@ -279,7 +281,7 @@ def _write_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(
 
 
 def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction, int]:
     o = new_instance(_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction)
     try:
@@ -334,9 +336,10 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
         raise bad_count("AddPartitionsToTxnTransaction.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -417,7 +420,7 @@ def _write_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
 
 
 def _read_AddPartitionsToTxnRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AddPartitionsToTxnRequest, int]:
     o = new_instance(AddPartitionsToTxnRequest)
     try:
@@ -462,9 +465,10 @@ def _read_AddPartitionsToTxnRequest_v0(
         raise bad_count("v3_and_below_topics", pos, count3, len(buf) - pos)
     else:
         f_v3_and_below_topics = []
+        append5 = f_v3_and_below_topics.append
         for _ in range(count3):
             item4, pos = _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(buf, pos)
-            f_v3_and_below_topics.append(item4)
+            append5(item4)
     o.transactions = []
     o.v3_and_below_transactional_id = f_v3_and_below_transactional_id
     o.v3_and_below_topics = f_v3_and_below_topics
@@ -473,7 +477,7 @@ def _read_AddPartitionsToTxnRequest_v0(
 
 
 def _read_AddPartitionsToTxnRequest_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AddPartitionsToTxnRequest, int]:
     o = new_instance(AddPartitionsToTxnRequest)
     try:
@@ -524,9 +528,10 @@ def _read_AddPartitionsToTxnRequest_v3(
         raise bad_count("v3_and_below_topics", pos, count3, len(buf) - pos)
     else:
         f_v3_and_below_topics = []
+        append5 = f_v3_and_below_topics.append
         for _ in range(count3):
             item4, pos = _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(buf, pos)
-            f_v3_and_below_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -566,7 +571,7 @@ def _read_AddPartitionsToTxnRequest_v3(
 
 
 def _read_AddPartitionsToTxnRequest_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AddPartitionsToTxnRequest, int]:
     o = new_instance(AddPartitionsToTxnRequest)
     try:
@@ -584,9 +589,10 @@ def _read_AddPartitionsToTxnRequest_v4(
         raise bad_count("transactions", pos, count1, len(buf) - pos)
     else:
         f_transactions = []
+        append3 = f_transactions.append
         for _ in range(count1):
             item2, pos = _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(buf, pos)
-            f_transactions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -786,7 +792,7 @@ def _write_AddPartitionsToTxnRequest_v5(o: AddPartitionsToTxnRequest, out: bytea
 
 
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, int]:
     o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult)
     try:
@@ -806,27 +812,25 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(
 
 
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult, int]:
     o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult)
     try:
-        o.partition_index, o.partition_error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.partition_error_code, tag_count = (
+            _ST_int32_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("AddPartitionsToTxnPartitionResult.partition_index", 4),
                 ("AddPartitionsToTxnPartitionResult.partition_error_code", 2),
+                ("AddPartitionsToTxnPartitionResult.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("AddPartitionsToTxnPartitionResult.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "AddPartitionsToTxnPartitionResult.(tagged fields)"
@@ -899,7 +903,7 @@ def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(
 
 
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, int]:
     o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult)
     try:
@@ -937,11 +941,12 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
         )
     else:
         f_results_by_partition = []
+        append5 = f_results_by_partition.append
         for _ in range(count3):
             item4, pos = _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(
                 buf, pos
             )
-            f_results_by_partition.append(item4)
+            append5(item4)
     o.name = f_name
     o.results_by_partition = f_results_by_partition
     o.unknown_tagged_fields = ()
@@ -949,7 +954,7 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
 
 
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult, int]:
     o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult)
     try:
@@ -993,11 +998,12 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
         )
     else:
         f_results_by_partition = []
+        append5 = f_results_by_partition.append
         for _ in range(count3):
             item4, pos = _read_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(
                 buf, pos
             )
-            f_results_by_partition.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1146,7 +1152,7 @@ def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
 
 
 def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddPartitionsToTxnResponse_AddPartitionsToTxnResult, int]:
     o = new_instance(_AddPartitionsToTxnResponse_AddPartitionsToTxnResult)
     try:
@@ -1186,9 +1192,10 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
         raise bad_count("AddPartitionsToTxnResult.topic_results", pos, count3, len(buf) - pos)
     else:
         f_topic_results = []
+        append5 = f_topic_results.append
         for _ in range(count3):
             item4, pos = _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(buf, pos)
-            f_topic_results.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1268,7 +1275,7 @@ def _write_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
 
 
 def _read_AddPartitionsToTxnResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AddPartitionsToTxnResponse, int]:
     o = new_instance(AddPartitionsToTxnResponse)
     try:
@@ -1288,9 +1295,10 @@ def _read_AddPartitionsToTxnResponse_v0(
         raise bad_count("results_by_topic_v3_and_below", pos, count1, len(buf) - pos)
     else:
         f_results_by_topic_v3_and_below = []
+        append3 = f_results_by_topic_v3_and_below.append
         for _ in range(count1):
             item2, pos = _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(buf, pos)
-            f_results_by_topic_v3_and_below.append(item2)
+            append3(item2)
     o.error_code = 0
     o.results_by_transaction = []
     o.results_by_topic_v3_and_below = f_results_by_topic_v3_and_below
@@ -1299,7 +1307,7 @@ def _read_AddPartitionsToTxnResponse_v0(
 
 
 def _read_AddPartitionsToTxnResponse_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AddPartitionsToTxnResponse, int]:
     o = new_instance(AddPartitionsToTxnResponse)
     try:
@@ -1322,9 +1330,10 @@ def _read_AddPartitionsToTxnResponse_v3(
         raise bad_count("results_by_topic_v3_and_below", pos, count1, len(buf) - pos)
     else:
         f_results_by_topic_v3_and_below = []
+        append3 = f_results_by_topic_v3_and_below.append
         for _ in range(count1):
             item2, pos = _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(buf, pos)
-            f_results_by_topic_v3_and_below.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1364,7 +1373,7 @@ def _read_AddPartitionsToTxnResponse_v3(
 
 
 def _read_AddPartitionsToTxnResponse_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AddPartitionsToTxnResponse, int]:
     o = new_instance(AddPartitionsToTxnResponse)
     try:
@@ -1389,9 +1398,10 @@ def _read_AddPartitionsToTxnResponse_v4(
         raise bad_count("results_by_transaction", pos, count1, len(buf) - pos)
     else:
         f_results_by_transaction = []
+        append3 = f_results_by_transaction.append
         for _ in range(count1):
             item2, pos = _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(buf, pos)
-            f_results_by_transaction.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,10 +42,11 @@ __all__ = ["AddRaftVoterRequest", "AddRaftVoterResponse"]
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32_uuid = Struct(">ii16s")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 
 
 def _read_AddRaftVoterRequest_Listener_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AddRaftVoterRequest_Listener, int]:
     o = new_instance(_AddRaftVoterRequest_Listener)
     try:
@@ -92,16 +94,13 @@ def _read_AddRaftVoterRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("Listener.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("Listener.port", 2), ("Listener.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Listener.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Listener.(tagged fields)")
     if tag_count:
@@ -169,7 +168,7 @@ def _write_AddRaftVoterRequest_Listener_v0(
         out.append(0)
 
 
-def _read_AddRaftVoterRequest_v0(buf: memoryview, pos: int) -> tuple[AddRaftVoterRequest, int]:
+def _read_AddRaftVoterRequest_v0(buf: Buffer, pos: int) -> tuple[AddRaftVoterRequest, int]:
     o = new_instance(AddRaftVoterRequest)
     try:
         n1 = buf[pos]
@@ -215,9 +214,10 @@ def _read_AddRaftVoterRequest_v0(buf: memoryview, pos: int) -> tuple[AddRaftVote
         raise bad_count("listeners", pos, count3, len(buf) - pos)
     else:
         f_listeners = []
+        append5 = f_listeners.append
         for _ in range(count3):
             item4, pos = _read_AddRaftVoterRequest_Listener_v0(buf, pos)
-            f_listeners.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -288,7 +288,7 @@ def _write_AddRaftVoterRequest_v0(o: AddRaftVoterRequest, out: bytearray) -> Non
         out.append(0)
 
 
-def _read_AddRaftVoterResponse_v0(buf: memoryview, pos: int) -> tuple[AddRaftVoterResponse, int]:
+def _read_AddRaftVoterResponse_v0(buf: Buffer, pos: int) -> tuple[AddRaftVoterResponse, int]:
     o = new_instance(AddRaftVoterResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,24 +41,23 @@ from kwire.protocol.entities import BrokerId, ProducerId
 __all__ = ["AllocateProducerIdsRequest", "AllocateProducerIdsResponse"]
 
 _ST_int32_int16_int64_int32 = Struct(">ihqi")
+_ST_int32_int16_int64_int32_tag_count = Struct(">ihqiB")
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_int64_tag_count = Struct(">iqB")
 
 
 def _read_AllocateProducerIdsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AllocateProducerIdsRequest, int]:
     o = new_instance(AllocateProducerIdsRequest)
     try:
-        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
-    pos += 12
+        raise run_too_short(
+            (("broker_id", 4), ("broker_epoch", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -96,12 +96,12 @@ def _write_AllocateProducerIdsRequest_v0(o: AllocateProducerIdsRequest, out: byt
 
 
 def _read_AllocateProducerIdsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AllocateProducerIdsResponse, int]:
     o = new_instance(AllocateProducerIdsResponse)
     try:
-        o.throttle_time_ms, o.error_code, o.producer_id_start, o.producer_id_len = (
-            _ST_int32_int16_int64_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, o.producer_id_start, o.producer_id_len, tag_count = (
+            _ST_int32_int16_int64_int32_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -110,17 +110,13 @@ def _read_AllocateProducerIdsResponse_v0(
                 ("error_code", 2),
                 ("producer_id_start", 8),
                 ("producer_id_len", 4),
+                ("(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 18
+    pos += 19
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

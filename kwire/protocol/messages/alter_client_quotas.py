@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,13 +40,15 @@ from kwire.protocol._codec import (
 __all__ = ["AlterClientQuotasRequest", "AlterClientQuotasResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_float64_bool = Struct(">d?")
+_ST_float64_bool_tag_count = Struct(">d?B")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
 def _read_AlterClientQuotasRequest_EntityData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntityData, int]:
     o = new_instance(_AlterClientQuotasRequest_EntityData)
     try:
@@ -93,7 +96,7 @@ def _read_AlterClientQuotasRequest_EntityData_v0(
 
 
 def _read_AlterClientQuotasRequest_EntityData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntityData, int]:
     o = new_instance(_AlterClientQuotasRequest_EntityData)
     try:
@@ -238,7 +241,7 @@ def _write_AlterClientQuotasRequest_EntityData_v1(
 
 
 def _read_AlterClientQuotasRequest_OpData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasRequest_OpData, int]:
     o = new_instance(_AlterClientQuotasRequest_OpData)
     try:
@@ -273,7 +276,7 @@ def _read_AlterClientQuotasRequest_OpData_v0(
 
 
 def _read_AlterClientQuotasRequest_OpData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasRequest_OpData, int]:
     o = new_instance(_AlterClientQuotasRequest_OpData)
     try:
@@ -299,18 +302,15 @@ def _read_AlterClientQuotasRequest_OpData_v1(
             raise bad_utf8("OpData.key", pos) from None
         pos = end2
     try:
-        o.value, o.remove = _ST_float64_bool.unpack_from(buf, pos)
+        o.value, o.remove, tag_count = _ST_float64_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("OpData.value", 8), ("OpData.remove", 1)), pos, len(buf) - pos
+            (("OpData.value", 8), ("OpData.remove", 1), ("OpData.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 9
+    pos += 10
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("OpData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "OpData.(tagged fields)")
     if tag_count:
@@ -382,7 +382,7 @@ def _write_AlterClientQuotasRequest_OpData_v1(
 
 
 def _read_AlterClientQuotasRequest_EntryData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntryData, int]:
     o = new_instance(_AlterClientQuotasRequest_EntryData)
     try:
@@ -397,24 +397,26 @@ def _read_AlterClientQuotasRequest_EntryData_v0(
         raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
     else:
         f_entity = []
+        append3 = f_entity.append
         for _ in range(count1):
             item2, pos = _read_AlterClientQuotasRequest_EntityData_v0(buf, pos)
-            f_entity.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("EntryData.ops", pos, 4, len(buf) - pos) from None
     pos += 4
     f_ops: list[AlterClientQuotasRequest.OpData]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("EntryData.ops", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("EntryData.ops", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("EntryData.ops", pos, count4, len(buf) - pos)
     else:
         f_ops = []
-        for _ in range(count3):
-            item4, pos = _read_AlterClientQuotasRequest_OpData_v0(buf, pos)
-            f_ops.append(item4)
+        append6 = f_ops.append
+        for _ in range(count4):
+            item5, pos = _read_AlterClientQuotasRequest_OpData_v0(buf, pos)
+            append6(item5)
     o.entity = f_entity
     o.ops = f_ops
     o.unknown_tagged_fields = ()
@@ -422,7 +424,7 @@ def _read_AlterClientQuotasRequest_EntryData_v0(
 
 
 def _read_AlterClientQuotasRequest_EntryData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasRequest_EntryData, int]:
     o = new_instance(_AlterClientQuotasRequest_EntryData)
     try:
@@ -440,27 +442,29 @@ def _read_AlterClientQuotasRequest_EntryData_v1(
         raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
     else:
         f_entity = []
+        append3 = f_entity.append
         for _ in range(count1):
             item2, pos = _read_AlterClientQuotasRequest_EntityData_v1(buf, pos)
-            f_entity.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("EntryData.ops", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "EntryData.ops")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "EntryData.ops")
+    count4 -= 1
     f_ops: list[AlterClientQuotasRequest.OpData]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("EntryData.ops", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("EntryData.ops", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("EntryData.ops", pos, count4, len(buf) - pos)
     else:
         f_ops = []
-        for _ in range(count3):
-            item4, pos = _read_AlterClientQuotasRequest_OpData_v1(buf, pos)
-            f_ops.append(item4)
+        append6 = f_ops.append
+        for _ in range(count4):
+            item5, pos = _read_AlterClientQuotasRequest_OpData_v1(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -551,7 +555,7 @@ def _write_AlterClientQuotasRequest_EntryData_v1(
 
 
 def _read_AlterClientQuotasRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterClientQuotasRequest, int]:
     o = new_instance(AlterClientQuotasRequest)
     try:
@@ -566,9 +570,10 @@ def _read_AlterClientQuotasRequest_v0(
         raise bad_count("entries", pos, count1, len(buf) - pos)
     else:
         f_entries = []
+        append3 = f_entries.append
         for _ in range(count1):
             item2, pos = _read_AlterClientQuotasRequest_EntryData_v0(buf, pos)
-            f_entries.append(item2)
+            append3(item2)
     try:
         (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -580,7 +585,7 @@ def _read_AlterClientQuotasRequest_v0(
 
 
 def _read_AlterClientQuotasRequest_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterClientQuotasRequest, int]:
     o = new_instance(AlterClientQuotasRequest)
     try:
@@ -598,20 +603,18 @@ def _read_AlterClientQuotasRequest_v1(
         raise bad_count("entries", pos, count1, len(buf) - pos)
     else:
         f_entries = []
+        append3 = f_entries.append
         for _ in range(count1):
             item2, pos = _read_AlterClientQuotasRequest_EntryData_v1(buf, pos)
-            f_entries.append(item2)
+            append3(item2)
     try:
-        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
+        o.validate_only, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("validate_only", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -675,7 +678,7 @@ def _write_AlterClientQuotasRequest_v1(o: AlterClientQuotasRequest, out: bytearr
 
 
 def _read_AlterClientQuotasResponse_EntityData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntityData, int]:
     o = new_instance(_AlterClientQuotasResponse_EntityData)
     try:
@@ -723,7 +726,7 @@ def _read_AlterClientQuotasResponse_EntityData_v0(
 
 
 def _read_AlterClientQuotasResponse_EntityData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntityData, int]:
     o = new_instance(_AlterClientQuotasResponse_EntityData)
     try:
@@ -868,7 +871,7 @@ def _write_AlterClientQuotasResponse_EntityData_v1(
 
 
 def _read_AlterClientQuotasResponse_EntryData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntryData, int]:
     o = new_instance(_AlterClientQuotasResponse_EntryData)
     try:
@@ -907,9 +910,10 @@ def _read_AlterClientQuotasResponse_EntryData_v0(
         raise bad_count("EntryData.entity", pos, count3, len(buf) - pos)
     else:
         f_entity = []
+        append5 = f_entity.append
         for _ in range(count3):
             item4, pos = _read_AlterClientQuotasResponse_EntityData_v0(buf, pos)
-            f_entity.append(item4)
+            append5(item4)
     o.error_message = f_error_message
     o.entity = f_entity
     o.unknown_tagged_fields = ()
@@ -917,7 +921,7 @@ def _read_AlterClientQuotasResponse_EntryData_v0(
 
 
 def _read_AlterClientQuotasResponse_EntryData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterClientQuotasResponse_EntryData, int]:
     o = new_instance(_AlterClientQuotasResponse_EntryData)
     try:
@@ -962,9 +966,10 @@ def _read_AlterClientQuotasResponse_EntryData_v1(
         raise bad_count("EntryData.entity", pos, count3, len(buf) - pos)
     else:
         f_entity = []
+        append5 = f_entity.append
         for _ in range(count3):
             item4, pos = _read_AlterClientQuotasResponse_EntityData_v1(buf, pos)
-            f_entity.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1061,7 +1066,7 @@ def _write_AlterClientQuotasResponse_EntryData_v1(
 
 
 def _read_AlterClientQuotasResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterClientQuotasResponse, int]:
     o = new_instance(AlterClientQuotasResponse)
     try:
@@ -1081,16 +1086,17 @@ def _read_AlterClientQuotasResponse_v0(
         raise bad_count("entries", pos, count1, len(buf) - pos)
     else:
         f_entries = []
+        append3 = f_entries.append
         for _ in range(count1):
             item2, pos = _read_AlterClientQuotasResponse_EntryData_v0(buf, pos)
-            f_entries.append(item2)
+            append3(item2)
     o.entries = f_entries
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_AlterClientQuotasResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterClientQuotasResponse, int]:
     o = new_instance(AlterClientQuotasResponse)
     try:
@@ -1113,9 +1119,10 @@ def _read_AlterClientQuotasResponse_v1(
         raise bad_count("entries", pos, count1, len(buf) - pos)
     else:
         f_entries = []
+        append3 = f_entries.append
         for _ in range(count1):
             item2, pos = _read_AlterClientQuotasResponse_EntryData_v1(buf, pos)
-            f_entries.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,13 +40,14 @@ from kwire.protocol._codec import (
 __all__ = ["AlterConfigsRequest", "AlterConfigsResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 
 
 def _read_AlterConfigsRequest_AlterableConfig_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterableConfig, int]:
     o = new_instance(_AlterConfigsRequest_AlterableConfig)
     try:
@@ -93,7 +95,7 @@ def _read_AlterConfigsRequest_AlterableConfig_v0(
 
 
 def _read_AlterConfigsRequest_AlterableConfig_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterableConfig, int]:
     o = new_instance(_AlterConfigsRequest_AlterableConfig)
     try:
@@ -263,7 +265,7 @@ def _write_AlterConfigsRequest_AlterableConfig_v2(
 
 
 def _read_AlterConfigsRequest_AlterConfigsResource_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterConfigsResource, int]:
     o = new_instance(_AlterConfigsRequest_AlterConfigsResource)
     try:
@@ -304,9 +306,10 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v0(
         raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
     else:
         f_configs = []
+        append5 = f_configs.append
         for _ in range(count3):
             item4, pos = _read_AlterConfigsRequest_AlterableConfig_v0(buf, pos)
-            f_configs.append(item4)
+            append5(item4)
     o.resource_name = f_resource_name
     o.configs = f_configs
     o.unknown_tagged_fields = ()
@@ -314,7 +317,7 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v0(
 
 
 def _read_AlterConfigsRequest_AlterConfigsResource_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterConfigsRequest_AlterConfigsResource, int]:
     o = new_instance(_AlterConfigsRequest_AlterConfigsResource)
     try:
@@ -361,9 +364,10 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v2(
         raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
     else:
         f_configs = []
+        append5 = f_configs.append
         for _ in range(count3):
             item4, pos = _read_AlterConfigsRequest_AlterableConfig_v2(buf, pos)
-            f_configs.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -487,7 +491,7 @@ def _write_AlterConfigsRequest_AlterConfigsResource_v2(
         out.append(0)
 
 
-def _read_AlterConfigsRequest_v0(buf: memoryview, pos: int) -> tuple[AlterConfigsRequest, int]:
+def _read_AlterConfigsRequest_v0(buf: Buffer, pos: int) -> tuple[AlterConfigsRequest, int]:
     o = new_instance(AlterConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -501,9 +505,10 @@ def _read_AlterConfigsRequest_v0(buf: memoryview, pos: int) -> tuple[AlterConfig
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_AlterConfigsRequest_AlterConfigsResource_v0(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     try:
         (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -514,7 +519,7 @@ def _read_AlterConfigsRequest_v0(buf: memoryview, pos: int) -> tuple[AlterConfig
     return o, pos
 
 
-def _read_AlterConfigsRequest_v2(buf: memoryview, pos: int) -> tuple[AlterConfigsRequest, int]:
+def _read_AlterConfigsRequest_v2(buf: Buffer, pos: int) -> tuple[AlterConfigsRequest, int]:
     o = new_instance(AlterConfigsRequest)
     try:
         count1 = buf[pos]
@@ -531,20 +536,18 @@ def _read_AlterConfigsRequest_v2(buf: memoryview, pos: int) -> tuple[AlterConfig
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_AlterConfigsRequest_AlterConfigsResource_v2(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     try:
-        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
+        o.validate_only, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("validate_only", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -621,7 +624,7 @@ def _write_AlterConfigsRequest_v2(o: AlterConfigsRequest, out: bytearray) -> Non
 
 
 def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterConfigsResponse_AlterConfigsResourceResponse, int]:
     o = new_instance(_AlterConfigsResponse_AlterConfigsResourceResponse)
     try:
@@ -687,7 +690,7 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
 
 
 def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterConfigsResponse_AlterConfigsResourceResponse, int]:
     o = new_instance(_AlterConfigsResponse_AlterConfigsResourceResponse)
     try:
@@ -884,7 +887,7 @@ def _write_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
         out.append(0)
 
 
-def _read_AlterConfigsResponse_v0(buf: memoryview, pos: int) -> tuple[AlterConfigsResponse, int]:
+def _read_AlterConfigsResponse_v0(buf: Buffer, pos: int) -> tuple[AlterConfigsResponse, int]:
     o = new_instance(AlterConfigsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -903,15 +906,16 @@ def _read_AlterConfigsResponse_v0(buf: memoryview, pos: int) -> tuple[AlterConfi
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.responses = f_responses
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_AlterConfigsResponse_v2(buf: memoryview, pos: int) -> tuple[AlterConfigsResponse, int]:
+def _read_AlterConfigsResponse_v2(buf: Buffer, pos: int) -> tuple[AlterConfigsResponse, int]:
     o = new_instance(AlterConfigsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -933,9 +937,10 @@ def _read_AlterConfigsResponse_v2(buf: memoryview, pos: int) -> tuple[AlterConfi
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_AlterConfigsResponse_AlterConfigsResourceResponse_v2(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -45,27 +46,31 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int32_int16_int32_int32 = Struct(">ihii")
 _ST_int32_int32 = Struct(">ii")
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_int64_tag_count = Struct(">iqB")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int8_int32 = Struct(">bi")
+_ST_int8_int32_tag_count = Struct(">biB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_AlterPartitionRequest_BrokerState_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_BrokerState, int]:
     o = new_instance(_AlterPartitionRequest_BrokerState)
     try:
-        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("BrokerState.broker_id", 4), ("BrokerState.broker_epoch", 8)), pos, len(buf) - pos
+            (
+                ("BrokerState.broker_id", 4),
+                ("BrokerState.broker_epoch", 8),
+                ("BrokerState.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("BrokerState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "BrokerState.(tagged fields)")
     if tag_count:
@@ -106,7 +111,7 @@ def _write_AlterPartitionRequest_BrokerState_v3(
 
 
 def _read_AlterPartitionRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_PartitionData, int]:
     o = new_instance(_AlterPartitionRequest_PartitionData)
     try:
@@ -137,16 +142,15 @@ def _read_AlterPartitionRequest_PartitionData_v0(
         f_new_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        o.partition_epoch, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("PartitionData.partition_epoch", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("PartitionData.partition_epoch", 4), ("PartitionData.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -180,7 +184,7 @@ def _read_AlterPartitionRequest_PartitionData_v0(
 
 
 def _read_AlterPartitionRequest_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_PartitionData, int]:
     o = new_instance(_AlterPartitionRequest_PartitionData)
     try:
@@ -211,20 +215,21 @@ def _read_AlterPartitionRequest_PartitionData_v1(
         f_new_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        o.leader_recovery_state, o.partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
+        o.leader_recovery_state, o.partition_epoch, tag_count = (
+            _ST_int8_int32_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("PartitionData.leader_recovery_state", 1), ("PartitionData.partition_epoch", 4)),
+            (
+                ("PartitionData.leader_recovery_state", 1),
+                ("PartitionData.partition_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 5
+    pos += 6
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -257,7 +262,7 @@ def _read_AlterPartitionRequest_PartitionData_v1(
 
 
 def _read_AlterPartitionRequest_PartitionData_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_PartitionData, int]:
     o = new_instance(_AlterPartitionRequest_PartitionData)
     try:
@@ -284,24 +289,26 @@ def _read_AlterPartitionRequest_PartitionData_v3(
         raise bad_count("PartitionData.new_isr_with_epochs", pos, count1, len(buf) - pos)
     else:
         f_new_isr_with_epochs = []
+        append3 = f_new_isr_with_epochs.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionRequest_BrokerState_v3(buf, pos)
-            f_new_isr_with_epochs.append(item2)
+            append3(item2)
     try:
-        o.leader_recovery_state, o.partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
+        o.leader_recovery_state, o.partition_epoch, tag_count = (
+            _ST_int8_int32_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("PartitionData.leader_recovery_state", 1), ("PartitionData.partition_epoch", 4)),
+            (
+                ("PartitionData.leader_recovery_state", 1),
+                ("PartitionData.partition_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 5
+    pos += 6
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -429,7 +436,7 @@ def _write_AlterPartitionRequest_PartitionData_v3(
 
 
 def _read_AlterPartitionRequest_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
     o = new_instance(_AlterPartitionRequest_TopicData)
     try:
@@ -469,9 +476,10 @@ def _read_AlterPartitionRequest_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterPartitionRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -511,7 +519,7 @@ def _read_AlterPartitionRequest_TopicData_v0(
 
 
 def _read_AlterPartitionRequest_TopicData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
     o = new_instance(_AlterPartitionRequest_TopicData)
     try:
@@ -551,9 +559,10 @@ def _read_AlterPartitionRequest_TopicData_v1(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterPartitionRequest_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -593,7 +602,7 @@ def _read_AlterPartitionRequest_TopicData_v1(
 
 
 def _read_AlterPartitionRequest_TopicData_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
     o = new_instance(_AlterPartitionRequest_TopicData)
     try:
@@ -616,9 +625,10 @@ def _read_AlterPartitionRequest_TopicData_v2(
         raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionRequest_PartitionData_v1(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -658,7 +668,7 @@ def _read_AlterPartitionRequest_TopicData_v2(
 
 
 def _read_AlterPartitionRequest_TopicData_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionRequest_TopicData, int]:
     o = new_instance(_AlterPartitionRequest_TopicData)
     try:
@@ -681,9 +691,10 @@ def _read_AlterPartitionRequest_TopicData_v3(
         raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionRequest_PartitionData_v3(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -830,7 +841,7 @@ def _write_AlterPartitionRequest_TopicData_v3(
         out.append(0)
 
 
-def _read_AlterPartitionRequest_v0(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+def _read_AlterPartitionRequest_v0(buf: Buffer, pos: int) -> tuple[AlterPartitionRequest, int]:
     o = new_instance(AlterPartitionRequest)
     try:
         o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
@@ -852,9 +863,10 @@ def _read_AlterPartitionRequest_v0(buf: memoryview, pos: int) -> tuple[AlterPart
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionRequest_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -891,7 +903,7 @@ def _read_AlterPartitionRequest_v0(buf: memoryview, pos: int) -> tuple[AlterPart
     return o, pos
 
 
-def _read_AlterPartitionRequest_v1(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+def _read_AlterPartitionRequest_v1(buf: Buffer, pos: int) -> tuple[AlterPartitionRequest, int]:
     o = new_instance(AlterPartitionRequest)
     try:
         o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
@@ -913,9 +925,10 @@ def _read_AlterPartitionRequest_v1(buf: memoryview, pos: int) -> tuple[AlterPart
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionRequest_TopicData_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -952,7 +965,7 @@ def _read_AlterPartitionRequest_v1(buf: memoryview, pos: int) -> tuple[AlterPart
     return o, pos
 
 
-def _read_AlterPartitionRequest_v2(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+def _read_AlterPartitionRequest_v2(buf: Buffer, pos: int) -> tuple[AlterPartitionRequest, int]:
     o = new_instance(AlterPartitionRequest)
     try:
         o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
@@ -974,9 +987,10 @@ def _read_AlterPartitionRequest_v2(buf: memoryview, pos: int) -> tuple[AlterPart
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionRequest_TopicData_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1013,7 +1027,7 @@ def _read_AlterPartitionRequest_v2(buf: memoryview, pos: int) -> tuple[AlterPart
     return o, pos
 
 
-def _read_AlterPartitionRequest_v3(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
+def _read_AlterPartitionRequest_v3(buf: Buffer, pos: int) -> tuple[AlterPartitionRequest, int]:
     o = new_instance(AlterPartitionRequest)
     try:
         o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
@@ -1035,9 +1049,10 @@ def _read_AlterPartitionRequest_v3(buf: memoryview, pos: int) -> tuple[AlterPart
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionRequest_TopicData_v3(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1151,7 +1166,7 @@ def _write_AlterPartitionRequest_v3(o: AlterPartitionRequest, out: bytearray) ->
 
 
 def _read_AlterPartitionResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionResponse_PartitionData, int]:
     o = new_instance(_AlterPartitionResponse_PartitionData)
     try:
@@ -1189,16 +1204,15 @@ def _read_AlterPartitionResponse_PartitionData_v0(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        (o.partition_epoch,) = _ST_int32.unpack_from(buf, pos)
+        o.partition_epoch, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("PartitionData.partition_epoch", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("PartitionData.partition_epoch", 4), ("PartitionData.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -1231,7 +1245,7 @@ def _read_AlterPartitionResponse_PartitionData_v0(
 
 
 def _read_AlterPartitionResponse_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionResponse_PartitionData, int]:
     o = new_instance(_AlterPartitionResponse_PartitionData)
     try:
@@ -1269,20 +1283,21 @@ def _read_AlterPartitionResponse_PartitionData_v1(
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
-        o.leader_recovery_state, o.partition_epoch = _ST_int8_int32.unpack_from(buf, pos)
+        o.leader_recovery_state, o.partition_epoch, tag_count = (
+            _ST_int8_int32_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("PartitionData.leader_recovery_state", 1), ("PartitionData.partition_epoch", 4)),
+            (
+                ("PartitionData.leader_recovery_state", 1),
+                ("PartitionData.partition_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 5
+    pos += 6
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -1360,7 +1375,7 @@ def _write_AlterPartitionResponse_PartitionData_v1(
 
 
 def _read_AlterPartitionResponse_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionResponse_TopicData, int]:
     o = new_instance(_AlterPartitionResponse_TopicData)
     try:
@@ -1400,9 +1415,10 @@ def _read_AlterPartitionResponse_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterPartitionResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1442,7 +1458,7 @@ def _read_AlterPartitionResponse_TopicData_v0(
 
 
 def _read_AlterPartitionResponse_TopicData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionResponse_TopicData, int]:
     o = new_instance(_AlterPartitionResponse_TopicData)
     try:
@@ -1482,9 +1498,10 @@ def _read_AlterPartitionResponse_TopicData_v1(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterPartitionResponse_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1524,7 +1541,7 @@ def _read_AlterPartitionResponse_TopicData_v1(
 
 
 def _read_AlterPartitionResponse_TopicData_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionResponse_TopicData, int]:
     o = new_instance(_AlterPartitionResponse_TopicData)
     try:
@@ -1547,9 +1564,10 @@ def _read_AlterPartitionResponse_TopicData_v2(
         raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionResponse_PartitionData_v1(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1675,9 +1693,7 @@ def _write_AlterPartitionResponse_TopicData_v2(
         out.append(0)
 
 
-def _read_AlterPartitionResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[AlterPartitionResponse, int]:
+def _read_AlterPartitionResponse_v0(buf: Buffer, pos: int) -> tuple[AlterPartitionResponse, int]:
     o = new_instance(AlterPartitionResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1701,9 +1717,10 @@ def _read_AlterPartitionResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionResponse_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1740,9 +1757,7 @@ def _read_AlterPartitionResponse_v0(
     return o, pos
 
 
-def _read_AlterPartitionResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[AlterPartitionResponse, int]:
+def _read_AlterPartitionResponse_v1(buf: Buffer, pos: int) -> tuple[AlterPartitionResponse, int]:
     o = new_instance(AlterPartitionResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1766,9 +1781,10 @@ def _read_AlterPartitionResponse_v1(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionResponse_TopicData_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1805,9 +1821,7 @@ def _read_AlterPartitionResponse_v1(
     return o, pos
 
 
-def _read_AlterPartitionResponse_v2(
-    buf: memoryview, pos: int
-) -> tuple[AlterPartitionResponse, int]:
+def _read_AlterPartitionResponse_v2(buf: Buffer, pos: int) -> tuple[AlterPartitionResponse, int]:
     o = new_instance(AlterPartitionResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1831,9 +1845,10 @@ def _read_AlterPartitionResponse_v2(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionResponse_TopicData_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

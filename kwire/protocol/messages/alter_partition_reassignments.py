@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -45,7 +46,7 @@ _ST_int32_int16 = Struct(">ih")
 
 
 def _read_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionReassignmentsRequest_ReassignablePartition, int]:
     o = new_instance(_AlterPartitionReassignmentsRequest_ReassignablePartition)
     try:
@@ -134,7 +135,7 @@ def _write_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(
 
 
 def _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionReassignmentsRequest_ReassignableTopic, int]:
     o = new_instance(_AlterPartitionReassignmentsRequest_ReassignableTopic)
     try:
@@ -174,9 +175,10 @@ def _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
         raise bad_count("ReassignableTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -248,7 +250,7 @@ def _write_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
 
 
 def _read_AlterPartitionReassignmentsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterPartitionReassignmentsRequest, int]:
     o = new_instance(AlterPartitionReassignmentsRequest)
     try:
@@ -271,9 +273,10 @@ def _read_AlterPartitionReassignmentsRequest_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -332,7 +335,7 @@ def _write_AlterPartitionReassignmentsRequest_v0(
 
 
 def _read_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse, int]:
     o = new_instance(_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse)
     try:
@@ -437,7 +440,7 @@ def _write_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
 
 
 def _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterPartitionReassignmentsResponse_ReassignableTopicResponse, int]:
     o = new_instance(_AlterPartitionReassignmentsResponse_ReassignableTopicResponse)
     try:
@@ -477,11 +480,12 @@ def _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
         raise bad_count("ReassignableTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
                 buf, pos
             )
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -561,7 +565,7 @@ def _write_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
 
 
 def _read_AlterPartitionReassignmentsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterPartitionReassignmentsResponse, int]:
     o = new_instance(AlterPartitionReassignmentsResponse)
     try:
@@ -608,11 +612,12 @@ def _read_AlterPartitionReassignmentsResponse_v0(
         raise bad_count("responses", pos, count3, len(buf) - pos)
     else:
         f_responses = []
+        append5 = f_responses.append
         for _ in range(count3):
             item4, pos = _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
                 buf, pos
             )
-            f_responses.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,10 +44,11 @@ __all__ = ["AlterReplicaLogDirsRequest", "AlterReplicaLogDirsResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 
 
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, int]:
     o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic)
     try:
@@ -90,7 +92,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(
 
 
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic, int]:
     o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic)
     try:
@@ -255,7 +257,7 @@ def _write_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(
 
 
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDir, int]:
     o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDir)
     try:
@@ -289,9 +291,10 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
         raise bad_count("AlterReplicaLogDir.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.path = f_path
     o.topics = f_topics
     o.unknown_tagged_fields = ()
@@ -299,7 +302,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
 
 
 def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsRequest_AlterReplicaLogDir, int]:
     o = new_instance(_AlterReplicaLogDirsRequest_AlterReplicaLogDir)
     try:
@@ -339,9 +342,10 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
         raise bad_count("AlterReplicaLogDir.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -461,7 +465,7 @@ def _write_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
 
 
 def _read_AlterReplicaLogDirsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterReplicaLogDirsRequest, int]:
     o = new_instance(AlterReplicaLogDirsRequest)
     try:
@@ -476,16 +480,17 @@ def _read_AlterReplicaLogDirsRequest_v0(
         raise bad_count("dirs", pos, count1, len(buf) - pos)
     else:
         f_dirs = []
+        append3 = f_dirs.append
         for _ in range(count1):
             item2, pos = _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(buf, pos)
-            f_dirs.append(item2)
+            append3(item2)
     o.dirs = f_dirs
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_AlterReplicaLogDirsRequest_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterReplicaLogDirsRequest, int]:
     o = new_instance(AlterReplicaLogDirsRequest)
     try:
@@ -503,9 +508,10 @@ def _read_AlterReplicaLogDirsRequest_v2(
         raise bad_count("dirs", pos, count1, len(buf) - pos)
     else:
         f_dirs = []
+        append3 = f_dirs.append
         for _ in range(count1):
             item2, pos = _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(buf, pos)
-            f_dirs.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -585,7 +591,7 @@ def _write_AlterReplicaLogDirsRequest_v2(o: AlterReplicaLogDirsRequest, out: byt
 
 
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, int]:
     o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult)
     try:
@@ -605,27 +611,23 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(
 
 
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult, int]:
     o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult)
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("AlterReplicaLogDirPartitionResult.partition_index", 4),
                 ("AlterReplicaLogDirPartitionResult.error_code", 2),
+                ("AlterReplicaLogDirPartitionResult.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("AlterReplicaLogDirPartitionResult.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "AlterReplicaLogDirPartitionResult.(tagged fields)"
@@ -690,7 +692,7 @@ def _write_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(
 
 
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, int]:
     o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult)
     try:
@@ -728,11 +730,12 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
         raise bad_count("AlterReplicaLogDirTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(
                 buf, pos
             )
-            f_partitions.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -740,7 +743,7 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
 
 
 def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult, int]:
     o = new_instance(_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult)
     try:
@@ -782,11 +785,12 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
         raise bad_count("AlterReplicaLogDirTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(
                 buf, pos
             )
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -912,7 +916,7 @@ def _write_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
 
 
 def _read_AlterReplicaLogDirsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterReplicaLogDirsResponse, int]:
     o = new_instance(AlterReplicaLogDirsResponse)
     try:
@@ -932,18 +936,19 @@ def _read_AlterReplicaLogDirsResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
                 buf, pos
             )
-            f_results.append(item2)
+            append3(item2)
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_AlterReplicaLogDirsResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterReplicaLogDirsResponse, int]:
     o = new_instance(AlterReplicaLogDirsResponse)
     try:
@@ -966,11 +971,12 @@ def _read_AlterReplicaLogDirsResponse_v2(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
                 buf, pos
             )
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

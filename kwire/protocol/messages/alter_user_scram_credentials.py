@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,10 +43,11 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 _ST_int8_int32 = Struct(">bi")
+_ST_int8_tag_count = Struct(">bB")
 
 
 def _read_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterUserScramCredentialsRequest_ScramCredentialDeletion, int]:
     o = new_instance(_AlterUserScramCredentialsRequest_ScramCredentialDeletion)
     try:
@@ -71,18 +73,18 @@ def _read_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
             raise bad_utf8("ScramCredentialDeletion.name", pos) from None
         pos = end2
     try:
-        (o.mechanism,) = _ST_int8.unpack_from(buf, pos)
+        o.mechanism, tag_count = _ST_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("ScramCredentialDeletion.mechanism", 1),), pos, len(buf) - pos
+            (
+                ("ScramCredentialDeletion.mechanism", 1),
+                ("ScramCredentialDeletion.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 1
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ScramCredentialDeletion.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "ScramCredentialDeletion.(tagged fields)"
@@ -145,7 +147,7 @@ def _write_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
 
 
 def _read_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterUserScramCredentialsRequest_ScramCredentialUpsertion, int]:
     o = new_instance(_AlterUserScramCredentialsRequest_ScramCredentialUpsertion)
     try:
@@ -303,7 +305,7 @@ def _write_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
 
 
 def _read_AlterUserScramCredentialsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterUserScramCredentialsRequest, int]:
     o = new_instance(AlterUserScramCredentialsRequest)
     try:
@@ -321,29 +323,31 @@ def _read_AlterUserScramCredentialsRequest_v0(
         raise bad_count("deletions", pos, count1, len(buf) - pos)
     else:
         f_deletions = []
+        append3 = f_deletions.append
         for _ in range(count1):
             item2, pos = _read_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(buf, pos)
-            f_deletions.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("upsertions", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "upsertions")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "upsertions")
+    count4 -= 1
     f_upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("upsertions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("upsertions", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("upsertions", pos, count4, len(buf) - pos)
     else:
         f_upsertions = []
-        for _ in range(count3):
-            item4, pos = _read_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
+        append6 = f_upsertions.append
+        for _ in range(count4):
+            item5, pos = _read_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
                 buf, pos
             )
-            f_upsertions.append(item4)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -413,7 +417,7 @@ def _write_AlterUserScramCredentialsRequest_v0(
 
 
 def _read_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult, int]:
     o = new_instance(_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult)
     try:
@@ -551,7 +555,7 @@ def _write_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
 
 
 def _read_AlterUserScramCredentialsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AlterUserScramCredentialsResponse, int]:
     o = new_instance(AlterUserScramCredentialsResponse)
     try:
@@ -574,11 +578,12 @@ def _read_AlterUserScramCredentialsResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
                 buf, pos
             )
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

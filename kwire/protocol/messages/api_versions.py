@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,11 +43,13 @@ _ST_bool = Struct(">?")
 _ST_int16 = Struct(">h")
 _ST_int16_int16 = Struct(">hh")
 _ST_int16_int16_int16 = Struct(">hhh")
+_ST_int16_int16_int16_tag_count = Struct(">hhhB")
+_ST_int16_int16_tag_count = Struct(">hhB")
 _ST_int32 = Struct(">i")
 _ST_int64 = Struct(">q")
 
 
-def _read_ApiVersionsRequest_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
+def _read_ApiVersionsRequest_v0(buf: Buffer, pos: int) -> tuple[ApiVersionsRequest, int]:
     o = new_instance(ApiVersionsRequest)
     o.client_software_name = ""
     o.client_software_version = ""
@@ -54,7 +57,7 @@ def _read_ApiVersionsRequest_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsR
     return o, pos
 
 
-def _read_ApiVersionsRequest_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
+def _read_ApiVersionsRequest_v3(buf: Buffer, pos: int) -> tuple[ApiVersionsRequest, int]:
     o = new_instance(ApiVersionsRequest)
     try:
         n1 = buf[pos]
@@ -186,7 +189,7 @@ def _write_ApiVersionsRequest_v3(o: ApiVersionsRequest, out: bytearray) -> None:
 
 
 def _read_ApiVersionsResponse_ApiVersion_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ApiVersionsResponse_ApiVersion, int]:
     o = new_instance(_ApiVersionsResponse_ApiVersion)
     try:
@@ -207,28 +210,26 @@ def _read_ApiVersionsResponse_ApiVersion_v0(
 
 
 def _read_ApiVersionsResponse_ApiVersion_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ApiVersionsResponse_ApiVersion, int]:
     o = new_instance(_ApiVersionsResponse_ApiVersion)
     try:
-        o.api_key, o.min_version, o.max_version = _ST_int16_int16_int16.unpack_from(buf, pos)
+        o.api_key, o.min_version, o.max_version, tag_count = (
+            _ST_int16_int16_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("ApiVersion.api_key", 2),
                 ("ApiVersion.min_version", 2),
                 ("ApiVersion.max_version", 2),
+                ("ApiVersion.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ApiVersion.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ApiVersion.(tagged fields)")
     if tag_count:
@@ -293,7 +294,7 @@ def _write_ApiVersionsResponse_ApiVersion_v3(
 
 
 def _read_ApiVersionsResponse_SupportedFeatureKey_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ApiVersionsResponse_SupportedFeatureKey, int]:
     o = new_instance(_ApiVersionsResponse_SupportedFeatureKey)
     try:
@@ -319,20 +320,19 @@ def _read_ApiVersionsResponse_SupportedFeatureKey_v3(
             raise bad_utf8("SupportedFeatureKey.name", pos) from None
         pos = end2
     try:
-        o.min_version, o.max_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_version, o.max_version, tag_count = _ST_int16_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("SupportedFeatureKey.min_version", 2), ("SupportedFeatureKey.max_version", 2)),
+            (
+                ("SupportedFeatureKey.min_version", 2),
+                ("SupportedFeatureKey.max_version", 2),
+                ("SupportedFeatureKey.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("SupportedFeatureKey.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "SupportedFeatureKey.(tagged fields)"
@@ -389,7 +389,7 @@ def _write_ApiVersionsResponse_SupportedFeatureKey_v3(
 
 
 def _read_ApiVersionsResponse_FinalizedFeatureKey_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ApiVersionsResponse_FinalizedFeatureKey, int]:
     o = new_instance(_ApiVersionsResponse_FinalizedFeatureKey)
     try:
@@ -415,23 +415,21 @@ def _read_ApiVersionsResponse_FinalizedFeatureKey_v3(
             raise bad_utf8("FinalizedFeatureKey.name", pos) from None
         pos = end2
     try:
-        o.max_version_level, o.min_version_level = _ST_int16_int16.unpack_from(buf, pos)
+        o.max_version_level, o.min_version_level, tag_count = _ST_int16_int16_tag_count.unpack_from(
+            buf, pos
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("FinalizedFeatureKey.max_version_level", 2),
                 ("FinalizedFeatureKey.min_version_level", 2),
+                ("FinalizedFeatureKey.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("FinalizedFeatureKey.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "FinalizedFeatureKey.(tagged fields)"
@@ -487,7 +485,7 @@ def _write_ApiVersionsResponse_FinalizedFeatureKey_v3(
         out.append(0)
 
 
-def _read_ApiVersionsResponse_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
+def _read_ApiVersionsResponse_v0(buf: Buffer, pos: int) -> tuple[ApiVersionsResponse, int]:
     o = new_instance(ApiVersionsResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -506,9 +504,10 @@ def _read_ApiVersionsResponse_v0(buf: memoryview, pos: int) -> tuple[ApiVersions
         raise bad_count("api_keys", pos, count1, len(buf) - pos)
     else:
         f_api_keys = []
+        append3 = f_api_keys.append
         for _ in range(count1):
             item2, pos = _read_ApiVersionsResponse_ApiVersion_v0(buf, pos)
-            f_api_keys.append(item2)
+            append3(item2)
     o.api_keys = f_api_keys
     o.throttle_time_ms = 0
     o.supported_features = []
@@ -519,7 +518,7 @@ def _read_ApiVersionsResponse_v0(buf: memoryview, pos: int) -> tuple[ApiVersions
     return o, pos
 
 
-def _read_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
+def _read_ApiVersionsResponse_v1(buf: Buffer, pos: int) -> tuple[ApiVersionsResponse, int]:
     o = new_instance(ApiVersionsResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -538,9 +537,10 @@ def _read_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersions
         raise bad_count("api_keys", pos, count1, len(buf) - pos)
     else:
         f_api_keys = []
+        append3 = f_api_keys.append
         for _ in range(count1):
             item2, pos = _read_ApiVersionsResponse_ApiVersion_v0(buf, pos)
-            f_api_keys.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -555,7 +555,7 @@ def _read_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersions
     return o, pos
 
 
-def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
+def _read_ApiVersionsResponse_v3(buf: Buffer, pos: int) -> tuple[ApiVersionsResponse, int]:
     o = new_instance(ApiVersionsResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -577,9 +577,10 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
         raise bad_count("api_keys", pos, count1, len(buf) - pos)
     else:
         f_api_keys = []
+        append3 = f_api_keys.append
         for _ in range(count1):
             item2, pos = _read_ApiVersionsResponse_ApiVersion_v3(buf, pos)
-            f_api_keys.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -619,66 +620,68 @@ def _read_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersions
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count4 = buf[pos]
+                    count5 = buf[pos]
                 except IndexError:
                     raise eof("supported_features", pos) from None
                 pos += 1
-                if count4 > 0x7F:
-                    count4, pos = read_uvarint_tail(buf, pos, count4, "supported_features")
-                count4 -= 1
-                value3: list[ApiVersionsResponse.SupportedFeatureKey]
-                if count4 < 0:
+                if count5 > 0x7F:
+                    count5, pos = read_uvarint_tail(buf, pos, count5, "supported_features")
+                count5 -= 1
+                value4: list[ApiVersionsResponse.SupportedFeatureKey]
+                if count5 < 0:
                     raise null_value("supported_features", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("supported_features", pos, count4, len(buf) - pos)
+                elif count5 > len(buf) - pos:
+                    raise bad_count("supported_features", pos, count5, len(buf) - pos)
                 else:
-                    value3 = []
-                    for _ in range(count4):
-                        item5, pos = _read_ApiVersionsResponse_SupportedFeatureKey_v3(buf, pos)
-                        value3.append(item5)
-                f_supported_features = value3
+                    value4 = []
+                    append7 = value4.append
+                    for _ in range(count5):
+                        item6, pos = _read_ApiVersionsResponse_SupportedFeatureKey_v3(buf, pos)
+                        append7(item6)
+                f_supported_features = value4
                 if pos != tag_end:
                     raise bad_tagged_size("supported_features", pos, size, pos - tag_end + size)
             elif tag == 1:
                 try:
-                    (value6,) = _ST_int64.unpack_from(buf, pos)
+                    (value8,) = _ST_int64.unpack_from(buf, pos)
                 except struct_error:
                     raise too_short("finalized_features_epoch", pos, 8, len(buf) - pos) from None
                 pos += 8
-                f_finalized_features_epoch = value6
+                f_finalized_features_epoch = value8
                 if pos != tag_end:
                     raise bad_tagged_size(
                         "finalized_features_epoch", pos, size, pos - tag_end + size
                     )
             elif tag == 2:
                 try:
-                    count8 = buf[pos]
+                    count10 = buf[pos]
                 except IndexError:
                     raise eof("finalized_features", pos) from None
                 pos += 1
-                if count8 > 0x7F:
-                    count8, pos = read_uvarint_tail(buf, pos, count8, "finalized_features")
-                count8 -= 1
-                value7: list[ApiVersionsResponse.FinalizedFeatureKey]
-                if count8 < 0:
+                if count10 > 0x7F:
+                    count10, pos = read_uvarint_tail(buf, pos, count10, "finalized_features")
+                count10 -= 1
+                value9: list[ApiVersionsResponse.FinalizedFeatureKey]
+                if count10 < 0:
                     raise null_value("finalized_features", pos)
-                elif count8 > len(buf) - pos:
-                    raise bad_count("finalized_features", pos, count8, len(buf) - pos)
+                elif count10 > len(buf) - pos:
+                    raise bad_count("finalized_features", pos, count10, len(buf) - pos)
                 else:
-                    value7 = []
-                    for _ in range(count8):
-                        item9, pos = _read_ApiVersionsResponse_FinalizedFeatureKey_v3(buf, pos)
-                        value7.append(item9)
-                f_finalized_features = value7
+                    value9 = []
+                    append12 = value9.append
+                    for _ in range(count10):
+                        item11, pos = _read_ApiVersionsResponse_FinalizedFeatureKey_v3(buf, pos)
+                        append12(item11)
+                f_finalized_features = value9
                 if pos != tag_end:
                     raise bad_tagged_size("finalized_features", pos, size, pos - tag_end + size)
             elif tag == 3:
                 try:
-                    (value10,) = _ST_bool.unpack_from(buf, pos)
+                    (value13,) = _ST_bool.unpack_from(buf, pos)
                 except struct_error:
                     raise too_short("zk_migration_ready", pos, 1, len(buf) - pos) from None
                 pos += 1
-                f_zk_migration_ready = value10
+                f_zk_migration_ready = value13
                 if pos != tag_end:
                     raise bad_tagged_size("zk_migration_ready", pos, size, pos - tag_end + size)
             else:

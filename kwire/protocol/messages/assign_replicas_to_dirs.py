@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,25 +42,26 @@ __all__ = ["AssignReplicasToDirsRequest", "AssignReplicasToDirsResponse"]
 
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_tag_count = Struct(">iB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_AssignReplicasToDirsRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AssignReplicasToDirsRequest_PartitionData, int]:
     o = new_instance(_AssignReplicasToDirsRequest_PartitionData)
     try:
-        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
+        o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("PartitionData.partition_index", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("PartitionData.partition_index", 4), ("PartitionData.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -100,7 +102,7 @@ def _write_AssignReplicasToDirsRequest_PartitionData_v0(
 
 
 def _read_AssignReplicasToDirsRequest_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AssignReplicasToDirsRequest_TopicData, int]:
     o = new_instance(_AssignReplicasToDirsRequest_TopicData)
     try:
@@ -123,9 +125,10 @@ def _read_AssignReplicasToDirsRequest_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_AssignReplicasToDirsRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -185,7 +188,7 @@ def _write_AssignReplicasToDirsRequest_TopicData_v0(
 
 
 def _read_AssignReplicasToDirsRequest_DirectoryData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AssignReplicasToDirsRequest_DirectoryData, int]:
     o = new_instance(_AssignReplicasToDirsRequest_DirectoryData)
     try:
@@ -208,9 +211,10 @@ def _read_AssignReplicasToDirsRequest_DirectoryData_v0(
         raise bad_count("DirectoryData.topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AssignReplicasToDirsRequest_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -270,7 +274,7 @@ def _write_AssignReplicasToDirsRequest_DirectoryData_v0(
 
 
 def _read_AssignReplicasToDirsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AssignReplicasToDirsRequest, int]:
     o = new_instance(AssignReplicasToDirsRequest)
     try:
@@ -293,9 +297,10 @@ def _read_AssignReplicasToDirsRequest_v0(
         raise bad_count("directories", pos, count1, len(buf) - pos)
     else:
         f_directories = []
+        append3 = f_directories.append
         for _ in range(count1):
             item2, pos = _read_AssignReplicasToDirsRequest_DirectoryData_v0(buf, pos)
-            f_directories.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -352,24 +357,23 @@ def _write_AssignReplicasToDirsRequest_v0(o: AssignReplicasToDirsRequest, out: b
 
 
 def _read_AssignReplicasToDirsResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AssignReplicasToDirsResponse_PartitionData, int]:
     o = new_instance(_AssignReplicasToDirsResponse_PartitionData)
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("PartitionData.partition_index", 4), ("PartitionData.error_code", 2)),
+            (
+                ("PartitionData.partition_index", 4),
+                ("PartitionData.error_code", 2),
+                ("PartitionData.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -410,7 +414,7 @@ def _write_AssignReplicasToDirsResponse_PartitionData_v0(
 
 
 def _read_AssignReplicasToDirsResponse_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AssignReplicasToDirsResponse_TopicData, int]:
     o = new_instance(_AssignReplicasToDirsResponse_TopicData)
     try:
@@ -433,9 +437,10 @@ def _read_AssignReplicasToDirsResponse_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_AssignReplicasToDirsResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -495,7 +500,7 @@ def _write_AssignReplicasToDirsResponse_TopicData_v0(
 
 
 def _read_AssignReplicasToDirsResponse_DirectoryData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_AssignReplicasToDirsResponse_DirectoryData, int]:
     o = new_instance(_AssignReplicasToDirsResponse_DirectoryData)
     try:
@@ -518,9 +523,10 @@ def _read_AssignReplicasToDirsResponse_DirectoryData_v0(
         raise bad_count("DirectoryData.topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_AssignReplicasToDirsResponse_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -580,7 +586,7 @@ def _write_AssignReplicasToDirsResponse_DirectoryData_v0(
 
 
 def _read_AssignReplicasToDirsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AssignReplicasToDirsResponse, int]:
     o = new_instance(AssignReplicasToDirsResponse)
     try:
@@ -605,9 +611,10 @@ def _read_AssignReplicasToDirsResponse_v0(
         raise bad_count("directories", pos, count1, len(buf) - pos)
     else:
         f_directories = []
+        append3 = f_directories.append
         for _ in range(count1):
             item2, pos = _read_AssignReplicasToDirsResponse_DirectoryData_v0(buf, pos)
-            f_directories.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,13 +43,16 @@ __all__ = ["BeginQuorumEpochRequest", "BeginQuorumEpochResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16_int32_int32 = Struct(">ihii")
+_ST_int32_int16_int32_int32_tag_count = Struct(">ihiiB")
 _ST_int32_int32 = Struct(">ii")
 _ST_int32_uuid_int32_int32 = Struct(">i16sii")
+_ST_int32_uuid_int32_int32_tag_count = Struct(">i16siiB")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 
 
 def _read_BeginQuorumEpochRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_PartitionData, int]:
     o = new_instance(_BeginQuorumEpochRequest_PartitionData)
     try:
@@ -69,12 +73,12 @@ def _read_BeginQuorumEpochRequest_PartitionData_v0(
 
 
 def _read_BeginQuorumEpochRequest_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_PartitionData, int]:
     o = new_instance(_BeginQuorumEpochRequest_PartitionData)
     try:
-        o.partition_index, f_voter_directory_id, o.leader_id, o.leader_epoch = (
-            _ST_int32_uuid_int32_int32.unpack_from(buf, pos)
+        o.partition_index, f_voter_directory_id, o.leader_id, o.leader_epoch, tag_count = (
+            _ST_int32_uuid_int32_int32_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -83,17 +87,13 @@ def _read_BeginQuorumEpochRequest_PartitionData_v1(
                 ("PartitionData.voter_directory_id", 16),
                 ("PartitionData.leader_id", 4),
                 ("PartitionData.leader_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 28
+    pos += 29
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -146,7 +146,7 @@ def _write_BeginQuorumEpochRequest_PartitionData_v1(
 
 
 def _read_BeginQuorumEpochRequest_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_TopicData, int]:
     o = new_instance(_BeginQuorumEpochRequest_TopicData)
     try:
@@ -180,9 +180,10 @@ def _read_BeginQuorumEpochRequest_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -190,7 +191,7 @@ def _read_BeginQuorumEpochRequest_TopicData_v0(
 
 
 def _read_BeginQuorumEpochRequest_TopicData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_TopicData, int]:
     o = new_instance(_BeginQuorumEpochRequest_TopicData)
     try:
@@ -230,9 +231,10 @@ def _read_BeginQuorumEpochRequest_TopicData_v1(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochRequest_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -327,7 +329,7 @@ def _write_BeginQuorumEpochRequest_TopicData_v1(
 
 
 def _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochRequest_LeaderEndpoint, int]:
     o = new_instance(_BeginQuorumEpochRequest_LeaderEndpoint)
     try:
@@ -375,16 +377,13 @@ def _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(
             raise bad_utf8("LeaderEndpoint.host", pos) from None
         pos = end4
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("LeaderEndpoint.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("LeaderEndpoint.port", 2), ("LeaderEndpoint.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "LeaderEndpoint.(tagged fields)")
     if tag_count:
@@ -452,9 +451,7 @@ def _write_BeginQuorumEpochRequest_LeaderEndpoint_v1(
         out.append(0)
 
 
-def _read_BeginQuorumEpochRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[BeginQuorumEpochRequest, int]:
+def _read_BeginQuorumEpochRequest_v0(buf: Buffer, pos: int) -> tuple[BeginQuorumEpochRequest, int]:
     o = new_instance(BeginQuorumEpochRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -487,9 +484,10 @@ def _read_BeginQuorumEpochRequest_v0(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochRequest_TopicData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.cluster_id = f_cluster_id
     o.voter_id = -1
     o.topics = f_topics
@@ -498,9 +496,7 @@ def _read_BeginQuorumEpochRequest_v0(
     return o, pos
 
 
-def _read_BeginQuorumEpochRequest_v1(
-    buf: memoryview, pos: int
-) -> tuple[BeginQuorumEpochRequest, int]:
+def _read_BeginQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[BeginQuorumEpochRequest, int]:
     o = new_instance(BeginQuorumEpochRequest)
     try:
         n1 = buf[pos]
@@ -544,27 +540,29 @@ def _read_BeginQuorumEpochRequest_v1(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochRequest_TopicData_v1(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("leader_endpoints", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "leader_endpoints")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "leader_endpoints")
+    count6 -= 1
     f_leader_endpoints: list[BeginQuorumEpochRequest.LeaderEndpoint]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("leader_endpoints", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("leader_endpoints", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("leader_endpoints", pos, count6, len(buf) - pos)
     else:
         f_leader_endpoints = []
-        for _ in range(count5):
-            item6, pos = _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(buf, pos)
-            f_leader_endpoints.append(item6)
+        append8 = f_leader_endpoints.append
+        for _ in range(count6):
+            item7, pos = _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -668,7 +666,7 @@ def _write_BeginQuorumEpochRequest_v1(o: BeginQuorumEpochRequest, out: bytearray
 
 
 def _read_BeginQuorumEpochResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_PartitionData, int]:
     o = new_instance(_BeginQuorumEpochResponse_PartitionData)
     try:
@@ -692,12 +690,12 @@ def _read_BeginQuorumEpochResponse_PartitionData_v0(
 
 
 def _read_BeginQuorumEpochResponse_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_PartitionData, int]:
     o = new_instance(_BeginQuorumEpochResponse_PartitionData)
     try:
-        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
-            _ST_int32_int16_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch, tag_count = (
+            _ST_int32_int16_int32_int32_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -706,17 +704,13 @@ def _read_BeginQuorumEpochResponse_PartitionData_v1(
                 ("PartitionData.error_code", 2),
                 ("PartitionData.leader_id", 4),
                 ("PartitionData.leader_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 14
+    pos += 15
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -769,7 +763,7 @@ def _write_BeginQuorumEpochResponse_PartitionData_v1(
 
 
 def _read_BeginQuorumEpochResponse_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_TopicData, int]:
     o = new_instance(_BeginQuorumEpochResponse_TopicData)
     try:
@@ -803,9 +797,10 @@ def _read_BeginQuorumEpochResponse_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -813,7 +808,7 @@ def _read_BeginQuorumEpochResponse_TopicData_v0(
 
 
 def _read_BeginQuorumEpochResponse_TopicData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_TopicData, int]:
     o = new_instance(_BeginQuorumEpochResponse_TopicData)
     try:
@@ -853,9 +848,10 @@ def _read_BeginQuorumEpochResponse_TopicData_v1(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_BeginQuorumEpochResponse_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -950,7 +946,7 @@ def _write_BeginQuorumEpochResponse_TopicData_v1(
 
 
 def _read_BeginQuorumEpochResponse_NodeEndpoint_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BeginQuorumEpochResponse_NodeEndpoint, int]:
     o = new_instance(_BeginQuorumEpochResponse_NodeEndpoint)
     try:
@@ -981,16 +977,13 @@ def _read_BeginQuorumEpochResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("NodeEndpoint.port", 2), ("NodeEndpoint.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("NodeEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "NodeEndpoint.(tagged fields)")
     if tag_count:
@@ -1046,7 +1039,7 @@ def _write_BeginQuorumEpochResponse_NodeEndpoint_v1(
 
 
 def _read_BeginQuorumEpochResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BeginQuorumEpochResponse, int]:
     o = new_instance(BeginQuorumEpochResponse)
     try:
@@ -1066,9 +1059,10 @@ def _read_BeginQuorumEpochResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_BeginQuorumEpochResponse_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.node_endpoints = []
     o.unknown_tagged_fields = ()
@@ -1076,7 +1070,7 @@ def _read_BeginQuorumEpochResponse_v0(
 
 
 def _read_BeginQuorumEpochResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BeginQuorumEpochResponse, int]:
     o = new_instance(BeginQuorumEpochResponse)
     try:
@@ -1099,9 +1093,10 @@ def _read_BeginQuorumEpochResponse_v1(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_BeginQuorumEpochResponse_TopicData_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     f_node_endpoints: list[BeginQuorumEpochResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1133,24 +1128,25 @@ def _read_BeginQuorumEpochResponse_v1(
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count4 = buf[pos]
+                    count5 = buf[pos]
                 except IndexError:
                     raise eof("node_endpoints", pos) from None
                 pos += 1
-                if count4 > 0x7F:
-                    count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
-                count4 -= 1
-                value3: list[BeginQuorumEpochResponse.NodeEndpoint]
-                if count4 < 0:
+                if count5 > 0x7F:
+                    count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
+                count5 -= 1
+                value4: list[BeginQuorumEpochResponse.NodeEndpoint]
+                if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count4, len(buf) - pos)
+                elif count5 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
                 else:
-                    value3 = []
-                    for _ in range(count4):
-                        item5, pos = _read_BeginQuorumEpochResponse_NodeEndpoint_v1(buf, pos)
-                        value3.append(item5)
-                f_node_endpoints = value3
+                    value4 = []
+                    append7 = value4.append
+                    for _ in range(count5):
+                        item6, pos = _read_BeginQuorumEpochResponse_NodeEndpoint_v1(buf, pos)
+                        append7(item6)
+                f_node_endpoints = value4
                 if pos != tag_end:
                     raise bad_tagged_size("node_endpoints", pos, size, pos - tag_end + size)
             else:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,12 +41,11 @@ from kwire.protocol.entities import BrokerId
 __all__ = ["BrokerHeartbeatRequest", "BrokerHeartbeatResponse"]
 
 _ST_int32_int16_bool_bool_bool = Struct(">ih???")
+_ST_int32_int16_bool_bool_bool_tag_count = Struct(">ih???B")
 _ST_int32_int64_int64_bool_bool = Struct(">iqq??")
 
 
-def _read_BrokerHeartbeatRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[BrokerHeartbeatRequest, int]:
+def _read_BrokerHeartbeatRequest_v0(buf: Buffer, pos: int) -> tuple[BrokerHeartbeatRequest, int]:
     o = new_instance(BrokerHeartbeatRequest)
     try:
         o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down = (
@@ -100,9 +100,7 @@ def _read_BrokerHeartbeatRequest_v0(
     return o, pos
 
 
-def _read_BrokerHeartbeatRequest_v1(
-    buf: memoryview, pos: int
-) -> tuple[BrokerHeartbeatRequest, int]:
+def _read_BrokerHeartbeatRequest_v1(buf: Buffer, pos: int) -> tuple[BrokerHeartbeatRequest, int]:
     o = new_instance(BrokerHeartbeatRequest)
     try:
         o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down = (
@@ -221,14 +219,17 @@ def _write_BrokerHeartbeatRequest_v1(o: BrokerHeartbeatRequest, out: bytearray) 
         out.append(0)
 
 
-def _read_BrokerHeartbeatResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[BrokerHeartbeatResponse, int]:
+def _read_BrokerHeartbeatResponse_v0(buf: Buffer, pos: int) -> tuple[BrokerHeartbeatResponse, int]:
     o = new_instance(BrokerHeartbeatResponse)
     try:
-        o.throttle_time_ms, o.error_code, o.is_caught_up, o.is_fenced, o.should_shut_down = (
-            _ST_int32_int16_bool_bool_bool.unpack_from(buf, pos)
-        )
+        (
+            o.throttle_time_ms,
+            o.error_code,
+            o.is_caught_up,
+            o.is_fenced,
+            o.should_shut_down,
+            tag_count,
+        ) = _ST_int32_int16_bool_bool_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -237,17 +238,13 @@ def _read_BrokerHeartbeatResponse_v0(
                 ("is_caught_up", 1),
                 ("is_fenced", 1),
                 ("should_shut_down", 1),
+                ("(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 9
+    pos += 10
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,15 +42,19 @@ __all__ = ["BrokerRegistrationRequest", "BrokerRegistrationResponse"]
 
 _ST_bool = Struct(">?")
 _ST_int16_int16 = Struct(">hh")
+_ST_int16_int16_tag_count = Struct(">hhB")
 _ST_int32 = Struct(">i")
 _ST_int32_int16_int64 = Struct(">ihq")
+_ST_int32_int16_int64_tag_count = Struct(">ihqB")
 _ST_int64 = Struct(">q")
+_ST_int64_tag_count = Struct(">qB")
 _ST_uint16_int16 = Struct(">Hh")
+_ST_uint16_int16_tag_count = Struct(">HhB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_BrokerRegistrationRequest_Listener_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BrokerRegistrationRequest_Listener, int]:
     o = new_instance(_BrokerRegistrationRequest_Listener)
     try:
@@ -97,18 +102,19 @@ def _read_BrokerRegistrationRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("Listener.port", 2), ("Listener.security_protocol", 2)), pos, len(buf) - pos
+            (
+                ("Listener.port", 2),
+                ("Listener.security_protocol", 2),
+                ("Listener.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Listener.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Listener.(tagged fields)")
     if tag_count:
@@ -177,7 +183,7 @@ def _write_BrokerRegistrationRequest_Listener_v0(
 
 
 def _read_BrokerRegistrationRequest_Feature_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_BrokerRegistrationRequest_Feature, int]:
     o = new_instance(_BrokerRegistrationRequest_Feature)
     try:
@@ -203,20 +209,21 @@ def _read_BrokerRegistrationRequest_Feature_v0(
             raise bad_utf8("Feature.name", pos) from None
         pos = end2
     try:
-        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version, tag_count = (
+            _ST_int16_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("Feature.min_supported_version", 2), ("Feature.max_supported_version", 2)),
+            (
+                ("Feature.min_supported_version", 2),
+                ("Feature.max_supported_version", 2),
+                ("Feature.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Feature.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Feature.(tagged fields)")
     if tag_count:
@@ -271,7 +278,7 @@ def _write_BrokerRegistrationRequest_Feature_v0(
 
 
 def _read_BrokerRegistrationRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
     o = new_instance(BrokerRegistrationRequest)
     try:
@@ -321,49 +328,51 @@ def _read_BrokerRegistrationRequest_v0(
         raise bad_count("listeners", pos, count3, len(buf) - pos)
     else:
         f_listeners = []
+        append5 = f_listeners.append
         for _ in range(count3):
             item4, pos = _read_BrokerRegistrationRequest_Listener_v0(buf, pos)
-            f_listeners.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "features")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "features")
+    count6 -= 1
     f_features: list[BrokerRegistrationRequest.Feature]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("features", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("features", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count5):
-            item6, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
-            f_features.append(item6)
+        append8 = f_features.append
+        for _ in range(count6):
+            item7, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
+            append8(item7)
     try:
-        n7 = buf[pos]
+        n9 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n7 > 0x7F:
-        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
-    n7 -= 1
+    if n9 > 0x7F:
+        n9, pos = read_uvarint_tail(buf, pos, n9, "rack")
+    n9 -= 1
     f_rack: str | None
-    if n7 < 0:
+    if n9 < 0:
         f_rack = None
     else:
-        if n7 > 0x7FFF:
-            raise bad_string_length("rack", pos, n7)
-        end8 = pos + n7
-        if end8 > len(buf):
-            raise too_short("rack", pos, n7, len(buf) - pos)
+        if n9 > 0x7FFF:
+            raise bad_string_length("rack", pos, n9)
+        end10 = pos + n9
+        if end10 > len(buf):
+            raise too_short("rack", pos, n9, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end8], "utf-8")
+            f_rack = str(buf[pos:end10], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end8
+        pos = end10
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -408,7 +417,7 @@ def _read_BrokerRegistrationRequest_v0(
 
 
 def _read_BrokerRegistrationRequest_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
     o = new_instance(BrokerRegistrationRequest)
     try:
@@ -458,49 +467,51 @@ def _read_BrokerRegistrationRequest_v1(
         raise bad_count("listeners", pos, count3, len(buf) - pos)
     else:
         f_listeners = []
+        append5 = f_listeners.append
         for _ in range(count3):
             item4, pos = _read_BrokerRegistrationRequest_Listener_v0(buf, pos)
-            f_listeners.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "features")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "features")
+    count6 -= 1
     f_features: list[BrokerRegistrationRequest.Feature]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("features", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("features", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count5):
-            item6, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
-            f_features.append(item6)
+        append8 = f_features.append
+        for _ in range(count6):
+            item7, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
+            append8(item7)
     try:
-        n7 = buf[pos]
+        n9 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n7 > 0x7F:
-        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
-    n7 -= 1
+    if n9 > 0x7F:
+        n9, pos = read_uvarint_tail(buf, pos, n9, "rack")
+    n9 -= 1
     f_rack: str | None
-    if n7 < 0:
+    if n9 < 0:
         f_rack = None
     else:
-        if n7 > 0x7FFF:
-            raise bad_string_length("rack", pos, n7)
-        end8 = pos + n7
-        if end8 > len(buf):
-            raise too_short("rack", pos, n7, len(buf) - pos)
+        if n9 > 0x7FFF:
+            raise bad_string_length("rack", pos, n9)
+        end10 = pos + n9
+        if end10 > len(buf):
+            raise too_short("rack", pos, n9, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end8], "utf-8")
+            f_rack = str(buf[pos:end10], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end8
+        pos = end10
     try:
         (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -549,7 +560,7 @@ def _read_BrokerRegistrationRequest_v1(
 
 
 def _read_BrokerRegistrationRequest_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
     o = new_instance(BrokerRegistrationRequest)
     try:
@@ -599,73 +610,75 @@ def _read_BrokerRegistrationRequest_v2(
         raise bad_count("listeners", pos, count3, len(buf) - pos)
     else:
         f_listeners = []
+        append5 = f_listeners.append
         for _ in range(count3):
             item4, pos = _read_BrokerRegistrationRequest_Listener_v0(buf, pos)
-            f_listeners.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "features")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "features")
+    count6 -= 1
     f_features: list[BrokerRegistrationRequest.Feature]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("features", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("features", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count5):
-            item6, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
-            f_features.append(item6)
+        append8 = f_features.append
+        for _ in range(count6):
+            item7, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
+            append8(item7)
     try:
-        n7 = buf[pos]
+        n9 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n7 > 0x7F:
-        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
-    n7 -= 1
+    if n9 > 0x7F:
+        n9, pos = read_uvarint_tail(buf, pos, n9, "rack")
+    n9 -= 1
     f_rack: str | None
-    if n7 < 0:
+    if n9 < 0:
         f_rack = None
     else:
-        if n7 > 0x7FFF:
-            raise bad_string_length("rack", pos, n7)
-        end8 = pos + n7
-        if end8 > len(buf):
-            raise too_short("rack", pos, n7, len(buf) - pos)
+        if n9 > 0x7FFF:
+            raise bad_string_length("rack", pos, n9)
+        end10 = pos + n9
+        if end10 > len(buf):
+            raise too_short("rack", pos, n9, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end8], "utf-8")
+            f_rack = str(buf[pos:end10], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end8
+        pos = end10
     try:
         (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("is_migrating_zk_broker", 1),), pos, len(buf) - pos) from None
     pos += 1
     try:
-        count9 = buf[pos]
+        count11 = buf[pos]
     except IndexError:
         raise eof("log_dirs", pos) from None
     pos += 1
-    if count9 > 0x7F:
-        count9, pos = read_uvarint_tail(buf, pos, count9, "log_dirs")
-    count9 -= 1
+    if count11 > 0x7F:
+        count11, pos = read_uvarint_tail(buf, pos, count11, "log_dirs")
+    count11 -= 1
     f_log_dirs: list[UUID]
-    if count9 < 0:
+    if count11 < 0:
         raise null_value("log_dirs", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("log_dirs", pos, count9, len(buf) - pos)
+    elif count11 > len(buf) - pos:
+        raise bad_count("log_dirs", pos, count11, len(buf) - pos)
     else:
-        end10 = pos + 16 * count9
-        if end10 > len(buf):
-            raise too_short("log_dirs", pos, 16 * count9, len(buf) - pos)
-        f_log_dirs = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end10, 16)]
-        pos = end10
+        end12 = pos + 16 * count11
+        if end12 > len(buf):
+            raise too_short("log_dirs", pos, 16 * count11, len(buf) - pos)
+        f_log_dirs = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end12, 16)]
+        pos = end12
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -709,7 +722,7 @@ def _read_BrokerRegistrationRequest_v2(
 
 
 def _read_BrokerRegistrationRequest_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationRequest, int]:
     o = new_instance(BrokerRegistrationRequest)
     try:
@@ -759,84 +772,83 @@ def _read_BrokerRegistrationRequest_v3(
         raise bad_count("listeners", pos, count3, len(buf) - pos)
     else:
         f_listeners = []
+        append5 = f_listeners.append
         for _ in range(count3):
             item4, pos = _read_BrokerRegistrationRequest_Listener_v0(buf, pos)
-            f_listeners.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "features")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "features")
+    count6 -= 1
     f_features: list[BrokerRegistrationRequest.Feature]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("features", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("features", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count5):
-            item6, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
-            f_features.append(item6)
+        append8 = f_features.append
+        for _ in range(count6):
+            item7, pos = _read_BrokerRegistrationRequest_Feature_v0(buf, pos)
+            append8(item7)
     try:
-        n7 = buf[pos]
+        n9 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n7 > 0x7F:
-        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
-    n7 -= 1
+    if n9 > 0x7F:
+        n9, pos = read_uvarint_tail(buf, pos, n9, "rack")
+    n9 -= 1
     f_rack: str | None
-    if n7 < 0:
+    if n9 < 0:
         f_rack = None
     else:
-        if n7 > 0x7FFF:
-            raise bad_string_length("rack", pos, n7)
-        end8 = pos + n7
-        if end8 > len(buf):
-            raise too_short("rack", pos, n7, len(buf) - pos)
+        if n9 > 0x7FFF:
+            raise bad_string_length("rack", pos, n9)
+        end10 = pos + n9
+        if end10 > len(buf):
+            raise too_short("rack", pos, n9, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end8], "utf-8")
+            f_rack = str(buf[pos:end10], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end8
+        pos = end10
     try:
         (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("is_migrating_zk_broker", 1),), pos, len(buf) - pos) from None
     pos += 1
     try:
-        count9 = buf[pos]
+        count11 = buf[pos]
     except IndexError:
         raise eof("log_dirs", pos) from None
     pos += 1
-    if count9 > 0x7F:
-        count9, pos = read_uvarint_tail(buf, pos, count9, "log_dirs")
-    count9 -= 1
+    if count11 > 0x7F:
+        count11, pos = read_uvarint_tail(buf, pos, count11, "log_dirs")
+    count11 -= 1
     f_log_dirs: list[UUID]
-    if count9 < 0:
+    if count11 < 0:
         raise null_value("log_dirs", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("log_dirs", pos, count9, len(buf) - pos)
+    elif count11 > len(buf) - pos:
+        raise bad_count("log_dirs", pos, count11, len(buf) - pos)
     else:
-        end10 = pos + 16 * count9
-        if end10 > len(buf):
-            raise too_short("log_dirs", pos, 16 * count9, len(buf) - pos)
-        f_log_dirs = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end10, 16)]
-        pos = end10
+        end12 = pos + 16 * count11
+        if end12 > len(buf):
+            raise too_short("log_dirs", pos, 16 * count11, len(buf) - pos)
+        f_log_dirs = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end12, 16)]
+        pos = end12
     try:
-        (o.previous_broker_epoch,) = _ST_int64.unpack_from(buf, pos)
+        o.previous_broker_epoch, tag_count = _ST_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("previous_broker_epoch", 8),), pos, len(buf) - pos) from None
-    pos += 8
+        raise run_too_short(
+            (("previous_broker_epoch", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -1129,24 +1141,26 @@ def _write_BrokerRegistrationRequest_v3(o: BrokerRegistrationRequest, out: bytea
 
 
 def _read_BrokerRegistrationResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationResponse, int]:
     o = new_instance(BrokerRegistrationResponse)
     try:
-        o.throttle_time_ms, o.error_code, o.broker_epoch = _ST_int32_int16_int64.unpack_from(
-            buf, pos
+        o.throttle_time_ms, o.error_code, o.broker_epoch, tag_count = (
+            _ST_int32_int16_int64_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
-            (("throttle_time_ms", 4), ("error_code", 2), ("broker_epoch", 8)), pos, len(buf) - pos
+            (
+                ("throttle_time_ms", 4),
+                ("error_code", 2),
+                ("broker_epoch", 8),
+                ("(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 14
+    pos += 15
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

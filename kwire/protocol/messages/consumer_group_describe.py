@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -41,14 +42,16 @@ from kwire.protocol.entities import GroupId, TopicName
 __all__ = ["ConsumerGroupDescribeRequest", "ConsumerGroupDescribeResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int32 = Struct(">ii")
+_ST_int32_tag_count = Struct(">iB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_ConsumerGroupDescribeRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerGroupDescribeRequest, int]:
     o = new_instance(ConsumerGroupDescribeRequest)
     try:
@@ -91,16 +94,13 @@ def _read_ConsumerGroupDescribeRequest_v0(
                 pos = end4
             f_group_ids.append(item2)
     try:
-        (o.include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        o.include_authorized_operations, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("include_authorized_operations", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("include_authorized_operations", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -163,7 +163,7 @@ def _write_ConsumerGroupDescribeRequest_v0(o: ConsumerGroupDescribeRequest, out:
 
 
 def _read_ConsumerGroupDescribeResponse_TopicPartitions_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_TopicPartitions, int]:
     o = new_instance(_ConsumerGroupDescribeResponse_TopicPartitions)
     try:
@@ -283,7 +283,7 @@ def _write_ConsumerGroupDescribeResponse_TopicPartitions_v0(
 
 
 def _read_ConsumerGroupDescribeResponse_Assignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_Assignment, int]:
     o = new_instance(_ConsumerGroupDescribeResponse_Assignment)
     try:
@@ -301,9 +301,10 @@ def _read_ConsumerGroupDescribeResponse_Assignment_v0(
         raise bad_count("Assignment.topic_partitions", pos, count1, len(buf) - pos)
     else:
         f_topic_partitions = []
+        append3 = f_topic_partitions.append
         for _ in range(count1):
             item2, pos = _read_ConsumerGroupDescribeResponse_TopicPartitions_v0(buf, pos)
-            f_topic_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -361,7 +362,7 @@ def _write_ConsumerGroupDescribeResponse_Assignment_v0(
 
 
 def _read_ConsumerGroupDescribeResponse_Member_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_Member, int]:
     o = new_instance(_ConsumerGroupDescribeResponse_Member)
     try:
@@ -710,7 +711,7 @@ def _write_ConsumerGroupDescribeResponse_Member_v0(
 
 
 def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerGroupDescribeResponse_DescribedGroup, int]:
     o = new_instance(_ConsumerGroupDescribeResponse_DescribedGroup)
     try:
@@ -830,22 +831,20 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
         raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
     else:
         f_members = []
+        append11 = f_members.append
         for _ in range(count9):
             item10, pos = _read_ConsumerGroupDescribeResponse_Member_v0(buf, pos)
-            f_members.append(item10)
+            append11(item10)
     try:
-        (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DescribedGroup.authorized_operations", 4),), pos, len(buf) - pos
+            (("DescribedGroup.authorized_operations", 4), ("DescribedGroup.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DescribedGroup.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "DescribedGroup.(tagged fields)")
     if tag_count:
@@ -956,7 +955,7 @@ def _write_ConsumerGroupDescribeResponse_DescribedGroup_v0(
 
 
 def _read_ConsumerGroupDescribeResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerGroupDescribeResponse, int]:
     o = new_instance(ConsumerGroupDescribeResponse)
     try:
@@ -979,9 +978,10 @@ def _read_ConsumerGroupDescribeResponse_v0(
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

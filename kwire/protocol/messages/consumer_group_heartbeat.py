@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -48,7 +49,7 @@ _ST_uuid = Struct(">16s")
 
 
 def _read_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerGroupHeartbeatRequest_TopicPartitions, int]:
     o = new_instance(_ConsumerGroupHeartbeatRequest_TopicPartitions)
     try:
@@ -132,7 +133,7 @@ def _write_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(
 
 
 def _read_ConsumerGroupHeartbeatRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerGroupHeartbeatRequest, int]:
     o = new_instance(ConsumerGroupHeartbeatRequest)
     try:
@@ -309,9 +310,10 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
         raise bad_count("topic_partitions", pos, count15, len(buf) - pos)
     else:
         f_topic_partitions = []
+        append17 = f_topic_partitions.append
         for _ in range(count15):
             item16, pos = _read_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(buf, pos)
-            f_topic_partitions.append(item16)
+            append17(item16)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -465,7 +467,7 @@ def _write_ConsumerGroupHeartbeatRequest_v0(
 
 
 def _read_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerGroupHeartbeatResponse_TopicPartitions, int]:
     o = new_instance(_ConsumerGroupHeartbeatResponse_TopicPartitions)
     try:
@@ -549,7 +551,7 @@ def _write_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(
 
 
 def _read_ConsumerGroupHeartbeatResponse_Assignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerGroupHeartbeatResponse_Assignment, int]:
     o = new_instance(_ConsumerGroupHeartbeatResponse_Assignment)
     try:
@@ -567,9 +569,10 @@ def _read_ConsumerGroupHeartbeatResponse_Assignment_v0(
         raise bad_count("Assignment.topic_partitions", pos, count1, len(buf) - pos)
     else:
         f_topic_partitions = []
+        append3 = f_topic_partitions.append
         for _ in range(count1):
             item2, pos = _read_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(buf, pos)
-            f_topic_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -627,7 +630,7 @@ def _write_ConsumerGroupHeartbeatResponse_Assignment_v0(
 
 
 def _read_ConsumerGroupHeartbeatResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerGroupHeartbeatResponse, int]:
     o = new_instance(ConsumerGroupHeartbeatResponse)
     try:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,10 +43,12 @@ __all__ = ["ControlledShutdownRequest", "ControlledShutdownResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_int64_tag_count = Struct(">iqB")
+_ST_int32_tag_count = Struct(">iB")
 
 
 def _read_ControlledShutdownRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ControlledShutdownRequest, int]:
     o = new_instance(ControlledShutdownRequest)
     try:
@@ -59,7 +62,7 @@ def _read_ControlledShutdownRequest_v0(
 
 
 def _read_ControlledShutdownRequest_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ControlledShutdownRequest, int]:
     o = new_instance(ControlledShutdownRequest)
     try:
@@ -72,20 +75,17 @@ def _read_ControlledShutdownRequest_v2(
 
 
 def _read_ControlledShutdownRequest_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ControlledShutdownRequest, int]:
     o = new_instance(ControlledShutdownRequest)
     try:
-        o.broker_id, o.broker_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.broker_id, o.broker_epoch, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("broker_id", 4), ("broker_epoch", 8)), pos, len(buf) - pos) from None
-    pos += 12
+        raise run_too_short(
+            (("broker_id", 4), ("broker_epoch", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -142,7 +142,7 @@ def _write_ControlledShutdownRequest_v3(o: ControlledShutdownRequest, out: bytea
 
 
 def _read_ControlledShutdownResponse_RemainingPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ControlledShutdownResponse_RemainingPartition, int]:
     o = new_instance(_ControlledShutdownResponse_RemainingPartition)
     try:
@@ -177,7 +177,7 @@ def _read_ControlledShutdownResponse_RemainingPartition_v0(
 
 
 def _read_ControlledShutdownResponse_RemainingPartition_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ControlledShutdownResponse_RemainingPartition, int]:
     o = new_instance(_ControlledShutdownResponse_RemainingPartition)
     try:
@@ -203,18 +203,15 @@ def _read_ControlledShutdownResponse_RemainingPartition_v3(
             raise bad_utf8("RemainingPartition.topic_name", pos) from None
         pos = end2
     try:
-        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
+        o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("RemainingPartition.partition_index", 4),), pos, len(buf) - pos
+            (("RemainingPartition.partition_index", 4), ("RemainingPartition.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("RemainingPartition.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "RemainingPartition.(tagged fields)"
@@ -322,7 +319,7 @@ def _write_ControlledShutdownResponse_RemainingPartition_v3(
 
 
 def _read_ControlledShutdownResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ControlledShutdownResponse, int]:
     o = new_instance(ControlledShutdownResponse)
     try:
@@ -342,16 +339,17 @@ def _read_ControlledShutdownResponse_v0(
         raise bad_count("remaining_partitions", pos, count1, len(buf) - pos)
     else:
         f_remaining_partitions = []
+        append3 = f_remaining_partitions.append
         for _ in range(count1):
             item2, pos = _read_ControlledShutdownResponse_RemainingPartition_v0(buf, pos)
-            f_remaining_partitions.append(item2)
+            append3(item2)
     o.remaining_partitions = f_remaining_partitions
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_ControlledShutdownResponse_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ControlledShutdownResponse, int]:
     o = new_instance(ControlledShutdownResponse)
     try:
@@ -374,9 +372,10 @@ def _read_ControlledShutdownResponse_v3(
         raise bad_count("remaining_partitions", pos, count1, len(buf) - pos)
     else:
         f_remaining_partitions = []
+        append3 = f_remaining_partitions.append
         for _ in range(count1):
             item2, pos = _read_ControlledShutdownResponse_RemainingPartition_v3(buf, pos)
-            f_remaining_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,13 +40,15 @@ from kwire.protocol._codec import (
 __all__ = ["ControllerRegistrationRequest", "ControllerRegistrationResponse"]
 
 _ST_int16_int16 = Struct(">hh")
+_ST_int16_int16_tag_count = Struct(">hhB")
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_uuid_bool = Struct(">i16s?")
 _ST_uint16_int16 = Struct(">Hh")
+_ST_uint16_int16_tag_count = Struct(">HhB")
 
 
 def _read_ControllerRegistrationRequest_Listener_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ControllerRegistrationRequest_Listener, int]:
     o = new_instance(_ControllerRegistrationRequest_Listener)
     try:
@@ -93,18 +96,19 @@ def _read_ControllerRegistrationRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("Listener.port", 2), ("Listener.security_protocol", 2)), pos, len(buf) - pos
+            (
+                ("Listener.port", 2),
+                ("Listener.security_protocol", 2),
+                ("Listener.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Listener.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Listener.(tagged fields)")
     if tag_count:
@@ -173,7 +177,7 @@ def _write_ControllerRegistrationRequest_Listener_v0(
 
 
 def _read_ControllerRegistrationRequest_Feature_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ControllerRegistrationRequest_Feature, int]:
     o = new_instance(_ControllerRegistrationRequest_Feature)
     try:
@@ -199,20 +203,21 @@ def _read_ControllerRegistrationRequest_Feature_v0(
             raise bad_utf8("Feature.name", pos) from None
         pos = end2
     try:
-        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version, tag_count = (
+            _ST_int16_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("Feature.min_supported_version", 2), ("Feature.max_supported_version", 2)),
+            (
+                ("Feature.min_supported_version", 2),
+                ("Feature.max_supported_version", 2),
+                ("Feature.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Feature.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Feature.(tagged fields)")
     if tag_count:
@@ -267,7 +272,7 @@ def _write_ControllerRegistrationRequest_Feature_v0(
 
 
 def _read_ControllerRegistrationRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ControllerRegistrationRequest, int]:
     o = new_instance(ControllerRegistrationRequest)
     try:
@@ -296,27 +301,29 @@ def _read_ControllerRegistrationRequest_v0(
         raise bad_count("listeners", pos, count1, len(buf) - pos)
     else:
         f_listeners = []
+        append3 = f_listeners.append
         for _ in range(count1):
             item2, pos = _read_ControllerRegistrationRequest_Listener_v0(buf, pos)
-            f_listeners.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "features")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "features")
+    count4 -= 1
     f_features: list[ControllerRegistrationRequest.Feature]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("features", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("features", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("features", pos, count4, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count3):
-            item4, pos = _read_ControllerRegistrationRequest_Feature_v0(buf, pos)
-            f_features.append(item4)
+        append6 = f_features.append
+        for _ in range(count4):
+            item5, pos = _read_ControllerRegistrationRequest_Feature_v0(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -388,7 +395,7 @@ def _write_ControllerRegistrationRequest_v0(
 
 
 def _read_ControllerRegistrationResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ControllerRegistrationResponse, int]:
     o = new_instance(ControllerRegistrationResponse)
     try:

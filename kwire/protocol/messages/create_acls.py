@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,10 +43,11 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 _ST_int8_int8 = Struct(">bb")
+_ST_int8_int8_tag_count = Struct(">bbB")
 
 
 def _read_CreateAclsRequest_AclCreation_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateAclsRequest_AclCreation, int]:
     o = new_instance(_CreateAclsRequest_AclCreation)
     try:
@@ -126,7 +128,7 @@ def _read_CreateAclsRequest_AclCreation_v0(
 
 
 def _read_CreateAclsRequest_AclCreation_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateAclsRequest_AclCreation, int]:
     o = new_instance(_CreateAclsRequest_AclCreation)
     try:
@@ -213,7 +215,7 @@ def _read_CreateAclsRequest_AclCreation_v1(
 
 
 def _read_CreateAclsRequest_AclCreation_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateAclsRequest_AclCreation, int]:
     o = new_instance(_CreateAclsRequest_AclCreation)
     try:
@@ -295,18 +297,19 @@ def _read_CreateAclsRequest_AclCreation_v2(
             raise bad_utf8("AclCreation.host", pos) from None
         pos = end6
     try:
-        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("AclCreation.operation", 1), ("AclCreation.permission_type", 1)), pos, len(buf) - pos
+            (
+                ("AclCreation.operation", 1),
+                ("AclCreation.permission_type", 1),
+                ("AclCreation.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("AclCreation.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "AclCreation.(tagged fields)")
     if tag_count:
@@ -465,7 +468,7 @@ def _write_CreateAclsRequest_AclCreation_v2(
         out.append(0)
 
 
-def _read_CreateAclsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
+def _read_CreateAclsRequest_v0(buf: Buffer, pos: int) -> tuple[CreateAclsRequest, int]:
     o = new_instance(CreateAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -479,15 +482,16 @@ def _read_CreateAclsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateAclsReq
         raise bad_count("creations", pos, count1, len(buf) - pos)
     else:
         f_creations = []
+        append3 = f_creations.append
         for _ in range(count1):
             item2, pos = _read_CreateAclsRequest_AclCreation_v0(buf, pos)
-            f_creations.append(item2)
+            append3(item2)
     o.creations = f_creations
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_CreateAclsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
+def _read_CreateAclsRequest_v1(buf: Buffer, pos: int) -> tuple[CreateAclsRequest, int]:
     o = new_instance(CreateAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -501,15 +505,16 @@ def _read_CreateAclsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateAclsReq
         raise bad_count("creations", pos, count1, len(buf) - pos)
     else:
         f_creations = []
+        append3 = f_creations.append
         for _ in range(count1):
             item2, pos = _read_CreateAclsRequest_AclCreation_v1(buf, pos)
-            f_creations.append(item2)
+            append3(item2)
     o.creations = f_creations
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_CreateAclsRequest_v2(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
+def _read_CreateAclsRequest_v2(buf: Buffer, pos: int) -> tuple[CreateAclsRequest, int]:
     o = new_instance(CreateAclsRequest)
     try:
         count1 = buf[pos]
@@ -526,9 +531,10 @@ def _read_CreateAclsRequest_v2(buf: memoryview, pos: int) -> tuple[CreateAclsReq
         raise bad_count("creations", pos, count1, len(buf) - pos)
     else:
         f_creations = []
+        append3 = f_creations.append
         for _ in range(count1):
             item2, pos = _read_CreateAclsRequest_AclCreation_v2(buf, pos)
-            f_creations.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -608,7 +614,7 @@ def _write_CreateAclsRequest_v2(o: CreateAclsRequest, out: bytearray) -> None:
 
 
 def _read_CreateAclsResponse_AclCreationResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateAclsResponse_AclCreationResult, int]:
     o = new_instance(_CreateAclsResponse_AclCreationResult)
     try:
@@ -641,7 +647,7 @@ def _read_CreateAclsResponse_AclCreationResult_v0(
 
 
 def _read_CreateAclsResponse_AclCreationResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateAclsResponse_AclCreationResult, int]:
     o = new_instance(_CreateAclsResponse_AclCreationResult)
     try:
@@ -764,7 +770,7 @@ def _write_CreateAclsResponse_AclCreationResult_v2(
         out.append(0)
 
 
-def _read_CreateAclsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
+def _read_CreateAclsResponse_v0(buf: Buffer, pos: int) -> tuple[CreateAclsResponse, int]:
     o = new_instance(CreateAclsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -783,15 +789,16 @@ def _read_CreateAclsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateAclsRe
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_CreateAclsResponse_AclCreationResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_CreateAclsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
+def _read_CreateAclsResponse_v2(buf: Buffer, pos: int) -> tuple[CreateAclsResponse, int]:
     o = new_instance(CreateAclsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -813,9 +820,10 @@ def _read_CreateAclsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateAclsRe
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_CreateAclsResponse_AclCreationResult_v2(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

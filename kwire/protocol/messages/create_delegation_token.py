@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,12 +41,14 @@ __all__ = ["CreateDelegationTokenRequest", "CreateDelegationTokenResponse"]
 
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int64 = Struct(">q")
 _ST_int64_int64_int64 = Struct(">qqq")
+_ST_int64_tag_count = Struct(">qB")
 
 
 def _read_CreateDelegationTokenRequest_CreatableRenewers_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateDelegationTokenRequest_CreatableRenewers, int]:
     o = new_instance(_CreateDelegationTokenRequest_CreatableRenewers)
     try:
@@ -93,7 +96,7 @@ def _read_CreateDelegationTokenRequest_CreatableRenewers_v0(
 
 
 def _read_CreateDelegationTokenRequest_CreatableRenewers_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateDelegationTokenRequest_CreatableRenewers, int]:
     o = new_instance(_CreateDelegationTokenRequest_CreatableRenewers)
     try:
@@ -263,7 +266,7 @@ def _write_CreateDelegationTokenRequest_CreatableRenewers_v2(
 
 
 def _read_CreateDelegationTokenRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreateDelegationTokenRequest, int]:
     o = new_instance(CreateDelegationTokenRequest)
     try:
@@ -278,9 +281,10 @@ def _read_CreateDelegationTokenRequest_v0(
         raise bad_count("renewers", pos, count1, len(buf) - pos)
     else:
         f_renewers = []
+        append3 = f_renewers.append
         for _ in range(count1):
             item2, pos = _read_CreateDelegationTokenRequest_CreatableRenewers_v0(buf, pos)
-            f_renewers.append(item2)
+            append3(item2)
     try:
         (o.max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
     except struct_error:
@@ -294,7 +298,7 @@ def _read_CreateDelegationTokenRequest_v0(
 
 
 def _read_CreateDelegationTokenRequest_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreateDelegationTokenRequest, int]:
     o = new_instance(CreateDelegationTokenRequest)
     try:
@@ -312,20 +316,18 @@ def _read_CreateDelegationTokenRequest_v2(
         raise bad_count("renewers", pos, count1, len(buf) - pos)
     else:
         f_renewers = []
+        append3 = f_renewers.append
         for _ in range(count1):
             item2, pos = _read_CreateDelegationTokenRequest_CreatableRenewers_v2(buf, pos)
-            f_renewers.append(item2)
+            append3(item2)
     try:
-        (o.max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        o.max_lifetime_ms, tag_count = _ST_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("max_lifetime_ms", 8),), pos, len(buf) - pos) from None
-    pos += 8
+        raise run_too_short(
+            (("max_lifetime_ms", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -359,7 +361,7 @@ def _read_CreateDelegationTokenRequest_v2(
 
 
 def _read_CreateDelegationTokenRequest_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreateDelegationTokenRequest, int]:
     o = new_instance(CreateDelegationTokenRequest)
     try:
@@ -421,20 +423,18 @@ def _read_CreateDelegationTokenRequest_v3(
         raise bad_count("renewers", pos, count5, len(buf) - pos)
     else:
         f_renewers = []
+        append7 = f_renewers.append
         for _ in range(count5):
             item6, pos = _read_CreateDelegationTokenRequest_CreatableRenewers_v2(buf, pos)
-            f_renewers.append(item6)
+            append7(item6)
     try:
-        (o.max_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        o.max_lifetime_ms, tag_count = _ST_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("max_lifetime_ms", 8),), pos, len(buf) - pos) from None
-    pos += 8
+        raise run_too_short(
+            (("max_lifetime_ms", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -570,7 +570,7 @@ def _write_CreateDelegationTokenRequest_v3(o: CreateDelegationTokenRequest, out:
 
 
 def _read_CreateDelegationTokenResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreateDelegationTokenResponse, int]:
     o = new_instance(CreateDelegationTokenResponse)
     try:
@@ -676,7 +676,7 @@ def _read_CreateDelegationTokenResponse_v0(
 
 
 def _read_CreateDelegationTokenResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreateDelegationTokenResponse, int]:
     o = new_instance(CreateDelegationTokenResponse)
     try:
@@ -779,16 +779,13 @@ def _read_CreateDelegationTokenResponse_v2(
         f_hmac = bytes(buf[pos:end8])
         pos = end8
     try:
-        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("throttle_time_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -825,7 +822,7 @@ def _read_CreateDelegationTokenResponse_v2(
 
 
 def _read_CreateDelegationTokenResponse_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreateDelegationTokenResponse, int]:
     o = new_instance(CreateDelegationTokenResponse)
     try:
@@ -972,16 +969,13 @@ def _read_CreateDelegationTokenResponse_v3(
         f_hmac = bytes(buf[pos:end12])
         pos = end12
     try:
-        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("throttle_time_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,10 +44,11 @@ __all__ = ["CreatePartitionsRequest", "CreatePartitionsResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_bool = Struct(">i?")
+_ST_int32_bool_tag_count = Struct(">i?B")
 
 
 def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsAssignment, int]:
     o = new_instance(_CreatePartitionsRequest_CreatePartitionsAssignment)
     try:
@@ -72,7 +74,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v0(
 
 
 def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsAssignment, int]:
     o = new_instance(_CreatePartitionsRequest_CreatePartitionsAssignment)
     try:
@@ -185,7 +187,7 @@ def _write_CreatePartitionsRequest_CreatePartitionsAssignment_v2(
 
 
 def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsTopic, int]:
     o = new_instance(_CreatePartitionsRequest_CreatePartitionsTopic)
     try:
@@ -224,9 +226,10 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
         raise bad_count("CreatePartitionsTopic.assignments", pos, count3, len(buf) - pos)
     else:
         f_assignments = []
+        append5 = f_assignments.append
         for _ in range(count3):
             item4, pos = _read_CreatePartitionsRequest_CreatePartitionsAssignment_v0(buf, pos)
-            f_assignments.append(item4)
+            append5(item4)
     o.name = f_name
     o.assignments = f_assignments
     o.unknown_tagged_fields = ()
@@ -234,7 +237,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
 
 
 def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreatePartitionsRequest_CreatePartitionsTopic, int]:
     o = new_instance(_CreatePartitionsRequest_CreatePartitionsTopic)
     try:
@@ -279,9 +282,10 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
         raise bad_count("CreatePartitionsTopic.assignments", pos, count3, len(buf) - pos)
     else:
         f_assignments = []
+        append5 = f_assignments.append
         for _ in range(count3):
             item4, pos = _read_CreatePartitionsRequest_CreatePartitionsAssignment_v2(buf, pos)
-            f_assignments.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -405,9 +409,7 @@ def _write_CreatePartitionsRequest_CreatePartitionsTopic_v2(
         out.append(0)
 
 
-def _read_CreatePartitionsRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[CreatePartitionsRequest, int]:
+def _read_CreatePartitionsRequest_v0(buf: Buffer, pos: int) -> tuple[CreatePartitionsRequest, int]:
     o = new_instance(CreatePartitionsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -421,9 +423,10 @@ def _read_CreatePartitionsRequest_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
     except struct_error:
@@ -436,9 +439,7 @@ def _read_CreatePartitionsRequest_v0(
     return o, pos
 
 
-def _read_CreatePartitionsRequest_v2(
-    buf: memoryview, pos: int
-) -> tuple[CreatePartitionsRequest, int]:
+def _read_CreatePartitionsRequest_v2(buf: Buffer, pos: int) -> tuple[CreatePartitionsRequest, int]:
     o = new_instance(CreatePartitionsRequest)
     try:
         count1 = buf[pos]
@@ -455,22 +456,18 @@ def _read_CreatePartitionsRequest_v2(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
+        o.timeout_ms, o.validate_only, tag_count = _ST_int32_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("timeout_ms", 4), ("validate_only", 1)), pos, len(buf) - pos
+            (("timeout_ms", 4), ("validate_only", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
         ) from None
-    pos += 5
+    pos += 6
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -547,7 +544,7 @@ def _write_CreatePartitionsRequest_v2(o: CreatePartitionsRequest, out: bytearray
 
 
 def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreatePartitionsResponse_CreatePartitionsTopicResult, int]:
     o = new_instance(_CreatePartitionsResponse_CreatePartitionsTopicResult)
     try:
@@ -604,7 +601,7 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
 
 
 def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreatePartitionsResponse_CreatePartitionsTopicResult, int]:
     o = new_instance(_CreatePartitionsResponse_CreatePartitionsTopicResult)
     try:
@@ -792,7 +789,7 @@ def _write_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
 
 
 def _read_CreatePartitionsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreatePartitionsResponse, int]:
     o = new_instance(CreatePartitionsResponse)
     try:
@@ -812,16 +809,17 @@ def _read_CreatePartitionsResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_CreatePartitionsResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[CreatePartitionsResponse, int]:
     o = new_instance(CreatePartitionsResponse)
     try:
@@ -844,9 +842,10 @@ def _read_CreatePartitionsResponse_v2(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -41,15 +42,17 @@ from kwire.protocol.entities import BrokerId, TopicName
 __all__ = ["CreateTopicsRequest", "CreateTopicsResponse"]
 
 _ST_bool_int8_bool = Struct(">?b?")
+_ST_bool_int8_bool_tag_count = Struct(">?b?B")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_bool = Struct(">i?")
+_ST_int32_bool_tag_count = Struct(">i?B")
 _ST_int32_int16 = Struct(">ih")
 _ST_uuid_int16 = Struct(">16sh")
 
 
 def _read_CreateTopicsRequest_CreatableReplicaAssignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableReplicaAssignment, int]:
     o = new_instance(_CreateTopicsRequest_CreatableReplicaAssignment)
     try:
@@ -82,7 +85,7 @@ def _read_CreateTopicsRequest_CreatableReplicaAssignment_v0(
 
 
 def _read_CreateTopicsRequest_CreatableReplicaAssignment_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableReplicaAssignment, int]:
     o = new_instance(_CreateTopicsRequest_CreatableReplicaAssignment)
     try:
@@ -247,7 +250,7 @@ def _write_CreateTopicsRequest_CreatableReplicaAssignment_v5(
 
 
 def _read_CreateTopicsRequest_CreatableTopicConfig_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopicConfig, int]:
     o = new_instance(_CreateTopicsRequest_CreatableTopicConfig)
     try:
@@ -295,7 +298,7 @@ def _read_CreateTopicsRequest_CreatableTopicConfig_v0(
 
 
 def _read_CreateTopicsRequest_CreatableTopicConfig_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopicConfig, int]:
     o = new_instance(_CreateTopicsRequest_CreatableTopicConfig)
     try:
@@ -544,7 +547,7 @@ def _write_CreateTopicsRequest_CreatableTopicConfig_v5(
 
 
 def _read_CreateTopicsRequest_CreatableTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopic, int]:
     o = new_instance(_CreateTopicsRequest_CreatableTopic)
     try:
@@ -587,24 +590,26 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
         raise bad_count("CreatableTopic.assignments", pos, count3, len(buf) - pos)
     else:
         f_assignments = []
+        append5 = f_assignments.append
         for _ in range(count3):
             item4, pos = _read_CreateTopicsRequest_CreatableReplicaAssignment_v0(buf, pos)
-            f_assignments.append(item4)
+            append5(item4)
     try:
-        (count5,) = _ST_int32.unpack_from(buf, pos)
+        (count6,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("CreatableTopic.configs", pos, 4, len(buf) - pos) from None
     pos += 4
     f_configs: list[CreateTopicsRequest.CreatableTopicConfig]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("CreatableTopic.configs", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("CreatableTopic.configs", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("CreatableTopic.configs", pos, count6, len(buf) - pos)
     else:
         f_configs = []
-        for _ in range(count5):
-            item6, pos = _read_CreateTopicsRequest_CreatableTopicConfig_v0(buf, pos)
-            f_configs.append(item6)
+        append8 = f_configs.append
+        for _ in range(count6):
+            item7, pos = _read_CreateTopicsRequest_CreatableTopicConfig_v0(buf, pos)
+            append8(item7)
     o.name = f_name
     o.assignments = f_assignments
     o.configs = f_configs
@@ -613,7 +618,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
 
 
 def _read_CreateTopicsRequest_CreatableTopic_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsRequest_CreatableTopic, int]:
     o = new_instance(_CreateTopicsRequest_CreatableTopic)
     try:
@@ -662,27 +667,29 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
         raise bad_count("CreatableTopic.assignments", pos, count3, len(buf) - pos)
     else:
         f_assignments = []
+        append5 = f_assignments.append
         for _ in range(count3):
             item4, pos = _read_CreateTopicsRequest_CreatableReplicaAssignment_v5(buf, pos)
-            f_assignments.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("CreatableTopic.configs", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "CreatableTopic.configs")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "CreatableTopic.configs")
+    count6 -= 1
     f_configs: list[CreateTopicsRequest.CreatableTopicConfig]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("CreatableTopic.configs", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("CreatableTopic.configs", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("CreatableTopic.configs", pos, count6, len(buf) - pos)
     else:
         f_configs = []
-        for _ in range(count5):
-            item6, pos = _read_CreateTopicsRequest_CreatableTopicConfig_v5(buf, pos)
-            f_configs.append(item6)
+        append8 = f_configs.append
+        for _ in range(count6):
+            item7, pos = _read_CreateTopicsRequest_CreatableTopicConfig_v5(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -921,7 +928,7 @@ def _write_CreateTopicsRequest_CreatableTopic_v5(
         out.append(0)
 
 
-def _read_CreateTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
+def _read_CreateTopicsRequest_v0(buf: Buffer, pos: int) -> tuple[CreateTopicsRequest, int]:
     o = new_instance(CreateTopicsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -935,9 +942,10 @@ def _read_CreateTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateTopic
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsRequest_CreatableTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -949,7 +957,7 @@ def _read_CreateTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[CreateTopic
     return o, pos
 
 
-def _read_CreateTopicsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
+def _read_CreateTopicsRequest_v1(buf: Buffer, pos: int) -> tuple[CreateTopicsRequest, int]:
     o = new_instance(CreateTopicsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -963,9 +971,10 @@ def _read_CreateTopicsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateTopic
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsRequest_CreatableTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
     except struct_error:
@@ -978,7 +987,7 @@ def _read_CreateTopicsRequest_v1(buf: memoryview, pos: int) -> tuple[CreateTopic
     return o, pos
 
 
-def _read_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
+def _read_CreateTopicsRequest_v5(buf: Buffer, pos: int) -> tuple[CreateTopicsRequest, int]:
     o = new_instance(CreateTopicsRequest)
     try:
         count1 = buf[pos]
@@ -995,22 +1004,18 @@ def _read_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopic
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsRequest_CreatableTopic_v5(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        o.timeout_ms, o.validate_only = _ST_int32_bool.unpack_from(buf, pos)
+        o.timeout_ms, o.validate_only, tag_count = _ST_int32_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("timeout_ms", 4), ("validate_only", 1)), pos, len(buf) - pos
+            (("timeout_ms", 4), ("validate_only", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
         ) from None
-    pos += 5
+    pos += 6
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -1128,7 +1133,7 @@ def _write_CreateTopicsRequest_v5(o: CreateTopicsRequest, out: bytearray) -> Non
 
 
 def _read_CreateTopicsResponse_CreatableTopicConfigs_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicConfigs, int]:
     o = new_instance(_CreateTopicsResponse_CreatableTopicConfigs)
     try:
@@ -1176,24 +1181,22 @@ def _read_CreateTopicsResponse_CreatableTopicConfigs_v5(
             raise bad_utf8("CreatableTopicConfigs.value", pos) from None
         pos = end4
     try:
-        o.read_only, o.config_source, o.is_sensitive = _ST_bool_int8_bool.unpack_from(buf, pos)
+        o.read_only, o.config_source, o.is_sensitive, tag_count = (
+            _ST_bool_int8_bool_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("CreatableTopicConfigs.read_only", 1),
                 ("CreatableTopicConfigs.config_source", 1),
                 ("CreatableTopicConfigs.is_sensitive", 1),
+                ("CreatableTopicConfigs.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 3
+    pos += 4
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("CreatableTopicConfigs.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "CreatableTopicConfigs.(tagged fields)"
@@ -1266,7 +1269,7 @@ def _write_CreateTopicsResponse_CreatableTopicConfigs_v5(
 
 
 def _read_CreateTopicsResponse_CreatableTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
     o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
@@ -1307,7 +1310,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v0(
 
 
 def _read_CreateTopicsResponse_CreatableTopicResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
     o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
@@ -1367,7 +1370,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v1(
 
 
 def _read_CreateTopicsResponse_CreatableTopicResult_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
     o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
@@ -1448,9 +1451,10 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
         raise bad_count("CreatableTopicResult.configs", pos, count5, len(buf) - pos)
     else:
         f_configs = []
+        append7 = f_configs.append
         for _ in range(count5):
             item6, pos = _read_CreateTopicsResponse_CreatableTopicConfigs_v5(buf, pos)
-            f_configs.append(item6)
+            append7(item6)
     f_topic_config_error_code: int = 0
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1486,13 +1490,13 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
                 raise too_short("CreatableTopicResult.(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    (value7,) = _ST_int16.unpack_from(buf, pos)
+                    (value8,) = _ST_int16.unpack_from(buf, pos)
                 except struct_error:
                     raise too_short(
                         "CreatableTopicResult.topic_config_error_code", pos, 2, len(buf) - pos
                     ) from None
                 pos += 2
-                f_topic_config_error_code = value7
+                f_topic_config_error_code = value8
                 if pos != tag_end:
                     raise bad_tagged_size(
                         "CreatableTopicResult.topic_config_error_code",
@@ -1514,7 +1518,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
 
 
 def _read_CreateTopicsResponse_CreatableTopicResult_v7(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_CreateTopicsResponse_CreatableTopicResult, int]:
     o = new_instance(_CreateTopicsResponse_CreatableTopicResult)
     try:
@@ -1597,9 +1601,10 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
         raise bad_count("CreatableTopicResult.configs", pos, count5, len(buf) - pos)
     else:
         f_configs = []
+        append7 = f_configs.append
         for _ in range(count5):
             item6, pos = _read_CreateTopicsResponse_CreatableTopicConfigs_v5(buf, pos)
-            f_configs.append(item6)
+            append7(item6)
     f_topic_config_error_code: int = 0
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1635,13 +1640,13 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
                 raise too_short("CreatableTopicResult.(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    (value7,) = _ST_int16.unpack_from(buf, pos)
+                    (value8,) = _ST_int16.unpack_from(buf, pos)
                 except struct_error:
                     raise too_short(
                         "CreatableTopicResult.topic_config_error_code", pos, 2, len(buf) - pos
                     ) from None
                 pos += 2
-                f_topic_config_error_code = value7
+                f_topic_config_error_code = value8
                 if pos != tag_end:
                     raise bad_tagged_size(
                         "CreatableTopicResult.topic_config_error_code",
@@ -1893,7 +1898,7 @@ def _write_CreateTopicsResponse_CreatableTopicResult_v7(
         out.append(0)
 
 
-def _read_CreateTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+def _read_CreateTopicsResponse_v0(buf: Buffer, pos: int) -> tuple[CreateTopicsResponse, int]:
     o = new_instance(CreateTopicsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -1907,16 +1912,17 @@ def _read_CreateTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[CreateTopi
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_CreateTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+def _read_CreateTopicsResponse_v1(buf: Buffer, pos: int) -> tuple[CreateTopicsResponse, int]:
     o = new_instance(CreateTopicsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -1930,16 +1936,17 @@ def _read_CreateTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[CreateTopi
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_CreateTopicsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+def _read_CreateTopicsResponse_v2(buf: Buffer, pos: int) -> tuple[CreateTopicsResponse, int]:
     o = new_instance(CreateTopicsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1958,15 +1965,16 @@ def _read_CreateTopicsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateTopi
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+def _read_CreateTopicsResponse_v5(buf: Buffer, pos: int) -> tuple[CreateTopicsResponse, int]:
     o = new_instance(CreateTopicsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1988,9 +1996,10 @@ def _read_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopi
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v5(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2027,7 +2036,7 @@ def _read_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopi
     return o, pos
 
 
-def _read_CreateTopicsResponse_v7(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
+def _read_CreateTopicsResponse_v7(buf: Buffer, pos: int) -> tuple[CreateTopicsResponse, int]:
     o = new_instance(CreateTopicsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2049,9 +2058,10 @@ def _read_CreateTopicsResponse_v7(buf: memoryview, pos: int) -> tuple[CreateTopi
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_CreateTopicsResponse_CreatableTopicResult_v7(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

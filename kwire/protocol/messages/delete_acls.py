@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,10 +43,11 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 _ST_int8_int8 = Struct(">bb")
+_ST_int8_int8_tag_count = Struct(">bbB")
 
 
 def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsRequest_DeleteAclsFilter, int]:
     o = new_instance(_DeleteAclsRequest_DeleteAclsFilter)
     try:
@@ -130,7 +132,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
 
 
 def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsRequest_DeleteAclsFilter, int]:
     o = new_instance(_DeleteAclsRequest_DeleteAclsFilter)
     try:
@@ -221,7 +223,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
 
 
 def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsRequest_DeleteAclsFilter, int]:
     o = new_instance(_DeleteAclsRequest_DeleteAclsFilter)
     try:
@@ -305,20 +307,19 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
             raise bad_utf8("DeleteAclsFilter.host_filter", pos) from None
         pos = end6
     try:
-        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DeleteAclsFilter.operation", 1), ("DeleteAclsFilter.permission_type", 1)),
+            (
+                ("DeleteAclsFilter.operation", 1),
+                ("DeleteAclsFilter.permission_type", 1),
+                ("DeleteAclsFilter.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DeleteAclsFilter.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "DeleteAclsFilter.(tagged fields)")
     if tag_count:
@@ -477,7 +478,7 @@ def _write_DeleteAclsRequest_DeleteAclsFilter_v2(
         out.append(0)
 
 
-def _read_DeleteAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
+def _read_DeleteAclsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteAclsRequest, int]:
     o = new_instance(DeleteAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -491,15 +492,16 @@ def _read_DeleteAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
         raise bad_count("filters", pos, count1, len(buf) - pos)
     else:
         f_filters = []
+        append3 = f_filters.append
         for _ in range(count1):
             item2, pos = _read_DeleteAclsRequest_DeleteAclsFilter_v0(buf, pos)
-            f_filters.append(item2)
+            append3(item2)
     o.filters = f_filters
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
+def _read_DeleteAclsRequest_v1(buf: Buffer, pos: int) -> tuple[DeleteAclsRequest, int]:
     o = new_instance(DeleteAclsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -513,15 +515,16 @@ def _read_DeleteAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
         raise bad_count("filters", pos, count1, len(buf) - pos)
     else:
         f_filters = []
+        append3 = f_filters.append
         for _ in range(count1):
             item2, pos = _read_DeleteAclsRequest_DeleteAclsFilter_v1(buf, pos)
-            f_filters.append(item2)
+            append3(item2)
     o.filters = f_filters
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
+def _read_DeleteAclsRequest_v2(buf: Buffer, pos: int) -> tuple[DeleteAclsRequest, int]:
     o = new_instance(DeleteAclsRequest)
     try:
         count1 = buf[pos]
@@ -538,9 +541,10 @@ def _read_DeleteAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsReq
         raise bad_count("filters", pos, count1, len(buf) - pos)
     else:
         f_filters = []
+        append3 = f_filters.append
         for _ in range(count1):
             item2, pos = _read_DeleteAclsRequest_DeleteAclsFilter_v2(buf, pos)
-            f_filters.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -620,7 +624,7 @@ def _write_DeleteAclsRequest_v2(o: DeleteAclsRequest, out: bytearray) -> None:
 
 
 def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsMatchingAcl, int]:
     o = new_instance(_DeleteAclsResponse_DeleteAclsMatchingAcl)
     try:
@@ -732,7 +736,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
 
 
 def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsMatchingAcl, int]:
     o = new_instance(_DeleteAclsResponse_DeleteAclsMatchingAcl)
     try:
@@ -850,7 +854,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
 
 
 def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsMatchingAcl, int]:
     o = new_instance(_DeleteAclsResponse_DeleteAclsMatchingAcl)
     try:
@@ -963,20 +967,19 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
             raise bad_utf8("DeleteAclsMatchingAcl.host", pos) from None
         pos = end8
     try:
-        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DeleteAclsMatchingAcl.operation", 1), ("DeleteAclsMatchingAcl.permission_type", 1)),
+            (
+                ("DeleteAclsMatchingAcl.operation", 1),
+                ("DeleteAclsMatchingAcl.permission_type", 1),
+                ("DeleteAclsMatchingAcl.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DeleteAclsMatchingAcl.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DeleteAclsMatchingAcl.(tagged fields)"
@@ -1175,7 +1178,7 @@ def _write_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
 
 
 def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsFilterResult, int]:
     o = new_instance(_DeleteAclsResponse_DeleteAclsFilterResult)
     try:
@@ -1216,9 +1219,10 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
         raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, len(buf) - pos)
     else:
         f_matching_acls = []
+        append5 = f_matching_acls.append
         for _ in range(count3):
             item4, pos = _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(buf, pos)
-            f_matching_acls.append(item4)
+            append5(item4)
     o.error_message = f_error_message
     o.matching_acls = f_matching_acls
     o.unknown_tagged_fields = ()
@@ -1226,7 +1230,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
 
 
 def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsFilterResult, int]:
     o = new_instance(_DeleteAclsResponse_DeleteAclsFilterResult)
     try:
@@ -1267,9 +1271,10 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
         raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, len(buf) - pos)
     else:
         f_matching_acls = []
+        append5 = f_matching_acls.append
         for _ in range(count3):
             item4, pos = _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(buf, pos)
-            f_matching_acls.append(item4)
+            append5(item4)
     o.error_message = f_error_message
     o.matching_acls = f_matching_acls
     o.unknown_tagged_fields = ()
@@ -1277,7 +1282,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
 
 
 def _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteAclsResponse_DeleteAclsFilterResult, int]:
     o = new_instance(_DeleteAclsResponse_DeleteAclsFilterResult)
     try:
@@ -1324,9 +1329,10 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(
         raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, len(buf) - pos)
     else:
         f_matching_acls = []
+        append5 = f_matching_acls.append
         for _ in range(count3):
             item4, pos = _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(buf, pos)
-            f_matching_acls.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1452,7 +1458,7 @@ def _write_DeleteAclsResponse_DeleteAclsFilterResult_v2(
         out.append(0)
 
 
-def _read_DeleteAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
+def _read_DeleteAclsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteAclsResponse, int]:
     o = new_instance(DeleteAclsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1471,15 +1477,16 @@ def _read_DeleteAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
         raise bad_count("filter_results", pos, count1, len(buf) - pos)
     else:
         f_filter_results = []
+        append3 = f_filter_results.append
         for _ in range(count1):
             item2, pos = _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(buf, pos)
-            f_filter_results.append(item2)
+            append3(item2)
     o.filter_results = f_filter_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
+def _read_DeleteAclsResponse_v1(buf: Buffer, pos: int) -> tuple[DeleteAclsResponse, int]:
     o = new_instance(DeleteAclsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1498,15 +1505,16 @@ def _read_DeleteAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
         raise bad_count("filter_results", pos, count1, len(buf) - pos)
     else:
         f_filter_results = []
+        append3 = f_filter_results.append
         for _ in range(count1):
             item2, pos = _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(buf, pos)
-            f_filter_results.append(item2)
+            append3(item2)
     o.filter_results = f_filter_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
+def _read_DeleteAclsResponse_v2(buf: Buffer, pos: int) -> tuple[DeleteAclsResponse, int]:
     o = new_instance(DeleteAclsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1528,9 +1536,10 @@ def _read_DeleteAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteAclsRe
         raise bad_count("filter_results", pos, count1, len(buf) - pos)
     else:
         f_filter_results = []
+        append3 = f_filter_results.append
         for _ in range(count1):
             item2, pos = _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(buf, pos)
-            f_filter_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

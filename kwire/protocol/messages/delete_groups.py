@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,10 +41,11 @@ from kwire.protocol.entities import GroupId
 __all__ = ["DeleteGroupsRequest", "DeleteGroupsResponse"]
 
 _ST_int16 = Struct(">h")
+_ST_int16_tag_count = Struct(">hB")
 _ST_int32 = Struct(">i")
 
 
-def _read_DeleteGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
+def _read_DeleteGroupsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteGroupsRequest, int]:
     o = new_instance(DeleteGroupsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -83,7 +85,7 @@ def _read_DeleteGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteGroup
     return o, pos
 
 
-def _read_DeleteGroupsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
+def _read_DeleteGroupsRequest_v2(buf: Buffer, pos: int) -> tuple[DeleteGroupsRequest, int]:
     o = new_instance(DeleteGroupsRequest)
     try:
         count1 = buf[pos]
@@ -231,7 +233,7 @@ def _write_DeleteGroupsRequest_v2(o: DeleteGroupsRequest, out: bytearray) -> Non
 
 
 def _read_DeleteGroupsResponse_DeletableGroupResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteGroupsResponse_DeletableGroupResult, int]:
     o = new_instance(_DeleteGroupsResponse_DeletableGroupResult)
     try:
@@ -266,7 +268,7 @@ def _read_DeleteGroupsResponse_DeletableGroupResult_v0(
 
 
 def _read_DeleteGroupsResponse_DeletableGroupResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteGroupsResponse_DeletableGroupResult, int]:
     o = new_instance(_DeleteGroupsResponse_DeletableGroupResult)
     try:
@@ -292,18 +294,15 @@ def _read_DeleteGroupsResponse_DeletableGroupResult_v2(
             raise bad_utf8("DeletableGroupResult.group_id", pos) from None
         pos = end2
     try:
-        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
+        o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DeletableGroupResult.error_code", 2),), pos, len(buf) - pos
+            (("DeletableGroupResult.error_code", 2), ("DeletableGroupResult.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DeletableGroupResult.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DeletableGroupResult.(tagged fields)"
@@ -395,7 +394,7 @@ def _write_DeleteGroupsResponse_DeletableGroupResult_v2(
         out.append(0)
 
 
-def _read_DeleteGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
+def _read_DeleteGroupsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteGroupsResponse, int]:
     o = new_instance(DeleteGroupsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -414,15 +413,16 @@ def _read_DeleteGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteGrou
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DeleteGroupsResponse_DeletableGroupResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteGroupsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
+def _read_DeleteGroupsResponse_v2(buf: Buffer, pos: int) -> tuple[DeleteGroupsResponse, int]:
     o = new_instance(DeleteGroupsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -444,9 +444,10 @@ def _read_DeleteGroupsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteGrou
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DeleteGroupsResponse_DeletableGroupResult_v2(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

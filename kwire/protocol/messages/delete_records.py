@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -43,10 +44,13 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_int16 = Struct(">iqh")
+_ST_int32_int64_int16_tag_count = Struct(">iqhB")
+_ST_int32_int64_tag_count = Struct(">iqB")
+_ST_int32_tag_count = Struct(">iB")
 
 
 def _read_DeleteRecordsRequest_DeleteRecordsPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsPartition, int]:
     o = new_instance(_DeleteRecordsRequest_DeleteRecordsPartition)
     try:
@@ -63,24 +67,23 @@ def _read_DeleteRecordsRequest_DeleteRecordsPartition_v0(
 
 
 def _read_DeleteRecordsRequest_DeleteRecordsPartition_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsPartition, int]:
     o = new_instance(_DeleteRecordsRequest_DeleteRecordsPartition)
     try:
-        o.partition_index, o.offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.partition_index, o.offset, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DeleteRecordsPartition.partition_index", 4), ("DeleteRecordsPartition.offset", 8)),
+            (
+                ("DeleteRecordsPartition.partition_index", 4),
+                ("DeleteRecordsPartition.offset", 8),
+                ("DeleteRecordsPartition.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DeleteRecordsPartition.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DeleteRecordsPartition.(tagged fields)"
@@ -143,7 +146,7 @@ def _write_DeleteRecordsRequest_DeleteRecordsPartition_v2(
 
 
 def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsTopic, int]:
     o = new_instance(_DeleteRecordsRequest_DeleteRecordsTopic)
     try:
@@ -177,9 +180,10 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
         raise bad_count("DeleteRecordsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DeleteRecordsRequest_DeleteRecordsPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -187,7 +191,7 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
 
 
 def _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsRequest_DeleteRecordsTopic, int]:
     o = new_instance(_DeleteRecordsRequest_DeleteRecordsTopic)
     try:
@@ -227,9 +231,10 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(
         raise bad_count("DeleteRecordsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DeleteRecordsRequest_DeleteRecordsPartition_v2(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -348,7 +353,7 @@ def _write_DeleteRecordsRequest_DeleteRecordsTopic_v2(
         out.append(0)
 
 
-def _read_DeleteRecordsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
+def _read_DeleteRecordsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteRecordsRequest, int]:
     o = new_instance(DeleteRecordsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -362,9 +367,10 @@ def _read_DeleteRecordsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteReco
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -375,7 +381,7 @@ def _read_DeleteRecordsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteReco
     return o, pos
 
 
-def _read_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
+def _read_DeleteRecordsRequest_v2(buf: Buffer, pos: int) -> tuple[DeleteRecordsRequest, int]:
     o = new_instance(DeleteRecordsRequest)
     try:
         count1 = buf[pos]
@@ -392,20 +398,18 @@ def _read_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteReco
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.timeout_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("timeout_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -482,7 +486,7 @@ def _write_DeleteRecordsRequest_v2(o: DeleteRecordsRequest, out: bytearray) -> N
 
 
 def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsPartitionResult, int]:
     o = new_instance(_DeleteRecordsResponse_DeleteRecordsPartitionResult)
     try:
@@ -505,12 +509,12 @@ def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(
 
 
 def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsPartitionResult, int]:
     o = new_instance(_DeleteRecordsResponse_DeleteRecordsPartitionResult)
     try:
-        o.partition_index, o.low_watermark, o.error_code = _ST_int32_int64_int16.unpack_from(
-            buf, pos
+        o.partition_index, o.low_watermark, o.error_code, tag_count = (
+            _ST_int32_int64_int16_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -518,17 +522,13 @@ def _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(
                 ("DeleteRecordsPartitionResult.partition_index", 4),
                 ("DeleteRecordsPartitionResult.low_watermark", 8),
                 ("DeleteRecordsPartitionResult.error_code", 2),
+                ("DeleteRecordsPartitionResult.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 14
+    pos += 15
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DeleteRecordsPartitionResult.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DeleteRecordsPartitionResult.(tagged fields)"
@@ -593,7 +593,7 @@ def _write_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(
 
 
 def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsTopicResult, int]:
     o = new_instance(_DeleteRecordsResponse_DeleteRecordsTopicResult)
     try:
@@ -627,9 +627,10 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
         raise bad_count("DeleteRecordsTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -637,7 +638,7 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
 
 
 def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteRecordsResponse_DeleteRecordsTopicResult, int]:
     o = new_instance(_DeleteRecordsResponse_DeleteRecordsTopicResult)
     try:
@@ -677,9 +678,10 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
         raise bad_count("DeleteRecordsTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -804,7 +806,7 @@ def _write_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
         out.append(0)
 
 
-def _read_DeleteRecordsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
+def _read_DeleteRecordsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteRecordsResponse, int]:
     o = new_instance(DeleteRecordsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -823,15 +825,16 @@ def _read_DeleteRecordsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteRec
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteRecordsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
+def _read_DeleteRecordsResponse_v2(buf: Buffer, pos: int) -> tuple[DeleteRecordsResponse, int]:
     o = new_instance(DeleteRecordsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -853,9 +856,10 @@ def _read_DeleteRecordsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteRec
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

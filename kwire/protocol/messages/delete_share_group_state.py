@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,24 +41,24 @@ __all__ = ["DeleteShareGroupStateRequest", "DeleteShareGroupStateResponse"]
 
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_tag_count = Struct(">iB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_DeleteShareGroupStateRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteShareGroupStateRequest_PartitionData, int]:
     o = new_instance(_DeleteShareGroupStateRequest_PartitionData)
     try:
-        (o.partition,) = _ST_int32.unpack_from(buf, pos)
+        o.partition, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("PartitionData.partition", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("PartitionData.partition", 4), ("PartitionData.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -98,7 +99,7 @@ def _write_DeleteShareGroupStateRequest_PartitionData_v0(
 
 
 def _read_DeleteShareGroupStateRequest_DeleteStateData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteShareGroupStateRequest_DeleteStateData, int]:
     o = new_instance(_DeleteShareGroupStateRequest_DeleteStateData)
     try:
@@ -121,9 +122,10 @@ def _read_DeleteShareGroupStateRequest_DeleteStateData_v0(
         raise bad_count("DeleteStateData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_DeleteShareGroupStateRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -183,7 +185,7 @@ def _write_DeleteShareGroupStateRequest_DeleteStateData_v0(
 
 
 def _read_DeleteShareGroupStateRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DeleteShareGroupStateRequest, int]:
     o = new_instance(DeleteShareGroupStateRequest)
     try:
@@ -223,9 +225,10 @@ def _read_DeleteShareGroupStateRequest_v0(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_DeleteShareGroupStateRequest_DeleteStateData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -295,7 +298,7 @@ def _write_DeleteShareGroupStateRequest_v0(o: DeleteShareGroupStateRequest, out:
 
 
 def _read_DeleteShareGroupStateResponse_PartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteShareGroupStateResponse_PartitionResult, int]:
     o = new_instance(_DeleteShareGroupStateResponse_PartitionResult)
     try:
@@ -389,7 +392,7 @@ def _write_DeleteShareGroupStateResponse_PartitionResult_v0(
 
 
 def _read_DeleteShareGroupStateResponse_DeleteStateResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteShareGroupStateResponse_DeleteStateResult, int]:
     o = new_instance(_DeleteShareGroupStateResponse_DeleteStateResult)
     try:
@@ -412,9 +415,10 @@ def _read_DeleteShareGroupStateResponse_DeleteStateResult_v0(
         raise bad_count("DeleteStateResult.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_DeleteShareGroupStateResponse_PartitionResult_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -474,7 +478,7 @@ def _write_DeleteShareGroupStateResponse_DeleteStateResult_v0(
 
 
 def _read_DeleteShareGroupStateResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DeleteShareGroupStateResponse, int]:
     o = new_instance(DeleteShareGroupStateResponse)
     try:
@@ -492,9 +496,10 @@ def _read_DeleteShareGroupStateResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DeleteShareGroupStateResponse_DeleteStateResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

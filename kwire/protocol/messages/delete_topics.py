@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,12 +42,14 @@ __all__ = ["DeleteTopicsRequest", "DeleteTopicsResponse"]
 
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 _ST_uuid = Struct(">16s")
 _ST_uuid_int16 = Struct(">16sh")
+_ST_uuid_tag_count = Struct(">16sB")
 
 
 def _read_DeleteTopicsRequest_DeleteTopicState_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteTopicsRequest_DeleteTopicState, int]:
     o = new_instance(_DeleteTopicsRequest_DeleteTopicState)
     try:
@@ -72,16 +75,15 @@ def _read_DeleteTopicsRequest_DeleteTopicState_v6(
             raise bad_utf8("DeleteTopicState.name", pos) from None
         pos = end2
     try:
-        (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
+        f_topic_id, tag_count = _ST_uuid_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("DeleteTopicState.topic_id", 16),), pos, len(buf) - pos) from None
-    pos += 16
+        raise run_too_short(
+            (("DeleteTopicState.topic_id", 16), ("DeleteTopicState.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 17
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DeleteTopicState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "DeleteTopicState.(tagged fields)")
     if tag_count:
@@ -136,7 +138,7 @@ def _write_DeleteTopicsRequest_DeleteTopicState_v6(
         out.append(0)
 
 
-def _read_DeleteTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
+def _read_DeleteTopicsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteTopicsRequest, int]:
     o = new_instance(DeleteTopicsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -182,7 +184,7 @@ def _read_DeleteTopicsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteTopic
     return o, pos
 
 
-def _read_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
+def _read_DeleteTopicsRequest_v4(buf: Buffer, pos: int) -> tuple[DeleteTopicsRequest, int]:
     o = new_instance(DeleteTopicsRequest)
     try:
         count1 = buf[pos]
@@ -224,16 +226,13 @@ def _read_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopic
                 pos = end4
             f_topic_names.append(item2)
     try:
-        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.timeout_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("timeout_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -265,7 +264,7 @@ def _read_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopic
     return o, pos
 
 
-def _read_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
+def _read_DeleteTopicsRequest_v6(buf: Buffer, pos: int) -> tuple[DeleteTopicsRequest, int]:
     o = new_instance(DeleteTopicsRequest)
     try:
         count1 = buf[pos]
@@ -282,20 +281,18 @@ def _read_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopic
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsRequest_DeleteTopicState_v6(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.timeout_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("timeout_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -505,7 +502,7 @@ def _write_DeleteTopicsRequest_v6(o: DeleteTopicsRequest, out: bytearray) -> Non
 
 
 def _read_DeleteTopicsResponse_DeletableTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
     o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
@@ -542,7 +539,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v0(
 
 
 def _read_DeleteTopicsResponse_DeletableTopicResult_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
     o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
@@ -617,7 +614,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v4(
 
 
 def _read_DeleteTopicsResponse_DeletableTopicResult_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
     o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
@@ -714,7 +711,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v5(
 
 
 def _read_DeleteTopicsResponse_DeletableTopicResult_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DeleteTopicsResponse_DeletableTopicResult, int]:
     o = new_instance(_DeleteTopicsResponse_DeletableTopicResult)
     try:
@@ -975,7 +972,7 @@ def _write_DeleteTopicsResponse_DeletableTopicResult_v6(
         out.append(0)
 
 
-def _read_DeleteTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+def _read_DeleteTopicsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteTopicsResponse, int]:
     o = new_instance(DeleteTopicsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -989,16 +986,17 @@ def _read_DeleteTopicsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteTopi
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsResponse_DeletableTopicResult_v0(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.responses = f_responses
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+def _read_DeleteTopicsResponse_v1(buf: Buffer, pos: int) -> tuple[DeleteTopicsResponse, int]:
     o = new_instance(DeleteTopicsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1017,15 +1015,16 @@ def _read_DeleteTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteTopi
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsResponse_DeletableTopicResult_v0(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.responses = f_responses
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+def _read_DeleteTopicsResponse_v4(buf: Buffer, pos: int) -> tuple[DeleteTopicsResponse, int]:
     o = new_instance(DeleteTopicsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1047,9 +1046,10 @@ def _read_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopi
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsResponse_DeletableTopicResult_v4(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1086,7 +1086,7 @@ def _read_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopi
     return o, pos
 
 
-def _read_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+def _read_DeleteTopicsResponse_v5(buf: Buffer, pos: int) -> tuple[DeleteTopicsResponse, int]:
     o = new_instance(DeleteTopicsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1108,9 +1108,10 @@ def _read_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopi
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsResponse_DeletableTopicResult_v5(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1147,7 +1148,7 @@ def _read_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopi
     return o, pos
 
 
-def _read_DeleteTopicsResponse_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
+def _read_DeleteTopicsResponse_v6(buf: Buffer, pos: int) -> tuple[DeleteTopicsResponse, int]:
     o = new_instance(DeleteTopicsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1169,9 +1170,10 @@ def _read_DeleteTopicsResponse_v6(buf: memoryview, pos: int) -> tuple[DeleteTopi
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_DeleteTopicsResponse_DeletableTopicResult_v6(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -43,9 +44,10 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
 _ST_int8_int8 = Struct(">bb")
+_ST_int8_int8_tag_count = Struct(">bbB")
 
 
-def _read_DescribeAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
+def _read_DescribeAclsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeAclsRequest, int]:
     o = new_instance(DescribeAclsRequest)
     try:
         (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
@@ -124,7 +126,7 @@ def _read_DescribeAclsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeAcl
     return o, pos
 
 
-def _read_DescribeAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
+def _read_DescribeAclsRequest_v1(buf: Buffer, pos: int) -> tuple[DescribeAclsRequest, int]:
     o = new_instance(DescribeAclsRequest)
     try:
         (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
@@ -207,7 +209,7 @@ def _read_DescribeAclsRequest_v1(buf: memoryview, pos: int) -> tuple[DescribeAcl
     return o, pos
 
 
-def _read_DescribeAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
+def _read_DescribeAclsRequest_v2(buf: Buffer, pos: int) -> tuple[DescribeAclsRequest, int]:
     o = new_instance(DescribeAclsRequest)
     try:
         (o.resource_type_filter,) = _ST_int8.unpack_from(buf, pos)
@@ -286,18 +288,13 @@ def _read_DescribeAclsRequest_v2(buf: memoryview, pos: int) -> tuple[DescribeAcl
             raise bad_utf8("host_filter", pos) from None
         pos = end6
     try:
-        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("operation", 1), ("permission_type", 1)), pos, len(buf) - pos
+            (("operation", 1), ("permission_type", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -451,7 +448,7 @@ def _write_DescribeAclsRequest_v2(o: DescribeAclsRequest, out: bytearray) -> Non
 
 
 def _read_DescribeAclsResponse_AclDescription_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeAclsResponse_AclDescription, int]:
     o = new_instance(_DescribeAclsResponse_AclDescription)
     try:
@@ -508,7 +505,7 @@ def _read_DescribeAclsResponse_AclDescription_v0(
 
 
 def _read_DescribeAclsResponse_AclDescription_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeAclsResponse_AclDescription, int]:
     o = new_instance(_DescribeAclsResponse_AclDescription)
     try:
@@ -556,20 +553,19 @@ def _read_DescribeAclsResponse_AclDescription_v2(
             raise bad_utf8("AclDescription.host", pos) from None
         pos = end4
     try:
-        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("AclDescription.operation", 1), ("AclDescription.permission_type", 1)),
+            (
+                ("AclDescription.operation", 1),
+                ("AclDescription.permission_type", 1),
+                ("AclDescription.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("AclDescription.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "AclDescription.(tagged fields)")
     if tag_count:
@@ -690,7 +686,7 @@ def _write_DescribeAclsResponse_AclDescription_v2(
 
 
 def _read_DescribeAclsResponse_DescribeAclsResource_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeAclsResponse_DescribeAclsResource, int]:
     o = new_instance(_DescribeAclsResponse_DescribeAclsResource)
     try:
@@ -731,9 +727,10 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v0(
         raise bad_count("DescribeAclsResource.acls", pos, count3, len(buf) - pos)
     else:
         f_acls = []
+        append5 = f_acls.append
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_AclDescription_v0(buf, pos)
-            f_acls.append(item4)
+            append5(item4)
     o.resource_name = f_resource_name
     o.pattern_type = 3
     o.acls = f_acls
@@ -742,7 +739,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v0(
 
 
 def _read_DescribeAclsResponse_DescribeAclsResource_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeAclsResponse_DescribeAclsResource, int]:
     o = new_instance(_DescribeAclsResponse_DescribeAclsResource)
     try:
@@ -790,9 +787,10 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v1(
         raise bad_count("DescribeAclsResource.acls", pos, count3, len(buf) - pos)
     else:
         f_acls = []
+        append5 = f_acls.append
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_AclDescription_v0(buf, pos)
-            f_acls.append(item4)
+            append5(item4)
     o.resource_name = f_resource_name
     o.acls = f_acls
     o.unknown_tagged_fields = ()
@@ -800,7 +798,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v1(
 
 
 def _read_DescribeAclsResponse_DescribeAclsResource_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeAclsResponse_DescribeAclsResource, int]:
     o = new_instance(_DescribeAclsResponse_DescribeAclsResource)
     try:
@@ -854,9 +852,10 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v2(
         raise bad_count("DescribeAclsResource.acls", pos, count3, len(buf) - pos)
     else:
         f_acls = []
+        append5 = f_acls.append
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_AclDescription_v2(buf, pos)
-            f_acls.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -984,7 +983,7 @@ def _write_DescribeAclsResponse_DescribeAclsResource_v2(
         out.append(0)
 
 
-def _read_DescribeAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
+def _read_DescribeAclsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeAclsResponse, int]:
     o = new_instance(DescribeAclsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1024,16 +1023,17 @@ def _read_DescribeAclsResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeAc
         raise bad_count("resources", pos, count3, len(buf) - pos)
     else:
         f_resources = []
+        append5 = f_resources.append
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_DescribeAclsResource_v0(buf, pos)
-            f_resources.append(item4)
+            append5(item4)
     o.error_message = f_error_message
     o.resources = f_resources
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
+def _read_DescribeAclsResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeAclsResponse, int]:
     o = new_instance(DescribeAclsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1073,16 +1073,17 @@ def _read_DescribeAclsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeAc
         raise bad_count("resources", pos, count3, len(buf) - pos)
     else:
         f_resources = []
+        append5 = f_resources.append
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_DescribeAclsResource_v1(buf, pos)
-            f_resources.append(item4)
+            append5(item4)
     o.error_message = f_error_message
     o.resources = f_resources
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
+def _read_DescribeAclsResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeAclsResponse, int]:
     o = new_instance(DescribeAclsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1128,9 +1129,10 @@ def _read_DescribeAclsResponse_v2(buf: memoryview, pos: int) -> tuple[DescribeAc
         raise bad_count("resources", pos, count3, len(buf) - pos)
     else:
         f_resources = []
+        append5 = f_resources.append
         for _ in range(count3):
             item4, pos = _read_DescribeAclsResponse_DescribeAclsResource_v2(buf, pos)
-            f_resources.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,7 +40,9 @@ from kwire.protocol._codec import (
 __all__ = ["DescribeClientQuotasRequest", "DescribeClientQuotasResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_float64 = Struct(">d")
+_ST_float64_tag_count = Struct(">dB")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
@@ -47,7 +50,7 @@ _ST_int8 = Struct(">b")
 
 
 def _read_DescribeClientQuotasRequest_ComponentData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasRequest_ComponentData, int]:
     o = new_instance(_DescribeClientQuotasRequest_ComponentData)
     try:
@@ -100,7 +103,7 @@ def _read_DescribeClientQuotasRequest_ComponentData_v0(
 
 
 def _read_DescribeClientQuotasRequest_ComponentData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasRequest_ComponentData, int]:
     o = new_instance(_DescribeClientQuotasRequest_ComponentData)
     try:
@@ -252,7 +255,7 @@ def _write_DescribeClientQuotasRequest_ComponentData_v1(
 
 
 def _read_DescribeClientQuotasRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeClientQuotasRequest, int]:
     o = new_instance(DescribeClientQuotasRequest)
     try:
@@ -267,9 +270,10 @@ def _read_DescribeClientQuotasRequest_v0(
         raise bad_count("components", pos, count1, len(buf) - pos)
     else:
         f_components = []
+        append3 = f_components.append
         for _ in range(count1):
             item2, pos = _read_DescribeClientQuotasRequest_ComponentData_v0(buf, pos)
-            f_components.append(item2)
+            append3(item2)
     try:
         (o.strict,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -281,7 +285,7 @@ def _read_DescribeClientQuotasRequest_v0(
 
 
 def _read_DescribeClientQuotasRequest_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeClientQuotasRequest, int]:
     o = new_instance(DescribeClientQuotasRequest)
     try:
@@ -299,20 +303,16 @@ def _read_DescribeClientQuotasRequest_v1(
         raise bad_count("components", pos, count1, len(buf) - pos)
     else:
         f_components = []
+        append3 = f_components.append
         for _ in range(count1):
             item2, pos = _read_DescribeClientQuotasRequest_ComponentData_v1(buf, pos)
-            f_components.append(item2)
+            append3(item2)
     try:
-        (o.strict,) = _ST_bool.unpack_from(buf, pos)
+        o.strict, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("strict", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short((("strict", 1), ("(tagged fields)", 1)), pos, len(buf) - pos) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -376,7 +376,7 @@ def _write_DescribeClientQuotasRequest_v1(o: DescribeClientQuotasRequest, out: b
 
 
 def _read_DescribeClientQuotasResponse_EntityData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntityData, int]:
     o = new_instance(_DescribeClientQuotasResponse_EntityData)
     try:
@@ -424,7 +424,7 @@ def _read_DescribeClientQuotasResponse_EntityData_v0(
 
 
 def _read_DescribeClientQuotasResponse_EntityData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntityData, int]:
     o = new_instance(_DescribeClientQuotasResponse_EntityData)
     try:
@@ -569,7 +569,7 @@ def _write_DescribeClientQuotasResponse_EntityData_v1(
 
 
 def _read_DescribeClientQuotasResponse_ValueData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_ValueData, int]:
     o = new_instance(_DescribeClientQuotasResponse_ValueData)
     try:
@@ -602,7 +602,7 @@ def _read_DescribeClientQuotasResponse_ValueData_v0(
 
 
 def _read_DescribeClientQuotasResponse_ValueData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_ValueData, int]:
     o = new_instance(_DescribeClientQuotasResponse_ValueData)
     try:
@@ -628,16 +628,13 @@ def _read_DescribeClientQuotasResponse_ValueData_v1(
             raise bad_utf8("ValueData.key", pos) from None
         pos = end2
     try:
-        (o.value,) = _ST_float64.unpack_from(buf, pos)
+        o.value, tag_count = _ST_float64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("ValueData.value", 8),), pos, len(buf) - pos) from None
-    pos += 8
+        raise run_too_short(
+            (("ValueData.value", 8), ("ValueData.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ValueData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ValueData.(tagged fields)")
     if tag_count:
@@ -709,7 +706,7 @@ def _write_DescribeClientQuotasResponse_ValueData_v1(
 
 
 def _read_DescribeClientQuotasResponse_EntryData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntryData, int]:
     o = new_instance(_DescribeClientQuotasResponse_EntryData)
     try:
@@ -724,24 +721,26 @@ def _read_DescribeClientQuotasResponse_EntryData_v0(
         raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
     else:
         f_entity = []
+        append3 = f_entity.append
         for _ in range(count1):
             item2, pos = _read_DescribeClientQuotasResponse_EntityData_v0(buf, pos)
-            f_entity.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("EntryData.values", pos, 4, len(buf) - pos) from None
     pos += 4
     f_values: list[DescribeClientQuotasResponse.ValueData]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("EntryData.values", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("EntryData.values", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("EntryData.values", pos, count4, len(buf) - pos)
     else:
         f_values = []
-        for _ in range(count3):
-            item4, pos = _read_DescribeClientQuotasResponse_ValueData_v0(buf, pos)
-            f_values.append(item4)
+        append6 = f_values.append
+        for _ in range(count4):
+            item5, pos = _read_DescribeClientQuotasResponse_ValueData_v0(buf, pos)
+            append6(item5)
     o.entity = f_entity
     o.values = f_values
     o.unknown_tagged_fields = ()
@@ -749,7 +748,7 @@ def _read_DescribeClientQuotasResponse_EntryData_v0(
 
 
 def _read_DescribeClientQuotasResponse_EntryData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClientQuotasResponse_EntryData, int]:
     o = new_instance(_DescribeClientQuotasResponse_EntryData)
     try:
@@ -767,27 +766,29 @@ def _read_DescribeClientQuotasResponse_EntryData_v1(
         raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
     else:
         f_entity = []
+        append3 = f_entity.append
         for _ in range(count1):
             item2, pos = _read_DescribeClientQuotasResponse_EntityData_v1(buf, pos)
-            f_entity.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("EntryData.values", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "EntryData.values")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "EntryData.values")
+    count4 -= 1
     f_values: list[DescribeClientQuotasResponse.ValueData]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("EntryData.values", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("EntryData.values", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("EntryData.values", pos, count4, len(buf) - pos)
     else:
         f_values = []
-        for _ in range(count3):
-            item4, pos = _read_DescribeClientQuotasResponse_ValueData_v1(buf, pos)
-            f_values.append(item4)
+        append6 = f_values.append
+        for _ in range(count4):
+            item5, pos = _read_DescribeClientQuotasResponse_ValueData_v1(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -878,7 +879,7 @@ def _write_DescribeClientQuotasResponse_EntryData_v1(
 
 
 def _read_DescribeClientQuotasResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeClientQuotasResponse, int]:
     o = new_instance(DescribeClientQuotasResponse)
     try:
@@ -919,9 +920,10 @@ def _read_DescribeClientQuotasResponse_v0(
         raise bad_count("entries", pos, count3, len(buf) - pos)
     else:
         f_entries = []
+        append5 = f_entries.append
         for _ in range(count3):
             item4, pos = _read_DescribeClientQuotasResponse_EntryData_v0(buf, pos)
-            f_entries.append(item4)
+            append5(item4)
     o.error_message = f_error_message
     o.entries = f_entries
     o.unknown_tagged_fields = ()
@@ -929,7 +931,7 @@ def _read_DescribeClientQuotasResponse_v0(
 
 
 def _read_DescribeClientQuotasResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeClientQuotasResponse, int]:
     o = new_instance(DescribeClientQuotasResponse)
     try:
@@ -976,9 +978,10 @@ def _read_DescribeClientQuotasResponse_v1(
         raise bad_count("entries", pos, count3, len(buf) - pos)
     else:
         f_entries = []
+        append5 = f_entries.append
         for _ in range(count3):
             item4, pos = _read_DescribeClientQuotasResponse_EntryData_v1(buf, pos)
-            f_entries.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

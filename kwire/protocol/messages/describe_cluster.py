@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,14 +42,14 @@ __all__ = ["DescribeClusterRequest", "DescribeClusterResponse"]
 
 _ST_bool = Struct(">?")
 _ST_bool_int8 = Struct(">?b")
+_ST_bool_int8_tag_count = Struct(">?bB")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int8 = Struct(">b")
 
 
-def _read_DescribeClusterRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeClusterRequest, int]:
+def _read_DescribeClusterRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeClusterRequest, int]:
     o = new_instance(DescribeClusterRequest)
     try:
         (o.include_cluster_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
@@ -93,27 +94,24 @@ def _read_DescribeClusterRequest_v0(
     return o, pos
 
 
-def _read_DescribeClusterRequest_v1(
-    buf: memoryview, pos: int
-) -> tuple[DescribeClusterRequest, int]:
+def _read_DescribeClusterRequest_v1(buf: Buffer, pos: int) -> tuple[DescribeClusterRequest, int]:
     o = new_instance(DescribeClusterRequest)
     try:
-        o.include_cluster_authorized_operations, o.endpoint_type = _ST_bool_int8.unpack_from(
-            buf, pos
+        o.include_cluster_authorized_operations, o.endpoint_type, tag_count = (
+            _ST_bool_int8_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
-            (("include_cluster_authorized_operations", 1), ("endpoint_type", 1)),
+            (
+                ("include_cluster_authorized_operations", 1),
+                ("endpoint_type", 1),
+                ("(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -162,7 +160,7 @@ def _write_DescribeClusterRequest_v1(o: DescribeClusterRequest, out: bytearray) 
 
 
 def _read_DescribeClusterResponse_DescribeClusterBroker_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeClusterResponse_DescribeClusterBroker, int]:
     o = new_instance(_DescribeClusterResponse_DescribeClusterBroker)
     try:
@@ -299,9 +297,7 @@ def _write_DescribeClusterResponse_DescribeClusterBroker_v0(
         out.append(0)
 
 
-def _read_DescribeClusterResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeClusterResponse, int]:
+def _read_DescribeClusterResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeClusterResponse, int]:
     o = new_instance(DescribeClusterResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -374,20 +370,18 @@ def _read_DescribeClusterResponse_v0(
         raise bad_count("brokers", pos, count5, len(buf) - pos)
     else:
         f_brokers = []
+        append7 = f_brokers.append
         for _ in range(count5):
             item6, pos = _read_DescribeClusterResponse_DescribeClusterBroker_v0(buf, pos)
-            f_brokers.append(item6)
+            append7(item6)
     try:
-        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.cluster_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("cluster_authorized_operations", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -421,9 +415,7 @@ def _read_DescribeClusterResponse_v0(
     return o, pos
 
 
-def _read_DescribeClusterResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[DescribeClusterResponse, int]:
+def _read_DescribeClusterResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeClusterResponse, int]:
     o = new_instance(DescribeClusterResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -501,20 +493,18 @@ def _read_DescribeClusterResponse_v1(
         raise bad_count("brokers", pos, count5, len(buf) - pos)
     else:
         f_brokers = []
+        append7 = f_brokers.append
         for _ in range(count5):
             item6, pos = _read_DescribeClusterResponse_DescribeClusterBroker_v0(buf, pos)
-            f_brokers.append(item6)
+            append7(item6)
     try:
-        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.cluster_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("cluster_authorized_operations", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,14 +41,16 @@ __all__ = ["DescribeConfigsRequest", "DescribeConfigsResponse"]
 
 _ST_bool = Struct(">?")
 _ST_bool_bool = Struct(">??")
+_ST_bool_bool_tag_count = Struct(">??B")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 _ST_int8_bool = Struct(">b?")
+_ST_int8_tag_count = Struct(">bB")
 
 
 def _read_DescribeConfigsRequest_DescribeConfigsResource_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsRequest_DescribeConfigsResource, int]:
     o = new_instance(_DescribeConfigsRequest_DescribeConfigsResource)
     try:
@@ -126,7 +129,7 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v0(
 
 
 def _read_DescribeConfigsRequest_DescribeConfigsResource_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsRequest_DescribeConfigsResource, int]:
     o = new_instance(_DescribeConfigsRequest_DescribeConfigsResource)
     try:
@@ -436,9 +439,7 @@ def _write_DescribeConfigsRequest_DescribeConfigsResource_v4(
         out.append(0)
 
 
-def _read_DescribeConfigsRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsRequest, int]:
+def _read_DescribeConfigsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeConfigsRequest, int]:
     o = new_instance(DescribeConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -452,9 +453,10 @@ def _read_DescribeConfigsRequest_v0(
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v0(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     o.resources = f_resources
     o.include_synonyms = False
     o.include_documentation = False
@@ -462,9 +464,7 @@ def _read_DescribeConfigsRequest_v0(
     return o, pos
 
 
-def _read_DescribeConfigsRequest_v1(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsRequest, int]:
+def _read_DescribeConfigsRequest_v1(buf: Buffer, pos: int) -> tuple[DescribeConfigsRequest, int]:
     o = new_instance(DescribeConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -478,9 +478,10 @@ def _read_DescribeConfigsRequest_v1(
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v0(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     try:
         (o.include_synonyms,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -492,9 +493,7 @@ def _read_DescribeConfigsRequest_v1(
     return o, pos
 
 
-def _read_DescribeConfigsRequest_v3(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsRequest, int]:
+def _read_DescribeConfigsRequest_v3(buf: Buffer, pos: int) -> tuple[DescribeConfigsRequest, int]:
     o = new_instance(DescribeConfigsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -508,9 +507,10 @@ def _read_DescribeConfigsRequest_v3(
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v0(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     try:
         o.include_synonyms, o.include_documentation = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
@@ -523,9 +523,7 @@ def _read_DescribeConfigsRequest_v3(
     return o, pos
 
 
-def _read_DescribeConfigsRequest_v4(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsRequest, int]:
+def _read_DescribeConfigsRequest_v4(buf: Buffer, pos: int) -> tuple[DescribeConfigsRequest, int]:
     o = new_instance(DescribeConfigsRequest)
     try:
         count1 = buf[pos]
@@ -542,22 +540,22 @@ def _read_DescribeConfigsRequest_v4(
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsRequest_DescribeConfigsResource_v4(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     try:
-        o.include_synonyms, o.include_documentation = _ST_bool_bool.unpack_from(buf, pos)
+        o.include_synonyms, o.include_documentation, tag_count = (
+            _ST_bool_bool_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("include_synonyms", 1), ("include_documentation", 1)), pos, len(buf) - pos
+            (("include_synonyms", 1), ("include_documentation", 1), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -667,7 +665,7 @@ def _write_DescribeConfigsRequest_v4(o: DescribeConfigsRequest, out: bytearray) 
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsSynonym, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsSynonym)
     try:
@@ -720,7 +718,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsSynonym, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsSynonym)
     try:
@@ -768,16 +766,15 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
             raise bad_utf8("DescribeConfigsSynonym.value", pos) from None
         pos = end4
     try:
-        (o.source,) = _ST_int8.unpack_from(buf, pos)
+        o.source, tag_count = _ST_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("DescribeConfigsSynonym.source", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("DescribeConfigsSynonym.source", 1), ("DescribeConfigsSynonym.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DescribeConfigsSynonym.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DescribeConfigsSynonym.(tagged fields)"
@@ -930,7 +927,7 @@ def _write_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
@@ -1001,7 +998,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
@@ -1073,9 +1070,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
         raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, len(buf) - pos)
     else:
         f_synonyms = []
+        append7 = f_synonyms.append
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(buf, pos)
-            f_synonyms.append(item6)
+            append7(item6)
     o.name = f_name
     o.value = f_value
     o.is_default = False
@@ -1087,7 +1085,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
@@ -1159,9 +1157,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
         raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, len(buf) - pos)
     else:
         f_synonyms = []
+        append7 = f_synonyms.append
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(buf, pos)
-            f_synonyms.append(item6)
+            append7(item6)
     try:
         (o.config_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
@@ -1170,26 +1169,26 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
         ) from None
     pos += 1
     try:
-        (n7,) = _ST_int16.unpack_from(buf, pos)
+        (n8,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short(
             "DescribeConfigsResourceResult.documentation", pos, 2, len(buf) - pos
         ) from None
     pos += 2
     f_documentation: str | None
-    if n7 < 0:
+    if n8 < 0:
         f_documentation = None
     else:
-        if n7 > 0x7FFF:
-            raise bad_string_length("DescribeConfigsResourceResult.documentation", pos, n7)
-        end8 = pos + n7
-        if end8 > len(buf):
-            raise too_short("DescribeConfigsResourceResult.documentation", pos, n7, len(buf) - pos)
+        if n8 > 0x7FFF:
+            raise bad_string_length("DescribeConfigsResourceResult.documentation", pos, n8)
+        end9 = pos + n8
+        if end9 > len(buf):
+            raise too_short("DescribeConfigsResourceResult.documentation", pos, n8, len(buf) - pos)
         try:
-            f_documentation = str(buf[pos:end8], "utf-8")
+            f_documentation = str(buf[pos:end9], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("DescribeConfigsResourceResult.documentation", pos) from None
-        pos = end8
+        pos = end9
     o.name = f_name
     o.value = f_value
     o.is_default = False
@@ -1200,7 +1199,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResourceResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResourceResult)
     try:
@@ -1281,9 +1280,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
         raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, len(buf) - pos)
     else:
         f_synonyms = []
+        append7 = f_synonyms.append
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(buf, pos)
-            f_synonyms.append(item6)
+            append7(item6)
     try:
         (o.config_type,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
@@ -1292,27 +1292,27 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
         ) from None
     pos += 1
     try:
-        n7 = buf[pos]
+        n8 = buf[pos]
     except IndexError:
         raise eof("DescribeConfigsResourceResult.documentation", pos) from None
     pos += 1
-    if n7 > 0x7F:
-        n7, pos = read_uvarint_tail(buf, pos, n7, "DescribeConfigsResourceResult.documentation")
-    n7 -= 1
+    if n8 > 0x7F:
+        n8, pos = read_uvarint_tail(buf, pos, n8, "DescribeConfigsResourceResult.documentation")
+    n8 -= 1
     f_documentation: str | None
-    if n7 < 0:
+    if n8 < 0:
         f_documentation = None
     else:
-        if n7 > 0x7FFF:
-            raise bad_string_length("DescribeConfigsResourceResult.documentation", pos, n7)
-        end8 = pos + n7
-        if end8 > len(buf):
-            raise too_short("DescribeConfigsResourceResult.documentation", pos, n7, len(buf) - pos)
+        if n8 > 0x7FFF:
+            raise bad_string_length("DescribeConfigsResourceResult.documentation", pos, n8)
+        end9 = pos + n8
+        if end9 > len(buf):
+            raise too_short("DescribeConfigsResourceResult.documentation", pos, n8, len(buf) - pos)
         try:
-            f_documentation = str(buf[pos:end8], "utf-8")
+            f_documentation = str(buf[pos:end9], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("DescribeConfigsResourceResult.documentation", pos) from None
-        pos = end8
+        pos = end9
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1571,7 +1571,7 @@ def _write_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
@@ -1638,9 +1638,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
         raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
     else:
         f_configs = []
+        append7 = f_configs.append
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(buf, pos)
-            f_configs.append(item6)
+            append7(item6)
     o.error_message = f_error_message
     o.resource_name = f_resource_name
     o.configs = f_configs
@@ -1649,7 +1650,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
@@ -1716,9 +1717,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
         raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
     else:
         f_configs = []
+        append7 = f_configs.append
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(buf, pos)
-            f_configs.append(item6)
+            append7(item6)
     o.error_message = f_error_message
     o.resource_name = f_resource_name
     o.configs = f_configs
@@ -1727,7 +1729,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
@@ -1794,9 +1796,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
         raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
     else:
         f_configs = []
+        append7 = f_configs.append
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(buf, pos)
-            f_configs.append(item6)
+            append7(item6)
     o.error_message = f_error_message
     o.resource_name = f_resource_name
     o.configs = f_configs
@@ -1805,7 +1808,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
 
 
 def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeConfigsResponse_DescribeConfigsResult, int]:
     o = new_instance(_DescribeConfigsResponse_DescribeConfigsResult)
     try:
@@ -1881,9 +1884,10 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
         raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
     else:
         f_configs = []
+        append7 = f_configs.append
         for _ in range(count5):
             item6, pos = _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(buf, pos)
-            f_configs.append(item6)
+            append7(item6)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2110,9 +2114,7 @@ def _write_DescribeConfigsResponse_DescribeConfigsResult_v4(
         out.append(0)
 
 
-def _read_DescribeConfigsResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsResponse, int]:
+def _read_DescribeConfigsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeConfigsResponse, int]:
     o = new_instance(DescribeConfigsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2131,17 +2133,16 @@ def _read_DescribeConfigsResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsResponse_DescribeConfigsResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeConfigsResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsResponse, int]:
+def _read_DescribeConfigsResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeConfigsResponse, int]:
     o = new_instance(DescribeConfigsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2160,17 +2161,16 @@ def _read_DescribeConfigsResponse_v1(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsResponse_DescribeConfigsResult_v1(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeConfigsResponse_v3(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsResponse, int]:
+def _read_DescribeConfigsResponse_v3(buf: Buffer, pos: int) -> tuple[DescribeConfigsResponse, int]:
     o = new_instance(DescribeConfigsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2189,17 +2189,16 @@ def _read_DescribeConfigsResponse_v3(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsResponse_DescribeConfigsResult_v3(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeConfigsResponse_v4(
-    buf: memoryview, pos: int
-) -> tuple[DescribeConfigsResponse, int]:
+def _read_DescribeConfigsResponse_v4(buf: Buffer, pos: int) -> tuple[DescribeConfigsResponse, int]:
     o = new_instance(DescribeConfigsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2221,9 +2220,10 @@ def _read_DescribeConfigsResponse_v4(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeConfigsResponse_DescribeConfigsResult_v4(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,11 +41,12 @@ __all__ = ["DescribeDelegationTokenRequest", "DescribeDelegationTokenResponse"]
 
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int64_int64_int64 = Struct(">qqq")
 
 
 def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, int]:
     o = new_instance(_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner)
     try:
@@ -96,7 +98,7 @@ def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
 
 
 def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner, int]:
     o = new_instance(_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner)
     try:
@@ -274,7 +276,7 @@ def _write_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
 
 
 def _read_DescribeDelegationTokenRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeDelegationTokenRequest, int]:
     o = new_instance(DescribeDelegationTokenRequest)
     try:
@@ -289,18 +291,19 @@ def _read_DescribeDelegationTokenRequest_v0(
         raise bad_count("owners", pos, count1, len(buf) - pos)
     else:
         f_owners = []
+        append3 = f_owners.append
         for _ in range(count1):
             item2, pos = _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
                 buf, pos
             )
-            f_owners.append(item2)
+            append3(item2)
     o.owners = f_owners
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_DescribeDelegationTokenRequest_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeDelegationTokenRequest, int]:
     o = new_instance(DescribeDelegationTokenRequest)
     try:
@@ -318,11 +321,12 @@ def _read_DescribeDelegationTokenRequest_v2(
         raise bad_count("owners", pos, count1, len(buf) - pos)
     else:
         f_owners = []
+        append3 = f_owners.append
         for _ in range(count1):
             item2, pos = _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
                 buf, pos
             )
-            f_owners.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -408,7 +412,7 @@ def _write_DescribeDelegationTokenRequest_v2(
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, int]:
     o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer)
     try:
@@ -464,7 +468,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer, int]:
     o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer)
     try:
@@ -646,7 +650,7 @@ def _write_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationToken, int]:
     o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationToken)
     try:
@@ -747,11 +751,12 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
         raise bad_count("DescribedDelegationToken.renewers", pos, count9, len(buf) - pos)
     else:
         f_renewers = []
+        append11 = f_renewers.append
         for _ in range(count9):
             item10, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
                 buf, pos
             )
-            f_renewers.append(item10)
+            append11(item10)
     o.principal_type = f_principal_type
     o.principal_name = f_principal_name
     o.token_requester_principal_type = ""
@@ -764,7 +769,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationToken, int]:
     o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationToken)
     try:
@@ -880,11 +885,12 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
         raise bad_count("DescribedDelegationToken.renewers", pos, count9, len(buf) - pos)
     else:
         f_renewers = []
+        append11 = f_renewers.append
         for _ in range(count9):
             item10, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
                 buf, pos
             )
-            f_renewers.append(item10)
+            append11(item10)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -936,7 +942,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
 
 
 def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeDelegationTokenResponse_DescribedDelegationToken, int]:
     o = new_instance(_DescribeDelegationTokenResponse_DescribedDelegationToken)
     try:
@@ -1108,11 +1114,12 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
         raise bad_count("DescribedDelegationToken.renewers", pos, count13, len(buf) - pos)
     else:
         f_renewers = []
+        append15 = f_renewers.append
         for _ in range(count13):
             item14, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
                 buf, pos
             )
-            f_renewers.append(item14)
+            append15(item14)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1442,7 +1449,7 @@ def _write_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
 
 
 def _read_DescribeDelegationTokenResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeDelegationTokenResponse, int]:
     o = new_instance(DescribeDelegationTokenResponse)
     try:
@@ -1462,9 +1469,10 @@ def _read_DescribeDelegationTokenResponse_v0(
         raise bad_count("tokens", pos, count1, len(buf) - pos)
     else:
         f_tokens = []
+        append3 = f_tokens.append
         for _ in range(count1):
             item2, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(buf, pos)
-            f_tokens.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1476,7 +1484,7 @@ def _read_DescribeDelegationTokenResponse_v0(
 
 
 def _read_DescribeDelegationTokenResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeDelegationTokenResponse, int]:
     o = new_instance(DescribeDelegationTokenResponse)
     try:
@@ -1499,20 +1507,18 @@ def _read_DescribeDelegationTokenResponse_v2(
         raise bad_count("tokens", pos, count1, len(buf) - pos)
     else:
         f_tokens = []
+        append3 = f_tokens.append
         for _ in range(count1):
             item2, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(buf, pos)
-            f_tokens.append(item2)
+            append3(item2)
     try:
-        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("throttle_time_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -1544,7 +1550,7 @@ def _read_DescribeDelegationTokenResponse_v2(
 
 
 def _read_DescribeDelegationTokenResponse_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeDelegationTokenResponse, int]:
     o = new_instance(DescribeDelegationTokenResponse)
     try:
@@ -1567,20 +1573,18 @@ def _read_DescribeDelegationTokenResponse_v3(
         raise bad_count("tokens", pos, count1, len(buf) - pos)
     else:
         f_tokens = []
+        append3 = f_tokens.append
         for _ in range(count1):
             item2, pos = _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(buf, pos)
-            f_tokens.append(item2)
+            append3(item2)
     try:
-        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.throttle_time_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("throttle_time_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

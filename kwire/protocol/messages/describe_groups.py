@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,11 +41,13 @@ from kwire.protocol.entities import GroupId
 __all__ = ["DescribeGroupsRequest", "DescribeGroupsResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 
 
-def _read_DescribeGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
+def _read_DescribeGroupsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeGroupsRequest, int]:
     o = new_instance(DescribeGroupsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -85,7 +88,7 @@ def _read_DescribeGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeG
     return o, pos
 
 
-def _read_DescribeGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
+def _read_DescribeGroupsRequest_v3(buf: Buffer, pos: int) -> tuple[DescribeGroupsRequest, int]:
     o = new_instance(DescribeGroupsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -130,7 +133,7 @@ def _read_DescribeGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[DescribeG
     return o, pos
 
 
-def _read_DescribeGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
+def _read_DescribeGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[DescribeGroupsRequest, int]:
     o = new_instance(DescribeGroupsRequest)
     try:
         count1 = buf[pos]
@@ -172,16 +175,13 @@ def _read_DescribeGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[DescribeG
                 pos = end4
             f_groups.append(item2)
     try:
-        (o.include_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        o.include_authorized_operations, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("include_authorized_operations", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("include_authorized_operations", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -352,7 +352,7 @@ def _write_DescribeGroupsRequest_v5(o: DescribeGroupsRequest, out: bytearray) ->
 
 
 def _read_DescribeGroupsResponse_DescribedGroupMember_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroupMember, int]:
     o = new_instance(_DescribeGroupsResponse_DescribedGroupMember)
     try:
@@ -451,7 +451,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v0(
 
 
 def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroupMember, int]:
     o = new_instance(_DescribeGroupsResponse_DescribedGroupMember)
     try:
@@ -569,7 +569,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
 
 
 def _read_DescribeGroupsResponse_DescribedGroupMember_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroupMember, int]:
     o = new_instance(_DescribeGroupsResponse_DescribedGroupMember)
     try:
@@ -1060,7 +1060,7 @@ def _write_DescribeGroupsResponse_DescribedGroupMember_v5(
 
 
 def _read_DescribeGroupsResponse_DescribedGroup_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
     o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
@@ -1156,9 +1156,10 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
         raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
     else:
         f_members = []
+        append11 = f_members.append
         for _ in range(count9):
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v0(buf, pos)
-            f_members.append(item10)
+            append11(item10)
     o.group_id = f_group_id
     o.group_state = f_group_state
     o.protocol_type = f_protocol_type
@@ -1170,7 +1171,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
 
 
 def _read_DescribeGroupsResponse_DescribedGroup_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
     o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
@@ -1266,9 +1267,10 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
         raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
     else:
         f_members = []
+        append11 = f_members.append
         for _ in range(count9):
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v0(buf, pos)
-            f_members.append(item10)
+            append11(item10)
     try:
         (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1286,7 +1288,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
 
 
 def _read_DescribeGroupsResponse_DescribedGroup_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
     o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
@@ -1382,9 +1384,10 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
         raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
     else:
         f_members = []
+        append11 = f_members.append
         for _ in range(count9):
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v4(buf, pos)
-            f_members.append(item10)
+            append11(item10)
     try:
         (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -1402,7 +1405,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
 
 
 def _read_DescribeGroupsResponse_DescribedGroup_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeGroupsResponse_DescribedGroup, int]:
     o = new_instance(_DescribeGroupsResponse_DescribedGroup)
     try:
@@ -1513,22 +1516,20 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
         raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
     else:
         f_members = []
+        append11 = f_members.append
         for _ in range(count9):
             item10, pos = _read_DescribeGroupsResponse_DescribedGroupMember_v5(buf, pos)
-            f_members.append(item10)
+            append11(item10)
     try:
-        (o.authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DescribedGroup.authorized_operations", 4),), pos, len(buf) - pos
+            (("DescribedGroup.authorized_operations", 4), ("DescribedGroup.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DescribedGroup.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "DescribedGroup.(tagged fields)")
     if tag_count:
@@ -1900,9 +1901,7 @@ def _write_DescribeGroupsResponse_DescribedGroup_v5(
         out.append(0)
 
 
-def _read_DescribeGroupsResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeGroupsResponse, int]:
+def _read_DescribeGroupsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeGroupsResponse, int]:
     o = new_instance(DescribeGroupsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -1916,18 +1915,17 @@ def _read_DescribeGroupsResponse_v0(
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v0(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.groups = f_groups
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeGroupsResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[DescribeGroupsResponse, int]:
+def _read_DescribeGroupsResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeGroupsResponse, int]:
     o = new_instance(DescribeGroupsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1946,17 +1944,16 @@ def _read_DescribeGroupsResponse_v1(
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v0(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     o.groups = f_groups
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeGroupsResponse_v3(
-    buf: memoryview, pos: int
-) -> tuple[DescribeGroupsResponse, int]:
+def _read_DescribeGroupsResponse_v3(buf: Buffer, pos: int) -> tuple[DescribeGroupsResponse, int]:
     o = new_instance(DescribeGroupsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1975,17 +1972,16 @@ def _read_DescribeGroupsResponse_v3(
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v3(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     o.groups = f_groups
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeGroupsResponse_v4(
-    buf: memoryview, pos: int
-) -> tuple[DescribeGroupsResponse, int]:
+def _read_DescribeGroupsResponse_v4(buf: Buffer, pos: int) -> tuple[DescribeGroupsResponse, int]:
     o = new_instance(DescribeGroupsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2004,17 +2000,16 @@ def _read_DescribeGroupsResponse_v4(
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v4(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     o.groups = f_groups
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeGroupsResponse_v5(
-    buf: memoryview, pos: int
-) -> tuple[DescribeGroupsResponse, int]:
+def _read_DescribeGroupsResponse_v5(buf: Buffer, pos: int) -> tuple[DescribeGroupsResponse, int]:
     o = new_instance(DescribeGroupsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2036,9 +2031,10 @@ def _read_DescribeGroupsResponse_v5(
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_DescribeGroupsResponse_DescribedGroup_v5(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

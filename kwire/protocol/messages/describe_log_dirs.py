@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -44,11 +45,13 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int64_int64_bool = Struct(">iqq?")
+_ST_int32_int64_int64_bool_tag_count = Struct(">iqq?B")
 _ST_int64_int64 = Struct(">qq")
+_ST_int64_int64_tag_count = Struct(">qqB")
 
 
 def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsRequest_DescribableLogDirTopic, int]:
     o = new_instance(_DescribeLogDirsRequest_DescribableLogDirTopic)
     try:
@@ -92,7 +95,7 @@ def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(
 
 
 def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsRequest_DescribableLogDirTopic, int]:
     o = new_instance(_DescribeLogDirsRequest_DescribableLogDirTopic)
     try:
@@ -254,9 +257,7 @@ def _write_DescribeLogDirsRequest_DescribableLogDirTopic_v2(
         out.append(0)
 
 
-def _read_DescribeLogDirsRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeLogDirsRequest, int]:
+def _read_DescribeLogDirsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeLogDirsRequest, int]:
     o = new_instance(DescribeLogDirsRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -270,17 +271,16 @@ def _read_DescribeLogDirsRequest_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeLogDirsRequest_v2(
-    buf: memoryview, pos: int
-) -> tuple[DescribeLogDirsRequest, int]:
+def _read_DescribeLogDirsRequest_v2(buf: Buffer, pos: int) -> tuple[DescribeLogDirsRequest, int]:
     o = new_instance(DescribeLogDirsRequest)
     try:
         count1 = buf[pos]
@@ -297,9 +297,10 @@ def _read_DescribeLogDirsRequest_v2(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsRequest_DescribableLogDirTopic_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -379,7 +380,7 @@ def _write_DescribeLogDirsRequest_v2(o: DescribeLogDirsRequest, out: bytearray) 
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsPartition, int]:
     o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsPartition)
     try:
@@ -403,12 +404,12 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v0(
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsPartition, int]:
     o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsPartition)
     try:
-        o.partition_index, o.partition_size, o.offset_lag, o.is_future_key = (
-            _ST_int32_int64_int64_bool.unpack_from(buf, pos)
+        o.partition_index, o.partition_size, o.offset_lag, o.is_future_key, tag_count = (
+            _ST_int32_int64_int64_bool_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -417,17 +418,13 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v2(
                 ("DescribeLogDirsPartition.partition_size", 8),
                 ("DescribeLogDirsPartition.offset_lag", 8),
                 ("DescribeLogDirsPartition.is_future_key", 1),
+                ("DescribeLogDirsPartition.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 21
+    pos += 22
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DescribeLogDirsPartition.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DescribeLogDirsPartition.(tagged fields)"
@@ -498,7 +495,7 @@ def _write_DescribeLogDirsResponse_DescribeLogDirsPartition_v2(
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsTopic, int]:
     o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsTopic)
     try:
@@ -532,9 +529,10 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
         raise bad_count("DescribeLogDirsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -542,7 +540,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsTopic, int]:
     o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsTopic)
     try:
@@ -582,9 +580,10 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
         raise bad_count("DescribeLogDirsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsPartition_v2(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -706,7 +705,7 @@ def _write_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsResult, int]:
     o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsResult)
     try:
@@ -747,9 +746,10 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
         raise bad_count("DescribeLogDirsResult.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.log_dir = f_log_dir
     o.topics = f_topics
     o.total_bytes = -1
@@ -759,7 +759,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsResult, int]:
     o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsResult)
     try:
@@ -806,9 +806,10 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
         raise bad_count("DescribeLogDirsResult.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -853,7 +854,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
 
 
 def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeLogDirsResponse_DescribeLogDirsResult, int]:
     o = new_instance(_DescribeLogDirsResponse_DescribeLogDirsResult)
     try:
@@ -900,24 +901,24 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
         raise bad_count("DescribeLogDirsResult.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     try:
-        o.total_bytes, o.usable_bytes = _ST_int64_int64.unpack_from(buf, pos)
+        o.total_bytes, o.usable_bytes, tag_count = _ST_int64_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DescribeLogDirsResult.total_bytes", 8), ("DescribeLogDirsResult.usable_bytes", 8)),
+            (
+                ("DescribeLogDirsResult.total_bytes", 8),
+                ("DescribeLogDirsResult.usable_bytes", 8),
+                ("DescribeLogDirsResult.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 16
+    pos += 17
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DescribeLogDirsResult.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DescribeLogDirsResult.(tagged fields)"
@@ -1070,9 +1071,7 @@ def _write_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
         out.append(0)
 
 
-def _read_DescribeLogDirsResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeLogDirsResponse, int]:
+def _read_DescribeLogDirsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     o = new_instance(DescribeLogDirsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1091,18 +1090,17 @@ def _read_DescribeLogDirsResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     o.error_code = 0
     o.results = f_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_DescribeLogDirsResponse_v2(
-    buf: memoryview, pos: int
-) -> tuple[DescribeLogDirsResponse, int]:
+def _read_DescribeLogDirsResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     o = new_instance(DescribeLogDirsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1124,9 +1122,10 @@ def _read_DescribeLogDirsResponse_v2(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1164,9 +1163,7 @@ def _read_DescribeLogDirsResponse_v2(
     return o, pos
 
 
-def _read_DescribeLogDirsResponse_v3(
-    buf: memoryview, pos: int
-) -> tuple[DescribeLogDirsResponse, int]:
+def _read_DescribeLogDirsResponse_v3(buf: Buffer, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     o = new_instance(DescribeLogDirsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1190,9 +1187,10 @@ def _read_DescribeLogDirsResponse_v3(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1229,9 +1227,7 @@ def _read_DescribeLogDirsResponse_v3(
     return o, pos
 
 
-def _read_DescribeLogDirsResponse_v4(
-    buf: memoryview, pos: int
-) -> tuple[DescribeLogDirsResponse, int]:
+def _read_DescribeLogDirsResponse_v4(buf: Buffer, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     o = new_instance(DescribeLogDirsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1255,9 +1251,10 @@ def _read_DescribeLogDirsResponse_v4(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

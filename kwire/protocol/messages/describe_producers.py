@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,10 +44,11 @@ __all__ = ["DescribeProducersRequest", "DescribeProducersResponse"]
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int64_int32_int32_int64_int32_int64 = Struct(">qiiqiq")
+_ST_int64_int32_int32_int64_int32_int64_tag_count = Struct(">qiiqiqB")
 
 
 def _read_DescribeProducersRequest_TopicRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeProducersRequest_TopicRequest, int]:
     o = new_instance(_DescribeProducersRequest_TopicRequest)
     try:
@@ -159,7 +161,7 @@ def _write_DescribeProducersRequest_TopicRequest_v0(
 
 
 def _read_DescribeProducersRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeProducersRequest, int]:
     o = new_instance(DescribeProducersRequest)
     try:
@@ -177,9 +179,10 @@ def _read_DescribeProducersRequest_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeProducersRequest_TopicRequest_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -235,7 +238,7 @@ def _write_DescribeProducersRequest_v0(o: DescribeProducersRequest, out: bytearr
 
 
 def _read_DescribeProducersResponse_ProducerState_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeProducersResponse_ProducerState, int]:
     o = new_instance(_DescribeProducersResponse_ProducerState)
     try:
@@ -246,7 +249,8 @@ def _read_DescribeProducersResponse_ProducerState_v0(
             o.last_timestamp,
             o.coordinator_epoch,
             o.current_txn_start_offset,
-        ) = _ST_int64_int32_int32_int64_int32_int64.unpack_from(buf, pos)
+            tag_count,
+        ) = _ST_int64_int32_int32_int64_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -256,17 +260,13 @@ def _read_DescribeProducersResponse_ProducerState_v0(
                 ("ProducerState.last_timestamp", 8),
                 ("ProducerState.coordinator_epoch", 4),
                 ("ProducerState.current_txn_start_offset", 8),
+                ("ProducerState.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 36
+    pos += 37
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ProducerState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ProducerState.(tagged fields)")
     if tag_count:
@@ -314,7 +314,7 @@ def _write_DescribeProducersResponse_ProducerState_v0(
 
 
 def _read_DescribeProducersResponse_PartitionResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeProducersResponse_PartitionResponse, int]:
     o = new_instance(_DescribeProducersResponse_PartitionResponse)
     try:
@@ -363,9 +363,10 @@ def _read_DescribeProducersResponse_PartitionResponse_v0(
         raise bad_count("PartitionResponse.active_producers", pos, count3, len(buf) - pos)
     else:
         f_active_producers = []
+        append5 = f_active_producers.append
         for _ in range(count3):
             item4, pos = _read_DescribeProducersResponse_ProducerState_v0(buf, pos)
-            f_active_producers.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -438,7 +439,7 @@ def _write_DescribeProducersResponse_PartitionResponse_v0(
 
 
 def _read_DescribeProducersResponse_TopicResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeProducersResponse_TopicResponse, int]:
     o = new_instance(_DescribeProducersResponse_TopicResponse)
     try:
@@ -478,9 +479,10 @@ def _read_DescribeProducersResponse_TopicResponse_v0(
         raise bad_count("TopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DescribeProducersResponse_PartitionResponse_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -552,7 +554,7 @@ def _write_DescribeProducersResponse_TopicResponse_v0(
 
 
 def _read_DescribeProducersResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeProducersResponse, int]:
     o = new_instance(DescribeProducersResponse)
     try:
@@ -575,9 +577,10 @@ def _read_DescribeProducersResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeProducersResponse_TopicResponse_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -43,27 +44,30 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32_int64 = Struct(">iiq")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int32_uuid_int64_int64_int64 = Struct(">i16sqqq")
+_ST_int32_uuid_int64_int64_int64_tag_count = Struct(">i16sqqqB")
 _ST_int64 = Struct(">q")
 _ST_int64_int64_int64 = Struct(">qqq")
+_ST_int64_int64_int64_tag_count = Struct(">qqqB")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 
 
 def _read_DescribeQuorumRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumRequest_PartitionData, int]:
     o = new_instance(_DescribeQuorumRequest_PartitionData)
     try:
-        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
+        o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("PartitionData.partition_index", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("PartitionData.partition_index", 4), ("PartitionData.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -104,7 +108,7 @@ def _write_DescribeQuorumRequest_PartitionData_v0(
 
 
 def _read_DescribeQuorumRequest_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumRequest_TopicData, int]:
     o = new_instance(_DescribeQuorumRequest_TopicData)
     try:
@@ -144,9 +148,10 @@ def _read_DescribeQuorumRequest_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DescribeQuorumRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -217,7 +222,7 @@ def _write_DescribeQuorumRequest_TopicData_v0(
         out.append(0)
 
 
-def _read_DescribeQuorumRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeQuorumRequest, int]:
+def _read_DescribeQuorumRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeQuorumRequest, int]:
     o = new_instance(DescribeQuorumRequest)
     try:
         count1 = buf[pos]
@@ -234,9 +239,10 @@ def _read_DescribeQuorumRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeQ
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeQuorumRequest_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -292,7 +298,7 @@ def _write_DescribeQuorumRequest_v0(o: DescribeQuorumRequest, out: bytearray) ->
 
 
 def _read_DescribeQuorumResponse_ReplicaState_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_ReplicaState, int]:
     o = new_instance(_DescribeQuorumResponse_ReplicaState)
     try:
@@ -344,7 +350,7 @@ def _read_DescribeQuorumResponse_ReplicaState_v0(
 
 
 def _read_DescribeQuorumResponse_ReplicaState_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_ReplicaState, int]:
     o = new_instance(_DescribeQuorumResponse_ReplicaState)
     try:
@@ -353,8 +359,8 @@ def _read_DescribeQuorumResponse_ReplicaState_v1(
         raise run_too_short((("ReplicaState.replica_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        o.log_end_offset, o.last_fetch_timestamp, o.last_caught_up_timestamp = (
-            _ST_int64_int64_int64.unpack_from(buf, pos)
+        o.log_end_offset, o.last_fetch_timestamp, o.last_caught_up_timestamp, tag_count = (
+            _ST_int64_int64_int64_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -362,17 +368,13 @@ def _read_DescribeQuorumResponse_ReplicaState_v1(
                 ("ReplicaState.log_end_offset", 8),
                 ("ReplicaState.last_fetch_timestamp", 8),
                 ("ReplicaState.last_caught_up_timestamp", 8),
+                ("ReplicaState.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 24
+    pos += 25
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ReplicaState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ReplicaState.(tagged fields)")
     if tag_count:
@@ -404,7 +406,7 @@ def _read_DescribeQuorumResponse_ReplicaState_v1(
 
 
 def _read_DescribeQuorumResponse_ReplicaState_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_ReplicaState, int]:
     o = new_instance(_DescribeQuorumResponse_ReplicaState)
     try:
@@ -414,7 +416,8 @@ def _read_DescribeQuorumResponse_ReplicaState_v2(
             o.log_end_offset,
             o.last_fetch_timestamp,
             o.last_caught_up_timestamp,
-        ) = _ST_int32_uuid_int64_int64_int64.unpack_from(buf, pos)
+            tag_count,
+        ) = _ST_int32_uuid_int64_int64_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -423,17 +426,13 @@ def _read_DescribeQuorumResponse_ReplicaState_v2(
                 ("ReplicaState.log_end_offset", 8),
                 ("ReplicaState.last_fetch_timestamp", 8),
                 ("ReplicaState.last_caught_up_timestamp", 8),
+                ("ReplicaState.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 44
+    pos += 45
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ReplicaState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ReplicaState.(tagged fields)")
     if tag_count:
@@ -509,7 +508,7 @@ def _write_DescribeQuorumResponse_ReplicaState_v2(
 
 
 def _read_DescribeQuorumResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_PartitionData, int]:
     o = new_instance(_DescribeQuorumResponse_PartitionData)
     try:
@@ -549,27 +548,29 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
         raise bad_count("PartitionData.current_voters", pos, count1, len(buf) - pos)
     else:
         f_current_voters = []
+        append3 = f_current_voters.append
         for _ in range(count1):
             item2, pos = _read_DescribeQuorumResponse_ReplicaState_v0(buf, pos)
-            f_current_voters.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("PartitionData.observers", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "PartitionData.observers")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "PartitionData.observers")
+    count4 -= 1
     f_observers: list[DescribeQuorumResponse.ReplicaState]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("PartitionData.observers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("PartitionData.observers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("PartitionData.observers", pos, count4, len(buf) - pos)
     else:
         f_observers = []
-        for _ in range(count3):
-            item4, pos = _read_DescribeQuorumResponse_ReplicaState_v0(buf, pos)
-            f_observers.append(item4)
+        append6 = f_observers.append
+        for _ in range(count4):
+            item5, pos = _read_DescribeQuorumResponse_ReplicaState_v0(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -609,7 +610,7 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
 
 
 def _read_DescribeQuorumResponse_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_PartitionData, int]:
     o = new_instance(_DescribeQuorumResponse_PartitionData)
     try:
@@ -649,27 +650,29 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
         raise bad_count("PartitionData.current_voters", pos, count1, len(buf) - pos)
     else:
         f_current_voters = []
+        append3 = f_current_voters.append
         for _ in range(count1):
             item2, pos = _read_DescribeQuorumResponse_ReplicaState_v1(buf, pos)
-            f_current_voters.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("PartitionData.observers", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "PartitionData.observers")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "PartitionData.observers")
+    count4 -= 1
     f_observers: list[DescribeQuorumResponse.ReplicaState]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("PartitionData.observers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("PartitionData.observers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("PartitionData.observers", pos, count4, len(buf) - pos)
     else:
         f_observers = []
-        for _ in range(count3):
-            item4, pos = _read_DescribeQuorumResponse_ReplicaState_v1(buf, pos)
-            f_observers.append(item4)
+        append6 = f_observers.append
+        for _ in range(count4):
+            item5, pos = _read_DescribeQuorumResponse_ReplicaState_v1(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -709,7 +712,7 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
 
 
 def _read_DescribeQuorumResponse_PartitionData_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_PartitionData, int]:
     o = new_instance(_DescribeQuorumResponse_PartitionData)
     try:
@@ -771,27 +774,29 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
         raise bad_count("PartitionData.current_voters", pos, count3, len(buf) - pos)
     else:
         f_current_voters = []
+        append5 = f_current_voters.append
         for _ in range(count3):
             item4, pos = _read_DescribeQuorumResponse_ReplicaState_v2(buf, pos)
-            f_current_voters.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("PartitionData.observers", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "PartitionData.observers")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "PartitionData.observers")
+    count6 -= 1
     f_observers: list[DescribeQuorumResponse.ReplicaState]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("PartitionData.observers", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("PartitionData.observers", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("PartitionData.observers", pos, count6, len(buf) - pos)
     else:
         f_observers = []
-        for _ in range(count5):
-            item6, pos = _read_DescribeQuorumResponse_ReplicaState_v2(buf, pos)
-            f_observers.append(item6)
+        append8 = f_observers.append
+        for _ in range(count6):
+            item7, pos = _read_DescribeQuorumResponse_ReplicaState_v2(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -943,7 +948,7 @@ def _write_DescribeQuorumResponse_PartitionData_v2(
 
 
 def _read_DescribeQuorumResponse_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_TopicData, int]:
     o = new_instance(_DescribeQuorumResponse_TopicData)
     try:
@@ -983,9 +988,10 @@ def _read_DescribeQuorumResponse_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DescribeQuorumResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1024,7 +1030,7 @@ def _read_DescribeQuorumResponse_TopicData_v0(
 
 
 def _read_DescribeQuorumResponse_TopicData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_TopicData, int]:
     o = new_instance(_DescribeQuorumResponse_TopicData)
     try:
@@ -1064,9 +1070,10 @@ def _read_DescribeQuorumResponse_TopicData_v1(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DescribeQuorumResponse_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1105,7 +1112,7 @@ def _read_DescribeQuorumResponse_TopicData_v1(
 
 
 def _read_DescribeQuorumResponse_TopicData_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_TopicData, int]:
     o = new_instance(_DescribeQuorumResponse_TopicData)
     try:
@@ -1145,9 +1152,10 @@ def _read_DescribeQuorumResponse_TopicData_v2(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_DescribeQuorumResponse_PartitionData_v2(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1285,7 +1293,7 @@ def _write_DescribeQuorumResponse_TopicData_v2(
 
 
 def _read_DescribeQuorumResponse_Listener_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_Listener, int]:
     o = new_instance(_DescribeQuorumResponse_Listener)
     try:
@@ -1333,16 +1341,13 @@ def _read_DescribeQuorumResponse_Listener_v2(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("Listener.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("Listener.port", 2), ("Listener.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Listener.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Listener.(tagged fields)")
     if tag_count:
@@ -1411,7 +1416,7 @@ def _write_DescribeQuorumResponse_Listener_v2(
 
 
 def _read_DescribeQuorumResponse_Node_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeQuorumResponse_Node, int]:
     o = new_instance(_DescribeQuorumResponse_Node)
     try:
@@ -1434,9 +1439,10 @@ def _read_DescribeQuorumResponse_Node_v2(
         raise bad_count("Node.listeners", pos, count1, len(buf) - pos)
     else:
         f_listeners = []
+        append3 = f_listeners.append
         for _ in range(count1):
             item2, pos = _read_DescribeQuorumResponse_Listener_v2(buf, pos)
-            f_listeners.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1492,9 +1498,7 @@ def _write_DescribeQuorumResponse_Node_v2(o: _DescribeQuorumResponse_Node, out: 
         out.append(0)
 
 
-def _read_DescribeQuorumResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[DescribeQuorumResponse, int]:
+def _read_DescribeQuorumResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeQuorumResponse, int]:
     o = new_instance(DescribeQuorumResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1516,9 +1520,10 @@ def _read_DescribeQuorumResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeQuorumResponse_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1557,9 +1562,7 @@ def _read_DescribeQuorumResponse_v0(
     return o, pos
 
 
-def _read_DescribeQuorumResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[DescribeQuorumResponse, int]:
+def _read_DescribeQuorumResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeQuorumResponse, int]:
     o = new_instance(DescribeQuorumResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1581,9 +1584,10 @@ def _read_DescribeQuorumResponse_v1(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeQuorumResponse_TopicData_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1622,9 +1626,7 @@ def _read_DescribeQuorumResponse_v1(
     return o, pos
 
 
-def _read_DescribeQuorumResponse_v2(
-    buf: memoryview, pos: int
-) -> tuple[DescribeQuorumResponse, int]:
+def _read_DescribeQuorumResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeQuorumResponse, int]:
     o = new_instance(DescribeQuorumResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1668,27 +1670,29 @@ def _read_DescribeQuorumResponse_v2(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_DescribeQuorumResponse_TopicData_v2(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("nodes", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "nodes")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "nodes")
+    count6 -= 1
     f_nodes: list[DescribeQuorumResponse.Node]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("nodes", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("nodes", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("nodes", pos, count6, len(buf) - pos)
     else:
         f_nodes = []
-        for _ in range(count5):
-            item6, pos = _read_DescribeQuorumResponse_Node_v2(buf, pos)
-            f_nodes.append(item6)
+        append8 = f_nodes.append
+        for _ in range(count6):
+            item7, pos = _read_DescribeQuorumResponse_Node_v2(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

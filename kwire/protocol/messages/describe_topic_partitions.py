@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,12 +44,13 @@ __all__ = ["DescribeTopicPartitionsRequest", "DescribeTopicPartitionsResponse"]
 _ST_int16 = Struct(">h")
 _ST_int16_int32_int32_int32 = Struct(">hiii")
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int8 = Struct(">b")
 _ST_uuid_bool = Struct(">16s?")
 
 
 def _read_DescribeTopicPartitionsRequest_TopicRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeTopicPartitionsRequest_TopicRequest, int]:
     o = new_instance(_DescribeTopicPartitionsRequest_TopicRequest)
     try:
@@ -132,7 +134,7 @@ def _write_DescribeTopicPartitionsRequest_TopicRequest_v0(
 
 
 def _read_DescribeTopicPartitionsRequest_Cursor_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeTopicPartitionsRequest_Cursor, int]:
     o = new_instance(_DescribeTopicPartitionsRequest_Cursor)
     try:
@@ -158,16 +160,13 @@ def _read_DescribeTopicPartitionsRequest_Cursor_v0(
             raise bad_utf8("Cursor.topic_name", pos) from None
         pos = end2
     try:
-        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
+        o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("Cursor.partition_index", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("Cursor.partition_index", 4), ("Cursor.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Cursor.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Cursor.(tagged fields)")
     if tag_count:
@@ -222,7 +221,7 @@ def _write_DescribeTopicPartitionsRequest_Cursor_v0(
 
 
 def _read_DescribeTopicPartitionsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeTopicPartitionsRequest, int]:
     o = new_instance(DescribeTopicPartitionsRequest)
     try:
@@ -240,21 +239,22 @@ def _read_DescribeTopicPartitionsRequest_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_DescribeTopicPartitionsRequest_TopicRequest_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.response_partition_limit,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("response_partition_limit", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (marker3,) = _ST_int8.unpack_from(buf, pos)
+        (marker4,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise too_short("cursor", pos, 1, len(buf) - pos) from None
     pos += 1
     f_cursor: _DescribeTopicPartitionsRequest_Cursor | None
-    if marker3 < 0:
+    if marker4 < 0:
         f_cursor = None
     else:
         f_cursor, pos = _read_DescribeTopicPartitionsRequest_Cursor_v0(buf, pos)
@@ -323,7 +323,7 @@ def _write_DescribeTopicPartitionsRequest_v0(
 
 
 def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition, int]:
     o = new_instance(_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition)
     try:
@@ -596,7 +596,7 @@ def _write_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartit
 
 
 def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic, int]:
     o = new_instance(_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic)
     try:
@@ -659,28 +659,27 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v
         )
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = (
                 _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(
                     buf, pos
                 )
             )
-            f_partitions.append(item4)
+            append5(item4)
     try:
-        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.topic_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("DescribeTopicPartitionsResponseTopic.topic_authorized_operations", 4),),
+            (
+                ("DescribeTopicPartitionsResponseTopic.topic_authorized_operations", 4),
+                ("DescribeTopicPartitionsResponseTopic.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("DescribeTopicPartitionsResponseTopic.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "DescribeTopicPartitionsResponseTopic.(tagged fields)"
@@ -763,7 +762,7 @@ def _write_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_
 
 
 def _read_DescribeTopicPartitionsResponse_Cursor_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeTopicPartitionsResponse_Cursor, int]:
     o = new_instance(_DescribeTopicPartitionsResponse_Cursor)
     try:
@@ -789,16 +788,13 @@ def _read_DescribeTopicPartitionsResponse_Cursor_v0(
             raise bad_utf8("Cursor.topic_name", pos) from None
         pos = end2
     try:
-        (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
+        o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("Cursor.partition_index", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("Cursor.partition_index", 4), ("Cursor.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Cursor.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Cursor.(tagged fields)")
     if tag_count:
@@ -853,7 +849,7 @@ def _write_DescribeTopicPartitionsResponse_Cursor_v0(
 
 
 def _read_DescribeTopicPartitionsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeTopicPartitionsResponse, int]:
     o = new_instance(DescribeTopicPartitionsResponse)
     try:
@@ -876,20 +872,21 @@ def _read_DescribeTopicPartitionsResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = (
                 _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(
                     buf, pos
                 )
             )
-            f_topics.append(item2)
+            append3(item2)
     try:
-        (marker3,) = _ST_int8.unpack_from(buf, pos)
+        (marker4,) = _ST_int8.unpack_from(buf, pos)
     except struct_error:
         raise too_short("next_cursor", pos, 1, len(buf) - pos) from None
     pos += 1
     f_next_cursor: _DescribeTopicPartitionsResponse_Cursor | None
-    if marker3 < 0:
+    if marker4 < 0:
         f_next_cursor = None
     else:
         f_next_cursor, pos = _read_DescribeTopicPartitionsResponse_Cursor_v0(buf, pos)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -46,7 +47,7 @@ _ST_int32_int64_int64_int16 = Struct(">iqqh")
 
 
 def _read_DescribeTransactionsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeTransactionsRequest, int]:
     o = new_instance(DescribeTransactionsRequest)
     try:
@@ -155,7 +156,7 @@ def _write_DescribeTransactionsRequest_v0(o: DescribeTransactionsRequest, out: b
 
 
 def _read_DescribeTransactionsResponse_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeTransactionsResponse_TopicData, int]:
     o = new_instance(_DescribeTransactionsResponse_TopicData)
     try:
@@ -268,7 +269,7 @@ def _write_DescribeTransactionsResponse_TopicData_v0(
 
 
 def _read_DescribeTransactionsResponse_TransactionState_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeTransactionsResponse_TransactionState, int]:
     o = new_instance(_DescribeTransactionsResponse_TransactionState)
     try:
@@ -351,9 +352,10 @@ def _read_DescribeTransactionsResponse_TransactionState_v0(
         raise bad_count("TransactionState.topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_DescribeTransactionsResponse_TopicData_v0(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -443,7 +445,7 @@ def _write_DescribeTransactionsResponse_TransactionState_v0(
 
 
 def _read_DescribeTransactionsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeTransactionsResponse, int]:
     o = new_instance(DescribeTransactionsResponse)
     try:
@@ -466,9 +468,10 @@ def _read_DescribeTransactionsResponse_v0(
         raise bad_count("transaction_states", pos, count1, len(buf) - pos)
     else:
         f_transaction_states = []
+        append3 = f_transaction_states.append
         for _ in range(count1):
             item2, pos = _read_DescribeTransactionsResponse_TransactionState_v0(buf, pos)
-            f_transaction_states.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

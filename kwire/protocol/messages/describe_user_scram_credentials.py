@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,10 +42,11 @@ __all__ = ["DescribeUserScramCredentialsRequest", "DescribeUserScramCredentialsR
 _ST_int16 = Struct(">h")
 _ST_int32_int16 = Struct(">ih")
 _ST_int8_int32 = Struct(">bi")
+_ST_int8_int32_tag_count = Struct(">biB")
 
 
 def _read_DescribeUserScramCredentialsRequest_UserName_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeUserScramCredentialsRequest_UserName, int]:
     o = new_instance(_DescribeUserScramCredentialsRequest_UserName)
     try:
@@ -128,7 +130,7 @@ def _write_DescribeUserScramCredentialsRequest_UserName_v0(
 
 
 def _read_DescribeUserScramCredentialsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeUserScramCredentialsRequest, int]:
     o = new_instance(DescribeUserScramCredentialsRequest)
     try:
@@ -146,9 +148,10 @@ def _read_DescribeUserScramCredentialsRequest_v0(
         raise bad_count("users", pos, count1, len(buf) - pos)
     else:
         f_users = []
+        append3 = f_users.append
         for _ in range(count1):
             item2, pos = _read_DescribeUserScramCredentialsRequest_UserName_v0(buf, pos)
-            f_users.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -206,22 +209,23 @@ def _write_DescribeUserScramCredentialsRequest_v0(
 
 
 def _read_DescribeUserScramCredentialsResponse_CredentialInfo_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeUserScramCredentialsResponse_CredentialInfo, int]:
     o = new_instance(_DescribeUserScramCredentialsResponse_CredentialInfo)
     try:
-        o.mechanism, o.iterations = _ST_int8_int32.unpack_from(buf, pos)
+        o.mechanism, o.iterations, tag_count = _ST_int8_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("CredentialInfo.mechanism", 1), ("CredentialInfo.iterations", 4)), pos, len(buf) - pos
+            (
+                ("CredentialInfo.mechanism", 1),
+                ("CredentialInfo.iterations", 4),
+                ("CredentialInfo.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 5
+    pos += 6
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("CredentialInfo.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "CredentialInfo.(tagged fields)")
     if tag_count:
@@ -262,7 +266,7 @@ def _write_DescribeUserScramCredentialsResponse_CredentialInfo_v0(
 
 
 def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult, int]:
     o = new_instance(_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult)
     try:
@@ -339,9 +343,10 @@ def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResul
         )
     else:
         f_credential_infos = []
+        append7 = f_credential_infos.append
         for _ in range(count5):
             item6, pos = _read_DescribeUserScramCredentialsResponse_CredentialInfo_v0(buf, pos)
-            f_credential_infos.append(item6)
+            append7(item6)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -436,7 +441,7 @@ def _write_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResu
 
 
 def _read_DescribeUserScramCredentialsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[DescribeUserScramCredentialsResponse, int]:
     o = new_instance(DescribeUserScramCredentialsResponse)
     try:
@@ -483,13 +488,14 @@ def _read_DescribeUserScramCredentialsResponse_v0(
         raise bad_count("results", pos, count3, len(buf) - pos)
     else:
         f_results = []
+        append5 = f_results.append
         for _ in range(count3):
             item4, pos = (
                 _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_v0(
                     buf, pos
                 )
             )
-            f_results.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

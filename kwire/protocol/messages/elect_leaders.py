@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,11 +44,12 @@ __all__ = ["ElectLeadersRequest", "ElectLeadersResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int8 = Struct(">b")
 
 
 def _read_ElectLeadersRequest_TopicPartitions_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ElectLeadersRequest_TopicPartitions, int]:
     o = new_instance(_ElectLeadersRequest_TopicPartitions)
     try:
@@ -91,7 +93,7 @@ def _read_ElectLeadersRequest_TopicPartitions_v0(
 
 
 def _read_ElectLeadersRequest_TopicPartitions_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ElectLeadersRequest_TopicPartitions, int]:
     o = new_instance(_ElectLeadersRequest_TopicPartitions)
     try:
@@ -247,7 +249,7 @@ def _write_ElectLeadersRequest_TopicPartitions_v2(
         out.append(0)
 
 
-def _read_ElectLeadersRequest_v0(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
+def _read_ElectLeadersRequest_v0(buf: Buffer, pos: int) -> tuple[ElectLeadersRequest, int]:
     o = new_instance(ElectLeadersRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -261,9 +263,10 @@ def _read_ElectLeadersRequest_v0(buf: memoryview, pos: int) -> tuple[ElectLeader
         raise bad_count("topic_partitions", pos, count1, len(buf) - pos)
     else:
         f_topic_partitions = []
+        append3 = f_topic_partitions.append
         for _ in range(count1):
             item2, pos = _read_ElectLeadersRequest_TopicPartitions_v0(buf, pos)
-            f_topic_partitions.append(item2)
+            append3(item2)
     try:
         (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -275,7 +278,7 @@ def _read_ElectLeadersRequest_v0(buf: memoryview, pos: int) -> tuple[ElectLeader
     return o, pos
 
 
-def _read_ElectLeadersRequest_v1(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
+def _read_ElectLeadersRequest_v1(buf: Buffer, pos: int) -> tuple[ElectLeadersRequest, int]:
     o = new_instance(ElectLeadersRequest)
     try:
         (o.election_type,) = _ST_int8.unpack_from(buf, pos)
@@ -294,9 +297,10 @@ def _read_ElectLeadersRequest_v1(buf: memoryview, pos: int) -> tuple[ElectLeader
         raise bad_count("topic_partitions", pos, count1, len(buf) - pos)
     else:
         f_topic_partitions = []
+        append3 = f_topic_partitions.append
         for _ in range(count1):
             item2, pos = _read_ElectLeadersRequest_TopicPartitions_v0(buf, pos)
-            f_topic_partitions.append(item2)
+            append3(item2)
     try:
         (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -307,7 +311,7 @@ def _read_ElectLeadersRequest_v1(buf: memoryview, pos: int) -> tuple[ElectLeader
     return o, pos
 
 
-def _read_ElectLeadersRequest_v2(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
+def _read_ElectLeadersRequest_v2(buf: Buffer, pos: int) -> tuple[ElectLeadersRequest, int]:
     o = new_instance(ElectLeadersRequest)
     try:
         (o.election_type,) = _ST_int8.unpack_from(buf, pos)
@@ -329,20 +333,18 @@ def _read_ElectLeadersRequest_v2(buf: memoryview, pos: int) -> tuple[ElectLeader
         raise bad_count("topic_partitions", pos, count1, len(buf) - pos)
     else:
         f_topic_partitions = []
+        append3 = f_topic_partitions.append
         for _ in range(count1):
             item2, pos = _read_ElectLeadersRequest_TopicPartitions_v2(buf, pos)
-            f_topic_partitions.append(item2)
+            append3(item2)
     try:
-        (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
+        o.timeout_ms, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("timeout_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("timeout_ms", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -423,7 +425,7 @@ def _write_ElectLeadersRequest_v2(o: ElectLeadersRequest, out: bytearray) -> Non
 
 
 def _read_ElectLeadersResponse_PartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ElectLeadersResponse_PartitionResult, int]:
     o = new_instance(_ElectLeadersResponse_PartitionResult)
     try:
@@ -460,7 +462,7 @@ def _read_ElectLeadersResponse_PartitionResult_v0(
 
 
 def _read_ElectLeadersResponse_PartitionResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ElectLeadersResponse_PartitionResult, int]:
     o = new_instance(_ElectLeadersResponse_PartitionResult)
     try:
@@ -588,7 +590,7 @@ def _write_ElectLeadersResponse_PartitionResult_v2(
 
 
 def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ElectLeadersResponse_ReplicaElectionResult, int]:
     o = new_instance(_ElectLeadersResponse_ReplicaElectionResult)
     try:
@@ -622,9 +624,10 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
         raise bad_count("ReplicaElectionResult.partition_result", pos, count3, len(buf) - pos)
     else:
         f_partition_result = []
+        append5 = f_partition_result.append
         for _ in range(count3):
             item4, pos = _read_ElectLeadersResponse_PartitionResult_v0(buf, pos)
-            f_partition_result.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.partition_result = f_partition_result
     o.unknown_tagged_fields = ()
@@ -632,7 +635,7 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
 
 
 def _read_ElectLeadersResponse_ReplicaElectionResult_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ElectLeadersResponse_ReplicaElectionResult, int]:
     o = new_instance(_ElectLeadersResponse_ReplicaElectionResult)
     try:
@@ -672,9 +675,10 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v2(
         raise bad_count("ReplicaElectionResult.partition_result", pos, count3, len(buf) - pos)
     else:
         f_partition_result = []
+        append5 = f_partition_result.append
         for _ in range(count3):
             item4, pos = _read_ElectLeadersResponse_PartitionResult_v2(buf, pos)
-            f_partition_result.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -795,7 +799,7 @@ def _write_ElectLeadersResponse_ReplicaElectionResult_v2(
         out.append(0)
 
 
-def _read_ElectLeadersResponse_v0(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
+def _read_ElectLeadersResponse_v0(buf: Buffer, pos: int) -> tuple[ElectLeadersResponse, int]:
     o = new_instance(ElectLeadersResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -814,16 +818,17 @@ def _read_ElectLeadersResponse_v0(buf: memoryview, pos: int) -> tuple[ElectLeade
         raise bad_count("replica_election_results", pos, count1, len(buf) - pos)
     else:
         f_replica_election_results = []
+        append3 = f_replica_election_results.append
         for _ in range(count1):
             item2, pos = _read_ElectLeadersResponse_ReplicaElectionResult_v0(buf, pos)
-            f_replica_election_results.append(item2)
+            append3(item2)
     o.error_code = 0
     o.replica_election_results = f_replica_election_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ElectLeadersResponse_v1(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
+def _read_ElectLeadersResponse_v1(buf: Buffer, pos: int) -> tuple[ElectLeadersResponse, int]:
     o = new_instance(ElectLeadersResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -844,15 +849,16 @@ def _read_ElectLeadersResponse_v1(buf: memoryview, pos: int) -> tuple[ElectLeade
         raise bad_count("replica_election_results", pos, count1, len(buf) - pos)
     else:
         f_replica_election_results = []
+        append3 = f_replica_election_results.append
         for _ in range(count1):
             item2, pos = _read_ElectLeadersResponse_ReplicaElectionResult_v0(buf, pos)
-            f_replica_election_results.append(item2)
+            append3(item2)
     o.replica_election_results = f_replica_election_results
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ElectLeadersResponse_v2(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
+def _read_ElectLeadersResponse_v2(buf: Buffer, pos: int) -> tuple[ElectLeadersResponse, int]:
     o = new_instance(ElectLeadersResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -876,9 +882,10 @@ def _read_ElectLeadersResponse_v2(buf: memoryview, pos: int) -> tuple[ElectLeade
         raise bad_count("replica_election_results", pos, count1, len(buf) - pos)
     else:
         f_replica_election_results = []
+        append3 = f_replica_election_results.append
         for _ in range(count1):
             item2, pos = _read_ElectLeadersResponse_ReplicaElectionResult_v2(buf, pos)
-            f_replica_election_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

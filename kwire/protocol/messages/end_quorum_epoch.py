@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,30 +44,34 @@ __all__ = ["EndQuorumEpochRequest", "EndQuorumEpochResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16_int32_int32 = Struct(">ihii")
+_ST_int32_int16_int32_int32_tag_count = Struct(">ihiiB")
 _ST_int32_int32_int32 = Struct(">iii")
 _ST_int32_uuid = Struct(">i16s")
+_ST_int32_uuid_tag_count = Struct(">i16sB")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 
 
 def _read_EndQuorumEpochRequest_ReplicaInfo_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochRequest_ReplicaInfo, int]:
     o = new_instance(_EndQuorumEpochRequest_ReplicaInfo)
     try:
-        o.candidate_id, f_candidate_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.candidate_id, f_candidate_directory_id, tag_count = _ST_int32_uuid_tag_count.unpack_from(
+            buf, pos
+        )
     except struct_error:
         raise run_too_short(
-            (("ReplicaInfo.candidate_id", 4), ("ReplicaInfo.candidate_directory_id", 16)),
+            (
+                ("ReplicaInfo.candidate_id", 4),
+                ("ReplicaInfo.candidate_directory_id", 16),
+                ("ReplicaInfo.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 20
+    pos += 21
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ReplicaInfo.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ReplicaInfo.(tagged fields)")
     if tag_count:
@@ -108,7 +113,7 @@ def _write_EndQuorumEpochRequest_ReplicaInfo_v1(
 
 
 def _read_EndQuorumEpochRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochRequest_PartitionData, int]:
     o = new_instance(_EndQuorumEpochRequest_PartitionData)
     try:
@@ -146,7 +151,7 @@ def _read_EndQuorumEpochRequest_PartitionData_v0(
 
 
 def _read_EndQuorumEpochRequest_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochRequest_PartitionData, int]:
     o = new_instance(_EndQuorumEpochRequest_PartitionData)
     try:
@@ -177,9 +182,10 @@ def _read_EndQuorumEpochRequest_PartitionData_v1(
         raise bad_count("PartitionData.preferred_candidates", pos, count1, len(buf) - pos)
     else:
         f_preferred_candidates = []
+        append3 = f_preferred_candidates.append
         for _ in range(count1):
             item2, pos = _read_EndQuorumEpochRequest_ReplicaInfo_v1(buf, pos)
-            f_preferred_candidates.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -253,7 +259,7 @@ def _write_EndQuorumEpochRequest_PartitionData_v1(
 
 
 def _read_EndQuorumEpochRequest_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochRequest_TopicData, int]:
     o = new_instance(_EndQuorumEpochRequest_TopicData)
     try:
@@ -287,9 +293,10 @@ def _read_EndQuorumEpochRequest_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -297,7 +304,7 @@ def _read_EndQuorumEpochRequest_TopicData_v0(
 
 
 def _read_EndQuorumEpochRequest_TopicData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochRequest_TopicData, int]:
     o = new_instance(_EndQuorumEpochRequest_TopicData)
     try:
@@ -337,9 +344,10 @@ def _read_EndQuorumEpochRequest_TopicData_v1(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochRequest_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -434,7 +442,7 @@ def _write_EndQuorumEpochRequest_TopicData_v1(
 
 
 def _read_EndQuorumEpochRequest_LeaderEndpoint_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochRequest_LeaderEndpoint, int]:
     o = new_instance(_EndQuorumEpochRequest_LeaderEndpoint)
     try:
@@ -482,16 +490,13 @@ def _read_EndQuorumEpochRequest_LeaderEndpoint_v1(
             raise bad_utf8("LeaderEndpoint.host", pos) from None
         pos = end4
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("LeaderEndpoint.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("LeaderEndpoint.port", 2), ("LeaderEndpoint.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "LeaderEndpoint.(tagged fields)")
     if tag_count:
@@ -559,7 +564,7 @@ def _write_EndQuorumEpochRequest_LeaderEndpoint_v1(
         out.append(0)
 
 
-def _read_EndQuorumEpochRequest_v0(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
+def _read_EndQuorumEpochRequest_v0(buf: Buffer, pos: int) -> tuple[EndQuorumEpochRequest, int]:
     o = new_instance(EndQuorumEpochRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -592,9 +597,10 @@ def _read_EndQuorumEpochRequest_v0(buf: memoryview, pos: int) -> tuple[EndQuorum
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochRequest_TopicData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.cluster_id = f_cluster_id
     o.topics = f_topics
     o.leader_endpoints = []
@@ -602,7 +608,7 @@ def _read_EndQuorumEpochRequest_v0(buf: memoryview, pos: int) -> tuple[EndQuorum
     return o, pos
 
 
-def _read_EndQuorumEpochRequest_v1(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
+def _read_EndQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[EndQuorumEpochRequest, int]:
     o = new_instance(EndQuorumEpochRequest)
     try:
         n1 = buf[pos]
@@ -641,27 +647,29 @@ def _read_EndQuorumEpochRequest_v1(buf: memoryview, pos: int) -> tuple[EndQuorum
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochRequest_TopicData_v1(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("leader_endpoints", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "leader_endpoints")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "leader_endpoints")
+    count6 -= 1
     f_leader_endpoints: list[EndQuorumEpochRequest.LeaderEndpoint]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("leader_endpoints", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("leader_endpoints", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("leader_endpoints", pos, count6, len(buf) - pos)
     else:
         f_leader_endpoints = []
-        for _ in range(count5):
-            item6, pos = _read_EndQuorumEpochRequest_LeaderEndpoint_v1(buf, pos)
-            f_leader_endpoints.append(item6)
+        append8 = f_leader_endpoints.append
+        for _ in range(count6):
+            item7, pos = _read_EndQuorumEpochRequest_LeaderEndpoint_v1(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -764,7 +772,7 @@ def _write_EndQuorumEpochRequest_v1(o: EndQuorumEpochRequest, out: bytearray) ->
 
 
 def _read_EndQuorumEpochResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochResponse_PartitionData, int]:
     o = new_instance(_EndQuorumEpochResponse_PartitionData)
     try:
@@ -788,12 +796,12 @@ def _read_EndQuorumEpochResponse_PartitionData_v0(
 
 
 def _read_EndQuorumEpochResponse_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochResponse_PartitionData, int]:
     o = new_instance(_EndQuorumEpochResponse_PartitionData)
     try:
-        o.partition_index, o.error_code, o.leader_id, o.leader_epoch = (
-            _ST_int32_int16_int32_int32.unpack_from(buf, pos)
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch, tag_count = (
+            _ST_int32_int16_int32_int32_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -802,17 +810,13 @@ def _read_EndQuorumEpochResponse_PartitionData_v1(
                 ("PartitionData.error_code", 2),
                 ("PartitionData.leader_id", 4),
                 ("PartitionData.leader_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 14
+    pos += 15
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -865,7 +869,7 @@ def _write_EndQuorumEpochResponse_PartitionData_v1(
 
 
 def _read_EndQuorumEpochResponse_TopicData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochResponse_TopicData, int]:
     o = new_instance(_EndQuorumEpochResponse_TopicData)
     try:
@@ -899,9 +903,10 @@ def _read_EndQuorumEpochResponse_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -909,7 +914,7 @@ def _read_EndQuorumEpochResponse_TopicData_v0(
 
 
 def _read_EndQuorumEpochResponse_TopicData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochResponse_TopicData, int]:
     o = new_instance(_EndQuorumEpochResponse_TopicData)
     try:
@@ -949,9 +954,10 @@ def _read_EndQuorumEpochResponse_TopicData_v1(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_EndQuorumEpochResponse_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1046,7 +1052,7 @@ def _write_EndQuorumEpochResponse_TopicData_v1(
 
 
 def _read_EndQuorumEpochResponse_NodeEndpoint_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_EndQuorumEpochResponse_NodeEndpoint, int]:
     o = new_instance(_EndQuorumEpochResponse_NodeEndpoint)
     try:
@@ -1077,16 +1083,13 @@ def _read_EndQuorumEpochResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("NodeEndpoint.port", 2), ("NodeEndpoint.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("NodeEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "NodeEndpoint.(tagged fields)")
     if tag_count:
@@ -1141,9 +1144,7 @@ def _write_EndQuorumEpochResponse_NodeEndpoint_v1(
         out.append(0)
 
 
-def _read_EndQuorumEpochResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[EndQuorumEpochResponse, int]:
+def _read_EndQuorumEpochResponse_v0(buf: Buffer, pos: int) -> tuple[EndQuorumEpochResponse, int]:
     o = new_instance(EndQuorumEpochResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1162,18 +1163,17 @@ def _read_EndQuorumEpochResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_EndQuorumEpochResponse_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.node_endpoints = []
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_EndQuorumEpochResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[EndQuorumEpochResponse, int]:
+def _read_EndQuorumEpochResponse_v1(buf: Buffer, pos: int) -> tuple[EndQuorumEpochResponse, int]:
     o = new_instance(EndQuorumEpochResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1195,9 +1195,10 @@ def _read_EndQuorumEpochResponse_v1(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_EndQuorumEpochResponse_TopicData_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     f_node_endpoints: list[EndQuorumEpochResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1229,24 +1230,25 @@ def _read_EndQuorumEpochResponse_v1(
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count4 = buf[pos]
+                    count5 = buf[pos]
                 except IndexError:
                     raise eof("node_endpoints", pos) from None
                 pos += 1
-                if count4 > 0x7F:
-                    count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
-                count4 -= 1
-                value3: list[EndQuorumEpochResponse.NodeEndpoint]
-                if count4 < 0:
+                if count5 > 0x7F:
+                    count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
+                count5 -= 1
+                value4: list[EndQuorumEpochResponse.NodeEndpoint]
+                if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count4, len(buf) - pos)
+                elif count5 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
                 else:
-                    value3 = []
-                    for _ in range(count4):
-                        item5, pos = _read_EndQuorumEpochResponse_NodeEndpoint_v1(buf, pos)
-                        value3.append(item5)
-                f_node_endpoints = value3
+                    value4 = []
+                    append7 = value4.append
+                    for _ in range(count5):
+                        item6, pos = _read_EndQuorumEpochResponse_NodeEndpoint_v1(buf, pos)
+                        append7(item6)
+                f_node_endpoints = value4
                 if pos != tag_end:
                     raise bad_tagged_size("node_endpoints", pos, size, pos - tag_end + size)
             else:

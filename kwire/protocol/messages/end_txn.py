@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,10 +42,12 @@ __all__ = ["EndTxnRequest", "EndTxnResponse"]
 
 _ST_int16 = Struct(">h")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int64_int16_bool = Struct(">qh?")
+_ST_int64_int16_bool_tag_count = Struct(">qh?B")
 
 
-def _read_EndTxnRequest_v0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
+def _read_EndTxnRequest_v0(buf: Buffer, pos: int) -> tuple[EndTxnRequest, int]:
     o = new_instance(EndTxnRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -77,7 +80,7 @@ def _read_EndTxnRequest_v0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, in
     return o, pos
 
 
-def _read_EndTxnRequest_v3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
+def _read_EndTxnRequest_v3(buf: Buffer, pos: int) -> tuple[EndTxnRequest, int]:
     o = new_instance(EndTxnRequest)
     try:
         n1 = buf[pos]
@@ -102,18 +105,17 @@ def _read_EndTxnRequest_v3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, in
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        o.producer_id, o.producer_epoch, o.committed = _ST_int64_int16_bool.unpack_from(buf, pos)
+        o.producer_id, o.producer_epoch, o.committed, tag_count = (
+            _ST_int64_int16_bool_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("producer_id", 8), ("producer_epoch", 2), ("committed", 1)), pos, len(buf) - pos
+            (("producer_id", 8), ("producer_epoch", 2), ("committed", 1), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 11
+    pos += 12
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -210,7 +212,7 @@ def _write_EndTxnRequest_v3(o: EndTxnRequest, out: bytearray) -> None:
         out.append(0)
 
 
-def _read_EndTxnResponse_v0(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
+def _read_EndTxnResponse_v0(buf: Buffer, pos: int) -> tuple[EndTxnResponse, int]:
     o = new_instance(EndTxnResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -223,21 +225,20 @@ def _read_EndTxnResponse_v0(buf: memoryview, pos: int) -> tuple[EndTxnResponse, 
     return o, pos
 
 
-def _read_EndTxnResponse_v3(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
+def _read_EndTxnResponse_v3(buf: Buffer, pos: int) -> tuple[EndTxnResponse, int]:
     o = new_instance(EndTxnResponse)
     try:
-        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(
+            buf, pos
+        )
     except struct_error:
         raise run_too_short(
-            (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
+            (("throttle_time_ms", 4), ("error_code", 2), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,9 +40,10 @@ from kwire.protocol._codec import (
 __all__ = ["EnvelopeRequest", "EnvelopeResponse"]
 
 _ST_int16 = Struct(">h")
+_ST_int16_tag_count = Struct(">hB")
 
 
-def _read_EnvelopeRequest_v0(buf: memoryview, pos: int) -> tuple[EnvelopeRequest, int]:
+def _read_EnvelopeRequest_v0(buf: Buffer, pos: int) -> tuple[EnvelopeRequest, int]:
     o = new_instance(EnvelopeRequest)
     try:
         n1 = buf[pos]
@@ -58,7 +60,7 @@ def _read_EnvelopeRequest_v0(buf: memoryview, pos: int) -> tuple[EnvelopeRequest
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("request_data", pos, n1, len(buf) - pos)
-        f_request_data = buf[pos:end2]
+        f_request_data = memoryview(buf)[pos:end2]
         pos = end2
     try:
         n3 = buf[pos]
@@ -169,7 +171,7 @@ def _write_EnvelopeRequest_v0(o: EnvelopeRequest, out: bytearray) -> None:
         out.append(0)
 
 
-def _read_EnvelopeResponse_v0(buf: memoryview, pos: int) -> tuple[EnvelopeResponse, int]:
+def _read_EnvelopeResponse_v0(buf: Buffer, pos: int) -> tuple[EnvelopeResponse, int]:
     o = new_instance(EnvelopeResponse)
     try:
         n1 = buf[pos]
@@ -186,19 +188,16 @@ def _read_EnvelopeResponse_v0(buf: memoryview, pos: int) -> tuple[EnvelopeRespon
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("response_data", pos, n1, len(buf) - pos)
-        f_response_data = buf[pos:end2]
+        f_response_data = memoryview(buf)[pos:end2]
         pos = end2
     try:
-        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
+        o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("error_code", 2), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

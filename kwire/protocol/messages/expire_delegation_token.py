@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,12 +40,14 @@ from kwire.protocol._codec import (
 __all__ = ["ExpireDelegationTokenRequest", "ExpireDelegationTokenResponse"]
 
 _ST_int16_int64_int32 = Struct(">hqi")
+_ST_int16_int64_int32_tag_count = Struct(">hqiB")
 _ST_int32 = Struct(">i")
 _ST_int64 = Struct(">q")
+_ST_int64_tag_count = Struct(">qB")
 
 
 def _read_ExpireDelegationTokenRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ExpireDelegationTokenRequest, int]:
     o = new_instance(ExpireDelegationTokenRequest)
     try:
@@ -72,7 +75,7 @@ def _read_ExpireDelegationTokenRequest_v0(
 
 
 def _read_ExpireDelegationTokenRequest_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ExpireDelegationTokenRequest, int]:
     o = new_instance(ExpireDelegationTokenRequest)
     try:
@@ -93,16 +96,13 @@ def _read_ExpireDelegationTokenRequest_v2(
         f_hmac = bytes(buf[pos:end2])
         pos = end2
     try:
-        (o.expiry_time_period_ms,) = _ST_int64.unpack_from(buf, pos)
+        o.expiry_time_period_ms, tag_count = _ST_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("expiry_time_period_ms", 8),), pos, len(buf) - pos) from None
-    pos += 8
+        raise run_too_short(
+            (("expiry_time_period_ms", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -176,7 +176,7 @@ def _write_ExpireDelegationTokenRequest_v2(o: ExpireDelegationTokenRequest, out:
 
 
 def _read_ExpireDelegationTokenResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ExpireDelegationTokenResponse, int]:
     o = new_instance(ExpireDelegationTokenResponse)
     try:
@@ -195,26 +195,26 @@ def _read_ExpireDelegationTokenResponse_v0(
 
 
 def _read_ExpireDelegationTokenResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ExpireDelegationTokenResponse, int]:
     o = new_instance(ExpireDelegationTokenResponse)
     try:
-        o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms = _ST_int16_int64_int32.unpack_from(
-            buf, pos
+        o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms, tag_count = (
+            _ST_int16_int64_int32_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
-            (("error_code", 2), ("expiry_timestamp_ms", 8), ("throttle_time_ms", 4)),
+            (
+                ("error_code", 2),
+                ("expiry_timestamp_ms", 8),
+                ("throttle_time_ms", 4),
+                ("(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 14
+    pos += 15
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

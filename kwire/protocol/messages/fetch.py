@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -52,30 +53,35 @@ _ST_int32_int32_int32_int8 = Struct(">iiib")
 _ST_int32_int32_int32_int8_int32_int32 = Struct(">iiibii")
 _ST_int32_int32_int64 = Struct(">iiq")
 _ST_int32_int32_int64_int32_int64_int32 = Struct(">iiqiqi")
+_ST_int32_int32_tag_count = Struct(">iiB")
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_int64_tag_count = Struct(">iqB")
 _ST_int64 = Struct(">q")
 _ST_int64_int32 = Struct(">qi")
+_ST_int64_int32_tag_count = Struct(">qiB")
 _ST_int64_int64 = Struct(">qq")
+_ST_int64_int64_tag_count = Struct(">qqB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_FetchRequest_ReplicaState_v15(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_ReplicaState, int]:
     o = new_instance(_FetchRequest_ReplicaState)
     try:
-        o.replica_id, o.replica_epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.replica_id, o.replica_epoch, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("ReplicaState.replica_id", 4), ("ReplicaState.replica_epoch", 8)), pos, len(buf) - pos
+            (
+                ("ReplicaState.replica_id", 4),
+                ("ReplicaState.replica_epoch", 8),
+                ("ReplicaState.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ReplicaState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ReplicaState.(tagged fields)")
     if tag_count:
@@ -114,7 +120,7 @@ def _write_FetchRequest_ReplicaState_v15(o: _FetchRequest_ReplicaState, out: byt
 
 
 def _read_FetchRequest_FetchPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
     o = new_instance(_FetchRequest_FetchPartition)
     try:
@@ -143,7 +149,7 @@ def _read_FetchRequest_FetchPartition_v0(
 
 
 def _read_FetchRequest_FetchPartition_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
     o = new_instance(_FetchRequest_FetchPartition)
     try:
@@ -173,7 +179,7 @@ def _read_FetchRequest_FetchPartition_v5(
 
 
 def _read_FetchRequest_FetchPartition_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
     o = new_instance(_FetchRequest_FetchPartition)
     try:
@@ -207,7 +213,7 @@ def _read_FetchRequest_FetchPartition_v9(
 
 
 def _read_FetchRequest_FetchPartition_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
     o = new_instance(_FetchRequest_FetchPartition)
     try:
@@ -270,7 +276,7 @@ def _read_FetchRequest_FetchPartition_v12(
 
 
 def _read_FetchRequest_FetchPartition_v17(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchPartition, int]:
     o = new_instance(_FetchRequest_FetchPartition)
     try:
@@ -502,9 +508,7 @@ def _write_FetchRequest_FetchPartition_v17(o: _FetchRequest_FetchPartition, out:
         out.append(0)
 
 
-def _read_FetchRequest_FetchTopic_v0(
-    buf: memoryview, pos: int
-) -> tuple[_FetchRequest_FetchTopic, int]:
+def _read_FetchRequest_FetchTopic_v0(buf: Buffer, pos: int) -> tuple[_FetchRequest_FetchTopic, int]:
     o = new_instance(_FetchRequest_FetchTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -537,9 +541,10 @@ def _read_FetchRequest_FetchTopic_v0(
         raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchRequest_FetchPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -547,9 +552,7 @@ def _read_FetchRequest_FetchTopic_v0(
     return o, pos
 
 
-def _read_FetchRequest_FetchTopic_v5(
-    buf: memoryview, pos: int
-) -> tuple[_FetchRequest_FetchTopic, int]:
+def _read_FetchRequest_FetchTopic_v5(buf: Buffer, pos: int) -> tuple[_FetchRequest_FetchTopic, int]:
     o = new_instance(_FetchRequest_FetchTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -582,9 +585,10 @@ def _read_FetchRequest_FetchTopic_v5(
         raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchRequest_FetchPartition_v5(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -592,9 +596,7 @@ def _read_FetchRequest_FetchTopic_v5(
     return o, pos
 
 
-def _read_FetchRequest_FetchTopic_v9(
-    buf: memoryview, pos: int
-) -> tuple[_FetchRequest_FetchTopic, int]:
+def _read_FetchRequest_FetchTopic_v9(buf: Buffer, pos: int) -> tuple[_FetchRequest_FetchTopic, int]:
     o = new_instance(_FetchRequest_FetchTopic)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -627,9 +629,10 @@ def _read_FetchRequest_FetchTopic_v9(
         raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchRequest_FetchPartition_v9(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -638,7 +641,7 @@ def _read_FetchRequest_FetchTopic_v9(
 
 
 def _read_FetchRequest_FetchTopic_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
     o = new_instance(_FetchRequest_FetchTopic)
     try:
@@ -678,9 +681,10 @@ def _read_FetchRequest_FetchTopic_v12(
         raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchRequest_FetchPartition_v12(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -720,7 +724,7 @@ def _read_FetchRequest_FetchTopic_v12(
 
 
 def _read_FetchRequest_FetchTopic_v13(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
     o = new_instance(_FetchRequest_FetchTopic)
     try:
@@ -743,9 +747,10 @@ def _read_FetchRequest_FetchTopic_v13(
         raise bad_count("FetchTopic.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchPartition_v12(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -785,7 +790,7 @@ def _read_FetchRequest_FetchTopic_v13(
 
 
 def _read_FetchRequest_FetchTopic_v17(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_FetchTopic, int]:
     o = new_instance(_FetchRequest_FetchTopic)
     try:
@@ -808,9 +813,10 @@ def _read_FetchRequest_FetchTopic_v17(
         raise bad_count("FetchTopic.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchPartition_v17(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1171,7 +1177,7 @@ def _write_FetchRequest_FetchTopic_v17(o: _FetchRequest_FetchTopic, out: bytearr
 
 
 def _read_FetchRequest_ForgottenTopic_v7(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_ForgottenTopic, int]:
     o = new_instance(_FetchRequest_ForgottenTopic)
     try:
@@ -1216,7 +1222,7 @@ def _read_FetchRequest_ForgottenTopic_v7(
 
 
 def _read_FetchRequest_ForgottenTopic_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_ForgottenTopic, int]:
     o = new_instance(_FetchRequest_ForgottenTopic)
     try:
@@ -1298,7 +1304,7 @@ def _read_FetchRequest_ForgottenTopic_v12(
 
 
 def _read_FetchRequest_ForgottenTopic_v13(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchRequest_ForgottenTopic, int]:
     o = new_instance(_FetchRequest_ForgottenTopic)
     try:
@@ -1510,7 +1516,7 @@ def _write_FetchRequest_ForgottenTopic_v13(o: _FetchRequest_ForgottenTopic, out:
         out.append(0)
 
 
-def _read_FetchRequest_v0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v0(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1534,9 +1540,10 @@ def _read_FetchRequest_v0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
     o.max_bytes = 0x7FFFFFFF
@@ -1550,7 +1557,7 @@ def _read_FetchRequest_v0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     return o, pos
 
 
-def _read_FetchRequest_v3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v3(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1576,9 +1583,10 @@ def _read_FetchRequest_v3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
     o.isolation_level = 0
@@ -1591,7 +1599,7 @@ def _read_FetchRequest_v3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     return o, pos
 
 
-def _read_FetchRequest_v4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v4(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1621,9 +1629,10 @@ def _read_FetchRequest_v4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
     o.session_id = 0
@@ -1635,7 +1644,7 @@ def _read_FetchRequest_v4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     return o, pos
 
 
-def _read_FetchRequest_v5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v5(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1665,9 +1674,10 @@ def _read_FetchRequest_v5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v5(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
     o.session_id = 0
@@ -1679,7 +1689,7 @@ def _read_FetchRequest_v5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     return o, pos
 
 
-def _read_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v7(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1721,24 +1731,26 @@ def _read_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v5(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("forgotten_topics_data", pos, 4, len(buf) - pos) from None
     pos += 4
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count3):
-            item4, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
-            f_forgotten_topics_data.append(item4)
+        append6 = f_forgotten_topics_data.append
+        for _ in range(count4):
+            item5, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
+            append6(item5)
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
     o.topics = f_topics
@@ -1748,7 +1760,7 @@ def _read_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     return o, pos
 
 
-def _read_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v9(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1790,24 +1802,26 @@ def _read_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v9(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("forgotten_topics_data", pos, 4, len(buf) - pos) from None
     pos += 4
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count3):
-            item4, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
-            f_forgotten_topics_data.append(item4)
+        append6 = f_forgotten_topics_data.append
+        for _ in range(count4):
+            item5, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
+            append6(item5)
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
     o.topics = f_topics
@@ -1817,7 +1831,7 @@ def _read_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]
     return o, pos
 
 
-def _read_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v11(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1859,43 +1873,45 @@ def _read_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v9(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("forgotten_topics_data", pos, 4, len(buf) - pos) from None
     pos += 4
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count3):
-            item4, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
-            f_forgotten_topics_data.append(item4)
+        append6 = f_forgotten_topics_data.append
+        for _ in range(count4):
+            item5, pos = _read_FetchRequest_ForgottenTopic_v7(buf, pos)
+            append6(item5)
     try:
-        (n5,) = _ST_int16.unpack_from(buf, pos)
+        (n7,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("rack_id", pos, 2, len(buf) - pos) from None
     pos += 2
     f_rack_id: str
-    if n5 < 0:
+    if n7 < 0:
         raise null_value("rack_id", pos)
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack_id", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack_id", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack_id", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack_id", pos, n7, len(buf) - pos)
         try:
-            f_rack_id = str(buf[pos:end6], "utf-8")
+            f_rack_id = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
-        pos = end6
+        pos = end8
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
     o.topics = f_topics
@@ -1905,7 +1921,7 @@ def _read_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     return o, pos
 
 
-def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v12(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1950,49 +1966,51 @@ def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v12(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("forgotten_topics_data", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "forgotten_topics_data")
+    count4 -= 1
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count3):
-            item4, pos = _read_FetchRequest_ForgottenTopic_v12(buf, pos)
-            f_forgotten_topics_data.append(item4)
+        append6 = f_forgotten_topics_data.append
+        for _ in range(count4):
+            item5, pos = _read_FetchRequest_ForgottenTopic_v12(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack_id", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack_id")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack_id")
+    n7 -= 1
     f_rack_id: str
-    if n5 < 0:
+    if n7 < 0:
         raise null_value("rack_id", pos)
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack_id", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack_id", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack_id", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack_id", pos, n7, len(buf) - pos)
         try:
-            f_rack_id = str(buf[pos:end6], "utf-8")
+            f_rack_id = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
-        pos = end6
+        pos = end8
     f_cluster_id: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -2024,28 +2042,28 @@ def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    n8 = buf[pos]
+                    n10 = buf[pos]
                 except IndexError:
                     raise eof("cluster_id", pos) from None
                 pos += 1
-                if n8 > 0x7F:
-                    n8, pos = read_uvarint_tail(buf, pos, n8, "cluster_id")
-                n8 -= 1
-                value7: str | None
-                if n8 < 0:
-                    value7 = None
+                if n10 > 0x7F:
+                    n10, pos = read_uvarint_tail(buf, pos, n10, "cluster_id")
+                n10 -= 1
+                value9: str | None
+                if n10 < 0:
+                    value9 = None
                 else:
-                    if n8 > 0x7FFF:
-                        raise bad_string_length("cluster_id", pos, n8)
-                    end9 = pos + n8
-                    if end9 > len(buf):
-                        raise too_short("cluster_id", pos, n8, len(buf) - pos)
+                    if n10 > 0x7FFF:
+                        raise bad_string_length("cluster_id", pos, n10)
+                    end11 = pos + n10
+                    if end11 > len(buf):
+                        raise too_short("cluster_id", pos, n10, len(buf) - pos)
                     try:
-                        value7 = str(buf[pos:end9], "utf-8")
+                        value9 = str(buf[pos:end11], "utf-8")
                     except UnicodeDecodeError:
                         raise bad_utf8("cluster_id", pos) from None
-                    pos = end9
-                f_cluster_id = value7
+                    pos = end11
+                f_cluster_id = value9
                 if pos != tag_end:
                     raise bad_tagged_size("cluster_id", pos, size, pos - tag_end + size)
             else:
@@ -2061,7 +2079,7 @@ def _read_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     return o, pos
 
 
-def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v13(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2106,49 +2124,51 @@ def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v13(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("forgotten_topics_data", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "forgotten_topics_data")
+    count4 -= 1
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count3):
-            item4, pos = _read_FetchRequest_ForgottenTopic_v13(buf, pos)
-            f_forgotten_topics_data.append(item4)
+        append6 = f_forgotten_topics_data.append
+        for _ in range(count4):
+            item5, pos = _read_FetchRequest_ForgottenTopic_v13(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack_id", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack_id")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack_id")
+    n7 -= 1
     f_rack_id: str
-    if n5 < 0:
+    if n7 < 0:
         raise null_value("rack_id", pos)
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack_id", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack_id", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack_id", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack_id", pos, n7, len(buf) - pos)
         try:
-            f_rack_id = str(buf[pos:end6], "utf-8")
+            f_rack_id = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
-        pos = end6
+        pos = end8
     f_cluster_id: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -2180,28 +2200,28 @@ def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    n8 = buf[pos]
+                    n10 = buf[pos]
                 except IndexError:
                     raise eof("cluster_id", pos) from None
                 pos += 1
-                if n8 > 0x7F:
-                    n8, pos = read_uvarint_tail(buf, pos, n8, "cluster_id")
-                n8 -= 1
-                value7: str | None
-                if n8 < 0:
-                    value7 = None
+                if n10 > 0x7F:
+                    n10, pos = read_uvarint_tail(buf, pos, n10, "cluster_id")
+                n10 -= 1
+                value9: str | None
+                if n10 < 0:
+                    value9 = None
                 else:
-                    if n8 > 0x7FFF:
-                        raise bad_string_length("cluster_id", pos, n8)
-                    end9 = pos + n8
-                    if end9 > len(buf):
-                        raise too_short("cluster_id", pos, n8, len(buf) - pos)
+                    if n10 > 0x7FFF:
+                        raise bad_string_length("cluster_id", pos, n10)
+                    end11 = pos + n10
+                    if end11 > len(buf):
+                        raise too_short("cluster_id", pos, n10, len(buf) - pos)
                     try:
-                        value7 = str(buf[pos:end9], "utf-8")
+                        value9 = str(buf[pos:end11], "utf-8")
                     except UnicodeDecodeError:
                         raise bad_utf8("cluster_id", pos) from None
-                    pos = end9
-                f_cluster_id = value7
+                    pos = end11
+                f_cluster_id = value9
                 if pos != tag_end:
                     raise bad_tagged_size("cluster_id", pos, size, pos - tag_end + size)
             else:
@@ -2217,7 +2237,7 @@ def _read_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     return o, pos
 
 
-def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v15(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (
@@ -2257,49 +2277,51 @@ def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v13(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("forgotten_topics_data", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "forgotten_topics_data")
+    count4 -= 1
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count3):
-            item4, pos = _read_FetchRequest_ForgottenTopic_v13(buf, pos)
-            f_forgotten_topics_data.append(item4)
+        append6 = f_forgotten_topics_data.append
+        for _ in range(count4):
+            item5, pos = _read_FetchRequest_ForgottenTopic_v13(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack_id", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack_id")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack_id")
+    n7 -= 1
     f_rack_id: str
-    if n5 < 0:
+    if n7 < 0:
         raise null_value("rack_id", pos)
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack_id", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack_id", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack_id", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack_id", pos, n7, len(buf) - pos)
         try:
-            f_rack_id = str(buf[pos:end6], "utf-8")
+            f_rack_id = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
-        pos = end6
+        pos = end8
     f_cluster_id: str | None = None
     f_replica_state: FetchRequest.ReplicaState = _FetchRequest_ReplicaState()
     unknown: tuple[RawTaggedField, ...] = ()
@@ -2332,33 +2354,33 @@ def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    n8 = buf[pos]
+                    n10 = buf[pos]
                 except IndexError:
                     raise eof("cluster_id", pos) from None
                 pos += 1
-                if n8 > 0x7F:
-                    n8, pos = read_uvarint_tail(buf, pos, n8, "cluster_id")
-                n8 -= 1
-                value7: str | None
-                if n8 < 0:
-                    value7 = None
+                if n10 > 0x7F:
+                    n10, pos = read_uvarint_tail(buf, pos, n10, "cluster_id")
+                n10 -= 1
+                value9: str | None
+                if n10 < 0:
+                    value9 = None
                 else:
-                    if n8 > 0x7FFF:
-                        raise bad_string_length("cluster_id", pos, n8)
-                    end9 = pos + n8
-                    if end9 > len(buf):
-                        raise too_short("cluster_id", pos, n8, len(buf) - pos)
+                    if n10 > 0x7FFF:
+                        raise bad_string_length("cluster_id", pos, n10)
+                    end11 = pos + n10
+                    if end11 > len(buf):
+                        raise too_short("cluster_id", pos, n10, len(buf) - pos)
                     try:
-                        value7 = str(buf[pos:end9], "utf-8")
+                        value9 = str(buf[pos:end11], "utf-8")
                     except UnicodeDecodeError:
                         raise bad_utf8("cluster_id", pos) from None
-                    pos = end9
-                f_cluster_id = value7
+                    pos = end11
+                f_cluster_id = value9
                 if pos != tag_end:
                     raise bad_tagged_size("cluster_id", pos, size, pos - tag_end + size)
             elif tag == 1:
-                value10, pos = _read_FetchRequest_ReplicaState_v15(buf, pos)
-                f_replica_state = value10
+                value12, pos = _read_FetchRequest_ReplicaState_v15(buf, pos)
+                f_replica_state = value12
                 if pos != tag_end:
                     raise bad_tagged_size("replica_state", pos, size, pos - tag_end + size)
             else:
@@ -2375,7 +2397,7 @@ def _read_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int
     return o, pos
 
 
-def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
+def _read_FetchRequest_v17(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     o = new_instance(FetchRequest)
     try:
         (
@@ -2415,49 +2437,51 @@ def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchRequest_FetchTopic_v17(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("forgotten_topics_data", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "forgotten_topics_data")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "forgotten_topics_data")
+    count4 -= 1
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count3):
-            item4, pos = _read_FetchRequest_ForgottenTopic_v13(buf, pos)
-            f_forgotten_topics_data.append(item4)
+        append6 = f_forgotten_topics_data.append
+        for _ in range(count4):
+            item5, pos = _read_FetchRequest_ForgottenTopic_v13(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack_id", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack_id")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack_id")
+    n7 -= 1
     f_rack_id: str
-    if n5 < 0:
+    if n7 < 0:
         raise null_value("rack_id", pos)
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack_id", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack_id", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack_id", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack_id", pos, n7, len(buf) - pos)
         try:
-            f_rack_id = str(buf[pos:end6], "utf-8")
+            f_rack_id = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
-        pos = end6
+        pos = end8
     f_cluster_id: str | None = None
     f_replica_state: FetchRequest.ReplicaState = _FetchRequest_ReplicaState()
     unknown: tuple[RawTaggedField, ...] = ()
@@ -2490,33 +2514,33 @@ def _read_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    n8 = buf[pos]
+                    n10 = buf[pos]
                 except IndexError:
                     raise eof("cluster_id", pos) from None
                 pos += 1
-                if n8 > 0x7F:
-                    n8, pos = read_uvarint_tail(buf, pos, n8, "cluster_id")
-                n8 -= 1
-                value7: str | None
-                if n8 < 0:
-                    value7 = None
+                if n10 > 0x7F:
+                    n10, pos = read_uvarint_tail(buf, pos, n10, "cluster_id")
+                n10 -= 1
+                value9: str | None
+                if n10 < 0:
+                    value9 = None
                 else:
-                    if n8 > 0x7FFF:
-                        raise bad_string_length("cluster_id", pos, n8)
-                    end9 = pos + n8
-                    if end9 > len(buf):
-                        raise too_short("cluster_id", pos, n8, len(buf) - pos)
+                    if n10 > 0x7FFF:
+                        raise bad_string_length("cluster_id", pos, n10)
+                    end11 = pos + n10
+                    if end11 > len(buf):
+                        raise too_short("cluster_id", pos, n10, len(buf) - pos)
                     try:
-                        value7 = str(buf[pos:end9], "utf-8")
+                        value9 = str(buf[pos:end11], "utf-8")
                     except UnicodeDecodeError:
                         raise bad_utf8("cluster_id", pos) from None
-                    pos = end9
-                f_cluster_id = value7
+                    pos = end11
+                f_cluster_id = value9
                 if pos != tag_end:
                     raise bad_tagged_size("cluster_id", pos, size, pos - tag_end + size)
             elif tag == 1:
-                value10, pos = _read_FetchRequest_ReplicaState_v15(buf, pos)
-                f_replica_state = value10
+                value12, pos = _read_FetchRequest_ReplicaState_v15(buf, pos)
+                f_replica_state = value12
                 if pos != tag_end:
                     raise bad_tagged_size("replica_state", pos, size, pos - tag_end + size)
             else:
@@ -3229,22 +3253,23 @@ def _write_FetchRequest_v17(o: FetchRequest, out: bytearray) -> None:
 
 
 def _read_FetchResponse_EpochEndOffset_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_EpochEndOffset, int]:
     o = new_instance(_FetchResponse_EpochEndOffset)
     try:
-        o.epoch, o.end_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.epoch, o.end_offset, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("EpochEndOffset.epoch", 4), ("EpochEndOffset.end_offset", 8)), pos, len(buf) - pos
+            (
+                ("EpochEndOffset.epoch", 4),
+                ("EpochEndOffset.end_offset", 8),
+                ("EpochEndOffset.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("EpochEndOffset.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "EpochEndOffset.(tagged fields)")
     if tag_count:
@@ -3285,24 +3310,23 @@ def _write_FetchResponse_EpochEndOffset_v12(
 
 
 def _read_FetchResponse_LeaderIdAndEpoch_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_LeaderIdAndEpoch, int]:
     o = new_instance(_FetchResponse_LeaderIdAndEpoch)
     try:
-        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, tag_count = _ST_int32_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
+            (
+                ("LeaderIdAndEpoch.leader_id", 4),
+                ("LeaderIdAndEpoch.leader_epoch", 4),
+                ("LeaderIdAndEpoch.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 8
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderIdAndEpoch.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "LeaderIdAndEpoch.(tagged fields)")
     if tag_count:
@@ -3343,22 +3367,23 @@ def _write_FetchResponse_LeaderIdAndEpoch_v12(
 
 
 def _read_FetchResponse_SnapshotId_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_SnapshotId, int]:
     o = new_instance(_FetchResponse_SnapshotId)
     try:
-        o.end_offset, o.epoch = _ST_int64_int32.unpack_from(buf, pos)
+        o.end_offset, o.epoch, tag_count = _ST_int64_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("SnapshotId.end_offset", 8), ("SnapshotId.epoch", 4)), pos, len(buf) - pos
+            (
+                ("SnapshotId.end_offset", 8),
+                ("SnapshotId.epoch", 4),
+                ("SnapshotId.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("SnapshotId.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "SnapshotId.(tagged fields)")
     if tag_count:
@@ -3397,7 +3422,7 @@ def _write_FetchResponse_SnapshotId_v12(o: _FetchResponse_SnapshotId, out: bytea
 
 
 def _read_FetchResponse_AbortedTransaction_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_AbortedTransaction, int]:
     o = new_instance(_FetchResponse_AbortedTransaction)
     try:
@@ -3414,24 +3439,23 @@ def _read_FetchResponse_AbortedTransaction_v4(
 
 
 def _read_FetchResponse_AbortedTransaction_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_AbortedTransaction, int]:
     o = new_instance(_FetchResponse_AbortedTransaction)
     try:
-        o.producer_id, o.first_offset = _ST_int64_int64.unpack_from(buf, pos)
+        o.producer_id, o.first_offset, tag_count = _ST_int64_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("AbortedTransaction.producer_id", 8), ("AbortedTransaction.first_offset", 8)),
+            (
+                ("AbortedTransaction.producer_id", 8),
+                ("AbortedTransaction.first_offset", 8),
+                ("AbortedTransaction.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 16
+    pos += 17
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("AbortedTransaction.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "AbortedTransaction.(tagged fields)"
@@ -3538,7 +3562,7 @@ def _write_FetchResponse_AbortedTransaction_v12(
 
 
 def _read_FetchResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
     o = new_instance(_FetchResponse_PartitionData)
     try:
@@ -3568,7 +3592,7 @@ def _read_FetchResponse_PartitionData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionData.records", pos, n1, len(buf) - pos)
-        f_records = buf[pos:end2]
+        f_records = memoryview(buf)[pos:end2]
         pos = end2
     o.last_stable_offset = -1
     o.log_start_offset = -1
@@ -3583,7 +3607,7 @@ def _read_FetchResponse_PartitionData_v0(
 
 
 def _read_FetchResponse_PartitionData_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
     o = new_instance(_FetchResponse_PartitionData)
     try:
@@ -3614,23 +3638,24 @@ def _read_FetchResponse_PartitionData_v4(
         raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
     else:
         f_aborted_transactions = []
+        append3 = f_aborted_transactions.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_AbortedTransaction_v4(buf, pos)
-            f_aborted_transactions.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int32.unpack_from(buf, pos)
+        (n4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("PartitionData.records", pos, 4, len(buf) - pos) from None
     pos += 4
     f_records: bytes | memoryview | None
-    if n3 < 0:
+    if n4 < 0:
         f_records = None
     else:
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
-        f_records = buf[pos:end4]
-        pos = end4
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("PartitionData.records", pos, n4, len(buf) - pos)
+        f_records = memoryview(buf)[pos:end5]
+        pos = end5
     o.log_start_offset = -1
     o.diverging_epoch = _FetchResponse_EpochEndOffset()
     o.current_leader = _FetchResponse_LeaderIdAndEpoch()
@@ -3643,7 +3668,7 @@ def _read_FetchResponse_PartitionData_v4(
 
 
 def _read_FetchResponse_PartitionData_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
     o = new_instance(_FetchResponse_PartitionData)
     try:
@@ -3679,23 +3704,24 @@ def _read_FetchResponse_PartitionData_v5(
         raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
     else:
         f_aborted_transactions = []
+        append3 = f_aborted_transactions.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_AbortedTransaction_v4(buf, pos)
-            f_aborted_transactions.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int32.unpack_from(buf, pos)
+        (n4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("PartitionData.records", pos, 4, len(buf) - pos) from None
     pos += 4
     f_records: bytes | memoryview | None
-    if n3 < 0:
+    if n4 < 0:
         f_records = None
     else:
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
-        f_records = buf[pos:end4]
-        pos = end4
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("PartitionData.records", pos, n4, len(buf) - pos)
+        f_records = memoryview(buf)[pos:end5]
+        pos = end5
     o.diverging_epoch = _FetchResponse_EpochEndOffset()
     o.current_leader = _FetchResponse_LeaderIdAndEpoch()
     o.snapshot_id = _FetchResponse_SnapshotId()
@@ -3707,7 +3733,7 @@ def _read_FetchResponse_PartitionData_v5(
 
 
 def _read_FetchResponse_PartitionData_v11(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
     o = new_instance(_FetchResponse_PartitionData)
     try:
@@ -3743,9 +3769,10 @@ def _read_FetchResponse_PartitionData_v11(
         raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
     else:
         f_aborted_transactions = []
+        append3 = f_aborted_transactions.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_AbortedTransaction_v4(buf, pos)
-            f_aborted_transactions.append(item2)
+            append3(item2)
     try:
         (o.preferred_read_replica,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -3754,19 +3781,19 @@ def _read_FetchResponse_PartitionData_v11(
         ) from None
     pos += 4
     try:
-        (n3,) = _ST_int32.unpack_from(buf, pos)
+        (n4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("PartitionData.records", pos, 4, len(buf) - pos) from None
     pos += 4
     f_records: bytes | memoryview | None
-    if n3 < 0:
+    if n4 < 0:
         f_records = None
     else:
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
-        f_records = buf[pos:end4]
-        pos = end4
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("PartitionData.records", pos, n4, len(buf) - pos)
+        f_records = memoryview(buf)[pos:end5]
+        pos = end5
     o.diverging_epoch = _FetchResponse_EpochEndOffset()
     o.current_leader = _FetchResponse_LeaderIdAndEpoch()
     o.snapshot_id = _FetchResponse_SnapshotId()
@@ -3777,7 +3804,7 @@ def _read_FetchResponse_PartitionData_v11(
 
 
 def _read_FetchResponse_PartitionData_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_PartitionData, int]:
     o = new_instance(_FetchResponse_PartitionData)
     try:
@@ -3816,9 +3843,10 @@ def _read_FetchResponse_PartitionData_v12(
         raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
     else:
         f_aborted_transactions = []
+        append3 = f_aborted_transactions.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_AbortedTransaction_v12(buf, pos)
-            f_aborted_transactions.append(item2)
+            append3(item2)
     try:
         (o.preferred_read_replica,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -3827,22 +3855,22 @@ def _read_FetchResponse_PartitionData_v12(
         ) from None
     pos += 4
     try:
-        n3 = buf[pos]
+        n4 = buf[pos]
     except IndexError:
         raise eof("PartitionData.records", pos) from None
     pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "PartitionData.records")
-    n3 -= 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "PartitionData.records")
+    n4 -= 1
     f_records: bytes | memoryview | None
-    if n3 < 0:
+    if n4 < 0:
         f_records = None
     else:
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("PartitionData.records", pos, n3, len(buf) - pos)
-        f_records = buf[pos:end4]
-        pos = end4
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("PartitionData.records", pos, n4, len(buf) - pos)
+        f_records = memoryview(buf)[pos:end5]
+        pos = end5
     f_diverging_epoch: FetchResponse.EpochEndOffset = _FetchResponse_EpochEndOffset()
     f_current_leader: FetchResponse.LeaderIdAndEpoch = _FetchResponse_LeaderIdAndEpoch()
     f_snapshot_id: FetchResponse.SnapshotId = _FetchResponse_SnapshotId()
@@ -3875,22 +3903,22 @@ def _read_FetchResponse_PartitionData_v12(
             if tag_end > len(buf):
                 raise too_short("PartitionData.(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
-                value5, pos = _read_FetchResponse_EpochEndOffset_v12(buf, pos)
-                f_diverging_epoch = value5
+                value6, pos = _read_FetchResponse_EpochEndOffset_v12(buf, pos)
+                f_diverging_epoch = value6
                 if pos != tag_end:
                     raise bad_tagged_size(
                         "PartitionData.diverging_epoch", pos, size, pos - tag_end + size
                     )
             elif tag == 1:
-                value6, pos = _read_FetchResponse_LeaderIdAndEpoch_v12(buf, pos)
-                f_current_leader = value6
+                value7, pos = _read_FetchResponse_LeaderIdAndEpoch_v12(buf, pos)
+                f_current_leader = value7
                 if pos != tag_end:
                     raise bad_tagged_size(
                         "PartitionData.current_leader", pos, size, pos - tag_end + size
                     )
             elif tag == 2:
-                value7, pos = _read_FetchResponse_SnapshotId_v12(buf, pos)
-                f_snapshot_id = value7
+                value8, pos = _read_FetchResponse_SnapshotId_v12(buf, pos)
+                f_snapshot_id = value8
                 if pos != tag_end:
                     raise bad_tagged_size(
                         "PartitionData.snapshot_id", pos, size, pos - tag_end + size
@@ -4283,7 +4311,7 @@ def _write_FetchResponse_PartitionData_v12(o: _FetchResponse_PartitionData, out:
 
 
 def _read_FetchResponse_FetchableTopicResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
     o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
@@ -4317,9 +4345,10 @@ def _read_FetchResponse_FetchableTopicResponse_v0(
         raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -4328,7 +4357,7 @@ def _read_FetchResponse_FetchableTopicResponse_v0(
 
 
 def _read_FetchResponse_FetchableTopicResponse_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
     o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
@@ -4362,9 +4391,10 @@ def _read_FetchResponse_FetchableTopicResponse_v4(
         raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v4(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -4373,7 +4403,7 @@ def _read_FetchResponse_FetchableTopicResponse_v4(
 
 
 def _read_FetchResponse_FetchableTopicResponse_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
     o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
@@ -4407,9 +4437,10 @@ def _read_FetchResponse_FetchableTopicResponse_v5(
         raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v5(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -4418,7 +4449,7 @@ def _read_FetchResponse_FetchableTopicResponse_v5(
 
 
 def _read_FetchResponse_FetchableTopicResponse_v11(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
     o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
@@ -4452,9 +4483,10 @@ def _read_FetchResponse_FetchableTopicResponse_v11(
         raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v11(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -4463,7 +4495,7 @@ def _read_FetchResponse_FetchableTopicResponse_v11(
 
 
 def _read_FetchResponse_FetchableTopicResponse_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
     o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
@@ -4503,9 +4535,10 @@ def _read_FetchResponse_FetchableTopicResponse_v12(
         raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchResponse_PartitionData_v12(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -4551,7 +4584,7 @@ def _read_FetchResponse_FetchableTopicResponse_v12(
 
 
 def _read_FetchResponse_FetchableTopicResponse_v13(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_FetchableTopicResponse, int]:
     o = new_instance(_FetchResponse_FetchableTopicResponse)
     try:
@@ -4576,9 +4609,10 @@ def _read_FetchResponse_FetchableTopicResponse_v13(
         raise bad_count("FetchableTopicResponse.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_PartitionData_v12(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -4954,7 +4988,7 @@ def _write_FetchResponse_FetchableTopicResponse_v13(
 
 
 def _read_FetchResponse_NodeEndpoint_v16(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchResponse_NodeEndpoint, int]:
     o = new_instance(_FetchResponse_NodeEndpoint)
     try:
@@ -5083,7 +5117,7 @@ def _write_FetchResponse_NodeEndpoint_v16(o: _FetchResponse_NodeEndpoint, out: b
         out.append(0)
 
 
-def _read_FetchResponse_v0(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v0(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -5097,9 +5131,10 @@ def _read_FetchResponse_v0(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v0(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.error_code = 0
     o.session_id = 0
@@ -5109,7 +5144,7 @@ def _read_FetchResponse_v0(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     return o, pos
 
 
-def _read_FetchResponse_v1(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v1(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -5128,9 +5163,10 @@ def _read_FetchResponse_v1(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v0(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.error_code = 0
     o.session_id = 0
     o.responses = f_responses
@@ -5139,7 +5175,7 @@ def _read_FetchResponse_v1(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     return o, pos
 
 
-def _read_FetchResponse_v4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v4(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -5158,9 +5194,10 @@ def _read_FetchResponse_v4(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v4(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.error_code = 0
     o.session_id = 0
     o.responses = f_responses
@@ -5169,7 +5206,7 @@ def _read_FetchResponse_v4(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     return o, pos
 
 
-def _read_FetchResponse_v5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v5(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -5188,9 +5225,10 @@ def _read_FetchResponse_v5(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v5(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.error_code = 0
     o.session_id = 0
     o.responses = f_responses
@@ -5199,7 +5237,7 @@ def _read_FetchResponse_v5(buf: memoryview, pos: int) -> tuple[FetchResponse, in
     return o, pos
 
 
-def _read_FetchResponse_v7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v7(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
@@ -5220,16 +5258,17 @@ def _read_FetchResponse_v7(buf: memoryview, pos: int) -> tuple[FetchResponse, in
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v5(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.responses = f_responses
     o.node_endpoints = []
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_FetchResponse_v11(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v11(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
@@ -5250,16 +5289,17 @@ def _read_FetchResponse_v11(buf: memoryview, pos: int) -> tuple[FetchResponse, i
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v11(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.responses = f_responses
     o.node_endpoints = []
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v12(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
@@ -5283,9 +5323,10 @@ def _read_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, i
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v12(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -5323,7 +5364,7 @@ def _read_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, i
     return o, pos
 
 
-def _read_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v13(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
@@ -5347,9 +5388,10 @@ def _read_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, i
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v13(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -5387,7 +5429,7 @@ def _read_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, i
     return o, pos
 
 
-def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
+def _read_FetchResponse_v16(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     o = new_instance(FetchResponse)
     try:
         o.throttle_time_ms, o.error_code, o.session_id = _ST_int32_int16_int32.unpack_from(buf, pos)
@@ -5411,9 +5453,10 @@ def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, i
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_FetchResponse_FetchableTopicResponse_v13(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     f_node_endpoints: list[FetchResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -5445,24 +5488,25 @@ def _read_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, i
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count4 = buf[pos]
+                    count5 = buf[pos]
                 except IndexError:
                     raise eof("node_endpoints", pos) from None
                 pos += 1
-                if count4 > 0x7F:
-                    count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
-                count4 -= 1
-                value3: list[FetchResponse.NodeEndpoint]
-                if count4 < 0:
+                if count5 > 0x7F:
+                    count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
+                count5 -= 1
+                value4: list[FetchResponse.NodeEndpoint]
+                if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count4, len(buf) - pos)
+                elif count5 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
                 else:
-                    value3 = []
-                    for _ in range(count4):
-                        item5, pos = _read_FetchResponse_NodeEndpoint_v16(buf, pos)
-                        value3.append(item5)
-                f_node_endpoints = value3
+                    value4 = []
+                    append7 = value4.append
+                    for _ in range(count5):
+                        item6, pos = _read_FetchResponse_NodeEndpoint_v16(buf, pos)
+                        append7(item6)
+                f_node_endpoints = value4
                 if pos != tag_end:
                     raise bad_tagged_size("node_endpoints", pos, size, pos - tag_end + size)
             else:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,30 +43,34 @@ __all__ = ["FetchSnapshotRequest", "FetchSnapshotResponse"]
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32 = Struct(">ii")
+_ST_int32_int32_tag_count = Struct(">iiB")
 _ST_int64 = Struct(">q")
 _ST_int64_int32 = Struct(">qi")
+_ST_int64_int32_tag_count = Struct(">qiB")
 _ST_int64_int64 = Struct(">qq")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_FetchSnapshotRequest_SnapshotId_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotRequest_SnapshotId, int]:
     o = new_instance(_FetchSnapshotRequest_SnapshotId)
     try:
-        o.end_offset, o.epoch = _ST_int64_int32.unpack_from(buf, pos)
+        o.end_offset, o.epoch, tag_count = _ST_int64_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("SnapshotId.end_offset", 8), ("SnapshotId.epoch", 4)), pos, len(buf) - pos
+            (
+                ("SnapshotId.end_offset", 8),
+                ("SnapshotId.epoch", 4),
+                ("SnapshotId.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("SnapshotId.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "SnapshotId.(tagged fields)")
     if tag_count:
@@ -106,7 +111,7 @@ def _write_FetchSnapshotRequest_SnapshotId_v0(
 
 
 def _read_FetchSnapshotRequest_PartitionSnapshot_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotRequest_PartitionSnapshot, int]:
     o = new_instance(_FetchSnapshotRequest_PartitionSnapshot)
     try:
@@ -162,7 +167,7 @@ def _read_FetchSnapshotRequest_PartitionSnapshot_v0(
 
 
 def _read_FetchSnapshotRequest_PartitionSnapshot_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotRequest_PartitionSnapshot, int]:
     o = new_instance(_FetchSnapshotRequest_PartitionSnapshot)
     try:
@@ -273,7 +278,7 @@ def _write_FetchSnapshotRequest_PartitionSnapshot_v1(
 
 
 def _read_FetchSnapshotRequest_TopicSnapshot_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotRequest_TopicSnapshot, int]:
     o = new_instance(_FetchSnapshotRequest_TopicSnapshot)
     try:
@@ -313,9 +318,10 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v0(
         raise bad_count("TopicSnapshot.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchSnapshotRequest_PartitionSnapshot_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -354,7 +360,7 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v0(
 
 
 def _read_FetchSnapshotRequest_TopicSnapshot_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotRequest_TopicSnapshot, int]:
     o = new_instance(_FetchSnapshotRequest_TopicSnapshot)
     try:
@@ -394,9 +400,10 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v1(
         raise bad_count("TopicSnapshot.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchSnapshotRequest_PartitionSnapshot_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -500,7 +507,7 @@ def _write_FetchSnapshotRequest_TopicSnapshot_v1(
         out.append(0)
 
 
-def _read_FetchSnapshotRequest_v0(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
+def _read_FetchSnapshotRequest_v0(buf: Buffer, pos: int) -> tuple[FetchSnapshotRequest, int]:
     o = new_instance(FetchSnapshotRequest)
     try:
         o.replica_id, o.max_bytes = _ST_int32_int32.unpack_from(buf, pos)
@@ -522,9 +529,10 @@ def _read_FetchSnapshotRequest_v0(buf: memoryview, pos: int) -> tuple[FetchSnaps
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchSnapshotRequest_TopicSnapshot_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     f_cluster_id: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -556,28 +564,28 @@ def _read_FetchSnapshotRequest_v0(buf: memoryview, pos: int) -> tuple[FetchSnaps
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    n4 = buf[pos]
+                    n5 = buf[pos]
                 except IndexError:
                     raise eof("cluster_id", pos) from None
                 pos += 1
-                if n4 > 0x7F:
-                    n4, pos = read_uvarint_tail(buf, pos, n4, "cluster_id")
-                n4 -= 1
-                value3: str | None
-                if n4 < 0:
-                    value3 = None
+                if n5 > 0x7F:
+                    n5, pos = read_uvarint_tail(buf, pos, n5, "cluster_id")
+                n5 -= 1
+                value4: str | None
+                if n5 < 0:
+                    value4 = None
                 else:
-                    if n4 > 0x7FFF:
-                        raise bad_string_length("cluster_id", pos, n4)
-                    end5 = pos + n4
-                    if end5 > len(buf):
-                        raise too_short("cluster_id", pos, n4, len(buf) - pos)
+                    if n5 > 0x7FFF:
+                        raise bad_string_length("cluster_id", pos, n5)
+                    end6 = pos + n5
+                    if end6 > len(buf):
+                        raise too_short("cluster_id", pos, n5, len(buf) - pos)
                     try:
-                        value3 = str(buf[pos:end5], "utf-8")
+                        value4 = str(buf[pos:end6], "utf-8")
                     except UnicodeDecodeError:
                         raise bad_utf8("cluster_id", pos) from None
-                    pos = end5
-                f_cluster_id = value3
+                    pos = end6
+                f_cluster_id = value4
                 if pos != tag_end:
                     raise bad_tagged_size("cluster_id", pos, size, pos - tag_end + size)
             else:
@@ -590,7 +598,7 @@ def _read_FetchSnapshotRequest_v0(buf: memoryview, pos: int) -> tuple[FetchSnaps
     return o, pos
 
 
-def _read_FetchSnapshotRequest_v1(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
+def _read_FetchSnapshotRequest_v1(buf: Buffer, pos: int) -> tuple[FetchSnapshotRequest, int]:
     o = new_instance(FetchSnapshotRequest)
     try:
         o.replica_id, o.max_bytes = _ST_int32_int32.unpack_from(buf, pos)
@@ -612,9 +620,10 @@ def _read_FetchSnapshotRequest_v1(buf: memoryview, pos: int) -> tuple[FetchSnaps
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchSnapshotRequest_TopicSnapshot_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     f_cluster_id: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -646,28 +655,28 @@ def _read_FetchSnapshotRequest_v1(buf: memoryview, pos: int) -> tuple[FetchSnaps
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    n4 = buf[pos]
+                    n5 = buf[pos]
                 except IndexError:
                     raise eof("cluster_id", pos) from None
                 pos += 1
-                if n4 > 0x7F:
-                    n4, pos = read_uvarint_tail(buf, pos, n4, "cluster_id")
-                n4 -= 1
-                value3: str | None
-                if n4 < 0:
-                    value3 = None
+                if n5 > 0x7F:
+                    n5, pos = read_uvarint_tail(buf, pos, n5, "cluster_id")
+                n5 -= 1
+                value4: str | None
+                if n5 < 0:
+                    value4 = None
                 else:
-                    if n4 > 0x7FFF:
-                        raise bad_string_length("cluster_id", pos, n4)
-                    end5 = pos + n4
-                    if end5 > len(buf):
-                        raise too_short("cluster_id", pos, n4, len(buf) - pos)
+                    if n5 > 0x7FFF:
+                        raise bad_string_length("cluster_id", pos, n5)
+                    end6 = pos + n5
+                    if end6 > len(buf):
+                        raise too_short("cluster_id", pos, n5, len(buf) - pos)
                     try:
-                        value3 = str(buf[pos:end5], "utf-8")
+                        value4 = str(buf[pos:end6], "utf-8")
                     except UnicodeDecodeError:
                         raise bad_utf8("cluster_id", pos) from None
-                    pos = end5
-                f_cluster_id = value3
+                    pos = end6
+                f_cluster_id = value4
                 if pos != tag_end:
                     raise bad_tagged_size("cluster_id", pos, size, pos - tag_end + size)
             else:
@@ -757,22 +766,23 @@ def _write_FetchSnapshotRequest_v1(o: FetchSnapshotRequest, out: bytearray) -> N
 
 
 def _read_FetchSnapshotResponse_SnapshotId_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotResponse_SnapshotId, int]:
     o = new_instance(_FetchSnapshotResponse_SnapshotId)
     try:
-        o.end_offset, o.epoch = _ST_int64_int32.unpack_from(buf, pos)
+        o.end_offset, o.epoch, tag_count = _ST_int64_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("SnapshotId.end_offset", 8), ("SnapshotId.epoch", 4)), pos, len(buf) - pos
+            (
+                ("SnapshotId.end_offset", 8),
+                ("SnapshotId.epoch", 4),
+                ("SnapshotId.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("SnapshotId.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "SnapshotId.(tagged fields)")
     if tag_count:
@@ -813,24 +823,23 @@ def _write_FetchSnapshotResponse_SnapshotId_v0(
 
 
 def _read_FetchSnapshotResponse_LeaderIdAndEpoch_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotResponse_LeaderIdAndEpoch, int]:
     o = new_instance(_FetchSnapshotResponse_LeaderIdAndEpoch)
     try:
-        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, tag_count = _ST_int32_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
+            (
+                ("LeaderIdAndEpoch.leader_id", 4),
+                ("LeaderIdAndEpoch.leader_epoch", 4),
+                ("LeaderIdAndEpoch.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 8
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderIdAndEpoch.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "LeaderIdAndEpoch.(tagged fields)")
     if tag_count:
@@ -871,7 +880,7 @@ def _write_FetchSnapshotResponse_LeaderIdAndEpoch_v0(
 
 
 def _read_FetchSnapshotResponse_PartitionSnapshot_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotResponse_PartitionSnapshot, int]:
     o = new_instance(_FetchSnapshotResponse_PartitionSnapshot)
     try:
@@ -906,7 +915,7 @@ def _read_FetchSnapshotResponse_PartitionSnapshot_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionSnapshot.unaligned_records", pos, n1, len(buf) - pos)
-        f_unaligned_records = buf[pos:end2]
+        f_unaligned_records = memoryview(buf)[pos:end2]
         pos = end2
     f_current_leader: FetchSnapshotResponse.LeaderIdAndEpoch = (
         _FetchSnapshotResponse_LeaderIdAndEpoch()
@@ -995,7 +1004,7 @@ def _write_FetchSnapshotResponse_PartitionSnapshot_v0(
 
 
 def _read_FetchSnapshotResponse_TopicSnapshot_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotResponse_TopicSnapshot, int]:
     o = new_instance(_FetchSnapshotResponse_TopicSnapshot)
     try:
@@ -1035,9 +1044,10 @@ def _read_FetchSnapshotResponse_TopicSnapshot_v0(
         raise bad_count("TopicSnapshot.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_FetchSnapshotResponse_PartitionSnapshot_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1109,7 +1119,7 @@ def _write_FetchSnapshotResponse_TopicSnapshot_v0(
 
 
 def _read_FetchSnapshotResponse_NodeEndpoint_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FetchSnapshotResponse_NodeEndpoint, int]:
     o = new_instance(_FetchSnapshotResponse_NodeEndpoint)
     try:
@@ -1140,16 +1150,13 @@ def _read_FetchSnapshotResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("NodeEndpoint.port", 2), ("NodeEndpoint.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("NodeEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "NodeEndpoint.(tagged fields)")
     if tag_count:
@@ -1204,7 +1211,7 @@ def _write_FetchSnapshotResponse_NodeEndpoint_v1(
         out.append(0)
 
 
-def _read_FetchSnapshotResponse_v0(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
+def _read_FetchSnapshotResponse_v0(buf: Buffer, pos: int) -> tuple[FetchSnapshotResponse, int]:
     o = new_instance(FetchSnapshotResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1228,9 +1235,10 @@ def _read_FetchSnapshotResponse_v0(buf: memoryview, pos: int) -> tuple[FetchSnap
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchSnapshotResponse_TopicSnapshot_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1268,7 +1276,7 @@ def _read_FetchSnapshotResponse_v0(buf: memoryview, pos: int) -> tuple[FetchSnap
     return o, pos
 
 
-def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
+def _read_FetchSnapshotResponse_v1(buf: Buffer, pos: int) -> tuple[FetchSnapshotResponse, int]:
     o = new_instance(FetchSnapshotResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1292,9 +1300,10 @@ def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnap
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_FetchSnapshotResponse_TopicSnapshot_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     f_node_endpoints: list[FetchSnapshotResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1326,24 +1335,25 @@ def _read_FetchSnapshotResponse_v1(buf: memoryview, pos: int) -> tuple[FetchSnap
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count4 = buf[pos]
+                    count5 = buf[pos]
                 except IndexError:
                     raise eof("node_endpoints", pos) from None
                 pos += 1
-                if count4 > 0x7F:
-                    count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
-                count4 -= 1
-                value3: list[FetchSnapshotResponse.NodeEndpoint]
-                if count4 < 0:
+                if count5 > 0x7F:
+                    count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
+                count5 -= 1
+                value4: list[FetchSnapshotResponse.NodeEndpoint]
+                if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count4, len(buf) - pos)
+                elif count5 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
                 else:
-                    value3 = []
-                    for _ in range(count4):
-                        item5, pos = _read_FetchSnapshotResponse_NodeEndpoint_v1(buf, pos)
-                        value3.append(item5)
-                f_node_endpoints = value3
+                    value4 = []
+                    append7 = value4.append
+                    for _ in range(count5):
+                        item6, pos = _read_FetchSnapshotResponse_NodeEndpoint_v1(buf, pos)
+                        append7(item6)
+                f_node_endpoints = value4
                 if pos != tag_end:
                     raise bad_tagged_size("node_endpoints", pos, size, pos - tag_end + size)
             else:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -45,9 +46,7 @@ _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
 
 
-def _read_FindCoordinatorRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorRequest, int]:
+def _read_FindCoordinatorRequest_v0(buf: Buffer, pos: int) -> tuple[FindCoordinatorRequest, int]:
     o = new_instance(FindCoordinatorRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -75,9 +74,7 @@ def _read_FindCoordinatorRequest_v0(
     return o, pos
 
 
-def _read_FindCoordinatorRequest_v1(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorRequest, int]:
+def _read_FindCoordinatorRequest_v1(buf: Buffer, pos: int) -> tuple[FindCoordinatorRequest, int]:
     o = new_instance(FindCoordinatorRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -109,9 +106,7 @@ def _read_FindCoordinatorRequest_v1(
     return o, pos
 
 
-def _read_FindCoordinatorRequest_v3(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorRequest, int]:
+def _read_FindCoordinatorRequest_v3(buf: Buffer, pos: int) -> tuple[FindCoordinatorRequest, int]:
     o = new_instance(FindCoordinatorRequest)
     try:
         n1 = buf[pos]
@@ -177,9 +172,7 @@ def _read_FindCoordinatorRequest_v3(
     return o, pos
 
 
-def _read_FindCoordinatorRequest_v4(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorRequest, int]:
+def _read_FindCoordinatorRequest_v4(buf: Buffer, pos: int) -> tuple[FindCoordinatorRequest, int]:
     o = new_instance(FindCoordinatorRequest)
     try:
         (o.key_type,) = _ST_int8.unpack_from(buf, pos)
@@ -437,7 +430,7 @@ def _write_FindCoordinatorRequest_v6(o: FindCoordinatorRequest, out: bytearray) 
 
 
 def _read_FindCoordinatorResponse_Coordinator_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_FindCoordinatorResponse_Coordinator, int]:
     o = new_instance(_FindCoordinatorResponse_Coordinator)
     try:
@@ -606,9 +599,7 @@ def _write_FindCoordinatorResponse_Coordinator_v4(
         out.append(0)
 
 
-def _read_FindCoordinatorResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorResponse, int]:
+def _read_FindCoordinatorResponse_v0(buf: Buffer, pos: int) -> tuple[FindCoordinatorResponse, int]:
     o = new_instance(FindCoordinatorResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -652,9 +643,7 @@ def _read_FindCoordinatorResponse_v0(
     return o, pos
 
 
-def _read_FindCoordinatorResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorResponse, int]:
+def _read_FindCoordinatorResponse_v1(buf: Buffer, pos: int) -> tuple[FindCoordinatorResponse, int]:
     o = new_instance(FindCoordinatorResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -718,9 +707,7 @@ def _read_FindCoordinatorResponse_v1(
     return o, pos
 
 
-def _read_FindCoordinatorResponse_v3(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorResponse, int]:
+def _read_FindCoordinatorResponse_v3(buf: Buffer, pos: int) -> tuple[FindCoordinatorResponse, int]:
     o = new_instance(FindCoordinatorResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -821,9 +808,7 @@ def _read_FindCoordinatorResponse_v3(
     return o, pos
 
 
-def _read_FindCoordinatorResponse_v4(
-    buf: memoryview, pos: int
-) -> tuple[FindCoordinatorResponse, int]:
+def _read_FindCoordinatorResponse_v4(buf: Buffer, pos: int) -> tuple[FindCoordinatorResponse, int]:
     o = new_instance(FindCoordinatorResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -845,9 +830,10 @@ def _read_FindCoordinatorResponse_v4(
         raise bad_count("coordinators", pos, count1, len(buf) - pos)
     else:
         f_coordinators = []
+        append3 = f_coordinators.append
         for _ in range(count1):
             item2, pos = _read_FindCoordinatorResponse_Coordinator_v4(buf, pos)
-            f_coordinators.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

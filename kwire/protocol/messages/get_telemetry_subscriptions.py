@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT8_ARRAY,
     Message,
@@ -42,23 +43,21 @@ __all__ = ["GetTelemetrySubscriptionsRequest", "GetTelemetrySubscriptionsRespons
 _ST_int32_int16_uuid_int32 = Struct(">ih16si")
 _ST_int32_int32_bool = Struct(">ii?")
 _ST_uuid = Struct(">16s")
+_ST_uuid_tag_count = Struct(">16sB")
 
 
 def _read_GetTelemetrySubscriptionsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[GetTelemetrySubscriptionsRequest, int]:
     o = new_instance(GetTelemetrySubscriptionsRequest)
     try:
-        (f_client_instance_id,) = _ST_uuid.unpack_from(buf, pos)
+        f_client_instance_id, tag_count = _ST_uuid_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("client_instance_id", 16),), pos, len(buf) - pos) from None
-    pos += 16
+        raise run_too_short(
+            (("client_instance_id", 16), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 17
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -100,7 +99,7 @@ def _write_GetTelemetrySubscriptionsRequest_v0(
 
 
 def _read_GetTelemetrySubscriptionsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[GetTelemetrySubscriptionsResponse, int]:
     o = new_instance(GetTelemetrySubscriptionsResponse)
     try:

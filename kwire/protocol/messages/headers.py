@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,9 +42,10 @@ __all__ = ["RequestHeader", "ResponseHeader"]
 _ST_int16 = Struct(">h")
 _ST_int16_int16_int32 = Struct(">hhi")
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 
 
-def _read_RequestHeader_v0(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
+def _read_RequestHeader_v0(buf: Buffer, pos: int) -> tuple[RequestHeader, int]:
     o = new_instance(RequestHeader)
     try:
         o.request_api_key, o.request_api_version, o.correlation_id = (
@@ -61,7 +63,7 @@ def _read_RequestHeader_v0(buf: memoryview, pos: int) -> tuple[RequestHeader, in
     return o, pos
 
 
-def _read_RequestHeader_v1(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
+def _read_RequestHeader_v1(buf: Buffer, pos: int) -> tuple[RequestHeader, int]:
     o = new_instance(RequestHeader)
     try:
         o.request_api_key, o.request_api_version, o.correlation_id = (
@@ -98,7 +100,7 @@ def _read_RequestHeader_v1(buf: memoryview, pos: int) -> tuple[RequestHeader, in
     return o, pos
 
 
-def _read_RequestHeader_v2(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
+def _read_RequestHeader_v2(buf: Buffer, pos: int) -> tuple[RequestHeader, int]:
     o = new_instance(RequestHeader)
     try:
         o.request_api_key, o.request_api_version, o.correlation_id = (
@@ -204,7 +206,7 @@ def _write_RequestHeader_v2(o: RequestHeader, out: bytearray) -> None:
         out.append(0)
 
 
-def _read_ResponseHeader_v0(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
+def _read_ResponseHeader_v0(buf: Buffer, pos: int) -> tuple[ResponseHeader, int]:
     o = new_instance(ResponseHeader)
     try:
         (o.correlation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -215,19 +217,16 @@ def _read_ResponseHeader_v0(buf: memoryview, pos: int) -> tuple[ResponseHeader, 
     return o, pos
 
 
-def _read_ResponseHeader_v1(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
+def _read_ResponseHeader_v1(buf: Buffer, pos: int) -> tuple[ResponseHeader, int]:
     o = new_instance(ResponseHeader)
     try:
-        (o.correlation_id,) = _ST_int32.unpack_from(buf, pos)
+        o.correlation_id, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("correlation_id", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("correlation_id", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,9 +43,10 @@ __all__ = ["HeartbeatRequest", "HeartbeatResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 
 
-def _read_HeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
+def _read_HeartbeatRequest_v0(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, int]:
     o = new_instance(HeartbeatRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -96,7 +98,7 @@ def _read_HeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[HeartbeatReque
     return o, pos
 
 
-def _read_HeartbeatRequest_v3(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
+def _read_HeartbeatRequest_v3(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, int]:
     o = new_instance(HeartbeatRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -167,7 +169,7 @@ def _read_HeartbeatRequest_v3(buf: memoryview, pos: int) -> tuple[HeartbeatReque
     return o, pos
 
 
-def _read_HeartbeatRequest_v4(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
+def _read_HeartbeatRequest_v4(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, int]:
     o = new_instance(HeartbeatRequest)
     try:
         n1 = buf[pos]
@@ -436,7 +438,7 @@ def _write_HeartbeatRequest_v4(o: HeartbeatRequest, out: bytearray) -> None:
         out.append(0)
 
 
-def _read_HeartbeatResponse_v0(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
+def _read_HeartbeatResponse_v0(buf: Buffer, pos: int) -> tuple[HeartbeatResponse, int]:
     o = new_instance(HeartbeatResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -448,7 +450,7 @@ def _read_HeartbeatResponse_v0(buf: memoryview, pos: int) -> tuple[HeartbeatResp
     return o, pos
 
 
-def _read_HeartbeatResponse_v1(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
+def _read_HeartbeatResponse_v1(buf: Buffer, pos: int) -> tuple[HeartbeatResponse, int]:
     o = new_instance(HeartbeatResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -461,21 +463,20 @@ def _read_HeartbeatResponse_v1(buf: memoryview, pos: int) -> tuple[HeartbeatResp
     return o, pos
 
 
-def _read_HeartbeatResponse_v4(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
+def _read_HeartbeatResponse_v4(buf: Buffer, pos: int) -> tuple[HeartbeatResponse, int]:
     o = new_instance(HeartbeatResponse)
     try:
-        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(
+            buf, pos
+        )
     except struct_error:
         raise run_too_short(
-            (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
+            (("throttle_time_ms", 4), ("error_code", 2), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,13 +40,14 @@ from kwire.protocol._codec import (
 __all__ = ["IncrementalAlterConfigsRequest", "IncrementalAlterConfigsResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int8 = Struct(">b")
 
 
 def _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterableConfig, int]:
     o = new_instance(_IncrementalAlterConfigsRequest_AlterableConfig)
     try:
@@ -100,7 +102,7 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(
 
 
 def _read_IncrementalAlterConfigsRequest_AlterableConfig_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterableConfig, int]:
     o = new_instance(_IncrementalAlterConfigsRequest_AlterableConfig)
     try:
@@ -254,7 +256,7 @@ def _write_IncrementalAlterConfigsRequest_AlterableConfig_v1(
 
 
 def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterConfigsResource, int]:
     o = new_instance(_IncrementalAlterConfigsRequest_AlterConfigsResource)
     try:
@@ -295,9 +297,10 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
         raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
     else:
         f_configs = []
+        append5 = f_configs.append
         for _ in range(count3):
             item4, pos = _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(buf, pos)
-            f_configs.append(item4)
+            append5(item4)
     o.resource_name = f_resource_name
     o.configs = f_configs
     o.unknown_tagged_fields = ()
@@ -305,7 +308,7 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
 
 
 def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_IncrementalAlterConfigsRequest_AlterConfigsResource, int]:
     o = new_instance(_IncrementalAlterConfigsRequest_AlterConfigsResource)
     try:
@@ -352,9 +355,10 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
         raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
     else:
         f_configs = []
+        append5 = f_configs.append
         for _ in range(count3):
             item4, pos = _read_IncrementalAlterConfigsRequest_AlterableConfig_v1(buf, pos)
-            f_configs.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -455,7 +459,7 @@ def _write_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
 
 
 def _read_IncrementalAlterConfigsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[IncrementalAlterConfigsRequest, int]:
     o = new_instance(IncrementalAlterConfigsRequest)
     try:
@@ -470,9 +474,10 @@ def _read_IncrementalAlterConfigsRequest_v0(
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     try:
         (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -484,7 +489,7 @@ def _read_IncrementalAlterConfigsRequest_v0(
 
 
 def _read_IncrementalAlterConfigsRequest_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[IncrementalAlterConfigsRequest, int]:
     o = new_instance(IncrementalAlterConfigsRequest)
     try:
@@ -502,20 +507,18 @@ def _read_IncrementalAlterConfigsRequest_v1(
         raise bad_count("resources", pos, count1, len(buf) - pos)
     else:
         f_resources = []
+        append3 = f_resources.append
         for _ in range(count1):
             item2, pos = _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(buf, pos)
-            f_resources.append(item2)
+            append3(item2)
     try:
-        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
+        o.validate_only, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("validate_only", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -583,7 +586,7 @@ def _write_IncrementalAlterConfigsRequest_v1(
 
 
 def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, int]:
     o = new_instance(_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse)
     try:
@@ -649,7 +652,7 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
 
 
 def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse, int]:
     o = new_instance(_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse)
     try:
@@ -820,7 +823,7 @@ def _write_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
 
 
 def _read_IncrementalAlterConfigsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[IncrementalAlterConfigsResponse, int]:
     o = new_instance(IncrementalAlterConfigsResponse)
     try:
@@ -840,18 +843,19 @@ def _read_IncrementalAlterConfigsResponse_v0(
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
                 buf, pos
             )
-            f_responses.append(item2)
+            append3(item2)
     o.responses = f_responses
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_IncrementalAlterConfigsResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[IncrementalAlterConfigsResponse, int]:
     o = new_instance(IncrementalAlterConfigsResponse)
     try:
@@ -874,11 +878,12 @@ def _read_IncrementalAlterConfigsResponse_v1(
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
                 buf, pos
             )
-            f_responses.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

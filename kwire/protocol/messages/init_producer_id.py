@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,10 +43,12 @@ __all__ = ["InitProducerIdRequest", "InitProducerIdResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16_int64_int16 = Struct(">ihqh")
+_ST_int32_int16_int64_int16_tag_count = Struct(">ihqhB")
 _ST_int32_int64_int16 = Struct(">iqh")
+_ST_int32_int64_int16_tag_count = Struct(">iqhB")
 
 
-def _read_InitProducerIdRequest_v0(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
+def _read_InitProducerIdRequest_v0(buf: Buffer, pos: int) -> tuple[InitProducerIdRequest, int]:
     o = new_instance(InitProducerIdRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -78,7 +81,7 @@ def _read_InitProducerIdRequest_v0(buf: memoryview, pos: int) -> tuple[InitProdu
     return o, pos
 
 
-def _read_InitProducerIdRequest_v2(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
+def _read_InitProducerIdRequest_v2(buf: Buffer, pos: int) -> tuple[InitProducerIdRequest, int]:
     o = new_instance(InitProducerIdRequest)
     try:
         n1 = buf[pos]
@@ -145,7 +148,7 @@ def _read_InitProducerIdRequest_v2(buf: memoryview, pos: int) -> tuple[InitProdu
     return o, pos
 
 
-def _read_InitProducerIdRequest_v3(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
+def _read_InitProducerIdRequest_v3(buf: Buffer, pos: int) -> tuple[InitProducerIdRequest, int]:
     o = new_instance(InitProducerIdRequest)
     try:
         n1 = buf[pos]
@@ -170,22 +173,22 @@ def _read_InitProducerIdRequest_v3(buf: memoryview, pos: int) -> tuple[InitProdu
             raise bad_utf8("transactional_id", pos) from None
         pos = end2
     try:
-        o.transaction_timeout_ms, o.producer_id, o.producer_epoch = (
-            _ST_int32_int64_int16.unpack_from(buf, pos)
+        o.transaction_timeout_ms, o.producer_id, o.producer_epoch, tag_count = (
+            _ST_int32_int64_int16_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
-            (("transaction_timeout_ms", 4), ("producer_id", 8), ("producer_epoch", 2)),
+            (
+                ("transaction_timeout_ms", 4),
+                ("producer_id", 8),
+                ("producer_epoch", 2),
+                ("(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 14
+    pos += 15
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -300,9 +303,7 @@ def _write_InitProducerIdRequest_v3(o: InitProducerIdRequest, out: bytearray) ->
         out.append(0)
 
 
-def _read_InitProducerIdResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[InitProducerIdResponse, int]:
+def _read_InitProducerIdResponse_v0(buf: Buffer, pos: int) -> tuple[InitProducerIdResponse, int]:
     o = new_instance(InitProducerIdResponse)
     try:
         o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch = (
@@ -319,27 +320,26 @@ def _read_InitProducerIdResponse_v0(
     return o, pos
 
 
-def _read_InitProducerIdResponse_v2(
-    buf: memoryview, pos: int
-) -> tuple[InitProducerIdResponse, int]:
+def _read_InitProducerIdResponse_v2(buf: Buffer, pos: int) -> tuple[InitProducerIdResponse, int]:
     o = new_instance(InitProducerIdResponse)
     try:
-        o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch = (
-            _ST_int32_int16_int64_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch, tag_count = (
+            _ST_int32_int16_int64_int16_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
-            (("throttle_time_ms", 4), ("error_code", 2), ("producer_id", 8), ("producer_epoch", 2)),
+            (
+                ("throttle_time_ms", 4),
+                ("error_code", 2),
+                ("producer_id", 8),
+                ("producer_epoch", 2),
+                ("(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 16
+    pos += 17
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,32 +41,31 @@ __all__ = ["InitializeShareGroupStateRequest", "InitializeShareGroupStateRespons
 
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32_int64 = Struct(">iiq")
+_ST_int32_int32_int64_tag_count = Struct(">iiqB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_InitializeShareGroupStateRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_InitializeShareGroupStateRequest_PartitionData, int]:
     o = new_instance(_InitializeShareGroupStateRequest_PartitionData)
     try:
-        o.partition, o.state_epoch, o.start_offset = _ST_int32_int32_int64.unpack_from(buf, pos)
+        o.partition, o.state_epoch, o.start_offset, tag_count = (
+            _ST_int32_int32_int64_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("PartitionData.partition", 4),
                 ("PartitionData.state_epoch", 4),
                 ("PartitionData.start_offset", 8),
+                ("PartitionData.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 16
+    pos += 17
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -106,7 +106,7 @@ def _write_InitializeShareGroupStateRequest_PartitionData_v0(
 
 
 def _read_InitializeShareGroupStateRequest_InitializeStateData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_InitializeShareGroupStateRequest_InitializeStateData, int]:
     o = new_instance(_InitializeShareGroupStateRequest_InitializeStateData)
     try:
@@ -129,9 +129,10 @@ def _read_InitializeShareGroupStateRequest_InitializeStateData_v0(
         raise bad_count("InitializeStateData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_InitializeShareGroupStateRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -193,7 +194,7 @@ def _write_InitializeShareGroupStateRequest_InitializeStateData_v0(
 
 
 def _read_InitializeShareGroupStateRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[InitializeShareGroupStateRequest, int]:
     o = new_instance(InitializeShareGroupStateRequest)
     try:
@@ -233,9 +234,10 @@ def _read_InitializeShareGroupStateRequest_v0(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_InitializeShareGroupStateRequest_InitializeStateData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -307,7 +309,7 @@ def _write_InitializeShareGroupStateRequest_v0(
 
 
 def _read_InitializeShareGroupStateResponse_PartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_InitializeShareGroupStateResponse_PartitionResult, int]:
     o = new_instance(_InitializeShareGroupStateResponse_PartitionResult)
     try:
@@ -401,7 +403,7 @@ def _write_InitializeShareGroupStateResponse_PartitionResult_v0(
 
 
 def _read_InitializeShareGroupStateResponse_InitializeStateResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_InitializeShareGroupStateResponse_InitializeStateResult, int]:
     o = new_instance(_InitializeShareGroupStateResponse_InitializeStateResult)
     try:
@@ -426,9 +428,10 @@ def _read_InitializeShareGroupStateResponse_InitializeStateResult_v0(
         raise bad_count("InitializeStateResult.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_InitializeShareGroupStateResponse_PartitionResult_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -492,7 +495,7 @@ def _write_InitializeShareGroupStateResponse_InitializeStateResult_v0(
 
 
 def _read_InitializeShareGroupStateResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[InitializeShareGroupStateResponse, int]:
     o = new_instance(InitializeShareGroupStateResponse)
     try:
@@ -510,9 +513,10 @@ def _read_InitializeShareGroupStateResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_InitializeShareGroupStateResponse_InitializeStateResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -48,7 +49,7 @@ _ST_int32_int32 = Struct(">ii")
 
 
 def _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_JoinGroupRequest_JoinGroupRequestProtocol, int]:
     o = new_instance(_JoinGroupRequest_JoinGroupRequestProtocol)
     try:
@@ -91,7 +92,7 @@ def _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(
 
 
 def _read_JoinGroupRequest_JoinGroupRequestProtocol_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_JoinGroupRequest_JoinGroupRequestProtocol, int]:
     o = new_instance(_JoinGroupRequest_JoinGroupRequestProtocol)
     try:
@@ -342,7 +343,7 @@ def _write_JoinGroupRequest_JoinGroupRequestProtocol_v6(
         out.append(0)
 
 
-def _read_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+def _read_JoinGroupRequest_v0(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, int]:
     o = new_instance(JoinGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -418,9 +419,10 @@ def _read_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         raise bad_count("protocols", pos, count7, len(buf) - pos)
     else:
         f_protocols = []
+        append9 = f_protocols.append
         for _ in range(count7):
             item8, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(buf, pos)
-            f_protocols.append(item8)
+            append9(item8)
     o.group_id = f_group_id
     o.rebalance_timeout_ms = -1
     o.member_id = f_member_id
@@ -432,7 +434,7 @@ def _read_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     return o, pos
 
 
-def _read_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+def _read_JoinGroupRequest_v1(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, int]:
     o = new_instance(JoinGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -510,9 +512,10 @@ def _read_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         raise bad_count("protocols", pos, count7, len(buf) - pos)
     else:
         f_protocols = []
+        append9 = f_protocols.append
         for _ in range(count7):
             item8, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(buf, pos)
-            f_protocols.append(item8)
+            append9(item8)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = None
@@ -523,7 +526,7 @@ def _read_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     return o, pos
 
 
-def _read_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+def _read_JoinGroupRequest_v5(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, int]:
     o = new_instance(JoinGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -620,9 +623,10 @@ def _read_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         raise bad_count("protocols", pos, count9, len(buf) - pos)
     else:
         f_protocols = []
+        append11 = f_protocols.append
         for _ in range(count9):
             item10, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(buf, pos)
-            f_protocols.append(item10)
+            append11(item10)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = f_group_instance_id
@@ -633,7 +637,7 @@ def _read_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     return o, pos
 
 
-def _read_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+def _read_JoinGroupRequest_v6(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, int]:
     o = new_instance(JoinGroupRequest)
     try:
         n1 = buf[pos]
@@ -745,9 +749,10 @@ def _read_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         raise bad_count("protocols", pos, count9, len(buf) - pos)
     else:
         f_protocols = []
+        append11 = f_protocols.append
         for _ in range(count9):
             item10, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v6(buf, pos)
-            f_protocols.append(item10)
+            append11(item10)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -789,7 +794,7 @@ def _read_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupReque
     return o, pos
 
 
-def _read_JoinGroupRequest_v8(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
+def _read_JoinGroupRequest_v8(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, int]:
     o = new_instance(JoinGroupRequest)
     try:
         n1 = buf[pos]
@@ -901,31 +906,32 @@ def _read_JoinGroupRequest_v8(buf: memoryview, pos: int) -> tuple[JoinGroupReque
         raise bad_count("protocols", pos, count9, len(buf) - pos)
     else:
         f_protocols = []
+        append11 = f_protocols.append
         for _ in range(count9):
             item10, pos = _read_JoinGroupRequest_JoinGroupRequestProtocol_v6(buf, pos)
-            f_protocols.append(item10)
+            append11(item10)
     try:
-        n11 = buf[pos]
+        n12 = buf[pos]
     except IndexError:
         raise eof("reason", pos) from None
     pos += 1
-    if n11 > 0x7F:
-        n11, pos = read_uvarint_tail(buf, pos, n11, "reason")
-    n11 -= 1
+    if n12 > 0x7F:
+        n12, pos = read_uvarint_tail(buf, pos, n12, "reason")
+    n12 -= 1
     f_reason: str | None
-    if n11 < 0:
+    if n12 < 0:
         f_reason = None
     else:
-        if n11 > 0x7FFF:
-            raise bad_string_length("reason", pos, n11)
-        end12 = pos + n11
-        if end12 > len(buf):
-            raise too_short("reason", pos, n11, len(buf) - pos)
+        if n12 > 0x7FFF:
+            raise bad_string_length("reason", pos, n12)
+        end13 = pos + n12
+        if end13 > len(buf):
+            raise too_short("reason", pos, n12, len(buf) - pos)
         try:
-            f_reason = str(buf[pos:end12], "utf-8")
+            f_reason = str(buf[pos:end13], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("reason", pos) from None
-        pos = end12
+        pos = end13
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1382,7 +1388,7 @@ def _write_JoinGroupRequest_v8(o: JoinGroupRequest, out: bytearray) -> None:
 
 
 def _read_JoinGroupResponse_JoinGroupResponseMember_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_JoinGroupResponse_JoinGroupResponseMember, int]:
     o = new_instance(_JoinGroupResponse_JoinGroupResponseMember)
     try:
@@ -1426,7 +1432,7 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v0(
 
 
 def _read_JoinGroupResponse_JoinGroupResponseMember_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_JoinGroupResponse_JoinGroupResponseMember, int]:
     o = new_instance(_JoinGroupResponse_JoinGroupResponseMember)
     try:
@@ -1491,7 +1497,7 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v5(
 
 
 def _read_JoinGroupResponse_JoinGroupResponseMember_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_JoinGroupResponse_JoinGroupResponseMember, int]:
     o = new_instance(_JoinGroupResponse_JoinGroupResponseMember)
     try:
@@ -1787,7 +1793,7 @@ def _write_JoinGroupResponse_JoinGroupResponseMember_v6(
         out.append(0)
 
 
-def _read_JoinGroupResponse_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+def _read_JoinGroupResponse_v0(buf: Buffer, pos: int) -> tuple[JoinGroupResponse, int]:
     o = new_instance(JoinGroupResponse)
     try:
         o.error_code, o.generation_id = _ST_int16_int32.unpack_from(buf, pos)
@@ -1865,9 +1871,10 @@ def _read_JoinGroupResponse_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         raise bad_count("members", pos, count7, len(buf) - pos)
     else:
         f_members = []
+        append9 = f_members.append
         for _ in range(count7):
             item8, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v0(buf, pos)
-            f_members.append(item8)
+            append9(item8)
     o.throttle_time_ms = 0
     o.protocol_type = None
     o.protocol_name = f_protocol_name
@@ -1879,7 +1886,7 @@ def _read_JoinGroupResponse_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     return o, pos
 
 
-def _read_JoinGroupResponse_v2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+def _read_JoinGroupResponse_v2(buf: Buffer, pos: int) -> tuple[JoinGroupResponse, int]:
     o = new_instance(JoinGroupResponse)
     try:
         o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
@@ -1959,9 +1966,10 @@ def _read_JoinGroupResponse_v2(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         raise bad_count("members", pos, count7, len(buf) - pos)
     else:
         f_members = []
+        append9 = f_members.append
         for _ in range(count7):
             item8, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v0(buf, pos)
-            f_members.append(item8)
+            append9(item8)
     o.protocol_type = None
     o.protocol_name = f_protocol_name
     o.leader = f_leader
@@ -1972,7 +1980,7 @@ def _read_JoinGroupResponse_v2(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     return o, pos
 
 
-def _read_JoinGroupResponse_v5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+def _read_JoinGroupResponse_v5(buf: Buffer, pos: int) -> tuple[JoinGroupResponse, int]:
     o = new_instance(JoinGroupResponse)
     try:
         o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
@@ -2052,9 +2060,10 @@ def _read_JoinGroupResponse_v5(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         raise bad_count("members", pos, count7, len(buf) - pos)
     else:
         f_members = []
+        append9 = f_members.append
         for _ in range(count7):
             item8, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v5(buf, pos)
-            f_members.append(item8)
+            append9(item8)
     o.protocol_type = None
     o.protocol_name = f_protocol_name
     o.leader = f_leader
@@ -2065,7 +2074,7 @@ def _read_JoinGroupResponse_v5(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     return o, pos
 
 
-def _read_JoinGroupResponse_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+def _read_JoinGroupResponse_v6(buf: Buffer, pos: int) -> tuple[JoinGroupResponse, int]:
     o = new_instance(JoinGroupResponse)
     try:
         o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
@@ -2157,9 +2166,10 @@ def _read_JoinGroupResponse_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         raise bad_count("members", pos, count7, len(buf) - pos)
     else:
         f_members = []
+        append9 = f_members.append
         for _ in range(count7):
             item8, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v6(buf, pos)
-            f_members.append(item8)
+            append9(item8)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2201,7 +2211,7 @@ def _read_JoinGroupResponse_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     return o, pos
 
 
-def _read_JoinGroupResponse_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+def _read_JoinGroupResponse_v7(buf: Buffer, pos: int) -> tuple[JoinGroupResponse, int]:
     o = new_instance(JoinGroupResponse)
     try:
         o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
@@ -2315,9 +2325,10 @@ def _read_JoinGroupResponse_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         raise bad_count("members", pos, count9, len(buf) - pos)
     else:
         f_members = []
+        append11 = f_members.append
         for _ in range(count9):
             item10, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v6(buf, pos)
-            f_members.append(item10)
+            append11(item10)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2359,7 +2370,7 @@ def _read_JoinGroupResponse_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResp
     return o, pos
 
 
-def _read_JoinGroupResponse_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
+def _read_JoinGroupResponse_v9(buf: Buffer, pos: int) -> tuple[JoinGroupResponse, int]:
     o = new_instance(JoinGroupResponse)
     try:
         o.throttle_time_ms, o.error_code, o.generation_id = _ST_int32_int16_int32.unpack_from(
@@ -2478,9 +2489,10 @@ def _read_JoinGroupResponse_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResp
         raise bad_count("members", pos, count9, len(buf) - pos)
     else:
         f_members = []
+        append11 = f_members.append
         for _ in range(count9):
             item10, pos = _read_JoinGroupResponse_JoinGroupResponseMember_v6(buf, pos)
-            f_members.append(item10)
+            append11(item10)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -42,18 +43,21 @@ __all__ = ["LeaderAndIsrRequest", "LeaderAndIsrResponse"]
 
 _ST_bool = Struct(">?")
 _ST_bool_int8 = Struct(">?b")
+_ST_bool_int8_tag_count = Struct(">?bB")
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_bool_int32_int64_int8 = Struct(">i?iqb")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int32_int32_int32_int32 = Struct(">iiii")
 _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_int8 = Struct(">iqb")
+_ST_int32_tag_count = Struct(">iB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
@@ -140,7 +144,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
@@ -233,7 +237,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
@@ -307,7 +311,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
@@ -419,7 +423,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
@@ -582,7 +586,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrPartitionState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     try:
@@ -689,23 +693,19 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
         f_removing_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
-        o.is_new, o.leader_recovery_state = _ST_bool_int8.unpack_from(buf, pos)
+        o.is_new, o.leader_recovery_state, tag_count = _ST_bool_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("LeaderAndIsrPartitionState.is_new", 1),
                 ("LeaderAndIsrPartitionState.leader_recovery_state", 1),
+                ("LeaderAndIsrPartitionState.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderAndIsrPartitionState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "LeaderAndIsrPartitionState.(tagged fields)"
@@ -1048,7 +1048,7 @@ def _write_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
@@ -1082,9 +1082,10 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
         raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.topic_id = ZERO_UUID
     o.partition_states = f_partition_states
@@ -1093,7 +1094,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
@@ -1127,9 +1128,10 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
         raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.topic_id = ZERO_UUID
     o.partition_states = f_partition_states
@@ -1138,7 +1140,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
@@ -1178,9 +1180,10 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
         raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1226,7 +1229,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
@@ -1273,9 +1276,10 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
         raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1321,7 +1325,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrTopicState, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrTopicState)
     try:
@@ -1368,9 +1372,10 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
         raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1563,7 +1568,7 @@ def _write_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrLiveLeader)
     try:
@@ -1603,7 +1608,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(
 
 
 def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrRequest_LeaderAndIsrLiveLeader, int]:
     o = new_instance(_LeaderAndIsrRequest_LeaderAndIsrLiveLeader)
     try:
@@ -1636,16 +1641,15 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
             raise bad_utf8("LeaderAndIsrLiveLeader.host_name", pos) from None
         pos = end2
     try:
-        (o.port,) = _ST_int32.unpack_from(buf, pos)
+        o.port, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("LeaderAndIsrLiveLeader.port", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("LeaderAndIsrLiveLeader.port", 4), ("LeaderAndIsrLiveLeader.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderAndIsrLiveLeader.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "LeaderAndIsrLiveLeader.(tagged fields)"
@@ -1778,7 +1782,7 @@ def _write_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
         out.append(0)
 
 
-def _read_LeaderAndIsrRequest_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v0(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1802,24 +1806,26 @@ def _read_LeaderAndIsrRequest_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
+        append3 = f_ungrouped_partition_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(buf, pos)
-            f_ungrouped_partition_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.broker_epoch = -1
     o.type = 0
@@ -1830,7 +1836,7 @@ def _read_LeaderAndIsrRequest_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     return o, pos
 
 
-def _read_LeaderAndIsrRequest_v1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v1(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1854,24 +1860,26 @@ def _read_LeaderAndIsrRequest_v1(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
+        append3 = f_ungrouped_partition_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(buf, pos)
-            f_ungrouped_partition_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.broker_epoch = -1
     o.type = 0
@@ -1882,7 +1890,7 @@ def _read_LeaderAndIsrRequest_v1(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     return o, pos
 
 
-def _read_LeaderAndIsrRequest_v2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v2(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1908,24 +1916,26 @@ def _read_LeaderAndIsrRequest_v2(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.ungrouped_partition_states = []
@@ -1935,7 +1945,7 @@ def _read_LeaderAndIsrRequest_v2(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     return o, pos
 
 
-def _read_LeaderAndIsrRequest_v3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v3(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1961,24 +1971,26 @@ def _read_LeaderAndIsrRequest_v3(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_leaders", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.ungrouped_partition_states = []
@@ -1988,7 +2000,7 @@ def _read_LeaderAndIsrRequest_v3(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     return o, pos
 
 
-def _read_LeaderAndIsrRequest_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v4(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2017,27 +2029,29 @@ def _read_LeaderAndIsrRequest_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("live_leaders", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "live_leaders")
+    count4 -= 1
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2078,7 +2092,7 @@ def _read_LeaderAndIsrRequest_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     return o, pos
 
 
-def _read_LeaderAndIsrRequest_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v5(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2107,27 +2121,29 @@ def _read_LeaderAndIsrRequest_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("live_leaders", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "live_leaders")
+    count4 -= 1
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2167,7 +2183,7 @@ def _read_LeaderAndIsrRequest_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     return o, pos
 
 
-def _read_LeaderAndIsrRequest_v6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v6(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2196,27 +2212,29 @@ def _read_LeaderAndIsrRequest_v6(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("live_leaders", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "live_leaders")
+    count4 -= 1
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2256,7 +2274,7 @@ def _read_LeaderAndIsrRequest_v6(buf: memoryview, pos: int) -> tuple[LeaderAndIs
     return o, pos
 
 
-def _read_LeaderAndIsrRequest_v7(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
+def _read_LeaderAndIsrRequest_v7(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     o = new_instance(LeaderAndIsrRequest)
     try:
         o.controller_id, o.is_kraft_controller, o.controller_epoch, o.broker_epoch, o.type = (
@@ -2290,27 +2308,29 @@ def _read_LeaderAndIsrRequest_v7(buf: memoryview, pos: int) -> tuple[LeaderAndIs
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("live_leaders", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "live_leaders")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "live_leaders")
+    count4 -= 1
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
     else:
         f_live_leaders = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
-            f_live_leaders.append(item4)
+        append6 = f_live_leaders.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2599,7 +2619,7 @@ def _write_LeaderAndIsrRequest_v7(o: LeaderAndIsrRequest, out: bytearray) -> Non
 
 
 def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrPartitionError, int]:
     o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrPartitionError)
     try:
@@ -2639,7 +2659,7 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(
 
 
 def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrPartitionError, int]:
     o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrPartitionError)
     try:
@@ -2665,23 +2685,19 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(
             raise bad_utf8("LeaderAndIsrPartitionError.topic_name", pos) from None
         pos = end2
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("LeaderAndIsrPartitionError.partition_index", 4),
                 ("LeaderAndIsrPartitionError.error_code", 2),
+                ("LeaderAndIsrPartitionError.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderAndIsrPartitionError.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "LeaderAndIsrPartitionError.(tagged fields)"
@@ -2721,27 +2737,23 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(
 
 
 def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrPartitionError, int]:
     o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrPartitionError)
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("LeaderAndIsrPartitionError.partition_index", 4),
                 ("LeaderAndIsrPartitionError.error_code", 2),
+                ("LeaderAndIsrPartitionError.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderAndIsrPartitionError.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "LeaderAndIsrPartitionError.(tagged fields)"
@@ -2882,7 +2894,7 @@ def _write_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(
 
 
 def _read_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderAndIsrResponse_LeaderAndIsrTopicError, int]:
     o = new_instance(_LeaderAndIsrResponse_LeaderAndIsrTopicError)
     try:
@@ -2907,9 +2919,10 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
         raise bad_count("LeaderAndIsrTopicError.partition_errors", pos, count1, len(buf) - pos)
     else:
         f_partition_errors = []
+        append3 = f_partition_errors.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(buf, pos)
-            f_partition_errors.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2974,7 +2987,7 @@ def _write_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
         out.append(0)
 
 
-def _read_LeaderAndIsrResponse_v0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
+def _read_LeaderAndIsrResponse_v0(buf: Buffer, pos: int) -> tuple[LeaderAndIsrResponse, int]:
     o = new_instance(LeaderAndIsrResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -2993,16 +3006,17 @@ def _read_LeaderAndIsrResponse_v0(buf: memoryview, pos: int) -> tuple[LeaderAndI
         raise bad_count("partition_errors", pos, count1, len(buf) - pos)
     else:
         f_partition_errors = []
+        append3 = f_partition_errors.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(buf, pos)
-            f_partition_errors.append(item2)
+            append3(item2)
     o.partition_errors = f_partition_errors
     o.topics = []
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_LeaderAndIsrResponse_v4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
+def _read_LeaderAndIsrResponse_v4(buf: Buffer, pos: int) -> tuple[LeaderAndIsrResponse, int]:
     o = new_instance(LeaderAndIsrResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -3024,9 +3038,10 @@ def _read_LeaderAndIsrResponse_v4(buf: memoryview, pos: int) -> tuple[LeaderAndI
         raise bad_count("partition_errors", pos, count1, len(buf) - pos)
     else:
         f_partition_errors = []
+        append3 = f_partition_errors.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(buf, pos)
-            f_partition_errors.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -3064,7 +3079,7 @@ def _read_LeaderAndIsrResponse_v4(buf: memoryview, pos: int) -> tuple[LeaderAndI
     return o, pos
 
 
-def _read_LeaderAndIsrResponse_v5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
+def _read_LeaderAndIsrResponse_v5(buf: Buffer, pos: int) -> tuple[LeaderAndIsrResponse, int]:
     o = new_instance(LeaderAndIsrResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -3086,9 +3101,10 @@ def _read_LeaderAndIsrResponse_v5(buf: memoryview, pos: int) -> tuple[LeaderAndI
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

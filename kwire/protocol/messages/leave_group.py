@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,12 +41,13 @@ from kwire.protocol.entities import GroupId
 __all__ = ["LeaveGroupRequest", "LeaveGroupResponse"]
 
 _ST_int16 = Struct(">h")
+_ST_int16_tag_count = Struct(">hB")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
 def _read_LeaveGroupRequest_MemberIdentity_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaveGroupRequest_MemberIdentity, int]:
     o = new_instance(_LeaveGroupRequest_MemberIdentity)
     try:
@@ -94,7 +96,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v3(
 
 
 def _read_LeaveGroupRequest_MemberIdentity_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaveGroupRequest_MemberIdentity, int]:
     o = new_instance(_LeaveGroupRequest_MemberIdentity)
     try:
@@ -180,7 +182,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v4(
 
 
 def _read_LeaveGroupRequest_MemberIdentity_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaveGroupRequest_MemberIdentity, int]:
     o = new_instance(_LeaveGroupRequest_MemberIdentity)
     try:
@@ -395,7 +397,7 @@ def _write_LeaveGroupRequest_MemberIdentity_v5(
         out.append(0)
 
 
-def _read_LeaveGroupRequest_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+def _read_LeaveGroupRequest_v0(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest, int]:
     o = new_instance(LeaveGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -442,7 +444,7 @@ def _read_LeaveGroupRequest_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
     return o, pos
 
 
-def _read_LeaveGroupRequest_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+def _read_LeaveGroupRequest_v3(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest, int]:
     o = new_instance(LeaveGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -475,9 +477,10 @@ def _read_LeaveGroupRequest_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
         raise bad_count("members", pos, count3, len(buf) - pos)
     else:
         f_members = []
+        append5 = f_members.append
         for _ in range(count3):
             item4, pos = _read_LeaveGroupRequest_MemberIdentity_v3(buf, pos)
-            f_members.append(item4)
+            append5(item4)
     o.group_id = f_group_id
     o.member_id = ""
     o.members = f_members
@@ -485,7 +488,7 @@ def _read_LeaveGroupRequest_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
     return o, pos
 
 
-def _read_LeaveGroupRequest_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+def _read_LeaveGroupRequest_v4(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest, int]:
     o = new_instance(LeaveGroupRequest)
     try:
         n1 = buf[pos]
@@ -524,9 +527,10 @@ def _read_LeaveGroupRequest_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
         raise bad_count("members", pos, count3, len(buf) - pos)
     else:
         f_members = []
+        append5 = f_members.append
         for _ in range(count3):
             item4, pos = _read_LeaveGroupRequest_MemberIdentity_v4(buf, pos)
-            f_members.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -565,7 +569,7 @@ def _read_LeaveGroupRequest_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
     return o, pos
 
 
-def _read_LeaveGroupRequest_v5(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
+def _read_LeaveGroupRequest_v5(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest, int]:
     o = new_instance(LeaveGroupRequest)
     try:
         n1 = buf[pos]
@@ -604,9 +608,10 @@ def _read_LeaveGroupRequest_v5(buf: memoryview, pos: int) -> tuple[LeaveGroupReq
         raise bad_count("members", pos, count3, len(buf) - pos)
     else:
         f_members = []
+        append5 = f_members.append
         for _ in range(count3):
             item4, pos = _read_LeaveGroupRequest_MemberIdentity_v5(buf, pos)
-            f_members.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -810,7 +815,7 @@ def _write_LeaveGroupRequest_v5(o: LeaveGroupRequest, out: bytearray) -> None:
 
 
 def _read_LeaveGroupResponse_MemberResponse_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaveGroupResponse_MemberResponse, int]:
     o = new_instance(_LeaveGroupResponse_MemberResponse)
     try:
@@ -863,7 +868,7 @@ def _read_LeaveGroupResponse_MemberResponse_v3(
 
 
 def _read_LeaveGroupResponse_MemberResponse_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaveGroupResponse_MemberResponse, int]:
     o = new_instance(_LeaveGroupResponse_MemberResponse)
     try:
@@ -911,16 +916,15 @@ def _read_LeaveGroupResponse_MemberResponse_v4(
             raise bad_utf8("MemberResponse.group_instance_id", pos) from None
         pos = end4
     try:
-        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
+        o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("MemberResponse.error_code", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("MemberResponse.error_code", 2), ("MemberResponse.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("MemberResponse.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "MemberResponse.(tagged fields)")
     if tag_count:
@@ -1014,7 +1018,7 @@ def _write_LeaveGroupResponse_MemberResponse_v4(
         out.append(0)
 
 
-def _read_LeaveGroupResponse_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+def _read_LeaveGroupResponse_v0(buf: Buffer, pos: int) -> tuple[LeaveGroupResponse, int]:
     o = new_instance(LeaveGroupResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1027,7 +1031,7 @@ def _read_LeaveGroupResponse_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
     return o, pos
 
 
-def _read_LeaveGroupResponse_v1(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+def _read_LeaveGroupResponse_v1(buf: Buffer, pos: int) -> tuple[LeaveGroupResponse, int]:
     o = new_instance(LeaveGroupResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1041,7 +1045,7 @@ def _read_LeaveGroupResponse_v1(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
     return o, pos
 
 
-def _read_LeaveGroupResponse_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+def _read_LeaveGroupResponse_v3(buf: Buffer, pos: int) -> tuple[LeaveGroupResponse, int]:
     o = new_instance(LeaveGroupResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1062,15 +1066,16 @@ def _read_LeaveGroupResponse_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
         raise bad_count("members", pos, count1, len(buf) - pos)
     else:
         f_members = []
+        append3 = f_members.append
         for _ in range(count1):
             item2, pos = _read_LeaveGroupResponse_MemberResponse_v3(buf, pos)
-            f_members.append(item2)
+            append3(item2)
     o.members = f_members
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_LeaveGroupResponse_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
+def _read_LeaveGroupResponse_v4(buf: Buffer, pos: int) -> tuple[LeaveGroupResponse, int]:
     o = new_instance(LeaveGroupResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1094,9 +1099,10 @@ def _read_LeaveGroupResponse_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupRe
         raise bad_count("members", pos, count1, len(buf) - pos)
     else:
         f_members = []
+        append3 = f_members.append
         for _ in range(count1):
             item2, pos = _read_LeaveGroupResponse_MemberResponse_v4(buf, pos)
-            f_members.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,7 +43,7 @@ _ST_int32_int16 = Struct(">ih")
 
 
 def _read_ListClientMetricsResourcesRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ListClientMetricsResourcesRequest, int]:
     o = new_instance(ListClientMetricsResourcesRequest)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -90,7 +91,7 @@ def _write_ListClientMetricsResourcesRequest_v0(
 
 
 def _read_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListClientMetricsResourcesResponse_ClientMetricsResource, int]:
     o = new_instance(_ListClientMetricsResourcesResponse_ClientMetricsResource)
     try:
@@ -178,7 +179,7 @@ def _write_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(
 
 
 def _read_ListClientMetricsResourcesResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ListClientMetricsResourcesResponse, int]:
     o = new_instance(ListClientMetricsResourcesResponse)
     try:
@@ -203,9 +204,10 @@ def _read_ListClientMetricsResourcesResponse_v0(
         raise bad_count("client_metrics_resources", pos, count1, len(buf) - pos)
     else:
         f_client_metrics_resources = []
+        append3 = f_client_metrics_resources.append
         for _ in range(count1):
             item2, pos = _read_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(buf, pos)
-            f_client_metrics_resources.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

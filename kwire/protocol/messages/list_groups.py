@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -44,7 +45,7 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 
 
-def _read_ListGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
+def _read_ListGroupsRequest_v0(buf: Buffer, pos: int) -> tuple[ListGroupsRequest, int]:
     o = new_instance(ListGroupsRequest)
     o.states_filter = []
     o.types_filter = []
@@ -52,7 +53,7 @@ def _read_ListGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[ListGroupsReq
     return o, pos
 
 
-def _read_ListGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
+def _read_ListGroupsRequest_v3(buf: Buffer, pos: int) -> tuple[ListGroupsRequest, int]:
     o = new_instance(ListGroupsRequest)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -91,7 +92,7 @@ def _read_ListGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[ListGroupsReq
     return o, pos
 
 
-def _read_ListGroupsRequest_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
+def _read_ListGroupsRequest_v4(buf: Buffer, pos: int) -> tuple[ListGroupsRequest, int]:
     o = new_instance(ListGroupsRequest)
     try:
         count1 = buf[pos]
@@ -169,7 +170,7 @@ def _read_ListGroupsRequest_v4(buf: memoryview, pos: int) -> tuple[ListGroupsReq
     return o, pos
 
 
-def _read_ListGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
+def _read_ListGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[ListGroupsRequest, int]:
     o = new_instance(ListGroupsRequest)
     try:
         count1 = buf[pos]
@@ -410,7 +411,7 @@ def _write_ListGroupsRequest_v5(o: ListGroupsRequest, out: bytearray) -> None:
 
 
 def _read_ListGroupsResponse_ListedGroup_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
     o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
@@ -460,7 +461,7 @@ def _read_ListGroupsResponse_ListedGroup_v0(
 
 
 def _read_ListGroupsResponse_ListedGroup_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
     o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
@@ -547,7 +548,7 @@ def _read_ListGroupsResponse_ListedGroup_v3(
 
 
 def _read_ListGroupsResponse_ListedGroup_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
     o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
@@ -656,7 +657,7 @@ def _read_ListGroupsResponse_ListedGroup_v4(
 
 
 def _read_ListGroupsResponse_ListedGroup_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListGroupsResponse_ListedGroup, int]:
     o = new_instance(_ListGroupsResponse_ListedGroup)
     try:
@@ -1005,7 +1006,7 @@ def _write_ListGroupsResponse_ListedGroup_v5(
         out.append(0)
 
 
-def _read_ListGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+def _read_ListGroupsResponse_v0(buf: Buffer, pos: int) -> tuple[ListGroupsResponse, int]:
     o = new_instance(ListGroupsResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1024,16 +1025,17 @@ def _read_ListGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[ListGroupsRe
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_ListGroupsResponse_ListedGroup_v0(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.groups = f_groups
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+def _read_ListGroupsResponse_v1(buf: Buffer, pos: int) -> tuple[ListGroupsResponse, int]:
     o = new_instance(ListGroupsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1054,15 +1056,16 @@ def _read_ListGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[ListGroupsRe
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_ListGroupsResponse_ListedGroup_v0(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     o.groups = f_groups
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+def _read_ListGroupsResponse_v3(buf: Buffer, pos: int) -> tuple[ListGroupsResponse, int]:
     o = new_instance(ListGroupsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1086,9 +1089,10 @@ def _read_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRe
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_ListGroupsResponse_ListedGroup_v3(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1125,7 +1129,7 @@ def _read_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRe
     return o, pos
 
 
-def _read_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+def _read_ListGroupsResponse_v4(buf: Buffer, pos: int) -> tuple[ListGroupsResponse, int]:
     o = new_instance(ListGroupsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1149,9 +1153,10 @@ def _read_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRe
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_ListGroupsResponse_ListedGroup_v4(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1188,7 +1193,7 @@ def _read_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRe
     return o, pos
 
 
-def _read_ListGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
+def _read_ListGroupsResponse_v5(buf: Buffer, pos: int) -> tuple[ListGroupsResponse, int]:
     o = new_instance(ListGroupsResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1212,9 +1217,10 @@ def _read_ListGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[ListGroupsRe
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_ListGroupsResponse_ListedGroup_v5(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

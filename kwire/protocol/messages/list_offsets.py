@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT64_ARRAY,
     Message,
@@ -49,10 +50,11 @@ _ST_int64 = Struct(">q")
 _ST_int64_int32 = Struct(">qi")
 _ST_int64_int64 = Struct(">qq")
 _ST_int64_int64_int32 = Struct(">qqi")
+_ST_int64_int64_int32_tag_count = Struct(">qqiB")
 
 
 def _read_ListOffsetsRequest_ListOffsetsPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
@@ -77,7 +79,7 @@ def _read_ListOffsetsRequest_ListOffsetsPartition_v0(
 
 
 def _read_ListOffsetsRequest_ListOffsetsPartition_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
@@ -99,7 +101,7 @@ def _read_ListOffsetsRequest_ListOffsetsPartition_v1(
 
 
 def _read_ListOffsetsRequest_ListOffsetsPartition_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
@@ -123,7 +125,7 @@ def _read_ListOffsetsRequest_ListOffsetsPartition_v4(
 
 
 def _read_ListOffsetsRequest_ListOffsetsPartition_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsPartition, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsPartition)
     try:
@@ -292,7 +294,7 @@ def _write_ListOffsetsRequest_ListOffsetsPartition_v9(
 
 
 def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
@@ -326,9 +328,10 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
         raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsRequest_ListOffsetsPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -336,7 +339,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
 
 
 def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
@@ -370,9 +373,10 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
         raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsRequest_ListOffsetsPartition_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -380,7 +384,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
 
 
 def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
@@ -414,9 +418,10 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
         raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsRequest_ListOffsetsPartition_v4(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -424,7 +429,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
 
 
 def _read_ListOffsetsRequest_ListOffsetsTopic_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsRequest_ListOffsetsTopic, int]:
     o = new_instance(_ListOffsetsRequest_ListOffsetsTopic)
     try:
@@ -464,9 +469,10 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v6(
         raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsRequest_ListOffsetsPartition_v6(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -774,7 +780,7 @@ def _write_ListOffsetsRequest_ListOffsetsTopic_v9(
         out.append(0)
 
 
-def _read_ListOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+def _read_ListOffsetsRequest_v0(buf: Buffer, pos: int) -> tuple[ListOffsetsRequest, int]:
     o = new_instance(ListOffsetsRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -793,16 +799,17 @@ def _read_ListOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.isolation_level = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsRequest_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+def _read_ListOffsetsRequest_v1(buf: Buffer, pos: int) -> tuple[ListOffsetsRequest, int]:
     o = new_instance(ListOffsetsRequest)
     try:
         (o.replica_id,) = _ST_int32.unpack_from(buf, pos)
@@ -821,16 +828,17 @@ def _read_ListOffsetsRequest_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.isolation_level = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsRequest_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+def _read_ListOffsetsRequest_v2(buf: Buffer, pos: int) -> tuple[ListOffsetsRequest, int]:
     o = new_instance(ListOffsetsRequest)
     try:
         o.replica_id, o.isolation_level = _ST_int32_int8.unpack_from(buf, pos)
@@ -851,15 +859,16 @@ def _read_ListOffsetsRequest_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsRequest_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+def _read_ListOffsetsRequest_v4(buf: Buffer, pos: int) -> tuple[ListOffsetsRequest, int]:
     o = new_instance(ListOffsetsRequest)
     try:
         o.replica_id, o.isolation_level = _ST_int32_int8.unpack_from(buf, pos)
@@ -880,15 +889,16 @@ def _read_ListOffsetsRequest_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v4(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsRequest_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
+def _read_ListOffsetsRequest_v6(buf: Buffer, pos: int) -> tuple[ListOffsetsRequest, int]:
     o = new_instance(ListOffsetsRequest)
     try:
         o.replica_id, o.isolation_level = _ST_int32_int8.unpack_from(buf, pos)
@@ -912,9 +922,10 @@ def _read_ListOffsetsRequest_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsR
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsRequest_ListOffsetsTopic_v6(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1110,7 +1121,7 @@ def _write_ListOffsetsRequest_v9(o: ListOffsetsRequest, out: bytearray) -> None:
 
 
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
@@ -1155,7 +1166,7 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(
 
 
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
@@ -1189,7 +1200,7 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(
 
 
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
@@ -1223,7 +1234,7 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(
 
 
 def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsPartitionResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsPartitionResponse)
     try:
@@ -1239,24 +1250,22 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(
         ) from None
     pos += 6
     try:
-        o.timestamp, o.offset, o.leader_epoch = _ST_int64_int64_int32.unpack_from(buf, pos)
+        o.timestamp, o.offset, o.leader_epoch, tag_count = (
+            _ST_int64_int64_int32_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("ListOffsetsPartitionResponse.timestamp", 8),
                 ("ListOffsetsPartitionResponse.offset", 8),
                 ("ListOffsetsPartitionResponse.leader_epoch", 4),
+                ("ListOffsetsPartitionResponse.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 20
+    pos += 21
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ListOffsetsPartitionResponse.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "ListOffsetsPartitionResponse.(tagged fields)"
@@ -1429,7 +1438,7 @@ def _write_ListOffsetsResponse_ListOffsetsPartitionResponse_v9(
 
 
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
@@ -1463,9 +1472,10 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
         raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -1473,7 +1483,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
 
 
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
@@ -1507,9 +1517,10 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
         raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -1517,7 +1528,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
 
 
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
@@ -1551,9 +1562,10 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
         raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -1561,7 +1573,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
 
 
 def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListOffsetsResponse_ListOffsetsTopicResponse, int]:
     o = new_instance(_ListOffsetsResponse_ListOffsetsTopicResponse)
     try:
@@ -1601,9 +1613,10 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(
         raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1919,7 +1932,7 @@ def _write_ListOffsetsResponse_ListOffsetsTopicResponse_v9(
         out.append(0)
 
 
-def _read_ListOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+def _read_ListOffsetsResponse_v0(buf: Buffer, pos: int) -> tuple[ListOffsetsResponse, int]:
     o = new_instance(ListOffsetsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -1933,16 +1946,17 @@ def _read_ListOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[ListOffsets
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsResponse_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+def _read_ListOffsetsResponse_v1(buf: Buffer, pos: int) -> tuple[ListOffsetsResponse, int]:
     o = new_instance(ListOffsetsResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -1956,16 +1970,17 @@ def _read_ListOffsetsResponse_v1(buf: memoryview, pos: int) -> tuple[ListOffsets
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsResponse_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+def _read_ListOffsetsResponse_v2(buf: Buffer, pos: int) -> tuple[ListOffsetsResponse, int]:
     o = new_instance(ListOffsetsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1984,15 +1999,16 @@ def _read_ListOffsetsResponse_v2(buf: memoryview, pos: int) -> tuple[ListOffsets
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+def _read_ListOffsetsResponse_v4(buf: Buffer, pos: int) -> tuple[ListOffsetsResponse, int]:
     o = new_instance(ListOffsetsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2011,15 +2027,16 @@ def _read_ListOffsetsResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsets
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ListOffsetsResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
+def _read_ListOffsetsResponse_v6(buf: Buffer, pos: int) -> tuple[ListOffsetsResponse, int]:
     o = new_instance(ListOffsetsResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2041,9 +2058,10 @@ def _read_ListOffsetsResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsets
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

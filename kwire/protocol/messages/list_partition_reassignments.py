@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -45,7 +46,7 @@ _ST_int32_int16 = Struct(">ih")
 
 
 def _read_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics, int]:
     o = new_instance(_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics)
     try:
@@ -175,7 +176,7 @@ def _write_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0
 
 
 def _read_ListPartitionReassignmentsRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ListPartitionReassignmentsRequest, int]:
     o = new_instance(ListPartitionReassignmentsRequest)
     try:
@@ -198,13 +199,14 @@ def _read_ListPartitionReassignmentsRequest_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = (
                 _read_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(
                     buf, pos
                 )
             )
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -263,7 +265,7 @@ def _write_ListPartitionReassignmentsRequest_v0(
 
 
 def _read_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListPartitionReassignmentsResponse_OngoingPartitionReassignment, int]:
     o = new_instance(_ListPartitionReassignmentsResponse_OngoingPartitionReassignment)
     try:
@@ -426,7 +428,7 @@ def _write_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
 
 
 def _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListPartitionReassignmentsResponse_OngoingTopicReassignment, int]:
     o = new_instance(_ListPartitionReassignmentsResponse_OngoingTopicReassignment)
     try:
@@ -466,11 +468,12 @@ def _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
         raise bad_count("OngoingTopicReassignment.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
                 buf, pos
             )
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -550,7 +553,7 @@ def _write_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
 
 
 def _read_ListPartitionReassignmentsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ListPartitionReassignmentsResponse, int]:
     o = new_instance(ListPartitionReassignmentsResponse)
     try:
@@ -597,11 +600,12 @@ def _read_ListPartitionReassignmentsResponse_v0(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
                 buf, pos
             )
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT64_ARRAY,
     Message,
@@ -42,11 +43,10 @@ __all__ = ["ListTransactionsRequest", "ListTransactionsResponse"]
 
 _ST_int32_int16 = Struct(">ih")
 _ST_int64 = Struct(">q")
+_ST_int64_tag_count = Struct(">qB")
 
 
-def _read_ListTransactionsRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[ListTransactionsRequest, int]:
+def _read_ListTransactionsRequest_v0(buf: Buffer, pos: int) -> tuple[ListTransactionsRequest, int]:
     o = new_instance(ListTransactionsRequest)
     try:
         count1 = buf[pos]
@@ -143,9 +143,7 @@ def _read_ListTransactionsRequest_v0(
     return o, pos
 
 
-def _read_ListTransactionsRequest_v1(
-    buf: memoryview, pos: int
-) -> tuple[ListTransactionsRequest, int]:
+def _read_ListTransactionsRequest_v1(buf: Buffer, pos: int) -> tuple[ListTransactionsRequest, int]:
     o = new_instance(ListTransactionsRequest)
     try:
         count1 = buf[pos]
@@ -205,16 +203,13 @@ def _read_ListTransactionsRequest_v1(
         f_producer_id_filters = list(INT64_ARRAY[count5].unpack_from(buf, pos))
         pos += 8 * count5
     try:
-        (o.duration_filter,) = _ST_int64.unpack_from(buf, pos)
+        o.duration_filter, tag_count = _ST_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("duration_filter", 8),), pos, len(buf) - pos) from None
-    pos += 8
+        raise run_too_short(
+            (("duration_filter", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -330,7 +325,7 @@ def _write_ListTransactionsRequest_v1(o: ListTransactionsRequest, out: bytearray
 
 
 def _read_ListTransactionsResponse_TransactionState_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ListTransactionsResponse_TransactionState, int]:
     o = new_instance(_ListTransactionsResponse_TransactionState)
     try:
@@ -456,7 +451,7 @@ def _write_ListTransactionsResponse_TransactionState_v0(
 
 
 def _read_ListTransactionsResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ListTransactionsResponse, int]:
     o = new_instance(ListTransactionsResponse)
     try:
@@ -520,9 +515,10 @@ def _read_ListTransactionsResponse_v0(
         raise bad_count("transaction_states", pos, count5, len(buf) - pos)
     else:
         f_transaction_states = []
+        append7 = f_transaction_states.append
         for _ in range(count5):
             item6, pos = _read_ListTransactionsResponse_TransactionState_v0(buf, pos)
-            f_transaction_states.append(item6)
+            append7(item6)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

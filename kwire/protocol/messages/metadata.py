@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -42,16 +43,19 @@ __all__ = ["MetadataRequest", "MetadataResponse"]
 
 _ST_bool = Struct(">?")
 _ST_bool_bool_bool = Struct(">???")
+_ST_bool_bool_bool_tag_count = Struct(">???B")
+_ST_bool_tag_count = Struct(">?B")
 _ST_int16 = Struct(">h")
 _ST_int16_int32_int32 = Struct(">hii")
 _ST_int16_int32_int32_int32 = Struct(">hiii")
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 _ST_uuid = Struct(">16s")
 _ST_uuid_bool = Struct(">16s?")
 
 
 def _read_MetadataRequest_MetadataRequestTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataRequest_MetadataRequestTopic, int]:
     o = new_instance(_MetadataRequest_MetadataRequestTopic)
     try:
@@ -80,7 +84,7 @@ def _read_MetadataRequest_MetadataRequestTopic_v0(
 
 
 def _read_MetadataRequest_MetadataRequestTopic_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataRequest_MetadataRequestTopic, int]:
     o = new_instance(_MetadataRequest_MetadataRequestTopic)
     try:
@@ -147,7 +151,7 @@ def _read_MetadataRequest_MetadataRequestTopic_v9(
 
 
 def _read_MetadataRequest_MetadataRequestTopic_v10(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataRequest_MetadataRequestTopic, int]:
     o = new_instance(_MetadataRequest_MetadataRequestTopic)
     try:
@@ -407,7 +411,7 @@ def _write_MetadataRequest_MetadataRequestTopic_v10(
         out.append(0)
 
 
-def _read_MetadataRequest_v0(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+def _read_MetadataRequest_v0(buf: Buffer, pos: int) -> tuple[MetadataRequest, int]:
     o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -421,9 +425,10 @@ def _read_MetadataRequest_v0(buf: memoryview, pos: int) -> tuple[MetadataRequest
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.allow_auto_topic_creation = True
     o.include_cluster_authorized_operations = False
@@ -432,7 +437,7 @@ def _read_MetadataRequest_v0(buf: memoryview, pos: int) -> tuple[MetadataRequest
     return o, pos
 
 
-def _read_MetadataRequest_v1(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+def _read_MetadataRequest_v1(buf: Buffer, pos: int) -> tuple[MetadataRequest, int]:
     o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -446,9 +451,10 @@ def _read_MetadataRequest_v1(buf: memoryview, pos: int) -> tuple[MetadataRequest
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.allow_auto_topic_creation = True
     o.include_cluster_authorized_operations = False
@@ -457,7 +463,7 @@ def _read_MetadataRequest_v1(buf: memoryview, pos: int) -> tuple[MetadataRequest
     return o, pos
 
 
-def _read_MetadataRequest_v4(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+def _read_MetadataRequest_v4(buf: Buffer, pos: int) -> tuple[MetadataRequest, int]:
     o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -471,9 +477,10 @@ def _read_MetadataRequest_v4(buf: memoryview, pos: int) -> tuple[MetadataRequest
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.allow_auto_topic_creation,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -486,7 +493,7 @@ def _read_MetadataRequest_v4(buf: memoryview, pos: int) -> tuple[MetadataRequest
     return o, pos
 
 
-def _read_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+def _read_MetadataRequest_v8(buf: Buffer, pos: int) -> tuple[MetadataRequest, int]:
     o = new_instance(MetadataRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -500,9 +507,10 @@ def _read_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (
             o.allow_auto_topic_creation,
@@ -525,7 +533,7 @@ def _read_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest
     return o, pos
 
 
-def _read_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+def _read_MetadataRequest_v9(buf: Buffer, pos: int) -> tuple[MetadataRequest, int]:
     o = new_instance(MetadataRequest)
     try:
         count1 = buf[pos]
@@ -542,32 +550,30 @@ def _read_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v9(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (
             o.allow_auto_topic_creation,
             o.include_cluster_authorized_operations,
             o.include_topic_authorized_operations,
-        ) = _ST_bool_bool_bool.unpack_from(buf, pos)
+            tag_count,
+        ) = _ST_bool_bool_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("allow_auto_topic_creation", 1),
                 ("include_cluster_authorized_operations", 1),
                 ("include_topic_authorized_operations", 1),
+                ("(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 3
+    pos += 4
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -598,7 +604,7 @@ def _read_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest
     return o, pos
 
 
-def _read_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+def _read_MetadataRequest_v10(buf: Buffer, pos: int) -> tuple[MetadataRequest, int]:
     o = new_instance(MetadataRequest)
     try:
         count1 = buf[pos]
@@ -615,32 +621,30 @@ def _read_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataReques
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v10(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (
             o.allow_auto_topic_creation,
             o.include_cluster_authorized_operations,
             o.include_topic_authorized_operations,
-        ) = _ST_bool_bool_bool.unpack_from(buf, pos)
+            tag_count,
+        ) = _ST_bool_bool_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("allow_auto_topic_creation", 1),
                 ("include_cluster_authorized_operations", 1),
                 ("include_topic_authorized_operations", 1),
+                ("(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 3
+    pos += 4
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -671,7 +675,7 @@ def _read_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataReques
     return o, pos
 
 
-def _read_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
+def _read_MetadataRequest_v11(buf: Buffer, pos: int) -> tuple[MetadataRequest, int]:
     o = new_instance(MetadataRequest)
     try:
         count1 = buf[pos]
@@ -688,27 +692,25 @@ def _read_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataReques
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_MetadataRequest_MetadataRequestTopic_v10(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.allow_auto_topic_creation,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("allow_auto_topic_creation", 1),), pos, len(buf) - pos) from None
     pos += 1
     try:
-        (o.include_topic_authorized_operations,) = _ST_bool.unpack_from(buf, pos)
+        o.include_topic_authorized_operations, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("include_topic_authorized_operations", 1),), pos, len(buf) - pos
+            (("include_topic_authorized_operations", 1), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 1
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -988,7 +990,7 @@ def _write_MetadataRequest_v12(o: MetadataRequest, out: bytearray) -> None:
 
 
 def _read_MetadataResponse_MetadataResponseBroker_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseBroker, int]:
     o = new_instance(_MetadataResponse_MetadataResponseBroker)
     try:
@@ -1027,7 +1029,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v0(
 
 
 def _read_MetadataResponse_MetadataResponseBroker_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseBroker, int]:
     o = new_instance(_MetadataResponse_MetadataResponseBroker)
     try:
@@ -1085,7 +1087,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v1(
 
 
 def _read_MetadataResponse_MetadataResponseBroker_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseBroker, int]:
     o = new_instance(_MetadataResponse_MetadataResponseBroker)
     try:
@@ -1457,7 +1459,7 @@ def _write_MetadataResponse_MetadataResponseBroker_v9(
 
 
 def _read_MetadataResponse_MetadataResponsePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
     o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
@@ -1514,7 +1516,7 @@ def _read_MetadataResponse_MetadataResponsePartition_v0(
 
 
 def _read_MetadataResponse_MetadataResponsePartition_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
     o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
@@ -1590,7 +1592,7 @@ def _read_MetadataResponse_MetadataResponsePartition_v5(
 
 
 def _read_MetadataResponse_MetadataResponsePartition_v7(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
     o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
@@ -1668,7 +1670,7 @@ def _read_MetadataResponse_MetadataResponsePartition_v7(
 
 
 def _read_MetadataResponse_MetadataResponsePartition_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponsePartition, int]:
     o = new_instance(_MetadataResponse_MetadataResponsePartition)
     try:
@@ -2044,7 +2046,7 @@ def _write_MetadataResponse_MetadataResponsePartition_v9(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2085,9 +2087,10 @@ def _read_MetadataResponse_MetadataResponseTopic_v0(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.topic_id = ZERO_UUID
     o.is_internal = False
@@ -2098,7 +2101,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v0(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2146,9 +2149,10 @@ def _read_MetadataResponse_MetadataResponseTopic_v1(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -2158,7 +2162,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v1(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2206,9 +2210,10 @@ def _read_MetadataResponse_MetadataResponseTopic_v5(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v5(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -2218,7 +2223,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v5(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v7(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2266,9 +2271,10 @@ def _read_MetadataResponse_MetadataResponseTopic_v7(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v7(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.topic_id = ZERO_UUID
     o.partitions = f_partitions
@@ -2278,7 +2284,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v7(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2326,9 +2332,10 @@ def _read_MetadataResponse_MetadataResponseTopic_v8(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v7(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     try:
         (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2344,7 +2351,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v8(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2398,22 +2405,23 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v9(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     try:
-        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.topic_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("MetadataResponseTopic.topic_authorized_operations", 4),), pos, len(buf) - pos
+            (
+                ("MetadataResponseTopic.topic_authorized_operations", 4),
+                ("MetadataResponseTopic.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("MetadataResponseTopic.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "MetadataResponseTopic.(tagged fields)"
@@ -2451,7 +2459,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v10(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2507,22 +2515,23 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v9(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     try:
-        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.topic_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("MetadataResponseTopic.topic_authorized_operations", 4),), pos, len(buf) - pos
+            (
+                ("MetadataResponseTopic.topic_authorized_operations", 4),
+                ("MetadataResponseTopic.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("MetadataResponseTopic.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "MetadataResponseTopic.(tagged fields)"
@@ -2560,7 +2569,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
 
 
 def _read_MetadataResponse_MetadataResponseTopic_v12(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_MetadataResponse_MetadataResponseTopic, int]:
     o = new_instance(_MetadataResponse_MetadataResponseTopic)
     try:
@@ -2616,22 +2625,23 @@ def _read_MetadataResponse_MetadataResponseTopic_v12(
         raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_MetadataResponse_MetadataResponsePartition_v9(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     try:
-        (o.topic_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.topic_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("MetadataResponseTopic.topic_authorized_operations", 4),), pos, len(buf) - pos
+            (
+                ("MetadataResponseTopic.topic_authorized_operations", 4),
+                ("MetadataResponseTopic.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("MetadataResponseTopic.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "MetadataResponseTopic.(tagged fields)"
@@ -3017,7 +3027,7 @@ def _write_MetadataResponse_MetadataResponseTopic_v12(
         out.append(0)
 
 
-def _read_MetadataResponse_v0(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v0(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -3031,24 +3041,26 @@ def _read_MetadataResponse_v0(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v0(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("topics", pos, count4, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count3):
-            item4, pos = _read_MetadataResponse_MetadataResponseTopic_v0(buf, pos)
-            f_topics.append(item4)
+        append6 = f_topics.append
+        for _ in range(count4):
+            item5, pos = _read_MetadataResponse_MetadataResponseTopic_v0(buf, pos)
+            append6(item5)
     o.throttle_time_ms = 0
     o.brokers = f_brokers
     o.cluster_id = None
@@ -3059,7 +3071,7 @@ def _read_MetadataResponse_v0(buf: memoryview, pos: int) -> tuple[MetadataRespon
     return o, pos
 
 
-def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v1(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -3073,29 +3085,31 @@ def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v1(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("topics", pos, count4, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count3):
-            item4, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
-            f_topics.append(item4)
+        append6 = f_topics.append
+        for _ in range(count4):
+            item5, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
+            append6(item5)
     o.throttle_time_ms = 0
     o.brokers = f_brokers
     o.cluster_id = None
@@ -3105,7 +3119,7 @@ def _read_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataRespon
     return o, pos
 
 
-def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v2(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -3119,48 +3133,50 @@ def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v1(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("cluster_id", pos, 2, len(buf) - pos) from None
     pos += 2
     f_cluster_id: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_cluster_id = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
         try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
+            f_cluster_id = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("cluster_id", pos) from None
-        pos = end4
+        pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (count5,) = _ST_int32.unpack_from(buf, pos)
+        (count6,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
-            f_topics.append(item6)
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
+            append8(item7)
     o.throttle_time_ms = 0
     o.brokers = f_brokers
     o.cluster_id = f_cluster_id
@@ -3170,7 +3186,7 @@ def _read_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataRespon
     return o, pos
 
 
-def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v3(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -3189,48 +3205,50 @@ def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v1(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("cluster_id", pos, 2, len(buf) - pos) from None
     pos += 2
     f_cluster_id: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_cluster_id = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
         try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
+            f_cluster_id = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("cluster_id", pos) from None
-        pos = end4
+        pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (count5,) = _ST_int32.unpack_from(buf, pos)
+        (count6,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
-            f_topics.append(item6)
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v1(buf, pos)
+            append8(item7)
     o.brokers = f_brokers
     o.cluster_id = f_cluster_id
     o.topics = f_topics
@@ -3239,7 +3257,7 @@ def _read_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataRespon
     return o, pos
 
 
-def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v5(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -3258,48 +3276,50 @@ def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v1(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("cluster_id", pos, 2, len(buf) - pos) from None
     pos += 2
     f_cluster_id: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_cluster_id = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
         try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
+            f_cluster_id = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("cluster_id", pos) from None
-        pos = end4
+        pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (count5,) = _ST_int32.unpack_from(buf, pos)
+        (count6,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v5(buf, pos)
-            f_topics.append(item6)
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v5(buf, pos)
+            append8(item7)
     o.brokers = f_brokers
     o.cluster_id = f_cluster_id
     o.topics = f_topics
@@ -3308,7 +3328,7 @@ def _read_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataRespon
     return o, pos
 
 
-def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v7(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -3327,48 +3347,50 @@ def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v1(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("cluster_id", pos, 2, len(buf) - pos) from None
     pos += 2
     f_cluster_id: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_cluster_id = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
         try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
+            f_cluster_id = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("cluster_id", pos) from None
-        pos = end4
+        pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (count5,) = _ST_int32.unpack_from(buf, pos)
+        (count6,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v7(buf, pos)
-            f_topics.append(item6)
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v7(buf, pos)
+            append8(item7)
     o.brokers = f_brokers
     o.cluster_id = f_cluster_id
     o.topics = f_topics
@@ -3377,7 +3399,7 @@ def _read_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataRespon
     return o, pos
 
 
-def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v8(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -3396,48 +3418,50 @@ def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v1(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("cluster_id", pos, 2, len(buf) - pos) from None
     pos += 2
     f_cluster_id: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_cluster_id = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
         try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
+            f_cluster_id = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("cluster_id", pos) from None
-        pos = end4
+        pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (count5,) = _ST_int32.unpack_from(buf, pos)
+        (count6,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("topics", pos, 4, len(buf) - pos) from None
     pos += 4
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v8(buf, pos)
-            f_topics.append(item6)
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v8(buf, pos)
+            append8(item7)
     try:
         (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -3450,7 +3474,7 @@ def _read_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataRespon
     return o, pos
 
 
-def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v9(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -3472,59 +3496,280 @@ def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataRespon
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v9(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        n3 = buf[pos]
+        n4 = buf[pos]
     except IndexError:
         raise eof("cluster_id", pos) from None
     pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "cluster_id")
-    n3 -= 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "cluster_id")
+    n4 -= 1
     f_cluster_id: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_cluster_id = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
         try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
+            f_cluster_id = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("cluster_id", pos) from None
-        pos = end4
+        pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("topics", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "topics")
+    count6 -= 1
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v9(buf, pos)
-            f_topics.append(item6)
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v9(buf, pos)
+            append8(item7)
     try:
-        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
+        o.cluster_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
+        raise run_too_short(
+            (("cluster_authorized_operations", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
+    unknown: tuple[RawTaggedField, ...] = ()
+    if tag_count > 0x7F:
+        tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
+    if tag_count:
+        unknown_list: list[RawTaggedField] = []
+        for _ in range(tag_count):
+            try:
+                tag = buf[pos]
+            except IndexError:
+                raise eof("(tagged fields)", pos) from None
+            pos += 1
+            if tag > 0x7F:
+                tag, pos = read_uvarint_tail(buf, pos, tag, "(tagged fields)")
+            try:
+                size = buf[pos]
+            except IndexError:
+                raise eof("(tagged fields)", pos) from None
+            pos += 1
+            if size > 0x7F:
+                size, pos = read_uvarint_tail(buf, pos, size, "(tagged fields)")
+            tag_end = pos + size
+            if tag_end > len(buf):
+                raise too_short("(tagged fields)", pos, size, len(buf) - pos)
+            unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
+            pos = tag_end
+        unknown = tuple(unknown_list)
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
+
+
+def _read_MetadataResponse_v10(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
+    try:
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+    except struct_error:
+        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
     pos += 4
+    try:
+        count1 = buf[pos]
+    except IndexError:
+        raise eof("brokers", pos) from None
+    pos += 1
+    if count1 > 0x7F:
+        count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
+    count1 -= 1
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
+    if count1 < 0:
+        raise null_value("brokers", pos)
+    elif count1 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    else:
+        f_brokers = []
+        append3 = f_brokers.append
+        for _ in range(count1):
+            item2, pos = _read_MetadataResponse_MetadataResponseBroker_v9(buf, pos)
+            append3(item2)
+    try:
+        n4 = buf[pos]
+    except IndexError:
+        raise eof("cluster_id", pos) from None
+    pos += 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "cluster_id")
+    n4 -= 1
+    f_cluster_id: str | None
+    if n4 < 0:
+        f_cluster_id = None
+    else:
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
+        try:
+            f_cluster_id = str(buf[pos:end5], "utf-8")
+        except UnicodeDecodeError:
+            raise bad_utf8("cluster_id", pos) from None
+        pos = end5
+    try:
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
+    except struct_error:
+        raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
+    pos += 4
+    try:
+        count6 = buf[pos]
+    except IndexError:
+        raise eof("topics", pos) from None
+    pos += 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "topics")
+    count6 -= 1
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
+    if count6 < 0:
+        raise null_value("topics", pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
+    else:
+        f_topics = []
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v10(buf, pos)
+            append8(item7)
+    try:
+        o.cluster_authorized_operations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
+    except struct_error:
+        raise run_too_short(
+            (("cluster_authorized_operations", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
+    unknown: tuple[RawTaggedField, ...] = ()
+    if tag_count > 0x7F:
+        tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
+    if tag_count:
+        unknown_list: list[RawTaggedField] = []
+        for _ in range(tag_count):
+            try:
+                tag = buf[pos]
+            except IndexError:
+                raise eof("(tagged fields)", pos) from None
+            pos += 1
+            if tag > 0x7F:
+                tag, pos = read_uvarint_tail(buf, pos, tag, "(tagged fields)")
+            try:
+                size = buf[pos]
+            except IndexError:
+                raise eof("(tagged fields)", pos) from None
+            pos += 1
+            if size > 0x7F:
+                size, pos = read_uvarint_tail(buf, pos, size, "(tagged fields)")
+            tag_end = pos + size
+            if tag_end > len(buf):
+                raise too_short("(tagged fields)", pos, size, len(buf) - pos)
+            unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
+            pos = tag_end
+        unknown = tuple(unknown_list)
+    o.brokers = f_brokers
+    o.cluster_id = f_cluster_id
+    o.topics = f_topics
+    o.unknown_tagged_fields = unknown
+    return o, pos
+
+
+def _read_MetadataResponse_v11(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
+    o = new_instance(MetadataResponse)
+    try:
+        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
+    except struct_error:
+        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
+    pos += 4
+    try:
+        count1 = buf[pos]
+    except IndexError:
+        raise eof("brokers", pos) from None
+    pos += 1
+    if count1 > 0x7F:
+        count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
+    count1 -= 1
+    f_brokers: list[MetadataResponse.MetadataResponseBroker]
+    if count1 < 0:
+        raise null_value("brokers", pos)
+    elif count1 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    else:
+        f_brokers = []
+        append3 = f_brokers.append
+        for _ in range(count1):
+            item2, pos = _read_MetadataResponse_MetadataResponseBroker_v9(buf, pos)
+            append3(item2)
+    try:
+        n4 = buf[pos]
+    except IndexError:
+        raise eof("cluster_id", pos) from None
+    pos += 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "cluster_id")
+    n4 -= 1
+    f_cluster_id: str | None
+    if n4 < 0:
+        f_cluster_id = None
+    else:
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
+        try:
+            f_cluster_id = str(buf[pos:end5], "utf-8")
+        except UnicodeDecodeError:
+            raise bad_utf8("cluster_id", pos) from None
+        pos = end5
+    try:
+        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
+    except struct_error:
+        raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
+    pos += 4
+    try:
+        count6 = buf[pos]
+    except IndexError:
+        raise eof("topics", pos) from None
+    pos += 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "topics")
+    count6 -= 1
+    f_topics: list[MetadataResponse.MetadataResponseTopic]
+    if count6 < 0:
+        raise null_value("topics", pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
+    else:
+        f_topics = []
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v10(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -3559,233 +3804,12 @@ def _read_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataRespon
     o.brokers = f_brokers
     o.cluster_id = f_cluster_id
     o.topics = f_topics
-    o.unknown_tagged_fields = unknown
-    return o, pos
-
-
-def _read_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    o = new_instance(MetadataResponse)
-    try:
-        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
-    except struct_error:
-        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
-    try:
-        count1 = buf[pos]
-    except IndexError:
-        raise eof("brokers", pos) from None
-    pos += 1
-    if count1 > 0x7F:
-        count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
-    count1 -= 1
-    f_brokers: list[MetadataResponse.MetadataResponseBroker]
-    if count1 < 0:
-        raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
-    else:
-        f_brokers = []
-        for _ in range(count1):
-            item2, pos = _read_MetadataResponse_MetadataResponseBroker_v9(buf, pos)
-            f_brokers.append(item2)
-    try:
-        n3 = buf[pos]
-    except IndexError:
-        raise eof("cluster_id", pos) from None
-    pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "cluster_id")
-    n3 -= 1
-    f_cluster_id: str | None
-    if n3 < 0:
-        f_cluster_id = None
-    else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
-        pos = end4
-    try:
-        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
-    except struct_error:
-        raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
-    pos += 4
-    try:
-        count5 = buf[pos]
-    except IndexError:
-        raise eof("topics", pos) from None
-    pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
-    count5 -= 1
-    f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
-        raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
-    else:
-        f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v10(buf, pos)
-            f_topics.append(item6)
-    try:
-        (o.cluster_authorized_operations,) = _ST_int32.unpack_from(buf, pos)
-    except struct_error:
-        raise run_too_short((("cluster_authorized_operations", 4),), pos, len(buf) - pos) from None
-    pos += 4
-    unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
-    if tag_count > 0x7F:
-        tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
-    if tag_count:
-        unknown_list: list[RawTaggedField] = []
-        for _ in range(tag_count):
-            try:
-                tag = buf[pos]
-            except IndexError:
-                raise eof("(tagged fields)", pos) from None
-            pos += 1
-            if tag > 0x7F:
-                tag, pos = read_uvarint_tail(buf, pos, tag, "(tagged fields)")
-            try:
-                size = buf[pos]
-            except IndexError:
-                raise eof("(tagged fields)", pos) from None
-            pos += 1
-            if size > 0x7F:
-                size, pos = read_uvarint_tail(buf, pos, size, "(tagged fields)")
-            tag_end = pos + size
-            if tag_end > len(buf):
-                raise too_short("(tagged fields)", pos, size, len(buf) - pos)
-            unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
-            pos = tag_end
-        unknown = tuple(unknown_list)
-    o.brokers = f_brokers
-    o.cluster_id = f_cluster_id
-    o.topics = f_topics
-    o.unknown_tagged_fields = unknown
-    return o, pos
-
-
-def _read_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    o = new_instance(MetadataResponse)
-    try:
-        (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
-    except struct_error:
-        raise run_too_short((("throttle_time_ms", 4),), pos, len(buf) - pos) from None
-    pos += 4
-    try:
-        count1 = buf[pos]
-    except IndexError:
-        raise eof("brokers", pos) from None
-    pos += 1
-    if count1 > 0x7F:
-        count1, pos = read_uvarint_tail(buf, pos, count1, "brokers")
-    count1 -= 1
-    f_brokers: list[MetadataResponse.MetadataResponseBroker]
-    if count1 < 0:
-        raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
-    else:
-        f_brokers = []
-        for _ in range(count1):
-            item2, pos = _read_MetadataResponse_MetadataResponseBroker_v9(buf, pos)
-            f_brokers.append(item2)
-    try:
-        n3 = buf[pos]
-    except IndexError:
-        raise eof("cluster_id", pos) from None
-    pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "cluster_id")
-    n3 -= 1
-    f_cluster_id: str | None
-    if n3 < 0:
-        f_cluster_id = None
-    else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
-        pos = end4
-    try:
-        (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
-    except struct_error:
-        raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
-    pos += 4
-    try:
-        count5 = buf[pos]
-    except IndexError:
-        raise eof("topics", pos) from None
-    pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
-    count5 -= 1
-    f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
-        raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
-    else:
-        f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v10(buf, pos)
-            f_topics.append(item6)
-    unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
-    if tag_count > 0x7F:
-        tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
-    if tag_count:
-        unknown_list: list[RawTaggedField] = []
-        for _ in range(tag_count):
-            try:
-                tag = buf[pos]
-            except IndexError:
-                raise eof("(tagged fields)", pos) from None
-            pos += 1
-            if tag > 0x7F:
-                tag, pos = read_uvarint_tail(buf, pos, tag, "(tagged fields)")
-            try:
-                size = buf[pos]
-            except IndexError:
-                raise eof("(tagged fields)", pos) from None
-            pos += 1
-            if size > 0x7F:
-                size, pos = read_uvarint_tail(buf, pos, size, "(tagged fields)")
-            tag_end = pos + size
-            if tag_end > len(buf):
-                raise too_short("(tagged fields)", pos, size, len(buf) - pos)
-            unknown_list.append(RawTaggedField(tag, bytes(buf[pos:tag_end])))
-            pos = tag_end
-        unknown = tuple(unknown_list)
-    o.brokers = f_brokers
-    o.cluster_id = f_cluster_id
-    o.topics = f_topics
     o.cluster_authorized_operations = -2147483648
     o.unknown_tagged_fields = unknown
     return o, pos
 
 
-def _read_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
+def _read_MetadataResponse_v12(buf: Buffer, pos: int) -> tuple[MetadataResponse, int]:
     o = new_instance(MetadataResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -3807,54 +3831,56 @@ def _read_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataRespo
         raise bad_count("brokers", pos, count1, len(buf) - pos)
     else:
         f_brokers = []
+        append3 = f_brokers.append
         for _ in range(count1):
             item2, pos = _read_MetadataResponse_MetadataResponseBroker_v9(buf, pos)
-            f_brokers.append(item2)
+            append3(item2)
     try:
-        n3 = buf[pos]
+        n4 = buf[pos]
     except IndexError:
         raise eof("cluster_id", pos) from None
     pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "cluster_id")
-    n3 -= 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "cluster_id")
+    n4 -= 1
     f_cluster_id: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_cluster_id = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("cluster_id", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("cluster_id", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("cluster_id", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("cluster_id", pos, n4, len(buf) - pos)
         try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
+            f_cluster_id = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("cluster_id", pos) from None
-        pos = end4
+        pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("controller_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("topics", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "topics")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "topics")
+    count6 -= 1
     f_topics: list[MetadataResponse.MetadataResponseTopic]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, len(buf) - pos)
     else:
         f_topics = []
-        for _ in range(count5):
-            item6, pos = _read_MetadataResponse_MetadataResponseTopic_v12(buf, pos)
-            f_topics.append(item6)
+        append8 = f_topics.append
+        for _ in range(count6):
+            item7, pos = _read_MetadataResponse_MetadataResponseTopic_v12(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

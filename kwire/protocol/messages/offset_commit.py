@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,13 +43,14 @@ __all__ = ["OffsetCommitRequest", "OffsetCommitResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_int32 = Struct(">iqi")
 _ST_int64 = Struct(">q")
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
@@ -94,7 +96,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v0(
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
@@ -146,7 +148,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
@@ -194,7 +196,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v6(
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestPartition, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestPartition)
     try:
@@ -491,7 +493,7 @@ def _write_OffsetCommitRequest_OffsetCommitRequestPartition_v9(
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
@@ -525,9 +527,10 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
         raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -535,7 +538,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
@@ -569,9 +572,10 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
         raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -579,7 +583,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
@@ -613,9 +617,10 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
         raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestPartition_v6(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -623,7 +628,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
 
 
 def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitRequest_OffsetCommitRequestTopic, int]:
     o = new_instance(_OffsetCommitRequest_OffsetCommitRequestTopic)
     try:
@@ -663,9 +668,10 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(
         raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestPartition_v8(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -961,7 +967,7 @@ def _write_OffsetCommitRequest_OffsetCommitRequestTopic_v9(
         out.append(0)
 
 
-def _read_OffsetCommitRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+def _read_OffsetCommitRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetCommitRequest, int]:
     o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -994,9 +1000,10 @@ def _read_OffsetCommitRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetCommi
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.group_id = f_group_id
     o.generation_id_or_member_epoch = -1
     o.member_id = ""
@@ -1007,7 +1014,7 @@ def _read_OffsetCommitRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetCommi
     return o, pos
 
 
-def _read_OffsetCommitRequest_v1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+def _read_OffsetCommitRequest_v1(buf: Buffer, pos: int) -> tuple[OffsetCommitRequest, int]:
     o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -1064,9 +1071,10 @@ def _read_OffsetCommitRequest_v1(buf: memoryview, pos: int) -> tuple[OffsetCommi
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = None
@@ -1076,7 +1084,7 @@ def _read_OffsetCommitRequest_v1(buf: memoryview, pos: int) -> tuple[OffsetCommi
     return o, pos
 
 
-def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+def _read_OffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[OffsetCommitRequest, int]:
     o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -1138,9 +1146,10 @@ def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommi
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = None
@@ -1149,7 +1158,7 @@ def _read_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommi
     return o, pos
 
 
-def _read_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+def _read_OffsetCommitRequest_v5(buf: Buffer, pos: int) -> tuple[OffsetCommitRequest, int]:
     o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -1206,9 +1215,10 @@ def _read_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommi
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = None
@@ -1218,7 +1228,7 @@ def _read_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommi
     return o, pos
 
 
-def _read_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+def _read_OffsetCommitRequest_v6(buf: Buffer, pos: int) -> tuple[OffsetCommitRequest, int]:
     o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -1275,9 +1285,10 @@ def _read_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommi
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = None
@@ -1287,7 +1298,7 @@ def _read_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommi
     return o, pos
 
 
-def _read_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+def _read_OffsetCommitRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetCommitRequest, int]:
     o = new_instance(OffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -1363,9 +1374,10 @@ def _read_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommi
         raise bad_count("topics", pos, count7, len(buf) - pos)
     else:
         f_topics = []
+        append9 = f_topics.append
         for _ in range(count7):
             item8, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(buf, pos)
-            f_topics.append(item8)
+            append9(item8)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = f_group_instance_id
@@ -1375,7 +1387,7 @@ def _read_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommi
     return o, pos
 
 
-def _read_OffsetCommitRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
+def _read_OffsetCommitRequest_v8(buf: Buffer, pos: int) -> tuple[OffsetCommitRequest, int]:
     o = new_instance(OffsetCommitRequest)
     try:
         n1 = buf[pos]
@@ -1463,9 +1475,10 @@ def _read_OffsetCommitRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetCommi
         raise bad_count("topics", pos, count7, len(buf) - pos)
     else:
         f_topics = []
+        append9 = f_topics.append
         for _ in range(count7):
             item8, pos = _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(buf, pos)
-            f_topics.append(item8)
+            append9(item8)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1887,7 +1900,7 @@ def _write_OffsetCommitRequest_v9(o: OffsetCommitRequest, out: bytearray) -> Non
 
 
 def _read_OffsetCommitResponse_OffsetCommitResponsePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponsePartition, int]:
     o = new_instance(_OffsetCommitResponse_OffsetCommitResponsePartition)
     try:
@@ -1907,27 +1920,23 @@ def _read_OffsetCommitResponse_OffsetCommitResponsePartition_v0(
 
 
 def _read_OffsetCommitResponse_OffsetCommitResponsePartition_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponsePartition, int]:
     o = new_instance(_OffsetCommitResponse_OffsetCommitResponsePartition)
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("OffsetCommitResponsePartition.partition_index", 4),
                 ("OffsetCommitResponsePartition.error_code", 2),
+                ("OffsetCommitResponsePartition.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("OffsetCommitResponsePartition.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "OffsetCommitResponsePartition.(tagged fields)"
@@ -2040,7 +2049,7 @@ def _write_OffsetCommitResponse_OffsetCommitResponsePartition_v8(
 
 
 def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponseTopic, int]:
     o = new_instance(_OffsetCommitResponse_OffsetCommitResponseTopic)
     try:
@@ -2074,9 +2083,10 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
         raise bad_count("OffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetCommitResponse_OffsetCommitResponsePartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -2084,7 +2094,7 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
 
 
 def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetCommitResponse_OffsetCommitResponseTopic, int]:
     o = new_instance(_OffsetCommitResponse_OffsetCommitResponseTopic)
     try:
@@ -2124,9 +2134,10 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
         raise bad_count("OffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetCommitResponse_OffsetCommitResponsePartition_v8(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2389,7 +2400,7 @@ def _write_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
         out.append(0)
 
 
-def _read_OffsetCommitResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
+def _read_OffsetCommitResponse_v0(buf: Buffer, pos: int) -> tuple[OffsetCommitResponse, int]:
     o = new_instance(OffsetCommitResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2403,16 +2414,17 @@ def _read_OffsetCommitResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetComm
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_OffsetCommitResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
+def _read_OffsetCommitResponse_v3(buf: Buffer, pos: int) -> tuple[OffsetCommitResponse, int]:
     o = new_instance(OffsetCommitResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2431,15 +2443,16 @@ def _read_OffsetCommitResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetComm
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_OffsetCommitResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
+def _read_OffsetCommitResponse_v8(buf: Buffer, pos: int) -> tuple[OffsetCommitResponse, int]:
     o = new_instance(OffsetCommitResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2461,9 +2474,10 @@ def _read_OffsetCommitResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetComm
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

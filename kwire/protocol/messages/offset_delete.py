@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -46,7 +47,7 @@ _ST_int32_int16 = Struct(">ih")
 
 
 def _read_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetDeleteRequest_OffsetDeleteRequestPartition, int]:
     o = new_instance(_OffsetDeleteRequest_OffsetDeleteRequestPartition)
     try:
@@ -66,7 +67,7 @@ def _write_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(
 
 
 def _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetDeleteRequest_OffsetDeleteRequestTopic, int]:
     o = new_instance(_OffsetDeleteRequest_OffsetDeleteRequestTopic)
     try:
@@ -100,9 +101,10 @@ def _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
         raise bad_count("OffsetDeleteRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     return o, pos
@@ -129,7 +131,7 @@ def _write_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
             _write_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(item4, out)
 
 
-def _read_OffsetDeleteRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRequest, int]:
+def _read_OffsetDeleteRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetDeleteRequest, int]:
     o = new_instance(OffsetDeleteRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -162,9 +164,10 @@ def _read_OffsetDeleteRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetDelet
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.group_id = f_group_id
     o.topics = f_topics
     return o, pos
@@ -190,7 +193,7 @@ def _write_OffsetDeleteRequest_v0(o: OffsetDeleteRequest, out: bytearray) -> Non
 
 
 def _read_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetDeleteResponse_OffsetDeleteResponsePartition, int]:
     o = new_instance(_OffsetDeleteResponse_OffsetDeleteResponsePartition)
     try:
@@ -215,7 +218,7 @@ def _write_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(
 
 
 def _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetDeleteResponse_OffsetDeleteResponseTopic, int]:
     o = new_instance(_OffsetDeleteResponse_OffsetDeleteResponseTopic)
     try:
@@ -249,9 +252,10 @@ def _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
         raise bad_count("OffsetDeleteResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     return o, pos
@@ -278,7 +282,7 @@ def _write_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
             _write_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(item4, out)
 
 
-def _read_OffsetDeleteResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponse, int]:
+def _read_OffsetDeleteResponse_v0(buf: Buffer, pos: int) -> tuple[OffsetDeleteResponse, int]:
     o = new_instance(OffsetDeleteResponse)
     try:
         o.error_code, o.throttle_time_ms = _ST_int16_int32.unpack_from(buf, pos)
@@ -299,9 +303,10 @@ def _read_OffsetDeleteResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetDele
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     return o, pos
 

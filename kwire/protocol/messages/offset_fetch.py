@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -41,14 +42,16 @@ from kwire.protocol.entities import GroupId, TopicName
 __all__ = ["OffsetFetchRequest", "OffsetFetchResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_int16 = Struct(">h")
+_ST_int16_tag_count = Struct(">hB")
 _ST_int32 = Struct(">i")
 _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_int32 = Struct(">iqi")
 
 
 def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestTopic, int]:
     o = new_instance(_OffsetFetchRequest_OffsetFetchRequestTopic)
     try:
@@ -96,7 +99,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(
 
 
 def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestTopic, int]:
     o = new_instance(_OffsetFetchRequest_OffsetFetchRequestTopic)
     try:
@@ -353,7 +356,7 @@ def _write_OffsetFetchRequest_OffsetFetchRequestTopic_v6(
 
 
 def _read_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestTopics, int]:
     o = new_instance(_OffsetFetchRequest_OffsetFetchRequestTopics)
     try:
@@ -478,7 +481,7 @@ def _write_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
 
 
 def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestGroup, int]:
     o = new_instance(_OffsetFetchRequest_OffsetFetchRequestGroup)
     try:
@@ -518,9 +521,10 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
         raise bad_count("OffsetFetchRequestGroup.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopics_v8(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -569,7 +573,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
 
 
 def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchRequest_OffsetFetchRequestGroup, int]:
     o = new_instance(_OffsetFetchRequest_OffsetFetchRequestGroup)
     try:
@@ -638,9 +642,10 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
         raise bad_count("OffsetFetchRequestGroup.topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopics_v8(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -767,7 +772,7 @@ def _write_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
         out.append(0)
 
 
-def _read_OffsetFetchRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+def _read_OffsetFetchRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetFetchRequest, int]:
     o = new_instance(OffsetFetchRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -800,9 +805,10 @@ def _read_OffsetFetchRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.group_id = f_group_id
     o.topics = f_topics
     o.groups = []
@@ -811,7 +817,7 @@ def _read_OffsetFetchRequest_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     return o, pos
 
 
-def _read_OffsetFetchRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+def _read_OffsetFetchRequest_v2(buf: Buffer, pos: int) -> tuple[OffsetFetchRequest, int]:
     o = new_instance(OffsetFetchRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -844,9 +850,10 @@ def _read_OffsetFetchRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     o.group_id = f_group_id
     o.topics = f_topics
     o.groups = []
@@ -855,7 +862,7 @@ def _read_OffsetFetchRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     return o, pos
 
 
-def _read_OffsetFetchRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+def _read_OffsetFetchRequest_v6(buf: Buffer, pos: int) -> tuple[OffsetFetchRequest, int]:
     o = new_instance(OffsetFetchRequest)
     try:
         n1 = buf[pos]
@@ -894,9 +901,10 @@ def _read_OffsetFetchRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -936,7 +944,7 @@ def _read_OffsetFetchRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     return o, pos
 
 
-def _read_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+def _read_OffsetFetchRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetFetchRequest, int]:
     o = new_instance(OffsetFetchRequest)
     try:
         n1 = buf[pos]
@@ -975,20 +983,18 @@ def _read_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     try:
-        (o.require_stable,) = _ST_bool.unpack_from(buf, pos)
+        o.require_stable, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("require_stable", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("require_stable", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -1021,7 +1027,7 @@ def _read_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     return o, pos
 
 
-def _read_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+def _read_OffsetFetchRequest_v8(buf: Buffer, pos: int) -> tuple[OffsetFetchRequest, int]:
     o = new_instance(OffsetFetchRequest)
     try:
         count1 = buf[pos]
@@ -1038,20 +1044,18 @@ def _read_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     try:
-        (o.require_stable,) = _ST_bool.unpack_from(buf, pos)
+        o.require_stable, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("require_stable", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("require_stable", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -1084,7 +1088,7 @@ def _read_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchR
     return o, pos
 
 
-def _read_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
+def _read_OffsetFetchRequest_v9(buf: Buffer, pos: int) -> tuple[OffsetFetchRequest, int]:
     o = new_instance(OffsetFetchRequest)
     try:
         count1 = buf[pos]
@@ -1101,20 +1105,18 @@ def _read_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchR
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     try:
-        (o.require_stable,) = _ST_bool.unpack_from(buf, pos)
+        o.require_stable, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("require_stable", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("require_stable", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -1413,7 +1415,7 @@ def _write_OffsetFetchRequest_v9(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartition, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartition)
     try:
@@ -1461,7 +1463,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v0(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartition, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartition)
     try:
@@ -1511,7 +1513,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v5(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartition, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartition)
     try:
@@ -1552,18 +1554,18 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
             raise bad_utf8("OffsetFetchResponsePartition.metadata", pos) from None
         pos = end2
     try:
-        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
+        o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("OffsetFetchResponsePartition.error_code", 2),), pos, len(buf) - pos
+            (
+                ("OffsetFetchResponsePartition.error_code", 2),
+                ("OffsetFetchResponsePartition.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("OffsetFetchResponsePartition.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "OffsetFetchResponsePartition.(tagged fields)"
@@ -1739,7 +1741,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopic, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopic)
     try:
@@ -1773,9 +1775,10 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
         raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponsePartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -1783,7 +1786,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopic, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopic)
     try:
@@ -1817,9 +1820,10 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
         raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponsePartition_v5(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -1827,7 +1831,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopic, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopic)
     try:
@@ -1867,9 +1871,10 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
         raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponsePartition_v6(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2087,7 +2092,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponsePartitions, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponsePartitions)
     try:
@@ -2128,18 +2133,18 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
             raise bad_utf8("OffsetFetchResponsePartitions.metadata", pos) from None
         pos = end2
     try:
-        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
+        o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("OffsetFetchResponsePartitions.error_code", 2),), pos, len(buf) - pos
+            (
+                ("OffsetFetchResponsePartitions.error_code", 2),
+                ("OffsetFetchResponsePartitions.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("OffsetFetchResponsePartitions.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "OffsetFetchResponsePartitions.(tagged fields)"
@@ -2205,7 +2210,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseTopics, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponseTopics)
     try:
@@ -2245,9 +2250,10 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
         raise bad_count("OffsetFetchResponseTopics.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2327,7 +2333,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
 
 
 def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetFetchResponse_OffsetFetchResponseGroup, int]:
     o = new_instance(_OffsetFetchResponse_OffsetFetchResponseGroup)
     try:
@@ -2367,22 +2373,23 @@ def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
         raise bad_count("OffsetFetchResponseGroup.topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     try:
-        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
+        o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("OffsetFetchResponseGroup.error_code", 2),), pos, len(buf) - pos
+            (
+                ("OffsetFetchResponseGroup.error_code", 2),
+                ("OffsetFetchResponseGroup.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("OffsetFetchResponseGroup.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "OffsetFetchResponseGroup.(tagged fields)"
@@ -2456,7 +2463,7 @@ def _write_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
         out.append(0)
 
 
-def _read_OffsetFetchResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+def _read_OffsetFetchResponse_v0(buf: Buffer, pos: int) -> tuple[OffsetFetchResponse, int]:
     o = new_instance(OffsetFetchResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2470,9 +2477,10 @@ def _read_OffsetFetchResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetFetch
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.error_code = 0
@@ -2481,7 +2489,7 @@ def _read_OffsetFetchResponse_v0(buf: memoryview, pos: int) -> tuple[OffsetFetch
     return o, pos
 
 
-def _read_OffsetFetchResponse_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+def _read_OffsetFetchResponse_v2(buf: Buffer, pos: int) -> tuple[OffsetFetchResponse, int]:
     o = new_instance(OffsetFetchResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2495,9 +2503,10 @@ def _read_OffsetFetchResponse_v2(buf: memoryview, pos: int) -> tuple[OffsetFetch
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2510,7 +2519,7 @@ def _read_OffsetFetchResponse_v2(buf: memoryview, pos: int) -> tuple[OffsetFetch
     return o, pos
 
 
-def _read_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+def _read_OffsetFetchResponse_v3(buf: Buffer, pos: int) -> tuple[OffsetFetchResponse, int]:
     o = new_instance(OffsetFetchResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2529,9 +2538,10 @@ def _read_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetch
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2543,7 +2553,7 @@ def _read_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetch
     return o, pos
 
 
-def _read_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+def _read_OffsetFetchResponse_v5(buf: Buffer, pos: int) -> tuple[OffsetFetchResponse, int]:
     o = new_instance(OffsetFetchResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2562,9 +2572,10 @@ def _read_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetch
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2576,7 +2587,7 @@ def _read_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetch
     return o, pos
 
 
-def _read_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+def _read_OffsetFetchResponse_v6(buf: Buffer, pos: int) -> tuple[OffsetFetchResponse, int]:
     o = new_instance(OffsetFetchResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2598,9 +2609,10 @@ def _read_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetch
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
@@ -2643,7 +2655,7 @@ def _read_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetch
     return o, pos
 
 
-def _read_OffsetFetchResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
+def _read_OffsetFetchResponse_v8(buf: Buffer, pos: int) -> tuple[OffsetFetchResponse, int]:
     o = new_instance(OffsetFetchResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -2665,9 +2677,10 @@ def _read_OffsetFetchResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetFetch
         raise bad_count("groups", pos, count1, len(buf) - pos)
     else:
         f_groups = []
+        append3 = f_groups.append
         for _ in range(count1):
             item2, pos = _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(buf, pos)
-            f_groups.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,13 +43,15 @@ __all__ = ["OffsetForLeaderEpochRequest", "OffsetForLeaderEpochResponse"]
 _ST_int16 = Struct(">h")
 _ST_int16_int32 = Struct(">hi")
 _ST_int16_int32_int32_int64 = Struct(">hiiq")
+_ST_int16_int32_int32_int64_tag_count = Struct(">hiiqB")
 _ST_int32 = Struct(">i")
 _ST_int32_int32_int32 = Struct(">iii")
+_ST_int32_int32_int32_tag_count = Struct(">iiiB")
 _ST_int64 = Struct(">q")
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, int]:
     o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderPartition)
     try:
@@ -71,7 +74,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v0(
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, int]:
     o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderPartition)
     try:
@@ -94,12 +97,12 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v2(
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderPartition, int]:
     o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderPartition)
     try:
-        o.partition, o.current_leader_epoch, o.leader_epoch = _ST_int32_int32_int32.unpack_from(
-            buf, pos
+        o.partition, o.current_leader_epoch, o.leader_epoch, tag_count = (
+            _ST_int32_int32_int32_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -107,17 +110,13 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(
                 ("OffsetForLeaderPartition.partition", 4),
                 ("OffsetForLeaderPartition.current_leader_epoch", 4),
                 ("OffsetForLeaderPartition.leader_epoch", 4),
+                ("OffsetForLeaderPartition.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("OffsetForLeaderPartition.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "OffsetForLeaderPartition.(tagged fields)"
@@ -200,7 +199,7 @@ def _write_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, int]:
     o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     try:
@@ -234,9 +233,10 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
         raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -244,7 +244,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, int]:
     o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     try:
@@ -278,9 +278,10 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
         raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v2(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -288,7 +289,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
 
 
 def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochRequest_OffsetForLeaderTopic, int]:
     o = new_instance(_OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     try:
@@ -328,9 +329,10 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
         raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -498,7 +500,7 @@ def _write_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
 
 
 def _read_OffsetForLeaderEpochRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
     o = new_instance(OffsetForLeaderEpochRequest)
     try:
@@ -513,9 +515,10 @@ def _read_OffsetForLeaderEpochRequest_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.replica_id = -2
     o.topics = f_topics
     o.unknown_tagged_fields = ()
@@ -523,7 +526,7 @@ def _read_OffsetForLeaderEpochRequest_v0(
 
 
 def _read_OffsetForLeaderEpochRequest_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
     o = new_instance(OffsetForLeaderEpochRequest)
     try:
@@ -538,9 +541,10 @@ def _read_OffsetForLeaderEpochRequest_v2(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.replica_id = -2
     o.topics = f_topics
     o.unknown_tagged_fields = ()
@@ -548,7 +552,7 @@ def _read_OffsetForLeaderEpochRequest_v2(
 
 
 def _read_OffsetForLeaderEpochRequest_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
     o = new_instance(OffsetForLeaderEpochRequest)
     try:
@@ -568,16 +572,17 @@ def _read_OffsetForLeaderEpochRequest_v3(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_OffsetForLeaderEpochRequest_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochRequest, int]:
     o = new_instance(OffsetForLeaderEpochRequest)
     try:
@@ -600,9 +605,10 @@ def _read_OffsetForLeaderEpochRequest_v4(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -708,7 +714,7 @@ def _write_OffsetForLeaderEpochRequest_v4(o: OffsetForLeaderEpochRequest, out: b
 
 
 def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_EpochEndOffset, int]:
     o = new_instance(_OffsetForLeaderEpochResponse_EpochEndOffset)
     try:
@@ -729,7 +735,7 @@ def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v0(
 
 
 def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_EpochEndOffset, int]:
     o = new_instance(_OffsetForLeaderEpochResponse_EpochEndOffset)
     try:
@@ -753,12 +759,12 @@ def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v1(
 
 
 def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_EpochEndOffset, int]:
     o = new_instance(_OffsetForLeaderEpochResponse_EpochEndOffset)
     try:
-        o.error_code, o.partition, o.leader_epoch, o.end_offset = (
-            _ST_int16_int32_int32_int64.unpack_from(buf, pos)
+        o.error_code, o.partition, o.leader_epoch, o.end_offset, tag_count = (
+            _ST_int16_int32_int32_int64_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -767,17 +773,13 @@ def _read_OffsetForLeaderEpochResponse_EpochEndOffset_v4(
                 ("EpochEndOffset.partition", 4),
                 ("EpochEndOffset.leader_epoch", 4),
                 ("EpochEndOffset.end_offset", 8),
+                ("EpochEndOffset.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 18
+    pos += 19
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("EpochEndOffset.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "EpochEndOffset.(tagged fields)")
     if tag_count:
@@ -851,7 +853,7 @@ def _write_OffsetForLeaderEpochResponse_EpochEndOffset_v4(
 
 
 def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, int]:
     o = new_instance(_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     try:
@@ -885,9 +887,10 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
         raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochResponse_EpochEndOffset_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -895,7 +898,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
 
 
 def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, int]:
     o = new_instance(_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     try:
@@ -929,9 +932,10 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
         raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochResponse_EpochEndOffset_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.topic = f_topic
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -939,7 +943,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
 
 
 def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult, int]:
     o = new_instance(_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     try:
@@ -979,9 +983,10 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
         raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_OffsetForLeaderEpochResponse_EpochEndOffset_v4(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1153,7 +1158,7 @@ def _write_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
 
 
 def _read_OffsetForLeaderEpochResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
     o = new_instance(OffsetForLeaderEpochResponse)
     try:
@@ -1168,9 +1173,10 @@ def _read_OffsetForLeaderEpochResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
@@ -1178,7 +1184,7 @@ def _read_OffsetForLeaderEpochResponse_v0(
 
 
 def _read_OffsetForLeaderEpochResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
     o = new_instance(OffsetForLeaderEpochResponse)
     try:
@@ -1193,9 +1199,10 @@ def _read_OffsetForLeaderEpochResponse_v1(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.throttle_time_ms = 0
     o.topics = f_topics
     o.unknown_tagged_fields = ()
@@ -1203,7 +1210,7 @@ def _read_OffsetForLeaderEpochResponse_v1(
 
 
 def _read_OffsetForLeaderEpochResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
     o = new_instance(OffsetForLeaderEpochResponse)
     try:
@@ -1223,16 +1230,17 @@ def _read_OffsetForLeaderEpochResponse_v2(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_OffsetForLeaderEpochResponse_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[OffsetForLeaderEpochResponse, int]:
     o = new_instance(OffsetForLeaderEpochResponse)
     try:
@@ -1255,9 +1263,10 @@ def _read_OffsetForLeaderEpochResponse_v4(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

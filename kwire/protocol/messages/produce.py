@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -46,10 +47,11 @@ _ST_int32_int16_int64 = Struct(">ihq")
 _ST_int32_int16_int64_int64 = Struct(">ihqq")
 _ST_int32_int16_int64_int64_int64 = Struct(">ihqqq")
 _ST_int32_int32 = Struct(">ii")
+_ST_int32_int32_tag_count = Struct(">iiB")
 
 
 def _read_ProduceRequest_PartitionProduceData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceRequest_PartitionProduceData, int]:
     o = new_instance(_ProduceRequest_PartitionProduceData)
     try:
@@ -69,7 +71,7 @@ def _read_ProduceRequest_PartitionProduceData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionProduceData.records", pos, n1, len(buf) - pos)
-        f_records = buf[pos:end2]
+        f_records = memoryview(buf)[pos:end2]
         pos = end2
     o.records = f_records
     o.unknown_tagged_fields = ()
@@ -77,7 +79,7 @@ def _read_ProduceRequest_PartitionProduceData_v0(
 
 
 def _read_ProduceRequest_PartitionProduceData_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceRequest_PartitionProduceData, int]:
     o = new_instance(_ProduceRequest_PartitionProduceData)
     try:
@@ -100,7 +102,7 @@ def _read_ProduceRequest_PartitionProduceData_v9(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionProduceData.records", pos, n1, len(buf) - pos)
-        f_records = buf[pos:end2]
+        f_records = memoryview(buf)[pos:end2]
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -289,7 +291,7 @@ def _write_ProduceRequest_PartitionProduceData_v9(
 
 
 def _read_ProduceRequest_TopicProduceData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceRequest_TopicProduceData, int]:
     o = new_instance(_ProduceRequest_TopicProduceData)
     try:
@@ -323,9 +325,10 @@ def _read_ProduceRequest_TopicProduceData_v0(
         raise bad_count("TopicProduceData.partition_data", pos, count3, len(buf) - pos)
     else:
         f_partition_data = []
+        append5 = f_partition_data.append
         for _ in range(count3):
             item4, pos = _read_ProduceRequest_PartitionProduceData_v0(buf, pos)
-            f_partition_data.append(item4)
+            append5(item4)
     o.name = f_name
     o.partition_data = f_partition_data
     o.unknown_tagged_fields = ()
@@ -333,7 +336,7 @@ def _read_ProduceRequest_TopicProduceData_v0(
 
 
 def _read_ProduceRequest_TopicProduceData_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceRequest_TopicProduceData, int]:
     o = new_instance(_ProduceRequest_TopicProduceData)
     try:
@@ -373,9 +376,10 @@ def _read_ProduceRequest_TopicProduceData_v9(
         raise bad_count("TopicProduceData.partition_data", pos, count3, len(buf) - pos)
     else:
         f_partition_data = []
+        append5 = f_partition_data.append
         for _ in range(count3):
             item4, pos = _read_ProduceRequest_PartitionProduceData_v9(buf, pos)
-            f_partition_data.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -653,7 +657,7 @@ def _write_ProduceRequest_TopicProduceData_v9(
         out.append(0)
 
 
-def _read_ProduceRequest_v0(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
+def _read_ProduceRequest_v0(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]:
     o = new_instance(ProduceRequest)
     try:
         o.acks, o.timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
@@ -672,16 +676,17 @@ def _read_ProduceRequest_v0(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
         raise bad_count("topic_data", pos, count1, len(buf) - pos)
     else:
         f_topic_data = []
+        append3 = f_topic_data.append
         for _ in range(count1):
             item2, pos = _read_ProduceRequest_TopicProduceData_v0(buf, pos)
-            f_topic_data.append(item2)
+            append3(item2)
     o.transactional_id = None
     o.topic_data = f_topic_data
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ProduceRequest_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
+def _read_ProduceRequest_v3(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]:
     o = new_instance(ProduceRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -719,16 +724,17 @@ def _read_ProduceRequest_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
         raise bad_count("topic_data", pos, count3, len(buf) - pos)
     else:
         f_topic_data = []
+        append5 = f_topic_data.append
         for _ in range(count3):
             item4, pos = _read_ProduceRequest_TopicProduceData_v0(buf, pos)
-            f_topic_data.append(item4)
+            append5(item4)
     o.transactional_id = f_transactional_id
     o.topic_data = f_topic_data
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_ProduceRequest_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
+def _read_ProduceRequest_v9(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]:
     o = new_instance(ProduceRequest)
     try:
         n1 = buf[pos]
@@ -772,9 +778,10 @@ def _read_ProduceRequest_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, 
         raise bad_count("topic_data", pos, count3, len(buf) - pos)
     else:
         f_topic_data = []
+        append5 = f_topic_data.append
         for _ in range(count3):
             item4, pos = _read_ProduceRequest_TopicProduceData_v9(buf, pos)
-            f_topic_data.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1022,7 +1029,7 @@ def _write_ProduceRequest_v9(o: ProduceRequest, out: bytearray) -> None:
 
 
 def _read_ProduceResponse_BatchIndexAndErrorMessage_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_BatchIndexAndErrorMessage, int]:
     o = new_instance(_ProduceResponse_BatchIndexAndErrorMessage)
     try:
@@ -1061,7 +1068,7 @@ def _read_ProduceResponse_BatchIndexAndErrorMessage_v8(
 
 
 def _read_ProduceResponse_BatchIndexAndErrorMessage_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_BatchIndexAndErrorMessage, int]:
     o = new_instance(_ProduceResponse_BatchIndexAndErrorMessage)
     try:
@@ -1182,24 +1189,23 @@ def _write_ProduceResponse_BatchIndexAndErrorMessage_v9(
 
 
 def _read_ProduceResponse_LeaderIdAndEpoch_v10(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_LeaderIdAndEpoch, int]:
     o = new_instance(_ProduceResponse_LeaderIdAndEpoch)
     try:
-        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, tag_count = _ST_int32_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
+            (
+                ("LeaderIdAndEpoch.leader_id", 4),
+                ("LeaderIdAndEpoch.leader_epoch", 4),
+                ("LeaderIdAndEpoch.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 8
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderIdAndEpoch.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "LeaderIdAndEpoch.(tagged fields)")
     if tag_count:
@@ -1240,7 +1246,7 @@ def _write_ProduceResponse_LeaderIdAndEpoch_v10(
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
     o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
@@ -1266,7 +1272,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v0(
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
     o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
@@ -1294,7 +1300,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v2(
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
     o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
@@ -1322,7 +1328,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v5(
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
     o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
@@ -1354,28 +1360,29 @@ def _read_ProduceResponse_PartitionProduceResponse_v8(
         raise bad_count("PartitionProduceResponse.record_errors", pos, count1, len(buf) - pos)
     else:
         f_record_errors = []
+        append3 = f_record_errors.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_BatchIndexAndErrorMessage_v8(buf, pos)
-            f_record_errors.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("PartitionProduceResponse.error_message", pos, 2, len(buf) - pos) from None
     pos += 2
     f_error_message: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_error_message = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("PartitionProduceResponse.error_message", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("PartitionProduceResponse.error_message", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("PartitionProduceResponse.error_message", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("PartitionProduceResponse.error_message", pos, n4, len(buf) - pos)
         try:
-            f_error_message = str(buf[pos:end4], "utf-8")
+            f_error_message = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
-        pos = end4
+        pos = end5
     o.record_errors = f_record_errors
     o.error_message = f_error_message
     o.current_leader = _ProduceResponse_LeaderIdAndEpoch()
@@ -1384,7 +1391,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v8(
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
     o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
@@ -1419,31 +1426,32 @@ def _read_ProduceResponse_PartitionProduceResponse_v9(
         raise bad_count("PartitionProduceResponse.record_errors", pos, count1, len(buf) - pos)
     else:
         f_record_errors = []
+        append3 = f_record_errors.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_BatchIndexAndErrorMessage_v9(buf, pos)
-            f_record_errors.append(item2)
+            append3(item2)
     try:
-        n3 = buf[pos]
+        n4 = buf[pos]
     except IndexError:
         raise eof("PartitionProduceResponse.error_message", pos) from None
     pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "PartitionProduceResponse.error_message")
-    n3 -= 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "PartitionProduceResponse.error_message")
+    n4 -= 1
     f_error_message: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_error_message = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("PartitionProduceResponse.error_message", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("PartitionProduceResponse.error_message", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("PartitionProduceResponse.error_message", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("PartitionProduceResponse.error_message", pos, n4, len(buf) - pos)
         try:
-            f_error_message = str(buf[pos:end4], "utf-8")
+            f_error_message = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
-        pos = end4
+        pos = end5
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1491,7 +1499,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v9(
 
 
 def _read_ProduceResponse_PartitionProduceResponse_v10(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_PartitionProduceResponse, int]:
     o = new_instance(_ProduceResponse_PartitionProduceResponse)
     try:
@@ -1526,31 +1534,32 @@ def _read_ProduceResponse_PartitionProduceResponse_v10(
         raise bad_count("PartitionProduceResponse.record_errors", pos, count1, len(buf) - pos)
     else:
         f_record_errors = []
+        append3 = f_record_errors.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_BatchIndexAndErrorMessage_v9(buf, pos)
-            f_record_errors.append(item2)
+            append3(item2)
     try:
-        n3 = buf[pos]
+        n4 = buf[pos]
     except IndexError:
         raise eof("PartitionProduceResponse.error_message", pos) from None
     pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "PartitionProduceResponse.error_message")
-    n3 -= 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "PartitionProduceResponse.error_message")
+    n4 -= 1
     f_error_message: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_error_message = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("PartitionProduceResponse.error_message", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("PartitionProduceResponse.error_message", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("PartitionProduceResponse.error_message", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("PartitionProduceResponse.error_message", pos, n4, len(buf) - pos)
         try:
-            f_error_message = str(buf[pos:end4], "utf-8")
+            f_error_message = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
-        pos = end4
+        pos = end5
     f_current_leader: ProduceResponse.LeaderIdAndEpoch = _ProduceResponse_LeaderIdAndEpoch()
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1589,8 +1598,8 @@ def _read_ProduceResponse_PartitionProduceResponse_v10(
                     "PartitionProduceResponse.(tagged fields)", pos, size, len(buf) - pos
                 )
             if tag == 0:
-                value5, pos = _read_ProduceResponse_LeaderIdAndEpoch_v10(buf, pos)
-                f_current_leader = value5
+                value6, pos = _read_ProduceResponse_LeaderIdAndEpoch_v10(buf, pos)
+                f_current_leader = value6
                 if pos != tag_end:
                     raise bad_tagged_size(
                         "PartitionProduceResponse.current_leader", pos, size, pos - tag_end + size
@@ -1812,7 +1821,7 @@ def _write_ProduceResponse_PartitionProduceResponse_v10(
 
 
 def _read_ProduceResponse_TopicProduceResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
     o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
@@ -1848,9 +1857,10 @@ def _read_ProduceResponse_TopicProduceResponse_v0(
         raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
     else:
         f_partition_responses = []
+        append5 = f_partition_responses.append
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v0(buf, pos)
-            f_partition_responses.append(item4)
+            append5(item4)
     o.name = f_name
     o.partition_responses = f_partition_responses
     o.unknown_tagged_fields = ()
@@ -1858,7 +1868,7 @@ def _read_ProduceResponse_TopicProduceResponse_v0(
 
 
 def _read_ProduceResponse_TopicProduceResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
     o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
@@ -1894,9 +1904,10 @@ def _read_ProduceResponse_TopicProduceResponse_v2(
         raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
     else:
         f_partition_responses = []
+        append5 = f_partition_responses.append
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v2(buf, pos)
-            f_partition_responses.append(item4)
+            append5(item4)
     o.name = f_name
     o.partition_responses = f_partition_responses
     o.unknown_tagged_fields = ()
@@ -1904,7 +1915,7 @@ def _read_ProduceResponse_TopicProduceResponse_v2(
 
 
 def _read_ProduceResponse_TopicProduceResponse_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
     o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
@@ -1940,9 +1951,10 @@ def _read_ProduceResponse_TopicProduceResponse_v5(
         raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
     else:
         f_partition_responses = []
+        append5 = f_partition_responses.append
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v5(buf, pos)
-            f_partition_responses.append(item4)
+            append5(item4)
     o.name = f_name
     o.partition_responses = f_partition_responses
     o.unknown_tagged_fields = ()
@@ -1950,7 +1962,7 @@ def _read_ProduceResponse_TopicProduceResponse_v5(
 
 
 def _read_ProduceResponse_TopicProduceResponse_v8(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
     o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
@@ -1986,9 +1998,10 @@ def _read_ProduceResponse_TopicProduceResponse_v8(
         raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
     else:
         f_partition_responses = []
+        append5 = f_partition_responses.append
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v8(buf, pos)
-            f_partition_responses.append(item4)
+            append5(item4)
     o.name = f_name
     o.partition_responses = f_partition_responses
     o.unknown_tagged_fields = ()
@@ -1996,7 +2009,7 @@ def _read_ProduceResponse_TopicProduceResponse_v8(
 
 
 def _read_ProduceResponse_TopicProduceResponse_v9(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
     o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
@@ -2038,9 +2051,10 @@ def _read_ProduceResponse_TopicProduceResponse_v9(
         raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
     else:
         f_partition_responses = []
+        append5 = f_partition_responses.append
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v9(buf, pos)
-            f_partition_responses.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2083,7 +2097,7 @@ def _read_ProduceResponse_TopicProduceResponse_v9(
 
 
 def _read_ProduceResponse_TopicProduceResponse_v10(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_TopicProduceResponse, int]:
     o = new_instance(_ProduceResponse_TopicProduceResponse)
     try:
@@ -2125,9 +2139,10 @@ def _read_ProduceResponse_TopicProduceResponse_v10(
         raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
     else:
         f_partition_responses = []
+        append5 = f_partition_responses.append
         for _ in range(count3):
             item4, pos = _read_ProduceResponse_PartitionProduceResponse_v10(buf, pos)
-            f_partition_responses.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2443,7 +2458,7 @@ def _write_ProduceResponse_TopicProduceResponse_v10(
 
 
 def _read_ProduceResponse_NodeEndpoint_v10(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ProduceResponse_NodeEndpoint, int]:
     o = new_instance(_ProduceResponse_NodeEndpoint)
     try:
@@ -2574,7 +2589,7 @@ def _write_ProduceResponse_NodeEndpoint_v10(
         out.append(0)
 
 
-def _read_ProduceResponse_v0(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+def _read_ProduceResponse_v0(buf: Buffer, pos: int) -> tuple[ProduceResponse, int]:
     o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2588,9 +2603,10 @@ def _read_ProduceResponse_v0(buf: memoryview, pos: int) -> tuple[ProduceResponse
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v0(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     o.responses = f_responses
     o.throttle_time_ms = 0
     o.node_endpoints = []
@@ -2598,7 +2614,7 @@ def _read_ProduceResponse_v0(buf: memoryview, pos: int) -> tuple[ProduceResponse
     return o, pos
 
 
-def _read_ProduceResponse_v1(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+def _read_ProduceResponse_v1(buf: Buffer, pos: int) -> tuple[ProduceResponse, int]:
     o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2612,9 +2628,10 @@ def _read_ProduceResponse_v1(buf: memoryview, pos: int) -> tuple[ProduceResponse
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v0(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2626,7 +2643,7 @@ def _read_ProduceResponse_v1(buf: memoryview, pos: int) -> tuple[ProduceResponse
     return o, pos
 
 
-def _read_ProduceResponse_v2(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+def _read_ProduceResponse_v2(buf: Buffer, pos: int) -> tuple[ProduceResponse, int]:
     o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2640,9 +2657,10 @@ def _read_ProduceResponse_v2(buf: memoryview, pos: int) -> tuple[ProduceResponse
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v2(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2654,7 +2672,7 @@ def _read_ProduceResponse_v2(buf: memoryview, pos: int) -> tuple[ProduceResponse
     return o, pos
 
 
-def _read_ProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+def _read_ProduceResponse_v5(buf: Buffer, pos: int) -> tuple[ProduceResponse, int]:
     o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2668,9 +2686,10 @@ def _read_ProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v5(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2682,7 +2701,7 @@ def _read_ProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse
     return o, pos
 
 
-def _read_ProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+def _read_ProduceResponse_v8(buf: Buffer, pos: int) -> tuple[ProduceResponse, int]:
     o = new_instance(ProduceResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -2696,9 +2715,10 @@ def _read_ProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v8(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2710,7 +2730,7 @@ def _read_ProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse
     return o, pos
 
 
-def _read_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+def _read_ProduceResponse_v9(buf: Buffer, pos: int) -> tuple[ProduceResponse, int]:
     o = new_instance(ProduceResponse)
     try:
         count1 = buf[pos]
@@ -2727,9 +2747,10 @@ def _read_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v9(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2772,7 +2793,7 @@ def _read_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse
     return o, pos
 
 
-def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+def _read_ProduceResponse_v10(buf: Buffer, pos: int) -> tuple[ProduceResponse, int]:
     o = new_instance(ProduceResponse)
     try:
         count1 = buf[pos]
@@ -2789,9 +2810,10 @@ def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceRespons
         raise bad_count("responses", pos, count1, len(buf) - pos)
     else:
         f_responses = []
+        append3 = f_responses.append
         for _ in range(count1):
             item2, pos = _read_ProduceResponse_TopicProduceResponse_v10(buf, pos)
-            f_responses.append(item2)
+            append3(item2)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -2828,24 +2850,25 @@ def _read_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceRespons
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count4 = buf[pos]
+                    count5 = buf[pos]
                 except IndexError:
                     raise eof("node_endpoints", pos) from None
                 pos += 1
-                if count4 > 0x7F:
-                    count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
-                count4 -= 1
-                value3: list[ProduceResponse.NodeEndpoint]
-                if count4 < 0:
+                if count5 > 0x7F:
+                    count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
+                count5 -= 1
+                value4: list[ProduceResponse.NodeEndpoint]
+                if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count4, len(buf) - pos)
+                elif count5 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
                 else:
-                    value3 = []
-                    for _ in range(count4):
-                        item5, pos = _read_ProduceResponse_NodeEndpoint_v10(buf, pos)
-                        value3.append(item5)
-                f_node_endpoints = value3
+                    value4 = []
+                    append7 = value4.append
+                    for _ in range(count5):
+                        item6, pos = _read_ProduceResponse_NodeEndpoint_v10(buf, pos)
+                        append7(item6)
+                f_node_endpoints = value4
                 if pos != tag_end:
                     raise bad_tagged_size("node_endpoints", pos, size, pos - tag_end + size)
             else:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,10 +40,11 @@ from kwire.protocol._codec import (
 __all__ = ["PushTelemetryRequest", "PushTelemetryResponse"]
 
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_uuid_int32_bool_int8 = Struct(">16si?b")
 
 
-def _read_PushTelemetryRequest_v0(buf: memoryview, pos: int) -> tuple[PushTelemetryRequest, int]:
+def _read_PushTelemetryRequest_v0(buf: Buffer, pos: int) -> tuple[PushTelemetryRequest, int]:
     o = new_instance(PushTelemetryRequest)
     try:
         f_client_instance_id, o.subscription_id, o.terminating, o.compression_type = (
@@ -134,21 +136,20 @@ def _write_PushTelemetryRequest_v0(o: PushTelemetryRequest, out: bytearray) -> N
         out.append(0)
 
 
-def _read_PushTelemetryResponse_v0(buf: memoryview, pos: int) -> tuple[PushTelemetryResponse, int]:
+def _read_PushTelemetryResponse_v0(buf: Buffer, pos: int) -> tuple[PushTelemetryResponse, int]:
     o = new_instance(PushTelemetryResponse)
     try:
-        o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.throttle_time_ms, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(
+            buf, pos
+        )
     except struct_error:
         raise run_too_short(
-            (("throttle_time_ms", 4), ("error_code", 2)), pos, len(buf) - pos
+            (("throttle_time_ms", 4), ("error_code", 2), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,28 +41,31 @@ __all__ = ["ReadShareGroupStateRequest", "ReadShareGroupStateResponse"]
 
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32 = Struct(">ii")
+_ST_int32_int32_tag_count = Struct(">iiB")
 _ST_int32_int64 = Struct(">iq")
 _ST_int64_int64_int8_int16 = Struct(">qqbh")
+_ST_int64_int64_int8_int16_tag_count = Struct(">qqbhB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_ReadShareGroupStateRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateRequest_PartitionData, int]:
     o = new_instance(_ReadShareGroupStateRequest_PartitionData)
     try:
-        o.partition, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition, o.leader_epoch, tag_count = _ST_int32_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("PartitionData.partition", 4), ("PartitionData.leader_epoch", 4)), pos, len(buf) - pos
+            (
+                ("PartitionData.partition", 4),
+                ("PartitionData.leader_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 8
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -102,7 +106,7 @@ def _write_ReadShareGroupStateRequest_PartitionData_v0(
 
 
 def _read_ReadShareGroupStateRequest_ReadStateData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateRequest_ReadStateData, int]:
     o = new_instance(_ReadShareGroupStateRequest_ReadStateData)
     try:
@@ -125,9 +129,10 @@ def _read_ReadShareGroupStateRequest_ReadStateData_v0(
         raise bad_count("ReadStateData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ReadShareGroupStateRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -187,7 +192,7 @@ def _write_ReadShareGroupStateRequest_ReadStateData_v0(
 
 
 def _read_ReadShareGroupStateRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ReadShareGroupStateRequest, int]:
     o = new_instance(ReadShareGroupStateRequest)
     try:
@@ -227,9 +232,10 @@ def _read_ReadShareGroupStateRequest_v0(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_ReadShareGroupStateRequest_ReadStateData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -299,12 +305,12 @@ def _write_ReadShareGroupStateRequest_v0(o: ReadShareGroupStateRequest, out: byt
 
 
 def _read_ReadShareGroupStateResponse_StateBatch_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateResponse_StateBatch, int]:
     o = new_instance(_ReadShareGroupStateResponse_StateBatch)
     try:
-        o.first_offset, o.last_offset, o.delivery_state, o.delivery_count = (
-            _ST_int64_int64_int8_int16.unpack_from(buf, pos)
+        o.first_offset, o.last_offset, o.delivery_state, o.delivery_count, tag_count = (
+            _ST_int64_int64_int8_int16_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -313,17 +319,13 @@ def _read_ReadShareGroupStateResponse_StateBatch_v0(
                 ("StateBatch.last_offset", 8),
                 ("StateBatch.delivery_state", 1),
                 ("StateBatch.delivery_count", 2),
+                ("StateBatch.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 19
+    pos += 20
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("StateBatch.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "StateBatch.(tagged fields)")
     if tag_count:
@@ -366,7 +368,7 @@ def _write_ReadShareGroupStateResponse_StateBatch_v0(
 
 
 def _read_ReadShareGroupStateResponse_PartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateResponse_PartitionResult, int]:
     o = new_instance(_ReadShareGroupStateResponse_PartitionResult)
     try:
@@ -424,9 +426,10 @@ def _read_ReadShareGroupStateResponse_PartitionResult_v0(
         raise bad_count("PartitionResult.state_batches", pos, count3, len(buf) - pos)
     else:
         f_state_batches = []
+        append5 = f_state_batches.append
         for _ in range(count3):
             item4, pos = _read_ReadShareGroupStateResponse_StateBatch_v0(buf, pos)
-            f_state_batches.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -500,7 +503,7 @@ def _write_ReadShareGroupStateResponse_PartitionResult_v0(
 
 
 def _read_ReadShareGroupStateResponse_ReadStateResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateResponse_ReadStateResult, int]:
     o = new_instance(_ReadShareGroupStateResponse_ReadStateResult)
     try:
@@ -523,9 +526,10 @@ def _read_ReadShareGroupStateResponse_ReadStateResult_v0(
         raise bad_count("ReadStateResult.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ReadShareGroupStateResponse_PartitionResult_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -585,7 +589,7 @@ def _write_ReadShareGroupStateResponse_ReadStateResult_v0(
 
 
 def _read_ReadShareGroupStateResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ReadShareGroupStateResponse, int]:
     o = new_instance(ReadShareGroupStateResponse)
     try:
@@ -603,9 +607,10 @@ def _read_ReadShareGroupStateResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_ReadShareGroupStateResponse_ReadStateResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

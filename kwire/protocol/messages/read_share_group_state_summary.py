@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,27 +41,30 @@ __all__ = ["ReadShareGroupStateSummaryRequest", "ReadShareGroupStateSummaryRespo
 
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32 = Struct(">ii")
+_ST_int32_int32_tag_count = Struct(">iiB")
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_int64_tag_count = Struct(">iqB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_ReadShareGroupStateSummaryRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryRequest_PartitionData, int]:
     o = new_instance(_ReadShareGroupStateSummaryRequest_PartitionData)
     try:
-        o.partition, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.partition, o.leader_epoch, tag_count = _ST_int32_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("PartitionData.partition", 4), ("PartitionData.leader_epoch", 4)), pos, len(buf) - pos
+            (
+                ("PartitionData.partition", 4),
+                ("PartitionData.leader_epoch", 4),
+                ("PartitionData.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 8
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -101,7 +105,7 @@ def _write_ReadShareGroupStateSummaryRequest_PartitionData_v0(
 
 
 def _read_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryRequest_ReadStateSummaryData, int]:
     o = new_instance(_ReadShareGroupStateSummaryRequest_ReadStateSummaryData)
     try:
@@ -124,9 +128,10 @@ def _read_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
         raise bad_count("ReadStateSummaryData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ReadShareGroupStateSummaryRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -190,7 +195,7 @@ def _write_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
 
 
 def _read_ReadShareGroupStateSummaryRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ReadShareGroupStateSummaryRequest, int]:
     o = new_instance(ReadShareGroupStateSummaryRequest)
     try:
@@ -230,9 +235,10 @@ def _read_ReadShareGroupStateSummaryRequest_v0(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -304,7 +310,7 @@ def _write_ReadShareGroupStateSummaryRequest_v0(
 
 
 def _read_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryResponse_PartitionResult, int]:
     o = new_instance(_ReadShareGroupStateSummaryResponse_PartitionResult)
     try:
@@ -339,20 +345,19 @@ def _read_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
             raise bad_utf8("PartitionResult.error_message", pos) from None
         pos = end2
     try:
-        o.state_epoch, o.start_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.state_epoch, o.start_offset, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("PartitionResult.state_epoch", 4), ("PartitionResult.start_offset", 8)),
+            (
+                ("PartitionResult.state_epoch", 4),
+                ("PartitionResult.start_offset", 8),
+                ("PartitionResult.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionResult.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionResult.(tagged fields)")
     if tag_count:
@@ -408,7 +413,7 @@ def _write_ReadShareGroupStateSummaryResponse_PartitionResult_v0(
 
 
 def _read_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult, int]:
     o = new_instance(_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult)
     try:
@@ -433,9 +438,10 @@ def _read_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
         raise bad_count("ReadStateSummaryResult.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ReadShareGroupStateSummaryResponse_PartitionResult_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -501,7 +507,7 @@ def _write_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
 
 
 def _read_ReadShareGroupStateSummaryResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ReadShareGroupStateSummaryResponse, int]:
     o = new_instance(ReadShareGroupStateSummaryResponse)
     try:
@@ -519,11 +525,12 @@ def _read_ReadShareGroupStateSummaryResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
                 buf, pos
             )
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

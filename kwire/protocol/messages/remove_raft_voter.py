@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,11 +41,10 @@ __all__ = ["RemoveRaftVoterRequest", "RemoveRaftVoterResponse"]
 
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_uuid = Struct(">i16s")
+_ST_int32_uuid_tag_count = Struct(">i16sB")
 
 
-def _read_RemoveRaftVoterRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[RemoveRaftVoterRequest, int]:
+def _read_RemoveRaftVoterRequest_v0(buf: Buffer, pos: int) -> tuple[RemoveRaftVoterRequest, int]:
     o = new_instance(RemoveRaftVoterRequest)
     try:
         n1 = buf[pos]
@@ -69,18 +69,15 @@ def _read_RemoveRaftVoterRequest_v0(
             raise bad_utf8("cluster_id", pos) from None
         pos = end2
     try:
-        o.voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.voter_id, f_voter_directory_id, tag_count = _ST_int32_uuid_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("voter_id", 4), ("voter_directory_id", 16)), pos, len(buf) - pos
+            (("voter_id", 4), ("voter_directory_id", 16), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 20
+    pos += 21
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -133,9 +130,7 @@ def _write_RemoveRaftVoterRequest_v0(o: RemoveRaftVoterRequest, out: bytearray) 
         out.append(0)
 
 
-def _read_RemoveRaftVoterResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[RemoveRaftVoterResponse, int]:
+def _read_RemoveRaftVoterResponse_v0(buf: Buffer, pos: int) -> tuple[RemoveRaftVoterResponse, int]:
     o = new_instance(RemoveRaftVoterResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,11 +42,10 @@ __all__ = ["SaslAuthenticateRequest", "SaslAuthenticateResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int64 = Struct(">q")
+_ST_int64_tag_count = Struct(">qB")
 
 
-def _read_SaslAuthenticateRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[SaslAuthenticateRequest, int]:
+def _read_SaslAuthenticateRequest_v0(buf: Buffer, pos: int) -> tuple[SaslAuthenticateRequest, int]:
     o = new_instance(SaslAuthenticateRequest)
     try:
         (n1,) = _ST_int32.unpack_from(buf, pos)
@@ -66,9 +66,7 @@ def _read_SaslAuthenticateRequest_v0(
     return o, pos
 
 
-def _read_SaslAuthenticateRequest_v2(
-    buf: memoryview, pos: int
-) -> tuple[SaslAuthenticateRequest, int]:
+def _read_SaslAuthenticateRequest_v2(buf: Buffer, pos: int) -> tuple[SaslAuthenticateRequest, int]:
     o = new_instance(SaslAuthenticateRequest)
     try:
         n1 = buf[pos]
@@ -163,7 +161,7 @@ def _write_SaslAuthenticateRequest_v2(o: SaslAuthenticateRequest, out: bytearray
 
 
 def _read_SaslAuthenticateResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[SaslAuthenticateResponse, int]:
     o = new_instance(SaslAuthenticateResponse)
     try:
@@ -212,7 +210,7 @@ def _read_SaslAuthenticateResponse_v0(
 
 
 def _read_SaslAuthenticateResponse_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[SaslAuthenticateResponse, int]:
     o = new_instance(SaslAuthenticateResponse)
     try:
@@ -265,7 +263,7 @@ def _read_SaslAuthenticateResponse_v1(
 
 
 def _read_SaslAuthenticateResponse_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[SaslAuthenticateResponse, int]:
     o = new_instance(SaslAuthenticateResponse)
     try:
@@ -313,16 +311,13 @@ def _read_SaslAuthenticateResponse_v2(
         f_auth_bytes = bytes(buf[pos:end4])
         pos = end4
     try:
-        (o.session_lifetime_ms,) = _ST_int64.unpack_from(buf, pos)
+        o.session_lifetime_ms, tag_count = _ST_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("session_lifetime_ms", 8),), pos, len(buf) - pos) from None
-    pos += 8
+        raise run_too_short(
+            (("session_lifetime_ms", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,7 +43,7 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 
 
-def _read_SaslHandshakeRequest_v0(buf: memoryview, pos: int) -> tuple[SaslHandshakeRequest, int]:
+def _read_SaslHandshakeRequest_v0(buf: Buffer, pos: int) -> tuple[SaslHandshakeRequest, int]:
     o = new_instance(SaslHandshakeRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -79,7 +80,7 @@ def _write_SaslHandshakeRequest_v0(o: SaslHandshakeRequest, out: bytearray) -> N
         out += b2
 
 
-def _read_SaslHandshakeResponse_v0(buf: memoryview, pos: int) -> tuple[SaslHandshakeResponse, int]:
+def _read_SaslHandshakeResponse_v0(buf: Buffer, pos: int) -> tuple[SaslHandshakeResponse, int]:
     o = new_instance(SaslHandshakeResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)

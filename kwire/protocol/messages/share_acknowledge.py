@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT8_ARRAY,
     Message,
@@ -43,12 +44,13 @@ __all__ = ["ShareAcknowledgeRequest", "ShareAcknowledgeResponse"]
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32 = Struct(">ii")
+_ST_int32_int32_tag_count = Struct(">iiB")
 _ST_int64_int64 = Struct(">qq")
 _ST_uuid = Struct(">16s")
 
 
 def _read_ShareAcknowledgeRequest_AcknowledgementBatch_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareAcknowledgeRequest_AcknowledgementBatch, int]:
     o = new_instance(_ShareAcknowledgeRequest_AcknowledgementBatch)
     try:
@@ -141,7 +143,7 @@ def _write_ShareAcknowledgeRequest_AcknowledgementBatch_v0(
 
 
 def _read_ShareAcknowledgeRequest_AcknowledgePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareAcknowledgeRequest_AcknowledgePartition, int]:
     o = new_instance(_ShareAcknowledgeRequest_AcknowledgePartition)
     try:
@@ -168,9 +170,10 @@ def _read_ShareAcknowledgeRequest_AcknowledgePartition_v0(
         raise bad_count("AcknowledgePartition.acknowledgement_batches", pos, count1, len(buf) - pos)
     else:
         f_acknowledgement_batches = []
+        append3 = f_acknowledgement_batches.append
         for _ in range(count1):
             item2, pos = _read_ShareAcknowledgeRequest_AcknowledgementBatch_v0(buf, pos)
-            f_acknowledgement_batches.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -233,7 +236,7 @@ def _write_ShareAcknowledgeRequest_AcknowledgePartition_v0(
 
 
 def _read_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareAcknowledgeRequest_AcknowledgeTopic, int]:
     o = new_instance(_ShareAcknowledgeRequest_AcknowledgeTopic)
     try:
@@ -256,9 +259,10 @@ def _read_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
         raise bad_count("AcknowledgeTopic.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ShareAcknowledgeRequest_AcknowledgePartition_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -317,9 +321,7 @@ def _write_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
         out.append(0)
 
 
-def _read_ShareAcknowledgeRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[ShareAcknowledgeRequest, int]:
+def _read_ShareAcknowledgeRequest_v0(buf: Buffer, pos: int) -> tuple[ShareAcknowledgeRequest, int]:
     o = new_instance(ShareAcknowledgeRequest)
     try:
         n1 = buf[pos]
@@ -385,9 +387,10 @@ def _read_ShareAcknowledgeRequest_v0(
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_ShareAcknowledgeRequest_AcknowledgeTopic_v0(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -472,24 +475,23 @@ def _write_ShareAcknowledgeRequest_v0(o: ShareAcknowledgeRequest, out: bytearray
 
 
 def _read_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_LeaderIdAndEpoch, int]:
     o = new_instance(_ShareAcknowledgeResponse_LeaderIdAndEpoch)
     try:
-        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, tag_count = _ST_int32_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
+            (
+                ("LeaderIdAndEpoch.leader_id", 4),
+                ("LeaderIdAndEpoch.leader_epoch", 4),
+                ("LeaderIdAndEpoch.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 8
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderIdAndEpoch.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "LeaderIdAndEpoch.(tagged fields)")
     if tag_count:
@@ -530,7 +532,7 @@ def _write_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(
 
 
 def _read_ShareAcknowledgeResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_PartitionData, int]:
     o = new_instance(_ShareAcknowledgeResponse_PartitionData)
     try:
@@ -631,7 +633,7 @@ def _write_ShareAcknowledgeResponse_PartitionData_v0(
 
 
 def _read_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse, int]:
     o = new_instance(_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse)
     try:
@@ -658,9 +660,10 @@ def _read_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
         raise bad_count("ShareAcknowledgeTopicResponse.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ShareAcknowledgeResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -728,7 +731,7 @@ def _write_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
 
 
 def _read_ShareAcknowledgeResponse_NodeEndpoint_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareAcknowledgeResponse_NodeEndpoint, int]:
     o = new_instance(_ShareAcknowledgeResponse_NodeEndpoint)
     try:
@@ -860,7 +863,7 @@ def _write_ShareAcknowledgeResponse_NodeEndpoint_v0(
 
 
 def _read_ShareAcknowledgeResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ShareAcknowledgeResponse, int]:
     o = new_instance(ShareAcknowledgeResponse)
     try:
@@ -907,27 +910,29 @@ def _read_ShareAcknowledgeResponse_v0(
         raise bad_count("responses", pos, count3, len(buf) - pos)
     else:
         f_responses = []
+        append5 = f_responses.append
         for _ in range(count3):
             item4, pos = _read_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(buf, pos)
-            f_responses.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("node_endpoints", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "node_endpoints")
+    count6 -= 1
     f_node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("node_endpoints", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("node_endpoints", pos, count6, len(buf) - pos)
     else:
         f_node_endpoints = []
-        for _ in range(count5):
-            item6, pos = _read_ShareAcknowledgeResponse_NodeEndpoint_v0(buf, pos)
-            f_node_endpoints.append(item6)
+        append8 = f_node_endpoints.append
+        for _ in range(count6):
+            item7, pos = _read_ShareAcknowledgeResponse_NodeEndpoint_v0(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     INT8_ARRAY,
@@ -46,13 +47,15 @@ _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32 = Struct(">ii")
 _ST_int32_int32_int32_int32 = Struct(">iiii")
+_ST_int32_int32_tag_count = Struct(">iiB")
 _ST_int64_int64 = Struct(">qq")
 _ST_int64_int64_int16 = Struct(">qqh")
+_ST_int64_int64_int16_tag_count = Struct(">qqhB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_ShareFetchRequest_AcknowledgementBatch_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchRequest_AcknowledgementBatch, int]:
     o = new_instance(_ShareFetchRequest_AcknowledgementBatch)
     try:
@@ -145,7 +148,7 @@ def _write_ShareFetchRequest_AcknowledgementBatch_v0(
 
 
 def _read_ShareFetchRequest_FetchPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchRequest_FetchPartition, int]:
     o = new_instance(_ShareFetchRequest_FetchPartition)
     try:
@@ -172,9 +175,10 @@ def _read_ShareFetchRequest_FetchPartition_v0(
         raise bad_count("FetchPartition.acknowledgement_batches", pos, count1, len(buf) - pos)
     else:
         f_acknowledgement_batches = []
+        append3 = f_acknowledgement_batches.append
         for _ in range(count1):
             item2, pos = _read_ShareFetchRequest_AcknowledgementBatch_v0(buf, pos)
-            f_acknowledgement_batches.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -233,7 +237,7 @@ def _write_ShareFetchRequest_FetchPartition_v0(
 
 
 def _read_ShareFetchRequest_FetchTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchRequest_FetchTopic, int]:
     o = new_instance(_ShareFetchRequest_FetchTopic)
     try:
@@ -256,9 +260,10 @@ def _read_ShareFetchRequest_FetchTopic_v0(
         raise bad_count("FetchTopic.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ShareFetchRequest_FetchPartition_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -318,7 +323,7 @@ def _write_ShareFetchRequest_FetchTopic_v0(
 
 
 def _read_ShareFetchRequest_ForgottenTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchRequest_ForgottenTopic, int]:
     o = new_instance(_ShareFetchRequest_ForgottenTopic)
     try:
@@ -401,7 +406,7 @@ def _write_ShareFetchRequest_ForgottenTopic_v0(
         out.append(0)
 
 
-def _read_ShareFetchRequest_v0(buf: memoryview, pos: int) -> tuple[ShareFetchRequest, int]:
+def _read_ShareFetchRequest_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRequest, int]:
     o = new_instance(ShareFetchRequest)
     try:
         n1 = buf[pos]
@@ -473,27 +478,29 @@ def _read_ShareFetchRequest_v0(buf: memoryview, pos: int) -> tuple[ShareFetchReq
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_ShareFetchRequest_FetchTopic_v0(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     try:
-        count7 = buf[pos]
+        count8 = buf[pos]
     except IndexError:
         raise eof("forgotten_topics_data", pos) from None
     pos += 1
-    if count7 > 0x7F:
-        count7, pos = read_uvarint_tail(buf, pos, count7, "forgotten_topics_data")
-    count7 -= 1
+    if count8 > 0x7F:
+        count8, pos = read_uvarint_tail(buf, pos, count8, "forgotten_topics_data")
+    count8 -= 1
     f_forgotten_topics_data: list[ShareFetchRequest.ForgottenTopic]
-    if count7 < 0:
+    if count8 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count7, len(buf) - pos)
+    elif count8 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count8, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
-        for _ in range(count7):
-            item8, pos = _read_ShareFetchRequest_ForgottenTopic_v0(buf, pos)
-            f_forgotten_topics_data.append(item8)
+        append10 = f_forgotten_topics_data.append
+        for _ in range(count8):
+            item9, pos = _read_ShareFetchRequest_ForgottenTopic_v0(buf, pos)
+            append10(item9)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -592,24 +599,23 @@ def _write_ShareFetchRequest_v0(o: ShareFetchRequest, out: bytearray) -> None:
 
 
 def _read_ShareFetchResponse_LeaderIdAndEpoch_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchResponse_LeaderIdAndEpoch, int]:
     o = new_instance(_ShareFetchResponse_LeaderIdAndEpoch)
     try:
-        o.leader_id, o.leader_epoch = _ST_int32_int32.unpack_from(buf, pos)
+        o.leader_id, o.leader_epoch, tag_count = _ST_int32_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("LeaderIdAndEpoch.leader_id", 4), ("LeaderIdAndEpoch.leader_epoch", 4)),
+            (
+                ("LeaderIdAndEpoch.leader_id", 4),
+                ("LeaderIdAndEpoch.leader_epoch", 4),
+                ("LeaderIdAndEpoch.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 8
+    pos += 9
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("LeaderIdAndEpoch.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "LeaderIdAndEpoch.(tagged fields)")
     if tag_count:
@@ -650,12 +656,12 @@ def _write_ShareFetchResponse_LeaderIdAndEpoch_v0(
 
 
 def _read_ShareFetchResponse_AcquiredRecords_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchResponse_AcquiredRecords, int]:
     o = new_instance(_ShareFetchResponse_AcquiredRecords)
     try:
-        o.first_offset, o.last_offset, o.delivery_count = _ST_int64_int64_int16.unpack_from(
-            buf, pos
+        o.first_offset, o.last_offset, o.delivery_count, tag_count = (
+            _ST_int64_int64_int16_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -663,17 +669,13 @@ def _read_ShareFetchResponse_AcquiredRecords_v0(
                 ("AcquiredRecords.first_offset", 8),
                 ("AcquiredRecords.last_offset", 8),
                 ("AcquiredRecords.delivery_count", 2),
+                ("AcquiredRecords.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 18
+    pos += 19
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("AcquiredRecords.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "AcquiredRecords.(tagged fields)")
     if tag_count:
@@ -714,7 +716,7 @@ def _write_ShareFetchResponse_AcquiredRecords_v0(
 
 
 def _read_ShareFetchResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchResponse_PartitionData, int]:
     o = new_instance(_ShareFetchResponse_PartitionData)
     try:
@@ -793,7 +795,7 @@ def _read_ShareFetchResponse_PartitionData_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("PartitionData.records", pos, n5, len(buf) - pos)
-        f_records = buf[pos:end6]
+        f_records = memoryview(buf)[pos:end6]
         pos = end6
     try:
         count7 = buf[pos]
@@ -810,9 +812,10 @@ def _read_ShareFetchResponse_PartitionData_v0(
         raise bad_count("PartitionData.acquired_records", pos, count7, len(buf) - pos)
     else:
         f_acquired_records = []
+        append9 = f_acquired_records.append
         for _ in range(count7):
             item8, pos = _read_ShareFetchResponse_AcquiredRecords_v0(buf, pos)
-            f_acquired_records.append(item8)
+            append9(item8)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -917,7 +920,7 @@ def _write_ShareFetchResponse_PartitionData_v0(
 
 
 def _read_ShareFetchResponse_ShareFetchableTopicResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchResponse_ShareFetchableTopicResponse, int]:
     o = new_instance(_ShareFetchResponse_ShareFetchableTopicResponse)
     try:
@@ -942,9 +945,10 @@ def _read_ShareFetchResponse_ShareFetchableTopicResponse_v0(
         raise bad_count("ShareFetchableTopicResponse.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_ShareFetchResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1012,7 +1016,7 @@ def _write_ShareFetchResponse_ShareFetchableTopicResponse_v0(
 
 
 def _read_ShareFetchResponse_NodeEndpoint_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareFetchResponse_NodeEndpoint, int]:
     o = new_instance(_ShareFetchResponse_NodeEndpoint)
     try:
@@ -1143,7 +1147,7 @@ def _write_ShareFetchResponse_NodeEndpoint_v0(
         out.append(0)
 
 
-def _read_ShareFetchResponse_v0(buf: memoryview, pos: int) -> tuple[ShareFetchResponse, int]:
+def _read_ShareFetchResponse_v0(buf: Buffer, pos: int) -> tuple[ShareFetchResponse, int]:
     o = new_instance(ShareFetchResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1189,27 +1193,29 @@ def _read_ShareFetchResponse_v0(buf: memoryview, pos: int) -> tuple[ShareFetchRe
         raise bad_count("responses", pos, count3, len(buf) - pos)
     else:
         f_responses = []
+        append5 = f_responses.append
         for _ in range(count3):
             item4, pos = _read_ShareFetchResponse_ShareFetchableTopicResponse_v0(buf, pos)
-            f_responses.append(item4)
+            append5(item4)
     try:
-        count5 = buf[pos]
+        count6 = buf[pos]
     except IndexError:
         raise eof("node_endpoints", pos) from None
     pos += 1
-    if count5 > 0x7F:
-        count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
-    count5 -= 1
+    if count6 > 0x7F:
+        count6, pos = read_uvarint_tail(buf, pos, count6, "node_endpoints")
+    count6 -= 1
     f_node_endpoints: list[ShareFetchResponse.NodeEndpoint]
-    if count5 < 0:
+    if count6 < 0:
         raise null_value("node_endpoints", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+    elif count6 > len(buf) - pos:
+        raise bad_count("node_endpoints", pos, count6, len(buf) - pos)
     else:
         f_node_endpoints = []
-        for _ in range(count5):
-            item6, pos = _read_ShareFetchResponse_NodeEndpoint_v0(buf, pos)
-            f_node_endpoints.append(item6)
+        append8 = f_node_endpoints.append
+        for _ in range(count6):
+            item7, pos = _read_ShareFetchResponse_NodeEndpoint_v0(buf, pos)
+            append8(item7)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -48,7 +49,7 @@ _ST_uuid = Struct(">16s")
 
 
 def _read_ShareGroupHeartbeatRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ShareGroupHeartbeatRequest, int]:
     o = new_instance(ShareGroupHeartbeatRequest)
     try:
@@ -271,7 +272,7 @@ def _write_ShareGroupHeartbeatRequest_v0(o: ShareGroupHeartbeatRequest, out: byt
 
 
 def _read_ShareGroupHeartbeatResponse_TopicPartitions_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareGroupHeartbeatResponse_TopicPartitions, int]:
     o = new_instance(_ShareGroupHeartbeatResponse_TopicPartitions)
     try:
@@ -355,7 +356,7 @@ def _write_ShareGroupHeartbeatResponse_TopicPartitions_v0(
 
 
 def _read_ShareGroupHeartbeatResponse_Assignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ShareGroupHeartbeatResponse_Assignment, int]:
     o = new_instance(_ShareGroupHeartbeatResponse_Assignment)
     try:
@@ -373,9 +374,10 @@ def _read_ShareGroupHeartbeatResponse_Assignment_v0(
         raise bad_count("Assignment.topic_partitions", pos, count1, len(buf) - pos)
     else:
         f_topic_partitions = []
+        append3 = f_topic_partitions.append
         for _ in range(count1):
             item2, pos = _read_ShareGroupHeartbeatResponse_TopicPartitions_v0(buf, pos)
-            f_topic_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -433,7 +435,7 @@ def _write_ShareGroupHeartbeatResponse_Assignment_v0(
 
 
 def _read_ShareGroupHeartbeatResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ShareGroupHeartbeatResponse, int]:
     o = new_instance(ShareGroupHeartbeatResponse)
     try:

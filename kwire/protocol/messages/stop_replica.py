@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -45,13 +46,15 @@ _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_bool_int32_int64 = Struct(">i?iq")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int32_int32_bool = Struct(">ii?")
+_ST_int32_int32_bool_tag_count = Struct(">ii?B")
 _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_bool = Struct(">iq?")
 
 
 def _read_StopReplicaRequest_StopReplicaPartitionV0_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaPartitionV0, int]:
     o = new_instance(_StopReplicaRequest_StopReplicaPartitionV0)
     try:
@@ -100,7 +103,7 @@ def _write_StopReplicaRequest_StopReplicaPartitionV0_v0(
 
 
 def _read_StopReplicaRequest_StopReplicaTopicV1_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaTopicV1, int]:
     o = new_instance(_StopReplicaRequest_StopReplicaTopicV1)
     try:
@@ -144,7 +147,7 @@ def _read_StopReplicaRequest_StopReplicaTopicV1_v1(
 
 
 def _read_StopReplicaRequest_StopReplicaTopicV1_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaTopicV1, int]:
     o = new_instance(_StopReplicaRequest_StopReplicaTopicV1)
     try:
@@ -281,12 +284,12 @@ def _write_StopReplicaRequest_StopReplicaTopicV1_v2(
 
 
 def _read_StopReplicaRequest_StopReplicaPartitionState_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaPartitionState, int]:
     o = new_instance(_StopReplicaRequest_StopReplicaPartitionState)
     try:
-        o.partition_index, o.leader_epoch, o.delete_partition = _ST_int32_int32_bool.unpack_from(
-            buf, pos
+        o.partition_index, o.leader_epoch, o.delete_partition, tag_count = (
+            _ST_int32_int32_bool_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -294,17 +297,13 @@ def _read_StopReplicaRequest_StopReplicaPartitionState_v3(
                 ("StopReplicaPartitionState.partition_index", 4),
                 ("StopReplicaPartitionState.leader_epoch", 4),
                 ("StopReplicaPartitionState.delete_partition", 1),
+                ("StopReplicaPartitionState.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 9
+    pos += 10
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("StopReplicaPartitionState.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "StopReplicaPartitionState.(tagged fields)"
@@ -353,7 +352,7 @@ def _write_StopReplicaRequest_StopReplicaPartitionState_v3(
 
 
 def _read_StopReplicaRequest_StopReplicaTopicState_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_StopReplicaRequest_StopReplicaTopicState, int]:
     o = new_instance(_StopReplicaRequest_StopReplicaTopicState)
     try:
@@ -393,9 +392,10 @@ def _read_StopReplicaRequest_StopReplicaTopicState_v3(
         raise bad_count("StopReplicaTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_StopReplicaRequest_StopReplicaPartitionState_v3(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -470,7 +470,7 @@ def _write_StopReplicaRequest_StopReplicaTopicState_v3(
         out.append(0)
 
 
-def _read_StopReplicaRequest_v0(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+def _read_StopReplicaRequest_v0(buf: Buffer, pos: int) -> tuple[StopReplicaRequest, int]:
     o = new_instance(StopReplicaRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -499,9 +499,10 @@ def _read_StopReplicaRequest_v0(buf: memoryview, pos: int) -> tuple[StopReplicaR
         raise bad_count("ungrouped_partitions", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partitions = []
+        append3 = f_ungrouped_partitions.append
         for _ in range(count1):
             item2, pos = _read_StopReplicaRequest_StopReplicaPartitionV0_v0(buf, pos)
-            f_ungrouped_partitions.append(item2)
+            append3(item2)
     o.is_kraft_controller = False
     o.broker_epoch = -1
     o.ungrouped_partitions = f_ungrouped_partitions
@@ -511,7 +512,7 @@ def _read_StopReplicaRequest_v0(buf: memoryview, pos: int) -> tuple[StopReplicaR
     return o, pos
 
 
-def _read_StopReplicaRequest_v1(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+def _read_StopReplicaRequest_v1(buf: Buffer, pos: int) -> tuple[StopReplicaRequest, int]:
     o = new_instance(StopReplicaRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -541,9 +542,10 @@ def _read_StopReplicaRequest_v1(buf: memoryview, pos: int) -> tuple[StopReplicaR
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_StopReplicaRequest_StopReplicaTopicV1_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.is_kraft_controller = False
     o.ungrouped_partitions = []
     o.topics = f_topics
@@ -552,7 +554,7 @@ def _read_StopReplicaRequest_v1(buf: memoryview, pos: int) -> tuple[StopReplicaR
     return o, pos
 
 
-def _read_StopReplicaRequest_v2(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+def _read_StopReplicaRequest_v2(buf: Buffer, pos: int) -> tuple[StopReplicaRequest, int]:
     o = new_instance(StopReplicaRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -585,9 +587,10 @@ def _read_StopReplicaRequest_v2(buf: memoryview, pos: int) -> tuple[StopReplicaR
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_StopReplicaRequest_StopReplicaTopicV1_v2(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -627,7 +630,7 @@ def _read_StopReplicaRequest_v2(buf: memoryview, pos: int) -> tuple[StopReplicaR
     return o, pos
 
 
-def _read_StopReplicaRequest_v3(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+def _read_StopReplicaRequest_v3(buf: Buffer, pos: int) -> tuple[StopReplicaRequest, int]:
     o = new_instance(StopReplicaRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -656,9 +659,10 @@ def _read_StopReplicaRequest_v3(buf: memoryview, pos: int) -> tuple[StopReplicaR
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_StopReplicaRequest_StopReplicaTopicState_v3(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -699,7 +703,7 @@ def _read_StopReplicaRequest_v3(buf: memoryview, pos: int) -> tuple[StopReplicaR
     return o, pos
 
 
-def _read_StopReplicaRequest_v4(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
+def _read_StopReplicaRequest_v4(buf: Buffer, pos: int) -> tuple[StopReplicaRequest, int]:
     o = new_instance(StopReplicaRequest)
     try:
         o.controller_id, o.is_kraft_controller, o.controller_epoch, o.broker_epoch = (
@@ -732,9 +736,10 @@ def _read_StopReplicaRequest_v4(buf: memoryview, pos: int) -> tuple[StopReplicaR
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_StopReplicaRequest_StopReplicaTopicState_v3(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -897,7 +902,7 @@ def _write_StopReplicaRequest_v4(o: StopReplicaRequest, out: bytearray) -> None:
 
 
 def _read_StopReplicaResponse_StopReplicaPartitionError_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_StopReplicaResponse_StopReplicaPartitionError, int]:
     o = new_instance(_StopReplicaResponse_StopReplicaPartitionError)
     try:
@@ -937,7 +942,7 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v0(
 
 
 def _read_StopReplicaResponse_StopReplicaPartitionError_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_StopReplicaResponse_StopReplicaPartitionError, int]:
     o = new_instance(_StopReplicaResponse_StopReplicaPartitionError)
     try:
@@ -963,23 +968,19 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v2(
             raise bad_utf8("StopReplicaPartitionError.topic_name", pos) from None
         pos = end2
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("StopReplicaPartitionError.partition_index", 4),
                 ("StopReplicaPartitionError.error_code", 2),
+                ("StopReplicaPartitionError.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("StopReplicaPartitionError.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "StopReplicaPartitionError.(tagged fields)"
@@ -1075,7 +1076,7 @@ def _write_StopReplicaResponse_StopReplicaPartitionError_v2(
         out.append(0)
 
 
-def _read_StopReplicaResponse_v0(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
+def _read_StopReplicaResponse_v0(buf: Buffer, pos: int) -> tuple[StopReplicaResponse, int]:
     o = new_instance(StopReplicaResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1094,15 +1095,16 @@ def _read_StopReplicaResponse_v0(buf: memoryview, pos: int) -> tuple[StopReplica
         raise bad_count("partition_errors", pos, count1, len(buf) - pos)
     else:
         f_partition_errors = []
+        append3 = f_partition_errors.append
         for _ in range(count1):
             item2, pos = _read_StopReplicaResponse_StopReplicaPartitionError_v0(buf, pos)
-            f_partition_errors.append(item2)
+            append3(item2)
     o.partition_errors = f_partition_errors
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_StopReplicaResponse_v2(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
+def _read_StopReplicaResponse_v2(buf: Buffer, pos: int) -> tuple[StopReplicaResponse, int]:
     o = new_instance(StopReplicaResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1124,9 +1126,10 @@ def _read_StopReplicaResponse_v2(buf: memoryview, pos: int) -> tuple[StopReplica
         raise bad_count("partition_errors", pos, count1, len(buf) - pos)
     else:
         f_partition_errors = []
+        append3 = f_partition_errors.append
         for _ in range(count1):
             item2, pos = _read_StopReplicaResponse_StopReplicaPartitionError_v2(buf, pos)
-            f_partition_errors.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

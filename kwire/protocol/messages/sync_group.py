@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -45,7 +46,7 @@ _ST_int32_int16 = Struct(">ih")
 
 
 def _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_SyncGroupRequest_SyncGroupRequestAssignment, int]:
     o = new_instance(_SyncGroupRequest_SyncGroupRequestAssignment)
     try:
@@ -88,7 +89,7 @@ def _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(
 
 
 def _read_SyncGroupRequest_SyncGroupRequestAssignment_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_SyncGroupRequest_SyncGroupRequestAssignment, int]:
     o = new_instance(_SyncGroupRequest_SyncGroupRequestAssignment)
     try:
@@ -295,7 +296,7 @@ def _write_SyncGroupRequest_SyncGroupRequestAssignment_v4(
         out.append(0)
 
 
-def _read_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+def _read_SyncGroupRequest_v0(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, int]:
     o = new_instance(SyncGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -352,9 +353,10 @@ def _read_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupReque
         raise bad_count("assignments", pos, count5, len(buf) - pos)
     else:
         f_assignments = []
+        append7 = f_assignments.append
         for _ in range(count5):
             item6, pos = _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(buf, pos)
-            f_assignments.append(item6)
+            append7(item6)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = None
@@ -365,7 +367,7 @@ def _read_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupReque
     return o, pos
 
 
-def _read_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+def _read_SyncGroupRequest_v3(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, int]:
     o = new_instance(SyncGroupRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -441,9 +443,10 @@ def _read_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupReque
         raise bad_count("assignments", pos, count7, len(buf) - pos)
     else:
         f_assignments = []
+        append9 = f_assignments.append
         for _ in range(count7):
             item8, pos = _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(buf, pos)
-            f_assignments.append(item8)
+            append9(item8)
     o.group_id = f_group_id
     o.member_id = f_member_id
     o.group_instance_id = f_group_instance_id
@@ -454,7 +457,7 @@ def _read_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupReque
     return o, pos
 
 
-def _read_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+def _read_SyncGroupRequest_v4(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, int]:
     o = new_instance(SyncGroupRequest)
     try:
         n1 = buf[pos]
@@ -542,9 +545,10 @@ def _read_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupReque
         raise bad_count("assignments", pos, count7, len(buf) - pos)
     else:
         f_assignments = []
+        append9 = f_assignments.append
         for _ in range(count7):
             item8, pos = _read_SyncGroupRequest_SyncGroupRequestAssignment_v4(buf, pos)
-            f_assignments.append(item8)
+            append9(item8)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -586,7 +590,7 @@ def _read_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupReque
     return o, pos
 
 
-def _read_SyncGroupRequest_v5(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
+def _read_SyncGroupRequest_v5(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, int]:
     o = new_instance(SyncGroupRequest)
     try:
         n1 = buf[pos]
@@ -718,9 +722,10 @@ def _read_SyncGroupRequest_v5(buf: memoryview, pos: int) -> tuple[SyncGroupReque
         raise bad_count("assignments", pos, count11, len(buf) - pos)
     else:
         f_assignments = []
+        append13 = f_assignments.append
         for _ in range(count11):
             item12, pos = _read_SyncGroupRequest_SyncGroupRequestAssignment_v4(buf, pos)
-            f_assignments.append(item12)
+            append13(item12)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1043,7 +1048,7 @@ def _write_SyncGroupRequest_v5(o: SyncGroupRequest, out: bytearray) -> None:
         out.append(0)
 
 
-def _read_SyncGroupResponse_v0(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+def _read_SyncGroupResponse_v0(buf: Buffer, pos: int) -> tuple[SyncGroupResponse, int]:
     o = new_instance(SyncGroupResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1072,7 +1077,7 @@ def _read_SyncGroupResponse_v0(buf: memoryview, pos: int) -> tuple[SyncGroupResp
     return o, pos
 
 
-def _read_SyncGroupResponse_v1(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+def _read_SyncGroupResponse_v1(buf: Buffer, pos: int) -> tuple[SyncGroupResponse, int]:
     o = new_instance(SyncGroupResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1102,7 +1107,7 @@ def _read_SyncGroupResponse_v1(buf: memoryview, pos: int) -> tuple[SyncGroupResp
     return o, pos
 
 
-def _read_SyncGroupResponse_v4(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+def _read_SyncGroupResponse_v4(buf: Buffer, pos: int) -> tuple[SyncGroupResponse, int]:
     o = new_instance(SyncGroupResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -1166,7 +1171,7 @@ def _read_SyncGroupResponse_v4(buf: memoryview, pos: int) -> tuple[SyncGroupResp
     return o, pos
 
 
-def _read_SyncGroupResponse_v5(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
+def _read_SyncGroupResponse_v5(buf: Buffer, pos: int) -> tuple[SyncGroupResponse, int]:
     o = new_instance(SyncGroupResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,6 +43,7 @@ __all__ = ["TxnOffsetCommitRequest", "TxnOffsetCommitResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
 _ST_int32_int64 = Struct(">iq")
 _ST_int32_int64_int32 = Struct(">iqi")
 _ST_int64_int16 = Struct(">qh")
@@ -49,7 +51,7 @@ _ST_int64_int16_int32 = Struct(">qhi")
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, int]:
     o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition)
     try:
@@ -94,7 +96,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, int]:
     o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition)
     try:
@@ -141,7 +143,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition, int]:
     o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition)
     try:
@@ -308,7 +310,7 @@ def _write_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, int]:
     o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     try:
@@ -342,9 +344,10 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
         raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -352,7 +355,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, int]:
     o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     try:
@@ -386,9 +389,10 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
         raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -396,7 +400,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
 
 
 def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic, int]:
     o = new_instance(_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     try:
@@ -436,9 +440,10 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
         raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -586,9 +591,7 @@ def _write_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
         out.append(0)
 
 
-def _read_TxnOffsetCommitRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[TxnOffsetCommitRequest, int]:
+def _read_TxnOffsetCommitRequest_v0(buf: Buffer, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
     o = new_instance(TxnOffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -647,9 +650,10 @@ def _read_TxnOffsetCommitRequest_v0(
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     o.transactional_id = f_transactional_id
     o.group_id = f_group_id
     o.generation_id = -1
@@ -660,9 +664,7 @@ def _read_TxnOffsetCommitRequest_v0(
     return o, pos
 
 
-def _read_TxnOffsetCommitRequest_v2(
-    buf: memoryview, pos: int
-) -> tuple[TxnOffsetCommitRequest, int]:
+def _read_TxnOffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
     o = new_instance(TxnOffsetCommitRequest)
     try:
         (n1,) = _ST_int16.unpack_from(buf, pos)
@@ -721,9 +723,10 @@ def _read_TxnOffsetCommitRequest_v2(
         raise bad_count("topics", pos, count5, len(buf) - pos)
     else:
         f_topics = []
+        append7 = f_topics.append
         for _ in range(count5):
             item6, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(buf, pos)
-            f_topics.append(item6)
+            append7(item6)
     o.transactional_id = f_transactional_id
     o.group_id = f_group_id
     o.generation_id = -1
@@ -734,9 +737,7 @@ def _read_TxnOffsetCommitRequest_v2(
     return o, pos
 
 
-def _read_TxnOffsetCommitRequest_v3(
-    buf: memoryview, pos: int
-) -> tuple[TxnOffsetCommitRequest, int]:
+def _read_TxnOffsetCommitRequest_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
     o = new_instance(TxnOffsetCommitRequest)
     try:
         n1 = buf[pos]
@@ -850,9 +851,10 @@ def _read_TxnOffsetCommitRequest_v3(
         raise bad_count("topics", pos, count9, len(buf) - pos)
     else:
         f_topics = []
+        append11 = f_topics.append
         for _ in range(count9):
             item10, pos = _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(buf, pos)
-            f_topics.append(item10)
+            append11(item10)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1076,7 +1078,7 @@ def _write_TxnOffsetCommitRequest_v3(o: TxnOffsetCommitRequest, out: bytearray) 
 
 
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, int]:
     o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition)
     try:
@@ -1096,27 +1098,23 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(
 
 
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition, int]:
     o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition)
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("TxnOffsetCommitResponsePartition.partition_index", 4),
                 ("TxnOffsetCommitResponsePartition.error_code", 2),
+                ("TxnOffsetCommitResponsePartition.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("TxnOffsetCommitResponsePartition.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "TxnOffsetCommitResponsePartition.(tagged fields)"
@@ -1189,7 +1187,7 @@ def _write_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(
 
 
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, int]:
     o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic)
     try:
@@ -1223,9 +1221,10 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
         raise bad_count("TxnOffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -1233,7 +1232,7 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
 
 
 def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic, int]:
     o = new_instance(_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic)
     try:
@@ -1273,9 +1272,10 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
         raise bad_count("TxnOffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1423,9 +1423,7 @@ def _write_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
         out.append(0)
 
 
-def _read_TxnOffsetCommitResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[TxnOffsetCommitResponse, int]:
+def _read_TxnOffsetCommitResponse_v0(buf: Buffer, pos: int) -> tuple[TxnOffsetCommitResponse, int]:
     o = new_instance(TxnOffsetCommitResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1444,17 +1442,16 @@ def _read_TxnOffsetCommitResponse_v0(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_TxnOffsetCommitResponse_v3(
-    buf: memoryview, pos: int
-) -> tuple[TxnOffsetCommitResponse, int]:
+def _read_TxnOffsetCommitResponse_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCommitResponse, int]:
     o = new_instance(TxnOffsetCommitResponse)
     try:
         (o.throttle_time_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -1476,9 +1473,10 @@ def _read_TxnOffsetCommitResponse_v3(
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

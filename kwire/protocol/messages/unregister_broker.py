@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,23 +42,19 @@ __all__ = ["UnregisterBrokerRequest", "UnregisterBrokerResponse"]
 
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_tag_count = Struct(">iB")
 
 
-def _read_UnregisterBrokerRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[UnregisterBrokerRequest, int]:
+def _read_UnregisterBrokerRequest_v0(buf: Buffer, pos: int) -> tuple[UnregisterBrokerRequest, int]:
     o = new_instance(UnregisterBrokerRequest)
     try:
-        (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
+        o.broker_id, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("broker_id", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("broker_id", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -96,7 +93,7 @@ def _write_UnregisterBrokerRequest_v0(o: UnregisterBrokerRequest, out: bytearray
 
 
 def _read_UnregisterBrokerResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[UnregisterBrokerResponse, int]:
     o = new_instance(UnregisterBrokerResponse)
     try:

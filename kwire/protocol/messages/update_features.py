@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,15 +40,17 @@ from kwire.protocol._codec import (
 __all__ = ["UpdateFeaturesRequest", "UpdateFeaturesResponse"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 _ST_int16 = Struct(">h")
 _ST_int16_bool = Struct(">h?")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int8 = Struct(">b")
+_ST_int8_tag_count = Struct(">bB")
 
 
 def _read_UpdateFeaturesRequest_FeatureUpdateKey_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateFeaturesRequest_FeatureUpdateKey, int]:
     o = new_instance(_UpdateFeaturesRequest_FeatureUpdateKey)
     try:
@@ -119,7 +122,7 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v0(
 
 
 def _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateFeaturesRequest_FeatureUpdateKey, int]:
     o = new_instance(_UpdateFeaturesRequest_FeatureUpdateKey)
     try:
@@ -152,16 +155,15 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(
         ) from None
     pos += 2
     try:
-        (o.upgrade_type,) = _ST_int8.unpack_from(buf, pos)
+        o.upgrade_type, tag_count = _ST_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("FeatureUpdateKey.upgrade_type", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("FeatureUpdateKey.upgrade_type", 1), ("FeatureUpdateKey.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("FeatureUpdateKey.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "FeatureUpdateKey.(tagged fields)")
     if tag_count:
@@ -244,7 +246,7 @@ def _write_UpdateFeaturesRequest_FeatureUpdateKey_v1(
         out.append(0)
 
 
-def _read_UpdateFeaturesRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
+def _read_UpdateFeaturesRequest_v0(buf: Buffer, pos: int) -> tuple[UpdateFeaturesRequest, int]:
     o = new_instance(UpdateFeaturesRequest)
     try:
         (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -266,9 +268,10 @@ def _read_UpdateFeaturesRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateFea
         raise bad_count("feature_updates", pos, count1, len(buf) - pos)
     else:
         f_feature_updates = []
+        append3 = f_feature_updates.append
         for _ in range(count1):
             item2, pos = _read_UpdateFeaturesRequest_FeatureUpdateKey_v0(buf, pos)
-            f_feature_updates.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -306,7 +309,7 @@ def _read_UpdateFeaturesRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateFea
     return o, pos
 
 
-def _read_UpdateFeaturesRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
+def _read_UpdateFeaturesRequest_v1(buf: Buffer, pos: int) -> tuple[UpdateFeaturesRequest, int]:
     o = new_instance(UpdateFeaturesRequest)
     try:
         (o.timeout_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -328,20 +331,18 @@ def _read_UpdateFeaturesRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateFea
         raise bad_count("feature_updates", pos, count1, len(buf) - pos)
     else:
         f_feature_updates = []
+        append3 = f_feature_updates.append
         for _ in range(count1):
             item2, pos = _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(buf, pos)
-            f_feature_updates.append(item2)
+            append3(item2)
     try:
-        (o.validate_only,) = _ST_bool.unpack_from(buf, pos)
+        o.validate_only, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("validate_only", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("validate_only", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
@@ -414,7 +415,7 @@ def _write_UpdateFeaturesRequest_v1(o: UpdateFeaturesRequest, out: bytearray) ->
 
 
 def _read_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateFeaturesResponse_UpdatableFeatureResult, int]:
     o = new_instance(_UpdateFeaturesResponse_UpdatableFeatureResult)
     try:
@@ -547,9 +548,7 @@ def _write_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
         out.append(0)
 
 
-def _read_UpdateFeaturesResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[UpdateFeaturesResponse, int]:
+def _read_UpdateFeaturesResponse_v0(buf: Buffer, pos: int) -> tuple[UpdateFeaturesResponse, int]:
     o = new_instance(UpdateFeaturesResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -595,9 +594,10 @@ def _read_UpdateFeaturesResponse_v0(
         raise bad_count("results", pos, count3, len(buf) - pos)
     else:
         f_results = []
+        append5 = f_results.append
         for _ in range(count3):
             item4, pos = _read_UpdateFeaturesResponse_UpdatableFeatureResult_v0(buf, pos)
-            f_results.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

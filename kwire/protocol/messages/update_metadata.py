@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -41,6 +42,7 @@ from kwire.protocol.entities import BrokerId, TopicName
 __all__ = ["UpdateMetadataRequest", "UpdateMetadataResponse"]
 
 _ST_int16 = Struct(">h")
+_ST_int16_tag_count = Struct(">hB")
 _ST_int32 = Struct(">i")
 _ST_int32_bool = Struct(">i?")
 _ST_int32_int32_int32_int32 = Struct(">iiii")
@@ -50,7 +52,7 @@ _ST_uuid = Struct(">16s")
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
@@ -136,7 +138,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
@@ -243,7 +245,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
@@ -331,7 +333,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataPartitionState, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataPartitionState)
     try:
@@ -705,7 +707,7 @@ def _write_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataTopicState, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataTopicState)
     try:
@@ -741,9 +743,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
         raise bad_count("UpdateMetadataTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     o.topic_name = f_topic_name
     o.topic_id = ZERO_UUID
     o.partition_states = f_partition_states
@@ -752,7 +755,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataTopicState, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataTopicState)
     try:
@@ -794,9 +797,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
         raise bad_count("UpdateMetadataTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -844,7 +848,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataTopicState, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataTopicState)
     try:
@@ -893,9 +897,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
         raise bad_count("UpdateMetadataTopicState.partition_states", pos, count3, len(buf) - pos)
     else:
         f_partition_states = []
+        append5 = f_partition_states.append
         for _ in range(count3):
             item4, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(buf, pos)
-            f_partition_states.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1033,7 +1038,7 @@ def _write_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataEndpoint, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataEndpoint)
     try:
@@ -1074,7 +1079,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataEndpoint, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataEndpoint)
     try:
@@ -1134,7 +1139,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataEndpoint, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataEndpoint)
     try:
@@ -1187,18 +1192,18 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
             raise bad_utf8("UpdateMetadataEndpoint.listener", pos) from None
         pos = end4
     try:
-        (o.security_protocol,) = _ST_int16.unpack_from(buf, pos)
+        o.security_protocol, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("UpdateMetadataEndpoint.security_protocol", 2),), pos, len(buf) - pos
+            (
+                ("UpdateMetadataEndpoint.security_protocol", 2),
+                ("UpdateMetadataEndpoint.(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("UpdateMetadataEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "UpdateMetadataEndpoint.(tagged fields)"
@@ -1391,7 +1396,7 @@ def _write_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
@@ -1431,7 +1436,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
@@ -1451,9 +1456,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(
         raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
     else:
         f_endpoints = []
+        append3 = f_endpoints.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(buf, pos)
-            f_endpoints.append(item2)
+            append3(item2)
     o.v0_host = ""
     o.v0_port = 0
     o.endpoints = f_endpoints
@@ -1463,7 +1469,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
@@ -1483,28 +1489,29 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
         raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
     else:
         f_endpoints = []
+        append3 = f_endpoints.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(buf, pos)
-            f_endpoints.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("UpdateMetadataBroker.rack", pos, 2, len(buf) - pos) from None
     pos += 2
     f_rack: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_rack = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("UpdateMetadataBroker.rack", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("UpdateMetadataBroker.rack", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("UpdateMetadataBroker.rack", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("UpdateMetadataBroker.rack", pos, n4, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end4], "utf-8")
+            f_rack = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
-        pos = end4
+        pos = end5
     o.v0_host = ""
     o.v0_port = 0
     o.endpoints = f_endpoints
@@ -1514,7 +1521,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
@@ -1534,28 +1541,29 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
         raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
     else:
         f_endpoints = []
+        append3 = f_endpoints.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(buf, pos)
-            f_endpoints.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int16.unpack_from(buf, pos)
+        (n4,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("UpdateMetadataBroker.rack", pos, 2, len(buf) - pos) from None
     pos += 2
     f_rack: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_rack = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("UpdateMetadataBroker.rack", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("UpdateMetadataBroker.rack", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("UpdateMetadataBroker.rack", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("UpdateMetadataBroker.rack", pos, n4, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end4], "utf-8")
+            f_rack = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
-        pos = end4
+        pos = end5
     o.v0_host = ""
     o.v0_port = 0
     o.endpoints = f_endpoints
@@ -1565,7 +1573,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
 
 
 def _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateMetadataRequest_UpdateMetadataBroker, int]:
     o = new_instance(_UpdateMetadataRequest_UpdateMetadataBroker)
     try:
@@ -1588,31 +1596,32 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(
         raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
     else:
         f_endpoints = []
+        append3 = f_endpoints.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(buf, pos)
-            f_endpoints.append(item2)
+            append3(item2)
     try:
-        n3 = buf[pos]
+        n4 = buf[pos]
     except IndexError:
         raise eof("UpdateMetadataBroker.rack", pos) from None
     pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "UpdateMetadataBroker.rack")
-    n3 -= 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "UpdateMetadataBroker.rack")
+    n4 -= 1
     f_rack: str | None
-    if n3 < 0:
+    if n4 < 0:
         f_rack = None
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("UpdateMetadataBroker.rack", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("UpdateMetadataBroker.rack", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("UpdateMetadataBroker.rack", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("UpdateMetadataBroker.rack", pos, n4, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end4], "utf-8")
+            f_rack = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
-        pos = end4
+        pos = end5
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -1819,7 +1828,7 @@ def _write_UpdateMetadataRequest_UpdateMetadataBroker_v6(
         out.append(0)
 
 
-def _read_UpdateMetadataRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v0(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1843,24 +1852,26 @@ def _read_UpdateMetadataRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
+        append3 = f_ungrouped_partition_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
-            f_ungrouped_partition_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.broker_epoch = -1
@@ -1871,7 +1882,7 @@ def _read_UpdateMetadataRequest_v0(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v1(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1895,24 +1906,26 @@ def _read_UpdateMetadataRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
+        append3 = f_ungrouped_partition_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
-            f_ungrouped_partition_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.broker_epoch = -1
@@ -1923,7 +1936,7 @@ def _read_UpdateMetadataRequest_v1(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v2(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v2(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1947,24 +1960,26 @@ def _read_UpdateMetadataRequest_v2(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
+        append3 = f_ungrouped_partition_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
-            f_ungrouped_partition_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.broker_epoch = -1
@@ -1975,7 +1990,7 @@ def _read_UpdateMetadataRequest_v2(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v3(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v3(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -1999,24 +2014,26 @@ def _read_UpdateMetadataRequest_v3(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
+        append3 = f_ungrouped_partition_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
-            f_ungrouped_partition_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.broker_epoch = -1
@@ -2027,7 +2044,7 @@ def _read_UpdateMetadataRequest_v3(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v4(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v4(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2051,24 +2068,26 @@ def _read_UpdateMetadataRequest_v4(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
+        append3 = f_ungrouped_partition_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(buf, pos)
-            f_ungrouped_partition_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.broker_epoch = -1
@@ -2079,7 +2098,7 @@ def _read_UpdateMetadataRequest_v4(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v5(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v5(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2105,24 +2124,26 @@ def _read_UpdateMetadataRequest_v5(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        (count3,) = _ST_int32.unpack_from(buf, pos)
+        (count4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("live_brokers", pos, 4, len(buf) - pos) from None
     pos += 4
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos)
+            append6(item5)
     o.is_kraft_controller = False
     o.type = 0
     o.ungrouped_partition_states = []
@@ -2132,7 +2153,7 @@ def _read_UpdateMetadataRequest_v5(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v6(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v6(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2161,27 +2182,29 @@ def _read_UpdateMetadataRequest_v6(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("live_brokers", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "live_brokers")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "live_brokers")
+    count4 -= 1
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2222,7 +2245,7 @@ def _read_UpdateMetadataRequest_v6(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v7(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v7(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -2251,27 +2274,29 @@ def _read_UpdateMetadataRequest_v7(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("live_brokers", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "live_brokers")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "live_brokers")
+    count4 -= 1
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -2312,7 +2337,7 @@ def _read_UpdateMetadataRequest_v7(buf: memoryview, pos: int) -> tuple[UpdateMet
     return o, pos
 
 
-def _read_UpdateMetadataRequest_v8(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
+def _read_UpdateMetadataRequest_v8(buf: Buffer, pos: int) -> tuple[UpdateMetadataRequest, int]:
     o = new_instance(UpdateMetadataRequest)
     try:
         o.controller_id, o.is_kraft_controller = _ST_int32_bool.unpack_from(buf, pos)
@@ -2343,27 +2368,29 @@ def _read_UpdateMetadataRequest_v8(buf: memoryview, pos: int) -> tuple[UpdateMet
         raise bad_count("topic_states", pos, count1, len(buf) - pos)
     else:
         f_topic_states = []
+        append3 = f_topic_states.append
         for _ in range(count1):
             item2, pos = _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(buf, pos)
-            f_topic_states.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("live_brokers", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "live_brokers")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "live_brokers")
+    count4 -= 1
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
     else:
         f_live_brokers = []
-        for _ in range(count3):
-            item4, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos)
-            f_live_brokers.append(item4)
+        append6 = f_live_brokers.append
+        for _ in range(count4):
+            item5, pos = _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos)
+            append6(item5)
     f_type: int = 0
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -2395,11 +2422,11 @@ def _read_UpdateMetadataRequest_v8(buf: memoryview, pos: int) -> tuple[UpdateMet
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    (value5,) = _ST_int8.unpack_from(buf, pos)
+                    (value7,) = _ST_int8.unpack_from(buf, pos)
                 except struct_error:
                     raise too_short("type", pos, 1, len(buf) - pos) from None
                 pos += 1
-                f_type = value5
+                f_type = value7
                 if pos != tag_end:
                     raise bad_tagged_size("type", pos, size, pos - tag_end + size)
             else:
@@ -2690,9 +2717,7 @@ def _write_UpdateMetadataRequest_v8(o: UpdateMetadataRequest, out: bytearray) ->
         out.append(0)
 
 
-def _read_UpdateMetadataResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[UpdateMetadataResponse, int]:
+def _read_UpdateMetadataResponse_v0(buf: Buffer, pos: int) -> tuple[UpdateMetadataResponse, int]:
     o = new_instance(UpdateMetadataResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -2703,21 +2728,16 @@ def _read_UpdateMetadataResponse_v0(
     return o, pos
 
 
-def _read_UpdateMetadataResponse_v6(
-    buf: memoryview, pos: int
-) -> tuple[UpdateMetadataResponse, int]:
+def _read_UpdateMetadataResponse_v6(buf: Buffer, pos: int) -> tuple[UpdateMetadataResponse, int]:
     o = new_instance(UpdateMetadataResponse)
     try:
-        (o.error_code,) = _ST_int16.unpack_from(buf, pos)
+        o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("error_code", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("error_code", 2), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

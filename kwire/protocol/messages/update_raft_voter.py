@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,15 +41,18 @@ from kwire.protocol.entities import BrokerId
 __all__ = ["UpdateRaftVoterRequest", "UpdateRaftVoterResponse"]
 
 _ST_int16_int16 = Struct(">hh")
+_ST_int16_int16_tag_count = Struct(">hhB")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32 = Struct(">ii")
 _ST_int32_int32_uuid = Struct(">ii16s")
+_ST_int32_tag_count = Struct(">iB")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 
 
 def _read_UpdateRaftVoterRequest_Listener_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateRaftVoterRequest_Listener, int]:
     o = new_instance(_UpdateRaftVoterRequest_Listener)
     try:
@@ -96,16 +100,13 @@ def _read_UpdateRaftVoterRequest_Listener_v0(
             raise bad_utf8("Listener.host", pos) from None
         pos = end4
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("Listener.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("Listener.port", 2), ("Listener.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Listener.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Listener.(tagged fields)")
     if tag_count:
@@ -174,27 +175,25 @@ def _write_UpdateRaftVoterRequest_Listener_v0(
 
 
 def _read_UpdateRaftVoterRequest_KRaftVersionFeature_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateRaftVoterRequest_KRaftVersionFeature, int]:
     o = new_instance(_UpdateRaftVoterRequest_KRaftVersionFeature)
     try:
-        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version, tag_count = (
+            _ST_int16_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("KRaftVersionFeature.min_supported_version", 2),
                 ("KRaftVersionFeature.max_supported_version", 2),
+                ("KRaftVersionFeature.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("KRaftVersionFeature.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "KRaftVersionFeature.(tagged fields)"
@@ -236,9 +235,7 @@ def _write_UpdateRaftVoterRequest_KRaftVersionFeature_v0(
         out.append(0)
 
 
-def _read_UpdateRaftVoterRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[UpdateRaftVoterRequest, int]:
+def _read_UpdateRaftVoterRequest_v0(buf: Buffer, pos: int) -> tuple[UpdateRaftVoterRequest, int]:
     o = new_instance(UpdateRaftVoterRequest)
     try:
         n1 = buf[pos]
@@ -288,9 +285,10 @@ def _read_UpdateRaftVoterRequest_v0(
         raise bad_count("listeners", pos, count3, len(buf) - pos)
     else:
         f_listeners = []
+        append5 = f_listeners.append
         for _ in range(count3):
             item4, pos = _read_UpdateRaftVoterRequest_Listener_v0(buf, pos)
-            f_listeners.append(item4)
+            append5(item4)
     f_kraft_version_feature, pos = _read_UpdateRaftVoterRequest_KRaftVersionFeature_v0(buf, pos)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -369,7 +367,7 @@ def _write_UpdateRaftVoterRequest_v0(o: UpdateRaftVoterRequest, out: bytearray) 
 
 
 def _read_UpdateRaftVoterResponse_CurrentLeader_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_UpdateRaftVoterResponse_CurrentLeader, int]:
     o = new_instance(_UpdateRaftVoterResponse_CurrentLeader)
     try:
@@ -402,16 +400,13 @@ def _read_UpdateRaftVoterResponse_CurrentLeader_v0(
             raise bad_utf8("CurrentLeader.host", pos) from None
         pos = end2
     try:
-        (o.port,) = _ST_int32.unpack_from(buf, pos)
+        o.port, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("CurrentLeader.port", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("CurrentLeader.port", 4), ("CurrentLeader.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("CurrentLeader.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "CurrentLeader.(tagged fields)")
     if tag_count:
@@ -466,9 +461,7 @@ def _write_UpdateRaftVoterResponse_CurrentLeader_v0(
         out.append(0)
 
 
-def _read_UpdateRaftVoterResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[UpdateRaftVoterResponse, int]:
+def _read_UpdateRaftVoterResponse_v0(buf: Buffer, pos: int) -> tuple[UpdateRaftVoterResponse, int]:
     o = new_instance(UpdateRaftVoterResponse)
     try:
         o.throttle_time_ms, o.error_code = _ST_int32_int16.unpack_from(buf, pos)

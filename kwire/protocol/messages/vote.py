@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,14 +43,18 @@ __all__ = ["VoteRequest", "VoteResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16_int32_int32_bool = Struct(">ihii?")
+_ST_int32_int16_int32_int32_bool_tag_count = Struct(">ihii?B")
 _ST_int32_int32_int32 = Struct(">iii")
 _ST_int32_int32_int32_uuid_uuid_int32_int64 = Struct(">iii16s16siq")
+_ST_int32_int32_int32_uuid_uuid_int32_int64_tag_count = Struct(">iii16s16siqB")
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_int64_tag_count = Struct(">iqB")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 
 
 def _read_VoteRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_VoteRequest_PartitionData, int]:
     o = new_instance(_VoteRequest_PartitionData)
     try:
@@ -68,20 +73,21 @@ def _read_VoteRequest_PartitionData_v0(
         ) from None
     pos += 12
     try:
-        o.last_offset_epoch, o.last_offset = _ST_int32_int64.unpack_from(buf, pos)
+        o.last_offset_epoch, o.last_offset, tag_count = _ST_int32_int64_tag_count.unpack_from(
+            buf, pos
+        )
     except struct_error:
         raise run_too_short(
-            (("PartitionData.last_offset_epoch", 4), ("PartitionData.last_offset", 8)),
+            (
+                ("PartitionData.last_offset_epoch", 4),
+                ("PartitionData.last_offset", 8),
+                ("PartitionData.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 12
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -114,7 +120,7 @@ def _read_VoteRequest_PartitionData_v0(
 
 
 def _read_VoteRequest_PartitionData_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_VoteRequest_PartitionData, int]:
     o = new_instance(_VoteRequest_PartitionData)
     try:
@@ -126,7 +132,8 @@ def _read_VoteRequest_PartitionData_v1(
             f_voter_directory_id,
             o.last_offset_epoch,
             o.last_offset,
-        ) = _ST_int32_int32_int32_uuid_uuid_int32_int64.unpack_from(buf, pos)
+            tag_count,
+        ) = _ST_int32_int32_int32_uuid_uuid_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
@@ -137,17 +144,13 @@ def _read_VoteRequest_PartitionData_v1(
                 ("PartitionData.voter_directory_id", 16),
                 ("PartitionData.last_offset_epoch", 4),
                 ("PartitionData.last_offset", 8),
+                ("PartitionData.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 56
+    pos += 57
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -204,7 +207,7 @@ def _write_VoteRequest_PartitionData_v1(o: _VoteRequest_PartitionData, out: byte
         out.append(0)
 
 
-def _read_VoteRequest_TopicData_v0(buf: memoryview, pos: int) -> tuple[_VoteRequest_TopicData, int]:
+def _read_VoteRequest_TopicData_v0(buf: Buffer, pos: int) -> tuple[_VoteRequest_TopicData, int]:
     o = new_instance(_VoteRequest_TopicData)
     try:
         n1 = buf[pos]
@@ -243,9 +246,10 @@ def _read_VoteRequest_TopicData_v0(buf: memoryview, pos: int) -> tuple[_VoteRequ
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_VoteRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -283,7 +287,7 @@ def _read_VoteRequest_TopicData_v0(buf: memoryview, pos: int) -> tuple[_VoteRequ
     return o, pos
 
 
-def _read_VoteRequest_TopicData_v1(buf: memoryview, pos: int) -> tuple[_VoteRequest_TopicData, int]:
+def _read_VoteRequest_TopicData_v1(buf: Buffer, pos: int) -> tuple[_VoteRequest_TopicData, int]:
     o = new_instance(_VoteRequest_TopicData)
     try:
         n1 = buf[pos]
@@ -322,9 +326,10 @@ def _read_VoteRequest_TopicData_v1(buf: memoryview, pos: int) -> tuple[_VoteRequ
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_VoteRequest_PartitionData_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -424,7 +429,7 @@ def _write_VoteRequest_TopicData_v1(o: _VoteRequest_TopicData, out: bytearray) -
         out.append(0)
 
 
-def _read_VoteRequest_v0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
+def _read_VoteRequest_v0(buf: Buffer, pos: int) -> tuple[VoteRequest, int]:
     o = new_instance(VoteRequest)
     try:
         n1 = buf[pos]
@@ -463,9 +468,10 @@ def _read_VoteRequest_v0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_VoteRequest_TopicData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -504,7 +510,7 @@ def _read_VoteRequest_v0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
     return o, pos
 
 
-def _read_VoteRequest_v1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
+def _read_VoteRequest_v1(buf: Buffer, pos: int) -> tuple[VoteRequest, int]:
     o = new_instance(VoteRequest)
     try:
         n1 = buf[pos]
@@ -548,9 +554,10 @@ def _read_VoteRequest_v1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_VoteRequest_TopicData_v1(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -652,12 +659,12 @@ def _write_VoteRequest_v1(o: VoteRequest, out: bytearray) -> None:
 
 
 def _read_VoteResponse_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_VoteResponse_PartitionData, int]:
     o = new_instance(_VoteResponse_PartitionData)
     try:
-        o.partition_index, o.error_code, o.leader_id, o.leader_epoch, o.vote_granted = (
-            _ST_int32_int16_int32_int32_bool.unpack_from(buf, pos)
+        o.partition_index, o.error_code, o.leader_id, o.leader_epoch, o.vote_granted, tag_count = (
+            _ST_int32_int16_int32_int32_bool_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -667,17 +674,13 @@ def _read_VoteResponse_PartitionData_v0(
                 ("PartitionData.leader_id", 4),
                 ("PartitionData.leader_epoch", 4),
                 ("PartitionData.vote_granted", 1),
+                ("PartitionData.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 15
+    pos += 16
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("PartitionData.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "PartitionData.(tagged fields)")
     if tag_count:
@@ -717,9 +720,7 @@ def _write_VoteResponse_PartitionData_v0(o: _VoteResponse_PartitionData, out: by
         out.append(0)
 
 
-def _read_VoteResponse_TopicData_v0(
-    buf: memoryview, pos: int
-) -> tuple[_VoteResponse_TopicData, int]:
+def _read_VoteResponse_TopicData_v0(buf: Buffer, pos: int) -> tuple[_VoteResponse_TopicData, int]:
     o = new_instance(_VoteResponse_TopicData)
     try:
         n1 = buf[pos]
@@ -758,9 +759,10 @@ def _read_VoteResponse_TopicData_v0(
         raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_VoteResponse_PartitionData_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -830,7 +832,7 @@ def _write_VoteResponse_TopicData_v0(o: _VoteResponse_TopicData, out: bytearray)
 
 
 def _read_VoteResponse_NodeEndpoint_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_VoteResponse_NodeEndpoint, int]:
     o = new_instance(_VoteResponse_NodeEndpoint)
     try:
@@ -861,16 +863,13 @@ def _read_VoteResponse_NodeEndpoint_v1(
             raise bad_utf8("NodeEndpoint.host", pos) from None
         pos = end2
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("NodeEndpoint.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("NodeEndpoint.port", 2), ("NodeEndpoint.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("NodeEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "NodeEndpoint.(tagged fields)")
     if tag_count:
@@ -923,7 +922,7 @@ def _write_VoteResponse_NodeEndpoint_v1(o: _VoteResponse_NodeEndpoint, out: byte
         out.append(0)
 
 
-def _read_VoteResponse_v0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
+def _read_VoteResponse_v0(buf: Buffer, pos: int) -> tuple[VoteResponse, int]:
     o = new_instance(VoteResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -945,9 +944,10 @@ def _read_VoteResponse_v0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_VoteResponse_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -985,7 +985,7 @@ def _read_VoteResponse_v0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
     return o, pos
 
 
-def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
+def _read_VoteResponse_v1(buf: Buffer, pos: int) -> tuple[VoteResponse, int]:
     o = new_instance(VoteResponse)
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1007,9 +1007,10 @@ def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
         raise bad_count("topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_VoteResponse_TopicData_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     f_node_endpoints: list[VoteResponse.NodeEndpoint] = []
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1041,24 +1042,25 @@ def _read_VoteResponse_v1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count4 = buf[pos]
+                    count5 = buf[pos]
                 except IndexError:
                     raise eof("node_endpoints", pos) from None
                 pos += 1
-                if count4 > 0x7F:
-                    count4, pos = read_uvarint_tail(buf, pos, count4, "node_endpoints")
-                count4 -= 1
-                value3: list[VoteResponse.NodeEndpoint]
-                if count4 < 0:
+                if count5 > 0x7F:
+                    count5, pos = read_uvarint_tail(buf, pos, count5, "node_endpoints")
+                count5 -= 1
+                value4: list[VoteResponse.NodeEndpoint]
+                if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count4, len(buf) - pos)
+                elif count5 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
                 else:
-                    value3 = []
-                    for _ in range(count4):
-                        item5, pos = _read_VoteResponse_NodeEndpoint_v1(buf, pos)
-                        value3.append(item5)
-                f_node_endpoints = value3
+                    value4 = []
+                    append7 = value4.append
+                    for _ in range(count5):
+                        item6, pos = _read_VoteResponse_NodeEndpoint_v1(buf, pos)
+                        append7(item6)
+                f_node_endpoints = value4
                 if pos != tag_end:
                     raise bad_tagged_size("node_endpoints", pos, size, pos - tag_end + size)
             else:

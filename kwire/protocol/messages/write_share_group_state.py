@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,16 +42,17 @@ __all__ = ["WriteShareGroupStateRequest", "WriteShareGroupStateResponse"]
 _ST_int32_int16 = Struct(">ih")
 _ST_int32_int32_int32_int64 = Struct(">iiiq")
 _ST_int64_int64_int8_int16 = Struct(">qqbh")
+_ST_int64_int64_int8_int16_tag_count = Struct(">qqbhB")
 _ST_uuid = Struct(">16s")
 
 
 def _read_WriteShareGroupStateRequest_StateBatch_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteShareGroupStateRequest_StateBatch, int]:
     o = new_instance(_WriteShareGroupStateRequest_StateBatch)
     try:
-        o.first_offset, o.last_offset, o.delivery_state, o.delivery_count = (
-            _ST_int64_int64_int8_int16.unpack_from(buf, pos)
+        o.first_offset, o.last_offset, o.delivery_state, o.delivery_count, tag_count = (
+            _ST_int64_int64_int8_int16_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
@@ -59,17 +61,13 @@ def _read_WriteShareGroupStateRequest_StateBatch_v0(
                 ("StateBatch.last_offset", 8),
                 ("StateBatch.delivery_state", 1),
                 ("StateBatch.delivery_count", 2),
+                ("StateBatch.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 19
+    pos += 20
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("StateBatch.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "StateBatch.(tagged fields)")
     if tag_count:
@@ -112,7 +110,7 @@ def _write_WriteShareGroupStateRequest_StateBatch_v0(
 
 
 def _read_WriteShareGroupStateRequest_PartitionData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteShareGroupStateRequest_PartitionData, int]:
     o = new_instance(_WriteShareGroupStateRequest_PartitionData)
     try:
@@ -146,9 +144,10 @@ def _read_WriteShareGroupStateRequest_PartitionData_v0(
         raise bad_count("PartitionData.state_batches", pos, count1, len(buf) - pos)
     else:
         f_state_batches = []
+        append3 = f_state_batches.append
         for _ in range(count1):
             item2, pos = _read_WriteShareGroupStateRequest_StateBatch_v0(buf, pos)
-            f_state_batches.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -209,7 +208,7 @@ def _write_WriteShareGroupStateRequest_PartitionData_v0(
 
 
 def _read_WriteShareGroupStateRequest_WriteStateData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteShareGroupStateRequest_WriteStateData, int]:
     o = new_instance(_WriteShareGroupStateRequest_WriteStateData)
     try:
@@ -232,9 +231,10 @@ def _read_WriteShareGroupStateRequest_WriteStateData_v0(
         raise bad_count("WriteStateData.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_WriteShareGroupStateRequest_PartitionData_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -294,7 +294,7 @@ def _write_WriteShareGroupStateRequest_WriteStateData_v0(
 
 
 def _read_WriteShareGroupStateRequest_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[WriteShareGroupStateRequest, int]:
     o = new_instance(WriteShareGroupStateRequest)
     try:
@@ -334,9 +334,10 @@ def _read_WriteShareGroupStateRequest_v0(
         raise bad_count("topics", pos, count3, len(buf) - pos)
     else:
         f_topics = []
+        append5 = f_topics.append
         for _ in range(count3):
             item4, pos = _read_WriteShareGroupStateRequest_WriteStateData_v0(buf, pos)
-            f_topics.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -406,7 +407,7 @@ def _write_WriteShareGroupStateRequest_v0(o: WriteShareGroupStateRequest, out: b
 
 
 def _read_WriteShareGroupStateResponse_PartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteShareGroupStateResponse_PartitionResult, int]:
     o = new_instance(_WriteShareGroupStateResponse_PartitionResult)
     try:
@@ -500,7 +501,7 @@ def _write_WriteShareGroupStateResponse_PartitionResult_v0(
 
 
 def _read_WriteShareGroupStateResponse_WriteStateResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteShareGroupStateResponse_WriteStateResult, int]:
     o = new_instance(_WriteShareGroupStateResponse_WriteStateResult)
     try:
@@ -523,9 +524,10 @@ def _read_WriteShareGroupStateResponse_WriteStateResult_v0(
         raise bad_count("WriteStateResult.partitions", pos, count1, len(buf) - pos)
     else:
         f_partitions = []
+        append3 = f_partitions.append
         for _ in range(count1):
             item2, pos = _read_WriteShareGroupStateResponse_PartitionResult_v0(buf, pos)
-            f_partitions.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -585,7 +587,7 @@ def _write_WriteShareGroupStateResponse_WriteStateResult_v0(
 
 
 def _read_WriteShareGroupStateResponse_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[WriteShareGroupStateResponse, int]:
     o = new_instance(WriteShareGroupStateResponse)
     try:
@@ -603,9 +605,10 @@ def _read_WriteShareGroupStateResponse_v0(
         raise bad_count("results", pos, count1, len(buf) - pos)
     else:
         f_results = []
+        append3 = f_results.append
         for _ in range(count1):
             item2, pos = _read_WriteShareGroupStateResponse_WriteStateResult_v0(buf, pos)
-            f_results.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -43,12 +44,14 @@ __all__ = ["WriteTxnMarkersRequest", "WriteTxnMarkersResponse"]
 _ST_int16 = Struct(">h")
 _ST_int32 = Struct(">i")
 _ST_int32_int16 = Struct(">ih")
+_ST_int32_int16_tag_count = Struct(">ihB")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int64 = Struct(">q")
 _ST_int64_int16_bool = Struct(">qh?")
 
 
 def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarkerTopic, int]:
     o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarkerTopic)
     try:
@@ -96,7 +99,7 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(
 
 
 def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarkerTopic, int]:
     o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarkerTopic)
     try:
@@ -241,7 +244,7 @@ def _write_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(
 
 
 def _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarker, int]:
     o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarker)
     try:
@@ -271,9 +274,10 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(
         raise bad_count("WritableTxnMarker.topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
         (o.coordinator_epoch,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -287,7 +291,7 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(
 
 
 def _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersRequest_WritableTxnMarker, int]:
     o = new_instance(_WriteTxnMarkersRequest_WritableTxnMarker)
     try:
@@ -320,22 +324,20 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(
         raise bad_count("WritableTxnMarker.topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     try:
-        (o.coordinator_epoch,) = _ST_int32.unpack_from(buf, pos)
+        o.coordinator_epoch, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("WritableTxnMarker.coordinator_epoch", 4),), pos, len(buf) - pos
+            (("WritableTxnMarker.coordinator_epoch", 4), ("WritableTxnMarker.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("WritableTxnMarker.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "WritableTxnMarker.(tagged fields)")
     if tag_count:
@@ -404,9 +406,7 @@ def _write_WriteTxnMarkersRequest_WritableTxnMarker_v1(
         out.append(0)
 
 
-def _read_WriteTxnMarkersRequest_v0(
-    buf: memoryview, pos: int
-) -> tuple[WriteTxnMarkersRequest, int]:
+def _read_WriteTxnMarkersRequest_v0(buf: Buffer, pos: int) -> tuple[WriteTxnMarkersRequest, int]:
     o = new_instance(WriteTxnMarkersRequest)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -420,17 +420,16 @@ def _read_WriteTxnMarkersRequest_v0(
         raise bad_count("markers", pos, count1, len(buf) - pos)
     else:
         f_markers = []
+        append3 = f_markers.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(buf, pos)
-            f_markers.append(item2)
+            append3(item2)
     o.markers = f_markers
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_WriteTxnMarkersRequest_v1(
-    buf: memoryview, pos: int
-) -> tuple[WriteTxnMarkersRequest, int]:
+def _read_WriteTxnMarkersRequest_v1(buf: Buffer, pos: int) -> tuple[WriteTxnMarkersRequest, int]:
     o = new_instance(WriteTxnMarkersRequest)
     try:
         count1 = buf[pos]
@@ -447,9 +446,10 @@ def _read_WriteTxnMarkersRequest_v1(
         raise bad_count("markers", pos, count1, len(buf) - pos)
     else:
         f_markers = []
+        append3 = f_markers.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(buf, pos)
-            f_markers.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -517,7 +517,7 @@ def _write_WriteTxnMarkersRequest_v1(o: WriteTxnMarkersRequest, out: bytearray) 
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, int]:
     o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult)
     try:
@@ -537,27 +537,23 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult, int]:
     o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult)
     try:
-        o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
+        o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
             (
                 ("WritableTxnMarkerPartitionResult.partition_index", 4),
                 ("WritableTxnMarkerPartitionResult.error_code", 2),
+                ("WritableTxnMarkerPartitionResult.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 6
+    pos += 7
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("WritableTxnMarkerPartitionResult.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "WritableTxnMarkerPartitionResult.(tagged fields)"
@@ -614,7 +610,7 @@ def _write_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, int]:
     o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult)
     try:
@@ -648,9 +644,10 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
         raise bad_count("WritableTxnMarkerTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     o.name = f_name
     o.partitions = f_partitions
     o.unknown_tagged_fields = ()
@@ -658,7 +655,7 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult, int]:
     o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult)
     try:
@@ -698,9 +695,10 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
         raise bad_count("WritableTxnMarkerTopicResult.partitions", pos, count3, len(buf) - pos)
     else:
         f_partitions = []
+        append5 = f_partitions.append
         for _ in range(count3):
             item4, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(buf, pos)
-            f_partitions.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -803,7 +801,7 @@ def _write_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerResult, int]:
     o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerResult)
     try:
@@ -825,16 +823,17 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(
         raise bad_count("WritableTxnMarkerResult.topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     o.topics = f_topics
     o.unknown_tagged_fields = ()
     return o, pos
 
 
 def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_WriteTxnMarkersResponse_WritableTxnMarkerResult, int]:
     o = new_instance(_WriteTxnMarkersResponse_WritableTxnMarkerResult)
     try:
@@ -859,9 +858,10 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
         raise bad_count("WritableTxnMarkerResult.topics", pos, count1, len(buf) - pos)
     else:
         f_topics = []
+        append3 = f_topics.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(buf, pos)
-            f_topics.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -942,9 +942,7 @@ def _write_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
         out.append(0)
 
 
-def _read_WriteTxnMarkersResponse_v0(
-    buf: memoryview, pos: int
-) -> tuple[WriteTxnMarkersResponse, int]:
+def _read_WriteTxnMarkersResponse_v0(buf: Buffer, pos: int) -> tuple[WriteTxnMarkersResponse, int]:
     o = new_instance(WriteTxnMarkersResponse)
     try:
         (count1,) = _ST_int32.unpack_from(buf, pos)
@@ -958,17 +956,16 @@ def _read_WriteTxnMarkersResponse_v0(
         raise bad_count("markers", pos, count1, len(buf) - pos)
     else:
         f_markers = []
+        append3 = f_markers.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(buf, pos)
-            f_markers.append(item2)
+            append3(item2)
     o.markers = f_markers
     o.unknown_tagged_fields = ()
     return o, pos
 
 
-def _read_WriteTxnMarkersResponse_v1(
-    buf: memoryview, pos: int
-) -> tuple[WriteTxnMarkersResponse, int]:
+def _read_WriteTxnMarkersResponse_v1(buf: Buffer, pos: int) -> tuple[WriteTxnMarkersResponse, int]:
     o = new_instance(WriteTxnMarkersResponse)
     try:
         count1 = buf[pos]
@@ -985,9 +982,10 @@ def _read_WriteTxnMarkersResponse_v1(
         raise bad_count("markers", pos, count1, len(buf) - pos)
     else:
         f_markers = []
+        append3 = f_markers.append
         for _ in range(count1):
             item2, pos = _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(buf, pos)
-            f_markers.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

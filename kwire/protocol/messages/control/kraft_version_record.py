@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,21 +40,19 @@ from kwire.protocol._codec import (
 __all__ = ["KRaftVersionRecord"]
 
 _ST_int16_int16 = Struct(">hh")
+_ST_int16_int16_tag_count = Struct(">hhB")
 
 
-def _read_KRaftVersionRecord_v0(buf: memoryview, pos: int) -> tuple[KRaftVersionRecord, int]:
+def _read_KRaftVersionRecord_v0(buf: Buffer, pos: int) -> tuple[KRaftVersionRecord, int]:
     o = new_instance(KRaftVersionRecord)
     try:
-        o.version, o.kraft_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.version, o.kraft_version, tag_count = _ST_int16_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("version", 2), ("kraft_version", 2)), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("version", 2), ("kraft_version", 2), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,10 +43,11 @@ __all__ = ["LeaderChangeMessage"]
 _ST_int16_int32 = Struct(">hi")
 _ST_int32 = Struct(">i")
 _ST_int32_uuid = Struct(">i16s")
+_ST_int32_uuid_tag_count = Struct(">i16sB")
 
 
 def _read_LeaderChangeMessage_Voter_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderChangeMessage_Voter, int]:
     o = new_instance(_LeaderChangeMessage_Voter)
     try:
@@ -90,22 +92,19 @@ def _read_LeaderChangeMessage_Voter_v0(
 
 
 def _read_LeaderChangeMessage_Voter_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_LeaderChangeMessage_Voter, int]:
     o = new_instance(_LeaderChangeMessage_Voter)
     try:
-        o.voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
+        o.voter_id, f_voter_directory_id, tag_count = _ST_int32_uuid_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("Voter.voter_id", 4), ("Voter.voter_directory_id", 16)), pos, len(buf) - pos
+            (("Voter.voter_id", 4), ("Voter.voter_directory_id", 16), ("Voter.(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 20
+    pos += 21
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Voter.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Voter.(tagged fields)")
     if tag_count:
@@ -154,7 +153,7 @@ def _write_LeaderChangeMessage_Voter_v1(o: _LeaderChangeMessage_Voter, out: byte
         out.append(0)
 
 
-def _read_LeaderChangeMessage_v0(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
+def _read_LeaderChangeMessage_v0(buf: Buffer, pos: int) -> tuple[LeaderChangeMessage, int]:
     o = new_instance(LeaderChangeMessage)
     try:
         o.version, o.leader_id = _ST_int16_int32.unpack_from(buf, pos)
@@ -176,27 +175,29 @@ def _read_LeaderChangeMessage_v0(buf: memoryview, pos: int) -> tuple[LeaderChang
         raise bad_count("voters", pos, count1, len(buf) - pos)
     else:
         f_voters = []
+        append3 = f_voters.append
         for _ in range(count1):
             item2, pos = _read_LeaderChangeMessage_Voter_v0(buf, pos)
-            f_voters.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("granting_voters", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "granting_voters")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "granting_voters")
+    count4 -= 1
     f_granting_voters: list[LeaderChangeMessage.Voter]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("granting_voters", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("granting_voters", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("granting_voters", pos, count4, len(buf) - pos)
     else:
         f_granting_voters = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderChangeMessage_Voter_v0(buf, pos)
-            f_granting_voters.append(item4)
+        append6 = f_granting_voters.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderChangeMessage_Voter_v0(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -234,7 +235,7 @@ def _read_LeaderChangeMessage_v0(buf: memoryview, pos: int) -> tuple[LeaderChang
     return o, pos
 
 
-def _read_LeaderChangeMessage_v1(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
+def _read_LeaderChangeMessage_v1(buf: Buffer, pos: int) -> tuple[LeaderChangeMessage, int]:
     o = new_instance(LeaderChangeMessage)
     try:
         o.version, o.leader_id = _ST_int16_int32.unpack_from(buf, pos)
@@ -256,27 +257,29 @@ def _read_LeaderChangeMessage_v1(buf: memoryview, pos: int) -> tuple[LeaderChang
         raise bad_count("voters", pos, count1, len(buf) - pos)
     else:
         f_voters = []
+        append3 = f_voters.append
         for _ in range(count1):
             item2, pos = _read_LeaderChangeMessage_Voter_v1(buf, pos)
-            f_voters.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("granting_voters", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "granting_voters")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "granting_voters")
+    count4 -= 1
     f_granting_voters: list[LeaderChangeMessage.Voter]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("granting_voters", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("granting_voters", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("granting_voters", pos, count4, len(buf) - pos)
     else:
         f_granting_voters = []
-        for _ in range(count3):
-            item4, pos = _read_LeaderChangeMessage_Voter_v1(buf, pos)
-            f_granting_voters.append(item4)
+        append6 = f_granting_voters.append
+        for _ in range(count4):
+            item5, pos = _read_LeaderChangeMessage_Voter_v1(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,23 +40,23 @@ from kwire.protocol._codec import (
 __all__ = ["SnapshotHeaderRecord"]
 
 _ST_int16_int64 = Struct(">hq")
+_ST_int16_int64_tag_count = Struct(">hqB")
 
 
-def _read_SnapshotHeaderRecord_v0(buf: memoryview, pos: int) -> tuple[SnapshotHeaderRecord, int]:
+def _read_SnapshotHeaderRecord_v0(buf: Buffer, pos: int) -> tuple[SnapshotHeaderRecord, int]:
     o = new_instance(SnapshotHeaderRecord)
     try:
-        o.version, o.last_contained_log_timestamp = _ST_int16_int64.unpack_from(buf, pos)
+        o.version, o.last_contained_log_timestamp, tag_count = (
+            _ST_int16_int64_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
-            (("version", 2), ("last_contained_log_timestamp", 8)), pos, len(buf) - pos
+            (("version", 2), ("last_contained_log_timestamp", 8), ("(tagged fields)", 1)),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 10
+    pos += 11
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,11 +42,13 @@ __all__ = ["VotersRecord"]
 
 _ST_int16 = Struct(">h")
 _ST_int16_int16 = Struct(">hh")
+_ST_int16_int16_tag_count = Struct(">hhB")
 _ST_int32_uuid = Struct(">i16s")
 _ST_uint16 = Struct(">H")
+_ST_uint16_tag_count = Struct(">HB")
 
 
-def _read_VotersRecord_Endpoint_v0(buf: memoryview, pos: int) -> tuple[_VotersRecord_Endpoint, int]:
+def _read_VotersRecord_Endpoint_v0(buf: Buffer, pos: int) -> tuple[_VotersRecord_Endpoint, int]:
     o = new_instance(_VotersRecord_Endpoint)
     try:
         n1 = buf[pos]
@@ -92,16 +95,13 @@ def _read_VotersRecord_Endpoint_v0(buf: memoryview, pos: int) -> tuple[_VotersRe
             raise bad_utf8("Endpoint.host", pos) from None
         pos = end4
     try:
-        (o.port,) = _ST_uint16.unpack_from(buf, pos)
+        o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("Endpoint.port", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("Endpoint.port", 2), ("Endpoint.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Endpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Endpoint.(tagged fields)")
     if tag_count:
@@ -168,27 +168,25 @@ def _write_VotersRecord_Endpoint_v0(o: _VotersRecord_Endpoint, out: bytearray) -
 
 
 def _read_VotersRecord_KRaftVersionFeature_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_VotersRecord_KRaftVersionFeature, int]:
     o = new_instance(_VotersRecord_KRaftVersionFeature)
     try:
-        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version, tag_count = (
+            _ST_int16_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("KRaftVersionFeature.min_supported_version", 2),
                 ("KRaftVersionFeature.max_supported_version", 2),
+                ("KRaftVersionFeature.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("KRaftVersionFeature.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "KRaftVersionFeature.(tagged fields)"
@@ -230,7 +228,7 @@ def _write_VotersRecord_KRaftVersionFeature_v0(
         out.append(0)
 
 
-def _read_VotersRecord_Voter_v0(buf: memoryview, pos: int) -> tuple[_VotersRecord_Voter, int]:
+def _read_VotersRecord_Voter_v0(buf: Buffer, pos: int) -> tuple[_VotersRecord_Voter, int]:
     o = new_instance(_VotersRecord_Voter)
     try:
         o.voter_id, f_voter_directory_id = _ST_int32_uuid.unpack_from(buf, pos)
@@ -254,9 +252,10 @@ def _read_VotersRecord_Voter_v0(buf: memoryview, pos: int) -> tuple[_VotersRecor
         raise bad_count("Voter.endpoints", pos, count1, len(buf) - pos)
     else:
         f_endpoints = []
+        append3 = f_endpoints.append
         for _ in range(count1):
             item2, pos = _read_VotersRecord_Endpoint_v0(buf, pos)
-            f_endpoints.append(item2)
+            append3(item2)
     f_kraft_version_feature, pos = _read_VotersRecord_KRaftVersionFeature_v0(buf, pos)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -320,7 +319,7 @@ def _write_VotersRecord_Voter_v0(o: _VotersRecord_Voter, out: bytearray) -> None
         out.append(0)
 
 
-def _read_VotersRecord_v0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]:
+def _read_VotersRecord_v0(buf: Buffer, pos: int) -> tuple[VotersRecord, int]:
     o = new_instance(VotersRecord)
     try:
         (o.version,) = _ST_int16.unpack_from(buf, pos)
@@ -342,9 +341,10 @@ def _read_VotersRecord_v0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]
         raise bad_count("voters", pos, count1, len(buf) - pos)
     else:
         f_voters = []
+        append3 = f_voters.append
         for _ in range(count1):
             item2, pos = _read_VotersRecord_Voter_v0(buf, pos)
-            f_voters.append(item2)
+            append3(item2)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

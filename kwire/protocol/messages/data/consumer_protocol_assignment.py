@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -45,7 +46,7 @@ _ST_int32 = Struct(">i")
 
 
 def _read_ConsumerProtocolAssignment_TopicPartition_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerProtocolAssignment_TopicPartition, int]:
     o = new_instance(_ConsumerProtocolAssignment_TopicPartition)
     try:
@@ -108,7 +109,7 @@ def _write_ConsumerProtocolAssignment_TopicPartition_v0(
 
 
 def _read_ConsumerProtocolAssignment_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerProtocolAssignment, int]:
     o = new_instance(ConsumerProtocolAssignment)
     try:
@@ -123,23 +124,24 @@ def _read_ConsumerProtocolAssignment_v0(
         raise bad_count("assigned_partitions", pos, count1, len(buf) - pos)
     else:
         f_assigned_partitions = []
+        append3 = f_assigned_partitions.append
         for _ in range(count1):
             item2, pos = _read_ConsumerProtocolAssignment_TopicPartition_v0(buf, pos)
-            f_assigned_partitions.append(item2)
+            append3(item2)
     try:
-        (n3,) = _ST_int32.unpack_from(buf, pos)
+        (n4,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise too_short("user_data", pos, 4, len(buf) - pos) from None
     pos += 4
     f_user_data: bytes | memoryview | None
-    if n3 < 0:
+    if n4 < 0:
         f_user_data = None
     else:
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("user_data", pos, n3, len(buf) - pos)
-        f_user_data = buf[pos:end4]
-        pos = end4
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("user_data", pos, n4, len(buf) - pos)
+        f_user_data = memoryview(buf)[pos:end5]
+        pos = end5
     o.assigned_partitions = f_assigned_partitions
     o.user_data = f_user_data
     return o, pos

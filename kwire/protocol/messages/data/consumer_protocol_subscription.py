@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -45,7 +46,7 @@ _ST_int32 = Struct(">i")
 
 
 def _read_ConsumerProtocolSubscription_TopicPartition_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ConsumerProtocolSubscription_TopicPartition, int]:
     o = new_instance(_ConsumerProtocolSubscription_TopicPartition)
     try:
@@ -108,7 +109,7 @@ def _write_ConsumerProtocolSubscription_TopicPartition_v1(
 
 
 def _read_ConsumerProtocolSubscription_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
     o = new_instance(ConsumerProtocolSubscription)
     try:
@@ -156,7 +157,7 @@ def _read_ConsumerProtocolSubscription_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("user_data", pos, n5, len(buf) - pos)
-        f_user_data = buf[pos:end6]
+        f_user_data = memoryview(buf)[pos:end6]
         pos = end6
     o.topics = f_topics
     o.user_data = f_user_data
@@ -167,7 +168,7 @@ def _read_ConsumerProtocolSubscription_v0(
 
 
 def _read_ConsumerProtocolSubscription_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
     o = new_instance(ConsumerProtocolSubscription)
     try:
@@ -215,7 +216,7 @@ def _read_ConsumerProtocolSubscription_v1(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("user_data", pos, n5, len(buf) - pos)
-        f_user_data = buf[pos:end6]
+        f_user_data = memoryview(buf)[pos:end6]
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -229,9 +230,10 @@ def _read_ConsumerProtocolSubscription_v1(
         raise bad_count("owned_partitions", pos, count7, len(buf) - pos)
     else:
         f_owned_partitions = []
+        append9 = f_owned_partitions.append
         for _ in range(count7):
             item8, pos = _read_ConsumerProtocolSubscription_TopicPartition_v1(buf, pos)
-            f_owned_partitions.append(item8)
+            append9(item8)
     o.topics = f_topics
     o.user_data = f_user_data
     o.owned_partitions = f_owned_partitions
@@ -241,7 +243,7 @@ def _read_ConsumerProtocolSubscription_v1(
 
 
 def _read_ConsumerProtocolSubscription_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
     o = new_instance(ConsumerProtocolSubscription)
     try:
@@ -289,7 +291,7 @@ def _read_ConsumerProtocolSubscription_v2(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("user_data", pos, n5, len(buf) - pos)
-        f_user_data = buf[pos:end6]
+        f_user_data = memoryview(buf)[pos:end6]
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -303,9 +305,10 @@ def _read_ConsumerProtocolSubscription_v2(
         raise bad_count("owned_partitions", pos, count7, len(buf) - pos)
     else:
         f_owned_partitions = []
+        append9 = f_owned_partitions.append
         for _ in range(count7):
             item8, pos = _read_ConsumerProtocolSubscription_TopicPartition_v1(buf, pos)
-            f_owned_partitions.append(item8)
+            append9(item8)
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
@@ -319,7 +322,7 @@ def _read_ConsumerProtocolSubscription_v2(
 
 
 def _read_ConsumerProtocolSubscription_v3(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[ConsumerProtocolSubscription, int]:
     o = new_instance(ConsumerProtocolSubscription)
     try:
@@ -367,7 +370,7 @@ def _read_ConsumerProtocolSubscription_v3(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("user_data", pos, n5, len(buf) - pos)
-        f_user_data = buf[pos:end6]
+        f_user_data = memoryview(buf)[pos:end6]
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -381,33 +384,34 @@ def _read_ConsumerProtocolSubscription_v3(
         raise bad_count("owned_partitions", pos, count7, len(buf) - pos)
     else:
         f_owned_partitions = []
+        append9 = f_owned_partitions.append
         for _ in range(count7):
             item8, pos = _read_ConsumerProtocolSubscription_TopicPartition_v1(buf, pos)
-            f_owned_partitions.append(item8)
+            append9(item8)
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short((("generation_id", 4),), pos, len(buf) - pos) from None
     pos += 4
     try:
-        (n9,) = _ST_int16.unpack_from(buf, pos)
+        (n10,) = _ST_int16.unpack_from(buf, pos)
     except struct_error:
         raise too_short("rack_id", pos, 2, len(buf) - pos) from None
     pos += 2
     f_rack_id: str | None
-    if n9 < 0:
+    if n10 < 0:
         f_rack_id = None
     else:
-        if n9 > 0x7FFF:
-            raise bad_string_length("rack_id", pos, n9)
-        end10 = pos + n9
-        if end10 > len(buf):
-            raise too_short("rack_id", pos, n9, len(buf) - pos)
+        if n10 > 0x7FFF:
+            raise bad_string_length("rack_id", pos, n10)
+        end11 = pos + n10
+        if end11 > len(buf):
+            raise too_short("rack_id", pos, n10, len(buf) - pos)
         try:
-            f_rack_id = str(buf[pos:end10], "utf-8")
+            f_rack_id = str(buf[pos:end11], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack_id", pos) from None
-        pos = end10
+        pos = end11
     o.topics = f_topics
     o.user_data = f_user_data
     o.owned_partitions = f_owned_partitions

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,9 +40,10 @@ from kwire.protocol._codec import (
 __all__ = ["DefaultPrincipalData"]
 
 _ST_bool = Struct(">?")
+_ST_bool_tag_count = Struct(">?B")
 
 
-def _read_DefaultPrincipalData_v0(buf: memoryview, pos: int) -> tuple[DefaultPrincipalData, int]:
+def _read_DefaultPrincipalData_v0(buf: Buffer, pos: int) -> tuple[DefaultPrincipalData, int]:
     o = new_instance(DefaultPrincipalData)
     try:
         n1 = buf[pos]
@@ -88,16 +90,13 @@ def _read_DefaultPrincipalData_v0(buf: memoryview, pos: int) -> tuple[DefaultPri
             raise bad_utf8("name", pos) from None
         pos = end4
     try:
-        (o.token_authenticated,) = _ST_bool.unpack_from(buf, pos)
+        o.token_authenticated, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("token_authenticated", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("token_authenticated", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

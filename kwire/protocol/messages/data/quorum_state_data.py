@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,22 +42,20 @@ __all__ = ["QuorumStateData"]
 _ST_int32 = Struct(">i")
 _ST_int32_int32_int32 = Struct(">iii")
 _ST_int32_int32_int32_uuid = Struct(">iii16s")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int64 = Struct(">q")
 
 
-def _read_QuorumStateData_Voter_v0(buf: memoryview, pos: int) -> tuple[_QuorumStateData_Voter, int]:
+def _read_QuorumStateData_Voter_v0(buf: Buffer, pos: int) -> tuple[_QuorumStateData_Voter, int]:
     o = new_instance(_QuorumStateData_Voter)
     try:
-        (o.voter_id,) = _ST_int32.unpack_from(buf, pos)
+        o.voter_id, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("Voter.voter_id", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("Voter.voter_id", 4), ("Voter.(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("Voter.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "Voter.(tagged fields)")
     if tag_count:
@@ -94,7 +93,7 @@ def _write_QuorumStateData_Voter_v0(o: _QuorumStateData_Voter, out: bytearray) -
         out.append(0)
 
 
-def _read_QuorumStateData_v0(buf: memoryview, pos: int) -> tuple[QuorumStateData, int]:
+def _read_QuorumStateData_v0(buf: Buffer, pos: int) -> tuple[QuorumStateData, int]:
     o = new_instance(QuorumStateData)
     try:
         n1 = buf[pos]
@@ -145,9 +144,10 @@ def _read_QuorumStateData_v0(buf: memoryview, pos: int) -> tuple[QuorumStateData
         raise bad_count("current_voters", pos, count3, len(buf) - pos)
     else:
         f_current_voters = []
+        append5 = f_current_voters.append
         for _ in range(count3):
             item4, pos = _read_QuorumStateData_Voter_v0(buf, pos)
-            f_current_voters.append(item4)
+            append5(item4)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]
@@ -186,7 +186,7 @@ def _read_QuorumStateData_v0(buf: memoryview, pos: int) -> tuple[QuorumStateData
     return o, pos
 
 
-def _read_QuorumStateData_v1(buf: memoryview, pos: int) -> tuple[QuorumStateData, int]:
+def _read_QuorumStateData_v1(buf: Buffer, pos: int) -> tuple[QuorumStateData, int]:
     o = new_instance(QuorumStateData)
     try:
         o.leader_id, o.leader_epoch, o.voted_id, f_voted_directory_id = (

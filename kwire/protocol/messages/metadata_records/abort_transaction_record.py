@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,9 +40,7 @@ from kwire.protocol._codec import (
 __all__ = ["AbortTransactionRecord"]
 
 
-def _read_AbortTransactionRecord_v0(
-    buf: memoryview, pos: int
-) -> tuple[AbortTransactionRecord, int]:
+def _read_AbortTransactionRecord_v0(buf: Buffer, pos: int) -> tuple[AbortTransactionRecord, int]:
     o = new_instance(AbortTransactionRecord)
     f_reason: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()

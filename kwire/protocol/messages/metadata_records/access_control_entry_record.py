@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,11 +41,12 @@ __all__ = ["AccessControlEntryRecord"]
 
 _ST_int8 = Struct(">b")
 _ST_int8_int8 = Struct(">bb")
+_ST_int8_int8_tag_count = Struct(">bbB")
 _ST_uuid_int8 = Struct(">16sb")
 
 
 def _read_AccessControlEntryRecord_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[AccessControlEntryRecord, int]:
     o = new_instance(AccessControlEntryRecord)
     try:
@@ -124,18 +126,13 @@ def _read_AccessControlEntryRecord_v0(
             raise bad_utf8("host", pos) from None
         pos = end6
     try:
-        o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
+        o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("operation", 1), ("permission_type", 1)), pos, len(buf) - pos
+            (("operation", 1), ("permission_type", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
         ) from None
-    pos += 2
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

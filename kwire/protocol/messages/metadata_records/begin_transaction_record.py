@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,9 +40,7 @@ from kwire.protocol._codec import (
 __all__ = ["BeginTransactionRecord"]
 
 
-def _read_BeginTransactionRecord_v0(
-    buf: memoryview, pos: int
-) -> tuple[BeginTransactionRecord, int]:
+def _read_BeginTransactionRecord_v0(buf: Buffer, pos: int) -> tuple[BeginTransactionRecord, int]:
     o = new_instance(BeginTransactionRecord)
     f_name: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()

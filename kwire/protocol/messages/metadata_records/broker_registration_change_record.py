@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -44,7 +45,7 @@ _ST_int8 = Struct(">b")
 
 
 def _read_BrokerRegistrationChangeRecord_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationChangeRecord, int]:
     o = new_instance(BrokerRegistrationChangeRecord)
     try:
@@ -102,7 +103,7 @@ def _read_BrokerRegistrationChangeRecord_v0(
 
 
 def _read_BrokerRegistrationChangeRecord_v1(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationChangeRecord, int]:
     o = new_instance(BrokerRegistrationChangeRecord)
     try:
@@ -170,7 +171,7 @@ def _read_BrokerRegistrationChangeRecord_v1(
 
 
 def _read_BrokerRegistrationChangeRecord_v2(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[BrokerRegistrationChangeRecord, int]:
     o = new_instance(BrokerRegistrationChangeRecord)
     try:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,10 +40,11 @@ from kwire.protocol._codec import (
 __all__ = ["ClientQuotaRecord"]
 
 _ST_float64_bool = Struct(">d?")
+_ST_float64_bool_tag_count = Struct(">d?B")
 
 
 def _read_ClientQuotaRecord_EntityData_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_ClientQuotaRecord_EntityData, int]:
     o = new_instance(_ClientQuotaRecord_EntityData)
     try:
@@ -161,7 +163,7 @@ def _write_ClientQuotaRecord_EntityData_v0(
         out.append(0)
 
 
-def _read_ClientQuotaRecord_v0(buf: memoryview, pos: int) -> tuple[ClientQuotaRecord, int]:
+def _read_ClientQuotaRecord_v0(buf: Buffer, pos: int) -> tuple[ClientQuotaRecord, int]:
     o = new_instance(ClientQuotaRecord)
     try:
         count1 = buf[pos]
@@ -178,42 +180,40 @@ def _read_ClientQuotaRecord_v0(buf: memoryview, pos: int) -> tuple[ClientQuotaRe
         raise bad_count("entity", pos, count1, len(buf) - pos)
     else:
         f_entity = []
+        append3 = f_entity.append
         for _ in range(count1):
             item2, pos = _read_ClientQuotaRecord_EntityData_v0(buf, pos)
-            f_entity.append(item2)
+            append3(item2)
     try:
-        n3 = buf[pos]
+        n4 = buf[pos]
     except IndexError:
         raise eof("key", pos) from None
     pos += 1
-    if n3 > 0x7F:
-        n3, pos = read_uvarint_tail(buf, pos, n3, "key")
-    n3 -= 1
+    if n4 > 0x7F:
+        n4, pos = read_uvarint_tail(buf, pos, n4, "key")
+    n4 -= 1
     f_key: str
-    if n3 < 0:
+    if n4 < 0:
         raise null_value("key", pos)
     else:
-        if n3 > 0x7FFF:
-            raise bad_string_length("key", pos, n3)
-        end4 = pos + n3
-        if end4 > len(buf):
-            raise too_short("key", pos, n3, len(buf) - pos)
+        if n4 > 0x7FFF:
+            raise bad_string_length("key", pos, n4)
+        end5 = pos + n4
+        if end5 > len(buf):
+            raise too_short("key", pos, n4, len(buf) - pos)
         try:
-            f_key = str(buf[pos:end4], "utf-8")
+            f_key = str(buf[pos:end5], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("key", pos) from None
-        pos = end4
+        pos = end5
     try:
-        o.value, o.remove = _ST_float64_bool.unpack_from(buf, pos)
+        o.value, o.remove, tag_count = _ST_float64_bool_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("value", 8), ("remove", 1)), pos, len(buf) - pos) from None
-    pos += 9
+        raise run_too_short(
+            (("value", 8), ("remove", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 10
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,7 +42,7 @@ __all__ = ["ConfigRecord"]
 _ST_int8 = Struct(">b")
 
 
-def _read_ConfigRecord_v0(buf: memoryview, pos: int) -> tuple[ConfigRecord, int]:
+def _read_ConfigRecord_v0(buf: Buffer, pos: int) -> tuple[ConfigRecord, int]:
     o = new_instance(ConfigRecord)
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -41,7 +42,7 @@ __all__ = ["DelegationTokenRecord"]
 _ST_int64_int64_int64 = Struct(">qqq")
 
 
-def _read_DelegationTokenRecord_v0(buf: memoryview, pos: int) -> tuple[DelegationTokenRecord, int]:
+def _read_DelegationTokenRecord_v0(buf: Buffer, pos: int) -> tuple[DelegationTokenRecord, int]:
     o = new_instance(DelegationTokenRecord)
     try:
         n1 = buf[pos]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,9 +40,10 @@ from kwire.protocol._codec import (
 __all__ = ["FeatureLevelRecord"]
 
 _ST_int16 = Struct(">h")
+_ST_int16_tag_count = Struct(">hB")
 
 
-def _read_FeatureLevelRecord_v0(buf: memoryview, pos: int) -> tuple[FeatureLevelRecord, int]:
+def _read_FeatureLevelRecord_v0(buf: Buffer, pos: int) -> tuple[FeatureLevelRecord, int]:
     o = new_instance(FeatureLevelRecord)
     try:
         n1 = buf[pos]
@@ -66,16 +68,13 @@ def _read_FeatureLevelRecord_v0(buf: memoryview, pos: int) -> tuple[FeatureLevel
             raise bad_utf8("name", pos) from None
         pos = end2
     try:
-        (o.feature_level,) = _ST_int16.unpack_from(buf, pos)
+        o.feature_level, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("feature_level", 2),), pos, len(buf) - pos) from None
-    pos += 2
+        raise run_too_short(
+            (("feature_level", 2), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 3
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

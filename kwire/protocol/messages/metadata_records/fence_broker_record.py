@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,21 +41,19 @@ from kwire.protocol.entities import BrokerId
 __all__ = ["FenceBrokerRecord"]
 
 _ST_int32_int64 = Struct(">iq")
+_ST_int32_int64_tag_count = Struct(">iqB")
 
 
-def _read_FenceBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[FenceBrokerRecord, int]:
+def _read_FenceBrokerRecord_v0(buf: Buffer, pos: int) -> tuple[FenceBrokerRecord, int]:
     o = new_instance(FenceBrokerRecord)
     try:
-        o.id, o.epoch = _ST_int32_int64.unpack_from(buf, pos)
+        o.id, o.epoch, tag_count = _ST_int32_int64_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("id", 4), ("epoch", 8)), pos, len(buf) - pos) from None
-    pos += 12
+        raise run_too_short(
+            (("id", 4), ("epoch", 8), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 13
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

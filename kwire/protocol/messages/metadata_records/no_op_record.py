@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,7 +40,7 @@ from kwire.protocol._codec import (
 __all__ = ["NoOpRecord"]
 
 
-def _read_NoOpRecord_v0(buf: memoryview, pos: int) -> tuple[NoOpRecord, int]:
+def _read_NoOpRecord_v0(buf: Buffer, pos: int) -> tuple[NoOpRecord, int]:
     o = new_instance(NoOpRecord)
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -45,7 +46,7 @@ _ST_int32_uuid = Struct(">i16s")
 _ST_int8 = Struct(">b")
 
 
-def _read_PartitionChangeRecord_v0(buf: memoryview, pos: int) -> tuple[PartitionChangeRecord, int]:
+def _read_PartitionChangeRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionChangeRecord, int]:
     o = new_instance(PartitionChangeRecord)
     try:
         o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
@@ -210,7 +211,7 @@ def _read_PartitionChangeRecord_v0(buf: memoryview, pos: int) -> tuple[Partition
     return o, pos
 
 
-def _read_PartitionChangeRecord_v1(buf: memoryview, pos: int) -> tuple[PartitionChangeRecord, int]:
+def _read_PartitionChangeRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionChangeRecord, int]:
     o = new_instance(PartitionChangeRecord)
     try:
         o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
@@ -401,7 +402,7 @@ def _read_PartitionChangeRecord_v1(buf: memoryview, pos: int) -> tuple[Partition
     return o, pos
 
 
-def _read_PartitionChangeRecord_v2(buf: memoryview, pos: int) -> tuple[PartitionChangeRecord, int]:
+def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChangeRecord, int]:
     o = new_instance(PartitionChangeRecord)
     try:
         o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)

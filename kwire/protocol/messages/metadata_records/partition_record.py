@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     INT32_ARRAY,
     Message,
@@ -46,7 +47,7 @@ _ST_int32_uuid = Struct(">i16s")
 _ST_int8 = Struct(">b")
 
 
-def _read_PartitionRecord_v0(buf: memoryview, pos: int) -> tuple[PartitionRecord, int]:
+def _read_PartitionRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionRecord, int]:
     o = new_instance(PartitionRecord)
     try:
         o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
@@ -192,7 +193,7 @@ def _read_PartitionRecord_v0(buf: memoryview, pos: int) -> tuple[PartitionRecord
     return o, pos
 
 
-def _read_PartitionRecord_v1(buf: memoryview, pos: int) -> tuple[PartitionRecord, int]:
+def _read_PartitionRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionRecord, int]:
     o = new_instance(PartitionRecord)
     try:
         o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)
@@ -357,7 +358,7 @@ def _read_PartitionRecord_v1(buf: memoryview, pos: int) -> tuple[PartitionRecord
     return o, pos
 
 
-def _read_PartitionRecord_v2(buf: memoryview, pos: int) -> tuple[PartitionRecord, int]:
+def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, int]:
     o = new_instance(PartitionRecord)
     try:
         o.partition_id, f_topic_id = _ST_int32_uuid.unpack_from(buf, pos)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,25 +41,28 @@ from kwire.protocol.entities import BrokerId
 __all__ = ["ProducerIdsRecord"]
 
 _ST_int32_int64_int64 = Struct(">iqq")
+_ST_int32_int64_int64_tag_count = Struct(">iqqB")
 
 
-def _read_ProducerIdsRecord_v0(buf: memoryview, pos: int) -> tuple[ProducerIdsRecord, int]:
+def _read_ProducerIdsRecord_v0(buf: Buffer, pos: int) -> tuple[ProducerIdsRecord, int]:
     o = new_instance(ProducerIdsRecord)
     try:
-        o.broker_id, o.broker_epoch, o.next_producer_id = _ST_int32_int64_int64.unpack_from(
-            buf, pos
+        o.broker_id, o.broker_epoch, o.next_producer_id, tag_count = (
+            _ST_int32_int64_int64_tag_count.unpack_from(buf, pos)
         )
     except struct_error:
         raise run_too_short(
-            (("broker_id", 4), ("broker_epoch", 8), ("next_producer_id", 8)), pos, len(buf) - pos
+            (
+                ("broker_id", 4),
+                ("broker_epoch", 8),
+                ("next_producer_id", 8),
+                ("(tagged fields)", 1),
+            ),
+            pos,
+            len(buf) - pos,
         ) from None
-    pos += 20
+    pos += 21
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -42,14 +43,16 @@ __all__ = ["RegisterBrokerRecord"]
 _ST_bool = Struct(">?")
 _ST_bool_bool = Struct(">??")
 _ST_int16_int16 = Struct(">hh")
+_ST_int16_int16_tag_count = Struct(">hhB")
 _ST_int32 = Struct(">i")
 _ST_int32_bool_uuid_int64 = Struct(">i?16sq")
 _ST_uint16_int16 = Struct(">Hh")
+_ST_uint16_int16_tag_count = Struct(">HhB")
 _ST_uuid_int64 = Struct(">16sq")
 
 
 def _read_RegisterBrokerRecord_BrokerEndpoint_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_RegisterBrokerRecord_BrokerEndpoint, int]:
     o = new_instance(_RegisterBrokerRecord_BrokerEndpoint)
     try:
@@ -97,20 +100,19 @@ def _read_RegisterBrokerRecord_BrokerEndpoint_v0(
             raise bad_utf8("BrokerEndpoint.host", pos) from None
         pos = end4
     try:
-        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("BrokerEndpoint.port", 2), ("BrokerEndpoint.security_protocol", 2)),
+            (
+                ("BrokerEndpoint.port", 2),
+                ("BrokerEndpoint.security_protocol", 2),
+                ("BrokerEndpoint.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("BrokerEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "BrokerEndpoint.(tagged fields)")
     if tag_count:
@@ -179,7 +181,7 @@ def _write_RegisterBrokerRecord_BrokerEndpoint_v0(
 
 
 def _read_RegisterBrokerRecord_BrokerFeature_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_RegisterBrokerRecord_BrokerFeature, int]:
     o = new_instance(_RegisterBrokerRecord_BrokerFeature)
     try:
@@ -205,23 +207,21 @@ def _read_RegisterBrokerRecord_BrokerFeature_v0(
             raise bad_utf8("BrokerFeature.name", pos) from None
         pos = end2
     try:
-        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version, tag_count = (
+            _ST_int16_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("BrokerFeature.min_supported_version", 2),
                 ("BrokerFeature.max_supported_version", 2),
+                ("BrokerFeature.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("BrokerFeature.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "BrokerFeature.(tagged fields)")
     if tag_count:
@@ -275,7 +275,7 @@ def _write_RegisterBrokerRecord_BrokerFeature_v0(
         out.append(0)
 
 
-def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+def _read_RegisterBrokerRecord_v0(buf: Buffer, pos: int) -> tuple[RegisterBrokerRecord, int]:
     o = new_instance(RegisterBrokerRecord)
     try:
         (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
@@ -304,49 +304,51 @@ def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBr
         raise bad_count("end_points", pos, count1, len(buf) - pos)
     else:
         f_end_points = []
+        append3 = f_end_points.append
         for _ in range(count1):
             item2, pos = _read_RegisterBrokerRecord_BrokerEndpoint_v0(buf, pos)
-            f_end_points.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "features")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "features")
+    count4 -= 1
     f_features: list[RegisterBrokerRecord.BrokerFeature]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("features", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("features", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("features", pos, count4, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count3):
-            item4, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
-            f_features.append(item4)
+        append6 = f_features.append
+        for _ in range(count4):
+            item5, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
+    n7 -= 1
     f_rack: str | None
-    if n5 < 0:
+    if n7 < 0:
         f_rack = None
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack", pos, n7, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end6], "utf-8")
+            f_rack = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end6
+        pos = end8
     try:
         (o.fenced,) = _ST_bool.unpack_from(buf, pos)
     except struct_error:
@@ -394,7 +396,7 @@ def _read_RegisterBrokerRecord_v0(buf: memoryview, pos: int) -> tuple[RegisterBr
     return o, pos
 
 
-def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+def _read_RegisterBrokerRecord_v1(buf: Buffer, pos: int) -> tuple[RegisterBrokerRecord, int]:
     o = new_instance(RegisterBrokerRecord)
     try:
         (o.broker_id,) = _ST_int32.unpack_from(buf, pos)
@@ -423,49 +425,51 @@ def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBr
         raise bad_count("end_points", pos, count1, len(buf) - pos)
     else:
         f_end_points = []
+        append3 = f_end_points.append
         for _ in range(count1):
             item2, pos = _read_RegisterBrokerRecord_BrokerEndpoint_v0(buf, pos)
-            f_end_points.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "features")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "features")
+    count4 -= 1
     f_features: list[RegisterBrokerRecord.BrokerFeature]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("features", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("features", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("features", pos, count4, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count3):
-            item4, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
-            f_features.append(item4)
+        append6 = f_features.append
+        for _ in range(count4):
+            item5, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
+    n7 -= 1
     f_rack: str | None
-    if n5 < 0:
+    if n7 < 0:
         f_rack = None
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack", pos, n7, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end6], "utf-8")
+            f_rack = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end6
+        pos = end8
     try:
         o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
@@ -514,7 +518,7 @@ def _read_RegisterBrokerRecord_v1(buf: memoryview, pos: int) -> tuple[RegisterBr
     return o, pos
 
 
-def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+def _read_RegisterBrokerRecord_v2(buf: Buffer, pos: int) -> tuple[RegisterBrokerRecord, int]:
     o = new_instance(RegisterBrokerRecord)
     try:
         o.broker_id, o.is_migrating_zk_broker, f_incarnation_id, o.broker_epoch = (
@@ -547,49 +551,51 @@ def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBr
         raise bad_count("end_points", pos, count1, len(buf) - pos)
     else:
         f_end_points = []
+        append3 = f_end_points.append
         for _ in range(count1):
             item2, pos = _read_RegisterBrokerRecord_BrokerEndpoint_v0(buf, pos)
-            f_end_points.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "features")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "features")
+    count4 -= 1
     f_features: list[RegisterBrokerRecord.BrokerFeature]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("features", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("features", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("features", pos, count4, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count3):
-            item4, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
-            f_features.append(item4)
+        append6 = f_features.append
+        for _ in range(count4):
+            item5, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
+    n7 -= 1
     f_rack: str | None
-    if n5 < 0:
+    if n7 < 0:
         f_rack = None
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack", pos, n7, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end6], "utf-8")
+            f_rack = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end6
+        pos = end8
     try:
         o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
@@ -637,7 +643,7 @@ def _read_RegisterBrokerRecord_v2(buf: memoryview, pos: int) -> tuple[RegisterBr
     return o, pos
 
 
-def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBrokerRecord, int]:
+def _read_RegisterBrokerRecord_v3(buf: Buffer, pos: int) -> tuple[RegisterBrokerRecord, int]:
     o = new_instance(RegisterBrokerRecord)
     try:
         o.broker_id, o.is_migrating_zk_broker, f_incarnation_id, o.broker_epoch = (
@@ -670,49 +676,51 @@ def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBr
         raise bad_count("end_points", pos, count1, len(buf) - pos)
     else:
         f_end_points = []
+        append3 = f_end_points.append
         for _ in range(count1):
             item2, pos = _read_RegisterBrokerRecord_BrokerEndpoint_v0(buf, pos)
-            f_end_points.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "features")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "features")
+    count4 -= 1
     f_features: list[RegisterBrokerRecord.BrokerFeature]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("features", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("features", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("features", pos, count4, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count3):
-            item4, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
-            f_features.append(item4)
+        append6 = f_features.append
+        for _ in range(count4):
+            item5, pos = _read_RegisterBrokerRecord_BrokerFeature_v0(buf, pos)
+            append6(item5)
     try:
-        n5 = buf[pos]
+        n7 = buf[pos]
     except IndexError:
         raise eof("rack", pos) from None
     pos += 1
-    if n5 > 0x7F:
-        n5, pos = read_uvarint_tail(buf, pos, n5, "rack")
-    n5 -= 1
+    if n7 > 0x7F:
+        n7, pos = read_uvarint_tail(buf, pos, n7, "rack")
+    n7 -= 1
     f_rack: str | None
-    if n5 < 0:
+    if n7 < 0:
         f_rack = None
     else:
-        if n5 > 0x7FFF:
-            raise bad_string_length("rack", pos, n5)
-        end6 = pos + n5
-        if end6 > len(buf):
-            raise too_short("rack", pos, n5, len(buf) - pos)
+        if n7 > 0x7FFF:
+            raise bad_string_length("rack", pos, n7)
+        end8 = pos + n7
+        if end8 > len(buf):
+            raise too_short("rack", pos, n7, len(buf) - pos)
         try:
-            f_rack = str(buf[pos:end6], "utf-8")
+            f_rack = str(buf[pos:end8], "utf-8")
         except UnicodeDecodeError:
             raise bad_utf8("rack", pos) from None
-        pos = end6
+        pos = end8
     try:
         o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
     except struct_error:
@@ -751,25 +759,27 @@ def _read_RegisterBrokerRecord_v3(buf: memoryview, pos: int) -> tuple[RegisterBr
                 raise too_short("(tagged fields)", pos, size, len(buf) - pos)
             if tag == 0:
                 try:
-                    count8 = buf[pos]
+                    count10 = buf[pos]
                 except IndexError:
                     raise eof("log_dirs", pos) from None
                 pos += 1
-                if count8 > 0x7F:
-                    count8, pos = read_uvarint_tail(buf, pos, count8, "log_dirs")
-                count8 -= 1
-                value7: list[UUID]
-                if count8 < 0:
+                if count10 > 0x7F:
+                    count10, pos = read_uvarint_tail(buf, pos, count10, "log_dirs")
+                count10 -= 1
+                value9: list[UUID]
+                if count10 < 0:
                     raise null_value("log_dirs", pos)
-                elif count8 > len(buf) - pos:
-                    raise bad_count("log_dirs", pos, count8, len(buf) - pos)
+                elif count10 > len(buf) - pos:
+                    raise bad_count("log_dirs", pos, count10, len(buf) - pos)
                 else:
-                    end9 = pos + 16 * count8
-                    if end9 > len(buf):
-                        raise too_short("log_dirs", pos, 16 * count8, len(buf) - pos)
-                    value7 = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end9, 16)]
-                    pos = end9
-                f_log_dirs = value7
+                    end11 = pos + 16 * count10
+                    if end11 > len(buf):
+                        raise too_short("log_dirs", pos, 16 * count10, len(buf) - pos)
+                    value9 = [
+                        uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end11, 16)
+                    ]
+                    pos = end11
+                f_log_dirs = value9
                 if pos != tag_end:
                     raise bad_tagged_size("log_dirs", pos, size, pos - tag_end + size)
             else:

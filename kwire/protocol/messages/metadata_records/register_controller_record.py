@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,12 +40,14 @@ from kwire.protocol._codec import (
 __all__ = ["RegisterControllerRecord"]
 
 _ST_int16_int16 = Struct(">hh")
+_ST_int16_int16_tag_count = Struct(">hhB")
 _ST_int32_uuid_bool = Struct(">i16s?")
 _ST_uint16_int16 = Struct(">Hh")
+_ST_uint16_int16_tag_count = Struct(">HhB")
 
 
 def _read_RegisterControllerRecord_ControllerEndpoint_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_RegisterControllerRecord_ControllerEndpoint, int]:
     o = new_instance(_RegisterControllerRecord_ControllerEndpoint)
     try:
@@ -92,20 +95,19 @@ def _read_RegisterControllerRecord_ControllerEndpoint_v0(
             raise bad_utf8("ControllerEndpoint.host", pos) from None
         pos = end4
     try:
-        o.port, o.security_protocol = _ST_uint16_int16.unpack_from(buf, pos)
+        o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
     except struct_error:
         raise run_too_short(
-            (("ControllerEndpoint.port", 2), ("ControllerEndpoint.security_protocol", 2)),
+            (
+                ("ControllerEndpoint.port", 2),
+                ("ControllerEndpoint.security_protocol", 2),
+                ("ControllerEndpoint.(tagged fields)", 1),
+            ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ControllerEndpoint.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(
             buf, pos, tag_count, "ControllerEndpoint.(tagged fields)"
@@ -176,7 +178,7 @@ def _write_RegisterControllerRecord_ControllerEndpoint_v0(
 
 
 def _read_RegisterControllerRecord_ControllerFeature_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[_RegisterControllerRecord_ControllerFeature, int]:
     o = new_instance(_RegisterControllerRecord_ControllerFeature)
     try:
@@ -202,23 +204,21 @@ def _read_RegisterControllerRecord_ControllerFeature_v0(
             raise bad_utf8("ControllerFeature.name", pos) from None
         pos = end2
     try:
-        o.min_supported_version, o.max_supported_version = _ST_int16_int16.unpack_from(buf, pos)
+        o.min_supported_version, o.max_supported_version, tag_count = (
+            _ST_int16_int16_tag_count.unpack_from(buf, pos)
+        )
     except struct_error:
         raise run_too_short(
             (
                 ("ControllerFeature.min_supported_version", 2),
                 ("ControllerFeature.max_supported_version", 2),
+                ("ControllerFeature.(tagged fields)", 1),
             ),
             pos,
             len(buf) - pos,
         ) from None
-    pos += 4
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("ControllerFeature.(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "ControllerFeature.(tagged fields)")
     if tag_count:
@@ -273,7 +273,7 @@ def _write_RegisterControllerRecord_ControllerFeature_v0(
 
 
 def _read_RegisterControllerRecord_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[RegisterControllerRecord, int]:
     o = new_instance(RegisterControllerRecord)
     try:
@@ -302,27 +302,29 @@ def _read_RegisterControllerRecord_v0(
         raise bad_count("end_points", pos, count1, len(buf) - pos)
     else:
         f_end_points = []
+        append3 = f_end_points.append
         for _ in range(count1):
             item2, pos = _read_RegisterControllerRecord_ControllerEndpoint_v0(buf, pos)
-            f_end_points.append(item2)
+            append3(item2)
     try:
-        count3 = buf[pos]
+        count4 = buf[pos]
     except IndexError:
         raise eof("features", pos) from None
     pos += 1
-    if count3 > 0x7F:
-        count3, pos = read_uvarint_tail(buf, pos, count3, "features")
-    count3 -= 1
+    if count4 > 0x7F:
+        count4, pos = read_uvarint_tail(buf, pos, count4, "features")
+    count4 -= 1
     f_features: list[RegisterControllerRecord.ControllerFeature]
-    if count3 < 0:
+    if count4 < 0:
         raise null_value("features", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("features", pos, count3, len(buf) - pos)
+    elif count4 > len(buf) - pos:
+        raise bad_count("features", pos, count4, len(buf) - pos)
     else:
         f_features = []
-        for _ in range(count3):
-            item4, pos = _read_RegisterControllerRecord_ControllerFeature_v0(buf, pos)
-            f_features.append(item4)
+        append6 = f_features.append
+        for _ in range(count4):
+            item5, pos = _read_RegisterControllerRecord_ControllerFeature_v0(buf, pos)
+            append6(item5)
     unknown: tuple[RawTaggedField, ...] = ()
     try:
         tag_count = buf[pos]

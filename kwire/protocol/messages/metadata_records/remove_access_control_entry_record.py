@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,23 +40,19 @@ from kwire.protocol._codec import (
 __all__ = ["RemoveAccessControlEntryRecord"]
 
 _ST_uuid = Struct(">16s")
+_ST_uuid_tag_count = Struct(">16sB")
 
 
 def _read_RemoveAccessControlEntryRecord_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[RemoveAccessControlEntryRecord, int]:
     o = new_instance(RemoveAccessControlEntryRecord)
     try:
-        (f_id,) = _ST_uuid.unpack_from(buf, pos)
+        f_id, tag_count = _ST_uuid_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("id", 16),), pos, len(buf) - pos) from None
-    pos += 16
+        raise run_too_short((("id", 16), ("(tagged fields)", 1)), pos, len(buf) - pos) from None
+    pos += 17
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -40,7 +41,7 @@ __all__ = ["RemoveDelegationTokenRecord"]
 
 
 def _read_RemoveDelegationTokenRecord_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[RemoveDelegationTokenRecord, int]:
     o = new_instance(RemoveDelegationTokenRecord)
     try:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,10 +40,11 @@ from kwire.protocol._codec import (
 __all__ = ["RemoveUserScramCredentialRecord"]
 
 _ST_int8 = Struct(">b")
+_ST_int8_tag_count = Struct(">bB")
 
 
 def _read_RemoveUserScramCredentialRecord_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[RemoveUserScramCredentialRecord, int]:
     o = new_instance(RemoveUserScramCredentialRecord)
     try:
@@ -68,16 +70,13 @@ def _read_RemoveUserScramCredentialRecord_v0(
             raise bad_utf8("name", pos) from None
         pos = end2
     try:
-        (o.mechanism,) = _ST_int8.unpack_from(buf, pos)
+        o.mechanism, tag_count = _ST_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("mechanism", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("mechanism", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

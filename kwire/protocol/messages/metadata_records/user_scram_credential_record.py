@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,11 +40,12 @@ from kwire.protocol._codec import (
 __all__ = ["UserScramCredentialRecord"]
 
 _ST_int32 = Struct(">i")
+_ST_int32_tag_count = Struct(">iB")
 _ST_int8 = Struct(">b")
 
 
 def _read_UserScramCredentialRecord_v0(
-    buf: memoryview, pos: int
+    buf: Buffer, pos: int
 ) -> tuple[UserScramCredentialRecord, int]:
     o = new_instance(UserScramCredentialRecord)
     try:
@@ -125,16 +127,13 @@ def _read_UserScramCredentialRecord_v0(
         f_server_key = bytes(buf[pos:end8])
         pos = end8
     try:
-        (o.iterations,) = _ST_int32.unpack_from(buf, pos)
+        o.iterations, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("iterations", 4),), pos, len(buf) - pos) from None
-    pos += 4
+        raise run_too_short(
+            (("iterations", 4), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 5
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kwire.protocol._codec import (
+    Buffer,
     FieldInfo,
     Message,
     RawTaggedField,
@@ -39,23 +40,19 @@ from kwire.protocol._codec import (
 __all__ = ["ZkMigrationStateRecord"]
 
 _ST_int8 = Struct(">b")
+_ST_int8_tag_count = Struct(">bB")
 
 
-def _read_ZkMigrationStateRecord_v0(
-    buf: memoryview, pos: int
-) -> tuple[ZkMigrationStateRecord, int]:
+def _read_ZkMigrationStateRecord_v0(buf: Buffer, pos: int) -> tuple[ZkMigrationStateRecord, int]:
     o = new_instance(ZkMigrationStateRecord)
     try:
-        (o.zk_migration_state,) = _ST_int8.unpack_from(buf, pos)
+        o.zk_migration_state, tag_count = _ST_int8_tag_count.unpack_from(buf, pos)
     except struct_error:
-        raise run_too_short((("zk_migration_state", 1),), pos, len(buf) - pos) from None
-    pos += 1
+        raise run_too_short(
+            (("zk_migration_state", 1), ("(tagged fields)", 1)), pos, len(buf) - pos
+        ) from None
+    pos += 2
     unknown: tuple[RawTaggedField, ...] = ()
-    try:
-        tag_count = buf[pos]
-    except IndexError:
-        raise eof("(tagged fields)", pos) from None
-    pos += 1
     if tag_count > 0x7F:
         tag_count, pos = read_uvarint_tail(buf, pos, tag_count, "(tagged fields)")
     if tag_count:
