@@ -196,7 +196,7 @@ TINY = {
     ],
 }
 
-TINY_READER_V0 = """def _read_TinyMessage_v0(buf: memoryview, pos: int) -> tuple[TinyMessage, int]:
+TINY_READER_V0 = """def _read_TinyMessage_v0(buf: Buffer, pos: int) -> tuple[TinyMessage, int]:
     o = new_instance(TinyMessage)
     try:
         (o.id,) = _ST_int32.unpack_from(buf, pos)
