@@ -39,7 +39,7 @@ ENDPOINT_TYPE_CONTROLLER = 2
 ANONYMOUS = "User:ANONYMOUS"
 
 
-def api_versions_response(error: ErrorCode, node: ControllerNode | None) -> ApiVersionsResponse:
+def api_versions_response(error: ErrorCode, node: ControllerNode) -> ApiVersionsResponse:
     response = ApiVersionsResponse(
         error_code=error,
         api_keys=[
@@ -55,15 +55,14 @@ def api_versions_response(error: ErrorCode, node: ControllerNode | None) -> ApiV
             for name, low, high in SUPPORTED_FEATURES
         ],
     )
-    if node is not None:
-        epoch, levels = node.controller.finalized_features(node.committed_offset)
-        response.finalized_features_epoch = epoch
-        response.finalized_features = [
-            ApiVersionsResponse.FinalizedFeatureKey(
-                name=name, max_version_level=level, min_version_level=level
-            )
-            for name, level in sorted(levels.items())
-        ]
+    epoch, levels = node.controller.finalized_features(node.committed_offset)
+    response.finalized_features_epoch = epoch
+    response.finalized_features = [
+        ApiVersionsResponse.FinalizedFeatureKey(
+            name=name, max_version_level=level, min_version_level=level
+        )
+        for name, level in sorted(levels.items())
+    ]
     return response
 
 

@@ -22,8 +22,9 @@ from kwire.protocol.framing import (
     peek_request,
     size_prefixed,
 )
+from kwire.protocol.messages.api_versions import ApiVersionsResponse
 from kwire.protocol.messages.index import APIS
-from kwire.server.dispatch import CONTROLLER_APIS, RequestHandler, api_versions_response
+from kwire.server.dispatch import CONTROLLER_APIS, RequestHandler
 from kwire.server.node import ControllerNode
 
 log = logging.getLogger("kwire.server")
@@ -46,8 +47,18 @@ async def answer(frame: bytes, handler: RequestHandler) -> bytes:
         header, body = decode_request(frame)
     except UnsupportedVersionError as exc:
         if preamble.api_key == API_VERSIONS:
-            # KIP-511: answer in v0 so that any client can read which versions we have.
-            fallback = api_versions_response(ErrorCode.UNSUPPORTED_VERSION, None)
+            # KIP-511: answer in v0, listing ApiVersions' own range, so that any client
+            # can read which version to retry with.
+            fallback = ApiVersionsResponse(
+                error_code=ErrorCode.UNSUPPORTED_VERSION,
+                api_keys=[
+                    ApiVersionsResponse.ApiVersion(
+                        api_key=API_VERSIONS,
+                        min_version=api.lowest_version,
+                        max_version=api.highest_version,
+                    )
+                ],
+            )
             return encode_response(API_VERSIONS, 0, preamble.correlation_id, fallback)
         raise CloseConnection(str(exc)) from None
     response = await handler.handle(header, body)
