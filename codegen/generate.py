@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from codegen.emit import ModuleCode, emit_message
+from codegen.emit_c import CModule, emit_c_message
 from codegen.plan import (
     CONTROL_RECORDS,
     ENTITY_ALIASES,
@@ -32,10 +33,12 @@ DEFAULT_OUTPUT = ROOT / "kwire" / "protocol" / "messages"
 MANIFEST = ROOT / "schemas" / "manifest.json"
 SCHEMA_FOLDERS = ("message", "metadata", "raft")
 KAFKA_RELEASE = "3.9.0"
+SPEEDUPS_SOURCE = "_speedups.c"  # the optional compiled readers, beside the Python ones
 
 _RUNTIME_NAMES = [
     "ZERO_UUID",
     "Buffer",
+    "accelerate",
     "FieldInfo",
     "Message",
     "RawTaggedField",
@@ -183,11 +186,15 @@ def _field_info(f: FieldPlan) -> str:
     )
 
 
-def render_module(specs: list[MessageSpec], schemas: Path, env: jinja2.Environment) -> str:
+def render_module(
+    specs: list[MessageSpec], schemas: Path, env: jinja2.Environment, c_module: CModule
+) -> str:
     module = ModuleCode()
     plans = [plan_message(spec) for spec in specs]
+    c_readers: dict[tuple[str, int], str] = {}
     for plan in plans:
         emit_message(module, plan)
+        emit_c_message(c_module, plan, c_readers)
     entity_names = sorted(
         {
             ENTITY_ALIASES[f.spec.entity_type]
@@ -278,8 +285,25 @@ def render_all(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> dict
     specs = [load_schema(path) for path in files]
     env = _environment()
     outputs: dict[str, str] = {}
+    c_modules: list[CModule] = []
     for name, group in group_modules(specs).items():
-        outputs[name.replace(".", "/") + ".py"] = render_module(group, schemas, env)
+        c_module = CModule(python_module=f"kwire.protocol.messages.{name}")
+        outputs[name.replace(".", "/") + ".py"] = render_module(group, schemas, env, c_module)
+        c_modules.append(c_module)
+    outputs[SPEEDUPS_SOURCE] = env.get_template("speedups.c.j2").render(
+        release=KAFKA_RELEASE,
+        modules=[
+            {
+                "python_module": m.python_module,
+                "key": m.python_module.rsplit("messages.", 1)[1].replace(".", "_"),
+                "structs": m.structs,
+                "runs": m.runs,
+                "functions": m.functions,
+                "entries": m.entries,
+            }
+            for m in c_modules
+        ],
+    )
     for package, doc in _PACKAGE_DOCS.items():
         if any(k.startswith(package + "/") for k in outputs) or package == "":
             outputs[(package + "/" if package else "") + "__init__.py"] = f'"""{doc}"""\n'
@@ -309,8 +333,12 @@ def generate(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> dict[s
 
 
 def write_outputs(outputs: dict[str, str], out_dir: Path) -> None:
+    # Remove generated files that are no longer generated; keep build products (the
+    # compiled accelerator) and caches.
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        for path in [*out_dir.rglob("*.py"), *out_dir.rglob("*.c")]:
+            if path.relative_to(out_dir).as_posix() not in outputs:
+                path.unlink()
     for name, text in outputs.items():
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +354,7 @@ def stale_files(outputs: dict[str, str], out_dir: Path) -> list[str]:
         elif path.read_text() != text:
             problems.append(f"stale: {name}")
     if out_dir.exists():
-        for path in sorted(out_dir.rglob("*.py")):
+        for path in sorted([*out_dir.rglob("*.py"), *out_dir.rglob("*.c")]):
             name = path.relative_to(out_dir).as_posix()
             if name not in outputs:
                 problems.append(f"extra: {name}")

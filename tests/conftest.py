@@ -1,6 +1,9 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from kwire.protocol._codec import compiled_readers_available, use_accelerator
 
 # Genuine Kafka 3.9 files live beside the repository, not in it.
 KAFKA_CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures" / "kafka-3.9"
@@ -12,3 +15,13 @@ def kafka_captures() -> Path:
     if not (KAFKA_CAPTURES / "metadata-log").is_dir():
         pytest.skip(f"genuine Kafka captures not found at {KAFKA_CAPTURES}")
     return KAFKA_CAPTURES
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def codec_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests with the compiled readers and again with the Python ones."""
+    if request.param == "compiled" and not compiled_readers_available():
+        pytest.skip("the compiled readers are not built (no C compiler, or KWIRE_PURE_PYTHON)")
+    use_accelerator(request.param == "compiled")
+    yield request.param
+    use_accelerator(True)

@@ -18,9 +18,12 @@ from kwire.protocol.framing import (
 CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures" / "kafka-3.9"
 TRANSCRIPTS = sorted(CAPTURES.glob("*.jsonl"))
 
-pytestmark = pytest.mark.skipif(
-    not TRANSCRIPTS, reason=f"no genuine Kafka transcripts at {CAPTURES} (../shared is absent)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not TRANSCRIPTS, reason=f"no genuine Kafka transcripts at {CAPTURES} (../shared is absent)"
+    ),
+    pytest.mark.usefixtures("codec_backend"),
+]
 
 
 def frames(path: Path) -> list[dict[str, object]]:

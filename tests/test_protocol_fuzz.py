@@ -39,6 +39,10 @@ from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 
+# Every test here runs with the compiled readers and with the Python ones.
+pytestmark = pytest.mark.usefixtures("codec_backend")
+
+
 TIME_LIMIT_SECONDS = 1.0
 
 FUZZ_SETTINGS = settings(

@@ -18,6 +18,9 @@ from kwire.protocol.messages.describe_topic_partitions import DescribeTopicParti
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.vote import VoteRequest
 
+# Every test here runs with the compiled readers and with the Python ones.
+pytestmark = pytest.mark.usefixtures("codec_backend")
+
 
 def hexbytes(text: str) -> bytes:
     """Hex with spaces and comments (from '#' to the end of a line) ignored."""

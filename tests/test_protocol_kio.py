@@ -38,6 +38,10 @@ from strategies import CLASS_VERSIONS, messages, normalise
 
 from kwire.protocol._codec import ZERO_UUID, FieldInfo, Message
 
+# Every test here runs with the compiled readers and with the Python ones.
+pytestmark = pytest.mark.usefixtures("codec_backend")
+
+
 KIO_SETTINGS = settings(
     max_examples=8,
     deadline=None,

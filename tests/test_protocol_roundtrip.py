@@ -35,6 +35,10 @@ from kwire.protocol.errors import EncodeError, UnsupportedVersionError
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.index import APIS, CONTROL_RECORDS, METADATA_RECORDS
 
+# Every test here runs with the compiled readers and with the Python ones.
+pytestmark = pytest.mark.usefixtures("codec_backend")
+
+
 ROUND_TRIP_SETTINGS = settings(
     max_examples=15,
     deadline=None,

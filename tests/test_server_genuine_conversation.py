@@ -49,9 +49,12 @@ GENUINE_LOG = (
     CAPTURES / "metadata-log-default" / "__cluster_metadata-0" / "00000000000000000000.log"
 )
 
-pytestmark = pytest.mark.skipif(
-    not STORY.exists(), reason=f"no genuine Kafka capture at {STORY} (../shared is absent)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not STORY.exists(), reason=f"no genuine Kafka capture at {STORY} (../shared is absent)"
+    ),
+    pytest.mark.usefixtures("codec_backend"),
+]
 
 CONTROLLER_STREAM = 0  # the genuine controller registering itself: kwire does that inside
 

@@ -211,6 +211,20 @@ def test_default_release_version() -> None:
         parse_release_version("3.9-IV7")
 
 
+def test_release_table_follows_the_controllers_levels() -> None:
+    # One table of metadata.version levels: the release versions' KRaft entries are the
+    # controller's MetadataVersion levels, by the same names, in the same order.
+    from kwire.controller import MetadataVersion as Level
+    from kwire.controller.records import LATEST_PRODUCTION as CONTROLLER_LATEST
+    from kwire.storage.release import VERSIONS, metadata_version_for_level
+
+    kraft = [v for v in VERSIONS if v.is_kraft_supported]
+    assert [(v.feature_level, v.version) for v in kraft] == [(int(lv), lv.version) for lv in Level]
+    assert all(metadata_version_for_level(lv).version == lv.version for lv in Level)
+    assert LATEST_PRODUCTION.feature_level == CONTROLLER_LATEST
+    assert Level.IBP_3_9_IV0.version == "3.9-IV0"
+
+
 def test_bootstrap_file_is_byte_identical_to_kafkas(kafka_captures: Path) -> None:
     for log_dir in ("metadata-log", "metadata-log-default"):
         genuine = (kafka_captures / log_dir / "bootstrap.checkpoint").read_bytes()

@@ -8,6 +8,7 @@ only off the hot path (a varint longer than one byte, an error) or for a cached 
 from __future__ import annotations
 
 import builtins
+import os
 import struct
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, Self
@@ -318,6 +319,52 @@ def find_unencodable(
     return "?", None
 
 
+# -- the optional compiled readers ---------------------------------------------------------
+
+# Every generated message class, as it binds; `use_accelerator` switches them all.
+_MESSAGE_CLASSES: list[type[Message]] = []
+_speedups: Any = None
+if not os.environ.get("KWIRE_PURE_PYTHON"):
+    try:
+        from kwire.protocol.messages import _speedups  # type: ignore[attr-defined,no-redef]
+    except ImportError:  # built without a C compiler: the Python readers serve alone
+        _speedups = None
+
+
+def accelerate(namespace: dict[str, Any]) -> None:
+    """Called by each generated module: bind its compiled readers, when there are any."""
+    classes = [
+        value
+        for value in namespace.values()
+        if isinstance(value, type)
+        and issubclass(value, Message)
+        and value is not Message
+        and value.__module__ == namespace["__name__"]
+    ]
+    compiled: dict[str, Any] = {}
+    if _speedups is not None:
+        compiled = _speedups.bind(namespace["__name__"], namespace)
+    for cls in classes:
+        cls._PYTHON_READERS = cls._READERS
+        cls._COMPILED_READERS = tuple(
+            None if reader is None else compiled.get(reader.__name__, reader)
+            for reader in cls._READERS
+        )
+        cls._READERS = cls._COMPILED_READERS
+        _MESSAGE_CLASSES.append(cls)
+
+
+def compiled_readers_available() -> bool:
+    """Whether the C accelerator was built (and not disabled by KWIRE_PURE_PYTHON)."""
+    return _speedups is not None
+
+
+def use_accelerator(enabled: bool) -> None:
+    """Switch every message class to the compiled readers (where built) or the Python ones."""
+    for cls in _MESSAGE_CLASSES:
+        cls._READERS = cls._COMPILED_READERS if enabled else cls._PYTHON_READERS
+
+
 # -- the base of every generated message -----------------------------------------------------
 
 
@@ -335,6 +382,8 @@ class Message:
     HIGHEST_VERSION: ClassVar[int]
     _READERS: ClassVar[tuple[Any, ...]]
     _WRITERS: ClassVar[tuple[Any, ...]]
+    _PYTHON_READERS: ClassVar[tuple[Any, ...]]
+    _COMPILED_READERS: ClassVar[tuple[Any, ...]]
 
     @classmethod
     def _check_version(cls, version: int) -> None:

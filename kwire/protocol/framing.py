@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 from kwire.protocol._codec import Message
 from kwire.protocol.errors import (
@@ -57,17 +56,12 @@ def peek_request(frame: bytes | memoryview) -> RequestPreamble:
     return RequestPreamble(*_KEY_VERSION_CORRELATION.unpack_from(frame, 0))
 
 
-def _request_decoders() -> dict[int, tuple[Any, Any, str]]:
-    """(api key << 16 | version) -> (header reader, body reader, body name), for every API."""
+def _request_decoders() -> dict[int, tuple[int, type[Message]]]:
+    """(api key << 16 | version) -> (header version, body class), for every API."""
     table = {}
     for api in APIS.values():
         for version in range(api.lowest_version, api.highest_version + 1):
-            header_version = api.request_header_version(version)
-            table[api.api_key << 16 | version] = (
-                RequestHeader._READERS[header_version],
-                api.request._READERS[version],
-                api.request.NAME,
-            )
+            table[api.api_key << 16 | version] = (api.request_header_version(version), api.request)
     return table
 
 
@@ -94,13 +88,14 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, Message]:
             f"{api.name} has no version {api_version} "
             f"(valid: {api.lowest_version}-{api.highest_version})"
         )
-    read_header, read_body, name = decoders
+    header_version, body_class = decoders
+    name = body_class.NAME
     try:
-        header, pos = read_header(buf, 0)
+        header, pos = RequestHeader._READERS[header_version](buf, 0)
     except DecodeError as exc:
         raise exc.located("RequestHeader", api_version) from None
     try:
-        body, end = read_body(buf, pos)
+        body, end = body_class._READERS[api_version](buf, pos)
     except DecodeError as exc:
         raise exc.located(name, api_version) from None
     if end != len(buf):

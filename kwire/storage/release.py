@@ -1,8 +1,16 @@
-"""Kafka 3.9's ``metadata.version`` levels (MetadataVersion) and release-version parsing."""
+"""Kafka 3.9's release versions (MetadataVersion as ``kafka-storage`` sees it) and their parsing.
+
+The KRaft-era entries, their feature levels and names, come from
+:class:`kwire.metadata_version.MetadataVersion`, the one table of ``metadata.version`` levels
+(which the controller uses for its feature gates); this module adds the versions that predate
+KRaft, Kafka's ordinals and release-version parsing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from kwire import metadata_version as _levels
 
 __all__ = [
     "FEATURE_NAME",
@@ -15,7 +23,7 @@ __all__ = [
     "resolve_release_version",
 ]
 
-FEATURE_NAME = "metadata.version"
+FEATURE_NAME = _levels.METADATA_VERSION_FEATURE
 
 
 class ReleaseVersionError(ValueError):
@@ -82,32 +90,6 @@ _LEGACY = [
     "2.8-IV1",
     "3.0-IV0",
 ]
-# KRaft-era versions in order; the feature level is the index plus one.
-_KRAFT = [
-    "3.0-IV1",
-    "3.1-IV0",
-    "3.2-IV0",
-    "3.3-IV0",
-    "3.3-IV1",
-    "3.3-IV2",
-    "3.3-IV3",
-    "3.4-IV0",
-    "3.5-IV0",
-    "3.5-IV1",
-    "3.5-IV2",
-    "3.6-IV0",
-    "3.6-IV1",
-    "3.6-IV2",
-    "3.7-IV0",
-    "3.7-IV1",
-    "3.7-IV2",
-    "3.7-IV3",
-    "3.7-IV4",
-    "3.8-IV0",
-    "3.9-IV0",
-    "4.0-IV0",
-    "4.0-IV1",
-]
 
 
 def _make(ordinal: int, name: str, level: int) -> MetadataVersion:
@@ -115,13 +97,18 @@ def _make(ordinal: int, name: str, level: int) -> MetadataVersion:
     return MetadataVersion(ordinal, level, release, sub)
 
 
+# The KRaft-era versions follow the legacy ones in Kafka's enum, in level order.
 VERSIONS: tuple[MetadataVersion, ...] = tuple(
     [_make(i, n, -1) for i, n in enumerate(_LEGACY)]
-    + [_make(len(_LEGACY) + i, n, i + 1) for i, n in enumerate(_KRAFT)]
+    + [
+        MetadataVersion(len(_LEGACY) + i, int(level), level.release, level.sub_version)
+        for i, level in enumerate(_levels.MetadataVersion)
+    ]
 )
 _BY_NAME = {v.version: v for v in VERSIONS}
-LATEST_PRODUCTION = _BY_NAME["3.9-IV0"]
-MINIMUM_BOOTSTRAP_VERSION = _BY_NAME["3.3-IV0"]
+_BY_LEVEL = {v.feature_level: v for v in VERSIONS if v.is_kraft_supported}
+LATEST_PRODUCTION = _BY_LEVEL[_levels.LATEST_PRODUCTION]
+MINIMUM_BOOTSTRAP_VERSION = _BY_LEVEL[_levels.MINIMUM_BOOTSTRAP_VERSION]
 # A bare release ("3.7") means its newest production sub-version, as in Kafka.
 _BY_NAME.update({v.release: v for v in VERSIONS if v.ordinal <= LATEST_PRODUCTION.ordinal})
 
@@ -138,10 +125,10 @@ def parse_release_version(text: str) -> MetadataVersion:
 
 
 def metadata_version_for_level(level: int) -> MetadataVersion:
-    for version in VERSIONS:
-        if version.feature_level == level and level > 0:
-            return version
-    raise ReleaseVersionError(f"No MetadataVersion with feature level {level}")
+    found = _BY_LEVEL.get(level)
+    if found is None:
+        raise ReleaseVersionError(f"No MetadataVersion with feature level {level}")
+    return found
 
 
 def resolve_release_version(text: str | None) -> MetadataVersion:

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -220,3 +221,5 @@ AllocateProducerIdsResponse.FIELDS = (
         "ProducerIdLen", "producer_id_len", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
     ),
 )
+
+accelerate(globals())

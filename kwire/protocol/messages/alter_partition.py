@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -2204,3 +2205,5 @@ AlterPartitionResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

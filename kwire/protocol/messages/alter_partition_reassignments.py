@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -879,3 +880,5 @@ AlterPartitionReassignmentsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -884,3 +885,5 @@ AssignReplicasToDirsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1398,3 +1399,5 @@ BrokerRegistrationResponse.FIELDS = (
         "BrokerEpoch", "broker_epoch", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -986,3 +987,5 @@ ConsumerGroupHeartbeatResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

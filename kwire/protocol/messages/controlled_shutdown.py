@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -570,3 +571,5 @@ ControlledShutdownResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -646,3 +647,5 @@ ControllerRegistrationResponse.FIELDS = (
         "ErrorMessage", "error_message", "string", (0, 32767), (0, 32767), (1, 0), None, None, False
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1097,3 +1098,5 @@ CreatePartitionsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

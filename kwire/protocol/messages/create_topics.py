@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -2489,3 +2490,5 @@ CreateTopicsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1847,3 +1848,5 @@ DeleteAclsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -844,3 +845,5 @@ DescribeProducersResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -2136,3 +2137,5 @@ DescribeQuorumResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

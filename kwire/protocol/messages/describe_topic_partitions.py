@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1234,3 +1235,5 @@ DescribeTopicPartitionsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

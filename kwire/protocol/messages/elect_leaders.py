@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1127,3 +1128,5 @@ ElectLeadersResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

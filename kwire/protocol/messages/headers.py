@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -344,3 +345,5 @@ ResponseHeader.FIELDS = (
         "CorrelationId", "correlation_id", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
     ),
 )
+
+accelerate(globals())

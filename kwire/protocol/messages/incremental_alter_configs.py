@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1132,3 +1133,5 @@ IncrementalAlterConfigsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

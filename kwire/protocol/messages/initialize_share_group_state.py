@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -751,3 +752,5 @@ InitializeShareGroupStateResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -3287,3 +3288,5 @@ JoinGroupResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

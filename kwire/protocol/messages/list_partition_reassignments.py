@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -863,3 +864,5 @@ ListPartitionReassignmentsResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -2918,3 +2919,5 @@ OffsetCommitResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -3304,3 +3305,5 @@ OffsetFetchResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -340,3 +341,5 @@ RenewDelegationTokenResponse.FIELDS = (
         "ThrottleTimeMs", "throttle_time_ms", "int32", (0, 32767), (1, 0), (1, 0), None, None, False
     ),
 )
+
+accelerate(globals())

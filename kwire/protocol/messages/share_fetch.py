@@ -20,6 +20,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1693,3 +1694,5 @@ ShareFetchResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1184,3 +1185,5 @@ ShareGroupDescribeResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -729,3 +730,5 @@ ShareGroupHeartbeatResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -3117,3 +3118,5 @@ class UpdateMetadataResponse(Message):
 UpdateMetadataResponse.FIELDS = (
     FieldInfo("ErrorCode", "error_code", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -867,3 +868,5 @@ WriteShareGroupStateResponse.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

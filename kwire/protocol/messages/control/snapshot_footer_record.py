@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -107,3 +108,5 @@ class SnapshotFooterRecord(Message):
 SnapshotFooterRecord.FIELDS = (
     FieldInfo("Version", "version", "int16", (0, 32767), (1, 0), (1, 0), None, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -125,3 +126,5 @@ SnapshotHeaderRecord.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -531,3 +532,5 @@ VotersRecord.FIELDS = (
         "Voters", "voters", "[]Voter", (0, 32767), (1, 0), (1, 0), None, _VotersRecord_Voter, False
     ),
 )
+
+accelerate(globals())

@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -221,3 +222,5 @@ ConsumerProtocolAssignment.FIELDS = (
     ),
     FieldInfo("UserData", "user_data", "bytes", (0, 32767), (0, 32767), (1, 0), None, None, True),
 )
+
+accelerate(globals())

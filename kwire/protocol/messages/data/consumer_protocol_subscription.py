@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -615,3 +616,5 @@ ConsumerProtocolSubscription.FIELDS = (
     ),
     FieldInfo("RackId", "rack_id", "string", (3, 32767), (3, 32767), (1, 0), None, None, False),
 )
+
+accelerate(globals())

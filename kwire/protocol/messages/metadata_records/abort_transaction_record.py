@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -150,3 +151,5 @@ class AbortTransactionRecord(Message):
 AbortTransactionRecord.FIELDS = (
     FieldInfo("Reason", "reason", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -150,3 +151,5 @@ class BeginTransactionRecord(Message):
 BeginTransactionRecord.FIELDS = (
     FieldInfo("Name", "name", "string", (0, 32767), (0, 32767), (0, 32767), 0, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -393,3 +394,5 @@ BrokerRegistrationChangeRecord.FIELDS = (
     ),
     FieldInfo("LogDirs", "log_dirs", "[]uuid", (2, 32767), (1, 0), (2, 32767), 2, None, False),
 )
+
+accelerate(globals())

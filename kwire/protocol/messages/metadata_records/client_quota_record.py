@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -331,3 +332,5 @@ ClientQuotaRecord.FIELDS = (
     FieldInfo("Value", "value", "float64", (0, 32767), (1, 0), (1, 0), None, None, False),
     FieldInfo("Remove", "remove", "bool", (0, 32767), (1, 0), (1, 0), None, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -228,3 +229,5 @@ ConfigRecord.FIELDS = (
     FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
     FieldInfo("Value", "value", "string", (0, 32767), (0, 32767), (1, 0), None, None, False),
 )
+
+accelerate(globals())

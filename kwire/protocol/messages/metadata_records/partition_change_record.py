@@ -19,6 +19,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1060,3 +1061,5 @@ PartitionChangeRecord.FIELDS = (
         False,
     ),
 )
+
+accelerate(globals())

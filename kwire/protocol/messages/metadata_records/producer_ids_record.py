@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -126,3 +127,5 @@ ProducerIdsRecord.FIELDS = (
         "NextProducerId", "next_producer_id", "int64", (0, 32767), (1, 0), (1, 0), None, None, False
     ),
 )
+
+accelerate(globals())

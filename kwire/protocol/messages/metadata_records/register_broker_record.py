@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -1166,3 +1167,5 @@ RegisterBrokerRecord.FIELDS = (
     ),
     FieldInfo("LogDirs", "log_dirs", "[]uuid", (3, 32767), (1, 0), (3, 32767), 0, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -140,3 +141,5 @@ class RemoveDelegationTokenRecord(Message):
 RemoveDelegationTokenRecord.FIELDS = (
     FieldInfo("TokenId", "token_id", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -150,3 +151,5 @@ RemoveUserScramCredentialRecord.FIELDS = (
     FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
     FieldInfo("Mechanism", "mechanism", "int8", (0, 32767), (1, 0), (1, 0), None, None, False),
 )
+
+accelerate(globals())

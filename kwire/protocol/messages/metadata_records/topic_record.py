@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -148,3 +149,5 @@ TopicRecord.FIELDS = (
     FieldInfo("Name", "name", "string", (0, 32767), (1, 0), (1, 0), None, None, False),
     FieldInfo("TopicId", "topic_id", "uuid", (0, 32767), (1, 0), (1, 0), None, None, False),
 )
+
+accelerate(globals())

@@ -18,6 +18,7 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     ZERO_UUID,
+    accelerate,
     bad_count,
     bad_string_length,
     bad_tagged_size,
@@ -247,3 +248,5 @@ UserScramCredentialRecord.FIELDS = (
     FieldInfo("ServerKey", "server_key", "bytes", (0, 32767), (1, 0), (1, 0), None, None, False),
     FieldInfo("Iterations", "iterations", "int32", (0, 32767), (1, 0), (1, 0), None, None, False),
 )
+
+accelerate(globals())
