@@ -23,7 +23,14 @@ from uuid import UUID
 from hypothesis import strategies as st
 
 import kwire.protocol.messages
-from kwire.protocol._codec import FieldInfo, Message, RawTaggedField
+from kwire.protocol._codec import (
+    FieldInfo,
+    Message,
+    RawTaggedField,
+    compiled_readers_available,
+    use_accelerator,
+)
+from kwire.protocol.errors import DecodeError
 
 __all__ = [
     "CLASS_VERSIONS",
@@ -33,6 +40,7 @@ __all__ = [
     "MAX_TEXT",
     "MESSAGE_CLASSES",
     "Override",
+    "decode_with_every_reader",
     "default_of",
     "has_unknown_tagged_fields",
     "is_flexible",
@@ -313,3 +321,31 @@ def non_default_value(owner: type, info: FieldInfo, version: int) -> Any:
         raise AssertionError(f"no non-default value for schema type {info.type!r}")
     assert normalise(candidate) != normalise(default), (owner, info, candidate)
     return candidate
+
+
+def decode_with_every_reader(cls: type[Message], data: bytes | bytearray, version: int) -> Any:
+    """Decode with the Python readers and, where built, the compiled ones.
+
+    Both must agree: the same message, or a DecodeError with the same text (then raised).
+    """
+    outcomes: list[tuple[str, Any]] = []
+    for compiled in (False, True) if compiled_readers_available() else (False,):
+        use_accelerator(compiled)
+        try:
+            outcomes.append(("message", cls.decode(data, version)))
+        except DecodeError as error:
+            outcomes.append(("error", error))
+        finally:
+            use_accelerator(True)
+    (kind, first), *others = outcomes
+    for other_kind, other in others:
+        assert other_kind == kind, (
+            f"the readers disagree on {bytes(data).hex()}: {first!r} vs {other!r}"
+        )
+        if kind == "error":
+            assert str(other) == str(first), (str(first), str(other))
+        else:  # repr, so that a NaN read from the wire equals itself
+            assert repr(normalise(other)) == repr(normalise(first)), bytes(data).hex()
+    if kind == "error":
+        raise first
+    return first

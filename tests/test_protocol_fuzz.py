@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import CLASS_VERSIONS, MESSAGE_CLASSES, messages, normalise, pair_id, populated
+from strategies import (
+    CLASS_VERSIONS,
+    MESSAGE_CLASSES,
+    decode_with_every_reader,
+    messages,
+    normalise,
+    pair_id,
+    populated,
+)
 
 from kwire.protocol._codec import Message
 from kwire.protocol.errors import (
@@ -38,10 +46,6 @@ from kwire.protocol.framing import (
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
-
-# Every test here runs with the compiled readers and with the Python ones.
-pytestmark = pytest.mark.usefixtures("codec_backend")
-
 
 TIME_LIMIT_SECONDS = 1.0
 
@@ -103,7 +107,7 @@ def decode_or_decode_error(cls: type[Message], version: int, data: bytes) -> Any
     started = time.perf_counter()
     with time_limit(TIME_LIMIT_SECONDS, f"{cls.NAME} v{version} on {data.hex()}"):
         try:
-            result = cls.decode(data, version)
+            result = decode_with_every_reader(cls, data, version)
         except DecodeError as error:
             assert_located(error, cls, version, data)
             result = None
@@ -200,7 +204,9 @@ def test_every_truncation_of_a_full_message_raises_a_located_decode_error(
     # as on the whole buffer and runs out of bytes on the way.
     for version in range(cls.LOWEST_VERSION, cls.HIGHEST_VERSION + 1):
         encoded = populated(cls, version).encode(version)
-        assert normalise(cls.decode(encoded, version)) == normalise(populated(cls, version))
+        assert normalise(decode_with_every_reader(cls, encoded, version)) == normalise(
+            populated(cls, version)
+        )
         for length in range(len(encoded)):
             assert decode_or_decode_error(cls, version, encoded[:length]) is None, (
                 f"{cls.NAME} v{version} decoded the first {length} of {len(encoded)} bytes"
