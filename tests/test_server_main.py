@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from kwire.controller.controller import RequestContext
 from kwire.log import read_meta_properties
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest
 from kwire.raft.state import Voter
 from kwire.server.__main__ import build_settings, zero_config
 from kwire.server.config import ConfigError, ControllerServerConfig
+from kwire.server.dispatch import RequestHandler
+from kwire.server.node import ControllerNode
+from kwire.storage import format_storage, random_uuid
 
 
 def test_zero_config_formats_kwire_data_once(
@@ -46,3 +52,31 @@ def test_a_node_id_that_differs_from_meta_properties_is_refused(
     )
     with pytest.raises(ConfigError, match="node.id=5"):
         build_settings(other)
+
+
+async def test_a_node_that_is_not_the_leader_answers_not_controller(tmp_path: Path) -> None:
+    # Two voters, and the other one never answers: this node cannot win an election, so
+    # it must not change metadata.
+    config = ControllerServerConfig.from_properties(
+        {
+            "process.roles": "controller",
+            "node.id": "1",
+            "controller.quorum.voters": "1@127.0.0.1:19093,2@127.0.0.1:19094",
+            "listeners": "CONTROLLER://127.0.0.1:19093",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(tmp_path / "data"),
+        }
+    )
+    format_storage(config, random_uuid())
+    node = ControllerNode(build_settings(config))
+    try:
+        node.start()
+        assert not node.raft.is_leader
+        context = RequestContext(api_version=0)
+        response = await RequestHandler(node).controller_request(
+            AllocateProducerIdsRequest(broker_id=2, broker_epoch=1), context
+        )
+        assert response.error_code == ErrorCode.NOT_CONTROLLER  # type: ignore[attr-defined]
+        assert node.log.end_offset == 0  # nothing was written
+    finally:
+        node.close()

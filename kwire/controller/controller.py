@@ -429,10 +429,17 @@ def unsupported_response(request: Message) -> Message:
     """An UNSUPPORTED_VERSION answer for an API the core does not implement: the
     response's top-level error code (and message) where it has them, else an empty
     response the server should treat as "not handled"."""
+    return error_response(
+        request, ErrorCode.UNSUPPORTED_VERSION, "This controller does not implement this API yet."
+    )
+
+
+def error_response(request: Message, error: ErrorCode, message: str | None = None) -> Message:
+    """The request's response type carrying `error` in its top-level error code."""
     api_key = type(request).API_KEY  # type: ignore[attr-defined]
     response = APIS[api_key].response()
     if hasattr(response, "error_code"):
-        response.error_code = ErrorCode.UNSUPPORTED_VERSION
+        response.error_code = error
     if hasattr(response, "error_message"):
-        response.error_message = "This controller does not implement this API yet."
+        response.error_message = message if message is not None else error.message
     return response

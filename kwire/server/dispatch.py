@@ -15,7 +15,7 @@ import logging
 
 import trio
 
-from kwire.controller.controller import RequestContext
+from kwire.controller.controller import RequestContext, error_response
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.errors import ProtocolError
@@ -98,7 +98,8 @@ class RequestHandler:
     async def controller_request(self, body: Message, context: RequestContext) -> Message:
         node = self.node
         if not node.raft.is_leader:
-            log.info("Not the active controller; answering %s with NOT_CONTROLLER", body.NAME)
+            # Only the active controller changes metadata; brokers retry on the leader.
+            return error_response(body, ErrorCode.NOT_CONTROLLER)
         result = node.controller.handle(body, context, node.log.end_offset, wall_clock_ms())
         await node.run_controller_write(result)
         if result.response is None:
