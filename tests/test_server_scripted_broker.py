@@ -367,3 +367,25 @@ async def test_an_empty_fetch_waits_for_new_records(server: Running) -> None:
         assert response.responses[0].partitions[0].records
         assert waited < 0.5
         await raft.aclose()
+
+
+@pytest.mark.parametrize(
+    ("version", "endpoint_type", "error"),
+    [
+        (1, 2, ErrorCode.NONE),
+        (1, 1, ErrorCode.MISMATCHED_ENDPOINT_TYPE),  # asking a controller for brokers
+        (0, 1, ErrorCode.INVALID_REQUEST),  # v0 always means brokers
+        (1, 7, ErrorCode.UNSUPPORTED_ENDPOINT_TYPE),
+    ],
+)
+async def test_describe_cluster_answers_each_endpoint_type_as_kafka_does(
+    server: Running, version: int, endpoint_type: int, error: ErrorCode
+) -> None:
+    with trio.fail_after(10):
+        client = await KafkaClient.connect("127.0.0.1", server.port)
+        request = DescribeClusterRequest(endpoint_type=endpoint_type)
+        response = await client.request(request, version)
+        assert response.error_code == error  # type: ignore[attr-defined]
+        brokers = [(b.broker_id, b.port) for b in response.brokers]  # type: ignore[attr-defined]
+        assert brokers == ([(1, server.port)] if error == ErrorCode.NONE else [])
+        await client.aclose()

@@ -36,6 +36,7 @@ log = logging.getLogger("kwire.requests")
 CONTROLLER_LISTENER = "controller"
 CONTROLLER_APIS = sorted(k for k, api in APIS.items() if CONTROLLER_LISTENER in api.listeners)
 ENDPOINT_TYPE_CONTROLLER = 2
+ENDPOINT_TYPE_NAMES = {1: "BROKER", 2: "CONTROLLER"}
 ANONYMOUS = "User:ANONYMOUS"
 
 
@@ -82,7 +83,7 @@ class RequestHandler:
             case DescribeQuorumRequest():
                 return self.node.raft.describe_quorum(body, wall_clock_ms())
             case DescribeClusterRequest():
-                return self.describe_cluster(body)
+                return self.describe_cluster(body, version)
             case EnvelopeRequest():
                 return await self.envelope(body)
             case _:
@@ -123,16 +124,29 @@ class RequestHandler:
             if node.log.end_offset <= outcome.offset:
                 return response
 
-    def describe_cluster(self, request: DescribeClusterRequest) -> DescribeClusterResponse:
+    def describe_cluster(
+        self, request: DescribeClusterRequest, version: int
+    ) -> DescribeClusterResponse:
+        """The controller quorum's endpoints, with Kafka's answers to the wrong endpoint type."""
         node = self.node
-        if request.endpoint_type not in (0, 1, ENDPOINT_TYPE_CONTROLLER) or (
-            request.endpoint_type == 1
-        ):
-            # Controllers describe themselves only: brokers are for brokers to describe.
+        wanted = request.endpoint_type
+        if wanted not in ENDPOINT_TYPE_NAMES:
             return DescribeClusterResponse(
-                error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
-                error_message=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE.message,
-                endpoint_type=request.endpoint_type,
+                error_code=ErrorCode.INVALID_REQUEST
+                if version == 0
+                else ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
+                error_message=f"Unsupported endpoint type {wanted}",
+            )
+        if wanted != ENDPOINT_TYPE_CONTROLLER:
+            # v0 cannot ask for controllers: it always means brokers, which we are not.
+            return DescribeClusterResponse(
+                error_code=ErrorCode.INVALID_REQUEST
+                if version == 0
+                else ErrorCode.MISMATCHED_ENDPOINT_TYPE,
+                error_message=(
+                    "The request was sent to an endpoint of type CONTROLLER, "
+                    f"but we wanted an endpoint of type {ENDPOINT_TYPE_NAMES[wanted]}"
+                ),
             )
         return DescribeClusterResponse(
             error_code=ErrorCode.NONE,
