@@ -114,8 +114,11 @@ class KwireServer:
         overrides: Mapping[str, str] | None = None,
         extra_properties: Mapping[str, str] | None = None,
         log_level: str = "INFO",
+        file_size_limit: int | None = None,
     ) -> None:
         self.directory = directory
+        # RLIMIT_FSIZE of the process in bytes (a disk that fills up), or None.
+        self.file_size_limit = file_size_limit
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port if port is not None else free_port()
         self.data_dir = directory / "data"
@@ -251,6 +254,7 @@ class KwireServer:
             stderr=self._stderr,
             cwd=self.directory,
             env=env,
+            preexec_fn=None if self.file_size_limit is None else self._limit_file_size,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -268,6 +272,22 @@ class KwireServer:
                     f"{_tail(self.output())}"
                 )
             time.sleep(0.02)
+
+    def _limit_file_size(self) -> None:
+        # Runs in the child before exec: writes past the limit then fail with EFBIG.
+        import resource
+
+        assert self.file_size_limit is not None
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
+
+    def wait_exit(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """Wait (bounded) for the process to exit by itself; its status, or None if it is
+        still running."""
+        if self.process is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+        return self.process.poll()
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM and wait (bounded); kill if it does not exit. The exit status, or

@@ -5,17 +5,23 @@ controller's soft state (broker sessions). ``handle`` turns a request into the r
 append and the response to send once they are committed, and applies those records to its
 own state at once, as Kafka's active controller does, so the next request sees them.
 Time arrives as ``now_ms``; all randomness comes from the ``random.Random`` it is given.
+
+The image never holds what the log will not: records are measured (at most
+MAX_RECORDS_PER_USER_OP per operation, an atomic batch within the raft batch limit) before
+any is applied, a request that fails part-way is taken back, and the caller takes back
+whatever it could not append or commit with ``revert_to`` (see kwire.controller.undo).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from kwire.controller.api_error import ApiError
+from kwire.controller.api_error import ApiError, OperationFailed
 from kwire.controller.cluster import (
     check_broker_epoch,
     fence_broker_records,
@@ -56,7 +62,7 @@ from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationRequest,
     ControllerRegistrationResponse,
 )
-from kwire.protocol.messages.create_topics import CreateTopicsRequest
+from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.metadata_records.begin_transaction_record import (
     BeginTransactionRecord,
@@ -68,6 +74,9 @@ from kwire.protocol.messages.metadata_records.producer_ids_record import Produce
 from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
     ZkMigrationStateRecord,
 )
+from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_batch_size
+
+log = logging.getLogger("kwire.controller")
 
 PRODUCER_ID_BLOCK_SIZE = 1000
 _LONG_MAX = 2**63 - 1
@@ -98,6 +107,9 @@ class ControllerConfig:
     # from log.retention.hours), keyed by topic config name; reported as
     # STATIC_BROKER_CONFIG in CreateTopics responses.
     static_topic_configs: Mapping[str, str] = field(default_factory=dict)
+    # The largest batch raft appends (KafkaRaftClient.MAX_BATCH_SIZE_BYTES): an atomic
+    # result that would not fit fails before anything is applied.
+    max_batch_size_bytes: int = MAX_BATCH_SIZE_BYTES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,11 +125,26 @@ class RequestContext:
 class ControllerResult:
     """Records to append from the offset given to the call, in order, and the response to
     send once they are committed (at once if there are none). ``atomic`` records must go
-    in one batch."""
+    in one batch. ``values`` holds each record framed as it goes into a batch
+    (MetadataRecordSerde), encoded once while the controller measured them."""
 
     records: list[RecordAndVersion]
     response: Message | None
     atomic: bool = True
+    values: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Applied:
+    """What one operation has applied so far (the records and their framed values)."""
+
+    records: list[RecordAndVersion] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+
+    def result(self, response: Message | None, *, atomic: bool = True) -> ControllerResult:
+        return ControllerResult(
+            records=self.records, values=self.values, response=response, atomic=atomic
+        )
 
 
 class QuorumController:
@@ -219,11 +246,10 @@ class QuorumController:
         if self.image.last_applied_offset >= 0 and self.image.finalized_features:
             return None
         records = self.bootstrap_records(metadata_version_level)
-        for i, rv in enumerate(records):
-            self.image.replay(rv.record, rv.version, next_offset + i)
-        return ControllerResult(
-            records=records,
-            response=None,
+        applied = _Applied()
+        self._apply_versioned(applied, records, next_offset, atomic=False)
+        return applied.result(
+            None,
             atomic=not metadata_version(metadata_version_level).supports_metadata_transactions,
         )
 
@@ -241,8 +267,37 @@ class QuorumController:
         self._next_noop_ms = _LONG_MAX
 
     def replay(self, record: Message, version: int, offset: int) -> None:
-        """Apply a record read from the log (restart, or following as a standby)."""
+        """Apply a committed record read from the log (restart, or following as a
+        standby); it can never be taken back."""
         self.image.replay(record, version, offset)
+
+    def revert_to(self, offset: int) -> int:
+        """Take the state back to exactly the replay of the log up to ``offset``
+        (inclusive): records applied after it, whose append failed, was refused or was
+        abandoned, are forgotten. Every broker then gets a fresh session, as under a
+        newly elected controller (Kafka renounces and reverts to its last committed
+        offset). Returns the number of changes undone."""
+        undone = self.image.undo.revert_to(offset)
+        if undone:
+            log.info(
+                "Reverted %d uncommitted change(s) of the metadata image to offset %d",
+                undone,
+                offset,
+            )
+            if self._active:
+                self.tracker.sessions.clear()
+                self._start_sessions(self.tracker.now_ms)
+        return undone
+
+    def commit(self, offset: int) -> None:
+        """Records up to ``offset`` (inclusive) are committed: they can no longer be
+        reverted, and what was kept to undo them is freed."""
+        self.image.undo.forget_through(offset)
+
+    @property
+    def uncommitted_changes(self) -> int:
+        """How many applied changes could still be taken back (kept until commit)."""
+        return len(self.image.undo)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -257,15 +312,64 @@ class QuorumController:
         handler = self._handlers.get(type(request))
         if handler is None:
             return ControllerResult(records=[], response=unsupported_response(request))
-        return handler(request, next_offset)
+        try:
+            return handler(request, next_offset)
+        except OperationFailed as e:
+            # Nothing of a failed operation stays applied (usually nothing was).
+            self.revert_to(next_offset - 1)
+            log.warning("%s failed and wrote nothing: %s", request.NAME, e.message or e.code.name)
+            return ControllerResult(
+                records=[],
+                response=operation_failed_response(request, context.api_version, e),
+            )
+        except BaseException:
+            self.revert_to(next_offset - 1)
+            raise
 
-    def _apply(self, records: list[Message], next_offset: int) -> list[RecordAndVersion]:
+    def _apply(
+        self, applied: _Applied, records: list[Message], next_offset: int, *, atomic: bool = True
+    ) -> _Applied:
+        """Version, frame and apply ``records`` after those already in ``applied``."""
         mv = self.metadata_version
-        applied = []
-        for i, record in enumerate(records):
-            rv = RecordAndVersion(record, record_version(record, mv))
-            self.image.replay(rv.record, rv.version, next_offset + i)
-            applied.append(rv)
+        versioned = [RecordAndVersion(r, record_version(r, mv)) for r in records]
+        return self._apply_versioned(applied, versioned, next_offset, atomic=atomic)
+
+    def _apply_versioned(
+        self,
+        applied: _Applied,
+        records: list[RecordAndVersion],
+        next_offset: int,
+        *,
+        atomic: bool,
+    ) -> _Applied:
+        """Frame ``records``; for an atomic result, refuse (OperationFailed) a batch over
+        the raft limit before any is applied; then apply them, ready to be taken back."""
+        values = [
+            frame_metadata_record(rv.api_key, rv.version, rv.record.encode(rv.version))
+            for rv in records
+        ]
+        if atomic:
+            size = plain_batch_size([len(v) for v in applied.values + values])
+            if size > self.config.max_batch_size_bytes:
+                # Kafka's raft refuses the batch (RecordBatchTooLargeException), which the
+                # controller treats as an unexpected error: UNKNOWN_SERVER_ERROR, no message.
+                log.error(
+                    "The total record(s) size of %d exceeds the maximum allowed batch size "
+                    "of %d; the operation fails and nothing is written",
+                    size,
+                    self.config.max_batch_size_bytes,
+                )
+                raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR)
+        image = self.image
+        base = next_offset + len(applied.records)
+        image.undo.recording = True
+        try:
+            for i, rv in enumerate(records):
+                image.replay(rv.record, rv.version, base + i)
+        finally:
+            image.undo.recording = False
+        applied.records += records
+        applied.values += values
         return applied
 
     def _broker_registration(
@@ -288,9 +392,8 @@ class QuorumController:
             return ControllerResult(
                 records=[], response=BrokerRegistrationResponse(error_code=e.code)
             )
-        return ControllerResult(
-            records=self._apply(records, next_offset),
-            response=BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch),
+        return self._apply(_Applied(), records, next_offset).result(
+            BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch)
         )
 
     def _broker_heartbeat(
@@ -300,16 +403,15 @@ class QuorumController:
             outcome = process_heartbeat(self.image, self.tracker, request, self.metadata_version)
         except ApiError as e:
             return ControllerResult(records=[], response=BrokerHeartbeatResponse(error_code=e.code))
-        applied = self._apply(outcome.records, next_offset)
+        applied = self._apply(_Applied(), outcome.records, next_offset, atomic=False)
         if outcome.next_state is BrokerControlState.CONTROLLED_SHUTDOWN:
             # The broker may go once every active broker has caught up with the batch
             # that started its controlled shutdown.
             self.tracker.update_controlled_shutdown_offset(
-                request.broker_id, next_offset + len(applied) - 1
+                request.broker_id, next_offset + len(applied.records) - 1
             )
-        return ControllerResult(
-            records=applied,
-            response=BrokerHeartbeatResponse(
+        return applied.result(
+            BrokerHeartbeatResponse(
                 error_code=ErrorCode.NONE,
                 is_caught_up=outcome.is_caught_up,
                 is_fenced=outcome.next_state.fenced,
@@ -331,9 +433,7 @@ class QuorumController:
             rng=self.rng,
             metadata_version=self.metadata_version,
         )
-        return ControllerResult(
-            records=self._apply(outcome.records, next_offset), response=outcome.response
-        )
+        return self._apply(_Applied(), outcome.records, next_offset).result(outcome.response)
 
     def _allocate_producer_ids(
         self, request: AllocateProducerIdsRequest, next_offset: int
@@ -356,9 +456,8 @@ class QuorumController:
             broker_epoch=request.broker_epoch,
             next_producer_id=first + PRODUCER_ID_BLOCK_SIZE,
         )
-        return ControllerResult(
-            records=self._apply([record], next_offset),
-            response=AllocateProducerIdsResponse(
+        return self._apply(_Applied(), [record], next_offset).result(
+            AllocateProducerIdsResponse(
                 error_code=ErrorCode.NONE,
                 producer_id_start=first,
                 producer_id_len=PRODUCER_ID_BLOCK_SIZE,
@@ -376,8 +475,8 @@ class QuorumController:
                 records=[],
                 response=ControllerRegistrationResponse(error_code=e.code, error_message=e.message),
             )
-        return ControllerResult(
-            records=self._apply(records, next_offset), response=ControllerRegistrationResponse()
+        return self._apply(_Applied(), records, next_offset).result(
+            ControllerRegistrationResponse()
         )
 
     # -- periodic work -------------------------------------------------------------------
@@ -389,19 +488,23 @@ class QuorumController:
         self._observe(now_ms)
         if not self._active:
             return None
-        applied: list[RecordAndVersion] = []
-        while (stale := self.tracker.find_one_stale_broker()) is not None:
-            records = fence_broker_records(self.image, stale, self.metadata_version)
-            self.tracker.fence(stale)
-            applied += self._apply(records, next_offset + len(applied))
-        if self._noop_enabled and now_ms >= self._next_noop_ms:
-            # Kafka schedules each NoOp one interval after the previous one ran, whatever
-            # else was written in between.
-            self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
-            applied += self._apply([NoOpRecord()], next_offset + len(applied))
-        if not applied:
+        applied = _Applied()
+        try:
+            while (stale := self.tracker.find_one_stale_broker()) is not None:
+                records = fence_broker_records(self.image, stale, self.metadata_version)
+                self.tracker.fence(stale)
+                self._apply(applied, records, next_offset, atomic=False)
+            if self._noop_enabled and now_ms >= self._next_noop_ms:
+                # Kafka schedules each NoOp one interval after the previous one ran,
+                # whatever else was written in between.
+                self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
+                self._apply(applied, [NoOpRecord()], next_offset, atomic=False)
+        except BaseException:
+            self.revert_to(next_offset - 1)
+            raise
+        if not applied.records:
             return None
-        return ControllerResult(records=applied, response=None, atomic=False)
+        return applied.result(None, atomic=False)
 
     def next_deadline_ms(self) -> int:
         """When ``tick`` next has work to do (a huge value when never)."""
@@ -443,3 +546,18 @@ def error_response(request: Message, error: ErrorCode, message: str | None = Non
     if hasattr(response, "error_message"):
         response.error_message = message if message is not None else error.message
     return response
+
+
+def operation_failed_response(request: Message, version: int, failure: OperationFailed) -> Message:
+    """The request's answer when the whole operation failed (Kafka's getErrorResponse):
+    every item of the request carries the failure's code and message."""
+    if isinstance(request, CreateTopicsRequest):
+        return CreateTopicsResponse(
+            topics=[
+                CreateTopicsResponse.CreatableTopicResult(
+                    name=topic.name, error_code=failure.code, error_message=failure.message
+                )
+                for topic in request.topics
+            ]
+        )
+    return error_response(request, failure.code, failure.message)

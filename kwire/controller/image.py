@@ -14,6 +14,7 @@ from enum import IntEnum
 from typing import Any
 from uuid import UUID
 
+from kwire.controller.undo import UndoLog
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.metadata_records.access_control_entry_record import (
     AccessControlEntryRecord,
@@ -274,16 +275,24 @@ class MetadataImage:
     # calls heartbeatManager.register the same way).
     on_broker_registered: Callable[[int, bool], None] | None = None
     on_broker_removed: Callable[[int], None] | None = None
+    # How to take back the changes of uncommitted records (see kwire.controller.undo):
+    # every change below goes through it.
+    undo: UndoLog = field(default_factory=UndoLog)
 
     # -- dispatch ------------------------------------------------------------------------
 
     def replay(self, record: Message, version: int, offset: int) -> None:
-        """Apply one record read from (or about to be written to) the log at ``offset``."""
+        """Apply one record read from (or about to be written to) the log at ``offset``.
+        While ``undo.recording`` is set, the change can be taken back with
+        ``undo.revert_to``; a record that raises ReplayError may leave part of its change
+        applied (the log is inconsistent then)."""
         handler = _HANDLERS.get(type(record))
         if handler is None:
             raise ReplayError(f"not a metadata record: {type(record).__name__}")
+        self.undo.offset = offset
         handler(self, record, offset)
-        self.last_applied_offset = max(self.last_applied_offset, offset)
+        if offset > self.last_applied_offset:
+            self.undo.set_attr(self, "last_applied_offset", offset)
 
     # -- read helpers --------------------------------------------------------------------
 
@@ -323,7 +332,7 @@ class MetadataImage:
 
     def _register_broker(self, record: RegisterBrokerRecord, offset: int) -> None:
         previous = self.brokers.get(record.broker_id)
-        self.register_broker_offsets[record.broker_id] = offset
+        self.undo.set_item(self.register_broker_offsets, record.broker_id, offset)
         registration = BrokerRegistration(
             broker_id=record.broker_id,
             epoch=record.broker_epoch,
@@ -343,7 +352,7 @@ class MetadataImage:
             is_migrating_zk_broker=record.is_migrating_zk_broker,
             directories=tuple(record.log_dirs),
         )
-        self.brokers[record.broker_id] = registration
+        self.undo.set_item(self.brokers, record.broker_id, registration)
         self._move_directories(
             record.broker_id, previous.directories if previous else (), registration.directories
         )
@@ -354,9 +363,9 @@ class MetadataImage:
 
     def _unregister_broker(self, record: UnregisterBrokerRecord, offset: int) -> None:
         registration = self._registration_with_epoch(record, record.broker_id, record.broker_epoch)
-        self.register_broker_offsets.pop(record.broker_id, None)
+        self.undo.pop_item(self.register_broker_offsets, record.broker_id)
         self._move_directories(record.broker_id, registration.directories, ())
-        del self.brokers[record.broker_id]
+        self.undo.pop_item(self.brokers, record.broker_id)
         if self.on_broker_removed is not None:
             self.on_broker_removed(record.broker_id)
 
@@ -390,7 +399,7 @@ class MetadataImage:
         if directories is not None:
             changes["directories"] = directories
         updated = replace(current, **changes)
-        self.brokers[broker_id] = updated
+        self.undo.set_item(self.brokers, broker_id, updated)
         self._move_directories(broker_id, current.directories, updated.directories)
         if self.on_broker_registered is not None:
             self.on_broker_registered(broker_id, updated.fenced)
@@ -421,12 +430,12 @@ class MetadataImage:
     ) -> None:
         for directory in removed:
             if self.directory_owners.get(directory) == broker_id:
-                del self.directory_owners[directory]
+                self.undo.pop_item(self.directory_owners, directory)
         for directory in added:
-            self.directory_owners[directory] = broker_id
+            self.undo.set_item(self.directory_owners, directory, broker_id)
 
     def _register_controller(self, record: RegisterControllerRecord, offset: int) -> None:
-        self.controllers[record.controller_id] = ControllerRegistration(
+        registration = ControllerRegistration(
             controller_id=record.controller_id,
             incarnation_id=record.incarnation_id,
             zk_migration_ready=record.zk_migration_ready,
@@ -440,12 +449,15 @@ class MetadataImage:
                 f.name: (f.min_supported_version, f.max_supported_version) for f in record.features
             },
         )
+        self.undo.set_item(self.controllers, record.controller_id, registration)
 
     # -- topics and partitions ------------------------------------------------------------
 
     def _topic(self, record: TopicRecord, offset: int) -> None:
-        self.topic_ids_by_name[record.name] = record.topic_id
-        self.topics[record.topic_id] = TopicInfo(name=record.name, topic_id=record.topic_id)
+        self.undo.set_item(self.topic_ids_by_name, record.name, record.topic_id)
+        self.undo.set_item(
+            self.topics, record.topic_id, TopicInfo(name=record.name, topic_id=record.topic_id)
+        )
 
     def _partition(self, record: PartitionRecord, offset: int) -> None:
         topic = self.topics.get(record.topic_id)
@@ -453,7 +465,7 @@ class MetadataImage:
             raise ReplayError(f"PartitionRecord for unknown topic id {record.topic_id}")
         previous = topic.partitions.get(record.partition_id)
         updated = PartitionRegistration.from_record(record)
-        topic.partitions[record.partition_id] = updated
+        self.undo.set_item(topic.partitions, record.partition_id, updated)
         self._update_isr_members(record.topic_id, record.partition_id, previous, updated)
 
     def _partition_change(self, record: PartitionChangeRecord, offset: int) -> None:
@@ -464,18 +476,18 @@ class MetadataImage:
                 f"PartitionChangeRecord for unknown partition {record.topic_id}:{record.partition_id}"
             )
         updated = previous.merge(record)
-        topic.partitions[record.partition_id] = updated
+        self.undo.set_item(topic.partitions, record.partition_id, updated)
         self._update_isr_members(record.topic_id, record.partition_id, previous, updated)
 
     def _remove_topic(self, record: RemoveTopicRecord, offset: int) -> None:
-        topic = self.topics.pop(record.topic_id, None)
+        topic = self.undo.pop_item(self.topics, record.topic_id)
         if topic is None:
             raise ReplayError(f"RemoveTopicRecord for unknown topic id {record.topic_id}")
-        del self.topic_ids_by_name[topic.name]
+        self.undo.pop_item(self.topic_ids_by_name, topic.name)
         for partition_id, partition in topic.partitions.items():
             self._update_isr_members(record.topic_id, partition_id, partition, None)
         # Kafka drops the topic's dynamic configs together with the topic.
-        self.configs.pop((ConfigResourceType.TOPIC, topic.name), None)
+        self.undo.pop_item(self.configs, (ConfigResourceType.TOPIC, topic.name))
 
     def _update_isr_members(
         self,
@@ -491,38 +503,41 @@ class MetadataImage:
             return set(p.isr) | ({NO_LEADER} if p.leader == NO_LEADER else set())
 
         before, after = members(previous), members(updated)
+        undo = self.undo
         for broker in sorted(before - after):
             by_topic = self.isr_members.get(broker, {})
             partitions = by_topic.get(topic_id, [])
             if partition_id in partitions:
-                partitions.remove(partition_id)
+                undo.list_remove(partitions, partition_id)
             if not partitions:
-                by_topic.pop(topic_id, None)
+                undo.pop_item(by_topic, topic_id)
         for broker in sorted(after - before):
-            self.isr_members.setdefault(broker, {}).setdefault(topic_id, []).append(partition_id)
+            topics_of_broker = self.isr_members.get(broker)
+            if topics_of_broker is None:
+                topics_of_broker = {}
+                undo.set_item(self.isr_members, broker, topics_of_broker)
+            members_of_topic = topics_of_broker.get(topic_id)
+            if members_of_topic is None:
+                members_of_topic = []
+                undo.set_item(topics_of_broker, topic_id, members_of_topic)
+            undo.list_append(members_of_topic, partition_id)
 
     # -- configs, features, producer ids --------------------------------------------------
 
     def _config(self, record: ConfigRecord, offset: int) -> None:
         key = (ConfigResourceType(record.resource_type), record.resource_name)
-        configs = self.configs.setdefault(key, {})
-        if record.value is None:
-            configs.pop(record.name, None)
-        else:
-            configs[record.name] = record.value
-        if not configs:
-            del self.configs[key]
+        self._set_in_group(self.configs, key, record.name, record.value)
 
     def _feature_level(self, record: FeatureLevelRecord, offset: int) -> None:
         # Level 0 means the feature is not finalized at all.
         if record.feature_level == 0 and record.name != "metadata.version":
-            self.finalized_features.pop(record.name, None)
+            self.undo.pop_item(self.finalized_features, record.name)
         else:
-            self.finalized_features[record.name] = record.feature_level
+            self.undo.set_item(self.finalized_features, record.name, record.feature_level)
         if self.transaction_start_offset >= 0:
-            self._features_pending = True
+            self.undo.set_attr(self, "_features_pending", True)
         else:
-            self.feature_history.append((offset, dict(self.finalized_features)))
+            self.undo.list_append(self.feature_history, (offset, dict(self.finalized_features)))
 
     def finalized_features_at(self, offset: int) -> tuple[int, dict[str, int]]:
         """(epoch, levels) of the finalized features as of ``offset`` ((-1, {}) before any)."""
@@ -532,7 +547,7 @@ class MetadataImage:
         return -1, {}
 
     def _zk_migration_state(self, record: ZkMigrationStateRecord, offset: int) -> None:
-        self.zk_migration_state = ZkMigrationState(record.zk_migration_state)
+        self.undo.set_attr(self, "zk_migration_state", ZkMigrationState(record.zk_migration_state))
 
     def _producer_ids(self, record: ProducerIdsRecord, offset: int) -> None:
         if record.next_producer_id <= self.next_producer_id and self.last_producer_ids_broker:
@@ -540,8 +555,10 @@ class MetadataImage:
                 f"next producer id {record.next_producer_id} does not advance past "
                 f"{self.next_producer_id}"
             )
-        self.next_producer_id = record.next_producer_id
-        self.last_producer_ids_broker = (record.broker_id, record.broker_epoch)
+        self.undo.set_attr(self, "next_producer_id", record.next_producer_id)
+        self.undo.set_attr(
+            self, "last_producer_ids_broker", (record.broker_id, record.broker_epoch)
+        )
 
     # -- security and quotas --------------------------------------------------------------
 
@@ -549,32 +566,28 @@ class MetadataImage:
         entity: ClientQuotaEntity = tuple(
             sorted((e.entity_type, e.entity_name) for e in record.entity)
         )
-        quotas = self.client_quotas.setdefault(entity, {})
-        if record.remove:
-            quotas.pop(record.key, None)
-        else:
-            quotas[record.key] = record.value
-        if not quotas:
-            del self.client_quotas[entity]
+        self._set_in_group(
+            self.client_quotas, entity, record.key, None if record.remove else record.value
+        )
 
     def _acl(self, record: AccessControlEntryRecord, offset: int) -> None:
-        self.acls[record.id] = record
+        self.undo.set_item(self.acls, record.id, record)
 
     def _remove_acl(self, record: RemoveAccessControlEntryRecord, offset: int) -> None:
-        if self.acls.pop(record.id, None) is None:
+        if self.undo.pop_item(self.acls, record.id) is None:
             raise ReplayError(f"RemoveAccessControlEntryRecord for unknown ACL {record.id}")
 
     def _scram(self, record: UserScramCredentialRecord, offset: int) -> None:
-        self.scram_credentials[(record.name, record.mechanism)] = record
+        self.undo.set_item(self.scram_credentials, (record.name, record.mechanism), record)
 
     def _remove_scram(self, record: RemoveUserScramCredentialRecord, offset: int) -> None:
-        self.scram_credentials.pop((record.name, record.mechanism), None)
+        self.undo.pop_item(self.scram_credentials, (record.name, record.mechanism))
 
     def _delegation_token(self, record: DelegationTokenRecord, offset: int) -> None:
-        self.delegation_tokens[record.token_id] = record
+        self.undo.set_item(self.delegation_tokens, record.token_id, record)
 
     def _remove_delegation_token(self, record: RemoveDelegationTokenRecord, offset: int) -> None:
-        self.delegation_tokens.pop(record.token_id, None)
+        self.undo.pop_item(self.delegation_tokens, record.token_id)
 
     # -- markers --------------------------------------------------------------------------
 
@@ -582,13 +595,30 @@ class MetadataImage:
         pass
 
     def _begin_transaction(self, record: BeginTransactionRecord, offset: int) -> None:
-        self.transaction_start_offset = offset
+        self.undo.set_attr(self, "transaction_start_offset", offset)
 
     def _end_transaction(self, record: Message, offset: int) -> None:
-        self.transaction_start_offset = -1
+        self.undo.set_attr(self, "transaction_start_offset", -1)
         if self._features_pending:
-            self._features_pending = False
-            self.feature_history.append((offset, dict(self.finalized_features)))
+            self.undo.set_attr(self, "_features_pending", False)
+            self.undo.list_append(self.feature_history, (offset, dict(self.finalized_features)))
+
+    def _set_in_group(
+        self, groups: dict[Any, dict[str, Any]], group: Any, name: str, value: Any
+    ) -> None:
+        """Set (or with None, remove) ``name`` in ``groups[group]``; an emptied group goes."""
+        entries = groups.get(group)
+        if entries is None:
+            if value is None:
+                return
+            entries = {}
+            self.undo.set_item(groups, group, entries)
+        if value is None:
+            self.undo.pop_item(entries, name)
+        else:
+            self.undo.set_item(entries, name, value)
+        if not entries:
+            self.undo.pop_item(groups, group)
 
     def iter_partitions(self) -> Iterator[tuple[TopicInfo, int, PartitionRegistration]]:
         for topic in self.topics.values():

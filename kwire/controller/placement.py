@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from kwire.controller.api_error import ApiError
+from kwire.controller.api_error import ApiError, excessively_large_operation
 from kwire.protocol.error_codes import ErrorCode
 
 
@@ -148,8 +148,13 @@ def place_replicas(
     brokers: list[UsableBroker],
     num_partitions: int,
     replication_factor: int,
+    *,
+    max_partitions: int | None = None,
 ) -> list[list[int]]:
-    """Replica lists for ``num_partitions`` new partitions (first replica = leader)."""
+    """Replica lists for ``num_partitions`` new partitions (first replica = leader).
+
+    Raises InvalidReplicationFactor as Kafka's placer does, and, once those checks pass,
+    OperationFailed (POLICY_VIOLATION) if ``num_partitions`` exceeds ``max_partitions``."""
     racks = _RackList(rng, brokers)
     # Kafka checks the whole request first, in this order, then each partition again.
     if replication_factor <= 0:
@@ -157,4 +162,6 @@ def place_replicas(
     if racks.unfenced == 0:
         raise InvalidReplicationFactor("All brokers are currently fenced.")
     _check_replication_factor(replication_factor, racks.total, racks.unfenced)
+    if max_partitions is not None and num_partitions > max_partitions:
+        raise excessively_large_operation()
     return [racks.place(replication_factor) for _ in range(num_partitions)]

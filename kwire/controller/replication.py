@@ -11,7 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
-from kwire.controller.api_error import ApiError
+from kwire.controller.api_error import (
+    MAX_RECORDS_PER_USER_OP,
+    ApiError,
+    excessively_large_operation,
+)
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
     DIR_MIGRATING,
@@ -108,7 +112,10 @@ def create_topics(
     rng: random.Random,
     metadata_version: MetadataVersion,
 ) -> CreateTopicsOutcome:
-    """CreateTopics as ControllerApis and the QuorumController answer it together."""
+    """CreateTopics as ControllerApis and the QuorumController answer it together.
+
+    Raises OperationFailed (POLICY_VIOLATION) when the topics that pass validation would
+    take more than MAX_RECORDS_PER_USER_OP records, validate_only or not, as Kafka does."""
     # ControllerApis: duplicate names and the metadata topic never reach the controller.
     seen: dict[str, int] = {}
     for topic in request.topics:
@@ -263,7 +270,15 @@ def _create_topic(
             if broker_id in image.brokers
         ]
         try:
-            placements = place_replicas(rng, usable, num_partitions, replication_factor)
+            placements = place_replicas(
+                rng,
+                usable,
+                num_partitions,
+                replication_factor,
+                # Kafka places every partition and then fails adding the records; the
+                # answer is the same, without placing millions of partitions first.
+                max_partitions=MAX_RECORDS_PER_USER_OP - len(records) - 1 - len(configs),
+            )
         except ApiError as e:
             raise ApiError(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
@@ -279,6 +294,8 @@ def _create_topic(
                 )
             new_parts[partition_id] = _new_partition(image, replicas, isr)
 
+    if len(records) + 1 + len(configs) + len(new_parts) > MAX_RECORDS_PER_USER_OP:
+        raise excessively_large_operation()
     topic_id = _unused_topic_id(image, rng)
     result = Result(
         name=topic.name,

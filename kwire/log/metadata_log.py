@@ -57,6 +57,7 @@ from kwire.log.segment import LogSegment
 from kwire.log.snapshots import SnapshotId, list_snapshots, remove_snapshot_leftovers
 from kwire.records.batch import (
     LOG_OVERHEAD,
+    MAX_BATCH_SIZE_BYTES,
     RECORD_BATCH_OVERHEAD,
     RecordBatch,
     RecordBatchHeader,
@@ -72,7 +73,6 @@ from kwire.records.varint import BytesLike
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 1024 * 1024 * 1024  # metadata.log.segment.bytes
-MAX_BATCH_SIZE_BYTES = 8 * 1024 * 1024  # KafkaRaftClient.MAX_BATCH_SIZE_BYTES
 _INT32_MAX = (1 << 31) - 1
 _BATCH_WALK = struct.Struct(">qi")
 _LAST_OFFSET_DELTA = struct.Struct(">i")

@@ -7,6 +7,7 @@ Pure functions over bytes; no I/O. Every malformed input raises
 from kwire.records.batch import (
     LOG_OVERHEAD,
     MAGIC_V2,
+    MAX_BATCH_SIZE_BYTES,
     NO_PARTITION_LEADER_EPOCH,
     NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID,
@@ -27,6 +28,8 @@ from kwire.records.batch import (
     encode_batch,
     encode_records,
     iter_batch_headers,
+    plain_batch_size,
+    plain_record_size,
     read_batch_header,
     set_base_offset_and_epoch,
 )
@@ -59,6 +62,7 @@ __all__ = [
     "NO_PRODUCER_ID",
     "NO_SEQUENCE",
     "NO_TIMESTAMP",
+    "MAX_BATCH_SIZE_BYTES",
     "RECORD_BATCH_OVERHEAD",
     "CompressionType",
     "ControlRecordKey",
@@ -84,6 +88,8 @@ __all__ = [
     "encode_records",
     "frame_metadata_record",
     "iter_batch_headers",
+    "plain_batch_size",
+    "plain_record_size",
     "read_batch_header",
     "set_base_offset_and_epoch",
     "unframe_metadata_record",

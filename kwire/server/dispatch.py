@@ -15,7 +15,8 @@ import logging
 
 import trio
 
-from kwire.controller.controller import RequestContext, error_response
+from kwire.controller.api_error import OperationFailed
+from kwire.controller.controller import RequestContext, error_response, operation_failed_response
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.errors import ProtocolError
@@ -29,7 +30,7 @@ from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.raft.core import FetchReady
-from kwire.server.node import SUPPORTED_FEATURES, ControllerNode, wall_clock_ms
+from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode, wall_clock_ms
 
 log = logging.getLogger("kwire.requests")
 
@@ -102,7 +103,11 @@ class RequestHandler:
             # Only the active controller changes metadata; brokers retry on the leader.
             return error_response(body, ErrorCode.NOT_CONTROLLER)
         result = node.controller.handle(body, context, node.log.end_offset, wall_clock_ms())
-        await node.run_controller_write(result)
+        try:
+            await node.run_controller_write(result)
+        except AppendFailed as exc:
+            log.error("%s failed: %s", body.NAME, exc)
+            return operation_failed_response(body, context.api_version, OperationFailed(exc.code))
         if result.response is None:
             raise RuntimeError(f"the controller gave no response to {body.NAME}")
         return result.response

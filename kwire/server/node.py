@@ -2,19 +2,29 @@
 
 The cores are synchronous and pure; this module is the edge that owns them. One Trio
 process runs them all, so a core is never entered twice at once: every call into a core
-finishes before the next await. Writes follow one path (`append`): encode a batch,
-append and fsync, tell raft the log is durable, and wake whoever waits for the commit.
+finishes before the next await. Writes follow one path (`append_result`): build the
+batches, append and fsync, tell raft the log is durable, and wake whoever waits for the
+commit.
+
+What the controller applied but the log does not hold is taken back: an append the log
+refuses reverts the controller to the committed offset and fails the waiting requests
+(`AppendFailed`). An I/O error on the metadata log or quorum-state is fatal, as in Kafka:
+the node calls its fault handler, which by default logs and halts the process with exit
+status 1, so that a restart recovers the log, on which the failed write never happened.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -27,6 +37,7 @@ from kwire.controller.controller import (
 from kwire.controller.records import RecordAndVersion
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
 from kwire.log.quorum_state import QuorumStateData
+from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.raft.core import RaftConfig, RaftCore
@@ -39,12 +50,15 @@ from kwire.raft.state import (
     Voter,
 )
 from kwire.records import (
+    MAX_BATCH_SIZE_BYTES,
+    RECORD_BATCH_OVERHEAD,
     ControlRecordType,
     Record,
     build_batch,
     encode_batch,
     encode_control_record_key,
     frame_metadata_record,
+    plain_record_size,
     unframe_metadata_record,
 )
 
@@ -56,8 +70,34 @@ PLAINTEXT = 0  # security protocol id
 SUPPORTED_FEATURES = (("kraft.version", 0, 1), ("metadata.version", 1, 21))
 
 
+# Kafka's QuorumController splits a non-atomic result into batches of at most this many
+# records (maxRecordsPerBatch); each batch also stays within the raft batch size.
+MAX_RECORDS_PER_BATCH = 10_000
+
+FaultHandler = Callable[[str, BaseException], NoReturn]
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def halt_process(message: str, cause: BaseException) -> NoReturn:
+    """Kafka's ProcessTerminatingFaultHandler: log the fault and halt at once with exit
+    status 1, running no cleanup that could touch the log again."""
+    log.critical("%s: %s. Halting the process.", message, cause, exc_info=cause)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+class AppendFailed(Exception):
+    """A write the log refused or that was taken back before it committed: the requests
+    waiting for it get ``code`` (Kafka: the controller's failed write event)."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,8 +117,16 @@ class NodeSettings:
 class ControllerNode:
     """Owns the metadata log, the raft core and the controller of one kwire node."""
 
-    def __init__(self, settings: NodeSettings, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        seed: int | None = None,
+        fault_handler: FaultHandler = halt_process,
+    ) -> None:
         self.settings = settings
+        # Called on a metadata log or quorum-state I/O error; must not return.
+        self.fault_handler = fault_handler
         partition_dir = settings.metadata_dir / METADATA_PARTITION_DIR
         self.log = MetadataLog.open(
             partition_dir, MetadataLogConfig(segment_bytes=settings.segment_bytes)
@@ -103,6 +151,9 @@ class ControllerNode:
             rng=random.Random(seed),
         )
         self.committed_offset = 0  # the high watermark: everything below is committed
+        # Bumped whenever uncommitted writes are taken back; a waiter whose write was
+        # appended under an older generation and is not committed was abandoned.
+        self.write_generation = 0
         self._log_grew = trio.Event()
         self._committed = trio.Event()
         self._tick_wanted = trio.Event()
@@ -140,7 +191,7 @@ class ControllerNode:
                 now, self.log.end_offset, self.settings.metadata_version_level
             )
             if result is not None and result.records:
-                self.append(result.records, now)
+                self.append_result(result, now)
                 log.info(
                     "Wrote %d bootstrap records (metadata.version level %d)",
                     len(result.records),
@@ -173,8 +224,7 @@ class ControllerNode:
         )
         context = RequestContext(api_version=0, client_id=str(self.settings.node_id))
         result = self.controller.handle(request, context, self.log.end_offset, now_ms)
-        if result.records:
-            self.append(result.records, now_ms)
+        self.append_result(result, now_ms)
 
     # -- actions from the raft core -------------------------------------------------------------
 
@@ -183,16 +233,17 @@ class ControllerNode:
         for action in actions:
             match action:
                 case PersistQuorumState():
-                    write_quorum_state(
-                        self.quorum_state_path,
-                        QuorumStateData(
-                            leader_id=action.leader_id,
-                            leader_epoch=action.leader_epoch,
-                            voted_id=action.voted_id,
-                            applied_offset=action.applied_offset,
-                            current_voters=tuple(v.node_id for v in self.settings.voters),
-                        ),
+                    state = QuorumStateData(
+                        leader_id=action.leader_id,
+                        leader_epoch=action.leader_epoch,
+                        voted_id=action.voted_id,
+                        applied_offset=action.applied_offset,
+                        current_voters=tuple(v.node_id for v in self.settings.voters),
                     )
+                    try:
+                        write_quorum_state(self.quorum_state_path, state)
+                    except OSError as exc:
+                        self.fault_handler(f"Unable to write {self.quorum_state_path}", exc)
                 case BecameLeader():
                     log.info(
                         "Node %d is the leader of epoch %d from offset %d",
@@ -214,42 +265,95 @@ class ControllerNode:
                 case HighWatermarkAdvanced():
                     self.committed_offset = action.offset
                     self.log.update_high_watermark(action.offset)
-                    self._committed.set()
-                    self._committed = trio.Event()
+                    self.controller.commit(action.offset - 1)
+                    self._wake_committed()
 
     # -- writing --------------------------------------------------------------------------------
 
     def append(self, records: Sequence[RecordAndVersion], now_ms: int) -> int:
         """Append metadata records as one batch; returns the offset after the last one."""
-        if not records:
+        values = [
+            frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
+            for item in records
+        ]
+        return self.append_values(values, now_ms, atomic=True)
+
+    def append_result(self, result: ControllerResult, now_ms: int) -> int:
+        """Append what the controller applied for ``result`` (atomic results as one batch,
+        others split as Kafka splits them); returns the offset after the last record.
+        Raises AppendFailed, after reverting the controller to the committed offset, when
+        the log refuses the records."""
+        if not result.records:
             return self.log.end_offset
-        batch = build_batch(
-            [
-                Record(
-                    offset_delta=index,
-                    value=frame_metadata_record(
-                        item.api_key, item.version, item.record.encode(item.version)
-                    ),
-                )
-                for index, item in enumerate(records)
-            ],
-            base_timestamp=now_ms,
-        )
-        return self._append_batch(encode_batch(batch), self.raft.epoch, now_ms)
+        values = result.values
+        if len(values) != len(result.records):
+            values = [
+                frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
+                for item in result.records
+            ]
+        return self.append_values(values, now_ms, atomic=result.atomic)
+
+    def append_values(self, values: Sequence[bytes], now_ms: int, *, atomic: bool) -> int:
+        """Append framed metadata records; see ``append_result``."""
+        if not values:
+            return self.log.end_offset
+        end_offset = self.log.end_offset
+        for chunk in [values] if atomic else _split_for_batches(values):
+            batch = build_batch(
+                [Record(offset_delta=i, value=value) for i, value in enumerate(chunk)],
+                base_timestamp=now_ms,
+            )
+            end_offset = self._append_batch(encode_batch(batch), self.raft.epoch, now_ms)
+        return end_offset
 
     def _append_batch(self, data: bytes, epoch: int, now_ms: int) -> int:
         # The append fsyncs before it returns: only then is the batch durable here, and
         # only then may raft count this node's copy towards the high watermark.
-        info = self.log.append_as_leader(data, epoch)
+        try:
+            info = self.log.append_as_leader(data, epoch)
+        except OSError as exc:
+            # Whether any of the batch reached the disk is unknown (a failed fsync may
+            # have dropped it): only a restart, which recovers the log, can say.
+            self.fault_handler(
+                f"Unable to append {len(data)} bytes to the metadata log at offset "
+                f"{self.log.end_offset}",
+                exc,
+            )
+        except ValueError as exc:
+            # Refused before anything was written (e.g. a batch over the size limit).
+            self.revert_uncommitted(f"the metadata log refused the batch: {exc}")
+            raise AppendFailed(ErrorCode.UNKNOWN_SERVER_ERROR, str(exc)) from exc
         end_offset = info.last_offset + 1
         self.carry_out(self.raft.on_flushed(end_offset, now_ms), now_ms)
         self._log_grew.set()
         self._log_grew = trio.Event()
         return end_offset
 
-    async def wait_committed(self, end_offset: int) -> None:
-        """Return once every offset below `end_offset` is committed."""
+    def revert_uncommitted(self, reason: str) -> None:
+        """Take the controller back to the committed offset and fail the writes waiting
+        for records above it (the one mechanism for refused appends and, later, lost
+        leadership)."""
+        log.warning(
+            "Reverting the controller to committed offset %d: %s", self.committed_offset - 1, reason
+        )
+        self.controller.revert_to(self.committed_offset - 1)
+        self.write_generation += 1
+        self._wake_committed()
+
+    def _wake_committed(self) -> None:
+        self._committed.set()
+        self._committed = trio.Event()
+
+    async def wait_committed(self, end_offset: int, generation: int | None = None) -> None:
+        """Return once every offset below `end_offset` is committed. With the
+        ``write_generation`` current when the records were appended, raises AppendFailed
+        (NOT_CONTROLLER, as Kafka answers writes its controller abandoned) if they were
+        taken back instead."""
         while self.committed_offset < end_offset:
+            if generation is not None and generation != self.write_generation:
+                raise AppendFailed(
+                    ErrorCode.NOT_CONTROLLER, "the write was reverted before it committed"
+                )
             await self._committed.wait()
 
     async def wait_log_growth(self, beyond: int, deadline: float) -> None:
@@ -259,11 +363,13 @@ class ControllerNode:
                 await self._log_grew.wait()
 
     async def run_controller_write(self, result: ControllerResult) -> None:
-        """Append a controller result's records and wait for their commit."""
+        """Append a controller result's records and wait for their commit; raises
+        AppendFailed when they were refused or taken back."""
         if result.records:
-            end_offset = self.append(result.records, wall_clock_ms())
+            generation = self.write_generation
+            end_offset = self.append_result(result, wall_clock_ms())
             self._tick_wanted.set()
-            await self.wait_committed(end_offset)
+            await self.wait_committed(end_offset, generation)
 
     # -- periodic work ------------------------------------------------------------------------
 
@@ -273,8 +379,11 @@ class ControllerNode:
             now = wall_clock_ms()
             if self.raft.is_leader:
                 result = self.controller.tick(now, self.log.end_offset)
-                if result is not None and result.records:
-                    self.append(result.records, now)
+                if result is not None:
+                    try:
+                        self.append_result(result, now)
+                    except AppendFailed as exc:
+                        log.error("Periodic controller write failed: %s", exc)
             delay_ms = max(self.controller.next_deadline_ms() - wall_clock_ms(), 1)
             with trio.move_on_after(min(delay_ms, 1000) / 1000):
                 await self._tick_wanted.wait()
@@ -282,3 +391,21 @@ class ControllerNode:
 
     def close(self) -> None:
         self.log.close()
+
+
+def _split_for_batches(values: Sequence[bytes]) -> list[Sequence[bytes]]:
+    """Consecutive runs of ``values`` that each fit one batch: at most
+    MAX_RECORDS_PER_BATCH records and MAX_BATCH_SIZE_BYTES bytes (a single record over
+    the size stays alone, and the log refuses it)."""
+    chunks: list[Sequence[bytes]] = []
+    start, size = 0, RECORD_BATCH_OVERHEAD
+    for index, value in enumerate(values):
+        grown = size + plain_record_size(index - start, len(value))
+        if index > start and (
+            grown > MAX_BATCH_SIZE_BYTES or index - start >= MAX_RECORDS_PER_BATCH
+        ):
+            chunks.append(values[start:index])
+            start, grown = index, RECORD_BATCH_OVERHEAD + plain_record_size(0, len(value))
+        size = grown
+    chunks.append(values[start:])
+    return chunks
