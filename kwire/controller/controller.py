@@ -426,20 +426,22 @@ class QuorumController:
 
 
 def unsupported_response(request: Message) -> Message:
-    """An UNSUPPORTED_VERSION answer for an API the core does not implement: the
-    response's top-level error code (and message) where it has them, else an empty
-    response the server should treat as "not handled"."""
+    """An UNSUPPORTED_VERSION answer for an API the core does not implement, on every item
+    of the request (see ``error_response``)."""
     return error_response(
         request, ErrorCode.UNSUPPORTED_VERSION, "This controller does not implement this API yet."
     )
 
 
 def error_response(request: Message, error: ErrorCode, message: str | None = None) -> Message:
-    """The request's response type carrying `error` in its top-level error code."""
+    """The request's response carrying `error` on every item, as Kafka's getErrorResponse
+    (``kwire.protocol.error_responses``). The core does not know the request's version, so
+    the answer is built for the newest one; the server answers at the request's own version
+    (``kwire.server.dispatch``), which matters for Fetch below v13, ElectLeaders v0 and
+    CreateDelegationToken below v3."""
+    # Imported here so that this function's change stays within it (the module's imports
+    # are being reworked elsewhere).
+    from kwire.protocol.error_responses import error_response as build_error_response
+
     api_key = type(request).API_KEY  # type: ignore[attr-defined]
-    response = APIS[api_key].response()
-    if hasattr(response, "error_code"):
-        response.error_code = error
-    if hasattr(response, "error_message"):
-        response.error_message = message if message is not None else error.message
-    return response
+    return build_error_response(request, APIS[api_key].highest_version, error, message)
