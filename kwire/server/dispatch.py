@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import trio
 
 from kwire.controller.controller import HANDLED_REQUESTS, RequestContext
-from kwire.protocol._codec import Message
+from kwire.protocol._codec import ZERO_UUID, Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response
 from kwire.protocol.errors import ProtocolError
@@ -271,7 +271,7 @@ class RequestHandler:
             case FetchRequest():
                 return await self.fetch(body)
             case DescribeQuorumRequest():
-                return self.node.raft.describe_quorum(body, wall_clock_ms())
+                return self.describe_quorum(body, version)
             case DescribeClusterRequest():
                 return self.describe_cluster(body, version)
             case EnvelopeRequest():
@@ -319,6 +319,20 @@ class RequestHandler:
             await node.wait_log_growth(outcome.offset, deadline)
             if node.log.end_offset <= outcome.offset:
                 return response
+
+    def describe_quorum(
+        self, request: DescribeQuorumRequest, version: int
+    ) -> DescribeQuorumResponse:
+        """The raft core's answer, fitted to `version` as Kafka's RaftUtil does: below v2
+        there are no nodes and no replica directory ids."""
+        response = self.node.raft.describe_quorum(request, wall_clock_ms())
+        if version < 2:
+            response.nodes = []
+            for topic in response.topics:
+                for partition in topic.partitions:
+                    for replica in partition.current_voters + partition.observers:
+                        replica.replica_directory_id = ZERO_UUID
+        return response
 
     def describe_cluster(
         self, request: DescribeClusterRequest, version: int
@@ -369,7 +383,7 @@ class RequestHandler:
         header, body = forwarded.header, forwarded.body
         response: Message
         if isinstance(body, DescribeQuorumRequest):
-            response = self.node.raft.describe_quorum(body, wall_clock_ms())
+            response = self.describe_quorum(body, header.request_api_version)
         else:
             context = RequestContext(
                 api_version=header.request_api_version,
