@@ -1,14 +1,14 @@
 """Answering requests: which layer takes each API, and the answers the edge itself gives.
 
-| API                            | answered by                                             |
-|--------------------------------|---------------------------------------------------------|
-| ApiVersions (18)               | here: the controller listener's APIs and features       |
-| DescribeCluster (60)           | here: the controller quorum's endpoints                 |
-| SaslHandshake (17), SaslAuthenticate (36) | here: ILLEGAL_SASL_STATE, as on a PLAINTEXT listener |
-| Fetch (1), DescribeQuorum (55) | the raft core                                           |
-| Envelope (58)                  | here: check, unwrap, answer the inner request, wrap     |
-| in HANDLED_REQUESTS            | the controller; answered once its records commit        |
-| everything else                | here: UNSUPPORTED_VERSION on every item of the request  |
+| API                                       | answered by                               |
+|-------------------------------------------|-------------------------------------------|
+| ApiVersions (18)                          | here: the listener's APIs and features    |
+| DescribeCluster (60)                      | here: the controller quorum's endpoints   |
+| SaslHandshake (17), SaslAuthenticate (36) | here: ILLEGAL_SASL_STATE (PLAINTEXT)      |
+| Fetch (1), DescribeQuorum (55)            | the raft core                             |
+| Envelope (58)                             | here: check, unwrap, answer the inner one |
+| the controller's HANDLED_REQUESTS         | the controller, once its records commit   |
+| everything else                           | here: UNSUPPORTED_VERSION on every item   |
 
 A request the controller must answer gets NOT_CONTROLLER on every item when this node is
 not the leader. Error answers come from `kwire.protocol.error_responses`, which fills the
