@@ -49,6 +49,7 @@ from kwire.controller.records import (
 from kwire.controller.replication import ReplicationSettings, create_topics
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.error_responses import error_response as build_error_response
 from kwire.protocol.messages.allocate_producer_ids import (
     AllocateProducerIdsRequest,
     AllocateProducerIdsResponse,
@@ -62,7 +63,7 @@ from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationRequest,
     ControllerRegistrationResponse,
 )
-from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.create_topics import CreateTopicsRequest
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.metadata_records.begin_transaction_record import (
     BeginTransactionRecord,
@@ -320,7 +321,7 @@ class QuorumController:
             log.warning("%s failed and wrote nothing: %s", request.NAME, e.message or e.code.name)
             return ControllerResult(
                 records=[],
-                response=operation_failed_response(request, context.api_version, e),
+                response=build_error_response(request, context.api_version, e.code, e.message),
             )
         except BaseException:
             self.revert_to(next_offset - 1)
@@ -529,35 +530,18 @@ class QuorumController:
 
 
 def unsupported_response(request: Message) -> Message:
-    """An UNSUPPORTED_VERSION answer for an API the core does not implement: the
-    response's top-level error code (and message) where it has them, else an empty
-    response the server should treat as "not handled"."""
+    """An UNSUPPORTED_VERSION answer for an API the core does not implement, on every item
+    of the request (see ``error_response``)."""
     return error_response(
         request, ErrorCode.UNSUPPORTED_VERSION, "This controller does not implement this API yet."
     )
 
 
 def error_response(request: Message, error: ErrorCode, message: str | None = None) -> Message:
-    """The request's response type carrying `error` in its top-level error code."""
+    """The request's response carrying `error` on every item, as Kafka's getErrorResponse
+    (``kwire.protocol.error_responses``). The core does not know the request's version, so
+    the answer is built for the newest one; the server answers at the request's own version
+    (``kwire.server.dispatch``), which matters for Fetch below v13, ElectLeaders v0 and
+    CreateDelegationToken below v3."""
     api_key = type(request).API_KEY  # type: ignore[attr-defined]
-    response = APIS[api_key].response()
-    if hasattr(response, "error_code"):
-        response.error_code = error
-    if hasattr(response, "error_message"):
-        response.error_message = message if message is not None else error.message
-    return response
-
-
-def operation_failed_response(request: Message, version: int, failure: OperationFailed) -> Message:
-    """The request's answer when the whole operation failed (Kafka's getErrorResponse):
-    every item of the request carries the failure's code and message."""
-    if isinstance(request, CreateTopicsRequest):
-        return CreateTopicsResponse(
-            topics=[
-                CreateTopicsResponse.CreatableTopicResult(
-                    name=topic.name, error_code=failure.code, error_message=failure.message
-                )
-                for topic in request.topics
-            ]
-        )
-    return error_response(request, failure.code, failure.message)
+    return build_error_response(request, APIS[api_key].highest_version, error, message)

@@ -1,34 +1,50 @@
 """Answering requests: which layer takes each API, and the answers the edge itself gives.
 
-| API                         | answered by                                         |
-|-----------------------------|-----------------------------------------------------|
-| ApiVersions (18)            | here: the controller listener's APIs and features   |
-| DescribeCluster (60)        | here: the controller quorum's endpoints             |
-| Fetch (1), DescribeQuorum (55) | the raft core                                    |
-| Envelope (58)               | here: unwrap, answer the inner request, wrap        |
-| everything else             | the controller; answered once its records commit    |
+| API                                       | answered by                               |
+|-------------------------------------------|-------------------------------------------|
+| ApiVersions (18)                          | here: the listener's APIs and features    |
+| DescribeCluster (60)                      | here: the controller quorum's endpoints   |
+| SaslHandshake (17), SaslAuthenticate (36) | here: ILLEGAL_SASL_STATE (PLAINTEXT)      |
+| Fetch (1), DescribeQuorum (55)            | the raft core                             |
+| Envelope (58)                             | here: check, unwrap, answer the inner one |
+| the controller's HANDLED_REQUESTS         | the controller, once its records commit   |
+| everything else                           | here: UNSUPPORTED_VERSION on every item   |
+
+A request the controller must answer gets NOT_CONTROLLER on every item when this node is
+not the leader. Error answers come from `kwire.protocol.error_responses`, which fills the
+error into every item as Kafka's `getErrorResponse` does.
+
+An Envelope is checked part by part in the order of Kafka 3.9's EnvelopeUtils (see
+`unwrap_envelope`); each failure is answered with Kafka's code and no response data. Kafka
+also requires CLUSTER_ACTION on the cluster for the envelope's own principal; kwire has no
+authorizer, which is Kafka's behaviour without one (every principal is allowed).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import struct
+from dataclasses import dataclass
 
 import trio
 
-from kwire.controller.api_error import OperationFailed
-from kwire.controller.controller import RequestContext, error_response, operation_failed_response
-from kwire.protocol._codec import Message
+from kwire.controller.controller import HANDLED_REQUESTS, RequestContext
+from kwire.protocol._codec import ZERO_UUID, Message
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.error_responses import error_response
 from kwire.protocol.errors import ProtocolError
-from kwire.protocol.framing import decode_request, encode_response
+from kwire.protocol.framing import encode_response
 from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.data.default_principal_data import DefaultPrincipalData
 from kwire.protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
-from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest
+from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
 from kwire.protocol.messages.envelope import EnvelopeRequest, EnvelopeResponse
 from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
+from kwire.protocol.messages.sasl_authenticate import SaslAuthenticateRequest
+from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest
 from kwire.raft.core import FetchReady
 from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode, wall_clock_ms
 
@@ -39,6 +55,55 @@ CONTROLLER_APIS = sorted(k for k, api in APIS.items() if CONTROLLER_LISTENER in 
 ENDPOINT_TYPE_CONTROLLER = 2
 ENDPOINT_TYPE_NAMES = {1: "BROKER", 2: "CONTROLLER"}
 ANONYMOUS = "User:ANONYMOUS"
+NOT_IMPLEMENTED = "This controller does not implement this API yet."
+SASL_AUTHENTICATE_AFTER_AUTHENTICATION = (
+    "SaslAuthenticate request received after successful authentication"
+)
+
+# The APIs Kafka 3.9 lets a broker forward inside an Envelope: those constructed with
+# forwardable=true in clients/.../protocol/ApiKeys.java (the JSON schemas do not say it).
+FORWARDABLE_APIS = frozenset(
+    {
+        19,  # CreateTopics
+        20,  # DeleteTopics
+        30,  # CreateAcls
+        31,  # DeleteAcls
+        33,  # AlterConfigs
+        37,  # CreatePartitions
+        38,  # CreateDelegationToken
+        39,  # RenewDelegationToken
+        40,  # ExpireDelegationToken
+        43,  # ElectLeaders
+        44,  # IncrementalAlterConfigs
+        45,  # AlterPartitionReassignments
+        46,  # ListPartitionReassignments
+        49,  # AlterClientQuotas
+        51,  # AlterUserScramCredentials
+        55,  # DescribeQuorum
+        57,  # UpdateFeatures
+        64,  # UnregisterBroker
+        67,  # AllocateProducerIds
+        80,  # AddRaftVoter
+        81,  # RemoveRaftVoter
+    }
+)
+
+# ApiVersionsRequest.isValid (KIP-511): from v3 the client's software name and version are
+# letters and digits, with '-' and '.' allowed only between them.
+SOFTWARE_NAME_OR_VERSION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
+_KEY_AND_VERSION = struct.Struct(">hh")
+_INET_ADDRESS_LENGTHS = (4, 16)  # IPv4 or IPv6, as InetAddress.getByAddress takes them
+
+
+def api_versions_is_valid(request: ApiVersionsRequest, version: int) -> bool:
+    """Kafka's ApiVersionsRequest.isValid: below v3 always; from v3 the whole software
+    name and version must match `SOFTWARE_NAME_OR_VERSION` (so neither may be empty)."""
+    if version < 3:
+        return True
+    return (
+        SOFTWARE_NAME_OR_VERSION.fullmatch(request.client_software_name) is not None
+        and SOFTWARE_NAME_OR_VERSION.fullmatch(request.client_software_version) is not None
+    )
 
 
 def api_versions_response(error: ErrorCode, node: ControllerNode) -> ApiVersionsResponse:
@@ -68,6 +133,119 @@ def api_versions_response(error: ErrorCode, node: ControllerNode) -> ApiVersions
     return response
 
 
+# -- Envelope ------------------------------------------------------------------------------
+
+
+class EnvelopeRejected(Exception):
+    """An Envelope Kafka refuses before running its inner request: `code` is Kafka's."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardedRequest:
+    """The inner request of a valid Envelope, with the client's principal ("Type:name")."""
+
+    header: RequestHeader
+    body: Message
+    principal: str
+
+
+def unwrap_envelope(envelope: EnvelopeRequest) -> ForwardedRequest:
+    """Check an Envelope as Kafka 3.9's EnvelopeUtils does, in its order, and unwrap it.
+
+    Raises EnvelopeRejected with Kafka's code for the first part that fails:
+    the principal is missing or not DefaultPrincipalData (PRINCIPAL_DESERIALIZATION_FAILURE);
+    the client address is not 4 or 16 bytes (INVALID_REQUEST); the inner header does not
+    parse or names an unknown API (UNSUPPORTED_VERSION); the inner API is not forwardable
+    (INVALID_REQUEST); the inner body does not parse at its version, or the version does
+    not exist (UNSUPPORTED_VERSION). Bytes after the inner body are ignored, as Kafka's
+    parser ignores them.
+    """
+    principal = decode_principal(envelope.request_principal)
+    if len(envelope.client_host_address) not in _INET_ADDRESS_LENGTHS:
+        raise EnvelopeRejected(
+            ErrorCode.INVALID_REQUEST, "Failed to parse client address from envelope"
+        )
+    data = envelope.request_data
+    buf = data if type(data) is bytes else memoryview(data)
+    try:
+        api_key, api_version = _KEY_AND_VERSION.unpack_from(buf, 0)
+        api = APIS[api_key]
+        header, pos = RequestHeader.read(buf, 0, api.request_header_version(api_version))
+    except (struct.error, KeyError, ProtocolError) as exc:
+        raise EnvelopeRejected(
+            ErrorCode.UNSUPPORTED_VERSION, f"Failed to parse request header from envelope: {exc}"
+        ) from None
+    if api_key not in FORWARDABLE_APIS:
+        raise EnvelopeRejected(
+            ErrorCode.INVALID_REQUEST,
+            f"API {api.name} is not enabled or is not eligible for forwarding",
+        )
+    try:
+        body, _ = api.request.read(buf, pos, api_version)
+    except ProtocolError as exc:
+        raise EnvelopeRejected(
+            ErrorCode.UNSUPPORTED_VERSION, f"Failed to parse forwarded request: {exc}"
+        ) from None
+    return ForwardedRequest(header=header, body=body, principal=principal)
+
+
+def decode_principal(data: bytes | memoryview | None) -> str:
+    """Kafka's DefaultKafkaPrincipalBuilder form: an int16 version, then DefaultPrincipalData.
+
+    Returns "Type:name"; raises EnvelopeRejected(PRINCIPAL_DESERIALIZATION_FAILURE) for
+    null, short or undecodable bytes (bytes after the data are ignored, as in Kafka).
+    """
+    failure = EnvelopeRejected(
+        ErrorCode.PRINCIPAL_DESERIALIZATION_FAILURE,
+        "Failed to deserialize client principal from envelope",
+    )
+    if data is None or len(data) < 2:
+        raise failure
+    buf = bytes(data)
+    version = int.from_bytes(buf[:2], "big", signed=True)
+    try:
+        principal, _ = DefaultPrincipalData.read(buf, 2, version)
+    except ProtocolError:
+        raise failure from None
+    return f"{principal.type}:{principal.name}"
+
+
+def is_not_controller_answer(response: Message) -> bool:
+    """Whether an inner answer says "not the active controller", which Kafka's
+    RequestChannel turns into an Envelope error (NOT_CONTROLLER) so that the broker looks
+    for the new controller: NOT_LEADER_OR_FOLLOWER for DescribeQuorum, else NOT_CONTROLLER."""
+    wanted = (
+        ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if isinstance(response, DescribeQuorumResponse)
+        else ErrorCode.NOT_CONTROLLER
+    )
+    return wanted in error_codes(response)
+
+
+def error_codes(value: object) -> set[int]:
+    """Every error code in a message, at any depth (Kafka's errorCounts, as a set)."""
+    found: set[int] = set()
+    for info in getattr(type(value), "FIELDS", ()):
+        item = getattr(value, info.attribute, None)
+        if info.attribute == "error_code":
+            found.add(item)  # type: ignore[arg-type]
+        elif info.struct is not None and item is not None:
+            for element in item if isinstance(item, list) else (item,):
+                found |= error_codes(element)
+    return found
+
+
+# -- the handler ---------------------------------------------------------------------------
+
+
 class RequestHandler:
     """Turns one decoded request into its response, awaiting commits and long polls."""
 
@@ -78,11 +256,22 @@ class RequestHandler:
         version = header.request_api_version
         match body:
             case ApiVersionsRequest():
+                if not api_versions_is_valid(body, version):
+                    return error_response(body, version, ErrorCode.INVALID_REQUEST)
                 return api_versions_response(ErrorCode.NONE, self.node)
+            case SaslHandshakeRequest():
+                return error_response(body, version, ErrorCode.ILLEGAL_SASL_STATE)
+            case SaslAuthenticateRequest():
+                return error_response(
+                    body,
+                    version,
+                    ErrorCode.ILLEGAL_SASL_STATE,
+                    SASL_AUTHENTICATE_AFTER_AUTHENTICATION,
+                )
             case FetchRequest():
                 return await self.fetch(body)
             case DescribeQuorumRequest():
-                return self.node.raft.describe_quorum(body, wall_clock_ms())
+                return self.describe_quorum(body, version)
             case DescribeClusterRequest():
                 return self.describe_cluster(body, version)
             case EnvelopeRequest():
@@ -98,16 +287,22 @@ class RequestHandler:
                 return await self.controller_request(body, context)
 
     async def controller_request(self, body: Message, context: RequestContext) -> Message:
+        """The controller's answer; NOT_CONTROLLER on every item when this node does not
+        lead, UNSUPPORTED_VERSION on every item for an API the controller lacks."""
         node = self.node
+        if not isinstance(body, HANDLED_REQUESTS):
+            return error_response(
+                body, context.api_version, ErrorCode.UNSUPPORTED_VERSION, NOT_IMPLEMENTED
+            )
         if not node.raft.is_leader:
             # Only the active controller changes metadata; brokers retry on the leader.
-            return error_response(body, ErrorCode.NOT_CONTROLLER)
+            return error_response(body, context.api_version, ErrorCode.NOT_CONTROLLER)
         result = node.controller.handle(body, context, node.log.end_offset, wall_clock_ms())
         try:
             await node.run_controller_write(result)
         except AppendFailed as exc:
             log.error("%s failed: %s", body.NAME, exc)
-            return operation_failed_response(body, context.api_version, OperationFailed(exc.code))
+            return error_response(body, context.api_version, exc.code)
         if result.response is None:
             raise RuntimeError(f"the controller gave no response to {body.NAME}")
         return result.response
@@ -128,6 +323,20 @@ class RequestHandler:
             await node.wait_log_growth(outcome.offset, deadline)
             if node.log.end_offset <= outcome.offset:
                 return response
+
+    def describe_quorum(
+        self, request: DescribeQuorumRequest, version: int
+    ) -> DescribeQuorumResponse:
+        """The raft core's answer, fitted to `version` as Kafka's RaftUtil does: below v2
+        there are no nodes and no replica directory ids."""
+        response = self.node.raft.describe_quorum(request, wall_clock_ms())
+        if version < 2:
+            response.nodes = []
+            for topic in response.topics:
+                for partition in topic.partitions:
+                    for replica in partition.current_voters + partition.observers:
+                        replica.replica_directory_id = ZERO_UUID
+        return response
 
     def describe_cluster(
         self, request: DescribeClusterRequest, version: int
@@ -167,36 +376,30 @@ class RequestHandler:
         )
 
     async def envelope(self, request: EnvelopeRequest) -> EnvelopeResponse:
-        """A broker forwards a client's request: answer it as the controller, then wrap."""
+        """A broker forwards a client's request: check and unwrap it, answer the inner
+        request as if it came directly (DescribeQuorum by raft, the rest by the controller),
+        and wrap the answer; a NOT_CONTROLLER answer becomes the Envelope's own error."""
         try:
-            inner_header, inner_body = decode_request(request.request_data)
-            principal = decode_principal(bytes(request.request_principal or b""))
-        except ProtocolError as exc:
-            log.warning("Envelope carries a request kwire cannot decode: %s", exc)
-            return EnvelopeResponse(error_code=ErrorCode.INVALID_REQUEST)
-        if inner_header.request_api_key not in CONTROLLER_APIS:
-            return EnvelopeResponse(error_code=ErrorCode.INVALID_REQUEST)
-        context = RequestContext(
-            api_version=inner_header.request_api_version,
-            client_id=inner_header.client_id or "",
-            principal=principal,
-            listener_name=self.node.settings.listener_name,
-            envelope=True,
-        )
-        response = await self.controller_request(inner_body, context)
+            forwarded = unwrap_envelope(request)
+        except EnvelopeRejected as exc:
+            log.warning("Refusing an Envelope: %s", exc)
+            return EnvelopeResponse(error_code=exc.code)
+        header, body = forwarded.header, forwarded.body
+        response: Message
+        if isinstance(body, DescribeQuorumRequest):
+            response = self.describe_quorum(body, header.request_api_version)
+        else:
+            context = RequestContext(
+                api_version=header.request_api_version,
+                client_id=header.client_id or "",
+                principal=forwarded.principal,
+                listener_name=self.node.settings.listener_name,
+                envelope=True,
+            )
+            response = await self.controller_request(body, context)
+        if is_not_controller_answer(response):
+            return EnvelopeResponse(error_code=ErrorCode.NOT_CONTROLLER)
         data = encode_response(
-            inner_header.request_api_key,
-            inner_header.request_api_version,
-            inner_header.correlation_id,
-            response,
+            header.request_api_key, header.request_api_version, header.correlation_id, response
         )
         return EnvelopeResponse(response_data=data, error_code=ErrorCode.NONE)
-
-
-def decode_principal(data: bytes) -> str:
-    """Kafka's DefaultKafkaPrincipalBuilder form: an int16 version, then DefaultPrincipalData."""
-    if len(data) < 2:
-        return ANONYMOUS
-    version = int.from_bytes(data[:2], "big", signed=True)
-    principal = DefaultPrincipalData.decode(data[2:], version)
-    return f"{principal.type}:{principal.name}"

@@ -1,0 +1,141 @@
+"""kwire.server.dispatch: the answers the edge gives itself, in-process.
+
+- An API the controller does not implement yet gets UNSUPPORTED_VERSION on every item of
+  the request (the issue: CreatePartitions and DeleteTopics answered with no result).
+- A node that does not lead answers a controller request with NOT_CONTROLLER on every item.
+- SaslHandshake and SaslAuthenticate get Kafka 3.9 ControllerApis' ILLEGAL_SASL_STATE.
+- DescribeQuorum below v2 leaves out what v2 added, as Kafka's RaftUtil does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from node_harness import leader, make_node
+from server_harness import free_port
+
+from kwire.controller.controller import RequestContext
+from kwire.protocol._codec import ZERO_UUID, Message
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.framing import decode_response, encode_request
+from kwire.protocol.messages.create_partitions import (
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
+)
+from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
+from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
+from kwire.protocol.messages.headers import RequestHeader
+from kwire.protocol.messages.sasl_authenticate import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+)
+from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
+from kwire.server.dispatch import RequestHandler
+from kwire.server.node import ControllerNode
+from kwire.server.serve import answer
+
+__all__ = ["leader"]  # the fixture, imported for pytest to find
+
+
+async def ask(node: ControllerNode, body: Message, version: int) -> Message:
+    """Send `body` at `version` through the server's `answer` and read the reply back."""
+    api_key: int = body.API_KEY  # type: ignore[attr-defined]
+    header = RequestHeader(
+        request_api_key=api_key, request_api_version=version, correlation_id=9, client_id="c"
+    )
+    frame = await answer(encode_request(header, body), RequestHandler(node))
+    _, response = decode_response(frame, api_key, version)
+    return response
+
+
+@pytest.mark.parametrize("version", range(0, 7))
+async def test_delete_topics_with_two_topics_gets_two_results_each_unsupported_version(
+    leader: ControllerNode, version: int
+) -> None:
+    if version >= 6:
+        body = DeleteTopicsRequest(
+            topics=[DeleteTopicsRequest.DeleteTopicState(name=n) for n in ("a", "b")]
+        )
+    else:
+        body = DeleteTopicsRequest(topic_names=["a", "b"])
+    response = await ask(leader, body, version)
+    assert isinstance(response, DeleteTopicsResponse)
+    assert [(r.name, r.error_code) for r in response.responses] == [("a", 35), ("b", 35)]
+
+
+@pytest.mark.parametrize("version", range(0, 4))
+async def test_create_partitions_with_two_topics_gets_two_results_each_unsupported_version(
+    leader: ControllerNode, version: int
+) -> None:
+    body = CreatePartitionsRequest(
+        topics=[CreatePartitionsRequest.CreatePartitionsTopic(name=n, count=2) for n in "ab"]
+    )
+    response = await ask(leader, body, version)
+    assert isinstance(response, CreatePartitionsResponse)
+    assert [(r.name, r.error_code) for r in response.results] == [("a", 35), ("b", 35)]
+    assert {r.error_message for r in response.results} == {
+        "This controller does not implement this API yet."
+    }
+
+
+async def test_a_node_that_does_not_lead_answers_not_controller_on_every_topic(
+    tmp_path: Path,
+) -> None:
+    port, other = free_port(), free_port()
+    node = make_node(tmp_path, f"1@127.0.0.1:{port},2@127.0.0.1:{other}", port)
+    try:
+        body = CreateTopicsRequest(
+            topics=[CreateTopicsRequest.CreatableTopic(name=n, num_partitions=1) for n in "xy"]
+        )
+        response = await RequestHandler(node).controller_request(
+            body, RequestContext(api_version=7)
+        )
+        assert isinstance(response, CreateTopicsResponse)
+        assert [(t.name, t.error_code) for t in response.topics] == [("x", 41), ("y", 41)]
+        assert node.log.end_offset == 0
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize("version", [0, 1])
+async def test_sasl_handshake_on_a_plaintext_listener_is_illegal_sasl_state(
+    leader: ControllerNode, version: int
+) -> None:
+    response = await ask(leader, SaslHandshakeRequest(mechanism="PLAIN"), version)
+    assert isinstance(response, SaslHandshakeResponse)
+    assert (response.error_code, response.mechanisms) == (ErrorCode.ILLEGAL_SASL_STATE, [])
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_sasl_authenticate_on_a_plaintext_listener_is_illegal_sasl_state(
+    leader: ControllerNode, version: int
+) -> None:
+    response = await ask(leader, SaslAuthenticateRequest(auth_bytes=b"x"), version)
+    assert isinstance(response, SaslAuthenticateResponse)
+    assert response.error_code == ErrorCode.ILLEGAL_SASL_STATE
+    assert response.error_message == (
+        "SaslAuthenticate request received after successful authentication"
+    )
+
+
+@pytest.mark.parametrize(("version", "nodes"), [(0, 0), (1, 0), (2, 1)])
+async def test_describe_quorum_lists_nodes_only_from_v2(
+    leader: ControllerNode, version: int, nodes: int
+) -> None:
+    body = DescribeQuorumRequest(
+        topics=[
+            DescribeQuorumRequest.TopicData(
+                topic_name="__cluster_metadata",
+                partitions=[DescribeQuorumRequest.PartitionData(partition_index=0)],
+            )
+        ]
+    )
+    response = await ask(leader, body, version)
+    assert isinstance(response, DescribeQuorumResponse)
+    (partition,) = response.topics[0].partitions
+    assert (partition.error_code, partition.leader_id) == (ErrorCode.NONE, 1)
+    assert len(response.nodes) == nodes
+    if version < 2:
+        assert {v.replica_directory_id for v in partition.current_voters} == {ZERO_UUID}
