@@ -18,6 +18,7 @@ from kwire.controller.controller import ControllerConfig
 from kwire.log import read_meta_properties
 from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
+from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings
 from kwire.server.serve import serve
 from kwire.storage import format_storage, load_bootstrap, random_uuid
@@ -66,6 +67,17 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
     )
 
 
+def connection_limits(config: ControllerServerConfig) -> ConnectionLimits:
+    """The listener's connection, idle and request-memory limits."""
+    return ConnectionLimits(
+        connections_max_idle_ms=config.connections_max_idle_ms,
+        max_connections=config.max_connections,
+        max_connections_per_ip=config.max_connections_per_ip,
+        max_connections_per_ip_overrides=config.max_connections_per_ip_overrides,
+        queued_max_request_bytes=config.queued_max_request_bytes,
+    )
+
+
 async def run(config: ControllerServerConfig) -> None:
     settings = build_settings(config)
     node = ControllerNode(settings)
@@ -78,6 +90,7 @@ async def run(config: ControllerServerConfig) -> None:
                     listener.host or "0.0.0.0",
                     listener.port,
                     max_request_bytes=config.socket_request_max_bytes,
+                    limits=connection_limits(config),
                     task_status=task_status,
                 )
             )
