@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.framing import decode_response, encode_request, size_prefixed
@@ -33,7 +34,8 @@ from kwire.protocol.messages.headers import RequestHeader
 from kwire.raft.state import METADATA_TOPIC_ID
 from kwire.server.__main__ import build_settings, connection_limits
 from kwire.server.client import KafkaClient
-from kwire.server.config import ControllerServerConfig
+from kwire.server.config import ConfigError, ControllerServerConfig
+from kwire.server.limits import RequestBudget
 from kwire.server.node import ControllerNode
 from kwire.server.serve import SocketServer
 from kwire.storage import format_storage, random_uuid
@@ -355,3 +357,53 @@ async def test_large_requests_over_the_budget_wait_their_turn_and_are_all_answer
         assert log_lines(caplog, f"queued.max.request.bytes={budget}")
         for client in clients:
             await client.aclose()
+
+
+# -- RequestBudget on its own -------------------------------------------------------------------
+
+
+async def test_the_budget_admits_in_arrival_order_and_a_cancelled_waiter_gives_way() -> None:
+    budget = RequestBudget(10)
+    admitted: list[str] = []
+
+    async def take(name: str, size: int) -> None:
+        await budget.acquire(size)
+        admitted.append(name)
+
+    await budget.acquire(8)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(take, "big", 9)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(take, "small", 1)  # fits now, but waits behind "big"
+        await trio.testing.wait_all_tasks_blocked()
+        assert (admitted, budget.waiting, budget.in_use) == ([], 2, 8)
+        budget.release(8)
+        await trio.testing.wait_all_tasks_blocked()
+        assert admitted == ["big", "small"] and budget.in_use == 10
+    budget.release(10)
+    with trio.CancelScope() as scope:
+        await budget.acquire(10)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(take, "cancelled", 5)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(take, "after", 1)
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()
+    assert (budget.waiting, budget.in_use) == (0, 10)
+    budget.release(10)
+    assert budget.peak == 10 and budget.in_use == 0
+
+
+async def test_an_unbounded_budget_never_waits() -> None:
+    budget = RequestBudget(None)
+    for _ in range(3):
+        await budget.acquire(2**40)
+    assert (budget.in_use, budget.waits) == (3 * 2**40, 0)
+
+
+async def test_a_budget_below_socket_request_max_bytes_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be larger or equal to socket.request.max.bytes"):
+        async with running_server(
+            tmp_path, **{"socket.request.max.bytes": "1000", "queued.max.request.bytes": "999"}
+        ):
+            pass
