@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from server_harness import KwireServer, run_kwire
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.framing import decode_response, encode_request, size_prefixed
@@ -374,13 +375,16 @@ async def test_the_budget_admits_in_arrival_order_and_a_cancelled_waiter_gives_w
     async with trio.open_nursery() as nursery:
         nursery.start_soon(take, "big", 9)
         await trio.testing.wait_all_tasks_blocked()
-        nursery.start_soon(take, "small", 1)  # fits now, but waits behind "big"
+        nursery.start_soon(take, "small", 2)  # fits now, but waits behind "big"
         await trio.testing.wait_all_tasks_blocked()
         assert (admitted, budget.waiting, budget.in_use) == ([], 2, 8)
         budget.release(8)
         await trio.testing.wait_all_tasks_blocked()
-        assert admitted == ["big", "small"] and budget.in_use == 10
-    budget.release(10)
+        assert (admitted, budget.waiting, budget.in_use) == (["big"], 1, 9)
+        budget.release(9)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (admitted, budget.waiting, budget.in_use) == (["big", "small"], 0, 2)
+    budget.release(2)
     with trio.CancelScope() as scope:
         await budget.acquire(10)
         async with trio.open_nursery() as nursery:
@@ -407,3 +411,18 @@ async def test_a_budget_below_socket_request_max_bytes_is_refused(tmp_path: Path
             tmp_path, **{"socket.request.max.bytes": "1000", "queued.max.request.bytes": "999"}
         ):
             pass
+
+
+def test_an_override_host_that_does_not_resolve_stops_the_server_with_one_line(
+    tmp_path: Path,
+) -> None:
+    server = KwireServer(
+        tmp_path, overrides={"max.connections.per.ip.overrides": "no-such-host.invalid:3"}
+    )
+    server.format()
+    result = run_kwire("kwire.server", server.config_path, *server.command()[4:])
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: max.connections.per.ip.overrides: cannot resolve host 'no-such-host.invalid': "
+    )

@@ -7,6 +7,7 @@ quorum on 127.0.0.1:9093, printing the cluster id and the address to give broker
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -20,7 +21,7 @@ from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings
-from kwire.server.serve import serve
+from kwire.server.serve import resolve_overrides, serve
 from kwire.storage import format_storage, load_bootstrap, random_uuid
 from kwire.storage.bootstrap import BootstrapError, bootstrap_metadata_version
 from kwire.storage.formatter import FormatterError
@@ -80,6 +81,13 @@ def connection_limits(config: ControllerServerConfig) -> ConnectionLimits:
 
 async def run(config: ControllerServerConfig) -> None:
     settings = build_settings(config)
+    limits = connection_limits(config)
+    # Resolve the override host names here, so that one that does not resolve is a
+    # ConfigError for main() rather than an error inside the server's nursery.
+    resolved = await resolve_overrides(limits.max_connections_per_ip_overrides)
+    limits = dataclasses.replace(
+        limits, max_connections_per_ip_overrides={str(a): n for a, n in resolved.items()}
+    )
     node = ControllerNode(settings)
     listener = config.controller_listener
     try:
@@ -90,7 +98,7 @@ async def run(config: ControllerServerConfig) -> None:
                     listener.host or "0.0.0.0",
                     listener.port,
                     max_request_bytes=config.socket_request_max_bytes,
-                    limits=connection_limits(config),
+                    limits=limits,
                     task_status=task_status,
                 )
             )

@@ -246,8 +246,12 @@ class SocketServer:
             )
             return None
         connection = Connection(stream, address, peer)
-        self.idle.touch(connection)
+        self._touch(connection)
         return connection
+
+    def _touch(self, connection: Connection) -> None:
+        if not connection.closed:  # a closed one must not come back to be expired again
+            self.idle.touch(connection)
 
     def _forget(self, connection: Connection) -> None:
         if not connection.closed:
@@ -283,9 +287,9 @@ class SocketServer:
                     connection.in_flight = False
                     if connection.closed:
                         return  # expired while answering: the response is dropped, as in Kafka
-                    self.idle.touch(connection)
+                    self._touch(connection)
                     await connection.stream.send_all(size_prefixed(reply))
-                    self.idle.touch(connection)
+                    self._touch(connection)
                 finally:
                     self.budget.release(size)
         except (ProtocolError, CloseConnection) as exc:
@@ -305,7 +309,7 @@ class SocketServer:
             chunk = await connection.stream.receive_some(min(count - len(data), RECEIVE_CHUNK))
             if not chunk:
                 break
-            self.idle.touch(connection)
+            self._touch(connection)
             data += chunk
         return data
 
