@@ -310,3 +310,101 @@ def test_config_is_frozen() -> None:
     cfg = config()
     with pytest.raises(AttributeError):
         cfg.node_id = 2  # type: ignore[misc]
+
+
+# -- the socket server's limits (SocketServerConfigs, KafkaConfig.validateValues) ----------------
+
+
+@pytest.mark.parametrize(
+    ("attribute", "expected"),
+    [
+        ("connections_max_idle_ms", 600000),
+        ("max_connections", 2147483647),
+        ("max_connections_per_ip", 2147483647),
+        ("max_connections_per_ip_overrides", {}),
+        ("failed_authentication_delay_ms", 100),
+        # Kafka's default is -1, unbounded; kwire's bounds the memory requests can hold.
+        ("queued_max_request_bytes", 104857600),
+    ],
+)
+def test_socket_limit_defaults(attribute: str, expected: object) -> None:
+    assert getattr(config(), attribute) == expected
+
+
+@pytest.mark.parametrize(
+    ("props", "attribute", "expected"),
+    [
+        ({"connections.max.idle.ms": "-1"}, "connections_max_idle_ms", -1),
+        ({"connections.max.idle.ms": "9000000000"}, "connections_max_idle_ms", 9000000000),
+        ({"max.connections": "0"}, "max_connections", 0),
+        ({"queued.max.request.bytes": "-1"}, "queued_max_request_bytes", -1),
+        ({"queued.max.request.bytes": "0"}, "queued_max_request_bytes", 0),
+        (
+            {"socket.request.max.bytes": "1000", "queued.max.request.bytes": "1000"},
+            "queued_max_request_bytes",
+            1000,
+        ),
+        (
+            {"max.connections.per.ip.overrides": "127.0.0.1:5 , ::1:7,host-a:+3,"},
+            "max_connections_per_ip_overrides",
+            {"127.0.0.1": 5, "::1": 7, "host-a": 3},
+        ),
+        (
+            {"max.connections.per.ip": "0", "max.connections.per.ip.overrides": "h:1"},
+            "max_connections_per_ip",
+            0,
+        ),
+        (
+            {"connections.max.idle.ms": "-1", "connection.failed.authentication.delay.ms": "5000"},
+            "failed_authentication_delay_ms",
+            5000,
+        ),
+    ],
+)
+def test_socket_limits_as_kafka_reads_them(
+    props: dict[str, str], attribute: str, expected: object
+) -> None:
+    assert getattr(ControllerServerConfig.from_properties({**BASE, **props}), attribute) == expected
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"max.connections": "-1"}, "max.connections=-1: expected an integer of at least 0"),
+        (
+            {"max.connections.per.ip": "-2"},
+            "max.connections.per.ip=-2: expected an integer of at least 0",
+        ),
+        (
+            {"max.connections.per.ip": "0"},
+            "max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides "
+            "property is set.",
+        ),
+        (
+            {"socket.request.max.bytes": "1000", "queued.max.request.bytes": "999"},
+            "queued.max.request.bytes must be larger or equal to socket.request.max.bytes",
+        ),
+        (
+            {"connections.max.idle.ms": "100"},
+            "connection.failed.authentication.delay.ms=100 should always be less than "
+            "connections.max.idle.ms=100 to prevent failed authentication responses from "
+            "timing out",
+        ),
+        ({"connections.max.idle.ms": "1.5"}, "connections.max.idle.ms=1.5: expected an integer"),
+        ({"max.connections.per.ip.overrides": "hostonly"}, "is not in the form host:count"),
+        ({"max.connections.per.ip.overrides": "a:1,,b:2"}, "'' is not in the form host:count"),
+        (
+            {"max.connections.per.ip.overrides": "bad/host:1"},
+            "contains invalid addresses : bad/host",
+        ),
+        (
+            {"max.connections.per.ip.overrides": "h:x"},
+            "the count 'x' for 'h' is not a 32-bit integer",
+        ),
+    ],
+)
+def test_bad_socket_limits_are_refused_as_kafka_refuses_them(
+    props: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ControllerServerConfig.from_properties({**BASE, **props})

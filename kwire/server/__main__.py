@@ -7,6 +7,7 @@ quorum on 127.0.0.1:9093, printing the cluster id and the address to give broker
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -18,8 +19,9 @@ from kwire.controller.controller import ControllerConfig
 from kwire.log import read_meta_properties
 from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
+from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings
-from kwire.server.serve import serve
+from kwire.server.serve import resolve_overrides, serve
 from kwire.storage import format_storage, load_bootstrap, random_uuid
 from kwire.storage.bootstrap import BootstrapError, bootstrap_metadata_version
 from kwire.storage.formatter import FormatterError
@@ -66,8 +68,26 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
     )
 
 
+def connection_limits(config: ControllerServerConfig) -> ConnectionLimits:
+    """The listener's connection, idle and request-memory limits."""
+    return ConnectionLimits(
+        connections_max_idle_ms=config.connections_max_idle_ms,
+        max_connections=config.max_connections,
+        max_connections_per_ip=config.max_connections_per_ip,
+        max_connections_per_ip_overrides=config.max_connections_per_ip_overrides,
+        queued_max_request_bytes=config.queued_max_request_bytes,
+    )
+
+
 async def run(config: ControllerServerConfig) -> None:
     settings = build_settings(config)
+    limits = connection_limits(config)
+    # Resolve the override host names here, so that one that does not resolve is a
+    # ConfigError for main() rather than an error inside the server's nursery.
+    resolved = await resolve_overrides(limits.max_connections_per_ip_overrides)
+    limits = dataclasses.replace(
+        limits, max_connections_per_ip_overrides={str(a): n for a, n in resolved.items()}
+    )
     node = ControllerNode(settings)
     listener = config.controller_listener
     try:
@@ -78,6 +98,7 @@ async def run(config: ControllerServerConfig) -> None:
                     listener.host or "0.0.0.0",
                     listener.port,
                     max_request_bytes=config.socket_request_max_bytes,
+                    limits=limits,
                     task_status=task_status,
                 )
             )

@@ -259,6 +259,32 @@ def _parse_listeners(key: str, value: str, protocols: Mapping[str, str]) -> tupl
     return tuple(endpoints)
 
 
+def _parse_ip_overrides(value: str) -> dict[str, int]:
+    """``host:count,...`` (Kafka's Csv.parseCsvMap: the count follows the last ':', so
+    IPv6 addresses need no brackets)."""
+    key = "max.connections.per.ip.overrides"
+    overrides: dict[str, int] = {}
+    if not value:
+        return overrides
+    entries = re.split(r"\s*,\s*", value)
+    while entries and not entries[-1]:
+        entries.pop()  # Java's String.split drops trailing empty strings
+    for entry in entries:
+        host, sep, count = entry.rpartition(":")
+        if not sep:
+            raise _bad(key, value, f"entry {entry!r} is not in the form host:count")
+        host = host.strip()
+        if not re.fullmatch(r"[0-9a-zA-Z\-%._:]*", host):
+            raise _bad(key, value, f"contains invalid addresses : {host}")
+        try:
+            overrides[host] = _int(key, count)
+        except ConfigError:
+            raise _bad(
+                key, value, f"the count {count.strip()!r} for {host!r} is not a 32-bit integer"
+            ) from None
+    return overrides
+
+
 # -- the configuration ---------------------------------------------------------------------
 
 # Numeric settings: key, attribute, type and minimum; defaults live on the dataclass.
@@ -301,6 +327,16 @@ _NUMERIC: tuple[tuple[str, str, str, int], ...] = (
         INT32_MIN,
     ),
     ("socket.request.max.bytes", "socket_request_max_bytes", "int", 1),
+    ("connections.max.idle.ms", "connections_max_idle_ms", "long", INT64_MIN),
+    ("max.connections", "max_connections", "int", 0),
+    ("max.connections.per.ip", "max_connections_per_ip", "int", 0),
+    ("queued.max.request.bytes", "queued_max_request_bytes", "long", INT64_MIN),
+    (
+        "connection.failed.authentication.delay.ms",
+        "failed_authentication_delay_ms",
+        "int",
+        0,
+    ),
     ("num.partitions", "num_partitions", "int", 1),
     ("default.replication.factor", "default_replication_factor", "int", INT32_MIN),
 )
@@ -322,6 +358,7 @@ _OTHER_KEYS = frozenset(
         "inter.broker.protocol.version",
         "unstable.feature.versions.enable",
         "eligible.leader.replicas.enable",
+        "max.connections.per.ip.overrides",
     }
 )
 KNOWN_KEYS = frozenset(k for k, *_ in _NUMERIC) | _OTHER_KEYS
@@ -364,6 +401,15 @@ class ControllerServerConfig:
     broker_heartbeat_interval_ms: int = 2000
     initial_broker_registration_timeout_ms: int = 60000
     socket_request_max_bytes: int = 100 * 1024**2
+    connections_max_idle_ms: int = 600_000
+    max_connections: int = INT32_MAX
+    max_connections_per_ip: int = INT32_MAX
+    max_connections_per_ip_overrides: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False
+    )
+    # Kafka's default is -1 (unbounded); kwire bounds the memory requests can pin.
+    queued_max_request_bytes: int = 100 * 1024**2
+    failed_authentication_delay_ms: int = 100
     num_partitions: int = 1
     default_replication_factor: int = 1
     originals: Mapping[str, str] = field(
@@ -527,6 +573,8 @@ class ControllerServerConfig:
                     )
             values["advertised_listeners"] = advertised
 
+        values.update(cls._socket_limits(props, values))
+
         log_dirs_text = props.get("log.dirs") or props.get("log.dir") or DEFAULT_LOG_DIR
         log_dirs = tuple(Path(d) for d in _list(log_dirs_text) if d)
         if not log_dirs:
@@ -536,6 +584,38 @@ class ControllerServerConfig:
             Path(props["metadata.log.dir"]) if props.get("metadata.log.dir") else log_dirs[0]
         )
         return cls(**values)
+
+    @staticmethod
+    def _socket_limits(props: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
+        """max.connections.per.ip.overrides, and KafkaConfig's checks across the socket
+        server's keys (their single values were parsed with the other numbers)."""
+        out: dict[str, Any] = {}
+        key = "max.connections.per.ip.overrides"
+        overrides = _parse_ip_overrides(props.get(key, ""))
+        out["max_connections_per_ip_overrides"] = MappingProxyType(overrides)
+        per_ip = values.get("max_connections_per_ip", INT32_MAX)
+        if per_ip == 0 and not overrides:
+            raise ConfigError(
+                "max.connections.per.ip=0: max.connections.per.ip can be set to zero only if "
+                "max.connections.per.ip.overrides property is set."
+            )
+        queued = values.get("queued_max_request_bytes", 100 * 1024**2)
+        request_max = values.get("socket_request_max_bytes", 100 * 1024**2)
+        if 0 < queued < request_max:
+            raise ConfigError(
+                f"queued.max.request.bytes={queued}: queued.max.request.bytes must be larger "
+                f"or equal to socket.request.max.bytes (socket.request.max.bytes={request_max}; "
+                "-1 or 0 means no limit)"
+            )
+        idle = values.get("connections_max_idle_ms", 600_000)
+        delay = values.get("failed_authentication_delay_ms", 100)
+        if idle >= 0 and delay >= idle:
+            raise ConfigError(
+                f"connection.failed.authentication.delay.ms={delay} should always be less than "
+                f"connections.max.idle.ms={idle} to prevent failed authentication responses "
+                "from timing out"
+            )
+        return out
 
     @staticmethod
     def _protocol_map(props: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:

@@ -1,22 +1,31 @@
-"""The network edge: one Trio task per connection, requests answered in order.
+"""The network edge: accepting connections and answering their requests in order.
 
 A connection that sends a frame it cannot parse (hostile size, truncated header, unknown
 API key, a version the API lacks) is closed with a log line; other connections go on.
 ApiVersions at a version too new is answered at v0 with UNSUPPORTED_VERSION, as Kafka
 does, so that clients can fall back.
+
+Each connection reads one frame at a time: its 4-byte size, then room for it in the
+request budget, then exactly its bytes; the next frame is read once this one is answered
+(Kafka mutes a channel while its request is in flight). So a peer can make the server
+hold at most its 4-byte prefix beyond what the budget counts. The limits on connections,
+idle time and request bytes are kwire.server.limits'.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
-from functools import partial
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import trio
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.errors import ProtocolError, UnsupportedVersionError
 from kwire.protocol.framing import (
-    FrameBuffer,
+    FrameTooLargeError,
     decode_request,
     encode_response,
     peek_request,
@@ -24,13 +33,26 @@ from kwire.protocol.framing import (
 )
 from kwire.protocol.messages.api_versions import ApiVersionsResponse
 from kwire.protocol.messages.index import APIS
+from kwire.server.config import ConfigError
 from kwire.server.dispatch import CONTROLLER_APIS, RequestHandler
+from kwire.server.limits import (
+    ConnectionLimits,
+    ConnectionQuotas,
+    IdleConnections,
+    IPAddress,
+    RequestBudget,
+    canonical_ip,
+)
 from kwire.server.node import ControllerNode
 
 log = logging.getLogger("kwire.server")
 
 API_VERSIONS = 18
 RECEIVE_CHUNK = 64 * 1024
+SIZE_PREFIX = 4
+# accept() failures that mean "out of descriptors or memory for now": wait and retry.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_S = 0.1
 
 
 class CloseConnection(Exception):
@@ -67,31 +89,301 @@ async def answer(frame: bytes, handler: RequestHandler) -> bytes:
     )
 
 
-async def handle_connection(
-    stream: trio.SocketStream, handler: RequestHandler, max_request_bytes: int
-) -> None:
-    try:
-        peer = "{}:{}".format(*stream.socket.getpeername()[:2])
-    except OSError:
-        peer = "unknown peer"
-    frames = FrameBuffer(max_request_bytes)
-    async with stream:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketServerStatistics:
+    """A snapshot of `SocketServer`'s bookkeeping (sizes in bytes)."""
+
+    connections: int  # open and counted against max.connections
+    connections_by_address: dict[str, int]
+    accepting: bool  # False while max.connections are open
+    connections_rejected: int  # closed at accept: over max.connections.per.ip
+    connections_expired: int  # closed for idling longer than connections.max.idle.ms
+    request_bytes_in_flight: int  # frames read (or being read) and not yet answered
+    request_bytes_peak: int  # the most that was ever in flight at once
+    request_bytes_budget: int | None  # queued.max.request.bytes; None: unbounded
+    requests_waiting: int  # connections whose next frame waits for room in the budget
+    requests_delayed: int  # frames that ever had to wait for room
+
+
+class Connection:
+    """One accepted peer: its stream, address and state as the server sees it."""
+
+    def __init__(self, stream: trio.SocketStream, address: IPAddress, peer: str) -> None:
+        self.stream = stream
+        self.address = address
+        self.peer = peer
+        self.closed = False
+        self.counted = True  # holds a slot in the connection quotas
+        self.in_flight = False  # a request is being answered
+        self.reading: trio.CancelScope | None = None  # while waiting for bytes or budget
+
+    def close_now(self) -> None:
+        """Close the socket at once; a task blocked on it gets ClosedResourceError."""
+        self.closed = True
+        if self.reading is not None:
+            self.reading.cancel()
+        self.stream.socket.close()
+
+
+class SocketServer:
+    """Kafka's SocketServer for one controller: accepts within the connection quotas,
+    closes idle connections and keeps request bytes in flight within their budget.
+
+    `run` serves until cancelled and reports the bound port through `task_status`;
+    `statistics` is for tests and tools. Limits are `ConnectionLimits` (Kafka 3.9's
+    SocketServerConfigs keys); a configured budget below `max_request_bytes` raises
+    ConfigError, as Kafka's KafkaConfig refuses it.
+    """
+
+    def __init__(
+        self,
+        node: ControllerNode,
+        *,
+        max_request_bytes: int,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self.node = node
+        self.handler = RequestHandler(node)
+        self.max_request_bytes = max_request_bytes
+        self.limits = limits = limits if limits is not None else ConnectionLimits()
+        budget = limits.queued_max_request_bytes
+        if 0 < budget < max_request_bytes:
+            raise ConfigError(
+                f"queued.max.request.bytes={budget}: must be larger or equal to "
+                f"socket.request.max.bytes={max_request_bytes}"
+            )
+        self.budget = RequestBudget(budget if budget > 0 else None)
+        self.quotas = ConnectionQuotas(limits.max_connections, limits.max_connections_per_ip, {})
+        self.idle: IdleConnections[Connection] = IdleConnections(
+            limits.connections_max_idle_ms, self._expire
+        )
+        self.rejected = 0
+        self.expired = 0
+
+    def statistics(self) -> SocketServerStatistics:
+        return SocketServerStatistics(
+            connections=self.quotas.total,
+            connections_by_address={str(a): n for a, n in self.quotas.counts.items()},
+            accepting=self.quotas.slot_available(),
+            connections_rejected=self.rejected,
+            connections_expired=self.expired,
+            request_bytes_in_flight=self.budget.in_use,
+            request_bytes_peak=self.budget.peak,
+            request_bytes_budget=self.budget.capacity,
+            requests_waiting=self.budget.waiting,
+            requests_delayed=self.budget.waits,
+        )
+
+    # -- accepting ----------------------------------------------------------------------------
+
+    async def run(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start the node and serve on host:port until cancelled."""
+        self.quotas.overrides = await resolve_overrides(
+            self.limits.max_connections_per_ip_overrides
+        )
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound_port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            self.node.start()
+            nursery.start_soon(self.node.run_ticks)
+            if self.limits.connections_max_idle_ms >= 0:
+                nursery.start_soon(self.idle.run)
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+            log.info(
+                "kwire controller %d serving on %s:%d", self.node.settings.node_id, host, bound_port
+            )
+            task_status.started(bound_port)
+
+    async def _wait_for_slot(self) -> None:
+        if self.quotas.slot_available():
+            return
+        log.info(
+            "Not accepting connections: max.connections=%d are open; waiting for one to close",
+            self.quotas.max_connections,
+        )
+        await self.quotas.wait_for_slot()
+        log.info("Accepting connections again")
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            # As Kafka's acceptor: leave new peers in the backlog while the server is full.
+            await self._wait_for_slot()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.error("accept() failed (%s); retrying in %.1f s", exc, ACCEPT_RETRY_S)
+                await trio.sleep(ACCEPT_RETRY_S)
+                continue
+            # Another listener may have taken the last slot while we waited in accept().
+            await self._wait_for_slot()
+            connection = self._admit(stream)
+            if connection is None:
+                await stream.aclose()
+            else:
+                nursery.start_soon(self._serve_connection, connection)
+
+    def _admit(self, stream: trio.SocketStream) -> Connection | None:
+        """Count the new connection against its address's limit; None if refused."""
         try:
-            while True:
-                data = await stream.receive_some(RECEIVE_CHUNK)
-                if not data:
-                    return
-                frames.feed(data)
-                while (frame := frames.next_frame()) is not None:
-                    reply = await answer(frame, handler)
-                    await stream.send_all(size_prefixed(reply))
+            host, port = stream.socket.getpeername()[:2]
+            address = canonical_ip(host)
+        except (OSError, ValueError):
+            return None  # the peer is already gone
+        peer = f"{host}:{port}"
+        if not self.quotas.try_add(address):
+            self.rejected += 1
+            log.info(
+                "Closing connection from %s: rejected, address %s already has the configured "
+                "maximum of %d connections (max.connections.per.ip)",
+                peer,
+                address,
+                self.quotas.limit_for(address),
+            )
+            return None
+        connection = Connection(stream, address, peer)
+        self._touch(connection)
+        return connection
+
+    def _touch(self, connection: Connection) -> None:
+        if not connection.closed:  # a closed one must not come back to be expired again
+            self.idle.touch(connection)
+
+    def _forget(self, connection: Connection) -> None:
+        if not connection.closed:
+            connection.close_now()
+        if connection.counted:
+            connection.counted = False
+            self.quotas.remove(connection.address)
+        self.idle.remove(connection)
+
+    def _expire(self, connection: Connection, idle_s: float) -> None:
+        self.expired += 1
+        log.info(
+            "Closing connection from %s: idle for %d ms, longer than connections.max.idle.ms=%d%s",
+            connection.peer,
+            idle_s * 1000,
+            self.limits.connections_max_idle_ms,
+            "; the response to its request in flight will be dropped"
+            if connection.in_flight
+            else "",
+        )
+        self._forget(connection)
+
+    # -- one connection -----------------------------------------------------------------------
+
+    async def _serve_connection(self, connection: Connection) -> None:
+        try:
+            while (read := await self._read_frame(connection)) is not None:
+                size, frame = read
+                try:
+                    connection.in_flight = True
+                    reply = await answer(frame, self.handler)
+                    del frame
+                    connection.in_flight = False
+                    if connection.closed:
+                        return  # expired while answering: the response is dropped, as in Kafka
+                    self._touch(connection)
+                    await connection.stream.send_all(size_prefixed(reply))
+                    self._touch(connection)
+                finally:
+                    self.budget.release(size)
         except (ProtocolError, CloseConnection) as exc:
-            log.warning("Closing connection from %s: %s", peer, exc)
+            log.warning("Closing connection from %s: %s", connection.peer, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:
             # A bug answering one request must not take the server down for everyone.
-            log.exception("Closing connection from %s after an internal error", peer)
+            log.exception("Closing connection from %s after an internal error", connection.peer)
+        finally:
+            self._forget(connection)
+
+    async def _receive_exactly(self, connection: Connection, count: int) -> bytearray:
+        """`count` bytes, never more (a short result means the peer closed)."""
+        data = bytearray()
+        while len(data) < count:
+            chunk = await connection.stream.receive_some(min(count - len(data), RECEIVE_CHUNK))
+            if not chunk:
+                break
+            self._touch(connection)
+            data += chunk
+        return data
+
+    async def _read_frame(self, connection: Connection) -> tuple[int, bytes] | None:
+        """The next frame and its size, held in the budget until the caller releases it;
+        None once the peer closed or the connection was closed."""
+        with trio.CancelScope() as connection.reading:
+            if connection.closed:
+                return None
+            prefix = await self._receive_exactly(connection, SIZE_PREFIX)
+            if len(prefix) < SIZE_PREFIX:
+                if prefix:
+                    log.info("Connection from %s closed in the middle of a frame", connection.peer)
+                return None
+            size = int.from_bytes(prefix, "big", signed=True)
+            if size < 0 or size > self.max_request_bytes:
+                raise FrameTooLargeError(
+                    f"frame size {size} is outside 0..{self.max_request_bytes} "
+                    "(socket.request.max.bytes)"
+                )
+            await self._reserve(connection, size)
+            try:
+                frame = await self._receive_exactly(connection, size)
+            except BaseException:
+                self.budget.release(size)
+                raise
+            if len(frame) < size:
+                self.budget.release(size)
+                log.info("Connection from %s closed in the middle of a frame", connection.peer)
+                return None
+            connection.reading = None
+            return size, bytes(frame)
+        connection.reading = None
+        return None  # closed while waiting
+
+    async def _reserve(self, connection: Connection, size: int) -> None:
+        budget = self.budget
+        if budget.capacity is not None and (
+            budget.waiting or budget.in_use + size > budget.capacity
+        ):
+            log.info(
+                "Pausing reads from %s: its %d-byte request waits for room in "
+                "queued.max.request.bytes=%d (%d bytes in flight, %d requests ahead)",
+                connection.peer,
+                size,
+                budget.capacity,
+                budget.in_use,
+                budget.waiting,
+            )
+        await budget.acquire(size)
+
+
+async def resolve_overrides(overrides: Mapping[str, int]) -> dict[IPAddress, int]:
+    """max.connections.per.ip.overrides by address: each host name stands for every
+    address it resolves to (Kafka takes the first). Raises ConfigError if one does not."""
+    resolved: dict[IPAddress, int] = {}
+    for host, limit in overrides.items():
+        try:
+            resolved[canonical_ip(host)] = limit
+            continue
+        except ValueError:
+            pass
+        try:
+            # Java's InetAddress.getByName("") is the loopback address.
+            infos = await trio.socket.getaddrinfo(
+                host or "localhost", None, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"max.connections.per.ip.overrides: cannot resolve host {host!r}: {exc}"
+            ) from None
+        for info in infos:
+            resolved.setdefault(canonical_ip(str(info[4][0])), limit)
+    return resolved
 
 
 async def serve(
@@ -100,21 +392,9 @@ async def serve(
     port: int,
     *,
     max_request_bytes: int,
+    limits: ConnectionLimits | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound port through `task_status`."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound_port = listeners[0].socket.getsockname()[1]
-    handler = RequestHandler(node)
-    async with trio.open_nursery() as nursery:
-        node.start()
-        nursery.start_soon(node.run_ticks)
-        await nursery.start(
-            partial(
-                trio.serve_listeners,
-                partial(handle_connection, handler=handler, max_request_bytes=max_request_bytes),
-                listeners,
-            )
-        )
-        log.info("kwire controller %d serving on %s:%d", node.settings.node_id, host, bound_port)
-        task_status.started(bound_port)
+    server = SocketServer(node, max_request_bytes=max_request_bytes, limits=limits)
+    await server.run(host, port, task_status=task_status)

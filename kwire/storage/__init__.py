@@ -12,6 +12,7 @@ from kwire.storage.bootstrap import (
 from kwire.storage.formatter import (
     FormatResult,
     FormatterError,
+    cluster_id_warnings,
     format_storage,
     random_uuid,
     storage_info,
@@ -33,6 +34,7 @@ __all__ = [
     "MetadataVersion",
     "ReleaseVersionError",
     "bootstrap_records",
+    "cluster_id_warnings",
     "encode_bootstrap_checkpoint",
     "format_storage",
     "load_bootstrap",

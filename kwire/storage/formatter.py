@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +27,12 @@ __all__ = [
     "format_storage",
     "random_directory_uuid",
     "random_uuid",
+    "cluster_id_warnings",
     "storage_info",
     "validate_cluster_id",
 ]
+
+log = logging.getLogger("kwire.storage")
 
 
 class FormatterError(Exception):
@@ -73,9 +77,10 @@ _BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 
 def validate_cluster_id(cluster_id: str) -> None:
-    """A cluster id must be a Kafka uuid string: 16 bytes in unpadded URL-safe base64.
-    (Kafka 3.9's Formatter takes any string; earlier releases refused these, and so do we,
-    with their message.)"""
+    """Raise FormatterError unless `cluster_id` is a Kafka uuid string (16 bytes in unpadded
+    URL-safe base64, as ``random-uuid`` prints), with the message Kafka 3.0-3.8's storage
+    tool refused others with. Kafka 3.9 formats with any string, and so does
+    `format_storage`: this check only feeds `cluster_id_warnings`."""
 
     def refuse(reason: str) -> FormatterError:
         return FormatterError(
@@ -94,6 +99,24 @@ def validate_cluster_id(cluster_id: str) -> None:
             f"Input string `{cluster_id}` decoded as {len(raw)} bytes, which is not equal to "
             "the expected 16 bytes of a base64-encoded UUID"
         )
+
+
+def cluster_id_warnings(cluster_id: str) -> list[str]:
+    """Why a cluster id Kafka 3.9 accepts may still cause trouble; empty if none."""
+    warnings = []
+    try:
+        validate_cluster_id(cluster_id)
+    except FormatterError as e:
+        warnings.append(
+            f"{e}. Kafka 3.9 accepts any cluster id, but releases before 3.9 refuse to "
+            "format with this one; kafka-storage random-uuid prints one they all accept."
+        )
+    if not cluster_id.isascii():
+        warnings.append(
+            f"Cluster ID {cluster_id} is not ASCII: Kafka writes meta.properties in UTF-8 but "
+            "reads it back as ISO-8859-1, so Kafka nodes would read a different cluster id."
+        )
+    return warnings
 
 
 def _read_existing(
@@ -139,8 +162,11 @@ def format_storage(
 
     ``release_version`` defaults to the config's inter.broker.protocol.version, then to
     3.9-IV0. Raises :class:`FormatterError` (or ``ReleaseVersionError``) on refusal.
+    Any string is a cluster id, as in Kafka 3.9 (Formatter, MetaProperties); one that is
+    not a Kafka uuid is logged as a warning (`cluster_id_warnings`).
     """
-    validate_cluster_id(cluster_id)
+    for warning in cluster_id_warnings(cluster_id):
+        log.warning("%s", warning)
     version = resolve_release_version(release_version or config.inter_broker_protocol_version)
     records = bootstrap_records(version)
     directories = config.all_log_dirs
