@@ -37,6 +37,7 @@ from kwire.controller.image import (
     TopicInfo,
     ZkMigrationState,
 )
+from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.records import (
     KRAFT_VERSION_FEATURE,
     METADATA_VERSION_FEATURE,
@@ -82,15 +83,6 @@ log = logging.getLogger("kwire.controller")
 PRODUCER_ID_BLOCK_SIZE = 1000
 _LONG_MAX = 2**63 - 1
 
-# The requests ``handle`` implements; every other API gets an UNSUPPORTED_VERSION answer.
-HANDLED_REQUESTS: tuple[type[Message], ...] = (
-    BrokerRegistrationRequest,
-    BrokerHeartbeatRequest,
-    CreateTopicsRequest,
-    AllocateProducerIdsRequest,
-    ControllerRegistrationRequest,
-)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ControllerConfig:
@@ -113,41 +105,6 @@ class ControllerConfig:
     max_batch_size_bytes: int = MAX_BATCH_SIZE_BYTES
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestContext:
-    api_version: int
-    client_id: str = ""
-    principal: str = "User:ANONYMOUS"
-    listener_name: str = "CONTROLLER"
-    envelope: bool = False  # forwarded by a broker inside an EnvelopeRequest
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ControllerResult:
-    """Records to append from the offset given to the call, in order, and the response to
-    send once they are committed (at once if there are none). ``atomic`` records must go
-    in one batch. ``values`` holds each record framed as it goes into a batch
-    (MetadataRecordSerde), encoded once while the controller measured them."""
-
-    records: list[RecordAndVersion]
-    response: Message | None
-    atomic: bool = True
-    values: list[bytes] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Applied:
-    """What one operation has applied so far (the records and their framed values)."""
-
-    records: list[RecordAndVersion] = field(default_factory=list)
-    values: list[bytes] = field(default_factory=list)
-
-    def result(self, response: Message | None, *, atomic: bool = True) -> ControllerResult:
-        return ControllerResult(
-            records=self.records, values=self.values, response=response, atomic=atomic
-        )
-
-
 class QuorumController:
     def __init__(
         self, *, node_id: int, cluster_id: str, config: ControllerConfig, rng: random.Random
@@ -163,14 +120,6 @@ class QuorumController:
         )
         self._active = False
         self._next_noop_ms = _LONG_MAX
-        # The table of requests this controller answers (others: UNSUPPORTED_VERSION).
-        self._handlers: dict[type, Callable[[Any, int], ControllerResult]] = {
-            BrokerRegistrationRequest: self._broker_registration,
-            BrokerHeartbeatRequest: self._broker_heartbeat,
-            CreateTopicsRequest: self._create_topics,
-            AllocateProducerIdsRequest: self._allocate_producer_ids,
-            ControllerRegistrationRequest: self._controller_registration,
-        }
 
     # -- state views ---------------------------------------------------------------------
 
@@ -247,7 +196,7 @@ class QuorumController:
         if self.image.last_applied_offset >= 0 and self.image.finalized_features:
             return None
         records = self.bootstrap_records(metadata_version_level)
-        applied = _Applied()
+        applied = Applied()
         self._apply_versioned(applied, records, next_offset, atomic=False)
         return applied.result(
             None,
@@ -310,11 +259,11 @@ class QuorumController:
             # Serving requests makes this the active controller; bootstrapping an empty
             # log is ``activate``'s job, whose records the caller must append.
             self._start_sessions(now_ms)
-        handler = self._handlers.get(type(request))
+        handler = REQUEST_HANDLERS.get(type(request))
         if handler is None:
             return ControllerResult(records=[], response=unsupported_response(request))
         try:
-            return handler(request, next_offset)
+            return handler(self, request, context, next_offset)
         except OperationFailed as e:
             # Nothing of a failed operation stays applied (usually nothing was).
             self.revert_to(next_offset - 1)
@@ -327,22 +276,25 @@ class QuorumController:
             self.revert_to(next_offset - 1)
             raise
 
-    def _apply(
-        self, applied: _Applied, records: list[Message], next_offset: int, *, atomic: bool = True
-    ) -> _Applied:
-        """Version, frame and apply ``records`` after those already in ``applied``."""
+    def apply(
+        self, applied: Applied, records: list[Message], next_offset: int, *, atomic: bool = True
+    ) -> Applied:
+        """Version ``records`` at the current metadata.version, frame them and apply them
+        after those already in ``applied`` (the operation starting at ``next_offset``).
+        Raises OperationFailed, having applied nothing of them, when an atomic result
+        would exceed the batch size; the caller's operation then fails as a whole."""
         mv = self.metadata_version
         versioned = [RecordAndVersion(r, record_version(r, mv)) for r in records]
         return self._apply_versioned(applied, versioned, next_offset, atomic=atomic)
 
     def _apply_versioned(
         self,
-        applied: _Applied,
+        applied: Applied,
         records: list[RecordAndVersion],
         next_offset: int,
         *,
         atomic: bool,
-    ) -> _Applied:
+    ) -> Applied:
         """Frame ``records``; for an atomic result, refuse (OperationFailed) a batch over
         the raft limit before any is applied; then apply them, ready to be taken back."""
         values = [
@@ -374,7 +326,7 @@ class QuorumController:
         return applied
 
     def _broker_registration(
-        self, request: BrokerRegistrationRequest, next_offset: int
+        self, request: BrokerRegistrationRequest, context: RequestContext, next_offset: int
     ) -> ControllerResult:
         finalized = dict(self.image.finalized_features)
         finalized[KRAFT_VERSION_FEATURE] = self.config.kraft_version
@@ -393,18 +345,18 @@ class QuorumController:
             return ControllerResult(
                 records=[], response=BrokerRegistrationResponse(error_code=e.code)
             )
-        return self._apply(_Applied(), records, next_offset).result(
+        return self.apply(Applied(), records, next_offset).result(
             BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch)
         )
 
     def _broker_heartbeat(
-        self, request: BrokerHeartbeatRequest, next_offset: int
+        self, request: BrokerHeartbeatRequest, context: RequestContext, next_offset: int
     ) -> ControllerResult:
         try:
             outcome = process_heartbeat(self.image, self.tracker, request, self.metadata_version)
         except ApiError as e:
             return ControllerResult(records=[], response=BrokerHeartbeatResponse(error_code=e.code))
-        applied = self._apply(_Applied(), outcome.records, next_offset, atomic=False)
+        applied = self.apply(Applied(), outcome.records, next_offset, atomic=False)
         if outcome.next_state is BrokerControlState.CONTROLLED_SHUTDOWN:
             # The broker may go once every active broker has caught up with the batch
             # that started its controlled shutdown.
@@ -421,7 +373,9 @@ class QuorumController:
             atomic=False,
         )
 
-    def _create_topics(self, request: CreateTopicsRequest, next_offset: int) -> ControllerResult:
+    def _create_topics(
+        self, request: CreateTopicsRequest, context: RequestContext, next_offset: int
+    ) -> ControllerResult:
         outcome = create_topics(
             self.image,
             self.tracker,
@@ -434,10 +388,10 @@ class QuorumController:
             rng=self.rng,
             metadata_version=self.metadata_version,
         )
-        return self._apply(_Applied(), outcome.records, next_offset).result(outcome.response)
+        return self.apply(Applied(), outcome.records, next_offset).result(outcome.response)
 
     def _allocate_producer_ids(
-        self, request: AllocateProducerIdsRequest, next_offset: int
+        self, request: AllocateProducerIdsRequest, context: RequestContext, next_offset: int
     ) -> ControllerResult:
         try:
             check_broker_epoch(self.image, request.broker_id, request.broker_epoch)
@@ -457,7 +411,7 @@ class QuorumController:
             broker_epoch=request.broker_epoch,
             next_producer_id=first + PRODUCER_ID_BLOCK_SIZE,
         )
-        return self._apply(_Applied(), [record], next_offset).result(
+        return self.apply(Applied(), [record], next_offset).result(
             AllocateProducerIdsResponse(
                 error_code=ErrorCode.NONE,
                 producer_id_start=first,
@@ -467,7 +421,7 @@ class QuorumController:
         )
 
     def _controller_registration(
-        self, request: ControllerRegistrationRequest, next_offset: int
+        self, request: ControllerRegistrationRequest, context: RequestContext, next_offset: int
     ) -> ControllerResult:
         try:
             records = register_controller(request, self.metadata_version)
@@ -476,9 +430,7 @@ class QuorumController:
                 records=[],
                 response=ControllerRegistrationResponse(error_code=e.code, error_message=e.message),
             )
-        return self._apply(_Applied(), records, next_offset).result(
-            ControllerRegistrationResponse()
-        )
+        return self.apply(Applied(), records, next_offset).result(ControllerRegistrationResponse())
 
     # -- periodic work -------------------------------------------------------------------
 
@@ -489,17 +441,17 @@ class QuorumController:
         self._observe(now_ms)
         if not self._active:
             return None
-        applied = _Applied()
+        applied = Applied()
         try:
             while (stale := self.tracker.find_one_stale_broker()) is not None:
                 records = fence_broker_records(self.image, stale, self.metadata_version)
                 self.tracker.fence(stale)
-                self._apply(applied, records, next_offset, atomic=False)
+                self.apply(applied, records, next_offset, atomic=False)
             if self._noop_enabled and now_ms >= self._next_noop_ms:
                 # Kafka schedules each NoOp one interval after the previous one ran,
                 # whatever else was written in between.
                 self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
-                self._apply(applied, [NoOpRecord()], next_offset, atomic=False)
+                self.apply(applied, [NoOpRecord()], next_offset, atomic=False)
         except BaseException:
             self.revert_to(next_offset - 1)
             raise
@@ -527,6 +479,20 @@ class QuorumController:
 
     def _observe(self, now_ms: int) -> None:
         self.tracker.now_ms = max(self.tracker.now_ms, now_ms)
+
+
+# The operation behind each request the controller implements: a function of (controller,
+# request, context, next offset). Operations of one API family live in their own module;
+# every other API is answered UNSUPPORTED_VERSION on every item.
+Operation = Callable[[QuorumController, Any, RequestContext, int], ControllerResult]
+REQUEST_HANDLERS: dict[type[Message], Operation] = {
+    BrokerRegistrationRequest: QuorumController._broker_registration,
+    BrokerHeartbeatRequest: QuorumController._broker_heartbeat,
+    CreateTopicsRequest: QuorumController._create_topics,
+    AllocateProducerIdsRequest: QuorumController._allocate_producer_ids,
+    ControllerRegistrationRequest: QuorumController._controller_registration,
+}
+HANDLED_REQUESTS: tuple[type[Message], ...] = tuple(REQUEST_HANDLERS)
 
 
 def unsupported_response(request: Message) -> Message:

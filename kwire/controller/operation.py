@@ -1,0 +1,45 @@
+"""The shapes every controller operation shares: its context, what it has applied, and
+its result (records to append, the response to send once they commit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kwire.controller.records import RecordAndVersion
+from kwire.protocol._codec import Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestContext:
+    api_version: int
+    client_id: str = ""
+    principal: str = "User:ANONYMOUS"
+    listener_name: str = "CONTROLLER"
+    envelope: bool = False  # forwarded by a broker inside an EnvelopeRequest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerResult:
+    """Records to append from the offset given to the call, in order, and the response to
+    send once they are committed (at once if there are none). ``atomic`` records must go
+    in one batch. ``values`` holds each record framed as it goes into a batch
+    (MetadataRecordSerde), encoded once while the controller measured them."""
+
+    records: list[RecordAndVersion]
+    response: Message | None
+    atomic: bool = True
+    values: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Applied:
+    """What one operation has applied so far: the records and their framed values, in
+    order, from the operation's first offset (``QuorumController.apply`` adds to it)."""
+
+    records: list[RecordAndVersion] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+
+    def result(self, response: Message | None, *, atomic: bool = True) -> ControllerResult:
+        return ControllerResult(
+            records=self.records, values=self.values, response=response, atomic=atomic
+        )
