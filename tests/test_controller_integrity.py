@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_controller_cluster import registration as cluster_registration
 
 from kwire.controller import ControllerConfig, ControllerResult, QuorumController, RequestContext
 from kwire.controller.image import MetadataImage
@@ -127,22 +128,9 @@ class Leader:
 
 
 def registration(broker_id: int, incarnation: int = 0) -> BrokerRegistrationRequest:
-    return BrokerRegistrationRequest(
-        broker_id=broker_id,
-        cluster_id=CLUSTER_ID,
-        incarnation_id=uuid.UUID(int=1000 * (incarnation + 1) + broker_id),
-        listeners=[
-            BrokerRegistrationRequest.Listener(
-                name="PLAINTEXT", host="127.0.0.1", port=9092 + broker_id, security_protocol=0
-            )
-        ],
-        features=[
-            BrokerRegistrationRequest.Feature(
-                name="metadata.version", min_supported_version=1, max_supported_version=21
-            )
-        ],
-        rack=None,
-        log_dirs=[uuid.UUID(int=10_000 + broker_id)],
+    """Broker ``broker_id``'s registration; another ``incarnation`` is a restarted broker."""
+    return cluster_registration(
+        broker_id, incarnation_id=uuid.UUID(int=1000 * (incarnation + 1) + broker_id)
     )
 
 
