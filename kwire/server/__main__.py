@@ -99,6 +99,8 @@ async def run(config: ControllerServerConfig) -> None:
                     listener.port,
                     max_request_bytes=config.socket_request_max_bytes,
                     limits=limits,
+                    security=config.controller_security,
+                    failed_authentication_delay_ms=config.failed_authentication_delay_ms,
                     task_status=task_status,
                 )
             )

@@ -4,7 +4,7 @@
 |-------------------------------------------|-------------------------------------------|
 | ApiVersions (18)                          | here: the listener's APIs and features    |
 | DescribeCluster (60)                      | here: the controller quorum's endpoints   |
-| SaslHandshake (17), SaslAuthenticate (36) | here: ILLEGAL_SASL_STATE (PLAINTEXT)      |
+| SaslHandshake (17), SaslAuthenticate (36) | here: ILLEGAL_SASL_STATE (see below)      |
 | Fetch (1), DescribeQuorum (55)            | the raft core                             |
 | Envelope (58)                             | here: check, unwrap, answer the inner one |
 | the controller's HANDLED_REQUESTS         | the controller, once its records commit   |
@@ -13,6 +13,12 @@
 A request the controller must answer gets NOT_CONTROLLER on every item when this node is
 not the leader. Error answers come from `kwire.protocol.error_responses`, which fills the
 error into every item as Kafka's `getErrorResponse` does.
+
+On a SASL listener the exchange that opens a connection never reaches this module (see
+`kwire.server.security`); what does arrive here, on any listener, is a SaslHandshake or
+SaslAuthenticate after authentication (or where there is none), which Kafka's
+ControllerApis answers with ILLEGAL_SASL_STATE. Requests run as the connection's
+principal (User:ANONYMOUS on PLAINTEXT).
 
 An Envelope is checked part by part in the order of Kafka 3.9's EnvelopeUtils (see
 `unwrap_envelope`); each failure is answered with Kafka's code and no response data. Kafka
@@ -252,7 +258,10 @@ class RequestHandler:
     def __init__(self, node: ControllerNode) -> None:
         self.node = node
 
-    async def handle(self, header: RequestHeader, body: Message) -> Message:
+    async def handle(
+        self, header: RequestHeader, body: Message, principal: str = ANONYMOUS
+    ) -> Message:
+        """The answer to one request from a connection authenticated as `principal`."""
         version = header.request_api_version
         match body:
             case ApiVersionsRequest():
@@ -280,7 +289,7 @@ class RequestHandler:
                 context = RequestContext(
                     api_version=version,
                     client_id=header.client_id or "",
-                    principal=ANONYMOUS,
+                    principal=principal,
                     listener_name=self.node.settings.listener_name,
                     envelope=False,
                 )

@@ -14,6 +14,7 @@ idle time and request bytes are kwire.server.limits'.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket
@@ -33,8 +34,8 @@ from kwire.protocol.framing import (
 )
 from kwire.protocol.messages.api_versions import ApiVersionsResponse
 from kwire.protocol.messages.index import APIS
-from kwire.server.config import ConfigError
-from kwire.server.dispatch import CONTROLLER_APIS, RequestHandler
+from kwire.server.config import ConfigError, ListenerSecurity
+from kwire.server.dispatch import ANONYMOUS, CONTROLLER_APIS, RequestHandler
 from kwire.server.limits import (
     ConnectionLimits,
     ConnectionQuotas,
@@ -44,10 +45,21 @@ from kwire.server.limits import (
     canonical_ip,
 )
 from kwire.server.node import ControllerNode
+from kwire.server.security import (
+    AnswerNormally,
+    CloseNow,
+    FailAuthentication,
+    SaslServerAuthenticator,
+    Send,
+    certificate_principal,
+    credentials_from,
+    server_ssl_context,
+)
 
 log = logging.getLogger("kwire.server")
 
 API_VERSIONS = 18
+SASL_HANDSHAKE = 17
 RECEIVE_CHUNK = 64 * 1024
 SIZE_PREFIX = 4
 # accept() failures that mean "out of descriptors or memory for now": wait and retry.
@@ -59,8 +71,18 @@ class CloseConnection(Exception):
     """The peer broke the protocol; the reason is logged and the connection closed."""
 
 
-async def answer(frame: bytes, handler: RequestHandler) -> bytes:
-    """The response frame (without size prefix) for one request frame."""
+class FailedAuthentication(Exception):
+    """Kafka's AuthenticationException: after the failed-authentication delay the
+    answer, if any, is sent and the connection closed."""
+
+    def __init__(self, reason: str, frame: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.frame = frame
+
+
+async def answer(frame: bytes, handler: RequestHandler, principal: str = ANONYMOUS) -> bytes:
+    """The response frame (without size prefix) for one request frame from `principal`."""
     preamble = peek_request(frame)
     api = APIS.get(preamble.api_key)
     if api is None or preamble.api_key not in CONTROLLER_APIS:
@@ -83,7 +105,7 @@ async def answer(frame: bytes, handler: RequestHandler) -> bytes:
             )
             return encode_response(API_VERSIONS, 0, preamble.correlation_id, fallback)
         raise CloseConnection(str(exc)) from None
-    response = await handler.handle(header, body)
+    response = await handler.handle(header, body, principal)
     return encode_response(
         header.request_api_key, header.request_api_version, header.correlation_id, response
     )
@@ -103,13 +125,18 @@ class SocketServerStatistics:
     request_bytes_budget: int | None  # queued.max.request.bytes; None: unbounded
     requests_waiting: int  # connections whose next frame waits for room in the budget
     requests_delayed: int  # frames that ever had to wait for room
+    authentications_failed: int = 0  # TLS handshakes and SASL exchanges that failed
 
 
 class Connection:
-    """One accepted peer: its stream, address and state as the server sees it."""
+    """One accepted peer: its stream (TLS once the handshake is done), address, principal
+    and state as the server sees it."""
 
     def __init__(self, stream: trio.SocketStream, address: IPAddress, peer: str) -> None:
-        self.stream = stream
+        self.stream: trio.abc.Stream = stream
+        self.socket = stream.socket
+        self.principal = ANONYMOUS
+        self.authenticator: SaslServerAuthenticator | None = None
         self.address = address
         self.peer = peer
         self.closed = False
@@ -122,7 +149,7 @@ class Connection:
         self.closed = True
         if self.reading is not None:
             self.reading.cancel()
-        self.stream.socket.close()
+        self.socket.close()
 
 
 class SocketServer:
@@ -132,7 +159,11 @@ class SocketServer:
     `run` serves until cancelled and reports the bound port through `task_status`;
     `statistics` is for tests and tools. Limits are `ConnectionLimits` (Kafka 3.9's
     SocketServerConfigs keys); a configured budget below `max_request_bytes` raises
-    ConfigError, as Kafka's KafkaConfig refuses it.
+    ConfigError, as Kafka's KafkaConfig refuses it. `security` is the listener's TLS and
+    SASL (kwire.server.security; PLAINTEXT when None); a TLS store that does not load
+    raises ConfigError. A failed authentication is answered (where Kafka answers) after
+    `failed_authentication_delay_ms` (connection.failed.authentication.delay.ms), then
+    the connection closes.
     """
 
     def __init__(
@@ -141,8 +172,14 @@ class SocketServer:
         *,
         max_request_bytes: int,
         limits: ConnectionLimits | None = None,
+        security: ListenerSecurity | None = None,
+        failed_authentication_delay_ms: int = 100,
     ) -> None:
         self.node = node
+        self.security = security = security if security is not None else ListenerSecurity()
+        self.ssl_context = server_ssl_context(security.ssl) if security.ssl else None
+        self.failed_authentication_delay_s = failed_authentication_delay_ms / 1000
+        self.failed_authentications = 0
         self.handler = RequestHandler(node)
         self.max_request_bytes = max_request_bytes
         self.limits = limits = limits if limits is not None else ConnectionLimits()
@@ -172,6 +209,7 @@ class SocketServer:
             request_bytes_budget=self.budget.capacity,
             requests_waiting=self.budget.waiting,
             requests_delayed=self.budget.waits,
+            authentications_failed=self.failed_authentications,
         )
 
     # -- accepting ----------------------------------------------------------------------------
@@ -193,7 +231,11 @@ class SocketServer:
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
             log.info(
-                "kwire controller %d serving on %s:%d", self.node.settings.node_id, host, bound_port
+                "kwire controller %d serving %s on %s:%d",
+                self.node.settings.node_id,
+                self.security.protocol,
+                host,
+                bound_port,
             )
             task_status.started(bound_port)
 
@@ -278,20 +320,31 @@ class SocketServer:
 
     async def _serve_connection(self, connection: Connection) -> None:
         try:
+            if self.ssl_context is not None and not await self._start_tls(connection):
+                return
+            if self.security.sasl is not None:
+                image = self.node.controller
+                connection.authenticator = SaslServerAuthenticator(
+                    self.security.sasl,
+                    credentials_from(lambda: image.image.scram_credentials),
+                    peer=connection.peer,
+                )
             while (read := await self._read_frame(connection)) is not None:
                 size, frame = read
                 try:
                     connection.in_flight = True
-                    reply = await answer(frame, self.handler)
+                    reply = await self._respond(connection, frame)
                     del frame
                     connection.in_flight = False
-                    if connection.closed:
+                    if connection.closed or reply is None:
                         return  # expired while answering: the response is dropped, as in Kafka
                     self._touch(connection)
                     await connection.stream.send_all(size_prefixed(reply))
                     self._touch(connection)
                 finally:
                     self.budget.release(size)
+        except FailedAuthentication as failure:
+            await self._fail_authentication(connection, failure.reason, failure.frame)
         except (ProtocolError, CloseConnection) as exc:
             log.warning("Closing connection from %s: %s", connection.peer, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -301,6 +354,67 @@ class SocketServer:
             log.exception("Closing connection from %s after an internal error", connection.peer)
         finally:
             self._forget(connection)
+
+    async def _respond(self, connection: Connection, frame: bytes) -> bytes | None:
+        """The answer to one frame, through the SASL exchange while it lasts; None: the
+        connection closes without an answer. Raises FailedAuthentication."""
+        auth = connection.authenticator
+        if auth is None:
+            return await answer(frame, self.handler, connection.principal)
+        now_ms = int(trio.current_time() * 1000)
+        if auth.complete:
+            is_handshake = int.from_bytes(frame[:2], "big") == SASL_HANDSHAKE
+            if not (is_handshake and auth.begin_reauthentication(now_ms)):
+                if auth.session_expired(now_ms):
+                    log.info(
+                        "Closing connection from %s: its SASL session expired "
+                        "(connections.max.reauth.ms)",
+                        connection.peer,
+                    )
+                    return None
+                return await answer(frame, self.handler, connection.principal)
+        match auth.receive(frame, now_ms):
+            case Send(frame=reply):
+                if auth.complete:
+                    connection.principal = auth.principal
+                return reply
+            case AnswerNormally():
+                return await answer(frame, self.handler, connection.principal)
+            case FailAuthentication(reason=reason, frame=reply):
+                raise FailedAuthentication(reason, reply)
+            case CloseNow(reason=reason):
+                raise CloseConnection(reason)
+        raise AssertionError("unreachable")
+
+    async def _start_tls(self, connection: Connection) -> bool:
+        """The TLS handshake; False (logged, the peer told after the failed-authentication
+        delay) if it fails. Idle expiry bounds it, as Kafka's selector does."""
+        assert self.ssl_context is not None
+        stream = trio.SSLStream(connection.stream, self.ssl_context, server_side=True)
+        connection.stream = stream
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__ or exc
+            await self._fail_authentication(connection, f"SSL handshake failed: {cause}", None)
+            return False
+        connection.principal = certificate_principal(stream.getpeercert())
+        self._touch(connection)
+        return True
+
+    async def _fail_authentication(
+        self, connection: Connection, reason: str, reply: bytes | None
+    ) -> None:
+        """Kafka's Selector on an AuthenticationException: wait the delay, send the
+        failure answer if there is one, close."""
+        self.failed_authentications += 1
+        log.info("Failed authentication with %s (%s)", connection.peer, reason)
+        if connection.closed:
+            return
+        await trio.sleep(self.failed_authentication_delay_s)
+        if reply is not None and not connection.closed:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await connection.stream.send_all(size_prefixed(reply))
 
     async def _receive_exactly(self, connection: Connection, count: int) -> bytearray:
         """`count` bytes, never more (a short result means the peer closed)."""
@@ -325,6 +439,16 @@ class SocketServer:
                     log.info("Connection from %s closed in the middle of a frame", connection.peer)
                 return None
             size = int.from_bytes(prefix, "big", signed=True)
+            auth = connection.authenticator
+            # SaslServerAuthenticator reads with sasl.server.max.receive.size.
+            if (
+                auth is not None
+                and not auth.complete
+                and not 0 <= size <= auth.settings.max_receive_size
+            ):
+                raise FailedAuthentication(
+                    "Failing SASL authentication due to invalid receive size"
+                )
             if size < 0 or size > self.max_request_bytes:
                 raise FrameTooLargeError(
                     f"frame size {size} is outside 0..{self.max_request_bytes} "
@@ -393,8 +517,16 @@ async def serve(
     *,
     max_request_bytes: int,
     limits: ConnectionLimits | None = None,
+    security: ListenerSecurity | None = None,
+    failed_authentication_delay_ms: int = 100,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound port through `task_status`."""
-    server = SocketServer(node, max_request_bytes=max_request_bytes, limits=limits)
+    server = SocketServer(
+        node,
+        max_request_bytes=max_request_bytes,
+        limits=limits,
+        security=security,
+        failed_authentication_delay_ms=failed_authentication_delay_ms,
+    )
     await server.run(host, port, task_status=task_status)
