@@ -229,11 +229,7 @@ def test_genuine_reassignments_get_the_genuine_answer_and_records(index: int) ->
     """t3-0: [3, 4, 2] -> [4, 3] (completes at once), then -> [2, 3, 4] (adds 2)."""
     exchange = exchanges(45)[index]
     assert exchange.via_envelope
-    offset = first_change_for(
-        exchange.time_ms,
-        TOPIC_ID_OF_STORY(),
-        exchange.request.topics[0].partitions[0].partition_index,
-    )
+    offset = first_change_for(exchange.time_ms)
     controller = controller_before(offset)
     result = controller.handle(
         exchange.request,
@@ -243,11 +239,6 @@ def test_genuine_reassignments_get_the_genuine_answer_and_records(index: int) ->
     )
     assert fields_of(result.response) == fields_of(exchange.response)
     assert_same_records([(rv.record, rv.version) for rv in result.records], offset)
-
-
-def TOPIC_ID_OF_STORY() -> Any:  # noqa: N802
-    (alter,) = [e for e in exchanges(56)][:1]
-    return alter.request.topics[0].topic_id
 
 
 @needs_story
