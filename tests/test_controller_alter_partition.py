@@ -15,11 +15,20 @@ from genuine_story import (
     first_change_for,
     needs_story,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from partition_fixtures import TOPIC, TOPIC_ID, broker_epoch, cluster, log_dir
 
 from kwire.controller import RequestContext
+from kwire.controller.cluster import fence_broker_records, unfence_broker_records
+from kwire.controller.image import DIR_UNASSIGNED
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.alter_partition import AlterPartitionRequest, AlterPartitionResponse
+from kwire.protocol.messages.alter_partition_reassignments import (
+    AlterPartitionReassignmentsRequest,
+)
+from kwire.protocol.messages.assign_replicas_to_dirs import AssignReplicasToDirsRequest
+from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
 from kwire.protocol.messages.metadata_records.partition_change_record import (
     PartitionChangeRecord,
 )
@@ -248,3 +257,169 @@ def test_genuine_alter_partition_gets_the_genuine_answer_and_records(index: int)
     )
     assert fields_of(result.response) == fields_of(exchange.response)
     assert_same_records([(rv.record, rv.version) for rv in result.records], offset)
+
+
+# -- AssignReplicasToDirs (ReplicationControlManager.handleAssignReplicasToDirs) --------------
+
+
+def assign(
+    directory: Any, partitions: list[int], *, broker: int = 1, topic_id: Any = TOPIC_ID
+) -> Any:
+    return AssignReplicasToDirsRequest(
+        broker_id=broker,
+        broker_epoch=broker_epoch(broker),
+        directories=[
+            AssignReplicasToDirsRequest.DirectoryData(
+                id=directory,
+                topics=[
+                    AssignReplicasToDirsRequest.TopicData(
+                        topic_id=topic_id,
+                        partitions=[
+                            AssignReplicasToDirsRequest.PartitionData(partition_index=p)
+                            for p in partitions
+                        ],
+                    )
+                ],
+            )
+        ],
+    )
+
+
+def assign_errors(response: Any) -> list[int]:
+    return [p.error_code for d in response.directories for t in d.topics for p in t.partitions]
+
+
+def test_assigning_a_replica_to_an_online_directory_moves_only_the_directory() -> None:
+    c = cluster(partitions=[{"directories": [DIR_UNASSIGNED, log_dir(2), log_dir(3)]}])
+    response, records = c.send(assign(log_dir(1), [0, 4]), 0)
+    assert assign_errors(response) == [ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]
+    assert fields_of(records) == fields_of(
+        [
+            PartitionChangeRecord(
+                partition_id=0,
+                topic_id=TOPIC_ID,
+                directories=[log_dir(1), log_dir(2), log_dir(3)],
+            )
+        ]
+    )
+
+
+def test_assigning_to_an_offline_directory_also_leaves_the_isr() -> None:
+    c = cluster()
+    offline = log_dir(9)
+    _, records = c.send(assign(offline, [0]), 0)
+    assert [r.directories for r in records] == [[offline, log_dir(2), log_dir(3)], None]
+    assert (records[1].isr, records[1].leader) == ([2, 3], 2)
+
+
+@pytest.mark.parametrize(
+    ("broker", "topic_id", "expected"),
+    [(4, TOPIC_ID, ErrorCode.NOT_LEADER_OR_FOLLOWER),
+     (1, TOPIC_ID.__class__(int=5), ErrorCode.UNKNOWN_TOPIC_ID)],
+    ids=["broker holds no replica", "unknown topic id"],
+)  # fmt: skip
+def test_assigning_what_the_broker_does_not_hold_gets_kafkas_error(
+    broker: int, topic_id: Any, expected: ErrorCode
+) -> None:
+    response, records = cluster().send(
+        assign(log_dir(broker), [0], broker=broker, topic_id=topic_id), 0
+    )
+    assert assign_errors(response) == [expected]
+    assert records == []
+
+
+def test_directory_assignment_needs_metadata_version_3_7_iv2() -> None:
+    response, records = cluster(level=16).send(assign(log_dir(1), [0]), 0)
+    assert response.error_code == ErrorCode.UNSUPPORTED_VERSION
+    assert records == []
+
+
+# -- the partition state machine, whatever happens ----------------------------------------------
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("alter"), st.sets(st.integers(1, 5))),
+        st.tuples(st.just("elect"), st.sampled_from([0, 1])),
+        st.tuples(
+            st.just("reassign"),
+            st.one_of(st.none(), st.lists(st.integers(1, 5), min_size=1, max_size=4, unique=True)),
+        ),
+        st.tuples(st.just("fence"), st.integers(1, 5), st.booleans()),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=STEPS, unclean=st.booleans())
+def test_the_partition_state_stays_consistent_whatever_happens(
+    steps: list[tuple[Any, ...]], unclean: bool
+) -> None:
+    """Leader in the ISR (or none), ISR within the replicas, partition epoch strictly
+    increasing with each change, leader epoch never decreasing."""
+    c = cluster(brokers=5, topic_configs={"unclean.leader.election.enable": str(unclean).lower()})
+    previous = c.partition()
+    for step in steps:
+        p = c.partition()
+        match step:
+            case ("alter", members):
+                isr = sorted(members & set(p.replicas) | {p.leader})
+                request = alter(
+                    isr, broker=max(p.leader, 1), leader_epoch=p.leader_epoch,
+                    partition_epoch=p.partition_epoch,
+                )  # fmt: skip
+                c.send(request, 3)
+            case ("elect", election_type):
+                c.send(
+                    ElectLeadersRequest(
+                        election_type=election_type,
+                        topic_partitions=[
+                            ElectLeadersRequest.TopicPartitions(topic=TOPIC, partitions=[0])
+                        ],
+                    ),
+                    2,
+                )
+            case ("reassign", replicas):
+                c.send(
+                    AlterPartitionReassignmentsRequest(
+                        topics=[
+                            AlterPartitionReassignmentsRequest.ReassignableTopic(
+                                name=TOPIC,
+                                partitions=[
+                                    AlterPartitionReassignmentsRequest.ReassignablePartition(
+                                        partition_index=0, replicas=replicas
+                                    )
+                                ],
+                            )
+                        ]
+                    ),
+                    0,
+                )
+            case ("fence", broker, fenced):
+                # The broker's session lapses or it comes back, as the heartbeat path
+                # writes it.
+                registration = c.controller.brokers[broker]
+                if registration.fenced != fenced:
+                    records = (
+                        fence_broker_records(
+                            c.controller.image, broker, c.controller.metadata_version
+                        )
+                        if fenced
+                        else unfence_broker_records(
+                            c.controller.image,
+                            broker,
+                            registration.epoch,
+                            c.controller.metadata_version,
+                        )
+                    )
+                    c.replay(*records, version=1)
+        p = c.partition()
+        assert p.leader == -1 or p.leader in p.isr
+        assert p.isr, "the ISR is never empty while ELR is off"
+        assert set(p.isr) <= set(p.replicas)
+        assert len(set(p.replicas)) == len(p.replicas)
+        assert set(p.adding_replicas) | set(p.removing_replicas) <= set(p.replicas)
+        if p != previous:
+            assert p.partition_epoch > previous.partition_epoch
+        assert p.leader_epoch >= previous.leader_epoch
+        previous = p
