@@ -26,9 +26,14 @@ from kwire.controller.undo import UndoLog
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest
+from kwire.protocol.messages.alter_partition import AlterPartitionRequest
+from kwire.protocol.messages.alter_partition_reassignments import (
+    AlterPartitionReassignmentsRequest,
+)
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.broker_registration import BrokerRegistrationRequest
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.records import (
     MAX_BATCH_SIZE_BYTES,
@@ -358,10 +363,75 @@ OPERATIONS = st.one_of(
         st.booleans(),
     ),
     st.tuples(st.just("producer_ids"), BROKERS),
+    st.tuples(st.just("alter_partition"), NAMES, st.integers(0, 3), st.sets(BROKERS)),
+    st.tuples(st.just("elect"), st.sampled_from([0, 1]), st.booleans()),
+    st.tuples(
+        st.just("reassign"),
+        NAMES,
+        st.integers(0, 3),
+        st.one_of(st.none(), st.lists(BROKERS, min_size=1, max_size=3, unique=True)),
+    ),
     st.tuples(st.just("tick"), st.sampled_from([0, 500, 4000, 10_000])),
     st.tuples(st.just("append")),
     st.tuples(st.just("fail")),
 )
+
+
+def alter_partition_request(
+    leader: Leader, name: str, partition_id: int, members: set[int]
+) -> AlterPartitionRequest:
+    """The partition leader's AlterPartition towards ``members`` (kept with the leader),
+    with its current epochs; a request about a missing partition goes as it is."""
+    topic = leader.controller.topics_by_name.get(name)
+    partition = None if topic is None else topic.partitions.get(partition_id)
+    leader_id = 1 if partition is None else max(partition.leader, 1)
+    registered = leader.controller.brokers.get(leader_id)
+    data = AlterPartitionRequest.PartitionData(partition_index=partition_id)
+    if partition is not None:
+        data.leader_epoch = partition.leader_epoch
+        data.partition_epoch = partition.partition_epoch
+    isr = sorted(members | {leader_id})
+    data.new_isr_with_epochs = [
+        AlterPartitionRequest.BrokerState(broker_id=b, broker_epoch=-1) for b in isr
+    ]
+    return AlterPartitionRequest(
+        broker_id=leader_id,
+        broker_epoch=registered.epoch if registered else 0,
+        topics=[
+            AlterPartitionRequest.TopicData(
+                topic_id=topic.topic_id if topic else uuid.UUID(int=7), partitions=[data]
+            )
+        ],
+    )
+
+
+def elect_request(leader: Leader, election_type: int, every: bool) -> ElectLeadersRequest:
+    return ElectLeadersRequest(
+        election_type=election_type,
+        topic_partitions=None
+        if every
+        else [
+            ElectLeadersRequest.TopicPartitions(topic=name, partitions=list(topic.partitions))
+            for name, topic in leader.controller.topics_by_name.items()
+        ],
+    )
+
+
+def reassign_request(
+    name: str, partition_id: int, replicas: list[int] | None
+) -> AlterPartitionReassignmentsRequest:
+    return AlterPartitionReassignmentsRequest(
+        topics=[
+            AlterPartitionReassignmentsRequest.ReassignableTopic(
+                name=name,
+                partitions=[
+                    AlterPartitionReassignmentsRequest.ReassignablePartition(
+                        partition_index=partition_id, replicas=replicas
+                    )
+                ],
+            )
+        ]
+    )
 
 
 def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
@@ -381,6 +451,12 @@ def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
                 registered = leader.controller.brokers.get(broker_id)
                 epoch = registered.epoch if registered else 0
                 leader.send(AllocateProducerIdsRequest(broker_id=broker_id, broker_epoch=epoch))
+            case ("alter_partition", name, partition_id, members):
+                leader.send(alter_partition_request(leader, name, partition_id, members), 3)
+            case ("elect", election_type, every):
+                leader.send(elect_request(leader, election_type, every), 2)
+            case ("reassign", name, partition_id, replicas):
+                leader.send(reassign_request(name, partition_id, replicas))
             case ("tick", advance_ms):
                 leader.tick(advance_ms)
             case ("append",):

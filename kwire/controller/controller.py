@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from kwire.controller.alter_partition import alter_partition
 from kwire.controller.api_error import ApiError, OperationFailed
 from kwire.controller.cluster import (
     check_broker_epoch,
@@ -29,6 +30,8 @@ from kwire.controller.cluster import (
     register_broker,
     register_controller,
 )
+from kwire.controller.directories import assign_replicas_to_dirs
+from kwire.controller.elections import elect_leaders
 from kwire.controller.heartbeats import BrokerControlState, BrokerHeartbeatTracker
 from kwire.controller.image import (
     BrokerRegistration,
@@ -38,6 +41,10 @@ from kwire.controller.image import (
     ZkMigrationState,
 )
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
+from kwire.controller.reassignment import (
+    alter_partition_reassignments,
+    list_partition_reassignments,
+)
 from kwire.controller.records import (
     KRAFT_VERSION_FEATURE,
     METADATA_VERSION_FEATURE,
@@ -55,6 +62,11 @@ from kwire.protocol.messages.allocate_producer_ids import (
     AllocateProducerIdsRequest,
     AllocateProducerIdsResponse,
 )
+from kwire.protocol.messages.alter_partition import AlterPartitionRequest
+from kwire.protocol.messages.alter_partition_reassignments import (
+    AlterPartitionReassignmentsRequest,
+)
+from kwire.protocol.messages.assign_replicas_to_dirs import AssignReplicasToDirsRequest
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from kwire.protocol.messages.broker_registration import (
     BrokerRegistrationRequest,
@@ -65,7 +77,11 @@ from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationResponse,
 )
 from kwire.protocol.messages.create_topics import CreateTopicsRequest
+from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
 from kwire.protocol.messages.index import APIS
+from kwire.protocol.messages.list_partition_reassignments import (
+    ListPartitionReassignmentsRequest,
+)
 from kwire.protocol.messages.metadata_records.begin_transaction_record import (
     BeginTransactionRecord,
 )
@@ -491,6 +507,11 @@ REQUEST_HANDLERS: dict[type[Message], Operation] = {
     CreateTopicsRequest: QuorumController._create_topics,
     AllocateProducerIdsRequest: QuorumController._allocate_producer_ids,
     ControllerRegistrationRequest: QuorumController._controller_registration,
+    AlterPartitionRequest: alter_partition,
+    ElectLeadersRequest: elect_leaders,
+    AlterPartitionReassignmentsRequest: alter_partition_reassignments,
+    ListPartitionReassignmentsRequest: list_partition_reassignments,
+    AssignReplicasToDirsRequest: assign_replicas_to_dirs,
 }
 HANDLED_REQUESTS: tuple[type[Message], ...] = tuple(REQUEST_HANDLERS)
 

@@ -1,14 +1,26 @@
-"""Leader and ISR changes for one partition (Kafka's PartitionChangeBuilder).
+"""Leader, ISR and assignment changes for one partition (Kafka's PartitionChangeBuilder).
 
-Given a partition and a target ISR, elect a leader and produce the PartitionChangeRecord
-that moves the partition there, or ``None`` when nothing would change. Eligible leader
-replicas (KIP-966) stay disabled, as they are in every production metadata.version of
-Kafka 3.9; their fields are only cleared if a record left some behind.
+Given a partition and its targets (ISR, replicas, adding/removing replicas, leader recovery
+state, directories), elect a leader and produce the PartitionChangeRecord that moves the
+partition there, or ``None`` when nothing would change. The steps run in Kafka's order:
+
+1. complete a reassignment if the target ISR already holds every target replica
+   (``complete_reassignment``, Kafka's PartitionReassignmentReplicas);
+2. elect a leader (PREFERRED, ONLINE or UNCLEAN); an unclean leader becomes the whole ISR
+   and, from 3.2-IV0, starts RECOVERING;
+3. bump the leader epoch when a replica leaves the replica set, and (before 3.6-IV0) when
+   the ISR shrinks;
+4. write the ISR (never empty), replicas, directories, adding/removing replicas and the
+   leader recovery state that differ from the partition's.
+
+Eligible leader replicas (KIP-966) stay disabled, as they are in every production
+metadata.version of Kafka 3.9; their fields are only cleared if a record left some behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from uuid import UUID
 
@@ -16,6 +28,7 @@ from kwire.controller.image import (
     NO_LEADER,
     NO_LEADER_CHANGE,
     LeaderRecoveryState,
+    MetadataImage,
     PartitionRegistration,
 )
 from kwire.controller.records import MetadataVersion
@@ -25,9 +38,63 @@ from kwire.protocol.messages.metadata_records.partition_change_record import (
 
 
 class Election(Enum):
-    PREFERRED = "preferred"  # the first replica if it can lead, else any ISR member
+    PREFERRED = "preferred"  # the first replica if it can lead, else as ONLINE
     ONLINE = "online"  # keep the current leader if it can lead, else any ISR member
-    UNCLEAN = "unclean"  # as ONLINE, then any live replica even outside the ISR
+    UNCLEAN = "unclean"  # as ONLINE, then any acceptable replica even outside the ISR
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedReassignment:
+    replicas: list[int]
+    isr: list[int]
+
+
+def reassignment_in_progress(partition: PartitionRegistration) -> bool:
+    return bool(partition.removing_replicas or partition.adding_replicas)
+
+
+def complete_reassignment(
+    removing: Sequence[int], adding: Sequence[int], replicas: Sequence[int], isr: Sequence[int]
+) -> CompletedReassignment | None:
+    """The replicas and ISR once a reassignment in progress completes, or None while it
+    cannot: the ISR, less the replicas being removed, must be non-empty and hold every
+    remaining replica (PartitionReassignmentReplicas.maybeCompleteReassignment)."""
+    if not removing and not adding:
+        return None
+    new_isr, new_replicas = list(isr), list(replicas)
+    if removing:
+        new_isr = [r for r in isr if r not in removing]
+        if not new_isr:
+            return None
+        new_replicas = [r for r in replicas if r not in removing]
+        if not new_replicas:
+            return None
+    if not set(new_replicas) <= set(new_isr):
+        return None
+    return CompletedReassignment(new_replicas, new_isr)
+
+
+def leader_acceptor(
+    image: MetadataImage,
+    partition: PartitionRegistration,
+    is_acceptable: Callable[[int], bool] | None = None,
+) -> Callable[[int], bool]:
+    """Kafka's LeaderAcceptor: a replica may lead if ``is_acceptable`` (by default: it is
+    registered, unfenced and not shutting down) and its directory for this partition is
+    online."""
+
+    def check(replica: int) -> bool:
+        if is_acceptable is None:
+            if not image.is_active(replica):
+                return False
+        elif not is_acceptable(replica):
+            return False
+        registration = image.brokers.get(replica)
+        return registration is not None and registration.has_online_dir(
+            partition.directory(replica)
+        )
+
+    return check
 
 
 def build_partition_change(
@@ -38,16 +105,40 @@ def build_partition_change(
     is_acceptable_leader: Callable[[int], bool],
     metadata_version: MetadataVersion,
     target_isr: Sequence[int] | None = None,
+    target_replicas: Sequence[int] | None = None,
+    target_removing: Sequence[int] | None = None,
+    target_adding: Sequence[int] | None = None,
+    target_leader_recovery_state: LeaderRecoveryState | None = None,
+    directories: Mapping[int, UUID] | None = None,
+    default_directory: Callable[[int], UUID] | None = None,
     election: Election = Election.ONLINE,
+    zk_migration: bool = False,
 ) -> PartitionChangeRecord | None:
+    """The PartitionChangeRecord taking ``partition`` to the targets (each ``None`` keeps
+    the partition's own value), or None when nothing would change.
+
+    ``directories`` overrides the directory of some replicas; a replica that is new to the
+    partition gets ``default_directory(replica)`` (ClusterControlManager.defaultDir).
+    Raises ValueError if such a replica appears and no ``default_directory`` is given."""
     isr = list(partition.isr if target_isr is None else target_isr)
-    replicas = list(partition.replicas)
+    replicas = list(partition.replicas if target_replicas is None else target_replicas)
+    removing = list(partition.removing_replicas if target_removing is None else target_removing)
+    adding = list(partition.adding_replicas if target_adding is None else target_adding)
+    recovery = (
+        partition.leader_recovery_state
+        if target_leader_recovery_state is None
+        else target_leader_recovery_state
+    )
     record = PartitionChangeRecord(partition_id=partition_id, topic_id=topic_id)
 
+    completed = complete_reassignment(removing, adding, replicas, isr)
+    if completed is not None:
+        isr, replicas, removing, adding = completed.isr, completed.replicas, [], []
+
+    # Elect.
     def valid_leader(replica: int) -> bool:
         return replica in isr and is_acceptable_leader(replica)
 
-    # Elect.
     leader, unclean = NO_LEADER, False
     if election is Election.PREFERRED and replicas and valid_leader(replicas[0]):
         leader = replicas[0]
@@ -70,6 +161,10 @@ def build_partition_change(
             ):
                 record.leader_recovery_state = LeaderRecoveryState.RECOVERING
 
+    # A replica leaving the replica set must see a new leader epoch.
+    if record.leader == NO_LEADER_CHANGE and not set(partition.replicas) <= set(replicas):
+        record.leader = partition.leader
+
     if partition.elr:
         record.eligible_leader_replicas = []
 
@@ -77,18 +172,59 @@ def build_partition_change(
     if record.isr is None and isr and isr != list(partition.isr):
         record.isr = isr
 
-    # Before 3.6-IV0 brokers only learn of an ISR shrink through a new leader epoch.
+    # Before 3.6-IV0 (and during a ZK migration) brokers only learn of an ISR shrink
+    # through a new leader epoch.
     if (
-        metadata_version.requires_leader_epoch_bump_on_isr_shrink
+        (metadata_version.requires_leader_epoch_bump_on_isr_shrink or zk_migration)
         and record.leader == NO_LEADER_CHANGE
         and record.isr is not None
         and not set(partition.isr) <= set(record.isr)
     ):
         record.leader = partition.leader
 
+    _set_assignment_changes(
+        record, partition, replicas, removing, adding, directories, default_directory,
+        metadata_version,
+    )  # fmt: skip
+
+    if recovery is not partition.leader_recovery_state:
+        record.leader_recovery_state = recovery
+
     if _is_noop(record):
         return None
     return record
+
+
+def _set_assignment_changes(
+    record: PartitionChangeRecord,
+    partition: PartitionRegistration,
+    replicas: list[int],
+    removing: list[int],
+    adding: list[int],
+    overrides: Mapping[int, UUID] | None,
+    default_directory: Callable[[int], UUID] | None,
+    mv: MetadataVersion,
+) -> None:
+    if replicas:
+        if mv.supports_directory_assignment:
+            known = dict(zip(partition.replicas, partition.directories, strict=False))
+            known.update(overrides or {})
+            directories = []
+            for replica in replicas:
+                if replica in known:
+                    directories.append(known[replica])
+                elif default_directory is None:
+                    raise ValueError(f"no directory known for new replica {replica}")
+                else:
+                    directories.append(default_directory(replica))
+            if directories != list(partition.directories):
+                record.directories = directories
+        if replicas != list(partition.replicas):
+            record.replicas = replicas
+    if removing != list(partition.removing_replicas):
+        record.removing_replicas = removing
+    if adding != list(partition.adding_replicas):
+        record.adding_replicas = adding
 
 
 def _is_noop(record: PartitionChangeRecord) -> bool:
