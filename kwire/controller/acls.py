@@ -337,7 +337,11 @@ def delete_acls(
                 )
             )
         else:
-            results.append(DeleteAclsResponse.DeleteAclsFilterResult(matching_acls=matching))
+            results.append(
+                DeleteAclsResponse.DeleteAclsFilterResult(
+                    error_message=None, matching_acls=matching
+                )
+            )
     records = [RemoveAccessControlEntryRecord(id=acl_id) for acl_id, _ in removals.items()]
     response = DeleteAclsResponse(filter_results=results)
     return ctl.apply(Applied(), list(records), next_offset).result(response)
@@ -345,6 +349,7 @@ def delete_acls(
 
 def _matching(acl: StandardAcl) -> DeleteAclsResponse.DeleteAclsMatchingAcl:
     return DeleteAclsResponse.DeleteAclsMatchingAcl(
+        error_message=None,
         resource_type=acl.resource_type,
         resource_name=acl.resource_name,
         pattern_type=acl.pattern_type,

@@ -166,7 +166,7 @@ def alter_user_scram_credentials(
     results: list[Result] = []
     records: list[Message] = []
     for name, deletion in deletions.items():
-        results.append(Result(user=name))
+        results.append(Result(user=name, error_message=None))
         records.append(RemoveUserScramCredentialRecord(name=name, mechanism=deletion.mechanism))
     for name, upsertion in upsertions.items():
         try:
@@ -186,7 +186,7 @@ def alter_user_scram_credentials(
                 iterations=upsertion.iterations,
             )
         )
-        results.append(Result(user=name))
+        results.append(Result(user=name, error_message=None))
     for name, (code, message) in errors.items():
         results.append(Result(user=name, error_code=code, error_message=message))
     response = AlterUserScramCredentialsResponse(results=results)
