@@ -21,18 +21,23 @@ from hypothesis import strategies as st
 from test_controller_cluster import registration as cluster_registration
 
 from kwire.controller import ControllerConfig, ControllerResult, QuorumController, RequestContext
+from kwire.controller.authorizer import AuthorizerSettings
 from kwire.controller.image import MetadataImage
 from kwire.controller.undo import UndoLog
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest
+from kwire.protocol.messages.alter_client_quotas import AlterClientQuotasRequest
 from kwire.protocol.messages.alter_partition import AlterPartitionRequest
 from kwire.protocol.messages.alter_partition_reassignments import (
     AlterPartitionReassignmentsRequest,
 )
+from kwire.protocol.messages.alter_user_scram_credentials import AlterUserScramCredentialsRequest
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.broker_registration import BrokerRegistrationRequest
+from kwire.protocol.messages.create_acls import CreateAclsRequest
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.delete_acls import DeleteAclsRequest
 from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.records import (
@@ -354,6 +359,8 @@ def test_an_invalid_topic_is_judged_before_the_record_limit() -> None:
 BROKERS = st.integers(1, 4)
 NAMES = st.sampled_from([f"topic-{i}" for i in range(6)] + ["a.b", "a_b"])
 CONFIG_SIZES = st.sampled_from([0, 0, 20, 1500])
+ACL_NAMES = st.sampled_from(["t", "u", "*"])
+USERS = st.sampled_from(["alice", "bob"])
 OPERATIONS = st.one_of(
     st.tuples(st.just("register"), BROKERS, st.integers(0, 2)),
     st.tuples(st.just("heartbeat"), BROKERS, st.booleans(), st.booleans()),
@@ -374,6 +381,10 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("tick"), st.sampled_from([0, 500, 4000, 10_000])),
     st.tuples(st.just("append")),
     st.tuples(st.just("fail")),
+    st.tuples(st.just("create_acl"), ACL_NAMES, st.booleans()),
+    st.tuples(st.just("delete_acls"), st.one_of(st.none(), ACL_NAMES)),
+    st.tuples(st.just("scram"), USERS, st.booleans()),
+    st.tuples(st.just("quota"), USERS, st.sampled_from([None, 1.0, 2.0])),
 )
 
 
@@ -434,6 +445,62 @@ def reassign_request(
     )
 
 
+def acl_creation(name: str, allow: bool) -> CreateAclsRequest:
+    return CreateAclsRequest(
+        creations=[
+            CreateAclsRequest.AclCreation(
+                resource_type=2,  # TOPIC
+                resource_name=name,
+                resource_pattern_type=3,  # LITERAL
+                principal="User:alice",
+                host="*",
+                operation=3,  # READ
+                permission_type=3 if allow else 2,  # ALLOW / DENY
+            )
+        ]
+    )
+
+
+def acl_deletion(name: str | None) -> DeleteAclsRequest:
+    return DeleteAclsRequest(
+        filters=[
+            DeleteAclsRequest.DeleteAclsFilter(
+                resource_type_filter=1,  # ANY
+                resource_name_filter=name,
+                pattern_type_filter=1,  # ANY
+                principal_filter=None,
+                host_filter=None,
+                operation=1,
+                permission_type=1,
+            )
+        ]
+    )
+
+
+def scram_alteration(user: str, upsert: bool) -> AlterUserScramCredentialsRequest:
+    if upsert:
+        upsertion = AlterUserScramCredentialsRequest.ScramCredentialUpsertion(
+            name=user, mechanism=1, iterations=4096, salt=b"s", salted_password=b"p"
+        )
+        return AlterUserScramCredentialsRequest(upsertions=[upsertion])
+    deletion = AlterUserScramCredentialsRequest.ScramCredentialDeletion(name=user, mechanism=1)
+    return AlterUserScramCredentialsRequest(deletions=[deletion])
+
+
+def quota_alteration(user: str, value: float | None) -> AlterClientQuotasRequest:
+    op = AlterClientQuotasRequest.OpData(
+        key="producer_byte_rate", value=value or 0.0, remove=value is None
+    )
+    return AlterClientQuotasRequest(
+        entries=[
+            AlterClientQuotasRequest.EntryData(
+                entity=[AlterClientQuotasRequest.EntityData(entity_type="user", entity_name=user)],
+                ops=[op],
+            )
+        ]
+    )
+
+
 def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
     for operation in operations:
         match operation:
@@ -463,6 +530,14 @@ def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
                 leader.append()
             case ("fail",):
                 leader.fail_append()
+            case ("create_acl", name, allow):
+                leader.send(acl_creation(name, allow), 3)
+            case ("delete_acls", name):
+                leader.send(acl_deletion(name), 3)
+            case ("scram", user, upsert):
+                leader.send(scram_alteration(user, upsert))
+            case ("quota", user, value):
+                leader.send(quota_alteration(user, value), 1)
         leader.assert_image_is_the_replay_of_its_log()
 
 
@@ -475,8 +550,13 @@ def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
 def test_the_image_is_always_the_replay_of_its_log_whatever_appends_fail(
     operations: list[tuple[Any, ...]],
 ) -> None:
-    # A small batch limit, so that some random requests are refused for their size.
-    leader = Leader.started(max_batch_size_bytes=6000, broker_session_timeout_ms=9000)
+    # A small batch limit, so that some random requests are refused for their size; an
+    # authorizer, so that the ACL APIs write (the anonymous test principal is a super user).
+    leader = Leader.started(
+        max_batch_size_bytes=6000,
+        broker_session_timeout_ms=9000,
+        authorizer=AuthorizerSettings(super_users=frozenset({"User:ANONYMOUS"})),
+    )
     run_operations(leader, operations)
 
 

@@ -21,8 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from kwire.controller import acls, quotas, scram, tokens
 from kwire.controller.alter_partition import alter_partition
 from kwire.controller.api_error import ApiError, OperationFailed
+from kwire.controller.authorizer import (
+    CLUSTER_NAME,
+    AuthorizerSettings,
+    ResourceType,
+    cluster_authorization_failed_message,
+    cluster_operation,
+)
 from kwire.controller.cluster import (
     check_broker_epoch,
     fence_broker_records,
@@ -62,10 +70,12 @@ from kwire.protocol.messages.allocate_producer_ids import (
     AllocateProducerIdsRequest,
     AllocateProducerIdsResponse,
 )
+from kwire.protocol.messages.alter_client_quotas import AlterClientQuotasRequest
 from kwire.protocol.messages.alter_partition import AlterPartitionRequest
 from kwire.protocol.messages.alter_partition_reassignments import (
     AlterPartitionReassignmentsRequest,
 )
+from kwire.protocol.messages.alter_user_scram_credentials import AlterUserScramCredentialsRequest
 from kwire.protocol.messages.assign_replicas_to_dirs import AssignReplicasToDirsRequest
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from kwire.protocol.messages.broker_registration import (
@@ -76,8 +86,17 @@ from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationRequest,
     ControllerRegistrationResponse,
 )
+from kwire.protocol.messages.create_acls import CreateAclsRequest
+from kwire.protocol.messages.create_delegation_token import CreateDelegationTokenRequest
 from kwire.protocol.messages.create_topics import CreateTopicsRequest
+from kwire.protocol.messages.delete_acls import DeleteAclsRequest
+from kwire.protocol.messages.describe_acls import DescribeAclsRequest
+from kwire.protocol.messages.describe_delegation_token import DescribeDelegationTokenRequest
+from kwire.protocol.messages.describe_user_scram_credentials import (
+    DescribeUserScramCredentialsRequest,
+)
 from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
+from kwire.protocol.messages.expire_delegation_token import ExpireDelegationTokenRequest
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.list_partition_reassignments import (
     ListPartitionReassignmentsRequest,
@@ -92,6 +111,7 @@ from kwire.protocol.messages.metadata_records.producer_ids_record import Produce
 from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
     ZkMigrationStateRecord,
 )
+from kwire.protocol.messages.renew_delegation_token import RenewDelegationTokenRequest
 from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_batch_size
 
 log = logging.getLogger("kwire.controller")
@@ -119,6 +139,15 @@ class ControllerConfig:
     # The largest batch raft appends (KafkaRaftClient.MAX_BATCH_SIZE_BYTES): an atomic
     # result that would not fit fails before anything is applied.
     max_batch_size_bytes: int = MAX_BATCH_SIZE_BYTES
+    # authorizer.class.name = org.apache.kafka.metadata.authorizer.StandardAuthorizer, with
+    # its super.users and allow.everyone.if.no.acl.found; None: no authorizer (every
+    # principal may do everything; the ACL APIs answer SECURITY_DISABLED).
+    authorizer: AuthorizerSettings | None = None
+    # delegation.token.secret.key (None or empty: token authentication off),
+    # delegation.token.max.lifetime.ms (7 days), delegation.token.expiry.time.ms (1 day).
+    delegation_token_secret_key: str | None = None
+    delegation_token_max_lifetime_ms: int = 7 * 24 * 3600 * 1000
+    delegation_token_expiry_time_ms: int = 24 * 3600 * 1000
 
 
 class QuorumController:
@@ -278,6 +307,16 @@ class QuorumController:
         handler = REQUEST_HANDLERS.get(type(request))
         if handler is None:
             return ControllerResult(records=[], response=unsupported_response(request))
+        if self.config.authorizer is not None and not self._cluster_authorized(request, context):
+            return ControllerResult(
+                records=[],
+                response=build_error_response(
+                    request,
+                    context.api_version,
+                    ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                    cluster_authorization_failed_message(request),
+                ),
+            )
         try:
             return handler(self, request, context, next_offset)
         except OperationFailed as e:
@@ -291,6 +330,17 @@ class QuorumController:
         except BaseException:
             self.revert_to(next_offset - 1)
             raise
+
+    def _cluster_authorized(self, request: Message, context: RequestContext) -> bool:
+        """ControllerApis' whole-request check (authHelper.authorizeClusterOperation)."""
+        operation = cluster_operation(request)
+        if operation is None:
+            return True
+        authorizer = tokens.ctl_authorizer(self)
+        assert authorizer is not None
+        return authorizer.authorize(
+            context.principal, context.client_host, operation, ResourceType.CLUSTER, CLUSTER_NAME
+        )
 
     def apply(
         self, applied: Applied, records: list[Message], next_offset: int, *, atomic: bool = True
@@ -512,6 +562,16 @@ REQUEST_HANDLERS: dict[type[Message], Operation] = {
     AlterPartitionReassignmentsRequest: alter_partition_reassignments,
     ListPartitionReassignmentsRequest: list_partition_reassignments,
     AssignReplicasToDirsRequest: assign_replicas_to_dirs,
+    CreateAclsRequest: acls.create_acls,
+    DeleteAclsRequest: acls.delete_acls,
+    DescribeAclsRequest: acls.describe_acls,
+    AlterUserScramCredentialsRequest: scram.alter_user_scram_credentials,
+    DescribeUserScramCredentialsRequest: scram.describe_user_scram_credentials,
+    AlterClientQuotasRequest: quotas.alter_client_quotas,
+    CreateDelegationTokenRequest: tokens.create_delegation_token,
+    RenewDelegationTokenRequest: tokens.renew_delegation_token,
+    ExpireDelegationTokenRequest: tokens.expire_delegation_token,
+    DescribeDelegationTokenRequest: tokens.describe_delegation_token,
 }
 HANDLED_REQUESTS: tuple[type[Message], ...] = tuple(REQUEST_HANDLERS)
 

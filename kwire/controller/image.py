@@ -14,6 +14,7 @@ from enum import IntEnum
 from typing import Any
 from uuid import UUID
 
+from kwire.controller.java_order import timeline_capacity_after_put
 from kwire.controller.undo import UndoLog
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.metadata_records.access_control_entry_record import (
@@ -255,6 +256,9 @@ class MetadataImage:
     last_producer_ids_broker: tuple[int, int] | None = None
     client_quotas: dict[ClientQuotaEntity, dict[str, float]] = field(default_factory=dict)
     acls: dict[UUID, AccessControlEntryRecord] = field(default_factory=dict)
+    # The capacity of Kafka's TimelineHashMap of ACLs by id, whose order DeleteAcls follows
+    # (see kwire.controller.acls); it only grows.
+    acl_table_capacity: int = 2
     scram_credentials: dict[tuple[str, int], UserScramCredentialRecord] = field(
         default_factory=dict
     )
@@ -571,6 +575,12 @@ class MetadataImage:
         )
 
     def _acl(self, record: AccessControlEntryRecord, offset: int) -> None:
+        # Kafka's table grows before a put that would pass 3/4 full (a function of the
+        # log, as for a controller that replayed it; kwire does not model the extra put
+        # of Kafka's active controller while creating, which can grow it one put early).
+        capacity = timeline_capacity_after_put(len(self.acls), self.acl_table_capacity)
+        if capacity != self.acl_table_capacity:
+            self.undo.set_attr(self, "acl_table_capacity", capacity)
         self.undo.set_item(self.acls, record.id, record)
 
     def _remove_acl(self, record: RemoveAccessControlEntryRecord, offset: int) -> None:

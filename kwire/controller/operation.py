@@ -16,6 +16,13 @@ class RequestContext:
     principal: str = "User:ANONYMOUS"
     listener_name: str = "CONTROLLER"
     envelope: bool = False  # forwarded by a broker inside an EnvelopeRequest
+    # The client's address as text (for ACL host matching; forwarded: the envelope's), the
+    # security protocol of this hop (Kafka's SecurityProtocol name), and whether the
+    # principal authenticated with a delegation token (these three decide who may
+    # create, renew and expire delegation tokens).
+    client_host: str = ""
+    security_protocol: str = "PLAINTEXT"
+    token_authenticated: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
