@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from codegen.emit import field_mode
 from codegen.plan import FieldPlan, MessagePlan, StructPlan
 from codegen.schema import FieldSpec, FieldType, Primitive
+from codegen.sizes import MinimumSizes
 
 _FIXED_READ = {
     Primitive.BOOL: "PyBool_FromLong(({p})[0] != 0)",
@@ -70,10 +71,13 @@ def meta(plan: StructPlan) -> str:
 
 
 class CStructEmitter:
-    def __init__(self, module: CModule, message: MessagePlan, plan: StructPlan) -> None:
+    def __init__(
+        self, module: CModule, message: MessagePlan, plan: StructPlan, sizes: MinimumSizes
+    ) -> None:
         self.module = module
         self.message = message
         self.plan = plan
+        self.sizes = sizes
         self.prefix = plan.class_name.lstrip("_")
         self.path_prefix = "" if plan.is_root else plan.spec.name + "."
         self.meta = meta(plan)
@@ -341,20 +345,18 @@ class CStructEmitter:
         else:
             code(f"raise_null_value({path}, pos);")
             code("goto fail;")
-        code.close(f" else if ({n} > len - pos) {{")
+        # No element can take fewer than `size` bytes, so the list reserved below never
+        # holds more entries than the bytes left could fill (n < 2**32: no overflow).
+        size = self.sizes.array_bound(f.spec, version)
+        claimed = n if size == 1 else f"{n} * {size}"
+        code.close(f" else if ({claimed} > len - pos) {{")
         code.level += 1
-        code(f"raise_bad_count({path}, pos, {n}, len - pos);")
+        code(f"raise_bad_count({path}, pos, {n}, {size}, len - pos);")
         code("goto fail;")
         code.close(" else {")
         code.level += 1
         element = t.element
         prim = element.primitive
-        if prim is not None and prim.fixed_width is not None:
-            width = prim.fixed_width
-            code.open(f"if ({n} > (len - pos) / {width})")
-            code(f"raise_too_short({path}, pos, {width} * {n}, len - pos);")
-            code("goto fail;")
-            code.close()
         # The list goes into its slot first, so that a failure below frees it with `o`.
         code(f"PyObject *list = PyList_New({n});")
         code("if (list == NULL) goto fail;")
@@ -454,8 +456,9 @@ class CStructEmitter:
 def emit_c_message(
     module: CModule, message: MessagePlan, readers: dict[tuple[str, int], str]
 ) -> None:
+    sizes = MinimumSizes(message)
     for plan in message.all_structs_leaves_first():
-        emitter = CStructEmitter(module, message, plan)
+        emitter = CStructEmitter(module, message, plan, sizes)
         emitter.emit(readers)
         module.structs.append(plan)
         if plan.is_root:
