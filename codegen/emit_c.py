@@ -64,6 +64,7 @@ class CModule:
     functions: list[str] = field(default_factory=list)
     entries: list[tuple[str, str]] = field(default_factory=list)  # (python name, C function)
     runs: list[str] = field(default_factory=list)  # static tables naming fixed-width runs
+    run_names: dict[str, str] = field(default_factory=dict)  # a table's entries -> its name
 
 
 def meta(plan: StructPlan) -> str:
@@ -116,9 +117,21 @@ class CStructEmitter:
     # -- per version ----------------------------------------------------------------------------
 
     def emit(self, readers: dict[tuple[str, int], str]) -> None:
+        """Emit one C function per distinct Python reader (and per distinct body).
+
+        Versions that share a Python reader share its entry name, so they share one C
+        function too: any other would never be bound.
+        """
         self.module_readers = readers
         bodies: dict[str, str] = {}
+        by_python: dict[str, str] = {}  # the Python reader -> its C twin
         for version in sorted(self.plan.versions):
+            python_name = self.plan.readers[version]
+            shared = by_python.get(python_name)
+            if shared is not None:
+                readers[(self.plan.spec.name, version)] = shared
+                self.readers[version] = shared
+                continue
             self._counter = 0
             code = CCode()
             self.emit_reader(code, version)
@@ -130,6 +143,7 @@ class CStructEmitter:
                 self.module.functions.append(
                     f"static PyObject *\n{name}(Reader *r, Py_ssize_t *ppos)\n{{\n{body}\n}}"
                 )
+            by_python[python_name] = name
             readers[(self.plan.spec.name, version)] = name
             self.readers[version] = name
 
@@ -185,12 +199,14 @@ class CStructEmitter:
         if with_tag_count:
             names.append(self.path_prefix + "(tagged fields)")
             widths.append(1)
-        table = f"RUN_{self.prefix}_{len(self.module.runs)}"
-        self.module.runs.append(
-            f"static const RunField {table}[] = {{"
-            + ", ".join(f"{{{c_string(n)}, {w}}}" for n, w in zip(names, widths, strict=True))
-            + "};"
-        )
+        entries = ", ".join(f"{{{c_string(n)}, {w}}}" for n, w in zip(names, widths, strict=True))
+        # One table per distinct run, so that versions reading the same run emit the same
+        # body (and share one function).
+        table = self.module.run_names.get(entries)
+        if table is None:
+            table = f"RUN_{self.prefix}_{len(self.module.runs)}"
+            self.module.run_names[entries] = table
+            self.module.runs.append(f"static const RunField {table}[] = {{{entries}}};")
         total = sum(widths)
         code.open(f"if (len - pos < {total})")
         code(f"raise_run_too_short({table}, {len(names)}, pos, len - pos);")
@@ -465,4 +481,6 @@ def emit_c_message(
             for version, name in sorted(emitter.readers.items()):
                 python_name = plan.readers[version]
                 if (python_name, name) not in module.entries:
+                    # One C twin per Python reader: a second would shadow the first on bind.
+                    assert all(python_name != bound for bound, _ in module.entries), python_name
                     module.entries.append((python_name, name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -476,3 +477,45 @@ def test_both_readers_check_the_count_against_the_elements_minimum(tmp_path: Pat
     # The C reserves the list only after the check.
     reader = c.split("r_SizedMessage_v0(Reader *r, Py_ssize_t *ppos)")[1].split("\n}\n")[0]
     assert reader.index("count2 * 18 > len - pos") < reader.index("PyList_New(count2)")
+
+
+SHARED_VERSIONS = {
+    "name": "SharedMessage",
+    "type": "data",
+    "validVersions": "0-2",
+    "flexibleVersions": "2+",
+    "fields": [
+        {"name": "Id", "type": "int32", "versions": "0+"},
+        {
+            "name": "Items",
+            "type": "[]Item",
+            "versions": "0+",
+            "fields": [{"name": "Key", "type": "int64", "versions": "0+"}],
+        },
+        {"name": "Name", "type": "string", "versions": "1+"},
+    ],
+}
+
+
+def test_versions_sharing_a_python_reader_share_one_c_function(tmp_path: Path) -> None:
+    (tmp_path / "message").mkdir()
+    (tmp_path / "message" / "SharedMessage.json").write_text(json.dumps(SHARED_VERSIONS))
+    outputs = render_all(tmp_path, ("message",))
+    python, c = outputs["data/shared_message.py"], outputs["_speedups.c"]
+    # Item reads the same run in v0 and v1 (one Python reader); v2 adds a tag count.
+    assert "def _read_SharedMessage_Item_v1" not in python
+    assert "r_SharedMessage_Item_v0(Reader *r" in c
+    assert "r_SharedMessage_Item_v1(Reader *r" not in c
+    assert "r_SharedMessage_Item_v2(Reader *r" in c
+    # Each Python reader has exactly one C twin, bound by its name.
+    python_readers = re.findall(r"^def (_read_\w+)\(", python, re.MULTILINE)
+    c_functions = re.findall(r"^(r_\w+)\(Reader \*r, Py_ssize_t \*ppos\)$", c, re.MULTILINE)
+    assert [name.removeprefix("_read_") for name in python_readers] == [
+        name.removeprefix("r_") for name in c_functions
+    ]
+    bound = re.findall(r'\{"(_read_\w+)", \(PyCFunction\)', c)
+    assert (
+        sorted(bound)
+        == sorted(set(bound))
+        == ["_read_SharedMessage_v0", "_read_SharedMessage_v1", "_read_SharedMessage_v2"]
+    )
