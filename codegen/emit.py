@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from codegen.plan import FieldPlan, MessagePlan, StructPlan
 from codegen.schema import FieldSpec, FieldType, Primitive
+from codegen.sizes import MinimumSizes
 
 _ARRAY_STRUCTS = {
     Primitive.INT8: "INT8_ARRAY",
@@ -91,10 +92,13 @@ def field_mode(f: FieldSpec, version: int) -> str:
 class StructEmitter:
     """Emits the readers and writers of one struct (or message) for each of its versions."""
 
-    def __init__(self, module: ModuleCode, message: MessagePlan, plan: StructPlan) -> None:
+    def __init__(
+        self, module: ModuleCode, message: MessagePlan, plan: StructPlan, sizes: MinimumSizes
+    ) -> None:
         self.module = module
         self.message = message
         self.plan = plan
+        self.sizes = sizes
         self.prefix = plan.class_name.lstrip("_")
         self.path_prefix = "" if plan.is_root else plan.spec.name + "."
         self._counter = 0
@@ -361,8 +365,12 @@ class StructEmitter:
         else:
             code.indent()(f"raise null_value({path}, pos)")
         code.dedent()
-        code(f"elif {count} > len(buf) - pos:")
-        code.indent()(f"raise bad_count({path}, pos, {count}, len(buf) - pos)")
+        # No element can take fewer than `size` bytes: a count the bytes left cannot hold
+        # fails here, before anything is read or reserved (and the same way in C).
+        size = self.sizes.array_bound(f.spec, version)
+        claimed = count if size == 1 else f"{count} * {size}"
+        code(f"elif {claimed} > len(buf) - pos:")
+        code.indent()(f"raise bad_count({path}, pos, {count}, {size}, len(buf) - pos)")
         code.dedent()
         code("else:")
         code.indent()
@@ -377,12 +385,9 @@ class StructEmitter:
             code.indent()(f"{item}, pos = {function}(buf, pos)")
             code(f"{append}({item})")
             code.dedent()
-        elif prim is Primitive.UUID:
+        elif prim is Primitive.UUID:  # the count check above covered 16 bytes each
             end = self.fresh("end")
             code(f"{end} = pos + 16 * {count}")
-            code(f"if {end} > len(buf):")
-            code.indent()(f"raise too_short({path}, pos, 16 * {count}, len(buf) - pos)")
-            code.dedent()
             code(
                 f"{target} = [uuid_from_bytes(bytes(buf[i:i + 16])) for i in range(pos, {end}, 16)]"
             )
@@ -391,9 +396,6 @@ class StructEmitter:
             width = prim.fixed_width
             array = _ARRAY_STRUCTS[prim]
             self.module.helpers.add(array)
-            code(f"if pos + {width} * {count} > len(buf):")
-            code.indent()(f"raise too_short({path}, pos, {width} * {count}, len(buf) - pos)")
-            code.dedent()
             code(f"{target} = list({array}[{count}].unpack_from(buf, pos))")
             code(f"pos += {width} * {count}")
         else:
@@ -722,5 +724,6 @@ class StructEmitter:
 
 
 def emit_message(module: ModuleCode, message: MessagePlan) -> None:
+    sizes = MinimumSizes(message)
     for plan in message.all_structs_leaves_first():
-        StructEmitter(module, message, plan).emit()
+        StructEmitter(module, message, plan, sizes).emit()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from codegen.emit import field_mode
 from codegen.plan import FieldPlan, MessagePlan, StructPlan
 from codegen.schema import FieldSpec, FieldType, Primitive
+from codegen.sizes import MinimumSizes
 
 _FIXED_READ = {
     Primitive.BOOL: "PyBool_FromLong(({p})[0] != 0)",
@@ -63,6 +64,7 @@ class CModule:
     functions: list[str] = field(default_factory=list)
     entries: list[tuple[str, str]] = field(default_factory=list)  # (python name, C function)
     runs: list[str] = field(default_factory=list)  # static tables naming fixed-width runs
+    run_names: dict[str, str] = field(default_factory=dict)  # a table's entries -> its name
 
 
 def meta(plan: StructPlan) -> str:
@@ -70,10 +72,13 @@ def meta(plan: StructPlan) -> str:
 
 
 class CStructEmitter:
-    def __init__(self, module: CModule, message: MessagePlan, plan: StructPlan) -> None:
+    def __init__(
+        self, module: CModule, message: MessagePlan, plan: StructPlan, sizes: MinimumSizes
+    ) -> None:
         self.module = module
         self.message = message
         self.plan = plan
+        self.sizes = sizes
         self.prefix = plan.class_name.lstrip("_")
         self.path_prefix = "" if plan.is_root else plan.spec.name + "."
         self.meta = meta(plan)
@@ -112,9 +117,21 @@ class CStructEmitter:
     # -- per version ----------------------------------------------------------------------------
 
     def emit(self, readers: dict[tuple[str, int], str]) -> None:
+        """Emit one C function per distinct Python reader (and per distinct body).
+
+        Versions that share a Python reader share its entry name, so they share one C
+        function too: any other would never be bound.
+        """
         self.module_readers = readers
         bodies: dict[str, str] = {}
+        by_python: dict[str, str] = {}  # the Python reader -> its C twin
         for version in sorted(self.plan.versions):
+            python_name = self.plan.readers[version]
+            shared = by_python.get(python_name)
+            if shared is not None:
+                readers[(self.plan.spec.name, version)] = shared
+                self.readers[version] = shared
+                continue
             self._counter = 0
             code = CCode()
             self.emit_reader(code, version)
@@ -126,6 +143,7 @@ class CStructEmitter:
                 self.module.functions.append(
                     f"static PyObject *\n{name}(Reader *r, Py_ssize_t *ppos)\n{{\n{body}\n}}"
                 )
+            by_python[python_name] = name
             readers[(self.plan.spec.name, version)] = name
             self.readers[version] = name
 
@@ -181,12 +199,14 @@ class CStructEmitter:
         if with_tag_count:
             names.append(self.path_prefix + "(tagged fields)")
             widths.append(1)
-        table = f"RUN_{self.prefix}_{len(self.module.runs)}"
-        self.module.runs.append(
-            f"static const RunField {table}[] = {{"
-            + ", ".join(f"{{{c_string(n)}, {w}}}" for n, w in zip(names, widths, strict=True))
-            + "};"
-        )
+        entries = ", ".join(f"{{{c_string(n)}, {w}}}" for n, w in zip(names, widths, strict=True))
+        # One table per distinct run, so that versions reading the same run emit the same
+        # body (and share one function).
+        table = self.module.run_names.get(entries)
+        if table is None:
+            table = f"RUN_{self.prefix}_{len(self.module.runs)}"
+            self.module.run_names[entries] = table
+            self.module.runs.append(f"static const RunField {table}[] = {{{entries}}};")
         total = sum(widths)
         code.open(f"if (len - pos < {total})")
         code(f"raise_run_too_short({table}, {len(names)}, pos, len - pos);")
@@ -341,20 +361,18 @@ class CStructEmitter:
         else:
             code(f"raise_null_value({path}, pos);")
             code("goto fail;")
-        code.close(f" else if ({n} > len - pos) {{")
+        # No element can take fewer than `size` bytes, so the list reserved below never
+        # holds more entries than the bytes left could fill (n < 2**32: no overflow).
+        size = self.sizes.array_bound(f.spec, version)
+        claimed = n if size == 1 else f"{n} * {size}"
+        code.close(f" else if ({claimed} > len - pos) {{")
         code.level += 1
-        code(f"raise_bad_count({path}, pos, {n}, len - pos);")
+        code(f"raise_bad_count({path}, pos, {n}, {size}, len - pos);")
         code("goto fail;")
         code.close(" else {")
         code.level += 1
         element = t.element
         prim = element.primitive
-        if prim is not None and prim.fixed_width is not None:
-            width = prim.fixed_width
-            code.open(f"if ({n} > (len - pos) / {width})")
-            code(f"raise_too_short({path}, pos, {width} * {n}, len - pos);")
-            code("goto fail;")
-            code.close()
         # The list goes into its slot first, so that a failure below frees it with `o`.
         code(f"PyObject *list = PyList_New({n});")
         code("if (list == NULL) goto fail;")
@@ -454,12 +472,15 @@ class CStructEmitter:
 def emit_c_message(
     module: CModule, message: MessagePlan, readers: dict[tuple[str, int], str]
 ) -> None:
+    sizes = MinimumSizes(message)
     for plan in message.all_structs_leaves_first():
-        emitter = CStructEmitter(module, message, plan)
+        emitter = CStructEmitter(module, message, plan, sizes)
         emitter.emit(readers)
         module.structs.append(plan)
         if plan.is_root:
             for version, name in sorted(emitter.readers.items()):
                 python_name = plan.readers[version]
                 if (python_name, name) not in module.entries:
+                    # One C twin per Python reader: a second would shadow the first on bind.
+                    assert all(python_name != bound for bound, _ in module.entries), python_name
                     module.entries.append((python_name, name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -23,7 +24,9 @@ from codegen.generate import (
     stale_files,
     write_manifest,
 )
-from codegen.schema import SchemaError, Versions, parse_message, to_snake_case
+from codegen.plan import plan_message
+from codegen.schema import SchemaError, Versions, load_schema, parse_message, to_snake_case
+from codegen.sizes import MinimumSizes
 
 needs_schemas = pytest.mark.skipif(
     not DEFAULT_SCHEMAS.is_dir(),
@@ -353,3 +356,166 @@ def test_the_c_accelerator_has_a_twin_for_every_top_level_reader(tmp_path: Path)
     assert v1.index("raise_run_too_short") < v1.index('raise_too_short("name"')
     assert "for (" in v1  # the tagged-field loop: the only loop in a struct of scalars
     assert v1.count("for (") == 1
+
+
+# -- minimum encoded sizes: the bound on an array's claimed count ------------------------------
+
+SIZED = {
+    "name": "SizedMessage",
+    "type": "data",
+    "validVersions": "0-2",
+    "flexibleVersions": "2+",
+    "fields": [
+        {"name": "Id", "type": "int32", "versions": "0+"},
+        {"name": "Name", "type": "string", "versions": "0+"},
+        {"name": "Blob", "type": "bytes", "versions": "1+"},
+        {
+            "name": "Inner",
+            "type": "Inner",
+            "versions": "0+",
+            "nullableVersions": "1+",
+            "fields": [
+                {"name": "A", "type": "int64", "versions": "0+"},
+                {"name": "Ids", "type": "[]int16", "versions": "0+"},
+            ],
+        },
+        {
+            "name": "Items",
+            "type": "[]Item",
+            "versions": "0+",
+            "fields": [
+                {"name": "Key", "type": "uuid", "versions": "0+"},
+                {"name": "Label", "type": "string", "versions": "0+", "nullableVersions": "0+"},
+                {
+                    "name": "Extra",
+                    "type": "int32",
+                    "versions": "2+",
+                    "taggedVersions": "2+",
+                    "tag": 0,
+                },
+            ],
+        },
+    ],
+}
+
+
+def sized_plan() -> MinimumSizes:
+    return MinimumSizes(plan_message(parse_message(SIZED, Path("SizedMessage.json"))))
+
+
+@pytest.mark.parametrize(
+    ("struct", "version", "minimum"),
+    [
+        # int64 8 + rigid array count 4
+        ("Inner", 0, 12),
+        # int64 8 + compact array count 1 + tagged-field count 1
+        ("Inner", 2, 10),
+        # uuid 16 + rigid string length 2 (null costs the same)
+        ("Item", 0, 18),
+        # uuid 16 + compact string 1 + tagged-field count 1; the tagged Extra costs nothing
+        ("Item", 2, 18),
+        # Id 4 + Name 2 + Inner (not yet nullable) 12 + Items count 4; Blob is absent
+        (None, 0, 22),
+        # Id 4 + Name 2 + Blob length 4 + Inner's null marker 1 + Items count 4
+        (None, 1, 15),
+        # Id 4 + Name 1 + Blob 1 + marker 1 + Items 1 + tagged-field count 1
+        (None, 2, 9),
+    ],
+)
+def test_minimum_sizes_add_up_each_fields_smallest_encoding(
+    struct: str | None, version: int, minimum: int
+) -> None:
+    assert sized_plan().struct(struct, version) == minimum
+
+
+def test_an_arrays_bound_is_its_elements_minimum() -> None:
+    sizes = sized_plan()
+    plan = sizes.message
+    items = next(f.spec for f in plan.root.fields if f.attribute == "items")
+    ids = next(f.spec for f in plan.structs["Inner"].fields if f.attribute == "ids")
+    assert [sizes.array_bound(items, v) for v in (0, 1, 2)] == [18, 18, 18]
+    assert [sizes.array_bound(ids, v) for v in (0, 2)] == [2, 2]
+
+
+@needs_schemas
+@pytest.mark.parametrize(
+    ("struct", "version", "minimum"),
+    [
+        # topic string length 2 + partitions count 4
+        ("FetchTopic", 4, 6),
+        # compact topic 1 + compact partitions 1 + tagged-field count 1
+        ("FetchTopic", 12, 3),
+        # topic_id uuid 16 + compact partitions 1 + tagged-field count 1
+        ("FetchTopic", 13, 18),
+        # partition 4 + fetch_offset 8 + partition_max_bytes 4
+        ("FetchPartition", 0, 16),
+        # partition 4, current_leader_epoch 4, fetch_offset 8, last_fetched_epoch 4,
+        # log_start_offset 8, partition_max_bytes 4, tagged-field count 1
+        ("FetchPartition", 12, 33),
+        # replica_id, max_wait_ms, min_bytes, max_bytes 4 each + isolation_level 1 + topics 4
+        (None, 4, 21),
+    ],
+)
+def test_fetch_request_minimum_sizes_match_a_count_by_hand(
+    struct: str | None, version: int, minimum: int
+) -> None:
+    spec = load_schema(DEFAULT_SCHEMAS / "message" / "FetchRequest.json")
+    assert MinimumSizes(plan_message(spec)).struct(struct, version) == minimum
+
+
+def test_both_readers_check_the_count_against_the_elements_minimum(tmp_path: Path) -> None:
+    (tmp_path / "message").mkdir()
+    (tmp_path / "message" / "SizedMessage.json").write_text(json.dumps(SIZED))
+    outputs = render_all(tmp_path, ("message",))
+    python, c = outputs["data/sized_message.py"], outputs["_speedups.c"]
+    # Items elements take at least 18 bytes, Inner.ids elements 2, in every version.
+    python_v0 = python.split("def _read_SizedMessage_v0")[1].split("\ndef ")[0]
+    assert "elif count3 * 18 > len(buf) - pos:" in python_v0
+    assert "raise bad_count('items', pos, count3, 18, len(buf) - pos)" in python_v0
+    assert 'raise_bad_count("items", pos, count2, 18, len - pos);' in c
+    assert 'raise_bad_count("Inner.ids", pos, count1, 2, len - pos);' in c
+    # The C reserves the list only after the check.
+    reader = c.split("r_SizedMessage_v0(Reader *r, Py_ssize_t *ppos)")[1].split("\n}\n")[0]
+    assert reader.index("count2 * 18 > len - pos") < reader.index("PyList_New(count2)")
+
+
+SHARED_VERSIONS = {
+    "name": "SharedMessage",
+    "type": "data",
+    "validVersions": "0-2",
+    "flexibleVersions": "2+",
+    "fields": [
+        {"name": "Id", "type": "int32", "versions": "0+"},
+        {
+            "name": "Items",
+            "type": "[]Item",
+            "versions": "0+",
+            "fields": [{"name": "Key", "type": "int64", "versions": "0+"}],
+        },
+        {"name": "Name", "type": "string", "versions": "1+"},
+    ],
+}
+
+
+def test_versions_sharing_a_python_reader_share_one_c_function(tmp_path: Path) -> None:
+    (tmp_path / "message").mkdir()
+    (tmp_path / "message" / "SharedMessage.json").write_text(json.dumps(SHARED_VERSIONS))
+    outputs = render_all(tmp_path, ("message",))
+    python, c = outputs["data/shared_message.py"], outputs["_speedups.c"]
+    # Item reads the same run in v0 and v1 (one Python reader); v2 adds a tag count.
+    assert "def _read_SharedMessage_Item_v1" not in python
+    assert "r_SharedMessage_Item_v0(Reader *r" in c
+    assert "r_SharedMessage_Item_v1(Reader *r" not in c
+    assert "r_SharedMessage_Item_v2(Reader *r" in c
+    # Each Python reader has exactly one C twin, bound by its name.
+    python_readers = re.findall(r"^def (_read_\w+)\(", python, re.MULTILINE)
+    c_functions = re.findall(r"^(r_\w+)\(Reader \*r, Py_ssize_t \*ppos\)$", c, re.MULTILINE)
+    assert [name.removeprefix("_read_") for name in python_readers] == [
+        name.removeprefix("r_") for name in c_functions
+    ]
+    bound = re.findall(r'\{"(_read_\w+)", \(PyCFunction\)', c)
+    assert (
+        sorted(bound)
+        == sorted(set(bound))
+        == ["_read_SharedMessage_v0", "_read_SharedMessage_v1", "_read_SharedMessage_v2"]
+    )

@@ -98,10 +98,19 @@ def run_too_short(layout: tuple[tuple[str, int], ...], offset: int, remaining: i
     return DecodeError(layout[-1][0], start, "the buffer ends before the field does")
 
 
-def bad_count(field: str, offset: int, count: int, remaining: int) -> DecodeError:
+def bad_count(field: str, offset: int, count: int, size: int, remaining: int) -> DecodeError:
+    """An array claims more elements (of at least `size` bytes each) than the bytes left hold."""
+    needed = "" if size == 1 else f" of at least {size} bytes each"
     return DecodeError(
-        field, offset, f"claims {count} elements but only {max(remaining, 0)} bytes remain"
+        field,
+        offset,
+        f"claims {count} elements{needed} but only {max(remaining, 0)} bytes remain",
     )
+
+
+def bad_start(offset: int, size: int) -> DecodeError:
+    """A read asked to start before the buffer or past its end."""
+    return DecodeError("(start)", offset, f"the read starts outside the {size}-byte buffer")
 
 
 def null_value(field: str, offset: int) -> DecodeError:
@@ -142,7 +151,13 @@ def tagged_in_rigid_version(field: str, version: int) -> EncodeError:
 
 
 def read_uvarint_tail(buf: Buffer, pos: int, first: int, field: str) -> tuple[int, int]:
-    """Finish an unsigned varint whose first byte (`first`, already consumed) had bit 7 set."""
+    """Finish an unsigned varint whose first byte (`first`, already consumed) had bit 7 set.
+
+    Returns (value, next offset); raises DecodeError for a varint that is cut short, longer
+    than 5 bytes or above 2**32 - 1, or a `pos` outside `buf`.
+    """
+    if pos < 1:  # the first byte came before pos; a negative pos would index from the end
+        raise bad_start(pos, len(buf))
     value = first & 0x7F
     for shift in (7, 14, 21, 28):
         if pos >= len(buf):
@@ -158,6 +173,12 @@ def read_uvarint_tail(buf: Buffer, pos: int, first: int, field: str) -> tuple[in
 
 
 def read_uvarint(buf: Buffer, pos: int, field: str) -> tuple[int, int]:
+    """Read an unsigned varint (Kafka's ByteUtils.readUnsignedVarint) at `buf[pos]`.
+
+    Returns (value, next offset); raises DecodeError as `read_uvarint_tail` does.
+    """
+    if pos < 0:
+        raise bad_start(pos, len(buf))
     if pos >= len(buf):
         raise eof(field, pos)
     first = buf[pos]
@@ -418,13 +439,19 @@ class Message:
 
     @classmethod
     def read(cls, buf: Buffer, pos: int, version: int) -> tuple[Self, int]:
-        """Decode one message at `version` from `buf[pos:]`; return it and the next offset."""
+        """Decode one message at `version` from `buf[pos:]`; return it and the next offset.
+
+        `pos` must lie in 0..len(buf): a negative one is a DecodeError, never a read from
+        the end. Raises UnsupportedVersionError for a version the schema lacks.
+        """
         try:
             reader = cls._READERS[version]
         except IndexError:
             reader = None
         if reader is None or version < 0:
             cls._check_version(version)
+        if not 0 <= pos <= len(buf):
+            raise bad_start(pos, len(buf)).located(cls.NAME, version)
         try:
             return reader(buf, pos)  # type: ignore[no-any-return,unused-ignore]
         except DecodeError as exc:

@@ -81,11 +81,9 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AddPartitionsToTxnTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("AddPartitionsToTxnTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("AddPartitionsToTxnTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.name = f_name
@@ -131,11 +129,9 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AddPartitionsToTxnTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("AddPartitionsToTxnTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("AddPartitionsToTxnTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -333,8 +329,8 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
     f_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTransaction.topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AddPartitionsToTxnTransaction.topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("AddPartitionsToTxnTransaction.topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -462,8 +458,8 @@ def _read_AddPartitionsToTxnRequest_v0(
     f_v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
     if count3 < 0:
         raise null_value("v3_and_below_topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("v3_and_below_topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("v3_and_below_topics", pos, count3, 6, len(buf) - pos)
     else:
         f_v3_and_below_topics = []
         append5 = f_v3_and_below_topics.append
@@ -525,8 +521,8 @@ def _read_AddPartitionsToTxnRequest_v3(
     f_v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
     if count3 < 0:
         raise null_value("v3_and_below_topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("v3_and_below_topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("v3_and_below_topics", pos, count3, 3, len(buf) - pos)
     else:
         f_v3_and_below_topics = []
         append5 = f_v3_and_below_topics.append
@@ -586,8 +582,8 @@ def _read_AddPartitionsToTxnRequest_v4(
     f_transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction]
     if count1 < 0:
         raise null_value("transactions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("transactions", pos, count1, len(buf) - pos)
+    elif count1 * 14 > len(buf) - pos:
+        raise bad_count("transactions", pos, count1, 14, len(buf) - pos)
     else:
         f_transactions = []
         append3 = f_transactions.append
@@ -936,9 +932,9 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
     f_results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTopicResult.results_by_partition", pos)
-    elif count3 > len(buf) - pos:
+    elif count3 * 6 > len(buf) - pos:
         raise bad_count(
-            "AddPartitionsToTxnTopicResult.results_by_partition", pos, count3, len(buf) - pos
+            "AddPartitionsToTxnTopicResult.results_by_partition", pos, count3, 6, len(buf) - pos
         )
     else:
         f_results_by_partition = []
@@ -993,9 +989,9 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
     f_results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnTopicResult.results_by_partition", pos)
-    elif count3 > len(buf) - pos:
+    elif count3 * 7 > len(buf) - pos:
         raise bad_count(
-            "AddPartitionsToTxnTopicResult.results_by_partition", pos, count3, len(buf) - pos
+            "AddPartitionsToTxnTopicResult.results_by_partition", pos, count3, 7, len(buf) - pos
         )
     else:
         f_results_by_partition = []
@@ -1189,8 +1185,8 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
     f_topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
     if count3 < 0:
         raise null_value("AddPartitionsToTxnResult.topic_results", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AddPartitionsToTxnResult.topic_results", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("AddPartitionsToTxnResult.topic_results", pos, count3, 3, len(buf) - pos)
     else:
         f_topic_results = []
         append5 = f_topic_results.append
@@ -1292,8 +1288,8 @@ def _read_AddPartitionsToTxnResponse_v0(
     f_results_by_topic_v3_and_below: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
     if count1 < 0:
         raise null_value("results_by_topic_v3_and_below", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results_by_topic_v3_and_below", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("results_by_topic_v3_and_below", pos, count1, 6, len(buf) - pos)
     else:
         f_results_by_topic_v3_and_below = []
         append3 = f_results_by_topic_v3_and_below.append
@@ -1327,8 +1323,8 @@ def _read_AddPartitionsToTxnResponse_v3(
     f_results_by_topic_v3_and_below: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
     if count1 < 0:
         raise null_value("results_by_topic_v3_and_below", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results_by_topic_v3_and_below", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("results_by_topic_v3_and_below", pos, count1, 3, len(buf) - pos)
     else:
         f_results_by_topic_v3_and_below = []
         append3 = f_results_by_topic_v3_and_below.append
@@ -1395,8 +1391,8 @@ def _read_AddPartitionsToTxnResponse_v4(
     f_results_by_transaction: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult]
     if count1 < 0:
         raise null_value("results_by_transaction", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results_by_transaction", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("results_by_transaction", pos, count1, 3, len(buf) - pos)
     else:
         f_results_by_transaction = []
         append3 = f_results_by_transaction.append

@@ -394,8 +394,8 @@ def _read_AlterClientQuotasRequest_EntryData_v0(
     f_entity: list[AlterClientQuotasRequest.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("EntryData.entity", pos, count1, 4, len(buf) - pos)
     else:
         f_entity = []
         append3 = f_entity.append
@@ -410,8 +410,8 @@ def _read_AlterClientQuotasRequest_EntryData_v0(
     f_ops: list[AlterClientQuotasRequest.OpData]
     if count4 < 0:
         raise null_value("EntryData.ops", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("EntryData.ops", pos, count4, len(buf) - pos)
+    elif count4 * 11 > len(buf) - pos:
+        raise bad_count("EntryData.ops", pos, count4, 11, len(buf) - pos)
     else:
         f_ops = []
         append6 = f_ops.append
@@ -439,8 +439,8 @@ def _read_AlterClientQuotasRequest_EntryData_v1(
     f_entity: list[AlterClientQuotasRequest.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("EntryData.entity", pos, count1, 3, len(buf) - pos)
     else:
         f_entity = []
         append3 = f_entity.append
@@ -458,8 +458,8 @@ def _read_AlterClientQuotasRequest_EntryData_v1(
     f_ops: list[AlterClientQuotasRequest.OpData]
     if count4 < 0:
         raise null_value("EntryData.ops", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("EntryData.ops", pos, count4, len(buf) - pos)
+    elif count4 * 11 > len(buf) - pos:
+        raise bad_count("EntryData.ops", pos, count4, 11, len(buf) - pos)
     else:
         f_ops = []
         append6 = f_ops.append
@@ -567,8 +567,8 @@ def _read_AlterClientQuotasRequest_v0(
     f_entries: list[AlterClientQuotasRequest.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("entries", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("entries", pos, count1, 8, len(buf) - pos)
     else:
         f_entries = []
         append3 = f_entries.append
@@ -600,8 +600,8 @@ def _read_AlterClientQuotasRequest_v1(
     f_entries: list[AlterClientQuotasRequest.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("entries", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("entries", pos, count1, 3, len(buf) - pos)
     else:
         f_entries = []
         append3 = f_entries.append
@@ -907,8 +907,8 @@ def _read_AlterClientQuotasResponse_EntryData_v0(
     f_entity: list[AlterClientQuotasResponse.EntityData]
     if count3 < 0:
         raise null_value("EntryData.entity", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("EntryData.entity", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("EntryData.entity", pos, count3, 4, len(buf) - pos)
     else:
         f_entity = []
         append5 = f_entity.append
@@ -963,8 +963,8 @@ def _read_AlterClientQuotasResponse_EntryData_v1(
     f_entity: list[AlterClientQuotasResponse.EntityData]
     if count3 < 0:
         raise null_value("EntryData.entity", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("EntryData.entity", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("EntryData.entity", pos, count3, 3, len(buf) - pos)
     else:
         f_entity = []
         append5 = f_entity.append
@@ -1083,8 +1083,8 @@ def _read_AlterClientQuotasResponse_v0(
     f_entries: list[AlterClientQuotasResponse.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("entries", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("entries", pos, count1, 8, len(buf) - pos)
     else:
         f_entries = []
         append3 = f_entries.append
@@ -1116,8 +1116,8 @@ def _read_AlterClientQuotasResponse_v1(
     f_entries: list[AlterClientQuotasResponse.EntryData]
     if count1 < 0:
         raise null_value("entries", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("entries", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("entries", pos, count1, 5, len(buf) - pos)
     else:
         f_entries = []
         append3 = f_entries.append

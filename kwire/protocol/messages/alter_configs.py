@@ -303,8 +303,8 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v0(
     f_configs: list[AlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("AlterConfigsResource.configs", pos, count3, 4, len(buf) - pos)
     else:
         f_configs = []
         append5 = f_configs.append
@@ -361,8 +361,8 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v2(
     f_configs: list[AlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("AlterConfigsResource.configs", pos, count3, 3, len(buf) - pos)
     else:
         f_configs = []
         append5 = f_configs.append
@@ -502,8 +502,8 @@ def _read_AlterConfigsRequest_v0(buf: Buffer, pos: int) -> tuple[AlterConfigsReq
     f_resources: list[AlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 7, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -533,8 +533,8 @@ def _read_AlterConfigsRequest_v2(buf: Buffer, pos: int) -> tuple[AlterConfigsReq
     f_resources: list[AlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 4, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -903,8 +903,8 @@ def _read_AlterConfigsResponse_v0(buf: Buffer, pos: int) -> tuple[AlterConfigsRe
     f_responses: list[AlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 7, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -934,8 +934,8 @@ def _read_AlterConfigsResponse_v2(buf: Buffer, pos: int) -> tuple[AlterConfigsRe
     f_responses: list[AlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append

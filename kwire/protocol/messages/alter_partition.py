@@ -135,11 +135,9 @@ def _read_AlterPartitionRequest_PartitionData_v0(
     f_new_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("PartitionData.new_isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.new_isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("PartitionData.new_isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("PartitionData.new_isr", pos, 4 * count1, len(buf) - pos)
         f_new_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -208,11 +206,9 @@ def _read_AlterPartitionRequest_PartitionData_v1(
     f_new_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("PartitionData.new_isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.new_isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("PartitionData.new_isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("PartitionData.new_isr", pos, 4 * count1, len(buf) - pos)
         f_new_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -286,8 +282,8 @@ def _read_AlterPartitionRequest_PartitionData_v3(
     f_new_isr_with_epochs: list[AlterPartitionRequest.BrokerState]
     if count1 < 0:
         raise null_value("PartitionData.new_isr_with_epochs", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.new_isr_with_epochs", pos, count1, len(buf) - pos)
+    elif count1 * 13 > len(buf) - pos:
+        raise bad_count("PartitionData.new_isr_with_epochs", pos, count1, 13, len(buf) - pos)
     else:
         f_new_isr_with_epochs = []
         append3 = f_new_isr_with_epochs.append
@@ -473,8 +469,8 @@ def _read_AlterPartitionRequest_TopicData_v0(
     f_partitions: list[AlterPartitionRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -556,8 +552,8 @@ def _read_AlterPartitionRequest_TopicData_v1(
     f_partitions: list[AlterPartitionRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 15 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 15, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -622,8 +618,8 @@ def _read_AlterPartitionRequest_TopicData_v2(
     f_partitions: list[AlterPartitionRequest.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 15 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count1, 15, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -688,8 +684,8 @@ def _read_AlterPartitionRequest_TopicData_v3(
     f_partitions: list[AlterPartitionRequest.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 15 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count1, 15, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -860,8 +856,8 @@ def _read_AlterPartitionRequest_v0(buf: Buffer, pos: int) -> tuple[AlterPartitio
     f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -922,8 +918,8 @@ def _read_AlterPartitionRequest_v1(buf: Buffer, pos: int) -> tuple[AlterPartitio
     f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -984,8 +980,8 @@ def _read_AlterPartitionRequest_v2(buf: Buffer, pos: int) -> tuple[AlterPartitio
     f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1046,8 +1042,8 @@ def _read_AlterPartitionRequest_v3(buf: Buffer, pos: int) -> tuple[AlterPartitio
     f_topics: list[AlterPartitionRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1197,11 +1193,9 @@ def _read_AlterPartitionResponse_PartitionData_v0(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("PartitionData.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("PartitionData.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("PartitionData.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -1276,11 +1270,9 @@ def _read_AlterPartitionResponse_PartitionData_v1(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("PartitionData.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("PartitionData.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("PartitionData.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -1412,8 +1404,8 @@ def _read_AlterPartitionResponse_TopicData_v0(
     f_partitions: list[AlterPartitionResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 20 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 20, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1495,8 +1487,8 @@ def _read_AlterPartitionResponse_TopicData_v1(
     f_partitions: list[AlterPartitionResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 21 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 21, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1561,8 +1553,8 @@ def _read_AlterPartitionResponse_TopicData_v2(
     f_partitions: list[AlterPartitionResponse.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 21 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count1, 21, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -1714,8 +1706,8 @@ def _read_AlterPartitionResponse_v0(buf: Buffer, pos: int) -> tuple[AlterPartiti
     f_topics: list[AlterPartitionResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1778,8 +1770,8 @@ def _read_AlterPartitionResponse_v1(buf: Buffer, pos: int) -> tuple[AlterPartiti
     f_topics: list[AlterPartitionResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1842,8 +1834,8 @@ def _read_AlterPartitionResponse_v2(buf: Buffer, pos: int) -> tuple[AlterPartiti
     f_topics: list[AlterPartitionResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

@@ -68,11 +68,9 @@ def _read_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(
     f_replicas: list[BrokerId] | None
     if count1 < 0:
         f_replicas = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("ReassignablePartition.replicas", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("ReassignablePartition.replicas", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("ReassignablePartition.replicas", pos, 4 * count1, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -172,8 +170,8 @@ def _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
     f_partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition]
     if count3 < 0:
         raise null_value("ReassignableTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ReassignableTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("ReassignableTopic.partitions", pos, count3, 6, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -270,8 +268,8 @@ def _read_AlterPartitionReassignmentsRequest_v0(
     f_topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -477,8 +475,8 @@ def _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
     f_partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse]
     if count3 < 0:
         raise null_value("ReassignableTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ReassignableTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("ReassignableTopicResponse.partitions", pos, count3, 8, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -609,8 +607,8 @@ def _read_AlterPartitionReassignmentsResponse_v0(
     f_responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse]
     if count3 < 0:
         raise null_value("responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("responses", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("responses", pos, count3, 3, len(buf) - pos)
     else:
         f_responses = []
         append5 = f_responses.append

@@ -79,11 +79,9 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("AlterReplicaLogDirTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterReplicaLogDirTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("AlterReplicaLogDirTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("AlterReplicaLogDirTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.name = f_name
@@ -129,11 +127,9 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("AlterReplicaLogDirTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterReplicaLogDirTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("AlterReplicaLogDirTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("AlterReplicaLogDirTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -288,8 +284,8 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
     f_topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic]
     if count3 < 0:
         raise null_value("AlterReplicaLogDir.topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterReplicaLogDir.topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("AlterReplicaLogDir.topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -339,8 +335,8 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
     f_topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic]
     if count3 < 0:
         raise null_value("AlterReplicaLogDir.topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterReplicaLogDir.topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("AlterReplicaLogDir.topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -477,8 +473,8 @@ def _read_AlterReplicaLogDirsRequest_v0(
     f_dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir]
     if count1 < 0:
         raise null_value("dirs", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("dirs", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("dirs", pos, count1, 6, len(buf) - pos)
     else:
         f_dirs = []
         append3 = f_dirs.append
@@ -505,8 +501,8 @@ def _read_AlterReplicaLogDirsRequest_v2(
     f_dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir]
     if count1 < 0:
         raise null_value("dirs", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("dirs", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("dirs", pos, count1, 3, len(buf) - pos)
     else:
         f_dirs = []
         append3 = f_dirs.append
@@ -727,8 +723,8 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
     f_partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult]
     if count3 < 0:
         raise null_value("AlterReplicaLogDirTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterReplicaLogDirTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("AlterReplicaLogDirTopicResult.partitions", pos, count3, 6, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -782,8 +778,8 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
     f_partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult]
     if count3 < 0:
         raise null_value("AlterReplicaLogDirTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterReplicaLogDirTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("AlterReplicaLogDirTopicResult.partitions", pos, count3, 7, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -933,8 +929,8 @@ def _read_AlterReplicaLogDirsResponse_v0(
     f_results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 6, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -968,8 +964,8 @@ def _read_AlterReplicaLogDirsResponse_v2(
     f_results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 3, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -320,8 +320,8 @@ def _read_AlterUserScramCredentialsRequest_v0(
     f_deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion]
     if count1 < 0:
         raise null_value("deletions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("deletions", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("deletions", pos, count1, 3, len(buf) - pos)
     else:
         f_deletions = []
         append3 = f_deletions.append
@@ -339,8 +339,8 @@ def _read_AlterUserScramCredentialsRequest_v0(
     f_upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion]
     if count4 < 0:
         raise null_value("upsertions", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("upsertions", pos, count4, len(buf) - pos)
+    elif count4 * 9 > len(buf) - pos:
+        raise bad_count("upsertions", pos, count4, 9, len(buf) - pos)
     else:
         f_upsertions = []
         append6 = f_upsertions.append
@@ -575,8 +575,8 @@ def _read_AlterUserScramCredentialsResponse_v0(
     f_results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 5, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

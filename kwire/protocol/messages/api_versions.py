@@ -501,8 +501,8 @@ def _read_ApiVersionsResponse_v0(buf: Buffer, pos: int) -> tuple[ApiVersionsResp
     f_api_keys: list[ApiVersionsResponse.ApiVersion]
     if count1 < 0:
         raise null_value("api_keys", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("api_keys", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("api_keys", pos, count1, 6, len(buf) - pos)
     else:
         f_api_keys = []
         append3 = f_api_keys.append
@@ -534,8 +534,8 @@ def _read_ApiVersionsResponse_v1(buf: Buffer, pos: int) -> tuple[ApiVersionsResp
     f_api_keys: list[ApiVersionsResponse.ApiVersion]
     if count1 < 0:
         raise null_value("api_keys", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("api_keys", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("api_keys", pos, count1, 6, len(buf) - pos)
     else:
         f_api_keys = []
         append3 = f_api_keys.append
@@ -574,8 +574,8 @@ def _read_ApiVersionsResponse_v3(buf: Buffer, pos: int) -> tuple[ApiVersionsResp
     f_api_keys: list[ApiVersionsResponse.ApiVersion]
     if count1 < 0:
         raise null_value("api_keys", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("api_keys", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("api_keys", pos, count1, 7, len(buf) - pos)
     else:
         f_api_keys = []
         append3 = f_api_keys.append
@@ -631,8 +631,8 @@ def _read_ApiVersionsResponse_v3(buf: Buffer, pos: int) -> tuple[ApiVersionsResp
                 value4: list[ApiVersionsResponse.SupportedFeatureKey]
                 if count5 < 0:
                     raise null_value("supported_features", pos)
-                elif count5 > len(buf) - pos:
-                    raise bad_count("supported_features", pos, count5, len(buf) - pos)
+                elif count5 * 6 > len(buf) - pos:
+                    raise bad_count("supported_features", pos, count5, 6, len(buf) - pos)
                 else:
                     value4 = []
                     append7 = value4.append
@@ -665,8 +665,8 @@ def _read_ApiVersionsResponse_v3(buf: Buffer, pos: int) -> tuple[ApiVersionsResp
                 value9: list[ApiVersionsResponse.FinalizedFeatureKey]
                 if count10 < 0:
                     raise null_value("finalized_features", pos)
-                elif count10 > len(buf) - pos:
-                    raise bad_count("finalized_features", pos, count10, len(buf) - pos)
+                elif count10 * 6 > len(buf) - pos:
+                    raise bad_count("finalized_features", pos, count10, 6, len(buf) - pos)
                 else:
                     value9 = []
                     append12 = value9.append

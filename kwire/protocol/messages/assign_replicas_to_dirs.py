@@ -122,8 +122,8 @@ def _read_AssignReplicasToDirsRequest_TopicData_v0(
     f_partitions: list[AssignReplicasToDirsRequest.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count1, 5, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -208,8 +208,8 @@ def _read_AssignReplicasToDirsRequest_DirectoryData_v0(
     f_topics: list[AssignReplicasToDirsRequest.TopicData]
     if count1 < 0:
         raise null_value("DirectoryData.topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("DirectoryData.topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("DirectoryData.topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -294,8 +294,8 @@ def _read_AssignReplicasToDirsRequest_v0(
     f_directories: list[AssignReplicasToDirsRequest.DirectoryData]
     if count1 < 0:
         raise null_value("directories", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("directories", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("directories", pos, count1, 18, len(buf) - pos)
     else:
         f_directories = []
         append3 = f_directories.append
@@ -434,8 +434,8 @@ def _read_AssignReplicasToDirsResponse_TopicData_v0(
     f_partitions: list[AssignReplicasToDirsResponse.PartitionData]
     if count1 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count1, 7, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -520,8 +520,8 @@ def _read_AssignReplicasToDirsResponse_DirectoryData_v0(
     f_topics: list[AssignReplicasToDirsResponse.TopicData]
     if count1 < 0:
         raise null_value("DirectoryData.topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("DirectoryData.topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("DirectoryData.topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -608,8 +608,8 @@ def _read_AssignReplicasToDirsResponse_v0(
     f_directories: list[AssignReplicasToDirsResponse.DirectoryData]
     if count1 < 0:
         raise null_value("directories", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("directories", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("directories", pos, count1, 18, len(buf) - pos)
     else:
         f_directories = []
         append3 = f_directories.append

@@ -177,8 +177,8 @@ def _read_BeginQuorumEpochRequest_TopicData_v0(
     f_partitions: list[BeginQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 12 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 12, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -228,8 +228,8 @@ def _read_BeginQuorumEpochRequest_TopicData_v1(
     f_partitions: list[BeginQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 29 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 29, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -481,8 +481,8 @@ def _read_BeginQuorumEpochRequest_v0(buf: Buffer, pos: int) -> tuple[BeginQuorum
     f_topics: list[BeginQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -537,8 +537,8 @@ def _read_BeginQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[BeginQuorum
     f_topics: list[BeginQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -556,8 +556,8 @@ def _read_BeginQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[BeginQuorum
     f_leader_endpoints: list[BeginQuorumEpochRequest.LeaderEndpoint]
     if count6 < 0:
         raise null_value("leader_endpoints", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("leader_endpoints", pos, count6, len(buf) - pos)
+    elif count6 * 5 > len(buf) - pos:
+        raise bad_count("leader_endpoints", pos, count6, 5, len(buf) - pos)
     else:
         f_leader_endpoints = []
         append8 = f_leader_endpoints.append
@@ -794,8 +794,8 @@ def _read_BeginQuorumEpochResponse_TopicData_v0(
     f_partitions: list[BeginQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -845,8 +845,8 @@ def _read_BeginQuorumEpochResponse_TopicData_v1(
     f_partitions: list[BeginQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 15 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 15, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1056,8 +1056,8 @@ def _read_BeginQuorumEpochResponse_v0(
     f_topics: list[BeginQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1090,8 +1090,8 @@ def _read_BeginQuorumEpochResponse_v1(
     f_topics: list[BeginQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1139,8 +1139,8 @@ def _read_BeginQuorumEpochResponse_v1(
                 value4: list[BeginQuorumEpochResponse.NodeEndpoint]
                 if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count5 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+                elif count5 * 8 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, 8, len(buf) - pos)
                 else:
                     value4 = []
                     append7 = value4.append

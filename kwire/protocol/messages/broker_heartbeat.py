@@ -161,12 +161,10 @@ def _read_BrokerHeartbeatRequest_v1(buf: Buffer, pos: int) -> tuple[BrokerHeartb
                 value1: list[UUID]
                 if count2 < 0:
                     raise null_value("offline_log_dirs", pos)
-                elif count2 > len(buf) - pos:
-                    raise bad_count("offline_log_dirs", pos, count2, len(buf) - pos)
+                elif count2 * 16 > len(buf) - pos:
+                    raise bad_count("offline_log_dirs", pos, count2, 16, len(buf) - pos)
                 else:
                     end3 = pos + 16 * count2
-                    if end3 > len(buf):
-                        raise too_short("offline_log_dirs", pos, 16 * count2, len(buf) - pos)
                     value1 = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end3, 16)]
                     pos = end3
                 f_offline_log_dirs = value1

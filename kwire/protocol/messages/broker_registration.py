@@ -325,8 +325,8 @@ def _read_BrokerRegistrationRequest_v0(
     f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("listeners", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("listeners", pos, count3, 7, len(buf) - pos)
     else:
         f_listeners = []
         append5 = f_listeners.append
@@ -344,8 +344,8 @@ def _read_BrokerRegistrationRequest_v0(
     f_features: list[BrokerRegistrationRequest.Feature]
     if count6 < 0:
         raise null_value("features", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("features", pos, count6, len(buf) - pos)
+    elif count6 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, 6, len(buf) - pos)
     else:
         f_features = []
         append8 = f_features.append
@@ -464,8 +464,8 @@ def _read_BrokerRegistrationRequest_v1(
     f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("listeners", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("listeners", pos, count3, 7, len(buf) - pos)
     else:
         f_listeners = []
         append5 = f_listeners.append
@@ -483,8 +483,8 @@ def _read_BrokerRegistrationRequest_v1(
     f_features: list[BrokerRegistrationRequest.Feature]
     if count6 < 0:
         raise null_value("features", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("features", pos, count6, len(buf) - pos)
+    elif count6 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, 6, len(buf) - pos)
     else:
         f_features = []
         append8 = f_features.append
@@ -607,8 +607,8 @@ def _read_BrokerRegistrationRequest_v2(
     f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("listeners", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("listeners", pos, count3, 7, len(buf) - pos)
     else:
         f_listeners = []
         append5 = f_listeners.append
@@ -626,8 +626,8 @@ def _read_BrokerRegistrationRequest_v2(
     f_features: list[BrokerRegistrationRequest.Feature]
     if count6 < 0:
         raise null_value("features", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("features", pos, count6, len(buf) - pos)
+    elif count6 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, 6, len(buf) - pos)
     else:
         f_features = []
         append8 = f_features.append
@@ -672,12 +672,10 @@ def _read_BrokerRegistrationRequest_v2(
     f_log_dirs: list[UUID]
     if count11 < 0:
         raise null_value("log_dirs", pos)
-    elif count11 > len(buf) - pos:
-        raise bad_count("log_dirs", pos, count11, len(buf) - pos)
+    elif count11 * 16 > len(buf) - pos:
+        raise bad_count("log_dirs", pos, count11, 16, len(buf) - pos)
     else:
         end12 = pos + 16 * count11
-        if end12 > len(buf):
-            raise too_short("log_dirs", pos, 16 * count11, len(buf) - pos)
         f_log_dirs = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end12, 16)]
         pos = end12
     unknown: tuple[RawTaggedField, ...] = ()
@@ -769,8 +767,8 @@ def _read_BrokerRegistrationRequest_v3(
     f_listeners: list[BrokerRegistrationRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("listeners", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("listeners", pos, count3, 7, len(buf) - pos)
     else:
         f_listeners = []
         append5 = f_listeners.append
@@ -788,8 +786,8 @@ def _read_BrokerRegistrationRequest_v3(
     f_features: list[BrokerRegistrationRequest.Feature]
     if count6 < 0:
         raise null_value("features", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("features", pos, count6, len(buf) - pos)
+    elif count6 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count6, 6, len(buf) - pos)
     else:
         f_features = []
         append8 = f_features.append
@@ -834,12 +832,10 @@ def _read_BrokerRegistrationRequest_v3(
     f_log_dirs: list[UUID]
     if count11 < 0:
         raise null_value("log_dirs", pos)
-    elif count11 > len(buf) - pos:
-        raise bad_count("log_dirs", pos, count11, len(buf) - pos)
+    elif count11 * 16 > len(buf) - pos:
+        raise bad_count("log_dirs", pos, count11, 16, len(buf) - pos)
     else:
         end12 = pos + 16 * count11
-        if end12 > len(buf):
-            raise too_short("log_dirs", pos, 16 * count11, len(buf) - pos)
         f_log_dirs = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end12, 16)]
         pos = end12
     try:

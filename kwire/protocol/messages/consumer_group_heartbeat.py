@@ -69,11 +69,9 @@ def _read_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(
     f_partitions: list[int]
     if count1 < 0:
         raise null_value("TopicPartitions.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicPartitions.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartitions.partitions", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("TopicPartitions.partitions", pos, 4 * count1, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -247,7 +245,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
     if count9 < 0:
         f_subscribed_topic_names = None
     elif count9 > len(buf) - pos:
-        raise bad_count("subscribed_topic_names", pos, count9, len(buf) - pos)
+        raise bad_count("subscribed_topic_names", pos, count9, 1, len(buf) - pos)
     else:
         f_subscribed_topic_names = []
         for _ in range(count9):
@@ -307,8 +305,8 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
     f_topic_partitions: list[ConsumerGroupHeartbeatRequest.TopicPartitions] | None
     if count15 < 0:
         f_topic_partitions = None
-    elif count15 > len(buf) - pos:
-        raise bad_count("topic_partitions", pos, count15, len(buf) - pos)
+    elif count15 * 18 > len(buf) - pos:
+        raise bad_count("topic_partitions", pos, count15, 18, len(buf) - pos)
     else:
         f_topic_partitions = []
         append17 = f_topic_partitions.append
@@ -487,11 +485,9 @@ def _read_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(
     f_partitions: list[int]
     if count1 < 0:
         raise null_value("TopicPartitions.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicPartitions.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartitions.partitions", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("TopicPartitions.partitions", pos, 4 * count1, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -566,8 +562,8 @@ def _read_ConsumerGroupHeartbeatResponse_Assignment_v0(
     f_topic_partitions: list[ConsumerGroupHeartbeatResponse.TopicPartitions]
     if count1 < 0:
         raise null_value("Assignment.topic_partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("Assignment.topic_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("Assignment.topic_partitions", pos, count1, 18, len(buf) - pos)
     else:
         f_topic_partitions = []
         append3 = f_topic_partitions.append

@@ -336,8 +336,8 @@ def _read_ControlledShutdownResponse_v0(
     f_remaining_partitions: list[ControlledShutdownResponse.RemainingPartition]
     if count1 < 0:
         raise null_value("remaining_partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("remaining_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("remaining_partitions", pos, count1, 6, len(buf) - pos)
     else:
         f_remaining_partitions = []
         append3 = f_remaining_partitions.append
@@ -369,8 +369,8 @@ def _read_ControlledShutdownResponse_v3(
     f_remaining_partitions: list[ControlledShutdownResponse.RemainingPartition]
     if count1 < 0:
         raise null_value("remaining_partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("remaining_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("remaining_partitions", pos, count1, 6, len(buf) - pos)
     else:
         f_remaining_partitions = []
         append3 = f_remaining_partitions.append

@@ -298,8 +298,8 @@ def _read_ControllerRegistrationRequest_v0(
     f_listeners: list[ControllerRegistrationRequest.Listener]
     if count1 < 0:
         raise null_value("listeners", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("listeners", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("listeners", pos, count1, 7, len(buf) - pos)
     else:
         f_listeners = []
         append3 = f_listeners.append
@@ -317,8 +317,8 @@ def _read_ControllerRegistrationRequest_v0(
     f_features: list[ControllerRegistrationRequest.Feature]
     if count4 < 0:
         raise null_value("features", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("features", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count4, 6, len(buf) - pos)
     else:
         f_features = []
         append6 = f_features.append

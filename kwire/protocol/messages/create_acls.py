@@ -479,8 +479,8 @@ def _read_CreateAclsRequest_v0(buf: Buffer, pos: int) -> tuple[CreateAclsRequest
     f_creations: list[CreateAclsRequest.AclCreation]
     if count1 < 0:
         raise null_value("creations", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("creations", pos, count1, len(buf) - pos)
+    elif count1 * 9 > len(buf) - pos:
+        raise bad_count("creations", pos, count1, 9, len(buf) - pos)
     else:
         f_creations = []
         append3 = f_creations.append
@@ -502,8 +502,8 @@ def _read_CreateAclsRequest_v1(buf: Buffer, pos: int) -> tuple[CreateAclsRequest
     f_creations: list[CreateAclsRequest.AclCreation]
     if count1 < 0:
         raise null_value("creations", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("creations", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("creations", pos, count1, 10, len(buf) - pos)
     else:
         f_creations = []
         append3 = f_creations.append
@@ -528,8 +528,8 @@ def _read_CreateAclsRequest_v2(buf: Buffer, pos: int) -> tuple[CreateAclsRequest
     f_creations: list[CreateAclsRequest.AclCreation]
     if count1 < 0:
         raise null_value("creations", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("creations", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("creations", pos, count1, 8, len(buf) - pos)
     else:
         f_creations = []
         append3 = f_creations.append
@@ -786,8 +786,8 @@ def _read_CreateAclsResponse_v0(buf: Buffer, pos: int) -> tuple[CreateAclsRespon
     f_results: list[CreateAclsResponse.AclCreationResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 4, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -817,8 +817,8 @@ def _read_CreateAclsResponse_v2(buf: Buffer, pos: int) -> tuple[CreateAclsRespon
     f_results: list[CreateAclsResponse.AclCreationResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 4, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -278,8 +278,8 @@ def _read_CreateDelegationTokenRequest_v0(
     f_renewers: list[CreateDelegationTokenRequest.CreatableRenewers]
     if count1 < 0:
         raise null_value("renewers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("renewers", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("renewers", pos, count1, 4, len(buf) - pos)
     else:
         f_renewers = []
         append3 = f_renewers.append
@@ -313,8 +313,8 @@ def _read_CreateDelegationTokenRequest_v2(
     f_renewers: list[CreateDelegationTokenRequest.CreatableRenewers]
     if count1 < 0:
         raise null_value("renewers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("renewers", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("renewers", pos, count1, 3, len(buf) - pos)
     else:
         f_renewers = []
         append3 = f_renewers.append
@@ -420,8 +420,8 @@ def _read_CreateDelegationTokenRequest_v3(
     f_renewers: list[CreateDelegationTokenRequest.CreatableRenewers]
     if count5 < 0:
         raise null_value("renewers", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("renewers", pos, count5, len(buf) - pos)
+    elif count5 * 3 > len(buf) - pos:
+        raise bad_count("renewers", pos, count5, 3, len(buf) - pos)
     else:
         f_renewers = []
         append7 = f_renewers.append

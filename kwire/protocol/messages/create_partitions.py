@@ -60,13 +60,9 @@ def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v0(
     f_broker_ids: list[BrokerId]
     if count1 < 0:
         raise null_value("CreatePartitionsAssignment.broker_ids", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("CreatePartitionsAssignment.broker_ids", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("CreatePartitionsAssignment.broker_ids", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "CreatePartitionsAssignment.broker_ids", pos, 4 * count1, len(buf) - pos
-            )
         f_broker_ids = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     o.broker_ids = f_broker_ids
@@ -89,13 +85,9 @@ def _read_CreatePartitionsRequest_CreatePartitionsAssignment_v2(
     f_broker_ids: list[BrokerId]
     if count1 < 0:
         raise null_value("CreatePartitionsAssignment.broker_ids", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("CreatePartitionsAssignment.broker_ids", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("CreatePartitionsAssignment.broker_ids", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "CreatePartitionsAssignment.broker_ids", pos, 4 * count1, len(buf) - pos
-            )
         f_broker_ids = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -223,8 +215,8 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
     f_assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None
     if count3 < 0:
         f_assignments = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("CreatePartitionsTopic.assignments", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("CreatePartitionsTopic.assignments", pos, count3, 4, len(buf) - pos)
     else:
         f_assignments = []
         append5 = f_assignments.append
@@ -279,8 +271,8 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
     f_assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None
     if count3 < 0:
         f_assignments = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("CreatePartitionsTopic.assignments", pos, count3, len(buf) - pos)
+    elif count3 * 2 > len(buf) - pos:
+        raise bad_count("CreatePartitionsTopic.assignments", pos, count3, 2, len(buf) - pos)
     else:
         f_assignments = []
         append5 = f_assignments.append
@@ -420,8 +412,8 @@ def _read_CreatePartitionsRequest_v0(buf: Buffer, pos: int) -> tuple[CreateParti
     f_topics: list[CreatePartitionsRequest.CreatePartitionsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 10, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -453,8 +445,8 @@ def _read_CreatePartitionsRequest_v2(buf: Buffer, pos: int) -> tuple[CreateParti
     f_topics: list[CreatePartitionsRequest.CreatePartitionsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 7, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -806,8 +798,8 @@ def _read_CreatePartitionsResponse_v0(
     f_results: list[CreatePartitionsResponse.CreatePartitionsTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 6, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -839,8 +831,8 @@ def _read_CreatePartitionsResponse_v2(
     f_results: list[CreatePartitionsResponse.CreatePartitionsTopicResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 5, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -71,13 +71,9 @@ def _read_CreateTopicsRequest_CreatableReplicaAssignment_v0(
     f_broker_ids: list[BrokerId]
     if count1 < 0:
         raise null_value("CreatableReplicaAssignment.broker_ids", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("CreatableReplicaAssignment.broker_ids", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("CreatableReplicaAssignment.broker_ids", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "CreatableReplicaAssignment.broker_ids", pos, 4 * count1, len(buf) - pos
-            )
         f_broker_ids = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     o.broker_ids = f_broker_ids
@@ -107,13 +103,9 @@ def _read_CreateTopicsRequest_CreatableReplicaAssignment_v5(
     f_broker_ids: list[BrokerId]
     if count1 < 0:
         raise null_value("CreatableReplicaAssignment.broker_ids", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("CreatableReplicaAssignment.broker_ids", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("CreatableReplicaAssignment.broker_ids", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "CreatableReplicaAssignment.broker_ids", pos, 4 * count1, len(buf) - pos
-            )
         f_broker_ids = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -587,8 +579,8 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
     f_assignments: list[CreateTopicsRequest.CreatableReplicaAssignment]
     if count3 < 0:
         raise null_value("CreatableTopic.assignments", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("CreatableTopic.assignments", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("CreatableTopic.assignments", pos, count3, 8, len(buf) - pos)
     else:
         f_assignments = []
         append5 = f_assignments.append
@@ -603,8 +595,8 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
     f_configs: list[CreateTopicsRequest.CreatableTopicConfig]
     if count6 < 0:
         raise null_value("CreatableTopic.configs", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("CreatableTopic.configs", pos, count6, len(buf) - pos)
+    elif count6 * 4 > len(buf) - pos:
+        raise bad_count("CreatableTopic.configs", pos, count6, 4, len(buf) - pos)
     else:
         f_configs = []
         append8 = f_configs.append
@@ -664,8 +656,8 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
     f_assignments: list[CreateTopicsRequest.CreatableReplicaAssignment]
     if count3 < 0:
         raise null_value("CreatableTopic.assignments", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("CreatableTopic.assignments", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("CreatableTopic.assignments", pos, count3, 6, len(buf) - pos)
     else:
         f_assignments = []
         append5 = f_assignments.append
@@ -683,8 +675,8 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
     f_configs: list[CreateTopicsRequest.CreatableTopicConfig]
     if count6 < 0:
         raise null_value("CreatableTopic.configs", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("CreatableTopic.configs", pos, count6, len(buf) - pos)
+    elif count6 * 3 > len(buf) - pos:
+        raise bad_count("CreatableTopic.configs", pos, count6, 3, len(buf) - pos)
     else:
         f_configs = []
         append8 = f_configs.append
@@ -939,8 +931,8 @@ def _read_CreateTopicsRequest_v0(buf: Buffer, pos: int) -> tuple[CreateTopicsReq
     f_topics: list[CreateTopicsRequest.CreatableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 16 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 16, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -968,8 +960,8 @@ def _read_CreateTopicsRequest_v1(buf: Buffer, pos: int) -> tuple[CreateTopicsReq
     f_topics: list[CreateTopicsRequest.CreatableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 16 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 16, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1001,8 +993,8 @@ def _read_CreateTopicsRequest_v5(buf: Buffer, pos: int) -> tuple[CreateTopicsReq
     f_topics: list[CreateTopicsRequest.CreatableTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 10, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1448,8 +1440,8 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
     f_configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None
     if count5 < 0:
         f_configs = None
-    elif count5 > len(buf) - pos:
-        raise bad_count("CreatableTopicResult.configs", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("CreatableTopicResult.configs", pos, count5, 6, len(buf) - pos)
     else:
         f_configs = []
         append7 = f_configs.append
@@ -1598,8 +1590,8 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
     f_configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None
     if count5 < 0:
         f_configs = None
-    elif count5 > len(buf) - pos:
-        raise bad_count("CreatableTopicResult.configs", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("CreatableTopicResult.configs", pos, count5, 6, len(buf) - pos)
     else:
         f_configs = []
         append7 = f_configs.append
@@ -1909,8 +1901,8 @@ def _read_CreateTopicsResponse_v0(buf: Buffer, pos: int) -> tuple[CreateTopicsRe
     f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 4, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1933,8 +1925,8 @@ def _read_CreateTopicsResponse_v1(buf: Buffer, pos: int) -> tuple[CreateTopicsRe
     f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1962,8 +1954,8 @@ def _read_CreateTopicsResponse_v2(buf: Buffer, pos: int) -> tuple[CreateTopicsRe
     f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1993,8 +1985,8 @@ def _read_CreateTopicsResponse_v5(buf: Buffer, pos: int) -> tuple[CreateTopicsRe
     f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 12, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2055,8 +2047,8 @@ def _read_CreateTopicsResponse_v7(buf: Buffer, pos: int) -> tuple[CreateTopicsRe
     f_topics: list[CreateTopicsResponse.CreatableTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 28 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 28, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

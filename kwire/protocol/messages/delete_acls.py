@@ -489,8 +489,8 @@ def _read_DeleteAclsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteAclsRequest
     f_filters: list[DeleteAclsRequest.DeleteAclsFilter]
     if count1 < 0:
         raise null_value("filters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("filters", pos, count1, len(buf) - pos)
+    elif count1 * 9 > len(buf) - pos:
+        raise bad_count("filters", pos, count1, 9, len(buf) - pos)
     else:
         f_filters = []
         append3 = f_filters.append
@@ -512,8 +512,8 @@ def _read_DeleteAclsRequest_v1(buf: Buffer, pos: int) -> tuple[DeleteAclsRequest
     f_filters: list[DeleteAclsRequest.DeleteAclsFilter]
     if count1 < 0:
         raise null_value("filters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("filters", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("filters", pos, count1, 10, len(buf) - pos)
     else:
         f_filters = []
         append3 = f_filters.append
@@ -538,8 +538,8 @@ def _read_DeleteAclsRequest_v2(buf: Buffer, pos: int) -> tuple[DeleteAclsRequest
     f_filters: list[DeleteAclsRequest.DeleteAclsFilter]
     if count1 < 0:
         raise null_value("filters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("filters", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("filters", pos, count1, 8, len(buf) - pos)
     else:
         f_filters = []
         append3 = f_filters.append
@@ -1216,8 +1216,8 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
     f_matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl]
     if count3 < 0:
         raise null_value("DeleteAclsFilterResult.matching_acls", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, len(buf) - pos)
+    elif count3 * 13 > len(buf) - pos:
+        raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, 13, len(buf) - pos)
     else:
         f_matching_acls = []
         append5 = f_matching_acls.append
@@ -1268,8 +1268,8 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
     f_matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl]
     if count3 < 0:
         raise null_value("DeleteAclsFilterResult.matching_acls", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, 14, len(buf) - pos)
     else:
         f_matching_acls = []
         append5 = f_matching_acls.append
@@ -1326,8 +1326,8 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(
     f_matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl]
     if count3 < 0:
         raise null_value("DeleteAclsFilterResult.matching_acls", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, len(buf) - pos)
+    elif count3 * 11 > len(buf) - pos:
+        raise bad_count("DeleteAclsFilterResult.matching_acls", pos, count3, 11, len(buf) - pos)
     else:
         f_matching_acls = []
         append5 = f_matching_acls.append
@@ -1474,8 +1474,8 @@ def _read_DeleteAclsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteAclsRespon
     f_filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult]
     if count1 < 0:
         raise null_value("filter_results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("filter_results", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("filter_results", pos, count1, 8, len(buf) - pos)
     else:
         f_filter_results = []
         append3 = f_filter_results.append
@@ -1502,8 +1502,8 @@ def _read_DeleteAclsResponse_v1(buf: Buffer, pos: int) -> tuple[DeleteAclsRespon
     f_filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult]
     if count1 < 0:
         raise null_value("filter_results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("filter_results", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("filter_results", pos, count1, 8, len(buf) - pos)
     else:
         f_filter_results = []
         append3 = f_filter_results.append
@@ -1533,8 +1533,8 @@ def _read_DeleteAclsResponse_v2(buf: Buffer, pos: int) -> tuple[DeleteAclsRespon
     f_filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult]
     if count1 < 0:
         raise null_value("filter_results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("filter_results", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("filter_results", pos, count1, 5, len(buf) - pos)
     else:
         f_filter_results = []
         append3 = f_filter_results.append

@@ -56,8 +56,8 @@ def _read_DeleteGroupsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteGroupsReq
     f_groups_names: list[GroupId]
     if count1 < 0:
         raise null_value("groups_names", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups_names", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("groups_names", pos, count1, 2, len(buf) - pos)
     else:
         f_groups_names = []
         for _ in range(count1):
@@ -100,7 +100,7 @@ def _read_DeleteGroupsRequest_v2(buf: Buffer, pos: int) -> tuple[DeleteGroupsReq
     if count1 < 0:
         raise null_value("groups_names", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("groups_names", pos, count1, len(buf) - pos)
+        raise bad_count("groups_names", pos, count1, 1, len(buf) - pos)
     else:
         f_groups_names = []
         for _ in range(count1):
@@ -410,8 +410,8 @@ def _read_DeleteGroupsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteGroupsRe
     f_results: list[DeleteGroupsResponse.DeletableGroupResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 4, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -441,8 +441,8 @@ def _read_DeleteGroupsResponse_v2(buf: Buffer, pos: int) -> tuple[DeleteGroupsRe
     f_results: list[DeleteGroupsResponse.DeletableGroupResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 4, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

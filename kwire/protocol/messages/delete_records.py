@@ -177,8 +177,8 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
     f_partitions: list[DeleteRecordsRequest.DeleteRecordsPartition]
     if count3 < 0:
         raise null_value("DeleteRecordsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DeleteRecordsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 12 > len(buf) - pos:
+        raise bad_count("DeleteRecordsTopic.partitions", pos, count3, 12, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -228,8 +228,8 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(
     f_partitions: list[DeleteRecordsRequest.DeleteRecordsPartition]
     if count3 < 0:
         raise null_value("DeleteRecordsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DeleteRecordsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 13 > len(buf) - pos:
+        raise bad_count("DeleteRecordsTopic.partitions", pos, count3, 13, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -364,8 +364,8 @@ def _read_DeleteRecordsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteRecordsR
     f_topics: list[DeleteRecordsRequest.DeleteRecordsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -395,8 +395,8 @@ def _read_DeleteRecordsRequest_v2(buf: Buffer, pos: int) -> tuple[DeleteRecordsR
     f_topics: list[DeleteRecordsRequest.DeleteRecordsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -624,8 +624,8 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
     f_partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult]
     if count3 < 0:
         raise null_value("DeleteRecordsTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DeleteRecordsTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("DeleteRecordsTopicResult.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -675,8 +675,8 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
     f_partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult]
     if count3 < 0:
         raise null_value("DeleteRecordsTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DeleteRecordsTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 15 > len(buf) - pos:
+        raise bad_count("DeleteRecordsTopicResult.partitions", pos, count3, 15, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -822,8 +822,8 @@ def _read_DeleteRecordsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteRecords
     f_topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -853,8 +853,8 @@ def _read_DeleteRecordsResponse_v2(buf: Buffer, pos: int) -> tuple[DeleteRecords
     f_topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

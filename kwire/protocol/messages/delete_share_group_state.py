@@ -119,8 +119,8 @@ def _read_DeleteShareGroupStateRequest_DeleteStateData_v0(
     f_partitions: list[DeleteShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("DeleteStateData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("DeleteStateData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("DeleteStateData.partitions", pos, count1, 5, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -222,8 +222,8 @@ def _read_DeleteShareGroupStateRequest_v0(
     f_topics: list[DeleteShareGroupStateRequest.DeleteStateData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 18, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -412,8 +412,8 @@ def _read_DeleteShareGroupStateResponse_DeleteStateResult_v0(
     f_partitions: list[DeleteShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("DeleteStateResult.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("DeleteStateResult.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("DeleteStateResult.partitions", pos, count1, 8, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -493,8 +493,8 @@ def _read_DeleteShareGroupStateResponse_v0(
     f_results: list[DeleteShareGroupStateResponse.DeleteStateResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 18, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

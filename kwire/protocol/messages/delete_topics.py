@@ -149,8 +149,8 @@ def _read_DeleteTopicsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteTopicsReq
     f_topic_names: list[TopicName]
     if count1 < 0:
         raise null_value("topic_names", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_names", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topic_names", pos, count1, 2, len(buf) - pos)
     else:
         f_topic_names = []
         for _ in range(count1):
@@ -199,7 +199,7 @@ def _read_DeleteTopicsRequest_v4(buf: Buffer, pos: int) -> tuple[DeleteTopicsReq
     if count1 < 0:
         raise null_value("topic_names", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("topic_names", pos, count1, len(buf) - pos)
+        raise bad_count("topic_names", pos, count1, 1, len(buf) - pos)
     else:
         f_topic_names = []
         for _ in range(count1):
@@ -278,8 +278,8 @@ def _read_DeleteTopicsRequest_v6(buf: Buffer, pos: int) -> tuple[DeleteTopicsReq
     f_topics: list[DeleteTopicsRequest.DeleteTopicState]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -983,8 +983,8 @@ def _read_DeleteTopicsResponse_v0(buf: Buffer, pos: int) -> tuple[DeleteTopicsRe
     f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 4, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -1012,8 +1012,8 @@ def _read_DeleteTopicsResponse_v1(buf: Buffer, pos: int) -> tuple[DeleteTopicsRe
     f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 4, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -1043,8 +1043,8 @@ def _read_DeleteTopicsResponse_v4(buf: Buffer, pos: int) -> tuple[DeleteTopicsRe
     f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 4, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -1105,8 +1105,8 @@ def _read_DeleteTopicsResponse_v5(buf: Buffer, pos: int) -> tuple[DeleteTopicsRe
     f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 5, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -1167,8 +1167,8 @@ def _read_DeleteTopicsResponse_v6(buf: Buffer, pos: int) -> tuple[DeleteTopicsRe
     f_responses: list[DeleteTopicsResponse.DeletableTopicResult]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 21 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 21, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append

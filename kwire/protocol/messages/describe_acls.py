@@ -724,8 +724,8 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v0(
     f_acls: list[DescribeAclsResponse.AclDescription]
     if count3 < 0:
         raise null_value("DescribeAclsResource.acls", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeAclsResource.acls", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("DescribeAclsResource.acls", pos, count3, 6, len(buf) - pos)
     else:
         f_acls = []
         append5 = f_acls.append
@@ -784,8 +784,8 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v1(
     f_acls: list[DescribeAclsResponse.AclDescription]
     if count3 < 0:
         raise null_value("DescribeAclsResource.acls", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeAclsResource.acls", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("DescribeAclsResource.acls", pos, count3, 6, len(buf) - pos)
     else:
         f_acls = []
         append5 = f_acls.append
@@ -849,8 +849,8 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v2(
     f_acls: list[DescribeAclsResponse.AclDescription]
     if count3 < 0:
         raise null_value("DescribeAclsResource.acls", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeAclsResource.acls", pos, count3, len(buf) - pos)
+    elif count3 * 5 > len(buf) - pos:
+        raise bad_count("DescribeAclsResource.acls", pos, count3, 5, len(buf) - pos)
     else:
         f_acls = []
         append5 = f_acls.append
@@ -1020,8 +1020,8 @@ def _read_DescribeAclsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeAclsRe
     f_resources: list[DescribeAclsResponse.DescribeAclsResource]
     if count3 < 0:
         raise null_value("resources", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("resources", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("resources", pos, count3, 7, len(buf) - pos)
     else:
         f_resources = []
         append5 = f_resources.append
@@ -1070,8 +1070,8 @@ def _read_DescribeAclsResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeAclsRe
     f_resources: list[DescribeAclsResponse.DescribeAclsResource]
     if count3 < 0:
         raise null_value("resources", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("resources", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("resources", pos, count3, 8, len(buf) - pos)
     else:
         f_resources = []
         append5 = f_resources.append
@@ -1126,8 +1126,8 @@ def _read_DescribeAclsResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeAclsRe
     f_resources: list[DescribeAclsResponse.DescribeAclsResource]
     if count3 < 0:
         raise null_value("resources", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("resources", pos, count3, len(buf) - pos)
+    elif count3 * 5 > len(buf) - pos:
+        raise bad_count("resources", pos, count3, 5, len(buf) - pos)
     else:
         f_resources = []
         append5 = f_resources.append

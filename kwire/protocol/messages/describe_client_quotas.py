@@ -267,8 +267,8 @@ def _read_DescribeClientQuotasRequest_v0(
     f_components: list[DescribeClientQuotasRequest.ComponentData]
     if count1 < 0:
         raise null_value("components", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("components", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("components", pos, count1, 5, len(buf) - pos)
     else:
         f_components = []
         append3 = f_components.append
@@ -300,8 +300,8 @@ def _read_DescribeClientQuotasRequest_v1(
     f_components: list[DescribeClientQuotasRequest.ComponentData]
     if count1 < 0:
         raise null_value("components", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("components", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("components", pos, count1, 4, len(buf) - pos)
     else:
         f_components = []
         append3 = f_components.append
@@ -718,8 +718,8 @@ def _read_DescribeClientQuotasResponse_EntryData_v0(
     f_entity: list[DescribeClientQuotasResponse.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("EntryData.entity", pos, count1, 4, len(buf) - pos)
     else:
         f_entity = []
         append3 = f_entity.append
@@ -734,8 +734,8 @@ def _read_DescribeClientQuotasResponse_EntryData_v0(
     f_values: list[DescribeClientQuotasResponse.ValueData]
     if count4 < 0:
         raise null_value("EntryData.values", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("EntryData.values", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("EntryData.values", pos, count4, 10, len(buf) - pos)
     else:
         f_values = []
         append6 = f_values.append
@@ -763,8 +763,8 @@ def _read_DescribeClientQuotasResponse_EntryData_v1(
     f_entity: list[DescribeClientQuotasResponse.EntityData]
     if count1 < 0:
         raise null_value("EntryData.entity", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("EntryData.entity", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("EntryData.entity", pos, count1, 3, len(buf) - pos)
     else:
         f_entity = []
         append3 = f_entity.append
@@ -782,8 +782,8 @@ def _read_DescribeClientQuotasResponse_EntryData_v1(
     f_values: list[DescribeClientQuotasResponse.ValueData]
     if count4 < 0:
         raise null_value("EntryData.values", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("EntryData.values", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("EntryData.values", pos, count4, 10, len(buf) - pos)
     else:
         f_values = []
         append6 = f_values.append
@@ -917,8 +917,8 @@ def _read_DescribeClientQuotasResponse_v0(
     f_entries: list[DescribeClientQuotasResponse.EntryData] | None
     if count3 < 0:
         f_entries = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("entries", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("entries", pos, count3, 8, len(buf) - pos)
     else:
         f_entries = []
         append5 = f_entries.append
@@ -975,8 +975,8 @@ def _read_DescribeClientQuotasResponse_v1(
     f_entries: list[DescribeClientQuotasResponse.EntryData] | None
     if count3 < 0:
         f_entries = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("entries", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("entries", pos, count3, 3, len(buf) - pos)
     else:
         f_entries = []
         append5 = f_entries.append

@@ -367,8 +367,8 @@ def _read_DescribeClusterResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeClu
     f_brokers: list[DescribeClusterResponse.DescribeClusterBroker]
     if count5 < 0:
         raise null_value("brokers", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("brokers", pos, count5, len(buf) - pos)
+    elif count5 * 11 > len(buf) - pos:
+        raise bad_count("brokers", pos, count5, 11, len(buf) - pos)
     else:
         f_brokers = []
         append7 = f_brokers.append
@@ -490,8 +490,8 @@ def _read_DescribeClusterResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeClu
     f_brokers: list[DescribeClusterResponse.DescribeClusterBroker]
     if count5 < 0:
         raise null_value("brokers", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("brokers", pos, count5, len(buf) - pos)
+    elif count5 * 11 > len(buf) - pos:
+        raise bad_count("brokers", pos, count5, 11, len(buf) - pos)
     else:
         f_brokers = []
         append7 = f_brokers.append

@@ -90,8 +90,10 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v0(
     f_configuration_keys: list[str] | None
     if count3 < 0:
         f_configuration_keys = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResource.configuration_keys", pos, count3, len(buf) - pos)
+    elif count3 * 2 > len(buf) - pos:
+        raise bad_count(
+            "DescribeConfigsResource.configuration_keys", pos, count3, 2, len(buf) - pos
+        )
     else:
         f_configuration_keys = []
         for _ in range(count3):
@@ -176,7 +178,9 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v4(
     if count3 < 0:
         f_configuration_keys = None
     elif count3 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResource.configuration_keys", pos, count3, len(buf) - pos)
+        raise bad_count(
+            "DescribeConfigsResource.configuration_keys", pos, count3, 1, len(buf) - pos
+        )
     else:
         f_configuration_keys = []
         for _ in range(count3):
@@ -450,8 +454,8 @@ def _read_DescribeConfigsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeConf
     f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 7, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -475,8 +479,8 @@ def _read_DescribeConfigsRequest_v1(buf: Buffer, pos: int) -> tuple[DescribeConf
     f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 7, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -504,8 +508,8 @@ def _read_DescribeConfigsRequest_v3(buf: Buffer, pos: int) -> tuple[DescribeConf
     f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 7, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -537,8 +541,8 @@ def _read_DescribeConfigsRequest_v4(buf: Buffer, pos: int) -> tuple[DescribeConf
     f_resources: list[DescribeConfigsRequest.DescribeConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 4, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -1067,8 +1071,8 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
     f_synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym]
     if count5 < 0:
         raise null_value("DescribeConfigsResourceResult.synonyms", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, len(buf) - pos)
+    elif count5 * 5 > len(buf) - pos:
+        raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, 5, len(buf) - pos)
     else:
         f_synonyms = []
         append7 = f_synonyms.append
@@ -1154,8 +1158,8 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
     f_synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym]
     if count5 < 0:
         raise null_value("DescribeConfigsResourceResult.synonyms", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, len(buf) - pos)
+    elif count5 * 5 > len(buf) - pos:
+        raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, 5, len(buf) - pos)
     else:
         f_synonyms = []
         append7 = f_synonyms.append
@@ -1277,8 +1281,8 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
     f_synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym]
     if count5 < 0:
         raise null_value("DescribeConfigsResourceResult.synonyms", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, len(buf) - pos)
+    elif count5 * 4 > len(buf) - pos:
+        raise bad_count("DescribeConfigsResourceResult.synonyms", pos, count5, 4, len(buf) - pos)
     else:
         f_synonyms = []
         append7 = f_synonyms.append
@@ -1635,8 +1639,8 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
     f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
+    elif count5 * 7 > len(buf) - pos:
+        raise bad_count("DescribeConfigsResult.configs", pos, count5, 7, len(buf) - pos)
     else:
         f_configs = []
         append7 = f_configs.append
@@ -1714,8 +1718,8 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
     f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
+    elif count5 * 11 > len(buf) - pos:
+        raise bad_count("DescribeConfigsResult.configs", pos, count5, 11, len(buf) - pos)
     else:
         f_configs = []
         append7 = f_configs.append
@@ -1793,8 +1797,8 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
     f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
+    elif count5 * 14 > len(buf) - pos:
+        raise bad_count("DescribeConfigsResult.configs", pos, count5, 14, len(buf) - pos)
     else:
         f_configs = []
         append7 = f_configs.append
@@ -1881,8 +1885,8 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
     f_configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
     if count5 < 0:
         raise null_value("DescribeConfigsResult.configs", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("DescribeConfigsResult.configs", pos, count5, len(buf) - pos)
+    elif count5 * 9 > len(buf) - pos:
+        raise bad_count("DescribeConfigsResult.configs", pos, count5, 9, len(buf) - pos)
     else:
         f_configs = []
         append7 = f_configs.append
@@ -2130,8 +2134,8 @@ def _read_DescribeConfigsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeCon
     f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 11 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 11, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -2158,8 +2162,8 @@ def _read_DescribeConfigsResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeCon
     f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 11 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 11, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -2186,8 +2190,8 @@ def _read_DescribeConfigsResponse_v3(buf: Buffer, pos: int) -> tuple[DescribeCon
     f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 11 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 11, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -2217,8 +2221,8 @@ def _read_DescribeConfigsResponse_v4(buf: Buffer, pos: int) -> tuple[DescribeCon
     f_results: list[DescribeConfigsResponse.DescribeConfigsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 7, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -288,8 +288,8 @@ def _read_DescribeDelegationTokenRequest_v0(
     f_owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None
     if count1 < 0:
         f_owners = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("owners", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("owners", pos, count1, 4, len(buf) - pos)
     else:
         f_owners = []
         append3 = f_owners.append
@@ -318,8 +318,8 @@ def _read_DescribeDelegationTokenRequest_v2(
     f_owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None
     if count1 < 0:
         f_owners = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("owners", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("owners", pos, count1, 3, len(buf) - pos)
     else:
         f_owners = []
         append3 = f_owners.append
@@ -748,8 +748,8 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
     f_renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer]
     if count9 < 0:
         raise null_value("DescribedDelegationToken.renewers", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("DescribedDelegationToken.renewers", pos, count9, len(buf) - pos)
+    elif count9 * 4 > len(buf) - pos:
+        raise bad_count("DescribedDelegationToken.renewers", pos, count9, 4, len(buf) - pos)
     else:
         f_renewers = []
         append11 = f_renewers.append
@@ -882,8 +882,8 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
     f_renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer]
     if count9 < 0:
         raise null_value("DescribedDelegationToken.renewers", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("DescribedDelegationToken.renewers", pos, count9, len(buf) - pos)
+    elif count9 * 3 > len(buf) - pos:
+        raise bad_count("DescribedDelegationToken.renewers", pos, count9, 3, len(buf) - pos)
     else:
         f_renewers = []
         append11 = f_renewers.append
@@ -1111,8 +1111,8 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
     f_renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer]
     if count13 < 0:
         raise null_value("DescribedDelegationToken.renewers", pos)
-    elif count13 > len(buf) - pos:
-        raise bad_count("DescribedDelegationToken.renewers", pos, count13, len(buf) - pos)
+    elif count13 * 3 > len(buf) - pos:
+        raise bad_count("DescribedDelegationToken.renewers", pos, count13, 3, len(buf) - pos)
     else:
         f_renewers = []
         append15 = f_renewers.append
@@ -1466,8 +1466,8 @@ def _read_DescribeDelegationTokenResponse_v0(
     f_tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken]
     if count1 < 0:
         raise null_value("tokens", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("tokens", pos, count1, len(buf) - pos)
+    elif count1 * 38 > len(buf) - pos:
+        raise bad_count("tokens", pos, count1, 38, len(buf) - pos)
     else:
         f_tokens = []
         append3 = f_tokens.append
@@ -1504,8 +1504,8 @@ def _read_DescribeDelegationTokenResponse_v2(
     f_tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken]
     if count1 < 0:
         raise null_value("tokens", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("tokens", pos, count1, len(buf) - pos)
+    elif count1 * 30 > len(buf) - pos:
+        raise bad_count("tokens", pos, count1, 30, len(buf) - pos)
     else:
         f_tokens = []
         append3 = f_tokens.append
@@ -1570,8 +1570,8 @@ def _read_DescribeDelegationTokenResponse_v3(
     f_tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken]
     if count1 < 0:
         raise null_value("tokens", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("tokens", pos, count1, len(buf) - pos)
+    elif count1 * 32 > len(buf) - pos:
+        raise bad_count("tokens", pos, count1, 32, len(buf) - pos)
     else:
         f_tokens = []
         append3 = f_tokens.append

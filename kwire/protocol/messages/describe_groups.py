@@ -58,8 +58,8 @@ def _read_DescribeGroupsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeGroup
     f_groups: list[GroupId]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 2, len(buf) - pos)
     else:
         f_groups = []
         for _ in range(count1):
@@ -99,8 +99,8 @@ def _read_DescribeGroupsRequest_v3(buf: Buffer, pos: int) -> tuple[DescribeGroup
     f_groups: list[GroupId]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 2, len(buf) - pos)
     else:
         f_groups = []
         for _ in range(count1):
@@ -148,7 +148,7 @@ def _read_DescribeGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[DescribeGroup
     if count1 < 0:
         raise null_value("groups", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+        raise bad_count("groups", pos, count1, 1, len(buf) - pos)
     else:
         f_groups = []
         for _ in range(count1):
@@ -1153,8 +1153,8 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
     f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
+    elif count9 * 14 > len(buf) - pos:
+        raise bad_count("DescribedGroup.members", pos, count9, 14, len(buf) - pos)
     else:
         f_members = []
         append11 = f_members.append
@@ -1264,8 +1264,8 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
     f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
+    elif count9 * 14 > len(buf) - pos:
+        raise bad_count("DescribedGroup.members", pos, count9, 14, len(buf) - pos)
     else:
         f_members = []
         append11 = f_members.append
@@ -1381,8 +1381,8 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
     f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
+    elif count9 * 16 > len(buf) - pos:
+        raise bad_count("DescribedGroup.members", pos, count9, 16, len(buf) - pos)
     else:
         f_members = []
         append11 = f_members.append
@@ -1513,8 +1513,8 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
     f_members: list[DescribeGroupsResponse.DescribedGroupMember]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
+    elif count9 * 7 > len(buf) - pos:
+        raise bad_count("DescribedGroup.members", pos, count9, 7, len(buf) - pos)
     else:
         f_members = []
         append11 = f_members.append
@@ -1912,8 +1912,8 @@ def _read_DescribeGroupsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeGrou
     f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 14 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 14, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1941,8 +1941,8 @@ def _read_DescribeGroupsResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeGrou
     f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 14 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 14, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1969,8 +1969,8 @@ def _read_DescribeGroupsResponse_v3(buf: Buffer, pos: int) -> tuple[DescribeGrou
     f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 18, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1997,8 +1997,8 @@ def _read_DescribeGroupsResponse_v4(buf: Buffer, pos: int) -> tuple[DescribeGrou
     f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 18, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -2028,8 +2028,8 @@ def _read_DescribeGroupsResponse_v5(buf: Buffer, pos: int) -> tuple[DescribeGrou
     f_groups: list[DescribeGroupsResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 12, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append

@@ -82,11 +82,9 @@ def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("DescribableLogDirTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribableLogDirTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("DescribableLogDirTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("DescribableLogDirTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.topic = f_topic
@@ -132,11 +130,9 @@ def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v2(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("DescribableLogDirTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribableLogDirTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("DescribableLogDirTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("DescribableLogDirTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -268,8 +264,8 @@ def _read_DescribeLogDirsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeLogD
     f_topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -294,8 +290,8 @@ def _read_DescribeLogDirsRequest_v2(buf: Buffer, pos: int) -> tuple[DescribeLogD
     f_topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -526,8 +522,8 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
     f_partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition]
     if count3 < 0:
         raise null_value("DescribeLogDirsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeLogDirsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 21 > len(buf) - pos:
+        raise bad_count("DescribeLogDirsTopic.partitions", pos, count3, 21, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -577,8 +573,8 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
     f_partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition]
     if count3 < 0:
         raise null_value("DescribeLogDirsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeLogDirsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 22 > len(buf) - pos:
+        raise bad_count("DescribeLogDirsTopic.partitions", pos, count3, 22, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -743,8 +739,8 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
     f_topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic]
     if count3 < 0:
         raise null_value("DescribeLogDirsResult.topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeLogDirsResult.topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("DescribeLogDirsResult.topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -803,8 +799,8 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
     f_topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic]
     if count3 < 0:
         raise null_value("DescribeLogDirsResult.topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeLogDirsResult.topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("DescribeLogDirsResult.topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -898,8 +894,8 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
     f_topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic]
     if count3 < 0:
         raise null_value("DescribeLogDirsResult.topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("DescribeLogDirsResult.topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("DescribeLogDirsResult.topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -1087,8 +1083,8 @@ def _read_DescribeLogDirsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeLog
     f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 8, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -1119,8 +1115,8 @@ def _read_DescribeLogDirsResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeLog
     f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 5, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -1184,8 +1180,8 @@ def _read_DescribeLogDirsResponse_v3(buf: Buffer, pos: int) -> tuple[DescribeLog
     f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 5, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append
@@ -1248,8 +1244,8 @@ def _read_DescribeLogDirsResponse_v4(buf: Buffer, pos: int) -> tuple[DescribeLog
     f_results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 21 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 21, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -85,11 +85,9 @@ def _read_DescribeProducersRequest_TopicRequest_v0(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("TopicRequest.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicRequest.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("TopicRequest.partition_indexes", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("TopicRequest.partition_indexes", pos, 4 * count3, len(buf) - pos)
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -176,8 +174,8 @@ def _read_DescribeProducersRequest_v0(
     f_topics: list[DescribeProducersRequest.TopicRequest]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -360,8 +358,8 @@ def _read_DescribeProducersResponse_PartitionResponse_v0(
     f_active_producers: list[DescribeProducersResponse.ProducerState]
     if count3 < 0:
         raise null_value("PartitionResponse.active_producers", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("PartitionResponse.active_producers", pos, count3, len(buf) - pos)
+    elif count3 * 37 > len(buf) - pos:
+        raise bad_count("PartitionResponse.active_producers", pos, count3, 37, len(buf) - pos)
     else:
         f_active_producers = []
         append5 = f_active_producers.append
@@ -476,8 +474,8 @@ def _read_DescribeProducersResponse_TopicResponse_v0(
     f_partitions: list[DescribeProducersResponse.PartitionResponse]
     if count3 < 0:
         raise null_value("TopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 9 > len(buf) - pos:
+        raise bad_count("TopicResponse.partitions", pos, count3, 9, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -574,8 +572,8 @@ def _read_DescribeProducersResponse_v0(
     f_topics: list[DescribeProducersResponse.TopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

@@ -145,8 +145,8 @@ def _read_DescribeQuorumRequest_TopicData_v0(
     f_partitions: list[DescribeQuorumRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 5 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 5, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -236,8 +236,8 @@ def _read_DescribeQuorumRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeQuoru
     f_topics: list[DescribeQuorumRequest.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -545,8 +545,8 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
     f_current_voters: list[DescribeQuorumResponse.ReplicaState]
     if count1 < 0:
         raise null_value("PartitionData.current_voters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.current_voters", pos, count1, len(buf) - pos)
+    elif count1 * 13 > len(buf) - pos:
+        raise bad_count("PartitionData.current_voters", pos, count1, 13, len(buf) - pos)
     else:
         f_current_voters = []
         append3 = f_current_voters.append
@@ -564,8 +564,8 @@ def _read_DescribeQuorumResponse_PartitionData_v0(
     f_observers: list[DescribeQuorumResponse.ReplicaState]
     if count4 < 0:
         raise null_value("PartitionData.observers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("PartitionData.observers", pos, count4, len(buf) - pos)
+    elif count4 * 13 > len(buf) - pos:
+        raise bad_count("PartitionData.observers", pos, count4, 13, len(buf) - pos)
     else:
         f_observers = []
         append6 = f_observers.append
@@ -647,8 +647,8 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
     f_current_voters: list[DescribeQuorumResponse.ReplicaState]
     if count1 < 0:
         raise null_value("PartitionData.current_voters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.current_voters", pos, count1, len(buf) - pos)
+    elif count1 * 29 > len(buf) - pos:
+        raise bad_count("PartitionData.current_voters", pos, count1, 29, len(buf) - pos)
     else:
         f_current_voters = []
         append3 = f_current_voters.append
@@ -666,8 +666,8 @@ def _read_DescribeQuorumResponse_PartitionData_v1(
     f_observers: list[DescribeQuorumResponse.ReplicaState]
     if count4 < 0:
         raise null_value("PartitionData.observers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("PartitionData.observers", pos, count4, len(buf) - pos)
+    elif count4 * 29 > len(buf) - pos:
+        raise bad_count("PartitionData.observers", pos, count4, 29, len(buf) - pos)
     else:
         f_observers = []
         append6 = f_observers.append
@@ -771,8 +771,8 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
     f_current_voters: list[DescribeQuorumResponse.ReplicaState]
     if count3 < 0:
         raise null_value("PartitionData.current_voters", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("PartitionData.current_voters", pos, count3, len(buf) - pos)
+    elif count3 * 45 > len(buf) - pos:
+        raise bad_count("PartitionData.current_voters", pos, count3, 45, len(buf) - pos)
     else:
         f_current_voters = []
         append5 = f_current_voters.append
@@ -790,8 +790,8 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
     f_observers: list[DescribeQuorumResponse.ReplicaState]
     if count6 < 0:
         raise null_value("PartitionData.observers", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("PartitionData.observers", pos, count6, len(buf) - pos)
+    elif count6 * 45 > len(buf) - pos:
+        raise bad_count("PartitionData.observers", pos, count6, 45, len(buf) - pos)
     else:
         f_observers = []
         append8 = f_observers.append
@@ -985,8 +985,8 @@ def _read_DescribeQuorumResponse_TopicData_v0(
     f_partitions: list[DescribeQuorumResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 25 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 25, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1067,8 +1067,8 @@ def _read_DescribeQuorumResponse_TopicData_v1(
     f_partitions: list[DescribeQuorumResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 25 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 25, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1149,8 +1149,8 @@ def _read_DescribeQuorumResponse_TopicData_v2(
     f_partitions: list[DescribeQuorumResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 26 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 26, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1436,8 +1436,8 @@ def _read_DescribeQuorumResponse_Node_v2(
     f_listeners: list[DescribeQuorumResponse.Listener]
     if count1 < 0:
         raise null_value("Node.listeners", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("Node.listeners", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("Node.listeners", pos, count1, 5, len(buf) - pos)
     else:
         f_listeners = []
         append3 = f_listeners.append
@@ -1517,8 +1517,8 @@ def _read_DescribeQuorumResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeQuor
     f_topics: list[DescribeQuorumResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1581,8 +1581,8 @@ def _read_DescribeQuorumResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeQuor
     f_topics: list[DescribeQuorumResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1667,8 +1667,8 @@ def _read_DescribeQuorumResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeQuor
     f_topics: list[DescribeQuorumResponse.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -1686,8 +1686,8 @@ def _read_DescribeQuorumResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeQuor
     f_nodes: list[DescribeQuorumResponse.Node]
     if count6 < 0:
         raise null_value("nodes", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("nodes", pos, count6, len(buf) - pos)
+    elif count6 * 6 > len(buf) - pos:
+        raise bad_count("nodes", pos, count6, 6, len(buf) - pos)
     else:
         f_nodes = []
         append8 = f_nodes.append

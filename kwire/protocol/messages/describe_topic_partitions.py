@@ -236,8 +236,8 @@ def _read_DescribeTopicPartitionsRequest_v0(
     f_topics: list[DescribeTopicPartitionsRequest.TopicRequest]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -356,18 +356,11 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartiti
     f_replica_nodes: list[BrokerId]
     if count1 < 0:
         raise null_value("DescribeTopicPartitionsResponsePartition.replica_nodes", pos)
-    elif count1 > len(buf) - pos:
+    elif count1 * 4 > len(buf) - pos:
         raise bad_count(
-            "DescribeTopicPartitionsResponsePartition.replica_nodes", pos, count1, len(buf) - pos
+            "DescribeTopicPartitionsResponsePartition.replica_nodes", pos, count1, 4, len(buf) - pos
         )
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "DescribeTopicPartitionsResponsePartition.replica_nodes",
-                pos,
-                4 * count1,
-                len(buf) - pos,
-            )
         f_replica_nodes = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -383,18 +376,11 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartiti
     f_isr_nodes: list[BrokerId]
     if count2 < 0:
         raise null_value("DescribeTopicPartitionsResponsePartition.isr_nodes", pos)
-    elif count2 > len(buf) - pos:
+    elif count2 * 4 > len(buf) - pos:
         raise bad_count(
-            "DescribeTopicPartitionsResponsePartition.isr_nodes", pos, count2, len(buf) - pos
+            "DescribeTopicPartitionsResponsePartition.isr_nodes", pos, count2, 4, len(buf) - pos
         )
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short(
-                "DescribeTopicPartitionsResponsePartition.isr_nodes",
-                pos,
-                4 * count2,
-                len(buf) - pos,
-            )
         f_isr_nodes = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -412,21 +398,15 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartiti
     f_eligible_leader_replicas: list[BrokerId] | None
     if count3 < 0:
         f_eligible_leader_replicas = None
-    elif count3 > len(buf) - pos:
+    elif count3 * 4 > len(buf) - pos:
         raise bad_count(
             "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas",
             pos,
             count3,
+            4,
             len(buf) - pos,
         )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas",
-                pos,
-                4 * count3,
-                len(buf) - pos,
-            )
         f_eligible_leader_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -442,18 +422,15 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartiti
     f_last_known_elr: list[BrokerId] | None
     if count4 < 0:
         f_last_known_elr = None
-    elif count4 > len(buf) - pos:
+    elif count4 * 4 > len(buf) - pos:
         raise bad_count(
-            "DescribeTopicPartitionsResponsePartition.last_known_elr", pos, count4, len(buf) - pos
+            "DescribeTopicPartitionsResponsePartition.last_known_elr",
+            pos,
+            count4,
+            4,
+            len(buf) - pos,
         )
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short(
-                "DescribeTopicPartitionsResponsePartition.last_known_elr",
-                pos,
-                4 * count4,
-                len(buf) - pos,
-            )
         f_last_known_elr = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -469,18 +446,15 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartiti
     f_offline_replicas: list[BrokerId]
     if count5 < 0:
         raise null_value("DescribeTopicPartitionsResponsePartition.offline_replicas", pos)
-    elif count5 > len(buf) - pos:
+    elif count5 * 4 > len(buf) - pos:
         raise bad_count(
-            "DescribeTopicPartitionsResponsePartition.offline_replicas", pos, count5, len(buf) - pos
+            "DescribeTopicPartitionsResponsePartition.offline_replicas",
+            pos,
+            count5,
+            4,
+            len(buf) - pos,
         )
     else:
-        if pos + 4 * count5 > len(buf):
-            raise too_short(
-                "DescribeTopicPartitionsResponsePartition.offline_replicas",
-                pos,
-                4 * count5,
-                len(buf) - pos,
-            )
         f_offline_replicas = list(INT32_ARRAY[count5].unpack_from(buf, pos))
         pos += 4 * count5
     unknown: tuple[RawTaggedField, ...] = ()
@@ -654,9 +628,9 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v
     f_partitions: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition]
     if count3 < 0:
         raise null_value("DescribeTopicPartitionsResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
+    elif count3 * 20 > len(buf) - pos:
         raise bad_count(
-            "DescribeTopicPartitionsResponseTopic.partitions", pos, count3, len(buf) - pos
+            "DescribeTopicPartitionsResponseTopic.partitions", pos, count3, 20, len(buf) - pos
         )
     else:
         f_partitions = []
@@ -869,8 +843,8 @@ def _read_DescribeTopicPartitionsResponse_v0(
     f_topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 26 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 26, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

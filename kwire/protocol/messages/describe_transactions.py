@@ -63,7 +63,7 @@ def _read_DescribeTransactionsRequest_v0(
     if count1 < 0:
         raise null_value("transactional_ids", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("transactional_ids", pos, count1, len(buf) - pos)
+        raise bad_count("transactional_ids", pos, count1, 1, len(buf) - pos)
     else:
         f_transactional_ids = []
         for _ in range(count1):
@@ -193,11 +193,9 @@ def _read_DescribeTransactionsResponse_TopicData_v0(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("TopicData.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -349,8 +347,8 @@ def _read_DescribeTransactionsResponse_TransactionState_v0(
     f_topics: list[DescribeTransactionsResponse.TopicData]
     if count5 < 0:
         raise null_value("TransactionState.topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("TransactionState.topics", pos, count5, len(buf) - pos)
+    elif count5 * 3 > len(buf) - pos:
+        raise bad_count("TransactionState.topics", pos, count5, 3, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -465,8 +463,8 @@ def _read_DescribeTransactionsResponse_v0(
     f_transaction_states: list[DescribeTransactionsResponse.TransactionState]
     if count1 < 0:
         raise null_value("transaction_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("transaction_states", pos, count1, len(buf) - pos)
+    elif count1 * 28 > len(buf) - pos:
+        raise bad_count("transaction_states", pos, count1, 28, len(buf) - pos)
     else:
         f_transaction_states = []
         append3 = f_transaction_states.append

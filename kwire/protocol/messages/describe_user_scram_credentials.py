@@ -145,8 +145,8 @@ def _read_DescribeUserScramCredentialsRequest_v0(
     f_users: list[DescribeUserScramCredentialsRequest.UserName] | None
     if count1 < 0:
         f_users = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("users", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("users", pos, count1, 2, len(buf) - pos)
     else:
         f_users = []
         append3 = f_users.append
@@ -338,9 +338,9 @@ def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResul
     f_credential_infos: list[DescribeUserScramCredentialsResponse.CredentialInfo]
     if count5 < 0:
         raise null_value("DescribeUserScramCredentialsResult.credential_infos", pos)
-    elif count5 > len(buf) - pos:
+    elif count5 * 6 > len(buf) - pos:
         raise bad_count(
-            "DescribeUserScramCredentialsResult.credential_infos", pos, count5, len(buf) - pos
+            "DescribeUserScramCredentialsResult.credential_infos", pos, count5, 6, len(buf) - pos
         )
     else:
         f_credential_infos = []
@@ -485,8 +485,8 @@ def _read_DescribeUserScramCredentialsResponse_v0(
     f_results: list[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult]
     if count3 < 0:
         raise null_value("results", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("results", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("results", pos, count3, 6, len(buf) - pos)
     else:
         f_results = []
         append5 = f_results.append

@@ -80,11 +80,9 @@ def _read_ElectLeadersRequest_TopicPartitions_v0(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("TopicPartitions.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicPartitions.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartitions.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("TopicPartitions.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.topic = f_topic
@@ -130,11 +128,9 @@ def _read_ElectLeadersRequest_TopicPartitions_v2(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("TopicPartitions.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicPartitions.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartitions.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("TopicPartitions.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -260,8 +256,8 @@ def _read_ElectLeadersRequest_v0(buf: Buffer, pos: int) -> tuple[ElectLeadersReq
     f_topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None
     if count1 < 0:
         f_topic_partitions = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topic_partitions", pos, count1, 6, len(buf) - pos)
     else:
         f_topic_partitions = []
         append3 = f_topic_partitions.append
@@ -294,8 +290,8 @@ def _read_ElectLeadersRequest_v1(buf: Buffer, pos: int) -> tuple[ElectLeadersReq
     f_topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None
     if count1 < 0:
         f_topic_partitions = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topic_partitions", pos, count1, 6, len(buf) - pos)
     else:
         f_topic_partitions = []
         append3 = f_topic_partitions.append
@@ -330,8 +326,8 @@ def _read_ElectLeadersRequest_v2(buf: Buffer, pos: int) -> tuple[ElectLeadersReq
     f_topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None
     if count1 < 0:
         f_topic_partitions = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topic_partitions", pos, count1, 3, len(buf) - pos)
     else:
         f_topic_partitions = []
         append3 = f_topic_partitions.append
@@ -621,8 +617,8 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
     f_partition_result: list[ElectLeadersResponse.PartitionResult]
     if count3 < 0:
         raise null_value("ReplicaElectionResult.partition_result", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ReplicaElectionResult.partition_result", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("ReplicaElectionResult.partition_result", pos, count3, 8, len(buf) - pos)
     else:
         f_partition_result = []
         append5 = f_partition_result.append
@@ -672,8 +668,8 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v2(
     f_partition_result: list[ElectLeadersResponse.PartitionResult]
     if count3 < 0:
         raise null_value("ReplicaElectionResult.partition_result", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ReplicaElectionResult.partition_result", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("ReplicaElectionResult.partition_result", pos, count3, 8, len(buf) - pos)
     else:
         f_partition_result = []
         append5 = f_partition_result.append
@@ -815,8 +811,8 @@ def _read_ElectLeadersResponse_v0(buf: Buffer, pos: int) -> tuple[ElectLeadersRe
     f_replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult]
     if count1 < 0:
         raise null_value("replica_election_results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("replica_election_results", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("replica_election_results", pos, count1, 6, len(buf) - pos)
     else:
         f_replica_election_results = []
         append3 = f_replica_election_results.append
@@ -846,8 +842,8 @@ def _read_ElectLeadersResponse_v1(buf: Buffer, pos: int) -> tuple[ElectLeadersRe
     f_replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult]
     if count1 < 0:
         raise null_value("replica_election_results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("replica_election_results", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("replica_election_results", pos, count1, 6, len(buf) - pos)
     else:
         f_replica_election_results = []
         append3 = f_replica_election_results.append
@@ -879,8 +875,8 @@ def _read_ElectLeadersResponse_v2(buf: Buffer, pos: int) -> tuple[ElectLeadersRe
     f_replica_election_results: list[ElectLeadersResponse.ReplicaElectionResult]
     if count1 < 0:
         raise null_value("replica_election_results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("replica_election_results", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("replica_election_results", pos, count1, 3, len(buf) - pos)
     else:
         f_replica_election_results = []
         append3 = f_replica_election_results.append

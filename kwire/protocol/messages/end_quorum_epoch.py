@@ -138,11 +138,9 @@ def _read_EndQuorumEpochRequest_PartitionData_v0(
     f_preferred_successors: list[int]
     if count1 < 0:
         raise null_value("PartitionData.preferred_successors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.preferred_successors", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("PartitionData.preferred_successors", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("PartitionData.preferred_successors", pos, 4 * count1, len(buf) - pos)
         f_preferred_successors = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     o.preferred_successors = f_preferred_successors
@@ -179,8 +177,8 @@ def _read_EndQuorumEpochRequest_PartitionData_v1(
     f_preferred_candidates: list[EndQuorumEpochRequest.ReplicaInfo]
     if count1 < 0:
         raise null_value("PartitionData.preferred_candidates", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.preferred_candidates", pos, count1, len(buf) - pos)
+    elif count1 * 21 > len(buf) - pos:
+        raise bad_count("PartitionData.preferred_candidates", pos, count1, 21, len(buf) - pos)
     else:
         f_preferred_candidates = []
         append3 = f_preferred_candidates.append
@@ -290,8 +288,8 @@ def _read_EndQuorumEpochRequest_TopicData_v0(
     f_partitions: list[EndQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 16 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 16, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -341,8 +339,8 @@ def _read_EndQuorumEpochRequest_TopicData_v1(
     f_partitions: list[EndQuorumEpochRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -594,8 +592,8 @@ def _read_EndQuorumEpochRequest_v0(buf: Buffer, pos: int) -> tuple[EndQuorumEpoc
     f_topics: list[EndQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -644,8 +642,8 @@ def _read_EndQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[EndQuorumEpoc
     f_topics: list[EndQuorumEpochRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -663,8 +661,8 @@ def _read_EndQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[EndQuorumEpoc
     f_leader_endpoints: list[EndQuorumEpochRequest.LeaderEndpoint]
     if count6 < 0:
         raise null_value("leader_endpoints", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("leader_endpoints", pos, count6, len(buf) - pos)
+    elif count6 * 5 > len(buf) - pos:
+        raise bad_count("leader_endpoints", pos, count6, 5, len(buf) - pos)
     else:
         f_leader_endpoints = []
         append8 = f_leader_endpoints.append
@@ -900,8 +898,8 @@ def _read_EndQuorumEpochResponse_TopicData_v0(
     f_partitions: list[EndQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -951,8 +949,8 @@ def _read_EndQuorumEpochResponse_TopicData_v1(
     f_partitions: list[EndQuorumEpochResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 15 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 15, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1160,8 +1158,8 @@ def _read_EndQuorumEpochResponse_v0(buf: Buffer, pos: int) -> tuple[EndQuorumEpo
     f_topics: list[EndQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1192,8 +1190,8 @@ def _read_EndQuorumEpochResponse_v1(buf: Buffer, pos: int) -> tuple[EndQuorumEpo
     f_topics: list[EndQuorumEpochResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1241,8 +1239,8 @@ def _read_EndQuorumEpochResponse_v1(buf: Buffer, pos: int) -> tuple[EndQuorumEpo
                 value4: list[EndQuorumEpochResponse.NodeEndpoint]
                 if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count5 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+                elif count5 * 8 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, 8, len(buf) - pos)
                 else:
                     value4 = []
                     append7 = value4.append

@@ -538,8 +538,8 @@ def _read_FetchRequest_FetchTopic_v0(buf: Buffer, pos: int) -> tuple[_FetchReque
     f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 16 > len(buf) - pos:
+        raise bad_count("FetchTopic.partitions", pos, count3, 16, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -582,8 +582,8 @@ def _read_FetchRequest_FetchTopic_v5(buf: Buffer, pos: int) -> tuple[_FetchReque
     f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 24 > len(buf) - pos:
+        raise bad_count("FetchTopic.partitions", pos, count3, 24, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -626,8 +626,8 @@ def _read_FetchRequest_FetchTopic_v9(buf: Buffer, pos: int) -> tuple[_FetchReque
     f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 28 > len(buf) - pos:
+        raise bad_count("FetchTopic.partitions", pos, count3, 28, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -678,8 +678,8 @@ def _read_FetchRequest_FetchTopic_v12(
     f_partitions: list[FetchRequest.FetchPartition]
     if count3 < 0:
         raise null_value("FetchTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 33 > len(buf) - pos:
+        raise bad_count("FetchTopic.partitions", pos, count3, 33, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -744,8 +744,8 @@ def _read_FetchRequest_FetchTopic_v13(
     f_partitions: list[FetchRequest.FetchPartition]
     if count1 < 0:
         raise null_value("FetchTopic.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("FetchTopic.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 33 > len(buf) - pos:
+        raise bad_count("FetchTopic.partitions", pos, count1, 33, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -810,8 +810,8 @@ def _read_FetchRequest_FetchTopic_v17(
     f_partitions: list[FetchRequest.FetchPartition]
     if count1 < 0:
         raise null_value("FetchTopic.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("FetchTopic.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 33 > len(buf) - pos:
+        raise bad_count("FetchTopic.partitions", pos, count1, 33, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -1208,11 +1208,9 @@ def _read_FetchRequest_ForgottenTopic_v7(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("ForgottenTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ForgottenTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("ForgottenTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("ForgottenTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.topic = f_topic
@@ -1259,11 +1257,9 @@ def _read_FetchRequest_ForgottenTopic_v12(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("ForgottenTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ForgottenTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("ForgottenTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("ForgottenTopic.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -1324,11 +1320,9 @@ def _read_FetchRequest_ForgottenTopic_v13(
     f_partitions: list[int]
     if count1 < 0:
         raise null_value("ForgottenTopic.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ForgottenTopic.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("ForgottenTopic.partitions", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("ForgottenTopic.partitions", pos, 4 * count1, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -1537,8 +1531,8 @@ def _read_FetchRequest_v0(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1580,8 +1574,8 @@ def _read_FetchRequest_v3(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1626,8 +1620,8 @@ def _read_FetchRequest_v4(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1671,8 +1665,8 @@ def _read_FetchRequest_v5(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1728,8 +1722,8 @@ def _read_FetchRequest_v7(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1744,8 +1738,8 @@ def _read_FetchRequest_v7(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, 6, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append6 = f_forgotten_topics_data.append
@@ -1799,8 +1793,8 @@ def _read_FetchRequest_v9(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1815,8 +1809,8 @@ def _read_FetchRequest_v9(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, 6, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append6 = f_forgotten_topics_data.append
@@ -1870,8 +1864,8 @@ def _read_FetchRequest_v11(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1886,8 +1880,8 @@ def _read_FetchRequest_v11(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, 6, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append6 = f_forgotten_topics_data.append
@@ -1963,8 +1957,8 @@ def _read_FetchRequest_v12(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1982,8 +1976,8 @@ def _read_FetchRequest_v12(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
+    elif count4 * 3 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, 3, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append6 = f_forgotten_topics_data.append
@@ -2121,8 +2115,8 @@ def _read_FetchRequest_v13(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2140,8 +2134,8 @@ def _read_FetchRequest_v13(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
+    elif count4 * 18 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, 18, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append6 = f_forgotten_topics_data.append
@@ -2274,8 +2268,8 @@ def _read_FetchRequest_v15(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2293,8 +2287,8 @@ def _read_FetchRequest_v15(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
+    elif count4 * 18 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, 18, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append6 = f_forgotten_topics_data.append
@@ -2434,8 +2428,8 @@ def _read_FetchRequest_v17(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_topics: list[FetchRequest.FetchTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2453,8 +2447,8 @@ def _read_FetchRequest_v17(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
     f_forgotten_topics_data: list[FetchRequest.ForgottenTopic]
     if count4 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count4, len(buf) - pos)
+    elif count4 * 18 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count4, 18, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append6 = f_forgotten_topics_data.append
@@ -3635,8 +3629,8 @@ def _read_FetchResponse_PartitionData_v4(
     f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
+    elif count1 * 16 > len(buf) - pos:
+        raise bad_count("PartitionData.aborted_transactions", pos, count1, 16, len(buf) - pos)
     else:
         f_aborted_transactions = []
         append3 = f_aborted_transactions.append
@@ -3701,8 +3695,8 @@ def _read_FetchResponse_PartitionData_v5(
     f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
+    elif count1 * 16 > len(buf) - pos:
+        raise bad_count("PartitionData.aborted_transactions", pos, count1, 16, len(buf) - pos)
     else:
         f_aborted_transactions = []
         append3 = f_aborted_transactions.append
@@ -3766,8 +3760,8 @@ def _read_FetchResponse_PartitionData_v11(
     f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
+    elif count1 * 16 > len(buf) - pos:
+        raise bad_count("PartitionData.aborted_transactions", pos, count1, 16, len(buf) - pos)
     else:
         f_aborted_transactions = []
         append3 = f_aborted_transactions.append
@@ -3840,8 +3834,8 @@ def _read_FetchResponse_PartitionData_v12(
     f_aborted_transactions: list[FetchResponse.AbortedTransaction] | None
     if count1 < 0:
         f_aborted_transactions = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.aborted_transactions", pos, count1, len(buf) - pos)
+    elif count1 * 17 > len(buf) - pos:
+        raise bad_count("PartitionData.aborted_transactions", pos, count1, 17, len(buf) - pos)
     else:
         f_aborted_transactions = []
         append3 = f_aborted_transactions.append
@@ -4342,8 +4336,8 @@ def _read_FetchResponse_FetchableTopicResponse_v0(
     f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("FetchableTopicResponse.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -4388,8 +4382,8 @@ def _read_FetchResponse_FetchableTopicResponse_v4(
     f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 30 > len(buf) - pos:
+        raise bad_count("FetchableTopicResponse.partitions", pos, count3, 30, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -4434,8 +4428,8 @@ def _read_FetchResponse_FetchableTopicResponse_v5(
     f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 38 > len(buf) - pos:
+        raise bad_count("FetchableTopicResponse.partitions", pos, count3, 38, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -4480,8 +4474,8 @@ def _read_FetchResponse_FetchableTopicResponse_v11(
     f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 42 > len(buf) - pos:
+        raise bad_count("FetchableTopicResponse.partitions", pos, count3, 42, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -4532,8 +4526,8 @@ def _read_FetchResponse_FetchableTopicResponse_v12(
     f_partitions: list[FetchResponse.PartitionData]
     if count3 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("FetchableTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 37 > len(buf) - pos:
+        raise bad_count("FetchableTopicResponse.partitions", pos, count3, 37, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -4606,8 +4600,8 @@ def _read_FetchResponse_FetchableTopicResponse_v13(
     f_partitions: list[FetchResponse.PartitionData]
     if count1 < 0:
         raise null_value("FetchableTopicResponse.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("FetchableTopicResponse.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 37 > len(buf) - pos:
+        raise bad_count("FetchableTopicResponse.partitions", pos, count1, 37, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -5128,8 +5122,8 @@ def _read_FetchResponse_v0(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5160,8 +5154,8 @@ def _read_FetchResponse_v1(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5191,8 +5185,8 @@ def _read_FetchResponse_v4(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5222,8 +5216,8 @@ def _read_FetchResponse_v5(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5255,8 +5249,8 @@ def _read_FetchResponse_v7(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5286,8 +5280,8 @@ def _read_FetchResponse_v11(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5320,8 +5314,8 @@ def _read_FetchResponse_v12(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 3, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5385,8 +5379,8 @@ def _read_FetchResponse_v13(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 18, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5450,8 +5444,8 @@ def _read_FetchResponse_v16(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
     f_responses: list[FetchResponse.FetchableTopicResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 18, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -5499,8 +5493,8 @@ def _read_FetchResponse_v16(buf: Buffer, pos: int) -> tuple[FetchResponse, int]:
                 value4: list[FetchResponse.NodeEndpoint]
                 if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count5 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+                elif count5 * 11 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, 11, len(buf) - pos)
                 else:
                     value4 = []
                     append7 = value4.append

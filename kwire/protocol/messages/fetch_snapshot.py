@@ -315,8 +315,8 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v0(
     f_partitions: list[FetchSnapshotRequest.PartitionSnapshot]
     if count3 < 0:
         raise null_value("TopicSnapshot.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicSnapshot.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 30 > len(buf) - pos:
+        raise bad_count("TopicSnapshot.partitions", pos, count3, 30, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -397,8 +397,8 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v1(
     f_partitions: list[FetchSnapshotRequest.PartitionSnapshot]
     if count3 < 0:
         raise null_value("TopicSnapshot.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicSnapshot.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 30 > len(buf) - pos:
+        raise bad_count("TopicSnapshot.partitions", pos, count3, 30, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -526,8 +526,8 @@ def _read_FetchSnapshotRequest_v0(buf: Buffer, pos: int) -> tuple[FetchSnapshotR
     f_topics: list[FetchSnapshotRequest.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -617,8 +617,8 @@ def _read_FetchSnapshotRequest_v1(buf: Buffer, pos: int) -> tuple[FetchSnapshotR
     f_topics: list[FetchSnapshotRequest.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1041,8 +1041,8 @@ def _read_FetchSnapshotResponse_TopicSnapshot_v0(
     f_partitions: list[FetchSnapshotResponse.PartitionSnapshot]
     if count3 < 0:
         raise null_value("TopicSnapshot.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicSnapshot.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 37 > len(buf) - pos:
+        raise bad_count("TopicSnapshot.partitions", pos, count3, 37, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1232,8 +1232,8 @@ def _read_FetchSnapshotResponse_v0(buf: Buffer, pos: int) -> tuple[FetchSnapshot
     f_topics: list[FetchSnapshotResponse.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1297,8 +1297,8 @@ def _read_FetchSnapshotResponse_v1(buf: Buffer, pos: int) -> tuple[FetchSnapshot
     f_topics: list[FetchSnapshotResponse.TopicSnapshot]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1346,8 +1346,8 @@ def _read_FetchSnapshotResponse_v1(buf: Buffer, pos: int) -> tuple[FetchSnapshot
                 value4: list[FetchSnapshotResponse.NodeEndpoint]
                 if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count5 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+                elif count5 * 8 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, 8, len(buf) - pos)
                 else:
                     value4 = []
                     append7 = value4.append

@@ -192,7 +192,7 @@ def _read_FindCoordinatorRequest_v4(buf: Buffer, pos: int) -> tuple[FindCoordina
     if count1 < 0:
         raise null_value("coordinator_keys", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("coordinator_keys", pos, count1, len(buf) - pos)
+        raise bad_count("coordinator_keys", pos, count1, 1, len(buf) - pos)
     else:
         f_coordinator_keys = []
         for _ in range(count1):
@@ -827,8 +827,8 @@ def _read_FindCoordinatorResponse_v4(buf: Buffer, pos: int) -> tuple[FindCoordin
     f_coordinators: list[FindCoordinatorResponse.Coordinator]
     if count1 < 0:
         raise null_value("coordinators", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("coordinators", pos, count1, len(buf) - pos)
+    elif count1 * 14 > len(buf) - pos:
+        raise bad_count("coordinators", pos, count1, 14, len(buf) - pos)
     else:
         f_coordinators = []
         append3 = f_coordinators.append

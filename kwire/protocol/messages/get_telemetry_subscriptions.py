@@ -131,10 +131,8 @@ def _read_GetTelemetrySubscriptionsResponse_v0(
     if count1 < 0:
         raise null_value("accepted_compression_types", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("accepted_compression_types", pos, count1, len(buf) - pos)
+        raise bad_count("accepted_compression_types", pos, count1, 1, len(buf) - pos)
     else:
-        if pos + 1 * count1 > len(buf):
-            raise too_short("accepted_compression_types", pos, 1 * count1, len(buf) - pos)
         f_accepted_compression_types = list(INT8_ARRAY[count1].unpack_from(buf, pos))
         pos += 1 * count1
     try:
@@ -160,7 +158,7 @@ def _read_GetTelemetrySubscriptionsResponse_v0(
     if count2 < 0:
         raise null_value("requested_metrics", pos)
     elif count2 > len(buf) - pos:
-        raise bad_count("requested_metrics", pos, count2, len(buf) - pos)
+        raise bad_count("requested_metrics", pos, count2, 1, len(buf) - pos)
     else:
         f_requested_metrics = []
         for _ in range(count2):

@@ -294,8 +294,8 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
     f_configs: list[IncrementalAlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
+    elif count3 * 5 > len(buf) - pos:
+        raise bad_count("AlterConfigsResource.configs", pos, count3, 5, len(buf) - pos)
     else:
         f_configs = []
         append5 = f_configs.append
@@ -352,8 +352,8 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
     f_configs: list[IncrementalAlterConfigsRequest.AlterableConfig]
     if count3 < 0:
         raise null_value("AlterConfigsResource.configs", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("AlterConfigsResource.configs", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("AlterConfigsResource.configs", pos, count3, 4, len(buf) - pos)
     else:
         f_configs = []
         append5 = f_configs.append
@@ -471,8 +471,8 @@ def _read_IncrementalAlterConfigsRequest_v0(
     f_resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 7, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -504,8 +504,8 @@ def _read_IncrementalAlterConfigsRequest_v1(
     f_resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource]
     if count1 < 0:
         raise null_value("resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("resources", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("resources", pos, count1, 4, len(buf) - pos)
     else:
         f_resources = []
         append3 = f_resources.append
@@ -840,8 +840,8 @@ def _read_IncrementalAlterConfigsResponse_v0(
     f_responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 7, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -875,8 +875,8 @@ def _read_IncrementalAlterConfigsResponse_v1(
     f_responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append

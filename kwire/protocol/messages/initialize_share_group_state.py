@@ -126,8 +126,8 @@ def _read_InitializeShareGroupStateRequest_InitializeStateData_v0(
     f_partitions: list[InitializeShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("InitializeStateData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("InitializeStateData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 17 > len(buf) - pos:
+        raise bad_count("InitializeStateData.partitions", pos, count1, 17, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -231,8 +231,8 @@ def _read_InitializeShareGroupStateRequest_v0(
     f_topics: list[InitializeShareGroupStateRequest.InitializeStateData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 18, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -425,8 +425,8 @@ def _read_InitializeShareGroupStateResponse_InitializeStateResult_v0(
     f_partitions: list[InitializeShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("InitializeStateResult.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("InitializeStateResult.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("InitializeStateResult.partitions", pos, count1, 8, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -510,8 +510,8 @@ def _read_InitializeShareGroupStateResponse_v0(
     f_results: list[InitializeShareGroupStateResponse.InitializeStateResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 18, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

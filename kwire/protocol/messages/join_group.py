@@ -416,8 +416,8 @@ def _read_JoinGroupRequest_v0(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
     f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count7 < 0:
         raise null_value("protocols", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("protocols", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("protocols", pos, count7, 6, len(buf) - pos)
     else:
         f_protocols = []
         append9 = f_protocols.append
@@ -509,8 +509,8 @@ def _read_JoinGroupRequest_v1(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
     f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count7 < 0:
         raise null_value("protocols", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("protocols", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("protocols", pos, count7, 6, len(buf) - pos)
     else:
         f_protocols = []
         append9 = f_protocols.append
@@ -620,8 +620,8 @@ def _read_JoinGroupRequest_v5(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
     f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count9 < 0:
         raise null_value("protocols", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("protocols", pos, count9, len(buf) - pos)
+    elif count9 * 6 > len(buf) - pos:
+        raise bad_count("protocols", pos, count9, 6, len(buf) - pos)
     else:
         f_protocols = []
         append11 = f_protocols.append
@@ -746,8 +746,8 @@ def _read_JoinGroupRequest_v6(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
     f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count9 < 0:
         raise null_value("protocols", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("protocols", pos, count9, len(buf) - pos)
+    elif count9 * 3 > len(buf) - pos:
+        raise bad_count("protocols", pos, count9, 3, len(buf) - pos)
     else:
         f_protocols = []
         append11 = f_protocols.append
@@ -903,8 +903,8 @@ def _read_JoinGroupRequest_v8(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
     f_protocols: list[JoinGroupRequest.JoinGroupRequestProtocol]
     if count9 < 0:
         raise null_value("protocols", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("protocols", pos, count9, len(buf) - pos)
+    elif count9 * 3 > len(buf) - pos:
+        raise bad_count("protocols", pos, count9, 3, len(buf) - pos)
     else:
         f_protocols = []
         append11 = f_protocols.append
@@ -1868,8 +1868,8 @@ def _read_JoinGroupResponse_v0(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
     f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("members", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("members", pos, count7, 6, len(buf) - pos)
     else:
         f_members = []
         append9 = f_members.append
@@ -1963,8 +1963,8 @@ def _read_JoinGroupResponse_v2(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
     f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("members", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("members", pos, count7, 6, len(buf) - pos)
     else:
         f_members = []
         append9 = f_members.append
@@ -2057,8 +2057,8 @@ def _read_JoinGroupResponse_v5(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
     f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("members", pos, count7, len(buf) - pos)
+    elif count7 * 8 > len(buf) - pos:
+        raise bad_count("members", pos, count7, 8, len(buf) - pos)
     else:
         f_members = []
         append9 = f_members.append
@@ -2163,8 +2163,8 @@ def _read_JoinGroupResponse_v6(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
     f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count7 < 0:
         raise null_value("members", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("members", pos, count7, len(buf) - pos)
+    elif count7 * 4 > len(buf) - pos:
+        raise bad_count("members", pos, count7, 4, len(buf) - pos)
     else:
         f_members = []
         append9 = f_members.append
@@ -2322,8 +2322,8 @@ def _read_JoinGroupResponse_v7(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
     f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count9 < 0:
         raise null_value("members", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("members", pos, count9, len(buf) - pos)
+    elif count9 * 4 > len(buf) - pos:
+        raise bad_count("members", pos, count9, 4, len(buf) - pos)
     else:
         f_members = []
         append11 = f_members.append
@@ -2486,8 +2486,8 @@ def _read_JoinGroupResponse_v9(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
     f_members: list[JoinGroupResponse.JoinGroupResponseMember]
     if count9 < 0:
         raise null_value("members", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("members", pos, count9, len(buf) - pos)
+    elif count9 * 4 > len(buf) - pos:
+        raise bad_count("members", pos, count9, 4, len(buf) - pos)
     else:
         f_members = []
         append11 = f_members.append

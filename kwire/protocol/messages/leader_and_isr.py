@@ -104,11 +104,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
     f_isr: list[BrokerId]
     if count3 < 0:
         raise null_value("LeaderAndIsrPartitionState.isr", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.isr", pos, 4 * count3, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -126,11 +124,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
     f_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("LeaderAndIsrPartitionState.replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count4, 4, len(buf) - pos)
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.replicas", pos, 4 * count4, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     o.topic_name = f_topic_name
@@ -191,11 +187,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
     f_isr: list[BrokerId]
     if count3 < 0:
         raise null_value("LeaderAndIsrPartitionState.isr", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.isr", pos, 4 * count3, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -213,11 +207,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
     f_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("LeaderAndIsrPartitionState.replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count4, 4, len(buf) - pos)
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.replicas", pos, 4 * count4, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -265,11 +257,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("LeaderAndIsrPartitionState.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -287,11 +277,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(
     f_replicas: list[BrokerId]
     if count2 < 0:
         raise null_value("LeaderAndIsrPartitionState.replicas", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.replicas", pos, 4 * count2, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -339,11 +327,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("LeaderAndIsrPartitionState.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -361,11 +347,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
     f_replicas: list[BrokerId]
     if count2 < 0:
         raise null_value("LeaderAndIsrPartitionState.replicas", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.replicas", pos, 4 * count2, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -378,13 +362,11 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
     f_adding_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("LeaderAndIsrPartitionState.adding_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.adding_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count(
+            "LeaderAndIsrPartitionState.adding_replicas", pos, count3, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "LeaderAndIsrPartitionState.adding_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_adding_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -397,13 +379,11 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(
     f_removing_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("LeaderAndIsrPartitionState.removing_replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.removing_replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count(
+            "LeaderAndIsrPartitionState.removing_replicas", pos, count4, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short(
-                "LeaderAndIsrPartitionState.removing_replicas", pos, 4 * count4, len(buf) - pos
-            )
         f_removing_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -454,11 +434,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("LeaderAndIsrPartitionState.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -479,11 +457,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
     f_replicas: list[BrokerId]
     if count2 < 0:
         raise null_value("LeaderAndIsrPartitionState.replicas", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.replicas", pos, 4 * count2, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -499,13 +475,11 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
     f_adding_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("LeaderAndIsrPartitionState.adding_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.adding_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count(
+            "LeaderAndIsrPartitionState.adding_replicas", pos, count3, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "LeaderAndIsrPartitionState.adding_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_adding_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -521,13 +495,11 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(
     f_removing_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("LeaderAndIsrPartitionState.removing_replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.removing_replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count(
+            "LeaderAndIsrPartitionState.removing_replicas", pos, count4, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short(
-                "LeaderAndIsrPartitionState.removing_replicas", pos, 4 * count4, len(buf) - pos
-            )
         f_removing_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -617,11 +589,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("LeaderAndIsrPartitionState.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -642,11 +612,9 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
     f_replicas: list[BrokerId]
     if count2 < 0:
         raise null_value("LeaderAndIsrPartitionState.replicas", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrPartitionState.replicas", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("LeaderAndIsrPartitionState.replicas", pos, 4 * count2, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -662,13 +630,11 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
     f_adding_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("LeaderAndIsrPartitionState.adding_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.adding_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count(
+            "LeaderAndIsrPartitionState.adding_replicas", pos, count3, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "LeaderAndIsrPartitionState.adding_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_adding_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -684,13 +650,11 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(
     f_removing_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("LeaderAndIsrPartitionState.removing_replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrPartitionState.removing_replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count(
+            "LeaderAndIsrPartitionState.removing_replicas", pos, count4, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short(
-                "LeaderAndIsrPartitionState.removing_replicas", pos, 4 * count4, len(buf) - pos
-            )
         f_removing_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -1079,8 +1043,8 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
     f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 29 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, 29, len(buf) - pos)
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -1125,8 +1089,8 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
     f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 37 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, 37, len(buf) - pos)
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -1177,8 +1141,8 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
     f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 26 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, 26, len(buf) - pos)
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -1273,8 +1237,8 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
     f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 26 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, 26, len(buf) - pos)
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -1369,8 +1333,8 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
     f_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count3 < 0:
         raise null_value("LeaderAndIsrTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 27 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrTopicState.partition_states", pos, count3, 27, len(buf) - pos)
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -1803,8 +1767,8 @@ def _read_LeaderAndIsrRequest_v0(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
+    elif count1 * 30 > len(buf) - pos:
+        raise bad_count("ungrouped_partition_states", pos, count1, 30, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
         append3 = f_ungrouped_partition_states.append
@@ -1819,8 +1783,8 @@ def _read_LeaderAndIsrRequest_v0(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -1857,8 +1821,8 @@ def _read_LeaderAndIsrRequest_v1(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
+    elif count1 * 31 > len(buf) - pos:
+        raise bad_count("ungrouped_partition_states", pos, count1, 31, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
         append3 = f_ungrouped_partition_states.append
@@ -1873,8 +1837,8 @@ def _read_LeaderAndIsrRequest_v1(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -1913,8 +1877,8 @@ def _read_LeaderAndIsrRequest_v2(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 6, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -1929,8 +1893,8 @@ def _read_LeaderAndIsrRequest_v2(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -1968,8 +1932,8 @@ def _read_LeaderAndIsrRequest_v3(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 6, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -1984,8 +1948,8 @@ def _read_LeaderAndIsrRequest_v3(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -2026,8 +1990,8 @@ def _read_LeaderAndIsrRequest_v4(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 3, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2045,8 +2009,8 @@ def _read_LeaderAndIsrRequest_v4(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -2118,8 +2082,8 @@ def _read_LeaderAndIsrRequest_v5(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 19 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 19, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2137,8 +2101,8 @@ def _read_LeaderAndIsrRequest_v5(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -2209,8 +2173,8 @@ def _read_LeaderAndIsrRequest_v6(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 19 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 19, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2228,8 +2192,8 @@ def _read_LeaderAndIsrRequest_v6(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -2305,8 +2269,8 @@ def _read_LeaderAndIsrRequest_v7(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 19 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 19, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2324,8 +2288,8 @@ def _read_LeaderAndIsrRequest_v7(buf: Buffer, pos: int) -> tuple[LeaderAndIsrReq
     f_live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
     if count4 < 0:
         raise null_value("live_leaders", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_leaders", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_leaders", pos, count4, 10, len(buf) - pos)
     else:
         f_live_leaders = []
         append6 = f_live_leaders.append
@@ -2916,8 +2880,8 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(
     f_partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
     if count1 < 0:
         raise null_value("LeaderAndIsrTopicError.partition_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("LeaderAndIsrTopicError.partition_errors", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("LeaderAndIsrTopicError.partition_errors", pos, count1, 7, len(buf) - pos)
     else:
         f_partition_errors = []
         append3 = f_partition_errors.append
@@ -3003,8 +2967,8 @@ def _read_LeaderAndIsrResponse_v0(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRe
     f_partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("partition_errors", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("partition_errors", pos, count1, 8, len(buf) - pos)
     else:
         f_partition_errors = []
         append3 = f_partition_errors.append
@@ -3035,8 +2999,8 @@ def _read_LeaderAndIsrResponse_v4(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRe
     f_partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("partition_errors", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("partition_errors", pos, count1, 8, len(buf) - pos)
     else:
         f_partition_errors = []
         append3 = f_partition_errors.append
@@ -3098,8 +3062,8 @@ def _read_LeaderAndIsrResponse_v5(buf: Buffer, pos: int) -> tuple[LeaderAndIsrRe
     f_topics: list[LeaderAndIsrResponse.LeaderAndIsrTopicError]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

@@ -474,8 +474,8 @@ def _read_LeaveGroupRequest_v3(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
     f_members: list[LeaveGroupRequest.MemberIdentity]
     if count3 < 0:
         raise null_value("members", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("members", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("members", pos, count3, 4, len(buf) - pos)
     else:
         f_members = []
         append5 = f_members.append
@@ -524,8 +524,8 @@ def _read_LeaveGroupRequest_v4(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
     f_members: list[LeaveGroupRequest.MemberIdentity]
     if count3 < 0:
         raise null_value("members", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("members", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("members", pos, count3, 3, len(buf) - pos)
     else:
         f_members = []
         append5 = f_members.append
@@ -605,8 +605,8 @@ def _read_LeaveGroupRequest_v5(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
     f_members: list[LeaveGroupRequest.MemberIdentity]
     if count3 < 0:
         raise null_value("members", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("members", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("members", pos, count3, 4, len(buf) - pos)
     else:
         f_members = []
         append5 = f_members.append
@@ -1063,8 +1063,8 @@ def _read_LeaveGroupResponse_v3(buf: Buffer, pos: int) -> tuple[LeaveGroupRespon
     f_members: list[LeaveGroupResponse.MemberResponse]
     if count1 < 0:
         raise null_value("members", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("members", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("members", pos, count1, 6, len(buf) - pos)
     else:
         f_members = []
         append3 = f_members.append
@@ -1096,8 +1096,8 @@ def _read_LeaveGroupResponse_v4(buf: Buffer, pos: int) -> tuple[LeaveGroupRespon
     f_members: list[LeaveGroupResponse.MemberResponse]
     if count1 < 0:
         raise null_value("members", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("members", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("members", pos, count1, 5, len(buf) - pos)
     else:
         f_members = []
         append3 = f_members.append

@@ -201,8 +201,8 @@ def _read_ListClientMetricsResourcesResponse_v0(
     f_client_metrics_resources: list[ListClientMetricsResourcesResponse.ClientMetricsResource]
     if count1 < 0:
         raise null_value("client_metrics_resources", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("client_metrics_resources", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("client_metrics_resources", pos, count1, 2, len(buf) - pos)
     else:
         f_client_metrics_resources = []
         append3 = f_client_metrics_resources.append

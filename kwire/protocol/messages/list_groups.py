@@ -107,7 +107,7 @@ def _read_ListGroupsRequest_v4(buf: Buffer, pos: int) -> tuple[ListGroupsRequest
     if count1 < 0:
         raise null_value("states_filter", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("states_filter", pos, count1, len(buf) - pos)
+        raise bad_count("states_filter", pos, count1, 1, len(buf) - pos)
     else:
         f_states_filter = []
         for _ in range(count1):
@@ -185,7 +185,7 @@ def _read_ListGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[ListGroupsRequest
     if count1 < 0:
         raise null_value("states_filter", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("states_filter", pos, count1, len(buf) - pos)
+        raise bad_count("states_filter", pos, count1, 1, len(buf) - pos)
     else:
         f_states_filter = []
         for _ in range(count1):
@@ -224,7 +224,7 @@ def _read_ListGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[ListGroupsRequest
     if count5 < 0:
         raise null_value("types_filter", pos)
     elif count5 > len(buf) - pos:
-        raise bad_count("types_filter", pos, count5, len(buf) - pos)
+        raise bad_count("types_filter", pos, count5, 1, len(buf) - pos)
     else:
         f_types_filter = []
         for _ in range(count5):
@@ -1022,8 +1022,8 @@ def _read_ListGroupsResponse_v0(buf: Buffer, pos: int) -> tuple[ListGroupsRespon
     f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 4, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1053,8 +1053,8 @@ def _read_ListGroupsResponse_v1(buf: Buffer, pos: int) -> tuple[ListGroupsRespon
     f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 4, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1086,8 +1086,8 @@ def _read_ListGroupsResponse_v3(buf: Buffer, pos: int) -> tuple[ListGroupsRespon
     f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 3, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1150,8 +1150,8 @@ def _read_ListGroupsResponse_v4(buf: Buffer, pos: int) -> tuple[ListGroupsRespon
     f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 4, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1214,8 +1214,8 @@ def _read_ListGroupsResponse_v5(buf: Buffer, pos: int) -> tuple[ListGroupsRespon
     f_groups: list[ListGroupsResponse.ListedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 5, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append

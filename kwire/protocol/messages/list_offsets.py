@@ -325,8 +325,8 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
     f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 16 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopic.partitions", pos, count3, 16, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -370,8 +370,8 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
     f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 12 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopic.partitions", pos, count3, 12, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -415,8 +415,8 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
     f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 16 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopic.partitions", pos, count3, 16, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -466,8 +466,8 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v6(
     f_partitions: list[ListOffsetsRequest.ListOffsetsPartition]
     if count3 < 0:
         raise null_value("ListOffsetsTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 17 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopic.partitions", pos, count3, 17, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -796,8 +796,8 @@ def _read_ListOffsetsRequest_v0(buf: Buffer, pos: int) -> tuple[ListOffsetsReque
     f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -825,8 +825,8 @@ def _read_ListOffsetsRequest_v1(buf: Buffer, pos: int) -> tuple[ListOffsetsReque
     f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -856,8 +856,8 @@ def _read_ListOffsetsRequest_v2(buf: Buffer, pos: int) -> tuple[ListOffsetsReque
     f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -886,8 +886,8 @@ def _read_ListOffsetsRequest_v4(buf: Buffer, pos: int) -> tuple[ListOffsetsReque
     f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -919,8 +919,8 @@ def _read_ListOffsetsRequest_v6(buf: Buffer, pos: int) -> tuple[ListOffsetsReque
     f_topics: list[ListOffsetsRequest.ListOffsetsTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1147,15 +1147,11 @@ def _read_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(
     f_old_style_offsets: list[int]
     if count1 < 0:
         raise null_value("ListOffsetsPartitionResponse.old_style_offsets", pos)
-    elif count1 > len(buf) - pos:
+    elif count1 * 8 > len(buf) - pos:
         raise bad_count(
-            "ListOffsetsPartitionResponse.old_style_offsets", pos, count1, len(buf) - pos
+            "ListOffsetsPartitionResponse.old_style_offsets", pos, count1, 8, len(buf) - pos
         )
     else:
-        if pos + 8 * count1 > len(buf):
-            raise too_short(
-                "ListOffsetsPartitionResponse.old_style_offsets", pos, 8 * count1, len(buf) - pos
-            )
         f_old_style_offsets = list(INT64_ARRAY[count1].unpack_from(buf, pos))
         pos += 8 * count1
     o.old_style_offsets = f_old_style_offsets
@@ -1469,8 +1465,8 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
     f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 10 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, 10, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1514,8 +1510,8 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
     f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 22 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, 22, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1559,8 +1555,8 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
     f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 26 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, 26, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1610,8 +1606,8 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(
     f_partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
     if count3 < 0:
         raise null_value("ListOffsetsTopicResponse.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 27 > len(buf) - pos:
+        raise bad_count("ListOffsetsTopicResponse.partitions", pos, count3, 27, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1943,8 +1939,8 @@ def _read_ListOffsetsResponse_v0(buf: Buffer, pos: int) -> tuple[ListOffsetsResp
     f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1967,8 +1963,8 @@ def _read_ListOffsetsResponse_v1(buf: Buffer, pos: int) -> tuple[ListOffsetsResp
     f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1996,8 +1992,8 @@ def _read_ListOffsetsResponse_v2(buf: Buffer, pos: int) -> tuple[ListOffsetsResp
     f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2024,8 +2020,8 @@ def _read_ListOffsetsResponse_v4(buf: Buffer, pos: int) -> tuple[ListOffsetsResp
     f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2055,8 +2051,8 @@ def _read_ListOffsetsResponse_v6(buf: Buffer, pos: int) -> tuple[ListOffsetsResp
     f_topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

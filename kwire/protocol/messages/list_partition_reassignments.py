@@ -85,18 +85,11 @@ def _read_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("ListPartitionReassignmentsTopics.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
+    elif count3 * 4 > len(buf) - pos:
         raise bad_count(
-            "ListPartitionReassignmentsTopics.partition_indexes", pos, count3, len(buf) - pos
+            "ListPartitionReassignmentsTopics.partition_indexes", pos, count3, 4, len(buf) - pos
         )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "ListPartitionReassignmentsTopics.partition_indexes",
-                pos,
-                4 * count3,
-                len(buf) - pos,
-            )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -196,8 +189,8 @@ def _read_ListPartitionReassignmentsRequest_v0(
     f_topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -287,13 +280,9 @@ def _read_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
     f_replicas: list[BrokerId]
     if count1 < 0:
         raise null_value("OngoingPartitionReassignment.replicas", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("OngoingPartitionReassignment.replicas", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("OngoingPartitionReassignment.replicas", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "OngoingPartitionReassignment.replicas", pos, 4 * count1, len(buf) - pos
-            )
         f_replicas = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -309,13 +298,11 @@ def _read_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
     f_adding_replicas: list[BrokerId]
     if count2 < 0:
         raise null_value("OngoingPartitionReassignment.adding_replicas", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("OngoingPartitionReassignment.adding_replicas", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count(
+            "OngoingPartitionReassignment.adding_replicas", pos, count2, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short(
-                "OngoingPartitionReassignment.adding_replicas", pos, 4 * count2, len(buf) - pos
-            )
         f_adding_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -331,15 +318,11 @@ def _read_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(
     f_removing_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("OngoingPartitionReassignment.removing_replicas", pos)
-    elif count3 > len(buf) - pos:
+    elif count3 * 4 > len(buf) - pos:
         raise bad_count(
-            "OngoingPartitionReassignment.removing_replicas", pos, count3, len(buf) - pos
+            "OngoingPartitionReassignment.removing_replicas", pos, count3, 4, len(buf) - pos
         )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "OngoingPartitionReassignment.removing_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_removing_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -465,8 +448,8 @@ def _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
     f_partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment]
     if count3 < 0:
         raise null_value("OngoingTopicReassignment.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OngoingTopicReassignment.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("OngoingTopicReassignment.partitions", pos, count3, 8, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -597,8 +580,8 @@ def _read_ListPartitionReassignmentsResponse_v0(
     f_topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append

@@ -61,7 +61,7 @@ def _read_ListTransactionsRequest_v0(buf: Buffer, pos: int) -> tuple[ListTransac
     if count1 < 0:
         raise null_value("state_filters", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("state_filters", pos, count1, len(buf) - pos)
+        raise bad_count("state_filters", pos, count1, 1, len(buf) - pos)
     else:
         f_state_filters = []
         for _ in range(count1):
@@ -99,11 +99,9 @@ def _read_ListTransactionsRequest_v0(buf: Buffer, pos: int) -> tuple[ListTransac
     f_producer_id_filters: list[ProducerId]
     if count5 < 0:
         raise null_value("producer_id_filters", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("producer_id_filters", pos, count5, len(buf) - pos)
+    elif count5 * 8 > len(buf) - pos:
+        raise bad_count("producer_id_filters", pos, count5, 8, len(buf) - pos)
     else:
-        if pos + 8 * count5 > len(buf):
-            raise too_short("producer_id_filters", pos, 8 * count5, len(buf) - pos)
         f_producer_id_filters = list(INT64_ARRAY[count5].unpack_from(buf, pos))
         pos += 8 * count5
     unknown: tuple[RawTaggedField, ...] = ()
@@ -158,7 +156,7 @@ def _read_ListTransactionsRequest_v1(buf: Buffer, pos: int) -> tuple[ListTransac
     if count1 < 0:
         raise null_value("state_filters", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("state_filters", pos, count1, len(buf) - pos)
+        raise bad_count("state_filters", pos, count1, 1, len(buf) - pos)
     else:
         f_state_filters = []
         for _ in range(count1):
@@ -196,11 +194,9 @@ def _read_ListTransactionsRequest_v1(buf: Buffer, pos: int) -> tuple[ListTransac
     f_producer_id_filters: list[ProducerId]
     if count5 < 0:
         raise null_value("producer_id_filters", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("producer_id_filters", pos, count5, len(buf) - pos)
+    elif count5 * 8 > len(buf) - pos:
+        raise bad_count("producer_id_filters", pos, count5, 8, len(buf) - pos)
     else:
-        if pos + 8 * count5 > len(buf):
-            raise too_short("producer_id_filters", pos, 8 * count5, len(buf) - pos)
         f_producer_id_filters = list(INT64_ARRAY[count5].unpack_from(buf, pos))
         pos += 8 * count5
     try:
@@ -474,7 +470,7 @@ def _read_ListTransactionsResponse_v0(
     if count1 < 0:
         raise null_value("unknown_state_filters", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("unknown_state_filters", pos, count1, len(buf) - pos)
+        raise bad_count("unknown_state_filters", pos, count1, 1, len(buf) - pos)
     else:
         f_unknown_state_filters = []
         for _ in range(count1):
@@ -512,8 +508,8 @@ def _read_ListTransactionsResponse_v0(
     f_transaction_states: list[ListTransactionsResponse.TransactionState]
     if count5 < 0:
         raise null_value("transaction_states", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("transaction_states", pos, count5, len(buf) - pos)
+    elif count5 * 11 > len(buf) - pos:
+        raise bad_count("transaction_states", pos, count5, 11, len(buf) - pos)
     else:
         f_transaction_states = []
         append7 = f_transaction_states.append

@@ -422,8 +422,8 @@ def _read_MetadataRequest_v0(buf: Buffer, pos: int) -> tuple[MetadataRequest, in
     f_topics: list[MetadataRequest.MetadataRequestTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -448,8 +448,8 @@ def _read_MetadataRequest_v1(buf: Buffer, pos: int) -> tuple[MetadataRequest, in
     f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -474,8 +474,8 @@ def _read_MetadataRequest_v4(buf: Buffer, pos: int) -> tuple[MetadataRequest, in
     f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -504,8 +504,8 @@ def _read_MetadataRequest_v8(buf: Buffer, pos: int) -> tuple[MetadataRequest, in
     f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -547,8 +547,8 @@ def _read_MetadataRequest_v9(buf: Buffer, pos: int) -> tuple[MetadataRequest, in
     f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -618,8 +618,8 @@ def _read_MetadataRequest_v10(buf: Buffer, pos: int) -> tuple[MetadataRequest, i
     f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -689,8 +689,8 @@ def _read_MetadataRequest_v11(buf: Buffer, pos: int) -> tuple[MetadataRequest, i
     f_topics: list[MetadataRequest.MetadataRequestTopic] | None
     if count1 < 0:
         f_topics = None
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 18, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1484,13 +1484,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v0(
     f_replica_nodes: list[BrokerId]
     if count1 < 0:
         raise null_value("MetadataResponsePartition.replica_nodes", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "MetadataResponsePartition.replica_nodes", pos, 4 * count1, len(buf) - pos
-            )
         f_replica_nodes = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -1501,11 +1497,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v0(
     f_isr_nodes: list[BrokerId]
     if count2 < 0:
         raise null_value("MetadataResponsePartition.isr_nodes", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("MetadataResponsePartition.isr_nodes", pos, 4 * count2, len(buf) - pos)
         f_isr_nodes = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     o.leader_epoch = -1
@@ -1541,13 +1535,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v5(
     f_replica_nodes: list[BrokerId]
     if count1 < 0:
         raise null_value("MetadataResponsePartition.replica_nodes", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "MetadataResponsePartition.replica_nodes", pos, 4 * count1, len(buf) - pos
-            )
         f_replica_nodes = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -1558,11 +1548,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v5(
     f_isr_nodes: list[BrokerId]
     if count2 < 0:
         raise null_value("MetadataResponsePartition.isr_nodes", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("MetadataResponsePartition.isr_nodes", pos, 4 * count2, len(buf) - pos)
         f_isr_nodes = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -1575,13 +1563,11 @@ def _read_MetadataResponse_MetadataResponsePartition_v5(
     f_offline_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("MetadataResponsePartition.offline_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.offline_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count(
+            "MetadataResponsePartition.offline_replicas", pos, count3, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "MetadataResponsePartition.offline_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.leader_epoch = -1
@@ -1620,13 +1606,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v7(
     f_replica_nodes: list[BrokerId]
     if count1 < 0:
         raise null_value("MetadataResponsePartition.replica_nodes", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "MetadataResponsePartition.replica_nodes", pos, 4 * count1, len(buf) - pos
-            )
         f_replica_nodes = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -1637,11 +1619,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v7(
     f_isr_nodes: list[BrokerId]
     if count2 < 0:
         raise null_value("MetadataResponsePartition.isr_nodes", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("MetadataResponsePartition.isr_nodes", pos, 4 * count2, len(buf) - pos)
         f_isr_nodes = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -1654,13 +1634,11 @@ def _read_MetadataResponse_MetadataResponsePartition_v7(
     f_offline_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("MetadataResponsePartition.offline_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.offline_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count(
+            "MetadataResponsePartition.offline_replicas", pos, count3, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "MetadataResponsePartition.offline_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.replica_nodes = f_replica_nodes
@@ -1701,13 +1679,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v9(
     f_replica_nodes: list[BrokerId]
     if count1 < 0:
         raise null_value("MetadataResponsePartition.replica_nodes", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.replica_nodes", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short(
-                "MetadataResponsePartition.replica_nodes", pos, 4 * count1, len(buf) - pos
-            )
         f_replica_nodes = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -1721,11 +1695,9 @@ def _read_MetadataResponse_MetadataResponsePartition_v9(
     f_isr_nodes: list[BrokerId]
     if count2 < 0:
         raise null_value("MetadataResponsePartition.isr_nodes", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("MetadataResponsePartition.isr_nodes", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("MetadataResponsePartition.isr_nodes", pos, 4 * count2, len(buf) - pos)
         f_isr_nodes = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -1741,13 +1713,11 @@ def _read_MetadataResponse_MetadataResponsePartition_v9(
     f_offline_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("MetadataResponsePartition.offline_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponsePartition.offline_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count(
+            "MetadataResponsePartition.offline_replicas", pos, count3, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "MetadataResponsePartition.offline_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -2084,8 +2054,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v0(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2146,8 +2116,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v1(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2207,8 +2177,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v5(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 22 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 22, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2268,8 +2238,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v7(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 26 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 26, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2329,8 +2299,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v8(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 26 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 26, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2402,8 +2372,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2512,8 +2482,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2622,8 +2592,8 @@ def _read_MetadataResponse_MetadataResponseTopic_v12(
     f_partitions: list[MetadataResponse.MetadataResponsePartition]
     if count3 < 0:
         raise null_value("MetadataResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("MetadataResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("MetadataResponseTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -3038,8 +3008,8 @@ def _read_MetadataResponse_v0(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 10, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3054,8 +3024,8 @@ def _read_MetadataResponse_v0(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count4 < 0:
         raise null_value("topics", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("topics", pos, count4, len(buf) - pos)
+    elif count4 * 8 > len(buf) - pos:
+        raise bad_count("topics", pos, count4, 8, len(buf) - pos)
     else:
         f_topics = []
         append6 = f_topics.append
@@ -3082,8 +3052,8 @@ def _read_MetadataResponse_v1(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 12, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3103,8 +3073,8 @@ def _read_MetadataResponse_v1(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count4 < 0:
         raise null_value("topics", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("topics", pos, count4, len(buf) - pos)
+    elif count4 * 9 > len(buf) - pos:
+        raise bad_count("topics", pos, count4, 9, len(buf) - pos)
     else:
         f_topics = []
         append6 = f_topics.append
@@ -3130,8 +3100,8 @@ def _read_MetadataResponse_v2(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 12, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3170,8 +3140,8 @@ def _read_MetadataResponse_v2(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 9 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 9, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3202,8 +3172,8 @@ def _read_MetadataResponse_v3(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 12, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3242,8 +3212,8 @@ def _read_MetadataResponse_v3(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 9 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 9, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3273,8 +3243,8 @@ def _read_MetadataResponse_v5(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 12, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3313,8 +3283,8 @@ def _read_MetadataResponse_v5(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 9 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 9, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3344,8 +3314,8 @@ def _read_MetadataResponse_v7(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 12, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3384,8 +3354,8 @@ def _read_MetadataResponse_v7(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 9 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 9, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3415,8 +3385,8 @@ def _read_MetadataResponse_v8(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 12, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3455,8 +3425,8 @@ def _read_MetadataResponse_v8(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 13 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 13, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3493,8 +3463,8 @@ def _read_MetadataResponse_v9(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 11 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 11, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3539,8 +3509,8 @@ def _read_MetadataResponse_v9(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 10 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 10, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3605,8 +3575,8 @@ def _read_MetadataResponse_v10(buf: Buffer, pos: int) -> tuple[MetadataResponse,
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 11 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 11, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3651,8 +3621,8 @@ def _read_MetadataResponse_v10(buf: Buffer, pos: int) -> tuple[MetadataResponse,
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 26 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 26, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3717,8 +3687,8 @@ def _read_MetadataResponse_v11(buf: Buffer, pos: int) -> tuple[MetadataResponse,
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 11 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 11, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3763,8 +3733,8 @@ def _read_MetadataResponse_v11(buf: Buffer, pos: int) -> tuple[MetadataResponse,
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 26 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 26, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append
@@ -3828,8 +3798,8 @@ def _read_MetadataResponse_v12(buf: Buffer, pos: int) -> tuple[MetadataResponse,
     f_brokers: list[MetadataResponse.MetadataResponseBroker]
     if count1 < 0:
         raise null_value("brokers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("brokers", pos, count1, len(buf) - pos)
+    elif count1 * 11 > len(buf) - pos:
+        raise bad_count("brokers", pos, count1, 11, len(buf) - pos)
     else:
         f_brokers = []
         append3 = f_brokers.append
@@ -3874,8 +3844,8 @@ def _read_MetadataResponse_v12(buf: Buffer, pos: int) -> tuple[MetadataResponse,
     f_topics: list[MetadataResponse.MetadataResponseTopic]
     if count6 < 0:
         raise null_value("topics", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("topics", pos, count6, len(buf) - pos)
+    elif count6 * 26 > len(buf) - pos:
+        raise bad_count("topics", pos, count6, 26, len(buf) - pos)
     else:
         f_topics = []
         append8 = f_topics.append

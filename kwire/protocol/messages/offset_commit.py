@@ -524,8 +524,8 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
     f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -569,8 +569,8 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
     f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 22 > len(buf) - pos:
+        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, 22, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -614,8 +614,8 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
     f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -665,8 +665,8 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(
     f_partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("OffsetCommitRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("OffsetCommitRequestTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -997,8 +997,8 @@ def _read_OffsetCommitRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
     f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -1068,8 +1068,8 @@ def _read_OffsetCommitRequest_v1(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
     f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 6, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -1143,8 +1143,8 @@ def _read_OffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
     f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 6, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -1212,8 +1212,8 @@ def _read_OffsetCommitRequest_v5(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
     f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 6, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -1282,8 +1282,8 @@ def _read_OffsetCommitRequest_v6(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
     f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 6, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -1371,8 +1371,8 @@ def _read_OffsetCommitRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
     f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count7 < 0:
         raise null_value("topics", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("topics", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count7, 6, len(buf) - pos)
     else:
         f_topics = []
         append9 = f_topics.append
@@ -1472,8 +1472,8 @@ def _read_OffsetCommitRequest_v8(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
     f_topics: list[OffsetCommitRequest.OffsetCommitRequestTopic]
     if count7 < 0:
         raise null_value("topics", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("topics", pos, count7, len(buf) - pos)
+    elif count7 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count7, 3, len(buf) - pos)
     else:
         f_topics = []
         append9 = f_topics.append
@@ -2080,8 +2080,8 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
     f_partitions: list[OffsetCommitResponse.OffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("OffsetCommitResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("OffsetCommitResponseTopic.partitions", pos, count3, 6, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2131,8 +2131,8 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
     f_partitions: list[OffsetCommitResponse.OffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("OffsetCommitResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("OffsetCommitResponseTopic.partitions", pos, count3, 7, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2411,8 +2411,8 @@ def _read_OffsetCommitResponse_v0(buf: Buffer, pos: int) -> tuple[OffsetCommitRe
     f_topics: list[OffsetCommitResponse.OffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2440,8 +2440,8 @@ def _read_OffsetCommitResponse_v3(buf: Buffer, pos: int) -> tuple[OffsetCommitRe
     f_topics: list[OffsetCommitResponse.OffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2471,8 +2471,8 @@ def _read_OffsetCommitResponse_v8(buf: Buffer, pos: int) -> tuple[OffsetCommitRe
     f_topics: list[OffsetCommitResponse.OffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

@@ -98,8 +98,8 @@ def _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
     f_partitions: list[OffsetDeleteRequest.OffsetDeleteRequestPartition]
     if count3 < 0:
         raise null_value("OffsetDeleteRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetDeleteRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("OffsetDeleteRequestTopic.partitions", pos, count3, 4, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -161,8 +161,8 @@ def _read_OffsetDeleteRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetDeleteReq
     f_topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -249,8 +249,8 @@ def _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
     f_partitions: list[OffsetDeleteResponse.OffsetDeleteResponsePartition]
     if count3 < 0:
         raise null_value("OffsetDeleteResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetDeleteResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("OffsetDeleteResponseTopic.partitions", pos, count3, 6, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -300,8 +300,8 @@ def _read_OffsetDeleteResponse_v0(buf: Buffer, pos: int) -> tuple[OffsetDeleteRe
     f_topics: list[OffsetDeleteResponse.OffsetDeleteResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

@@ -84,13 +84,9 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("OffsetFetchRequestTopic.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchRequestTopic.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("OffsetFetchRequestTopic.partition_indexes", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "OffsetFetchRequestTopic.partition_indexes", pos, 4 * count3, len(buf) - pos
-            )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.name = f_name
@@ -138,13 +134,9 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("OffsetFetchRequestTopic.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchRequestTopic.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("OffsetFetchRequestTopic.partition_indexes", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "OffsetFetchRequestTopic.partition_indexes", pos, 4 * count3, len(buf) - pos
-            )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -395,13 +387,11 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("OffsetFetchRequestTopics.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchRequestTopics.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count(
+            "OffsetFetchRequestTopics.partition_indexes", pos, count3, 4, len(buf) - pos
+        )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "OffsetFetchRequestTopics.partition_indexes", pos, 4 * count3, len(buf) - pos
-            )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -518,8 +508,8 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
     f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None
     if count3 < 0:
         f_topics = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchRequestGroup.topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("OffsetFetchRequestGroup.topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -639,8 +629,8 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
     f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None
     if count5 < 0:
         f_topics = None
-    elif count5 > len(buf) - pos:
-        raise bad_count("OffsetFetchRequestGroup.topics", pos, count5, len(buf) - pos)
+    elif count5 * 3 > len(buf) - pos:
+        raise bad_count("OffsetFetchRequestGroup.topics", pos, count5, 3, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -802,8 +792,8 @@ def _read_OffsetFetchRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
     f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -847,8 +837,8 @@ def _read_OffsetFetchRequest_v2(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
     f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None
     if count3 < 0:
         f_topics = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 6, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -898,8 +888,8 @@ def _read_OffsetFetchRequest_v6(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
     f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None
     if count3 < 0:
         f_topics = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -980,8 +970,8 @@ def _read_OffsetFetchRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
     f_topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None
     if count3 < 0:
         f_topics = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -1041,8 +1031,8 @@ def _read_OffsetFetchRequest_v8(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
     f_groups: list[OffsetFetchRequest.OffsetFetchRequestGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 3, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1102,8 +1092,8 @@ def _read_OffsetFetchRequest_v9(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
     f_groups: list[OffsetFetchRequest.OffsetFetchRequestGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 8, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append
@@ -1772,8 +1762,8 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
     f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 16 > len(buf) - pos:
+        raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, 16, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1817,8 +1807,8 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
     f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 20 > len(buf) - pos:
+        raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, 20, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1868,8 +1858,8 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
     f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 20 > len(buf) - pos:
+        raise bad_count("OffsetFetchResponseTopic.partitions", pos, count3, 20, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2247,8 +2237,8 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
     f_partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions]
     if count3 < 0:
         raise null_value("OffsetFetchResponseTopics.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchResponseTopics.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 20 > len(buf) - pos:
+        raise bad_count("OffsetFetchResponseTopics.partitions", pos, count3, 20, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -2370,8 +2360,8 @@ def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
     f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopics]
     if count3 < 0:
         raise null_value("OffsetFetchResponseGroup.topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetFetchResponseGroup.topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("OffsetFetchResponseGroup.topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -2474,8 +2464,8 @@ def _read_OffsetFetchResponse_v0(buf: Buffer, pos: int) -> tuple[OffsetFetchResp
     f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2500,8 +2490,8 @@ def _read_OffsetFetchResponse_v2(buf: Buffer, pos: int) -> tuple[OffsetFetchResp
     f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2535,8 +2525,8 @@ def _read_OffsetFetchResponse_v3(buf: Buffer, pos: int) -> tuple[OffsetFetchResp
     f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2569,8 +2559,8 @@ def _read_OffsetFetchResponse_v5(buf: Buffer, pos: int) -> tuple[OffsetFetchResp
     f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2606,8 +2596,8 @@ def _read_OffsetFetchResponse_v6(buf: Buffer, pos: int) -> tuple[OffsetFetchResp
     f_topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -2674,8 +2664,8 @@ def _read_OffsetFetchResponse_v8(buf: Buffer, pos: int) -> tuple[OffsetFetchResp
     f_groups: list[OffsetFetchResponse.OffsetFetchResponseGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 5, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append

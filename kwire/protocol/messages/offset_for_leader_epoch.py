@@ -230,8 +230,8 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
     f_partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, 8, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -275,8 +275,8 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
     f_partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 12 > len(buf) - pos:
+        raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, 12, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -326,8 +326,8 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
     f_partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 13 > len(buf) - pos:
+        raise bad_count("OffsetForLeaderTopic.partitions", pos, count3, 13, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -512,8 +512,8 @@ def _read_OffsetForLeaderEpochRequest_v0(
     f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -538,8 +538,8 @@ def _read_OffsetForLeaderEpochRequest_v2(
     f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -569,8 +569,8 @@ def _read_OffsetForLeaderEpochRequest_v3(
     f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -602,8 +602,8 @@ def _read_OffsetForLeaderEpochRequest_v4(
     f_topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -884,8 +884,8 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
     f_partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -929,8 +929,8 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
     f_partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -980,8 +980,8 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
     f_partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset]
     if count3 < 0:
         raise null_value("OffsetForLeaderTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 19 > len(buf) - pos:
+        raise bad_count("OffsetForLeaderTopicResult.partitions", pos, count3, 19, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1170,8 +1170,8 @@ def _read_OffsetForLeaderEpochResponse_v0(
     f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1196,8 +1196,8 @@ def _read_OffsetForLeaderEpochResponse_v1(
     f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1227,8 +1227,8 @@ def _read_OffsetForLeaderEpochResponse_v2(
     f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1260,8 +1260,8 @@ def _read_OffsetForLeaderEpochResponse_v4(
     f_topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

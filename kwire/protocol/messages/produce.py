@@ -322,8 +322,8 @@ def _read_ProduceRequest_TopicProduceData_v0(
     f_partition_data: list[ProduceRequest.PartitionProduceData]
     if count3 < 0:
         raise null_value("TopicProduceData.partition_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceData.partition_data", pos, count3, len(buf) - pos)
+    elif count3 * 8 > len(buf) - pos:
+        raise bad_count("TopicProduceData.partition_data", pos, count3, 8, len(buf) - pos)
     else:
         f_partition_data = []
         append5 = f_partition_data.append
@@ -373,8 +373,8 @@ def _read_ProduceRequest_TopicProduceData_v9(
     f_partition_data: list[ProduceRequest.PartitionProduceData]
     if count3 < 0:
         raise null_value("TopicProduceData.partition_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceData.partition_data", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("TopicProduceData.partition_data", pos, count3, 6, len(buf) - pos)
     else:
         f_partition_data = []
         append5 = f_partition_data.append
@@ -673,8 +673,8 @@ def _read_ProduceRequest_v0(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]
     f_topic_data: list[ProduceRequest.TopicProduceData]
     if count1 < 0:
         raise null_value("topic_data", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_data", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topic_data", pos, count1, 6, len(buf) - pos)
     else:
         f_topic_data = []
         append3 = f_topic_data.append
@@ -721,8 +721,8 @@ def _read_ProduceRequest_v3(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]
     f_topic_data: list[ProduceRequest.TopicProduceData]
     if count3 < 0:
         raise null_value("topic_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topic_data", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("topic_data", pos, count3, 6, len(buf) - pos)
     else:
         f_topic_data = []
         append5 = f_topic_data.append
@@ -775,8 +775,8 @@ def _read_ProduceRequest_v9(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]
     f_topic_data: list[ProduceRequest.TopicProduceData]
     if count3 < 0:
         raise null_value("topic_data", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topic_data", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topic_data", pos, count3, 3, len(buf) - pos)
     else:
         f_topic_data = []
         append5 = f_topic_data.append
@@ -1357,8 +1357,8 @@ def _read_ProduceResponse_PartitionProduceResponse_v8(
     f_record_errors: list[ProduceResponse.BatchIndexAndErrorMessage]
     if count1 < 0:
         raise null_value("PartitionProduceResponse.record_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionProduceResponse.record_errors", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("PartitionProduceResponse.record_errors", pos, count1, 6, len(buf) - pos)
     else:
         f_record_errors = []
         append3 = f_record_errors.append
@@ -1423,8 +1423,8 @@ def _read_ProduceResponse_PartitionProduceResponse_v9(
     f_record_errors: list[ProduceResponse.BatchIndexAndErrorMessage]
     if count1 < 0:
         raise null_value("PartitionProduceResponse.record_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionProduceResponse.record_errors", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("PartitionProduceResponse.record_errors", pos, count1, 6, len(buf) - pos)
     else:
         f_record_errors = []
         append3 = f_record_errors.append
@@ -1531,8 +1531,8 @@ def _read_ProduceResponse_PartitionProduceResponse_v10(
     f_record_errors: list[ProduceResponse.BatchIndexAndErrorMessage]
     if count1 < 0:
         raise null_value("PartitionProduceResponse.record_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionProduceResponse.record_errors", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("PartitionProduceResponse.record_errors", pos, count1, 6, len(buf) - pos)
     else:
         f_record_errors = []
         append3 = f_record_errors.append
@@ -1854,8 +1854,8 @@ def _read_ProduceResponse_TopicProduceResponse_v0(
     f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, 14, len(buf) - pos)
     else:
         f_partition_responses = []
         append5 = f_partition_responses.append
@@ -1901,8 +1901,8 @@ def _read_ProduceResponse_TopicProduceResponse_v2(
     f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
+    elif count3 * 22 > len(buf) - pos:
+        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, 22, len(buf) - pos)
     else:
         f_partition_responses = []
         append5 = f_partition_responses.append
@@ -1948,8 +1948,8 @@ def _read_ProduceResponse_TopicProduceResponse_v5(
     f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
+    elif count3 * 30 > len(buf) - pos:
+        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, 30, len(buf) - pos)
     else:
         f_partition_responses = []
         append5 = f_partition_responses.append
@@ -1995,8 +1995,8 @@ def _read_ProduceResponse_TopicProduceResponse_v8(
     f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
+    elif count3 * 36 > len(buf) - pos:
+        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, 36, len(buf) - pos)
     else:
         f_partition_responses = []
         append5 = f_partition_responses.append
@@ -2048,8 +2048,8 @@ def _read_ProduceResponse_TopicProduceResponse_v9(
     f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
+    elif count3 * 33 > len(buf) - pos:
+        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, 33, len(buf) - pos)
     else:
         f_partition_responses = []
         append5 = f_partition_responses.append
@@ -2136,8 +2136,8 @@ def _read_ProduceResponse_TopicProduceResponse_v10(
     f_partition_responses: list[ProduceResponse.PartitionProduceResponse]
     if count3 < 0:
         raise null_value("TopicProduceResponse.partition_responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, len(buf) - pos)
+    elif count3 * 33 > len(buf) - pos:
+        raise bad_count("TopicProduceResponse.partition_responses", pos, count3, 33, len(buf) - pos)
     else:
         f_partition_responses = []
         append5 = f_partition_responses.append
@@ -2600,8 +2600,8 @@ def _read_ProduceResponse_v0(buf: Buffer, pos: int) -> tuple[ProduceResponse, in
     f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -2625,8 +2625,8 @@ def _read_ProduceResponse_v1(buf: Buffer, pos: int) -> tuple[ProduceResponse, in
     f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -2654,8 +2654,8 @@ def _read_ProduceResponse_v2(buf: Buffer, pos: int) -> tuple[ProduceResponse, in
     f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -2683,8 +2683,8 @@ def _read_ProduceResponse_v5(buf: Buffer, pos: int) -> tuple[ProduceResponse, in
     f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -2712,8 +2712,8 @@ def _read_ProduceResponse_v8(buf: Buffer, pos: int) -> tuple[ProduceResponse, in
     f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 6, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -2744,8 +2744,8 @@ def _read_ProduceResponse_v9(buf: Buffer, pos: int) -> tuple[ProduceResponse, in
     f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 3, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -2807,8 +2807,8 @@ def _read_ProduceResponse_v10(buf: Buffer, pos: int) -> tuple[ProduceResponse, i
     f_responses: list[ProduceResponse.TopicProduceResponse]
     if count1 < 0:
         raise null_value("responses", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("responses", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("responses", pos, count1, 3, len(buf) - pos)
     else:
         f_responses = []
         append3 = f_responses.append
@@ -2861,8 +2861,8 @@ def _read_ProduceResponse_v10(buf: Buffer, pos: int) -> tuple[ProduceResponse, i
                 value4: list[ProduceResponse.NodeEndpoint]
                 if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count5 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+                elif count5 * 11 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, 11, len(buf) - pos)
                 else:
                     value4 = []
                     append7 = value4.append

@@ -126,8 +126,8 @@ def _read_ReadShareGroupStateRequest_ReadStateData_v0(
     f_partitions: list[ReadShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("ReadStateData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ReadStateData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 9 > len(buf) - pos:
+        raise bad_count("ReadStateData.partitions", pos, count1, 9, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -229,8 +229,8 @@ def _read_ReadShareGroupStateRequest_v0(
     f_topics: list[ReadShareGroupStateRequest.ReadStateData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 18, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -423,8 +423,8 @@ def _read_ReadShareGroupStateResponse_PartitionResult_v0(
     f_state_batches: list[ReadShareGroupStateResponse.StateBatch]
     if count3 < 0:
         raise null_value("PartitionResult.state_batches", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("PartitionResult.state_batches", pos, count3, len(buf) - pos)
+    elif count3 * 20 > len(buf) - pos:
+        raise bad_count("PartitionResult.state_batches", pos, count3, 20, len(buf) - pos)
     else:
         f_state_batches = []
         append5 = f_state_batches.append
@@ -523,8 +523,8 @@ def _read_ReadShareGroupStateResponse_ReadStateResult_v0(
     f_partitions: list[ReadShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("ReadStateResult.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ReadStateResult.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 21 > len(buf) - pos:
+        raise bad_count("ReadStateResult.partitions", pos, count1, 21, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -604,8 +604,8 @@ def _read_ReadShareGroupStateResponse_v0(
     f_results: list[ReadShareGroupStateResponse.ReadStateResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 18, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -125,8 +125,8 @@ def _read_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(
     f_partitions: list[ReadShareGroupStateSummaryRequest.PartitionData]
     if count1 < 0:
         raise null_value("ReadStateSummaryData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ReadStateSummaryData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 9 > len(buf) - pos:
+        raise bad_count("ReadStateSummaryData.partitions", pos, count1, 9, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -232,8 +232,8 @@ def _read_ReadShareGroupStateSummaryRequest_v0(
     f_topics: list[ReadShareGroupStateSummaryRequest.ReadStateSummaryData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 18, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -435,8 +435,8 @@ def _read_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(
     f_partitions: list[ReadShareGroupStateSummaryResponse.PartitionResult]
     if count1 < 0:
         raise null_value("ReadStateSummaryResult.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ReadStateSummaryResult.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 20 > len(buf) - pos:
+        raise bad_count("ReadStateSummaryResult.partitions", pos, count1, 20, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -522,8 +522,8 @@ def _read_ReadShareGroupStateSummaryResponse_v0(
     f_results: list[ReadShareGroupStateSummaryResponse.ReadStateSummaryResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 18, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -96,8 +96,8 @@ def _read_SaslHandshakeResponse_v0(buf: Buffer, pos: int) -> tuple[SaslHandshake
     f_mechanisms: list[str]
     if count1 < 0:
         raise null_value("mechanisms", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("mechanisms", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("mechanisms", pos, count1, 2, len(buf) - pos)
     else:
         f_mechanisms = []
         for _ in range(count1):

@@ -75,12 +75,8 @@ def _read_ShareAcknowledgeRequest_AcknowledgementBatch_v0(
     if count1 < 0:
         raise null_value("AcknowledgementBatch.acknowledge_types", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("AcknowledgementBatch.acknowledge_types", pos, count1, len(buf) - pos)
+        raise bad_count("AcknowledgementBatch.acknowledge_types", pos, count1, 1, len(buf) - pos)
     else:
-        if pos + 1 * count1 > len(buf):
-            raise too_short(
-                "AcknowledgementBatch.acknowledge_types", pos, 1 * count1, len(buf) - pos
-            )
         f_acknowledge_types = list(INT8_ARRAY[count1].unpack_from(buf, pos))
         pos += 1 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -167,8 +163,10 @@ def _read_ShareAcknowledgeRequest_AcknowledgePartition_v0(
     f_acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch]
     if count1 < 0:
         raise null_value("AcknowledgePartition.acknowledgement_batches", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("AcknowledgePartition.acknowledgement_batches", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count(
+            "AcknowledgePartition.acknowledgement_batches", pos, count1, 18, len(buf) - pos
+        )
     else:
         f_acknowledgement_batches = []
         append3 = f_acknowledgement_batches.append
@@ -256,8 +254,8 @@ def _read_ShareAcknowledgeRequest_AcknowledgeTopic_v0(
     f_partitions: list[ShareAcknowledgeRequest.AcknowledgePartition]
     if count1 < 0:
         raise null_value("AcknowledgeTopic.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("AcknowledgeTopic.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("AcknowledgeTopic.partitions", pos, count1, 6, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -384,8 +382,8 @@ def _read_ShareAcknowledgeRequest_v0(buf: Buffer, pos: int) -> tuple[ShareAcknow
     f_topics: list[ShareAcknowledgeRequest.AcknowledgeTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 18, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -657,8 +655,8 @@ def _read_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(
     f_partitions: list[ShareAcknowledgeResponse.PartitionData]
     if count1 < 0:
         raise null_value("ShareAcknowledgeTopicResponse.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ShareAcknowledgeTopicResponse.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 17 > len(buf) - pos:
+        raise bad_count("ShareAcknowledgeTopicResponse.partitions", pos, count1, 17, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -907,8 +905,8 @@ def _read_ShareAcknowledgeResponse_v0(
     f_responses: list[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse]
     if count3 < 0:
         raise null_value("responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("responses", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("responses", pos, count3, 18, len(buf) - pos)
     else:
         f_responses = []
         append5 = f_responses.append
@@ -926,8 +924,8 @@ def _read_ShareAcknowledgeResponse_v0(
     f_node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint]
     if count6 < 0:
         raise null_value("node_endpoints", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("node_endpoints", pos, count6, len(buf) - pos)
+    elif count6 * 11 > len(buf) - pos:
+        raise bad_count("node_endpoints", pos, count6, 11, len(buf) - pos)
     else:
         f_node_endpoints = []
         append8 = f_node_endpoints.append

@@ -80,12 +80,8 @@ def _read_ShareFetchRequest_AcknowledgementBatch_v0(
     if count1 < 0:
         raise null_value("AcknowledgementBatch.acknowledge_types", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("AcknowledgementBatch.acknowledge_types", pos, count1, len(buf) - pos)
+        raise bad_count("AcknowledgementBatch.acknowledge_types", pos, count1, 1, len(buf) - pos)
     else:
-        if pos + 1 * count1 > len(buf):
-            raise too_short(
-                "AcknowledgementBatch.acknowledge_types", pos, 1 * count1, len(buf) - pos
-            )
         f_acknowledge_types = list(INT8_ARRAY[count1].unpack_from(buf, pos))
         pos += 1 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -172,8 +168,8 @@ def _read_ShareFetchRequest_FetchPartition_v0(
     f_acknowledgement_batches: list[ShareFetchRequest.AcknowledgementBatch]
     if count1 < 0:
         raise null_value("FetchPartition.acknowledgement_batches", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("FetchPartition.acknowledgement_batches", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("FetchPartition.acknowledgement_batches", pos, count1, 18, len(buf) - pos)
     else:
         f_acknowledgement_batches = []
         append3 = f_acknowledgement_batches.append
@@ -257,8 +253,8 @@ def _read_ShareFetchRequest_FetchTopic_v0(
     f_partitions: list[ShareFetchRequest.FetchPartition]
     if count1 < 0:
         raise null_value("FetchTopic.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("FetchTopic.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("FetchTopic.partitions", pos, count1, 10, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -343,11 +339,9 @@ def _read_ShareFetchRequest_ForgottenTopic_v0(
     f_partitions: list[int]
     if count1 < 0:
         raise null_value("ForgottenTopic.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ForgottenTopic.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("ForgottenTopic.partitions", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("ForgottenTopic.partitions", pos, 4 * count1, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -475,8 +469,8 @@ def _read_ShareFetchRequest_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRequest
     f_topics: list[ShareFetchRequest.FetchTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 18, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -494,8 +488,8 @@ def _read_ShareFetchRequest_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRequest
     f_forgotten_topics_data: list[ShareFetchRequest.ForgottenTopic]
     if count8 < 0:
         raise null_value("forgotten_topics_data", pos)
-    elif count8 > len(buf) - pos:
-        raise bad_count("forgotten_topics_data", pos, count8, len(buf) - pos)
+    elif count8 * 18 > len(buf) - pos:
+        raise bad_count("forgotten_topics_data", pos, count8, 18, len(buf) - pos)
     else:
         f_forgotten_topics_data = []
         append10 = f_forgotten_topics_data.append
@@ -809,8 +803,8 @@ def _read_ShareFetchResponse_PartitionData_v0(
     f_acquired_records: list[ShareFetchResponse.AcquiredRecords]
     if count7 < 0:
         raise null_value("PartitionData.acquired_records", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("PartitionData.acquired_records", pos, count7, len(buf) - pos)
+    elif count7 * 19 > len(buf) - pos:
+        raise bad_count("PartitionData.acquired_records", pos, count7, 19, len(buf) - pos)
     else:
         f_acquired_records = []
         append9 = f_acquired_records.append
@@ -942,8 +936,8 @@ def _read_ShareFetchResponse_ShareFetchableTopicResponse_v0(
     f_partitions: list[ShareFetchResponse.PartitionData]
     if count1 < 0:
         raise null_value("ShareFetchableTopicResponse.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ShareFetchableTopicResponse.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 22 > len(buf) - pos:
+        raise bad_count("ShareFetchableTopicResponse.partitions", pos, count1, 22, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -1190,8 +1184,8 @@ def _read_ShareFetchResponse_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRespon
     f_responses: list[ShareFetchResponse.ShareFetchableTopicResponse]
     if count3 < 0:
         raise null_value("responses", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("responses", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("responses", pos, count3, 18, len(buf) - pos)
     else:
         f_responses = []
         append5 = f_responses.append
@@ -1209,8 +1203,8 @@ def _read_ShareFetchResponse_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRespon
     f_node_endpoints: list[ShareFetchResponse.NodeEndpoint]
     if count6 < 0:
         raise null_value("node_endpoints", pos)
-    elif count6 > len(buf) - pos:
-        raise bad_count("node_endpoints", pos, count6, len(buf) - pos)
+    elif count6 * 11 > len(buf) - pos:
+        raise bad_count("node_endpoints", pos, count6, 11, len(buf) - pos)
     else:
         f_node_endpoints = []
         append8 = f_node_endpoints.append

@@ -67,7 +67,7 @@ def _read_ShareGroupDescribeRequest_v0(
     if count1 < 0:
         raise null_value("group_ids", pos)
     elif count1 > len(buf) - pos:
-        raise bad_count("group_ids", pos, count1, len(buf) - pos)
+        raise bad_count("group_ids", pos, count1, 1, len(buf) - pos)
     else:
         f_group_ids = []
         for _ in range(count1):
@@ -205,11 +205,9 @@ def _read_ShareGroupDescribeResponse_TopicPartitions_v0(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("TopicPartitions.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicPartitions.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartitions.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("TopicPartitions.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -298,8 +296,8 @@ def _read_ShareGroupDescribeResponse_Assignment_v0(
     f_topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions]
     if count1 < 0:
         raise null_value("Assignment.topic_partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("Assignment.topic_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 19 > len(buf) - pos:
+        raise bad_count("Assignment.topic_partitions", pos, count1, 19, len(buf) - pos)
     else:
         f_topic_partitions = []
         append3 = f_topic_partitions.append
@@ -471,7 +469,7 @@ def _read_ShareGroupDescribeResponse_Member_v0(
     if count9 < 0:
         raise null_value("Member.subscribed_topic_names", pos)
     elif count9 > len(buf) - pos:
-        raise bad_count("Member.subscribed_topic_names", pos, count9, len(buf) - pos)
+        raise bad_count("Member.subscribed_topic_names", pos, count9, 1, len(buf) - pos)
     else:
         f_subscribed_topic_names = []
         for _ in range(count9):
@@ -749,8 +747,8 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
     f_members: list[ShareGroupDescribeResponse.Member]
     if count9 < 0:
         raise null_value("DescribedGroup.members", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("DescribedGroup.members", pos, count9, len(buf) - pos)
+    elif count9 * 12 > len(buf) - pos:
+        raise bad_count("DescribedGroup.members", pos, count9, 12, len(buf) - pos)
     else:
         f_members = []
         append11 = f_members.append
@@ -896,8 +894,8 @@ def _read_ShareGroupDescribeResponse_v0(
     f_groups: list[ShareGroupDescribeResponse.DescribedGroup]
     if count1 < 0:
         raise null_value("groups", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("groups", pos, count1, len(buf) - pos)
+    elif count1 * 20 > len(buf) - pos:
+        raise bad_count("groups", pos, count1, 20, len(buf) - pos)
     else:
         f_groups = []
         append3 = f_groups.append

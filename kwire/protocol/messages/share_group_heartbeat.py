@@ -136,7 +136,7 @@ def _read_ShareGroupHeartbeatRequest_v0(
     if count7 < 0:
         f_subscribed_topic_names = None
     elif count7 > len(buf) - pos:
-        raise bad_count("subscribed_topic_names", pos, count7, len(buf) - pos)
+        raise bad_count("subscribed_topic_names", pos, count7, 1, len(buf) - pos)
     else:
         f_subscribed_topic_names = []
         for _ in range(count7):
@@ -292,11 +292,9 @@ def _read_ShareGroupHeartbeatResponse_TopicPartitions_v0(
     f_partitions: list[int]
     if count1 < 0:
         raise null_value("TopicPartitions.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("TopicPartitions.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartitions.partitions", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("TopicPartitions.partitions", pos, 4 * count1, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     unknown: tuple[RawTaggedField, ...] = ()
@@ -371,8 +369,8 @@ def _read_ShareGroupHeartbeatResponse_Assignment_v0(
     f_topic_partitions: list[ShareGroupHeartbeatResponse.TopicPartitions]
     if count1 < 0:
         raise null_value("Assignment.topic_partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("Assignment.topic_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("Assignment.topic_partitions", pos, count1, 18, len(buf) - pos)
     else:
         f_topic_partitions = []
         append3 = f_topic_partitions.append

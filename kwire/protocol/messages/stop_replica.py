@@ -134,11 +134,9 @@ def _read_StopReplicaRequest_StopReplicaTopicV1_v1(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("StopReplicaTopicV1.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("StopReplicaTopicV1.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("StopReplicaTopicV1.partition_indexes", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("StopReplicaTopicV1.partition_indexes", pos, 4 * count3, len(buf) - pos)
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.name = f_name
@@ -184,11 +182,9 @@ def _read_StopReplicaRequest_StopReplicaTopicV1_v2(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("StopReplicaTopicV1.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("StopReplicaTopicV1.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("StopReplicaTopicV1.partition_indexes", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("StopReplicaTopicV1.partition_indexes", pos, 4 * count3, len(buf) - pos)
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -389,8 +385,8 @@ def _read_StopReplicaRequest_StopReplicaTopicState_v3(
     f_partition_states: list[StopReplicaRequest.StopReplicaPartitionState]
     if count3 < 0:
         raise null_value("StopReplicaTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("StopReplicaTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 10 > len(buf) - pos:
+        raise bad_count("StopReplicaTopicState.partition_states", pos, count3, 10, len(buf) - pos)
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -496,8 +492,8 @@ def _read_StopReplicaRequest_v0(buf: Buffer, pos: int) -> tuple[StopReplicaReque
     f_ungrouped_partitions: list[StopReplicaRequest.StopReplicaPartitionV0]
     if count1 < 0:
         raise null_value("ungrouped_partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("ungrouped_partitions", pos, count1, 6, len(buf) - pos)
     else:
         f_ungrouped_partitions = []
         append3 = f_ungrouped_partitions.append
@@ -539,8 +535,8 @@ def _read_StopReplicaRequest_v1(buf: Buffer, pos: int) -> tuple[StopReplicaReque
     f_topics: list[StopReplicaRequest.StopReplicaTopicV1]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -584,8 +580,8 @@ def _read_StopReplicaRequest_v2(buf: Buffer, pos: int) -> tuple[StopReplicaReque
     f_topics: list[StopReplicaRequest.StopReplicaTopicV1]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -656,8 +652,8 @@ def _read_StopReplicaRequest_v3(buf: Buffer, pos: int) -> tuple[StopReplicaReque
     f_topic_states: list[StopReplicaRequest.StopReplicaTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 3, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -733,8 +729,8 @@ def _read_StopReplicaRequest_v4(buf: Buffer, pos: int) -> tuple[StopReplicaReque
     f_topic_states: list[StopReplicaRequest.StopReplicaTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 3, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -1092,8 +1088,8 @@ def _read_StopReplicaResponse_v0(buf: Buffer, pos: int) -> tuple[StopReplicaResp
     f_partition_errors: list[StopReplicaResponse.StopReplicaPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("partition_errors", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("partition_errors", pos, count1, 8, len(buf) - pos)
     else:
         f_partition_errors = []
         append3 = f_partition_errors.append
@@ -1123,8 +1119,8 @@ def _read_StopReplicaResponse_v2(buf: Buffer, pos: int) -> tuple[StopReplicaResp
     f_partition_errors: list[StopReplicaResponse.StopReplicaPartitionError]
     if count1 < 0:
         raise null_value("partition_errors", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("partition_errors", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("partition_errors", pos, count1, 8, len(buf) - pos)
     else:
         f_partition_errors = []
         append3 = f_partition_errors.append

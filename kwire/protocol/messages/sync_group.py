@@ -350,8 +350,8 @@ def _read_SyncGroupRequest_v0(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
     f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count5 < 0:
         raise null_value("assignments", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("assignments", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("assignments", pos, count5, 6, len(buf) - pos)
     else:
         f_assignments = []
         append7 = f_assignments.append
@@ -440,8 +440,8 @@ def _read_SyncGroupRequest_v3(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
     f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count7 < 0:
         raise null_value("assignments", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("assignments", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("assignments", pos, count7, 6, len(buf) - pos)
     else:
         f_assignments = []
         append9 = f_assignments.append
@@ -542,8 +542,8 @@ def _read_SyncGroupRequest_v4(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
     f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count7 < 0:
         raise null_value("assignments", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("assignments", pos, count7, len(buf) - pos)
+    elif count7 * 3 > len(buf) - pos:
+        raise bad_count("assignments", pos, count7, 3, len(buf) - pos)
     else:
         f_assignments = []
         append9 = f_assignments.append
@@ -719,8 +719,8 @@ def _read_SyncGroupRequest_v5(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
     f_assignments: list[SyncGroupRequest.SyncGroupRequestAssignment]
     if count11 < 0:
         raise null_value("assignments", pos)
-    elif count11 > len(buf) - pos:
-        raise bad_count("assignments", pos, count11, len(buf) - pos)
+    elif count11 * 3 > len(buf) - pos:
+        raise bad_count("assignments", pos, count11, 3, len(buf) - pos)
     else:
         f_assignments = []
         append13 = f_assignments.append

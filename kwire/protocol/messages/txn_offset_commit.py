@@ -341,8 +341,8 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
     f_partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 14 > len(buf) - pos:
+        raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, 14, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -386,8 +386,8 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
     f_partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -437,8 +437,8 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
     f_partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitRequestTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("TxnOffsetCommitRequestTopic.partitions", pos, count3, 18, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -647,8 +647,8 @@ def _read_TxnOffsetCommitRequest_v0(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
     f_topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 6, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -720,8 +720,8 @@ def _read_TxnOffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
     f_topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic]
     if count5 < 0:
         raise null_value("topics", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("topics", pos, count5, len(buf) - pos)
+    elif count5 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count5, 6, len(buf) - pos)
     else:
         f_topics = []
         append7 = f_topics.append
@@ -848,8 +848,8 @@ def _read_TxnOffsetCommitRequest_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
     f_topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic]
     if count9 < 0:
         raise null_value("topics", pos)
-    elif count9 > len(buf) - pos:
-        raise bad_count("topics", pos, count9, len(buf) - pos)
+    elif count9 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count9, 3, len(buf) - pos)
     else:
         f_topics = []
         append11 = f_topics.append
@@ -1218,8 +1218,8 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
     f_partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TxnOffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("TxnOffsetCommitResponseTopic.partitions", pos, count3, 6, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1269,8 +1269,8 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
     f_partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition]
     if count3 < 0:
         raise null_value("TxnOffsetCommitResponseTopic.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TxnOffsetCommitResponseTopic.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("TxnOffsetCommitResponseTopic.partitions", pos, count3, 7, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -1439,8 +1439,8 @@ def _read_TxnOffsetCommitResponse_v0(buf: Buffer, pos: int) -> tuple[TxnOffsetCo
     f_topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1470,8 +1470,8 @@ def _read_TxnOffsetCommitResponse_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCo
     f_topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append

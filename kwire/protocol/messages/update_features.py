@@ -265,8 +265,8 @@ def _read_UpdateFeaturesRequest_v0(buf: Buffer, pos: int) -> tuple[UpdateFeature
     f_feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey]
     if count1 < 0:
         raise null_value("feature_updates", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("feature_updates", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("feature_updates", pos, count1, 5, len(buf) - pos)
     else:
         f_feature_updates = []
         append3 = f_feature_updates.append
@@ -328,8 +328,8 @@ def _read_UpdateFeaturesRequest_v1(buf: Buffer, pos: int) -> tuple[UpdateFeature
     f_feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey]
     if count1 < 0:
         raise null_value("feature_updates", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("feature_updates", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("feature_updates", pos, count1, 5, len(buf) - pos)
     else:
         f_feature_updates = []
         append3 = f_feature_updates.append
@@ -591,8 +591,8 @@ def _read_UpdateFeaturesResponse_v0(buf: Buffer, pos: int) -> tuple[UpdateFeatur
     f_results: list[UpdateFeaturesResponse.UpdatableFeatureResult]
     if count3 < 0:
         raise null_value("results", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("results", pos, count3, len(buf) - pos)
+    elif count3 * 5 > len(buf) - pos:
+        raise bad_count("results", pos, count3, 5, len(buf) - pos)
     else:
         f_results = []
         append5 = f_results.append

@@ -99,11 +99,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
     f_isr: list[BrokerId]
     if count3 < 0:
         raise null_value("UpdateMetadataPartitionState.isr", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.isr", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.isr", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("UpdateMetadataPartitionState.isr", pos, 4 * count3, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -121,13 +119,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
     f_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("UpdateMetadataPartitionState.replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count4, 4, len(buf) - pos)
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short(
-                "UpdateMetadataPartitionState.replicas", pos, 4 * count4, len(buf) - pos
-            )
         f_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     o.topic_name = f_topic_name
@@ -185,11 +179,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
     f_isr: list[BrokerId]
     if count3 < 0:
         raise null_value("UpdateMetadataPartitionState.isr", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.isr", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.isr", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("UpdateMetadataPartitionState.isr", pos, 4 * count3, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -207,13 +199,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
     f_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("UpdateMetadataPartitionState.replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count4, 4, len(buf) - pos)
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short(
-                "UpdateMetadataPartitionState.replicas", pos, 4 * count4, len(buf) - pos
-            )
         f_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -226,15 +214,11 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
     f_offline_replicas: list[BrokerId]
     if count5 < 0:
         raise null_value("UpdateMetadataPartitionState.offline_replicas", pos)
-    elif count5 > len(buf) - pos:
+    elif count5 * 4 > len(buf) - pos:
         raise bad_count(
-            "UpdateMetadataPartitionState.offline_replicas", pos, count5, len(buf) - pos
+            "UpdateMetadataPartitionState.offline_replicas", pos, count5, 4, len(buf) - pos
         )
     else:
-        if pos + 4 * count5 > len(buf):
-            raise too_short(
-                "UpdateMetadataPartitionState.offline_replicas", pos, 4 * count5, len(buf) - pos
-            )
         f_offline_replicas = list(INT32_ARRAY[count5].unpack_from(buf, pos))
         pos += 4 * count5
     o.topic_name = f_topic_name
@@ -273,11 +257,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("UpdateMetadataPartitionState.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("UpdateMetadataPartitionState.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -295,13 +277,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
     f_replicas: list[BrokerId]
     if count2 < 0:
         raise null_value("UpdateMetadataPartitionState.replicas", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short(
-                "UpdateMetadataPartitionState.replicas", pos, 4 * count2, len(buf) - pos
-            )
         f_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -314,15 +292,11 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(
     f_offline_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("UpdateMetadataPartitionState.offline_replicas", pos)
-    elif count3 > len(buf) - pos:
+    elif count3 * 4 > len(buf) - pos:
         raise bad_count(
-            "UpdateMetadataPartitionState.offline_replicas", pos, count3, len(buf) - pos
+            "UpdateMetadataPartitionState.offline_replicas", pos, count3, 4, len(buf) - pos
         )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "UpdateMetadataPartitionState.offline_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.topic_name = ""
@@ -364,11 +338,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
     f_isr: list[BrokerId]
     if count1 < 0:
         raise null_value("UpdateMetadataPartitionState.isr", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.isr", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.isr", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("UpdateMetadataPartitionState.isr", pos, 4 * count1, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -389,13 +361,9 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
     f_replicas: list[BrokerId]
     if count2 < 0:
         raise null_value("UpdateMetadataPartitionState.replicas", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("UpdateMetadataPartitionState.replicas", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short(
-                "UpdateMetadataPartitionState.replicas", pos, 4 * count2, len(buf) - pos
-            )
         f_replicas = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -411,15 +379,11 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(
     f_offline_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("UpdateMetadataPartitionState.offline_replicas", pos)
-    elif count3 > len(buf) - pos:
+    elif count3 * 4 > len(buf) - pos:
         raise bad_count(
-            "UpdateMetadataPartitionState.offline_replicas", pos, count3, len(buf) - pos
+            "UpdateMetadataPartitionState.offline_replicas", pos, count3, 4, len(buf) - pos
         )
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "UpdateMetadataPartitionState.offline_replicas", pos, 4 * count3, len(buf) - pos
-            )
         f_offline_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -740,8 +704,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
     f_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count3 < 0:
         raise null_value("UpdateMetadataTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("UpdateMetadataTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 32 > len(buf) - pos:
+        raise bad_count(
+            "UpdateMetadataTopicState.partition_states", pos, count3, 32, len(buf) - pos
+        )
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -794,8 +760,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
     f_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count3 < 0:
         raise null_value("UpdateMetadataTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("UpdateMetadataTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 24 > len(buf) - pos:
+        raise bad_count(
+            "UpdateMetadataTopicState.partition_states", pos, count3, 24, len(buf) - pos
+        )
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -894,8 +862,10 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
     f_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count3 < 0:
         raise null_value("UpdateMetadataTopicState.partition_states", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("UpdateMetadataTopicState.partition_states", pos, count3, len(buf) - pos)
+    elif count3 * 24 > len(buf) - pos:
+        raise bad_count(
+            "UpdateMetadataTopicState.partition_states", pos, count3, 24, len(buf) - pos
+        )
     else:
         f_partition_states = []
         append5 = f_partition_states.append
@@ -1453,8 +1423,8 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v1(
     f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, 8, len(buf) - pos)
     else:
         f_endpoints = []
         append3 = f_endpoints.append
@@ -1486,8 +1456,8 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
     f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, 8, len(buf) - pos)
     else:
         f_endpoints = []
         append3 = f_endpoints.append
@@ -1538,8 +1508,8 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
     f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, 10, len(buf) - pos)
     else:
         f_endpoints = []
         append3 = f_endpoints.append
@@ -1593,8 +1563,8 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(
     f_endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
     if count1 < 0:
         raise null_value("UpdateMetadataBroker.endpoints", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, len(buf) - pos)
+    elif count1 * 9 > len(buf) - pos:
+        raise bad_count("UpdateMetadataBroker.endpoints", pos, count1, 9, len(buf) - pos)
     else:
         f_endpoints = []
         append3 = f_endpoints.append
@@ -1849,8 +1819,8 @@ def _read_UpdateMetadataRequest_v0(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
+    elif count1 * 30 > len(buf) - pos:
+        raise bad_count("ungrouped_partition_states", pos, count1, 30, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
         append3 = f_ungrouped_partition_states.append
@@ -1865,8 +1835,8 @@ def _read_UpdateMetadataRequest_v0(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 10, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -1903,8 +1873,8 @@ def _read_UpdateMetadataRequest_v1(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
+    elif count1 * 30 > len(buf) - pos:
+        raise bad_count("ungrouped_partition_states", pos, count1, 30, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
         append3 = f_ungrouped_partition_states.append
@@ -1919,8 +1889,8 @@ def _read_UpdateMetadataRequest_v1(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 8 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 8, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -1957,8 +1927,8 @@ def _read_UpdateMetadataRequest_v2(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
+    elif count1 * 30 > len(buf) - pos:
+        raise bad_count("ungrouped_partition_states", pos, count1, 30, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
         append3 = f_ungrouped_partition_states.append
@@ -1973,8 +1943,8 @@ def _read_UpdateMetadataRequest_v2(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 10, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -2011,8 +1981,8 @@ def _read_UpdateMetadataRequest_v3(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
+    elif count1 * 30 > len(buf) - pos:
+        raise bad_count("ungrouped_partition_states", pos, count1, 30, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
         append3 = f_ungrouped_partition_states.append
@@ -2027,8 +1997,8 @@ def _read_UpdateMetadataRequest_v3(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 10, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -2065,8 +2035,8 @@ def _read_UpdateMetadataRequest_v4(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
     if count1 < 0:
         raise null_value("ungrouped_partition_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("ungrouped_partition_states", pos, count1, len(buf) - pos)
+    elif count1 * 34 > len(buf) - pos:
+        raise bad_count("ungrouped_partition_states", pos, count1, 34, len(buf) - pos)
     else:
         f_ungrouped_partition_states = []
         append3 = f_ungrouped_partition_states.append
@@ -2081,8 +2051,8 @@ def _read_UpdateMetadataRequest_v4(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 10, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -2121,8 +2091,8 @@ def _read_UpdateMetadataRequest_v5(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 6, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2137,8 +2107,8 @@ def _read_UpdateMetadataRequest_v5(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 10 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 10, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -2179,8 +2149,8 @@ def _read_UpdateMetadataRequest_v6(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 3, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2198,8 +2168,8 @@ def _read_UpdateMetadataRequest_v6(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 7 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 7, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -2271,8 +2241,8 @@ def _read_UpdateMetadataRequest_v7(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 19 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 19, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2290,8 +2260,8 @@ def _read_UpdateMetadataRequest_v7(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 7 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 7, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append
@@ -2365,8 +2335,8 @@ def _read_UpdateMetadataRequest_v8(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
     if count1 < 0:
         raise null_value("topic_states", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topic_states", pos, count1, len(buf) - pos)
+    elif count1 * 19 > len(buf) - pos:
+        raise bad_count("topic_states", pos, count1, 19, len(buf) - pos)
     else:
         f_topic_states = []
         append3 = f_topic_states.append
@@ -2384,8 +2354,8 @@ def _read_UpdateMetadataRequest_v8(buf: Buffer, pos: int) -> tuple[UpdateMetadat
     f_live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
     if count4 < 0:
         raise null_value("live_brokers", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("live_brokers", pos, count4, len(buf) - pos)
+    elif count4 * 7 > len(buf) - pos:
+        raise bad_count("live_brokers", pos, count4, 7, len(buf) - pos)
     else:
         f_live_brokers = []
         append6 = f_live_brokers.append

@@ -282,8 +282,8 @@ def _read_UpdateRaftVoterRequest_v0(buf: Buffer, pos: int) -> tuple[UpdateRaftVo
     f_listeners: list[UpdateRaftVoterRequest.Listener]
     if count3 < 0:
         raise null_value("listeners", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("listeners", pos, count3, len(buf) - pos)
+    elif count3 * 5 > len(buf) - pos:
+        raise bad_count("listeners", pos, count3, 5, len(buf) - pos)
     else:
         f_listeners = []
         append5 = f_listeners.append

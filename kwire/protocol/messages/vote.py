@@ -243,8 +243,8 @@ def _read_VoteRequest_TopicData_v0(buf: Buffer, pos: int) -> tuple[_VoteRequest_
     f_partitions: list[VoteRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 25 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 25, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -323,8 +323,8 @@ def _read_VoteRequest_TopicData_v1(buf: Buffer, pos: int) -> tuple[_VoteRequest_
     f_partitions: list[VoteRequest.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 57 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 57, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -465,8 +465,8 @@ def _read_VoteRequest_v0(buf: Buffer, pos: int) -> tuple[VoteRequest, int]:
     f_topics: list[VoteRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -551,8 +551,8 @@ def _read_VoteRequest_v1(buf: Buffer, pos: int) -> tuple[VoteRequest, int]:
     f_topics: list[VoteRequest.TopicData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 3, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -756,8 +756,8 @@ def _read_VoteResponse_TopicData_v0(buf: Buffer, pos: int) -> tuple[_VoteRespons
     f_partitions: list[VoteResponse.PartitionData]
     if count3 < 0:
         raise null_value("TopicData.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicData.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 16 > len(buf) - pos:
+        raise bad_count("TopicData.partitions", pos, count3, 16, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -941,8 +941,8 @@ def _read_VoteResponse_v0(buf: Buffer, pos: int) -> tuple[VoteResponse, int]:
     f_topics: list[VoteResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1004,8 +1004,8 @@ def _read_VoteResponse_v1(buf: Buffer, pos: int) -> tuple[VoteResponse, int]:
     f_topics: list[VoteResponse.TopicData]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -1053,8 +1053,8 @@ def _read_VoteResponse_v1(buf: Buffer, pos: int) -> tuple[VoteResponse, int]:
                 value4: list[VoteResponse.NodeEndpoint]
                 if count5 < 0:
                     raise null_value("node_endpoints", pos)
-                elif count5 > len(buf) - pos:
-                    raise bad_count("node_endpoints", pos, count5, len(buf) - pos)
+                elif count5 * 8 > len(buf) - pos:
+                    raise bad_count("node_endpoints", pos, count5, 8, len(buf) - pos)
                 else:
                     value4 = []
                     append7 = value4.append

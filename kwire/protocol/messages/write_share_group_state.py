@@ -141,8 +141,8 @@ def _read_WriteShareGroupStateRequest_PartitionData_v0(
     f_state_batches: list[WriteShareGroupStateRequest.StateBatch]
     if count1 < 0:
         raise null_value("PartitionData.state_batches", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("PartitionData.state_batches", pos, count1, len(buf) - pos)
+    elif count1 * 20 > len(buf) - pos:
+        raise bad_count("PartitionData.state_batches", pos, count1, 20, len(buf) - pos)
     else:
         f_state_batches = []
         append3 = f_state_batches.append
@@ -228,8 +228,8 @@ def _read_WriteShareGroupStateRequest_WriteStateData_v0(
     f_partitions: list[WriteShareGroupStateRequest.PartitionData]
     if count1 < 0:
         raise null_value("WriteStateData.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("WriteStateData.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 22 > len(buf) - pos:
+        raise bad_count("WriteStateData.partitions", pos, count1, 22, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -331,8 +331,8 @@ def _read_WriteShareGroupStateRequest_v0(
     f_topics: list[WriteShareGroupStateRequest.WriteStateData]
     if count3 < 0:
         raise null_value("topics", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("topics", pos, count3, len(buf) - pos)
+    elif count3 * 18 > len(buf) - pos:
+        raise bad_count("topics", pos, count3, 18, len(buf) - pos)
     else:
         f_topics = []
         append5 = f_topics.append
@@ -521,8 +521,8 @@ def _read_WriteShareGroupStateResponse_WriteStateResult_v0(
     f_partitions: list[WriteShareGroupStateResponse.PartitionResult]
     if count1 < 0:
         raise null_value("WriteStateResult.partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("WriteStateResult.partitions", pos, count1, len(buf) - pos)
+    elif count1 * 8 > len(buf) - pos:
+        raise bad_count("WriteStateResult.partitions", pos, count1, 8, len(buf) - pos)
     else:
         f_partitions = []
         append3 = f_partitions.append
@@ -602,8 +602,8 @@ def _read_WriteShareGroupStateResponse_v0(
     f_results: list[WriteShareGroupStateResponse.WriteStateResult]
     if count1 < 0:
         raise null_value("results", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("results", pos, count1, len(buf) - pos)
+    elif count1 * 18 > len(buf) - pos:
+        raise bad_count("results", pos, count1, 18, len(buf) - pos)
     else:
         f_results = []
         append3 = f_results.append

@@ -84,13 +84,9 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("WritableTxnMarkerTopic.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("WritableTxnMarkerTopic.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("WritableTxnMarkerTopic.partition_indexes", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "WritableTxnMarkerTopic.partition_indexes", pos, 4 * count3, len(buf) - pos
-            )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.name = f_name
@@ -138,13 +134,9 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(
     f_partition_indexes: list[int]
     if count3 < 0:
         raise null_value("WritableTxnMarkerTopic.partition_indexes", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("WritableTxnMarkerTopic.partition_indexes", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("WritableTxnMarkerTopic.partition_indexes", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short(
-                "WritableTxnMarkerTopic.partition_indexes", pos, 4 * count3, len(buf) - pos
-            )
         f_partition_indexes = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     unknown: tuple[RawTaggedField, ...] = ()
@@ -271,8 +263,8 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v0(
     f_topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic]
     if count1 < 0:
         raise null_value("WritableTxnMarker.topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("WritableTxnMarker.topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("WritableTxnMarker.topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -321,8 +313,8 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarker_v1(
     f_topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic]
     if count1 < 0:
         raise null_value("WritableTxnMarker.topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("WritableTxnMarker.topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("WritableTxnMarker.topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -417,8 +409,8 @@ def _read_WriteTxnMarkersRequest_v0(buf: Buffer, pos: int) -> tuple[WriteTxnMark
     f_markers: list[WriteTxnMarkersRequest.WritableTxnMarker]
     if count1 < 0:
         raise null_value("markers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("markers", pos, count1, len(buf) - pos)
+    elif count1 * 19 > len(buf) - pos:
+        raise bad_count("markers", pos, count1, 19, len(buf) - pos)
     else:
         f_markers = []
         append3 = f_markers.append
@@ -443,8 +435,8 @@ def _read_WriteTxnMarkersRequest_v1(buf: Buffer, pos: int) -> tuple[WriteTxnMark
     f_markers: list[WriteTxnMarkersRequest.WritableTxnMarker]
     if count1 < 0:
         raise null_value("markers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("markers", pos, count1, len(buf) - pos)
+    elif count1 * 17 > len(buf) - pos:
+        raise bad_count("markers", pos, count1, 17, len(buf) - pos)
     else:
         f_markers = []
         append3 = f_markers.append
@@ -641,8 +633,8 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
     f_partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult]
     if count3 < 0:
         raise null_value("WritableTxnMarkerTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("WritableTxnMarkerTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 6 > len(buf) - pos:
+        raise bad_count("WritableTxnMarkerTopicResult.partitions", pos, count3, 6, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -692,8 +684,8 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
     f_partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult]
     if count3 < 0:
         raise null_value("WritableTxnMarkerTopicResult.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("WritableTxnMarkerTopicResult.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 7 > len(buf) - pos:
+        raise bad_count("WritableTxnMarkerTopicResult.partitions", pos, count3, 7, len(buf) - pos)
     else:
         f_partitions = []
         append5 = f_partitions.append
@@ -820,8 +812,8 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(
     f_topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult]
     if count1 < 0:
         raise null_value("WritableTxnMarkerResult.topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("WritableTxnMarkerResult.topics", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("WritableTxnMarkerResult.topics", pos, count1, 6, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -855,8 +847,8 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(
     f_topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult]
     if count1 < 0:
         raise null_value("WritableTxnMarkerResult.topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("WritableTxnMarkerResult.topics", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("WritableTxnMarkerResult.topics", pos, count1, 3, len(buf) - pos)
     else:
         f_topics = []
         append3 = f_topics.append
@@ -953,8 +945,8 @@ def _read_WriteTxnMarkersResponse_v0(buf: Buffer, pos: int) -> tuple[WriteTxnMar
     f_markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult]
     if count1 < 0:
         raise null_value("markers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("markers", pos, count1, len(buf) - pos)
+    elif count1 * 12 > len(buf) - pos:
+        raise bad_count("markers", pos, count1, 12, len(buf) - pos)
     else:
         f_markers = []
         append3 = f_markers.append
@@ -979,8 +971,8 @@ def _read_WriteTxnMarkersResponse_v1(buf: Buffer, pos: int) -> tuple[WriteTxnMar
     f_markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult]
     if count1 < 0:
         raise null_value("markers", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("markers", pos, count1, len(buf) - pos)
+    elif count1 * 10 > len(buf) - pos:
+        raise bad_count("markers", pos, count1, 10, len(buf) - pos)
     else:
         f_markers = []
         append3 = f_markers.append

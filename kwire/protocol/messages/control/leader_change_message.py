@@ -172,8 +172,8 @@ def _read_LeaderChangeMessage_v0(buf: Buffer, pos: int) -> tuple[LeaderChangeMes
     f_voters: list[LeaderChangeMessage.Voter]
     if count1 < 0:
         raise null_value("voters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("voters", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("voters", pos, count1, 5, len(buf) - pos)
     else:
         f_voters = []
         append3 = f_voters.append
@@ -191,8 +191,8 @@ def _read_LeaderChangeMessage_v0(buf: Buffer, pos: int) -> tuple[LeaderChangeMes
     f_granting_voters: list[LeaderChangeMessage.Voter]
     if count4 < 0:
         raise null_value("granting_voters", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("granting_voters", pos, count4, len(buf) - pos)
+    elif count4 * 5 > len(buf) - pos:
+        raise bad_count("granting_voters", pos, count4, 5, len(buf) - pos)
     else:
         f_granting_voters = []
         append6 = f_granting_voters.append
@@ -254,8 +254,8 @@ def _read_LeaderChangeMessage_v1(buf: Buffer, pos: int) -> tuple[LeaderChangeMes
     f_voters: list[LeaderChangeMessage.Voter]
     if count1 < 0:
         raise null_value("voters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("voters", pos, count1, len(buf) - pos)
+    elif count1 * 21 > len(buf) - pos:
+        raise bad_count("voters", pos, count1, 21, len(buf) - pos)
     else:
         f_voters = []
         append3 = f_voters.append
@@ -273,8 +273,8 @@ def _read_LeaderChangeMessage_v1(buf: Buffer, pos: int) -> tuple[LeaderChangeMes
     f_granting_voters: list[LeaderChangeMessage.Voter]
     if count4 < 0:
         raise null_value("granting_voters", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("granting_voters", pos, count4, len(buf) - pos)
+    elif count4 * 21 > len(buf) - pos:
+        raise bad_count("granting_voters", pos, count4, 21, len(buf) - pos)
     else:
         f_granting_voters = []
         append6 = f_granting_voters.append

@@ -249,8 +249,8 @@ def _read_VotersRecord_Voter_v0(buf: Buffer, pos: int) -> tuple[_VotersRecord_Vo
     f_endpoints: list[VotersRecord.Endpoint]
     if count1 < 0:
         raise null_value("Voter.endpoints", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("Voter.endpoints", pos, count1, len(buf) - pos)
+    elif count1 * 5 > len(buf) - pos:
+        raise bad_count("Voter.endpoints", pos, count1, 5, len(buf) - pos)
     else:
         f_endpoints = []
         append3 = f_endpoints.append
@@ -338,8 +338,8 @@ def _read_VotersRecord_v0(buf: Buffer, pos: int) -> tuple[VotersRecord, int]:
     f_voters: list[VotersRecord.Voter]
     if count1 < 0:
         raise null_value("voters", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("voters", pos, count1, len(buf) - pos)
+    elif count1 * 27 > len(buf) - pos:
+        raise bad_count("voters", pos, count1, 27, len(buf) - pos)
     else:
         f_voters = []
         append3 = f_voters.append

@@ -77,11 +77,9 @@ def _read_ConsumerProtocolAssignment_TopicPartition_v0(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("TopicPartition.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicPartition.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartition.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("TopicPartition.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.topic = f_topic
@@ -121,8 +119,8 @@ def _read_ConsumerProtocolAssignment_v0(
     f_assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition]
     if count1 < 0:
         raise null_value("assigned_partitions", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("assigned_partitions", pos, count1, len(buf) - pos)
+    elif count1 * 6 > len(buf) - pos:
+        raise bad_count("assigned_partitions", pos, count1, 6, len(buf) - pos)
     else:
         f_assigned_partitions = []
         append3 = f_assigned_partitions.append

@@ -77,11 +77,9 @@ def _read_ConsumerProtocolSubscription_TopicPartition_v1(
     f_partitions: list[int]
     if count3 < 0:
         raise null_value("TopicPartition.partitions", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("TopicPartition.partitions", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("TopicPartition.partitions", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("TopicPartition.partitions", pos, 4 * count3, len(buf) - pos)
         f_partitions = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     o.topic = f_topic
@@ -121,8 +119,8 @@ def _read_ConsumerProtocolSubscription_v0(
     f_topics: list[str]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         for _ in range(count1):
@@ -180,8 +178,8 @@ def _read_ConsumerProtocolSubscription_v1(
     f_topics: list[str]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         for _ in range(count1):
@@ -227,8 +225,8 @@ def _read_ConsumerProtocolSubscription_v1(
     f_owned_partitions: list[ConsumerProtocolSubscription.TopicPartition]
     if count7 < 0:
         raise null_value("owned_partitions", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("owned_partitions", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("owned_partitions", pos, count7, 6, len(buf) - pos)
     else:
         f_owned_partitions = []
         append9 = f_owned_partitions.append
@@ -255,8 +253,8 @@ def _read_ConsumerProtocolSubscription_v2(
     f_topics: list[str]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         for _ in range(count1):
@@ -302,8 +300,8 @@ def _read_ConsumerProtocolSubscription_v2(
     f_owned_partitions: list[ConsumerProtocolSubscription.TopicPartition]
     if count7 < 0:
         raise null_value("owned_partitions", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("owned_partitions", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("owned_partitions", pos, count7, 6, len(buf) - pos)
     else:
         f_owned_partitions = []
         append9 = f_owned_partitions.append
@@ -334,8 +332,8 @@ def _read_ConsumerProtocolSubscription_v3(
     f_topics: list[str]
     if count1 < 0:
         raise null_value("topics", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("topics", pos, count1, len(buf) - pos)
+    elif count1 * 2 > len(buf) - pos:
+        raise bad_count("topics", pos, count1, 2, len(buf) - pos)
     else:
         f_topics = []
         for _ in range(count1):
@@ -381,8 +379,8 @@ def _read_ConsumerProtocolSubscription_v3(
     f_owned_partitions: list[ConsumerProtocolSubscription.TopicPartition]
     if count7 < 0:
         raise null_value("owned_partitions", pos)
-    elif count7 > len(buf) - pos:
-        raise bad_count("owned_partitions", pos, count7, len(buf) - pos)
+    elif count7 * 6 > len(buf) - pos:
+        raise bad_count("owned_partitions", pos, count7, 6, len(buf) - pos)
     else:
         f_owned_partitions = []
         append9 = f_owned_partitions.append

@@ -141,8 +141,8 @@ def _read_QuorumStateData_v0(buf: Buffer, pos: int) -> tuple[QuorumStateData, in
     f_current_voters: list[QuorumStateData.Voter] | None
     if count3 < 0:
         f_current_voters = None
-    elif count3 > len(buf) - pos:
-        raise bad_count("current_voters", pos, count3, len(buf) - pos)
+    elif count3 * 5 > len(buf) - pos:
+        raise bad_count("current_voters", pos, count3, 5, len(buf) - pos)
     else:
         f_current_voters = []
         append5 = f_current_voters.append

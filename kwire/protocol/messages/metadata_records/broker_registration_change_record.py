@@ -241,12 +241,10 @@ def _read_BrokerRegistrationChangeRecord_v2(
                 value3: list[UUID]
                 if count4 < 0:
                     raise null_value("log_dirs", pos)
-                elif count4 > len(buf) - pos:
-                    raise bad_count("log_dirs", pos, count4, len(buf) - pos)
+                elif count4 * 16 > len(buf) - pos:
+                    raise bad_count("log_dirs", pos, count4, 16, len(buf) - pos)
                 else:
                     end5 = pos + 16 * count4
-                    if end5 > len(buf):
-                        raise too_short("log_dirs", pos, 16 * count4, len(buf) - pos)
                     value3 = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end5, 16)]
                     pos = end5
                 f_log_dirs = value3

@@ -177,8 +177,8 @@ def _read_ClientQuotaRecord_v0(buf: Buffer, pos: int) -> tuple[ClientQuotaRecord
     f_entity: list[ClientQuotaRecord.EntityData]
     if count1 < 0:
         raise null_value("entity", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("entity", pos, count1, len(buf) - pos)
+    elif count1 * 3 > len(buf) - pos:
+        raise bad_count("entity", pos, count1, 3, len(buf) - pos)
     else:
         f_entity = []
         append3 = f_entity.append

@@ -101,7 +101,7 @@ def _read_DelegationTokenRecord_v0(buf: Buffer, pos: int) -> tuple[DelegationTok
     if count5 < 0:
         raise null_value("renewers", pos)
     elif count5 > len(buf) - pos:
-        raise bad_count("renewers", pos, count5, len(buf) - pos)
+        raise bad_count("renewers", pos, count5, 1, len(buf) - pos)
     else:
         f_renewers = []
         for _ in range(count5):

@@ -100,11 +100,9 @@ def _read_PartitionChangeRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value1: list[BrokerId] | None
                 if count2 < 0:
                     value1 = None
-                elif count2 > len(buf) - pos:
-                    raise bad_count("isr", pos, count2, len(buf) - pos)
+                elif count2 * 4 > len(buf) - pos:
+                    raise bad_count("isr", pos, count2, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count2 > len(buf):
-                        raise too_short("isr", pos, 4 * count2, len(buf) - pos)
                     value1 = list(INT32_ARRAY[count2].unpack_from(buf, pos))
                     pos += 4 * count2
                 f_isr = value1
@@ -131,11 +129,9 @@ def _read_PartitionChangeRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value4: list[BrokerId] | None
                 if count5 < 0:
                     value4 = None
-                elif count5 > len(buf) - pos:
-                    raise bad_count("replicas", pos, count5, len(buf) - pos)
+                elif count5 * 4 > len(buf) - pos:
+                    raise bad_count("replicas", pos, count5, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count5 > len(buf):
-                        raise too_short("replicas", pos, 4 * count5, len(buf) - pos)
                     value4 = list(INT32_ARRAY[count5].unpack_from(buf, pos))
                     pos += 4 * count5
                 f_replicas = value4
@@ -153,11 +149,9 @@ def _read_PartitionChangeRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value6: list[BrokerId] | None
                 if count7 < 0:
                     value6 = None
-                elif count7 > len(buf) - pos:
-                    raise bad_count("removing_replicas", pos, count7, len(buf) - pos)
+                elif count7 * 4 > len(buf) - pos:
+                    raise bad_count("removing_replicas", pos, count7, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count7 > len(buf):
-                        raise too_short("removing_replicas", pos, 4 * count7, len(buf) - pos)
                     value6 = list(INT32_ARRAY[count7].unpack_from(buf, pos))
                     pos += 4 * count7
                 f_removing_replicas = value6
@@ -175,11 +169,9 @@ def _read_PartitionChangeRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value8: list[BrokerId] | None
                 if count9 < 0:
                     value8 = None
-                elif count9 > len(buf) - pos:
-                    raise bad_count("adding_replicas", pos, count9, len(buf) - pos)
+                elif count9 * 4 > len(buf) - pos:
+                    raise bad_count("adding_replicas", pos, count9, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count9 > len(buf):
-                        raise too_short("adding_replicas", pos, 4 * count9, len(buf) - pos)
                     value8 = list(INT32_ARRAY[count9].unpack_from(buf, pos))
                     pos += 4 * count9
                 f_adding_replicas = value8
@@ -266,11 +258,9 @@ def _read_PartitionChangeRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value1: list[BrokerId] | None
                 if count2 < 0:
                     value1 = None
-                elif count2 > len(buf) - pos:
-                    raise bad_count("isr", pos, count2, len(buf) - pos)
+                elif count2 * 4 > len(buf) - pos:
+                    raise bad_count("isr", pos, count2, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count2 > len(buf):
-                        raise too_short("isr", pos, 4 * count2, len(buf) - pos)
                     value1 = list(INT32_ARRAY[count2].unpack_from(buf, pos))
                     pos += 4 * count2
                 f_isr = value1
@@ -297,11 +287,9 @@ def _read_PartitionChangeRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value4: list[BrokerId] | None
                 if count5 < 0:
                     value4 = None
-                elif count5 > len(buf) - pos:
-                    raise bad_count("replicas", pos, count5, len(buf) - pos)
+                elif count5 * 4 > len(buf) - pos:
+                    raise bad_count("replicas", pos, count5, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count5 > len(buf):
-                        raise too_short("replicas", pos, 4 * count5, len(buf) - pos)
                     value4 = list(INT32_ARRAY[count5].unpack_from(buf, pos))
                     pos += 4 * count5
                 f_replicas = value4
@@ -319,11 +307,9 @@ def _read_PartitionChangeRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value6: list[BrokerId] | None
                 if count7 < 0:
                     value6 = None
-                elif count7 > len(buf) - pos:
-                    raise bad_count("removing_replicas", pos, count7, len(buf) - pos)
+                elif count7 * 4 > len(buf) - pos:
+                    raise bad_count("removing_replicas", pos, count7, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count7 > len(buf):
-                        raise too_short("removing_replicas", pos, 4 * count7, len(buf) - pos)
                     value6 = list(INT32_ARRAY[count7].unpack_from(buf, pos))
                     pos += 4 * count7
                 f_removing_replicas = value6
@@ -341,11 +327,9 @@ def _read_PartitionChangeRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value8: list[BrokerId] | None
                 if count9 < 0:
                     value8 = None
-                elif count9 > len(buf) - pos:
-                    raise bad_count("adding_replicas", pos, count9, len(buf) - pos)
+                elif count9 * 4 > len(buf) - pos:
+                    raise bad_count("adding_replicas", pos, count9, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count9 > len(buf):
-                        raise too_short("adding_replicas", pos, 4 * count9, len(buf) - pos)
                     value8 = list(INT32_ARRAY[count9].unpack_from(buf, pos))
                     pos += 4 * count9
                 f_adding_replicas = value8
@@ -372,12 +356,10 @@ def _read_PartitionChangeRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value11: list[UUID] | None
                 if count12 < 0:
                     value11 = None
-                elif count12 > len(buf) - pos:
-                    raise bad_count("directories", pos, count12, len(buf) - pos)
+                elif count12 * 16 > len(buf) - pos:
+                    raise bad_count("directories", pos, count12, 16, len(buf) - pos)
                 else:
                     end13 = pos + 16 * count12
-                    if end13 > len(buf):
-                        raise too_short("directories", pos, 16 * count12, len(buf) - pos)
                     value11 = [
                         uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end13, 16)
                     ]
@@ -459,11 +441,9 @@ def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value1: list[BrokerId] | None
                 if count2 < 0:
                     value1 = None
-                elif count2 > len(buf) - pos:
-                    raise bad_count("isr", pos, count2, len(buf) - pos)
+                elif count2 * 4 > len(buf) - pos:
+                    raise bad_count("isr", pos, count2, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count2 > len(buf):
-                        raise too_short("isr", pos, 4 * count2, len(buf) - pos)
                     value1 = list(INT32_ARRAY[count2].unpack_from(buf, pos))
                     pos += 4 * count2
                 f_isr = value1
@@ -490,11 +470,9 @@ def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value4: list[BrokerId] | None
                 if count5 < 0:
                     value4 = None
-                elif count5 > len(buf) - pos:
-                    raise bad_count("replicas", pos, count5, len(buf) - pos)
+                elif count5 * 4 > len(buf) - pos:
+                    raise bad_count("replicas", pos, count5, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count5 > len(buf):
-                        raise too_short("replicas", pos, 4 * count5, len(buf) - pos)
                     value4 = list(INT32_ARRAY[count5].unpack_from(buf, pos))
                     pos += 4 * count5
                 f_replicas = value4
@@ -512,11 +490,9 @@ def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value6: list[BrokerId] | None
                 if count7 < 0:
                     value6 = None
-                elif count7 > len(buf) - pos:
-                    raise bad_count("removing_replicas", pos, count7, len(buf) - pos)
+                elif count7 * 4 > len(buf) - pos:
+                    raise bad_count("removing_replicas", pos, count7, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count7 > len(buf):
-                        raise too_short("removing_replicas", pos, 4 * count7, len(buf) - pos)
                     value6 = list(INT32_ARRAY[count7].unpack_from(buf, pos))
                     pos += 4 * count7
                 f_removing_replicas = value6
@@ -534,11 +510,9 @@ def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value8: list[BrokerId] | None
                 if count9 < 0:
                     value8 = None
-                elif count9 > len(buf) - pos:
-                    raise bad_count("adding_replicas", pos, count9, len(buf) - pos)
+                elif count9 * 4 > len(buf) - pos:
+                    raise bad_count("adding_replicas", pos, count9, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count9 > len(buf):
-                        raise too_short("adding_replicas", pos, 4 * count9, len(buf) - pos)
                     value8 = list(INT32_ARRAY[count9].unpack_from(buf, pos))
                     pos += 4 * count9
                 f_adding_replicas = value8
@@ -565,13 +539,9 @@ def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value11: list[BrokerId] | None
                 if count12 < 0:
                     value11 = None
-                elif count12 > len(buf) - pos:
-                    raise bad_count("eligible_leader_replicas", pos, count12, len(buf) - pos)
+                elif count12 * 4 > len(buf) - pos:
+                    raise bad_count("eligible_leader_replicas", pos, count12, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count12 > len(buf):
-                        raise too_short(
-                            "eligible_leader_replicas", pos, 4 * count12, len(buf) - pos
-                        )
                     value11 = list(INT32_ARRAY[count12].unpack_from(buf, pos))
                     pos += 4 * count12
                 f_eligible_leader_replicas = value11
@@ -591,11 +561,9 @@ def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value13: list[BrokerId] | None
                 if count14 < 0:
                     value13 = None
-                elif count14 > len(buf) - pos:
-                    raise bad_count("last_known_elr", pos, count14, len(buf) - pos)
+                elif count14 * 4 > len(buf) - pos:
+                    raise bad_count("last_known_elr", pos, count14, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count14 > len(buf):
-                        raise too_short("last_known_elr", pos, 4 * count14, len(buf) - pos)
                     value13 = list(INT32_ARRAY[count14].unpack_from(buf, pos))
                     pos += 4 * count14
                 f_last_known_elr = value13
@@ -613,12 +581,10 @@ def _read_PartitionChangeRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionChan
                 value15: list[UUID] | None
                 if count16 < 0:
                     value15 = None
-                elif count16 > len(buf) - pos:
-                    raise bad_count("directories", pos, count16, len(buf) - pos)
+                elif count16 * 16 > len(buf) - pos:
+                    raise bad_count("directories", pos, count16, 16, len(buf) - pos)
                 else:
                     end17 = pos + 16 * count16
-                    if end17 > len(buf):
-                        raise too_short("directories", pos, 16 * count16, len(buf) - pos)
                     value15 = [
                         uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end17, 16)
                     ]

@@ -66,11 +66,9 @@ def _read_PartitionRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_replicas: list[BrokerId]
     if count1 < 0:
         raise null_value("replicas", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("replicas", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("replicas", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("replicas", pos, 4 * count1, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -84,11 +82,9 @@ def _read_PartitionRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_isr: list[int]
     if count2 < 0:
         raise null_value("isr", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("isr", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("isr", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("isr", pos, 4 * count2, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -102,11 +98,9 @@ def _read_PartitionRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_removing_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("removing_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("removing_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("removing_replicas", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("removing_replicas", pos, 4 * count3, len(buf) - pos)
         f_removing_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -120,11 +114,9 @@ def _read_PartitionRecord_v0(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_adding_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("adding_replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("adding_replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count("adding_replicas", pos, count4, 4, len(buf) - pos)
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short("adding_replicas", pos, 4 * count4, len(buf) - pos)
         f_adding_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -212,11 +204,9 @@ def _read_PartitionRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_replicas: list[BrokerId]
     if count1 < 0:
         raise null_value("replicas", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("replicas", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("replicas", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("replicas", pos, 4 * count1, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -230,11 +220,9 @@ def _read_PartitionRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_isr: list[int]
     if count2 < 0:
         raise null_value("isr", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("isr", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("isr", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("isr", pos, 4 * count2, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -248,11 +236,9 @@ def _read_PartitionRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_removing_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("removing_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("removing_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("removing_replicas", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("removing_replicas", pos, 4 * count3, len(buf) - pos)
         f_removing_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -266,11 +252,9 @@ def _read_PartitionRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_adding_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("adding_replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("adding_replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count("adding_replicas", pos, count4, 4, len(buf) - pos)
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short("adding_replicas", pos, 4 * count4, len(buf) - pos)
         f_adding_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -296,12 +280,10 @@ def _read_PartitionRecord_v1(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_directories: list[UUID]
     if count5 < 0:
         raise null_value("directories", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("directories", pos, count5, len(buf) - pos)
+    elif count5 * 16 > len(buf) - pos:
+        raise bad_count("directories", pos, count5, 16, len(buf) - pos)
     else:
         end6 = pos + 16 * count5
-        if end6 > len(buf):
-            raise too_short("directories", pos, 16 * count5, len(buf) - pos)
         f_directories = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end6, 16)]
         pos = end6
     f_leader_recovery_state: int = 0
@@ -377,11 +359,9 @@ def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_replicas: list[BrokerId]
     if count1 < 0:
         raise null_value("replicas", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("replicas", pos, count1, len(buf) - pos)
+    elif count1 * 4 > len(buf) - pos:
+        raise bad_count("replicas", pos, count1, 4, len(buf) - pos)
     else:
-        if pos + 4 * count1 > len(buf):
-            raise too_short("replicas", pos, 4 * count1, len(buf) - pos)
         f_replicas = list(INT32_ARRAY[count1].unpack_from(buf, pos))
         pos += 4 * count1
     try:
@@ -395,11 +375,9 @@ def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_isr: list[int]
     if count2 < 0:
         raise null_value("isr", pos)
-    elif count2 > len(buf) - pos:
-        raise bad_count("isr", pos, count2, len(buf) - pos)
+    elif count2 * 4 > len(buf) - pos:
+        raise bad_count("isr", pos, count2, 4, len(buf) - pos)
     else:
-        if pos + 4 * count2 > len(buf):
-            raise too_short("isr", pos, 4 * count2, len(buf) - pos)
         f_isr = list(INT32_ARRAY[count2].unpack_from(buf, pos))
         pos += 4 * count2
     try:
@@ -413,11 +391,9 @@ def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_removing_replicas: list[BrokerId]
     if count3 < 0:
         raise null_value("removing_replicas", pos)
-    elif count3 > len(buf) - pos:
-        raise bad_count("removing_replicas", pos, count3, len(buf) - pos)
+    elif count3 * 4 > len(buf) - pos:
+        raise bad_count("removing_replicas", pos, count3, 4, len(buf) - pos)
     else:
-        if pos + 4 * count3 > len(buf):
-            raise too_short("removing_replicas", pos, 4 * count3, len(buf) - pos)
         f_removing_replicas = list(INT32_ARRAY[count3].unpack_from(buf, pos))
         pos += 4 * count3
     try:
@@ -431,11 +407,9 @@ def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_adding_replicas: list[BrokerId]
     if count4 < 0:
         raise null_value("adding_replicas", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("adding_replicas", pos, count4, len(buf) - pos)
+    elif count4 * 4 > len(buf) - pos:
+        raise bad_count("adding_replicas", pos, count4, 4, len(buf) - pos)
     else:
-        if pos + 4 * count4 > len(buf):
-            raise too_short("adding_replicas", pos, 4 * count4, len(buf) - pos)
         f_adding_replicas = list(INT32_ARRAY[count4].unpack_from(buf, pos))
         pos += 4 * count4
     try:
@@ -461,12 +435,10 @@ def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
     f_directories: list[UUID]
     if count5 < 0:
         raise null_value("directories", pos)
-    elif count5 > len(buf) - pos:
-        raise bad_count("directories", pos, count5, len(buf) - pos)
+    elif count5 * 16 > len(buf) - pos:
+        raise bad_count("directories", pos, count5, 16, len(buf) - pos)
     else:
         end6 = pos + 16 * count5
-        if end6 > len(buf):
-            raise too_short("directories", pos, 16 * count5, len(buf) - pos)
         f_directories = [uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end6, 16)]
         pos = end6
     f_leader_recovery_state: int = 0
@@ -521,11 +493,9 @@ def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
                 value8: list[BrokerId] | None
                 if count9 < 0:
                     value8 = None
-                elif count9 > len(buf) - pos:
-                    raise bad_count("eligible_leader_replicas", pos, count9, len(buf) - pos)
+                elif count9 * 4 > len(buf) - pos:
+                    raise bad_count("eligible_leader_replicas", pos, count9, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count9 > len(buf):
-                        raise too_short("eligible_leader_replicas", pos, 4 * count9, len(buf) - pos)
                     value8 = list(INT32_ARRAY[count9].unpack_from(buf, pos))
                     pos += 4 * count9
                 f_eligible_leader_replicas = value8
@@ -545,11 +515,9 @@ def _read_PartitionRecord_v2(buf: Buffer, pos: int) -> tuple[PartitionRecord, in
                 value10: list[BrokerId] | None
                 if count11 < 0:
                     value10 = None
-                elif count11 > len(buf) - pos:
-                    raise bad_count("last_known_elr", pos, count11, len(buf) - pos)
+                elif count11 * 4 > len(buf) - pos:
+                    raise bad_count("last_known_elr", pos, count11, 4, len(buf) - pos)
                 else:
-                    if pos + 4 * count11 > len(buf):
-                        raise too_short("last_known_elr", pos, 4 * count11, len(buf) - pos)
                     value10 = list(INT32_ARRAY[count11].unpack_from(buf, pos))
                     pos += 4 * count11
                 f_last_known_elr = value10

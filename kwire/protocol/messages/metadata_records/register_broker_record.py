@@ -301,8 +301,8 @@ def _read_RegisterBrokerRecord_v0(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("end_points", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("end_points", pos, count1, 7, len(buf) - pos)
     else:
         f_end_points = []
         append3 = f_end_points.append
@@ -320,8 +320,8 @@ def _read_RegisterBrokerRecord_v0(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count4 < 0:
         raise null_value("features", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("features", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count4, 6, len(buf) - pos)
     else:
         f_features = []
         append6 = f_features.append
@@ -422,8 +422,8 @@ def _read_RegisterBrokerRecord_v1(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("end_points", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("end_points", pos, count1, 7, len(buf) - pos)
     else:
         f_end_points = []
         append3 = f_end_points.append
@@ -441,8 +441,8 @@ def _read_RegisterBrokerRecord_v1(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count4 < 0:
         raise null_value("features", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("features", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count4, 6, len(buf) - pos)
     else:
         f_features = []
         append6 = f_features.append
@@ -548,8 +548,8 @@ def _read_RegisterBrokerRecord_v2(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("end_points", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("end_points", pos, count1, 7, len(buf) - pos)
     else:
         f_end_points = []
         append3 = f_end_points.append
@@ -567,8 +567,8 @@ def _read_RegisterBrokerRecord_v2(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count4 < 0:
         raise null_value("features", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("features", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count4, 6, len(buf) - pos)
     else:
         f_features = []
         append6 = f_features.append
@@ -673,8 +673,8 @@ def _read_RegisterBrokerRecord_v3(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_end_points: list[RegisterBrokerRecord.BrokerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("end_points", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("end_points", pos, count1, 7, len(buf) - pos)
     else:
         f_end_points = []
         append3 = f_end_points.append
@@ -692,8 +692,8 @@ def _read_RegisterBrokerRecord_v3(buf: Buffer, pos: int) -> tuple[RegisterBroker
     f_features: list[RegisterBrokerRecord.BrokerFeature]
     if count4 < 0:
         raise null_value("features", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("features", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count4, 6, len(buf) - pos)
     else:
         f_features = []
         append6 = f_features.append
@@ -770,12 +770,10 @@ def _read_RegisterBrokerRecord_v3(buf: Buffer, pos: int) -> tuple[RegisterBroker
                 value9: list[UUID]
                 if count10 < 0:
                     raise null_value("log_dirs", pos)
-                elif count10 > len(buf) - pos:
-                    raise bad_count("log_dirs", pos, count10, len(buf) - pos)
+                elif count10 * 16 > len(buf) - pos:
+                    raise bad_count("log_dirs", pos, count10, 16, len(buf) - pos)
                 else:
                     end11 = pos + 16 * count10
-                    if end11 > len(buf):
-                        raise too_short("log_dirs", pos, 16 * count10, len(buf) - pos)
                     value9 = [
                         uuid_from_bytes(bytes(buf[i : i + 16])) for i in range(pos, end11, 16)
                     ]

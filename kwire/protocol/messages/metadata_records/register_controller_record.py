@@ -299,8 +299,8 @@ def _read_RegisterControllerRecord_v0(
     f_end_points: list[RegisterControllerRecord.ControllerEndpoint]
     if count1 < 0:
         raise null_value("end_points", pos)
-    elif count1 > len(buf) - pos:
-        raise bad_count("end_points", pos, count1, len(buf) - pos)
+    elif count1 * 7 > len(buf) - pos:
+        raise bad_count("end_points", pos, count1, 7, len(buf) - pos)
     else:
         f_end_points = []
         append3 = f_end_points.append
@@ -318,8 +318,8 @@ def _read_RegisterControllerRecord_v0(
     f_features: list[RegisterControllerRecord.ControllerFeature]
     if count4 < 0:
         raise null_value("features", pos)
-    elif count4 > len(buf) - pos:
-        raise bad_count("features", pos, count4, len(buf) - pos)
+    elif count4 * 6 > len(buf) - pos:
+        raise bad_count("features", pos, count4, 6, len(buf) - pos)
     else:
         f_features = []
         append6 = f_features.append
