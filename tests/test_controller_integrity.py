@@ -27,8 +27,11 @@ from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.broker_registration import BrokerRegistrationRequest
+from kwire.protocol.messages.create_partitions import CreatePartitionsRequest
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
+from kwire.protocol.messages.unregister_broker import UnregisterBrokerRequest
 from kwire.records import (
     MAX_BATCH_SIZE_BYTES,
     Record,
@@ -370,6 +373,13 @@ OPERATIONS = st.one_of(
         st.booleans(),
     ),
     st.tuples(st.just("producer_ids"), BROKERS),
+    st.tuples(st.just("delete"), st.lists(NAMES, max_size=3), st.booleans()),
+    st.tuples(
+        st.just("create_partitions"),
+        st.lists(st.tuples(NAMES, st.integers(1, 6)), max_size=3),
+        st.booleans(),
+    ),
+    st.tuples(st.just("unregister"), BROKERS),
     st.tuples(st.just("tick"), st.sampled_from([0, 500, 4000, 10_000])),
     st.tuples(st.just("append")),
     st.tuples(st.just("fail")),
@@ -393,6 +403,25 @@ def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
                 registered = leader.controller.brokers.get(broker_id)
                 epoch = registered.epoch if registered else 0
                 leader.send(AllocateProducerIdsRequest(broker_id=broker_id, broker_epoch=epoch))
+            case ("delete", names, by_id):
+                if by_id:
+                    ids = [leader.controller.image.topic_ids_by_name.get(n) for n in names]
+                    states = [
+                        DeleteTopicsRequest.DeleteTopicState(name=None, topic_id=i)
+                        for i in ids
+                        if i is not None
+                    ]
+                else:
+                    states = [DeleteTopicsRequest.DeleteTopicState(name=n) for n in names]
+                leader.send(DeleteTopicsRequest(topics=states), 6)
+            case ("create_partitions", specs, validate_only):
+                new = [
+                    CreatePartitionsRequest.CreatePartitionsTopic(name=name, count=count)
+                    for name, count in specs
+                ]
+                leader.send(CreatePartitionsRequest(topics=new, validate_only=validate_only), 3)
+            case ("unregister", broker_id):
+                leader.send(UnregisterBrokerRequest(broker_id=broker_id))
             case ("tick", advance_ms):
                 leader.tick(advance_ms)
             case ("append",):
