@@ -36,10 +36,13 @@ from kwire.protocol.messages.alter_user_scram_credentials import AlterUserScramC
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.broker_registration import BrokerRegistrationRequest
 from kwire.protocol.messages.create_acls import CreateAclsRequest
+from kwire.protocol.messages.create_partitions import CreatePartitionsRequest
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.delete_acls import DeleteAclsRequest
+from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
 from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
+from kwire.protocol.messages.unregister_broker import UnregisterBrokerRequest
 from kwire.records import (
     MAX_BATCH_SIZE_BYTES,
     Record,
@@ -378,6 +381,13 @@ OPERATIONS = st.one_of(
         st.integers(0, 3),
         st.one_of(st.none(), st.lists(BROKERS, min_size=1, max_size=3, unique=True)),
     ),
+    st.tuples(st.just("delete"), st.lists(NAMES, max_size=3), st.booleans()),
+    st.tuples(
+        st.just("create_partitions"),
+        st.lists(st.tuples(NAMES, st.integers(1, 6)), max_size=3),
+        st.booleans(),
+    ),
+    st.tuples(st.just("unregister"), BROKERS),
     st.tuples(st.just("tick"), st.sampled_from([0, 500, 4000, 10_000])),
     st.tuples(st.just("append")),
     st.tuples(st.just("fail")),
@@ -524,6 +534,25 @@ def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
                 leader.send(elect_request(leader, election_type, every), 2)
             case ("reassign", name, partition_id, replicas):
                 leader.send(reassign_request(name, partition_id, replicas))
+            case ("delete", names, by_id):
+                if by_id:
+                    ids = [leader.controller.image.topic_ids_by_name.get(n) for n in names]
+                    states = [
+                        DeleteTopicsRequest.DeleteTopicState(name=None, topic_id=i)
+                        for i in ids
+                        if i is not None
+                    ]
+                else:
+                    states = [DeleteTopicsRequest.DeleteTopicState(name=n) for n in names]
+                leader.send(DeleteTopicsRequest(topics=states), 6)
+            case ("create_partitions", specs, validate_only):
+                new = [
+                    CreatePartitionsRequest.CreatePartitionsTopic(name=name, count=count)
+                    for name, count in specs
+                ]
+                leader.send(CreatePartitionsRequest(topics=new, validate_only=validate_only), 3)
+            case ("unregister", broker_id):
+                leader.send(UnregisterBrokerRequest(broker_id=broker_id))
             case ("tick", advance_ms):
                 leader.tick(advance_ms)
             case ("append",):

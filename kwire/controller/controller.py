@@ -31,6 +31,7 @@ from kwire.controller.authorizer import (
     cluster_authorization_failed_message,
     cluster_operation,
 )
+from kwire.controller.brokers import controlled_shutdown, unregister_broker
 from kwire.controller.cluster import (
     check_broker_epoch,
     fence_broker_records,
@@ -63,6 +64,7 @@ from kwire.controller.records import (
     record_version,
 )
 from kwire.controller.replication import ReplicationSettings, create_topics
+from kwire.controller.topics import create_partitions, delete_topics
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response as build_error_response
@@ -82,14 +84,17 @@ from kwire.protocol.messages.broker_registration import (
     BrokerRegistrationRequest,
     BrokerRegistrationResponse,
 )
+from kwire.protocol.messages.controlled_shutdown import ControlledShutdownRequest
 from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationRequest,
     ControllerRegistrationResponse,
 )
 from kwire.protocol.messages.create_acls import CreateAclsRequest
 from kwire.protocol.messages.create_delegation_token import CreateDelegationTokenRequest
+from kwire.protocol.messages.create_partitions import CreatePartitionsRequest
 from kwire.protocol.messages.create_topics import CreateTopicsRequest
 from kwire.protocol.messages.delete_acls import DeleteAclsRequest
+from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
 from kwire.protocol.messages.describe_acls import DescribeAclsRequest
 from kwire.protocol.messages.describe_delegation_token import DescribeDelegationTokenRequest
 from kwire.protocol.messages.describe_user_scram_credentials import (
@@ -112,6 +117,7 @@ from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
     ZkMigrationStateRecord,
 )
 from kwire.protocol.messages.renew_delegation_token import RenewDelegationTokenRequest
+from kwire.protocol.messages.unregister_broker import UnregisterBrokerRequest
 from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_batch_size
 
 log = logging.getLogger("kwire.controller")
@@ -136,6 +142,9 @@ class ControllerConfig:
     # from log.retention.hours), keyed by topic config name; reported as
     # STATIC_BROKER_CONFIG in CreateTopics responses.
     static_topic_configs: Mapping[str, str] = field(default_factory=dict)
+    # delete.topic.enable: when false, DeleteTopics is refused as a whole
+    # (ControllerApis.deleteTopics).
+    delete_topic_enable: bool = True
     # The largest batch raft appends (KafkaRaftClient.MAX_BATCH_SIZE_BYTES): an atomic
     # result that would not fit fails before anything is applied.
     max_batch_size_bytes: int = MAX_BATCH_SIZE_BYTES
@@ -503,21 +512,29 @@ class QuorumController:
     def tick(self, now_ms: int, next_offset: int) -> ControllerResult | None:
         """Fence brokers whose session lapsed (one at a time, each seeing the previous
         one's effect) and write the periodic NoOpRecord that keeps followers' and brokers'
-        views of the log advancing."""
+        views of the log advancing. Each fenced broker and the NoOp is a write of its own
+        (``ControllerResult.writes``), as each is a separate write event in Kafka's
+        QuorumController; the server appends each as its own batch."""
         self._observe(now_ms)
         if not self._active:
             return None
         applied = Applied()
         try:
             while (stale := self.tracker.find_one_stale_broker()) is not None:
+                # One write per broker (ReplicationControlManager.maybeFenceOneStaleBroker,
+                # rescheduled at once while brokers are stale): its leader moves and ISR
+                # shrinks, then its fencing, built on the previous broker's.
+                log.info("Fencing broker %d because its session has timed out.", stale)
                 records = fence_broker_records(self.image, stale, self.metadata_version)
                 self.tracker.fence(stale)
                 self.apply(applied, records, next_offset, atomic=False)
+                applied.end_write()
             if self._noop_enabled and now_ms >= self._next_noop_ms:
                 # Kafka schedules each NoOp one interval after the previous one ran,
-                # whatever else was written in between.
+                # whatever else was written in between; it is a write of its own.
                 self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
                 self.apply(applied, [NoOpRecord()], next_offset, atomic=False)
+                applied.end_write()
         except BaseException:
             self.revert_to(next_offset - 1)
             raise
@@ -572,6 +589,10 @@ REQUEST_HANDLERS: dict[type[Message], Operation] = {
     RenewDelegationTokenRequest: tokens.renew_delegation_token,
     ExpireDelegationTokenRequest: tokens.expire_delegation_token,
     DescribeDelegationTokenRequest: tokens.describe_delegation_token,
+    DeleteTopicsRequest: delete_topics,
+    CreatePartitionsRequest: create_partitions,
+    UnregisterBrokerRequest: unregister_broker,
+    ControlledShutdownRequest: controlled_shutdown,
 }
 HANDLED_REQUESTS: tuple[type[Message], ...] = tuple(REQUEST_HANDLERS)
 

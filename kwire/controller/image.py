@@ -98,6 +98,21 @@ class ZkMigrationState(IntEnum):
     UNINITIALIZED = -1
 
 
+_MIN_TABLE_CAPACITY = 2  # BaseHashTable.MIN_CAPACITY
+_FIBONACCI_MULTIPLIER = -7046029254386353131  # 0xc6a4a7935bd1e995 as a Java long
+
+
+def timeline_hash_slot(topic_id: UUID, capacity: int) -> int:
+    """The slot of ``topic_id`` in a Kafka BaseHashTable of ``capacity`` (a power of two)
+    slots: Uuid.hashCode, multiplied by a 64-bit Fibonacci constant, top bits kept."""
+    folded = (topic_id.int >> 64) ^ (topic_id.int & (2**64 - 1))
+    hash_code = ((folded >> 32) ^ folded) & 0xFFFFFFFF
+    if hash_code >= 2**31:
+        hash_code -= 2**32  # a Java int
+    product = (hash_code * _FIBONACCI_MULTIPLIER) % 2**64
+    return product >> (64 - (capacity.bit_length() - 1))
+
+
 class ReplayError(ValueError):
     """A record that cannot apply to the current state: the log is inconsistent."""
 
@@ -274,6 +289,11 @@ class MetadataImage:
     # broker -> topic id -> partition ids whose ISR holds the broker, in the order they
     # joined (Kafka's BrokersToIsrs); partitions without a leader sit under NO_LEADER.
     isr_members: dict[int, dict[UUID, list[int]]] = field(default_factory=dict)
+    # broker -> capacity of the hash table Kafka keeps that broker's topics in (a
+    # TimelineHashMap, whose iteration order, and so the order of the records written
+    # when the broker is fenced, depends on it): it doubles as topics join and starts
+    # again from 2 once the broker is in no ISR.
+    isr_table_capacity: dict[int, int] = field(default_factory=dict)
     # Called with (broker id, fenced) whenever a registration is (re)established or its
     # fencing may have changed, so the heartbeat tracker stays in step (Kafka's replay
     # calls heartbeatManager.register the same way).
@@ -313,10 +333,15 @@ class MetadataImage:
         return registration is not None and registration.active
 
     def partitions_with_broker_in_isr(self, broker_id: int) -> list[tuple[UUID, int]]:
+        """The partitions whose ISR holds ``broker_id``, in the order Kafka's BrokersToIsrs
+        yields them: topics in its hash table's slot order (ties in the order they
+        joined), each topic's partitions in the order they joined."""
+        by_topic = self.isr_members.get(broker_id, {})
+        capacity = self.isr_table_capacity.get(broker_id, _MIN_TABLE_CAPACITY)
         return [
             (topic_id, partition_id)
-            for topic_id, partitions in self.isr_members.get(broker_id, {}).items()
-            for partition_id in partitions
+            for topic_id in sorted(by_topic, key=lambda t: timeline_hash_slot(t, capacity))
+            for partition_id in by_topic[topic_id]
         ]
 
     def partitions_without_leader(self) -> list[tuple[UUID, int]]:
@@ -515,6 +540,8 @@ class MetadataImage:
                 undo.list_remove(partitions, partition_id)
             if not partitions:
                 undo.pop_item(by_topic, topic_id)
+                if not by_topic:
+                    undo.pop_item(self.isr_table_capacity, broker)
         for broker in sorted(after - before):
             topics_of_broker = self.isr_members.get(broker)
             if topics_of_broker is None:
@@ -522,6 +549,12 @@ class MetadataImage:
                 undo.set_item(self.isr_members, broker, topics_of_broker)
             members_of_topic = topics_of_broker.get(topic_id)
             if members_of_topic is None:
+                capacity = self.isr_table_capacity.get(broker, _MIN_TABLE_CAPACITY)
+                # BaseHashTable doubles before an add that would pass a 0.75 load.
+                if (len(topics_of_broker) + 1) * 0.75 > capacity:
+                    capacity *= 2
+                if self.isr_table_capacity.get(broker) != capacity:
+                    undo.set_item(self.isr_table_capacity, broker, capacity)
                 members_of_topic = []
                 undo.set_item(topics_of_broker, topic_id, members_of_topic)
             undo.list_append(members_of_topic, partition_id)

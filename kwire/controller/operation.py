@@ -30,12 +30,17 @@ class ControllerResult:
     """Records to append from the offset given to the call, in order, and the response to
     send once they are committed (at once if there are none). ``atomic`` records must go
     in one batch. ``values`` holds each record framed as it goes into a batch
-    (MetadataRecordSerde), encoded once while the controller measured them."""
+    (MetadataRecordSerde), encoded once while the controller measured them.
+
+    ``writes`` splits the records into consecutive writes of that many records each, as
+    Kafka's controller makes one write event of each (e.g. one per broker fenced on
+    session timeout); each write starts its own batch. Empty: the result is one write."""
 
     records: list[RecordAndVersion]
     response: Message | None
     atomic: bool = True
     values: list[bytes] = field(default_factory=list)
+    writes: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -45,8 +50,25 @@ class Applied:
 
     records: list[RecordAndVersion] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
+    writes: list[int] = field(default_factory=list)
+
+    def end_write(self) -> None:
+        """Close the write holding the records applied since the previous one (if any):
+        they go to the log apart from those that follow (``ControllerResult.writes``)."""
+        count = len(self.records) - sum(self.writes)
+        if count:
+            self.writes.append(count)
 
     def result(self, response: Message | None, *, atomic: bool = True) -> ControllerResult:
+        writes = self.writes
+        if writes:
+            self.end_write()
+            if len(writes) == 1:
+                writes = []
         return ControllerResult(
-            records=self.records, values=self.values, response=response, atomic=atomic
+            records=self.records,
+            values=self.values,
+            response=response,
+            atomic=atomic,
+            writes=writes,
         )

@@ -279,8 +279,8 @@ class ControllerNode:
         return self.append_values(values, now_ms, atomic=True)
 
     def append_result(self, result: ControllerResult, now_ms: int) -> int:
-        """Append what the controller applied for ``result`` (atomic results as one batch,
-        others split as Kafka splits them); returns the offset after the last record.
+        """Append what the controller applied for ``result`` (each of its ``writes`` apart;
+        atomic results as one batch, others split as Kafka splits them); returns the offset after the last record.
         Raises AppendFailed, after reverting the controller to the committed offset, when
         the log refuses the records."""
         if not result.records:
@@ -291,7 +291,16 @@ class ControllerNode:
                 frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
                 for item in result.records
             ]
-        return self.append_values(values, now_ms, atomic=result.atomic)
+        if not result.writes:
+            return self.append_values(values, now_ms, atomic=result.atomic)
+        # One write per run of records (e.g. one per fenced broker), each its own batch.
+        start, end_offset = 0, self.log.end_offset
+        for count in result.writes:
+            end_offset = self.append_values(
+                values[start : start + count], now_ms, atomic=result.atomic
+            )
+            start += count
+        return end_offset
 
     def append_values(self, values: Sequence[bytes], now_ms: int, *, atomic: bool) -> int:
         """Append framed metadata records; see ``append_result``."""
