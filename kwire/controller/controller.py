@@ -29,6 +29,8 @@ from kwire.controller.cluster import (
     register_broker,
     register_controller,
 )
+from kwire.controller.configs import alter_configs, describe_configs, incremental_alter_configs
+from kwire.controller.features import update_features
 from kwire.controller.heartbeats import BrokerControlState, BrokerHeartbeatTracker
 from kwire.controller.image import (
     BrokerRegistration,
@@ -55,6 +57,7 @@ from kwire.protocol.messages.allocate_producer_ids import (
     AllocateProducerIdsRequest,
     AllocateProducerIdsResponse,
 )
+from kwire.protocol.messages.alter_configs import AlterConfigsRequest
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from kwire.protocol.messages.broker_registration import (
     BrokerRegistrationRequest,
@@ -65,6 +68,8 @@ from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationResponse,
 )
 from kwire.protocol.messages.create_topics import CreateTopicsRequest
+from kwire.protocol.messages.describe_configs import DescribeConfigsRequest
+from kwire.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsRequest
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.metadata_records.begin_transaction_record import (
     BeginTransactionRecord,
@@ -76,6 +81,7 @@ from kwire.protocol.messages.metadata_records.producer_ids_record import Produce
 from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
     ZkMigrationStateRecord,
 )
+from kwire.protocol.messages.update_features import UpdateFeaturesRequest
 from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_batch_size
 
 log = logging.getLogger("kwire.controller")
@@ -100,6 +106,11 @@ class ControllerConfig:
     # from log.retention.hours), keyed by topic config name; reported as
     # STATIC_BROKER_CONFIG in CreateTopics responses.
     static_topic_configs: Mapping[str, str] = field(default_factory=dict)
+    # The node's own configuration as given (with broker.id = node.id), as DescribeConfigs
+    # reports it (STATIC_BROKER_CONFIG) and topic configs default from it.
+    static_broker_configs: Mapping[str, str] = field(default_factory=dict)
+    # The quorum's voter ids (QuorumFeatures.quorumNodeIds); empty means this node alone.
+    quorum_node_ids: tuple[int, ...] = ()
     # The largest batch raft appends (KafkaRaftClient.MAX_BATCH_SIZE_BYTES): an atomic
     # result that would not fit fails before anything is applied.
     max_batch_size_bytes: int = MAX_BATCH_SIZE_BYTES
@@ -491,6 +502,10 @@ REQUEST_HANDLERS: dict[type[Message], Operation] = {
     CreateTopicsRequest: QuorumController._create_topics,
     AllocateProducerIdsRequest: QuorumController._allocate_producer_ids,
     ControllerRegistrationRequest: QuorumController._controller_registration,
+    DescribeConfigsRequest: describe_configs,
+    AlterConfigsRequest: alter_configs,
+    IncrementalAlterConfigsRequest: incremental_alter_configs,
+    UpdateFeaturesRequest: update_features,
 }
 HANDLED_REQUESTS: tuple[type[Message], ...] = tuple(REQUEST_HANDLERS)
 
