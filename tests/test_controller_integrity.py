@@ -28,6 +28,7 @@ from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest
 from kwire.protocol.messages.alter_client_quotas import AlterClientQuotasRequest
+from kwire.protocol.messages.alter_configs import AlterConfigsRequest
 from kwire.protocol.messages.alter_partition import AlterPartitionRequest
 from kwire.protocol.messages.alter_partition_reassignments import (
     AlterPartitionReassignmentsRequest,
@@ -41,8 +42,10 @@ from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTop
 from kwire.protocol.messages.delete_acls import DeleteAclsRequest
 from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
 from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
+from kwire.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.protocol.messages.unregister_broker import UnregisterBrokerRequest
+from kwire.protocol.messages.update_features import UpdateFeaturesRequest
 from kwire.records import (
     MAX_BATCH_SIZE_BYTES,
     Record,
@@ -388,6 +391,24 @@ OPERATIONS = st.one_of(
         st.booleans(),
     ),
     st.tuples(st.just("unregister"), BROKERS),
+    # Config changes: (resource type, name), key, operation (0-3), value; legacy or not.
+    st.tuples(
+        st.just("configs"),
+        st.sampled_from([(2, "topic-0"), (2, "topic-1"), (4, ""), (4, "1"), (4, "9"), (16, "s")]),
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["retention.ms", "cleanup.policy", "log.cleaner.threads", "metrics", "bogus"]
+                ),
+                st.integers(0, 3),
+                st.sampled_from(["compact", "1000", "x", "delete,compact"]),
+            ),
+            max_size=3,
+        ),
+        st.booleans(),
+        st.booleans(),
+    ),
+    st.tuples(st.just("features"), st.sampled_from([18, 20, 21, 22]), st.integers(1, 3)),
     st.tuples(st.just("tick"), st.sampled_from([0, 500, 4000, 10_000])),
     st.tuples(st.just("append")),
     st.tuples(st.just("fail")),
@@ -553,6 +574,39 @@ def run_operations(leader: Leader, operations: list[tuple[Any, ...]]) -> None:
                 leader.send(CreatePartitionsRequest(topics=new, validate_only=validate_only), 3)
             case ("unregister", broker_id):
                 leader.send(UnregisterBrokerRequest(broker_id=broker_id))
+            case ("configs", (kind, name), changes, legacy, validate_only):
+                if legacy:
+                    legacy_configs = [
+                        AlterConfigsRequest.AlterableConfig(name=key, value=value)
+                        for key, _, value in changes
+                    ]
+                    resource = AlterConfigsRequest.AlterConfigsResource(
+                        resource_type=kind, resource_name=name, configs=legacy_configs
+                    )
+                    leader.send(
+                        AlterConfigsRequest(resources=[resource], validate_only=validate_only), 2
+                    )
+                else:
+                    ops = [
+                        IncrementalAlterConfigsRequest.AlterableConfig(
+                            name=key, config_operation=op, value=value
+                        )
+                        for key, op, value in changes
+                    ]
+                    incremental = IncrementalAlterConfigsRequest.AlterConfigsResource(
+                        resource_type=kind, resource_name=name, configs=ops
+                    )
+                    leader.send(
+                        IncrementalAlterConfigsRequest(
+                            resources=[incremental], validate_only=validate_only
+                        ),
+                        1,
+                    )
+            case ("features", level, upgrade_type):
+                update = UpdateFeaturesRequest.FeatureUpdateKey(
+                    feature="metadata.version", max_version_level=level, upgrade_type=upgrade_type
+                )
+                leader.send(UpdateFeaturesRequest(feature_updates=[update]), 1)
             case ("tick", advance_ms):
                 leader.tick(advance_ms)
             case ("append",):

@@ -39,8 +39,10 @@ from kwire.controller.cluster import (
     register_broker,
     register_controller,
 )
+from kwire.controller.configs import alter_configs, describe_configs, incremental_alter_configs
 from kwire.controller.directories import assign_replicas_to_dirs
 from kwire.controller.elections import elect_leaders
+from kwire.controller.features import update_features
 from kwire.controller.heartbeats import BrokerControlState, BrokerHeartbeatTracker
 from kwire.controller.image import (
     BrokerRegistration,
@@ -73,6 +75,7 @@ from kwire.protocol.messages.allocate_producer_ids import (
     AllocateProducerIdsResponse,
 )
 from kwire.protocol.messages.alter_client_quotas import AlterClientQuotasRequest
+from kwire.protocol.messages.alter_configs import AlterConfigsRequest
 from kwire.protocol.messages.alter_partition import AlterPartitionRequest
 from kwire.protocol.messages.alter_partition_reassignments import (
     AlterPartitionReassignmentsRequest,
@@ -96,12 +99,14 @@ from kwire.protocol.messages.create_topics import CreateTopicsRequest
 from kwire.protocol.messages.delete_acls import DeleteAclsRequest
 from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
 from kwire.protocol.messages.describe_acls import DescribeAclsRequest
+from kwire.protocol.messages.describe_configs import DescribeConfigsRequest
 from kwire.protocol.messages.describe_delegation_token import DescribeDelegationTokenRequest
 from kwire.protocol.messages.describe_user_scram_credentials import (
     DescribeUserScramCredentialsRequest,
 )
 from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
 from kwire.protocol.messages.expire_delegation_token import ExpireDelegationTokenRequest
+from kwire.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsRequest
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.list_partition_reassignments import (
     ListPartitionReassignmentsRequest,
@@ -118,6 +123,7 @@ from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
 )
 from kwire.protocol.messages.renew_delegation_token import RenewDelegationTokenRequest
 from kwire.protocol.messages.unregister_broker import UnregisterBrokerRequest
+from kwire.protocol.messages.update_features import UpdateFeaturesRequest
 from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_batch_size
 
 log = logging.getLogger("kwire.controller")
@@ -145,6 +151,11 @@ class ControllerConfig:
     # delete.topic.enable: when false, DeleteTopics is refused as a whole
     # (ControllerApis.deleteTopics).
     delete_topic_enable: bool = True
+    # The node's own configuration as given (with broker.id = node.id), as DescribeConfigs
+    # reports it (STATIC_BROKER_CONFIG) and topic configs default from it.
+    static_broker_configs: Mapping[str, str] = field(default_factory=dict)
+    # The quorum's voter ids (QuorumFeatures.quorumNodeIds); empty means this node alone.
+    quorum_node_ids: tuple[int, ...] = ()
     # The largest batch raft appends (KafkaRaftClient.MAX_BATCH_SIZE_BYTES): an atomic
     # result that would not fit fails before anything is applied.
     max_batch_size_bytes: int = MAX_BATCH_SIZE_BYTES
@@ -593,6 +604,10 @@ REQUEST_HANDLERS: dict[type[Message], Operation] = {
     CreatePartitionsRequest: create_partitions,
     UnregisterBrokerRequest: unregister_broker,
     ControlledShutdownRequest: controlled_shutdown,
+    DescribeConfigsRequest: describe_configs,
+    AlterConfigsRequest: alter_configs,
+    IncrementalAlterConfigsRequest: incremental_alter_configs,
+    UpdateFeaturesRequest: update_features,
 }
 HANDLED_REQUESTS: tuple[type[Message], ...] = tuple(REQUEST_HANDLERS)
 

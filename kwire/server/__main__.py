@@ -62,6 +62,8 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
             metadata_max_idle_interval_ms=config.metadata_max_idle_interval_ms,
             num_partitions=config.num_partitions,
             default_replication_factor=config.default_replication_factor,
+            static_broker_configs=config.static_broker_configs,
+            quorum_node_ids=tuple(v.node_id for v in config.quorum_voters),
         ),
         segment_bytes=config.metadata_log_segment_bytes,
         metadata_version_level=level,

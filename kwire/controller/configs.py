@@ -1,0 +1,502 @@
+"""DescribeConfigs, AlterConfigs and IncrementalAlterConfigs: Kafka 3.9's controller.
+
+Follows ControllerApis (handleDescribeConfigsRequest, handleLegacyAlterConfigs,
+handleIncrementalAlterConfigs), ConfigurationControlManager and
+ControllerConfigurationValidator:
+
+- Per resource: an unknown type is UNSUPPORTED_VERSION "Unknown resource type N.", a
+  resource named twice INVALID_REQUEST "Duplicate resource." (once, at its second
+  mention), and these answers come first, in the order met; then the controller's answers.
+- Legacy AlterConfigs replaces the resource's dynamic configs: a ConfigRecord for each
+  given key whose value changes (every given key of a BROKER resource, KAFKA-14136), then a
+  deleting one (null value) for each present key not given.
+- IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT (list configs only: "Can't
+  APPEND to key K because its type is not LIST."), records as above.
+- Validation per resource, first failure wins: the type's validator (topic names and
+  LogConfig values, broker names, client metrics configs), then existence (the topic, a
+  registered broker or a quorum controller). BROKER values are not checked: Kafka's
+  controller leaves that to the broker that forwards the request.
+- All records of one request form one atomic batch of at most 10,000 (BoundedList): more
+  fail the whole request with POLICY_VIOLATION. ``validate_only`` answers the same and
+  writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from kwire.controller.api_error import (
+    MAX_RECORDS_PER_USER_OP,
+    ApiError,
+    OperationFailed,
+    excessively_large_operation,
+)
+from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE
+from kwire.controller.broker_logger import alter_log_levels
+from kwire.controller.config_definitions import (
+    ResponseConfigType,
+    broker_default,
+    java_parse_int,
+)
+from kwire.controller.config_describe import BrokerLayers, describe_resource, topic_value
+from kwire.controller.image import ConfigResourceType
+from kwire.controller.operation import Applied, ControllerResult, RequestContext
+from kwire.controller.replication import topic_name_problem
+from kwire.controller.topic_configs import (
+    TOPIC_CONFIGS,
+    ConfigType,
+    java_hash_map_order,
+    java_string_hash,
+    validate_topic_configs,
+)
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.alter_configs import AlterConfigsRequest, AlterConfigsResponse
+from kwire.protocol.messages.describe_configs import (
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+)
+from kwire.protocol.messages.incremental_alter_configs import (
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+)
+from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
+
+if TYPE_CHECKING:
+    from kwire.controller.controller import QuorumController
+
+Resource = tuple[ConfigResourceType, str]
+_KNOWN_TYPES = {t.value for t in ConfigResourceType if t is not ConfigResourceType.UNKNOWN}
+_OP_NAMES = {0: "SET", 1: "DELETE", 2: "APPEND", 3: "SUBTRACT"}
+
+
+def _static_configs(ctl: QuorumController) -> Mapping[str, str]:
+    return ctl.config.static_broker_configs
+
+
+def _quorum_node_ids(ctl: QuorumController) -> tuple[int, ...]:
+    return ctl.config.quorum_node_ids or (ctl.node_id,)
+
+
+# -- DescribeConfigs --------------------------------------------------------------------
+
+
+def describe_configs(
+    ctl: QuorumController,
+    request: DescribeConfigsRequest,
+    context: RequestContext,
+    next_offset: int,
+) -> ControllerResult:
+    """Every resource's configs; writes nothing. An unknown resource type fails the whole
+    request (INVALID_REQUEST, every resource)."""
+    for resource in request.resources:
+        if resource.resource_type not in _KNOWN_TYPES:
+            raise OperationFailed(ErrorCode.INVALID_REQUEST)
+    results = [
+        describe_resource(
+            ctl.image, ctl.node_id, _static_configs(ctl), resource, request.include_synonyms
+        )
+        for resource in request.resources
+    ]
+    return ControllerResult(records=[], response=DescribeConfigsResponse(results=results))
+
+
+# -- shared validation ------------------------------------------------------------------
+
+
+def _validate(ctl: QuorumController, resource: Resource, configs: Mapping[str, str]) -> None:
+    """ControllerConfigurationValidator.validate, then the existence check."""
+    kind, name = resource
+    match kind:
+        case ConfigResourceType.TOPIC:
+            _validate_topic_name(name)
+            _validate_topic_values(ctl, configs)
+        case ConfigResourceType.BROKER:
+            _validate_broker_name(name)
+        case ConfigResourceType.CLIENT_METRICS:
+            _validate_client_metrics(name, configs)
+        case _:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"Unknown resource type {kind.name}")
+    _check_exists(ctl, resource)
+
+
+def _validate_topic_name(name: str) -> None:
+    if not name:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
+    problem = topic_name_problem(name)
+    if problem is not None:
+        raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic name is invalid: {problem}")
+
+
+def _validate_topic_values(ctl: QuorumController, configs: Mapping[str, str]) -> None:
+    """LogConfig.validate against the node's own log defaults (tiered storage off)."""
+    validate_topic_configs({k: configs[k] for k in java_hash_map_order(list(configs))})
+    layers = BrokerLayers.of(ctl.image, ctl.node_id, _static_configs(ctl))
+
+    def effective(key: str) -> str:
+        return topic_value(layers, configs, key)
+
+    min_lag, max_lag = (
+        int(effective("min.compaction.lag.ms")),
+        int(effective("max.compaction.lag.ms")),
+    )
+    if min_lag > max_lag:
+        raise ApiError(
+            ErrorCode.INVALID_CONFIG,
+            f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
+            f"max.compaction.lag.ms ({max_lag})",
+        )
+    if effective("remote.storage.enable").strip().lower() == "true":
+        raise ApiError(
+            ErrorCode.INVALID_CONFIG,
+            "Tiered Storage functionality is disabled in the broker. "
+            "Topic cannot be configured with remote log storage.",
+        )
+
+
+def _validate_broker_name(name: str) -> None:
+    if not name:
+        return
+    broker_id = java_parse_int(name)
+    if broker_id is None:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST, "Unable to parse broker name as a base 10 number."
+        )
+    if broker_id < 0:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Invalid negative broker ID.")
+
+
+_CLIENT_METRICS_CONFIGS = ("metrics", "interval.ms", "match")
+_MATCH_PARAMS = frozenset(
+    {
+        "client_instance_id",
+        "client_id",
+        "client_software_name",
+        "client_software_version",
+        "client_source_address",
+        "client_source_port",
+    }
+)
+
+
+def _validate_client_metrics(name: str, configs: Mapping[str, str]) -> None:
+    """ClientMetricsConfigs.validate."""
+    if not name:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Subscription name can't be empty")
+    for key in java_hash_map_order(list(configs)):
+        if key not in _CLIENT_METRICS_CONFIGS:
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST, f"Unknown client metrics configuration: {key}"
+            )
+    if "interval.ms" in configs:
+        interval = java_parse_int(configs["interval.ms"])
+        if interval is None:
+            # Integer.parseInt throws NumberFormatException: an unexpected error to Kafka.
+            raise ApiError(ErrorCode.UNKNOWN_SERVER_ERROR)
+        if not 100 <= interval <= 3_600_000:
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST,
+                f"Invalid value {interval} for interval.ms, interval must be between 100 "
+                "and 3600000 (1 hour)",
+            )
+    if "match" in configs:
+        for pattern in _java_split(configs["match"], ","):
+            pair = _java_split(pattern, "=")
+            if len(pair) != 2 or pair[0].strip() not in _MATCH_PARAMS:
+                raise ApiError(
+                    ErrorCode.INVALID_CONFIG, f"Illegal client matching pattern: {pattern}"
+                )
+            try:
+                re.compile(pair[1].strip())
+            except re.error:
+                raise ApiError(
+                    ErrorCode.INVALID_CONFIG, f"Illegal client matching pattern: {pattern}"
+                ) from None
+
+
+def _java_split(text: str, separator: str) -> list[str]:
+    """String.split with a one-character separator: trailing empty strings dropped."""
+    parts = text.split(separator)
+    while parts and not parts[-1]:
+        parts.pop()
+    return parts if text else [""]
+
+
+def _check_exists(ctl: QuorumController, resource: Resource) -> None:
+    """QuorumController.ConfigResourceExistenceChecker."""
+    kind, name = resource
+    if kind is ConfigResourceType.TOPIC:
+        if name not in ctl.image.topic_ids_by_name:
+            raise ApiError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            )
+    elif kind is ConfigResourceType.BROKER and name:
+        node_id = java_parse_int(name)
+        if node_id is None:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"Invalid broker name {name}")
+        if node_id not in ctl.image.brokers and node_id not in _quorum_node_ids(ctl):
+            raise ApiError(ErrorCode.BROKER_ID_NOT_REGISTERED, f"No node with id {node_id} found.")
+
+
+def _record(resource: Resource, key: str, value: str | None) -> ConfigRecord:
+    kind, name = resource
+    return ConfigRecord(resource_type=kind, resource_name=name, name=key, value=value)
+
+
+def _bounded_add(records: list[ConfigRecord], more: list[ConfigRecord]) -> None:
+    if len(records) + len(more) > MAX_RECORDS_PER_USER_OP:
+        raise excessively_large_operation()
+    records += more
+
+
+def _sort_requests(
+    resources: list[Any],
+    unknown: Callable[[Any], Any],
+    duplicate: Callable[[Any], Any],
+) -> tuple[list[Any], list[Any]]:
+    """Split a request's resources as ControllerApis does: (early answers, resources for
+    the controller in request order, each once)."""
+    early: list[Any] = []
+    seen: dict[Resource, Any] = {}
+    duplicates: set[Resource] = set()
+    for resource in resources:
+        if resource.resource_type not in _KNOWN_TYPES:
+            early.append(unknown(resource))
+            continue
+        key = (ConfigResourceType(resource.resource_type), resource.resource_name)
+        if key in duplicates:
+            continue
+        if key in seen:
+            duplicates.add(key)
+            del seen[key]
+            early.append(duplicate(resource))
+            continue
+        seen[key] = resource
+    return early, list(seen.values())
+
+
+def _finish(
+    ctl: QuorumController,
+    records: list[ConfigRecord],
+    response: Any,
+    validate_only: bool,
+    next_offset: int,
+) -> ControllerResult:
+    if validate_only or not records:
+        return ControllerResult(records=[], response=response)
+    return ctl.apply(Applied(), list(records), next_offset).result(response)
+
+
+# -- AlterConfigs (legacy) --------------------------------------------------------------
+
+
+def alter_configs(
+    ctl: QuorumController,
+    request: AlterConfigsRequest,
+    context: RequestContext,
+    next_offset: int,
+) -> ControllerResult:
+    """Replace each resource's dynamic configs (ConfigurationControlManager.legacyAlterConfigs)."""
+    answer = AlterConfigsResponse.AlterConfigsResourceResponse
+
+    def error(resource: Any, code: ErrorCode, message: str | None) -> Any:
+        return answer(
+            error_code=code,
+            error_message=message,
+            resource_type=resource.resource_type,
+            resource_name=resource.resource_name,
+        )
+
+    early, resources = _sort_requests(
+        request.resources,
+        lambda r: error(
+            r, ErrorCode.UNSUPPORTED_VERSION, f"Unknown resource type {r.resource_type}."
+        ),
+        lambda r: error(r, ErrorCode.INVALID_REQUEST, "Duplicate resource."),
+    )
+    responses = list(early)
+    controller_answers = []
+    records: list[ConfigRecord] = []
+    for resource in resources:
+        if resource.resource_type == ConfigResourceType.BROKER_LOGGER:
+            responses.append(
+                error(
+                    resource, ErrorCode.INVALID_REQUEST, "Unexpected resource type BROKER_LOGGER."
+                )
+            )
+            continue
+        key = (ConfigResourceType(resource.resource_type), resource.resource_name)
+        wanted = {c.name: c.value for c in resource.configs}
+        try:
+            _bounded_add(records, _legacy_records(ctl, key, wanted))
+        except ApiError as e:
+            controller_answers.append(error(resource, e.code, e.message))
+            continue
+        controller_answers.append(error(resource, ErrorCode.NONE, None))
+    response = AlterConfigsResponse(responses=responses + controller_answers)
+    return _finish(ctl, records, response, request.validate_only, next_offset)
+
+
+def _legacy_records(
+    ctl: QuorumController, resource: Resource, wanted: dict[str, str | None]
+) -> list[ConfigRecord]:
+    current = ctl.image.configs.get(resource, {})
+    always = resource[0] is ConfigResourceType.BROKER
+    altered = [
+        _record(resource, key, wanted[key])
+        for key in java_hash_map_order(list(wanted))
+        if always or current.get(key) != wanted[key]
+    ]
+    deleted = [
+        _record(resource, key, None)
+        for key in timeline_hash_order(list(current))
+        if key not in wanted
+    ]
+    configs = dict(current)
+    for record in altered + deleted:
+        if record.value is None:
+            configs.pop(record.name, None)
+        else:
+            configs[record.name] = record.value
+    _validate(ctl, resource, configs)
+    return altered + deleted
+
+
+def timeline_hash_order(keys: list[str]) -> list[str]:
+    """The order Kafka's TimelineHashMap (BaseHashTable) iterates these keys, inserted in
+    this order: slots by Fibonacci hashing of String.hashCode at the table's size (2,
+    doubled before it passes 3/4 full), each slot in insertion order. Reinsertions after
+    removals can reorder a shared slot; that is not modelled."""
+    size = 2
+    while len(keys) * 0.75 > size:
+        size *= 2
+    shift = 65 - size.bit_length()
+
+    def slot(key: str) -> int:
+        product = (java_string_hash(key) * -7046029254386353131) & (2**64 - 1)
+        return product >> shift
+
+    return sorted(keys, key=slot)
+
+
+# -- IncrementalAlterConfigs ------------------------------------------------------------
+
+
+def incremental_alter_configs(
+    ctl: QuorumController,
+    request: IncrementalAlterConfigsRequest,
+    context: RequestContext,
+    next_offset: int,
+) -> ControllerResult:
+    """Apply SET/DELETE/APPEND/SUBTRACT operations per resource
+    (ConfigurationControlManager.incrementalAlterConfigs); BROKER_LOGGER resources change
+    this node's log levels and are answered last."""
+    answer = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+
+    def error(resource: Any, code: ErrorCode, message: str | None) -> Any:
+        return answer(
+            error_code=code,
+            error_message=message,
+            resource_type=resource.resource_type,
+            resource_name=resource.resource_name,
+        )
+
+    loggers = []
+    for resource in request.resources:
+        if resource.resource_type == ConfigResourceType.BROKER_LOGGER:
+            try:
+                alter_log_levels(ctl.node_id, resource, request.validate_only)
+                loggers.append(error(resource, ErrorCode.NONE, None))
+            except ApiError as e:
+                loggers.append(error(resource, e.code, e.message))
+    early, resources = _sort_requests(
+        [r for r in request.resources if r.resource_type != ConfigResourceType.BROKER_LOGGER],
+        lambda r: error(
+            r, ErrorCode.UNSUPPORTED_VERSION, f"Unknown resource type {r.resource_type}."
+        ),
+        lambda r: error(r, ErrorCode.INVALID_REQUEST, "Duplicate resource."),
+    )
+    controller_answers = []
+    records: list[ConfigRecord] = []
+    for resource in resources:
+        key = (ConfigResourceType(resource.resource_type), resource.resource_name)
+        ops = {c.name: (c.config_operation, c.value) for c in resource.configs}
+        try:
+            _bounded_add(records, _incremental_records(ctl, key, ops))
+        except ApiError as e:
+            controller_answers.append(error(resource, e.code, e.message))
+            continue
+        controller_answers.append(error(resource, ErrorCode.NONE, None))
+    response = IncrementalAlterConfigsResponse(responses=early + controller_answers + loggers)
+    return _finish(ctl, records, response, request.validate_only, next_offset)
+
+
+def _is_list(kind: ConfigResourceType, key: str) -> bool:
+    """ConfigurationControlManager's schema: is ``key`` a LIST config of this type?"""
+    if kind is ConfigResourceType.TOPIC:
+        definition = TOPIC_CONFIGS.get(key)
+        return definition is not None and definition.type is ConfigType.LIST
+    if kind is ConfigResourceType.BROKER:
+        row = BROKER_CONFIG_TABLE.get(key)
+        return row is not None and row[0] == ResponseConfigType.LIST
+    if kind is ConfigResourceType.CLIENT_METRICS:
+        return key in ("metrics", "match")
+    return False
+
+
+def _default(kind: ConfigResourceType, key: str) -> str | None:
+    if kind is ConfigResourceType.TOPIC:
+        definition = TOPIC_CONFIGS.get(key)
+        return None if definition is None else definition.default
+    if kind is ConfigResourceType.BROKER:
+        return broker_default(key)
+    return None
+
+
+def _incremental_records(
+    ctl: QuorumController, resource: Resource, ops: dict[str, tuple[int, str | None]]
+) -> list[ConfigRecord]:
+    kind = resource[0]
+    current = ctl.image.configs.get(resource, {})
+    records = []
+    for key in java_hash_map_order(list(ops)):
+        operation, operand = ops[key]
+        old = current.get(key)
+        new: str | None
+        match operation:
+            case 0:
+                new = operand
+            case 1:
+                new = None
+            case 2 | 3:
+                if not _is_list(kind, key):
+                    raise ApiError(
+                        ErrorCode.INVALID_CONFIG,
+                        f"Can't {_OP_NAMES[operation]} to key {key} because its type is not LIST.",
+                    )
+                if operand is None:
+                    # Kafka splits the null operand: the whole request fails unexpectedly.
+                    raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR)
+                base = old if old is not None else _default(kind, key)
+                parts = [p for p in (base or "").split(",") if p] if base else []
+                for item in _java_split(operand, ","):
+                    if operation == 2 and item not in parts:
+                        parts.append(item)
+                    elif operation == 3 and item in parts:
+                        parts.remove(item)
+                new = ",".join(parts)
+            case _:
+                # OpType.forId gives null for an unknown id and the switch on it fails:
+                # the whole request fails unexpectedly.
+                raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR)
+        if new != old or kind is ConfigResourceType.BROKER:
+            records.append(_record(resource, key, new))
+    configs = dict(current)
+    for record in records:
+        if record.value is None:
+            configs.pop(record.name, None)
+        else:
+            configs[record.name] = record.value
+    _validate(ctl, resource, configs)
+    return records
