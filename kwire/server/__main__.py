@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from kwire.controller.authorizer import AuthorizerSettings
 from kwire.controller.controller import ControllerConfig
 from kwire.log import read_meta_properties
 from kwire.raft.state import Voter
@@ -63,6 +64,15 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
             num_partitions=config.num_partitions,
             default_replication_factor=config.default_replication_factor,
             static_broker_configs=config.static_broker_configs,
+            authorizer=AuthorizerSettings.from_properties(
+                config.super_users, config.allow_everyone_if_no_acl_found
+            )
+            if config.standard_authorizer
+            else None,
+            delete_topic_enable=config.delete_topic_enable,
+            delegation_token_secret_key=config.delegation_token_secret_key,
+            delegation_token_max_lifetime_ms=config.delegation_token_max_lifetime_ms,
+            delegation_token_expiry_time_ms=config.delegation_token_expiry_time_ms,
             quorum_node_ids=tuple(v.node_id for v in config.quorum_voters),
         ),
         segment_bytes=config.metadata_log_segment_bytes,

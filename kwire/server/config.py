@@ -690,6 +690,8 @@ _NUMERIC: tuple[tuple[str, str, str, int], ...] = (
         0,
     ),
     ("num.partitions", "num_partitions", "int", 1),
+    ("delegation.token.max.lifetime.ms", "delegation_token_max_lifetime_ms", "long", 1),
+    ("delegation.token.expiry.time.ms", "delegation_token_expiry_time_ms", "long", 1),
     ("default.replication.factor", "default_replication_factor", "int", INT32_MIN),
 )
 
@@ -712,6 +714,12 @@ _OTHER_KEYS = frozenset(
         "eligible.leader.replicas.enable",
         "max.connections.per.ip.overrides",
         "sasl.mechanism.controller.protocol",
+        "authorizer.class.name",
+        "super.users",
+        "allow.everyone.if.no.acl.found",
+        "delete.topic.enable",
+        "delegation.token.secret.key",
+        "delegation.token.master.key",
         *SSL_KEYS,
         *SASL_KEYS,
     }
@@ -774,6 +782,17 @@ class ControllerServerConfig:
     )
     num_partitions: int = 1
     default_replication_factor: int = 1
+    # authorizer.class.name set to Kafka's StandardAuthorizer (the only one kwire runs),
+    # with super.users (";"-separated principals) and allow.everyone.if.no.acl.found.
+    standard_authorizer: bool = False
+    super_users: str = ""
+    allow_everyone_if_no_acl_found: bool = False
+    delete_topic_enable: bool = True
+    # delegation.token.secret.key (or its old name delegation.token.master.key): unset or
+    # empty turns token authentication off, as in Kafka.
+    delegation_token_secret_key: str | None = None
+    delegation_token_max_lifetime_ms: int = 7 * 24 * 3600 * 1000
+    delegation_token_expiry_time_ms: int = 24 * 3600 * 1000
     originals: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False
     )
@@ -882,9 +901,18 @@ class ControllerServerConfig:
         for key, attr in (
             ("unstable.feature.versions.enable", "unstable_feature_versions_enable"),
             ("eligible.leader.replicas.enable", "eligible_leader_replicas_enable"),
+            ("allow.everyone.if.no.acl.found", "allow_everyone_if_no_acl_found"),
+            ("delete.topic.enable", "delete_topic_enable"),
         ):
             if key in props:
                 values[attr] = _bool(key, props[key])
+        # check_no_java_plugins let through only Kafka's StandardAuthorizer (or nothing).
+        values["standard_authorizer"] = bool(props.get("authorizer.class.name"))
+        values["super_users"] = props.get("super.users", "")
+        secret = props.get("delegation.token.secret.key") or props.get(
+            "delegation.token.master.key"
+        )
+        values["delegation_token_secret_key"] = secret or None
         if props.get("inter.broker.protocol.version"):
             values["inter_broker_protocol_version"] = props["inter.broker.protocol.version"]
 
