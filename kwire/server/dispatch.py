@@ -28,6 +28,7 @@ authorizer, which is Kafka's behaviour without one (every principal is allowed).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import struct
@@ -252,6 +253,21 @@ def error_codes(value: object) -> set[int]:
 # -- the handler ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    """Who sent a request, as the connection knows it: the authenticated principal
+    ("Type:name"), the client's address as text and the listener's security protocol
+    (Kafka's SecurityProtocol name); the controller's authorization and delegation token
+    checks read them."""
+
+    principal: str = ANONYMOUS
+    client_host: str = ""
+    security_protocol: str = "PLAINTEXT"
+
+
+ANONYMOUS_PEER = Peer()
+
+
 class RequestHandler:
     """Turns one decoded request into its response, awaiting commits and long polls."""
 
@@ -259,9 +275,9 @@ class RequestHandler:
         self.node = node
 
     async def handle(
-        self, header: RequestHeader, body: Message, principal: str = ANONYMOUS
+        self, header: RequestHeader, body: Message, peer: Peer = ANONYMOUS_PEER
     ) -> Message:
-        """The answer to one request from a connection authenticated as `principal`."""
+        """The answer to one request from `peer`."""
         version = header.request_api_version
         match body:
             case ApiVersionsRequest():
@@ -284,14 +300,16 @@ class RequestHandler:
             case DescribeClusterRequest():
                 return self.describe_cluster(body, version)
             case EnvelopeRequest():
-                return await self.envelope(body)
+                return await self.envelope(body, peer)
             case _:
                 context = RequestContext(
                     api_version=version,
                     client_id=header.client_id or "",
-                    principal=principal,
+                    principal=peer.principal,
                     listener_name=self.node.settings.listener_name,
                     envelope=False,
+                    client_host=peer.client_host,
+                    security_protocol=peer.security_protocol,
                 )
                 return await self.controller_request(body, context)
 
@@ -384,7 +402,9 @@ class RequestHandler:
             ],
         )
 
-    async def envelope(self, request: EnvelopeRequest) -> EnvelopeResponse:
+    async def envelope(
+        self, request: EnvelopeRequest, peer: Peer = ANONYMOUS_PEER
+    ) -> EnvelopeResponse:
         """A broker forwards a client's request: check and unwrap it, answer the inner
         request as if it came directly (DescribeQuorum by raft, the rest by the controller),
         and wrap the answer; a NOT_CONTROLLER answer becomes the Envelope's own error."""
@@ -398,12 +418,16 @@ class RequestHandler:
         if isinstance(body, DescribeQuorumRequest):
             response = self.describe_quorum(body, header.request_api_version)
         else:
+            # Kafka's forwarded context: the client's principal and address from the
+            # envelope, the security protocol of the broker's hop.
             context = RequestContext(
                 api_version=header.request_api_version,
                 client_id=header.client_id or "",
                 principal=forwarded.principal,
                 listener_name=self.node.settings.listener_name,
                 envelope=True,
+                client_host=str(ipaddress.ip_address(bytes(request.client_host_address))),
+                security_protocol=peer.security_protocol,
             )
             response = await self.controller_request(body, context)
         if is_not_controller_answer(response):

@@ -35,7 +35,7 @@ from kwire.protocol.framing import (
 from kwire.protocol.messages.api_versions import ApiVersionsResponse
 from kwire.protocol.messages.index import APIS
 from kwire.server.config import ConfigError, ListenerSecurity
-from kwire.server.dispatch import ANONYMOUS, CONTROLLER_APIS, RequestHandler
+from kwire.server.dispatch import ANONYMOUS, ANONYMOUS_PEER, CONTROLLER_APIS, Peer, RequestHandler
 from kwire.server.limits import (
     ConnectionLimits,
     ConnectionQuotas,
@@ -81,8 +81,8 @@ class FailedAuthentication(Exception):
         self.frame = frame
 
 
-async def answer(frame: bytes, handler: RequestHandler, principal: str = ANONYMOUS) -> bytes:
-    """The response frame (without size prefix) for one request frame from `principal`."""
+async def answer(frame: bytes, handler: RequestHandler, peer: Peer = ANONYMOUS_PEER) -> bytes:
+    """The response frame (without size prefix) for one request frame from `peer`."""
     preamble = peek_request(frame)
     api = APIS.get(preamble.api_key)
     if api is None or preamble.api_key not in CONTROLLER_APIS:
@@ -105,7 +105,7 @@ async def answer(frame: bytes, handler: RequestHandler, principal: str = ANONYMO
             )
             return encode_response(API_VERSIONS, 0, preamble.correlation_id, fallback)
         raise CloseConnection(str(exc)) from None
-    response = await handler.handle(header, body, principal)
+    response = await handler.handle(header, body, peer)
     return encode_response(
         header.request_api_key, header.request_api_version, header.correlation_id, response
     )
@@ -360,7 +360,7 @@ class SocketServer:
         connection closes without an answer. Raises FailedAuthentication."""
         auth = connection.authenticator
         if auth is None:
-            return await answer(frame, self.handler, connection.principal)
+            return await answer(frame, self.handler, self._peer(connection))
         now_ms = int(trio.current_time() * 1000)
         if auth.complete:
             is_handshake = int.from_bytes(frame[:2], "big") == SASL_HANDSHAKE
@@ -372,19 +372,26 @@ class SocketServer:
                         connection.peer,
                     )
                     return None
-                return await answer(frame, self.handler, connection.principal)
+                return await answer(frame, self.handler, self._peer(connection))
         match auth.receive(frame, now_ms):
             case Send(frame=reply):
                 if auth.complete:
                     connection.principal = auth.principal
                 return reply
             case AnswerNormally():
-                return await answer(frame, self.handler, connection.principal)
+                return await answer(frame, self.handler, self._peer(connection))
             case FailAuthentication(reason=reason, frame=reply):
                 raise FailedAuthentication(reason, reply)
             case CloseNow(reason=reason):
                 raise CloseConnection(reason)
         raise AssertionError("unreachable")
+
+    def _peer(self, connection: Connection) -> Peer:
+        return Peer(
+            principal=connection.principal,
+            client_host=str(connection.address),
+            security_protocol=self.security.protocol,
+        )
 
     async def _start_tls(self, connection: Connection) -> bool:
         """The TLS handshake; False (logged, the peer told after the failed-authentication
