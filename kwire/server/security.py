@@ -58,8 +58,9 @@ from kwire.protocol.messages.sasl_authenticate import (
     SaslAuthenticateResponse,
 )
 from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
-from kwire.server.config import ConfigError, SaslSettings, SslSettings
 from kwire.server.dispatch import api_versions_is_valid
+from kwire.server.listener_security import SaslSettings, SslSettings
+from kwire.server.properties import ConfigError
 from kwire.server.sasl import (
     PLAIN,
     MechanismServer,
