@@ -25,8 +25,9 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import Enum
+
+from kwire.controller.scram import ScramCredential, stored_and_server_keys
 
 __all__ = [
     "PLAIN",
@@ -66,16 +67,6 @@ class ScramMechanism(Enum):
     @classmethod
     def by_name(cls, name: str) -> ScramMechanism | None:
         return next((m for m in cls if m.mechanism_name == name), None)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScramCredential:
-    """A stored SCRAM credential (RFC 5802's StoredKey and ServerKey; iterations >= 1)."""
-
-    salt: bytes
-    stored_key: bytes
-    server_key: bytes
-    iterations: int
 
 
 ScramLookup = Callable[[str, ScramMechanism], ScramCredential | None]
@@ -189,12 +180,9 @@ def scram_credential(
 ) -> ScramCredential:
     """The credential Kafka stores for a password (ScramFormatter.generateCredential)."""
     salted = scram_salted_password(mechanism, password, salt, iterations)
-    client_key = hmac.digest(salted, b"Client Key", mechanism.hash_name)
+    stored_key, server_key = stored_and_server_keys(mechanism.type_id, salted)
     return ScramCredential(
-        salt=salt,
-        stored_key=hashlib.new(mechanism.hash_name, client_key).digest(),
-        server_key=hmac.digest(salted, b"Server Key", mechanism.hash_name),
-        iterations=iterations,
+        salt=salt, stored_key=stored_key, server_key=server_key, iterations=iterations
     )
 
 

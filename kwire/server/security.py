@@ -40,19 +40,18 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from kwire.controller.image import MetadataImage
+from kwire.controller.scram import scram_credential
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response
 from kwire.protocol.errors import ProtocolError, UnsupportedVersionError
 from kwire.protocol.framing import decode_request, encode_response, peek_request
 from kwire.protocol.messages.api_versions import ApiVersionsRequest
 from kwire.protocol.messages.index import APIS
-from kwire.protocol.messages.metadata_records.user_scram_credential_record import (
-    UserScramCredentialRecord,
-)
 from kwire.protocol.messages.sasl_authenticate import (
     SaslAuthenticateRequest,
     SaslAuthenticateResponse,
@@ -451,23 +450,11 @@ class SaslServerAuthenticator:
         return challenge
 
 
-ImageCredentials = Mapping[tuple[str, int], UserScramCredentialRecord]
-
-
-def credentials_from(image_credentials: Callable[[], ImageCredentials]) -> ScramLookup:
-    """A SCRAM lookup over the metadata image's ``scram_credentials`` (keyed by user and
-    ScramMechanism id), read afresh at each login, as Kafka's credential cache follows
-    the image."""
+def credentials_from(current_image: Callable[[], MetadataImage]) -> ScramLookup:
+    """A SCRAM lookup over the metadata image's credentials, read afresh at each login, as
+    Kafka's credential cache follows the image."""
 
     def lookup(user: str, mechanism: ScramMechanism) -> ScramCredential | None:
-        record = image_credentials().get((user, mechanism.type_id))
-        if record is None:
-            return None
-        return ScramCredential(
-            salt=record.salt,
-            stored_key=record.stored_key,
-            server_key=record.server_key,
-            iterations=record.iterations,
-        )
+        return scram_credential(current_image(), user, mechanism.mechanism_name)
 
     return lookup

@@ -326,7 +326,7 @@ class SocketServer:
                 image = self.node.controller
                 connection.authenticator = SaslServerAuthenticator(
                     self.security.sasl,
-                    credentials_from(lambda: image.image.scram_credentials),
+                    credentials_from(lambda: image.image),
                     peer=connection.peer,
                 )
             while (read := await self._read_frame(connection)) is not None:
