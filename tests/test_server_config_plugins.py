@@ -101,3 +101,33 @@ def test_the_controller_receives_the_static_configs_and_the_voters(
     # KafkaConfig.populateSynonyms: broker.id follows node.id when not given.
     assert (static["node.id"], static["broker.id"]) == ("1", "1")
     assert settings.controller.quorum_node_ids == (1,)
+
+
+@pytest.mark.parametrize(
+    ("super_users", "accepted"),
+    [
+        ("User:admin;User:broker", True),
+        ("User:", True),  # Kafka parses these too
+        (":bob", True),
+        (";;", True),
+        ("bob", False),
+        ("User:admin;bob", False),
+    ],
+)
+def test_super_users_must_be_principals_when_the_standard_authorizer_is_configured(
+    super_users: str, accepted: bool
+) -> None:
+    """Kafka's StandardAuthorizer refuses to start on an entry without a principal type
+    ("expected a string in format principalType:principalName")."""
+    props = {
+        **BASE,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": super_users,
+    }
+    if accepted:
+        ControllerServerConfig.from_properties(props)
+    else:
+        with pytest.raises(
+            ConfigError, match="super.users=.*principalType:principalName but got bob"
+        ):
+            ControllerServerConfig.from_properties(props)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import trio
-from server_harness import free_port
+from server_harness import KwireServer, ServerStartError, free_port
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.framing import encode_request
@@ -344,8 +344,8 @@ def test_tls_settings_kwire_cannot_use_are_refused_at_start_up(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"ssl.key.password": "wrong"}, "Failed to load PEM keystore configs"),
-        ({"ssl.key.password": ""}, "Failed to load PEM keystore configs"),
+        ({"ssl.key.password": "wrong"}, "ssl.keystore.key: the PEM keystore configs failed"),
+        ({"ssl.key.password": ""}, "ssl.keystore.key: the PEM keystore configs failed"),
     ],
     ids=["a wrong key password", "no key password for an encrypted key"],
 )
@@ -367,3 +367,30 @@ def test_a_key_store_that_does_not_load_stops_the_server_from_starting(
             SocketServer(node, max_request_bytes=1024, security=config.controller_security)
     finally:
         node.close()
+
+
+def test_a_key_store_file_that_does_not_load_exits_1_with_one_line_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    """The store loads inside the running server; its failure still reaches the user as
+    one line, not a traceback from the server's task group."""
+    server = KwireServer(
+        tmp_path / "kwire",
+        extra_properties={
+            "listener.security.protocol.map": "CONTROLLER:SSL",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tmp_path / "missing.pem"),
+        },
+    )
+    server.format()
+    try:
+        with pytest.raises(ServerStartError):
+            server.start()
+        assert server.wait_exit() == 1
+        stderr = server.stderr()
+        assert "Traceback" not in stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, stderr
+        assert errors[0].startswith(f"error: ssl.keystore.location={tmp_path / 'missing.pem'}")
+    finally:
+        server.close()

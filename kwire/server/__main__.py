@@ -144,6 +144,21 @@ def zero_config() -> ControllerServerConfig:
     return config
 
 
+def run_unwrapping_config_errors(config: ControllerServerConfig) -> None:
+    """Run the server; a ConfigError raised inside its nurseries (e.g. a TLS key store that
+    does not load) comes out as itself, for main's one-line message."""
+    try:
+        trio.run(run, config)
+    except BaseExceptionGroup as group:
+        matched, rest = group.split(ConfigError)
+        if matched is None or rest is not None:
+            raise
+        first: BaseException = matched
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kwire.server", description=__doc__.splitlines()[0]
@@ -164,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             config = zero_config()
         else:
             config = ControllerServerConfig.load(args.config, parse_overrides(args.override))
-        trio.run(run, config)
+        run_unwrapping_config_errors(config)
     except (ConfigError, FormatterError, BootstrapError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -334,6 +334,16 @@ class ControllerServerConfig:
         # check_no_java_plugins let through only Kafka's StandardAuthorizer (or nothing).
         values["standard_authorizer"] = bool(props.get("authorizer.class.name"))
         values["super_users"] = props.get("super.users", "")
+        if values["standard_authorizer"]:
+            # StandardAuthorizer.getConfiguredSuperUsers parses each entry as a principal.
+            for entry in values["super_users"].split(";"):
+                if entry.strip() and ":" not in entry:
+                    raise _bad(
+                        "super.users",
+                        props["super.users"],
+                        "expected a string in format principalType:principalName but got "
+                        f"{entry.strip()}",
+                    )
         secret = props.get("delegation.token.secret.key") or props.get(
             "delegation.token.master.key"
         )

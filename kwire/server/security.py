@@ -102,7 +102,7 @@ def server_ssl_context(settings: SslSettings) -> ssl.SSLContext:
         context.minimum_version, context.maximum_version = versions[0], versions[-1]
     password = settings.key_password
     if settings.keystore_location is not None:
-        what = f"PEM SSL keystore {settings.keystore_location}"
+        what = f"ssl.keystore.location={settings.keystore_location}: the PEM SSL keystore"
         _load_chain(context, settings.keystore_location, password, what)
     else:
         assert settings.keystore_key is not None and settings.keystore_certificate_chain
@@ -112,7 +112,7 @@ def server_ssl_context(settings: SslSettings) -> ssl.SSLContext:
         try:
             with os.fdopen(fd, "w") as file:
                 file.write(pem + "\n")
-            _load_chain(context, path, password, "PEM keystore configs")
+            _load_chain(context, path, password, "ssl.keystore.key: the PEM keystore configs")
         finally:
             os.unlink(path)
     context.verify_mode = _CLIENT_AUTH[settings.client_auth]
@@ -124,7 +124,12 @@ def server_ssl_context(settings: SslSettings) -> ssl.SSLContext:
         elif settings.client_auth != "none":
             context.load_default_certs(ssl.Purpose.CLIENT_AUTH)  # Java's default trust store
     except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ConfigError(f"Invalid PEM truststore configs: {exc}") from None
+        key = (
+            f"ssl.truststore.location={settings.truststore_location}"
+            if settings.truststore_location is not None
+            else "ssl.truststore.certificates"
+        )
+        raise ConfigError(f"{key}: invalid PEM truststore configs: {exc}") from None
     return context
 
 
@@ -132,7 +137,7 @@ def _load_chain(context: ssl.SSLContext, path: str, password: str | None, what: 
     try:
         context.load_cert_chain(path, password=password or "")
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"Failed to load {what}: {exc}") from None
+        raise ConfigError(f"{what} failed to load: {exc}") from None
 
 
 # X509Name's RFC 2253 keywords (the ones Java's X500Principal.getName() prints by name).
