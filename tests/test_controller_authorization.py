@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from multi_broker import forwarded, genuine_log, needs_capture, replayed_until
 from node_harness import leader, make_node
 from server_harness import free_port
 from test_controller_authorizer import send_as
@@ -569,3 +570,42 @@ async def test_without_an_authorizer_any_envelope_principal_is_accepted(
     response = await RequestHandler(leader).handle(*envelope(inner(request, 5)), peer)
     assert isinstance(response, EnvelopeResponse)
     assert response.error_code == ErrorCode.NONE
+
+
+# -- the genuine forwarded CreateTopics (multi-broker capture) ------------------------------
+
+
+@needs_capture
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_genuine_create_topics_is_answered_genuinely_to_a_super_user_and_refused_to_alice(
+    index: int,
+) -> None:
+    exchange = forwarded(19)[index]
+    genuine = [
+        (t.name, t.error_code, t.error_message, t.topic_config_error_code, t.num_partitions)
+        for t in exchange.response.topics
+    ]
+
+    def fresh() -> Leader:
+        ctl = replayed_until(
+            next(r.offset for r in genuine_log() if r.timestamp_ms >= exchange.time_ms)
+        )
+        ctl.config = dataclasses.replace(ctl.config, authorizer=SETTINGS)
+        ctl.activate(exchange.time_ms, ctl.last_applied_offset + 1)
+        leader = Leader(ctl, now_ms=exchange.time_ms)
+        leader.log = [(i, b"") for i in range(ctl.last_applied_offset + 1)]
+        return leader
+
+    admin = fresh()
+    answer = send(admin, exchange.request, exchange.api_version, ADMIN)
+    ours = [
+        (t.name, t.error_code, t.error_message, t.topic_config_error_code, t.num_partitions)
+        for t in answer.topics
+    ]
+    assert ours == genuine
+    alice = fresh()
+    refused = send(alice, exchange.request, exchange.api_version, ALICE)
+    assert [(t.name, t.error_code, t.error_message) for t in refused.topics] == [
+        (t.name, TAF, "Authorization failed.") for t in exchange.request.topics
+    ]
+    assert alice.pending == []

@@ -20,7 +20,10 @@ The controller enforces these checks only when ``authorizer.class.name`` names K
 StandardAuthorizer (``ControllerConfig.authorizer``); without it every principal may do
 everything, as in Kafka without an authorizer. ``cluster_operation`` gives, per API, the
 operation on the CLUSTER resource ControllerApis requires of the whole request (denied:
-CLUSTER_AUTHORIZATION_FAILED on every item).
+CLUSTER_AUTHORIZATION_FAILED on every item). The APIs that check per resource ask an
+``AuthHelper`` (Kafka's class of that name) at their start: CreateTopics and DeleteTopics
+(kwire.controller.replication, .topics), CreatePartitions, the config APIs
+(kwire.controller.configs); the server asks it for the Envelope's own principal.
 
 Cost: a decision scans the image's ACLs (Kafka walks a sorted tree); the controller holds
 few ACLs and asks few questions, so the simpler linear scan is kept.

@@ -7,11 +7,13 @@ sees the request) and ReplicationControlManager (the records) do together:
 |------------------|----------------------------------------|-----------------------------------|
 | DeleteTopics     | delete.topic.enable=false: v0-2        | INVALID_REQUEST (duplicates, name |
 |                  | INVALID_REQUEST, v3+                   | and id both or neither given),    |
-|                  | TOPIC_DELETION_DISABLED                | UNKNOWN_TOPIC_OR_PARTITION,       |
+|                  | TOPIC_DELETION_DISABLED                | TOPIC_AUTHORIZATION_FAILED,       |
+|                  |                                        | UNKNOWN_TOPIC_OR_PARTITION,       |
 |                  |                                        | UNKNOWN_TOPIC_ID, UNKNOWN_SERVER_ |
 |                  |                                        | ERROR past 10,000 records         |
 | CreatePartitions | more than 10,000 topics:               | INVALID_REQUEST (duplicates),     |
-|                  | POLICY_VIOLATION                       | UNKNOWN_TOPIC_OR_PARTITION,       |
+|                  | POLICY_VIOLATION                       | TOPIC_AUTHORIZATION_FAILED,       |
+|                  |                                        | UNKNOWN_TOPIC_OR_PARTITION,       |
 |                  |                                        | INVALID_PARTITIONS, INVALID_      |
 |                  |                                        | REPLICA_ASSIGNMENT, INVALID_      |
 |                  |                                        | REPLICATION_FACTOR, UNKNOWN_      |
