@@ -22,7 +22,10 @@ from kwire.storage import format_storage, random_uuid
 __all__ = ["leader", "make_node"]
 
 
-def make_node(tmp_path: Path, voters: str, port: int) -> ControllerNode:
+def make_node(
+    tmp_path: Path, voters: str, port: int, extra: dict[str, str] | None = None
+) -> ControllerNode:
+    """A formatted, started node; ``extra`` adds or overrides properties."""
     config = ControllerServerConfig.from_properties(
         {
             "process.roles": "controller",
@@ -31,6 +34,7 @@ def make_node(tmp_path: Path, voters: str, port: int) -> ControllerNode:
             "listeners": f"CONTROLLER://127.0.0.1:{port}",
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(tmp_path / "data"),
+            **(extra or {}),
         }
     )
     format_storage(config, random_uuid())

@@ -20,7 +20,10 @@ The controller enforces these checks only when ``authorizer.class.name`` names K
 StandardAuthorizer (``ControllerConfig.authorizer``); without it every principal may do
 everything, as in Kafka without an authorizer. ``cluster_operation`` gives, per API, the
 operation on the CLUSTER resource ControllerApis requires of the whole request (denied:
-CLUSTER_AUTHORIZATION_FAILED on every item).
+CLUSTER_AUTHORIZATION_FAILED on every item). The APIs that check per resource ask an
+``AuthHelper`` (Kafka's class of that name) at their start: CreateTopics and DeleteTopics
+(kwire.controller.replication, .topics), CreatePartitions, the config APIs
+(kwire.controller.configs); the server asks it for the Envelope's own principal.
 
 Cost: a decision scans the image's ACLs (Kafka walks a sorted tree); the controller holds
 few ACLs and asks few questions, so the simpler linear scan is kept.
@@ -31,12 +34,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.metadata_records.access_control_entry_record import (
     AccessControlEntryRecord,
 )
+
+if TYPE_CHECKING:
+    from kwire.controller.controller import QuorumController
+    from kwire.controller.operation import RequestContext
 
 CLUSTER_NAME = "kafka-cluster"
 WILDCARD = "*"
@@ -268,6 +275,54 @@ class Authorizer:
             resource_type,
             resource_name,
         )
+
+
+class AuthHelper:
+    """Kafka's AuthHelper for one caller (a principal from a host): the questions
+    ControllerApis asks about the resources a request names. Without an authorizer
+    (``authorizer`` None) every answer is yes, as AuthHelper's ``authorizer.forall``."""
+
+    __slots__ = ("_authorizer", "host", "principal")
+
+    def __init__(self, authorizer: Authorizer | None, principal: str, host: str) -> None:
+        self._authorizer = authorizer
+        self.principal = principal
+        self.host = host
+
+    @classmethod
+    def of(cls, ctl: QuorumController, principal: str, host: str) -> AuthHelper:
+        """The controller's StandardAuthorizer (over its image's ACLs), if configured."""
+        settings = ctl.config.authorizer
+        authorizer = None if settings is None else Authorizer(ctl.image.acls.values(), settings)
+        return cls(authorizer, principal, host)
+
+    @classmethod
+    def for_request(cls, ctl: QuorumController, context: RequestContext) -> AuthHelper:
+        """The caller of a request: the client's principal and address (forwarded: the
+        envelope's client)."""
+        return cls.of(ctl, context.principal, context.client_host)
+
+    @property
+    def enabled(self) -> bool:
+        return self._authorizer is not None
+
+    def authorize(self, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
+        """AuthHelper.authorize: may the caller do ``operation`` on the LITERAL resource?"""
+        if self._authorizer is None:
+            return True
+        return self._authorizer.authorize(self.principal, self.host, operation, resource_type, name)
+
+    def cluster(self, operation: AclOperation) -> bool:
+        """``operation`` on the CLUSTER resource ``kafka-cluster``."""
+        return self.authorize(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+    def filter(
+        self, operation: AclOperation, resource_type: ResourceType, names: Iterable[str]
+    ) -> set[str]:
+        """AuthHelper.filterByAuthorized: the names (each asked once) the caller may
+        ``operation``; all of them without an authorizer."""
+        unique = set(names)
+        return {n for n in unique if self.authorize(operation, resource_type, n)}
 
 
 # The operation on the CLUSTER resource that ControllerApis (Kafka 3.9) requires of the

@@ -16,6 +16,13 @@ ControllerConfigurationValidator:
   LogConfig values, broker names, client metrics configs), then existence (the topic, a
   registered broker or a quorum controller). BROKER values are not checked: Kafka's
   controller leaves that to the broker that forwards the request.
+- With an authorizer (ControllerApis.authorizeAlterResource, ConfigHelper): DESCRIBE_CONFIGS
+  / ALTER_CONFIGS on the TOPIC, or on the CLUSTER for BROKER and CLIENT_METRICS (and, to
+  describe, BROKER_LOGGER); altering a BROKER_LOGGER needs CLUSTER_ACTION on the CLUSTER.
+  Refused: TOPIC_ / CLUSTER_AUTHORIZATION_FAILED with the code's default message. Alter
+  refusals join the early answers; Kafka lists them in the order of a HashMap keyed by
+  ConfigResource, whose hash mixes in an enum's identity hash (different in every JVM),
+  so kwire keeps request order.
 - All records of one request form one atomic batch of at most 10,000 (BoundedList): more
   fail the whole request with POLICY_VIOLATION. ``validate_only`` answers the same and
   writes nothing.
@@ -33,6 +40,7 @@ from kwire.controller.api_error import (
     OperationFailed,
     excessively_large_operation,
 )
+from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
 from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE
 from kwire.controller.broker_logger import alter_log_levels
 from kwire.controller.config_definitions import (
@@ -89,17 +97,48 @@ def describe_configs(
     next_offset: int,
 ) -> ControllerResult:
     """Every resource's configs; writes nothing. An unknown resource type fails the whole
-    request (INVALID_REQUEST, every resource)."""
+    request (INVALID_REQUEST, every resource). With an authorizer (ConfigHelper.
+    handleDescribeConfigsRequest): DESCRIBE_CONFIGS on the TOPIC, or on the CLUSTER for the
+    other types; the resources refused come after the others, each in request order, with
+    TOPIC_ / CLUSTER_AUTHORIZATION_FAILED, its default message and no configs."""
     for resource in request.resources:
         if resource.resource_type not in _KNOWN_TYPES:
             raise OperationFailed(ErrorCode.INVALID_REQUEST)
-    results = [
-        describe_resource(
-            ctl.image, ctl.node_id, _static_configs(ctl), resource, request.include_synonyms
-        )
-        for resource in request.resources
-    ]
-    return ControllerResult(records=[], response=DescribeConfigsResponse(results=results))
+    auth = AuthHelper.for_request(ctl, context)
+    results = []
+    refused = []
+    for resource in request.resources:
+        denial = _denial(auth, AclOperation.DESCRIBE_CONFIGS, resource)
+        if denial is None:
+            results.append(
+                describe_resource(
+                    ctl.image, ctl.node_id, _static_configs(ctl), resource, request.include_synonyms
+                )
+            )
+        else:
+            refused.append(
+                DescribeConfigsResponse.DescribeConfigsResult(
+                    error_code=denial,
+                    error_message=denial.message,
+                    resource_type=resource.resource_type,
+                    resource_name=resource.resource_name,
+                    configs=[],
+                )
+            )
+    return ControllerResult(records=[], response=DescribeConfigsResponse(results=results + refused))
+
+
+def _denial(auth: AuthHelper, operation: AclOperation, resource: Any) -> ErrorCode | None:
+    """The error of a config resource the caller may not ``operation`` (None: allowed):
+    TOPIC on the topic, the other types on the CLUSTER (ControllerApis.
+    authorizeAlterResource, ConfigHelper)."""
+    if resource.resource_type == ConfigResourceType.TOPIC:
+        if auth.authorize(operation, ResourceType.TOPIC, resource.resource_name):
+            return None
+        return ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    if auth.cluster(operation):
+        return None
+    return ErrorCode.CLUSTER_AUTHORIZATION_FAILED
 
 
 # -- shared validation ------------------------------------------------------------------
@@ -318,13 +357,20 @@ def alter_configs(
     responses = list(early)
     controller_answers = []
     records: list[ConfigRecord] = []
+    auth = AuthHelper.for_request(ctl, context)
     for resource in resources:
+        # ControllerApis.authorizeAlterResource: BROKER_LOGGER is refused whoever asks;
+        # ALTER_CONFIGS on the TOPIC, or the CLUSTER for BROKER and CLIENT_METRICS.
         if resource.resource_type == ConfigResourceType.BROKER_LOGGER:
             responses.append(
                 error(
                     resource, ErrorCode.INVALID_REQUEST, "Unexpected resource type BROKER_LOGGER."
                 )
             )
+            continue
+        denial = _denial(auth, AclOperation.ALTER_CONFIGS, resource)
+        if denial is not None:
+            responses.append(error(resource, denial, denial.message))
             continue
         key = (ConfigResourceType(resource.resource_type), resource.resource_name)
         wanted = {c.name: c.value for c in resource.configs}
@@ -402,9 +448,15 @@ def incremental_alter_configs(
             resource_name=resource.resource_name,
         )
 
+    auth = AuthHelper.for_request(ctl, context)
     loggers = []
     for resource in request.resources:
         if resource.resource_type == ConfigResourceType.BROKER_LOGGER:
+            if not auth.cluster(AclOperation.CLUSTER_ACTION):
+                # RuntimeLoggerManager.applyChangesForResource, before anything else.
+                refused = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                loggers.append(error(resource, refused, refused.message))
+                continue
             try:
                 alter_log_levels(ctl.node_id, resource, request.validate_only)
                 loggers.append(error(resource, ErrorCode.NONE, None))
@@ -420,6 +472,10 @@ def incremental_alter_configs(
     controller_answers = []
     records: list[ConfigRecord] = []
     for resource in resources:
+        denial = _denial(auth, AclOperation.ALTER_CONFIGS, resource)
+        if denial is not None:
+            early.append(error(resource, denial, denial.message))
+            continue
         key = (ConfigResourceType(resource.resource_type), resource.resource_name)
         ops = {c.name: (c.config_operation, c.value) for c in resource.configs}
         try:

@@ -26,6 +26,7 @@ from kwire.controller.alter_partition import alter_partition
 from kwire.controller.api_error import ApiError, OperationFailed
 from kwire.controller.authorizer import (
     CLUSTER_NAME,
+    AuthHelper,
     AuthorizerSettings,
     ResourceType,
     cluster_authorization_failed_message,
@@ -473,6 +474,7 @@ class QuorumController:
             ),
             rng=self.rng,
             metadata_version=self.metadata_version,
+            auth=AuthHelper.for_request(self, context),
         )
         return self.apply(Applied(), outcome.records, next_offset).result(outcome.response)
 

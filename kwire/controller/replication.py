@@ -16,6 +16,7 @@ from kwire.controller.api_error import (
     ApiError,
     excessively_large_operation,
 )
+from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
     DIR_MIGRATING,
@@ -25,6 +26,7 @@ from kwire.controller.image import (
     MetadataImage,
     PartitionRegistration,
 )
+from kwire.controller.java_order import JavaHashMap, string_hash
 from kwire.controller.partition_change import Election, build_partition_change
 from kwire.controller.placement import UsableBroker, place_replicas
 from kwire.controller.records import MetadataVersion
@@ -111,17 +113,43 @@ def create_topics(
     settings: ReplicationSettings,
     rng: random.Random,
     metadata_version: MetadataVersion,
+    auth: AuthHelper | None = None,
 ) -> CreateTopicsOutcome:
     """CreateTopics as ControllerApis and the QuorumController answer it together.
 
+    ``auth`` (the caller; every answer yes without an authorizer) decides, as
+    ControllerApis.createTopics: CREATE on the CLUSTER, or else CREATE on each TOPIC, lets
+    a topic reach the controller (otherwise TOPIC_AUTHORIZATION_FAILED "Authorization
+    failed."); DESCRIBE_CONFIGS on the TOPIC lets a created topic's configs, partition
+    count and replication factor be returned (otherwise topic_config_error_code
+    TOPIC_AUTHORIZATION_FAILED). Answers: the controller's, in request order, then
+    duplicates, then the metadata topic and the unauthorized names, in the order of
+    the java.util.HashSets Kafka keeps them in.
+
     Raises OperationFailed (POLICY_VIOLATION) when the topics that pass validation would
     take more than MAX_RECORDS_PER_USER_OP records, validate_only or not, as Kafka does."""
-    # ControllerApis: duplicate names and the metadata topic never reach the controller.
-    seen: dict[str, int] = {}
+    if auth is None:
+        auth = AuthHelper(None, "", "")
+    # ControllerApis: duplicate names, the metadata topic and unauthorized names never
+    # reach the controller. Both sets are Java HashSets: their order is Kafka's answer order.
+    names: JavaHashMap[str, None] = JavaHashMap()
+    duplicates: JavaHashMap[str, None] = JavaHashMap()
     for topic in request.topics:
-        seen[topic.name] = seen.get(topic.name, 0) + 1
-    duplicates = [name for name, count in seen.items() if count > 1]
-    topics = [t for t in request.topics if seen[t.name] == 1 and t.name != CLUSTER_METADATA_TOPIC]
+        if topic.name in duplicates:
+            continue
+        if topic.name in names:
+            names.remove(topic.name)
+            duplicates.put(topic.name, string_hash(topic.name), None)
+        else:
+            names.put(topic.name, string_hash(topic.name), None)
+    name_order, duplicate_order = names.keys(), duplicates.keys()
+    allowed = [n for n in name_order if n != CLUSTER_METADATA_TOPIC]
+    if auth.cluster(AclOperation.CREATE):
+        authorized = set(allowed)
+    else:
+        authorized = auth.filter(AclOperation.CREATE, ResourceType.TOPIC, allowed)
+    describable = auth.filter(AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, allowed)
+    topics = [t for t in request.topics if t.name not in duplicates and t.name in authorized]
 
     errors: dict[str, ApiError] = {}
     collisions: dict[str, str] = {}
@@ -163,7 +191,15 @@ def create_topics(
         try:
             validate_topic_configs(configs)
             successes[topic.name] = _create_topic(
-                image, tracker, topic, configs, records, settings, rng, metadata_version
+                image,
+                tracker,
+                topic,
+                configs,
+                records,
+                settings,
+                rng,
+                metadata_version,
+                topic.name in describable,
             )
         except ApiError as e:
             errors[topic.name] = e
@@ -177,7 +213,7 @@ def create_topics(
             response.topics.append(
                 Result(name=topic.name, error_code=error.code, error_message=error.message)
             )
-    for name in java_hash_map_order(duplicates):
+    for name in duplicate_order:
         response.topics.append(
             Result(
                 name=name,
@@ -185,14 +221,25 @@ def create_topics(
                 error_message="Duplicate topic name.",
             )
         )
-    if seen.get(CLUSTER_METADATA_TOPIC) == 1:
-        response.topics.append(
-            Result(
-                name=CLUSTER_METADATA_TOPIC,
-                error_code=ErrorCode.INVALID_REQUEST,
-                error_message=f"Creation of internal topic {CLUSTER_METADATA_TOPIC} is prohibited.",
+    for name in name_order:
+        if name == CLUSTER_METADATA_TOPIC:
+            response.topics.append(
+                Result(
+                    name=CLUSTER_METADATA_TOPIC,
+                    error_code=ErrorCode.INVALID_REQUEST,
+                    error_message=(
+                        f"Creation of internal topic {CLUSTER_METADATA_TOPIC} is prohibited."
+                    ),
+                )
             )
-        )
+        elif name not in authorized:
+            response.topics.append(
+                Result(
+                    name=name,
+                    error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                    error_message="Authorization failed.",
+                )
+            )
     return CreateTopicsOutcome([] if request.validate_only else records, response)
 
 
@@ -205,6 +252,7 @@ def _create_topic(
     settings: ReplicationSettings,
     rng: random.Random,
     mv: MetadataVersion,
+    describable: bool = True,
 ) -> Result:
     new_parts: dict[int, PartitionRegistration] = {}
     if topic.assignments:
@@ -302,20 +350,24 @@ def _create_topic(
         topic_id=topic_id,
         error_code=ErrorCode.NONE,
         error_message=None,
-        topic_config_error_code=ErrorCode.NONE,
-        num_partitions=len(new_parts),
-        replication_factor=len(new_parts[0].replicas),
+        # Without DESCRIBE_CONFIGS on the topic, ReplicationControlManager.createTopic
+        # returns no configs, and -1 for the counts (the schema's defaults).
+        topic_config_error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
     )
-    result.configs = [
-        TopicConfigs(
-            name=entry.name,
-            value=None if entry.sensitive else entry.value,
-            read_only=entry.read_only,
-            config_source=entry.source,
-            is_sensitive=entry.sensitive,
-        )
-        for entry in effective_topic_configs(configs, settings.static_topic_defaults)
-    ]
+    if describable:
+        result.topic_config_error_code = ErrorCode.NONE
+        result.num_partitions = len(new_parts)
+        result.replication_factor = len(new_parts[0].replicas)
+        result.configs = [
+            TopicConfigs(
+                name=entry.name,
+                value=None if entry.sensitive else entry.value,
+                read_only=entry.read_only,
+                config_source=entry.source,
+                is_sensitive=entry.sensitive,
+            )
+            for entry in effective_topic_configs(configs, settings.static_topic_defaults)
+        ]
     records.append(TopicRecord(name=topic.name, topic_id=topic_id))
     # ConfigRecords sit between the TopicRecord and the PartitionRecords, in the order of
     # the Java HashMap Kafka builds them from.

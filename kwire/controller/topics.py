@@ -7,11 +7,13 @@ sees the request) and ReplicationControlManager (the records) do together:
 |------------------|----------------------------------------|-----------------------------------|
 | DeleteTopics     | delete.topic.enable=false: v0-2        | INVALID_REQUEST (duplicates, name |
 |                  | INVALID_REQUEST, v3+                   | and id both or neither given),    |
-|                  | TOPIC_DELETION_DISABLED                | UNKNOWN_TOPIC_OR_PARTITION,       |
+|                  | TOPIC_DELETION_DISABLED                | TOPIC_AUTHORIZATION_FAILED,       |
+|                  |                                        | UNKNOWN_TOPIC_OR_PARTITION,       |
 |                  |                                        | UNKNOWN_TOPIC_ID, UNKNOWN_SERVER_ |
 |                  |                                        | ERROR past 10,000 records         |
 | CreatePartitions | more than 10,000 topics:               | INVALID_REQUEST (duplicates),     |
-|                  | POLICY_VIOLATION                       | UNKNOWN_TOPIC_OR_PARTITION,       |
+|                  | POLICY_VIOLATION                       | TOPIC_AUTHORIZATION_FAILED,       |
+|                  |                                        | UNKNOWN_TOPIC_OR_PARTITION,       |
 |                  |                                        | INVALID_PARTITIONS, INVALID_      |
 |                  |                                        | REPLICA_ASSIGNMENT, INVALID_      |
 |                  |                                        | REPLICATION_FACTOR, UNKNOWN_      |
@@ -37,6 +39,7 @@ from kwire.controller.api_error import (
     OperationFailed,
     excessively_large_operation,
 )
+from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.placement import UsableBroker, place_replicas
 from kwire.controller.replication import (
@@ -163,8 +166,14 @@ def delete_topics(
     for topic_id in java_hash_map_order_by(duplicate_ids, java_uuid_hash):
         answer(None, topic_id, ErrorCode.INVALID_REQUEST, "Duplicate topic id.")
 
-    # Ids to names (ReplicationControlManager.findTopicNames), then names to ids
-    # (findTopicIds). Without an authorizer every topic may be described and deleted.
+    # Ids to names (ReplicationControlManager.findTopicNames): an unknown id is
+    # UNKNOWN_TOPIC_ID whoever asks. Then the authorizer (ControllerApis.deleteTopics):
+    # DELETE on the CLUSTER, or else DESCRIBE and DELETE on each TOPIC named or found by
+    # id; an id whose topic may not be deleted is TOPIC_AUTHORIZATION_FAILED, with its name
+    # only when the topic may be described. Then names to ids (findTopicIds): a name that
+    # may not be described is TOPIC_AUTHORIZATION_FAILED before it is looked up, one that
+    # may be described but not deleted after. Without an authorizer every topic may be
+    # described and deleted.
     id_to_name: dict[UUID, str] = {}
     for topic_id in java_hash_map_order_by(ids, java_uuid_hash):
         info = image.topics.get(topic_id)
@@ -173,11 +182,29 @@ def delete_topics(
             answer(None, topic_id, unknown_id, unknown_id.message)
         else:
             id_to_name[topic_id] = info.name
+    auth = AuthHelper.for_request(ctl, context)
+    to_authorize = [*names, *id_to_name.values()]
+    if auth.cluster(AclOperation.DELETE):
+        describable = deletable = set(to_authorize)
+    else:
+        describable = auth.filter(AclOperation.DESCRIBE, ResourceType.TOPIC, to_authorize)
+        deletable = auth.filter(AclOperation.DELETE, ResourceType.TOPIC, to_authorize)
+    refused = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    for topic_id in java_hash_map_order_by(id_to_name, java_uuid_hash):
+        name = id_to_name[topic_id]
+        if name not in deletable:
+            shown = name if name in describable else None
+            answer(shown, topic_id, refused, refused.message)
+            del id_to_name[topic_id]
     for name in java_hash_map_order(names):
         found = image.topic_ids_by_name.get(name)
-        if found is None:
+        if name not in describable:
+            answer(name, ZERO_UUID, refused, refused.message)
+        elif found is None:
             unknown = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             answer(name, ZERO_UUID, unknown, unknown.message)
+        elif name not in deletable:
+            answer(name, ZERO_UUID, refused, refused.message)
         elif found in duplicate_ids or found in id_to_name:
             # The name's id was also given by id: neither is deleted, and only the name
             # is answered.
@@ -217,8 +244,9 @@ def create_partitions(
     next_offset: int,
 ) -> ControllerResult:
     """CreatePartitions v0-v3 (ControllerApis.createPartitions, ReplicationControlManager.
-    createPartitions). Answers: duplicated names first (INVALID_REQUEST), then one result
-    per other topic, in the order of the java.util.HashSet Kafka collects names in.
+    createPartitions). Answers: duplicated names first (INVALID_REQUEST), then the topics
+    the caller may not ALTER (TOPIC_AUTHORIZATION_FAILED, with an authorizer), then one
+    result per other topic, in the order of the java.util.HashSet Kafka collects names in.
     ``validate_only`` answers the same and writes nothing.
 
     Raises OperationFailed (POLICY_VIOLATION) for more than MAX_RECORDS_PER_USER_OP
@@ -239,7 +267,20 @@ def create_partitions(
     first_of: dict[str, CreatePartitionsRequest.CreatePartitionsTopic] = {}
     for topic in request.topics:
         first_of.setdefault(topic.name, topic)
-    topics = [first_of[n] for n in java_hash_map_order(seen) if n not in duplicates]
+    # ControllerApis.createPartitions: ALTER on each TOPIC, else TOPIC_AUTHORIZATION_FAILED
+    # (no message), answered before the controller's results, in the set's order.
+    unique = [n for n in java_hash_map_order(seen) if n not in duplicates]
+    alterable = AuthHelper.for_request(ctl, context).filter(
+        AclOperation.ALTER, ResourceType.TOPIC, unique
+    )
+    topics = []
+    for name in unique:
+        if name in alterable:
+            topics.append(first_of[name])
+        else:
+            responses.append(
+                PartitionsResult(name=name, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+            )
     if not topics:
         return ControllerResult(records=[], response=CreatePartitionsResponse(results=responses))
     if len(topics) > MAX_RECORDS_PER_USER_OP:

@@ -21,9 +21,9 @@ ControllerApis answers with ILLEGAL_SASL_STATE. Requests run as the connection's
 principal (User:ANONYMOUS on PLAINTEXT).
 
 An Envelope is checked part by part in the order of Kafka 3.9's EnvelopeUtils (see
-`unwrap_envelope`); each failure is answered with Kafka's code and no response data. Kafka
-also requires CLUSTER_ACTION on the cluster for the envelope's own principal; kwire has no
-authorizer, which is Kafka's behaviour without one (every principal is allowed).
+`unwrap_envelope`); each failure is answered with Kafka's code and no response data.
+Before that, with an authorizer, the envelope's own principal needs CLUSTER_ACTION on the
+cluster (CLUSTER_AUTHORIZATION_FAILED otherwise), as in Kafka's ControllerApis.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import trio
 
+from kwire.controller.authorizer import AclOperation, AuthHelper
 from kwire.controller.controller import HANDLED_REQUESTS, RequestContext
 from kwire.protocol._codec import ZERO_UUID, Message
 from kwire.protocol.error_codes import ErrorCode
@@ -407,7 +408,15 @@ class RequestHandler:
     ) -> EnvelopeResponse:
         """A broker forwards a client's request: check and unwrap it, answer the inner
         request as if it came directly (DescribeQuorum by raft, the rest by the controller),
-        and wrap the answer; a NOT_CONTROLLER answer becomes the Envelope's own error."""
+        and wrap the answer; a NOT_CONTROLLER answer becomes the Envelope's own error.
+        With an authorizer the envelope's own principal (the broker) needs CLUSTER_ACTION
+        on the cluster first (ControllerApis.handleEnvelopeRequest)."""
+        auth = AuthHelper.of(self.node.controller, peer.principal, peer.client_host)
+        if not auth.cluster(AclOperation.CLUSTER_ACTION):
+            log.warning(
+                "Principal %s does not have required CLUSTER_ACTION for envelope", peer.principal
+            )
+            return EnvelopeResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
         try:
             forwarded = unwrap_envelope(request)
         except EnvelopeRejected as exc:
