@@ -57,6 +57,7 @@ from kwire.controller.reassignment import (
     alter_partition_reassignments,
     list_partition_reassignments,
 )
+from kwire.controller.rebalance import LeaderRebalance, balance_partition_leaders
 from kwire.controller.records import (
     KRAFT_VERSION_FEATURE,
     METADATA_VERSION_FEATURE,
@@ -169,6 +170,11 @@ class ControllerConfig:
     delegation_token_secret_key: str | None = None
     delegation_token_max_lifetime_ms: int = 7 * 24 * 3600 * 1000
     delegation_token_expiry_time_ms: int = 24 * 3600 * 1000
+    # auto.leader.rebalance.enable and leader.imbalance.check.interval.seconds (in ms here):
+    # the periodic move of leadership back to preferred replicas (kwire.controller.rebalance;
+    # ControllerServer passes the interval only when the rebalance is enabled).
+    auto_leader_rebalance_enable: bool = True
+    leader_imbalance_check_interval_ms: int = 300 * 1000
 
 
 class QuorumController:
@@ -186,6 +192,11 @@ class QuorumController:
         )
         self._active = False
         self._next_noop_ms = _LONG_MAX
+        self.rebalance = LeaderRebalance(
+            config.leader_imbalance_check_interval_ms
+            if config.auto_leader_rebalance_enable
+            else None
+        )
 
     # -- state views ---------------------------------------------------------------------
 
@@ -524,12 +535,16 @@ class QuorumController:
 
     def tick(self, now_ms: int, next_offset: int) -> ControllerResult | None:
         """Fence brokers whose session lapsed (one at a time, each seeing the previous
-        one's effect) and write the periodic NoOpRecord that keeps followers' and brokers'
-        views of the log advancing. Each fenced broker and the NoOp is a write of its own
-        (``ControllerResult.writes``), as each is a separate write event in Kafka's
-        QuorumController; the server appends each as its own batch."""
+        one's effect), move leaders back to preferred replicas when the leader rebalance
+        is due (kwire.controller.rebalance), and write the periodic NoOpRecord that keeps
+        followers' and brokers' views of the log advancing. Each fenced broker, the
+        rebalance and the NoOp is a write of its own (``ControllerResult.writes``), as each
+        is a separate write event in Kafka's QuorumController; the server appends each as
+        its own batch. The caller ticks after every write it appends, so that the
+        rebalance is scheduled after each write, as Kafka schedules it."""
         self._observe(now_ms)
         if not self._active:
+            self.rebalance.forget()
             return None
         applied = Applied()
         try:
@@ -542,12 +557,25 @@ class QuorumController:
                 self.tracker.fence(stale)
                 self.apply(applied, records, next_offset, atomic=False)
                 applied.end_write()
+                self.rebalance.maybe_schedule(self.image, now_ms)
+            if self.rebalance.is_due(now_ms):
+                records, more = balance_partition_leaders(self)
+                log.info(
+                    "maybeBalancePartitionLeaders: generated %d records.%s",
+                    len(records),
+                    " Rescheduling immediately." if more else "",
+                )
+                self.rebalance.ran(more)
+                self.apply(applied, records, next_offset, atomic=False)
+                applied.end_write()
             if self._noop_enabled and now_ms >= self._next_noop_ms:
                 # Kafka schedules each NoOp one interval after the previous one ran,
                 # whatever else was written in between; it is a write of its own.
                 self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
                 self.apply(applied, [NoOpRecord()], next_offset, atomic=False)
                 applied.end_write()
+            # After every write (this tick's, or the requests' since the last tick).
+            self.rebalance.maybe_schedule(self.image, now_ms)
         except BaseException:
             self.revert_to(next_offset - 1)
             raise
@@ -564,7 +592,7 @@ class QuorumController:
         deadline = check + 1 if check < _LONG_MAX else _LONG_MAX
         if self._noop_enabled:
             deadline = min(deadline, self._next_noop_ms)
-        return deadline
+        return min(deadline, self.rebalance.due_ms)
 
     @property
     def _noop_enabled(self) -> bool:

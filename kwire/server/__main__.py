@@ -74,6 +74,11 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
             delegation_token_max_lifetime_ms=config.delegation_token_max_lifetime_ms,
             delegation_token_expiry_time_ms=config.delegation_token_expiry_time_ms,
             quorum_node_ids=tuple(v.node_id for v in config.quorum_voters),
+            auto_leader_rebalance_enable=config.auto_leader_rebalance_enable,
+            # Kafka converts to nanoseconds, saturating at Long.MAX_VALUE.
+            leader_imbalance_check_interval_ms=min(
+                config.leader_imbalance_check_interval_seconds * 1000, 2**63 - 1
+            ),
         ),
         segment_bytes=config.metadata_log_segment_bytes,
         metadata_version_level=level,

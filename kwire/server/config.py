@@ -118,6 +118,20 @@ _NUMERIC: tuple[tuple[str, str, str, int], ...] = (
     ("delegation.token.max.lifetime.ms", "delegation_token_max_lifetime_ms", "long", 1),
     ("delegation.token.expiry.time.ms", "delegation_token_expiry_time_ms", "long", 1),
     ("default.replication.factor", "default_replication_factor", "int", INT32_MIN),
+    # ReplicationConfigs: a LONG of at least 1; an INT with no bound, read by Kafka's
+    # ZooKeeper controller only (the KRaft controller ignores it, and so does kwire).
+    (
+        "leader.imbalance.check.interval.seconds",
+        "leader_imbalance_check_interval_seconds",
+        "long",
+        1,
+    ),
+    (
+        "leader.imbalance.per.broker.percentage",
+        "leader_imbalance_per_broker_percentage",
+        "int",
+        INT32_MIN,
+    ),
 )
 
 _OTHER_KEYS = frozenset(
@@ -143,6 +157,7 @@ _OTHER_KEYS = frozenset(
         "super.users",
         "allow.everyone.if.no.acl.found",
         "delete.topic.enable",
+        "auto.leader.rebalance.enable",
         "delegation.token.secret.key",
         "delegation.token.master.key",
         *SSL_KEYS,
@@ -213,6 +228,10 @@ class ControllerServerConfig:
     super_users: str = ""
     allow_everyone_if_no_acl_found: bool = False
     delete_topic_enable: bool = True
+    # The automatic leader rebalance (ReplicationConfigs; kwire.controller.rebalance).
+    auto_leader_rebalance_enable: bool = True
+    leader_imbalance_check_interval_seconds: int = 300
+    leader_imbalance_per_broker_percentage: int = 10
     # delegation.token.secret.key (or its old name delegation.token.master.key): unset or
     # empty turns token authentication off, as in Kafka.
     delegation_token_secret_key: str | None = None
@@ -328,6 +347,7 @@ class ControllerServerConfig:
             ("eligible.leader.replicas.enable", "eligible_leader_replicas_enable"),
             ("allow.everyone.if.no.acl.found", "allow_everyone_if_no_acl_found"),
             ("delete.topic.enable", "delete_topic_enable"),
+            ("auto.leader.rebalance.enable", "auto_leader_rebalance_enable"),
         ):
             if key in props:
                 values[attr] = _bool(key, props[key])
