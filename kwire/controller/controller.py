@@ -23,10 +23,9 @@ from uuid import UUID
 
 from kwire.controller import acls, quotas, scram, tokens
 from kwire.controller.alter_partition import alter_partition
-from kwire.controller.api_error import ApiError, OperationFailed
+from kwire.controller.api_error import OperationFailed
 from kwire.controller.authorizer import (
     CLUSTER_NAME,
-    AuthHelper,
     AuthorizerSettings,
     ResourceType,
     cluster_authorization_failed_message,
@@ -34,17 +33,13 @@ from kwire.controller.authorizer import (
 )
 from kwire.controller.brokers import controlled_shutdown, unregister_broker
 from kwire.controller.cluster import (
-    check_broker_epoch,
     fence_broker_records,
-    process_heartbeat,
-    register_broker,
-    register_controller,
 )
 from kwire.controller.configs import alter_configs, describe_configs, incremental_alter_configs
 from kwire.controller.directories import assign_replicas_to_dirs
 from kwire.controller.elections import elect_leaders
 from kwire.controller.features import update_features
-from kwire.controller.heartbeats import BrokerControlState, BrokerHeartbeatTracker
+from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
     BrokerRegistration,
     ControllerRegistration,
@@ -67,14 +62,19 @@ from kwire.controller.records import (
     metadata_version,
     record_version,
 )
-from kwire.controller.replication import ReplicationSettings, create_topics
+from kwire.controller.registration import (
+    allocate_producer_ids,
+    broker_heartbeat,
+    broker_registration,
+    controller_registration,
+    create_topics_operation,
+)
 from kwire.controller.topics import create_partitions, delete_topics
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response as build_error_response
 from kwire.protocol.messages.allocate_producer_ids import (
     AllocateProducerIdsRequest,
-    AllocateProducerIdsResponse,
 )
 from kwire.protocol.messages.alter_client_quotas import AlterClientQuotasRequest
 from kwire.protocol.messages.alter_configs import AlterConfigsRequest
@@ -84,15 +84,13 @@ from kwire.protocol.messages.alter_partition_reassignments import (
 )
 from kwire.protocol.messages.alter_user_scram_credentials import AlterUserScramCredentialsRequest
 from kwire.protocol.messages.assign_replicas_to_dirs import AssignReplicasToDirsRequest
-from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.broker_registration import (
     BrokerRegistrationRequest,
-    BrokerRegistrationResponse,
 )
 from kwire.protocol.messages.controlled_shutdown import ControlledShutdownRequest
 from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationRequest,
-    ControllerRegistrationResponse,
 )
 from kwire.protocol.messages.create_acls import CreateAclsRequest
 from kwire.protocol.messages.create_delegation_token import CreateDelegationTokenRequest
@@ -119,7 +117,6 @@ from kwire.protocol.messages.metadata_records.begin_transaction_record import (
 from kwire.protocol.messages.metadata_records.end_transaction_record import EndTransactionRecord
 from kwire.protocol.messages.metadata_records.feature_level_record import FeatureLevelRecord
 from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
-from kwire.protocol.messages.metadata_records.producer_ids_record import ProducerIdsRecord
 from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
     ZkMigrationStateRecord,
 )
@@ -130,7 +127,6 @@ from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_bat
 
 log = logging.getLogger("kwire.controller")
 
-PRODUCER_ID_BLOCK_SIZE = 1000
 _LONG_MAX = 2**63 - 1
 
 
@@ -423,114 +419,6 @@ class QuorumController:
         applied.values += values
         return applied
 
-    def _broker_registration(
-        self, request: BrokerRegistrationRequest, context: RequestContext, next_offset: int
-    ) -> ControllerResult:
-        finalized = dict(self.image.finalized_features)
-        finalized[KRAFT_VERSION_FEATURE] = self.config.kraft_version
-        try:
-            records, epoch = register_broker(
-                self.image,
-                self.tracker,
-                request,
-                cluster_id=self.cluster_id,
-                new_broker_epoch=next_offset,
-                finalized_features=finalized,
-                metadata_version=self.metadata_version,
-                zk_migration_enabled=self.config.zk_migration_enabled,
-            )
-        except ApiError as e:
-            return ControllerResult(
-                records=[], response=BrokerRegistrationResponse(error_code=e.code)
-            )
-        return self.apply(Applied(), records, next_offset).result(
-            BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch)
-        )
-
-    def _broker_heartbeat(
-        self, request: BrokerHeartbeatRequest, context: RequestContext, next_offset: int
-    ) -> ControllerResult:
-        try:
-            outcome = process_heartbeat(self.image, self.tracker, request, self.metadata_version)
-        except ApiError as e:
-            return ControllerResult(records=[], response=BrokerHeartbeatResponse(error_code=e.code))
-        applied = self.apply(Applied(), outcome.records, next_offset, atomic=False)
-        if outcome.next_state is BrokerControlState.CONTROLLED_SHUTDOWN:
-            # The broker may go once every active broker has caught up with the batch
-            # that started its controlled shutdown.
-            self.tracker.update_controlled_shutdown_offset(
-                request.broker_id, next_offset + len(applied.records) - 1
-            )
-        return applied.result(
-            BrokerHeartbeatResponse(
-                error_code=ErrorCode.NONE,
-                is_caught_up=outcome.is_caught_up,
-                is_fenced=outcome.next_state.fenced,
-                should_shut_down=outcome.next_state.should_shut_down,
-            ),
-            atomic=False,
-        )
-
-    def _create_topics(
-        self, request: CreateTopicsRequest, context: RequestContext, next_offset: int
-    ) -> ControllerResult:
-        outcome = create_topics(
-            self.image,
-            self.tracker,
-            request,
-            settings=ReplicationSettings(
-                default_num_partitions=self.config.num_partitions,
-                default_replication_factor=self.config.default_replication_factor,
-                static_topic_defaults=self.config.static_topic_configs,
-            ),
-            rng=self.rng,
-            metadata_version=self.metadata_version,
-            auth=AuthHelper.for_request(self, context),
-        )
-        return self.apply(Applied(), outcome.records, next_offset).result(outcome.response)
-
-    def _allocate_producer_ids(
-        self, request: AllocateProducerIdsRequest, context: RequestContext, next_offset: int
-    ) -> ControllerResult:
-        try:
-            check_broker_epoch(self.image, request.broker_id, request.broker_epoch)
-            first = self.image.next_producer_id
-            if first > _LONG_MAX - PRODUCER_ID_BLOCK_SIZE:
-                raise ApiError(
-                    ErrorCode.UNKNOWN_SERVER_ERROR,
-                    "Exhausted all producerIds as the next block's end producerId has exceeded "
-                    "the int64 type limit",
-                )
-        except ApiError as e:
-            return ControllerResult(
-                records=[], response=AllocateProducerIdsResponse(error_code=e.code)
-            )
-        record = ProducerIdsRecord(
-            broker_id=request.broker_id,
-            broker_epoch=request.broker_epoch,
-            next_producer_id=first + PRODUCER_ID_BLOCK_SIZE,
-        )
-        return self.apply(Applied(), [record], next_offset).result(
-            AllocateProducerIdsResponse(
-                error_code=ErrorCode.NONE,
-                producer_id_start=first,
-                producer_id_len=PRODUCER_ID_BLOCK_SIZE,
-            ),
-            atomic=False,
-        )
-
-    def _controller_registration(
-        self, request: ControllerRegistrationRequest, context: RequestContext, next_offset: int
-    ) -> ControllerResult:
-        try:
-            records = register_controller(request, self.metadata_version)
-        except ApiError as e:
-            return ControllerResult(
-                records=[],
-                response=ControllerRegistrationResponse(error_code=e.code, error_message=e.message),
-            )
-        return self.apply(Applied(), records, next_offset).result(ControllerRegistrationResponse())
-
     # -- periodic work -------------------------------------------------------------------
 
     def tick(self, now_ms: int, next_offset: int) -> ControllerResult | None:
@@ -610,11 +498,11 @@ class QuorumController:
 # every other API is answered UNSUPPORTED_VERSION on every item.
 Operation = Callable[[QuorumController, Any, RequestContext, int], ControllerResult]
 REQUEST_HANDLERS: dict[type[Message], Operation] = {
-    BrokerRegistrationRequest: QuorumController._broker_registration,
-    BrokerHeartbeatRequest: QuorumController._broker_heartbeat,
-    CreateTopicsRequest: QuorumController._create_topics,
-    AllocateProducerIdsRequest: QuorumController._allocate_producer_ids,
-    ControllerRegistrationRequest: QuorumController._controller_registration,
+    BrokerRegistrationRequest: broker_registration,
+    BrokerHeartbeatRequest: broker_heartbeat,
+    CreateTopicsRequest: create_topics_operation,
+    AllocateProducerIdsRequest: allocate_producer_ids,
+    ControllerRegistrationRequest: controller_registration,
     AlterPartitionRequest: alter_partition,
     ElectLeadersRequest: elect_leaders,
     AlterPartitionReassignmentsRequest: alter_partition_reassignments,
