@@ -8,6 +8,7 @@ from pathlib import Path
 
 import trio
 from server_harness import HOST, KwireServer
+from test_server_integrity import records_in_log
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.broker_registration import (
@@ -16,6 +17,9 @@ from kwire.protocol.messages.broker_registration import (
 )
 from kwire.protocol.messages.create_acls import CreateAclsRequest, CreateAclsResponse
 from kwire.protocol.messages.describe_acls import DescribeAclsRequest, DescribeAclsResponse
+from kwire.protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
+from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
+from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.server.client import KafkaClient
 
 TIMEOUT_S = 20.0
@@ -117,4 +121,57 @@ async def test_a_super_user_creates_acls_that_survive_a_restart(tmp_path: Path) 
                 for a in r.acls
             ]
             assert found == [("orders", "User:alice", READ)]
+            await client.aclose()
+
+
+async def test_raft_and_cluster_apis_need_their_cluster_operations(tmp_path: Path) -> None:
+    """ControllerApis: Fetch needs CLUSTER_ACTION, DescribeQuorum DESCRIBE and, on a
+    controller, DescribeCluster ALTER on the cluster; the anonymous principal has none.
+    The node's own controller registration is internal and still happens."""
+    extra = {"authorizer.class.name": STANDARD_AUTHORIZER}
+    with KwireServer.create(tmp_path / "kwire", extra_properties=extra) as server:
+        with trio.fail_after(TIMEOUT_S):
+            client = await KafkaClient.connect(HOST, server.port)
+            cluster = await client.request(
+                DescribeClusterRequest(
+                    endpoint_type=2, include_cluster_authorized_operations=False
+                ),
+                1,
+            )
+            assert isinstance(cluster, DescribeClusterResponse)
+            assert cluster.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+            quorum = await client.request(
+                DescribeQuorumRequest(
+                    topics=[
+                        DescribeQuorumRequest.TopicData(
+                            topic_name="__cluster_metadata",
+                            partitions=[DescribeQuorumRequest.PartitionData(partition_index=0)],
+                        )
+                    ]
+                ),
+                2,
+            )
+            assert isinstance(quorum, DescribeQuorumResponse)
+            assert quorum.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+            fetch = await client.request(FetchRequest(cluster_id=server.cluster_id), 17)
+            assert isinstance(fetch, FetchResponse)
+            assert fetch.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+            await client.aclose()
+    assert "RegisterControllerRecord" in {type(r).__name__ for r in records_in_log(server.data_dir)}
+
+
+async def test_a_super_user_describes_the_cluster(tmp_path: Path) -> None:
+    extra = {"authorizer.class.name": STANDARD_AUTHORIZER, "super.users": "User:ANONYMOUS"}
+    with KwireServer.create(tmp_path / "kwire", extra_properties=extra) as server:
+        with trio.fail_after(TIMEOUT_S):
+            client = await KafkaClient.connect(HOST, server.port)
+            cluster = await client.request(
+                DescribeClusterRequest(
+                    endpoint_type=2, include_cluster_authorized_operations=False
+                ),
+                1,
+            )
+            assert isinstance(cluster, DescribeClusterResponse)
+            assert cluster.error_code == ErrorCode.NONE
+            assert [b.port for b in cluster.brokers] == [server.port]
             await client.aclose()

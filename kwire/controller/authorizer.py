@@ -299,7 +299,9 @@ class AuthHelper:
     @classmethod
     def for_request(cls, ctl: QuorumController, context: RequestContext) -> AuthHelper:
         """The caller of a request: the client's principal and address (forwarded: the
-        envelope's client)."""
+        envelope's client); a request the node makes for itself is always allowed."""
+        if context.internal:
+            return cls(None, context.principal, context.client_host)
         return cls.of(ctl, context.principal, context.client_host)
 
     @property

@@ -23,6 +23,9 @@ class RequestContext:
     client_host: str = ""
     security_protocol: str = "PLAINTEXT"
     token_authenticated: bool = False
+    # Made by this node for itself (its own ControllerRegistration), not received from a
+    # peer: no authorization applies, as to Kafka's in-process controller paths.
+    internal: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

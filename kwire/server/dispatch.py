@@ -269,6 +269,13 @@ class Peer:
 ANONYMOUS_PEER = Peer()
 
 
+# What ControllerApis requires on the cluster for the APIs answered here (handleFetch,
+# handleDescribeQuorum, and handleDescribeCluster, which on a controller needs ALTER).
+FETCH_NEEDS = AclOperation.CLUSTER_ACTION
+DESCRIBE_QUORUM_NEEDS = AclOperation.DESCRIBE
+DESCRIBE_CLUSTER_NEEDS = AclOperation.ALTER
+
+
 class RequestHandler:
     """Turns one decoded request into its response, awaiting commits and long polls."""
 
@@ -295,10 +302,16 @@ class RequestHandler:
                     SASL_AUTHENTICATE_AFTER_AUTHENTICATION,
                 )
             case FetchRequest():
+                if self.cluster_denied(peer.principal, peer.client_host, FETCH_NEEDS):
+                    return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
                 return await self.fetch(body)
             case DescribeQuorumRequest():
+                if self.cluster_denied(peer.principal, peer.client_host, DESCRIBE_QUORUM_NEEDS):
+                    return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
                 return self.describe_quorum(body, version)
             case DescribeClusterRequest():
+                if self.cluster_denied(peer.principal, peer.client_host, DESCRIBE_CLUSTER_NEEDS):
+                    return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
                 return self.describe_cluster(body, version)
             case EnvelopeRequest():
                 return await self.envelope(body, peer)
@@ -403,6 +416,13 @@ class RequestHandler:
             ],
         )
 
+    def cluster_denied(self, principal: str, host: str, operation: AclOperation) -> bool:
+        """Whether the configured authorizer refuses ``operation`` on the cluster to the
+        caller (never without an authorizer), for the APIs answered here rather than by the
+        controller's operations."""
+        auth = AuthHelper.of(self.node.controller, principal, host)
+        return not auth.cluster(operation)
+
     async def envelope(
         self, request: EnvelopeRequest, peer: Peer = ANONYMOUS_PEER
     ) -> EnvelopeResponse:
@@ -424,8 +444,14 @@ class RequestHandler:
             return EnvelopeResponse(error_code=exc.code)
         header, body = forwarded.header, forwarded.body
         response: Message
+        client_host = str(ipaddress.ip_address(bytes(request.client_host_address)))
         if isinstance(body, DescribeQuorumRequest):
-            response = self.describe_quorum(body, header.request_api_version)
+            if self.cluster_denied(forwarded.principal, client_host, DESCRIBE_QUORUM_NEEDS):
+                response = error_response(
+                    body, header.request_api_version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                )
+            else:
+                response = self.describe_quorum(body, header.request_api_version)
         else:
             # Kafka's forwarded context: the client's principal and address from the
             # envelope, the security protocol of the broker's hop.
@@ -435,7 +461,7 @@ class RequestHandler:
                 principal=forwarded.principal,
                 listener_name=self.node.settings.listener_name,
                 envelope=True,
-                client_host=str(ipaddress.ip_address(bytes(request.client_host_address))),
+                client_host=client_host,
                 security_protocol=peer.security_protocol,
             )
             response = await self.controller_request(body, context)

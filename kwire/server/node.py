@@ -222,7 +222,7 @@ class ControllerNode:
                 for name, low, high in SUPPORTED_FEATURES
             ],
         )
-        context = RequestContext(api_version=0, client_id=str(self.settings.node_id))
+        context = RequestContext(api_version=0, client_id=str(self.settings.node_id), internal=True)
         result = self.controller.handle(request, context, self.log.end_offset, now_ms)
         self.append_result(result, now_ms)
 
