@@ -28,8 +28,6 @@ from kwire.records.batch import (
     encode_batch,
     encode_records,
     iter_batch_headers,
-    plain_batch_size,
-    plain_record_size,
     read_batch_header,
     set_base_offset_and_epoch,
 )
@@ -51,6 +49,7 @@ from kwire.records.metadata import (
     frame_metadata_record,
     unframe_metadata_record,
 )
+from kwire.records.sizes import plain_batch_size, plain_record_size
 
 __all__ = [
     "DEFAULT_MAX_UNCOMPRESSED_SIZE",
