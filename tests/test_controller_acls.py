@@ -155,10 +155,9 @@ def test_a_creation_that_cannot_be_a_binding_fails_the_whole_request_without_mes
     [
         (creation(pattern=PT.PREFIXED), 0),
         (creation(resource_type=RT.UNKNOWN), 3),
-        (creation(resource_type=99), 3),
         (creation(operation=Op.UNKNOWN), 1),
     ],
-    ids=["prefixed at v0", "UNKNOWN resource type", "unknown code", "UNKNOWN operation"],
+    ids=["prefixed at v0", "UNKNOWN resource type", "UNKNOWN operation"],
 )
 def test_creations_kafka_refuses_to_parse_close_the_connection(
     acl: CreateAclsRequest.AclCreation, version: int
@@ -166,6 +165,34 @@ def test_creations_kafka_refuses_to_parse_close_the_connection(
     leader = with_authorizer()
     with pytest.raises(RequestNotParsed):
         create(leader, acl, version=version)
+
+
+@pytest.mark.parametrize(
+    ("acl", "message"),
+    [
+        (creation(resource_type=99), "Invalid resourceType UNKNOWN"),
+        (creation(operation=99), "Invalid operation UNKNOWN"),
+    ],
+    ids=["resource type code 99", "operation code 99"],
+)
+def test_codes_no_member_has_parse_as_unknown_and_are_answered_invalid_request(
+    acl: CreateAclsRequest.AclCreation, message: str
+) -> None:
+    """The requests' validate() refuses only the raw code 0; any other code reads as
+    UNKNOWN (fromCode) and AclControlManager.validateNewAcl answers it."""
+    leader = with_authorizer()
+    assert results(create(leader, acl, version=3)) == [(ErrorCode.INVALID_REQUEST, message)]
+    assert leader.pending == []
+
+
+def test_a_filter_with_an_operation_code_no_member_has_matches_nothing() -> None:
+    leader = populated()
+    response = send_as(
+        leader, DeleteAclsRequest(filters=[any_filter(operation=42)]), 3, principal=ADMIN
+    )
+    assert [(f.error_code, len(f.matching_acls)) for f in response.filter_results] == [
+        (ErrorCode.NONE, 0)
+    ]
 
 
 def test_acl_apis_answer_security_disabled_without_an_authorizer() -> None:
@@ -324,9 +351,9 @@ def test_removal_records_follow_java_hash_set_order() -> None:
     [
         (any_filter(pattern_type_filter=PT.PREFIXED), 0),
         (any_filter(resource_type_filter=RT.UNKNOWN), 3),
-        (any_filter(operation=42), 3),
+        (any_filter(operation=Op.UNKNOWN), 3),
     ],
-    ids=["prefixed at v0", "UNKNOWN resource type", "unknown operation code"],
+    ids=["prefixed at v0", "UNKNOWN resource type", "UNKNOWN operation"],
 )
 def test_filters_kafka_refuses_to_parse_close_the_connection(
     acl_filter: DeleteAclsRequest.DeleteAclsFilter, version: int

@@ -133,8 +133,10 @@ def _filter_pattern_type(code: int, api_version: int) -> PatternType:
     return pattern
 
 
-def _has_unknown(*values: tuple[type, int]) -> bool:
-    return any(from_code(enum, code) == 0 for enum, code in values)
+def _has_unknown(*codes: int) -> bool:
+    """The requests' validate(): only a raw code equal to UNKNOWN's (0) is refused at
+    parse time; a code no member has reads as UNKNOWN later and is answered."""
+    return any(code == 0 for code in codes)
 
 
 # -- CreateAcls -----------------------------------------------------------------------------
@@ -149,12 +151,7 @@ def create_acls(
     ):
         raise RequestNotParsed("Version 0 only supports literal resource pattern types")
     if any(
-        _has_unknown(
-            (PatternType, c.resource_pattern_type),
-            (ResourceType, c.resource_type),
-            (AclPermissionType, c.permission_type),
-            (AclOperation, c.operation),
-        )
+        _has_unknown(c.resource_pattern_type, c.resource_type, c.permission_type, c.operation)
         for c in request.creations
     ):
         raise RequestNotParsed("CreatableAcls contain unknown elements")
@@ -290,13 +287,8 @@ def delete_acls(
         _filter_pattern_type(f.pattern_type_filter, context.api_version) for f in request.filters
     ]
     if any(
-        p is PatternType.UNKNOWN
-        or _has_unknown(
-            (ResourceType, f.resource_type_filter),
-            (AclOperation, f.operation),
-            (AclPermissionType, f.permission_type),
-        )
-        for f, p in zip(request.filters, patterns, strict=True)
+        _has_unknown(f.pattern_type_filter, f.resource_type_filter, f.operation, f.permission_type)
+        for f in request.filters
     ):
         raise RequestNotParsed("Filters contain UNKNOWN elements")
     if ctl.config.authorizer is None:
@@ -374,10 +366,11 @@ def describe_acls(
             raise RequestNotParsed("Version 0 only supports literal resource pattern types")
     else:
         pattern = from_code(PatternType, request.pattern_type_filter)
-    if pattern is PatternType.UNKNOWN or _has_unknown(
-        (ResourceType, request.resource_type_filter),
-        (AclPermissionType, request.permission_type),
-        (AclOperation, request.operation),
+    if _has_unknown(
+        request.pattern_type_filter,
+        request.resource_type_filter,
+        request.permission_type,
+        request.operation,
     ):
         raise RequestNotParsed("DescribeAclsRequest contains UNKNOWN elements")
     if ctl.config.authorizer is None:
