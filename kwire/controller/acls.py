@@ -4,7 +4,8 @@ AclApis, ClusterMetadataAuthorizer and AclControlManager answer them.
 Rules, in the order Kafka applies them:
 1. The request must parse: Kafka's request classes refuse, while parsing, a v0 request
    naming a pattern type other than LITERAL (ANY in a v0 filter reads as LITERAL), and any
-   UNKNOWN (or unknown-coded) resource type, pattern type, operation or permission type.
+   resource type, pattern type, operation or permission type whose raw code is UNKNOWN's
+   (0); other codes no member has read as UNKNOWN and are answered (rule 4).
    Kafka then closes the connection; kwire raises ``RequestNotParsed`` (a ProtocolError,
    which makes the listener close it).
 2. ControllerApis requires DESCRIBE (Describe) or ALTER (Create, Delete) on the cluster
