@@ -37,7 +37,7 @@ from kwire.controller.cluster import (
 )
 from kwire.controller.configs import alter_configs, describe_configs, incremental_alter_configs
 from kwire.controller.directories import assign_replicas_to_dirs
-from kwire.controller.elections import elect_leaders
+from kwire.controller.elections import elect_leaders, unclean_election_enabled
 from kwire.controller.features import update_features
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
@@ -461,7 +461,12 @@ class QuorumController:
                 # rescheduled at once while brokers are stale): its leader moves and ISR
                 # shrinks, then its fencing, built on the previous broker's.
                 log.info("Fencing broker %d because its session has timed out.", stale)
-                records = fence_broker_records(self.image, stale, self.metadata_version)
+                records = fence_broker_records(
+                    self.image,
+                    stale,
+                    self.metadata_version,
+                    unclean_election=lambda topic: unclean_election_enabled(self, topic),
+                )
                 self.tracker.fence(stale)
                 self.apply(applied, records, next_offset, atomic=False)
                 applied.end_write()
