@@ -4,6 +4,7 @@ records follow PartitionChangeBuilder)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from partition_fixtures import TOPIC, TOPIC_ID, broker_epoch, cluster, log_dir
 
 from kwire.controller import RequestContext
 from kwire.controller.cluster import fence_broker_records, unfence_broker_records
+from kwire.controller.elections import unclean_election_enabled
 from kwire.controller.image import DIR_UNASSIGNED
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.alter_partition import AlterPartitionRequest, AlterPartitionResponse
@@ -399,10 +401,14 @@ def test_the_partition_state_stays_consistent_whatever_happens(
                 # The broker's session lapses or it comes back, as the heartbeat path
                 # writes it.
                 registration = c.controller.brokers[broker]
+                unclean = functools.partial(unclean_election_enabled, c.controller)
                 if registration.fenced != fenced:
                     records = (
                         fence_broker_records(
-                            c.controller.image, broker, c.controller.metadata_version
+                            c.controller.image,
+                            broker,
+                            c.controller.metadata_version,
+                            unclean_election=unclean,
                         )
                         if fenced
                         else unfence_broker_records(
@@ -410,6 +416,7 @@ def test_the_partition_state_stays_consistent_whatever_happens(
                             broker,
                             registration.epoch,
                             c.controller.metadata_version,
+                            unclean_election=unclean,
                         )
                     )
                     c.replay(*records, version=1)

@@ -3,6 +3,7 @@ and electLeader decide the errors and messages; PartitionChangeBuilder the recor
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from kwire.controller.elections import UNCLEAN_LEADER_ELECTION_ENABLE as UNCLEAN
 from kwire.controller.elections import unclean_election_enabled
 from kwire.controller.timeline_order import java_int_hash, java_string_hash, timeline_order
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.elect_leaders import ElectLeadersRequest, ElectLeadersResponse
 from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
 from kwire.protocol.messages.metadata_records.partition_change_record import (
@@ -187,3 +189,57 @@ def test_genuine_elect_leaders_gets_the_genuine_answer_and_records() -> None:
     assert fields_of(result.response) == fields_of(exchange.response)
     assert_same_records([(rv.record, rv.version) for rv in result.records], offset)
     assert isinstance(exchange.response, ElectLeadersResponse)
+
+
+# name, ConfigRecords (resource type, name, value), the controller's static value, leader
+# after the only ISR member (broker 1) is fenced: ReplicationControlManager.generateLeader-
+# AndIsrUpdates elects UNCLEAN when ConfigurationControlManager.uncleanLeaderElection-
+# EnabledForTopic says so (topic, then this controller's broker config, then the cluster
+# default, then the static config), and Kafka's unclean election picks the first live
+# replica, 2; otherwise the partition is left without a leader.
+BROKER, TOPIC_TYPE = 4, 2
+FENCING_CASES = [
+    ("nothing set: no unclean election", [], None, -1),
+    ("the topic's own true", [(TOPIC_TYPE, TOPIC, "true")], None, 2),
+    ("the cluster default enables it for a topic without its own setting",
+     [(BROKER, "", "true")], None, 2),
+    ("the topic's own false beats a cluster-wide true",
+     [(BROKER, "", "true"), (TOPIC_TYPE, TOPIC, "false")], None, -1),
+    ("this controller's broker config (node 0)", [(BROKER, "0", "true")], None, 2),
+    ("this controller's broker config beats the cluster default",
+     [(BROKER, "", "true"), (BROKER, "0", "false")], None, -1),
+    ("another broker's config plays no part", [(BROKER, "2", "true")], None, -1),
+    ("the controller's static config", [], "true", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("configs", "static", "leader"),
+    [case[1:] for case in FENCING_CASES],
+    ids=[case[0] for case in FENCING_CASES],
+)
+def test_fencing_the_last_isr_member_elects_uncleanly_as_the_resolved_config_says(
+    configs: list[tuple[int, str, str]], static: str | None, leader: int
+) -> None:
+    c = cluster(partitions=[{"isr": [1]}])
+    if static is not None:
+        c.controller.config = dataclasses.replace(
+            c.controller.config, static_topic_configs={UNCLEAN_KEY: static}
+        )
+    for resource_type, resource_name, value in configs:
+        c.replay(
+            ConfigRecord(
+                resource_type=resource_type,
+                resource_name=resource_name,
+                name=UNCLEAN_KEY,
+                value=value,
+            )
+        )
+    request = BrokerHeartbeatRequest(
+        broker_id=1, broker_epoch=101, current_metadata_offset=c.next_offset, want_fence=True
+    )
+    response, records = c.send(request, 1)
+    assert response.error_code == ErrorCode.NONE  # type: ignore[attr-defined]
+    [change] = [r for r in records if isinstance(r, PartitionChangeRecord)]
+    assert change.leader == leader
+    assert c.partition().leader == leader

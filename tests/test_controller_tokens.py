@@ -25,6 +25,7 @@ from kwire.protocol.messages.metadata_records.remove_delegation_token_record imp
     RemoveDelegationTokenRecord,
 )
 from kwire.protocol.messages.renew_delegation_token import RenewDelegationTokenRequest
+from kwire.records import frame_metadata_record
 
 SECRET = "s3cret"
 SASL = {"security_protocol": "SASL_PLAINTEXT", "principal": "User:alice"}
@@ -272,3 +273,132 @@ def test_describe_delegation_token_is_not_handled_by_the_controller() -> None:
     leader = enabled()
     response = send_as(leader, DescribeDelegationTokenRequest(owners=None), 3, **SASL)
     assert response.error_code == ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+# -- the sweep of expired tokens ------------------------------------------------------------
+# QuorumController.maybeScheduleNextExpiredDelegationTokenSweep schedules it;
+# DelegationTokenControlManager.sweepExpiredDelegationTokens decides what it removes.
+
+HOUR = 3600 * 1000
+QUIET = {"metadata_max_idle_interval_ms": 0}  # no NoOpRecords among the records below
+
+
+def removals(leader: Leader) -> list[Any]:
+    return [r for r in pending_records(leader) if isinstance(r, RemoveDelegationTokenRecord)]
+
+
+def token_record(token_id: str, max_timestamp: int, expiration_timestamp: int) -> Any:
+    return DelegationTokenRecord(
+        owner="User:alice",
+        requester="User:alice",
+        renewers=[],
+        issue_timestamp=START_MS,
+        max_timestamp=max_timestamp,
+        expiration_timestamp=expiration_timestamp,
+        token_id=token_id,
+    )
+
+
+def committed_token(leader: Leader, record: Any) -> None:
+    """A token in the committed log (as a broker-less test cannot create expired ones)."""
+    offset = leader.next_offset
+    leader.controller.replay(record, 0, offset)
+    leader.log.append((offset, frame_metadata_record(record.API_KEY, 0, record.encode(0))))
+
+
+def test_an_expired_token_is_removed_at_the_next_sweep_and_not_before() -> None:
+    leader = enabled(**QUIET)
+    created_token(leader)  # expires one day (delegation.token.expiry.time.ms) from now
+    [token_id] = leader.controller.image.delegation_tokens
+    # The first sweep one delegation.token.expiry.check.interval.ms (1 hour) after activation.
+    assert leader.controller.next_deadline_ms() == START_MS + HOUR
+    for _ in range(24):
+        leader.tick(HOUR)
+        # Up to and including the sweep at the very expiry time: the token is kept
+        # (expired means a timestamp strictly before now).
+        assert removals(leader) == []
+        leader.append()
+    assert leader.now_ms == START_MS + DAY
+    assert token_id in leader.controller.image.delegation_tokens
+    leader.tick(HOUR)
+    assert pending_records(leader) == [RemoveDelegationTokenRecord(token_id=token_id)]
+    assert leader.controller.image.delegation_tokens == {}
+
+
+def test_each_sweep_is_scheduled_one_interval_after_the_previous_one_ran() -> None:
+    leader = enabled(delegation_token_expiry_check_interval_ms=5000, **QUIET)
+    assert leader.controller.next_deadline_ms() == START_MS + 5000
+    leader.tick(7000)  # late: the next one counts from this run, not from its deadline
+    assert leader.controller.next_deadline_ms() == START_MS + 12000
+    leader.tick(1000)  # not yet due: the schedule stands
+    assert leader.controller.next_deadline_ms() == START_MS + 12000
+
+
+EXPIRY_CASES = [
+    # (name, max timestamp, expiration timestamp, removed): sweepExpiredDelegationTokens
+    # removes a token whose max or expiry timestamp is before now.
+    ("expiry passed", START_MS + WEEK, START_MS + HOUR - 1, True),
+    ("max passed", START_MS + HOUR - 1, START_MS + DAY, True),
+    ("both exactly now", START_MS + HOUR, START_MS + HOUR, False),
+    ("neither passed", START_MS + WEEK, START_MS + DAY, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("max_timestamp", "expiration_timestamp", "removed"),
+    [c[1:] for c in EXPIRY_CASES],
+    ids=[c[0] for c in EXPIRY_CASES],
+)
+def test_the_sweep_removes_tokens_past_their_max_or_expiry(
+    max_timestamp: int, expiration_timestamp: int, removed: bool
+) -> None:
+    leader = enabled(**QUIET)
+    committed_token(leader, token_record("tok", max_timestamp, expiration_timestamp))
+    leader.tick(HOUR)
+    expected = [RemoveDelegationTokenRecord(token_id="tok")] if removed else []
+    assert removals(leader) == expected
+
+
+def test_expired_tokens_are_removed_in_the_order_of_kafkas_token_cache() -> None:
+    # The cache is a ConcurrentHashMap of 16 bins keyed by token id: "a" (hashCode 97) and
+    # "q" (113) share bin 1, "b" (98) is in bin 2; a bin keeps insertion order. Created
+    # b, q, a, they are iterated q, a, b.
+    leader = enabled(**QUIET)
+    for token_id in ("b", "q", "a"):
+        committed_token(leader, token_record(token_id, START_MS + 1, START_MS + 1))
+    leader.tick(HOUR)
+    assert removals(leader) == [RemoveDelegationTokenRecord(token_id=t) for t in ("q", "a", "b")]
+    # One write, of the removals alone.
+    assert pending_records(leader) == removals(leader)
+    leader.assert_image_is_the_replay_of_its_log()
+
+
+def test_without_a_secret_key_no_sweep_is_scheduled_and_nothing_is_removed() -> None:
+    leader = Leader.started(**QUIET)  # delegation.token.secret.key unset
+    committed_token(leader, token_record("tok", START_MS + 1, START_MS + 1))
+    assert leader.controller.next_deadline_ms() > START_MS + WEEK
+    for _ in range(3):
+        leader.tick(DAY)
+        assert pending_records(leader) == []
+    assert "tok" in leader.controller.image.delegation_tokens
+
+
+def test_below_metadata_version_3_6_iv2_no_sweep_is_scheduled() -> None:
+    import random
+
+    from kwire.controller import ControllerConfig, QuorumController
+
+    controller = QuorumController(
+        node_id=1,
+        cluster_id="c",
+        config=ControllerConfig(delegation_token_secret_key=SECRET, **QUIET),
+        rng=random.Random(1),
+    )
+    controller.activate(0, 0, metadata_version_level=13)  # 3.6-IV1
+    assert controller.next_deadline_ms() == 2**63 - 1
+
+
+def test_a_controller_that_steps_down_forgets_its_sweep() -> None:
+    leader = enabled(**QUIET)
+    leader.controller.deactivate()
+    assert leader.controller.next_deadline_ms() == 2**63 - 1

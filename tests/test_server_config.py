@@ -107,6 +107,8 @@ def test_captured_broker_properties_are_refused(kafka_captures: Path) -> None:
         ("quorum_bootstrap_servers", ()),
         ("advertised_listeners", ()),
         ("inter_broker_protocol_version", None),
+        # DelegationTokenManagerConfigs.DELEGATION_TOKEN_EXPIRY_CHECK_INTERVAL_MS_DEFAULT
+        ("delegation_token_expiry_check_interval_ms", 3600000),
     ],
 )
 def test_kafka_defaults(attribute: str, expected: object) -> None:
@@ -123,6 +125,12 @@ def test_kafka_defaults(attribute: str, expected: object) -> None:
         ("num.partitions", "3", "num_partitions", 3),
         ("unstable.feature.versions.enable", "TRUE", "unstable_feature_versions_enable", True),
         ("inter.broker.protocol.version", "3.7", "inter_broker_protocol_version", "3.7"),
+        (
+            "delegation.token.expiry.check.interval.ms",
+            "5000",
+            "delegation_token_expiry_check_interval_ms",
+            5000,
+        ),
     ],
 )
 def test_values_are_typed(key: str, value: str, attribute: str, expected: object) -> None:
@@ -152,6 +160,12 @@ def test_values_are_typed(key: str, value: str, attribute: str, expected: object
             "metadata.log.segment.bytes=1.5: expected an integer",
         ),
         ("num.partitions", "0", "num.partitions=0: expected an integer of at least 1"),
+        # DelegationTokenManagerConfigs: a LONG, atLeast(1).
+        (
+            "delegation.token.expiry.check.interval.ms",
+            "0",
+            "delegation.token.expiry.check.interval.ms=0: expected an integer of at least 1",
+        ),
         (
             "unstable.feature.versions.enable",
             "yes",

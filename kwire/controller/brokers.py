@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from kwire.controller.api_error import MAX_RECORDS_PER_USER_OP, excessively_large_operation
+from kwire.controller.elections import unclean_election_enabled
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.replication import leader_and_isr_updates
 from kwire.protocol._codec import Message
@@ -64,16 +65,22 @@ def unregister_broker(
             response=UnregisterBrokerResponse(error_code=ErrorCode.BROKER_ID_NOT_REGISTERED),
         )
     mv = ctl.metadata_version
+
+    def unclean(topic: str) -> bool:
+        return unclean_election_enabled(ctl, topic)
+
     records: list[Message] = leader_and_isr_updates(
         image,
         image.partitions_with_broker_in_isr(broker_id),
         metadata_version=mv,
+        unclean_election=unclean,
         broker_to_remove=broker_id,
     )
     records += leader_and_isr_updates(
         image,
         _partitions_with_broker_in_elr(ctl, broker_id),
         metadata_version=mv,
+        unclean_election=unclean,
         broker_to_remove=broker_id,
     )
     records.append(UnregisterBrokerRecord(broker_id=broker_id, broker_epoch=registration.epoch))

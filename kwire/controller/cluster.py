@@ -20,7 +20,7 @@ from kwire.controller.records import (
     MINIMUM_KRAFT_VERSION,
     MetadataVersion,
 )
-from kwire.controller.replication import leader_and_isr_updates
+from kwire.controller.replication import UncleanElection, leader_and_isr_updates
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
@@ -236,7 +236,11 @@ def register_controller(
 
 
 def fence_broker_records(
-    image: MetadataImage, broker_id: int, mv: MetadataVersion
+    image: MetadataImage,
+    broker_id: int,
+    mv: MetadataVersion,
+    *,
+    unclean_election: UncleanElection,
 ) -> list[Message]:
     """Take the broker out of every ISR and leadership, then fence it."""
     registration = image.brokers[broker_id]
@@ -244,6 +248,7 @@ def fence_broker_records(
         image,
         image.partitions_with_broker_in_isr(broker_id),
         metadata_version=mv,
+        unclean_election=unclean_election,
         broker_to_remove=broker_id,
     )
     if mv.supports_broker_registration_change_record:
@@ -258,7 +263,12 @@ def fence_broker_records(
 
 
 def unfence_broker_records(
-    image: MetadataImage, broker_id: int, broker_epoch: int, mv: MetadataVersion
+    image: MetadataImage,
+    broker_id: int,
+    broker_epoch: int,
+    mv: MetadataVersion,
+    *,
+    unclean_election: UncleanElection,
 ) -> list[Message]:
     """Unfence the broker, then let it lead partitions that have no leader."""
     records: list[Message]
@@ -271,13 +281,22 @@ def unfence_broker_records(
     else:
         records = [UnfenceBrokerRecord(id=broker_id, epoch=broker_epoch)]
     records += leader_and_isr_updates(
-        image, image.partitions_without_leader(), metadata_version=mv, broker_to_add=broker_id
+        image,
+        image.partitions_without_leader(),
+        metadata_version=mv,
+        unclean_election=unclean_election,
+        broker_to_add=broker_id,
     )
     return records
 
 
 def controlled_shutdown_records(
-    image: MetadataImage, broker_id: int, broker_epoch: int, mv: MetadataVersion
+    image: MetadataImage,
+    broker_id: int,
+    broker_epoch: int,
+    mv: MetadataVersion,
+    *,
+    unclean_election: UncleanElection,
 ) -> list[Message]:
     """Mark the broker as shutting down and move its leaderships and ISR places away."""
     records: list[Message] = []
@@ -296,6 +315,7 @@ def controlled_shutdown_records(
         image,
         image.partitions_with_broker_in_isr(broker_id),
         metadata_version=mv,
+        unclean_election=unclean_election,
         broker_to_remove=broker_id,
     )
     return records
@@ -307,6 +327,8 @@ def offline_dirs_records(
     broker_epoch: int,
     offline: list[UUID],
     mv: MetadataVersion,
+    *,
+    unclean_election: UncleanElection,
 ) -> list[Message]:
     """Handle log dirs a broker reports offline: move partitions off them and record the
     directories that remain."""
@@ -320,7 +342,11 @@ def offline_dirs_records(
         if broker_id in partition.replicas and partition.directory(broker_id) in newly_offline
     ]
     records = leader_and_isr_updates(
-        image, affected, metadata_version=mv, broker_to_remove=broker_id
+        image,
+        affected,
+        metadata_version=mv,
+        unclean_election=unclean_election,
+        broker_to_remove=broker_id,
     )
     remaining = [d for d in registration.directories if d not in set(offline)]
     records.append(
@@ -346,6 +372,8 @@ def process_heartbeat(
     tracker: BrokerHeartbeatTracker,
     request: BrokerHeartbeatRequest,
     mv: MetadataVersion,
+    *,
+    unclean_election: UncleanElection,
 ) -> HeartbeatOutcome:
     broker_id = request.broker_id
     register_offset = image.register_broker_offsets.get(broker_id)
@@ -366,15 +394,24 @@ def process_heartbeat(
     records: list[Message] = []
     if current is not next_state:
         if next_state in (BrokerControlState.FENCED, BrokerControlState.SHUTDOWN_NOW):
-            records += fence_broker_records(image, broker_id, mv)
+            records += fence_broker_records(image, broker_id, mv, unclean_election=unclean_election)
         elif next_state is BrokerControlState.UNFENCED:
-            records += unfence_broker_records(image, broker_id, request.broker_epoch, mv)
+            records += unfence_broker_records(
+                image, broker_id, request.broker_epoch, mv, unclean_election=unclean_election
+            )
         elif next_state is BrokerControlState.CONTROLLED_SHUTDOWN:
-            records += controlled_shutdown_records(image, broker_id, request.broker_epoch, mv)
+            records += controlled_shutdown_records(
+                image, broker_id, request.broker_epoch, mv, unclean_election=unclean_election
+            )
     tracker.touch(broker_id, next_state.fenced, request.current_metadata_offset)
     if mv.supports_directory_assignment and request.offline_log_dirs:
         records += offline_dirs_records(
-            image, broker_id, request.broker_epoch, request.offline_log_dirs, mv
+            image,
+            broker_id,
+            request.broker_epoch,
+            request.offline_log_dirs,
+            mv,
+            unclean_election=unclean_election,
         )
     return HeartbeatOutcome(
         records=records,

@@ -37,7 +37,7 @@ from kwire.controller.cluster import (
 )
 from kwire.controller.configs import alter_configs, describe_configs, incremental_alter_configs
 from kwire.controller.directories import assign_replicas_to_dirs
-from kwire.controller.elections import elect_leaders
+from kwire.controller.elections import elect_leaders, unclean_election_enabled
 from kwire.controller.features import update_features
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
@@ -166,6 +166,9 @@ class ControllerConfig:
     delegation_token_secret_key: str | None = None
     delegation_token_max_lifetime_ms: int = 7 * 24 * 3600 * 1000
     delegation_token_expiry_time_ms: int = 24 * 3600 * 1000
+    # delegation.token.expiry.check.interval.ms (1 hour): how often the active controller
+    # removes expired tokens (kwire.controller.tokens' sweep).
+    delegation_token_expiry_check_interval_ms: int = 3600 * 1000
     # auto.leader.rebalance.enable and leader.imbalance.check.interval.seconds (in ms here):
     # the periodic move of leadership back to preferred replicas (kwire.controller.rebalance;
     # ControllerServer passes the interval only when the rebalance is enabled).
@@ -188,6 +191,7 @@ class QuorumController:
         )
         self._active = False
         self._next_noop_ms = _LONG_MAX
+        self._next_token_sweep_ms = _LONG_MAX
         self.rebalance = LeaderRebalance(
             config.leader_imbalance_check_interval_ms
             if config.auto_leader_rebalance_enable
@@ -271,6 +275,9 @@ class QuorumController:
         records = self.bootstrap_records(metadata_version_level)
         applied = Applied()
         self._apply_versioned(applied, records, next_offset, atomic=False)
+        # Kafka schedules its periodic work once the activation records are applied, at
+        # the metadata.version they set.
+        self._schedule_token_sweep(now_ms)
         return applied.result(
             None,
             atomic=not metadata_version(metadata_version_level).supports_metadata_transactions,
@@ -282,12 +289,24 @@ class QuorumController:
         for broker_id, registration in self.image.brokers.items():
             self.tracker.register(broker_id, registration.fenced)
         self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
+        self._schedule_token_sweep(now_ms)
+
+    def _schedule_token_sweep(self, now_ms: int) -> None:
+        """QuorumController.maybeScheduleNextExpiredDelegationTokenSweep: the next sweep one
+        interval from now, or none while token authentication is off or metadata.version
+        is below 3.6-IV2."""
+        if tokens.token_sweep_enabled(self):
+            interval = self.config.delegation_token_expiry_check_interval_ms
+            self._next_token_sweep_ms = min(now_ms + interval, _LONG_MAX)
+        else:
+            self._next_token_sweep_ms = _LONG_MAX
 
     def deactivate(self) -> None:
         """Step down to standby: sessions are forgotten and periodic work stops."""
         self._active = False
         self.tracker.sessions.clear()
         self._next_noop_ms = _LONG_MAX
+        self._next_token_sweep_ms = _LONG_MAX
 
     def replay(self, record: Message, version: int, offset: int) -> None:
         """Apply a committed record read from the log (restart, or following as a
@@ -424,9 +443,10 @@ class QuorumController:
     def tick(self, now_ms: int, next_offset: int) -> ControllerResult | None:
         """Fence brokers whose session lapsed (one at a time, each seeing the previous
         one's effect), move leaders back to preferred replicas when the leader rebalance
-        is due (kwire.controller.rebalance), and write the periodic NoOpRecord that keeps
+        is due (kwire.controller.rebalance), remove expired delegation tokens when their
+        sweep is due (kwire.controller.tokens), and write the periodic NoOpRecord that keeps
         followers' and brokers' views of the log advancing. Each fenced broker, the
-        rebalance and the NoOp is a write of its own (``ControllerResult.writes``), as each
+        rebalance, the sweep (when it removes anything) and the NoOp is a write of its own (``ControllerResult.writes``), as each
         is a separate write event in Kafka's QuorumController; the server appends each as
         its own batch. The caller ticks after every write it appends, so that the
         rebalance is scheduled after each write, as Kafka schedules it."""
@@ -441,7 +461,12 @@ class QuorumController:
                 # rescheduled at once while brokers are stale): its leader moves and ISR
                 # shrinks, then its fencing, built on the previous broker's.
                 log.info("Fencing broker %d because its session has timed out.", stale)
-                records = fence_broker_records(self.image, stale, self.metadata_version)
+                records = fence_broker_records(
+                    self.image,
+                    stale,
+                    self.metadata_version,
+                    unclean_election=lambda topic: unclean_election_enabled(self, topic),
+                )
                 self.tracker.fence(stale)
                 self.apply(applied, records, next_offset, atomic=False)
                 applied.end_write()
@@ -456,6 +481,14 @@ class QuorumController:
                 self.rebalance.ran(more)
                 self.apply(applied, records, next_offset, atomic=False)
                 applied.end_write()
+            if now_ms >= self._next_token_sweep_ms:
+                # Each run schedules the next one interval later, then removes the tokens
+                # expired by now: a write of its own, none when nothing expired.
+                self._schedule_token_sweep(now_ms)
+                removals = tokens.expired_token_removals(self, now_ms)
+                if removals:
+                    self.apply(applied, list(removals), next_offset, atomic=False)
+                    applied.end_write()
             if self._noop_enabled and now_ms >= self._next_noop_ms:
                 # Kafka schedules each NoOp one interval after the previous one ran,
                 # whatever else was written in between; it is a write of its own.
@@ -480,7 +513,7 @@ class QuorumController:
         deadline = check + 1 if check < _LONG_MAX else _LONG_MAX
         if self._noop_enabled:
             deadline = min(deadline, self._next_noop_ms)
-        return min(deadline, self.rebalance.due_ms)
+        return min(deadline, self.rebalance.due_ms, self._next_token_sweep_ms)
 
     @property
     def _noop_enabled(self) -> bool:

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from kwire.controller.api_error import ApiError, OperationFailed
 from kwire.controller.cluster import check_broker_epoch
+from kwire.controller.elections import unclean_election_enabled
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.partition_change import build_partition_change, leader_acceptor
 from kwire.controller.replication import default_directory, leader_and_isr_updates
@@ -94,6 +95,10 @@ def assign_replicas_to_dirs(
         response.directories.append(answer)
     if offline:
         records += leader_and_isr_updates(
-            image, list(offline), metadata_version=mv, broker_to_remove=broker_id
+            image,
+            list(offline),
+            metadata_version=mv,
+            unclean_election=lambda topic: unclean_election_enabled(ctl, topic),
+            broker_to_remove=broker_id,
         )
     return ctl.apply(Applied(), records, next_offset).result(response, atomic=False)

@@ -16,6 +16,7 @@ from kwire.controller.cluster import (
     register_broker,
     register_controller,
 )
+from kwire.controller.elections import unclean_election_enabled
 from kwire.controller.heartbeats import BrokerControlState
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.records import KRAFT_VERSION_FEATURE
@@ -78,7 +79,13 @@ def broker_heartbeat(
     next_offset: int,
 ) -> ControllerResult:
     try:
-        outcome = process_heartbeat(ctl.image, ctl.tracker, request, ctl.metadata_version)
+        outcome = process_heartbeat(
+            ctl.image,
+            ctl.tracker,
+            request,
+            ctl.metadata_version,
+            unclean_election=lambda topic: unclean_election_enabled(ctl, topic),
+        )
     except ApiError as e:
         return ControllerResult(records=[], response=BrokerHeartbeatResponse(error_code=e.code))
     applied = ctl.apply(Applied(), outcome.records, next_offset, atomic=False)

@@ -460,17 +460,26 @@ def _partition_record(
 # -- leader and ISR changes ------------------------------------------------------------------
 
 
+# Whether a topic (by name) may elect a leader outside its ISR (see leader_and_isr_updates).
+UncleanElection = Callable[[str], bool]
+
+
 def leader_and_isr_updates(
     image: MetadataImage,
     partitions: Iterable[tuple[UUID, int]],
     *,
     metadata_version: MetadataVersion,
+    unclean_election: UncleanElection,
     broker_to_remove: int = NO_LEADER,
     broker_to_add: int = NO_LEADER,
 ) -> list[Message]:
     """PartitionChangeRecords that take ``broker_to_remove`` out of the ISR and leadership
     of ``partitions`` and elect leaders, treating ``broker_to_add`` as able to lead even
-    though the image still shows it fenced (it is being unfenced in the same batch)."""
+    though the image still shows it fenced (it is being unfenced in the same batch).
+    ``unclean_election(topic name)`` says whether the topic may elect a leader outside its
+    ISR: ``unclean.leader.election.enable`` as the controller resolves it (kwire.controller.
+    elections.unclean_election_enabled; ReplicationControlManager.generateLeaderAndIsr-
+    Updates asks ConfigurationControlManager.uncleanLeaderElectionEnabledForTopic)."""
 
     def acceptable(partition: PartitionRegistration) -> Callable[[int], bool]:
         def check(replica: int) -> bool:
@@ -489,7 +498,6 @@ def leader_and_isr_updates(
     for topic_id, partition_id in list(partitions):
         topic = image.topics[topic_id]
         partition = topic.partitions[partition_id]
-        unclean = image.topic_config(topic.name).get("unclean.leader.election.enable")
         record = build_partition_change(
             partition,
             topic_id,
@@ -497,7 +505,7 @@ def leader_and_isr_updates(
             is_acceptable_leader=acceptable(partition),
             metadata_version=metadata_version,
             target_isr=[r for r in partition.isr if r != broker_to_remove],
-            election=Election.UNCLEAN if unclean == "true" else Election.ONLINE,
+            election=Election.UNCLEAN if unclean_election(topic.name) else Election.ONLINE,
         )
         if record is not None:
             records.append(record)

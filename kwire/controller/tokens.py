@@ -19,8 +19,19 @@ owns or may renew it (DELEGATION_TOKEN_OWNER_MISMATCH). Expire with a negative p
 removes the token (RemoveDelegationTokenRecord).
 
 DescribeDelegationToken is listed on the controller listener but ControllerApis has no
-handler: UNKNOWN_SERVER_ERROR. Kafka's controller also sweeps expired tokens periodically;
-kwire does not yet (left for the periodic work).
+handler: UNKNOWN_SERVER_ERROR.
+
+The sweep (QuorumController.maybeScheduleNextExpiredDelegationTokenSweep,
+DelegationTokenControlManager.sweepExpiredDelegationTokens): with token authentication on
+and metadata.version at least 3.6-IV2 when the controller becomes active, a sweep runs
+every ``delegation.token.expiry.check.interval.ms`` (1 hour), each run scheduling the next
+one interval later, and writes one RemoveDelegationTokenRecord for every token whose max or
+expiry timestamp is before now (strictly), in the order Kafka's token cache (a
+ConcurrentHashMap keyed by token id) iterates them, in one non-atomic write (nothing when
+no token expired). Costs: kwire orders that table as if it held only today's tokens, in
+the order they were created (exact while it never held 12 or more at once: Java grows it
+and may reverse bins as it moves them, and never shrinks it); and kwire sweeps its image,
+with uncommitted records, where Kafka sweeps the tokens its publisher has seen committed.
 """
 
 from __future__ import annotations
@@ -28,10 +39,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 from typing import TYPE_CHECKING
 
 from kwire.controller.api_error import OperationFailed
 from kwire.controller.authorizer import AclOperation, Authorizer, ResourceType
+from kwire.controller.java_order import string_hash
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.replication import random_topic_id
 from kwire.metadata_version import MetadataVersion
@@ -58,6 +71,8 @@ from kwire.protocol.messages.renew_delegation_token import (
 
 if TYPE_CHECKING:
     from kwire.controller.controller import QuorumController
+
+log = logging.getLogger("kwire.controller.tokens")
 
 ERROR_TIMESTAMP = -1  # DelegationTokenManager.ErrorTimestamp
 USER_TYPE = "User"
@@ -315,3 +330,44 @@ def describe_delegation_token(
 ) -> ControllerResult:
     # ControllerApis.handle has no case for this API: UNKNOWN_SERVER_ERROR.
     raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR)
+
+
+# -- the periodic sweep of expired tokens ----------------------------------------------------
+
+_CHM_INITIAL_CAPACITY = 16  # ConcurrentHashMap's default table size
+
+
+def token_sweep_enabled(ctl: QuorumController) -> bool:
+    """Whether the active controller schedules the sweep (token authentication on and
+    metadata.version supporting delegation tokens, 3.6-IV2), as Kafka decides it when
+    activating and again whenever a sweep runs."""
+    return _secret(ctl) is not None and ctl.metadata_version >= MetadataVersion.IBP_3_6_IV2
+
+
+def expired_token_removals(ctl: QuorumController, now_ms: int) -> list[RemoveDelegationTokenRecord]:
+    """One RemoveDelegationTokenRecord per token whose max or expiry timestamp (ms) is
+    before ``now_ms``, in the token cache's order (DelegationTokenControlManager.
+    sweepExpiredDelegationTokens); nothing is applied here."""
+    records: list[RemoveDelegationTokenRecord] = []
+    for token in token_cache_order(list(ctl.image.delegation_tokens.values())):
+        if token.max_timestamp < now_ms or token.expiration_timestamp < now_ms:
+            owner = token.owner
+            log.info("Delegation token expired for token: %s for owner: %s", token.token_id, owner)
+            records.append(RemoveDelegationTokenRecord(token_id=token.token_id))
+    return records
+
+
+def token_cache_order(tokens: list[DelegationTokenRecord]) -> list[DelegationTokenRecord]:
+    """``tokens`` (in creation order) as a java.util.concurrent.ConcurrentHashMap keyed by
+    token id iterates them: by bin ((h ^ h >>> 16) & (capacity - 1), h the id's
+    String.hashCode), each bin in insertion order; the table doubles from 16 when its count
+    reaches three quarters of it (see the module docstring for where this is not exact)."""
+    capacity = _CHM_INITIAL_CAPACITY
+    while len(tokens) >= capacity - (capacity >> 2):
+        capacity <<= 1
+
+    def bin_of(token: DelegationTokenRecord) -> int:
+        h = string_hash(token.token_id) & 0xFFFFFFFF
+        return (h ^ (h >> 16)) & (capacity - 1)
+
+    return sorted(tokens, key=bin_of)  # sorted is stable: a bin keeps insertion order

@@ -73,6 +73,9 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
             delegation_token_secret_key=config.delegation_token_secret_key,
             delegation_token_max_lifetime_ms=config.delegation_token_max_lifetime_ms,
             delegation_token_expiry_time_ms=config.delegation_token_expiry_time_ms,
+            delegation_token_expiry_check_interval_ms=(
+                config.delegation_token_expiry_check_interval_ms
+            ),
             quorum_node_ids=tuple(v.node_id for v in config.quorum_voters),
             auto_leader_rebalance_enable=config.auto_leader_rebalance_enable,
             # Kafka converts to nanoseconds, saturating at Long.MAX_VALUE.

@@ -117,6 +117,12 @@ _NUMERIC: tuple[tuple[str, str, str, int], ...] = (
     ("num.partitions", "num_partitions", "int", 1),
     ("delegation.token.max.lifetime.ms", "delegation_token_max_lifetime_ms", "long", 1),
     ("delegation.token.expiry.time.ms", "delegation_token_expiry_time_ms", "long", 1),
+    (
+        "delegation.token.expiry.check.interval.ms",
+        "delegation_token_expiry_check_interval_ms",
+        "long",
+        1,
+    ),
     ("default.replication.factor", "default_replication_factor", "int", INT32_MIN),
     # ReplicationConfigs: a LONG of at least 1; an INT with no bound, read by Kafka's
     # ZooKeeper controller only (the KRaft controller ignores it, and so does kwire).
@@ -237,6 +243,8 @@ class ControllerServerConfig:
     delegation_token_secret_key: str | None = None
     delegation_token_max_lifetime_ms: int = 7 * 24 * 3600 * 1000
     delegation_token_expiry_time_ms: int = 24 * 3600 * 1000
+    # delegation.token.expiry.check.interval.ms: how often expired tokens are removed.
+    delegation_token_expiry_check_interval_ms: int = 3600 * 1000
     originals: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False
     )
