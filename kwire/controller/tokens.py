@@ -235,6 +235,25 @@ def _may_renew(record: DelegationTokenRecord, principal: str) -> bool:
     return record.owner == principal or principal in record.renewers
 
 
+def _token_to_change(
+    ctl: QuorumController, context: RequestContext, hmac: bytes
+) -> DelegationTokenRecord | tuple[ErrorCode, int]:
+    """The token a Renew or Expire names, after the checks both make first, in Kafka's
+    order (who may ask, token authentication on, the token exists); otherwise the error
+    and expiry timestamp to answer."""
+    if not token_requests_allowed(context):
+        return ErrorCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED, ERROR_TIMESTAMP
+    secret = _secret(ctl)
+    unavailable = _unavailable(ctl, secret)
+    if unavailable is not None:
+        return unavailable, 0
+    assert secret is not None
+    token = _find_token(ctl, secret, hmac)
+    if token is None:
+        return ErrorCode.DELEGATION_TOKEN_NOT_FOUND, 0
+    return token
+
+
 def renew_delegation_token(
     ctl: QuorumController,
     request: RenewDelegationTokenRequest,
@@ -247,17 +266,10 @@ def renew_delegation_token(
             response=RenewDelegationTokenResponse(error_code=error, expiry_timestamp_ms=expiry),
         )
 
-    if not token_requests_allowed(context):
-        return answer(ErrorCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED, ERROR_TIMESTAMP)
-    secret = _secret(ctl)
-    unavailable = _unavailable(ctl, secret)
-    if unavailable is not None:
-        return answer(unavailable)
-    assert secret is not None
-    now = ctl.tracker.now_ms
-    token = _find_token(ctl, secret, request.hmac)
-    if token is None:
-        return answer(ErrorCode.DELEGATION_TOKEN_NOT_FOUND)
+    found = _token_to_change(ctl, context, request.hmac)
+    if isinstance(found, tuple):
+        return answer(*found)
+    token, now = found, ctl.tracker.now_ms
     if token.max_timestamp < now or token.expiration_timestamp < now:
         return answer(ErrorCode.DELEGATION_TOKEN_EXPIRED)
     if not _may_renew(token, context.principal):
@@ -284,17 +296,10 @@ def expire_delegation_token(
             response=ExpireDelegationTokenResponse(error_code=error, expiry_timestamp_ms=expiry),
         )
 
-    if not token_requests_allowed(context):
-        return answer(ErrorCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED, ERROR_TIMESTAMP)
-    secret = _secret(ctl)
-    unavailable = _unavailable(ctl, secret)
-    if unavailable is not None:
-        return answer(unavailable)
-    assert secret is not None
-    now = ctl.tracker.now_ms
-    token = _find_token(ctl, secret, request.hmac)
-    if token is None:
-        return answer(ErrorCode.DELEGATION_TOKEN_NOT_FOUND)
+    found = _token_to_change(ctl, context, request.hmac)
+    if isinstance(found, tuple):
+        return answer(*found)
+    token, now = found, ctl.tracker.now_ms
     if not _may_renew(token, context.principal):
         return answer(ErrorCode.DELEGATION_TOKEN_OWNER_MISMATCH)
     if request.expiry_time_period_ms < 0:
