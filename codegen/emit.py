@@ -330,12 +330,9 @@ class StructEmitter:
         code.indent()(f"raise too_short({path}, pos, {length}, len(buf) - pos)")
         code.dedent()
         if prim is Primitive.STRING:
-            code("try:")
-            code.indent()(f"{target} = str(buf[pos:{end}], 'utf-8')")
-            code.dedent()
-            code("except UnicodeDecodeError:")
-            code.indent()(f"raise bad_utf8({path}, pos) from None")
-            code.dedent()
+            # Kafka reads strings with new String(bytes, UTF_8): malformed bytes become
+            # U+FFFD, and the request is judged (and answered) on what remains.
+            code(f"{target} = str(buf[pos:{end}], 'utf-8', 'replace')")
         elif kind == "bytes":
             code(f"{target} = bytes(buf[pos:{end}])")
         else:

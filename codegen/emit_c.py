@@ -327,11 +327,8 @@ class CStructEmitter:
         code("goto fail;")
         code.close()
         if prim is Primitive.STRING:
-            code(f"PyObject *v = PyUnicode_DecodeUTF8((const char *)d + pos, {n}, NULL);")
-            code.open("if (v == NULL)")
-            code(f"raise_bad_utf8({path}, pos);")
-            code("goto fail;")
-            code.close()
+            code(f'PyObject *v = PyUnicode_DecodeUTF8((const char *)d + pos, {n}, "replace");')
+            code("if (v == NULL) goto fail;")
         elif prim is Primitive.RECORDS or (spec is not None and spec.zero_copy):
             code(f"PyObject *v = view_slice(r, pos, pos + {n});  /* a view: never a copy */")
             code("if (v == NULL) goto fail;")

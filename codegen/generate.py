@@ -45,7 +45,6 @@ _RUNTIME_NAMES = [
     "bad_count",
     "bad_string_length",
     "bad_tagged_size",
-    "bad_utf8",
     "eof",
     "non_default_on_write",
     "null_on_write",

@@ -88,3 +88,21 @@ async def test_versions_before_3_carry_no_software_name_and_are_always_valid(
     response = await api_versions(leader, version, "", "")
     assert response.error_code == ErrorCode.NONE
     assert [a.api_key for a in response.api_keys] == CONTROLLER_APIS
+
+
+async def test_a_software_name_that_is_not_utf8_is_answered_invalid_request(
+    leader: ControllerNode,
+) -> None:
+    """Kafka reads strings with new String(bytes, UTF_8): malformed bytes become U+FFFD,
+    which the name pattern refuses, so the answer is INVALID_REQUEST, not a closed
+    connection."""
+    header = RequestHeader(request_api_key=18, request_api_version=3, correlation_id=5)
+    good = encode_request(
+        header, ApiVersionsRequest(client_software_name="ab", client_software_version="1")
+    )
+    assert good.count(b"\x03ab") == 1  # the compact string "ab": length + 1, then bytes
+    frame = await answer(good.replace(b"\x03ab", b"\x03\xff\xfe"), RequestHandler(leader))
+    _, response = decode_response(frame, 18, 3)
+    assert isinstance(response, ApiVersionsResponse)
+    assert response.error_code == ErrorCode.INVALID_REQUEST
+    assert response.api_keys == []

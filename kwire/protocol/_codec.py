@@ -121,10 +121,6 @@ def bad_string_length(field: str, offset: int, length: int) -> DecodeError:
     return DecodeError(field, offset, f"string length {length} is above 32767")
 
 
-def bad_utf8(field: str, offset: int) -> DecodeError:
-    return DecodeError(field, offset, "is not valid UTF-8")
-
-
 def bad_tagged_size(field: str, offset: int, declared: int, used: int) -> DecodeError:
     return DecodeError(field, offset, f"tagged field declares {declared} bytes but holds {used}")
 

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -63,10 +62,7 @@ def _read_AddOffsetsToTxnRequest_v0(buf: Buffer, pos: int) -> tuple[AddOffsetsTo
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
@@ -89,10 +85,7 @@ def _read_AddOffsetsToTxnRequest_v0(buf: Buffer, pos: int) -> tuple[AddOffsetsTo
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("group_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.transactional_id = f_transactional_id
     o.group_id = f_group_id
@@ -119,10 +112,7 @@ def _read_AddOffsetsToTxnRequest_v3(buf: Buffer, pos: int) -> tuple[AddOffsetsTo
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
@@ -148,10 +138,7 @@ def _read_AddOffsetsToTxnRequest_v3(buf: Buffer, pos: int) -> tuple[AddOffsetsTo
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("group_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -68,10 +67,7 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AddPartitionsToTxnTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AddPartitionsToTxnTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -113,10 +109,7 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AddPartitionsToTxnTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AddPartitionsToTxnTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -300,10 +293,7 @@ def _read_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(
             raise too_short(
                 "AddPartitionsToTxnTransaction.transactional_id", pos, n1, len(buf) - pos
             )
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AddPartitionsToTxnTransaction.transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.producer_id, o.producer_epoch, o.verify_only = _ST_int64_int16_bool.unpack_from(buf, pos)
@@ -434,10 +424,7 @@ def _read_AddPartitionsToTxnRequest_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("v3_and_below_transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_v3_and_below_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("v3_and_below_transactional_id", pos) from None
+        f_v3_and_below_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.v3_and_below_producer_id, o.v3_and_below_producer_epoch = _ST_int64_int16.unpack_from(
@@ -494,10 +481,7 @@ def _read_AddPartitionsToTxnRequest_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("v3_and_below_transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_v3_and_below_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("v3_and_below_transactional_id", pos) from None
+        f_v3_and_below_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.v3_and_below_producer_id, o.v3_and_below_producer_epoch = _ST_int64_int16.unpack_from(
@@ -917,10 +901,7 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AddPartitionsToTxnTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AddPartitionsToTxnTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -971,10 +952,7 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AddPartitionsToTxnTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AddPartitionsToTxnTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1169,10 +1147,7 @@ def _read_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AddPartitionsToTxnResult.transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AddPartitionsToTxnResult.transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -67,10 +66,7 @@ def _read_AddRaftVoterRequest_Listener_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Listener.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -89,10 +85,7 @@ def _read_AddRaftVoterRequest_Listener_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Listener.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
@@ -188,10 +181,7 @@ def _read_AddRaftVoterRequest_v0(buf: Buffer, pos: int) -> tuple[AddRaftVoterReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.timeout_ms, o.voter_id, f_voter_directory_id = _ST_int32_int32_uuid.unpack_from(buf, pos)
@@ -315,10 +305,7 @@ def _read_AddRaftVoterResponse_v0(buf: Buffer, pos: int) -> tuple[AddRaftVoterRe
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -66,10 +65,7 @@ def _read_AlterClientQuotasRequest_EntityData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntityData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -85,10 +81,7 @@ def _read_AlterClientQuotasRequest_EntityData_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("EntityData.entity_name", pos, n3, len(buf) - pos)
-        try:
-            f_entity_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_name", pos) from None
+        f_entity_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.entity_type = f_entity_type
     o.entity_name = f_entity_name
@@ -117,10 +110,7 @@ def _read_AlterClientQuotasRequest_EntityData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntityData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -139,10 +129,7 @@ def _read_AlterClientQuotasRequest_EntityData_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("EntityData.entity_name", pos, n3, len(buf) - pos)
-        try:
-            f_entity_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_name", pos) from None
+        f_entity_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -259,10 +246,7 @@ def _read_AlterClientQuotasRequest_OpData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OpData.key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OpData.key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.value, o.remove = _ST_float64_bool.unpack_from(buf, pos)
@@ -297,10 +281,7 @@ def _read_AlterClientQuotasRequest_OpData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OpData.key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OpData.key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.value, o.remove, tag_count = _ST_float64_bool_tag_count.unpack_from(buf, pos)
@@ -696,10 +677,7 @@ def _read_AlterClientQuotasResponse_EntityData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntityData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -715,10 +693,7 @@ def _read_AlterClientQuotasResponse_EntityData_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("EntityData.entity_name", pos, n3, len(buf) - pos)
-        try:
-            f_entity_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_name", pos) from None
+        f_entity_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.entity_type = f_entity_type
     o.entity_name = f_entity_name
@@ -747,10 +722,7 @@ def _read_AlterClientQuotasResponse_EntityData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntityData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -769,10 +741,7 @@ def _read_AlterClientQuotasResponse_EntityData_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("EntityData.entity_name", pos, n3, len(buf) - pos)
-        try:
-            f_entity_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_name", pos) from None
+        f_entity_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -894,10 +863,7 @@ def _read_AlterClientQuotasResponse_EntryData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntryData.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntryData.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -947,10 +913,7 @@ def _read_AlterClientQuotasResponse_EntryData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntryData.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntryData.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

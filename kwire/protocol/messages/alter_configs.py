@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -65,10 +64,7 @@ def _read_AlterConfigsRequest_AlterableConfig_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterableConfig.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -84,10 +80,7 @@ def _read_AlterConfigsRequest_AlterableConfig_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterableConfig.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.name = f_name
     o.value = f_value
@@ -116,10 +109,7 @@ def _read_AlterConfigsRequest_AlterableConfig_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterableConfig.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -138,10 +128,7 @@ def _read_AlterConfigsRequest_AlterableConfig_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterableConfig.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -290,10 +277,7 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -345,10 +329,7 @@ def _read_AlterConfigsRequest_AlterConfigsResource_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -651,10 +632,7 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResourceResponse.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -679,10 +657,7 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterConfigsResourceResponse.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.error_message = f_error_message
     o.resource_name = f_resource_name
@@ -718,10 +693,7 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResourceResponse.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -747,10 +719,7 @@ def _read_AlterConfigsResponse_AlterConfigsResourceResponse_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterConfigsResourceResponse.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

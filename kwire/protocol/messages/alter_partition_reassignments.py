@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -154,10 +153,7 @@ def _read_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ReassignableTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ReassignableTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -366,10 +362,7 @@ def _read_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ReassignablePartitionResponse.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ReassignablePartitionResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -459,10 +452,7 @@ def _read_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ReassignableTopicResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ReassignableTopicResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -591,10 +581,7 @@ def _read_AlterPartitionReassignmentsResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

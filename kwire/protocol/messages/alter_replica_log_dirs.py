@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -66,10 +65,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterReplicaLogDirTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterReplicaLogDirTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -111,10 +107,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterReplicaLogDirTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterReplicaLogDirTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -271,10 +264,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterReplicaLogDir.path", pos, n1, len(buf) - pos)
-        try:
-            f_path = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterReplicaLogDir.path", pos) from None
+        f_path = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -319,10 +309,7 @@ def _read_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterReplicaLogDir.path", pos, n1, len(buf) - pos)
-        try:
-            f_path = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterReplicaLogDir.path", pos) from None
+        f_path = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -708,10 +695,7 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterReplicaLogDirTopicResult.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterReplicaLogDirTopicResult.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -760,10 +744,7 @@ def _read_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterReplicaLogDirTopicResult.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterReplicaLogDirTopicResult.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

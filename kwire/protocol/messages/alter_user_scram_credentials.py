@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -68,10 +67,7 @@ def _read_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ScramCredentialDeletion.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ScramCredentialDeletion.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.mechanism, tag_count = _ST_int8_tag_count.unpack_from(buf, pos)
@@ -168,10 +164,7 @@ def _read_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ScramCredentialUpsertion.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ScramCredentialUpsertion.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.mechanism, o.iterations = _ST_int8_int32.unpack_from(buf, pos)
@@ -438,10 +431,7 @@ def _read_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterUserScramCredentialsResult.user", pos, n1, len(buf) - pos)
-        try:
-            f_user = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterUserScramCredentialsResult.user", pos) from None
+        f_user = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -469,10 +459,7 @@ def _read_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(
             raise too_short(
                 "AlterUserScramCredentialsResult.error_message", pos, n3, len(buf) - pos
             )
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterUserScramCredentialsResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -77,10 +76,7 @@ def _read_ApiVersionsRequest_v3(buf: Buffer, pos: int) -> tuple[ApiVersionsReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("client_software_name", pos, n1, len(buf) - pos)
-        try:
-            f_client_software_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("client_software_name", pos) from None
+        f_client_software_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -99,10 +95,7 @@ def _read_ApiVersionsRequest_v3(buf: Buffer, pos: int) -> tuple[ApiVersionsReque
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("client_software_version", pos, n3, len(buf) - pos)
-        try:
-            f_client_software_version = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("client_software_version", pos) from None
+        f_client_software_version = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -315,10 +308,7 @@ def _read_ApiVersionsResponse_SupportedFeatureKey_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("SupportedFeatureKey.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("SupportedFeatureKey.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.min_version, o.max_version, tag_count = _ST_int16_int16_tag_count.unpack_from(buf, pos)
@@ -410,10 +400,7 @@ def _read_ApiVersionsResponse_FinalizedFeatureKey_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FinalizedFeatureKey.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FinalizedFeatureKey.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.max_version_level, o.min_version_level, tag_count = _ST_int16_int16_tag_count.unpack_from(

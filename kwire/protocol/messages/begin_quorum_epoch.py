@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -164,10 +163,7 @@ def _read_BeginQuorumEpochRequest_TopicData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -212,10 +208,7 @@ def _read_BeginQuorumEpochRequest_TopicData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -350,10 +343,7 @@ def _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderEndpoint.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderEndpoint.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -372,10 +362,7 @@ def _read_BeginQuorumEpochRequest_LeaderEndpoint_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("LeaderEndpoint.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderEndpoint.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
@@ -468,10 +455,7 @@ def _read_BeginQuorumEpochRequest_v0(buf: Buffer, pos: int) -> tuple[BeginQuorum
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -516,10 +500,7 @@ def _read_BeginQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[BeginQuorum
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.voter_id,) = _ST_int32.unpack_from(buf, pos)
@@ -781,10 +762,7 @@ def _read_BeginQuorumEpochResponse_TopicData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -829,10 +807,7 @@ def _read_BeginQuorumEpochResponse_TopicData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -972,10 +947,7 @@ def _read_BeginQuorumEpochResponse_NodeEndpoint_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)

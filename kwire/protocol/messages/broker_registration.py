@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -75,10 +74,7 @@ def _read_BrokerRegistrationRequest_Listener_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Listener.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -97,10 +93,7 @@ def _read_BrokerRegistrationRequest_Listener_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Listener.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
@@ -204,10 +197,7 @@ def _read_BrokerRegistrationRequest_Feature_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Feature.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Feature.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.min_supported_version, o.max_supported_version, tag_count = (
@@ -304,10 +294,7 @@ def _read_BrokerRegistrationRequest_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (f_incarnation_id,) = _ST_uuid.unpack_from(buf, pos)
@@ -369,10 +356,7 @@ def _read_BrokerRegistrationRequest_v0(
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("rack", pos, n9, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -443,10 +427,7 @@ def _read_BrokerRegistrationRequest_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (f_incarnation_id,) = _ST_uuid.unpack_from(buf, pos)
@@ -508,10 +489,7 @@ def _read_BrokerRegistrationRequest_v1(
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("rack", pos, n9, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     try:
         (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
@@ -586,10 +564,7 @@ def _read_BrokerRegistrationRequest_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (f_incarnation_id,) = _ST_uuid.unpack_from(buf, pos)
@@ -651,10 +626,7 @@ def _read_BrokerRegistrationRequest_v2(
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("rack", pos, n9, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     try:
         (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)
@@ -746,10 +718,7 @@ def _read_BrokerRegistrationRequest_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (f_incarnation_id,) = _ST_uuid.unpack_from(buf, pos)
@@ -811,10 +780,7 @@ def _read_BrokerRegistrationRequest_v3(
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("rack", pos, n9, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     try:
         (o.is_migrating_zk_broker,) = _ST_bool.unpack_from(buf, pos)

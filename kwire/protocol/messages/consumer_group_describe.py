@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -88,10 +87,7 @@ def _read_ConsumerGroupDescribeRequest_v0(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("group_ids" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("group_ids" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_group_ids.append(item2)
     try:
@@ -189,10 +185,7 @@ def _read_ConsumerGroupDescribeResponse_TopicPartitions_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicPartitions.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicPartitions.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -381,10 +374,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Member.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -403,10 +393,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Member.instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.instance_id", pos) from None
+        f_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -425,10 +412,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("Member.rack_id", pos, n5, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.rack_id", pos) from None
+        f_rack_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -452,10 +436,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("Member.client_id", pos, n7, len(buf) - pos)
-        try:
-            f_client_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.client_id", pos) from None
+        f_client_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         n9 = buf[pos]
@@ -474,10 +455,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("Member.client_host", pos, n9, len(buf) - pos)
-        try:
-            f_client_host = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.client_host", pos) from None
+        f_client_host = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     try:
         count11 = buf[pos]
@@ -514,10 +492,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
                     raise too_short(
                         "Member.subscribed_topic_names" + "[]", pos, n13, len(buf) - pos
                     )
-                try:
-                    item12 = str(buf[pos:end14], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("Member.subscribed_topic_names" + "[]", pos) from None
+                item12 = str(buf[pos:end14], "utf-8", "replace")
                 pos = end14
             f_subscribed_topic_names.append(item12)
     try:
@@ -537,10 +512,7 @@ def _read_ConsumerGroupDescribeResponse_Member_v0(
         end16 = pos + n15
         if end16 > len(buf):
             raise too_short("Member.subscribed_topic_regex", pos, n15, len(buf) - pos)
-        try:
-            f_subscribed_topic_regex = str(buf[pos:end16], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.subscribed_topic_regex", pos) from None
+        f_subscribed_topic_regex = str(buf[pos:end16], "utf-8", "replace")
         pos = end16
     f_assignment, pos = _read_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
     f_target_assignment, pos = _read_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
@@ -735,10 +707,7 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroup.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -757,10 +726,7 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroup.group_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -779,10 +745,7 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroup.group_state", pos, n5, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.group_epoch, o.assignment_epoch = _ST_int32_int32.unpack_from(buf, pos)
@@ -810,10 +773,7 @@ def _read_ConsumerGroupDescribeResponse_DescribedGroup_v0(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroup.assignor_name", pos, n7, len(buf) - pos)
-        try:
-            f_assignor_name = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.assignor_name", pos) from None
+        f_assignor_name = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -152,10 +151,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -174,10 +170,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -201,10 +194,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("instance_id", pos) from None
+        f_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -223,10 +213,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack_id", pos, n7, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         (o.rebalance_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -266,10 +253,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
                 end12 = pos + n11
                 if end12 > len(buf):
                     raise too_short("subscribed_topic_names" + "[]", pos, n11, len(buf) - pos)
-                try:
-                    item10 = str(buf[pos:end12], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("subscribed_topic_names" + "[]", pos) from None
+                item10 = str(buf[pos:end12], "utf-8", "replace")
                 pos = end12
             f_subscribed_topic_names.append(item10)
     try:
@@ -289,10 +273,7 @@ def _read_ConsumerGroupHeartbeatRequest_v0(
         end14 = pos + n13
         if end14 > len(buf):
             raise too_short("server_assignor", pos, n13, len(buf) - pos)
-        try:
-            f_server_assignor = str(buf[pos:end14], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("server_assignor", pos) from None
+        f_server_assignor = str(buf[pos:end14], "utf-8", "replace")
         pos = end14
     try:
         count15 = buf[pos]
@@ -654,10 +635,7 @@ def _read_ConsumerGroupHeartbeatResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -676,10 +654,7 @@ def _read_ConsumerGroupHeartbeatResponse_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.member_epoch, o.heartbeat_interval_ms = _ST_int32_int32.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -160,10 +159,7 @@ def _read_ControlledShutdownResponse_RemainingPartition_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("RemainingPartition.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("RemainingPartition.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
@@ -198,10 +194,7 @@ def _read_ControlledShutdownResponse_RemainingPartition_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("RemainingPartition.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("RemainingPartition.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -69,10 +68,7 @@ def _read_ControllerRegistrationRequest_Listener_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Listener.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -91,10 +87,7 @@ def _read_ControllerRegistrationRequest_Listener_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Listener.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
@@ -198,10 +191,7 @@ def _read_ControllerRegistrationRequest_Feature_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Feature.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Feature.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.min_supported_version, o.max_supported_version, tag_count = (
@@ -423,10 +413,7 @@ def _read_ControllerRegistrationResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -70,10 +69,7 @@ def _read_CreateAclsRequest_AclCreation_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AclCreation.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -89,10 +85,7 @@ def _read_CreateAclsRequest_AclCreation_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AclCreation.principal", pos, n3, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.principal", pos) from None
+        f_principal = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -108,10 +101,7 @@ def _read_CreateAclsRequest_AclCreation_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("AclCreation.host", pos, n5, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.host", pos) from None
+        f_host = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -151,10 +141,7 @@ def _read_CreateAclsRequest_AclCreation_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AclCreation.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_pattern_type,) = _ST_int8.unpack_from(buf, pos)
@@ -177,10 +164,7 @@ def _read_CreateAclsRequest_AclCreation_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AclCreation.principal", pos, n3, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.principal", pos) from None
+        f_principal = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -196,10 +180,7 @@ def _read_CreateAclsRequest_AclCreation_v1(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("AclCreation.host", pos, n5, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.host", pos) from None
+        f_host = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -241,10 +222,7 @@ def _read_CreateAclsRequest_AclCreation_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AclCreation.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_pattern_type,) = _ST_int8.unpack_from(buf, pos)
@@ -270,10 +248,7 @@ def _read_CreateAclsRequest_AclCreation_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AclCreation.principal", pos, n3, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.principal", pos) from None
+        f_principal = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -292,10 +267,7 @@ def _read_CreateAclsRequest_AclCreation_v2(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("AclCreation.host", pos, n5, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreation.host", pos) from None
+        f_host = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
@@ -637,10 +609,7 @@ def _read_CreateAclsResponse_AclCreationResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AclCreationResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreationResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.error_message = f_error_message
     o.unknown_tagged_fields = ()
@@ -673,10 +642,7 @@ def _read_CreateAclsResponse_AclCreationResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AclCreationResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclCreationResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:

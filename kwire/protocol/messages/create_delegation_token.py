@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -66,10 +65,7 @@ def _read_CreateDelegationTokenRequest_CreatableRenewers_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableRenewers.principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableRenewers.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -85,10 +81,7 @@ def _read_CreateDelegationTokenRequest_CreatableRenewers_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableRenewers.principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableRenewers.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.principal_type = f_principal_type
     o.principal_name = f_principal_name
@@ -117,10 +110,7 @@ def _read_CreateDelegationTokenRequest_CreatableRenewers_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableRenewers.principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableRenewers.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -139,10 +129,7 @@ def _read_CreateDelegationTokenRequest_CreatableRenewers_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableRenewers.principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableRenewers.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -382,10 +369,7 @@ def _read_CreateDelegationTokenRequest_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("owner_principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_owner_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("owner_principal_type", pos) from None
+        f_owner_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -404,10 +388,7 @@ def _read_CreateDelegationTokenRequest_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("owner_principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_owner_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("owner_principal_name", pos) from None
+        f_owner_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         count5 = buf[pos]
@@ -593,10 +574,7 @@ def _read_CreateDelegationTokenResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -612,10 +590,7 @@ def _read_CreateDelegationTokenResponse_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = (
@@ -642,10 +617,7 @@ def _read_CreateDelegationTokenResponse_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("token_id", pos, n5, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("token_id", pos) from None
+        f_token_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int32.unpack_from(buf, pos)
@@ -702,10 +674,7 @@ def _read_CreateDelegationTokenResponse_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -724,10 +693,7 @@ def _read_CreateDelegationTokenResponse_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = (
@@ -757,10 +723,7 @@ def _read_CreateDelegationTokenResponse_v2(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("token_id", pos, n5, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("token_id", pos) from None
+        f_token_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -848,10 +811,7 @@ def _read_CreateDelegationTokenResponse_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -870,10 +830,7 @@ def _read_CreateDelegationTokenResponse_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -892,10 +849,7 @@ def _read_CreateDelegationTokenResponse_v3(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("token_requester_principal_type", pos, n5, len(buf) - pos)
-        try:
-            f_token_requester_principal_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("token_requester_principal_type", pos) from None
+        f_token_requester_principal_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -914,10 +868,7 @@ def _read_CreateDelegationTokenResponse_v3(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("token_requester_principal_name", pos, n7, len(buf) - pos)
-        try:
-            f_token_requester_principal_name = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("token_requester_principal_name", pos) from None
+        f_token_requester_principal_name = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = (
@@ -947,10 +898,7 @@ def _read_CreateDelegationTokenResponse_v3(
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("token_id", pos, n9, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("token_id", pos) from None
+        f_token_id = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     try:
         n11 = buf[pos]

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -197,10 +196,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatePartitionsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatePartitionsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.count,) = _ST_int32.unpack_from(buf, pos)
@@ -250,10 +246,7 @@ def _read_CreatePartitionsRequest_CreatePartitionsTopic_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatePartitionsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatePartitionsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.count,) = _ST_int32.unpack_from(buf, pos)
@@ -554,10 +547,7 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatePartitionsTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatePartitionsTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -582,10 +572,7 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatePartitionsTopicResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatePartitionsTopicResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.name = f_name
     o.error_message = f_error_message
@@ -614,10 +601,7 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatePartitionsTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatePartitionsTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -643,10 +627,7 @@ def _read_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatePartitionsTopicResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatePartitionsTopicResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -260,10 +259,7 @@ def _read_CreateTopicsRequest_CreatableTopicConfig_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopicConfig.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicConfig.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -279,10 +275,7 @@ def _read_CreateTopicsRequest_CreatableTopicConfig_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableTopicConfig.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicConfig.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.name = f_name
     o.value = f_value
@@ -311,10 +304,7 @@ def _read_CreateTopicsRequest_CreatableTopicConfig_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopicConfig.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicConfig.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -333,10 +323,7 @@ def _read_CreateTopicsRequest_CreatableTopicConfig_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableTopicConfig.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicConfig.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -557,10 +544,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)
@@ -631,10 +615,7 @@ def _read_CreateTopicsRequest_CreatableTopic_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)
@@ -1146,10 +1127,7 @@ def _read_CreateTopicsResponse_CreatableTopicConfigs_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopicConfigs.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicConfigs.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -1168,10 +1146,7 @@ def _read_CreateTopicsResponse_CreatableTopicConfigs_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableTopicConfigs.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicConfigs.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.read_only, o.config_source, o.is_sensitive, tag_count = (
@@ -1279,10 +1254,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1320,10 +1292,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1346,10 +1315,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableTopicResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.name = f_name
     o.topic_id = ZERO_UUID
@@ -1383,10 +1349,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1412,10 +1375,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableTopicResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)
@@ -1531,10 +1491,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("CreatableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         f_topic_id, o.error_code = _ST_uuid_int16.unpack_from(buf, pos)
@@ -1562,10 +1519,7 @@ def _read_CreateTopicsResponse_CreatableTopicResult_v7(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("CreatableTopicResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("CreatableTopicResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.num_partitions, o.replication_factor = _ST_int32_int16.unpack_from(buf, pos)

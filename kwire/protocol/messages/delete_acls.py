@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -72,10 +71,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsFilter.resource_name_filter", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name_filter = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.resource_name_filter", pos) from None
+        f_resource_name_filter = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -91,10 +87,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeleteAclsFilter.principal_filter", pos, n3, len(buf) - pos)
-        try:
-            f_principal_filter = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.principal_filter", pos) from None
+        f_principal_filter = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -110,10 +103,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DeleteAclsFilter.host_filter", pos, n5, len(buf) - pos)
-        try:
-            f_host_filter = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.host_filter", pos) from None
+        f_host_filter = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -157,10 +147,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsFilter.resource_name_filter", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name_filter = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.resource_name_filter", pos) from None
+        f_resource_name_filter = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
@@ -183,10 +170,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeleteAclsFilter.principal_filter", pos, n3, len(buf) - pos)
-        try:
-            f_principal_filter = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.principal_filter", pos) from None
+        f_principal_filter = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -202,10 +186,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v1(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DeleteAclsFilter.host_filter", pos, n5, len(buf) - pos)
-        try:
-            f_host_filter = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.host_filter", pos) from None
+        f_host_filter = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -251,10 +232,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsFilter.resource_name_filter", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name_filter = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.resource_name_filter", pos) from None
+        f_resource_name_filter = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
@@ -280,10 +258,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeleteAclsFilter.principal_filter", pos, n3, len(buf) - pos)
-        try:
-            f_principal_filter = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.principal_filter", pos) from None
+        f_principal_filter = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -302,10 +277,7 @@ def _read_DeleteAclsRequest_DeleteAclsFilter_v2(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DeleteAclsFilter.host_filter", pos, n5, len(buf) - pos)
-        try:
-            f_host_filter = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilter.host_filter", pos) from None
+        f_host_filter = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
@@ -649,10 +621,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -675,10 +644,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -694,10 +660,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.principal", pos, n5, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.principal", pos) from None
+        f_principal = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int16.unpack_from(buf, pos)
@@ -713,10 +676,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.host", pos, n7, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.host", pos) from None
+        f_host = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -761,10 +721,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -787,10 +744,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
@@ -813,10 +767,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.principal", pos, n5, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.principal", pos) from None
+        f_principal = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int16.unpack_from(buf, pos)
@@ -832,10 +783,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.host", pos, n7, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.host", pos) from None
+        f_host = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -882,10 +830,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -911,10 +856,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
@@ -940,10 +882,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.principal", pos, n5, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.principal", pos) from None
+        f_principal = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -962,10 +901,7 @@ def _read_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DeleteAclsMatchingAcl.host", pos, n7, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsMatchingAcl.host", pos) from None
+        f_host = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
@@ -1203,10 +1139,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsFilterResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilterResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1255,10 +1188,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsFilterResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilterResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1310,10 +1240,7 @@ def _read_DeleteAclsResponse_DeleteAclsFilterResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteAclsFilterResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteAclsFilterResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

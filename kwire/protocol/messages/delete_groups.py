@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -75,10 +74,7 @@ def _read_DeleteGroupsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteGroupsReq
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("groups_names" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("groups_names" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_groups_names.append(item2)
     o.groups_names = f_groups_names
@@ -121,10 +117,7 @@ def _read_DeleteGroupsRequest_v2(buf: Buffer, pos: int) -> tuple[DeleteGroupsReq
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("groups_names" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("groups_names" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_groups_names.append(item2)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -251,10 +244,7 @@ def _read_DeleteGroupsResponse_DeletableGroupResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeletableGroupResult.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableGroupResult.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -289,10 +279,7 @@ def _read_DeleteGroupsResponse_DeletableGroupResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeletableGroupResult.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableGroupResult.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -164,10 +163,7 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteRecordsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteRecordsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -212,10 +208,7 @@ def _read_DeleteRecordsRequest_DeleteRecordsTopic_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteRecordsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteRecordsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -611,10 +604,7 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteRecordsTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteRecordsTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -659,10 +649,7 @@ def _read_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteRecordsTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteRecordsTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

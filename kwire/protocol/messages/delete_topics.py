@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -70,10 +69,7 @@ def _read_DeleteTopicsRequest_DeleteTopicState_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeleteTopicState.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeleteTopicState.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         f_topic_id, tag_count = _ST_uuid_tag_count.unpack_from(buf, pos)
@@ -168,10 +164,7 @@ def _read_DeleteTopicsRequest_v0(buf: Buffer, pos: int) -> tuple[DeleteTopicsReq
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("topic_names" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("topic_names" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_topic_names.append(item2)
     try:
@@ -220,10 +213,7 @@ def _read_DeleteTopicsRequest_v4(buf: Buffer, pos: int) -> tuple[DeleteTopicsReq
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("topic_names" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("topic_names" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_topic_names.append(item2)
     try:
@@ -520,10 +510,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeletableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -560,10 +547,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeletableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -635,10 +619,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeletableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -664,10 +645,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeletableTopicResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableTopicResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -732,10 +710,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DeletableTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         f_topic_id, o.error_code = _ST_uuid_int16.unpack_from(buf, pos)
@@ -763,10 +738,7 @@ def _read_DeleteTopicsResponse_DeletableTopicResult_v6(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DeletableTopicResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DeletableTopicResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

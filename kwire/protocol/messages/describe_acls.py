@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -69,10 +68,7 @@ def _read_DescribeAclsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("resource_name_filter", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name_filter = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("resource_name_filter", pos) from None
+        f_resource_name_filter = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -88,10 +84,7 @@ def _read_DescribeAclsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("principal_filter", pos, n3, len(buf) - pos)
-        try:
-            f_principal_filter = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_filter", pos) from None
+        f_principal_filter = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -107,10 +100,7 @@ def _read_DescribeAclsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("host_filter", pos, n5, len(buf) - pos)
-        try:
-            f_host_filter = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("host_filter", pos) from None
+        f_host_filter = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -148,10 +138,7 @@ def _read_DescribeAclsRequest_v1(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("resource_name_filter", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name_filter = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("resource_name_filter", pos) from None
+        f_resource_name_filter = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
@@ -172,10 +159,7 @@ def _read_DescribeAclsRequest_v1(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("principal_filter", pos, n3, len(buf) - pos)
-        try:
-            f_principal_filter = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_filter", pos) from None
+        f_principal_filter = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -191,10 +175,7 @@ def _read_DescribeAclsRequest_v1(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("host_filter", pos, n5, len(buf) - pos)
-        try:
-            f_host_filter = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("host_filter", pos) from None
+        f_host_filter = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -234,10 +215,7 @@ def _read_DescribeAclsRequest_v2(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("resource_name_filter", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name_filter = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("resource_name_filter", pos) from None
+        f_resource_name_filter = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.pattern_type_filter,) = _ST_int8.unpack_from(buf, pos)
@@ -261,10 +239,7 @@ def _read_DescribeAclsRequest_v2(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("principal_filter", pos, n3, len(buf) - pos)
-        try:
-            f_principal_filter = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal_filter", pos) from None
+        f_principal_filter = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -283,10 +258,7 @@ def _read_DescribeAclsRequest_v2(buf: Buffer, pos: int) -> tuple[DescribeAclsReq
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("host_filter", pos, n5, len(buf) - pos)
-        try:
-            f_host_filter = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("host_filter", pos) from None
+        f_host_filter = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
@@ -466,10 +438,7 @@ def _read_DescribeAclsResponse_AclDescription_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AclDescription.principal", pos, n1, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclDescription.principal", pos) from None
+        f_principal = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -485,10 +454,7 @@ def _read_DescribeAclsResponse_AclDescription_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AclDescription.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclDescription.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.operation, o.permission_type = _ST_int8_int8.unpack_from(buf, pos)
@@ -526,10 +492,7 @@ def _read_DescribeAclsResponse_AclDescription_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AclDescription.principal", pos, n1, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclDescription.principal", pos) from None
+        f_principal = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -548,10 +511,7 @@ def _read_DescribeAclsResponse_AclDescription_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AclDescription.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AclDescription.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)
@@ -711,10 +671,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeAclsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeAclsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -764,10 +721,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeAclsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeAclsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
@@ -826,10 +780,7 @@ def _read_DescribeAclsResponse_DescribeAclsResource_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeAclsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeAclsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
@@ -1007,10 +958,7 @@ def _read_DescribeAclsResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeAclsRe
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1057,10 +1005,7 @@ def _read_DescribeAclsResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeAclsRe
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1110,10 +1055,7 @@ def _read_DescribeAclsResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeAclsRe
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

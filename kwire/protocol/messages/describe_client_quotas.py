@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -68,10 +67,7 @@ def _read_DescribeClientQuotasRequest_ComponentData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ComponentData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ComponentData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.match_type,) = _ST_int8.unpack_from(buf, pos)
@@ -92,10 +88,7 @@ def _read_DescribeClientQuotasRequest_ComponentData_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("ComponentData.match", pos, n3, len(buf) - pos)
-        try:
-            f_match = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ComponentData.match", pos) from None
+        f_match = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.entity_type = f_entity_type
     o.match = f_match
@@ -124,10 +117,7 @@ def _read_DescribeClientQuotasRequest_ComponentData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ComponentData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ComponentData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.match_type,) = _ST_int8.unpack_from(buf, pos)
@@ -151,10 +141,7 @@ def _read_DescribeClientQuotasRequest_ComponentData_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("ComponentData.match", pos, n3, len(buf) - pos)
-        try:
-            f_match = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ComponentData.match", pos) from None
+        f_match = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -394,10 +381,7 @@ def _read_DescribeClientQuotasResponse_EntityData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntityData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -413,10 +397,7 @@ def _read_DescribeClientQuotasResponse_EntityData_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("EntityData.entity_name", pos, n3, len(buf) - pos)
-        try:
-            f_entity_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_name", pos) from None
+        f_entity_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.entity_type = f_entity_type
     o.entity_name = f_entity_name
@@ -445,10 +426,7 @@ def _read_DescribeClientQuotasResponse_EntityData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntityData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -467,10 +445,7 @@ def _read_DescribeClientQuotasResponse_EntityData_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("EntityData.entity_name", pos, n3, len(buf) - pos)
-        try:
-            f_entity_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_name", pos) from None
+        f_entity_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -587,10 +562,7 @@ def _read_DescribeClientQuotasResponse_ValueData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ValueData.key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ValueData.key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.value,) = _ST_float64.unpack_from(buf, pos)
@@ -623,10 +595,7 @@ def _read_DescribeClientQuotasResponse_ValueData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ValueData.key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ValueData.key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.value, tag_count = _ST_float64_tag_count.unpack_from(buf, pos)
@@ -904,10 +873,7 @@ def _read_DescribeClientQuotasResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -959,10 +925,7 @@ def _read_DescribeClientQuotasResponse_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -188,10 +187,7 @@ def _read_DescribeClusterResponse_DescribeClusterBroker_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeClusterBroker.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeClusterBroker.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -215,10 +211,7 @@ def _read_DescribeClusterResponse_DescribeClusterBroker_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeClusterBroker.rack", pos, n3, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeClusterBroker.rack", pos) from None
+        f_rack = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -324,10 +317,7 @@ def _read_DescribeClusterResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeClu
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -346,10 +336,7 @@ def _read_DescribeClusterResponse_v0(buf: Buffer, pos: int) -> tuple[DescribeClu
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("cluster_id", pos, n3, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -442,10 +429,7 @@ def _read_DescribeClusterResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeClu
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.endpoint_type,) = _ST_int8.unpack_from(buf, pos)
@@ -469,10 +453,7 @@ def _read_DescribeClusterResponse_v1(buf: Buffer, pos: int) -> tuple[DescribeClu
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("cluster_id", pos, n3, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -75,10 +74,7 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -117,12 +113,7 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v0(
                     raise too_short(
                         "DescribeConfigsResource.configuration_keys" + "[]", pos, n5, len(buf) - pos
                     )
-                try:
-                    item4 = str(buf[pos:end6], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8(
-                        "DescribeConfigsResource.configuration_keys" + "[]", pos
-                    ) from None
+                item4 = str(buf[pos:end6], "utf-8", "replace")
                 pos = end6
             f_configuration_keys.append(item4)
     o.resource_name = f_resource_name
@@ -159,10 +150,7 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -207,12 +195,7 @@ def _read_DescribeConfigsRequest_DescribeConfigsResource_v4(
                     raise too_short(
                         "DescribeConfigsResource.configuration_keys" + "[]", pos, n5, len(buf) - pos
                     )
-                try:
-                    item4 = str(buf[pos:end6], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8(
-                        "DescribeConfigsResource.configuration_keys" + "[]", pos
-                    ) from None
+                item4 = str(buf[pos:end6], "utf-8", "replace")
                 pos = end6
             f_configuration_keys.append(item4)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -687,10 +670,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsSynonym.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsSynonym.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -706,10 +686,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsSynonym.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsSynonym.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.source,) = _ST_int8.unpack_from(buf, pos)
@@ -743,10 +720,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsSynonym.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsSynonym.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -765,10 +739,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsSynonym_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsSynonym.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsSynonym.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.source, tag_count = _ST_int8_tag_count.unpack_from(buf, pos)
@@ -949,10 +920,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResourceResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -968,10 +936,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResourceResult.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.read_only, o.is_default = _ST_bool_bool.unpack_from(buf, pos)
@@ -1020,10 +985,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResourceResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1039,10 +1001,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResourceResult.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.read_only,) = _ST_bool.unpack_from(buf, pos)
@@ -1107,10 +1066,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResourceResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1126,10 +1082,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResourceResult.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.read_only,) = _ST_bool.unpack_from(buf, pos)
@@ -1189,10 +1142,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(
         end9 = pos + n8
         if end9 > len(buf):
             raise too_short("DescribeConfigsResourceResult.documentation", pos, n8, len(buf) - pos)
-        try:
-            f_documentation = str(buf[pos:end9], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.documentation", pos) from None
+        f_documentation = str(buf[pos:end9], "utf-8", "replace")
         pos = end9
     o.name = f_name
     o.value = f_value
@@ -1224,10 +1174,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResourceResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -1246,10 +1193,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResourceResult.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.read_only,) = _ST_bool.unpack_from(buf, pos)
@@ -1313,10 +1257,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(
         end9 = pos + n8
         if end9 > len(buf):
             raise too_short("DescribeConfigsResourceResult.documentation", pos, n8, len(buf) - pos)
-        try:
-            f_documentation = str(buf[pos:end9], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResourceResult.documentation", pos) from None
+        f_documentation = str(buf[pos:end9], "utf-8", "replace")
         pos = end9
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1600,10 +1541,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -1626,10 +1564,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResult.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (count5,) = _ST_int32.unpack_from(buf, pos)
@@ -1679,10 +1614,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -1705,10 +1637,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResult.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (count5,) = _ST_int32.unpack_from(buf, pos)
@@ -1758,10 +1687,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -1784,10 +1710,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResult.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (count5,) = _ST_int32.unpack_from(buf, pos)
@@ -1840,10 +1763,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeConfigsResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -1869,10 +1789,7 @@ def _read_DescribeConfigsResponse_DescribeConfigsResult_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeConfigsResult.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeConfigsResult.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         count5 = buf[pos]

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -66,10 +65,7 @@ def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeDelegationTokenOwner.principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeDelegationTokenOwner.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -87,10 +83,7 @@ def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeDelegationTokenOwner.principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeDelegationTokenOwner.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.principal_type = f_principal_type
     o.principal_name = f_principal_name
@@ -119,10 +112,7 @@ def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeDelegationTokenOwner.principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeDelegationTokenOwner.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -141,10 +131,7 @@ def _read_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribeDelegationTokenOwner.principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeDelegationTokenOwner.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -434,10 +421,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
             raise too_short(
                 "DescribedDelegationTokenRenewer.principal_type", pos, n1, len(buf) - pos
             )
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationTokenRenewer.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -457,10 +441,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(
             raise too_short(
                 "DescribedDelegationTokenRenewer.principal_name", pos, n3, len(buf) - pos
             )
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationTokenRenewer.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.principal_type = f_principal_type
     o.principal_name = f_principal_name
@@ -491,10 +472,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
             raise too_short(
                 "DescribedDelegationTokenRenewer.principal_type", pos, n1, len(buf) - pos
             )
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationTokenRenewer.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -515,10 +493,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(
             raise too_short(
                 "DescribedDelegationTokenRenewer.principal_name", pos, n3, len(buf) - pos
             )
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationTokenRenewer.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -668,10 +643,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedDelegationToken.principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -687,10 +659,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedDelegationToken.principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _ST_int64_int64_int64.unpack_from(
@@ -721,10 +690,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedDelegationToken.token_id", pos, n5, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.token_id", pos) from None
+        f_token_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int32.unpack_from(buf, pos)
@@ -790,10 +756,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedDelegationToken.principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -812,10 +775,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedDelegationToken.principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _ST_int64_int64_int64.unpack_from(
@@ -849,10 +809,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedDelegationToken.token_id", pos, n5, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.token_id", pos) from None
+        f_token_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -963,10 +920,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedDelegationToken.principal_type", pos, n1, len(buf) - pos)
-        try:
-            f_principal_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.principal_type", pos) from None
+        f_principal_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -985,10 +939,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedDelegationToken.principal_name", pos, n3, len(buf) - pos)
-        try:
-            f_principal_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.principal_name", pos) from None
+        f_principal_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -1013,10 +964,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
             raise too_short(
                 "DescribedDelegationToken.token_requester_principal_type", pos, n5, len(buf) - pos
             )
-        try:
-            f_token_requester_principal_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.token_requester_principal_type", pos) from None
+        f_token_requester_principal_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -1041,10 +989,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
             raise too_short(
                 "DescribedDelegationToken.token_requester_principal_name", pos, n7, len(buf) - pos
             )
-        try:
-            f_token_requester_principal_name = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.token_requester_principal_name", pos) from None
+        f_token_requester_principal_name = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _ST_int64_int64_int64.unpack_from(
@@ -1078,10 +1023,7 @@ def _read_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("DescribedDelegationToken.token_id", pos, n9, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedDelegationToken.token_id", pos) from None
+        f_token_id = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     try:
         n11 = buf[pos]

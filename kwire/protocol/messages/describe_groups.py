@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -77,10 +76,7 @@ def _read_DescribeGroupsRequest_v0(buf: Buffer, pos: int) -> tuple[DescribeGroup
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("groups" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("groups" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_groups.append(item2)
     o.groups = f_groups
@@ -118,10 +114,7 @@ def _read_DescribeGroupsRequest_v3(buf: Buffer, pos: int) -> tuple[DescribeGroup
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("groups" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("groups" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_groups.append(item2)
     try:
@@ -169,10 +162,7 @@ def _read_DescribeGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[DescribeGroup
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("groups" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("groups" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_groups.append(item2)
     try:
@@ -370,10 +360,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroupMember.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -389,10 +376,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroupMember.client_id", pos, n3, len(buf) - pos)
-        try:
-            f_client_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.client_id", pos) from None
+        f_client_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -408,10 +392,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroupMember.client_host", pos, n5, len(buf) - pos)
-        try:
-            f_client_host = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.client_host", pos) from None
+        f_client_host = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int32.unpack_from(buf, pos)
@@ -469,10 +450,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroupMember.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -488,10 +466,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroupMember.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -507,10 +482,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroupMember.client_id", pos, n5, len(buf) - pos)
-        try:
-            f_client_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.client_id", pos) from None
+        f_client_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int16.unpack_from(buf, pos)
@@ -526,10 +498,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v4(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroupMember.client_host", pos, n7, len(buf) - pos)
-        try:
-            f_client_host = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.client_host", pos) from None
+        f_client_host = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         (n9,) = _ST_int32.unpack_from(buf, pos)
@@ -590,10 +559,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroupMember.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -612,10 +578,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroupMember.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -634,10 +597,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v5(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroupMember.client_id", pos, n5, len(buf) - pos)
-        try:
-            f_client_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.client_id", pos) from None
+        f_client_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -656,10 +616,7 @@ def _read_DescribeGroupsResponse_DescribedGroupMember_v5(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroupMember.client_host", pos, n7, len(buf) - pos)
-        try:
-            f_client_host = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroupMember.client_host", pos) from None
+        f_client_host = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         n9 = buf[pos]
@@ -1083,10 +1040,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1102,10 +1056,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroup.group_state", pos, n3, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -1121,10 +1072,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroup.protocol_type", pos, n5, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int16.unpack_from(buf, pos)
@@ -1140,10 +1088,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v0(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroup.protocol_data", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_data = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_data", pos) from None
+        f_protocol_data = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         (count9,) = _ST_int32.unpack_from(buf, pos)
@@ -1194,10 +1139,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1213,10 +1155,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroup.group_state", pos, n3, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -1232,10 +1171,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroup.protocol_type", pos, n5, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int16.unpack_from(buf, pos)
@@ -1251,10 +1187,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v3(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroup.protocol_data", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_data = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_data", pos) from None
+        f_protocol_data = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         (count9,) = _ST_int32.unpack_from(buf, pos)
@@ -1311,10 +1244,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1330,10 +1260,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroup.group_state", pos, n3, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -1349,10 +1276,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroup.protocol_type", pos, n5, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int16.unpack_from(buf, pos)
@@ -1368,10 +1292,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v4(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroup.protocol_data", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_data = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_data", pos) from None
+        f_protocol_data = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         (count9,) = _ST_int32.unpack_from(buf, pos)
@@ -1431,10 +1352,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -1453,10 +1371,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroup.group_state", pos, n3, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -1475,10 +1390,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroup.protocol_type", pos, n5, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -1497,10 +1409,7 @@ def _read_DescribeGroupsResponse_DescribedGroup_v5(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroup.protocol_data", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_data = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.protocol_data", pos) from None
+        f_protocol_data = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -69,10 +68,7 @@ def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribableLogDirTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribableLogDirTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -114,10 +110,7 @@ def _read_DescribeLogDirsRequest_DescribableLogDirTopic_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribableLogDirTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribableLogDirTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -509,10 +502,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeLogDirsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeLogDirsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -557,10 +547,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsTopic_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeLogDirsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeLogDirsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -726,10 +713,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeLogDirsResult.log_dir", pos, n1, len(buf) - pos)
-        try:
-            f_log_dir = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeLogDirsResult.log_dir", pos) from None
+        f_log_dir = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -783,10 +767,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeLogDirsResult.log_dir", pos, n1, len(buf) - pos)
-        try:
-            f_log_dir = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeLogDirsResult.log_dir", pos) from None
+        f_log_dir = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -878,10 +859,7 @@ def _read_DescribeLogDirsResponse_DescribeLogDirsResult_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeLogDirsResult.log_dir", pos, n1, len(buf) - pos)
-        try:
-            f_log_dir = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeLogDirsResult.log_dir", pos) from None
+        f_log_dir = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

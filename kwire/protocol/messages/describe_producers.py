@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -69,10 +68,7 @@ def _read_DescribeProducersRequest_TopicRequest_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicRequest.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicRequest.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -342,10 +338,7 @@ def _read_DescribeProducersResponse_PartitionResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionResponse.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -458,10 +451,7 @@ def _read_DescribeProducersResponse_TopicResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -129,10 +128,7 @@ def _read_DescribeQuorumRequest_TopicData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -742,10 +738,7 @@ def _read_DescribeQuorumResponse_PartitionData_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionData.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionData.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.leader_id, o.leader_epoch, o.high_watermark = _ST_int32_int32_int64.unpack_from(buf, pos)
@@ -969,10 +962,7 @@ def _read_DescribeQuorumResponse_TopicData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1051,10 +1041,7 @@ def _read_DescribeQuorumResponse_TopicData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1133,10 +1120,7 @@ def _read_DescribeQuorumResponse_TopicData_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1314,10 +1298,7 @@ def _read_DescribeQuorumResponse_Listener_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Listener.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -1336,10 +1317,7 @@ def _read_DescribeQuorumResponse_Listener_v2(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Listener.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Listener.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
@@ -1651,10 +1629,7 @@ def _read_DescribeQuorumResponse_v2(buf: Buffer, pos: int) -> tuple[DescribeQuor
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

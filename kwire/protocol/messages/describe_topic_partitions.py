@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -71,10 +70,7 @@ def _read_DescribeTopicPartitionsRequest_TopicRequest_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicRequest.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicRequest.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -155,10 +151,7 @@ def _read_DescribeTopicPartitionsRequest_Cursor_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Cursor.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Cursor.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
@@ -598,10 +591,7 @@ def _read_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeTopicPartitionsResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeTopicPartitionsResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         f_topic_id, o.is_internal = _ST_uuid_bool.unpack_from(buf, pos)
@@ -757,10 +747,7 @@ def _read_DescribeTopicPartitionsResponse_Cursor_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Cursor.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Cursor.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -84,10 +83,7 @@ def _read_DescribeTransactionsRequest_v0(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("transactional_ids" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("transactional_ids" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_transactional_ids.append(item2)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -177,10 +173,7 @@ def _read_DescribeTransactionsResponse_TopicData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -293,10 +286,7 @@ def _read_DescribeTransactionsResponse_TransactionState_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TransactionState.transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TransactionState.transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -315,10 +305,7 @@ def _read_DescribeTransactionsResponse_TransactionState_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("TransactionState.transaction_state", pos, n3, len(buf) - pos)
-        try:
-            f_transaction_state = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TransactionState.transaction_state", pos) from None
+        f_transaction_state = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.transaction_timeout_ms, o.transaction_start_time_ms, o.producer_id, o.producer_epoch = (

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -67,10 +66,7 @@ def _read_DescribeUserScramCredentialsRequest_UserName_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UserName.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UserName.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -287,10 +283,7 @@ def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResul
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribeUserScramCredentialsResult.user", pos, n1, len(buf) - pos)
-        try:
-            f_user = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeUserScramCredentialsResult.user", pos) from None
+        f_user = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -320,10 +313,7 @@ def _read_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResul
             raise too_short(
                 "DescribeUserScramCredentialsResult.error_message", pos, n3, len(buf) - pos
             )
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribeUserScramCredentialsResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         count5 = buf[pos]
@@ -469,10 +459,7 @@ def _read_DescribeUserScramCredentialsResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

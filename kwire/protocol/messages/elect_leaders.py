@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -67,10 +66,7 @@ def _read_ElectLeadersRequest_TopicPartitions_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicPartitions.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicPartitions.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -112,10 +108,7 @@ def _read_ElectLeadersRequest_TopicPartitions_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicPartitions.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicPartitions.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -448,10 +441,7 @@ def _read_ElectLeadersResponse_PartitionResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.error_message = f_error_message
     o.unknown_tagged_fields = ()
@@ -488,10 +478,7 @@ def _read_ElectLeadersResponse_PartitionResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionResult.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -604,10 +591,7 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ReplicaElectionResult.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ReplicaElectionResult.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -652,10 +636,7 @@ def _read_ElectLeadersResponse_ReplicaElectionResult_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ReplicaElectionResult.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ReplicaElectionResult.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -275,10 +274,7 @@ def _read_EndQuorumEpochRequest_TopicData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -323,10 +319,7 @@ def _read_EndQuorumEpochRequest_TopicData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -461,10 +454,7 @@ def _read_EndQuorumEpochRequest_LeaderEndpoint_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderEndpoint.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderEndpoint.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -483,10 +473,7 @@ def _read_EndQuorumEpochRequest_LeaderEndpoint_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("LeaderEndpoint.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderEndpoint.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)
@@ -579,10 +566,7 @@ def _read_EndQuorumEpochRequest_v0(buf: Buffer, pos: int) -> tuple[EndQuorumEpoc
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -626,10 +610,7 @@ def _read_EndQuorumEpochRequest_v1(buf: Buffer, pos: int) -> tuple[EndQuorumEpoc
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -885,10 +866,7 @@ def _read_EndQuorumEpochResponse_TopicData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -933,10 +911,7 @@ def _read_EndQuorumEpochResponse_TopicData_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1076,10 +1051,7 @@ def _read_EndQuorumEpochResponse_NodeEndpoint_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)

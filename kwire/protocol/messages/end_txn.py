@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -64,10 +63,7 @@ def _read_EndTxnRequest_v0(buf: Buffer, pos: int) -> tuple[EndTxnRequest, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.producer_id, o.producer_epoch, o.committed = _ST_int64_int16_bool.unpack_from(buf, pos)
@@ -100,10 +96,7 @@ def _read_EndTxnRequest_v3(buf: Buffer, pos: int) -> tuple[EndTxnRequest, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.producer_id, o.producer_epoch, o.committed, tag_count = (

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -525,10 +524,7 @@ def _read_FetchRequest_FetchTopic_v0(buf: Buffer, pos: int) -> tuple[_FetchReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -569,10 +565,7 @@ def _read_FetchRequest_FetchTopic_v5(buf: Buffer, pos: int) -> tuple[_FetchReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -613,10 +606,7 @@ def _read_FetchRequest_FetchTopic_v9(buf: Buffer, pos: int) -> tuple[_FetchReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -662,10 +652,7 @@ def _read_FetchRequest_FetchTopic_v12(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1195,10 +1182,7 @@ def _read_FetchRequest_ForgottenTopic_v7(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ForgottenTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ForgottenTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1241,10 +1225,7 @@ def _read_FetchRequest_ForgottenTopic_v12(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ForgottenTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ForgottenTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1902,10 +1883,7 @@ def _read_FetchRequest_v11(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack_id", pos, n7, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     o.cluster_id = None
     o.replica_state = _FetchRequest_ReplicaState()
@@ -2001,10 +1979,7 @@ def _read_FetchRequest_v12(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack_id", pos, n7, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     f_cluster_id: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
@@ -2053,10 +2028,7 @@ def _read_FetchRequest_v12(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
                     end11 = pos + n10
                     if end11 > len(buf):
                         raise too_short("cluster_id", pos, n10, len(buf) - pos)
-                    try:
-                        value9 = str(buf[pos:end11], "utf-8")
-                    except UnicodeDecodeError:
-                        raise bad_utf8("cluster_id", pos) from None
+                    value9 = str(buf[pos:end11], "utf-8", "replace")
                     pos = end11
                 f_cluster_id = value9
                 if pos != tag_end:
@@ -2159,10 +2131,7 @@ def _read_FetchRequest_v13(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack_id", pos, n7, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     f_cluster_id: str | None = None
     unknown: tuple[RawTaggedField, ...] = ()
@@ -2211,10 +2180,7 @@ def _read_FetchRequest_v13(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
                     end11 = pos + n10
                     if end11 > len(buf):
                         raise too_short("cluster_id", pos, n10, len(buf) - pos)
-                    try:
-                        value9 = str(buf[pos:end11], "utf-8")
-                    except UnicodeDecodeError:
-                        raise bad_utf8("cluster_id", pos) from None
+                    value9 = str(buf[pos:end11], "utf-8", "replace")
                     pos = end11
                 f_cluster_id = value9
                 if pos != tag_end:
@@ -2312,10 +2278,7 @@ def _read_FetchRequest_v15(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack_id", pos, n7, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     f_cluster_id: str | None = None
     f_replica_state: FetchRequest.ReplicaState = _FetchRequest_ReplicaState()
@@ -2365,10 +2328,7 @@ def _read_FetchRequest_v15(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
                     end11 = pos + n10
                     if end11 > len(buf):
                         raise too_short("cluster_id", pos, n10, len(buf) - pos)
-                    try:
-                        value9 = str(buf[pos:end11], "utf-8")
-                    except UnicodeDecodeError:
-                        raise bad_utf8("cluster_id", pos) from None
+                    value9 = str(buf[pos:end11], "utf-8", "replace")
                     pos = end11
                 f_cluster_id = value9
                 if pos != tag_end:
@@ -2472,10 +2432,7 @@ def _read_FetchRequest_v17(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack_id", pos, n7, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     f_cluster_id: str | None = None
     f_replica_state: FetchRequest.ReplicaState = _FetchRequest_ReplicaState()
@@ -2525,10 +2482,7 @@ def _read_FetchRequest_v17(buf: Buffer, pos: int) -> tuple[FetchRequest, int]:
                     end11 = pos + n10
                     if end11 > len(buf):
                         raise too_short("cluster_id", pos, n10, len(buf) - pos)
-                    try:
-                        value9 = str(buf[pos:end11], "utf-8")
-                    except UnicodeDecodeError:
-                        raise bad_utf8("cluster_id", pos) from None
+                    value9 = str(buf[pos:end11], "utf-8", "replace")
                     pos = end11
                 f_cluster_id = value9
                 if pos != tag_end:
@@ -4323,10 +4277,7 @@ def _read_FetchResponse_FetchableTopicResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchableTopicResponse.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchableTopicResponse.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -4369,10 +4320,7 @@ def _read_FetchResponse_FetchableTopicResponse_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchableTopicResponse.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchableTopicResponse.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -4415,10 +4363,7 @@ def _read_FetchResponse_FetchableTopicResponse_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchableTopicResponse.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchableTopicResponse.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -4461,10 +4406,7 @@ def _read_FetchResponse_FetchableTopicResponse_v11(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchableTopicResponse.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchableTopicResponse.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -4510,10 +4452,7 @@ def _read_FetchResponse_FetchableTopicResponse_v12(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FetchableTopicResponse.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FetchableTopicResponse.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -5008,10 +4947,7 @@ def _read_FetchResponse_NodeEndpoint_v16(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -5035,10 +4971,7 @@ def _read_FetchResponse_NodeEndpoint_v16(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("NodeEndpoint.rack", pos, n3, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.rack", pos) from None
+        f_rack = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -299,10 +298,7 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicSnapshot.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicSnapshot.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -381,10 +377,7 @@ def _read_FetchSnapshotRequest_TopicSnapshot_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicSnapshot.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicSnapshot.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -581,10 +574,7 @@ def _read_FetchSnapshotRequest_v0(buf: Buffer, pos: int) -> tuple[FetchSnapshotR
                     end6 = pos + n5
                     if end6 > len(buf):
                         raise too_short("cluster_id", pos, n5, len(buf) - pos)
-                    try:
-                        value4 = str(buf[pos:end6], "utf-8")
-                    except UnicodeDecodeError:
-                        raise bad_utf8("cluster_id", pos) from None
+                    value4 = str(buf[pos:end6], "utf-8", "replace")
                     pos = end6
                 f_cluster_id = value4
                 if pos != tag_end:
@@ -672,10 +662,7 @@ def _read_FetchSnapshotRequest_v1(buf: Buffer, pos: int) -> tuple[FetchSnapshotR
                     end6 = pos + n5
                     if end6 > len(buf):
                         raise too_short("cluster_id", pos, n5, len(buf) - pos)
-                    try:
-                        value4 = str(buf[pos:end6], "utf-8")
-                    except UnicodeDecodeError:
-                        raise bad_utf8("cluster_id", pos) from None
+                    value4 = str(buf[pos:end6], "utf-8", "replace")
                     pos = end6
                 f_cluster_id = value4
                 if pos != tag_end:
@@ -1025,10 +1012,7 @@ def _read_FetchSnapshotResponse_TopicSnapshot_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicSnapshot.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicSnapshot.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1145,10 +1129,7 @@ def _read_FetchSnapshotResponse_NodeEndpoint_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)

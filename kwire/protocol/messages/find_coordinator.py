@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -63,10 +62,7 @@ def _read_FindCoordinatorRequest_v0(buf: Buffer, pos: int) -> tuple[FindCoordina
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.key = f_key
     o.key_type = 0
@@ -91,10 +87,7 @@ def _read_FindCoordinatorRequest_v1(buf: Buffer, pos: int) -> tuple[FindCoordina
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.key_type,) = _ST_int8.unpack_from(buf, pos)
@@ -126,10 +119,7 @@ def _read_FindCoordinatorRequest_v3(buf: Buffer, pos: int) -> tuple[FindCoordina
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.key_type,) = _ST_int8.unpack_from(buf, pos)
@@ -213,10 +203,7 @@ def _read_FindCoordinatorRequest_v4(buf: Buffer, pos: int) -> tuple[FindCoordina
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("coordinator_keys" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("coordinator_keys" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_coordinator_keys.append(item2)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -451,10 +438,7 @@ def _read_FindCoordinatorResponse_Coordinator_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Coordinator.key", pos, n1, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Coordinator.key", pos) from None
+        f_key = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.node_id,) = _ST_int32.unpack_from(buf, pos)
@@ -478,10 +462,7 @@ def _read_FindCoordinatorResponse_Coordinator_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Coordinator.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Coordinator.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -507,10 +488,7 @@ def _read_FindCoordinatorResponse_Coordinator_v4(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("Coordinator.error_message", pos, n5, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Coordinator.error_message", pos) from None
+        f_error_message = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -626,10 +604,7 @@ def _read_FindCoordinatorResponse_v0(buf: Buffer, pos: int) -> tuple[FindCoordin
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -667,10 +642,7 @@ def _read_FindCoordinatorResponse_v1(buf: Buffer, pos: int) -> tuple[FindCoordin
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.node_id,) = _ST_int32.unpack_from(buf, pos)
@@ -691,10 +663,7 @@ def _read_FindCoordinatorResponse_v1(buf: Buffer, pos: int) -> tuple[FindCoordin
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -734,10 +703,7 @@ def _read_FindCoordinatorResponse_v3(buf: Buffer, pos: int) -> tuple[FindCoordin
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.node_id,) = _ST_int32.unpack_from(buf, pos)
@@ -761,10 +727,7 @@ def _read_FindCoordinatorResponse_v3(buf: Buffer, pos: int) -> tuple[FindCoordin
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -179,10 +178,7 @@ def _read_GetTelemetrySubscriptionsResponse_v0(
                 end5 = pos + n4
                 if end5 > len(buf):
                     raise too_short("requested_metrics" + "[]", pos, n4, len(buf) - pos)
-                try:
-                    item3 = str(buf[pos:end5], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("requested_metrics" + "[]", pos) from None
+                item3 = str(buf[pos:end5], "utf-8", "replace")
                 pos = end5
             f_requested_metrics.append(item3)
     unknown: tuple[RawTaggedField, ...] = ()

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -91,10 +90,7 @@ def _read_RequestHeader_v1(buf: Buffer, pos: int) -> tuple[RequestHeader, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("client_id", pos, n1, len(buf) - pos)
-        try:
-            f_client_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("client_id", pos) from None
+        f_client_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.client_id = f_client_id
     o.unknown_tagged_fields = ()
@@ -128,10 +124,7 @@ def _read_RequestHeader_v2(buf: Buffer, pos: int) -> tuple[RequestHeader, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("client_id", pos, n1, len(buf) - pos)
-        try:
-            f_client_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("client_id", pos) from None
+        f_client_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:

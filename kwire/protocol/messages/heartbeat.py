@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -63,10 +62,7 @@ def _read_HeartbeatRequest_v0(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -87,10 +83,7 @@ def _read_HeartbeatRequest_v0(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.group_id = f_group_id
     o.member_id = f_member_id
@@ -115,10 +108,7 @@ def _read_HeartbeatRequest_v3(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -139,10 +129,7 @@ def _read_HeartbeatRequest_v3(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -158,10 +145,7 @@ def _read_HeartbeatRequest_v3(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     o.group_id = f_group_id
     o.member_id = f_member_id
@@ -189,10 +173,7 @@ def _read_HeartbeatRequest_v4(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -216,10 +197,7 @@ def _read_HeartbeatRequest_v4(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -238,10 +216,7 @@ def _read_HeartbeatRequest_v4(buf: Buffer, pos: int) -> tuple[HeartbeatRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -65,10 +64,7 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterableConfig.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.config_operation,) = _ST_int8.unpack_from(buf, pos)
@@ -91,10 +87,7 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterableConfig.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.name = f_name
     o.value = f_value
@@ -123,10 +116,7 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterableConfig.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.config_operation,) = _ST_int8.unpack_from(buf, pos)
@@ -152,10 +142,7 @@ def _read_IncrementalAlterConfigsRequest_AlterableConfig_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterableConfig.value", pos, n3, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterableConfig.value", pos) from None
+        f_value = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -281,10 +268,7 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -336,10 +320,7 @@ def _read_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResource.resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResource.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -613,10 +594,7 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResourceResponse.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -641,10 +619,7 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterConfigsResourceResponse.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.error_message = f_error_message
     o.resource_name = f_resource_name
@@ -680,10 +655,7 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("AlterConfigsResourceResponse.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.resource_type,) = _ST_int8.unpack_from(buf, pos)
@@ -709,10 +681,7 @@ def _read_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("AlterConfigsResourceResponse.resource_name", pos, n3, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("AlterConfigsResourceResponse.resource_name", pos) from None
+        f_resource_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

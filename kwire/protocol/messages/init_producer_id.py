@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -65,10 +64,7 @@ def _read_InitProducerIdRequest_v0(buf: Buffer, pos: int) -> tuple[InitProducerI
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.transaction_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -101,10 +97,7 @@ def _read_InitProducerIdRequest_v2(buf: Buffer, pos: int) -> tuple[InitProducerI
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.transaction_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -168,10 +161,7 @@ def _read_InitProducerIdRequest_v3(buf: Buffer, pos: int) -> tuple[InitProducerI
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.transaction_timeout_ms, o.producer_id, o.producer_epoch, tag_count = (

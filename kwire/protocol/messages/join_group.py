@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -67,10 +66,7 @@ def _read_JoinGroupRequest_JoinGroupRequestProtocol_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("JoinGroupRequestProtocol.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("JoinGroupRequestProtocol.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int32.unpack_from(buf, pos)
@@ -113,10 +109,7 @@ def _read_JoinGroupRequest_JoinGroupRequestProtocol_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("JoinGroupRequestProtocol.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("JoinGroupRequestProtocol.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -360,10 +353,7 @@ def _read_JoinGroupRequest_v0(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.session_timeout_ms,) = _ST_int32.unpack_from(buf, pos)
@@ -384,10 +374,7 @@ def _read_JoinGroupRequest_v0(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -403,10 +390,7 @@ def _read_JoinGroupRequest_v0(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("protocol_type", pos, n5, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -451,10 +435,7 @@ def _read_JoinGroupRequest_v1(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
@@ -477,10 +458,7 @@ def _read_JoinGroupRequest_v1(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -496,10 +474,7 @@ def _read_JoinGroupRequest_v1(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("protocol_type", pos, n5, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -543,10 +518,7 @@ def _read_JoinGroupRequest_v5(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
@@ -569,10 +541,7 @@ def _read_JoinGroupRequest_v5(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -588,10 +557,7 @@ def _read_JoinGroupRequest_v5(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (n7,) = _ST_int16.unpack_from(buf, pos)
@@ -607,10 +573,7 @@ def _read_JoinGroupRequest_v5(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("protocol_type", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         (count9,) = _ST_int32.unpack_from(buf, pos)
@@ -657,10 +620,7 @@ def _read_JoinGroupRequest_v6(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
@@ -686,10 +646,7 @@ def _read_JoinGroupRequest_v6(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -708,10 +665,7 @@ def _read_JoinGroupRequest_v6(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -730,10 +684,7 @@ def _read_JoinGroupRequest_v6(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("protocol_type", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]
@@ -814,10 +765,7 @@ def _read_JoinGroupRequest_v8(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.session_timeout_ms, o.rebalance_timeout_ms = _ST_int32_int32.unpack_from(buf, pos)
@@ -843,10 +791,7 @@ def _read_JoinGroupRequest_v8(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -865,10 +810,7 @@ def _read_JoinGroupRequest_v8(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -887,10 +829,7 @@ def _read_JoinGroupRequest_v8(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("protocol_type", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]
@@ -928,10 +867,7 @@ def _read_JoinGroupRequest_v8(buf: Buffer, pos: int) -> tuple[JoinGroupRequest, 
         end13 = pos + n12
         if end13 > len(buf):
             raise too_short("reason", pos, n12, len(buf) - pos)
-        try:
-            f_reason = str(buf[pos:end13], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("reason", pos) from None
+        f_reason = str(buf[pos:end13], "utf-8", "replace")
         pos = end13
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1406,10 +1342,7 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("JoinGroupResponseMember.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("JoinGroupResponseMember.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int32.unpack_from(buf, pos)
@@ -1450,10 +1383,7 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("JoinGroupResponseMember.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("JoinGroupResponseMember.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1471,10 +1401,7 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("JoinGroupResponseMember.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("JoinGroupResponseMember.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int32.unpack_from(buf, pos)
@@ -1518,10 +1445,7 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("JoinGroupResponseMember.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("JoinGroupResponseMember.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -1540,10 +1464,7 @@ def _read_JoinGroupResponse_JoinGroupResponseMember_v6(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("JoinGroupResponseMember.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("JoinGroupResponseMember.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -1817,10 +1738,7 @@ def _read_JoinGroupResponse_v0(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("protocol_name", pos, n1, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1836,10 +1754,7 @@ def _read_JoinGroupResponse_v0(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("leader", pos, n3, len(buf) - pos)
-        try:
-            f_leader = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("leader", pos) from None
+        f_leader = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -1855,10 +1770,7 @@ def _read_JoinGroupResponse_v0(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("member_id", pos, n5, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -1912,10 +1824,7 @@ def _read_JoinGroupResponse_v2(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("protocol_name", pos, n1, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1931,10 +1840,7 @@ def _read_JoinGroupResponse_v2(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("leader", pos, n3, len(buf) - pos)
-        try:
-            f_leader = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("leader", pos) from None
+        f_leader = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -1950,10 +1856,7 @@ def _read_JoinGroupResponse_v2(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("member_id", pos, n5, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -2006,10 +1909,7 @@ def _read_JoinGroupResponse_v5(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("protocol_name", pos, n1, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -2025,10 +1925,7 @@ def _read_JoinGroupResponse_v5(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("leader", pos, n3, len(buf) - pos)
-        try:
-            f_leader = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("leader", pos) from None
+        f_leader = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -2044,10 +1941,7 @@ def _read_JoinGroupResponse_v5(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("member_id", pos, n5, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -2103,10 +1997,7 @@ def _read_JoinGroupResponse_v6(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("protocol_name", pos, n1, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -2125,10 +2016,7 @@ def _read_JoinGroupResponse_v6(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("leader", pos, n3, len(buf) - pos)
-        try:
-            f_leader = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("leader", pos) from None
+        f_leader = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -2147,10 +2035,7 @@ def _read_JoinGroupResponse_v6(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("member_id", pos, n5, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         count7 = buf[pos]
@@ -2240,10 +2125,7 @@ def _read_JoinGroupResponse_v7(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("protocol_type", pos, n1, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -2262,10 +2144,7 @@ def _read_JoinGroupResponse_v7(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("protocol_name", pos, n3, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -2284,10 +2163,7 @@ def _read_JoinGroupResponse_v7(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("leader", pos, n5, len(buf) - pos)
-        try:
-            f_leader = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("leader", pos) from None
+        f_leader = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -2306,10 +2182,7 @@ def _read_JoinGroupResponse_v7(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("member_id", pos, n7, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]
@@ -2399,10 +2272,7 @@ def _read_JoinGroupResponse_v9(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("protocol_type", pos, n1, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -2421,10 +2291,7 @@ def _read_JoinGroupResponse_v9(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("protocol_name", pos, n3, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -2443,10 +2310,7 @@ def _read_JoinGroupResponse_v9(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("leader", pos, n5, len(buf) - pos)
-        try:
-            f_leader = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("leader", pos) from None
+        f_leader = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (o.skip_assignment,) = _ST_bool.unpack_from(buf, pos)
@@ -2470,10 +2334,7 @@ def _read_JoinGroupResponse_v9(buf: Buffer, pos: int) -> tuple[JoinGroupResponse
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("member_id", pos, n7, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]

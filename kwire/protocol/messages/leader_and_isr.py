@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -75,10 +74,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrPartitionState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrPartitionState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
@@ -158,10 +154,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrPartitionState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrPartitionState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
@@ -1030,10 +1023,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1076,10 +1066,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1125,10 +1112,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1214,10 +1198,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
@@ -1310,10 +1291,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
@@ -1557,10 +1535,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrLiveLeader.host_name", pos, n1, len(buf) - pos)
-        try:
-            f_host_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrLiveLeader.host_name", pos) from None
+        f_host_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -1600,10 +1575,7 @@ def _read_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrLiveLeader.host_name", pos, n1, len(buf) - pos)
-        try:
-            f_host_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrLiveLeader.host_name", pos) from None
+        f_host_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.port, tag_count = _ST_int32_tag_count.unpack_from(buf, pos)
@@ -2601,10 +2573,7 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrPartitionError.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrPartitionError.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -2644,10 +2613,7 @@ def _read_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("LeaderAndIsrPartitionError.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("LeaderAndIsrPartitionError.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -65,10 +64,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MemberIdentity.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberIdentity.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -84,10 +80,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("MemberIdentity.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberIdentity.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.member_id = f_member_id
     o.group_instance_id = f_group_instance_id
@@ -117,10 +110,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MemberIdentity.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberIdentity.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -139,10 +129,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("MemberIdentity.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberIdentity.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -203,10 +190,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MemberIdentity.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberIdentity.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -225,10 +209,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("MemberIdentity.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberIdentity.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -247,10 +228,7 @@ def _read_LeaveGroupRequest_MemberIdentity_v5(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("MemberIdentity.reason", pos, n5, len(buf) - pos)
-        try:
-            f_reason = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberIdentity.reason", pos) from None
+        f_reason = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -414,10 +392,7 @@ def _read_LeaveGroupRequest_v0(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -433,10 +408,7 @@ def _read_LeaveGroupRequest_v0(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.group_id = f_group_id
     o.member_id = f_member_id
@@ -461,10 +433,7 @@ def _read_LeaveGroupRequest_v3(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -508,10 +477,7 @@ def _read_LeaveGroupRequest_v4(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -589,10 +555,7 @@ def _read_LeaveGroupRequest_v5(buf: Buffer, pos: int) -> tuple[LeaveGroupRequest
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -833,10 +796,7 @@ def _read_LeaveGroupResponse_MemberResponse_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MemberResponse.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberResponse.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -852,10 +812,7 @@ def _read_LeaveGroupResponse_MemberResponse_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("MemberResponse.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberResponse.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -889,10 +846,7 @@ def _read_LeaveGroupResponse_MemberResponse_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MemberResponse.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberResponse.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -911,10 +865,7 @@ def _read_LeaveGroupResponse_MemberResponse_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("MemberResponse.group_instance_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MemberResponse.group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)

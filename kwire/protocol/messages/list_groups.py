@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -128,10 +127,7 @@ def _read_ListGroupsRequest_v4(buf: Buffer, pos: int) -> tuple[ListGroupsRequest
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("states_filter" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("states_filter" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_states_filter.append(item2)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -206,10 +202,7 @@ def _read_ListGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[ListGroupsRequest
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("states_filter" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("states_filter" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_states_filter.append(item2)
     try:
@@ -245,10 +238,7 @@ def _read_ListGroupsRequest_v5(buf: Buffer, pos: int) -> tuple[ListGroupsRequest
                 end8 = pos + n7
                 if end8 > len(buf):
                     raise too_short("types_filter" + "[]", pos, n7, len(buf) - pos)
-                try:
-                    item6 = str(buf[pos:end8], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("types_filter" + "[]", pos) from None
+                item6 = str(buf[pos:end8], "utf-8", "replace")
                 pos = end8
             f_types_filter.append(item6)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -429,10 +419,7 @@ def _read_ListGroupsResponse_ListedGroup_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -448,10 +435,7 @@ def _read_ListGroupsResponse_ListedGroup_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("ListedGroup.protocol_type", pos, n3, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.group_id = f_group_id
     o.protocol_type = f_protocol_type
@@ -482,10 +466,7 @@ def _read_ListGroupsResponse_ListedGroup_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -504,10 +485,7 @@ def _read_ListGroupsResponse_ListedGroup_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("ListedGroup.protocol_type", pos, n3, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -569,10 +547,7 @@ def _read_ListGroupsResponse_ListedGroup_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -591,10 +566,7 @@ def _read_ListGroupsResponse_ListedGroup_v4(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("ListedGroup.protocol_type", pos, n3, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -613,10 +585,7 @@ def _read_ListGroupsResponse_ListedGroup_v4(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("ListedGroup.group_state", pos, n5, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -678,10 +647,7 @@ def _read_ListGroupsResponse_ListedGroup_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListedGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -700,10 +666,7 @@ def _read_ListGroupsResponse_ListedGroup_v5(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("ListedGroup.protocol_type", pos, n3, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -722,10 +685,7 @@ def _read_ListGroupsResponse_ListedGroup_v5(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("ListedGroup.group_state", pos, n5, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -744,10 +704,7 @@ def _read_ListGroupsResponse_ListedGroup_v5(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("ListedGroup.group_type", pos, n7, len(buf) - pos)
-        try:
-            f_group_type = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListedGroup.group_type", pos) from None
+        f_group_type = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     unknown: tuple[RawTaggedField, ...] = ()
     try:

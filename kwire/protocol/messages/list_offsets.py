@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -312,10 +311,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -357,10 +353,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -402,10 +395,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -450,10 +440,7 @@ def _read_ListOffsetsRequest_ListOffsetsTopic_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1452,10 +1439,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopicResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopicResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1497,10 +1481,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopicResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopicResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1542,10 +1523,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopicResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopicResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1590,10 +1568,7 @@ def _read_ListOffsetsResponse_ListOffsetsTopicResponse_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListOffsetsTopicResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListOffsetsTopicResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -67,10 +66,7 @@ def _read_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ListPartitionReassignmentsTopics.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ListPartitionReassignmentsTopics.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -432,10 +428,7 @@ def _read_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OngoingTopicReassignment.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OngoingTopicReassignment.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -564,10 +557,7 @@ def _read_ListPartitionReassignmentsResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -82,10 +81,7 @@ def _read_ListTransactionsRequest_v0(buf: Buffer, pos: int) -> tuple[ListTransac
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("state_filters" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("state_filters" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_state_filters.append(item2)
     try:
@@ -177,10 +173,7 @@ def _read_ListTransactionsRequest_v1(buf: Buffer, pos: int) -> tuple[ListTransac
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("state_filters" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("state_filters" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_state_filters.append(item2)
     try:
@@ -342,10 +335,7 @@ def _read_ListTransactionsResponse_TransactionState_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TransactionState.transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TransactionState.transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.producer_id,) = _ST_int64.unpack_from(buf, pos)
@@ -369,10 +359,7 @@ def _read_ListTransactionsResponse_TransactionState_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("TransactionState.transaction_state", pos, n3, len(buf) - pos)
-        try:
-            f_transaction_state = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TransactionState.transaction_state", pos) from None
+        f_transaction_state = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -491,10 +478,7 @@ def _read_ListTransactionsResponse_v0(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("unknown_state_filters" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("unknown_state_filters" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_unknown_state_filters.append(item2)
     try:

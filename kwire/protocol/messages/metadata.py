@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -73,10 +72,7 @@ def _read_MetadataRequest_MetadataRequestTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.topic_id = ZERO_UUID
     o.name = f_name
@@ -105,10 +101,7 @@ def _read_MetadataRequest_MetadataRequestTopic_v9(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -177,10 +170,7 @@ def _read_MetadataRequest_MetadataRequestTopic_v10(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1013,10 +1003,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseBroker.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseBroker.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -1052,10 +1039,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseBroker.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseBroker.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -1076,10 +1060,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v1(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("MetadataResponseBroker.rack", pos, n3, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseBroker.rack", pos) from None
+        f_rack = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     o.host = f_host
     o.rack = f_rack
@@ -1113,10 +1094,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v9(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseBroker.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseBroker.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -1140,10 +1118,7 @@ def _read_MetadataResponse_MetadataResponseBroker_v9(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("MetadataResponseBroker.rack", pos, n3, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseBroker.rack", pos) from None
+        f_rack = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -2041,10 +2016,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -2096,10 +2068,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
@@ -2157,10 +2126,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
@@ -2218,10 +2184,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v7(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
@@ -2279,10 +2242,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
@@ -2349,10 +2309,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v9(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.is_internal,) = _ST_bool.unpack_from(buf, pos)
@@ -2457,10 +2414,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v10(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         f_topic_id, o.is_internal = _ST_uuid_bool.unpack_from(buf, pos)
@@ -2567,10 +2521,7 @@ def _read_MetadataResponse_MetadataResponseTopic_v12(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("MetadataResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("MetadataResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         f_topic_id, o.is_internal = _ST_uuid_bool.unpack_from(buf, pos)
@@ -3122,10 +3073,7 @@ def _read_MetadataResponse_v2(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3194,10 +3142,7 @@ def _read_MetadataResponse_v3(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3265,10 +3210,7 @@ def _read_MetadataResponse_v5(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3336,10 +3278,7 @@ def _read_MetadataResponse_v7(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3407,10 +3346,7 @@ def _read_MetadataResponse_v8(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3488,10 +3424,7 @@ def _read_MetadataResponse_v9(buf: Buffer, pos: int) -> tuple[MetadataResponse, 
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3600,10 +3533,7 @@ def _read_MetadataResponse_v10(buf: Buffer, pos: int) -> tuple[MetadataResponse,
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3712,10 +3642,7 @@ def _read_MetadataResponse_v11(buf: Buffer, pos: int) -> tuple[MetadataResponse,
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)
@@ -3823,10 +3750,7 @@ def _read_MetadataResponse_v12(buf: Buffer, pos: int) -> tuple[MetadataResponse,
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("cluster_id", pos, n4, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         (o.controller_id,) = _ST_int32.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -84,10 +83,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v0(
             raise too_short(
                 "OffsetCommitRequestPartition.committed_metadata", pos, n1, len(buf) - pos
             )
-        try:
-            f_committed_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestPartition.committed_metadata", pos) from None
+        f_committed_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.committed_leader_epoch = -1
     o.commit_timestamp = -1
@@ -137,10 +133,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v1(
             raise too_short(
                 "OffsetCommitRequestPartition.committed_metadata", pos, n1, len(buf) - pos
             )
-        try:
-            f_committed_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestPartition.committed_metadata", pos) from None
+        f_committed_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.committed_leader_epoch = -1
     o.committed_metadata = f_committed_metadata
@@ -185,10 +178,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v6(
             raise too_short(
                 "OffsetCommitRequestPartition.committed_metadata", pos, n1, len(buf) - pos
             )
-        try:
-            f_committed_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestPartition.committed_metadata", pos) from None
+        f_committed_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.commit_timestamp = -1
     o.committed_metadata = f_committed_metadata
@@ -234,10 +224,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestPartition_v8(
             raise too_short(
                 "OffsetCommitRequestPartition.committed_metadata", pos, n1, len(buf) - pos
             )
-        try:
-            f_committed_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestPartition.committed_metadata", pos) from None
+        f_committed_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -511,10 +498,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetCommitRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -556,10 +540,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetCommitRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -601,10 +582,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetCommitRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -649,10 +627,7 @@ def _read_OffsetCommitRequest_OffsetCommitRequestTopic_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetCommitRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -984,10 +959,7 @@ def _read_OffsetCommitRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1031,10 +1003,7 @@ def _read_OffsetCommitRequest_v1(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -1055,10 +1024,7 @@ def _read_OffsetCommitRequest_v1(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (count5,) = _ST_int32.unpack_from(buf, pos)
@@ -1101,10 +1067,7 @@ def _read_OffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -1125,10 +1088,7 @@ def _read_OffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.retention_time_ms,) = _ST_int64.unpack_from(buf, pos)
@@ -1175,10 +1135,7 @@ def _read_OffsetCommitRequest_v5(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -1199,10 +1156,7 @@ def _read_OffsetCommitRequest_v5(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (count5,) = _ST_int32.unpack_from(buf, pos)
@@ -1245,10 +1199,7 @@ def _read_OffsetCommitRequest_v6(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -1269,10 +1220,7 @@ def _read_OffsetCommitRequest_v6(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (count5,) = _ST_int32.unpack_from(buf, pos)
@@ -1315,10 +1263,7 @@ def _read_OffsetCommitRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -1339,10 +1284,7 @@ def _read_OffsetCommitRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -1358,10 +1300,7 @@ def _read_OffsetCommitRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -1407,10 +1346,7 @@ def _read_OffsetCommitRequest_v8(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id_or_member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -1434,10 +1370,7 @@ def _read_OffsetCommitRequest_v8(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -1456,10 +1389,7 @@ def _read_OffsetCommitRequest_v8(buf: Buffer, pos: int) -> tuple[OffsetCommitReq
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         count7 = buf[pos]
@@ -2067,10 +1997,7 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetCommitResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -2115,10 +2042,7 @@ def _read_OffsetCommitResponse_OffsetCommitResponseTopic_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetCommitResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetCommitResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -85,10 +84,7 @@ def _read_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetDeleteRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetDeleteRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -148,10 +144,7 @@ def _read_OffsetDeleteRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetDeleteReq
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -236,10 +229,7 @@ def _read_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetDeleteResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetDeleteResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)

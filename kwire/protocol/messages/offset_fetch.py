@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -69,10 +68,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -116,10 +112,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopic_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -369,10 +362,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestTopics_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchRequestTopics.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchRequestTopics.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -492,10 +482,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchRequestGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchRequestGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -584,10 +571,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchRequestGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchRequestGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -606,10 +590,7 @@ def _read_OffsetFetchRequest_OffsetFetchRequestGroup_v9(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("OffsetFetchRequestGroup.member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchRequestGroup.member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -779,10 +760,7 @@ def _read_OffsetFetchRequest_v0(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -824,10 +802,7 @@ def _read_OffsetFetchRequest_v2(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -872,10 +847,7 @@ def _read_OffsetFetchRequest_v6(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -954,10 +926,7 @@ def _read_OffsetFetchRequest_v7(buf: Buffer, pos: int) -> tuple[OffsetFetchReque
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -1435,10 +1404,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponsePartition.metadata", pos, n1, len(buf) - pos)
-        try:
-            f_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponsePartition.metadata", pos) from None
+        f_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1486,10 +1452,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponsePartition.metadata", pos, n1, len(buf) - pos)
-        try:
-            f_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponsePartition.metadata", pos) from None
+        f_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -1539,10 +1502,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartition_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponsePartition.metadata", pos, n1, len(buf) - pos)
-        try:
-            f_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponsePartition.metadata", pos) from None
+        f_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
@@ -1749,10 +1709,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1794,10 +1751,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1842,10 +1796,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopic_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -2118,10 +2069,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponsePartitions.metadata", pos, n1, len(buf) - pos)
-        try:
-            f_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponsePartitions.metadata", pos) from None
+        f_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.error_code, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
@@ -2221,10 +2169,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseTopics_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponseTopics.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponseTopics.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -2344,10 +2289,7 @@ def _read_OffsetFetchResponse_OffsetFetchResponseGroup_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetFetchResponseGroup.group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetFetchResponseGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

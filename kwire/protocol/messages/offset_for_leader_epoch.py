@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -217,10 +216,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetForLeaderTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetForLeaderTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -262,10 +258,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetForLeaderTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetForLeaderTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -310,10 +303,7 @@ def _read_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetForLeaderTopic.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetForLeaderTopic.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -871,10 +861,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetForLeaderTopicResult.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetForLeaderTopicResult.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -916,10 +903,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetForLeaderTopicResult.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetForLeaderTopicResult.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -964,10 +948,7 @@ def _read_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("OffsetForLeaderTopicResult.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("OffsetForLeaderTopicResult.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -309,10 +308,7 @@ def _read_ProduceRequest_TopicProduceData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceData.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceData.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -357,10 +353,7 @@ def _read_ProduceRequest_TopicProduceData_v9(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceData.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceData.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -703,10 +696,7 @@ def _read_ProduceRequest_v3(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.acks, o.timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
@@ -754,10 +744,7 @@ def _read_ProduceRequest_v9(buf: Buffer, pos: int) -> tuple[ProduceRequest, int]
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.acks, o.timeout_ms = _ST_int16_int32.unpack_from(buf, pos)
@@ -1058,10 +1045,7 @@ def _read_ProduceResponse_BatchIndexAndErrorMessage_v8(
             raise too_short(
                 "BatchIndexAndErrorMessage.batch_index_error_message", pos, n1, len(buf) - pos
             )
-        try:
-            f_batch_index_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("BatchIndexAndErrorMessage.batch_index_error_message", pos) from None
+        f_batch_index_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.batch_index_error_message = f_batch_index_error_message
     o.unknown_tagged_fields = ()
@@ -1100,10 +1084,7 @@ def _read_ProduceResponse_BatchIndexAndErrorMessage_v9(
             raise too_short(
                 "BatchIndexAndErrorMessage.batch_index_error_message", pos, n1, len(buf) - pos
             )
-        try:
-            f_batch_index_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("BatchIndexAndErrorMessage.batch_index_error_message", pos) from None
+        f_batch_index_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1379,10 +1360,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v8(
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("PartitionProduceResponse.error_message", pos, n4, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     o.record_errors = f_record_errors
     o.error_message = f_error_message
@@ -1448,10 +1426,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v9(
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("PartitionProduceResponse.error_message", pos, n4, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1556,10 +1531,7 @@ def _read_ProduceResponse_PartitionProduceResponse_v10(
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("PartitionProduceResponse.error_message", pos, n4, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionProduceResponse.error_message", pos) from None
+        f_error_message = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     f_current_leader: ProduceResponse.LeaderIdAndEpoch = _ProduceResponse_LeaderIdAndEpoch()
     unknown: tuple[RawTaggedField, ...] = ()
@@ -1839,10 +1811,7 @@ def _read_ProduceResponse_TopicProduceResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1886,10 +1855,7 @@ def _read_ProduceResponse_TopicProduceResponse_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1933,10 +1899,7 @@ def _read_ProduceResponse_TopicProduceResponse_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1980,10 +1943,7 @@ def _read_ProduceResponse_TopicProduceResponse_v8(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -2030,10 +1990,7 @@ def _read_ProduceResponse_TopicProduceResponse_v9(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -2118,10 +2075,7 @@ def _read_ProduceResponse_TopicProduceResponse_v10(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicProduceResponse.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicProduceResponse.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -2484,10 +2438,7 @@ def _read_ProduceResponse_NodeEndpoint_v10(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -2511,10 +2462,7 @@ def _read_ProduceResponse_NodeEndpoint_v10(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("NodeEndpoint.rack", pos, n3, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.rack", pos) from None
+        f_rack = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -60,10 +59,7 @@ def _read_SaslHandshakeRequest_v0(buf: Buffer, pos: int) -> tuple[SaslHandshakeR
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("mechanism", pos, n1, len(buf) - pos)
-        try:
-            f_mechanism = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("mechanism", pos) from None
+        f_mechanism = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.mechanism = f_mechanism
     return o, pos
@@ -115,10 +111,7 @@ def _read_SaslHandshakeResponse_v0(buf: Buffer, pos: int) -> tuple[SaslHandshake
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("mechanisms" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("mechanisms" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_mechanisms.append(item2)
     o.mechanisms = f_mechanisms

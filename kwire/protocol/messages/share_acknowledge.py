@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -339,10 +338,7 @@ def _read_ShareAcknowledgeRequest_v0(buf: Buffer, pos: int) -> tuple[ShareAcknow
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -361,10 +357,7 @@ def _read_ShareAcknowledgeRequest_v0(buf: Buffer, pos: int) -> tuple[ShareAcknow
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.share_session_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -560,10 +553,7 @@ def _read_ShareAcknowledgeResponse_PartitionData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionData.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionData.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     f_current_leader, pos = _read_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(buf, pos)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -755,10 +745,7 @@ def _read_ShareAcknowledgeResponse_NodeEndpoint_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -782,10 +769,7 @@ def _read_ShareAcknowledgeResponse_NodeEndpoint_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("NodeEndpoint.rack", pos, n3, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.rack", pos) from None
+        f_rack = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -889,10 +873,7 @@ def _read_ShareAcknowledgeResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -24,7 +24,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -420,10 +419,7 @@ def _read_ShareFetchRequest_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRequest
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -442,10 +438,7 @@ def _read_ShareFetchRequest_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRequest
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes = (
@@ -740,10 +733,7 @@ def _read_ShareFetchResponse_PartitionData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("PartitionData.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionData.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.acknowledge_error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -769,10 +759,7 @@ def _read_ShareFetchResponse_PartitionData_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("PartitionData.acknowledge_error_message", pos, n3, len(buf) - pos)
-        try:
-            f_acknowledge_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("PartitionData.acknowledge_error_message", pos) from None
+        f_acknowledge_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     f_current_leader, pos = _read_ShareFetchResponse_LeaderIdAndEpoch_v0(buf, pos)
     try:
@@ -1036,10 +1023,7 @@ def _read_ShareFetchResponse_NodeEndpoint_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.port,) = _ST_int32.unpack_from(buf, pos)
@@ -1063,10 +1047,7 @@ def _read_ShareFetchResponse_NodeEndpoint_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("NodeEndpoint.rack", pos, n3, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.rack", pos) from None
+        f_rack = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -1168,10 +1149,7 @@ def _read_ShareFetchResponse_v0(buf: Buffer, pos: int) -> tuple[ShareFetchRespon
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

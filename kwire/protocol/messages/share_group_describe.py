@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -88,10 +87,7 @@ def _read_ShareGroupDescribeRequest_v0(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("group_ids" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("group_ids" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_group_ids.append(item2)
     try:
@@ -189,10 +185,7 @@ def _read_ShareGroupDescribeResponse_TopicPartitions_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicPartitions.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicPartitions.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -381,10 +374,7 @@ def _read_ShareGroupDescribeResponse_Member_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Member.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -403,10 +393,7 @@ def _read_ShareGroupDescribeResponse_Member_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Member.rack_id", pos, n3, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.rack_id", pos) from None
+        f_rack_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -430,10 +417,7 @@ def _read_ShareGroupDescribeResponse_Member_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("Member.client_id", pos, n5, len(buf) - pos)
-        try:
-            f_client_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.client_id", pos) from None
+        f_client_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -452,10 +436,7 @@ def _read_ShareGroupDescribeResponse_Member_v0(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("Member.client_host", pos, n7, len(buf) - pos)
-        try:
-            f_client_host = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Member.client_host", pos) from None
+        f_client_host = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]
@@ -492,10 +473,7 @@ def _read_ShareGroupDescribeResponse_Member_v0(
                     raise too_short(
                         "Member.subscribed_topic_names" + "[]", pos, n11, len(buf) - pos
                     )
-                try:
-                    item10 = str(buf[pos:end12], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("Member.subscribed_topic_names" + "[]", pos) from None
+                item10 = str(buf[pos:end12], "utf-8", "replace")
                 pos = end12
             f_subscribed_topic_names.append(item10)
     f_assignment, pos = _read_ShareGroupDescribeResponse_Assignment_v0(buf, pos)
@@ -656,10 +634,7 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("DescribedGroup.error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -678,10 +653,7 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("DescribedGroup.group_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_id", pos) from None
+        f_group_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -700,10 +672,7 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("DescribedGroup.group_state", pos, n5, len(buf) - pos)
-        try:
-            f_group_state = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.group_state", pos) from None
+        f_group_state = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.group_epoch, o.assignment_epoch = _ST_int32_int32.unpack_from(buf, pos)
@@ -731,10 +700,7 @@ def _read_ShareGroupDescribeResponse_DescribedGroup_v0(
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("DescribedGroup.assignor_name", pos, n7, len(buf) - pos)
-        try:
-            f_assignor_name = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("DescribedGroup.assignor_name", pos) from None
+        f_assignor_name = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -70,10 +69,7 @@ def _read_ShareGroupHeartbeatRequest_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -92,10 +88,7 @@ def _read_ShareGroupHeartbeatRequest_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.member_epoch,) = _ST_int32.unpack_from(buf, pos)
@@ -119,10 +112,7 @@ def _read_ShareGroupHeartbeatRequest_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("rack_id", pos, n5, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         count7 = buf[pos]
@@ -157,10 +147,7 @@ def _read_ShareGroupHeartbeatRequest_v0(
                 end10 = pos + n9
                 if end10 > len(buf):
                     raise too_short("subscribed_topic_names" + "[]", pos, n9, len(buf) - pos)
-                try:
-                    item8 = str(buf[pos:end10], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("subscribed_topic_names" + "[]", pos) from None
+                item8 = str(buf[pos:end10], "utf-8", "replace")
                 pos = end10
             f_subscribed_topic_names.append(item8)
     unknown: tuple[RawTaggedField, ...] = ()
@@ -461,10 +448,7 @@ def _read_ShareGroupHeartbeatResponse_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -483,10 +467,7 @@ def _read_ShareGroupHeartbeatResponse_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.member_epoch, o.heartbeat_interval_ms = _ST_int32_int32.unpack_from(buf, pos)

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -72,10 +71,7 @@ def _read_StopReplicaRequest_StopReplicaPartitionV0_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("StopReplicaPartitionV0.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("StopReplicaPartitionV0.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.partition_index,) = _ST_int32.unpack_from(buf, pos)
@@ -121,10 +117,7 @@ def _read_StopReplicaRequest_StopReplicaTopicV1_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("StopReplicaTopicV1.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("StopReplicaTopicV1.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -166,10 +159,7 @@ def _read_StopReplicaRequest_StopReplicaTopicV1_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("StopReplicaTopicV1.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("StopReplicaTopicV1.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -369,10 +359,7 @@ def _read_StopReplicaRequest_StopReplicaTopicState_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("StopReplicaTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("StopReplicaTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -916,10 +903,7 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("StopReplicaPartitionError.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("StopReplicaPartitionError.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.error_code = _ST_int32_int16.unpack_from(buf, pos)
@@ -959,10 +943,7 @@ def _read_StopReplicaResponse_StopReplicaPartitionError_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("StopReplicaPartitionError.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("StopReplicaPartitionError.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.error_code, tag_count = _ST_int32_int16_tag_count.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -64,10 +63,7 @@ def _read_SyncGroupRequest_SyncGroupRequestAssignment_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("SyncGroupRequestAssignment.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("SyncGroupRequestAssignment.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int32.unpack_from(buf, pos)
@@ -110,10 +106,7 @@ def _read_SyncGroupRequest_SyncGroupRequestAssignment_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("SyncGroupRequestAssignment.member_id", pos, n1, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("SyncGroupRequestAssignment.member_id", pos) from None
+        f_member_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -313,10 +306,7 @@ def _read_SyncGroupRequest_v0(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -337,10 +327,7 @@ def _read_SyncGroupRequest_v0(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (count5,) = _ST_int32.unpack_from(buf, pos)
@@ -384,10 +371,7 @@ def _read_SyncGroupRequest_v3(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -408,10 +392,7 @@ def _read_SyncGroupRequest_v3(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (n5,) = _ST_int16.unpack_from(buf, pos)
@@ -427,10 +408,7 @@ def _read_SyncGroupRequest_v3(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         (count7,) = _ST_int32.unpack_from(buf, pos)
@@ -477,10 +455,7 @@ def _read_SyncGroupRequest_v4(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -504,10 +479,7 @@ def _read_SyncGroupRequest_v4(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -526,10 +498,7 @@ def _read_SyncGroupRequest_v4(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         count7 = buf[pos]
@@ -610,10 +579,7 @@ def _read_SyncGroupRequest_v5(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("group_id", pos, n1, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.generation_id,) = _ST_int32.unpack_from(buf, pos)
@@ -637,10 +603,7 @@ def _read_SyncGroupRequest_v5(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("member_id", pos, n3, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -659,10 +622,7 @@ def _read_SyncGroupRequest_v5(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("group_instance_id", pos, n5, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -681,10 +641,7 @@ def _read_SyncGroupRequest_v5(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("protocol_type", pos, n7, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         n9 = buf[pos]
@@ -703,10 +660,7 @@ def _read_SyncGroupRequest_v5(buf: Buffer, pos: int) -> tuple[SyncGroupRequest, 
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("protocol_name", pos, n9, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     try:
         count11 = buf[pos]
@@ -1198,10 +1152,7 @@ def _read_SyncGroupResponse_v5(buf: Buffer, pos: int) -> tuple[SyncGroupResponse
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("protocol_type", pos, n1, len(buf) - pos)
-        try:
-            f_protocol_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_type", pos) from None
+        f_protocol_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -1220,10 +1171,7 @@ def _read_SyncGroupResponse_v5(buf: Buffer, pos: int) -> tuple[SyncGroupResponse
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("protocol_name", pos, n3, len(buf) - pos)
-        try:
-            f_protocol_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("protocol_name", pos) from None
+        f_protocol_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]

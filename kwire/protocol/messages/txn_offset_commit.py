@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -85,10 +84,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(
             raise too_short(
                 "TxnOffsetCommitRequestPartition.committed_metadata", pos, n1, len(buf) - pos
             )
-        try:
-            f_committed_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitRequestPartition.committed_metadata", pos) from None
+        f_committed_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.committed_leader_epoch = -1
     o.committed_metadata = f_committed_metadata
@@ -133,10 +129,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(
             raise too_short(
                 "TxnOffsetCommitRequestPartition.committed_metadata", pos, n1, len(buf) - pos
             )
-        try:
-            f_committed_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitRequestPartition.committed_metadata", pos) from None
+        f_committed_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     o.committed_metadata = f_committed_metadata
     o.unknown_tagged_fields = ()
@@ -183,10 +176,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(
             raise too_short(
                 "TxnOffsetCommitRequestPartition.committed_metadata", pos, n1, len(buf) - pos
             )
-        try:
-            f_committed_metadata = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitRequestPartition.committed_metadata", pos) from None
+        f_committed_metadata = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -328,10 +318,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TxnOffsetCommitRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -373,10 +360,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TxnOffsetCommitRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -421,10 +405,7 @@ def _read_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TxnOffsetCommitRequestTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitRequestTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -608,10 +589,7 @@ def _read_TxnOffsetCommitRequest_v0(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -627,10 +605,7 @@ def _read_TxnOffsetCommitRequest_v0(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("group_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
@@ -681,10 +656,7 @@ def _read_TxnOffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -700,10 +672,7 @@ def _read_TxnOffsetCommitRequest_v2(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("group_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.producer_id, o.producer_epoch = _ST_int64_int16.unpack_from(buf, pos)
@@ -757,10 +726,7 @@ def _read_TxnOffsetCommitRequest_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("transactional_id", pos, n1, len(buf) - pos)
-        try:
-            f_transactional_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("transactional_id", pos) from None
+        f_transactional_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -779,10 +745,7 @@ def _read_TxnOffsetCommitRequest_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("group_id", pos, n3, len(buf) - pos)
-        try:
-            f_group_id = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_id", pos) from None
+        f_group_id = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.producer_id, o.producer_epoch, o.generation_id = _ST_int64_int16_int32.unpack_from(
@@ -810,10 +773,7 @@ def _read_TxnOffsetCommitRequest_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("member_id", pos, n5, len(buf) - pos)
-        try:
-            f_member_id = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("member_id", pos) from None
+        f_member_id = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         n7 = buf[pos]
@@ -832,10 +792,7 @@ def _read_TxnOffsetCommitRequest_v3(buf: Buffer, pos: int) -> tuple[TxnOffsetCom
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("group_instance_id", pos, n7, len(buf) - pos)
-        try:
-            f_group_instance_id = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("group_instance_id", pos) from None
+        f_group_instance_id = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         count9 = buf[pos]
@@ -1205,10 +1162,7 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TxnOffsetCommitResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -1253,10 +1207,7 @@ def _read_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TxnOffsetCommitResponseTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TxnOffsetCommitResponseTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

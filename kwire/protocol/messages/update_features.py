@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -71,10 +70,7 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FeatureUpdateKey.feature", pos, n1, len(buf) - pos)
-        try:
-            f_feature = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FeatureUpdateKey.feature", pos) from None
+        f_feature = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.max_version_level, o.allow_downgrade = _ST_int16_bool.unpack_from(buf, pos)
@@ -143,10 +139,7 @@ def _read_UpdateFeaturesRequest_FeatureUpdateKey_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("FeatureUpdateKey.feature", pos, n1, len(buf) - pos)
-        try:
-            f_feature = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("FeatureUpdateKey.feature", pos) from None
+        f_feature = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.max_version_level,) = _ST_int16.unpack_from(buf, pos)
@@ -436,10 +429,7 @@ def _read_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdatableFeatureResult.feature", pos, n1, len(buf) - pos)
-        try:
-            f_feature = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdatableFeatureResult.feature", pos) from None
+        f_feature = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.error_code,) = _ST_int16.unpack_from(buf, pos)
@@ -465,10 +455,7 @@ def _read_UpdateFeaturesResponse_UpdatableFeatureResult_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("UpdatableFeatureResult.error_message", pos, n3, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdatableFeatureResult.error_message", pos) from None
+        f_error_message = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -575,10 +562,7 @@ def _read_UpdateFeaturesResponse_v0(buf: Buffer, pos: int) -> tuple[UpdateFeatur
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("error_message", pos, n1, len(buf) - pos)
-        try:
-            f_error_message = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("error_message", pos) from None
+        f_error_message = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

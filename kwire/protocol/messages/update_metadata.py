@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -70,10 +69,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataPartitionState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataPartitionState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
@@ -150,10 +146,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataPartitionState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataPartitionState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = (
@@ -689,10 +682,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v5(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -742,10 +732,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -837,10 +824,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataTopicState_v7(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataTopicState.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataTopicState.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (f_topic_id,) = _ST_uuid.unpack_from(buf, pos)
@@ -1031,10 +1015,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.security_protocol,) = _ST_int16.unpack_from(buf, pos)
@@ -1072,10 +1053,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (n3,) = _ST_int16.unpack_from(buf, pos)
@@ -1091,10 +1069,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("UpdateMetadataEndpoint.listener", pos, n3, len(buf) - pos)
-        try:
-            f_listener = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataEndpoint.listener", pos) from None
+        f_listener = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         (o.security_protocol,) = _ST_int16.unpack_from(buf, pos)
@@ -1135,10 +1110,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -1157,10 +1129,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("UpdateMetadataEndpoint.listener", pos, n3, len(buf) - pos)
-        try:
-            f_listener = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataEndpoint.listener", pos) from None
+        f_listener = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.security_protocol, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)
@@ -1389,10 +1358,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("UpdateMetadataBroker.v0_host", pos, n1, len(buf) - pos)
-        try:
-            f_v0_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataBroker.v0_host", pos) from None
+        f_v0_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.v0_port,) = _ST_int32.unpack_from(buf, pos)
@@ -1478,10 +1444,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v2(
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("UpdateMetadataBroker.rack", pos, n4, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
+        f_rack = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     o.v0_host = ""
     o.v0_port = 0
@@ -1530,10 +1493,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v3(
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("UpdateMetadataBroker.rack", pos, n4, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
+        f_rack = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     o.v0_host = ""
     o.v0_port = 0
@@ -1588,10 +1548,7 @@ def _read_UpdateMetadataRequest_UpdateMetadataBroker_v6(
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("UpdateMetadataBroker.rack", pos, n4, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("UpdateMetadataBroker.rack", pos) from None
+        f_rack = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -227,10 +226,7 @@ def _read_VoteRequest_TopicData_v0(buf: Buffer, pos: int) -> tuple[_VoteRequest_
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -307,10 +303,7 @@ def _read_VoteRequest_TopicData_v1(buf: Buffer, pos: int) -> tuple[_VoteRequest_
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -449,10 +442,7 @@ def _read_VoteRequest_v0(buf: Buffer, pos: int) -> tuple[VoteRequest, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -530,10 +520,7 @@ def _read_VoteRequest_v1(buf: Buffer, pos: int) -> tuple[VoteRequest, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.voter_id,) = _ST_int32.unpack_from(buf, pos)
@@ -740,10 +727,7 @@ def _read_VoteResponse_TopicData_v0(buf: Buffer, pos: int) -> tuple[_VoteRespons
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicData.topic_name", pos, n1, len(buf) - pos)
-        try:
-            f_topic_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicData.topic_name", pos) from None
+        f_topic_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -858,10 +842,7 @@ def _read_VoteResponse_NodeEndpoint_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("NodeEndpoint.host", pos, n1, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("NodeEndpoint.host", pos) from None
+        f_host = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -69,10 +68,7 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("WritableTxnMarkerTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("WritableTxnMarkerTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -116,10 +112,7 @@ def _read_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("WritableTxnMarkerTopic.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("WritableTxnMarkerTopic.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]
@@ -620,10 +613,7 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("WritableTxnMarkerTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("WritableTxnMarkerTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -668,10 +658,7 @@ def _read_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("WritableTxnMarkerTopicResult.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("WritableTxnMarkerTopicResult.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         count3 = buf[pos]

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -68,10 +67,7 @@ def _read_VotersRecord_Endpoint_v0(buf: Buffer, pos: int) -> tuple[_VotersRecord
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("Endpoint.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Endpoint.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -90,10 +86,7 @@ def _read_VotersRecord_Endpoint_v0(buf: Buffer, pos: int) -> tuple[_VotersRecord
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("Endpoint.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("Endpoint.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, tag_count = _ST_uint16_tag_count.unpack_from(buf, pos)

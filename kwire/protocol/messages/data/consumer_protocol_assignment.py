@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -64,10 +63,7 @@ def _read_ConsumerProtocolAssignment_TopicPartition_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicPartition.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicPartition.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)

@@ -23,7 +23,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -64,10 +63,7 @@ def _read_ConsumerProtocolSubscription_TopicPartition_v1(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("TopicPartition.topic", pos, n1, len(buf) - pos)
-        try:
-            f_topic = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("TopicPartition.topic", pos) from None
+        f_topic = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (count3,) = _ST_int32.unpack_from(buf, pos)
@@ -138,10 +134,7 @@ def _read_ConsumerProtocolSubscription_v0(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("topics" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("topics" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_topics.append(item2)
     try:
@@ -197,10 +190,7 @@ def _read_ConsumerProtocolSubscription_v1(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("topics" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("topics" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_topics.append(item2)
     try:
@@ -272,10 +262,7 @@ def _read_ConsumerProtocolSubscription_v2(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("topics" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("topics" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_topics.append(item2)
     try:
@@ -351,10 +338,7 @@ def _read_ConsumerProtocolSubscription_v3(
                 end4 = pos + n3
                 if end4 > len(buf):
                     raise too_short("topics" + "[]", pos, n3, len(buf) - pos)
-                try:
-                    item2 = str(buf[pos:end4], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("topics" + "[]", pos) from None
+                item2 = str(buf[pos:end4], "utf-8", "replace")
                 pos = end4
             f_topics.append(item2)
     try:
@@ -406,10 +390,7 @@ def _read_ConsumerProtocolSubscription_v3(
         end11 = pos + n10
         if end11 > len(buf):
             raise too_short("rack_id", pos, n10, len(buf) - pos)
-        try:
-            f_rack_id = str(buf[pos:end11], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack_id", pos) from None
+        f_rack_id = str(buf[pos:end11], "utf-8", "replace")
         pos = end11
     o.topics = f_topics
     o.user_data = f_user_data

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -63,10 +62,7 @@ def _read_DefaultPrincipalData_v0(buf: Buffer, pos: int) -> tuple[DefaultPrincip
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("type", pos, n1, len(buf) - pos)
-        try:
-            f_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("type", pos) from None
+        f_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -85,10 +81,7 @@ def _read_DefaultPrincipalData_v0(buf: Buffer, pos: int) -> tuple[DefaultPrincip
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("name", pos, n3, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("name", pos) from None
+        f_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.token_authenticated, tag_count = _ST_bool_tag_count.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -113,10 +112,7 @@ def _read_QuorumStateData_v0(buf: Buffer, pos: int) -> tuple[QuorumStateData, in
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("cluster_id", pos, n1, len(buf) - pos)
-        try:
-            f_cluster_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("cluster_id", pos) from None
+        f_cluster_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.leader_id, o.leader_epoch, o.voted_id = _ST_int32_int32_int32.unpack_from(buf, pos)

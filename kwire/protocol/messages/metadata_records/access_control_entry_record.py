@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -72,10 +71,7 @@ def _read_AccessControlEntryRecord_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         (o.pattern_type,) = _ST_int8.unpack_from(buf, pos)
@@ -99,10 +95,7 @@ def _read_AccessControlEntryRecord_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("principal", pos, n3, len(buf) - pos)
-        try:
-            f_principal = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("principal", pos) from None
+        f_principal = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -121,10 +114,7 @@ def _read_AccessControlEntryRecord_v0(
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("host", pos, n5, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("host", pos) from None
+        f_host = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     try:
         o.operation, o.permission_type, tag_count = _ST_int8_int8_tag_count.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -90,10 +89,7 @@ def _read_BeginTransactionRecord_v0(buf: Buffer, pos: int) -> tuple[BeginTransac
                     end3 = pos + n2
                     if end3 > len(buf):
                         raise too_short("name", pos, n2, len(buf) - pos)
-                    try:
-                        value1 = str(buf[pos:end3], "utf-8")
-                    except UnicodeDecodeError:
-                        raise bad_utf8("name", pos) from None
+                    value1 = str(buf[pos:end3], "utf-8", "replace")
                     pos = end3
                 f_name = value1
                 if pos != tag_end:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -65,10 +64,7 @@ def _read_ClientQuotaRecord_EntityData_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("EntityData.entity_type", pos, n1, len(buf) - pos)
-        try:
-            f_entity_type = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_type", pos) from None
+        f_entity_type = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -87,10 +83,7 @@ def _read_ClientQuotaRecord_EntityData_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("EntityData.entity_name", pos, n3, len(buf) - pos)
-        try:
-            f_entity_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("EntityData.entity_name", pos) from None
+        f_entity_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     unknown: tuple[RawTaggedField, ...] = ()
     try:
@@ -202,10 +195,7 @@ def _read_ClientQuotaRecord_v0(buf: Buffer, pos: int) -> tuple[ClientQuotaRecord
         end5 = pos + n4
         if end5 > len(buf):
             raise too_short("key", pos, n4, len(buf) - pos)
-        try:
-            f_key = str(buf[pos:end5], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("key", pos) from None
+        f_key = str(buf[pos:end5], "utf-8", "replace")
         pos = end5
     try:
         o.value, o.remove, tag_count = _ST_float64_bool_tag_count.unpack_from(buf, pos)

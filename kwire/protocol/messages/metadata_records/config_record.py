@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -67,10 +66,7 @@ def _read_ConfigRecord_v0(buf: Buffer, pos: int) -> tuple[ConfigRecord, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("resource_name", pos, n1, len(buf) - pos)
-        try:
-            f_resource_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("resource_name", pos) from None
+        f_resource_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -89,10 +85,7 @@ def _read_ConfigRecord_v0(buf: Buffer, pos: int) -> tuple[ConfigRecord, int]:
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("name", pos, n3, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("name", pos) from None
+        f_name = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         n5 = buf[pos]
@@ -111,10 +104,7 @@ def _read_ConfigRecord_v0(buf: Buffer, pos: int) -> tuple[ConfigRecord, int]:
         end6 = pos + n5
         if end6 > len(buf):
             raise too_short("value", pos, n5, len(buf) - pos)
-        try:
-            f_value = str(buf[pos:end6], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("value", pos) from None
+        f_value = str(buf[pos:end6], "utf-8", "replace")
         pos = end6
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -62,10 +61,7 @@ def _read_DelegationTokenRecord_v0(buf: Buffer, pos: int) -> tuple[DelegationTok
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("owner", pos, n1, len(buf) - pos)
-        try:
-            f_owner = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("owner", pos) from None
+        f_owner = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -84,10 +80,7 @@ def _read_DelegationTokenRecord_v0(buf: Buffer, pos: int) -> tuple[DelegationTok
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("requester", pos, n3, len(buf) - pos)
-        try:
-            f_requester = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("requester", pos) from None
+        f_requester = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         count5 = buf[pos]
@@ -122,10 +115,7 @@ def _read_DelegationTokenRecord_v0(buf: Buffer, pos: int) -> tuple[DelegationTok
                 end8 = pos + n7
                 if end8 > len(buf):
                     raise too_short("renewers" + "[]", pos, n7, len(buf) - pos)
-                try:
-                    item6 = str(buf[pos:end8], "utf-8")
-                except UnicodeDecodeError:
-                    raise bad_utf8("renewers" + "[]", pos) from None
+                item6 = str(buf[pos:end8], "utf-8", "replace")
                 pos = end8
             f_renewers.append(item6)
     try:
@@ -156,10 +146,7 @@ def _read_DelegationTokenRecord_v0(buf: Buffer, pos: int) -> tuple[DelegationTok
         end10 = pos + n9
         if end10 > len(buf):
             raise too_short("token_id", pos, n9, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end10], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("token_id", pos) from None
+        f_token_id = str(buf[pos:end10], "utf-8", "replace")
         pos = end10
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -63,10 +62,7 @@ def _read_FeatureLevelRecord_v0(buf: Buffer, pos: int) -> tuple[FeatureLevelReco
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.feature_level, tag_count = _ST_int16_tag_count.unpack_from(buf, pos)

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -73,10 +72,7 @@ def _read_RegisterBrokerRecord_BrokerEndpoint_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("BrokerEndpoint.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("BrokerEndpoint.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -95,10 +91,7 @@ def _read_RegisterBrokerRecord_BrokerEndpoint_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("BrokerEndpoint.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("BrokerEndpoint.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
@@ -202,10 +195,7 @@ def _read_RegisterBrokerRecord_BrokerFeature_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("BrokerFeature.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("BrokerFeature.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.min_supported_version, o.max_supported_version, tag_count = (
@@ -345,10 +335,7 @@ def _read_RegisterBrokerRecord_v0(buf: Buffer, pos: int) -> tuple[RegisterBroker
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack", pos, n7, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         (o.fenced,) = _ST_bool.unpack_from(buf, pos)
@@ -466,10 +453,7 @@ def _read_RegisterBrokerRecord_v1(buf: Buffer, pos: int) -> tuple[RegisterBroker
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack", pos, n7, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
@@ -592,10 +576,7 @@ def _read_RegisterBrokerRecord_v2(buf: Buffer, pos: int) -> tuple[RegisterBroker
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack", pos, n7, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)
@@ -717,10 +698,7 @@ def _read_RegisterBrokerRecord_v3(buf: Buffer, pos: int) -> tuple[RegisterBroker
         end8 = pos + n7
         if end8 > len(buf):
             raise too_short("rack", pos, n7, len(buf) - pos)
-        try:
-            f_rack = str(buf[pos:end8], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("rack", pos) from None
+        f_rack = str(buf[pos:end8], "utf-8", "replace")
         pos = end8
     try:
         o.fenced, o.in_controlled_shutdown = _ST_bool_bool.unpack_from(buf, pos)

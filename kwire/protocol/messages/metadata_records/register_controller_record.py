@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -68,10 +67,7 @@ def _read_RegisterControllerRecord_ControllerEndpoint_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ControllerEndpoint.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ControllerEndpoint.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         n3 = buf[pos]
@@ -90,10 +86,7 @@ def _read_RegisterControllerRecord_ControllerEndpoint_v0(
         end4 = pos + n3
         if end4 > len(buf):
             raise too_short("ControllerEndpoint.host", pos, n3, len(buf) - pos)
-        try:
-            f_host = str(buf[pos:end4], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ControllerEndpoint.host", pos) from None
+        f_host = str(buf[pos:end4], "utf-8", "replace")
         pos = end4
     try:
         o.port, o.security_protocol, tag_count = _ST_uint16_int16_tag_count.unpack_from(buf, pos)
@@ -199,10 +192,7 @@ def _read_RegisterControllerRecord_ControllerFeature_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("ControllerFeature.name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("ControllerFeature.name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         o.min_supported_version, o.max_supported_version, tag_count = (

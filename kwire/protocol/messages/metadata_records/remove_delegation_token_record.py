@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -62,10 +61,7 @@ def _read_RemoveDelegationTokenRecord_v0(
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("token_id", pos, n1, len(buf) - pos)
-        try:
-            f_token_id = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("token_id", pos) from None
+        f_token_id = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     unknown: tuple[RawTaggedField, ...] = ()
     try:

@@ -22,7 +22,6 @@ from kwire.protocol._codec import (
     bad_count,
     bad_string_length,
     bad_tagged_size,
-    bad_utf8,
     eof,
     new_instance,
     non_default_on_write,
@@ -64,10 +63,7 @@ def _read_TopicRecord_v0(buf: Buffer, pos: int) -> tuple[TopicRecord, int]:
         end2 = pos + n1
         if end2 > len(buf):
             raise too_short("name", pos, n1, len(buf) - pos)
-        try:
-            f_name = str(buf[pos:end2], "utf-8")
-        except UnicodeDecodeError:
-            raise bad_utf8("name", pos) from None
+        f_name = str(buf[pos:end2], "utf-8", "replace")
         pos = end2
     try:
         f_topic_id, tag_count = _ST_uuid_tag_count.unpack_from(buf, pos)
