@@ -34,6 +34,7 @@ from kwire.controller.controller import (
     QuorumController,
     RequestContext,
 )
+from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.controller.records import RecordAndVersion
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
 from kwire.log.quorum_state import QuorumStateData
@@ -67,7 +68,9 @@ log = logging.getLogger("kwire.node")
 METADATA_PARTITION_DIR = "__cluster_metadata-0"
 PLAINTEXT = 0  # security protocol id
 # The features this release supports, as its ApiVersions and registrations say.
-SUPPORTED_FEATURES = (("kraft.version", 0, 1), ("metadata.version", 1, 21))
+SUPPORTED_FEATURES = tuple(
+    (name, int(low), int(high)) for name, (low, high) in sorted(LOCAL_SUPPORTED_FEATURES.items())
+)
 
 
 # Kafka's QuorumController splits a non-atomic result into batches of at most this many
