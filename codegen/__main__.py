@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         "--schemas",
         type=Path,
         default=DEFAULT_SCHEMAS,
-        help="folder holding message/, metadata/ and raft/ (default: %(default)s); "
-        "a Kafka source tree's clients/src/main/resources/common works the same way",
+        help="folder holding one folder per release line (3.9/ and 4.3/, each with message/, "
+        "metadata/ and raft/), merged as codegen.merge describes (default: %(default)s); "
+        "a folder holding message/, metadata/ and raft/ directly is one release alone",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUTPUT, help="output folder")
     parser.add_argument(

@@ -16,6 +16,7 @@ import jinja2
 
 from codegen.emit import ModuleCode, emit_message
 from codegen.emit_c import CModule, emit_c_message
+from codegen.merge import merge_specs
 from codegen.plan import (
     CONTROL_RECORDS,
     ENTITY_ALIASES,
@@ -28,11 +29,14 @@ from codegen.plan import (
 from codegen.schema import MessageSpec, Versions, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SCHEMAS = ROOT.parent / "shared" / "kafka-schemas" / "3.9"
+DEFAULT_SCHEMAS = ROOT.parent / "shared" / "kafka-schemas"
 DEFAULT_OUTPUT = ROOT / "kwire" / "protocol" / "messages"
 MANIFEST = ROOT / "schemas" / "manifest.json"
 SCHEMA_FOLDERS = ("message", "metadata", "raft")
-KAFKA_RELEASE = "3.9.0"
+# The release lines kwire speaks, oldest first: (release, its folder under the schema root).
+# Where both define a version, the newer decides (codegen.merge).
+RELEASES = (("3.9.0", "3.9"), ("4.3.1", "4.3"))
+KAFKA_RELEASE = " and ".join(release for release, _ in RELEASES)
 SPEEDUPS_SOURCE = "_speedups.c"  # the optional compiled readers, beside the Python ones
 
 _RUNTIME_NAMES = [
@@ -81,13 +85,59 @@ class RenderedMessage:
         return self.plan.root
 
 
+def release_folders(schemas: Path) -> list[Path]:
+    """The release folders under ``schemas`` (3.9/ and 4.3/), or ``schemas`` itself when it
+    holds one release's message/, metadata/ ... folders directly."""
+    found = [schemas / folder for _, folder in RELEASES if (schemas / folder).is_dir()]
+    return found or [schemas]
+
+
 def schema_files(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> list[Path]:
     files: list[Path] = []
-    for folder in folders:
-        files.extend(sorted((schemas / folder).glob("*.json")))
+    for release in release_folders(schemas):
+        for folder in folders:
+            files.extend(sorted((release / folder).glob("*.json")))
     if not files:
         raise FileNotFoundError(f"no schema files under {schemas} ({', '.join(folders)})")
     return files
+
+
+def _folder_rank(spec: MessageSpec, folders: tuple[str, ...]) -> int:
+    folder = spec.path.parent.name
+    return folders.index(folder) if folder in folders else len(folders)
+
+
+@dataclass(slots=True)
+class LoadedSchemas:
+    """Every message of every release, merged; ``sources`` names the files behind each."""
+
+    specs: list[MessageSpec]
+    sources: dict[str, list[Path]]
+    superseded: set[str]  # older names of an API the newer release renamed (not indexed)
+
+
+def load_specs(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> LoadedSchemas:
+    """Load each release's schemas and merge the messages they share, by name."""
+    merged: dict[str, MessageSpec] = {}
+    sources: dict[str, list[Path]] = defaultdict(list)
+    newest_key: dict[tuple[str, int], str] = {}
+    for release in release_folders(schemas):
+        for path in schema_files(release, folders):
+            spec = load_schema(path)
+            previous = merged.get(spec.name)
+            merged[spec.name] = spec if previous is None else merge_specs(previous, spec)
+            sources[spec.name].append(path)
+            if spec.api_key is not None and spec.type in ("request", "response"):
+                newest_key[(spec.type, spec.api_key)] = spec.name
+    superseded = {
+        spec.name
+        for spec in merged.values()
+        if spec.api_key is not None
+        and spec.type in ("request", "response")
+        and newest_key[(spec.type, spec.api_key)] != spec.name
+    }
+    specs = sorted(merged.values(), key=lambda s: (_folder_rank(s, folders), s.name))
+    return LoadedSchemas(specs, dict(sources), superseded)
 
 
 def file_digests(schemas: Path, files: list[Path]) -> dict[str, str]:
@@ -186,7 +236,11 @@ def _field_info(f: FieldPlan) -> str:
 
 
 def render_module(
-    specs: list[MessageSpec], schemas: Path, env: jinja2.Environment, c_module: CModule
+    specs: list[MessageSpec],
+    schemas: Path,
+    env: jinja2.Environment,
+    c_module: CModule,
+    sources: dict[str, list[Path]],
 ) -> str:
     module = ModuleCode()
     plans = [plan_message(spec) for spec in specs]
@@ -208,7 +262,7 @@ def render_module(
     return env.get_template("module.py.j2").render(
         title=f"{names}: Kafka's wire format for every version.",
         release=KAFKA_RELEASE,
-        sources=[s.path.relative_to(schemas).as_posix() for s in specs],
+        sources=[p.relative_to(schemas).as_posix() for s in specs for p in sources[s.name]],
         runtime_names=runtime,
         entity_names=entity_names,
         struct_constants=sorted(module.structs.items(), key=lambda item: item[1]),
@@ -217,12 +271,18 @@ def render_module(
     )
 
 
-def render_index(specs: list[MessageSpec], env: jinja2.Environment) -> str:
+def render_index(
+    specs: list[MessageSpec],
+    env: jinja2.Environment,
+    superseded: frozenset[str] | set[str] = frozenset(),
+) -> str:
     by_key: dict[int, dict[str, MessageSpec]] = defaultdict(dict)
     imports: dict[str, list[str]] = defaultdict(list)
     metadata: list[tuple[int, str]] = []
     control: list[tuple[int, str]] = []
     for spec in specs:
+        if spec.name in superseded:
+            continue
         if spec.type in ("request", "response"):
             assert spec.api_key is not None
             by_key[spec.api_key][spec.type] = spec
@@ -280,14 +340,16 @@ _PACKAGE_DOCS = {
 
 def render_all(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> dict[str, str]:
     """Every output file, by path relative to the output folder, unformatted."""
-    files = schema_files(schemas, folders)
-    specs = [load_schema(path) for path in files]
+    loaded = load_specs(schemas, folders)
+    specs = loaded.specs
     env = _environment()
     outputs: dict[str, str] = {}
     c_modules: list[CModule] = []
     for name, group in group_modules(specs).items():
         c_module = CModule(python_module=f"kwire.protocol.messages.{name}")
-        outputs[name.replace(".", "/") + ".py"] = render_module(group, schemas, env, c_module)
+        outputs[name.replace(".", "/") + ".py"] = render_module(
+            group, schemas, env, c_module, loaded.sources
+        )
         c_modules.append(c_module)
     outputs[SPEEDUPS_SOURCE] = env.get_template("speedups.c.j2").render(
         release=KAFKA_RELEASE,
@@ -307,7 +369,7 @@ def render_all(schemas: Path, folders: tuple[str, ...] = SCHEMA_FOLDERS) -> dict
         if any(k.startswith(package + "/") for k in outputs) or package == "":
             outputs[(package + "/" if package else "") + "__init__.py"] = f'"""{doc}"""\n'
     if "message" in folders:
-        outputs["index.py"] = render_index(specs, env)
+        outputs["index.py"] = render_index(specs, env, loaded.superseded)
     return outputs
 
 

@@ -286,7 +286,8 @@ def parse_message(raw: dict[str, object], path: Path) -> MessageSpec:
     if kind not in MESSAGE_TYPES:
         raise SchemaError(path, where, f"unknown message type {kind!r}")
     valid = _versions(raw.get("validVersions"), path, where, "validVersions", required=True)
-    if "flexibleVersions" not in raw:
+    if "flexibleVersions" not in raw and not valid.empty:
+        # A message whose every version was removed ("validVersions": "none") needs none.
         raise SchemaError(path, where, "flexibleVersions is required (use 0+ for new messages)")
     flexible = _versions(raw.get("flexibleVersions"), path, where, "flexibleVersions")
     if not flexible.empty and flexible.highest != MAX_VERSION:
@@ -322,7 +323,7 @@ def parse_message(raw: dict[str, object], path: Path) -> MessageSpec:
     for f in fields:
         if f.map_key:
             raise SchemaError(path, f"field {f.name}", "mapKey cannot be set on top-level fields")
-    _register_inline_structs(fields, structs, path)
+    register_inline_structs(fields, structs, path)
     for f in _all_fields(fields, structs):
         if f.type.struct is not None and f.type.struct not in structs:
             raise SchemaError(path, f"field {f.name}", f"unknown type {f.type}")
@@ -351,7 +352,7 @@ def _all_fields(fields: list[FieldSpec], structs: dict[str, StructSpec]) -> list
     return out
 
 
-def _register_inline_structs(
+def register_inline_structs(
     fields: list[FieldSpec], structs: dict[str, StructSpec], path: Path
 ) -> None:
     for f in fields:
@@ -374,7 +375,7 @@ def _register_inline_structs(
             raise SchemaError(path, f"field {f.name}", f"unknown type {f.type}")
         else:
             structs[name] = StructSpec(name, f.versions, f.fields)
-        _register_inline_structs(f.fields, structs, path)
+        register_inline_structs(f.fields, structs, path)
 
 
 def _parse_fields(

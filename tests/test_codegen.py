@@ -228,7 +228,7 @@ def test_the_generator_emits_straight_line_code(tmp_path: Path) -> None:
 def test_only_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     if not DEFAULT_SCHEMAS.is_dir():
         pytest.skip(f"Kafka's schemas are not at {DEFAULT_SCHEMAS} (../shared is absent)")
-    outputs = generate(DEFAULT_SCHEMAS, ("test-only",))
+    outputs = generate(DEFAULT_SCHEMAS / "3.9", ("test-only",))
     root = tmp_path_factory.mktemp("generated") / "kwire_test_only"
     root.mkdir()
     for name, text in outputs.items():
@@ -332,14 +332,15 @@ def test_committed_generated_code_is_fresh() -> None:
 @needs_schemas
 def test_the_manifest_refuses_changed_schemas(tmp_path: Path) -> None:
     copy = tmp_path / "schemas"
-    for folder in ("message", "metadata", "raft"):
-        shutil.copytree(DEFAULT_SCHEMAS / folder, copy / folder)
+    for release in ("3.9", "4.3"):
+        for folder in ("message", "metadata", "raft"):
+            shutil.copytree(DEFAULT_SCHEMAS / release / folder, copy / release / folder)
     manifest = tmp_path / "manifest.json"
     write_manifest(copy, schema_files(copy), manifest)
     check_manifest(copy, schema_files(copy), manifest)
-    target = copy / "message" / "VoteRequest.json"
-    target.write_text(target.read_text().replace('"0-1"', '"0-2"'))
-    with pytest.raises(ManifestMismatch, match="changed: message/VoteRequest.json"):
+    target = copy / "4.3" / "message" / "VoteRequest.json"
+    target.write_text(target.read_text().replace('"0-2"', '"0-3"'))
+    with pytest.raises(ManifestMismatch, match="changed: 4.3/message/VoteRequest.json"):
         check_manifest(copy, schema_files(copy), manifest)
 
 
@@ -459,7 +460,7 @@ def test_an_arrays_bound_is_its_elements_minimum() -> None:
 def test_fetch_request_minimum_sizes_match_a_count_by_hand(
     struct: str | None, version: int, minimum: int
 ) -> None:
-    spec = load_schema(DEFAULT_SCHEMAS / "message" / "FetchRequest.json")
+    spec = load_schema(DEFAULT_SCHEMAS / "3.9" / "message" / "FetchRequest.json")
     assert MinimumSizes(plan_message(spec)).struct(struct, version) == minimum
 
 

@@ -1,4 +1,4 @@
-"""Every frame genuine Kafka 3.9 nodes exchanged decodes, and re-encodes to the same bytes."""
+"""Every frame genuine Kafka 3.9 and 4.3 nodes exchanged decodes, and re-encodes to the same bytes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from kwire.protocol.framing import (
     encode_response,
 )
 
-CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures" / "kafka-3.9"
-TRANSCRIPTS = sorted(CAPTURES.glob("*.jsonl"))
+CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures"
+TRANSCRIPTS = sorted(CAPTURES.glob("kafka-*/**/*.jsonl"))
 
 pytestmark = [
     pytest.mark.skipif(
@@ -35,7 +35,11 @@ def round_trip_response(raw: bytes, api_key: int, api_version: int) -> bytes:
     return encode_response(api_key, api_version, header.correlation_id, body)
 
 
-@pytest.mark.parametrize("path", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
+@pytest.mark.parametrize(
+    "path",
+    TRANSCRIPTS,
+    ids=[p.relative_to(CAPTURES).with_suffix("").as_posix() for p in TRANSCRIPTS],
+)
 def test_every_genuine_frame_round_trips_byte_for_byte(path: Path) -> None:
     records = frames(path)
     requests_seen = {(r["api_key"], r["api_version"]) for r in records if r["dir"] == "request"}

@@ -59,8 +59,8 @@ VOTE_V0 = hexbytes(
     13 5f5f636c75737465725f6d657461646174 61  # topic_name "__cluster_metadata" (18 + 1)
     02                           # partitions: 1
     00000000                     # partition_index 0
-    00000005                     # candidate_epoch 5
-    00000001                     # candidate_id 1
+    00000005                     # replica_epoch 5 (3.9.0 called it CandidateEpoch)
+    00000001                     # replica_id 1 (3.9.0: CandidateId)
     00000004                     # last_offset_epoch 4
     00000000000003e8             # last_offset 1000 (int64)
     00                           # partition tagged fields
@@ -79,8 +79,8 @@ def test_vote_request_v0() -> None:
                 partitions=[
                     VoteRequest.PartitionData(
                         partition_index=0,
-                        candidate_epoch=5,
-                        candidate_id=1,
+                        replica_epoch=5,
+                        replica_id=1,
                         last_offset_epoch=4,
                         last_offset=1000,
                     )

@@ -42,11 +42,13 @@ ROUND_TRIP_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-SCHEMA_DIR = Path(
+SCHEMA_ROOT = Path(
     os.environ.get(
-        "KWIRE_KAFKA_SCHEMAS", Path(__file__).resolve().parents[2] / "shared/kafka-schemas/3.9"
+        "KWIRE_KAFKA_SCHEMAS", Path(__file__).resolve().parents[2] / "shared/kafka-schemas"
     )
 )
+# Oldest first: where both releases define a version, the newer one decides how it is coded.
+RELEASES = ("3.9", "4.3")
 
 
 # -- discovery ------------------------------------------------------------------------------
@@ -263,9 +265,9 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE)
 
 
-def _load_schemas() -> dict[str, dict[str, Any]]:
+def _load_schemas(release: str) -> dict[str, dict[str, Any]]:
     schemas = {}
-    for path in sorted(SCHEMA_DIR.glob("*/*.json")):
+    for path in sorted((SCHEMA_ROOT / release).glob("*/*.json")):
         if path.parent.name == "test-only":
             continue
         schema = json.loads(_strip_comments(path.read_text(encoding="utf-8")))
@@ -290,15 +292,65 @@ def _walk_ignorable(
             _walk_ignorable(nested, common, path, found)
 
 
-def _ignorable_paths() -> dict[str, set[tuple[str, ...]]]:
-    """Per message name, the Kafka-name paths of the fields the schema marks ignorable."""
-    result: dict[str, set[tuple[str, ...]]] = {}
-    for name, schema in _load_schemas().items():
-        common = {s["name"]: s["fields"] for s in schema.get("commonStructs", [])}
-        found: set[tuple[str, ...]] = set()
-        _walk_ignorable(schema.get("fields", []), common, (), found)
-        result[name] = found
+@dataclasses.dataclass(frozen=True)
+class _ReleaseSchema:
+    valid: range  # the versions this release defines
+    ignorable: set[tuple[str, ...]]  # Kafka-name paths of the fields it marks ignorable
+    paths: set[tuple[str, ...]]  # every field path it has
+
+
+def _version_range(text: str) -> range:
+    if text == "none":
+        return range(0)
+    low, _, high = text.partition("-")
+    return range(int(low), int(high or low) + 1)
+
+
+def _release_schemas() -> dict[str, list[_ReleaseSchema]]:
+    """Per message name, what each release's schema says, oldest release first."""
+    result: dict[str, list[_ReleaseSchema]] = {}
+    for release in RELEASES:
+        for name, schema in _load_schemas(release).items():
+            common = {s["name"]: s["fields"] for s in schema.get("commonStructs", [])}
+            ignorable: set[tuple[str, ...]] = set()
+            _walk_ignorable(schema.get("fields", []), common, (), ignorable)
+            paths: set[tuple[str, ...]] = set()
+            _walk_paths(schema.get("fields", []), common, (), paths)
+            valid = _version_range(schema["validVersions"])
+            result.setdefault(name, []).append(_ReleaseSchema(valid, ignorable, paths))
     return result
+
+
+def _walk_paths(
+    fields: list[dict[str, Any]],
+    common: dict[str, list[dict[str, Any]]],
+    prefix: tuple[str, ...],
+    found: set[tuple[str, ...]],
+) -> None:
+    for field in fields:
+        path = (*prefix, field["name"])
+        found.add(path)
+        nested = field.get("fields")
+        if nested is None:
+            nested = common.get(field["type"].removeprefix("[]"))
+        if nested is not None:
+            _walk_paths(nested, common, path, found)
+
+
+def _is_ignorable(
+    releases: list[_ReleaseSchema], path: tuple[str, ...], absent: tuple[int, ...]
+) -> bool:
+    """Whether the release deciding each absent version (the newest defining it) marks the
+    field ignorable; a release that does not know the field has no say."""
+    says = set()
+    for version in absent:
+        owner = next((r for r in reversed(releases) if version in r.valid), None)
+        if owner is not None and path in owner.paths:
+            says.add(path in owner.ignorable)
+    if not says:
+        says = {path in r.ignorable for r in releases if path in r.paths}
+    assert len(says) == 1, f"releases disagree on whether {path} is ignorable"
+    return says.pop()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +370,7 @@ class AbsentFieldCase:
 
 
 def _absent_field_cases() -> list[AbsentFieldCase]:
-    ignorable = _ignorable_paths()
+    schemas = _release_schemas()
     cases = []
 
     def walk(cls: type[Message], owner: type, chain: tuple[tuple[type, FieldInfo], ...]) -> None:
@@ -335,14 +387,18 @@ def _absent_field_cases() -> list[AbsentFieldCase]:
                 kafka_path = tuple(i.name for _, i in here)
                 cases.append(
                     AbsentFieldCase(
-                        cls, here, absent, present[-1], kafka_path in ignorable[cls.NAME]
+                        cls,
+                        here,
+                        absent,
+                        present[-1],
+                        _is_ignorable(schemas[cls.NAME], kafka_path, absent),
                     )
                 )
             if info.struct is not None:
                 walk(cls, info.struct, here)
 
     for cls in MESSAGE_CLASSES:
-        assert cls.NAME in ignorable, f"no schema named {cls.NAME} under {SCHEMA_DIR}"
+        assert cls.NAME in schemas, f"no schema named {cls.NAME} under {SCHEMA_ROOT}"
         walk(cls, cls, ())
     return cases
 

@@ -58,8 +58,8 @@ def cases() -> list[Case]:
                 partitions=[
                     VoteRequest.PartitionData(
                         partition_index=0,
-                        candidate_epoch=5,
-                        candidate_id=1,
+                        replica_epoch=5,
+                        replica_id=1,
                         last_offset_epoch=4,
                         last_offset=1000,
                     )
