@@ -115,8 +115,11 @@ class KwireServer:
         extra_properties: Mapping[str, str] | None = None,
         log_level: str = "INFO",
         file_size_limit: int | None = None,
+        release_version: str | None = None,
     ) -> None:
         self.directory = directory
+        # `format --release-version`, or None for the storage tool's default.
+        self.release_version = release_version
         # RLIMIT_FSIZE of the process in bytes (a disk that fills up), or None.
         self.file_size_limit = file_size_limit
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -162,7 +165,10 @@ class KwireServer:
             if result.returncode != 0:
                 raise ServerStartError(f"random-uuid failed: {result.stderr.strip()}")
             cluster_id = result.stdout.strip()
-        result = run_kwire("kwire.storage", "format", "-c", self.config_path, "-t", cluster_id)
+        level = ["--release-version", self.release_version] if self.release_version else []
+        result = run_kwire(
+            "kwire.storage", "format", "-c", self.config_path, "-t", cluster_id, *level
+        )
         if result.returncode != 0:
             raise ServerStartError(
                 f"formatting {self.data_dir} failed (status {result.returncode}): "

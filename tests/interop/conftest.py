@@ -1,4 +1,4 @@
-"""Fixtures for running kwire with a genuine Kafka 3.9 broker.
+"""Fixtures for running kwire with a genuine Kafka broker of either release line (3.9 or 4.x).
 
 The whole package is skipped unless ``KAFKA_HOME`` names a built Kafka distribution (with
 ``bin/kafka-server-start.sh`` and ``libs/kafka_*.jar``) and a JVM is available (``java`` on PATH, or
@@ -6,7 +6,9 @@ The whole package is skipped unless ``KAFKA_HOME`` names a built Kafka distribut
 
 ``interop_cluster`` (module scope) is a kwire controller (tests/server_harness.py) plus a
 broker-only Kafka node (node.id=2) whose controller.quorum.voters point at kwire; both on
-127.0.0.1 with ports picked free, both stopped at teardown. Every wait is bounded: the
+127.0.0.1 with ports picked free, both stopped at teardown. kwire is formatted at the
+metadata.version the distribution's own `kafka-storage format` picks by default (its
+release line's newest production level: 3.9-IV0 for 3.9, 4.3-IV0 for 4.3, ...). Every wait is bounded: the
 broker gets `BROKER_START_TIMEOUT_S` to reach RUNNING, every Kafka tool `TOOL_TIMEOUT_S`.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import struct
@@ -49,6 +52,11 @@ def missing_kafka_reason() -> str | None:
     jars = [*Path(home).glob("libs/kafka_*.jar"), *Path(home).glob("core/build/libs/kafka_*.jar")]
     if not jars:
         return f"KAFKA_HOME={home} has no libs/kafka_*.jar: a source tree, not a built distribution"
+    release = distribution_release(Path(home))
+    if release is None or release[:2] not in DEFAULT_RELEASE_VERSION:
+        lines = ", ".join(f"{a}.{b}" for a, b in DEFAULT_RELEASE_VERSION)
+        name = ".".join(map(str, release)) if release else "of an unknown release"
+        return f"KAFKA_HOME={home} is Kafka {name}: kwire's interop tests cover {lines}"
     java_home = os.environ.get("JAVA_HOME", "").strip()
     if shutil.which("java") is None and not (
         java_home and (Path(java_home) / "bin" / "java").is_file()
@@ -71,10 +79,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # -- Kafka's scripts ----------------------------------------------------------------------------
 
 
+# The newest production metadata.version of each release line: what that release's
+# `kafka-storage format` uses by default (MetadataVersion.LATEST_PRODUCTION of the release).
+DEFAULT_RELEASE_VERSION = {
+    (3, 9): "3.9-IV0",
+    (4, 0): "4.0-IV3",
+    (4, 1): "4.1-IV1",
+    (4, 2): "4.2-IV1",
+    (4, 3): "4.3-IV0",
+}
+_CLIENTS_JAR = re.compile(r"kafka-clients-(\d+)\.(\d+)\.(\d+)[^/]*\.jar$")
+
+
+def distribution_release(home: Path) -> tuple[int, int, int] | None:
+    """The release of the distribution at `home`, from its kafka-clients jar's name."""
+    for jar in sorted(home.glob("libs/kafka-clients-*.jar")):
+        match = _CLIENTS_JAR.search(jar.name)
+        if match is not None:
+            major, minor, patch = map(int, match.groups())
+            return major, minor, patch
+    return None
+
+
 @dataclass(frozen=True)
 class KafkaDistribution:
     home: Path
     log_dir: Path  # LOG_DIR for kafka-run-class.sh: keeps logs out of KAFKA_HOME
+
+    @property
+    def release(self) -> tuple[int, int, int]:
+        release = distribution_release(self.home)
+        if release is None:
+            raise RuntimeError(f"{self.home}/libs has no kafka-clients-X.Y.Z.jar")
+        return release
+
+    @property
+    def release_version(self) -> str:
+        """The metadata.version kwire is formatted at for this distribution's brokers."""
+        return DEFAULT_RELEASE_VERSION[self.release[:2]]
 
     def script(self, name: str) -> Path:
         return self.home / "bin" / name
@@ -117,7 +159,7 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
 
 
 class KafkaBroker:
-    """A broker-only Kafka 3.9 node whose controller quorum is one kwire node."""
+    """A broker-only Kafka node whose controller quorum is one kwire node."""
 
     def __init__(
         self, kafka: KafkaDistribution, directory: Path, controller_port: int, cluster_id: str
@@ -146,6 +188,14 @@ class KafkaBroker:
                 "transaction.state.log.replication.factor": "1",
                 "transaction.state.log.min.isr": "1",
                 "group.initial.rebalance.delay.ms": "0",
+                **(
+                    {
+                        "share.coordinator.state.topic.replication.factor": "1",
+                        "share.coordinator.state.topic.min.isr": "1",
+                    }
+                    if kafka.release >= (4, 0, 0)
+                    else {}
+                ),
             },
         )
         self.process: subprocess.Popen[bytes] | None = None
@@ -304,7 +354,9 @@ def interop_cluster(
     kafka_distribution: KafkaDistribution, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InteropCluster]:
     directory = tmp_path_factory.mktemp("interop")
-    with KwireServer.create(directory / "kwire") as controller:
+    with KwireServer.create(
+        directory / "kwire", release_version=kafka_distribution.release_version
+    ) as controller:
         broker = KafkaBroker(
             kafka_distribution, directory / "broker", controller.port, controller.cluster_id
         )
