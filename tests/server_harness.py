@@ -162,7 +162,16 @@ class KwireServer:
             if result.returncode != 0:
                 raise ServerStartError(f"random-uuid failed: {result.stderr.strip()}")
             cluster_id = result.stdout.strip()
-        result = run_kwire("kwire.storage", "format", "-c", self.config_path, "-t", cluster_id)
+        result = run_kwire(
+            "kwire.storage",
+            "format",
+            "-c",
+            self.config_path,
+            "-t",
+            cluster_id,
+            "--release-version",
+            "3.9-IV0",
+        )
         if result.returncode != 0:
             raise ServerStartError(
                 f"formatting {self.data_dir} failed (status {result.returncode}): "
