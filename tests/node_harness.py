@@ -37,7 +37,7 @@ def make_node(
             **(extra or {}),
         }
     )
-    format_storage(config, random_uuid())
+    format_storage(config, random_uuid(), "3.9-IV0")
     node = ControllerNode(build_settings(config))
     node.start()
     return node

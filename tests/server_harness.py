@@ -118,7 +118,7 @@ class KwireServer:
         release_version: str | None = None,
     ) -> None:
         self.directory = directory
-        # `format --release-version`, or None for the storage tool's default.
+        # `format --release-version`, or None for 3.9-IV0.
         self.release_version = release_version
         # RLIMIT_FSIZE of the process in bytes (a disk that fills up), or None.
         self.file_size_limit = file_size_limit
@@ -165,7 +165,9 @@ class KwireServer:
             if result.returncode != 0:
                 raise ServerStartError(f"random-uuid failed: {result.stderr.strip()}")
             cluster_id = result.stdout.strip()
-        level = ["--release-version", self.release_version] if self.release_version else []
+        # The zero-config server formats at 3.9-IV0 (brokers of both lines can join); the
+        # storage tool's own default is Kafka 4.3.1's, 4.3-IV0.
+        level = ["--release-version", self.release_version or "3.9-IV0"]
         result = run_kwire(
             "kwire.storage", "format", "-c", self.config_path, "-t", cluster_id, *level
         )

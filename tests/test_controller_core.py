@@ -160,7 +160,8 @@ def test_unimplemented_api_gets_unsupported_version() -> None:
         (RegisterBrokerRecord(), 6, 0),
         (PartitionRecord(), 21, 1),
         (PartitionRecord(), 16, 0),
-        (PartitionRecord(), 22, 2),
+        (PartitionRecord(), 22, 1),  # 4.3.1: ELR (PartitionRecord v2) from 4.0-IV1 (23)
+        (PartitionRecord(), 23, 2),
         (PartitionChangeRecord(), 21, 1),
         (BrokerRegistrationChangeRecord(fenced=1), 21, 0),
         (BrokerRegistrationChangeRecord(in_controlled_shutdown=1), 21, 1),

@@ -1,6 +1,8 @@
-"""UpdateFeatures as Kafka 3.9's controller (FeatureControlManager.updateFeatures,
-QuorumFeatures.reasonNotSupported, MetadataVersion.checkIfMetadataChanged): each case's
-expected code and message are Kafka's."""
+"""UpdateFeatures as Kafka 4.3.1's controller, at every metadata.version
+(QuorumController.updateFeatures, ConfigurationControlManager.updateFeatures,
+FeatureControlManager.updateFeatures, QuorumFeatures.reasonNotSupported,
+MetadataVersion.checkIfMetadataChanged, Feature.validateVersion): each case's expected
+code, message and records are Kafka 4.3.1's."""
 
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ from test_controller_genuine import read_metadata_log
 from test_controller_integrity import Leader, registration
 
 from kwire.controller import ControllerConfig, QuorumController
+from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.broker_registration import BrokerRegistrationRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
+from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
 from kwire.protocol.messages.metadata_records.feature_level_record import FeatureLevelRecord
+from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
 from kwire.protocol.messages.update_features import UpdateFeaturesRequest, UpdateFeaturesResponse
 from kwire.records import unframe_metadata_record
 
@@ -24,6 +29,20 @@ MULTI_BROKER = Path(__file__).resolve().parents[2] / "shared/captures/kafka-3.9/
 GENUINE_LOG = MULTI_BROKER / "controller-1-metadata/__cluster_metadata-0/00000000000000000000.log"
 UPGRADE, SAFE_DOWNGRADE, UNSAFE_DOWNGRADE = 1, 2, 3
 MV = "metadata.version"
+ELR = "eligible.leader.replicas.version"
+FAILED = "The update failed for all features since the following feature had an error: "
+# BrokerRegistration of a genuine 4.3.1 broker (kafka-4.3/broker-lifecycle-static39).
+KAFKA_43_FEATURES = {
+    "kraft.version": (0, 1),
+    "group.version": (0, 1),
+    "streams.version": (0, 1),
+    "transaction.version": (0, 2),
+    ELR: (0, 1),
+    MV: (7, 30),
+    "share.version": (0, 1),
+}
+# A genuine 3.9.0 broker's.
+KAFKA_39_FEATURES = {MV: (1, 21), "kraft.version": (0, 1)}
 
 
 def update(
@@ -31,7 +50,7 @@ def update(
     *updates: tuple[str, int, int],
     validate_only: bool = False,
     version: int = 1,
-) -> tuple[list[tuple[str, int, str | None]], list[tuple[str, int]]]:
+) -> tuple[UpdateFeaturesResponse, list[Any]]:
     before = leader.next_offset
     response = leader.send(
         UpdateFeaturesRequest(
@@ -46,37 +65,55 @@ def update(
         version,
     )
     assert isinstance(response, UpdateFeaturesResponse)
-    assert (response.error_code, response.error_message) == (ErrorCode.NONE, "")
     records = []
     for offset, value in leader.pending:
         if offset >= before:
             api_key, v, body = unframe_metadata_record(value)
-            record = METADATA_RECORDS[api_key].decode(body, v)
-            assert isinstance(record, FeatureLevelRecord) and v == 0
-            records.append((record.name, record.feature_level))
+            assert v == 0
+            records.append(METADATA_RECORDS[api_key].decode(body, v))
     leader.append()
-    return [(r.feature, r.error_code, r.error_message) for r in response.results], records
+    return response, records
 
 
-def with_broker(min_mv: int = 1, **config: Any) -> Leader:
-    leader = Leader.started(**config)
-    request = registration(2)
+def refusal(response: UpdateFeaturesResponse) -> tuple[int, str | None, list[Any]]:
+    return response.error_code, response.error_message, list(response.results)
+
+
+def register(leader: Leader, broker_id: int, features: dict[str, tuple[int, int]]) -> None:
+    request = registration(broker_id)
     request.features = [
         BrokerRegistrationRequest.Feature(
-            name=MV, min_supported_version=min_mv, max_supported_version=21
-        ),
-        BrokerRegistrationRequest.Feature(
-            name="kraft.version", min_supported_version=0, max_supported_version=1
-        ),
+            name=name, min_supported_version=low, max_supported_version=high
+        )
+        for name, (low, high) in features.items()
     ]
     leader.send(request)
     leader.append()
+
+
+def with_broker(features: dict[str, tuple[int, int]] | None = None, **config: Any) -> Leader:
+    leader = Leader.started(**config)
+    register(leader, 2, KAFKA_39_FEATURES if features is None else features)
     return leader
+
+
+def test_the_controller_supports_the_union_of_kafka_39_and_43() -> None:
+    # QuorumFeatures.defaultSupportedFeatureMap(false): 3.9.0 {metadata.version 1-21,
+    # kraft.version 0-1}; 4.3.1 {metadata.version 7-30 and the six production features}.
+    assert LOCAL_SUPPORTED_FEATURES == {
+        MV: (1, 30),
+        "kraft.version": (0, 1),
+        "transaction.version": (0, 2),
+        "group.version": (0, 1),
+        ELR: (0, 1),
+        "share.version": (0, 1),
+        "streams.version": (0, 1),
+    }
 
 
 INVALID = "Invalid update version {level} for feature {feature}. "
 REFUSED = {
-    # name: (feature, level, upgrade type, Kafka's message)
+    # name: (feature, level, upgrade type, Kafka 4.3.1's message)
     "an unknown upgrade type": (
         MV,
         21,
@@ -91,22 +128,40 @@ REFUSED = {
     ),
     "a level beyond this controller": (
         MV,
-        22,
+        31,
         UPGRADE,
-        INVALID + "Local controller 1 only supports versions 1-21",
+        INVALID + "Local controller 1 only supports versions 1-30",
     ),
     "a feature this controller does not know": (
-        "group.version",
+        "some.feature",
         1,
         UPGRADE,
         INVALID + "Local controller 1 does not support this feature.",
+    ),
+    "a level 0 of a feature Kafka does not know": (
+        "some.feature",
+        0,
+        UPGRADE,
+        INVALID + "Feature some.feature not found.",
+    ),
+    "a feature the 3.9 broker does not list": (
+        "group.version",
+        1,
+        UPGRADE,
+        INVALID + "Broker 2 does not support this feature.",
+    ),
+    "a level beyond the 3.9 broker": (
+        MV,
+        30,
+        UPGRADE,
+        INVALID + "Broker 2 only supports versions 1-21",
     ),
     "a downgrade marked as an upgrade": (
         MV,
         20,
         UPGRADE,
-        INVALID + "Can't downgrade the version of this feature without setting the upgrade type to "
-        "either safe or unsafe downgrade.",
+        INVALID + "Can't downgrade the version of this feature without setting the upgrade type "
+        "to either safe or unsafe downgrade.",
     ),
     "a kraft.version upgrade marked as a downgrade": (
         "kraft.version",
@@ -114,101 +169,125 @@ REFUSED = {
         SAFE_DOWNGRADE,
         INVALID + "Can't downgrade to a newer version.",
     ),
+    "a kraft.version upgrade on a static quorum": (
+        "kraft.version",
+        1,
+        UPGRADE,
+        "Invalid upgrade of kraft.version from version KRAFT_VERSION_0 to KRAFT_VERSION_1",
+    ),
     "a downgrade that would lose metadata": (
         MV,
         16,
         SAFE_DOWNGRADE,
-        "Invalid metadata.version 16. Refusing to perform the requested downgrade because it "
-        "might delete metadata information.",
+        "Unsupported metadata.version downgrade from 21 to 16. Refusing to perform the "
+        "requested downgrade because it might delete metadata information.",
     ),
     "an unsafe downgrade that would lose metadata": (
         MV,
         16,
         UNSAFE_DOWNGRADE,
-        "Invalid metadata.version 16. Unsafe metadata downgrade is not supported in this version.",
+        "Unsupported metadata.version downgrade from 21 to 16. Unsafe metadata downgrade is "
+        "not supported in this version.",
     ),
-    "a level below 3.3-IV0": (
+    "a level Kafka 4.3.1 no longer knows": (
         MV,
         3,
         SAFE_DOWNGRADE,
-        "Invalid metadata.version 3. Unable to set a metadata.version less than 3.3-IV0",
+        "Invalid metadata.version 3. Valid versions are from 7 to 31.",
     ),
 }
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=list(REFUSED))
-def test_a_refused_update_gets_invalid_update_version_and_writes_nothing(case: str) -> None:
+def test_a_refused_update_fails_the_whole_request_and_writes_nothing(case: str) -> None:
     feature, level, kind, message = REFUSED[case]
-    results, records = update(with_broker(), (feature, level, kind))
-    expected = message.format(level=level, feature=feature)
-    assert results == [(feature, ErrorCode.INVALID_UPDATE_VERSION, expected)]
+    response, records = update(with_broker(), (feature, level, kind))
+    expected = FAILED + message.format(level=level, feature=feature)
+    assert refusal(response) == (ErrorCode.INVALID_UPDATE_VERSION, expected, [])
+    assert records == []
+
+
+def test_one_refused_feature_refuses_the_others_too() -> None:
+    response, records = update(
+        with_broker(), (MV, 20, SAFE_DOWNGRADE), ("group.version", 1, UPGRADE)
+    )
+    assert refusal(response) == (
+        ErrorCode.INVALID_UPDATE_VERSION,
+        FAILED + "Invalid update version 1 for feature group.version. "
+        "Broker 2 does not support this feature.",
+        [],
+    )
     assert records == []
 
 
 def test_a_broker_that_does_not_support_the_level_refuses_it() -> None:
-    results, records = update(with_broker(min_mv=21), (MV, 20, SAFE_DOWNGRADE))
+    response, records = update(with_broker({MV: (21, 21)}), (MV, 20, SAFE_DOWNGRADE))
     # VersionRange.toString prints a one-level range as that level.
-    assert results == [
-        (
-            MV,
-            ErrorCode.INVALID_UPDATE_VERSION,
-            "Invalid update version 20 for feature metadata.version. "
-            "Broker 2 only supports versions 21",
-        )
-    ]
+    assert response.error_message == (
+        FAILED + "Invalid update version 20 for feature metadata.version. "
+        "Broker 2 only supports versions 21"
+    )
     assert records == []
 
 
 def test_a_voter_that_has_not_registered_refuses_every_change() -> None:
     leader = with_broker(quorum_node_ids=(1, 3))
-    results, _ = update(leader, (MV, 20, SAFE_DOWNGRADE))
-    assert results == [
-        (
-            MV,
-            ErrorCode.INVALID_UPDATE_VERSION,
-            "Invalid update version 20 for feature metadata.version. "
-            "controller 3 has not registered, and may not support this feature",
-        )
-    ]
+    response, _ = update(leader, (MV, 20, SAFE_DOWNGRADE))
+    assert response.error_message == (
+        FAILED + "Invalid update version 20 for feature metadata.version. "
+        "controller 3 has not registered, and may not support this feature"
+    )
 
 
 def test_a_safe_downgrade_writes_the_new_level_and_apiversions_reports_it() -> None:
     leader = with_broker()
-    results, records = update(leader, (MV, 20, SAFE_DOWNGRADE))
-    assert results == [(MV, ErrorCode.NONE, None)]
-    assert records == [(MV, 20)]
+    response, records = update(leader, (MV, 20, SAFE_DOWNGRADE))
+    # Success: no top-level message; v1 lists every feature with Errors.NONE.message().
+    assert (response.error_code, response.error_message) == (ErrorCode.NONE, None)
+    assert [(r.feature, r.error_code, r.error_message) for r in response.results] == [
+        (MV, ErrorCode.NONE, "NONE")
+    ]
+    assert records == [FeatureLevelRecord(name=MV, feature_level=20)]
     epoch, levels = leader.controller.finalized_features()
     assert levels == {MV: 20}
     assert epoch == len(leader.log) - 1  # the offset of the FeatureLevelRecord
-    # And back up again.
     _, records = update(leader, (MV, 21, UPGRADE))
-    assert records == [(MV, 21)]
-    assert leader.controller.finalized_features()[1] == {MV: 21}
+    assert records == [FeatureLevelRecord(name=MV, feature_level=21)]
+
+
+def test_version_2_answers_success_without_per_feature_results() -> None:
+    response, records = update(with_broker(), (MV, 20, SAFE_DOWNGRADE), version=2)
+    assert (response.error_code, response.error_message, list(response.results)) == (
+        ErrorCode.NONE,
+        None,
+        [],
+    )
+    assert records == [FeatureLevelRecord(name=MV, feature_level=20)]
 
 
 def test_validate_only_answers_the_same_and_writes_nothing() -> None:
     leader = with_broker()
-    results, records = update(leader, (MV, 20, SAFE_DOWNGRADE), validate_only=True)
-    assert (results, records) == ([(MV, ErrorCode.NONE, None)], [])
+    response, records = update(leader, (MV, 20, SAFE_DOWNGRADE), validate_only=True)
+    assert (response.error_code, [r.feature for r in response.results], records) == (0, [MV], [])
     assert leader.controller.finalized_features()[1] == {MV: 21}
 
 
-def test_answers_are_sorted_by_feature_and_the_last_mention_of_a_feature_wins() -> None:
+def test_kraft_version_at_its_level_writes_a_noop_record_and_the_last_mention_wins() -> None:
     leader = with_broker()
-    results, records = update(
+    response, records = update(
         leader,
-        ("metadata.version", 21, UPGRADE),
+        (MV, 21, UPGRADE),
         ("kraft.version", 0, UPGRADE),
-        ("a.feature", 5, UPGRADE),
-        ("metadata.version", 20, SAFE_DOWNGRADE),
+        (MV, 20, SAFE_DOWNGRADE),
     )
-    assert [r[0] for r in results] == ["a.feature", "kraft.version", "metadata.version"]
-    assert [r[1] for r in results] == [ErrorCode.INVALID_UPDATE_VERSION, 0, 0]
-    assert sorted(records) == [("kraft.version", 0), (MV, 20)]
+    assert response.error_code == ErrorCode.NONE
+    # Records in the order of Kafka's HashMap: kraft.version, then metadata.version.
+    assert records == [NoOpRecord(), FeatureLevelRecord(name=MV, feature_level=20)]
+    # v1 results: one per request entry, duplicates included.
+    assert [r.feature for r in response.results] == [MV, "kraft.version", MV]
 
 
 def test_version_0s_allow_downgrade_flag_is_not_consulted() -> None:
-    # Kafka's controller reads UpgradeType, which v0 does not carry (default UPGRADE).
     leader = with_broker()
     response = leader.send(
         UpdateFeaturesRequest(
@@ -221,7 +300,74 @@ def test_version_0s_allow_downgrade_flag_is_not_consulted() -> None:
         0,
     )
     assert isinstance(response, UpdateFeaturesResponse)
-    assert [r.error_code for r in response.results] == [ErrorCode.INVALID_UPDATE_VERSION]
+    assert response.error_code == ErrorCode.INVALID_UPDATE_VERSION
+    assert "without setting the upgrade type" in (response.error_message or "")
+
+
+def test_kafka_features_upgrade_to_4_3_with_kafka_43_brokers_is_accepted() -> None:
+    # A cluster formatted at 3.9-IV0 whose broker is 4.3.1 (its registration lists 7-30).
+    leader = with_broker(KAFKA_43_FEATURES)
+    response, records = update(leader, (MV, 30, UPGRADE))
+    assert (response.error_code, response.error_message) == (ErrorCode.NONE, None)
+    assert records == [FeatureLevelRecord(name=MV, feature_level=30)]
+    assert leader.controller.finalized_features()[1] == {MV: 30}
+
+
+def test_kafka_features_upgrade_to_4_3_with_a_kafka_39_broker_is_refused() -> None:
+    leader = with_broker(KAFKA_43_FEATURES)
+    register(leader, 3, KAFKA_39_FEATURES)
+    response, records = update(leader, (MV, 30, UPGRADE))
+    assert refusal(response) == (
+        ErrorCode.INVALID_UPDATE_VERSION,
+        FAILED + "Invalid update version 30 for feature metadata.version. "
+        "Broker 3 only supports versions 1-21",
+        [],
+    )
+    assert records == []
+
+
+def test_eligible_leader_replicas_needs_metadata_version_4_0_iv1() -> None:
+    leader = with_broker(KAFKA_43_FEATURES)
+    response, records = update(leader, (ELR, 1, UPGRADE))
+    assert refusal(response) == (
+        ErrorCode.INVALID_UPDATE_VERSION,
+        FAILED + "Invalid update version 1 for feature eligible.leader.replicas.version. "
+        "eligible.leader.replicas.version could not be set to 1 because it depends on "
+        "metadata.version level 23",
+        [],
+    )
+    assert records == []
+
+
+def test_enabling_elr_with_the_metadata_version_it_needs_writes_the_safety_configs_first() -> None:
+    leader = with_broker(KAFKA_43_FEATURES, static_broker_configs={"min.insync.replicas": "2"})
+    response, records = update(leader, (ELR, 1, UPGRADE), (MV, 30, UPGRADE))
+    assert response.error_code == ErrorCode.NONE
+    # ConfigurationControlManager.maybeGenerateElrSafetyRecords, then the feature records
+    # in the HashMap's order (metadata.version before eligible.leader.replicas.version).
+    assert records == [
+        ConfigRecord(resource_type=4, resource_name="", name="min.insync.replicas", value="2"),
+        FeatureLevelRecord(name=MV, feature_level=30),
+        FeatureLevelRecord(name=ELR, feature_level=1),
+    ]
+    # Enabling it again finds the cluster-level config and writes only the feature.
+    _, records = update(leader, (ELR, 1, UPGRADE))
+    assert records == [FeatureLevelRecord(name=ELR, feature_level=1)]
+
+
+def test_metadata_version_downgrades_follow_did_metadata_change_of_4_3() -> None:
+    leader = with_broker(KAFKA_43_FEATURES)
+    assert update(leader, (MV, 29, UPGRADE))[0].error_code == ErrorCode.NONE
+    # Levels 24..29 changed no metadata: a safe downgrade from 29 to 24 is accepted ...
+    response, records = update(leader, (MV, 24, SAFE_DOWNGRADE))
+    assert (response.error_code, records) == (0, [FeatureLevelRecord(name=MV, feature_level=24)])
+    # ... but 23 (ELR records) did: going below it is refused.
+    response, records = update(leader, (MV, 22, SAFE_DOWNGRADE))
+    assert response.error_message == (
+        FAILED + "Unsupported metadata.version downgrade from 24 to 22. Refusing to perform the "
+        "requested downgrade because it might delete metadata information."
+    )
+    assert records == []
 
 
 @pytest.mark.skipif(not GENUINE_LOG.exists(), reason=f"no captures at {MULTI_BROKER}")

@@ -78,7 +78,17 @@ async def test_a_valid_software_name_and_version_gets_the_full_list(
     response = await api_versions(leader, 3, name, software_version)
     assert response.error_code == ErrorCode.NONE
     assert [a.api_key for a in response.api_keys] == CONTROLLER_APIS
-    assert {f.name for f in response.supported_features} == {"kraft.version", "metadata.version"}
+    # The union of Kafka 3.9.0's and 4.3.1's supported features, in the order of Kafka's
+    # HashMap (as a genuine 4.3.1 controller's ApiVersions lists them).
+    assert [(f.name, f.min_version, f.max_version) for f in response.supported_features] == [
+        ("group.version", 0, 1),
+        ("kraft.version", 0, 1),
+        ("metadata.version", 1, 30),
+        ("share.version", 0, 1),
+        ("streams.version", 0, 1),
+        ("transaction.version", 0, 2),
+        ("eligible.leader.replicas.version", 0, 1),
+    ]
 
 
 @pytest.mark.parametrize("version", [0, 1, 2])

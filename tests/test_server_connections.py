@@ -84,7 +84,7 @@ async def running_server(tmp_path: Path, **properties: str) -> AsyncIterator[Run
             **properties,
         }
     )
-    format_storage(config, random_uuid())
+    format_storage(config, random_uuid(), "3.9-IV0")
     node = ControllerNode(build_settings(config), seed=1)
     server = SocketServer(
         node, max_request_bytes=config.socket_request_max_bytes, limits=connection_limits(config)

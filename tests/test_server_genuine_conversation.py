@@ -137,7 +137,7 @@ async def conversation(tmp_path: Path) -> AsyncIterator[Conversation]:
             "metadata.max.idle.interval.ms": "100",
         }
     )
-    format_storage(config, cluster_id)
+    format_storage(config, cluster_id, "3.9-IV0")
     node = ControllerNode(build_settings(config), seed=1)
     async with trio.open_nursery() as nursery:
         await nursery.start(

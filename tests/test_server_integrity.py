@@ -224,7 +224,7 @@ def node(tmp_path: Path) -> Iterator[ControllerNode]:
             "log.dirs": str(tmp_path / "controller"),
         }
     )
-    format_storage(config, random_uuid())
+    format_storage(config, random_uuid(), "3.9-IV0")
     settings = NodeSettings(
         node_id=1,
         cluster_id=random_uuid(),

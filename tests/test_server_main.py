@@ -67,7 +67,7 @@ async def test_a_node_that_is_not_the_leader_answers_not_controller(tmp_path: Pa
             "log.dirs": str(tmp_path / "data"),
         }
     )
-    format_storage(config, random_uuid())
+    format_storage(config, random_uuid(), "3.9-IV0")
     node = ControllerNode(build_settings(config))
     try:
         node.start()

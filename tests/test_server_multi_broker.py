@@ -71,7 +71,7 @@ class Server:
             }
         )
         self.cluster_id = random_uuid()
-        format_storage(self.config, self.cluster_id)
+        format_storage(self.config, self.cluster_id, "3.9-IV0")
         self.node: ControllerNode | None = None
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()

@@ -74,7 +74,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
         }
     )
     cluster_id = random_uuid()
-    format_storage(config, cluster_id)
+    format_storage(config, cluster_id, "3.9-IV0")
     node = ControllerNode(build_settings(config), seed=7)
     async with trio.open_nursery() as nursery:
         await nursery.start(

@@ -162,7 +162,7 @@ async def running_server(tmp_path: Path, properties: dict[str, str]) -> AsyncIte
     """A one-node controller on a free port with these .properties keys."""
     port = free_port()
     config = controller_config(tmp_path, port, properties)
-    format_storage(config, random_uuid())
+    format_storage(config, random_uuid(), "3.9-IV0")
     node = ControllerNode(build_settings(config), seed=1)
     server = SocketServer(
         node,
@@ -360,7 +360,7 @@ def test_a_key_store_that_does_not_load_stops_the_server_from_starting(
         **changes,
     }
     config = controller_config(tmp_path, 9093, {k: v for k, v in properties.items() if v})
-    format_storage(config, random_uuid())
+    format_storage(config, random_uuid(), "3.9-IV0")
     node = ControllerNode(build_settings(config), seed=1)
     try:
         with pytest.raises(ConfigError, match=message):

@@ -70,7 +70,7 @@ def test_format_accepts_a_cluster_id_kafka_39_accepts_and_warns_it_is_not_a_uuid
 ) -> None:
     result = storage("format", "-c", write_config(tmp_path), "-t", cluster_id)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Formatting metadata directory")
+    assert result.stdout.splitlines()[1].startswith("Formatting metadata directory")
     meta = read_meta_properties(tmp_path / "data" / "meta.properties")
     assert meta.cluster_id == cluster_id
     assert "does not appear to be a valid UUID" in result.stderr

@@ -55,6 +55,14 @@ def storage(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+UNKNOWN = (
+    "Unknown metadata.version '{v}'. Supported metadata.version are: 3.3-IV3, 3.4-IV0, "
+    "3.5-IV0, 3.5-IV1, 3.5-IV2, 3.6-IV0, 3.6-IV1, 3.6-IV2, 3.7-IV0, 3.7-IV1, 3.7-IV2, 3.7-IV3, "
+    "3.7-IV4, 3.8-IV0, 3.9-IV0, 4.0-IV0, 4.0-IV1, 4.0-IV2, 4.0-IV3, 4.1-IV0, 4.1-IV1, 4.2-IV0, "
+    "4.2-IV1, 4.3-IV0"
+)
+
+
 def assert_refused(result: subprocess.CompletedProcess[str], message: str) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
@@ -64,9 +72,16 @@ def assert_refused(result: subprocess.CompletedProcess[str], message: str) -> No
 def test_format_then_refuse_then_ignore(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     data = tmp_path / "controller-1"
-    first = storage("format", "-c", config, "-t", CLUSTER_ID)
+    first = storage("format", "-c", config, "-t", CLUSTER_ID, "--release-version", "3.9-IV0")
     assert (first.returncode, first.stderr) == (0, "")
-    assert first.stdout == f"Formatting metadata directory {data} with metadata.version 3.9-IV0.\n"
+    # Kafka 4.3.1 prints the bootstrap metadata first (format-controller.txt of
+    # kafka-4.3/broker-lifecycle-static39).
+    assert first.stdout == (
+        "Bootstrap metadata: BootstrapMetadata(records=[ApiMessageAndVersion(FeatureLevelRecord("
+        "name='metadata.version', featureLevel=21) at version 0)], metadataVersionLevel=21, "
+        "source=format command)\n"
+        f"Formatting metadata directory {data} with metadata.version 3.9-IV0.\n"
+    )
     meta = read_meta_properties(data / "meta.properties")
     assert (meta.cluster_id, meta.node_id, meta.version) == (CLUSTER_ID, 1, 1)
     assert meta.directory_id is not None
@@ -97,14 +112,11 @@ def test_format_then_refuse_then_ignore(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-t", CLUSTER_ID, "--release-version", "9.9"], "Version 9.9 is not a valid version"),
-        (["-t", CLUSTER_ID, "-r", "4.0-IV0"], "metadata.version 4.0-IV0 is not yet stable."),
-        (["-t", CLUSTER_ID, "-r", "2.8"], "metadata.version 2.8-IV1 is too old to be supported."),
-        (
-            ["-t", CLUSTER_ID, "-r", "3.2-IV0"],
-            "Bootstrap metadata.version before 3.3-IV0 are not supported. "
-            "Can't load metadata from format command",
-        ),
+        # MetadataVersion.fromVersionString of 4.3.1: unknown, too old and unstable alike.
+        (["-t", CLUSTER_ID, "--release-version", "9.9"], UNKNOWN.format(v="9.9")),
+        (["-t", CLUSTER_ID, "-r", "4.4-IV0"], UNKNOWN.format(v="4.4-IV0")),
+        (["-t", CLUSTER_ID, "-r", "2.8"], UNKNOWN.format(v="2.8")),
+        (["-t", CLUSTER_ID, "-r", "3.3-IV2"], UNKNOWN.format(v="3.3-IV2")),
         (["-t", CLUSTER_ID, "--override", "node.id=abc"], "node.id=abc: expected an integer"),
         (
             ["-t", CLUSTER_ID, "--override", "node.id="],
@@ -196,7 +208,7 @@ def test_release_versions(text: str, name: str, level: int) -> None:
 
 
 def test_default_release_version() -> None:
-    assert resolve_release_version(None) == LATEST_PRODUCTION == parse_release_version("3.9-IV0")
+    assert resolve_release_version(None) == LATEST_PRODUCTION == parse_release_version("4.3-IV0")
     with pytest.raises(ReleaseVersionError):
         parse_release_version("3.9-IV7")
 
@@ -219,14 +231,13 @@ def test_bootstrap_file_is_byte_identical_to_kafkas(kafka_captures: Path) -> Non
     for log_dir in ("metadata-log", "metadata-log-default"):
         genuine = (kafka_captures / log_dir / "bootstrap.checkpoint").read_bytes()
         timestamps = [batch.base_timestamp for batch in decode_batches(genuine)]
-        assert (
-            encode_bootstrap_checkpoint(bootstrap_records(LATEST_PRODUCTION), timestamps) == genuine
-        )
+        kafka_39 = parse_release_version("3.9-IV0")
+        assert encode_bootstrap_checkpoint(bootstrap_records(kafka_39), timestamps) == genuine
 
 
 def test_formatted_bootstrap_matches_kafkas_structure(kafka_captures: Path, tmp_path: Path) -> None:
     config = ControllerServerConfig.load(write_config(tmp_path))
-    result = format_storage(config, CLUSTER_ID)
+    result = format_storage(config, CLUSTER_ID, "3.9-IV0")
     ours = list(decode_batches((config.metadata_log_dir / "bootstrap.checkpoint").read_bytes()))
     theirs = list(
         decode_batches((kafka_captures / "metadata-log" / "bootstrap.checkpoint").read_bytes())
@@ -254,6 +265,9 @@ def test_format_several_directories(tmp_path: Path) -> None:
     )
     result = format_storage(config, CLUSTER_ID, "3.5-IV2")
     assert result.lines == (
+        "Bootstrap metadata: BootstrapMetadata(records=[ApiMessageAndVersion(FeatureLevelRecord("
+        "name='metadata.version', featureLevel=11) at version 0)], metadataVersionLevel=11, "
+        "source=format command)",
         f"Formatting data directory {tmp_path / 'a'} with metadata.version 3.5-IV2.",
         f"Formatting data directory {tmp_path / 'b'} with metadata.version 3.5-IV2.",
         f"Formatting metadata directory {tmp_path / 'meta'} with metadata.version 3.5-IV2.",

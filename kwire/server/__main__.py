@@ -145,7 +145,9 @@ def zero_config() -> ControllerServerConfig:
     config = ControllerServerConfig.default_single_node(data_dir)
     if not (data_dir / "meta.properties").exists():
         cluster_id = random_uuid()
-        result = format_storage(config, cluster_id)
+        # 3.9-IV0 until the activation writes the bootstrap's other features: the two-command
+        # start serves Kafka 3.9 brokers, which support metadata.version up to 21.
+        result = format_storage(config, cluster_id, "3.9-IV0")
         for line in result.lines:
             print(line)
         print(f"Formatted {data_dir} for new cluster {cluster_id}")

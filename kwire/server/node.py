@@ -36,6 +36,7 @@ from kwire.controller.controller import (
 )
 from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.controller.records import RecordAndVersion
+from kwire.controller.topic_configs import java_hash_map_order
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
 from kwire.log.quorum_state import QuorumStateData
 from kwire.protocol.error_codes import ErrorCode
@@ -67,9 +68,11 @@ log = logging.getLogger("kwire.node")
 
 METADATA_PARTITION_DIR = "__cluster_metadata-0"
 PLAINTEXT = 0  # security protocol id
-# The features this release supports, as its ApiVersions and registrations say.
+# The features this release supports, as its ApiVersions and registrations say, in the
+# order of Kafka's HashMap of them (what a genuine 4.3.1 controller's ApiVersions shows).
 SUPPORTED_FEATURES = tuple(
-    (name, int(low), int(high)) for name, (low, high) in sorted(LOCAL_SUPPORTED_FEATURES.items())
+    (name, *LOCAL_SUPPORTED_FEATURES[name])
+    for name in java_hash_map_order(list(LOCAL_SUPPORTED_FEATURES))
 )
 
 

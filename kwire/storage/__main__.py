@@ -1,8 +1,8 @@
-"""``python -m kwire.storage``: Kafka 3.9's ``kafka-storage.sh`` for a kwire controller.
+"""``python -m kwire.storage``: Kafka's ``kafka-storage.sh`` for a kwire controller.
 
     python -m kwire.storage format -c controller.properties -t CLUSTER_ID
-        [--release-version 3.9-IV0] [--ignore-formatted] [--no-initial-controllers]
-        [--override key=value ...]
+        [--release-version 4.3-IV0] [--feature name=level ...] [--ignore-formatted]
+        [--no-initial-controllers] [--override key=value ...]
     python -m kwire.storage info -c controller.properties [--override key=value ...]
     python -m kwire.storage random-uuid
 
@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from kwire.metadata_version import LATEST_PRODUCTION, MINIMUM_VERSION
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.storage.bootstrap import BootstrapError
+from kwire.storage.feature_levels import FeatureLevelError
 from kwire.storage.formatter import FormatterError, format_storage, random_uuid, storage_info
-from kwire.storage.release import LATEST_PRODUCTION, ReleaseVersionError
+from kwire.storage.release import ReleaseVersionError
 
 logger = logging.getLogger("kwire.storage")
 
@@ -61,7 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         "--release-version",
         "-r",
         help=f"The release version to use for the initial feature settings. The minimum is "
-        f"3.3-IV0; the default is {LATEST_PRODUCTION}",
+        f"{MINIMUM_VERSION.version}; the default is {LATEST_PRODUCTION.version}",
+    )
+    fmt.add_argument(
+        "--feature",
+        "-f",
+        action="append",
+        default=[],
+        help="The setting to use for a specific feature, in feature=level format. For "
+        "example: `kraft.version=1`.",
     )
     fmt.add_argument(
         "--no-initial-controllers",
@@ -73,7 +83,6 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--standalone", "-s", action="store_true", help=argparse.SUPPRESS)
     fmt.add_argument("--initial-controllers", "-I", help=argparse.SUPPRESS)
     fmt.add_argument("--add-scram", "-S", action="append", help=argparse.SUPPRESS)
-    fmt.add_argument("--feature", "-f", action="append", help=argparse.SUPPRESS)
     return parser
 
 
@@ -92,15 +101,15 @@ def _format(args: argparse.Namespace) -> int:
         )
     if args.add_scram:
         raise _Refusal("kwire does not support --add-scram: SCRAM credentials are not implemented")
-    if args.feature:
-        raise _Refusal("kwire does not support --feature; use --release-version")
     config = _load_config(args)
     if not config.quorum_voters and not args.no_initial_controllers:
         raise _Refusal(
             "Because controller.quorum.voters is not set on this controller, you must specify "
             "one of the following: --standalone, --initial-controllers, or --no-initial-controllers."
         )
-    result = format_storage(config, args.cluster_id, args.release_version, args.ignore_formatted)
+    result = format_storage(
+        config, args.cluster_id, args.release_version, args.ignore_formatted, args.feature
+    )
     for line in result.lines:
         print(line)
     return 0
@@ -119,7 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(line)
             return status
         return _format(args)
-    except (_Refusal, ConfigError, FormatterError, ReleaseVersionError, BootstrapError) as e:
+    except (
+        _Refusal,
+        ConfigError,
+        FormatterError,
+        FeatureLevelError,
+        ReleaseVersionError,
+        BootstrapError,
+    ) as e:
         print(str(e), file=sys.stderr)
         return 1
     except OSError as e:

@@ -18,8 +18,16 @@ from kwire.log.properties import (
     write_meta_properties,
 )
 from kwire.server.config import ControllerServerConfig
-from kwire.storage.bootstrap import RecordAndVersion, bootstrap_records, write_bootstrap_checkpoint
-from kwire.storage.release import FEATURE_NAME, MetadataVersion, resolve_release_version
+from kwire.storage.bootstrap import RecordAndVersion, write_bootstrap_checkpoint
+from kwire.storage.feature_levels import (
+    bootstrap_feature_records,
+    describe_bootstrap,
+    effective_feature_levels,
+    effective_release_version,
+    parse_feature_arguments,
+    parse_release_version,
+)
+from kwire.storage.release import FEATURE_NAME, MetadataVersion, metadata_version_for_level
 
 __all__ = [
     "FormatResult",
@@ -44,6 +52,7 @@ class FormatResult:
     cluster_id: str
     node_id: int
     release_version: MetadataVersion
+    feature_levels: dict[str, int]  # every feature's level, metadata.version included
     bootstrap: tuple[RecordAndVersion, ...]
     formatted: tuple[Path, ...]  # directories written by this call
     already_formatted: tuple[Path, ...]  # skipped because of ignore_formatted
@@ -157,18 +166,27 @@ def format_storage(
     cluster_id: str,
     release_version: str | None = None,
     ignore_formatted: bool = False,
+    features: Sequence[str] = (),
 ) -> FormatResult:
     """Write meta.properties and bootstrap.checkpoint to every log directory.
 
-    ``release_version`` defaults to the config's inter.broker.protocol.version, then to
-    3.9-IV0. Raises :class:`FormatterError` (or ``ReleaseVersionError``) on refusal.
-    Any string is a cluster id, as in Kafka 3.9 (Formatter, MetaProperties); one that is
-    not a Kafka uuid is logged as a warning (`cluster_id_warnings`).
+    As Kafka 4.3.1's ``kafka-storage format``: ``release_version`` (``--release-version``)
+    and ``features`` (``--feature name=level``, repeatable) decide the bootstrap records
+    (``kwire.storage.feature_levels``); the default release version is 4.3-IV0, or the
+    latest testing one with ``unstable.feature.versions.enable``. Raises
+    :class:`FormatterError` or ``FeatureLevelError`` with Kafka's message on refusal.
+    Any string is a cluster id (Formatter, MetaProperties); one that is not a Kafka uuid
+    is logged as a warning (`cluster_id_warnings`).
     """
     for warning in cluster_id_warnings(cluster_id):
         log.warning("%s", warning)
-    version = resolve_release_version(release_version or config.inter_broker_protocol_version)
-    records = bootstrap_records(version)
+    unstable = config.unstable_feature_versions_enable
+    release = None if release_version is None else parse_release_version(release_version, unstable)
+    requested = parse_feature_arguments(features)
+    mv = effective_release_version(release, requested, unstable)
+    levels = effective_feature_levels(mv, requested, unstable, not config.quorum_voters)
+    records: list[RecordAndVersion] = list(bootstrap_feature_records(mv, levels))
+    version = metadata_version_for_level(int(mv))
     directories = config.all_log_dirs
     found, empty, errors = _read_existing(directories)
     _verify_existing(found, cluster_id, config.node_id)
@@ -189,6 +207,8 @@ def format_storage(
         )
     if not empty:
         lines.append("All of the log directories are already formatted.")
+    else:
+        lines.append(f"Bootstrap metadata: {describe_bootstrap(records, int(mv))}")
     taken = {m.directory_id for m in found.values()}
     for directory in empty:
         kind = "metadata directory" if directory == config.metadata_log_dir else "data directory"
@@ -214,6 +234,7 @@ def format_storage(
         cluster_id=cluster_id,
         node_id=config.node_id,
         release_version=version,
+        feature_levels=levels,
         bootstrap=tuple(records),
         formatted=tuple(empty),
         already_formatted=tuple(sorted(found, key=str)),
