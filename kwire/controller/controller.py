@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -42,6 +42,7 @@ from kwire.controller.features import update_features
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
     BrokerRegistration,
+    ConfigResourceType,
     ControllerRegistration,
     MetadataImage,
     TopicInfo,
@@ -70,6 +71,7 @@ from kwire.controller.registration import (
     create_topics_operation,
 )
 from kwire.controller.topics import create_partitions, delete_topics
+from kwire.feature_versions import ELIGIBLE_LEADER_REPLICAS_VERSION
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response as build_error_response
@@ -114,6 +116,7 @@ from kwire.protocol.messages.list_partition_reassignments import (
 from kwire.protocol.messages.metadata_records.begin_transaction_record import (
     BeginTransactionRecord,
 )
+from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
 from kwire.protocol.messages.metadata_records.end_transaction_record import EndTransactionRecord
 from kwire.protocol.messages.metadata_records.feature_level_record import FeatureLevelRecord
 from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
@@ -128,6 +131,7 @@ from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_bat
 log = logging.getLogger("kwire.controller")
 
 _LONG_MAX = 2**63 - 1
+_MIN_INSYNC_REPLICAS = "min.insync.replicas"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,40 +243,70 @@ class QuorumController:
     # -- lifecycle -----------------------------------------------------------------------
 
     def bootstrap_records(
-        self, metadata_version_level: int = 21, features: Mapping[str, int] | None = None
+        self,
+        metadata_version_level: int = 21,
+        features: Mapping[str, int] | None = None,
+        bootstrap: Sequence[RecordAndVersion] | None = None,
     ) -> list[RecordAndVersion]:
-        """What a new leader appends to an empty log (Kafka's bootstrap/activation
-        records): metadata.version first, then other finalized features, and from 3.6-IV1
-        the ZK migration state NONE, all inside a metadata transaction."""
+        """What a new leader appends to an empty log (Kafka's ActivationRecordsGenerator
+        .recordsForEmptyLog): from 3.6-IV1 inside a metadata transaction, the bootstrap
+        records as formatted (``bootstrap``; else metadata.version then the other features
+        by name), then at a 4.x level with eligible.leader.replicas.version on, the cluster's
+        min.insync.replicas (Kafka 4.3.1), or at a 3.x level from 3.6-IV1 the ZK migration
+        state (Kafka 3.9.0)."""
         mv = metadata_version(metadata_version_level)
-        records: list[Message] = []
-        if mv.supports_metadata_transactions:
-            records.append(BeginTransactionRecord(name="Bootstrap records"))
-        records.append(FeatureLevelRecord(name=METADATA_VERSION_FEATURE, feature_level=mv))
-        for name, level in sorted((features or {}).items()):
-            # kraft.version lives in the raft log's control records, never here.
-            if name not in (METADATA_VERSION_FEATURE, KRAFT_VERSION_FEATURE) and level > 0:
-                records.append(FeatureLevelRecord(name=name, feature_level=level))
-        if mv.supports_metadata_transactions:
-            state = (
-                ZkMigrationState.PRE_MIGRATION
-                if self.config.zk_migration_enabled
-                else ZkMigrationState.NONE
+        if bootstrap is None:
+            records: list[Message] = [
+                FeatureLevelRecord(name=METADATA_VERSION_FEATURE, feature_level=mv)
+            ]
+            for name, level in sorted((features or {}).items()):
+                # kraft.version lives in the raft log's control records, never here.
+                if name not in (METADATA_VERSION_FEATURE, KRAFT_VERSION_FEATURE) and level > 0:
+                    records.append(FeatureLevelRecord(name=name, feature_level=level))
+            bootstrap = [RecordAndVersion(r, record_version(r, mv)) for r in records]
+        out = list(bootstrap)
+        levels = {
+            r.record.name: r.record.feature_level
+            for r in out
+            if isinstance(r.record, FeatureLevelRecord)
+        }
+        if levels.get(ELIGIBLE_LEADER_REPLICAS_VERSION.name, 0) > 0:
+            minimum = self.config.static_broker_configs.get(_MIN_INSYNC_REPLICAS, "1")
+            config = ConfigRecord(
+                resource_type=ConfigResourceType.BROKER,
+                resource_name="",
+                name=_MIN_INSYNC_REPLICAS,
+                value=minimum,
             )
-            records.append(ZkMigrationStateRecord(zk_migration_state=state))
-            records.append(EndTransactionRecord())
-        return [RecordAndVersion(r, record_version(r, mv)) for r in records]
+            out.append(RecordAndVersion(config, 0))
+        if mv.supports_metadata_transactions:
+            begin = BeginTransactionRecord(name="Bootstrap records")
+            out.insert(0, RecordAndVersion(begin, 0))
+            if mv < MetadataVersion.IBP_4_0_IV0:  # Kafka 4.x no longer writes it
+                state = (
+                    ZkMigrationState.PRE_MIGRATION
+                    if self.config.zk_migration_enabled
+                    else ZkMigrationState.NONE
+                )
+                out.append(RecordAndVersion(ZkMigrationStateRecord(zk_migration_state=state), 0))
+            out.append(RecordAndVersion(EndTransactionRecord(), 0))
+        return out
 
     def activate(
-        self, now_ms: int, next_offset: int, metadata_version_level: int = 21
+        self,
+        now_ms: int,
+        next_offset: int,
+        metadata_version_level: int = 21,
+        bootstrap: Sequence[RecordAndVersion] | None = None,
     ) -> ControllerResult | None:
         """Become the active controller once the log has been replayed. Every known broker
         gets a fresh session, the NoOp schedule starts, and an empty log is bootstrapped
-        (the returned records, already applied)."""
+        with ``bootstrap`` (the records of bootstrap.checkpoint; the returned records,
+        already applied)."""
         self._start_sessions(now_ms)
         if self.image.last_applied_offset >= 0 and self.image.finalized_features:
             return None
-        records = self.bootstrap_records(metadata_version_level)
+        records = self.bootstrap_records(metadata_version_level, bootstrap=bootstrap)
         applied = Applied()
         self._apply_versioned(applied, records, next_offset, atomic=False)
         # Kafka schedules its periodic work once the activation records are applied, at

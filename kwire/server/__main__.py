@@ -17,6 +17,7 @@ import trio
 
 from kwire.controller.authorizer import AuthorizerSettings
 from kwire.controller.controller import ControllerConfig
+from kwire.controller.records import RecordAndVersion
 from kwire.log import read_meta_properties
 from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
@@ -85,6 +86,7 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
         ),
         segment_bytes=config.metadata_log_segment_bytes,
         metadata_version_level=level,
+        bootstrap=tuple(RecordAndVersion(record, version) for record, version in bootstrap),
     )
 
 

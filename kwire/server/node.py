@@ -118,6 +118,9 @@ class NodeSettings:
     controller: ControllerConfig
     segment_bytes: int = 1024 * 1024 * 1024
     metadata_version_level: int = 21
+    # The records of bootstrap.checkpoint (metadata.version, the other features, SCRAM
+    # credentials...), appended on activation when the log is empty; None: the level alone.
+    bootstrap: tuple[RecordAndVersion, ...] | None = None
 
 
 class ControllerNode:
@@ -194,7 +197,10 @@ class ControllerNode:
         self.carry_out(self.raft.start(now), now)
         if self.raft.is_leader:
             result = self.controller.activate(
-                now, self.log.end_offset, self.settings.metadata_version_level
+                now,
+                self.log.end_offset,
+                self.settings.metadata_version_level,
+                self.settings.bootstrap,
             )
             if result is not None and result.records:
                 self.append_result(result, now)
