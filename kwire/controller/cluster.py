@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from kwire.controller.api_error import ApiError
+from kwire.controller.cordon import cordoned_dirs_records, cordoned_log_dirs_supported
 from kwire.controller.heartbeats import BrokerControlState, BrokerHeartbeatTracker, HeartbeatIntent
 from kwire.controller.image import (
     MetadataImage,
@@ -90,14 +91,17 @@ def register_broker(
             ErrorCode.DUPLICATE_BROKER_REGISTRATION,
             "Another broker is registered with that broker id.",
         )
-    zk_allowed = zk_migration_enabled and metadata_version.supports_migration
+    # Kafka 4.x controllers have no ZooKeeper migration: ZK brokers are always refused.
+    kafka4 = metadata_version >= MetadataVersion.IBP_4_0_IV0
+    zk_allowed = zk_migration_enabled and metadata_version.supports_migration and not kafka4
     if request.is_migrating_zk_broker and not zk_allowed:
         raise ApiError(
             ErrorCode.BROKER_ID_NOT_REGISTERED,
             "Controller does not support registering ZK brokers.",
         )
     if (
-        not request.is_migrating_zk_broker
+        not kafka4
+        and not request.is_migrating_zk_broker
         and image.zk_migration_state is ZkMigrationState.PRE_MIGRATION
     ):
         raise ApiError(
@@ -140,6 +144,12 @@ def register_broker(
         )
         unverified.pop(feature.name, None)
     requested = {f.name for f in request.features}
+    if METADATA_VERSION_FEATURE not in requested and kafka4:
+        # Kafka 4.3.1 no longer assumes the first KRaft level for such brokers.
+        raise ApiError(
+            ErrorCode.INVALID_REGISTRATION,
+            f"Request features do not contain '{METADATA_VERSION_FEATURE}'",
+        )
     if METADATA_VERSION_FEATURE not in requested:
         # Brokers that name no metadata.version range only support the first KRaft one.
         level = int(MINIMUM_KRAFT_VERSION)
@@ -412,6 +422,10 @@ def process_heartbeat(
             request.offline_log_dirs,
             mv,
             unclean_election=unclean_election,
+        )
+    if cordoned_log_dirs_supported(int(mv)):
+        records += cordoned_dirs_records(
+            image, broker_id, request.broker_epoch, request.cordoned_log_dirs
         )
     return HeartbeatOutcome(
         records=records,

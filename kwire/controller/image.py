@@ -210,6 +210,7 @@ class MetadataImage:
             in_controlled_shutdown=record.in_controlled_shutdown,
             is_migrating_zk_broker=record.is_migrating_zk_broker,
             directories=tuple(record.log_dirs),
+            cordoned_directories=_cordoned(record.cordoned_log_dirs),
         )
         self.undo.set_item(self.brokers, record.broker_id, registration)
         self._move_directories(
@@ -248,6 +249,7 @@ class MetadataImage:
         fenced: bool | None = None,
         in_controlled_shutdown: bool | None = None,
         directories: tuple[UUID, ...] | None = None,
+        cordoned_directories: tuple[UUID, ...] | None = None,
     ) -> None:
         current: BrokerRegistration = self._registration_with_epoch(record, broker_id, epoch)
         changes: dict[str, Any] = {}
@@ -257,6 +259,8 @@ class MetadataImage:
             changes["in_controlled_shutdown"] = in_controlled_shutdown
         if directories is not None:
             changes["directories"] = directories
+        if cordoned_directories is not None:
+            changes["cordoned_directories"] = cordoned_directories
         updated = replace(current, **changes)
         self.undo.set_item(self.brokers, broker_id, updated)
         self._move_directories(broker_id, current.directories, updated.directories)
@@ -282,6 +286,8 @@ class MetadataImage:
             fenced=fencing[record.fenced],
             in_controlled_shutdown=shutdown[record.in_controlled_shutdown],
             directories=tuple(record.log_dirs) if record.log_dirs else None,
+            # null: no change; a list (even empty) replaces the cordoned set.
+            cordoned_directories=_cordoned(record.cordoned_log_dirs),
         )
 
     def _move_directories(
@@ -539,3 +545,7 @@ def _handlers() -> dict[type, Callable[[MetadataImage, Any, int], None]]:
 
 
 _HANDLERS = _handlers()
+
+
+def _cordoned(directories: list[UUID] | None) -> tuple[UUID, ...] | None:
+    return None if directories is None else tuple(directories)

@@ -35,6 +35,7 @@ from kwire.controller.partition_change import (
     reassignment_in_progress,
 )
 from kwire.controller.replication import _validate_manual_assignment, default_directory
+from kwire.controller.replication_factor import check_replication_factor_unchanged
 from kwire.controller.timeline_order import java_uuid_hash, timeline_order
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
@@ -65,18 +66,23 @@ def alter_partition_reassignments(
     context: RequestContext,
     next_offset: int,
 ) -> ControllerResult:
-    """Answer AlterPartitionReassignments v0: each partition's reassignment starts,
+    """Answer AlterPartitionReassignments v0-v1: each partition's reassignment starts,
     changes, completes or is cancelled, or gets its own error (beyond
     MAX_RECORDS_PER_USER_OP records: UNKNOWN_SERVER_ERROR, as Kafka). The records are
     atomic."""
-    response = AlterPartitionReassignmentsResponse(error_code=ErrorCode.NONE, error_message=None)
+    allow_rf_change = request.allow_replication_factor_change  # always true in v0
+    response = AlterPartitionReassignmentsResponse(
+        error_code=ErrorCode.NONE,
+        error_message=None,
+        allow_replication_factor_change=allow_rf_change,
+    )
     records: list[Message] = []
     for topic in request.topics:
         answer = TopicResponse(name=topic.name)
         for target in topic.partitions:
             code, message = ErrorCode.NONE, None
             try:
-                record = _alter_one(ctl, topic.name, target)
+                record = _alter_one(ctl, topic.name, target, allow_rf_change)
             except ApiError as e:
                 code, message = e.code, e.message
             else:
@@ -101,6 +107,7 @@ def _alter_one(
     ctl: QuorumController,
     name: str,
     target: AlterPartitionReassignmentsRequest.ReassignablePartition,
+    allow_rf_change: bool = True,
 ) -> PartitionChangeRecord | None:
     image = ctl.image
     topic = image.topic_by_name(name)
@@ -116,7 +123,9 @@ def _alter_one(
         )
     if target.replicas is None:
         return _cancel(ctl, topic, target.partition_index, partition)
-    return _change(ctl, topic, target.partition_index, partition, list(target.replicas))
+    return _change(
+        ctl, topic, target.partition_index, partition, list(target.replicas), allow_rf_change
+    )
 
 
 def _cancel(
@@ -167,9 +176,12 @@ def _change(
     partition_id: int,
     partition: PartitionRegistration,
     target: list[int],
+    allow_rf_change: bool = True,
 ) -> PartitionChangeRecord | None:
     image = ctl.image
     _validate_manual_assignment(image, target, None)
+    if not allow_rf_change:
+        check_replication_factor_unchanged(partition, target)
     current = list(partition.replicas)
     removing = sorted(set(current) - set(target))
     adding = sorted(set(target) - set(current))

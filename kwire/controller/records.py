@@ -59,7 +59,8 @@ def record_version(record: Message, mv: MetadataVersion) -> int:
 
     Records whose layout changed over time follow metadata.version; every other record is
     written at version 0. BrokerRegistrationChangeRecord is the exception that depends on
-    content: v1 only if it carries InControlledShutdown, v2 only if it carries LogDirs.
+    content: v1 only if it carries InControlledShutdown, v2 only if it carries LogDirs, v3
+    only if it carries CordonedLogDirs (Kafka 4.3.1's ReplicationControlManager).
     """
     if isinstance(record, RegisterBrokerRecord):
         return mv.register_broker_record_version
@@ -68,6 +69,8 @@ def record_version(record: Message, mv: MetadataVersion) -> int:
     if isinstance(record, PartitionChangeRecord):
         return mv.partition_change_record_version
     if isinstance(record, BrokerRegistrationChangeRecord):
+        if record.cordoned_log_dirs is not None:
+            return 3
         if record.log_dirs:
             return 2
         if record.in_controlled_shutdown:

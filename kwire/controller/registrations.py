@@ -86,6 +86,9 @@ class BrokerRegistration:
     in_controlled_shutdown: bool
     is_migrating_zk_broker: bool
     directories: tuple[UUID, ...]
+    # Directories the broker reported cordoned (KIP-1066, metadata.version 4.3-IV0); None
+    # until its heartbeats first carry them.
+    cordoned_directories: tuple[UUID, ...] | None = None
 
     @property
     def active(self) -> bool:

@@ -17,6 +17,7 @@ from kwire.controller.api_error import (
     excessively_large_operation,
 )
 from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
+from kwire.controller.cordon import usable_brokers
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
     DIR_MIGRATING,
@@ -28,7 +29,7 @@ from kwire.controller.image import (
 )
 from kwire.controller.java_order import JavaHashMap, string_hash
 from kwire.controller.partition_change import Election, build_partition_change
-from kwire.controller.placement import UsableBroker, place_replicas
+from kwire.controller.placement import place_replicas
 from kwire.controller.records import MetadataVersion
 from kwire.controller.topic_configs import (
     effective_topic_configs,
@@ -312,11 +313,7 @@ def _create_topic(
             if topic.replication_factor == -1
             else topic.replication_factor
         )
-        usable = [
-            UsableBroker(broker_id, image.brokers[broker_id].rack, fenced)
-            for broker_id, fenced in tracker.usable_brokers()
-            if broker_id in image.brokers
-        ]
+        usable = usable_brokers(image, tracker)
         try:
             placements = place_replicas(
                 rng,

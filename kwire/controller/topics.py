@@ -40,8 +40,9 @@ from kwire.controller.api_error import (
     excessively_large_operation,
 )
 from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
+from kwire.controller.cordon import usable_brokers
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
-from kwire.controller.placement import UsableBroker, place_replicas
+from kwire.controller.placement import place_replicas
 from kwire.controller.replication import (
     _new_partition,
     _partition_record,
@@ -353,11 +354,7 @@ def _create_partitions(
             assignments.append(replicas)
             isrs.append(isr)
     else:
-        usable = [
-            UsableBroker(broker_id, image.brokers[broker_id].rack, fenced)
-            for broker_id, fenced in ctl.tracker.usable_brokers()
-            if broker_id in image.brokers
-        ]
+        usable = usable_brokers(image, ctl.tracker)
         # Kafka places every partition first; past the room left for records the answer
         # is the same (UNKNOWN_SERVER_ERROR), so kwire places no more than that.
         room = MAX_RECORDS_PER_USER_OP - len(records) + 1

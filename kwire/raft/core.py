@@ -262,15 +262,22 @@ class RaftCore:
         return []
 
     def fetch_would_wait(self, request: FetchRequest, response: FetchResponse) -> bool:
-        """Kafka parks an empty, error-free, non-diverged fetch until data or MaxWaitMs."""
+        """Kafka parks an empty, error-free, non-diverged fetch until data or MaxWaitMs.
+
+        From Fetch v18 the fetcher sends the high watermark it knows (KIP-1166; Long.MAX
+        before v18): Kafka 4.3.1's KafkaRaftClient answers at once when the leader's is
+        higher, so that the fetcher learns the new high watermark without waiting."""
         if request.max_wait_ms == 0 or response.error_code != ErrorCode.NONE:
             return False
         data = response.responses[0].partitions[0]
+        asked = self._single_partition(request)
+        hw_news = asked is not None and asked.high_watermark < data.high_watermark
         return (
             data.error_code == ErrorCode.NONE
             and not data.records
             and data.diverging_epoch.epoch == -1
             and data.snapshot_id.epoch == -1
+            and not hw_news
         )
 
     def _single_partition(self, request: FetchRequest) -> FetchRequest.FetchPartition | None:

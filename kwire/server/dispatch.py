@@ -56,6 +56,9 @@ from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest
 from kwire.raft.core import FetchReady
 from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode, wall_clock_ms
 
+# Fetch v18's HighWatermark default (Long.MAX_VALUE): the fetcher sent none.
+LONG_MAX = 2**63 - 1
+
 log = logging.getLogger("kwire.requests")
 
 CONTROLLER_LISTENER = "controller"
@@ -360,9 +363,13 @@ class RequestHandler:
             node.carry_out(actions)
             if not node.raft.fetch_would_wait(request, response) or trio.current_time() >= deadline:
                 return response
-            # Long poll, as KafkaRaftClient's fetch purgatory: wait for new records or MaxWaitMs.
-            await node.wait_log_growth(outcome.offset, deadline)
-            if node.log.end_offset <= outcome.offset:
+            # Long poll, as KafkaRaftClient's fetch purgatory: wait for new records or MaxWaitMs;
+            # a v18 fetcher behind the high watermark is also answered when it advances.
+            if request.topics[0].partitions[0].high_watermark < LONG_MAX:
+                await node.wait_log_growth_or_commit(outcome.offset, deadline)
+            else:
+                await node.wait_log_growth(outcome.offset, deadline)
+            if node.log.end_offset <= outcome.offset and trio.current_time() >= deadline:
                 return response
 
     def describe_quorum(

@@ -383,6 +383,22 @@ class ControllerNode:
             while self.log.end_offset <= beyond:
                 await self._log_grew.wait()
 
+    async def wait_log_growth_or_commit(self, beyond: int, deadline: float) -> None:
+        """Return when the log end passes `beyond`, the high watermark advances, or at
+        `deadline` (trio time): Kafka 4.3.1 completes its parked fetches on both."""
+        committed = self.committed_offset
+        with trio.move_on_at(deadline):
+            while self.log.end_offset <= beyond and self.committed_offset == committed:
+                grew, advanced = self._log_grew, self._committed
+                async with trio.open_nursery() as nursery:
+
+                    async def wait_for(event: trio.Event) -> None:
+                        await event.wait()
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(wait_for, grew)
+                    nursery.start_soon(wait_for, advanced)
+
     async def run_controller_write(self, result: ControllerResult) -> None:
         """Append a controller result's records and wait for their commit; raises
         AppendFailed when they were refused or taken back."""
