@@ -122,7 +122,7 @@ def heartbeat(cordoned: list[uuid.UUID] | None, broker: int = 1) -> BrokerHeartb
 
 
 def active_cluster(level: int) -> Any:
-    c = cluster(brokers=1, level=level)
+    c = cluster(brokers=1, fenced=(1,), level=level)
     c.controller.activate(1_000, c.next_offset)
     return c
 

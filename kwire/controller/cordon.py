@@ -30,19 +30,16 @@ from uuid import UUID
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import BrokerRegistration, MetadataImage
 from kwire.controller.placement import UsableBroker
+from kwire.metadata_version import metadata_version
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
     BrokerRegistrationChangeRecord,
 )
 
-# Kafka's MetadataVersion.IBP_4_3_IV0. Compared as a level number here only, so that this
-# module does not depend on the levels kwire.metadata_version knows.
-CORDONED_LOG_DIRS_LEVEL = 30
-
 
 def cordoned_log_dirs_supported(metadata_version_level: int) -> bool:
     """isCordonedLogDirsSupported: metadata.version 4.3-IV0 (level 30) or later."""
-    return metadata_version_level >= CORDONED_LOG_DIRS_LEVEL
+    return metadata_version(metadata_version_level).supports_cordoned_log_dirs
 
 
 def has_uncordoned_dirs(registration: BrokerRegistration) -> bool:
