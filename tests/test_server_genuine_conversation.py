@@ -56,6 +56,31 @@ pytestmark = [
     pytest.mark.usefixtures("codec_backend"),
 ]
 
+# What a genuine Kafka 4.3.1 controller answered its broker's ApiVersions: kwire serves both
+# release lines, so it offers the union of the two controllers' ranges and features.
+STORY_43 = CAPTURES.parent / "kafka-4.3" / "broker-lifecycle" / "broker-lifecycle.jsonl"
+
+
+def genuine_43_api_versions() -> dict[str, Any]:
+    for line in STORY_43.read_text().splitlines():
+        frame = json.loads(line)
+        if frame["dir"] == "response" and frame["api_key"] == 18:
+            _, answer = decode_response(bytes.fromhex(frame["hex"]), 18, frame["api_version"])
+            return plain(answer)
+    raise AssertionError(f"no ApiVersions answer in {STORY_43}")
+
+
+def union_of_ranges(
+    first: list[dict[str, Any]], second: list[dict[str, Any]], key: str
+) -> list[dict[str, Any]]:
+    merged: dict[Any, dict[str, Any]] = {}
+    for entry in [*first, *second]:
+        known = merged.setdefault(entry[key], dict(entry))
+        known["min_version"] = min(known["min_version"], entry["min_version"])
+        known["max_version"] = max(known["max_version"], entry["max_version"])
+    return list(merged.values())
+
+
 CONTROLLER_STREAM = 0  # the genuine controller registering itself: kwire does that inside
 
 
@@ -169,6 +194,17 @@ def compare(api_key: int, genuine: Message, ours: Message, talk: Conversation) -
         epoch = got.pop("finalized_features_epoch")
         assert 0 <= epoch < talk.node.log.end_offset
         want.pop("finalized_features_epoch")
+        other = genuine_43_api_versions()
+        want["api_keys"] = sorted(
+            union_of_ranges(want["api_keys"], other["api_keys"], "api_key"),
+            key=lambda k: k["api_key"],
+        )
+        got["api_keys"] = sorted(got["api_keys"], key=lambda k: k["api_key"])
+        want["supported_features"] = sorted(
+            union_of_ranges(want["supported_features"], other["supported_features"], "name"),
+            key=lambda f: f["name"],
+        )
+        got["supported_features"] = sorted(got["supported_features"], key=lambda f: f["name"])
     elif api_key == 1:
         g_part, o_part = want["responses"][0]["partitions"][0], got["responses"][0]["partitions"][0]
         if o_part["records"]:
