@@ -10,8 +10,9 @@ rule, through maps built as the story goes:
   names the topic;
 - broker epochs: genuine epoch -> kwire epoch, from each BrokerRegistration answer;
 - log offsets a broker reports (BrokerHeartbeat.current_metadata_offset): a broker that
-  has read the genuine log up to offset g has seen the first n records that are not
-  NoOps; it has read kwire's log up to just before kwire's (n+1)-th such record.
+  has read the genuine log up to offset g has seen the first n records after the
+  bootstrap that are not NoOps; it has read kwire's log up to just before kwire's
+  (n+1)-th such record after kwire's bootstrap.
 - replica placement is random (StripedReplicaPlacer draws a rack order and offsets):
   kwire's rng is seeded, per placing request, with the first seed under which kwire's
   placer picks the genuine replicas, so that the genuine placement is shown to be one
@@ -19,6 +20,10 @@ rule, through maps built as the story goes:
 
 Requests are rewritten genuine -> kwire before they are fed; answers and records are
 rewritten kwire -> genuine before they are compared.
+
+A ``Story`` names the capture (its transcript, the controller's metadata log, the
+controller's settings and its metadata.version); ``MULTI_BROKER`` is the Kafka 3.9 one,
+and tests/test_genuine_43_*.py replay Kafka 4.3.1's through the same machinery.
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ import difflib
 import ipaddress
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from genuine_story import CLUSTER_ID, FRAMES, STORY, genuine_log
+from genuine_story import CLUSTER_ID, FRAMES, LOG, STORY
 from test_controller_configs import genuine_config_exchanges, genuine_static_configs
-from test_controller_genuine import fields_of
+from test_controller_genuine import LoggedRecord, fields_of, read_metadata_log
 
 from kwire.controller import ControllerConfig, QuorumController, RequestContext
 from kwire.protocol._codec import Message
@@ -60,6 +67,29 @@ ENVELOPE = 58
 # How many seeds to try for a placement before calling it a mismatch.
 PLACEMENT_SEEDS = 2000
 EPOCH_FIELDS = ("broker_epoch", "previous_broker_epoch")
+
+
+@dataclass(frozen=True)
+class Story:
+    """A genuine capture to replay: one controller's frames and metadata log."""
+
+    name: str
+    frames: Path  # <story>.jsonl: every frame of the controller's port
+    log: Path  # the controller's metadata log segment
+    config: Callable[[], ControllerConfig]  # the controller's settings, as it ran
+    metadata_version_level: int = 21  # the level it was formatted at
+    # kwire's answer (plain data, genuine ids) -> what the genuine release would answer,
+    # for values that differ by release rather than by behaviour; by request name.
+    release_rules: Callable[[str, Any], Any] = lambda name, answer: answer
+
+    @property
+    def genuine(self) -> tuple[LoggedRecord, ...]:
+        return _read_log(self.log)
+
+
+@cache
+def _read_log(path: Path) -> tuple[LoggedRecord, ...]:
+    return tuple(read_metadata_log(path))
 
 
 @dataclass(frozen=True)
@@ -96,10 +126,10 @@ class Mismatch:
         return f"{self.where}: {self.path}: genuine {self.genuine!r} != kwire {self.kwire!r}"
 
 
-def controller_frames() -> list[Frame]:
+def controller_frames(frames_path: Path = FRAMES) -> list[Frame]:
     """Every request of the capture the controller answers, in capture order; Envelopes
     unwrapped as kwire's server unwraps them (kwire.server.dispatch.unwrap_envelope)."""
-    lines = [json.loads(line) for line in FRAMES.read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in frames_path.read_text().splitlines() if line.strip()]
     answers = {(d["stream"], d["correlation_id"]): d for d in lines if d["dir"] == "response"}
     frames = []
     for index, d in enumerate(lines):
@@ -142,6 +172,9 @@ def genuine_controller_config() -> ControllerConfig:
     )
 
 
+MULTI_BROKER = Story("kafka-3.9/multi-broker", FRAMES, LOG, genuine_controller_config)
+
+
 def comparable(record: Message) -> bool:
     """Records both logs must hold alike: all but NoOps (written on a timer) and the
     controller's own registration and bootstrap (not part of the brokers' story)."""
@@ -153,11 +186,13 @@ class Replay:
     """The story so far: kwire's log, the maps genuine -> kwire, and every mismatch."""
 
     controller: QuorumController
+    story: Story = MULTI_BROKER
     log: list[tuple[int, Message, int]] = field(default_factory=list)  # offset, record, version
     topic_ids: dict[UUID, UUID] = field(default_factory=dict)
     epochs: dict[int, int] = field(default_factory=dict)
     mismatches: list[Mismatch] = field(default_factory=list)
     answered: list[Frame] = field(default_factory=list)
+    answers: dict[int, Message] = field(default_factory=dict)  # frame index -> kwire's answer
     bootstrap_offsets: int = 0
     written_at: dict[int, int] = field(default_factory=dict)  # kwire offset -> time (ms)
     placement_seeds: dict[int, int | None] = field(default_factory=dict)  # frame index -> seed
@@ -170,11 +205,16 @@ class Replay:
 
     def kwire_offset(self, genuine_offset: int) -> int:
         """Where in kwire's log a broker is that read the genuine log to ``genuine_offset``."""
-        if genuine_offset < 0:
+        bootstrap_end = self.genuine_bootstrap_end()
+        if genuine_offset < bootstrap_end:
             return genuine_offset
-        genuine = _genuine_non_noop_offsets()
+        # Counted after each log's bootstrap, which differs by release: Kafka 4.3.1 at
+        # 3.9-IV0 writes no ZkMigrationStateRecord, kwire (as 3.9.0) does.
+        genuine = [o for o in _genuine_non_noop_offsets(self.story.genuine) if o > bootstrap_end]
         seen = bisect.bisect_right(genuine, genuine_offset)
-        ours = [o for o, r, _ in self.log if not isinstance(r, NoOpRecord)]
+        ours = [
+            o for o, r, _ in self.log[self.bootstrap_offsets :] if not isinstance(r, NoOpRecord)
+        ]
         return ours[seen] - 1 if seen < len(ours) else self.next_offset - 1
 
     def to_kwire(self, request: Message) -> Message:
@@ -234,13 +274,14 @@ class Replay:
         self.write(result.records, frame.time_ms)
         self.answered.append(frame)
         assert result.response is not None
+        self.answers[frame.index] = result.response
         self.compare_answer(frame, result.response)
 
     def learn(self, frame: Frame, records: list[Any], response: Message | None) -> None:
         """New entries of the maps from this answer and its records."""
         for rv in records:
             if isinstance(rv.record, TopicRecord):
-                genuine = _genuine_topic_ids().get(rv.record.name)
+                genuine = _genuine_topic_ids(self.story.genuine).get(rv.record.name)
                 if genuine is not None:
                     self.topic_ids.setdefault(genuine, rv.record.topic_id)
         if isinstance(frame.request, BrokerRegistrationRequest) and response is not None:
@@ -264,20 +305,22 @@ class Replay:
                 for rv in result.records
                 if isinstance(rv.record, PartitionRecord)
             ]
-            if placed and all(_genuine_replicas().get(p[:2]) == p[2] for p in placed):
+            replicas = _genuine_replicas(self.story.genuine)
+            if placed and all(replicas.get(p[:2]) == p[2] for p in placed):
                 return seed
         return None
 
     # -- comparing ---------------------------------------------------------------------
 
     def compare_answer(self, frame: Frame, ours: Message) -> None:
-        self.mismatches += differences(str(frame), fields_of(frame.response), self.to_genuine(ours))
+        ours_plain = self.story.release_rules(frame.name, self.to_genuine(ours))
+        self.mismatches += differences(str(frame), fields_of(frame.response), ours_plain)
 
     def compare_records(self) -> None:
         """kwire's records against the genuine log's, in order (see ``comparable``)."""
         genuine = [
             (type(r.record).__name__, r.version, _plain(fields_of(r.record)), r.offset)
-            for r in genuine_log()
+            for r in self.story.genuine
             if comparable(r.record) and r.offset > self.genuine_bootstrap_end()
         ]
         ours = [
@@ -302,37 +345,36 @@ class Replay:
                 else:
                     self.mismatches.append(Mismatch(where, "record", _short(g), _short(k)))
 
-    @staticmethod
-    def genuine_bootstrap_end() -> int:
+    def genuine_bootstrap_end(self) -> int:
         """The last offset of the genuine bootstrap transaction."""
-        for r in genuine_log():
+        for r in self.story.genuine:
             if type(r.record).__name__ == "EndTransactionRecord":
                 return r.offset
         return -1
 
 
-def start() -> Replay:
+def start(story: Story = MULTI_BROKER) -> Replay:
     """A controller activated as the genuine one was (bootstrap at the first record)."""
     controller = QuorumController(
-        node_id=1, cluster_id=CLUSTER_ID, config=genuine_controller_config(), rng=random.Random(0)
+        node_id=1, cluster_id=CLUSTER_ID, config=story.config(), rng=random.Random(0)
     )
-    replay = Replay(controller)
-    first = genuine_log()[0]
+    replay = Replay(controller, story)
+    first = story.genuine[0]
     # Offset 0 of both logs is raft's LeaderChange control record.
     replay.log.append((0, NoOpRecord(), 0))
-    result = controller.activate(first.timestamp_ms, 1)
+    result = controller.activate(first.timestamp_ms, 1, story.metadata_version_level)
     assert result is not None
     replay.write(result.records, first.timestamp_ms)
     replay.bootstrap_offsets = len(replay.log)
     return replay
 
 
-def replay_story() -> Replay:
-    replay = start()
-    for frame in controller_frames():
+def replay_story(story: Story = MULTI_BROKER) -> Replay:
+    replay = start(story)
+    for frame in controller_frames(story.frames):
         replay.feed(frame)
     # The genuine controller ran (writing NoOps) until its last record.
-    replay.run_timers_until(genuine_log()[-1].timestamp_ms)
+    replay.run_timers_until(story.genuine[-1].timestamp_ms)
     replay.compare_records()
     return replay
 
@@ -386,23 +428,30 @@ def _short(entry: tuple[Any, ...] | None) -> str:
     return f"{name} v{version} {dict(data)}"
 
 
-def _genuine_non_noop_offsets() -> list[int]:
-    return [r.offset for r in genuine_log() if not isinstance(r.record, NoOpRecord)]
+def _genuine_non_noop_offsets(genuine: tuple[LoggedRecord, ...]) -> list[int]:
+    return [r.offset for r in genuine if not isinstance(r.record, NoOpRecord)]
 
 
-def _genuine_topic_ids() -> dict[str, UUID]:
-    return {
-        r.record.name: r.record.topic_id for r in genuine_log() if isinstance(r.record, TopicRecord)
-    }
+def _genuine_topic_ids(genuine: tuple[LoggedRecord, ...]) -> dict[str, UUID]:
+    return {r.record.name: r.record.topic_id for r in genuine if isinstance(r.record, TopicRecord)}
 
 
-def _genuine_replicas() -> dict[tuple[str, int], list[int]]:
-    names = {v: k for k, v in _genuine_topic_ids().items()}
+def _genuine_replicas(genuine: tuple[LoggedRecord, ...]) -> dict[tuple[str, int], list[int]]:
+    names = {v: k for k, v in _genuine_topic_ids(genuine).items()}
     return {
         (names[r.record.topic_id], r.record.partition_id): r.record.replicas
-        for r in genuine_log()
+        for r in genuine
         if isinstance(r.record, PartitionRecord)
     }
 
 
-__all__ = ["STORY", "Frame", "Mismatch", "Replay", "controller_frames", "replay_story"]
+__all__ = [
+    "MULTI_BROKER",
+    "STORY",
+    "Frame",
+    "Mismatch",
+    "Replay",
+    "Story",
+    "controller_frames",
+    "replay_story",
+]

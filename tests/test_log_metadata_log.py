@@ -347,6 +347,73 @@ def test_genuine_log_reads_back_and_round_trips_byte_for_byte(captured_copy: Pat
     assert {p.name: p.read_bytes() for p in captured_copy.iterdir()} == original
 
 
+CAPTURES_4_3 = Path(__file__).parents[1].parent / "shared" / "captures" / "kafka-4.3"
+LOG_DIRS_4_3 = sorted(CAPTURES_4_3.glob("*/metadata-log-*"))
+# Node 2 of quorum-prevote was killed with SIGKILL, restarted, truncated to the new leader
+# and appended to again: its files carry that history, which Kafka 4.3.1's own next open
+# would erase. KafkaRaftLog opens UnifiedLog with recovery point 0 and
+# lastShutdownClean=false, so LogSegment.recover resets and rebuilds both indexes, and
+# ProducerStateManager.removeStraySnapshots deletes every producer snapshot that is neither
+# at a segment base nor the newest. kwire does the same: these files change, as in Kafka.
+CHANGED_BY_KAFKA_TOO = {
+    "quorum-prevote/metadata-log-2": {
+        "00000000000000000000.index": "rebuilt",
+        "00000000000000000000.timeindex": "rebuilt",
+        "00000000000000000031.snapshot": "deleted",
+    }
+}
+
+
+def _rebuilt_offset_index(segment: bytes, interval: int = 4096) -> list[tuple[int, int]]:
+    # LogSegment.recover: once more than index.interval.bytes lie past the last entry,
+    # the next batch is indexed by (its last offset, its position).
+    entries, last_entry = [], 0
+    for position, header in iter_batch_headers(segment):
+        if position - last_entry > interval:
+            entries.append((header.last_offset, position))
+            last_entry = position
+    return entries
+
+
+@pytest.mark.skipif(not LOG_DIRS_4_3, reason=f"no Kafka 4.3.1 log directories at {CAPTURES_4_3}")
+@pytest.mark.parametrize(
+    "log_dir", LOG_DIRS_4_3, ids=[f"{d.parent.name}/{d.name}" for d in LOG_DIRS_4_3]
+)
+def test_genuine_4_3_log_opens_reads_and_closes_leaving_every_byte_identical(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    # Kafka 4.3.1 wrote these directories (segments, indexes, producer snapshots, KRaft
+    # snapshots, bootstrap.checkpoint, quorum-state); kwire reads them without a change.
+    copy = tmp_path / log_dir.name
+    shutil.copytree(log_dir, copy)
+    for path in copy.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    original = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    part = copy / "__cluster_metadata-0"
+    segment = (part / "00000000000000000000.log").read_bytes()
+    headers = list(iter_batch_headers(segment))
+    log = MetadataLog.open(part)
+    assert log.end_offset == headers[-1][1].next_offset
+    assert log.latest_epoch == headers[-1][1].partition_leader_epoch
+    assert log.read(0, max_bytes=len(segment)) == segment
+    assert list(log.read_batches(0)) == list(decode_batches(segment))
+    log.close()
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    index = Path("__cluster_metadata-0") / "00000000000000000000.index"
+    assert decode_offset_index(after[index], 0) == _rebuilt_offset_index(segment)
+    changed = {
+        Path("__cluster_metadata-0") / name: change
+        for name, change in CHANGED_BY_KAFKA_TOO.get(
+            f"{log_dir.parent.name}/{log_dir.name}", {}
+        ).items()
+    }
+    for path, change in changed.items():
+        assert (after[path] != original[path]) if change == "rebuilt" else (path not in after)
+    assert {k: v for k, v in after.items() if k not in changed} == {
+        k: v for k, v in original.items() if k not in changed
+    }
+
+
 def test_genuine_derived_files_regenerate_identically(captured_copy: Path) -> None:
     derived = [
         p

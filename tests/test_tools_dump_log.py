@@ -20,18 +20,36 @@ from kwire.records import (
     frame_metadata_record,
 )
 from kwire.records.batch import RecordBatch, batch_attributes
-from kwire.tools.dump_log import dump_files
+from kwire.tools.dump_log import DumpRelease, dump_files
+
+CAPTURES_4_3 = Path(__file__).parents[1].parent / "shared" / "captures" / "kafka-4.3"
+# Kafka 4.3.1's dumps: dump-metadata-log-<node>-<file>.txt beside metadata-log-<node>/.
+DUMPS_4_3 = sorted(CAPTURES_4_3.glob("*/dump-metadata-log-*.txt"))
 
 CASES = [
     ("metadata-log-dump.txt", "metadata-log"),
     ("metadata-log-default-dump.txt", "metadata-log-default"),
     ("metadata-log-checkpoints-dump.txt", "metadata-log"),
+    ("dynamic-quorum/metadata-log-21-dump.txt", "dynamic-quorum/metadata-log-21"),
+    *(
+        (f"multi-broker/{name}", "multi-broker/controller-1-metadata")
+        for name in [
+            "dump-controller-1-metadata-00000000000000000000.log.txt",
+            "dump-controller-1-metadata-00000000000000000032-0000000001.checkpoint.txt",
+            "dump-controller-1-metadata-00000000000000000448-0000000001.checkpoint.txt",
+        ]
+    ),
 ]
 
 
-def run(paths: list[Path | str], *, as_json: bool = False) -> tuple[list[str], str, int]:
+def run(
+    paths: list[Path | str],
+    *,
+    as_json: bool = False,
+    release: DumpRelease = DumpRelease.KAFKA_3_9,
+) -> tuple[list[str], str, int]:
     out, err = io.StringIO(), io.StringIO()
-    status = dump_files([str(p) for p in paths], out, err, as_json=as_json)
+    status = dump_files([str(p) for p in paths], out, err, as_json=as_json, release=release)
     return out.getvalue().splitlines(), err.getvalue(), status
 
 
@@ -60,6 +78,62 @@ def test_output_matches_kafka_line_for_line(
             assert mine.startswith("Dumping ") and mine.endswith(theirs.split("/")[-1]), number
         else:
             assert mine == theirs, f"line {number}"
+
+
+def _genuine_4_3_file(dump: Path) -> Path:
+    # dump-metadata-log-1-00000000000000000034-0000000001.checkpoint.txt names
+    # metadata-log-1/__cluster_metadata-0/00000000000000000034-0000000001.checkpoint;
+    # dump-metadata-log-1-bootstrap.checkpoint.txt names metadata-log-1/bootstrap.checkpoint.
+    node, _, name = dump.name.removeprefix("dump-metadata-log-").removesuffix(".txt").partition("-")
+    log_dir = dump.parent / f"metadata-log-{node}"
+    if name == "bootstrap.checkpoint":
+        return log_dir / name
+    return log_dir / "__cluster_metadata-0" / name
+
+
+@pytest.mark.skipif(not DUMPS_4_3, reason=f"no Kafka 4.3.1 dumps at {CAPTURES_4_3}")
+@pytest.mark.parametrize(
+    "dump",
+    DUMPS_4_3,
+    ids=[f"{d.parent.name}/{d.name.removeprefix('dump-')}" for d in DUMPS_4_3],
+)
+def test_output_matches_kafka_4_3_dump_log_line_for_line(dump: Path) -> None:
+    # Kafka 4.3.1's tools/.../DumpLogSegments.java printed these: segments, snapshots,
+    # the dynamic quorum's KRaftVersion/KRaftVoters and LeaderChange as JSON.
+    expected = dump.read_text().splitlines()
+    actual, err, status = run([_genuine_4_3_file(dump)], release=DumpRelease.KAFKA_4_3)
+    assert (status, err) == (0, "")
+    # Kafka names the file as it was given (metadata-log-1/...); kwire is given the full path.
+    assert actual[0].endswith(expected[0].removeprefix("Dumping "))
+    assert len(actual) == len(expected)
+    for number, (mine, theirs) in enumerate(zip(actual[1:], expected[1:], strict=True), 2):
+        assert mine == theirs, f"line {number}"
+
+
+@pytest.mark.parametrize(
+    ("release", "printed"),
+    [
+        (DumpRelease.KAFKA_3_9, "controlType: LEADER_CHANGE(2)"),
+        (
+            DumpRelease.KAFKA_4_3,
+            'LeaderChange: {"version":0,"leaderId":1,"voters":[{"voterId":1}],'
+            '"grantingVoters":[{"voterId":1}]}',
+        ),
+    ],
+    ids=["3.9.0 prints only the type", "4.3.1 prints the message"],
+)
+def test_leader_change_is_printed_as_the_chosen_release_prints_it(
+    kafka_captures: Path, release: DumpRelease, printed: str
+) -> None:
+    segment = (
+        kafka_captures
+        / "metadata-log-default"
+        / "__cluster_metadata-0"
+        / "00000000000000000000.log"
+    )
+    lines, _, status = run([segment], release=release)
+    assert status == 0
+    assert lines[3].endswith(" headerKeys: [] " + printed)
 
 
 def test_bootstrap_checkpoint(kafka_captures: Path) -> None:

@@ -3,13 +3,18 @@
 
 Usage::
 
-    python -m kwire.tools.dump_log FILE... [--json]
+    python -m kwire.tools.dump_log FILE... [--json] [--kafka-release 3.9|4.3]
     python -m kwire.tools.dump_log --files a.log,b.checkpoint   # Kafka's spelling
 
 Accepted files: ``.log`` segments, ``<offset>-<epoch>.checkpoint`` snapshots and
 ``bootstrap.checkpoint``; anything else is reported on stderr as ignored, as Kafka does.
 
-The default output is Kafka's text, line for line. ``--json`` prints one JSON object
+The default output is Kafka's text, line for line, as printed by the ``kafka-dump-log`` of
+the release chosen with ``--kafka-release`` (default ``4.3``, Kafka 4.3.1's). The text depends
+on the tool's release, not on the release that wrote the file: the same bytes print the same
+under one tool. The two lines differ in one place only: a LeaderChange control record is
+``controlType: LEADER_CHANGE(2)`` under 3.9.0's tool (Scala DumpLogSegments) and
+``LeaderChange: {json}`` under 4.3.1's (tools/.../DumpLogSegments.java). ``--json`` prints one JSON object
 per line instead, each with a ``kind``:
 
 * ``{"kind":"file","path":..,"fileType":"log","startOffset":N}``, or
@@ -36,6 +41,7 @@ position, and the exit status is 1.
 from __future__ import annotations
 
 import argparse
+import enum
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,7 +68,15 @@ from kwire.records import (
     unframe_metadata_record,
 )
 
-__all__ = ["dump_files", "main"]
+__all__ = ["DumpRelease", "dump_files", "main"]
+
+
+class DumpRelease(enum.Enum):
+    """The Kafka release whose ``kafka-dump-log`` text is printed."""
+
+    KAFKA_3_9 = "3.9"
+    KAFKA_4_3 = "4.3"
+
 
 _HEADER_SIZE_UP_TO_MAGIC = 17  # Kafka stops (no error) with fewer bytes than this left
 _INT32_MAX = 2**31 - 1
@@ -95,6 +109,7 @@ class _Dumper:
     out: TextIO
     err: TextIO
     as_json: bool
+    release: DumpRelease = DumpRelease.KAFKA_4_3
     failed: bool = False
     # Kafka collects offset gaps per file and reports them on stderr at the very end.
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
@@ -266,7 +281,7 @@ class _Dumper:
             "headerKeys": header_keys,
         }
         if batch.is_control:
-            suffix, extra = _describe_control(record)
+            suffix, extra = _describe_control(record, self.release)
         else:
             suffix, extra = _describe_metadata(offset, record)
         obj.update(extra)
@@ -277,7 +292,7 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _describe_control(record: Record) -> tuple[str, dict[str, Any]]:
+def _describe_control(record: Record, release: DumpRelease) -> tuple[str, dict[str, Any]]:
     try:
         key = decode_control_record_key(record.key)
     except CorruptRecordError as e:
@@ -306,8 +321,12 @@ def _describe_control(record: Record) -> tuple[str, dict[str, Any]]:
     except ValueError as e:
         return f" error: {e}", {**extra, "error": str(e)}
     extra["control"] = node
+    if ctype is ControlRecordType.LEADER_CHANGE:
+        if release is DumpRelease.KAFKA_3_9:  # 3.9.0's tool prints only the type
+            return f" controlType: {ctype.name}({key.type_id})", extra
+        return f" LeaderChange: {dumps(node)}", extra
     label = _CONTROL_LABELS.get(ctype)
-    if label is None:  # LEADER_CHANGE: Kafka prints only the type
+    if label is None:
         return f" controlType: {ctype.name}({key.type_id})", extra
     return f" {label} {dumps(node)}", extra
 
@@ -325,9 +344,17 @@ def _describe_metadata(offset: int, record: Record) -> tuple[str, dict[str, Any]
     return f" payload: {dumps(payload)}", {"payload": payload}
 
 
-def dump_files(paths: Sequence[str], out: TextIO, err: TextIO, *, as_json: bool = False) -> int:
-    """Dump each file to ``out``; returns the exit status (1 if any file was damaged)."""
-    dumper = _Dumper(out, err, as_json)
+def dump_files(
+    paths: Sequence[str],
+    out: TextIO,
+    err: TextIO,
+    *,
+    as_json: bool = False,
+    release: DumpRelease = DumpRelease.KAFKA_4_3,
+) -> int:
+    """Dump each file to ``out`` as ``release``'s kafka-dump-log prints it; returns the
+    exit status (1 if any file was damaged)."""
+    dumper = _Dumper(out, err, as_json, release)
     for arg in paths:
         dumper.dump(arg)
     for name, pairs in dumper.gaps.items():
@@ -345,6 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", metavar="FILE", help=".log, .checkpoint files")
     parser.add_argument("--files", dest="files_csv", help="comma-separated files (Kafka's form)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--kafka-release",
+        choices=[r.value for r in DumpRelease],
+        default=DumpRelease.KAFKA_4_3.value,
+        help="print as this Kafka release's kafka-dump-log does (default: %(default)s)",
+    )
     # Accepted for command-line compatibility with kafka-dump-log.sh; always in effect.
     for flag in ("--cluster-metadata-decoder", "--print-data-log", "--deep-iteration"):
         parser.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
@@ -356,7 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dump_log: no files given", file=sys.stderr)
         return 1
     try:
-        return dump_files(paths, sys.stdout, sys.stderr, as_json=args.json)
+        return dump_files(
+            paths,
+            sys.stdout,
+            sys.stderr,
+            as_json=args.json,
+            release=DumpRelease(args.kafka_release),
+        )
     except BrokenPipeError:
         return 1
 

@@ -284,9 +284,25 @@ def test_kwire_dump_log_prints_what_kafka_dump_log_prints(
         "kafka-dump-log.sh", "--cluster-metadata-decoder", "--files", files
     )
     assert kafka.returncode == 0, describe(kafka)
-    ours = run_kwire("kwire.tools.dump_log", "--files", files, timeout=60)
+    ours = run_kwire(
+        "kwire.tools.dump_log",
+        "--kafka-release",
+        _release_line(interop_cluster.kafka.home),
+        "--files",
+        files,
+        timeout=60,
+    )
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout.splitlines() == kafka.stdout.splitlines()
+
+
+def _release_line(home: Path) -> str:
+    """ "3.9" for a distribution with libs/kafka_2.13-3.9.0.jar: kwire's dump prints as it."""
+    jar = next(home.glob("libs/kafka_*-*.jar"), None) or next(
+        home.glob("core/build/libs/kafka_*-*.jar")
+    )
+    major, minor = re.split(r"[.-]", jar.name.split("-", 1)[1])[:2]
+    return f"{major}.{minor}"
 
 
 def test_kafka_metadata_shell_shows_broker_2_and_topic_t_in_kwire_segment(
