@@ -50,6 +50,27 @@ GENUINE_CONTROLLER_APIS = {
     (56, 0, 3), (57, 0, 1), (58, 0, 0), (59, 0, 1), (60, 0, 1), (62, 0, 4), (63, 0, 1),
     (64, 0, 0), (67, 0, 0), (70, 0, 0), (73, 0, 0), (80, 0, 0), (81, 0, 0), (82, 0, 0),
 }  # fmt: skip
+# The same from a genuine Kafka 4.3.1 controller: /work/shared/captures/kafka-4.3/
+# broker-lifecycle/broker-lifecycle.jsonl (its first ApiVersions answer).
+GENUINE_43_CONTROLLER_APIS = {
+    (1, 4, 18), (17, 0, 1), (18, 0, 4), (19, 2, 7), (20, 1, 6), (29, 1, 3), (30, 1, 3),
+    (31, 1, 3), (32, 1, 4), (33, 0, 2), (36, 0, 2), (37, 0, 3), (38, 1, 3), (39, 1, 2),
+    (40, 1, 2), (41, 1, 3), (43, 0, 2), (44, 0, 1), (45, 0, 1), (46, 0, 0), (49, 0, 1),
+    (50, 0, 0), (51, 0, 0), (52, 0, 2), (53, 0, 1), (54, 0, 1), (55, 0, 2), (56, 2, 3),
+    (57, 0, 2), (58, 0, 0), (59, 0, 1), (60, 0, 2), (62, 0, 4), (63, 0, 2), (64, 0, 0),
+    (67, 0, 0), (70, 0, 0), (73, 0, 0), (80, 0, 1), (81, 0, 0), (82, 0, 0),
+}  # fmt: skip
+
+
+def union_of_ranges(*offers: set[tuple[str | int, int, int]]) -> set[tuple[str | int, int, int]]:
+    """Per key, the lowest minimum and the highest maximum any offer names."""
+    ranges: dict[str | int, tuple[int, int]] = {}
+    for offer in offers:
+        for key, low, high in offer:
+            known = ranges.get(key, (low, high))
+            ranges[key] = (min(known[0], low), max(known[1], high))
+    return {(key, low, high) for key, (low, high) in ranges.items()}
+
 
 API_VERSIONS_KEY = 18
 REQUEST_TIMEOUT_S = 5.0
@@ -207,10 +228,18 @@ async def test_api_versions_v3_lists_the_apis_of_a_genuine_kafka_39_controller(
     client = await connect(server)
     response = await api_versions(client, 3)
     assert response.error_code == ErrorCode.NONE
+    # kwire serves brokers of both release lines: it offers the union of what the genuine
+    # 3.9.0 and 4.3.1 controllers offer.
     offered = {(a.api_key, a.min_version, a.max_version) for a in response.api_keys}
-    assert offered == GENUINE_CONTROLLER_APIS
-    features = {f.name: (f.min_version, f.max_version) for f in response.supported_features}
-    assert features == {"kraft.version": (0, 1), "metadata.version": (1, 21)}
+    assert offered == union_of_ranges(GENUINE_CONTROLLER_APIS, GENUINE_43_CONTROLLER_APIS)
+    features = {(f.name, f.min_version, f.max_version) for f in response.supported_features}
+    genuine_39 = {("kraft.version", 0, 1), ("metadata.version", 1, 21)}
+    genuine_43 = {
+        ("group.version", 0, 1), ("kraft.version", 0, 1), ("metadata.version", 7, 30),
+        ("share.version", 0, 1), ("streams.version", 0, 1), ("transaction.version", 0, 2),
+        ("eligible.leader.replicas.version", 0, 1),
+    }  # fmt: skip
+    assert features == union_of_ranges(genuine_39, genuine_43)
     finalized = {f.name: f.max_version_level for f in response.finalized_features}
     assert finalized["metadata.version"] == 21  # formatted with 3.9-IV0
     await client.aclose()
