@@ -67,6 +67,7 @@ def _story(name: str, level: int) -> Story:
         controller_config,
         level,
         kafka_4_3_topic_defaults,
+        folder / "metadata-log-1" / "bootstrap.checkpoint",
     )
 
 

@@ -47,6 +47,7 @@ from test_controller_configs import genuine_config_exchanges, genuine_static_con
 from test_controller_genuine import LoggedRecord, fields_of, read_metadata_log
 
 from kwire.controller import ControllerConfig, QuorumController, RequestContext
+from kwire.controller.records import RecordAndVersion
 from kwire.protocol._codec import Message
 from kwire.protocol.framing import decode_request, decode_response
 from kwire.protocol.messages.broker_registration import BrokerRegistrationRequest
@@ -60,6 +61,7 @@ from kwire.protocol.messages.metadata_records.register_controller_record import 
 )
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
 from kwire.server.dispatch import unwrap_envelope
+from kwire.storage.bootstrap import read_bootstrap_checkpoint
 
 # The raft and edge layer answers these, not the controller.
 NOT_CONTROLLER_APIS = {1: "Fetch", 18: "ApiVersions", 55: "DescribeQuorum", 60: "DescribeCluster"}
@@ -81,6 +83,9 @@ class Story:
     # kwire's answer (plain data, genuine ids) -> what the genuine release would answer,
     # for values that differ by release rather than by behaviour; by request name.
     release_rules: Callable[[str, Any], Any] = lambda name, answer: answer
+    # The bootstrap.checkpoint it was formatted with (every feature it bootstraps), or None
+    # for metadata.version alone.
+    bootstrap_checkpoint: Path | None = None
 
     @property
     def genuine(self) -> tuple[LoggedRecord, ...]:
@@ -362,7 +367,13 @@ def start(story: Story = MULTI_BROKER) -> Replay:
     first = story.genuine[0]
     # Offset 0 of both logs is raft's LeaderChange control record.
     replay.log.append((0, NoOpRecord(), 0))
-    result = controller.activate(first.timestamp_ms, 1, story.metadata_version_level)
+    bootstrap = None
+    if story.bootstrap_checkpoint is not None:
+        bootstrap = [
+            RecordAndVersion(record, version)
+            for record, version in read_bootstrap_checkpoint(story.bootstrap_checkpoint)
+        ]
+    result = controller.activate(first.timestamp_ms, 1, story.metadata_version_level, bootstrap)
     assert result is not None
     replay.write(result.records, first.timestamp_ms)
     replay.bootstrap_offsets = len(replay.log)
