@@ -47,6 +47,9 @@ ONLY_IN_3_9 = {
 DEFAULT_CHANGED_IN_4_0 = {"message.timestamp.after.max.ms": ("9223372036854775807", "3600000")}
 
 
+NOOP_RACE_MS = 5
+
+
 def capture(name: str) -> Path:
     path = CAPTURES / name
     if not (path / f"{name}.jsonl").exists():
@@ -109,10 +112,15 @@ def replay_story(name: str, level: int) -> list[tuple[str, int]]:
     topic_ids: dict[Any, Any] = {}
     story = []
     for exchange in exchanges:
-        # The NoOps the genuine controller wrote before this request arrived.
-        while (
-            isinstance(genuine[pos].record, NoOpRecord)
-            and genuine[pos].timestamp_ms < exchange.time_ms
+        # The NoOps the genuine controller wrote before this request arrived, or in the
+        # same few milliseconds just before the request's own records (its NoOp timer
+        # and the request raced: the NoOp went first).
+        while isinstance(genuine[pos].record, NoOpRecord) and (
+            genuine[pos].timestamp_ms < exchange.time_ms
+            or (
+                genuine[pos].timestamp_ms <= exchange.time_ms + NOOP_RACE_MS
+                and not isinstance(genuine[pos + 1].record, NoOpRecord)
+            )
         ):
             controller.replay(genuine[pos].record, genuine[pos].version, genuine[pos].offset)
             pos += 1

@@ -10,11 +10,18 @@ which broker configs can be set per broker only, how a value is shown
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Mapping
 from enum import IntEnum
 
 from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE
-from kwire.controller.topic_configs import TOPIC_CONFIGS, ConfigType, java_string_hash
+from kwire.controller.topic_configs import (
+    ConfigSource,
+    ConfigType,
+    java_string_hash,
+    topic_config_defs,
+)
 
 
 class ResponseConfigType(IntEnum):
@@ -152,6 +159,34 @@ _LISTENER_MECHANISM_CONFIGS = (
 )
 
 
+def inherited_topic_default(
+    node: Mapping[str, str], cluster: Mapping[str, str], static: Mapping[str, str]
+) -> Callable[[str], tuple[str, ConfigSource] | None]:
+    """KafkaConfigSchema.resolveEffectiveTopicConfig below the topic's own configs: the
+    first synonym (ServerTopicConfigSynonyms order) in this node's dynamic broker configs
+    (DYNAMIC_BROKER_CONFIG), else in the cluster-wide ones (DYNAMIC_DEFAULT_BROKER_CONFIG),
+    else in the static configuration (STATIC_BROKER_CONFIG); hours and minutes converted
+    to milliseconds. None: LogConfig's default applies."""
+
+    def lookup(name: str) -> tuple[str, ConfigSource] | None:
+        synonyms = TOPIC_CONFIG_SYNONYMS.get(name, ())
+        for layer, source in (
+            (node, ConfigSource.DYNAMIC_BROKER_CONFIG),
+            (cluster, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
+            (static, ConfigSource.STATIC_BROKER_CONFIG),
+        ):
+            for synonym, factor in synonyms:
+                if synonym in layer:
+                    value = layer[synonym]
+                    if factor != 1:
+                        with contextlib.suppress(ValueError):
+                            value = str(int(value.strip()) * factor)
+                    return value, source
+        return None
+
+    return lookup
+
+
 def broker_config_type(name: str) -> ResponseConfigType:
     """KafkaConfig.configType: a listener-prefixed name has its base config's type."""
     row = BROKER_CONFIG_TABLE.get(name)
@@ -261,8 +296,8 @@ def java_parse_int(text: str) -> int | None:
     return number if -(2**31) <= number < 2**31 else None
 
 
-def topic_config_type(name: str) -> ResponseConfigType:
-    definition = TOPIC_CONFIGS.get(name)
+def topic_config_type(name: str, level: int = 21) -> ResponseConfigType:
+    definition = topic_config_defs(level).get(name)
     return ResponseConfigType.UNKNOWN if definition is None else TOPIC_TYPE_IDS[definition.type]
 
 

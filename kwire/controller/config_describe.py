@@ -25,6 +25,7 @@ from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE
 from kwire.controller.broker_logger import current_loggers
 from kwire.controller.config_definitions import (
     TOPIC_CONFIG_SYNONYMS,
+    TOPIC_TYPE_IDS,
     ResponseConfigType,
     broker_config_synonyms,
     broker_config_type,
@@ -36,14 +37,30 @@ from kwire.controller.config_definitions import (
     show_value,
     topic_config_type,
 )
+from kwire.controller.config_levels import supported_configs
+from kwire.controller.group_configs import (
+    BROKER_GROUP_DEFAULTS,
+    GROUP_BROKER_SYNONYMS,
+    GROUP_CONFIGS,
+)
 from kwire.controller.image import ConfigResourceType, MetadataImage
 from kwire.controller.replication import topic_name_problem
-from kwire.controller.topic_configs import TOPIC_CONFIGS, ConfigSource, java_hash_map_order
+from kwire.controller.topic_configs import (
+    ConfigSource,
+    ConfigType,
+    java_hash_map_order,
+    topic_config_defs,
+)
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.describe_configs import (
     DescribeConfigsRequest,
     DescribeConfigsResponse,
 )
+
+
+def topic_type_id(config_type: ConfigType) -> ResponseConfigType:
+    return TOPIC_TYPE_IDS[config_type]
+
 
 Result = DescribeConfigsResponse.DescribeConfigsResult
 Entry = DescribeConfigsResponse.DescribeConfigsResourceResult
@@ -150,7 +167,13 @@ def _entries(
                 )
             if name not in image.topic_ids_by_name:
                 return None
-            return topic_entries(layers, image.topic_config(name), include_synonyms)
+            level = image.metadata_version_level
+            return topic_entries(
+                layers,
+                supported_configs(image, (ConfigResourceType.TOPIC, name)),
+                include_synonyms,
+                level,
+            )
         case ConfigResourceType.BROKER:
             if not name:
                 return cluster_default_entries(layers, include_synonyms)
@@ -193,7 +216,60 @@ def _entries(
                 )
                 for key in java_hash_map_order(list(configs))
             ]
+        case ConfigResourceType.GROUP:
+            if not name:
+                raise ApiError(ErrorCode.INVALID_REQUEST, "Group name must not be empty")
+            return group_entries(
+                layers, supported_configs(image, (ConfigResourceType.GROUP, name)), include_synonyms
+            )
     raise AssertionError(f"resource type {resource.resource_type} is not describable")
+
+
+def group_entries(
+    layers: BrokerLayers, group_configs: Mapping[str, str], include_synonyms: bool
+) -> list[Entry]:
+    """Every GroupConfig of a group (Kafka 4.3.1's ConfigHelper.createGroupConfigEntry):
+    the group's own value (GROUP_CONFIG), else its broker synonym's as this node resolves
+    it (group.consumer.session.timeout.ms for consumer.session.timeout.ms, ...), else
+    GroupConfig's default. Synonyms: the group's own, then the broker synonym's layers."""
+    entries = []
+    for name in scala_hash_map_order(sorted(GROUP_CONFIGS)):
+        definition = GROUP_CONFIGS[name]
+        config_type = topic_type_id(definition.type)
+        broker_name = GROUP_BROKER_SYNONYMS.get(name)
+        synonyms: list[Synonym] = []
+        if broker_name is not None:
+            synonyms = layers.synonyms(broker_name, [broker_name], False)
+            if not synonyms:
+                default = BROKER_GROUP_DEFAULTS.get(broker_name)
+                if default is not None:
+                    synonyms = [
+                        Synonym(
+                            name=broker_name, value=str(default), source=ConfigSource.DEFAULT_CONFIG
+                        )
+                    ]
+        else:
+            synonyms = [
+                Synonym(name=name, value=definition.default, source=ConfigSource.DEFAULT_CONFIG)
+            ]
+        if name in group_configs:
+            value = show_value(config_type, group_configs[name])
+            synonyms.insert(0, Synonym(name=name, value=value, source=ConfigSource.GROUP_CONFIG))
+        else:
+            value = synonyms[0].value if synonyms else definition.default
+        entries.append(
+            Entry(
+                name=name,
+                value=value,
+                read_only=False,
+                config_source=synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
+                is_sensitive=False,
+                synonyms=synonyms if include_synonyms else [],
+                config_type=config_type,
+                documentation=None,
+            )
+        )
+    return entries
 
 
 def _broker_id(name: str) -> int:
@@ -254,10 +330,13 @@ def _broker_entry(
     )
 
 
-def topic_value(layers: BrokerLayers, topic_configs: Mapping[str, str], name: str) -> str:
+def topic_value(
+    layers: BrokerLayers, topic_configs: Mapping[str, str], name: str, level: int = 21
+) -> str:
     """A topic config's effective value: the topic's own, else the first broker synonym
-    set anywhere (converted to the topic config's unit), else LogConfig's default."""
-    config_type = topic_config_type(name)
+    set anywhere (converted to the topic config's unit), else LogConfig's default (the
+    release line's at this metadata.version level)."""
+    config_type = topic_config_type(name, level)
     if name in topic_configs:
         return show_value(config_type, topic_configs[name]) or ""
     for synonym, factor in TOPIC_CONFIG_SYNONYMS.get(name, ()):
@@ -270,18 +349,24 @@ def topic_value(layers: BrokerLayers, topic_configs: Mapping[str, str], name: st
             except ValueError:
                 continue
         return show_value(config_type, raw) or ""
-    return TOPIC_CONFIGS[name].default
+    return topic_config_defs(level)[name].default
 
 
 def topic_entries(
-    layers: BrokerLayers, topic_configs: Mapping[str, str], include_synonyms: bool
+    layers: BrokerLayers,
+    topic_configs: Mapping[str, str],
+    include_synonyms: bool,
+    level: int = 21,
 ) -> list[Entry]:
-    """Every topic config (ConfigHelper.createTopicConfigEntry)."""
-    names = [*topic_configs, *sorted(TOPIC_CONFIGS)]
+    """Every topic config of the level's LogConfig (ConfigHelper.createTopicConfigEntry);
+    an internal one only where the topic sets it."""
+    defs = topic_config_defs(level)
+    listed = sorted(n for n, d in defs.items() if not d.internal or n in topic_configs)
+    names = [*topic_configs, *listed]
     entries = []
     for name in scala_hash_map_order(names):
-        config_type = topic_config_type(name)
-        value = topic_value(layers, topic_configs, name)
+        config_type = topic_config_type(name, level)
+        value = topic_value(layers, topic_configs, name, level)
         synonyms: list[Synonym] = []
         broker_synonyms = TOPIC_CONFIG_SYNONYMS.get(name)
         if broker_synonyms:

@@ -49,14 +49,21 @@ from kwire.controller.config_definitions import (
     java_parse_int,
 )
 from kwire.controller.config_describe import BrokerLayers, describe_resource, topic_value
+from kwire.controller.config_levels import (
+    check_records,
+    is_4x,
+    known_resource_types,
+    supported_configs,
+)
+from kwire.controller.group_configs import validate_group_configs
 from kwire.controller.image import ConfigResourceType
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.replication import topic_name_problem
 from kwire.controller.topic_configs import (
-    TOPIC_CONFIGS,
     ConfigType,
     java_hash_map_order,
     java_string_hash,
+    topic_config_defs,
     validate_topic_configs,
 )
 from kwire.protocol.error_codes import ErrorCode
@@ -75,7 +82,6 @@ if TYPE_CHECKING:
     from kwire.controller.controller import QuorumController
 
 Resource = tuple[ConfigResourceType, str]
-_KNOWN_TYPES = {t.value for t in ConfigResourceType if t is not ConfigResourceType.UNKNOWN}
 _OP_NAMES = {0: "SET", 1: "DELETE", 2: "APPEND", 3: "SUBTRACT"}
 
 
@@ -101,8 +107,9 @@ def describe_configs(
     handleDescribeConfigsRequest): DESCRIBE_CONFIGS on the TOPIC, or on the CLUSTER for the
     other types; the resources refused come after the others, each in request order, with
     TOPIC_ / CLUSTER_AUTHORIZATION_FAILED, its default message and no configs."""
+    known = known_resource_types(ctl.image.metadata_version_level)
     for resource in request.resources:
-        if resource.resource_type not in _KNOWN_TYPES:
+        if resource.resource_type not in known:
             raise OperationFailed(ErrorCode.INVALID_REQUEST)
     auth = AuthHelper.for_request(ctl, context)
     results = []
@@ -130,12 +137,16 @@ def describe_configs(
 
 def _denial(auth: AuthHelper, operation: AclOperation, resource: Any) -> ErrorCode | None:
     """The error of a config resource the caller may not ``operation`` (None: allowed):
-    TOPIC on the topic, the other types on the CLUSTER (ControllerApis.
-    authorizeAlterResource, ConfigHelper)."""
+    TOPIC on the topic, GROUP on the group (GROUP_AUTHORIZATION_FAILED, Kafka 4.3.1), the
+    other types on the CLUSTER (ControllerApis.authorizeAlterResource, ConfigHelper)."""
     if resource.resource_type == ConfigResourceType.TOPIC:
         if auth.authorize(operation, ResourceType.TOPIC, resource.resource_name):
             return None
         return ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    if resource.resource_type == ConfigResourceType.GROUP:
+        if auth.authorize(operation, ResourceType.GROUP, resource.resource_name):
+            return None
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED
     if auth.cluster(operation):
         return None
     return ErrorCode.CLUSTER_AUTHORIZATION_FAILED
@@ -155,6 +166,9 @@ def _validate(ctl: QuorumController, resource: Resource, configs: Mapping[str, s
             _validate_broker_name(name)
         case ConfigResourceType.CLIENT_METRICS:
             _validate_client_metrics(name, configs)
+        case ConfigResourceType.GROUP:
+            layers = BrokerLayers.of(ctl.image, ctl.node_id, _static_configs(ctl))
+            validate_group_configs(name, configs, layers.value)
         case _:
             raise ApiError(ErrorCode.INVALID_REQUEST, f"Unknown resource type {kind.name}")
     _check_exists(ctl, resource)
@@ -169,12 +183,14 @@ def _validate_topic_name(name: str) -> None:
 
 
 def _validate_topic_values(ctl: QuorumController, configs: Mapping[str, str]) -> None:
-    """LogConfig.validate against the node's own log defaults (tiered storage off)."""
-    validate_topic_configs({k: configs[k] for k in java_hash_map_order(list(configs))})
+    """LogConfig.validate against the node's own log defaults (tiered storage off), the
+    release line's LogConfig at the image's level."""
+    level = ctl.image.metadata_version_level
+    validate_topic_configs({k: configs[k] for k in java_hash_map_order(list(configs))}, level)
     layers = BrokerLayers.of(ctl.image, ctl.node_id, _static_configs(ctl))
 
     def effective(key: str) -> str:
-        return topic_value(layers, configs, key)
+        return topic_value(layers, configs, key, level)
 
     min_lag, max_lag = (
         int(effective("min.compaction.lag.ms")),
@@ -274,7 +290,13 @@ def _check_exists(ctl: QuorumController, resource: Resource) -> None:
         node_id = java_parse_int(name)
         if node_id is None:
             raise ApiError(ErrorCode.INVALID_REQUEST, f"Invalid broker name {name}")
-        if node_id not in ctl.image.brokers and node_id not in _quorum_node_ids(ctl):
+        # Kafka 4.3.1 also counts registered controllers (isNodeIdRegistered).
+        controllers = ctl.image.controllers if is_4x(ctl.image.metadata_version_level) else {}
+        if (
+            node_id not in ctl.image.brokers
+            and node_id not in _quorum_node_ids(ctl)
+            and node_id not in controllers
+        ):
             raise ApiError(ErrorCode.BROKER_ID_NOT_REGISTERED, f"No node with id {node_id} found.")
 
 
@@ -293,14 +315,16 @@ def _sort_requests(
     resources: list[Any],
     unknown: Callable[[Any], Any],
     duplicate: Callable[[Any], Any],
+    level: int,
 ) -> tuple[list[Any], list[Any]]:
     """Split a request's resources as ControllerApis does: (early answers, resources for
     the controller in request order, each once)."""
     early: list[Any] = []
     seen: dict[Resource, Any] = {}
     duplicates: set[Resource] = set()
+    known = known_resource_types(level)
     for resource in resources:
-        if resource.resource_type not in _KNOWN_TYPES:
+        if resource.resource_type not in known:
             early.append(unknown(resource))
             continue
         key = (ConfigResourceType(resource.resource_type), resource.resource_name)
@@ -353,6 +377,7 @@ def alter_configs(
             r, ErrorCode.UNSUPPORTED_VERSION, f"Unknown resource type {r.resource_type}."
         ),
         lambda r: error(r, ErrorCode.INVALID_REQUEST, "Duplicate resource."),
+        ctl.image.metadata_version_level,
     )
     responses = list(early)
     controller_answers = []
@@ -375,7 +400,7 @@ def alter_configs(
         key = (ConfigResourceType(resource.resource_type), resource.resource_name)
         wanted = {c.name: c.value for c in resource.configs}
         try:
-            _bounded_add(records, _legacy_records(ctl, key, wanted))
+            _bounded_add(records, _legacy_records(ctl, key, wanted, context.envelope))
         except ApiError as e:
             controller_answers.append(error(resource, e.code, e.message))
             continue
@@ -385,9 +410,9 @@ def alter_configs(
 
 
 def _legacy_records(
-    ctl: QuorumController, resource: Resource, wanted: dict[str, str | None]
+    ctl: QuorumController, resource: Resource, wanted: dict[str, str | None], forwarded: bool
 ) -> list[ConfigRecord]:
-    current = ctl.image.configs.get(resource, {})
+    current = supported_configs(ctl.image, resource)
     always = resource[0] is ConfigResourceType.BROKER
     altered = [
         _record(resource, key, wanted[key])
@@ -399,6 +424,7 @@ def _legacy_records(
         for key in timeline_hash_order(list(current))
         if key not in wanted
     ]
+    check_records(ctl.image, altered, deleted, current, forwarded)
     configs = dict(current)
     for record in altered + deleted:
         if record.value is None:
@@ -406,6 +432,8 @@ def _legacy_records(
         else:
             configs[record.name] = record.value
     _validate(ctl, resource, configs)
+    # ELR (kwire/controller/elr.py): Kafka 4.3.1 appends a ClearElrRecord after each of
+    # config_levels.min_isr_config_records(ctl.image, altered + deleted) here.
     return altered + deleted
 
 
@@ -468,6 +496,7 @@ def incremental_alter_configs(
             r, ErrorCode.UNSUPPORTED_VERSION, f"Unknown resource type {r.resource_type}."
         ),
         lambda r: error(r, ErrorCode.INVALID_REQUEST, "Duplicate resource."),
+        ctl.image.metadata_version_level,
     )
     controller_answers = []
     records: list[ConfigRecord] = []
@@ -479,7 +508,7 @@ def incremental_alter_configs(
         key = (ConfigResourceType(resource.resource_type), resource.resource_name)
         ops = {c.name: (c.config_operation, c.value) for c in resource.configs}
         try:
-            _bounded_add(records, _incremental_records(ctl, key, ops))
+            _bounded_add(records, _incremental_records(ctl, key, ops, context.envelope))
         except ApiError as e:
             controller_answers.append(error(resource, e.code, e.message))
             continue
@@ -488,10 +517,11 @@ def incremental_alter_configs(
     return _finish(ctl, records, response, request.validate_only, next_offset)
 
 
-def _is_list(kind: ConfigResourceType, key: str) -> bool:
-    """ConfigurationControlManager's schema: is ``key`` a LIST config of this type?"""
+def _is_list(kind: ConfigResourceType, key: str, level: int) -> bool:
+    """ConfigurationControlManager's schema: is ``key`` a LIST config of this type? (No
+    GroupConfig is a list.)"""
     if kind is ConfigResourceType.TOPIC:
-        definition = TOPIC_CONFIGS.get(key)
+        definition = topic_config_defs(level).get(key)
         return definition is not None and definition.type is ConfigType.LIST
     if kind is ConfigResourceType.BROKER:
         row = BROKER_CONFIG_TABLE.get(key)
@@ -501,9 +531,9 @@ def _is_list(kind: ConfigResourceType, key: str) -> bool:
     return False
 
 
-def _default(kind: ConfigResourceType, key: str) -> str | None:
+def _default(kind: ConfigResourceType, key: str, level: int) -> str | None:
     if kind is ConfigResourceType.TOPIC:
-        definition = TOPIC_CONFIGS.get(key)
+        definition = topic_config_defs(level).get(key)
         return None if definition is None else definition.default
     if kind is ConfigResourceType.BROKER:
         return broker_default(key)
@@ -511,10 +541,14 @@ def _default(kind: ConfigResourceType, key: str) -> str | None:
 
 
 def _incremental_records(
-    ctl: QuorumController, resource: Resource, ops: dict[str, tuple[int, str | None]]
+    ctl: QuorumController,
+    resource: Resource,
+    ops: dict[str, tuple[int, str | None]],
+    forwarded: bool,
 ) -> list[ConfigRecord]:
     kind = resource[0]
-    current = ctl.image.configs.get(resource, {})
+    level = ctl.image.metadata_version_level
+    current = supported_configs(ctl.image, resource)
     records = []
     for key in java_hash_map_order(list(ops)):
         operation, operand = ops[key]
@@ -526,7 +560,7 @@ def _incremental_records(
             case 1:
                 new = None
             case 2 | 3:
-                if not _is_list(kind, key):
+                if not _is_list(kind, key, level):
                     raise ApiError(
                         ErrorCode.INVALID_CONFIG,
                         f"Can't {_OP_NAMES[operation]} to key {key} because its type is not LIST.",
@@ -534,7 +568,7 @@ def _incremental_records(
                 if operand is None:
                     # Kafka splits the null operand: the whole request fails unexpectedly.
                     raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR)
-                base = old if old is not None else _default(kind, key)
+                base = old if old is not None else _default(kind, key, level)
                 parts = [p for p in (base or "").split(",") if p] if base else []
                 for item in _java_split(operand, ","):
                     if operation == 2 and item not in parts:
@@ -548,6 +582,7 @@ def _incremental_records(
                 raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR)
         if new != old or kind is ConfigResourceType.BROKER:
             records.append(_record(resource, key, new))
+    check_records(ctl.image, records, [], current, forwarded)
     configs = dict(current)
     for record in records:
         if record.value is None:
@@ -555,4 +590,6 @@ def _incremental_records(
         else:
             configs[record.name] = record.value
     _validate(ctl, resource, configs)
+    # ELR (kwire/controller/elr.py): Kafka 4.3.1 appends a ClearElrRecord after each of
+    # config_levels.min_isr_config_records(ctl.image, records) here.
     return records

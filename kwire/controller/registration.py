@@ -16,8 +16,10 @@ from kwire.controller.cluster import (
     register_broker,
     register_controller,
 )
+from kwire.controller.config_definitions import inherited_topic_default
 from kwire.controller.elections import unclean_election_enabled
 from kwire.controller.heartbeats import BrokerControlState
+from kwire.controller.image import ConfigResourceType
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.records import KRAFT_VERSION_FEATURE
 from kwire.controller.replication import ReplicationSettings, create_topics
@@ -117,6 +119,11 @@ def create_topics_operation(
             default_num_partitions=ctl.config.num_partitions,
             default_replication_factor=ctl.config.default_replication_factor,
             static_topic_defaults=ctl.config.static_topic_configs,
+            inherited=inherited_topic_default(
+                ctl.image.configs.get((ConfigResourceType.BROKER, str(ctl.node_id)), {}),
+                ctl.image.configs.get((ConfigResourceType.BROKER, ""), {}),
+                ctl.config.static_broker_configs,
+            ),
         ),
         rng=ctl.rng,
         metadata_version=ctl.metadata_version,

@@ -32,6 +32,7 @@ from kwire.controller.partition_change import Election, build_partition_change
 from kwire.controller.placement import place_replicas
 from kwire.controller.records import MetadataVersion
 from kwire.controller.topic_configs import (
+    Inherited,
     effective_topic_configs,
     java_hash_map_order,
     validate_topic_configs,
@@ -56,6 +57,9 @@ class ReplicationSettings:
     default_num_partitions: int
     default_replication_factor: int
     static_topic_defaults: Mapping[str, str]
+    # A topic config's value from the broker configs (ConfigurationControlManager.
+    # computeEffectiveTopicConfigs: this node's dynamic, cluster-wide, static), or None.
+    inherited: Inherited | None = None
 
 
 def topic_name_problem(name: str) -> str | None:
@@ -190,7 +194,7 @@ def create_topics(
             continue
         configs = {c.name: c.value for c in topic.configs if c.value is not None}
         try:
-            validate_topic_configs(configs)
+            validate_topic_configs(configs, metadata_version)
             successes[topic.name] = _create_topic(
                 image,
                 tracker,
@@ -363,7 +367,9 @@ def _create_topic(
                 config_source=entry.source,
                 is_sensitive=entry.sensitive,
             )
-            for entry in effective_topic_configs(configs, settings.static_topic_defaults)
+            for entry in effective_topic_configs(
+                configs, settings.static_topic_defaults, level=mv, inherited=settings.inherited
+            )
         ]
     records.append(TopicRecord(name=topic.name, topic_id=topic_id))
     # ConfigRecords sit between the TopicRecord and the PartitionRecords, in the order of
@@ -377,6 +383,9 @@ def _create_topic(
                 value=configs[name],
             )
         )
+    # ELR (kwire/controller/elr.py): Kafka 4.3.1 writes a ClearElrRecord for the topic
+    # here, after its ConfigRecords, when min.insync.replicas is among them and ELR is
+    # enabled (config_levels.min_isr_config_records).
     for partition_id in sorted(new_parts):
         records.append(_partition_record(topic_id, partition_id, new_parts[partition_id], mv))
     return result

@@ -1,9 +1,18 @@
-"""Topic configuration: Kafka 3.9's topic config names, types, defaults and validation,
-and the effective configs a CreateTopics response reports.
+"""Topic configuration: the topic config names, types, defaults and validation of Kafka
+3.9.0's and Kafka 4.3.1's LogConfig, and the effective configs a CreateTopics response
+reports.
+
+:func:`topic_config_defs` picks the table by metadata.version level: up to 3.9-IV0 (21)
+Kafka 3.9.0's, from 4.0-IV0 (22) Kafka 4.3.1's, which drops message.downconversion.enable,
+message.format.version and message.timestamp.difference.max.ms (KIP-724, KIP-937), raises
+segment.bytes' minimum to 1 MiB, defaults message.timestamp.after.max.ms to one hour
+(KIP-1028), refuses duplicated or empty cleanup.policy entries (ConfigDef.ValidList) and
+knows the internal ``internal.segment.bytes`` (accepted, listed only where set).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, IntEnum
@@ -26,6 +35,7 @@ class ConfigSource(IntEnum):
     DEFAULT_CONFIG = 5
     DYNAMIC_BROKER_LOGGER_CONFIG = 6
     CLIENT_METRICS_CONFIG = 7
+    GROUP_CONFIG = 8
 
 
 class ConfigType(Enum):
@@ -94,15 +104,46 @@ def _list_of(*choices: str) -> Validator:
     return check
 
 
+def _java_list(value: str) -> list[str]:
+    """ConfigDef.parseType for LIST: empty when blank, else split on commas with the
+    whitespace around them (empty items kept)."""
+    text = value.strip()
+    return [] if not text else [item for item in re.split(r"\s*,\s*", text)]
+
+
+def _valid_list_in(*choices: str) -> Validator:
+    """Kafka 4.3.1's ConfigDef.ValidList.in: empty allowed, no duplicates, no empty item,
+    each item one of ``choices`` (ConfigException messages)."""
+
+    def check(name: str, value: str) -> None:
+        items = _java_list(value)
+        if len(set(items)) != len(items):
+            raise ApiError(
+                ErrorCode.INVALID_CONFIG, f"Configuration '{name}' values must not be duplicated."
+            )
+        for item in items:
+            if not item:
+                raise ApiError(
+                    ErrorCode.INVALID_CONFIG, f"Configuration '{name}' values must not be empty."
+                )
+            if item not in choices:
+                raise _invalid(name, item, f"String must be one of: {', '.join(choices)}")
+
+    return check
+
+
 @dataclass(frozen=True, slots=True)
 class TopicConfigDef:
     name: str
     type: ConfigType
     default: str  # as Kafka reports it with a default broker configuration
     validator: Validator | None = None
+    # ConfigDef.defineInternal: accepted, but listed only where a topic sets it.
+    internal: bool = False
 
 
 _T = ConfigType
+# Kafka 3.9.0's LogConfig (metadata.version up to 3.9-IV0).
 TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
     d.name: d
     for d in (
@@ -157,6 +198,36 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
         TopicConfigDef("unclean.leader.election.enable", _T.BOOLEAN, "false"),
     )
 }
+TOPIC_CONFIGS_3_9 = TOPIC_CONFIGS
+
+# Kafka 4.3.1's LogConfig: 3.9's less three, with these changes.
+REMOVED_IN_4_0 = (
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.difference.max.ms",
+)
+_CHANGED_IN_4_X = (
+    TopicConfigDef("cleanup.policy", _T.LIST, "delete", _valid_list_in("compact", "delete")),
+    TopicConfigDef("message.timestamp.after.max.ms", _T.LONG, "3600000", _at_least(0)),
+    TopicConfigDef("segment.bytes", _T.INT, "1073741824", _at_least(1024 * 1024)),
+    TopicConfigDef("internal.segment.bytes", _T.INT, "", internal=True),
+)
+TOPIC_CONFIGS_4_3: dict[str, TopicConfigDef] = {
+    name: definition
+    for name, definition in sorted(
+        (
+            {n: d for n, d in TOPIC_CONFIGS_3_9.items() if n not in REMOVED_IN_4_0}
+            | {d.name: d for d in _CHANGED_IN_4_X}
+        ).items()
+    )
+}
+_FIRST_4_X_LEVEL = 22  # 4.0-IV0
+
+
+def topic_config_defs(level: int) -> dict[str, TopicConfigDef]:
+    """LogConfig's definitions at this metadata.version level: Kafka 3.9.0's up to
+    3.9-IV0 (21), Kafka 4.3.1's from 4.0-IV0 (22)."""
+    return TOPIC_CONFIGS_4_3 if level >= _FIRST_4_X_LEVEL else TOPIC_CONFIGS_3_9
 
 
 def _parse(definition: TopicConfigDef, value: str) -> None:
@@ -181,13 +252,15 @@ def _parse(definition: TopicConfigDef, value: str) -> None:
         definition.validator(name, text)
 
 
-def validate_topic_configs(configs: Mapping[str, str]) -> None:
-    """Raise INVALID_CONFIG for unknown names or bad values, as LogConfig.validate does."""
+def validate_topic_configs(configs: Mapping[str, str], level: int = 21) -> None:
+    """Raise INVALID_CONFIG for unknown names or bad values, as LogConfig.validate does
+    (the release line's LogConfig at this metadata.version level)."""
+    defs = topic_config_defs(level)
     for name in configs:
-        if name not in TOPIC_CONFIGS:
+        if name not in defs:
             raise ApiError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {name}")
     for name, value in configs.items():
-        _parse(TOPIC_CONFIGS[name], value)
+        _parse(defs[name], value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,23 +272,41 @@ class EffectiveConfig:
     sensitive: bool = False
 
 
+Inherited = Callable[[str], tuple[str, ConfigSource] | None]
+
+
 def effective_topic_configs(
-    topic_configs: Mapping[str, str], static_defaults: Mapping[str, str]
+    topic_configs: Mapping[str, str],
+    static_defaults: Mapping[str, str],
+    *,
+    level: int = 21,
+    inherited: Inherited | None = None,
 ) -> list[EffectiveConfig]:
-    """Every topic config, sorted by name, with the value that applies and where it came
-    from: the topic itself, the controller's static configuration, or Kafka's default."""
+    """Every topic config of the level's LogConfig, sorted by name, with the value that
+    applies and where it came from (KafkaConfigSchema.resolveEffectiveTopicConfigs): the
+    topic itself; else what ``inherited`` finds for it in the broker configs (dynamic for
+    this node, then cluster-wide, then static, through the topic config's synonyms); else
+    ``static_defaults`` (keyed by topic config name); else LogConfig's default. An
+    internal config is listed only when the topic sets it."""
     result = []
-    for name in sorted(TOPIC_CONFIGS):
+    defs = topic_config_defs(level)
+    for name in sorted(defs):
+        definition = defs[name]
+        found = None if inherited is None else inherited(name)
         if name in topic_configs:
             result.append(EffectiveConfig(name, topic_configs[name], ConfigSource.TOPIC_CONFIG))
+        elif definition.internal:
+            continue
+        elif found is not None and found[1] != ConfigSource.STATIC_BROKER_CONFIG:
+            result.append(EffectiveConfig(name, found[0], found[1]))
         elif name in static_defaults:
             result.append(
                 EffectiveConfig(name, static_defaults[name], ConfigSource.STATIC_BROKER_CONFIG)
             )
+        elif found is not None:
+            result.append(EffectiveConfig(name, found[0], found[1]))
         else:
-            result.append(
-                EffectiveConfig(name, TOPIC_CONFIGS[name].default, ConfigSource.DEFAULT_CONFIG)
-            )
+            result.append(EffectiveConfig(name, definition.default, ConfigSource.DEFAULT_CONFIG))
     return result
 
 
