@@ -355,6 +355,9 @@ RECORD_CHECKS = {
         SET,
         "*" + " " * 32767,
         {
+            # Kafka 3.9.0 has no check: its ConfigRecord cannot be serialized, an unexpected
+            # error answered UNKNOWN_SERVER_ERROR with no message (QuorumController).
+            LEVEL_39: (ErrorCode.UNKNOWN_SERVER_ERROR, None),
             LEVEL_43: (
                 ErrorCode.INVALID_CONFIG,
                 "The configuration value cannot be added because it exceeds the maximum value "

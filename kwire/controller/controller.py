@@ -75,6 +75,7 @@ from kwire.feature_versions import ELIGIBLE_LEADER_REPLICAS_VERSION
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response as build_error_response
+from kwire.protocol.errors import EncodeError
 from kwire.protocol.messages.allocate_producer_ids import (
     AllocateProducerIdsRequest,
 )
@@ -444,10 +445,17 @@ class QuorumController:
     ) -> Applied:
         """Frame ``records``; for an atomic result, refuse (OperationFailed) a batch over
         the raft limit before any is applied; then apply them, ready to be taken back."""
-        values = [
-            frame_metadata_record(rv.api_key, rv.version, rv.record.encode(rv.version))
-            for rv in records
-        ]
+        try:
+            values = [
+                frame_metadata_record(rv.api_key, rv.version, rv.record.encode(rv.version))
+                for rv in records
+            ]
+        except EncodeError as e:
+            # A record its schema cannot hold (a config value over 32,767 bytes at 3.x
+            # levels): Kafka 3.9's raft fails to serialize it, an unexpected error that the
+            # controller answers UNKNOWN_SERVER_ERROR, writing nothing.
+            log.error("A record of the operation cannot be encoded; nothing is written: %s", e)
+            raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR) from None
         if atomic:
             size = plain_batch_size([len(v) for v in applied.values + values])
             if size > self.config.max_batch_size_bytes:
