@@ -275,21 +275,24 @@ def _load_schemas(release: str) -> dict[str, dict[str, Any]]:
     return schemas
 
 
-def _walk_ignorable(
+def _walk_fields(
     fields: list[dict[str, Any]],
     common: dict[str, list[dict[str, Any]]],
     prefix: tuple[str, ...],
-    found: set[tuple[str, ...]],
+    paths: set[tuple[str, ...]],
+    ignorable: set[tuple[str, ...]],
 ) -> None:
+    """Collect every field's Kafka-name path, and those of the fields marked ignorable."""
     for field in fields:
         path = (*prefix, field["name"])
+        paths.add(path)
         if field.get("ignorable", False):
-            found.add(path)
+            ignorable.add(path)
         nested = field.get("fields")
         if nested is None:
             nested = common.get(field["type"].removeprefix("[]"))
         if nested is not None:
-            _walk_ignorable(nested, common, path, found)
+            _walk_fields(nested, common, path, paths, ignorable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,28 +316,11 @@ def _release_schemas() -> dict[str, list[_ReleaseSchema]]:
         for name, schema in _load_schemas(release).items():
             common = {s["name"]: s["fields"] for s in schema.get("commonStructs", [])}
             ignorable: set[tuple[str, ...]] = set()
-            _walk_ignorable(schema.get("fields", []), common, (), ignorable)
             paths: set[tuple[str, ...]] = set()
-            _walk_paths(schema.get("fields", []), common, (), paths)
+            _walk_fields(schema.get("fields", []), common, (), paths, ignorable)
             valid = _version_range(schema["validVersions"])
             result.setdefault(name, []).append(_ReleaseSchema(valid, ignorable, paths))
     return result
-
-
-def _walk_paths(
-    fields: list[dict[str, Any]],
-    common: dict[str, list[dict[str, Any]]],
-    prefix: tuple[str, ...],
-    found: set[tuple[str, ...]],
-) -> None:
-    for field in fields:
-        path = (*prefix, field["name"])
-        found.add(path)
-        nested = field.get("fields")
-        if nested is None:
-            nested = common.get(field["type"].removeprefix("[]"))
-        if nested is not None:
-            _walk_paths(nested, common, path, found)
 
 
 def _is_ignorable(

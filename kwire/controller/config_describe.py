@@ -257,19 +257,28 @@ def group_entries(
             synonyms.insert(0, Synonym(name=name, value=value, source=ConfigSource.GROUP_CONFIG))
         else:
             value = synonyms[0].value if synonyms else definition.default
-        entries.append(
-            Entry(
-                name=name,
-                value=value,
-                read_only=False,
-                config_source=synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
-                is_sensitive=False,
-                synonyms=synonyms if include_synonyms else [],
-                config_type=config_type,
-                documentation=None,
-            )
-        )
+        entries.append(_entry(name, value, synonyms, include_synonyms, config_type))
     return entries
+
+
+def _entry(
+    name: str,
+    value: str | None,
+    synonyms: list[Synonym],
+    include_synonyms: bool,
+    config_type: int,
+) -> Entry:
+    """A topic's or group's entry: its source is its first synonym's (the most specific)."""
+    return Entry(
+        name=name,
+        value=value,
+        read_only=False,
+        config_source=synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
+        is_sensitive=False,
+        synonyms=synonyms if include_synonyms else [],
+        config_type=config_type,
+        documentation=None,
+    )
 
 
 def _broker_id(name: str) -> int:
@@ -374,16 +383,5 @@ def topic_entries(
             synonyms = layers.synonyms(first, broker_config_synonyms(first), False)
         if name in topic_configs:
             synonyms.insert(0, Synonym(name=name, value=value, source=ConfigSource.TOPIC_CONFIG))
-        entries.append(
-            Entry(
-                name=name,
-                value=value,
-                read_only=False,
-                config_source=synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
-                is_sensitive=False,
-                synonyms=synonyms if include_synonyms else [],
-                config_type=config_type,
-                documentation=None,
-            )
-        )
+        entries.append(_entry(name, value, synonyms, include_synonyms, config_type))
     return entries
