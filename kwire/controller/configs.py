@@ -49,6 +49,7 @@ from kwire.controller.config_definitions import (
     java_parse_int,
 )
 from kwire.controller.config_describe import BrokerLayers, describe_resource, topic_value
+from kwire.controller.elr import check_min_isr_change, clear_elr_records, elr_enabled
 from kwire.controller.image import ConfigResourceType
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.replication import topic_name_problem
@@ -59,6 +60,7 @@ from kwire.controller.topic_configs import (
     java_string_hash,
     validate_topic_configs,
 )
+from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.alter_configs import AlterConfigsRequest, AlterConfigsResponse
 from kwire.protocol.messages.describe_configs import (
@@ -322,9 +324,16 @@ def _finish(
     validate_only: bool,
     next_offset: int,
 ) -> ControllerResult:
-    if validate_only or not records:
+    output: list[Message] = list(records)
+    if elr_enabled(ctl.image):
+        # A change of min.insync.replicas clears the ELRs it governs, after every config
+        # record of the request (ConfigurationControlManager.createClearElrRecordsAsNeeded).
+        output += clear_elr_records(records)
+        if len(output) > MAX_RECORDS_PER_USER_OP:
+            raise excessively_large_operation()
+    if validate_only or not output:
         return ControllerResult(records=[], response=response)
-    return ctl.apply(Applied(), list(records), next_offset).result(response)
+    return ctl.apply(Applied(), output, next_offset).result(response)
 
 
 # -- AlterConfigs (legacy) --------------------------------------------------------------
@@ -405,6 +414,7 @@ def _legacy_records(
             configs.pop(record.name, None)
         else:
             configs[record.name] = record.value
+    check_min_isr_change(ctl.image, altered + deleted)
     _validate(ctl, resource, configs)
     return altered + deleted
 
@@ -554,5 +564,6 @@ def _incremental_records(
             configs.pop(record.name, None)
         else:
             configs[record.name] = record.value
+    check_min_isr_change(ctl.image, records)
     _validate(ctl, resource, configs)
     return records
