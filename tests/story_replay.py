@@ -273,7 +273,7 @@ class Replay:
         if isinstance(request, CreateTopicsRequest | CreatePartitionsRequest):
             seed = self.placement_seed(frame, request)
             self.placement_seeds[frame.index] = seed
-            self.controller.rng = random.Random(0 if seed is None else seed)
+            self.controller.rng = self.rng_for(request, 0 if seed is None else seed)
         result = self.controller.handle(request, frame.context, self.next_offset, frame.time_ms)
         self.learn(frame, result.records, result.response)
         self.write(result.records, frame.time_ms)
@@ -292,12 +292,22 @@ class Replay:
         if isinstance(frame.request, BrokerRegistrationRequest) and response is not None:
             self.epochs[frame.response.broker_epoch] = response.broker_epoch  # type: ignore[attr-defined]
 
+    def rng_for(self, request: Message, seed: int) -> random.Random:
+        """A generator seeded with ``seed`` whose topic ids are the genuine ids of the
+        topics ``request`` creates (those the genuine log has), in request order."""
+        genuine = _genuine_topic_ids(self.story.genuine)
+        names = [t.name for t in getattr(request, "topics", [])]
+        ids = [
+            genuine[n] for n in names if n in genuine and n not in self.controller.topics_by_name
+        ]
+        return GenuineTopicIds(ids, seed)
+
     def placement_seed(self, frame: Frame, request: Message) -> int | None:
         """The first seed under which kwire places the new partitions as Kafka did
         (None when none does: seed 0 is used and the records show the difference)."""
         for seed in range(PLACEMENT_SEEDS):
             trial = copy.deepcopy(self.controller)
-            trial.rng = random.Random(seed)
+            trial.rng = self.rng_for(request, seed)
             result = trial.handle(request, frame.context, self.next_offset, frame.time_ms)
             names = {
                 rv.record.topic_id: rv.record.name
@@ -358,10 +368,29 @@ class Replay:
         return -1
 
 
+class GenuineTopicIds(random.Random):
+    """A seeded generator whose 128-bit draws (kwire's topic ids) are the genuine ids."""
+
+    def __init__(self, topic_ids: list[UUID], seed: int = 0) -> None:
+        super().__init__(seed)
+        self._topic_ids = list(topic_ids)
+
+    def getrandbits(self, k: int) -> int:
+        if k == 128 and self._topic_ids:
+            return self._topic_ids.pop(0).int
+        return super().getrandbits(k)
+
+    def __reduce__(self) -> tuple[object, ...]:  # copies keep the ids not yet drawn
+        return (GenuineTopicIds, (list(self._topic_ids),), self.getstate())
+
+
 def start(story: Story = MULTI_BROKER) -> Replay:
     """A controller activated as the genuine one was (bootstrap at the first record)."""
+    # kwire draws the genuine topic ids, in the genuine order: Kafka's iteration orders
+    # follow the ids' hashes, so the same ids make record orders comparable one to one.
+    genuine_ids = [r.record.topic_id for r in story.genuine if isinstance(r.record, TopicRecord)]
     controller = QuorumController(
-        node_id=1, cluster_id=CLUSTER_ID, config=story.config(), rng=random.Random(0)
+        node_id=1, cluster_id=CLUSTER_ID, config=story.config(), rng=GenuineTopicIds(genuine_ids)
     )
     replay = Replay(controller, story)
     first = story.genuine[0]

@@ -12,13 +12,13 @@ must agree in value and source.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 from server_harness import HOST, KwireServer
+from story_replay import GenuineTopicIds
 from test_controller_genuine import (
     Exchange,
     LoggedRecord,
@@ -100,8 +100,10 @@ def replay_story(name: str, level: int) -> list[tuple[str, int]]:
     genuine = metadata_log(path)
     exchanges = read_conversation(path / f"{name}.jsonl")
     cluster_id = next(e.request.cluster_id for e in exchanges if hasattr(e.request, "cluster_id"))
+    # kwire draws the genuine topic ids: record orders follow the ids' hashes.
+    ids = [r.record.topic_id for r in genuine if isinstance(r.record, TopicRecord)]
     controller = QuorumController(
-        node_id=1, cluster_id=cluster_id, config=ControllerConfig(), rng=random.Random(7)
+        node_id=1, cluster_id=cluster_id, config=ControllerConfig(), rng=GenuineTopicIds(ids, 7)
     )
     pos = 0
     while type(genuine[pos].record).__name__ in BOOTSTRAP:

@@ -22,7 +22,9 @@ from test_controller_cluster import registration as cluster_registration
 
 from kwire.controller import ControllerConfig, ControllerResult, QuorumController, RequestContext
 from kwire.controller.authorizer import AuthorizerSettings
+from kwire.controller.elr import elr_enabled
 from kwire.controller.image import MetadataImage
+from kwire.controller.operation import Applied
 from kwire.controller.undo import UndoLog
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
@@ -44,6 +46,8 @@ from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
 from kwire.protocol.messages.elect_leaders import ElectLeadersRequest
 from kwire.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
+from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
+from kwire.protocol.messages.metadata_records.feature_level_record import FeatureLevelRecord
 from kwire.protocol.messages.unregister_broker import UnregisterBrokerRequest
 from kwire.protocol.messages.update_features import UpdateFeaturesRequest
 from kwire.records import (
@@ -398,10 +402,17 @@ OPERATIONS = st.one_of(
         st.lists(
             st.tuples(
                 st.sampled_from(
-                    ["retention.ms", "cleanup.policy", "log.cleaner.threads", "metrics", "bogus"]
+                    [
+                        "retention.ms",
+                        "cleanup.policy",
+                        "log.cleaner.threads",
+                        "metrics",
+                        "bogus",
+                        "min.insync.replicas",
+                    ]
                 ),
                 st.integers(0, 3),
-                st.sampled_from(["compact", "1000", "x", "delete,compact"]),
+                st.sampled_from(["compact", "1000", "x", "delete,compact", "2"]),
             ),
             max_size=3,
         ),
@@ -640,6 +651,35 @@ def test_the_image_is_always_the_replay_of_its_log_whatever_appends_fail(
         broker_session_timeout_ms=9000,
         authorizer=AuthorizerSettings(super_users=frozenset({"User:ANONYMOUS"})),
     )
+    run_operations(leader, operations)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(OPERATIONS, max_size=40))
+def test_the_image_is_always_the_replay_of_its_log_with_eligible_leader_replicas_on(
+    operations: list[tuple[Any, ...]],
+) -> None:
+    # As above on a cluster at 4.0-IV1 with eligible.leader.replicas.version 1 and the
+    # cluster-level min.insync.replicas=2: ISR shrinks keep ELRs, min ISR changes write
+    # ClearElrRecords, re-registrations clean up after unclean shutdowns.
+    leader = Leader.started(
+        max_batch_size_bytes=6000,
+        broker_session_timeout_ms=9000,
+        authorizer=AuthorizerSettings(super_users=frozenset({"User:ANONYMOUS"})),
+    )
+    ctl = leader.controller
+    records = [
+        FeatureLevelRecord(name="metadata.version", feature_level=23),
+        FeatureLevelRecord(name="eligible.leader.replicas.version", feature_level=1),
+        ConfigRecord(resource_type=4, resource_name="", name="min.insync.replicas", value="2"),
+    ]
+    leader.take(ctl.apply(Applied(), list(records), leader.next_offset).result(None))
+    leader.append()
+    assert elr_enabled(ctl.image)
     run_operations(leader, operations)
 
 

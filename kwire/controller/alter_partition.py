@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from kwire.controller.api_error import ApiError, OperationFailed
 from kwire.controller.cluster import check_broker_epoch
 from kwire.controller.elections import unclean_election_enabled
+from kwire.controller.elr import topic_min_isr
 from kwire.controller.image import (
     NO_LEADER_CHANGE,
     LeaderRecoveryState,
@@ -106,6 +107,7 @@ def alter_partition(
                     if unclean_election_enabled(ctl, topic.name)
                     else Election.ONLINE
                 ),
+                min_isr=topic_min_isr(ctl, topic.name),
             )
             if record is not None:
                 records.append(record)

@@ -21,10 +21,10 @@ answered through the request's error response, UNKNOWN_SERVER_ERROR and no parti
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from uuid import UUID
 
 from kwire.controller.api_error import MAX_RECORDS_PER_USER_OP, excessively_large_operation
 from kwire.controller.elections import unclean_election_enabled
+from kwire.controller.elr import min_isr_resolver
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.replication import leader_and_isr_updates
 from kwire.protocol._codec import Message
@@ -75,13 +75,15 @@ def unregister_broker(
         metadata_version=mv,
         unclean_election=unclean,
         broker_to_remove=broker_id,
+        min_isr=min_isr_resolver(ctl),
     )
     records += leader_and_isr_updates(
         image,
-        _partitions_with_broker_in_elr(ctl, broker_id),
+        image.partitions_with_broker_in_elr(broker_id),
         metadata_version=mv,
         unclean_election=unclean,
         broker_to_remove=broker_id,
+        min_isr=min_isr_resolver(ctl),
     )
     records.append(UnregisterBrokerRecord(broker_id=broker_id, broker_epoch=registration.epoch))
     if len(records) > MAX_RECORDS_PER_USER_OP:
@@ -91,14 +93,46 @@ def unregister_broker(
     )
 
 
-def _partitions_with_broker_in_elr(ctl: QuorumController, broker_id: int) -> list[tuple[UUID, int]]:
-    # Kafka's BrokersToElrs. Eligible leader replicas are disabled in every production
-    # metadata.version of 3.9, so this is empty unless the log carried some.
-    return [
-        (topic.topic_id, partition_id)
-        for topic, partition_id, partition in ctl.image.iter_partitions()
-        if broker_id in partition.elr
-    ]
+def broker_shutdown_records(ctl: QuorumController, broker_id: int, clean: bool) -> list[Message]:
+    """The records that clean up after the previous incarnation of ``broker_id`` when a
+    new one registers (Kafka 4.3.1's ReplicationControlManager.handleBrokerShutdown), while
+    eligible leader replicas are on: after a clean shutdown the broker leaves its ISRs as
+    if fenced; after an unclean one it leaves every ISR and then every ELR, and may not
+    lead. Nothing while ELR is off (Kafka 3.9 writes nothing below its ELR level)."""
+    min_isr = min_isr_resolver(ctl)
+    if min_isr is None:
+        return []
+    image = ctl.image
+
+    def unclean(topic: str) -> bool:
+        return unclean_election_enabled(ctl, topic)
+
+    if clean:
+        return leader_and_isr_updates(
+            image,
+            image.partitions_with_broker_in_isr(broker_id),
+            metadata_version=ctl.metadata_version,
+            unclean_election=unclean,
+            broker_to_remove=broker_id,
+            min_isr=min_isr,
+        )
+    records = leader_and_isr_updates(
+        image,
+        image.partitions_with_broker_in_isr(broker_id),
+        metadata_version=ctl.metadata_version,
+        unclean_election=unclean,
+        unclean_shutdown_broker=broker_id,
+        min_isr=min_isr,
+    )
+    records += leader_and_isr_updates(
+        image,
+        image.partitions_with_broker_in_elr(broker_id),
+        metadata_version=ctl.metadata_version,
+        unclean_election=unclean,
+        unclean_shutdown_broker=broker_id,
+        min_isr=min_isr,
+    )
+    return records
 
 
 def controlled_shutdown(

@@ -4,12 +4,13 @@ shutdown (Kafka's ClusterControlManager and the broker half of ReplicationContro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
 from kwire.controller.api_error import ApiError
 from kwire.controller.cordon import cordoned_dirs_records, cordoned_log_dirs_supported
+from kwire.controller.elr import MinIsr
 from kwire.controller.heartbeats import BrokerControlState, BrokerHeartbeatTracker, HeartbeatIntent
 from kwire.controller.image import (
     MetadataImage,
@@ -67,12 +68,20 @@ def register_broker(
     finalized_features: Mapping[str, int],
     metadata_version: MetadataVersion,
     zk_migration_enabled: bool = False,
+    clean_shutdown_detection: bool = False,
+    shutdown_records: Callable[[int, bool], list[Message]] | None = None,
 ) -> tuple[list[Message], int]:
     """The RegisterBrokerRecord for a registration and the broker epoch to answer with.
 
     A broker re-registering with the incarnation id it already has keeps its epoch and
     state; a new incarnation gets ``new_broker_epoch`` (the offset its record will take),
     but only once the old incarnation's session has lapsed or it has been fenced.
+
+    A new incarnation first gets ``shutdown_records(broker id, clean)``, written before
+    its RegisterBrokerRecord; ``clean`` is whether the request's PreviousBrokerEpoch is the
+    epoch of the registration it replaces (-2 when there is none), and is always false
+    without ``clean_shutdown_detection`` (BrokerRegistration v3+; Kafka 4.3.1's
+    ClusterControlManager.registerBroker).
     """
     if request.cluster_id != cluster_id:
         raise ApiError(
@@ -169,7 +178,12 @@ def register_broker(
     if metadata_version.supports_directory_assignment:
         record.log_dirs = list(request.log_dirs)
 
+    records: list[Message] = []
     if request.incarnation_id != previous_incarnation:
+        if shutdown_records is not None:
+            stored_epoch = existing.epoch if existing is not None else -2
+            clean = clean_shutdown_detection and stored_epoch == request.previous_broker_epoch
+            records += shutdown_records(broker_id, clean)
         record.broker_epoch = new_broker_epoch
         tracker.remove(broker_id)
     else:
@@ -178,7 +192,8 @@ def register_broker(
         record.fenced = existing.fenced
         record.in_controlled_shutdown = existing.in_controlled_shutdown
     tracker.register(broker_id, record.fenced)
-    return [record], record.broker_epoch
+    records.append(record)
+    return records, record.broker_epoch
 
 
 def _check_log_dirs(image: MetadataImage, broker_id: int, log_dirs: list[UUID]) -> None:
@@ -251,6 +266,7 @@ def fence_broker_records(
     mv: MetadataVersion,
     *,
     unclean_election: UncleanElection,
+    min_isr: MinIsr = None,
 ) -> list[Message]:
     """Take the broker out of every ISR and leadership, then fence it."""
     registration = image.brokers[broker_id]
@@ -260,6 +276,7 @@ def fence_broker_records(
         metadata_version=mv,
         unclean_election=unclean_election,
         broker_to_remove=broker_id,
+        min_isr=min_isr,
     )
     if mv.supports_broker_registration_change_record:
         records.append(
@@ -279,6 +296,7 @@ def unfence_broker_records(
     mv: MetadataVersion,
     *,
     unclean_election: UncleanElection,
+    min_isr: MinIsr = None,
 ) -> list[Message]:
     """Unfence the broker, then let it lead partitions that have no leader."""
     records: list[Message]
@@ -296,6 +314,7 @@ def unfence_broker_records(
         metadata_version=mv,
         unclean_election=unclean_election,
         broker_to_add=broker_id,
+        min_isr=min_isr,
     )
     return records
 
@@ -307,6 +326,7 @@ def controlled_shutdown_records(
     mv: MetadataVersion,
     *,
     unclean_election: UncleanElection,
+    min_isr: MinIsr = None,
 ) -> list[Message]:
     """Mark the broker as shutting down and move its leaderships and ISR places away."""
     records: list[Message] = []
@@ -327,6 +347,7 @@ def controlled_shutdown_records(
         metadata_version=mv,
         unclean_election=unclean_election,
         broker_to_remove=broker_id,
+        min_isr=min_isr,
     )
     return records
 
@@ -339,6 +360,7 @@ def offline_dirs_records(
     mv: MetadataVersion,
     *,
     unclean_election: UncleanElection,
+    min_isr: MinIsr = None,
 ) -> list[Message]:
     """Handle log dirs a broker reports offline: move partitions off them and record the
     directories that remain."""
@@ -357,6 +379,7 @@ def offline_dirs_records(
         metadata_version=mv,
         unclean_election=unclean_election,
         broker_to_remove=broker_id,
+        min_isr=min_isr,
     )
     remaining = [d for d in registration.directories if d not in set(offline)]
     records.append(
@@ -384,6 +407,7 @@ def process_heartbeat(
     mv: MetadataVersion,
     *,
     unclean_election: UncleanElection,
+    min_isr: MinIsr = None,
 ) -> HeartbeatOutcome:
     broker_id = request.broker_id
     register_offset = image.register_broker_offsets.get(broker_id)
@@ -404,14 +428,26 @@ def process_heartbeat(
     records: list[Message] = []
     if current is not next_state:
         if next_state in (BrokerControlState.FENCED, BrokerControlState.SHUTDOWN_NOW):
-            records += fence_broker_records(image, broker_id, mv, unclean_election=unclean_election)
+            records += fence_broker_records(
+                image, broker_id, mv, unclean_election=unclean_election, min_isr=min_isr
+            )
         elif next_state is BrokerControlState.UNFENCED:
             records += unfence_broker_records(
-                image, broker_id, request.broker_epoch, mv, unclean_election=unclean_election
+                image,
+                broker_id,
+                request.broker_epoch,
+                mv,
+                unclean_election=unclean_election,
+                min_isr=min_isr,
             )
         elif next_state is BrokerControlState.CONTROLLED_SHUTDOWN:
             records += controlled_shutdown_records(
-                image, broker_id, request.broker_epoch, mv, unclean_election=unclean_election
+                image,
+                broker_id,
+                request.broker_epoch,
+                mv,
+                unclean_election=unclean_election,
+                min_isr=min_isr,
             )
     tracker.touch(broker_id, next_state.fenced, request.current_metadata_offset)
     if mv.supports_directory_assignment and request.offline_log_dirs:
@@ -422,6 +458,7 @@ def process_heartbeat(
             request.offline_log_dirs,
             mv,
             unclean_election=unclean_election,
+            min_isr=min_isr,
         )
     if cordoned_log_dirs_supported(int(mv)):
         records += cordoned_dirs_records(

@@ -22,10 +22,8 @@ controller); at 3.9-IV0 (21) and below none of this applies (Kafka 3.9.0's contr
   a value ("The configuration value cannot be added because it exceeds the maximum value
   size of 32767 bytes.").
 - ClearElrRecords: Kafka 4.3.1 follows every ConfigRecord of min.insync.replicas with a
-  ClearElrRecord while ELR is enabled (createClearElrRecordsAsNeeded); those records belong
-  to the ELR work (kwire/controller/elr.py); :func:`min_isr_config_records` names the
-  ConfigRecords that call for one, and the call sites in configs.py and replication.py say
-  where they go.
+  ClearElrRecord while ELR is enabled (createClearElrRecordsAsNeeded):
+  kwire.controller.elr.clear_elr_records, called from configs.py and replication.py.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from kwire.controller.api_error import ApiError
+from kwire.controller.elr import elr_enabled
 from kwire.controller.group_configs import GROUP_CONFIGS
 from kwire.controller.image import ConfigResourceType, MetadataImage
 from kwire.controller.topic_configs import topic_config_defs
@@ -66,11 +65,6 @@ def is_4x(level: int) -> bool:
 def known_resource_types(level: int) -> frozenset[int]:
     """The ConfigResource type ids the controller knows at this level."""
     return frozenset(int(t) for t in (_4_X_TYPES if is_4x(level) else _3_9_TYPES))
-
-
-def elr_enabled(image: MetadataImage) -> bool:
-    """FeatureControlManager.isElrFeatureEnabled."""
-    return image.finalized_features.get(_ELR_FEATURE, 0) >= 1
 
 
 def supported_configs(
@@ -149,12 +143,3 @@ def check_records(
         problem = _record_problem(image, record, current, forwarded)
         if problem is not None:
             raise ApiError(ErrorCode.INVALID_CONFIG, problem)
-
-
-def min_isr_config_records(image: MetadataImage, records: Sequence[object]) -> list[ConfigRecord]:
-    """The ConfigRecords among ``records`` after which Kafka 4.3.1 writes a ClearElrRecord
-    (of the topic for a TOPIC resource, of every topic otherwise) while ELR is enabled
-    (ConfigurationControlManager.createClearElrRecordsAsNeeded); empty when it is not."""
-    if not elr_enabled(image):
-        return []
-    return [r for r in records if isinstance(r, ConfigRecord) and r.name == MIN_INSYNC_REPLICAS]

@@ -55,6 +55,7 @@ from kwire.controller.config_levels import (
     known_resource_types,
     supported_configs,
 )
+from kwire.controller.elr import clear_elr_records, elr_enabled
 from kwire.controller.group_configs import validate_group_configs
 from kwire.controller.image import ConfigResourceType
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
@@ -66,6 +67,7 @@ from kwire.controller.topic_configs import (
     topic_config_defs,
     validate_topic_configs,
 )
+from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.alter_configs import AlterConfigsRequest, AlterConfigsResponse
 from kwire.protocol.messages.describe_configs import (
@@ -346,9 +348,16 @@ def _finish(
     validate_only: bool,
     next_offset: int,
 ) -> ControllerResult:
-    if validate_only or not records:
+    output: list[Message] = list(records)
+    if elr_enabled(ctl.image):
+        # A change of min.insync.replicas clears the ELRs it governs, after every config
+        # record of the request (ConfigurationControlManager.createClearElrRecordsAsNeeded).
+        output += clear_elr_records(records)
+        if len(output) > MAX_RECORDS_PER_USER_OP:
+            raise excessively_large_operation()
+    if validate_only or not output:
         return ControllerResult(records=[], response=response)
-    return ctl.apply(Applied(), list(records), next_offset).result(response)
+    return ctl.apply(Applied(), output, next_offset).result(response)
 
 
 # -- AlterConfigs (legacy) --------------------------------------------------------------
@@ -432,8 +441,6 @@ def _legacy_records(
         else:
             configs[record.name] = record.value
     _validate(ctl, resource, configs)
-    # ELR (kwire/controller/elr.py): Kafka 4.3.1 appends a ClearElrRecord after each of
-    # config_levels.min_isr_config_records(ctl.image, altered + deleted) here.
     return altered + deleted
 
 
@@ -590,6 +597,4 @@ def _incremental_records(
         else:
             configs[record.name] = record.value
     _validate(ctl, resource, configs)
-    # ELR (kwire/controller/elr.py): Kafka 4.3.1 appends a ClearElrRecord after each of
-    # config_levels.min_isr_config_records(ctl.image, records) here.
     return records

@@ -38,6 +38,7 @@ from kwire.controller.cluster import (
 from kwire.controller.configs import alter_configs, describe_configs, incremental_alter_configs
 from kwire.controller.directories import assign_replicas_to_dirs
 from kwire.controller.elections import elect_leaders, unclean_election_enabled
+from kwire.controller.elr import min_isr_resolver
 from kwire.controller.features import update_features
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
@@ -508,6 +509,7 @@ class QuorumController:
                     stale,
                     self.metadata_version,
                     unclean_election=lambda topic: unclean_election_enabled(self, topic),
+                    min_isr=min_isr_resolver(self),
                 )
                 self.tracker.fence(stale)
                 self.apply(applied, records, next_offset, atomic=False)

@@ -20,6 +20,7 @@ from uuid import UUID
 from kwire.controller.api_error import ApiError, OperationFailed
 from kwire.controller.cluster import check_broker_epoch
 from kwire.controller.elections import unclean_election_enabled
+from kwire.controller.elr import min_isr_resolver, topic_min_isr
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.partition_change import build_partition_change, leader_acceptor
 from kwire.controller.replication import default_directory, leader_and_isr_updates
@@ -81,6 +82,7 @@ def assign_replicas_to_dirs(
                         metadata_version=mv,
                         directories={broker_id: directory.id},
                         default_directory=lambda broker: default_directory(image, broker),
+                        min_isr=topic_min_isr(ctl, topic.name),
                     )
                     if record is not None:
                         records.append(record)
@@ -100,5 +102,6 @@ def assign_replicas_to_dirs(
             metadata_version=mv,
             unclean_election=lambda topic: unclean_election_enabled(ctl, topic),
             broker_to_remove=broker_id,
+            min_isr=min_isr_resolver(ctl),
         )
     return ctl.apply(Applied(), records, next_offset).result(response, atomic=False)

@@ -16,6 +16,7 @@ from kwire.controller.api_error import (
     OperationFailed,
     excessively_large_operation,
 )
+from kwire.controller.elr import topic_min_isr
 from kwire.controller.image import NO_LEADER, ConfigResourceType
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.partition_change import Election, build_partition_change, leader_acceptor
@@ -120,6 +121,7 @@ def _elect(
         metadata_version=ctl.metadata_version,
         election=Election.PREFERRED if election_type == _PREFERRED else Election.UNCLEAN,
         default_directory=lambda broker: default_directory(image, broker),
+        min_isr=topic_min_isr(ctl, name),
     )
     if record is None:
         code = (

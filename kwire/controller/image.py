@@ -45,6 +45,7 @@ from kwire.protocol.messages.metadata_records.begin_transaction_record import (
 from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
     BrokerRegistrationChangeRecord,
 )
+from kwire.protocol.messages.metadata_records.clear_elr_record import ClearElrRecord
 from kwire.protocol.messages.metadata_records.client_quota_record import ClientQuotaRecord
 from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
 from kwire.protocol.messages.metadata_records.delegation_token_record import (
@@ -124,6 +125,9 @@ class MetadataImage:
     # when the broker is fenced, depends on it): it doubles as topics join and starts
     # again from 2 once the broker is in no ISR.
     isr_table_capacity: dict[int, int] = field(default_factory=dict)
+    # The same two for eligible leader replicas (Kafka's BrokersToElrs).
+    elr_members: dict[int, dict[UUID, list[int]]] = field(default_factory=dict)
+    elr_table_capacity: dict[int, int] = field(default_factory=dict)
     # Called with (broker id, fenced) whenever a registration is (re)established or its
     # fencing may have changed, so the heartbeat tracker stays in step (Kafka's replay
     # calls heartbeatManager.register the same way).
@@ -164,15 +168,14 @@ class MetadataImage:
 
     def partitions_with_broker_in_isr(self, broker_id: int) -> list[tuple[UUID, int]]:
         """The partitions whose ISR holds ``broker_id``, in the order Kafka's BrokersToIsrs
-        yields them: topics in its hash table's slot order (ties in the order they
-        joined), each topic's partitions in the order they joined."""
-        by_topic = self.isr_members.get(broker_id, {})
-        capacity = self.isr_table_capacity.get(broker_id, MIN_TABLE_CAPACITY)
-        return [
-            (topic_id, partition_id)
-            for topic_id in sorted(by_topic, key=lambda t: timeline_hash_slot(t, capacity))
-            for partition_id in by_topic[topic_id]
-        ]
+        yields them: topics in its hash table's slot order (ties newest first), each
+        topic's partitions in the order they joined."""
+        return _members_in_order(self.isr_members, self.isr_table_capacity, broker_id)
+
+    def partitions_with_broker_in_elr(self, broker_id: int) -> list[tuple[UUID, int]]:
+        """The partitions whose ELR holds ``broker_id``, in Kafka's BrokersToElrs order
+        (as for :meth:`partitions_with_broker_in_isr`)."""
+        return _members_in_order(self.elr_members, self.elr_table_capacity, broker_id)
 
     def partitions_without_leader(self) -> list[tuple[UUID, int]]:
         return self.partitions_with_broker_in_isr(NO_LEADER)
@@ -367,33 +370,79 @@ class MetadataImage:
             # A leaderless partition is also indexed under NO_LEADER.
             return set(p.isr) | ({NO_LEADER} if p.leader == NO_LEADER else set())
 
-        before, after = members(previous), members(updated)
+        def elr(p: PartitionRegistration | None) -> set[int]:
+            return set() if p is None else set(p.elr)
+
+        self._update_index(
+            self.isr_members, self.isr_table_capacity, topic_id, partition_id,
+            members(previous), members(updated),
+        )  # fmt: skip
+        self._update_index(
+            self.elr_members, self.elr_table_capacity, topic_id, partition_id,
+            elr(previous), elr(updated),
+        )  # fmt: skip
+
+    def _update_index(
+        self,
+        index: dict[int, dict[UUID, list[int]]],
+        capacities: dict[int, int],
+        topic_id: UUID,
+        partition_id: int,
+        before: set[int],
+        after: set[int],
+    ) -> None:
         undo = self.undo
         for broker in sorted(before - after):
-            by_topic = self.isr_members.get(broker, {})
+            by_topic = index.get(broker, {})
             partitions = by_topic.get(topic_id, [])
             if partition_id in partitions:
                 undo.list_remove(partitions, partition_id)
             if not partitions:
                 undo.pop_item(by_topic, topic_id)
                 if not by_topic:
-                    undo.pop_item(self.isr_table_capacity, broker)
+                    undo.pop_item(capacities, broker)
         for broker in sorted(after - before):
-            topics_of_broker = self.isr_members.get(broker)
+            topics_of_broker = index.get(broker)
             if topics_of_broker is None:
                 topics_of_broker = {}
-                undo.set_item(self.isr_members, broker, topics_of_broker)
+                undo.set_item(index, broker, topics_of_broker)
             members_of_topic = topics_of_broker.get(topic_id)
             if members_of_topic is None:
-                capacity = self.isr_table_capacity.get(broker, MIN_TABLE_CAPACITY)
+                capacity = capacities.get(broker, MIN_TABLE_CAPACITY)
                 # BaseHashTable doubles before an add that would pass a 0.75 load.
                 if (len(topics_of_broker) + 1) * 0.75 > capacity:
                     capacity *= 2
-                if self.isr_table_capacity.get(broker) != capacity:
-                    undo.set_item(self.isr_table_capacity, broker, capacity)
+                if capacities.get(broker) != capacity:
+                    undo.set_item(capacities, broker, capacity)
                 members_of_topic = []
                 undo.set_item(topics_of_broker, topic_id, members_of_topic)
             undo.list_append(members_of_topic, partition_id)
+
+    def _clear_elr(self, record: ClearElrRecord, offset: int) -> None:
+        # ReplicationControlManager.replay(ClearElrRecord): every partition of the named
+        # topic (of every topic when the name is empty) that has an ELR or LastKnownElr
+        # loses both, and its partition epoch moves on as for a PartitionChangeRecord.
+        if record.topic_name:
+            topic = self.topic_by_name(record.topic_name)
+            if topic is None:
+                raise ReplayError(
+                    f"Unable to find a topic named {record.topic_name} in order to clear its ELRs."
+                )
+            topics = [topic]
+        else:
+            topics = list(self.topics.values())
+        for topic in topics:
+            for partition_id, partition in list(topic.partitions.items()):
+                if partition.elr or partition.last_known_elr:
+                    self._partition_change(
+                        PartitionChangeRecord(
+                            partition_id=partition_id,
+                            topic_id=topic.topic_id,
+                            eligible_leader_replicas=[],
+                            last_known_elr=[],
+                        ),
+                        offset,
+                    )
 
     # -- configs, features, producer ids --------------------------------------------------
 
@@ -541,6 +590,7 @@ def _handlers() -> dict[type, Callable[[MetadataImage, Any, int], None]]:
         AbortTransactionRecord: m._end_transaction,
         RemoveDelegationTokenRecord: m._remove_delegation_token,
         RegisterControllerRecord: m._register_controller,
+        ClearElrRecord: m._clear_elr,
     }
 
 
@@ -549,3 +599,18 @@ _HANDLERS = _handlers()
 
 def _cordoned(directories: list[UUID] | None) -> tuple[UUID, ...] | None:
     return None if directories is None else tuple(directories)
+
+
+def _members_in_order(
+    index: dict[int, dict[UUID, list[int]]], capacities: dict[int, int], broker_id: int
+) -> list[tuple[UUID, int]]:
+    by_topic = index.get(broker_id, {})
+    capacity = capacities.get(broker_id, MIN_TABLE_CAPACITY)
+    # Slots in order; Kafka's iterator walks each slot's chain from its end, so topics
+    # sharing a slot come newest first (SnapshottableHashTable.CurrentIterator).
+    newest_first = list(reversed(list(by_topic)))
+    return [
+        (topic_id, partition_id)
+        for topic_id in sorted(newest_first, key=lambda t: timeline_hash_slot(t, capacity))
+        for partition_id in by_topic[topic_id]
+    ]

@@ -13,8 +13,20 @@ partition there, or ``None`` when nothing would change. The steps run in Kafka's
 4. write the ISR (never empty), replicas, directories, adding/removing replicas and the
    leader recovery state that differ from the partition's.
 
-Eligible leader replicas (KIP-966) stay disabled, as they are in every production
-metadata.version of Kafka 3.9; their fields are only cleared if a record left some behind.
+With eligible leader replicas off (Kafka 3.9, or ``eligible.leader.replicas.version`` 0)
+the ISR is never written empty and a leftover ELR is cleared. With them on (``min_isr``
+given; Kafka 4.3.1's PartitionChangeBuilder, see kwire.controller.elr) the steps are:
+
+1. as above;
+2. while the target ISR is below ``min_isr`` the replicas it loses join the ELR (less
+   ``unclean_shutdown`` replicas), else the ELR empties;
+3. elect: an ISR member, or an ELR member when the ISR is empty; else the last known
+   leader (the one replica of LastKnownElr) if it may lead, an unclean election that
+   makes it the ISR; else (UNCLEAN) any replica. A leader taken from the ELR becomes the
+   ISR and leaves the ELR;
+4. write the ELR if it changed (cleared by an unclean election), the ISR even when empty,
+   and LastKnownElr: the old leader when the partition first loses its leader, cleared
+   once it has one again.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from dataclasses import dataclass
 from enum import Enum
 from uuid import UUID
 
+from kwire.controller.elr import target_elr
 from kwire.controller.image import (
     NO_LEADER,
     NO_LEADER_CHANGE,
@@ -113,13 +126,18 @@ def build_partition_change(
     default_directory: Callable[[int], UUID] | None = None,
     election: Election = Election.ONLINE,
     zk_migration: bool = False,
+    min_isr: int | None = None,
+    unclean_shutdown: Sequence[int] = (),
 ) -> PartitionChangeRecord | None:
     """The PartitionChangeRecord taking ``partition`` to the targets (each ``None`` keeps
     the partition's own value), or None when nothing would change.
 
     ``directories`` overrides the directory of some replicas; a replica that is new to the
     partition gets ``default_directory(replica)`` (ClusterControlManager.defaultDir).
-    Raises ValueError if such a replica appears and no ``default_directory`` is given."""
+    Raises ValueError if such a replica appears and no ``default_directory`` is given.
+
+    ``min_isr`` (the topic's effective min ISR) turns eligible leader replicas on; None
+    leaves them off. ``unclean_shutdown`` lists replicas that may not join the ELR."""
     isr = list(partition.isr if target_isr is None else target_isr)
     replicas = list(partition.replicas if target_replicas is None else target_replicas)
     removing = list(partition.removing_replicas if target_removing is None else target_removing)
@@ -135,9 +153,22 @@ def build_partition_change(
     if completed is not None:
         isr, replicas, removing, adding = completed.isr, completed.replicas, [], []
 
+    elr_on = min_isr is not None
+    elr = list(partition.elr)
+    if min_isr is not None:
+        elr = target_elr(partition.elr, partition.isr, isr, min_isr, unclean_shutdown)
+
     # Elect.
     def valid_leader(replica: int) -> bool:
-        return replica in isr and is_acceptable_leader(replica)
+        in_isr = replica in isr or (not isr and replica in elr)
+        return in_isr and is_acceptable_leader(replica)
+
+    def last_known_leader() -> int:
+        # Balanced recovery: with no ISR and no ELR, the one last known leader may lead.
+        if not elr_on or elr or isr or len(partition.last_known_elr) != 1:
+            return NO_LEADER
+        candidate = partition.last_known_elr[0]
+        return candidate if is_acceptable_leader(candidate) else NO_LEADER
 
     leader, unclean = NO_LEADER, False
     if election is Election.PREFERRED and replicas and valid_leader(replicas[0]):
@@ -146,10 +177,17 @@ def build_partition_change(
         leader = partition.leader
     else:
         leader = next((r for r in replicas if valid_leader(r)), NO_LEADER)
+        if leader == NO_LEADER:
+            leader = last_known_leader()
+            unclean = leader != NO_LEADER
         if leader == NO_LEADER and election is Election.UNCLEAN:
             leader = next((r for r in replicas if is_acceptable_leader(r)), NO_LEADER)
             unclean = leader != NO_LEADER
     if leader != partition.leader:
+        if leader in elr:
+            # A leader from the ELR is the whole new ISR.
+            isr = [leader]
+            elr = [r for r in elr if r != leader]
         record.leader = leader
         if unclean:
             # An unclean leader starts a new history: it is the whole ISR, and it must
@@ -165,11 +203,14 @@ def build_partition_change(
     if record.leader == NO_LEADER_CHANGE and not set(partition.replicas) <= set(replicas):
         record.leader = partition.leader
 
-    if partition.elr:
-        record.eligible_leader_replicas = []
+    # An unclean election (or ELR off) leaves no eligible leader replicas.
+    if record.isr is not None or not elr_on:
+        elr = []
+    if elr != list(partition.elr):
+        record.eligible_leader_replicas = elr
 
-    # An empty ISR is never written while ELR is disabled: the last member stays.
-    if record.isr is None and isr and isr != list(partition.isr):
+    # An empty ISR is only written while ELR is on; otherwise the last member stays.
+    if record.isr is None and (isr or elr_on) and isr != list(partition.isr):
         record.isr = isr
 
     # Before 3.6-IV0 (and during a ZK migration) brokers only learn of an ISR shrink
@@ -181,6 +222,13 @@ def build_partition_change(
         and not set(partition.isr) <= set(record.isr)
     ):
         record.leader = partition.leader
+
+    if elr_on:
+        # LastKnownElr holds the leader the partition last had while it has none.
+        if record.leader == NO_LEADER and not partition.last_known_elr:
+            record.last_known_elr = [partition.leader]
+        elif record.leader >= 0 and partition.last_known_elr:
+            record.last_known_elr = []
 
     _set_assignment_changes(
         record, partition, replicas, removing, adding, directories, default_directory,

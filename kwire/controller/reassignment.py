@@ -26,6 +26,7 @@ from kwire.controller.api_error import (
     ApiError,
 )
 from kwire.controller.elections import unclean_election_enabled
+from kwire.controller.elr import topic_min_isr
 from kwire.controller.image import PartitionRegistration, TopicInfo
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.partition_change import (
@@ -167,6 +168,7 @@ def _cancel(
         target_removing=[],
         target_adding=[],
         default_directory=lambda broker: default_directory(image, broker),
+        min_isr=topic_min_isr(ctl, topic.name),
     )
 
 
@@ -198,6 +200,7 @@ def _change(
         target_removing=removing or None,
         target_adding=adding or None,
         default_directory=lambda broker: default_directory(image, broker),
+        min_isr=topic_min_isr(ctl, topic.name),
     )
 
 

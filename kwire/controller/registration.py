@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from kwire.controller.api_error import ApiError
 from kwire.controller.authorizer import AuthHelper
+from kwire.controller.brokers import broker_shutdown_records
 from kwire.controller.cluster import (
     check_broker_epoch,
     process_heartbeat,
@@ -18,6 +19,7 @@ from kwire.controller.cluster import (
 )
 from kwire.controller.config_definitions import inherited_topic_default
 from kwire.controller.elections import unclean_election_enabled
+from kwire.controller.elr import min_isr_resolver
 from kwire.controller.heartbeats import BrokerControlState
 from kwire.controller.image import ConfigResourceType
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
@@ -66,11 +68,16 @@ def broker_registration(
             finalized_features=finalized,
             metadata_version=ctl.metadata_version,
             zk_migration_enabled=ctl.config.zk_migration_enabled,
+            clean_shutdown_detection=context.api_version >= 3,
+            shutdown_records=lambda broker, clean: broker_shutdown_records(ctl, broker, clean),
         )
     except ApiError as e:
         return ControllerResult(records=[], response=BrokerRegistrationResponse(error_code=e.code))
-    return ctl.apply(Applied(), records, next_offset).result(
-        BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch)
+    # Kafka 4.3.1 writes a registration that cleans up after an unclean shutdown as a
+    # non-atomic batch, the RegisterBrokerRecord last; 3.9 (no clean-up records) atomically.
+    atomic = len(records) == 1
+    return ctl.apply(Applied(), records, next_offset, atomic=atomic).result(
+        BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch), atomic=atomic
     )
 
 
@@ -87,6 +94,7 @@ def broker_heartbeat(
             request,
             ctl.metadata_version,
             unclean_election=lambda topic: unclean_election_enabled(ctl, topic),
+            min_isr=min_isr_resolver(ctl),
         )
     except ApiError as e:
         return ControllerResult(records=[], response=BrokerHeartbeatResponse(error_code=e.code))

@@ -18,6 +18,7 @@ from kwire.controller.api_error import (
 )
 from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
 from kwire.controller.cordon import usable_brokers
+from kwire.controller.elr import MinIsr, clear_elr_records, elr_enabled
 from kwire.controller.heartbeats import BrokerHeartbeatTracker
 from kwire.controller.image import (
     DIR_MIGRATING,
@@ -259,6 +260,19 @@ def _create_topic(
     mv: MetadataVersion,
     describable: bool = True,
 ) -> Result:
+    config_records: list[Message] = [
+        ConfigRecord(
+            resource_type=ConfigResourceType.TOPIC,
+            resource_name=topic.name,
+            name=name,
+            value=configs[name],
+        )
+        for name in java_hash_map_order(configs)
+    ]
+    if elr_enabled(image):
+        # A topic created with min.insync.replicas clears its (new) ELRs, as any change of
+        # it does (ConfigurationControlManager.incrementalAlterConfig).
+        config_records += clear_elr_records(config_records)
     new_parts: dict[int, PartitionRegistration] = {}
     if topic.assignments:
         if topic.replication_factor != -1:
@@ -326,7 +340,7 @@ def _create_topic(
                 replication_factor,
                 # Kafka places every partition and then fails adding the records; the
                 # answer is the same, without placing millions of partitions first.
-                max_partitions=MAX_RECORDS_PER_USER_OP - len(records) - 1 - len(configs),
+                max_partitions=MAX_RECORDS_PER_USER_OP - len(records) - 1 - len(config_records),
             )
         except ApiError as e:
             raise ApiError(
@@ -343,7 +357,7 @@ def _create_topic(
                 )
             new_parts[partition_id] = _new_partition(image, replicas, isr)
 
-    if len(records) + 1 + len(configs) + len(new_parts) > MAX_RECORDS_PER_USER_OP:
+    if len(records) + 1 + len(config_records) + len(new_parts) > MAX_RECORDS_PER_USER_OP:
         raise excessively_large_operation()
     topic_id = _unused_topic_id(image, rng)
     result = Result(
@@ -372,20 +386,9 @@ def _create_topic(
             )
         ]
     records.append(TopicRecord(name=topic.name, topic_id=topic_id))
-    # ConfigRecords sit between the TopicRecord and the PartitionRecords, in the order of
-    # the Java HashMap Kafka builds them from.
-    for name in java_hash_map_order(configs):
-        records.append(
-            ConfigRecord(
-                resource_type=ConfigResourceType.TOPIC,
-                resource_name=topic.name,
-                name=name,
-                value=configs[name],
-            )
-        )
-    # ELR (kwire/controller/elr.py): Kafka 4.3.1 writes a ClearElrRecord for the topic
-    # here, after its ConfigRecords, when min.insync.replicas is among them and ELR is
-    # enabled (config_levels.min_isr_config_records).
+    # ConfigRecords (and any ClearElrRecord) sit between the TopicRecord and the
+    # PartitionRecords, in the order of the Java HashMap Kafka builds them from.
+    records += config_records
     for partition_id in sorted(new_parts):
         records.append(_partition_record(topic_id, partition_id, new_parts[partition_id], mv))
     return result
@@ -478,6 +481,8 @@ def leader_and_isr_updates(
     unclean_election: UncleanElection,
     broker_to_remove: int = NO_LEADER,
     broker_to_add: int = NO_LEADER,
+    min_isr: MinIsr = None,
+    unclean_shutdown_broker: int = NO_LEADER,
 ) -> list[Message]:
     """PartitionChangeRecords that take ``broker_to_remove`` out of the ISR and leadership
     of ``partitions`` and elect leaders, treating ``broker_to_add`` as able to lead even
@@ -485,11 +490,16 @@ def leader_and_isr_updates(
     ``unclean_election(topic name)`` says whether the topic may elect a leader outside its
     ISR: ``unclean.leader.election.enable`` as the controller resolves it (kwire.controller.
     elections.unclean_election_enabled; ReplicationControlManager.generateLeaderAndIsr-
-    Updates asks ConfigurationControlManager.uncleanLeaderElectionEnabledForTopic)."""
+    Updates asks ConfigurationControlManager.uncleanLeaderElectionEnabledForTopic).
+
+    ``min_isr`` (kwire.controller.elr.min_isr_resolver) keeps eligible leader replicas;
+    ``unclean_shutdown_broker`` leaves the ISR, the ELR and may not lead (Kafka 4.3.1's
+    handleBrokerShutdown for a broker back from an unclean shutdown)."""
+    excluded = {broker_to_remove, unclean_shutdown_broker} - {NO_LEADER}
 
     def acceptable(partition: PartitionRegistration) -> Callable[[int], bool]:
         def check(replica: int) -> bool:
-            if replica == broker_to_remove:
+            if replica in excluded:
                 return False
             if replica != broker_to_add and not image.is_active(replica):
                 return False
@@ -510,8 +520,12 @@ def leader_and_isr_updates(
             partition_id,
             is_acceptable_leader=acceptable(partition),
             metadata_version=metadata_version,
-            target_isr=[r for r in partition.isr if r != broker_to_remove],
+            target_isr=[r for r in partition.isr if r not in excluded],
             election=Election.UNCLEAN if unclean_election(topic.name) else Election.ONLINE,
+            min_isr=None if min_isr is None else min_isr(topic.name),
+            unclean_shutdown=(
+                [unclean_shutdown_broker] if unclean_shutdown_broker != NO_LEADER else []
+            ),
         )
         if record is not None:
             records.append(record)
