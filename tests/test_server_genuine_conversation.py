@@ -36,9 +36,11 @@ order, as the genuine controller's log (NoOp records aside: they count time, not
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -50,7 +52,12 @@ from genuine_43 import kafka_4_3_topic_defaults
 
 from kwire.log import read_meta_properties
 from kwire.protocol._codec import Message
+from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.framing import decode_request, decode_response
+from kwire.protocol.messages.broker_registration import (
+    BrokerRegistrationRequest,
+    BrokerRegistrationResponse,
+)
 from kwire.protocol.messages.create_topics import CreateTopicsResponse
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.records import decode_batches, unframe_metadata_record
@@ -254,13 +261,12 @@ class Conversation:
         return self.started_ms <= ms <= int(time.time() * 1000)
 
 
-@pytest.fixture(params=STORIES, ids=lambda story: story.name)
-async def conversation(
-    request: pytest.FixtureRequest, tmp_path: Path
+@asynccontextmanager
+async def kwire_server(
+    directory: Path, story: Story, release_version: str | None
 ) -> AsyncIterator[Conversation]:
-    story: Story = request.param
-    if not story.frames.exists() or not story.log.exists():
-        pytest.skip(f"no genuine Kafka capture {story.name} (../shared is absent)")
+    """A kwire server on a free port of 127.0.0.1, formatted with the story's cluster id at
+    ``release_version`` (4.3.1's default, 4.3-IV0, for None), serving until the block ends."""
     cluster_id = read_meta_properties(story.log_dir / "meta.properties").cluster_id
     port = free_port()
     config = ControllerServerConfig.from_properties(
@@ -271,18 +277,19 @@ async def conversation(
             "listeners": f"CONTROLLER://127.0.0.1:{port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT",
-            "log.dirs": str(tmp_path / "controller-1"),
+            "log.dirs": str(directory / "controller-1"),
             "num.partitions": "1",
             # NoOps every 100 ms instead of 500: long polls end sooner, nothing else changes.
             "metadata.max.idle.interval.ms": "100",
         }
     )
-    formatted = format_storage(config, cluster_id, story.release_version)
-    # Formatted as the genuine controller was: the same bootstrap records.
-    genuine_bootstrap = read_bootstrap_checkpoint(story.log_dir / "bootstrap.checkpoint")
-    assert [(plain(record), version) for record, version in formatted.bootstrap] == [
-        (plain(record), version) for record, version in genuine_bootstrap
-    ]
+    formatted = format_storage(config, cluster_id, release_version)
+    if release_version == story.release_version:
+        # Formatted as the genuine controller was: the same bootstrap records.
+        genuine_bootstrap = read_bootstrap_checkpoint(story.log_dir / "bootstrap.checkpoint")
+        assert [(plain(record), version) for record, version in formatted.bootstrap] == [
+            (plain(record), version) for record, version in genuine_bootstrap
+        ]
     node = ControllerNode(build_settings(config), seed=1)
     async with trio.open_nursery() as nursery:
         await nursery.start(
@@ -290,9 +297,27 @@ async def conversation(
                 node, "127.0.0.1", port, max_request_bytes=1 << 20, task_status=task_status
             )
         )
-        yield Conversation(port, node, story)
+        talk = Conversation(port, node, story)
+        yield talk
+        for client in talk.clients.values():
+            await client.aclose()
         nursery.cancel_scope.cancel()
     node.close()
+
+
+def needs(story: Story) -> None:
+    if not story.frames.exists() or not story.log.exists():
+        pytest.skip(f"no genuine Kafka capture {story.name} (../shared is absent)")
+
+
+@pytest.fixture(params=STORIES, ids=lambda story: story.name)
+async def conversation(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Conversation]:
+    story: Story = request.param
+    needs(story)
+    async with kwire_server(tmp_path, story, story.release_version) as talk:
+        yield talk
 
 
 def rewrite(request: Message, api_key: int, talk: Conversation) -> None:
@@ -469,8 +494,6 @@ async def test_kwire_answers_the_genuine_broker_as_kafka_did(conversation: Conve
                 where = f"frame {frames.index(frame)} {type(ours).__name__} v{version}"
                 mismatches.append(f"{where}: {e}")
             answered += 1
-    for client in talk.clients.values():
-        await client.aclose()
     assert answered > story.min_answered
     assert set(talk.checked) >= story.answers
 
@@ -489,3 +512,44 @@ async def test_kwire_answers_the_genuine_broker_as_kafka_did(conversation: Conve
     assert not mismatches and not wrote, "\n".join(
         ["kwire answered differently:", *mismatches, "kwire wrote differently:", *wrote]
     )
+
+
+def genuine_request(story: Story, api_key: int) -> tuple[Any, Message]:
+    """The first request of ``api_key`` in a story: (its header, its body)."""
+    for line in story.frames.read_text().splitlines():
+        frame = json.loads(line)
+        if frame["dir"] == "request" and frame["api_key"] == api_key:
+            return decode_request(bytes.fromhex(frame["hex"]))
+    raise AssertionError(f"no request of api key {api_key} in {story.frames}")
+
+
+async def test_a_genuine_3_9_broker_is_refused_by_a_4_3_iv0_cluster_as_kafka_4_3_refuses_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The 3.9.0 broker's BrokerRegistration v4 offers metadata.version 1..21 (and
+    # kraft.version 0..1). Kafka 4.3.1's ClusterControlManager.registerBroker checks each
+    # offered feature against the finalized level (processRegistrationFeature): 30 is not
+    # within 1..21, so UnsupportedVersionException, UNSUPPORTED_VERSION on the wire
+    # (BrokerRegistrationResponse has no message field; the message is the controller's log
+    # line), broker epoch -1, and no record written.
+    needs(KAFKA_3_9)
+    header, registration = genuine_request(KAFKA_3_9, 62)
+    assert isinstance(registration, BrokerRegistrationRequest)
+    assert [(f.name, f.max_supported_version) for f in registration.features] == [
+        ("kraft.version", 1),
+        ("metadata.version", 21),
+    ]
+    async with kwire_server(tmp_path, LIFECYCLE, None) as talk:
+        before = [kind for _, kind, _, _ in talk.our_records()]
+        assert "FeatureLevelRecord" in before
+        assert talk.node.controller.image.metadata_version_level == 30
+        client = await talk.client(1, header.client_id or "")
+        with trio.fail_after(10), caplog.at_level(logging.INFO):
+            answer = await client.request(registration, header.request_api_version)
+        assert isinstance(answer, BrokerRegistrationResponse)
+        assert (answer.error_code, answer.broker_epoch) == (ErrorCode.UNSUPPORTED_VERSION, -1)
+        assert (
+            "Unable to register because the broker does not support finalized version 30 of "
+            "metadata.version. The broker wants a version between 1 and 21, inclusive."
+        ) in caplog.text
+        assert "RegisterBrokerRecord" not in [kind for _, kind, _, _ in talk.our_records()]

@@ -6,6 +6,7 @@ behind ControllerApis). Each is an operation of ``REQUEST_HANDLERS``."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from kwire.controller.api_error import ApiError
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 PRODUCER_ID_BLOCK_SIZE = 1000
 _LONG_MAX = 2**63 - 1
 
+log = logging.getLogger(__name__)
+
 
 def broker_registration(
     ctl: QuorumController,
@@ -66,6 +69,14 @@ def broker_registration(
             zk_migration_enabled=ctl.config.zk_migration_enabled,
         )
     except ApiError as e:
+        # BrokerRegistrationResponse has no message field: the reason is only in the log,
+        # as QuorumController.handleEventException logs it (INFO, "event failed with ...").
+        log.info(
+            "registerBroker of broker %d: event failed with %s. Exception message: %s",
+            request.broker_id,
+            e.code.name,
+            e.message,
+        )
         return ControllerResult(records=[], response=BrokerRegistrationResponse(error_code=e.code))
     return ctl.apply(Applied(), records, next_offset).result(
         BrokerRegistrationResponse(error_code=ErrorCode.NONE, broker_epoch=epoch)
