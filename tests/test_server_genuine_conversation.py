@@ -24,9 +24,13 @@ compared by rule, never skipped:
   this run; an observer's log end offset is where the broker last fetched kwire from.
 
 Requests that carry the broker's view of the log are rewritten by rule: a heartbeat's
-broker epoch becomes kwire's, its metadata offset what the broker has fetched from kwire;
-a fetch asks from where the broker's fetching of kwire has reached, and tells the high
-watermark kwire last told it. Release rules (the genuine controller is 4.3.1, kwire at
+broker epoch becomes kwire's, its metadata offset the one just before kwire's next event
+after the events the broker had published of the genuine log (never beyond what it has
+fetched from kwire); a fetch asks from where the broker's fetching of kwire has reached,
+and tells the high watermark kwire last told it. Each answer is awaited at its captured
+place; a request the genuine controller had received before it sent that answer (on
+another connection, not a long-polling Fetch) is answered by kwire first, so that a fetch
+can hold the record that request wrote, as the genuine one did. Release rules (the genuine controller is 4.3.1, kwire at
 3.9-IV0 is 3.9.0's controller) are tests/genuine_43.py's: 4.3.1's topic config defaults,
 and no ZkMigrationStateRecord.
 Afterwards kwire's log holds the same kinds of records, at the same versions, in the same
