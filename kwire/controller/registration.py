@@ -6,6 +6,7 @@ behind ControllerApis). Each is an operation of ``REQUEST_HANDLERS``."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from kwire.controller.api_error import ApiError
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 PRODUCER_ID_BLOCK_SIZE = 1000
 _LONG_MAX = 2**63 - 1
 
+log = logging.getLogger(__name__)
+
 
 def broker_registration(
     ctl: QuorumController,
@@ -72,6 +75,14 @@ def broker_registration(
             shutdown_records=lambda broker, clean: broker_shutdown_records(ctl, broker, clean),
         )
     except ApiError as e:
+        # BrokerRegistrationResponse has no message field: the reason is only in the log,
+        # as QuorumController.handleEventException logs it (INFO, "event failed with ...").
+        log.info(
+            "registerBroker of broker %d: event failed with %s. Exception message: %s",
+            request.broker_id,
+            e.code.name,
+            e.message,
+        )
         return ControllerResult(records=[], response=BrokerRegistrationResponse(error_code=e.code))
     # Kafka 4.3.1 writes a registration that cleans up after an unclean shutdown as a
     # non-atomic batch, the RegisterBrokerRecord last; 3.9 (no clean-up records) atomically.
