@@ -147,8 +147,9 @@ def zero_config() -> ControllerServerConfig:
     config = ControllerServerConfig.default_single_node(data_dir)
     if not (data_dir / "meta.properties").exists():
         cluster_id = random_uuid()
-        # 3.9-IV0 until the activation writes the bootstrap's other features: the two-command
-        # start serves Kafka 3.9 brokers, which support metadata.version up to 21.
+        # 3.9-IV0, not the storage tool's 4.3-IV0: the two-command start serves brokers of
+        # both lines (Kafka 3.9 supports metadata.version up to 21); a 4.x cluster upgrades
+        # with kafka-features once every broker is 4.x.
         result = format_storage(config, cluster_id, "3.9-IV0")
         for line in result.lines:
             print(line)
