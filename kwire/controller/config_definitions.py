@@ -1,7 +1,8 @@
-"""Kafka 3.9's config definitions as the controller's DescribeConfigs reports them.
+"""Kafka's config definitions as the controller's DescribeConfigs reports them.
 
-Broker configs (KafkaConfig) come from ``broker_config_table`` (generated from a genuine
-answer); topic configs (LogConfig) from ``topic_configs``. Here: the synonyms that link a
+Broker configs (KafkaConfig) come from ``broker_config_table``: Kafka 3.9.0's (generated
+from a genuine answer) up to 3.9-IV0, Kafka 4.3.1's (3.9's plus the delta of the two
+releases' definitions) at 4.x levels (:func:`broker_config_table`); topic configs (LogConfig) from ``topic_configs``. Here: the synonyms that link a
 topic config to the broker configs that default it (ServerTopicConfigSynonyms) and a
 broker config to its alternative spellings (DynamicBrokerConfig.brokerConfigSynonyms),
 which broker configs can be set per broker only, how a value is shown
@@ -15,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from enum import IntEnum
 
-from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE
+from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE, BROKER_CONFIG_TABLE_4_3
 from kwire.controller.topic_configs import (
     ConfigSource,
     ConfigType,
@@ -149,6 +150,8 @@ _CLUSTER_LEVEL_LISTENER_CONFIGS = frozenset(
     {"max.connections", "max.connection.creation.rate", "num.network.threads"}
 )
 PER_BROKER_CONFIGS = _LISTENER_RECONFIGURABLE - _CLUSTER_LEVEL_LISTENER_CONFIGS
+# Kafka 4.3.1's DynamicBrokerConfig.PER_BROKER_CONFIGS adds cordoned.log.dirs.
+PER_BROKER_CONFIGS_4_3 = PER_BROKER_CONFIGS | {"cordoned.log.dirs"}
 # Set per listener and SASL mechanism: listener.name.<l>.<mechanism>.<config>.
 _LISTENER_MECHANISM_CONFIGS = (
     "sasl.jaas.config",
@@ -187,12 +190,24 @@ def inherited_topic_default(
     return lookup
 
 
-def broker_config_type(name: str) -> ResponseConfigType:
+BrokerConfigRow = tuple[int, str | None, bool, bool]
+_FIRST_4_X_LEVEL = 22  # 4.0-IV0 (config_levels.FIRST_4_X_LEVEL, which imports this module)
+
+
+def broker_config_table(level: int = 21) -> Mapping[str, BrokerConfigRow]:
+    """KafkaConfig's definitions at a metadata.version level: name -> (type id, default,
+    read-only, sensitive). Kafka 3.9.0's up to 3.9-IV0 (21), Kafka 4.3.1's at 4.x levels
+    (AbstractKafkaConfig.CONFIG_DEF and DynamicBrokerConfig.ALL_DYNAMIC_CONFIGS)."""
+    return BROKER_CONFIG_TABLE_4_3 if level >= _FIRST_4_X_LEVEL else BROKER_CONFIG_TABLE
+
+
+def broker_config_type(name: str, level: int = 21) -> ResponseConfigType:
     """KafkaConfig.configType: a listener-prefixed name has its base config's type."""
-    row = BROKER_CONFIG_TABLE.get(name)
+    table = broker_config_table(level)
+    row = table.get(name)
     if row is None and (match := _LISTENER_CONFIG.fullmatch(name)) is not None:
         base = match.group(1)
-        row = BROKER_CONFIG_TABLE.get(base) or BROKER_CONFIG_TABLE.get(base.split(".", 1)[-1])
+        row = table.get(base) or table.get(base.split(".", 1)[-1])
     return ResponseConfigType.UNKNOWN if row is None else ResponseConfigType(row[0])
 
 
@@ -201,16 +216,23 @@ def is_sensitive(config_type: ResponseConfigType) -> bool:
     return config_type in (ResponseConfigType.PASSWORD, ResponseConfigType.UNKNOWN)
 
 
-def is_dynamic_broker_config(name: str) -> bool:
+def is_dynamic_broker_config(name: str, level: int = 21) -> bool:
     """In DynamicBrokerConfig.AllDynamicConfigs (or a name Kafka does not define, which
     it keeps as given)."""
-    row = BROKER_CONFIG_TABLE.get(name)
+    row = broker_config_table(level).get(name)
     return row is None or not row[2]
 
 
-def broker_default(name: str) -> str | None:
-    row = BROKER_CONFIG_TABLE.get(name)
+def broker_default(name: str, level: int = 21) -> str | None:
+    row = broker_config_table(level).get(name)
     return None if row is None else row[1]
+
+
+def is_list_broker_config(name: str, level: int = 21) -> bool:
+    """KafkaConfigSchema.isSplittable for a BROKER config: a LIST config KafkaConfig
+    defines (an unknown name is not)."""
+    row = broker_config_table(level).get(name)
+    return row is not None and row[0] == ResponseConfigType.LIST
 
 
 def broker_config_synonyms(name: str) -> list[str]:
@@ -231,17 +253,20 @@ def broker_config_synonyms(name: str) -> list[str]:
     return [name]
 
 
-def persistent_dynamic_configs(configs: dict[str, str], *, per_broker: bool) -> dict[str, str]:
+def persistent_dynamic_configs(
+    configs: dict[str, str], *, per_broker: bool, level: int = 21
+) -> dict[str, str]:
     """What DynamicBrokerConfig.fromPersistentProps keeps of the dynamic configs in the
     log: not read-only ones, not security configs without a listener prefix, and at the
-    cluster-wide default not per-broker ones."""
+    cluster-wide default not per-broker ones (Kafka 4.3.1 adds cordoned.log.dirs to those)."""
+    per_broker_names = PER_BROKER_CONFIGS_4_3 if level >= _FIRST_4_X_LEVEL else PER_BROKER_CONFIGS
     kept = {}
     for name, value in configs.items():
-        if not is_dynamic_broker_config(name) or name in DYNAMIC_SECURITY_CONFIGS:
+        if not is_dynamic_broker_config(name, level) or name in DYNAMIC_SECURITY_CONFIGS:
             continue
         if not per_broker:
             match = _LISTENER_CONFIG.fullmatch(name)
-            if name in PER_BROKER_CONFIGS or (
+            if name in per_broker_names or (
                 match is not None and match.group(1) not in _CLUSTER_LEVEL_LISTENER_CONFIGS
             ):
                 continue

@@ -1,4 +1,5 @@
-"""DescribeConfigs on the controller listener, as Kafka 3.9's ConfigHelper answers it there.
+"""DescribeConfigs on the controller listener, as Kafka 3.9's ConfigHelper answers it there
+(at 4.x levels Kafka 4.3.1's, with 4.3.1's broker config definitions).
 
 The controller describes itself as a node: BROKER with its own id lists every broker config
 (KafkaConfig) with its effective value, BROKER "" the cluster-wide dynamic defaults, TOPIC
@@ -21,13 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kwire.controller.api_error import ApiError
-from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE
 from kwire.controller.broker_logger import current_loggers
 from kwire.controller.config_definitions import (
     TOPIC_CONFIG_SYNONYMS,
     TOPIC_TYPE_IDS,
     ResponseConfigType,
     broker_config_synonyms,
+    broker_config_table,
     broker_config_type,
     broker_default,
     is_sensitive,
@@ -74,31 +75,34 @@ class BrokerLayers:
     node: Mapping[str, str]  # DYNAMIC_BROKER_CONFIG: this node's dynamic configs
     cluster_default: Mapping[str, str]  # DYNAMIC_DEFAULT_BROKER_CONFIG
     static: Mapping[str, str]  # STATIC_BROKER_CONFIG: the node's configuration file
+    level: int = 21  # metadata.version level: whose KafkaConfig defines the configs
 
     @classmethod
     def of(cls, image: MetadataImage, node_id: int, static: Mapping[str, str]) -> BrokerLayers:
         broker = ConfigResourceType.BROKER
+        level = image.metadata_version_level
         return cls(
             node=persistent_dynamic_configs(
-                image.configs.get((broker, str(node_id)), {}), per_broker=True
+                image.configs.get((broker, str(node_id)), {}), per_broker=True, level=level
             ),
             cluster_default=persistent_dynamic_configs(
-                image.configs.get((broker, ""), {}), per_broker=False
+                image.configs.get((broker, ""), {}), per_broker=False, level=level
             ),
             static=static,
+            level=level,
         )
 
     def value(self, name: str) -> str | None:
         for layer in (self.node, self.cluster_default, self.static):
             if name in layer:
                 return layer[name]
-        return broker_default(name)
+        return broker_default(name, self.level)
 
     def synonyms(self, name: str, names: list[str], sensitive: bool) -> list[Synonym]:
         """ConfigHelper.configSynonyms: every layer holding one of ``names``, layer by
         layer, from the first that is ``name`` itself."""
         found = []
-        defaults = {n: d for n in names if (d := broker_default(n)) is not None}
+        defaults = {n: d for n in names if (d := broker_default(n, self.level)) is not None}
         for layer, source in (
             (self.node, ConfigSource.DYNAMIC_BROKER_CONFIG),
             (self.cluster_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
@@ -292,14 +296,17 @@ def _broker_id(name: str) -> int:
 
 def node_entries(layers: BrokerLayers, include_synonyms: bool) -> list[Entry]:
     """Every broker config of this node (ConfigHelper.allConfigs of its KafkaConfig)."""
-    names = [*layers.static, *layers.cluster_default, *layers.node, *sorted(BROKER_CONFIG_TABLE)]
+    table = broker_config_table(layers.level)
+    names = [*layers.static, *layers.cluster_default, *layers.node, *sorted(table)]
     entries = []
     for name in scala_hash_map_order(names):
-        config_type = broker_config_type(name)
+        config_type = broker_config_type(name, layers.level)
         sensitive = is_sensitive(config_type)
         value = None if sensitive else show_value(config_type, layers.value(name))
         synonyms = layers.synonyms(name, broker_config_synonyms(name), sensitive)
-        entries.append(_broker_entry(name, value, config_type, synonyms, include_synonyms))
+        entries.append(
+            _broker_entry(name, value, config_type, synonyms, include_synonyms, layers.level)
+        )
     return entries
 
 
@@ -307,7 +314,7 @@ def cluster_default_entries(layers: BrokerLayers, include_synonyms: bool) -> lis
     """The cluster-wide dynamic defaults, their values as written."""
     entries = []
     for name in scala_hash_map_order(list(layers.cluster_default)):
-        config_type = broker_config_type(name)
+        config_type = broker_config_type(name, layers.level)
         sensitive = is_sensitive(config_type)
         value = None if sensitive else layers.cluster_default[name]
         synonyms = [
@@ -315,7 +322,9 @@ def cluster_default_entries(layers: BrokerLayers, include_synonyms: bool) -> lis
             for s in layers.synonyms(name, broker_config_synonyms(name), sensitive)
             if s.source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
         ]
-        entries.append(_broker_entry(name, value, config_type, synonyms, include_synonyms))
+        entries.append(
+            _broker_entry(name, value, config_type, synonyms, include_synonyms, layers.level)
+        )
     return entries
 
 
@@ -325,8 +334,9 @@ def _broker_entry(
     config_type: ResponseConfigType,
     synonyms: list[Synonym],
     include_synonyms: bool,
+    level: int,
 ) -> Entry:
-    row = BROKER_CONFIG_TABLE.get(name)
+    row = broker_config_table(level).get(name)
     return Entry(
         name=name,
         value=value,

@@ -41,11 +41,10 @@ from kwire.controller.api_error import (
     excessively_large_operation,
 )
 from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
-from kwire.controller.broker_config_table import BROKER_CONFIG_TABLE
 from kwire.controller.broker_logger import alter_log_levels
 from kwire.controller.config_definitions import (
-    ResponseConfigType,
     broker_default,
+    is_list_broker_config,
     java_parse_int,
 )
 from kwire.controller.config_describe import BrokerLayers, describe_resource, topic_value
@@ -531,8 +530,7 @@ def _is_list(kind: ConfigResourceType, key: str, level: int) -> bool:
         definition = topic_config_defs(level).get(key)
         return definition is not None and definition.type is ConfigType.LIST
     if kind is ConfigResourceType.BROKER:
-        row = BROKER_CONFIG_TABLE.get(key)
-        return row is not None and row[0] == ResponseConfigType.LIST
+        return is_list_broker_config(key, level)
     if kind is ConfigResourceType.CLIENT_METRICS:
         return key in ("metrics", "match")
     return False
@@ -543,7 +541,7 @@ def _default(kind: ConfigResourceType, key: str, level: int) -> str | None:
         definition = topic_config_defs(level).get(key)
         return None if definition is None else definition.default
     if kind is ConfigResourceType.BROKER:
-        return broker_default(key)
+        return broker_default(key, level)
     return None
 
 
