@@ -16,8 +16,8 @@ evaluate are listed in RESOLVED_BY_READING (each checked in 4.3.1's source), and
 dynamic configs of 4.3.1 (DynamicBrokerConfig.ALL_DYNAMIC_CONFIGS) are named here by
 their constants and resolved in 4.3.1's tree. Documentation is never taken.
 
-    python tools/gen_broker_configs.py [capture.jsonl] > kwire/controller/broker_config_table.py
-    python tools/gen_broker_configs.py --delta   # print the 3.9 -> 4.3.1 delta only
+    python -m tools.gen_broker_configs [capture.jsonl] > kwire/controller/broker_config_table.py
+    python -m tools.gen_broker_configs --delta   # print the 3.9 -> 4.3.1 delta only
 """
 
 from __future__ import annotations
