@@ -50,6 +50,15 @@ START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 KILL_TIMEOUT_S = 5.0
 LISTENING_MARKER = "listening on"
+# The checkout these tests belong to: the subprocesses import kwire from it, not from
+# wherever the interpreter's site-packages point (an editable install of another tree).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a kwire subprocess: this one, with this checkout first on the path."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
 
 
 class ServerStartError(RuntimeError):
@@ -96,6 +105,7 @@ def run_kwire(
         text=True,
         timeout=timeout,
         cwd=cwd,
+        env=_child_env(),
     )
 
 
@@ -254,7 +264,7 @@ class KwireServer:
         self.starts += 1
         self._stdout = self.stdout_path.open("wb")
         self._stderr = self.stderr_path.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = _child_env()
         self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,

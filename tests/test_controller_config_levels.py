@@ -15,6 +15,7 @@ from test_controller_features import KAFKA_39_FEATURES, KAFKA_43_FEATURES, regis
 from test_controller_integrity import CLUSTER_ID, Leader, heartbeat, topic
 
 from kwire.controller import ControllerConfig, QuorumController, RequestContext
+from kwire.controller.group_configs import java_duration_seconds
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.describe_configs import (
@@ -283,6 +284,91 @@ def test_a_bad_group_config_is_refused_with_kafkas_error_and_writes_nothing(case
         message,
     )
     assert records == []
+
+
+SHARE_RESET_REFUSED = {
+    # AutoOffsetResetStrategy.fromString under ShareGroupAutoOffsetResetStrategy.Validator
+    # (Kafka 4.3.1): the duration must parse (java.time.Duration.parse) and not be negative,
+    # and the names are matched as written.
+    "a duration that does not parse": "by_duration:xyz",
+    "a negative duration": "by_duration:-PT1H",
+    "a duration whose seconds are negative": "by_duration:PT-0.5S",
+    "a T with no time": "by_duration:P1DT",
+    "days that overflow a long of seconds": "by_duration:P9223372036854775807D",
+    "by_duration without its duration": "by_duration",
+    "an upper-case name": "LATEST",
+    "the consumer-only none": "none",
+}
+
+
+@pytest.mark.parametrize("case", SHARE_RESET_REFUSED)
+def test_share_auto_offset_reset_is_refused_as_kafka_4_3_refuses_it(case: str) -> None:
+    value = SHARE_RESET_REFUSED[case]
+    leader = started_at(LEVEL_43)
+    response, records = incremental(
+        leader, (GROUP, "g", [Op(name="share.auto.offset.reset", value=f" {value} ")])
+    )
+    # ConfigException(name, trimmed value, the validator's text).
+    assert (response.responses[0].error_code, response.responses[0].error_message) == (
+        ErrorCode.INVALID_CONFIG,
+        f"Invalid value {value} for configuration share.auto.offset.reset: Invalid value "
+        f"`{value}` for configuration share.auto.offset.reset. The value must be either "
+        "'earliest', 'latest' or of the format 'by_duration:<PnDTnHnMn.nS>'.",
+    )
+    assert records == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["earliest", " latest ", "by_duration:PT1H", "by_duration:p1dt2h30m0.5s", "by_duration:PT0S"],
+)
+def test_share_auto_offset_reset_takes_kafkas_strategies(value: str) -> None:
+    leader = started_at(LEVEL_43)
+    response, records = incremental(
+        leader, (GROUP, "g", [Op(name="share.auto.offset.reset", value=value)])
+    )
+    assert response.responses[0].error_code == ErrorCode.NONE
+    assert records == [(GROUP, "g", "share.auto.offset.reset", value)]
+
+
+JAVA_DURATIONS = {
+    # text: Duration.parse(text).getSeconds(), or None where it throws (JDK 17).
+    "PT1H": 3600,
+    "pt1h30m": 5400,
+    "-PT1H": -3600,
+    "-P-1D": 86400,
+    "PT1,5S": 1,
+    "PT-0.5S": -1,
+    "-PT0.5S": -1,
+    "P+1D": 86400,
+    "PT9223372036854775807S": 2**63 - 1,
+    "-PT9223372036854775808S": None,
+    "P": None,
+    "PT": None,
+    "P1W": None,
+    "PT1.1234567891S": None,
+    "P106751991167301D": None,
+    "PT1\u017fS".encode().decode("unicode_escape"): None,  # no Unicode case folding
+}
+
+
+@pytest.mark.parametrize("text", JAVA_DURATIONS)
+def test_durations_parse_as_java_time_duration_parses_them(text: str) -> None:
+    assert java_duration_seconds(text) == JAVA_DURATIONS[text]
+
+
+def test_a_group_describes_kafka_4_3s_broker_defaults_not_3_9s() -> None:
+    # ShareGroupConfig.SHARE_GROUP_PARTITION_MAX_RECORD_LOCKS_DEFAULT is 2000 in 4.3.1 (200
+    # in 3.9.0); GROUP configs exist only at 4.x levels.
+    leader = started_at(LEVEL_43)
+    configs = {c.name: (c.value, c.config_source) for c in describe(leader, GROUP, "g").configs}
+    assert configs["share.partition.max.record.locks"] == ("2000", 5)
+
+
+def test_a_static_broker_group_default_still_wins_over_kafkas_default() -> None:
+    leader = started_at(LEVEL_43, **{"group.share.partition.max.record.locks": "300"})
+    configs = {c.name: (c.value, c.config_source) for c in describe(leader, GROUP, "g").configs}
+    assert configs["share.partition.max.record.locks"] == ("300", 4)
 
 
 def test_a_session_timeout_must_exceed_its_heartbeat_interval() -> None:

@@ -92,11 +92,16 @@ class BrokerLayers:
             level=level,
         )
 
-    def value(self, name: str) -> str | None:
+    def configured(self, name: str) -> str | None:
+        """The value a layer sets (dynamic for this node, dynamic default, static), or None."""
         for layer in (self.node, self.cluster_default, self.static):
             if name in layer:
                 return layer[name]
-        return broker_default(name, self.level)
+        return None
+
+    def value(self, name: str) -> str | None:
+        configured = self.configured(name)
+        return configured if configured is not None else broker_default(name, self.level)
 
     def synonyms(self, name: str, names: list[str], sensitive: bool) -> list[Synonym]:
         """ConfigHelper.configSynonyms: every layer holding one of ``names``, layer by
@@ -243,15 +248,21 @@ def group_entries(
         broker_name = GROUP_BROKER_SYNONYMS.get(name)
         synonyms: list[Synonym] = []
         if broker_name is not None:
-            synonyms = layers.synonyms(broker_name, [broker_name], False)
-            if not synonyms:
-                default = BROKER_GROUP_DEFAULTS.get(broker_name)
-                if default is not None:
-                    synonyms = [
-                        Synonym(
-                            name=broker_name, value=str(default), source=ConfigSource.DEFAULT_CONFIG
-                        )
-                    ]
+            # The broker config's default is Kafka 4.3.1's (GROUP configs exist only at 4.x
+            # levels), not that of the 3.9.0 broker table (group.share.partition.max.record.locks:
+            # 2000, not 200).
+            synonyms = [
+                s
+                for s in layers.synonyms(broker_name, [broker_name], False)
+                if s.source is not ConfigSource.DEFAULT_CONFIG
+            ]
+            default = BROKER_GROUP_DEFAULTS.get(broker_name)
+            if default is not None:
+                synonyms.append(
+                    Synonym(
+                        name=broker_name, value=str(default), source=ConfigSource.DEFAULT_CONFIG
+                    )
+                )
         else:
             synonyms = [
                 Synonym(name=name, value=definition.default, source=ConfigSource.DEFAULT_CONFIG)

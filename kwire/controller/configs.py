@@ -169,7 +169,7 @@ def _validate(ctl: QuorumController, resource: Resource, configs: Mapping[str, s
             _validate_client_metrics(name, configs)
         case ConfigResourceType.GROUP:
             layers = BrokerLayers.of(ctl.image, ctl.node_id, _static_configs(ctl))
-            validate_group_configs(name, configs, layers.value)
+            validate_group_configs(name, configs, layers.configured)
         case _:
             raise ApiError(ErrorCode.INVALID_REQUEST, f"Unknown resource type {kind.name}")
     _check_exists(ctl, resource)

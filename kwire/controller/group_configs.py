@@ -22,6 +22,7 @@ Kafka 4.3.1's defaults otherwise.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -176,15 +177,78 @@ def _invalid(message: str) -> ApiError:
     return ApiError(ErrorCode.INVALID_CONFIG, message)
 
 
+def java_trim(text: str) -> str:
+    """String.trim: drops leading and trailing characters up to U+0020 (not other Unicode
+    spaces), as ConfigDef.parseType does to every value."""
+    start, end = 0, len(text)
+    while start < end and text[start] <= " ":
+        start += 1
+    while end > start and text[end - 1] <= " ":
+        end -= 1
+    return text[start:end]
+
+
+# java.time.Duration.parse's grammar: PnDTnHnMn.nS, letters in either ASCII case, signs on
+# the whole and on each number, a fraction of seconds of up to 9 digits after . or ,.
+_ISO_DURATION = re.compile(
+    r"([-+]?)P(?:([-+]?[0-9]+)D)?"
+    r"(T(?:([-+]?[0-9]+)H)?(?:([-+]?[0-9]+)M)?(?:([-+]?[0-9]+)(?:[.,]([0-9]{0,9}))?S)?)?",
+    re.IGNORECASE | re.ASCII,
+)
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+def java_duration_seconds(text: str) -> int | None:
+    """java.time.Duration.parse(text).getSeconds() (whole seconds, rounded toward minus
+    infinity as Duration keeps them), or None where Java throws DateTimeParseException:
+    no match, a ``T`` with no time after it, no component at all, or a value beyond a
+    signed 64-bit second count (Math.multiplyExact/addExact overflow)."""
+    match = _ISO_DURATION.fullmatch(text)
+    if match is None or (match.group(3) or "").upper() == "T":
+        return None
+    negate, days, _, hours, minutes, seconds, fraction = match.groups()
+    if days is None and hours is None and minutes is None and seconds is None:
+        return None
+
+    def in_long(value: int) -> bool:
+        return _LONG_MIN <= value <= _LONG_MAX
+
+    parts = []
+    for number, unit in ((days, 86400), (hours, 3600), (minutes, 60), (seconds, 1)):
+        value = int(number) if number is not None else 0
+        if not in_long(value) or not in_long(value * unit):
+            return None
+        parts.append(value * unit)
+    total = parts[3]
+    for part in reversed(parts[:3]):  # days + (hours + (minutes + seconds))
+        total += part
+        if not in_long(total):
+            return None
+    nanos = int((fraction or "").ljust(9, "0"))
+    if seconds is not None and seconds.startswith("-"):
+        nanos = -nanos
+    total += nanos // 1_000_000_000  # Duration.ofSeconds(seconds, nanos)
+    nanos %= 1_000_000_000
+    if negate == "-":  # Duration.negated()
+        total = -total - 1 if nanos else -total
+    return total if in_long(total) else None
+
+
 def _check_auto_offset_reset(value: str) -> None:
-    """ShareGroupAutoOffsetResetStrategy.Validator: earliest, latest or
-    by_duration:<ISO-8601 duration> (the duration itself is not parsed here)."""
-    text = value.strip().lower()
-    if text in _SHARE_RESETS or text.startswith("by_duration:"):
+    """ShareGroupAutoOffsetResetStrategy.Validator over AutoOffsetResetStrategy.fromString
+    (Kafka 4.3.1): after ConfigDef's trim, exactly ``earliest``, ``latest`` or
+    ``by_duration:`` and a java.time.Duration that parses and is not negative (case
+    matters: ``LATEST`` is refused; ``none`` is a consumer strategy, not a share one)."""
+    text = java_trim(value)
+    if text in _SHARE_RESETS:
         return
+    if text.startswith("by_duration:"):
+        seconds = java_duration_seconds(text.removeprefix("by_duration:"))
+        if seconds is not None and seconds >= 0:
+            return
     name = "share.auto.offset.reset"
     raise _invalid(
-        f"Invalid value {value} for configuration {name}: Invalid value `{value}` for "
+        f"Invalid value {text} for configuration {name}: Invalid value `{text}` for "
         f"configuration {name}. The value must be either 'earliest', 'latest' or of the "
         "format 'by_duration:<PnDTnHnMn.nS>'."
     )
