@@ -8,7 +8,6 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
 
 from kwire.log import MetadataLog, MetadataLogConfig
 from kwire.log.snapshot_io import (
@@ -19,6 +18,7 @@ from kwire.log.snapshot_io import (
 )
 from kwire.log.snapshot_set import delete_before_snapshot, maybe_clean
 from kwire.log.snapshots import SnapshotId, list_snapshots, snapshot_path
+from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
 from kwire.records import Record, build_batch, decode_batches, encode_batch, frame_metadata_record
 from kwire.tools import dump_log
 
