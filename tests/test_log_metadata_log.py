@@ -17,6 +17,8 @@ from kwire.log import (
 )
 from kwire.log.checkpoints import write_partition_metadata
 from kwire.log.index import decode_offset_index, decode_time_index
+from kwire.log.snapshot_set import InconsistentSnapshotError
+from kwire.log.snapshots import SnapshotId, create_partial_snapshot, freeze_snapshot
 from kwire.records import (
     CorruptRecordError,
     Record,
@@ -203,6 +205,10 @@ def test_truncate(tmp_path: Path) -> None:
     reopened.append_as_leader(batch(7), epoch=6)
     reopened.close()
     assert sorted(p.name for p in d.glob("*.log")) == ["00000000000000000500.log"]
+    # Kafka's recoverSnapshots refuses a log starting above 0 that no snapshot covers.
+    with pytest.raises(InconsistentSnapshotError, match="log start offset 500"):
+        MetadataLog.open(d, SMALL)
+    freeze_snapshot(create_partial_snapshot(d, SnapshotId(500, 5)), SnapshotId(500, 5))
     assert MetadataLog.open(d, SMALL).epoch_entries == [(6, 500)]
 
 

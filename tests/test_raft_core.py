@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 
+from kwire.log.snapshots import SnapshotId
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest
 from kwire.protocol.messages.fetch import FetchRequest
@@ -33,6 +34,13 @@ class FakeLog:
     epochs: list[tuple[int, int]] = field(default_factory=list)
     end_offset: int = 0
     log_start_offset: int = 0
+    snapshots: list[SnapshotId] = field(default_factory=list)
+
+    def latest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshots[-1] if self.snapshots else None
+
+    def earliest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshots[0] if self.snapshots else None
 
     @property
     def latest_epoch(self) -> int:

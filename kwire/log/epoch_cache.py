@@ -59,6 +59,16 @@ class LeaderEpochCache:
         del self._entries[keep:]
         return True
 
+    def truncate_from_start(self, start_offset: int) -> bool:
+        """The log now starts at ``start_offset``: entries starting before it go, except
+        the last of them, which is moved up to start there (Kafka's truncateFromStart)."""
+        below = [e for e in self._entries if e.start_offset <= start_offset]
+        if not below or (len(below) == 1 and below[0].start_offset == start_offset):
+            return False
+        kept = EpochEntry(below[-1].epoch, start_offset)
+        self._entries[: len(below)] = [kept]
+        return True
+
     def clear(self) -> bool:
         changed = bool(self._entries)
         self._entries.clear()

@@ -54,7 +54,8 @@ from kwire.log.files import (
 )
 from kwire.log.index import DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_INDEX_SIZE
 from kwire.log.segment import LogSegment
-from kwire.log.snapshots import SnapshotId, list_snapshots, remove_snapshot_leftovers
+from kwire.log.snapshot_set import SnapshotSet, recover_snapshots
+from kwire.log.snapshots import SnapshotId, remove_snapshot_leftovers
 from kwire.records.batch import (
     LOG_OVERHEAD,
     MAX_BATCH_SIZE_BYTES,
@@ -125,8 +126,11 @@ class MetadataLog:
         self.config = config
         self._segments = segments
         self._epoch_cache = epoch_cache
+        self._log_start_offset = segments[0].base_offset
         self._high_watermark = segments[0].base_offset
         self._closed = False
+        # Complete snapshots at or after the log start offset (KafkaMetadataLog's map).
+        self.snapshots = SnapshotSet(directory)
 
     # ------------------------------------------------------------ opening
 
@@ -201,13 +205,18 @@ class MetadataLog:
         if cache_dirty:
             write_leader_epoch_checkpoint(checkpoint, cache.entries)
         _delete_producer_snapshots_after(directory, end_offset)
-        return cls(directory, config, segments, cache)
+        opened = cls(directory, config, segments, cache)
+        recover_snapshots(opened)
+        return opened
 
     # ------------------------------------------------------------ state
 
     @property
     def log_start_offset(self) -> int:
-        return self._segments[0].base_offset
+        """The first offset the log serves: the first segment's base offset, or later
+        once a snapshot lets it advance (as Kafka's metadata log, it is not persisted: a
+        reopened log starts at its first segment)."""
+        return self._log_start_offset
 
     @property
     def end_offset(self) -> int:
@@ -232,8 +241,18 @@ class MetadataLog:
         return [(e.epoch, e.start_offset) for e in self._epoch_cache.entries]
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int] | None:
-        """``(epoch, end offset)`` per Kafka's leader epoch cache, or None if unknown."""
-        return self._epoch_cache.end_offset_for(epoch, self.end_offset)
+        """``(epoch, end offset)`` per Kafka's leader epoch cache, or None if unknown; an
+        epoch older than the log that ends at the earliest snapshot is that snapshot's id
+        (KafkaMetadataLog.endOffsetForEpoch)."""
+        found = self._epoch_cache.end_offset_for(epoch, self.end_offset)
+        earliest = self.snapshots.earliest()
+        if found is not None and earliest is not None and found == (epoch, earliest.end_offset):
+            return earliest.epoch, earliest.end_offset
+        return found
+
+    def epoch_for_offset(self, offset: int) -> int | None:
+        """The leader epoch of the batch holding ``offset``, from the epoch cache."""
+        return self._epoch_cache.epoch_for_offset(offset)
 
     @property
     def segment_base_offsets(self) -> list[int]:
@@ -244,8 +263,38 @@ class MetadataLog:
         return sum(s.size for s in self._segments)
 
     def snapshot_ids(self) -> list[SnapshotId]:
-        """Complete ``.checkpoint`` snapshots in the directory, oldest first."""
-        return list_snapshots(self.directory)
+        """Complete ``.checkpoint`` snapshots the log keeps, oldest first."""
+        return self.snapshots.ids()
+
+    def latest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshots.latest()
+
+    def earliest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshots.earliest()
+
+    def advance_log_start_offset(self, offset: int) -> int:
+        """Move the log start offset up to ``offset`` (never past the high watermark,
+        never down) and delete the segments wholly below it, never the active one (Kafka's
+        maybeIncrementLogStartOffset then deleteOldSegments). Returns how many segments
+        were deleted; 0 when ``offset`` is not above the current start."""
+        self._check_open()
+        if offset <= self._log_start_offset:
+            return 0
+        if offset > self._high_watermark:
+            raise OffsetOutOfRangeError(
+                f"cannot move the log start offset to {offset} past the high watermark "
+                f"{self._high_watermark}"
+            )
+        self._log_start_offset = offset
+        if self._epoch_cache.truncate_from_start(offset):
+            self._write_epoch_checkpoint()
+        deleted = 0
+        while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
+            self._segments.pop(0).delete()
+            deleted += 1
+        if deleted:
+            fsync_dir(self.directory)
+        return deleted
 
     # ------------------------------------------------------------ append
 
@@ -440,6 +489,7 @@ class MetadataLog:
         )
         segment.activate()
         self._segments = [segment]
+        self._log_start_offset = offset
         if self._epoch_cache.clear():
             self._write_epoch_checkpoint()
         self._high_watermark = offset

@@ -113,6 +113,7 @@ class ErrorCode(IntEnum):
     FEATURE_UPDATE_FAILED = 96
     PRINCIPAL_DESERIALIZATION_FAILURE = 97
     SNAPSHOT_NOT_FOUND = 98
+    POSITION_OUT_OF_RANGE = 99
     UNKNOWN_TOPIC_ID = 100
     DUPLICATE_BROKER_REGISTRATION = 101
     BROKER_ID_NOT_REGISTERED = 102
@@ -262,6 +263,7 @@ _MESSAGES: dict[ErrorCode, str | None] = {
     ErrorCode.FEATURE_UPDATE_FAILED: "Unable to update finalized features due to an unexpected server error.",
     ErrorCode.PRINCIPAL_DESERIALIZATION_FAILURE: "Request principal deserialization failed during forwarding. This indicates an internal error on the broker cluster security setup.",
     ErrorCode.SNAPSHOT_NOT_FOUND: "Requested snapshot was not found.",
+    ErrorCode.POSITION_OUT_OF_RANGE: "Requested position is not greater than or equal to zero, and less than the size of the snapshot.",
     ErrorCode.UNKNOWN_TOPIC_ID: "This server does not host this topic ID.",
     ErrorCode.DUPLICATE_BROKER_REGISTRATION: "This broker ID is already in use.",
     ErrorCode.BROKER_ID_NOT_REGISTERED: "The given broker ID was not registered.",

@@ -15,7 +15,11 @@ Rules kept here:
   leader counts with its flushed end offset, followers with their fetch offsets.
 - Fetch from any replica is answered as KafkaRaftClient's leader does: cluster id, topic
   and epoch checks, then records from the fetch offset, or a diverging epoch when the
-  replica's last fetched epoch ends earlier in our log, or a snapshot id.
+  replica's last fetched epoch ends earlier in our log, or the newest snapshot's id when
+  the replica is below the log start (or starts from nothing while a snapshot exists).
+- FetchSnapshot (KIP-630) is answered from the named snapshot in chunks of at most the
+  request's MaxBytes, unaligned to batches; the edge reads the file (`FetchSnapshotRead`)
+  and `complete_fetch_snapshot` checks the position against its size.
 
 This release runs the static quorum; a single voter elects itself at start. Vote,
 BeginQuorumEpoch and EndQuorumEpoch from a multi-voter quorum come with the simulator.
@@ -26,10 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from kwire.log.snapshots import SnapshotId
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.control.leader_change_message import LeaderChangeMessage
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
+from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from kwire.raft.state import (
     METADATA_PARTITION,
     METADATA_TOPIC,
@@ -60,6 +66,14 @@ class LogView(Protocol):
     def log_start_offset(self) -> int: ...
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int] | None: ...
+
+    def latest_snapshot_id(self) -> SnapshotId | None: ...
+
+    def earliest_snapshot_id(self) -> SnapshotId | None: ...
+
+
+# Kafka's Snapshots.BOOTSTRAP_SNAPSHOT_ID: the formatter's snapshot, never replicated.
+BOOTSTRAP_SNAPSHOT_ID = SnapshotId(end_offset=0, epoch=0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +107,26 @@ class FetchRead:
 
 
 FetchOutcome = FetchReady | FetchRead
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshotReady:
+    """The FetchSnapshot can be answered now; `response` is complete."""
+
+    response: FetchSnapshotResponse
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshotRead:
+    """The request is valid so far: read at most `max_bytes` of snapshot `snapshot_id`
+    from `position` (None if the file is gone) and call `complete_fetch_snapshot`."""
+
+    snapshot_id: SnapshotId
+    position: int
+    max_bytes: int
+
+
+FetchSnapshotOutcome = FetchSnapshotReady | FetchSnapshotRead
 
 
 class RaftCore:
@@ -219,6 +253,9 @@ class RaftCore:
         error = self._validate_leader_epoch(partition.current_leader_epoch)
         if error is not None:
             return FetchReady(self._fetch_response(error, with_hw=False))
+        snapshot = self._snapshot_to_send(partition.fetch_offset, partition.last_fetched_epoch)
+        if snapshot is not None:
+            return FetchReady(self._fetch_response(ErrorCode.NONE, snapshot_id=snapshot))
         diverging = self._diverging(partition.fetch_offset, partition.last_fetched_epoch)
         if diverging is not None:
             return FetchReady(self._fetch_response(ErrorCode.NONE, diverging=diverging))
@@ -298,6 +335,29 @@ class RaftCore:
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         return None
 
+    def _snapshot_to_send(self, fetch_offset: int, last_fetched_epoch: int) -> SnapshotId | None:
+        """The snapshot a fetcher must load first, per KafkaRaftClient.tryCompleteFetchRequest
+        and ReplicatedLog.validateOffsetAndEpoch: the newest one when the fetcher has
+        nothing (offset 0) and a snapshot other than the bootstrap one exists, or when it
+        fetches below the log start, at the log start with another epoch than the oldest
+        snapshot's, or with an epoch older than the oldest snapshot's."""
+        latest = self.log.latest_snapshot_id()
+        if latest is None:
+            return None
+        if fetch_offset == 0 and latest != BOOTSTRAP_SNAPSHOT_ID:
+            return latest
+        start = self.log.log_start_offset
+        if start == 0 and fetch_offset == 0:
+            return None
+        earliest = self.log.earliest_snapshot_id()
+        if earliest is not None and (
+            fetch_offset < start
+            or (fetch_offset == start and last_fetched_epoch != earliest.epoch)
+            or last_fetched_epoch < earliest.epoch
+        ):
+            return latest
+        return None
+
     def _diverging(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
         """(epoch, end offset) to truncate to, or None when the fetch position is valid."""
         if self.log.log_start_offset == 0 and fetch_offset == 0:
@@ -314,6 +374,7 @@ class RaftCore:
         *,
         records: bytes = b"",
         diverging: tuple[int, int] | None = None,
+        snapshot_id: SnapshotId | None = None,
         with_hw: bool = True,
     ) -> FetchResponse:
         data = FetchResponse.PartitionData(
@@ -331,6 +392,10 @@ class RaftCore:
             data.diverging_epoch = FetchResponse.EpochEndOffset(
                 epoch=diverging[0], end_offset=diverging[1]
             )
+        if snapshot_id is not None:
+            data.snapshot_id = FetchResponse.SnapshotId(
+                end_offset=snapshot_id.end_offset, epoch=snapshot_id.epoch
+            )
         return FetchResponse(
             responses=[
                 FetchResponse.FetchableTopicResponse(topic_id=METADATA_TOPIC_ID, partitions=[data])
@@ -345,6 +410,108 @@ class RaftCore:
             for v in self.config.voters
             if v.node_id == leader
         ]
+
+    # -- FetchSnapshot ----------------------------------------------------------------------
+
+    def fetch_snapshot(self, request: FetchSnapshotRequest, now_ms: int) -> FetchSnapshotOutcome:
+        """Validate a FetchSnapshot as KafkaRaftClient.handleFetchSnapshotRequest does:
+        cluster id (INCONSISTENT_CLUSTER_ID at the top), the one partition
+        (UNKNOWN_TOPIC_OR_PARTITION in it), the leader epoch, then the snapshot
+        (SNAPSHOT_NOT_FOUND, also for the bootstrap snapshot)."""
+        if request.cluster_id is not None and request.cluster_id != self.config.cluster_id:
+            return FetchSnapshotReady(
+                FetchSnapshotResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID)
+            )
+        if not request.topics or not request.topics[0].partitions:
+            # Kafka reads topics[0].partitions[0] unguarded: the exception answers
+            # UNKNOWN_SERVER_ERROR.
+            return FetchSnapshotReady(
+                FetchSnapshotResponse(error_code=ErrorCode.UNKNOWN_SERVER_ERROR)
+            )
+        if len(request.topics) != 1 and len(request.topics[0].partitions) != 1:
+            # Kafka's check, with its '&&': only when both counts are wrong.
+            return FetchSnapshotReady(FetchSnapshotResponse(error_code=ErrorCode.INVALID_REQUEST))
+        partition = next(
+            (
+                p
+                for t in request.topics
+                if t.name == METADATA_TOPIC
+                for p in t.partitions
+                if p.partition == METADATA_PARTITION
+            ),
+            None,
+        )
+        if partition is None:
+            first = request.topics[0]
+            return FetchSnapshotReady(
+                self._fetch_snapshot_response(
+                    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    topic=first.name,
+                    index=first.partitions[0].partition,
+                    with_leader=False,
+                )
+            )
+        error = self._validate_leader_epoch(partition.current_leader_epoch)
+        if error is not None:
+            return FetchSnapshotReady(self._fetch_snapshot_response(error))
+        wanted = SnapshotId(partition.snapshot_id.end_offset, partition.snapshot_id.epoch)
+        if wanted == BOOTSTRAP_SNAPSHOT_ID:
+            return FetchSnapshotReady(self._fetch_snapshot_response(ErrorCode.SNAPSHOT_NOT_FOUND))
+        return FetchSnapshotRead(
+            snapshot_id=wanted, position=partition.position, max_bytes=request.max_bytes
+        )
+
+    def complete_fetch_snapshot(
+        self,
+        read: FetchSnapshotRead,
+        size: int | None,
+        chunk: bytes,
+    ) -> FetchSnapshotResponse:
+        """Answer with the bytes read: SNAPSHOT_NOT_FOUND when the snapshot does not exist
+        (`size` None), POSITION_OUT_OF_RANGE for a position outside [0, size), else the
+        chunk with the snapshot's id, size and the position it starts at."""
+        if size is None:
+            return self._fetch_snapshot_response(ErrorCode.SNAPSHOT_NOT_FOUND)
+        if read.max_bytes < 0:
+            # Kafka's slice refuses a negative size; the exception answers
+            # UNKNOWN_SERVER_ERROR.
+            return FetchSnapshotResponse(error_code=ErrorCode.UNKNOWN_SERVER_ERROR)
+        if read.position < 0 or read.position >= size:
+            return self._fetch_snapshot_response(ErrorCode.POSITION_OUT_OF_RANGE)
+        response = self._fetch_snapshot_response(ErrorCode.NONE)
+        data = response.topics[0].partitions[0]
+        data.snapshot_id = FetchSnapshotResponse.SnapshotId(
+            end_offset=read.snapshot_id.end_offset, epoch=read.snapshot_id.epoch
+        )
+        data.size = size
+        data.position = read.position
+        data.unaligned_records = chunk
+        return response
+
+    def _fetch_snapshot_response(
+        self,
+        error: ErrorCode,
+        *,
+        topic: str = METADATA_TOPIC,
+        index: int = METADATA_PARTITION,
+        with_leader: bool = True,
+    ) -> FetchSnapshotResponse:
+        """RaftUtil.singletonFetchSnapshotResponse: one partition, and the leader's
+        endpoint (dropped below v1 by the edge)."""
+        data = FetchSnapshotResponse.PartitionSnapshot(index=index, error_code=error)
+        if with_leader:
+            data.current_leader = FetchSnapshotResponse.LeaderIdAndEpoch(
+                leader_id=self.leader_id, leader_epoch=self.epoch
+            )
+        leader = self.leader_id
+        return FetchSnapshotResponse(
+            topics=[FetchSnapshotResponse.TopicSnapshot(name=topic, partitions=[data])],
+            node_endpoints=[
+                FetchSnapshotResponse.NodeEndpoint(node_id=v.node_id, host=v.host, port=v.port)
+                for v in self.config.voters
+                if v.node_id == leader and leader >= 0
+            ],
+        )
 
     # -- DescribeQuorum ---------------------------------------------------------------------
 

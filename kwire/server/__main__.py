@@ -24,6 +24,7 @@ from kwire.server.config import ConfigError, ControllerServerConfig, parse_overr
 from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings
 from kwire.server.serve import resolve_overrides, serve
+from kwire.server.snapshots import SnapshotSettings
 from kwire.storage import format_storage, load_bootstrap, random_uuid
 from kwire.storage.bootstrap import BootstrapError, bootstrap_metadata_version
 from kwire.storage.formatter import FormatterError
@@ -87,6 +88,12 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
         segment_bytes=config.metadata_log_segment_bytes,
         metadata_version_level=level,
         bootstrap=tuple(RecordAndVersion(record, version) for record, version in bootstrap),
+        snapshots=SnapshotSettings(
+            max_new_record_bytes=config.metadata_snapshot_max_new_record_bytes,
+            max_interval_ms=config.metadata_snapshot_max_interval_ms,
+            retention_bytes=config.metadata_max_retention_bytes,
+            retention_ms=config.metadata_max_retention_ms,
+        ),
     )
 
 

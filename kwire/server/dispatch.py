@@ -6,6 +6,7 @@
 | DescribeCluster (60)                      | here: the controller quorum's endpoints   |
 | SaslHandshake (17), SaslAuthenticate (36) | here: ILLEGAL_SASL_STATE (see below)      |
 | Fetch (1), DescribeQuorum (55)            | the raft core                             |
+| FetchSnapshot (59)                        | the raft core, chunks read from the file  |
 | Envelope (58)                             | here: check, unwrap, answer the inner one |
 | the controller's HANDLED_REQUESTS         | the controller, once its records commit   |
 | everything else                           | here: UNSUPPORTED_VERSION on every item   |
@@ -49,12 +50,14 @@ from kwire.protocol.messages.describe_cluster import DescribeClusterRequest, Des
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
 from kwire.protocol.messages.envelope import EnvelopeRequest, EnvelopeResponse
 from kwire.protocol.messages.fetch import FetchRequest
+from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.sasl_authenticate import SaslAuthenticateRequest
 from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest
-from kwire.raft.core import FetchReady
+from kwire.raft.core import FetchReady, FetchSnapshotReady
 from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode, wall_clock_ms
+from kwire.server.snapshots import read_chunk
 
 # Fetch v18's HighWatermark default (Long.MAX_VALUE): the fetcher sent none.
 LONG_MAX = 2**63 - 1
@@ -273,8 +276,10 @@ ANONYMOUS_PEER = Peer()
 
 
 # What ControllerApis requires on the cluster for the APIs answered here (handleFetch,
-# handleDescribeQuorum, and handleDescribeCluster, which on a controller needs ALTER).
+# handleFetchSnapshot, handleDescribeQuorum, and handleDescribeCluster, which on a
+# controller needs ALTER).
 FETCH_NEEDS = AclOperation.CLUSTER_ACTION
+FETCH_SNAPSHOT_NEEDS = AclOperation.CLUSTER_ACTION
 DESCRIBE_QUORUM_NEEDS = AclOperation.DESCRIBE
 DESCRIBE_CLUSTER_NEEDS = AclOperation.ALTER
 
@@ -308,6 +313,10 @@ class RequestHandler:
                 if self.cluster_denied(peer.principal, peer.client_host, FETCH_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
                 return await self.fetch(body)
+            case FetchSnapshotRequest():
+                if self.cluster_denied(peer.principal, peer.client_host, FETCH_SNAPSHOT_NEEDS):
+                    return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+                return self.fetch_snapshot(body, version)
             case DescribeQuorumRequest():
                 if self.cluster_denied(peer.principal, peer.client_host, DESCRIBE_QUORUM_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
@@ -371,6 +380,22 @@ class RequestHandler:
                 await node.wait_log_growth(outcome.offset, deadline)
             if node.log.end_offset <= outcome.offset and trio.current_time() >= deadline:
                 return response
+
+    def fetch_snapshot(self, request: FetchSnapshotRequest, version: int) -> FetchSnapshotResponse:
+        """The raft core's answer with the chunk read from the snapshot file; below v1
+        without the leader's endpoint, as Kafka's RaftUtil."""
+        node = self.node
+        outcome = node.raft.fetch_snapshot(request, wall_clock_ms())
+        if isinstance(outcome, FetchSnapshotReady):
+            response = outcome.response
+        else:
+            size, chunk = read_chunk(
+                node.log, outcome.snapshot_id, outcome.position, outcome.max_bytes
+            )
+            response = node.raft.complete_fetch_snapshot(outcome, size, chunk)
+        if version < 1:
+            response.node_endpoints = []
+        return response
 
     def describe_quorum(
         self, request: DescribeQuorumRequest, version: int

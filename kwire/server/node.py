@@ -63,6 +63,13 @@ from kwire.records import (
     plain_record_size,
     unframe_metadata_record,
 )
+from kwire.server.snapshots import (
+    SnapshotDriver,
+    SnapshotSettings,
+    SnapshotSource,
+    default_snapshot_source,
+    load_newest_snapshot,
+)
 
 log = logging.getLogger("kwire.node")
 
@@ -121,6 +128,7 @@ class NodeSettings:
     # The records of bootstrap.checkpoint (metadata.version, the other features, SCRAM
     # credentials...), appended on activation when the log is empty; None: the level alone.
     bootstrap: tuple[RecordAndVersion, ...] | None = None
+    snapshots: SnapshotSettings = SnapshotSettings()
 
 
 class ControllerNode:
@@ -132,6 +140,7 @@ class ControllerNode:
         *,
         seed: int | None = None,
         fault_handler: FaultHandler = halt_process,
+        snapshot_source: SnapshotSource | None = None,
     ) -> None:
         self.settings = settings
         # Called on a metadata log or quorum-state I/O error; must not return.
@@ -167,6 +176,12 @@ class ControllerNode:
         self._committed = trio.Event()
         self._tick_wanted = trio.Event()
         self.incarnation_id = uuid.uuid4()
+        self.snapshots = SnapshotDriver(
+            self.log,
+            settings.snapshots,
+            snapshot_source or default_snapshot_source(),
+            wall_clock_ms(),
+        )
         self.replayed = self._replay_log()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -177,15 +192,21 @@ class ControllerNode:
         return read_quorum_state(self.quorum_state_path)
 
     def _replay_log(self) -> int:
-        """Feed every metadata record already in the log to the controller."""
-        count = 0
-        for batch in self.log.read_batches(self.log.log_start_offset):
+        """Load the newest snapshot, then feed every metadata record of the log after it
+        to the controller; returns how many records were replayed."""
+        count = load_newest_snapshot(self.log, self.controller)
+        latest = self.log.latest_snapshot_id()
+        start = max(self.log.log_start_offset, latest.end_offset if latest else 0)
+        for batch in self.log.read_batches(start):
             if batch.is_control:
                 continue
             for record in batch.records:
+                offset = batch.base_offset + record.offset_delta
+                if offset < start:
+                    continue
                 api_key, version, body = unframe_metadata_record(record.value or b"")
                 message = METADATA_RECORDS[api_key].decode(body, version)
-                self.controller.replay(message, version, batch.base_offset + record.offset_delta)
+                self.controller.replay(message, version, offset)
                 count += 1
         if count:
             log.info("Replayed %d metadata records up to offset %d", count, self.log.end_offset)
@@ -278,6 +299,9 @@ class ControllerNode:
                     self.committed_offset = action.offset
                     self.log.update_high_watermark(action.offset)
                     self.controller.commit(action.offset - 1)
+                    self.snapshots.on_committed(action.offset, now_ms)
+                    if self.snapshots.wanted is not None:
+                        self._tick_wanted.set()
                     self._wake_committed()
 
     # -- writing --------------------------------------------------------------------------------
@@ -345,6 +369,7 @@ class ControllerNode:
             self.revert_uncommitted(f"the metadata log refused the batch: {exc}")
             raise AppendFailed(ErrorCode.UNKNOWN_SERVER_ERROR, str(exc)) from exc
         end_offset = info.last_offset + 1
+        self.snapshots.on_appended(end_offset, len(data))
         self.carry_out(self.raft.on_flushed(end_offset, now_ms), now_ms)
         self._log_grew.set()
         self._log_grew = trio.Event()
@@ -421,10 +446,21 @@ class ControllerNode:
                         self.append_result(result, now)
                     except AppendFailed as exc:
                         log.error("Periodic controller write failed: %s", exc)
-            delay_ms = max(self.controller.next_deadline_ms() - wall_clock_ms(), 1)
+            self.snapshot_work(wall_clock_ms())
+            deadline = min(self.controller.next_deadline_ms(), self.snapshots.next_deadline_ms())
+            delay_ms = max(deadline - wall_clock_ms(), 1)
             with trio.move_on_after(min(delay_ms, 1000) / 1000):
                 await self._tick_wanted.wait()
             self._tick_wanted = trio.Event()
+
+    def snapshot_work(self, now_ms: int) -> None:
+        """Write a due snapshot of the committed image and clean the log when due; an
+        I/O error is fatal, as Kafka's snapshot generation fault is."""
+        try:
+            self.snapshots.maybe_write(self.controller, self.committed_offset, now_ms)
+            self.snapshots.maybe_clean(now_ms)
+        except OSError as exc:
+            self.fault_handler("KRaft snapshot file generation or log cleaning error", exc)
 
     def close(self) -> None:
         self.log.close()

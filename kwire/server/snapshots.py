@@ -1,0 +1,229 @@
+"""A node's snapshot lifecycle (KIP-630): load at start-up, write on Kafka's triggers,
+clean the log, serve FetchSnapshot chunks.
+
+Rules, as Kafka 3.9 runs them (SnapshotGenerator, SnapshotEmitter, KafkaRaftClient,
+KafkaMetadataLog):
+- Start-up loads the newest snapshot into the controller (every record at the
+  snapshot's last contained offset, as Kafka's MetadataLoader does), then replays the
+  log from the snapshot's end offset. A snapshot that cannot be read is fatal, as the
+  loader's fault is in Kafka.
+- The triggers count the bytes of the batches committed since the last snapshot:
+  ``metadata.log.max.record.bytes.between.snapshots`` (default 20 MiB) or, when
+  ``metadata.log.max.snapshot.interval.ms`` (default 1 hour; 0 disables) has passed
+  since the last one, on the next commit. Both counters restart when a snapshot is
+  scheduled, and at start-up (Kafka publishes the loaded image as a snapshot to the
+  generator, which resets them).
+- A snapshot holds only committed state: it is written when the controller has applied
+  nothing past the high watermark (on a sole voter, after every write), with id
+  ``(high watermark, epoch of the last committed batch)`` and the header timestamp of
+  that batch. Its records are `snapshot_records(image)` (kwire.controller.snapshot_image),
+  framed as in the log.
+- Every 60 s (RaftMetadataLogCleanerManager) the log is cleaned by
+  ``metadata.max.retention.bytes`` / ``metadata.max.retention.ms`` (kwire.log.snapshot_set).
+
+Cost: the snapshot is built and written in the node's one Trio task, so requests wait
+while it is written (Kafka writes it on its own thread); tools/bench_startup.py measures
+how long a snapshot of a given size takes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kwire.controller.controller import QuorumController
+from kwire.controller.image import MetadataImage
+from kwire.controller.records import RecordAndVersion
+from kwire.log import MetadataLog
+from kwire.log.snapshot_io import (
+    read_snapshot,
+    read_snapshot_slice,
+    snapshot_size,
+    write_snapshot,
+)
+from kwire.log.snapshot_set import maybe_clean
+from kwire.log.snapshots import SnapshotId
+from kwire.protocol.messages.index import METADATA_RECORDS
+from kwire.records import frame_metadata_record, read_batch_header, unframe_metadata_record
+
+log = logging.getLogger("kwire.snapshots")
+
+# The records of a metadata snapshot of an image, in Kafka's order and versions.
+SnapshotSource = Callable[[MetadataImage], list[RecordAndVersion]]
+
+CLEAN_INTERVAL_MS = 60_000  # KafkaRaftClient's RaftMetadataLogCleanerManager delay
+
+
+def default_snapshot_source() -> SnapshotSource | None:
+    """kwire.controller.snapshot_image.snapshot_records, or None when this build lacks it
+    (then no snapshot is written; loading, cleaning and FetchSnapshot still work)."""
+    try:
+        from kwire.controller.snapshot_image import (  # type: ignore[import-not-found,unused-ignore]
+            snapshot_records,
+        )
+    except ImportError:
+        return None
+    source: SnapshotSource = snapshot_records
+    return source
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotSettings:
+    """Kafka's names: metadata.log.max.record.bytes.between.snapshots,
+    metadata.log.max.snapshot.interval.ms, metadata.max.retention.bytes (bytes; < 0
+    unbounded), metadata.max.retention.ms (< 0 unbounded)."""
+
+    max_new_record_bytes: int = 20 * 1024 * 1024
+    max_interval_ms: int = 3600 * 1000
+    retention_bytes: int = 100 * 1024 * 1024
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+
+def load_newest_snapshot(metadata_log: MetadataLog, controller: QuorumController) -> int:
+    """Replay the newest snapshot into ``controller``; returns how many records it held
+    (0 without a snapshot). Raises ValueError for a snapshot that cannot be read."""
+    latest = metadata_log.latest_snapshot_id()
+    if latest is None:
+        return 0
+    contents = read_snapshot(metadata_log.directory, latest)
+    offset = latest.end_offset - 1
+    for value in contents.values:
+        api_key, version, body = unframe_metadata_record(value)
+        record_type = METADATA_RECORDS.get(api_key)
+        if record_type is None:
+            raise ValueError(f"snapshot {latest}: unknown metadata record type {api_key}")
+        controller.replay(record_type.decode(body, version), version, offset)
+    controller.commit(offset)
+    log.info("Loaded snapshot %s (%d records)", latest, len(contents.values))
+    return len(contents.values)
+
+
+def read_chunk(
+    metadata_log: MetadataLog, snapshot_id: SnapshotId, position: int, max_bytes: int
+) -> tuple[int | None, bytes]:
+    """(size, bytes from ``position``) of a kept snapshot, (None, b"") if it is not kept;
+    at most ``max_bytes`` bytes and never past the end of the file."""
+    if snapshot_id not in metadata_log.snapshots:
+        return None, b""
+    try:
+        size = snapshot_size(metadata_log.directory, snapshot_id)
+        if position < 0 or position >= size or max_bytes < 0:
+            return size, b""
+        return size, read_snapshot_slice(
+            metadata_log.directory, snapshot_id, position, min(max_bytes, size)
+        )
+    except FileNotFoundError:
+        return None, b""
+
+
+class SnapshotDriver:
+    """Counts committed bytes, decides when to snapshot, writes and cleans."""
+
+    def __init__(
+        self,
+        metadata_log: MetadataLog,
+        settings: SnapshotSettings,
+        source: SnapshotSource | None,
+        now_ms: int,
+    ) -> None:
+        self.log = metadata_log
+        self.settings = settings
+        self.source = source
+        self.bytes_since_last = 0
+        self.last_snapshot_ms = now_ms
+        self.next_clean_ms = now_ms + CLEAN_INTERVAL_MS
+        self.wanted: str | None = None  # why a snapshot is due, until written
+        self._pending: deque[tuple[int, int]] = deque()  # (end offset, bytes) appended
+
+    def on_appended(self, end_offset: int, size: int) -> None:
+        """A batch of ``size`` bytes ending before ``end_offset`` reached the log."""
+        self._pending.append((end_offset, size))
+
+    def on_truncated(self, end_offset: int) -> None:
+        self._pending = deque((e, s) for e, s in self._pending if e <= end_offset)
+
+    def on_committed(self, high_watermark: int, now_ms: int) -> None:
+        """Everything below ``high_watermark`` is committed (Kafka's publishLogDelta)."""
+        grew = False
+        while self._pending and self._pending[0][0] <= high_watermark:
+            self.bytes_since_last += self._pending.popleft()[1]
+            grew = True
+        if not grew or self.wanted is not None:
+            return
+        settings = self.settings
+        if self.bytes_since_last >= settings.max_new_record_bytes:
+            self._schedule(f"we have replayed at least {settings.max_new_record_bytes} bytes")
+        elif (
+            settings.max_interval_ms != 0
+            and now_ms - self.last_snapshot_ms >= settings.max_interval_ms
+        ):
+            minutes = settings.max_interval_ms // 60_000
+            self._schedule(f"we have waited at least {minutes} minute(s)")
+
+    def _schedule(self, reason: str) -> None:
+        self.wanted = reason
+        self.bytes_since_last = 0
+
+    def maybe_write(
+        self, controller: QuorumController, high_watermark: int, now_ms: int
+    ) -> Path | None:
+        """Write the due snapshot if the controller holds only committed state."""
+        if self.wanted is None:
+            return None
+        if controller.last_applied_offset >= high_watermark:
+            return None  # uncommitted records applied: wait for them to commit
+        reason, self.wanted = self.wanted, None
+        self.last_snapshot_ms = now_ms
+        if self.source is None:
+            log.error(
+                "Not writing a snapshot although %s: this build has no snapshot_image", reason
+            )
+            return None
+        return self.write(controller, high_watermark, now_ms, reason)
+
+    def write(
+        self, controller: QuorumController, high_watermark: int, now_ms: int, reason: str
+    ) -> Path | None:
+        """Write the snapshot of the committed image ending at ``high_watermark``."""
+        assert self.source is not None
+        epoch = self.log.epoch_for_offset(high_watermark - 1)
+        if high_watermark <= 0 or epoch is None or high_watermark < self.log.log_start_offset:
+            return None
+        snapshot_id = SnapshotId(high_watermark, epoch)
+        if snapshot_id in self.log.snapshots:
+            log.error("Not generating %s because it already exists.", snapshot_id)
+            return None
+        last_batch = read_batch_header(self.log.read(high_watermark - 1, 1))
+        values = [
+            frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
+            for item in self.source(controller.image)
+        ]
+        log.info("Creating new KRaft snapshot file %s because %s.", snapshot_id, reason)
+        path = write_snapshot(
+            self.log.directory,
+            snapshot_id,
+            values,
+            last_contained_log_timestamp=last_batch.max_timestamp,
+            now_ms=now_ms,
+        )
+        self.log.snapshots.add(snapshot_id)
+        log.info("Successfully wrote snapshot %s (%d records)", snapshot_id, len(values))
+        return path
+
+    def maybe_clean(self, now_ms: int) -> bool:
+        """Clean the log when the 60 s cleaning timer has expired."""
+        if now_ms < self.next_clean_ms:
+            return False
+        self.next_clean_ms = now_ms + CLEAN_INTERVAL_MS
+        return maybe_clean(
+            self.log,
+            now_ms,
+            retention_bytes=self.settings.retention_bytes,
+            retention_ms=self.settings.retention_ms,
+        )
+
+    def next_deadline_ms(self) -> int:
+        return self.next_clean_ms
