@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
+from kwire.controller.image_order import map_rebuild, rebuilt_order
 from kwire.controller.java_order import timeline_capacity_after_put
 from kwire.controller.registrations import (  # noqa: F401  (re-exported)
     DIR_LOST,
@@ -36,6 +37,9 @@ from kwire.controller.registrations import (  # noqa: F401  (re-exported)
 )
 from kwire.controller.undo import UndoLog
 from kwire.protocol._codec import Message
+from kwire.protocol.messages.metadata_records.abort_transaction_record import (
+    AbortTransactionRecord as _AbortTransactionRecord,
+)
 from kwire.protocol.messages.metadata_records.access_control_entry_record import (
     AccessControlEntryRecord,
 )
@@ -133,6 +137,11 @@ class MetadataImage:
     # calls heartbeatManager.register the same way).
     on_broker_registered: Callable[[int, bool], None] | None = None
     on_broker_removed: Callable[[int], None] | None = None
+    # The iteration order of each map of Kafka's published image (map id -> keys), which
+    # a snapshot follows, and the keys changed by the open metadata transaction (see
+    # kwire.controller.image_order).
+    kafka_orders: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
+    delta_touches: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
     # How to take back the changes of uncommitted records (see kwire.controller.undo):
     # every change below goes through it.
     undo: UndoLog = field(default_factory=UndoLog)
@@ -148,9 +157,97 @@ class MetadataImage:
         if handler is None:
             raise ReplayError(f"not a metadata record: {type(record).__name__}")
         self.undo.offset = offset
+        touched = self._touches(record)
         handler(self, record, offset)
+        for map_id, key in touched:
+            keys = self.delta_touches.get(map_id, ())
+            if key is not None and key not in keys:
+                keys += (key,)
+            self.undo.set_item(self.delta_touches, map_id, keys)
+        if self.transaction_start_offset < 0 and self.delta_touches:
+            self._publish_delta(aborted=isinstance(record, _AbortTransactionRecord))
         if offset > self.last_applied_offset:
             self.undo.set_attr(self, "last_applied_offset", offset)
+
+    # -- the order of Kafka's published image ----------------------------------------------
+
+    def _touches(self, record: Message) -> list[tuple[Any, Any]]:
+        """(map id, key) pairs ``record`` changes in Kafka's image; a None key rebuilds the
+        map without a change (Kafka rebuilds every map of a part its delta touches)."""
+        match record:
+            case RegisterBrokerRecord() | UnregisterBrokerRecord():
+                return [("brokers", record.broker_id), ("controllers", None)]
+            case BrokerRegistrationChangeRecord():
+                return [("brokers", record.broker_id), ("controllers", None)]
+            case FenceBrokerRecord() | UnfenceBrokerRecord():
+                return [("brokers", record.id), ("controllers", None)]
+            case RegisterControllerRecord():
+                return [("brokers", None), ("controllers", record.controller_id)]
+            case FeatureLevelRecord():
+                name = None if record.name == "metadata.version" else record.name
+                return [("features", name)]
+            case ConfigRecord():
+                resource = (ConfigResourceType(record.resource_type), record.resource_name)
+                return [(("config", resource), record.name)]
+            case ClientQuotaRecord():
+                entity = tuple(sorted((e.entity_type, e.entity_name) for e in record.entity))
+                return [("quota_entities", entity), (("quota", entity), record.key)]
+            case AccessControlEntryRecord() | RemoveAccessControlEntryRecord():
+                return [("acls", record.id)]
+            case UserScramCredentialRecord() | RemoveUserScramCredentialRecord():
+                mechanisms = {m for _, m in self.scram_credentials} | {record.mechanism}
+                return [(("scram", m), None) for m in sorted(mechanisms)] + [
+                    (("scram", record.mechanism), record.name)
+                ]
+            case DelegationTokenRecord() | RemoveDelegationTokenRecord():
+                return [("tokens", record.token_id)]
+        return []
+
+    def kafka_map_keys(self, map_id: Any) -> set[Any]:
+        """The keys the map ``map_id`` of Kafka's image holds now."""
+        match map_id:
+            case "brokers":
+                return set(self.brokers)
+            case "controllers":
+                return set(self.controllers)
+            case "features":
+                return set(self.finalized_features) - {"metadata.version"}
+            case "quota_entities":
+                return set(self.client_quotas)
+            case "acls":
+                return set(self.acls)
+            case "tokens":
+                return set(self.delegation_tokens)
+            case ("config", resource):
+                return set(self.configs.get(resource, {}))
+            case ("quota", entity):
+                return set(self.client_quotas.get(entity, {}))
+            case ("scram", mechanism):
+                return {name for name, m in self.scram_credentials if m == mechanism}
+        raise KeyError(map_id)
+
+    def _publish_delta(self, *, aborted: bool) -> None:
+        # MetadataBatchLoader publishes an empty delta for an aborted transaction.
+        for map_id, keys in list(self.delta_touches.items()):
+            self.undo.pop_item(self.delta_touches, map_id)
+            if aborted:
+                continue
+            rebuild, linked = map_rebuild(map_id)
+            present = self.kafka_map_keys(map_id)
+            order = rebuilt_order(
+                self.kafka_orders.get(map_id, ()), keys, present, rebuild, linked_changes=linked
+            )
+            if order:
+                self.undo.set_item(self.kafka_orders, map_id, order)
+            elif map_id in self.kafka_orders:
+                self.undo.pop_item(self.kafka_orders, map_id)
+
+    def kafka_order(self, map_id: Any) -> list[Any]:
+        """The keys of ``map_id`` in the order Kafka's published image iterates them (keys
+        of an open transaction, not yet published, last)."""
+        present = self.kafka_map_keys(map_id)
+        order = [k for k in self.kafka_orders.get(map_id, ()) if k in present]
+        return order + sorted(present - set(order), key=repr)
 
     # -- read helpers --------------------------------------------------------------------
 
