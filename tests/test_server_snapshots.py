@@ -78,11 +78,8 @@ def config_for(data: Path, port: int, **extra: str) -> ControllerServerConfig:
 
 
 def open_node(config: ControllerServerConfig, *, start: bool = True) -> ControllerNode:
-    holder: list[ControllerNode] = []
-    node = ControllerNode(
-        build_settings(config), snapshot_source=lambda image: committed_records(holder[0])
-    )
-    holder.append(node)
+    """A node writing real snapshots (kwire.controller.snapshot_image.snapshot_records)."""
+    node = ControllerNode(build_settings(config))
     if start:
         node.start()
     return node

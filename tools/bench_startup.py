@@ -7,9 +7,8 @@ The log is what a long-running kwire holds: topics (a TopicRecord and 9 Partitio
 each) amid NoOpRecords (one per metadata.max.idle.interval.ms), one NoOp in two. Each
 start runs in a fresh subprocess (time to a replayed controller, and its peak RSS).
 
-The snapshot is written with kwire.controller.snapshot_image.snapshot_records when this
-build has it; otherwise with a stand-in that writes the committed records minus the
-NoOpRecords (which change no image), said in the output.
+The snapshot is written with kwire.controller.snapshot_image.snapshot_records, as a
+running node writes it.
 """
 
 from __future__ import annotations
@@ -23,15 +22,12 @@ import uuid
 from pathlib import Path
 
 from kwire.controller.records import RecordAndVersion
-from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
 from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
-from kwire.records import unframe_metadata_record
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
 from kwire.server.node import ControllerNode
-from kwire.server.snapshots import default_snapshot_source
 from kwire.storage import format_storage, random_uuid
 
 REPO = Path(__file__).parents[1]
@@ -63,27 +59,10 @@ def config_for(data: str) -> ControllerServerConfig:
     )
 
 
-def committed_without_noops(node: ControllerNode) -> list[RecordAndVersion]:
-    out = []
-    for batch in node.log.read_batches(0, max_offset=node.committed_offset):
-        if batch.is_control:
-            continue
-        for record in batch.records:
-            api_key, version, body = unframe_metadata_record(record.value or b"")
-            if api_key != NoOpRecord.API_KEY:
-                out.append(
-                    RecordAndVersion(METADATA_RECORDS[api_key].decode(body, version), version)
-                )
-    return out
-
-
 def build(data: Path, records: int) -> ControllerNode:
     config = config_for(str(data))
     format_storage(config, random_uuid(), "3.9-IV0")
-    holder: list[ControllerNode] = []
-    source = default_snapshot_source() or (lambda image: committed_without_noops(holder[0]))
-    node = ControllerNode(build_settings(config), snapshot_source=source)
-    holder.append(node)
+    node = ControllerNode(build_settings(config))
     node.start()
     written, topic = node.log.end_offset, 0
     while written < records:
@@ -120,8 +99,6 @@ def main() -> None:
     parser.add_argument("--records", type=int, nargs="+", default=[50_000, 180_000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    source = "snapshot_image" if default_snapshot_source() else "stand-in (no NoOps)"
-    print(f"snapshot records from: {source}")
     for records in args.records:
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data"
@@ -129,13 +106,7 @@ def main() -> None:
             end = node.log.end_offset
             node.close()
             before = [start(data) for _ in range(args.repeat)]
-            holder: list[ControllerNode] = []
-            node = ControllerNode(
-                build_settings(config_for(str(data))),
-                snapshot_source=default_snapshot_source()
-                or (lambda image, h=holder: committed_without_noops(h[0])),  # type: ignore[misc]
-            )
-            holder.append(node)
+            node = ControllerNode(build_settings(config_for(str(data))))
             node.committed_offset = node.log.end_offset
             node.log.update_high_watermark(node.log.end_offset)
             node.snapshots.write(node.controller, node.log.end_offset, 0, "benchmark")

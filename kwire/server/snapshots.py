@@ -37,6 +37,7 @@ from pathlib import Path
 from kwire.controller.controller import QuorumController
 from kwire.controller.image import MetadataImage
 from kwire.controller.records import RecordAndVersion
+from kwire.controller.snapshot_image import snapshot_records
 from kwire.log import MetadataLog
 from kwire.log.snapshot_io import (
     read_snapshot,
@@ -57,17 +58,9 @@ SnapshotSource = Callable[[MetadataImage], list[RecordAndVersion]]
 CLEAN_INTERVAL_MS = 60_000  # KafkaRaftClient's RaftMetadataLogCleanerManager delay
 
 
-def default_snapshot_source() -> SnapshotSource | None:
-    """kwire.controller.snapshot_image.snapshot_records, or None when this build lacks it
-    (then no snapshot is written; loading, cleaning and FetchSnapshot still work)."""
-    try:
-        from kwire.controller.snapshot_image import (  # type: ignore[import-not-found,unused-ignore]
-            snapshot_records,
-        )
-    except ImportError:
-        return None
-    source: SnapshotSource = snapshot_records
-    return source
+def default_snapshot_source() -> SnapshotSource:
+    """kwire.controller.snapshot_image.snapshot_records: Kafka's records of the image."""
+    return snapshot_records
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +119,7 @@ class SnapshotDriver:
         self,
         metadata_log: MetadataLog,
         settings: SnapshotSettings,
-        source: SnapshotSource | None,
+        source: SnapshotSource,
         now_ms: int,
     ) -> None:
         self.log = metadata_log
@@ -177,18 +170,12 @@ class SnapshotDriver:
             return None  # uncommitted records applied: wait for them to commit
         reason, self.wanted = self.wanted, None
         self.last_snapshot_ms = now_ms
-        if self.source is None:
-            log.error(
-                "Not writing a snapshot although %s: this build has no snapshot_image", reason
-            )
-            return None
         return self.write(controller, high_watermark, now_ms, reason)
 
     def write(
         self, controller: QuorumController, high_watermark: int, now_ms: int, reason: str
     ) -> Path | None:
         """Write the snapshot of the committed image ending at ``high_watermark``."""
-        assert self.source is not None
         epoch = self.log.epoch_for_offset(high_watermark - 1)
         if high_watermark <= 0 or epoch is None or high_watermark < self.log.log_start_offset:
             return None
