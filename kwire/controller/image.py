@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-from kwire.controller.image_order import map_rebuild, rebuilt_order
+from kwire.controller.image_order import MapOrder, publish
 from kwire.controller.java_order import timeline_capacity_after_put
 from kwire.controller.registrations import (  # noqa: F401  (re-exported)
     DIR_LOST,
@@ -140,8 +141,10 @@ class MetadataImage:
     # The iteration order of each map of Kafka's published image (map id -> keys), which
     # a snapshot follows, and the keys changed by the open metadata transaction (see
     # kwire.controller.image_order).
-    kafka_orders: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
-    delta_touches: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
+    kafka_orders: dict[Any, MapOrder] = field(default_factory=dict)
+    delta_touches: dict[Any, dict[Any, None]] = field(default_factory=dict)
+    # mechanism -> how many SCRAM credentials use it (Kafka keeps one map per mechanism).
+    scram_mechanisms: dict[int, int] = field(default_factory=dict)
     # How to take back the changes of uncommitted records (see kwire.controller.undo):
     # every change below goes through it.
     undo: UndoLog = field(default_factory=UndoLog)
@@ -160,10 +163,12 @@ class MetadataImage:
         touched = self._touches(record)
         handler(self, record, offset)
         for map_id, key in touched:
-            keys = self.delta_touches.get(map_id, ())
+            keys = self.delta_touches.get(map_id)
+            if keys is None:
+                keys = {}
+                self.undo.set_item(self.delta_touches, map_id, keys)
             if key is not None and key not in keys:
-                keys += (key,)
-            self.undo.set_item(self.delta_touches, map_id, keys)
+                self.undo.set_item(keys, key, None)
         if self.transaction_start_offset < 0 and self.delta_touches:
             self._publish_delta(aborted=isinstance(record, _AbortTransactionRecord))
         if offset > self.last_applied_offset:
@@ -195,7 +200,7 @@ class MetadataImage:
             case AccessControlEntryRecord() | RemoveAccessControlEntryRecord():
                 return [("acls", record.id)]
             case UserScramCredentialRecord() | RemoveUserScramCredentialRecord():
-                mechanisms = {m for _, m in self.scram_credentials} | {record.mechanism}
+                mechanisms = set(self.scram_mechanisms) | {record.mechanism}
                 return [(("scram", m), None) for m in sorted(mechanisms)] + [
                     (("scram", record.mechanism), record.name)
                 ]
@@ -226,27 +231,43 @@ class MetadataImage:
                 return {name for name, m in self.scram_credentials if m == mechanism}
         raise KeyError(map_id)
 
+    def kafka_map_has(self, map_id: Any, key: Any) -> bool:
+        """Whether the map ``map_id`` of Kafka's image holds ``key`` now; O(1)."""
+        match map_id:
+            case "brokers":
+                return key in self.brokers
+            case "controllers":
+                return key in self.controllers
+            case "features":
+                return key != "metadata.version" and key in self.finalized_features
+            case "quota_entities":
+                return key in self.client_quotas
+            case "acls":
+                return key in self.acls
+            case "tokens":
+                return key in self.delegation_tokens
+            case ("config", resource):
+                return key in self.configs.get(resource, {})
+            case ("quota", entity):
+                return key in self.client_quotas.get(entity, {})
+            case ("scram", mechanism):
+                return (key, mechanism) in self.scram_credentials
+        raise KeyError(map_id)
+
     def _publish_delta(self, *, aborted: bool) -> None:
         # MetadataBatchLoader publishes an empty delta for an aborted transaction.
         for map_id, keys in list(self.delta_touches.items()):
             self.undo.pop_item(self.delta_touches, map_id)
             if aborted:
                 continue
-            rebuild, linked = map_rebuild(map_id)
-            present = self.kafka_map_keys(map_id)
-            order = rebuilt_order(
-                self.kafka_orders.get(map_id, ()), keys, present, rebuild, linked_changes=linked
-            )
-            if order:
-                self.undo.set_item(self.kafka_orders, map_id, order)
-            elif map_id in self.kafka_orders:
-                self.undo.pop_item(self.kafka_orders, map_id)
+            publish(self.kafka_orders, map_id, keys, partial(self.kafka_map_has, map_id), self.undo)
 
     def kafka_order(self, map_id: Any) -> list[Any]:
         """The keys of ``map_id`` in the order Kafka's published image iterates them (keys
-        of an open transaction, not yet published, last)."""
+        of an open transaction, not yet published, last); O(n log n)."""
         present = self.kafka_map_keys(map_id)
-        order = [k for k in self.kafka_orders.get(map_id, ()) if k in present]
+        state = self.kafka_orders.get(map_id)
+        order = [k for k in state.order() if k in present] if state is not None else []
         return order + sorted(present - set(order), key=repr)
 
     # -- read helpers --------------------------------------------------------------------
@@ -603,10 +624,20 @@ class MetadataImage:
             raise ReplayError(f"RemoveAccessControlEntryRecord for unknown ACL {record.id}")
 
     def _scram(self, record: UserScramCredentialRecord, offset: int) -> None:
-        self.undo.set_item(self.scram_credentials, (record.name, record.mechanism), record)
+        key = (record.name, record.mechanism)
+        if key not in self.scram_credentials:
+            count = self.scram_mechanisms.get(record.mechanism, 0)
+            self.undo.set_item(self.scram_mechanisms, record.mechanism, count + 1)
+        self.undo.set_item(self.scram_credentials, key, record)
 
     def _remove_scram(self, record: RemoveUserScramCredentialRecord, offset: int) -> None:
-        self.undo.pop_item(self.scram_credentials, (record.name, record.mechanism))
+        if self.undo.pop_item(self.scram_credentials, (record.name, record.mechanism)) is None:
+            return
+        count = self.scram_mechanisms[record.mechanism]
+        if count == 1:
+            self.undo.pop_item(self.scram_mechanisms, record.mechanism)
+        else:
+            self.undo.set_item(self.scram_mechanisms, record.mechanism, count - 1)
 
     def _delegation_token(self, record: DelegationTokenRecord, offset: int) -> None:
         self.undo.set_item(self.delegation_tokens, record.token_id, record)

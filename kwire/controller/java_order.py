@@ -60,11 +60,18 @@ def objects_hash(*hashes: int) -> int:
     return to_int32(h)
 
 
-def _table_size_for(capacity: int) -> int:
+def table_size_for(capacity: int) -> int:
+    """HashMap.tableSizeFor: the smallest power of two >= ``capacity`` (1 for 0)."""
     n = 1
     while n < capacity:
         n <<= 1
     return n
+
+
+def bucket_index(h: int, capacity: int) -> int:
+    """The bucket of hash code ``h`` in a HashMap of ``capacity`` (a power of two)."""
+    h &= _MASK32
+    return (h ^ (h >> 16)) & (capacity - 1)
 
 
 K = TypeVar("K", bound=Hashable)
@@ -78,7 +85,7 @@ class JavaHashMap(Generic[K, V]):
 
     def __init__(self, initial_capacity: int | None = None) -> None:
         # HashMap() allocates 16 buckets at the first put; HashMap(n) tableSizeFor(n).
-        self._initial = 16 if initial_capacity is None else _table_size_for(initial_capacity)
+        self._initial = 16 if initial_capacity is None else table_size_for(initial_capacity)
         self._buckets: list[list[tuple[K, int, V]]] = []
         self._hashes: dict[K, int] = {}
 
@@ -88,18 +95,22 @@ class JavaHashMap(Generic[K, V]):
     def __contains__(self, key: K) -> bool:
         return key in self._hashes
 
+    @property
+    def capacity(self) -> int:
+        """The number of buckets (0 before the first put)."""
+        return len(self._buckets)
+
     def _index(self, h: int) -> int:
-        h &= _MASK32
-        return (h ^ (h >> 16)) & (len(self._buckets) - 1)
+        return bucket_index(h, len(self._buckets))
 
     def _find(self, key: K) -> tuple[int, int] | None:
         h = self._hashes.get(key)
         if h is None:
             return None
-        bucket_index = self._index(h)
-        for i, (k, _, _) in enumerate(self._buckets[bucket_index]):
+        where_index = self._index(h)
+        for i, (k, _, _) in enumerate(self._buckets[where_index]):
             if k == key:
-                return bucket_index, i
+                return where_index, i
         raise AssertionError("a known key is always in its bucket")
 
     def _resize(self) -> None:
@@ -112,8 +123,8 @@ class JavaHashMap(Generic[K, V]):
     def put(self, key: K, h: int, value: V) -> None:
         where = self._find(key)
         if where is not None:
-            bucket_index, i = where
-            self._buckets[bucket_index][i] = (key, h, value)
+            where_index, i = where
+            self._buckets[where_index][i] = (key, h, value)
             return
         if not self._buckets:
             self._resize()
