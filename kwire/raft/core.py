@@ -135,7 +135,9 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         if self.repoll:
             return self.now_ms
         deadlines: list[int] = [
-            c.backoff_until_ms for c in self.connections.values() if c.backoff_until_ms > 0
+            c.backoff_until_ms
+            for c in self.connections.values()
+            if c.backoff_until_ms > self.now_ms
         ]
         match self.role:
             case Unattached(election_deadline_ms=d) if d is not None:
