@@ -216,10 +216,12 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         if not self.take_answer(destination, request):
             return []
         actions: list[Action] = []
+        handled = failure == SendFailure.TIMEOUT
         if failure == SendFailure.UNSUPPORTED_VERSION and isinstance(request, VoteRequest):
             actions += self.on_vote_unsupported(now_ms)
+            handled = bool(actions)  # Kafka counts it a handled answer: no backoff
         elif isinstance(request, FetchRequest | FetchSnapshotRequest):
             self.on_fetch_failed(destination, failure, now_ms)
-        if failure != SendFailure.TIMEOUT:
+        if not handled:
             self.backoff(destination, now_ms)
         return actions + self.pump(now_ms)
