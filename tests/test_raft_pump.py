@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kwire.log.quorum_state import QuorumStateData
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
@@ -269,8 +270,6 @@ class Cluster:
         old = self.nodes[node_id]
         self.down.discard(node_id)
         last = old.persisted[-1] if old.persisted else None
-        from kwire.log.quorum_state import QuorumStateData
-
         persisted = (
             QuorumStateData(
                 leader_id=last.leader_id, leader_epoch=last.leader_epoch, voted_id=last.voted_id
