@@ -180,7 +180,7 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         """The answer to a request this core asked to send (the same object)."""
         self.now_ms = max(self.now_ms, now_ms)
         if not self.take_answer(destination, request):
-            return []
+            return self.pump(now_ms)  # a forgotten request's slot is free again
         handled: bool
         actions: list[Action]
         match request, response:
@@ -214,7 +214,7 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         a refused or lost Fetch to the leader may fail over fast (follower.py)."""
         self.now_ms = max(self.now_ms, now_ms)
         if not self.take_answer(destination, request):
-            return []
+            return self.pump(now_ms)  # a forgotten request's slot is free again
         actions: list[Action] = []
         handled = failure == SendFailure.TIMEOUT
         if failure == SendFailure.UNSUPPORTED_VERSION and isinstance(request, VoteRequest):

@@ -141,9 +141,9 @@ class FollowerPart(ElectionPart):
             return []
         if self.backing_off(role.leader_id, now_ms):
             return self.fetch_from_any_voter(now_ms)
-        if self.any_in_flight():
-            return []
         request = self._fetch_or_fetch_snapshot(role)
+        if self.any_in_flight() or not self.ready(role.leader_id, type(request), now_ms):
+            return []  # (a Fetch forgotten at the last transition may still be out)
         self.sent(role.leader_id, request)
         return [SendRequest(destination=role.leader_id, request=request)]
 

@@ -167,7 +167,11 @@ class QuorumCore:
             return Resigned(epoch=epoch)
         if p.voted_id == self.node_id and self.config.is_voter:
             return Candidate(epoch=epoch, granted={self.node_id})
-        if p.leader_id >= 0 and self.config.voter(p.leader_id) is not None:
+        if (
+            p.leader_id >= 0
+            and p.leader_id != self.node_id
+            and self.config.voter(p.leader_id) is not None
+        ):
             return Follower(
                 epoch=epoch,
                 leader_id=p.leader_id,
