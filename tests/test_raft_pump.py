@@ -56,9 +56,12 @@ class ListLog:
         return self.entries[-1] if self.entries else None
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int] | None:
-        known = [e for e in self.entries if e <= epoch]
-        if not known:
+        """As Kafka's LeaderEpochFileCache.endOffsetFor (and kwire's epoch cache)."""
+        if epoch < 0 or not self.entries or epoch > self.entries[-1]:
             return None
+        known = [e for e in self.entries if e <= epoch]
+        if not known:  # older than the log: it ends where the log's first epoch starts
+            return epoch, 0
         found = max(known)
         later = [i for i, e in enumerate(self.entries) if e > found]
         return found, later[0] if later else len(self.entries)
@@ -288,7 +291,7 @@ class Cluster:
         deadlines += [p[3] for p in self.parked]
         if self.events:
             deadlines.append(self.events[0][0])
-        self.now = max(self.now, min(deadlines))
+        self.now = max(self.now, min(deadlines, default=self.now + 100))
         while self.events and self.events[0][0] <= self.now:
             _, _, fn = heapq.heappop(self.events)
             fn()
@@ -438,8 +441,10 @@ def test_crashes_restarts_and_cut_links_never_make_two_leaders_or_lose_committed
                 cluster.cut.clear()
             elif roll < 0.8 and leaders:
                 cluster.append(leaders[0], chance.randrange(1, 4))
-            elif roll < 0.85 and leaders:
+            elif roll < 0.85 and leaders:  # a graceful shutdown: resign, then exit
                 cluster.carry_out(leaders[0], cluster.nodes[leaders[0]].core.resign(cluster.now))
+                cluster.run_for(200)
+                cluster.crash(leaders[0])
         cluster.cut.clear()
         for down in sorted(cluster.down):
             cluster.restart(down)

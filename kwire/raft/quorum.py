@@ -87,6 +87,7 @@ class QuorumCore:
         self.connections: dict[int, Connection] = {}
         self.repoll = False  # something is due at the next poll (a log operation is out)
         self.now_ms = 0
+        self.shutting_down = False  # resign() was called: never stand for election
         self.role: Role = self._initial_role()
 
     # -- read-only views ------------------------------------------------------------------
