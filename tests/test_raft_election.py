@@ -260,14 +260,9 @@ def test_candidates_and_resigned_leaders_grant_pre_votes_only(
 
 def test_a_leader_refuses_pre_votes_in_its_epoch() -> None:
     raft, actions = prospective()
-    for request in sent(actions):
-        raft.on_response(
-            request.destination, request.request, granted_vote(request.destination, 2), 1
-        )
-    for request in [s for s in sent(raft.poll(1)) if isinstance(s.request, VoteRequest)]:
-        raft.on_response(
-            request.destination, request.request, granted_vote(request.destination, 3), 2
-        )
+    actions = raft.on_response(2, sent(actions)[0].request, granted_vote(2, 2), 1)
+    (vote_to_2,) = sent(actions)
+    raft.on_response(2, vote_to_2.request, granted_vote(2, 3), 2)
     assert raft.is_leader and raft.epoch == 3
     response, _ = raft.handle_vote(vote(2, 3, pre_vote=True, last_epoch=3, last_offset=9), 3)
     assert answer(response) == (ErrorCode.NONE, 3, 1, False)
@@ -356,6 +351,9 @@ def test_answers_to_requests_sent_before_a_transition_are_dropped() -> None:
     stale = sent(actions)[1]  # the pre-vote to 3
     raft.on_response(2, sent(actions)[0].request, granted_vote(2, 2), 1)
     assert raft.state_name == "candidate"
-    # 3's answer to the pre-vote must not count as a vote for the candidate
-    assert raft.on_response(3, stale.request, granted_vote(3, 3), 2) == []
+    # 3's answer to the pre-vote must not count as a vote for the candidate; it frees
+    # the slot for the real Vote to 3 (never two Votes out to one voter).
+    (vote_to_3,) = sent(raft.on_response(3, stale.request, granted_vote(3, 3), 2))
     assert raft.state_name == "candidate"
+    assert vote_to_3.destination == 3
+    assert not vote_to_3.request.topics[0].partitions[0].pre_vote  # type: ignore[union-attr]
