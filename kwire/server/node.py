@@ -435,6 +435,7 @@ class ControllerNode:
         )
         if action.state == LEADER_STATE:
             return
+        self.writes.interrupt_waits()
         self.pending_activation = None
         if self.active:
             # Kafka's QuorumController.renounce: forget what is not committed, answer the
