@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ class _ConnectionGone(Exception):
 @dataclass(slots=True)
 class _Queued:
     request: Message
-    deadline: float  # trio time by which an answer is due
+    deadline: float  # trio time by which an answer is due (inf until stamped)
 
 
 def raft_client_id(node_id: int) -> str:
@@ -143,7 +144,11 @@ class PeerChannel:
             )
             self._fail_soon(request, SendFailure.TIMEOUT)
             return
-        self.queue.append(_Queued(request, trio.current_time() + self.request_timeout_s))
+        try:
+            deadline = trio.current_time() + self.request_timeout_s
+        except RuntimeError:  # a node driven outside Trio: stamped when the task sees it
+            deadline = math.inf
+        self.queue.append(_Queued(request, deadline))
         self._wanted.set()
 
     def disconnect(self) -> None:
@@ -236,6 +241,8 @@ class PeerChannel:
         while True:
             await self._wait_for_work_or_close(stream)
             item = self.queue.popleft()
+            if item.deadline == math.inf:
+                item.deadline = trio.current_time() + self.request_timeout_s
             if trio.current_time() >= item.deadline:
                 await self._report_failure(item.request, SendFailure.TIMEOUT)
                 continue

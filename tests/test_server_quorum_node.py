@@ -1,0 +1,119 @@
+"""A standby's controller as the raft driver's actions feed it (kwire.server.node): it
+replays only what is committed, and a snapshot fetched from the leader rebuilds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server_harness import free_port
+from test_server_snapshots import comparable, register
+
+from kwire.log.snapshots import snapshot_path
+from kwire.raft.state import (
+    AppendAsFollower,
+    HighWatermarkAdvanced,
+    InstallSnapshot,
+    StartSnapshotFetch,
+    WriteSnapshotChunk,
+)
+from kwire.server.__main__ import build_settings
+from kwire.server.config import ControllerServerConfig
+from kwire.server.node import ControllerNode
+from kwire.storage import format_storage, random_uuid
+
+NOW_MS = 1_000
+
+
+def config(
+    data: Path, node_id: int, voters: str, port: int, **extra: str
+) -> ControllerServerConfig:
+    return ControllerServerConfig.from_properties(
+        {
+            "process.roles": "controller",
+            "node.id": str(node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"CONTROLLER://127.0.0.1:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(data),
+            **extra,
+        }
+    )
+
+
+def leader_and_standby(tmp_path: Path, **extra: str) -> tuple[ControllerNode, ControllerNode]:
+    """A sole voter that leads (node 1) and, formatted for the same cluster, node 2 of a
+    two-voter quorum that nobody runs: it only does what its actions say."""
+    cluster_id = random_uuid()
+    port, other = free_port(), free_port()
+    leader_config = config(tmp_path / "leader", 1, f"1@127.0.0.1:{port}", port, **extra)
+    standby_config = config(
+        tmp_path / "standby", 2, f"1@127.0.0.1:{port},2@127.0.0.1:{other}", other
+    )
+    format_storage(leader_config, cluster_id, "3.9-IV0")
+    format_storage(standby_config, cluster_id, "3.9-IV0")
+    leader = ControllerNode(build_settings(leader_config))
+    leader.start()
+    return leader, ControllerNode(build_settings(standby_config))
+
+
+def batch_ends(node: ControllerNode) -> list[int]:
+    return [batch.next_offset for batch in node.log.read_batches(0)]
+
+
+def test_a_standby_replays_only_what_the_high_watermark_says_is_committed(
+    tmp_path: Path,
+) -> None:
+    leader, standby = leader_and_standby(tmp_path)
+    try:
+        for broker in (1, 2, 3):
+            register(leader, broker)
+        replicated = leader.log.read(0, 64 * 1024 * 1024)
+        standby.carry_out([AppendAsFollower(records=replicated)], NOW_MS)
+        assert standby.log.end_offset == leader.log.end_offset
+        assert dict(standby.controller.brokers) == {}  # appended, not committed
+        # Committed up to the end of the first broker's registration: only it is known.
+        first_broker_end = batch_ends(leader)[-3]
+        standby.carry_out([HighWatermarkAdvanced(offset=first_broker_end)], NOW_MS)
+        assert sorted(standby.controller.brokers) == [1]
+        assert standby.committed_offset == first_broker_end
+        standby.carry_out([HighWatermarkAdvanced(offset=leader.log.end_offset)], NOW_MS)
+        assert sorted(standby.controller.brokers) == [1, 2, 3]
+        assert comparable(standby.controller.image) == comparable(leader.controller.image)
+        assert not standby.active
+    finally:
+        leader.close()
+        standby.close()
+
+
+def test_a_snapshot_fetched_in_chunks_rebuilds_the_standby_and_restarts_its_log(
+    tmp_path: Path,
+) -> None:
+    leader, standby = leader_and_standby(
+        tmp_path, **{"metadata.log.max.record.bytes.between.snapshots": "1"}
+    )
+    try:
+        for broker in (1, 2):
+            register(leader, broker)
+        leader.snapshot_work(NOW_MS)
+        snapshot_id = leader.log.latest_snapshot_id()
+        assert snapshot_id is not None
+        data = snapshot_path(leader.log.directory, snapshot_id).read_bytes()
+        half = len(data) // 2
+        standby.carry_out(
+            [
+                StartSnapshotFetch(snapshot_id=snapshot_id),
+                WriteSnapshotChunk(snapshot_id=snapshot_id, position=0, data=data[:half]),
+                WriteSnapshotChunk(snapshot_id=snapshot_id, position=half, data=data[half:]),
+                InstallSnapshot(snapshot_id=snapshot_id),
+            ],
+            NOW_MS,
+        )
+        assert standby.log.latest_snapshot_id() == snapshot_id
+        assert standby.log.log_start_offset == standby.log.end_offset == snapshot_id.end_offset
+        assert snapshot_path(standby.log.directory, snapshot_id).read_bytes() == data
+        assert sorted(standby.controller.brokers) == [1, 2]
+        assert comparable(standby.controller.image) == comparable(leader.controller.image)
+        assert not list(standby.log.directory.glob("*.part"))
+    finally:
+        leader.close()
+        standby.close()
