@@ -357,3 +357,14 @@ def test_answers_to_requests_sent_before_a_transition_are_dropped() -> None:
     assert raft.state_name == "candidate"
     assert vote_to_3.destination == 3
     assert not vote_to_3.request.topics[0].partitions[0].pre_vote  # type: ignore[union-attr]
+
+
+def test_an_observer_answers_votes_like_kafka_but_never_stands() -> None:
+    # KafkaRaftClientTest.testHandleVoteRequestAsObserver: granted and recorded; the
+    # candidate counts only voters, so the answer cannot elect anyone.
+    raft = core(7, persisted=state(2))
+    response, actions = raft.handle_vote(vote(2, 3, last_epoch=2, last_offset=1), 1)
+    assert answer(response) == (ErrorCode.NONE, 3, -1, True)
+    assert persisted(actions)[-1] == PersistQuorumState(leader_id=-1, leader_epoch=3, voted_id=2)
+    raft.poll(100_000)
+    assert raft.state_name == "voted" and raft.epoch == 3
