@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from server_harness import free_port
 from test_server_snapshots import comparable, register
 
@@ -17,7 +18,7 @@ from kwire.raft.state import (
     WriteSnapshotChunk,
 )
 from kwire.server.__main__ import build_settings
-from kwire.server.config import ControllerServerConfig
+from kwire.server.config import ConfigError, ControllerServerConfig
 from kwire.server.node import ControllerNode
 from kwire.storage import format_storage, random_uuid
 
@@ -117,3 +118,46 @@ def test_a_snapshot_fetched_in_chunks_rebuilds_the_standby_and_restarts_its_log(
     finally:
         leader.close()
         standby.close()
+
+
+def test_the_quorum_timings_and_fast_failover_reach_the_raft_core(tmp_path: Path) -> None:
+    port = free_port()
+    settings_config = config(
+        tmp_path / "data",
+        1,
+        f"1@127.0.0.1:{port},2@127.0.0.1:{free_port()}",
+        port,
+        **{
+            "controller.quorum.election.timeout.ms": "1500",
+            "controller.quorum.election.backoff.max.ms": "700",
+            "controller.quorum.fetch.timeout.ms": "3000",
+            "controller.quorum.request.timeout.ms": "2500",
+            "controller.quorum.retry.backoff.ms": "30",
+            "kwire.quorum.fast.failover.enable": "false",
+        },
+    )
+    format_storage(settings_config, random_uuid(), "3.9-IV0")
+    node = ControllerNode(build_settings(settings_config))
+    try:
+        raft = node.raft.config
+        assert (
+            raft.election_timeout_ms,
+            raft.election_backoff_max_ms,
+            raft.fetch_timeout_ms,
+            raft.request_timeout_ms,
+            raft.retry_backoff_ms,
+            raft.fast_failover,
+        ) == (1500, 700, 3000, 2500, 30, False)
+        assert all(
+            channel.request_timeout_s == 2.5 for channel in node.driver.peers.channels.values()
+        )
+    finally:
+        node.close()
+
+
+def test_fast_failover_is_on_by_default_and_takes_only_a_boolean(tmp_path: Path) -> None:
+    port = free_port()
+    voters = f"1@127.0.0.1:{port}"
+    assert config(tmp_path, 1, voters, port).quorum_fast_failover_enable is True
+    with pytest.raises(ConfigError, match="kwire.quorum.fast.failover.enable"):
+        config(tmp_path, 1, voters, port, **{"kwire.quorum.fast.failover.enable": "maybe"})
