@@ -1,5 +1,6 @@
-"""A standby's controller as the raft driver's actions feed it (kwire.server.node): it
-replays only what is committed, and a snapshot fetched from the leader rebuilds it."""
+"""One voter's node without its network (kwire.server.node): a standby replays only what
+is committed, a snapshot fetched from the leader rebuilds it, a vote is durable before it
+is answered, and the quorum settings reach the core."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pytest
 from server_harness import free_port
 from test_server_snapshots import comparable, register
 
+from kwire.log import read_quorum_state
 from kwire.log.snapshots import snapshot_path
+from kwire.protocol.messages.headers import RequestHeader
+from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.state import (
     AppendAsFollower,
     HighWatermarkAdvanced,
@@ -19,6 +23,7 @@ from kwire.raft.state import (
 )
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ConfigError, ControllerServerConfig
+from kwire.server.dispatch import RequestHandler
 from kwire.server.node import ControllerNode
 from kwire.storage import format_storage, random_uuid
 
@@ -161,3 +166,54 @@ def test_fast_failover_is_on_by_default_and_takes_only_a_boolean(tmp_path: Path)
     assert config(tmp_path, 1, voters, port).quorum_fast_failover_enable is True
     with pytest.raises(ConfigError, match="kwire.quorum.fast.failover.enable"):
         config(tmp_path, 1, voters, port, **{"kwire.quorum.fast.failover.enable": "maybe"})
+
+
+async def test_a_vote_granted_over_the_listener_is_in_quorum_state_before_the_answer(
+    tmp_path: Path,
+) -> None:
+    ports = [free_port() for _ in range(3)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports))
+    voter_config = config(tmp_path / "data", 2, voters, ports[1])
+    format_storage(voter_config, random_uuid(), "3.9-IV0")
+    node = ControllerNode(build_settings(voter_config))
+    node.start()
+    try:
+        request = VoteRequest(
+            cluster_id=node.settings.cluster_id,
+            voter_id=2,
+            topics=[
+                VoteRequest.TopicData(
+                    topic_name="__cluster_metadata",
+                    partitions=[
+                        VoteRequest.PartitionData(
+                            partition_index=0,
+                            replica_epoch=1,
+                            replica_id=1,
+                            last_offset_epoch=0,
+                            last_offset=0,
+                        )
+                    ],
+                )
+            ],
+        )
+        header = RequestHeader(
+            request_api_key=52, request_api_version=1, correlation_id=7, client_id="raft-client-1"
+        )
+        response = await RequestHandler(node).handle(header, request)
+        assert isinstance(response, VoteResponse)
+        partition = response.topics[0].partitions[0]
+        assert (partition.error_code, partition.vote_granted, partition.leader_epoch) == (
+            0,
+            True,
+            1,
+        )
+        persisted = read_quorum_state(node.quorum_state_path)
+        assert persisted is not None
+        assert (persisted.leader_epoch, persisted.voted_id, persisted.leader_id) == (1, 1, -1)
+        # A second candidate in the same epoch gets no vote: one vote per epoch.
+        request.topics[0].partitions[0].replica_id = 3
+        second = await RequestHandler(node).handle(header, request)
+        assert isinstance(second, VoteResponse)
+        assert second.topics[0].partitions[0].vote_granted is False
+    finally:
+        node.close()
