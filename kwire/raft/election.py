@@ -63,7 +63,7 @@ class ElectionPart(QuorumCore):
             # than ours moves us to Unattached in it (KafkaRaftClientPreVoteTest
             # testHandlePreVoteRequestAsFollower).
             actions += self.to_unattached(epoch, now_ms)
-        if request.voter_id >= 0 and request.voter_id != self.node_id:
+        if not self.is_my_voter_key(request.voter_id, partition.voter_directory_id):
             return self._vote_response(ErrorCode.INVALID_VOTER_KEY, False), actions
         up_to_date = self.log_is_up_to_date(last_epoch, last_offset)
         granted = self._can_grant_vote(

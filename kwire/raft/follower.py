@@ -73,7 +73,7 @@ class FollowerPart(ElectionPart):
         if error is not None:
             return self._begin_response(error), []
         actions = self.maybe_transition(partition.leader_id, partition.leader_epoch, now_ms)
-        if request.voter_id >= 0 and request.voter_id != self.node_id:
+        if not self.is_my_voter_key(request.voter_id, partition.voter_directory_id):
             return self._begin_response(ErrorCode.INVALID_VOTER_KEY), actions + self.pump(now_ms)
         return self._begin_response(ErrorCode.NONE), actions + self.pump(now_ms)
 
