@@ -122,7 +122,7 @@ class ElectionPart(QuorumCore):
         partition = messages.single_partition(response.topics)
         if partition is None:
             return False, []
-        error = ErrorCode(partition.error_code)
+        error = messages.error_of(partition.error_code)
         handled, actions = self.handle_common_response(
             error, partition.leader_id, partition.leader_epoch, now_ms
         )
