@@ -135,6 +135,15 @@ class QuorumCore(RequestManager):
         snapshot = self.log.latest_snapshot_id()
         return snapshot.epoch if snapshot is not None else 0
 
+    def is_my_voter_key(self, voter_id: int, voter_directory_id: UUID) -> bool:
+        """KafkaRaftClient.isValidVoterKey: a request naming a voter (v1+) names us."""
+        if voter_id < 0:
+            return True
+        return voter_id == self.node_id and voter_directory_id in (
+            NO_DIRECTORY_ID,
+            self.config.directory_id,
+        )
+
     def log_is_up_to_date(self, last_epoch: int, last_offset: int) -> bool:
         """(epoch, offset) of a candidate's log end >= ours (OffsetAndEpoch.compareTo)."""
         return (last_epoch, last_offset) >= (self.last_fetched_epoch(), self.log.end_offset)
