@@ -28,12 +28,12 @@ TIMEOUT_S = 30.0
 START_TIMEOUT_S = 60.0
 PROBE_INTERVAL_S = 0.01  # the 10 ms probe Kafka's controller was measured with
 # Issue 9's targets are kill -9 p50 < 1 s, p99 < 2 s and SIGTERM <= 0.2 s, as distributions
-# (tools/bench_raft.py measures them). One trial here is bounded by the p99 for kill -9,
-# and for SIGTERM by 0.5 s: a handover is about ten fsyncs in a row across the three
-# processes (quorum-state of candidate, voter and leader, the LeaderChange on leader and
-# follower, then the write on both), which a loaded machine stretches past 0.2 s.
+# (tools/bench_raft.py measures them); one trial here is held to the kill -9 p99 and to the
+# SIGTERM bound. A handover is about ten fsyncs in a row across the three processes
+# (quorum-state of candidate, voter and leader, the LeaderChange on leader and follower,
+# then the write on both), so a heavily loaded machine can stretch it.
 KILL_TARGET_S = 2.0
-SIGTERM_TARGET_S = 0.5
+SIGTERM_TARGET_S = 0.2
 
 
 @pytest.fixture
