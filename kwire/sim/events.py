@@ -1,0 +1,54 @@
+"""The simulator's virtual clock: one queue of timed events, in a deterministic order.
+
+Events fire in (time, sequence) order, the sequence being the order they were scheduled
+in, so two runs with the same seed see the same events in the same order. Nothing here
+reads a wall clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True, slots=True)
+class _Entry:
+    at_ms: int
+    seq: int
+    run: Callable[[], None] = field(compare=False)
+    label: str = field(compare=False, default="")
+
+
+class EventQueue:
+    """Timed callbacks on a virtual clock (integer milliseconds)."""
+
+    def __init__(self, start_ms: int = 0) -> None:
+        self.now_ms = start_ms
+        self._heap: list[_Entry] = []
+        self._seq = 0
+        self.steps = 0
+
+    def at(self, at_ms: int, run: Callable[[], None], label: str = "") -> None:
+        """Run `run` at `at_ms` (never before now)."""
+        self._seq += 1
+        heapq.heappush(self._heap, _Entry(max(at_ms, self.now_ms), self._seq, run, label))
+
+    def after(self, delay_ms: int, run: Callable[[], None], label: str = "") -> None:
+        self.at(self.now_ms + max(delay_ms, 0), run, label)
+
+    def next_time_ms(self) -> int | None:
+        return self._heap[0].at_ms if self._heap else None
+
+    def step(self) -> str | None:
+        """Advance the clock to the next event and run it; its label, or None when empty."""
+        if not self._heap:
+            return None
+        entry = heapq.heappop(self._heap)
+        self.now_ms = entry.at_ms
+        self.steps += 1
+        entry.run()
+        return entry.label
+
+    def __len__(self) -> int:
+        return len(self._heap)
