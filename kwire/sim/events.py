@@ -8,6 +8,7 @@ reads a wall clock.
 from __future__ import annotations
 
 import heapq
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ class EventQueue:
         self._heap: list[_Entry] = []
         self._seq = 0
         self.steps = 0
+        self.digest = 0  # CRC-32 of every (time, label) run so far: equal runs, equal digests
 
     def at(self, at_ms: int, run: Callable[[], None], label: str = "") -> None:
         """Run `run` at `at_ms` (never before now)."""
@@ -47,6 +49,7 @@ class EventQueue:
         entry = heapq.heappop(self._heap)
         self.now_ms = entry.at_ms
         self.steps += 1
+        self.digest = zlib.crc32(f"{entry.at_ms} {entry.label};".encode(), self.digest)
         entry.run()
         return entry.label
 

@@ -15,7 +15,6 @@ offset 0 and `latest_snapshot_id()` is None.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
 
 from kwire.log.epoch_cache import LeaderEpochCache
 from kwire.log.snapshots import SnapshotId
@@ -32,22 +31,31 @@ class MemoryLogError(ValueError):
     """An append the log refuses: empty, non-contiguous, or a truncation below its start."""
 
 
-@dataclass(frozen=True, slots=True)
 class StoredBatch:
     """One batch as the log holds it: offsets [base_offset, last_offset], its leader
-    epoch, and its encoded bytes (base offset and epoch stamped in)."""
+    epoch, and its encoded bytes (base offset and epoch stamped in). Immutable; decoded
+    once, when first asked."""
 
-    base_offset: int
-    last_offset: int
-    epoch: int
-    data: bytes
+    __slots__ = ("base_offset", "last_offset", "epoch", "data", "_decoded")
+
+    def __init__(self, base_offset: int, last_offset: int, epoch: int, data: bytes) -> None:
+        self.base_offset = base_offset
+        self.last_offset = last_offset
+        self.epoch = epoch
+        self.data = data
+        self._decoded: RecordBatch | None = None
+
+    def __repr__(self) -> str:
+        return f"StoredBatch({self.base_offset}..{self.last_offset}, epoch {self.epoch})"
 
     @property
     def next_offset(self) -> int:
         return self.last_offset + 1
 
     def decode(self) -> RecordBatch:
-        return decode_batch(self.data, verify_crc=False)[0]
+        if self._decoded is None:
+            self._decoded = decode_batch(self.data, verify_crc=False)[0]
+        return self._decoded
 
 
 class MemoryLog:
