@@ -42,7 +42,7 @@ class SimClient:
         rng: random.Random,
         *,
         client_id: int = CLIENT_BASE_ID,
-        interval_ms: tuple[int, int] = (20, 120),
+        interval_ms: tuple[int, int] = (40, 200),
     ) -> None:
         self.cluster = cluster
         self.rng = rng

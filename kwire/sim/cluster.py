@@ -27,7 +27,8 @@ from kwire.sim.network import Failure, Network, NetworkConfig, PendingRequest
 from kwire.sim.node import CrashPoint, Disk, NodeCrashed, SimNode
 
 CLUSTER_ID = "c2ltdWxhdGVkLWt3aXJlAA"
-CLIENT_BASE_ID = 1000  # network ids of simulated clients start here
+CLIENT_BASE_ID = 1000
+_POLL_LABELS = tuple(f"poll {i}" for i in range(10))  # network ids of simulated clients start here
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +138,6 @@ class Cluster:
         node = self.nodes[node_id]
         if not node.alive:
             self.history.node_restarted(node_id, node.log)
-            node.crash_point = CrashPoint.NONE
             self._guard(node_id, lambda n: n.start(self.now_ms), starting=True)
 
     def crash_and_restart(self, node_id: int) -> None:
@@ -160,7 +160,8 @@ class Cluster:
             step(node)
             node.service_parked(self.now_ms)
         except NodeCrashed:
-            self.crash(node_id)
+            node.crash_point = CrashPoint.NONE  # a crash point fires once
+            self.crash_and_restart(node_id)
             return
         self._arm(node)
 
@@ -182,7 +183,7 @@ class Cluster:
             del self._armed[node.node_id]
             self._guard(node.node_id, lambda n: n.poll(self.now_ms))
 
-        self.events.at(deadline, fire, f"poll {node.node_id}")
+        self.events.at(deadline, fire, _POLL_LABELS[node.node_id % 10])
 
     # -- network glue ---------------------------------------------------------------------------
 

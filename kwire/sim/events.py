@@ -10,15 +10,9 @@ from __future__ import annotations
 import heapq
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-
-@dataclass(order=True, slots=True)
-class _Entry:
-    at_ms: int
-    seq: int
-    run: Callable[[], None] = field(compare=False)
-    label: str = field(compare=False, default="")
+# (time, sequence, callback, label): tuples order by time, then by scheduling order.
+_Entry = tuple[int, int, Callable[[], None], str]
 
 
 class EventQueue:
@@ -34,24 +28,24 @@ class EventQueue:
     def at(self, at_ms: int, run: Callable[[], None], label: str = "") -> None:
         """Run `run` at `at_ms` (never before now)."""
         self._seq += 1
-        heapq.heappush(self._heap, _Entry(max(at_ms, self.now_ms), self._seq, run, label))
+        heapq.heappush(self._heap, (max(at_ms, self.now_ms), self._seq, run, label))
 
     def after(self, delay_ms: int, run: Callable[[], None], label: str = "") -> None:
         self.at(self.now_ms + max(delay_ms, 0), run, label)
 
     def next_time_ms(self) -> int | None:
-        return self._heap[0].at_ms if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def step(self) -> str | None:
         """Advance the clock to the next event and run it; its label, or None when empty."""
         if not self._heap:
             return None
-        entry = heapq.heappop(self._heap)
-        self.now_ms = entry.at_ms
+        at_ms, _, run, label = heapq.heappop(self._heap)
+        self.now_ms = at_ms
         self.steps += 1
-        self.digest = zlib.crc32(f"{entry.at_ms} {entry.label};".encode(), self.digest)
-        entry.run()
-        return entry.label
+        self.digest = zlib.crc32(label.encode(), zlib.crc32(at_ms.to_bytes(8), self.digest))
+        run()
+        return label
 
     def __len__(self) -> int:
         return len(self._heap)

@@ -4,8 +4,9 @@ Every request a node sends ends in exactly one outcome for its sender, as the ed
 reports them: the response, or a failure (kwire.raft.state.SendFailure):
 - CONNECTION_REFUSED: the destination is down when the request is sent (no process
   listening), reported after `failure_delay_ms`;
-- CONNECTION_LOST: the destination crashes while the request is in flight (the socket is
-  reset), reported after `failure_delay_ms`;
+- CONNECTION_LOST: the destination crashes while the request is in flight and unanswered
+  (the socket is reset), reported after `failure_delay_ms`; an answer already written
+  still arrives, as the kernel sends what the process wrote before it died;
 - TIMEOUT: no answer within `request_timeout_ms` (the request or its response was dropped,
   cut off by a partition, or the answer came too late; a late answer is then discarded).
 
@@ -63,6 +64,8 @@ class PendingRequest:
     request: Any
     sent_ms: int
     done: bool = False
+    answered: bool = False  # an answer is on the wire (it arrives even if its sender dies)
+    timeout_armed: bool = False
 
 
 # Handlers the simulation installs: a request arrives at a node; an outcome arrives at its
@@ -104,6 +107,10 @@ class Network:
         self.on_response: ResponseHandler = _unset_response
         self.on_failure: FailureHandler = _unset_failure
         self.fault_free = False  # set once a scenario wants the network to settle
+        # Every request gets a timeout event unless no answer can be later than the
+        # timeout; then only a request known to be lost (dropped, cut off) gets one.
+        longest_round_trip = 2 * (config.max_delay_ms + config.reorder_delay_ms)
+        self._eager_timeouts = longest_round_trip >= config.request_timeout_ms
 
     # -- nodes coming and going ------------------------------------------------------------
 
@@ -120,7 +127,7 @@ class Network:
             if pending.source == node_id:
                 pending.done = True
                 del self.pending[pending.request_id]
-            elif pending.destination == node_id:
+            elif pending.destination == node_id and not pending.answered:
                 self.stats.lost += 1
                 self._fail_later(pending, Failure.CONNECTION_LOST)
 
@@ -165,12 +172,10 @@ class Network:
             self.stats.refused += 1
             self._fail_later(pending, Failure.CONNECTION_REFUSED)
             return pending
-        self.events.after(
-            self.config.request_timeout_ms,
-            lambda: self._time_out(pending),
-            f"timeout {source}->{destination}",
-        )
+        if self._eager_timeouts:
+            self._time_out_later(pending)
         if self._lost_in_transit(source, destination):
+            self._time_out_later(pending)
             return pending
         self._deliver_later(pending, duplicate=False)
         if not self.fault_free and self.rng.random() < self.config.duplicate_rate:
@@ -180,24 +185,24 @@ class Network:
 
     def respond(self, pending: PendingRequest, response: Any) -> None:
         """The destination answers `pending` (dropped if its sender is gone or cut off)."""
-        if pending.done or self._lost_in_transit(pending.destination, pending.source):
+        if pending.done:
             return
-        destination_incarnation = self.up.get(pending.destination)
+        if self._lost_in_transit(pending.destination, pending.source):
+            self._time_out_later(pending)
+            return
+        pending.answered = True
 
         def arrive() -> None:
             if pending.done or not self._alive(pending.source, pending.source_incarnation):
                 return
-            if self.up.get(pending.destination) != destination_incarnation:
-                return  # the answering process died: its connection is reset first
             if not self.connected(pending.destination, pending.source):
                 self.stats.dropped += 1
+                self._time_out_later(pending)
                 return
             self._finish(pending)
             self.on_response(pending, response)
 
-        self.events.after(
-            self._delay(), arrive, f"response {pending.destination}->{pending.source}"
-        )
+        self.events.after(self._delay(), arrive, "response")
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -207,11 +212,12 @@ class Network:
                 return
             if not self.connected(pending.source, pending.destination):
                 self.stats.dropped += 1
+                self._time_out_later(pending)
                 return
             self.stats.delivered += 1
             self.on_request(pending, duplicate)
 
-        self.events.after(self._delay(), arrive, f"request {pending.source}->{pending.destination}")
+        self.events.after(self._delay(), arrive, "request")
 
     def _lost_in_transit(self, a: int, b: int) -> bool:
         if not self.connected(a, b):
@@ -247,6 +253,14 @@ class Network:
             fail,
             f"{failure.name} {pending.source}->{pending.destination}",
         )
+
+    def _time_out_later(self, pending: PendingRequest) -> None:
+        """Fail `pending` with TIMEOUT at its request timeout (if nothing came first)."""
+        if pending.timeout_armed:
+            return
+        pending.timeout_armed = True
+        at = pending.sent_ms + self.config.request_timeout_ms
+        self.events.at(at, lambda: self._time_out(pending), "timeout")
 
     def _time_out(self, pending: PendingRequest) -> None:
         if pending.done or not self._alive(pending.source, pending.source_incarnation):

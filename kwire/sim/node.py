@@ -16,8 +16,10 @@ The controller follows the log as kwire's edge runs it:
 A crash (`crash`) loses the process (core, controller, parked fetches, waiting writes) and
 the log's unflushed tail; `Disk` (log and quorum state) is what a restart rebuilds from.
 `crash_point` arms a kill -9 in the middle of an action: between an append and its fsync
-(`CrashPoint.BEFORE_FLUSH`, the unflushed batch is lost), or after a quorum state write and
-before anything is sent (`CrashPoint.AFTER_PERSIST`).
+(`CrashPoint.BEFORE_FLUSH`, the unflushed batch is lost), after a quorum state write and
+before anything is sent (`CrashPoint.AFTER_PERSIST`), or right after answering a vote
+(`CrashPoint.AFTER_VOTE`, after granting a real vote: the answer still reaches the
+candidate). A crash at a crash point is followed by a restart, as under a supervisor.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.protocol.messages.fetch import FetchRequest
-from kwire.protocol.messages.vote import VoteRequest
+from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.core import FetchRead, FetchReady, RaftConfig, RaftCore
 from kwire.raft.state import (
     Action,
@@ -74,6 +76,7 @@ class CrashPoint(enum.Enum):
     NONE = "none"
     BEFORE_FLUSH = "before-flush"
     AFTER_PERSIST = "after-persist"
+    AFTER_VOTE = "after-vote"
 
 
 class NodeCrashed(Exception):
@@ -466,6 +469,8 @@ class SimNode:
                 raise TypeError(f"the simulator does not route {type(request).__name__}")
         self.carry_out(actions, now_ms)
         self.network.respond(pending, response)
+        if self.crash_point is CrashPoint.AFTER_VOTE and _granted_vote(request, response):
+            raise NodeCrashed("right after granting a vote")
 
     def _fetch(
         self, pending: PendingRequest, request: FetchRequest, now_ms: int, *, park: bool
@@ -519,6 +524,21 @@ class SimNode:
             pending.destination, pending.request, SendFailure[failure.name], now_ms
         )
         self.carry_out(actions, now_ms)
+
+
+def _granted_vote(request: object, response: OutboundResponse) -> bool:
+    """A VoteResponse granting a real vote (not a pre-vote)."""
+    if not isinstance(request, VoteRequest) or not isinstance(response, VoteResponse):
+        return False
+    asked = (
+        request.topics[0].partitions[0] if request.topics and request.topics[0].partitions else None
+    )
+    answer = (
+        response.topics[0].partitions[0]
+        if response.topics and response.topics[0].partitions
+        else None
+    )
+    return asked is not None and answer is not None and answer.vote_granted and not asked.pre_vote
 
 
 def _version_of(request: Message) -> int:

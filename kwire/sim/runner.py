@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from kwire.sim.client import SimClient, committed_topics
 from kwire.sim.cluster import Cluster
 from kwire.sim.invariants import InvariantViolation
+from kwire.sim.node import CrashPoint
 from kwire.sim.scenarios import SCENARIOS, Sim
 
 SETTLE_MS = 500
@@ -76,6 +77,7 @@ def settle(sim: Sim) -> None:
     cluster.network.heal()
     cluster.network.fault_free = True
     for node_id in sorted(cluster.nodes):
+        cluster.nodes[node_id].crash_point = CrashPoint.NONE
         cluster.restart(node_id)
     sim.wait_for_leader()
     sim.client.stop()

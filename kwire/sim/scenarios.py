@@ -77,7 +77,7 @@ def election_3(sim: Sim) -> None:
     stays leader while nothing fails (no node ever sees another leader of a later epoch)."""
     leader = sim.wait_for_leader()
     epoch = leader.core.epoch if leader.core else -1
-    sim.cluster.run_for(1500)
+    sim.cluster.run_for(800)
     _assert_same_leader(sim, leader, epoch)
 
 
@@ -87,7 +87,7 @@ def election_5(sim: Sim) -> None:
     nothing fails."""
     leader = sim.wait_for_leader()
     epoch = leader.core.epoch if leader.core else -1
-    sim.cluster.run_for(1500)
+    sim.cluster.run_for(800)
     _assert_same_leader(sim, leader, epoch)
 
 
@@ -121,7 +121,7 @@ def follower_crash(sim: Sim) -> None:
     right after a vote is persisted) and restarted: the leader keeps committing with a
     majority, and nothing committed is lost."""
     sim.wait_for_leader()
-    for _ in range(4):
+    for _ in range(3):
         leader = sim.cluster.leader()
         followers = [n for n in sim.cluster.live() if n is not leader]
         if followers:
@@ -177,7 +177,7 @@ def leader_partition(sim: Sim) -> None:
 def flaky_network(sim: Sim) -> None:
     """Messages are dropped, duplicated and reordered all along: elections stay safe, logs
     match, and whatever commits stays committed."""
-    sim.cluster.run_for(6000)
+    sim.cluster.run_for(5000)
 
 
 @scenario("rolling-restart", voters=3)
@@ -217,11 +217,13 @@ def restart_storm(sim: Sim) -> None:
     """Voters are killed and restarted every few hundred milliseconds, often right after
     they persisted a vote: a restarted voter never votes twice in one epoch (its vote is
     durable before it is answered), so no epoch ever has two leaders."""
-    end = sim.cluster.now_ms + 6000
+    end = sim.cluster.now_ms + 4000
     while sim.cluster.now_ms < end:
         victim = sim.cluster.nodes[sim.rng.choice(sorted(sim.cluster.nodes))]
         if victim.alive:
-            victim.crash_point = sim.rng.choice([CrashPoint.AFTER_PERSIST, CrashPoint.NONE])
+            victim.crash_point = sim.rng.choice(
+                [CrashPoint.AFTER_PERSIST, CrashPoint.AFTER_VOTE, CrashPoint.NONE]
+            )
             sim.cluster.run_for(sim.rng.randint(0, 150))
             sim.cluster.crash_and_restart(victim.node_id)
         sim.cluster.run_for(sim.rng.randint(50, 400))
@@ -235,7 +237,7 @@ def restart_storm(sim: Sim) -> None:
 def chaos(sim: Sim) -> None:
     """Crashes (at any point, unflushed data lost), partitions of any shape and a flaky
     network together: every invariant holds at every step."""
-    end = sim.cluster.now_ms + 8000
+    end = sim.cluster.now_ms + 6000
     nodes = sorted(sim.cluster.nodes)
     while sim.cluster.now_ms < end:
         roll = sim.rng.random()
@@ -251,3 +253,22 @@ def chaos(sim: Sim) -> None:
         else:
             sim.cluster.network.heal()
         sim.cluster.run_for(sim.rng.randint(100, 900))
+
+
+@scenario("failover-flapping-voters", voters=5, restart_delay_ms=(5, 60))
+def failover_flapping_voters(sim: Sim) -> None:
+    """The leader is killed and every voter, the restarted leader too, dies right after
+    granting a vote and comes straight back, so that candidates of one epoch retry them:
+    a voter's vote survives its restart (it is persisted before it is answered), so it
+    never votes for a second candidate of the same epoch and no epoch has two leaders."""
+    for _ in range(2):
+        leader = sim.wait_for_leader()
+        sim.cluster.run_for(sim.rng.randint(20, 200))
+        if not leader.alive:
+            continue
+        sim.cluster.crash_and_restart(leader.node_id)
+        for voter in sim.cluster.nodes.values():
+            voter.crash_point = CrashPoint.AFTER_VOTE
+        sim.cluster.run_for(sim.rng.randint(300, 1500))
+        for voter in sim.cluster.nodes.values():
+            voter.crash_point = CrashPoint.NONE
