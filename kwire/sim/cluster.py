@@ -66,6 +66,7 @@ class Cluster:
         )
         ids = tuple(v.node_id for v in voters)
         self.controller_config = ControllerConfig(quorum_node_ids=ids)
+        self.history.controller_config = self.controller_config
         self.nodes: dict[int, SimNode] = {}
         for voter in voters:
             raft_config = RaftConfig(

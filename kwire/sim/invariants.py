@@ -14,7 +14,9 @@
 - LEADER COMPLETENESS: a node that becomes leader holds every batch committed so far;
 - STATE MACHINE SAFETY (`check_images`): every node's controller image equals a fresh
   controller's replay of that node's log up to what it applied, and a standby has applied
-  nothing beyond its committed offset.
+  nothing beyond its committed offset. Replaying a whole log is too dear for every step:
+  it is checked whenever a controller reverts (lost leadership) or activates (a new
+  leader, replayed up to its epoch start), and for every node at the end of a run.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class History:
     committed_end: int = 0  # every offset below is committed (globally)
     committed_by_node: dict[int, int] = field(default_factory=dict)  # node id -> checked end
     high_watermarks: dict[tuple[int, int], int] = field(default_factory=dict)
+    controller_config: ControllerConfig = field(default_factory=ControllerConfig)
 
     # -- election safety ------------------------------------------------------------------------
 
@@ -147,6 +150,12 @@ class History:
         self.committed_by_node[node_id] = end
 
     def truncating(self, node: SimNode, offset: int) -> None:
+        if offset < node.committed_end:
+            raise InvariantViolation(
+                "committed durability",
+                f"node {node.node_id} truncates to {offset}, below its own high watermark "
+                f"{node.committed_end}",
+            )
         self.truncated(node.node_id, node.log, offset)
 
     def truncated(self, node_id: int, log: MemoryLog, offset: int) -> None:
@@ -164,6 +173,13 @@ class History:
         """A restarted node re-learns its high watermark; what its log holds is checked
         again as it commits."""
         self.committed_by_node[node_id] = 0
+
+    # -- state machine safety at the controller's turning points -----------------------------
+
+    def controller_moved(self, node: SimNode) -> None:
+        """A node's controller just reverted (lost leadership) or is about to activate
+        (replayed up to its epoch start): its image must be the replay of its log."""
+        check_images(node, self.controller_config)
 
     # -- leader completeness ------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
-from kwire.protocol.messages.fetch import FetchRequest
+from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.core import FetchRead, FetchReady, RaftConfig, RaftCore
 from kwire.raft.state import (
@@ -100,6 +100,7 @@ class Observer(Protocol):
     def appended(self, node: SimNode, batches: Sequence[StoredBatch]) -> None: ...
     def truncating(self, node: SimNode, offset: int) -> None: ...
     def high_watermark_advanced(self, node: SimNode, offset: int) -> None: ...
+    def controller_moved(self, node: SimNode) -> None: ...
 
 
 class _Unobserved:
@@ -118,6 +119,9 @@ class _Unobserved:
     def high_watermark_advanced(self, node: SimNode, offset: int) -> None:
         pass
 
+    def controller_moved(self, node: SimNode) -> None:
+        pass
+
 
 @dataclass(slots=True)
 class _Parked:
@@ -125,6 +129,7 @@ class _Parked:
     request: FetchRequest
     deadline_ms: int
     version: int
+    response: FetchResponse  # the empty answer it gets if nothing happens before the deadline
 
 
 @dataclass(slots=True)
@@ -328,6 +333,7 @@ class SimNode:
                 self.controller.revert_to(self.committed_end - 1)
                 self.controller.deactivate()
                 self.applied_end = self.committed_end
+                self.observer.controller_moved(self)
             self.generation += 1
             self._wake_waiters()
 
@@ -348,6 +354,7 @@ class SimNode:
         if self.activation is not None and self.committed_end > self.activation[1]:
             epoch, _ = self.activation
             self.activation = None
+            self.observer.controller_moved(self)
             self._activate(epoch, now_ms)
 
     def _replay(self, controller: QuorumController, start: int, end: int) -> None:
@@ -491,23 +498,27 @@ class SimNode:
                 self.carry_out(actions, now_ms)
                 if park and core.fetch_would_wait(request, response):
                     deadline = now_ms + request.max_wait_ms
-                    self.parked.append(_Parked(pending, request, deadline, version))
+                    self.parked.append(_Parked(pending, request, deadline, version, response))
                     return False
                 self.network.respond(pending, response)
                 return True
         raise AssertionError(f"unexpected fetch outcome {outcome!r}")
 
     def service_parked(self, now_ms: int) -> None:
-        """Answer parked fetches whose wait is over or whose answer may have changed."""
+        """Answer parked fetches whose wait is over (with the empty answer they had when
+        parked, as Kafka's fetch purgatory expires them) or whose answer may have changed
+        (the fetch is served again at this time, as Kafka completes the purgatory when the
+        log grows)."""
         if not self.parked:
             return
         parked, self.parked = self.parked, []
         for entry in parked:
-            expired = now_ms >= entry.deadline_ms
-            if expired or entry.version != self.version:
-                if not self._fetch(entry.pending, entry.request, now_ms, park=not expired):
-                    # parked again by _fetch with a fresh deadline: keep the original one
+            if entry.version != self.version:
+                if not self._fetch(entry.pending, entry.request, now_ms, park=True):
+                    # parked again by _fetch: keep the original deadline
                     self.parked[-1].deadline_ms = entry.deadline_ms
+            elif now_ms >= entry.deadline_ms:
+                self.network.respond(entry.pending, entry.response)
             else:
                 self.parked.append(entry)
 
