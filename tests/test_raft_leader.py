@@ -15,7 +15,7 @@ from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.fetch import FetchRequest
-from kwire.raft.core import FetchRead, RaftCore
+from kwire.raft.core import FetchRead, FetchReady, RaftCore
 from kwire.raft.state import (
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
@@ -151,27 +151,58 @@ def test_a_resigning_leader_prefers_the_voters_that_replicated_most() -> None:
     assert p.preferred_candidates[0].candidate_directory_id == UUID(int=0)
 
 
+def _end_ok() -> EndQuorumEpochResponse:
+    return EndQuorumEpochResponse(
+        topics=[
+            EndQuorumEpochResponse.TopicData(
+                topic_name=METADATA_TOPIC,
+                partitions=[EndQuorumEpochResponse.PartitionData(leader_id=1, leader_epoch=2)],
+            )
+        ]
+    )
+
+
 def test_a_resigned_leader_stops_once_answered_and_stands_again_after_an_election_timeout() -> None:
     raft, _, _ = leader_of([])
-    actions = raft.resign(1)
+    actions = raft.poll(3000)  # check quorum expired
     for s in sent(actions):
-        response = EndQuorumEpochResponse(
-            topics=[
-                EndQuorumEpochResponse.TopicData(
-                    topic_name=METADATA_TOPIC,
-                    partitions=[EndQuorumEpochResponse.PartitionData(leader_id=1, leader_epoch=2)],
-                )
-            ]
-        )
-        raft.on_response(s.destination, s.request, response, 2)
+        raft.on_response(s.destination, s.request, _end_ok(), 3001)
     assert raft.resignation_acknowledged
     deadline = raft.next_deadline_ms()
-    assert 1001 <= deadline < 2001
+    assert 4000 <= deadline < 5000
     assert sent(raft.poll(deadline - 1)) == []
     raft.poll(deadline)
     # Unattached in epoch 3 with the Resigned timer, already expired: it stands at once
     # (QuorumState.transitionToUnattached keeps the remaining election time).
     assert raft.state_name == "prospective" and raft.epoch == 3
+
+
+def test_a_leader_shutting_down_stays_resigned_until_another_leader_appears() -> None:
+    raft, _, _ = leader_of([])
+    for s in sent(raft.resign(1)):
+        raft.on_response(s.destination, s.request, _end_ok(), 2)
+    assert raft.resignation_acknowledged
+    raft.poll(60_000)
+    assert raft.state_name == "resigned" and raft.epoch == 2
+    response, _ = raft.handle_begin_quorum_epoch(_begin(leader=2, epoch=3), 60_001)
+    assert raft.state_name == "follower" and raft.leader_id == 2
+    raft.poll(120_000)  # a follower shutting down never stands for election
+    assert raft.state_name == "follower"
+
+
+def _begin(leader: int, epoch: int) -> BeginQuorumEpochRequest:
+    return BeginQuorumEpochRequest(
+        cluster_id=CLUSTER,
+        voter_id=1,
+        topics=[
+            BeginQuorumEpochRequest.TopicData(
+                topic_name=METADATA_TOPIC,
+                partitions=[
+                    BeginQuorumEpochRequest.PartitionData(leader_id=leader, leader_epoch=epoch)
+                ],
+            )
+        ],
+    )
 
 
 @pytest.mark.parametrize(
@@ -209,3 +240,23 @@ def test_a_graceful_resignation_hands_over_to_the_preferred_successor() -> None:
     assert cluster.leaders() == [ahead]
     assert cluster.nodes[ahead].core.epoch == epoch + 1
     assert cluster.now - start < 100  # no fetch timeout, no election timeout: at once
+
+
+@pytest.mark.parametrize(
+    ("name", "entries", "offset", "last_epoch", "diverging"),
+    [
+        ("an epoch older than our log ends where our log begins", [2, 2], 1, 1, (1, 0)),
+        ("an epoch we never had ends where the one before it ends", [1, 1, 2], 5, 3, (2, 3)),
+        ("an epoch that ended earlier here", [1, 1, 3], 3, 1, (1, 2)),
+    ],
+)
+def test_a_fetch_from_a_diverged_replica_names_where_to_truncate(
+    name: str, entries: list[int], offset: int, last_epoch: int, diverging: tuple[int, int]
+) -> None:
+    raft, log, _ = leader_of(entries, epoch=4)
+    request = fetch(2, offset, last_epoch, 4)
+    outcome = raft.fetch(request, 5)
+    assert isinstance(outcome, FetchReady), name
+    data = outcome.response.responses[0].partitions[0]
+    # never (-1, -1): a follower reads a negative epoch as "no divergence"
+    assert (data.diverging_epoch.epoch, data.diverging_epoch.end_offset) == diverging, name

@@ -140,13 +140,13 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
             if c.backoff_until_ms > self.now_ms
         ]
         match self.role:
-            case Unattached(election_deadline_ms=d) if d is not None:
+            case Unattached(election_deadline_ms=d) if d is not None and not self.shutting_down:
                 deadlines.append(d)
             case Prospective(election_deadline_ms=d) | Candidate(election_deadline_ms=d):
                 deadlines.append(d)
-            case Resigned(election_deadline_ms=d):
+            case Resigned(election_deadline_ms=d) if not self.shutting_down:
                 deadlines.append(d)
-            case Follower(fetch_deadline_ms=d) if self.config.is_voter:
+            case Follower(fetch_deadline_ms=d) if self.config.is_voter and not self.shutting_down:
                 deadlines.append(d)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)
