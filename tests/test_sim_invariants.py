@@ -109,10 +109,21 @@ def test_a_high_watermark_that_moves_down_while_the_node_lives_is_caught() -> No
     history = History()
     node = FakeNode(1, log_of((batch(b"a", b"b", b"c"), 1)))
     history.high_watermark_advanced(node, 3)  # type: ignore[arg-type]
-    node.incarnation = 2  # restarted: it starts over
-    history.high_watermark_advanced(node, 1)  # type: ignore[arg-type]
-    with pytest.raises(InvariantViolation, match="from 1 down to 0"):
-        history.high_watermark_advanced(node, 0)  # type: ignore[arg-type]
+    history.high_watermark_advanced(node, 3)  # type: ignore[arg-type]
+    with pytest.raises(InvariantViolation, match="from 3 down to 2"):
+        history.high_watermark_advanced(node, 2)  # type: ignore[arg-type]
+
+
+def test_a_restarted_node_may_not_relearn_a_lower_high_watermark_than_it_had() -> None:
+    history = History()
+    node = FakeNode(1, log_of((batch(b"a"), 1), (batch(b"b"), 1), (batch(b"c"), 1)))
+    history.high_watermark_advanced(node, 3)  # type: ignore[arg-type]
+    node.incarnation = 2
+    node.log.truncate_to(2)  # lost its unflushed tail: the bound is its log end
+    history.high_watermark_advanced(node, 2)  # type: ignore[arg-type]
+    node.incarnation = 3
+    with pytest.raises(InvariantViolation, match="re-learned high watermark 1, below the 2"):
+        history.high_watermark_advanced(node, 1)  # type: ignore[arg-type]
 
 
 # -- leader completeness ------------------------------------------------------------------

@@ -10,7 +10,8 @@
   changed (every node that commits that offset commits the same batch) and never
   truncated from a log;
 - HIGH WATERMARK MONOTONICITY: the high watermark a node announces never decreases while
-  its process lives (a restarted node starts over and re-learns it);
+  its process lives, and the first one a restarted node learns is not below the one it
+  had before (bounded by what its log still holds);
 - LEADER COMPLETENESS: a node that becomes leader holds every batch committed so far;
 - STATE MACHINE SAFETY (`check_images`): every node's controller image equals a fresh
   controller's replay of that node's log up to what it applied, and a standby has applied
@@ -116,7 +117,15 @@ class History:
 
     def high_watermark_advanced(self, node: SimNode, offset: int) -> None:
         key = (node.node_id, node.incarnation)
-        before = self.high_watermarks.get(key, 0)
+        before = self.high_watermarks.get(key)
+        previous_life = self.high_watermarks.get((node.node_id, node.incarnation - 1), 0)
+        if before is None and offset < min(previous_life, node.log.end_offset):
+            raise InvariantViolation(
+                "high watermark monotonicity",
+                f"node {node.node_id} restarted and re-learned high watermark {offset}, below "
+                f"the {previous_life} it had before (its log ends at {node.log.end_offset})",
+            )
+        before = before or 0
         if offset < before:
             raise InvariantViolation(
                 "high watermark monotonicity",
