@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +60,22 @@ def test_clients_get_writes_acknowledged_in_every_scenario() -> None:
 def test_the_command_line_replays_one_seed(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--scenario", "election-3", "--seed", "3"]) == 0
     assert "ok: election-3 seed 3:" in capsys.readouterr().out
+
+
+def test_a_seed_replays_the_same_in_processes_with_other_string_hashes() -> None:
+    def replay(hash_seed: str) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-m", "kwire.sim", "--scenario", "chaos", "--seed", "5"],
+            cwd=Path(__file__).parents[1],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
+    first = replay("1")
+    assert "ok: chaos seed 5:" in first and "event digest" in first
+    assert replay("2") == first

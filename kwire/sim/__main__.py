@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"ok: {result.scenario} seed {result.seed}: {result.steps} steps, "
                 f"{result.virtual_ms} virtual ms, {result.acked} acknowledged writes, "
-                f"{result.crashes} crashes"
+                f"{result.crashes} crashes, event digest {result.digest:08x}"
             )
     elapsed = time.monotonic() - started
     print(f"{runs} runs, {failures} failed, {elapsed:.1f} s", file=sys.stderr)
