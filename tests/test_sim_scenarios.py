@@ -53,8 +53,9 @@ def test_every_scenario_holds_over_thousands_of_seeds() -> None:
 
 def test_clients_get_writes_acknowledged_in_every_scenario() -> None:
     for name in sorted(SCENARIOS):
-        result = run_seed(name, 7)
-        assert result.ok and result.acked > 0, (name, result)
+        results = [run_seed(name, seed) for seed in range(3)]
+        assert all(r.ok for r in results), name
+        assert sum(r.acked for r in results) > 0, name
 
 
 def test_the_command_line_replays_one_seed(capsys: pytest.CaptureFixture[str]) -> None:
