@@ -194,7 +194,6 @@ class SimNode:
         self.applied_end = 0  # the standby controller has replayed [0, applied_end)
         self.high_watermark = 0  # the largest HighWatermarkAdvanced of this incarnation
         self.activation: tuple[int, int] | None = None  # (epoch, start) awaiting commit
-        self.active_epoch = -1
         self.state = "unattached"
         self.generation = 0
         self.version = 0  # bumped on every change a parked fetch may be waiting for
@@ -325,8 +324,7 @@ class SimNode:
         self.observer.state_changed(self, action)
         if was_leader and action.state != "leader":
             self.activation = None
-            self.active_epoch = -1
-            assert self.controller is not None
+                assert self.controller is not None
             if self.controller.is_active:
                 # What it applied beyond the committed offset is taken back; from here it
                 # replays committed records as a standby.
@@ -364,7 +362,6 @@ class SimNode:
     def _activate(self, epoch: int, now_ms: int) -> None:
         controller = self.controller
         assert controller is not None
-        self.active_epoch = epoch
         result = controller.activate(now_ms, self.log.end_offset, self.metadata_version_level)
         if result is not None and result.records:
             self.append_result(result, now_ms)
