@@ -324,7 +324,7 @@ class SimNode:
         self.observer.state_changed(self, action)
         if was_leader and action.state != "leader":
             self.activation = None
-                assert self.controller is not None
+            assert self.controller is not None
             if self.controller.is_active:
                 # What it applied beyond the committed offset is taken back; from here it
                 # replays committed records as a standby.
