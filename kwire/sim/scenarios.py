@@ -78,7 +78,7 @@ def election_3(sim: Sim) -> None:
     stays leader of the same epoch while nothing fails."""
     leader = sim.wait_for_leader()
     epoch = leader.core.epoch if leader.core else -1
-    sim.cluster.run_for(800)
+    sim.cluster.run_for(500)
     _assert_same_leader(sim, leader, epoch)
 
 
@@ -88,7 +88,7 @@ def election_5(sim: Sim) -> None:
     nothing fails."""
     leader = sim.wait_for_leader()
     epoch = leader.core.epoch if leader.core else -1
-    sim.cluster.run_for(800)
+    sim.cluster.run_for(500)
     _assert_same_leader(sim, leader, epoch)
 
 
@@ -116,7 +116,7 @@ def leader_crash(sim: Sim) -> None:
         sim.cluster.run_for(sim.rng.randint(200, 1200))
 
 
-@scenario("follower-crash", voters=5)
+@scenario("follower-crash", voters=3)
 def follower_crash(sim: Sim) -> None:
     """Followers are killed at random points (also between an append and its fsync, and
     right after a vote is persisted) and restarted: the leader keeps committing with a
@@ -218,7 +218,7 @@ def restart_storm(sim: Sim) -> None:
     """Voters are killed and restarted every few hundred milliseconds, often right after
     they persisted a vote: a restarted voter never votes twice in one epoch (its vote is
     durable before it is answered), so no epoch ever has two leaders."""
-    end = sim.cluster.now_ms + 4000
+    end = sim.cluster.now_ms + 3000
     while sim.cluster.now_ms < end:
         victim = sim.cluster.nodes[sim.rng.choice(sorted(sim.cluster.nodes))]
         if victim.alive:
@@ -270,6 +270,6 @@ def failover_flapping_voters(sim: Sim) -> None:
         sim.cluster.crash_and_restart(leader.node_id)
         for voter in sim.cluster.nodes.values():
             voter.crash_point = CrashPoint.AFTER_VOTE
-        sim.cluster.run_for(sim.rng.randint(300, 1500))
+        sim.cluster.run_for(sim.rng.randint(300, 900))
         for voter in sim.cluster.nodes.values():
             voter.crash_point = CrashPoint.NONE
