@@ -420,7 +420,7 @@ class KRaftControlRecords:
         self._voters.clear()
         self._kraft_versions.clear()
         for batch in batches:
-            self._handle(batch, end_offset - 1)
+            self._handle(batch, end_offset - 1, -1)
         self.next_offset = end_offset
 
     def start_log(self) -> None:
@@ -429,19 +429,19 @@ class KRaftControlRecords:
             self.next_offset = 0
 
     def append(self, batches: Iterable[RecordBatch]) -> None:
-        """Read log batches in offset order. Batches wholly below ``next_offset`` were
-        read already and are skipped; a gap raises VoterSetError."""
+        """Read log batches in offset order. What lies below ``next_offset`` was read
+        already and is skipped (a batch may straddle it); a gap raises VoterSetError."""
         self.start_log()
         for batch in batches:
             last = batch.base_offset + batch.last_offset_delta
             if last < self.next_offset:
                 continue
-            if batch.base_offset != self.next_offset:
+            if batch.base_offset > self.next_offset:
                 raise VoterSetError(
                     f"batch at offset {batch.base_offset} does not follow offset "
                     f"{self.next_offset - 1}"
                 )
-            self._handle(batch, None)
+            self._handle(batch, None, self.next_offset)
             self.next_offset = last + 1
 
     def truncate_new_entries(self, end_offset: int) -> None:
@@ -457,11 +457,13 @@ class KRaftControlRecords:
         self._voters.truncate_old_entries(start_offset)
         self._kraft_versions.truncate_old_entries(start_offset)
 
-    def _handle(self, batch: RecordBatch, override_offset: int | None) -> None:
+    def _handle(self, batch: RecordBatch, override_offset: int | None, first: int) -> None:
         if not batch.is_control:
             return
         for delta, record in enumerate(batch.records):
             offset = batch.base_offset + delta if override_offset is None else override_offset
+            if offset < first:
+                continue
             try:
                 kind = decode_control_record_key(record.key).type
                 if kind is ControlRecordType.KRAFT_VOTERS:
