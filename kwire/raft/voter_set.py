@@ -311,7 +311,10 @@ class VoterSet:
                 VotersRecord.Voter(
                     voter_id=n.key.id,
                     voter_directory_id=n.key.directory_id,
-                    endpoints=[VotersRecord.Endpoint(name=e.name, host=e.host, port=e.port) for e in n.endpoints],
+                    endpoints=[
+                        VotersRecord.Endpoint(name=e.name, host=e.host, port=e.port)
+                        for e in n.endpoints
+                    ],
                     kraft_version_feature=VotersRecord.KRaftVersionFeature(
                         min_supported_version=n.supported_kraft_versions[0],
                         max_supported_version=n.supported_kraft_versions[1],
