@@ -101,7 +101,10 @@ def with_times_of(mine: RecordBatch, theirs: RecordBatch) -> RecordBatch:
 def assert_same_but_times(mine: bytes, theirs: bytes) -> None:
     ours, genuine = list(decode_batches(mine)), list(decode_batches(theirs))
     assert len(ours) == len(genuine)
-    assert b"".join(encode_batch(with_times_of(a, b)) for a, b in zip(ours, genuine)) == theirs
+    assert (
+        b"".join(encode_batch(with_times_of(a, b)) for a, b in zip(ours, genuine, strict=True))
+        == theirs
+    )
 
 
 @needs_captures
