@@ -11,6 +11,8 @@ and DynamicVoter (4.3.1), with DynamicVoterTest's cases.
 from __future__ import annotations
 
 import dataclasses
+import io
+import re
 import subprocess
 import sys
 import uuid
@@ -36,6 +38,7 @@ from kwire.records import (
 from kwire.server.config import ControllerServerConfig
 from kwire.storage.dynamic_voters import DynamicVoter, DynamicVoterError, DynamicVoters
 from kwire.storage.formatter import format_storage
+from kwire.tools.dump_log import DumpRelease, dump_files
 
 CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures"
 PREVOTE = CAPTURES / "kafka-4.3" / "quorum-prevote"
@@ -352,3 +355,31 @@ def test_voters_are_kept_by_id_and_become_a_voter_set_on_the_controller_listener
     assert node is not None
     assert [(e.name, e.host, e.port) for e in node.endpoints] == [("CONTROLLER", "c", 3)]
     assert node.supported_kraft_versions == (0, 1)
+
+
+def _masked(line: str) -> str:
+    # Times differ by nature, and with them each batch's CRC.
+    line = re.sub(r"CreateTime: \d+", "CreateTime: T", line)
+    line = re.sub(r"crc: \d+", "crc: C", line)
+    return re.sub(r'"lastContainedLogTimestamp":\d+', '"lastContainedLogTimestamp":T', line)
+
+
+@needs_captures
+def test_the_bootstrap_snapshot_dumps_as_kafka_dump_log_printed_the_genuine_one(
+    tmp_path: Path,
+) -> None:
+    text = (PREVOTE / "controller-1.properties").read_text()
+    config = tmp_path / "controller.properties"
+    config.write_text(text.replace("<data>", str(tmp_path)))
+    loaded = ControllerServerConfig.load(config)
+    format_storage(loaded, CLUSTER_ID, initial_controllers=DynamicVoters.parse(INITIAL))
+    out, err = io.StringIO(), io.StringIO()
+    path = tmp_path / "controller-1" / BOOTSTRAP_SNAPSHOT
+    status = dump_files([str(path)], out, err, release=DumpRelease.KAFKA_4_3)
+    assert (status, err.getvalue()) == (0, "")
+    expected = (
+        PREVOTE / "dump-metadata-log-1-00000000000000000000-0000000000.checkpoint.txt"
+    ).read_text()
+    mine, theirs = out.getvalue().splitlines(), expected.splitlines()
+    assert mine[0] == f"Dumping {path}" and theirs[0].endswith(str(BOOTSTRAP_SNAPSHOT))
+    assert [_masked(x) for x in mine[1:]] == [_masked(x) for x in theirs[1:]]
