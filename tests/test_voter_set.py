@@ -8,6 +8,7 @@ reported (`kafka-metadata-quorum describe --status`, CurrentVoters) are the expe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -27,6 +28,7 @@ from kwire.raft.voter_set import (
     VoterSet,
     VoterSetError,
     kraft_control_values,
+    start_of_epoch_control_values,
 )
 from kwire.records import (
     ControlRecordType,
@@ -351,3 +353,44 @@ def test_log_history_offsets_strictly_increase_from_minus_one() -> None:
         "b",
         "b",
     ]
+
+
+@needs_captures
+@pytest.mark.parametrize(
+    ("log_dir", "leader"),
+    [(PREVOTE / "metadata-log-1", 2), (DYNAMIC_39 / "metadata-log-21", 21)],
+    ids=["4.3.1 leader 2", "3.9.0 leader 21"],
+)
+def test_the_first_leader_rewrites_the_bootstrap_voters_after_its_leader_change(
+    log_dir: Path, leader: int
+) -> None:
+    records = KRaftControlRecords()
+    records.load_snapshot(0, decode_batches((partition(log_dir) / BOOTSTRAP).read_bytes()))
+    local = records.last_voter_set.node(leader)
+    assert local is not None
+    first = next(decode_batches((partition(log_dir) / "00000000000000000000.log").read_bytes()))
+    genuine = [(decode_control_record_key(r.key).type, r.value or b"") for r in first.records[1:]]
+    assert start_of_epoch_control_values(records, local) == genuine
+    # Once the log holds them, a later leader with the same endpoints writes nothing more...
+    records.append([first])
+    assert start_of_epoch_control_values(records, local) == []
+    # ... and one whose endpoint moved writes the voters with its new endpoint.
+    moved = dataclasses.replace(local, endpoints=(VoterEndpoint("CONTROLLER", "10.0.0.9", 1),))
+    (_, version), (_, voters) = start_of_epoch_control_values(records, moved)
+    assert version == genuine[0][1]
+    assert VoterSet.from_voters_record(VotersRecord.decode(voters, 0)).node(leader) == moved
+
+
+def test_a_kraft_version_1_leader_needs_a_voter_set_that_holds_it() -> None:
+    records = KRaftControlRecords()
+    records.append([control_batch(0, KRAFT_1)])
+    with pytest.raises(VoterSetError, match="there is no voter set in the log or checkpoint"):
+        start_of_epoch_control_values(records, node(1))
+    records.append([control_batch(1, voters_value(node(2)))])
+    assert start_of_epoch_control_values(records, node(2)) == []
+    assert start_of_epoch_control_values(records, node(3)) == []  # not a voter: no update
+    bootstrapped = KRaftControlRecords()
+    bootstrapped.load_snapshot(0, [control_batch(0, KRAFT_1, voters_value(node(2)))])
+    with pytest.raises(VoterSetError, match="Update expected for leader node"):
+        start_of_epoch_control_values(bootstrapped, node(3))
+    assert start_of_epoch_control_values(KRaftControlRecords(), node(1)) == []  # kraft.version 0

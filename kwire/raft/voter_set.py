@@ -348,6 +348,33 @@ def kraft_control_values(
     return values
 
 
+def start_of_epoch_control_values(
+    history: KRaftControlRecords, local: VoterNode
+) -> list[tuple[ControlRecordType, bytes]]:
+    """What a new leader writes after its LeaderChange, in the same control batch
+    (Kafka's LeaderState.appendStartOfEpochControlRecords): at kraft.version 1, if the
+    voters come from the bootstrap snapshot (offset -1) or this leader's own entry differs
+    from ``local`` (new endpoints), the KRaftVersionRecord and the VotersRecord with
+    ``local`` in place; otherwise nothing. Raises VoterSetError where Kafka throws
+    IllegalStateException (no voter set, or ``local`` is not one of the voters)."""
+    kraft_version = history.last_kraft_version
+    if not kraft_version.is_reconfig_supported:
+        return []
+    offset = history.last_voter_set_offset
+    voters = history.last_voter_set
+    if offset is None:
+        raise VoterSetError(
+            f"The kraft.version is {int(kraft_version)} but there is no voter set in the log "
+            f"or checkpoint {voters}"
+        )
+    if offset != -1 and not voters.voter_node_needs_update(local):
+        return []
+    updated = voters.update_voter(local)
+    if updated is None:
+        raise VoterSetError(f"Update expected for leader node {local} and voter set {voters}")
+    return kraft_control_values(kraft_version, updated)
+
+
 class LogHistory(Generic[T]):
     """Values by log offset (Kafka's TreeMapLogHistory): offsets strictly increase; -1 is
     allowed (the bootstrap snapshot's records)."""
