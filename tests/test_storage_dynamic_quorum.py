@@ -37,7 +37,7 @@ from kwire.records import (
 )
 from kwire.server.config import ControllerServerConfig
 from kwire.storage.dynamic_voters import DynamicVoter, DynamicVoterError, DynamicVoters
-from kwire.storage.formatter import format_storage
+from kwire.storage.formatter import FormatterError, format_storage
 from kwire.tools.dump_log import DumpRelease, dump_files
 
 CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures"
@@ -383,3 +383,12 @@ def test_the_bootstrap_snapshot_dumps_as_kafka_dump_log_printed_the_genuine_one(
     mine, theirs = out.getvalue().splitlines(), expected.splitlines()
     assert mine[0] == f"Dumping {path}" and theirs[0].endswith(str(BOOTSTRAP_SNAPSHOT))
     assert [_masked(x) for x in mine[1:]] == [_masked(x) for x in theirs[1:]]
+
+
+def test_the_library_refuses_initial_controllers_beside_static_voters(tmp_path: Path) -> None:
+    config = ControllerServerConfig.load(
+        dynamic_config(tmp_path, **{"controller.quorum.voters": "1@127.0.0.1:39311"})
+    )
+    with pytest.raises(FormatterError, match="You cannot specify controller.quorum.voters"):
+        format_storage(config, CLUSTER_ID, initial_controllers=DynamicVoters.parse(INITIAL))
+    assert not (tmp_path / "controller-1").exists()

@@ -133,9 +133,9 @@ def write_snapshot(
 ) -> Path:
     """Write ``values`` (framed metadata records) as snapshot ``snapshot_id`` and return
     the frozen file's path. ``kraft_records`` (control type, value) follow the header in
-    its batch: a kraft.version 1 quorum's KRaftVersionRecord and VotersRecord. Raises FileExistsError if that snapshot exists (Kafka's
-    createNewSnapshotUnchecked then writes nothing) and OSError on an I/O error, after
-    removing the partial file."""
+    its batch: a kraft.version 1 quorum's KRaftVersionRecord and VotersRecord. Raises
+    FileExistsError if that snapshot exists (Kafka's createNewSnapshotUnchecked then
+    writes nothing) and OSError on an I/O error, after removing the partial file."""
     if snapshot_path(directory, snapshot_id).exists():
         raise FileExistsError(snapshot_path(directory, snapshot_id))
     epoch = snapshot_id.epoch

@@ -25,6 +25,7 @@ from kwire.storage.bootstrap import BootstrapError
 from kwire.storage.dynamic_voters import DynamicVoter, DynamicVoterError, DynamicVoters
 from kwire.storage.feature_levels import FeatureLevelError
 from kwire.storage.formatter import (
+    STATIC_AND_INITIAL_VOTERS,
     FormatterError,
     format_storage,
     random_directory_uuid,
@@ -137,12 +138,7 @@ def _format(args: argparse.Namespace) -> int:
         raise _Refusal("kwire does not support --add-scram: SCRAM credentials are not implemented")
     config = _load_config(args)
     if config.quorum_voters and (args.initial_controllers is not None or args.standalone):
-        raise _Refusal(
-            "You cannot specify controller.quorum.voters and format the node with "
-            "--initial-controllers or --standalone. If you want to use dynamic quorum, please "
-            "remove controller.quorum.voters and specify controller.quorum.bootstrap.servers "
-            "instead."
-        )
+        raise _Refusal(STATIC_AND_INITIAL_VOTERS)
     initial = None
     if args.initial_controllers is not None:
         initial = DynamicVoters.parse(args.initial_controllers)

@@ -36,6 +36,11 @@ from kwire.storage.feature_levels import (
 from kwire.storage.release import FEATURE_NAME, MetadataVersion, metadata_version_for_level
 
 KRAFT_VERSION_FEATURE = "kraft.version"
+STATIC_AND_INITIAL_VOTERS = (
+    "You cannot specify controller.quorum.voters and format the node with "
+    "--initial-controllers or --standalone. If you want to use dynamic quorum, please "
+    "remove controller.quorum.voters and specify controller.quorum.bootstrap.servers instead."
+)
 
 __all__ = [
     "FormatResult",
@@ -226,6 +231,8 @@ def format_storage(
     Any string is a cluster id (Formatter, MetaProperties); one that is not a Kafka uuid
     is logged as a warning (`cluster_id_warnings`).
     """
+    if config.quorum_voters and initial_controllers is not None:
+        raise FormatterError(STATIC_AND_INITIAL_VOTERS)
     for warning in cluster_id_warnings(cluster_id):
         log.warning("%s", warning)
     unstable = config.unstable_feature_versions_enable
