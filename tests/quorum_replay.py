@@ -1,0 +1,630 @@
+"""Replaying the genuine quorum captures against one kwire RaftCore.
+
+The captures (../shared/captures/kafka-3.9/quorum-election, ../shared/captures/kafka-4.3/
+quorum-prevote) hold every frame of three genuine controllers' ports. `load_capture` turns a
+transcript into `Exchange`s (a request, its answer, who sent it to whom, and when), from
+which each node's timeline follows: the requests it got and what it answered
+(`received_by`), the requests it sent and what came back (`sent_by`).
+
+`Replay` puts a kwire `RaftCore` in place of one genuine node, on a virtual clock that is
+the capture's own (now_ms = the frame's capture time in ms):
+
+- a request the genuine node got (Vote, BeginQuorumEpoch, EndQuorumEpoch) is handed to
+  kwire at the time the genuine node answered it: Kafka's one raft thread may handle a
+  request later than it arrives, and the answer shows the state it had then. A Fetch is
+  handled at its arrival (the leader records the fetcher's progress then) and, if kwire
+  would park it, answered again at the genuine answer's time, as the edge's long poll does;
+- a request kwire asks to send (`SendRequest`) is paired with the genuine node's next
+  request of that API to that destination, in order; the genuine answer to it is handed to
+  kwire at the genuine answer's time (or when kwire sent, if later). A send the genuine
+  node never made gets CONNECTION_REFUSED if that peer is down then, or TIMEOUT after
+  request_timeout_ms otherwise (nobody answers it);
+- the log is a `ReplayLog`: what kwire appends (the batches of the genuine Fetch answers
+  it gets, its own LeaderChange) grows it as the replay goes.
+
+Each kwire answer and each kwire request is compared with the genuine one field by field
+(after encoding at the genuine version and decoding back, so that fields a version lacks
+do not count) and byte for byte. Values that differ by nature are excused only by a named
+`Rule` (what, where, why); a test passes a replay's rules explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import json
+import random
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from kwire.log.snapshots import SnapshotId
+from kwire.protocol._codec import Message
+from kwire.protocol.framing import decode_request, decode_response, encode_request, encode_response
+from kwire.protocol.messages.headers import RequestHeader
+from kwire.records.batch import iter_batch_headers
+
+CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures"
+QUORUM_ELECTION = CAPTURES / "kafka-3.9" / "quorum-election" / "quorum-election.jsonl"
+QUORUM_PREVOTE = CAPTURES / "kafka-4.3" / "quorum-prevote" / "quorum-prevote.jsonl"
+CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
+
+# The RPCs voters send each other (KafkaRaftClient's); the rest (ApiVersions,
+# ControllerRegistration, DescribeQuorum, DescribeCluster) is not the consensus's.
+RAFT_APIS = {
+    1: "Fetch",
+    52: "Vote",
+    53: "BeginQuorumEpoch",
+    54: "EndQuorumEpoch",
+    56: "FetchSnapshot",
+}
+RAFT_CLIENT_PREFIX = "raft-client-"  # KafkaRaftClient's NetworkClient: "raft-client-<node id>"
+
+
+# -- the capture ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request between two voters and its answer (None: unanswered in the capture)."""
+
+    index: int  # line of the request in the transcript
+    stream: int
+    sender: int  # node id of the raft client that sent it
+    receiver: int  # node id owning the server port
+    header: RequestHeader
+    request: Message
+    request_raw: bytes
+    request_ms: int
+    response: Message | None
+    response_raw: bytes | None
+    response_ms: int | None
+
+    @property
+    def api_key(self) -> int:
+        return self.header.request_api_key
+
+    @property
+    def api_version(self) -> int:
+        return self.header.request_api_version
+
+    @property
+    def api(self) -> str:
+        return RAFT_APIS[self.api_key]
+
+    def __str__(self) -> str:
+        return f"#{self.index} {self.api} v{self.api_version} {self.sender}->{self.receiver}"
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumCapture:
+    name: str
+    endpoints: dict[int, tuple[str, int]]  # node id -> its controller listener
+    exchanges: tuple[Exchange, ...]  # in order of the requests
+    first_ms: int
+    last_ms: int
+
+    def received_by(self, node: int) -> list[Exchange]:
+        return [e for e in self.exchanges if e.receiver == node]
+
+    def sent_by(self, node: int) -> list[Exchange]:
+        return [e for e in self.exchanges if e.sender == node]
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def load_capture(path: Path) -> QuorumCapture:
+    """Parse a transcript: ports are mapped to node ids through the receivers' ids that
+    Vote and BeginQuorumEpoch requests name (VoterId), checked against every endpoint the
+    frames carry; senders are known by their raft client id."""
+    frames = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    requests: dict[tuple[int, int], tuple[int, dict[str, Any]]] = {}
+    answers: dict[tuple[int, int], dict[str, Any]] = {}
+    for i, frame in enumerate(frames):
+        key = (frame["stream"], frame["correlation_id"])
+        if frame["dir"] == "request":
+            requests[key] = (i, frame)
+        else:
+            answers[key] = frame
+    ports: dict[int, int] = {}
+    decoded: list[tuple[int, dict[str, Any], RequestHeader, Message]] = []
+    for i, frame in sorted(requests.values(), key=lambda pair: pair[0]):
+        if frame["api_key"] not in RAFT_APIS:
+            continue
+        header, body = decode_request(bytes.fromhex(frame["hex"]))
+        if not (header.client_id or "").startswith(RAFT_CLIENT_PREFIX):
+            continue
+        voter_id = getattr(body, "voter_id", None)
+        port = int(frame["server"].rsplit(":", 1)[1])
+        if voter_id is not None and voter_id >= 0:
+            assert ports.setdefault(port, voter_id) == voter_id, (port, voter_id)
+        decoded.append((i, frame, header, body))
+    endpoints = {node: ("127.0.0.1", port) for port, node in ports.items()}
+    exchanges = []
+    for i, frame, header, body in decoded:
+        port = int(frame["server"].rsplit(":", 1)[1])
+        answer = answers.get((frame["stream"], frame["correlation_id"]))
+        response = response_raw = None
+        if answer is not None:
+            response_raw = bytes.fromhex(answer["hex"])
+            _, response = decode_response(response_raw, frame["api_key"], frame["api_version"])
+            for endpoint in getattr(response, "node_endpoints", None) or ():
+                assert endpoints[endpoint.node_id] == (endpoint.host, endpoint.port), endpoint
+        exchanges.append(
+            Exchange(
+                index=i,
+                stream=frame["stream"],
+                sender=int(header.client_id.removeprefix(RAFT_CLIENT_PREFIX)),  # type: ignore[union-attr]
+                receiver=ports[port],
+                header=header,
+                request=body,
+                request_raw=bytes.fromhex(frame["hex"]),
+                request_ms=_ms(frame["t"]),
+                response=response,
+                response_raw=response_raw,
+                response_ms=None if answer is None else _ms(answer["t"]),
+            )
+        )
+    return QuorumCapture(
+        name=f"{path.parent.parent.name}/{path.parent.name}",
+        endpoints=dict(sorted(endpoints.items())),
+        exchanges=tuple(exchanges),
+        first_ms=_ms(frames[0]["t"]),
+        last_ms=_ms(frames[-1]["t"]),
+    )
+
+
+# -- the log ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    base_offset: int
+    next_offset: int
+    epoch: int
+    raw: bytes
+
+
+class ReplayLog:
+    """A LogView over a list of record batches, as the replayed node holds them."""
+
+    def __init__(self, snapshot: SnapshotId | None = None) -> None:
+        self.batches: list[StoredBatch] = []
+        self.snapshot = snapshot  # the bootstrap snapshot a dynamic quorum's format writes
+
+    @property
+    def end_offset(self) -> int:
+        return self.batches[-1].next_offset if self.batches else 0
+
+    @property
+    def log_start_offset(self) -> int:
+        return 0
+
+    @property
+    def latest_epoch(self) -> int | None:
+        if self.batches:
+            return self.batches[-1].epoch
+        return None if self.snapshot is None else self.snapshot.epoch
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int] | None:
+        """Kafka's LeaderEpochFileCache.endOffsetFor: the largest epoch <= `epoch` and
+        where it ends (the next epoch's start, or the log end); None if unknown."""
+        if epoch < 0 or not self.batches:
+            return None
+        starts: list[tuple[int, int]] = []  # (epoch, start offset)
+        for batch in self.batches:
+            if not starts or starts[-1][0] != batch.epoch:
+                starts.append((batch.epoch, batch.base_offset))
+        if starts[-1][0] == epoch:
+            return epoch, self.end_offset
+        later = [i for i, (e, _) in enumerate(starts) if e > epoch]
+        if not later:
+            return None
+        if later[0] == 0:
+            return epoch, starts[0][1]
+        return starts[later[0] - 1][0], starts[later[0]][1]
+
+    def latest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshot
+
+    def earliest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshot
+
+    def append(self, records: bytes) -> int:
+        """Append whole batches that start at the end offset; the new end offset."""
+        for pos, header in iter_batch_headers(records):
+            assert header.base_offset == self.end_offset, (header.base_offset, self.end_offset)
+            raw = bytes(records[pos : pos + header.size_in_bytes])
+            self.batches.append(
+                StoredBatch(
+                    header.base_offset, header.next_offset, header.partition_leader_epoch, raw
+                )
+            )
+        return self.end_offset
+
+    def truncate_to(self, offset: int) -> None:
+        assert all(b.base_offset >= offset or b.next_offset <= offset for b in self.batches)
+        self.batches = [b for b in self.batches if b.next_offset <= offset]
+
+    def read(self, offset: int, max_bytes: int) -> bytes:
+        """Whole batches from the one holding `offset`, at least one, up to `max_bytes`."""
+        out = bytearray()
+        for batch in self.batches:
+            if batch.next_offset <= offset:
+                continue
+            if out and len(out) + len(batch.raw) > max_bytes:
+                break
+            out += batch.raw
+        return bytes(out)
+
+
+# -- comparing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    path: str  # e.g. "topics[0].partitions[0].vote_granted"
+    genuine: Any
+    kwire: Any
+
+
+def differences(genuine: Any, kwire: Any, path: str = "") -> list[Difference]:
+    """Every leaf where two decoded messages differ."""
+    if dataclasses.is_dataclass(genuine) and type(genuine) is type(kwire):
+        found = []
+        for f in dataclasses.fields(genuine):
+            sub = f"{path}.{f.name}" if path else f.name
+            found += differences(getattr(genuine, f.name), getattr(kwire, f.name), sub)
+        return found
+    if isinstance(genuine, list | tuple) and isinstance(kwire, list | tuple):
+        if len(genuine) != len(kwire):
+            return [Difference(f"{path}.len", len(genuine), len(kwire))]
+        found = []
+        for i, (g, k) in enumerate(zip(genuine, kwire, strict=True)):
+            found += differences(g, k, f"{path}[{i}]")
+        return found
+    return [] if genuine == kwire else [Difference(path, genuine, kwire)]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A named, narrow exception: in `api`'s `kind` ("answer" or "request") messages, a
+    difference at a path that `where` accepts is by nature, for the reason given."""
+
+    name: str
+    api: str
+    kind: str
+    where: Callable[[str], bool]
+    why: str
+
+    def excuses(self, api: str, kind: str, difference: Difference) -> bool:
+        return api == self.api and kind == self.kind and self.where(difference.path)
+
+
+@dataclass(slots=True)
+class Comparison:
+    """kwire's message beside the genuine one."""
+
+    exchange: Exchange
+    kind: str  # "answer": kwire answered the genuine request; "request": kwire sent it
+    time_ms: int
+    kwire: Message
+    bytes_equal: bool
+    unexcused: list[Difference]
+    excused: list[tuple[str, Difference]]  # (rule name, difference)
+
+    @property
+    def matches(self) -> bool:
+        return not self.unexcused
+
+    def __str__(self) -> str:
+        shown = "; ".join(
+            f"{d.path}: genuine {d.genuine!r}, kwire {d.kwire!r}" for d in self.unexcused
+        )
+        return f"{self.exchange} {self.kind}: {shown or 'matches'}"
+
+
+def _encode(exchange: Exchange, kind: str, message: Message) -> tuple[bytes, Message]:
+    if kind == "request":
+        raw = encode_request(exchange.header, message)
+        return raw, decode_request(raw)[1]
+    raw = encode_response(
+        exchange.api_key, exchange.api_version, exchange.header.correlation_id, message
+    )
+    return raw, decode_response(raw, exchange.api_key, exchange.api_version)[1]
+
+
+def compare(
+    exchange: Exchange, kind: str, kwire: Message, time_ms: int, rules: Iterable[Rule]
+) -> Comparison:
+    genuine = exchange.request if kind == "request" else exchange.response
+    genuine_raw = exchange.request_raw if kind == "request" else exchange.response_raw
+    raw, decoded = _encode(exchange, kind, kwire)
+    unexcused: list[Difference] = []
+    excused: list[tuple[str, Difference]] = []
+    for difference in differences(genuine, decoded):
+        rule = next((r for r in rules if r.excuses(exchange.api, kind, difference)), None)
+        if rule is None:
+            unexcused.append(difference)
+        else:
+            excused.append((rule.name, difference))
+    return Comparison(exchange, kind, time_ms, kwire, raw == genuine_raw, unexcused, excused)
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A genuine node's process was not running from `from_ms` (None: from the start)
+    until `to_ms` (None: to the end): requests to it are refused, in-flight ones lost."""
+
+    node: int
+    from_ms: int | None
+    to_ms: int | None
+
+    def covers(self, ms: int) -> bool:
+        return (self.from_ms is None or self.from_ms <= ms) and (
+            self.to_ms is None or ms < self.to_ms
+        )
+
+
+@dataclass(slots=True)
+class Sent:
+    """A request kwire asked to send, and what became of it."""
+
+    destination: int
+    request: Message
+    time_ms: int
+    exchange: Exchange | None = None  # the genuine request it was paired with
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    node: int
+    comparisons: list[Comparison] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    unsent: list[Exchange] = field(default_factory=list)  # genuine requests kwire never sent
+    unanswered: list[Exchange] = field(
+        default_factory=list
+    )  # genuine requests kwire could not take
+    actions: list[tuple[int, Any]] = field(default_factory=list)  # (now_ms, action)
+    states: list[tuple[int, str, int, int]] = field(
+        default_factory=list
+    )  # (ms, state, epoch, leader)
+    notes: list[str] = field(default_factory=list)
+
+    def of(self, api: str, kind: str) -> list[Comparison]:
+        return [c for c in self.comparisons if c.exchange.api == api and c.kind == kind]
+
+    def mismatches(self) -> list[Comparison]:
+        return [c for c in self.comparisons if not c.matches]
+
+    def unpaired_sends(self) -> list[Sent]:
+        return [s for s in self.sent if s.exchange is None]
+
+
+class Replay:
+    """Drive `core` (a RaftCore for node `node`, over `log`) with the genuine traffic of
+    `capture` from `start_ms` to `end_ms`; see the module docstring for the rules of time."""
+
+    def __init__(
+        self,
+        capture: QuorumCapture,
+        node: int,
+        core: Any,
+        log: ReplayLog,
+        *,
+        rules: Iterable[Rule] = (),
+        outages: Iterable[Outage] = (),
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        request_timeout_ms: int = 2000,
+        skip: Callable[[Exchange], str | None] = lambda exchange: None,
+    ) -> None:
+        self.capture = capture
+        self.node = node
+        self.core = core
+        self.log = log
+        self.rules = tuple(rules)
+        self.outages = tuple(outages)
+        self.start_ms = capture.first_ms if start_ms is None else start_ms
+        self.end_ms = capture.last_ms if end_ms is None else end_ms
+        self.request_timeout_ms = request_timeout_ms
+        self.skip = skip
+        self.result = ReplayResult(node)
+        self.now_ms = self.start_ms
+        self._events: list[tuple[int, int, str, Any]] = []
+        self._seq = 0
+        # genuine requests waiting for kwire's send, and kwire sends waiting for a genuine
+        # request, per (destination, api key)
+        self._genuine: dict[tuple[int, int], deque[Exchange]] = defaultdict(deque)
+        self._kwire: dict[tuple[int, int], deque[Sent]] = defaultdict(deque)
+        self._in_flight: list[Sent] = []
+
+    # -- events
+
+    def _at(self, ms: int, kind: str, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (ms, self._seq, kind, payload))
+
+    def run(self) -> ReplayResult:
+        from kwire.raft.state import SendFailure
+
+        self._carry_out(self.core.start(self.start_ms))
+        for exchange in self.capture.exchanges:
+            if not self.start_ms <= exchange.request_ms <= self.end_ms:
+                continue
+            reason = self.skip(exchange)
+            if reason is not None:
+                self.result.notes.append(f"{exchange}: not replayed: {reason}")
+                continue
+            if exchange.receiver == self.node:
+                if exchange.response_ms is None:
+                    self.result.unanswered.append(exchange)
+                elif exchange.api == "Fetch":
+                    self._at(exchange.request_ms, "fetch", exchange)
+                else:
+                    self._at(exchange.response_ms, "inbound", exchange)
+            elif exchange.sender == self.node:
+                self._at(exchange.request_ms, "genuine-send", exchange)
+        for outage in self.outages:
+            if outage.from_ms is not None and outage.node != self.node:
+                self._at(outage.from_ms, "down", outage)
+        while self._events and self._events[0][0] <= self.end_ms:
+            ms, _, kind, payload = heapq.heappop(self._events)
+            self._advance(ms)
+            match kind:
+                case "inbound":
+                    self._inbound(payload)
+                case "fetch":
+                    self._fetch(payload, parked=False)
+                case "fetch-answer":
+                    self._fetch(payload, parked=True)
+                case "genuine-send":
+                    self._genuine[(payload.receiver, payload.api_key)].append(payload)
+                case "answer":
+                    sent = payload
+                    if sent in self._in_flight:
+                        self._in_flight.remove(sent)
+                        assert sent.exchange is not None and sent.exchange.response is not None
+                        self._carry_out(
+                            self.core.on_response(
+                                sent.destination, sent.request, sent.exchange.response, self.now_ms
+                            )
+                        )
+                case "fail":
+                    sent, failure = payload
+                    if sent in self._in_flight:
+                        self._in_flight.remove(sent)
+                        self._carry_out(
+                            self.core.on_send_failed(
+                                sent.destination, sent.request, failure, self.now_ms
+                            )
+                        )
+                case "down":
+                    for sent in list(self._in_flight):
+                        if sent.destination == payload.node:
+                            self._at(self.now_ms, "fail", (sent, SendFailure.CONNECTION_LOST))
+            self._pair()
+        self._advance(self.end_ms)
+        for queue in self._genuine.values():
+            self.result.unsent.extend(queue)
+        return self.result
+
+    def _advance(self, ms: int) -> None:
+        """Run kwire's timers up to `ms`."""
+        while True:
+            deadline = self.core.next_deadline_ms()
+            if deadline > ms:
+                break
+            self.now_ms = max(self.now_ms, deadline)
+            self._carry_out(self.core.poll(self.now_ms))
+            self._pair()
+        self.now_ms = max(self.now_ms, ms)
+
+    # -- kwire's side
+
+    def _carry_out(self, actions: list[Any]) -> None:
+        from kwire.raft import state
+
+        for action in actions:
+            self.result.actions.append((self.now_ms, action))
+            match action:
+                case state.SendRequest(destination=destination, request=request):
+                    self._send(destination, request)
+                case state.AppendAsFollower(records=records):
+                    end = self.log.append(records)
+                    self._carry_out(self.core.on_flushed(end, self.now_ms))
+                case state.TruncateTo(offset=offset):
+                    self.log.truncate_to(offset)
+                case state.AppendLeaderChange():
+                    self.result.notes.append(f"{self.now_ms}: kwire leads; its log is not replayed")
+                case state.StateChanged(state=name, epoch=epoch, leader_id=leader):
+                    self.result.states.append((self.now_ms, name, epoch, leader))
+                case _:
+                    pass  # PersistQuorumState, HighWatermarkAdvanced, BecameLeader: recorded
+
+    def _send(self, destination: int, request: Message) -> None:
+        from kwire.raft.state import SendFailure
+
+        sent = Sent(destination, request, self.now_ms)
+        self.result.sent.append(sent)
+        self._in_flight.append(sent)
+        if any(o.node == destination and o.covers(self.now_ms) for o in self.outages):
+            self._at(self.now_ms, "fail", (sent, SendFailure.CONNECTION_REFUSED))
+            return
+        api_key = _api_key(request)
+        self._kwire[(destination, api_key)].append(sent)
+        self._at(self.now_ms + self.request_timeout_ms, "fail", (sent, SendFailure.TIMEOUT))
+
+    def _pair(self) -> None:
+        """Pair kwire's sends with the genuine requests of the same API to the same peer."""
+        for key, sends in self._kwire.items():
+            genuine = self._genuine[key]
+            while sends and genuine:
+                sent, exchange = sends.popleft(), genuine.popleft()
+                if sent not in self._in_flight:
+                    # it already failed (timed out) before the genuine node sent its own
+                    genuine.appendleft(exchange)
+                    continue
+                sent.exchange = exchange
+                self.result.comparisons.append(
+                    compare(exchange, "request", sent.request, sent.time_ms, self.rules)
+                )
+                if exchange.response_ms is not None:
+                    self._at(max(exchange.response_ms, self.now_ms), "answer", sent)
+
+    # -- the genuine peers' side
+
+    def _inbound(self, exchange: Exchange) -> None:
+        handler = {
+            "Vote": self.core.handle_vote,
+            "BeginQuorumEpoch": self.core.handle_begin_quorum_epoch,
+            "EndQuorumEpoch": self.core.handle_end_quorum_epoch,
+        }[exchange.api]
+        response, actions = handler(exchange.request, self.now_ms)
+        self._carry_out(actions)
+        self.result.comparisons.append(
+            compare(exchange, "answer", response, self.now_ms, self.rules)
+        )
+
+    def _fetch(self, exchange: Exchange, *, parked: bool) -> None:
+        from kwire.raft.core import FetchReady
+
+        request = exchange.request
+        outcome = self.core.fetch(request, self.now_ms)
+        if isinstance(outcome, FetchReady):
+            response = outcome.response
+        else:
+            records = self.log.read(outcome.offset, outcome.max_bytes)
+            response, actions = self.core.complete_fetch(request, records, self.now_ms)
+            self._carry_out(actions)
+            assert exchange.response_ms is not None
+            if not parked and self.core.fetch_would_wait(request, response):
+                self._at(exchange.response_ms, "fetch-answer", exchange)
+                return
+        self.result.comparisons.append(
+            compare(exchange, "answer", response, self.now_ms, self.rules)
+        )
+
+
+def _api_key(request: Message) -> int:
+    name = type(request).__name__.removesuffix("Request")
+    return next(key for key, api in RAFT_APIS.items() if api == name)
+
+
+def seeded(seed: int) -> random.Random:
+    return random.Random(seed)
+
+
+def directory_id(text: str) -> UUID:
+    """A Kafka base64url Uuid string (as `kafka-storage random-uuid` prints it)."""
+    import base64
+
+    return UUID(bytes=base64.urlsafe_b64decode(text + "=="))
