@@ -9,11 +9,11 @@ which each node's timeline follows: the requests it got and what it answered
 `Replay` puts a kwire `RaftCore` in place of one genuine node, on a virtual clock that is
 the capture's own (now_ms = the frame's capture time in ms):
 
-- a request the genuine node got (Vote, BeginQuorumEpoch, EndQuorumEpoch) is handed to
-  kwire at the time the genuine node answered it: Kafka's one raft thread may handle a
-  request later than it arrives, and the answer shows the state it had then. A Fetch is
-  handled at its arrival (the leader records the fetcher's progress then) and, if kwire
-  would park it, answered again at the genuine answer's time, as the edge's long poll does;
+- a request the genuine node got is handed to kwire at the time the genuine node answered
+  it: Kafka's one raft thread may handle a request well after it arrives (a candidate's
+  Fetch answered as the leader it became meanwhile), and the answer shows the state it had
+  then. A long-polled Fetch is thus answered with what the log held when the genuine
+  leader answered (new records, or nothing at MaxWaitMs);
 - a request kwire asks to send (`SendRequest`) is paired with the genuine node's next
   request of that API to that destination, in order; the genuine answer to it is handed to
   kwire at the genuine answer's time (or when kwire sent, if later). A send the genuine
@@ -45,7 +45,8 @@ from kwire.log.snapshots import SnapshotId
 from kwire.protocol._codec import Message
 from kwire.protocol.framing import decode_request, decode_response, encode_request, encode_response
 from kwire.protocol.messages.headers import RequestHeader
-from kwire.records.batch import iter_batch_headers
+from kwire.records.batch import decode_batches, iter_batch_headers
+from kwire.records.control import ControlRecordType, decode_control_record_key
 
 CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures"
 QUORUM_ELECTION = CAPTURES / "kafka-3.9" / "quorum-election" / "quorum-election.jsonl"
@@ -382,11 +383,13 @@ class Sent:
     request: Message
     time_ms: int
     exchange: Exchange | None = None  # the genuine request it was paired with
+    failure: Any = None  # the SendFailure kwire was told of, if any
 
 
 @dataclass(slots=True)
 class ReplayResult:
     node: int
+    log: ReplayLog
     comparisons: list[Comparison] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     unsent: list[Exchange] = field(default_factory=list)  # genuine requests kwire never sent
@@ -406,7 +409,13 @@ class ReplayResult:
         return [c for c in self.comparisons if not c.matches]
 
     def unpaired_sends(self) -> list[Sent]:
-        return [s for s in self.sent if s.exchange is None]
+        """kwire's sends the genuine node did not make, but those to a peer that was down
+        (the genuine node's refused connections leave no frame)."""
+        return [
+            s
+            for s in self.sent
+            if s.exchange is None and getattr(s.failure, "name", None) != "CONNECTION_REFUSED"
+        ]
 
 
 class Replay:
@@ -426,6 +435,8 @@ class Replay:
         end_ms: int | None = None,
         request_timeout_ms: int = 2000,
         skip: Callable[[Exchange], str | None] = lambda exchange: None,
+        genuine_log: Iterable[StoredBatch] = (),
+        shutdown_ms: int | None = None,
     ) -> None:
         self.capture = capture
         self.node = node
@@ -437,9 +448,11 @@ class Replay:
         self.end_ms = capture.last_ms if end_ms is None else end_ms
         self.request_timeout_ms = request_timeout_ms
         self.skip = skip
-        self.result = ReplayResult(node)
+        self.genuine_log = tuple(genuine_log)
+        self.shutdown_ms = shutdown_ms
+        self.result = ReplayResult(node, log)
         self.now_ms = self.start_ms
-        self._events: list[tuple[int, int, str, Any]] = []
+        self._events: list[tuple[int, int, int, str, Any]] = []
         self._seq = 0
         # genuine requests waiting for kwire's send, and kwire sends waiting for a genuine
         # request, per (destination, api key)
@@ -449,9 +462,9 @@ class Replay:
 
     # -- events
 
-    def _at(self, ms: int, kind: str, payload: Any) -> None:
+    def _at(self, ms: int, kind: str, payload: Any, *, first: bool = False) -> None:
         self._seq += 1
-        heapq.heappush(self._events, (ms, self._seq, kind, payload))
+        heapq.heappush(self._events, (ms, 0 if first else 1, self._seq, kind, payload))
 
     def run(self) -> ReplayResult:
         from kwire.raft.state import SendFailure
@@ -465,27 +478,26 @@ class Replay:
                 self.result.notes.append(f"{exchange}: not replayed: {reason}")
                 continue
             if exchange.receiver == self.node:
+                written = _written_end(exchange)
+                if written is not None and self.genuine_log:
+                    self._at(exchange.response_ms, "controller-write", written, first=True)  # type: ignore[arg-type]
                 if exchange.response_ms is None:
                     self.result.unanswered.append(exchange)
-                elif exchange.api == "Fetch":
-                    self._at(exchange.request_ms, "fetch", exchange)
                 else:
                     self._at(exchange.response_ms, "inbound", exchange)
             elif exchange.sender == self.node:
                 self._at(exchange.request_ms, "genuine-send", exchange)
+        if self.shutdown_ms is not None:
+            self._at(self.shutdown_ms, "shutdown", None)
         for outage in self.outages:
             if outage.from_ms is not None and outage.node != self.node:
                 self._at(outage.from_ms, "down", outage)
         while self._events and self._events[0][0] <= self.end_ms:
-            ms, _, kind, payload = heapq.heappop(self._events)
+            ms, _, _, kind, payload = heapq.heappop(self._events)
             self._advance(ms)
             match kind:
                 case "inbound":
                     self._inbound(payload)
-                case "fetch":
-                    self._fetch(payload, parked=False)
-                case "fetch-answer":
-                    self._fetch(payload, parked=True)
                 case "genuine-send":
                     self._genuine[(payload.receiver, payload.api_key)].append(payload)
                 case "answer":
@@ -502,11 +514,16 @@ class Replay:
                     sent, failure = payload
                     if sent in self._in_flight:
                         self._in_flight.remove(sent)
+                        sent.failure = failure
                         self._carry_out(
                             self.core.on_send_failed(
                                 sent.destination, sent.request, failure, self.now_ms
                             )
                         )
+                case "controller-write":
+                    self._controller_write(payload)
+                case "shutdown":
+                    self._carry_out(self.core.resign(self.now_ms))
                 case "down":
                     for sent in list(self._in_flight):
                         if sent.destination == payload.node:
@@ -543,8 +560,8 @@ class Replay:
                     self._carry_out(self.core.on_flushed(end, self.now_ms))
                 case state.TruncateTo(offset=offset):
                     self.log.truncate_to(offset)
-                case state.AppendLeaderChange():
-                    self.result.notes.append(f"{self.now_ms}: kwire leads; its log is not replayed")
+                case state.AppendLeaderChange(epoch=epoch, message=message):
+                    self._append_leader_change(epoch, message)
                 case state.StateChanged(state=name, epoch=epoch, leader_id=leader):
                     self.result.states.append((self.now_ms, name, epoch, leader))
                 case _:
@@ -580,9 +597,55 @@ class Replay:
                 if exchange.response_ms is not None:
                     self._at(max(exchange.response_ms, self.now_ms), "answer", sent)
 
+    # -- kwire as the leader: its log is the genuine leader's
+
+    def _genuine_batch_at(self, offset: int) -> StoredBatch | None:
+        return next((b for b in self.genuine_log if b.base_offset == offset), None)
+
+    def _append_leader_change(self, epoch: int, message: Any) -> None:
+        """kwire's LeaderChange stands where the genuine leader's is: the message is
+        compared field by field, and the genuine batch (its timestamp and CRC are the
+        genuine leader's clock's) is appended so that later Fetch answers compare."""
+        from kwire.protocol.messages.control.leader_change_message import LeaderChangeMessage
+
+        batch = self._genuine_batch_at(self.log.end_offset)
+        genuine = None
+        if batch is not None and batch.epoch == epoch:
+            record = next(decode_batches(batch.raw)).records[0]
+            key = decode_control_record_key(record.key)
+            if key.type == ControlRecordType.LEADER_CHANGE:
+                genuine = LeaderChangeMessage.decode(record.value or b"", 0)
+        self.result.leader_changes.append((self.now_ms, epoch, genuine, message))
+        if genuine is None or batch is None:
+            self.result.notes.append(
+                f"{self.now_ms}: kwire leads epoch {epoch} but the genuine node held no "
+                f"LeaderChange of that epoch at offset {self.log.end_offset}"
+            )
+            return
+        self._carry_out(self.core.on_flushed(self.log.append(batch.raw), self.now_ms))
+
+    def _controller_write(self, end_offset: int) -> None:
+        """The genuine controller's records, appended by kwire's leader when the genuine
+        leader first sent them to a follower (the controller above the raft is not
+        replayed: its writes are)."""
+        if not self.core.is_leader:
+            return
+        appended = False
+        while self.log.end_offset < end_offset:
+            batch = self._genuine_batch_at(self.log.end_offset)
+            if batch is None or batch.epoch != self.core.epoch:
+                break
+            self.log.append(batch.raw)
+            appended = True
+        if appended:
+            self._carry_out(self.core.on_flushed(self.log.end_offset, self.now_ms))
+
     # -- the genuine peers' side
 
     def _inbound(self, exchange: Exchange) -> None:
+        if exchange.api == "Fetch":
+            self._fetch(exchange)
+            return
         handler = {
             "Vote": self.core.handle_vote,
             "BeginQuorumEpoch": self.core.handle_begin_quorum_epoch,
@@ -594,7 +657,7 @@ class Replay:
             compare(exchange, "answer", response, self.now_ms, self.rules)
         )
 
-    def _fetch(self, exchange: Exchange, *, parked: bool) -> None:
+    def _fetch(self, exchange: Exchange) -> None:
         from kwire.raft.core import FetchReady
 
         request = exchange.request
@@ -605,13 +668,33 @@ class Replay:
             records = self.log.read(outcome.offset, outcome.max_bytes)
             response, actions = self.core.complete_fetch(request, records, self.now_ms)
             self._carry_out(actions)
-            assert exchange.response_ms is not None
-            if not parked and self.core.fetch_would_wait(request, response):
-                self._at(exchange.response_ms, "fetch-answer", exchange)
-                return
         self.result.comparisons.append(
             compare(exchange, "answer", response, self.now_ms, self.rules)
         )
+
+
+def _written_end(exchange: Exchange) -> int | None:
+    """The end offset of the records a genuine Fetch answer carried, if any."""
+    response = exchange.response
+    if exchange.api != "Fetch" or response is None or not response.responses:  # type: ignore[attr-defined]
+        return None
+    records = response.responses[0].partitions[0].records  # type: ignore[attr-defined]
+    ends = [header.next_offset for _, header in iter_batch_headers(records or b"")]
+    return ends[-1] if ends else None
+
+
+def read_segment(path: Path) -> list[StoredBatch]:
+    """The batches of a genuine log segment (`<dir>/__cluster_metadata-0/<offset>.log`)."""
+    data = path.read_bytes()
+    return [
+        StoredBatch(
+            header.base_offset,
+            header.next_offset,
+            header.partition_leader_epoch,
+            data[pos : pos + header.size_in_bytes],
+        )
+        for pos, header in iter_batch_headers(data)
+    ]
 
 
 def _api_key(request: Message) -> int:

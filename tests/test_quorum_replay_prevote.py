@@ -1,0 +1,251 @@
+"""kwire in place of genuine Kafka 4.3.1 node 3 of quorum-prevote, answer for answer.
+
+Node 3 starts last and follows node 2 (BeginQuorumEpoch v1 in epoch 2); when node 2 is
+killed with -9 it waits out the fetch timeout, pre-votes (Vote v2, PreVote=true; node 1
+grants), stands in epoch 3 and wins with node 1's vote; it leads epoch 3 (BeginQuorumEpoch
+to node 1, Fetch answers to nodes 1 and 2), refuses restarted node 2's stale
+EndQuorumEpoch (FENCED_LEADER_EPOCH), and on SIGTERM resigns: EndQuorumEpoch with
+preferred candidates [1, 2], then grants node 1's pre-vote and vote for epoch 4 and takes
+its BeginQuorumEpoch before exiting.
+
+A kwire RaftCore configured as node 3 (its directory id, Kafka's default timers, fast
+failover off: Kafka waits the fetch timeout) is handed the genuine traffic
+(tests/quorum_replay.py). As a leader its log is the genuine leader's: kwire's
+LeaderChange is compared with the genuine one and the controller's records are appended
+when the genuine leader first sent them to a follower.
+
+Where the capture is a dynamic quorum (kraft.version 1, KIP-853) and kwire's core runs the
+static quorum of this issue's contract (kraft.version 0), two rules apply, each named:
+
+- DYNAMIC_QUORUM_BOOTSTRAP_FETCH: a genuine node that has no reachable leader sends Fetch
+  to its `controller.quorum.bootstrap.servers` (itself included); a static voter does not.
+  Those genuine requests are not replayed.
+- DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS: requests name the receiver's directory id from the
+  VotersRecord (Vote and BeginQuorumEpoch VoterDirectoryId, EndQuorumEpoch
+  PreferredCandidates' CandidateDirectoryId); a static quorum knows no voter directory ids
+  and sends zeros. A strict xfail test shows these fields apart.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import cache
+from uuid import UUID
+
+import pytest
+from quorum_replay import (
+    CAPTURES,
+    CLUSTER_ID,
+    QUORUM_PREVOTE,
+    Exchange,
+    Outage,
+    Replay,
+    ReplayLog,
+    ReplayResult,
+    Rule,
+    directory_id,
+    load_capture,
+    read_segment,
+)
+
+from kwire.log.snapshots import SnapshotId
+from kwire.protocol.error_codes import ErrorCode
+
+NODE = 3
+FOLDER = CAPTURES / "kafka-4.3" / "quorum-prevote"
+SEGMENT = FOLDER / "metadata-log-3" / "__cluster_metadata-0" / "00000000000000000000.log"
+# notes.txt: kafka-storage random-uuid gave the directory ids.
+DIRECTORY_IDS = {
+    1: directory_id("dkuzBlOnSDmSdp3skeoWwA"),
+    2: directory_id("NieKnjGGTVSIYo91-2YSjQ"),
+    3: directory_id("H3gXG6QsRQyb4oSF40UTLA"),
+}
+# notes.txt, in capture time (ms since the epoch): kill -KILL of node 2 at 01:00:17.967,
+# kill -TERM of node 3 at 01:00:47.498, node 3 exited at 01:00:48.694.
+NODE_2_KILLED_MS = 1796000417967
+NODE_3_SIGTERM_MS = 1796000447498
+NODE_3_EXITED_MS = 1796000448694
+# Who led each epoch (BeginQuorumEpoch of the capture): epoch 1 had none (split vote).
+LEADERS = {2: 2, 3: 3, 4: 1}
+
+pytestmark = pytest.mark.skipif(
+    not QUORUM_PREVOTE.exists() or not SEGMENT.exists(),
+    reason=f"no genuine capture at {QUORUM_PREVOTE}",
+)
+
+
+def bootstrap_fetch(exchange: Exchange) -> str | None:
+    """DYNAMIC_QUORUM_BOOTSTRAP_FETCH: node 3's Fetch to a voter that was not the leader of
+    the epoch it fetched in (the bootstrap servers), or to itself."""
+    if exchange.api != "Fetch" or exchange.sender != NODE:
+        return None
+    epoch = exchange.request.topics[0].partitions[0].current_leader_epoch
+    if LEADERS.get(epoch) != exchange.receiver or exchange.receiver == NODE:
+        return "DYNAMIC_QUORUM_BOOTSTRAP_FETCH"
+    return None
+
+
+def _voter_directory_id(path: str) -> bool:
+    return path.endswith(".voter_directory_id") or path.endswith(".candidate_directory_id")
+
+
+DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS = tuple(
+    Rule(
+        "DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS",
+        api,
+        "request",
+        _voter_directory_id,
+        "a kraft.version 1 quorum names each voter's directory id (VotersRecord); kwire's "
+        "static quorum (kraft.version 0) knows none",
+    )
+    for api in ("Vote", "BeginQuorumEpoch", "EndQuorumEpoch")
+)
+
+
+@cache
+def replay(*, with_directory_id_rule: bool = True) -> ReplayResult:
+    from kwire.raft.core import RaftCore
+    from kwire.raft.state import RaftConfig, Voter
+
+    capture = load_capture(QUORUM_PREVOTE)
+    node_2_back = min(
+        e.request_ms for e in capture.exchanges if e.sender == 2 and e.request_ms > NODE_2_KILLED_MS
+    )
+    config = RaftConfig(
+        node_id=NODE,
+        cluster_id=CLUSTER_ID,
+        voters=tuple(
+            Voter(node_id=n, host=host, port=port) for n, (host, port) in capture.endpoints.items()
+        ),
+        directory_id=DIRECTORY_IDS[NODE],
+        fast_failover=False,
+    )
+    # The format's bootstrap snapshot 00000000000000000000-0000000000.checkpoint.
+    log = ReplayLog(snapshot=SnapshotId(end_offset=0, epoch=0))
+    core = RaftCore(config, log, rng=random.Random(0))
+    first = min(e.request_ms for e in capture.sent_by(NODE))
+    return Replay(
+        capture,
+        NODE,
+        core,
+        log,
+        rules=DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS if with_directory_id_rule else (),
+        outages=[Outage(2, NODE_2_KILLED_MS, node_2_back)],
+        start_ms=first,
+        end_ms=NODE_3_EXITED_MS,
+        skip=bootstrap_fetch,
+        genuine_log=read_segment(SEGMENT),
+        shutdown_ms=NODE_3_SIGTERM_MS,
+    ).run()
+
+
+def _shown(result: ReplayResult, api: str, kind: str) -> list[str]:
+    return [str(c) for c in result.of(api, kind) if not c.matches]
+
+
+def test_kwire_node_3_answers_every_vote_and_pre_vote_as_node_3_did() -> None:
+    result = replay()
+    votes = result.of("Vote", "answer")
+    # node 1's pre-vote in epoch 2 (refused FENCED_LEADER_EPOCH: 3 already stood in epoch 3),
+    # node 1's pre-vote in epoch 3 (granted: 3 resigned) and its vote in epoch 4.
+    assert [
+        (c.exchange.sender, c.exchange.request.topics[0].partitions[0].pre_vote) for c in votes
+    ] == [(1, True), (1, True), (1, False)]
+    assert _shown(result, "Vote", "answer") == []
+    assert all(c.bytes_equal for c in votes)
+
+
+def test_kwire_node_3_asks_for_pre_votes_and_votes_as_node_3_did() -> None:
+    result = replay()
+    asked = result.of("Vote", "request")
+    assert [
+        (c.exchange.receiver, c.exchange.request.topics[0].partitions[0].pre_vote) for c in asked
+    ] == [(1, True), (1, False)]
+    assert _shown(result, "Vote", "request") == []
+
+
+def test_kwire_node_3_answers_begin_and_end_quorum_epoch_as_node_3_did() -> None:
+    result = replay()
+    answers = result.of("BeginQuorumEpoch", "answer") + result.of("EndQuorumEpoch", "answer")
+    # BeginQuorumEpoch from 2 (epoch 2) and 1 (epoch 4); restarted node 2's EndQuorumEpoch
+    # of epoch 2, answered FENCED_LEADER_EPOCH with leader 3 in epoch 3.
+    assert sorted((c.exchange.api, c.exchange.sender) for c in answers) == [
+        ("BeginQuorumEpoch", 1),
+        ("BeginQuorumEpoch", 2),
+        ("EndQuorumEpoch", 2),
+    ]
+    [fenced] = result.of("EndQuorumEpoch", "answer")
+    assert fenced.exchange.response.topics[0].partitions[0].error_code == (
+        ErrorCode.FENCED_LEADER_EPOCH
+    )
+    assert [str(c) for c in answers if not c.matches] == []
+    assert all(c.bytes_equal for c in answers)
+
+
+def test_kwire_node_3_as_leader_begins_and_ends_its_epoch_as_node_3_did() -> None:
+    result = replay()
+    sent = result.of("BeginQuorumEpoch", "request") + result.of("EndQuorumEpoch", "request")
+    assert sorted((c.exchange.api, c.exchange.receiver) for c in sent) == [
+        ("BeginQuorumEpoch", 1),
+        ("EndQuorumEpoch", 1),
+        ("EndQuorumEpoch", 2),
+    ]
+    assert [str(c) for c in sent if not c.matches] == []
+
+
+def test_kwire_node_3_writes_the_leader_change_node_3_wrote() -> None:
+    result = replay()
+    [(_, epoch, genuine, kwire)] = result.leader_changes
+    assert epoch == 3
+    assert genuine is not None
+    assert kwire == genuine
+
+
+def test_kwire_node_3_answers_every_fetch_as_node_3_did() -> None:
+    result = replay()
+    answers = result.of("Fetch", "answer")
+    assert {c.exchange.sender for c in answers} == {1, 2}
+    assert _shown(result, "Fetch", "answer") == []
+    assert all(c.bytes_equal for c in answers)
+
+
+def test_kwire_node_3_fetches_from_its_leaders_as_node_3_did() -> None:
+    result = replay()
+    fetches = result.of("Fetch", "request")
+    assert {c.exchange.receiver for c in fetches} == {2}
+    assert _shown(result, "Fetch", "request") == []
+
+
+def test_kwire_node_3_sends_nothing_node_3_did_not() -> None:
+    result = replay()
+    extra = [(s.time_ms, s.destination, type(s.request).__name__) for s in result.unpaired_sends()]
+    assert extra == []
+    # While node 2 was dead kwire's requests to it were refused, as node 3's connections were.
+    refused = [s for s in result.sent if getattr(s.failure, "name", None) == "CONNECTION_REFUSED"]
+    assert refused and all(s.destination == 2 and s.time_ms >= NODE_2_KILLED_MS for s in refused)
+    assert [str(e) for e in result.unsent] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS: kwire's static quorum sends no voter "
+    "directory ids (KIP-853's VotersRecord, dyn's part)",
+)
+def test_kwire_node_3_names_each_voters_directory_id_as_node_3_did() -> None:
+    result = replay(with_directory_id_rule=False)
+    shown = [
+        str(c)
+        for api in ("Vote", "BeginQuorumEpoch", "EndQuorumEpoch")
+        for c in result.of(api, "request")
+        if not c.matches
+    ]
+    assert shown == []
+
+
+def test_directory_ids_of_the_notes_are_the_ones_on_the_wire() -> None:
+    capture = load_capture(QUORUM_PREVOTE)
+    for exchange in capture.exchanges:
+        if exchange.api == "Fetch":
+            partition = exchange.request.topics[0].partitions[0]
+            assert partition.replica_directory_id == DIRECTORY_IDS[exchange.sender]
+    assert DIRECTORY_IDS[3] == UUID("1f78171b-a42c-450c-9be2-8485e345132c")
