@@ -65,6 +65,18 @@ RAFT_APIS = {
 RAFT_CLIENT_PREFIX = "raft-client-"  # KafkaRaftClient's NetworkClient: "raft-client-<node id>"
 
 
+def core_has_landed() -> bool:
+    """Whether kwire.raft carries this issue's contract (RaftConfig and SendFailure in
+    kwire.raft.state, RaftCore's handle_vote): the replays need it."""
+    from kwire.raft import core, state
+
+    return (
+        hasattr(state, "RaftConfig")
+        and hasattr(state, "SendFailure")
+        and hasattr(core.RaftCore, "handle_vote")
+    )
+
+
 # -- the capture ---------------------------------------------------------------------------
 
 
