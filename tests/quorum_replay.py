@@ -62,6 +62,8 @@ RAFT_APIS = {
     54: "EndQuorumEpoch",
     56: "FetchSnapshot",
 }
+FETCH = 1
+PEER_ANSWER_MS = 2  # how long a genuine peer takes to answer a Fetch it turns down
 RAFT_CLIENT_PREFIX = "raft-client-"  # KafkaRaftClient's NetworkClient: "raft-client-<node id>"
 
 
@@ -120,11 +122,65 @@ class QuorumCapture:
     first_ms: int
     last_ms: int
 
+    @property
+    def leaders(self) -> dict[int, int]:
+        """epoch -> the node that led it (from the BeginQuorumEpoch requests)."""
+        return {
+            e.request.topics[0].partitions[0].leader_epoch: e.sender  # type: ignore[attr-defined]
+            for e in self.exchanges
+            if e.api == "BeginQuorumEpoch"
+        }
+
+    def is_bootstrap_fetch(self, exchange: Exchange) -> bool:
+        """A Fetch to a voter that did not lead the epoch it names, or to the sender
+        itself: Kafka 4.x's fetch to any bootstrap server while no leader answers."""
+        if exchange.api != "Fetch":
+            return False
+        epoch = exchange.request.topics[0].partitions[0].current_leader_epoch  # type: ignore[attr-defined]
+        return exchange.sender == exchange.receiver or self.leaders.get(epoch) != exchange.receiver
+
+    def view_of(self, node: int, ms: int, *, before: bool = False) -> tuple[int, int]:
+        """(epoch, leader id or -1) that `node` last showed at or before `ms`: in its answers
+        (their leader and epoch), its BeginQuorumEpoch and Vote requests, and its Fetches
+        to the leader of their epoch."""
+        seen: list[tuple[int, int, int]] = [(0, 0, -1)]
+        for e in self.exchanges:
+            if e.receiver == node and e.response is not None and e.response_ms is not None:
+                leader = _leader_in(e.response)
+                if leader is not None:
+                    seen.append((e.response_ms, *leader))
+            elif e.sender == node:
+                partition = e.request.topics[0].partitions[0]  # type: ignore[attr-defined]
+                if e.api == "BeginQuorumEpoch":
+                    seen.append((e.request_ms, partition.leader_epoch, node))
+                elif e.api == "Vote" and not partition.pre_vote:
+                    seen.append((e.request_ms, partition.replica_epoch, -1))
+                elif e.api == "Fetch" and not self.is_bootstrap_fetch(e):
+                    seen.append((e.request_ms, partition.current_leader_epoch, e.receiver))
+        _, epoch, leader = max(
+            (v for v in seen if v[0] < ms or v[0] == ms and not before), key=lambda v: v[0]
+        )
+        return epoch, leader
+
     def received_by(self, node: int) -> list[Exchange]:
         return [e for e in self.exchanges if e.receiver == node]
 
     def sent_by(self, node: int) -> list[Exchange]:
         return [e for e in self.exchanges if e.sender == node]
+
+
+def _leader_in(response: Message) -> tuple[int, int] | None:
+    """(epoch, leader) an answer carries in its one partition."""
+    if isinstance(getattr(response, "responses", None), list):  # Fetch
+        if not response.responses:  # type: ignore[attr-defined]
+            return None
+        leader = response.responses[0].partitions[0].current_leader  # type: ignore[attr-defined]
+        return leader.leader_epoch, leader.leader_id
+    topics = getattr(response, "topics", None)
+    if not topics:
+        return None
+    partition = topics[0].partitions[0]
+    return partition.leader_epoch, partition.leader_id
 
 
 def _ms(seconds: float) -> int:
@@ -195,6 +251,10 @@ def load_capture(path: Path) -> QuorumCapture:
 # -- the log ----------------------------------------------------------------------------------
 
 
+class ReplayDiverged(Exception):
+    """kwire took a path the genuine traffic can no longer feed (the replay stops there)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
     base_offset: int
@@ -251,7 +311,11 @@ class ReplayLog:
     def append(self, records: bytes) -> int:
         """Append whole batches that start at the end offset; the new end offset."""
         for pos, header in iter_batch_headers(records):
-            assert header.base_offset == self.end_offset, (header.base_offset, self.end_offset)
+            if header.base_offset != self.end_offset:
+                raise ReplayDiverged(
+                    f"asked to append a batch at offset {header.base_offset} to a log that "
+                    f"ends at {self.end_offset}"
+                )
             raw = bytes(records[pos : pos + header.size_in_bytes])
             self.batches.append(
                 StoredBatch(
@@ -396,6 +460,7 @@ class Sent:
     time_ms: int
     exchange: Exchange | None = None  # the genuine request it was paired with
     failure: Any = None  # the SendFailure kwire was told of, if any
+    bootstrap: bool = False  # a Fetch to a voter kwire did not follow (answered as the peer)
 
 
 @dataclass(slots=True)
@@ -413,6 +478,7 @@ class ReplayResult:
         default_factory=list
     )  # (ms, state, epoch, leader)
     notes: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the replay stopped early (ReplayDiverged), if it did
 
     def of(self, api: str, kind: str) -> list[Comparison]:
         return [c for c in self.comparisons if c.exchange.api == api and c.kind == kind]
@@ -420,13 +486,18 @@ class ReplayResult:
     def mismatches(self) -> list[Comparison]:
         return [c for c in self.comparisons if not c.matches]
 
+    def bootstrap_fetches(self) -> list[Sent]:
+        return [s for s in self.sent if s.bootstrap]
+
     def unpaired_sends(self) -> list[Sent]:
         """kwire's sends the genuine node did not make, but those to a peer that was down
         (the genuine node's refused connections leave no frame)."""
         return [
             s
             for s in self.sent
-            if s.exchange is None and getattr(s.failure, "name", None) != "CONNECTION_REFUSED"
+            if s.exchange is None
+            and not s.bootstrap
+            and getattr(s.failure, "name", None) != "CONNECTION_REFUSED"
         ]
 
 
@@ -479,9 +550,6 @@ class Replay:
         heapq.heappush(self._events, (ms, 0 if first else 1, self._seq, kind, payload))
 
     def run(self) -> ReplayResult:
-        from kwire.raft.state import SendFailure
-
-        self._carry_out(self.core.start(self.start_ms))
         for exchange in self.capture.exchanges:
             if not self.start_ms <= exchange.request_ms <= self.end_ms:
                 continue
@@ -504,6 +572,18 @@ class Replay:
         for outage in self.outages:
             if outage.from_ms is not None and outage.node != self.node:
                 self._at(outage.from_ms, "down", outage)
+        try:
+            self._run_events()
+        except ReplayDiverged as exc:
+            self.result.stopped = f"at {self.now_ms}: {exc}"
+        for queue in self._genuine.values():
+            self.result.unsent.extend(queue)
+        return self.result
+
+    def _run_events(self) -> None:
+        from kwire.raft.state import SendFailure
+
+        self._carry_out(self.core.start(self.start_ms))
         while self._events and self._events[0][0] <= self.end_ms:
             ms, _, _, kind, payload = heapq.heappop(self._events)
             self._advance(ms)
@@ -532,6 +612,17 @@ class Replay:
                                 sent.destination, sent.request, failure, self.now_ms
                             )
                         )
+                case "peer-answer":
+                    if payload in self._in_flight:
+                        self._in_flight.remove(payload)
+                        self._carry_out(
+                            self.core.on_response(
+                                payload.destination,
+                                payload.request,
+                                self._peer_fetch_answer(payload),
+                                self.now_ms,
+                            )
+                        )
                 case "controller-write":
                     self._controller_write(payload)
                 case "shutdown":
@@ -542,16 +633,17 @@ class Replay:
                             self._at(self.now_ms, "fail", (sent, SendFailure.CONNECTION_LOST))
             self._pair()
         self._advance(self.end_ms)
-        for queue in self._genuine.values():
-            self.result.unsent.extend(queue)
-        return self.result
 
     def _advance(self, ms: int) -> None:
         """Run kwire's timers up to `ms`."""
+        polls_at_now = 0
         while True:
             deadline = self.core.next_deadline_ms()
             if deadline > ms:
                 break
+            polls_at_now = polls_at_now + 1 if deadline <= self.now_ms else 0
+            if polls_at_now > 100:
+                raise ReplayDiverged(f"next_deadline_ms() stays at {deadline} after poll()")
             self.now_ms = max(self.now_ms, deadline)
             self._carry_out(self.core.poll(self.now_ms))
             self._pair()
@@ -589,6 +681,11 @@ class Replay:
             self._at(self.now_ms, "fail", (sent, SendFailure.CONNECTION_REFUSED))
             return
         api_key = _api_key(request)
+        if api_key == FETCH and destination != self.core.leader_id:
+            # BOOTSTRAP_FETCH: a Fetch to a voter kwire does not follow.
+            sent.bootstrap = True
+            self._at(self.now_ms + PEER_ANSWER_MS, "peer-answer", sent)
+            return
         self._kwire[(destination, api_key)].append(sent)
         self._at(self.now_ms + self.request_timeout_ms, "fail", (sent, SendFailure.TIMEOUT))
 
@@ -608,6 +705,13 @@ class Replay:
                 )
                 if exchange.response_ms is not None:
                     self._at(max(exchange.response_ms, self.now_ms), "answer", sent)
+
+    def _peer_fetch_answer(self, sent: Sent) -> Message:
+        answer, reason = answer_fetch_as_peer(
+            self.capture, sent.destination, sent.request, self.now_ms
+        )
+        self.result.notes.append(f"{self.now_ms}: kwire's Fetch to {sent.destination}: {reason}")
+        return answer
 
     # -- kwire as the leader: its log is the genuine leader's
 
@@ -683,6 +787,59 @@ class Replay:
         self.result.comparisons.append(
             compare(exchange, "answer", response, self.now_ms, self.rules)
         )
+
+
+def answer_fetch_as_peer(
+    capture: QuorumCapture, peer: int, request: Message, ms: int, *, before: bool = False
+) -> tuple[Message, str]:
+    """A genuine peer's answer to a Fetch it was never sent, for a peer that does not lead
+    the epoch asked (rule BOOTSTRAP_FETCH): the shape of a genuine Fetch error answer of the
+    capture, with the epoch and leader the peer showed at `ms`
+    (`QuorumCapture.view_of`; strictly before `ms` if `before`) and the error of KafkaRaftClient's validateLeaderOnlyRequest."""
+    from kwire.protocol.error_codes import ErrorCode
+
+    epoch, leader = capture.view_of(peer, ms, before=before)
+    asked = request.topics[0].partitions[0]  # type: ignore[attr-defined]
+    if asked.current_leader_epoch < epoch:
+        error = ErrorCode.FENCED_LEADER_EPOCH
+    elif asked.current_leader_epoch > epoch:
+        error = ErrorCode.UNKNOWN_LEADER_EPOCH
+    else:
+        error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+    template = next(
+        e
+        for e in capture.exchanges
+        if e.api == "Fetch"
+        and e.response is not None
+        and e.response.responses  # type: ignore[attr-defined]
+        and e.response.responses[0].partitions[0].error_code  # type: ignore[attr-defined]
+    )
+    assert template.response_raw is not None
+    _, answer = decode_response(template.response_raw, FETCH, template.api_version)
+    partition = answer.responses[0].partitions[0]  # type: ignore[attr-defined]
+    partition.error_code = error
+    partition.current_leader.leader_id = leader
+    partition.current_leader.leader_epoch = epoch
+    answer.node_endpoints = [  # type: ignore[attr-defined]
+        type(answer).NodeEndpoint(node_id=leader, host=host, port=port, rack=None)  # type: ignore[attr-defined]
+        for node, (host, port) in capture.endpoints.items()
+        if node == leader
+    ]
+    return answer, f"answered as node {peer} (epoch {epoch}, leader {leader}): {error.name}"
+
+
+def bootstrap_fetches(capture: QuorumCapture) -> Callable[[Exchange], str | None]:
+    """Rule BOOTSTRAP_FETCH, for `Replay(skip=...)`: a genuine node's Fetch to a voter that
+    did not lead the epoch it names, or to itself, is Kafka 4.x's fetch to any bootstrap
+    server while no leader answers (KafkaRaftClient.maybeSendFetchToAnyBootstrap). Which
+    server it picks and when is the request manager's round of ready connections, not the
+    consensus: those genuine requests are not replayed, and kwire's own Fetches to a voter
+    it does not follow are answered as the genuine peer then would (`Replay`)."""
+
+    def skip(exchange: Exchange) -> str | None:
+        return "BOOTSTRAP_FETCH" if capture.is_bootstrap_fetch(exchange) else None
+
+    return skip
 
 
 def _written_end(exchange: Exchange) -> int | None:

@@ -6,9 +6,17 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from quorum_replay import QUORUM_ELECTION, QUORUM_PREVOTE, ReplayLog, differences, load_capture
+from quorum_replay import (
+    QUORUM_ELECTION,
+    QUORUM_PREVOTE,
+    ReplayLog,
+    answer_fetch_as_peer,
+    differences,
+    load_capture,
+)
 
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.framing import encode_response
 
 pytestmark = pytest.mark.skipif(
     not QUORUM_ELECTION.exists() or not QUORUM_PREVOTE.exists(),
@@ -125,3 +133,24 @@ def test_differences_name_the_field_that_differs() -> None:
         "topics[0].partitions[0].last_offset_epoch": (0, 1),
         "topics[0].partitions[0].last_offset": (0, 39),
     }
+
+
+def test_a_peer_answers_a_bootstrap_fetch_as_the_genuine_peers_did() -> None:
+    # Rule BOOTSTRAP_FETCH answers kwire's Fetches to voters it does not follow from the
+    # genuine peer's state. Where genuine nodes sent such Fetches (quorum-prevote: at start,
+    # and after the leader was killed), the answer built at that time is the genuine one,
+    # byte for byte. (At the time the genuine peer answered, from what it showed before.)
+    capture = load_capture(QUORUM_PREVOTE)
+    checked = 0
+    for exchange in capture.exchanges:
+        if not capture.is_bootstrap_fetch(exchange) or exchange.response is None:
+            continue
+        if exchange.sender == exchange.receiver:
+            continue  # a node's own port: its view is its own, not a peer's
+        answer, _ = answer_fetch_as_peer(
+            capture, exchange.receiver, exchange.request, exchange.response_ms, before=True
+        )
+        raw = encode_response(1, exchange.api_version, exchange.header.correlation_id, answer)
+        assert raw == exchange.response_raw, str(exchange)
+        checked += 1
+    assert checked > 20
