@@ -41,6 +41,7 @@ do not count) and byte for byte. Values that differ by nature are excused only b
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import heapq
 import json
@@ -54,6 +55,7 @@ from uuid import UUID
 
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol._codec import Message
+from kwire.protocol.errors import ProtocolError
 from kwire.protocol.framing import decode_request, decode_response, encode_request, encode_response
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.records.batch import decode_batches, iter_batch_headers
@@ -74,6 +76,8 @@ RAFT_APIS = {
     56: "FetchSnapshot",
 }
 FETCH = 1
+NEVER_ON_THE_WIRE = ("CONNECTION_REFUSED", "UNSUPPORTED_VERSION")
+API_VERSIONS = 18
 PEER_ANSWER_MS = 2  # how long a genuine peer takes to answer a Fetch it turns down
 RAFT_CLIENT_PREFIX = "raft-client-"  # KafkaRaftClient's NetworkClient: "raft-client-<node id>"
 
@@ -132,6 +136,9 @@ class QuorumCapture:
     exchanges: tuple[Exchange, ...]  # in order of the requests
     first_ms: int
     last_ms: int
+    # node id -> api key -> the highest version its ApiVersions answers offered
+    api_versions: dict[int, dict[int, int]] = field(default_factory=dict)
+    _views: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict, repr=False)
 
     @property
     def leaders(self) -> dict[int, int]:
@@ -154,7 +161,16 @@ class QuorumCapture:
         """(epoch, leader id or -1) that `node` last showed at or before `ms`: in its answers
         (their leader and epoch), its BeginQuorumEpoch and Vote requests, and its Fetches
         to the leader of their epoch."""
-        seen: list[tuple[int, int, int]] = [(0, 0, -1)]
+        seen = self._views.get(node)
+        if seen is None:
+            seen = self._views[node] = sorted(self._shown_by(node))
+        times = [v[0] for v in seen]
+        i = bisect.bisect_left(times, ms) if before else bisect.bisect_right(times, ms)
+        _, epoch, leader = seen[i - 1] if i else (0, 0, -1)
+        return epoch, leader
+
+    def _shown_by(self, node: int) -> list[tuple[int, int, int]]:
+        seen: list[tuple[int, int, int]] = []
         for e in self.exchanges:
             if e.receiver == node and e.response is not None and e.response_ms is not None:
                 leader = _leader_in(e.response)
@@ -168,10 +184,7 @@ class QuorumCapture:
                     seen.append((e.request_ms, partition.replica_epoch, -1))
                 elif e.api == "Fetch" and not self.is_bootstrap_fetch(e):
                     seen.append((e.request_ms, partition.current_leader_epoch, e.receiver))
-        _, epoch, leader = max(
-            (v for v in seen if v[0] < ms or v[0] == ms and not before), key=lambda v: v[0]
-        )
-        return epoch, leader
+        return seen
 
     def received_by(self, node: int) -> list[Exchange]:
         return [e for e in self.exchanges if e.receiver == node]
@@ -225,6 +238,16 @@ def load_capture(path: Path) -> QuorumCapture:
             assert ports.setdefault(port, voter_id) == voter_id, (port, voter_id)
         decoded.append((i, frame, header, body))
     endpoints = {node: ("127.0.0.1", port) for port, node in ports.items()}
+    api_versions: dict[int, dict[int, int]] = {}
+    for answer in answers.values():
+        if answer["api_key"] != API_VERSIONS:
+            continue
+        port = int(answer["server"].rsplit(":", 1)[1])
+        if port not in ports:
+            continue
+        _, body = decode_response(bytes.fromhex(answer["hex"]), API_VERSIONS, answer["api_version"])
+        offered = {k.api_key: k.max_version for k in body.api_keys}  # type: ignore[attr-defined]
+        assert api_versions.setdefault(ports[port], offered) == offered
     exchanges = []
     for i, frame, header, body in decoded:
         port = int(frame["server"].rsplit(":", 1)[1])
@@ -256,6 +279,7 @@ def load_capture(path: Path) -> QuorumCapture:
         exchanges=tuple(exchanges),
         first_ms=_ms(frames[0]["t"]),
         last_ms=_ms(frames[-1]["t"]),
+        api_versions=api_versions,
     )
 
 
@@ -483,6 +507,7 @@ class Sent:
     exchange: Exchange | None = None  # the genuine request it was paired with
     failure: Any = None  # the SendFailure kwire was told of, if any
     bootstrap: bool = False  # a Fetch to a voter kwire did not follow (answered as the peer)
+    during_shutdown: bool = False  # sent after `shutdown_ms` (resign)
 
 
 @dataclass(slots=True)
@@ -513,14 +538,15 @@ class ReplayResult:
         return [s for s in self.sent if s.bootstrap]
 
     def unpaired_sends(self) -> list[Sent]:
-        """kwire's sends the genuine node did not make, but those to a peer that was down
-        (the genuine node's refused connections leave no frame)."""
+        """kwire's sends the genuine node did not make, but those that never reach the wire
+        (to a peer that was down, or that its version cannot carry: the genuine node's
+        refused connections leave no frame) and rule BOOTSTRAP_FETCH's."""
         return [
             s
             for s in self.sent
             if s.exchange is None
             and not s.bootstrap
-            and getattr(s.failure, "name", None) != "CONNECTION_REFUSED"
+            and getattr(s.failure, "name", None) not in NEVER_ON_THE_WIRE
         ]
 
 
@@ -566,6 +592,7 @@ class Replay:
         self._kwire: dict[tuple[int, int], deque[Sent]] = defaultdict(deque)
         self._in_flight: list[Sent] = []
         self._shutting_down = False
+        self._polls_at_now = 0
 
     # -- events
 
@@ -611,9 +638,14 @@ class Replay:
         from kwire.raft.state import SendFailure
 
         self._carry_out(self.core.start(self.start_ms))
-        while self._events and self._events[0][0] <= self.end_ms:
+        while True:
+            next_ms = self._events[0][0] if self._events else self.end_ms + 1
+            if self._run_timer_before(min(next_ms, self.end_ms)):
+                continue
+            if next_ms > self.end_ms:
+                break
             ms, _, _, kind, payload = heapq.heappop(self._events)
-            self._advance(ms)
+            self.now_ms = max(self.now_ms, ms)
             match kind:
                 case "inbound":
                     self._inbound(payload)
@@ -660,22 +692,20 @@ class Replay:
                         if sent.destination == payload.node:
                             self._at(self.now_ms, "fail", (sent, SendFailure.CONNECTION_LOST))
             self._pair()
-        self._advance(self.end_ms)
 
-    def _advance(self, ms: int) -> None:
-        """Run kwire's timers up to `ms`."""
-        polls_at_now = 0
-        while True:
-            deadline = self.core.next_deadline_ms()
-            if deadline > ms:
-                break
-            polls_at_now = polls_at_now + 1 if deadline <= self.now_ms else 0
-            if polls_at_now > 100:
-                raise ReplayDiverged(f"next_deadline_ms() stays at {deadline} after poll()")
-            self.now_ms = max(self.now_ms, deadline)
-            self._carry_out(self.core.poll(self.now_ms))
-            self._pair()
-        self.now_ms = max(self.now_ms, ms)
+    def _run_timer_before(self, ms: int) -> bool:
+        """Poll kwire if a timer of its is due by `ms` (before an event of the same time);
+        whether it did."""
+        deadline = self.core.next_deadline_ms()
+        if deadline > ms:
+            return False
+        self._polls_at_now = self._polls_at_now + 1 if deadline <= self.now_ms else 0
+        if self._polls_at_now > 100:
+            raise ReplayDiverged(f"next_deadline_ms() stays at {deadline} after poll()")
+        self.now_ms = max(self.now_ms, deadline)
+        self._carry_out(self.core.poll(self.now_ms))
+        self._pair()
+        return True
 
     # -- kwire's side
 
@@ -706,13 +736,18 @@ class Replay:
     def _send(self, destination: int, request: Message) -> None:
         from kwire.raft.state import SendFailure
 
-        sent = Sent(destination, request, self.now_ms)
+        sent = Sent(destination, request, self.now_ms, during_shutdown=self._shutting_down)
         self.result.sent.append(sent)
         self._in_flight.append(sent)
         if any(o.node == destination and o.covers(self.now_ms) for o in self.outages):
             self._at(self.now_ms, "fail", (sent, SendFailure.CONNECTION_REFUSED))
             return
         api_key = _api_key(request)
+        if not _fits(request, self.capture.api_versions.get(destination, {}).get(api_key)):
+            # The edge sends at the highest version both sides take; a request that version
+            # cannot carry (PreVote needs Vote v2) fails at once.
+            self._at(self.now_ms, "fail", (sent, SendFailure.UNSUPPORTED_VERSION))
+            return
         if api_key == FETCH and destination != self.core.leader_id:
             # BOOTSTRAP_FETCH: a Fetch to a voter kwire does not follow.
             sent.bootstrap = True
@@ -903,6 +938,17 @@ def read_segment(path: Path) -> list[StoredBatch]:
         )
         for pos, header in iter_batch_headers(data)
     ]
+
+
+def _fits(request: Message, version: int | None) -> bool:
+    """Whether `request` can be written at `version` (None: the peer's is unknown)."""
+    if version is None:
+        return True
+    try:
+        request.write(bytearray(), version)
+    except ProtocolError:
+        return False
+    return True
 
 
 def _api_key(request: Message) -> int:
