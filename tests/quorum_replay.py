@@ -65,6 +65,13 @@ CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures"
 QUORUM_ELECTION = CAPTURES / "kafka-3.9" / "quorum-election" / "quorum-election.jsonl"
 QUORUM_PREVOTE = CAPTURES / "kafka-4.3" / "quorum-prevote" / "quorum-prevote.jsonl"
 CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
+# node 11's metadata log of quorum-election: epoch 1 as node 12 wrote it, epoch 2 its own
+QUORUM_ELECTION_SEGMENT = (
+    QUORUM_ELECTION.parent / "metadata-log-11" / "__cluster_metadata-0" / "00000000000000000000.log"
+)
+# KafkaRaftClient's fixed MAX_FETCH_SIZE_BYTES in 3.9 (4.x: controller.quorum.fetch.max.bytes,
+# 1 MiB by default): a kwire node in place of a 3.9 one is configured with it.
+KAFKA_3_9_MAX_FETCH_SIZE_BYTES = 8 * 1024 * 1024
 
 # The RPCs voters send each other (KafkaRaftClient's); the rest (ApiVersions,
 # ControllerRegistration, DescribeQuorum, DescribeCluster) is not the consensus's.
@@ -185,6 +192,14 @@ class QuorumCapture:
                 elif e.api == "Fetch" and not self.is_bootstrap_fetch(e):
                     seen.append((e.request_ms, partition.current_leader_epoch, e.receiver))
         return seen
+
+    def directory_id_of(self, node: int) -> UUID:
+        """The directory id `node` names itself with in its Fetch and Vote requests."""
+        return next(
+            e.request.topics[0].partitions[0].replica_directory_id  # type: ignore[attr-defined]
+            for e in self.sent_by(node)
+            if e.api in ("Fetch", "Vote")
+        )
 
     def received_by(self, node: int) -> list[Exchange]:
         return [e for e in self.exchanges if e.receiver == node]
@@ -900,6 +915,41 @@ def answer_fetch_as_peer(
     return answer, (
         f"answered as node {peer} (epoch {epoch}, leader {leader}): {error.name}{approximate}"
     )
+
+
+def raft_config(capture: QuorumCapture, node: int, **overrides: Any) -> Any:
+    """A RaftConfig for `node` of the capture's static quorum: the capture's voters and
+    endpoints, the node's own directory id, Kafka's default timers, and fast failover off
+    (Kafka has none)."""
+    from kwire.raft.state import RaftConfig, Voter
+
+    settings: dict[str, Any] = {
+        "node_id": node,
+        "cluster_id": CLUSTER_ID,
+        "voters": tuple(
+            Voter(node_id=n, host=host, port=port) for n, (host, port) in capture.endpoints.items()
+        ),
+        "directory_id": capture.directory_id_of(node),
+        "fast_failover": False,
+    }
+    return RaftConfig(**(settings | overrides))
+
+
+def begin_quorum_epoch_repeats(capture: QuorumCapture, node: int) -> set[int]:
+    """Rule KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS: Kafka 3.9's leader sends BeginQuorumEpoch
+    to every voter each fetch.timeout.ms / 2 (3.9's maybeSendBeginQuorumEpochRequests);
+    Kafka 4.x, whose semantics kwire's core follows, only to the voters that have not
+    fetched within that time (LeaderState.needToSendBeginQuorumRequests). The transcript
+    lines of `node`'s BeginQuorumEpoch requests after its first to each voter in an epoch."""
+    seen: set[tuple[int, int]] = set()
+    repeats = set()
+    for e in capture.sent_by(node):
+        if e.api == "BeginQuorumEpoch":
+            key = (e.receiver, e.request.topics[0].partitions[0].leader_epoch)  # type: ignore[attr-defined]
+            if key in seen:
+                repeats.add(e.index)
+            seen.add(key)
+    return repeats
 
 
 def bootstrap_fetches(capture: QuorumCapture) -> Callable[[Exchange], str | None]:

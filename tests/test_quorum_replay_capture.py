@@ -4,6 +4,7 @@ as Kafka's log does: the ground the replay tests (test_quorum_replay_*.py) stand
 from __future__ import annotations
 
 from collections import Counter
+from uuid import UUID
 
 import pytest
 from quorum_replay import (
@@ -12,6 +13,7 @@ from quorum_replay import (
     ReplayLog,
     answer_fetch_as_peer,
     differences,
+    directory_id,
     load_capture,
 )
 
@@ -154,3 +156,13 @@ def test_a_peer_answers_a_bootstrap_fetch_as_the_genuine_peers_did() -> None:
         assert raw == exchange.response_raw, str(exchange)
         checked += 1
     assert checked > 20
+
+
+def test_each_node_names_its_own_directory_id() -> None:
+    # Fetch v17 and Vote v1 carry the sender's directory id (meta.properties), even in 3.9's
+    # static quorum; 4.3's are the ones kafka-storage random-uuid gave (notes.txt).
+    election = load_capture(QUORUM_ELECTION)
+    assert election.directory_id_of(12) == UUID("83ceb880-df62-60ae-3151-3821fb956c10")
+    assert election.directory_id_of(13) == UUID("31b49862-4078-af46-1796-9b65d7352842")
+    prevote = load_capture(QUORUM_PREVOTE)
+    assert prevote.directory_id_of(2) == directory_id("NieKnjGGTVSIYo91-2YSjQ")

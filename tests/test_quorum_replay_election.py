@@ -20,33 +20,23 @@ from __future__ import annotations
 import random
 from collections import Counter
 from functools import cache
-from uuid import UUID
 
 import pytest
 from quorum_replay import (
-    CAPTURES,
-    CLUSTER_ID,
+    KAFKA_3_9_MAX_FETCH_SIZE_BYTES,
     QUORUM_ELECTION,
+    QUORUM_ELECTION_SEGMENT,
     Replay,
     ReplayLog,
     ReplayResult,
     bootstrap_fetches,
     core_has_landed,
     load_capture,
+    raft_config,
     read_segment,
 )
 
 NODE = 13
-NODE_13_DIRECTORY_ID = UUID("31b49862-4078-af46-1796-9b65d7352842")  # in each of its Fetches
-KAFKA_3_9_MAX_FETCH_SIZE_BYTES = 8 * 1024 * 1024
-NODE_11_SEGMENT = (
-    CAPTURES
-    / "kafka-3.9"
-    / "quorum-election"
-    / "metadata-log-11"
-    / "__cluster_metadata-0"
-    / "00000000000000000000.log"
-)
 
 pytestmark = [
     pytest.mark.skipif(
@@ -61,19 +51,9 @@ pytestmark = [
 @cache
 def replay(seed: int = 0) -> ReplayResult:
     from kwire.raft.core import RaftCore
-    from kwire.raft.state import RaftConfig, Voter
 
     capture = load_capture(QUORUM_ELECTION)
-    config = RaftConfig(
-        node_id=NODE,
-        cluster_id=CLUSTER_ID,
-        voters=tuple(
-            Voter(node_id=n, host=host, port=port) for n, (host, port) in capture.endpoints.items()
-        ),
-        directory_id=NODE_13_DIRECTORY_ID,
-        fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES,
-        fast_failover=False,
-    )
+    config = raft_config(capture, NODE, fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES)
     log = ReplayLog()
     core = RaftCore(config, log, rng=random.Random(seed))
     return Replay(capture, NODE, core, log, skip=bootstrap_fetches(capture)).run()
@@ -137,11 +117,11 @@ def test_kwire_node_13_moves_through_the_states_node_13_did() -> None:
     assert all(state != "leader" and "candidate" not in state for _, state, _, _ in result.states)
 
 
-@pytest.mark.skipif(not NODE_11_SEGMENT.exists(), reason="no metadata-log-11 segment")
+@pytest.mark.skipif(not QUORUM_ELECTION_SEGMENT.exists(), reason="no metadata-log-11 segment")
 def test_kwire_node_13_holds_the_log_the_leaders_hold() -> None:
     # Followers hold the leader's batches byte for byte; node 11 (leader of epoch 2) kept
     # its log, so kwire node 13's log is a prefix of node 11's segment.
     log = replay().log
-    genuine = read_segment(NODE_11_SEGMENT)
+    genuine = read_segment(QUORUM_ELECTION_SEGMENT)
     assert log.end_offset >= 74  # status-after.txt: high watermark 74 in epoch 2
     assert [b.raw for b in log.batches] == [b.raw for b in genuine[: len(log.batches)]]

@@ -17,11 +17,8 @@ Rules, each named:
   (its Vote is paired with the genuine one and answered at the genuine times).
 - SIGTERM_TIME: the capture notes no time for the SIGTERM; kwire resigns 1 ms before node
   12's first answer as a resigned leader (a Fetch answered NOT_LEADER_OR_FOLLOWER).
-- KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS: Kafka 3.9's leader sends BeginQuorumEpoch to every
-  voter each fetch.timeout.ms / 2 (KafkaRaftClient.maybeSendBeginQuorumEpochRequests in
-  3.9); Kafka 4.x, whose semantics kwire's core follows, only to voters that have not
-  fetched within that time (LeaderState.needToSendBeginQuorumRequests). Node 12's repeats
-  to voters that were fetching are not replayed.
+- KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS (tests/quorum_replay.py): node 12's repeated
+  BeginQuorumEpoch to voters that were fetching are Kafka 3.9's, not 4.x's: not replayed.
 - GRANTING_VOTERS_ORDER: compared as a set (3.9 writes them ascending, as kwire does).
 """
 
@@ -29,71 +26,46 @@ from __future__ import annotations
 
 import random
 from functools import cache
-from uuid import UUID
 
 import pytest
 from quorum_replay import (
-    CAPTURES,
-    CLUSTER_ID,
+    KAFKA_3_9_MAX_FETCH_SIZE_BYTES,
     QUORUM_ELECTION,
+    QUORUM_ELECTION_SEGMENT,
     Exchange,
-    QuorumCapture,
     Replay,
     ReplayLog,
     ReplayResult,
+    begin_quorum_epoch_repeats,
     bootstrap_fetches,
     core_has_landed,
     load_capture,
+    raft_config,
     read_segment,
 )
 
 from kwire.protocol.error_codes import ErrorCode
 
 NODE = 12
-NODE_12_DIRECTORY_ID = UUID("83ceb880-df62-60ae-3151-3821fb956c10")  # in its Vote requests
-KAFKA_3_9_MAX_FETCH_SIZE_BYTES = 8 * 1024 * 1024
 ELECTION_TIMEOUT_MS = 1000
-SEGMENT = (
-    CAPTURES
-    / "kafka-3.9"
-    / "quorum-election"
-    / "metadata-log-11"
-    / "__cluster_metadata-0"
-    / "00000000000000000000.log"
-)
 
 pytestmark = [
     pytest.mark.skipif(
         not core_has_landed(), reason="kwire.raft has not the multi-voter contract yet"
     ),
     pytest.mark.skipif(
-        not QUORUM_ELECTION.exists() or not SEGMENT.exists(),
+        not QUORUM_ELECTION.exists() or not QUORUM_ELECTION_SEGMENT.exists(),
         reason=f"no genuine capture at {QUORUM_ELECTION}",
     ),
 ]
 
 
-def begin_quorum_epoch_repeat(capture: QuorumCapture) -> set[int]:
-    """KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS: node 12's BeginQuorumEpoch requests after the
-    first to each voter in its epoch."""
-    seen: set[tuple[int, int]] = set()
-    repeats = set()
-    for e in capture.sent_by(NODE):
-        if e.api == "BeginQuorumEpoch":
-            key = (e.receiver, e.request.topics[0].partitions[0].leader_epoch)
-            if key in seen:
-                repeats.add(e.index)
-            seen.add(key)
-    return repeats
-
-
 @cache
 def replay() -> ReplayResult:
     from kwire.raft.core import RaftCore
-    from kwire.raft.state import RaftConfig, Voter
 
     capture = load_capture(QUORUM_ELECTION)
-    repeats = begin_quorum_epoch_repeat(capture)
+    repeats = begin_quorum_epoch_repeats(capture, NODE)
     bootstrap = bootstrap_fetches(capture)
 
     def skip(exchange: Exchange) -> str | None:
@@ -109,16 +81,7 @@ def replay() -> ReplayResult:
         and e.response_ms is not None
         and e.response.responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
     )
-    config = RaftConfig(
-        node_id=NODE,
-        cluster_id=CLUSTER_ID,
-        voters=tuple(
-            Voter(node_id=n, host=host, port=port) for n, (host, port) in capture.endpoints.items()
-        ),
-        directory_id=NODE_12_DIRECTORY_ID,
-        fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES,
-        fast_failover=False,
-    )
+    config = raft_config(capture, NODE, fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES)
     log = ReplayLog()
     core = RaftCore(config, log, rng=random.Random(0))
     return Replay(
@@ -128,7 +91,7 @@ def replay() -> ReplayResult:
         log,
         start_ms=first_vote - 2 * ELECTION_TIMEOUT_MS,
         skip=skip,
-        genuine_log=read_segment(SEGMENT),
+        genuine_log=read_segment(QUORUM_ELECTION_SEGMENT),
         shutdown_ms=resigned - 1,
     ).run()
 

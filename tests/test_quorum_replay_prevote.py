@@ -37,7 +37,6 @@ from uuid import UUID
 import pytest
 from quorum_replay import (
     CAPTURES,
-    CLUSTER_ID,
     QUORUM_PREVOTE,
     Outage,
     Replay,
@@ -48,6 +47,7 @@ from quorum_replay import (
     core_has_landed,
     directory_id,
     load_capture,
+    raft_config,
     read_segment,
 )
 
@@ -115,21 +115,12 @@ DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS = tuple(
 @cache
 def replay(*, with_directory_id_rule: bool = True) -> ReplayResult:
     from kwire.raft.core import RaftCore
-    from kwire.raft.state import RaftConfig, Voter
 
     capture = load_capture(QUORUM_PREVOTE)
     node_2_back = min(
         e.request_ms for e in capture.exchanges if e.sender == 2 and e.request_ms > NODE_2_KILLED_MS
     )
-    config = RaftConfig(
-        node_id=NODE,
-        cluster_id=CLUSTER_ID,
-        voters=tuple(
-            Voter(node_id=n, host=host, port=port) for n, (host, port) in capture.endpoints.items()
-        ),
-        directory_id=DIRECTORY_IDS[NODE],
-        fast_failover=False,
-    )
+    config = raft_config(capture, NODE)
     # The format's bootstrap snapshot 00000000000000000000-0000000000.checkpoint.
     log = ReplayLog(snapshot=SnapshotId(end_offset=0, epoch=0))
     core = RaftCore(config, log, rng=random.Random(0))
