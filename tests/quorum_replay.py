@@ -83,6 +83,7 @@ RAFT_APIS = {
     56: "FetchSnapshot",
 }
 FETCH = 1
+APPROXIMATE = "APPROXIMATE"
 NEVER_ON_THE_WIRE = ("CONNECTION_REFUSED", "UNSUPPORTED_VERSION")
 API_VERSIONS = 18
 PEER_ANSWER_MS = 2  # how long a genuine peer takes to answer a Fetch it turns down
@@ -145,6 +146,8 @@ class QuorumCapture:
     last_ms: int
     # node id -> api key -> the highest version its ApiVersions answers offered
     api_versions: dict[int, dict[int, int]] = field(default_factory=dict)
+    # node id -> the capture times of every request its port received (any API)
+    received_ms: dict[int, list[int]] = field(default_factory=dict)
     _views: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict, repr=False)
 
     @property
@@ -157,41 +160,46 @@ class QuorumCapture:
         }
 
     def is_bootstrap_fetch(self, exchange: Exchange) -> bool:
-        """A Fetch to a voter that did not lead the epoch it names, or to the sender
-        itself: Kafka 4.x's fetch to any bootstrap server while no leader answers."""
+        """A Fetch to the sender itself or to a voter the sender did not know as its leader
+        when it sent it: Kafka 4.x's fetch to any bootstrap server while no leader answers
+        (it goes over the bootstrap server's own connection)."""
         if exchange.api != "Fetch":
             return False
-        epoch = exchange.request.topics[0].partitions[0].current_leader_epoch  # type: ignore[attr-defined]
-        return exchange.sender == exchange.receiver or self.leaders.get(epoch) != exchange.receiver
+        _, leader = self.view_of(exchange.sender, exchange.request_ms, before=True)
+        return exchange.sender == exchange.receiver or leader != exchange.receiver
 
     def view_of(self, node: int, ms: int, *, before: bool = False) -> tuple[int, int]:
-        """(epoch, leader id or -1) that `node` last showed at or before `ms`: in its answers
-        (their leader and epoch), its BeginQuorumEpoch and Vote requests, and its Fetches
-        to the leader of their epoch."""
-        seen = self._views.get(node)
-        if seen is None:
-            seen = self._views[node] = sorted(self._shown_by(node))
-        times = [v[0] for v in seen]
+        """(epoch, leader id or -1) that `node` knew at `ms` (strictly before it if
+        `before`), folded from what it showed and heard: the leader and epoch of its answers
+        and of the answers it got, its BeginQuorumEpoch (it leads) and Vote (it stands)
+        requests. A higher epoch replaces the view; in the same epoch a leader, once named,
+        stays."""
+        folded = self._views.get(node)
+        if folded is None:
+            folded = self._views[node] = _fold(self._evidence_of(node))
+        times = [v[0] for v in folded]
         i = bisect.bisect_left(times, ms) if before else bisect.bisect_right(times, ms)
-        _, epoch, leader = seen[i - 1] if i else (0, 0, -1)
+        _, epoch, leader = folded[i - 1] if i else (0, 0, -1)
         return epoch, leader
 
-    def _shown_by(self, node: int) -> list[tuple[int, int, int]]:
+    def _evidence_of(self, node: int) -> list[tuple[int, int, int]]:
         seen: list[tuple[int, int, int]] = []
         for e in self.exchanges:
-            if e.receiver == node and e.response is not None and e.response_ms is not None:
+            if (
+                e.response is not None
+                and e.response_ms is not None
+                and node in (e.sender, e.receiver)
+            ):
                 leader = _leader_in(e.response)
                 if leader is not None:
                     seen.append((e.response_ms, *leader))
-            elif e.sender == node:
+            if e.sender == node and e.api in ("BeginQuorumEpoch", "Vote"):
                 partition = e.request.topics[0].partitions[0]  # type: ignore[attr-defined]
                 if e.api == "BeginQuorumEpoch":
                     seen.append((e.request_ms, partition.leader_epoch, node))
-                elif e.api == "Vote" and not partition.pre_vote:
+                elif not partition.pre_vote:
                     seen.append((e.request_ms, partition.replica_epoch, -1))
-                elif e.api == "Fetch" and not self.is_bootstrap_fetch(e):
-                    seen.append((e.request_ms, partition.current_leader_epoch, e.receiver))
-        return seen
+        return sorted(seen)
 
     def directory_id_of(self, node: int) -> UUID:
         """The directory id `node` names itself with in its Fetch and Vote requests."""
@@ -201,11 +209,28 @@ class QuorumCapture:
             if e.api in ("Fetch", "Vote")
         )
 
+    def port_up_ms(self, node: int, after: int = 0) -> int:
+        """When `node`'s port first took a request after `after`: its listener was up."""
+        return min(ms for ms in self.received_ms.get(node, []) if ms > after)
+
     def received_by(self, node: int) -> list[Exchange]:
         return [e for e in self.exchanges if e.receiver == node]
 
     def sent_by(self, node: int) -> list[Exchange]:
         return [e for e in self.exchanges if e.sender == node]
+
+
+def _fold(evidence: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(ms, epoch, leader) after each piece of evidence, as `QuorumCapture.view_of` folds."""
+    epoch, leader = 0, -1
+    folded = []
+    for ms, seen_epoch, seen_leader in evidence:
+        if seen_epoch > epoch:
+            epoch, leader = seen_epoch, seen_leader
+        elif seen_epoch == epoch and seen_leader != -1:
+            leader = seen_leader
+        folded.append((ms, epoch, leader))
+    return folded
 
 
 def _leader_in(response: Message) -> tuple[int, int] | None:
@@ -263,6 +288,11 @@ def load_capture(path: Path) -> QuorumCapture:
         _, body = decode_response(bytes.fromhex(answer["hex"]), API_VERSIONS, answer["api_version"])
         offered = {k.api_key: k.max_version for k in body.api_keys}  # type: ignore[attr-defined]
         assert api_versions.setdefault(ports[port], offered) == offered
+    received_ms: dict[int, list[int]] = defaultdict(list)
+    for _, frame in requests.values():
+        port = int(frame["server"].rsplit(":", 1)[1])
+        if port in ports:
+            received_ms[ports[port]].append(_ms(frame["t"]))
     exchanges = []
     for i, frame, header, body in decoded:
         port = int(frame["server"].rsplit(":", 1)[1])
@@ -295,6 +325,7 @@ def load_capture(path: Path) -> QuorumCapture:
         first_ms=_ms(frames[0]["t"]),
         last_ms=_ms(frames[-1]["t"]),
         api_versions=api_versions,
+        received_ms={node: sorted(times) for node, times in received_ms.items()},
     )
 
 
@@ -886,7 +917,7 @@ def answer_fetch_as_peer(
     if leader == peer and asked.current_leader_epoch == epoch:
         # The genuine leader would have served it from its log, which the replay does not
         # hold: the answer tells who leads, and the replay notes the approximation.
-        approximate = " (APPROXIMATE: that peer led this epoch)"
+        approximate = f" ({APPROXIMATE}: that peer led this epoch)"
     if asked.current_leader_epoch < epoch:
         error = ErrorCode.FENCED_LEADER_EPOCH
     elif asked.current_leader_epoch > epoch:
@@ -952,16 +983,18 @@ def begin_quorum_epoch_repeats(capture: QuorumCapture, node: int) -> set[int]:
     return repeats
 
 
-def bootstrap_fetches(capture: QuorumCapture) -> Callable[[Exchange], str | None]:
-    """Rule BOOTSTRAP_FETCH, for `Replay(skip=...)`: a genuine node's Fetch to a voter that
-    did not lead the epoch it names, or to itself, is Kafka 4.x's fetch to any bootstrap
+def bootstrap_fetches(capture: QuorumCapture, node: int) -> Callable[[Exchange], str | None]:
+    """Rule BOOTSTRAP_FETCH, for `Replay(skip=...)` of `node`: its genuine Fetches to itself
+    or to a voter it did not know as its leader are Kafka 4.x's fetches to any bootstrap
     server while no leader answers (KafkaRaftClient.maybeSendFetchToAnyBootstrap). Which
     server it picks and when is the request manager's round of ready connections, not the
     consensus: those genuine requests are not replayed, and kwire's own Fetches to a voter
     it does not follow are answered as the genuine peer then would (`Replay`)."""
 
     def skip(exchange: Exchange) -> str | None:
-        return "BOOTSTRAP_FETCH" if capture.is_bootstrap_fetch(exchange) else None
+        if exchange.sender == node and capture.is_bootstrap_fetch(exchange):
+            return "BOOTSTRAP_FETCH"
+        return None
 
     return skip
 

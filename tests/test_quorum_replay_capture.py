@@ -4,16 +4,15 @@ as Kafka's log does: the ground the replay tests (test_quorum_replay_*.py) stand
 from __future__ import annotations
 
 from collections import Counter
-from uuid import UUID
 
 import pytest
 from quorum_replay import (
+    APPROXIMATE,
     QUORUM_ELECTION,
     QUORUM_PREVOTE,
     ReplayLog,
     answer_fetch_as_peer,
     differences,
-    directory_id,
     load_capture,
 )
 
@@ -140,29 +139,25 @@ def test_differences_name_the_field_that_differs() -> None:
 def test_a_peer_answers_a_bootstrap_fetch_as_the_genuine_peers_did() -> None:
     # Rule BOOTSTRAP_FETCH answers kwire's Fetches to voters it does not follow from the
     # genuine peer's state. Where genuine nodes sent such Fetches (quorum-prevote: at start,
-    # and after the leader was killed), the answer built at that time is the genuine one,
-    # byte for byte. (At the time the genuine peer answered, from what it showed before.)
+    # and after the leader was killed) and the peer turned them down, the answer built from
+    # what the peer showed before it answered is the genuine one, byte for byte. (A peer
+    # that had just become leader served records: the replay does not claim those.)
     capture = load_capture(QUORUM_PREVOTE)
-    checked = 0
+    checked = served = 0
     for exchange in capture.exchanges:
         if not capture.is_bootstrap_fetch(exchange) or exchange.response is None:
             continue
         if exchange.sender == exchange.receiver:
             continue  # a node's own port: its view is its own, not a peer's
-        answer, _ = answer_fetch_as_peer(
+        if exchange.response.responses[0].partitions[0].error_code == ErrorCode.NONE:
+            served += 1
+            continue
+        answer, reason = answer_fetch_as_peer(
             capture, exchange.receiver, exchange.request, exchange.response_ms, before=True
         )
+        assert APPROXIMATE not in reason
         raw = encode_response(1, exchange.api_version, exchange.header.correlation_id, answer)
         assert raw == exchange.response_raw, str(exchange)
         checked += 1
     assert checked > 20
-
-
-def test_each_node_names_its_own_directory_id() -> None:
-    # Fetch v17 and Vote v1 carry the sender's directory id (meta.properties), even in 3.9's
-    # static quorum; 4.3's are the ones kafka-storage random-uuid gave (notes.txt).
-    election = load_capture(QUORUM_ELECTION)
-    assert election.directory_id_of(12) == UUID("83ceb880-df62-60ae-3151-3821fb956c10")
-    assert election.directory_id_of(13) == UUID("31b49862-4078-af46-1796-9b65d7352842")
-    prevote = load_capture(QUORUM_PREVOTE)
-    assert prevote.directory_id_of(2) == directory_id("NieKnjGGTVSIYo91-2YSjQ")
+    assert served <= 2

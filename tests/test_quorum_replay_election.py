@@ -56,7 +56,7 @@ def replay(seed: int = 0) -> ReplayResult:
     config = raft_config(capture, NODE, fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES)
     log = ReplayLog()
     core = RaftCore(config, log, rng=random.Random(seed))
-    return Replay(capture, NODE, core, log, skip=bootstrap_fetches(capture)).run()
+    return Replay(capture, NODE, core, log, skip=bootstrap_fetches(capture, NODE)).run()
 
 
 def test_the_replay_of_node_13_runs_to_its_end() -> None:

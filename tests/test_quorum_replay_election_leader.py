@@ -66,7 +66,7 @@ def replay() -> ReplayResult:
 
     capture = load_capture(QUORUM_ELECTION)
     repeats = begin_quorum_epoch_repeats(capture, NODE)
-    bootstrap = bootstrap_fetches(capture)
+    bootstrap = bootstrap_fetches(capture, NODE)
 
     def skip(exchange: Exchange) -> str | None:
         if exchange.index in repeats:

@@ -117,9 +117,7 @@ def replay(*, with_directory_id_rule: bool = True) -> ReplayResult:
     from kwire.raft.core import RaftCore
 
     capture = load_capture(QUORUM_PREVOTE)
-    node_2_back = min(
-        e.request_ms for e in capture.exchanges if e.sender == 2 and e.request_ms > NODE_2_KILLED_MS
-    )
+    node_2_back = capture.port_up_ms(2, after=NODE_2_KILLED_MS)
     config = raft_config(capture, NODE)
     # The format's bootstrap snapshot 00000000000000000000-0000000000.checkpoint.
     log = ReplayLog(snapshot=SnapshotId(end_offset=0, epoch=0))
@@ -135,7 +133,7 @@ def replay(*, with_directory_id_rule: bool = True) -> ReplayResult:
         outages=[Outage(2, NODE_2_KILLED_MS, node_2_back)],
         start_ms=first,
         end_ms=NODE_3_EXITED_MS,
-        skip=bootstrap_fetches(capture),
+        skip=bootstrap_fetches(capture, NODE),
         genuine_log=read_segment(SEGMENT),
         shutdown_ms=NODE_3_SIGTERM_MS,
     ).run()
