@@ -14,9 +14,11 @@ is what it fetched, then as leader node 1's own segment. Rules (tests/quorum_rep
 tests/test_quorum_replay_prevote.py): BOOTSTRAP_FETCH, DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS,
 GRANTING_VOTERS_ORDER, and ELECTION_TIMER: when an unattached node stands is its randomized
 election timer. `SEED` seeds kwire's generator; under it kwire's timers put its pre-vote to
-node 2 after node 2's port came up and before the genuine split vote, as node 1's were
-(seeds 0, 1 and 3 do; seed 2 stands too late and grants node 2's vote in epoch 1). The test
-shows that the genuine story is one kwire's timers produce, not that every draw does.
+node 2 after node 2's port came up and before the genuine split vote, as node 1's were. Of
+seeds 0 to 19, 11 reproduce node 1's story exactly (0 is the first), 5 also start one more
+pre-vote round that node 1 did not (unanswered), and 4 stand too late and grant node 2's
+vote in epoch 1 (another valid history): the test shows that the genuine story is one
+kwire's timers produce, not that every draw does.
 """
 
 from __future__ import annotations
