@@ -586,13 +586,22 @@ class ReplayResult:
     def unpaired_sends(self) -> list[Sent]:
         """kwire's sends the genuine node did not make, but those that never reach the wire
         (to a peer that was down, or that its version cannot carry: the genuine node's
-        refused connections leave no frame) and rule BOOTSTRAP_FETCH's."""
+        refused connections leave no frame), rule BOOTSTRAP_FETCH's, and rule
+        HANDLING_WINDOW's: a send kwire made while a Vote, BeginQuorumEpoch or
+        EndQuorumEpoch had reached the genuine node but was not yet answered (kwire is
+        handed it at the answer's time; the genuine node had already acted on it)."""
+        windows = [
+            (c.exchange.request_ms, c.time_ms)
+            for c in self.comparisons
+            if c.kind == "answer" and c.exchange.api != "Fetch"
+        ]
         return [
             s
             for s in self.sent
             if s.exchange is None
             and not s.bootstrap
             and getattr(s.failure, "name", None) not in NEVER_ON_THE_WIRE
+            and not any(start <= s.time_ms < end for start, end in windows)
         ]
 
 
@@ -732,6 +741,8 @@ class Replay:
                     self._controller_write(payload)
                 case "shutdown":
                     self._shutting_down = True
+                    if self.core.leader_id not in (-1, self.node):
+                        raise ShutdownComplete  # a follower stops at once (pollShutdown)
                     self._carry_out(self.core.resign(self.now_ms))
                 case "down":
                     for sent in list(self._in_flight):
@@ -794,7 +805,11 @@ class Replay:
             # cannot carry (PreVote needs Vote v2) fails at once.
             self._at(self.now_ms, "fail", (sent, SendFailure.UNSUPPORTED_VERSION))
             return
-        if api_key == FETCH and destination != self.core.leader_id:
+        if (
+            api_key == FETCH
+            and destination != self.core.leader_id
+            and not self._genuine[(destination, FETCH)]
+        ):
             # BOOTSTRAP_FETCH: a Fetch to a voter kwire does not follow.
             sent.bootstrap = True
             self._at(self.now_ms + PEER_ANSWER_MS, "peer-answer", sent)
@@ -989,14 +1004,29 @@ def bootstrap_fetches(capture: QuorumCapture, node: int) -> Callable[[Exchange],
     server while no leader answers (KafkaRaftClient.maybeSendFetchToAnyBootstrap). Which
     server it picks and when is the request manager's round of ready connections, not the
     consensus: those genuine requests are not replayed, and kwire's own Fetches to a voter
-    it does not follow are answered as the genuine peer then would (`Replay`)."""
+    it does not follow are answered as the genuine peer then would (`Replay`). One the
+    peer served (it had just become leader: records) is replayed as any Fetch: kwire's
+    next Fetch to that peer is paired with it."""
 
     def skip(exchange: Exchange) -> str | None:
-        if exchange.sender == node and capture.is_bootstrap_fetch(exchange):
-            return "BOOTSTRAP_FETCH"
-        return None
+        if exchange.sender != node or not capture.is_bootstrap_fetch(exchange):
+            return None
+        if _served(exchange):
+            return None  # the peer led by then and sent records: replayed as any Fetch
+        return "BOOTSTRAP_FETCH"
 
     return skip
+
+
+def _served(exchange: Exchange) -> bool:
+    """A Fetch answered without error (by the leader)."""
+    response = exchange.response
+    return (
+        response is not None
+        and bool(response.responses)  # type: ignore[attr-defined]
+        and response.responses[0].partitions[0].error_code == 0  # type: ignore[attr-defined]
+        and response.error_code == 0  # type: ignore[attr-defined]
+    )
 
 
 def _written_end(exchange: Exchange) -> int | None:
