@@ -12,8 +12,9 @@ Two kwire cores stand for the two processes: the first from node 2's start to th
 the second from the restart, built from the first's last PersistQuorumState and the log it
 left (every append was flushed before kwire was told so). Rules as for node 1
 (tests/test_quorum_replay_prevote_node1.py), with ELECTION_TIMER's start 2 x
-election.timeout.ms before node 2's first pre-vote and `SEED` 0 (seeds 0 to 9 all give node
-2's votes), plus RESPONSE_LAG for one answer (#59, below), PORT_UP_BOUND (below) and
+election.timeout.ms before node 2's first pre-vote and `SEED` 0 (of seeds 0 to 9: 0, 1, 3
+and 9 give node 2's story exactly, 4 and 5 with one more pre-vote round, and 2, 6, 7 and 8
+lead epoch 2 only after node 1's first Fetch of it, answered UNKNOWN_LEADER_EPOCH), plus RESPONSE_LAG for one answer (#59, below), PORT_UP_BOUND (below) and
 HANDLING_WINDOW (tests/quorum_replay.py).
 """
 
