@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kwire.log.quorum_state import QuorumStateData
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
@@ -55,9 +56,12 @@ class ListLog:
         return self.entries[-1] if self.entries else None
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int] | None:
-        known = [e for e in self.entries if e <= epoch]
-        if not known:
+        """As Kafka's LeaderEpochFileCache.endOffsetFor (and kwire's epoch cache)."""
+        if epoch < 0 or not self.entries or epoch > self.entries[-1]:
             return None
+        known = [e for e in self.entries if e <= epoch]
+        if not known:  # older than the log: it ends where the log's first epoch starts
+            return epoch, 0
         found = max(known)
         later = [i for i, e in enumerate(self.entries) if e > found]
         return found, later[0] if later else len(self.entries)
@@ -269,8 +273,6 @@ class Cluster:
         old = self.nodes[node_id]
         self.down.discard(node_id)
         last = old.persisted[-1] if old.persisted else None
-        from kwire.log.quorum_state import QuorumStateData
-
         persisted = (
             QuorumStateData(
                 leader_id=last.leader_id, leader_epoch=last.leader_epoch, voted_id=last.voted_id
@@ -289,7 +291,7 @@ class Cluster:
         deadlines += [p[3] for p in self.parked]
         if self.events:
             deadlines.append(self.events[0][0])
-        self.now = max(self.now, min(deadlines))
+        self.now = max(self.now, min(deadlines, default=self.now + 100))
         while self.events and self.events[0][0] <= self.now:
             _, _, fn = heapq.heappop(self.events)
             fn()
@@ -347,8 +349,8 @@ def test_three_voters_elect_exactly_one_leader_and_commit_its_epoch() -> None:
     (leader,) = cluster.leaders()
     epoch = cluster.nodes[leader].core.epoch
     assert epoch == 1  # pre-vote kept the epoch at 0 until one candidate stood
-    for node in cluster.nodes.values():
-        assert node.log.entries == [epoch]  # the LeaderChangeMessage, replicated
+    # the LeaderChangeMessage, on a majority already, reaches every node
+    cluster.run_until(lambda: all(n.log.entries == [epoch] for n in cluster.nodes.values()))
     cluster.run_for(3000)  # and it stays that way: followers keep fetching in time
     assert cluster.leaders() == [leader]
     assert all(n.core.epoch == epoch for n in cluster.nodes.values())
@@ -407,3 +409,43 @@ def test_pre_vote_keeps_a_partitioned_voter_from_disrupting_the_quorum() -> None
     assert cluster.nodes[leader].core.epoch == epoch
     assert cluster.nodes[other].core.epoch == epoch
     assert cluster.nodes[lonely].core.epoch == epoch
+
+
+def test_crashes_restarts_and_cut_links_never_make_two_leaders_or_lose_committed_records() -> None:
+    for seed in range(12):
+        chance = random.Random(seed)
+        cluster = Cluster(chance.choice([3, 5]), seed=seed, latency_ms=chance.choice([1, 3, 10]))
+        cluster.start()
+        leaders_by_epoch: dict[int, int] = {}
+        committed: list[int] = []
+        for _ in range(30):
+            cluster.run_for(chance.randrange(50, 1500))
+            for i, node in cluster.nodes.items():
+                if i in cluster.down:
+                    continue
+                if node.core.is_leader:  # election safety: one leader per epoch
+                    assert leaders_by_epoch.setdefault(node.core.epoch, i) == i, seed
+                prefix = node.log.entries[: node.high_watermark]
+                shared = min(len(prefix), len(committed))
+                assert prefix[:shared] == committed[:shared], seed  # committed stays
+                committed = max(committed, prefix, key=len)
+            leaders = cluster.leaders()
+            roll = chance.random()
+            if roll < 0.2 and leaders:
+                cluster.crash(leaders[0])
+            elif roll < 0.4 and cluster.down:
+                cluster.restart(chance.choice(sorted(cluster.down)))
+            elif roll < 0.5:
+                cluster.cut.add(frozenset(chance.sample(sorted(cluster.nodes), 2)))
+            elif roll < 0.6:
+                cluster.cut.clear()
+            elif roll < 0.8 and leaders:
+                cluster.append(leaders[0], chance.randrange(1, 4))
+            elif roll < 0.85 and leaders:  # a graceful shutdown: resign, then exit
+                cluster.carry_out(leaders[0], cluster.nodes[leaders[0]].core.resign(cluster.now))
+                cluster.run_for(200)
+                cluster.crash(leaders[0])
+        cluster.cut.clear()
+        for down in sorted(cluster.down):
+            cluster.restart(down)
+        cluster.run_until(cluster.stable, 60_000)  # and once healed, it settles

@@ -140,13 +140,13 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
             if c.backoff_until_ms > self.now_ms
         ]
         match self.role:
-            case Unattached(election_deadline_ms=d) if d is not None:
+            case Unattached(election_deadline_ms=d) if d is not None and not self.shutting_down:
                 deadlines.append(d)
             case Prospective(election_deadline_ms=d) | Candidate(election_deadline_ms=d):
                 deadlines.append(d)
-            case Resigned(election_deadline_ms=d):
+            case Resigned(election_deadline_ms=d) if not self.shutting_down:
                 deadlines.append(d)
-            case Follower(fetch_deadline_ms=d) if self.config.is_voter:
+            case Follower(fetch_deadline_ms=d) if self.config.is_voter and not self.shutting_down:
                 deadlines.append(d)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)
@@ -180,7 +180,7 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         """The answer to a request this core asked to send (the same object)."""
         self.now_ms = max(self.now_ms, now_ms)
         if not self.take_answer(destination, request):
-            return []
+            return self.pump(now_ms)  # a forgotten request's slot is free again
         handled: bool
         actions: list[Action]
         match request, response:
@@ -214,12 +214,14 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         a refused or lost Fetch to the leader may fail over fast (follower.py)."""
         self.now_ms = max(self.now_ms, now_ms)
         if not self.take_answer(destination, request):
-            return []
+            return self.pump(now_ms)  # a forgotten request's slot is free again
         actions: list[Action] = []
+        handled = failure == SendFailure.TIMEOUT
         if failure == SendFailure.UNSUPPORTED_VERSION and isinstance(request, VoteRequest):
             actions += self.on_vote_unsupported(now_ms)
+            handled = bool(actions)  # Kafka counts it a handled answer: no backoff
         elif isinstance(request, FetchRequest | FetchSnapshotRequest):
             self.on_fetch_failed(destination, failure, now_ms)
-        if failure != SendFailure.TIMEOUT:
+        if not handled:
             self.backoff(destination, now_ms)
         return actions + self.pump(now_ms)

@@ -192,6 +192,7 @@ class ElectionPart(QuorumCore):
     def poll_unattached(self, now_ms: int) -> list[Action]:
         role = self.role
         assert isinstance(role, Unattached)
-        if role.election_deadline_ms is not None and now_ms >= role.election_deadline_ms:
+        deadline = role.election_deadline_ms
+        if deadline is not None and now_ms >= deadline and not self.shutting_down:
             return self.to_prospective(now_ms)
         return self.fetch_from_any_voter(now_ms)

@@ -134,16 +134,16 @@ class FollowerPart(ElectionPart):
     def poll_follower(self, now_ms: int) -> list[Action]:
         role = self.role
         assert isinstance(role, Follower)
-        if self.config.is_voter and now_ms >= role.fetch_deadline_ms:
+        if self.config.is_voter and now_ms >= role.fetch_deadline_ms and not self.shutting_down:
             self._log(f"no fetch from leader {role.leader_id} succeeded in time")
             return self.to_prospective(now_ms)
         if role.awaiting_flush:
             return []
         if self.backing_off(role.leader_id, now_ms):
             return self.fetch_from_any_voter(now_ms)
-        if self.any_in_flight():
-            return []
         request = self._fetch_or_fetch_snapshot(role)
+        if self.any_in_flight() or not self.ready(role.leader_id, type(request), now_ms):
+            return []  # (a Fetch forgotten at the last transition may still be out)
         self.sent(role.leader_id, request)
         return [SendRequest(destination=role.leader_id, request=request)]
 

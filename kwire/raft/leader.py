@@ -128,15 +128,19 @@ class LeaderPart(ElectionPart):
                 )
                 self.sent(voter_id, request)
                 actions.append(SendRequest(destination=voter_id, request=request))
-        if now_ms >= resigned.election_deadline_ms:
+        if now_ms >= resigned.election_deadline_ms and not self.shutting_down:
             actions += self.to_unattached(resigned.epoch + 1, now_ms)
         return actions
 
     def resign(self, now_ms: int) -> list[Action]:
         """Graceful shutdown: a leader resigns at once (Resigned, EndQuorumEpoch to every
-        voter with the others as preferred successors by fetch progress); others do nothing.
-        The caller may stop once `resignation_acknowledged` or after its own deadline."""
+        voter with the others as preferred successors by fetch progress). From then on the
+        node never stands for election: Resigned stays until another leader's epoch, an
+        Unattached or Follower voter stops its election timers (as Kafka's GracefulShutdown);
+        a Candidate or Prospective one finishes its election. The caller may stop once
+        `resignation_acknowledged`, or when its own deadline passes."""
         self.now_ms = max(self.now_ms, now_ms)
+        self.shutting_down = True
         if isinstance(self.role, Leader):
             self.role.resign_requested = True
         return self.pump(now_ms)

@@ -87,6 +87,7 @@ class QuorumCore:
         self.connections: dict[int, Connection] = {}
         self.repoll = False  # something is due at the next poll (a log operation is out)
         self.now_ms = 0
+        self.shutting_down = False  # resign() was called: never stand for election
         self.role: Role = self._initial_role()
 
     # -- read-only views ------------------------------------------------------------------
@@ -167,7 +168,11 @@ class QuorumCore:
             return Resigned(epoch=epoch)
         if p.voted_id == self.node_id and self.config.is_voter:
             return Candidate(epoch=epoch, granted={self.node_id})
-        if p.leader_id >= 0 and self.config.voter(p.leader_id) is not None:
+        if (
+            p.leader_id >= 0
+            and p.leader_id != self.node_id
+            and self.config.voter(p.leader_id) is not None
+        ):
             return Follower(
                 epoch=epoch,
                 leader_id=p.leader_id,

@@ -204,11 +204,16 @@ class ServingPart(LeaderPart):
         return None
 
     def _diverging(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
-        """(epoch, end offset) to truncate to, or None when the fetch position is valid."""
+        """(epoch, end offset) to truncate to, or None when the fetch position is valid.
+        An epoch the log cannot place (newer than any) answers with our log end and last
+        epoch, as KafkaMetadataLog.endOffsetForEpoch does; never (-1, -1), which a follower
+        would read as "no divergence"."""
         if self.log.log_start_offset == 0 and fetch_offset == 0:
             return None
         found = self.log.end_offset_for_epoch(last_fetched_epoch)
-        epoch, end_offset = found if found is not None else (-1, -1)
+        epoch, end_offset = (
+            found if found is not None else (self.last_fetched_epoch(), self.log.end_offset)
+        )
         if epoch != last_fetched_epoch or end_offset < fetch_offset:
             return epoch, end_offset
         return None
