@@ -104,16 +104,6 @@ def _shown(result: ReplayResult, api: str, kind: str) -> list[str]:
     return [str(c) for c in result.of(api, kind) if not c.matches]
 
 
-# KafkaRaftClient.onBecomeCandidate (3.9 and 4.x) calls resetConnections(): the candidate
-# forgets requests in flight and asks every voter for its vote at once.
-CANDIDATE_FORGETS_IN_FLIGHT = (
-    "kwire's candidate keeps its pre-vote to node 2 in flight when it stands and never sends "
-    "node 2 its Vote (its next send is at the election timeout); KafkaRaftClient."
-    "onBecomeCandidate resets the connections and asks every voter at once: genuine node 1 "
-    "sent Vote epoch 4 to node 2 (#1073), which granted it first"
-)
-
-
 def test_the_replay_of_node_1_runs_to_its_end() -> None:
     assert replay().stopped is None
 
@@ -139,13 +129,14 @@ def test_kwire_node_1_asks_for_pre_votes_and_votes_as_node_1_did() -> None:
     assert _shown(result, "Vote", "request") == []
 
 
-@pytest.mark.xfail(strict=True, reason=CANDIDATE_FORGETS_IN_FLIGHT)
 def test_kwire_node_1_asks_every_voter_node_1_asked() -> None:
+    # KafkaRaftClient.onBecomeCandidate (3.9 and 4.x) resets the connections: the candidate
+    # asks every voter at once, also one whose pre-vote answer is still on its way (node 1
+    # sent Vote epoch 4 to node 2, #1073, which granted it first).
     result = replay()
     assert [str(e) for e in result.unsent] == []
 
 
-@pytest.mark.xfail(strict=True, reason=CANDIDATE_FORGETS_IN_FLIGHT)
 def test_kwire_node_1_writes_the_leader_change_node_1_wrote() -> None:
     # GRANTING_VOTERS_ORDER: as a set (4.3.1 wrote [2, 1]).
     result = replay()
