@@ -4,14 +4,14 @@ Node 13 only follows: it grants node 12's vote in epoch 1, follows 12 (BeginQuor
 then Fetch after Fetch), gets 12's EndQuorumEpoch when 12 is stopped with SIGTERM (node 13
 second among the preferred candidates), grants node 11's vote in epoch 2, and follows 11.
 A kwire RaftCore configured as node 13 (node 13's directory id, Kafka's default timers,
-fast failover off: Kafka 3.9 has none) is handed the genuine traffic (tests/quorum_replay.py)
+fast failover off: Kafka 3.9 has none) is handed the genuine traffic (tests/quorum_replay/)
 and must answer and ask exactly as node 13 did.
 
 Settings that make kwire node 13 a Kafka 3.9 node: Fetch MaxBytes is 8 MiB, KafkaRaftClient's
 fixed MAX_FETCH_SIZE_BYTES in 3.9 (4.x made it controller.quorum.fetch.max.bytes, 1 MiB).
 No rule excuses any field: node 13 sends and answers nothing that differs by nature. Kafka
 3.9's node 13 never fetched from a voter it did not follow; kwire's core (Kafka 4.3.1's
-semantics) may, while unattached: rule BOOTSTRAP_FETCH of tests/quorum_replay.py answers
+semantics) may, while unattached: rule BOOTSTRAP_FETCH of tests/quorum_replay/ answers
 those as the genuine peer then would, and they are listed apart (`bootstrap_fetches`).
 """
 

@@ -8,7 +8,7 @@ with preferred candidates [11, 13]), grants node 11's vote in epoch 2 and, once 
 BeginQuorumEpoch names a remote leader, its shutdown completes.
 
 kwire as node 12 runs with node 12's directory id, Kafka's default timers, Kafka 3.9's
-8 MiB Fetch size, and its log is the genuine leader's (tests/quorum_replay.py): node 11
+8 MiB Fetch size, and its log is the genuine leader's (tests/quorum_replay/): node 11
 kept the epoch-1 batches node 12 wrote, byte for byte.
 
 Rules, each named:
@@ -17,7 +17,7 @@ Rules, each named:
   (its Vote is paired with the genuine one and answered at the genuine times).
 - SIGTERM_TIME: the capture notes no time for the SIGTERM; kwire resigns 1 ms before node
   12's first answer as a resigned leader (a Fetch answered NOT_LEADER_OR_FOLLOWER).
-- KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS (tests/quorum_replay.py): node 12's repeated
+- KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS (tests/quorum_replay/): node 12's repeated
   BeginQuorumEpoch to voters that were fetching are Kafka 3.9's, not 4.x's: not replayed.
 - GRANTING_VOTERS_ORDER: compared as a set (3.9 writes them ascending, as kwire does).
 """

@@ -12,7 +12,7 @@ size, fast failover off; its log is what it fetched from node 12, then as leader
 12; it is taken as gone 1 ms after its last frame (its answer to node 11's
 BeginQuorumEpoch, which completed its shutdown), so that kwire's later requests to it are
 refused as genuine node 11's were (no frame). Rules: BOOTSTRAP_FETCH, KAFKA_3_9_BEGIN_QUORUM_EPOCH_
-REPEATS (tests/quorum_replay.py), GRANTING_VOTERS_ORDER (3.9 writes
+REPEATS (tests/quorum_replay/), GRANTING_VOTERS_ORDER (3.9 writes
 them ascending, as kwire does: compared exactly).
 """
 

@@ -10,13 +10,13 @@ its BeginQuorumEpoch before exiting.
 
 A kwire RaftCore configured as node 3 (its directory id, Kafka's default timers, fast
 failover off: Kafka waits the fetch timeout) is handed the genuine traffic
-(tests/quorum_replay.py). As a leader its log is the genuine leader's: kwire's
+(tests/quorum_replay/). As a leader its log is the genuine leader's: kwire's
 LeaderChange is compared with the genuine one and the controller's records are appended
 when the genuine leader first sent them to a follower.
 
 Fetches to a voter that does not lead (Kafka 4.x's KafkaRaftClient fetches from any
 bootstrap server, itself included, while it knows no leader or its leader does not answer)
-follow rule BOOTSTRAP_FETCH of tests/quorum_replay.py: the genuine ones are not replayed,
+follow rule BOOTSTRAP_FETCH of tests/quorum_replay/: the genuine ones are not replayed,
 kwire's are answered as the genuine peer then would have.
 
 Where the capture is a dynamic quorum (kraft.version 1, KIP-853) and kwire's core runs the

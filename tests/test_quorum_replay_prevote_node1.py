@@ -10,7 +10,7 @@ EndQuorumEpoch; on node 3's EndQuorumEpoch (node 1 first preferred) it pre-votes
 (node 3 grants, node 2 refuses: it still hears node 3), wins epoch 4 and leads to the end.
 
 kwire as node 1: node 1's directory id, Kafka's default timers, fast failover off; its log
-is what it fetched, then as leader node 1's own segment. Rules (tests/quorum_replay.py and
+is what it fetched, then as leader node 1's own segment. Rules (tests/quorum_replay/ and
 tests/test_quorum_replay_prevote.py): BOOTSTRAP_FETCH, DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS,
 GRANTING_VOTERS_ORDER, and ELECTION_TIMER: when an unattached node stands is its randomized
 election timer. `SEED` seeds kwire's generator; under it kwire's timers put its pre-vote to

@@ -15,7 +15,7 @@ left (every append was flushed before kwire was told so). Rules as for node 1
 election.timeout.ms before node 2's first pre-vote and `SEED` 0 (of seeds 0 to 9: 0, 1, 3
 and 9 give node 2's story exactly, 4 and 5 with one more pre-vote round, and 2, 6, 7 and 8
 lead epoch 2 only after node 1's first Fetch of it, answered UNKNOWN_LEADER_EPOCH), plus RESPONSE_LAG for one answer (#59, below), PORT_UP_BOUND (below) and
-HANDLING_WINDOW (tests/quorum_replay.py).
+HANDLING_WINDOW (tests/quorum_replay/).
 """
 
 from __future__ import annotations
