@@ -37,6 +37,27 @@ Each kwire answer and each kwire request is compared with the genuine one field 
 (after encoding at the genuine version and decoding back, so that fields a version lacks
 do not count) and byte for byte. Values that differ by nature are excused only by a named
 `Rule` (what, where, why); a test passes a replay's rules explicitly.
+
+The rules, and why each is narrow (where a rule is for one moment it names the frames):
+
+- when, not what: a kwire request is compared with the genuine request it is paired with,
+  whatever its time; answers are computed at the genuine answer's time. ELECTION_TIMER
+  (a seed, and a start 2 x election.timeout.ms before a node's first Vote) only places
+  kwire's randomized timers where the genuine node's fell.
+- RESPONSE_LAG (two frames: quorum-prevote #59 and #562): the genuine node answered a
+  request from the state it had before an answer that had already reached it.
+- HANDLING_WINDOW: a kwire send made between the arrival and the answer of a Vote,
+  BeginQuorumEpoch or EndQuorumEpoch that the genuine node was already acting on.
+- PORT_UP_BOUND, NODE_12_EXIT, SIGTERM_TIME: the capture's times of a process's life
+  where the notes give none (a listener is up from the first request it takes; a node is
+  gone after its last frame; a resignation 1 ms before the first answer showing it).
+- BOOTSTRAP_FETCH: Kafka 4.x's Fetches to any bootstrap voter (above).
+- KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS: 3.9's leader repeats BeginQuorumEpoch to every
+  voter; 4.x's (kwire's) only to voters that do not fetch.
+- GRANTING_VOTERS_ORDER: LeaderChangeMessage's granting voters as a set (Java hash-set
+  order in 4.3.1; 3.9's and kwire's ascending).
+- DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS: quorum-prevote is a kraft.version 1 quorum; kwire's
+  core runs the static one (a strict xfail test shows the fields).
 """
 
 from __future__ import annotations
