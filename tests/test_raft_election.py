@@ -5,6 +5,7 @@ Kafka 4.3.1's)."""
 from __future__ import annotations
 
 import random
+from uuid import UUID
 
 import pytest
 from test_raft_pump import CLUSTER, ListLog, config
@@ -17,6 +18,7 @@ from kwire.raft.core import RaftCore
 from kwire.raft.state import (
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
+    NO_DIRECTORY_ID,
     Action,
     AppendLeaderChange,
     PersistQuorumState,
@@ -58,6 +60,7 @@ def vote(
     voter_id: int = -1,
     cluster_id: str | None = CLUSTER,
     topic: str = METADATA_TOPIC,
+    voter_directory_id: UUID = NO_DIRECTORY_ID,
 ) -> VoteRequest:
     return VoteRequest(
         cluster_id=cluster_id,
@@ -72,6 +75,7 @@ def vote(
                         last_offset_epoch=last_epoch,
                         last_offset=last_offset,
                         pre_vote=pre_vote,
+                        voter_directory_id=voter_directory_id,
                     )
                 ],
             )
@@ -179,6 +183,12 @@ def test_a_candidate_whose_log_is_behind_ours_is_refused(
         (
             "meant for another voter",
             vote(2, 5, voter_id=3),
+            ErrorCode.NONE,
+            ErrorCode.INVALID_VOTER_KEY,
+        ),
+        (
+            "meant for another directory of this voter",
+            vote(2, 5, voter_id=1, voter_directory_id=UUID(int=5)),
             ErrorCode.NONE,
             ErrorCode.INVALID_VOTER_KEY,
         ),

@@ -370,3 +370,28 @@ def test_end_quorum_epoch_from_the_leader_shortens_the_fetch_timeout_by_rank(
         assert raft.state_name == "follower"
     raft.poll(stands_at)
     assert raft.state_name == "prospective"
+
+
+def test_hostile_answers_are_refused_without_acting_on_them() -> None:
+    raft, log, request = follower([1, 1])
+    # a negative diverging end: refused, no truncation (and the leader backs off)
+    actions = raft.on_response(3, request, response(3, 2, diverging=(1, -5)), 10)
+    assert not any(isinstance(a, TruncateTo) for a in actions)
+    # an error code this build does not know: no crash, nothing appended
+    raft, log, request = follower([1, 1])
+    odd = response(3, 2, records=bytes([2]))
+    odd.responses[0].partitions[0].error_code = 31_999
+    actions = raft.on_response(3, request, odd, 10)
+    assert not any(isinstance(a, AppendAsFollower) for a in actions)
+    assert raft.state_name == "follower" and log.entries == [1, 1]
+
+
+def test_a_snapshot_chunk_past_the_announced_size_starts_the_download_over() -> None:
+    raft, _, request = follower([])
+    snapshot = SnapshotId(end_offset=40, epoch=2)
+    (first,) = sent(raft.on_response(3, request, response(3, 2, snapshot=(40, 2)), 10))
+    actions = raft.on_response(3, first.request, chunk(snapshot, 0, b"abcdefgh", 6), 11)
+    assert not any(isinstance(a, WriteSnapshotChunk | InstallSnapshot) for a in actions)
+    # what goes next is a plain Fetch (the leader will name the snapshot anew)
+    following = sent(actions + raft.poll(40))
+    assert following and all(isinstance(s.request, FetchRequest) for s in following)
