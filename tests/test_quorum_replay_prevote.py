@@ -241,9 +241,8 @@ def test_kwire_node_3_resigns_with_the_end_quorum_epoch_node_3_sent() -> None:
 
 
 def test_kwire_node_3_writes_the_leader_change_node_3_wrote() -> None:
-    # GRANTING_VOTERS_ORDER: Kafka lists the granting voters in the iteration order of a
-    # Java hash set (3.9's HashSet<Integer>: ascending, as kwire writes them; 4.3.1 wrote
-    # [3, 1] in epoch 3 and [2, 1] in epoch 4): compared as a set.
+    # GRANTING_VOTERS_ORDER (tests/quorum_replay/): 4.x's order is salted per JVM (node 3's
+    # wrote [3, 1]); compared as a set.
     result = replay()
     [(_, epoch, genuine, kwire)] = result.leader_changes
     assert epoch == 3

@@ -138,7 +138,7 @@ def test_kwire_node_1_asks_every_voter_node_1_asked() -> None:
 
 
 def test_kwire_node_1_writes_the_leader_change_node_1_wrote() -> None:
-    # GRANTING_VOTERS_ORDER: as a set (4.3.1 wrote [2, 1]).
+    # GRANTING_VOTERS_ORDER: as a set (node 1's JVM wrote [2, 1]; salted per JVM).
     result = replay()
     [(_, epoch, genuine, kwire)] = result.leader_changes
     assert epoch == 4

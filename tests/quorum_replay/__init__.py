@@ -54,8 +54,10 @@ The rules, and why each is narrow (where a rule is for one moment it names the f
 - BOOTSTRAP_FETCH: Kafka 4.x's Fetches to any bootstrap voter (above).
 - KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS: 3.9's leader repeats BeginQuorumEpoch to every
   voter; 4.x's (kwire's) only to voters that do not fetch.
-- GRANTING_VOTERS_ORDER: LeaderChangeMessage's granting voters as a set (Java hash-set
-  order in 4.3.1; 3.9's and kwire's ascending).
+- GRANTING_VOTERS_ORDER: LeaderChangeMessage's granting voters as a set. Kafka 4.x's
+  LeaderState keeps them in Set.copyOf(...), whose iteration order is salted per JVM
+  (java.util.ImmutableCollections.SALT): the three 4.3.1 JVMs wrote [1, 2], [3, 1] and
+  [2, 1]. 3.9 keeps a HashSet<Integer> (ascending for small ids), as kwire writes them.
 - DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS: quorum-prevote is a kraft.version 1 quorum; kwire's
   core runs the static one (a strict xfail test shows the fields).
 """
