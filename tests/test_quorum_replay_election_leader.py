@@ -151,21 +151,12 @@ def test_kwire_node_12_answers_node_11s_vote_as_node_12_did() -> None:
     assert vote.bytes_equal
 
 
-SHUTDOWN_FETCHES = (
-    "kwire's core, unattached after resign() and a vote, keeps fetching from bootstrap "
-    "voters; KafkaRaftClient.pollUnattachedAsVoter (4.x) sends nothing while a graceful "
-    "shutdown is pending, so the next leader's BeginQuorumEpoch is what completes it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SHUTDOWN_FETCHES)
 def test_kwire_node_12_sends_nothing_but_end_quorum_epoch_while_shutting_down() -> None:
     result = replay()
     sent = [(s.destination, type(s.request).__name__) for s in result.sent if s.during_shutdown]
     assert sent == [(11, "EndQuorumEpochRequest"), (13, "EndQuorumEpochRequest")]
 
 
-@pytest.mark.xfail(strict=True, reason=SHUTDOWN_FETCHES)
 def test_kwire_node_12_answers_node_11s_begin_quorum_epoch_as_node_12_did() -> None:
     # Its shutdown completes there (a remote leader known): the last frame node 12 sent.
     result = replay()
@@ -184,11 +175,6 @@ def test_kwire_node_12_resigns_naming_the_genuine_preferred_candidates() -> None
         assert [r.candidate_id for r in partition.preferred_candidates] == [11, 13]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kwire's EndQuorumEpoch carries LeaderEndpoints (its CONTROLLER listener); Kafka "
-    "never sets them (RaftUtil.singletonEndQuorumEpochRequest in 3.9 and 4.3.1): genuine []",
-)
 def test_kwire_node_12_resigns_with_the_end_quorum_epoch_node_12_sent() -> None:
     result = replay()
     ended = result.of("EndQuorumEpoch", "request")

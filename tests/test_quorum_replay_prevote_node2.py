@@ -223,11 +223,6 @@ def test_kwire_node_2_answers_node_1s_pre_vote_and_vote_as_node_2_did() -> None:
     assert [str(c) for c in answers if not c.matches] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kwire's EndQuorumEpoch carries LeaderEndpoints (its CONTROLLER listener); Kafka "
-    "never sets them (RaftUtil.singletonEndQuorumEpochRequest in 3.9 and 4.3.1): genuine []",
-)
 def test_kwire_node_2_ends_its_old_epoch_with_the_end_quorum_epoch_node_2_sent() -> None:
     _, after = replay()
     assert _shown(after, "EndQuorumEpoch", "request") == []

@@ -112,6 +112,10 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         return self.pump(now_ms)
 
     def pump(self, now_ms: int) -> list[Action]:
+        # A finished graceful shutdown stops all activity (Kafka's client stops polling);
+        # requests are still answered.
+        if self.maybe_complete_shutdown(now_ms):
+            return []
         actions: list[Action] = []
         for _ in range(_MAX_TRANSITIONS_PER_POLL):
             before = self.role
@@ -128,10 +132,13 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
                     actions += self.poll_resigned(now_ms)
             if self.role is before:
                 break
+        self.maybe_complete_shutdown(now_ms)
         return actions
 
     def next_deadline_ms(self) -> int:
         """The next time (absolute ms) `poll` has something to do."""
+        if self.shutdown_outcome is not None:
+            return NO_DEADLINE
         if self.repoll:
             return self.now_ms
         deadlines: list[int] = [
@@ -142,7 +149,9 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         match self.role:
             case Unattached(election_deadline_ms=d) if d is not None and not self.shutting_down:
                 deadlines.append(d)
-            case Prospective(election_deadline_ms=d) | Candidate(election_deadline_ms=d):
+            case Prospective(election_deadline_ms=d) | Candidate(election_deadline_ms=d) if (
+                not self.shutting_down
+            ):
                 deadlines.append(d)
             case Resigned(election_deadline_ms=d) if not self.shutting_down:
                 deadlines.append(d)
@@ -152,6 +161,8 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
                 deadlines.append(leader.begin_quorum_deadline_ms)
                 if len(leader.voters) > 1:
                     deadlines.append(leader.check_quorum_deadline_ms)
+        if self.shutdown_deadline_ms is not None:
+            deadlines.append(self.shutdown_deadline_ms)
         return min(deadlines, default=NO_DEADLINE)
 
     # -- the log's progress -------------------------------------------------------------------

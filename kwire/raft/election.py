@@ -164,7 +164,9 @@ class ElectionPart(QuorumCore):
     def poll_nominee(self, now_ms: int) -> list[Action]:
         role = self.role
         assert isinstance(role, Prospective | Candidate)
-        if now_ms >= role.election_deadline_ms:
+        # Shutting down, a nominee finishes its election but never times it out
+        # (pollCandidate / pollProspective): it waits to win, or for another leader.
+        if now_ms >= role.election_deadline_ms and not self.shutting_down:
             if isinstance(role, Candidate):
                 return self.to_prospective(now_ms)
             return self.prospective_lost(now_ms)
@@ -193,6 +195,8 @@ class ElectionPart(QuorumCore):
         role = self.role
         assert isinstance(role, Unattached)
         deadline = role.election_deadline_ms
-        if deadline is not None and now_ms >= deadline and not self.shutting_down:
+        if self.shutting_down and self.config.is_voter:
+            return []  # pollUnattachedAsVoter: wait for the shutdown or an epoch bump
+        if deadline is not None and now_ms >= deadline:
             return self.to_prospective(now_ms)
         return self.fetch_from_any_voter(now_ms)

@@ -134,7 +134,9 @@ class FollowerPart(ElectionPart):
     def poll_follower(self, now_ms: int) -> list[Action]:
         role = self.role
         assert isinstance(role, Follower)
-        if self.config.is_voter and now_ms >= role.fetch_deadline_ms and not self.shutting_down:
+        if self.shutting_down:
+            return []  # pollFollowerAs*: a follower's shutdown completes at once
+        if self.config.is_voter and now_ms >= role.fetch_deadline_ms:
             self._log(f"no fetch from leader {role.leader_id} succeeded in time")
             return self.to_prospective(now_ms)
         if role.awaiting_flush:

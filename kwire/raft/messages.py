@@ -180,10 +180,10 @@ def end_quorum_epoch_request(
     epoch: int,
     leader: Voter,
     preferred: list[int],
-    listener_name: str,
 ) -> EndQuorumEpochRequest:
     """RaftUtil.singletonEndQuorumEpochRequest: the preferred successors both as ids (v0)
-    and as replica keys (v1; a static quorum has no directory ids)."""
+    and as replica keys (v1; a static quorum has no directory ids). LeaderEndpoints stays
+    empty: Kafka never sets it (3.9 and 4.3.1 alike)."""
     return EndQuorumEpochRequest(
         cluster_id=cluster_id,
         topics=[
@@ -203,11 +203,6 @@ def end_quorum_epoch_request(
                         ],
                     )
                 ],
-            )
-        ],
-        leader_endpoints=[
-            EndQuorumEpochRequest.LeaderEndpoint(
-                name=listener_name, host=leader.host, port=leader.port
             )
         ],
     )

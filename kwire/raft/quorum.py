@@ -71,6 +71,8 @@ class QuorumCore(RequestManager):
         self.repoll = False  # something is due at the next poll (a log operation is out)
         self.now_ms = 0
         self.shutting_down = False  # resign() was called: never stand for election
+        self.shutdown_deadline_ms: int | None = None  # when a graceful shutdown gives up
+        self.shutdown_outcome: str | None = None  # "completed" or "timed_out" once finished
         self.role: Role = self._initial_role()
 
     # -- read-only views ------------------------------------------------------------------
@@ -205,6 +207,28 @@ class QuorumCore(RequestManager):
 
     def _election_deadline(self, now_ms: int) -> int | None:
         return self._random_deadline(now_ms) if self.config.is_voter else None
+
+    # -- graceful shutdown (KafkaRaftClient.GracefulShutdown) ---------------------------------
+
+    def maybe_complete_shutdown(self, now_ms: int) -> bool:
+        """KafkaRaftClient.maybeCompleteShutdown: a pending shutdown finishes when its timer
+        expires ("timed_out"), or ("completed") once this node is an observer, the only
+        voter, or knows a leader other than itself. Whether it is finished (it stays so)."""
+        if not self.shutting_down:
+            return False
+        if self.shutdown_outcome is not None:
+            return True
+        if self.shutdown_deadline_ms is not None and now_ms >= self.shutdown_deadline_ms:
+            self.shutdown_outcome = "timed_out"
+            log.warning("Node %d: graceful shutdown timed out", self.node_id)
+        elif (
+            not self.config.is_voter
+            or self.config.voter_ids == {self.node_id}
+            or self.leader_id not in (-1, self.node_id)
+        ):
+            self.shutdown_outcome = "completed"
+            log.info("Node %d: graceful shutdown completed", self.node_id)
+        return self.shutdown_outcome is not None
 
     # -- transitions (QuorumState.transitionTo*) ----------------------------------------------
 
