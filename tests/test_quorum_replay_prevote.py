@@ -19,13 +19,14 @@ bootstrap server, itself included, while it knows no leader or its leader does n
 follow rule BOOTSTRAP_FETCH of tests/quorum_replay/: the genuine ones are not replayed,
 kwire's are answered as the genuine peer then would have.
 
-Where the capture is a dynamic quorum (kraft.version 1, KIP-853) and kwire's core runs the
-static quorum of this issue's contract (kraft.version 0), one rule applies:
+The capture is a dynamic quorum (kraft.version 1, KIP-853): kwire's core is handed node 3's
+bootstrap checkpoint (kraft.version 1 and the VotersRecord with every voter's directory
+id) as the edge hands the log's control records, and follows the voter set the log holds.
 
-- DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS: requests name the receiver's directory id from the
-  VotersRecord (Vote and BeginQuorumEpoch VoterDirectoryId, EndQuorumEpoch
-  PreferredCandidates' CandidateDirectoryId); a static quorum knows no voter directory ids
-  and sends zeros. A strict xfail test shows these fields apart.
+- DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS (defined here for the node 1 and node 2 replays, which
+  run a static quorum): requests name the receiver's directory id from the VotersRecord
+  (Vote and BeginQuorumEpoch VoterDirectoryId, EndQuorumEpoch PreferredCandidates'
+  CandidateDirectoryId); a static quorum knows no voter directory ids and sends zeros.
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ from quorum_replay import (
 
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol.error_codes import ErrorCode
+from kwire.raft.voter_set import KRaftControlRecords
+from kwire.records.batch import decode_batches
 
 NODE = 3
 FOLDER = CAPTURES / "kafka-4.3" / "quorum-prevote"
 SEGMENT = FOLDER / "metadata-log-3" / "__cluster_metadata-0" / "00000000000000000000.log"
+BOOTSTRAP_CHECKPOINT = "00000000000000000000-0000000000.checkpoint"
 # notes.txt: kafka-storage random-uuid gave the directory ids.
 DIRECTORY_IDS = {
     1: directory_id("dkuzBlOnSDmSdp3skeoWwA"),
@@ -112,8 +116,17 @@ DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS = tuple(
 )
 
 
+def bootstrap_history(node: int) -> KRaftControlRecords:
+    """What `node` read from its bootstrap checkpoint (kraft.version 1 and the three voters
+    with their directory ids), as the edge hands it to RaftCore."""
+    checkpoint = FOLDER / f"metadata-log-{node}" / "__cluster_metadata-0" / BOOTSTRAP_CHECKPOINT
+    history = KRaftControlRecords()
+    history.load_snapshot(0, decode_batches(checkpoint.read_bytes()))
+    return history
+
+
 @cache
-def replay(*, with_directory_id_rule: bool = True) -> ReplayResult:
+def replay() -> ReplayResult:
     from kwire.raft.core import RaftCore
 
     capture = load_capture(QUORUM_PREVOTE)
@@ -121,15 +134,14 @@ def replay(*, with_directory_id_rule: bool = True) -> ReplayResult:
     config = raft_config(capture, NODE)
     # The format's bootstrap snapshot 00000000000000000000-0000000000.checkpoint.
     log = ReplayLog(snapshot=SnapshotId(end_offset=0, epoch=0))
-    core = RaftCore(config, log, rng=random.Random(0))
+    core = RaftCore(config, log, rng=random.Random(0), control_records=bootstrap_history(NODE))
     first = min(e.request_ms for e in capture.sent_by(NODE))
     return Replay(
         capture,
         NODE,
         core,
         log,
-        rules=(RESPONSE_LAG,)
-        + (DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS if with_directory_id_rule else ()),
+        rules=(RESPONSE_LAG,),
         outages=[Outage(2, NODE_2_KILLED_MS, node_2_back)],
         start_ms=first,
         end_ms=NODE_3_EXITED_MS,
@@ -279,13 +291,11 @@ def test_kwire_node_3_sends_nothing_node_3_did_not() -> None:
     assert [str(e) for e in result.unsent] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS: kwire's static quorum sends no voter "
-    "directory ids (KIP-853's VotersRecord, dyn's part)",
-)
 def test_kwire_node_3_names_each_voters_directory_id_as_node_3_did() -> None:
-    result = replay(with_directory_id_rule=False)
+    # Handed the bootstrap checkpoint's VotersRecord, kwire addresses Vote and
+    # BeginQuorumEpoch to each voter's replica key and names the preferred candidates'
+    # directory ids in EndQuorumEpoch, as node 3 did.
+    result = replay()
     shown = [
         str(c)
         for api in ("Vote", "BeginQuorumEpoch", "EndQuorumEpoch")
@@ -302,3 +312,16 @@ def test_directory_ids_of_the_notes_are_the_ones_on_the_wire() -> None:
             partition = exchange.request.topics[0].partitions[0]
             assert partition.replica_directory_id == DIRECTORY_IDS[exchange.sender]
     assert DIRECTORY_IDS[3] == UUID("1f78171b-a42c-450c-9be2-8485e345132c")
+
+
+def test_kwire_node_3_writes_no_voter_records_at_the_start_of_epoch_3() -> None:
+    # LeaderState.appendStartOfEpochControlRecords: the voters come from node 2's epoch-2
+    # batch (offset 2, not the bootstrap checkpoint's -1) and node 3's entry is unchanged,
+    # so node 3's LeaderChange batch holds the LeaderChange alone, as the genuine one did.
+    from kwire.raft.state import AppendLeaderChange
+
+    result = replay()
+    appends = [a for _, a in result.actions if isinstance(a, AppendLeaderChange)]
+    assert [(a.epoch, a.control_records) for a in appends] == [(3, ())]
+    genuine = next(b for b in read_segment(SEGMENT) if b.epoch == 3)
+    assert len(list(decode_batches(genuine.raw))[0].records) == 1

@@ -97,7 +97,7 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         actions.append(
             StateChanged(state=self.state_name, epoch=self.epoch, leader_id=self.leader_id)
         )
-        only_voter = self.config.voter_ids == {self.node_id}
+        only_voter = self.voter_ids == {self.node_id}
         match self.role:
             case Unattached() | Follower() | Resigned() if only_voter:
                 actions += self.to_prospective(now_ms)
@@ -155,7 +155,7 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
                 deadlines.append(d)
             case Resigned(election_deadline_ms=d) if not self.shutting_down:
                 deadlines.append(d)
-            case Follower(fetch_deadline_ms=d) if self.config.is_voter and not self.shutting_down:
+            case Follower(fetch_deadline_ms=d) if self.is_voter and not self.shutting_down:
                 deadlines.append(d)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)

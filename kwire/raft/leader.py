@@ -93,7 +93,7 @@ class LeaderPart(ElectionPart):
         actions: list[Action] = []
         if now_ms >= leader.begin_quorum_deadline_ms:
             interval = self.config.fetch_timeout_ms // 2
-            me = self.config.voter(self.node_id)
+            me = self.voter(self.node_id)
             assert me is not None
             for voter_id, progress in leader.voters.items():
                 if voter_id == self.node_id:
@@ -105,6 +105,7 @@ class LeaderPart(ElectionPart):
                         epoch=leader.epoch,
                         leader=me,
                         voter_id=voter_id,
+                        voter_directory_id=progress.directory_id,
                         listener_name=self.config.listener_name,
                     )
                     self.sent(voter_id, request)
@@ -115,7 +116,7 @@ class LeaderPart(ElectionPart):
     def poll_resigned(self, now_ms: int) -> list[Action]:
         resigned = self.role
         assert isinstance(resigned, Resigned)
-        me = self.config.voter(self.node_id)
+        me = self.voter(self.node_id)
         assert me is not None
         actions: list[Action] = []
         for voter_id in sorted(resigned.unacked):
@@ -124,7 +125,9 @@ class LeaderPart(ElectionPart):
                     cluster_id=self.config.cluster_id,
                     epoch=resigned.epoch,
                     leader=me,
-                    preferred=resigned.preferred_successors,
+                    preferred=[
+                        (v, self.voter_directory_id(v)) for v in resigned.preferred_successors
+                    ],
                 )
                 self.sent(voter_id, request)
                 actions.append(SendRequest(destination=voter_id, request=request))

@@ -453,6 +453,24 @@ class KRaftControlRecords:
             self._handle(batch, end_offset - 1, -1)
         self.next_offset = end_offset
 
+    def load_bootstrap(self, kraft_version: KRaftVersion, voters: VoterSet | None) -> None:
+        """Replace everything with a bootstrap checkpoint's values given directly (what
+        ``kafka-storage format --initial-controllers`` or ``--standalone`` writes): they
+        count at offset -1 and the log is read from 0."""
+        self._voters.clear()
+        self._kraft_versions.clear()
+        if kraft_version.is_reconfig_supported:
+            self._kraft_versions.add_at(-1, kraft_version)
+        if voters is not None:
+            self._voters.add_at(-1, voters)
+        self.next_offset = 0
+
+    def skip_to(self, offset: int) -> None:
+        """The log below ``offset`` holds no KRaft control record that was not fed (a
+        leader's own controller records): read on from ``offset``."""
+        self.start_log()
+        self.next_offset = max(self.next_offset, offset)
+
     def start_log(self) -> None:
         """No snapshot: the log is read from offset 0."""
         if self.next_offset == -1:
