@@ -82,6 +82,11 @@ class Membership:
     # -- who votes ----------------------------------------------------------------------------
 
     @property
+    def control_records(self) -> KRaftControlRecords:
+        """The kraft.version and voter-set history the core follows (read-only use)."""
+        return self.kraft
+
+    @property
     def voter_set(self) -> VoterSet:
         """The voters the core acts on now (the newest in the log, else the static ones)."""
         return self.kraft.last_voter_set
