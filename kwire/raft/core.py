@@ -1,5 +1,6 @@
 """KRaft consensus as a sans-IO state machine (KIP-595, KIP-996 pre-vote), for a static
-quorum (kraft.version 0) with the semantics of Kafka 4.3.1's KafkaRaftClient.
+quorum (kraft.version 0) or one whose voters live in the log (kraft.version 1, KIP-853,
+membership.py), with the semantics of Kafka 4.3.1's KafkaRaftClient.
 
 Theory of operation
 -------------------
@@ -85,7 +86,11 @@ _MAX_TRANSITIONS_PER_POLL = 8
 class RaftCore(ServingPart, FollowerPart, DescribePart):
     """One node's consensus: construct with the config, a LogView and what `quorum-state`
     held (`persisted`, None for none), then `start`. `rng` gives the election jitter
-    (seeded by the caller for determinism; defaults to Random(node_id))."""
+    (seeded by the caller for determinism; defaults to Random(node_id)).
+    `control_records` (a `kwire.raft.voter_set.KRaftControlRecords` fed the newest
+    snapshot and the log up to its end) gives a kraft.version 1 log's voter history;
+    without it the voters are `RaftConfig.voter_set` (as the bootstrap checkpoint's) or
+    the static `RaftConfig.voters`. ValueError if it was not read to the log's end."""
 
     def start(self, now_ms: int) -> list[Action]:
         """Begin in the state quorum-state gives (QuorumState.initialize): a sole voter

@@ -152,7 +152,8 @@ class Membership:
                 else:
                     self.kraft.skip_to(header.base_offset + header.last_offset_delta + 1)
         except ValueError as e:  # a corrupt batch: the log's append refuses it too
-            log.warning("Node %d: unreadable batches appended: %s", self.config.node_id, e)
+            # (the log's own append refuses them; the edge reports that)
+            log.debug("Node %d: unreadable batches appended: %s", self.config.node_id, e)
 
     def feed_own_control_batch(
         self, base_offset: int, epoch: int, values: Iterable[tuple[ControlRecordType, bytes]]
