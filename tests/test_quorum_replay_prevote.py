@@ -21,12 +21,9 @@ kwire's are answered as the genuine peer then would have.
 
 The capture is a dynamic quorum (kraft.version 1, KIP-853): kwire's core is handed node 3's
 bootstrap checkpoint (kraft.version 1 and the VotersRecord with every voter's directory
-id) as the edge hands the log's control records, and follows the voter set the log holds.
-
-- DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS (defined here for the node 1 and node 2 replays, which
-  run a static quorum): requests name the receiver's directory id from the VotersRecord
-  (Vote and BeginQuorumEpoch VoterDirectoryId, EndQuorumEpoch PreferredCandidates'
-  CandidateDirectoryId); a static quorum knows no voter directory ids and sends zeros.
+id) as the edge hands the log's control records, and follows the voter set the log holds:
+its requests name each voter's directory id as node 3's did (the rule
+DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS that excused the zeros of a static quorum is gone).
 """
 
 from __future__ import annotations
@@ -84,10 +81,6 @@ pytestmark = [
 ]
 
 
-def _voter_directory_id(path: str) -> bool:
-    return path.endswith(".voter_directory_id") or path.endswith(".candidate_directory_id")
-
-
 # RESPONSE_LAG (one moment): node 1's granting vote for epoch 3 reached node 3 at 15.962 s
 # (capture time from the first frame), yet node 3 answered node 1's Fetch #562 at 15.967 s
 # as the candidate it still was (error NOT_LEADER_OR_FOLLOWER, no leader, no endpoint): its
@@ -100,19 +93,6 @@ RESPONSE_LAG = Rule(
     lambda path: True,
     "the genuine node had not yet handled the vote answer that made it leader",
     exchanges=frozenset({562}),
-)
-
-
-DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS = tuple(
-    Rule(
-        "DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS",
-        api,
-        "request",
-        _voter_directory_id,
-        "a kraft.version 1 quorum names each voter's directory id (VotersRecord); kwire's "
-        "static quorum (kraft.version 0) knows none",
-    )
-    for api in ("Vote", "BeginQuorumEpoch", "EndQuorumEpoch")
 )
 
 

@@ -9,9 +9,10 @@ grants node 3's pre-vote and vote and follows node 3; refuses restarted node 2's
 EndQuorumEpoch; on node 3's EndQuorumEpoch (node 1 first preferred) it pre-votes at once
 (node 3 grants, node 2 refuses: it still hears node 3), wins epoch 4 and leads to the end.
 
-kwire as node 1: node 1's directory id, Kafka's default timers, fast failover off; its log
+kwire as node 1: node 1's directory id and bootstrap checkpoint (kraft.version 1, the three
+voters' directory ids), Kafka's default timers, fast failover off; its log
 is what it fetched, then as leader node 1's own segment. Rules (tests/quorum_replay/ and
-tests/test_quorum_replay_prevote.py): BOOTSTRAP_FETCH, DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS,
+tests/test_quorum_replay_prevote.py): BOOTSTRAP_FETCH,
 GRANTING_VOTERS_ORDER, and ELECTION_TIMER: when an unattached node stands is its randomized
 election timer. `SEED` seeds kwire's generator; under it kwire's timers put its pre-vote to
 node 2 after node 2's port came up and before the genuine split vote, as node 1's were. Of
@@ -41,9 +42,9 @@ from quorum_replay import (
     read_segment,
 )
 from test_quorum_replay_prevote import (
-    DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS,
     NODE_2_KILLED_MS,
     NODE_3_EXITED_MS,
+    bootstrap_history,
 )
 
 from kwire.log.snapshots import SnapshotId
@@ -87,13 +88,17 @@ def replay(seed: int = SEED) -> ReplayResult:
         Outage(3, NODE_3_EXITED_MS, None),
     ]
     log = ReplayLog(snapshot=SnapshotId(end_offset=0, epoch=0))
-    core = RaftCore(raft_config(capture, NODE), log, rng=random.Random(seed))
+    core = RaftCore(
+        raft_config(capture, NODE),
+        log,
+        rng=random.Random(seed),
+        control_records=bootstrap_history(NODE),
+    )
     return Replay(
         capture,
         NODE,
         core,
         log,
-        rules=DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS,
         outages=outages,
         skip=bootstrap_fetches(capture, NODE),
         genuine_log=read_segment(SEGMENT),

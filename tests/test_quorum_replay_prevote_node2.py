@@ -39,13 +39,15 @@ from quorum_replay import (
     read_segment,
 )
 from test_quorum_replay_prevote import (
-    DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS,
     NODE_2_KILLED_MS,
     NODE_3_EXITED_MS,
+    bootstrap_history,
 )
 
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol.error_codes import ErrorCode
+from kwire.raft.voter_set import KRaftControlRecords
+from kwire.records.batch import decode_batches
 
 NODE = 2
 SEGMENT = (
@@ -83,6 +85,13 @@ pytestmark = [
 ]
 
 
+def history_to_end(log: ReplayLog) -> KRaftControlRecords:
+    """What restarted node 2 reads: its bootstrap checkpoint, then its log to the end."""
+    history = bootstrap_history(NODE)
+    history.append(b for stored in log.batches for b in decode_batches(stored.raw))
+    return history
+
+
 @cache
 def replay(seed: int = SEED) -> tuple[ReplayResult, ReplayResult]:
     """(before the kill, after the restart)."""
@@ -93,7 +102,7 @@ def replay(seed: int = SEED) -> tuple[ReplayResult, ReplayResult]:
     capture = load_capture(QUORUM_PREVOTE)
     config = raft_config(capture, NODE)
     common = {
-        "rules": (RESPONSE_LAG, *DYNAMIC_QUORUM_VOTER_DIRECTORY_IDS),
+        "rules": (RESPONSE_LAG,),
         "skip": bootstrap_fetches(capture, NODE),
         "genuine_log": read_segment(SEGMENT),
     }
@@ -104,7 +113,7 @@ def replay(seed: int = SEED) -> tuple[ReplayResult, ReplayResult]:
     before = Replay(
         capture,
         NODE,
-        RaftCore(config, log, rng=random.Random(seed)),
+        RaftCore(config, log, rng=random.Random(seed), control_records=bootstrap_history(NODE)),
         log,
         outages=[Outage(3, None, capture.port_up_ms(3))],
         start_ms=first,
@@ -123,7 +132,13 @@ def replay(seed: int = SEED) -> tuple[ReplayResult, ReplayResult]:
     after = Replay(
         capture,
         NODE,
-        RaftCore(config, log, persisted=persisted, rng=random.Random(seed)),
+        RaftCore(
+            config,
+            log,
+            persisted=persisted,
+            rng=random.Random(seed),
+            control_records=history_to_end(log),
+        ),
         log,
         outages=[Outage(3, NODE_3_EXITED_MS, None)],
         start_ms=restarted,
@@ -245,3 +260,20 @@ def test_kwire_node_2_sends_nothing_node_2_did_not() -> None:
         ]
         assert extra == []
     assert [str(e) for e in after.unsent] == []
+
+
+def test_kwire_node_2_writes_the_voters_after_its_leader_change_as_node_2_did() -> None:
+    # LeaderState.appendStartOfEpochControlRecords: the voters came from the bootstrap
+    # checkpoint (offset -1), so the epoch-2 batch holds LeaderChange, KRaftVersion 1 and
+    # the VotersRecord: kwire's two records are node 2's, byte for byte.
+    from kwire.raft.state import AppendLeaderChange
+    from kwire.records.control import decode_control_record_key
+
+    before, _ = replay()
+    [append] = [a for _, a in before.actions if isinstance(a, AppendLeaderChange)]
+    assert append.epoch == 2
+    genuine = next(b for b in read_segment(SEGMENT) if b.base_offset == 0)
+    records = next(decode_batches(genuine.raw)).records
+    assert [(decode_control_record_key(r.key).type, r.value) for r in records[1:]] == list(
+        append.control_records
+    )
