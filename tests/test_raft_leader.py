@@ -180,13 +180,15 @@ def test_a_resigned_leader_stops_once_answered_and_stands_again_after_an_electio
 
 def test_a_leader_shutting_down_stays_resigned_until_another_leader_appears() -> None:
     raft, _, _ = leader_of([])
-    for s in sent(raft.resign(1)):
+    for s in sent(raft.resign(1, timeout_ms=200_000)):
         raft.on_response(s.destination, s.request, _end_ok(), 2)
     assert raft.resignation_acknowledged
     raft.poll(60_000)
     assert raft.state_name == "resigned" and raft.epoch == 2
+    assert not raft.shutdown_complete
     response, _ = raft.handle_begin_quorum_epoch(_begin(leader=2, epoch=3), 60_001)
     assert raft.state_name == "follower" and raft.leader_id == 2
+    assert raft.shutdown_complete and not raft.shutdown_timed_out
     raft.poll(120_000)  # a follower shutting down never stands for election
     assert raft.state_name == "follower"
 

@@ -1,5 +1,6 @@
 """KRaft consensus as a sans-IO state machine (KIP-595, KIP-996 pre-vote), for a static
-quorum (kraft.version 0) with the semantics of Kafka 4.3.1's KafkaRaftClient.
+quorum (kraft.version 0) or one whose voters live in the log (kraft.version 1, KIP-853,
+membership.py), with the semantics of Kafka 4.3.1's KafkaRaftClient.
 
 Theory of operation
 -------------------
@@ -85,7 +86,11 @@ _MAX_TRANSITIONS_PER_POLL = 8
 class RaftCore(ServingPart, FollowerPart, DescribePart):
     """One node's consensus: construct with the config, a LogView and what `quorum-state`
     held (`persisted`, None for none), then `start`. `rng` gives the election jitter
-    (seeded by the caller for determinism; defaults to Random(node_id))."""
+    (seeded by the caller for determinism; defaults to Random(node_id)).
+    `control_records` (a `kwire.raft.voter_set.KRaftControlRecords` fed the newest
+    snapshot and the log up to its end) gives a kraft.version 1 log's voter history;
+    without it the voters are `RaftConfig.voter_set` (as the bootstrap checkpoint's) or
+    the static `RaftConfig.voters`. ValueError if it was not read to the log's end."""
 
     def start(self, now_ms: int) -> list[Action]:
         """Begin in the state quorum-state gives (QuorumState.initialize): a sole voter
@@ -97,7 +102,7 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         actions.append(
             StateChanged(state=self.state_name, epoch=self.epoch, leader_id=self.leader_id)
         )
-        only_voter = self.config.voter_ids == {self.node_id}
+        only_voter = self.voter_ids == {self.node_id}
         match self.role:
             case Unattached() | Follower() | Resigned() if only_voter:
                 actions += self.to_prospective(now_ms)
@@ -112,6 +117,10 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         return self.pump(now_ms)
 
     def pump(self, now_ms: int) -> list[Action]:
+        # A finished graceful shutdown stops all activity (Kafka's client stops polling);
+        # requests are still answered.
+        if self.maybe_complete_shutdown(now_ms):
+            return []
         actions: list[Action] = []
         for _ in range(_MAX_TRANSITIONS_PER_POLL):
             before = self.role
@@ -128,10 +137,13 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
                     actions += self.poll_resigned(now_ms)
             if self.role is before:
                 break
+        self.maybe_complete_shutdown(now_ms)
         return actions
 
     def next_deadline_ms(self) -> int:
         """The next time (absolute ms) `poll` has something to do."""
+        if self.shutdown_outcome is not None:
+            return NO_DEADLINE
         if self.repoll:
             return self.now_ms
         deadlines: list[int] = [
@@ -142,16 +154,20 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
         match self.role:
             case Unattached(election_deadline_ms=d) if d is not None and not self.shutting_down:
                 deadlines.append(d)
-            case Prospective(election_deadline_ms=d) | Candidate(election_deadline_ms=d):
+            case Prospective(election_deadline_ms=d) | Candidate(election_deadline_ms=d) if (
+                not self.shutting_down
+            ):
                 deadlines.append(d)
             case Resigned(election_deadline_ms=d) if not self.shutting_down:
                 deadlines.append(d)
-            case Follower(fetch_deadline_ms=d) if self.config.is_voter and not self.shutting_down:
+            case Follower(fetch_deadline_ms=d) if self.is_voter and not self.shutting_down:
                 deadlines.append(d)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)
                 if len(leader.voters) > 1:
                     deadlines.append(leader.check_quorum_deadline_ms)
+        if self.shutdown_deadline_ms is not None:
+            deadlines.append(self.shutdown_deadline_ms)
         return min(deadlines, default=NO_DEADLINE)
 
     # -- the log's progress -------------------------------------------------------------------

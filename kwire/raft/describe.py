@@ -14,6 +14,7 @@ from kwire.raft.state import (
     Leader,
     ReplicaProgress,
 )
+from kwire.raft.voter_set import VoterNode
 
 
 class DescribePart(QuorumCore):
@@ -75,16 +76,23 @@ class DescribePart(QuorumCore):
             ],
             nodes=[
                 DescribeQuorumResponse.Node(
-                    node_id=v.node_id,
+                    node_id=node.key.id,
                     listeners=[
-                        DescribeQuorumResponse.Listener(
-                            name=self.config.listener_name, host=v.host, port=v.port
-                        )
+                        DescribeQuorumResponse.Listener(name=e.name, host=e.host, port=e.port)
+                        for e in node.endpoints
                     ],
                 )
-                for v in self.config.voters
+                for node in self._described_voters()
             ],
         )
+
+    def _described_voters(self) -> list[VoterNode]:
+        """Every voter with all its listeners: a static quorum's in configuration order."""
+        voters = self.voter_set
+        if self.kraft.last_voter_set_offset is None and self.config.voters:
+            ordered = [voters.node(v.node_id) for v in self.config.voters]
+            return [n for n in ordered if n is not None]
+        return list(voters.voters)
 
 
 def _replica_state(progress: ReplicaProgress) -> DescribeQuorumResponse.ReplicaState:

@@ -131,7 +131,7 @@ class ElectionPart(QuorumCore):
         if error != ErrorCode.NONE:
             return False, actions
         role = self.role
-        if isinstance(role, Prospective | Candidate) and source in self.config.voter_ids:
+        if isinstance(role, Prospective | Candidate) and source in self.voter_ids:
             if partition.vote_granted and source not in role.rejected:
                 role.granted.add(source)
                 if self.vote_granted(role):
@@ -155,7 +155,7 @@ class ElectionPart(QuorumCore):
         """prospectiveTransitionAfterElectionLoss: back to the leader we knew, else Unattached."""
         role = self.role
         assert isinstance(role, Prospective)
-        if role.leader_id >= 0 and self.config.voter(role.leader_id) is not None:
+        if role.leader_id >= 0 and self.voter(role.leader_id) is not None:
             return self.to_follower(role.epoch, role.leader_id, now_ms)
         return self.to_unattached(role.epoch, now_ms)
 
@@ -164,7 +164,9 @@ class ElectionPart(QuorumCore):
     def poll_nominee(self, now_ms: int) -> list[Action]:
         role = self.role
         assert isinstance(role, Prospective | Candidate)
-        if now_ms >= role.election_deadline_ms:
+        # Shutting down, a nominee finishes its election but never times it out
+        # (pollCandidate / pollProspective): it waits to win, or for another leader.
+        if now_ms >= role.election_deadline_ms and not self.shutting_down:
             if isinstance(role, Candidate):
                 return self.to_prospective(now_ms)
             return self.prospective_lost(now_ms)
@@ -172,7 +174,7 @@ class ElectionPart(QuorumCore):
             return []
         last_epoch, end = self.last_fetched_epoch(), self.log.end_offset
         actions: list[Action] = []
-        for voter in sorted(self.config.voter_ids - role.granted - role.rejected):
+        for voter in sorted(self.voter_ids - role.granted - role.rejected):
             if voter == self.node_id or not self.ready(voter, VoteRequest, now_ms):
                 continue
             request = messages.vote_request(
@@ -181,6 +183,7 @@ class ElectionPart(QuorumCore):
                 candidate_id=self.node_id,
                 candidate_directory_id=self.config.directory_id,
                 voter_id=voter,
+                voter_directory_id=self.voter_directory_id(voter),
                 last_epoch=last_epoch,
                 last_offset=end,
                 pre_vote=isinstance(role, Prospective),
@@ -193,6 +196,8 @@ class ElectionPart(QuorumCore):
         role = self.role
         assert isinstance(role, Unattached)
         deadline = role.election_deadline_ms
-        if deadline is not None and now_ms >= deadline and not self.shutting_down:
+        if self.shutting_down and self.is_voter:
+            return []  # pollUnattachedAsVoter: wait for the shutdown or an epoch bump
+        if deadline is not None and now_ms >= deadline:
             return self.to_prospective(now_ms)
         return self.fetch_from_any_voter(now_ms)

@@ -23,6 +23,9 @@ Rules kept here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from uuid import UUID
+
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.begin_quorum_epoch import (
@@ -39,6 +42,7 @@ from kwire.raft.state import (
     METADATA_PARTITION,
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
+    NO_DIRECTORY_ID,
     Action,
     AppendAsFollower,
     Follower,
@@ -94,15 +98,21 @@ class FollowerPart(ElectionPart):
         actions = self.maybe_transition(partition.leader_id, partition.leader_epoch, now_ms)
         role = self.role
         if isinstance(role, Follower) and role.leader_id == partition.leader_id:
-            preferred = [c.candidate_id for c in partition.preferred_candidates] or list(
-                partition.preferred_successors
-            )
+            preferred: list[int | tuple[int, UUID]] = [
+                (c.candidate_id, c.candidate_directory_id) for c in partition.preferred_candidates
+            ] or list(partition.preferred_successors)
             role.fetch_deadline_ms = now_ms + self.end_epoch_election_backoff(preferred)
         return self._end_response(ErrorCode.NONE), actions + self.pump(now_ms)
 
-    def end_epoch_election_backoff(self, preferred: list[int]) -> int:
-        """endEpochElectionBackoff / strictExponentialElectionBackoffMs (ms)."""
-        position = preferred.index(self.node_id) if self.node_id in preferred else len(preferred)
+    def end_epoch_election_backoff(self, preferred: Sequence[int | tuple[int, UUID]]) -> int:
+        """endEpochElectionBackoff / strictExponentialElectionBackoffMs (ms). `preferred`
+        are ids (v0) or (id, directory id) (v1): we are the one whose id is ours and whose
+        directory id is zero or ours."""
+        mine = (NO_DIRECTORY_ID, self.config.directory_id)
+        keys = [(c, NO_DIRECTORY_ID) if isinstance(c, int) else c for c in preferred]
+        position = next(
+            (i for i, (c, d) in enumerate(keys) if c == self.node_id and d in mine), len(keys)
+        )
         total = len(preferred)
         backoff_max = self.config.election_backoff_max_ms
         if position == 0:
@@ -134,7 +144,9 @@ class FollowerPart(ElectionPart):
     def poll_follower(self, now_ms: int) -> list[Action]:
         role = self.role
         assert isinstance(role, Follower)
-        if self.config.is_voter and now_ms >= role.fetch_deadline_ms and not self.shutting_down:
+        if self.shutting_down:
+            return []  # pollFollowerAs*: a follower's shutdown completes at once
+        if self.is_voter and now_ms >= role.fetch_deadline_ms:
             self._log(f"no fetch from leader {role.leader_id} succeeded in time")
             return self.to_prospective(now_ms)
         if role.awaiting_flush:
@@ -152,7 +164,7 @@ class FollowerPart(ElectionPart):
         from a random one; answers from non-leaders name the leader they know."""
         if self.any_in_flight():
             return []
-        others = sorted(self.config.voter_ids - {self.node_id})
+        others = sorted(self.voter_ids - {self.node_id})
         if not others:
             return []
         start = self.rng.randrange(len(others))
@@ -196,7 +208,7 @@ class FollowerPart(ElectionPart):
         role = self.role
         if (
             self.config.fast_failover
-            and self.config.is_voter
+            and self.is_voter
             and isinstance(role, Follower)
             and destination == role.leader_id
             and failure in (SendFailure.CONNECTION_REFUSED, SendFailure.CONNECTION_LOST)
@@ -245,6 +257,7 @@ class FollowerPart(ElectionPart):
                 self._log(f"leader asked to truncate to {offset}, below the high watermark")
                 return False, actions
             actions.append(TruncateTo(offset=offset))
+            self.truncate_control_records(offset)
             self.repoll = True
         elif data.snapshot_id.epoch >= 0 or data.snapshot_id.end_offset >= 0:
             if data.snapshot_id.epoch < 0 or data.snapshot_id.end_offset < 0:
@@ -258,6 +271,7 @@ class FollowerPart(ElectionPart):
                 role.awaiting_flush = True
                 role.pending_high_watermark = data.high_watermark
                 actions.append(AppendAsFollower(records=records))
+                self.feed_appended(records)
             else:
                 actions += self.update_follower_high_watermark(role, data.high_watermark)
         role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
@@ -345,12 +359,31 @@ class FollowerPart(ElectionPart):
             actions.append(
                 WriteSnapshotChunk(snapshot_id=got, position=fetching.position, data=chunk)
             )
+            _keep_first_batch(fetching.head, chunk)
             fetching.position += len(chunk)
         if fetching.position >= data.size:
             role.snapshot = None
             role.awaiting_flush = True
             role.pending_high_watermark = got.end_offset
             actions.append(InstallSnapshot(snapshot_id=got))
+            self.feed_snapshot_head(got.end_offset, bytes(fetching.head))
         role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
         role.has_fetched = True
         return True, actions
+
+
+_BATCH_LENGTH_END = 12  # base offset (8 bytes), then the batch length (4): the rest follows
+_MAX_SNAPSHOT_HEAD = 1 << 20  # a header batch with the voters is far smaller
+
+
+def _keep_first_batch(head: bytearray, chunk: bytes) -> None:
+    """Collect a snapshot's first batch (header, KRaftVersion, Voters) from its chunks."""
+    if len(head) >= _BATCH_LENGTH_END:
+        length = int.from_bytes(head[8:12], "big", signed=True)
+        needed = min(_BATCH_LENGTH_END + max(0, length), _MAX_SNAPSHOT_HEAD)
+    else:
+        needed = _BATCH_LENGTH_END
+    take = chunk[: max(0, needed - len(head))]
+    head += take
+    if len(head) == _BATCH_LENGTH_END and len(take) < len(chunk):
+        _keep_first_batch(head, chunk[len(take) :])

@@ -28,6 +28,7 @@ from kwire.raft import messages
 from kwire.raft.election import ElectionPart
 from kwire.raft.state import (
     CHECK_QUORUM_TIMEOUT_FACTOR,
+    SHUTDOWN_TIMEOUT_MS,
     Action,
     HighWatermarkAdvanced,
     Leader,
@@ -82,7 +83,7 @@ class LeaderPart(ElectionPart):
         leader = self.role
         assert isinstance(leader, Leader)
         expired = len(leader.voters) > 1 and now_ms >= leader.check_quorum_deadline_ms
-        if expired or leader.resign_requested:
+        if expired or leader.resign_requested or self.shutting_down:
             if expired:
                 self._log(
                     f"no Fetch from a majority of voters within {self._check_quorum_timeout_ms()}"
@@ -92,7 +93,7 @@ class LeaderPart(ElectionPart):
         actions: list[Action] = []
         if now_ms >= leader.begin_quorum_deadline_ms:
             interval = self.config.fetch_timeout_ms // 2
-            me = self.config.voter(self.node_id)
+            me = self.voter(self.node_id)
             assert me is not None
             for voter_id, progress in leader.voters.items():
                 if voter_id == self.node_id:
@@ -104,6 +105,7 @@ class LeaderPart(ElectionPart):
                         epoch=leader.epoch,
                         leader=me,
                         voter_id=voter_id,
+                        voter_directory_id=progress.directory_id,
                         listener_name=self.config.listener_name,
                     )
                     self.sent(voter_id, request)
@@ -114,7 +116,7 @@ class LeaderPart(ElectionPart):
     def poll_resigned(self, now_ms: int) -> list[Action]:
         resigned = self.role
         assert isinstance(resigned, Resigned)
-        me = self.config.voter(self.node_id)
+        me = self.voter(self.node_id)
         assert me is not None
         actions: list[Action] = []
         for voter_id in sorted(resigned.unacked):
@@ -123,8 +125,9 @@ class LeaderPart(ElectionPart):
                     cluster_id=self.config.cluster_id,
                     epoch=resigned.epoch,
                     leader=me,
-                    preferred=resigned.preferred_successors,
-                    listener_name=self.config.listener_name,
+                    preferred=[
+                        (v, self.voter_directory_id(v)) for v in resigned.preferred_successors
+                    ],
                 )
                 self.sent(voter_id, request)
                 actions.append(SendRequest(destination=voter_id, request=request))
@@ -132,18 +135,40 @@ class LeaderPart(ElectionPart):
             actions += self.to_unattached(resigned.epoch + 1, now_ms)
         return actions
 
-    def resign(self, now_ms: int) -> list[Action]:
-        """Graceful shutdown: a leader resigns at once (Resigned, EndQuorumEpoch to every
-        voter with the others as preferred successors by fetch progress). From then on the
-        node never stands for election: Resigned stays until another leader's epoch, an
-        Unattached or Follower voter stops its election timers (as Kafka's GracefulShutdown);
-        a Candidate or Prospective one finishes its election. The caller may stop once
-        `resignation_acknowledged`, or when its own deadline passes."""
+    def resign(self, now_ms: int, *, timeout_ms: int = SHUTDOWN_TIMEOUT_MS) -> list[Action]:
+        """Graceful shutdown (KafkaRaftClient.shutdown(timeout_ms); Kafka's driver gives
+        5000 ms). A leader resigns at once (Resigned, EndQuorumEpoch to every voter with the
+        others as preferred successors by fetch progress). From then on the node never
+        stands for election and sends no Fetch: Resigned stays until another leader's
+        epoch; an Unattached voter (voted or not) waits, answering Vote and
+        BeginQuorumEpoch; a Candidate or Prospective one finishes its election without a
+        timeout. `shutdown_complete` says when the caller may stop. A second call keeps
+        the first deadline."""
         self.now_ms = max(self.now_ms, now_ms)
-        self.shutting_down = True
+        if not self.shutting_down:
+            self.shutting_down = True
+            self.shutdown_deadline_ms = now_ms + max(0, timeout_ms)
+            self._log(f"graceful shutdown begins (timeout {timeout_ms} ms)")
         if isinstance(self.role, Leader):
             self.role.resign_requested = True
         return self.pump(now_ms)
+
+    @property
+    def shutdown_complete(self) -> bool:
+        """The graceful shutdown begun by `resign` is finished, as Kafka's
+        GracefulShutdown.isFinished after KafkaRaftClient.maybeCompleteShutdown: True once,
+        at any entry point after `resign`, this node is an observer, the only voter, or
+        knows a leader other than itself (a follower of the next leader), or once the
+        shutdown timeout passed (`shutdown_timed_out`; the caller polls at
+        `next_deadline_ms()`, which includes it). It stays True; from then on the core
+        sends nothing (requests are still answered) and the process may stop."""
+        return self.shutdown_outcome is not None
+
+    @property
+    def shutdown_timed_out(self) -> bool:
+        """The graceful shutdown finished because its timeout passed, not because a remote
+        leader was known (Kafka completes the shutdown future with a TimeoutException)."""
+        return self.shutdown_outcome == "timed_out"
 
     @property
     def resignation_acknowledged(self) -> bool:

@@ -55,11 +55,13 @@ def vote_request(
     candidate_id: int,
     candidate_directory_id: UUID,
     voter_id: int,
+    voter_directory_id: UUID = NO_DIRECTORY_ID,
     last_epoch: int,
     last_offset: int,
     pre_vote: bool,
 ) -> VoteRequest:
-    """RaftUtil.singletonVoteRequest: our epoch and log end (epoch, offset)."""
+    """RaftUtil.singletonVoteRequest: our epoch and log end (epoch, offset), addressed to
+    the voter's replica key (its directory id from the voter set; zero if none)."""
     return VoteRequest(
         cluster_id=cluster_id,
         voter_id=voter_id,
@@ -72,7 +74,7 @@ def vote_request(
                         replica_epoch=epoch,
                         replica_id=candidate_id,
                         replica_directory_id=candidate_directory_id,
-                        voter_directory_id=NO_DIRECTORY_ID,
+                        voter_directory_id=voter_directory_id,
                         last_offset_epoch=last_epoch,
                         last_offset=last_offset,
                         pre_vote=pre_vote,
@@ -116,9 +118,16 @@ def vote_response(
 
 
 def begin_quorum_epoch_request(
-    *, cluster_id: str, epoch: int, leader: Voter, voter_id: int, listener_name: str
+    *,
+    cluster_id: str,
+    epoch: int,
+    leader: Voter,
+    voter_id: int,
+    voter_directory_id: UUID = NO_DIRECTORY_ID,
+    listener_name: str,
 ) -> BeginQuorumEpochRequest:
-    """RaftUtil.singletonBeginQuorumEpochRequest."""
+    """RaftUtil.singletonBeginQuorumEpochRequest: to the voter's replica key, with our
+    endpoint."""
     return BeginQuorumEpochRequest(
         cluster_id=cluster_id,
         voter_id=voter_id,
@@ -128,7 +137,7 @@ def begin_quorum_epoch_request(
                 partitions=[
                     BeginQuorumEpochRequest.PartitionData(
                         partition_index=METADATA_PARTITION,
-                        voter_directory_id=NO_DIRECTORY_ID,
+                        voter_directory_id=voter_directory_id,
                         leader_id=leader.node_id,
                         leader_epoch=epoch,
                     )
@@ -179,11 +188,11 @@ def end_quorum_epoch_request(
     cluster_id: str,
     epoch: int,
     leader: Voter,
-    preferred: list[int],
-    listener_name: str,
+    preferred: list[tuple[int, UUID]],
 ) -> EndQuorumEpochRequest:
-    """RaftUtil.singletonEndQuorumEpochRequest: the preferred successors both as ids (v0)
-    and as replica keys (v1; a static quorum has no directory ids)."""
+    """RaftUtil.singletonEndQuorumEpochRequest: the preferred successors (id, directory
+    id) both as ids (v0) and as replica keys (v1; zero directory ids in a static quorum).
+    LeaderEndpoints stays empty: Kafka never sets it (3.9 and 4.3.1 alike)."""
     return EndQuorumEpochRequest(
         cluster_id=cluster_id,
         topics=[
@@ -194,20 +203,15 @@ def end_quorum_epoch_request(
                         partition_index=METADATA_PARTITION,
                         leader_id=leader.node_id,
                         leader_epoch=epoch,
-                        preferred_successors=list(preferred),
+                        preferred_successors=[v for v, _ in preferred],
                         preferred_candidates=[
                             EndQuorumEpochRequest.ReplicaInfo(
-                                candidate_id=v, candidate_directory_id=NO_DIRECTORY_ID
+                                candidate_id=v, candidate_directory_id=d
                             )
-                            for v in preferred
+                            for v, d in preferred
                         ],
                     )
                 ],
-            )
-        ],
-        leader_endpoints=[
-            EndQuorumEpochRequest.LeaderEndpoint(
-                name=listener_name, host=leader.host, port=leader.port
             )
         ],
     )

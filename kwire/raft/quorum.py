@@ -18,6 +18,7 @@ from uuid import UUID
 from kwire.log.quorum_state import QuorumStateData
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.control.leader_change_message import LeaderChangeMessage
+from kwire.raft.membership import Membership
 from kwire.raft.requests import RequestManager
 from kwire.raft.state import (
     CHECK_QUORUM_TIMEOUT_FACTOR,
@@ -40,11 +41,12 @@ from kwire.raft.state import (
     Unattached,
     Voter,
 )
+from kwire.raft.voter_set import KRaftControlRecords, VoterSetError
 
 log = logging.getLogger(__name__)
 
 
-class QuorumCore(RequestManager):
+class QuorumCore(Membership, RequestManager):
     """State shared by the parts of RaftCore: config, log view, role, timers, connections."""
 
     def __init__(
@@ -56,6 +58,7 @@ class QuorumCore(RequestManager):
         rng: RandomSource | None = None,
         persisted_epoch: int | None = None,
         persisted_voted_id: int | None = None,
+        control_records: KRaftControlRecords | None = None,
     ) -> None:
         if persisted is None and (persisted_epoch is not None or persisted_voted_id is not None):
             persisted = QuorumStateData(
@@ -64,6 +67,7 @@ class QuorumCore(RequestManager):
             )
         self.config = config
         self.log = log_view
+        self.init_membership(config, log_view, control_records)
         self.rng: RandomSource = rng if rng is not None else SplitMix64(config.node_id)
         self.persisted = persisted
         self.flushed_end_offset = log_view.end_offset
@@ -71,6 +75,8 @@ class QuorumCore(RequestManager):
         self.repoll = False  # something is due at the next poll (a log operation is out)
         self.now_ms = 0
         self.shutting_down = False  # resign() was called: never stand for election
+        self.shutdown_deadline_ms: int | None = None  # when a graceful shutdown gives up
+        self.shutdown_outcome: str | None = None  # "completed" or "timed_out" once finished
         self.role: Role = self._initial_role()
 
     # -- read-only views ------------------------------------------------------------------
@@ -125,7 +131,7 @@ class QuorumCore(RequestManager):
 
     def leader_voter(self) -> Voter | None:
         leader = self.leader_id
-        return self.config.voter(leader) if leader >= 0 else None
+        return self.voter(leader) if leader >= 0 else None
 
     def last_fetched_epoch(self) -> int:
         """KafkaMetadataLog.lastFetchedEpoch: the last batch's epoch, or the snapshot's."""
@@ -156,15 +162,11 @@ class QuorumCore(RequestManager):
         log_epoch = self.log.latest_epoch or 0
         if p is None or epoch < log_epoch:
             return Unattached(epoch=max(epoch, log_epoch))
-        if p.leader_id == self.node_id and self.config.is_voter:
+        if p.leader_id == self.node_id and self.is_voter:
             return Resigned(epoch=epoch)
-        if p.voted_id == self.node_id and self.config.is_voter:
+        if p.voted_id == self.node_id and self.is_voter:
             return Candidate(epoch=epoch, granted={self.node_id})
-        if (
-            p.leader_id >= 0
-            and p.leader_id != self.node_id
-            and self.config.voter(p.leader_id) is not None
-        ):
+        if p.leader_id >= 0 and p.leader_id != self.node_id and self.voter(p.leader_id) is not None:
             return Follower(
                 epoch=epoch,
                 leader_id=p.leader_id,
@@ -193,7 +195,7 @@ class QuorumCore(RequestManager):
                 c.election_deadline_ms = self._random_deadline(now_ms)
             case Resigned() as r:
                 r.election_deadline_ms = self._random_deadline(now_ms)
-                r.unacked = set(self.config.voter_ids) - {self.node_id}
+                r.unacked = set(self.voter_ids) - {self.node_id}
             case Follower() as f:
                 f.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
 
@@ -204,7 +206,29 @@ class QuorumCore(RequestManager):
         return now_ms + (timeout + self.rng.randrange(timeout) if timeout > 0 else 0)
 
     def _election_deadline(self, now_ms: int) -> int | None:
-        return self._random_deadline(now_ms) if self.config.is_voter else None
+        return self._random_deadline(now_ms) if self.is_voter else None
+
+    # -- graceful shutdown (KafkaRaftClient.GracefulShutdown) ---------------------------------
+
+    def maybe_complete_shutdown(self, now_ms: int) -> bool:
+        """KafkaRaftClient.maybeCompleteShutdown: a pending shutdown finishes when its timer
+        expires ("timed_out"), or ("completed") once this node is an observer, the only
+        voter, or knows a leader other than itself. Whether it is finished (it stays so)."""
+        if not self.shutting_down:
+            return False
+        if self.shutdown_outcome is not None:
+            return True
+        if self.shutdown_deadline_ms is not None and now_ms >= self.shutdown_deadline_ms:
+            self.shutdown_outcome = "timed_out"
+            log.warning("Node %d: graceful shutdown timed out", self.node_id)
+        elif (
+            not self.is_voter
+            or self.voter_ids == {self.node_id}
+            or self.leader_id not in (-1, self.node_id)
+        ):
+            self.shutdown_outcome = "completed"
+            log.info("Node %d: graceful shutdown completed", self.node_id)
+        return self.shutdown_outcome is not None
 
     # -- transitions (QuorumState.transitionTo*) ----------------------------------------------
 
@@ -213,7 +237,10 @@ class QuorumCore(RequestManager):
         match self.role:
             case Leader() | Resigned():
                 return PersistQuorumState(
-                    leader_id=self.node_id, leader_epoch=self.epoch, voted_id=-1
+                    leader_id=self.node_id,
+                    leader_epoch=self.epoch,
+                    voted_id=-1,
+                    kraft_version=int(self.kraft_version),
                 )
             case Candidate():
                 return PersistQuorumState(
@@ -221,6 +248,7 @@ class QuorumCore(RequestManager):
                     leader_epoch=self.epoch,
                     voted_id=self.node_id,
                     voted_directory_id=self.config.directory_id,
+                    kraft_version=int(self.kraft_version),
                 )
             case (
                 Unattached(voted_id=v, voted_directory_id=d)
@@ -232,6 +260,7 @@ class QuorumCore(RequestManager):
                     leader_epoch=self.epoch,
                     voted_id=v,
                     voted_directory_id=d,
+                    kraft_version=int(self.kraft_version),
                 )
         raise AssertionError(self.role)
 
@@ -248,7 +277,7 @@ class QuorumCore(RequestManager):
         old = self.role
         deadline: int | None
         match old:
-            case _ if not self.config.is_voter:
+            case _ if not self.is_voter:
                 deadline = None
             case Candidate(election_deadline_ms=d) | Resigned(election_deadline_ms=d):
                 deadline = d
@@ -302,7 +331,7 @@ class QuorumCore(RequestManager):
         ]
 
     def to_follower(self, epoch: int, leader_id: int, now_ms: int) -> list[Action]:
-        if leader_id == self.node_id or self.config.voter(leader_id) is None:
+        if leader_id == self.node_id or self.voter(leader_id) is None:
             log.warning("Node %d ignores leader %d of epoch %d", self.node_id, leader_id, epoch)
             return []
         old = self.role
@@ -351,11 +380,14 @@ class QuorumCore(RequestManager):
         granted = frozenset(self.role.granted)
         epoch = self.role.epoch
         start = self.log.end_offset
-        voter_ids = java_hash_order(self.config.voter_ids)
+        voter_ids = java_hash_order(self.voter_ids)
         self.role = Leader(
             epoch=epoch,
             epoch_start_offset=start,
-            voters={v: ReplicaProgress(replica_id=v) for v in voter_ids},
+            voters={
+                v: ReplicaProgress(replica_id=v, directory_id=self.voter_directory_id(v))
+                for v in voter_ids
+            },
             granting=granted,
             check_quorum_deadline_ms=now_ms
             + int(self.config.fetch_timeout_ms * CHECK_QUORUM_TIMEOUT_FACTOR),
@@ -369,16 +401,20 @@ class QuorumCore(RequestManager):
                 LeaderChangeMessage.Voter(voter_id=v) for v in java_hash_order(granted)
             ],
         )
+        try:
+            extra = self.start_of_epoch_records()
+        except VoterSetError as e:  # Kafka throws IllegalStateException here
+            log.error("Node %d: no start-of-epoch voter records: %s", self.node_id, e)
+            extra = ()
+        append = AppendLeaderChange(epoch=epoch, message=message, control_records=extra)
+        self.feed_own_control_batch(start, epoch, append.values())
         actions = self._entered(durable=True)
-        return actions + [
-            BecameLeader(epoch=epoch, epoch_start_offset=start),
-            AppendLeaderChange(epoch=epoch, message=message),
-        ]
+        return actions + [BecameLeader(epoch=epoch, epoch_start_offset=start), append]
 
     def to_resigned(self, preferred: list[int], now_ms: int) -> list[Action]:
         self.role = Resigned(
             epoch=self.epoch,
-            unacked=set(self.config.voter_ids) - {self.node_id},
+            unacked=set(self.voter_ids) - {self.node_id},
             preferred_successors=preferred,
             election_deadline_ms=self._random_deadline(now_ms),
         )
@@ -399,7 +435,7 @@ class QuorumCore(RequestManager):
                 )
             return []
         if epoch > self.epoch:
-            if leader_id >= 0 and leader_id != self.node_id and self.config.voter(leader_id):
+            if leader_id >= 0 and leader_id != self.node_id and self.voter(leader_id):
                 return self.to_follower(epoch, leader_id, now_ms)
             return self.to_unattached(epoch, now_ms)
         if epoch == self.epoch and leader_id >= 0 and self.leader_id < 0:
@@ -443,12 +479,12 @@ class QuorumCore(RequestManager):
     # -- elections --------------------------------------------------------------------------
 
     def vote_granted(self, role: Prospective | Candidate) -> bool:
-        return len(role.granted & self.config.voter_ids) >= self.config.majority()
+        return len(role.granted & self.voter_ids) >= self.majority()
 
     def vote_rejected(self, role: Prospective | Candidate) -> bool:
         """EpochElection.isVoteRejected: a majority can no longer be reached."""
-        possible = len(self.config.voter_ids) - len(role.rejected & self.config.voter_ids)
-        return possible < self.config.majority()
+        possible = len(self.voter_ids) - len(role.rejected & self.voter_ids)
+        return possible < self.majority()
 
 
 class SplitMix64:

@@ -29,6 +29,7 @@ from kwire.raft.state import (
     METADATA_PARTITION,
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
+    NO_DIRECTORY_ID,
     Action,
     Leader,
     ReplicaProgress,
@@ -130,8 +131,15 @@ class ServingPart(LeaderPart):
         if replica_id < 0:
             return []  # a consumer-style fetch: nothing to track
         leader_end = self.log.end_offset
-        if replica_id in leader.voters and replica_id != self.config.node_id:
-            leader.voters[replica_id].record_fetch(partition.fetch_offset, leader_end, now_ms)
+        voter = leader.voters.get(replica_id)
+        if (
+            voter is not None
+            and replica_id != self.config.node_id
+            and voter.directory_id in (NO_DIRECTORY_ID, partition.replica_directory_id)
+        ):
+            # LeaderState.isVoter(ReplicaKey): a replica whose directory id is not the
+            # voter's (a re-formatted disk) fetches as an observer.
+            voter.record_fetch(partition.fetch_offset, leader_end, now_ms)
             self.record_following_voter(leader, replica_id, now_ms)
             return self._maybe_advance_high_watermark(leader)
         key = (replica_id, partition.replica_directory_id)
@@ -254,11 +262,12 @@ class ServingPart(LeaderPart):
         )
 
     def _leader_endpoints(self) -> list[FetchResponse.NodeEndpoint]:
-        leader = self.leader_id
+        leader = self.leader_voter()
         return [
-            FetchResponse.NodeEndpoint(node_id=v.node_id, host=v.host, port=v.port, rack=None)
-            for v in self.config.voters
-            if v.node_id == leader
+            FetchResponse.NodeEndpoint(
+                node_id=leader.node_id, host=leader.host, port=leader.port, rack=None
+            )
+            for leader in ([leader] if leader is not None else [])
         ]
 
     # -- FetchSnapshot ----------------------------------------------------------------------
@@ -305,10 +314,12 @@ class ServingPart(LeaderPart):
         if error is not None:
             return FetchSnapshotReady(self._fetch_snapshot_response(error))
         role = self.role
+        voter = role.voters.get(request.replica_id) if isinstance(role, Leader) else None
         if (
             isinstance(role, Leader)
-            and request.replica_id in role.voters
+            and voter is not None
             and request.replica_id != self.node_id
+            and voter.directory_id in (NO_DIRECTORY_ID, partition.replica_directory_id)
         ):
             self.record_following_voter(role, request.replica_id, now_ms)
         wanted = SnapshotId(partition.snapshot_id.end_offset, partition.snapshot_id.epoch)
@@ -360,12 +371,13 @@ class ServingPart(LeaderPart):
             data.current_leader = FetchSnapshotResponse.LeaderIdAndEpoch(
                 leader_id=self.leader_id, leader_epoch=self.epoch
             )
-        leader = self.leader_id
+        leader = self.leader_voter()
         return FetchSnapshotResponse(
             topics=[FetchSnapshotResponse.TopicSnapshot(name=topic, partitions=[data])],
             node_endpoints=[
-                FetchSnapshotResponse.NodeEndpoint(node_id=v.node_id, host=v.host, port=v.port)
-                for v in self.config.voters
-                if v.node_id == leader and leader >= 0
+                FetchSnapshotResponse.NodeEndpoint(
+                    node_id=leader.node_id, host=leader.host, port=leader.port
+                )
+                for leader in ([leader] if leader is not None else [])
             ],
         )

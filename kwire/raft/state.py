@@ -25,6 +25,8 @@ from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQ
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
+from kwire.raft.voter_set import VoterEndpoint, VoterSet
+from kwire.records.control import ControlRecordType
 
 METADATA_TOPIC = "__cluster_metadata"
 METADATA_TOPIC_ID = UUID(int=1)  # Kafka's fixed id for __cluster_metadata
@@ -32,6 +34,7 @@ METADATA_PARTITION = 0
 OBSERVER_SESSION_TIMEOUT_MS = 300_000  # observers silent this long leave DescribeQuorum
 NO_DIRECTORY_ID = UUID(int=0)
 CHECK_QUORUM_TIMEOUT_FACTOR = 1.5  # LeaderState.CHECK_QUORUM_TIMEOUT_FACTOR
+SHUTDOWN_TIMEOUT_MS = 5000  # KafkaRaftClientDriver: client.shutdown(5000)
 FAST_FAILOVER_MAX_DELAY_MS = 50  # upper bound of the random delay before a fast failover
 
 
@@ -50,13 +53,24 @@ class RaftConfig:
 
     `fast_failover` is kwire's: a follower voter whose connection to its leader is refused or
     lost treats the leader as gone after a short random delay instead of waiting
-    `fetch_timeout_ms`. Times are milliseconds; sizes bytes."""
+    `fetch_timeout_ms`. Times are milliseconds; sizes bytes.
+
+    The voters: `voters` is a static quorum's (kraft.version 0, `controller.quorum.voters`).
+    A dynamic quorum (kraft.version 1, KIP-853) gives `voter_set`, the bootstrap
+    checkpoint's VotersRecord (`kafka-storage format --initial-controllers/--standalone`),
+    unless the caller hands RaftCore the log's control records (`control_records=`);
+    either way the newest VotersRecord in the log rules from when it is appended.
+    `local_endpoints` are this node's listeners as a VotersRecord names them (the leader
+    writes them into the voter set at kraft.version 1, LeaderState's localVoterNode);
+    empty: the endpoints the voter set already lists for this node."""
 
     node_id: int
     cluster_id: str
     voters: tuple[Voter, ...]
     listener_name: str = "CONTROLLER"
     directory_id: UUID = NO_DIRECTORY_ID
+    voter_set: VoterSet | None = None
+    local_endpoints: tuple[VoterEndpoint, ...] = ()
     election_timeout_ms: int = 1000  # controller.quorum.election.timeout.ms
     election_backoff_max_ms: int = 1000  # controller.quorum.election.backoff.max.ms
     fetch_timeout_ms: int = 2000  # controller.quorum.fetch.timeout.ms
@@ -207,6 +221,7 @@ class SnapshotFetch:
 
     snapshot_id: SnapshotId
     position: int = 0
+    head: bytearray = field(default_factory=bytearray)  # the first batch, for its voters
 
 
 @dataclass(slots=True, kw_only=True)
@@ -263,13 +278,17 @@ Role = Unattached | Prospective | Candidate | Follower | Leader | Resigned
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PersistQuorumState:
     """Write `quorum-state` (and fsync) before acting on the new epoch or answering a vote.
-    `applied_offset` is always 0 (the kraft.version 0 file's field; Kafka writes 0 too)."""
+    `applied_offset` is always 0 (the kraft.version 0 file's field; Kafka writes 0 too).
+    `kraft_version` is the log's at the time: it picks the file's data_version
+    (`kwire.log.quorum_state.election_quorum_state`): 0 drops `voted_directory_id`, 1 keeps
+    it (Kafka's ElectionState.toQuorumStateData)."""
 
     leader_id: int
     leader_epoch: int
     voted_id: int
     voted_directory_id: UUID = NO_DIRECTORY_ID
     applied_offset: int = 0
+    kraft_version: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -283,11 +302,21 @@ class SendRequest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendLeaderChange:
-    """Append this LeaderChangeMessage control record as the first record of the epoch,
-    fsync, then call `on_flushed`."""
+    """Append one control batch as the first batch of the epoch: this LeaderChangeMessage,
+    then `control_records` (kraft.version 1 only: the KRaftVersionRecord and VotersRecord
+    of LeaderState.appendStartOfEpochControlRecords, as (type, encoded value)) at the next
+    offsets, in this order (`values()`); fsync, then call `on_flushed`."""
 
     epoch: int
     message: LeaderChangeMessage
+    control_records: tuple[tuple[ControlRecordType, bytes], ...] = ()
+
+    def values(self) -> list[tuple[ControlRecordType, bytes]]:
+        """Every record of the batch, in order: (control record type, encoded value)."""
+        return [
+            (ControlRecordType.LEADER_CHANGE, self.message.encode(self.message.version)),
+            *self.control_records,
+        ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
