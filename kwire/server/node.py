@@ -49,7 +49,7 @@ from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.topic_configs import java_hash_map_order
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
-from kwire.log.quorum_state import QuorumStateData
+from kwire.log.quorum_state import QuorumStateData, election_quorum_state
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.raft.core import RaftConfig, RaftCore
@@ -65,7 +65,6 @@ from kwire.raft.state import (
     WriteSnapshotChunk,
 )
 from kwire.records import (
-    ControlRecordType,
     Record,
     build_batch,
     encode_batch,
@@ -347,11 +346,14 @@ class ControllerNode:
         self.driver.carry_out(actions, now_ms)
 
     def persist_quorum_state(self, action: PersistQuorumState) -> None:
-        state = QuorumStateData(
+        # The file's data version follows the log's kraft.version (ElectionState.toQuorumStateData).
+        state = election_quorum_state(
+            action.kraft_version,
             leader_id=action.leader_id,
             leader_epoch=action.leader_epoch,
             voted_id=action.voted_id,
-            current_voters=tuple(v.node_id for v in self.settings.voters),
+            voted_directory_id=action.voted_directory_id,
+            voter_ids=tuple(v.node_id for v in self.settings.voters),
         )
         try:
             write_quorum_state(self.quorum_state_path, state)
@@ -359,13 +361,14 @@ class ControllerNode:
             self.fault_handler(f"Unable to write {self.quorum_state_path}", exc)
 
     def append_leader_change(self, action: AppendLeaderChange, now_ms: int) -> None:
-        record = Record(
-            offset_delta=0,
-            key=encode_control_record_key(ControlRecordType.LEADER_CHANGE),
-            value=action.message.encode(action.message.version),
-        )
+        """The epoch's first batch: the LeaderChangeMessage, then (kraft.version 1) the
+        KRaftVersion and Voters records, one control batch (LeaderState's start of epoch)."""
+        records = [
+            Record(offset_delta=i, key=encode_control_record_key(kind), value=value)
+            for i, (kind, value) in enumerate(action.values())
+        ]
         self.writes.append_batch(
-            encode_batch(build_batch([record], base_timestamp=now_ms, control=True)),
+            encode_batch(build_batch(records, base_timestamp=now_ms, control=True)),
             action.epoch,
             now_ms,
         )

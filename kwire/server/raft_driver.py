@@ -212,13 +212,5 @@ class RaftDriver:
         raft = self.node.raft
         await self.call(lambda now: self.carry_out(raft.resign(now), now))
         with trio.move_on_after(timeout_s):
-            while not self._shutdown_complete():
+            while not raft.shutdown_complete:
                 await self._state_changed.wait()
-
-    def _shutdown_complete(self) -> bool:
-        raft = self.node.raft
-        node_id = self.node.settings.node_id
-        voters = {v.node_id for v in self.node.settings.voters}
-        if node_id not in voters or voters == {node_id}:
-            return True
-        return raft.leader_id not in (-1, node_id)
