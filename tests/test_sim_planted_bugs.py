@@ -52,8 +52,11 @@ def test_unpersisted_votes_give_an_epoch_two_leaders(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(SimNode, "persist", forget_quorum_state)
-    found = first_failure("failover-flapping-voters")
-    assert found.failure is not None and found.failure.startswith("election safety: ")
+    found = first_failure("chaos")
+    # Two leaders of one epoch: caught as such, or by the batches they wrote at one
+    # (offset, epoch), whichever check sees it first.
+    assert found.failure is not None
+    assert found.failure.startswith(("election safety: ", "log matching: ")), found.failure
     assert_replays(found, capsys)
     monkeypatch.undo()
     assert run_seed(found.scenario, found.seed).ok  # the real node passes the same seed

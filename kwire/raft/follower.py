@@ -10,9 +10,13 @@ Rules kept here:
   observer keeps fetching. While its leader's connection backs off after a failure, a
   follower (like an Unattached node) fetches from any other voter to learn who leads.
 - Fast failover (kwire's, `RaftConfig.fast_failover`): a refused or lost connection to the
-  leader with a Fetch out expires a voter's fetch timer after a random delay in
-  [0, min(50, election_timeout_ms / 10)) ms. A TIMEOUT, or a live but silent leader, still
-  waits fetch_timeout_ms. Timing never decides safety: votes and epochs do.
+  leader with a Fetch out means the leader is gone. At once the voter stops counting itself
+  as hearing from the leader (so it grants other voters' pre-votes), and its fetch timer
+  expires after a delay staggered by its rank among the other voters (by node id):
+  rank * D + a random [0, D/2) ms, D = min(50, election_timeout_ms / 10), so the surviving
+  voters stand one after the other rather than splitting the vote. A TIMEOUT, or a live but
+  silent leader, still waits fetch_timeout_ms. Timing never decides safety: votes and
+  epochs do.
 - DivergingEpoch truncates to the end of that epoch in the leader's log (or ours, if
   earlier: ReplicatedLog.truncateToEndOffset), never below the high watermark. A SnapshotId
   starts a snapshot download in FetchSnapshot chunks, installed when complete.
@@ -203,8 +207,9 @@ class FollowerPart(ElectionPart):
         )
 
     def on_fetch_failed(self, destination: int, failure: SendFailure, now_ms: int) -> None:
-        """Fast failover: the leader's process is gone (refused or lost), so expire the
-        fetch timer after a short random delay instead of fetch_timeout_ms."""
+        """Fast failover: the leader's process is gone (refused or lost), so grant pre-votes
+        from now on and expire the fetch timer after a short delay staggered by rank
+        (module docstring) instead of fetch_timeout_ms."""
         role = self.role
         if (
             self.config.fast_failover
@@ -213,9 +218,12 @@ class FollowerPart(ElectionPart):
             and destination == role.leader_id
             and failure in (SendFailure.CONNECTION_REFUSED, SendFailure.CONNECTION_LOST)
         ):
-            bound = max(1, min(FAST_FAILOVER_MAX_DELAY_MS, self.config.election_timeout_ms // 10))
-            deadline = now_ms + self.rng.randrange(bound)
+            step = max(2, min(FAST_FAILOVER_MAX_DELAY_MS, self.config.election_timeout_ms // 10))
+            others = sorted(self.voter_ids - {role.leader_id})
+            rank = others.index(self.node_id) if self.node_id in others else 0
+            deadline = now_ms + rank * step + self.rng.randrange(step // 2)
             role.fetch_deadline_ms = min(role.fetch_deadline_ms, deadline)
+            role.has_fetched = False
 
     # -- Fetch responses ----------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ OBSERVER_SESSION_TIMEOUT_MS = 300_000  # observers silent this long leave Descri
 NO_DIRECTORY_ID = UUID(int=0)
 CHECK_QUORUM_TIMEOUT_FACTOR = 1.5  # LeaderState.CHECK_QUORUM_TIMEOUT_FACTOR
 SHUTDOWN_TIMEOUT_MS = 5000  # KafkaRaftClientDriver: client.shutdown(5000)
-FAST_FAILOVER_MAX_DELAY_MS = 50  # upper bound of the random delay before a fast failover
+FAST_FAILOVER_MAX_DELAY_MS = 50  # the rank step of the staggered fast-failover delay (follower.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
