@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 from procs_harness import (
+    FORM_TIMEOUT_S,
     HOST,
     CutMode,
     LinkProxy,
@@ -21,35 +22,17 @@ from procs_harness import (
     QuorumNotFormed,
     QuorumWriter,
     Recovery,
+    multi_voter_quorum,
     open_quorum,
     percentile,
     settle_and_read,
 )
 
-FORM_TIMEOUT_S = 15.0
 # Kafka's defaults: a follower that hears nothing from its leader for the fetch timeout
 # (2 s) starts an election; the election timeout is 1 s plus up to 1 s of backoff.
 FAILOVER_TIMEOUT_S = 10.0
 TEST_TIMEOUT_S = 120.0
-
-
-@pytest.fixture(scope="module")
-def multi_voter_quorum(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Skips (with the nodes' last log lines) when three kwire processes do not elect a
-    leader: checked once, outside Trio, because pytest-trio drops the reason of a skip
-    raised inside a test."""
-
-    async def form() -> str | None:
-        async with open_quorum(tmp_path_factory.mktemp("formation"), 3) as quorum:
-            try:
-                await quorum.wait_formed(FORM_TIMEOUT_S)
-            except QuorumNotFormed as exc:
-                return str(exc)
-        return None
-
-    reason = trio.run(form)
-    if reason is not None:
-        pytest.skip(f"the quorum cannot form, so there is nothing to fail over: {reason}")
+__all__ = ["multi_voter_quorum"]  # a fixture
 
 
 async def leader_or_skip(quorum: Quorum) -> tuple[int, int]:
@@ -60,6 +43,7 @@ async def leader_or_skip(quorum: Quorum) -> tuple[int, int]:
 
 
 def assert_recovered(recovery: Recovery) -> None:
+    assert recovery.settled, "the quorum did not settle: no leader, or a voter behind"
     assert recovery.acked, "no write was acknowledged at all"
     assert recovery.missing == {}, "acknowledged writes are missing from a node's log"
     assert recovery.invented == {}, "a log holds topics no writer sent"
