@@ -223,21 +223,26 @@ class SocketServer:
         )
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound_port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            self.node.start()
-            nursery.start_soon(self.node.run_ticks)
-            if self.limits.connections_max_idle_ms >= 0:
-                nursery.start_soon(self.idle.run)
+        try:
+            async with trio.open_nursery() as nursery:
+                self.node.start()
+                nursery.start_soon(self.node.run)
+                if self.limits.connections_max_idle_ms >= 0:
+                    nursery.start_soon(self.idle.run)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                log.info(
+                    "kwire controller %d serving %s on %s:%d",
+                    self.node.settings.node_id,
+                    self.security.protocol,
+                    host,
+                    bound_port,
+                )
+                task_status.started(bound_port)
+        finally:
+            # Peers that connect now are refused at once, as by a process that is gone.
             for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener, nursery)
-            log.info(
-                "kwire controller %d serving %s on %s:%d",
-                self.node.settings.node_id,
-                self.security.protocol,
-                host,
-                bound_port,
-            )
-            task_status.started(bound_port)
+                listener.socket.close()
 
     async def _wait_for_slot(self) -> None:
         if self.quotas.slot_available():
