@@ -189,15 +189,23 @@ async def test_sigterm_of_the_leader_hands_over_before_the_fetch_timeout(tmp_pat
             async with trio.open_nursery() as nursery:
                 await nursery.start(writer.run)
                 await trio.sleep(0.3)
+                stopped = trio.Event()
+
+                async def stop_leader() -> None:
+                    await quorum.stop(leader)
+                    stopped.set()
+
                 stopped_at = trio.current_time()
-                nursery.start_soon(quorum.stop, leader)
+                nursery.start_soon(stop_leader)
                 ack = await writer.wait_ack(
                     after=stopped_at, not_from=leader, timeout=FAILOVER_TIMEOUT_S
                 )
                 # EndQuorumEpoch tells the others at once: no one waits out the 2 s fetch
                 # timeout (Kafka's controller.quorum.fetch.timeout.ms).
                 assert ack.acked - stopped_at < 2.0
-                assert quorum.node(leader).server.wait_for_output("shutting down", 5)
+                with trio.fail_after(15):
+                    await stopped.wait()
+                assert "Received SIGTERM" in quorum.output(leader)
                 await quorum.node(leader).start()
                 nursery.cancel_scope.cancel()
             recovery = await settle_and_read(quorum, [writer])
