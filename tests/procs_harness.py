@@ -619,6 +619,8 @@ class QuorumWriter:
         self.acks: list[Ack] = []
         self.attempted: set[str] = set()
         self.failures = 0  # writes whose outcome is unknown
+        # (sent at, target node, what came back) of every write not acknowledged
+        self.refusals: list[tuple[float, int, str]] = []
         self.paused = False
         self._connections = Connections(quorum, "kwire-writer")
         self._acked = trio.Event()
@@ -719,6 +721,11 @@ class QuorumWriter:
             self._acked = trio.Event()
             return ack
         self.failures += 1
+        if isinstance(answer, CreateTopicsResponse) and answer.topics:
+            outcome = ErrorCode(answer.topics[0].error_code).name
+        else:
+            outcome = "no answer" if answer is None else type(answer).__name__
+        self.refusals.append((sent, target, outcome))
         await trio.sleep(0.005)  # the probe re-reads the leader every 10 ms
         return None
 
