@@ -48,7 +48,7 @@ from typing import IO
 
 import pytest
 import trio
-from server_harness import HOST, REPO_ROOT, KwireServer
+from server_harness import HOST, REPO_ROOT, KwireServer, free_port
 
 from kwire.log.metadata_log import MetadataLog
 from kwire.protocol._codec import Message
@@ -388,7 +388,7 @@ async def open_quorum(
     """Format `size` nodes of one new cluster under `directory`, start them and their
     `QuorumProbe` (``quorum.probe``), and stop them all (SIGTERM, then kill -9) when the
     block ends. An exception of the block comes out as itself, not in a group."""
-    ports = {node_id: _free_port() for node_id in range(1, size + 1)}
+    ports = {node_id: free_port() for node_id in range(1, size + 1)}
     try:
         async with trio.open_nursery() as nursery:
             proxies: list[LinkProxy] = []
@@ -435,14 +435,6 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
         inner = inner.exceptions[0]
     return inner
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 # -- talking to the nodes -------------------------------------------------------------------

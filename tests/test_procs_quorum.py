@@ -212,10 +212,19 @@ async def test_sigterm_of_the_leader_hands_over_before_the_fetch_timeout(tmp_pat
     assert_recovered(recovery)
 
 
-@pytest.mark.parametrize("size", [3, 5])
+@pytest.mark.parametrize(
+    ("size", "mode"),
+    [
+        pytest.param(3, CutMode.SILENT, id="3 nodes, bytes dropped"),
+        pytest.param(5, CutMode.SILENT, id="5 nodes, bytes dropped"),
+        # Refused connections look like a dead leader to the followers (fast failover);
+        # the leader is alive and must still commit nothing and resign.
+        pytest.param(3, CutMode.REFUSE, id="3 nodes, connections refused"),
+    ],
+)
 @pytest.mark.usefixtures("multi_voter_quorum")
 async def test_a_leader_cut_off_from_its_peers_commits_nothing_and_resigns(
-    tmp_path: Path, size: int
+    tmp_path: Path, size: int, mode: CutMode
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
         async with open_quorum(tmp_path, size, proxied=True) as quorum:
@@ -226,7 +235,7 @@ async def test_a_leader_cut_off_from_its_peers_commits_nothing_and_resigns(
                 await nursery.start(writer.run)
                 await trio.sleep(0.5)
 
-                quorum.isolate(leader, CutMode.SILENT)
+                quorum.isolate(leader, mode)
                 cut_at = trio.current_time()
                 # The minority leader acknowledges nothing: it cannot reach a majority.
                 for _ in range(3):
