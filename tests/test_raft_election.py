@@ -5,6 +5,7 @@ Kafka 4.3.1's)."""
 from __future__ import annotations
 
 import random
+from uuid import UUID
 
 import pytest
 from test_raft_pump import CLUSTER, ListLog, config
@@ -17,6 +18,7 @@ from kwire.raft.core import RaftCore
 from kwire.raft.state import (
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
+    NO_DIRECTORY_ID,
     Action,
     AppendLeaderChange,
     PersistQuorumState,
@@ -58,6 +60,7 @@ def vote(
     voter_id: int = -1,
     cluster_id: str | None = CLUSTER,
     topic: str = METADATA_TOPIC,
+    voter_directory_id: UUID = NO_DIRECTORY_ID,
 ) -> VoteRequest:
     return VoteRequest(
         cluster_id=cluster_id,
@@ -72,6 +75,7 @@ def vote(
                         last_offset_epoch=last_epoch,
                         last_offset=last_offset,
                         pre_vote=pre_vote,
+                        voter_directory_id=voter_directory_id,
                     )
                 ],
             )
@@ -179,6 +183,12 @@ def test_a_candidate_whose_log_is_behind_ours_is_refused(
         (
             "meant for another voter",
             vote(2, 5, voter_id=3),
+            ErrorCode.NONE,
+            ErrorCode.INVALID_VOTER_KEY,
+        ),
+        (
+            "meant for another directory of this voter",
+            vote(2, 5, voter_id=1, voter_directory_id=UUID(int=5)),
             ErrorCode.NONE,
             ErrorCode.INVALID_VOTER_KEY,
         ),
@@ -357,3 +367,14 @@ def test_answers_to_requests_sent_before_a_transition_are_dropped() -> None:
     assert raft.state_name == "candidate"
     assert vote_to_3.destination == 3
     assert not vote_to_3.request.topics[0].partitions[0].pre_vote  # type: ignore[union-attr]
+
+
+def test_an_observer_answers_votes_like_kafka_but_never_stands() -> None:
+    # KafkaRaftClientTest.testHandleVoteRequestAsObserver: granted and recorded; the
+    # candidate counts only voters, so the answer cannot elect anyone.
+    raft = core(7, persisted=state(2))
+    response, actions = raft.handle_vote(vote(2, 3, last_epoch=2, last_offset=1), 1)
+    assert answer(response) == (ErrorCode.NONE, 3, -1, True)
+    assert persisted(actions)[-1] == PersistQuorumState(leader_id=-1, leader_epoch=3, voted_id=2)
+    raft.poll(100_000)
+    assert raft.state_name == "voted" and raft.epoch == 3

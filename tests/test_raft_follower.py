@@ -13,6 +13,8 @@ from test_raft_pump import CLUSTER, Cluster, ListLog, config
 from kwire.log.quorum_state import QuorumStateData
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
+from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from kwire.raft.core import FetchReady, RaftCore
@@ -264,3 +266,132 @@ def test_a_follower_below_the_log_start_downloads_and_installs_the_snapshot() ->
     assert actions[0] == HighWatermarkAdvanced(offset=40)
     (fetch,) = sent(actions)
     assert isinstance(fetch.request, FetchRequest)
+
+
+# -- BeginQuorumEpoch and EndQuorumEpoch requests ------------------------------------------------
+
+
+def begin(
+    leader: int, epoch: int, *, voter_id: int = 1, cluster_id: str | None = CLUSTER
+) -> BeginQuorumEpochRequest:
+    return BeginQuorumEpochRequest(
+        cluster_id=cluster_id,
+        voter_id=voter_id,
+        topics=[
+            BeginQuorumEpochRequest.TopicData(
+                topic_name=METADATA_TOPIC,
+                partitions=[
+                    BeginQuorumEpochRequest.PartitionData(leader_id=leader, leader_epoch=epoch)
+                ],
+            )
+        ],
+    )
+
+
+def end(leader: int, epoch: int, preferred: list[int]) -> EndQuorumEpochRequest:
+    return EndQuorumEpochRequest(
+        cluster_id=CLUSTER,
+        topics=[
+            EndQuorumEpochRequest.TopicData(
+                topic_name=METADATA_TOPIC,
+                partitions=[
+                    EndQuorumEpochRequest.PartitionData(
+                        leader_id=leader,
+                        leader_epoch=epoch,
+                        preferred_candidates=[
+                            EndQuorumEpochRequest.ReplicaInfo(candidate_id=c) for c in preferred
+                        ],
+                    )
+                ],
+            )
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "request_", "top", "partition", "state"),
+    [
+        ("a new leader", begin(2, 3), ErrorCode.NONE, (ErrorCode.NONE, 3, 2), ("follower", 3, 2)),
+        (
+            "an old epoch",
+            begin(2, 1),
+            ErrorCode.NONE,
+            (ErrorCode.FENCED_LEADER_EPOCH, 2, 3),
+            ("follower", 2, 3),
+        ),
+        (
+            "no leader id",
+            begin(-1, 3),
+            ErrorCode.NONE,
+            (ErrorCode.INVALID_REQUEST, 2, 3),
+            ("follower", 2, 3),
+        ),
+        (
+            "another voter's",
+            begin(2, 3, voter_id=5),
+            ErrorCode.NONE,
+            (ErrorCode.INVALID_VOTER_KEY, 3, 2),
+            ("follower", 3, 2),
+        ),
+        (
+            "another cluster",
+            begin(2, 3, cluster_id="x"),
+            ErrorCode.INCONSISTENT_CLUSTER_ID,
+            None,
+            ("follower", 2, 3),
+        ),
+    ],
+)
+def test_begin_quorum_epoch_requests_are_answered_as_kafka_does(
+    name: str,
+    request_: BeginQuorumEpochRequest,
+    top: ErrorCode,
+    partition: tuple[ErrorCode, int, int] | None,
+    state: tuple[str, int, int],
+) -> None:
+    raft, _, _ = follower()
+    response, _ = raft.handle_begin_quorum_epoch(request_, 10)
+    assert response.error_code == top, name
+    if partition is not None:
+        p = response.topics[0].partitions[0]
+        assert (p.error_code, p.leader_epoch, p.leader_id) == partition, name
+    assert (raft.state_name, raft.epoch, raft.leader_id) == state, name
+
+
+@pytest.mark.parametrize(("preferred", "stands_at"), [([1, 2], 10), ([2, 1], 510), ([2], 1010)])
+def test_end_quorum_epoch_from_the_leader_shortens_the_fetch_timeout_by_rank(
+    preferred: list[int], stands_at: int
+) -> None:
+    raft, _, _ = follower()
+    response, _ = raft.handle_end_quorum_epoch(end(3, 2, preferred), 10)
+    assert response.topics[0].partitions[0].error_code == ErrorCode.NONE
+    if stands_at > 10:
+        raft.poll(stands_at - 1)
+        assert raft.state_name == "follower"
+    raft.poll(stands_at)
+    assert raft.state_name == "prospective"
+
+
+def test_hostile_answers_are_refused_without_acting_on_them() -> None:
+    raft, log, request = follower([1, 1])
+    # a negative diverging end: refused, no truncation (and the leader backs off)
+    actions = raft.on_response(3, request, response(3, 2, diverging=(1, -5)), 10)
+    assert not any(isinstance(a, TruncateTo) for a in actions)
+    # an error code this build does not know: no crash, nothing appended
+    raft, log, request = follower([1, 1])
+    odd = response(3, 2, records=bytes([2]))
+    odd.responses[0].partitions[0].error_code = 31_999
+    actions = raft.on_response(3, request, odd, 10)
+    assert not any(isinstance(a, AppendAsFollower) for a in actions)
+    assert raft.state_name == "follower" and log.entries == [1, 1]
+
+
+def test_a_snapshot_chunk_past_the_announced_size_starts_the_download_over() -> None:
+    raft, _, request = follower([])
+    snapshot = SnapshotId(end_offset=40, epoch=2)
+    (first,) = sent(raft.on_response(3, request, response(3, 2, snapshot=(40, 2)), 10))
+    actions = raft.on_response(3, first.request, chunk(snapshot, 0, b"abcdefgh", 6), 11)
+    assert not any(isinstance(a, WriteSnapshotChunk | InstallSnapshot) for a in actions)
+    # what goes next is a plain Fetch (the leader will name the snapshot anew)
+    following = sent(actions + raft.poll(40))
+    assert following and all(isinstance(s.request, FetchRequest) for s in following)

@@ -16,6 +16,7 @@ from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.fetch import FetchRequest
 from kwire.raft.core import FetchRead, FetchReady, RaftCore
+from kwire.raft.quorum import java_hash_order
 from kwire.raft.state import (
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
@@ -260,3 +261,19 @@ def test_a_fetch_from_a_diverged_replica_names_where_to_truncate(
     data = outcome.response.responses[0].partitions[0]
     # never (-1, -1): a follower reads a negative epoch as "no divergence"
     assert (data.diverging_epoch.epoch, data.diverging_epoch.end_offset) == diverging, name
+
+
+@pytest.mark.parametrize(
+    ("ids", "order"),
+    [
+        ({3, 1, 2}, [1, 2, 3]),
+        ({16, 1, 2}, [16, 1, 2]),  # 16 lands in bucket 0 of a 16-slot table
+        (
+            {100, 3, 70000},
+            [70000, 3, 100],
+        ),  # buckets: 70000 ^ (70000 >>> 16) & 15 = 1, 3, 100 & 15 = 4
+    ],
+)
+def test_leader_change_voters_come_in_java_hash_set_order(ids: set[int], order: list[int]) -> None:
+    # LeaderState.convertToVoters iterates a java.util.HashMap key set
+    assert java_hash_order(frozenset(ids)) == order

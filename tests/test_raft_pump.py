@@ -105,6 +105,7 @@ class Cluster:
         self.cut: set[frozenset[int]] = set()
         self.no_pre_vote: set[int] = set()  # voters whose Vote tops out below v2
         self.parked: list[tuple[int, int, FetchRequest, int, int]] = []
+        self.out: dict[tuple[int, int, type], OutboundRequest] = {}
         self.timers = timers
         self.rng = random.Random(seed)
         self.voters = voters
@@ -160,27 +161,49 @@ class Cluster:
     # -- the network ------------------------------------------------------------------------
 
     def send(self, src: int, dest: int, request: OutboundRequest) -> None:
-        def fail(failure: SendFailure) -> None:
-            if src not in self.down:
-                self.carry_out(
-                    src, self.nodes[src].core.on_send_failed(dest, request, failure, self.now)
-                )
-
+        key = (src, dest, type(request))
+        # the contract: never two requests of one kind out to one destination
+        assert key not in self.out, f"{src} sent a second {type(request).__name__} to {dest}"
+        self.out[key] = request
         if dest in self.down:
-            self.later(self.latency, lambda: fail(SendFailure.CONNECTION_REFUSED))
+            self.later(
+                self.latency,
+                lambda: self.resolve(src, dest, request, SendFailure.CONNECTION_REFUSED),
+            )
         elif frozenset((src, dest)) in self.cut:
             timeout = self.nodes[src].core.config.request_timeout_ms
-            self.later(timeout, lambda: fail(SendFailure.TIMEOUT))
-        elif isinstance(request, VoteRequest) and dest in self.no_pre_vote:
-            if request.topics[0].partitions[0].pre_vote:
-                self.later(self.latency, lambda: fail(SendFailure.UNSUPPORTED_VERSION))
-            else:
-                self.later(self.latency, lambda: self.deliver(src, dest, request))
+            self.later(timeout, lambda: self.resolve(src, dest, request, SendFailure.TIMEOUT))
+        elif (
+            isinstance(request, VoteRequest)
+            and dest in self.no_pre_vote
+            and request.topics[0].partitions[0].pre_vote
+        ):
+            self.later(
+                self.latency,
+                lambda: self.resolve(src, dest, request, SendFailure.UNSUPPORTED_VERSION),
+            )
         else:
             self.later(self.latency, lambda: self.deliver(src, dest, request))
 
+    def resolve(
+        self, src: int, dest: int, request: OutboundRequest, outcome: OutboundResponse | SendFailure
+    ) -> None:
+        """The answer (or failure) reaches the sender, if the sender is the same process."""
+        key = (src, dest, type(request))
+        if self.out.get(key) is not request:
+            return  # sent by a process that has since crashed
+        del self.out[key]
+        if src in self.down:
+            return
+        core = self.nodes[src].core
+        if isinstance(outcome, SendFailure):
+            self.carry_out(src, core.on_send_failed(dest, request, outcome, self.now))
+        else:
+            self.carry_out(src, core.on_response(dest, request, outcome, self.now))
+
     def deliver(self, src: int, dest: int, request: OutboundRequest) -> None:
         if dest in self.down:
+            self.resolve(src, dest, request, SendFailure.CONNECTION_LOST)
             return
         core = self.nodes[dest].core
         response: OutboundResponse
@@ -220,17 +243,10 @@ class Cluster:
         self, src: int, dest: int, request: OutboundRequest, response: OutboundResponse
     ) -> None:
         def back() -> None:
-            if src not in self.down and dest not in self.down:
-                self.carry_out(
-                    src, self.nodes[src].core.on_response(dest, request, response, self.now)
-                )
-            elif src not in self.down:
-                self.carry_out(
-                    src,
-                    self.nodes[src].core.on_send_failed(
-                        dest, request, SendFailure.CONNECTION_LOST, self.now
-                    ),
-                )
+            if dest in self.down:  # died with the answer unsent
+                self.resolve(src, dest, request, SendFailure.CONNECTION_LOST)
+            else:
+                self.resolve(src, dest, request, response)
 
         self.later(self.latency, back)
 
@@ -239,16 +255,12 @@ class Cluster:
         for src, dest, request, deadline, hw in parked:
             node = self.nodes[dest]
             if dest in self.down:
-                if src not in self.down:
-                    self.later(
-                        0,
-                        lambda s=src, d=dest, r=request: self.carry_out(
-                            s,
-                            self.nodes[s].core.on_send_failed(
-                                d, r, SendFailure.CONNECTION_LOST, self.now
-                            ),
-                        ),
-                    )
+                self.later(
+                    0,
+                    lambda s=src, d=dest, r=request: self.resolve(
+                        s, d, r, SendFailure.CONNECTION_LOST
+                    ),
+                )
                 continue
             offset = request.topics[0].partitions[0].fetch_offset
             if (
@@ -272,6 +284,7 @@ class Cluster:
         """A new process over the same log and quorum-state."""
         old = self.nodes[node_id]
         self.down.discard(node_id)
+        self.out = {k: r for k, r in self.out.items() if k[0] != node_id}
         last = old.persisted[-1] if old.persisted else None
         persisted = (
             QuorumStateData(

@@ -63,7 +63,7 @@ class ElectionPart(QuorumCore):
             # than ours moves us to Unattached in it (KafkaRaftClientPreVoteTest
             # testHandlePreVoteRequestAsFollower).
             actions += self.to_unattached(epoch, now_ms)
-        if request.voter_id >= 0 and request.voter_id != self.node_id:
+        if not self.is_my_voter_key(request.voter_id, partition.voter_directory_id):
             return self._vote_response(ErrorCode.INVALID_VOTER_KEY, False), actions
         up_to_date = self.log_is_up_to_date(last_epoch, last_offset)
         granted = self._can_grant_vote(
@@ -122,7 +122,7 @@ class ElectionPart(QuorumCore):
         partition = messages.single_partition(response.topics)
         if partition is None:
             return False, []
-        error = ErrorCode(partition.error_code)
+        error = messages.error_of(partition.error_code)
         handled, actions = self.handle_common_response(
             error, partition.leader_id, partition.leader_epoch, now_ms
         )

@@ -73,7 +73,7 @@ class FollowerPart(ElectionPart):
         if error is not None:
             return self._begin_response(error), []
         actions = self.maybe_transition(partition.leader_id, partition.leader_epoch, now_ms)
-        if request.voter_id >= 0 and request.voter_id != self.node_id:
+        if not self.is_my_voter_key(request.voter_id, partition.voter_directory_id):
             return self._begin_response(ErrorCode.INVALID_VOTER_KEY), actions + self.pump(now_ms)
         return self._begin_response(ErrorCode.NONE), actions + self.pump(now_ms)
 
@@ -221,7 +221,7 @@ class FollowerPart(ElectionPart):
             topic.topic_id != METADATA_TOPIC_ID and topic.topic != METADATA_TOPIC
         ) or data.partition_index != METADATA_PARTITION:
             return False, []
-        error = ErrorCode(data.error_code)
+        error = messages.error_of(data.error_code)
         before = self.role
         handled, actions = self.handle_common_response(
             error, data.current_leader.leader_id, data.current_leader.leader_epoch, now_ms
@@ -236,6 +236,8 @@ class FollowerPart(ElectionPart):
         if error != ErrorCode.NONE:
             return False, actions
         if data.diverging_epoch.epoch >= 0:
+            if data.diverging_epoch.end_offset < 0:
+                return False, actions  # a leader never names a negative end
             offset = self._truncation_offset(
                 data.diverging_epoch.epoch, data.diverging_epoch.end_offset
             )
@@ -308,7 +310,7 @@ class FollowerPart(ElectionPart):
         if len(found) != 1:
             return False, []
         data = found[0]
-        error = ErrorCode(data.error_code)
+        error = messages.error_of(data.error_code)
         handled, actions = self.handle_common_response(
             error, data.current_leader.leader_id, data.current_leader.leader_epoch, now_ms
         )
@@ -335,6 +337,10 @@ class FollowerPart(ElectionPart):
             role.snapshot = None
             return False, actions
         chunk = bytes(data.unaligned_records or b"")
+        if data.size <= 0 or fetching.position + len(chunk) > data.size:
+            self._log(f"snapshot chunk past the size {data.size} of {got}; starting over")
+            role.snapshot = None
+            return False, actions
         if chunk:
             actions.append(
                 WriteSnapshotChunk(snapshot_id=got, position=fetching.position, data=chunk)

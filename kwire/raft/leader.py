@@ -161,7 +161,7 @@ class LeaderPart(ElectionPart):
         partition = messages.single_partition(response.topics)
         if partition is None:
             return False, []
-        error = ErrorCode(partition.error_code)
+        error = messages.error_of(partition.error_code)
         handled, actions = self.handle_common_response(
             error, partition.leader_id, partition.leader_epoch, now_ms
         )
@@ -178,7 +178,7 @@ class LeaderPart(ElectionPart):
         partition = messages.single_partition(response.topics)
         if partition is None:
             return False, []
-        error = ErrorCode(partition.error_code)
+        error = messages.error_of(partition.error_code)
         handled, actions = self.handle_common_response(
             error, partition.leader_id, partition.leader_epoch, now_ms
         )

@@ -30,6 +30,14 @@ from kwire.raft.state import (
 )
 
 
+def error_of(code: int) -> ErrorCode:
+    """A peer's error code; one this build does not know reads as UNKNOWN_SERVER_ERROR."""
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return ErrorCode.UNKNOWN_SERVER_ERROR
+
+
 def single_partition(topics: list[Any], *, name_attr: str = "topic_name") -> Any | None:
     """The one partition of a quorum request or response naming __cluster_metadata-0."""
     if len(topics) != 1 or len(topics[0].partitions) != 1:

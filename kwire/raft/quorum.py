@@ -1,5 +1,4 @@
-"""Roles and their transitions (Kafka's QuorumState), and the outbound connections (Kafka's
-RequestManager), shared by every part of `RaftCore`.
+"""Roles and their transitions (Kafka's QuorumState), shared by every part of `RaftCore`.
 
 Rules kept here:
 - A transition that Kafka makes durable (Unattached, a vote, Follower, Candidate, Leader)
@@ -8,23 +7,18 @@ Rules kept here:
 - A voter's election timeout is random in [T, 2T) (QuorumState.randomElectionTimeoutMs);
   an observer has none. Unattached keeps the timer of the Candidate, Unattached, Resigned or
   (not yet refused) Prospective state it comes from, as Kafka does.
-- Every transition forgets the requests in flight (RequestManager.resetAll): their answers
-  are dropped when they come. A forgotten request still counts as in flight for its kind and
-  destination until it resolves, so that no destination ever has two requests of one kind
-  out.
-- A request that failed (or was answered with an error the core could not handle) backs its
-  destination off for `retry_backoff_ms`; a TIMEOUT frees it at once.
+- Every transition forgets the requests in flight (requests.py): their answers are dropped.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from uuid import UUID
 
 from kwire.log.quorum_state import QuorumStateData
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.control.leader_change_message import LeaderChangeMessage
+from kwire.raft.requests import RequestManager
 from kwire.raft.state import (
     CHECK_QUORUM_TIMEOUT_FACTOR,
     NO_DIRECTORY_ID,
@@ -35,7 +29,6 @@ from kwire.raft.state import (
     Follower,
     Leader,
     LogView,
-    OutboundRequest,
     PersistQuorumState,
     Prospective,
     RaftConfig,
@@ -51,17 +44,7 @@ from kwire.raft.state import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Connection:
-    """One destination's requests: the current one (at most one, as Kafka's RequestManager),
-    forgotten ones still out (at most one per kind), and a backoff end."""
-
-    current: OutboundRequest | None = None
-    forgotten: list[OutboundRequest] = field(default_factory=list)
-    backoff_until_ms: int = -1
-
-
-class QuorumCore:
+class QuorumCore(RequestManager):
     """State shared by the parts of RaftCore: config, log view, role, timers, connections."""
 
     def __init__(
@@ -84,7 +67,7 @@ class QuorumCore:
         self.rng: RandomSource = rng if rng is not None else SplitMix64(config.node_id)
         self.persisted = persisted
         self.flushed_end_offset = log_view.end_offset
-        self.connections: dict[int, Connection] = {}
+        RequestManager.__init__(self, config.retry_backoff_ms)
         self.repoll = False  # something is due at the next poll (a log operation is out)
         self.now_ms = 0
         self.shutting_down = False  # resign() was called: never stand for election
@@ -151,6 +134,15 @@ class QuorumCore:
             return latest
         snapshot = self.log.latest_snapshot_id()
         return snapshot.epoch if snapshot is not None else 0
+
+    def is_my_voter_key(self, voter_id: int, voter_directory_id: UUID) -> bool:
+        """KafkaRaftClient.isValidVoterKey: a request naming a voter (v1+) names us."""
+        if voter_id < 0:
+            return True
+        return voter_id == self.node_id and voter_directory_id in (
+            NO_DIRECTORY_ID,
+            self.config.directory_id,
+        )
 
     def log_is_up_to_date(self, last_epoch: int, last_offset: int) -> bool:
         """(epoch, offset) of a candidate's log end >= ours (OffsetAndEpoch.compareTo)."""
@@ -457,52 +449,6 @@ class QuorumCore:
         """EpochElection.isVoteRejected: a majority can no longer be reached."""
         possible = len(self.config.voter_ids) - len(role.rejected & self.config.voter_ids)
         return possible < self.config.majority()
-
-    # -- connections (RequestManager) ---------------------------------------------------------
-
-    def connection(self, destination: int) -> Connection:
-        return self.connections.setdefault(destination, Connection())
-
-    def ready(self, destination: int, kind: type, now_ms: int) -> bool:
-        conn = self.connections.get(destination)
-        if conn is None:
-            return True
-        return (
-            conn.current is None
-            and now_ms >= conn.backoff_until_ms
-            and not any(type(r) is kind for r in conn.forgotten)
-        )
-
-    def backing_off(self, destination: int, now_ms: int) -> bool:
-        conn = self.connections.get(destination)
-        return conn is not None and conn.current is None and now_ms < conn.backoff_until_ms
-
-    def any_in_flight(self) -> bool:
-        return any(c.current is not None for c in self.connections.values())
-
-    def sent(self, destination: int, request: OutboundRequest) -> None:
-        self.connection(destination).current = request
-
-    def take_answer(self, destination: int, request: OutboundRequest) -> bool:
-        """Whether the answer to `request` is expected; frees its slot either way."""
-        conn = self.connections.get(destination)
-        if conn is None:
-            return False
-        if conn.current is request:
-            conn.current = None
-            return True
-        conn.forgotten = [r for r in conn.forgotten if r is not request]
-        return False
-
-    def backoff(self, destination: int, now_ms: int) -> None:
-        self.connection(destination).backoff_until_ms = now_ms + self.config.retry_backoff_ms
-
-    def reset_connections(self) -> None:
-        for conn in self.connections.values():
-            if conn.current is not None:
-                conn.forgotten.append(conn.current)
-                conn.current = None
-            conn.backoff_until_ms = -1
 
 
 class SplitMix64:

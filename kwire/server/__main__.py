@@ -94,6 +94,7 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
             fetch_timeout_ms=config.quorum_fetch_timeout_ms,
             request_timeout_ms=config.quorum_request_timeout_ms,
             retry_backoff_ms=config.quorum_retry_backoff_ms,
+            fast_failover=config.quorum_fast_failover_enable,
         ),
         snapshots=SnapshotSettings(
             max_new_record_bytes=config.metadata_snapshot_max_new_record_bytes,

@@ -434,6 +434,8 @@ class RequestHandler:
                 await node.wait_log_growth(outcome_offset, deadline)
             if node.log.end_offset <= outcome_offset and trio.current_time() >= deadline:
                 return response
+            # Woken by new records, a new high watermark, or a change of state (then the
+            # core answers the retry with the error, e.g. NOT_LEADER_OR_FOLLOWER).
 
     def fetch_snapshot(self, request: FetchSnapshotRequest, version: int) -> FetchSnapshotResponse:
         """The raft core's answer with the chunk read from the snapshot file; below v1

@@ -9,10 +9,12 @@ The controller runs on every voter (Kafka's QuorumController on each controller)
 - a standby replays committed records as the high watermark advances (hot standby); at
   start-up a node replays its newest snapshot, and the log after it only once raft says it
   is committed (a sole voter commits all of it as soon as it leads, so it replays at once);
-- a new leader activates once it has replayed everything below its epoch start
-  (Kafka's listener fires handleLeaderChange for the leader only then, and the controller
-  claims): every registered broker gets a fresh session, an empty log is bootstrapped,
-  and the controller registers itself;
+- a new leader activates once its LeaderChange record (at its epoch start) is committed
+  and everything before it replayed (KafkaRaftClient's ListenerContext fires
+  handleLeaderChange for the leader only when nextOffset > epochStartOffset; then
+  QuorumController.claim): every registered broker gets a fresh session
+  (ClusterControlManager.activate), an empty log is bootstrapped, and the controller
+  registers itself;
 - a leader that leaves the leader state (`StateChanged`) renounces: its controller
   reverts what it applied beyond the committed offset, and the writes waiting for their
   commit are answered NOT_CONTROLLER.
@@ -412,7 +414,7 @@ class ControllerNode:
             start is not None
             and self.raft.is_leader
             and offset > start
-            and self.applied_end >= start
+            and self.applied_end > start
         ):
             self._activate(now_ms)
 
@@ -435,6 +437,7 @@ class ControllerNode:
         )
         if action.state == LEADER_STATE:
             return
+        self.writes.interrupt_waits()
         self.pending_activation = None
         if self.active:
             # Kafka's QuorumController.renounce: forget what is not committed, answer the

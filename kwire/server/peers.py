@@ -15,7 +15,9 @@ Rules:
   ApiVersions has no version of the API that can carry the request (Vote with
   PreVote=true needs Vote v2, which Kafka 3.9 lacks).
 - Every request is sent at the highest version both sides support.
-- Connections are opened when there is something to send, and reopened after a backoff.
+- One connection per voter is kept open (reopened after a backoff, 50 ms doubling to
+  500 ms): the first Vote after a leader dies does not wait for a connect and an
+  ApiVersions exchange, and an idle connection the peer closed is noticed at once.
 - Buffers are bounded: at most `MAX_QUEUED` requests wait per peer (the core never has two
   of one kind in flight to a peer, so it needs at most one per API); one more is failed at
   once with TIMEOUT. A response frame is bounded by `socket.request.max.bytes`.
@@ -23,7 +25,9 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,7 +88,7 @@ class _ConnectionGone(Exception):
 @dataclass(slots=True)
 class _Queued:
     request: Message
-    deadline: float  # trio time by which an answer is due
+    deadline: float  # trio time by which an answer is due (inf until stamped)
 
 
 def raft_client_id(node_id: int) -> str:
@@ -140,7 +144,11 @@ class PeerChannel:
             )
             self._fail_soon(request, SendFailure.TIMEOUT)
             return
-        self.queue.append(_Queued(request, trio.current_time() + self.request_timeout_s))
+        try:
+            deadline = trio.current_time() + self.request_timeout_s
+        except RuntimeError:  # a node driven outside Trio: stamped when the task sees it
+            deadline = math.inf
+        self.queue.append(_Queued(request, deadline))
         self._wanted.set()
 
     def disconnect(self) -> None:
@@ -158,9 +166,9 @@ class PeerChannel:
     # -- the channel's task ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect whenever something waits to be sent; until cancelled."""
+        """Keep a connection to the voter (reconnecting with backoff), and send what waits;
+        until cancelled."""
         while True:
-            await self._wait_for_work()
             try:
                 with trio.fail_after(self.request_timeout_s):
                     stream = await trio.open_tcp_stream(self.voter.host, self.voter.port)
@@ -187,6 +195,31 @@ class PeerChannel:
             self._wanted = trio.Event()
             await self._wanted.wait()
 
+    async def _wait_for_work_or_close(self, stream: trio.abc.Stream) -> None:
+        """Wait for a request to send while watching the idle connection: a peer that
+        closes it (its process died or restarted) is noticed now, not by the next request,
+        which would otherwise be reported CONNECTION_LOST for a connection long dead."""
+        if self.queue:
+            return
+        closed = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal closed
+                with contextlib.suppress(
+                    OSError, trio.BrokenResourceError, trio.ClosedResourceError
+                ):
+                    await stream.receive_some(1)  # a peer sends nothing unasked: EOF or junk
+                closed = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            await self._wait_for_work()
+            nursery.cancel_scope.cancel()
+        if closed:
+            log.debug("Voter %d closed the idle connection", self.voter.node_id)
+            raise _ConnectionGone
+
     async def _back_off(self) -> None:
         await trio.sleep(self._backoff_ms / 1000)
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
@@ -206,8 +239,10 @@ class PeerChannel:
         """ApiVersions, then the queued requests one at a time, until the connection breaks."""
         await self._learn_versions(stream, frames)
         while True:
-            await self._wait_for_work()
+            await self._wait_for_work_or_close(stream)
             item = self.queue.popleft()
+            if item.deadline == math.inf:
+                item.deadline = trio.current_time() + self.request_timeout_s
             if trio.current_time() >= item.deadline:
                 await self._report_failure(item.request, SendFailure.TIMEOUT)
                 continue

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.raft.state import (
     Action,
     AppendAsFollower,
@@ -92,9 +91,8 @@ class RaftDriver:
         self.running = False
         self._queue: deque[Action] = deque()
         self._draining = False
-        # Destinations of the EndQuorumEpoch requests not yet answered (graceful resign).
-        self._handing_over: set[int] = set()
-        self._handed_over = trio.Event()
+        # Set (and replaced) whenever the core changes state: graceful shutdown waits on it.
+        self._state_changed = trio.Event()
 
     # -- carrying out actions ---------------------------------------------------------------
 
@@ -117,8 +115,6 @@ class RaftDriver:
             case PersistQuorumState():
                 node.persist_quorum_state(action)
             case SendRequest(destination=destination, request=request):
-                if isinstance(request, EndQuorumEpochRequest):
-                    self._handing_over.add(destination)
                 self.peers.send(destination, request)
             case AppendLeaderChange():
                 node.append_leader_change(action, now_ms)
@@ -132,6 +128,8 @@ class RaftDriver:
                 node.on_became_leader(action)
             case StateChanged():
                 node.on_state_changed(action)
+                self._state_changed.set()
+                self._state_changed = trio.Event()
             case StartSnapshotFetch() | WriteSnapshotChunk() | InstallSnapshot():
                 node.download_snapshot(action, now_ms)
 
@@ -145,13 +143,11 @@ class RaftDriver:
         raft = self.node.raft
         match event:
             case ResponseReceived(destination=destination, request=request, response=response):
-                self._answered(destination, request)
                 self.carry_out(
                     raft.on_response(destination, request, response, now_ms),  # type: ignore[arg-type]
                     now_ms,
                 )
             case SendFailed(destination=destination, request=request, failure=failure):
-                self._answered(destination, request)
                 self.carry_out(
                     raft.on_send_failed(destination, request, failure, now_ms),  # type: ignore[arg-type]
                     now_ms,
@@ -165,12 +161,6 @@ class RaftDriver:
         except Exception as exc:  # handed to the caller, whose request it concerns
             call.error = exc
         call.done.set()
-
-    def _answered(self, destination: int, request: object) -> None:
-        if isinstance(request, EndQuorumEpochRequest) and destination in self._handing_over:
-            self._handing_over.discard(destination)
-            self._handed_over.set()
-            self._handed_over = trio.Event()
 
     async def call(self, step: Callable[[int], T]) -> T:
         """`step(now_ms)` run in the driver's turn (at once if the driver is not running);
@@ -216,10 +206,19 @@ class RaftDriver:
 
     async def resign(self, timeout_s: float) -> None:
         """Graceful shutdown (KafkaRaftClient.shutdown): a leader resigns and sends
-        EndQuorumEpoch to the other voters; returns once each answered or failed, or after
-        `timeout_s`."""
+        EndQuorumEpoch to the other voters, then, as Kafka's maybeCompleteShutdown, stays
+        (never standing for election, answering votes) until another voter leads; returns
+        then, at once for a sole voter or an observer, or after `timeout_s`."""
         raft = self.node.raft
         await self.call(lambda now: self.carry_out(raft.resign(now), now))
         with trio.move_on_after(timeout_s):
-            while self._handing_over:
-                await self._handed_over.wait()
+            while not self._shutdown_complete():
+                await self._state_changed.wait()
+
+    def _shutdown_complete(self) -> bool:
+        raft = self.node.raft
+        node_id = self.node.settings.node_id
+        voters = {v.node_id for v in self.node.settings.voters}
+        if node_id not in voters or voters == {node_id}:
+            return True
+        return raft.leader_id not in (-1, node_id)

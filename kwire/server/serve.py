@@ -328,10 +328,10 @@ class SocketServer:
             if self.ssl_context is not None and not await self._start_tls(connection):
                 return
             if self.security.sasl is not None:
-                image = self.node.controller
+                node = self.node  # its controller is rebuilt when a snapshot is installed
                 connection.authenticator = SaslServerAuthenticator(
                     self.security.sasl,
-                    credentials_from(lambda: image.image),
+                    credentials_from(lambda: node.controller.image),
                     peer=connection.peer,
                 )
             while (read := await self._read_frame(connection)) is not None:

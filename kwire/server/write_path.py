@@ -88,6 +88,7 @@ class WritePath:
         self.write_generation = 0
         self._log_grew = trio.Event()
         self._committed = trio.Event()
+        self._interrupts = 0  # bumped to end every parked fetch at once
 
     # -- appending ----------------------------------------------------------------------
 
@@ -199,6 +200,15 @@ class WritePath:
         self.write_generation += 1
         self._wake_committed()
 
+    def interrupt_waits(self) -> None:
+        """End every wait for log growth now: the leader left its state, and Kafka answers
+        its parked fetches at once (fetchPurgatory.completeAllExceptionally) so that
+        followers learn it and their connections are free for votes."""
+        self._interrupts += 1
+        self._log_grew.set()
+        self._log_grew = trio.Event()
+        self._wake_committed()
+
     def _wake_committed(self) -> None:
         self._committed.set()
         self._committed = trio.Event()
@@ -216,17 +226,24 @@ class WritePath:
             await self._committed.wait()
 
     async def wait_log_growth(self, beyond: int, deadline: float) -> None:
-        """Return when the log end passes `beyond` or at `deadline` (trio time)."""
+        """Return when the log end passes `beyond`, at `deadline` (trio time), or when
+        `interrupt_waits` is called."""
+        interrupts = self._interrupts
         with trio.move_on_at(deadline):
-            while self.log.end_offset <= beyond:
+            while self.log.end_offset <= beyond and self._interrupts == interrupts:
                 await self._log_grew.wait()
 
     async def wait_log_growth_or_commit(self, beyond: int, deadline: float) -> None:
         """Return when the log end passes `beyond`, the high watermark advances, or at
-        `deadline` (trio time): Kafka 4.3.1 completes its parked fetches on both."""
-        committed = self.committed_offset
+        `deadline` (trio time): Kafka 4.3.1 completes its parked fetches on both (and
+        `interrupt_waits`)."""
+        committed, interrupts = self.committed_offset, self._interrupts
         with trio.move_on_at(deadline):
-            while self.log.end_offset <= beyond and self.committed_offset == committed:
+            while (
+                self.log.end_offset <= beyond
+                and self.committed_offset == committed
+                and self._interrupts == interrupts
+            ):
                 grew, advanced = self._log_grew, self._committed
                 async with trio.open_nursery() as nursery:
 
