@@ -113,10 +113,17 @@ class Broker:
     fenced: bool | None = None  # as the last heartbeat answered; None: not yet answered
     metadata_offset: int = -1
     directory: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    # One request at a time on the connection (the heartbeat loop and a test's own
+    # requests share it; the client reads whichever answer comes next).
+    lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
 
     async def request(self, body: Message, version: int) -> Any:
         """Send on this broker's connection, reconnecting (as a broker's NetworkClient
         does) when the server went away."""
+        async with self.lock:
+            return await self._request(body, version)
+
+    async def _request(self, body: Message, version: int) -> Any:
         for _ in range(50):
             try:
                 if self.client is None:

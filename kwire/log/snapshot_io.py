@@ -6,7 +6,8 @@ BatchAccumulator write them:
 
 - offset 0: a control batch with the SnapshotHeaderRecord (version 0, the timestamp of
   the last batch the snapshot covers); with ``kraft.version`` >= 1 the KRaftVersionRecord
-  and VotersRecord follow in the same batch (not written here: kwire runs static quorums);
+  and VotersRecord follow in the same batch (``kraft_records``, built by
+  ``kwire.raft.voter_set.kraft_control_values``);
 - the metadata records, framed as in the log, handed over in chunks of 1,024 (Kafka's
   SnapshotEmitter batch size) and packed into batches of at most 8 MiB (MAX_BATCH_SIZE_BYTES;
   the accumulator lingers forever, so a batch closes only when the next chunk does not
@@ -62,12 +63,20 @@ class SnapshotContents:
 
 
 def _control_batch(
-    kind: ControlRecordType, value: bytes, base_offset: int, epoch: int, now_ms: int
+    kind: ControlRecordType,
+    value: bytes,
+    base_offset: int,
+    epoch: int,
+    now_ms: int,
+    more: Sequence[tuple[ControlRecordType, bytes]] = (),
 ) -> bytes:
-    record = Record(offset_delta=0, key=encode_control_record_key(kind), value=value)
+    records = [
+        Record(offset_delta=delta, key=encode_control_record_key(k), value=v)
+        for delta, (k, v) in enumerate([(kind, value), *more])
+    ]
     return encode_batch(
         build_batch(
-            [record],
+            records,
             base_offset=base_offset,
             base_timestamp=now_ms,
             partition_leader_epoch=epoch,
@@ -120,11 +129,13 @@ def write_snapshot(
     *,
     last_contained_log_timestamp: int,
     now_ms: int,
+    kraft_records: Sequence[tuple[ControlRecordType, bytes]] = (),
 ) -> Path:
     """Write ``values`` (framed metadata records) as snapshot ``snapshot_id`` and return
-    the frozen file's path. Raises FileExistsError if that snapshot exists (Kafka's
-    createNewSnapshotUnchecked then writes nothing) and OSError on an I/O error, after
-    removing the partial file."""
+    the frozen file's path. ``kraft_records`` (control type, value) follow the header in
+    its batch: a kraft.version 1 quorum's KRaftVersionRecord and VotersRecord. Raises
+    FileExistsError if that snapshot exists (Kafka's createNewSnapshotUnchecked then
+    writes nothing) and OSError on an I/O error, after removing the partial file."""
     if snapshot_path(directory, snapshot_id).exists():
         raise FileExistsError(snapshot_path(directory, snapshot_id))
     epoch = snapshot_id.epoch
@@ -137,10 +148,15 @@ def write_snapshot(
             )
             out.write(
                 _control_batch(
-                    ControlRecordType.SNAPSHOT_HEADER, header.encode(0), 0, epoch, now_ms
+                    ControlRecordType.SNAPSHOT_HEADER,
+                    header.encode(0),
+                    0,
+                    epoch,
+                    now_ms,
+                    kraft_records,
                 )
             )
-            offset = 1
+            offset = 1 + len(kraft_records)
             for batch in _data_batches(values, offset, epoch, now_ms):
                 out.write(batch)
             offset += len(values)

@@ -1,595 +1,243 @@
-"""KRaft consensus as a sans-IO state machine (KIP-595), the leader side in full.
+"""KRaft consensus as a sans-IO state machine (KIP-595, KIP-996 pre-vote), for a static
+quorum (kraft.version 0) or one whose voters live in the log (kraft.version 1, KIP-853,
+membership.py), with the semantics of Kafka 4.3.1's KafkaRaftClient.
 
 Theory of operation
 -------------------
 `RaftCore` never reads a clock, a socket or a disk. The caller passes `now_ms`, answers
-its questions about the log through `LogView` (end offset, last epoch, end offset of an
-epoch), and carries out the actions it returns: persist the quorum state, append the
-LeaderChangeMessage, announce a new high watermark.
+its questions about the log through `LogView`, and carries out, synchronously and in
+order, the actions every entry point returns (state.py lists them): persist the quorum
+state, send a request to a voter, append or truncate, announce a new high watermark.
 
-Rules kept here:
-- An epoch is entered only after `quorum-state` says so (PersistQuorumState comes first).
-- A leader's first record in its epoch is a LeaderChangeMessage; the high watermark moves
-  only past the epoch start offset (a leader must commit a record of its own epoch before
-  exposing earlier ones), and only to an offset a majority of voters hold durably: the
-  leader counts with its flushed end offset, followers with their fetch offsets.
-- Fetch from any replica is answered as KafkaRaftClient's leader does: cluster id, topic
-  and epoch checks, then records from the fetch offset, or a diverging epoch when the
-  replica's last fetched epoch ends earlier in our log, or the newest snapshot's id when
-  the replica is below the log start (or starts from nothing while a snapshot exists).
-- FetchSnapshot (KIP-630) is answered from the named snapshot in chunks of at most the
-  request's MaxBytes, unaligned to batches; the edge reads the file (`FetchSnapshotRead`)
-  and `complete_fetch_snapshot` checks the position against its size.
+- Inbound requests (`handle_vote`, `handle_begin_quorum_epoch`, `handle_end_quorum_epoch`)
+  return (response, actions); the actions are carried out before the response is sent, so
+  a vote is durable before it is answered. `fetch`/`complete_fetch`, `fetch_snapshot`/
+  `complete_fetch_snapshot` and `describe_quorum` serve replicas and clients.
+- Requests this core sends (`SendRequest`) come back through `on_response` (with the same
+  request object) or `on_send_failed`. Answers to requests sent before the last state
+  transition are dropped, as Kafka's RequestManager does.
+- `poll(now_ms)` runs whatever is due; `next_deadline_ms()` says when that is next. Every
+  entry point also sends what its new state wants sent, so a caller that polls at the
+  deadline and feeds every event in misses nothing.
 
-This release runs the static quorum; a single voter elects itself at start. Vote,
-BeginQuorumEpoch and EndQuorumEpoch from a multi-voter quorum come with the simulator.
+The roles and their transitions are in quorum.py (QuorumState), elections in election.py,
+the leader in leader.py, Fetch/FetchSnapshot serving in serving.py, the follower's fetch
+loop in follower.py and DescribeQuorum in describe.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 from kwire.log.snapshots import SnapshotId
-from kwire.protocol.error_codes import ErrorCode
-from kwire.protocol.messages.control.leader_change_message import LeaderChangeMessage
-from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
+from kwire.protocol.messages.begin_quorum_epoch import (
+    BeginQuorumEpochRequest,
+    BeginQuorumEpochResponse,
+)
+from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
+from kwire.protocol.messages.vote import VoteRequest, VoteResponse
+from kwire.raft.describe import DescribePart
+from kwire.raft.follower import FollowerPart
+from kwire.raft.serving import (
+    BOOTSTRAP_SNAPSHOT_ID,
+    FetchOutcome,
+    FetchRead,
+    FetchReady,
+    FetchSnapshotOutcome,
+    FetchSnapshotRead,
+    FetchSnapshotReady,
+    ServingPart,
+)
 from kwire.raft.state import (
-    METADATA_PARTITION,
-    METADATA_TOPIC,
-    METADATA_TOPIC_ID,
-    OBSERVER_SESSION_TIMEOUT_MS,
     Action,
-    AppendLeaderChange,
-    BecameLeader,
     Candidate,
     Follower,
-    HighWatermarkAdvanced,
     Leader,
-    PersistQuorumState,
-    ReplicaProgress,
-    Role,
+    LogView,
+    OutboundRequest,
+    OutboundResponse,
+    Prospective,
+    RaftConfig,
+    Resigned,
+    SendFailure,
+    StateChanged,
     Unattached,
-    Voter,
 )
 
+__all__ = [
+    "BOOTSTRAP_SNAPSHOT_ID",
+    "NO_DEADLINE",
+    "FetchOutcome",
+    "FetchRead",
+    "FetchReady",
+    "FetchSnapshotOutcome",
+    "FetchSnapshotRead",
+    "FetchSnapshotReady",
+    "LogView",
+    "RaftConfig",
+    "RaftCore",
+    "SnapshotId",
+]
 
-class LogView(Protocol):
-    """What consensus asks of the log: its bounds, and where an epoch ends."""
-
-    @property
-    def end_offset(self) -> int: ...
-
-    @property
-    def log_start_offset(self) -> int: ...
-
-    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int] | None: ...
-
-    def latest_snapshot_id(self) -> SnapshotId | None: ...
-
-    def earliest_snapshot_id(self) -> SnapshotId | None: ...
-
-
-# Kafka's Snapshots.BOOTSTRAP_SNAPSHOT_ID: the formatter's snapshot, never replicated.
-BOOTSTRAP_SNAPSHOT_ID = SnapshotId(end_offset=0, epoch=0)
+NO_DEADLINE = 2**62  # next_deadline_ms() when nothing is timed (an idle observer)
+_MAX_TRANSITIONS_PER_POLL = 8
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RaftConfig:
-    node_id: int
-    cluster_id: str
-    voters: tuple[Voter, ...]
-    listener_name: str = "CONTROLLER"
-
-    @property
-    def voter_ids(self) -> frozenset[int]:
-        return frozenset(v.node_id for v in self.voters)
-
-    def majority(self) -> int:
-        return len(self.voters) // 2 + 1
-
-
-@dataclass(frozen=True, slots=True)
-class FetchReady:
-    """The fetch can be answered now; `response` is complete."""
-
-    response: FetchResponse
-
-
-@dataclass(frozen=True, slots=True)
-class FetchRead:
-    """The fetch is valid: read records from `offset` and call `complete_fetch`."""
-
-    offset: int
-    max_bytes: int
-
-
-FetchOutcome = FetchReady | FetchRead
-
-
-@dataclass(frozen=True, slots=True)
-class FetchSnapshotReady:
-    """The FetchSnapshot can be answered now; `response` is complete."""
-
-    response: FetchSnapshotResponse
-
-
-@dataclass(frozen=True, slots=True)
-class FetchSnapshotRead:
-    """The request is valid so far: read at most `max_bytes` of snapshot `snapshot_id`
-    from `position` (None if the file is gone) and call `complete_fetch_snapshot`."""
-
-    snapshot_id: SnapshotId
-    position: int
-    max_bytes: int
-
-
-FetchSnapshotOutcome = FetchSnapshotReady | FetchSnapshotRead
-
-
-class RaftCore:
-    def __init__(
-        self,
-        config: RaftConfig,
-        log: LogView,
-        *,
-        persisted_epoch: int = 0,
-        persisted_voted_id: int = -1,
-    ) -> None:
-        self.config = config
-        self.log = log
-        self.role: Role = Unattached(epoch=persisted_epoch, voted_id=persisted_voted_id)
-        self.flushed_end_offset = log.end_offset
-
-    # -- role changes -------------------------------------------------------------------------
-
-    @property
-    def epoch(self) -> int:
-        return self.role.epoch
-
-    @property
-    def leader_id(self) -> int:
-        match self.role:
-            case Leader():
-                return self.config.node_id
-            case Follower(leader_id=leader_id):
-                return leader_id
-            case _:
-                return -1
-
-    @property
-    def high_watermark(self) -> int:
-        match self.role:
-            case Leader(high_watermark=hw) | Follower(high_watermark=hw):
-                return hw
-            case _:
-                return -1
-
-    @property
-    def is_leader(self) -> bool:
-        return isinstance(self.role, Leader)
+class RaftCore(ServingPart, FollowerPart, DescribePart):
+    """One node's consensus: construct with the config, a LogView and what `quorum-state`
+    held (`persisted`, None for none), then `start`. `rng` gives the election jitter
+    (seeded by the caller for determinism; defaults to Random(node_id)).
+    `control_records` (a `kwire.raft.voter_set.KRaftControlRecords` fed the newest
+    snapshot and the log up to its end) gives a kraft.version 1 log's voter history;
+    without it the voters are `RaftConfig.voter_set` (as the bootstrap checkpoint's) or
+    the static `RaftConfig.voters`. ValueError if it was not read to the log's end."""
 
     def start(self, now_ms: int) -> list[Action]:
-        """Begin: a sole voter elects itself; others wait for an election (not yet here)."""
-        if self.config.node_id not in self.config.voter_ids:
-            return []
-        if self.config.voter_ids == {self.config.node_id}:
-            return self._elect_self(now_ms)
-        return []
+        """Begin in the state quorum-state gives (QuorumState.initialize): a sole voter
+        elects itself at once; a restarted ex-leader comes back Resigned and sends
+        EndQuorumEpoch; others arm their timers (KafkaRaftClient.initialize)."""
+        self.now_ms = now_ms
+        actions = self.persist_initial()
+        self.arm_initial_timers(now_ms)
+        actions.append(
+            StateChanged(state=self.state_name, epoch=self.epoch, leader_id=self.leader_id)
+        )
+        only_voter = self.voter_ids == {self.node_id}
+        match self.role:
+            case Unattached() | Follower() | Resigned() if only_voter:
+                actions += self.to_prospective(now_ms)
+            case Candidate() as candidate if self.vote_granted(candidate):
+                actions += self.to_leader(now_ms)
+        return actions + self.pump(now_ms)
 
-    def _elect_self(self, now_ms: int) -> list[Action]:
-        epoch = self.role.epoch + 1
-        node = self.config.node_id
-        self.role = Candidate(epoch=epoch, granted={node})
-        actions: list[Action] = [
-            PersistQuorumState(leader_id=-1, leader_epoch=epoch, voted_id=node)
-        ]
-        if len(self.role.granted) >= self.config.majority():
-            actions += self._become_leader(now_ms)
+    def poll(self, now_ms: int) -> list[Action]:
+        """Run whatever timers are due and send what the state wants sent."""
+        self.now_ms = max(self.now_ms, now_ms)
+        self.repoll = False
+        return self.pump(now_ms)
+
+    def pump(self, now_ms: int) -> list[Action]:
+        # A finished graceful shutdown stops all activity (Kafka's client stops polling);
+        # requests are still answered.
+        if self.maybe_complete_shutdown(now_ms):
+            return []
+        actions: list[Action] = []
+        for _ in range(_MAX_TRANSITIONS_PER_POLL):
+            before = self.role
+            match self.role:
+                case Leader():
+                    actions += self.poll_leader(now_ms)
+                case Candidate() | Prospective():
+                    actions += self.poll_nominee(now_ms)
+                case Follower():
+                    actions += [] if self.repoll else self.poll_follower(now_ms)
+                case Unattached():
+                    actions += [] if self.repoll else self.poll_unattached(now_ms)
+                case Resigned():
+                    actions += self.poll_resigned(now_ms)
+            if self.role is before:
+                break
+        self.maybe_complete_shutdown(now_ms)
         return actions
 
-    def _become_leader(self, now_ms: int) -> list[Action]:
-        epoch = self.role.epoch
-        granted = self.role.granted if isinstance(self.role, Candidate) else set()
-        start = self.log.end_offset
-        self.role = Leader(
-            epoch=epoch,
-            epoch_start_offset=start,
-            voters={v: ReplicaProgress(replica_id=v) for v in sorted(self.config.voter_ids)},
-        )
-        voters = [LeaderChangeMessage.Voter(voter_id=v) for v in sorted(self.config.voter_ids)]
-        message = LeaderChangeMessage(
-            version=0,
-            leader_id=self.config.node_id,
-            voters=voters,
-            granting_voters=[LeaderChangeMessage.Voter(voter_id=v) for v in sorted(granted)],
-        )
-        return [
-            PersistQuorumState(leader_id=self.config.node_id, leader_epoch=epoch, voted_id=-1),
-            BecameLeader(epoch=epoch, epoch_start_offset=start),
-            AppendLeaderChange(epoch=epoch, message=message),
+    def next_deadline_ms(self) -> int:
+        """The next time (absolute ms) `poll` has something to do."""
+        if self.shutdown_outcome is not None:
+            return NO_DEADLINE
+        if self.repoll:
+            return self.now_ms
+        deadlines: list[int] = [
+            c.backoff_until_ms
+            for c in self.connections.values()
+            if c.backoff_until_ms > self.now_ms
         ]
+        match self.role:
+            case Unattached(election_deadline_ms=d) if d is not None and not self.shutting_down:
+                deadlines.append(d)
+            case Prospective(election_deadline_ms=d) | Candidate(election_deadline_ms=d) if (
+                not self.shutting_down
+            ):
+                deadlines.append(d)
+            case Resigned(election_deadline_ms=d) if not self.shutting_down:
+                deadlines.append(d)
+            case Follower(fetch_deadline_ms=d) if self.is_voter and not self.shutting_down:
+                deadlines.append(d)
+            case Leader() as leader:
+                deadlines.append(leader.begin_quorum_deadline_ms)
+                if len(leader.voters) > 1:
+                    deadlines.append(leader.check_quorum_deadline_ms)
+        if self.shutdown_deadline_ms is not None:
+            deadlines.append(self.shutdown_deadline_ms)
+        return min(deadlines, default=NO_DEADLINE)
 
-    # -- the log's progress -----------------------------------------------------------------
+    # -- the log's progress -------------------------------------------------------------------
 
     def on_flushed(self, end_offset: int, now_ms: int) -> list[Action]:
         """The local log is durable up to `end_offset` (exclusive)."""
+        self.now_ms = max(self.now_ms, now_ms)
         self.flushed_end_offset = end_offset
+        actions: list[Action] = []
         match self.role:
             case Leader() as leader:
-                own = leader.voters.get(self.config.node_id)
-                if own is not None:
-                    own.end_offset = end_offset
-                    own.last_fetch_ms = own.last_caught_up_ms = now_ms
-                return self._maybe_advance_high_watermark(leader)
-        return []
+                actions = self.leader_flushed(leader, end_offset, now_ms)
+            case Follower() as follower:
+                actions = self.follower_flushed(follower, end_offset)
+        return actions + self.pump(now_ms)
 
-    def _maybe_advance_high_watermark(self, leader: Leader) -> list[Action]:
-        offsets = sorted((p.end_offset for p in leader.voters.values()), reverse=True)
-        candidate = offsets[self.config.majority() - 1]
-        if candidate > leader.epoch_start_offset and candidate > leader.high_watermark:
-            leader.high_watermark = candidate
-            return [HighWatermarkAdvanced(offset=candidate)]
-        return []
+    # -- answers to what we sent --------------------------------------------------------------
 
-    # -- Fetch ------------------------------------------------------------------------------
-
-    def fetch(self, request: FetchRequest, now_ms: int) -> FetchOutcome:
-        """Validate a Fetch; either answer it now or ask for records to be read."""
-        if request.cluster_id is not None and request.cluster_id != self.config.cluster_id:
-            return FetchReady(FetchResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID))
-        partition = self._single_partition(request)
-        if partition is None:
-            return FetchReady(FetchResponse(error_code=ErrorCode.INVALID_REQUEST))
-        if (
-            request.max_wait_ms < 0
-            or partition.fetch_offset < 0
-            or partition.last_fetched_epoch < 0
-            or partition.last_fetched_epoch > partition.current_leader_epoch
-        ):
-            return FetchReady(self._fetch_response(ErrorCode.INVALID_REQUEST, with_hw=False))
-        error = self._validate_leader_epoch(partition.current_leader_epoch)
-        if error is not None:
-            return FetchReady(self._fetch_response(error, with_hw=False))
-        snapshot = self._snapshot_to_send(partition.fetch_offset, partition.last_fetched_epoch)
-        if snapshot is not None:
-            return FetchReady(self._fetch_response(ErrorCode.NONE, snapshot_id=snapshot))
-        diverging = self._diverging(partition.fetch_offset, partition.last_fetched_epoch)
-        if diverging is not None:
-            return FetchReady(self._fetch_response(ErrorCode.NONE, diverging=diverging))
-        max_bytes = partition.partition_max_bytes or request.max_bytes
-        return FetchRead(offset=partition.fetch_offset, max_bytes=max(max_bytes, 1))
-
-    def complete_fetch(
-        self, request: FetchRequest, records: bytes, now_ms: int
-    ) -> tuple[FetchResponse, list[Action]]:
-        """Record the replica's progress and answer with the records read."""
-        partition = self._single_partition(request)
-        assert partition is not None
-        actions: list[Action] = []
-        if isinstance(self.role, Leader):
-            actions = self._record_replica_fetch(self.role, request, partition, now_ms)
-        return self._fetch_response(ErrorCode.NONE, records=records), actions
-
-    def _record_replica_fetch(
+    def on_response(
         self,
-        leader: Leader,
-        request: FetchRequest,
-        partition: FetchRequest.FetchPartition,
+        destination: int,
+        request: OutboundRequest,
+        response: OutboundResponse,
         now_ms: int,
     ) -> list[Action]:
-        replica_id = (
-            request.replica_state.replica_id if request.replica_id == -1 else request.replica_id
-        )
-        if replica_id < 0:
-            return []  # a consumer-style fetch: nothing to track
-        leader_end = self.log.end_offset
-        if replica_id in leader.voters and replica_id != self.config.node_id:
-            leader.voters[replica_id].record_fetch(partition.fetch_offset, leader_end, now_ms)
-            return self._maybe_advance_high_watermark(leader)
-        key = (replica_id, partition.replica_directory_id)
-        progress = leader.observers.get(key)
-        if progress is None:
-            progress = leader.observers[key] = ReplicaProgress(
-                replica_id=replica_id, directory_id=partition.replica_directory_id
-            )
-        progress.record_fetch(partition.fetch_offset, leader_end, now_ms)
-        return []
-
-    def fetch_would_wait(self, request: FetchRequest, response: FetchResponse) -> bool:
-        """Kafka parks an empty, error-free, non-diverged fetch until data or MaxWaitMs.
-
-        From Fetch v18 the fetcher sends the high watermark it knows (KIP-1166; Long.MAX
-        before v18): Kafka 4.3.1's KafkaRaftClient answers at once when the leader's is
-        higher, so that the fetcher learns the new high watermark without waiting."""
-        if request.max_wait_ms == 0 or response.error_code != ErrorCode.NONE:
-            return False
-        data = response.responses[0].partitions[0]
-        asked = self._single_partition(request)
-        hw_news = asked is not None and asked.high_watermark < data.high_watermark
-        return (
-            data.error_code == ErrorCode.NONE
-            and not data.records
-            and data.diverging_epoch.epoch == -1
-            and data.snapshot_id.epoch == -1
-            and not hw_news
-        )
-
-    def _single_partition(self, request: FetchRequest) -> FetchRequest.FetchPartition | None:
-        if len(request.topics) != 1 or len(request.topics[0].partitions) != 1:
-            return None
-        topic = request.topics[0]
-        if topic.topic_id != METADATA_TOPIC_ID and topic.topic != METADATA_TOPIC:
-            return None
-        partition = topic.partitions[0]
-        return partition if partition.partition == METADATA_PARTITION else None
-
-    def _validate_leader_epoch(self, request_epoch: int) -> ErrorCode | None:
-        if request_epoch < self.epoch:
-            return ErrorCode.FENCED_LEADER_EPOCH
-        if request_epoch > self.epoch:
-            return ErrorCode.UNKNOWN_LEADER_EPOCH
-        if not self.is_leader:
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER
-        return None
-
-    def _snapshot_to_send(self, fetch_offset: int, last_fetched_epoch: int) -> SnapshotId | None:
-        """The snapshot a fetcher must load first, per KafkaRaftClient.tryCompleteFetchRequest
-        and ReplicatedLog.validateOffsetAndEpoch: the newest one when the fetcher has
-        nothing (offset 0) and a snapshot other than the bootstrap one exists, or when it
-        fetches below the log start, at the log start with another epoch than the oldest
-        snapshot's, or with an epoch older than the oldest snapshot's."""
-        latest = self.log.latest_snapshot_id()
-        if latest is None:
-            return None
-        if fetch_offset == 0 and latest != BOOTSTRAP_SNAPSHOT_ID:
-            return latest
-        start = self.log.log_start_offset
-        if start == 0 and fetch_offset == 0:
-            return None
-        earliest = self.log.earliest_snapshot_id()
-        if earliest is not None and (
-            fetch_offset < start
-            or (fetch_offset == start and last_fetched_epoch != earliest.epoch)
-            or last_fetched_epoch < earliest.epoch
-        ):
-            return latest
-        return None
-
-    def _diverging(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
-        """(epoch, end offset) to truncate to, or None when the fetch position is valid."""
-        if self.log.log_start_offset == 0 and fetch_offset == 0:
-            return None
-        found = self.log.end_offset_for_epoch(last_fetched_epoch)
-        epoch, end_offset = found if found is not None else (-1, -1)
-        if epoch != last_fetched_epoch or end_offset < fetch_offset:
-            return epoch, end_offset
-        return None
-
-    def _fetch_response(
-        self,
-        error: ErrorCode,
-        *,
-        records: bytes = b"",
-        diverging: tuple[int, int] | None = None,
-        snapshot_id: SnapshotId | None = None,
-        with_hw: bool = True,
-    ) -> FetchResponse:
-        data = FetchResponse.PartitionData(
-            partition_index=METADATA_PARTITION,
-            error_code=error,
-            high_watermark=self.high_watermark if with_hw else -1,
-            last_stable_offset=-1,
-            log_start_offset=self.log.log_start_offset,
-            records=records,
-        )
-        data.current_leader = FetchResponse.LeaderIdAndEpoch(
-            leader_id=self.leader_id, leader_epoch=self.epoch
-        )
-        if diverging is not None:
-            data.diverging_epoch = FetchResponse.EpochEndOffset(
-                epoch=diverging[0], end_offset=diverging[1]
-            )
-        if snapshot_id is not None:
-            data.snapshot_id = FetchResponse.SnapshotId(
-                end_offset=snapshot_id.end_offset, epoch=snapshot_id.epoch
-            )
-        return FetchResponse(
-            responses=[
-                FetchResponse.FetchableTopicResponse(topic_id=METADATA_TOPIC_ID, partitions=[data])
-            ],
-            node_endpoints=self._leader_endpoints(),
-        )
-
-    def _leader_endpoints(self) -> list[FetchResponse.NodeEndpoint]:
-        leader = self.leader_id
-        return [
-            FetchResponse.NodeEndpoint(node_id=v.node_id, host=v.host, port=v.port, rack=None)
-            for v in self.config.voters
-            if v.node_id == leader
-        ]
-
-    # -- FetchSnapshot ----------------------------------------------------------------------
-
-    def fetch_snapshot(self, request: FetchSnapshotRequest, now_ms: int) -> FetchSnapshotOutcome:
-        """Validate a FetchSnapshot as KafkaRaftClient.handleFetchSnapshotRequest does:
-        cluster id (INCONSISTENT_CLUSTER_ID at the top), the one partition
-        (UNKNOWN_TOPIC_OR_PARTITION in it), the leader epoch, then the snapshot
-        (SNAPSHOT_NOT_FOUND, also for the bootstrap snapshot)."""
-        if request.cluster_id is not None and request.cluster_id != self.config.cluster_id:
-            return FetchSnapshotReady(
-                FetchSnapshotResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID)
-            )
-        if not request.topics or not request.topics[0].partitions:
-            # Kafka reads topics[0].partitions[0] unguarded: the exception answers
-            # UNKNOWN_SERVER_ERROR.
-            return FetchSnapshotReady(
-                FetchSnapshotResponse(error_code=ErrorCode.UNKNOWN_SERVER_ERROR)
-            )
-        if len(request.topics) != 1 and len(request.topics[0].partitions) != 1:
-            # Kafka's check, with its '&&': only when both counts are wrong.
-            return FetchSnapshotReady(FetchSnapshotResponse(error_code=ErrorCode.INVALID_REQUEST))
-        partition = next(
-            (
-                p
-                for t in request.topics
-                if t.name == METADATA_TOPIC
-                for p in t.partitions
-                if p.partition == METADATA_PARTITION
-            ),
-            None,
-        )
-        if partition is None:
-            first = request.topics[0]
-            return FetchSnapshotReady(
-                self._fetch_snapshot_response(
-                    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                    topic=first.name,
-                    index=first.partitions[0].partition,
-                    with_leader=False,
+        """The answer to a request this core asked to send (the same object)."""
+        self.now_ms = max(self.now_ms, now_ms)
+        if not self.take_answer(destination, request):
+            return self.pump(now_ms)  # a forgotten request's slot is free again
+        handled: bool
+        actions: list[Action]
+        match request, response:
+            case VoteRequest(), VoteResponse():
+                handled, actions = self.on_vote_response(destination, response, now_ms)
+            case BeginQuorumEpochRequest(), BeginQuorumEpochResponse():
+                handled, actions = self.on_begin_quorum_epoch_response(
+                    destination, response, now_ms
                 )
-            )
-        error = self._validate_leader_epoch(partition.current_leader_epoch)
-        if error is not None:
-            return FetchSnapshotReady(self._fetch_snapshot_response(error))
-        wanted = SnapshotId(partition.snapshot_id.end_offset, partition.snapshot_id.epoch)
-        if wanted == BOOTSTRAP_SNAPSHOT_ID:
-            return FetchSnapshotReady(self._fetch_snapshot_response(ErrorCode.SNAPSHOT_NOT_FOUND))
-        return FetchSnapshotRead(
-            snapshot_id=wanted, position=partition.position, max_bytes=request.max_bytes
-        )
+            case EndQuorumEpochRequest(), EndQuorumEpochResponse():
+                handled, actions = self.on_end_quorum_epoch_response(destination, response, now_ms)
+            case FetchRequest(), FetchResponse():
+                handled, actions = self.on_fetch_response(destination, response, now_ms)
+            case FetchSnapshotRequest(), FetchSnapshotResponse():
+                handled, actions = self.on_fetch_snapshot_response(destination, response, now_ms)
+            case _:
+                handled, actions = False, []
+        if not handled:
+            self.backoff(destination, now_ms)
+        return actions + self.pump(now_ms)
 
-    def complete_fetch_snapshot(
+    def on_send_failed(
         self,
-        read: FetchSnapshotRead,
-        size: int | None,
-        chunk: bytes,
-    ) -> FetchSnapshotResponse:
-        """Answer with the bytes read: SNAPSHOT_NOT_FOUND when the snapshot does not exist
-        (`size` None), POSITION_OUT_OF_RANGE for a position outside [0, size), else the
-        chunk with the snapshot's id, size and the position it starts at."""
-        if size is None:
-            return self._fetch_snapshot_response(ErrorCode.SNAPSHOT_NOT_FOUND)
-        if read.max_bytes < 0:
-            # Kafka's slice refuses a negative size; the exception answers
-            # UNKNOWN_SERVER_ERROR.
-            return FetchSnapshotResponse(error_code=ErrorCode.UNKNOWN_SERVER_ERROR)
-        if read.position < 0 or read.position >= size:
-            return self._fetch_snapshot_response(ErrorCode.POSITION_OUT_OF_RANGE)
-        response = self._fetch_snapshot_response(ErrorCode.NONE)
-        data = response.topics[0].partitions[0]
-        data.snapshot_id = FetchSnapshotResponse.SnapshotId(
-            end_offset=read.snapshot_id.end_offset, epoch=read.snapshot_id.epoch
-        )
-        data.size = size
-        data.position = read.position
-        data.unaligned_records = chunk
-        return response
-
-    def _fetch_snapshot_response(
-        self,
-        error: ErrorCode,
-        *,
-        topic: str = METADATA_TOPIC,
-        index: int = METADATA_PARTITION,
-        with_leader: bool = True,
-    ) -> FetchSnapshotResponse:
-        """RaftUtil.singletonFetchSnapshotResponse: one partition, and the leader's
-        endpoint (dropped below v1 by the edge)."""
-        data = FetchSnapshotResponse.PartitionSnapshot(index=index, error_code=error)
-        if with_leader:
-            data.current_leader = FetchSnapshotResponse.LeaderIdAndEpoch(
-                leader_id=self.leader_id, leader_epoch=self.epoch
-            )
-        leader = self.leader_id
-        return FetchSnapshotResponse(
-            topics=[FetchSnapshotResponse.TopicSnapshot(name=topic, partitions=[data])],
-            node_endpoints=[
-                FetchSnapshotResponse.NodeEndpoint(node_id=v.node_id, host=v.host, port=v.port)
-                for v in self.config.voters
-                if v.node_id == leader and leader >= 0
-            ],
-        )
-
-    # -- DescribeQuorum ---------------------------------------------------------------------
-
-    def describe_quorum(
-        self, request: DescribeQuorumRequest, now_ms: int
-    ) -> DescribeQuorumResponse:
-        topics = request.topics
-        if (
-            len(topics) != 1
-            or topics[0].topic_name != METADATA_TOPIC
-            or len(topics[0].partitions) != 1
-            or topics[0].partitions[0].partition_index != METADATA_PARTITION
-        ):
-            return DescribeQuorumResponse(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        role = self.role
-        if not isinstance(role, Leader):
-            return DescribeQuorumResponse(
-                error_code=ErrorCode.NONE,
-                topics=[
-                    DescribeQuorumResponse.TopicData(
-                        topic_name=METADATA_TOPIC,
-                        partitions=[
-                            DescribeQuorumResponse.PartitionData(
-                                partition_index=METADATA_PARTITION,
-                                error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER,
-                                error_message=ErrorCode.NOT_LEADER_OR_FOLLOWER.message,
-                                leader_id=self.leader_id,
-                                leader_epoch=self.epoch,
-                            )
-                        ],
-                    )
-                ],
-            )
-        own = role.voters.get(self.config.node_id)
-        if own is not None:  # the leader has, by definition, fetched from itself just now
-            own.last_fetch_ms = own.last_caught_up_ms = now_ms
-        expired = [
-            key
-            for key, p in role.observers.items()
-            if now_ms - p.last_fetch_ms >= OBSERVER_SESSION_TIMEOUT_MS
-        ]
-        for key in expired:
-            del role.observers[key]
-        partition = DescribeQuorumResponse.PartitionData(
-            partition_index=METADATA_PARTITION,
-            error_code=ErrorCode.NONE,
-            error_message="",
-            leader_id=self.config.node_id,
-            leader_epoch=role.epoch,
-            high_watermark=role.high_watermark,
-            current_voters=[_replica_state(p) for p in role.voters.values()],
-            observers=[_replica_state(p) for p in role.observers.values()],
-        )
-        return DescribeQuorumResponse(
-            error_code=ErrorCode.NONE,
-            error_message="",
-            topics=[
-                DescribeQuorumResponse.TopicData(topic_name=METADATA_TOPIC, partitions=[partition])
-            ],
-            nodes=[
-                DescribeQuorumResponse.Node(
-                    node_id=v.node_id,
-                    listeners=[
-                        DescribeQuorumResponse.Listener(
-                            name=self.config.listener_name, host=v.host, port=v.port
-                        )
-                    ],
-                )
-                for v in self.config.voters
-            ],
-        )
-
-
-def _replica_state(progress: ReplicaProgress) -> DescribeQuorumResponse.ReplicaState:
-    return DescribeQuorumResponse.ReplicaState(
-        replica_id=progress.replica_id,
-        replica_directory_id=progress.directory_id,
-        log_end_offset=progress.end_offset,
-        last_fetch_timestamp=progress.last_fetch_ms,
-        last_caught_up_timestamp=progress.last_caught_up_ms,
-    )
+        destination: int,
+        request: OutboundRequest,
+        failure: SendFailure,
+        now_ms: int,
+    ) -> list[Action]:
+        """A request this core asked to send got no answer. UNSUPPORTED_VERSION for a
+        pre-vote (the peer has no Vote v2) makes a Prospective node a Candidate at once;
+        a refused or lost Fetch to the leader may fail over fast (follower.py)."""
+        self.now_ms = max(self.now_ms, now_ms)
+        if not self.take_answer(destination, request):
+            return self.pump(now_ms)  # a forgotten request's slot is free again
+        actions: list[Action] = []
+        handled = failure == SendFailure.TIMEOUT
+        if failure == SendFailure.UNSUPPORTED_VERSION and isinstance(request, VoteRequest):
+            actions += self.on_vote_unsupported(now_ms)
+            handled = bool(actions)  # Kafka counts it a handled answer: no backoff
+        elif isinstance(request, FetchRequest | FetchSnapshotRequest):
+            self.on_fetch_failed(destination, failure, now_ms)
+        if not handled:
+            self.backoff(destination, now_ms)
+        return actions + self.pump(now_ms)

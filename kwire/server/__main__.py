@@ -22,7 +22,7 @@ from kwire.log import read_meta_properties
 from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.server.limits import ConnectionLimits
-from kwire.server.node import ControllerNode, NodeSettings
+from kwire.server.node import ControllerNode, NodeSettings, RaftTimeouts
 from kwire.server.serve import resolve_overrides, serve
 from kwire.server.snapshots import SnapshotSettings
 from kwire.storage import format_storage, load_bootstrap, random_uuid
@@ -88,6 +88,14 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
         segment_bytes=config.metadata_log_segment_bytes,
         metadata_version_level=level,
         bootstrap=tuple(RecordAndVersion(record, version) for record, version in bootstrap),
+        raft=RaftTimeouts(
+            election_timeout_ms=config.quorum_election_timeout_ms,
+            election_backoff_max_ms=config.quorum_election_backoff_max_ms,
+            fetch_timeout_ms=config.quorum_fetch_timeout_ms,
+            request_timeout_ms=config.quorum_request_timeout_ms,
+            retry_backoff_ms=config.quorum_retry_backoff_ms,
+            fast_failover=config.quorum_fast_failover_enable,
+        ),
         snapshots=SnapshotSettings(
             max_new_record_bytes=config.metadata_snapshot_max_new_record_bytes,
             max_interval_ms=config.metadata_snapshot_max_interval_ms,
@@ -142,6 +150,10 @@ async def run(config: ControllerServerConfig) -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("Received %s; shutting down", signal.Signals(signum).name)
+                    # A leader hands over first (EndQuorumEpoch), bounded by the request
+                    # timeout.
+                    with trio.move_on_after(config.quorum_request_timeout_ms / 1000):
+                        await node.resign()
                     nursery.cancel_scope.cancel()
                     break
     finally:

@@ -163,6 +163,7 @@ _OTHER_KEYS = frozenset(
         "super.users",
         "allow.everyone.if.no.acl.found",
         "delete.topic.enable",
+        "kwire.quorum.fast.failover.enable",
         "auto.leader.rebalance.enable",
         "delegation.token.secret.key",
         "delegation.token.master.key",
@@ -234,6 +235,9 @@ class ControllerServerConfig:
     super_users: str = ""
     allow_everyone_if_no_acl_found: bool = False
     delete_topic_enable: bool = True
+    # kwire's own: a follower whose connection to its leader is refused or lost elects
+    # at once (after a random delay under 50 ms) instead of waiting out the fetch timeout.
+    quorum_fast_failover_enable: bool = True
     # The automatic leader rebalance (ReplicationConfigs; kwire.controller.rebalance).
     auto_leader_rebalance_enable: bool = True
     leader_imbalance_check_interval_seconds: int = 300
@@ -356,6 +360,7 @@ class ControllerServerConfig:
             ("allow.everyone.if.no.acl.found", "allow_everyone_if_no_acl_found"),
             ("delete.topic.enable", "delete_topic_enable"),
             ("auto.leader.rebalance.enable", "auto_leader_rebalance_enable"),
+            ("kwire.quorum.fast.failover.enable", "quorum_fast_failover_enable"),
         ):
             if key in props:
                 values[attr] = _bool(key, props[key])

@@ -6,13 +6,18 @@
 | DescribeCluster (60)                      | here: the controller quorum's endpoints   |
 | SaslHandshake (17), SaslAuthenticate (36) | here: ILLEGAL_SASL_STATE (see below)      |
 | Fetch (1), DescribeQuorum (55)            | the raft core                             |
+| Vote (52), BeginQuorumEpoch (53),         | the raft core; its actions (the vote      |
+| EndQuorumEpoch (54)                       | persisted first) before the answer        |
 | FetchSnapshot (59)                        | the raft core, chunks read from the file  |
 | Envelope (58)                             | here: check, unwrap, answer the inner one |
 | the controller's HANDLED_REQUESTS         | the controller, once its records commit   |
 | everything else                           | here: UNSUPPORTED_VERSION on every item   |
 
 A request the controller must answer gets NOT_CONTROLLER on every item when this node is
-not the leader. Error answers come from `kwire.protocol.error_responses`, which fills the
+not the active controller (not the leader, or a leader still replaying up to its epoch
+start), as Kafka's QuorumController answers. Every step that enters the raft core or the
+controller runs in the raft driver's turn (`node.driver.call`), so that one task owns
+them; the waits (a commit, a fetch's long poll) stay in the connection's task. Error answers come from `kwire.protocol.error_responses`, which fills the
 error into every item as Kafka's `getErrorResponse` does.
 
 On a SASL listener the exchange that opens a connection never reaches this module (see
@@ -45,9 +50,11 @@ from kwire.protocol.error_responses import error_response
 from kwire.protocol.errors import ProtocolError
 from kwire.protocol.framing import encode_response
 from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.data.default_principal_data import DefaultPrincipalData
 from kwire.protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
+from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.protocol.messages.envelope import EnvelopeRequest, EnvelopeResponse
 from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
@@ -55,8 +62,10 @@ from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.sasl_authenticate import SaslAuthenticateRequest
 from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest
+from kwire.protocol.messages.vote import VoteRequest
 from kwire.raft.core import FetchReady, FetchSnapshotReady
-from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode, wall_clock_ms
+from kwire.raft.state import Action
+from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode
 from kwire.server.snapshots import read_chunk
 
 # Fetch v18's HighWatermark default (Long.MAX_VALUE): the fetcher sent none.
@@ -282,6 +291,8 @@ FETCH_NEEDS = AclOperation.CLUSTER_ACTION
 FETCH_SNAPSHOT_NEEDS = AclOperation.CLUSTER_ACTION
 DESCRIBE_QUORUM_NEEDS = AclOperation.DESCRIBE
 DESCRIBE_CLUSTER_NEEDS = AclOperation.ALTER
+# handleVote, handleBeginQuorumEpoch, handleEndQuorumEpoch
+RAFT_NEEDS = AclOperation.CLUSTER_ACTION
 
 
 class RequestHandler:
@@ -316,11 +327,15 @@ class RequestHandler:
             case FetchSnapshotRequest():
                 if self.cluster_denied(peer.principal, peer.client_host, FETCH_SNAPSHOT_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
-                return self.fetch_snapshot(body, version)
+                return await self.node.driver.call(lambda _: self.fetch_snapshot(body, version))
             case DescribeQuorumRequest():
                 if self.cluster_denied(peer.principal, peer.client_host, DESCRIBE_QUORUM_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
-                return self.describe_quorum(body, version)
+                return await self.node.driver.call(lambda _: self.describe_quorum(body, version))
+            case VoteRequest() | BeginQuorumEpochRequest() | EndQuorumEpochRequest():
+                if self.cluster_denied(peer.principal, peer.client_host, RAFT_NEEDS):
+                    return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+                return await self.raft_request(body)
             case DescribeClusterRequest():
                 if self.cluster_denied(peer.principal, peer.client_host, DESCRIBE_CLUSTER_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
@@ -347,45 +362,86 @@ class RequestHandler:
             return error_response(
                 body, context.api_version, ErrorCode.UNSUPPORTED_VERSION, NOT_IMPLEMENTED
             )
-        if not node.raft.is_leader:
-            # Only the active controller changes metadata; brokers retry on the leader.
-            return error_response(body, context.api_version, ErrorCode.NOT_CONTROLLER)
-        result = node.controller.handle(body, context, node.log.end_offset, wall_clock_ms())
+
+        def write(now_ms: int) -> tuple[Message | None, int, int] | None:
+            if not node.active:
+                return None
+            result = node.controller.handle(body, context, node.log.end_offset, now_ms)
+            end_offset, generation = node.start_write(result, now_ms)
+            return result.response, end_offset, generation
+
         try:
-            await node.run_controller_write(result)
+            started = await node.driver.call(write)
+            if started is None:
+                # Only the active controller changes metadata; brokers retry on the leader.
+                return error_response(body, context.api_version, ErrorCode.NOT_CONTROLLER)
+            response, end_offset, generation = started
+            await node.wait_committed(end_offset, generation)
         except AppendFailed as exc:
             log.error("%s failed: %s", body.NAME, exc)
             return error_response(body, context.api_version, exc.code)
-        if result.response is None:
+        if response is None:
             raise RuntimeError(f"the controller gave no response to {body.NAME}")
-        return result.response
+        return response
+
+    async def raft_request(
+        self, body: VoteRequest | BeginQuorumEpochRequest | EndQuorumEpochRequest
+    ) -> Message:
+        """The raft core's answer to a peer's Vote, BeginQuorumEpoch or EndQuorumEpoch;
+        its actions are carried out (quorum-state written and fsynced) before it is sent."""
+        node = self.node
+
+        def step(now_ms: int) -> Message:
+            response: Message
+            actions: list[Action]
+            match body:
+                case VoteRequest():
+                    response, actions = node.raft.handle_vote(body, now_ms)
+                case BeginQuorumEpochRequest():
+                    response, actions = node.raft.handle_begin_quorum_epoch(body, now_ms)
+                case EndQuorumEpochRequest():
+                    response, actions = node.raft.handle_end_quorum_epoch(body, now_ms)
+            node.carry_out(actions, now_ms)
+            return response
+
+        return await node.driver.call(step)
 
     async def fetch(self, request: FetchRequest) -> Message:
         node = self.node
         deadline = trio.current_time() + request.max_wait_ms / 1000
-        while True:
-            outcome = node.raft.fetch(request, wall_clock_ms())
+
+        def step(now_ms: int) -> tuple[Message, int | None, bool]:
+            outcome = node.raft.fetch(request, now_ms)
             if isinstance(outcome, FetchReady):
-                return outcome.response
+                return outcome.response, None, False
             records = node.log.read(outcome.offset, outcome.max_bytes)
-            response, actions = node.raft.complete_fetch(request, records, wall_clock_ms())
-            node.carry_out(actions)
-            if not node.raft.fetch_would_wait(request, response) or trio.current_time() >= deadline:
+            response, actions = node.raft.complete_fetch(request, records, now_ms)
+            node.carry_out(actions, now_ms)
+            return response, outcome.offset, node.raft.fetch_would_wait(request, response)
+
+        while True:
+            response, offset, would_wait = await node.driver.call(step)
+            if offset is None:
                 return response
+            if not would_wait or trio.current_time() >= deadline:
+                return response
+            outcome_offset = offset
             # Long poll, as KafkaRaftClient's fetch purgatory: wait for new records or MaxWaitMs;
             # a v18 fetcher behind the high watermark is also answered when it advances.
             if request.topics[0].partitions[0].high_watermark < LONG_MAX:
-                await node.wait_log_growth_or_commit(outcome.offset, deadline)
+                await node.wait_log_growth_or_commit(outcome_offset, deadline)
             else:
-                await node.wait_log_growth(outcome.offset, deadline)
-            if node.log.end_offset <= outcome.offset and trio.current_time() >= deadline:
+                await node.wait_log_growth(outcome_offset, deadline)
+            if node.log.end_offset <= outcome_offset and trio.current_time() >= deadline:
                 return response
+            # Woken by new records, a new high watermark, or a change of state (then the
+            # core answers the retry with the error, e.g. NOT_LEADER_OR_FOLLOWER).
 
     def fetch_snapshot(self, request: FetchSnapshotRequest, version: int) -> FetchSnapshotResponse:
         """The raft core's answer with the chunk read from the snapshot file; below v1
         without the leader's endpoint, as Kafka's RaftUtil."""
         node = self.node
-        outcome = node.raft.fetch_snapshot(request, wall_clock_ms())
+        outcome = node.raft.fetch_snapshot(request, node.driver.clock())
         if isinstance(outcome, FetchSnapshotReady):
             response = outcome.response
         else:
@@ -402,7 +458,7 @@ class RequestHandler:
     ) -> DescribeQuorumResponse:
         """The raft core's answer, fitted to `version` as Kafka's RaftUtil does: below v2
         there are no nodes and no replica directory ids."""
-        response = self.node.raft.describe_quorum(request, wall_clock_ms())
+        response = self.node.raft.describe_quorum(request, self.node.driver.clock())
         if version < 2:
             response.nodes = []
             for topic in response.topics:
@@ -483,7 +539,10 @@ class RequestHandler:
                     body, header.request_api_version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED
                 )
             else:
-                response = self.describe_quorum(body, header.request_api_version)
+                inner_version = header.request_api_version
+                response = await self.node.driver.call(
+                    lambda _: self.describe_quorum(body, inner_version)
+                )
         else:
             # Kafka's forwarded context: the client's principal and address from the
             # envelope, the security protocol of the broker's hop.

@@ -1,16 +1,27 @@
-"""A controller node: the log, the consensus core and the controller, joined by Trio.
+"""A controller node: the log, the consensus core and the controller of one voter.
 
-The cores are synchronous and pure; this module is the edge that owns them. One Trio
-process runs them all, so a core is never entered twice at once: every call into a core
-finishes before the next await. Writes follow one path (`append_result`): build the
-batches, append and fsync, tell raft the log is durable, and wake whoever waits for the
-commit.
+The cores are synchronous and pure; the node owns them with three helpers, one per role:
+`kwire.server.write_path` (appends, fsync, waiting for commits), `kwire.server.raft_driver`
+(the one task that feeds the raft core its events and carries out its actions) and
+`kwire.server.peers` (connections to the other voters).
 
-What the controller applied but the log does not hold is taken back: an append the log
-refuses reverts the controller to the committed offset and fails the waiting requests
-(`AppendFailed`). An I/O error on the metadata log or quorum-state is fatal, as in Kafka:
-the node calls its fault handler, which by default logs and halts the process with exit
-status 1, so that a restart recovers the log, on which the failed write never happened.
+The controller runs on every voter (Kafka's QuorumController on each controller):
+- a standby replays committed records as the high watermark advances (hot standby); at
+  start-up a node replays its newest snapshot, and the log after it only once raft says it
+  is committed (a sole voter commits all of it as soon as it leads, so it replays at once);
+- a new leader activates once its LeaderChange record (at its epoch start) is committed
+  and everything before it replayed (KafkaRaftClient's ListenerContext fires
+  handleLeaderChange for the leader only when nextOffset > epochStartOffset; then
+  QuorumController.claim): every registered broker gets a fresh session
+  (ClusterControlManager.activate), an empty log is bootstrapped, and the controller
+  registers itself;
+- a leader that leaves the leader state (`StateChanged`) renounces: its controller
+  reverts what it applied beyond the committed offset, and the writes waiting for their
+  commit are answered NOT_CONTROLLER.
+
+An I/O error on the metadata log or quorum-state is fatal, as in Kafka: the node calls
+its fault handler, which by default logs and halts the process with exit status 1, so that
+a restart recovers the log, on which the failed write never happened.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -38,8 +49,7 @@ from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.topic_configs import java_hash_map_order
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
-from kwire.log.quorum_state import QuorumStateData
-from kwire.protocol.error_codes import ErrorCode
+from kwire.log.quorum_state import QuorumStateData, election_quorum_state
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.raft.core import RaftConfig, RaftCore
@@ -47,47 +57,62 @@ from kwire.raft.state import (
     Action,
     AppendLeaderChange,
     BecameLeader,
-    HighWatermarkAdvanced,
+    InstallSnapshot,
     PersistQuorumState,
+    StartSnapshotFetch,
+    StateChanged,
     Voter,
+    WriteSnapshotChunk,
 )
 from kwire.records import (
-    MAX_BATCH_SIZE_BYTES,
-    RECORD_BATCH_OVERHEAD,
-    ControlRecordType,
     Record,
     build_batch,
     encode_batch,
     encode_control_record_key,
-    frame_metadata_record,
-    plain_record_size,
     unframe_metadata_record,
 )
+from kwire.server.raft_driver import RaftDriver
 from kwire.server.snapshots import (
+    SnapshotDownload,
     SnapshotDriver,
     SnapshotSettings,
     SnapshotSource,
     default_snapshot_source,
     load_newest_snapshot,
 )
+from kwire.server.write_path import (
+    MAX_RECORDS_PER_BATCH,
+    AppendFailed,
+    FaultHandler,
+    WritePath,
+    frame_records,
+    split_for_batches,
+)
+
+__all__ = [
+    "MAX_RECORDS_PER_BATCH",
+    "SUPPORTED_FEATURES",
+    "AppendFailed",
+    "ControllerNode",
+    "FaultHandler",
+    "NodeSettings",
+    "RaftTimeouts",
+    "halt_process",
+    "split_for_batches",
+    "wall_clock_ms",
+]
 
 log = logging.getLogger("kwire.node")
 
 METADATA_PARTITION_DIR = "__cluster_metadata-0"
 PLAINTEXT = 0  # security protocol id
+LEADER_STATE = "leader"
 # The features this release supports, as its ApiVersions and registrations say, in the
 # order of Kafka's HashMap of them (what a genuine 4.3.1 controller's ApiVersions shows).
 SUPPORTED_FEATURES = tuple(
     (name, *LOCAL_SUPPORTED_FEATURES[name])
     for name in java_hash_map_order(list(LOCAL_SUPPORTED_FEATURES))
 )
-
-
-# Kafka's QuorumController splits a non-atomic result into batches of at most this many
-# records (maxRecordsPerBatch); each batch also stays within the raft batch size.
-MAX_RECORDS_PER_BATCH = 10_000
-
-FaultHandler = Callable[[str, BaseException], NoReturn]
 
 
 def wall_clock_ms() -> int:
@@ -104,13 +129,17 @@ def halt_process(message: str, cause: BaseException) -> NoReturn:
     os._exit(1)
 
 
-class AppendFailed(Exception):
-    """A write the log refused or that was taken back before it committed: the requests
-    waiting for it get ``code`` (Kafka: the controller's failed write event)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftTimeouts:
+    """The `controller.quorum.*` timings (ms), Kafka's defaults; `fast_failover`: a
+    follower whose connection to its leader is refused or lost elects at once."""
 
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
+    election_timeout_ms: int = 1000
+    election_backoff_max_ms: int = 1000
+    fetch_timeout_ms: int = 2000
+    request_timeout_ms: int = 2000
+    retry_backoff_ms: int = 20
+    fast_failover: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,10 +158,11 @@ class NodeSettings:
     # credentials...), appended on activation when the log is empty; None: the level alone.
     bootstrap: tuple[RecordAndVersion, ...] | None = None
     snapshots: SnapshotSettings = SnapshotSettings()
+    raft: RaftTimeouts = RaftTimeouts()
 
 
 class ControllerNode:
-    """Owns the metadata log, the raft core and the controller of one kwire node."""
+    """Owns the metadata log, the raft core and the controller of one kwire voter."""
 
     def __init__(
         self,
@@ -150,30 +180,27 @@ class ControllerNode:
             partition_dir, MetadataLogConfig(segment_bytes=settings.segment_bytes)
         )
         self.quorum_state_path = partition_dir / "quorum-state"
-        persisted = self._read_quorum_state()
+        timeouts = settings.raft
         self.raft = RaftCore(
             RaftConfig(
                 node_id=settings.node_id,
                 cluster_id=settings.cluster_id,
                 voters=settings.voters,
                 listener_name=settings.listener_name,
+                election_timeout_ms=timeouts.election_timeout_ms,
+                election_backoff_max_ms=timeouts.election_backoff_max_ms,
+                fetch_timeout_ms=timeouts.fetch_timeout_ms,
+                request_timeout_ms=timeouts.request_timeout_ms,
+                retry_backoff_ms=timeouts.retry_backoff_ms,
+                fast_failover=timeouts.fast_failover,
             ),
             self.log,
-            persisted_epoch=persisted.leader_epoch if persisted else 0,
-            persisted_voted_id=persisted.voted_id if persisted else -1,
-        )
-        self.controller = QuorumController(
-            node_id=settings.node_id,
-            cluster_id=settings.cluster_id,
-            config=settings.controller,
+            persisted=self._read_quorum_state(),
             rng=random.Random(seed),
         )
-        self.committed_offset = 0  # the high watermark: everything below is committed
-        # Bumped whenever uncommitted writes are taken back; a waiter whose write was
-        # appended under an older generation and is not committed was abandoned.
-        self.write_generation = 0
-        self._log_grew = trio.Event()
-        self._committed = trio.Event()
+        self.seed = seed
+        self.controller = self._new_controller()
+        self.download = SnapshotDownload(self.log)
         self._tick_wanted = trio.Event()
         self.incarnation_id = uuid.uuid4()
         self.snapshots = SnapshotDriver(
@@ -182,55 +209,109 @@ class ControllerNode:
             snapshot_source or default_snapshot_source(),
             wall_clock_ms(),
         )
-        self.replayed = self._replay_log()
+        self.driver = RaftDriver(
+            self, request_timeout_ms=timeouts.request_timeout_ms, clock=wall_clock_ms
+        )
+        self.writes = WritePath(
+            self.log,
+            self.snapshots,
+            fault_handler=lambda message, cause: self.fault_handler(message, cause),
+            on_flushed=self.driver.on_flushed,
+            on_refused=self.revert_uncommitted,
+        )
+        # The controller is active (the raft leader, caught up to its epoch start).
+        self.active = False
+        # A leader's epoch start offset until its controller activates.
+        self.pending_activation: int | None = None
+        # The offset after the last record the controller replayed from the log.
+        self.applied_end = 0
+        self.replayed = self._replay_start()
 
     # -- start-up ---------------------------------------------------------------------------
+
+    def _new_controller(self) -> QuorumController:
+        return QuorumController(
+            node_id=self.settings.node_id,
+            cluster_id=self.settings.cluster_id,
+            config=self.settings.controller,
+            rng=random.Random(self.seed),
+        )
 
     def _read_quorum_state(self) -> QuorumStateData | None:
         if not self.quorum_state_path.exists():
             return None
         return read_quorum_state(self.quorum_state_path)
 
-    def _replay_log(self) -> int:
-        """Load the newest snapshot, then feed every metadata record of the log after it
-        to the controller; returns how many records were replayed."""
+    @property
+    def sole_voter(self) -> bool:
+        return {v.node_id for v in self.settings.voters} == {self.settings.node_id}
+
+    def _replay_start(self) -> int:
+        """Load the newest snapshot; a sole voter also replays the whole log after it (it
+        commits all of it once it leads). Returns how many records were replayed."""
         count = load_newest_snapshot(self.log, self.controller)
         latest = self.log.latest_snapshot_id()
-        start = max(self.log.log_start_offset, latest.end_offset if latest else 0)
-        for batch in self.log.read_batches(start):
-            if batch.is_control:
-                continue
-            for record in batch.records:
-                offset = batch.base_offset + record.offset_delta
-                if offset < start:
-                    continue
-                api_key, version, body = unframe_metadata_record(record.value or b"")
-                message = METADATA_RECORDS[api_key].decode(body, version)
-                self.controller.replay(message, version, offset)
-                count += 1
+        self.applied_end = max(self.log.log_start_offset, latest.end_offset if latest else 0)
+        if self.sole_voter:
+            count += self._replay_committed(self.log.end_offset)
         if count:
-            log.info("Replayed %d metadata records up to offset %d", count, self.log.end_offset)
+            log.info("Replayed %d metadata records up to offset %d", count, self.applied_end)
+        return count
+
+    def _replay_committed(self, end_offset: int) -> int:
+        """Feed the controller the metadata records from `applied_end` to `end_offset`
+        (whole batches below it); returns how many."""
+        count = 0
+        if end_offset <= self.applied_end:
+            return 0
+        for batch in self.log.read_batches(self.applied_end, max_offset=end_offset):
+            if not batch.is_control:
+                for record in batch.records:
+                    offset = batch.base_offset + record.offset_delta
+                    if offset < self.applied_end:
+                        continue
+                    api_key, version, body = unframe_metadata_record(record.value or b"")
+                    message = METADATA_RECORDS[api_key].decode(body, version)
+                    self.controller.replay(message, version, offset)
+                    count += 1
+            self.applied_end = batch.next_offset
         return count
 
     def start(self) -> None:
-        """Run the election (a sole voter wins at once); a new leader activates the controller."""
+        """Start the raft core: a sole voter leads (and its controller activates) at once;
+        the others arm their election timer and wait for the driver (`driver.run`)."""
         now = wall_clock_ms()
         self.carry_out(self.raft.start(now), now)
-        if self.raft.is_leader:
+
+    def _activate(self, now_ms: int) -> None:
+        """Kafka's QuorumController.claim: fresh sessions for every broker, the empty log
+        bootstrapped, this controller registered."""
+        self.pending_activation = None
+        self.active = True
+        log.info(
+            "Node %d is the active controller of epoch %d, next write offset %d",
+            self.settings.node_id,
+            self.raft.epoch,
+            self.log.end_offset,
+        )
+        try:
             result = self.controller.activate(
-                now,
+                now_ms,
                 self.log.end_offset,
                 self.settings.metadata_version_level,
                 self.settings.bootstrap,
             )
             if result is not None and result.records:
-                self.append_result(result, now)
+                self.append_result(result, now_ms)
                 log.info(
                     "Wrote %d bootstrap records (metadata.version level %d)",
                     len(result.records),
                     self.settings.metadata_version_level,
                 )
-            self._register_self(now)
+            self._register_self(now_ms)
+        except AppendFailed as exc:
+            log.error("Activation write failed: %s", exc)
+        self._tick_wanted.set()
 
     def _register_self(self, now_ms: int) -> None:
         """Register this controller's endpoint and features, as Kafka's controllers do
@@ -259,194 +340,188 @@ class ControllerNode:
         result = self.controller.handle(request, context, self.log.end_offset, now_ms)
         self.append_result(result, now_ms)
 
-    # -- actions from the raft core -------------------------------------------------------------
+    # -- actions from the raft core (through the driver) ---------------------------------------
 
     def carry_out(self, actions: Sequence[Action], now_ms: int | None = None) -> None:
-        now_ms = wall_clock_ms() if now_ms is None else now_ms
-        for action in actions:
+        self.driver.carry_out(actions, now_ms)
+
+    def persist_quorum_state(self, action: PersistQuorumState) -> None:
+        # The file's data version follows the log's kraft.version (ElectionState.toQuorumStateData).
+        state = election_quorum_state(
+            action.kraft_version,
+            leader_id=action.leader_id,
+            leader_epoch=action.leader_epoch,
+            voted_id=action.voted_id,
+            voted_directory_id=action.voted_directory_id,
+            voter_ids=tuple(v.node_id for v in self.settings.voters),
+        )
+        try:
+            write_quorum_state(self.quorum_state_path, state)
+        except OSError as exc:
+            self.fault_handler(f"Unable to write {self.quorum_state_path}", exc)
+
+    def append_leader_change(self, action: AppendLeaderChange, now_ms: int) -> None:
+        """The epoch's first batch: the LeaderChangeMessage, then (kraft.version 1) the
+        KRaftVersion and Voters records, one control batch (LeaderState's start of epoch)."""
+        records = [
+            Record(offset_delta=i, key=encode_control_record_key(kind), value=value)
+            for i, (kind, value) in enumerate(action.values())
+        ]
+        self.writes.append_batch(
+            encode_batch(build_batch(records, base_timestamp=now_ms, control=True)),
+            action.epoch,
+            now_ms,
+        )
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop the log from `offset`; a controller that applied records there (a former
+        leader whose renouncing did not come first) forgets them."""
+        if self.controller.last_applied_offset >= offset:
+            self.revert_uncommitted(f"the log is truncated to offset {offset}")
+        self.writes.truncate_to(offset)
+        self.applied_end = min(self.applied_end, self.log.end_offset)
+
+    def download_snapshot(
+        self, action: StartSnapshotFetch | WriteSnapshotChunk | InstallSnapshot, now_ms: int
+    ) -> None:
+        """A follower below the leader's log start fetches its snapshot; once installed,
+        the standby controller is rebuilt from it and the log restarts at its end."""
+        try:
             match action:
-                case PersistQuorumState():
-                    state = QuorumStateData(
-                        leader_id=action.leader_id,
-                        leader_epoch=action.leader_epoch,
-                        voted_id=action.voted_id,
-                        applied_offset=action.applied_offset,
-                        current_voters=tuple(v.node_id for v in self.settings.voters),
-                    )
-                    try:
-                        write_quorum_state(self.quorum_state_path, state)
-                    except OSError as exc:
-                        self.fault_handler(f"Unable to write {self.quorum_state_path}", exc)
-                case BecameLeader():
-                    log.info(
-                        "Node %d is the leader of epoch %d from offset %d",
-                        self.settings.node_id,
-                        action.epoch,
-                        action.epoch_start_offset,
-                    )
-                case AppendLeaderChange():
-                    record = Record(
-                        offset_delta=0,
-                        key=encode_control_record_key(ControlRecordType.LEADER_CHANGE),
-                        value=action.message.encode(action.message.version),
-                    )
-                    self._append_batch(
-                        encode_batch(build_batch([record], base_timestamp=now_ms, control=True)),
-                        action.epoch,
-                        now_ms,
-                    )
-                case HighWatermarkAdvanced():
-                    self.committed_offset = action.offset
-                    self.log.update_high_watermark(action.offset)
-                    self.controller.commit(action.offset - 1)
-                    self.snapshots.on_committed(action.offset, now_ms)
-                    if self.snapshots.wanted is not None:
-                        self._tick_wanted.set()
-                    self._wake_committed()
+                case StartSnapshotFetch(snapshot_id=snapshot_id):
+                    self.download.start(snapshot_id)
+                case WriteSnapshotChunk(snapshot_id=snapshot_id, position=position, data=data):
+                    self.download.write(snapshot_id, position, data)
+                case InstallSnapshot(snapshot_id=snapshot_id):
+                    self.download.install(snapshot_id)
+                    self.snapshots.on_truncated(0)
+                    self.controller = self._new_controller()
+                    load_newest_snapshot(self.log, self.controller)
+                    self.applied_end = snapshot_id.end_offset
+                    self.driver.on_flushed(snapshot_id.end_offset, now_ms)
+        except OSError as exc:
+            self.fault_handler("Unable to write a snapshot fetched from the leader", exc)
+
+    def on_high_watermark(self, offset: int, now_ms: int) -> None:
+        """Everything below `offset` is committed: a standby (or a leader not yet
+        active) replays it; a leader whose epoch start is committed activates."""
+        self.writes.commit(offset)
+        if not self.active:
+            self._replay_committed(min(offset, self.log.end_offset))
+        self.controller.commit(offset - 1)
+        self.snapshots.on_committed(offset, now_ms)
+        if self.snapshots.wanted is not None:
+            self._tick_wanted.set()
+        start = self.pending_activation
+        if (
+            start is not None
+            and self.raft.is_leader
+            and offset > start
+            and self.applied_end > start
+        ):
+            self._activate(now_ms)
+
+    def on_became_leader(self, action: BecameLeader) -> None:
+        log.info(
+            "Node %d is the leader of epoch %d from offset %d",
+            self.settings.node_id,
+            action.epoch,
+            action.epoch_start_offset,
+        )
+        self.pending_activation = action.epoch_start_offset
+
+    def on_state_changed(self, action: StateChanged) -> None:
+        log.info(
+            "Node %d is %s in epoch %d (leader %d)",
+            self.settings.node_id,
+            action.state,
+            action.epoch,
+            action.leader_id,
+        )
+        if action.state == LEADER_STATE:
+            return
+        self.writes.interrupt_waits()
+        self.pending_activation = None
+        if self.active:
+            # Kafka's QuorumController.renounce: forget what is not committed, answer the
+            # waiting writes NOT_CONTROLLER, stop the active controller's periodic work.
+            self.active = False
+            self.controller.deactivate()
+            self.revert_uncommitted(f"leadership moved to epoch {action.epoch}")
+            self.applied_end = min(self.log.end_offset, self.writes.committed_offset)
 
     # -- writing --------------------------------------------------------------------------------
 
+    @property
+    def committed_offset(self) -> int:
+        return self.writes.committed_offset
+
+    @property
+    def write_generation(self) -> int:
+        return self.writes.write_generation
+
     def append(self, records: Sequence[RecordAndVersion], now_ms: int) -> int:
         """Append metadata records as one batch; returns the offset after the last one."""
-        values = [
-            frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
-            for item in records
-        ]
-        return self.append_values(values, now_ms, atomic=True)
+        return self.append_values(frame_records(records), now_ms, atomic=True)
 
     def append_result(self, result: ControllerResult, now_ms: int) -> int:
-        """Append what the controller applied for ``result`` (each of its ``writes`` apart;
-        atomic results as one batch, others split as Kafka splits them); returns the offset after the last record.
-        Raises AppendFailed, after reverting the controller to the committed offset, when
-        the log refuses the records."""
-        if not result.records:
-            return self.log.end_offset
-        values = result.values
-        if len(values) != len(result.records):
-            values = [
-                frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
-                for item in result.records
-            ]
-        if not result.writes:
-            return self.append_values(values, now_ms, atomic=result.atomic)
-        # One write per run of records (e.g. one per fenced broker), each its own batch.
-        start, end_offset = 0, self.log.end_offset
-        for count in result.writes:
-            end_offset = self.append_values(
-                values[start : start + count], now_ms, atomic=result.atomic
-            )
-            start += count
-        return end_offset
+        """See `WritePath.append_result` (at the current epoch)."""
+        return self.writes.append_result(result, self.raft.epoch, now_ms)
 
     def append_values(self, values: Sequence[bytes], now_ms: int, *, atomic: bool) -> int:
-        """Append framed metadata records; see ``append_result``."""
-        if not values:
-            return self.log.end_offset
-        end_offset = self.log.end_offset
-        for chunk in [values] if atomic else _split_for_batches(values):
-            batch = build_batch(
-                [Record(offset_delta=i, value=value) for i, value in enumerate(chunk)],
-                base_timestamp=now_ms,
-            )
-            end_offset = self._append_batch(encode_batch(batch), self.raft.epoch, now_ms)
-        return end_offset
-
-    def _append_batch(self, data: bytes, epoch: int, now_ms: int) -> int:
-        # The append fsyncs before it returns: only then is the batch durable here, and
-        # only then may raft count this node's copy towards the high watermark.
-        try:
-            info = self.log.append_as_leader(data, epoch)
-        except OSError as exc:
-            # Whether any of the batch reached the disk is unknown (a failed fsync may
-            # have dropped it): only a restart, which recovers the log, can say.
-            self.fault_handler(
-                f"Unable to append {len(data)} bytes to the metadata log at offset "
-                f"{self.log.end_offset}",
-                exc,
-            )
-        except ValueError as exc:
-            # Refused before anything was written (e.g. a batch over the size limit).
-            self.revert_uncommitted(f"the metadata log refused the batch: {exc}")
-            raise AppendFailed(ErrorCode.UNKNOWN_SERVER_ERROR, str(exc)) from exc
-        end_offset = info.last_offset + 1
-        self.snapshots.on_appended(end_offset, len(data))
-        self.carry_out(self.raft.on_flushed(end_offset, now_ms), now_ms)
-        self._log_grew.set()
-        self._log_grew = trio.Event()
-        return end_offset
+        return self.writes.append_values(values, self.raft.epoch, now_ms, atomic=atomic)
 
     def revert_uncommitted(self, reason: str) -> None:
         """Take the controller back to the committed offset and fail the writes waiting
-        for records above it (the one mechanism for refused appends and, later, lost
-        leadership)."""
-        log.warning(
-            "Reverting the controller to committed offset %d: %s", self.committed_offset - 1, reason
-        )
-        self.controller.revert_to(self.committed_offset - 1)
-        self.write_generation += 1
-        self._wake_committed()
-
-    def _wake_committed(self) -> None:
-        self._committed.set()
-        self._committed = trio.Event()
+        for records above it (refused appends and lost leadership)."""
+        committed = self.writes.committed_offset
+        log.warning("Reverting the controller to committed offset %d: %s", committed - 1, reason)
+        self.controller.revert_to(committed - 1)
+        self.writes.abandon()
 
     async def wait_committed(self, end_offset: int, generation: int | None = None) -> None:
-        """Return once every offset below `end_offset` is committed. With the
-        ``write_generation`` current when the records were appended, raises AppendFailed
-        (NOT_CONTROLLER, as Kafka answers writes its controller abandoned) if they were
-        taken back instead."""
-        while self.committed_offset < end_offset:
-            if generation is not None and generation != self.write_generation:
-                raise AppendFailed(
-                    ErrorCode.NOT_CONTROLLER, "the write was reverted before it committed"
-                )
-            await self._committed.wait()
+        await self.writes.wait_committed(end_offset, generation)
 
     async def wait_log_growth(self, beyond: int, deadline: float) -> None:
-        """Return when the log end passes `beyond` or at `deadline` (trio time)."""
-        with trio.move_on_at(deadline):
-            while self.log.end_offset <= beyond:
-                await self._log_grew.wait()
+        await self.writes.wait_log_growth(beyond, deadline)
 
     async def wait_log_growth_or_commit(self, beyond: int, deadline: float) -> None:
-        """Return when the log end passes `beyond`, the high watermark advances, or at
-        `deadline` (trio time): Kafka 4.3.1 completes its parked fetches on both."""
-        committed = self.committed_offset
-        with trio.move_on_at(deadline):
-            while self.log.end_offset <= beyond and self.committed_offset == committed:
-                grew, advanced = self._log_grew, self._committed
-                async with trio.open_nursery() as nursery:
+        await self.writes.wait_log_growth_or_commit(beyond, deadline)
 
-                    async def wait_for(event: trio.Event) -> None:
-                        await event.wait()
-                        nursery.cancel_scope.cancel()
-
-                    nursery.start_soon(wait_for, grew)
-                    nursery.start_soon(wait_for, advanced)
+    def start_write(self, result: ControllerResult, now_ms: int) -> tuple[int, int]:
+        """Append a controller result's records; returns (end offset, write generation)
+        for `wait_committed`. Raises AppendFailed."""
+        generation = self.writes.write_generation
+        end_offset = self.append_result(result, now_ms)
+        if result.records:
+            self._tick_wanted.set()
+        return end_offset, generation
 
     async def run_controller_write(self, result: ControllerResult) -> None:
         """Append a controller result's records and wait for their commit; raises
         AppendFailed when they were refused or taken back."""
         if result.records:
-            generation = self.write_generation
-            end_offset = self.append_result(result, wall_clock_ms())
-            self._tick_wanted.set()
+            end_offset, generation = self.start_write(result, wall_clock_ms())
             await self.wait_committed(end_offset, generation)
 
     # -- periodic work ------------------------------------------------------------------------
 
+    def tick(self, now_ms: int) -> None:
+        """The active controller's periodic work (fence expired brokers, NoOp records...)
+        and snapshots, in the driver's turn."""
+        if self.active:
+            result = self.controller.tick(now_ms, self.log.end_offset)
+            if result is not None:
+                try:
+                    self.append_result(result, now_ms)
+                except AppendFailed as exc:
+                    log.error("Periodic controller write failed: %s", exc)
+        self.snapshot_work(now_ms)
+
     async def run_ticks(self) -> None:
-        """Fence expired brokers, write NoOp records: whatever the controller asks for."""
+        """Run `tick` whenever the controller or the snapshots have something due."""
         while True:
-            now = wall_clock_ms()
-            if self.raft.is_leader:
-                result = self.controller.tick(now, self.log.end_offset)
-                if result is not None:
-                    try:
-                        self.append_result(result, now)
-                    except AppendFailed as exc:
-                        log.error("Periodic controller write failed: %s", exc)
-            self.snapshot_work(wall_clock_ms())
+            await self.driver.call(self.tick)
             deadline = min(self.controller.next_deadline_ms(), self.snapshots.next_deadline_ms())
             delay_ms = max(deadline - wall_clock_ms(), 1)
             with trio.move_on_after(min(delay_ms, 1000) / 1000):
@@ -462,23 +537,17 @@ class ControllerNode:
         except OSError as exc:
             self.fault_handler("KRaft snapshot file generation or log cleaning error", exc)
 
+    async def run(self) -> None:
+        """The node's tasks (the raft driver and the periodic work) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.driver.run)
+            nursery.start_soon(self.run_ticks)
+
+    async def resign(self, timeout_s: float | None = None) -> None:
+        """Graceful shutdown: a leader hands over (EndQuorumEpoch), bounded in time."""
+        if timeout_s is None:
+            timeout_s = self.settings.raft.request_timeout_ms / 1000
+        await self.driver.resign(timeout_s)
+
     def close(self) -> None:
         self.log.close()
-
-
-def _split_for_batches(values: Sequence[bytes]) -> list[Sequence[bytes]]:
-    """Consecutive runs of ``values`` that each fit one batch: at most
-    MAX_RECORDS_PER_BATCH records and MAX_BATCH_SIZE_BYTES bytes (a single record over
-    the size stays alone, and the log refuses it)."""
-    chunks: list[Sequence[bytes]] = []
-    start, size = 0, RECORD_BATCH_OVERHEAD
-    for index, value in enumerate(values):
-        grown = size + plain_record_size(index - start, len(value))
-        if index > start and (
-            grown > MAX_BATCH_SIZE_BYTES or index - start >= MAX_RECORDS_PER_BATCH
-        ):
-            chunks.append(values[start:index])
-            start, grown = index, RECORD_BATCH_OVERHEAD + plain_record_size(0, len(value))
-        size = grown
-    chunks.append(values[start:])
-    return chunks

@@ -223,21 +223,26 @@ class SocketServer:
         )
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound_port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            self.node.start()
-            nursery.start_soon(self.node.run_ticks)
-            if self.limits.connections_max_idle_ms >= 0:
-                nursery.start_soon(self.idle.run)
+        try:
+            async with trio.open_nursery() as nursery:
+                self.node.start()
+                nursery.start_soon(self.node.run)
+                if self.limits.connections_max_idle_ms >= 0:
+                    nursery.start_soon(self.idle.run)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                log.info(
+                    "kwire controller %d serving %s on %s:%d",
+                    self.node.settings.node_id,
+                    self.security.protocol,
+                    host,
+                    bound_port,
+                )
+                task_status.started(bound_port)
+        finally:
+            # Peers that connect now are refused at once, as by a process that is gone.
             for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener, nursery)
-            log.info(
-                "kwire controller %d serving %s on %s:%d",
-                self.node.settings.node_id,
-                self.security.protocol,
-                host,
-                bound_port,
-            )
-            task_status.started(bound_port)
+                listener.socket.close()
 
     async def _wait_for_slot(self) -> None:
         if self.quotas.slot_available():
@@ -323,10 +328,10 @@ class SocketServer:
             if self.ssl_context is not None and not await self._start_tls(connection):
                 return
             if self.security.sasl is not None:
-                image = self.node.controller
+                node = self.node  # its controller is rebuilt when a snapshot is installed
                 connection.authenticator = SaslServerAuthenticator(
                     self.security.sasl,
-                    credentials_from(lambda: image.image),
+                    credentials_from(lambda: node.controller.image),
                     peer=connection.peer,
                 )
             while (read := await self._read_frame(connection)) is not None:

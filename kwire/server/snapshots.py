@@ -46,7 +46,7 @@ from kwire.log.snapshot_io import (
     write_snapshot,
 )
 from kwire.log.snapshot_set import maybe_clean
-from kwire.log.snapshots import SnapshotId
+from kwire.log.snapshots import SnapshotId, create_partial_snapshot, freeze_snapshot
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.records import frame_metadata_record, read_batch_header, unframe_metadata_record
 
@@ -214,3 +214,47 @@ class SnapshotDriver:
 
     def next_deadline_ms(self) -> int:
         return self.next_clean_ms
+
+
+class SnapshotDownload:
+    """A follower's FetchSnapshot download (KafkaRaftClient.handleFetchSnapshotResponse):
+    chunks go into a ``.checkpoint.part`` file at the positions the leader gave; once
+    complete it is fsynced and renamed into place, and the log restarts, empty, at the
+    snapshot's end offset (truncateToLatestSnapshot). An I/O error is raised to the
+    caller, whose fault handler halts the process."""
+
+    def __init__(self, metadata_log: MetadataLog) -> None:
+        self.log = metadata_log
+        self.partial: tuple[SnapshotId, Path] | None = None
+
+    def start(self, snapshot_id: SnapshotId) -> None:
+        """Begin `snapshot_id` afresh (a partial download of another one is dropped)."""
+        self.abandon()
+        self.partial = (snapshot_id, create_partial_snapshot(self.log.directory, snapshot_id))
+        log.info("Fetching snapshot %s from the leader", snapshot_id)
+
+    def write(self, snapshot_id: SnapshotId, position: int, data: bytes) -> None:
+        if self.partial is None or self.partial[0] != snapshot_id:
+            raise ValueError(f"no download of snapshot {snapshot_id} is under way")
+        with self.partial[1].open("r+b") as out:
+            out.seek(position)
+            out.write(data)
+
+    def install(self, snapshot_id: SnapshotId) -> None:
+        """Freeze the download and restart the log at its end offset."""
+        if self.partial is None or self.partial[0] != snapshot_id:
+            raise ValueError(f"no download of snapshot {snapshot_id} is under way")
+        _, path = self.partial
+        self.partial = None
+        freeze_snapshot(path, snapshot_id)
+        self.log.snapshots.add(snapshot_id)
+        self.log.truncate_fully_and_start_at(snapshot_id.end_offset)
+        self.log.snapshots.forget_before(snapshot_id, "the log was truncated fully")
+        log.info(
+            "Installed snapshot %s; the log restarts at %d", snapshot_id, snapshot_id.end_offset
+        )
+
+    def abandon(self) -> None:
+        if self.partial is not None:
+            self.partial[1].unlink(missing_ok=True)
+            self.partial = None

@@ -1,5 +1,7 @@
-"""Storage formatting for a kwire controller, as Kafka 3.9's ``kafka-storage.sh``:
-``python -m kwire.storage format|info|random-uuid``, and the same as a library."""
+"""Storage formatting for a kwire controller, as Kafka's ``kafka-storage.sh``:
+``python -m kwire.storage format|info|random-uuid``, and the same as a library; static
+quorums (``controller.quorum.voters``) and KIP-853 ones (``--standalone``,
+``--initial-controllers``, ``--no-initial-controllers``)."""
 
 from kwire.storage.bootstrap import (
     BootstrapError,
@@ -9,6 +11,7 @@ from kwire.storage.bootstrap import (
     read_bootstrap_checkpoint,
     write_bootstrap_checkpoint,
 )
+from kwire.storage.dynamic_voters import DynamicVoter, DynamicVoterError, DynamicVoters
 from kwire.storage.formatter import (
     FormatResult,
     FormatterError,
@@ -29,6 +32,9 @@ from kwire.storage.release import (
 __all__ = [
     "LATEST_PRODUCTION",
     "BootstrapError",
+    "DynamicVoter",
+    "DynamicVoterError",
+    "DynamicVoters",
     "FormatResult",
     "FormatterError",
     "MetadataVersion",

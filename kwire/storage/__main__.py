@@ -2,7 +2,8 @@
 
     python -m kwire.storage format -c controller.properties -t CLUSTER_ID
         [--release-version 4.3-IV0] [--feature name=level ...] [--ignore-formatted]
-        [--no-initial-controllers] [--override key=value ...]
+        [--standalone | --initial-controllers ID@HOST:PORT:DIRID,... | --no-initial-controllers]
+        [--override key=value ...]
     python -m kwire.storage info -c controller.properties [--override key=value ...]
     python -m kwire.storage random-uuid
 
@@ -21,8 +22,16 @@ from typing import NoReturn
 from kwire.metadata_version import LATEST_PRODUCTION, MINIMUM_VERSION
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.storage.bootstrap import BootstrapError
+from kwire.storage.dynamic_voters import DynamicVoter, DynamicVoterError, DynamicVoters
 from kwire.storage.feature_levels import FeatureLevelError
-from kwire.storage.formatter import FormatterError, format_storage, random_uuid, storage_info
+from kwire.storage.formatter import (
+    STATIC_AND_INITIAL_VOTERS,
+    FormatterError,
+    format_storage,
+    random_directory_uuid,
+    random_uuid,
+    storage_info,
+)
 from kwire.storage.release import ReleaseVersionError
 
 logger = logging.getLogger("kwire.storage")
@@ -73,15 +82,34 @@ def _parser() -> argparse.ArgumentParser:
         help="The setting to use for a specific feature, in feature=level format. For "
         "example: `kraft.version=1`.",
     )
-    fmt.add_argument(
+    quorum = fmt.add_mutually_exclusive_group()
+    quorum.add_argument(
+        "--standalone",
+        "-s",
+        action="store_true",
+        help="Used to initialize a controller as a single-node dynamic quorum. When setting "
+        "this flag, the controller.quorum.voters config must not be set, and "
+        "controller.quorum.bootstrap.servers is set instead.",
+    )
+    quorum.add_argument(
         "--no-initial-controllers",
         "-N",
         action="store_true",
-        help="Format without a dynamic quorum topology.",
+        help="Used to initialize a server without specifying a dynamic quorum. When setting "
+        "this flag, the controller.quorum.voters config should not be set, and "
+        "controller.quorum.bootstrap.servers is set instead.",
     )
-    # Accepted so that their refusal is explicit rather than an "unrecognized argument".
-    fmt.add_argument("--standalone", "-s", action="store_true", help=argparse.SUPPRESS)
-    fmt.add_argument("--initial-controllers", "-I", help=argparse.SUPPRESS)
+    quorum.add_argument(
+        "--initial-controllers",
+        "-I",
+        help="Used to initialize a server with the specified dynamic quorum. The argument is "
+        "a comma-separated list of id@hostname:port:directory. The same values must be used "
+        "to format all nodes. For example: 0@example.com:8082:JEXY6aqzQY-32P5TStzaFg,"
+        "1@example.com:8083:MvDxzVmcRsaTz33bUuRU6A,2@example.com:8084:07R5amHmR32VDA6jHkGbTA. "
+        "When setting this flag, the controller.quorum.voters config must not be set, and "
+        "controller.quorum.bootstrap.servers is set instead.",
+    )
+    # Accepted so that its refusal is explicit rather than an "unrecognized argument".
     fmt.add_argument("--add-scram", "-S", action="append", help=argparse.SUPPRESS)
     return parser
 
@@ -93,22 +121,41 @@ def _load_config(args: argparse.Namespace) -> ControllerServerConfig:
     return config
 
 
+def _standalone_voters(config: ControllerServerConfig) -> DynamicVoters:
+    """StorageTool.createStandaloneDynamicVoters: this node on its first advertised
+    controller listener (``localhost`` when that listener names no host), with a fresh
+    directory id. (Kafka builds the text ``id@host:port:dir`` and parses it, which fails
+    for an IPv6 host; kwire takes the host as it is.)"""
+    listener = config.controller_listener
+    host = listener.host or "localhost"
+    voter = DynamicVoter(config.node_id, host, listener.port, random_directory_uuid())
+    return DynamicVoters.of([voter])
+
+
 def _format(args: argparse.Namespace) -> int:
-    if args.standalone or args.initial_controllers:
-        raise _Refusal(
-            "kwire does not support dynamic quorums (KIP-853): --standalone and "
-            "--initial-controllers are not available; list the voters in controller.quorum.voters"
-        )
+    """Kafka 4.3.1's StorageTool.runFormatCommand, in its order of checks."""
     if args.add_scram:
         raise _Refusal("kwire does not support --add-scram: SCRAM credentials are not implemented")
     config = _load_config(args)
-    if not config.quorum_voters and not args.no_initial_controllers:
+    if config.quorum_voters and (args.initial_controllers is not None or args.standalone):
+        raise _Refusal(STATIC_AND_INITIAL_VOTERS)
+    initial = None
+    if args.initial_controllers is not None:
+        initial = DynamicVoters.parse(args.initial_controllers)
+    if args.standalone:
+        initial = _standalone_voters(config)
+    if not config.quorum_voters and not args.no_initial_controllers and initial is None:
         raise _Refusal(
             "Because controller.quorum.voters is not set on this controller, you must specify "
             "one of the following: --standalone, --initial-controllers, or --no-initial-controllers."
         )
     result = format_storage(
-        config, args.cluster_id, args.release_version, args.ignore_formatted, args.feature
+        config,
+        args.cluster_id,
+        args.release_version,
+        args.ignore_formatted,
+        args.feature,
+        initial_controllers=initial,
     )
     for line in result.lines:
         print(line)
@@ -135,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FeatureLevelError,
         ReleaseVersionError,
         BootstrapError,
+        DynamicVoterError,
     ) as e:
         print(str(e), file=sys.stderr)
         return 1

@@ -4,21 +4,27 @@
 from __future__ import annotations
 
 import base64
+import enum
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kwire.log.files import META_PROPERTIES_FILE
+from kwire.log.files import META_PROPERTIES_FILE, METADATA_PARTITION_DIR
 from kwire.log.properties import (
     MetaProperties,
     PropertiesFormatError,
     read_meta_properties,
     write_meta_properties,
 )
+from kwire.log.snapshot_io import write_snapshot
+from kwire.log.snapshots import SnapshotId
+from kwire.raft.voter_set import KRaftVersion, kraft_control_values
 from kwire.server.config import ControllerServerConfig
 from kwire.storage.bootstrap import RecordAndVersion, write_bootstrap_checkpoint
+from kwire.storage.dynamic_voters import DynamicVoters
 from kwire.storage.feature_levels import (
     bootstrap_feature_records,
     describe_bootstrap,
@@ -28,6 +34,13 @@ from kwire.storage.feature_levels import (
     parse_release_version,
 )
 from kwire.storage.release import FEATURE_NAME, MetadataVersion, metadata_version_for_level
+
+KRAFT_VERSION_FEATURE = "kraft.version"
+STATIC_AND_INITIAL_VOTERS = (
+    "You cannot specify controller.quorum.voters and format the node with "
+    "--initial-controllers or --standalone. If you want to use dynamic quorum, please "
+    "remove controller.quorum.voters and specify controller.quorum.bootstrap.servers instead."
+)
 
 __all__ = [
     "FormatResult",
@@ -41,6 +54,38 @@ __all__ = [
 ]
 
 log = logging.getLogger("kwire.storage")
+
+# Kafka's Snapshots.BOOTSTRAP_SNAPSHOT_ID: the formatter's snapshot of the first voters.
+BOOTSTRAP_SNAPSHOT_ID = SnapshotId(end_offset=0, epoch=0)
+
+
+class DirectoryType(enum.Enum):
+    """What a formatted directory is for (Kafka 4.3.1's Formatter.DirectoryType); the
+    value is how ``format`` names it."""
+
+    LOG = "data directory"
+    STATIC_METADATA = "metadata directory"
+    DYNAMIC_METADATA_NON_VOTER = "dynamic metadata directory"
+    DYNAMIC_METADATA_VOTER = "dynamic metadata voter directory"
+
+    @classmethod
+    def of(
+        cls, directory: Path, metadata_dir: Path, node_id: int, initial: DynamicVoters | None
+    ) -> DirectoryType:
+        if directory != metadata_dir:
+            return cls.LOG
+        if initial is None:
+            return cls.STATIC_METADATA
+        return (
+            cls.DYNAMIC_METADATA_VOTER if initial.get(node_id) else cls.DYNAMIC_METADATA_NON_VOTER
+        )
+
+    @property
+    def is_dynamic_metadata(self) -> bool:
+        return self in (
+            DirectoryType.DYNAMIC_METADATA_VOTER,
+            DirectoryType.DYNAMIC_METADATA_NON_VOTER,
+        )
 
 
 class FormatterError(Exception):
@@ -167,8 +212,16 @@ def format_storage(
     release_version: str | None = None,
     ignore_formatted: bool = False,
     features: Sequence[str] = (),
+    initial_controllers: DynamicVoters | None = None,
 ) -> FormatResult:
     """Write meta.properties and bootstrap.checkpoint to every log directory.
+
+    With ``initial_controllers`` (``--initial-controllers`` or ``--standalone``, KIP-853)
+    the metadata directory also gets the bootstrap snapshot
+    ``__cluster_metadata-0/00000000000000000000-0000000000.checkpoint``: its header batch
+    carries the KRaftVersionRecord and the VotersRecord of those voters on the first
+    ``controller.listener.names`` listener, and if this node is one of them its
+    directory id is the one given (Kafka 4.3.1's Formatter.writeDynamicQuorumSnapshot).
 
     As Kafka 4.3.1's ``kafka-storage format``: ``release_version`` (``--release-version``)
     and ``features`` (``--feature name=level``, repeatable) decide the bootstrap records
@@ -178,6 +231,8 @@ def format_storage(
     Any string is a cluster id (Formatter, MetaProperties); one that is not a Kafka uuid
     is logged as a warning (`cluster_id_warnings`).
     """
+    if config.quorum_voters and initial_controllers is not None:
+        raise FormatterError(STATIC_AND_INITIAL_VOTERS)
     for warning in cluster_id_warnings(cluster_id):
         log.warning("%s", warning)
     unstable = config.unstable_feature_versions_enable
@@ -211,15 +266,28 @@ def format_storage(
         lines.append(f"Bootstrap metadata: {describe_bootstrap(records, int(mv))}")
     taken = {m.directory_id for m in found.values()}
     for directory in empty:
-        kind = "metadata directory" if directory == config.metadata_log_dir else "data directory"
-        lines.append(f"Formatting {kind} {directory} with {FEATURE_NAME} {version}.")
-        directory_id = random_directory_uuid()
-        while directory_id in taken:
+        kind = DirectoryType.of(
+            directory, config.metadata_log_dir, config.node_id, initial_controllers
+        )
+        lines.append(f"Formatting {kind.value} {directory} with {FEATURE_NAME} {version}.")
+        voter = None if initial_controllers is None else initial_controllers.get(config.node_id)
+        if kind is DirectoryType.DYNAMIC_METADATA_VOTER and voter is not None:
+            directory_id = voter.directory_id
+        else:
             directory_id = random_directory_uuid()
+            while directory_id in taken:
+                directory_id = random_directory_uuid()
         taken.add(directory_id)
         try:
             directory.mkdir(parents=True, exist_ok=True)
             write_bootstrap_checkpoint(directory, records)
+            if kind.is_dynamic_metadata and initial_controllers is not None:
+                _write_dynamic_quorum_snapshot(
+                    directory,
+                    initial_controllers,
+                    KRaftVersion.from_level(levels[KRAFT_VERSION_FEATURE]),
+                    config.controller_listener_names[0],
+                )
             write_meta_properties(
                 directory / META_PROPERTIES_FILE,
                 MetaProperties(
@@ -239,6 +307,22 @@ def format_storage(
         formatted=tuple(empty),
         already_formatted=tuple(sorted(found, key=str)),
         lines=tuple(lines),
+    )
+
+
+def _write_dynamic_quorum_snapshot(
+    directory: Path, voters: DynamicVoters, kraft_version: KRaftVersion, listener: str
+) -> None:
+    partition = directory / METADATA_PARTITION_DIR
+    partition.mkdir(parents=True, exist_ok=True)
+    now_ms = time.time_ns() // 1_000_000
+    write_snapshot(
+        partition,
+        BOOTSTRAP_SNAPSHOT_ID,
+        [],
+        last_contained_log_timestamp=now_ms,
+        now_ms=now_ms,
+        kraft_records=kraft_control_values(kraft_version, voters.to_voter_set(listener)),
     )
 
 

@@ -1,0 +1,203 @@
+"""Elections: Vote requests and responses, Prospective (pre-vote, KIP-996) and Candidate
+(Kafka's KafkaRaftClient.handleVoteRequest/handleVoteResponse, ProspectiveState,
+CandidateState, EpochElection and each state's canGrantVote).
+
+Rules kept here:
+- A Vote names our epoch or later: an older one is FENCED_LEADER_EPOCH; a later one first
+  moves us to Unattached in that epoch, except a pre-vote, which never bumps an epoch.
+- One vote per epoch, durable before it is answered; a candidate's log end (epoch, offset)
+  must be at least ours. A pre-vote is granted to an up-to-date log unless we are a leader,
+  or a follower that has fetched from its leader in this epoch.
+- A Prospective node that wins a majority of pre-votes becomes Candidate in epoch + 1; a
+  peer too old for PreVote (UNSUPPORTED_VERSION: Vote below v2) sends it there at once.
+  Refused by a majority, or timed out, it goes back to following the leader it knew, else
+  Unattached. A Candidate that wins a majority leads; one that times out goes Prospective.
+"""
+
+from __future__ import annotations
+
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.vote import VoteRequest, VoteResponse
+from kwire.raft import messages
+from kwire.raft.quorum import QuorumCore, log
+from kwire.raft.state import (
+    NO_DIRECTORY_ID,
+    Action,
+    Candidate,
+    Follower,
+    Leader,
+    Prospective,
+    Resigned,
+    SendRequest,
+    Unattached,
+)
+
+
+class ElectionPart(QuorumCore):
+    def handle_vote(self, request: VoteRequest, now_ms: int) -> tuple[VoteResponse, list[Action]]:
+        """Answer a Vote (v0-v2) as KafkaRaftClient.handleVoteRequest. Top-level errors:
+        INCONSISTENT_CLUSTER_ID, INVALID_REQUEST (not __cluster_metadata-0). Partition errors:
+        INVALID_REQUEST (negative last offset/epoch, or a last epoch beyond the request's),
+        FENCED_LEADER_EPOCH (an older epoch), INVALID_VOTER_KEY (meant for another node).
+        The actions (PersistQuorumState first) must be carried out before answering."""
+        self.now_ms = now_ms
+        if request.cluster_id is not None and request.cluster_id != self.config.cluster_id:
+            return VoteResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID), []
+        partition = messages.single_partition(request.topics)
+        if partition is None:
+            return VoteResponse(error_code=ErrorCode.INVALID_REQUEST), []
+        candidate = partition.replica_id
+        epoch = partition.replica_epoch
+        pre_vote = partition.pre_vote
+        last_epoch, last_offset = partition.last_offset_epoch, partition.last_offset
+        illegal_epoch = last_epoch > epoch if pre_vote else last_epoch >= epoch
+        if last_offset < 0 or last_epoch < 0 or illegal_epoch:
+            return self._vote_response(ErrorCode.INVALID_REQUEST, False), []
+        if epoch < self.epoch:
+            return self._vote_response(ErrorCode.FENCED_LEADER_EPOCH, False), []
+        if candidate < 0:
+            return self._vote_response(ErrorCode.INVALID_REQUEST, False), []
+        actions: list[Action] = []
+        if epoch > self.epoch:
+            # A pre-vote too: the sender never bumps its own epoch for it, but one newer
+            # than ours moves us to Unattached in it (KafkaRaftClientPreVoteTest
+            # testHandlePreVoteRequestAsFollower).
+            actions += self.to_unattached(epoch, now_ms)
+        if not self.is_my_voter_key(request.voter_id, partition.voter_directory_id):
+            return self._vote_response(ErrorCode.INVALID_VOTER_KEY, False), actions
+        up_to_date = self.log_is_up_to_date(last_epoch, last_offset)
+        granted = self._can_grant_vote(
+            candidate, partition.replica_directory_id, up_to_date, pre_vote
+        )
+        if granted and not pre_vote and self.voted_id < 0:
+            actions += self.add_vote(candidate, partition.replica_directory_id, now_ms)
+        log_vote = "granted" if granted else "refused"
+        kind = "pre-vote" if pre_vote else "vote"
+        self._log(f"{kind} for {candidate} in epoch {epoch} {log_vote}")
+        return self._vote_response(ErrorCode.NONE, granted), actions + self.pump(now_ms)
+
+    def _can_grant_vote(
+        self, candidate: int, directory_id: object, up_to_date: bool, pre_vote: bool
+    ) -> bool:
+        match self.role:
+            case Leader():
+                return False
+            case Candidate() | Resigned():
+                return pre_vote and up_to_date
+            case Follower(has_fetched=has_fetched):
+                return pre_vote and not has_fetched and up_to_date
+            case (
+                Unattached(voted_id=voted, voted_directory_id=voted_dir)
+                | Prospective(voted_id=voted, voted_directory_id=voted_dir)
+            ):
+                if pre_vote:
+                    return up_to_date
+                if voted >= 0:
+                    return voted == candidate and (voted_dir in (NO_DIRECTORY_ID, directory_id))
+                if self.leader_id >= 0:
+                    return False
+                return up_to_date
+        return False
+
+    def _vote_response(self, error: ErrorCode, granted: bool) -> VoteResponse:
+        return messages.vote_response(
+            error, epoch=self.epoch, leader=self.leader_voter(), granted=granted
+        )
+
+    def _log(self, text: str) -> None:
+        log.info("Node %d: %s", self.node_id, text)
+
+    # -- Vote responses -----------------------------------------------------------------------
+
+    def on_vote_response(
+        self, source: int, response: VoteResponse, now_ms: int
+    ) -> tuple[bool, list[Action]]:
+        """KafkaRaftClient.handleVoteResponse: (handled successfully, actions)."""
+        if response.error_code == ErrorCode.UNSUPPORTED_VERSION and isinstance(
+            self.role, Prospective
+        ):
+            return True, self.to_candidate(now_ms)
+        if response.error_code != ErrorCode.NONE:
+            return False, []
+        partition = messages.single_partition(response.topics)
+        if partition is None:
+            return False, []
+        error = messages.error_of(partition.error_code)
+        handled, actions = self.handle_common_response(
+            error, partition.leader_id, partition.leader_epoch, now_ms
+        )
+        if handled is not None:
+            return handled, actions
+        if error != ErrorCode.NONE:
+            return False, actions
+        role = self.role
+        if isinstance(role, Prospective | Candidate) and source in self.voter_ids:
+            if partition.vote_granted and source not in role.rejected:
+                role.granted.add(source)
+                if self.vote_granted(role):
+                    if isinstance(role, Prospective):
+                        actions += self.to_candidate(now_ms)
+                    else:
+                        actions += self.to_leader(now_ms)
+            elif not partition.vote_granted and source not in role.granted:
+                role.rejected.add(source)
+                if isinstance(role, Prospective) and self.vote_rejected(role):
+                    actions += self.prospective_lost(now_ms)
+        return True, actions
+
+    def on_vote_unsupported(self, now_ms: int) -> list[Action]:
+        """A voter cannot take Vote v2 (no PreVote): a Prospective node stands at once."""
+        if isinstance(self.role, Prospective):
+            return self.to_candidate(now_ms)
+        return []
+
+    def prospective_lost(self, now_ms: int) -> list[Action]:
+        """prospectiveTransitionAfterElectionLoss: back to the leader we knew, else Unattached."""
+        role = self.role
+        assert isinstance(role, Prospective)
+        if role.leader_id >= 0 and self.voter(role.leader_id) is not None:
+            return self.to_follower(role.epoch, role.leader_id, now_ms)
+        return self.to_unattached(role.epoch, now_ms)
+
+    # -- polling ----------------------------------------------------------------------------
+
+    def poll_nominee(self, now_ms: int) -> list[Action]:
+        role = self.role
+        assert isinstance(role, Prospective | Candidate)
+        # Shutting down, a nominee finishes its election but never times it out
+        # (pollCandidate / pollProspective): it waits to win, or for another leader.
+        if now_ms >= role.election_deadline_ms and not self.shutting_down:
+            if isinstance(role, Candidate):
+                return self.to_prospective(now_ms)
+            return self.prospective_lost(now_ms)
+        if self.vote_rejected(role):
+            return []
+        last_epoch, end = self.last_fetched_epoch(), self.log.end_offset
+        actions: list[Action] = []
+        for voter in sorted(self.voter_ids - role.granted - role.rejected):
+            if voter == self.node_id or not self.ready(voter, VoteRequest, now_ms):
+                continue
+            request = messages.vote_request(
+                cluster_id=self.config.cluster_id,
+                epoch=role.epoch,
+                candidate_id=self.node_id,
+                candidate_directory_id=self.config.directory_id,
+                voter_id=voter,
+                voter_directory_id=self.voter_directory_id(voter),
+                last_epoch=last_epoch,
+                last_offset=end,
+                pre_vote=isinstance(role, Prospective),
+            )
+            self.sent(voter, request)
+            actions.append(SendRequest(destination=voter, request=request))
+        return actions
+
+    def poll_unattached(self, now_ms: int) -> list[Action]:
+        role = self.role
+        assert isinstance(role, Unattached)
+        deadline = role.election_deadline_ms
+        if self.shutting_down and self.is_voter:
+            return []  # pollUnattachedAsVoter: wait for the shutdown or an epoch bump
+        if deadline is not None and now_ms >= deadline:
+            return self.to_prospective(now_ms)
+        return self.fetch_from_any_voter(now_ms)

@@ -1,0 +1,397 @@
+"""The follower's side (Kafka's FollowerState and the fetch half of KafkaRaftClient):
+BeginQuorumEpoch and EndQuorumEpoch requests, the Fetch loop, truncation, snapshot
+download and the follower's high watermark.
+
+Rules kept here:
+- A follower has one Fetch (or FetchSnapshot) out at a time, to its leader, from its log
+  end with the epoch of its last batch; the next one waits until the records of the last
+  answer are appended and flushed (`on_flushed`) or a truncation is done (next `poll`).
+- A voter that has had no successful fetch for fetch_timeout_ms becomes Prospective; an
+  observer keeps fetching. While its leader's connection backs off after a failure, a
+  follower (like an Unattached node) fetches from any other voter to learn who leads.
+- Fast failover (kwire's, `RaftConfig.fast_failover`): a refused or lost connection to the
+  leader with a Fetch out means the leader is gone. At once the voter stops counting itself
+  as hearing from the leader (so it grants other voters' pre-votes), and its fetch timer
+  expires after a delay staggered by its rank among the other voters (by node id):
+  rank * D + a random [0, D/2) ms, D = min(50, election_timeout_ms / 10), so the surviving
+  voters stand one after the other rather than splitting the vote. A TIMEOUT, or a live but
+  silent leader, still waits fetch_timeout_ms. Timing never decides safety: votes and
+  epochs do.
+- DivergingEpoch truncates to the end of that epoch in the leader's log (or ours, if
+  earlier: ReplicatedLog.truncateToEndOffset), never below the high watermark. A SnapshotId
+  starts a snapshot download in FetchSnapshot chunks, installed when complete.
+- The follower's high watermark is min(the leader's, our log end), and never goes back.
+- EndQuorumEpoch from our leader makes us stand after a backoff set by our place among its
+  preferred successors (KafkaRaftClient.endEpochElectionBackoff): at once when first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from kwire.log.snapshots import SnapshotId
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.begin_quorum_epoch import (
+    BeginQuorumEpochRequest,
+    BeginQuorumEpochResponse,
+)
+from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
+from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
+from kwire.protocol.messages.fetch_snapshot import FetchSnapshotResponse
+from kwire.raft import messages
+from kwire.raft.election import ElectionPart
+from kwire.raft.state import (
+    FAST_FAILOVER_MAX_DELAY_MS,
+    METADATA_PARTITION,
+    METADATA_TOPIC,
+    METADATA_TOPIC_ID,
+    NO_DIRECTORY_ID,
+    Action,
+    AppendAsFollower,
+    Follower,
+    HighWatermarkAdvanced,
+    InstallSnapshot,
+    OutboundRequest,
+    SendFailure,
+    SendRequest,
+    SnapshotFetch,
+    StartSnapshotFetch,
+    TruncateTo,
+    WriteSnapshotChunk,
+)
+
+
+class FollowerPart(ElectionPart):
+    # -- BeginQuorumEpoch / EndQuorumEpoch requests -------------------------------------------
+
+    def handle_begin_quorum_epoch(
+        self, request: BeginQuorumEpochRequest, now_ms: int
+    ) -> tuple[BeginQuorumEpochResponse, list[Action]]:
+        """KafkaRaftClient.handleBeginQuorumEpochRequest: follow the new leader. Errors:
+        INCONSISTENT_CLUSTER_ID and INVALID_REQUEST (top level), FENCED_LEADER_EPOCH,
+        INVALID_REQUEST (no leader id) and INVALID_VOTER_KEY in the partition."""
+        self.now_ms = max(self.now_ms, now_ms)
+        if request.cluster_id is not None and request.cluster_id != self.config.cluster_id:
+            return BeginQuorumEpochResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID), []
+        partition = messages.single_partition(request.topics)
+        if partition is None:
+            return BeginQuorumEpochResponse(error_code=ErrorCode.INVALID_REQUEST), []
+        error = self._validate_voter_only(partition.leader_id, partition.leader_epoch)
+        if error is not None:
+            return self._begin_response(error), []
+        actions = self.maybe_transition(partition.leader_id, partition.leader_epoch, now_ms)
+        if not self.is_my_voter_key(request.voter_id, partition.voter_directory_id):
+            return self._begin_response(ErrorCode.INVALID_VOTER_KEY), actions + self.pump(now_ms)
+        return self._begin_response(ErrorCode.NONE), actions + self.pump(now_ms)
+
+    def handle_end_quorum_epoch(
+        self, request: EndQuorumEpochRequest, now_ms: int
+    ) -> tuple[EndQuorumEpochResponse, list[Action]]:
+        """KafkaRaftClient.handleEndQuorumEpochRequest: our leader resigns; stand for
+        election after a backoff given by our place among its preferred successors."""
+        self.now_ms = max(self.now_ms, now_ms)
+        if request.cluster_id is not None and request.cluster_id != self.config.cluster_id:
+            return EndQuorumEpochResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID), []
+        partition = messages.single_partition(request.topics)
+        if partition is None:
+            return EndQuorumEpochResponse(error_code=ErrorCode.INVALID_REQUEST), []
+        error = self._validate_voter_only(partition.leader_id, partition.leader_epoch)
+        if error is not None:
+            return self._end_response(error), []
+        actions = self.maybe_transition(partition.leader_id, partition.leader_epoch, now_ms)
+        role = self.role
+        if isinstance(role, Follower) and role.leader_id == partition.leader_id:
+            preferred: list[int | tuple[int, UUID]] = [
+                (c.candidate_id, c.candidate_directory_id) for c in partition.preferred_candidates
+            ] or list(partition.preferred_successors)
+            role.fetch_deadline_ms = now_ms + self.end_epoch_election_backoff(preferred)
+        return self._end_response(ErrorCode.NONE), actions + self.pump(now_ms)
+
+    def end_epoch_election_backoff(self, preferred: Sequence[int | tuple[int, UUID]]) -> int:
+        """endEpochElectionBackoff / strictExponentialElectionBackoffMs (ms). `preferred`
+        are ids (v0) or (id, directory id) (v1): we are the one whose id is ours and whose
+        directory id is zero or ours."""
+        mine = (NO_DIRECTORY_ID, self.config.directory_id)
+        keys = [(c, NO_DIRECTORY_ID) if isinstance(c, int) else c for c in preferred]
+        position = next(
+            (i for i, (c, d) in enumerate(keys) if c == self.node_id and d in mine), len(keys)
+        )
+        total = len(preferred)
+        backoff_max = self.config.election_backoff_max_ms
+        if position == 0:
+            return 0
+        if position >= total:
+            return backoff_max
+        base = backoff_max >> (total - 1)
+        return min(backoff_max, base << (position - 1))
+
+    def _validate_voter_only(self, remote_id: int, epoch: int) -> ErrorCode | None:
+        if epoch < self.epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        if remote_id < 0:
+            return ErrorCode.INVALID_REQUEST
+        return None
+
+    def _begin_response(self, error: ErrorCode) -> BeginQuorumEpochResponse:
+        return messages.begin_quorum_epoch_response(
+            error, epoch=self.epoch, leader=self.leader_voter()
+        )
+
+    def _end_response(self, error: ErrorCode) -> EndQuorumEpochResponse:
+        return messages.end_quorum_epoch_response(
+            error, epoch=self.epoch, leader=self.leader_voter()
+        )
+
+    # -- the fetch loop -----------------------------------------------------------------------
+
+    def poll_follower(self, now_ms: int) -> list[Action]:
+        role = self.role
+        assert isinstance(role, Follower)
+        if self.shutting_down:
+            return []  # pollFollowerAs*: a follower's shutdown completes at once
+        if self.is_voter and now_ms >= role.fetch_deadline_ms:
+            self._log(f"no fetch from leader {role.leader_id} succeeded in time")
+            return self.to_prospective(now_ms)
+        if role.awaiting_flush:
+            return []
+        if self.backing_off(role.leader_id, now_ms):
+            return self.fetch_from_any_voter(now_ms)
+        request = self._fetch_or_fetch_snapshot(role)
+        if self.any_in_flight() or not self.ready(role.leader_id, type(request), now_ms):
+            return []  # (a Fetch forgotten at the last transition may still be out)
+        self.sent(role.leader_id, request)
+        return [SendRequest(destination=role.leader_id, request=request)]
+
+    def fetch_from_any_voter(self, now_ms: int) -> list[Action]:
+        """maybeSendFetchToAnyBootstrap: one Fetch at a time to a ready voter, starting
+        from a random one; answers from non-leaders name the leader they know."""
+        if self.any_in_flight():
+            return []
+        others = sorted(self.voter_ids - {self.node_id})
+        if not others:
+            return []
+        start = self.rng.randrange(len(others))
+        for i in range(len(others)):
+            voter = others[(start + i) % len(others)]
+            if self.ready(voter, FetchRequest, now_ms):
+                request = self._fetch_request()
+                self.sent(voter, request)
+                return [SendRequest(destination=voter, request=request)]
+        return []
+
+    def _fetch_or_fetch_snapshot(self, role: Follower) -> OutboundRequest:
+        if role.snapshot is None:
+            return self._fetch_request()
+        return messages.fetch_snapshot_request(
+            cluster_id=self.config.cluster_id,
+            replica_id=self.node_id,
+            directory_id=self.config.directory_id,
+            epoch=role.epoch,
+            snapshot_id=role.snapshot.snapshot_id,
+            position=role.snapshot.position,
+            max_bytes=self.config.fetch_snapshot_max_bytes,
+        )
+
+    def _fetch_request(self) -> FetchRequest:
+        return messages.fetch_request(
+            cluster_id=self.config.cluster_id,
+            replica_id=self.node_id,
+            directory_id=self.config.directory_id,
+            epoch=self.epoch,
+            fetch_offset=self.log.end_offset,
+            last_fetched_epoch=self.last_fetched_epoch(),
+            high_watermark=self.high_watermark,
+            max_wait_ms=self.config.fetch_max_wait_ms,
+            max_bytes=self.config.fetch_max_bytes,
+        )
+
+    def on_fetch_failed(self, destination: int, failure: SendFailure, now_ms: int) -> None:
+        """Fast failover: the leader's process is gone (refused or lost), so grant pre-votes
+        from now on and expire the fetch timer after a short delay staggered by rank
+        (module docstring) instead of fetch_timeout_ms."""
+        role = self.role
+        if (
+            self.config.fast_failover
+            and self.is_voter
+            and isinstance(role, Follower)
+            and destination == role.leader_id
+            and failure in (SendFailure.CONNECTION_REFUSED, SendFailure.CONNECTION_LOST)
+        ):
+            step = max(2, min(FAST_FAILOVER_MAX_DELAY_MS, self.config.election_timeout_ms // 10))
+            others = sorted(self.voter_ids - {role.leader_id})
+            rank = others.index(self.node_id) if self.node_id in others else 0
+            deadline = now_ms + rank * step + self.rng.randrange(step // 2)
+            role.fetch_deadline_ms = min(role.fetch_deadline_ms, deadline)
+            role.has_fetched = False
+
+    # -- Fetch responses ----------------------------------------------------------------------
+
+    def on_fetch_response(
+        self, source: int, response: FetchResponse, now_ms: int
+    ) -> tuple[bool, list[Action]]:
+        """KafkaRaftClient.handleFetchResponse: (handled successfully, actions)."""
+        if response.error_code != ErrorCode.NONE:
+            return False, []
+        if len(response.responses) != 1 or len(response.responses[0].partitions) != 1:
+            return False, []
+        topic = response.responses[0]
+        data = topic.partitions[0]
+        if (
+            topic.topic_id != METADATA_TOPIC_ID and topic.topic != METADATA_TOPIC
+        ) or data.partition_index != METADATA_PARTITION:
+            return False, []
+        error = messages.error_of(data.error_code)
+        before = self.role
+        handled, actions = self.handle_common_response(
+            error, data.current_leader.leader_id, data.current_leader.leader_epoch, now_ms
+        )
+        if handled is not None:
+            if self.role is before and source != self.leader_id:
+                self.backoff(source, now_ms)  # a non-leader that told us nothing new
+            return handled, actions
+        role = self.role
+        if not isinstance(role, Follower) or source != role.leader_id:
+            return True, actions
+        if error != ErrorCode.NONE:
+            return False, actions
+        if data.diverging_epoch.epoch >= 0:
+            if data.diverging_epoch.end_offset < 0:
+                return False, actions  # a leader never names a negative end
+            offset = self._truncation_offset(
+                data.diverging_epoch.epoch, data.diverging_epoch.end_offset
+            )
+            if offset < role.high_watermark:
+                self._log(f"leader asked to truncate to {offset}, below the high watermark")
+                return False, actions
+            actions.append(TruncateTo(offset=offset))
+            self.truncate_control_records(offset)
+            self.repoll = True
+        elif data.snapshot_id.epoch >= 0 or data.snapshot_id.end_offset >= 0:
+            if data.snapshot_id.epoch < 0 or data.snapshot_id.end_offset < 0:
+                return False, actions
+            snapshot_id = SnapshotId(data.snapshot_id.end_offset, data.snapshot_id.epoch)
+            role.snapshot = SnapshotFetch(snapshot_id=snapshot_id)
+            actions.append(StartSnapshotFetch(snapshot_id=snapshot_id))
+        else:
+            records = bytes(data.records or b"")
+            if records:
+                role.awaiting_flush = True
+                role.pending_high_watermark = data.high_watermark
+                actions.append(AppendAsFollower(records=records))
+                self.feed_appended(records)
+            else:
+                actions += self.update_follower_high_watermark(role, data.high_watermark)
+        role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+        role.has_fetched = True
+        return True, actions
+
+    def _truncation_offset(self, epoch: int, end_offset: int) -> int:
+        """ReplicatedLog.truncateToEndOffset: the leader's end of `epoch`, or ours if
+        earlier; a log holding no such epoch goes back to its start."""
+        if epoch == 0:
+            return min(end_offset, self.log.end_offset)
+        found = self.log.end_offset_for_epoch(epoch)
+        if found is None:
+            return self.log.log_start_offset
+        local_epoch, local_end = found
+        return min(local_end, end_offset) if local_epoch == epoch else local_end
+
+    def update_follower_high_watermark(self, role: Follower, leader_hw: int) -> list[Action]:
+        if leader_hw < 0:
+            return []
+        new = min(leader_hw, self.log.end_offset)
+        if new > role.high_watermark:
+            role.high_watermark = new
+            return [HighWatermarkAdvanced(offset=new)]
+        return []
+
+    def follower_flushed(self, role: Follower, end_offset: int) -> list[Action]:
+        if not role.awaiting_flush:
+            return []
+        role.awaiting_flush = False
+        hw, role.pending_high_watermark = role.pending_high_watermark, -1
+        return self.update_follower_high_watermark(role, hw)
+
+    # -- FetchSnapshot responses --------------------------------------------------------------
+
+    def on_fetch_snapshot_response(
+        self, source: int, response: FetchSnapshotResponse, now_ms: int
+    ) -> tuple[bool, list[Action]]:
+        """KafkaRaftClient.handleFetchSnapshotResponse: write the chunk; install the
+        snapshot once its size is reached; start over if the leader lost it."""
+        if response.error_code != ErrorCode.NONE:
+            return False, []
+        found = [
+            p
+            for t in response.topics
+            if t.name == METADATA_TOPIC
+            for p in t.partitions
+            if p.index == METADATA_PARTITION
+        ]
+        if len(found) != 1:
+            return False, []
+        data = found[0]
+        error = messages.error_of(data.error_code)
+        handled, actions = self.handle_common_response(
+            error, data.current_leader.leader_id, data.current_leader.leader_epoch, now_ms
+        )
+        if handled is not None:
+            return handled, actions
+        role = self.role
+        if not isinstance(role, Follower) or role.snapshot is None:
+            return True, actions
+        if (
+            error == ErrorCode.SNAPSHOT_NOT_FOUND
+            or data.snapshot_id.end_offset < 0
+            or data.snapshot_id.epoch < 0
+        ):
+            role.snapshot = None
+            role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+            role.has_fetched = True
+            return True, actions
+        if error != ErrorCode.NONE:
+            return False, actions
+        fetching = role.snapshot
+        got = SnapshotId(data.snapshot_id.end_offset, data.snapshot_id.epoch)
+        if got != fetching.snapshot_id or data.position != fetching.position:
+            self._log(f"unexpected snapshot chunk {got} at {data.position}; starting over")
+            role.snapshot = None
+            return False, actions
+        chunk = bytes(data.unaligned_records or b"")
+        if data.size <= 0 or fetching.position + len(chunk) > data.size:
+            self._log(f"snapshot chunk past the size {data.size} of {got}; starting over")
+            role.snapshot = None
+            return False, actions
+        if chunk:
+            actions.append(
+                WriteSnapshotChunk(snapshot_id=got, position=fetching.position, data=chunk)
+            )
+            _keep_first_batch(fetching.head, chunk)
+            fetching.position += len(chunk)
+        if fetching.position >= data.size:
+            role.snapshot = None
+            role.awaiting_flush = True
+            role.pending_high_watermark = got.end_offset
+            actions.append(InstallSnapshot(snapshot_id=got))
+            self.feed_snapshot_head(got.end_offset, bytes(fetching.head))
+        role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+        role.has_fetched = True
+        return True, actions
+
+
+_BATCH_LENGTH_END = 12  # base offset (8 bytes), then the batch length (4): the rest follows
+_MAX_SNAPSHOT_HEAD = 1 << 20  # a header batch with the voters is far smaller
+
+
+def _keep_first_batch(head: bytearray, chunk: bytes) -> None:
+    """Collect a snapshot's first batch (header, KRaftVersion, Voters) from its chunks."""
+    if len(head) >= _BATCH_LENGTH_END:
+        length = int.from_bytes(head[8:12], "big", signed=True)
+        needed = min(_BATCH_LENGTH_END + max(0, length), _MAX_SNAPSHOT_HEAD)
+    else:
+        needed = _BATCH_LENGTH_END
+    take = chunk[: max(0, needed - len(head))]
+    head += take
+    if len(head) == _BATCH_LENGTH_END and len(take) < len(chunk):
+        _keep_first_batch(head, chunk[len(take) :])

@@ -1,0 +1,216 @@
+"""The leader's side (Kafka's LeaderState and ResignedState): the high watermark,
+BeginQuorumEpoch, check quorum, resignation and EndQuorumEpoch.
+
+Rules kept here:
+- The high watermark is the largest offset a majority of voters hold durably (the leader
+  counts with its flushed end offset, followers with their fetch offsets), and moves only
+  past the epoch start offset: a leader must commit a record of its own epoch before it
+  exposes earlier ones (LeaderState.maybeUpdateHighWatermark).
+- BeginQuorumEpoch goes, every fetch_timeout_ms / 2, to each voter that has not fetched in
+  that long (LeaderState.needToSendBeginQuorumRequests).
+- Check quorum: a leader of several voters that has not had Fetch or FetchSnapshot from a
+  majority (itself counted) within fetch_timeout_ms * 1.5 resigns
+  (LeaderState.timeUntilCheckQuorumExpires).
+- Resigning, it names the other voters by descending fetch offset as preferred successors
+  (nonLeaderVotersByDescendingFetchOffset) and sends EndQuorumEpoch to every voter until each
+  answers; after an election timeout it moves to Unattached in epoch + 1.
+"""
+
+from __future__ import annotations
+
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.begin_quorum_epoch import (
+    BeginQuorumEpochRequest,
+    BeginQuorumEpochResponse,
+)
+from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
+from kwire.raft import messages
+from kwire.raft.election import ElectionPart
+from kwire.raft.state import (
+    CHECK_QUORUM_TIMEOUT_FACTOR,
+    SHUTDOWN_TIMEOUT_MS,
+    Action,
+    HighWatermarkAdvanced,
+    Leader,
+    Resigned,
+    SendRequest,
+)
+
+
+class LeaderPart(ElectionPart):
+    # -- high watermark -----------------------------------------------------------------------
+
+    def _maybe_advance_high_watermark(self, leader: Leader) -> list[Action]:
+        offsets = sorted((p.end_offset for p in leader.voters.values()), reverse=True)
+        candidate = offsets[len(leader.voters) // 2]
+        if candidate > leader.epoch_start_offset and candidate > leader.high_watermark:
+            leader.high_watermark = candidate
+            return [HighWatermarkAdvanced(offset=candidate)]
+        return []
+
+    def leader_flushed(self, leader: Leader, end_offset: int, now_ms: int) -> list[Action]:
+        own = leader.voters.get(self.node_id)
+        if own is not None:
+            own.end_offset = end_offset
+            own.last_fetch_ms = own.last_caught_up_ms = now_ms
+        return self._maybe_advance_high_watermark(leader)
+
+    # -- check quorum -------------------------------------------------------------------------
+
+    def _check_quorum_timeout_ms(self) -> int:
+        return int(self.config.fetch_timeout_ms * CHECK_QUORUM_TIMEOUT_FACTOR)
+
+    def record_following_voter(self, leader: Leader, voter_id: int, now_ms: int) -> None:
+        """updateCheckQuorumForFollowingVoter: a majority (the leader counted) has fetched
+        since the timer was last reset, so reset it."""
+        leader.fetched_voters.add(voter_id)
+        majority = len(leader.voters) // 2 + 1
+        if self.node_id in leader.voters:
+            majority -= 1
+        if len(leader.fetched_voters) >= majority:
+            leader.fetched_voters.clear()
+            leader.check_quorum_deadline_ms = now_ms + self._check_quorum_timeout_ms()
+
+    def voters_by_descending_fetch_offset(self, leader: Leader) -> list[int]:
+        """nonLeaderVotersByDescendingFetchOffset: unknown offsets last, ties by id."""
+        others = [p for v, p in leader.voters.items() if v != self.node_id]
+        others.sort(key=lambda p: (p.end_offset < 0, -p.end_offset, p.replica_id))
+        return [p.replica_id for p in others]
+
+    # -- polling ----------------------------------------------------------------------------
+
+    def poll_leader(self, now_ms: int) -> list[Action]:
+        leader = self.role
+        assert isinstance(leader, Leader)
+        expired = len(leader.voters) > 1 and now_ms >= leader.check_quorum_deadline_ms
+        if expired or leader.resign_requested or self.shutting_down:
+            if expired:
+                self._log(
+                    f"no Fetch from a majority of voters within {self._check_quorum_timeout_ms()}"
+                    " ms: resigning"
+                )
+            return self.to_resigned(self.voters_by_descending_fetch_offset(leader), now_ms)
+        actions: list[Action] = []
+        if now_ms >= leader.begin_quorum_deadline_ms:
+            interval = self.config.fetch_timeout_ms // 2
+            me = self.voter(self.node_id)
+            assert me is not None
+            for voter_id, progress in leader.voters.items():
+                if voter_id == self.node_id:
+                    continue
+                silent = progress.last_fetch_ms < 0 or now_ms - progress.last_fetch_ms >= interval
+                if silent and self.ready(voter_id, BeginQuorumEpochRequest, now_ms):
+                    request = messages.begin_quorum_epoch_request(
+                        cluster_id=self.config.cluster_id,
+                        epoch=leader.epoch,
+                        leader=me,
+                        voter_id=voter_id,
+                        voter_directory_id=progress.directory_id,
+                        listener_name=self.config.listener_name,
+                    )
+                    self.sent(voter_id, request)
+                    actions.append(SendRequest(destination=voter_id, request=request))
+            leader.begin_quorum_deadline_ms = now_ms + interval
+        return actions
+
+    def poll_resigned(self, now_ms: int) -> list[Action]:
+        resigned = self.role
+        assert isinstance(resigned, Resigned)
+        me = self.voter(self.node_id)
+        assert me is not None
+        actions: list[Action] = []
+        for voter_id in sorted(resigned.unacked):
+            if self.ready(voter_id, EndQuorumEpochRequest, now_ms):
+                request = messages.end_quorum_epoch_request(
+                    cluster_id=self.config.cluster_id,
+                    epoch=resigned.epoch,
+                    leader=me,
+                    preferred=[
+                        (v, self.voter_directory_id(v)) for v in resigned.preferred_successors
+                    ],
+                )
+                self.sent(voter_id, request)
+                actions.append(SendRequest(destination=voter_id, request=request))
+        if now_ms >= resigned.election_deadline_ms and not self.shutting_down:
+            actions += self.to_unattached(resigned.epoch + 1, now_ms)
+        return actions
+
+    def resign(self, now_ms: int, *, timeout_ms: int = SHUTDOWN_TIMEOUT_MS) -> list[Action]:
+        """Graceful shutdown (KafkaRaftClient.shutdown(timeout_ms); Kafka's driver gives
+        5000 ms). A leader resigns at once (Resigned, EndQuorumEpoch to every voter with the
+        others as preferred successors by fetch progress). From then on the node never
+        stands for election and sends no Fetch: Resigned stays until another leader's
+        epoch; an Unattached voter (voted or not) waits, answering Vote and
+        BeginQuorumEpoch; a Candidate or Prospective one finishes its election without a
+        timeout. `shutdown_complete` says when the caller may stop. A second call keeps
+        the first deadline."""
+        self.now_ms = max(self.now_ms, now_ms)
+        if not self.shutting_down:
+            self.shutting_down = True
+            self.shutdown_deadline_ms = now_ms + max(0, timeout_ms)
+            self._log(f"graceful shutdown begins (timeout {timeout_ms} ms)")
+        if isinstance(self.role, Leader):
+            self.role.resign_requested = True
+        return self.pump(now_ms)
+
+    @property
+    def shutdown_complete(self) -> bool:
+        """The graceful shutdown begun by `resign` is finished, as Kafka's
+        GracefulShutdown.isFinished after KafkaRaftClient.maybeCompleteShutdown: True once,
+        at any entry point after `resign`, this node is an observer, the only voter, or
+        knows a leader other than itself (a follower of the next leader), or once the
+        shutdown timeout passed (`shutdown_timed_out`; the caller polls at
+        `next_deadline_ms()`, which includes it). It stays True; from then on the core
+        sends nothing (requests are still answered) and the process may stop."""
+        return self.shutdown_outcome is not None
+
+    @property
+    def shutdown_timed_out(self) -> bool:
+        """The graceful shutdown finished because its timeout passed, not because a remote
+        leader was known (Kafka completes the shutdown future with a TimeoutException)."""
+        return self.shutdown_outcome == "timed_out"
+
+    @property
+    def resignation_acknowledged(self) -> bool:
+        """A Resigned node's EndQuorumEpoch has been answered by every other voter."""
+        return isinstance(self.role, Resigned) and not self.role.unacked
+
+    # -- responses ----------------------------------------------------------------------------
+
+    def on_begin_quorum_epoch_response(
+        self, source: int, response: BeginQuorumEpochResponse, now_ms: int
+    ) -> tuple[bool, list[Action]]:
+        """KafkaRaftClient.handleBeginQuorumEpochResponse."""
+        if response.error_code != ErrorCode.NONE:
+            return False, []
+        partition = messages.single_partition(response.topics)
+        if partition is None:
+            return False, []
+        error = messages.error_of(partition.error_code)
+        handled, actions = self.handle_common_response(
+            error, partition.leader_id, partition.leader_epoch, now_ms
+        )
+        if handled is not None:
+            return handled, actions
+        return error == ErrorCode.NONE, actions
+
+    def on_end_quorum_epoch_response(
+        self, source: int, response: EndQuorumEpochResponse, now_ms: int
+    ) -> tuple[bool, list[Action]]:
+        """KafkaRaftClient.handleEndQuorumEpochResponse: an answer acknowledges."""
+        if response.error_code != ErrorCode.NONE:
+            return False, []
+        partition = messages.single_partition(response.topics)
+        if partition is None:
+            return False, []
+        error = messages.error_of(partition.error_code)
+        handled, actions = self.handle_common_response(
+            error, partition.leader_id, partition.leader_epoch, now_ms
+        )
+        if handled is not None:
+            return handled, actions
+        if error != ErrorCode.NONE:
+            return False, actions
+        if isinstance(self.role, Resigned):
+            self.role.unacked.discard(source)
+        return True, actions

@@ -1,0 +1,216 @@
+"""The raft driver: the one Trio task that owns the raft core (and, through the node, the
+controller), fed by events from memory channels (../shared/STYLE.md item 5).
+
+Theory of operation
+-------------------
+Everything that enters the core arrives as an event on one inbox, in one order, which is
+the order the simulator (`kwire.sim`) would give the same events:
+- `ResponseReceived` / `SendFailed` from the peer channels (`kwire.server.peers`);
+- `Call`: a step a connection task wants taken in the driver's turn (an inbound Vote,
+  BeginQuorumEpoch, EndQuorumEpoch, Fetch, DescribeQuorum, or a controller write), run
+  synchronously here with the caller awaiting its result;
+- the timer: `RaftCore.poll` runs after every event and whenever `next_deadline_ms` passes.
+
+Actions are carried out in order, synchronously (`carry_out`): a vote is on disk before
+the Vote response leaves, an append is fsynced before `on_flushed`. Actions produced while
+carrying out others (on_flushed's, say) queue behind them, so every list the core returned
+is finished in its own order. When the task is not running (in-process tests that drive a
+node without sockets) a `Call` runs at once in the caller's task, which is the same thing
+since neither ever awaits inside the core.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import trio
+
+from kwire.raft.state import (
+    Action,
+    AppendAsFollower,
+    AppendLeaderChange,
+    BecameLeader,
+    HighWatermarkAdvanced,
+    InstallSnapshot,
+    PersistQuorumState,
+    SendRequest,
+    StartSnapshotFetch,
+    StateChanged,
+    TruncateTo,
+    WriteSnapshotChunk,
+)
+from kwire.server.peers import PeerEvent, Peers, ResponseReceived, SendFailed
+
+if TYPE_CHECKING:
+    from kwire.server.node import ControllerNode
+
+log = logging.getLogger("kwire.raft")
+
+T = TypeVar("T")
+INBOX_SIZE = 1024
+MAX_SLEEP_S = 1.0  # the driver wakes at least this often, whatever the core's deadline
+
+
+@dataclass(slots=True)
+class Call(Generic[T]):
+    """Run `step(now_ms)` in the driver's turn; the caller awaits `done`."""
+
+    step: Callable[[int], T]
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+DriverEvent = ResponseReceived | SendFailed | Call[Any]
+
+
+class DriverStopped(Exception):
+    """The driver stopped (the node is shutting down) before it ran a call."""
+
+
+class RaftDriver:
+    """Carries out the core's actions and feeds it its events, from one task (`run`)."""
+
+    def __init__(
+        self, node: ControllerNode, *, request_timeout_ms: int, clock: Callable[[], int]
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.inbox, self._events = trio.open_memory_channel[DriverEvent](INBOX_SIZE)
+        peer_inbox: trio.MemorySendChannel[PeerEvent] = self.inbox
+        self.peers = Peers(
+            node.settings.node_id,
+            node.settings.voters,
+            request_timeout_ms=request_timeout_ms,
+            deliver=peer_inbox,
+        )
+        self.running = False
+        self._queue: deque[Action] = deque()
+        self._draining = False
+        # Set (and replaced) whenever the core changes state: graceful shutdown waits on it.
+        self._state_changed = trio.Event()
+
+    # -- carrying out actions ---------------------------------------------------------------
+
+    def carry_out(self, actions: Sequence[Action], now_ms: int | None = None) -> None:
+        """Carry out `actions` in order (after any still being carried out)."""
+        self._queue.extend(actions)
+        if self._draining:
+            return
+        now_ms = self.clock() if now_ms is None else now_ms
+        self._draining = True
+        try:
+            while self._queue:
+                self._carry_out_one(self._queue.popleft(), now_ms)
+        finally:
+            self._draining = False
+
+    def _carry_out_one(self, action: Action, now_ms: int) -> None:
+        node = self.node
+        match action:
+            case PersistQuorumState():
+                node.persist_quorum_state(action)
+            case SendRequest(destination=destination, request=request):
+                self.peers.send(destination, request)
+            case AppendLeaderChange():
+                node.append_leader_change(action, now_ms)
+            case AppendAsFollower(records=records):
+                node.writes.append_as_follower(records, now_ms)
+            case TruncateTo(offset=offset):
+                node.truncate_to(offset)
+            case HighWatermarkAdvanced(offset=offset):
+                node.on_high_watermark(offset, now_ms)
+            case BecameLeader():
+                node.on_became_leader(action)
+            case StateChanged():
+                node.on_state_changed(action)
+                self._state_changed.set()
+                self._state_changed = trio.Event()
+            case StartSnapshotFetch() | WriteSnapshotChunk() | InstallSnapshot():
+                node.download_snapshot(action, now_ms)
+
+    def on_flushed(self, end_offset: int, now_ms: int) -> None:
+        """The log is durable up to `end_offset`: tell the core, carry out its answer."""
+        self.carry_out(self.node.raft.on_flushed(end_offset, now_ms), now_ms)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _handle(self, event: DriverEvent, now_ms: int) -> None:
+        raft = self.node.raft
+        match event:
+            case ResponseReceived(destination=destination, request=request, response=response):
+                self.carry_out(
+                    raft.on_response(destination, request, response, now_ms),  # type: ignore[arg-type]
+                    now_ms,
+                )
+            case SendFailed(destination=destination, request=request, failure=failure):
+                self.carry_out(
+                    raft.on_send_failed(destination, request, failure, now_ms),  # type: ignore[arg-type]
+                    now_ms,
+                )
+            case Call():
+                self._run_call(event, now_ms)
+
+    def _run_call(self, call: Call[Any], now_ms: int) -> None:
+        try:
+            call.result = call.step(now_ms)
+        except Exception as exc:  # handed to the caller, whose request it concerns
+            call.error = exc
+        call.done.set()
+
+    async def call(self, step: Callable[[int], T]) -> T:
+        """`step(now_ms)` run in the driver's turn (at once if the driver is not running);
+        its exception, if any, is raised here."""
+        if not self.running:
+            return step(self.clock())
+        call: Call[T] = Call(step)
+        await self.inbox.send(call)
+        await call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    # -- the task ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drive the core until cancelled: peers' answers, calls and timers, in one order."""
+        raft = self.node.raft
+        self.running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.peers.run)
+                while True:
+                    now = self.clock()
+                    self.carry_out(raft.poll(now), now)
+                    delay_s = (raft.next_deadline_ms() - self.clock()) / 1000
+                    event: DriverEvent | None = None
+                    with trio.move_on_after(min(max(delay_s, 0.0), MAX_SLEEP_S)):
+                        event = await self._events.receive()
+                    if event is not None:
+                        self._handle(event, self.clock())
+        finally:
+            self.running = False
+            # Callers still waiting get no answer: their connections are closing too.
+            while True:
+                try:
+                    pending = self._events.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                if isinstance(pending, Call):
+                    pending.error = DriverStopped("the raft driver stopped")
+                    pending.done.set()
+
+    async def resign(self, timeout_s: float) -> None:
+        """Graceful shutdown (KafkaRaftClient.shutdown): a leader resigns and sends
+        EndQuorumEpoch to the other voters, then, as Kafka's maybeCompleteShutdown, stays
+        (never standing for election, answering votes) until another voter leads; returns
+        then, at once for a sole voter or an observer, or after `timeout_s`."""
+        raft = self.node.raft
+        await self.call(lambda now: self.carry_out(raft.resign(now), now))
+        with trio.move_on_after(timeout_s):
+            while not raft.shutdown_complete:
+                await self._state_changed.wait()

@@ -1,0 +1,273 @@
+"""The write path: records into the metadata log, and waiting for them to commit.
+
+One path for every write (`WritePath.append_result`): frame the records, build batches
+as Kafka's QuorumController splits them, append and fsync, then tell raft the log is
+durable (`on_flushed`) and wake whoever waits for log growth. Followers append the
+leader's batches as they come (`append_as_follower`). The high watermark (`commit`)
+releases the writers waiting in `wait_committed`; a write taken back before it committed
+(`abandon`: an append the log refused, or leadership lost) fails them with
+NOT_CONTROLLER, as Kafka fails the writes its controller renounced.
+
+An I/O error on the log is fatal, as in Kafka (the fault handler halts the process);
+a batch the log refuses before writing (over the size limit) raises AppendFailed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+import trio
+
+from kwire.controller.controller import ControllerResult
+from kwire.controller.records import RecordAndVersion
+from kwire.log import MetadataLog
+from kwire.protocol.error_codes import ErrorCode
+from kwire.records import (
+    MAX_BATCH_SIZE_BYTES,
+    RECORD_BATCH_OVERHEAD,
+    Record,
+    build_batch,
+    encode_batch,
+    frame_metadata_record,
+    plain_record_size,
+)
+from kwire.server.snapshots import SnapshotDriver
+
+log = logging.getLogger("kwire.node")
+
+# Kafka's QuorumController splits a non-atomic result into batches of at most this many
+# records (maxRecordsPerBatch); each batch also stays within the raft batch size.
+MAX_RECORDS_PER_BATCH = 10_000
+
+FaultHandler = Callable[[str, BaseException], NoReturn]
+
+
+class AppendFailed(Exception):
+    """A write the log refused or that was taken back before it committed: the requests
+    waiting for it get ``code`` (Kafka: the controller's failed write event)."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def frame_records(records: Sequence[RecordAndVersion]) -> list[bytes]:
+    return [
+        frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
+        for item in records
+    ]
+
+
+class WritePath:
+    """Appends to `log` and tracks what is committed.
+
+    `on_flushed(end_offset, now_ms)` is called after every durable append (the raft
+    driver hands it to the core); `on_refused(reason)` when the log refused a batch
+    before writing anything (the node reverts its controller, then this raises
+    AppendFailed)."""
+
+    def __init__(
+        self,
+        metadata_log: MetadataLog,
+        snapshots: SnapshotDriver,
+        *,
+        fault_handler: FaultHandler,
+        on_flushed: Callable[[int, int], None],
+        on_refused: Callable[[str], None],
+    ) -> None:
+        self.log = metadata_log
+        self.snapshots = snapshots
+        self.fault_handler = fault_handler
+        self.on_flushed = on_flushed
+        self.on_refused = on_refused
+        self.committed_offset = 0  # the high watermark: everything below is committed
+        # Bumped whenever uncommitted writes are taken back; a waiter whose write was
+        # appended under an older generation and is not committed was abandoned.
+        self.write_generation = 0
+        self._log_grew = trio.Event()
+        self._committed = trio.Event()
+        self._interrupts = 0  # bumped to end every parked fetch at once
+
+    # -- appending ----------------------------------------------------------------------
+
+    def append_result(self, result: ControllerResult, epoch: int, now_ms: int) -> int:
+        """Append what the controller applied for ``result`` (each of its ``writes`` apart;
+        atomic results as one batch, others split as Kafka splits them); returns the
+        offset after the last record. Raises AppendFailed when the log refuses them."""
+        if not result.records:
+            return self.log.end_offset
+        values = result.values
+        if len(values) != len(result.records):
+            values = frame_records(result.records)
+        if not result.writes:
+            return self.append_values(values, epoch, now_ms, atomic=result.atomic)
+        # One write per run of records (e.g. one per fenced broker), each its own batch.
+        start, end_offset = 0, self.log.end_offset
+        for count in result.writes:
+            end_offset = self.append_values(
+                values[start : start + count], epoch, now_ms, atomic=result.atomic
+            )
+            start += count
+        return end_offset
+
+    def append_values(
+        self, values: Sequence[bytes], epoch: int, now_ms: int, *, atomic: bool
+    ) -> int:
+        """Append framed metadata records; see ``append_result``."""
+        if not values:
+            return self.log.end_offset
+        end_offset = self.log.end_offset
+        for chunk in [values] if atomic else split_for_batches(values):
+            batch = build_batch(
+                [Record(offset_delta=i, value=value) for i, value in enumerate(chunk)],
+                base_timestamp=now_ms,
+            )
+            end_offset = self.append_batch(encode_batch(batch), epoch, now_ms)
+        return end_offset
+
+    def append_batch(self, data: bytes, epoch: int, now_ms: int) -> int:
+        """Append one encoded batch as the leader of `epoch`; returns the new end offset."""
+        # The append fsyncs before it returns: only then is the batch durable here, and
+        # only then may raft count this node's copy towards the high watermark.
+        try:
+            info = self.log.append_as_leader(data, epoch)
+        except OSError as exc:
+            # Whether any of the batch reached the disk is unknown (a failed fsync may
+            # have dropped it): only a restart, which recovers the log, can say.
+            self.fault_handler(
+                f"Unable to append {len(data)} bytes to the metadata log at offset "
+                f"{self.log.end_offset}",
+                exc,
+            )
+        except ValueError as exc:
+            # Refused before anything was written (e.g. a batch over the size limit).
+            self.on_refused(f"the metadata log refused the batch: {exc}")
+            raise AppendFailed(ErrorCode.UNKNOWN_SERVER_ERROR, str(exc)) from exc
+        end_offset = info.last_offset + 1
+        self._appended(end_offset, len(data), now_ms)
+        return end_offset
+
+    def append_as_follower(self, records: bytes, now_ms: int) -> int:
+        """Append the leader's batches (they carry their offsets and epochs), fsynced;
+        returns the new end offset. A batch the log refuses (bad CRC, offsets that do not
+        follow) is dropped with a log line: the next Fetch asks again from the log end."""
+        if not records:
+            return self.log.end_offset
+        try:
+            info = self.log.append_as_follower(records)
+        except OSError as exc:
+            self.fault_handler(
+                f"Unable to append {len(records)} replicated bytes to the metadata log at "
+                f"offset {self.log.end_offset}",
+                exc,
+            )
+        except ValueError as exc:
+            log.error("Dropping replicated records the log refuses: %s", exc)
+            return self.log.end_offset
+        end_offset = info.last_offset + 1
+        self._appended(end_offset, len(records), now_ms)
+        return end_offset
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop the log from `offset` (raft never asks below the high watermark)."""
+        try:
+            self.log.truncate_to(offset)
+        except OSError as exc:
+            self.fault_handler(f"Unable to truncate the metadata log to offset {offset}", exc)
+        except ValueError as exc:  # below the log start: a snapshot must be fetched instead
+            log.error("Not truncating the metadata log: %s", exc)
+            return
+        self.snapshots.on_truncated(offset)
+
+    def _appended(self, end_offset: int, size: int, now_ms: int) -> None:
+        self.snapshots.on_appended(end_offset, size)
+        self.on_flushed(end_offset, now_ms)
+        self._log_grew.set()
+        self._log_grew = trio.Event()
+
+    # -- committing ----------------------------------------------------------------------
+
+    def commit(self, offset: int) -> None:
+        """Everything below `offset` is committed: release the writers waiting for it."""
+        self.committed_offset = offset
+        self.log.update_high_watermark(offset)
+        self._wake_committed()
+
+    def abandon(self) -> None:
+        """Uncommitted writes were taken back: their waiters fail with NOT_CONTROLLER."""
+        self.write_generation += 1
+        self._wake_committed()
+
+    def interrupt_waits(self) -> None:
+        """End every wait for log growth now: the leader left its state, and Kafka answers
+        its parked fetches at once (fetchPurgatory.completeAllExceptionally) so that
+        followers learn it and their connections are free for votes."""
+        self._interrupts += 1
+        self._log_grew.set()
+        self._log_grew = trio.Event()
+        self._wake_committed()
+
+    def _wake_committed(self) -> None:
+        self._committed.set()
+        self._committed = trio.Event()
+
+    async def wait_committed(self, end_offset: int, generation: int | None = None) -> None:
+        """Return once every offset below `end_offset` is committed. With the
+        ``write_generation`` current when the records were appended, raises AppendFailed
+        (NOT_CONTROLLER, as Kafka answers writes its controller abandoned) if they were
+        taken back instead."""
+        while self.committed_offset < end_offset:
+            if generation is not None and generation != self.write_generation:
+                raise AppendFailed(
+                    ErrorCode.NOT_CONTROLLER, "the write was reverted before it committed"
+                )
+            await self._committed.wait()
+
+    async def wait_log_growth(self, beyond: int, deadline: float) -> None:
+        """Return when the log end passes `beyond`, at `deadline` (trio time), or when
+        `interrupt_waits` is called."""
+        interrupts = self._interrupts
+        with trio.move_on_at(deadline):
+            while self.log.end_offset <= beyond and self._interrupts == interrupts:
+                await self._log_grew.wait()
+
+    async def wait_log_growth_or_commit(self, beyond: int, deadline: float) -> None:
+        """Return when the log end passes `beyond`, the high watermark advances, or at
+        `deadline` (trio time): Kafka 4.3.1 completes its parked fetches on both (and
+        `interrupt_waits`)."""
+        committed, interrupts = self.committed_offset, self._interrupts
+        with trio.move_on_at(deadline):
+            while (
+                self.log.end_offset <= beyond
+                and self.committed_offset == committed
+                and self._interrupts == interrupts
+            ):
+                grew, advanced = self._log_grew, self._committed
+                async with trio.open_nursery() as nursery:
+
+                    async def wait_for(event: trio.Event) -> None:
+                        await event.wait()
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(wait_for, grew)
+                    nursery.start_soon(wait_for, advanced)
+
+
+def split_for_batches(values: Sequence[bytes]) -> list[Sequence[bytes]]:
+    """Consecutive runs of ``values`` that each fit one batch: at most
+    MAX_RECORDS_PER_BATCH records and MAX_BATCH_SIZE_BYTES bytes (a single record over
+    the size stays alone, and the log refuses it)."""
+    chunks: list[Sequence[bytes]] = []
+    start, size = 0, RECORD_BATCH_OVERHEAD
+    for index, value in enumerate(values):
+        grown = size + plain_record_size(index - start, len(value))
+        if index > start and (
+            grown > MAX_BATCH_SIZE_BYTES or index - start >= MAX_RECORDS_PER_BATCH
+        ):
+            chunks.append(values[start:index])
+            start, grown = index, RECORD_BATCH_OVERHEAD + plain_record_size(0, len(value))
+        size = grown
+    chunks.append(values[start:])
+    return chunks

@@ -1,0 +1,210 @@
+"""Outbound connections to the other voters (kwire.server.peers): what each failure is
+reported as, and what goes on the wire, against scripted peers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+from server_harness import HOST, free_port
+
+from kwire.protocol._codec import Message
+from kwire.protocol.framing import FrameBuffer, decode_request, encode_response, size_prefixed
+from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
+from kwire.protocol.messages.headers import RequestHeader
+from kwire.protocol.messages.index import APIS
+from kwire.protocol.messages.vote import VoteRequest, VoteResponse
+from kwire.raft.state import SendFailure, Voter
+from kwire.server.peers import PeerChannel, PeerEvent, ResponseReceived, SendFailed
+
+TIMEOUT_S = 10.0
+# Kafka 3.9's controller: Vote up to v1 (no PreVote), the rest as kwire's.
+KAFKA_39_VOTE = (0, 1)
+
+
+def vote(pre_vote: bool) -> VoteRequest:
+    return VoteRequest(
+        cluster_id="c",
+        voter_id=2,
+        topics=[
+            VoteRequest.TopicData(
+                topic_name="__cluster_metadata",
+                partitions=[
+                    VoteRequest.PartitionData(
+                        partition_index=0,
+                        replica_epoch=3,
+                        replica_id=1,
+                        last_offset_epoch=2,
+                        last_offset=10,
+                        pre_vote=pre_vote,
+                    )
+                ],
+            )
+        ],
+    )
+
+
+def api_versions(vote_range: tuple[int, int] = (0, 2)) -> ApiVersionsResponse:
+    keys = []
+    for key in (18, 52, 53, 54, 1, 55, 59):
+        low, high = (
+            vote_range if key == 52 else (APIS[key].lowest_version, APIS[key].highest_version)
+        )
+        keys.append(ApiVersionsResponse.ApiVersion(api_key=key, min_version=low, max_version=high))
+    return ApiVersionsResponse(error_code=0, api_keys=keys)
+
+
+Reply = Callable[[RequestHeader, Message], Awaitable[Message | None]]
+
+
+@dataclass
+class ScriptedPeer:
+    """A peer that records every request and answers through `reply` (None: close)."""
+
+    reply: Reply
+    vote_range: tuple[int, int] = (0, 2)
+    seen: list[tuple[RequestHeader, Message]] = field(default_factory=list)
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        frames = FrameBuffer()
+        async with stream:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                frames.feed(data)
+                while (frame := frames.next_frame()) is not None:
+                    header, body = decode_request(frame)
+                    self.seen.append((header, body))
+                    if isinstance(body, ApiVersionsRequest):
+                        answer: Message | None = api_versions(self.vote_range)
+                    else:
+                        answer = await self.reply(header, body)
+                    if answer is None:
+                        return
+                    await stream.send_all(
+                        size_prefixed(
+                            encode_response(
+                                header.request_api_key,
+                                header.request_api_version,
+                                header.correlation_id,
+                                answer,
+                            )
+                        )
+                    )
+
+
+async def exchange(
+    requests: list[Message],
+    peer: ScriptedPeer | None,
+    *,
+    request_timeout_ms: int = 2000,
+) -> list[PeerEvent]:
+    """Send `requests` to a channel towards `peer` (None: nothing listens) and collect
+    one event per request."""
+    port = free_port()
+    send, receive = trio.open_memory_channel[PeerEvent](16)
+    channel = PeerChannel(
+        Voter(node_id=2, host=HOST, port=port),
+        client_id="raft-client-1",
+        request_timeout_ms=request_timeout_ms,
+        deliver=send,
+    )
+    events: list[PeerEvent] = []
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            if peer is not None:
+                listeners = await trio.open_tcp_listeners(port, host=HOST)
+                nursery.start_soon(trio.serve_listeners, peer.serve, listeners)
+            nursery.start_soon(channel.run)
+            for request in requests:
+                channel.send(request)
+            for _ in requests:
+                events.append(await receive.receive())
+            nursery.cancel_scope.cancel()
+    return events
+
+
+async def answer_vote(header: RequestHeader, body: Message) -> Message | None:
+    return VoteResponse(error_code=0)
+
+
+async def never_answer(header: RequestHeader, body: Message) -> Message | None:
+    await trio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
+async def hang_up(header: RequestHeader, body: Message) -> Message | None:
+    return None
+
+
+async def test_a_peer_nobody_listens_for_is_reported_connection_refused() -> None:
+    events = await exchange([vote(False)], None)
+    assert events == [
+        SendFailed(destination=2, request=vote(False), failure=SendFailure.CONNECTION_REFUSED)
+    ]
+
+
+async def test_a_peer_that_closes_with_the_request_in_flight_is_reported_connection_lost() -> None:
+    events = await exchange([vote(False)], ScriptedPeer(hang_up))
+    assert events == [
+        SendFailed(destination=2, request=vote(False), failure=SendFailure.CONNECTION_LOST)
+    ]
+
+
+async def test_a_peer_that_does_not_answer_within_the_request_timeout_is_reported_timeout() -> None:
+    started = trio.current_time()
+    events = await exchange([vote(False)], ScriptedPeer(never_answer), request_timeout_ms=300)
+    assert events == [SendFailed(destination=2, request=vote(False), failure=SendFailure.TIMEOUT)]
+    assert 0.3 <= trio.current_time() - started < 2.0
+
+
+async def test_a_pre_vote_to_a_kafka_39_voter_is_unsupported_and_a_plain_vote_goes_at_v1() -> None:
+    peer = ScriptedPeer(answer_vote, vote_range=KAFKA_39_VOTE)
+    events = await exchange([vote(True), vote(False)], peer)
+    assert events[0] == SendFailed(
+        destination=2, request=vote(True), failure=SendFailure.UNSUPPORTED_VERSION
+    )
+    assert isinstance(events[1], ResponseReceived) and events[1].request == vote(False)
+    sent = [(h.request_api_key, h.request_api_version) for h, _ in peer.seen]
+    assert sent == [(18, 4), (52, 1)]  # the pre-vote never reached the wire
+
+
+async def test_api_versions_goes_first_as_raft_client_n_then_the_highest_shared_version() -> None:
+    peer = ScriptedPeer(answer_vote)
+    begin = BeginQuorumEpochRequest(
+        cluster_id="c",
+        topics=[
+            BeginQuorumEpochRequest.TopicData(
+                topic_name="__cluster_metadata",
+                partitions=[
+                    BeginQuorumEpochRequest.PartitionData(
+                        partition_index=0,
+                        voter_directory_id=uuid.UUID(int=0),
+                        leader_id=1,
+                        leader_epoch=3,
+                    )
+                ],
+            )
+        ],
+    )
+
+    async def reply(header: RequestHeader, body: Message) -> Message | None:
+        if isinstance(body, VoteRequest):
+            return VoteResponse(error_code=0)
+        return APIS[53].response(error_code=0)  # type: ignore[call-arg]
+
+    peer.reply = reply
+    events = await exchange([vote(True), begin], peer)
+    assert [type(e) for e in events] == [ResponseReceived, ResponseReceived]
+    assert [(h.request_api_key, h.request_api_version, h.client_id) for h, _ in peer.seen] == [
+        (18, 4, "raft-client-1"),
+        (52, 2, "raft-client-1"),
+        (53, 1, "raft-client-1"),
+    ]
+    received = peer.seen[1][1]
+    assert isinstance(received, VoteRequest)
+    assert received.topics[0].partitions[0].pre_vote is True

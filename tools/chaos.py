@@ -1,0 +1,177 @@
+"""Crash and restart kwire nodes at random while a client writes; prove nothing is lost.
+
+    python -m tools.chaos [--cycles 1000] [--nodes 3] [--seed S] [--max-pause-ms 2000]
+                          [--dir DIR] [--json]
+
+A quorum of `--nodes` kwire processes (the README's server command, on 127.0.0.1 ports
+picked free) runs while a client writes one-partition topics, one CreateTopics at a time,
+to whichever node leads (tests/procs_harness.py). Each cycle picks a random node, stops it
+with kill -9 or SIGTERM (even odds), waits a random pause, restarts it and waits until a
+leader answers again. When the stopped node was the leader, the failover time is taken:
+from the signal to the first write a new leader acknowledges.
+
+At the end the writer stops, every node catches up with the leader's high watermark and
+stops, and each node's metadata log is read back: every acknowledged write must be in
+every log ("found"), and no log may hold a topic that was never sent. The last line is
+`SUMMARY acked=A found=F missing=M invented=I ...`; the exit status is 0 only when
+found == acked and nothing was invented. The seed is printed so that a run's choices (not
+its timing) can be repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from procs_harness import (  # noqa: E402
+    FORM_TIMEOUT_S,
+    QuorumNotFormed,
+    QuorumWriter,
+    open_quorum,
+    percentile,
+    settle_and_read,
+)
+
+RECOVERY_TIMEOUT_S = 60.0  # per cycle: the restarted node listens and a leader answers
+
+
+@dataclass(slots=True)
+class ChaosReport:
+    """Counts are topics; failovers are seconds from the signal to the first write a new
+    leader acknowledged, by how the leader was stopped ("kill" or "term")."""
+
+    seed: int
+    nodes: int
+    cycles: int = 0
+    acked: int = 0
+    found: int = 0  # acknowledged writes present in every node's log
+    missing: int = 0  # acknowledged writes absent from some node's log
+    invented: int = 0  # topics in some log that were never sent
+    unknown_outcome: int = 0  # writes not acknowledged (refused, lost, timed out)
+    failovers: dict[str, list[float]] = field(default_factory=lambda: {"kill": [], "term": []})
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.acked == self.found and self.invented == 0
+
+    def summary(self) -> str:
+        parts = [
+            f"acked={self.acked} found={self.found} missing={self.missing}",
+            f"invented={self.invented} unknown_outcome={self.unknown_outcome}",
+            f"cycles={self.cycles} nodes={self.nodes} seed={self.seed}",
+        ]
+        for kind, times in self.failovers.items():
+            if times:
+                parts.append(
+                    f"{kind}_failover_s n={len(times)} p50={percentile(times, 0.5):.3f} "
+                    f"p99={percentile(times, 0.99):.3f} max={max(times):.3f}"
+                )
+        if self.error:
+            parts.append(f"error={self.error!r}")
+        return "SUMMARY " + " ".join(parts)
+
+
+async def run_chaos(
+    directory: Path,
+    *,
+    cycles: int,
+    nodes: int = 3,
+    seed: int | None = None,
+    max_pause_ms: int = 2000,
+    log: bool = True,
+) -> ChaosReport:
+    """Run `cycles` crash/restart cycles on a fresh quorum under `directory`."""
+    seed = random.randrange(2**32) if seed is None else seed
+    rng = random.Random(seed)
+    report = ChaosReport(seed=seed, nodes=nodes)
+    say = print if log else (lambda *_: None)
+    async with open_quorum(directory, nodes, log_level="WARNING") as quorum:
+        await quorum.wait_formed(FORM_TIMEOUT_S)
+        writer = QuorumWriter(quorum)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(writer.run)
+                for cycle in range(1, cycles + 1):
+                    victim = rng.choice(quorum.ids)
+                    how = rng.choice(("kill", "term"))
+                    pause = rng.uniform(0, max_pause_ms / 1000)
+                    known = quorum.probe.leader()
+                    was_leader = known is not None and known[0] == victim and nodes > 1
+                    stopped_at = trio.current_time()
+                    await (quorum.kill if how == "kill" else quorum.stop)(victim)
+                    if was_leader:
+                        ack = await writer.wait_ack(
+                            after=stopped_at, not_from=victim, timeout=RECOVERY_TIMEOUT_S
+                        )
+                        report.failovers[how].append(ack.acked - stopped_at)
+                    await trio.sleep(pause)
+                    await quorum.node(victim).start(RECOVERY_TIMEOUT_S)
+                    await quorum.probe.wait_leader(timeout=RECOVERY_TIMEOUT_S)
+                    report.cycles = cycle
+                    failover = f" failover {report.failovers[how][-1]:.3f} s" if was_leader else ""
+                    say(
+                        f"cycle {cycle}: {how} node {victim}"
+                        f"{' (leader)' if was_leader else ''}{failover}, pause {pause:.2f} s; "
+                        f"{len(writer.acks)} acked"
+                    )
+                nursery.cancel_scope.cancel()
+        except* trio.TooSlowError:
+            report.error = f"cycle {report.cycles + 1}: the quorum did not recover in time"
+        recovery = await settle_and_read(quorum, [writer])
+        if not recovery.settled and report.error is None:
+            report.error = "the quorum did not settle after the last cycle"
+    report.acked = len(recovery.acked)
+    report.found = len(recovery.acked.intersection(*recovery.found.values()))
+    report.missing = report.acked - report.found
+    report.invented = len(set().union(*recovery.invented.values()))
+    report.unknown_outcome = writer.failures
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cycles", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--max-pause-ms", type=int, default=2000)
+    parser.add_argument("--dir", type=Path, help="keep the nodes' directories here")
+    parser.add_argument("--json", action="store_true", help="also print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.cycles < 0 or args.nodes < 1 or args.max_pause_ms < 0:
+        parser.error("--cycles and --max-pause-ms must be >= 0, --nodes >= 1")
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="kwire-chaos-"))
+    try:
+        report = trio.run(
+            lambda: run_chaos(
+                directory,
+                cycles=args.cycles,
+                nodes=args.nodes,
+                seed=args.seed,
+                max_pause_ms=args.max_pause_ms,
+            )
+        )
+    except QuorumNotFormed as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if args.dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    if args.json:
+        print(json.dumps(asdict(report)))
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
