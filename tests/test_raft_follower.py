@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from test_raft_election import sent
+from test_raft_election import sent, vote
 from test_raft_pump import CLUSTER, Cluster, ListLog, config
 
 from kwire.log.quorum_state import QuorumStateData
@@ -370,6 +370,28 @@ def test_end_quorum_epoch_from_the_leader_shortens_the_fetch_timeout_by_rank(
         assert raft.state_name == "follower"
     raft.poll(stands_at)
     assert raft.state_name == "prospective"
+
+
+@pytest.mark.parametrize(("fast_failover", "granted"), [(True, True), (False, False)])
+def test_after_end_quorum_epoch_the_successors_pre_vote_is_granted_with_fast_failover(
+    fast_failover: bool, granted: bool
+) -> None:
+    # Kafka's follower keeps refusing pre-votes once it has fetched from its leader, even
+    # after that leader announced its resignation; kwire's (fast failover) grants them.
+    raft = RaftCore(
+        config(1, 3, fast_failover=int(fast_failover)),
+        ListLog([]),
+        persisted=QuorumStateData(leader_id=3, leader_epoch=2),
+        rng=random.Random(0),
+    )
+    (first,) = sent(raft.start(0))
+    raft.on_response(3, first.request, response(3, 2), 5)  # a fetch succeeded
+    before, _ = raft.handle_vote(vote(2, 2, pre_vote=True), 6)
+    assert before.topics[0].partitions[0].vote_granted is False
+    raft.handle_end_quorum_epoch(end(3, 2, [2, 1]), 10)
+    answer, _ = raft.handle_vote(vote(2, 2, pre_vote=True), 11)
+    assert answer.topics[0].partitions[0].vote_granted is granted
+    assert raft.epoch == 2  # a pre-vote never moves the epoch
 
 
 def test_hostile_answers_are_refused_without_acting_on_them() -> None:

@@ -106,6 +106,11 @@ class FollowerPart(ElectionPart):
                 (c.candidate_id, c.candidate_directory_id) for c in partition.preferred_candidates
             ] or list(partition.preferred_successors)
             role.fetch_deadline_ms = now_ms + self.end_epoch_election_backoff(preferred)
+            if self.config.fast_failover:
+                # kwire's: the leader said it is going, so we no longer hear from a leader
+                # and grant the successor's pre-vote (Kafka's follower refuses it and
+                # leaves the hand-over to the resigned leader's grant alone).
+                role.has_fetched = False
         return self._end_response(ErrorCode.NONE), actions + self.pump(now_ms)
 
     def end_epoch_election_backoff(self, preferred: Sequence[int | tuple[int, UUID]]) -> int:
