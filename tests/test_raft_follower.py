@@ -394,6 +394,28 @@ def test_after_end_quorum_epoch_the_successors_pre_vote_is_granted_with_fast_fai
     assert raft.epoch == 2  # a pre-vote never moves the epoch
 
 
+@pytest.mark.parametrize(("fast_failover", "stands_by"), [(True, 100), (False, 2000)])
+def test_a_leader_saying_it_no_longer_leads_its_epoch_is_a_lost_leader_with_fast_failover(
+    fast_failover: bool, stands_by: int
+) -> None:
+    # A resigned leader answers Fetch NOT_LEADER_OR_FOLLOWER naming itself in its epoch.
+    raft = RaftCore(
+        config(1, 3, fast_failover=int(fast_failover)),
+        ListLog([]),
+        persisted=QuorumStateData(leader_id=3, leader_epoch=2),
+        rng=random.Random(0),
+    )
+    (first,) = sent(raft.start(0))
+    (second,) = sent(raft.on_response(3, first.request, response(3, 2), 5))
+    assert second.destination == 3 and isinstance(second.request, FetchRequest)
+    resigned = response(3, 2, error=ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    raft.on_response(3, second.request, resigned, 20)
+    raft.poll(5 + stands_by - 1)
+    assert raft.state_name == ("prospective" if fast_failover else "follower")
+    raft.poll(5 + stands_by)
+    assert raft.state_name == "prospective"
+
+
 def test_hostile_answers_are_refused_without_acting_on_them() -> None:
     raft, log, request = follower([1, 1])
     # a negative diverging end: refused, no truncation (and the leader backs off)

@@ -10,7 +10,8 @@ Rules kept here:
   observer keeps fetching. While its leader's connection backs off after a failure, a
   follower (like an Unattached node) fetches from any other voter to learn who leads.
 - Fast failover (kwire's, `RaftConfig.fast_failover`): a refused or lost connection to the
-  leader with a Fetch out means the leader is gone. At once the voter stops counting itself
+  leader with a Fetch out, or the leader answering that it no longer leads its epoch (it
+  resigned), means the leader is gone. At once the voter stops counting itself
   as hearing from the leader (so it grants other voters' pre-votes), and its fetch timer
   expires after a delay staggered by its rank among the other voters (by node id):
   rank * D + a random [0, D/2) ms, D = min(50, election_timeout_ms / 10), so the surviving
@@ -223,12 +224,17 @@ class FollowerPart(ElectionPart):
             and destination == role.leader_id
             and failure in (SendFailure.CONNECTION_REFUSED, SendFailure.CONNECTION_LOST)
         ):
-            step = max(2, min(FAST_FAILOVER_MAX_DELAY_MS, self.config.election_timeout_ms // 10))
-            others = sorted(self.voter_ids - {role.leader_id})
-            rank = others.index(self.node_id) if self.node_id in others else 0
-            deadline = now_ms + rank * step + self.rng.randrange(step // 2)
-            role.fetch_deadline_ms = min(role.fetch_deadline_ms, deadline)
-            role.has_fetched = False
+            self._leader_gone(role, now_ms)
+
+    def _leader_gone(self, role: Follower, now_ms: int) -> None:
+        """Fast failover: grant pre-votes from now on, and stand after a delay staggered
+        by rank among the other voters (module docstring)."""
+        step = max(2, min(FAST_FAILOVER_MAX_DELAY_MS, self.config.election_timeout_ms // 10))
+        others = sorted(self.voter_ids - {role.leader_id})
+        rank = others.index(self.node_id) if self.node_id in others else 0
+        deadline = now_ms + rank * step + self.rng.randrange(step // 2)
+        role.fetch_deadline_ms = min(role.fetch_deadline_ms, deadline)
+        role.has_fetched = False
 
     # -- Fetch responses ----------------------------------------------------------------------
 
@@ -248,6 +254,18 @@ class FollowerPart(ElectionPart):
             return False, []
         error = messages.error_of(data.error_code)
         before = self.role
+        if (
+            self.config.fast_failover
+            and self.is_voter
+            and isinstance(before, Follower)
+            and error == ErrorCode.NOT_LEADER_OR_FOLLOWER
+            and source == before.leader_id
+            and (data.current_leader.leader_id, data.current_leader.leader_epoch)
+            == (before.leader_id, before.epoch)
+        ):
+            # Our leader says it no longer leads its epoch: it resigned (a graceful
+            # shutdown); stand as after a lost connection rather than at the fetch timeout.
+            self._leader_gone(before, now_ms)
         handled, actions = self.handle_common_response(
             error, data.current_leader.leader_id, data.current_leader.leader_epoch, now_ms
         )
