@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import trio
@@ -23,6 +24,7 @@ from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings, RaftTimeouts
+from kwire.server.quorum_voters import local_endpoints
 from kwire.server.serve import resolve_overrides, serve
 from kwire.server.snapshots import SnapshotSettings
 from kwire.storage import format_storage, load_bootstrap, random_uuid
@@ -59,6 +61,8 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
         ),
         listener_name=listener.listener_name,
         metadata_dir=metadata_dir,
+        directory_id=meta.directory_id or uuid.UUID(int=0),
+        local_endpoints=local_endpoints(config.effective_advertised_controller_listeners),
         controller=ControllerConfig(
             broker_session_timeout_ms=config.broker_session_timeout_ms,
             broker_heartbeat_interval_ms=config.broker_heartbeat_interval_ms,
