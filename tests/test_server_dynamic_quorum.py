@@ -24,17 +24,31 @@ from test_server_quorum_processes import (
     leader_of,
 )
 
+from kwire.log import MetadataLog, MetadataLogConfig
 from kwire.log.checkpoints import uuid_to_kafka_string
 from kwire.log.snapshot_io import read_snapshot
 from kwire.log.snapshots import snapshot_path
 from kwire.protocol.messages.control.kraft_version_record import KRaftVersionRecord
 from kwire.protocol.messages.control.voters_record import VotersRecord
 from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
-from kwire.records import decode_batch
-from kwire.records.control import ControlRecordType, decode_control_record_key
+from kwire.raft.voter_set import (
+    KRaftVersion,
+    ReplicaKey,
+    VoterEndpoint,
+    VoterNode,
+    VoterSet,
+    kraft_control_values,
+)
+from kwire.records import Record, build_batch, decode_batch, encode_batch
+from kwire.records.control import (
+    ControlRecordType,
+    decode_control_record_key,
+    encode_control_record_key,
+)
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
 from kwire.server.node import ControllerNode
+from kwire.server.quorum_voters import read_control_records, voters_on_listener
 from kwire.storage import format_storage, random_uuid
 from kwire.storage.dynamic_voters import DynamicVoters
 
@@ -210,3 +224,61 @@ def test_a_snapshot_of_a_dynamic_quorum_carries_kraft_version_and_voters_after_i
         assert [v.node_id for v in restarted.settings.voters] == [1]
     finally:
         restarted.close()
+
+
+def test_the_newest_voters_record_in_the_log_wins_over_the_bootstrap_snapshot(
+    tmp_path: Path,
+) -> None:
+    port, moved = free_port(), free_port()
+    directory = uuid.uuid4()
+    config = ControllerServerConfig.from_properties(
+        {
+            "process.roles": "controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{HOST}:{port}",
+            "listeners": f"CONTROLLER://{HOST}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(tmp_path / "data"),
+        }
+    )
+    voter = DynamicVoters.parse(f"1@{HOST}:{port}:{uuid_to_kafka_string(directory)}")
+    format_storage(config, random_uuid(), initial_controllers=voter)
+    metadata_log = MetadataLog.open(tmp_path / "data" / PARTITION, MetadataLogConfig())
+    try:
+        assert [
+            v.port
+            for v in voters_on_listener(
+                read_control_records(metadata_log).last_voter_set, "controller"
+            )
+        ] == [port]
+        # A data batch, then a start-of-epoch batch naming voter 1 on another port, then data.
+        data = Record(offset_delta=0, key=None, value=b"x")
+        metadata_log.append_as_leader(encode_batch(build_batch([data], base_timestamp=0)), 1)
+        elsewhere = VoterSet.from_nodes(
+            [
+                VoterNode(
+                    ReplicaKey(1, directory),
+                    (VoterEndpoint("CONTROLLER", HOST, moved),),
+                    (0, 1),
+                )
+            ]
+        )
+        values = kraft_control_values(KRaftVersion.KRAFT_VERSION_1, elsewhere)
+        control = [
+            Record(offset_delta=i, key=encode_control_record_key(kind), value=value)
+            for i, (kind, value) in enumerate(values)
+        ]
+        metadata_log.append_as_leader(
+            encode_batch(build_batch(control, base_timestamp=0, control=True)), 2
+        )
+        metadata_log.append_as_leader(encode_batch(build_batch([data], base_timestamp=0)), 2)
+        records = read_control_records(metadata_log)
+    finally:
+        metadata_log.close()
+    assert records.next_offset == 4
+    assert records.voter_set_at(0) is not None and records.voter_set_at(0).node(1) is not None
+    assert voters_on_listener(records.voter_set_at(0), "CONTROLLER")[0].port == port
+    assert records.last_voter_set_offset == 2
+    assert [
+        (v.node_id, v.port) for v in voters_on_listener(records.last_voter_set, "controller")
+    ] == [(1, moved)]

@@ -20,7 +20,7 @@ from kwire.log.snapshots import snapshot_path
 from kwire.raft.state import Voter
 from kwire.raft.voter_set import KRaftControlRecords, VoterEndpoint, VoterSet
 from kwire.records import decode_batch
-from kwire.records.batch import read_batch_header
+from kwire.records.batch import iter_batch_headers, read_batch_header
 from kwire.server.properties import Endpoint
 
 __all__ = ["local_endpoints", "read_control_records", "voters_on_listener"]
@@ -51,7 +51,7 @@ def read_control_records(
     metadata_log: MetadataLog, static_voters: VoterSet | None = None
 ) -> KRaftControlRecords:
     """The kraft.version and voter history of `metadata_log`: its newest snapshot's first
-    batch, then every batch of the log from the snapshot's end to the log's end. Raises
+    batch, then every control batch of the log from the snapshot's end to the log's end. Raises
     ValueError (CorruptRecordError, VoterSetError) for an unreadable snapshot head or a
     control record that does not decode."""
     records = KRaftControlRecords(static_voters)
@@ -59,9 +59,20 @@ def read_control_records(
     if head is not None:
         end_offset, data = head
         records.load_snapshot(end_offset, [decode_batch(data, 0, verify_crc=True)[0]])
-    start = max(records.next_offset, metadata_log.log_start_offset, 0)
-    records.skip_to(start)
-    records.append(metadata_log.read_batches(start))
+    offset = max(records.next_offset, metadata_log.log_start_offset, 0)
+    records.skip_to(offset)
+    # Only control batches can hold KRaft records: the others are stepped over by their
+    # headers, without decoding (or decompressing) their records.
+    while offset < metadata_log.end_offset and (data := metadata_log.read(offset)):
+        before = offset
+        for pos, header in iter_batch_headers(data, verify_crc=False):
+            if header.is_control:
+                records.skip_to(header.base_offset)
+                records.append([decode_batch(data, pos, verify_crc=True)[0]])
+            offset = header.next_offset
+        if offset <= before:
+            raise ValueError(f"the log does not advance past offset {offset}")
+    records.skip_to(max(offset, metadata_log.end_offset))
     return records
 
 
