@@ -145,10 +145,17 @@ async def run(config: ControllerServerConfig) -> None:
                     task_status=task_status,
                 )
             )
+            # A dynamic quorum's brokers find its voters through the bootstrap servers.
+            hint = (
+                f"controller.quorum.voters={settings.node_id}@{listener.host}:{port}"
+                if config.quorum_voters
+                else "controller.quorum.bootstrap.servers="
+                + ",".join(f"{h}:{p}" for h, p in config.quorum_bootstrap_servers)
+            )
             print(
                 f"kwire controller {settings.node_id} of cluster {settings.cluster_id} "
                 f"listening on {listener.host}:{port} ({listener.listener_name}); "
-                f"brokers use controller.quorum.voters={settings.node_id}@{listener.host}:{port}",
+                f"brokers use {hint}",
                 flush=True,
             )
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
