@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import trio
@@ -23,6 +24,7 @@ from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings, RaftTimeouts
+from kwire.server.quorum_voters import local_endpoints
 from kwire.server.serve import resolve_overrides, serve
 from kwire.server.snapshots import SnapshotSettings
 from kwire.storage import format_storage, load_bootstrap, random_uuid
@@ -59,6 +61,8 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
         ),
         listener_name=listener.listener_name,
         metadata_dir=metadata_dir,
+        directory_id=meta.directory_id or uuid.UUID(int=0),
+        local_endpoints=local_endpoints(config.effective_advertised_controller_listeners),
         controller=ControllerConfig(
             broker_session_timeout_ms=config.broker_session_timeout_ms,
             broker_heartbeat_interval_ms=config.broker_heartbeat_interval_ms,
@@ -141,10 +145,17 @@ async def run(config: ControllerServerConfig) -> None:
                     task_status=task_status,
                 )
             )
+            # A dynamic quorum's brokers find its voters through the bootstrap servers.
+            hint = (
+                f"controller.quorum.voters={settings.node_id}@{listener.host}:{port}"
+                if config.quorum_voters
+                else "controller.quorum.bootstrap.servers="
+                + ",".join(f"{h}:{p}" for h, p in config.quorum_bootstrap_servers)
+            )
             print(
                 f"kwire controller {settings.node_id} of cluster {settings.cluster_id} "
                 f"listening on {listener.host}:{port} ({listener.listener_name}); "
-                f"brokers use controller.quorum.voters={settings.node_id}@{listener.host}:{port}",
+                f"brokers use {hint}",
                 flush=True,
             )
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

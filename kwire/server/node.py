@@ -26,6 +26,7 @@ a restart recovers the log, on which the failed write never happened.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -64,6 +65,13 @@ from kwire.raft.state import (
     Voter,
     WriteSnapshotChunk,
 )
+from kwire.raft.voter_set import (
+    KRaftControlRecords,
+    VoterEndpoint,
+    VoterSet,
+    VoterSetError,
+    kraft_control_values,
+)
 from kwire.records import (
     Record,
     build_batch,
@@ -71,6 +79,8 @@ from kwire.records import (
     encode_control_record_key,
     unframe_metadata_record,
 )
+from kwire.records.control import ControlRecordType
+from kwire.server.quorum_voters import read_control_records, voters_on_listener
 from kwire.server.raft_driver import RaftDriver
 from kwire.server.snapshots import (
     SnapshotDownload,
@@ -159,6 +169,10 @@ class NodeSettings:
     bootstrap: tuple[RecordAndVersion, ...] | None = None
     snapshots: SnapshotSettings = SnapshotSettings()
     raft: RaftTimeouts = RaftTimeouts()
+    # meta.properties' directory.id (zero: none); a dynamic quorum's voters name it.
+    directory_id: uuid.UUID = uuid.UUID(int=0)
+    # This node's controller listeners, as a VotersRecord names them (kraft.version 1).
+    local_endpoints: tuple[VoterEndpoint, ...] = ()
 
 
 class ControllerNode:
@@ -180,6 +194,8 @@ class ControllerNode:
             partition_dir, MetadataLogConfig(segment_bytes=settings.segment_bytes)
         )
         self.quorum_state_path = partition_dir / "quorum-state"
+        control_records = self._control_records()
+        settings = self.settings
         timeouts = settings.raft
         self.raft = RaftCore(
             RaftConfig(
@@ -187,6 +203,8 @@ class ControllerNode:
                 cluster_id=settings.cluster_id,
                 voters=settings.voters,
                 listener_name=settings.listener_name,
+                directory_id=settings.directory_id,
+                local_endpoints=settings.local_endpoints,
                 election_timeout_ms=timeouts.election_timeout_ms,
                 election_backoff_max_ms=timeouts.election_backoff_max_ms,
                 fetch_timeout_ms=timeouts.fetch_timeout_ms,
@@ -197,6 +215,7 @@ class ControllerNode:
             self.log,
             persisted=self._read_quorum_state(),
             rng=random.Random(seed),
+            control_records=control_records,
         )
         self.seed = seed
         self.controller = self._new_controller()
@@ -208,6 +227,7 @@ class ControllerNode:
             settings.snapshots,
             snapshot_source or default_snapshot_source(),
             wall_clock_ms(),
+            kraft_records=self._snapshot_kraft_records if control_records is not None else None,
         )
         self.driver = RaftDriver(
             self, request_timeout_ms=timeouts.request_timeout_ms, clock=wall_clock_ms
@@ -236,6 +256,53 @@ class ControllerNode:
             config=self.settings.controller,
             rng=random.Random(self.seed),
         )
+
+    def _control_records(self) -> KRaftControlRecords | None:
+        """A kraft.version 1 log's voter history for the core (KafkaRaftClient.initialize
+        reads it from the newest snapshot and the log), None at kraft.version 0. Without
+        `controller.quorum.voters` (a dynamic quorum) the node's voters become the voter
+        set's, each at its endpoint on the controller listener. A log that cannot be read
+        is fatal (the fault handler)."""
+        static = tuple(self.settings.voters)
+        try:
+            records = read_control_records(
+                self.log,
+                VoterSet.from_static(
+                    self.settings.listener_name, [(v.node_id, v.host, v.port) for v in static]
+                ),
+            )
+        except (OSError, ValueError) as exc:
+            self.fault_handler("Unable to read the KRaft control records of the log", exc)
+        if not records.last_kraft_version.is_reconfig_supported:
+            return None
+        if not static:
+            voters = voters_on_listener(records.last_voter_set, self.settings.listener_name)
+            self.settings = dataclasses.replace(
+                self.settings,
+                voters=voters,
+                controller=dataclasses.replace(
+                    self.settings.controller, quorum_node_ids=tuple(v.node_id for v in voters)
+                ),
+            )
+            log.info(
+                "Node %d: kraft.version %d, voters %s from the log",
+                self.settings.node_id,
+                int(records.last_kraft_version),
+                ", ".join(f"{v.node_id}@{v.host}:{v.port}" for v in voters) or "none",
+            )
+        return records
+
+    def _snapshot_kraft_records(self, last_offset: int) -> list[tuple[ControlRecordType, bytes]]:
+        """The KRaftVersion and Voters records of a snapshot whose last contained offset
+        is `last_offset` (the values at that offset; those the core holds last when it has
+        not read that far: no control record lies beyond what it was fed)."""
+        history = self.raft.control_records
+        try:
+            version = history.kraft_version_at(last_offset)
+            voters = history.voter_set_at(last_offset)
+        except VoterSetError:
+            version, voters = history.last_kraft_version, history.last_voter_set
+        return kraft_control_values(version, voters if version.is_reconfig_supported else None)
 
     def _read_quorum_state(self) -> QuorumStateData | None:
         if not self.quorum_state_path.exists():

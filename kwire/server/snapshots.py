@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from kwire.log.snapshot_set import maybe_clean
 from kwire.log.snapshots import SnapshotId, create_partial_snapshot, freeze_snapshot
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.records import frame_metadata_record, read_batch_header, unframe_metadata_record
+from kwire.records.control import ControlRecordType
 
 log = logging.getLogger("kwire.snapshots")
 
@@ -112,8 +113,16 @@ def read_chunk(
         return None, b""
 
 
+# The control records a snapshot's header batch carries after the SnapshotHeaderRecord,
+# given the snapshot's last contained offset (kraft.version 1: KRaftVersion + Voters).
+KRaftRecordsAt = Callable[[int], Sequence[tuple[ControlRecordType, bytes]]]
+
+
 class SnapshotDriver:
-    """Counts committed bytes, decides when to snapshot, writes and cleans."""
+    """Counts committed bytes, decides when to snapshot, writes and cleans.
+    `kraft_records` gives the KRaft control records of a snapshot ending after the given
+    offset (Kafka's KafkaRaftClient.createSnapshot: the kraft.version and voter set at
+    the last contained offset); None: none (kraft.version 0)."""
 
     def __init__(
         self,
@@ -121,8 +130,10 @@ class SnapshotDriver:
         settings: SnapshotSettings,
         source: SnapshotSource,
         now_ms: int,
+        kraft_records: KRaftRecordsAt | None = None,
     ) -> None:
         self.log = metadata_log
+        self.kraft_records = kraft_records
         self.settings = settings
         self.source = source
         self.bytes_since_last = 0
@@ -195,6 +206,7 @@ class SnapshotDriver:
             values,
             last_contained_log_timestamp=last_batch.max_timestamp,
             now_ms=now_ms,
+            kraft_records=self.kraft_records(high_watermark - 1) if self.kraft_records else (),
         )
         self.log.snapshots.add(snapshot_id)
         log.info("Successfully wrote snapshot %s (%d records)", snapshot_id, len(values))
