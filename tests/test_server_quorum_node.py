@@ -12,6 +12,10 @@ from test_server_snapshots import comparable, register
 
 from kwire.log import read_quorum_state
 from kwire.log.snapshots import snapshot_path
+from kwire.protocol.messages.begin_quorum_epoch import (
+    BeginQuorumEpochRequest,
+    BeginQuorumEpochResponse,
+)
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.state import (
@@ -215,5 +219,49 @@ async def test_a_vote_granted_over_the_listener_is_in_quorum_state_before_the_an
         second = await RequestHandler(node).handle(header, request)
         assert isinstance(second, VoteResponse)
         assert second.topics[0].partitions[0].vote_granted is False
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize("version", [0, 1])
+async def test_begin_quorum_epoch_is_answered_at_every_version_endpoints_from_v1(
+    tmp_path: Path, version: int
+) -> None:
+    # Kafka's RaftUtil puts the leader's NodeEndpoints in the answer from v1 only; a v0
+    # answer naming a known leader must still encode.
+    ports = [free_port() for _ in range(3)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports))
+    voter_config = config(tmp_path / "data", 2, voters, ports[1])
+    format_storage(voter_config, random_uuid(), "3.9-IV0")
+    node = ControllerNode(build_settings(voter_config))
+    node.start()
+    try:
+        request = BeginQuorumEpochRequest(
+            cluster_id=node.settings.cluster_id,
+            voter_id=2,
+            topics=[
+                BeginQuorumEpochRequest.TopicData(
+                    topic_name="__cluster_metadata",
+                    partitions=[
+                        BeginQuorumEpochRequest.PartitionData(
+                            partition_index=0, leader_id=1, leader_epoch=1
+                        )
+                    ],
+                )
+            ],
+        )
+        header = RequestHeader(
+            request_api_key=53,
+            request_api_version=version,
+            correlation_id=7,
+            client_id="raft-client-1",
+        )
+        response = await RequestHandler(node).handle(header, request)
+        assert isinstance(response, BeginQuorumEpochResponse)
+        partition = response.topics[0].partitions[0]
+        assert (partition.error_code, partition.leader_id, partition.leader_epoch) == (0, 1, 1)
+        response.encode(version)  # would raise for endpoints at v0
+        expected = [(1, ports[0])] if version >= 1 else []
+        assert [(e.node_id, e.port) for e in response.node_endpoints] == expected
     finally:
         node.close()

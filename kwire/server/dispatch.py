@@ -50,11 +50,14 @@ from kwire.protocol.error_responses import error_response
 from kwire.protocol.errors import ProtocolError
 from kwire.protocol.framing import encode_response
 from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
-from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
+from kwire.protocol.messages.begin_quorum_epoch import (
+    BeginQuorumEpochRequest,
+    BeginQuorumEpochResponse,
+)
 from kwire.protocol.messages.data.default_principal_data import DefaultPrincipalData
 from kwire.protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
-from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
+from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.envelope import EnvelopeRequest, EnvelopeResponse
 from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
@@ -62,7 +65,7 @@ from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.sasl_authenticate import SaslAuthenticateRequest
 from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest
-from kwire.protocol.messages.vote import VoteRequest
+from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.core import FetchReady, FetchSnapshotReady
 from kwire.raft.state import Action
 from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode
@@ -335,7 +338,7 @@ class RequestHandler:
             case VoteRequest() | BeginQuorumEpochRequest() | EndQuorumEpochRequest():
                 if self.cluster_denied(peer.principal, peer.client_host, RAFT_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
-                return await self.raft_request(body)
+                return await self.raft_request(body, version)
             case DescribeClusterRequest():
                 if self.cluster_denied(peer.principal, peer.client_host, DESCRIBE_CLUSTER_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
@@ -385,14 +388,15 @@ class RequestHandler:
         return response
 
     async def raft_request(
-        self, body: VoteRequest | BeginQuorumEpochRequest | EndQuorumEpochRequest
+        self, body: VoteRequest | BeginQuorumEpochRequest | EndQuorumEpochRequest, version: int
     ) -> Message:
         """The raft core's answer to a peer's Vote, BeginQuorumEpoch or EndQuorumEpoch;
-        its actions are carried out (quorum-state written and fsynced) before it is sent."""
+        its actions are carried out (quorum-state written and fsynced) before it is sent.
+        Below v1 the answer has no NodeEndpoints, as Kafka's RaftUtil builds it."""
         node = self.node
 
         def step(now_ms: int) -> Message:
-            response: Message
+            response: VoteResponse | BeginQuorumEpochResponse | EndQuorumEpochResponse
             actions: list[Action]
             match body:
                 case VoteRequest():
@@ -402,6 +406,8 @@ class RequestHandler:
                 case EndQuorumEpochRequest():
                     response, actions = node.raft.handle_end_quorum_epoch(body, now_ms)
             node.carry_out(actions, now_ms)
+            if version < 1:
+                response.node_endpoints = []
             return response
 
         return await node.driver.call(step)
