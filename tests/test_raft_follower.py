@@ -19,6 +19,7 @@ from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from kwire.raft.core import FetchReady, RaftCore
 from kwire.raft.state import (
+    MAX_EPOCH,
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
     AppendAsFollower,
@@ -439,3 +440,22 @@ def test_a_snapshot_chunk_past_the_announced_size_starts_the_download_over() -> 
     # what goes next is a plain Fetch (the leader will name the snapshot anew)
     following = sent(actions + raft.poll(40))
     assert following and all(isinstance(s.request, FetchRequest) for s in following)
+
+
+@pytest.mark.parametrize("epoch", [MAX_EPOCH + 1, 2**31 - 1])
+def test_an_epoch_the_quorum_could_never_move_past_is_refused_and_not_followed(epoch: int) -> None:
+    # A hostile frame naming epoch 2**31-1 would otherwise leave the quorum leaderless for
+    # good (the next election overflows int32); MAX_EPOCH itself is still taken.
+    raft, _, request = follower()
+    vote_answer, vote_actions = raft.handle_vote(vote(2, epoch, last_epoch=1), 5)
+    assert vote_answer.topics[0].partitions[0].error_code == ErrorCode.INVALID_REQUEST
+    begin_answer, _ = raft.handle_begin_quorum_epoch(begin(2, epoch), 6)
+    assert begin_answer.topics[0].partitions[0].error_code == ErrorCode.INVALID_REQUEST
+    end_answer, _ = raft.handle_end_quorum_epoch(end(2, epoch, [1]), 7)
+    assert end_answer.topics[0].partitions[0].error_code == ErrorCode.INVALID_REQUEST
+    raft.on_response(3, request, response(2, epoch, error=ErrorCode.FENCED_LEADER_EPOCH), 8)
+    assert (raft.state_name, raft.epoch, raft.leader_id) == ("follower", 2, 3)
+    assert not any(isinstance(a, PersistQuorumState) for a in vote_actions)
+    taken, _ = raft.handle_begin_quorum_epoch(begin(2, MAX_EPOCH), 9)
+    assert taken.topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert (raft.epoch, raft.leader_id) == (MAX_EPOCH, 2)

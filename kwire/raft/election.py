@@ -21,6 +21,7 @@ from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft import messages
 from kwire.raft.quorum import QuorumCore, log
 from kwire.raft.state import (
+    MAX_EPOCH,
     NO_DIRECTORY_ID,
     Action,
     Candidate,
@@ -51,7 +52,7 @@ class ElectionPart(QuorumCore):
         pre_vote = partition.pre_vote
         last_epoch, last_offset = partition.last_offset_epoch, partition.last_offset
         illegal_epoch = last_epoch > epoch if pre_vote else last_epoch >= epoch
-        if last_offset < 0 or last_epoch < 0 or illegal_epoch:
+        if last_offset < 0 or last_epoch < 0 or illegal_epoch or epoch > MAX_EPOCH:
             return self._vote_response(ErrorCode.INVALID_REQUEST, False), []
         if epoch < self.epoch:
             return self._vote_response(ErrorCode.FENCED_LEADER_EPOCH, False), []

@@ -44,6 +44,7 @@ from kwire.raft import messages
 from kwire.raft.election import ElectionPart
 from kwire.raft.state import (
     FAST_FAILOVER_MAX_DELAY_MS,
+    MAX_EPOCH,
     METADATA_PARTITION,
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
@@ -135,7 +136,7 @@ class FollowerPart(ElectionPart):
     def _validate_voter_only(self, remote_id: int, epoch: int) -> ErrorCode | None:
         if epoch < self.epoch:
             return ErrorCode.FENCED_LEADER_EPOCH
-        if remote_id < 0:
+        if remote_id < 0 or epoch > MAX_EPOCH:
             return ErrorCode.INVALID_REQUEST
         return None
 

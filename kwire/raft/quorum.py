@@ -22,6 +22,7 @@ from kwire.raft.membership import Membership
 from kwire.raft.requests import RequestManager
 from kwire.raft.state import (
     CHECK_QUORUM_TIMEOUT_FACTOR,
+    MAX_EPOCH,
     NO_DIRECTORY_ID,
     Action,
     AppendLeaderChange,
@@ -447,6 +448,8 @@ class QuorumCore(Membership, RequestManager):
     ) -> tuple[bool | None, list[Action]]:
         """KafkaRaftClient.maybeHandleCommonResponse: what a response's epoch, leader and
         error say before its own handler runs; (None, actions) lets the handler go on."""
+        if epoch > MAX_EPOCH:
+            return False, []  # an epoch the quorum could never move past: not acted on
         if epoch < self.epoch or error == ErrorCode.UNKNOWN_LEADER_EPOCH:
             return True, []
         if epoch > self.epoch or error in (

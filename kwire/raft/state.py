@@ -35,6 +35,11 @@ OBSERVER_SESSION_TIMEOUT_MS = 300_000  # observers silent this long leave Descri
 NO_DIRECTORY_ID = UUID(int=0)
 CHECK_QUORUM_TIMEOUT_FACTOR = 1.5  # LeaderState.CHECK_QUORUM_TIMEOUT_FACTOR
 SHUTDOWN_TIMEOUT_MS = 5000  # KafkaRaftClientDriver: client.shutdown(5000)
+# kwire refuses an epoch above this in a request or answer (INVALID_REQUEST, or the
+# answer is not acted on): epochs are int32 and grow by one per election, so a quorum
+# moved to an epoch it cannot grow past (a hostile frame naming 2**31-1) would stay
+# without a leader for good; 65,536 epochs of headroom (Kafka has no such bound).
+MAX_EPOCH = 2**31 - 1 - 2**16
 FAST_FAILOVER_MAX_DELAY_MS = 50  # the rank step of the staggered fast-failover delay (follower.py)
 
 
