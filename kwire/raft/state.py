@@ -299,10 +299,17 @@ class PersistQuorumState:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendRequest:
     """Send `request` to voter `destination` at the highest version both sides support; the
-    answer comes back through `on_response` or `on_send_failed` with this same object."""
+    answer comes back through `on_response` or `on_send_failed` with this same object.
+
+    `endpoint` names where to send when `destination` is not (or not yet) a voter of the
+    current voter set: a voter being added (AddRaftVoter's ApiVersions, KIP-853) or one of
+    `controller.quorum.bootstrap.servers` (Kafka gives those the ids -2, -3, ...). Without
+    it the edge sends to `destination`'s endpoint on the controller listener in the
+    current voter set."""
 
     destination: int
     request: OutboundRequest
+    endpoint: VoterEndpoint | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
