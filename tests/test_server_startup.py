@@ -158,3 +158,24 @@ async def test_a_dynamic_voter_on_port_0_writes_the_bound_port_in_its_voters_rec
     assert [(n.node_id, [(e.host, e.port) for e in n.listeners]) for n in answer.nodes] == [
         (1, [(HOST, port)])
     ]
+
+
+def test_the_same_node_id_twice_in_the_voters_is_refused_in_one_line_with_exit_status_1(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server = KwireServer(tmp_path, port=port)
+    server.format()
+    voters = f"1@{HOST}:{port},1@{HOST}:{free_port()}"
+    result = run_kwire(
+        "kwire.server",
+        server.config_path,
+        "--override",
+        f"controller.quorum.voters={voters}",
+        timeout=TIMEOUT_S,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: controller.quorum.voters={voters}: Node id 1 was specified more than once."
+    ]
