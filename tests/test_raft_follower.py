@@ -4,7 +4,10 @@ divergence, the high watermark, fetch timeouts and fast failover, snapshot downl
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
+from pathlib import Path
 
 import pytest
 from test_raft_election import sent, vote
@@ -13,6 +16,7 @@ from test_raft_pump import CLUSTER, Cluster, ListLog, config
 from kwire.log.quorum_state import QuorumStateData
 from kwire.log.snapshots import SnapshotId
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.framing import decode_request
 from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
@@ -526,3 +530,38 @@ def test_an_answer_naming_a_leader_neither_voter_nor_with_an_endpoint_is_not_fol
     raft, first = bootstrap_observer()
     raft.on_response(-2, first, response(21, 1, error=ErrorCode.FENCED_LEADER_EPOCH), 10)
     assert (raft.leader_id, raft.epoch) == (-1, 1)
+
+
+def test_the_observers_first_fetch_is_node_22s_of_the_dynamic_quorum_capture(
+    kafka_captures: Path,
+) -> None:
+    """Node 22 (formatted --no-initial-controllers) asked its bootstrap server this; kwire's
+    observer asks the same, but for the two values Kafka 4.3.1 changed: an unknown high
+    watermark is -1 (4.3.1's buildFetchRequest; 3.9 sent Long.MAX_VALUE) and MaxBytes is
+    controller.quorum.fetch.max.bytes (4.3.1's, 1 MiB; 3.9 had no such key: 8 MiB)."""
+    capture = kafka_captures / "dynamic-quorum" / "dynamic-quorum-add-controller.jsonl"
+    genuine = next(
+        body
+        for line in capture.read_text().splitlines()
+        if (row := json.loads(line))["api_key"] == 1 and row["dir"] == "request"
+        for _, body in [decode_request(bytes.fromhex(row["hex"]))]
+        if isinstance(body, FetchRequest) and body.replica_state.replica_id == 22
+    )
+    partition = genuine.topics[0].partitions[0]
+    raft = RaftCore(
+        RaftConfig(
+            node_id=22,
+            cluster_id=genuine.cluster_id or "",
+            voters=(),
+            directory_id=partition.replica_directory_id,
+            bootstrap_servers=(("127.0.0.1", 19111),),
+        ),
+        ListLog([]),
+        rng=random.Random(0),
+    )
+    (first,) = sent(raft.start(0))
+    assert first.destination == -2
+    expected = dataclasses.replace(genuine, max_bytes=1_048_576)
+    expected.topics[0].partitions[0].high_watermark = -1
+    # Compared as Kafka's bytes at the genuine version (v17 names the topic by id).
+    assert first.request.encode(17) == expected.encode(17)

@@ -502,7 +502,8 @@ class QuorumCore(Membership, RequestManager):
         raise NotImplementedError
 
     def fetch_from_any_voter(self, now_ms: int) -> list[Action]:
-        """Fetch from some voter to find the leader (maybeSendFetchToAnyBootstrap)."""
+        """Fetch from a bootstrap server (else a voter) to find the leader
+        (maybeSendFetchToAnyBootstrap)."""
         raise NotImplementedError
 
     # -- elections --------------------------------------------------------------------------
