@@ -389,10 +389,12 @@ class ControllerNode:
         controller listener as advertised (ListenerInfo, its port as bound), else its
         entry in the voters."""
         name = self.settings.listener_name.upper()
-        voter: Voter | VoterEndpoint = next(
-            (e for e in self.settings.local_endpoints if e.name == name),
-            next(v for v in self.settings.voters if v.node_id == self.settings.node_id),
-        )
+        voter: Voter | VoterEndpoint | None = next(
+            (e for e in self.settings.local_endpoints if e.name == name), None
+        ) or self.raft.voter(self.settings.node_id)
+        if voter is None:
+            log.error("Node %d: no endpoint on %s to register", self.settings.node_id, name)
+            return
         request = ControllerRegistrationRequest(
             controller_id=self.settings.node_id,
             incarnation_id=self.incarnation_id,
