@@ -188,17 +188,21 @@ def run_load(root: Path, shape: LoadShape) -> Outcome:
             )
             assert heartbeats.stdout is not None
             registered = heartbeats.stdout.readline()  # printed once every broker registered
-            bench = subprocess.run(
+            burst = subprocess.Popen(
                 [sys.executable, str(SHARED_TOOLS / "controller_bench.py"), "--controller"]
                 + [address, "--cluster-id", cluster_id, "--seq", "0", "--keep"]
                 + ["--batches", str(shape.batches), "--topics-per-batch", "25"]
                 + ["--partitions", "100", "--rf", "3", "--first-id", str(BENCH_FIRST_ID)],
-                capture_output=True,
+                stdout=subprocess.PIPE,
                 text=True,
-                check=True,
-            ).stdout
+            )
             load = registered + heartbeats.communicate(timeout=shape.duration_s + 120)[0]
+            # The fleet stops heartbeating now: fencings after this are the session timeout
+            # of brokers that left, not of the load.
             until_ms = time.time_ns() // 1_000_000
+            bench = burst.communicate(timeout=3600)[0]
+            if burst.returncode != 0:
+                raise RuntimeError(f"controller_bench.py failed: {bench}")
         finally:
             server.send_signal(signal.SIGTERM)
             try:
