@@ -7,12 +7,14 @@ temporary directory, then runs the two load tools of `../shared/tools` against i
 same time: `heartbeat_load.py` (N simulated brokers registering, then heartbeating every
 2 s) and, once they are registered, `controller_bench.py --seq 0 --keep` with batches of
 25 topics x 100 partitions RF 3 back to back. Prints the heartbeat latency p50/p99/max
-during the burst, the burst's partitions/s, and how many of the simulated brokers the
+during the burst, the burst's partitions/s, the server's CPU seconds over the whole load
+(less sensitive than wall time to other load on the machine), and how many of the simulated brokers the
 controller fenced during the run (FenceBrokerRecord or BrokerRegistrationChangeRecord
 fenced=1 in the log before the load ended; counted after the server is stopped).
 
 `--compare ROOT` runs the same load, back to back in this one run, against the kwire of
-another checkout (its root first on PYTHONPATH) and prints both rows and their ratios.
+another checkout (its root first on PYTHONPATH) and prints both rows and their ratios;
+`--rounds N` alternates the two N times.
 `--quick` is a short variant (200 brokers, 8 batches, 15 s).
 """
 
@@ -89,6 +91,7 @@ class Outcome:
     max_ms: float
     heartbeats: int
     partitions_per_s: float
+    cpu_s: float
     fenced: int
     errors: str
 
@@ -96,8 +99,8 @@ class Outcome:
         return (
             f"{str(self.root):<28} heartbeat p50 {self.p50_ms:7.2f} ms  p99 {self.p99_ms:8.2f} ms"
             f"  max {self.max_ms:8.2f} ms  ({self.heartbeats} heartbeats)  "
-            f"burst {self.partitions_per_s:8.0f} partitions/s  fenced {self.fenced}  "
-            f"errors {self.errors}"
+            f"burst {self.partitions_per_s:8.0f} partitions/s  server CPU {self.cpu_s:6.1f} s  "
+            f"fenced {self.fenced}  errors {self.errors}"
         )
 
 
@@ -165,6 +168,12 @@ def start_server(root: Path, directory: Path) -> tuple[subprocess.Popen[bytes], 
     raise RuntimeError("the server did not start listening in time")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def number(pattern: str, text: str) -> float:
     found = re.search(pattern, text)
     if found is None:
@@ -177,6 +186,7 @@ def run_load(root: Path, shape: LoadShape) -> Outcome:
         directory = Path(temp)
         server, port, cluster_id = start_server(root, directory)
         address = f"127.0.0.1:{port}"
+        cpu_at_start = cpu_seconds(server.pid)
         try:
             heartbeats = subprocess.Popen(
                 [sys.executable, str(SHARED_TOOLS / "heartbeat_load.py"), "--controller", address]
@@ -203,6 +213,7 @@ def run_load(root: Path, shape: LoadShape) -> Outcome:
             bench = burst.communicate(timeout=3600)[0]
             if burst.returncode != 0:
                 raise RuntimeError(f"controller_bench.py failed: {bench}")
+            cpu_s = cpu_seconds(server.pid) - cpu_at_start
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -226,6 +237,7 @@ def run_load(root: Path, shape: LoadShape) -> Outcome:
         max_ms=number(r"max ([\d.]+) ms; unfenced", load),
         heartbeats=int(number(r"heartbeats (\d+) over", load)),
         partitions_per_s=number(r"= (\d+) partitions/s", bench),
+        cpu_s=cpu_s,
         fenced=int(fenced),
         errors=re.search(r"errors (\{[^}]*\})", load).group(1),  # type: ignore[union-attr]
     )
@@ -234,7 +246,8 @@ def run_load(root: Path, shape: LoadShape) -> Outcome:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 brokers, 8 batches, 15 s")
-    parser.add_argument("--compare", type=Path, help="another checkout's root, run after this one")
+    parser.add_argument("--compare", type=Path, help="another checkout's root, run alternately")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each checkout")
     args = parser.parse_args(argv)
     if not (SHARED_TOOLS / "heartbeat_load.py").exists():
         print(f"the load tools are not at {SHARED_TOOLS}", file=sys.stderr)
@@ -244,21 +257,26 @@ def main(argv: list[str] | None = None) -> int:
         f"{shape.brokers} brokers heartbeating every 2 s for {shape.duration_s:.0f} s, while "
         f"{shape.batches} CreateTopics of 25 topics x 100 partitions RF 3 run back to back"
     )
-    outcomes = [run_load(REPO, shape)]
-    print(outcomes[0].row(), flush=True)
-    if args.compare is not None:
-        outcomes.append(run_load(args.compare.resolve(), shape))
-        print(outcomes[1].row())
-        this, other = outcomes
-        print(
-            f"ratio (this / {other.root.name}): p50 {this.p50_ms / other.p50_ms:.2f}  "
-            f"p99 {this.p99_ms / other.p99_ms:.2f}  max {this.max_ms / other.max_ms:.2f}  "
-            f"partitions/s {this.partitions_per_s / other.partitions_per_s:.2f}"
-        )
-    fenced = outcomes[0].fenced
+    ours: list[Outcome] = []
+    for _ in range(args.rounds):
+        ours.append(run_load(REPO, shape))
+        print(ours[-1].row(), flush=True)
+        if args.compare is not None:
+            other = run_load(args.compare.resolve(), shape)
+            print(other.row(), flush=True)
+            this = ours[-1]
+            print(
+                f"ratio (this / {other.root.name}): p50 {this.p50_ms / other.p50_ms:.2f}  "
+                f"p99 {this.p99_ms / other.p99_ms:.2f}  max {this.max_ms / other.max_ms:.2f}  "
+                f"partitions/s {this.partitions_per_s / other.partitions_per_s:.2f}  "
+                f"server CPU {this.cpu_s / other.cpu_s:.2f}",
+                flush=True,
+            )
+    fenced = sum(outcome.fenced for outcome in ours)
+    worst = max(ours, key=lambda outcome: outcome.p99_ms)
     print(
-        f"SUMMARY p50_ms={outcomes[0].p50_ms:.2f} p99_ms={outcomes[0].p99_ms:.2f} "
-        f"max_ms={outcomes[0].max_ms:.2f} fenced={fenced}"
+        f"SUMMARY p50_ms={worst.p50_ms:.2f} p99_ms={worst.p99_ms:.2f} "
+        f"max_ms={worst.max_ms:.2f} fenced={fenced}"
     )
     return 0 if fenced == 0 else 1
 
