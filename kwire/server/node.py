@@ -441,6 +441,9 @@ class ControllerNode:
             action.epoch,
             now_ms,
         )
+        # The epoch's first batch is flushed at once rather than in the flusher's turn:
+        # nothing else can share it, and raft hears of the new leader's own copy sooner.
+        self.writes.flush(now_ms)
 
     def truncate_to(self, offset: int) -> None:
         """Drop the log from `offset`; a controller that applied records there (a former
