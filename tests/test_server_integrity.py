@@ -256,7 +256,7 @@ async def test_an_append_the_log_refuses_reverts_the_controller_and_fails_the_re
         )
     end, generation = node.log.end_offset, node.write_generation
 
-    def refuse(data: bytes, epoch: int) -> None:
+    def refuse(data: bytes, epoch: int, **_: object) -> None:
         raise ValueError("refused for the test")
 
     with monkeypatch.context() as patch:
@@ -278,7 +278,7 @@ async def test_an_append_the_log_refuses_reverts_the_controller_and_fails_the_re
 async def test_an_io_error_on_the_metadata_log_is_fatal(
     node: ControllerNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_error(data: bytes, epoch: int) -> None:
+    def disk_error(data: bytes, epoch: int, **_: object) -> None:
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(node.log, "append_as_leader", disk_error)

@@ -3,6 +3,12 @@
 This is soft state: it is not in the log. It records when each broker was last heard
 from, the metadata offset it reported, and where its controlled shutdown started, and it
 decides each broker's next state from a heartbeat.
+
+The unfenced brokers are kept in order of last contact, oldest first, as Kafka's
+BrokerHeartbeatStateList keeps them: the controller's clock never goes back, so a touched
+broker goes to the end (after others heard from at the same millisecond, as Kafka adds
+it), and the next session to expire is always the first. A heartbeat and the
+session-timeout check cost O(1) whatever the number of brokers.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class BrokerHeartbeatTracker:
     def __init__(self, session_timeout_ms: int) -> None:
         self.session_timeout_ms = session_timeout_ms
         self.sessions: dict[int, BrokerSession] = {}
+        # The unfenced brokers' sessions by id, in order of last contact (oldest first).
+        self._unfenced: dict[int, BrokerSession] = {}
         # The time the controller last learnt; registrations replayed from the log start
         # their session at this time, as Kafka's start at the wall clock.
         self.now_ms = 0
@@ -82,20 +90,25 @@ class BrokerHeartbeatTracker:
 
     def remove(self, broker_id: int) -> None:
         self.sessions.pop(broker_id, None)
+        self._unfenced.pop(broker_id, None)
 
     def touch(self, broker_id: int, fenced: bool, metadata_offset: int) -> None:
         session = self.sessions[broker_id]
+        self._unfenced.pop(broker_id, None)
         session.last_contact_ms = self.now_ms
         session.metadata_offset = metadata_offset
         session.fenced = fenced
         if fenced:
             # A fenced broker leaves controlled shutdown; its next heartbeat shuts it down.
             session.controlled_shutdown_offset = -1
+        else:
+            self._unfenced[broker_id] = session  # the newest contact: last
 
     def fence(self, broker_id: int) -> None:
         session = self.sessions.get(broker_id)
         if session is not None:
             session.fenced = True
+            self._unfenced.pop(broker_id, None)
 
     def has_valid_session(self, broker_id: int) -> bool:
         session = self.sessions.get(broker_id)
@@ -117,21 +130,31 @@ class BrokerHeartbeatTracker:
         offsets = [s.metadata_offset for s in self.sessions.values() if s.active]
         return min(offsets, default=_NEVER)
 
-    def _unfenced_by_last_contact(self) -> list[BrokerSession]:
-        unfenced = [s for s in self.sessions.values() if not s.fenced]
-        return sorted(unfenced, key=lambda s: s.last_contact_ms)
+    def _longest_silent(self) -> BrokerSession | None:
+        """The unfenced broker heard from least recently (Kafka's unfenced.first()).
+        Entries whose session is gone (``sessions`` cleared by a new controller term)
+        are dropped as they come first."""
+        unfenced = self._unfenced
+        while unfenced:
+            broker_id, session = next(iter(unfenced.items()))
+            if self.sessions.get(broker_id) is session:
+                return session
+            del unfenced[broker_id]
+        return None
 
     def next_check_ms(self) -> int:
         """When the longest-silent unfenced broker's session runs out (or never)."""
-        unfenced = self._unfenced_by_last_contact()
-        if not unfenced:
+        session = self._longest_silent()
+        if session is None:
             return _NEVER
-        return unfenced[0].last_contact_ms + self.session_timeout_ms
+        return session.last_contact_ms + self.session_timeout_ms
 
     def find_one_stale_broker(self) -> int | None:
-        unfenced = self._unfenced_by_last_contact()
-        if unfenced and not self._valid(unfenced[0]):
-            return unfenced[0].broker_id
+        """The longest-silent unfenced broker if its session ran out: if it did not,
+        no other did (Kafka's findOneStaleBroker)."""
+        session = self._longest_silent()
+        if session is not None and not self._valid(session):
+            return session.broker_id
         return None
 
     def usable_brokers(self) -> list[tuple[int, bool]]:

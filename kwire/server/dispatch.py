@@ -370,7 +370,7 @@ class RequestHandler:
             if not node.active:
                 return None
             result = node.controller.handle(body, context, node.log.end_offset, now_ms)
-            end_offset, generation = node.start_write(result, now_ms)
+            end_offset, generation = node.start_write(result, now_ms, body)
             return result.response, end_offset, generation
 
         try:

@@ -51,6 +51,8 @@ from kwire.controller.records import RecordAndVersion
 from kwire.controller.topic_configs import java_hash_map_order
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
 from kwire.log.quorum_state import QuorumStateData, election_quorum_state
+from kwire.protocol._codec import Message
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.raft.core import RaftConfig, RaftCore
@@ -450,6 +452,9 @@ class ControllerNode:
             action.epoch,
             now_ms,
         )
+        # The epoch's first batch is flushed at once rather than in the flusher's turn:
+        # nothing else can share it, and raft hears of the new leader's own copy sooner.
+        self.writes.flush(now_ms)
 
     def truncate_to(self, offset: int) -> None:
         """Drop the log from `offset`; a controller that applied records there (a former
@@ -566,13 +571,26 @@ class ControllerNode:
     async def wait_log_growth_or_commit(self, beyond: int, deadline: float) -> None:
         await self.writes.wait_log_growth_or_commit(beyond, deadline)
 
-    def start_write(self, result: ControllerResult, now_ms: int) -> tuple[int, int]:
+    def start_write(
+        self, result: ControllerResult, now_ms: int, request: Message | None = None
+    ) -> tuple[int, int]:
         """Append a controller result's records; returns (end offset, write generation)
-        for `wait_committed`. Raises AppendFailed."""
+        for `wait_committed`. Raises AppendFailed.
+
+        A result without records was a read of the latest image, which may hold
+        uncommitted records, so it waits for them as Kafka's QuorumController does (the
+        highest pending offset), except a BrokerHeartbeat (`request`), which waits only
+        for uncommitted changes of its own broker's registration: its answer (fenced,
+        caught up, shut down) reads nothing else, so a heartbeat that changes nothing is
+        answered without waiting for any fsync. (Kafka 3.9 waits for every pending write
+        here, which under load delays heartbeats towards the session timeout: KAFKA-15019.)"""
         generation = self.writes.write_generation
+        if not result.records:
+            if isinstance(request, BrokerHeartbeatRequest):
+                return self.writes.broker_settled_offset(request.broker_id), generation
+            return self.log.end_offset, generation
         end_offset = self.append_result(result, now_ms)
-        if result.records:
-            self._tick_wanted.set()
+        self._tick_wanted.set()
         return end_offset, generation
 
     async def run_controller_write(self, result: ControllerResult) -> None:
@@ -616,9 +634,11 @@ class ControllerNode:
             self.fault_handler("KRaft snapshot file generation or log cleaning error", exc)
 
     async def run(self) -> None:
-        """The node's tasks (the raft driver and the periodic work) until cancelled."""
+        """The node's tasks (the raft driver, the group-commit flusher and the periodic
+        work) until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.driver.run)
+            nursery.start_soon(self.writes.run_flusher, self.driver.call)
             nursery.start_soon(self.run_ticks)
 
     async def resign(self, timeout_s: float | None = None) -> None:

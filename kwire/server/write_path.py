@@ -1,12 +1,30 @@
 """The write path: records into the metadata log, and waiting for them to commit.
 
 One path for every write (`WritePath.append_result`): frame the records, build batches
-as Kafka's QuorumController splits them, append and fsync, then tell raft the log is
-durable (`on_flushed`) and wake whoever waits for log growth. Followers append the
-leader's batches as they come (`append_as_follower`). The high watermark (`commit`)
-releases the writers waiting in `wait_committed`; a write taken back before it committed
+as Kafka's QuorumController splits them, append, fsync, then tell raft the log is durable
+(`on_flushed`) and wake whoever waits for log growth. Followers append the leader's
+batches as they come (`append_as_follower`, fsynced at once, as KafkaRaftClient's
+appendAsFollower flushes before the next Fetch). The high watermark (`commit`) releases
+the writers waiting in `wait_committed`; a write taken back before it committed
 (`abandon`: an append the log refused, or leadership lost) fails them with
 NOT_CONTROLLER, as Kafka fails the writes its controller renounced.
+
+Group commit (Kafka's BatchAccumulator drain, then one flushLeaderLog per drain): while
+`run_flusher` runs, the leader's appends are written without fsync and the flusher makes
+them durable with one fsync for everything appended so far, in the driver's turn after
+every request already queued there; only then is `on_flushed(end)` called, so raft never
+counts this node's copy of an offset before its fsync. Nothing waits on a timer: a lone
+write is flushed at the end of the scheduling turn in which it was appended (the
+flusher yields once, so that tasks runnable now can append first), and writes that arrive
+while a flush is queued or running share the next one. One flush covers at most
+MAX_BATCH_SIZE_BYTES (8 MiB, Kafka's batch limit) of appends: an append that reaches the
+bound is flushed at once. Without the flusher (a node driven in-process) every append
+fsyncs on its own. `controller.quorum.append.linger.ms` is therefore not honoured: a
+linger would add its whole length to every lone write.
+
+Reads that changed nothing need not wait for any fsync when what they answer is already
+committed: `broker_settled_offset` is the end of the newest uncommitted write that
+changed a broker's registration (a BrokerHeartbeat that writes nothing waits only for it).
 
 An I/O error on the log is fatal, as in Kafka (the fault handler halts the process);
 a batch the log refuses before writing (over the size limit) raises AppendFailed.
@@ -15,7 +33,8 @@ a batch the log refuses before writing (over the size limit) raises AppendFailed
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 import trio
@@ -23,7 +42,17 @@ import trio
 from kwire.controller.controller import ControllerResult
 from kwire.controller.records import RecordAndVersion
 from kwire.log import MetadataLog
+from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
+    BrokerRegistrationChangeRecord,
+)
+from kwire.protocol.messages.metadata_records.fence_broker_record import FenceBrokerRecord
+from kwire.protocol.messages.metadata_records.register_broker_record import RegisterBrokerRecord
+from kwire.protocol.messages.metadata_records.unfence_broker_record import UnfenceBrokerRecord
+from kwire.protocol.messages.metadata_records.unregister_broker_record import (
+    UnregisterBrokerRecord,
+)
 from kwire.records import (
     MAX_BATCH_SIZE_BYTES,
     RECORD_BATCH_OVERHEAD,
@@ -42,6 +71,43 @@ log = logging.getLogger("kwire.node")
 MAX_RECORDS_PER_BATCH = 10_000
 
 FaultHandler = Callable[[str, BaseException], NoReturn]
+# How the flusher runs a step in the raft driver's turn (`RaftDriver.call`).
+DriverCall = Callable[[Callable[[int], None]], Awaitable[None]]
+
+
+def changed_broker(record: Message) -> int | None:
+    """The broker whose registration a metadata record changes, None for other records."""
+    match record:
+        case (
+            RegisterBrokerRecord(broker_id=broker_id)
+            | UnregisterBrokerRecord(broker_id=broker_id)
+            | BrokerRegistrationChangeRecord(broker_id=broker_id)
+        ):
+            return int(broker_id)
+        case FenceBrokerRecord(id=broker_id) | UnfenceBrokerRecord(id=broker_id):
+            return int(broker_id)
+    return None
+
+
+_BROKER_RECORD_TYPES = frozenset(
+    {
+        RegisterBrokerRecord,
+        UnregisterBrokerRecord,
+        BrokerRegistrationChangeRecord,
+        FenceBrokerRecord,
+        UnfenceBrokerRecord,
+    }
+)
+
+
+@dataclass(slots=True)
+class WriteStatistics:
+    """Counters since the node started: leader batches appended, follower appends,
+    and fsyncs of the log made by the write path (flushes of a rolled segment aside)."""
+
+    leader_batches: int = 0
+    follower_appends: int = 0
+    fsyncs: int = 0
 
 
 class AppendFailed(Exception):
@@ -89,6 +155,14 @@ class WritePath:
         self._log_grew = trio.Event()
         self._committed = trio.Event()
         self._interrupts = 0  # bumped to end every parked fetch at once
+        # Group commit: on while `run_flusher` runs; bytes appended since the last fsync.
+        self.group_commit = False
+        self._unflushed_bytes = 0
+        self._flush_due = trio.Event()
+        # broker id -> end offset of the newest uncommitted write that changed its
+        # registration (entries at or below the high watermark are dropped at commit).
+        self._broker_changes: dict[int, int] = {}
+        self.stats = WriteStatistics()
 
     # -- appending ----------------------------------------------------------------------
 
@@ -102,15 +176,30 @@ class WritePath:
         if len(values) != len(result.records):
             values = frame_records(result.records)
         if not result.writes:
-            return self.append_values(values, epoch, now_ms, atomic=result.atomic)
-        # One write per run of records (e.g. one per fenced broker), each its own batch.
-        start, end_offset = 0, self.log.end_offset
-        for count in result.writes:
-            end_offset = self.append_values(
-                values[start : start + count], epoch, now_ms, atomic=result.atomic
-            )
-            start += count
+            end_offset = self.append_values(values, epoch, now_ms, atomic=result.atomic)
+        else:
+            # One write per run of records (e.g. one per fenced broker), each its own batch.
+            start, end_offset = 0, self.log.end_offset
+            for count in result.writes:
+                end_offset = self.append_values(
+                    values[start : start + count], epoch, now_ms, atomic=result.atomic
+                )
+                start += count
+        self._note_broker_changes(result.records, end_offset)
         return end_offset
+
+    def _note_broker_changes(self, records: Sequence[RecordAndVersion], end_offset: int) -> None:
+        for item in records:
+            if type(item.record) in _BROKER_RECORD_TYPES:
+                broker_id = changed_broker(item.record)
+                if broker_id is not None:
+                    self._broker_changes[broker_id] = end_offset
+
+    def broker_settled_offset(self, broker_id: int) -> int:
+        """The offset a read of `broker_id`'s registration must see committed: the end of
+        the newest uncommitted write that changed it, else the high watermark (nothing to
+        wait for)."""
+        return max(self._broker_changes.get(broker_id, 0), self.committed_offset)
 
     def append_values(
         self, values: Sequence[bytes], epoch: int, now_ms: int, *, atomic: bool
@@ -129,10 +218,10 @@ class WritePath:
 
     def append_batch(self, data: bytes, epoch: int, now_ms: int) -> int:
         """Append one encoded batch as the leader of `epoch`; returns the new end offset."""
-        # The append fsyncs before it returns: only then is the batch durable here, and
-        # only then may raft count this node's copy towards the high watermark.
+        # Durable only after its fsync (here, or the flusher's): only then may raft count
+        # this node's copy towards the high watermark.
         try:
-            info = self.log.append_as_leader(data, epoch)
+            info = self.log.append_as_leader(data, epoch, fsync=not self.group_commit)
         except OSError as exc:
             # Whether any of the batch reached the disk is unknown (a failed fsync may
             # have dropped it): only a restart, which recovers the log, can say.
@@ -146,7 +235,18 @@ class WritePath:
             self.on_refused(f"the metadata log refused the batch: {exc}")
             raise AppendFailed(ErrorCode.UNKNOWN_SERVER_ERROR, str(exc)) from exc
         end_offset = info.last_offset + 1
-        self._appended(end_offset, len(data), now_ms)
+        self.stats.leader_batches += 1
+        self.snapshots.on_appended(end_offset, len(data))
+        self._wake_log_grew()
+        if not self.group_commit:
+            self.stats.fsyncs += 1
+            self.on_flushed(end_offset, now_ms)
+            return end_offset
+        self._unflushed_bytes += len(data)
+        if self._unflushed_bytes >= MAX_BATCH_SIZE_BYTES:
+            self.flush(now_ms)  # a flush covers at most one raft batch's worth
+        else:
+            self._flush_due.set()
         return end_offset
 
     def append_as_follower(self, records: bytes, now_ms: int) -> int:
@@ -167,7 +267,13 @@ class WritePath:
             log.error("Dropping replicated records the log refuses: %s", exc)
             return self.log.end_offset
         end_offset = info.last_offset + 1
-        self._appended(end_offset, len(records), now_ms)
+        # The fsync covered whatever the leader role left unflushed before it too.
+        self._unflushed_bytes = 0
+        self.stats.follower_appends += 1
+        self.stats.fsyncs += 1
+        self.snapshots.on_appended(end_offset, len(records))
+        self._wake_log_grew()
+        self.on_flushed(end_offset, now_ms)
         return end_offset
 
     def truncate_to(self, offset: int) -> None:
@@ -181,11 +287,46 @@ class WritePath:
             return
         self.snapshots.on_truncated(offset)
 
-    def _appended(self, end_offset: int, size: int, now_ms: int) -> None:
-        self.snapshots.on_appended(end_offset, size)
-        self.on_flushed(end_offset, now_ms)
+    def _wake_log_grew(self) -> None:
         self._log_grew.set()
         self._log_grew = trio.Event()
+
+    # -- group commit --------------------------------------------------------------------
+
+    @property
+    def flush_pending(self) -> bool:
+        """Whether leader appends wait for the flusher's fsync."""
+        return self._unflushed_bytes > 0
+
+    def flush(self, now_ms: int) -> None:
+        """Make everything appended so far durable with one fsync, then report the log
+        end to raft (`on_flushed`); nothing to do when nothing waits. Run it in the
+        driver's turn. A failed fsync is fatal (the fault handler)."""
+        if not self._unflushed_bytes:
+            return
+        try:
+            self.log.flush()
+        except OSError as exc:
+            self.fault_handler(
+                f"Unable to flush the metadata log up to offset {self.log.end_offset}", exc
+            )
+        self._unflushed_bytes = 0
+        self.stats.fsyncs += 1
+        self.on_flushed(self.log.end_offset, now_ms)
+
+    async def run_flusher(self, call: DriverCall) -> None:
+        """Group commit until cancelled: wait for an unflushed append, yield once (tasks
+        runnable now may append too), then `flush` in the driver's turn, behind every step
+        already queued there. Appends made meanwhile join the next flush."""
+        self.group_commit = True
+        try:
+            while True:
+                await self._flush_due.wait()
+                self._flush_due = trio.Event()
+                await trio.lowlevel.checkpoint()
+                await call(self.flush)
+        finally:
+            self.group_commit = False
 
     # -- committing ----------------------------------------------------------------------
 
@@ -193,11 +334,16 @@ class WritePath:
         """Everything below `offset` is committed: release the writers waiting for it."""
         self.committed_offset = offset
         self.log.update_high_watermark(offset)
+        if self._broker_changes:
+            settled = [b for b, end in self._broker_changes.items() if end <= offset]
+            for broker_id in settled:
+                del self._broker_changes[broker_id]
         self._wake_committed()
 
     def abandon(self) -> None:
         """Uncommitted writes were taken back: their waiters fail with NOT_CONTROLLER."""
         self.write_generation += 1
+        self._broker_changes.clear()  # the image is back at the committed offset
         self._wake_committed()
 
     def interrupt_waits(self) -> None:
@@ -205,8 +351,7 @@ class WritePath:
         its parked fetches at once (fetchPurgatory.completeAllExceptionally) so that
         followers learn it and their connections are free for votes."""
         self._interrupts += 1
-        self._log_grew.set()
-        self._log_grew = trio.Event()
+        self._wake_log_grew()
         self._wake_committed()
 
     def _wake_committed(self) -> None:
