@@ -17,9 +17,12 @@ Rules:
   known topic take the fast path; anything else (a record replacing a topic or partition,
   every other record type, and everything while the undo log records) flushes the queue
   and goes through ``MetadataImage.replay``. Errors are ``replay``'s (ReplayError).
-- Partition registrations share their tuples: equal replica, ISR and directory tuples are
-  one object (a cluster of B brokers has few distinct replica sets), which makes a
-  partition cost one slotted object and its dict entry.
+- Partition registrations are shared values: equal replica, ISR and directory tuples are
+  one object (a cluster of B brokers has few distinct replica sets), and so are equal
+  registrations (frozen; a fresh cluster's partitions differ mostly by their placement),
+  remembered up to MAX_SHARED_REGISTRATIONS at a time. A partition then costs its entry in
+  its topic's dict and in the ISR index, plus its registration when that is unlike the
+  others.
 - The caller must call ``finish`` before the image is read.
 """
 
@@ -45,18 +48,35 @@ from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
 __all__ = ["ImageLoader"]
 
 _RECOVERY = {int(state): state for state in LeaderRecoveryState}
+# At most this many distinct registrations are remembered for sharing while loading.
+MAX_SHARED_REGISTRATIONS = 1 << 16
 
 
 class ImageLoader:
     """Applies committed records to ``image`` (see the module docstring)."""
 
-    __slots__ = ("image", "_pending", "_shared", "_members", "_last_offset")
+    __slots__ = (
+        "image",
+        "_pending",
+        "_shared",
+        "_directories",
+        "_registrations",
+        "_members",
+        "_last_offset",
+        "_topic",
+    )
 
     def __init__(self, image: MetadataImage) -> None:
         self.image = image
         # (topic id, partition id, registration) whose index entries are not yet made.
         self._pending: list[tuple[UUID, int, PartitionRegistration]] = []
+        # Shared values: tuples of broker ids; directory tuples by their UUIDs' identities;
+        # registrations by their fields (shared tuples by identity).
         self._shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._directories: dict[tuple[int, ...], tuple[UUID, ...]] = {}
+        self._registrations: dict[tuple[Any, ...], PartitionRegistration] = {}
+        self._topic: TopicInfo | None = None  # the topic of the last PartitionRecord
+        # (ISR, leaderless) -> the brokers whose index lists the partition.
         self._members: dict[tuple[tuple[int, ...], bool], tuple[int, ...]] = {}
         self._last_offset = -1
 
@@ -76,6 +96,7 @@ class ImageLoader:
                 self._applied(offset)
                 return
         self.flush()
+        self._topic = None  # the record may replace or remove topics
         image.replay(record, version, offset)
 
     def finish(self) -> None:
@@ -93,31 +114,86 @@ class ImageLoader:
             self._last_offset = offset
 
     def _partition(self, record: PartitionRecord, offset: int) -> bool:
-        topic = self.image.topics.get(record.topic_id)
-        if topic is None:
-            raise ReplayError(f"PartitionRecord for unknown topic id {record.topic_id}")
+        topic_id = record.topic_id
+        topic = self._topic
+        if topic is None or topic.topic_id is not topic_id:
+            topic = self._topic = self.image.topics.get(topic_id)
+            if topic is None:
+                raise ReplayError(f"PartitionRecord for unknown topic id {topic_id}")
         partition_id = record.partition_id
         if partition_id in topic.partitions:
             return False
+        if (
+            record.removing_replicas
+            or record.adding_replicas
+            or record.eligible_leader_replicas
+            or record.last_known_elr
+        ):
+            registration = self._registration(record, self._directories_of(record))
+        else:
+            # The common partition: equal ones are one object (immutable values).
+            directories = self._directories_of(record)
+            same = (
+                tuple(record.replicas),
+                tuple(record.isr),
+                id(directories),
+                record.leader,
+                record.leader_recovery_state,
+                record.leader_epoch,
+                record.partition_epoch,
+            )
+            found = self._registrations.get(same)
+            if found is None:
+                if len(self._registrations) >= MAX_SHARED_REGISTRATIONS:
+                    self._forget()
+                    directories = self._directories_of(record)
+                    same = (*same[:2], id(directories), *same[3:])
+                found = self._registration(record, directories)
+                self._registrations[same] = found
+            registration = found
+        topic.partitions[partition_id] = registration
+        self._pending.append((topic_id, partition_id, registration))
+        if offset > self._last_offset:
+            self._last_offset = offset
+        return True
+
+    def _forget(self) -> None:
+        """Drop the shared registrations and directory tuples (bounded: sharing is only a
+        saving). Both go together, so that no key names a tuple that is gone (the id of a
+        live object is unique, not that of a dead one)."""
+        self._registrations.clear()
+        self._directories.clear()
+
+    def _directories_of(self, record: PartitionRecord) -> tuple[UUID, ...]:
+        """The record's directories as a shared tuple (all MIGRATING without any, as
+        from_record fills in). Looked up by the identities of the UUIDs (the codec hands out
+        one object per id, and hashing UUIDs by value is slow); the tuple keeps those
+        objects alive, so no key can come to name other objects."""
+        if not record.directories:
+            return _shared(self._shared, [DIR_MIGRATING] * len(record.replicas))
+        key = tuple(map(id, record.directories))
+        directories = self._directories.get(key)
+        if directories is None:
+            if len(self._directories) >= MAX_SHARED_REGISTRATIONS:
+                self._forget()
+            directories = self._directories[key] = tuple(record.directories)
+        return directories
+
+    def _registration(
+        self, record: PartitionRecord, directories: tuple[UUID, ...]
+    ) -> PartitionRegistration:
+        """The registration of ``record`` (PartitionRegistration.from_record), its tuples
+        shared."""
         shared = self._shared
         replicas = tuple(record.replicas)
         replicas = shared.setdefault(replicas, replicas)
-        isr = replicas if record.isr == record.replicas else _shared(shared, record.isr)
-        directories: tuple[Any, ...]
-        if record.directories:
-            # Keyed by identity: the codec hands out one UUID object per id, so equal
-            # directory lists are usually the same objects (kept alive by the tuple).
-            key = tuple(map(id, record.directories))
-            directories = shared.get(key) or shared.setdefault(key, tuple(record.directories))
-        else:
-            directories = _shared(shared, [DIR_MIGRATING] * len(replicas))
         recovery = _RECOVERY.get(record.leader_recovery_state)
         if recovery is None:
             recovery = LeaderRecoveryState(record.leader_recovery_state)  # raises ValueError
-        registration = PartitionRegistration(
+        return PartitionRegistration(
             replicas=replicas,
             directories=directories,
-            isr=isr,
+            isr=replicas if record.isr == record.replicas else _shared(shared, record.isr),
             removing_replicas=_shared(shared, record.removing_replicas),
             adding_replicas=_shared(shared, record.adding_replicas),
             leader=record.leader,
@@ -127,10 +203,6 @@ class ImageLoader:
             elr=_shared(shared, record.eligible_leader_replicas),
             last_known_elr=_shared(shared, record.last_known_elr),
         )
-        topic.partitions[partition_id] = registration
-        self._pending.append((record.topic_id, partition_id, registration))
-        self._applied(offset)
-        return True
 
     def flush(self) -> None:
         """Make the queued partitions' index entries, in record order, as
