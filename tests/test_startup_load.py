@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from kwire.controller.image import MetadataImage
 from kwire.controller import image_load
+from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.registrations import ConfigResourceType
