@@ -7,9 +7,10 @@ active controller needs: the undo log, the published-image order (kwire.controll
 a large image, TopicRecord and PartitionRecord, none of that bookkeeping changes anything
 until the next other record: they touch no map of Kafka's published image (they publish no
 delta), and while nothing is recorded for undo (committed records) the only per-record
-work is the index. ``ImageLoader`` therefore applies them directly and queues their index
-entries; the queue is applied, in record order, before any other record and at
-``finish``. The image is then exactly what ``replay`` of the same records leaves (the
+work is the index. ``ImageLoader`` therefore applies a TopicRecord with the image's own
+handler and a PartitionRecord directly, without ``replay``'s bookkeeping, and queues the
+partition's index entries; the queue is applied, in record order, before any other record
+and at ``finish``. The image is then exactly what ``replay`` of the same records leaves (the
 tests compare them field by field, and the snapshots written from both byte for byte).
 
 Rules:
@@ -90,9 +91,9 @@ class ImageLoader:
                 if self._partition(record, offset):  # type: ignore[arg-type]
                     return
             elif kind is TopicRecord and record.topic_id not in image.topics:  # type: ignore[attr-defined]
-                topic = TopicInfo(name=record.name, topic_id=record.topic_id)  # type: ignore[attr-defined]
-                image.topic_ids_by_name[topic.name] = topic.topic_id
-                image.topics[topic.topic_id] = topic
+                # The image's own handler (and whatever indexes of names it keeps), without
+                # replay's per-record bookkeeping.
+                image._topic(record, offset)  # type: ignore[arg-type]
                 self._applied(offset)
                 return
         self.flush()

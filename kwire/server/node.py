@@ -119,6 +119,9 @@ log = logging.getLogger("kwire.node")
 METADATA_PARTITION_DIR = "__cluster_metadata-0"
 PLAINTEXT = 0  # security protocol id
 LEADER_STATE = "leader"
+# A start-up load of at least this many records freezes what it built out of the cyclic
+# garbage collector's reach (see ControllerNode._replay_start).
+FREEZE_AFTER_RECORDS = 100_000
 # The features this release supports, as its ApiVersions and registrations say, in the
 # order of Kafka's HashMap of them (what a genuine 4.3.1 controller's ApiVersions shows).
 SUPPORTED_FEATURES = tuple(
@@ -320,9 +323,12 @@ class ControllerNode:
         commits all of it once it leads). Returns how many records were replayed.
 
         The cyclic garbage collector is off while the image is built (it would walk the
-        growing image again and again: a third of the time at a million partitions), and
-        what start-up built is then frozen out of its reach (``gc.freeze``): the image lives
-        as long as the process, and later collections stay as cheap as for an empty one."""
+        growing image again and again: a third of the time at a million partitions). After
+        a large load (FREEZE_AFTER_RECORDS) what start-up built is frozen out of its reach
+        (``gc.freeze``): the image lives as long as the process, and later full collections
+        stay as cheap as for a small one. Cost: cyclic garbage among what was frozen is never
+        collected (only small loads, as in tests that build many nodes in one process, skip
+        the freeze)."""
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -334,7 +340,8 @@ class ControllerNode:
         finally:
             if collecting:
                 gc.enable()
-        gc.freeze()
+        if count >= FREEZE_AFTER_RECORDS:
+            gc.freeze()
         if count:
             log.info("Replayed %d metadata records up to offset %d", count, self.applied_end)
         return count
