@@ -2,29 +2,29 @@
 start-up, the log after it, and a standby's replay.
 
 ``MetadataImage.replay`` applies one record at a time and keeps, per record, what the
-active controller needs: the undo log, the published-image order (kwire.controller
-.image_order) and the brokers-to-ISR index. For the two records that make up almost all of
-a large image, TopicRecord and PartitionRecord, none of that bookkeeping changes anything
-until the next other record: they touch no map of Kafka's published image (they publish no
-delta), and while nothing is recorded for undo (committed records) the only per-record
-work is the index. ``ImageLoader`` therefore applies a TopicRecord with the image's own
-handler and a PartitionRecord directly, without ``replay``'s bookkeeping, and queues the
-partition's index entries; the queue is applied, in record order, before any other record
-and at ``finish``. The image is then exactly what ``replay`` of the same records leaves (the
-tests compare them field by field, and the snapshots written from both byte for byte).
+active controller needs: the undo log and the published-image order (kwire.controller
+.image_order), besides the record's own change and the brokers-to-ISR index. The two
+records that make up almost all of a large image, TopicRecord and PartitionRecord, touch no
+map of Kafka's published image (they publish no delta), and while nothing is recorded for
+undo (committed records) that bookkeeping does nothing for them. ``ImageLoader`` applies a
+TopicRecord with the image's own handler and a PartitionRecord directly, with its ISR and
+ELR index entries made as ``MetadataImage._update_isr_members`` makes them for a new
+partition (the index's list of the current topic under each broker found once per topic).
+The image is then exactly what ``replay`` of the same records leaves (the tests compare
+them field by field, and the snapshots written from both byte for byte).
 
 Rules:
 - Only a TopicRecord for a new topic id and a PartitionRecord for a new partition of a
   known topic take the fast path; anything else (a record replacing a topic or partition,
-  every other record type, and everything while the undo log records) flushes the queue
-  and goes through ``MetadataImage.replay``. Errors are ``replay``'s (ReplayError).
+  every other record type, and everything while the undo log records) goes through
+  ``MetadataImage.replay``. Errors are ``replay``'s (ReplayError).
 - Partition registrations are shared values: equal replica, ISR and directory tuples are
   one object (a cluster of B brokers has few distinct replica sets), and so are equal
   registrations (frozen; a fresh cluster's partitions differ mostly by their placement),
   remembered up to MAX_SHARED_REGISTRATIONS at a time. A partition then costs its entry in
   its topic's dict and in the ISR index, plus its registration when that is unlike the
   others.
-- The caller must call ``finish`` before the image is read.
+- The caller calls ``finish`` after the last record (the image's last applied offset).
 """
 
 from __future__ import annotations
@@ -58,27 +58,29 @@ class ImageLoader:
 
     __slots__ = (
         "image",
-        "_pending",
         "_shared",
         "_directories",
         "_registrations",
-        "_members",
         "_last_offset",
         "_topic",
+        "_isr_lists",
+        "_last_list",
     )
 
     def __init__(self, image: MetadataImage) -> None:
         self.image = image
-        # (topic id, partition id, registration) whose index entries are not yet made.
-        self._pending: list[tuple[UUID, int, PartitionRegistration]] = []
         # Shared values: tuples of broker ids; directory tuples by their UUIDs' identities;
         # registrations by their fields (shared tuples by identity).
         self._shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._directories: dict[tuple[int, ...], tuple[UUID, ...]] = {}
-        self._registrations: dict[tuple[Any, ...], PartitionRegistration] = {}
+        # ... with the brokers whose ISR index lists them.
+        self._registrations: dict[
+            tuple[Any, ...], tuple[PartitionRegistration, tuple[int, ...]]
+        ] = {}
         self._topic: TopicInfo | None = None  # the topic of the last PartitionRecord
-        # (ISR, leaderless) -> the brokers whose index lists the partition.
-        self._members: dict[tuple[tuple[int, ...], bool], tuple[int, ...]] = {}
+        # broker -> the ISR index's list of that topic's partitions under the broker.
+        self._isr_lists: dict[int, list[int]] = {}
+        self._last_list: list[int] = []
         self._last_offset = -1
 
     def replay(self, record: Message, version: int, offset: int) -> None:
@@ -96,13 +98,12 @@ class ImageLoader:
                 image._topic(record, offset)  # type: ignore[arg-type]
                 self._applied(offset)
                 return
-        self.flush()
-        self._topic = None  # the record may replace or remove topics
+        # The record may replace or remove topics, partitions and their index lists.
+        self._topic, self._isr_lists = None, {}
         image.replay(record, version, offset)
 
     def finish(self) -> None:
-        """Apply the queued index entries; the image is complete."""
-        self.flush()
+        """The image is complete: its last applied offset is the last record's."""
         if self._last_offset > self.image.last_applied_offset:
             self.image.last_applied_offset = self._last_offset
         if self._last_offset >= 0:
@@ -118,9 +119,10 @@ class ImageLoader:
         topic_id = record.topic_id
         topic = self._topic
         if topic is None or topic.topic_id is not topic_id:
-            topic = self._topic = self.image.topics.get(topic_id)
+            topic = self.image.topics.get(topic_id)
             if topic is None:
                 raise ReplayError(f"PartitionRecord for unknown topic id {topic_id}")
+            self._topic, self._isr_lists = topic, {}
         partition_id = record.partition_id
         if partition_id in topic.partitions:
             return False
@@ -131,6 +133,10 @@ class ImageLoader:
             or record.last_known_elr
         ):
             registration = self._registration(record, self._directories_of(record))
+            brokers = _isr_members(registration)
+            for broker in set(registration.elr):
+                self._index_list(self.image.elr_members, self.image.elr_table_capacity, broker)
+                self._last_list.append(partition_id)
         else:
             # The common partition: equal ones are one object (immutable values).
             directories = self._directories_of(record)
@@ -149,14 +155,42 @@ class ImageLoader:
                     self._forget()
                     directories = self._directories_of(record)
                     same = (*same[:2], id(directories), *same[3:])
-                found = self._registration(record, directories)
-                self._registrations[same] = found
-            registration = found
+                shared = self._registration(record, directories)
+                found = self._registrations[same] = (shared, _isr_members(shared))
+            registration, brokers = found
         topic.partitions[partition_id] = registration
-        self._pending.append((topic_id, partition_id, registration))
+        # The brokers-to-ISR index, as MetadataImage._update_isr_members makes it for a
+        # new partition (the order among one partition's brokers does not matter).
+        lists = self._isr_lists
+        for broker in brokers:
+            partitions = lists.get(broker)
+            if partitions is None:
+                image = self.image
+                self._index_list(image.isr_members, image.isr_table_capacity, broker)
+                partitions = lists[broker] = self._last_list
+            partitions.append(partition_id)
         if offset > self._last_offset:
             self._last_offset = offset
         return True
+
+    def _index_list(
+        self, index: dict[int, dict[UUID, list[int]]], capacities: dict[int, int], broker: int
+    ) -> None:
+        """Set ``_last_list`` to the current topic's list under ``broker`` in ``index``,
+        created (and the broker's table grown, as BaseHashTable grows before an add past a
+        0.75 load) when absent."""
+        topic_id = self._topic.topic_id  # type: ignore[union-attr]
+        topics_of_broker = index.get(broker)
+        if topics_of_broker is None:
+            topics_of_broker = index[broker] = {}
+        partitions = topics_of_broker.get(topic_id)
+        if partitions is None:
+            capacity = capacities.get(broker, MIN_TABLE_CAPACITY)
+            if (len(topics_of_broker) + 1) * 0.75 > capacity:
+                capacity *= 2
+            capacities[broker] = capacity
+            partitions = topics_of_broker[topic_id] = []
+        self._last_list = partitions
 
     def _forget(self) -> None:
         """Drop the shared registrations and directory tuples (bounded: sharing is only a
@@ -205,36 +239,6 @@ class ImageLoader:
             last_known_elr=_shared(shared, record.last_known_elr),
         )
 
-    def flush(self) -> None:
-        """Make the queued partitions' index entries, in record order, as
-        ``MetadataImage._update_isr_members`` makes them for a new partition."""
-        if not self._pending:
-            return
-        image = self.image
-        members = self._members
-        isr_lists: dict[int, list[int]] = {}  # broker -> the current topic's list
-        current: UUID | None = None
-        for topic_id, partition_id, p in self._pending:
-            if topic_id is not current:
-                current, isr_lists = topic_id, {}
-            key = (p.isr, p.leader == NO_LEADER)
-            brokers = members.get(key)
-            if brokers is None:
-                brokers = tuple(set(p.isr) | ({NO_LEADER} if key[1] else set()))
-                members[key] = brokers
-            for broker in brokers:
-                partitions = isr_lists.get(broker)
-                if partitions is None:
-                    partitions = isr_lists[broker] = _topic_list(
-                        image.isr_members, image.isr_table_capacity, broker, topic_id
-                    )
-                partitions.append(partition_id)
-            for broker in set(p.elr):
-                _topic_list(image.elr_members, image.elr_table_capacity, broker, topic_id).append(
-                    partition_id
-                )
-        self._pending.clear()
-
 
 def _shared(shared: dict[tuple[Any, ...], tuple[Any, ...]], values: list[Any] | None) -> Any:
     if not values:
@@ -243,20 +247,10 @@ def _shared(shared: dict[tuple[Any, ...], tuple[Any, ...]], values: list[Any] | 
     return shared.setdefault(value, value)
 
 
-def _topic_list(
-    index: dict[int, dict[UUID, list[int]]], capacities: dict[int, int], broker: int, topic_id: UUID
-) -> list[int]:
-    """The list of ``topic_id``'s partitions under ``broker`` in ``index``, created (and
-    the broker's table grown, as BaseHashTable grows before an add past a 0.75 load) when
-    absent."""
-    topics_of_broker = index.get(broker)
-    if topics_of_broker is None:
-        topics_of_broker = index[broker] = {}
-    partitions = topics_of_broker.get(topic_id)
-    if partitions is None:
-        capacity = capacities.get(broker, MIN_TABLE_CAPACITY)
-        if (len(topics_of_broker) + 1) * 0.75 > capacity:
-            capacity *= 2
-        capacities[broker] = capacity
-        partitions = topics_of_broker[topic_id] = []
-    return partitions
+def _isr_members(registration: PartitionRegistration) -> tuple[int, ...]:
+    """The brokers whose ISR index lists the partition: its ISR, and NO_LEADER when it
+    has no leader."""
+    members = set(registration.isr)
+    if registration.leader == NO_LEADER:
+        members.add(NO_LEADER)
+    return tuple(members)
