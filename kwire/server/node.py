@@ -26,6 +26,7 @@ a restart recovers the log, on which the failed write never happened.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -34,7 +35,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -128,6 +129,19 @@ SUPPORTED_FEATURES = tuple(
     (name, *LOCAL_SUPPORTED_FEATURES[name])
     for name in java_hash_map_order(list(LOCAL_SUPPORTED_FEATURES))
 )
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while building a large image (it would walk the
+    growing image again and again), back on after (if it was on)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def wall_clock_ms() -> int:
@@ -329,17 +343,12 @@ class ControllerNode:
         stay as cheap as for a small one. Cost: cyclic garbage among what was frozen is never
         collected (only small loads, as in tests that build many nodes in one process, skip
         the freeze)."""
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_paused():
             count = load_newest_snapshot(self.log, self.controller)
             latest = self.log.latest_snapshot_id()
             self.applied_end = max(self.log.log_start_offset, latest.end_offset if latest else 0)
             if self.sole_voter:
                 count += self._replay_committed(self.log.end_offset)
-        finally:
-            if collecting:
-                gc.enable()
         if count >= FREEZE_AFTER_RECORDS:
             gc.freeze()
         if count:
@@ -488,7 +497,8 @@ class ControllerNode:
                     self.download.install(snapshot_id)
                     self.snapshots.on_truncated(0)
                     self.controller = self._new_controller()
-                    load_newest_snapshot(self.log, self.controller)
+                    with collector_paused():
+                        load_newest_snapshot(self.log, self.controller)
                     self.applied_end = snapshot_id.end_offset
                     self.driver.on_flushed(snapshot_id.end_offset, now_ms)
         except OSError as exc:
