@@ -109,10 +109,12 @@ def replayed(records: list[RecordAndVersion]) -> MetadataImage:
     return image
 
 
-def loaded(records: Iterable[RecordAndVersion]) -> MetadataImage:
+def loaded(records: Iterable[RecordAndVersion], *, batched: bool = False) -> MetadataImage:
     image = MetadataImage()
     loader = ImageLoader(image)
-    for offset, item in enumerate(records):
+    if batched:
+        loader.replay_all((o, r.record, r.version) for o, r in enumerate(records))
+    for offset, item in enumerate([] if batched else records):
         loader.replay(item.record, item.version, offset)
     loader.finish()
     return image
@@ -131,10 +133,11 @@ def snapshot_bytes(image: MetadataImage) -> list[bytes]:
     return frame_records(snapshot_records(image))
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one by one", "batched"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_loaded_image_equals_the_replayed_image_field_by_field(seed: int) -> None:
+def test_a_loaded_image_equals_the_replayed_image_field_by_field(seed: int, batched: bool) -> None:
     records = history(seed)
-    slow, fast = replayed(records), loaded(records)
+    slow, fast = replayed(records), loaded(records, batched=batched)
     assert image_fields(fast) == image_fields(slow)
     for broker in range(-1, BROKERS + 1):
         assert fast.partitions_with_broker_in_isr(broker) == slow.partitions_with_broker_in_isr(

@@ -29,6 +29,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -82,6 +83,21 @@ class ImageLoader:
         self._isr_lists: dict[int, list[int]] = {}
         self._last_list: list[int] = []
         self._last_offset = -1
+
+    def replay_all(
+        self, entries: Iterable[tuple[int, Message, int]], at_offset: int | None = None
+    ) -> None:
+        """``replay`` each (offset, record, version), at its own offset or, given
+        ``at_offset``, at that one (a snapshot's records all stand at its last offset)."""
+        partition_record = PartitionRecord
+        partition = self._partition
+        replay = self.replay
+        recording = self.image.undo.recording
+        for offset, record, version in entries:
+            if at_offset is not None:
+                offset = at_offset
+            if type(record) is not partition_record or recording or not partition(record, offset):
+                replay(record, version, offset)
 
     def replay(self, record: Message, version: int, offset: int) -> None:
         """Apply one committed record read at ``offset``; raises ReplayError as
@@ -138,12 +154,15 @@ class ImageLoader:
                 self._index_list(self.image.elr_members, self.image.elr_table_capacity, broker)
                 self._last_list.append(partition_id)
         else:
-            # The common partition: equal ones are one object (immutable values).
-            directories = self._directories_of(record)
+            # The common partition: equal ones are one object (immutable values). Its
+            # directories are keyed by the identities of their UUIDs (the codec hands out
+            # one object per id, and hashing UUIDs by value is slow): a key's objects are
+            # those of the registration it maps to, alive, so no key can name others.
+            directories = record.directories
             same = (
                 tuple(record.replicas),
                 tuple(record.isr),
-                id(directories),
+                tuple(map(id, directories)) if directories else (),
                 record.leader,
                 record.leader_recovery_state,
                 record.leader_epoch,
@@ -153,9 +172,7 @@ class ImageLoader:
             if found is None:
                 if len(self._registrations) >= MAX_SHARED_REGISTRATIONS:
                     self._forget()
-                    directories = self._directories_of(record)
-                    same = (*same[:2], id(directories), *same[3:])
-                shared = self._registration(record, directories)
+                shared = self._registration(record, self._directories_of(record))
                 found = self._registrations[same] = (shared, _isr_members(shared))
             registration, brokers = found
         topic.partitions[partition_id] = registration
@@ -194,16 +211,14 @@ class ImageLoader:
 
     def _forget(self) -> None:
         """Drop the shared registrations and directory tuples (bounded: sharing is only a
-        saving). Both go together, so that no key names a tuple that is gone (the id of a
-        live object is unique, not that of a dead one)."""
+        saving)."""
         self._registrations.clear()
         self._directories.clear()
 
     def _directories_of(self, record: PartitionRecord) -> tuple[UUID, ...]:
         """The record's directories as a shared tuple (all MIGRATING without any, as
-        from_record fills in). Looked up by the identities of the UUIDs (the codec hands out
-        one object per id, and hashing UUIDs by value is slow); the tuple keeps those
-        objects alive, so no key can come to name other objects."""
+        from_record fills in): one holding the record's own UUID objects. Looked up by their
+        identities; the tuple keeps those objects alive, so no key can come to name others."""
         if not record.directories:
             return _shared(self._shared, [DIR_MIGRATING] * len(record.replicas))
         key = tuple(map(id, record.directories))

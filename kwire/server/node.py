@@ -369,10 +369,11 @@ class ControllerNode:
                     break
                 for pos, header in iter_batch_headers(data, verify_crc=False):
                     if not header.is_control:
-                        for offset, message, version in batch_metadata_records(data, pos, header):
-                            if offset >= self.applied_end:
-                                loader.replay(message, version, offset)
-                                count += 1
+                        entries = batch_metadata_records(data, pos, header)
+                        if header.base_offset < self.applied_end:
+                            entries = [e for e in entries if e[0] >= self.applied_end]
+                        loader.replay_all(entries)
+                        count += len(entries)
                     self.applied_end = header.next_offset
         finally:
             loader.finish()

@@ -89,8 +89,7 @@ def load_newest_snapshot(metadata_log: MetadataLog, controller: QuorumController
     loader = ImageLoader(controller.image)
     count = 0
     for batch in iter_snapshot_records(metadata_log.directory, latest):
-        for _, message, version in batch:
-            loader.replay(message, version, offset)
+        loader.replay_all(batch, offset)
         count += len(batch)
     loader.finish()
     controller.commit(offset)
