@@ -8,7 +8,8 @@ import copy
 import dataclasses
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,14 @@ from kwire.protocol.messages.metadata_records.partition_change_record import (
 from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
 from kwire.protocol.messages.metadata_records.remove_topic_record import RemoveTopicRecord
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
-from kwire.records import Record, build_batch, decode_batch, encode_batch, read_batch_header
+from kwire.records import (
+    Record,
+    build_batch,
+    decode_batch,
+    decode_records,
+    encode_batch,
+    read_batch_header,
+)
 from kwire.server.client import KafkaClient
 from kwire.server.write_path import frame_records
 from tests.server_harness import HOST, KwireServer
@@ -239,6 +247,43 @@ def test_a_record_whose_message_is_cut_short_fails_as_the_general_decoding() -> 
     with pytest.raises(DecodeError) as fast:
         batch_metadata_records(data, 0, read_batch_header(data))
     assert str(fast.value) == str(general.value)
+
+
+def _outcome(read: Callable[[], object]) -> object:
+    try:
+        return read()
+    except ValueError as exc:  # CorruptRecordError, DecodeError, unknown record types
+        return (type(exc), str(exc))
+
+
+def test_damaged_batches_fail_as_the_general_decoding_or_read_the_same() -> None:
+    # Bytes flipped or cut anywhere in the records: never another exception (IndexError),
+    # the general path's error or its records.
+    rng = random.Random(11)
+    good = _batch(frame_records(history(10))[:40])
+    # One record of 7 bytes whose value size runs past the batch's end.
+    cut = good[:61] + bytes([14, 0, 0, 0x80, 0x80, 0, 1, 0x80])
+    cases = [(cut, 1)]
+    for trial in range(300):
+        data = bytearray(good)
+        if trial % 3 == 0:
+            del data[rng.randrange(61, len(data)) :]
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(61, len(data))] = rng.randrange(256)
+        cases.append((bytes(data), read_batch_header(good).records_count))
+    for buf, count in cases:
+        header = dataclasses.replace(
+            read_batch_header(good), batch_length=len(buf) - 12, records_count=count
+        )
+
+        assert _outcome(partial(batch_metadata_records, buf, 0, header)) == _outcome(
+            partial(_general_records, buf, header.records_count)
+        )
+
+
+def _general_records(buf: bytes, count: int) -> list[tuple[int, object, int]]:
+    records = decode_records(buf[61:], 0, len(buf) - 61, count, 61)
+    return [(1000 + r.offset_delta, *decode_metadata_value(r.value)) for r in records]
 
 
 def test_a_snapshot_read_batch_by_batch_holds_the_records_read_whole(tmp_path: Path) -> None:

@@ -104,6 +104,13 @@ def _varint(data: bytes, pos: int, size: int) -> tuple[int, int]:
 def _fast_records(data: bytes, count: int, base_offset: int) -> list[MetadataEntry] | None:
     """The records of ``data`` (a batch's records region) when every one has the common
     shape and decodes to its value's end; None otherwise (the caller reads them again)."""
+    try:
+        return _common_shape_records(data, count, base_offset)
+    except IndexError:  # cut short: the general path names the problem
+        return None
+
+
+def _common_shape_records(data: bytes, count: int, base_offset: int) -> list[MetadataEntry] | None:
     out: list[MetadataEntry] = []
     append = out.append
     types = _TYPES
@@ -130,6 +137,10 @@ def _fast_records(data: bytes, count: int, base_offset: int) -> list[MetadataEnt
             raw = (b & 0x7F) | (data[pos + 3] << 7)
             offset_delta = (raw >> 1) ^ -(raw & 1)
             pos += 4
+        elif data[pos + 4] < 0x80:  # past 8,191 records into a batch (snapshots' 8 MiB ones)
+            raw = (b & 0x7F) | ((data[pos + 3] & 0x7F) << 7) | (data[pos + 4] << 14)
+            offset_delta = (raw >> 1) ^ -(raw & 1)
+            pos += 5
         else:
             offset_delta, pos = _varint(data, pos + 2, rec_end)
             if offset_delta < 0 or pos >= rec_end:
