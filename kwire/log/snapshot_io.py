@@ -26,26 +26,35 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kwire.log.metadata_reader import batch_metadata_records
 from kwire.log.snapshots import SnapshotId, create_partial_snapshot, freeze_snapshot, snapshot_path
+from kwire.protocol._codec import Message
 from kwire.protocol.messages.control.snapshot_footer_record import SnapshotFooterRecord
 from kwire.protocol.messages.control.snapshot_header_record import SnapshotHeaderRecord
 from kwire.records import (
+    LOG_OVERHEAD,
     MAX_BATCH_SIZE_BYTES,
     RECORD_BATCH_OVERHEAD,
     ControlRecordType,
     Record,
     build_batch,
+    check_batch_crc,
+    decode_batch,
     decode_batches,
     decode_control_record_key,
     encode_batch,
     encode_control_record_key,
     plain_record_size,
+    read_batch_header,
 )
 from kwire.records.errors import CorruptRecordError
 
 SNAPSHOT_EMITTER_BATCH_SIZE = 1024  # records per append (Kafka's SnapshotEmitter)
 SNAPSHOT_HEADER_VERSION = 0  # ControlRecordUtils.SNAPSHOT_HEADER_CURRENT_VERSION
 SNAPSHOT_FOOTER_VERSION = 0  # ControlRecordUtils.SNAPSHOT_FOOTER_CURRENT_VERSION
+# The largest batch a snapshot reader accepts: a chunk of SNAPSHOT_EMITTER_BATCH_SIZE
+# records may exceed MAX_BATCH_SIZE_BYTES alone (see _data_batches); bounded all the same.
+MAX_SNAPSHOT_BATCH_BYTES = 1 << 30
 
 
 class SnapshotFormatError(ValueError):
@@ -238,3 +247,48 @@ def read_snapshot_slice(
     with open(snapshot_path(directory, snapshot_id), "rb") as f:
         f.seek(position)
         return f.read(max_bytes)
+
+
+def iter_snapshot_records(
+    directory: Path, snapshot_id: SnapshotId
+) -> Iterator[list[tuple[int, Message, int]]]:
+    """The metadata records of a frozen snapshot, a batch at a time, each as (offset,
+    message, version): the file is read batch by batch, never whole. The checks of
+    ``read_snapshot`` apply as the batches come (CRCs, the header first, records only
+    between header and footer); a snapshot without its footer raises after its last
+    batch, so a caller loading it must discard what it loaded. Raises SnapshotFormatError,
+    CorruptRecordError or DecodeError (ValueErrors), FileNotFoundError if absent."""
+    header_seen = False
+    footer_seen = False
+    with open(snapshot_path(directory, snapshot_id), "rb") as f:
+        position = 0
+        while head := f.read(LOG_OVERHEAD):
+            if len(head) < LOG_OVERHEAD:
+                raise CorruptRecordError(f"snapshot {snapshot_id}: a truncated batch", position)
+            length = int.from_bytes(head[8:12], "big", signed=True)
+            if not RECORD_BATCH_OVERHEAD - LOG_OVERHEAD <= length <= MAX_SNAPSHOT_BATCH_BYTES:
+                raise CorruptRecordError(f"snapshot {snapshot_id}: batch length {length}", position)
+            data = head + f.read(length)
+            header = read_batch_header(data)
+            check_batch_crc(data, 0, header)
+            if footer_seen:
+                raise SnapshotFormatError(f"{snapshot_id}: records after the snapshot footer")
+            if header.is_control:
+                batch, _ = decode_batch(data, verify_crc=False)
+                for record in batch.records:
+                    kind = decode_control_record_key(record.key or b"").type
+                    if kind == ControlRecordType.SNAPSHOT_HEADER:
+                        if header_seen:
+                            raise SnapshotFormatError(f"{snapshot_id}: a header not at the start")
+                        header_seen = True
+                    elif kind == ControlRecordType.SNAPSHOT_FOOTER:
+                        footer_seen = True
+            elif not header_seen:
+                raise SnapshotFormatError(f"{snapshot_id}: records before the snapshot header")
+            else:
+                yield batch_metadata_records(data, 0, header)
+            position += len(data)
+    if not header_seen or not footer_seen:
+        raise SnapshotFormatError(
+            f"{snapshot_id}: the snapshot has no {'footer' if header_seen else 'header'}"
+        )

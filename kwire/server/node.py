@@ -26,14 +26,16 @@ a restart recovers the log, on which the failed write never happened.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import random
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -47,14 +49,15 @@ from kwire.controller.controller import (
     RequestContext,
 )
 from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
+from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.topic_configs import java_hash_map_order
 from kwire.log import MetadataLog, MetadataLogConfig, read_quorum_state, write_quorum_state
+from kwire.log.metadata_reader import batch_metadata_records
 from kwire.log.quorum_state import QuorumStateData, election_quorum_state
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
-from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.raft.core import RaftConfig, RaftCore
 from kwire.raft.state import (
     Action,
@@ -79,7 +82,7 @@ from kwire.records import (
     build_batch,
     encode_batch,
     encode_control_record_key,
-    unframe_metadata_record,
+    iter_batch_headers,
 )
 from kwire.records.control import ControlRecordType
 from kwire.server.quorum_voters import read_control_records, voters_on_listener
@@ -119,12 +122,28 @@ log = logging.getLogger("kwire.node")
 METADATA_PARTITION_DIR = "__cluster_metadata-0"
 PLAINTEXT = 0  # security protocol id
 LEADER_STATE = "leader"
+# A start-up load of at least this many records freezes what it built out of the cyclic
+# garbage collector's reach (see ControllerNode._replay_start).
+FREEZE_AFTER_RECORDS = 100_000
 # The features this release supports, as its ApiVersions and registrations say, in the
 # order of Kafka's HashMap of them (what a genuine 4.3.1 controller's ApiVersions shows).
 SUPPORTED_FEATURES = tuple(
     (name, *LOCAL_SUPPORTED_FEATURES[name])
     for name in java_hash_map_order(list(LOCAL_SUPPORTED_FEATURES))
 )
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while building a large image (it would walk the
+    growing image again and again), back on after (if it was on)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def wall_clock_ms() -> int:
@@ -320,33 +339,49 @@ class ControllerNode:
 
     def _replay_start(self) -> int:
         """Load the newest snapshot; a sole voter also replays the whole log after it (it
-        commits all of it once it leads). Returns how many records were replayed."""
-        count = load_newest_snapshot(self.log, self.controller)
-        latest = self.log.latest_snapshot_id()
-        self.applied_end = max(self.log.log_start_offset, latest.end_offset if latest else 0)
-        if self.sole_voter:
-            count += self._replay_committed(self.log.end_offset)
+        commits all of it once it leads). Returns how many records were replayed.
+
+        The cyclic garbage collector is off while the image is built (it would walk the
+        growing image again and again: a third of the time at a million partitions). After
+        a large load (FREEZE_AFTER_RECORDS) what start-up built is frozen out of its reach
+        (``gc.freeze``): the image lives as long as the process, and later full collections
+        stay as cheap as for a small one. Cost: cyclic garbage among what was frozen is never
+        collected (only small loads, as in tests that build many nodes in one process, skip
+        the freeze)."""
+        with collector_paused():
+            count = load_newest_snapshot(self.log, self.controller)
+            latest = self.log.latest_snapshot_id()
+            self.applied_end = max(self.log.log_start_offset, latest.end_offset if latest else 0)
+            if self.sole_voter:
+                count += self._replay_committed(self.log.end_offset)
+        if count >= FREEZE_AFTER_RECORDS:
+            gc.freeze()
         if count:
             log.info("Replayed %d metadata records up to offset %d", count, self.applied_end)
         return count
 
     def _replay_committed(self, end_offset: int) -> int:
         """Feed the controller the metadata records from `applied_end` to `end_offset`
-        (whole batches below it); returns how many."""
+        (whole batches below it), through an ImageLoader; returns how many."""
         count = 0
         if end_offset <= self.applied_end:
             return 0
-        for batch in self.log.read_batches(self.applied_end, max_offset=end_offset):
-            if not batch.is_control:
-                for record in batch.records:
-                    offset = batch.base_offset + record.offset_delta
-                    if offset < self.applied_end:
-                        continue
-                    api_key, version, body = unframe_metadata_record(record.value or b"")
-                    message = METADATA_RECORDS[api_key].decode(body, version)
-                    self.controller.replay(message, version, offset)
-                    count += 1
-            self.applied_end = batch.next_offset
+        loader = ImageLoader(self.controller.image)
+        try:
+            while self.applied_end < end_offset:
+                data = self.log.read(self.applied_end, max_offset=end_offset)
+                if not data:
+                    break
+                for pos, header in iter_batch_headers(data, verify_crc=False):
+                    if not header.is_control:
+                        entries = batch_metadata_records(data, pos, header)
+                        if header.base_offset < self.applied_end:
+                            entries = [e for e in entries if e[0] >= self.applied_end]
+                        loader.replay_all(entries)
+                        count += len(entries)
+                    self.applied_end = header.next_offset
+        finally:
+            loader.finish()
         return count
 
     def start(self) -> None:
@@ -479,7 +514,8 @@ class ControllerNode:
                     self.download.install(snapshot_id)
                     self.snapshots.on_truncated(0)
                     self.controller = self._new_controller()
-                    load_newest_snapshot(self.log, self.controller)
+                    with collector_paused():
+                        load_newest_snapshot(self.log, self.controller)
                     self.applied_end = snapshot_id.end_offset
                     self.driver.on_flushed(snapshot_id.end_offset, now_ms)
         except OSError as exc:

@@ -36,19 +36,19 @@ from pathlib import Path
 
 from kwire.controller.controller import QuorumController
 from kwire.controller.image import MetadataImage
+from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.snapshot_image import snapshot_records
 from kwire.log import MetadataLog
 from kwire.log.snapshot_io import (
-    read_snapshot,
+    iter_snapshot_records,
     read_snapshot_slice,
     snapshot_size,
     write_snapshot,
 )
 from kwire.log.snapshot_set import maybe_clean
 from kwire.log.snapshots import SnapshotId, create_partial_snapshot, freeze_snapshot
-from kwire.protocol.messages.index import METADATA_RECORDS
-from kwire.records import frame_metadata_record, read_batch_header, unframe_metadata_record
+from kwire.records import frame_metadata_record, read_batch_header
 from kwire.records.control import ControlRecordType
 
 log = logging.getLogger("kwire.snapshots")
@@ -78,21 +78,23 @@ class SnapshotSettings:
 
 def load_newest_snapshot(metadata_log: MetadataLog, controller: QuorumController) -> int:
     """Replay the newest snapshot into ``controller``; returns how many records it held
-    (0 without a snapshot). Raises ValueError for a snapshot that cannot be read."""
+    (0 without a snapshot). The file is read a batch at a time and applied through an
+    ``ImageLoader`` (every record at the snapshot's last contained offset). Raises
+    ValueError for a snapshot that cannot be read (the controller then holds part of it:
+    discard it)."""
     latest = metadata_log.latest_snapshot_id()
     if latest is None:
         return 0
-    contents = read_snapshot(metadata_log.directory, latest)
     offset = latest.end_offset - 1
-    for value in contents.values:
-        api_key, version, body = unframe_metadata_record(value)
-        record_type = METADATA_RECORDS.get(api_key)
-        if record_type is None:
-            raise ValueError(f"snapshot {latest}: unknown metadata record type {api_key}")
-        controller.replay(record_type.decode(body, version), version, offset)
+    loader = ImageLoader(controller.image)
+    count = 0
+    for batch in iter_snapshot_records(metadata_log.directory, latest):
+        loader.replay_all(batch, offset)
+        count += len(batch)
+    loader.finish()
     controller.commit(offset)
-    log.info("Loaded snapshot %s (%d records)", latest, len(contents.values))
-    return len(contents.values)
+    log.info("Loaded snapshot %s (%d records)", latest, count)
+    return count
 
 
 def read_chunk(
