@@ -158,10 +158,6 @@ def create_topics(
     topics = [t for t in request.topics if t.name not in duplicates and t.name in authorized]
 
     errors: dict[str, ApiError] = {}
-    collisions: dict[str, str] = {}
-    for existing in image.topic_ids_by_name:
-        if "." in existing or "_" in existing:
-            collisions.setdefault(existing.replace(".", "_"), existing)
     for topic in topics:
         problem = topic_name_problem(topic.name)
         if problem is not None:
@@ -169,8 +165,8 @@ def create_topics(
                 ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic name is invalid: {problem}"
             )
         if "." in topic.name or "_" in topic.name:
-            other = collisions.get(topic.name.replace(".", "_"))
-            if other is not None and other != topic.name:
+            other = image.colliding_topic(topic.name)
+            if other is not None:
                 errors[topic.name] = ApiError(
                     ErrorCode.INVALID_TOPIC_EXCEPTION,
                     f"Topic '{topic.name}' collides with existing topic: {other}",
