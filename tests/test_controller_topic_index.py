@@ -14,9 +14,11 @@ import uuid
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_controller_integrity import image_state
 from test_controller_topics import send, with_topics
 
 from kwire.controller.image import MetadataImage, collision_key, leader_is_not_preferred
+from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
@@ -100,6 +102,23 @@ def rebuilt_imbalance(image: MetadataImage) -> int:
     return sum(leader_is_not_preferred(p) for _, _, p in image.iter_partitions())
 
 
+def rebuilt_isr_members(image: MetadataImage) -> dict[int, dict[uuid.UUID, set[int]]]:
+    """broker -> topic -> the partitions whose ISR holds it (leaderless ones under -1)."""
+    index: dict[int, dict[uuid.UUID, set[int]]] = {}
+    for topic, partition_id, partition in image.iter_partitions():
+        for broker in {*partition.isr, *([-1] if partition.leader == -1 else [])}:
+            index.setdefault(broker, {}).setdefault(topic.topic_id, set()).add(partition_id)
+    return index
+
+
+def isr_members(image: MetadataImage) -> dict[int, dict[uuid.UUID, set[int]]]:
+    return {
+        broker: {t: set(ps) for t, ps in by_topic.items()}
+        for broker, by_topic in image.isr_members.items()
+        if by_topic
+    }
+
+
 def indexes(image: MetadataImage) -> tuple[dict[str, list[str]], int]:
     collisions = {key: list(names) for key, names in image.topics_by_collision_key.items()}
     return collisions, image.imbalanced_count
@@ -125,6 +144,12 @@ def test_indexes_equal_a_full_rebuild_after_creates_deletes_and_reverts(
 ) -> None:
     image = MetadataImage()
     image.undo.recording = True
+    log: list[tuple[Message, int]] = []  # what the log holds: the records not taken back
+
+    def apply(record: Message, at: int) -> None:
+        image.replay(record, 0, at)
+        log.append((record, at))
+
     offset, committed = 0, -1
     snapshot = indexes(image)  # the indexes as of the committed offset
     ids: dict[str, uuid.UUID] = {}
@@ -133,7 +158,7 @@ def test_indexes_equal_a_full_rebuild_after_creates_deletes_and_reverts(
         match kind:
             case "create" if topic is None:
                 topic_id = ids.setdefault(name, uuid.UUID(int=len(ids) + 1000))
-                image.replay(TopicRecord(name=name, topic_id=topic_id), 0, offset)
+                apply(TopicRecord(name=name, topic_id=topic_id), offset)
                 for partition in range(2):
                     # Replicas [1, 2, 3]; the leader is replica ``n``: 0 is the preferred.
                     record = PartitionRecord(
@@ -144,20 +169,28 @@ def test_indexes_equal_a_full_rebuild_after_creates_deletes_and_reverts(
                         leader=1 + (n + partition) % 3,
                     )
                     offset += 1
-                    image.replay(record, 0, offset)
+                    apply(record, offset)
             case "delete" if topic is not None:
-                image.replay(RemoveTopicRecord(topic_id=topic.topic_id), 0, offset)
+                apply(RemoveTopicRecord(topic_id=topic.topic_id), offset)
             case "lead" if topic is not None:
                 change = PartitionChangeRecord(
                     partition_id=0, topic_id=topic.topic_id, leader=n + 1
                 )
-                image.replay(change, 0, offset)
+                apply(change, offset)
             case "commit":
                 image.undo.forget_through(offset - 1)
                 committed, snapshot = offset - 1, indexes(image)
             case "revert":
                 image.undo.revert_to(committed)
+                log = [(record, at) for record, at in log if at <= committed]
                 offset = committed + 1
                 assert indexes(image) == snapshot
         offset += 1
         assert indexes(image) == (rebuilt_collisions(image), rebuilt_imbalance(image))
+        assert isr_members(image) == rebuilt_isr_members(image)
+        assert set(image.isr_table_capacity) == set(rebuilt_isr_members(image))
+    # And every other index (ISR and ELR members, ...) is what replaying the log builds.
+    replayed = MetadataImage()
+    for record, at in log:
+        replayed.replay(record, 0, at)
+    assert image_state(image) == image_state(replayed)

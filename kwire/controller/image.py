@@ -503,11 +503,37 @@ class MetadataImage:
                 self.undo.pop_item(names, topic.name)
                 if not names:
                     self.undo.pop_item(self.topics_by_collision_key, key)
-        for partition_id, partition in topic.partitions.items():
-            self._update_isr_members(record.topic_id, partition_id, partition, None)
-            self._count_imbalance(partition, None)
+        self._unindex_topic(record.topic_id, topic)
         # Kafka drops the topic's dynamic configs together with the topic.
         self.undo.pop_item(self.configs, (ConfigResourceType.TOPIC, topic.name))
+
+    def _unindex_topic(self, topic_id: UUID, topic: TopicInfo) -> None:
+        """Take a removed topic out of the ISR and ELR indexes, one entry per broker (what
+        removing its partitions one at a time leaves), and out of the imbalance count."""
+        isr_brokers: set[int] = set()
+        elr_brokers: set[int] = set()
+        imbalanced = 0
+        for partition in topic.partitions.values():
+            isr_brokers.update(partition.isr)
+            if partition.leader == NO_LEADER:
+                isr_brokers.add(NO_LEADER)
+            if partition.elr:
+                elr_brokers.update(partition.elr)
+            if leader_is_not_preferred(partition):
+                imbalanced += 1
+        undo = self.undo
+        for index, capacities, brokers in (
+            (self.isr_members, self.isr_table_capacity, isr_brokers),
+            (self.elr_members, self.elr_table_capacity, elr_brokers),
+        ):
+            for broker in sorted(brokers):
+                by_topic = index.get(broker)
+                if by_topic is None or undo.pop_item(by_topic, topic_id) is None:
+                    continue
+                if not by_topic:
+                    undo.pop_item(capacities, broker)
+        if imbalanced:
+            undo.set_attr(self, "imbalanced_count", self.imbalanced_count - imbalanced)
 
     def _count_imbalance(
         self, previous: PartitionRegistration | None, updated: PartitionRegistration | None
@@ -534,14 +560,17 @@ class MetadataImage:
         def elr(p: PartitionRegistration | None) -> set[int]:
             return set() if p is None else set(p.elr)
 
-        self._update_index(
-            self.isr_members, self.isr_table_capacity, topic_id, partition_id,
-            members(previous), members(updated),
-        )  # fmt: skip
-        self._update_index(
-            self.elr_members, self.elr_table_capacity, topic_id, partition_id,
-            elr(previous), elr(updated),
-        )  # fmt: skip
+        before, after = members(previous), members(updated)
+        if before != after:
+            self._update_index(
+                self.isr_members, self.isr_table_capacity, topic_id, partition_id,
+                before, after,
+            )  # fmt: skip
+        if (previous is not None and previous.elr) or (updated is not None and updated.elr):
+            self._update_index(
+                self.elr_members, self.elr_table_capacity, topic_id, partition_id,
+                elr(previous), elr(updated),
+            )  # fmt: skip
 
     def _update_index(
         self,
