@@ -562,10 +562,17 @@ def leader_and_isr_updates(
 
         return check
 
+    # Per topic, not per partition: nothing is applied while the records are built.
+    unclean: dict[str, bool] = {}
+    min_isrs: dict[str, int | None] = {}
     records: list[Message] = []
     for topic_id, partition_id in list(partitions):
         topic = image.topics[topic_id]
         partition = topic.partitions[partition_id]
+        name = topic.name
+        if name not in unclean:
+            unclean[name] = unclean_election(name)
+            min_isrs[name] = None if min_isr is None else min_isr(name)
         record = build_partition_change(
             partition,
             topic_id,
@@ -573,8 +580,8 @@ def leader_and_isr_updates(
             is_acceptable_leader=acceptable(partition),
             metadata_version=metadata_version,
             target_isr=[r for r in partition.isr if r not in excluded],
-            election=Election.UNCLEAN if unclean_election(topic.name) else Election.ONLINE,
-            min_isr=None if min_isr is None else min_isr(topic.name),
+            election=Election.UNCLEAN if unclean[name] else Election.ONLINE,
+            min_isr=min_isrs[name],
             unclean_shutdown=(
                 [unclean_shutdown_broker] if unclean_shutdown_broker != NO_LEADER else []
             ),
