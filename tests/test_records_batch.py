@@ -23,6 +23,7 @@ from kwire.records import (
     decode_batches,
     decompress,
     encode_batch,
+    plain_batch_size,
     read_batch_header,
 )
 from kwire.records import batch as batch_module
@@ -215,3 +216,24 @@ def test_keyless_headerless_records_are_written_as_the_general_writer_writes_the
     assert direct == general
     batch = build_batch([record], base_timestamp=5)
     assert decode_batch(encode_batch(batch))[0] == batch
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=70),
+            # the lengths where a varint or its count grows by a byte
+            st.sampled_from([63, 64, 65, 8128, 8129, 8191, 8192]).map(lambda n: b"v" * n),
+        ),
+        min_size=1,
+        max_size=150,
+    )
+)
+def test_plain_batch_size_is_the_size_of_the_batch_the_controller_writes(
+    values: list[bytes],
+) -> None:
+    batch = build_batch(
+        [Record(offset_delta=i, value=v) for i, v in enumerate(values)], base_timestamp=1
+    )
+    assert plain_batch_size([len(v) for v in values]) == len(encode_batch(batch))
