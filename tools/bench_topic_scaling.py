@@ -3,19 +3,20 @@
     python -m tools.bench_topic_scaling [--sizes 1000 10000 100000] [--requests 300]
                                         [--repo PATH ...] [--profile DIR] [--quick]
 
-For each checkout named by ``--repo`` (default: this one) a one-node kwire server runs
-from that checkout (``python -m kwire.server``, formatted at 3.9-IV0, on a free port of
-127.0.0.1) and one simulated broker registers and heartbeats every 250 ms, so that it is
-unfenced and can hold replicas. The cluster is filled with one-partition topics (batches
-of 1,000 in one CreateTopics) up to each size; then ``--requests`` CreateTopics of one
-topic (1 partition, replication factor 1) go one at a time and the rate is printed.
-Several checkouts run side by side, every size measured in alternating rounds, so the
-ratios of one run compare them on a shared, noisy machine (absolute figures do not).
+For each checkout named by ``--repo`` (default: this one) and each size, a one-node kwire
+server runs from that checkout (``python -m kwire.server``, formatted at 3.9-IV0, on a
+free port of 127.0.0.1) and one simulated broker registers and heartbeats every 250 ms,
+so that it is unfenced and can hold replicas. Each server is filled with one-partition
+topics (batches of 1,000 in one CreateTopics) up to its size. Then, in ``--rounds``
+rounds that visit every server in turn, ``--requests``/``--rounds`` CreateTopics of one
+topic (1 partition, replication factor 1) go one at a time; a server's rate is its best
+round. Every size and checkout is thus measured at the same moments, so the ratios of one
+run compare them on a shared, noisy machine (absolute figures do not).
 
 The last line, ``SUMMARY``, gives each checkout's rates and its smallest rate over its
 largest: 1.00 is perfectly flat, the issue asks for >= 0.80. ``--profile DIR`` runs each
-server under cProfile (``DIR/<n>.prof``, written at its SIGTERM). ``--quick``: sizes 1,000
-and 10,000, 100 requests.
+server under cProfile (``DIR/<checkout>-<size>.prof``, written at its SIGTERM).
+``--quick``: sizes 1,000 and 10,000, 100 requests.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ class Server:
 
     repo: Path
     directory: Path
+    size: int
     profile: Path | None = None
     port: int = 0
     cluster_id: str = ""
     process: subprocess.Popen[bytes] | None = None
-    rates: dict[int, list[float]] = field(default_factory=dict)
+    rates: list[float] = field(default_factory=list)
     topics: int = 0
 
     def _run(self, *args: str) -> str:
@@ -175,39 +177,35 @@ async def create(client: KafkaClient, names: list[str]) -> None:
         raise RuntimeError(f"CreateTopics failed: {failed[0].error_code} {failed[0].error_message}")
 
 
-async def fill(server: Server, client: KafkaClient, size: int) -> None:
-    while server.topics < size:
-        count = min(FILL_BATCH, size - server.topics)
+async def fill(server: Server, client: KafkaClient) -> None:
+    while server.topics < server.size:
+        count = min(FILL_BATCH, server.size - server.topics)
         await create(client, [f"fill.{server.topics + i}" for i in range(count)])
         server.topics += count
 
 
-async def measure(server: Server, client: KafkaClient, size: int, requests: int) -> None:
-    names = [f"one_{size}_{len(server.rates.get(size, []))}_{i}" for i in range(requests)]
+async def measure(server: Server, client: KafkaClient, requests: int) -> None:
+    names = [f"one_{len(server.rates)}_{i}" for i in range(requests)]
     started = time.perf_counter()
     for name in names:
         await create(client, [name])
-    server.rates.setdefault(size, []).append(requests / (time.perf_counter() - started))
+    server.rates.append(requests / (time.perf_counter() - started))
     server.topics += requests
 
 
-async def run(servers: list[Server], sizes: list[int], requests: int, rounds: int) -> None:
+async def run(servers: list[Server], requests: int, rounds: int) -> None:
     async with trio.open_nursery() as nursery:
         clients = []
         for server in servers:
             await nursery.start(keep_broker_alive, server)
             clients.append(await KafkaClient.connect(HOST, server.port, "bench-topics"))
-        for size in sizes:
+        for server, client in zip(servers, clients, strict=True):
+            await fill(server, client)
+        for _ in range(rounds):
             for server, client in zip(servers, clients, strict=True):
-                await fill(server, client, size)
-            for _ in range(rounds):
-                for server, client in zip(servers, clients, strict=True):
-                    await measure(server, client, size, max(1, requests // rounds))
-            print(
-                f"{size:>8} topics: "
-                + "  ".join(f"{s.repo.name}={max(s.rates[size]):8.0f} req/s" for s in servers),
-                flush=True,
-            )
+                await measure(server, client, max(1, requests // rounds))
+        for server in servers:
+            print(f"{server.repo.name}: {server.size:>8} topics: {max(server.rates):6.0f} req/s")
         for client in clients:
             await client.aclose()
         nursery.cancel_scope.cancel()
@@ -217,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repo", type=Path, action="append")
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--quick", action="store_true")
@@ -225,26 +223,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.sizes, args.requests = [1000, 10_000], 100
     repos = [r.resolve() for r in args.repo or [REPO]]
+    sizes = sorted(args.sizes)
     with tempfile.TemporaryDirectory(prefix="kwire-scaling-") as tmp:
         servers = []
         for n, repo in enumerate(repos):
-            profile = None
-            if args.profile is not None:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                profile = (args.profile / f"{n}.prof").resolve()
-            servers.append(Server(repo=repo, directory=Path(tmp) / str(n), profile=profile))
+            for size in sizes:
+                profile = None
+                if args.profile is not None:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    profile = (args.profile / f"{n}-{size}.prof").resolve()
+                directory = Path(tmp) / f"{n}-{size}"
+                servers.append(Server(repo=repo, directory=directory, size=size, profile=profile))
         try:
             for server in servers:
                 server.start()
-            trio.run(run, servers, sorted(args.sizes), args.requests, args.rounds)
+            trio.run(run, servers, args.requests, args.rounds)
         finally:
             for server in servers:
                 server.stop()
     parts = []
-    for n, server in enumerate(servers):
-        best = [max(server.rates[size]) for size in sorted(args.sizes)]
+    for n, repo in enumerate(repos):
+        best = [max(s.rates) for s in servers[n * len(sizes) : (n + 1) * len(sizes)]]
         rates = ",".join(f"{r:.0f}" for r in best)
-        parts.append(f"repo{n}={server.repo} rates={rates} flatness={min(best) / max(best):.2f}")
+        parts.append(f"repo{n}={repo} rates={rates} flatness={min(best) / max(best):.2f}")
     print("SUMMARY " + " ".join(parts))
     return 0
 
