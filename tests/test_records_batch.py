@@ -23,8 +23,10 @@ from kwire.records import (
     decode_batches,
     decompress,
     encode_batch,
+    plain_batch_size,
     read_batch_header,
 )
+from kwire.records import batch as batch_module
 
 RECORDS = (
     Record(offset_delta=0, timestamp_delta=0, key=None, value=b"\x01\x02\x03"),
@@ -192,3 +194,46 @@ def batches(draw: st.DrawFn) -> RecordBatch:
 def test_random_batches_round_trip(items: list[RecordBatch]) -> None:
     raw = b"".join(encode_batch(b) for b in items)
     assert list(decode_batches(raw)) == items
+
+
+# Keyless, headerless records (how the controller writes metadata records) take a direct
+# path; its bytes must be those of the general record writer, whatever the sizes.
+plain_record_st = st.builds(
+    Record,
+    offset_delta=st.one_of(st.integers(0, 200), st.integers(0x1F00, 0x2100), st.integers(0, 10**6)),
+    value=st.one_of(st.binary(max_size=300), st.binary(min_size=8000, max_size=9000)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain_record_st)
+def test_keyless_headerless_records_are_written_as_the_general_writer_writes_them(
+    record: Record,
+) -> None:
+    direct, general = bytearray(), bytearray()
+    batch_module._encode_record(direct, record)
+    batch_module._encode_any_record(general, record)
+    assert direct == general
+    batch = build_batch([record], base_timestamp=5)
+    assert decode_batch(encode_batch(batch))[0] == batch
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=70),
+            # the lengths where a varint or its count grows by a byte
+            st.sampled_from([63, 64, 65, 8128, 8129, 8191, 8192]).map(lambda n: b"v" * n),
+        ),
+        min_size=1,
+        max_size=150,
+    )
+)
+def test_plain_batch_size_is_the_size_of_the_batch_the_controller_writes(
+    values: list[bytes],
+) -> None:
+    batch = build_batch(
+        [Record(offset_delta=i, value=v) for i, v in enumerate(values)], base_timestamp=1
+    )
+    assert plain_batch_size([len(v) for v in values]) == len(encode_batch(batch))

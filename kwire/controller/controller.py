@@ -55,6 +55,7 @@ from kwire.controller.reassignment import (
     list_partition_reassignments,
 )
 from kwire.controller.rebalance import LeaderRebalance, balance_partition_leaders
+from kwire.controller.record_framing import framed_values
 from kwire.controller.records import (
     KRAFT_VERSION_FEATURE,
     METADATA_VERSION_FEATURE,
@@ -63,6 +64,7 @@ from kwire.controller.records import (
     RecordAndVersion,
     metadata_version,
     record_version,
+    versioned_records,
 )
 from kwire.controller.registration import (
     allocate_producer_ids,
@@ -128,7 +130,7 @@ from kwire.protocol.messages.metadata_records.zk_migration_state_record import (
 from kwire.protocol.messages.renew_delegation_token import RenewDelegationTokenRequest
 from kwire.protocol.messages.unregister_broker import UnregisterBrokerRequest
 from kwire.protocol.messages.update_features import UpdateFeaturesRequest
-from kwire.records import MAX_BATCH_SIZE_BYTES, frame_metadata_record, plain_batch_size
+from kwire.records import MAX_BATCH_SIZE_BYTES, plain_batch_size
 
 log = logging.getLogger("kwire.controller")
 
@@ -432,8 +434,7 @@ class QuorumController:
         after those already in ``applied`` (the operation starting at ``next_offset``).
         Raises OperationFailed, having applied nothing of them, when an atomic result
         would exceed the batch size; the caller's operation then fails as a whole."""
-        mv = self.metadata_version
-        versioned = [RecordAndVersion(r, record_version(r, mv)) for r in records]
+        versioned = versioned_records(records, self.metadata_version)
         return self._apply_versioned(applied, versioned, next_offset, atomic=atomic)
 
     def _apply_versioned(
@@ -447,10 +448,7 @@ class QuorumController:
         """Frame ``records``; for an atomic result, refuse (OperationFailed) a batch over
         the raft limit before any is applied; then apply them, ready to be taken back."""
         try:
-            values = [
-                frame_metadata_record(rv.api_key, rv.version, rv.record.encode(rv.version))
-                for rv in records
-            ]
+            values = framed_values(records)
         except EncodeError as e:
             # A record its schema cannot hold (a config value over 32,767 bytes at 3.x
             # levels): Kafka 3.9's raft fails to serialize it, an unexpected error that the

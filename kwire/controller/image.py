@@ -100,6 +100,14 @@ class MetadataImage:
     controllers: dict[int, ControllerRegistration] = field(default_factory=dict)
     topics: dict[UUID, TopicInfo] = field(default_factory=dict)
     topic_ids_by_name: dict[str, UUID] = field(default_factory=dict)
+    # Topics whose names hold '.' or '_', by the name with every '.' made '_' (Kafka's
+    # ReplicationControlManager.topicsWithCollisionChars), each set in creation order:
+    # CreateTopics checks a new name against it in O(1) however many topics exist.
+    topics_by_collision_key: dict[str, dict[str, None]] = field(default_factory=dict)
+    # How many partitions have a leader other than their preferred replica (Kafka's
+    # ReplicationControlManager.imbalancedPartitions, counted): whether a leader rebalance
+    # is needed is known after every write without a scan of every partition.
+    imbalanced_count: int = 0
     configs: dict[tuple[ConfigResourceType, str], dict[str, str]] = field(default_factory=dict)
     finalized_features: dict[str, int] = field(default_factory=dict)
     zk_migration_state: ZkMigrationState = ZkMigrationState.UNINITIALIZED
@@ -280,6 +288,15 @@ class MetadataImage:
         topic_id = self.topic_ids_by_name.get(name)
         return None if topic_id is None else self.topics.get(topic_id)
 
+    def colliding_topic(self, name: str) -> str | None:
+        """The oldest existing topic other than ``name`` whose name equals ``name`` once
+        every '.' is made '_' (Kafka: "collides with existing topic"), or None; O(1)."""
+        names = self.topics_by_collision_key.get(collision_key(name))
+        if not names:
+            return None
+        first = next(iter(names))
+        return first if first != name else None
+
     def is_active(self, broker_id: int) -> bool:
         registration = self.brokers.get(broker_id)
         return registration is not None and registration.active
@@ -441,6 +458,13 @@ class MetadataImage:
 
     def _topic(self, record: TopicRecord, offset: int) -> None:
         self.undo.set_item(self.topic_ids_by_name, record.name, record.topic_id)
+        if "." in record.name or "_" in record.name:
+            key = collision_key(record.name)
+            names = self.topics_by_collision_key.get(key)
+            if names is None:
+                names = {}
+                self.undo.set_item(self.topics_by_collision_key, key, names)
+            self.undo.set_item(names, record.name, None)
         self.undo.set_item(
             self.topics, record.topic_id, TopicInfo(name=record.name, topic_id=record.topic_id)
         )
@@ -453,6 +477,7 @@ class MetadataImage:
         updated = PartitionRegistration.from_record(record)
         self.undo.set_item(topic.partitions, record.partition_id, updated)
         self._update_isr_members(record.topic_id, record.partition_id, previous, updated)
+        self._count_imbalance(previous, updated)
 
     def _partition_change(self, record: PartitionChangeRecord, offset: int) -> None:
         topic = self.topics.get(record.topic_id)
@@ -464,16 +489,60 @@ class MetadataImage:
         updated = previous.merge(record)
         self.undo.set_item(topic.partitions, record.partition_id, updated)
         self._update_isr_members(record.topic_id, record.partition_id, previous, updated)
+        self._count_imbalance(previous, updated)
 
     def _remove_topic(self, record: RemoveTopicRecord, offset: int) -> None:
         topic = self.undo.pop_item(self.topics, record.topic_id)
         if topic is None:
             raise ReplayError(f"RemoveTopicRecord for unknown topic id {record.topic_id}")
         self.undo.pop_item(self.topic_ids_by_name, topic.name)
-        for partition_id, partition in topic.partitions.items():
-            self._update_isr_members(record.topic_id, partition_id, partition, None)
+        if "." in topic.name or "_" in topic.name:
+            key = collision_key(topic.name)
+            names = self.topics_by_collision_key.get(key)
+            if names is not None:
+                self.undo.pop_item(names, topic.name)
+                if not names:
+                    self.undo.pop_item(self.topics_by_collision_key, key)
+        self._unindex_topic(record.topic_id, topic)
         # Kafka drops the topic's dynamic configs together with the topic.
         self.undo.pop_item(self.configs, (ConfigResourceType.TOPIC, topic.name))
+
+    def _unindex_topic(self, topic_id: UUID, topic: TopicInfo) -> None:
+        """Take a removed topic out of the ISR and ELR indexes, one entry per broker (what
+        removing its partitions one at a time leaves), and out of the imbalance count."""
+        isr_brokers: set[int] = set()
+        elr_brokers: set[int] = set()
+        imbalanced = 0
+        for partition in topic.partitions.values():
+            isr_brokers.update(partition.isr)
+            if partition.leader == NO_LEADER:
+                isr_brokers.add(NO_LEADER)
+            if partition.elr:
+                elr_brokers.update(partition.elr)
+            if leader_is_not_preferred(partition):
+                imbalanced += 1
+        undo = self.undo
+        for index, capacities, brokers in (
+            (self.isr_members, self.isr_table_capacity, isr_brokers),
+            (self.elr_members, self.elr_table_capacity, elr_brokers),
+        ):
+            for broker in sorted(brokers):
+                by_topic = index.get(broker)
+                if by_topic is None or undo.pop_item(by_topic, topic_id) is None:
+                    continue
+                if not by_topic:
+                    undo.pop_item(capacities, broker)
+        if imbalanced:
+            undo.set_attr(self, "imbalanced_count", self.imbalanced_count - imbalanced)
+
+    def _count_imbalance(
+        self, previous: PartitionRegistration | None, updated: PartitionRegistration | None
+    ) -> None:
+        change = (updated is not None and leader_is_not_preferred(updated)) - (
+            previous is not None and leader_is_not_preferred(previous)
+        )
+        if change:
+            self.undo.set_attr(self, "imbalanced_count", self.imbalanced_count + change)
 
     def _update_isr_members(
         self,
@@ -491,14 +560,17 @@ class MetadataImage:
         def elr(p: PartitionRegistration | None) -> set[int]:
             return set() if p is None else set(p.elr)
 
-        self._update_index(
-            self.isr_members, self.isr_table_capacity, topic_id, partition_id,
-            members(previous), members(updated),
-        )  # fmt: skip
-        self._update_index(
-            self.elr_members, self.elr_table_capacity, topic_id, partition_id,
-            elr(previous), elr(updated),
-        )  # fmt: skip
+        before, after = members(previous), members(updated)
+        if before != after:
+            self._update_index(
+                self.isr_members, self.isr_table_capacity, topic_id, partition_id,
+                before, after,
+            )  # fmt: skip
+        if (previous is not None and previous.elr) or (updated is not None and updated.elr):
+            self._update_index(
+                self.elr_members, self.elr_table_capacity, topic_id, partition_id,
+                elr(previous), elr(updated),
+            )  # fmt: skip
 
     def _update_index(
         self,
@@ -723,6 +795,16 @@ def _handlers() -> dict[type, Callable[[MetadataImage, Any, int], None]]:
 
 
 _HANDLERS = _handlers()
+
+
+def leader_is_not_preferred(partition: PartitionRegistration) -> bool:
+    """Whether the partition's leader is not its first replica (none counts as not)."""
+    return not partition.replicas or partition.leader != partition.replicas[0]
+
+
+def collision_key(name: str) -> str:
+    """``name`` with every '.' made '_' (Kafka's Topic.unifyCollisionChars)."""
+    return name.replace(".", "_")
 
 
 def _cordoned(directories: list[UUID] | None) -> tuple[UUID, ...] | None:

@@ -121,6 +121,37 @@ class _RackList:
         self.offset += 1
         return placed
 
+    def place_in_one_rack(self, replication_factor: int) -> list[int]:
+        """``place`` when every broker shares one rack (no broker.rack set, the usual
+        case), after ``place``'s checks passed for this replication factor: the same
+        replicas, the same changes of state and the same draws from the generator, with
+        the replicas taken from the unfenced list in one slice where they fit."""
+        if self.epoch == self.unfenced and self.unfenced > 1:
+            self._shuffle()
+            self.epoch = 0
+        if self.offset == 1:
+            self.offset = 0
+        epoch = self.epoch
+        rack = self.racks[self.rack_names[0]]
+        unfenced = rack.unfenced
+        brokers = unfenced.brokers
+        count = len(brokers)
+        if unfenced.epoch != epoch:  # as _BrokerList.next starts a new round
+            unfenced.epoch = epoch
+            unfenced.index = 0
+            unfenced.offset = (unfenced.offset + 1) % count
+        start = unfenced.index
+        if start + replication_factor <= count:
+            first = start + unfenced.offset
+            placed = [brokers[(first + k) % count] for k in range(replication_factor)]
+            unfenced.index = start + replication_factor
+        else:
+            placed = [unfenced.next(epoch)]
+            placed += [rack.next(epoch) for _ in range(1, replication_factor)]
+        self.epoch += 1
+        self.offset += 1
+        return placed
+
     def _shuffle(self) -> None:
         self.rng.shuffle(self.rack_names)
         for rack in self.racks.values():
@@ -164,4 +195,6 @@ def place_replicas(
     _check_replication_factor(replication_factor, racks.total, racks.unfenced)
     if max_partitions is not None and num_partitions > max_partitions:
         raise excessively_large_operation()
+    if len(racks.rack_names) == 1:
+        return [racks.place_in_one_rack(replication_factor) for _ in range(num_partitions)]
     return [racks.place(replication_factor) for _ in range(num_partitions)]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from kwire.controller.elections import _PREFERRED, _elect
-from kwire.controller.image import MetadataImage
+from kwire.controller.image import MetadataImage, leader_is_not_preferred
 from kwire.controller.timeline_order import java_uuid_hash, timeline_order
 from kwire.protocol._codec import Message
 
@@ -78,7 +78,7 @@ class LeaderRebalance:
         """After a write: schedule a run if partitions are imbalanced and none is due."""
         if self.state is Schedule.SCHEDULED or self.interval_ms is None:
             return
-        if not any(True for _ in _imbalanced(image)):
+        if not image.imbalanced_count:
             return
         delay = self.interval_ms if self.state is Schedule.DEFERRED else IMMEDIATE_DELAY_MS
         self.state, self.due_ms = Schedule.SCHEDULED, now_ms + delay
@@ -94,7 +94,7 @@ def _imbalanced(image: MetadataImage) -> list[tuple[UUID, int]]:
         (topic_id, partition_id)
         for topic_id, topic in image.topics.items()
         for partition_id, partition in topic.partitions.items()
-        if not partition.replicas or partition.leader != partition.replicas[0]
+        if leader_is_not_preferred(partition)
     ]
 
 

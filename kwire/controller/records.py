@@ -6,6 +6,7 @@ The metadata.version levels that decide those versions live in :mod:`kwire.metad
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kwire.metadata_version import (
@@ -52,6 +53,22 @@ class RecordAndVersion:
         key = type(self.record).API_KEY  # type: ignore[attr-defined]
         assert isinstance(key, int)
         return key
+
+
+def versioned_records(records: Iterable[Message], mv: MetadataVersion) -> list[RecordAndVersion]:
+    """Each record with the version ``record_version`` gives it, worked out once per record
+    type (only BrokerRegistrationChangeRecord's depends on its content)."""
+    versions: dict[type, int] = {}
+    result = []
+    for record in records:
+        kind = type(record)
+        version = versions.get(kind)
+        if version is None:
+            version = record_version(record, mv)
+            if kind is not BrokerRegistrationChangeRecord:
+                versions[kind] = version
+        result.append(RecordAndVersion(record, version))
+    return result
 
 
 def record_version(record: Message, mv: MetadataVersion) -> int:

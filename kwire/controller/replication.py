@@ -103,6 +103,42 @@ def default_directory(image: MetadataImage, broker_id: int) -> UUID:
     return DIR_UNASSIGNED
 
 
+class _Shared:
+    """What every topic of one CreateTopics shares, computed once per request: the image
+    and the broker configs do not change while it is answered. Broker facts are looked up
+    lazily, so the cost follows the brokers a request places on, not the cluster's size."""
+
+    __slots__ = ("image", "active", "directory", "with_directories", "configs")
+
+    def __init__(self, image: MetadataImage, mv: MetadataVersion) -> None:
+        self.image = image
+        self.active: dict[int, bool] = {}
+        self.directory: dict[int, UUID] = {}
+        self.with_directories = mv.supports_directory_assignment
+        # The response's configs by the topic's own configs (in request order).
+        self.configs: dict[tuple[tuple[str, str], ...], list[TopicConfigs]] = {}
+
+    def is_active(self, broker_id: int) -> bool:
+        active = self.active.get(broker_id)
+        if active is None:
+            active = self.active[broker_id] = self.image.is_active(broker_id)
+        return active
+
+    def isr(self, replicas: list[int]) -> list[int]:
+        """The replicas that can be in a new partition's ISR (unfenced, not shutting down)."""
+        return [b for b in replicas if self.is_active(b)]
+
+    def directories(self, replicas: list[int]) -> list[UUID]:
+        directory = self.directory
+        result = []
+        for broker_id in replicas:
+            found = directory.get(broker_id)
+            if found is None:
+                found = directory[broker_id] = default_directory(self.image, broker_id)
+            result.append(found)
+        return result
+
+
 class CreateTopicsOutcome:
     __slots__ = ("records", "response")
 
@@ -158,10 +194,6 @@ def create_topics(
     topics = [t for t in request.topics if t.name not in duplicates and t.name in authorized]
 
     errors: dict[str, ApiError] = {}
-    collisions: dict[str, str] = {}
-    for existing in image.topic_ids_by_name:
-        if "." in existing or "_" in existing:
-            collisions.setdefault(existing.replace(".", "_"), existing)
     for topic in topics:
         problem = topic_name_problem(topic.name)
         if problem is not None:
@@ -169,8 +201,8 @@ def create_topics(
                 ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic name is invalid: {problem}"
             )
         if "." in topic.name or "_" in topic.name:
-            other = collisions.get(topic.name.replace(".", "_"))
-            if other is not None and other != topic.name:
+            other = image.colliding_topic(topic.name)
+            if other is not None:
                 errors[topic.name] = ApiError(
                     ErrorCode.INVALID_TOPIC_EXCEPTION,
                     f"Topic '{topic.name}' collides with existing topic: {other}",
@@ -190,6 +222,7 @@ def create_topics(
 
     records: list[Message] = []
     successes: dict[str, Result] = {}
+    shared = _Shared(image, metadata_version)
     for topic in topics:
         if topic.name in errors:
             continue
@@ -205,6 +238,7 @@ def create_topics(
                 settings,
                 rng,
                 metadata_version,
+                shared,
                 topic.name in describable,
             )
         except ApiError as e:
@@ -258,6 +292,7 @@ def _create_topic(
     settings: ReplicationSettings,
     rng: random.Random,
     mv: MetadataVersion,
+    shared: _Shared,
     describable: bool = True,
 ) -> Result:
     config_records: list[Message] = [
@@ -273,7 +308,8 @@ def _create_topic(
         # A topic created with min.insync.replicas clears its (new) ELRs, as any change of
         # it does (ConfigurationControlManager.incrementalAlterConfig).
         config_records += clear_elr_records(config_records)
-    new_parts: dict[int, PartitionRegistration] = {}
+    # Each new partition's replicas and ISR, by partition id.
+    new_parts: dict[int, tuple[list[int], list[int]]] = {}
     if topic.assignments:
         if topic.replication_factor != -1:
             raise ApiError(
@@ -296,16 +332,14 @@ def _create_topic(
                 )
             _validate_manual_assignment(image, assignment.broker_ids, replication_factor)
             replication_factor = len(assignment.broker_ids)
-            isr = [b for b in assignment.broker_ids if image.is_active(b)]
+            isr = shared.isr(assignment.broker_ids)
             if not isr:
                 raise ApiError(
                     ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                     "All brokers specified in the manual partition assignment for partition "
                     f"{assignment.partition_index} are fenced or in controlled shutdown.",
                 )
-            new_parts[assignment.partition_index] = _new_partition(
-                image, assignment.broker_ids, isr
-            )
+            new_parts[assignment.partition_index] = (list(assignment.broker_ids), isr)
         for index in range(len(new_parts)):
             if index not in new_parts:
                 raise ApiError(
@@ -348,14 +382,14 @@ def _create_topic(
                 f"Unable to replicate the partition {replication_factor} time(s): {e.message}",
             ) from None
         for partition_id, replicas in enumerate(placements):
-            isr = [b for b in replicas if image.is_active(b)]
+            isr = shared.isr(replicas)
             if not isr:
                 raise ApiError(
                     ErrorCode.INVALID_REPLICATION_FACTOR,
                     f"Unable to replicate the partition {replication_factor} time(s): All "
                     "brokers are currently fenced or in controlled shutdown.",
                 )
-            new_parts[partition_id] = _new_partition(image, replicas, isr)
+            new_parts[partition_id] = (replicas, isr)
 
     if len(records) + 1 + len(config_records) + len(new_parts) > MAX_RECORDS_PER_USER_OP:
         raise excessively_large_operation()
@@ -372,25 +406,43 @@ def _create_topic(
     if describable:
         result.topic_config_error_code = ErrorCode.NONE
         result.num_partitions = len(new_parts)
-        result.replication_factor = len(new_parts[0].replicas)
-        result.configs = [
-            TopicConfigs(
-                name=entry.name,
-                value=None if entry.sensitive else entry.value,
-                read_only=entry.read_only,
-                config_source=entry.source,
-                is_sensitive=entry.sensitive,
-            )
-            for entry in effective_topic_configs(
-                configs, settings.static_topic_defaults, level=mv, inherited=settings.inherited
-            )
-        ]
+        result.replication_factor = len(new_parts[0][0])
+        key = tuple(configs.items())
+        described = shared.configs.get(key)
+        if described is None:
+            described = shared.configs[key] = [
+                TopicConfigs(
+                    name=entry.name,
+                    value=None if entry.sensitive else entry.value,
+                    read_only=entry.read_only,
+                    config_source=entry.source,
+                    is_sensitive=entry.sensitive,
+                )
+                for entry in effective_topic_configs(
+                    configs, settings.static_topic_defaults, level=mv, inherited=settings.inherited
+                )
+            ]
+        # The entries are shared by the topics of this request with the same configs.
+        result.configs = list(described)
     records.append(TopicRecord(name=topic.name, topic_id=topic_id))
     # ConfigRecords (and any ClearElrRecord) sit between the TopicRecord and the
     # PartitionRecords, in the order of the Java HashMap Kafka builds them from.
     records += config_records
-    for partition_id in sorted(new_parts):
-        records.append(_partition_record(topic_id, partition_id, new_parts[partition_id], mv))
+    with_directories = shared.with_directories
+    for partition_id in sorted(new_parts) if topic.assignments else range(len(new_parts)):
+        replicas, isr = new_parts[partition_id]
+        record = PartitionRecord(
+            partition_id=partition_id,
+            topic_id=topic_id,
+            replicas=replicas,
+            isr=isr,
+            leader=isr[0],
+            leader_epoch=0,
+            partition_epoch=0,
+        )
+        if with_directories:
+            record.directories = shared.directories(replicas)
+        records.append(record)
     return result
 
 
@@ -510,10 +562,17 @@ def leader_and_isr_updates(
 
         return check
 
+    # Per topic, not per partition: nothing is applied while the records are built.
+    unclean: dict[str, bool] = {}
+    min_isrs: dict[str, int | None] = {}
     records: list[Message] = []
     for topic_id, partition_id in list(partitions):
         topic = image.topics[topic_id]
         partition = topic.partitions[partition_id]
+        name = topic.name
+        if name not in unclean:
+            unclean[name] = unclean_election(name)
+            min_isrs[name] = None if min_isr is None else min_isr(name)
         record = build_partition_change(
             partition,
             topic_id,
@@ -521,8 +580,8 @@ def leader_and_isr_updates(
             is_acceptable_leader=acceptable(partition),
             metadata_version=metadata_version,
             target_isr=[r for r in partition.isr if r not in excluded],
-            election=Election.UNCLEAN if unclean_election(topic.name) else Election.ONLINE,
-            min_isr=None if min_isr is None else min_isr(topic.name),
+            election=Election.UNCLEAN if unclean[name] else Election.ONLINE,
+            min_isr=min_isrs[name],
             unclean_shutdown=(
                 [unclean_shutdown_broker] if unclean_shutdown_broker != NO_LEADER else []
             ),

@@ -245,7 +245,43 @@ def build_batch(
 # ---------------------------------------------------------------- encoding
 
 
+def _zigzag_size(value: int) -> int:
+    """Bytes of a non-negative ``value`` written by write_varint."""
+    zigzag, size = value << 1, 1
+    while zigzag >= 0x80:
+        zigzag >>= 7
+        size += 1
+    return size
+
+
 def _encode_record(out: bytearray, r: Record) -> None:
+    value = r.value
+    if (
+        value is not None
+        and r.key is None
+        and not r.headers
+        and r.attributes == 0
+        and r.timestamp_delta == 0
+        and 0 <= r.offset_delta < 0x2000
+    ):
+        # A keyless, headerless record (every metadata record): written straight into
+        # ``out``, its length known beforehand, without an intermediate body.
+        delta = r.offset_delta << 1  # zigzag of a non-negative int32
+        size = len(value)
+        size_bytes = _zigzag_size(size)
+        write_varint(out, (5 if delta < 0x80 else 6) + size_bytes + size)
+        if delta < 0x80:
+            out += bytes((0, 0, delta, 1))  # attributes, timestamp delta 0, delta, null key
+        else:
+            out += bytes((0, 0, (delta & 0x7F) | 0x80, delta >> 7, 1))
+        write_varint(out, size)
+        out += value
+        out.append(0)  # no headers
+        return
+    _encode_any_record(out, r)
+
+
+def _encode_any_record(out: bytearray, r: Record) -> None:
     body = bytearray()
     body.append(r.attributes & 0xFF)
     write_varlong(body, r.timestamp_delta)

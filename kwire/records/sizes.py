@@ -24,7 +24,14 @@ def plain_batch_size(value_lengths: Sequence[int]) -> int:
     refuse a batch over its maximum size."""
     total = RECORD_BATCH_OVERHEAD
     for offset_delta, length in enumerate(value_lengths):
-        total += plain_record_size(offset_delta, length)
+        # plain_record_size, with one-byte varints (values below 64) counted inline
+        body = (
+            4
+            + (1 if offset_delta < 64 else _varint_size(offset_delta))
+            + (1 if length < 64 else _varint_size(length))
+            + length
+        )
+        total += (1 if body < 64 else _varint_size(body)) + body
     return total
 
 
