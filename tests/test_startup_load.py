@@ -59,7 +59,7 @@ BROKERS = 5
 
 def history(seed: int) -> list[RecordAndVersion]:
     """A log with every case the fast path must get right: topics and partitions in
-    bulk, a leaderless partition, ELRs, a topic id reused after removal, a partition
+    bulk, leaderless and imbalanced partitions, ELRs, a topic id reused after removal, a partition
     written twice, changes, configs and a metadata transaction in between."""
     rng = random.Random(seed)
     out = [RecordAndVersion(FeatureLevelRecord(name="metadata.version", feature_level=21), 0)]
@@ -86,6 +86,11 @@ def history(seed: int) -> list[RecordAndVersion]:
         if t % 7 == 3:
             out.append(partition(topic_id, 0, leader=-1, isr=[], leader_recovery_state=1))
             out.append(partition(topic_id, 1, eligible_leader_replicas=[2, 4], last_known_elr=[5]))
+            # New partitions led by other than their first replica count as imbalanced.
+            led_by_second = partition(topic_id, 50)
+            led_by_second.record.leader = led_by_second.record.replicas[1]
+            out.append(led_by_second)
+            out.append(partition(topic_id, 51, leader=-1, isr=[]))
         if t % 5 == 1:
             config = ConfigRecord(
                 resource_type=int(ConfigResourceType.TOPIC),

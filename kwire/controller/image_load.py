@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from kwire.controller.image import MetadataImage
+from kwire.controller.image import MetadataImage, leader_is_not_preferred
 from kwire.controller.registrations import (
     DIR_MIGRATING,
     MIN_TABLE_CAPACITY,
@@ -176,6 +176,8 @@ class ImageLoader:
                 found = self._registrations[same] = (shared, _isr_members(shared))
             registration, brokers = found
         topic.partitions[partition_id] = registration
+        if leader_is_not_preferred(registration):  # as MetadataImage._count_imbalance
+            self.image.imbalanced_count += 1
         # The brokers-to-ISR index, as MetadataImage._update_isr_members makes it for a
         # new partition (the order among one partition's brokers does not matter).
         lists = self._isr_lists
