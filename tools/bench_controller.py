@@ -43,6 +43,7 @@ import operator
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,7 @@ SHARED_TOOLS = REPO.parent / "shared" / "tools"
 HOST = "127.0.0.1"
 PROBE_RETRY_S = 0.01
 RESTART_TIMEOUT_S = 900.0
+STOP_TIMEOUT_S = 120.0  # SIGTERM, then kill -9
 SMALL = (50, 10)  # topics per CreateTopics, partitions per topic
 LARGE = (25, 100)
 RF = 3
@@ -187,26 +189,21 @@ TARGET_1M_RESTART_S, TARGET_1M_RSS_MB = 10.0, 2_000.0
 # -- the load tools ---------------------------------------------------------------------------
 
 
-def run_tool(script: str, server: KwireServer, *args: str, timeout: float) -> str:
-    """Run one of ../shared/tools against `server` with this interpreter; its stdout."""
-    command = [
-        sys.executable,
-        str(SHARED_TOOLS / script),
-        "--controller",
-        f"{HOST}:{server.port}",
-        "--cluster-id",
-        server.cluster_id,
-        "--pid",
-        str(server.pid),
-        *args,
-    ]
+def run_tool(script: str, server: KwireServer, args: str, timeout: float) -> tuple[str, float]:
+    """Run one of ../shared/tools against `server` with this interpreter: its stdout, and
+    its own CPU use (% of a core; near 100 the load generator, not kwire, sets latencies)."""
+    command = [sys.executable, str(SHARED_TOOLS / script), "--controller", f"{HOST}:{server.port}"]
+    command += ["--cluster-id", server.cluster_id, "--pid", str(server.pid), *args.split()]
+    before, began = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{script} did not finish within {timeout:.0f} s") from exc
+    after, elapsed = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - began
     if done.returncode != 0:
         raise BenchError(f"{script} exited {done.returncode}:\n{done.stderr[-2000:]}")
-    return done.stdout
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return done.stdout, 100 * used / elapsed
 
 
 def _find(pattern: str, text: str, what: str) -> re.Match[str]:
@@ -232,61 +229,38 @@ def _check_errors(text: str, figures: dict[str, float]) -> None:
 
 def heartbeat_rows(server: KwireServer, plan: Plan) -> dict[str, float]:
     """Registrations/s, heartbeat p50/p99 (ms) and CPU (% of a core) of `plan.brokers`."""
-    out = run_tool(
+    out, load_cpu = run_tool(
         "heartbeat_load.py",
         server,
-        "--brokers",
-        str(plan.brokers),
-        "--interval-ms",
-        "2000",
-        "--duration",
-        str(plan.heartbeat_s),
+        f"--brokers {plan.brokers} --interval-ms 2000 --duration {plan.heartbeat_s}",
         timeout=plan.heartbeat_s + 120 + plan.brokers / 20,
     )
-    registered = _find(
-        r"registered (\d+)/(\d+) brokers in [\d.]+ s \((\d+)/s\)", out, "registrations"
-    )
+    registered = _find(r"registered (\d+)/(\d+) brokers in [\d.]+ s \((\d+)/s\)", out, "brokers")
     beats = _find(
         r"latency p50 ([\d.]+) ms p99 ([\d.]+) ms .*unfenced at end (\d+)/(\d+); "
         r"errors (\{.*?\}); exceptions (\d+)",
         out,
         "heartbeat latencies",
     )
-    if (
-        registered.group(1) != registered.group(2)
-        or beats.group(5) != "{}"
-        or beats.group(6) != "0"
-    ):
+    if registered.group(1) != registered.group(2) or beats.group(5, 6) != ("{}", "0"):
         raise BenchError(f"brokers failed to register or heartbeat:\n{out}")
     return {
         "registration": float(registered.group(3)),
         "heartbeat-p50": float(beats.group(1)),
         "heartbeat-p99": float(beats.group(2)),
         "heartbeat-cpu": _cpu(out),
+        "load-cpu:heartbeat_load": load_cpu,
         "unfenced": float(beats.group(3)),
     }
 
 
 def topic_rows(server: KwireServer, plan: Plan, *, first_id: int) -> dict[str, float]:
     """Single creates p50/p99 (ms), 50 x 10 partitions/s, then deletes (topics/s)."""
-    topics, partitions = SMALL
-    out = run_tool(
+    out, load_cpu = run_tool(
         "controller_bench.py",
         server,
-        "--seq",
-        str(plan.seq),
-        "--batches",
-        str(plan.small_batches),
-        "--topics-per-batch",
-        str(topics),
-        "--partitions",
-        str(partitions),
-        "--rf",
-        str(RF),
-        "--first-id",
-        str(first_id),
-        "--tag",
-        "small",
+        f"--seq {plan.seq} --batches {plan.small_batches} --topics-per-batch {SMALL[0]} "
+        f"--partitions {SMALL[1]} --rf {RF} --first-id {first_id} --tag small",
         timeout=120 + plan.seq + plan.small_batches * 5,
     )
     figures = _summary(out)
@@ -296,35 +270,26 @@ def topic_rows(server: KwireServer, plan: Plan, *, first_id: int) -> dict[str, f
         "create-one-p99": figures["create_p99_ms"],
         "create-50x10": figures["partitions_per_s"],
         "delete": figures["deletes_per_s"],
+        "load-cpu:controller_bench (single, 50 x 10, delete)": load_cpu,
     }
 
 
 def bulk_rows(server: KwireServer, batches: int, *, first_id: int, tag: str) -> dict[str, float]:
     """`batches` CreateTopics of 25 x 100 RF 3 kept: partitions/s and CPU (% of a core)."""
-    topics, partitions = LARGE
-    out = run_tool(
+    out, load_cpu = run_tool(
         "controller_bench.py",
         server,
-        "--seq",
-        "0",
-        "--keep",
-        "--batches",
-        str(batches),
-        "--topics-per-batch",
-        str(topics),
-        "--partitions",
-        str(partitions),
-        "--rf",
-        str(RF),
-        "--first-id",
-        str(first_id),
-        "--tag",
-        tag,
+        f"--seq 0 --keep --batches {batches} --topics-per-batch {LARGE[0]} "
+        f"--partitions {LARGE[1]} --rf {RF} --first-id {first_id} --tag {tag}",
         timeout=120 + batches * 10,
     )
     figures = _summary(out)
     _check_errors(out, figures)
-    return {"create-25x100": figures["partitions_per_s"], "create-25x100-cpu": _cpu(out)}
+    return {
+        "create-25x100": figures["partitions_per_s"],
+        "create-25x100-cpu": _cpu(out),
+        "load-cpu:controller_bench (25 x 100)": load_cpu,
+    }
 
 
 # -- restart --------------------------------------------------------------------------------
@@ -371,7 +336,7 @@ def peak_rss_bytes(pid: int) -> int:
 def restart(server: KwireServer) -> tuple[float, int, int]:
     """SIGTERM, start again: (seconds from exec to a CreateTopics answer, peak RSS bytes
     by then, the answer's error code)."""
-    status = server.stop()
+    status = server.stop(STOP_TIMEOUT_S)
     if status != 0:
         raise BenchError(f"kwire exited {status} on SIGTERM:\n{server.output()[-2000:]}")
     began = time.perf_counter()
@@ -400,7 +365,7 @@ def fresh_server(directory: Path, name: str) -> Iterator[KwireServer]:
     try:
         yield server
     finally:
-        server.close()
+        server.stop(STOP_TIMEOUT_S)
 
 
 def run_table(
@@ -485,6 +450,18 @@ def render_table(figures: dict[str, float], plan: Plan, groups: set[str]) -> lis
             f"| {row.key} | {row.measure.format(**names)} | {_number(value)} | {_number(row.kafka)} "
             f"| {value / row.kafka:.2f} | {'higher' if row.higher_is_better else 'lower'} "
             f"| {row.target_text()} | {met} |"
+        )
+    if "unfenced" in figures:
+        lines.append(
+            f"(brokers unfenced at the end of the heartbeat run: {figures['unfenced']:.0f}/{plan.brokers})"
+        )
+    loads = [
+        f"{k.split(':', 1)[1]} {v:.0f}%" for k, v in figures.items() if k.startswith("load-cpu:")
+    ]
+    if loads:
+        lines.append(
+            "(the load generators' own CPU, % of a core, over their whole run: "
+            f"{', '.join(loads)}; near 100% they, not kwire, set the latencies)"
         )
     if "restart" in groups:
         code = ErrorCode(int(figures["restart_answer"])).name
