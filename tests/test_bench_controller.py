@@ -184,6 +184,10 @@ def test_the_scaling_run_prints_kafkas_million_partition_figures_from_the_readme
         assert number(kafka[column]) == pytest.approx(readme_figure(run, pattern) * factor), column
 
 
+def test_the_controller_refused_nothing_at_the_tiny_scale(quick_run: str) -> None:
+    assert "ERRORS" not in quick_run
+
+
 def test_the_machine_and_a_warning_that_figures_are_noisy_are_printed(quick_run: str) -> None:
     assert f"machine: {os.cpu_count()} cores" in quick_run
     assert "NOISY" in quick_run and "vary from machine to machine" in quick_run
