@@ -412,7 +412,7 @@ def run_table(
             created += plan.large_batches * LARGE[0] * LARGE[1]
             live = plan.seq + plan.large_batches * LARGE[0] * LARGE[1]
         if "restart" in groups:
-            say(f"restart with {created} partitions")
+            say(f"restart: {created} partitions created")
             figures["restart"], _, code = restart(server)
             figures["restart_partitions"] = created
             figures["live_partitions"] = live
@@ -428,7 +428,7 @@ def run_scaling(
     points = []
     for size in plan.scaling:
         batches = max(1, round(size / per_request))
-        say(f"scaling: {batches * per_request} partitions")
+        say(f"scaling {batches * per_request:,}: create, then restart")
         with fresh_server(directory, f"scaling-{size}", SCALING_OVERRIDES) as server:
             created = bulk_rows(server, batches, notes, first_id=300, tag="scale")
             seconds, rss, _ = restart(server)
