@@ -45,7 +45,15 @@ class LeaderPart(ElectionPart):
         candidate = offsets[len(leader.voters) // 2]
         if candidate > leader.epoch_start_offset and candidate > leader.high_watermark:
             leader.high_watermark = candidate
-            return [HighWatermarkAdvanced(offset=candidate)]
+            return [HighWatermarkAdvanced(offset=candidate), *self.voter_changes_committed(leader)]
+        return []
+
+    def voter_changes_committed(self, leader: Leader) -> list[Action]:
+        """Answers to voter changes the new high watermark commits (reconfig.py)."""
+        return []
+
+    def expire_voter_changes(self, leader: Leader, now_ms: int) -> list[Action]:
+        """Voter changes whose time ran out (reconfig.py)."""
         return []
 
     def leader_flushed(self, leader: Leader, end_offset: int, now_ms: int) -> list[Action]:
@@ -90,11 +98,10 @@ class LeaderPart(ElectionPart):
                     " ms: resigning"
                 )
             return self.to_resigned(self.voters_by_descending_fetch_offset(leader), now_ms)
-        actions: list[Action] = []
+        actions: list[Action] = self.expire_voter_changes(leader, now_ms)
         if now_ms >= leader.begin_quorum_deadline_ms:
             interval = self.config.fetch_timeout_ms // 2
-            me = self.voter(self.node_id)
-            assert me is not None
+            me = self.own_voter()
             for voter_id, progress in leader.voters.items():
                 if voter_id == self.node_id:
                     continue
@@ -116,8 +123,7 @@ class LeaderPart(ElectionPart):
     def poll_resigned(self, now_ms: int) -> list[Action]:
         resigned = self.role
         assert isinstance(resigned, Resigned)
-        me = self.voter(self.node_id)
-        assert me is not None
+        me = self.own_voter()
         actions: list[Action] = []
         for voter_id in sorted(resigned.unacked):
             if self.ready(voter_id, EndQuorumEpochRequest, now_ms):
