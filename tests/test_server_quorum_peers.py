@@ -18,7 +18,8 @@ from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.state import SendFailure, Voter
-from kwire.server.peers import PeerChannel, PeerEvent, ResponseReceived, SendFailed
+from kwire.raft.voter_set import VoterEndpoint
+from kwire.server.peers import PeerChannel, PeerEvent, Peers, ResponseReceived, SendFailed
 
 TIMEOUT_S = 10.0
 # Kafka 3.9's controller: Vote up to v1 (no PreVote), the rest as kwire's.
@@ -208,3 +209,154 @@ async def test_api_versions_goes_first_as_raft_client_n_then_the_highest_shared_
     received = peer.seen[1][1]
     assert isinstance(received, VoteRequest)
     assert received.topics[0].partitions[0].pre_vote is True
+
+
+# -- Peers: channels that follow the voter set and go to named endpoints ---------------------
+
+
+@dataclass
+class Directory:
+    """The voter set as the raft core shows it to Peers (`voter_ids`, `voter`)."""
+
+    voters: dict[int, Voter] = field(default_factory=dict)
+
+    @property
+    def voter_ids(self) -> frozenset[int]:
+        return frozenset(self.voters)
+
+    def voter(self, node_id: int) -> Voter | None:
+        return self.voters.get(node_id)
+
+
+async def listen(peer: ScriptedPeer, nursery: trio.Nursery) -> int:
+    port = free_port()
+    listeners = await trio.open_tcp_listeners(port, host=HOST)
+    nursery.start_soon(trio.serve_listeners, peer.serve, listeners)
+    return port
+
+
+def new_peers(directory: Directory) -> tuple[Peers, trio.MemoryReceiveChannel[PeerEvent]]:
+    send, receive = trio.open_memory_channel[PeerEvent](16)
+    return Peers(1, directory, request_timeout_ms=2000, deliver=send), receive
+
+
+async def test_a_request_with_an_endpoint_reaches_a_node_outside_the_voter_set() -> None:
+    peer = ScriptedPeer(answer_vote)
+    peers, events = new_peers(Directory())
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            port = await listen(peer, nursery)
+            nursery.start_soon(peers.run)
+            request = ApiVersionsRequest(
+                client_software_name="kwire", client_software_version="0.1.0"
+            )
+            peers.send(4, request, VoterEndpoint(name="CONTROLLER", host=HOST, port=port))
+            event = await events.receive()
+            nursery.cancel_scope.cancel()
+    assert isinstance(event, ResponseReceived)
+    assert (event.destination, event.request) == (4, request)
+    assert isinstance(event.response, ApiVersionsResponse) and event.response.error_code == 0
+    # The channel's own ApiVersions, then the core's, at the highest shared version.
+    assert [(h.request_api_key, h.request_api_version) for h, _ in peer.seen] == [
+        (18, 4),
+        (18, APIS[18].highest_version),
+    ]
+
+
+async def test_a_destination_neither_voter_nor_given_an_endpoint_is_refused_at_once() -> None:
+    peers, events = new_peers(Directory({2: Voter(node_id=2, host=HOST, port=free_port())}))
+    with trio.fail_after(TIMEOUT_S):
+        peers.send(5, vote(False))
+        event = events.receive_nowait()
+    assert event == SendFailed(
+        destination=5, request=vote(False), failure=SendFailure.CONNECTION_REFUSED
+    )
+
+
+async def test_a_voter_added_to_the_voter_set_is_reachable_by_its_id() -> None:
+    peer = ScriptedPeer(answer_vote)
+    directory = Directory()
+    peers, events = new_peers(directory)
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            port = await listen(peer, nursery)
+            nursery.start_soon(peers.run)
+            peers.send(4, vote(False))
+            before = await events.receive()
+            directory.voters[4] = Voter(node_id=4, host=HOST, port=port)  # a VotersRecord
+            peers.send(4, vote(False))
+            after = await events.receive()
+            nursery.cancel_scope.cancel()
+    assert before == SendFailed(
+        destination=4, request=vote(False), failure=SendFailure.CONNECTION_REFUSED
+    )
+    assert isinstance(after, ResponseReceived) and after.destination == 4
+    assert isinstance(after.response, VoteResponse)
+
+
+async def test_a_voter_whose_endpoint_changed_is_reached_at_the_new_one_and_the_old_is_closed() -> (
+    None
+):
+    old_peer, new_peer = ScriptedPeer(answer_vote), ScriptedPeer(answer_vote)
+    directory = Directory()
+    peers, events = new_peers(directory)
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            old_port = await listen(old_peer, nursery)
+            new_port = await listen(new_peer, nursery)
+            directory.voters[2] = Voter(node_id=2, host=HOST, port=old_port)
+            nursery.start_soon(peers.run)
+            peers.send(2, vote(False))
+            first = await events.receive()
+            directory.voters[2] = Voter(node_id=2, host=HOST, port=new_port)
+            peers.send(2, vote(True))
+            second = await events.receive()
+            nursery.cancel_scope.cancel()
+    assert isinstance(first, ResponseReceived) and isinstance(second, ResponseReceived)
+    assert [type(body) for _, body in old_peer.seen] == [ApiVersionsRequest, VoteRequest]
+    assert [type(body) for _, body in new_peer.seen] == [ApiVersionsRequest, VoteRequest]
+    assert list(peers.channels) == [Voter(node_id=2, host=HOST, port=new_port)]
+
+
+async def test_a_node_that_left_the_voter_set_loses_its_channel_and_its_request_fails() -> None:
+    peer = ScriptedPeer(never_answer)
+    directory = Directory()
+    peers, events = new_peers(directory)
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            port = await listen(peer, nursery)
+            directory.voters[3] = Voter(node_id=3, host=HOST, port=port)
+            nursery.start_soon(peers.run)
+            peers.send(3, vote(False))
+            while len(peer.seen) < 2:  # the Vote is on the wire, never answered
+                await trio.sleep(0.01)
+            del directory.voters[3]  # a VotersRecord without node 3
+            started = trio.current_time()
+            peers.follow_voters()
+            event = await events.receive()
+            waited = trio.current_time() - started
+            nursery.cancel_scope.cancel()
+    assert event == SendFailed(
+        destination=3, request=vote(False), failure=SendFailure.CONNECTION_LOST
+    )
+    assert waited < 1.0  # at once, not after the 2 s request timeout
+    assert peers.channels == {}
+
+
+async def test_every_voter_gets_a_channel_before_anything_is_sent_to_it() -> None:
+    peer = ScriptedPeer(answer_vote)
+    directory = Directory()
+    peers, _ = new_peers(directory)
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            port = await listen(peer, nursery)
+            directory.voters = {
+                1: Voter(node_id=1, host=HOST, port=free_port()),  # this node
+                2: Voter(node_id=2, host=HOST, port=port),
+            }
+            nursery.start_soon(peers.run)
+            while not peer.seen:  # connected, ApiVersions exchanged, nothing else asked
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert list(peers.channels) == [Voter(node_id=2, host=HOST, port=port)]
+    assert [type(body) for _, body in peer.seen] == [ApiVersionsRequest]

@@ -1,9 +1,10 @@
-"""Outbound connections to the other voters: what the raft core asks to send, and what came back.
+"""Outbound connections: what the raft core asks to send, and what came back.
 
 Kafka's raft client talks to its peers through one NetworkClient (RaftManager, client id
 ``raft-client-<node.id>``, at most one request in flight per connection, reconnect backoff
-50 ms doubling up to 500 ms, ApiVersions first on every new connection). `PeerChannel` is
-that for one voter; `Peers` holds one channel per other voter.
+50 ms doubling up to 500 ms, ApiVersions first on every new connection, idle connections
+closed after ``connections.max.idle.ms``). `PeerChannel` is that for one address; `Peers`
+holds one channel per (destination, address) and follows the voter set as it changes.
 
 Rules:
 - Sends are fire-and-forget (`PeerChannel.send`); the answer comes back on the driver's
@@ -18,6 +19,16 @@ Rules:
 - One connection per voter is kept open (reopened after a backoff, 50 ms doubling to
   500 ms): the first Vote after a leader dies does not wait for a connect and an
   ApiVersions exchange, and an idle connection the peer closed is noticed at once.
+- Where a request goes (`Peers.send`): to the endpoint the core names (a voter being
+  added, a bootstrap server -2, -3, ...), else to the destination's endpoint in the
+  CURRENT voter set (`VoterDirectory`, the raft core), so voters a VotersRecord added are
+  reachable. A destination that is neither is failed at once with CONNECTION_REFUSED.
+- Channels follow the voter set: one is kept open to every other voter (checked on every
+  send and every `SWEEP_S`); a voter whose endpoint changed gets a new channel and the old
+  one is closed; the channel of a node that left the voter set is closed; a channel opened
+  for an explicit endpoint is closed once idle for ``connections.max.idle.ms``. Closing a
+  channel reports what was queued or in flight on it as CONNECTION_LOST, so the core
+  never waits for an answer that cannot come. Channels run in Peers' own nursery.
 - Buffers are bounded: at most `MAX_QUEUED` requests wait per peer (the core never has two
   of one kind in flight to a peer, so it needs at most one per API); one more is failed at
   once with TIMEOUT. A response frame is bounded by `socket.request.max.bytes`.
@@ -31,6 +42,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -47,6 +59,7 @@ from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersions
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.raft.state import SendFailure, Voter
+from kwire.raft.voter_set import VoterEndpoint
 
 log = logging.getLogger("kwire.peers")
 
@@ -58,6 +71,8 @@ RECONNECT_BACKOFF_MS = 50  # RaftManager's reconnect.backoff.ms
 RECONNECT_BACKOFF_MAX_MS = 500  # and its maximum
 MAX_QUEUED = 16
 RECEIVE_CHUNK = 64 * 1024
+CONNECTIONS_MAX_IDLE_MS = 600_000  # the server's connections.max.idle.ms, as RaftManager's Selector
+SWEEP_S = 1.0  # how often Peers checks its channels against the voter set
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +121,8 @@ def choose_version(api_key: int, theirs: tuple[int, int] | None) -> int | None:
 
 
 class PeerChannel:
-    """Kafka's NetworkClient towards one voter, with one request in flight at a time."""
+    """Kafka's NetworkClient towards one address (`voter`: the destination id the core
+    knows it by, host, port), with one request in flight at a time."""
 
     def __init__(
         self,
@@ -130,6 +146,9 @@ class PeerChannel:
         self._correlation_id = 0
         self._backoff_ms = RECONNECT_BACKOFF_MS
         self._stream: trio.abc.Stream | None = None
+        self._current: _Queued | None = None  # the request on the wire
+        self._scope = trio.CancelScope()  # cancelled by `close`, even before `run` starts
+        self.closed = False
 
     # -- the driver's side ----------------------------------------------------------------
 
@@ -151,6 +170,17 @@ class PeerChannel:
         self.queue.append(_Queued(request, deadline))
         self._wanted.set()
 
+    @property
+    def busy(self) -> bool:
+        """A request waits or is on the wire."""
+        return bool(self.queue) or self._current is not None
+
+    def close(self) -> None:
+        """Stop the channel for good: `run` returns, and what was queued or in flight is
+        reported CONNECTION_LOST."""
+        self.closed = True
+        self._scope.cancel()
+
     def disconnect(self) -> None:
         """Close the connection now (what is in flight is reported CONNECTION_LOST)."""
         if self._stream is not None:
@@ -167,7 +197,19 @@ class PeerChannel:
 
     async def run(self) -> None:
         """Keep a connection to the voter (reconnecting with backoff), and send what waits;
-        until cancelled."""
+        until cancelled or `close`d (then what is pending is reported CONNECTION_LOST)."""
+        try:
+            with self._scope:
+                await self._run()
+        finally:
+            pending = [self._current] if self._current is not None else []
+            pending += self.queue
+            self._current = None
+            self.queue.clear()
+            for item in pending:
+                self._fail_soon(item.request, SendFailure.CONNECTION_LOST)
+
+    async def _run(self) -> None:
         while True:
             try:
                 with trio.fail_after(self.request_timeout_s):
@@ -231,6 +273,8 @@ class PeerChannel:
             await self._report_failure(item.request, failure)
 
     async def _report_failure(self, request: Message, failure: SendFailure) -> None:
+        if self._current is not None and self._current.request is request:
+            self._current = None
         await self.deliver.send(
             SendFailed(destination=self.voter.node_id, request=request, failure=failure)
         )
@@ -258,7 +302,9 @@ class PeerChannel:
                 )
                 await self._report_failure(item.request, SendFailure.UNSUPPORTED_VERSION)
                 continue
+            self._current = item
             response = await self._exchange(stream, frames, item, api_key, version, payload)
+            self._current = None
             await self.deliver.send(
                 ResponseReceived(
                     destination=self.voter.node_id, request=item.request, response=response
@@ -372,35 +418,62 @@ class PeerChannel:
         raise _ConnectionGone
 
 
+class VoterDirectory(Protocol):
+    """Who the voters are now (the raft core: `RaftCore.voter_ids`, `RaftCore.voter`)."""
+
+    @property
+    def voter_ids(self) -> frozenset[int]: ...
+
+    def voter(self, node_id: int) -> Voter | None: ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    channel: PeerChannel
+    explicit: bool  # opened for an endpoint the core named, not from the voter set
+    last_send: float  # trio time of the last send through it
+
+
 class Peers:
-    """One `PeerChannel` per other voter; `run` runs them all until cancelled."""
+    """The channels of one node: one per (destination, address), following the voter set
+    that `directory` gives (module docstring); `run` runs them until cancelled."""
 
     def __init__(
         self,
         node_id: int,
-        voters: Iterable[Voter],
+        directory: VoterDirectory,
         *,
         request_timeout_ms: int,
         deliver: trio.MemorySendChannel[PeerEvent],
         max_response_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        idle_ms: int = CONNECTIONS_MAX_IDLE_MS,
     ) -> None:
-        self.channels = {
-            v.node_id: PeerChannel(
-                v,
-                client_id=raft_client_id(node_id),
-                request_timeout_ms=request_timeout_ms,
-                deliver=deliver,
-                max_response_bytes=max_response_bytes,
-            )
-            for v in voters
-            if v.node_id != node_id
-        }
+        self.node_id = node_id
+        self.directory = directory
+        self.request_timeout_ms = request_timeout_ms
         self.deliver = deliver
+        self.max_response_bytes = max_response_bytes
+        self.idle_s = idle_ms / 1000
+        self._entries: dict[Voter, _Entry] = {}
+        self._nursery: trio.Nursery | None = None
 
-    def send(self, destination: int, request: Message) -> None:
-        channel = self.channels.get(destination)
-        if channel is None:
-            # Not a voter we know: nothing can be sent there.
+    @property
+    def channels(self) -> dict[Voter, PeerChannel]:
+        """The open channels, by (destination id, host, port)."""
+        return {key: entry.channel for key, entry in self._entries.items()}
+
+    def send(
+        self, destination: int, request: Message, endpoint: VoterEndpoint | None = None
+    ) -> None:
+        """Send `request` to `endpoint` if given, else to `destination`'s endpoint in the
+        current voter set; the answer or failure comes back on the inbox with
+        `destination`."""
+        if endpoint is not None:
+            key: Voter | None = Voter(node_id=destination, host=endpoint.host, port=endpoint.port)
+        else:
+            key = self.directory.voter(destination) if destination != self.node_id else None
+        if key is None:
+            # Not a voter we know, and no address given: nothing can be sent there.
             event = SendFailed(
                 destination=destination, request=request, failure=SendFailure.CONNECTION_REFUSED
             )
@@ -409,9 +482,86 @@ class Peers:
             except trio.WouldBlock:
                 log.error("Inbox full: the failure of a request to %d is lost", destination)
             return
-        channel.send(request)
+        entry = self._channel(key, explicit=endpoint is not None)
+        entry.last_send = _now()
+        entry.channel.send(request)
+        if endpoint is None:
+            self._close_stale(destination, keep=key)
+
+    def follow_voters(self) -> None:
+        """Open a channel to every other voter, close those of nodes that left the voter
+        set or moved, and those opened for an endpoint that stayed idle too long."""
+        voters = {
+            v.node_id: v
+            for i in self.directory.voter_ids
+            if i != self.node_id and (v := self.directory.voter(i)) is not None
+        }
+        for voter in voters.values():
+            self._channel(voter, explicit=False)
+        now = _now()
+        for key, entry in list(self._entries.items()):
+            if voters.get(key.node_id) == key:
+                continue
+            if entry.explicit and (entry.channel.busy or now - entry.last_send < self.idle_s):
+                continue
+            self._close(key)
+
+    def _channel(self, key: Voter, *, explicit: bool) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is None:
+            channel = PeerChannel(
+                key,
+                client_id=raft_client_id(self.node_id),
+                request_timeout_ms=self.request_timeout_ms,
+                deliver=self.deliver,
+                max_response_bytes=self.max_response_bytes,
+            )
+            entry = _Entry(channel, explicit, _now())
+            self._entries[key] = entry
+            if self._nursery is not None:
+                self._nursery.start_soon(channel.run)
+        elif explicit:
+            entry.explicit = True
+        return entry
+
+    def _close_stale(self, destination: int, *, keep: Voter) -> None:
+        """`destination` is a voter at `keep`: its channels to other addresses, unless
+        opened for an endpoint and still in use, are closed."""
+        for key, entry in list(self._entries.items()):
+            if key.node_id == destination and key != keep and not entry.explicit:
+                self._close(key)
+
+    def _close(self, key: Voter) -> None:
+        entry = self._entries.pop(key)
+        log.info(
+            "Closing the channel to %d at %s:%d: no longer a voter there",
+            key.node_id,
+            key.host,
+            key.port,
+        )
+        entry.channel.close()
+        if self._nursery is None:  # never started: report what it held now
+            for item in entry.channel.queue:
+                entry.channel._fail_soon(item.request, SendFailure.CONNECTION_LOST)
+            entry.channel.queue.clear()
 
     async def run(self) -> None:
+        """Run the channels (started on demand) and follow the voter set every `SWEEP_S`,
+        until cancelled."""
         async with trio.open_nursery() as nursery:
-            for channel in self.channels.values():
-                nursery.start_soon(channel.run)
+            self._nursery = nursery
+            try:
+                for entry in self._entries.values():
+                    nursery.start_soon(entry.channel.run)
+                while True:
+                    self.follow_voters()
+                    await trio.sleep(SWEEP_S)
+            finally:
+                self._nursery = None
+
+
+def _now() -> float:
+    try:
+        return trio.current_time()
+    except RuntimeError:  # outside Trio (a node driven in-process): no idle clock
+        return 0.0

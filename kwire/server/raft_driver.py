@@ -84,7 +84,7 @@ class RaftDriver:
         peer_inbox: trio.MemorySendChannel[PeerEvent] = self.inbox
         self.peers = Peers(
             node.settings.node_id,
-            node.settings.voters,
+            node.raft,
             request_timeout_ms=request_timeout_ms,
             deliver=peer_inbox,
         )
@@ -114,8 +114,8 @@ class RaftDriver:
         match action:
             case PersistQuorumState():
                 node.persist_quorum_state(action)
-            case SendRequest(destination=destination, request=request):
-                self.peers.send(destination, request)
+            case SendRequest(destination=destination, request=request, endpoint=endpoint):
+                self.peers.send(destination, request, endpoint)
             case AppendLeaderChange():
                 node.append_leader_change(action, now_ms)
             case AppendAsFollower(records=records):
