@@ -56,6 +56,7 @@ from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.raft.core import RaftConfig, RaftCore
 from kwire.raft.state import (
     Action,
+    AppendControlRecords,
     AppendLeaderChange,
     BecameLeader,
     InstallSnapshot,
@@ -427,9 +428,12 @@ class ControllerNode:
         except OSError as exc:
             self.fault_handler(f"Unable to write {self.quorum_state_path}", exc)
 
-    def append_leader_change(self, action: AppendLeaderChange, now_ms: int) -> None:
+    def append_leader_change(
+        self, action: AppendLeaderChange | AppendControlRecords, now_ms: int
+    ) -> None:
         """The epoch's first batch: the LeaderChangeMessage, then (kraft.version 1) the
-        KRaftVersion and Voters records, one control batch (LeaderState's start of epoch)."""
+        KRaftVersion and Voters records, one control batch (LeaderState's start of epoch);
+        or a VotersRecord of a voter change (AppendControlRecords), likewise."""
         records = [
             Record(offset_delta=i, key=encode_control_record_key(kind), value=value)
             for i, (kind, value) in enumerate(action.values())
