@@ -26,11 +26,13 @@ from kwire.raft.state import (
     HighWatermarkAdvanced,
     InstallSnapshot,
     PersistQuorumState,
+    RaftConfig,
     SendFailure,
     StartSnapshotFetch,
     TruncateTo,
     WriteSnapshotChunk,
 )
+from kwire.raft.voter_set import VoterEndpoint
 
 
 def follower(
@@ -459,3 +461,68 @@ def test_an_epoch_the_quorum_could_never_move_past_is_refused_and_not_followed(e
     taken, _ = raft.handle_begin_quorum_epoch(begin(2, MAX_EPOCH), 9)
     assert taken.topics[0].partitions[0].error_code == ErrorCode.NONE
     assert (raft.epoch, raft.leader_id) == (MAX_EPOCH, 2)
+
+
+# -- observers through controller.quorum.bootstrap.servers (KIP-853) -------------------------
+
+BOOTSTRAP = VoterEndpoint(name="CONTROLLER", host="127.0.0.1", port=19111)
+
+
+def bootstrap_observer(persisted: QuorumStateData | None = None) -> tuple[RaftCore, FetchRequest]:
+    """Node 22 of ../shared/captures/kafka-3.9/dynamic-quorum: formatted
+    --no-initial-controllers (no voters known), one bootstrap server."""
+    raft = RaftCore(
+        RaftConfig(
+            node_id=22,
+            cluster_id=CLUSTER,
+            voters=(),
+            bootstrap_servers=((BOOTSTRAP.host, BOOTSTRAP.port),),
+        ),
+        ListLog([]),
+        persisted=persisted,
+        rng=random.Random(0),
+    )
+    (first,) = sent(raft.start(0))
+    assert (first.destination, first.endpoint) == (-2, BOOTSTRAP)  # Kafka's id for it
+    assert isinstance(first.request, FetchRequest)
+    return raft, first.request
+
+
+def with_leader_endpoint(answer: FetchResponse, leader: int, port: int) -> FetchResponse:
+    answer.node_endpoints = [
+        FetchResponse.NodeEndpoint(node_id=leader, host="127.0.0.1", port=port, rack=None)
+    ]
+    return answer
+
+
+def test_an_observer_fetches_from_a_bootstrap_server_then_follows_the_leader_it_names() -> None:
+    raft, first = bootstrap_observer()
+    partition = first.topics[0].partitions[0]
+    # Node 22's first Fetch: epoch 0, from offset 0 with last fetched epoch 0.
+    assert (partition.current_leader_epoch, partition.fetch_offset) == (0, 0)
+    assert partition.last_fetched_epoch == 0
+    answer = with_leader_endpoint(
+        response(21, 1, error=ErrorCode.FENCED_LEADER_EPOCH), 21, BOOTSTRAP.port
+    )
+    actions = raft.on_response(-2, first, answer, 10)
+    assert PersistQuorumState(leader_id=21, leader_epoch=1, voted_id=-1) in actions
+    (second,) = sent(actions)
+    # At once to leader 21, at the endpoint its answer gave (it is no voter we know).
+    assert (second.destination, second.endpoint) == (21, BOOTSTRAP)
+    assert isinstance(second.request, FetchRequest)
+    assert second.request.topics[0].partitions[0].current_leader_epoch == 1
+    assert (raft.leader_id, raft.epoch, raft.is_voter) == (21, 1, False)
+
+
+def test_a_bootstrap_answer_without_error_is_the_leaders_and_its_records_are_appended() -> None:
+    raft, first = bootstrap_observer(QuorumStateData(leader_id=-1, leader_epoch=1))
+    answer = with_leader_endpoint(response(21, 1, records=b"batches", hw=5), 21, 19111)
+    actions = raft.on_response(-2, first, answer, 10)
+    assert AppendAsFollower(records=b"batches") in actions
+    assert raft.leader_id == 21
+
+
+def test_an_answer_naming_a_leader_neither_voter_nor_with_an_endpoint_is_not_followed() -> None:
+    raft, first = bootstrap_observer()
+    raft.on_response(-2, first, response(21, 1, error=ErrorCode.FENCED_LEADER_EPOCH), 10)
+    assert (raft.leader_id, raft.epoch) == (-1, 1)

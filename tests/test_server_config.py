@@ -197,7 +197,7 @@ def test_values_are_typed(key: str, value: str, attribute: str, expected: object
             "1@0.0.0.0:9093",
             "host 0.0.0.0 in '1@0.0.0.0:9093' is not routable",
         ),
-        ("controller.quorum.voters", "1@h:1,1@h:2", "voter id 1 appears twice"),
+        ("controller.quorum.voters", "1@h:1,1@h:2", "Node id 1 was specified more than once."),
         ("controller.quorum.voters", "2@h:9093", "must include this node (node.id=1)"),
         (
             "listeners",

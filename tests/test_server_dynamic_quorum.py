@@ -31,6 +31,8 @@ from kwire.log.snapshots import snapshot_path
 from kwire.protocol.messages.control.kraft_version_record import KRaftVersionRecord
 from kwire.protocol.messages.control.voters_record import VotersRecord
 from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
+from kwire.protocol.messages.index import METADATA_RECORDS
+from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
 from kwire.raft.voter_set import (
     KRaftVersion,
     ReplicaKey,
@@ -39,7 +41,13 @@ from kwire.raft.voter_set import (
     VoterSet,
     kraft_control_values,
 )
-from kwire.records import Record, build_batch, decode_batch, encode_batch
+from kwire.records import (
+    Record,
+    build_batch,
+    decode_batch,
+    encode_batch,
+    unframe_metadata_record,
+)
 from kwire.records.control import (
     ControlRecordType,
     decode_control_record_key,
@@ -282,3 +290,68 @@ def test_the_newest_voters_record_in_the_log_wins_over_the_bootstrap_snapshot(
     assert [
         (v.node_id, v.port) for v in voters_on_listener(records.last_voter_set, "controller")
     ] == [(1, moved)]
+
+
+def topic_names_in_log(data_dir: Path) -> list[str]:
+    """The names of the TopicRecords in a node's metadata log, in log order."""
+    log = MetadataLog.open(data_dir / PARTITION, MetadataLogConfig())
+    try:
+        names = []
+        for batch in log.read_batches(0, max_offset=log.end_offset):
+            if batch.is_control:
+                continue
+            for record in batch.records:
+                api_key, version, body = unframe_metadata_record(record.value or b"")
+                message = METADATA_RECORDS[api_key].decode(body, version)
+                if isinstance(message, TopicRecord):
+                    names.append(message.name)
+        return names
+    finally:
+        log.close()
+
+
+async def test_a_node_formatted_without_initial_controllers_observes_through_bootstrap_servers(
+    tmp_path: Path,
+) -> None:
+    """As node 22 of ../shared/captures/kafka-3.9/dynamic-quorum: its first Fetch goes to
+    the bootstrap server, whose answer names leader 21 and its endpoint; it then follows
+    the leader as an observer, and the leader's DescribeQuorum lists it (status-before.txt)."""
+    leader_port, observer_port = free_port(), free_port()
+    bootstrap = f"{HOST}:{leader_port}"
+    leader = dynamic_server(tmp_path / "node-21", 21, leader_port, bootstrap)
+    observer = dynamic_server(tmp_path / "node-22", 22, observer_port, bootstrap)
+    cluster_id = random_uuid()
+    try:
+        format_dynamic(leader, cluster_id, "--standalone")
+        format_dynamic(observer, cluster_id, "--no-initial-controllers")
+        leader.start(timeout=START_TIMEOUT_S)
+        observer.start(timeout=START_TIMEOUT_S)
+        with trio.fail_after(TIMEOUT_S):
+            await first_write([leader])
+            while True:
+                answer = await ask(leader, describe_quorum(), 2)
+                assert isinstance(answer, DescribeQuorumResponse)
+                partition = answer.topics[0].partitions[0]
+                caught_up = [
+                    o
+                    for o in partition.observers
+                    if o.replica_id == 22 and o.log_end_offset >= partition.high_watermark
+                ]
+                if caught_up:
+                    break
+                await trio.sleep(0.05)
+        assert [v.replica_id for v in partition.current_voters] == [21]
+        assert [o.replica_id for o in partition.observers] == [22]
+        # The observer names its meta.properties' directory id, as node 22 did.
+        meta = (observer.data_dir / "meta.properties").read_text()
+        directory = uuid_to_kafka_string(partition.observers[0].replica_directory_id)
+        assert f"directory.id={directory}" in meta
+        # The observer never voted or led: quorum-state names leader 21 in its epoch.
+        state = json.loads((observer.data_dir / PARTITION / "quorum-state").read_text())
+        assert (state["leaderId"], state["leaderEpoch"]) == (21, partition.leader_epoch)
+    finally:
+        observer.close()
+        leader.close()
+    # What the leader committed is in the observer's log too.
+    assert topic_names_in_log(observer.data_dir) == topic_names_in_log(leader.data_dir)
+    assert "orders" in topic_names_in_log(observer.data_dir)

@@ -360,3 +360,34 @@ async def test_every_voter_gets_a_channel_before_anything_is_sent_to_it() -> Non
             nursery.cancel_scope.cancel()
     assert list(peers.channels) == [Voter(node_id=2, host=HOST, port=port)]
     assert [type(body) for _, body in peer.seen] == [ApiVersionsRequest]
+
+
+async def test_a_channel_opened_for_an_endpoint_closes_once_idle_for_the_idle_time() -> None:
+    peer = ScriptedPeer(answer_vote)
+    send, events = trio.open_memory_channel[PeerEvent](16)
+    peers = Peers(1, Directory(), request_timeout_ms=2000, deliver=send, idle_ms=200)
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            port = await listen(peer, nursery)
+            nursery.start_soon(peers.run)
+            peers.send(-2, vote(False), VoterEndpoint(name="CONTROLLER", host=HOST, port=port))
+            await events.receive()
+            peers.follow_voters()
+            kept = list(peers.channels)  # used just now: kept
+            await trio.sleep(0.3)
+            peers.follow_voters()
+            nursery.cancel_scope.cancel()
+    assert kept == [Voter(node_id=-2, host=HOST, port=port)]
+    assert peers.channels == {}
+
+
+async def test_a_request_queued_before_the_channels_run_fails_when_its_voter_leaves() -> None:
+    directory = Directory({3: Voter(node_id=3, host=HOST, port=free_port())})
+    peers, events = new_peers(directory)  # not running: nothing is sent yet
+    peers.send(3, vote(False))
+    del directory.voters[3]
+    peers.follow_voters()
+    assert events.receive_nowait() == SendFailed(
+        destination=3, request=vote(False), failure=SendFailure.CONNECTION_LOST
+    )
+    assert peers.channels == {}

@@ -8,7 +8,13 @@ Rules kept here:
   answer are appended and flushed (`on_flushed`) or a truncation is done (next `poll`).
 - A voter that has had no successful fetch for fetch_timeout_ms becomes Prospective; an
   observer keeps fetching. While its leader's connection backs off after a failure, a
-  follower (like an Unattached node) fetches from any other voter to learn who leads.
+  follower (like an Unattached node) fetches from any bootstrap node to learn who leads:
+  one of `controller.quorum.bootstrap.servers` (ids -2, -3, ..., sent to their endpoint)
+  when configured, else one of the other voters (Kafka 4.3.1's RequestManager).
+- An observer learns its leader from a Fetch answer's CurrentLeader and NodeEndpoints
+  (KIP-853): it follows a leader absent from the voter set it knows (its log may hold no
+  VotersRecord yet) at that endpoint. An answer without error from a bootstrap server
+  comes from the leader itself, so its records are appended at once, as Kafka does.
 - Fast failover (kwire's, `RaftConfig.fast_failover`): a refused or lost connection to the
   leader with a Fetch out, or the leader answering that it no longer leads its epoch (it
   resigned), means the leader is gone. At once the voter stops counting itself
@@ -62,6 +68,7 @@ from kwire.raft.state import (
     TruncateTo,
     WriteSnapshotChunk,
 )
+from kwire.raft.voter_set import VoterEndpoint
 
 
 class FollowerPart(ElectionPart):
@@ -172,23 +179,32 @@ class FollowerPart(ElectionPart):
         if self.any_in_flight() or not self.ready(role.leader_id, type(request), now_ms):
             return []  # (a Fetch forgotten at the last transition may still be out)
         self.sent(role.leader_id, request)
-        return [SendRequest(destination=role.leader_id, request=request)]
+        endpoint = role.leader_endpoint if self.voter(role.leader_id) is None else None
+        return [SendRequest(destination=role.leader_id, request=request, endpoint=endpoint)]
 
     def fetch_from_any_voter(self, now_ms: int) -> list[Action]:
-        """maybeSendFetchToAnyBootstrap: one Fetch at a time to a ready voter, starting
-        from a random one; answers from non-leaders name the leader they know."""
+        """maybeSendFetchToAnyBootstrap: one Fetch at a time to a ready bootstrap node (a
+        bootstrap server, else another voter), starting from a random one; answers from
+        non-leaders name the leader they know."""
         if self.any_in_flight():
             return []
-        others = sorted(self.voter_ids - {self.node_id})
-        if not others:
+        nodes: list[tuple[int, VoterEndpoint | None]]
+        if self.config.bootstrap_servers:
+            nodes = [
+                self.config.bootstrap_destination(i)
+                for i in range(len(self.config.bootstrap_servers))
+            ]
+        else:
+            nodes = [(voter, None) for voter in sorted(self.voter_ids - {self.node_id})]
+        if not nodes:
             return []
-        start = self.rng.randrange(len(others))
-        for i in range(len(others)):
-            voter = others[(start + i) % len(others)]
-            if self.ready(voter, FetchRequest, now_ms):
+        start = self.rng.randrange(len(nodes))
+        for i in range(len(nodes)):
+            destination, endpoint = nodes[(start + i) % len(nodes)]
+            if self.ready(destination, FetchRequest, now_ms):
                 request = self._fetch_request()
-                self.sent(voter, request)
-                return [SendRequest(destination=voter, request=request)]
+                self.sent(destination, request)
+                return [SendRequest(destination=destination, request=request, endpoint=endpoint)]
         return []
 
     def _fetch_or_fetch_snapshot(self, role: Follower) -> OutboundRequest:
@@ -271,15 +287,25 @@ class FollowerPart(ElectionPart):
             # Our leader says it no longer leads its epoch: it resigned (a graceful
             # shutdown); stand as after a lost connection rather than at the fetch timeout.
             self._leader_gone(before, now_ms)
+        leader_id = data.current_leader.leader_id
+        endpoint = next(
+            (
+                VoterEndpoint(name=self.config.listener_name.upper(), host=e.host, port=e.port)
+                for e in response.node_endpoints
+                if e.node_id == leader_id and leader_id >= 0
+            ),
+            None,
+        )
         handled, actions = self.handle_common_response(
-            error, data.current_leader.leader_id, data.current_leader.leader_epoch, now_ms
+            error, leader_id, data.current_leader.leader_epoch, now_ms, endpoint
         )
         if handled is not None:
             if self.role is before and source != self.leader_id:
                 self.backoff(source, now_ms)  # a non-leader that told us nothing new
             return handled, actions
         role = self.role
-        if not isinstance(role, Follower) or source != role.leader_id:
+        # Only the leader answers a Fetch without error: a bootstrap server that did is it.
+        if not isinstance(role, Follower) or (source != role.leader_id and source > -2):
             return True, actions
         if error != ErrorCode.NONE:
             return False, actions

@@ -43,7 +43,7 @@ from kwire.raft.state import (
     Voter,
 )
 from kwire.raft.voter_changes import abandoned_voter_changes
-from kwire.raft.voter_set import KRaftControlRecords, VoterSetError
+from kwire.raft.voter_set import KRaftControlRecords, VoterEndpoint, VoterSetError
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +145,19 @@ class QuorumCore(Membership, RequestManager):
         return Voter(node_id=self.node_id, host=endpoint.host, port=endpoint.port)
 
     def leader_voter(self) -> Voter | None:
+        """The leader with its endpoint: from the voter set, else (an observer following a
+        leader it knows only from a response) from the follower state."""
         leader = self.leader_id
+        if leader < 0:
+            return None
         if leader == self.node_id:
             return self.own_voter()
-        return self.voter(leader) if leader >= 0 else None
+        found = self.voter(leader)
+        role = self.role
+        if found is None and isinstance(role, Follower) and role.leader_endpoint is not None:
+            endpoint = role.leader_endpoint
+            found = Voter(node_id=leader, host=endpoint.host, port=endpoint.port)
+        return found
 
     def last_fetched_epoch(self) -> int:
         """KafkaMetadataLog.lastFetchedEpoch: the last batch's epoch, or the snapshot's."""
@@ -351,8 +360,12 @@ class QuorumCore(Membership, RequestManager):
             StateChanged(state=self.state_name, epoch=self.epoch, leader_id=self.leader_id),
         ]
 
-    def to_follower(self, epoch: int, leader_id: int, now_ms: int) -> list[Action]:
-        if leader_id == self.node_id or self.voter(leader_id) is None:
+    def to_follower(
+        self, epoch: int, leader_id: int, now_ms: int, endpoint: VoterEndpoint | None = None
+    ) -> list[Action]:
+        """QuorumState.transitionToFollower: the leader must be a voter with an endpoint on
+        our listener, or come with `endpoint` (a response's NodeEndpoints)."""
+        if leader_id == self.node_id or (self.voter(leader_id) is None and endpoint is None):
             log.warning("Node %d ignores leader %d of epoch %d", self.node_id, leader_id, epoch)
             return []
         old = self.role
@@ -365,6 +378,7 @@ class QuorumCore(Membership, RequestManager):
             high_watermark=self.high_watermark,
             fetch_deadline_ms=now_ms + self.config.fetch_timeout_ms,
             update_voter_deadline_ms=now_ms + self.config.fetch_timeout_ms,
+            leader_endpoint=endpoint,
         )
         return self._entered(durable=True)
 
@@ -449,7 +463,9 @@ class QuorumCore(Membership, RequestManager):
         )
         return self._entered(durable=False)
 
-    def maybe_transition(self, leader_id: int, epoch: int, now_ms: int) -> list[Action]:
+    def maybe_transition(
+        self, leader_id: int, epoch: int, now_ms: int, endpoint: VoterEndpoint | None = None
+    ) -> list[Action]:
         """KafkaRaftClient.maybeTransition: follow what a request or response says of the
         epoch and its leader. A claim inconsistent with the leader we know of the same epoch
         (Kafka throws) is logged and ignored."""
@@ -464,18 +480,28 @@ class QuorumCore(Membership, RequestManager):
                 )
             return []
         if epoch > self.epoch:
-            if leader_id >= 0 and leader_id != self.node_id and self.voter(leader_id):
-                return self.to_follower(epoch, leader_id, now_ms)
+            if (
+                leader_id >= 0
+                and leader_id != self.node_id
+                and (self.voter(leader_id) or endpoint is not None)
+            ):
+                return self.to_follower(epoch, leader_id, now_ms, endpoint)
             return self.to_unattached(epoch, now_ms)
         if epoch == self.epoch and leader_id >= 0 and self.leader_id < 0:
-            return self.to_follower(epoch, leader_id, now_ms)
+            return self.to_follower(epoch, leader_id, now_ms, endpoint)
         return []
 
     def handle_common_response(
-        self, error: ErrorCode, leader_id: int, epoch: int, now_ms: int
+        self,
+        error: ErrorCode,
+        leader_id: int,
+        epoch: int,
+        now_ms: int,
+        endpoint: VoterEndpoint | None = None,
     ) -> tuple[bool | None, list[Action]]:
         """KafkaRaftClient.maybeHandleCommonResponse: what a response's epoch, leader and
-        error say before its own handler runs; (None, actions) lets the handler go on."""
+        error say before its own handler runs; (None, actions) lets the handler go on.
+        `endpoint`: the leader's, from the response's NodeEndpoints (None: the voter set's)."""
         if epoch > MAX_EPOCH:
             return False, []  # an epoch the quorum could never move past: not acted on
         if epoch < self.epoch or error == ErrorCode.UNKNOWN_LEADER_EPOCH:
@@ -484,9 +510,9 @@ class QuorumCore(Membership, RequestManager):
             ErrorCode.FENCED_LEADER_EPOCH,
             ErrorCode.NOT_LEADER_OR_FOLLOWER,
         ):
-            return True, self.maybe_transition(leader_id, epoch, now_ms)
+            return True, self.maybe_transition(leader_id, epoch, now_ms, endpoint)
         if epoch == self.epoch and leader_id >= 0 and self.leader_id < 0:
-            actions = self.to_follower(epoch, leader_id, now_ms)
+            actions = self.to_follower(epoch, leader_id, now_ms, endpoint)
             return (None if error == ErrorCode.NONE and actions else True), actions
         if error == ErrorCode.BROKER_NOT_AVAILABLE:
             return False, []

@@ -537,7 +537,8 @@ class ReconfigPart(LeaderPart):
         )
         self.sent(role.leader_id, request)
         role.update_voter_deadline_ms = now_ms + self.config.fetch_timeout_ms
-        return [SendRequest(destination=role.leader_id, request=request)]
+        endpoint = role.leader_endpoint if self.voter(role.leader_id) is None else None
+        return [SendRequest(destination=role.leader_id, request=request, endpoint=endpoint)]
 
     def on_update_voter_response(
         self, response: UpdateRaftVoterResponse, now_ms: int

@@ -74,7 +74,12 @@ class RaftConfig:
     either way the newest VotersRecord in the log rules from when it is appended.
     `local_endpoints` are this node's listeners as a VotersRecord names them (the leader
     writes them into the voter set at kraft.version 1, LeaderState's localVoterNode);
-    empty: the endpoints the voter set already lists for this node."""
+    empty: the endpoints the voter set already lists for this node.
+
+    `bootstrap_servers` are `controller.quorum.bootstrap.servers` as (host, port), in order
+    (QuorumConfig.parseBootstrapServers). A node that does not know its leader fetches from
+    one of them, as Kafka's RequestManager does with the ids -2, -3, ... in this order
+    (`bootstrap_destination`); empty: from the other voters, as with static voters."""
 
     node_id: int
     cluster_id: str
@@ -92,6 +97,13 @@ class RaftConfig:
     fetch_max_bytes: int = 1_048_576  # controller.quorum.fetch.max.bytes
     fetch_snapshot_max_bytes: int = 1_048_576  # controller.quorum.fetch.snapshot.max.bytes
     fast_failover: bool = True
+    bootstrap_servers: tuple[tuple[str, int], ...] = ()
+
+    def bootstrap_destination(self, index: int) -> tuple[int, VoterEndpoint]:
+        """The id (-2 - index, KafkaRaftClient's numbering) and the endpoint of the
+        `index`-th bootstrap server."""
+        host, port = self.bootstrap_servers[index]
+        return -2 - index, VoterEndpoint(name=self.listener_name.upper(), host=host, port=port)
 
     @property
     def voter_ids(self) -> frozenset[int]:
@@ -272,10 +284,13 @@ class SnapshotFetch:
 @dataclass(slots=True, kw_only=True)
 class Follower:
     """FollowerState: fetches from `leader_id`; `has_fetched` once a fetch succeeded (a
-    voter that hears from its leader refuses pre-votes)."""
+    voter that hears from its leader refuses pre-votes). `leader_endpoint`: where the leader
+    said it listens (a response's NodeEndpoints), used while the leader is not in the voter
+    set this node knows (an observer that has not replicated the VotersRecord yet)."""
 
     epoch: int
     leader_id: int
+    leader_endpoint: VoterEndpoint | None = None
     voted_id: int = -1
     voted_directory_id: UUID = NO_DIRECTORY_ID
     high_watermark: int = -1

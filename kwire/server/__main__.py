@@ -24,8 +24,9 @@ from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings, RaftTimeouts
+from kwire.server.properties import Endpoint
 from kwire.server.quorum_voters import local_endpoints
-from kwire.server.serve import resolve_overrides, serve
+from kwire.server.serve import bind, bound_port, resolve_overrides, serve
 from kwire.server.snapshots import SnapshotSettings
 from kwire.storage import format_storage, load_bootstrap, random_uuid
 from kwire.storage.bootstrap import BootstrapError, bootstrap_metadata_version
@@ -63,6 +64,7 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
         metadata_dir=metadata_dir,
         directory_id=meta.directory_id or uuid.UUID(int=0),
         local_endpoints=local_endpoints(config.effective_advertised_controller_listeners),
+        bootstrap_servers=config.quorum_bootstrap_servers,
         controller=ControllerConfig(
             broker_session_timeout_ms=config.broker_session_timeout_ms,
             broker_heartbeat_interval_ms=config.broker_heartbeat_interval_ms,
@@ -120,7 +122,57 @@ def connection_limits(config: ControllerServerConfig) -> ConnectionLimits:
     )
 
 
+def with_bound_port(config: ControllerServerConfig, port: int) -> ControllerServerConfig:
+    """The configuration with the controller listener's port 0 replaced by the port it
+    bound, wherever it is published: its listener and advertised listener (so the
+    VotersRecord, DescribeQuorum and ControllerRegistration name it, as Kafka's
+    ControllerServer corrects its ListenerInfo with `socketServer.boundPort`) and this
+    node's own entry in `controller.quorum.voters` (kwire's: a voter list naming port 0)."""
+    name = config.controller_listener.listener_name
+
+    def corrected(endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+        return tuple(
+            dataclasses.replace(e, port=port) if e.listener_name == name and e.port == 0 else e
+            for e in endpoints
+        )
+
+    voters = tuple(
+        dataclasses.replace(v, port=port) if v.node_id == config.node_id and v.port == 0 else v
+        for v in config.quorum_voters
+    )
+    return dataclasses.replace(
+        config,
+        listeners=corrected(config.listeners),
+        advertised_listeners=corrected(config.advertised_listeners),
+        quorum_voters=voters,
+    )
+
+
+def brokers_hint(settings: NodeSettings, config: ControllerServerConfig) -> str:
+    """What brokers (and other nodes) put in their configuration to reach this quorum:
+    every voter of a static quorum, else the bootstrap servers."""
+    if config.quorum_voters:
+        return "controller.quorum.voters=" + ",".join(
+            f"{v.node_id}@{v.host}:{v.port}" for v in settings.voters
+        )
+    return "controller.quorum.bootstrap.servers=" + ",".join(
+        f"{h}:{p}" for h, p in config.quorum_bootstrap_servers
+    )
+
+
 async def run(config: ControllerServerConfig) -> None:
+    build_settings(config)  # a configuration error is reported before anything is bound
+    listener = config.controller_listener
+    listeners = await bind(listener.host or "0.0.0.0", listener.port)
+    try:
+        config = with_bound_port(config, bound_port(listeners))
+        await serve_node(config, listeners)
+    finally:
+        for socket_listener in listeners:
+            socket_listener.socket.close()
+
+
+async def serve_node(config: ControllerServerConfig, listeners: list[trio.SocketListener]) -> None:
     settings = build_settings(config)
     limits = connection_limits(config)
     # Resolve the override host names here, so that one that does not resolve is a
@@ -138,6 +190,7 @@ async def run(config: ControllerServerConfig) -> None:
                     node,
                     listener.host or "0.0.0.0",
                     listener.port,
+                    listeners=listeners,
                     max_request_bytes=config.socket_request_max_bytes,
                     limits=limits,
                     security=config.controller_security,
@@ -146,16 +199,10 @@ async def run(config: ControllerServerConfig) -> None:
                 )
             )
             # A dynamic quorum's brokers find its voters through the bootstrap servers.
-            hint = (
-                f"controller.quorum.voters={settings.node_id}@{listener.host}:{port}"
-                if config.quorum_voters
-                else "controller.quorum.bootstrap.servers="
-                + ",".join(f"{h}:{p}" for h, p in config.quorum_bootstrap_servers)
-            )
             print(
                 f"kwire controller {settings.node_id} of cluster {settings.cluster_id} "
                 f"listening on {listener.host}:{port} ({listener.listener_name}); "
-                f"brokers use {hint}",
+                f"brokers use {brokers_hint(settings, config)}",
                 flush=True,
             )
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -174,6 +174,8 @@ class NodeSettings:
     directory_id: uuid.UUID = uuid.UUID(int=0)
     # This node's controller listeners, as a VotersRecord names them (kraft.version 1).
     local_endpoints: tuple[VoterEndpoint, ...] = ()
+    # controller.quorum.bootstrap.servers (host, port): where to find the leader (KIP-853).
+    bootstrap_servers: tuple[tuple[str, int], ...] = ()
 
 
 class ControllerNode:
@@ -212,6 +214,7 @@ class ControllerNode:
                 request_timeout_ms=timeouts.request_timeout_ms,
                 retry_backoff_ms=timeouts.retry_backoff_ms,
                 fast_failover=timeouts.fast_failover,
+                bootstrap_servers=settings.bootstrap_servers,
             ),
             self.log,
             persisted=self._read_quorum_state(),
@@ -383,8 +386,14 @@ class ControllerNode:
 
     def _register_self(self, now_ms: int) -> None:
         """Register this controller's endpoint and features, as Kafka's controllers do
-        through their ControllerRegistrationManager (here without the network hop)."""
-        voter = next(v for v in self.settings.voters if v.node_id == self.settings.node_id)
+        through their ControllerRegistrationManager (here without the network hop): its
+        controller listener as advertised (ListenerInfo, its port as bound), else its
+        entry in the voters."""
+        name = self.settings.listener_name.upper()
+        voter: Voter | VoterEndpoint = next(
+            (e for e in self.settings.local_endpoints if e.name == name),
+            next(v for v in self.settings.voters if v.node_id == self.settings.node_id),
+        )
         request = ControllerRegistrationRequest(
             controller_id=self.settings.node_id,
             incarnation_id=self.incarnation_id,

@@ -193,7 +193,9 @@ def _parse_voters(value: str) -> tuple[QuorumVoter, ...]:
         if host == NON_ROUTABLE_HOST:
             raise _bad(key, value, f"host {host} in {entry!r} is not routable")
         if node_id in voters:
-            raise _bad(key, value, f"voter id {node_id} appears twice")
+            # Kafka's QuorumConfig keeps the last entry (a HashMap put); kwire refuses, in
+            # the words of Kafka's DynamicVoters for the same mistake in --initial-controllers.
+            raise _bad(key, value, f"Node id {node_id} was specified more than once.")
         voters[node_id] = QuorumVoter(node_id, host, port)
     return tuple(voters.values())
 

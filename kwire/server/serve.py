@@ -215,14 +215,21 @@ class SocketServer:
     # -- accepting ----------------------------------------------------------------------------
 
     async def run(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        *,
+        listeners: list[trio.SocketListener] | None = None,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Start the node and serve on host:port until cancelled."""
+        """Start the node and serve on host:port (or on `listeners`, already bound there by
+        `bind`) until cancelled. Raises ListenerBindError when host:port cannot be bound."""
         self.quotas.overrides = await resolve_overrides(
             self.limits.max_connections_per_ip_overrides
         )
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        bound_port = listeners[0].socket.getsockname()[1]
+        if listeners is None:
+            listeners = await bind(host, port)
+        port_bound = bound_port(listeners)
         try:
             async with trio.open_nursery() as nursery:
                 self.node.start()
@@ -236,9 +243,9 @@ class SocketServer:
                     self.node.settings.node_id,
                     self.security.protocol,
                     host,
-                    bound_port,
+                    port_bound,
                 )
-                task_status.started(bound_port)
+                task_status.started(port_bound)
         finally:
             # Peers that connect now are refused at once, as by a process that is gone.
             for listener in listeners:
@@ -522,18 +529,42 @@ async def resolve_overrides(overrides: Mapping[str, int]) -> dict[IPAddress, int
     return resolved
 
 
+class ListenerBindError(ConfigError):
+    """The listener's address cannot be bound (in use, not local, not permitted)."""
+
+
+async def bind(host: str, port: int) -> list[trio.SocketListener]:
+    """Listen on host:port (port 0: a free port, read back with `bound_port`). Raises
+    ListenerBindError with Kafka's SocketServer message: "Socket server failed to bind to
+    HOST:PORT: <reason>." (SocketServer.openServerSocket)."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ListenerBindError(
+            f"Socket server failed to bind to {host}:{port}: {reason}."
+        ) from None
+
+
+def bound_port(listeners: list[trio.SocketListener]) -> int:
+    """The port the first listener is bound to."""
+    return int(listeners[0].socket.getsockname()[1])
+
+
 async def serve(
     node: ControllerNode,
     host: str,
     port: int,
     *,
+    listeners: list[trio.SocketListener] | None = None,
     max_request_bytes: int,
     limits: ConnectionLimits | None = None,
     security: ListenerSecurity | None = None,
     failed_authentication_delay_ms: int = 100,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; reports the bound port through `task_status`."""
+    """Serve until cancelled (on `listeners` if given, already bound by `bind`); reports
+    the bound port through `task_status`."""
     server = SocketServer(
         node,
         max_request_bytes=max_request_bytes,
@@ -541,4 +572,4 @@ async def serve(
         security=security,
         failed_authentication_delay_ms=failed_authentication_delay_ms,
     )
-    await server.run(host, port, task_status=task_status)
+    await server.run(host, port, listeners=listeners, task_status=task_status)
