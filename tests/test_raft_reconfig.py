@@ -530,3 +530,17 @@ def test_a_follower_whose_entry_matches_sends_no_update() -> None:
     )
     assert not raft.should_send_update_voter()
     assert raft.voter_set.is_voter(ReplicaKey(2, DIRS[2]))
+
+
+def test_a_standalone_leader_whose_observer_becomes_a_voter_keeps_leading() -> None:
+    """Kafka counts every replica's fetch in the check-quorum timer (updateReplicaState), so
+    a sole voter followed by an observer has a fresh timer when the observer becomes a voter."""
+    leader = Leader(voters(1))
+    leader.now = 10_000  # long after the election: an unrefreshed timer would have expired
+    leader.caught_up(2)
+    _, actions = leader.raft.handle_add_raft_voter(add_request(), 7, leader.now)
+    leader.carry_out(
+        leader.raft.on_response(2, probe_of(actions).request, kraft_versions(0, 1), leader.now)
+    )
+    leader.raft.poll(leader.now + 1)
+    assert leader.raft.is_leader and leader.raft.voter_ids == {1, 2}

@@ -69,9 +69,12 @@ class LeaderPart(ElectionPart):
         return int(self.config.fetch_timeout_ms * CHECK_QUORUM_TIMEOUT_FACTOR)
 
     def record_following_voter(self, leader: Leader, voter_id: int, now_ms: int) -> None:
-        """updateCheckQuorumForFollowingVoter: a majority (the leader counted) has fetched
-        since the timer was last reset, so reset it."""
-        leader.fetched_voters.add(voter_id)
+        """updateCheckQuorumForFollowingVoter, for a Fetch or FetchSnapshot from any replica
+        (an observer's too, as Kafka's updateReplicaState): a voter counts as fetched; once
+        a majority (the leader counted) has fetched since the timer was last reset, reset
+        it. A leader whose only other replicas are observers resets it at every fetch."""
+        if voter_id in leader.voters and voter_id != self.node_id:
+            leader.fetched_voters.add(voter_id)
         majority = len(leader.voters) // 2 + 1
         if self.node_id in leader.voters:
             majority -= 1

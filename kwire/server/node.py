@@ -388,11 +388,11 @@ class ControllerNode:
         """Register this controller's endpoint and features, as Kafka's controllers do
         through their ControllerRegistrationManager (here without the network hop): its
         controller listener as advertised (ListenerInfo, its port as bound), else its
-        entry in the voters."""
+        entry in the current voter set."""
         name = self.settings.listener_name.upper()
+        # (A voter added while running is in no start-up list: its own entry in the core.)
         voter: Voter | VoterEndpoint = next(
-            (e for e in self.settings.local_endpoints if e.name == name),
-            next(v for v in self.settings.voters if v.node_id == self.settings.node_id),
+            (e for e in self.settings.local_endpoints if e.name == name), self.raft.own_voter()
         )
         request = ControllerRegistrationRequest(
             controller_id=self.settings.node_id,
