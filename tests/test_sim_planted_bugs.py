@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kwire.raft.leader import LeaderPart
+from kwire.raft.reconfig import ReconfigPart
 from kwire.raft.state import HighWatermarkAdvanced, Leader
 from kwire.sim.__main__ import main
 from kwire.sim.node import SimNode
@@ -71,3 +72,21 @@ def test_a_high_watermark_counting_a_previous_epoch_is_caught(
     assert_replays(found, capsys)
     monkeypatch.undo()
     assert run_seed(found.scenario, found.seed).ok
+
+
+def no_voter_change_guard(self: object, leader: Leader, verb: str) -> None:
+    """The planted bug: a leader starts a voter change while another is uncommitted
+    (KIP-853's one-change-at-a-time rule dropped)."""
+    return None
+
+
+def test_a_second_voter_change_while_one_is_uncommitted_is_caught(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ReconfigPart, "_change_refusal", no_voter_change_guard)
+    found = first_failure("voter-changes")
+    assert found.failure is not None
+    assert found.failure.startswith(
+        ("one voter change at a time: ", "majority of the voter set: ")
+    ), found.failure
+    assert_replays(found, capsys)

@@ -22,12 +22,14 @@ state, send a request to a voter, append or truncate, announce a new high waterm
 
 The roles and their transitions are in quorum.py (QuorumState), elections in election.py,
 the leader in leader.py, Fetch/FetchSnapshot serving in serving.py, the follower's fetch
-loop in follower.py and DescribeQuorum in describe.py.
+loop in follower.py, DescribeQuorum in describe.py and the voter changes of KIP-853
+(AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter; answers by ticket) in reconfig.py.
 """
 
 from __future__ import annotations
 
 from kwire.log.snapshots import SnapshotId
+from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
     BeginQuorumEpochResponse,
@@ -35,9 +37,14 @@ from kwire.protocol.messages.begin_quorum_epoch import (
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
+from kwire.protocol.messages.update_raft_voter import (
+    UpdateRaftVoterRequest,
+    UpdateRaftVoterResponse,
+)
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.describe import DescribePart
 from kwire.raft.follower import FollowerPart
+from kwire.raft.reconfig import ReconfigPart
 from kwire.raft.serving import (
     BOOTSTRAP_SNAPSHOT_ID,
     FetchOutcome,
@@ -83,7 +90,7 @@ NO_DEADLINE = 2**62  # next_deadline_ms() when nothing is timed (an idle observe
 _MAX_TRANSITIONS_PER_POLL = 8
 
 
-class RaftCore(ServingPart, FollowerPart, DescribePart):
+class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart):
     """One node's consensus: construct with the config, a LogView and what `quorum-state`
     held (`persisted`, None for none), then `start`. `rng` gives the election jitter
     (seeded by the caller for determinism; defaults to Random(node_id)).
@@ -166,6 +173,13 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
                 deadlines.append(leader.begin_quorum_deadline_ms)
                 if len(leader.voters) > 1:
                     deadlines.append(leader.check_quorum_deadline_ms)
+                change = self.voter_change_deadline(leader)
+                if change is not None:
+                    deadlines.append(change)
+            case Follower(update_voter_deadline_ms=d) if (
+                self.is_voter and not self.shutting_down and self.should_send_update_voter()
+            ):
+                deadlines.append(d)
         if self.shutdown_deadline_ms is not None:
             deadlines.append(self.shutdown_deadline_ms)
         return min(deadlines, default=NO_DEADLINE)
@@ -212,6 +226,10 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
                 handled, actions = self.on_fetch_response(destination, response, now_ms)
             case FetchSnapshotRequest(), FetchSnapshotResponse():
                 handled, actions = self.on_fetch_snapshot_response(destination, response, now_ms)
+            case ApiVersionsRequest(), ApiVersionsResponse():
+                handled, actions = self.on_api_versions_response(destination, response, now_ms)
+            case UpdateRaftVoterRequest(), UpdateRaftVoterResponse():
+                handled, actions = self.on_update_voter_response(response, now_ms)
             case _:
                 handled, actions = False, []
         if not handled:
@@ -238,6 +256,8 @@ class RaftCore(ServingPart, FollowerPart, DescribePart):
             handled = bool(actions)  # Kafka counts it a handled answer: no backoff
         elif isinstance(request, FetchRequest | FetchSnapshotRequest):
             self.on_fetch_failed(destination, failure, now_ms)
+        elif isinstance(request, ApiVersionsRequest):
+            actions += self.on_api_versions_failed(destination, failure, now_ms)
         if not handled:
             self.backoff(destination, now_ms)
         return actions + self.pump(now_ms)

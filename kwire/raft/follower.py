@@ -171,6 +171,10 @@ class FollowerPart(ElectionPart):
             return []
         if self.backing_off(role.leader_id, now_ms):
             return self.fetch_from_any_voter(now_ms)
+        if self.is_voter:
+            update = self.maybe_send_update_voter(role, now_ms)
+            if update is not None:
+                return update
         request = self._fetch_or_fetch_snapshot(role)
         if self.any_in_flight() or not self.ready(role.leader_id, type(request), now_ms):
             return []  # (a Fetch forgotten at the last transition may still be out)

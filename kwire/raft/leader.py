@@ -45,7 +45,15 @@ class LeaderPart(ElectionPart):
         candidate = offsets[len(leader.voters) // 2]
         if candidate > leader.epoch_start_offset and candidate > leader.high_watermark:
             leader.high_watermark = candidate
-            return [HighWatermarkAdvanced(offset=candidate)]
+            return [HighWatermarkAdvanced(offset=candidate), *self.voter_changes_committed(leader)]
+        return []
+
+    def voter_changes_committed(self, leader: Leader) -> list[Action]:
+        """Answers to voter changes the new high watermark commits (reconfig.py)."""
+        return []
+
+    def expire_voter_changes(self, leader: Leader, now_ms: int) -> list[Action]:
+        """Voter changes whose time ran out (reconfig.py)."""
         return []
 
     def leader_flushed(self, leader: Leader, end_offset: int, now_ms: int) -> list[Action]:
@@ -61,9 +69,12 @@ class LeaderPart(ElectionPart):
         return int(self.config.fetch_timeout_ms * CHECK_QUORUM_TIMEOUT_FACTOR)
 
     def record_following_voter(self, leader: Leader, voter_id: int, now_ms: int) -> None:
-        """updateCheckQuorumForFollowingVoter: a majority (the leader counted) has fetched
-        since the timer was last reset, so reset it."""
-        leader.fetched_voters.add(voter_id)
+        """updateCheckQuorumForFollowingVoter, for a Fetch or FetchSnapshot from any replica
+        (an observer's too, as Kafka's updateReplicaState): a voter counts as fetched; once
+        a majority (the leader counted) has fetched since the timer was last reset, reset
+        it. A leader whose only other replicas are observers resets it at every fetch."""
+        if voter_id in leader.voters and voter_id != self.node_id:
+            leader.fetched_voters.add(voter_id)
         majority = len(leader.voters) // 2 + 1
         if self.node_id in leader.voters:
             majority -= 1
@@ -90,11 +101,10 @@ class LeaderPart(ElectionPart):
                     " ms: resigning"
                 )
             return self.to_resigned(self.voters_by_descending_fetch_offset(leader), now_ms)
-        actions: list[Action] = []
+        actions: list[Action] = self.expire_voter_changes(leader, now_ms)
         if now_ms >= leader.begin_quorum_deadline_ms:
             interval = self.config.fetch_timeout_ms // 2
-            me = self.voter(self.node_id)
-            assert me is not None
+            me = self.own_voter()
             for voter_id, progress in leader.voters.items():
                 if voter_id == self.node_id:
                     continue
@@ -116,8 +126,7 @@ class LeaderPart(ElectionPart):
     def poll_resigned(self, now_ms: int) -> list[Action]:
         resigned = self.role
         assert isinstance(resigned, Resigned)
-        me = self.voter(self.node_id)
-        assert me is not None
+        me = self.own_voter()
         actions: list[Action] = []
         for voter_id in sorted(resigned.unacked):
             if self.ready(voter_id, EndQuorumEpochRequest, now_ms):

@@ -42,6 +42,7 @@ from kwire.raft.state import (
     Unattached,
     Voter,
 )
+from kwire.raft.voter_changes import abandoned_voter_changes
 from kwire.raft.voter_set import KRaftControlRecords, VoterEndpoint, VoterSetError
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class QuorumCore(Membership, RequestManager):
         self.shutdown_deadline_ms: int | None = None  # when a graceful shutdown gives up
         self.shutdown_outcome: str | None = None  # "completed" or "timed_out" once finished
         self.role: Role = self._initial_role()
+        self.open_leader: Leader | None = None  # the Leader role until it is closed
 
     # -- read-only views ------------------------------------------------------------------
 
@@ -130,12 +132,26 @@ class QuorumCore(Membership, RequestManager):
             case _:
                 return type(self.role).__name__.lower()
 
+    def own_voter(self) -> Voter:
+        """This node on our listener: as the voter set lists it, else (a leader that
+        removed itself, until it resigns) from its own listeners."""
+        found = self.voter(self.node_id)
+        if found is not None:
+            return found
+        listener = self.config.listener_name.upper()
+        endpoint = next((e for e in self.local_voter_node().endpoints if e.name == listener), None)
+        if endpoint is None:
+            return Voter(node_id=self.node_id, host="", port=0)
+        return Voter(node_id=self.node_id, host=endpoint.host, port=endpoint.port)
+
     def leader_voter(self) -> Voter | None:
         """The leader with its endpoint: from the voter set, else (an observer following a
         leader it knows only from a response) from the follower state."""
         leader = self.leader_id
         if leader < 0:
             return None
+        if leader == self.node_id:
+            return self.own_voter()
         found = self.voter(leader)
         role = self.role
         if found is None and isinstance(role, Follower) and role.leader_endpoint is not None:
@@ -208,6 +224,7 @@ class QuorumCore(Membership, RequestManager):
                 r.unacked = set(self.voter_ids) - {self.node_id}
             case Follower() as f:
                 f.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+                f.update_voter_deadline_ms = now_ms + self.config.fetch_timeout_ms
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -277,6 +294,9 @@ class QuorumCore(Membership, RequestManager):
     def _entered(self, *, durable: bool) -> list[Action]:
         self.reset_connections()
         actions: list[Action] = [self._election()] if durable else []
+        if self.open_leader is not None and self.role is not self.open_leader:
+            actions += abandoned_voter_changes(self.open_leader)
+            self.open_leader = None
         actions.append(
             StateChanged(state=self.state_name, epoch=self.epoch, leader_id=self.leader_id)
         )
@@ -357,6 +377,7 @@ class QuorumCore(Membership, RequestManager):
             voted_directory_id=_voted_dir(old) if same else NO_DIRECTORY_ID,
             high_watermark=self.high_watermark,
             fetch_deadline_ms=now_ms + self.config.fetch_timeout_ms,
+            update_voter_deadline_ms=now_ms + self.config.fetch_timeout_ms,
             leader_endpoint=endpoint,
         )
         return self._entered(durable=True)
@@ -408,6 +429,13 @@ class QuorumCore(Membership, RequestManager):
             + int(self.config.fetch_timeout_ms * CHECK_QUORUM_TIMEOUT_FACTOR),
             begin_quorum_deadline_ms=now_ms,
         )
+        if not self.kraft_version.is_reconfig_supported:
+            # LeaderState: the static voters with the leader's own entry, kept in memory
+            # for UpdateRaftVoter (Kafka's kraft.version upgrade state).
+            self.role.volatile_voters = self.voter_set.update_voter_ignoring_directory_id(
+                self.local_voter_node()
+            )
+        self.open_leader = self.role
         message = LeaderChangeMessage(
             version=0,
             leader_id=self.node_id,
@@ -505,6 +533,10 @@ class QuorumCore(Membership, RequestManager):
         """Fetch from a bootstrap server (else a voter) to find the leader
         (maybeSendFetchToAnyBootstrap)."""
         raise NotImplementedError
+
+    def maybe_send_update_voter(self, role: Follower, now_ms: int) -> list[Action] | None:
+        """A follower voter's UpdateRaftVoter, when due (reconfig.py); None: fetch."""
+        return None
 
     # -- elections --------------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ class ServingPart(LeaderPart):
             voter.record_fetch(partition.fetch_offset, leader_end, now_ms)
             self.record_following_voter(leader, replica_id, now_ms)
             return self._maybe_advance_high_watermark(leader)
+        self.record_following_voter(leader, -1, now_ms)  # an observer: counts no voter
         key = (replica_id, partition.replica_directory_id)
         progress = leader.observers.get(key)
         if progress is None:

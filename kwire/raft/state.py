@@ -16,6 +16,8 @@ from typing import Protocol
 from uuid import UUID
 
 from kwire.log.snapshots import SnapshotId
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterResponse
+from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
     BeginQuorumEpochResponse,
@@ -24,8 +26,13 @@ from kwire.protocol.messages.control.leader_change_message import LeaderChangeMe
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
+from kwire.protocol.messages.remove_raft_voter import RemoveRaftVoterResponse
+from kwire.protocol.messages.update_raft_voter import (
+    UpdateRaftVoterRequest,
+    UpdateRaftVoterResponse,
+)
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
-from kwire.raft.voter_set import VoterEndpoint, VoterSet
+from kwire.raft.voter_set import ReplicaKey, VoterEndpoint, VoterSet
 from kwire.records.control import ControlRecordType
 
 METADATA_TOPIC = "__cluster_metadata"
@@ -156,6 +163,8 @@ OutboundRequest = (
     | EndQuorumEpochRequest
     | FetchRequest
     | FetchSnapshotRequest
+    | ApiVersionsRequest
+    | UpdateRaftVoterRequest
 )
 OutboundResponse = (
     VoteResponse
@@ -163,6 +172,8 @@ OutboundResponse = (
     | EndQuorumEpochResponse
     | FetchResponse
     | FetchSnapshotResponse
+    | ApiVersionsResponse
+    | UpdateRaftVoterResponse
 )
 
 
@@ -188,6 +199,35 @@ class ReplicaProgress:
         self.last_fetch_leader_end_offset = leader_end_offset
         self.last_fetch_ms = max(self.last_fetch_ms, now_ms)
         self.end_offset = fetch_offset
+
+
+# -- voter changes in progress (KIP-853) ----------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class PendingAddVoter:
+    """An AddRaftVoter the leader works on (Kafka's AddVoterHandlerState): waiting for the
+    new voter's ApiVersions answer (`last_offset` None), then for its VotersRecord at
+    `last_offset` to commit. `ticket` names the caller's waiting request; `answered` once
+    its answer went out early (AckWhenCommitted false)."""
+
+    ticket: int
+    voter: ReplicaKey
+    endpoints: tuple[VoterEndpoint, ...]
+    ack_when_committed: bool
+    deadline_ms: int
+    last_offset: int | None = None
+    answered: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class PendingRemoveVoter:
+    """A RemoveRaftVoter whose VotersRecord at `last_offset` waits to commit (Kafka's
+    RemoveVoterHandlerState)."""
+
+    ticket: int
+    last_offset: int
+    deadline_ms: int
 
 
 # -- roles (Kafka's EpochState implementations) ----------------------------------------------
@@ -259,6 +299,8 @@ class Follower:
     awaiting_flush: bool = False  # an AppendAsFollower is out; the next Fetch waits for it
     pending_high_watermark: int = -1  # from the response whose records are being appended
     snapshot: SnapshotFetch | None = None
+    update_voter_deadline_ms: int = 0  # FollowerState's updateVoterSetPeriodTimer
+    has_updated_leader: bool = False  # an UpdateRaftVoter was answered NONE in this epoch
 
 
 @dataclass(slots=True, kw_only=True)
@@ -276,6 +318,9 @@ class Leader:
     check_quorum_deadline_ms: int = 0
     begin_quorum_deadline_ms: int = 0
     resign_requested: bool = False
+    add_voter: PendingAddVoter | None = None  # LeaderState.addVoterHandlerState
+    remove_voter: PendingRemoveVoter | None = None  # LeaderState.removeVoterHandlerState
+    volatile_voters: VoterSet | None = None  # kraft.version 0: UpdateRaftVoter's in-memory set
 
 
 @dataclass(slots=True, kw_only=True)
@@ -347,6 +392,31 @@ class AppendLeaderChange:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AppendControlRecords:
+    """Append one control batch of epoch `epoch` holding `control_records` ((type, encoded
+    value), in order) at the log end, which is `base_offset` (the leader's VotersRecord of
+    AddRaftVoter, RemoveRaftVoter or UpdateRaftVoter: LeaderState.appendVotersRecord);
+    fsync, then call `on_flushed`. Carried out as AppendLeaderChange."""
+
+    epoch: int
+    base_offset: int
+    control_records: tuple[tuple[ControlRecordType, bytes], ...]
+
+    def values(self) -> list[tuple[ControlRecordType, bytes]]:
+        return list(self.control_records)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteVoterChange:
+    """Answer the AddRaftVoter or RemoveRaftVoter request the caller registered as
+    `ticket` with `response` (its VotersRecord committed, the new voter's ApiVersions answer
+    refused it, its time ran out, or leadership was lost). Each ticket is completed once."""
+
+    ticket: int
+    response: AddRaftVoterResponse | RemoveRaftVoterResponse
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendAsFollower:
     """Append these batches as a follower (they carry their own offsets and epochs), fsync,
     then call `on_flushed(new_end_offset)`."""
@@ -414,6 +484,8 @@ Action = (
     PersistQuorumState
     | SendRequest
     | AppendLeaderChange
+    | AppendControlRecords
+    | CompleteVoterChange
     | AppendAsFollower
     | TruncateTo
     | BecameLeader

@@ -419,6 +419,9 @@ class LogHistory(Generic[T]):
     def clear(self) -> None:
         self._entries.clear()
 
+    def entries(self) -> list[tuple[int, T]]:
+        return list(self._entries)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -542,6 +545,10 @@ class KRaftControlRecords:
     def last_kraft_version(self) -> KRaftVersion:
         entry = self._kraft_versions.last_entry()
         return KRaftVersion.KRAFT_VERSION_0 if entry is None else entry[1]
+
+    def voter_set_offsets(self) -> list[int]:
+        """Where each voter set still remembered was written, oldest first."""
+        return [offset for offset, _ in self._voters.entries()]
 
     def voter_set_at(self, offset: int) -> VoterSet | None:
         """The voter set written at or before ``offset`` (never the static one); None if

@@ -9,6 +9,8 @@
 | Vote (52), BeginQuorumEpoch (53),         | the raft core; its actions (the vote      |
 | EndQuorumEpoch (54)                       | persisted first) before the answer        |
 | FetchSnapshot (59)                        | the raft core, chunks read from the file  |
+| AddRaftVoter (80), RemoveRaftVoter (81),  | the raft core, answered when the voter    |
+| UpdateRaftVoter (82)                      | change commits (voter_changes.py)         |
 | Envelope (58)                             | here: check, unwrap, answer the inner one |
 | the controller's HANDLED_REQUESTS         | the controller, once its records commit   |
 | everything else                           | here: UNSUPPORTED_VERSION on every item   |
@@ -49,6 +51,7 @@ from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response
 from kwire.protocol.errors import ProtocolError
 from kwire.protocol.framing import encode_response
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterRequest
 from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
@@ -63,13 +66,16 @@ from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
+from kwire.protocol.messages.remove_raft_voter import RemoveRaftVoterRequest
 from kwire.protocol.messages.sasl_authenticate import SaslAuthenticateRequest
 from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest
+from kwire.protocol.messages.update_raft_voter import UpdateRaftVoterRequest
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.core import FetchReady, FetchSnapshotReady
 from kwire.raft.state import Action
 from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode
 from kwire.server.snapshots import read_chunk
+from kwire.server.voter_changes import answer_voter_change
 
 # Fetch v18's HighWatermark default (Long.MAX_VALUE): the fetcher sent none.
 LONG_MAX = 2**63 - 1
@@ -339,6 +345,10 @@ class RequestHandler:
                 if self.cluster_denied(peer.principal, peer.client_host, RAFT_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
                 return await self.raft_request(body, version)
+            case AddRaftVoterRequest() | RemoveRaftVoterRequest() | UpdateRaftVoterRequest():
+                return await answer_voter_change(
+                    self.node, body, version, peer.principal, peer.client_host
+                )
             case DescribeClusterRequest():
                 if self.cluster_denied(peer.principal, peer.client_host, DESCRIBE_CLUSTER_NEEDS):
                     return error_response(body, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
@@ -539,7 +549,11 @@ class RequestHandler:
         header, body = forwarded.header, forwarded.body
         response: Message
         client_host = str(ipaddress.ip_address(bytes(request.client_host_address)))
-        if isinstance(body, DescribeQuorumRequest):
+        if isinstance(body, AddRaftVoterRequest | RemoveRaftVoterRequest):
+            response = await answer_voter_change(
+                self.node, body, header.request_api_version, forwarded.principal, client_host
+            )
+        elif isinstance(body, DescribeQuorumRequest):
             if self.cluster_denied(forwarded.principal, client_host, DESCRIBE_QUORUM_NEEDS):
                 response = error_response(
                     body, header.request_api_version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED

@@ -61,6 +61,7 @@ from kwire.protocol.messages.controller_registration import ControllerRegistrati
 from kwire.raft.core import RaftConfig, RaftCore
 from kwire.raft.state import (
     Action,
+    AppendControlRecords,
     AppendLeaderChange,
     BecameLeader,
     InstallSnapshot,
@@ -424,12 +425,13 @@ class ControllerNode:
         """Register this controller's endpoint and features, as Kafka's controllers do
         through their ControllerRegistrationManager (here without the network hop): its
         controller listener as advertised (ListenerInfo, its port as bound), else its
-        entry in the voters."""
+        entry in the current voter set."""
         name = self.settings.listener_name.upper()
-        voter: Voter | VoterEndpoint | None = next(
+        # (A voter added while running is in no start-up list: its own entry in the core.)
+        voter: Voter | VoterEndpoint = next(
             (e for e in self.settings.local_endpoints if e.name == name), None
-        ) or self.raft.voter(self.settings.node_id)
-        if voter is None:
+        ) or self.raft.own_voter()
+        if voter.port == 0:  # own_voter(): no listener of that name
             log.error("Node %d: no endpoint on %s to register", self.settings.node_id, name)
             return
         request = ControllerRegistrationRequest(
@@ -475,9 +477,12 @@ class ControllerNode:
         except OSError as exc:
             self.fault_handler(f"Unable to write {self.quorum_state_path}", exc)
 
-    def append_leader_change(self, action: AppendLeaderChange, now_ms: int) -> None:
+    def append_leader_change(
+        self, action: AppendLeaderChange | AppendControlRecords, now_ms: int
+    ) -> None:
         """The epoch's first batch: the LeaderChangeMessage, then (kraft.version 1) the
-        KRaftVersion and Voters records, one control batch (LeaderState's start of epoch)."""
+        KRaftVersion and Voters records, one control batch (LeaderState's start of epoch);
+        or a VotersRecord of a voter change (AppendControlRecords), likewise."""
         records = [
             Record(offset_delta=i, key=encode_control_record_key(kind), value=value)
             for i, (kind, value) in enumerate(action.values())

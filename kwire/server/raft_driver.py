@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
+from kwire.protocol._codec import Message
 from kwire.raft.state import (
     Action,
     AppendAsFollower,
+    AppendControlRecords,
     AppendLeaderChange,
     BecameLeader,
+    CompleteVoterChange,
     HighWatermarkAdvanced,
     InstallSnapshot,
     PersistQuorumState,
@@ -72,6 +75,55 @@ class DriverStopped(Exception):
     """The driver stopped (the node is shutting down) before it ran a call."""
 
 
+@dataclass(slots=True)
+class _Waiting:
+    done: trio.Event = field(default_factory=trio.Event)
+    response: Message | None = None
+
+
+class VoterChangeTickets:
+    """Requests waiting for the core's later answer, by ticket."""
+
+    def __init__(self) -> None:
+        self._next = 1
+        self._waiting: dict[int, _Waiting] = {}
+
+    def take(self) -> int:
+        ticket = self._next
+        self._next += 1
+        self._waiting[ticket] = _Waiting()
+        return ticket
+
+    def complete(self, action: CompleteVoterChange) -> None:
+        waiting = self._waiting.get(action.ticket)
+        if waiting is None:
+            log.warning("An answer for voter change %d, which nobody awaits", action.ticket)
+            return
+        waiting.response = action.response
+        waiting.done.set()
+
+    def drop(self, ticket: int) -> None:
+        self._waiting.pop(ticket, None)
+
+    def release_all(self) -> None:
+        """The driver stops: every waiting request is released without an answer."""
+        for waiting in self._waiting.values():
+            waiting.done.set()
+
+    async def wait(self, ticket: int) -> Message:
+        waiting = self._waiting[ticket]
+        try:
+            await waiting.done.wait()
+        finally:
+            self._waiting.pop(ticket, None)
+        if waiting.response is None:
+            raise DriverStopped("the raft driver stopped before the voter change was answered")
+        return waiting.response
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
 class RaftDriver:
     """Carries out the core's actions and feeds it its events, from one task (`run`)."""
 
@@ -89,6 +141,7 @@ class RaftDriver:
             deliver=peer_inbox,
         )
         self.running = False
+        self.tickets = VoterChangeTickets()  # AddRaftVoter / RemoveRaftVoter awaiting answers
         self._queue: deque[Action] = deque()
         self._draining = False
         # Set (and replaced) whenever the core changes state: graceful shutdown waits on it.
@@ -118,6 +171,17 @@ class RaftDriver:
                 self.peers.send(destination, request, endpoint)
             case AppendLeaderChange():
                 node.append_leader_change(action, now_ms)
+            case AppendControlRecords(base_offset=base_offset):
+                if base_offset != node.log.end_offset:
+                    log.error(
+                        "Node %d: a voters record meant for offset %d lands at %d",
+                        node.settings.node_id,
+                        base_offset,
+                        node.log.end_offset,
+                    )
+                node.append_leader_change(action, now_ms)
+            case CompleteVoterChange():
+                self.tickets.complete(action)
             case AppendAsFollower(records=records):
                 node.writes.append_as_follower(records, now_ms)
             case TruncateTo(offset=offset):
@@ -203,6 +267,7 @@ class RaftDriver:
                 if isinstance(pending, Call):
                     pending.error = DriverStopped("the raft driver stopped")
                     pending.done.set()
+            self.tickets.release_all()
 
     async def resign(self, timeout_s: float) -> None:
         """Graceful shutdown (KafkaRaftClient.shutdown): a leader resigns and sends

@@ -16,11 +16,21 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from kwire.controller.controller import ControllerConfig
 from kwire.protocol._codec import Message
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterRequest
+from kwire.protocol.messages.remove_raft_voter import RemoveRaftVoterRequest
 from kwire.raft.core import RaftConfig
-from kwire.raft.state import Voter
+from kwire.raft.state import NO_DIRECTORY_ID, Voter
+from kwire.raft.voter_set import (
+    SUPPORTED_KRAFT_VERSIONS,
+    ReplicaKey,
+    VoterEndpoint,
+    VoterNode,
+    VoterSet,
+)
 from kwire.sim.events import EventQueue
 from kwire.sim.invariants import History, check_images
 from kwire.sim.network import Failure, Network, NetworkConfig, PendingRequest
@@ -33,7 +43,13 @@ _POLL_LABELS = tuple(f"poll {i}" for i in range(10))  # network ids of simulated
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterConfig:
+    """`voters` vote from the start; with `dynamic` (kraft.version 1, KIP-853) the voter set
+    is a bootstrap VotersRecord of them and `spares` more nodes start as observers that
+    scenarios may add as voters."""
+
     voters: int = 3
+    dynamic: bool = False
+    spares: int = 0
     network: NetworkConfig = NetworkConfig()
     election_timeout_ms: int = 1000
     election_backoff_max_ms: int = 1000
@@ -68,18 +84,23 @@ class Cluster:
         self.controller_config = ControllerConfig(quorum_node_ids=ids)
         self.history.controller_config = self.controller_config
         self.nodes: dict[int, SimNode] = {}
-        for voter in voters:
+        everyone = range(1, config.voters + (config.spares if config.dynamic else 0) + 1)
+        bootstrap = VoterSet.from_nodes(sim_voter_node(i) for i in ids) if config.dynamic else None
+        for node_id in everyone:
             raft_config = RaftConfig(
-                node_id=voter.node_id,
+                node_id=node_id,
                 cluster_id=CLUSTER_ID,
-                voters=voters,
+                voters=() if config.dynamic else voters,
+                voter_set=bootstrap,
+                directory_id=sim_directory_id(node_id) if config.dynamic else NO_DIRECTORY_ID,
+                local_endpoints=sim_voter_node(node_id).endpoints if config.dynamic else (),
                 election_timeout_ms=config.election_timeout_ms,
                 election_backoff_max_ms=config.election_backoff_max_ms,
                 fetch_timeout_ms=config.fetch_timeout_ms,
                 request_timeout_ms=config.request_timeout_ms,
                 fast_failover=config.fast_failover,
             )
-            self.nodes[voter.node_id] = SimNode(
+            self.nodes[node_id] = SimNode(
                 raft_config,
                 self.controller_config,
                 self.network,
@@ -87,6 +108,8 @@ class Cluster:
                 self.rng.getrandbits(32),
                 observer=self.history,
             )
+        for node in self.nodes.values():
+            node.peers = self.nodes
         self._armed: dict[int, int] = {}  # node id -> time of its scheduled poll
         self.clients: dict[int, Handler] = {}  # client id -> response handler
         self.crashes = 0
@@ -145,6 +168,12 @@ class Cluster:
         self.crash(node_id)
         low, high = self.config.restart_delay_ms
         self.events.after(self.rng.randint(low, high), lambda: self.restart(node_id), "restart")
+
+    def change_voters(
+        self, node_id: int, request: AddRaftVoterRequest | RemoveRaftVoterRequest, ticket: int
+    ) -> None:
+        """An administrator's AddRaftVoter or RemoveRaftVoter, sent to `node_id`."""
+        self._guard(node_id, lambda node: node.change_voters(request, ticket, self.now_ms))
 
     def resign(self, node_id: int) -> None:
         self._guard(node_id, lambda node: node.resign(self.now_ms))
@@ -226,6 +255,20 @@ class Cluster:
     def check_images(self) -> None:
         for node in self.live():
             check_images(node, self.controller_config)
+
+
+def sim_directory_id(node_id: int) -> UUID:
+    """A simulated node's directory id (fixed, so that a seed replays)."""
+    return UUID(int=0xD1_0000 + node_id)
+
+
+def sim_voter_node(node_id: int) -> VoterNode:
+    """A simulated node as a VotersRecord names it."""
+    return VoterNode(
+        ReplicaKey(node_id, sim_directory_id(node_id)),
+        (VoterEndpoint("CONTROLLER", "127.0.0.1", 9000 + node_id),),
+        SUPPORTED_KRAFT_VERSIONS,
+    )
 
 
 def _with_timeout(config: NetworkConfig, request_timeout_ms: int) -> NetworkConfig:

@@ -37,17 +37,23 @@ from kwire.controller.operation import ControllerResult
 from kwire.log.quorum_state import QuorumStateData
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterRequest
+from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
+from kwire.protocol.messages.remove_raft_voter import RemoveRaftVoterRequest
+from kwire.protocol.messages.update_raft_voter import UpdateRaftVoterRequest
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.core import FetchRead, FetchReady, RaftConfig, RaftCore
 from kwire.raft.state import (
     Action,
     AppendAsFollower,
+    AppendControlRecords,
     AppendLeaderChange,
     BecameLeader,
+    CompleteVoterChange,
     HighWatermarkAdvanced,
     OutboundResponse,
     PersistQuorumState,
@@ -56,14 +62,15 @@ from kwire.raft.state import (
     StateChanged,
     TruncateTo,
 )
+from kwire.raft.voter_set import KRaftControlRecords, KRaftVersion
 from kwire.records import (
-    ControlRecordType,
     Record,
     build_batch,
     encode_batch,
     encode_control_record_key,
     frame_metadata_record,
 )
+from kwire.sim.invariants import InvariantViolation
 from kwire.sim.memory_log import MemoryLog, StoredBatch
 from kwire.sim.network import Failure, Network, PendingRequest
 from kwire.sim.replay import replay_batch
@@ -168,6 +175,8 @@ class SimNode:
         self.crash_point = CrashPoint.NONE
         self.core: RaftCore | None = None
         self.controller: QuorumController | None = None
+        self.peers: dict[int, SimNode] = {}  # every node of the cluster (for invariants)
+        self.voter_answers: dict[int, Message] = {}  # voter-change answers, by ticket
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -184,7 +193,13 @@ class SimNode:
         self.incarnation += 1
         self.alive = True
         rng = random.Random(self.seed * 1_000_003 + self.incarnation)
-        self.core = RaftCore(self.raft_config, self.log, persisted=self.disk.quorum_state, rng=rng)
+        self.core = RaftCore(
+            self.raft_config,
+            self.log,
+            persisted=self.disk.quorum_state,
+            rng=rng,
+            control_records=self._control_records(),
+        )
         self.controller = QuorumController(
             node_id=self.node_id,
             cluster_id=self.raft_config.cluster_id,
@@ -201,6 +216,24 @@ class SimNode:
         self.waiters: list[_Waiter] = []
         self.network.node_started(self.node_id, self.incarnation)
         self.carry_out(self.core.start(now_ms), now_ms)
+
+    def _control_records(self) -> KRaftControlRecords | None:
+        """A dynamic quorum's voter history as the server reads it at start: the bootstrap
+        voters, then every control batch of the log (kwire.server.quorum_voters)."""
+        bootstrap = self.raft_config.voter_set
+        if bootstrap is None:
+            return None
+        history = KRaftControlRecords()
+        history.load_bootstrap(KRaftVersion.KRAFT_VERSION_1, bootstrap)
+        for stored in self.log.batches:
+            batch = stored.decode()
+            if batch.is_control:
+                history.skip_to(batch.base_offset)
+                history.append([batch])
+            else:
+                history.skip_to(stored.next_offset)
+        history.skip_to(self.log.end_offset)
+        return history
 
     def crash(self) -> int:
         """kill -9: the process and the log's unflushed tail are gone; returns the lost
@@ -253,14 +286,17 @@ class SimNode:
                     raise NodeCrashed("after persisting the quorum state")
             case SendRequest(destination=destination, request=request):
                 self.network.send(self.node_id, destination, request)
-            case AppendLeaderChange(epoch=epoch, message=message):
-                record = Record(
-                    offset_delta=0,
-                    key=encode_control_record_key(ControlRecordType.LEADER_CHANGE),
-                    value=message.encode(message.version),
-                )
-                data = encode_batch(build_batch([record], base_timestamp=now_ms, control=True))
+            case AppendLeaderChange(epoch=epoch) | AppendControlRecords(epoch=epoch):
+                records = [
+                    Record(offset_delta=i, key=encode_control_record_key(kind), value=value)
+                    for i, (kind, value) in enumerate(action.values())
+                ]
+                data = encode_batch(build_batch(records, base_timestamp=now_ms, control=True))
+                if isinstance(action, AppendControlRecords):
+                    self._check_one_voter_change(action)
                 self._append(lambda: self.log.append_as_leader(data, epoch), now_ms)
+            case CompleteVoterChange(ticket=ticket, response=response):
+                self.voter_answers[ticket] = response
             case AppendAsFollower(records=records):
                 self._append(lambda: self.log.append_as_follower(records), now_ms)
             case TruncateTo(offset=offset):
@@ -304,6 +340,8 @@ class SimNode:
 
     def _advance_high_watermark(self, offset: int, now_ms: int) -> None:
         self.observer.high_watermark_advanced(self, offset)
+        if self.state == "leader":
+            self._check_majority_holds(offset)
         self.high_watermark = max(self.high_watermark, offset)
         self.log.high_watermark = min(self.high_watermark, self.log.end_offset)
         self.version += 1
@@ -451,6 +489,62 @@ class SimNode:
                 kept.append(waiter)
         self.waiters = kept
 
+    # -- voter changes (KIP-853) ------------------------------------------------------------------
+
+    def change_voters(
+        self, request: AddRaftVoterRequest | RemoveRaftVoterRequest, ticket: int, now_ms: int
+    ) -> None:
+        """An administrator's AddRaftVoter or RemoveRaftVoter to this node; its answer, now
+        or later, lands in `voter_answers[ticket]`."""
+        core = self.core
+        assert core is not None
+        if isinstance(request, AddRaftVoterRequest):
+            add_answer, actions = core.handle_add_raft_voter(request, ticket, now_ms)
+            answer: Message | None = add_answer
+        else:
+            remove_answer, actions = core.handle_remove_raft_voter(request, ticket, now_ms)
+            answer = remove_answer
+        if answer is not None:
+            self.voter_answers[ticket] = answer
+        self.carry_out(actions, now_ms)
+
+    def _check_one_voter_change(self, action: AppendControlRecords) -> None:
+        """At most one voter change is uncommitted in a leader's log (KIP-853): when a
+        leader appends a VotersRecord, every earlier one lies below its high watermark."""
+        core = self.core
+        assert core is not None
+        if not core.is_leader or core.epoch != action.epoch:
+            return
+        uncommitted = [
+            o for o in core.control_records.voter_set_offsets() if o >= core.high_watermark
+        ]
+        if uncommitted != [action.base_offset]:
+            raise InvariantViolation(
+                "one voter change at a time",
+                f"leader {self.node_id} appends a voter set at {action.base_offset} while "
+                f"{uncommitted} are not below its high watermark {core.high_watermark}",
+            )
+
+    def _check_majority_holds(self, offset: int) -> None:
+        """A leader commits `offset` only once a majority of the voter set in force holds
+        it durably, the same batch as the leader's."""
+        core = self.core
+        assert core is not None
+        epoch = self.log.epoch_for_offset(offset - 1)
+        holders = [
+            v
+            for v in core.voter_set.voter_ids()
+            if v in self.peers
+            and self.peers[v].log.flushed_end >= offset
+            and self.peers[v].log.epoch_for_offset(offset - 1) == epoch
+        ]
+        if len(holders) < core.voter_set.majority_size:
+            raise InvariantViolation(
+                "majority of the voter set",
+                f"leader {self.node_id} committed offset {offset} held only by {holders} of "
+                f"voters {core.voter_set.voter_ids()}",
+            )
+
     # -- requests from peers --------------------------------------------------------------------
 
     def handle_request(self, pending: PendingRequest, now_ms: int) -> None:
@@ -469,6 +563,10 @@ class SimNode:
             case FetchRequest():
                 self._fetch(pending, request, now_ms, park=True)
                 return
+            case ApiVersionsRequest():  # a leader probes a voter it adds (KIP-853)
+                response, actions = _API_VERSIONS, []
+            case UpdateRaftVoterRequest():
+                response, actions = core.handle_update_raft_voter(request, now_ms)
             case _:
                 raise TypeError(f"the simulator does not route {type(request).__name__}")
         self.carry_out(actions, now_ms)
@@ -532,6 +630,14 @@ class SimNode:
             pending.destination, pending.request, SendFailure[failure.name], now_ms
         )
         self.carry_out(actions, now_ms)
+
+
+# What a node answers a leader's ApiVersions probe with: the kraft.version range it runs.
+_API_VERSIONS = ApiVersionsResponse(
+    supported_features=[
+        ApiVersionsResponse.SupportedFeatureKey(name="kraft.version", min_version=0, max_version=1)
+    ]
+)
 
 
 def _granted_vote(request: object, response: OutboundResponse) -> bool:

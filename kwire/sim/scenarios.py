@@ -17,8 +17,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterRequest
+from kwire.protocol.messages.remove_raft_voter import RemoveRaftVoterRequest
 from kwire.sim.client import SimClient
-from kwire.sim.cluster import Cluster, ClusterConfig
+from kwire.sim.cluster import CLUSTER_ID, Cluster, ClusterConfig, sim_directory_id
 from kwire.sim.invariants import InvariantViolation
 from kwire.sim.network import NetworkConfig
 from kwire.sim.node import CrashPoint, SimNode
@@ -273,3 +275,83 @@ def failover_flapping_voters(sim: Sim) -> None:
         sim.cluster.run_for(sim.rng.randint(300, 900))
         for voter in sim.cluster.nodes.values():
             voter.crash_point = CrashPoint.NONE
+
+
+@scenario("voter-changes", voters=3, dynamic=True, spares=2)
+def voter_changes(sim: Sim) -> None:
+    """A dynamic quorum (KIP-853) adds spare nodes as voters and removes voters, the leader
+    too, while a follower crashes (at any point) or is cut off during the change and the
+    leader is killed between changes: at most one voter change is ever uncommitted in a
+    leader's log, every commit is held by a majority of the voter set in force, one leader
+    per epoch, nothing committed is lost, and every node learns the new voter set."""
+    cluster = sim.cluster
+    nodes = sorted(cluster.nodes)
+    for ticket in range(1, 4):
+        leader = sim.wait_for_leader()
+        assert leader.core is not None
+        voters = leader.core.voter_set.voter_ids()
+        others = [n for n in nodes if n not in voters]
+        if others and (len(voters) <= 2 or sim.rng.random() < 0.5):
+            cluster.change_voters(leader.node_id, _add(sim.rng.choice(others), sim.rng), ticket)
+        else:
+            gone = sim.rng.choice(sorted(voters))
+            request = RemoveRaftVoterRequest(
+                cluster_id=CLUSTER_ID, voter_id=gone, voter_directory_id=sim_directory_id(gone)
+            )
+            cluster.change_voters(leader.node_id, request, ticket)
+        removes_leader = leader.node_id not in leader.core.voter_set.voter_ids()
+        if not removes_leader and sim.rng.random() < 0.5:
+            # A second change while the first is pending (refused: one at a time).
+            second = sim.rng.choice(sorted(voters))
+            again = RemoveRaftVoterRequest(
+                cluster_id=CLUSTER_ID, voter_id=second, voter_directory_id=sim_directory_id(second)
+            )
+            cluster.change_voters(leader.node_id, again, 100 + ticket)
+        # One fault on a follower while the change is in flight.
+        followers = [n for n in nodes if n != leader.node_id]
+        victim = cluster.nodes[sim.rng.choice(followers)]
+        cluster.run_for(sim.rng.randint(0, 30))
+        if sim.rng.random() < 0.5:
+            victim.crash_point = sim.rng.choice(list(CrashPoint))
+            cluster.run_for(sim.rng.randint(0, 50))
+            cluster.crash_and_restart(victim.node_id)
+        else:
+            cluster.network.partition({victim.node_id}, set(nodes) - {victim.node_id})
+        cluster.run_for(sim.rng.randint(100, 800))
+        cluster.network.heal()
+        _everyone_caught_up(sim)
+        if sim.rng.random() < 0.4:  # between changes, the leader is killed
+            now = sim.wait_for_leader()
+            cluster.crash_and_restart(now.node_id)
+            cluster.run_for(sim.rng.randint(200, 800))
+            _everyone_caught_up(sim)
+
+
+def _add(node_id: int, rng: random.Random) -> AddRaftVoterRequest:
+    return AddRaftVoterRequest(
+        cluster_id=CLUSTER_ID,
+        voter_id=node_id,
+        voter_directory_id=sim_directory_id(node_id),
+        listeners=[
+            AddRaftVoterRequest.Listener(name="CONTROLLER", host="127.0.0.1", port=9000 + node_id)
+        ],
+        ack_when_committed=rng.random() < 0.8,
+    )
+
+
+def _everyone_caught_up(sim: Sim, limit_ms: int = LEADER_WAIT_MS) -> None:
+    """Run until every node is up and has committed the leader's log end (liveness: a
+    node that missed a voter change learns it from the leader)."""
+    cluster = sim.cluster
+    end = cluster.now_ms + limit_ms
+    while cluster.now_ms < end:
+        leader = cluster.leader()
+        if (
+            leader is not None
+            and all(n.alive for n in cluster.nodes.values())
+            and all(n.committed_end >= leader.log.end_offset for n in cluster.nodes.values())
+        ):
+            return
+        cluster.run_for(20)
+    lagging = [(n.node_id, n.alive, n.committed_end) for n in cluster.nodes.values()]
+    raise InvariantViolation("liveness", f"nodes did not catch up in {limit_ms} ms: {lagging}")
