@@ -308,13 +308,6 @@ def render_index(
                 f"ApiSpec finds its classes as <name>Request and <name>Response, "
                 f"but they are {request.name} and {response.name}",
             )
-        if module_name(request) != module_name(response):
-            raise SchemaError(
-                f"{response.name}.json",
-                f"API {key}",
-                f"{request.name} and {response.name} must share one module, "
-                f"not {module_name(request)} and {module_name(response)}",
-            )
         flexible = request.flexible_versions
         apis.append(
             {

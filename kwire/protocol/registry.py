@@ -4,7 +4,7 @@ The table itself (`kwire.protocol.messages.index.APIS`) is generated from the sc
 It holds only data: each API names the module of its messages, which is imported the
 first time `request` or `response` is read. Versions, listeners and header versions
 (all ApiVersions needs) never import a message module, so importing the server does not
-pay for the ~100 message modules a controller never sees.
+pay for the message modules of the ~50 APIs a controller never serves.
 """
 
 from __future__ import annotations
