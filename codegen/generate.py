@@ -26,7 +26,7 @@ from codegen.plan import (
     module_name,
     plan_message,
 )
-from codegen.schema import MessageSpec, Versions, load_schema
+from codegen.schema import MessageSpec, SchemaError, Versions, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEMAS = ROOT.parent / "shared" / "kafka-schemas"
@@ -293,17 +293,27 @@ def render_index(
             control.append((CONTROL_RECORDS[spec.name], spec.name))
         else:
             continue
-        imports[module_name(spec)].append(spec.name)
+        # Records are imported with the index (every load of the log reads them); an API's
+        # messages are imported by ApiSpec on first use, so the index names their module.
+        if spec.type not in ("request", "response"):
+            imports[module_name(spec)].append(spec.name)
     apis = []
     for key in sorted(by_key):
         request, response = by_key[key]["request"], by_key[key]["response"]
+        name = request.name.removesuffix("Request")
+        if request.name != f"{name}Request" or response.name != f"{name}Response":
+            raise SchemaError(
+                f"{response.name}.json",
+                f"API {key}",
+                f"ApiSpec finds its classes as <name>Request and <name>Response, "
+                f"but they are {request.name} and {response.name}",
+            )
         flexible = request.flexible_versions
         apis.append(
             {
                 "key": key,
-                "name": request.name.removesuffix("Request"),
-                "request": request.name,
-                "response": response.name,
+                "name": name,
+                "module": module_name(request),
                 "lowest": request.valid_versions.lowest,
                 "highest": request.valid_versions.highest,
                 "first_flexible": None if flexible.empty else flexible.lowest,

@@ -16,16 +16,25 @@ from codegen.generate import (
     DEFAULT_OUTPUT,
     DEFAULT_SCHEMAS,
     ManifestMismatch,
+    _environment,
     check_manifest,
     format_sources,
     generate,
     render_all,
+    render_index,
     schema_files,
     stale_files,
     write_manifest,
 )
 from codegen.plan import plan_message
-from codegen.schema import SchemaError, Versions, load_schema, parse_message, to_snake_case
+from codegen.schema import (
+    MessageSpec,
+    SchemaError,
+    Versions,
+    load_schema,
+    parse_message,
+    to_snake_case,
+)
 from codegen.sizes import MinimumSizes
 
 needs_schemas = pytest.mark.skipif(
@@ -170,6 +179,31 @@ def test_a_valid_schema_passes_validation() -> None:
     )
     assert [f.name for f in spec.fields] == ["A", "B"]
     assert spec.fields[1].tagged_versions == Versions.parse("2+")
+
+
+def api_pair(request: str, response: str) -> list[MessageSpec]:
+    return [
+        parse_message(
+            message([], name=name, type=kind, apiKey=90, **extra),
+            Path(f"{name}.json"),
+        )
+        for name, kind, extra in (
+            (request, "request", {"listeners": ["controller"]}),
+            (response, "response", {}),
+        )
+    ]
+
+
+def test_the_index_names_each_apis_module_and_imports_only_records() -> None:
+    text = render_index(api_pair("ProbeRequest", "ProbeResponse"), _environment())
+    assert 'module="probe",' in text
+    assert "import ProbeRequest" not in text
+
+
+def test_an_api_whose_response_is_not_named_for_it_fails_generation() -> None:
+    # ApiSpec finds an API's classes by name; Kafka's schemas always pair XRequest/XResponse.
+    with pytest.raises(SchemaError, match="<name>Request and <name>Response"):
+        render_index(api_pair("ProbeRequest", "OtherResponse"), _environment())
 
 
 def test_versions_parse_every_form() -> None:

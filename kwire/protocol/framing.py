@@ -56,16 +56,19 @@ def peek_request(frame: bytes | memoryview) -> RequestPreamble:
     return RequestPreamble(*_KEY_VERSION_CORRELATION.unpack_from(frame, 0))
 
 
-def _request_decoders() -> dict[int, tuple[int, type[Message]]]:
-    """(api key << 16 | version) -> (header version, body class), for every API."""
-    table = {}
-    for api in APIS.values():
-        for version in range(api.lowest_version, api.highest_version + 1):
-            table[api.api_key << 16 | version] = (api.request_header_version(version), api.request)
-    return table
+# (api key << 16 | version) -> (header version, body class), filled on each pair's first
+# request: building it whole would import every message module at start-up.
+_REQUEST_DECODERS: dict[int, tuple[int, type[Message]]] = {}
 
 
-_REQUEST_DECODERS = _request_decoders()
+def _request_decoder(api_key: int, api_version: int) -> tuple[int, type[Message]] | None:
+    """The (header version, body class) of a request, or None if no such API or version."""
+    api = APIS.get(api_key)
+    if api is None or api_version < 0 or not api.supports(api_version):
+        return None
+    entry = (api.request_header_version(api_version), api.request)
+    _REQUEST_DECODERS[api_key << 16 | api_version] = entry
+    return entry
 
 
 def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, Message]:
@@ -81,7 +84,9 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, Message]:
         raise DecodeError(
             "request_api_key", 0, f"a request needs at least 4 bytes, got {len(buf)}"
         ).located("RequestHeader", 0) from None
-    decoders = _REQUEST_DECODERS.get(api_key << 16 | api_version) if api_version >= 0 else None
+    decoders = _REQUEST_DECODERS.get(api_key << 16 | api_version) or _request_decoder(
+        api_key, api_version
+    )
     if decoders is None:
         api = api_for(api_key)
         raise UnsupportedVersionError(
