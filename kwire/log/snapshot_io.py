@@ -22,7 +22,7 @@ a crash while writing leaves a partial file that the next open removes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +145,40 @@ def write_snapshot(
     its batch: a kraft.version 1 quorum's KRaftVersionRecord and VotersRecord. Raises
     FileExistsError if that snapshot exists (Kafka's createNewSnapshotUnchecked then
     writes nothing) and OSError on an I/O error, after removing the partial file."""
+    steps = write_snapshot_steps(
+        directory,
+        snapshot_id,
+        values,
+        last_contained_log_timestamp=last_contained_log_timestamp,
+        now_ms=now_ms,
+        kraft_records=kraft_records,
+    )
+    return drive(steps)
+
+
+def drive(steps: Generator[None, None, Path]) -> Path:
+    """Run a stepwise write (`write_snapshot_steps`) to its end at once; its path."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            path: Path = done.value
+            return path
+
+
+def write_snapshot_steps(
+    directory: Path,
+    snapshot_id: SnapshotId,
+    values: Sequence[bytes],
+    *,
+    last_contained_log_timestamp: int,
+    now_ms: int,
+    kraft_records: Sequence[tuple[ControlRecordType, bytes]] = (),
+) -> Generator[None, None, Path]:
+    """`write_snapshot` a batch at a time: the generator yields after each batch it
+    wrote (at most MAX_BATCH_SIZE_BYTES of records encoded) and returns the frozen
+    file's path; the bytes are those `write_snapshot` writes. Closing it before the end
+    removes the partial file. Errors as `write_snapshot`."""
     if snapshot_path(directory, snapshot_id).exists():
         raise FileExistsError(snapshot_path(directory, snapshot_id))
     epoch = snapshot_id.epoch
@@ -168,6 +202,7 @@ def write_snapshot(
             offset = 1 + len(kraft_records)
             for batch in _data_batches(values, offset, epoch, now_ms):
                 out.write(batch)
+                yield
             offset += len(values)
             footer = SnapshotFooterRecord(version=SNAPSHOT_FOOTER_VERSION)
             out.write(
