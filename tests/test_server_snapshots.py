@@ -214,8 +214,8 @@ def source(image):
 
 node.snapshots.source = source
 import kwire.server.snapshots as s
-real = s.write_snapshot
-s.write_snapshot = lambda d, i, values, **kw: real(d, i, Slow(values), **kw)
+real = s.write_snapshot_steps
+s.write_snapshot_steps = lambda d, i, values, **kw: real(d, i, Slow(values), **kw)
 node.snapshots.write(node.controller, node.log.end_offset, 5_000, "test")
 """
 

@@ -151,7 +151,7 @@ def generate(
         topics = partitions // PARTITIONS_PER_TOPIC
         ids = topic_ids(topics + tail_topics, seed)
         add_topics(image, ids[:topics], 0, brokers)
-        values = frame_records(node.snapshots.source(image))
+        values = frame_records(list(node.snapshots.source(image)))
         end = node.log.end_offset + brokers + topics * (PARTITIONS_PER_TOPIC + 1)
         snapshot_id = SnapshotId(end, epoch)
         now = int(time.time() * 1000)

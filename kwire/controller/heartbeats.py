@@ -48,6 +48,7 @@ class BrokerSession:
     metadata_offset: int = -1
     controlled_shutdown_offset: int = -1
     fenced: bool = True
+    stall_at_contact_ms: int = 0  # the tracker's stall_ms at last contact
 
     @property
     def shutting_down(self) -> bool:
@@ -76,6 +77,17 @@ class BrokerHeartbeatTracker:
         # The time the controller last learnt; registrations replayed from the log start
         # their session at this time, as Kafka's start at the wall clock.
         self.now_ms = 0
+        # How long the controller's own event loop was blocked, in total (ms; see
+        # `credit_stall`).
+        self.stall_ms = 0
+
+    def credit_stall(self, ms: int) -> None:
+        """The controller's event loop was blocked for ``ms`` milliseconds: a heartbeat
+        sent meanwhile waited in its socket, unread. kwire adds the stalls since a
+        broker's last contact to its session, so that the controller's own stall is
+        not the broker's fault (Kafka's BrokerHeartbeatManager counts the session from
+        the heartbeat's handling and does not: KAFKA-15019)."""
+        self.stall_ms += ms
 
     def register(self, broker_id: int, fenced: bool) -> None:
         """(Re)start tracking ``broker_id``. Kafka keeps the reported offset only when the
@@ -96,6 +108,7 @@ class BrokerHeartbeatTracker:
         session = self.sessions[broker_id]
         self._unfenced.pop(broker_id, None)
         session.last_contact_ms = self.now_ms
+        session.stall_at_contact_ms = self.stall_ms
         session.metadata_offset = metadata_offset
         session.fenced = fenced
         if fenced:
@@ -115,9 +128,14 @@ class BrokerHeartbeatTracker:
         return session is not None and self._valid(session)
 
     def _valid(self, session: BrokerSession) -> bool:
-        return (
-            not session.fenced and session.last_contact_ms + self.session_timeout_ms >= self.now_ms
-        )
+        return not session.fenced and self._expiry_ms(session) >= self.now_ms
+
+    def _expiry_ms(self, session: BrokerSession) -> int:
+        """The last millisecond of the session: its timeout after the last contact, plus
+        the stalls of the controller's loop since (the unfenced list stays ordered by
+        it, as stalls after a contact never exceed the time since)."""
+        stalled = self.stall_ms - session.stall_at_contact_ms
+        return session.last_contact_ms + self.session_timeout_ms + stalled
 
     def update_controlled_shutdown_offset(self, broker_id: int, offset: int) -> None:
         session = self.sessions[broker_id]
@@ -147,7 +165,7 @@ class BrokerHeartbeatTracker:
         session = self._longest_silent()
         if session is None:
             return _NEVER
-        return session.last_contact_ms + self.session_timeout_ms
+        return self._expiry_ms(session)
 
     def find_one_stale_broker(self) -> int | None:
         """The longest-silent unfenced broker if its session ran out: if it did not,

@@ -22,6 +22,9 @@ caller names it, as for a Kafka 4.3.1 cluster still at 3.9-IV0.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 from kwire.controller.image import MetadataImage
 from kwire.controller.image_order import java_map_order
 from kwire.controller.java_order import uuid_hash
@@ -66,28 +69,63 @@ def snapshot_records(
     4.3.1 at 4.x levels, Kafka 3.9 below). Raises SnapshotLossError when the image has no
     metadata.version or holds state its level cannot write (as Kafka refuses to write such
     a snapshot)."""
+    return list(snapshot_view(image, kafka_4=kafka_4).records())
+
+
+@dataclass(slots=True)
+class SnapshotView:
+    """A consistent copy of what a snapshot of an image holds, taken at one moment:
+    every record but the partitions' is built at once, and each topic keeps a shallow copy
+    of its partitions dict (PartitionRegistration values are immutable), so `records`
+    gives, however the image changes meanwhile, the records `snapshot_records` gave at
+    that moment. Copying costs O(partitions) in C dict copies; building a PartitionRecord
+    is left to `records`, a slice at a time."""
+
+    head: list[RecordAndVersion]  # features, brokers, controllers
+    topics: list[tuple[TopicInfo, dict[int, PartitionRegistration]]]  # in Kafka's order
+    tail: list[RecordAndVersion]  # configs, quotas, producer ids, ACLs, SCRAM, tokens
+    mv: MetadataVersion
+    elr: bool
+
+    def records(self) -> Iterator[RecordAndVersion]:
+        """The snapshot's records, in Kafka's order, generated as they are consumed."""
+        yield from self.head
+        mv, elr = self.mv, self.elr
+        for topic, partitions in self.topics:
+            yield RecordAndVersion(TopicRecord(name=topic.name, topic_id=topic.topic_id), 0)
+            for partition_id in sorted(partitions):
+                yield _partition(topic, partition_id, partitions[partition_id], mv, elr)
+        yield from self.tail
+
+    def __len__(self) -> int:
+        """How many records `records` gives."""
+        return len(self.head) + len(self.tail) + sum(1 + len(p) for _, p in self.topics)
+
+
+def snapshot_view(image: MetadataImage, *, kafka_4: bool | None = None) -> SnapshotView:
+    """The consistent copy of ``image``'s snapshot (see `SnapshotView`); arguments and
+    errors as `snapshot_records`, raised here, not while the records are generated."""
     level = image.metadata_version_level
     if level == 0:
         raise SnapshotLossError("the metadata image has no metadata.version")
     mv = metadata_version(level)
     if kafka_4 is None:
         kafka_4 = mv >= MetadataVersion.IBP_4_0_IV0
-    out: list[RecordAndVersion] = []
-    _features(image, mv, kafka_4, out)
+    head: list[RecordAndVersion] = []
+    _features(image, mv, kafka_4, head)
     for broker_id in image.kafka_order("brokers"):
-        out.append(_broker(image.brokers[broker_id], mv, kafka_4))
+        head.append(_broker(image.brokers[broker_id], mv, kafka_4))
     if image.controllers and not mv.is_controller_registration_supported:
         raise SnapshotLossError("controller registration data")
     for controller_id in image.kafka_order("controllers"):
-        out.append(_controller(image.controllers[controller_id], mv))
+        head.append(_controller(image.controllers[controller_id], mv))
     elr = image.finalized_features.get(ELR_FEATURE, 0) >= 1 if kafka_4 else mv.is_elr_supported
-    for topic in _topics_in_order(image):
-        out.append(RecordAndVersion(TopicRecord(name=topic.name, topic_id=topic.topic_id), 0))
-        for partition_id in sorted(topic.partitions):
-            out.append(_partition(topic, partition_id, topic.partitions[partition_id], mv, elr))
+    # A TopicInfo's name and id never change; its partitions dict does: copy it.
+    topics = [(topic, topic.partitions.copy()) for topic in _topics_in_order(image)]
+    tail: list[RecordAndVersion] = []
     for resource in image.configs:
         for name in image.kafka_order(("config", resource)):
-            out.append(
+            tail.append(
                 RecordAndVersion(
                     ConfigRecord(
                         resource_type=int(resource[0]),
@@ -98,17 +136,17 @@ def snapshot_records(
                     0,
                 )
             )
-    _client_quotas(image, out)
+    _client_quotas(image, tail)
     # ProducerIdsImage writes only once a block was given out (nextProducerId >= 0).
     if image.last_producer_ids_broker is not None:
         record = ProducerIdsRecord(
             broker_id=-1, broker_epoch=-1, next_producer_id=image.next_producer_id
         )
-        out.append(RecordAndVersion(record, 0))
+        tail.append(RecordAndVersion(record, 0))
     for acl_id in image.kafka_order("acls"):
-        out.append(RecordAndVersion(image.acls[acl_id], 0))
-    _scram_and_tokens(image, mv, out)
-    return out
+        tail.append(RecordAndVersion(image.acls[acl_id], 0))
+    _scram_and_tokens(image, mv, tail)
+    return SnapshotView(head=head, topics=topics, tail=tail, mv=mv, elr=elr)
 
 
 def _features(

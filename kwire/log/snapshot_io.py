@@ -22,9 +22,10 @@ a crash while writing leaves a partial file that the next open removes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from kwire.log.metadata_reader import batch_metadata_records
 from kwire.log.snapshots import SnapshotId, create_partial_snapshot, freeze_snapshot, snapshot_path
@@ -44,6 +45,7 @@ from kwire.records import (
     decode_control_record_key,
     encode_batch,
     encode_control_record_key,
+    encode_records,
     plain_record_size,
     read_batch_header,
 )
@@ -101,6 +103,14 @@ def _data_batches(
     MAX_BATCH_SIZE_BYTES; a chunk that alone exceeds it gets a batch of its own (Kafka
     then fails the write: RecordBatchTooLargeException; kwire lets the log reader
     decide, which reads batches of any size)."""
+    for steps in _data_batch_steps(values, first_offset, epoch, now_ms):
+        yield drive(steps)
+
+
+def _data_batch_steps(
+    values: Sequence[bytes], first_offset: int, epoch: int, now_ms: int
+) -> Iterator[Generator[None, None, bytes]]:
+    """`_data_batches`, each batch as the steps that encode it (`_encode_data_steps`)."""
     pending: list[bytes] = []
     size = RECORD_BATCH_OVERHEAD
     offset = first_offset
@@ -108,7 +118,7 @@ def _data_batches(
         chunk = values[start : start + SNAPSHOT_EMITTER_BATCH_SIZE]
         grown = size + sum(plain_record_size(len(pending) + i, len(v)) for i, v in enumerate(chunk))
         if pending and grown > MAX_BATCH_SIZE_BYTES:
-            yield _encode_data(pending, offset, epoch, now_ms)
+            yield _encode_data_steps(pending, offset, epoch, now_ms)
             offset += len(pending)
             pending = []
             grown = RECORD_BATCH_OVERHEAD + sum(
@@ -117,18 +127,33 @@ def _data_batches(
         pending.extend(chunk)
         size = grown
     if pending:
-        yield _encode_data(pending, offset, epoch, now_ms)
+        yield _encode_data_steps(pending, offset, epoch, now_ms)
 
 
-def _encode_data(values: list[bytes], base_offset: int, epoch: int, now_ms: int) -> bytes:
-    return encode_batch(
-        build_batch(
-            [Record(offset_delta=i, value=v) for i, v in enumerate(values)],
-            base_offset=base_offset,
-            base_timestamp=now_ms,
-            partition_leader_epoch=epoch,
-        )
+T = TypeVar("T")
+ENCODE_SLICE = 8192  # records encoded per step of a batch's encoding
+
+
+def _encode_data_steps(
+    values: list[bytes], base_offset: int, epoch: int, now_ms: int
+) -> Generator[None, None, bytes]:
+    """The bytes of a batch of ``values`` (uncompressed, at ``base_offset``), its records
+    encoded ENCODE_SLICE at a time (a yield after each slice): the records' encodings
+    simply follow one another."""
+    records: list[Record] = []
+    payload = bytearray()
+    for start in range(0, len(values), ENCODE_SLICE):
+        piece = [
+            Record(offset_delta=i, value=values[i])
+            for i in range(start, min(start + ENCODE_SLICE, len(values)))
+        ]
+        payload += encode_records(piece)
+        records += piece
+        yield
+    batch = build_batch(
+        records, base_offset=base_offset, base_timestamp=now_ms, partition_leader_epoch=epoch
     )
+    return encode_batch(batch, records_bytes=bytes(payload))
 
 
 def write_snapshot(
@@ -145,6 +170,40 @@ def write_snapshot(
     its batch: a kraft.version 1 quorum's KRaftVersionRecord and VotersRecord. Raises
     FileExistsError if that snapshot exists (Kafka's createNewSnapshotUnchecked then
     writes nothing) and OSError on an I/O error, after removing the partial file."""
+    steps = write_snapshot_steps(
+        directory,
+        snapshot_id,
+        values,
+        last_contained_log_timestamp=last_contained_log_timestamp,
+        now_ms=now_ms,
+        kraft_records=kraft_records,
+    )
+    return drive(steps)
+
+
+def drive(steps: Generator[None, None, T]) -> T:
+    """Run stepwise work (`write_snapshot_steps`) to its end at once; what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+
+def write_snapshot_steps(
+    directory: Path,
+    snapshot_id: SnapshotId,
+    values: Sequence[bytes],
+    *,
+    last_contained_log_timestamp: int,
+    now_ms: int,
+    kraft_records: Sequence[tuple[ControlRecordType, bytes]] = (),
+) -> Generator[None, None, Path]:
+    """`write_snapshot` a batch at a time: the generator yields after each batch it
+    wrote (at most MAX_BATCH_SIZE_BYTES of records encoded) and returns the frozen
+    file's path; the bytes are those `write_snapshot` writes. Closing it before the end
+    removes the partial file. Errors as `write_snapshot`."""
     if snapshot_path(directory, snapshot_id).exists():
         raise FileExistsError(snapshot_path(directory, snapshot_id))
     epoch = snapshot_id.epoch
@@ -166,8 +225,9 @@ def write_snapshot(
                 )
             )
             offset = 1 + len(kraft_records)
-            for batch in _data_batches(values, offset, epoch, now_ms):
-                out.write(batch)
+            for batch_steps in _data_batch_steps(values, offset, epoch, now_ms):
+                out.write((yield from batch_steps))
+                yield
             offset += len(values)
             footer = SnapshotFooterRecord(version=SNAPSHOT_FOOTER_VERSION)
             out.write(

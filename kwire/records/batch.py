@@ -314,9 +314,13 @@ def encode_records(records: Sequence[Record]) -> bytes:
     return bytes(out)
 
 
-def encode_batch(batch: RecordBatch, *, compression_level: int | None = None) -> bytes:
-    """Serialize ``batch`` with a freshly computed length and CRC."""
-    payload = encode_records(batch.records)
+def encode_batch(
+    batch: RecordBatch, *, compression_level: int | None = None, records_bytes: bytes | None = None
+) -> bytes:
+    """Serialize ``batch`` with a freshly computed length and CRC. ``records_bytes``:
+    `encode_records(batch.records)` when the caller already has it (e.g. encoded a slice
+    at a time), which is then not encoded again."""
+    payload = encode_records(batch.records) if records_bytes is None else records_bytes
     codec = batch.compression
     if codec != CompressionType.NONE:
         payload = compress(codec, payload, compression_level)

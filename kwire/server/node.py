@@ -86,11 +86,13 @@ from kwire.records import (
     iter_batch_headers,
 )
 from kwire.records.control import ControlRecordType
+from kwire.server.loop_watch import LoopStallWatch
 from kwire.server.quorum_voters import read_control_records, voters_on_listener
 from kwire.server.raft_driver import RaftDriver
 from kwire.server.snapshots import (
     SnapshotDownload,
     SnapshotDriver,
+    SnapshotJob,
     SnapshotSettings,
     SnapshotSource,
     default_snapshot_source,
@@ -246,6 +248,10 @@ class ControllerNode:
         self.controller = self._new_controller()
         self.download = SnapshotDownload(self.log)
         self._tick_wanted = trio.Event()
+        # While `run` runs, due snapshots go to its writer task, which writes them a slice
+        # at a time; otherwise `tick` writes them at once.
+        self._snapshot_jobs: trio.MemorySendChannel[SnapshotJob] | None = None
+        self.loop_watch = LoopStallWatch(on_stall=self._credit_stall)
         self.incarnation_id = uuid.uuid4()
         self.snapshots = SnapshotDriver(
             self.log,
@@ -669,18 +675,64 @@ class ControllerNode:
         """Write a due snapshot of the committed image and clean the log when due; an
         I/O error is fatal, as Kafka's snapshot generation fault is."""
         try:
-            self.snapshots.maybe_write(self.controller, self.committed_offset, now_ms)
+            if self._snapshot_jobs is None:
+                self.snapshots.maybe_write(self.controller, self.committed_offset, now_ms)
+            else:
+                job = self.snapshots.maybe_begin(self.controller, self.committed_offset, now_ms)
+                if job is not None:
+                    self._snapshot_jobs.send_nowait(job)
             self.snapshots.maybe_clean(now_ms)
         except OSError as exc:
             self.fault_handler("KRaft snapshot file generation or log cleaning error", exc)
 
+    async def run_snapshot_writer(self, jobs: trio.MemoryReceiveChannel[SnapshotJob]) -> None:
+        """Write each begun snapshot a slice at a time, letting the other tasks run
+        between slices (the job holds a consistent copy of the image, which changes
+        meanwhile); an I/O error is fatal, as in `snapshot_work`."""
+        async for job in jobs:
+            steps = self.snapshots.steps(job)
+            try:
+                while True:
+                    try:
+                        next(steps)
+                    except StopIteration:
+                        break
+                    await trio.sleep(0)
+            except OSError as exc:
+                self.fault_handler("KRaft snapshot file generation or log cleaning error", exc)
+            finally:
+                steps.close()
+
+    def _credit_stall(self, ms: float) -> None:
+        self.controller.tracker.credit_stall(int(ms))
+
     async def run(self) -> None:
-        """The node's tasks (the raft driver, the group-commit flusher and the periodic
-        work) until cancelled."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.driver.run)
-            nursery.start_soon(self.writes.run_flusher, self.driver.call)
-            nursery.start_soon(self.run_ticks)
+        """The node's tasks (the raft driver, the group-commit flusher, the periodic
+        work and the snapshot writer) until cancelled; `loop_watch` times the loop's
+        steps meanwhile."""
+        send, receive = trio.open_memory_channel[SnapshotJob](1)
+        trio.lowlevel.add_instrument(self.loop_watch)
+        self._snapshot_jobs = send
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.driver.run)
+                nursery.start_soon(self.writes.run_flusher, self.driver.call)
+                nursery.start_soon(self.run_ticks)
+                nursery.start_soon(self.run_snapshot_writer, receive)
+        finally:
+            self._snapshot_jobs = None
+            self.snapshots.writing = None
+            trio.lowlevel.remove_instrument(self.loop_watch)
+            watch = self.loop_watch
+            log.info(
+                "The event loop was blocked %d times for at least %.0f ms, %.0f ms in all; "
+                "the longest, %.0f ms, by %s",
+                watch.stalls,
+                watch.threshold_s * 1000,
+                watch.stalled_ms,
+                watch.longest_ms,
+                watch.longest_task or "none",
+            )
 
     async def resign(self, timeout_s: float | None = None) -> None:
         """Graceful shutdown: a leader hands over (EndQuorumEpoch), bounded in time."""

@@ -17,34 +17,41 @@ KafkaMetadataLog):
   nothing past the high watermark (on a sole voter, after every write), with id
   ``(high watermark, epoch of the last committed batch)`` and the header timestamp of
   that batch. Its records are `snapshot_records(image)` (kwire.controller.snapshot_image),
-  framed as in the log.
+  framed as in the log, taken from a consistent copy of the image (`snapshot_view`).
 - Every 60 s (RaftMetadataLogCleanerManager) the log is cleaned by
   ``metadata.max.retention.bytes`` / ``metadata.max.retention.ms`` (kwire.log.snapshot_set).
 
-Cost: the snapshot is built and written in the node's one Trio task, so requests wait
-while it is written (Kafka writes it on its own thread); tools/bench_startup.py measures
-how long a snapshot of a given size takes.
+Cost: the snapshot is written in the node's one Trio loop (Kafka writes it on its own
+thread). While the node runs, `SnapshotDriver.begin` takes, in the driver's turn, a
+consistent copy of the image (`snapshot_view`: shallow copies of the partitions dicts,
+O(partitions) C-level copying) and the node's writer task then frames FRAME_SLICE records,
+or encodes and writes one batch of at most 8 MiB, per step, letting heartbeats and
+requests run between steps; the bytes are those of the synchronous `write` at the same
+offset. The copy costs memory: the dicts, not the registrations. The fsync and rename at
+the end are one step. tools/bench_startup.py measures how long a snapshot takes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from kwire.controller.controller import QuorumController
 from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import RecordAndVersion
-from kwire.controller.snapshot_image import snapshot_records
+from kwire.controller.snapshot_image import snapshot_view
 from kwire.log import MetadataLog
 from kwire.log.snapshot_io import (
+    drive,
     iter_snapshot_records,
     read_snapshot_slice,
     snapshot_size,
-    write_snapshot,
+    write_snapshot_steps,
 )
 from kwire.log.snapshot_set import maybe_clean
 from kwire.log.snapshots import SnapshotId, create_partial_snapshot, freeze_snapshot
@@ -53,15 +60,17 @@ from kwire.records.control import ControlRecordType
 
 log = logging.getLogger("kwire.snapshots")
 
-# The records of a metadata snapshot of an image, in Kafka's order and versions.
-SnapshotSource = Callable[[MetadataImage], list[RecordAndVersion]]
+# The records of a metadata snapshot of an image, in Kafka's order and versions; they may be
+# generated lazily, but from a copy taken during the call (the image changes afterwards).
+SnapshotSource = Callable[[MetadataImage], Iterable[RecordAndVersion]]
 
 CLEAN_INTERVAL_MS = 60_000  # KafkaRaftClient's RaftMetadataLogCleanerManager delay
 
 
 def default_snapshot_source() -> SnapshotSource:
-    """kwire.controller.snapshot_image.snapshot_records: Kafka's records of the image."""
-    return snapshot_records
+    """Kafka's records of the image (kwire.controller.snapshot_image), from a consistent
+    copy (`snapshot_view`) generated as they are framed."""
+    return lambda image: snapshot_view(image).records()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +124,23 @@ def read_chunk(
         return None, b""
 
 
+FRAME_SLICE = 4096  # records framed per step of a snapshot's writing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotJob:
+    """A snapshot begun by `SnapshotDriver.begin`: its id, header timestamp, the time its
+    batches carry, KRaft control records, and its metadata records from a consistent
+    copy of the image (generated as they are framed)."""
+
+    snapshot_id: SnapshotId
+    records: Iterable[RecordAndVersion]
+    last_contained_log_timestamp: int
+    now_ms: int
+    kraft_records: Sequence[tuple[ControlRecordType, bytes]]
+    reason: str
+
+
 # The control records a snapshot's header batch carries after the SnapshotHeaderRecord,
 # given the snapshot's last contained offset (kraft.version 1: KRaftVersion + Voters).
 KRaftRecordsAt = Callable[[int], Sequence[tuple[ControlRecordType, bytes]]]
@@ -141,7 +167,8 @@ class SnapshotDriver:
         self.bytes_since_last = 0
         self.last_snapshot_ms = now_ms
         self.next_clean_ms = now_ms + CLEAN_INTERVAL_MS
-        self.wanted: str | None = None  # why a snapshot is due, until written
+        self.wanted: str | None = None  # why a snapshot is due, until begun
+        self.writing: SnapshotJob | None = None  # the snapshot being written
         self._pending: deque[tuple[int, int]] = deque()  # (end offset, bytes) appended
 
     def on_appended(self, end_offset: int, size: int) -> None:
@@ -177,18 +204,37 @@ class SnapshotDriver:
         self, controller: QuorumController, high_watermark: int, now_ms: int
     ) -> Path | None:
         """Write the due snapshot if the controller holds only committed state."""
-        if self.wanted is None:
+        job = self.maybe_begin(controller, high_watermark, now_ms)
+        return None if job is None else drive(self.steps(job))
+
+    def maybe_begin(
+        self, controller: QuorumController, high_watermark: int, now_ms: int
+    ) -> SnapshotJob | None:
+        """Start the due snapshot if the controller holds only committed state and no
+        other snapshot is being written; its file is written by `steps`."""
+        if self.wanted is None or self.writing is not None:
             return None
         if controller.last_applied_offset >= high_watermark:
             return None  # uncommitted records applied: wait for them to commit
         reason, self.wanted = self.wanted, None
         self.last_snapshot_ms = now_ms
-        return self.write(controller, high_watermark, now_ms, reason)
+        return self.begin(controller, high_watermark, now_ms, reason)
 
     def write(
         self, controller: QuorumController, high_watermark: int, now_ms: int, reason: str
     ) -> Path | None:
         """Write the snapshot of the committed image ending at ``high_watermark``."""
+        job = self.begin(controller, high_watermark, now_ms, reason)
+        return None if job is None else drive(self.steps(job))
+
+    def begin(
+        self, controller: QuorumController, high_watermark: int, now_ms: int, reason: str
+    ) -> SnapshotJob | None:
+        """Take the snapshot ending at ``high_watermark`` of the committed image: its id,
+        timestamps and a consistent copy of its records (the source's), cheap next to
+        framing and writing them, which `steps` does. None when there is nothing to
+        write (no committed batch, or that snapshot exists). Until the job's steps end,
+        no other snapshot begins."""
         epoch = self.log.epoch_for_offset(high_watermark - 1)
         if high_watermark <= 0 or epoch is None or high_watermark < self.log.log_start_offset:
             return None
@@ -197,22 +243,47 @@ class SnapshotDriver:
             log.error("Not generating %s because it already exists.", snapshot_id)
             return None
         last_batch = read_batch_header(self.log.read(high_watermark - 1, 1))
-        values = [
-            frame_metadata_record(item.api_key, item.version, item.record.encode(item.version))
-            for item in self.source(controller.image)
-        ]
-        log.info("Creating new KRaft snapshot file %s because %s.", snapshot_id, reason)
-        path = write_snapshot(
-            self.log.directory,
-            snapshot_id,
-            values,
+        job = SnapshotJob(
+            snapshot_id=snapshot_id,
+            records=self.source(controller.image),
             last_contained_log_timestamp=last_batch.max_timestamp,
             now_ms=now_ms,
             kraft_records=self.kraft_records(high_watermark - 1) if self.kraft_records else (),
+            reason=reason,
         )
-        self.log.snapshots.add(snapshot_id)
-        log.info("Successfully wrote snapshot %s (%d records)", snapshot_id, len(values))
-        return path
+        self.writing = job
+        return job
+
+    def steps(self, job: SnapshotJob) -> Generator[None, None, Path]:
+        """Frame `job`'s records (FRAME_SLICE at a time) and write its file (a batch at
+        a time), yielding after each slice and batch; returns the file's path. The bytes
+        do not depend on how the steps are spaced. Closing the generator early removes
+        the partial file; either way the driver may begin the next snapshot."""
+        try:
+            values: list[bytes] = []
+            records = iter(job.records)
+            while chunk := list(islice(records, FRAME_SLICE)):
+                values.extend(
+                    frame_metadata_record(
+                        item.api_key, item.version, item.record.encode(item.version)
+                    )
+                    for item in chunk
+                )
+                yield
+            log.info("Creating new KRaft snapshot file %s because %s.", job.snapshot_id, job.reason)
+            path = yield from write_snapshot_steps(
+                self.log.directory,
+                job.snapshot_id,
+                values,
+                last_contained_log_timestamp=job.last_contained_log_timestamp,
+                now_ms=job.now_ms,
+                kraft_records=job.kraft_records,
+            )
+            self.log.snapshots.add(job.snapshot_id)
+            log.info("Successfully wrote snapshot %s (%d records)", job.snapshot_id, len(values))
+            return path
+        finally:
+            self.writing = None
 
     def maybe_clean(self, now_ms: int) -> bool:
         """Clean the log when the 60 s cleaning timer has expired."""
