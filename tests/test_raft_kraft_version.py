@@ -385,3 +385,19 @@ def test_a_downloaded_snapshot_brings_the_voter_set_it_holds() -> None:
             request = nxt.request
     assert raft.voter_ids == {1, 2, 3, 4, 5}
     assert raft.control_records.last_voter_set_offset == 39  # the snapshot's last offset
+
+
+def test_a_follower_keeps_fetching_from_a_leader_the_appended_voter_set_removed() -> None:
+    """RemoveRaftVoter of the leader: until the VotersRecord commits it still leads, and
+    its followers keep fetching from it at the endpoint they followed it at (Kafka's
+    FollowerState keeps the leader's endpoints whatever the voter set says)."""
+    raft, log, fetch = follower_of(2, 1, voters(1, 2, 3))
+    raft.on_response(1, fetch, response(1, 2, records=voters_batch(0, 2, voters(2, 3))), 5)
+    assert raft.voter_ids == {2, 3} and raft.leader_id == 1
+    log.entries += [2, 2]
+    [again] = sent(raft.on_flushed(2, 6))
+    assert isinstance(again.request, FetchRequest)
+    assert (again.destination, again.endpoint) == (
+        1,
+        VoterEndpoint("CONTROLLER", "127.0.0.1", 9091),
+    )

@@ -192,12 +192,14 @@ class QuorumCore(Membership, RequestManager):
             return Resigned(epoch=epoch)
         if p.voted_id == self.node_id and self.is_voter:
             return Candidate(epoch=epoch, granted={self.node_id})
-        if p.leader_id >= 0 and p.leader_id != self.node_id and self.voter(p.leader_id) is not None:
+        endpoint = self.voter_endpoint(p.leader_id)
+        if p.leader_id >= 0 and p.leader_id != self.node_id and endpoint is not None:
             return Follower(
                 epoch=epoch,
                 leader_id=p.leader_id,
                 voted_id=p.voted_id,
                 voted_directory_id=p.voted_directory_id,
+                leader_endpoint=endpoint,
             )
         return Unattached(epoch=epoch, voted_id=p.voted_id, voted_directory_id=p.voted_directory_id)
 
@@ -360,12 +362,24 @@ class QuorumCore(Membership, RequestManager):
             StateChanged(state=self.state_name, epoch=self.epoch, leader_id=self.leader_id),
         ]
 
+    def voter_endpoint(self, node_id: int) -> VoterEndpoint | None:
+        """Voter `node_id`'s endpoint on our listener in the current voter set; None if it
+        is no voter or has no such listener."""
+        known = self.voter(node_id)
+        if known is None:
+            return None
+        listener = self.config.listener_name.upper()
+        return VoterEndpoint(name=listener, host=known.host, port=known.port)
+
     def to_follower(
         self, epoch: int, leader_id: int, now_ms: int, endpoint: VoterEndpoint | None = None
     ) -> list[Action]:
         """QuorumState.transitionToFollower: the leader must be a voter with an endpoint on
-        our listener, or come with `endpoint` (a response's NodeEndpoints)."""
-        if leader_id == self.node_id or (self.voter(leader_id) is None and endpoint is None):
+        our listener, or come with `endpoint` (a response's NodeEndpoints). The follower
+        keeps that endpoint (FollowerState.leaderEndpoints), so it goes on fetching from a
+        leader that a VotersRecord appended since removed (it leads until that commits)."""
+        endpoint = endpoint or self.voter_endpoint(leader_id)
+        if leader_id == self.node_id or endpoint is None:
             log.warning("Node %d ignores leader %d of epoch %d", self.node_id, leader_id, epoch)
             return []
         old = self.role
