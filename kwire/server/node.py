@@ -434,9 +434,10 @@ class ControllerNode:
         entry in the current voter set."""
         name = self.settings.listener_name.upper()
         # (A voter added while running is in no start-up list: its own entry in the core.)
-        voter: Voter | VoterEndpoint = next(
-            (e for e in self.settings.local_endpoints if e.name == name), None
-        ) or self.raft.own_voter()
+        voter: Voter | VoterEndpoint = (
+            next((e for e in self.settings.local_endpoints if e.name == name), None)
+            or self.raft.own_voter()
+        )
         if voter.port == 0:  # own_voter(): no listener of that name
             log.error("Node %d: no endpoint on %s to register", self.settings.node_id, name)
             return
