@@ -219,6 +219,95 @@ def test_a_partition_of_an_unknown_topic_fails_as_in_replay() -> None:
         ImageLoader(MetadataImage()).replay(record, 1, 0)
 
 
+# -- the active controller's own atomic batches (ImageLoader.apply_atomic) ------------------
+
+
+def index_orders(image: MetadataImage) -> list[object]:
+    """The order of the ISR and ELR indexes' keys (brokers, then topics under each), which
+    decides the order of a later fencing's records."""
+    return [
+        [(broker, list(by_topic.items())) for broker, by_topic in index.items()]
+        for index in (image.isr_members, image.elr_members)
+    ]
+
+
+def atomic_batches(records: list[RecordAndVersion], seed: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive batches of random sizes covering ``records`` (some
+    batches cut a topic's partitions from its TopicRecord)."""
+    rng, cuts, start = random.Random(seed), [], 0
+    while start < len(records):
+        end = min(len(records), start + rng.randint(1, 30))
+        cuts.append((start, end))
+        start = end
+    return cuts
+
+
+def applied_atomically(records: list[RecordAndVersion], seed: int) -> MetadataImage:
+    image = MetadataImage()
+    image.undo.recording = True
+    for start, end in atomic_batches(records, seed):
+        ImageLoader(image).apply_atomic(records[start:end], start)
+    image.undo.recording = False
+    return image
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_leaders_atomic_apply_equals_the_replay_field_by_field(seed: int) -> None:
+    records = history(seed)
+    slow, fast = replayed(records), applied_atomically(records, seed)
+    assert image_fields(fast) == image_fields(slow)
+    assert index_orders(fast) == index_orders(slow)
+    assert snapshot_bytes(fast) == snapshot_bytes(slow)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_atomic_batches_taken_back_leave_the_replay_of_what_was_committed(seed: int) -> None:
+    records = history(seed)
+    rng = random.Random(seed)
+    image = MetadataImage()
+    image.undo.recording = True
+    committed = -1  # the last offset that can no longer be taken back
+    pending: list[tuple[int, int]] = []  # the batches applied since
+    for start, end in atomic_batches(records, seed):
+        ImageLoader(image).apply_atomic(records[start:end], start)
+        pending.append((start, end))
+        match rng.randrange(3):
+            case 0:  # an append failed: back to the committed offset, then applied again
+                image.undo.revert_to(committed)
+                expected = replayed(records[: committed + 1])
+                assert image_fields(image) == image_fields(expected)
+                assert index_orders(image) == index_orders(expected)
+                for again, until in pending:
+                    ImageLoader(image).apply_atomic(records[again:until], again)
+            case 1:  # committed
+                image.undo.forget_through(end - 1)
+                committed, pending = end - 1, []
+    image.undo.recording = False
+    assert image_fields(image) == image_fields(replayed(records))
+    assert index_orders(image) == index_orders(replayed(records))
+
+
+def test_a_new_topics_partitions_need_no_undo_notes_of_their_own() -> None:
+    # The notes grow with the topic and the brokers it touches, not with its partitions.
+    def notes(partitions: int) -> int:
+        image = replayed(history(1)[: 1 + BROKERS])
+        image.undo.recording = True
+        topic_id = uuid.UUID(int=7)
+        batch = [RecordAndVersion(TopicRecord(name="t", topic_id=topic_id), 0)] + [
+            RecordAndVersion(
+                PartitionRecord(
+                    partition_id=p, topic_id=topic_id, replicas=[1, 2, 3], isr=[1, 2, 3], leader=1
+                ),
+                0,
+            )
+            for p in range(partitions)
+        ]
+        ImageLoader(image).apply_atomic(batch, 100)
+        return len(image.undo)
+
+    assert notes(100) == notes(1)
+
+
 def _batch(values: list[bytes], **record_fields: object) -> bytes:
     records = [Record(offset_delta=i, value=v, **record_fields) for i, v in enumerate(values)]  # type: ignore[arg-type]
     return encode_batch(build_batch(records, base_offset=1000, base_timestamp=5))

@@ -49,6 +49,7 @@ from kwire.controller.image import (
     TopicInfo,
     ZkMigrationState,
 )
+from kwire.controller.image_load import ImageLoader
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.reassignment import (
     alter_partition_reassignments,
@@ -471,8 +472,12 @@ class QuorumController:
         base = next_offset + len(applied.records)
         image.undo.recording = True
         try:
-            for i, rv in enumerate(records):
-                image.replay(rv.record, rv.version, base + i)
+            if atomic:
+                # Taken back whole if at all: a new topic's partitions need no notes each.
+                ImageLoader(image).apply_atomic(records, base)
+            else:
+                for i, rv in enumerate(records):
+                    image.replay(rv.record, rv.version, base + i)
         finally:
             image.undo.recording = False
         applied.records += records

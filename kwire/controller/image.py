@@ -499,9 +499,13 @@ class MetadataImage:
         if "." in topic.name or "_" in topic.name:
             key = collision_key(topic.name)
             names = self.topics_by_collision_key.get(key)
-            if names is not None:
-                self.undo.pop_item(names, topic.name)
-                if not names:
+            if names is not None and topic.name in names:
+                # A new set without the name (a handful of names): taking the removal back
+                # restores the old set itself, so its names keep their creation order.
+                rest = {name: None for name in names if name != topic.name}
+                if rest:
+                    self.undo.set_item(self.topics_by_collision_key, key, rest)
+                else:
                     self.undo.pop_item(self.topics_by_collision_key, key)
         self._unindex_topic(record.topic_id, topic)
         # Kafka drops the topic's dynamic configs together with the topic.

@@ -25,15 +25,27 @@ Rules:
   its topic's dict and in the ISR index, plus its registration when that is unlike the
   others.
 - The caller calls ``finish`` after the last record (the image's last applied offset).
+
+The active controller's own records (``apply_atomic``). CreateTopics applies thousands of
+PartitionRecords to the image before they are written, each ready to be taken back. For
+a topic whose TopicRecord is in the same atomic batch, its partitions' dict and its lists
+in the ISR and ELR indexes are new objects that the undo log already knows how to remove
+(the notes that created them), so a partition needs no note of its own: it takes the fast
+path above, and only what exists beyond the topic is noted (a broker's first entry in an
+index, a table's capacity, the imbalance count, the last applied offset). Undo notes then
+grow per topic and broker instead of per partition. Reverting to an offset inside the
+batch would leave partitions behind, so this is only for atomic batches, which are
+appended, committed and taken back whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 from kwire.controller.image import MetadataImage, leader_is_not_preferred
+from kwire.controller.records import RecordAndVersion
 from kwire.controller.registrations import (
     DIR_MIGRATING,
     MIN_TABLE_CAPACITY,
@@ -66,10 +78,14 @@ class ImageLoader:
         "_topic",
         "_isr_lists",
         "_last_list",
+        "_fresh",
     )
 
     def __init__(self, image: MetadataImage) -> None:
         self.image = image
+        # Topics created by the atomic batch being applied (see ``apply_atomic``); None
+        # when loading committed records.
+        self._fresh: set[UUID] | None = None
         # Shared values: tuples of broker ids; directory tuples by their UUIDs' identities;
         # registrations by their fields (shared tuples by identity).
         self._shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -118,6 +134,35 @@ class ImageLoader:
         self._topic, self._isr_lists = None, {}
         image.replay(record, version, offset)
 
+    def apply_atomic(self, records: Sequence[RecordAndVersion], base: int) -> None:
+        """Apply the active controller's own atomic batch, ``records`` at offsets ``base``,
+        ``base + 1``, ..., with the undo log recording (as ``MetadataImage.replay`` each
+        would, see the module docstring). The batch must be taken back whole, if at all
+        (``undo.revert_to`` an offset below ``base``). Raises ReplayError as ``replay``."""
+        image = self.image
+        undo = image.undo
+        assert undo.recording
+        fresh = self._fresh = set()
+        partition_record, topic_record = PartitionRecord, TopicRecord
+        partition = self._partition
+        replay = image.replay
+        last = -1
+        for offset, rv in enumerate(records, base):
+            record = rv.record
+            kind = type(record)
+            if kind is partition_record and record.topic_id in fresh:  # type: ignore[attr-defined]
+                undo.offset = offset
+                if partition(record, offset):  # type: ignore[arg-type]
+                    last = offset
+                    continue
+            elif kind is topic_record and record.topic_id not in image.topics:  # type: ignore[attr-defined]
+                fresh.add(record.topic_id)  # type: ignore[attr-defined]
+            self._topic, self._isr_lists = None, {}
+            replay(record, rv.version, offset)
+        if last > image.last_applied_offset:
+            undo.offset = last
+            undo.set_attr(image, "last_applied_offset", last)
+
     def finish(self) -> None:
         """The image is complete: its last applied offset is the last record's."""
         if self._last_offset > self.image.last_applied_offset:
@@ -150,7 +195,7 @@ class ImageLoader:
         ):
             registration = self._registration(record, self._directories_of(record))
             brokers = _isr_members(registration)
-            for broker in set(registration.elr):
+            for broker in sorted(set(registration.elr)):
                 self._index_list(self.image.elr_members, self.image.elr_table_capacity, broker)
                 self._last_list.append(partition_id)
         else:
@@ -177,7 +222,8 @@ class ImageLoader:
             registration, brokers = found
         topic.partitions[partition_id] = registration
         if leader_is_not_preferred(registration):  # as MetadataImage._count_imbalance
-            self.image.imbalanced_count += 1
+            image = self.image
+            image.undo.set_attr(image, "imbalanced_count", image.imbalanced_count + 1)
         # The brokers-to-ISR index, as MetadataImage._update_isr_members makes it for a
         # new partition (the order among one partition's brokers does not matter).
         lists = self._isr_lists
@@ -197,18 +243,23 @@ class ImageLoader:
     ) -> None:
         """Set ``_last_list`` to the current topic's list under ``broker`` in ``index``,
         created (and the broker's table grown, as BaseHashTable grows before an add past a
-        0.75 load) when absent."""
+        0.75 load) when absent. Each creation is noted for undo while the undo log records
+        (a list created so is the current topic's own: appends to it need no note)."""
         topic_id = self._topic.topic_id  # type: ignore[union-attr]
+        set_item = self.image.undo.set_item
         topics_of_broker = index.get(broker)
         if topics_of_broker is None:
-            topics_of_broker = index[broker] = {}
+            topics_of_broker = {}
+            set_item(index, broker, topics_of_broker)
         partitions = topics_of_broker.get(topic_id)
         if partitions is None:
             capacity = capacities.get(broker, MIN_TABLE_CAPACITY)
             if (len(topics_of_broker) + 1) * 0.75 > capacity:
                 capacity *= 2
-            capacities[broker] = capacity
-            partitions = topics_of_broker[topic_id] = []
+            if capacities.get(broker) != capacity:
+                set_item(capacities, broker, capacity)
+            partitions = []
+            set_item(topics_of_broker, topic_id, partitions)
         self._last_list = partitions
 
     def _forget(self) -> None:
@@ -270,4 +321,5 @@ def _isr_members(registration: PartitionRegistration) -> tuple[int, ...]:
     members = set(registration.isr)
     if registration.leader == NO_LEADER:
         members.add(NO_LEADER)
-    return tuple(members)
+    # In replay's order (MetadataImage._update_index adds a partition's brokers sorted).
+    return tuple(sorted(members))

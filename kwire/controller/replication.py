@@ -30,7 +30,7 @@ from kwire.controller.image import (
 )
 from kwire.controller.java_order import JavaHashMap, string_hash
 from kwire.controller.partition_change import Election, build_partition_change
-from kwire.controller.placement import place_replicas
+from kwire.controller.placement import UsableCluster, place_replicas
 from kwire.controller.records import MetadataVersion
 from kwire.controller.topic_configs import (
     Inherited,
@@ -108,7 +108,7 @@ class _Shared:
     and the broker configs do not change while it is answered. Broker facts are looked up
     lazily, so the cost follows the brokers a request places on, not the cluster's size."""
 
-    __slots__ = ("image", "active", "directory", "with_directories", "configs")
+    __slots__ = ("image", "active", "directory", "with_directories", "configs", "usable")
 
     def __init__(self, image: MetadataImage, mv: MetadataVersion) -> None:
         self.image = image
@@ -117,6 +117,8 @@ class _Shared:
         self.with_directories = mv.supports_directory_assignment
         # The response's configs by the topic's own configs (in request order).
         self.configs: dict[tuple[tuple[str, str], ...], list[TopicConfigs]] = {}
+        # The usable brokers by rack, set up by the first topic placed by the placer.
+        self.usable: UsableCluster | None = None
 
     def is_active(self, broker_id: int) -> bool:
         active = self.active.get(broker_id)
@@ -365,11 +367,12 @@ def _create_topic(
             if topic.replication_factor == -1
             else topic.replication_factor
         )
-        usable = usable_brokers(image, tracker)
+        if shared.usable is None:  # once per request: the brokers do not change meanwhile
+            shared.usable = UsableCluster(usable_brokers(image, tracker))
         try:
             placements = place_replicas(
                 rng,
-                usable,
+                shared.usable,
                 num_partitions,
                 replication_factor,
                 # Kafka places every partition and then fails adding the records; the

@@ -42,7 +42,7 @@ from kwire.controller.api_error import (
 from kwire.controller.authorizer import AclOperation, AuthHelper, ResourceType
 from kwire.controller.cordon import usable_brokers
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
-from kwire.controller.placement import place_replicas
+from kwire.controller.placement import UsableCluster, place_replicas
 from kwire.controller.replication import (
     _new_partition,
     _partition_record,
@@ -288,10 +288,13 @@ def create_partitions(
         raise excessively_large_operation()
 
     records: list[Message] = []
+    # The usable brokers by rack, set up once for every topic placed (the brokers do not
+    # change while the request is answered).
+    usable: list[UsableCluster] = []
     for topic in topics:
         code, message = ErrorCode.NONE, None
         try:
-            _create_partitions(ctl, topic, records)
+            _create_partitions(ctl, topic, records, usable)
         except ApiError as e:
             code, message = e.code, e.message
         except _RecordsFull:
@@ -307,7 +310,10 @@ def _create_partitions(
     ctl: QuorumController,
     topic: CreatePartitionsRequest.CreatePartitionsTopic,
     records: list[Message],
+    usable: list[UsableCluster],
 ) -> None:
+    """Add ``topic``'s partitions to ``records``; ``usable`` holds the request's
+    UsableCluster once a topic has set it up."""
     image = ctl.image
     topic_id = image.topic_ids_by_name.get(topic.name)
     info = None if topic_id is None else image.topics.get(topic_id)
@@ -354,11 +360,12 @@ def _create_partitions(
             assignments.append(replicas)
             isrs.append(isr)
     else:
-        usable = usable_brokers(image, ctl.tracker)
+        if not usable:
+            usable.append(UsableCluster(usable_brokers(image, ctl.tracker)))
         # Kafka places every partition first; past the room left for records the answer
         # is the same (UNKNOWN_SERVER_ERROR), so kwire places no more than that.
         room = MAX_RECORDS_PER_USER_OP - len(records) + 1
-        assignments = place_replicas(ctl.rng, usable, min(additional, room), replication_factor)
+        assignments = place_replicas(ctl.rng, usable[0], min(additional, room), replication_factor)
         isrs = assignments
     for i, replicas in enumerate(assignments):
         isr = [b for b in isrs[i] if image.is_active(b)]
