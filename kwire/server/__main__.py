@@ -24,6 +24,7 @@ from kwire.raft.state import Voter
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings, RaftTimeouts
+from kwire.server.operator_pages import operator_pages, serve_operator_pages
 from kwire.server.properties import Endpoint
 from kwire.server.quorum_voters import local_endpoints
 from kwire.server.serve import bind, bound_port, resolve_overrides, serve
@@ -198,6 +199,10 @@ async def serve_node(config: ControllerServerConfig, listeners: list[trio.Socket
                     task_status=task_status,
                 )
             )
+            pages = operator_pages(config, node)
+            if pages:
+                for host, page_port, paths in await nursery.start(serve_operator_pages, pages):
+                    print(f"kwire operator pages {', '.join(paths)} on http://{host}:{page_port}")
             # A dynamic quorum's brokers find its voters through the bootstrap servers.
             print(
                 f"kwire controller {settings.node_id} of cluster {settings.cluster_id} "

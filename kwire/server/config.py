@@ -164,6 +164,8 @@ _OTHER_KEYS = frozenset(
         "allow.everyone.if.no.acl.found",
         "delete.topic.enable",
         "kwire.quorum.fast.failover.enable",
+        "kwire.metrics.listener",
+        "kwire.status.listener",
         "auto.leader.rebalance.enable",
         "delegation.token.secret.key",
         "delegation.token.master.key",
@@ -238,6 +240,11 @@ class ControllerServerConfig:
     # kwire's own: a follower whose connection to its leader is refused or lost elects
     # at once (after a random delay under 50 ms) instead of waiting out the fetch timeout.
     quorum_fast_failover_enable: bool = True
+    # kwire's own operator pages (no Kafka counterpart: Kafka's controller is JMX only):
+    # HOST:PORT of an HTTP listener serving /metrics (Prometheus text) and /status; unset:
+    # off. The two may name one address (one server serves both); port 0 picks a free port.
+    metrics_listener: tuple[str, int] | None = None
+    status_listener: tuple[str, int] | None = None
     # The automatic leader rebalance (ReplicationConfigs; kwire.controller.rebalance).
     auto_leader_rebalance_enable: bool = True
     leader_imbalance_check_interval_seconds: int = 300
@@ -364,6 +371,12 @@ class ControllerServerConfig:
         ):
             if key in props:
                 values[attr] = _bool(key, props[key])
+        for key, attr in (
+            ("kwire.metrics.listener", "metrics_listener"),
+            ("kwire.status.listener", "status_listener"),
+        ):
+            if props.get(key, "").strip():
+                values[attr] = _host_port(key, props[key].strip(), "{host}:{port}")
         # check_no_java_plugins let through only Kafka's StandardAuthorizer (or nothing).
         values["standard_authorizer"] = bool(props.get("authorizer.class.name"))
         values["super_users"] = props.get("super.users", "")
