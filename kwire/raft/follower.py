@@ -89,7 +89,10 @@ class FollowerPart(ElectionPart):
         error = self._validate_voter_only(partition.leader_id, partition.leader_epoch)
         if error is not None:
             return self._begin_response(error), []
-        actions = self.maybe_transition(partition.leader_id, partition.leader_epoch, now_ms)
+        endpoint = self.endpoint_in_request(request.leader_endpoints)
+        actions = self.maybe_transition(
+            partition.leader_id, partition.leader_epoch, now_ms, endpoint
+        )
         if not self.is_my_voter_key(request.voter_id, partition.voter_directory_id):
             return self._begin_response(ErrorCode.INVALID_VOTER_KEY), actions + self.pump(now_ms)
         return self._begin_response(ErrorCode.NONE), actions + self.pump(now_ms)
@@ -108,7 +111,10 @@ class FollowerPart(ElectionPart):
         error = self._validate_voter_only(partition.leader_id, partition.leader_epoch)
         if error is not None:
             return self._end_response(error), []
-        actions = self.maybe_transition(partition.leader_id, partition.leader_epoch, now_ms)
+        endpoint = self.endpoint_in_request(request.leader_endpoints)
+        actions = self.maybe_transition(
+            partition.leader_id, partition.leader_epoch, now_ms, endpoint
+        )
         role = self.role
         if isinstance(role, Follower) and role.leader_id == partition.leader_id:
             preferred: list[int | tuple[int, UUID]] = [
@@ -288,14 +294,7 @@ class FollowerPart(ElectionPart):
             # shutdown); stand as after a lost connection rather than at the fetch timeout.
             self._leader_gone(before, now_ms)
         leader_id = data.current_leader.leader_id
-        endpoint = next(
-            (
-                VoterEndpoint(name=self.config.listener_name.upper(), host=e.host, port=e.port)
-                for e in response.node_endpoints
-                if e.node_id == leader_id and leader_id >= 0
-            ),
-            None,
-        )
+        endpoint = self.endpoint_in_response(response.node_endpoints, leader_id)
         handled, actions = self.handle_common_response(
             error, leader_id, data.current_leader.leader_epoch, now_ms, endpoint
         )

@@ -196,8 +196,9 @@ class LeaderPart(ElectionPart):
         if partition is None:
             return False, []
         error = messages.error_of(partition.error_code)
+        endpoint = self.endpoint_in_response(response.node_endpoints, partition.leader_id)
         handled, actions = self.handle_common_response(
-            error, partition.leader_id, partition.leader_epoch, now_ms
+            error, partition.leader_id, partition.leader_epoch, now_ms, endpoint
         )
         if handled is not None:
             return handled, actions
@@ -213,8 +214,9 @@ class LeaderPart(ElectionPart):
         if partition is None:
             return False, []
         error = messages.error_of(partition.error_code)
+        endpoint = self.endpoint_in_response(response.node_endpoints, partition.leader_id)
         handled, actions = self.handle_common_response(
-            error, partition.leader_id, partition.leader_epoch, now_ms
+            error, partition.leader_id, partition.leader_epoch, now_ms, endpoint
         )
         if handled is not None:
             return handled, actions

@@ -13,6 +13,8 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from kwire.log.quorum_state import QuorumStateData
@@ -370,6 +372,36 @@ class QuorumCore(Membership, RequestManager):
             return None
         listener = self.config.listener_name.upper()
         return VoterEndpoint(name=listener, host=known.host, port=known.port)
+
+    def endpoint_in_response(self, entries: Iterable[Any], leader_id: int) -> VoterEndpoint | None:
+        """The leader's endpoint from a response's NodeEndpoints (entries with node_id,
+        host, port, all on the listener the request went to): Endpoints.fromVoteResponse
+        and its siblings. None when the response names none for `leader_id`."""
+        if leader_id < 0:
+            return None
+        name = self.config.listener_name.upper()
+        return next(
+            (
+                VoterEndpoint(name=name, host=e.host, port=e.port)
+                for e in entries
+                if e.node_id == leader_id
+            ),
+            None,
+        )
+
+    def endpoint_in_request(self, entries: Iterable[Any]) -> VoterEndpoint | None:
+        """The sender's endpoint on our listener from a request's LeaderEndpoints (entries
+        with name, host, port): Endpoints.fromBeginQuorumEpochRequest and
+        fromEndQuorumEpochRequest. None when it lists none for our listener (v0)."""
+        name = self.config.listener_name.upper()
+        return next(
+            (
+                VoterEndpoint(name=name, host=e.host, port=e.port)
+                for e in entries
+                if e.name.upper() == name
+            ),
+            None,
+        )
 
     def to_follower(
         self, epoch: int, leader_id: int, now_ms: int, endpoint: VoterEndpoint | None = None

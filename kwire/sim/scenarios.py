@@ -355,3 +355,45 @@ def _everyone_caught_up(sim: Sim, limit_ms: int = LEADER_WAIT_MS) -> None:
         cluster.run_for(20)
     lagging = [(n.node_id, n.alive, n.committed_end) for n in cluster.nodes.values()]
     raise InvariantViolation("liveness", f"nodes did not catch up in {limit_ms} ms: {lagging}")
+
+
+@scenario("voter-changes-leader-kills", voters=3, dynamic=True, spares=2)
+def voter_changes_leader_kills(sim: Sim) -> None:
+    """Voter changes with the leader killed at any moment, the change still in flight
+    included (before its VotersRecord is appended, replicated or committed): a new leader
+    either carries the uncommitted change to commit or truncates it away, never both on
+    different nodes; a leader cut off from the others resigns; one leader per epoch, at most one uncommitted change in a leader's
+    log, every commit held by a majority of the voter set in force, nothing committed
+    lost, and the quorum elects again (liveness)."""
+    cluster = sim.cluster
+    nodes = sorted(cluster.nodes)
+    for ticket in range(1, 5):
+        leader = sim.wait_for_leader()
+        assert leader.core is not None
+        voters = leader.core.voter_set.voter_ids()
+        others = [n for n in nodes if n not in voters]
+        if others and (len(voters) <= 2 or sim.rng.random() < 0.5):
+            request: AddRaftVoterRequest | RemoveRaftVoterRequest = _add(
+                sim.rng.choice(others), sim.rng
+            )
+        else:
+            gone = sim.rng.choice(sorted(voters))
+            request = RemoveRaftVoterRequest(
+                cluster_id=CLUSTER_ID, voter_id=gone, voter_directory_id=sim_directory_id(gone)
+            )
+        cluster.change_voters(leader.node_id, request, ticket)
+        # The leader dies at a random moment of the change: 0 ms (before any replica has
+        # fetched the VotersRecord) up to well after its commit.
+        cluster.run_for(sim.rng.choice([0, 1, 5, 20, 60, 150, 400]))
+        if sim.rng.random() < 0.3:  # or cut off: a minority leader must resign
+            cluster.network.partition({leader.node_id}, set(nodes) - {leader.node_id})
+        elif leader.alive:
+            leader.crash_point = sim.rng.choice(list(CrashPoint))
+            cluster.run_for(sim.rng.randint(0, 20))
+            cluster.crash_and_restart(leader.node_id)
+        if sim.rng.random() < 0.3:  # and sometimes a follower with it
+            follower = cluster.nodes[sim.rng.choice([n for n in nodes if n != leader.node_id])]
+            cluster.crash_and_restart(follower.node_id)
+        cluster.run_for(sim.rng.randint(100, 2500))
+        cluster.network.heal()
+        _everyone_caught_up(sim)
