@@ -223,3 +223,27 @@ def test_command_prints_the_image_as_json_and_a_timeline_as_lines(capsys):
     assert main([str(DATA), "broker", "3", "--from", "86", "--to", "87"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].split()[0] == "86"
+
+
+def test_timeline_of_a_cleaned_log_starts_at_its_oldest_snapshot_and_says_so(tmp_path, capsys):
+    partition = tmp_path / "__cluster_metadata-0"
+    partition.mkdir()
+    name = "00000000000000000448-0000000001.checkpoint"
+    shutil.copy(DATA / "__cluster_metadata-0" / name, partition / name)
+    notes: list[str] = []
+    assert list(timeline(MetadataDirectory(tmp_path), broker_filter(3), notes=notes)) == []
+    assert notes == ["the log below offset 448 was cleaned: history starts at snapshot 448"]
+    assert main([str(tmp_path), "broker", "3", "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in out] == [{"note": notes[0]}]
+
+
+def test_timeline_as_json_gives_offset_time_and_sentence_per_line(capsys):
+    assert main([str(DATA), "topic", "t1", "--from", "130", "--json"]) == 0
+    [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    [(offset, batch_time, _)] = dumped("REMOVE_TOPIC_RECORD")
+    assert line["offset"] == offset and line["timestampMs"] == batch_time
+    assert line["time"] == utc_text(batch_time)
+    assert line["sentence"].startswith(
+        "topic t1 deleted (topic id GKZNh4pxTx-LLqvQhJFsOQ, 3 partitions)"
+    )

@@ -2,9 +2,9 @@
 
     kwire history DIR image [--offset N] [--json]
     kwire history DIR diff A B [--json]
-    kwire history DIR broker ID [--from A] [--to B]
-    kwire history DIR topic NAME [--partition P] [--from A] [--to B]
-    kwire history DIR log [--from A] [--to B]
+    kwire history DIR broker ID [--from A] [--to B] [--json]
+    kwire history DIR topic NAME [--partition P] [--from A] [--to B] [--json]
+    kwire history DIR log [--from A] [--to B] [--json]
 
 DIR is a ``__cluster_metadata-0`` directory or the log directory holding it (kwire's or
 Kafka's); it is only read. Offsets are *end offsets*: the image at N holds every record
@@ -13,6 +13,7 @@ log's end. ``diff A B`` lists what changed between the images at A and B. ``brok
 ``topic`` and ``log`` print one line per record, ``offset  time  sentence`` (the time is the
 batch's append timestamp, UTC), each sentence saying what changed and why where the log
 shows it (kwire.controller.record_words); ``log`` prints every record but the no-ops.
+With ``--json`` each line is an object: offset, timestampMs, time, sentence.
 
 Exit status: 0; 1 when the directory cannot rebuild what was asked (an offset beyond the
 log, or below a cleaned log's oldest snapshot: the message says which) or a batch is
@@ -32,10 +33,10 @@ from kwire.tools.history_image import diff_lines, fact_lines, image_facts
 from kwire.tools.history_source import HistoryUnavailable, MetadataDirectory
 from kwire.tools.history_timeline import (
     Filter,
-    TimelineLine,
     broker_filter,
     timeline,
     topic_filter,
+    utc_text,
 )
 
 __all__ = ["main"]
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (broker, topic, everything):
         sub.add_argument("--from", dest="start", type=int, default=0, help="first offset")
         sub.add_argument("--to", dest="end", type=int, default=None, help="end offset")
+        sub.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -78,12 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "diff":
                 _diff(directory, args.a, args.b, args.json)
             case "broker":
-                _timeline(directory, broker_filter(args.broker_id), args.start, args.end)
+                select = broker_filter(args.broker_id)
+                _timeline(directory, select, args.start, args.end, args.json)
             case "topic":
                 select = topic_filter(args.name, args.partition)
-                _timeline(directory, select, args.start, args.end)
+                _timeline(directory, select, args.start, args.end, args.json)
             case _:
-                _timeline(directory, lambda _subjects: True, args.start, args.end)
+                _timeline(directory, lambda _subjects: True, args.start, args.end, args.json)
     except (HistoryUnavailable, ValueError, OSError) as exc:
         print(f"kwire history: {exc}", file=sys.stderr)
         return 1
@@ -94,12 +97,16 @@ def _image(directory: MetadataDirectory, offset: int | None, as_json: bool) -> N
     end = directory.end_offset if offset is None else offset
     loaded = directory.image_at(end)
     facts = image_facts(loaded.image)
-    source = f"snapshot {loaded.snapshot.end_offset}" if loaded.snapshot else "the log"
+    source = (
+        f"snapshot {loaded.snapshot.end_offset} and the log after it"
+        if loaded.snapshot
+        else "the log from offset 0"
+    )
     if as_json:
         document = {"endOffset": end, "from": source, "facts": facts}
         print(json.dumps(document, indent=2))
         return
-    print(f"# the image at end offset {end} (built from {source} and the log after it)")
+    print(f"# the image at end offset {end} (built from {source})")
     for line in fact_lines(facts):
         print(line)
 
@@ -118,19 +125,34 @@ def _diff(directory: MetadataDirectory, a: int, b: int, as_json: bool) -> None:
         print(line)
 
 
-def _timeline(directory: MetadataDirectory, select: Filter, start: int, end: int | None) -> None:
+def _timeline(
+    directory: MetadataDirectory, select: Filter, start: int, end: int | None, as_json: bool
+) -> None:
+    """Print the timeline, a line at a time as it is built (notes as ``# `` lines, or as
+    ``{"note": ...}`` objects in JSON)."""
     notes: list[str] = []
-    lines: list[TimelineLine] = []
+    printed = 0
+
+    def flush_notes() -> None:
+        for note in notes:
+            print(json.dumps({"note": note}) if as_json else f"# {note}")
+        notes.clear()
+
     for line in timeline(directory, select, start=start, end=end, notes=notes):
-        if notes:
-            for note in notes:
-                print(f"# {note}")
-            notes.clear()
-        lines.append(line)
-        print(line.text())
-    for note in notes:
-        print(f"# {note}")
-    if not lines:
+        flush_notes()
+        printed += 1
+        if as_json:
+            document = {
+                "offset": line.offset,
+                "timestampMs": line.timestamp_ms,
+                "time": utc_text(line.timestamp_ms),
+                "sentence": line.sentence,
+            }
+            print(json.dumps(document))
+        else:
+            print(line.text())
+    flush_notes()
+    if not printed and not as_json:
         print("# no record concerns it")
 
 

@@ -91,18 +91,20 @@ class MetadataDirectory:
         if self._end is None:
             end = self.snapshots[-1].end_offset if self.snapshots else 0
             for segment in self.segments[-1:]:
-                for _, _, next_offset, _ in _batches(segment, with_records=False):
+                for _, _, next_offset, _ in _batches(segment, start=None):
                     end = max(end, next_offset)
             self._end = end
         return self._end
 
     def batches(self, start: int = 0, end: int | None = None) -> Iterator[LoggedBatch]:
         """The data batches holding offsets in ``[start, end)``, oldest first; records
-        outside the range are left out of the first and last batch."""
-        for segment in self.segments:
-            for header, base, next_offset, entries in _batches(segment, with_records=True):
-                if next_offset <= start:
-                    continue
+        outside the range are left out of the first and last batch. Segments wholly
+        below ``start`` are not opened, and batches below it are not decoded."""
+        bases = [int(p.stem) for p in self.segments]
+        for index, segment in enumerate(self.segments):
+            if index + 1 < len(bases) and bases[index + 1] <= start:
+                continue
+            for header, base, next_offset, entries in _batches(segment, start=start):
                 if end is not None and base >= end:
                     return
                 if header is None or entries is None:
@@ -158,10 +160,12 @@ class MetadataDirectory:
 
 
 def _batches(
-    segment: Path, *, with_records: bool
+    segment: Path, *, start: int | None
 ) -> Iterator[tuple[tuple[int, int] | None, int, int, list[MetadataEntry] | None]]:
-    """(epoch and max timestamp or None for a control batch, base offset, next offset,
-    records) of each complete batch of ``segment``, read one batch at a time."""
+    """(leader epoch and max timestamp, or None for a control batch; base offset; next
+    offset; records) of each complete batch of ``segment``, read one batch at a time.
+    Records are decoded (after the CRC check) only for data batches ending above
+    ``start``; ``start=None`` decodes none."""
     with open(segment, "rb") as f:
         position = 0
         while len(head := f.read(LOG_OVERHEAD)) == LOG_OVERHEAD:
@@ -172,13 +176,13 @@ def _batches(
             if len(data) < LOG_OVERHEAD + length:
                 return  # a torn tail: the log ends before it
             header = read_batch_header(data)
+            info = (header.partition_leader_epoch, header.max_timestamp)
             if header.is_control:
                 yield None, header.base_offset, header.next_offset, None
-            elif with_records:
+            elif start is None or header.next_offset <= start:
+                yield info, header.base_offset, header.next_offset, None
+            else:
                 check_batch_crc(data, 0, header)
                 entries = batch_metadata_records(data, 0, header)
-                info = (header.partition_leader_epoch, header.max_timestamp)
                 yield info, header.base_offset, header.next_offset, entries
-            else:
-                yield (0, 0), header.base_offset, header.next_offset, None
             position += len(data)
