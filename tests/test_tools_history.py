@@ -247,3 +247,19 @@ def test_timeline_as_json_gives_offset_time_and_sentence_per_line(capsys):
     assert line["sentence"].startswith(
         "topic t1 deleted (topic id GKZNh4pxTx-LLqvQhJFsOQ, 3 partitions)"
     )
+
+
+def test_quorum_timeline_names_each_leader_the_genuine_status_printed():
+    # Kafka 4.3.1's quorum-prevote: kill -9 of leader 2, then SIGTERM of leader 3; the
+    # status files say who led each epoch.
+    scenario = MULTI_BROKER.parents[1] / "kafka-4.3" / "quorum-prevote"
+    if not (scenario / "metadata-log-1").is_dir():
+        pytest.skip(f"no capture at {scenario}")
+    led = set()
+    for status in scenario.glob("status-*.txt"):
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        led.add((int(fields["LeaderId"]), int(fields["LeaderEpoch"])))
+    found = timeline(MetadataDirectory(scenario / "metadata-log-1"), lambda _s: False, quorum=True)
+    elected = re.compile(r"^controller (\d+) became the quorum leader of epoch (\d+) ")
+    leaders = {(int(m[1]), int(m[2])) for line in found if (m := elected.match(line.sentence))}
+    assert leaders == led == {(2, 2), (3, 3), (1, 4)}

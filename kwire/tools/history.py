@@ -5,6 +5,7 @@
     kwire history DIR broker ID [--from A] [--to B] [--json]
     kwire history DIR topic NAME [--partition P] [--from A] [--to B] [--json]
     kwire history DIR log [--from A] [--to B] [--json]
+    kwire history DIR quorum [--from A] [--to B] [--json]
 
 DIR is a ``__cluster_metadata-0`` directory or the log directory holding it (kwire's or
 Kafka's); it is only read. Offsets are *end offsets*: the image at N holds every record
@@ -12,7 +13,9 @@ below N (what the snapshot ``<N>-<epoch>.checkpoint`` holds); ``--offset`` defau
 log's end. ``diff A B`` lists what changed between the images at A and B. ``broker``,
 ``topic`` and ``log`` print one line per record, ``offset  time  sentence`` (the time is the
 batch's append timestamp, UTC), each sentence saying what changed and why where the log
-shows it (kwire.controller.record_words); ``log`` prints every record but the no-ops.
+shows it (kwire.controller.record_words); ``log`` prints every record but the no-ops,
+with the raft layer's control records; ``quorum`` only those (each epoch's leader and
+its voters, kraft.version, voter set changes).
 With ``--json`` each line is an object: offset, timestampMs, time, sentence.
 
 Exit status: 0; 1 when the directory cannot rebuild what was asked (an offset beyond the
@@ -62,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     topic.add_argument("name")
     topic.add_argument("--partition", type=int, default=None)
     everything = commands.add_parser("log", help="every record in words")
-    for sub in (broker, topic, everything):
+    quorum = commands.add_parser("quorum", help="quorum leaders and voter changes")
+    for sub in (broker, topic, everything, quorum):
         sub.add_argument("--from", dest="start", type=int, default=0, help="first offset")
         sub.add_argument("--to", dest="end", type=int, default=None, help="end offset")
         sub.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -85,8 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "topic":
                 select = topic_filter(args.name, args.partition)
                 _timeline(directory, select, args.start, args.end, args.json)
+            case "quorum":
+                select = lambda _subjects: False  # noqa: E731
+                _timeline(directory, select, args.start, args.end, args.json, quorum=True)
             case _:
-                _timeline(directory, lambda _subjects: True, args.start, args.end, args.json)
+                select = lambda _subjects: True  # noqa: E731
+                _timeline(directory, select, args.start, args.end, args.json, quorum=True)
     except (HistoryUnavailable, ValueError, OSError) as exc:
         print(f"kwire history: {exc}", file=sys.stderr)
         return 1
@@ -126,7 +134,13 @@ def _diff(directory: MetadataDirectory, a: int, b: int, as_json: bool) -> None:
 
 
 def _timeline(
-    directory: MetadataDirectory, select: Filter, start: int, end: int | None, as_json: bool
+    directory: MetadataDirectory,
+    select: Filter,
+    start: int,
+    end: int | None,
+    as_json: bool,
+    *,
+    quorum: bool = False,
 ) -> None:
     """Print the timeline, a line at a time as it is built (notes as ``# `` lines, or as
     ``{"note": ...}`` objects in JSON)."""
@@ -138,7 +152,8 @@ def _timeline(
             print(json.dumps({"note": note}) if as_json else f"# {note}")
         notes.clear()
 
-    for line in timeline(directory, select, start=start, end=end, notes=notes):
+    lines = timeline(directory, select, start=start, end=end, notes=notes, quorum=quorum)
+    for line in lines:
         flush_notes()
         printed += 1
         if as_json:

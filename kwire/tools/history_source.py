@@ -28,8 +28,10 @@ from kwire.controller.image_load import ImageLoader
 from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
 from kwire.log.snapshot_io import iter_snapshot_records
 from kwire.log.snapshots import SnapshotId, list_snapshots
+from kwire.protocol.messages.index import CONTROL_RECORDS
 from kwire.records import LOG_OVERHEAD, RECORD_BATCH_OVERHEAD
-from kwire.records.batch import check_batch_crc, read_batch_header
+from kwire.records.batch import check_batch_crc, decode_batch, read_batch_header
+from kwire.records.control import ControlRecordType, decode_control_record_key
 from kwire.records.errors import CorruptRecordError
 
 __all__ = ["HistoryUnavailable", "LoadedImage", "LoggedBatch", "MetadataDirectory"]
@@ -53,6 +55,9 @@ class LoggedBatch:
     epoch: int
     timestamp_ms: int
     records: list[MetadataEntry]
+    # A control batch of the raft layer (records: LeaderChangeMessage, KRaftVersionRecord,
+    # VotersRecord), only from ``batches(..., control=True)``.
+    is_control: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,21 +101,27 @@ class MetadataDirectory:
             self._end = end
         return self._end
 
-    def batches(self, start: int = 0, end: int | None = None) -> Iterator[LoggedBatch]:
-        """The data batches holding offsets in ``[start, end)``, oldest first; records
-        outside the range are left out of the first and last batch. Segments wholly
-        below ``start`` are not opened, and batches below it are not decoded."""
+    def batches(
+        self, start: int = 0, end: int | None = None, *, control: bool = False
+    ) -> Iterator[LoggedBatch]:
+        """The data batches holding offsets in ``[start, end)``, oldest first, and with
+        ``control`` the control batches too; records outside the range are left out of
+        the first and last batch. Segments wholly below ``start`` are not opened, and
+        batches below it are not decoded."""
         bases = [int(p.stem) for p in self.segments]
         for index, segment in enumerate(self.segments):
             if index + 1 < len(bases) and bases[index + 1] <= start:
                 continue
-            for header, base, next_offset, entries in _batches(segment, start=start):
+            for header, base, next_offset, entries in _batches(
+                segment, start=start, control=control
+            ):
                 if end is not None and base >= end:
                     return
-                if header is None or entries is None:
+                if entries is None:
                     continue
                 kept = [e for e in entries if e[0] >= start and (end is None or e[0] < end)]
-                yield LoggedBatch(base, next_offset - 1, header[0], header[1], kept)
+                epoch, timestamp, is_control = header
+                yield LoggedBatch(base, next_offset - 1, epoch, timestamp, kept, is_control)
 
     def snapshot_records(self, snapshot: SnapshotId) -> Iterator[list[MetadataEntry]]:
         """The records of a kept snapshot, a batch at a time."""
@@ -160,12 +171,12 @@ class MetadataDirectory:
 
 
 def _batches(
-    segment: Path, *, start: int | None
-) -> Iterator[tuple[tuple[int, int] | None, int, int, list[MetadataEntry] | None]]:
-    """(leader epoch and max timestamp, or None for a control batch; base offset; next
-    offset; records) of each complete batch of ``segment``, read one batch at a time.
-    Records are decoded (after the CRC check) only for data batches ending above
-    ``start``; ``start=None`` decodes none."""
+    segment: Path, *, start: int | None, control: bool = False
+) -> Iterator[tuple[tuple[int, int, bool], int, int, list[MetadataEntry] | None]]:
+    """((leader epoch, max timestamp, is control), base offset, next offset, records) of
+    each complete batch of ``segment``, read one batch at a time. Records are decoded
+    (after the CRC check) only for batches ending above ``start`` (``start=None``: none),
+    and for control batches only with ``control``."""
     with open(segment, "rb") as f:
         position = 0
         while len(head := f.read(LOG_OVERHEAD)) == LOG_OVERHEAD:
@@ -176,13 +187,38 @@ def _batches(
             if len(data) < LOG_OVERHEAD + length:
                 return  # a torn tail: the log ends before it
             header = read_batch_header(data)
-            info = (header.partition_leader_epoch, header.max_timestamp)
-            if header.is_control:
-                yield None, header.base_offset, header.next_offset, None
-            elif start is None or header.next_offset <= start:
-                yield info, header.base_offset, header.next_offset, None
-            else:
+            info = (header.partition_leader_epoch, header.max_timestamp, header.is_control)
+            wanted = start is not None and header.next_offset > start
+            entries: list[MetadataEntry] | None = None
+            if wanted and (control or not header.is_control):
                 check_batch_crc(data, 0, header)
-                entries = batch_metadata_records(data, 0, header)
-                yield info, header.base_offset, header.next_offset, entries
+                if header.is_control:
+                    entries = _control_records(data)
+                else:
+                    entries = batch_metadata_records(data, 0, header)
+            yield info, header.base_offset, header.next_offset, entries
             position += len(data)
+
+
+def _control_records(data: bytes) -> list[MetadataEntry]:
+    """The raft control records of a control batch that kwire decodes (leader changes,
+    kraft.version, voters), each as (offset, message, 0); others are left out."""
+    batch, _ = decode_batch(data, verify_crc=False)
+    out: list[MetadataEntry] = []
+    for record in batch.records:
+        kind = decode_control_record_key(record.key or b"").type
+        cls = CONTROL_RECORDS.get(int(kind))
+        if cls is not None and kind in _TIMELINE_CONTROL:
+            out.append(
+                (batch.base_offset + record.offset_delta, cls.decode(record.value or b"", 0), 0)
+            )
+    return out
+
+
+_TIMELINE_CONTROL = frozenset(
+    {
+        ControlRecordType.LEADER_CHANGE,
+        ControlRecordType.KRAFT_VERSION,
+        ControlRecordType.KRAFT_VOTERS,
+    }
+)

@@ -23,13 +23,13 @@ Rules:
 
 from __future__ import annotations
 
-import base64
 import enum
 from dataclasses import dataclass
 from uuid import UUID
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
+from kwire.raft.voter_changes import kafka_uuid
 
 __all__ = [
     "METADATA_TOPIC",
@@ -185,7 +185,7 @@ def replication_text(info: QuorumInfo, *, human_readable: bool = False, now_ms: 
 def _row(leader: Replica, r: Replica, status: str, human: bool, now_ms: int) -> list[str]:
     return [
         str(r.replica_id),
-        uuid_text(r.directory_id),
+        kafka_uuid(r.directory_id),
         str(r.log_end_offset),
         str(leader.log_end_offset - r.log_end_offset),
         _timestamp(r.last_fetch_timestamp, "last fetch", human, now_ms),
@@ -214,7 +214,7 @@ def _replica_list(info: QuorumInfo, replicas: list[Replica], release: TextReleas
 def _node_text(info: QuorumInfo, replica: Replica, release: TextRelease) -> str:
     parts = [f'"id": {replica.replica_id}']
     if replica.directory_id != ZERO_UUID:
-        parts.append(f'"directoryId": "{uuid_text(replica.directory_id)}"')
+        parts.append(f'"directoryId": "{kafka_uuid(replica.directory_id)}"')
     elif release is TextRelease.KAFKA_3_9:
         parts.append('"directoryId": null')
     endpoints = info.endpoints.get(replica.replica_id, [])
@@ -245,8 +245,3 @@ def _error_text(code: int, message: str | None) -> str:
     error's default one), and the error's name."""
     error = ErrorCode.of(code)
     return f"{message or error.message} ({error.name})"
-
-
-def uuid_text(value: UUID) -> str:
-    """Kafka's Uuid.toString: URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(value.bytes).decode("ascii").rstrip("=")
