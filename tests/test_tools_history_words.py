@@ -21,6 +21,7 @@ from kwire.protocol.messages.metadata_records.partition_change_record import (
     PartitionChangeRecord,
 )
 from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
+from kwire.protocol.messages.metadata_records.register_broker_record import RegisterBrokerRecord
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
 
 TOPIC = uuid.UUID(int=7)
@@ -87,3 +88,23 @@ def test_sensitive_config_values_are_not_printed():
     assert sentence.startswith(
         "config ssl.key.password of every broker (default) set to (a sensitive value)"
     )
+
+
+def test_partition_changes_in_a_new_registrations_batch_follow_an_unclean_shutdown():
+    # Kafka's ClusterControlManager.registerBroker calls handleBrokerUncleanShutdown in the
+    # registration's own batch: the restarted broker leaves the ISRs it was in.
+    image = image_with_partition(isr=[1, 2, 3], leader=1)
+    change = PartitionChangeRecord(partition_id=0, topic_id=TOPIC, isr=[1, 2])
+    registration = RegisterBrokerRecord(broker_id=3, broker_epoch=40, incarnation_id=uuid.uuid4())
+    sentence = record_sentence(change, image, batch_context([registration, change]))
+    assert sentence.startswith(
+        "partition t-0 ISR shrank from [1, 2, 3] to [1, 2]: broker 3 registered again after an unclean shutdown"
+    )
+
+
+def test_partition_changes_beside_a_directory_change_follow_the_offline_directory():
+    image = image_with_partition(isr=[1, 2, 3], leader=2)
+    change = PartitionChangeRecord(partition_id=0, topic_id=TOPIC, isr=[1, 3], leader=1)
+    dirs = BrokerRegistrationChangeRecord(broker_id=2, log_dirs=[uuid.UUID(int=9)])
+    sentence = record_sentence(change, image, batch_context([dirs, change]))
+    assert sentence.split(" -- ")[0].endswith(": a log directory of broker 2 went offline")

@@ -18,7 +18,9 @@ Rules (the causes, from what the records of Kafka 3.9 and 4.3.1 can show):
   a broker that asks to be fenced does so only before its first unfencing).
 - A RegisterBrokerRecord for a registered id with another incarnation id is a restart.
 - A partition change in a batch that fences, shuts down or unfences a broker is caused by
-  it; a change of replicas or of adding/removing replicas is a reassignment; a change of
+  it; so is one in the batch of a broker's new registration (Kafka's
+  handleBrokerUncleanShutdown: the broker restarted without a controlled shutdown) or of
+  a change of its log directories (handleDirectoriesOffline); a change of replicas or of adding/removing replicas is a reassignment; a change of
   the ISR alone came from the partition's leader (AlterPartition); a leader moved to the
   first replica with nothing else changed is a preferred leader election; a leader that
   was not in the ISR (leader recovery state RECOVERING) is an unclean election.
@@ -119,12 +121,13 @@ _SENSITIVE_PARTS = ("password", "jaas", "secret", ".key")
 @dataclass(frozen=True, slots=True)
 class BatchContext:
     """What one atomic batch did to brokers: the ids fenced, put in controlled shutdown,
-    unfenced and (re)registered by its records."""
+    unfenced, (re)registered, and whose log directories changed, by its records."""
 
     fenced: frozenset[int] = frozenset()
     shutting_down: frozenset[int] = frozenset()
     unfenced: frozenset[int] = frozenset()
     registered: frozenset[int] = frozenset()
+    directories_changed: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,7 @@ def batch_context(records: Iterable[Message]) -> BatchContext:
     shutting: set[int] = set()
     unfenced: set[int] = set()
     registered: set[int] = set()
+    directories: set[int] = set()
     for record in records:
         match record:
             case BrokerRegistrationChangeRecord():
@@ -153,6 +157,8 @@ def batch_context(records: Iterable[Message]) -> BatchContext:
                     unfenced.add(record.broker_id)
                 if record.in_controlled_shutdown == 1:
                     shutting.add(record.broker_id)
+                if record.log_dirs:
+                    directories.add(record.broker_id)
             case FenceBrokerRecord():
                 fenced.add(record.id)
             case UnfenceBrokerRecord():
@@ -160,7 +166,11 @@ def batch_context(records: Iterable[Message]) -> BatchContext:
             case RegisterBrokerRecord():
                 registered.add(record.broker_id)
     return BatchContext(
-        frozenset(fenced), frozenset(shutting), frozenset(unfenced), frozenset(registered)
+        frozenset(fenced),
+        frozenset(shutting),
+        frozenset(unfenced),
+        frozenset(registered),
+        frozenset(directories),
     )
 
 
@@ -454,6 +464,10 @@ def _broker_cause(
         return f"broker {broker} was fenced"
     for broker in sorted(context.shutting_down & members):
         return f"broker {broker} is in controlled shutdown"
+    for broker in sorted(context.registered & members):
+        return f"broker {broker} registered again after an unclean shutdown"
+    for broker in sorted(context.directories_changed & members):
+        return f"a log directory of broker {broker} went offline"
     for broker in sorted(context.unfenced & {*new.replicas}):
         return f"broker {broker} was unfenced"
     return ""
