@@ -138,3 +138,12 @@ async def test_a_three_node_quorum_asked_through_a_follower_is_described_by_its_
                 (str(leader), "Leader"),
                 *((str(v.replica_id), "Follower") for v in info.voters if v.replica_id != leader),
             ]
+
+
+def test_a_dead_first_bootstrap_address_is_skipped_for_the_next(
+    kwire_server_factory, capsys
+) -> None:
+    server: KwireServer = kwire_server_factory()
+    addresses = f"{HOST}:{free_port()},{HOST}:{server.port}"
+    assert main(["--bootstrap-controller", addresses, "describe", "--status"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"ClusterId:              {server.cluster_id}"
