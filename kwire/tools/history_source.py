@@ -95,6 +95,8 @@ class MetadataDirectory:
         """The offset after the last complete batch (or the newest snapshot's end)."""
         if self._end is None:
             end = self.snapshots[-1].end_offset if self.snapshots else 0
+            if self.segments:  # a segment just rolled is empty: the log ends at its base
+                end = max(end, int(self.segments[-1].stem))
             for segment in self.segments[-1:]:
                 for _, _, next_offset, _ in _batches(segment, start=None):
                     end = max(end, next_offset)
