@@ -46,7 +46,9 @@ const $ = (id) => document.getElementById(id);
 function el(tag, attrs, ...kids) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  for (const kid of kids) node.append(kid === null || kid === undefined ? "-" : String(kid));
+  for (const kid of kids) {
+    node.append(kid instanceof Node ? kid : kid === null || kid === undefined ? "-" : String(kid));
+  }
   return node;
 }
 function row(attrs, cells) {
