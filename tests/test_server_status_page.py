@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -24,9 +26,11 @@ from kwire.protocol.messages.metadata_records.partition_change_record import (
 from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
 from kwire.protocol.messages.metadata_records.register_broker_record import RegisterBrokerRecord
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
+from kwire.server.config import ControllerServerConfig
 from kwire.server.dispatch import RequestHandler
 from kwire.server.http_edge import HttpRequest
 from kwire.server.node import ControllerNode
+from kwire.server.operator_pages import operator_pages
 from kwire.server.status_events import MetadataEvents, describe_record
 from kwire.server.status_html import STATUS_HTML
 from kwire.server.status_page import (
@@ -91,6 +95,36 @@ async def test_a_node_fills_its_ring_with_what_it_committed(leader: ControllerNo
     assert "FeatureLevel metadata.version=21" in lines
     assert lines[-1] == "RegisterController controller 1"
     assert all(e.offset < leader.committed_offset for e in leader.metadata_events.events())
+
+
+async def test_a_restarted_node_refills_its_ring_from_its_log(leader: ControllerNode) -> None:  # noqa: F811
+    before = [(e.offset, e.time_ms, e.record) for e in leader.metadata_events.events()]
+    leader.close()
+    again = ControllerNode(leader.settings)  # a sole voter replays its whole log at start
+    try:
+        after = [(e.offset, e.time_ms, e.record) for e in again.metadata_events.events()]
+    finally:
+        again.close()
+    assert before and after == before
+
+
+def test_the_status_listener_turns_on_the_two_pages_on_its_address(tmp_path: Path) -> None:
+    base = {
+        "process.roles": "controller",
+        "node.id": "1",
+        "controller.quorum.voters": "1@127.0.0.1:19093",
+        "listeners": "CONTROLLER://127.0.0.1:19093",
+        "controller.listener.names": "CONTROLLER",
+        "log.dirs": str(tmp_path),
+    }
+    node: Any = object()  # the pages read the node only when asked
+    off = ControllerServerConfig.from_properties(base)
+    on = ControllerServerConfig.from_properties({**base, "kwire.status.listener": "127.0.0.1:0"})
+    assert operator_pages(off, node) == []
+    assert [(address, path) for address, path, _ in operator_pages(on, node)] == [
+        (("127.0.0.1", 0), "/status"),
+        (("127.0.0.1", 0), "/status.json"),
+    ]
 
 
 # -- one line per record -------------------------------------------------------------------------
@@ -248,6 +282,13 @@ async def test_a_leaders_document_shows_its_quorum_brokers_topics_and_events(
         f"Topic orders id {topic['id']}",
     ]
     assert "BrokerRegistrationChange broker 1 unfenced" in lines
+    # Only the active controller tracks sessions: a standby's page has no heartbeat ages.
+    running.active = False
+    try:
+        standby = status_document(running, StatusQuery(), 0)
+    finally:
+        running.active = True
+    assert standby["brokers"]["shown"][0]["last_heartbeat_age_ms"] is None
 
 
 async def test_a_node_that_does_not_lead_has_no_replica_view(

@@ -179,7 +179,7 @@ async def story(server: KwireServer, brokers: dict[int, Broker], page: Page) -> 
     # Broker 3 falls silent: the controller fences it once its session times out
     # (Kafka's ReplicationControlManager.handleBrokerFenced): shared-0 moves to 1, the
     # other ISR member, and solo-0, whose only replica was 3, has no leader and keeps its
-    # last ISR (PartitionChangeBuilder never empties an ISR).
+    # last ISR (PartitionChangeBuilder empties an ISR only with ELR on, not at 3.9-IV0).
     silent_since = time.monotonic()
     brokers[3].silent = True
     await page.shows(lambda p: p.text('tr[data-broker="3"] .state') == "fenced", "broker 3 fenced")

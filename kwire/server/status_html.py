@@ -15,8 +15,8 @@ STATUS_HTML = """<!doctype html>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222}
 h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.2em 0 .3em}
-table{border-collapse:collapse}td,th{padding:2px 10px;border-bottom:1px solid #ddd;
-text-align:left;vertical-align:top}th{background:#f3f3f3}
+table{border-collapse:collapse;margin-bottom:.6em}
+td,th{padding:2px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#f3f3f3}
 .fenced,.offline,.err{color:#b00;font-weight:bold}.active{color:#070}
 .controlled_shutdown{color:#a60}#stamp{color:#666}.topic td{background:#fafafa;font-weight:bold}
 #events{font-family:monospace;padding-left:1em;list-style:none}
@@ -78,18 +78,22 @@ function render(s) {
     (o) => o.id + " (lag " + o.lag + ")").join(", ") +
     (q.observers_more ? ", " + q.observers_more + " more" : "") : "";
   const b = s.brokers;
-  $("broker-count").textContent = "(" + b.count + (b.more ? ", " + b.more + " not shown" : "") + ")";
+  const hidden = b.more ? ", " + b.more + " not shown" : "";
+  $("broker-count").textContent = "(" + b.count + hidden + ")";
   fill("brokers", b.shown.map((r) => row({"data-broker": r.id}, [
     ["id", r.id], ["state " + r.state, r.state], ["epoch", r.epoch],
-    ["hb", age(r.last_heartbeat_age_ms)], ["listeners", r.listeners.join(" ")], ["rack", r.rack]])));
+    ["hb", age(r.last_heartbeat_age_ms)], ["listeners", r.listeners.join(" ")],
+    ["rack", r.rack]])));
   const t = s.topics;
   $("topic-count").textContent = "(" + t.count + (t.filter !== null ?
     ", " + t.matching + " matching " + JSON.stringify(t.filter) : "") +
     (t.more ? ", " + t.more + " more not shown" : "") + ")";
   const rows = [];
   for (const topic of t.shown) {
+    const n = topic.partition_count;
+    const count = n + (n === 1 ? " partition" : " partitions");
     rows.push(row({class: "topic", "data-topic": topic.name}, [["name", topic.name],
-      ["count", topic.partition_count + " partitions"], ["id", topic.id], ["", ""], ["", ""], ["", ""]]));
+      ["count", count], ["id", topic.id], ["", ""], ["", ""], ["", ""]]));
     for (const p of topic.partitions) {
       rows.push(row({"data-partition": topic.name + "-" + p.partition}, [
         ["partition", topic.name + "-" + p.partition], ["leader", p.leader], ["isr", list(p.isr)],
