@@ -98,6 +98,7 @@ from kwire.server.snapshots import (
     default_snapshot_source,
     load_newest_snapshot,
 )
+from kwire.server.status_events import MetadataEvents
 from kwire.server.write_path import (
     MAX_RECORDS_PER_BATCH,
     AppendFailed,
@@ -276,6 +277,8 @@ class ControllerNode:
         self.pending_activation: int | None = None
         # The offset after the last record the controller replayed from the log.
         self.applied_end = 0
+        # The last committed records, for the status page (kwire.server.status_events).
+        self.metadata_events = MetadataEvents()
         self.replayed = self._replay_start()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -385,6 +388,7 @@ class ControllerNode:
                         if header.base_offset < self.applied_end:
                             entries = [e for e in entries if e[0] >= self.applied_end]
                         loader.replay_all(entries)
+                        self.metadata_events.replayed(entries, header.base_timestamp)
                         count += len(entries)
                     self.applied_end = header.next_offset
         finally:
@@ -537,6 +541,7 @@ class ControllerNode:
         """Everything below `offset` is committed: a standby (or a leader not yet
         active) replays it; a leader whose epoch start is committed activates."""
         self.writes.commit(offset)
+        self.metadata_events.committed(offset)
         if not self.active:
             self._replay_committed(min(offset, self.log.end_offset))
         self.controller.commit(offset - 1)
@@ -597,7 +602,9 @@ class ControllerNode:
 
     def append_result(self, result: ControllerResult, now_ms: int) -> int:
         """See `WritePath.append_result` (at the current epoch)."""
-        return self.writes.append_result(result, self.raft.epoch, now_ms)
+        end_offset = self.writes.append_result(result, self.raft.epoch, now_ms)
+        self.metadata_events.appended(result.records, end_offset, now_ms)
+        return end_offset
 
     def append_values(self, values: Sequence[bytes], now_ms: int, *, atomic: bool) -> int:
         return self.writes.append_values(values, self.raft.epoch, now_ms, atomic=atomic)
@@ -609,6 +616,7 @@ class ControllerNode:
         log.warning("Reverting the controller to committed offset %d: %s", committed - 1, reason)
         self.controller.revert_to(committed - 1)
         self.writes.abandon()
+        self.metadata_events.reverted()
 
     async def wait_committed(self, end_offset: int, generation: int | None = None) -> None:
         await self.writes.wait_committed(end_offset, generation)

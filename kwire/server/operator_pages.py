@@ -14,6 +14,7 @@ import trio
 from kwire.server.config import ConfigError, ControllerServerConfig
 from kwire.server.http_edge import Handler, HttpEdge, group_routes
 from kwire.server.node import ControllerNode
+from kwire.server.status_page import status_routes
 
 log = logging.getLogger("kwire.http")
 
@@ -23,6 +24,10 @@ Page = tuple[tuple[str, int], str, Handler]
 def operator_pages(config: ControllerServerConfig, node: ControllerNode) -> list[Page]:
     """Every page the configuration turns on, for `node`."""
     pages: list[Page] = []
+    # The status page (kwire.server.status_page): /status and /status.json.
+    if config.status_listener is not None:
+        routes = status_routes(node)
+        pages += [(config.status_listener, path, handler) for path, handler in routes.items()]
     return pages
 
 
