@@ -94,7 +94,7 @@ def test_sasl_users_are_authenticated_and_authorized_as_any_client(
         status, _, error = shell(capsys, server.port, alice, "ls")
         assert (status, error) == (
             1,
-            "Error: Fetch from 127.0.0.1:%d: CLUSTER_AUTHORIZATION_FAILED\n" % server.port,
+            f"Error: Fetch from 127.0.0.1:{server.port}: CLUSTER_AUTHORIZATION_FAILED\n",
         )
         status, _, error = shell(capsys, server.port, wrong, "ls")
         assert status == 1 and "SaslAuthenticate: SASL_AUTHENTICATION_FAILED" in error
