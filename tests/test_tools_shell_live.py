@@ -4,6 +4,7 @@ non-replica fetcher shows what the shell shows offline on the same directory."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTop
 from kwire.server.client import KafkaClient
 from kwire.tools import shell_live
 from kwire.tools.shell import main
+from kwire.tools.shell_client import ClientSecurity
 from kwire.tools.shell_live import fetch_image, parse_bootstrap
 from kwire.tools.shell_load import ShellLoadError
 
@@ -146,3 +148,20 @@ def test_bad_bootstrap_addresses_are_refused(text: str) -> None:
 def test_bootstrap_lists_are_split_on_commas() -> None:
     assert parse_bootstrap("a:1, b:2") == [("a", 1), ("b", 2)]
     assert parse_bootstrap("[::1]:9093") == [("::1", 9093)]
+
+
+async def test_a_silent_controller_ends_the_read_after_the_timeout_without_progress() -> None:
+    async def accept_and_say_nothing(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_tcp, accept_and_say_nothing, 0, host=HOST)
+        )
+        port = listeners[0].socket.getsockname()[1]
+        with (
+            trio.fail_after(TIMEOUT_S),
+            pytest.raises(ShellLoadError, match="no progress in 0.5 s"),
+        ):
+            await shell_live._fetch_within([(HOST, port)], ClientSecurity(), 0.5)
+        nursery.cancel_scope.cancel()
