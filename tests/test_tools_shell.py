@@ -14,10 +14,19 @@ from pathlib import Path
 import pytest
 
 from kwire.tools.shell import main, run_commands
-from kwire.tools.shell_commands import ShellState, column_schema, glob_regex, print_entries, run_ls
+from kwire.tools.shell_commands import (
+    ShellState,
+    column_schema,
+    complete,
+    glob_regex,
+    print_entries,
+    run_ls,
+    split_path,
+    strip_dot_components,
+)
 from kwire.tools.shell_format import Provenance, ShellRelease, iso_zoned_utc, java_double
 from kwire.tools.shell_load import ShellLoadError, load_directory, load_file
-from kwire.tools.shell_nodes import Leaf, fixed
+from kwire.tools.shell_nodes import Leaf, fixed, root_node
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
 LOG_39 = CAPTURES / "kafka-3.9" / "metadata-log"
@@ -409,3 +418,30 @@ def test_output_matches_the_genuine_kafka_metadata_shell(
     release = "3.9" if "3.9" in Path(os.environ["KAFKA_HOME"]).name else "4.3"
     status, ours = shell(capsys, "--snapshot", str(segment), "--kafka-release", release, *command)
     assert (status, ours) == (genuine.returncode, genuine.stdout)
+
+
+def test_paths_split_and_dots_strip_as_command_utils_test() -> None:
+    assert split_path("//alpha/beta/") == ["alpha", "beta"]
+    assert strip_dot_components(["..", "keep", "keep2"]) == ["keep", "keep2"]
+    assert strip_dot_components([".", ".keep", "keep2"]) == [".keep", "keep2"]
+
+
+def test_tab_completion_offers_commands_and_paths_as_kafkas_completer(tmp_path: Path) -> None:
+    image, provenance = load_directory(copy_of(LOG_39, tmp_path))
+    state = ShellState(root_node(image, provenance, ShellRelease.KAFKA_4_3))
+    assert complete(state, ["c"]) == ["cat", "cd"]
+    assert complete(state, ["ls", "/image/c"]) == [
+        "/image/clientQuotas/",
+        "/image/cluster/",
+        "/image/configs/",
+    ]
+    assert complete(state, ["cat", "/image/topics/byName/captured/"]) == [
+        "/image/topics/byName/captured/0",
+        "/image/topics/byName/captured/1",
+        "/image/topics/byName/captured/id",
+        "/image/topics/byName/captured/name",
+    ]
+    state.working_directory = "/image/topics"
+    assert complete(state, ["cd", "by"]) == ["byId/", "byName/"]
+    assert complete(state, ["man", "h"]) == ["help", "history"]
+    assert complete(state, ["ls", "/nope/x"]) == []

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kwire.controller.image import MetadataImage
-from kwire.tools.shell_commands import Commands, Session, ShellState
+from kwire.tools.shell_commands import Commands, Session, ShellState, complete
 from kwire.tools.shell_format import Provenance, ShellRelease
 from kwire.tools.shell_load import ShellLoadError, load_directory, load_file
 from kwire.tools.shell_nodes import root_node
@@ -106,6 +106,8 @@ def interactive(
     state = ShellState(root_node(image, provenance, release))
     commands = Commands(state, interactive=True)
     session = Session()
+    if sys.stdin.isatty():
+        _line_editing(state)
     out.write("[ Kafka Metadata Shell ]\n")
     while not session.exited:
         out.flush()
@@ -125,6 +127,27 @@ def interactive(
             continue
         session.screen_width = shutil.get_terminal_size().columns
         commands.run(words, out, session)
+
+
+def _line_editing(state: ShellState) -> None:
+    """Line editing, history and Tab completion (Kafka's completer) where Python's readline
+    is available; plain ``input`` otherwise."""
+    try:
+        import readline
+    except ImportError:
+        return
+
+    def completer(text: str, index: int) -> str | None:
+        line = readline.get_line_buffer()[: readline.get_endidx()]
+        words = line.split()
+        if line.endswith(" ") or not words:
+            words.append("")
+        found = complete(state, words)
+        return found[index] if index < len(found) else None
+
+    readline.set_completer_delims(" \t\n")
+    readline.set_completer(completer)
+    readline.parse_and_bind("tab: complete")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -230,6 +230,53 @@ def _visit(
                 _visit(components, index + 1, child, (*path, name), found)
 
 
+# -- completion (InteractiveShell's completer) -----------------------------------------------
+
+
+def complete_command(prefix: str) -> list[str]:
+    """CommandUtils.completeCommand: every command name starting with ``prefix``."""
+    return [name for name in sorted(TYPES) if name.startswith(prefix)]
+
+
+def complete_path(state: ShellState, prefix: str) -> list[str]:
+    """CommandUtils.completePath: the children of the prefix's directory whose names start
+    with its last component, spelled with the prefix's directory part, directories
+    ending in ``/``."""
+    absolute = prefix if prefix.startswith("/") else state.working_directory + "/" + prefix
+    components = strip_dot_components(split_path(absolute))
+    directories = len(components) if prefix.endswith("/") else len(components) - 1
+    node: Node | None = state.root
+    for component in components[: max(directories, 0)]:
+        node = node.child(component) if node is not None else None
+        if node is None or not node.is_directory:
+            return []
+    assert node is not None
+    last = components[directories] if 0 <= directories < len(components) else ""
+    head = prefix[: prefix.rfind("/") + 1]
+    found = []
+    for name in sorted(node.child_names()):
+        if name.startswith(last):
+            child = node.child(name)
+            found.append(head + name + ("/" if child is not None and child.is_directory else ""))
+    return found
+
+
+def complete(state: ShellState, words: Sequence[str]) -> list[str]:
+    """MetadataShellCompleter: a command name for the first word, else what the command
+    completes (paths for cat, find, ls and tree; cd only its one argument; man a command)."""
+    if len(words) <= 1:
+        return complete_command(words[0] if words else "")
+    command, rest = words[0], words[1:]
+    match command:
+        case "cat" | "find" | "ls" | "tree":
+            return complete_path(state, rest[-1])
+        case "cd" if len(rest) == 1:
+            return complete_path(state, rest[0])
+        case "man" if len(rest) == 1:
+            return complete_command(rest[0])
+    return []
+
+
 # -- output ----------------------------------------------------------------------------------
 
 
