@@ -91,7 +91,7 @@ TYPES: dict[str, CommandType] = {
         CommandType("man", "Show the help text for a specific command.", True, "1", "cmd",
                     "The command to get help text for."),
         CommandType("pwd", "Print the current working directory.", True, "0"),
-        CommandType("tree", "Print a tree of metadata nodes.", False, "+", "targets",
+        CommandType("tree", "Show the contents of metadata nodes in a tree structure.", False, "+", "targets",
                     "The metadata nodes to display."),
     )
 }  # fmt: skip
