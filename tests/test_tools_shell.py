@@ -18,7 +18,6 @@ from kwire.tools.shell_commands import (
     ShellState,
     column_schema,
     complete,
-    glob_regex,
     print_entries,
     run_ls,
     split_path,
@@ -27,6 +26,7 @@ from kwire.tools.shell_commands import (
 from kwire.tools.shell_format import Provenance, ShellRelease, iso_zoned_utc, java_double
 from kwire.tools.shell_load import ShellLoadError, load_directory, load_file
 from kwire.tools.shell_nodes import Leaf, fixed, root_node
+from kwire.tools.shell_paths import glob_regex
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
 LOG_39 = CAPTURES / "kafka-3.9" / "metadata-log"
