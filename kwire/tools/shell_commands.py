@@ -27,7 +27,8 @@ Paths are Kafka's globs (GlobComponent): ``*``, ``?``, ``{a,b}`` and ``\\`` esca
 component, relative to the working directory, ``.`` and ``..`` resolved textually. A command
 is chosen by its name or a unique prefix of it (then Kafka answers ``invalid choice: 'l':
 did you mean 'ls'?``); the shell-only commands are refused when a command is given on the
-command line (non-interactive), as Kafka refuses them.
+command line (non-interactive), as Kafka refuses them. ``help``, ``man`` and ``-h`` print
+the commands and their arguments in kwire's own layout, not argparse4j's.
 """
 
 from __future__ import annotations

@@ -356,13 +356,20 @@ def _quota_entity_name(entity: tuple[tuple[str, str | None], ...]) -> str:
 
 
 def _client_quotas(image: MetadataImage) -> Node:
-    def child(name: str) -> Node | None:
-        for entity, quotas in image.client_quotas.items():
-            if _quota_entity_name(entity) == name:
-                return _quota_values(quotas)
-        return None
+    """ClientQuotasImageNode: entities by their names (the name table made once per node,
+    so listing every entity's quotas stays linear)."""
+    by_name: dict[str, dict[str, float]] = {}
 
-    return Dir(lambda: [_quota_entity_name(entity) for entity in image.client_quotas], child)
+    def table() -> dict[str, dict[str, float]]:
+        if not by_name:
+            by_name.update({_quota_entity_name(e): q for e, q in image.client_quotas.items()})
+        return by_name
+
+    def child(name: str) -> Node | None:
+        quotas = table().get(name)
+        return None if quotas is None else _quota_values(quotas)
+
+    return Dir(lambda: list(table()), child)
 
 
 def _quota_values(quotas: dict[str, float]) -> Node:
