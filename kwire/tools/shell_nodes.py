@@ -58,7 +58,7 @@ from kwire.tools.shell_format import (
     token_text,
 )
 
-__all__ = ["Dir", "Leaf", "Node", "Printer", "root_node"]
+__all__ = ["Dir", "LazyLeaf", "Leaf", "Node", "Printer", "root_node"]
 
 KRAFT_VERSION_FEATURE = "kraft.version"
 # ZkMigrationState's byte values and names (Kafka's metadata/migration/ZkMigrationState).
@@ -115,6 +115,19 @@ class Leaf(Node):
 
     def print(self, printer: Printer) -> None:
         printer.output(self.text)
+
+
+class LazyLeaf(Node):
+    """A leaf whose text is made only when printed (``find`` and ``ls`` never print it)."""
+
+    __slots__ = ("_text",)
+    is_directory = False
+
+    def __init__(self, text: Callable[[], str]) -> None:
+        self._text = text
+
+    def print(self, printer: Printer) -> None:
+        printer.output(self._text())
 
 
 class Dir(Node):
@@ -193,10 +206,10 @@ def image_node(image: MetadataImage, provenance: Provenance, release: ShellRelea
             "cluster": lambda: fixed(
                 {
                     "brokers": lambda: _by_int(
-                        image.brokers, lambda b: Leaf(broker_text(b, release))
+                        image.brokers, lambda b: LazyLeaf(lambda: broker_text(b, release))
                     ),
                     "controllers": lambda: _by_int(
-                        image.controllers, lambda c: Leaf(controller_text(c))
+                        image.controllers, lambda c: LazyLeaf(lambda: controller_text(c))
                     ),
                 }
             ),
@@ -219,7 +232,7 @@ def image_node(image: MetadataImage, provenance: Provenance, release: ShellRelea
 
 
 def _leaf_of(value: object, text: Callable[..., str]) -> Node | None:
-    return None if value is None else Leaf(text(value))
+    return None if value is None else LazyLeaf(lambda: text(value))
 
 
 def _by_int(table: Mapping[int, object], make: Callable[..., Node]) -> Dir:
@@ -283,7 +296,7 @@ def _topic(topic: TopicInfo) -> Node:
             return Leaf(java_uuid(topic.topic_id))
         key = _int_key(name)
         partition = None if key is None else topic.partitions.get(key)
-        return None if partition is None else Leaf(partition_text(partition))
+        return None if partition is None else LazyLeaf(lambda: partition_text(partition))
 
     return Dir(lambda: ["name", "id", *map(str, topic.partitions)], child)
 
@@ -387,7 +400,7 @@ def _acls_by_id(image: MetadataImage, release: ShellRelease) -> Node:
     def child(name: str) -> Node | None:
         key = _uuid_key(name)
         acl = None if key is None else image.acls.get(key)
-        return None if acl is None else Leaf(standard_acl_text(acl, release))
+        return None if acl is None else LazyLeaf(lambda: standard_acl_text(acl, release))
 
     return Dir(lambda: [java_uuid(acl_id) for acl_id in image.acls], child)
 
