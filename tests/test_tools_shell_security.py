@@ -14,6 +14,8 @@ from server_harness import HOST, KwireServer, write_properties
 from test_server_quorum_processes import leader_of, register_unfenced_broker
 from test_server_quorum_processes import voters as voters  # noqa: F401  (the fixture)
 from test_server_sasl import sasl_properties
+from test_server_tls import Certificates, ssl_properties
+from test_server_tls import certs as certs  # noqa: F401  (the module fixture)
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.alter_user_scram_credentials import (
@@ -101,6 +103,32 @@ def test_sasl_users_are_authenticated_and_authorized_as_any_client(
         trio.run(add_scram_user, server.port, admin, "bob", "bob-pw")
         status, out, _ = shell(capsys, server.port, bob, "ls", "/image/scram/SCRAM-SHA-256")
         assert (status, out) == (0, "bob\n")
+
+
+def test_tls_with_a_client_certificate_is_set_up_from_the_command_config(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    certs: Certificates,  # noqa: F811
+) -> None:
+    keystore = tmp_path / "client-keystore.pem"
+    keystore.write_text(certs.client_key.read_text() + certs.client_cert.read_text())
+    trusting = {
+        "security.protocol": "SSL",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(certs.ca),
+    }
+    anonymous = write_properties(tmp_path / "anonymous.properties", trusting)
+    known = write_properties(
+        tmp_path / "known.properties", {**trusting, "ssl.keystore.location": str(keystore)}
+    )
+    listener = ssl_properties(certs, **{"ssl.client.auth": "required"})
+    with KwireServer(tmp_path / "server", extra_properties=listener) as server:
+        server.format()
+        server.start()
+        status, out, _ = shell(capsys, server.port, known, "ls", "/image/features")
+        assert (status, out) == (0, "metadataVersion\n")
+        status, _, error = shell(capsys, server.port, anonymous, "ls")
+        assert status == 1 and error.startswith(f"Error: {HOST}:{server.port}: ")
 
 
 def test_a_follower_sends_the_shell_on_to_the_leader(
