@@ -381,7 +381,7 @@ def test_interactive_mode_keeps_a_working_directory_and_history(
         ["cd /image/topics", "pwd", "ls", "cd byName/captured/id", "history 2", "exit", "ls"]
     )
     monkeypatch.setattr("builtins.input", lambda prompt: next(typed))
-    monkeypatch.setenv("COLUMNS", "80")  # ls fills the terminal's width in columns
+    monkeypatch.setattr("kwire.tools.shell._screen_width", lambda: 80)  # a terminal: columns
     status, out = shell(capsys, "--directory", str(directory))
     assert status == 0
     assert out.splitlines() == [

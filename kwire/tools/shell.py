@@ -125,8 +125,16 @@ def interactive(
         except ValueError as error:
             out.write(f"{error}\n")
             continue
-        session.screen_width = shutil.get_terminal_size().columns
+        session.screen_width = _screen_width()
         commands.run(words, out, session)
+
+
+def _screen_width() -> int | None:
+    """The terminal's width for ``ls`` columns; None (one column) when the output is not a
+    terminal, as on JLine's dumb terminal (width 0)."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
 
 
 def _line_editing(state: ShellState) -> None:

@@ -63,7 +63,7 @@ class Session:
     """What only an interactive shell has: its history and the terminal's width."""
 
     history: list[str] = field(default_factory=list)
-    screen_width: int = 80
+    screen_width: int | None = 80
     exited: bool = False
 
 
