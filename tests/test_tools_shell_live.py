@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import trio
 from server_harness import HOST, KwireServer, free_port, kwire_server
-from test_server_quorum_processes import register_unfenced_broker
+from test_server_quorum_processes import ask, describe_quorum, register_unfenced_broker
 
 from kwire.log.snapshots import SnapshotId, list_snapshots
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
 from kwire.server.client import KafkaClient
 from kwire.tools import shell_live
 from kwire.tools.shell import main
@@ -87,12 +88,16 @@ def test_live_shell_shows_what_the_offline_shell_shows_on_its_directory(
         live = shell_output(
             capsys, "--bootstrap-controller", f"{HOST}:{server.port}", "tree", *STABLE_PATHS
         )
+        # Kafka's LeaderState.updateReplicaState ignores negative replica ids: no observer.
+        described = trio.run(ask, server, describe_quorum(), 1)
         found = shell_output(
             capsys, "--bootstrap-controller", f"{HOST}:{server.port}", "ls", "/image/topics/byName"
         )
         server.stop()
         offline = shell_output(capsys, "--directory", str(server.data_dir), "tree", *STABLE_PATHS)
     assert found == "alpha\nbeta\n"
+    assert isinstance(described, DescribeQuorumResponse)
+    assert described.topics[0].partitions[0].observers == []
     assert live == offline
     assert "PartitionRegistration(replicas=[1]" in live
 
