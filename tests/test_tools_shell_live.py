@@ -3,13 +3,16 @@ non-replica fetcher shows what the shell shows offline on the same directory."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
-from server_harness import HOST, KwireServer, free_port, kwire_server
+from server_harness import HOST, KwireServer, free_port
 from test_server_quorum_processes import ask, describe_quorum, register_unfenced_broker
 
 from kwire.log.snapshots import SnapshotId, list_snapshots
@@ -33,6 +36,19 @@ STABLE_PATHS = [
     "/image/producerIds",
     "/image/acls",
 ]
+
+
+# Importing kwire takes seconds on a loaded machine: allow more than the harness's 15 s.
+START_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def started(directory: Path, **kwargs: Any) -> Iterator[KwireServer]:
+    """A formatted, running server for the block (kwire_server with a longer start)."""
+    with KwireServer(directory, **kwargs) as server:
+        server.format()
+        server.start(timeout=START_TIMEOUT_S)
+        yield server
 
 
 # A registered broker stays unfenced for the whole test (no heartbeats follow).
@@ -83,7 +99,7 @@ def shell_output(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 def test_live_shell_shows_what_the_offline_shell_shows_on_its_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with kwire_server(tmp_path / "server", overrides=SERVER_SETTINGS) as server:
+    with started(tmp_path / "server", overrides=SERVER_SETTINGS) as server:
         trio.run(with_broker_and_topics, server, ("alpha", 3), ("beta", 1))
         live = shell_output(
             capsys, "--bootstrap-controller", f"{HOST}:{server.port}", "tree", *STABLE_PATHS
@@ -114,7 +130,7 @@ def test_live_shell_loads_the_leaders_snapshot_with_fetch_snapshot(
 
     monkeypatch.setattr(shell_live._Fetcher, "_load_snapshot", counted)
     overrides = {**SERVER_SETTINGS, "metadata.log.max.record.bytes.between.snapshots": "1"}
-    with kwire_server(tmp_path / "server", overrides=overrides) as server:
+    with started(tmp_path / "server", overrides=overrides) as server:
         trio.run(with_broker_and_topics, server, ("gamma", 4))
         directory = server.data_dir / "__cluster_metadata-0"
         deadline = time.monotonic() + TIMEOUT_S

@@ -27,6 +27,7 @@ from kwire.tools.shell import main
 from kwire.tools.shell_client import connect, security_from_properties
 
 TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0  # importing kwire takes seconds on a loaded machine
 AUTHORIZED = {
     "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
     "super.users": "User:admin;User:bob",
@@ -87,7 +88,7 @@ def test_sasl_users_are_authenticated_and_authorized_as_any_client(
         tmp_path / "server", extra_properties={**sasl_properties(), **AUTHORIZED}
     ) as server:
         server.format()
-        server.start()
+        server.start(timeout=START_TIMEOUT_S)
         assert shell(capsys, server.port, admin, "cat", "/image/features/metadataVersion") == (
             0,
             "Optional[3.9-IV0]\n",
@@ -124,7 +125,7 @@ def test_tls_with_a_client_certificate_is_set_up_from_the_command_config(
     listener = ssl_properties(certs, **{"ssl.client.auth": "required"})
     with KwireServer(tmp_path / "server", extra_properties=listener) as server:
         server.format()
-        server.start()
+        server.start(timeout=START_TIMEOUT_S)
         status, out, _ = shell(capsys, server.port, known, "ls", "/image/features")
         assert (status, out) == (0, "metadataVersion\n")
         status, _, error = shell(capsys, server.port, anonymous, "ls")
