@@ -41,10 +41,14 @@ class LeaderRecoveryState(IntEnum):
 
 
 class ZkMigrationState(IntEnum):
+    """Kafka's metadata.migration.ZkMigrationState, by its record byte (the declaration
+    order differs from the byte order: MIGRATION is 1, PRE_MIGRATION 2)."""
+
     NONE = 0
-    PRE_MIGRATION = 1
-    MIGRATION = 2
+    MIGRATION = 1
+    PRE_MIGRATION = 2
     POST_MIGRATION = 3
+    ZK = 4
     UNINITIALIZED = -1
 
 

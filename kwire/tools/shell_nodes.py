@@ -42,7 +42,7 @@ from typing import Protocol
 from uuid import UUID
 
 from kwire.controller.image import MetadataImage
-from kwire.controller.registrations import ConfigResourceType, TopicInfo
+from kwire.controller.registrations import ConfigResourceType, TopicInfo, ZkMigrationState
 from kwire.metadata_version import METADATA_VERSION_FEATURE, MINIMUM_KRAFT_VERSION, MetadataVersion
 from kwire.tools.shell_format import (
     Provenance,
@@ -61,8 +61,6 @@ from kwire.tools.shell_format import (
 __all__ = ["Dir", "LazyLeaf", "Leaf", "Node", "Printer", "root_node"]
 
 KRAFT_VERSION_FEATURE = "kraft.version"
-# ZkMigrationState's byte values and names (Kafka's metadata/migration/ZkMigrationState).
-ZK_MIGRATION_STATES = {0: "NONE", 1: "MIGRATION", 2: "PRE_MIGRATION", 3: "POST_MIGRATION", 4: "ZK"}
 SCRAM_MECHANISMS = {"SCRAM-SHA-256": 1, "SCRAM-SHA-512": 2}
 # ConfigResource.Type in enum order (resourceFromName tries them in this order).
 CONFIG_TYPES_3_9 = ("CLIENT_METRICS", "BROKER_LOGGER", "BROKER", "TOPIC", "UNKNOWN")
@@ -260,7 +258,8 @@ def _features(image: MetadataImage, release: ShellRelease) -> Node:
         version = _version_name(int(MINIMUM_KRAFT_VERSION))
     children: dict[str, Callable[[], Node | None]] = {"metadataVersion": lambda: Leaf(version)}
     if release is ShellRelease.KAFKA_3_9:
-        state = ZK_MIGRATION_STATES.get(int(image.zk_migration_state), "NONE")
+        known = image.zk_migration_state
+        state = "NONE" if known is ZkMigrationState.UNINITIALIZED else known.name
         children["zkMigrationState"] = lambda: Leaf(state)
     names = [*children, *(f"finalized_{name}" for name in finalized)]
 
