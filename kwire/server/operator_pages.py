@@ -21,8 +21,14 @@ Page = tuple[tuple[str, int], str, Handler]
 
 
 def operator_pages(config: ControllerServerConfig, node: ControllerNode) -> list[Page]:
-    """Every page the configuration turns on, for `node`."""
+    """Every page the configuration turns on, for `node`: `/metrics` (Prometheus text,
+    `kwire.server.metrics`) on `kwire.metrics.listener`."""
     pages: list[Page] = []
+    if config.metrics_listener is not None:
+        # Imported here: prometheus_client loads only when the page is turned on.
+        from kwire.server.metrics import metrics_page
+
+        pages.append((config.metrics_listener, "/metrics", metrics_page(node)))
     return pages
 
 

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -105,7 +106,11 @@ async def answer(frame: bytes, handler: RequestHandler, peer: Peer = ANONYMOUS_P
             )
             return encode_response(API_VERSIONS, 0, preamble.correlation_id, fallback)
         raise CloseConnection(str(exc)) from None
+    started = time.perf_counter()
     response = await handler.handle(header, body, peer)
+    handler.node.request_stats.record(
+        header.request_api_key, header.request_api_version, response, started
+    )
     return encode_response(
         header.request_api_key, header.request_api_version, header.correlation_id, response
     )
