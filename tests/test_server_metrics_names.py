@@ -18,12 +18,15 @@ import trio.testing
 from node_harness import leader, make_node
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import free_port
+from test_server_envelope import envelope, inner
 
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.framing import encode_request
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatResponse
-from kwire.protocol.messages.create_topics import CreateTopicsResponse
+from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
 from kwire.server.config import ControllerServerConfig
+from kwire.server.dispatch import RequestHandler
 from kwire.server.http_edge import HttpRequest
 from kwire.server.metrics import KAFKA_METRICS, metrics_page
 from kwire.server.metrics_stats import (
@@ -35,6 +38,7 @@ from kwire.server.metrics_stats import (
 )
 from kwire.server.node import ControllerNode
 from kwire.server.operator_pages import operator_pages
+from kwire.server.serve import answer
 
 __all__ = ["leader"]  # the fixture, imported for pytest to find
 
@@ -284,3 +288,27 @@ async def test_each_driver_call_is_timed_in_the_inbox_and_in_its_processing(
     assert stats.event_queue_ms.count >= queued + 5  # the node's own ticks are calls too
     assert stats.event_processing_ms.count >= processed + 5
     assert 0 < stats.poll_idle.avg(leader.driver.clock()) <= 1
+
+
+async def test_a_forwarded_request_counts_as_its_inner_api_and_a_refused_envelope_as_itself(
+    leader: ControllerNode,
+) -> None:
+    handler = RequestHandler(leader)
+    create = CreateTopicsRequest(
+        topics=[
+            CreateTopicsRequest.CreatableTopic(
+                name="orders", num_partitions=1, replication_factor=-1
+            )
+        ],
+        timeout_ms=1000,
+    )
+    with trio.fail_after(10):
+        # Through the connection's answer(), the hook that counts every request.
+        await answer(encode_request(*envelope(inner(create, 7))), handler)
+        await answer(encode_request(*envelope(inner(create, 7), principal=b"")), handler)
+    apis = leader.request_stats.apis
+    assert apis[19].versions == {7: 1}
+    # No broker is registered: CreateTopics answers INVALID_REPLICATION_FACTOR inside.
+    assert apis[19].errors == {ErrorCode.INVALID_REPLICATION_FACTOR: 1}
+    assert apis[58].versions == {0: 1}
+    assert apis[58].errors == {ErrorCode.PRINCIPAL_DESERIALIZATION_FAILURE: 1}
