@@ -273,7 +273,8 @@ async def test_raft_metrics_say_what_describe_quorum_says(server: KwireServer) -
     high_watermark = value(samples, RAFT + "high_watermark")
     assert before.high_watermark <= high_watermark <= after.high_watermark
     assert value(samples, RAFT + "log_end_offset") >= high_watermark
-    assert value(samples, CONTROLLER + "lastcommittedrecordoffset") <= high_watermark - 1
+    # Kafka's LastCommittedRecordOffset: the last committed record, below the watermark.
+    assert value(samples, CONTROLLER + "lastcommittedrecordoffset") == high_watermark - 1
     assert value(samples, CONTROLLER + "activecontrollercount") == 1
     assert value(samples, RAFT + "append_records_rate") > 0
 
