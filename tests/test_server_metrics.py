@@ -18,16 +18,11 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import HOST, KwireServer, free_port
+from test_server_quorum_processes import ask, describe_quorum, register_unfenced_broker
 
 from kwire.protocol.error_codes import ErrorCode
-from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
-from kwire.protocol.messages.broker_registration import (
-    BrokerRegistrationRequest,
-    BrokerRegistrationResponse,
-)
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
-from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
-from kwire.server.client import KafkaClient
+from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
 
 TIMEOUT_S = 30.0
 START_TIMEOUT_S = 60.0
@@ -89,61 +84,8 @@ async def scrape_until(port: int, name: str, wanted: float, **labels: str) -> Sa
         await trio.sleep(0.05)
 
 
-# -- Kafka requests ------------------------------------------------------------------------
-
-
-async def ask(port: int, body: object, version: int) -> object | None:
-    """One request on a fresh connection; None if the server cannot be reached."""
-    try:
-        client = await KafkaClient.connect(HOST, port)
-    except OSError:
-        return None
-    try:
-        return await client.request(body, version)  # type: ignore[arg-type]
-    except (OSError, ConnectionError, trio.BrokenResourceError):
-        return None
-    finally:
-        await client.aclose()
-
-
-def registration(cluster_id: str) -> BrokerRegistrationRequest:
-    return BrokerRegistrationRequest(
-        broker_id=1,
-        cluster_id=cluster_id,
-        incarnation_id=uuid.uuid4(),
-        listeners=[
-            BrokerRegistrationRequest.Listener(
-                name="PLAINTEXT", host=HOST, port=9092, security_protocol=0
-            )
-        ],
-        features=[
-            BrokerRegistrationRequest.Feature(
-                name="metadata.version", min_supported_version=1, max_supported_version=21
-            )
-        ],
-        rack=None,
-        log_dirs=[uuid.uuid4()],
-    )
-
-
-async def register_unfenced_broker(port: int, cluster_id: str) -> bool:
-    """Register broker 1 and unfence it; False while this controller is not active."""
-    response = await ask(port, registration(cluster_id), 4)
-    if not isinstance(response, BrokerRegistrationResponse):
-        return False
-    if response.error_code == ErrorCode.NOT_CONTROLLER:
-        return False
-    assert response.error_code == ErrorCode.NONE
-    heartbeat = BrokerHeartbeatRequest(
-        broker_id=1,
-        broker_epoch=response.broker_epoch,
-        current_metadata_offset=response.broker_epoch,
-        want_fence=False,
-    )
-    answer = await ask(port, heartbeat, 1)
-    assert isinstance(answer, BrokerHeartbeatResponse)
-    assert answer.error_code == ErrorCode.NONE and not answer.is_fenced
-    return True
+# -- Kafka requests (the quorum process tests' helpers: ask, describe_quorum, and
+# register_unfenced_broker, which registers broker 1 and unfences it) ------------------
 
 
 def create_topics(*topics: tuple[str, int]) -> CreateTopicsRequest:
@@ -158,19 +100,8 @@ def create_topics(*topics: tuple[str, int]) -> CreateTopicsRequest:
     )
 
 
-def describe_quorum() -> DescribeQuorumRequest:
-    return DescribeQuorumRequest(
-        topics=[
-            DescribeQuorumRequest.TopicData(
-                topic_name="__cluster_metadata",
-                partitions=[DescribeQuorumRequest.PartitionData(partition_index=0)],
-            )
-        ]
-    )
-
-
-async def quorum_partition(port: int) -> DescribeQuorumResponse.PartitionData | None:
-    answer = await ask(port, describe_quorum(), 1)
+async def quorum_partition(server: KwireServer) -> DescribeQuorumResponse.PartitionData | None:
+    answer = await ask(server, describe_quorum(), 1)
     if not isinstance(answer, DescribeQuorumResponse) or not answer.topics:
         return None
     partition = answer.topics[0].partitions[0]
@@ -180,16 +111,25 @@ async def quorum_partition(port: int) -> DescribeQuorumResponse.PartitionData | 
 # -- one server ----------------------------------------------------------------------------
 
 
+def started(server: KwireServer, cluster_id: str | None = None) -> KwireServer:
+    """`server` formatted and started, allowed a loaded machine's slow start."""
+    try:
+        server.format(cluster_id)
+        server.start(timeout=START_TIMEOUT_S)
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[KwireServer]:
-    with KwireServer.create(
-        tmp_path / "kwire",
-        overrides={
-            "kwire.metrics.listener": f"{HOST}:0",
-            "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
-            "broker.heartbeat.interval.ms": "500",
-        },
-    ) as running:
+    overrides = {
+        "kwire.metrics.listener": f"{HOST}:0",
+        "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
+        "broker.heartbeat.interval.ms": "500",
+    }
+    with started(KwireServer(tmp_path / "kwire", overrides=overrides)) as running:
         yield running
 
 
@@ -201,7 +141,7 @@ async def test_a_broker_is_active_once_unfenced_and_fenced_after_its_session_tim
         before = await scrape(port)
         assert value(before, CONTROLLER + "fencedbrokercount") == 0
         assert value(before, CONTROLLER + "activebrokercount") == 0
-        assert await register_unfenced_broker(server.port, server.cluster_id)
+        assert await register_unfenced_broker(server)
         unfenced = await scrape(port)
         assert value(unfenced, CONTROLLER + "activebrokercount") == 1
         assert value(unfenced, CONTROLLER + "fencedbrokercount") == 0
@@ -215,8 +155,8 @@ async def test_topics_partitions_and_offline_partitions_count_the_image(
 ) -> None:
     port = metrics_port(server)
     with trio.fail_after(TIMEOUT_S):
-        assert await register_unfenced_broker(server.port, server.cluster_id)
-        answer = await ask(server.port, create_topics(("orders", 3), ("payments", 1)), 7)
+        assert await register_unfenced_broker(server)
+        answer = await ask(server, create_topics(("orders", 3), ("payments", 1)), 7)
         assert isinstance(answer, CreateTopicsResponse)
         assert [t.error_code for t in answer.topics] == [ErrorCode.NONE, ErrorCode.NONE]
         created = await scrape(port)
@@ -238,10 +178,10 @@ async def test_requests_are_counted_by_api_version_and_kafka_error_name(
     errors = "kafka_network_requestmetrics_errors_total"
     requests = "kafka_network_requestmetrics_requests_total"
     with trio.fail_after(TIMEOUT_S):
-        assert await register_unfenced_broker(server.port, server.cluster_id)
-        first = await ask(server.port, create_topics(("orders", 1), ("payments", 1)), 7)
+        assert await register_unfenced_broker(server)
+        first = await ask(server, create_topics(("orders", 1), ("payments", 1)), 7)
         assert isinstance(first, CreateTopicsResponse)
-        again = await ask(server.port, create_topics(("orders", 1)), 7)
+        again = await ask(server, create_topics(("orders", 1)), 7)
         assert isinstance(again, CreateTopicsResponse)
         assert again.topics[0].error_code == ErrorCode.TOPIC_ALREADY_EXISTS
         samples = await scrape(port)
@@ -259,9 +199,9 @@ async def test_requests_are_counted_by_api_version_and_kafka_error_name(
 async def test_raft_metrics_say_what_describe_quorum_says(server: KwireServer) -> None:
     port = metrics_port(server)
     with trio.fail_after(TIMEOUT_S):
-        before = await quorum_partition(server.port)
+        before = await quorum_partition(server)
         samples = await scrape(port)
-        after = await quorum_partition(server.port)
+        after = await quorum_partition(server)
     assert before is not None and after is not None
     assert value(samples, RAFT + "current_leader") == before.leader_id == 1
     assert value(samples, RAFT + "current_epoch") == before.leader_epoch
@@ -314,7 +254,7 @@ def listening_ports(pid: int) -> set[int]:
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc")
 def test_nothing_listens_for_metrics_without_the_key(tmp_path: Path, server: KwireServer) -> None:
     assert listening_ports(server.pid) == {server.port, metrics_port(server)}
-    with KwireServer.create(tmp_path / "plain") as plain:
+    with started(KwireServer(tmp_path / "plain")) as plain:
         assert "operator pages" not in plain.stdout()
         assert listening_ports(plain.pid) == {plain.port}
 
@@ -355,16 +295,19 @@ async def test_exactly_one_voter_of_three_is_the_active_controller(
         # Wait for an active controller: one voter registers the broker.
         while True:
             for each in voters:
-                if await register_unfenced_broker(each.port, each.cluster_id):
+                if await register_unfenced_broker(each):
                     leader = each
                     break
             else:
                 await trio.sleep(0.05)
                 continue
             break
-        partition = await quorum_partition(leader.port)
+        partition = await quorum_partition(leader)
+        assert partition is not None
+        # A follower may still be fetching the broker's registration: wait for each.
+        for port in ports:
+            await scrape_until(port, CONTROLLER + "activebrokercount", 1)
         scraped = [await scrape(port) for port in ports]
-    assert partition is not None
     active = [value(s, CONTROLLER + "activecontrollercount") for s in scraped]
     assert active == [1 if each is leader else 0 for each in voters]
     for samples, each in zip(scraped, voters, strict=True):
