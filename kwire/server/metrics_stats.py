@@ -28,6 +28,7 @@ BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
 SAMPLE_WINDOW_MS = 30_000  # Kafka's metrics.sample.window.ms default
 SAMPLES = 2  # Kafka's metrics.num.samples default
 BROKER_HEARTBEAT = 63
+MAX_UNCOMMITTED = 10_000  # flushed leader batches awaiting commit that are remembered
 CANDIDATE = "candidate"
 ELECTED = frozenset({"leader", "follower"})
 
@@ -223,8 +224,9 @@ class DriverStats:
         self.fetch_records = SampledStat()
         self.poll_idle = SampledStat()
         self._flushed_end = flushed_end
-        # The leader's flushed batches awaiting commit: (end offset, flushed at ms, records).
-        self._uncommitted: deque[tuple[int, int, int]] = deque()
+        # The leader's flushed batches awaiting commit: (end offset, flushed at ms, records);
+        # bounded, for a leader that keeps appending without a quorum (the oldest go untimed).
+        self._uncommitted: deque[tuple[int, int, int]] = deque(maxlen=MAX_UNCOMMITTED)
         self._last_wake: float | None = None
 
     def polled(self, idle_from: float, woke: float, now_ms: int) -> None:
