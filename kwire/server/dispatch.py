@@ -40,6 +40,7 @@ import ipaddress
 import logging
 import re
 import struct
+import time
 from dataclasses import dataclass
 
 import trio
@@ -83,6 +84,7 @@ LONG_MAX = 2**63 - 1
 log = logging.getLogger("kwire.requests")
 
 CONTROLLER_LISTENER = "controller"
+ENVELOPE = 58
 CONTROLLER_APIS = sorted(k for k, api in APIS.items() if CONTROLLER_LISTENER in api.listeners)
 ENDPOINT_TYPE_CONTROLLER = 2
 ENDPOINT_TYPE_NAMES = {1: "BROKER", 2: "CONTROLLER"}
@@ -534,18 +536,21 @@ class RequestHandler:
         request as if it came directly (DescribeQuorum by raft, the rest by the controller),
         and wrap the answer; a NOT_CONTROLLER answer becomes the Envelope's own error.
         With an authorizer the envelope's own principal (the broker) needs CLUSTER_ACTION
-        on the cluster first (ControllerApis.handleEnvelopeRequest)."""
+        on the cluster first (ControllerApis.handleEnvelopeRequest). The request metrics
+        count the inner request and answer, as Kafka's RequestChannel does; a refused
+        Envelope counts as itself."""
+        started = time.perf_counter()
         auth = AuthHelper.of(self.node.controller, peer.principal, peer.client_host)
         if not auth.cluster(AclOperation.CLUSTER_ACTION):
             log.warning(
                 "Principal %s does not have required CLUSTER_ACTION for envelope", peer.principal
             )
-            return EnvelopeResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+            return self.refused_envelope(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, started)
         try:
             forwarded = unwrap_envelope(request)
         except EnvelopeRejected as exc:
             log.warning("Refusing an Envelope: %s", exc)
-            return EnvelopeResponse(error_code=exc.code)
+            return self.refused_envelope(exc.code, started)
         header, body = forwarded.header, forwarded.body
         response: Message
         client_host = str(ipaddress.ip_address(bytes(request.client_host_address)))
@@ -576,9 +581,17 @@ class RequestHandler:
                 security_protocol=peer.security_protocol,
             )
             response = await self.controller_request(body, context)
+        self.node.request_stats.record(
+            header.request_api_key, header.request_api_version, response, started
+        )
         if is_not_controller_answer(response):
             return EnvelopeResponse(error_code=ErrorCode.NOT_CONTROLLER)
         data = encode_response(
             header.request_api_key, header.request_api_version, header.correlation_id, response
         )
         return EnvelopeResponse(response_data=data, error_code=ErrorCode.NONE)
+
+    def refused_envelope(self, code: ErrorCode, started: float) -> EnvelopeResponse:
+        response = EnvelopeResponse(error_code=code)
+        self.node.request_stats.record(ENVELOPE, 0, response, started)  # Envelope has v0 only
+        return response

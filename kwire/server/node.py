@@ -87,6 +87,7 @@ from kwire.records import (
 )
 from kwire.records.control import ControlRecordType
 from kwire.server.loop_watch import LoopStallWatch
+from kwire.server.metrics_stats import RequestStats
 from kwire.server.quorum_voters import read_control_records, voters_on_listener
 from kwire.server.raft_driver import RaftDriver
 from kwire.server.snapshots import (
@@ -264,6 +265,8 @@ class ControllerNode:
         self.driver = RaftDriver(
             self, request_timeout_ms=timeouts.request_timeout_ms, clock=wall_clock_ms
         )
+        # Per-API request counts, errors and latency (the metrics page reads them).
+        self.request_stats = RequestStats(settings.controller.broker_heartbeat_interval_ms / 2)
         self.writes = WritePath(
             self.log,
             self.snapshots,

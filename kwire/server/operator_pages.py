@@ -22,8 +22,15 @@ Page = tuple[tuple[str, int], str, Handler]
 
 
 def operator_pages(config: ControllerServerConfig, node: ControllerNode) -> list[Page]:
-    """Every page the configuration turns on, for `node`."""
+    """Every page the configuration turns on, for `node`: `/metrics` (Prometheus text,
+    `kwire.server.metrics`) on `kwire.metrics.listener`; `/status` and `/status.json`
+    (`kwire.server.status_page`) on `kwire.status.listener`."""
     pages: list[Page] = []
+    if config.metrics_listener is not None:
+        # Imported here: prometheus_client loads only when the page is turned on.
+        from kwire.server.metrics import metrics_page
+
+        pages.append((config.metrics_listener, "/metrics", metrics_page(node)))
     # The status page (kwire.server.status_page): /status and /status.json.
     if config.status_listener is not None:
         routes = status_routes(node)

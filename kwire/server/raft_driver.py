@@ -22,6 +22,7 @@ since neither ever awaits inside the core.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from kwire.raft.state import (
     TruncateTo,
     WriteSnapshotChunk,
 )
+from kwire.server.metrics_stats import DriverStats
 from kwire.server.peers import PeerEvent, Peers, ResponseReceived, SendFailed
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class Call(Generic[T]):
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
+    queued_at: float = field(default_factory=time.perf_counter)  # for the metrics
 
 
 DriverEvent = ResponseReceived | SendFailed | Call[Any]
@@ -146,6 +149,7 @@ class RaftDriver:
         self._draining = False
         # Set (and replaced) whenever the core changes state: graceful shutdown waits on it.
         self._state_changed = trio.Event()
+        self.stats = DriverStats(node.log.end_offset)  # read by kwire.server.metrics
 
     # -- carrying out actions ---------------------------------------------------------------
 
@@ -183,15 +187,20 @@ class RaftDriver:
             case CompleteVoterChange():
                 self.tickets.complete(action)
             case AppendAsFollower(records=records):
+                end = node.log.end_offset
                 node.writes.append_as_follower(records, now_ms)
+                self.stats.fetched(node.log.end_offset - end, now_ms)
             case TruncateTo(offset=offset):
                 node.truncate_to(offset)
+                self.stats.truncated(offset)
             case HighWatermarkAdvanced(offset=offset):
                 node.on_high_watermark(offset, now_ms)
+                self.stats.committed(offset, now_ms)
             case BecameLeader():
                 node.on_became_leader(action)
-            case StateChanged():
+            case StateChanged(state=state, epoch=epoch, leader_id=leader_id):
                 node.on_state_changed(action)
+                self.stats.state_changed(state, epoch, leader_id, now_ms)
                 self._state_changed.set()
                 self._state_changed = trio.Event()
             case StartSnapshotFetch() | WriteSnapshotChunk() | InstallSnapshot():
@@ -199,6 +208,7 @@ class RaftDriver:
 
     def on_flushed(self, end_offset: int, now_ms: int) -> None:
         """The log is durable up to `end_offset`: tell the core, carry out its answer."""
+        self.stats.flushed(end_offset, now_ms, self.node.raft.is_leader)
         self.carry_out(self.node.raft.on_flushed(end_offset, now_ms), now_ms)
 
     # -- events -----------------------------------------------------------------------------
@@ -252,10 +262,16 @@ class RaftDriver:
                     self.carry_out(raft.poll(now), now)
                     delay_s = (raft.next_deadline_ms() - self.clock()) / 1000
                     event: DriverEvent | None = None
+                    idle_from = time.perf_counter()
                     with trio.move_on_after(min(max(delay_s, 0.0), MAX_SLEEP_S)):
                         event = await self._events.receive()
+                    woke = time.perf_counter()
+                    now = self.clock()
+                    self.stats.polled(idle_from, woke, now)
                     if event is not None:
-                        self._handle(event, self.clock())
+                        self._handle(event, now)
+                        queued_at = event.queued_at if isinstance(event, Call) else None
+                        self.stats.handled(queued_at, woke, time.perf_counter())
         finally:
             self.running = False
             # Callers still waiting get no answer: their connections are closing too.

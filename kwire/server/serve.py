@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,7 +36,14 @@ from kwire.protocol.framing import (
 from kwire.protocol.messages.api_versions import ApiVersionsResponse
 from kwire.protocol.messages.index import APIS
 from kwire.server.config import ConfigError, ListenerSecurity
-from kwire.server.dispatch import ANONYMOUS, ANONYMOUS_PEER, CONTROLLER_APIS, Peer, RequestHandler
+from kwire.server.dispatch import (
+    ANONYMOUS,
+    ANONYMOUS_PEER,
+    CONTROLLER_APIS,
+    ENVELOPE,
+    Peer,
+    RequestHandler,
+)
 from kwire.server.limits import (
     ConnectionLimits,
     ConnectionQuotas,
@@ -105,7 +113,12 @@ async def answer(frame: bytes, handler: RequestHandler, peer: Peer = ANONYMOUS_P
             )
             return encode_response(API_VERSIONS, 0, preamble.correlation_id, fallback)
         raise CloseConnection(str(exc)) from None
+    started = time.perf_counter()
     response = await handler.handle(header, body, peer)
+    if header.request_api_key != ENVELOPE:  # counted by the inner request's API
+        handler.node.request_stats.record(
+            header.request_api_key, header.request_api_version, response, started
+        )
     return encode_response(
         header.request_api_key, header.request_api_version, header.correlation_id, response
     )
