@@ -312,3 +312,29 @@ async def test_a_forwarded_request_counts_as_its_inner_api_and_a_refused_envelop
     assert apis[19].errors == {ErrorCode.INVALID_REPLICATION_FACTOR: 1}
     assert apis[58].versions == {0: 1}
     assert apis[58].errors == {ErrorCode.PRINCIPAL_DESERIALIZATION_FAILURE: 1}
+
+
+def test_partition_counts_from_the_image_indexes_equal_a_walk_of_every_partition(
+    kafka_captures: Path,
+) -> None:
+    """Offline and imbalance counts come from the image's indexes (no walk of a million
+    partitions on the event loop); at every offset of the genuine multi-broker log, through
+    fencing, reassignment and elections, they equal a walk."""
+    from kwire.controller.registrations import NO_LEADER as LEADERLESS
+    from kwire.server.metrics import image_counts
+    from kwire.tools.history_source import MetadataDirectory
+
+    directory = MetadataDirectory(kafka_captures / "multi-broker" / "controller-1-metadata")
+    seen = set()
+    for end in range(1, directory.end_offset + 1, 7):
+        image = directory.image_at(end).image
+        walked = [p for t in image.topics.values() for p in t.partitions.values()]
+        counts = image_counts(image)
+        expected = (
+            len(walked),
+            sum(p.leader == LEADERLESS for p in walked),
+            sum(p.leader != p.replicas[0] for p in walked),
+        )
+        assert (counts.partitions, counts.offline, counts.imbalanced) == expected, end
+        seen.add(expected)
+    assert len(seen) > 5  # the log went through many different states

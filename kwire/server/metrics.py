@@ -206,24 +206,19 @@ class ImageCounts:
 
 def image_counts(image: MetadataImage) -> ImageCounts:
     """Counts as Kafka's ControllerMetricsChanges keeps them: a partition is offline with
-    no leader, imbalanced when its leader is not its first replica (NO_LEADER when it has
-    none, so a leaderless partition is both)."""
+    no leader, imbalanced when its leader is not its first replica (so a leaderless
+    partition is both). Read from the image's own indexes (the leaderless partitions under
+    NO_LEADER in its ISR index, its imbalance count): O(brokers + topics), never a walk of
+    every partition on the event loop."""
     fenced = sum(1 for b in image.brokers.values() if b.fenced)
-    partitions = offline = imbalanced = 0
-    for topic in image.topics.values():
-        for partition in topic.partitions.values():
-            partitions += 1
-            leader = partition.leader
-            offline += leader == NO_LEADER
-            preferred = partition.replicas[0] if partition.replicas else NO_LEADER
-            imbalanced += leader != preferred
+    leaderless = image.isr_members.get(NO_LEADER, {})
     return ImageCounts(
         fenced_brokers=fenced,
         active_brokers=len(image.brokers) - fenced,
         topics=len(image.topics),
-        partitions=partitions,
-        offline=offline,
-        imbalanced=imbalanced,
+        partitions=sum(len(topic.partitions) for topic in image.topics.values()),
+        offline=sum(len(partitions) for partitions in leaderless.values()),
+        imbalanced=image.imbalanced_count,
     )
 
 
