@@ -561,3 +561,28 @@ def test_kwire_takes_over_a_genuine_dynamic_quorum_of_two(tmp_path: Path) -> Non
         nodes.append(Node(node_id, directory, props))
     hw = high_watermark("kafka-3.9/dynamic-quorum/status-after.txt")
     take_over(nodes, tmp_path, quorum_hw=hw, kafka_home=kafka_home_or_none())
+
+
+def test_reading_a_segment_cut_inside_a_batch_names_the_file_and_the_position(
+    tmp_path: Path,
+) -> None:
+    copy = copy_metadata_dir(captured("kafka-3.9/metadata-log"), tmp_path / "copy")
+    segment = copy / PARTITION / "00000000000000000000.log"
+    whole = segment_batches(copy)
+    cut = len(whole[0].raw) + 20  # the second batch's prefix and a few of its bytes
+    segment.write_bytes(segment.read_bytes()[:cut])
+    with pytest.raises(ValueError, match=rf"{segment.name}: a batch at {len(whole[0].raw)} runs"):
+        segment_batches(copy)
+
+
+def test_a_copy_of_a_read_only_capture_is_writable_and_unlocked(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    copy_metadata_dir(captured("kafka-3.9/metadata-log"), source)
+    (source / ".lock").write_text("")
+    for path in [source, *source.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    copy = copy_metadata_dir(source, tmp_path / "copy")
+    assert not (copy / ".lock").exists()
+    assert all(p.stat().st_mode & 0o200 for p in [copy, *copy.rglob("*")])
+    for path in [source, *source.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
