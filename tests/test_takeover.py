@@ -161,6 +161,17 @@ def finalized_features(leader: Node) -> dict[str, int]:
         time.sleep(0.1)
 
 
+def heartbeat_error(leader: Node, broker_id: int, epoch: int) -> ErrorCode:
+    """The error of a BrokerHeartbeat that asks to stay fenced (Kafka writes nothing for
+    it), as `broker_id` at `epoch`."""
+    body = BrokerHeartbeatRequest(
+        broker_id=broker_id, broker_epoch=epoch, current_metadata_offset=-1, want_fence=True
+    )
+    answer = ask(leader, body, 1)
+    assert isinstance(answer, BrokerHeartbeatResponse)
+    return ErrorCode(answer.error_code)
+
+
 def create_topic(leader: Node, name: str) -> None:
     create = CreateTopicsRequest(
         topics=[
@@ -332,6 +343,15 @@ def take_over(
             assert {t.name: t.error_code for t in answer.topics} == dict.fromkeys(
                 names, ErrorCode.TOPIC_ALREADY_EXISTS
             )
+        # Every registered broker of the image is known at its epoch (a heartbeat that
+        # asks to stay fenced changes nothing), and only at it.
+        for broker_id, registration in sorted(image.brokers.items()):
+            assert heartbeat_error(leader, broker_id, registration.epoch) == ErrorCode.NONE
+            stale = heartbeat_error(leader, broker_id, registration.epoch - 1)
+            assert stale == ErrorCode.STALE_BROKER_EPOCH
+        # A broker the image lacks: Kafka's ClusterControlManager.checkBrokerEpoch answers
+        # STALE_BROKER_EPOCH too ("No broker registration found for broker id ...").
+        assert heartbeat_error(leader, NEW_BROKER, 1) == ErrorCode.STALE_BROKER_EPOCH
         # Write: a new broker and a topic on it; a second topic once the snapshot
         # interval has passed, whose commit makes the leader write a snapshot.
         register_and_unfence_broker(leader, cluster_id, image.finalized_features)
