@@ -123,14 +123,30 @@ async def test_an_in_process_quorum_of_three_elects_one_leader(kwire_quorum_fact
     partition = (await ask(address, DESCRIBE, 1)).topics[0].partitions[0]
     assert partition.leader_id == leader
     assert sorted(v.replica_id for v in partition.current_voters) == [1, 2, 3]
+
+
+@pytest.mark.trio
+async def test_an_in_process_node_that_cannot_serve_fails_the_wait_with_its_error(kwire_quorum_factory):
+    quorum = kwire_quorum_factory(voters=1, mode="inprocess", overrides={
+        "listener.security.protocol.map": "CONTROLLER:SSL",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": "/nonexistent/keystore.pem",
+    })
+    await quorum.wait_leader(timeout=10)
 """
 
 
-def test_in_process_fixtures_serve_a_trio_test_and_take_overrides(
+def test_in_process_fixtures_serve_a_trio_test_take_overrides_and_report_a_failed_node(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = run_user_tests(pytester, monkeypatch, TRIO_IN_PROCESS)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*QuorumStartError: an in-process kwire node failed: "
+            "ssl.keystore.location=/nonexistent/keystore.pem: the PEM SSL keystore failed to load*"
+        ]
+    )
 
 
 SUBPROCESS_FACTORY = """

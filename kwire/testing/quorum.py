@@ -224,13 +224,23 @@ class KwireQuorum:
 
     async def wait_leader(self, timeout: float = START_TIMEOUT_S) -> int:
         """Wait (in a Trio task, at most `timeout` s) until a node leads; its id.
-        trio.TooSlowError past the timeout."""
+        trio.TooSlowError past the timeout; QuorumStartError as soon as an in-process
+        node's server failed (a TLS store that does not load, ...)."""
         with trio.fail_after(timeout):
             while True:
+                self._raise_inprocess_failure()
                 leader = self.leader_id(timeout=0.0)
                 if leader is not None:
                     return leader
                 await trio.sleep(0.02)
+
+    def _raise_inprocess_failure(self) -> None:
+        if self.inprocess is None or not self.inprocess.errors:
+            return
+        cause = self.inprocess.errors[0]
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]
+        raise QuorumStartError(f"an in-process kwire node failed: {cause}") from cause
 
     # -- node life cycle (subprocess mode) -------------------------------------------------
 
