@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,14 @@ def run_user_tests(
     extra_path: Path | None = None,
 ) -> pytest.RunResult:
     """Run `source` as a project's test file in a new pytest process; with `load_plugin`
-    the plugin is named with ``-p`` (what the entry point does for an installed kwire)."""
+    the plugin is named with ``-p`` (what the entry point does for an installed kwire),
+    unless an installed kwire's entry point loads it already (naming it again would
+    register the module twice)."""
     paths = [str(KWIRE_ROOT), *([str(extra_path)] if extra_path else [])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     pytester.makepyfile(test_user=source)
-    plugin = ["-p", PLUGIN_MODULE] if load_plugin else []
+    installed = bool(entry_points(group="pytest11", name="kwire"))
+    plugin = ["-p", PLUGIN_MODULE] if load_plugin and not installed else []
     return pytester.runpytest_subprocess(
         *plugin, "-p", "no:cacheprovider", "-v", timeout=RUN_TIMEOUT_S
     )
@@ -183,7 +187,8 @@ import sys
 
 
 def test_kwire_is_not_imported_by_a_project_that_does_not_use_it(request):
-    assert request.config.pluginmanager.has_plugin("kwire.testing.pytest_plugin")
+    plugin = sys.modules["kwire.testing.pytest_plugin"]
+    assert request.config.pluginmanager.is_registered(plugin)
     loaded = sorted(m for m in sys.modules if m.startswith("kwire"))
     assert loaded == ["kwire", "kwire.testing", "kwire.testing.pytest_plugin"]
 """
