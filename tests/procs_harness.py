@@ -38,7 +38,6 @@ import enum
 import math
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -134,10 +133,12 @@ class ProcNode:
     async def format(self, cluster_id: str) -> None:
         """`python -m kwire.storage format` of this node's directory at 3.9-IV0 (as
         `KwireServer.format`, without blocking the event loop)."""
-        command = [sys.executable, "-m", "kwire.storage", "format", "-c"]
-        command += [str(self.server.config_path), "-t", cluster_id, "--release-version", "3.9-IV0"]
         result = await trio.run_process(
-            command, capture_stdout=True, capture_stderr=True, check=False, env=child_env()
+            self.server.format_command(cluster_id),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=child_env(),
         )
         if result.returncode != 0:
             raise RuntimeError(f"formatting node {self.node_id} failed: {result.stderr!r}")
@@ -160,7 +161,7 @@ class ProcNode:
         )
         with trio.move_on_after(timeout):
             while self.process.returncode is None and self.process.poll() is None:
-                if "listening on" in self.server.stdout() and await _accepts(self.port):
+                if self.server.listening():
                     return
                 await trio.sleep(0.02)
         status = self.process.poll()
@@ -196,15 +197,6 @@ class ProcNode:
         for handle in self._files:
             handle.close()
         self._files = []
-
-
-async def _accepts(port: int) -> bool:
-    try:
-        stream = await trio.open_tcp_stream(HOST, port)
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
 
 
 def topics_in_log(node: ProcNode) -> set[str]:

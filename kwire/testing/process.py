@@ -207,10 +207,7 @@ class KwireProcess:
             if result.returncode != 0:
                 raise NodeStartError(f"random-uuid failed: {result.stderr.strip()}")
             cluster_id = result.stdout.strip()
-        level = ["--release-version", self.release_version or "3.9-IV0"]
-        result = run_module(
-            "kwire.storage", "format", "-c", self.config_path, "-t", cluster_id, *level
-        )
+        result = run_module(*self.format_command(cluster_id)[2:])
         if result.returncode != 0:
             raise NodeStartError(
                 f"formatting {self.data_dir} failed (status {result.returncode}): "
@@ -218,6 +215,12 @@ class KwireProcess:
             )
         self.cluster_id = cluster_id
         return cluster_id
+
+    def format_command(self, cluster_id: str) -> list[str]:
+        """The storage tool's command line that formats this node for `cluster_id`."""
+        level = self.release_version or "3.9-IV0"
+        command = [sys.executable, "-m", "kwire.storage", "format", "-c", str(self.config_path)]
+        return [*command, "-t", cluster_id, "--release-version", level]
 
     # -- output ---------------------------------------------------------------------------
 
@@ -311,6 +314,11 @@ class KwireProcess:
                 f"kwire node {self.node_id} exited with status {status} before listening:\n"
                 f"{tail(self.output())}"
             )
+        return self.listening()
+
+    def listening(self) -> bool:
+        """True once the current run printed its listening line and its port accepts a
+        connection; a port of 0 is then replaced by the bound one (and kept for restarts)."""
         match = _LISTENING.search(self.stdout())
         if match is None:
             return False
