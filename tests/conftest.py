@@ -5,6 +5,16 @@ import pytest
 
 from kwire.protocol._codec import compiled_readers_available, use_accelerator
 
+# kwire's own pytest plugin (kwire.testing.pytest_plugin, entry point ``pytest11: kwire``),
+# imported here too so that its fixtures are there whether or not the installed kwire's
+# entry points are (a conftest's fixtures override an installed plugin's of the same name).
+from kwire.testing.pytest_plugin import kwire_controller, kwire_quorum, kwire_quorum_factory
+
+pytest_plugins = ["pytester"]
+
+__all__ = ["codec_backend", "kafka_captures", "kwire_controller", "kwire_quorum"]
+__all__ += ["kwire_quorum_factory"]
+
 # Genuine Kafka 3.9 files live beside the repository, not in it.
 KAFKA_CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures" / "kafka-3.9"
 

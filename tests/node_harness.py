@@ -3,7 +3,9 @@
     node = make_node(tmp_path, "1@127.0.0.1:<port>", port)   # formatted and started
 
 The ``leader`` fixture is a one-voter quorum, so the node leads at once; nothing listens
-on its port. Import the fixture into a test module for pytest to find it.
+on its port. Import the fixture into a test module for pytest to find it. Tests that
+want the node to listen use kwire's pytest plugin (``kwire_controller``,
+kwire.testing).
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from server_harness import free_port
 
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
 from kwire.server.node import ControllerNode
 from kwire.storage import format_storage, random_uuid
+from kwire.testing.process import free_port
 
 __all__ = ["leader", "make_node"]
 

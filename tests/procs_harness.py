@@ -36,10 +36,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -48,7 +46,7 @@ from typing import IO
 
 import pytest
 import trio
-from server_harness import HOST, REPO_ROOT, KwireServer, free_port
+from server_harness import HOST, KwireServer, free_port
 
 from kwire.log.metadata_log import MetadataLog
 from kwire.protocol._codec import Message
@@ -68,6 +66,7 @@ from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
 from kwire.records import unframe_metadata_record
 from kwire.server.client import KafkaClient
 from kwire.storage import random_uuid
+from kwire.testing.process import child_env
 
 __all__ = [
     "FORM_TIMEOUT_S",
@@ -95,11 +94,6 @@ PROBE_INTERVAL_S = 0.010
 REQUEST_TIMEOUT_S = 5.0
 METADATA_TOPIC = "__cluster_metadata"
 BROKER_ID = 1000  # the simulated broker; controllers are nodes 1..N
-
-
-def _child_env() -> dict[str, str]:
-    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
 
 
 def percentile(values: Iterable[float], fraction: float) -> float:
@@ -139,10 +133,12 @@ class ProcNode:
     async def format(self, cluster_id: str) -> None:
         """`python -m kwire.storage format` of this node's directory at 3.9-IV0 (as
         `KwireServer.format`, without blocking the event loop)."""
-        command = [sys.executable, "-m", "kwire.storage", "format", "-c"]
-        command += [str(self.server.config_path), "-t", cluster_id, "--release-version", "3.9-IV0"]
         result = await trio.run_process(
-            command, capture_stdout=True, capture_stderr=True, check=False, env=_child_env()
+            self.server.format_command(cluster_id),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=child_env(),
         )
         if result.returncode != 0:
             raise RuntimeError(f"formatting node {self.node_id} failed: {result.stderr!r}")
@@ -161,11 +157,11 @@ class ProcNode:
             stdout=self._files[0],
             stderr=self._files[1],
             cwd=self.server.directory,
-            env=_child_env(),
+            env=child_env(),
         )
         with trio.move_on_after(timeout):
             while self.process.returncode is None and self.process.poll() is None:
-                if "listening on" in self.server.stdout() and await _accepts(self.port):
+                if self.server.listening():
                     return
                 await trio.sleep(0.02)
         status = self.process.poll()
@@ -201,15 +197,6 @@ class ProcNode:
         for handle in self._files:
             handle.close()
         self._files = []
-
-
-async def _accepts(port: int) -> bool:
-    try:
-        stream = await trio.open_tcp_stream(HOST, port)
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
 
 
 def topics_in_log(node: ProcNode) -> set[str]:

@@ -37,6 +37,7 @@ from kwire.protocol.messages.metadata import MetadataRequest
 from kwire.protocol.messages.produce import ProduceRequest
 from kwire.server.client import KafkaClient
 from kwire.server.dispatch import CONTROLLER_APIS
+from kwire.testing import KwireQuorum
 
 __all__ = ["kwire_server_factory"]  # the fixture, imported for pytest to find
 
@@ -497,9 +498,9 @@ async def test_a_frame_larger_than_socket_request_max_bytes_is_refused(
 
 
 async def test_sigterm_exits_with_status_0_promptly_and_logs_a_clean_shutdown(
-    kwire_server_factory: Callable[..., KwireServer],
+    kwire_quorum_factory: Callable[..., KwireQuorum],
 ) -> None:
-    server = kwire_server_factory()
+    server = kwire_quorum_factory(voters=1).process(1)  # kwire's pytest plugin
     idle = await connect(server)  # connections open at shutdown must not hold it up
     partial = await connect(server)
     with trio.fail_after(REQUEST_TIMEOUT_S):
@@ -520,9 +521,9 @@ async def test_sigterm_exits_with_status_0_promptly_and_logs_a_clean_shutdown(
 
 
 async def test_restart_bumps_the_leader_epoch_and_keeps_registrations_as_kafka_does(
-    kwire_server_factory: Callable[..., KwireServer],
+    kwire_quorum_factory: Callable[..., KwireQuorum],
 ) -> None:
-    server = kwire_server_factory()
+    server = kwire_quorum_factory(voters=1).process(1)  # kwire's pytest plugin
     incarnation = uuid.uuid4()
     client = await connect(server)
     before = await describe_quorum(client)
@@ -592,9 +593,9 @@ def test_a_bad_configuration_exits_1_with_one_stderr_line_naming_the_key(
 
 
 async def test_kill_9_mid_writes_then_restart_keeps_every_acknowledged_registration(
-    kwire_server_factory: Callable[..., KwireServer],
+    kwire_quorum_factory: Callable[..., KwireQuorum],
 ) -> None:
-    server = kwire_server_factory()
+    server = kwire_quorum_factory(voters=1).process(1)  # kwire's pytest plugin
     acked: dict[int, tuple[uuid.UUID, int]] = {}  # broker id -> (incarnation, epoch)
     wanted = 120
     enough = trio.Event()
