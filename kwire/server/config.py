@@ -164,6 +164,7 @@ _OTHER_KEYS = frozenset(
         "allow.everyone.if.no.acl.found",
         "delete.topic.enable",
         "kwire.quorum.fast.failover.enable",
+        "controller.quorum.auto.join.enable",
         "auto.leader.rebalance.enable",
         "delegation.token.secret.key",
         "delegation.token.master.key",
@@ -238,6 +239,8 @@ class ControllerServerConfig:
     # kwire's own: a follower whose connection to its leader is refused or lost elects
     # at once (after a random delay under 50 ms) instead of waiting out the fetch timeout.
     quorum_fast_failover_enable: bool = True
+    # QuorumConfig (Kafka 4.x): an observer controller adds itself to the voter set.
+    quorum_auto_join_enable: bool = False
     # The automatic leader rebalance (ReplicationConfigs; kwire.controller.rebalance).
     auto_leader_rebalance_enable: bool = True
     leader_imbalance_check_interval_seconds: int = 300
@@ -361,6 +364,7 @@ class ControllerServerConfig:
             ("delete.topic.enable", "delete_topic_enable"),
             ("auto.leader.rebalance.enable", "auto_leader_rebalance_enable"),
             ("kwire.quorum.fast.failover.enable", "quorum_fast_failover_enable"),
+            ("controller.quorum.auto.join.enable", "quorum_auto_join_enable"),
         ):
             if key in props:
                 values[attr] = _bool(key, props[key])

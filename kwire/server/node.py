@@ -119,6 +119,7 @@ class ControllerNode:
                 request_timeout_ms=timeouts.request_timeout_ms,
                 retry_backoff_ms=timeouts.retry_backoff_ms,
                 fast_failover=timeouts.fast_failover,
+                auto_join=timeouts.auto_join,
                 bootstrap_servers=settings.bootstrap_servers,
             ),
             self.log,

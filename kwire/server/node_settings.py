@@ -39,7 +39,8 @@ def halt_process(message: str, cause: BaseException) -> NoReturn:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RaftTimeouts:
     """The `controller.quorum.*` timings (ms), Kafka's defaults; `fast_failover`: a
-    follower whose connection to its leader is refused or lost elects at once."""
+    follower whose connection to its leader is refused or lost elects at once;
+    `auto_join`: an observer adds itself to the voter set (kwire.raft.auto_join)."""
 
     election_timeout_ms: int = 1000
     election_backoff_max_ms: int = 1000
@@ -47,6 +48,7 @@ class RaftTimeouts:
     request_timeout_ms: int = 2000
     retry_backoff_ms: int = 20
     fast_failover: bool = True
+    auto_join: bool = False  # controller.quorum.auto.join.enable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
