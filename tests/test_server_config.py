@@ -109,6 +109,8 @@ def test_captured_broker_properties_are_refused(kafka_captures: Path) -> None:
         ("inter_broker_protocol_version", None),
         # DelegationTokenManagerConfigs.DELEGATION_TOKEN_EXPIRY_CHECK_INTERVAL_MS_DEFAULT
         ("delegation_token_expiry_check_interval_ms", 3600000),
+        # QuorumConfig.DEFAULT_QUORUM_AUTO_JOIN_ENABLE (Kafka 4.3.1)
+        ("quorum_auto_join_enable", False),
     ],
 )
 def test_kafka_defaults(attribute: str, expected: object) -> None:
@@ -124,6 +126,7 @@ def test_kafka_defaults(attribute: str, expected: object) -> None:
         ("broker.session.timeout.ms", "+12", "broker_session_timeout_ms", 12),
         ("num.partitions", "3", "num_partitions", 3),
         ("unstable.feature.versions.enable", "TRUE", "unstable_feature_versions_enable", True),
+        ("controller.quorum.auto.join.enable", " true", "quorum_auto_join_enable", True),
         ("inter.broker.protocol.version", "3.7", "inter_broker_protocol_version", "3.7"),
         (
             "delegation.token.expiry.check.interval.ms",
@@ -170,6 +173,11 @@ def test_values_are_typed(key: str, value: str, attribute: str, expected: object
             "unstable.feature.versions.enable",
             "yes",
             "unstable.feature.versions.enable=yes: expected true or false",
+        ),
+        (
+            "controller.quorum.auto.join.enable",
+            "1",
+            "controller.quorum.auto.join.enable=1: expected true or false",
         ),
         (
             "process.roles",

@@ -2,7 +2,8 @@
 its controller listener (KIP-853), answered as Kafka 4.3.1's KafkaRaftClient answers: a
 standalone node refuses what it must with Kafka's codes and messages, and a three-voter
 dynamic quorum removes a voter (which goes on fetching as an observer) and adds it back,
-each change committed before it is answered and shown by DescribeQuorum."""
+each change committed before it is answered and shown by DescribeQuorum; an observer with
+`controller.quorum.auto.join.enable` adds itself (Kafka 4.x auto-join)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import trio
-from server_harness import HOST, KwireServer, free_port
+from server_harness import HOST, KwireServer, free_port, write_properties
 from test_server_dynamic_quorum import (  # noqa: F401 (standalone, three: fixtures)
     dynamic_server,
     format_dynamic,
@@ -303,3 +304,55 @@ async def test_the_genuine_add_controller_makes_an_observer_a_voter_and_remove_m
 
 def uuid_from(text: str) -> uuid.UUID:
     return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=="))
+
+
+AUTO_JOIN_PERIOD_S = 2.0  # controller.quorum.fetch.timeout.ms: the update-voter-set period
+
+
+async def test_an_observer_with_auto_join_becomes_a_voter_by_itself_and_one_without_stays(
+    tmp_path: Path,
+) -> None:
+    """Node 21 `--standalone`; nodes 22 and 23 `--no-initial-controllers`, 22 with
+    controller.quorum.auto.join.enable=true, 23 with it off (Kafka's default). Nobody runs
+    add-controller: 22 sends AddRaftVoter for itself once it has followed the leader for a
+    fetch timeout and joins the voters with its own directory id and endpoint; 23 goes on
+    replicating as an observer, periods after 22 joined."""
+    ports = {node_id: free_port() for node_id in (21, 22, 23)}
+    bootstrap = ",".join(f"{HOST}:{port}" for port in ports.values())
+    nodes = {
+        node_id: dynamic_server(tmp_path / f"node-{node_id}", node_id, port, bootstrap)
+        for node_id, port in ports.items()
+    }
+    nodes[22].properties["controller.quorum.auto.join.enable"] = "true"
+    write_properties(nodes[22].config_path, nodes[22].properties)
+    leader = nodes[21]
+    try:
+        format_dynamic(leader, GENUINE_CLUSTER_ID, "--standalone")
+        for node_id in (22, 23):
+            format_dynamic(nodes[node_id], GENUINE_CLUSTER_ID, "--no-initial-controllers")
+        for server in nodes.values():
+            server.start(timeout=START_TIMEOUT_S)
+        with trio.fail_after(TIMEOUT_S):
+            await first_write([leader])
+            while True:
+                partition, endpoints = await describe(leader)
+                if [v.replica_id for v in partition.current_voters] == [21, 22]:
+                    break
+                await trio.sleep(0.05)
+            joined = partition.current_voters[1]
+            assert joined.replica_directory_id == directory_id(nodes[22])
+            assert endpoints[22] == [f"CONTROLLER://{HOST}:{ports[22]}"]
+            committed = partition.high_watermark
+
+            await trio.sleep(3 * AUTO_JOIN_PERIOD_S)
+            partition, _ = await describe(leader)
+            assert [v.replica_id for v in partition.current_voters] == [21, 22]
+            assert [o.replica_id for o in partition.observers] == [23]
+            observer = partition.observers[0]
+            assert observer.replica_directory_id == directory_id(nodes[23])
+            assert observer.log_end_offset >= committed  # it replicates what 22's join wrote
+    finally:
+        for server in nodes.values():
+            server.close()
+    for node_id in (21, 22, 23):
+        assert "orders" in topic_names_in_log(nodes[node_id].data_dir)

@@ -22,13 +22,15 @@ state, send a request to a voter, append or truncate, announce a new high waterm
 
 The roles and their transitions are in quorum.py (QuorumState), elections in election.py,
 the leader in leader.py, Fetch/FetchSnapshot serving in serving.py, the follower's fetch
-loop in follower.py, DescribeQuorum in describe.py and the voter changes of KIP-853
-(AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter; answers by ticket) in reconfig.py.
+loop in follower.py, DescribeQuorum in describe.py, the voter changes of KIP-853
+(AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter; answers by ticket) in reconfig.py, and an
+observer's auto-join (controller.quorum.auto.join.enable) in auto_join.py.
 """
 
 from __future__ import annotations
 
 from kwire.log.snapshots import SnapshotId
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterRequest, AddRaftVoterResponse
 from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
@@ -37,11 +39,16 @@ from kwire.protocol.messages.begin_quorum_epoch import (
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
+from kwire.protocol.messages.remove_raft_voter import (
+    RemoveRaftVoterRequest,
+    RemoveRaftVoterResponse,
+)
 from kwire.protocol.messages.update_raft_voter import (
     UpdateRaftVoterRequest,
     UpdateRaftVoterResponse,
 )
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
+from kwire.raft.auto_join import AutoJoinPart
 from kwire.raft.describe import DescribePart
 from kwire.raft.follower import FollowerPart
 from kwire.raft.reconfig import ReconfigPart
@@ -90,7 +97,7 @@ NO_DEADLINE = 2**62  # next_deadline_ms() when nothing is timed (an idle observe
 _MAX_TRANSITIONS_PER_POLL = 8
 
 
-class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart):
+class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPart):
     """One node's consensus: construct with the config, a LogView and what `quorum-state`
     held (`persisted`, None for none), then `start`. `rng` gives the election jitter
     (seeded by the caller for determinism; defaults to Random(node_id)).
@@ -180,6 +187,9 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart):
                 self.is_voter and not self.shutting_down and self.should_send_update_voter()
             ):
                 deadlines.append(d)
+        join = self.auto_join_deadline_ms()
+        if join is not None:
+            deadlines.append(join)
         if self.shutdown_deadline_ms is not None:
             deadlines.append(self.shutdown_deadline_ms)
         return min(deadlines, default=NO_DEADLINE)
@@ -230,6 +240,10 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart):
                 handled, actions = self.on_api_versions_response(destination, response, now_ms)
             case UpdateRaftVoterRequest(), UpdateRaftVoterResponse():
                 handled, actions = self.on_update_voter_response(response, now_ms)
+            case AddRaftVoterRequest(), AddRaftVoterResponse():
+                handled, actions = self.on_voter_change_response(response, now_ms)
+            case RemoveRaftVoterRequest(), RemoveRaftVoterResponse():
+                handled, actions = self.on_voter_change_response(response, now_ms)
             case _:
                 handled, actions = False, []
         if not handled:
@@ -258,6 +272,8 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart):
             self.on_fetch_failed(destination, failure, now_ms)
         elif isinstance(request, ApiVersionsRequest):
             actions += self.on_api_versions_failed(destination, failure, now_ms)
+        elif isinstance(request, AddRaftVoterRequest | RemoveRaftVoterRequest) and handled:
+            self.restart_auto_join_period(now_ms)  # a REQUEST_TIMED_OUT answer, for Kafka
         if not handled:
             self.backoff(destination, now_ms)
         return actions + self.pump(now_ms)

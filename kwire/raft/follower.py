@@ -175,6 +175,10 @@ class FollowerPart(ElectionPart):
             return self.to_prospective(now_ms)
         if role.awaiting_flush:
             return []
+        if not self.is_voter:
+            join = self.maybe_auto_join(role, now_ms)  # pollFollowerAsObserver
+            if join is not None:
+                return join
         if self.backing_off(role.leader_id, now_ms):
             return self.fetch_from_any_voter(now_ms)
         if self.is_voter:

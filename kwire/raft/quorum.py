@@ -584,6 +584,11 @@ class QuorumCore(Membership, RequestManager):
         """A follower voter's UpdateRaftVoter, when due (reconfig.py); None: fetch."""
         return None
 
+    def maybe_auto_join(self, role: Follower, now_ms: int) -> list[Action] | None:
+        """An observer's AddRaftVoter or RemoveRaftVoter, when due (auto_join.py); None:
+        fetch."""
+        return None
+
     # -- elections --------------------------------------------------------------------------
 
     def vote_granted(self, role: Prospective | Candidate) -> bool:

@@ -16,7 +16,7 @@ from typing import Protocol
 from uuid import UUID
 
 from kwire.log.snapshots import SnapshotId
-from kwire.protocol.messages.add_raft_voter import AddRaftVoterResponse
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterRequest, AddRaftVoterResponse
 from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
@@ -26,7 +26,10 @@ from kwire.protocol.messages.control.leader_change_message import LeaderChangeMe
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.protocol.messages.fetch import FetchRequest, FetchResponse
 from kwire.protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
-from kwire.protocol.messages.remove_raft_voter import RemoveRaftVoterResponse
+from kwire.protocol.messages.remove_raft_voter import (
+    RemoveRaftVoterRequest,
+    RemoveRaftVoterResponse,
+)
 from kwire.protocol.messages.update_raft_voter import (
     UpdateRaftVoterRequest,
     UpdateRaftVoterResponse,
@@ -98,6 +101,7 @@ class RaftConfig:
     fetch_snapshot_max_bytes: int = 1_048_576  # controller.quorum.fetch.snapshot.max.bytes
     fast_failover: bool = True
     bootstrap_servers: tuple[tuple[str, int], ...] = ()
+    auto_join: bool = False  # controller.quorum.auto.join.enable (auto_join.py)
 
     def bootstrap_destination(self, index: int) -> tuple[int, VoterEndpoint]:
         """The id (-2 - index, KafkaRaftClient's numbering) and the endpoint of the
@@ -165,6 +169,8 @@ OutboundRequest = (
     | FetchSnapshotRequest
     | ApiVersionsRequest
     | UpdateRaftVoterRequest
+    | AddRaftVoterRequest
+    | RemoveRaftVoterRequest
 )
 OutboundResponse = (
     VoteResponse
@@ -174,6 +180,8 @@ OutboundResponse = (
     | FetchSnapshotResponse
     | ApiVersionsResponse
     | UpdateRaftVoterResponse
+    | AddRaftVoterResponse
+    | RemoveRaftVoterResponse
 )
 
 

@@ -102,6 +102,7 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
             request_timeout_ms=config.quorum_request_timeout_ms,
             retry_backoff_ms=config.quorum_retry_backoff_ms,
             fast_failover=config.quorum_fast_failover_enable,
+            auto_join=config.quorum_auto_join_enable,
         ),
         snapshots=SnapshotSettings(
             max_new_record_bytes=config.metadata_snapshot_max_new_record_bytes,

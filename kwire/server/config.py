@@ -166,6 +166,7 @@ _OTHER_KEYS = frozenset(
         "kwire.quorum.fast.failover.enable",
         "kwire.metrics.listener",
         "kwire.status.listener",
+        "controller.quorum.auto.join.enable",
         "auto.leader.rebalance.enable",
         "delegation.token.secret.key",
         "delegation.token.master.key",
@@ -245,6 +246,8 @@ class ControllerServerConfig:
     # off. The two may name one address (one server serves both); port 0 picks a free port.
     metrics_listener: tuple[str, int] | None = None
     status_listener: tuple[str, int] | None = None
+    # QuorumConfig (Kafka 4.x): an observer controller adds itself to the voter set.
+    quorum_auto_join_enable: bool = False
     # The automatic leader rebalance (ReplicationConfigs; kwire.controller.rebalance).
     auto_leader_rebalance_enable: bool = True
     leader_imbalance_check_interval_seconds: int = 300
@@ -368,6 +371,7 @@ class ControllerServerConfig:
             ("delete.topic.enable", "delete_topic_enable"),
             ("auto.leader.rebalance.enable", "auto_leader_rebalance_enable"),
             ("kwire.quorum.fast.failover.enable", "quorum_fast_failover_enable"),
+            ("controller.quorum.auto.join.enable", "quorum_auto_join_enable"),
         ):
             if key in props:
                 values[attr] = _bool(key, props[key])
