@@ -283,11 +283,11 @@ async def test_a_leaders_document_shows_its_quorum_brokers_topics_and_events(
     ]
     assert "BrokerRegistrationChange broker 1 unfenced" in lines
     # Only the active controller tracks sessions: a standby's page has no heartbeat ages.
-    running.active = False
+    running.replay.active = False
     try:
         standby = status_document(running, StatusQuery(), 0)
     finally:
-        running.active = True
+        running.replay.active = True
     assert standby["brokers"]["shown"][0]["last_heartbeat_age_ms"] is None
 
 
@@ -298,7 +298,7 @@ async def test_a_node_that_does_not_lead_has_no_replica_view(
     from kwire.raft.state import Follower
 
     monkeypatch.setattr(leader.raft, "role", Follower(epoch=leader.raft.epoch + 1, leader_id=2))
-    monkeypatch.setattr(leader, "active", False)
+    monkeypatch.setattr(leader.replay, "active", False)
     quorum = status_document(leader, StatusQuery(), 0)["quorum"]
     assert (quorum["state"], quorum["leader_id"]) == ("follower", 2)
     assert quorum["voters"][0]["lag"] is None and quorum["observers"] == []
