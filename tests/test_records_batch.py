@@ -6,6 +6,7 @@ import gzip
 import itertools
 import struct
 
+import crcmod.predefined
 import lz4.frame
 import pytest
 from hypothesis import given, settings
@@ -237,3 +238,14 @@ def test_plain_batch_size_is_the_size_of_the_batch_the_controller_writes(
         [Record(offset_delta=i, value=v) for i, v in enumerate(values)], base_timestamp=1
     )
     assert plain_batch_size([len(v) for v in values]) == len(encode_batch(batch))
+
+
+@given(st.binary(max_size=4096), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_the_batch_crc_is_crc32c_whichever_implementation_computes_it(
+    data: bytes, as_view: bool
+) -> None:
+    reference = crcmod.predefined.mkCrcFun("crc-32c")
+    value = memoryview(bytearray(data)) if as_view else data
+    assert batch_module.crc32c(value) == reference(data)
+    assert batch_module.crc32c(b"123456789") == 0xE3069283  # CRC-32C's check value

@@ -14,7 +14,7 @@ so base offset and partition leader epoch can be rewritten without recomputing i
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -35,7 +35,11 @@ from kwire.records.varint import (
     write_varlong,
 )
 
-crc32c = crcmod.predefined.mkCrcFun("crc-32c")
+crc32c: Callable[[BytesLike], int]
+try:  # the same CRC-32C, hardware-accelerated (about 300x crcmod's), where installed
+    from crc32c import crc32c
+except ImportError:  # pragma: no cover - crcmod alone
+    crc32c = crcmod.predefined.mkCrcFun("crc-32c")
 
 MAGIC_V2 = 2
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the part batchLength does not count
