@@ -201,7 +201,12 @@ def test_random_batches_round_trip(items: list[RecordBatch]) -> None:
 # path; its bytes must be those of the general record writer, whatever the sizes.
 plain_record_st = st.builds(
     Record,
-    offset_delta=st.one_of(st.integers(0, 200), st.integers(0x1F00, 0x2100), st.integers(0, 10**6)),
+    offset_delta=st.one_of(
+        st.integers(0, 200),
+        st.integers(0x1F00, 0x2100),  # one to two varint bytes
+        st.integers(0xFFF00, 0x100100),  # three bytes to the general path
+        st.integers(0, 10**7),
+    ),
     value=st.one_of(st.binary(max_size=300), st.binary(min_size=8000, max_size=9000)),
 )
 

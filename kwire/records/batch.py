@@ -266,18 +266,25 @@ def _encode_record(out: bytearray, r: Record) -> None:
         and not r.headers
         and r.attributes == 0
         and r.timestamp_delta == 0
-        and 0 <= r.offset_delta < 0x2000
+        and 0 <= r.offset_delta < 0x100000
     ):
         # A keyless, headerless record (every metadata record): written straight into
-        # ``out``, its length known beforehand, without an intermediate body.
+        # ``out``, its length known beforehand, without an intermediate body. Offset
+        # deltas take up to 3 varint bytes (a snapshot's 8 MiB batches reach 100,000+).
         delta = r.offset_delta << 1  # zigzag of a non-negative int32
         size = len(value)
         size_bytes = _zigzag_size(size)
-        write_varint(out, (5 if delta < 0x80 else 6) + size_bytes + size)
+        # attributes, timestamp delta 0, the offset delta, a null key
         if delta < 0x80:
-            out += bytes((0, 0, delta, 1))  # attributes, timestamp delta 0, delta, null key
+            head = bytes((0, 0, delta, 1))
+        elif delta < 0x4000:
+            head = bytes((0, 0, (delta & 0x7F) | 0x80, delta >> 7, 1))
         else:
-            out += bytes((0, 0, (delta & 0x7F) | 0x80, delta >> 7, 1))
+            head = bytes(
+                (0, 0, (delta & 0x7F) | 0x80, ((delta >> 7) & 0x7F) | 0x80, delta >> 14, 1)
+            )
+        write_varint(out, len(head) + 1 + size_bytes + size)
+        out += head
         write_varint(out, size)
         out += value
         out.append(0)  # no headers
