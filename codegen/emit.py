@@ -156,7 +156,7 @@ class StructEmitter:
 
     def emit_reader(self, code: Code, version: int) -> None:
         # The instance is made with object.__new__ and its slots filled one by one: about
-        # a third faster than calling the dataclass __init__, which decoding pays per struct.
+        # a third faster than calling the class's __init__, which decoding pays per struct.
         code(f"o = new_instance({self.plan.class_name})")
         values: dict[str, str] = {}  # attribute -> expression, for those not yet stored
         run: list[FieldPlan] = []

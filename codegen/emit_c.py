@@ -2,9 +2,9 @@
 
 Every generated Python reader has a C twin with the same checks in the same order and the
 same errors (raised through the Python helpers in `kwire.protocol._codec`, so a DecodeError
-reads the same whichever reader found it). The C readers fill the same dataclass slots,
-found by offset when a module binds (`_speedups.bind`), and take defaults from the
-dataclass fields themselves, so the two paths cannot disagree on a default.
+reads the same whichever reader found it). The C readers fill the same slots, found by
+offset when a module binds (`_speedups.bind`), and take defaults from each class's own
+`__init__` (`_codec.slot_defaults`), so the two paths cannot disagree on a default.
 
 Only reading is compiled: encoding in Python already outruns the peers.
 """

@@ -40,6 +40,8 @@ KAFKA_RELEASE = " and ".join(release for release, _ in RELEASES)
 SPEEDUPS_SOURCE = "_speedups.c"  # the optional compiled readers, beside the Python ones
 
 _RUNTIME_NAMES = [
+    "DEFAULT",
+    "StructBase",
     "ZERO_UUID",
     "Buffer",
     "accelerate",

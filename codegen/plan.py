@@ -54,8 +54,9 @@ class FieldPlan:
     spec: FieldSpec
     attribute: str  # the Python attribute name
     annotation: str  # the type hint
-    default: str  # a Python expression for the default value, or a dataclass field(...)
+    default: str  # the __init__ parameter's default: a literal, or DEFAULT with a factory
     default_value: str  # a Python expression that builds the default value afresh
+    factory: str | None  # what builds the default per instance (list, _new<Class>), or None
     struct_class: str | None  # the class of a struct or struct-array element
 
 
@@ -74,6 +75,24 @@ class StructPlan:
     @property
     def is_root(self) -> bool:
         return "." not in self.public_name
+
+    @property
+    def slots(self) -> str:
+        """The class's fields in order (its ``__slots__`` and ``__match_args__``), a tuple
+        literal."""
+        names = [f.attribute for f in self.fields]
+        if self.flexible:
+            names.append("unknown_tagged_fields")
+        return (
+            "(" + ", ".join(f'"{name}"' for name in names) + ("," if len(names) == 1 else "") + ")"
+        )
+
+    @property
+    def factories(self) -> str | None:
+        """``_FACTORIES``, a dict literal: each field whose default is built per instance,
+        with what builds it; None when there is none."""
+        pairs = [f'"{f.attribute}": {f.factory}' for f in self.fields if f.factory]
+        return "{" + ", ".join(pairs) + "}" if pairs else None
 
 
 @dataclass(slots=True)
@@ -154,13 +173,14 @@ def _plan_field(f: FieldSpec, structs: dict[str, StructPlan], spec: MessageSpec)
     # A records field defaults to null in every version, as in Kafka.
     if nullable or f.type.primitive is Primitive.RECORDS:
         annotation += " | None"
-    default, fresh = _default(f, struct_class)
+    default, fresh, factory = _default(f, struct_class)
     return FieldPlan(
         spec=f,
         attribute=attribute,
         annotation=annotation,
         default=default,
         default_value=fresh,
+        factory=factory,
         struct_class=struct_class,
     )
 
@@ -177,20 +197,21 @@ def _element_annotation(f: FieldSpec, struct_class: str | None) -> str:
     return _PYTHON_TYPES[prim]
 
 
-def _default(f: FieldSpec, struct_class: str | None) -> tuple[str, str]:
-    """The dataclass default and an expression that builds the default value afresh."""
+def _default(f: FieldSpec, struct_class: str | None) -> tuple[str, str, str | None]:
+    """The __init__ default, an expression that builds the default value afresh, and the
+    factory that builds it per instance (None for an immutable literal)."""
     text = f.default
     if text == "null":
-        return "None", "None"
+        return "None", "None", None
     t: FieldType = f.type
     if t.array:
-        return "field(default_factory=list)", "[]"
+        return "DEFAULT", "[]", "list"
     if struct_class is not None:
         # Nested classes cannot name their siblings while the message class is being
         # built, so a struct default comes from a module-level factory, looked up late.
-        return f"field(default_factory=_new{struct_class})", f"{struct_class}()"
+        return "DEFAULT", f"{struct_class}()", f"_new{struct_class}"
     value = python_literal(f)
-    return value, value
+    return value, value, None
 
 
 def python_literal(f: FieldSpec) -> str:

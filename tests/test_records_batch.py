@@ -6,6 +6,7 @@ import gzip
 import itertools
 import struct
 
+import crcmod.predefined
 import lz4.frame
 import pytest
 from hypothesis import given, settings
@@ -200,7 +201,12 @@ def test_random_batches_round_trip(items: list[RecordBatch]) -> None:
 # path; its bytes must be those of the general record writer, whatever the sizes.
 plain_record_st = st.builds(
     Record,
-    offset_delta=st.one_of(st.integers(0, 200), st.integers(0x1F00, 0x2100), st.integers(0, 10**6)),
+    offset_delta=st.one_of(
+        st.integers(0, 200),
+        st.integers(0x1F00, 0x2100),  # one to two varint bytes
+        st.integers(0xFFF00, 0x100100),  # three bytes to the general path
+        st.integers(0, 10**7),
+    ),
     value=st.one_of(st.binary(max_size=300), st.binary(min_size=8000, max_size=9000)),
 )
 
@@ -237,3 +243,14 @@ def test_plain_batch_size_is_the_size_of_the_batch_the_controller_writes(
         [Record(offset_delta=i, value=v) for i, v in enumerate(values)], base_timestamp=1
     )
     assert plain_batch_size([len(v) for v in values]) == len(encode_batch(batch))
+
+
+@given(st.binary(max_size=4096), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_the_batch_crc_is_crc32c_whichever_implementation_computes_it(
+    data: bytes, as_view: bool
+) -> None:
+    reference = crcmod.predefined.mkCrcFun("crc-32c")
+    value = memoryview(bytearray(data)) if as_view else data
+    assert batch_module.crc32c(value) == reference(data)
+    assert batch_module.crc32c(b"123456789") == 0xE3069283  # CRC-32C's check value

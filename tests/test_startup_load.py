@@ -21,6 +21,7 @@ from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.registrations import ConfigResourceType
 from kwire.controller.snapshot_image import snapshot_records
+from kwire.log import metadata_reader
 from kwire.log.metadata_reader import batch_metadata_records, decode_metadata_value
 from kwire.log.snapshot_io import iter_snapshot_records, read_snapshot, write_snapshot
 from kwire.log.snapshots import SnapshotId
@@ -373,6 +374,35 @@ def test_damaged_batches_fail_as_the_general_decoding_or_read_the_same() -> None
         assert _outcome(partial(batch_metadata_records, buf, 0, header)) == _outcome(
             partial(_general_records, buf, header.records_count)
         )
+
+
+@pytest.mark.skipif(
+    metadata_reader._compiled_records is None, reason="the C accelerator is not built"
+)
+def test_the_compiled_framing_reads_what_its_python_twin_reads() -> None:
+    # Batches of every record shape, whole, cut, with bytes flipped and with a wrong
+    # record count: the same records from both, or None (read again the general way).
+    rng = random.Random(12)
+    values = frame_records(history(10))[:40] * 3  # offset deltas of one to three bytes
+    shapes = [{}, {"key": b"k"}, {"headers": (("h", b"v"),)}, {"timestamp_delta": 100_000}]
+    cases = [(_batch(values, **fields)[61:], len(values)) for fields in shapes]
+    good = cases[0][0]
+    cases += [(good, len(values) - 1), (good, len(values) + 1), (b"", 1), (b"", 0)]
+    for trial in range(600):
+        data = bytearray(good)
+        if trial % 3 == 0:
+            del data[rng.randrange(len(data)) :]
+        for _ in range(rng.randint(0, 3)):
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        cases.append((bytes(data), len(values)))
+    read_some = 0
+    for region, count in cases:
+        python = metadata_reader._python_records(region, count, 1000)
+        compiled = metadata_reader._compiled_records(region, count, 1000, metadata_reader._ROWS)
+        assert compiled == python
+        read_some += python is not None
+    assert 5 <= read_some < len(cases)  # both outcomes were compared
 
 
 def _general_records(buf: bytes, count: int) -> list[tuple[int, object, int]]:

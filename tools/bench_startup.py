@@ -2,6 +2,7 @@
 a CreateTopics is answered, over its newest snapshot and the log after it.
 
     python -m tools.bench_startup [--partitions 10000 100000 1000000] [--repeat 1] [--quick]
+                                  [--cold]
 
 Each size gets a data directory written by ``tools.startup_data`` (topics of 100
 partitions, replication factor 3 over ``--brokers`` brokers, a snapshot plus a tail of 10
@@ -18,7 +19,9 @@ one partition); the reported figures are taken when it is answered:
 
 The summary gives how each figure grows from size to size, and the memory per partition:
 the growth of the peak RSS between the smallest and the largest size, divided by the
-partitions added. ``--quick`` runs 2,000 and 20,000 partitions (for CI).
+partitions added. ``--quick`` runs 2,000 and 20,000 partitions (for CI). ``--cold`` runs
+every process without a bytecode cache (each compiles kwire from source, as a checkout
+with ``PYTHONDONTWRITEBYTECODE`` set does) instead of with a warm one.
 """
 
 from __future__ import annotations
@@ -181,12 +184,19 @@ def restart(data: Path, partitions: int) -> Restart:
     return Restart(partitions, seconds, cpu, rss, error_code)
 
 
+COLD = False  # set by --cold: no bytecode cache
+
+
 def child_env() -> dict[str, str]:
     """The server's environment: this checkout first on the path, and compiled bytecode
     cached (outside the checkout) as an installed kwire has it: a process that compiles
-    every module from source spends seconds on that alone."""
+    every module from source spends seconds on that alone. With ``COLD``, no cache at all
+    (neither read nor written)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": PYCACHE}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if COLD:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "kwire-bench-no-pycache")
     return env
 
 
@@ -252,9 +262,13 @@ def main() -> None:
     parser.add_argument("--brokers", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 partitions")
+    parser.add_argument("--cold", action="store_true", help="no bytecode cache: compile at start")
     args = parser.parse_args()
     sizes = [2_000, 20_000] if args.quick else sorted(args.partitions)
-    warm_bytecode_cache()
+    global COLD
+    COLD = args.cold
+    if not COLD:
+        warm_bytecode_cache()
     results = []
     for partitions in sizes:
         results.append(measure(partitions, brokers=args.brokers, repeat=args.repeat))

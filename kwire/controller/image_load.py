@@ -90,9 +90,10 @@ class ImageLoader:
         # registrations by their fields (shared tuples by identity).
         self._shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._directories: dict[tuple[int, ...], tuple[UUID, ...]] = {}
-        # ... with the brokers whose ISR index lists them.
+        # ... with the brokers whose ISR index lists them and whether the leader is not
+        # the preferred replica.
         self._registrations: dict[
-            tuple[Any, ...], tuple[PartitionRegistration, tuple[int, ...]]
+            tuple[Any, ...], tuple[PartitionRegistration, tuple[int, ...], bool]
         ] = {}
         self._topic: TopicInfo | None = None  # the topic of the last PartitionRecord
         # broker -> the ISR index's list of that topic's partitions under the broker.
@@ -185,7 +186,8 @@ class ImageLoader:
                 raise ReplayError(f"PartitionRecord for unknown topic id {topic_id}")
             self._topic, self._isr_lists = topic, {}
         partition_id = record.partition_id
-        if partition_id in topic.partitions:
+        partitions_of_topic = topic.partitions
+        if partition_id in partitions_of_topic:
             return False
         if (
             record.removing_replicas
@@ -195,6 +197,7 @@ class ImageLoader:
         ):
             registration = self._registration(record, self._directories_of(record))
             brokers = _isr_members(registration)
+            imbalanced = leader_is_not_preferred(registration)
             for broker in sorted(set(registration.elr)):
                 self._index_list(self.image.elr_members, self.image.elr_table_capacity, broker)
                 self._last_list.append(partition_id)
@@ -218,10 +221,14 @@ class ImageLoader:
                 if len(self._registrations) >= MAX_SHARED_REGISTRATIONS:
                     self._forget()
                 shared = self._registration(record, self._directories_of(record))
-                found = self._registrations[same] = (shared, _isr_members(shared))
-            registration, brokers = found
-        topic.partitions[partition_id] = registration
-        if leader_is_not_preferred(registration):  # as MetadataImage._count_imbalance
+                found = self._registrations[same] = (
+                    shared,
+                    _isr_members(shared),
+                    leader_is_not_preferred(shared),
+                )
+            registration, brokers, imbalanced = found
+        partitions_of_topic[partition_id] = registration
+        if imbalanced:  # as MetadataImage._count_imbalance
             image = self.image
             image.undo.set_attr(image, "imbalanced_count", image.imbalanced_count + 1)
         # The brokers-to-ISR index, as MetadataImage._update_isr_members makes it for a

@@ -16,12 +16,16 @@ Rules:
   DecodeError for the message, ValueError for an unknown record type.
 - Compressed batches are decompressed first (bounded by
   ``DEFAULT_MAX_UNCOMPRESSED_SIZE``), then read the same way.
+- Where the C accelerator is built, its ``metadata_records`` runs the fast path's framing
+  (the same checks in the same order, calling the same readers); ``_common_shape_records``
+  is its Python twin, used without it, and the tests hold the two equal.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kwire.protocol import _codec
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.records import (
@@ -86,6 +90,22 @@ def _readers() -> dict[tuple[int, int], Any]:
 _TYPES = _readers()
 
 
+def _reader_rows(readers: dict[tuple[int, int], Any]) -> tuple[tuple[Any, ...] | None, ...]:
+    """``readers`` as the compiled framing takes them: for each api key byte, None or the
+    readers by version (None for a version without one)."""
+    rows: list[tuple[Any, ...] | None] = [None] * 256
+    for api_key in {key for key, _ in readers}:
+        highest = max(version for key, version in readers if key == api_key)
+        rows[api_key] = tuple(readers.get((api_key, v)) for v in range(highest + 1))
+    return tuple(rows)
+
+
+_ROWS = _reader_rows(_TYPES)
+_compiled_records: Any = (
+    _codec._speedups.metadata_records if _codec.compiled_readers_available() else None
+)
+
+
 def _varint(data: bytes, pos: int, size: int) -> tuple[int, int]:
     """A zigzag varint of at most 3 bytes at ``pos`` (-1 when longer or cut short; no
     record field of the common shape is negative)."""
@@ -104,6 +124,13 @@ def _varint(data: bytes, pos: int, size: int) -> tuple[int, int]:
 def _fast_records(data: bytes, count: int, base_offset: int) -> list[MetadataEntry] | None:
     """The records of ``data`` (a batch's records region) when every one has the common
     shape and decodes to its value's end; None otherwise (the caller reads them again)."""
+    if _compiled_records is not None and type(data) is bytes:
+        return _compiled_records(data, count, base_offset, _ROWS)
+    return _python_records(data, count, base_offset)
+
+
+def _python_records(data: bytes, count: int, base_offset: int) -> list[MetadataEntry] | None:
+    """``_fast_records`` in Python (the compiled framing's twin)."""
     try:
         return _common_shape_records(data, count, base_offset)
     except IndexError:  # cut short: the general path names the problem

@@ -8,15 +8,18 @@ only off the hot path (a varint longer than one byte, an error) or for a cached 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import struct
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, Self
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 from uuid import UUID, SafeUUID
 
 from kwire.protocol.errors import DecodeError, EncodeError, UnsupportedVersionError
 
 __all__ = [
+    "DEFAULT",
     "ZERO_UUID",
     "Buffer",
     "DecodeError",
@@ -24,6 +27,8 @@ __all__ = [
     "FieldInfo",
     "Message",
     "RawTaggedField",
+    "StructBase",
+    "slot_defaults",
     "uuid_from_bytes",
     "read_uvarint",
     "read_uvarint_tail",
@@ -336,56 +341,110 @@ def find_unencodable(
     return "?", None
 
 
-# -- the optional compiled readers ---------------------------------------------------------
-
-# Every generated message class, as it binds; `use_accelerator` switches them all.
-_MESSAGE_CLASSES: list[type[Message]] = []
-_speedups: Any = None
-if not os.environ.get("KWIRE_PURE_PYTHON"):
-    try:
-        from kwire.protocol.messages import _speedups  # type: ignore[attr-defined,no-redef]
-    except ImportError:  # built without a C compiler: the Python readers serve alone
-        _speedups = None
+# -- the base of every generated struct -------------------------------------------------------
 
 
-def accelerate(namespace: dict[str, Any]) -> None:
-    """Called by each generated module: bind its compiled readers, when there are any."""
-    classes = [
-        value
-        for value in namespace.values()
-        if isinstance(value, type)
-        and issubclass(value, Message)
-        and value is not Message
-        and value.__module__ == namespace["__name__"]
-    ]
-    compiled: dict[str, Any] = {}
-    if _speedups is not None:
-        compiled = _speedups.bind(namespace["__name__"], namespace)
-    for cls in classes:
-        cls._PYTHON_READERS = cls._READERS
-        cls._COMPILED_READERS = tuple(
-            None if reader is None else compiled.get(reader.__name__, reader)
-            for reader in cls._READERS
-        )
-        cls._READERS = cls._COMPILED_READERS
-        _MESSAGE_CLASSES.append(cls)
+class _Default:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
 
 
-def compiled_readers_available() -> bool:
-    """Whether the C accelerator was built (and not disabled by KWIRE_PURE_PYTHON)."""
-    return _speedups is not None
+# A generated __init__'s default for a field whose default is built afresh per instance
+# (a list, a struct): the class's ``_FACTORIES`` names what builds it.
+DEFAULT: Any = _Default()
 
 
-def use_accelerator(enabled: bool) -> None:
-    """Switch every message class to the compiled readers (where built) or the Python ones."""
-    for cls in _MESSAGE_CLASSES:
-        cls._READERS = cls._COMPILED_READERS if enabled else cls._PYTHON_READERS
+def _no_values(_: object) -> tuple[()]:
+    return ()
+
+
+def slot_defaults(cls: type) -> dict[str, tuple[Any, Any]]:
+    """Attribute -> (default, factory) of a generated struct class, in field order, one of
+    the two ``dataclasses.MISSING``: what its ``__init__`` fills in for an absent argument.
+    The C readers bind their defaults from this."""
+    init = cls.__dict__["__init__"]
+    code = init.__code__
+    names = code.co_varnames[1 : code.co_argcount]
+    factories = cls._FACTORIES  # type: ignore[attr-defined]
+    missing = dataclasses.MISSING
+    return {
+        name: (missing, factories[name]) if default is DEFAULT else (default, missing)
+        for name, default in zip(names, init.__defaults__ or (), strict=True)
+    }
+
+
+class _DataclassFields:
+    """``__dataclass_fields__`` of a generated class, built on first use (``dataclasses
+    .fields``, ``replace``, ``asdict`` and ``is_dataclass`` read it) and then kept on the
+    class. Classes without a generated ``__init__`` (the bases) have none."""
+
+    def __get__(self, instance: object, owner: type) -> dict[str, dataclasses.Field[Any]]:
+        if "__init__" not in owner.__dict__:
+            raise AttributeError("__dataclass_fields__")
+        hints = owner.__dict__.get("__annotations__", {})
+        specs = [
+            (
+                name,
+                hints.get(name, Any),
+                dataclasses.field(default=default)
+                if factory is dataclasses.MISSING
+                else dataclasses.field(default_factory=factory),
+            )
+            for name, (default, factory) in slot_defaults(owner).items()
+        ]
+        shape = dataclasses.make_dataclass(owner.__name__, specs, eq=False, repr=False)
+        fields: dict[str, dataclasses.Field[Any]] = vars(shape)["__dataclass_fields__"]
+        type.__setattr__(owner, "__dataclass_fields__", fields)
+        return fields
+
+
+class StructBase:
+    """What every generated struct shares (a message, its nested structs, a record): what
+    ``@dataclass(slots=True)`` gave them, without the decorator's run-time code generation
+    (which cost most of importing the server).
+
+    A subclass declares ``__slots__`` and ``__match_args__`` (its fields in order), an
+    ``__init__`` taking each field by position or keyword with its default, and
+    ``_FACTORIES`` for the fields whose default is built per instance. Instances compare
+    equal when they are of the same class and every field is equal (else NotImplemented);
+    they are unhashable (mutable, as a dataclass with ``eq``); ``repr`` names each field as
+    the dataclass repr does; ``dataclasses.fields``, ``replace`` and ``asdict`` work through
+    a ``__dataclass_fields__`` built on first use.
+    """
+
+    __slots__ = ()
+
+    __match_args__: ClassVar[tuple[str, ...]] = ()
+    _FACTORIES: ClassVar[dict[str, Any]] = {}
+    _VALUES: ClassVar[Callable[[Any], Any]] = _no_values
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
+    if TYPE_CHECKING:
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    else:
+        __dataclass_fields__ = _DataclassFields()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = cls.__match_args__
+        cls._VALUES = attrgetter(*names) if names else _no_values
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        values = type(self)._VALUES  # a plain function stays unbound when read off the class
+        return bool(values(self) == values(other))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"{type(self).__qualname__}({fields})"
 
 
 # -- the base of every generated message -----------------------------------------------------
 
 
-class Message:
+class Message(StructBase):
     """What every generated top-level message shares: dispatch by version.
 
     Generated classes fill `_READERS` and `_WRITERS`: one function per version, indexed by
@@ -478,3 +537,49 @@ class Message:
                 "(end)", end, f"{len(buf) - end} trailing bytes after the message"
             ).located(cls.NAME, version)
         return message  # type: ignore[no-any-return,unused-ignore]
+
+
+# -- the optional compiled readers ---------------------------------------------------------
+
+# Every generated message class, as it binds; `use_accelerator` switches them all.
+_MESSAGE_CLASSES: list[type[Message]] = []
+_speedups: Any = None
+if not os.environ.get("KWIRE_PURE_PYTHON"):
+    try:
+        from kwire.protocol.messages import _speedups  # type: ignore[attr-defined,no-redef]
+    except ImportError:  # built without a C compiler: the Python readers serve alone
+        _speedups = None
+
+
+def accelerate(namespace: dict[str, Any]) -> None:
+    """Called by each generated module: bind its compiled readers, when there are any."""
+    classes = [
+        value
+        for value in namespace.values()
+        if isinstance(value, type)
+        and issubclass(value, Message)
+        and value is not Message
+        and value.__module__ == namespace["__name__"]
+    ]
+    compiled: dict[str, Any] = {}
+    if _speedups is not None:
+        compiled = _speedups.bind(namespace["__name__"], namespace)
+    for cls in classes:
+        cls._PYTHON_READERS = cls._READERS
+        cls._COMPILED_READERS = tuple(
+            None if reader is None else compiled.get(reader.__name__, reader)
+            for reader in cls._READERS
+        )
+        cls._READERS = cls._COMPILED_READERS
+        _MESSAGE_CLASSES.append(cls)
+
+
+def compiled_readers_available() -> bool:
+    """Whether the C accelerator was built (and not disabled by KWIRE_PURE_PYTHON)."""
+    return _speedups is not None
+
+
+def use_accelerator(enabled: bool) -> None:
+    """Switch every message class to the compiled readers (where built) or the Python ones."""
+    for cls in _MESSAGE_CLASSES:
+        cls._READERS = cls._COMPILED_READERS if enabled else cls._PYTHON_READERS

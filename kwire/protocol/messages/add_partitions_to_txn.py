@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1531,7 +1532,6 @@ def _new_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction() -> (
     return _AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction()
 
 
-@dataclass(slots=True)
 class AddPartitionsToTxnRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1559,35 +1559,106 @@ class AddPartitionsToTxnRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class AddPartitionsToTxnTopic:
+    class AddPartitionsToTxnTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AddPartitionsToTxnTransaction:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        transactional_id: TransactionalId = ""
-        producer_id: ProducerId = 0
-        producer_epoch: int = 0
-        verify_only: bool = False
-        topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic] = field(
-            default_factory=list
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AddPartitionsToTxnTransaction(StructBase):
+        __slots__ = (
+            "transactional_id",
+            "producer_id",
+            "producer_epoch",
+            "verify_only",
+            "topics",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "transactional_id",
+            "producer_id",
+            "producer_epoch",
+            "verify_only",
+            "topics",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        transactional_id: TransactionalId
+        producer_id: ProducerId
+        producer_epoch: int
+        verify_only: bool
+        topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction] = field(
-        default_factory=list
+        def __init__(
+            self,
+            transactional_id: TransactionalId = "",
+            producer_id: ProducerId = 0,
+            producer_epoch: int = 0,
+            verify_only: bool = False,
+            topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.transactional_id = transactional_id
+            self.producer_id = producer_id
+            self.producer_epoch = producer_epoch
+            self.verify_only = verify_only
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "transactions",
+        "v3_and_below_transactional_id",
+        "v3_and_below_producer_id",
+        "v3_and_below_producer_epoch",
+        "v3_and_below_topics",
+        "unknown_tagged_fields",
     )
-    v3_and_below_transactional_id: TransactionalId = ""
-    v3_and_below_producer_id: ProducerId = 0
-    v3_and_below_producer_epoch: int = 0
-    v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic] = field(
-        default_factory=list
+    __match_args__ = (
+        "transactions",
+        "v3_and_below_transactional_id",
+        "v3_and_below_producer_id",
+        "v3_and_below_producer_epoch",
+        "v3_and_below_topics",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    _FACTORIES: ClassVar[dict[str, Any]] = {"transactions": list, "v3_and_below_topics": list}
+    transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction]
+    v3_and_below_transactional_id: TransactionalId
+    v3_and_below_producer_id: ProducerId
+    v3_and_below_producer_epoch: int
+    v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction] = DEFAULT,
+        v3_and_below_transactional_id: TransactionalId = "",
+        v3_and_below_producer_id: ProducerId = 0,
+        v3_and_below_producer_epoch: int = 0,
+        v3_and_below_topics: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTopic] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.transactions = [] if transactions is DEFAULT else transactions
+        self.v3_and_below_transactional_id = v3_and_below_transactional_id
+        self.v3_and_below_producer_id = v3_and_below_producer_id
+        self.v3_and_below_producer_epoch = v3_and_below_producer_epoch
+        self.v3_and_below_topics = [] if v3_and_below_topics is DEFAULT else v3_and_below_topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AddPartitionsToTxnRequest_AddPartitionsToTxnTopic = (
@@ -1707,7 +1778,6 @@ def _new_AddPartitionsToTxnResponse_AddPartitionsToTxnResult() -> (
     return _AddPartitionsToTxnResponse_AddPartitionsToTxnResult()
 
 
-@dataclass(slots=True)
 class AddPartitionsToTxnResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1733,40 +1803,109 @@ class AddPartitionsToTxnResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
 
-    @dataclass(slots=True)
-    class AddPartitionsToTxnPartitionResult:
+    class AddPartitionsToTxnPartitionResult(StructBase):
+        __slots__ = ("partition_index", "partition_error_code", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "partition_error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        partition_error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        partition_error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AddPartitionsToTxnTopicResult:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            partition_error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.partition_error_code = partition_error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AddPartitionsToTxnTopicResult(StructBase):
+        __slots__ = ("name", "results_by_partition", "unknown_tagged_fields")
+        __match_args__ = ("name", "results_by_partition", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"results_by_partition": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult] = (
-            field(default_factory=list)
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AddPartitionsToTxnResult:
+        def __init__(
+            self,
+            name: TopicName = "",
+            results_by_partition: list[
+                AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
+            ] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.results_by_partition = (
+                [] if results_by_partition is DEFAULT else results_by_partition
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AddPartitionsToTxnResult(StructBase):
+        __slots__ = ("transactional_id", "topic_results", "unknown_tagged_fields")
+        __match_args__ = ("transactional_id", "topic_results", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topic_results": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        transactional_id: TransactionalId = ""
-        topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        transactional_id: TransactionalId
+        topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    results_by_transaction: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult] = field(
-        default_factory=list
+        def __init__(
+            self,
+            transactional_id: TransactionalId = "",
+            topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.transactional_id = transactional_id
+            self.topic_results = [] if topic_results is DEFAULT else topic_results
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "results_by_transaction",
+        "results_by_topic_v3_and_below",
+        "unknown_tagged_fields",
     )
-    results_by_topic_v3_and_below: list[
-        AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
-    ] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "results_by_transaction",
+        "results_by_topic_v3_and_below",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "results_by_transaction": list,
+        "results_by_topic_v3_and_below": list,
+    }
+    throttle_time_ms: int
+    error_code: int
+    results_by_transaction: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult]
+    results_by_topic_v3_and_below: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        results_by_transaction: list[AddPartitionsToTxnResponse.AddPartitionsToTxnResult] = DEFAULT,
+        results_by_topic_v3_and_below: list[
+            AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
+        ] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.results_by_transaction = (
+            [] if results_by_transaction is DEFAULT else results_by_transaction
+        )
+        self.results_by_topic_v3_and_below = (
+            [] if results_by_topic_v3_and_below is DEFAULT else results_by_topic_v3_and_below
+        )
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult = (

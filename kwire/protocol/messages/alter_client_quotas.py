@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1167,7 +1168,6 @@ def _new_AlterClientQuotasRequest_EntryData() -> AlterClientQuotasRequest.EntryD
     return _AlterClientQuotasRequest_EntryData()
 
 
-@dataclass(slots=True)
 class AlterClientQuotasRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1187,31 +1187,80 @@ class AlterClientQuotasRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class EntityData:
+    class EntityData(StructBase):
+        __slots__ = ("entity_type", "entity_name", "unknown_tagged_fields")
+        __match_args__ = ("entity_type", "entity_name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        entity_type: str = ""
-        entity_name: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        entity_type: str
+        entity_name: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class OpData:
+        def __init__(
+            self,
+            entity_type: str = "",
+            entity_name: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.entity_type = entity_type
+            self.entity_name = entity_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OpData(StructBase):
+        __slots__ = ("key", "value", "remove", "unknown_tagged_fields")
+        __match_args__ = ("key", "value", "remove", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        key: str = ""
-        value: float = 0.0
-        remove: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        key: str
+        value: float
+        remove: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class EntryData:
+        def __init__(
+            self,
+            key: str = "",
+            value: float = 0.0,
+            remove: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.key = key
+            self.value = value
+            self.remove = remove
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class EntryData(StructBase):
+        __slots__ = ("entity", "ops", "unknown_tagged_fields")
+        __match_args__ = ("entity", "ops", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"entity": list, "ops": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        entity: list[AlterClientQuotasRequest.EntityData] = field(default_factory=list)
-        ops: list[AlterClientQuotasRequest.OpData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        entity: list[AlterClientQuotasRequest.EntityData]
+        ops: list[AlterClientQuotasRequest.OpData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    entries: list[AlterClientQuotasRequest.EntryData] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            entity: list[AlterClientQuotasRequest.EntityData] = DEFAULT,
+            ops: list[AlterClientQuotasRequest.OpData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.entity = [] if entity is DEFAULT else entity
+            self.ops = [] if ops is DEFAULT else ops
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("entries", "validate_only", "unknown_tagged_fields")
+    __match_args__ = ("entries", "validate_only", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"entries": list}
+    entries: list[AlterClientQuotasRequest.EntryData]
+    validate_only: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        entries: list[AlterClientQuotasRequest.EntryData] = DEFAULT,
+        validate_only: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.entries = [] if entries is DEFAULT else entries
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterClientQuotasRequest_EntityData = AlterClientQuotasRequest.EntityData
@@ -1279,7 +1328,6 @@ def _new_AlterClientQuotasResponse_EntryData() -> AlterClientQuotasResponse.Entr
     return _AlterClientQuotasResponse_EntryData()
 
 
-@dataclass(slots=True)
 class AlterClientQuotasResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1297,24 +1345,62 @@ class AlterClientQuotasResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
 
-    @dataclass(slots=True)
-    class EntityData:
+    class EntityData(StructBase):
+        __slots__ = ("entity_type", "entity_name", "unknown_tagged_fields")
+        __match_args__ = ("entity_type", "entity_name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        entity_type: str = ""
-        entity_name: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        entity_type: str
+        entity_name: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class EntryData:
+        def __init__(
+            self,
+            entity_type: str = "",
+            entity_name: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.entity_type = entity_type
+            self.entity_name = entity_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class EntryData(StructBase):
+        __slots__ = ("error_code", "error_message", "entity", "unknown_tagged_fields")
+        __match_args__ = ("error_code", "error_message", "entity", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"entity": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = ""
-        entity: list[AlterClientQuotasResponse.EntityData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        error_message: str | None
+        entity: list[AlterClientQuotasResponse.EntityData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    entries: list[AlterClientQuotasResponse.EntryData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = "",
+            entity: list[AlterClientQuotasResponse.EntityData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.entity = [] if entity is DEFAULT else entity
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "entries", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "entries", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"entries": list}
+    throttle_time_ms: int
+    entries: list[AlterClientQuotasResponse.EntryData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        entries: list[AlterClientQuotasResponse.EntryData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.entries = [] if entries is DEFAULT else entries
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterClientQuotasResponse_EntityData = AlterClientQuotasResponse.EntityData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1000,7 +1001,6 @@ def _new_AlterConfigsRequest_AlterConfigsResource() -> AlterConfigsRequest.Alter
     return _AlterConfigsRequest_AlterConfigsResource()
 
 
-@dataclass(slots=True)
 class AlterConfigsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1022,24 +1022,62 @@ class AlterConfigsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class AlterableConfig:
+    class AlterableConfig(StructBase):
+        __slots__ = ("name", "value", "unknown_tagged_fields")
+        __match_args__ = ("name", "value", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        value: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        value: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AlterConfigsResource:
+        def __init__(
+            self,
+            name: str = "",
+            value: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.value = value
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AlterConfigsResource(StructBase):
+        __slots__ = ("resource_type", "resource_name", "configs", "unknown_tagged_fields")
+        __match_args__ = ("resource_type", "resource_name", "configs", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"configs": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        resource_type: int = 0
-        resource_name: str = ""
-        configs: list[AlterConfigsRequest.AlterableConfig] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        resource_type: int
+        resource_name: str
+        configs: list[AlterConfigsRequest.AlterableConfig]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    resources: list[AlterConfigsRequest.AlterConfigsResource] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            resource_type: int = 0,
+            resource_name: str = "",
+            configs: list[AlterConfigsRequest.AlterableConfig] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.configs = [] if configs is DEFAULT else configs
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("resources", "validate_only", "unknown_tagged_fields")
+    __match_args__ = ("resources", "validate_only", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"resources": list}
+    resources: list[AlterConfigsRequest.AlterConfigsResource]
+    validate_only: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        resources: list[AlterConfigsRequest.AlterConfigsResource] = DEFAULT,
+        validate_only: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.resources = [] if resources is DEFAULT else resources
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterConfigsRequest_AlterableConfig = AlterConfigsRequest.AlterableConfig
@@ -1092,7 +1130,6 @@ def _new_AlterConfigsResponse_AlterConfigsResourceResponse() -> (
     return _AlterConfigsResponse_AlterConfigsResourceResponse()
 
 
-@dataclass(slots=True)
 class AlterConfigsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1112,18 +1149,58 @@ class AlterConfigsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class AlterConfigsResourceResponse:
+    class AlterConfigsResourceResponse(StructBase):
+        __slots__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = ""
-        resource_type: int = 0
-        resource_name: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        error_message: str | None
+        resource_type: int
+        resource_name: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    responses: list[AlterConfigsResponse.AlterConfigsResourceResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = "",
+            resource_type: int = 0,
+            resource_name: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "responses", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "responses", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"responses": list}
+    throttle_time_ms: int
+    responses: list[AlterConfigsResponse.AlterConfigsResourceResponse]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        responses: list[AlterConfigsResponse.AlterConfigsResourceResponse] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.responses = [] if responses is DEFAULT else responses
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterConfigsResponse_AlterConfigsResourceResponse = (

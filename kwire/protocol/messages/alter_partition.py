@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1934,7 +1935,6 @@ def _new_AlterPartitionRequest_TopicData() -> AlterPartitionRequest.TopicData:
     return _AlterPartitionRequest_TopicData()
 
 
-@dataclass(slots=True)
 class AlterPartitionRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1958,36 +1958,112 @@ class AlterPartitionRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class BrokerState:
+    class BrokerState(StructBase):
+        __slots__ = ("broker_id", "broker_epoch", "unknown_tagged_fields")
+        __match_args__ = ("broker_id", "broker_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        broker_id: BrokerId = 0
-        broker_epoch: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        broker_id: BrokerId
+        broker_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class PartitionData:
+        def __init__(
+            self,
+            broker_id: BrokerId = 0,
+            broker_epoch: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.broker_id = broker_id
+            self.broker_epoch = broker_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "leader_epoch",
+            "new_isr",
+            "new_isr_with_epochs",
+            "leader_recovery_state",
+            "partition_epoch",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "leader_epoch",
+            "new_isr",
+            "new_isr_with_epochs",
+            "leader_recovery_state",
+            "partition_epoch",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"new_isr": list, "new_isr_with_epochs": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        leader_epoch: int = 0
-        new_isr: list[BrokerId] = field(default_factory=list)
-        new_isr_with_epochs: list[AlterPartitionRequest.BrokerState] = field(default_factory=list)
-        leader_recovery_state: int = 0
-        partition_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        leader_epoch: int
+        new_isr: list[BrokerId]
+        new_isr_with_epochs: list[AlterPartitionRequest.BrokerState]
+        leader_recovery_state: int
+        partition_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            leader_epoch: int = 0,
+            new_isr: list[BrokerId] = DEFAULT,
+            new_isr_with_epochs: list[AlterPartitionRequest.BrokerState] = DEFAULT,
+            leader_recovery_state: int = 0,
+            partition_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.leader_epoch = leader_epoch
+            self.new_isr = [] if new_isr is DEFAULT else new_isr
+            self.new_isr_with_epochs = [] if new_isr_with_epochs is DEFAULT else new_isr_with_epochs
+            self.leader_recovery_state = leader_recovery_state
+            self.partition_epoch = partition_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partitions: list[AlterPartitionRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        topic_id: UUID
+        partitions: list[AlterPartitionRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    topics: list[AlterPartitionRequest.TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[AlterPartitionRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("broker_id", "broker_epoch", "topics", "unknown_tagged_fields")
+    __match_args__ = ("broker_id", "broker_epoch", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    broker_id: BrokerId
+    broker_epoch: int
+    topics: list[AlterPartitionRequest.TopicData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        broker_id: BrokerId = 0,
+        broker_epoch: int = -1,
+        topics: list[AlterPartitionRequest.TopicData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterPartitionRequest_BrokerState = AlterPartitionRequest.BrokerState
@@ -2076,7 +2152,6 @@ def _new_AlterPartitionResponse_TopicData() -> AlterPartitionResponse.TopicData:
     return _AlterPartitionResponse_TopicData()
 
 
-@dataclass(slots=True)
 class AlterPartitionResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2098,30 +2173,99 @@ class AlterPartitionResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "isr",
+            "leader_recovery_state",
+            "partition_epoch",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "isr",
+            "leader_recovery_state",
+            "partition_epoch",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"isr": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        isr: list[BrokerId] = field(default_factory=list)
-        leader_recovery_state: int = 0
-        partition_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        leader_id: BrokerId
+        leader_epoch: int
+        isr: list[BrokerId]
+        leader_recovery_state: int
+        partition_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            isr: list[BrokerId] = DEFAULT,
+            leader_recovery_state: int = 0,
+            partition_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.isr = [] if isr is DEFAULT else isr
+            self.leader_recovery_state = leader_recovery_state
+            self.partition_epoch = partition_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partitions: list[AlterPartitionResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        topic_id: UUID
+        partitions: list[AlterPartitionResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    topics: list[AlterPartitionResponse.TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[AlterPartitionResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "error_code", "topics", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    error_code: int
+    topics: list[AlterPartitionResponse.TopicData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        topics: list[AlterPartitionResponse.TopicData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterPartitionResponse_PartitionData = AlterPartitionResponse.PartitionData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -913,7 +914,6 @@ def _new_AlterPartitionReassignmentsRequest_ReassignableTopic() -> (
     return _AlterPartitionReassignmentsRequest_ReassignableTopic()
 
 
-@dataclass(slots=True)
 class AlterPartitionReassignmentsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -933,26 +933,67 @@ class AlterPartitionReassignmentsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class ReassignablePartition:
+    class ReassignablePartition(StructBase):
+        __slots__ = ("partition_index", "replicas", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "replicas", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        replicas: list[BrokerId] | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        replicas: list[BrokerId] | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ReassignableTopic:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            replicas: list[BrokerId] | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.replicas = replicas
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ReassignableTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    timeout_ms: int = 60000
-    allow_replication_factor_change: bool = True
-    topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("timeout_ms", "allow_replication_factor_change", "topics", "unknown_tagged_fields")
+    __match_args__ = (
+        "timeout_ms",
+        "allow_replication_factor_change",
+        "topics",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    timeout_ms: int
+    allow_replication_factor_change: bool
+    topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        timeout_ms: int = 60000,
+        allow_replication_factor_change: bool = True,
+        topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.timeout_ms = timeout_ms
+        self.allow_replication_factor_change = allow_replication_factor_change
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterPartitionReassignmentsRequest_ReassignablePartition = (
@@ -1021,7 +1062,6 @@ def _new_AlterPartitionReassignmentsResponse_ReassignableTopicResponse() -> (
     return _AlterPartitionReassignmentsResponse_ReassignableTopicResponse()
 
 
-@dataclass(slots=True)
 class AlterPartitionReassignmentsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1039,31 +1079,87 @@ class AlterPartitionReassignmentsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class ReassignablePartitionResponse:
+    class ReassignablePartitionResponse(StructBase):
+        __slots__ = ("partition_index", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        error_message: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ReassignableTopicResponse:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            error_message: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ReassignableTopicResponse(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    allow_replication_factor_change: bool = True
-    error_code: int = 0
-    error_message: str | None = ""
-    responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse] = field(
-        default_factory=list
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[
+                AlterPartitionReassignmentsResponse.ReassignablePartitionResponse
+            ] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "allow_replication_factor_change",
+        "error_code",
+        "error_message",
+        "responses",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "allow_replication_factor_change",
+        "error_code",
+        "error_message",
+        "responses",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"responses": list}
+    throttle_time_ms: int
+    allow_replication_factor_change: bool
+    error_code: int
+    error_message: str | None
+    responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        allow_replication_factor_change: bool = True,
+        error_code: int = 0,
+        error_message: str | None = "",
+        responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.allow_replication_factor_change = allow_replication_factor_change
+        self.error_code = error_code
+        self.error_message = error_message
+        self.responses = [] if responses is DEFAULT else responses
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterPartitionReassignmentsResponse_ReassignablePartitionResponse = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1048,7 +1049,6 @@ def _new_AlterReplicaLogDirsRequest_AlterReplicaLogDir() -> (
     return _AlterReplicaLogDirsRequest_AlterReplicaLogDir()
 
 
-@dataclass(slots=True)
 class AlterReplicaLogDirsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1070,24 +1070,57 @@ class AlterReplicaLogDirsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class AlterReplicaLogDirTopic:
+    class AlterReplicaLogDirTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AlterReplicaLogDir:
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AlterReplicaLogDir(StructBase):
+        __slots__ = ("path", "topics", "unknown_tagged_fields")
+        __match_args__ = ("path", "topics", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        path: str = ""
-        topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        path: str
+        topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            path: str = "",
+            topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.path = path
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("dirs", "unknown_tagged_fields")
+    __match_args__ = ("dirs", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"dirs": list}
+    dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.dirs = [] if dirs is DEFAULT else dirs
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic = (
@@ -1140,7 +1173,6 @@ def _new_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult() -> (
     return _AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult()
 
 
-@dataclass(slots=True)
 class AlterReplicaLogDirsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1160,27 +1192,61 @@ class AlterReplicaLogDirsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class AlterReplicaLogDirPartitionResult:
+    class AlterReplicaLogDirPartitionResult(StructBase):
+        __slots__ = ("partition_index", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AlterReplicaLogDirTopicResult:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AlterReplicaLogDirTopicResult(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[
+                AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult
+            ] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -641,7 +642,6 @@ def _new_AlterUserScramCredentialsRequest_ScramCredentialUpsertion() -> (
     return _AlterUserScramCredentialsRequest_ScramCredentialUpsertion()
 
 
-@dataclass(slots=True)
 class AlterUserScramCredentialsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterUserScramCredentialsRequest_v0,)
@@ -655,30 +655,81 @@ class AlterUserScramCredentialsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class ScramCredentialDeletion:
+    class ScramCredentialDeletion(StructBase):
+        __slots__ = ("name", "mechanism", "unknown_tagged_fields")
+        __match_args__ = ("name", "mechanism", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        mechanism: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        mechanism: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ScramCredentialUpsertion:
+        def __init__(
+            self,
+            name: str = "",
+            mechanism: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.mechanism = mechanism
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ScramCredentialUpsertion(StructBase):
+        __slots__ = (
+            "name",
+            "mechanism",
+            "iterations",
+            "salt",
+            "salted_password",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "name",
+            "mechanism",
+            "iterations",
+            "salt",
+            "salted_password",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        mechanism: int = 0
-        iterations: int = 0
-        salt: bytes = b""
-        salted_password: bytes = b""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        mechanism: int
+        iterations: int
+        salt: bytes
+        salted_password: bytes
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion] = field(
-        default_factory=list
-    )
-    upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            mechanism: int = 0,
+            iterations: int = 0,
+            salt: bytes = b"",
+            salted_password: bytes = b"",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.mechanism = mechanism
+            self.iterations = iterations
+            self.salt = salt
+            self.salted_password = salted_password
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("deletions", "upsertions", "unknown_tagged_fields")
+    __match_args__ = ("deletions", "upsertions", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"deletions": list, "upsertions": list}
+    deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion]
+    upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion] = DEFAULT,
+        upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.deletions = [] if deletions is DEFAULT else deletions
+        self.upsertions = [] if upsertions is DEFAULT else upsertions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterUserScramCredentialsRequest_ScramCredentialDeletion = (
@@ -733,7 +784,6 @@ def _new_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult() -> 
     return _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult()
 
 
-@dataclass(slots=True)
 class AlterUserScramCredentialsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AlterUserScramCredentialsResponse_v0,)
@@ -745,19 +795,43 @@ class AlterUserScramCredentialsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class AlterUserScramCredentialsResult:
+    class AlterUserScramCredentialsResult(StructBase):
+        __slots__ = ("user", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("user", "error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        user: str = ""
-        error_code: int = 0
-        error_message: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        user: str
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            user: str = "",
+            error_code: int = 0,
+            error_message: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.user = user
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -791,7 +792,6 @@ def _write_ApiVersionsResponse_v3(o: ApiVersionsResponse, out: bytearray) -> Non
         out.append(0)
 
 
-@dataclass(slots=True)
 class ApiVersionsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -816,9 +816,22 @@ class ApiVersionsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    client_software_name: str = ""
-    client_software_version: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("client_software_name", "client_software_version", "unknown_tagged_fields")
+    __match_args__ = ("client_software_name", "client_software_version", "unknown_tagged_fields")
+    client_software_name: str
+    client_software_version: str
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        client_software_name: str = "",
+        client_software_version: str = "",
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.client_software_name = client_software_name
+        self.client_software_version = client_software_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ApiVersionsRequest.FIELDS = (
@@ -859,7 +872,6 @@ def _new_ApiVersionsResponse_FinalizedFeatureKey() -> ApiVersionsResponse.Finali
     return _ApiVersionsResponse_FinalizedFeatureKey()
 
 
-@dataclass(slots=True)
 class ApiVersionsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -883,38 +895,122 @@ class ApiVersionsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
 
-    @dataclass(slots=True)
-    class ApiVersion:
+    class ApiVersion(StructBase):
+        __slots__ = ("api_key", "min_version", "max_version", "unknown_tagged_fields")
+        __match_args__ = ("api_key", "min_version", "max_version", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        api_key: int = 0
-        min_version: int = 0
-        max_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        api_key: int
+        min_version: int
+        max_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class SupportedFeatureKey:
+        def __init__(
+            self,
+            api_key: int = 0,
+            min_version: int = 0,
+            max_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.api_key = api_key
+            self.min_version = min_version
+            self.max_version = max_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class SupportedFeatureKey(StructBase):
+        __slots__ = ("name", "min_version", "max_version", "unknown_tagged_fields")
+        __match_args__ = ("name", "min_version", "max_version", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        min_version: int = 0
-        max_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        min_version: int
+        max_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class FinalizedFeatureKey:
+        def __init__(
+            self,
+            name: str = "",
+            min_version: int = 0,
+            max_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.min_version = min_version
+            self.max_version = max_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class FinalizedFeatureKey(StructBase):
+        __slots__ = ("name", "max_version_level", "min_version_level", "unknown_tagged_fields")
+        __match_args__ = ("name", "max_version_level", "min_version_level", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        max_version_level: int = 0
-        min_version_level: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        max_version_level: int
+        min_version_level: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    api_keys: list[ApiVersionsResponse.ApiVersion] = field(default_factory=list)
-    throttle_time_ms: int = 0
-    supported_features: list[ApiVersionsResponse.SupportedFeatureKey] = field(default_factory=list)
-    finalized_features_epoch: int = -1
-    finalized_features: list[ApiVersionsResponse.FinalizedFeatureKey] = field(default_factory=list)
-    zk_migration_ready: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            max_version_level: int = 0,
+            min_version_level: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.max_version_level = max_version_level
+            self.min_version_level = min_version_level
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "error_code",
+        "api_keys",
+        "throttle_time_ms",
+        "supported_features",
+        "finalized_features_epoch",
+        "finalized_features",
+        "zk_migration_ready",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "error_code",
+        "api_keys",
+        "throttle_time_ms",
+        "supported_features",
+        "finalized_features_epoch",
+        "finalized_features",
+        "zk_migration_ready",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "api_keys": list,
+        "supported_features": list,
+        "finalized_features": list,
+    }
+    error_code: int
+    api_keys: list[ApiVersionsResponse.ApiVersion]
+    throttle_time_ms: int
+    supported_features: list[ApiVersionsResponse.SupportedFeatureKey]
+    finalized_features_epoch: int
+    finalized_features: list[ApiVersionsResponse.FinalizedFeatureKey]
+    zk_migration_ready: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        api_keys: list[ApiVersionsResponse.ApiVersion] = DEFAULT,
+        throttle_time_ms: int = 0,
+        supported_features: list[ApiVersionsResponse.SupportedFeatureKey] = DEFAULT,
+        finalized_features_epoch: int = -1,
+        finalized_features: list[ApiVersionsResponse.FinalizedFeatureKey] = DEFAULT,
+        zk_migration_ready: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.api_keys = [] if api_keys is DEFAULT else api_keys
+        self.throttle_time_ms = throttle_time_ms
+        self.supported_features = [] if supported_features is DEFAULT else supported_features
+        self.finalized_features_epoch = finalized_features_epoch
+        self.finalized_features = [] if finalized_features is DEFAULT else finalized_features
+        self.zk_migration_ready = zk_migration_ready
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ApiVersionsResponse_ApiVersion = ApiVersionsResponse.ApiVersion

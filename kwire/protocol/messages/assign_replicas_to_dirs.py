@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -682,7 +683,6 @@ def _new_AssignReplicasToDirsRequest_DirectoryData() -> AssignReplicasToDirsRequ
     return _AssignReplicasToDirsRequest_DirectoryData()
 
 
-@dataclass(slots=True)
 class AssignReplicasToDirsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AssignReplicasToDirsRequest_v0,)
@@ -696,30 +696,78 @@ class AssignReplicasToDirsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = ("partition_index", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[AssignReplicasToDirsRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[AssignReplicasToDirsRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DirectoryData:
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[AssignReplicasToDirsRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DirectoryData(StructBase):
+        __slots__ = ("id", "topics", "unknown_tagged_fields")
+        __match_args__ = ("id", "topics", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        id: UUID = ZERO_UUID
-        topics: list[AssignReplicasToDirsRequest.TopicData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        id: UUID
+        topics: list[AssignReplicasToDirsRequest.TopicData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    directories: list[AssignReplicasToDirsRequest.DirectoryData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            id: UUID = ZERO_UUID,
+            topics: list[AssignReplicasToDirsRequest.TopicData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.id = id
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("broker_id", "broker_epoch", "directories", "unknown_tagged_fields")
+    __match_args__ = ("broker_id", "broker_epoch", "directories", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"directories": list}
+    broker_id: BrokerId
+    broker_epoch: int
+    directories: list[AssignReplicasToDirsRequest.DirectoryData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        broker_id: BrokerId = 0,
+        broker_epoch: int = -1,
+        directories: list[AssignReplicasToDirsRequest.DirectoryData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+        self.directories = [] if directories is DEFAULT else directories
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AssignReplicasToDirsRequest_PartitionData = AssignReplicasToDirsRequest.PartitionData
@@ -790,7 +838,6 @@ def _new_AssignReplicasToDirsResponse_DirectoryData() -> AssignReplicasToDirsRes
     return _AssignReplicasToDirsResponse_DirectoryData()
 
 
-@dataclass(slots=True)
 class AssignReplicasToDirsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AssignReplicasToDirsResponse_v0,)
@@ -802,31 +849,81 @@ class AssignReplicasToDirsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = ("partition_index", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[AssignReplicasToDirsResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[AssignReplicasToDirsResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DirectoryData:
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[AssignReplicasToDirsResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DirectoryData(StructBase):
+        __slots__ = ("id", "topics", "unknown_tagged_fields")
+        __match_args__ = ("id", "topics", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        id: UUID = ZERO_UUID
-        topics: list[AssignReplicasToDirsResponse.TopicData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        id: UUID
+        topics: list[AssignReplicasToDirsResponse.TopicData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    directories: list[AssignReplicasToDirsResponse.DirectoryData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            id: UUID = ZERO_UUID,
+            topics: list[AssignReplicasToDirsResponse.TopicData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.id = id
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "error_code", "directories", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "directories", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"directories": list}
+    throttle_time_ms: int
+    error_code: int
+    directories: list[AssignReplicasToDirsResponse.DirectoryData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        directories: list[AssignReplicasToDirsResponse.DirectoryData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.directories = [] if directories is DEFAULT else directories
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _AssignReplicasToDirsResponse_PartitionData = AssignReplicasToDirsResponse.PartitionData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1195,7 +1196,6 @@ def _new_BeginQuorumEpochRequest_LeaderEndpoint() -> BeginQuorumEpochRequest.Lea
     return _BeginQuorumEpochRequest_LeaderEndpoint()
 
 
-@dataclass(slots=True)
 class BeginQuorumEpochRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1215,35 +1215,110 @@ class BeginQuorumEpochRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "voter_directory_id",
+            "leader_id",
+            "leader_epoch",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "voter_directory_id",
+            "leader_id",
+            "leader_epoch",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        voter_directory_id: UUID = ZERO_UUID
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        voter_directory_id: UUID
+        leader_id: BrokerId
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            voter_directory_id: UUID = ZERO_UUID,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.voter_directory_id = voter_directory_id
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[BeginQuorumEpochRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[BeginQuorumEpochRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class LeaderEndpoint:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[BeginQuorumEpochRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class LeaderEndpoint(StructBase):
+        __slots__ = ("name", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    cluster_id: str | None = None
-    voter_id: BrokerId = -1
-    topics: list[BeginQuorumEpochRequest.TopicData] = field(default_factory=list)
-    leader_endpoints: list[BeginQuorumEpochRequest.LeaderEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("cluster_id", "voter_id", "topics", "leader_endpoints", "unknown_tagged_fields")
+    __match_args__ = (
+        "cluster_id",
+        "voter_id",
+        "topics",
+        "leader_endpoints",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "leader_endpoints": list}
+    cluster_id: str | None
+    voter_id: BrokerId
+    topics: list[BeginQuorumEpochRequest.TopicData]
+    leader_endpoints: list[BeginQuorumEpochRequest.LeaderEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        voter_id: BrokerId = -1,
+        topics: list[BeginQuorumEpochRequest.TopicData] = DEFAULT,
+        leader_endpoints: list[BeginQuorumEpochRequest.LeaderEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.voter_id = voter_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.leader_endpoints = [] if leader_endpoints is DEFAULT else leader_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _BeginQuorumEpochRequest_PartitionData = BeginQuorumEpochRequest.PartitionData
@@ -1331,7 +1406,6 @@ def _new_BeginQuorumEpochResponse_NodeEndpoint() -> BeginQuorumEpochResponse.Nod
     return _BeginQuorumEpochResponse_NodeEndpoint()
 
 
-@dataclass(slots=True)
 class BeginQuorumEpochResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1349,34 +1423,101 @@ class BeginQuorumEpochResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        leader_id: BrokerId
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[BeginQuorumEpochResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[BeginQuorumEpochResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class NodeEndpoint:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[BeginQuorumEpochResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class NodeEndpoint(StructBase):
+        __slots__ = ("node_id", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        node_id: BrokerId
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    topics: list[BeginQuorumEpochResponse.TopicData] = field(default_factory=list)
-    node_endpoints: list[BeginQuorumEpochResponse.NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "topics", "node_endpoints", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "topics", "node_endpoints", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "node_endpoints": list}
+    error_code: int
+    topics: list[BeginQuorumEpochResponse.TopicData]
+    node_endpoints: list[BeginQuorumEpochResponse.NodeEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        topics: list[BeginQuorumEpochResponse.TopicData] = DEFAULT,
+        node_endpoints: list[BeginQuorumEpochResponse.NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.topics = [] if topics is DEFAULT else topics
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _BeginQuorumEpochResponse_PartitionData = BeginQuorumEpochResponse.PartitionData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1169,7 +1170,6 @@ def _new_BrokerRegistrationRequest_Feature() -> BrokerRegistrationRequest.Featur
     return _BrokerRegistrationRequest_Feature()
 
 
-@dataclass(slots=True)
 class BrokerRegistrationRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1195,33 +1195,120 @@ class BrokerRegistrationRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class Listener:
+    class Listener(StructBase):
+        __slots__ = ("name", "host", "port", "security_protocol", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "security_protocol", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        security_protocol: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        security_protocol: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Feature:
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            security_protocol: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.security_protocol = security_protocol
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Feature(StructBase):
+        __slots__ = (
+            "name",
+            "min_supported_version",
+            "max_supported_version",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "name",
+            "min_supported_version",
+            "max_supported_version",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        min_supported_version: int = 0
-        max_supported_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        min_supported_version: int
+        max_supported_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    broker_id: BrokerId = 0
-    cluster_id: str = ""
-    incarnation_id: UUID = ZERO_UUID
-    listeners: list[BrokerRegistrationRequest.Listener] = field(default_factory=list)
-    features: list[BrokerRegistrationRequest.Feature] = field(default_factory=list)
-    rack: str | None = ""
-    is_migrating_zk_broker: bool = False
-    log_dirs: list[UUID] = field(default_factory=list)
-    previous_broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            min_supported_version: int = 0,
+            max_supported_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.min_supported_version = min_supported_version
+            self.max_supported_version = max_supported_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "broker_id",
+        "cluster_id",
+        "incarnation_id",
+        "listeners",
+        "features",
+        "rack",
+        "is_migrating_zk_broker",
+        "log_dirs",
+        "previous_broker_epoch",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "broker_id",
+        "cluster_id",
+        "incarnation_id",
+        "listeners",
+        "features",
+        "rack",
+        "is_migrating_zk_broker",
+        "log_dirs",
+        "previous_broker_epoch",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"listeners": list, "features": list, "log_dirs": list}
+    broker_id: BrokerId
+    cluster_id: str
+    incarnation_id: UUID
+    listeners: list[BrokerRegistrationRequest.Listener]
+    features: list[BrokerRegistrationRequest.Feature]
+    rack: str | None
+    is_migrating_zk_broker: bool
+    log_dirs: list[UUID]
+    previous_broker_epoch: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        broker_id: BrokerId = 0,
+        cluster_id: str = "",
+        incarnation_id: UUID = ZERO_UUID,
+        listeners: list[BrokerRegistrationRequest.Listener] = DEFAULT,
+        features: list[BrokerRegistrationRequest.Feature] = DEFAULT,
+        rack: str | None = "",
+        is_migrating_zk_broker: bool = False,
+        log_dirs: list[UUID] = DEFAULT,
+        previous_broker_epoch: int = -1,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.broker_id = broker_id
+        self.cluster_id = cluster_id
+        self.incarnation_id = incarnation_id
+        self.listeners = [] if listeners is DEFAULT else listeners
+        self.features = [] if features is DEFAULT else features
+        self.rack = rack
+        self.is_migrating_zk_broker = is_migrating_zk_broker
+        self.log_dirs = [] if log_dirs is DEFAULT else log_dirs
+        self.previous_broker_epoch = previous_broker_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _BrokerRegistrationRequest_Listener = BrokerRegistrationRequest.Listener
@@ -1323,7 +1410,6 @@ BrokerRegistrationRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class BrokerRegistrationResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1346,10 +1432,25 @@ class BrokerRegistrationResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("throttle_time_ms", "error_code", "broker_epoch", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "broker_epoch", "unknown_tagged_fields")
+    throttle_time_ms: int
+    error_code: int
+    broker_epoch: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        broker_epoch: int = -1,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.broker_epoch = broker_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 BrokerRegistrationResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -464,7 +465,6 @@ def _write_ControlledShutdownResponse_v3(o: ControlledShutdownResponse, out: byt
         out.append(0)
 
 
-@dataclass(slots=True)
 class ControlledShutdownRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -487,9 +487,22 @@ class ControlledShutdownRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("broker_id", "broker_epoch", "unknown_tagged_fields")
+    __match_args__ = ("broker_id", "broker_epoch", "unknown_tagged_fields")
+    broker_id: BrokerId
+    broker_epoch: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        broker_id: BrokerId = 0,
+        broker_epoch: int = -1,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ControlledShutdownRequest.FIELDS = (
@@ -506,7 +519,6 @@ def _new_ControlledShutdownResponse_RemainingPartition() -> (
     return _ControlledShutdownResponse_RemainingPartition()
 
 
-@dataclass(slots=True)
 class ControlledShutdownResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -528,18 +540,40 @@ class ControlledShutdownResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
 
-    @dataclass(slots=True)
-    class RemainingPartition:
+    class RemainingPartition(StructBase):
+        __slots__ = ("topic_name", "partition_index", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partition_index", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partition_index: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    remaining_partitions: list[ControlledShutdownResponse.RemainingPartition] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "remaining_partitions", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "remaining_partitions", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"remaining_partitions": list}
+    error_code: int
+    remaining_partitions: list[ControlledShutdownResponse.RemainingPartition]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        remaining_partitions: list[ControlledShutdownResponse.RemainingPartition] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.remaining_partitions = [] if remaining_partitions is DEFAULT else remaining_partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ControlledShutdownResponse_RemainingPartition = ControlledShutdownResponse.RemainingPartition

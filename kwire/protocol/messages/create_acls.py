@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -876,7 +877,6 @@ def _new_CreateAclsRequest_AclCreation() -> CreateAclsRequest.AclCreation:
     return _CreateAclsRequest_AclCreation()
 
 
-@dataclass(slots=True)
 class CreateAclsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -900,20 +900,70 @@ class CreateAclsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class AclCreation:
+    class AclCreation(StructBase):
+        __slots__ = (
+            "resource_type",
+            "resource_name",
+            "resource_pattern_type",
+            "principal",
+            "host",
+            "operation",
+            "permission_type",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "resource_type",
+            "resource_name",
+            "resource_pattern_type",
+            "principal",
+            "host",
+            "operation",
+            "permission_type",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        resource_type: int = 0
-        resource_name: str = ""
-        resource_pattern_type: int = 3
-        principal: str = ""
-        host: str = ""
-        operation: int = 0
-        permission_type: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        resource_type: int
+        resource_name: str
+        resource_pattern_type: int
+        principal: str
+        host: str
+        operation: int
+        permission_type: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    creations: list[CreateAclsRequest.AclCreation] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            resource_type: int = 0,
+            resource_name: str = "",
+            resource_pattern_type: int = 3,
+            principal: str = "",
+            host: str = "",
+            operation: int = 0,
+            permission_type: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.resource_pattern_type = resource_pattern_type
+            self.principal = principal
+            self.host = host
+            self.operation = operation
+            self.permission_type = permission_type
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("creations", "unknown_tagged_fields")
+    __match_args__ = ("creations", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"creations": list}
+    creations: list[CreateAclsRequest.AclCreation]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        creations: list[CreateAclsRequest.AclCreation] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.creations = [] if creations is DEFAULT else creations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _CreateAclsRequest_AclCreation = CreateAclsRequest.AclCreation
@@ -962,7 +1012,6 @@ def _new_CreateAclsResponse_AclCreationResult() -> CreateAclsResponse.AclCreatio
     return _CreateAclsResponse_AclCreationResult()
 
 
-@dataclass(slots=True)
 class CreateAclsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -984,16 +1033,40 @@ class CreateAclsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class AclCreationResult:
+    class AclCreationResult(StructBase):
+        __slots__ = ("error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    results: list[CreateAclsResponse.AclCreationResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    results: list[CreateAclsResponse.AclCreationResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[CreateAclsResponse.AclCreationResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _CreateAclsResponse_AclCreationResult = CreateAclsResponse.AclCreationResult

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -913,7 +914,6 @@ def _new_CreatePartitionsRequest_CreatePartitionsTopic() -> (
     return _CreatePartitionsRequest_CreatePartitionsTopic()
 
 
-@dataclass(slots=True)
 class CreatePartitionsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -937,26 +937,63 @@ class CreatePartitionsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class CreatePartitionsAssignment:
+    class CreatePartitionsAssignment(StructBase):
+        __slots__ = ("broker_ids", "unknown_tagged_fields")
+        __match_args__ = ("broker_ids", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"broker_ids": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        broker_ids: list[BrokerId] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        broker_ids: list[BrokerId]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class CreatePartitionsTopic:
+        def __init__(
+            self,
+            broker_ids: list[BrokerId] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.broker_ids = [] if broker_ids is DEFAULT else broker_ids
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class CreatePartitionsTopic(StructBase):
+        __slots__ = ("name", "count", "assignments", "unknown_tagged_fields")
+        __match_args__ = ("name", "count", "assignments", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"assignments": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        count: int = 0
-        assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        count: int
+        assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[CreatePartitionsRequest.CreatePartitionsTopic] = field(default_factory=list)
-    timeout_ms: int = 0
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            count: int = 0,
+            assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.count = count
+            self.assignments = [] if assignments is DEFAULT else assignments
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "timeout_ms", "validate_only", "unknown_tagged_fields")
+    __match_args__ = ("topics", "timeout_ms", "validate_only", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[CreatePartitionsRequest.CreatePartitionsTopic]
+    timeout_ms: int
+    validate_only: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[CreatePartitionsRequest.CreatePartitionsTopic] = DEFAULT,
+        timeout_ms: int = 0,
+        validate_only: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.timeout_ms = timeout_ms
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _CreatePartitionsRequest_CreatePartitionsAssignment = (
@@ -1007,7 +1044,6 @@ def _new_CreatePartitionsResponse_CreatePartitionsTopicResult() -> (
     return _CreatePartitionsResponse_CreatePartitionsTopicResult()
 
 
-@dataclass(slots=True)
 class CreatePartitionsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1029,19 +1065,43 @@ class CreatePartitionsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class CreatePartitionsTopicResult:
+    class CreatePartitionsTopicResult(StructBase):
+        __slots__ = ("name", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("name", "error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        error_code: int = 0
-        error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    results: list[CreatePartitionsResponse.CreatePartitionsTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            error_code: int = 0,
+            error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    results: list[CreatePartitionsResponse.CreatePartitionsTopicResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[CreatePartitionsResponse.CreatePartitionsTopicResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _CreatePartitionsResponse_CreatePartitionsTopicResult = (

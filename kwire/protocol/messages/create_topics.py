@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -2160,7 +2161,6 @@ def _new_CreateTopicsRequest_CreatableTopic() -> CreateTopicsRequest.CreatableTo
     return _CreateTopicsRequest_CreatableTopic()
 
 
-@dataclass(slots=True)
 class CreateTopicsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2192,36 +2192,104 @@ class CreateTopicsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class CreatableReplicaAssignment:
+    class CreatableReplicaAssignment(StructBase):
+        __slots__ = ("partition_index", "broker_ids", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "broker_ids", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"broker_ids": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        broker_ids: list[BrokerId] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        broker_ids: list[BrokerId]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class CreatableTopicConfig:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        value: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition_index: int = 0,
+            broker_ids: list[BrokerId] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.broker_ids = [] if broker_ids is DEFAULT else broker_ids
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class CreatableTopic:
+    class CreatableTopicConfig(StructBase):
+        __slots__ = ("name", "value", "unknown_tagged_fields")
+        __match_args__ = ("name", "value", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        num_partitions: int = 0
-        replication_factor: int = 0
-        assignments: list[CreateTopicsRequest.CreatableReplicaAssignment] = field(
-            default_factory=list
+        name: str
+        value: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: str = "",
+            value: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.value = value
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class CreatableTopic(StructBase):
+        __slots__ = (
+            "name",
+            "num_partitions",
+            "replication_factor",
+            "assignments",
+            "configs",
+            "unknown_tagged_fields",
         )
-        configs: list[CreateTopicsRequest.CreatableTopicConfig] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "name",
+            "num_partitions",
+            "replication_factor",
+            "assignments",
+            "configs",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"assignments": list, "configs": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        num_partitions: int
+        replication_factor: int
+        assignments: list[CreateTopicsRequest.CreatableReplicaAssignment]
+        configs: list[CreateTopicsRequest.CreatableTopicConfig]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[CreateTopicsRequest.CreatableTopic] = field(default_factory=list)
-    timeout_ms: int = 60000
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            num_partitions: int = 0,
+            replication_factor: int = 0,
+            assignments: list[CreateTopicsRequest.CreatableReplicaAssignment] = DEFAULT,
+            configs: list[CreateTopicsRequest.CreatableTopicConfig] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.num_partitions = num_partitions
+            self.replication_factor = replication_factor
+            self.assignments = [] if assignments is DEFAULT else assignments
+            self.configs = [] if configs is DEFAULT else configs
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "timeout_ms", "validate_only", "unknown_tagged_fields")
+    __match_args__ = ("topics", "timeout_ms", "validate_only", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[CreateTopicsRequest.CreatableTopic]
+    timeout_ms: int
+    validate_only: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[CreateTopicsRequest.CreatableTopic] = DEFAULT,
+        timeout_ms: int = 60000,
+        validate_only: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.timeout_ms = timeout_ms
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _CreateTopicsRequest_CreatableReplicaAssignment = CreateTopicsRequest.CreatableReplicaAssignment
@@ -2304,7 +2372,6 @@ def _new_CreateTopicsResponse_CreatableTopicResult() -> CreateTopicsResponse.Cre
     return _CreateTopicsResponse_CreatableTopicResult()
 
 
-@dataclass(slots=True)
 class CreateTopicsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2334,34 +2401,120 @@ class CreateTopicsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 7
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
 
-    @dataclass(slots=True)
-    class CreatableTopicConfigs:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        value: str | None = ""
-        read_only: bool = False
-        config_source: int = -1
-        is_sensitive: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class CreatableTopicResult:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        error_code: int = 0
-        error_message: str | None = ""
-        topic_config_error_code: int = 0
-        num_partitions: int = -1
-        replication_factor: int = -1
-        configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None = field(
-            default_factory=list
+    class CreatableTopicConfigs(StructBase):
+        __slots__ = (
+            "name",
+            "value",
+            "read_only",
+            "config_source",
+            "is_sensitive",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "name",
+            "value",
+            "read_only",
+            "config_source",
+            "is_sensitive",
+            "unknown_tagged_fields",
+        )
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str
+        value: str | None
+        read_only: bool
+        config_source: int
+        is_sensitive: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[CreateTopicsResponse.CreatableTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            value: str | None = "",
+            read_only: bool = False,
+            config_source: int = -1,
+            is_sensitive: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.value = value
+            self.read_only = read_only
+            self.config_source = config_source
+            self.is_sensitive = is_sensitive
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class CreatableTopicResult(StructBase):
+        __slots__ = (
+            "name",
+            "topic_id",
+            "error_code",
+            "error_message",
+            "topic_config_error_code",
+            "num_partitions",
+            "replication_factor",
+            "configs",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "name",
+            "topic_id",
+            "error_code",
+            "error_message",
+            "topic_config_error_code",
+            "num_partitions",
+            "replication_factor",
+            "configs",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"configs": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        topic_id: UUID
+        error_code: int
+        error_message: str | None
+        topic_config_error_code: int
+        num_partitions: int
+        replication_factor: int
+        configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            error_code: int = 0,
+            error_message: str | None = "",
+            topic_config_error_code: int = 0,
+            num_partitions: int = -1,
+            replication_factor: int = -1,
+            configs: list[CreateTopicsResponse.CreatableTopicConfigs] | None = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.topic_id = topic_id
+            self.error_code = error_code
+            self.error_message = error_message
+            self.topic_config_error_code = topic_config_error_code
+            self.num_partitions = num_partitions
+            self.replication_factor = replication_factor
+            self.configs = [] if configs is DEFAULT else configs
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    topics: list[CreateTopicsResponse.CreatableTopicResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[CreateTopicsResponse.CreatableTopicResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _CreateTopicsResponse_CreatableTopicConfigs = CreateTopicsResponse.CreatableTopicConfigs

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1553,7 +1554,6 @@ def _new_DeleteAclsRequest_DeleteAclsFilter() -> DeleteAclsRequest.DeleteAclsFil
     return _DeleteAclsRequest_DeleteAclsFilter()
 
 
-@dataclass(slots=True)
 class DeleteAclsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1577,20 +1577,70 @@ class DeleteAclsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class DeleteAclsFilter:
+    class DeleteAclsFilter(StructBase):
+        __slots__ = (
+            "resource_type_filter",
+            "resource_name_filter",
+            "pattern_type_filter",
+            "principal_filter",
+            "host_filter",
+            "operation",
+            "permission_type",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "resource_type_filter",
+            "resource_name_filter",
+            "pattern_type_filter",
+            "principal_filter",
+            "host_filter",
+            "operation",
+            "permission_type",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        resource_type_filter: int = 0
-        resource_name_filter: str | None = ""
-        pattern_type_filter: int = 3
-        principal_filter: str | None = ""
-        host_filter: str | None = ""
-        operation: int = 0
-        permission_type: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        resource_type_filter: int
+        resource_name_filter: str | None
+        pattern_type_filter: int
+        principal_filter: str | None
+        host_filter: str | None
+        operation: int
+        permission_type: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    filters: list[DeleteAclsRequest.DeleteAclsFilter] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            resource_type_filter: int = 0,
+            resource_name_filter: str | None = "",
+            pattern_type_filter: int = 3,
+            principal_filter: str | None = "",
+            host_filter: str | None = "",
+            operation: int = 0,
+            permission_type: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.resource_type_filter = resource_type_filter
+            self.resource_name_filter = resource_name_filter
+            self.pattern_type_filter = pattern_type_filter
+            self.principal_filter = principal_filter
+            self.host_filter = host_filter
+            self.operation = operation
+            self.permission_type = permission_type
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("filters", "unknown_tagged_fields")
+    __match_args__ = ("filters", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"filters": list}
+    filters: list[DeleteAclsRequest.DeleteAclsFilter]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        filters: list[DeleteAclsRequest.DeleteAclsFilter] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.filters = [] if filters is DEFAULT else filters
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteAclsRequest_DeleteAclsFilter = DeleteAclsRequest.DeleteAclsFilter
@@ -1671,7 +1721,6 @@ def _new_DeleteAclsResponse_DeleteAclsFilterResult() -> DeleteAclsResponse.Delet
     return _DeleteAclsResponse_DeleteAclsFilterResult()
 
 
-@dataclass(slots=True)
 class DeleteAclsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1693,31 +1742,105 @@ class DeleteAclsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class DeleteAclsMatchingAcl:
+    class DeleteAclsMatchingAcl(StructBase):
+        __slots__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "pattern_type",
+            "principal",
+            "host",
+            "operation",
+            "permission_type",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "pattern_type",
+            "principal",
+            "host",
+            "operation",
+            "permission_type",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = ""
-        resource_type: int = 0
-        resource_name: str = ""
-        pattern_type: int = 3
-        principal: str = ""
-        host: str = ""
-        operation: int = 0
-        permission_type: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        error_message: str | None
+        resource_type: int
+        resource_name: str
+        pattern_type: int
+        principal: str
+        host: str
+        operation: int
+        permission_type: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DeleteAclsFilterResult:
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = "",
+            resource_type: int = 0,
+            resource_name: str = "",
+            pattern_type: int = 3,
+            principal: str = "",
+            host: str = "",
+            operation: int = 0,
+            permission_type: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.pattern_type = pattern_type
+            self.principal = principal
+            self.host = host
+            self.operation = operation
+            self.permission_type = permission_type
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DeleteAclsFilterResult(StructBase):
+        __slots__ = ("error_code", "error_message", "matching_acls", "unknown_tagged_fields")
+        __match_args__ = ("error_code", "error_message", "matching_acls", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"matching_acls": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = ""
-        matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        error_message: str | None
+        matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = "",
+            matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.matching_acls = [] if matching_acls is DEFAULT else matching_acls
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "filter_results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "filter_results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"filter_results": list}
+    throttle_time_ms: int
+    filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.filter_results = [] if filter_results is DEFAULT else filter_results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteAclsResponse_DeleteAclsMatchingAcl = DeleteAclsResponse.DeleteAclsMatchingAcl

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -517,7 +518,6 @@ def _write_DeleteGroupsResponse_v2(o: DeleteGroupsResponse, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
 class DeleteGroupsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -538,8 +538,20 @@ class DeleteGroupsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    groups_names: list[GroupId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("groups_names", "unknown_tagged_fields")
+    __match_args__ = ("groups_names", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups_names": list}
+    groups_names: list[GroupId]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        groups_names: list[GroupId] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.groups_names = [] if groups_names is DEFAULT else groups_names
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 DeleteGroupsRequest.FIELDS = (
@@ -553,7 +565,6 @@ def _new_DeleteGroupsResponse_DeletableGroupResult() -> DeleteGroupsResponse.Del
     return _DeleteGroupsResponse_DeletableGroupResult()
 
 
-@dataclass(slots=True)
 class DeleteGroupsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -573,16 +584,40 @@ class DeleteGroupsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class DeletableGroupResult:
+    class DeletableGroupResult(StructBase):
+        __slots__ = ("group_id", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("group_id", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        group_id: GroupId = ""
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        group_id: GroupId
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    results: list[DeleteGroupsResponse.DeletableGroupResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            group_id: GroupId = "",
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.group_id = group_id
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    results: list[DeleteGroupsResponse.DeletableGroupResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[DeleteGroupsResponse.DeletableGroupResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteGroupsResponse_DeletableGroupResult = DeleteGroupsResponse.DeletableGroupResult

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -939,7 +940,6 @@ def _new_DeleteRecordsRequest_DeleteRecordsTopic() -> DeleteRecordsRequest.Delet
     return _DeleteRecordsRequest_DeleteRecordsTopic()
 
 
-@dataclass(slots=True)
 class DeleteRecordsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -961,23 +961,59 @@ class DeleteRecordsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class DeleteRecordsPartition:
+    class DeleteRecordsPartition(StructBase):
+        __slots__ = ("partition_index", "offset", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "offset", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        offset: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DeleteRecordsTopic:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            offset: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.offset = offset
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DeleteRecordsTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[DeleteRecordsRequest.DeleteRecordsPartition] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[DeleteRecordsRequest.DeleteRecordsPartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = field(default_factory=list)
-    timeout_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[DeleteRecordsRequest.DeleteRecordsPartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "timeout_ms", "unknown_tagged_fields")
+    __match_args__ = ("topics", "timeout_ms", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[DeleteRecordsRequest.DeleteRecordsTopic]
+    timeout_ms: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = DEFAULT,
+        timeout_ms: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.timeout_ms = timeout_ms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteRecordsRequest_DeleteRecordsPartition = DeleteRecordsRequest.DeleteRecordsPartition
@@ -1031,7 +1067,6 @@ def _new_DeleteRecordsResponse_DeleteRecordsTopicResult() -> (
     return _DeleteRecordsResponse_DeleteRecordsTopicResult()
 
 
-@dataclass(slots=True)
 class DeleteRecordsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1051,26 +1086,62 @@ class DeleteRecordsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class DeleteRecordsPartitionResult:
+    class DeleteRecordsPartitionResult(StructBase):
+        __slots__ = ("partition_index", "low_watermark", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "low_watermark", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        low_watermark: int = 0
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        low_watermark: int
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DeleteRecordsTopicResult:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            low_watermark: int = 0,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.low_watermark = low_watermark
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DeleteRecordsTopicResult(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteRecordsResponse_DeleteRecordsPartitionResult = (

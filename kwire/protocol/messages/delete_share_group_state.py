@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -560,7 +561,6 @@ def _new_DeleteShareGroupStateRequest_DeleteStateData() -> (
     return _DeleteShareGroupStateRequest_DeleteStateData()
 
 
-@dataclass(slots=True)
 class DeleteShareGroupStateRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DeleteShareGroupStateRequest_v0,)
@@ -574,22 +574,56 @@ class DeleteShareGroupStateRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = ("partition", "unknown_tagged_fields")
+        __match_args__ = ("partition", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DeleteStateData:
+        def __init__(
+            self,
+            partition: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DeleteStateData(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[DeleteShareGroupStateRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[DeleteShareGroupStateRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: str = ""
-    topics: list[DeleteShareGroupStateRequest.DeleteStateData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[DeleteShareGroupStateRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("group_id", "topics", "unknown_tagged_fields")
+    __match_args__ = ("group_id", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    group_id: str
+    topics: list[DeleteShareGroupStateRequest.DeleteStateData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: str = "",
+        topics: list[DeleteShareGroupStateRequest.DeleteStateData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteShareGroupStateRequest_PartitionData = DeleteShareGroupStateRequest.PartitionData
@@ -640,7 +674,6 @@ def _new_DeleteShareGroupStateResponse_DeleteStateResult() -> (
     return _DeleteShareGroupStateResponse_DeleteStateResult()
 
 
-@dataclass(slots=True)
 class DeleteShareGroupStateResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DeleteShareGroupStateResponse_v0,)
@@ -652,25 +685,59 @@ class DeleteShareGroupStateResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class PartitionResult:
+    class PartitionResult(StructBase):
+        __slots__ = ("partition", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("partition", "error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        error_code: int = 0
-        error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DeleteStateResult:
+        def __init__(
+            self,
+            partition: int = 0,
+            error_code: int = 0,
+            error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DeleteStateResult(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[DeleteShareGroupStateResponse.PartitionResult] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[DeleteShareGroupStateResponse.PartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    results: list[DeleteShareGroupStateResponse.DeleteStateResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[DeleteShareGroupStateResponse.PartitionResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("results", "unknown_tagged_fields")
+    __match_args__ = ("results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    results: list[DeleteShareGroupStateResponse.DeleteStateResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        results: list[DeleteShareGroupStateResponse.DeleteStateResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteShareGroupStateResponse_PartitionResult = DeleteShareGroupStateResponse.PartitionResult

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1295,7 +1296,6 @@ def _new_DeleteTopicsRequest_DeleteTopicState() -> DeleteTopicsRequest.DeleteTop
     return _DeleteTopicsRequest_DeleteTopicState()
 
 
-@dataclass(slots=True)
 class DeleteTopicsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1325,17 +1325,43 @@ class DeleteTopicsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class DeleteTopicState:
+    class DeleteTopicState(StructBase):
+        __slots__ = ("name", "topic_id", "unknown_tagged_fields")
+        __match_args__ = ("name", "topic_id", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName | None = None
-        topic_id: UUID = ZERO_UUID
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName | None
+        topic_id: UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[DeleteTopicsRequest.DeleteTopicState] = field(default_factory=list)
-    topic_names: list[TopicName] = field(default_factory=list)
-    timeout_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName | None = None,
+            topic_id: UUID = ZERO_UUID,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.topic_id = topic_id
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "topic_names", "timeout_ms", "unknown_tagged_fields")
+    __match_args__ = ("topics", "topic_names", "timeout_ms", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "topic_names": list}
+    topics: list[DeleteTopicsRequest.DeleteTopicState]
+    topic_names: list[TopicName]
+    timeout_ms: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[DeleteTopicsRequest.DeleteTopicState] = DEFAULT,
+        topic_names: list[TopicName] = DEFAULT,
+        timeout_ms: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.topic_names = [] if topic_names is DEFAULT else topic_names
+        self.timeout_ms = timeout_ms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteTopicsRequest_DeleteTopicState = DeleteTopicsRequest.DeleteTopicState
@@ -1365,7 +1391,6 @@ def _new_DeleteTopicsResponse_DeletableTopicResult() -> DeleteTopicsResponse.Del
     return _DeleteTopicsResponse_DeletableTopicResult()
 
 
-@dataclass(slots=True)
 class DeleteTopicsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1393,18 +1418,52 @@ class DeleteTopicsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 6
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
 
-    @dataclass(slots=True)
-    class DeletableTopicResult:
+    class DeletableTopicResult(StructBase):
+        __slots__ = ("name", "topic_id", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = (
+            "name",
+            "topic_id",
+            "error_code",
+            "error_message",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName | None = ""
-        topic_id: UUID = ZERO_UUID
-        error_code: int = 0
-        error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName | None
+        topic_id: UUID
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    responses: list[DeleteTopicsResponse.DeletableTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName | None = "",
+            topic_id: UUID = ZERO_UUID,
+            error_code: int = 0,
+            error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.topic_id = topic_id
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "responses", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "responses", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"responses": list}
+    throttle_time_ms: int
+    responses: list[DeleteTopicsResponse.DeletableTopicResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        responses: list[DeleteTopicsResponse.DeletableTopicResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.responses = [] if responses is DEFAULT else responses
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DeleteTopicsResponse_DeletableTopicResult = DeleteTopicsResponse.DeletableTopicResult

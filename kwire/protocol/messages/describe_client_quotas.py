@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1041,7 +1042,6 @@ def _new_DescribeClientQuotasRequest_ComponentData() -> DescribeClientQuotasRequ
     return _DescribeClientQuotasRequest_ComponentData()
 
 
-@dataclass(slots=True)
 class DescribeClientQuotasRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1061,17 +1061,43 @@ class DescribeClientQuotasRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class ComponentData:
+    class ComponentData(StructBase):
+        __slots__ = ("entity_type", "match_type", "match", "unknown_tagged_fields")
+        __match_args__ = ("entity_type", "match_type", "match", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        entity_type: str = ""
-        match_type: int = 0
-        match: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        entity_type: str
+        match_type: int
+        match: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    components: list[DescribeClientQuotasRequest.ComponentData] = field(default_factory=list)
-    strict: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            entity_type: str = "",
+            match_type: int = 0,
+            match: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.entity_type = entity_type
+            self.match_type = match_type
+            self.match = match
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("components", "strict", "unknown_tagged_fields")
+    __match_args__ = ("components", "strict", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"components": list}
+    components: list[DescribeClientQuotasRequest.ComponentData]
+    strict: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        components: list[DescribeClientQuotasRequest.ComponentData] = DEFAULT,
+        strict: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.components = [] if components is DEFAULT else components
+        self.strict = strict
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeClientQuotasRequest_ComponentData = DescribeClientQuotasRequest.ComponentData
@@ -1109,7 +1135,6 @@ def _new_DescribeClientQuotasResponse_EntryData() -> DescribeClientQuotasRespons
     return _DescribeClientQuotasResponse_EntryData()
 
 
-@dataclass(slots=True)
 class DescribeClientQuotasResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1127,32 +1152,95 @@ class DescribeClientQuotasResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
 
-    @dataclass(slots=True)
-    class EntityData:
+    class EntityData(StructBase):
+        __slots__ = ("entity_type", "entity_name", "unknown_tagged_fields")
+        __match_args__ = ("entity_type", "entity_name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        entity_type: str = ""
-        entity_name: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        entity_type: str
+        entity_name: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ValueData:
+        def __init__(
+            self,
+            entity_type: str = "",
+            entity_name: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.entity_type = entity_type
+            self.entity_name = entity_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ValueData(StructBase):
+        __slots__ = ("key", "value", "unknown_tagged_fields")
+        __match_args__ = ("key", "value", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        key: str = ""
-        value: float = 0.0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        key: str
+        value: float
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class EntryData:
+        def __init__(
+            self,
+            key: str = "",
+            value: float = 0.0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.key = key
+            self.value = value
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class EntryData(StructBase):
+        __slots__ = ("entity", "values", "unknown_tagged_fields")
+        __match_args__ = ("entity", "values", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"entity": list, "values": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        entity: list[DescribeClientQuotasResponse.EntityData] = field(default_factory=list)
-        values: list[DescribeClientQuotasResponse.ValueData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        entity: list[DescribeClientQuotasResponse.EntityData]
+        values: list[DescribeClientQuotasResponse.ValueData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    entries: list[DescribeClientQuotasResponse.EntryData] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            entity: list[DescribeClientQuotasResponse.EntityData] = DEFAULT,
+            values: list[DescribeClientQuotasResponse.ValueData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.entity = [] if entity is DEFAULT else entity
+            self.values = [] if values is DEFAULT else values
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "entries",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "entries",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"entries": list}
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    entries: list[DescribeClientQuotasResponse.EntryData] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = "",
+        entries: list[DescribeClientQuotasResponse.EntryData] | None = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.entries = [] if entries is DEFAULT else entries
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeClientQuotasResponse_EntityData = DescribeClientQuotasResponse.EntityData

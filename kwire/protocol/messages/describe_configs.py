@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -2259,7 +2260,6 @@ def _new_DescribeConfigsRequest_DescribeConfigsResource() -> (
     return _DescribeConfigsRequest_DescribeConfigsResource()
 
 
-@dataclass(slots=True)
 class DescribeConfigsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2285,18 +2285,62 @@ class DescribeConfigsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class DescribeConfigsResource:
+    class DescribeConfigsResource(StructBase):
+        __slots__ = (
+            "resource_type",
+            "resource_name",
+            "configuration_keys",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "resource_type",
+            "resource_name",
+            "configuration_keys",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"configuration_keys": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        resource_type: int = 0
-        resource_name: str = ""
-        configuration_keys: list[str] | None = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        resource_type: int
+        resource_name: str
+        configuration_keys: list[str] | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    resources: list[DescribeConfigsRequest.DescribeConfigsResource] = field(default_factory=list)
-    include_synonyms: bool = False
-    include_documentation: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            resource_type: int = 0,
+            resource_name: str = "",
+            configuration_keys: list[str] | None = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.configuration_keys = [] if configuration_keys is DEFAULT else configuration_keys
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("resources", "include_synonyms", "include_documentation", "unknown_tagged_fields")
+    __match_args__ = (
+        "resources",
+        "include_synonyms",
+        "include_documentation",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"resources": list}
+    resources: list[DescribeConfigsRequest.DescribeConfigsResource]
+    include_synonyms: bool
+    include_documentation: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        resources: list[DescribeConfigsRequest.DescribeConfigsResource] = DEFAULT,
+        include_synonyms: bool = False,
+        include_documentation: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.resources = [] if resources is DEFAULT else resources
+        self.include_synonyms = include_synonyms
+        self.include_documentation = include_documentation
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeConfigsRequest_DescribeConfigsResource = DescribeConfigsRequest.DescribeConfigsResource
@@ -2367,7 +2411,6 @@ def _new_DescribeConfigsResponse_DescribeConfigsResult() -> (
     return _DescribeConfigsResponse_DescribeConfigsResult()
 
 
-@dataclass(slots=True)
 class DescribeConfigsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2391,43 +2434,147 @@ class DescribeConfigsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
 
-    @dataclass(slots=True)
-    class DescribeConfigsSynonym:
+    class DescribeConfigsSynonym(StructBase):
+        __slots__ = ("name", "value", "source", "unknown_tagged_fields")
+        __match_args__ = ("name", "value", "source", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        value: str | None = ""
-        source: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        value: str | None
+        source: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribeConfigsResourceResult:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        value: str | None = ""
-        read_only: bool = False
-        is_default: bool = False
-        config_source: int = -1
-        is_sensitive: bool = False
-        synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym] = field(default_factory=list)
-        config_type: int = 0
-        documentation: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            value: str | None = "",
+            source: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.value = value
+            self.source = source
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class DescribeConfigsResult:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = ""
-        resource_type: int = 0
-        resource_name: str = ""
-        configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult] = field(
-            default_factory=list
+    class DescribeConfigsResourceResult(StructBase):
+        __slots__ = (
+            "name",
+            "value",
+            "read_only",
+            "is_default",
+            "config_source",
+            "is_sensitive",
+            "synonyms",
+            "config_type",
+            "documentation",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "name",
+            "value",
+            "read_only",
+            "is_default",
+            "config_source",
+            "is_sensitive",
+            "synonyms",
+            "config_type",
+            "documentation",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"synonyms": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: str
+        value: str | None
+        read_only: bool
+        is_default: bool
+        config_source: int
+        is_sensitive: bool
+        synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym]
+        config_type: int
+        documentation: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    results: list[DescribeConfigsResponse.DescribeConfigsResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            value: str | None = "",
+            read_only: bool = False,
+            is_default: bool = False,
+            config_source: int = -1,
+            is_sensitive: bool = False,
+            synonyms: list[DescribeConfigsResponse.DescribeConfigsSynonym] = DEFAULT,
+            config_type: int = 0,
+            documentation: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.value = value
+            self.read_only = read_only
+            self.is_default = is_default
+            self.config_source = config_source
+            self.is_sensitive = is_sensitive
+            self.synonyms = [] if synonyms is DEFAULT else synonyms
+            self.config_type = config_type
+            self.documentation = documentation
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeConfigsResult(StructBase):
+        __slots__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "configs",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "configs",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"configs": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int
+        error_message: str | None
+        resource_type: int
+        resource_name: str
+        configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = "",
+            resource_type: int = 0,
+            resource_name: str = "",
+            configs: list[DescribeConfigsResponse.DescribeConfigsResourceResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.configs = [] if configs is DEFAULT else configs
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    results: list[DescribeConfigsResponse.DescribeConfigsResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[DescribeConfigsResponse.DescribeConfigsResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeConfigsResponse_DescribeConfigsSynonym = DescribeConfigsResponse.DescribeConfigsSynonym

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1640,7 +1641,6 @@ def _new_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner() -> (
     return _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner()
 
 
-@dataclass(slots=True)
 class DescribeDelegationTokenRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1664,17 +1664,37 @@ class DescribeDelegationTokenRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class DescribeDelegationTokenOwner:
+    class DescribeDelegationTokenOwner(StructBase):
+        __slots__ = ("principal_type", "principal_name", "unknown_tagged_fields")
+        __match_args__ = ("principal_type", "principal_name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        principal_type: str = ""
-        principal_name: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        principal_type: str
+        principal_name: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            principal_type: str = "",
+            principal_name: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.principal_type = principal_type
+            self.principal_name = principal_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("owners", "unknown_tagged_fields")
+    __match_args__ = ("owners", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"owners": list}
+    owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.owners = [] if owners is DEFAULT else owners
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeDelegationTokenRequest_DescribeDelegationTokenOwner = (
@@ -1716,7 +1736,6 @@ def _new_DescribeDelegationTokenResponse_DescribedDelegationToken() -> (
     return _DescribeDelegationTokenResponse_DescribedDelegationToken()
 
 
-@dataclass(slots=True)
 class DescribeDelegationTokenResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1738,36 +1757,112 @@ class DescribeDelegationTokenResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class DescribedDelegationTokenRenewer:
+    class DescribedDelegationTokenRenewer(StructBase):
+        __slots__ = ("principal_type", "principal_name", "unknown_tagged_fields")
+        __match_args__ = ("principal_type", "principal_name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        principal_type: str = ""
-        principal_name: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        principal_type: str
+        principal_name: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribedDelegationToken:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        principal_type: str = ""
-        principal_name: str = ""
-        token_requester_principal_type: str = ""
-        token_requester_principal_name: str = ""
-        issue_timestamp: int = 0
-        expiry_timestamp: int = 0
-        max_timestamp: int = 0
-        token_id: str = ""
-        hmac: bytes = b""
-        renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer] = field(
-            default_factory=list
+        def __init__(
+            self,
+            principal_type: str = "",
+            principal_name: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.principal_type = principal_type
+            self.principal_name = principal_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribedDelegationToken(StructBase):
+        __slots__ = (
+            "principal_type",
+            "principal_name",
+            "token_requester_principal_type",
+            "token_requester_principal_name",
+            "issue_timestamp",
+            "expiry_timestamp",
+            "max_timestamp",
+            "token_id",
+            "hmac",
+            "renewers",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "principal_type",
+            "principal_name",
+            "token_requester_principal_type",
+            "token_requester_principal_name",
+            "issue_timestamp",
+            "expiry_timestamp",
+            "max_timestamp",
+            "token_id",
+            "hmac",
+            "renewers",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"renewers": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        principal_type: str
+        principal_name: str
+        token_requester_principal_type: str
+        token_requester_principal_name: str
+        issue_timestamp: int
+        expiry_timestamp: int
+        max_timestamp: int
+        token_id: str
+        hmac: bytes
+        renewers: list[DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken] = field(
-        default_factory=list
-    )
-    throttle_time_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            principal_type: str = "",
+            principal_name: str = "",
+            token_requester_principal_type: str = "",
+            token_requester_principal_name: str = "",
+            issue_timestamp: int = 0,
+            expiry_timestamp: int = 0,
+            max_timestamp: int = 0,
+            token_id: str = "",
+            hmac: bytes = b"",
+            renewers: list[
+                DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer
+            ] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.principal_type = principal_type
+            self.principal_name = principal_name
+            self.token_requester_principal_type = token_requester_principal_type
+            self.token_requester_principal_name = token_requester_principal_name
+            self.issue_timestamp = issue_timestamp
+            self.expiry_timestamp = expiry_timestamp
+            self.max_timestamp = max_timestamp
+            self.token_id = token_id
+            self.hmac = hmac
+            self.renewers = [] if renewers is DEFAULT else renewers
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "tokens", "throttle_time_ms", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "tokens", "throttle_time_ms", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"tokens": list}
+    error_code: int
+    tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken]
+    throttle_time_ms: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken] = DEFAULT,
+        throttle_time_ms: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.tokens = [] if tokens is DEFAULT else tokens
+        self.throttle_time_ms = throttle_time_ms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -2416,7 +2417,6 @@ def _write_DescribeGroupsResponse_v6(o: DescribeGroupsResponse, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
 class DescribeGroupsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2445,9 +2445,23 @@ class DescribeGroupsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    groups: list[GroupId] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("groups", "include_authorized_operations", "unknown_tagged_fields")
+    __match_args__ = ("groups", "include_authorized_operations", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups": list}
+    groups: list[GroupId]
+    include_authorized_operations: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        groups: list[GroupId] = DEFAULT,
+        include_authorized_operations: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.groups = [] if groups is DEFAULT else groups
+        self.include_authorized_operations = include_authorized_operations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 DescribeGroupsRequest.FIELDS = (
@@ -2476,7 +2490,6 @@ def _new_DescribeGroupsResponse_DescribedGroup() -> DescribeGroupsResponse.Descr
     return _DescribeGroupsResponse_DescribedGroup()
 
 
-@dataclass(slots=True)
 class DescribeGroupsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2504,33 +2517,125 @@ class DescribeGroupsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 6
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 5
 
-    @dataclass(slots=True)
-    class DescribedGroupMember:
+    class DescribedGroupMember(StructBase):
+        __slots__ = (
+            "member_id",
+            "group_instance_id",
+            "client_id",
+            "client_host",
+            "member_metadata",
+            "member_assignment",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "member_id",
+            "group_instance_id",
+            "client_id",
+            "client_host",
+            "member_metadata",
+            "member_assignment",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        member_id: str = ""
-        group_instance_id: str | None = None
-        client_id: str = ""
-        client_host: str = ""
-        member_metadata: bytes = b""
-        member_assignment: bytes = b""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        member_id: str
+        group_instance_id: str | None
+        client_id: str
+        client_host: str
+        member_metadata: bytes
+        member_assignment: bytes
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribedGroup:
+        def __init__(
+            self,
+            member_id: str = "",
+            group_instance_id: str | None = None,
+            client_id: str = "",
+            client_host: str = "",
+            member_metadata: bytes = b"",
+            member_assignment: bytes = b"",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.member_id = member_id
+            self.group_instance_id = group_instance_id
+            self.client_id = client_id
+            self.client_host = client_host
+            self.member_metadata = member_metadata
+            self.member_assignment = member_assignment
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribedGroup(StructBase):
+        __slots__ = (
+            "error_code",
+            "error_message",
+            "group_id",
+            "group_state",
+            "protocol_type",
+            "protocol_data",
+            "members",
+            "authorized_operations",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "error_message",
+            "group_id",
+            "group_state",
+            "protocol_type",
+            "protocol_data",
+            "members",
+            "authorized_operations",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"members": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = None
-        group_id: GroupId = ""
-        group_state: str = ""
-        protocol_type: str = ""
-        protocol_data: str = ""
-        members: list[DescribeGroupsResponse.DescribedGroupMember] = field(default_factory=list)
-        authorized_operations: int = -2147483648
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        error_message: str | None
+        group_id: GroupId
+        group_state: str
+        protocol_type: str
+        protocol_data: str
+        members: list[DescribeGroupsResponse.DescribedGroupMember]
+        authorized_operations: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    groups: list[DescribeGroupsResponse.DescribedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = None,
+            group_id: GroupId = "",
+            group_state: str = "",
+            protocol_type: str = "",
+            protocol_data: str = "",
+            members: list[DescribeGroupsResponse.DescribedGroupMember] = DEFAULT,
+            authorized_operations: int = -2147483648,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.group_id = group_id
+            self.group_state = group_state
+            self.protocol_type = protocol_type
+            self.protocol_data = protocol_data
+            self.members = [] if members is DEFAULT else members
+            self.authorized_operations = authorized_operations
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups": list}
+    throttle_time_ms: int
+    groups: list[DescribeGroupsResponse.DescribedGroup]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        groups: list[DescribeGroupsResponse.DescribedGroup] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeGroupsResponse_DescribedGroupMember = DescribeGroupsResponse.DescribedGroupMember

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1579,7 +1580,6 @@ def _new_DescribeLogDirsRequest_DescribableLogDirTopic() -> (
     return _DescribeLogDirsRequest_DescribableLogDirTopic()
 
 
-@dataclass(slots=True)
 class DescribeLogDirsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1607,15 +1607,38 @@ class DescribeLogDirsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class DescribableLogDirTopic:
+    class DescribableLogDirTopic(StructBase):
+        __slots__ = ("topic", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic: TopicName
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic: TopicName = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "unknown_tagged_fields")
+    __match_args__ = ("topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeLogDirsRequest_DescribableLogDirTopic = DescribeLogDirsRequest.DescribableLogDirTopic
@@ -1657,7 +1680,6 @@ def _new_DescribeLogDirsResponse_DescribeLogDirsResult() -> (
     return _DescribeLogDirsResponse_DescribeLogDirsResult()
 
 
-@dataclass(slots=True)
 class DescribeLogDirsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1683,39 +1705,127 @@ class DescribeLogDirsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class DescribeLogDirsPartition:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        partition_size: int = 0
-        offset_lag: int = 0
-        is_future_key: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class DescribeLogDirsTopic:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition] = field(
-            default_factory=list
+    class DescribeLogDirsPartition(StructBase):
+        __slots__ = (
+            "partition_index",
+            "partition_size",
+            "offset_lag",
+            "is_future_key",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class DescribeLogDirsResult:
+        __match_args__ = (
+            "partition_index",
+            "partition_size",
+            "offset_lag",
+            "is_future_key",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        log_dir: str = ""
-        topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic] = field(default_factory=list)
-        total_bytes: int = -1
-        usable_bytes: int = -1
-        is_cordoned: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        partition_size: int
+        offset_lag: int
+        is_future_key: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    results: list[DescribeLogDirsResponse.DescribeLogDirsResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition_index: int = 0,
+            partition_size: int = 0,
+            offset_lag: int = 0,
+            is_future_key: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.partition_size = partition_size
+            self.offset_lag = offset_lag
+            self.is_future_key = is_future_key
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeLogDirsTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeLogDirsResult(StructBase):
+        __slots__ = (
+            "error_code",
+            "log_dir",
+            "topics",
+            "total_bytes",
+            "usable_bytes",
+            "is_cordoned",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "log_dir",
+            "topics",
+            "total_bytes",
+            "usable_bytes",
+            "is_cordoned",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int
+        log_dir: str
+        topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic]
+        total_bytes: int
+        usable_bytes: int
+        is_cordoned: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            error_code: int = 0,
+            log_dir: str = "",
+            topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic] = DEFAULT,
+            total_bytes: int = -1,
+            usable_bytes: int = -1,
+            is_cordoned: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.log_dir = log_dir
+            self.topics = [] if topics is DEFAULT else topics
+            self.total_bytes = total_bytes
+            self.usable_bytes = usable_bytes
+            self.is_cordoned = is_cordoned
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "error_code", "results", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    error_code: int
+    results: list[DescribeLogDirsResponse.DescribeLogDirsResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        results: list[DescribeLogDirsResponse.DescribeLogDirsResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeLogDirsResponse_DescribeLogDirsPartition = DescribeLogDirsResponse.DescribeLogDirsPartition

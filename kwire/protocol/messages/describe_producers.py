@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -629,7 +630,6 @@ def _new_DescribeProducersRequest_TopicRequest() -> DescribeProducersRequest.Top
     return _DescribeProducersRequest_TopicRequest()
 
 
-@dataclass(slots=True)
 class DescribeProducersRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeProducersRequest_v0,)
@@ -643,15 +643,38 @@ class DescribeProducersRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class TopicRequest:
+    class TopicRequest(StructBase):
+        __slots__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        __match_args__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_indexes": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partition_indexes: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partition_indexes: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[DescribeProducersRequest.TopicRequest] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partition_indexes: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "unknown_tagged_fields")
+    __match_args__ = ("topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[DescribeProducersRequest.TopicRequest]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[DescribeProducersRequest.TopicRequest] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeProducersRequest_TopicRequest = DescribeProducersRequest.TopicRequest
@@ -699,7 +722,6 @@ def _new_DescribeProducersResponse_TopicResponse() -> DescribeProducersResponse.
     return _DescribeProducersResponse_TopicResponse()
 
 
-@dataclass(slots=True)
 class DescribeProducersResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeProducersResponse_v0,)
@@ -711,38 +733,124 @@ class DescribeProducersResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class ProducerState:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        producer_id: ProducerId = 0
-        producer_epoch: int = 0
-        last_sequence: int = -1
-        last_timestamp: int = -1
-        coordinator_epoch: int = 0
-        current_txn_start_offset: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class PartitionResponse:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        error_message: str | None = None
-        active_producers: list[DescribeProducersResponse.ProducerState] = field(
-            default_factory=list
+    class ProducerState(StructBase):
+        __slots__ = (
+            "producer_id",
+            "producer_epoch",
+            "last_sequence",
+            "last_timestamp",
+            "coordinator_epoch",
+            "current_txn_start_offset",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class TopicResponse:
+        __match_args__ = (
+            "producer_id",
+            "producer_epoch",
+            "last_sequence",
+            "last_timestamp",
+            "coordinator_epoch",
+            "current_txn_start_offset",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[DescribeProducersResponse.PartitionResponse] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        producer_id: ProducerId
+        producer_epoch: int
+        last_sequence: int
+        last_timestamp: int
+        coordinator_epoch: int
+        current_txn_start_offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[DescribeProducersResponse.TopicResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            producer_id: ProducerId = 0,
+            producer_epoch: int = 0,
+            last_sequence: int = -1,
+            last_timestamp: int = -1,
+            coordinator_epoch: int = 0,
+            current_txn_start_offset: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.producer_id = producer_id
+            self.producer_epoch = producer_epoch
+            self.last_sequence = last_sequence
+            self.last_timestamp = last_timestamp
+            self.coordinator_epoch = coordinator_epoch
+            self.current_txn_start_offset = current_txn_start_offset
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionResponse(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "error_message",
+            "active_producers",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "error_message",
+            "active_producers",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"active_producers": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int
+        error_code: int
+        error_message: str | None
+        active_producers: list[DescribeProducersResponse.ProducerState]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            error_message: str | None = None,
+            active_producers: list[DescribeProducersResponse.ProducerState] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.error_message = error_message
+            self.active_producers = [] if active_producers is DEFAULT else active_producers
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicResponse(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: list[DescribeProducersResponse.PartitionResponse]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[DescribeProducersResponse.PartitionResponse] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    topics: list[DescribeProducersResponse.TopicResponse]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[DescribeProducersResponse.TopicResponse] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeProducersResponse_ProducerState = DescribeProducersResponse.ProducerState

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1800,7 +1801,6 @@ def _new_DescribeQuorumRequest_TopicData() -> DescribeQuorumRequest.TopicData:
     return _DescribeQuorumRequest_TopicData()
 
 
-@dataclass(slots=True)
 class DescribeQuorumRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1822,21 +1822,53 @@ class DescribeQuorumRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = ("partition_index", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[DescribeQuorumRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[DescribeQuorumRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[DescribeQuorumRequest.TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[DescribeQuorumRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "unknown_tagged_fields")
+    __match_args__ = ("topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[DescribeQuorumRequest.TopicData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[DescribeQuorumRequest.TopicData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeQuorumRequest_PartitionData = DescribeQuorumRequest.PartitionData
@@ -1896,7 +1928,6 @@ def _new_DescribeQuorumResponse_Node() -> DescribeQuorumResponse.Node:
     return _DescribeQuorumResponse_Node()
 
 
-@dataclass(slots=True)
 class DescribeQuorumResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1916,56 +1947,185 @@ class DescribeQuorumResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class ReplicaState:
+    class ReplicaState(StructBase):
+        __slots__ = (
+            "replica_id",
+            "replica_directory_id",
+            "log_end_offset",
+            "last_fetch_timestamp",
+            "last_caught_up_timestamp",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "replica_id",
+            "replica_directory_id",
+            "log_end_offset",
+            "last_fetch_timestamp",
+            "last_caught_up_timestamp",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        replica_id: BrokerId = 0
-        replica_directory_id: UUID = ZERO_UUID
-        log_end_offset: int = 0
-        last_fetch_timestamp: int = -1
-        last_caught_up_timestamp: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        replica_id: BrokerId
+        replica_directory_id: UUID
+        log_end_offset: int
+        last_fetch_timestamp: int
+        last_caught_up_timestamp: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class PartitionData:
+        def __init__(
+            self,
+            replica_id: BrokerId = 0,
+            replica_directory_id: UUID = ZERO_UUID,
+            log_end_offset: int = 0,
+            last_fetch_timestamp: int = -1,
+            last_caught_up_timestamp: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.replica_id = replica_id
+            self.replica_directory_id = replica_directory_id
+            self.log_end_offset = log_end_offset
+            self.last_fetch_timestamp = last_fetch_timestamp
+            self.last_caught_up_timestamp = last_caught_up_timestamp
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "error_message",
+            "leader_id",
+            "leader_epoch",
+            "high_watermark",
+            "current_voters",
+            "observers",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "error_message",
+            "leader_id",
+            "leader_epoch",
+            "high_watermark",
+            "current_voters",
+            "observers",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"current_voters": list, "observers": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        error_message: str | None = ""
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        high_watermark: int = 0
-        current_voters: list[DescribeQuorumResponse.ReplicaState] = field(default_factory=list)
-        observers: list[DescribeQuorumResponse.ReplicaState] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        error_message: str | None
+        leader_id: BrokerId
+        leader_epoch: int
+        high_watermark: int
+        current_voters: list[DescribeQuorumResponse.ReplicaState]
+        observers: list[DescribeQuorumResponse.ReplicaState]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            error_message: str | None = "",
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            high_watermark: int = 0,
+            current_voters: list[DescribeQuorumResponse.ReplicaState] = DEFAULT,
+            observers: list[DescribeQuorumResponse.ReplicaState] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.error_message = error_message
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.high_watermark = high_watermark
+            self.current_voters = [] if current_voters is DEFAULT else current_voters
+            self.observers = [] if observers is DEFAULT else observers
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[DescribeQuorumResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[DescribeQuorumResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Listener:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[DescribeQuorumResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Listener(StructBase):
+        __slots__ = ("name", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Node:
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Node(StructBase):
+        __slots__ = ("node_id", "listeners", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "listeners", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"listeners": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        listeners: list[DescribeQuorumResponse.Listener] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        node_id: BrokerId
+        listeners: list[DescribeQuorumResponse.Listener]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    error_message: str | None = ""
-    topics: list[DescribeQuorumResponse.TopicData] = field(default_factory=list)
-    nodes: list[DescribeQuorumResponse.Node] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            listeners: list[DescribeQuorumResponse.Listener] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.listeners = [] if listeners is DEFAULT else listeners
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "error_message", "topics", "nodes", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "error_message", "topics", "nodes", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "nodes": list}
+    error_code: int
+    error_message: str | None
+    topics: list[DescribeQuorumResponse.TopicData]
+    nodes: list[DescribeQuorumResponse.Node]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        error_message: str | None = "",
+        topics: list[DescribeQuorumResponse.TopicData] = DEFAULT,
+        nodes: list[DescribeQuorumResponse.Node] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.error_message = error_message
+        self.topics = [] if topics is DEFAULT else topics
+        self.nodes = [] if nodes is DEFAULT else nodes
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeQuorumResponse_ReplicaState = DescribeQuorumResponse.ReplicaState

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1494,7 +1495,6 @@ def _new_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup(
     return _DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup()
 
 
-@dataclass(slots=True)
 class DescribeShareGroupOffsetsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1514,26 +1514,60 @@ class DescribeShareGroupOffsetsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class DescribeShareGroupOffsetsRequestTopic:
+    class DescribeShareGroupOffsetsRequestTopic(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribeShareGroupOffsetsRequestGroup:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeShareGroupOffsetsRequestGroup(StructBase):
+        __slots__ = ("group_id", "topics", "unknown_tagged_fields")
+        __match_args__ = ("group_id", "topics", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        group_id: GroupId = ""
-        topics: (
-            list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic] | None
-        ) = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        group_id: GroupId
+        topics: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic] | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    groups: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            group_id: GroupId = "",
+            topics: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic]
+            | None = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.group_id = group_id
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("groups", "unknown_tagged_fields")
+    __match_args__ = ("groups", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups": list}
+    groups: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        groups: list[
+            DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup
+        ] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestTopic = (
@@ -1594,7 +1628,6 @@ def _new_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGrou
     return _DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup()
 
 
-@dataclass(slots=True)
 class DescribeShareGroupOffsetsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1612,43 +1645,129 @@ class DescribeShareGroupOffsetsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class DescribeShareGroupOffsetsResponsePartition:
+    class DescribeShareGroupOffsetsResponsePartition(StructBase):
+        __slots__ = (
+            "partition_index",
+            "start_offset",
+            "leader_epoch",
+            "lag",
+            "error_code",
+            "error_message",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "start_offset",
+            "leader_epoch",
+            "lag",
+            "error_code",
+            "error_message",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        start_offset: int = 0
-        leader_epoch: int = 0
-        lag: int = -1
-        error_code: int = 0
-        error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        start_offset: int
+        leader_epoch: int
+        lag: int
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribeShareGroupOffsetsResponseTopic:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            start_offset: int = 0,
+            leader_epoch: int = 0,
+            lag: int = -1,
+            error_code: int = 0,
+            error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.start_offset = start_offset
+            self.leader_epoch = leader_epoch
+            self.lag = lag
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeShareGroupOffsetsResponseTopic(StructBase):
+        __slots__ = ("topic_name", "topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
+        topic_name: TopicName
+        topic_id: UUID
         partitions: list[
             DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition
-        ] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        ]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribeShareGroupOffsetsResponseGroup:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        group_id: GroupId = ""
-        topics: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic] = (
-            field(default_factory=list)
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[
+                DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition
+            ] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeShareGroupOffsetsResponseGroup(StructBase):
+        __slots__ = ("group_id", "topics", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = (
+            "group_id",
+            "topics",
+            "error_code",
+            "error_message",
+            "unknown_tagged_fields",
         )
-        error_code: int = 0
-        error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        group_id: GroupId
+        topics: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic]
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    groups: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            group_id: GroupId = "",
+            topics: list[
+                DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic
+            ] = DEFAULT,
+            error_code: int = 0,
+            error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.group_id = group_id
+            self.topics = [] if topics is DEFAULT else topics
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups": list}
+    throttle_time_ms: int
+    groups: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        groups: list[
+            DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup
+        ] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -928,7 +929,6 @@ def _new_DescribeTopicPartitionsRequest_Cursor() -> DescribeTopicPartitionsReque
     return _DescribeTopicPartitionsRequest_Cursor()
 
 
-@dataclass(slots=True)
 class DescribeTopicPartitionsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTopicPartitionsRequest_v0,)
@@ -942,23 +942,58 @@ class DescribeTopicPartitionsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class TopicRequest:
+    class TopicRequest(StructBase):
+        __slots__ = ("name", "unknown_tagged_fields")
+        __match_args__ = ("name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Cursor:
+        def __init__(
+            self,
+            name: TopicName = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Cursor(StructBase):
+        __slots__ = ("topic_name", "partition_index", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partition_index", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partition_index: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[DescribeTopicPartitionsRequest.TopicRequest] = field(default_factory=list)
-    response_partition_limit: int = 2000
-    cursor: DescribeTopicPartitionsRequest.Cursor | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("topics", "response_partition_limit", "cursor", "unknown_tagged_fields")
+    __match_args__ = ("topics", "response_partition_limit", "cursor", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[DescribeTopicPartitionsRequest.TopicRequest]
+    response_partition_limit: int
+    cursor: DescribeTopicPartitionsRequest.Cursor | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[DescribeTopicPartitionsRequest.TopicRequest] = DEFAULT,
+        response_partition_limit: int = 2000,
+        cursor: DescribeTopicPartitionsRequest.Cursor | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.response_partition_limit = response_partition_limit
+        self.cursor = cursor
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeTopicPartitionsRequest_TopicRequest = DescribeTopicPartitionsRequest.TopicRequest
@@ -1026,7 +1061,6 @@ def _new_DescribeTopicPartitionsResponse_Cursor() -> DescribeTopicPartitionsResp
     return _DescribeTopicPartitionsResponse_Cursor()
 
 
-@dataclass(slots=True)
 class DescribeTopicPartitionsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTopicPartitionsResponse_v0,)
@@ -1038,46 +1072,160 @@ class DescribeTopicPartitionsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class DescribeTopicPartitionsResponsePartition:
+    class DescribeTopicPartitionsResponsePartition(StructBase):
+        __slots__ = (
+            "error_code",
+            "partition_index",
+            "leader_id",
+            "leader_epoch",
+            "replica_nodes",
+            "isr_nodes",
+            "eligible_leader_replicas",
+            "last_known_elr",
+            "offline_replicas",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "partition_index",
+            "leader_id",
+            "leader_epoch",
+            "replica_nodes",
+            "isr_nodes",
+            "eligible_leader_replicas",
+            "last_known_elr",
+            "offline_replicas",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "replica_nodes": list,
+            "isr_nodes": list,
+            "offline_replicas": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        partition_index: int = 0
-        leader_id: BrokerId = 0
-        leader_epoch: int = -1
-        replica_nodes: list[BrokerId] = field(default_factory=list)
-        isr_nodes: list[BrokerId] = field(default_factory=list)
-        eligible_leader_replicas: list[BrokerId] | None = None
-        last_known_elr: list[BrokerId] | None = None
-        offline_replicas: list[BrokerId] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        partition_index: int
+        leader_id: BrokerId
+        leader_epoch: int
+        replica_nodes: list[BrokerId]
+        isr_nodes: list[BrokerId]
+        eligible_leader_replicas: list[BrokerId] | None
+        last_known_elr: list[BrokerId] | None
+        offline_replicas: list[BrokerId]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribeTopicPartitionsResponseTopic:
+        def __init__(
+            self,
+            error_code: int = 0,
+            partition_index: int = 0,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = -1,
+            replica_nodes: list[BrokerId] = DEFAULT,
+            isr_nodes: list[BrokerId] = DEFAULT,
+            eligible_leader_replicas: list[BrokerId] | None = None,
+            last_known_elr: list[BrokerId] | None = None,
+            offline_replicas: list[BrokerId] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.partition_index = partition_index
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.replica_nodes = [] if replica_nodes is DEFAULT else replica_nodes
+            self.isr_nodes = [] if isr_nodes is DEFAULT else isr_nodes
+            self.eligible_leader_replicas = eligible_leader_replicas
+            self.last_known_elr = last_known_elr
+            self.offline_replicas = [] if offline_replicas is DEFAULT else offline_replicas
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeTopicPartitionsResponseTopic(StructBase):
+        __slots__ = (
+            "error_code",
+            "name",
+            "topic_id",
+            "is_internal",
+            "partitions",
+            "topic_authorized_operations",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "name",
+            "topic_id",
+            "is_internal",
+            "partitions",
+            "topic_authorized_operations",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        name: TopicName | None = ""
-        topic_id: UUID = ZERO_UUID
-        is_internal: bool = False
-        partitions: list[
-            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition
-        ] = field(default_factory=list)
-        topic_authorized_operations: int = -2147483648
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        name: TopicName | None
+        topic_id: UUID
+        is_internal: bool
+        partitions: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition]
+        topic_authorized_operations: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Cursor:
+        def __init__(
+            self,
+            error_code: int = 0,
+            name: TopicName | None = "",
+            topic_id: UUID = ZERO_UUID,
+            is_internal: bool = False,
+            partitions: list[
+                DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition
+            ] = DEFAULT,
+            topic_authorized_operations: int = -2147483648,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.name = name
+            self.topic_id = topic_id
+            self.is_internal = is_internal
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.topic_authorized_operations = topic_authorized_operations
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Cursor(StructBase):
+        __slots__ = ("topic_name", "partition_index", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partition_index", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partition_index: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic] = field(
-        default_factory=list
-    )
-    next_cursor: DescribeTopicPartitionsResponse.Cursor | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "next_cursor", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "next_cursor", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic]
+    next_cursor: DescribeTopicPartitionsResponse.Cursor | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[
+            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic
+        ] = DEFAULT,
+        next_cursor: DescribeTopicPartitionsResponse.Cursor | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.next_cursor = next_cursor
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -513,7 +514,6 @@ def _write_DescribeTransactionsResponse_v0(o: DescribeTransactionsResponse, out:
         out.append(0)
 
 
-@dataclass(slots=True)
 class DescribeTransactionsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTransactionsRequest_v0,)
@@ -526,8 +526,20 @@ class DescribeTransactionsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    transactional_ids: list[TransactionalId] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("transactional_ids", "unknown_tagged_fields")
+    __match_args__ = ("transactional_ids", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"transactional_ids": list}
+    transactional_ids: list[TransactionalId]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        transactional_ids: list[TransactionalId] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.transactional_ids = [] if transactional_ids is DEFAULT else transactional_ids
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 DescribeTransactionsRequest.FIELDS = (
@@ -555,7 +567,6 @@ def _new_DescribeTransactionsResponse_TransactionState() -> (
     return _DescribeTransactionsResponse_TransactionState()
 
 
-@dataclass(slots=True)
 class DescribeTransactionsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeTransactionsResponse_v0,)
@@ -567,31 +578,98 @@ class DescribeTransactionsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class TopicData:
+    class TopicData(StructBase):
+        __slots__ = ("topic", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic: TopicName
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TransactionState:
+        def __init__(
+            self,
+            topic: TopicName = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TransactionState(StructBase):
+        __slots__ = (
+            "error_code",
+            "transactional_id",
+            "transaction_state",
+            "transaction_timeout_ms",
+            "transaction_start_time_ms",
+            "producer_id",
+            "producer_epoch",
+            "topics",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "transactional_id",
+            "transaction_state",
+            "transaction_timeout_ms",
+            "transaction_start_time_ms",
+            "producer_id",
+            "producer_epoch",
+            "topics",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        transactional_id: TransactionalId = ""
-        transaction_state: str = ""
-        transaction_timeout_ms: int = 0
-        transaction_start_time_ms: int = 0
-        producer_id: ProducerId = 0
-        producer_epoch: int = 0
-        topics: list[DescribeTransactionsResponse.TopicData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        transactional_id: TransactionalId
+        transaction_state: str
+        transaction_timeout_ms: int
+        transaction_start_time_ms: int
+        producer_id: ProducerId
+        producer_epoch: int
+        topics: list[DescribeTransactionsResponse.TopicData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    transaction_states: list[DescribeTransactionsResponse.TransactionState] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            transactional_id: TransactionalId = "",
+            transaction_state: str = "",
+            transaction_timeout_ms: int = 0,
+            transaction_start_time_ms: int = 0,
+            producer_id: ProducerId = 0,
+            producer_epoch: int = 0,
+            topics: list[DescribeTransactionsResponse.TopicData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.transactional_id = transactional_id
+            self.transaction_state = transaction_state
+            self.transaction_timeout_ms = transaction_timeout_ms
+            self.transaction_start_time_ms = transaction_start_time_ms
+            self.producer_id = producer_id
+            self.producer_epoch = producer_epoch
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "transaction_states", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "transaction_states", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"transaction_states": list}
+    throttle_time_ms: int
+    transaction_states: list[DescribeTransactionsResponse.TransactionState]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        transaction_states: list[DescribeTransactionsResponse.TransactionState] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.transaction_states = [] if transaction_states is DEFAULT else transaction_states
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeTransactionsResponse_TopicData = DescribeTransactionsResponse.TopicData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -563,7 +564,6 @@ def _new_DescribeUserScramCredentialsRequest_UserName() -> (
     return _DescribeUserScramCredentialsRequest_UserName()
 
 
-@dataclass(slots=True)
 class DescribeUserScramCredentialsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeUserScramCredentialsRequest_v0,)
@@ -577,14 +577,34 @@ class DescribeUserScramCredentialsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class UserName:
+    class UserName(StructBase):
+        __slots__ = ("name", "unknown_tagged_fields")
+        __match_args__ = ("name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    users: list[DescribeUserScramCredentialsRequest.UserName] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("users", "unknown_tagged_fields")
+    __match_args__ = ("users", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"users": list}
+    users: list[DescribeUserScramCredentialsRequest.UserName] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        users: list[DescribeUserScramCredentialsRequest.UserName] | None = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.users = [] if users is DEFAULT else users
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeUserScramCredentialsRequest_UserName = DescribeUserScramCredentialsRequest.UserName
@@ -619,7 +639,6 @@ def _new_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult
     return _DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult()
 
 
-@dataclass(slots=True)
 class DescribeUserScramCredentialsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DescribeUserScramCredentialsResponse_v0,)
@@ -631,31 +650,97 @@ class DescribeUserScramCredentialsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class CredentialInfo:
+    class CredentialInfo(StructBase):
+        __slots__ = ("mechanism", "iterations", "unknown_tagged_fields")
+        __match_args__ = ("mechanism", "iterations", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        mechanism: int = 0
-        iterations: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        mechanism: int
+        iterations: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class DescribeUserScramCredentialsResult:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        user: str = ""
-        error_code: int = 0
-        error_message: str | None = ""
-        credential_infos: list[DescribeUserScramCredentialsResponse.CredentialInfo] = field(
-            default_factory=list
+        def __init__(
+            self,
+            mechanism: int = 0,
+            iterations: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.mechanism = mechanism
+            self.iterations = iterations
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribeUserScramCredentialsResult(StructBase):
+        __slots__ = (
+            "user",
+            "error_code",
+            "error_message",
+            "credential_infos",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "user",
+            "error_code",
+            "error_message",
+            "credential_infos",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"credential_infos": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        user: str
+        error_code: int
+        error_message: str | None
+        credential_infos: list[DescribeUserScramCredentialsResponse.CredentialInfo]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    results: list[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult] = field(
-        default_factory=list
+        def __init__(
+            self,
+            user: str = "",
+            error_code: int = 0,
+            error_message: str | None = "",
+            credential_infos: list[DescribeUserScramCredentialsResponse.CredentialInfo] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.user = user
+            self.error_code = error_code
+            self.error_message = error_message
+            self.credential_infos = [] if credential_infos is DEFAULT else credential_infos
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "results",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "results",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    results: list[DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = "",
+        results: list[
+            DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult
+        ] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _DescribeUserScramCredentialsResponse_CredentialInfo = (

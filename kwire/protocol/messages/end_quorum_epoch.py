@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1299,7 +1300,6 @@ def _new_EndQuorumEpochRequest_LeaderEndpoint() -> EndQuorumEpochRequest.LeaderE
     return _EndQuorumEpochRequest_LeaderEndpoint()
 
 
-@dataclass(slots=True)
 class EndQuorumEpochRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1319,42 +1319,132 @@ class EndQuorumEpochRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class ReplicaInfo:
+    class ReplicaInfo(StructBase):
+        __slots__ = ("candidate_id", "candidate_directory_id", "unknown_tagged_fields")
+        __match_args__ = ("candidate_id", "candidate_directory_id", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        candidate_id: BrokerId = 0
-        candidate_directory_id: UUID = ZERO_UUID
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        candidate_id: BrokerId
+        candidate_directory_id: UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class PartitionData:
+        def __init__(
+            self,
+            candidate_id: BrokerId = 0,
+            candidate_directory_id: UUID = ZERO_UUID,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.candidate_id = candidate_id
+            self.candidate_directory_id = candidate_directory_id
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "leader_id",
+            "leader_epoch",
+            "preferred_successors",
+            "preferred_candidates",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "leader_id",
+            "leader_epoch",
+            "preferred_successors",
+            "preferred_candidates",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "preferred_successors": list,
+            "preferred_candidates": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        preferred_successors: list[int] = field(default_factory=list)
-        preferred_candidates: list[EndQuorumEpochRequest.ReplicaInfo] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        leader_id: BrokerId
+        leader_epoch: int
+        preferred_successors: list[int]
+        preferred_candidates: list[EndQuorumEpochRequest.ReplicaInfo]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            preferred_successors: list[int] = DEFAULT,
+            preferred_candidates: list[EndQuorumEpochRequest.ReplicaInfo] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.preferred_successors = (
+                [] if preferred_successors is DEFAULT else preferred_successors
+            )
+            self.preferred_candidates = (
+                [] if preferred_candidates is DEFAULT else preferred_candidates
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[EndQuorumEpochRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[EndQuorumEpochRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class LeaderEndpoint:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[EndQuorumEpochRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class LeaderEndpoint(StructBase):
+        __slots__ = ("name", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    cluster_id: str | None = None
-    topics: list[EndQuorumEpochRequest.TopicData] = field(default_factory=list)
-    leader_endpoints: list[EndQuorumEpochRequest.LeaderEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("cluster_id", "topics", "leader_endpoints", "unknown_tagged_fields")
+    __match_args__ = ("cluster_id", "topics", "leader_endpoints", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "leader_endpoints": list}
+    cluster_id: str | None
+    topics: list[EndQuorumEpochRequest.TopicData]
+    leader_endpoints: list[EndQuorumEpochRequest.LeaderEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        topics: list[EndQuorumEpochRequest.TopicData] = DEFAULT,
+        leader_endpoints: list[EndQuorumEpochRequest.LeaderEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.leader_endpoints = [] if leader_endpoints is DEFAULT else leader_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _EndQuorumEpochRequest_ReplicaInfo = EndQuorumEpochRequest.ReplicaInfo
@@ -1469,7 +1559,6 @@ def _new_EndQuorumEpochResponse_NodeEndpoint() -> EndQuorumEpochResponse.NodeEnd
     return _EndQuorumEpochResponse_NodeEndpoint()
 
 
-@dataclass(slots=True)
 class EndQuorumEpochResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1487,34 +1576,101 @@ class EndQuorumEpochResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        leader_id: BrokerId
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[EndQuorumEpochResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[EndQuorumEpochResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class NodeEndpoint:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[EndQuorumEpochResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class NodeEndpoint(StructBase):
+        __slots__ = ("node_id", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        node_id: BrokerId
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    topics: list[EndQuorumEpochResponse.TopicData] = field(default_factory=list)
-    node_endpoints: list[EndQuorumEpochResponse.NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "topics", "node_endpoints", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "topics", "node_endpoints", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "node_endpoints": list}
+    error_code: int
+    topics: list[EndQuorumEpochResponse.TopicData]
+    node_endpoints: list[EndQuorumEpochResponse.NodeEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        topics: list[EndQuorumEpochResponse.TopicData] = DEFAULT,
+        node_endpoints: list[EndQuorumEpochResponse.NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.topics = [] if topics is DEFAULT else topics
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _EndQuorumEpochResponse_PartitionData = EndQuorumEpochResponse.PartitionData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -353,7 +354,6 @@ def _write_EndTxnResponse_v5(o: EndTxnResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class EndTxnRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -380,11 +380,40 @@ class EndTxnRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    transactional_id: TransactionalId = ""
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    committed: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "transactional_id",
+        "producer_id",
+        "producer_epoch",
+        "committed",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "transactional_id",
+        "producer_id",
+        "producer_epoch",
+        "committed",
+        "unknown_tagged_fields",
+    )
+    transactional_id: TransactionalId
+    producer_id: ProducerId
+    producer_epoch: int
+    committed: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        transactional_id: TransactionalId = "",
+        producer_id: ProducerId = 0,
+        producer_epoch: int = 0,
+        committed: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.committed = committed
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 EndTxnRequest.FIELDS = (
@@ -407,7 +436,6 @@ EndTxnRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class EndTxnResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -432,11 +460,40 @@ class EndTxnResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    producer_id: ProducerId = -1
-    producer_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "producer_id",
+        "producer_epoch",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "producer_id",
+        "producer_epoch",
+        "unknown_tagged_fields",
+    )
+    throttle_time_ms: int
+    error_code: int
+    producer_id: ProducerId
+    producer_epoch: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        producer_id: ProducerId = -1,
+        producer_epoch: int = -1,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 EndTxnResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -246,7 +247,6 @@ def _write_EnvelopeResponse_v0(o: EnvelopeResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class EnvelopeRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_EnvelopeRequest_v0,)
@@ -259,10 +259,35 @@ class EnvelopeRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    request_data: bytes | memoryview = b""
-    request_principal: bytes | None = b""
-    client_host_address: bytes = b""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "request_data",
+        "request_principal",
+        "client_host_address",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "request_data",
+        "request_principal",
+        "client_host_address",
+        "unknown_tagged_fields",
+    )
+    request_data: bytes | memoryview
+    request_principal: bytes | None
+    client_host_address: bytes
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        request_data: bytes | memoryview = b"",
+        request_principal: bytes | None = b"",
+        client_host_address: bytes = b"",
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.request_data = request_data
+        self.request_principal = request_principal
+        self.client_host_address = client_host_address
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 EnvelopeRequest.FIELDS = (
@@ -292,7 +317,6 @@ EnvelopeRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class EnvelopeResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_EnvelopeResponse_v0,)
@@ -303,9 +327,22 @@ class EnvelopeResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    response_data: bytes | memoryview | None = None
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("response_data", "error_code", "unknown_tagged_fields")
+    __match_args__ = ("response_data", "error_code", "unknown_tagged_fields")
+    response_data: bytes | memoryview | None
+    error_code: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        response_data: bytes | memoryview | None = None,
+        error_code: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.response_data = response_data
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 EnvelopeResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -6218,7 +6219,6 @@ def _new_FetchRequest_ForgottenTopic() -> FetchRequest.ForgottenTopic:
     return _FetchRequest_ForgottenTopic()
 
 
-@dataclass(slots=True)
 class FetchRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -6272,55 +6272,206 @@ class FetchRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class ReplicaState:
+    class ReplicaState(StructBase):
+        __slots__ = ("replica_id", "replica_epoch", "unknown_tagged_fields")
+        __match_args__ = ("replica_id", "replica_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        replica_id: BrokerId = -1
-        replica_epoch: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        replica_id: BrokerId
+        replica_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class FetchPartition:
+        def __init__(
+            self,
+            replica_id: BrokerId = -1,
+            replica_epoch: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.replica_id = replica_id
+            self.replica_epoch = replica_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class FetchPartition(StructBase):
+        __slots__ = (
+            "partition",
+            "current_leader_epoch",
+            "fetch_offset",
+            "last_fetched_epoch",
+            "log_start_offset",
+            "partition_max_bytes",
+            "replica_directory_id",
+            "high_watermark",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition",
+            "current_leader_epoch",
+            "fetch_offset",
+            "last_fetched_epoch",
+            "log_start_offset",
+            "partition_max_bytes",
+            "replica_directory_id",
+            "high_watermark",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        current_leader_epoch: int = -1
-        fetch_offset: int = 0
-        last_fetched_epoch: int = -1
-        log_start_offset: int = -1
-        partition_max_bytes: int = 0
-        replica_directory_id: UUID = ZERO_UUID
-        high_watermark: int = 9223372036854775807
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        current_leader_epoch: int
+        fetch_offset: int
+        last_fetched_epoch: int
+        log_start_offset: int
+        partition_max_bytes: int
+        replica_directory_id: UUID
+        high_watermark: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class FetchTopic:
+        def __init__(
+            self,
+            partition: int = 0,
+            current_leader_epoch: int = -1,
+            fetch_offset: int = 0,
+            last_fetched_epoch: int = -1,
+            log_start_offset: int = -1,
+            partition_max_bytes: int = 0,
+            replica_directory_id: UUID = ZERO_UUID,
+            high_watermark: int = 9223372036854775807,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.current_leader_epoch = current_leader_epoch
+            self.fetch_offset = fetch_offset
+            self.last_fetched_epoch = last_fetched_epoch
+            self.log_start_offset = log_start_offset
+            self.partition_max_bytes = partition_max_bytes
+            self.replica_directory_id = replica_directory_id
+            self.high_watermark = high_watermark
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class FetchTopic(StructBase):
+        __slots__ = ("topic", "topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partitions: list[FetchRequest.FetchPartition] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic: TopicName
+        topic_id: UUID
+        partitions: list[FetchRequest.FetchPartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ForgottenTopic:
+        def __init__(
+            self,
+            topic: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[FetchRequest.FetchPartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ForgottenTopic(StructBase):
+        __slots__ = ("topic", "topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic: TopicName
+        topic_id: UUID
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    cluster_id: str | None = None
-    replica_id: BrokerId = -1
-    replica_state: FetchRequest.ReplicaState = field(default_factory=_new_FetchRequest_ReplicaState)
-    max_wait_ms: int = 0
-    min_bytes: int = 0
-    max_bytes: int = 0x7FFFFFFF
-    isolation_level: int = 0
-    session_id: int = 0
-    session_epoch: int = -1
-    topics: list[FetchRequest.FetchTopic] = field(default_factory=list)
-    forgotten_topics_data: list[FetchRequest.ForgottenTopic] = field(default_factory=list)
-    rack_id: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "cluster_id",
+        "replica_id",
+        "replica_state",
+        "max_wait_ms",
+        "min_bytes",
+        "max_bytes",
+        "isolation_level",
+        "session_id",
+        "session_epoch",
+        "topics",
+        "forgotten_topics_data",
+        "rack_id",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "cluster_id",
+        "replica_id",
+        "replica_state",
+        "max_wait_ms",
+        "min_bytes",
+        "max_bytes",
+        "isolation_level",
+        "session_id",
+        "session_epoch",
+        "topics",
+        "forgotten_topics_data",
+        "rack_id",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "replica_state": _new_FetchRequest_ReplicaState,
+        "topics": list,
+        "forgotten_topics_data": list,
+    }
+    cluster_id: str | None
+    replica_id: BrokerId
+    replica_state: FetchRequest.ReplicaState
+    max_wait_ms: int
+    min_bytes: int
+    max_bytes: int
+    isolation_level: int
+    session_id: int
+    session_epoch: int
+    topics: list[FetchRequest.FetchTopic]
+    forgotten_topics_data: list[FetchRequest.ForgottenTopic]
+    rack_id: str
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        replica_id: BrokerId = -1,
+        replica_state: FetchRequest.ReplicaState = DEFAULT,
+        max_wait_ms: int = 0,
+        min_bytes: int = 0,
+        max_bytes: int = 0x7FFFFFFF,
+        isolation_level: int = 0,
+        session_id: int = 0,
+        session_epoch: int = -1,
+        topics: list[FetchRequest.FetchTopic] = DEFAULT,
+        forgotten_topics_data: list[FetchRequest.ForgottenTopic] = DEFAULT,
+        rack_id: str = "",
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.replica_id = replica_id
+        self.replica_state = (
+            _FetchRequest_ReplicaState() if replica_state is DEFAULT else replica_state
+        )
+        self.max_wait_ms = max_wait_ms
+        self.min_bytes = min_bytes
+        self.max_bytes = max_bytes
+        self.isolation_level = isolation_level
+        self.session_id = session_id
+        self.session_epoch = session_epoch
+        self.topics = [] if topics is DEFAULT else topics
+        self.forgotten_topics_data = (
+            [] if forgotten_topics_data is DEFAULT else forgotten_topics_data
+        )
+        self.rack_id = rack_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _FetchRequest_ReplicaState = FetchRequest.ReplicaState
@@ -6490,7 +6641,6 @@ def _new_FetchResponse_NodeEndpoint() -> FetchResponse.NodeEndpoint:
     return _FetchResponse_NodeEndpoint()
 
 
-@dataclass(slots=True)
 class FetchResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -6542,79 +6692,248 @@ class FetchResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 18
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 12
 
-    @dataclass(slots=True)
-    class EpochEndOffset:
+    class EpochEndOffset(StructBase):
+        __slots__ = ("epoch", "end_offset", "unknown_tagged_fields")
+        __match_args__ = ("epoch", "end_offset", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        epoch: int = -1
-        end_offset: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        epoch: int
+        end_offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class LeaderIdAndEpoch:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        leader_id: BrokerId = -1
-        leader_epoch: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            epoch: int = -1,
+            end_offset: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.epoch = epoch
+            self.end_offset = end_offset
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class SnapshotId:
+    class LeaderIdAndEpoch(StructBase):
+        __slots__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
+        __match_args__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        end_offset: int = -1
-        epoch: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        leader_id: BrokerId
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AbortedTransaction:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        producer_id: ProducerId = 0
-        first_offset: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            leader_id: BrokerId = -1,
+            leader_epoch: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class SnapshotId(StructBase):
+        __slots__ = ("end_offset", "epoch", "unknown_tagged_fields")
+        __match_args__ = ("end_offset", "epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        high_watermark: int = 0
-        last_stable_offset: int = -1
-        log_start_offset: int = -1
-        diverging_epoch: FetchResponse.EpochEndOffset = field(
-            default_factory=_new_FetchResponse_EpochEndOffset
+        end_offset: int
+        epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            end_offset: int = -1,
+            epoch: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.end_offset = end_offset
+            self.epoch = epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AbortedTransaction(StructBase):
+        __slots__ = ("producer_id", "first_offset", "unknown_tagged_fields")
+        __match_args__ = ("producer_id", "first_offset", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        producer_id: ProducerId
+        first_offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            producer_id: ProducerId = 0,
+            first_offset: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.producer_id = producer_id
+            self.first_offset = first_offset
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "high_watermark",
+            "last_stable_offset",
+            "log_start_offset",
+            "diverging_epoch",
+            "current_leader",
+            "snapshot_id",
+            "aborted_transactions",
+            "preferred_read_replica",
+            "records",
+            "unknown_tagged_fields",
         )
-        current_leader: FetchResponse.LeaderIdAndEpoch = field(
-            default_factory=_new_FetchResponse_LeaderIdAndEpoch
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "high_watermark",
+            "last_stable_offset",
+            "log_start_offset",
+            "diverging_epoch",
+            "current_leader",
+            "snapshot_id",
+            "aborted_transactions",
+            "preferred_read_replica",
+            "records",
+            "unknown_tagged_fields",
         )
-        snapshot_id: FetchResponse.SnapshotId = field(default_factory=_new_FetchResponse_SnapshotId)
-        aborted_transactions: list[FetchResponse.AbortedTransaction] | None = field(
-            default_factory=list
-        )
-        preferred_read_replica: BrokerId = -1
-        records: bytes | memoryview | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class FetchableTopicResponse:
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "diverging_epoch": _new_FetchResponse_EpochEndOffset,
+            "current_leader": _new_FetchResponse_LeaderIdAndEpoch,
+            "snapshot_id": _new_FetchResponse_SnapshotId,
+            "aborted_transactions": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partitions: list[FetchResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        high_watermark: int
+        last_stable_offset: int
+        log_start_offset: int
+        diverging_epoch: FetchResponse.EpochEndOffset
+        current_leader: FetchResponse.LeaderIdAndEpoch
+        snapshot_id: FetchResponse.SnapshotId
+        aborted_transactions: list[FetchResponse.AbortedTransaction] | None
+        preferred_read_replica: BrokerId
+        records: bytes | memoryview | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class NodeEndpoint:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            high_watermark: int = 0,
+            last_stable_offset: int = -1,
+            log_start_offset: int = -1,
+            diverging_epoch: FetchResponse.EpochEndOffset = DEFAULT,
+            current_leader: FetchResponse.LeaderIdAndEpoch = DEFAULT,
+            snapshot_id: FetchResponse.SnapshotId = DEFAULT,
+            aborted_transactions: list[FetchResponse.AbortedTransaction] | None = DEFAULT,
+            preferred_read_replica: BrokerId = -1,
+            records: bytes | memoryview | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.high_watermark = high_watermark
+            self.last_stable_offset = last_stable_offset
+            self.log_start_offset = log_start_offset
+            self.diverging_epoch = (
+                _FetchResponse_EpochEndOffset() if diverging_epoch is DEFAULT else diverging_epoch
+            )
+            self.current_leader = (
+                _FetchResponse_LeaderIdAndEpoch() if current_leader is DEFAULT else current_leader
+            )
+            self.snapshot_id = (
+                _FetchResponse_SnapshotId() if snapshot_id is DEFAULT else snapshot_id
+            )
+            self.aborted_transactions = (
+                [] if aborted_transactions is DEFAULT else aborted_transactions
+            )
+            self.preferred_read_replica = preferred_read_replica
+            self.records = records
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class FetchableTopicResponse(StructBase):
+        __slots__ = ("topic", "topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        rack: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic: TopicName
+        topic_id: UUID
+        partitions: list[FetchResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    session_id: int = 0
-    responses: list[FetchResponse.FetchableTopicResponse] = field(default_factory=list)
-    node_endpoints: list[FetchResponse.NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[FetchResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class NodeEndpoint(StructBase):
+        __slots__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId
+        host: str
+        port: int
+        rack: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            rack: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.rack = rack
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "session_id",
+        "responses",
+        "node_endpoints",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "session_id",
+        "responses",
+        "node_endpoints",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"responses": list, "node_endpoints": list}
+    throttle_time_ms: int
+    error_code: int
+    session_id: int
+    responses: list[FetchResponse.FetchableTopicResponse]
+    node_endpoints: list[FetchResponse.NodeEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        session_id: int = 0,
+        responses: list[FetchResponse.FetchableTopicResponse] = DEFAULT,
+        node_endpoints: list[FetchResponse.NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.session_id = session_id
+        self.responses = [] if responses is DEFAULT else responses
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _FetchResponse_EpochEndOffset = FetchResponse.EpochEndOffset

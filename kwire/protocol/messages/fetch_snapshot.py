@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1417,7 +1418,6 @@ def _new_FetchSnapshotRequest_TopicSnapshot() -> FetchSnapshotRequest.TopicSnaps
     return _FetchSnapshotRequest_TopicSnapshot()
 
 
-@dataclass(slots=True)
 class FetchSnapshotRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1437,37 +1437,109 @@ class FetchSnapshotRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class SnapshotId:
+    class SnapshotId(StructBase):
+        __slots__ = ("end_offset", "epoch", "unknown_tagged_fields")
+        __match_args__ = ("end_offset", "epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        end_offset: int = 0
-        epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        end_offset: int
+        epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class PartitionSnapshot:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        current_leader_epoch: int = 0
-        snapshot_id: FetchSnapshotRequest.SnapshotId = field(
-            default_factory=_new_FetchSnapshotRequest_SnapshotId
+        def __init__(
+            self,
+            end_offset: int = 0,
+            epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.end_offset = end_offset
+            self.epoch = epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionSnapshot(StructBase):
+        __slots__ = (
+            "partition",
+            "current_leader_epoch",
+            "snapshot_id",
+            "position",
+            "replica_directory_id",
+            "unknown_tagged_fields",
         )
-        position: int = 0
-        replica_directory_id: UUID = ZERO_UUID
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class TopicSnapshot:
+        __match_args__ = (
+            "partition",
+            "current_leader_epoch",
+            "snapshot_id",
+            "position",
+            "replica_directory_id",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"snapshot_id": _new_FetchSnapshotRequest_SnapshotId}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[FetchSnapshotRequest.PartitionSnapshot] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        current_leader_epoch: int
+        snapshot_id: FetchSnapshotRequest.SnapshotId
+        position: int
+        replica_directory_id: UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    cluster_id: str | None = None
-    replica_id: BrokerId = -1
-    max_bytes: int = 0x7FFFFFFF
-    topics: list[FetchSnapshotRequest.TopicSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition: int = 0,
+            current_leader_epoch: int = 0,
+            snapshot_id: FetchSnapshotRequest.SnapshotId = DEFAULT,
+            position: int = 0,
+            replica_directory_id: UUID = ZERO_UUID,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.current_leader_epoch = current_leader_epoch
+            self.snapshot_id = (
+                _FetchSnapshotRequest_SnapshotId() if snapshot_id is DEFAULT else snapshot_id
+            )
+            self.position = position
+            self.replica_directory_id = replica_directory_id
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicSnapshot(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: list[FetchSnapshotRequest.PartitionSnapshot]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[FetchSnapshotRequest.PartitionSnapshot] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("cluster_id", "replica_id", "max_bytes", "topics", "unknown_tagged_fields")
+    __match_args__ = ("cluster_id", "replica_id", "max_bytes", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    cluster_id: str | None
+    replica_id: BrokerId
+    max_bytes: int
+    topics: list[FetchSnapshotRequest.TopicSnapshot]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        replica_id: BrokerId = -1,
+        max_bytes: int = 0x7FFFFFFF,
+        topics: list[FetchSnapshotRequest.TopicSnapshot] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.replica_id = replica_id
+        self.max_bytes = max_bytes
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _FetchSnapshotRequest_SnapshotId = FetchSnapshotRequest.SnapshotId
@@ -1569,7 +1641,6 @@ def _new_FetchSnapshotResponse_NodeEndpoint() -> FetchSnapshotResponse.NodeEndpo
     return _FetchSnapshotResponse_NodeEndpoint()
 
 
-@dataclass(slots=True)
 class FetchSnapshotResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1587,56 +1658,177 @@ class FetchSnapshotResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class SnapshotId:
+    class SnapshotId(StructBase):
+        __slots__ = ("end_offset", "epoch", "unknown_tagged_fields")
+        __match_args__ = ("end_offset", "epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        end_offset: int = 0
-        epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        end_offset: int
+        epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class LeaderIdAndEpoch:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            end_offset: int = 0,
+            epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.end_offset = end_offset
+            self.epoch = epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class PartitionSnapshot:
+    class LeaderIdAndEpoch(StructBase):
+        __slots__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
+        __match_args__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        index: int = 0
-        error_code: int = 0
-        snapshot_id: FetchSnapshotResponse.SnapshotId = field(
-            default_factory=_new_FetchSnapshotResponse_SnapshotId
+        leader_id: BrokerId
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionSnapshot(StructBase):
+        __slots__ = (
+            "index",
+            "error_code",
+            "snapshot_id",
+            "current_leader",
+            "size",
+            "position",
+            "unaligned_records",
+            "unknown_tagged_fields",
         )
-        current_leader: FetchSnapshotResponse.LeaderIdAndEpoch = field(
-            default_factory=_new_FetchSnapshotResponse_LeaderIdAndEpoch
+        __match_args__ = (
+            "index",
+            "error_code",
+            "snapshot_id",
+            "current_leader",
+            "size",
+            "position",
+            "unaligned_records",
+            "unknown_tagged_fields",
         )
-        size: int = 0
-        position: int = 0
-        unaligned_records: bytes | memoryview | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class TopicSnapshot:
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "snapshot_id": _new_FetchSnapshotResponse_SnapshotId,
+            "current_leader": _new_FetchSnapshotResponse_LeaderIdAndEpoch,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[FetchSnapshotResponse.PartitionSnapshot] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        index: int
+        error_code: int
+        snapshot_id: FetchSnapshotResponse.SnapshotId
+        current_leader: FetchSnapshotResponse.LeaderIdAndEpoch
+        size: int
+        position: int
+        unaligned_records: bytes | memoryview | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class NodeEndpoint:
+        def __init__(
+            self,
+            index: int = 0,
+            error_code: int = 0,
+            snapshot_id: FetchSnapshotResponse.SnapshotId = DEFAULT,
+            current_leader: FetchSnapshotResponse.LeaderIdAndEpoch = DEFAULT,
+            size: int = 0,
+            position: int = 0,
+            unaligned_records: bytes | memoryview | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.index = index
+            self.error_code = error_code
+            self.snapshot_id = (
+                _FetchSnapshotResponse_SnapshotId() if snapshot_id is DEFAULT else snapshot_id
+            )
+            self.current_leader = (
+                _FetchSnapshotResponse_LeaderIdAndEpoch()
+                if current_leader is DEFAULT
+                else current_leader
+            )
+            self.size = size
+            self.position = position
+            self.unaligned_records = unaligned_records
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicSnapshot(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[FetchSnapshotResponse.PartitionSnapshot]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    topics: list[FetchSnapshotResponse.TopicSnapshot] = field(default_factory=list)
-    node_endpoints: list[FetchSnapshotResponse.NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[FetchSnapshotResponse.PartitionSnapshot] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class NodeEndpoint(StructBase):
+        __slots__ = ("node_id", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "topics",
+        "node_endpoints",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "topics",
+        "node_endpoints",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "node_endpoints": list}
+    throttle_time_ms: int
+    error_code: int
+    topics: list[FetchSnapshotResponse.TopicSnapshot]
+    node_endpoints: list[FetchSnapshotResponse.NodeEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        topics: list[FetchSnapshotResponse.TopicSnapshot] = DEFAULT,
+        node_endpoints: list[FetchSnapshotResponse.NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.topics = [] if topics is DEFAULT else topics
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _FetchSnapshotResponse_SnapshotId = FetchSnapshotResponse.SnapshotId

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1033,7 +1034,6 @@ def _write_FindCoordinatorResponse_v6(o: FindCoordinatorResponse, out: bytearray
         out.append(0)
 
 
-@dataclass(slots=True)
 class FindCoordinatorRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1062,10 +1062,26 @@ class FindCoordinatorRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    key: str = ""
-    key_type: int = 0
-    coordinator_keys: list[str] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("key", "key_type", "coordinator_keys", "unknown_tagged_fields")
+    __match_args__ = ("key", "key_type", "coordinator_keys", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"coordinator_keys": list}
+    key: str
+    key_type: int
+    coordinator_keys: list[str]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        key: str = "",
+        key_type: int = 0,
+        coordinator_keys: list[str] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.key = key
+        self.key_type = key_type
+        self.coordinator_keys = [] if coordinator_keys is DEFAULT else coordinator_keys
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 FindCoordinatorRequest.FIELDS = (
@@ -1089,7 +1105,6 @@ def _new_FindCoordinatorResponse_Coordinator() -> FindCoordinatorResponse.Coordi
     return _FindCoordinatorResponse_Coordinator()
 
 
-@dataclass(slots=True)
 class FindCoordinatorResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1117,25 +1132,101 @@ class FindCoordinatorResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 6
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
 
-    @dataclass(slots=True)
-    class Coordinator:
+    class Coordinator(StructBase):
+        __slots__ = (
+            "key",
+            "node_id",
+            "host",
+            "port",
+            "error_code",
+            "error_message",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "key",
+            "node_id",
+            "host",
+            "port",
+            "error_code",
+            "error_message",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        key: str = ""
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        error_code: int = 0
-        error_message: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        key: str
+        node_id: BrokerId
+        host: str
+        port: int
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    node_id: BrokerId = 0
-    host: str = ""
-    port: int = 0
-    coordinators: list[FindCoordinatorResponse.Coordinator] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            key: str = "",
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            error_code: int = 0,
+            error_message: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.key = key
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "node_id",
+        "host",
+        "port",
+        "coordinators",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "node_id",
+        "host",
+        "port",
+        "coordinators",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"coordinators": list}
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    node_id: BrokerId
+    host: str
+    port: int
+    coordinators: list[FindCoordinatorResponse.Coordinator]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = "",
+        node_id: BrokerId = 0,
+        host: str = "",
+        port: int = 0,
+        coordinators: list[FindCoordinatorResponse.Coordinator] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.node_id = node_id
+        self.host = host
+        self.port = port
+        self.coordinators = [] if coordinators is DEFAULT else coordinators
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _FindCoordinatorResponse_Coordinator = FindCoordinatorResponse.Coordinator

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -514,7 +515,6 @@ def _write_HeartbeatResponse_v4(o: HeartbeatResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class HeartbeatRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -539,11 +539,40 @@ class HeartbeatRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    group_id: GroupId = ""
-    generation_id: int = 0
-    member_id: str = ""
-    group_instance_id: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "group_id",
+        "generation_id",
+        "member_id",
+        "group_instance_id",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "group_id",
+        "generation_id",
+        "member_id",
+        "group_instance_id",
+        "unknown_tagged_fields",
+    )
+    group_id: GroupId
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: GroupId = "",
+        generation_id: int = 0,
+        member_id: str = "",
+        group_instance_id: str | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.generation_id = generation_id
+        self.member_id = member_id
+        self.group_instance_id = group_instance_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 HeartbeatRequest.FIELDS = (
@@ -566,7 +595,6 @@ HeartbeatRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class HeartbeatResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -589,9 +617,22 @@ class HeartbeatResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("throttle_time_ms", "error_code", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "unknown_tagged_fields")
+    throttle_time_ms: int
+    error_code: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 HeartbeatResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -938,7 +939,6 @@ def _new_IncrementalAlterConfigsRequest_AlterConfigsResource() -> (
     return _IncrementalAlterConfigsRequest_AlterConfigsResource()
 
 
-@dataclass(slots=True)
 class IncrementalAlterConfigsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -958,27 +958,65 @@ class IncrementalAlterConfigsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class AlterableConfig:
+    class AlterableConfig(StructBase):
+        __slots__ = ("name", "config_operation", "value", "unknown_tagged_fields")
+        __match_args__ = ("name", "config_operation", "value", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        config_operation: int = 0
-        value: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        config_operation: int
+        value: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class AlterConfigsResource:
+        def __init__(
+            self,
+            name: str = "",
+            config_operation: int = 0,
+            value: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.config_operation = config_operation
+            self.value = value
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AlterConfigsResource(StructBase):
+        __slots__ = ("resource_type", "resource_name", "configs", "unknown_tagged_fields")
+        __match_args__ = ("resource_type", "resource_name", "configs", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"configs": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        resource_type: int = 0
-        resource_name: str = ""
-        configs: list[IncrementalAlterConfigsRequest.AlterableConfig] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        resource_type: int
+        resource_name: str
+        configs: list[IncrementalAlterConfigsRequest.AlterableConfig]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource] = field(
-        default_factory=list
-    )
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            resource_type: int = 0,
+            resource_name: str = "",
+            configs: list[IncrementalAlterConfigsRequest.AlterableConfig] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.configs = [] if configs is DEFAULT else configs
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("resources", "validate_only", "unknown_tagged_fields")
+    __match_args__ = ("resources", "validate_only", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"resources": list}
+    resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource]
+    validate_only: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource] = DEFAULT,
+        validate_only: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.resources = [] if resources is DEFAULT else resources
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _IncrementalAlterConfigsRequest_AlterableConfig = IncrementalAlterConfigsRequest.AlterableConfig
@@ -1036,7 +1074,6 @@ def _new_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse() -> (
     return _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse()
 
 
-@dataclass(slots=True)
 class IncrementalAlterConfigsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1054,20 +1091,58 @@ class IncrementalAlterConfigsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
 
-    @dataclass(slots=True)
-    class AlterConfigsResourceResponse:
+    class AlterConfigsResourceResponse(StructBase):
+        __slots__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "error_message",
+            "resource_type",
+            "resource_name",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = ""
-        resource_type: int = 0
-        resource_name: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        error_message: str | None
+        resource_type: int
+        resource_name: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = "",
+            resource_type: int = 0,
+            resource_name: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.resource_type = resource_type
+            self.resource_name = resource_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "responses", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "responses", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"responses": list}
+    throttle_time_ms: int
+    responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.responses = [] if responses is DEFAULT else responses
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _IncrementalAlterConfigsResponse_AlterConfigsResourceResponse = (

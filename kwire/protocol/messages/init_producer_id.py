@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -687,7 +688,6 @@ def _write_InitProducerIdResponse_v6(o: InitProducerIdResponse, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
 class InitProducerIdRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -716,13 +716,50 @@ class InitProducerIdRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = True
-    transactional_id: TransactionalId | None = ""
-    transaction_timeout_ms: int = 0
-    producer_id: ProducerId = -1
-    producer_epoch: int = -1
-    enable2_pc: bool = False
-    keep_prepared_txn: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "transactional_id",
+        "transaction_timeout_ms",
+        "producer_id",
+        "producer_epoch",
+        "enable2_pc",
+        "keep_prepared_txn",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "transactional_id",
+        "transaction_timeout_ms",
+        "producer_id",
+        "producer_epoch",
+        "enable2_pc",
+        "keep_prepared_txn",
+        "unknown_tagged_fields",
+    )
+    transactional_id: TransactionalId | None
+    transaction_timeout_ms: int
+    producer_id: ProducerId
+    producer_epoch: int
+    enable2_pc: bool
+    keep_prepared_txn: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        transactional_id: TransactionalId | None = "",
+        transaction_timeout_ms: int = 0,
+        producer_id: ProducerId = -1,
+        producer_epoch: int = -1,
+        enable2_pc: bool = False,
+        keep_prepared_txn: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.transaction_timeout_ms = transaction_timeout_ms
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.enable2_pc = enable2_pc
+        self.keep_prepared_txn = keep_prepared_txn
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 InitProducerIdRequest.FIELDS = (
@@ -767,7 +804,6 @@ InitProducerIdRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class InitProducerIdResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -794,13 +830,50 @@ class InitProducerIdResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 6
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    producer_id: ProducerId = -1
-    producer_epoch: int = 0
-    ongoing_txn_producer_id: ProducerId = -1
-    ongoing_txn_producer_epoch: int = -1
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "producer_id",
+        "producer_epoch",
+        "ongoing_txn_producer_id",
+        "ongoing_txn_producer_epoch",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "producer_id",
+        "producer_epoch",
+        "ongoing_txn_producer_id",
+        "ongoing_txn_producer_epoch",
+        "unknown_tagged_fields",
+    )
+    throttle_time_ms: int
+    error_code: int
+    producer_id: ProducerId
+    producer_epoch: int
+    ongoing_txn_producer_id: ProducerId
+    ongoing_txn_producer_epoch: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        producer_id: ProducerId = -1,
+        producer_epoch: int = 0,
+        ongoing_txn_producer_id: ProducerId = -1,
+        ongoing_txn_producer_epoch: int = -1,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.ongoing_txn_producer_id = ongoing_txn_producer_id
+        self.ongoing_txn_producer_epoch = ongoing_txn_producer_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 InitProducerIdResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -579,7 +580,6 @@ def _new_InitializeShareGroupStateRequest_InitializeStateData() -> (
     return _InitializeShareGroupStateRequest_InitializeStateData()
 
 
-@dataclass(slots=True)
 class InitializeShareGroupStateRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_InitializeShareGroupStateRequest_v0,)
@@ -593,26 +593,62 @@ class InitializeShareGroupStateRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = ("partition", "state_epoch", "start_offset", "unknown_tagged_fields")
+        __match_args__ = ("partition", "state_epoch", "start_offset", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        state_epoch: int = 0
-        start_offset: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        state_epoch: int
+        start_offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class InitializeStateData:
+        def __init__(
+            self,
+            partition: int = 0,
+            state_epoch: int = 0,
+            start_offset: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.state_epoch = state_epoch
+            self.start_offset = start_offset
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class InitializeStateData(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[InitializeShareGroupStateRequest.PartitionData] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[InitializeShareGroupStateRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: str = ""
-    topics: list[InitializeShareGroupStateRequest.InitializeStateData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[InitializeShareGroupStateRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("group_id", "topics", "unknown_tagged_fields")
+    __match_args__ = ("group_id", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    group_id: str
+    topics: list[InitializeShareGroupStateRequest.InitializeStateData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: str = "",
+        topics: list[InitializeShareGroupStateRequest.InitializeStateData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _InitializeShareGroupStateRequest_PartitionData = InitializeShareGroupStateRequest.PartitionData
@@ -669,7 +705,6 @@ def _new_InitializeShareGroupStateResponse_InitializeStateResult() -> (
     return _InitializeShareGroupStateResponse_InitializeStateResult()
 
 
-@dataclass(slots=True)
 class InitializeShareGroupStateResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_InitializeShareGroupStateResponse_v0,)
@@ -681,27 +716,59 @@ class InitializeShareGroupStateResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class PartitionResult:
+    class PartitionResult(StructBase):
+        __slots__ = ("partition", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("partition", "error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        error_code: int = 0
-        error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class InitializeStateResult:
+        def __init__(
+            self,
+            partition: int = 0,
+            error_code: int = 0,
+            error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class InitializeStateResult(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[InitializeShareGroupStateResponse.PartitionResult] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[InitializeShareGroupStateResponse.PartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    results: list[InitializeShareGroupStateResponse.InitializeStateResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[InitializeShareGroupStateResponse.PartitionResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("results", "unknown_tagged_fields")
+    __match_args__ = ("results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    results: list[InitializeShareGroupStateResponse.InitializeStateResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        results: list[InitializeShareGroupStateResponse.InitializeStateResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _InitializeShareGroupStateResponse_PartitionResult = (

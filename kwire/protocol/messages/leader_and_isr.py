@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -3231,7 +3232,6 @@ def _new_LeaderAndIsrRequest_LeaderAndIsrLiveLeader() -> LeaderAndIsrRequest.Lea
     return _LeaderAndIsrRequest_LeaderAndIsrLiveLeader()
 
 
-@dataclass(slots=True)
 class LeaderAndIsrRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -3263,52 +3263,191 @@ class LeaderAndIsrRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class LeaderAndIsrPartitionState:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
-        controller_epoch: int = 0
-        leader: BrokerId = 0
-        leader_epoch: int = 0
-        isr: list[BrokerId] = field(default_factory=list)
-        partition_epoch: int = 0
-        replicas: list[BrokerId] = field(default_factory=list)
-        adding_replicas: list[BrokerId] = field(default_factory=list)
-        removing_replicas: list[BrokerId] = field(default_factory=list)
-        is_new: bool = False
-        leader_recovery_state: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class LeaderAndIsrTopicState:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState] = field(
-            default_factory=list
+    class LeaderAndIsrPartitionState(StructBase):
+        __slots__ = (
+            "topic_name",
+            "partition_index",
+            "controller_epoch",
+            "leader",
+            "leader_epoch",
+            "isr",
+            "partition_epoch",
+            "replicas",
+            "adding_replicas",
+            "removing_replicas",
+            "is_new",
+            "leader_recovery_state",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class LeaderAndIsrLiveLeader:
+        __match_args__ = (
+            "topic_name",
+            "partition_index",
+            "controller_epoch",
+            "leader",
+            "leader_epoch",
+            "isr",
+            "partition_epoch",
+            "replicas",
+            "adding_replicas",
+            "removing_replicas",
+            "is_new",
+            "leader_recovery_state",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "isr": list,
+            "replicas": list,
+            "adding_replicas": list,
+            "removing_replicas": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        broker_id: BrokerId = 0
-        host_name: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partition_index: int
+        controller_epoch: int
+        leader: BrokerId
+        leader_epoch: int
+        isr: list[BrokerId]
+        partition_epoch: int
+        replicas: list[BrokerId]
+        adding_replicas: list[BrokerId]
+        removing_replicas: list[BrokerId]
+        is_new: bool
+        leader_recovery_state: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    controller_id: BrokerId = 0
-    is_kraft_controller: bool = False
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    type: int = 0
-    ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState] = field(
-        default_factory=list
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+            controller_epoch: int = 0,
+            leader: BrokerId = 0,
+            leader_epoch: int = 0,
+            isr: list[BrokerId] = DEFAULT,
+            partition_epoch: int = 0,
+            replicas: list[BrokerId] = DEFAULT,
+            adding_replicas: list[BrokerId] = DEFAULT,
+            removing_replicas: list[BrokerId] = DEFAULT,
+            is_new: bool = False,
+            leader_recovery_state: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
+            self.controller_epoch = controller_epoch
+            self.leader = leader
+            self.leader_epoch = leader_epoch
+            self.isr = [] if isr is DEFAULT else isr
+            self.partition_epoch = partition_epoch
+            self.replicas = [] if replicas is DEFAULT else replicas
+            self.adding_replicas = [] if adding_replicas is DEFAULT else adding_replicas
+            self.removing_replicas = [] if removing_replicas is DEFAULT else removing_replicas
+            self.is_new = is_new
+            self.leader_recovery_state = leader_recovery_state
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class LeaderAndIsrTopicState(StructBase):
+        __slots__ = ("topic_name", "topic_id", "partition_states", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "topic_id", "partition_states", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_states": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName
+        topic_id: UUID
+        partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.topic_id = topic_id
+            self.partition_states = [] if partition_states is DEFAULT else partition_states
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class LeaderAndIsrLiveLeader(StructBase):
+        __slots__ = ("broker_id", "host_name", "port", "unknown_tagged_fields")
+        __match_args__ = ("broker_id", "host_name", "port", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        broker_id: BrokerId
+        host_name: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            broker_id: BrokerId = 0,
+            host_name: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.broker_id = broker_id
+            self.host_name = host_name
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "controller_id",
+        "is_kraft_controller",
+        "controller_epoch",
+        "broker_epoch",
+        "type",
+        "ungrouped_partition_states",
+        "topic_states",
+        "live_leaders",
+        "unknown_tagged_fields",
     )
-    topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState] = field(default_factory=list)
-    live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "controller_id",
+        "is_kraft_controller",
+        "controller_epoch",
+        "broker_epoch",
+        "type",
+        "ungrouped_partition_states",
+        "topic_states",
+        "live_leaders",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "ungrouped_partition_states": list,
+        "topic_states": list,
+        "live_leaders": list,
+    }
+    controller_id: BrokerId
+    is_kraft_controller: bool
+    controller_epoch: int
+    broker_epoch: int
+    type: int
+    ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState]
+    topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState]
+    live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        controller_id: BrokerId = 0,
+        is_kraft_controller: bool = False,
+        controller_epoch: int = 0,
+        broker_epoch: int = -1,
+        type: int = 0,
+        ungrouped_partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState] = DEFAULT,
+        topic_states: list[LeaderAndIsrRequest.LeaderAndIsrTopicState] = DEFAULT,
+        live_leaders: list[LeaderAndIsrRequest.LeaderAndIsrLiveLeader] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.controller_id = controller_id
+        self.is_kraft_controller = is_kraft_controller
+        self.controller_epoch = controller_epoch
+        self.broker_epoch = broker_epoch
+        self.type = type
+        self.ungrouped_partition_states = (
+            [] if ungrouped_partition_states is DEFAULT else ungrouped_partition_states
+        )
+        self.topic_states = [] if topic_states is DEFAULT else topic_states
+        self.live_leaders = [] if live_leaders is DEFAULT else live_leaders
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _LeaderAndIsrRequest_LeaderAndIsrPartitionState = LeaderAndIsrRequest.LeaderAndIsrPartitionState
@@ -3473,7 +3612,6 @@ def _new_LeaderAndIsrResponse_LeaderAndIsrTopicError() -> (
     return _LeaderAndIsrResponse_LeaderAndIsrTopicError()
 
 
-@dataclass(slots=True)
 class LeaderAndIsrResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -3503,29 +3641,65 @@ class LeaderAndIsrResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 7
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
 
-    @dataclass(slots=True)
-    class LeaderAndIsrPartitionError:
+    class LeaderAndIsrPartitionError(StructBase):
+        __slots__ = ("topic_name", "partition_index", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partition_index", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partition_index: int
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class LeaderAndIsrTopicError:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class LeaderAndIsrTopicError(StructBase):
+        __slots__ = ("topic_id", "partition_errors", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partition_errors", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_errors": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = field(
-        default_factory=list
-    )
-    topics: list[LeaderAndIsrResponse.LeaderAndIsrTopicError] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partition_errors = [] if partition_errors is DEFAULT else partition_errors
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "partition_errors", "topics", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "partition_errors", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"partition_errors": list, "topics": list}
+    error_code: int
+    partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError]
+    topics: list[LeaderAndIsrResponse.LeaderAndIsrTopicError]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = DEFAULT,
+        topics: list[LeaderAndIsrResponse.LeaderAndIsrTopicError] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.partition_errors = [] if partition_errors is DEFAULT else partition_errors
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _LeaderAndIsrResponse_LeaderAndIsrPartitionError = LeaderAndIsrResponse.LeaderAndIsrPartitionError

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1151,7 +1152,6 @@ def _new_LeaveGroupRequest_MemberIdentity() -> LeaveGroupRequest.MemberIdentity:
     return _LeaveGroupRequest_MemberIdentity()
 
 
-@dataclass(slots=True)
 class LeaveGroupRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1179,18 +1179,46 @@ class LeaveGroupRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class MemberIdentity:
+    class MemberIdentity(StructBase):
+        __slots__ = ("member_id", "group_instance_id", "reason", "unknown_tagged_fields")
+        __match_args__ = ("member_id", "group_instance_id", "reason", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        member_id: str = ""
-        group_instance_id: str | None = None
-        reason: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        member_id: str
+        group_instance_id: str | None
+        reason: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: GroupId = ""
-    member_id: str = ""
-    members: list[LeaveGroupRequest.MemberIdentity] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            member_id: str = "",
+            group_instance_id: str | None = None,
+            reason: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.member_id = member_id
+            self.group_instance_id = group_instance_id
+            self.reason = reason
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("group_id", "member_id", "members", "unknown_tagged_fields")
+    __match_args__ = ("group_id", "member_id", "members", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"members": list}
+    group_id: GroupId
+    member_id: str
+    members: list[LeaveGroupRequest.MemberIdentity]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: GroupId = "",
+        member_id: str = "",
+        members: list[LeaveGroupRequest.MemberIdentity] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.member_id = member_id
+        self.members = [] if members is DEFAULT else members
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _LeaveGroupRequest_MemberIdentity = LeaveGroupRequest.MemberIdentity
@@ -1231,7 +1259,6 @@ def _new_LeaveGroupResponse_MemberResponse() -> LeaveGroupResponse.MemberRespons
     return _LeaveGroupResponse_MemberResponse()
 
 
-@dataclass(slots=True)
 class LeaveGroupResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1257,18 +1284,46 @@ class LeaveGroupResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
 
-    @dataclass(slots=True)
-    class MemberResponse:
+    class MemberResponse(StructBase):
+        __slots__ = ("member_id", "group_instance_id", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("member_id", "group_instance_id", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        member_id: str = ""
-        group_instance_id: str | None = ""
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        member_id: str
+        group_instance_id: str | None
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    members: list[LeaveGroupResponse.MemberResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            member_id: str = "",
+            group_instance_id: str | None = "",
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.member_id = member_id
+            self.group_instance_id = group_instance_id
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "error_code", "members", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "members", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"members": list}
+    throttle_time_ms: int
+    error_code: int
+    members: list[LeaveGroupResponse.MemberResponse]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        members: list[LeaveGroupResponse.MemberResponse] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.members = [] if members is DEFAULT else members
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _LeaveGroupResponse_MemberResponse = LeaveGroupResponse.MemberResponse

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -262,7 +263,6 @@ def _write_ListClientMetricsResourcesResponse_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
 class ListClientMetricsResourcesRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListClientMetricsResourcesRequest_v0,)
@@ -275,7 +275,16 @@ class ListClientMetricsResourcesRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("unknown_tagged_fields",)
+    __match_args__ = ("unknown_tagged_fields",)
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ListClientMetricsResourcesRequest.FIELDS = ()
@@ -287,7 +296,6 @@ def _new_ListClientMetricsResourcesResponse_ClientMetricsResource() -> (
     return _ListClientMetricsResourcesResponse_ClientMetricsResource()
 
 
-@dataclass(slots=True)
 class ListClientMetricsResourcesResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListClientMetricsResourcesResponse_v0,)
@@ -299,18 +307,54 @@ class ListClientMetricsResourcesResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class ClientMetricsResource:
+    class ClientMetricsResource(StructBase):
+        __slots__ = ("name", "unknown_tagged_fields")
+        __match_args__ = ("name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    client_metrics_resources: list[ListClientMetricsResourcesResponse.ClientMetricsResource] = (
-        field(default_factory=list)
+        def __init__(
+            self,
+            name: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "client_metrics_resources",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "client_metrics_resources",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"client_metrics_resources": list}
+    throttle_time_ms: int
+    error_code: int
+    client_metrics_resources: list[ListClientMetricsResourcesResponse.ClientMetricsResource]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        client_metrics_resources: list[
+            ListClientMetricsResourcesResponse.ClientMetricsResource
+        ] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.client_metrics_resources = (
+            [] if client_metrics_resources is DEFAULT else client_metrics_resources
+        )
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListClientMetricsResourcesResponse_ClientMetricsResource = (

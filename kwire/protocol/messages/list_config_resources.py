@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT8_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -505,7 +506,6 @@ def _write_ListConfigResourcesResponse_v1(o: ListConfigResourcesResponse, out: b
         out.append(0)
 
 
-@dataclass(slots=True)
 class ListConfigResourcesRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -524,8 +524,20 @@ class ListConfigResourcesRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    resource_types: list[int] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("resource_types", "unknown_tagged_fields")
+    __match_args__ = ("resource_types", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"resource_types": list}
+    resource_types: list[int]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        resource_types: list[int] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.resource_types = [] if resource_types is DEFAULT else resource_types
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ListConfigResourcesRequest.FIELDS = (
@@ -539,7 +551,6 @@ def _new_ListConfigResourcesResponse_ConfigResource() -> ListConfigResourcesResp
     return _ListConfigResourcesResponse_ConfigResource()
 
 
-@dataclass(slots=True)
 class ListConfigResourcesResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -557,17 +568,43 @@ class ListConfigResourcesResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class ConfigResource:
+    class ConfigResource(StructBase):
+        __slots__ = ("resource_name", "resource_type", "unknown_tagged_fields")
+        __match_args__ = ("resource_name", "resource_type", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        resource_name: str = ""
-        resource_type: int = 16
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        resource_name: str
+        resource_type: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    config_resources: list[ListConfigResourcesResponse.ConfigResource] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            resource_name: str = "",
+            resource_type: int = 16,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.resource_name = resource_name
+            self.resource_type = resource_type
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "error_code", "config_resources", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "config_resources", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"config_resources": list}
+    throttle_time_ms: int
+    error_code: int
+    config_resources: list[ListConfigResourcesResponse.ConfigResource]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        config_resources: list[ListConfigResourcesResponse.ConfigResource] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.config_resources = [] if config_resources is DEFAULT else config_resources
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListConfigResourcesResponse_ConfigResource = ListConfigResourcesResponse.ConfigResource

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1311,7 +1312,6 @@ def _write_ListGroupsResponse_v5(o: ListGroupsResponse, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class ListGroupsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1338,9 +1338,23 @@ class ListGroupsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    states_filter: list[str] = field(default_factory=list)
-    types_filter: list[str] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("states_filter", "types_filter", "unknown_tagged_fields")
+    __match_args__ = ("states_filter", "types_filter", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"states_filter": list, "types_filter": list}
+    states_filter: list[str]
+    types_filter: list[str]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        states_filter: list[str] = DEFAULT,
+        types_filter: list[str] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.states_filter = [] if states_filter is DEFAULT else states_filter
+        self.types_filter = [] if types_filter is DEFAULT else types_filter
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ListGroupsRequest.FIELDS = (
@@ -1357,7 +1371,6 @@ def _new_ListGroupsResponse_ListedGroup() -> ListGroupsResponse.ListedGroup:
     return _ListGroupsResponse_ListedGroup()
 
 
-@dataclass(slots=True)
 class ListGroupsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1383,19 +1396,61 @@ class ListGroupsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
 
-    @dataclass(slots=True)
-    class ListedGroup:
+    class ListedGroup(StructBase):
+        __slots__ = (
+            "group_id",
+            "protocol_type",
+            "group_state",
+            "group_type",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "group_id",
+            "protocol_type",
+            "group_state",
+            "group_type",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        group_id: GroupId = ""
-        protocol_type: str = ""
-        group_state: str = ""
-        group_type: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        group_id: GroupId
+        protocol_type: str
+        group_state: str
+        group_type: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    groups: list[ListGroupsResponse.ListedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            group_id: GroupId = "",
+            protocol_type: str = "",
+            group_state: str = "",
+            group_type: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.group_id = group_id
+            self.protocol_type = protocol_type
+            self.group_state = group_state
+            self.group_type = group_type
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "error_code", "groups", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "groups", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups": list}
+    throttle_time_ms: int
+    error_code: int
+    groups: list[ListGroupsResponse.ListedGroup]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        groups: list[ListGroupsResponse.ListedGroup] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListGroupsResponse_ListedGroup = ListGroupsResponse.ListedGroup

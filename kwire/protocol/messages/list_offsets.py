@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT64_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -2562,7 +2563,6 @@ def _new_ListOffsetsRequest_ListOffsetsTopic() -> ListOffsetsRequest.ListOffsets
     return _ListOffsetsRequest_ListOffsetsTopic()
 
 
-@dataclass(slots=True)
 class ListOffsetsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2602,27 +2602,89 @@ class ListOffsetsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class ListOffsetsPartition:
+    class ListOffsetsPartition(StructBase):
+        __slots__ = (
+            "partition_index",
+            "current_leader_epoch",
+            "timestamp",
+            "max_num_offsets",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "current_leader_epoch",
+            "timestamp",
+            "max_num_offsets",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        current_leader_epoch: int = -1
-        timestamp: int = 0
-        max_num_offsets: int = 1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        current_leader_epoch: int
+        timestamp: int
+        max_num_offsets: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ListOffsetsTopic:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            current_leader_epoch: int = -1,
+            timestamp: int = 0,
+            max_num_offsets: int = 1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.current_leader_epoch = current_leader_epoch
+            self.timestamp = timestamp
+            self.max_num_offsets = max_num_offsets
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ListOffsetsTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[ListOffsetsRequest.ListOffsetsPartition] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[ListOffsetsRequest.ListOffsetsPartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    replica_id: BrokerId = 0
-    isolation_level: int = 0
-    topics: list[ListOffsetsRequest.ListOffsetsTopic] = field(default_factory=list)
-    timeout_ms: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[ListOffsetsRequest.ListOffsetsPartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("replica_id", "isolation_level", "topics", "timeout_ms", "unknown_tagged_fields")
+    __match_args__ = (
+        "replica_id",
+        "isolation_level",
+        "topics",
+        "timeout_ms",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    replica_id: BrokerId
+    isolation_level: int
+    topics: list[ListOffsetsRequest.ListOffsetsTopic]
+    timeout_ms: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        replica_id: BrokerId = 0,
+        isolation_level: int = 0,
+        topics: list[ListOffsetsRequest.ListOffsetsTopic] = DEFAULT,
+        timeout_ms: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.replica_id = replica_id
+        self.isolation_level = isolation_level
+        self.topics = [] if topics is DEFAULT else topics
+        self.timeout_ms = timeout_ms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListOffsetsRequest_ListOffsetsPartition = ListOffsetsRequest.ListOffsetsPartition
@@ -2694,7 +2756,6 @@ def _new_ListOffsetsResponse_ListOffsetsTopicResponse() -> (
     return _ListOffsetsResponse_ListOffsetsTopicResponse()
 
 
-@dataclass(slots=True)
 class ListOffsetsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2732,29 +2793,88 @@ class ListOffsetsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 11
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
 
-    @dataclass(slots=True)
-    class ListOffsetsPartitionResponse:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        old_style_offsets: list[int] = field(default_factory=list)
-        timestamp: int = -1
-        offset: int = -1
-        leader_epoch: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class ListOffsetsTopicResponse:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse] = field(
-            default_factory=list
+    class ListOffsetsPartitionResponse(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "old_style_offsets",
+            "timestamp",
+            "offset",
+            "leader_epoch",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "old_style_offsets",
+            "timestamp",
+            "offset",
+            "leader_epoch",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"old_style_offsets": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int
+        error_code: int
+        old_style_offsets: list[int]
+        timestamp: int
+        offset: int
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[ListOffsetsResponse.ListOffsetsTopicResponse] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            old_style_offsets: list[int] = DEFAULT,
+            timestamp: int = -1,
+            offset: int = -1,
+            leader_epoch: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.old_style_offsets = [] if old_style_offsets is DEFAULT else old_style_offsets
+            self.timestamp = timestamp
+            self.offset = offset
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ListOffsetsTopicResponse(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    topics: list[ListOffsetsResponse.ListOffsetsTopicResponse]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[ListOffsetsResponse.ListOffsetsTopicResponse] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListOffsetsResponse_ListOffsetsPartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -657,7 +658,6 @@ def _new_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics() ->
     return _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics()
 
 
-@dataclass(slots=True)
 class ListPartitionReassignmentsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListPartitionReassignmentsRequest_v0,)
@@ -671,16 +671,41 @@ class ListPartitionReassignmentsRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class ListPartitionReassignmentsTopics:
+    class ListPartitionReassignmentsTopics(StructBase):
+        __slots__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        __match_args__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_indexes": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partition_indexes: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partition_indexes: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    timeout_ms: int = 60000
-    topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partition_indexes: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("timeout_ms", "topics", "unknown_tagged_fields")
+    __match_args__ = ("timeout_ms", "topics", "unknown_tagged_fields")
+    timeout_ms: int
+    topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        timeout_ms: int = 60000,
+        topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics]
+        | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.timeout_ms = timeout_ms
+        self.topics = topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics = (
@@ -729,7 +754,6 @@ def _new_ListPartitionReassignmentsResponse_OngoingTopicReassignment() -> (
     return _ListPartitionReassignmentsResponse_OngoingTopicReassignment()
 
 
-@dataclass(slots=True)
 class ListPartitionReassignmentsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ListPartitionReassignmentsResponse_v0,)
@@ -741,31 +765,102 @@ class ListPartitionReassignmentsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class OngoingPartitionReassignment:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        replicas: list[BrokerId] = field(default_factory=list)
-        adding_replicas: list[BrokerId] = field(default_factory=list)
-        removing_replicas: list[BrokerId] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class OngoingTopicReassignment:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment] = field(
-            default_factory=list
+    class OngoingPartitionReassignment(StructBase):
+        __slots__ = (
+            "partition_index",
+            "replicas",
+            "adding_replicas",
+            "removing_replicas",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "partition_index",
+            "replicas",
+            "adding_replicas",
+            "removing_replicas",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "replicas": list,
+            "adding_replicas": list,
+            "removing_replicas": list,
+        }
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int
+        replicas: list[BrokerId]
+        adding_replicas: list[BrokerId]
+        removing_replicas: list[BrokerId]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment] = field(
-        default_factory=list
+        def __init__(
+            self,
+            partition_index: int = 0,
+            replicas: list[BrokerId] = DEFAULT,
+            adding_replicas: list[BrokerId] = DEFAULT,
+            removing_replicas: list[BrokerId] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.replicas = [] if replicas is DEFAULT else replicas
+            self.adding_replicas = [] if adding_replicas is DEFAULT else adding_replicas
+            self.removing_replicas = [] if removing_replicas is DEFAULT else removing_replicas
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OngoingTopicReassignment(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[
+                ListPartitionReassignmentsResponse.OngoingPartitionReassignment
+            ] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "topics",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "topics",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = "",
+        topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListPartitionReassignmentsResponse_OngoingPartitionReassignment = (

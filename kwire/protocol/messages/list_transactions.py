@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT64_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -757,7 +758,6 @@ def _write_ListTransactionsResponse_v0(o: ListTransactionsResponse, out: bytearr
         out.append(0)
 
 
-@dataclass(slots=True)
 class ListTransactionsRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -778,11 +778,41 @@ class ListTransactionsRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    state_filters: list[str] = field(default_factory=list)
-    producer_id_filters: list[ProducerId] = field(default_factory=list)
-    duration_filter: int = -1
-    transactional_id_pattern: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "state_filters",
+        "producer_id_filters",
+        "duration_filter",
+        "transactional_id_pattern",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "state_filters",
+        "producer_id_filters",
+        "duration_filter",
+        "transactional_id_pattern",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"state_filters": list, "producer_id_filters": list}
+    state_filters: list[str]
+    producer_id_filters: list[ProducerId]
+    duration_filter: int
+    transactional_id_pattern: str | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        state_filters: list[str] = DEFAULT,
+        producer_id_filters: list[ProducerId] = DEFAULT,
+        duration_filter: int = -1,
+        transactional_id_pattern: str | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.state_filters = [] if state_filters is DEFAULT else state_filters
+        self.producer_id_filters = [] if producer_id_filters is DEFAULT else producer_id_filters
+        self.duration_filter = duration_filter
+        self.transactional_id_pattern = transactional_id_pattern
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ListTransactionsRequest.FIELDS = (
@@ -821,7 +851,6 @@ def _new_ListTransactionsResponse_TransactionState() -> ListTransactionsResponse
     return _ListTransactionsResponse_TransactionState()
 
 
-@dataclass(slots=True)
 class ListTransactionsResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -841,21 +870,76 @@ class ListTransactionsResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class TransactionState:
+    class TransactionState(StructBase):
+        __slots__ = (
+            "transactional_id",
+            "producer_id",
+            "transaction_state",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "transactional_id",
+            "producer_id",
+            "transaction_state",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        transactional_id: TransactionalId = ""
-        producer_id: ProducerId = 0
-        transaction_state: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        transactional_id: TransactionalId
+        producer_id: ProducerId
+        transaction_state: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_state_filters: list[str] = field(default_factory=list)
-    transaction_states: list[ListTransactionsResponse.TransactionState] = field(
-        default_factory=list
+        def __init__(
+            self,
+            transactional_id: TransactionalId = "",
+            producer_id: ProducerId = 0,
+            transaction_state: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.transactional_id = transactional_id
+            self.producer_id = producer_id
+            self.transaction_state = transaction_state
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "unknown_state_filters",
+        "transaction_states",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "unknown_state_filters",
+        "transaction_states",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "unknown_state_filters": list,
+        "transaction_states": list,
+    }
+    throttle_time_ms: int
+    error_code: int
+    unknown_state_filters: list[str]
+    transaction_states: list[ListTransactionsResponse.TransactionState]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        unknown_state_filters: list[str] = DEFAULT,
+        transaction_states: list[ListTransactionsResponse.TransactionState] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.unknown_state_filters = (
+            [] if unknown_state_filters is DEFAULT else unknown_state_filters
+        )
+        self.transaction_states = [] if transaction_states is DEFAULT else transaction_states
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ListTransactionsResponse_TransactionState = ListTransactionsResponse.TransactionState

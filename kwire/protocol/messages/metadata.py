@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -4463,7 +4464,6 @@ def _new_MetadataRequest_MetadataRequestTopic() -> MetadataRequest.MetadataReque
     return _MetadataRequest_MetadataRequestTopic()
 
 
-@dataclass(slots=True)
 class MetadataRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -4507,18 +4507,58 @@ class MetadataRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class MetadataRequestTopic:
+    class MetadataRequestTopic(StructBase):
+        __slots__ = ("topic_id", "name", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        name: TopicName | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        name: TopicName | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    topics: list[MetadataRequest.MetadataRequestTopic] | None = field(default_factory=list)
-    allow_auto_topic_creation: bool = True
-    include_cluster_authorized_operations: bool = False
-    include_topic_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            name: TopicName | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.name = name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "topics",
+        "allow_auto_topic_creation",
+        "include_cluster_authorized_operations",
+        "include_topic_authorized_operations",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "topics",
+        "allow_auto_topic_creation",
+        "include_cluster_authorized_operations",
+        "include_topic_authorized_operations",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    topics: list[MetadataRequest.MetadataRequestTopic] | None
+    allow_auto_topic_creation: bool
+    include_cluster_authorized_operations: bool
+    include_topic_authorized_operations: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topics: list[MetadataRequest.MetadataRequestTopic] | None = DEFAULT,
+        allow_auto_topic_creation: bool = True,
+        include_cluster_authorized_operations: bool = False,
+        include_topic_authorized_operations: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.allow_auto_topic_creation = allow_auto_topic_creation
+        self.include_cluster_authorized_operations = include_cluster_authorized_operations
+        self.include_topic_authorized_operations = include_topic_authorized_operations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _MetadataRequest_MetadataRequestTopic = MetadataRequest.MetadataRequestTopic
@@ -4587,7 +4627,6 @@ def _new_MetadataResponse_MetadataResponseTopic() -> MetadataResponse.MetadataRe
     return _MetadataResponse_MetadataResponseTopic()
 
 
-@dataclass(slots=True)
 class MetadataResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -4629,46 +4668,182 @@ class MetadataResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 13
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
 
-    @dataclass(slots=True)
-    class MetadataResponseBroker:
+    class MetadataResponseBroker(StructBase):
+        __slots__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        rack: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        node_id: BrokerId
+        host: str
+        port: int
+        rack: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class MetadataResponsePartition:
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            rack: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.rack = rack
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class MetadataResponsePartition(StructBase):
+        __slots__ = (
+            "error_code",
+            "partition_index",
+            "leader_id",
+            "leader_epoch",
+            "replica_nodes",
+            "isr_nodes",
+            "offline_replicas",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "partition_index",
+            "leader_id",
+            "leader_epoch",
+            "replica_nodes",
+            "isr_nodes",
+            "offline_replicas",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "replica_nodes": list,
+            "isr_nodes": list,
+            "offline_replicas": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        partition_index: int = 0
-        leader_id: BrokerId = 0
-        leader_epoch: int = -1
-        replica_nodes: list[BrokerId] = field(default_factory=list)
-        isr_nodes: list[BrokerId] = field(default_factory=list)
-        offline_replicas: list[BrokerId] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        partition_index: int
+        leader_id: BrokerId
+        leader_epoch: int
+        replica_nodes: list[BrokerId]
+        isr_nodes: list[BrokerId]
+        offline_replicas: list[BrokerId]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class MetadataResponseTopic:
+        def __init__(
+            self,
+            error_code: int = 0,
+            partition_index: int = 0,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = -1,
+            replica_nodes: list[BrokerId] = DEFAULT,
+            isr_nodes: list[BrokerId] = DEFAULT,
+            offline_replicas: list[BrokerId] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.partition_index = partition_index
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.replica_nodes = [] if replica_nodes is DEFAULT else replica_nodes
+            self.isr_nodes = [] if isr_nodes is DEFAULT else isr_nodes
+            self.offline_replicas = [] if offline_replicas is DEFAULT else offline_replicas
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class MetadataResponseTopic(StructBase):
+        __slots__ = (
+            "error_code",
+            "name",
+            "topic_id",
+            "is_internal",
+            "partitions",
+            "topic_authorized_operations",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "name",
+            "topic_id",
+            "is_internal",
+            "partitions",
+            "topic_authorized_operations",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        name: TopicName | None = ""
-        topic_id: UUID = ZERO_UUID
-        is_internal: bool = False
-        partitions: list[MetadataResponse.MetadataResponsePartition] = field(default_factory=list)
-        topic_authorized_operations: int = -2147483648
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        name: TopicName | None
+        topic_id: UUID
+        is_internal: bool
+        partitions: list[MetadataResponse.MetadataResponsePartition]
+        topic_authorized_operations: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    brokers: list[MetadataResponse.MetadataResponseBroker] = field(default_factory=list)
-    cluster_id: str | None = None
-    controller_id: BrokerId = -1
-    topics: list[MetadataResponse.MetadataResponseTopic] = field(default_factory=list)
-    cluster_authorized_operations: int = -2147483648
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            error_code: int = 0,
+            name: TopicName | None = "",
+            topic_id: UUID = ZERO_UUID,
+            is_internal: bool = False,
+            partitions: list[MetadataResponse.MetadataResponsePartition] = DEFAULT,
+            topic_authorized_operations: int = -2147483648,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.name = name
+            self.topic_id = topic_id
+            self.is_internal = is_internal
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.topic_authorized_operations = topic_authorized_operations
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "brokers",
+        "cluster_id",
+        "controller_id",
+        "topics",
+        "cluster_authorized_operations",
+        "error_code",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "brokers",
+        "cluster_id",
+        "controller_id",
+        "topics",
+        "cluster_authorized_operations",
+        "error_code",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"brokers": list, "topics": list}
+    throttle_time_ms: int
+    brokers: list[MetadataResponse.MetadataResponseBroker]
+    cluster_id: str | None
+    controller_id: BrokerId
+    topics: list[MetadataResponse.MetadataResponseTopic]
+    cluster_authorized_operations: int
+    error_code: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        brokers: list[MetadataResponse.MetadataResponseBroker] = DEFAULT,
+        cluster_id: str | None = None,
+        controller_id: BrokerId = -1,
+        topics: list[MetadataResponse.MetadataResponseTopic] = DEFAULT,
+        cluster_authorized_operations: int = -2147483648,
+        error_code: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.brokers = [] if brokers is DEFAULT else brokers
+        self.cluster_id = cluster_id
+        self.controller_id = controller_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.cluster_authorized_operations = cluster_authorized_operations
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _MetadataResponse_MetadataResponseBroker = MetadataResponse.MetadataResponseBroker

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -325,7 +326,6 @@ def _new_OffsetDeleteRequest_OffsetDeleteRequestTopic() -> (
     return _OffsetDeleteRequest_OffsetDeleteRequestTopic()
 
 
-@dataclass(slots=True)
 class OffsetDeleteRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_OffsetDeleteRequest_v0,)
@@ -339,21 +339,47 @@ class OffsetDeleteRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class OffsetDeleteRequestPartition:
+    class OffsetDeleteRequestPartition(StructBase):
+        __slots__ = ("partition_index",)
+        __match_args__ = ("partition_index",)
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
+        partition_index: int
 
-    @dataclass(slots=True)
-    class OffsetDeleteRequestTopic:
+        def __init__(
+            self,
+            partition_index: int = 0,
+        ) -> None:
+            self.partition_index = partition_index
+
+    class OffsetDeleteRequestTopic(StructBase):
+        __slots__ = ("name", "partitions")
+        __match_args__ = ("name", "partitions")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[OffsetDeleteRequest.OffsetDeleteRequestPartition] = field(
-            default_factory=list
-        )
+        name: TopicName
+        partitions: list[OffsetDeleteRequest.OffsetDeleteRequestPartition]
 
-    group_id: GroupId = ""
-    topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic] = field(default_factory=list)
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[OffsetDeleteRequest.OffsetDeleteRequestPartition] = DEFAULT,
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+
+    __slots__ = ("group_id", "topics")
+    __match_args__ = ("group_id", "topics")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    group_id: GroupId
+    topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic]
+
+    def __init__(
+        self,
+        group_id: GroupId = "",
+        topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic] = DEFAULT,
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
 
 
 _OffsetDeleteRequest_OffsetDeleteRequestPartition = OffsetDeleteRequest.OffsetDeleteRequestPartition
@@ -406,7 +432,6 @@ def _new_OffsetDeleteResponse_OffsetDeleteResponseTopic() -> (
     return _OffsetDeleteResponse_OffsetDeleteResponseTopic()
 
 
-@dataclass(slots=True)
 class OffsetDeleteResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_OffsetDeleteResponse_v0,)
@@ -418,23 +443,53 @@ class OffsetDeleteResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
 
-    @dataclass(slots=True)
-    class OffsetDeleteResponsePartition:
+    class OffsetDeleteResponsePartition(StructBase):
+        __slots__ = ("partition_index", "error_code")
+        __match_args__ = ("partition_index", "error_code")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
+        partition_index: int
+        error_code: int
 
-    @dataclass(slots=True)
-    class OffsetDeleteResponseTopic:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+
+    class OffsetDeleteResponseTopic(StructBase):
+        __slots__ = ("name", "partitions")
+        __match_args__ = ("name", "partitions")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[OffsetDeleteResponse.OffsetDeleteResponsePartition] = field(
-            default_factory=list
-        )
+        name: TopicName
+        partitions: list[OffsetDeleteResponse.OffsetDeleteResponsePartition]
 
-    error_code: int = 0
-    throttle_time_ms: int = 0
-    topics: list[OffsetDeleteResponse.OffsetDeleteResponseTopic] = field(default_factory=list)
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[OffsetDeleteResponse.OffsetDeleteResponsePartition] = DEFAULT,
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+
+    __slots__ = ("error_code", "throttle_time_ms", "topics")
+    __match_args__ = ("error_code", "throttle_time_ms", "topics")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    error_code: int
+    throttle_time_ms: int
+    topics: list[OffsetDeleteResponse.OffsetDeleteResponseTopic]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        throttle_time_ms: int = 0,
+        topics: list[OffsetDeleteResponse.OffsetDeleteResponseTopic] = DEFAULT,
+    ) -> None:
+        self.error_code = error_code
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
 
 
 _OffsetDeleteResponse_OffsetDeleteResponsePartition = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -3498,7 +3499,6 @@ def _new_OffsetFetchRequest_OffsetFetchRequestGroup() -> OffsetFetchRequest.Offs
     return _OffsetFetchRequest_OffsetFetchRequestGroup()
 
 
-@dataclass(slots=True)
 class OffsetFetchRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -3536,37 +3536,100 @@ class OffsetFetchRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class OffsetFetchRequestTopic:
+    class OffsetFetchRequestTopic(StructBase):
+        __slots__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        __match_args__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_indexes": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partition_indexes: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partition_indexes: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class OffsetFetchRequestTopics:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partition_indexes: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partition_indexes: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class OffsetFetchRequestGroup:
+    class OffsetFetchRequestTopics(StructBase):
+        __slots__ = ("name", "topic_id", "partition_indexes", "unknown_tagged_fields")
+        __match_args__ = ("name", "topic_id", "partition_indexes", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_indexes": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        group_id: GroupId = ""
-        member_id: str | None = None
-        member_epoch: int = -1
-        topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None = field(
-            default_factory=list
+        name: TopicName
+        topic_id: UUID
+        partition_indexes: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partition_indexes: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.topic_id = topic_id
+            self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OffsetFetchRequestGroup(StructBase):
+        __slots__ = ("group_id", "member_id", "member_epoch", "topics", "unknown_tagged_fields")
+        __match_args__ = (
+            "group_id",
+            "member_id",
+            "member_epoch",
+            "topics",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        group_id: GroupId
+        member_id: str | None
+        member_epoch: int
+        topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: GroupId = ""
-    topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None = field(default_factory=list)
-    groups: list[OffsetFetchRequest.OffsetFetchRequestGroup] = field(default_factory=list)
-    require_stable: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            group_id: GroupId = "",
+            member_id: str | None = None,
+            member_epoch: int = -1,
+            topics: list[OffsetFetchRequest.OffsetFetchRequestTopics] | None = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.group_id = group_id
+            self.member_id = member_id
+            self.member_epoch = member_epoch
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("group_id", "topics", "groups", "require_stable", "unknown_tagged_fields")
+    __match_args__ = ("group_id", "topics", "groups", "require_stable", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "groups": list}
+    group_id: GroupId
+    topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None
+    groups: list[OffsetFetchRequest.OffsetFetchRequestGroup]
+    require_stable: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: GroupId = "",
+        topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None = DEFAULT,
+        groups: list[OffsetFetchRequest.OffsetFetchRequestGroup] = DEFAULT,
+        require_stable: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.groups = [] if groups is DEFAULT else groups
+        self.require_stable = require_stable
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _OffsetFetchRequest_OffsetFetchRequestTopic = OffsetFetchRequest.OffsetFetchRequestTopic
@@ -3680,7 +3743,6 @@ def _new_OffsetFetchResponse_OffsetFetchResponseGroup() -> (
     return _OffsetFetchResponse_OffsetFetchResponseGroup()
 
 
-@dataclass(slots=True)
 class OffsetFetchResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -3716,58 +3778,173 @@ class OffsetFetchResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 10
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
 
-    @dataclass(slots=True)
-    class OffsetFetchResponsePartition:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        committed_offset: int = 0
-        committed_leader_epoch: int = -1
-        metadata: str | None = ""
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class OffsetFetchResponseTopic:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition] = field(
-            default_factory=list
+    class OffsetFetchResponsePartition(StructBase):
+        __slots__ = (
+            "partition_index",
+            "committed_offset",
+            "committed_leader_epoch",
+            "metadata",
+            "error_code",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class OffsetFetchResponsePartitions:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        committed_offset: int = 0
-        committed_leader_epoch: int = -1
-        metadata: str | None = ""
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class OffsetFetchResponseTopics:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions] = field(
-            default_factory=list
+        __match_args__ = (
+            "partition_index",
+            "committed_offset",
+            "committed_leader_epoch",
+            "metadata",
+            "error_code",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class OffsetFetchResponseGroup:
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        group_id: GroupId = ""
-        topics: list[OffsetFetchResponse.OffsetFetchResponseTopics] = field(default_factory=list)
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        committed_offset: int
+        committed_leader_epoch: int
+        metadata: str | None
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[OffsetFetchResponse.OffsetFetchResponseTopic] = field(default_factory=list)
-    error_code: int = 0
-    groups: list[OffsetFetchResponse.OffsetFetchResponseGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition_index: int = 0,
+            committed_offset: int = 0,
+            committed_leader_epoch: int = -1,
+            metadata: str | None = "",
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.committed_offset = committed_offset
+            self.committed_leader_epoch = committed_leader_epoch
+            self.metadata = metadata
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OffsetFetchResponseTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OffsetFetchResponsePartitions(StructBase):
+        __slots__ = (
+            "partition_index",
+            "committed_offset",
+            "committed_leader_epoch",
+            "metadata",
+            "error_code",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "committed_offset",
+            "committed_leader_epoch",
+            "metadata",
+            "error_code",
+            "unknown_tagged_fields",
+        )
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int
+        committed_offset: int
+        committed_leader_epoch: int
+        metadata: str | None
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            partition_index: int = 0,
+            committed_offset: int = 0,
+            committed_leader_epoch: int = -1,
+            metadata: str | None = "",
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.committed_offset = committed_offset
+            self.committed_leader_epoch = committed_leader_epoch
+            self.metadata = metadata
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OffsetFetchResponseTopics(StructBase):
+        __slots__ = ("name", "topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        topic_id: UUID
+        partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OffsetFetchResponseGroup(StructBase):
+        __slots__ = ("group_id", "topics", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("group_id", "topics", "error_code", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        group_id: GroupId
+        topics: list[OffsetFetchResponse.OffsetFetchResponseTopics]
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            group_id: GroupId = "",
+            topics: list[OffsetFetchResponse.OffsetFetchResponseTopics] = DEFAULT,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.group_id = group_id
+            self.topics = [] if topics is DEFAULT else topics
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "error_code", "groups", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "error_code", "groups", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "groups": list}
+    throttle_time_ms: int
+    topics: list[OffsetFetchResponse.OffsetFetchResponseTopic]
+    error_code: int
+    groups: list[OffsetFetchResponse.OffsetFetchResponseGroup]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[OffsetFetchResponse.OffsetFetchResponseTopic] = DEFAULT,
+        error_code: int = 0,
+        groups: list[OffsetFetchResponse.OffsetFetchResponseGroup] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.error_code = error_code
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _OffsetFetchResponse_OffsetFetchResponsePartition = OffsetFetchResponse.OffsetFetchResponsePartition

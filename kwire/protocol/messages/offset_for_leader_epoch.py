@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1366,7 +1367,6 @@ def _new_OffsetForLeaderEpochRequest_OffsetForLeaderTopic() -> (
     return _OffsetForLeaderEpochRequest_OffsetForLeaderTopic()
 
 
-@dataclass(slots=True)
 class OffsetForLeaderEpochRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1392,26 +1392,67 @@ class OffsetForLeaderEpochRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class OffsetForLeaderPartition:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        current_leader_epoch: int = -1
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class OffsetForLeaderTopic:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition] = field(
-            default_factory=list
+    class OffsetForLeaderPartition(StructBase):
+        __slots__ = ("partition", "current_leader_epoch", "leader_epoch", "unknown_tagged_fields")
+        __match_args__ = (
+            "partition",
+            "current_leader_epoch",
+            "leader_epoch",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int
+        current_leader_epoch: int
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    replica_id: BrokerId = -2
-    topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition: int = 0,
+            current_leader_epoch: int = -1,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.current_leader_epoch = current_leader_epoch
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OffsetForLeaderTopic(StructBase):
+        __slots__ = ("topic", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName
+        partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            topic: TopicName = "",
+            partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("replica_id", "topics", "unknown_tagged_fields")
+    __match_args__ = ("replica_id", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    replica_id: BrokerId
+    topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        replica_id: BrokerId = -2,
+        topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.replica_id = replica_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _OffsetForLeaderEpochRequest_OffsetForLeaderPartition = (
@@ -1478,7 +1519,6 @@ def _new_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult() -> (
     return _OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult()
 
 
-@dataclass(slots=True)
 class OffsetForLeaderEpochResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1502,27 +1542,77 @@ class OffsetForLeaderEpochResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 4
 
-    @dataclass(slots=True)
-    class EpochEndOffset:
+    class EpochEndOffset(StructBase):
+        __slots__ = (
+            "error_code",
+            "partition",
+            "leader_epoch",
+            "end_offset",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "partition",
+            "leader_epoch",
+            "end_offset",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        partition: int = 0
-        leader_epoch: int = -1
-        end_offset: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        error_code: int
+        partition: int
+        leader_epoch: int
+        end_offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class OffsetForLeaderTopicResult:
+        def __init__(
+            self,
+            error_code: int = 0,
+            partition: int = 0,
+            leader_epoch: int = -1,
+            end_offset: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.partition = partition
+            self.leader_epoch = leader_epoch
+            self.end_offset = end_offset
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class OffsetForLeaderTopicResult(StructBase):
+        __slots__ = ("topic", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic: TopicName
+        partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic: TopicName = "",
+            partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _OffsetForLeaderEpochResponse_EpochEndOffset = OffsetForLeaderEpochResponse.EpochEndOffset

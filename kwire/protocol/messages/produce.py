@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -3456,7 +3457,6 @@ def _new_ProduceRequest_TopicProduceData() -> ProduceRequest.TopicProduceData:
     return _ProduceRequest_TopicProduceData()
 
 
-@dataclass(slots=True)
 class ProduceRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -3500,26 +3500,74 @@ class ProduceRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionProduceData:
+    class PartitionProduceData(StructBase):
+        __slots__ = ("index", "records", "unknown_tagged_fields")
+        __match_args__ = ("index", "records", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        index: int = 0
-        records: bytes | memoryview | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        index: int
+        records: bytes | memoryview | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicProduceData:
+        def __init__(
+            self,
+            index: int = 0,
+            records: bytes | memoryview | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.index = index
+            self.records = records
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicProduceData(StructBase):
+        __slots__ = ("name", "topic_id", "partition_data", "unknown_tagged_fields")
+        __match_args__ = ("name", "topic_id", "partition_data", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_data": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partition_data: list[ProduceRequest.PartitionProduceData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        topic_id: UUID
+        partition_data: list[ProduceRequest.PartitionProduceData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    transactional_id: TransactionalId | None = None
-    acks: int = 0
-    timeout_ms: int = 0
-    topic_data: list[ProduceRequest.TopicProduceData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partition_data: list[ProduceRequest.PartitionProduceData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.topic_id = topic_id
+            self.partition_data = [] if partition_data is DEFAULT else partition_data
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("transactional_id", "acks", "timeout_ms", "topic_data", "unknown_tagged_fields")
+    __match_args__ = (
+        "transactional_id",
+        "acks",
+        "timeout_ms",
+        "topic_data",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topic_data": list}
+    transactional_id: TransactionalId | None
+    acks: int
+    timeout_ms: int
+    topic_data: list[ProduceRequest.TopicProduceData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        transactional_id: TransactionalId | None = None,
+        acks: int = 0,
+        timeout_ms: int = 0,
+        topic_data: list[ProduceRequest.TopicProduceData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.acks = acks
+        self.timeout_ms = timeout_ms
+        self.topic_data = [] if topic_data is DEFAULT else topic_data
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ProduceRequest_PartitionProduceData = ProduceRequest.PartitionProduceData
@@ -3592,7 +3640,6 @@ def _new_ProduceResponse_NodeEndpoint() -> ProduceResponse.NodeEndpoint:
     return _ProduceResponse_NodeEndpoint()
 
 
-@dataclass(slots=True)
 class ProduceResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -3634,58 +3681,169 @@ class ProduceResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 13
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 9
 
-    @dataclass(slots=True)
-    class BatchIndexAndErrorMessage:
+    class BatchIndexAndErrorMessage(StructBase):
+        __slots__ = ("batch_index", "batch_index_error_message", "unknown_tagged_fields")
+        __match_args__ = ("batch_index", "batch_index_error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        batch_index: int = 0
-        batch_index_error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        batch_index: int
+        batch_index_error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class LeaderIdAndEpoch:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        leader_id: BrokerId = -1
-        leader_epoch: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            batch_index: int = 0,
+            batch_index_error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.batch_index = batch_index
+            self.batch_index_error_message = batch_index_error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class PartitionProduceResponse:
+    class LeaderIdAndEpoch(StructBase):
+        __slots__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
+        __match_args__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        index: int = 0
-        error_code: int = 0
-        base_offset: int = 0
-        log_append_time_ms: int = -1
-        log_start_offset: int = -1
-        record_errors: list[ProduceResponse.BatchIndexAndErrorMessage] = field(default_factory=list)
-        error_message: str | None = None
-        current_leader: ProduceResponse.LeaderIdAndEpoch = field(
-            default_factory=_new_ProduceResponse_LeaderIdAndEpoch
+        leader_id: BrokerId
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            leader_id: BrokerId = -1,
+            leader_epoch: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionProduceResponse(StructBase):
+        __slots__ = (
+            "index",
+            "error_code",
+            "base_offset",
+            "log_append_time_ms",
+            "log_start_offset",
+            "record_errors",
+            "error_message",
+            "current_leader",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class TopicProduceResponse:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partition_responses: list[ProduceResponse.PartitionProduceResponse] = field(
-            default_factory=list
+        __match_args__ = (
+            "index",
+            "error_code",
+            "base_offset",
+            "log_append_time_ms",
+            "log_start_offset",
+            "record_errors",
+            "error_message",
+            "current_leader",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class NodeEndpoint:
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "record_errors": list,
+            "current_leader": _new_ProduceResponse_LeaderIdAndEpoch,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        rack: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        index: int
+        error_code: int
+        base_offset: int
+        log_append_time_ms: int
+        log_start_offset: int
+        record_errors: list[ProduceResponse.BatchIndexAndErrorMessage]
+        error_message: str | None
+        current_leader: ProduceResponse.LeaderIdAndEpoch
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    responses: list[ProduceResponse.TopicProduceResponse] = field(default_factory=list)
-    throttle_time_ms: int = 0
-    node_endpoints: list[ProduceResponse.NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            index: int = 0,
+            error_code: int = 0,
+            base_offset: int = 0,
+            log_append_time_ms: int = -1,
+            log_start_offset: int = -1,
+            record_errors: list[ProduceResponse.BatchIndexAndErrorMessage] = DEFAULT,
+            error_message: str | None = None,
+            current_leader: ProduceResponse.LeaderIdAndEpoch = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.index = index
+            self.error_code = error_code
+            self.base_offset = base_offset
+            self.log_append_time_ms = log_append_time_ms
+            self.log_start_offset = log_start_offset
+            self.record_errors = [] if record_errors is DEFAULT else record_errors
+            self.error_message = error_message
+            self.current_leader = (
+                _ProduceResponse_LeaderIdAndEpoch() if current_leader is DEFAULT else current_leader
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicProduceResponse(StructBase):
+        __slots__ = ("name", "topic_id", "partition_responses", "unknown_tagged_fields")
+        __match_args__ = ("name", "topic_id", "partition_responses", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_responses": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        topic_id: UUID
+        partition_responses: list[ProduceResponse.PartitionProduceResponse]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partition_responses: list[ProduceResponse.PartitionProduceResponse] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.topic_id = topic_id
+            self.partition_responses = [] if partition_responses is DEFAULT else partition_responses
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class NodeEndpoint(StructBase):
+        __slots__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId
+        host: str
+        port: int
+        rack: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            rack: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.rack = rack
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("responses", "throttle_time_ms", "node_endpoints", "unknown_tagged_fields")
+    __match_args__ = ("responses", "throttle_time_ms", "node_endpoints", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"responses": list, "node_endpoints": list}
+    responses: list[ProduceResponse.TopicProduceResponse]
+    throttle_time_ms: int
+    node_endpoints: list[ProduceResponse.NodeEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        responses: list[ProduceResponse.TopicProduceResponse] = DEFAULT,
+        throttle_time_ms: int = 0,
+        node_endpoints: list[ProduceResponse.NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.responses = [] if responses is DEFAULT else responses
+        self.throttle_time_ms = throttle_time_ms
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ProduceResponse_BatchIndexAndErrorMessage = ProduceResponse.BatchIndexAndErrorMessage

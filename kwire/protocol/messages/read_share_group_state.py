@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -667,7 +668,6 @@ def _new_ReadShareGroupStateRequest_ReadStateData() -> ReadShareGroupStateReques
     return _ReadShareGroupStateRequest_ReadStateData()
 
 
-@dataclass(slots=True)
 class ReadShareGroupStateRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateRequest_v0,)
@@ -681,23 +681,59 @@ class ReadShareGroupStateRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = ("partition", "leader_epoch", "unknown_tagged_fields")
+        __match_args__ = ("partition", "leader_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ReadStateData:
+        def __init__(
+            self,
+            partition: int = 0,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ReadStateData(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[ReadShareGroupStateRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[ReadShareGroupStateRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: str = ""
-    topics: list[ReadShareGroupStateRequest.ReadStateData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[ReadShareGroupStateRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("group_id", "topics", "unknown_tagged_fields")
+    __match_args__ = ("group_id", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    group_id: str
+    topics: list[ReadShareGroupStateRequest.ReadStateData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: str = "",
+        topics: list[ReadShareGroupStateRequest.ReadStateData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ReadShareGroupStateRequest_PartitionData = ReadShareGroupStateRequest.PartitionData
@@ -755,7 +791,6 @@ def _new_ReadShareGroupStateResponse_ReadStateResult() -> (
     return _ReadShareGroupStateResponse_ReadStateResult()
 
 
-@dataclass(slots=True)
 class ReadShareGroupStateResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ReadShareGroupStateResponse_v0,)
@@ -767,35 +802,121 @@ class ReadShareGroupStateResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class StateBatch:
+    class StateBatch(StructBase):
+        __slots__ = (
+            "first_offset",
+            "last_offset",
+            "delivery_state",
+            "delivery_count",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "first_offset",
+            "last_offset",
+            "delivery_state",
+            "delivery_count",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        first_offset: int = 0
-        last_offset: int = 0
-        delivery_state: int = 0
-        delivery_count: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        first_offset: int
+        last_offset: int
+        delivery_state: int
+        delivery_count: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class PartitionResult:
+        def __init__(
+            self,
+            first_offset: int = 0,
+            last_offset: int = 0,
+            delivery_state: int = 0,
+            delivery_count: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.first_offset = first_offset
+            self.last_offset = last_offset
+            self.delivery_state = delivery_state
+            self.delivery_count = delivery_count
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionResult(StructBase):
+        __slots__ = (
+            "partition",
+            "error_code",
+            "error_message",
+            "state_epoch",
+            "start_offset",
+            "state_batches",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition",
+            "error_code",
+            "error_message",
+            "state_epoch",
+            "start_offset",
+            "state_batches",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"state_batches": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        error_code: int = 0
-        error_message: str | None = None
-        state_epoch: int = 0
-        start_offset: int = 0
-        state_batches: list[ReadShareGroupStateResponse.StateBatch] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        error_code: int
+        error_message: str | None
+        state_epoch: int
+        start_offset: int
+        state_batches: list[ReadShareGroupStateResponse.StateBatch]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ReadStateResult:
+        def __init__(
+            self,
+            partition: int = 0,
+            error_code: int = 0,
+            error_message: str | None = None,
+            state_epoch: int = 0,
+            start_offset: int = 0,
+            state_batches: list[ReadShareGroupStateResponse.StateBatch] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.error_code = error_code
+            self.error_message = error_message
+            self.state_epoch = state_epoch
+            self.start_offset = start_offset
+            self.state_batches = [] if state_batches is DEFAULT else state_batches
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ReadStateResult(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[ReadShareGroupStateResponse.PartitionResult] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[ReadShareGroupStateResponse.PartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    results: list[ReadShareGroupStateResponse.ReadStateResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[ReadShareGroupStateResponse.PartitionResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("results", "unknown_tagged_fields")
+    __match_args__ = ("results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    results: list[ReadShareGroupStateResponse.ReadStateResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        results: list[ReadShareGroupStateResponse.ReadStateResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ReadShareGroupStateResponse_StateBatch = ReadShareGroupStateResponse.StateBatch

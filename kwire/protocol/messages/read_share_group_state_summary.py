@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -881,7 +882,6 @@ def _new_ReadShareGroupStateSummaryRequest_ReadStateSummaryData() -> (
     return _ReadShareGroupStateSummaryRequest_ReadStateSummaryData()
 
 
-@dataclass(slots=True)
 class ReadShareGroupStateSummaryRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -901,27 +901,59 @@ class ReadShareGroupStateSummaryRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = ("partition", "leader_epoch", "unknown_tagged_fields")
+        __match_args__ = ("partition", "leader_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ReadStateSummaryData:
+        def __init__(
+            self,
+            partition: int = 0,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ReadStateSummaryData(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[ReadShareGroupStateSummaryRequest.PartitionData] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[ReadShareGroupStateSummaryRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: str = ""
-    topics: list[ReadShareGroupStateSummaryRequest.ReadStateSummaryData] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[ReadShareGroupStateSummaryRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("group_id", "topics", "unknown_tagged_fields")
+    __match_args__ = ("group_id", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    group_id: str
+    topics: list[ReadShareGroupStateSummaryRequest.ReadStateSummaryData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: str = "",
+        topics: list[ReadShareGroupStateSummaryRequest.ReadStateSummaryData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ReadShareGroupStateSummaryRequest_PartitionData = ReadShareGroupStateSummaryRequest.PartitionData
@@ -977,7 +1009,6 @@ def _new_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult() -> (
     return _ReadShareGroupStateSummaryResponse_ReadStateSummaryResult()
 
 
-@dataclass(slots=True)
 class ReadShareGroupStateSummaryResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -995,31 +1026,89 @@ class ReadShareGroupStateSummaryResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class PartitionResult:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        error_code: int = 0
-        error_message: str | None = None
-        state_epoch: int = 0
-        leader_epoch: int = 0
-        start_offset: int = 0
-        delivery_complete_count: int = -1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class ReadStateSummaryResult:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[ReadShareGroupStateSummaryResponse.PartitionResult] = field(
-            default_factory=list
+    class PartitionResult(StructBase):
+        __slots__ = (
+            "partition",
+            "error_code",
+            "error_message",
+            "state_epoch",
+            "leader_epoch",
+            "start_offset",
+            "delivery_complete_count",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "partition",
+            "error_code",
+            "error_message",
+            "state_epoch",
+            "leader_epoch",
+            "start_offset",
+            "delivery_complete_count",
+            "unknown_tagged_fields",
+        )
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition: int
+        error_code: int
+        error_message: str | None
+        state_epoch: int
+        leader_epoch: int
+        start_offset: int
+        delivery_complete_count: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    results: list[ReadShareGroupStateSummaryResponse.ReadStateSummaryResult] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition: int = 0,
+            error_code: int = 0,
+            error_message: str | None = None,
+            state_epoch: int = 0,
+            leader_epoch: int = 0,
+            start_offset: int = 0,
+            delivery_complete_count: int = -1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.error_code = error_code
+            self.error_message = error_message
+            self.state_epoch = state_epoch
+            self.leader_epoch = leader_epoch
+            self.start_offset = start_offset
+            self.delivery_complete_count = delivery_complete_count
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ReadStateSummaryResult(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID
+        partitions: list[ReadShareGroupStateSummaryResponse.PartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[ReadShareGroupStateSummaryResponse.PartitionResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("results", "unknown_tagged_fields")
+    __match_args__ = ("results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    results: list[ReadShareGroupStateSummaryResponse.ReadStateSummaryResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        results: list[ReadShareGroupStateSummaryResponse.ReadStateSummaryResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ReadShareGroupStateSummaryResponse_PartitionResult = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -212,7 +213,6 @@ def _write_RemoveRaftVoterResponse_v0(o: RemoveRaftVoterResponse, out: bytearray
         out.append(0)
 
 
-@dataclass(slots=True)
 class RemoveRaftVoterRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveRaftVoterRequest_v0,)
@@ -225,10 +225,25 @@ class RemoveRaftVoterRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    cluster_id: str | None = ""
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("cluster_id", "voter_id", "voter_directory_id", "unknown_tagged_fields")
+    __match_args__ = ("cluster_id", "voter_id", "voter_directory_id", "unknown_tagged_fields")
+    cluster_id: str | None
+    voter_id: int
+    voter_directory_id: UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str | None = "",
+        voter_id: int = 0,
+        voter_directory_id: UUID = ZERO_UUID,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.voter_id = voter_id
+        self.voter_directory_id = voter_directory_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 RemoveRaftVoterRequest.FIELDS = (
@@ -250,7 +265,6 @@ RemoveRaftVoterRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class RemoveRaftVoterResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveRaftVoterResponse_v0,)
@@ -261,10 +275,25 @@ class RemoveRaftVoterResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("throttle_time_ms", "error_code", "error_message", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "error_message", "unknown_tagged_fields")
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = "",
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 RemoveRaftVoterResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -137,7 +138,6 @@ def _write_SaslHandshakeResponse_v0(o: SaslHandshakeResponse, out: bytearray) ->
                 out += b4
 
 
-@dataclass(slots=True)
 class SaslHandshakeRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -156,7 +156,16 @@ class SaslHandshakeRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    mechanism: str = ""
+
+    __slots__ = ("mechanism",)
+    __match_args__ = ("mechanism",)
+    mechanism: str
+
+    def __init__(
+        self,
+        mechanism: str = "",
+    ) -> None:
+        self.mechanism = mechanism
 
 
 SaslHandshakeRequest.FIELDS = (
@@ -164,7 +173,6 @@ SaslHandshakeRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class SaslHandshakeResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -181,8 +189,20 @@ class SaslHandshakeResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    error_code: int = 0
-    mechanisms: list[str] = field(default_factory=list)
+
+    __slots__ = ("error_code", "mechanisms")
+    __match_args__ = ("error_code", "mechanisms")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"mechanisms": list}
+    error_code: int
+    mechanisms: list[str]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        mechanisms: list[str] = DEFAULT,
+    ) -> None:
+        self.error_code = error_code
+        self.mechanisms = [] if mechanisms is DEFAULT else mechanisms
 
 
 SaslHandshakeResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT8_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1366,7 +1367,6 @@ def _new_ShareAcknowledgeRequest_AcknowledgeTopic() -> ShareAcknowledgeRequest.A
     return _ShareAcknowledgeRequest_AcknowledgeTopic()
 
 
-@dataclass(slots=True)
 class ShareAcknowledgeRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1388,36 +1388,112 @@ class ShareAcknowledgeRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class AcknowledgementBatch:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        first_offset: int = 0
-        last_offset: int = 0
-        acknowledge_types: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class AcknowledgePartition:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch] = field(
-            default_factory=list
+    class AcknowledgementBatch(StructBase):
+        __slots__ = ("first_offset", "last_offset", "acknowledge_types", "unknown_tagged_fields")
+        __match_args__ = (
+            "first_offset",
+            "last_offset",
+            "acknowledge_types",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class AcknowledgeTopic:
+        _FACTORIES: ClassVar[dict[str, Any]] = {"acknowledge_types": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[ShareAcknowledgeRequest.AcknowledgePartition] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        first_offset: int
+        last_offset: int
+        acknowledge_types: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: GroupId | None = None
-    member_id: str | None = ""
-    share_session_epoch: int = 0
-    is_renew_ack: bool = False
-    topics: list[ShareAcknowledgeRequest.AcknowledgeTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            first_offset: int = 0,
+            last_offset: int = 0,
+            acknowledge_types: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.first_offset = first_offset
+            self.last_offset = last_offset
+            self.acknowledge_types = [] if acknowledge_types is DEFAULT else acknowledge_types
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AcknowledgePartition(StructBase):
+        __slots__ = ("partition_index", "acknowledgement_batches", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "acknowledgement_batches", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"acknowledgement_batches": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int
+        acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            partition_index: int = 0,
+            acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.acknowledgement_batches = (
+                [] if acknowledgement_batches is DEFAULT else acknowledgement_batches
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class AcknowledgeTopic(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_id: UUID
+        partitions: list[ShareAcknowledgeRequest.AcknowledgePartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[ShareAcknowledgeRequest.AcknowledgePartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "group_id",
+        "member_id",
+        "share_session_epoch",
+        "is_renew_ack",
+        "topics",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "group_id",
+        "member_id",
+        "share_session_epoch",
+        "is_renew_ack",
+        "topics",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    group_id: GroupId | None
+    member_id: str | None
+    share_session_epoch: int
+    is_renew_ack: bool
+    topics: list[ShareAcknowledgeRequest.AcknowledgeTopic]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: GroupId | None = None,
+        member_id: str | None = "",
+        share_session_epoch: int = 0,
+        is_renew_ack: bool = False,
+        topics: list[ShareAcknowledgeRequest.AcknowledgeTopic] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.member_id = member_id
+        self.share_session_epoch = share_session_epoch
+        self.is_renew_ack = is_renew_ack
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ShareAcknowledgeRequest_AcknowledgementBatch = ShareAcknowledgeRequest.AcknowledgementBatch
@@ -1518,7 +1594,6 @@ def _new_ShareAcknowledgeResponse_NodeEndpoint() -> ShareAcknowledgeResponse.Nod
     return _ShareAcknowledgeResponse_NodeEndpoint()
 
 
-@dataclass(slots=True)
 class ShareAcknowledgeResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1538,49 +1613,154 @@ class ShareAcknowledgeResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class LeaderIdAndEpoch:
+    class LeaderIdAndEpoch(StructBase):
+        __slots__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
+        __match_args__ = ("leader_id", "leader_epoch", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        leader_id: int = 0
-        leader_epoch: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        leader_id: int
+        leader_epoch: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class PartitionData:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        error_message: str | None = None
-        current_leader: ShareAcknowledgeResponse.LeaderIdAndEpoch = field(
-            default_factory=_new_ShareAcknowledgeResponse_LeaderIdAndEpoch
+        def __init__(
+            self,
+            leader_id: int = 0,
+            leader_epoch: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "error_message",
+            "current_leader",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class ShareAcknowledgeTopicResponse:
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "error_message",
+            "current_leader",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "current_leader": _new_ShareAcknowledgeResponse_LeaderIdAndEpoch
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[ShareAcknowledgeResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        error_message: str | None
+        current_leader: ShareAcknowledgeResponse.LeaderIdAndEpoch
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class NodeEndpoint:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            error_message: str | None = None,
+            current_leader: ShareAcknowledgeResponse.LeaderIdAndEpoch = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.error_message = error_message
+            self.current_leader = (
+                _ShareAcknowledgeResponse_LeaderIdAndEpoch()
+                if current_leader is DEFAULT
+                else current_leader
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ShareAcknowledgeTopicResponse(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        rack: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[ShareAcknowledgeResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    acquisition_lock_timeout_ms: int = 0
-    responses: list[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse] = field(
-        default_factory=list
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[ShareAcknowledgeResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class NodeEndpoint(StructBase):
+        __slots__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        node_id: BrokerId
+        host: str
+        port: int
+        rack: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            rack: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.rack = rack
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "acquisition_lock_timeout_ms",
+        "responses",
+        "node_endpoints",
+        "unknown_tagged_fields",
     )
-    node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "acquisition_lock_timeout_ms",
+        "responses",
+        "node_endpoints",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"responses": list, "node_endpoints": list}
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    acquisition_lock_timeout_ms: int
+    responses: list[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse]
+    node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = None,
+        acquisition_lock_timeout_ms: int = 0,
+        responses: list[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse] = DEFAULT,
+        node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.acquisition_lock_timeout_ms = acquisition_lock_timeout_ms
+        self.responses = [] if responses is DEFAULT else responses
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ShareAcknowledgeResponse_LeaderIdAndEpoch = ShareAcknowledgeResponse.LeaderIdAndEpoch

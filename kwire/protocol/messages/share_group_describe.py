@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -923,7 +924,6 @@ def _write_ShareGroupDescribeResponse_v0(o: ShareGroupDescribeResponse, out: byt
         out.append(0)
 
 
-@dataclass(slots=True)
 class ShareGroupDescribeRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -942,9 +942,23 @@ class ShareGroupDescribeRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    group_ids: list[GroupId] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("group_ids", "include_authorized_operations", "unknown_tagged_fields")
+    __match_args__ = ("group_ids", "include_authorized_operations", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"group_ids": list}
+    group_ids: list[GroupId]
+    include_authorized_operations: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_ids: list[GroupId] = DEFAULT,
+        include_authorized_operations: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_ids = [] if group_ids is DEFAULT else group_ids
+        self.include_authorized_operations = include_authorized_operations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ShareGroupDescribeRequest.FIELDS = (
@@ -979,7 +993,6 @@ def _new_ShareGroupDescribeResponse_DescribedGroup() -> ShareGroupDescribeRespon
     return _ShareGroupDescribeResponse_DescribedGroup()
 
 
-@dataclass(slots=True)
 class ShareGroupDescribeResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -997,53 +1010,181 @@ class ShareGroupDescribeResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class TopicPartitions:
+    class TopicPartitions(StructBase):
+        __slots__ = ("topic_id", "topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        topic_name: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        topic_name: TopicName
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Assignment:
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            topic_name: TopicName = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Assignment(StructBase):
+        __slots__ = ("topic_partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topic_partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions] = field(
-            default_factory=list
+        topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_partitions = [] if topic_partitions is DEFAULT else topic_partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Member(StructBase):
+        __slots__ = (
+            "member_id",
+            "rack_id",
+            "member_epoch",
+            "client_id",
+            "client_host",
+            "subscribed_topic_names",
+            "assignment",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class Member:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        member_id: str = ""
-        rack_id: str | None = None
-        member_epoch: int = 0
-        client_id: str = ""
-        client_host: str = ""
-        subscribed_topic_names: list[TopicName] = field(default_factory=list)
-        assignment: ShareGroupDescribeResponse.Assignment = field(
-            default_factory=_new_ShareGroupDescribeResponse_Assignment
+        __match_args__ = (
+            "member_id",
+            "rack_id",
+            "member_epoch",
+            "client_id",
+            "client_host",
+            "subscribed_topic_names",
+            "assignment",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class DescribedGroup:
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "subscribed_topic_names": list,
+            "assignment": _new_ShareGroupDescribeResponse_Assignment,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = None
-        group_id: GroupId = ""
-        group_state: str = ""
-        group_epoch: int = 0
-        assignment_epoch: int = 0
-        assignor_name: str = ""
-        members: list[ShareGroupDescribeResponse.Member] = field(default_factory=list)
-        authorized_operations: int = -2147483648
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        member_id: str
+        rack_id: str | None
+        member_epoch: int
+        client_id: str
+        client_host: str
+        subscribed_topic_names: list[TopicName]
+        assignment: ShareGroupDescribeResponse.Assignment
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    groups: list[ShareGroupDescribeResponse.DescribedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            member_id: str = "",
+            rack_id: str | None = None,
+            member_epoch: int = 0,
+            client_id: str = "",
+            client_host: str = "",
+            subscribed_topic_names: list[TopicName] = DEFAULT,
+            assignment: ShareGroupDescribeResponse.Assignment = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.member_id = member_id
+            self.rack_id = rack_id
+            self.member_epoch = member_epoch
+            self.client_id = client_id
+            self.client_host = client_host
+            self.subscribed_topic_names = (
+                [] if subscribed_topic_names is DEFAULT else subscribed_topic_names
+            )
+            self.assignment = (
+                _ShareGroupDescribeResponse_Assignment() if assignment is DEFAULT else assignment
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribedGroup(StructBase):
+        __slots__ = (
+            "error_code",
+            "error_message",
+            "group_id",
+            "group_state",
+            "group_epoch",
+            "assignment_epoch",
+            "assignor_name",
+            "members",
+            "authorized_operations",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "error_message",
+            "group_id",
+            "group_state",
+            "group_epoch",
+            "assignment_epoch",
+            "assignor_name",
+            "members",
+            "authorized_operations",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"members": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int
+        error_message: str | None
+        group_id: GroupId
+        group_state: str
+        group_epoch: int
+        assignment_epoch: int
+        assignor_name: str
+        members: list[ShareGroupDescribeResponse.Member]
+        authorized_operations: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = None,
+            group_id: GroupId = "",
+            group_state: str = "",
+            group_epoch: int = 0,
+            assignment_epoch: int = 0,
+            assignor_name: str = "",
+            members: list[ShareGroupDescribeResponse.Member] = DEFAULT,
+            authorized_operations: int = -2147483648,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.group_id = group_id
+            self.group_state = group_state
+            self.group_epoch = group_epoch
+            self.assignment_epoch = assignment_epoch
+            self.assignor_name = assignor_name
+            self.members = [] if members is DEFAULT else members
+            self.authorized_operations = authorized_operations
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups": list}
+    throttle_time_ms: int
+    groups: list[ShareGroupDescribeResponse.DescribedGroup]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        groups: list[ShareGroupDescribeResponse.DescribedGroup] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ShareGroupDescribeResponse_TopicPartitions = ShareGroupDescribeResponse.TopicPartitions

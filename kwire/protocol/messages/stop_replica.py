@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1207,7 +1208,6 @@ def _new_StopReplicaRequest_StopReplicaTopicState() -> StopReplicaRequest.StopRe
     return _StopReplicaRequest_StopReplicaTopicState()
 
 
-@dataclass(slots=True)
 class StopReplicaRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1233,47 +1233,143 @@ class StopReplicaRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class StopReplicaPartitionV0:
+    class StopReplicaPartitionV0(StructBase):
+        __slots__ = ("topic_name", "partition_index")
+        __match_args__ = ("topic_name", "partition_index")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
+        topic_name: TopicName
+        partition_index: int
 
-    @dataclass(slots=True)
-    class StopReplicaTopicV1:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partition_indexes: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
 
-    @dataclass(slots=True)
-    class StopReplicaPartitionState:
+    class StopReplicaTopicV1(StructBase):
+        __slots__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        __match_args__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_indexes": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        leader_epoch: int = -1
-        delete_partition: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partition_indexes: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class StopReplicaTopicState:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_states: list[StopReplicaRequest.StopReplicaPartitionState] = field(
-            default_factory=list
+        def __init__(
+            self,
+            name: TopicName = "",
+            partition_indexes: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class StopReplicaPartitionState(StructBase):
+        __slots__ = ("partition_index", "leader_epoch", "delete_partition", "unknown_tagged_fields")
+        __match_args__ = (
+            "partition_index",
+            "leader_epoch",
+            "delete_partition",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int
+        leader_epoch: int
+        delete_partition: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    controller_id: BrokerId = 0
-    is_kraft_controller: bool = False
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    delete_partitions: bool = False
-    ungrouped_partitions: list[StopReplicaRequest.StopReplicaPartitionV0] = field(
-        default_factory=list
+        def __init__(
+            self,
+            partition_index: int = 0,
+            leader_epoch: int = -1,
+            delete_partition: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.leader_epoch = leader_epoch
+            self.delete_partition = delete_partition
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class StopReplicaTopicState(StructBase):
+        __slots__ = ("topic_name", "partition_states", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partition_states", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_states": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic_name: TopicName
+        partition_states: list[StopReplicaRequest.StopReplicaPartitionState]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_states: list[StopReplicaRequest.StopReplicaPartitionState] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_states = [] if partition_states is DEFAULT else partition_states
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "controller_id",
+        "is_kraft_controller",
+        "controller_epoch",
+        "broker_epoch",
+        "delete_partitions",
+        "ungrouped_partitions",
+        "topics",
+        "topic_states",
+        "unknown_tagged_fields",
     )
-    topics: list[StopReplicaRequest.StopReplicaTopicV1] = field(default_factory=list)
-    topic_states: list[StopReplicaRequest.StopReplicaTopicState] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "controller_id",
+        "is_kraft_controller",
+        "controller_epoch",
+        "broker_epoch",
+        "delete_partitions",
+        "ungrouped_partitions",
+        "topics",
+        "topic_states",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "ungrouped_partitions": list,
+        "topics": list,
+        "topic_states": list,
+    }
+    controller_id: BrokerId
+    is_kraft_controller: bool
+    controller_epoch: int
+    broker_epoch: int
+    delete_partitions: bool
+    ungrouped_partitions: list[StopReplicaRequest.StopReplicaPartitionV0]
+    topics: list[StopReplicaRequest.StopReplicaTopicV1]
+    topic_states: list[StopReplicaRequest.StopReplicaTopicState]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        controller_id: BrokerId = 0,
+        is_kraft_controller: bool = False,
+        controller_epoch: int = 0,
+        broker_epoch: int = -1,
+        delete_partitions: bool = False,
+        ungrouped_partitions: list[StopReplicaRequest.StopReplicaPartitionV0] = DEFAULT,
+        topics: list[StopReplicaRequest.StopReplicaTopicV1] = DEFAULT,
+        topic_states: list[StopReplicaRequest.StopReplicaTopicState] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.controller_id = controller_id
+        self.is_kraft_controller = is_kraft_controller
+        self.controller_epoch = controller_epoch
+        self.broker_epoch = broker_epoch
+        self.delete_partitions = delete_partitions
+        self.ungrouped_partitions = [] if ungrouped_partitions is DEFAULT else ungrouped_partitions
+        self.topics = [] if topics is DEFAULT else topics
+        self.topic_states = [] if topic_states is DEFAULT else topic_states
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _StopReplicaRequest_StopReplicaPartitionV0 = StopReplicaRequest.StopReplicaPartitionV0
@@ -1400,7 +1496,6 @@ def _new_StopReplicaResponse_StopReplicaPartitionError() -> (
     return _StopReplicaResponse_StopReplicaPartitionError()
 
 
-@dataclass(slots=True)
 class StopReplicaResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1424,19 +1519,43 @@ class StopReplicaResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 2
 
-    @dataclass(slots=True)
-    class StopReplicaPartitionError:
+    class StopReplicaPartitionError(StructBase):
+        __slots__ = ("topic_name", "partition_index", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partition_index", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partition_index: int
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    partition_errors: list[StopReplicaResponse.StopReplicaPartitionError] = field(
-        default_factory=list
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "partition_errors", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "partition_errors", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"partition_errors": list}
+    error_code: int
+    partition_errors: list[StopReplicaResponse.StopReplicaPartitionError]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        partition_errors: list[StopReplicaResponse.StopReplicaPartitionError] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.partition_errors = [] if partition_errors is DEFAULT else partition_errors
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _StopReplicaResponse_StopReplicaPartitionError = StopReplicaResponse.StopReplicaPartitionError

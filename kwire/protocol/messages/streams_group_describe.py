@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1857,7 +1858,6 @@ def _write_StreamsGroupDescribeResponse_v0(o: StreamsGroupDescribeResponse, out:
         out.append(0)
 
 
-@dataclass(slots=True)
 class StreamsGroupDescribeRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_StreamsGroupDescribeRequest_v0,)
@@ -1870,9 +1870,23 @@ class StreamsGroupDescribeRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    group_ids: list[GroupId] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("group_ids", "include_authorized_operations", "unknown_tagged_fields")
+    __match_args__ = ("group_ids", "include_authorized_operations", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"group_ids": list}
+    group_ids: list[GroupId]
+    include_authorized_operations: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_ids: list[GroupId] = DEFAULT,
+        include_authorized_operations: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_ids = [] if group_ids is DEFAULT else group_ids
+        self.include_authorized_operations = include_authorized_operations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 StreamsGroupDescribeRequest.FIELDS = (
@@ -1933,7 +1947,6 @@ def _new_StreamsGroupDescribeResponse_DescribedGroup() -> (
     return _StreamsGroupDescribeResponse_DescribedGroup()
 
 
-@dataclass(slots=True)
 class StreamsGroupDescribeResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_StreamsGroupDescribeResponse_v0,)
@@ -1945,116 +1958,398 @@ class StreamsGroupDescribeResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class KeyValue:
+    class KeyValue(StructBase):
+        __slots__ = ("key", "value", "unknown_tagged_fields")
+        __match_args__ = ("key", "value", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        key: str = ""
-        value: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        key: str
+        value: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicInfo:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: int = 0
-        replication_factor: int = 0
-        topic_configs: list[StreamsGroupDescribeResponse.KeyValue] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            key: str = "",
+            value: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.key = key
+            self.value = value
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class Subtopology:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        subtopology_id: str = ""
-        source_topics: list[TopicName] = field(default_factory=list)
-        repartition_sink_topics: list[TopicName] = field(default_factory=list)
-        state_changelog_topics: list[StreamsGroupDescribeResponse.TopicInfo] = field(
-            default_factory=list
+    class TopicInfo(StructBase):
+        __slots__ = (
+            "name",
+            "partitions",
+            "replication_factor",
+            "topic_configs",
+            "unknown_tagged_fields",
         )
-        repartition_source_topics: list[StreamsGroupDescribeResponse.TopicInfo] = field(
-            default_factory=list
+        __match_args__ = (
+            "name",
+            "partitions",
+            "replication_factor",
+            "topic_configs",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class Topology:
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topic_configs": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        epoch: int = 0
-        subtopologies: list[StreamsGroupDescribeResponse.Subtopology] | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: int
+        replication_factor: int
+        topic_configs: list[StreamsGroupDescribeResponse.KeyValue]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Endpoint:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: int = 0,
+            replication_factor: int = 0,
+            topic_configs: list[StreamsGroupDescribeResponse.KeyValue] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = partitions
+            self.replication_factor = replication_factor
+            self.topic_configs = [] if topic_configs is DEFAULT else topic_configs
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class TaskOffset:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        subtopology_id: str = ""
-        partition: int = 0
-        offset: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class TaskIds:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        subtopology_id: str = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class Assignment:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        active_tasks: list[StreamsGroupDescribeResponse.TaskIds] = field(default_factory=list)
-        standby_tasks: list[StreamsGroupDescribeResponse.TaskIds] = field(default_factory=list)
-        warmup_tasks: list[StreamsGroupDescribeResponse.TaskIds] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class Member:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        member_id: str = ""
-        member_epoch: int = 0
-        instance_id: str | None = None
-        rack_id: str | None = None
-        client_id: str = ""
-        client_host: str = ""
-        topology_epoch: int = 0
-        process_id: str = ""
-        user_endpoint: StreamsGroupDescribeResponse.Endpoint | None = None
-        client_tags: list[StreamsGroupDescribeResponse.KeyValue] = field(default_factory=list)
-        task_offsets: list[StreamsGroupDescribeResponse.TaskOffset] = field(default_factory=list)
-        task_end_offsets: list[StreamsGroupDescribeResponse.TaskOffset] = field(
-            default_factory=list
+    class Subtopology(StructBase):
+        __slots__ = (
+            "subtopology_id",
+            "source_topics",
+            "repartition_sink_topics",
+            "state_changelog_topics",
+            "repartition_source_topics",
+            "unknown_tagged_fields",
         )
-        assignment: StreamsGroupDescribeResponse.Assignment = field(
-            default_factory=_new_StreamsGroupDescribeResponse_Assignment
+        __match_args__ = (
+            "subtopology_id",
+            "source_topics",
+            "repartition_sink_topics",
+            "state_changelog_topics",
+            "repartition_source_topics",
+            "unknown_tagged_fields",
         )
-        target_assignment: StreamsGroupDescribeResponse.Assignment = field(
-            default_factory=_new_StreamsGroupDescribeResponse_Assignment
-        )
-        is_classic: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class DescribedGroup:
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "source_topics": list,
+            "repartition_sink_topics": list,
+            "state_changelog_topics": list,
+            "repartition_source_topics": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        error_code: int = 0
-        error_message: str | None = None
-        group_id: GroupId = ""
-        group_state: str = ""
-        group_epoch: int = 0
-        assignment_epoch: int = 0
-        topology: StreamsGroupDescribeResponse.Topology | None = None
-        members: list[StreamsGroupDescribeResponse.Member] = field(default_factory=list)
-        authorized_operations: int = -2147483648
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        subtopology_id: str
+        source_topics: list[TopicName]
+        repartition_sink_topics: list[TopicName]
+        state_changelog_topics: list[StreamsGroupDescribeResponse.TopicInfo]
+        repartition_source_topics: list[StreamsGroupDescribeResponse.TopicInfo]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    groups: list[StreamsGroupDescribeResponse.DescribedGroup] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            subtopology_id: str = "",
+            source_topics: list[TopicName] = DEFAULT,
+            repartition_sink_topics: list[TopicName] = DEFAULT,
+            state_changelog_topics: list[StreamsGroupDescribeResponse.TopicInfo] = DEFAULT,
+            repartition_source_topics: list[StreamsGroupDescribeResponse.TopicInfo] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.subtopology_id = subtopology_id
+            self.source_topics = [] if source_topics is DEFAULT else source_topics
+            self.repartition_sink_topics = (
+                [] if repartition_sink_topics is DEFAULT else repartition_sink_topics
+            )
+            self.state_changelog_topics = (
+                [] if state_changelog_topics is DEFAULT else state_changelog_topics
+            )
+            self.repartition_source_topics = (
+                [] if repartition_source_topics is DEFAULT else repartition_source_topics
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Topology(StructBase):
+        __slots__ = ("epoch", "subtopologies", "unknown_tagged_fields")
+        __match_args__ = ("epoch", "subtopologies", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        epoch: int
+        subtopologies: list[StreamsGroupDescribeResponse.Subtopology] | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            epoch: int = 0,
+            subtopologies: list[StreamsGroupDescribeResponse.Subtopology] | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.epoch = epoch
+            self.subtopologies = subtopologies
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Endpoint(StructBase):
+        __slots__ = ("host", "port", "unknown_tagged_fields")
+        __match_args__ = ("host", "port", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TaskOffset(StructBase):
+        __slots__ = ("subtopology_id", "partition", "offset", "unknown_tagged_fields")
+        __match_args__ = ("subtopology_id", "partition", "offset", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        subtopology_id: str
+        partition: int
+        offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            subtopology_id: str = "",
+            partition: int = 0,
+            offset: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.subtopology_id = subtopology_id
+            self.partition = partition
+            self.offset = offset
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TaskIds(StructBase):
+        __slots__ = ("subtopology_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("subtopology_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        subtopology_id: str
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            subtopology_id: str = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.subtopology_id = subtopology_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Assignment(StructBase):
+        __slots__ = ("active_tasks", "standby_tasks", "warmup_tasks", "unknown_tagged_fields")
+        __match_args__ = ("active_tasks", "standby_tasks", "warmup_tasks", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "active_tasks": list,
+            "standby_tasks": list,
+            "warmup_tasks": list,
+        }
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        active_tasks: list[StreamsGroupDescribeResponse.TaskIds]
+        standby_tasks: list[StreamsGroupDescribeResponse.TaskIds]
+        warmup_tasks: list[StreamsGroupDescribeResponse.TaskIds]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            active_tasks: list[StreamsGroupDescribeResponse.TaskIds] = DEFAULT,
+            standby_tasks: list[StreamsGroupDescribeResponse.TaskIds] = DEFAULT,
+            warmup_tasks: list[StreamsGroupDescribeResponse.TaskIds] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.active_tasks = [] if active_tasks is DEFAULT else active_tasks
+            self.standby_tasks = [] if standby_tasks is DEFAULT else standby_tasks
+            self.warmup_tasks = [] if warmup_tasks is DEFAULT else warmup_tasks
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Member(StructBase):
+        __slots__ = (
+            "member_id",
+            "member_epoch",
+            "instance_id",
+            "rack_id",
+            "client_id",
+            "client_host",
+            "topology_epoch",
+            "process_id",
+            "user_endpoint",
+            "client_tags",
+            "task_offsets",
+            "task_end_offsets",
+            "assignment",
+            "target_assignment",
+            "is_classic",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "member_id",
+            "member_epoch",
+            "instance_id",
+            "rack_id",
+            "client_id",
+            "client_host",
+            "topology_epoch",
+            "process_id",
+            "user_endpoint",
+            "client_tags",
+            "task_offsets",
+            "task_end_offsets",
+            "assignment",
+            "target_assignment",
+            "is_classic",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "client_tags": list,
+            "task_offsets": list,
+            "task_end_offsets": list,
+            "assignment": _new_StreamsGroupDescribeResponse_Assignment,
+            "target_assignment": _new_StreamsGroupDescribeResponse_Assignment,
+        }
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        member_id: str
+        member_epoch: int
+        instance_id: str | None
+        rack_id: str | None
+        client_id: str
+        client_host: str
+        topology_epoch: int
+        process_id: str
+        user_endpoint: StreamsGroupDescribeResponse.Endpoint | None
+        client_tags: list[StreamsGroupDescribeResponse.KeyValue]
+        task_offsets: list[StreamsGroupDescribeResponse.TaskOffset]
+        task_end_offsets: list[StreamsGroupDescribeResponse.TaskOffset]
+        assignment: StreamsGroupDescribeResponse.Assignment
+        target_assignment: StreamsGroupDescribeResponse.Assignment
+        is_classic: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            member_id: str = "",
+            member_epoch: int = 0,
+            instance_id: str | None = None,
+            rack_id: str | None = None,
+            client_id: str = "",
+            client_host: str = "",
+            topology_epoch: int = 0,
+            process_id: str = "",
+            user_endpoint: StreamsGroupDescribeResponse.Endpoint | None = None,
+            client_tags: list[StreamsGroupDescribeResponse.KeyValue] = DEFAULT,
+            task_offsets: list[StreamsGroupDescribeResponse.TaskOffset] = DEFAULT,
+            task_end_offsets: list[StreamsGroupDescribeResponse.TaskOffset] = DEFAULT,
+            assignment: StreamsGroupDescribeResponse.Assignment = DEFAULT,
+            target_assignment: StreamsGroupDescribeResponse.Assignment = DEFAULT,
+            is_classic: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.member_id = member_id
+            self.member_epoch = member_epoch
+            self.instance_id = instance_id
+            self.rack_id = rack_id
+            self.client_id = client_id
+            self.client_host = client_host
+            self.topology_epoch = topology_epoch
+            self.process_id = process_id
+            self.user_endpoint = user_endpoint
+            self.client_tags = [] if client_tags is DEFAULT else client_tags
+            self.task_offsets = [] if task_offsets is DEFAULT else task_offsets
+            self.task_end_offsets = [] if task_end_offsets is DEFAULT else task_end_offsets
+            self.assignment = (
+                _StreamsGroupDescribeResponse_Assignment() if assignment is DEFAULT else assignment
+            )
+            self.target_assignment = (
+                _StreamsGroupDescribeResponse_Assignment()
+                if target_assignment is DEFAULT
+                else target_assignment
+            )
+            self.is_classic = is_classic
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class DescribedGroup(StructBase):
+        __slots__ = (
+            "error_code",
+            "error_message",
+            "group_id",
+            "group_state",
+            "group_epoch",
+            "assignment_epoch",
+            "topology",
+            "members",
+            "authorized_operations",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "error_code",
+            "error_message",
+            "group_id",
+            "group_state",
+            "group_epoch",
+            "assignment_epoch",
+            "topology",
+            "members",
+            "authorized_operations",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"members": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        error_code: int
+        error_message: str | None
+        group_id: GroupId
+        group_state: str
+        group_epoch: int
+        assignment_epoch: int
+        topology: StreamsGroupDescribeResponse.Topology | None
+        members: list[StreamsGroupDescribeResponse.Member]
+        authorized_operations: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            error_code: int = 0,
+            error_message: str | None = None,
+            group_id: GroupId = "",
+            group_state: str = "",
+            group_epoch: int = 0,
+            assignment_epoch: int = 0,
+            topology: StreamsGroupDescribeResponse.Topology | None = None,
+            members: list[StreamsGroupDescribeResponse.Member] = DEFAULT,
+            authorized_operations: int = -2147483648,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.error_code = error_code
+            self.error_message = error_message
+            self.group_id = group_id
+            self.group_state = group_state
+            self.group_epoch = group_epoch
+            self.assignment_epoch = assignment_epoch
+            self.topology = topology
+            self.members = [] if members is DEFAULT else members
+            self.authorized_operations = authorized_operations
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "groups", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"groups": list}
+    throttle_time_ms: int
+    groups: list[StreamsGroupDescribeResponse.DescribedGroup]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        groups: list[StreamsGroupDescribeResponse.DescribedGroup] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _StreamsGroupDescribeResponse_KeyValue = StreamsGroupDescribeResponse.KeyValue

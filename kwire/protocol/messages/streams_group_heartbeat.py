@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,11 +13,13 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT16_ARRAY,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -2447,7 +2448,6 @@ def _new_StreamsGroupHeartbeatRequest_TaskOffset() -> StreamsGroupHeartbeatReque
     return _StreamsGroupHeartbeatRequest_TaskOffset()
 
 
-@dataclass(slots=True)
 class StreamsGroupHeartbeatRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_StreamsGroupHeartbeatRequest_v0,)
@@ -2461,95 +2461,339 @@ class StreamsGroupHeartbeatRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class KeyValue:
+    class KeyValue(StructBase):
+        __slots__ = ("key", "value", "unknown_tagged_fields")
+        __match_args__ = ("key", "value", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        key: str = ""
-        value: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        key: str
+        value: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicInfo:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: int = 0
-        replication_factor: int = 0
-        topic_configs: list[StreamsGroupHeartbeatRequest.KeyValue] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            key: str = "",
+            value: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.key = key
+            self.value = value
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class CopartitionGroup:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        source_topics: list[int] = field(default_factory=list)
-        source_topic_regex: list[int] = field(default_factory=list)
-        repartition_source_topics: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class Subtopology:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        subtopology_id: str = ""
-        source_topics: list[TopicName] = field(default_factory=list)
-        source_topic_regex: list[str] = field(default_factory=list)
-        state_changelog_topics: list[StreamsGroupHeartbeatRequest.TopicInfo] = field(
-            default_factory=list
+    class TopicInfo(StructBase):
+        __slots__ = (
+            "name",
+            "partitions",
+            "replication_factor",
+            "topic_configs",
+            "unknown_tagged_fields",
         )
-        repartition_sink_topics: list[TopicName] = field(default_factory=list)
-        repartition_source_topics: list[StreamsGroupHeartbeatRequest.TopicInfo] = field(
-            default_factory=list
+        __match_args__ = (
+            "name",
+            "partitions",
+            "replication_factor",
+            "topic_configs",
+            "unknown_tagged_fields",
         )
-        copartition_groups: list[StreamsGroupHeartbeatRequest.CopartitionGroup] = field(
-            default_factory=list
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topic_configs": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: int
+        replication_factor: int
+        topic_configs: list[StreamsGroupHeartbeatRequest.KeyValue]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: int = 0,
+            replication_factor: int = 0,
+            topic_configs: list[StreamsGroupHeartbeatRequest.KeyValue] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = partitions
+            self.replication_factor = replication_factor
+            self.topic_configs = [] if topic_configs is DEFAULT else topic_configs
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class CopartitionGroup(StructBase):
+        __slots__ = (
+            "source_topics",
+            "source_topic_regex",
+            "repartition_source_topics",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class Topology:
+        __match_args__ = (
+            "source_topics",
+            "source_topic_regex",
+            "repartition_source_topics",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "source_topics": list,
+            "source_topic_regex": list,
+            "repartition_source_topics": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        epoch: int = 0
-        subtopologies: list[StreamsGroupHeartbeatRequest.Subtopology] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        source_topics: list[int]
+        source_topic_regex: list[int]
+        repartition_source_topics: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TaskIds:
+        def __init__(
+            self,
+            source_topics: list[int] = DEFAULT,
+            source_topic_regex: list[int] = DEFAULT,
+            repartition_source_topics: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.source_topics = [] if source_topics is DEFAULT else source_topics
+            self.source_topic_regex = [] if source_topic_regex is DEFAULT else source_topic_regex
+            self.repartition_source_topics = (
+                [] if repartition_source_topics is DEFAULT else repartition_source_topics
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Subtopology(StructBase):
+        __slots__ = (
+            "subtopology_id",
+            "source_topics",
+            "source_topic_regex",
+            "state_changelog_topics",
+            "repartition_sink_topics",
+            "repartition_source_topics",
+            "copartition_groups",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "subtopology_id",
+            "source_topics",
+            "source_topic_regex",
+            "state_changelog_topics",
+            "repartition_sink_topics",
+            "repartition_source_topics",
+            "copartition_groups",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "source_topics": list,
+            "source_topic_regex": list,
+            "state_changelog_topics": list,
+            "repartition_sink_topics": list,
+            "repartition_source_topics": list,
+            "copartition_groups": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        subtopology_id: str = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        subtopology_id: str
+        source_topics: list[TopicName]
+        source_topic_regex: list[str]
+        state_changelog_topics: list[StreamsGroupHeartbeatRequest.TopicInfo]
+        repartition_sink_topics: list[TopicName]
+        repartition_source_topics: list[StreamsGroupHeartbeatRequest.TopicInfo]
+        copartition_groups: list[StreamsGroupHeartbeatRequest.CopartitionGroup]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class Endpoint:
+        def __init__(
+            self,
+            subtopology_id: str = "",
+            source_topics: list[TopicName] = DEFAULT,
+            source_topic_regex: list[str] = DEFAULT,
+            state_changelog_topics: list[StreamsGroupHeartbeatRequest.TopicInfo] = DEFAULT,
+            repartition_sink_topics: list[TopicName] = DEFAULT,
+            repartition_source_topics: list[StreamsGroupHeartbeatRequest.TopicInfo] = DEFAULT,
+            copartition_groups: list[StreamsGroupHeartbeatRequest.CopartitionGroup] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.subtopology_id = subtopology_id
+            self.source_topics = [] if source_topics is DEFAULT else source_topics
+            self.source_topic_regex = [] if source_topic_regex is DEFAULT else source_topic_regex
+            self.state_changelog_topics = (
+                [] if state_changelog_topics is DEFAULT else state_changelog_topics
+            )
+            self.repartition_sink_topics = (
+                [] if repartition_sink_topics is DEFAULT else repartition_sink_topics
+            )
+            self.repartition_source_topics = (
+                [] if repartition_source_topics is DEFAULT else repartition_source_topics
+            )
+            self.copartition_groups = [] if copartition_groups is DEFAULT else copartition_groups
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Topology(StructBase):
+        __slots__ = ("epoch", "subtopologies", "unknown_tagged_fields")
+        __match_args__ = ("epoch", "subtopologies", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"subtopologies": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        epoch: int
+        subtopologies: list[StreamsGroupHeartbeatRequest.Subtopology]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TaskOffset:
+        def __init__(
+            self,
+            epoch: int = 0,
+            subtopologies: list[StreamsGroupHeartbeatRequest.Subtopology] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.epoch = epoch
+            self.subtopologies = [] if subtopologies is DEFAULT else subtopologies
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TaskIds(StructBase):
+        __slots__ = ("subtopology_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("subtopology_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        subtopology_id: str = ""
-        partition: int = 0
-        offset: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        subtopology_id: str
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: GroupId = ""
-    member_id: str = ""
-    member_epoch: int = 0
-    endpoint_information_epoch: int = 0
-    instance_id: str | None = None
-    rack_id: str | None = None
-    rebalance_timeout_ms: int = -1
-    topology: StreamsGroupHeartbeatRequest.Topology | None = None
-    active_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None = None
-    standby_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None = None
-    warmup_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None = None
-    process_id: str | None = None
-    user_endpoint: StreamsGroupHeartbeatRequest.Endpoint | None = None
-    client_tags: list[StreamsGroupHeartbeatRequest.KeyValue] | None = None
-    task_offsets: list[StreamsGroupHeartbeatRequest.TaskOffset] | None = None
-    task_end_offsets: list[StreamsGroupHeartbeatRequest.TaskOffset] | None = None
-    shutdown_application: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            subtopology_id: str = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.subtopology_id = subtopology_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Endpoint(StructBase):
+        __slots__ = ("host", "port", "unknown_tagged_fields")
+        __match_args__ = ("host", "port", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TaskOffset(StructBase):
+        __slots__ = ("subtopology_id", "partition", "offset", "unknown_tagged_fields")
+        __match_args__ = ("subtopology_id", "partition", "offset", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        subtopology_id: str
+        partition: int
+        offset: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            subtopology_id: str = "",
+            partition: int = 0,
+            offset: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.subtopology_id = subtopology_id
+            self.partition = partition
+            self.offset = offset
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "group_id",
+        "member_id",
+        "member_epoch",
+        "endpoint_information_epoch",
+        "instance_id",
+        "rack_id",
+        "rebalance_timeout_ms",
+        "topology",
+        "active_tasks",
+        "standby_tasks",
+        "warmup_tasks",
+        "process_id",
+        "user_endpoint",
+        "client_tags",
+        "task_offsets",
+        "task_end_offsets",
+        "shutdown_application",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "group_id",
+        "member_id",
+        "member_epoch",
+        "endpoint_information_epoch",
+        "instance_id",
+        "rack_id",
+        "rebalance_timeout_ms",
+        "topology",
+        "active_tasks",
+        "standby_tasks",
+        "warmup_tasks",
+        "process_id",
+        "user_endpoint",
+        "client_tags",
+        "task_offsets",
+        "task_end_offsets",
+        "shutdown_application",
+        "unknown_tagged_fields",
+    )
+    group_id: GroupId
+    member_id: str
+    member_epoch: int
+    endpoint_information_epoch: int
+    instance_id: str | None
+    rack_id: str | None
+    rebalance_timeout_ms: int
+    topology: StreamsGroupHeartbeatRequest.Topology | None
+    active_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None
+    standby_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None
+    warmup_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None
+    process_id: str | None
+    user_endpoint: StreamsGroupHeartbeatRequest.Endpoint | None
+    client_tags: list[StreamsGroupHeartbeatRequest.KeyValue] | None
+    task_offsets: list[StreamsGroupHeartbeatRequest.TaskOffset] | None
+    task_end_offsets: list[StreamsGroupHeartbeatRequest.TaskOffset] | None
+    shutdown_application: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: GroupId = "",
+        member_id: str = "",
+        member_epoch: int = 0,
+        endpoint_information_epoch: int = 0,
+        instance_id: str | None = None,
+        rack_id: str | None = None,
+        rebalance_timeout_ms: int = -1,
+        topology: StreamsGroupHeartbeatRequest.Topology | None = None,
+        active_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None = None,
+        standby_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None = None,
+        warmup_tasks: list[StreamsGroupHeartbeatRequest.TaskIds] | None = None,
+        process_id: str | None = None,
+        user_endpoint: StreamsGroupHeartbeatRequest.Endpoint | None = None,
+        client_tags: list[StreamsGroupHeartbeatRequest.KeyValue] | None = None,
+        task_offsets: list[StreamsGroupHeartbeatRequest.TaskOffset] | None = None,
+        task_end_offsets: list[StreamsGroupHeartbeatRequest.TaskOffset] | None = None,
+        shutdown_application: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.member_id = member_id
+        self.member_epoch = member_epoch
+        self.endpoint_information_epoch = endpoint_information_epoch
+        self.instance_id = instance_id
+        self.rack_id = rack_id
+        self.rebalance_timeout_ms = rebalance_timeout_ms
+        self.topology = topology
+        self.active_tasks = active_tasks
+        self.standby_tasks = standby_tasks
+        self.warmup_tasks = warmup_tasks
+        self.process_id = process_id
+        self.user_endpoint = user_endpoint
+        self.client_tags = client_tags
+        self.task_offsets = task_offsets
+        self.task_end_offsets = task_end_offsets
+        self.shutdown_application = shutdown_application
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _StreamsGroupHeartbeatRequest_KeyValue = StreamsGroupHeartbeatRequest.KeyValue
@@ -2873,7 +3117,6 @@ def _new_StreamsGroupHeartbeatResponse_EndpointToPartitions() -> (
     return _StreamsGroupHeartbeatResponse_EndpointToPartitions()
 
 
-@dataclass(slots=True)
 class StreamsGroupHeartbeatResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_StreamsGroupHeartbeatResponse_v0,)
@@ -2885,65 +3128,205 @@ class StreamsGroupHeartbeatResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class Status:
+    class Status(StructBase):
+        __slots__ = ("status_code", "status_detail", "unknown_tagged_fields")
+        __match_args__ = ("status_code", "status_detail", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        status_code: int = 0
-        status_detail: str = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        status_code: int
+        status_detail: str
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TaskIds:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        subtopology_id: str = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            status_code: int = 0,
+            status_detail: str = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.status_code = status_code
+            self.status_detail = status_detail
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class Endpoint:
+    class TaskIds(StructBase):
+        __slots__ = ("subtopology_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("subtopology_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        subtopology_id: str
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicPartition:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            subtopology_id: str = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.subtopology_id = subtopology_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class EndpointToPartitions:
+    class Endpoint(StructBase):
+        __slots__ = ("host", "port", "unknown_tagged_fields")
+        __match_args__ = ("host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        user_endpoint: StreamsGroupHeartbeatResponse.Endpoint = field(
-            default_factory=_new_StreamsGroupHeartbeatResponse_Endpoint
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicPartition(StructBase):
+        __slots__ = ("topic", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        topic: TopicName
+        partitions: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            topic: TopicName = "",
+            partitions: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic = topic
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class EndpointToPartitions(StructBase):
+        __slots__ = (
+            "user_endpoint",
+            "active_partitions",
+            "standby_partitions",
+            "unknown_tagged_fields",
         )
-        active_partitions: list[StreamsGroupHeartbeatResponse.TopicPartition] = field(
-            default_factory=list
+        __match_args__ = (
+            "user_endpoint",
+            "active_partitions",
+            "standby_partitions",
+            "unknown_tagged_fields",
         )
-        standby_partitions: list[StreamsGroupHeartbeatResponse.TopicPartition] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "user_endpoint": _new_StreamsGroupHeartbeatResponse_Endpoint,
+            "active_partitions": list,
+            "standby_partitions": list,
+        }
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        user_endpoint: StreamsGroupHeartbeatResponse.Endpoint
+        active_partitions: list[StreamsGroupHeartbeatResponse.TopicPartition]
+        standby_partitions: list[StreamsGroupHeartbeatResponse.TopicPartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = None
-    member_id: str = ""
-    member_epoch: int = 0
-    heartbeat_interval_ms: int = 0
-    acceptable_recovery_lag: int = 0
-    task_offset_interval_ms: int = 0
-    status: list[StreamsGroupHeartbeatResponse.Status] | None = field(default_factory=list)
-    active_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None = None
-    standby_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None = None
-    warmup_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None = None
-    endpoint_information_epoch: int = 0
-    partitions_by_user_endpoint: list[StreamsGroupHeartbeatResponse.EndpointToPartitions] | None = (
-        None
+        def __init__(
+            self,
+            user_endpoint: StreamsGroupHeartbeatResponse.Endpoint = DEFAULT,
+            active_partitions: list[StreamsGroupHeartbeatResponse.TopicPartition] = DEFAULT,
+            standby_partitions: list[StreamsGroupHeartbeatResponse.TopicPartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.user_endpoint = (
+                _StreamsGroupHeartbeatResponse_Endpoint()
+                if user_endpoint is DEFAULT
+                else user_endpoint
+            )
+            self.active_partitions = [] if active_partitions is DEFAULT else active_partitions
+            self.standby_partitions = [] if standby_partitions is DEFAULT else standby_partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "member_id",
+        "member_epoch",
+        "heartbeat_interval_ms",
+        "acceptable_recovery_lag",
+        "task_offset_interval_ms",
+        "status",
+        "active_tasks",
+        "standby_tasks",
+        "warmup_tasks",
+        "endpoint_information_epoch",
+        "partitions_by_user_endpoint",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "member_id",
+        "member_epoch",
+        "heartbeat_interval_ms",
+        "acceptable_recovery_lag",
+        "task_offset_interval_ms",
+        "status",
+        "active_tasks",
+        "standby_tasks",
+        "warmup_tasks",
+        "endpoint_information_epoch",
+        "partitions_by_user_endpoint",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"status": list}
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    member_id: str
+    member_epoch: int
+    heartbeat_interval_ms: int
+    acceptable_recovery_lag: int
+    task_offset_interval_ms: int
+    status: list[StreamsGroupHeartbeatResponse.Status] | None
+    active_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None
+    standby_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None
+    warmup_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None
+    endpoint_information_epoch: int
+    partitions_by_user_endpoint: list[StreamsGroupHeartbeatResponse.EndpointToPartitions] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = None,
+        member_id: str = "",
+        member_epoch: int = 0,
+        heartbeat_interval_ms: int = 0,
+        acceptable_recovery_lag: int = 0,
+        task_offset_interval_ms: int = 0,
+        status: list[StreamsGroupHeartbeatResponse.Status] | None = DEFAULT,
+        active_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None = None,
+        standby_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None = None,
+        warmup_tasks: list[StreamsGroupHeartbeatResponse.TaskIds] | None = None,
+        endpoint_information_epoch: int = 0,
+        partitions_by_user_endpoint: list[StreamsGroupHeartbeatResponse.EndpointToPartitions]
+        | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.member_id = member_id
+        self.member_epoch = member_epoch
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.acceptable_recovery_lag = acceptable_recovery_lag
+        self.task_offset_interval_ms = task_offset_interval_ms
+        self.status = [] if status is DEFAULT else status
+        self.active_tasks = active_tasks
+        self.standby_tasks = standby_tasks
+        self.warmup_tasks = warmup_tasks
+        self.endpoint_information_epoch = endpoint_information_epoch
+        self.partitions_by_user_endpoint = partitions_by_user_endpoint
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _StreamsGroupHeartbeatResponse_Status = StreamsGroupHeartbeatResponse.Status

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1535,7 +1536,6 @@ def _new_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic() -> (
     return _TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic()
 
 
-@dataclass(slots=True)
 class TxnOffsetCommitRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1563,33 +1563,115 @@ class TxnOffsetCommitRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class TxnOffsetCommitRequestPartition:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        committed_offset: int = 0
-        committed_leader_epoch: int = -1
-        committed_metadata: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class TxnOffsetCommitRequestTopic:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition] = field(
-            default_factory=list
+    class TxnOffsetCommitRequestPartition(StructBase):
+        __slots__ = (
+            "partition_index",
+            "committed_offset",
+            "committed_leader_epoch",
+            "committed_metadata",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "partition_index",
+            "committed_offset",
+            "committed_leader_epoch",
+            "committed_metadata",
+            "unknown_tagged_fields",
+        )
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        partition_index: int
+        committed_offset: int
+        committed_leader_epoch: int
+        committed_metadata: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    transactional_id: TransactionalId = ""
-    group_id: GroupId = ""
-    producer_id: ProducerId = 0
-    producer_epoch: int = 0
-    generation_id: int = -1
-    member_id: str = ""
-    group_instance_id: str | None = None
-    topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            partition_index: int = 0,
+            committed_offset: int = 0,
+            committed_leader_epoch: int = -1,
+            committed_metadata: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.committed_offset = committed_offset
+            self.committed_leader_epoch = committed_leader_epoch
+            self.committed_metadata = committed_metadata
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TxnOffsetCommitRequestTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        name: TopicName
+        partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "transactional_id",
+        "group_id",
+        "producer_id",
+        "producer_epoch",
+        "generation_id",
+        "member_id",
+        "group_instance_id",
+        "topics",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "transactional_id",
+        "group_id",
+        "producer_id",
+        "producer_epoch",
+        "generation_id",
+        "member_id",
+        "group_instance_id",
+        "topics",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    transactional_id: TransactionalId
+    group_id: GroupId
+    producer_id: ProducerId
+    producer_epoch: int
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None
+    topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        transactional_id: TransactionalId = "",
+        group_id: GroupId = "",
+        producer_id: ProducerId = 0,
+        producer_epoch: int = 0,
+        generation_id: int = -1,
+        member_id: str = "",
+        group_instance_id: str | None = None,
+        topics: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.group_id = group_id
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.generation_id = generation_id
+        self.member_id = member_id
+        self.group_instance_id = group_instance_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition = (
@@ -1709,7 +1791,6 @@ def _new_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic() -> (
     return _TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic()
 
 
-@dataclass(slots=True)
 class TxnOffsetCommitResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1735,25 +1816,59 @@ class TxnOffsetCommitResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 5
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 3
 
-    @dataclass(slots=True)
-    class TxnOffsetCommitResponsePartition:
+    class TxnOffsetCommitResponsePartition(StructBase):
+        __slots__ = ("partition_index", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TxnOffsetCommitResponseTopic:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TxnOffsetCommitResponseTopic(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    throttle_time_ms: int
+    topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -179,7 +180,6 @@ def _write_UnregisterBrokerResponse_v0(o: UnregisterBrokerResponse, out: bytearr
         out.append(0)
 
 
-@dataclass(slots=True)
 class UnregisterBrokerRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerRequest_v0,)
@@ -192,8 +192,19 @@ class UnregisterBrokerRequest(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
-    broker_id: BrokerId = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("broker_id", "unknown_tagged_fields")
+    __match_args__ = ("broker_id", "unknown_tagged_fields")
+    broker_id: BrokerId
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        broker_id: BrokerId = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.broker_id = broker_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 UnregisterBrokerRequest.FIELDS = (
@@ -201,7 +212,6 @@ UnregisterBrokerRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class UnregisterBrokerResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UnregisterBrokerResponse_v0,)
@@ -212,10 +222,25 @@ class UnregisterBrokerResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("throttle_time_ms", "error_code", "error_message", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "error_message", "unknown_tagged_fields")
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = "",
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 UnregisterBrokerResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -788,7 +789,6 @@ def _new_UpdateFeaturesRequest_FeatureUpdateKey() -> UpdateFeaturesRequest.Featu
     return _UpdateFeaturesRequest_FeatureUpdateKey()
 
 
-@dataclass(slots=True)
 class UpdateFeaturesRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -810,19 +810,61 @@ class UpdateFeaturesRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "controller", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class FeatureUpdateKey:
+    class FeatureUpdateKey(StructBase):
+        __slots__ = (
+            "feature",
+            "max_version_level",
+            "allow_downgrade",
+            "upgrade_type",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "feature",
+            "max_version_level",
+            "allow_downgrade",
+            "upgrade_type",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        feature: str = ""
-        max_version_level: int = 0
-        allow_downgrade: bool = False
-        upgrade_type: int = 1
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        feature: str
+        max_version_level: int
+        allow_downgrade: bool
+        upgrade_type: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    timeout_ms: int = 60000
-    feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            feature: str = "",
+            max_version_level: int = 0,
+            allow_downgrade: bool = False,
+            upgrade_type: int = 1,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.feature = feature
+            self.max_version_level = max_version_level
+            self.allow_downgrade = allow_downgrade
+            self.upgrade_type = upgrade_type
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("timeout_ms", "feature_updates", "validate_only", "unknown_tagged_fields")
+    __match_args__ = ("timeout_ms", "feature_updates", "validate_only", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"feature_updates": list}
+    timeout_ms: int
+    feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey]
+    validate_only: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        timeout_ms: int = 60000,
+        feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey] = DEFAULT,
+        validate_only: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.timeout_ms = timeout_ms
+        self.feature_updates = [] if feature_updates is DEFAULT else feature_updates
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _UpdateFeaturesRequest_FeatureUpdateKey = UpdateFeaturesRequest.FeatureUpdateKey
@@ -870,7 +912,6 @@ def _new_UpdateFeaturesResponse_UpdatableFeatureResult() -> (
     return _UpdateFeaturesResponse_UpdatableFeatureResult()
 
 
-@dataclass(slots=True)
 class UpdateFeaturesResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -890,19 +931,61 @@ class UpdateFeaturesResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class UpdatableFeatureResult:
+    class UpdatableFeatureResult(StructBase):
+        __slots__ = ("feature", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("feature", "error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        feature: str = ""
-        error_code: int = 0
-        error_message: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        feature: str
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ""
-    results: list[UpdateFeaturesResponse.UpdatableFeatureResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            feature: str = "",
+            error_code: int = 0,
+            error_message: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.feature = feature
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "results",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "throttle_time_ms",
+        "error_code",
+        "error_message",
+        "results",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    results: list[UpdateFeaturesResponse.UpdatableFeatureResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = "",
+        results: list[UpdateFeaturesResponse.UpdatableFeatureResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _UpdateFeaturesResponse_UpdatableFeatureResult = UpdateFeaturesResponse.UpdatableFeatureResult

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -2761,7 +2762,6 @@ def _new_UpdateMetadataRequest_UpdateMetadataBroker() -> UpdateMetadataRequest.U
     return _UpdateMetadataRequest_UpdateMetadataBroker()
 
 
-@dataclass(slots=True)
 class UpdateMetadataRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -2795,60 +2795,208 @@ class UpdateMetadataRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("zkBroker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class UpdateMetadataPartitionState:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partition_index: int = 0
-        controller_epoch: int = 0
-        leader: BrokerId = 0
-        leader_epoch: int = 0
-        isr: list[BrokerId] = field(default_factory=list)
-        zk_version: int = 0
-        replicas: list[BrokerId] = field(default_factory=list)
-        offline_replicas: list[BrokerId] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class UpdateMetadataTopicState:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        topic_id: UUID = ZERO_UUID
-        partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState] = field(
-            default_factory=list
+    class UpdateMetadataPartitionState(StructBase):
+        __slots__ = (
+            "topic_name",
+            "partition_index",
+            "controller_epoch",
+            "leader",
+            "leader_epoch",
+            "isr",
+            "zk_version",
+            "replicas",
+            "offline_replicas",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
-
-    @dataclass(slots=True)
-    class UpdateMetadataEndpoint:
+        __match_args__ = (
+            "topic_name",
+            "partition_index",
+            "controller_epoch",
+            "leader",
+            "leader_epoch",
+            "isr",
+            "zk_version",
+            "replicas",
+            "offline_replicas",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "isr": list,
+            "replicas": list,
+            "offline_replicas": list,
+        }
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        port: int = 0
-        host: str = ""
-        listener: str = ""
-        security_protocol: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partition_index: int
+        controller_epoch: int
+        leader: BrokerId
+        leader_epoch: int
+        isr: list[BrokerId]
+        zk_version: int
+        replicas: list[BrokerId]
+        offline_replicas: list[BrokerId]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class UpdateMetadataBroker:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partition_index: int = 0,
+            controller_epoch: int = 0,
+            leader: BrokerId = 0,
+            leader_epoch: int = 0,
+            isr: list[BrokerId] = DEFAULT,
+            zk_version: int = 0,
+            replicas: list[BrokerId] = DEFAULT,
+            offline_replicas: list[BrokerId] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partition_index = partition_index
+            self.controller_epoch = controller_epoch
+            self.leader = leader
+            self.leader_epoch = leader_epoch
+            self.isr = [] if isr is DEFAULT else isr
+            self.zk_version = zk_version
+            self.replicas = [] if replicas is DEFAULT else replicas
+            self.offline_replicas = [] if offline_replicas is DEFAULT else offline_replicas
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class UpdateMetadataTopicState(StructBase):
+        __slots__ = ("topic_name", "topic_id", "partition_states", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "topic_id", "partition_states", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_states": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        id: BrokerId = 0
-        v0_host: str = ""
-        v0_port: int = 0
-        endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint] = field(default_factory=list)
-        rack: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        topic_id: UUID
+        partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    controller_id: BrokerId = 0
-    is_kraft_controller: bool = False
-    type: int = 0
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState] = field(
-        default_factory=list
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            topic_id: UUID = ZERO_UUID,
+            partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.topic_id = topic_id
+            self.partition_states = [] if partition_states is DEFAULT else partition_states
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class UpdateMetadataEndpoint(StructBase):
+        __slots__ = ("port", "host", "listener", "security_protocol", "unknown_tagged_fields")
+        __match_args__ = ("port", "host", "listener", "security_protocol", "unknown_tagged_fields")
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        port: int
+        host: str
+        listener: str
+        security_protocol: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            port: int = 0,
+            host: str = "",
+            listener: str = "",
+            security_protocol: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.port = port
+            self.host = host
+            self.listener = listener
+            self.security_protocol = security_protocol
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class UpdateMetadataBroker(StructBase):
+        __slots__ = ("id", "v0_host", "v0_port", "endpoints", "rack", "unknown_tagged_fields")
+        __match_args__ = ("id", "v0_host", "v0_port", "endpoints", "rack", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"endpoints": list}
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        id: BrokerId
+        v0_host: str
+        v0_port: int
+        endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint]
+        rack: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            id: BrokerId = 0,
+            v0_host: str = "",
+            v0_port: int = 0,
+            endpoints: list[UpdateMetadataRequest.UpdateMetadataEndpoint] = DEFAULT,
+            rack: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.id = id
+            self.v0_host = v0_host
+            self.v0_port = v0_port
+            self.endpoints = [] if endpoints is DEFAULT else endpoints
+            self.rack = rack
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "controller_id",
+        "is_kraft_controller",
+        "type",
+        "controller_epoch",
+        "broker_epoch",
+        "ungrouped_partition_states",
+        "topic_states",
+        "live_brokers",
+        "unknown_tagged_fields",
     )
-    topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState] = field(default_factory=list)
-    live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "controller_id",
+        "is_kraft_controller",
+        "type",
+        "controller_epoch",
+        "broker_epoch",
+        "ungrouped_partition_states",
+        "topic_states",
+        "live_brokers",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "ungrouped_partition_states": list,
+        "topic_states": list,
+        "live_brokers": list,
+    }
+    controller_id: BrokerId
+    is_kraft_controller: bool
+    type: int
+    controller_epoch: int
+    broker_epoch: int
+    ungrouped_partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState]
+    topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState]
+    live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        controller_id: BrokerId = 0,
+        is_kraft_controller: bool = False,
+        type: int = 0,
+        controller_epoch: int = 0,
+        broker_epoch: int = -1,
+        ungrouped_partition_states: list[
+            UpdateMetadataRequest.UpdateMetadataPartitionState
+        ] = DEFAULT,
+        topic_states: list[UpdateMetadataRequest.UpdateMetadataTopicState] = DEFAULT,
+        live_brokers: list[UpdateMetadataRequest.UpdateMetadataBroker] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.controller_id = controller_id
+        self.is_kraft_controller = is_kraft_controller
+        self.type = type
+        self.controller_epoch = controller_epoch
+        self.broker_epoch = broker_epoch
+        self.ungrouped_partition_states = (
+            [] if ungrouped_partition_states is DEFAULT else ungrouped_partition_states
+        )
+        self.topic_states = [] if topic_states is DEFAULT else topic_states
+        self.live_brokers = [] if live_brokers is DEFAULT else live_brokers
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _UpdateMetadataRequest_UpdateMetadataPartitionState = (
@@ -3007,7 +3155,6 @@ UpdateMetadataRequest.FIELDS = (
 )
 
 
-@dataclass(slots=True)
 class UpdateMetadataResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -3038,8 +3185,19 @@ class UpdateMetadataResponse(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 8
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 6
-    error_code: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("error_code", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "unknown_tagged_fields")
+    error_code: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 UpdateMetadataResponse.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -530,7 +531,6 @@ def _new_UpdateRaftVoterRequest_KRaftVersionFeature() -> UpdateRaftVoterRequest.
     return _UpdateRaftVoterRequest_KRaftVersionFeature()
 
 
-@dataclass(slots=True)
 class UpdateRaftVoterRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UpdateRaftVoterRequest_v0,)
@@ -544,30 +544,96 @@ class UpdateRaftVoterRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class Listener:
+    class Listener(StructBase):
+        __slots__ = ("name", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class KRaftVersionFeature:
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class KRaftVersionFeature(StructBase):
+        __slots__ = ("min_supported_version", "max_supported_version", "unknown_tagged_fields")
+        __match_args__ = ("min_supported_version", "max_supported_version", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        min_supported_version: int = 0
-        max_supported_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        min_supported_version: int
+        max_supported_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    cluster_id: str | None = ""
-    current_leader_epoch: int = 0
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    listeners: list[UpdateRaftVoterRequest.Listener] = field(default_factory=list)
-    kraft_version_feature: UpdateRaftVoterRequest.KRaftVersionFeature = field(
-        default_factory=_new_UpdateRaftVoterRequest_KRaftVersionFeature
+        def __init__(
+            self,
+            min_supported_version: int = 0,
+            max_supported_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.min_supported_version = min_supported_version
+            self.max_supported_version = max_supported_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "cluster_id",
+        "current_leader_epoch",
+        "voter_id",
+        "voter_directory_id",
+        "listeners",
+        "kraft_version_feature",
+        "unknown_tagged_fields",
     )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+    __match_args__ = (
+        "cluster_id",
+        "current_leader_epoch",
+        "voter_id",
+        "voter_directory_id",
+        "listeners",
+        "kraft_version_feature",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "listeners": list,
+        "kraft_version_feature": _new_UpdateRaftVoterRequest_KRaftVersionFeature,
+    }
+    cluster_id: str | None
+    current_leader_epoch: int
+    voter_id: int
+    voter_directory_id: UUID
+    listeners: list[UpdateRaftVoterRequest.Listener]
+    kraft_version_feature: UpdateRaftVoterRequest.KRaftVersionFeature
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str | None = "",
+        current_leader_epoch: int = 0,
+        voter_id: int = 0,
+        voter_directory_id: UUID = ZERO_UUID,
+        listeners: list[UpdateRaftVoterRequest.Listener] = DEFAULT,
+        kraft_version_feature: UpdateRaftVoterRequest.KRaftVersionFeature = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.current_leader_epoch = current_leader_epoch
+        self.voter_id = voter_id
+        self.voter_directory_id = voter_directory_id
+        self.listeners = [] if listeners is DEFAULT else listeners
+        self.kraft_version_feature = (
+            _UpdateRaftVoterRequest_KRaftVersionFeature()
+            if kraft_version_feature is DEFAULT
+            else kraft_version_feature
+        )
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _UpdateRaftVoterRequest_Listener = UpdateRaftVoterRequest.Listener
@@ -658,7 +724,6 @@ def _new_UpdateRaftVoterResponse_CurrentLeader() -> UpdateRaftVoterResponse.Curr
     return _UpdateRaftVoterResponse_CurrentLeader()
 
 
-@dataclass(slots=True)
 class UpdateRaftVoterResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UpdateRaftVoterResponse_v0,)
@@ -670,21 +735,55 @@ class UpdateRaftVoterResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class CurrentLeader:
+    class CurrentLeader(StructBase):
+        __slots__ = ("leader_id", "leader_epoch", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("leader_id", "leader_epoch", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        leader_id: BrokerId = -1
-        leader_epoch: int = -1
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        leader_id: BrokerId
+        leader_epoch: int
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    current_leader: UpdateRaftVoterResponse.CurrentLeader = field(
-        default_factory=_new_UpdateRaftVoterResponse_CurrentLeader
-    )
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            leader_id: BrokerId = -1,
+            leader_epoch: int = -1,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("throttle_time_ms", "error_code", "current_leader", "unknown_tagged_fields")
+    __match_args__ = ("throttle_time_ms", "error_code", "current_leader", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "current_leader": _new_UpdateRaftVoterResponse_CurrentLeader
+    }
+    throttle_time_ms: int
+    error_code: int
+    current_leader: UpdateRaftVoterResponse.CurrentLeader
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        current_leader: UpdateRaftVoterResponse.CurrentLeader = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.current_leader = (
+            _UpdateRaftVoterResponse_CurrentLeader()
+            if current_leader is DEFAULT
+            else current_leader
+        )
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _UpdateRaftVoterResponse_CurrentLeader = UpdateRaftVoterResponse.CurrentLeader

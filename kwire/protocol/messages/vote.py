@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1432,7 +1433,6 @@ def _new_VoteRequest_TopicData() -> VoteRequest.TopicData:
     return _VoteRequest_TopicData()
 
 
-@dataclass(slots=True)
 class VoteRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1454,30 +1454,100 @@ class VoteRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("controller",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "replica_epoch",
+            "replica_id",
+            "replica_directory_id",
+            "voter_directory_id",
+            "last_offset_epoch",
+            "last_offset",
+            "pre_vote",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "replica_epoch",
+            "replica_id",
+            "replica_directory_id",
+            "voter_directory_id",
+            "last_offset_epoch",
+            "last_offset",
+            "pre_vote",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        replica_epoch: int = 0
-        replica_id: BrokerId = 0
-        replica_directory_id: UUID = ZERO_UUID
-        voter_directory_id: UUID = ZERO_UUID
-        last_offset_epoch: int = 0
-        last_offset: int = 0
-        pre_vote: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        replica_epoch: int
+        replica_id: BrokerId
+        replica_directory_id: UUID
+        voter_directory_id: UUID
+        last_offset_epoch: int
+        last_offset: int
+        pre_vote: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            replica_epoch: int = 0,
+            replica_id: BrokerId = 0,
+            replica_directory_id: UUID = ZERO_UUID,
+            voter_directory_id: UUID = ZERO_UUID,
+            last_offset_epoch: int = 0,
+            last_offset: int = 0,
+            pre_vote: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.replica_epoch = replica_epoch
+            self.replica_id = replica_id
+            self.replica_directory_id = replica_directory_id
+            self.voter_directory_id = voter_directory_id
+            self.last_offset_epoch = last_offset_epoch
+            self.last_offset = last_offset
+            self.pre_vote = pre_vote
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[VoteRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[VoteRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    cluster_id: str | None = None
-    voter_id: BrokerId = -1
-    topics: list[VoteRequest.TopicData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[VoteRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("cluster_id", "voter_id", "topics", "unknown_tagged_fields")
+    __match_args__ = ("cluster_id", "voter_id", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    cluster_id: str | None
+    voter_id: BrokerId
+    topics: list[VoteRequest.TopicData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        voter_id: BrokerId = -1,
+        topics: list[VoteRequest.TopicData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.voter_id = voter_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _VoteRequest_PartitionData = VoteRequest.PartitionData
@@ -1572,7 +1642,6 @@ def _new_VoteResponse_NodeEndpoint() -> VoteResponse.NodeEndpoint:
     return _VoteResponse_NodeEndpoint()
 
 
-@dataclass(slots=True)
 class VoteResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1592,35 +1661,106 @@ class VoteResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class PartitionData:
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "vote_granted",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition_index",
+            "error_code",
+            "leader_id",
+            "leader_epoch",
+            "vote_granted",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        leader_id: BrokerId = 0
-        leader_epoch: int = 0
-        vote_granted: bool = False
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        leader_id: BrokerId
+        leader_epoch: int
+        vote_granted: bool
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class TopicData:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            leader_id: BrokerId = 0,
+            leader_epoch: int = 0,
+            vote_granted: bool = False,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.leader_id = leader_id
+            self.leader_epoch = leader_epoch
+            self.vote_granted = vote_granted
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class TopicData(StructBase):
+        __slots__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_name: TopicName = ""
-        partitions: list[VoteResponse.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_name: TopicName
+        partitions: list[VoteResponse.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class NodeEndpoint:
+        def __init__(
+            self,
+            topic_name: TopicName = "",
+            partitions: list[VoteResponse.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_name = topic_name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class NodeEndpoint(StructBase):
+        __slots__ = ("node_id", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("node_id", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        node_id: BrokerId = 0
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        node_id: BrokerId
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    error_code: int = 0
-    topics: list[VoteResponse.TopicData] = field(default_factory=list)
-    node_endpoints: list[VoteResponse.NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            node_id: BrokerId = 0,
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.node_id = node_id
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("error_code", "topics", "node_endpoints", "unknown_tagged_fields")
+    __match_args__ = ("error_code", "topics", "node_endpoints", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "node_endpoints": list}
+    error_code: int
+    topics: list[VoteResponse.TopicData]
+    node_endpoints: list[VoteResponse.NodeEndpoint]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        topics: list[VoteResponse.TopicData] = DEFAULT,
+        node_endpoints: list[VoteResponse.NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.error_code = error_code
+        self.topics = [] if topics is DEFAULT else topics
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _VoteResponse_PartitionData = VoteResponse.PartitionData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -966,7 +967,6 @@ def _new_WriteShareGroupStateRequest_WriteStateData() -> WriteShareGroupStateReq
     return _WriteShareGroupStateRequest_WriteStateData()
 
 
-@dataclass(slots=True)
 class WriteShareGroupStateRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -986,36 +986,124 @@ class WriteShareGroupStateRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker",))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class StateBatch:
+    class StateBatch(StructBase):
+        __slots__ = (
+            "first_offset",
+            "last_offset",
+            "delivery_state",
+            "delivery_count",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "first_offset",
+            "last_offset",
+            "delivery_state",
+            "delivery_count",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        first_offset: int = 0
-        last_offset: int = 0
-        delivery_state: int = 0
-        delivery_count: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        first_offset: int
+        last_offset: int
+        delivery_state: int
+        delivery_count: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class PartitionData:
+        def __init__(
+            self,
+            first_offset: int = 0,
+            last_offset: int = 0,
+            delivery_state: int = 0,
+            delivery_count: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.first_offset = first_offset
+            self.last_offset = last_offset
+            self.delivery_state = delivery_state
+            self.delivery_count = delivery_count
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class PartitionData(StructBase):
+        __slots__ = (
+            "partition",
+            "state_epoch",
+            "leader_epoch",
+            "start_offset",
+            "delivery_complete_count",
+            "state_batches",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "partition",
+            "state_epoch",
+            "leader_epoch",
+            "start_offset",
+            "delivery_complete_count",
+            "state_batches",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"state_batches": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        state_epoch: int = 0
-        leader_epoch: int = 0
-        start_offset: int = 0
-        delivery_complete_count: int = -1
-        state_batches: list[WriteShareGroupStateRequest.StateBatch] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        state_epoch: int
+        leader_epoch: int
+        start_offset: int
+        delivery_complete_count: int
+        state_batches: list[WriteShareGroupStateRequest.StateBatch]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class WriteStateData:
+        def __init__(
+            self,
+            partition: int = 0,
+            state_epoch: int = 0,
+            leader_epoch: int = 0,
+            start_offset: int = 0,
+            delivery_complete_count: int = -1,
+            state_batches: list[WriteShareGroupStateRequest.StateBatch] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.state_epoch = state_epoch
+            self.leader_epoch = leader_epoch
+            self.start_offset = start_offset
+            self.delivery_complete_count = delivery_complete_count
+            self.state_batches = [] if state_batches is DEFAULT else state_batches
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class WriteStateData(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[WriteShareGroupStateRequest.PartitionData] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[WriteShareGroupStateRequest.PartitionData]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    group_id: str = ""
-    topics: list[WriteShareGroupStateRequest.WriteStateData] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[WriteShareGroupStateRequest.PartitionData] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("group_id", "topics", "unknown_tagged_fields")
+    __match_args__ = ("group_id", "topics", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
+    group_id: str
+    topics: list[WriteShareGroupStateRequest.WriteStateData]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        group_id: str = "",
+        topics: list[WriteShareGroupStateRequest.WriteStateData] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _WriteShareGroupStateRequest_StateBatch = WriteShareGroupStateRequest.StateBatch
@@ -1108,7 +1196,6 @@ def _new_WriteShareGroupStateResponse_WriteStateResult() -> (
     return _WriteShareGroupStateResponse_WriteStateResult()
 
 
-@dataclass(slots=True)
 class WriteShareGroupStateResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1126,23 +1213,59 @@ class WriteShareGroupStateResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class PartitionResult:
+    class PartitionResult(StructBase):
+        __slots__ = ("partition", "error_code", "error_message", "unknown_tagged_fields")
+        __match_args__ = ("partition", "error_code", "error_message", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition: int = 0
-        error_code: int = 0
-        error_message: str | None = None
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition: int
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class WriteStateResult:
+        def __init__(
+            self,
+            partition: int = 0,
+            error_code: int = 0,
+            error_message: str | None = None,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition = partition
+            self.error_code = error_code
+            self.error_message = error_message
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class WriteStateResult(StructBase):
+        __slots__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("topic_id", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic_id: UUID = ZERO_UUID
-        partitions: list[WriteShareGroupStateResponse.PartitionResult] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        topic_id: UUID
+        partitions: list[WriteShareGroupStateResponse.PartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    results: list[WriteShareGroupStateResponse.WriteStateResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            topic_id: UUID = ZERO_UUID,
+            partitions: list[WriteShareGroupStateResponse.PartitionResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.topic_id = topic_id
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("results", "unknown_tagged_fields")
+    __match_args__ = ("results", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"results": list}
+    results: list[WriteShareGroupStateResponse.WriteStateResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        results: list[WriteShareGroupStateResponse.WriteStateResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _WriteShareGroupStateResponse_PartitionResult = WriteShareGroupStateResponse.PartitionResult

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1229,7 +1230,6 @@ def _new_WriteTxnMarkersRequest_WritableTxnMarker() -> WriteTxnMarkersRequest.Wr
     return _WriteTxnMarkersRequest_WritableTxnMarker()
 
 
-@dataclass(slots=True)
 class WriteTxnMarkersRequest(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1251,26 +1251,85 @@ class WriteTxnMarkersRequest(Message):
     LISTENERS: ClassVar[frozenset[str]] = frozenset(("broker", "zkBroker"))
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    @dataclass(slots=True)
-    class WritableTxnMarkerTopic:
+    class WritableTxnMarkerTopic(StructBase):
+        __slots__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        __match_args__ = ("name", "partition_indexes", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partition_indexes": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partition_indexes: list[int] = field(default_factory=list)
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partition_indexes: list[int]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class WritableTxnMarker:
+        def __init__(
+            self,
+            name: TopicName = "",
+            partition_indexes: list[int] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class WritableTxnMarker(StructBase):
+        __slots__ = (
+            "producer_id",
+            "producer_epoch",
+            "transaction_result",
+            "topics",
+            "coordinator_epoch",
+            "transaction_version",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "producer_id",
+            "producer_epoch",
+            "transaction_result",
+            "topics",
+            "coordinator_epoch",
+            "transaction_version",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        producer_id: ProducerId = 0
-        producer_epoch: int = 0
-        transaction_result: bool = False
-        topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic] = field(default_factory=list)
-        coordinator_epoch: int = 0
-        transaction_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        producer_id: ProducerId
+        producer_epoch: int
+        transaction_result: bool
+        topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic]
+        coordinator_epoch: int
+        transaction_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    markers: list[WriteTxnMarkersRequest.WritableTxnMarker] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            producer_id: ProducerId = 0,
+            producer_epoch: int = 0,
+            transaction_result: bool = False,
+            topics: list[WriteTxnMarkersRequest.WritableTxnMarkerTopic] = DEFAULT,
+            coordinator_epoch: int = 0,
+            transaction_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.producer_id = producer_id
+            self.producer_epoch = producer_epoch
+            self.transaction_result = transaction_result
+            self.topics = [] if topics is DEFAULT else topics
+            self.coordinator_epoch = coordinator_epoch
+            self.transaction_version = transaction_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("markers", "unknown_tagged_fields")
+    __match_args__ = ("markers", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"markers": list}
+    markers: list[WriteTxnMarkersRequest.WritableTxnMarker]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        markers: list[WriteTxnMarkersRequest.WritableTxnMarker] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.markers = [] if markers is DEFAULT else markers
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _WriteTxnMarkersRequest_WritableTxnMarkerTopic = WriteTxnMarkersRequest.WritableTxnMarkerTopic
@@ -1373,7 +1432,6 @@ def _new_WriteTxnMarkersResponse_WritableTxnMarkerResult() -> (
     return _WriteTxnMarkersResponse_WritableTxnMarkerResult()
 
 
-@dataclass(slots=True)
 class WriteTxnMarkersResponse(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1393,33 +1451,75 @@ class WriteTxnMarkersResponse(Message):
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 1
 
-    @dataclass(slots=True)
-    class WritableTxnMarkerPartitionResult:
+    class WritableTxnMarkerPartitionResult(StructBase):
+        __slots__ = ("partition_index", "error_code", "unknown_tagged_fields")
+        __match_args__ = ("partition_index", "error_code", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        partition_index: int = 0
-        error_code: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        partition_index: int
+        error_code: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class WritableTxnMarkerTopicResult:
+        def __init__(
+            self,
+            partition_index: int = 0,
+            error_code: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.partition_index = partition_index
+            self.error_code = error_code
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class WritableTxnMarkerTopicResult(StructBase):
+        __slots__ = ("name", "partitions", "unknown_tagged_fields")
+        __match_args__ = ("name", "partitions", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: TopicName = ""
-        partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: TopicName
+        partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class WritableTxnMarkerResult:
+        def __init__(
+            self,
+            name: TopicName = "",
+            partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.partitions = [] if partitions is DEFAULT else partitions
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class WritableTxnMarkerResult(StructBase):
+        __slots__ = ("producer_id", "topics", "unknown_tagged_fields")
+        __match_args__ = ("producer_id", "topics", "unknown_tagged_fields")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        producer_id: ProducerId = 0
-        topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult] = field(
-            default_factory=list
-        )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        producer_id: ProducerId
+        topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult]
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            producer_id: ProducerId = 0,
+            topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult] = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.producer_id = producer_id
+            self.topics = [] if topics is DEFAULT else topics
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("markers", "unknown_tagged_fields")
+    __match_args__ = ("markers", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"markers": list}
+    markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.markers = [] if markers is DEFAULT else markers
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -90,7 +91,6 @@ def _write_KRaftVersionRecord_v0(o: KRaftVersionRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class KRaftVersionRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_KRaftVersionRecord_v0,)
@@ -102,9 +102,22 @@ class KRaftVersionRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     CONTROL_RECORD_TYPE: ClassVar[int] = 5
-    version: int = 0
-    kraft_version: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("version", "kraft_version", "unknown_tagged_fields")
+    __match_args__ = ("version", "kraft_version", "unknown_tagged_fields")
+    version: int
+    kraft_version: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        version: int = 0,
+        kraft_version: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.version = version
+        self.kraft_version = kraft_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 KRaftVersionRecord.FIELDS = (

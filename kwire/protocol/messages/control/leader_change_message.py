@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -381,7 +382,6 @@ def _new_LeaderChangeMessage_Voter() -> LeaderChangeMessage.Voter:
     return _LeaderChangeMessage_Voter()
 
 
-@dataclass(slots=True)
 class LeaderChangeMessage(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -400,18 +400,46 @@ class LeaderChangeMessage(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     CONTROL_RECORD_TYPE: ClassVar[int] = 2
 
-    @dataclass(slots=True)
-    class Voter:
+    class Voter(StructBase):
+        __slots__ = ("voter_id", "voter_directory_id", "unknown_tagged_fields")
+        __match_args__ = ("voter_id", "voter_directory_id", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        voter_id: int = 0
-        voter_directory_id: UUID = ZERO_UUID
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        voter_id: int
+        voter_directory_id: UUID
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    version: int = 0
-    leader_id: BrokerId = 0
-    voters: list[LeaderChangeMessage.Voter] = field(default_factory=list)
-    granting_voters: list[LeaderChangeMessage.Voter] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            voter_id: int = 0,
+            voter_directory_id: UUID = ZERO_UUID,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.voter_id = voter_id
+            self.voter_directory_id = voter_directory_id
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("version", "leader_id", "voters", "granting_voters", "unknown_tagged_fields")
+    __match_args__ = ("version", "leader_id", "voters", "granting_voters", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"voters": list, "granting_voters": list}
+    version: int
+    leader_id: BrokerId
+    voters: list[LeaderChangeMessage.Voter]
+    granting_voters: list[LeaderChangeMessage.Voter]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        version: int = 0,
+        leader_id: BrokerId = 0,
+        voters: list[LeaderChangeMessage.Voter] = DEFAULT,
+        granting_voters: list[LeaderChangeMessage.Voter] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.version = version
+        self.leader_id = leader_id
+        self.voters = [] if voters is DEFAULT else voters
+        self.granting_voters = [] if granting_voters is DEFAULT else granting_voters
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _LeaderChangeMessage_Voter = LeaderChangeMessage.Voter

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -94,7 +95,6 @@ def _write_SnapshotHeaderRecord_v0(o: SnapshotHeaderRecord, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
 class SnapshotHeaderRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_SnapshotHeaderRecord_v0,)
@@ -106,9 +106,22 @@ class SnapshotHeaderRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     CONTROL_RECORD_TYPE: ClassVar[int] = 3
-    version: int = 0
-    last_contained_log_timestamp: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("version", "last_contained_log_timestamp", "unknown_tagged_fields")
+    __match_args__ = ("version", "last_contained_log_timestamp", "unknown_tagged_fields")
+    version: int
+    last_contained_log_timestamp: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        version: int = 0,
+        last_contained_log_timestamp: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.version = version
+        self.last_contained_log_timestamp = last_contained_log_timestamp
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 SnapshotHeaderRecord.FIELDS = (

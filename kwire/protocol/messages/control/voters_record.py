@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -406,7 +407,6 @@ def _new_VotersRecord_Voter() -> VotersRecord.Voter:
     return _VotersRecord_Voter()
 
 
-@dataclass(slots=True)
 class VotersRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_VotersRecord_v0,)
@@ -419,35 +419,105 @@ class VotersRecord(Message):
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
     CONTROL_RECORD_TYPE: ClassVar[int] = 6
 
-    @dataclass(slots=True)
-    class Endpoint:
+    class Endpoint(StructBase):
+        __slots__ = ("name", "host", "port", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class KRaftVersionFeature:
-        FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        min_supported_version: int = 0
-        max_supported_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.unknown_tagged_fields = unknown_tagged_fields
 
-    @dataclass(slots=True)
-    class Voter:
+    class KRaftVersionFeature(StructBase):
+        __slots__ = ("min_supported_version", "max_supported_version", "unknown_tagged_fields")
+        __match_args__ = ("min_supported_version", "max_supported_version", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        voter_id: BrokerId = 0
-        voter_directory_id: UUID = ZERO_UUID
-        endpoints: list[VotersRecord.Endpoint] = field(default_factory=list)
-        kraft_version_feature: VotersRecord.KRaftVersionFeature = field(
-            default_factory=_new_VotersRecord_KRaftVersionFeature
+        min_supported_version: int
+        max_supported_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+        def __init__(
+            self,
+            min_supported_version: int = 0,
+            max_supported_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.min_supported_version = min_supported_version
+            self.max_supported_version = max_supported_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class Voter(StructBase):
+        __slots__ = (
+            "voter_id",
+            "voter_directory_id",
+            "endpoints",
+            "kraft_version_feature",
+            "unknown_tagged_fields",
         )
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        __match_args__ = (
+            "voter_id",
+            "voter_directory_id",
+            "endpoints",
+            "kraft_version_feature",
+            "unknown_tagged_fields",
+        )
+        _FACTORIES: ClassVar[dict[str, Any]] = {
+            "endpoints": list,
+            "kraft_version_feature": _new_VotersRecord_KRaftVersionFeature,
+        }
+        FIELDS: ClassVar[tuple[FieldInfo, ...]]
+        voter_id: BrokerId
+        voter_directory_id: UUID
+        endpoints: list[VotersRecord.Endpoint]
+        kraft_version_feature: VotersRecord.KRaftVersionFeature
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    version: int = 0
-    voters: list[VotersRecord.Voter] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            voter_id: BrokerId = 0,
+            voter_directory_id: UUID = ZERO_UUID,
+            endpoints: list[VotersRecord.Endpoint] = DEFAULT,
+            kraft_version_feature: VotersRecord.KRaftVersionFeature = DEFAULT,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.voter_id = voter_id
+            self.voter_directory_id = voter_directory_id
+            self.endpoints = [] if endpoints is DEFAULT else endpoints
+            self.kraft_version_feature = (
+                _VotersRecord_KRaftVersionFeature()
+                if kraft_version_feature is DEFAULT
+                else kraft_version_feature
+            )
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("version", "voters", "unknown_tagged_fields")
+    __match_args__ = ("version", "voters", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"voters": list}
+    version: int
+    voters: list[VotersRecord.Voter]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        version: int = 0,
+        voters: list[VotersRecord.Voter] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.version = version
+        self.voters = [] if voters is DEFAULT else voters
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _VotersRecord_Endpoint = VotersRecord.Endpoint

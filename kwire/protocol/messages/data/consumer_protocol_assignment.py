@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -162,7 +163,6 @@ def _new_ConsumerProtocolAssignment_TopicPartition() -> ConsumerProtocolAssignme
     return _ConsumerProtocolAssignment_TopicPartition()
 
 
-@dataclass(slots=True)
 class ConsumerProtocolAssignment(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -184,16 +184,35 @@ class ConsumerProtocolAssignment(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
 
-    @dataclass(slots=True)
-    class TopicPartition:
+    class TopicPartition(StructBase):
+        __slots__ = ("topic", "partitions")
+        __match_args__ = ("topic", "partitions")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
+        topic: TopicName
+        partitions: list[int]
 
-    assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition] = field(
-        default_factory=list
-    )
-    user_data: bytes | memoryview | None = None
+        def __init__(
+            self,
+            topic: TopicName = "",
+            partitions: list[int] = DEFAULT,
+        ) -> None:
+            self.topic = topic
+            self.partitions = [] if partitions is DEFAULT else partitions
+
+    __slots__ = ("assigned_partitions", "user_data")
+    __match_args__ = ("assigned_partitions", "user_data")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"assigned_partitions": list}
+    assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition]
+    user_data: bytes | memoryview | None
+
+    def __init__(
+        self,
+        assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition] = DEFAULT,
+        user_data: bytes | memoryview | None = None,
+    ) -> None:
+        self.assigned_partitions = [] if assigned_partitions is DEFAULT else assigned_partitions
+        self.user_data = user_data
 
 
 _ConsumerProtocolAssignment_TopicPartition = ConsumerProtocolAssignment.TopicPartition

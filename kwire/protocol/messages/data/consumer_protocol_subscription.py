@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -533,7 +534,6 @@ def _new_ConsumerProtocolSubscription_TopicPartition() -> (
     return _ConsumerProtocolSubscription_TopicPartition()
 
 
-@dataclass(slots=True)
 class ConsumerProtocolSubscription(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -555,19 +555,44 @@ class ConsumerProtocolSubscription(Message):
     HIGHEST_VERSION: ClassVar[int] = 3
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
 
-    @dataclass(slots=True)
-    class TopicPartition:
+    class TopicPartition(StructBase):
+        __slots__ = ("topic", "partitions")
+        __match_args__ = ("topic", "partitions")
+        _FACTORIES: ClassVar[dict[str, Any]] = {"partitions": list}
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        topic: TopicName = ""
-        partitions: list[int] = field(default_factory=list)
+        topic: TopicName
+        partitions: list[int]
 
-    topics: list[str] = field(default_factory=list)
-    user_data: bytes | memoryview | None = None
-    owned_partitions: list[ConsumerProtocolSubscription.TopicPartition] = field(
-        default_factory=list
-    )
-    generation_id: int = -1
-    rack_id: str | None = None
+        def __init__(
+            self,
+            topic: TopicName = "",
+            partitions: list[int] = DEFAULT,
+        ) -> None:
+            self.topic = topic
+            self.partitions = [] if partitions is DEFAULT else partitions
+
+    __slots__ = ("topics", "user_data", "owned_partitions", "generation_id", "rack_id")
+    __match_args__ = ("topics", "user_data", "owned_partitions", "generation_id", "rack_id")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"topics": list, "owned_partitions": list}
+    topics: list[str]
+    user_data: bytes | memoryview | None
+    owned_partitions: list[ConsumerProtocolSubscription.TopicPartition]
+    generation_id: int
+    rack_id: str | None
+
+    def __init__(
+        self,
+        topics: list[str] = DEFAULT,
+        user_data: bytes | memoryview | None = None,
+        owned_partitions: list[ConsumerProtocolSubscription.TopicPartition] = DEFAULT,
+        generation_id: int = -1,
+        rack_id: str | None = None,
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.user_data = user_data
+        self.owned_partitions = [] if owned_partitions is DEFAULT else owned_partitions
+        self.generation_id = generation_id
+        self.rack_id = rack_id
 
 
 _ConsumerProtocolSubscription_TopicPartition = ConsumerProtocolSubscription.TopicPartition

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -156,7 +157,6 @@ def _write_DefaultPrincipalData_v0(o: DefaultPrincipalData, out: bytearray) -> N
         out.append(0)
 
 
-@dataclass(slots=True)
 class DefaultPrincipalData(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_DefaultPrincipalData_v0,)
@@ -167,10 +167,25 @@ class DefaultPrincipalData(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    type: str = ""
-    name: str = ""
-    token_authenticated: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("type", "name", "token_authenticated", "unknown_tagged_fields")
+    __match_args__ = ("type", "name", "token_authenticated", "unknown_tagged_fields")
+    type: str
+    name: str
+    token_authenticated: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        type: str = "",
+        name: str = "",
+        token_authenticated: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.type = type
+        self.name = name
+        self.token_authenticated = token_authenticated
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 DefaultPrincipalData.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -56,7 +57,6 @@ def _write_EndTxnMarker_v0(o: EndTxnMarker, out: bytearray) -> None:
     out += _ST_int32.pack(o.coordinator_epoch)
 
 
-@dataclass(slots=True)
 class EndTxnMarker(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_EndTxnMarker_v0,)
@@ -67,7 +67,16 @@ class EndTxnMarker(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = None
-    coordinator_epoch: int = 0
+
+    __slots__ = ("coordinator_epoch",)
+    __match_args__ = ("coordinator_epoch",)
+    coordinator_epoch: int
+
+    def __init__(
+        self,
+        coordinator_epoch: int = 0,
+    ) -> None:
+        self.coordinator_epoch = coordinator_epoch
 
 
 EndTxnMarker.FIELDS = (

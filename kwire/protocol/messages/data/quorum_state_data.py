@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -290,7 +291,6 @@ def _new_QuorumStateData_Voter() -> QuorumStateData.Voter:
     return _QuorumStateData_Voter()
 
 
-@dataclass(slots=True)
 class QuorumStateData(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -308,20 +308,70 @@ class QuorumStateData(Message):
     HIGHEST_VERSION: ClassVar[int] = 1
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class Voter:
+    class Voter(StructBase):
+        __slots__ = ("voter_id", "unknown_tagged_fields")
+        __match_args__ = ("voter_id", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        voter_id: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        voter_id: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    cluster_id: str = ""
-    leader_id: int = -1
-    leader_epoch: int = -1
-    voted_id: int = -1
-    voted_directory_id: UUID = ZERO_UUID
-    applied_offset: int = 0
-    current_voters: list[QuorumStateData.Voter] | None = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            voter_id: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.voter_id = voter_id
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "cluster_id",
+        "leader_id",
+        "leader_epoch",
+        "voted_id",
+        "voted_directory_id",
+        "applied_offset",
+        "current_voters",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "cluster_id",
+        "leader_id",
+        "leader_epoch",
+        "voted_id",
+        "voted_directory_id",
+        "applied_offset",
+        "current_voters",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"current_voters": list}
+    cluster_id: str
+    leader_id: int
+    leader_epoch: int
+    voted_id: int
+    voted_directory_id: UUID
+    applied_offset: int
+    current_voters: list[QuorumStateData.Voter] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        cluster_id: str = "",
+        leader_id: int = -1,
+        leader_epoch: int = -1,
+        voted_id: int = -1,
+        voted_directory_id: UUID = ZERO_UUID,
+        applied_offset: int = 0,
+        current_voters: list[QuorumStateData.Voter] | None = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.leader_id = leader_id
+        self.leader_epoch = leader_epoch
+        self.voted_id = voted_id
+        self.voted_directory_id = voted_directory_id
+        self.applied_offset = applied_offset
+        self.current_voters = [] if current_voters is DEFAULT else current_voters
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _QuorumStateData_Voter = QuorumStateData.Voter

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -129,7 +130,6 @@ def _write_AbortTransactionRecord_v0(o: AbortTransactionRecord, out: bytearray) 
         out.append(0)
 
 
-@dataclass(slots=True)
 class AbortTransactionRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_AbortTransactionRecord_v0,)
@@ -140,8 +140,19 @@ class AbortTransactionRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    reason: str | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("reason", "unknown_tagged_fields")
+    __match_args__ = ("reason", "unknown_tagged_fields")
+    reason: str | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.reason = reason
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 AbortTransactionRecord.FIELDS = (

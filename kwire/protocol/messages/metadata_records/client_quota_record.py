@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -272,7 +273,6 @@ def _new_ClientQuotaRecord_EntityData() -> ClientQuotaRecord.EntityData:
     return _ClientQuotaRecord_EntityData()
 
 
-@dataclass(slots=True)
 class ClientQuotaRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ClientQuotaRecord_v0,)
@@ -284,18 +284,46 @@ class ClientQuotaRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class EntityData:
+    class EntityData(StructBase):
+        __slots__ = ("entity_type", "entity_name", "unknown_tagged_fields")
+        __match_args__ = ("entity_type", "entity_name", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        entity_type: str = ""
-        entity_name: str | None = ""
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        entity_type: str
+        entity_name: str | None
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    entity: list[ClientQuotaRecord.EntityData] = field(default_factory=list)
-    key: str = ""
-    value: float = 0.0
-    remove: bool = False
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            entity_type: str = "",
+            entity_name: str | None = "",
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.entity_type = entity_type
+            self.entity_name = entity_name
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = ("entity", "key", "value", "remove", "unknown_tagged_fields")
+    __match_args__ = ("entity", "key", "value", "remove", "unknown_tagged_fields")
+    _FACTORIES: ClassVar[dict[str, Any]] = {"entity": list}
+    entity: list[ClientQuotaRecord.EntityData]
+    key: str
+    value: float
+    remove: bool
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        entity: list[ClientQuotaRecord.EntityData] = DEFAULT,
+        key: str = "",
+        value: float = 0.0,
+        remove: bool = False,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.entity = [] if entity is DEFAULT else entity
+        self.key = key
+        self.value = value
+        self.remove = remove
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _ClientQuotaRecord_EntityData = ClientQuotaRecord.EntityData

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -123,7 +124,6 @@ def _write_FeatureLevelRecord_v0(o: FeatureLevelRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class FeatureLevelRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_FeatureLevelRecord_v0,)
@@ -134,9 +134,22 @@ class FeatureLevelRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    name: str = ""
-    feature_level: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("name", "feature_level", "unknown_tagged_fields")
+    __match_args__ = ("name", "feature_level", "unknown_tagged_fields")
+    name: str
+    feature_level: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        name: str = "",
+        feature_level: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.name = name
+        self.feature_level = feature_level
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 FeatureLevelRecord.FIELDS = (

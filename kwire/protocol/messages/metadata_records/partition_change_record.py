@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -924,7 +925,6 @@ def _write_PartitionChangeRecord_v2(o: PartitionChangeRecord, out: bytearray) ->
         out.append(0)
 
 
-@dataclass(slots=True)
 class PartitionChangeRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -943,18 +943,75 @@ class PartitionChangeRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    partition_id: int = -1
-    topic_id: UUID = ZERO_UUID
-    isr: list[BrokerId] | None = None
-    leader: BrokerId = -2
-    replicas: list[BrokerId] | None = None
-    removing_replicas: list[BrokerId] | None = None
-    adding_replicas: list[BrokerId] | None = None
-    leader_recovery_state: int = -1
-    directories: list[UUID] | None = None
-    eligible_leader_replicas: list[BrokerId] | None = None
-    last_known_elr: list[BrokerId] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "partition_id",
+        "topic_id",
+        "isr",
+        "leader",
+        "replicas",
+        "removing_replicas",
+        "adding_replicas",
+        "leader_recovery_state",
+        "directories",
+        "eligible_leader_replicas",
+        "last_known_elr",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "partition_id",
+        "topic_id",
+        "isr",
+        "leader",
+        "replicas",
+        "removing_replicas",
+        "adding_replicas",
+        "leader_recovery_state",
+        "directories",
+        "eligible_leader_replicas",
+        "last_known_elr",
+        "unknown_tagged_fields",
+    )
+    partition_id: int
+    topic_id: UUID
+    isr: list[BrokerId] | None
+    leader: BrokerId
+    replicas: list[BrokerId] | None
+    removing_replicas: list[BrokerId] | None
+    adding_replicas: list[BrokerId] | None
+    leader_recovery_state: int
+    directories: list[UUID] | None
+    eligible_leader_replicas: list[BrokerId] | None
+    last_known_elr: list[BrokerId] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        partition_id: int = -1,
+        topic_id: UUID = ZERO_UUID,
+        isr: list[BrokerId] | None = None,
+        leader: BrokerId = -2,
+        replicas: list[BrokerId] | None = None,
+        removing_replicas: list[BrokerId] | None = None,
+        adding_replicas: list[BrokerId] | None = None,
+        leader_recovery_state: int = -1,
+        directories: list[UUID] | None = None,
+        eligible_leader_replicas: list[BrokerId] | None = None,
+        last_known_elr: list[BrokerId] | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.partition_id = partition_id
+        self.topic_id = topic_id
+        self.isr = isr
+        self.leader = leader
+        self.replicas = replicas
+        self.removing_replicas = removing_replicas
+        self.adding_replicas = adding_replicas
+        self.leader_recovery_state = leader_recovery_state
+        self.directories = directories
+        self.eligible_leader_replicas = eligible_leader_replicas
+        self.last_known_elr = last_known_elr
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 PartitionChangeRecord.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,10 +13,12 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     INT32_ARRAY,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -772,7 +773,6 @@ def _write_PartitionRecord_v2(o: PartitionRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class PartitionRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -791,20 +791,92 @@ class PartitionRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 2
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    partition_id: int = -1
-    topic_id: UUID = ZERO_UUID
-    replicas: list[BrokerId] = field(default_factory=list)
-    isr: list[int] = field(default_factory=list)
-    removing_replicas: list[BrokerId] = field(default_factory=list)
-    adding_replicas: list[BrokerId] = field(default_factory=list)
-    leader: BrokerId = -1
-    leader_recovery_state: int = 0
-    leader_epoch: int = -1
-    partition_epoch: int = -1
-    directories: list[UUID] = field(default_factory=list)
-    eligible_leader_replicas: list[BrokerId] | None = None
-    last_known_elr: list[BrokerId] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = (
+        "partition_id",
+        "topic_id",
+        "replicas",
+        "isr",
+        "removing_replicas",
+        "adding_replicas",
+        "leader",
+        "leader_recovery_state",
+        "leader_epoch",
+        "partition_epoch",
+        "directories",
+        "eligible_leader_replicas",
+        "last_known_elr",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "partition_id",
+        "topic_id",
+        "replicas",
+        "isr",
+        "removing_replicas",
+        "adding_replicas",
+        "leader",
+        "leader_recovery_state",
+        "leader_epoch",
+        "partition_epoch",
+        "directories",
+        "eligible_leader_replicas",
+        "last_known_elr",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {
+        "replicas": list,
+        "isr": list,
+        "removing_replicas": list,
+        "adding_replicas": list,
+        "directories": list,
+    }
+    partition_id: int
+    topic_id: UUID
+    replicas: list[BrokerId]
+    isr: list[int]
+    removing_replicas: list[BrokerId]
+    adding_replicas: list[BrokerId]
+    leader: BrokerId
+    leader_recovery_state: int
+    leader_epoch: int
+    partition_epoch: int
+    directories: list[UUID]
+    eligible_leader_replicas: list[BrokerId] | None
+    last_known_elr: list[BrokerId] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        partition_id: int = -1,
+        topic_id: UUID = ZERO_UUID,
+        replicas: list[BrokerId] = DEFAULT,
+        isr: list[int] = DEFAULT,
+        removing_replicas: list[BrokerId] = DEFAULT,
+        adding_replicas: list[BrokerId] = DEFAULT,
+        leader: BrokerId = -1,
+        leader_recovery_state: int = 0,
+        leader_epoch: int = -1,
+        partition_epoch: int = -1,
+        directories: list[UUID] = DEFAULT,
+        eligible_leader_replicas: list[BrokerId] | None = None,
+        last_known_elr: list[BrokerId] | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.partition_id = partition_id
+        self.topic_id = topic_id
+        self.replicas = [] if replicas is DEFAULT else replicas
+        self.isr = [] if isr is DEFAULT else isr
+        self.removing_replicas = [] if removing_replicas is DEFAULT else removing_replicas
+        self.adding_replicas = [] if adding_replicas is DEFAULT else adding_replicas
+        self.leader = leader
+        self.leader_recovery_state = leader_recovery_state
+        self.leader_epoch = leader_epoch
+        self.partition_epoch = partition_epoch
+        self.directories = [] if directories is DEFAULT else directories
+        self.eligible_leader_replicas = eligible_leader_replicas
+        self.last_known_elr = last_known_elr
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 PartitionRecord.FIELDS = (

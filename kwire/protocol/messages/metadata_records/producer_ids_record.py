@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -100,7 +101,6 @@ def _write_ProducerIdsRecord_v0(o: ProducerIdsRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class ProducerIdsRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_ProducerIdsRecord_v0,)
@@ -111,10 +111,25 @@ class ProducerIdsRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    broker_id: BrokerId = 0
-    broker_epoch: int = -1
-    next_producer_id: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("broker_id", "broker_epoch", "next_producer_id", "unknown_tagged_fields")
+    __match_args__ = ("broker_id", "broker_epoch", "next_producer_id", "unknown_tagged_fields")
+    broker_id: BrokerId
+    broker_epoch: int
+    next_producer_id: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        broker_id: BrokerId = 0,
+        broker_epoch: int = -1,
+        next_producer_id: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+        self.next_producer_id = next_producer_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 ProducerIdsRecord.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -1254,7 +1255,6 @@ def _new_RegisterBrokerRecord_BrokerFeature() -> RegisterBrokerRecord.BrokerFeat
     return _RegisterBrokerRecord_BrokerFeature()
 
 
-@dataclass(slots=True)
 class RegisterBrokerRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (
@@ -1278,35 +1278,130 @@ class RegisterBrokerRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 4
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class BrokerEndpoint:
+    class BrokerEndpoint(StructBase):
+        __slots__ = ("name", "host", "port", "security_protocol", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "security_protocol", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        security_protocol: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        security_protocol: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class BrokerFeature:
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            security_protocol: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.security_protocol = security_protocol
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class BrokerFeature(StructBase):
+        __slots__ = (
+            "name",
+            "min_supported_version",
+            "max_supported_version",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "name",
+            "min_supported_version",
+            "max_supported_version",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        min_supported_version: int = 0
-        max_supported_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        min_supported_version: int
+        max_supported_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    broker_id: BrokerId = 0
-    is_migrating_zk_broker: bool = False
-    incarnation_id: UUID = ZERO_UUID
-    broker_epoch: int = 0
-    end_points: list[RegisterBrokerRecord.BrokerEndpoint] = field(default_factory=list)
-    features: list[RegisterBrokerRecord.BrokerFeature] = field(default_factory=list)
-    rack: str | None = ""
-    fenced: bool = True
-    in_controlled_shutdown: bool = False
-    log_dirs: list[UUID] = field(default_factory=list)
-    cordoned_log_dirs: list[UUID] | None = None
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            min_supported_version: int = 0,
+            max_supported_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.min_supported_version = min_supported_version
+            self.max_supported_version = max_supported_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "broker_id",
+        "is_migrating_zk_broker",
+        "incarnation_id",
+        "broker_epoch",
+        "end_points",
+        "features",
+        "rack",
+        "fenced",
+        "in_controlled_shutdown",
+        "log_dirs",
+        "cordoned_log_dirs",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "broker_id",
+        "is_migrating_zk_broker",
+        "incarnation_id",
+        "broker_epoch",
+        "end_points",
+        "features",
+        "rack",
+        "fenced",
+        "in_controlled_shutdown",
+        "log_dirs",
+        "cordoned_log_dirs",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"end_points": list, "features": list, "log_dirs": list}
+    broker_id: BrokerId
+    is_migrating_zk_broker: bool
+    incarnation_id: UUID
+    broker_epoch: int
+    end_points: list[RegisterBrokerRecord.BrokerEndpoint]
+    features: list[RegisterBrokerRecord.BrokerFeature]
+    rack: str | None
+    fenced: bool
+    in_controlled_shutdown: bool
+    log_dirs: list[UUID]
+    cordoned_log_dirs: list[UUID] | None
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        broker_id: BrokerId = 0,
+        is_migrating_zk_broker: bool = False,
+        incarnation_id: UUID = ZERO_UUID,
+        broker_epoch: int = 0,
+        end_points: list[RegisterBrokerRecord.BrokerEndpoint] = DEFAULT,
+        features: list[RegisterBrokerRecord.BrokerFeature] = DEFAULT,
+        rack: str | None = "",
+        fenced: bool = True,
+        in_controlled_shutdown: bool = False,
+        log_dirs: list[UUID] = DEFAULT,
+        cordoned_log_dirs: list[UUID] | None = None,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.broker_id = broker_id
+        self.is_migrating_zk_broker = is_migrating_zk_broker
+        self.incarnation_id = incarnation_id
+        self.broker_epoch = broker_epoch
+        self.end_points = [] if end_points is DEFAULT else end_points
+        self.features = [] if features is DEFAULT else features
+        self.rack = rack
+        self.fenced = fenced
+        self.in_controlled_shutdown = in_controlled_shutdown
+        self.log_dirs = [] if log_dirs is DEFAULT else log_dirs
+        self.cordoned_log_dirs = cordoned_log_dirs
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _RegisterBrokerRecord_BrokerEndpoint = RegisterBrokerRecord.BrokerEndpoint

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -394,7 +395,6 @@ def _new_RegisterControllerRecord_ControllerFeature() -> RegisterControllerRecor
     return _RegisterControllerRecord_ControllerFeature()
 
 
-@dataclass(slots=True)
 class RegisterControllerRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RegisterControllerRecord_v0,)
@@ -406,29 +406,100 @@ class RegisterControllerRecord(Message):
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
 
-    @dataclass(slots=True)
-    class ControllerEndpoint:
+    class ControllerEndpoint(StructBase):
+        __slots__ = ("name", "host", "port", "security_protocol", "unknown_tagged_fields")
+        __match_args__ = ("name", "host", "port", "security_protocol", "unknown_tagged_fields")
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        host: str = ""
-        port: int = 0
-        security_protocol: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        host: str
+        port: int
+        security_protocol: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    @dataclass(slots=True)
-    class ControllerFeature:
+        def __init__(
+            self,
+            name: str = "",
+            host: str = "",
+            port: int = 0,
+            security_protocol: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.host = host
+            self.port = port
+            self.security_protocol = security_protocol
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    class ControllerFeature(StructBase):
+        __slots__ = (
+            "name",
+            "min_supported_version",
+            "max_supported_version",
+            "unknown_tagged_fields",
+        )
+        __match_args__ = (
+            "name",
+            "min_supported_version",
+            "max_supported_version",
+            "unknown_tagged_fields",
+        )
         FIELDS: ClassVar[tuple[FieldInfo, ...]]
-        name: str = ""
-        min_supported_version: int = 0
-        max_supported_version: int = 0
-        unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        name: str
+        min_supported_version: int
+        max_supported_version: int
+        unknown_tagged_fields: tuple[RawTaggedField, ...]
 
-    controller_id: int = 0
-    incarnation_id: UUID = ZERO_UUID
-    zk_migration_ready: bool = False
-    end_points: list[RegisterControllerRecord.ControllerEndpoint] = field(default_factory=list)
-    features: list[RegisterControllerRecord.ControllerFeature] = field(default_factory=list)
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+        def __init__(
+            self,
+            name: str = "",
+            min_supported_version: int = 0,
+            max_supported_version: int = 0,
+            unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+        ) -> None:
+            self.name = name
+            self.min_supported_version = min_supported_version
+            self.max_supported_version = max_supported_version
+            self.unknown_tagged_fields = unknown_tagged_fields
+
+    __slots__ = (
+        "controller_id",
+        "incarnation_id",
+        "zk_migration_ready",
+        "end_points",
+        "features",
+        "unknown_tagged_fields",
+    )
+    __match_args__ = (
+        "controller_id",
+        "incarnation_id",
+        "zk_migration_ready",
+        "end_points",
+        "features",
+        "unknown_tagged_fields",
+    )
+    _FACTORIES: ClassVar[dict[str, Any]] = {"end_points": list, "features": list}
+    controller_id: int
+    incarnation_id: UUID
+    zk_migration_ready: bool
+    end_points: list[RegisterControllerRecord.ControllerEndpoint]
+    features: list[RegisterControllerRecord.ControllerFeature]
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        controller_id: int = 0,
+        incarnation_id: UUID = ZERO_UUID,
+        zk_migration_ready: bool = False,
+        end_points: list[RegisterControllerRecord.ControllerEndpoint] = DEFAULT,
+        features: list[RegisterControllerRecord.ControllerFeature] = DEFAULT,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.controller_id = controller_id
+        self.incarnation_id = incarnation_id
+        self.zk_migration_ready = zk_migration_ready
+        self.end_points = [] if end_points is DEFAULT else end_points
+        self.features = [] if features is DEFAULT else features
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 _RegisterControllerRecord_ControllerEndpoint = RegisterControllerRecord.ControllerEndpoint

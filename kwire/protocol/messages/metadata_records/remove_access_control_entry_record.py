@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -93,7 +94,6 @@ def _write_RemoveAccessControlEntryRecord_v0(
         out.append(0)
 
 
-@dataclass(slots=True)
 class RemoveAccessControlEntryRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveAccessControlEntryRecord_v0,)
@@ -104,8 +104,19 @@ class RemoveAccessControlEntryRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("id", "unknown_tagged_fields")
+    __match_args__ = ("id", "unknown_tagged_fields")
+    id: UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        id: UUID = ZERO_UUID,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.id = id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 RemoveAccessControlEntryRecord.FIELDS = (

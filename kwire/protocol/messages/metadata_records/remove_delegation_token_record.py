@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -119,7 +120,6 @@ def _write_RemoveDelegationTokenRecord_v0(o: RemoveDelegationTokenRecord, out: b
         out.append(0)
 
 
-@dataclass(slots=True)
 class RemoveDelegationTokenRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveDelegationTokenRecord_v0,)
@@ -130,8 +130,19 @@ class RemoveDelegationTokenRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    token_id: str = ""
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("token_id", "unknown_tagged_fields")
+    __match_args__ = ("token_id", "unknown_tagged_fields")
+    token_id: str
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        token_id: str = "",
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.token_id = token_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 RemoveDelegationTokenRecord.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -91,7 +92,6 @@ def _write_RemoveTopicRecord_v0(o: RemoveTopicRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class RemoveTopicRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_RemoveTopicRecord_v0,)
@@ -102,8 +102,19 @@ class RemoveTopicRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    topic_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("topic_id", "unknown_tagged_fields")
+    __match_args__ = ("topic_id", "unknown_tagged_fields")
+    topic_id: UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        topic_id: UUID = ZERO_UUID,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.topic_id = topic_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 RemoveTopicRecord.FIELDS = (

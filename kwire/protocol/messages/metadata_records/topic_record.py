@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -125,7 +126,6 @@ def _write_TopicRecord_v0(o: TopicRecord, out: bytearray) -> None:
         out.append(0)
 
 
-@dataclass(slots=True)
 class TopicRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_TopicRecord_v0,)
@@ -136,9 +136,22 @@ class TopicRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    name: TopicName = ""
-    topic_id: UUID = ZERO_UUID
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("name", "topic_id", "unknown_tagged_fields")
+    __match_args__ = ("name", "topic_id", "unknown_tagged_fields")
+    name: TopicName
+    topic_id: UUID
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        name: TopicName = "",
+        topic_id: UUID = ZERO_UUID,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.name = name
+        self.topic_id = topic_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 TopicRecord.FIELDS = (

@@ -6,7 +6,6 @@ Do not edit: change the generator and run `python -m codegen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from struct import error as struct_error
 from typing import Any, ClassVar
@@ -14,9 +13,11 @@ from uuid import UUID
 
 from kwire.protocol._codec import (
     Buffer,
+    DEFAULT,
     FieldInfo,
     Message,
     RawTaggedField,
+    StructBase,
     ZERO_UUID,
     accelerate,
     bad_count,
@@ -91,7 +92,6 @@ def _write_UnfenceBrokerRecord_v0(o: UnfenceBrokerRecord, out: bytearray) -> Non
         out.append(0)
 
 
-@dataclass(slots=True)
 class UnfenceBrokerRecord(Message):
     FIELDS: ClassVar[tuple[FieldInfo, ...]]
     _READERS: ClassVar[tuple[Any, ...]] = (_read_UnfenceBrokerRecord_v0,)
@@ -102,9 +102,22 @@ class UnfenceBrokerRecord(Message):
     LOWEST_VERSION: ClassVar[int] = 0
     HIGHEST_VERSION: ClassVar[int] = 0
     FIRST_FLEXIBLE_VERSION: ClassVar[int | None] = 0
-    id: BrokerId = 0
-    epoch: int = 0
-    unknown_tagged_fields: tuple[RawTaggedField, ...] = ()
+
+    __slots__ = ("id", "epoch", "unknown_tagged_fields")
+    __match_args__ = ("id", "epoch", "unknown_tagged_fields")
+    id: BrokerId
+    epoch: int
+    unknown_tagged_fields: tuple[RawTaggedField, ...]
+
+    def __init__(
+        self,
+        id: BrokerId = 0,
+        epoch: int = 0,
+        unknown_tagged_fields: tuple[RawTaggedField, ...] = (),
+    ) -> None:
+        self.id = id
+        self.epoch = epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 UnfenceBrokerRecord.FIELDS = (
