@@ -57,6 +57,7 @@ from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
     BeginQuorumEpochResponse,
 )
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from kwire.protocol.messages.data.default_principal_data import DefaultPrincipalData
 from kwire.protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
@@ -84,6 +85,7 @@ log = logging.getLogger("kwire.requests")
 
 CONTROLLER_LISTENER = "controller"
 CONTROLLER_APIS = sorted(k for k, api in APIS.items() if CONTROLLER_LISTENER in api.listeners)
+CONTROLLER_API_KEYS = frozenset(CONTROLLER_APIS)
 ENDPOINT_TYPE_CONTROLLER = 2
 ENDPOINT_TYPE_NAMES = {1: "BROKER", 2: "CONTROLLER"}
 ANONYMOUS = "User:ANONYMOUS"
@@ -315,6 +317,12 @@ class RequestHandler:
     ) -> Message:
         """The answer to one request from `peer`."""
         version = header.request_api_version
+        if type(body) is BrokerHeartbeatRequest:
+            # The most frequent request by far (every broker, every 2 s): straight to the
+            # controller, in this task (see `controller_request`).
+            return await self.controller_request(
+                body, self.context(header, peer), in_caller_task=True
+            )
         match body:
             case ApiVersionsRequest():
                 if not api_versions_is_valid(body, version):
@@ -356,20 +364,33 @@ class RequestHandler:
             case EnvelopeRequest():
                 return await self.envelope(body, peer)
             case _:
-                context = RequestContext(
-                    api_version=version,
-                    client_id=header.client_id or "",
-                    principal=peer.principal,
-                    listener_name=self.node.settings.listener_name,
-                    envelope=False,
-                    client_host=peer.client_host,
-                    security_protocol=peer.security_protocol,
-                )
-                return await self.controller_request(body, context)
+                return await self.controller_request(body, self.context(header, peer))
 
-    async def controller_request(self, body: Message, context: RequestContext) -> Message:
+    def context(self, header: RequestHeader, peer: Peer) -> RequestContext:
+        """The controller's view of a request received directly (not in an Envelope)."""
+        return RequestContext(
+            api_version=header.request_api_version,
+            client_id=header.client_id or "",
+            principal=peer.principal,
+            listener_name=self.node.settings.listener_name,
+            envelope=False,
+            client_host=peer.client_host,
+            security_protocol=peer.security_protocol,
+        )
+
+    async def controller_request(
+        self, body: Message, context: RequestContext, *, in_caller_task: bool = False
+    ) -> Message:
         """The controller's answer; NOT_CONTROLLER on every item when this node does not
-        lead, UNSUPPORTED_VERSION on every item for an API the controller lacks."""
+        lead, UNSUPPORTED_VERSION on every item for an API the controller lacks.
+
+        `in_caller_task`: the controller step runs at once in the calling task instead of
+        the raft driver's turn, which saves the two task switches of `node.driver.call`.
+        It is the same step, run synchronously (no await inside it) while the driver is
+        between events, so the core is still never entered concurrently; the request is
+        merely taken before the events already queued in the driver's inbox, as if it had
+        arrived a moment sooner (requests of different connections have no order).
+        BrokerHeartbeat uses it."""
         node = self.node
         if not isinstance(body, HANDLED_REQUESTS):
             return error_response(
@@ -384,7 +405,9 @@ class RequestHandler:
             return result.response, end_offset, generation
 
         try:
-            started = await node.driver.call(write)
+            started = (
+                write(node.driver.clock()) if in_caller_task else await node.driver.call(write)
+            )
             if started is None:
                 # Only the active controller changes metadata; brokers retry on the leader.
                 return error_response(body, context.api_version, ErrorCode.NOT_CONTROLLER)
