@@ -57,7 +57,10 @@ from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
     BeginQuorumEpochResponse,
 )
-from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
+from kwire.protocol.messages.broker_heartbeat import (
+    BrokerHeartbeatRequest,
+    BrokerHeartbeatResponse,
+)
 from kwire.protocol.messages.data.default_principal_data import DefaultPrincipalData
 from kwire.protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
@@ -127,6 +130,36 @@ FORWARDABLE_APIS = frozenset(
 SOFTWARE_NAME_OR_VERSION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
 _KEY_AND_VERSION = struct.Struct(">hh")
 _INET_ADDRESS_LENGTHS = (4, 16)  # IPv4 or IPv6, as InetAddress.getByAddress takes them
+
+
+# A BrokerHeartbeatResponse frame (no size prefix) at every version (all flexible): the
+# response header v1 (correlation id, no tagged fields), then ThrottleTimeMs, ErrorCode,
+# IsCaughtUp, IsFenced, ShouldShutDown and no tagged fields. One pack instead of the
+# generic header and body writers; a test holds it equal to `encode_response`.
+_HEARTBEAT_RESPONSE_FRAME = struct.Struct(">iBih???B")
+
+
+def encode_heartbeat_response(correlation_id: int, response: BrokerHeartbeatResponse) -> bytes:
+    """The frame `encode_response(63, version, correlation_id, response)` gives, for any
+    version of BrokerHeartbeat (v0-v2 share one layout); generic when the response
+    carries unknown tagged fields."""
+    if response.unknown_tagged_fields:
+        return encode_response(
+            BrokerHeartbeatResponse.API_KEY,  # type: ignore[arg-type]
+            BrokerHeartbeatResponse.HIGHEST_VERSION,
+            correlation_id,
+            response,
+        )
+    return _HEARTBEAT_RESPONSE_FRAME.pack(
+        correlation_id,
+        0,
+        response.throttle_time_ms,
+        response.error_code,
+        response.is_caught_up,
+        response.is_fenced,
+        response.should_shut_down,
+        0,
+    )
 
 
 def api_versions_is_valid(request: ApiVersionsRequest, version: int) -> bool:

@@ -34,6 +34,7 @@ from kwire.protocol.framing import (
     size_prefixed,
 )
 from kwire.protocol.messages.api_versions import ApiVersionsResponse
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatResponse
 from kwire.protocol.messages.index import APIS
 from kwire.server.config import ConfigError, ListenerSecurity
 from kwire.server.dispatch import (
@@ -42,6 +43,7 @@ from kwire.server.dispatch import (
     CONTROLLER_API_KEYS,
     Peer,
     RequestHandler,
+    encode_heartbeat_response,
 )
 from kwire.server.limits import (
     ConnectionLimits,
@@ -118,6 +120,8 @@ async def answer(frame: bytes, handler: RequestHandler, peer: Peer = ANONYMOUS_P
             return encode_response(API_VERSIONS, 0, preamble.correlation_id, fallback)
         raise CloseConnection(str(exc)) from None
     response = await handler.handle(header, body, peer)
+    if type(response) is BrokerHeartbeatResponse:
+        return encode_heartbeat_response(header.correlation_id, response)
     return encode_response(
         header.request_api_key, header.request_api_version, header.correlation_id, response
     )
@@ -157,7 +161,7 @@ class Connection:
         self.closed = False
         self.counted = True  # holds a slot in the connection quotas
         self.in_flight = False  # a request is being answered
-        self.reading: trio.CancelScope | None = None  # while waiting for bytes or budget
+        self.reading: trio.CancelScope | None = None  # while waiting for room in the budget
         # Bytes received beyond the last frame (at most READ_AHEAD): the next frame's start.
         self.buffered = bytearray()
         self._peer: Peer | None = None  # `Peer` for the current principal
@@ -199,13 +203,15 @@ class Connection:
                 await trio.lowlevel.checkpoint()
             return data
 
-    async def send_all(self, data: bytes) -> None:
-        """Send every byte of `data`, waiting while the socket's buffer is full. Raises
-        trio.ClosedResourceError or BrokenResourceError as `receive_some`."""
+    async def send_all(self, data: bytes) -> bool:
+        """Send every byte of `data`, waiting while the socket's buffer is full; whether
+        it had to wait. Raises trio.ClosedResourceError or BrokenResourceError as
+        `receive_some`."""
         fd = self.fd
         if fd < 0:
             await self.stream.send_all(data)
-            return
+            return True
+        waited = False
         view = memoryview(data)
         while view:
             if self.closed:
@@ -214,10 +220,12 @@ class Connection:
                 sent = os.write(fd, view)
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(fd)
+                waited = True
                 continue
             except OSError as exc:
                 raise trio.BrokenResourceError(str(exc)) from exc
             view = view[sent:]
+        return waited
 
 
 class SocketServer:
@@ -419,8 +427,8 @@ class SocketServer:
                     if connection.closed or reply is None:
                         return  # expired while answering: the response is dropped, as in Kafka
                     self._touch(connection)
-                    await connection.send_all(size_prefixed(reply))
-                    self._touch(connection)
+                    if await connection.send_all(size_prefixed(reply)):
+                        self._touch(connection)  # the peer was slow to take it
                 finally:
                     self.budget.release(size)
         except FailedAuthentication as failure:
@@ -520,63 +528,59 @@ class SocketServer:
 
     async def _read_frame(self, connection: Connection) -> tuple[int, bytes] | None:
         """The next frame and its size, held in the budget until the caller releases it;
-        None once the peer closed or the connection was closed."""
-        with trio.CancelScope() as connection.reading:
-            if connection.closed:
-                return None
-            buffered = connection.buffered
-            while len(buffered) < SIZE_PREFIX:
-                chunk = await connection.receive_some(READ_AHEAD - len(buffered))
-                if not chunk:
-                    if buffered:
-                        log.info(
-                            "Connection from %s closed in the middle of a frame", connection.peer
-                        )
-                    return None
-                self._touch(connection)
-                buffered += chunk
-            size = int.from_bytes(buffered[:SIZE_PREFIX], "big", signed=True)
-            auth = connection.authenticator
-            # SaslServerAuthenticator reads with sasl.server.max.receive.size.
-            if (
-                auth is not None
-                and not auth.complete
-                and not 0 <= size <= auth.settings.max_receive_size
-            ):
-                raise FailedAuthentication(
-                    "Failing SASL authentication due to invalid receive size"
-                )
-            if size < 0 or size > self.max_request_bytes:
-                raise FrameTooLargeError(
-                    f"frame size {size} is outside 0..{self.max_request_bytes} "
-                    "(socket.request.max.bytes)"
-                )
-            await self._reserve(connection, size)
-            end = SIZE_PREFIX + size
-            if len(buffered) >= end:  # the whole frame came with its prefix
-                frame = bytes(buffered[SIZE_PREFIX:end])
-                del buffered[:end]
-            else:
-                try:
-                    rest = await self._receive_exactly(connection, end - len(buffered))
-                except BaseException:
-                    self.budget.release(size)
-                    raise
-                if len(buffered) + len(rest) < end:
-                    self.budget.release(size)
+        None once the peer closed or the connection was closed. (A read blocked when the
+        connection is closed ends with ClosedResourceError: closing the socket wakes it.)"""
+        if connection.closed:
+            return None
+        buffered = connection.buffered
+        while len(buffered) < SIZE_PREFIX:
+            chunk = await connection.receive_some(READ_AHEAD - len(buffered))
+            if not chunk:
+                if buffered:
                     log.info("Connection from %s closed in the middle of a frame", connection.peer)
-                    return None
-                frame = bytes(buffered[SIZE_PREFIX:]) + rest
-                buffered.clear()
-            connection.reading = None
+                return None
+            self._touch(connection)
+            buffered += chunk
+        size = int.from_bytes(buffered[:SIZE_PREFIX], "big", signed=True)
+        auth = connection.authenticator
+        # SaslServerAuthenticator reads with sasl.server.max.receive.size.
+        if (
+            auth is not None
+            and not auth.complete
+            and not 0 <= size <= auth.settings.max_receive_size
+        ):
+            raise FailedAuthentication("Failing SASL authentication due to invalid receive size")
+        if size < 0 or size > self.max_request_bytes:
+            raise FrameTooLargeError(
+                f"frame size {size} is outside 0..{self.max_request_bytes} "
+                "(socket.request.max.bytes)"
+            )
+        if not await self._reserve(connection, size):
+            return None  # closed while waiting for room
+        end = SIZE_PREFIX + size
+        if len(buffered) >= end:  # the whole frame came with its prefix
+            frame = bytes(buffered[SIZE_PREFIX:end])
+            del buffered[:end]
             return size, frame
-        connection.reading = None
-        return None  # closed while waiting
+        try:
+            rest = await self._receive_exactly(connection, end - len(buffered))
+        except BaseException:
+            self.budget.release(size)
+            raise
+        if len(buffered) + len(rest) < end:
+            self.budget.release(size)
+            log.info("Connection from %s closed in the middle of a frame", connection.peer)
+            return None
+        frame = bytes(buffered[SIZE_PREFIX:]) + rest
+        buffered.clear()
+        return size, frame
 
-    async def _reserve(self, connection: Connection, size: int) -> None:
+    async def _reserve(self, connection: Connection, size: int) -> bool:
+        """Room for `size` bytes in the budget, waiting for it in arrival order; False if
+        the connection was closed meanwhile (nothing is held then)."""
         budget = self.budget
         if budget.try_acquire(size):
-            return
+            return True
         if budget.capacity is not None and (
             budget.waiting or budget.in_use + size > budget.capacity
         ):
@@ -589,7 +593,14 @@ class SocketServer:
                 budget.in_use,
                 budget.waiting,
             )
-        await budget.acquire(size)
+        with trio.CancelScope() as connection.reading:
+            if connection.closed:
+                return False
+            await budget.acquire(size)
+            connection.reading = None
+            return True
+        connection.reading = None
+        return False
 
 
 async def resolve_overrides(overrides: Mapping[str, int]) -> dict[IPAddress, int]:
