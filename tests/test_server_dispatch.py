@@ -42,7 +42,7 @@ from kwire.protocol.messages.sasl_authenticate import (
     SaslAuthenticateResponse,
 )
 from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
-from kwire.server.dispatch import RequestHandler, encode_heartbeat_response
+from kwire.server.dispatch import MAX_CONTEXTS, Peer, RequestHandler, encode_heartbeat_response
 from kwire.server.node import ControllerNode
 from kwire.server.serve import answer
 
@@ -248,3 +248,33 @@ def test_a_heartbeat_answer_is_framed_byte_for_byte_as_the_generic_writer_frames
     response.unknown_tagged_fields = (RawTaggedField(9, b"xy"),)
     generic = encode_response(BROKER_HEARTBEAT, version, 12345, response)
     assert encode_heartbeat_response(12345, response) == generic
+
+
+async def test_request_contexts_are_shared_per_peer_and_client_and_their_cache_is_bounded(
+    leader: ControllerNode,
+) -> None:
+    handler = RequestHandler(leader)
+
+    def header(client_id: str, version: int = 1) -> RequestHeader:
+        return RequestHeader(
+            request_api_key=BROKER_HEARTBEAT,
+            request_api_version=version,
+            correlation_id=1,
+            client_id=client_id,
+        )
+
+    alice = Peer(principal="User:alice", client_host="10.0.0.1")
+    bob = Peer(principal="User:bob", client_host="10.0.0.1")
+    first = handler.context(header("b1"), alice)
+    assert handler.context(header("b1"), alice) is first
+    assert (first.principal, first.client_host, first.client_id, first.api_version) == (
+        "User:alice",
+        "10.0.0.1",
+        "b1",
+        1,
+    )
+    assert handler.context(header("b1"), bob).principal == "User:bob"
+    assert handler.context(header("b1", 0), alice).api_version == 0
+    for i in range(MAX_CONTEXTS + 5):
+        assert handler.context(header(f"client-{i}"), alice).client_id == f"client-{i}"
+    assert len(handler._contexts) <= MAX_CONTEXTS

@@ -326,6 +326,7 @@ class Peer:
 
 
 ANONYMOUS_PEER = Peer()
+MAX_CONTEXTS = 10_000  # RequestHandler's cache of request contexts
 
 
 # What ControllerApis requires on the cluster for the APIs answered here (handleFetch,
@@ -344,6 +345,8 @@ class RequestHandler:
 
     def __init__(self, node: ControllerNode) -> None:
         self.node = node
+        # Contexts are immutable and a broker's heartbeats all look alike: one each.
+        self._contexts: dict[tuple[str, str, str, int, str | None], RequestContext] = {}
 
     async def handle(
         self, header: RequestHeader, body: Message, peer: Peer = ANONYMOUS_PEER
@@ -400,16 +403,29 @@ class RequestHandler:
                 return await self.controller_request(body, self.context(header, peer))
 
     def context(self, header: RequestHeader, peer: Peer) -> RequestContext:
-        """The controller's view of a request received directly (not in an Envelope)."""
-        return RequestContext(
-            api_version=header.request_api_version,
-            client_id=header.client_id or "",
-            principal=peer.principal,
-            listener_name=self.node.settings.listener_name,
-            envelope=False,
-            client_host=peer.client_host,
-            security_protocol=peer.security_protocol,
+        """The controller's view of a request received directly (not in an Envelope),
+        made once per (peer, version, client id): at most MAX_CONTEXTS are kept."""
+        key = (
+            peer.principal,
+            peer.client_host,
+            peer.security_protocol,
+            header.request_api_version,
+            header.client_id,
         )
+        context = self._contexts.get(key)
+        if context is None:
+            if len(self._contexts) >= MAX_CONTEXTS:
+                self._contexts.clear()
+            context = self._contexts[key] = RequestContext(
+                api_version=header.request_api_version,
+                client_id=header.client_id or "",
+                principal=peer.principal,
+                listener_name=self.node.settings.listener_name,
+                envelope=False,
+                client_host=peer.client_host,
+                security_protocol=peer.security_protocol,
+            )
+        return context
 
     async def controller_request(
         self, body: Message, context: RequestContext, *, in_caller_task: bool = False
