@@ -654,7 +654,8 @@ class ControllerNode:
         """The active controller's periodic work (fence expired brokers, NoOp records...)
         and snapshots, in the driver's turn."""
         if self.active:
-            result = self.controller.tick(now_ms, self.log.end_offset)
+            # One fencing per turn, as Kafka's one per event: heartbeats run in between.
+            result = self.controller.tick(now_ms, self.log.end_offset, max_fenced=1)
             if result is not None:
                 try:
                     self.append_result(result, now_ms)
