@@ -171,6 +171,39 @@ def test_each_stale_broker_is_fenced_in_a_write_of_its_own_that_sees_the_previou
     assert isinstance(records[-1], NoOpRecord)
 
 
+def test_with_max_fenced_one_a_tick_fences_the_longest_silent_broker_and_stays_due() -> None:
+    """As Kafka's maybeFenceOneStaleBroker, one broker per event, rescheduled at once:
+    the server ticks with max_fenced=1 so that heartbeats are answered in between."""
+    cluster = with_topic(partitions=1, replication_factor=3)
+    controller = cluster.controller
+    cluster.now_ms += 1000
+    controller.tracker.now_ms = cluster.now_ms
+    controller.tracker.touch(3, False, cluster.next_offset - 1)
+    cluster.now_ms += 4000
+    controller.tracker.now_ms = cluster.now_ms
+    controller.tracker.touch(1, False, cluster.next_offset - 1)
+    now = cluster.now_ms + 5500  # 2 and 3 are stale, 2 the longer
+    first = controller.tick(now, cluster.next_offset, max_fenced=1)
+    assert first is not None
+    fenced = [
+        r.broker_id
+        for r in (rv.record for rv in first.records)
+        if isinstance(r, BrokerRegistrationChangeRecord)
+    ]
+    assert fenced == [2]
+    assert controller.next_deadline_ms() <= now  # broker 3 is still due
+    second = controller.tick(now, cluster.next_offset + len(first.records), max_fenced=1)
+    assert second is not None
+    fenced = [
+        r.broker_id
+        for r in (rv.record for rv in second.records)
+        if isinstance(r, BrokerRegistrationChangeRecord)
+    ]
+    assert fenced == [3]
+    assert [sorted(isr) for isr, _ in partitions(cluster).values()] == [[1]]
+    assert controller.tick(now, cluster.next_offset + 99, max_fenced=1) is None
+
+
 @needs_capture
 def test_genuine_fencing_of_broker_3_writes_the_genuine_records_in_one_write() -> None:
     log = genuine_log()

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -38,7 +39,7 @@ from kwire.server.client import KafkaClient
 from kwire.server.config import ConfigError, ControllerServerConfig
 from kwire.server.limits import RequestBudget
 from kwire.server.node import ControllerNode
-from kwire.server.serve import SocketServer
+from kwire.server.serve import READ_AHEAD, SocketServer
 from kwire.storage import format_storage, random_uuid
 
 HOST = "127.0.0.1"
@@ -358,6 +359,76 @@ async def test_large_requests_over_the_budget_wait_their_turn_and_are_all_answer
         assert log_lines(caplog, f"queued.max.request.bytes={budget}")
         for client in clients:
             await client.aclose()
+
+
+async def test_frames_of_every_size_arriving_together_or_a_byte_at_a_time_are_all_answered(
+    tmp_path: Path,
+) -> None:
+    """A connection reads up to READ_AHEAD bytes with each frame's size prefix and keeps
+    what follows for the next frame: frames larger than that, frames cut anywhere and
+    frames that share one segment are all answered, in order, once each."""
+    async with running_server(tmp_path) as running:
+        sizes = [0, READ_AHEAD, 3 * READ_AHEAD, 0, 0, READ_AHEAD // 2, 0]
+        frames = [
+            size_prefixed(api_versions_frame(i, padding=padding)) for i, padding in enumerate(sizes)
+        ]
+        together = await running.connect()
+        trickled = await running.connect()
+        with trio.fail_after(TIMEOUT_S):
+            await together.stream.send_all(b"".join(frames))
+            for byte in b"".join(frames):
+                await trickled.stream.send_all(bytes([byte]))
+            for client in (together, trickled):
+                for index in range(len(frames)):
+                    reply = await client.receive_frame()
+                    assert reply is not None, f"frame {index} was not answered"
+                    header, response = decode_response(reply, API_VERSIONS_KEY, 3)
+                    assert header.correlation_id == index
+                    assert response.error_code == ErrorCode.NONE  # type: ignore[attr-defined]
+        stats = running.server.statistics()
+        assert stats.request_bytes_in_flight == 0
+        # Nothing more comes: each frame was answered exactly once.
+        with trio.move_on_after(0.2):
+            extra = await together.stream.receive_some(1)
+            raise AssertionError(f"an unexpected extra answer: {extra!r}")
+        for client in (together, trickled):
+            await client.aclose()
+
+
+async def test_a_peer_that_keeps_its_socket_full_does_not_hold_the_loop(tmp_path: Path) -> None:
+    """Frames already waiting in the socket are read without blocking; the connection
+    still lets the other tasks run between reads, so one peer's long pipeline never holds
+    the event loop (here: a task of this test runs while the pipeline is half answered)."""
+    async with running_server(tmp_path) as running:
+        handler = running.server.handler
+        answered = 0
+        handle = handler.handle
+
+        async def counting_handle(*args: Any, **kwargs: Any) -> Any:
+            nonlocal answered
+            answered += 1
+            return await handle(*args, **kwargs)
+
+        handler.handle = counting_handle  # type: ignore[method-assign]
+        count = 100
+        flooder = await running.connect()
+        seen: list[int] = []
+        with trio.fail_after(TIMEOUT_S):
+            await flooder.stream.send_all(
+                b"".join(size_prefixed(api_versions_frame(i)) for i in range(count))
+            )
+            async with trio.open_nursery() as nursery:
+
+                async def drain() -> None:
+                    for _ in range(count):
+                        assert await flooder.receive_frame() is not None
+
+                nursery.start_soon(drain)
+                while answered < count:
+                    seen.append(answered)
+                    await trio.sleep(0)
+        assert any(0 < n < count for n in seen), "the pipeline was answered in one loop step"
+        await flooder.aclose()
 
 
 # -- RequestBudget on its own -------------------------------------------------------------------

@@ -10,7 +10,9 @@ keeps every acknowledged topic.
 
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -27,12 +29,15 @@ from test_server_integrity import (
     unfenced_broker,
 )
 
+from kwire.controller.records import RecordAndVersion
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from kwire.protocol.messages.broker_registration import BrokerRegistrationResponse
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
 from kwire.records import MAX_BATCH_SIZE_BYTES, Record, build_batch, encode_batch
+from kwire.server import write_path
 from kwire.server.client import KafkaClient
 from kwire.server.dispatch import RequestHandler
 from kwire.server.node import ControllerNode
@@ -107,6 +112,51 @@ def heartbeat(broker_id: int, epoch: int, *, want_fence: bool = False) -> Broker
         current_metadata_offset=epoch,
         want_fence=want_fence,
     )
+
+
+# -- the heap freeze ---------------------------------------------------------------------------
+
+
+class _Cycle:
+    """An object that refers to itself: only the cyclic collector can free it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def config_values(total_bytes: int) -> list[RecordAndVersion]:
+    """Records of about `total_bytes` bytes in all (each config value 10 KB)."""
+    size = 10_000
+    return [
+        RecordAndVersion(
+            ConfigRecord(resource_type=2, resource_name=f"t{i}", name="x", value="v" * size), 0
+        )
+        for i in range(total_bytes // size + 1)
+    ]
+
+
+async def test_the_heap_is_frozen_once_enough_records_commit_and_cyclic_garbage_goes_first(
+    leader: ControllerNode,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(write_path, "HEAP_FREEZE_BYTES", 50_000)
+    frozen = gc.get_freeze_count()
+    try:
+        leader.append(config_values(20_000), 1)  # committed at once (a sole voter)
+        assert (leader.writes.stats.heap_freezes, gc.get_freeze_count()) == (0, frozen)
+        garbage = _Cycle()
+        collected = weakref.ref(garbage)
+        del garbage
+        kept = _Cycle()
+        leader.append(config_values(40_000), 2)  # 60,000 bytes since the start: freeze
+        assert leader.writes.stats.heap_freezes == 1
+        assert gc.get_freeze_count() > frozen
+        assert collected() is None, "cyclic garbage was frozen instead of collected"
+        assert not any(o is kept for o in gc.get_objects(2))  # frozen: out of reach
+        leader.append(config_values(20_000), 3)  # the count starts again
+        assert leader.writes.stats.heap_freezes == 1
+    finally:
+        gc.unfreeze()
 
 
 # -- group commit ---------------------------------------------------------------------------

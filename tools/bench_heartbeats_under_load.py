@@ -15,7 +15,11 @@ fenced=1 in the log before the load ended; counted after the server is stopped).
 `--compare ROOT` runs the same load, back to back in this one run, against the kwire of
 another checkout (its root first on PYTHONPATH) and prints both rows and their ratios;
 `--rounds N` alternates the two N times.
-`--quick` is a short variant (200 brokers, 8 batches, 15 s).
+`--quick` is a short variant (200 brokers, 8 batches, 15 s). `--batches N` sets the burst
+(400 batches is issue 10's 1,000,000 partitions), `--duration S` how long the fleet
+heartbeats (give it longer than the burst lasts) and `--brokers N` the fleet's size. Each
+row also gives the server's own account of its loop (LoopStallWatch: task steps of 100 ms
+or more, their total and the longest, with the task that took it).
 """
 
 from __future__ import annotations
@@ -94,13 +98,14 @@ class Outcome:
     cpu_s: float
     fenced: int
     errors: str
+    stalls: str
 
     def row(self) -> str:
         return (
             f"{str(self.root):<28} heartbeat p50 {self.p50_ms:7.2f} ms  p99 {self.p99_ms:8.2f} ms"
             f"  max {self.max_ms:8.2f} ms  ({self.heartbeats} heartbeats)  "
             f"burst {self.partitions_per_s:8.0f} partitions/s  server CPU {self.cpu_s:6.1f} s  "
-            f"fenced {self.fenced}  errors {self.errors}"
+            f"fenced {self.fenced}  errors {self.errors}\n    server loop: {self.stalls}"
         )
 
 
@@ -221,6 +226,9 @@ def run_load(root: Path, shape: LoadShape) -> Outcome:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+        stalls = re.search(
+            r"The event loop was blocked (.*)", (directory / "server.log").read_text()
+        )
         fenced = subprocess.run(
             [sys.executable, "-c", COUNT_FENCES, str(directory / "data" / "__cluster_metadata-0")]
             + [str(FLEET_FIRST_ID), str(FLEET_FIRST_ID + shape.brokers - 1), str(until_ms)],
@@ -240,6 +248,7 @@ def run_load(root: Path, shape: LoadShape) -> Outcome:
         cpu_s=cpu_s,
         fenced=int(fenced),
         errors=re.search(r"errors (\{[^}]*\})", load).group(1),  # type: ignore[union-attr]
+        stalls=stalls.group(1) if stalls else "(no summary in the server's log)",
     )
 
 
@@ -248,11 +257,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 brokers, 8 batches, 15 s")
     parser.add_argument("--compare", type=Path, help="another checkout's root, run alternately")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each checkout")
+    parser.add_argument("--batches", type=int, help="CreateTopics of 2,500 partitions each")
+    parser.add_argument("--duration", type=float, help="seconds the fleet heartbeats")
+    parser.add_argument("--brokers", type=int, help="simulated brokers in the fleet")
     args = parser.parse_args(argv)
     if not (SHARED_TOOLS / "heartbeat_load.py").exists():
         print(f"the load tools are not at {SHARED_TOOLS}", file=sys.stderr)
         return 2
     shape = QUICK if args.quick else FULL
+    shape = LoadShape(
+        brokers=args.brokers or shape.brokers,
+        batches=args.batches or shape.batches,
+        duration_s=args.duration or shape.duration_s,
+    )
     print(
         f"{shape.brokers} brokers heartbeating every 2 s for {shape.duration_s:.0f} s, while "
         f"{shape.batches} CreateTopics of 25 topics x 100 partitions RF 3 run back to back"

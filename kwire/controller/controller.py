@@ -486,7 +486,9 @@ class QuorumController:
 
     # -- periodic work -------------------------------------------------------------------
 
-    def tick(self, now_ms: int, next_offset: int) -> ControllerResult | None:
+    def tick(
+        self, now_ms: int, next_offset: int, *, max_fenced: int | None = None
+    ) -> ControllerResult | None:
         """Fence brokers whose session lapsed (one at a time, each seeing the previous
         one's effect), move leaders back to preferred replicas when the leader rebalance
         is due (kwire.controller.rebalance), remove expired delegation tokens when their
@@ -495,14 +497,24 @@ class QuorumController:
         rebalance, the sweep (when it removes anything) and the NoOp is a write of its own (``ControllerResult.writes``), as each
         is a separate write event in Kafka's QuorumController; the server appends each as
         its own batch. The caller ticks after every write it appends, so that the
-        rebalance is scheduled after each write, as Kafka schedules it."""
+        rebalance is scheduled after each write, as Kafka schedules it.
+
+        ``max_fenced`` bounds the brokers fenced in one call (None: every stale one); the
+        others stay due, so ``next_deadline_ms`` has passed and the caller ticks again.
+        Kafka fences one broker per controller event and reschedules at once, so that
+        other events (heartbeats) run between fencings: the server passes 1, because
+        fencing a broker that holds many partitions takes long (~0.1 s for 3,000)."""
         self._observe(now_ms)
         if not self._active:
             self.rebalance.forget()
             return None
         applied = Applied()
         try:
-            while (stale := self.tracker.find_one_stale_broker()) is not None:
+            fenced = 0
+            while (max_fenced is None or fenced < max_fenced) and (
+                stale := self.tracker.find_one_stale_broker()
+            ) is not None:
+                fenced += 1
                 # One write per broker (ReplicationControlManager.maybeFenceOneStaleBroker,
                 # rescheduled at once while brokers are stale): its leader moves and ISR
                 # shrinks, then its fencing, built on the previous broker's.

@@ -109,6 +109,15 @@ def broker_heartbeat(
         )
     except ApiError as e:
         return ControllerResult(records=[], response=BrokerHeartbeatResponse(error_code=e.code))
+    response = BrokerHeartbeatResponse(
+        error_code=ErrorCode.NONE,
+        is_caught_up=outcome.is_caught_up,
+        is_fenced=outcome.next_state.fenced,
+        should_shut_down=outcome.next_state.should_shut_down,
+    )
+    if not outcome.records and outcome.next_state is not BrokerControlState.CONTROLLED_SHUTDOWN:
+        # The steady state (an unfenced broker staying so): nothing to apply.
+        return ControllerResult(records=[], response=response, atomic=False)
     applied = ctl.apply(Applied(), outcome.records, next_offset, atomic=False)
     if outcome.next_state is BrokerControlState.CONTROLLED_SHUTDOWN:
         # The broker may go once every active broker has caught up with the batch
@@ -116,15 +125,7 @@ def broker_heartbeat(
         ctl.tracker.update_controlled_shutdown_offset(
             request.broker_id, next_offset + len(applied.records) - 1
         )
-    return applied.result(
-        BrokerHeartbeatResponse(
-            error_code=ErrorCode.NONE,
-            is_caught_up=outcome.is_caught_up,
-            is_fenced=outcome.next_state.fenced,
-            should_shut_down=outcome.next_state.should_shut_down,
-        ),
-        atomic=False,
-    )
+    return applied.result(response, atomic=False)
 
 
 def create_topics_operation(

@@ -192,6 +192,14 @@ class RequestBudget:
         self.in_use += size
         self.peak = max(self.peak, self.in_use)
 
+    def try_acquire(self, size: int) -> bool:
+        """Take `size` bytes at once if they fit and nobody waits (no checkpoint: the
+        caller's read already yielded to the loop); False: `acquire` must wait."""
+        if self._queue or not self._fits(size):
+            return False
+        self._take(size)
+        return True
+
     async def acquire(self, size: int) -> None:
         if self.capacity is not None and size > self.capacity:
             raise ValueError(f"a request of {size} bytes can never fit a budget of {self.capacity}")

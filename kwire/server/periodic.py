@@ -47,7 +47,8 @@ class PeriodicWork:
         and snapshots, in the driver's turn."""
         node = self.node
         if node.active:
-            result = node.controller.tick(now_ms, node.log.end_offset)
+            # One fencing per turn, as Kafka's one per event: heartbeats run in between.
+            result = node.controller.tick(now_ms, node.log.end_offset, max_fenced=1)
             if result is not None:
                 try:
                     node.append_result(result, now_ms)

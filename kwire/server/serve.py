@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import socket
 import time
 from collections.abc import Mapping
@@ -34,15 +35,17 @@ from kwire.protocol.framing import (
     size_prefixed,
 )
 from kwire.protocol.messages.api_versions import ApiVersionsResponse
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatResponse
 from kwire.protocol.messages.index import APIS
 from kwire.server.config import ConfigError, ListenerSecurity
 from kwire.server.dispatch import (
     ANONYMOUS,
     ANONYMOUS_PEER,
-    CONTROLLER_APIS,
+    CONTROLLER_API_KEYS,
     ENVELOPE,
     Peer,
     RequestHandler,
+    encode_heartbeat_response,
 )
 from kwire.server.limits import (
     ConnectionLimits,
@@ -70,6 +73,11 @@ API_VERSIONS = 18
 SASL_HANDSHAKE = 17
 RECEIVE_CHUNK = 64 * 1024
 SIZE_PREFIX = 4
+# A connection's first receive for a frame asks for up to this many bytes, so that a small
+# frame (a heartbeat is ~55 bytes) arrives with its size prefix in one call; what comes
+# beyond the frame is kept for the next one. This is all a connection holds outside the
+# request budget.
+READ_AHEAD = 512
 # accept() failures that mean "out of descriptors or memory for now": wait and retry.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY_S = 0.1
@@ -93,7 +101,7 @@ async def answer(frame: bytes, handler: RequestHandler, peer: Peer = ANONYMOUS_P
     """The response frame (without size prefix) for one request frame from `peer`."""
     preamble = peek_request(frame)
     api = APIS.get(preamble.api_key)
-    if api is None or preamble.api_key not in CONTROLLER_APIS:
+    if api is None or preamble.api_key not in CONTROLLER_API_KEYS:
         raise CloseConnection(f"API key {preamble.api_key} is not served on a controller listener")
     try:
         header, body = decode_request(frame)
@@ -119,6 +127,8 @@ async def answer(frame: bytes, handler: RequestHandler, peer: Peer = ANONYMOUS_P
         handler.node.request_stats.record(
             header.request_api_key, header.request_api_version, response, started
         )
+    if type(response) is BrokerHeartbeatResponse:
+        return encode_heartbeat_response(header.correlation_id, response)
     return encode_response(
         header.request_api_key, header.request_api_version, header.correlation_id, response
     )
@@ -148,6 +158,9 @@ class Connection:
     def __init__(self, stream: trio.SocketStream, address: IPAddress, peer: str) -> None:
         self.stream: trio.abc.Stream = stream
         self.socket = stream.socket
+        # Plaintext bytes move by non-blocking reads and writes on this descriptor (see
+        # `receive_some`); -1 once TLS wraps the stream.
+        self.fd = stream.socket.fileno()
         self.principal = ANONYMOUS
         self.authenticator: SaslServerAuthenticator | None = None
         self.address = address
@@ -155,7 +168,10 @@ class Connection:
         self.closed = False
         self.counted = True  # holds a slot in the connection quotas
         self.in_flight = False  # a request is being answered
-        self.reading: trio.CancelScope | None = None  # while waiting for bytes or budget
+        self.reading: trio.CancelScope | None = None  # while waiting for room in the budget
+        # Bytes received beyond the last frame (at most READ_AHEAD): the next frame's start.
+        self.buffered = bytearray()
+        self._peer: Peer | None = None  # `Peer` for the current principal
 
     def close_now(self) -> None:
         """Close the socket at once; a task blocked on it gets ClosedResourceError."""
@@ -163,6 +179,60 @@ class Connection:
         if self.reading is not None:
             self.reading.cancel()
         self.socket.close()
+
+    # Trio's SocketStream spends more on its layers (conflict detection, error
+    # translation, a try-then-wait helper and a checkpoint per call) than the system call
+    # itself costs; a heartbeat makes three such calls. These two do the same with the
+    # descriptor directly. The descriptor number may be reused once the socket is closed,
+    # so `closed` is checked before every call (nothing awaits in between).
+
+    async def receive_some(self, max_bytes: int) -> bytes | bytearray:
+        """Up to `max_bytes` (b"" once the peer closed); yields to the loop at least once.
+        Raises trio.ClosedResourceError (closed here) or BrokenResourceError (reset)."""
+        fd = self.fd
+        if fd < 0:
+            return await self.stream.receive_some(max_bytes)
+        waited = False
+        while True:
+            if self.closed:
+                raise trio.ClosedResourceError("the connection was closed")
+            try:
+                data = os.read(fd, max_bytes)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                waited = True
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if not waited:
+                # Data that was already there: still let other tasks run, so that a peer
+                # that pipelines requests cannot hold the loop.
+                await trio.lowlevel.checkpoint()
+            return data
+
+    async def send_all(self, data: bytes) -> bool:
+        """Send every byte of `data`, waiting while the socket's buffer is full; whether
+        it had to wait. Raises trio.ClosedResourceError or BrokenResourceError as
+        `receive_some`."""
+        fd = self.fd
+        if fd < 0:
+            await self.stream.send_all(data)
+            return True
+        waited = False
+        view = memoryview(data)
+        while view:
+            if self.closed:
+                raise trio.ClosedResourceError("the connection was closed")
+            try:
+                sent = os.write(fd, view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+                waited = True
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            view = view[sent:]
+        return waited
 
 
 class SocketServer:
@@ -364,8 +434,8 @@ class SocketServer:
                     if connection.closed or reply is None:
                         return  # expired while answering: the response is dropped, as in Kafka
                     self._touch(connection)
-                    await connection.stream.send_all(size_prefixed(reply))
-                    self._touch(connection)
+                    if await connection.send_all(size_prefixed(reply)):
+                        self._touch(connection)  # the peer was slow to take it
                 finally:
                     self.budget.release(size)
         except FailedAuthentication as failure:
@@ -412,11 +482,14 @@ class SocketServer:
         raise AssertionError("unreachable")
 
     def _peer(self, connection: Connection) -> Peer:
-        return Peer(
-            principal=connection.principal,
-            client_host=str(connection.address),
-            security_protocol=self.security.protocol,
-        )
+        peer = connection._peer
+        if peer is None or peer.principal != connection.principal:
+            peer = connection._peer = Peer(
+                principal=connection.principal,
+                client_host=str(connection.address),
+                security_protocol=self.security.protocol,
+            )
+        return peer
 
     async def _start_tls(self, connection: Connection) -> bool:
         """The TLS handshake; False (logged, the peer told after the failed-authentication
@@ -424,6 +497,7 @@ class SocketServer:
         assert self.ssl_context is not None
         stream = trio.SSLStream(connection.stream, self.ssl_context, server_side=True)
         connection.stream = stream
+        connection.fd = -1
         try:
             await stream.do_handshake()
         except trio.BrokenResourceError as exc:
@@ -446,13 +520,13 @@ class SocketServer:
         await trio.sleep(self.failed_authentication_delay_s)
         if reply is not None and not connection.closed:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await connection.stream.send_all(size_prefixed(reply))
+                await connection.send_all(size_prefixed(reply))
 
     async def _receive_exactly(self, connection: Connection, count: int) -> bytearray:
         """`count` bytes, never more (a short result means the peer closed)."""
         data = bytearray()
         while len(data) < count:
-            chunk = await connection.stream.receive_some(min(count - len(data), RECEIVE_CHUNK))
+            chunk = await connection.receive_some(min(count - len(data), RECEIVE_CHUNK))
             if not chunk:
                 break
             self._touch(connection)
@@ -461,48 +535,59 @@ class SocketServer:
 
     async def _read_frame(self, connection: Connection) -> tuple[int, bytes] | None:
         """The next frame and its size, held in the budget until the caller releases it;
-        None once the peer closed or the connection was closed."""
-        with trio.CancelScope() as connection.reading:
-            if connection.closed:
-                return None
-            prefix = await self._receive_exactly(connection, SIZE_PREFIX)
-            if len(prefix) < SIZE_PREFIX:
-                if prefix:
+        None once the peer closed or the connection was closed. (A read blocked when the
+        connection is closed ends with ClosedResourceError: closing the socket wakes it.)"""
+        if connection.closed:
+            return None
+        buffered = connection.buffered
+        while len(buffered) < SIZE_PREFIX:
+            chunk = await connection.receive_some(READ_AHEAD - len(buffered))
+            if not chunk:
+                if buffered:
                     log.info("Connection from %s closed in the middle of a frame", connection.peer)
                 return None
-            size = int.from_bytes(prefix, "big", signed=True)
-            auth = connection.authenticator
-            # SaslServerAuthenticator reads with sasl.server.max.receive.size.
-            if (
-                auth is not None
-                and not auth.complete
-                and not 0 <= size <= auth.settings.max_receive_size
-            ):
-                raise FailedAuthentication(
-                    "Failing SASL authentication due to invalid receive size"
-                )
-            if size < 0 or size > self.max_request_bytes:
-                raise FrameTooLargeError(
-                    f"frame size {size} is outside 0..{self.max_request_bytes} "
-                    "(socket.request.max.bytes)"
-                )
-            await self._reserve(connection, size)
-            try:
-                frame = await self._receive_exactly(connection, size)
-            except BaseException:
-                self.budget.release(size)
-                raise
-            if len(frame) < size:
-                self.budget.release(size)
-                log.info("Connection from %s closed in the middle of a frame", connection.peer)
-                return None
-            connection.reading = None
-            return size, bytes(frame)
-        connection.reading = None
-        return None  # closed while waiting
+            self._touch(connection)
+            buffered += chunk
+        size = int.from_bytes(buffered[:SIZE_PREFIX], "big", signed=True)
+        auth = connection.authenticator
+        # SaslServerAuthenticator reads with sasl.server.max.receive.size.
+        if (
+            auth is not None
+            and not auth.complete
+            and not 0 <= size <= auth.settings.max_receive_size
+        ):
+            raise FailedAuthentication("Failing SASL authentication due to invalid receive size")
+        if size < 0 or size > self.max_request_bytes:
+            raise FrameTooLargeError(
+                f"frame size {size} is outside 0..{self.max_request_bytes} "
+                "(socket.request.max.bytes)"
+            )
+        if not await self._reserve(connection, size):
+            return None  # closed while waiting for room
+        end = SIZE_PREFIX + size
+        if len(buffered) >= end:  # the whole frame came with its prefix
+            frame = bytes(buffered[SIZE_PREFIX:end])
+            del buffered[:end]
+            return size, frame
+        try:
+            rest = await self._receive_exactly(connection, end - len(buffered))
+        except BaseException:
+            self.budget.release(size)
+            raise
+        if len(buffered) + len(rest) < end:
+            self.budget.release(size)
+            log.info("Connection from %s closed in the middle of a frame", connection.peer)
+            return None
+        frame = bytes(buffered[SIZE_PREFIX:]) + rest
+        buffered.clear()
+        return size, frame
 
-    async def _reserve(self, connection: Connection, size: int) -> None:
+    async def _reserve(self, connection: Connection, size: int) -> bool:
+        """Room for `size` bytes in the budget, waiting for it in arrival order; False if
+        the connection was closed meanwhile (nothing is held then)."""
         budget = self.budget
+        if budget.try_acquire(size):
+            return True
         if budget.capacity is not None and (
             budget.waiting or budget.in_use + size > budget.capacity
         ):
@@ -515,7 +600,14 @@ class SocketServer:
                 budget.in_use,
                 budget.waiting,
             )
-        await budget.acquire(size)
+        with trio.CancelScope() as connection.reading:
+            if connection.closed:
+                return False
+            await budget.acquire(size)
+            connection.reading = None
+            return True
+        connection.reading = None
+        return False
 
 
 async def resolve_overrides(overrides: Mapping[str, int]) -> dict[IPAddress, int]:
