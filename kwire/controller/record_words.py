@@ -178,7 +178,7 @@ def record_summary(record: Message) -> str:
     """The record's type and the fields it sets (those unlike the schema's defaults, ids
     and names left out), e.g. ``BrokerRegistrationChangeRecord fenced=1``."""
     parts = [type(record).__name__]
-    for f in dataclasses.fields(record):  # type: ignore[arg-type]
+    for f in dataclasses.fields(record):
         if f.name in _SUMMARY_SKIPPED:
             continue
         value = getattr(record, f.name)
