@@ -351,6 +351,9 @@ def peak_rss_bytes(pid: int) -> int:
     return int(_find(r"VmHWM:\s+(\d+) kB", status, "VmHWM").group(1)) * 1024
 
 
+PYCACHE_DIR = "kwire-bench-pycache"  # shared with tools/bench_startup.py
+
+
 def restart(server: KwireServer) -> tuple[float, int, int]:
     """SIGTERM, start again: (seconds from exec to a CreateTopics answer, peak RSS bytes
     by then, the answer's error code)."""
@@ -569,6 +572,12 @@ def main(argv: list[str] | None = None) -> int:
     args.scaling = args.scaling or "scaling" in (args.only or ())
     directory = args.dir or Path(tempfile.mkdtemp(prefix="kwire-bench-controller-"))
     directory.mkdir(parents=True, exist_ok=True)
+    # The servers run as an installed kwire does, bytecode compiled once and cached (outside
+    # the checkout): with PYTHONDONTWRITEBYTECODE set, as on some machines, every start would
+    # compile kwire from source and the restart row would count it (bench_startup --cold
+    # measures that case).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / PYCACHE_DIR))
 
     loads: list[str] = []  # the 1-minute load average as each phase began
 
