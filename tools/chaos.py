@@ -24,6 +24,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cycles < 0 or args.nodes < 1 or args.max_pause_ms < 0:
         parser.error("--cycles and --max-pause-ms must be >= 0, --nodes >= 1")
     directory = args.dir or Path(tempfile.mkdtemp(prefix="kwire-chaos-"))
+    # SIGTERM stops a run as Ctrl-C does: the quorum's processes are stopped on the way out
+    # (the default action would leave them running).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         report = trio.run(
             lambda: run_chaos(
