@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     directory = args.dir or Path(tempfile.mkdtemp(prefix="kwire-chaos-"))
     # SIGTERM stops a run as Ctrl-C does: the quorum's processes are stopped on the way out
     # (the default action would leave them running).
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     try:
         report = trio.run(
             lambda: run_chaos(
@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except QuorumNotFormed as exc:
         print(f"chaos: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("chaos: interrupted; the quorum's processes were stopped", file=sys.stderr)
+        return 130
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)
