@@ -1,7 +1,7 @@
 """Failover time, commit latency and committed records/s of a kwire quorum, beside Kafka's.
 
     python -m tools.bench_raft [--nodes 3] [--rounds 20] [--seconds 10] [--writers 8]
-                               [--quick] [--dir DIR] [--json]
+                               [--topics N] [--quick] [--dir DIR] [--json]
 
 A quorum of `--nodes` kwire processes (the README's server command, Kafka's default
 timeouts: election 1 s, fetch 2 s) on 127.0.0.1, driven by tests/procs_harness.py: a probe
@@ -16,6 +16,8 @@ client writes one-partition topics (CreateTopics, one at a time) to the leader.
   (graceful: EndQuorumEpoch); "elected" is from the signal to a new leader answering
   DescribeQuorum, "served" to the first write a new leader acknowledged. The stopped
   node is restarted and caught up before the next round.
+- `--topics N` first creates N one-partition topics (500 per CreateTopics), so that every
+  figure is taken with an image of that size (failover must not grow with it).
 
 Kafka's figures are those recorded beside this project (the issue: kill -9 of Kafka 3.9's
 active controller, median 2.8 to 3.6 s on two days; ../shared/tools/README.md: one
@@ -41,11 +43,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procs_harness import (  # noqa: E402
     FORM_TIMEOUT_S,
+    Connections,
     Quorum,
     QuorumNotFormed,
     QuorumWriter,
     open_quorum,
     percentile,
+)
+
+from kwire.protocol.error_codes import ErrorCode  # noqa: E402
+from kwire.protocol.messages.create_topics import (  # noqa: E402
+    CreateTopicsRequest,
+    CreateTopicsResponse,
 )
 
 ROUND_TIMEOUT_S = 60.0
@@ -54,6 +63,7 @@ KAFKA_KILL9_MEDIAN_S = (2.8, 3.6)
 KAFKA_COMMIT_P50_MS = 31.2
 KAFKA_COMMIT_P99_MS = 47.5
 KAFKA_PARTITIONS_PER_S = 11_426
+PRELOAD_BATCH = 500  # topics per CreateTopics when preloading with --topics
 
 
 @dataclass(slots=True)
@@ -62,6 +72,7 @@ class BenchReport:
 
     nodes: int
     rounds: int
+    topics: int = 0  # topics created before measuring (--topics)
     elected: dict[str, list[float]] = field(default_factory=lambda: {"kill": [], "term": []})
     served: dict[str, list[float]] = field(default_factory=lambda: {"kill": [], "term": []})
     commit_ms: list[float] = field(default_factory=list)
@@ -90,6 +101,35 @@ async def measure_throughput(quorum: Quorum, writers: int, seconds: float) -> fl
     return done / elapsed
 
 
+async def preload(quorum: Quorum, topics: int) -> None:
+    """Create `topics` one-partition topics named p-0, p-1, ... at the leader, in batches of
+    PRELOAD_BATCH; a batch refused or unanswered (a leader change) is sent again."""
+    connections = Connections(quorum, "kwire-bench-preload")
+    try:
+        for start in range(0, topics, PRELOAD_BATCH):
+            names = [f"p-{i}" for i in range(start, min(start + PRELOAD_BATCH, topics))]
+            request = CreateTopicsRequest(
+                topics=[
+                    CreateTopicsRequest.CreatableTopic(
+                        name=name, num_partitions=1, replication_factor=1
+                    )
+                    for name in names
+                ],
+                timeout_ms=30_000,
+            )
+            while True:
+                leader, _ = await quorum.probe.wait_leader(timeout=ROUND_TIMEOUT_S)
+                answer = await connections.request(leader, request, 7, timeout=30.0)
+                if isinstance(answer, CreateTopicsResponse) and all(
+                    t.error_code in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS)
+                    for t in answer.topics
+                ):
+                    break
+                await trio.sleep(0.1)
+    finally:
+        await connections.close()
+
+
 async def failover_round(quorum: Quorum, writer: QuorumWriter, how: str) -> tuple[float, float]:
     """Stop the leader (kill -9 or SIGTERM); (elected, served) seconds; restart it."""
     probe = quorum.probe
@@ -110,15 +150,30 @@ async def failover_round(quorum: Quorum, writer: QuorumWriter, how: str) -> tupl
 
 
 async def run_bench(
-    directory: Path, *, nodes: int, rounds: int, seconds: float, writers: int, log: bool = True
+    directory: Path,
+    *,
+    nodes: int,
+    rounds: int,
+    seconds: float,
+    writers: int,
+    topics: int = 0,
+    log: bool = True,
 ) -> BenchReport:
     say = print if log else (lambda *_: None)
-    report = BenchReport(nodes=nodes, rounds=rounds)
+    report = BenchReport(nodes=nodes, rounds=rounds, topics=topics)
     async with open_quorum(directory, nodes, log_level="WARNING") as quorum:
         await quorum.wait_formed(FORM_TIMEOUT_S)
         writer = QuorumWriter(quorum)
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
+            if topics:
+                writer.paused = True
+                await preload(quorum, topics)
+                await quorum.probe.wait_caught_up(
+                    quorum.probe.high_watermark(), timeout=ROUND_TIMEOUT_S
+                )
+                writer.paused = False
+                say(f"preloaded {topics} topics")
             report.commit_ms = await measure_commit_latency(writer, seconds)
             say(f"commit latency: {len(report.commit_ms)} writes")
             writer.paused = True
@@ -142,7 +197,8 @@ def _row(name: str, kwire: str, kafka: str, ratio: str) -> str:
 
 def render(report: BenchReport) -> str:
     lines = [
-        f"kwire quorum of {report.nodes}, Kafka's default timeouts; ratio: how many times "
+        f"kwire quorum of {report.nodes}, Kafka's default timeouts, "
+        f"{report.topics:,} topics created beforehand; ratio: how many times "
         "kwire is better (>1) or worse (<1) than Kafka",
         _row("", "kwire", "Kafka 3.9", "ratio"),
     ]
@@ -201,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--topics", type=int, default=0, help="topics to create first")
     parser.add_argument("--quick", action="store_true", help="3 rounds each, 2 s windows")
     parser.add_argument("--dir", type=Path, help="keep the nodes' directories here")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
@@ -209,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.seconds = 3, 2.0
     if args.nodes < 1 or args.rounds < 0 or args.seconds <= 0 or args.writers < 1:
         parser.error("--nodes and --writers must be >= 1, --rounds >= 0, --seconds > 0")
+    if args.topics < 0:
+        parser.error("--topics must be >= 0")
     directory = args.dir or Path(tempfile.mkdtemp(prefix="kwire-bench-raft-"))
     try:
         report = trio.run(
@@ -218,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds=args.rounds,
                 seconds=args.seconds,
                 writers=args.writers,
+                topics=args.topics,
             )
         )
     except QuorumNotFormed as exc:

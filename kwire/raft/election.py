@@ -21,6 +21,7 @@ from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft import messages
 from kwire.raft.quorum import QuorumCore, log
 from kwire.raft.state import (
+    FAST_FAILOVER_MAX_DELAY_MS,
     MAX_EPOCH,
     NO_DIRECTORY_ID,
     Action,
@@ -154,12 +155,40 @@ class ElectionPart(QuorumCore):
         return []
 
     def prospective_lost(self, now_ms: int) -> list[Action]:
-        """prospectiveTransitionAfterElectionLoss: back to the leader we knew, else Unattached."""
+        """prospectiveTransitionAfterElectionLoss: back to the leader we knew, else
+        Unattached. A lost fast-failover pre-vote (a voter that still followed the dead
+        leader refused it, not yet knowing) keeps the leader counted gone: the next round
+        comes after a short delay that doubles with each round lost, up to fetch_timeout_ms
+        (`leader_gone`), rather than after a whole fetch timeout."""
         role = self.role
         assert isinstance(role, Prospective)
         if role.leader_id >= 0 and self.voter(role.leader_id) is not None:
-            return self.to_follower(role.epoch, role.leader_id, now_ms)
+            actions = self.to_follower(role.epoch, role.leader_id, now_ms)
+            follower = self.role
+            if role.lost_fast_elections >= 0 and isinstance(follower, Follower):
+                follower.lost_fast_elections = role.lost_fast_elections + 1
+                self.leader_gone(follower, now_ms)
+            return actions
         return self.to_unattached(role.epoch, now_ms)
+
+    def leader_gone(self, role: Follower, now_ms: int) -> None:
+        """Fast failover: grant pre-votes from now on, and stand after a delay staggered
+        by rank among the other voters (follower.py's module docstring), after all of them
+        while `controller_behind`, doubled for each fast round already lost, never later
+        than the fetch timeout would."""
+        config = self.config
+        step = max(2, min(FAST_FAILOVER_MAX_DELAY_MS, config.election_timeout_ms // 10))
+        others = sorted(self.voter_ids - {role.leader_id})
+        rank = others.index(self.node_id) if self.node_id in others else 0
+        delay = rank * step + self.rng.randrange(step // 2)
+        if self.controller_behind:
+            delay += len(others) * step  # after every voter ready to activate at once
+        if role.lost_fast_elections:
+            delay = (step << role.lost_fast_elections) + self.rng.randrange(step)
+        deadline = now_ms + min(delay, config.fetch_timeout_ms)
+        role.fetch_deadline_ms = min(role.fetch_deadline_ms, deadline)
+        role.has_fetched = False
+        role.leader_gone = True
 
     # -- polling ----------------------------------------------------------------------------
 

@@ -17,13 +17,18 @@ Rules kept here:
   comes from the leader itself, so its records are appended at once, as Kafka does.
 - Fast failover (kwire's, `RaftConfig.fast_failover`): a refused or lost connection to the
   leader with a Fetch out, or the leader answering that it no longer leads its epoch (it
-  resigned), means the leader is gone. At once the voter stops counting itself
-  as hearing from the leader (so it grants other voters' pre-votes), and its fetch timer
-  expires after a delay staggered by its rank among the other voters (by node id):
-  rank * D + a random [0, D/2) ms, D = min(50, election_timeout_ms / 10), so the surviving
-  voters stand one after the other rather than splitting the vote. A TIMEOUT, or a live but
-  silent leader, still waits fetch_timeout_ms. Timing never decides safety: votes and
-  epochs do.
+  resigned), means the leader is gone. At once the voter stops counting itself as hearing
+  from the leader (so it grants other voters' pre-votes), and its fetch timer expires after
+  a delay staggered by its rank among the other voters (by node id): rank * D + a random
+  [0, D/2) ms, D = min(50, election_timeout_ms / 10), so the surviving voters stand one
+  after the other rather than splitting the vote. A voter whose controller still has
+  committed records to replay (the edge's `controller_behind`: a restarted standby) adds
+  (voters - 1) * D, standing after the others, whose controllers can activate at once. A
+  fast pre-vote round lost (a voter still heard from the leader: it had not noticed the
+  death yet) keeps the leader counted gone: after the k-th such round the next comes after
+  2^k * D + a random [0, D) ms, at most fetch_timeout_ms, where Kafka's follower waits a
+  whole fetch timeout. A TIMEOUT, or a live but silent leader, still waits
+  fetch_timeout_ms. Timing never decides safety: votes and epochs do.
 - DivergingEpoch truncates to the end of that epoch in the leader's log (or ours, if
   earlier: ReplicatedLog.truncateToEndOffset), never below the high watermark. A SnapshotId
   starts a snapshot download in FetchSnapshot chunks, installed when complete.
@@ -49,7 +54,6 @@ from kwire.protocol.messages.fetch_snapshot import FetchSnapshotResponse
 from kwire.raft import messages
 from kwire.raft.election import ElectionPart
 from kwire.raft.state import (
-    FAST_FAILOVER_MAX_DELAY_MS,
     MAX_EPOCH,
     METADATA_PARTITION,
     METADATA_TOPIC,
@@ -255,17 +259,14 @@ class FollowerPart(ElectionPart):
             and destination == role.leader_id
             and failure in (SendFailure.CONNECTION_REFUSED, SendFailure.CONNECTION_LOST)
         ):
-            self._leader_gone(role, now_ms)
+            self.leader_gone(role, now_ms)
 
-    def _leader_gone(self, role: Follower, now_ms: int) -> None:
-        """Fast failover: grant pre-votes from now on, and stand after a delay staggered
-        by rank among the other voters (module docstring)."""
-        step = max(2, min(FAST_FAILOVER_MAX_DELAY_MS, self.config.election_timeout_ms // 10))
-        others = sorted(self.voter_ids - {role.leader_id})
-        rank = others.index(self.node_id) if self.node_id in others else 0
-        deadline = now_ms + rank * step + self.rng.randrange(step // 2)
-        role.fetch_deadline_ms = min(role.fetch_deadline_ms, deadline)
-        role.has_fetched = False
+    def _heard_from_leader(self, role: Follower, now_ms: int) -> None:
+        """A fetch succeeded: the fetch timer restarts and the leader is alive."""
+        role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+        role.has_fetched = True
+        role.leader_gone = False
+        role.lost_fast_elections = 0
 
     # -- Fetch responses ----------------------------------------------------------------------
 
@@ -296,7 +297,7 @@ class FollowerPart(ElectionPart):
         ):
             # Our leader says it no longer leads its epoch: it resigned (a graceful
             # shutdown); stand as after a lost connection rather than at the fetch timeout.
-            self._leader_gone(before, now_ms)
+            self.leader_gone(before, now_ms)
         leader_id = data.current_leader.leader_id
         endpoint = self.endpoint_in_response(response.node_endpoints, leader_id)
         handled, actions = self.handle_common_response(
@@ -339,8 +340,7 @@ class FollowerPart(ElectionPart):
                 self.feed_appended(records)
             else:
                 actions += self.update_follower_high_watermark(role, data.high_watermark)
-        role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
-        role.has_fetched = True
+        self._heard_from_leader(role, now_ms)
         return True, actions
 
     def _truncation_offset(self, epoch: int, end_offset: int) -> int:
@@ -404,8 +404,7 @@ class FollowerPart(ElectionPart):
             or data.snapshot_id.epoch < 0
         ):
             role.snapshot = None
-            role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
-            role.has_fetched = True
+            self._heard_from_leader(role, now_ms)
             return True, actions
         if error != ErrorCode.NONE:
             return False, actions
@@ -432,8 +431,7 @@ class FollowerPart(ElectionPart):
             role.pending_high_watermark = got.end_offset
             actions.append(InstallSnapshot(snapshot_id=got))
             self.feed_snapshot_head(got.end_offset, bytes(fetching.head))
-        role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
-        role.has_fetched = True
+        self._heard_from_leader(role, now_ms)
         return True, actions
 
 

@@ -79,6 +79,10 @@ class QuorumCore(Membership, RequestManager):
         self.repoll = False  # something is due at the next poll (a log operation is out)
         self.now_ms = 0
         self.shutting_down = False  # resign() was called: never stand for election
+        # Set by the edge while this voter's controller has committed records left to replay
+        # (a restarted standby): in a fast failover it stands after the other voters, whose
+        # controllers could activate at once (follower.py). Timing only, never safety.
+        self.controller_behind = False
         self.shutdown_deadline_ms: int | None = None  # when a graceful shutdown gives up
         self.shutdown_outcome: str | None = None  # "completed" or "timed_out" once finished
         self.role: Role = self._initial_role()
@@ -438,6 +442,9 @@ class QuorumCore(Membership, RequestManager):
             granted={self.node_id},
             election_deadline_ms=self._random_deadline(now_ms),
             high_watermark=self.high_watermark,
+            lost_fast_elections=(
+                old.lost_fast_elections if isinstance(old, Follower) and old.leader_gone else -1
+            ),
         )
         actions = self._entered(durable=False)
         if self.vote_granted(self.role):

@@ -266,6 +266,9 @@ class Prospective:
     rejected: set[int] = field(default_factory=set)
     election_deadline_ms: int = 0
     high_watermark: int = -1
+    # A fast-failover pre-vote (its follower found the leader gone): how many such rounds
+    # were lost before this one; -1 otherwise.
+    lost_fast_elections: int = -1
 
 
 @dataclass(slots=True, kw_only=True)
@@ -309,6 +312,8 @@ class Follower:
     snapshot: SnapshotFetch | None = None
     update_voter_deadline_ms: int = 0  # FollowerState's updateVoterSetPeriodTimer
     has_updated_leader: bool = False  # an UpdateRaftVoter was answered NONE in this epoch
+    leader_gone: bool = False  # fast failover: the leader's connection was refused or lost
+    lost_fast_elections: int = 0  # fast-failover pre-vote rounds lost since (retries back off)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -15,7 +15,8 @@ Rules:
 - Every request is sent at the highest version both sides support.
 - The connection is kept open (reopened after a backoff, 50 ms doubling to 500 ms): the
   first Vote after a leader dies does not wait for a connect and an ApiVersions exchange,
-  and an idle connection the peer closed is noticed at once.
+  and an idle connection the peer closed is noticed at once. A request queued while the
+  channel backs off cuts the wait to 50 ms (a voter that was down may be back).
 - Buffers are bounded: at most `MAX_QUEUED` requests wait per channel (the core never has
   two of one kind in flight to a destination, so it needs at most one per API); one more
   is failed at once with TIMEOUT. A response frame is bounded by `socket.request.max.bytes`.
@@ -255,7 +256,15 @@ class PeerChannel:
             raise _ConnectionGone
 
     async def _back_off(self) -> None:
-        await trio.sleep(self._backoff_ms / 1000)
+        """Wait before reconnecting: the backoff (doubling while the voter stays
+        unreachable), cut short by a request queued meanwhile once RECONNECT_BACKOFF_MS
+        has passed: a voter that was down may be back (a restarted process), and the first
+        Vote of an election should not wait out an idle channel's backoff. Requests come
+        at most once per raft retry backoff after a failure, which bounds the attempts."""
+        began = trio.current_time()
+        with trio.move_on_after(self._backoff_ms / 1000):
+            await self._wait_for_work()
+            await trio.sleep_until(began + RECONNECT_BACKOFF_MS / 1000)
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
 
     async def _fail_queued(self, items: Iterable[_Queued], failure: SendFailure) -> None:

@@ -73,7 +73,9 @@ class PeriodicWork:
         node = self.node
         snapshots = node.snapshots
         try:
-            if self.snapshot_jobs is None:
+            if node.replay.backlog:
+                pass  # the image is older than the high watermark: snapshot it once replayed
+            elif self.snapshot_jobs is None:
                 snapshots.maybe_write(node.controller, node.committed_offset, now_ms)
             else:
                 job = snapshots.maybe_begin(node.controller, node.committed_offset, now_ms)

@@ -9,7 +9,9 @@ the order the simulator (`kwire.sim`) would give the same events:
 - `Call`: a step a connection task wants taken in the driver's turn (an inbound Vote,
   BeginQuorumEpoch, EndQuorumEpoch, Fetch, DescribeQuorum, or a controller write), run
   synchronously here with the caller awaiting its result;
-- the timer: `RaftCore.poll` runs after every event and whenever `next_deadline_ms` passes.
+- the timer: `RaftCore.poll` runs after every event and whenever `next_deadline_ms` passes;
+- between events, while the standby controller has committed records to replay, a slice
+  of that replay (`ControllerReplay.replay_slice`): an event waiting always comes first.
 
 Actions are carried out in order, synchronously (`carry_out`): a vote is on disk before
 the Vote response leaves, an append is fsynced before `on_flushed`. Actions produced while
@@ -259,7 +261,11 @@ class RaftDriver:
                 nursery.start_soon(self.peers.run)
                 while True:
                     now = self.clock()
+                    raft.controller_behind = self.node.replay.backlog
                     self.carry_out(raft.poll(now), now)
+                    if self.node.replay.backlog:
+                        await self._replay_between_events(now)
+                        continue
                     delay_s = (raft.next_deadline_ms() - self.clock()) / 1000
                     event: DriverEvent | None = None
                     idle_from = time.perf_counter()
@@ -284,6 +290,21 @@ class RaftDriver:
                     pending.error = DriverStopped("the raft driver stopped")
                     pending.done.set()
             self.tickets.release_all()
+
+    async def _replay_between_events(self, now_ms: int) -> None:
+        """While committed records wait to be replayed (a standby far behind), an event
+        already waiting comes first; else one slice of the replay, then a checkpoint, in
+        which connection tasks queue their calls."""
+        try:
+            event = self._events.receive_nowait()
+        except trio.WouldBlock:
+            self.node.replay.replay_slice(now_ms)
+            await trio.lowlevel.checkpoint()
+            return
+        woke = time.perf_counter()
+        self._handle(event, now_ms)
+        queued_at = event.queued_at if isinstance(event, Call) else None
+        self.stats.handled(queued_at, woke, time.perf_counter())
 
     async def resign(self, timeout_s: float) -> None:
         """Graceful shutdown (KafkaRaftClient.shutdown): a leader resigns and sends

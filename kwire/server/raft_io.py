@@ -153,6 +153,7 @@ class RaftStorage:
             node.revert_uncommitted(f"the log is truncated to offset {offset}")
         node.writes.truncate_to(offset)
         node.replay.applied_end = min(node.replay.applied_end, node.log.end_offset)
+        node.replay.replay_target = min(node.replay.replay_target, node.log.end_offset)
 
     def download_snapshot(
         self, action: StartSnapshotFetch | WriteSnapshotChunk | InstallSnapshot, now_ms: int

@@ -4,6 +4,12 @@ the committed log, activating on leadership and registering itself.
 - a standby replays committed records as the high watermark advances (hot standby); at
   start-up a node replays its newest snapshot, and the log after it only once raft says it
   is committed (a sole voter commits all of it as soon as it leads, so it replays at once);
+- that replay runs in slices of about REPLAY_SLICE_S (`replay_slice`, called by the raft
+  driver between events while `backlog` holds), so that a voter far behind (one restarted
+  with megabytes of log after its snapshot) still answers Vote, BeginQuorumEpoch and Fetch
+  at once; Kafka gets the same from replaying on the controller's own thread, apart from
+  raft's. Until the backlog is replayed, the controller does not activate and no snapshot
+  begins (the image is older than the high watermark);
 - a new leader activates once its LeaderChange record (at its epoch start) is committed
   and everything before it replayed (KafkaRaftClient's ListenerContext fires
   handleLeaderChange for the leader only when nextOffset > epochStartOffset; then
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -49,6 +56,10 @@ LEADER_STATE = "leader"
 # A start-up load of at least this many records freezes what it built out of the cyclic
 # garbage collector's reach (see ControllerReplay.replay_start).
 FREEZE_AFTER_RECORDS = 100_000
+# A standby's replay of committed records yields to the raft driver's events after about
+# this long (seconds), reading at most REPLAY_READ_BYTES of log at a time.
+REPLAY_SLICE_S = 0.01
+REPLAY_READ_BYTES = 64 * 1024
 # The features this release supports, as its ApiVersions and registrations say, in the
 # order of Kafka's HashMap of them (what a genuine 4.3.1 controller's ApiVersions shows).
 SUPPORTED_FEATURES = tuple(
@@ -82,6 +93,13 @@ class ControllerReplay:
         self.pending_activation: int | None = None
         # The offset after the last record the controller replayed from the log.
         self.applied_end = 0
+        # The committed offset a standby replays toward (a slice at a time, `replay_slice`).
+        self.replay_target = 0
+
+    @property
+    def backlog(self) -> bool:
+        """Committed records wait to be replayed (`replay_slice` replays some)."""
+        return not self.active and self.applied_end < self.replay_target
 
     # -- replaying ------------------------------------------------------------------------------
 
@@ -109,17 +127,23 @@ class ControllerReplay:
             log.info("Replayed %d metadata records up to offset %d", count, self.applied_end)
         return count
 
-    def replay_committed(self, end_offset: int) -> int:
+    def replay_committed(self, end_offset: int, budget_s: float | None = None) -> int:
         """Feed the controller the metadata records from `applied_end` to `end_offset`
-        (whole batches below it), through an ImageLoader; returns how many."""
+        (whole batches below it), through an ImageLoader; returns how many. With
+        `budget_s`, stops after the batch that spends it (seconds), `applied_end` where it
+        stopped."""
         count = 0
         if end_offset <= self.applied_end:
             return 0
         node = self.node
         loader = ImageLoader(node.controller.image)
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        read_bytes = 1024 * 1024 if budget_s is None else REPLAY_READ_BYTES
         try:
             while self.applied_end < end_offset:
-                data = node.log.read(self.applied_end, max_offset=end_offset)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+                data = node.log.read(self.applied_end, read_bytes, max_offset=end_offset)
                 if not data:
                     break
                 for pos, header in iter_batch_headers(data, verify_crc=False):
@@ -131,8 +155,21 @@ class ControllerReplay:
                         node.metadata_events.replayed(entries, header.base_timestamp)
                         count += len(entries)
                     self.applied_end = header.next_offset
+                    if deadline is not None and time.perf_counter() >= deadline:
+                        break
         finally:
             loader.finish()
+        return count
+
+    def replay_slice(self, now_ms: int) -> int:
+        """Replay about REPLAY_SLICE_S of the backlog (the raft driver calls this between
+        events while `backlog` holds); activates a leader whose epoch start it reached.
+        Returns how many records were replayed."""
+        count = self.replay_committed(self.replay_target, REPLAY_SLICE_S)
+        node = self.node
+        node.controller.commit(self.applied_end - 1)  # all of it is committed
+        if not self.backlog:
+            self.maybe_activate(node.committed_offset, now_ms)
         return count
 
     # -- leadership -----------------------------------------------------------------------------
@@ -144,17 +181,24 @@ class ControllerReplay:
         node.writes.commit(offset)
         node.metadata_events.committed(offset)
         if not self.active:
-            self.replay_committed(min(offset, node.log.end_offset))
+            self.replay_target = max(self.replay_target, min(offset, node.log.end_offset))
+            if not node.driver.running:  # driven without its task (in-process tests): now
+                self.replay_committed(self.replay_target)
         node.controller.commit(offset - 1)
         node.snapshots.on_committed(offset, now_ms)
         if node.snapshots.wanted is not None:
             node.periodic.wake()
+        self.maybe_activate(offset, now_ms)
+
+    def maybe_activate(self, high_watermark: int, now_ms: int) -> None:
+        """Activate a leader whose epoch start is committed and replayed, with no backlog."""
         start = self.pending_activation
         if (
             start is not None
-            and node.raft.is_leader
-            and offset > start
+            and self.node.raft.is_leader
+            and high_watermark > start
             and self.applied_end > start
+            and not self.backlog
         ):
             self.activate(now_ms)
 
@@ -187,6 +231,7 @@ class ControllerReplay:
             node.controller.deactivate()
             node.revert_uncommitted(f"leadership moved to epoch {action.epoch}")
             self.applied_end = min(node.log.end_offset, node.writes.committed_offset)
+            self.replay_target = self.applied_end
 
     def activate(self, now_ms: int) -> None:
         """Kafka's QuorumController.claim: fresh sessions for every broker, the empty log
