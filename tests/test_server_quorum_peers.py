@@ -391,3 +391,33 @@ async def test_a_request_queued_before_the_channels_run_fails_when_its_voter_lea
         destination=3, request=vote(False), failure=SendFailure.CONNECTION_LOST
     )
     assert peers.channels == {}
+
+
+async def test_a_request_to_a_voter_back_from_the_dead_does_not_wait_out_the_backoff() -> None:
+    # Nobody listens for a second: the channel's reconnect backoff grows to its 500 ms
+    # maximum. Then the voter's process is back (a restart) and a Vote is queued right
+    # after an attempt failed: it goes after the 50 ms first step, not the 500 ms.
+    port = free_port()
+    send, receive = trio.open_memory_channel[PeerEvent](16)
+    channel = PeerChannel(
+        Voter(node_id=2, host=HOST, port=port),
+        client_id="raft-client-1",
+        request_timeout_ms=5000,
+        deliver=send,
+    )
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(channel.run)
+            await trio.sleep(1.0)
+            channel.send(vote(False))
+            refused = await receive.receive()
+            assert isinstance(refused, SendFailed)
+            assert refused.failure == SendFailure.CONNECTION_REFUSED
+            listeners = await trio.open_tcp_listeners(port, host=HOST)
+            nursery.start_soon(trio.serve_listeners, ScriptedPeer(answer_vote).serve, listeners)
+            sent_at = trio.current_time()
+            channel.send(vote(True))
+            answered = await receive.receive()
+            assert isinstance(answered, ResponseReceived)
+            assert trio.current_time() - sent_at < 0.25  # RECONNECT_BACKOFF_MAX_MS is 0.5 s
+            nursery.cancel_scope.cancel()

@@ -144,9 +144,20 @@ class ElectionPart(QuorumCore):
                         actions += self.to_leader(now_ms)
             elif not partition.vote_granted and source not in role.granted:
                 role.rejected.add(source)
-                if isinstance(role, Prospective) and self.vote_rejected(role):
+                if isinstance(role, Prospective) and (
+                    self.vote_rejected(role) or self._fast_round_answered(role)
+                ):
                     actions += self.prospective_lost(now_ms)
         return True, actions
+
+    def _fast_round_answered(self, role: Prospective) -> bool:
+        """A fast-failover pre-vote round that every voter but the dead leader answered
+        without a majority is lost now rather than at its election deadline (1-2 s): a
+        voter that refused may not have noticed the leader's death yet, and is asked again
+        in the next round, shortly after (`leader_gone`)."""
+        if role.lost_fast_elections < 0:
+            return False
+        return self.voter_ids - role.granted - role.rejected <= {role.leader_id}
 
     def on_vote_unsupported(self, now_ms: int) -> list[Action]:
         """A voter cannot take Vote v2 (no PreVote): a Prospective node stands at once."""

@@ -141,8 +141,6 @@ class ControllerReplay:
         read_bytes = 1024 * 1024 if budget_s is None else REPLAY_READ_BYTES
         try:
             while self.applied_end < end_offset:
-                if deadline is not None and time.perf_counter() >= deadline:
-                    break
                 data = node.log.read(self.applied_end, read_bytes, max_offset=end_offset)
                 if not data:
                     break
@@ -156,7 +154,9 @@ class ControllerReplay:
                         count += len(entries)
                     self.applied_end = header.next_offset
                     if deadline is not None and time.perf_counter() >= deadline:
-                        break
+                        break  # (after one batch at least: every slice makes progress)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
         finally:
             loader.finish()
         return count

@@ -1,0 +1,124 @@
+"""Fast failover when the other voters are not ready yet (kwire's, follower.py): a fast
+pre-vote round refused by a voter that has not noticed the leader's death is asked again
+shortly after, with doubling delays bounded by the fetch timeout; and a voter whose
+controller still has committed records to replay stands after the others."""
+
+from __future__ import annotations
+
+import random
+
+from test_raft_election import granted_vote, sent
+from test_raft_follower import follower
+from test_raft_pump import Cluster, ListLog, config
+
+from kwire.log.quorum_state import QuorumStateData
+from kwire.protocol.messages.vote import VoteRequest
+from kwire.raft.core import RaftCore
+from kwire.raft.state import FAST_FAILOVER_MAX_DELAY_MS, Action, SendFailure
+
+STEP_MS = FAST_FAILOVER_MAX_DELAY_MS  # min(50, election_timeout_ms / 10) with Kafka's 1 s
+FETCH_TIMEOUT_MS = 2000  # Kafka's controller.quorum.fetch.timeout.ms default
+
+
+def pre_votes(actions: list[Action]) -> dict[int, VoteRequest]:
+    """The pre-vote requests among `actions`, by destination."""
+    found = {}
+    for send in sent(actions):
+        if isinstance(send.request, VoteRequest):
+            assert send.request.topics[0].partitions[0].pre_vote
+            found[send.destination] = send.request
+    return found
+
+
+def stand(raft: RaftCore, now_ms: int) -> tuple[int, dict[int, VoteRequest]]:
+    """Poll at the core's next deadline until it is prospective; (when, its pre-votes)."""
+    for _ in range(10):
+        now_ms = max(now_ms, raft.next_deadline_ms())
+        actions = raft.poll(now_ms)
+        if raft.state_name == "prospective":
+            return now_ms, pre_votes(actions)
+    raise AssertionError(f"still {raft.state_name} at {now_ms} ms")
+
+
+def test_a_fast_round_refused_by_the_only_live_voter_is_asked_again_soon_then_less_often() -> None:
+    # Node 1 follows node 3 (epoch 2) in a quorum {1, 2, 3}; node 3's process dies.
+    raft, _, fetch = follower()
+    raft.on_send_failed(3, fetch, SendFailure.CONNECTION_REFUSED, 100)
+    now, asked = stand(raft, 100)
+    assert now < 100 + STEP_MS and 2 in asked
+    delays = []
+    for _ in range(8):
+        # Node 2 still hears from node 3 (it has not noticed yet): it refuses, naming it.
+        raft.on_response(2, asked[2], granted_vote(2, 2, granted=False, leader=3), now)
+        # Node 3 cannot answer: the round is over without waiting for the election
+        # deadline (1 to 2 s); node 1 follows node 3 again, counting it gone.
+        assert raft.state_name == "follower" and raft.leader_id == 3
+        lost_at = now
+        now, asked = stand(raft, now)
+        delays.append(now - lost_at)
+        assert 2 in asked, "the next round asks node 2 again"
+    # The k-th lost round waits 2^k steps plus less than one more, at most the fetch timeout.
+    for k, delay in enumerate(delays, start=1):
+        low = min(STEP_MS << k, FETCH_TIMEOUT_MS)
+        assert low <= delay <= min(low + STEP_MS, FETCH_TIMEOUT_MS), (k, delays)
+    assert delays[-1] == FETCH_TIMEOUT_MS
+    assert raft.epoch == 2, "pre-votes never move the epoch"
+
+
+def test_once_node_2_notices_the_leaders_death_the_next_round_wins() -> None:
+    raft, _, fetch = follower()
+    raft.on_send_failed(3, fetch, SendFailure.CONNECTION_LOST, 100)
+    now, asked = stand(raft, 100)
+    raft.on_response(2, asked[2], granted_vote(2, 2, granted=False, leader=3), now)
+    now, asked = stand(raft, now)
+    assert now - 100 < 4 * STEP_MS  # Kafka's follower would wait out a 2 s fetch timeout
+    raft.on_response(2, asked[2], granted_vote(2, 2, granted=True), now)
+    assert raft.state_name == "candidate" and raft.epoch == 3
+
+
+def test_with_more_voters_one_refusal_does_not_end_the_round() -> None:
+    raft, _, fetch = follower(voters=5, leader=5)
+    raft.on_send_failed(5, fetch, SendFailure.CONNECTION_REFUSED, 100)
+    now, asked = stand(raft, 100)
+    raft.on_response(2, asked[2], granted_vote(2, 2, granted=False, leader=5), now)
+    assert raft.state_name == "prospective"  # nodes 3 and 4 may still grant
+    raft.on_response(3, asked[3], granted_vote(3, 2, granted=True), now + 1)
+    raft.on_response(4, asked[4], granted_vote(4, 2, granted=True), now + 2)
+    assert raft.state_name == "candidate"
+
+
+def rank_delay(controller_behind: bool) -> int:
+    raft = RaftCore(
+        config(1, 3),
+        ListLog([]),
+        persisted=QuorumStateData(leader_id=3, leader_epoch=2),
+        rng=random.Random(0),
+    )
+    (first,) = sent(raft.start(0))
+    raft.controller_behind = controller_behind
+    raft.on_send_failed(3, first.request, SendFailure.CONNECTION_REFUSED, 100)
+    when, _ = stand(raft, 100)
+    return when - 100
+
+
+def test_a_voter_whose_controller_is_behind_stands_after_every_other_voter() -> None:
+    # Node 1 ranks first among {1, 2}: at once, unless its controller must replay first,
+    # then after node 2's whole window (rank 1: [50, 75) ms).
+    assert rank_delay(False) < STEP_MS // 2
+    assert 2 * STEP_MS <= rank_delay(True) < 2 * STEP_MS + STEP_MS // 2
+
+
+def test_in_a_quorum_the_node_behind_lets_the_other_survivor_lead() -> None:
+    # Node 3 leads; node 1's controller is behind (it was just restarted). Whoever of
+    # nodes 1 and 2 stands first would win; node 2 must, every time.
+    for seed in range(20):
+        cluster = Cluster(3, seed=seed)
+        cluster.start()
+        cluster.run_until(cluster.stable)
+        (old,) = cluster.leaders()
+        behind = next(i for i in cluster.nodes if i != old)
+        cluster.nodes[behind].core.controller_behind = True
+        cluster.crash(old)
+        cluster.run_until(cluster.stable)
+        (new,) = cluster.leaders()
+        assert new not in (old, behind), seed
