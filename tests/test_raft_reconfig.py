@@ -524,6 +524,21 @@ def test_a_follower_whose_endpoint_differs_from_the_voter_set_sends_update_raft_
     assert raft.state_name == "follower"
 
 
+def test_a_follower_due_to_update_its_entry_is_polled_when_the_period_ends() -> None:
+    # The driver sleeps until next_deadline_ms: the update period's end must be in it, not
+    # only the later fetch deadline (otherwise the update waits for some other event).
+    moved = (VoterEndpoint("CONTROLLER", "127.0.0.1", 6002),)
+    raft = RaftCore(
+        dynamic(2, voters(1, 2), local_endpoints=moved), ListLog(), rng=random.Random(0)
+    )
+    (first,) = [a for a in raft.start(0) if isinstance(a, SendRequest)]
+    _, actions = raft.handle_begin_quorum_epoch(begin_epoch_1(), 0)
+    actions += raft.on_send_failed(1, first.request, SendFailure.TIMEOUT, 0)
+    (fetch,) = [a for a in actions if isinstance(a, SendRequest)]
+    raft.on_response(1, fetch.request, fetch_answer(1, 1), 1500)
+    assert raft.next_deadline_ms() == 2000  # the update period; the fetch timeout is 3500
+
+
 def test_a_follower_whose_entry_matches_sends_no_update() -> None:
     raft = RaftCore(
         dynamic(2, VoterSet.from_nodes([node(1), node(2)])), ListLog(), rng=random.Random(0)

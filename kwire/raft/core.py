@@ -174,8 +174,12 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
                 deadlines.append(d)
             case Resigned(election_deadline_ms=d) if not self.shutting_down:
                 deadlines.append(d)
-            case Follower(fetch_deadline_ms=d) if self.is_voter and not self.shutting_down:
+            case Follower(fetch_deadline_ms=d) as follower if (
+                self.is_voter and not self.shutting_down
+            ):
                 deadlines.append(d)
+                if self.should_send_update_voter():
+                    deadlines.append(follower.update_voter_deadline_ms)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)
                 if len(leader.voters) > 1:
@@ -183,10 +187,6 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
                 change = self.voter_change_deadline(leader)
                 if change is not None:
                     deadlines.append(change)
-            case Follower(update_voter_deadline_ms=d) if (
-                self.is_voter and not self.shutting_down and self.should_send_update_voter()
-            ):
-                deadlines.append(d)
         join = self.auto_join_deadline_ms()
         if join is not None:
             deadlines.append(join)
