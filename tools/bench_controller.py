@@ -68,6 +68,7 @@ from kwire.protocol.messages.create_topics import (  # noqa: E402
     CreateTopicsResponse,
 )
 from kwire.server.client import KafkaClient  # noqa: E402
+from kwire.testing.process import cache_bytecode_as_installed  # noqa: E402
 
 SHARED_TOOLS = REPO.parent / "shared" / "tools"
 HOST = "127.0.0.1"
@@ -576,8 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     # the checkout): with PYTHONDONTWRITEBYTECODE set, as on some machines, every start would
     # compile kwire from source and the restart row would count it (bench_startup --cold
     # measures that case).
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / PYCACHE_DIR))
+    cache_bytecode_as_installed(PYCACHE_DIR)
 
     loads: list[str] = []  # the 1-minute load average as each phase began
 

@@ -25,6 +25,8 @@ CreateTopics at a time to one Kafka 3.9 controller, p50 31.2 ms, p99 47.5 ms; 11
 partitions/s in batches of 50 topics of 10 partitions). Absolute figures vary from machine
 to machine; a loaded machine slows every process start and every fsync.
 `--quick`: 3 rounds of each, 2 s windows.
+The servers run as an installed kwire does: bytecode compiled once and cached (outside the
+checkout), even where PYTHONDONTWRITEBYTECODE is set.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from kwire.protocol.messages.create_topics import (  # noqa: E402
     CreateTopicsRequest,
     CreateTopicsResponse,
 )
+from kwire.testing.process import cache_bytecode_as_installed  # noqa: E402
 
 ROUND_TIMEOUT_S = 60.0
 RECORDS_PER_TOPIC = 2  # TopicRecord + PartitionRecord of a one-partition topic
@@ -269,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.topics < 0:
         parser.error("--topics must be >= 0")
     directory = args.dir or Path(tempfile.mkdtemp(prefix="kwire-bench-raft-"))
+    cache_bytecode_as_installed()  # restarts cost what they cost an installed kwire
     try:
         report = trio.run(
             lambda: run_bench(

@@ -16,6 +16,8 @@ every log ("found"), and no log may hold a topic that was never sent. The last l
 `SUMMARY acked=A found=F missing=M invented=I ...`; the exit status is 0 only when
 found == acked and nothing was invented. The seed is printed so that a run's choices (not
 its timing) can be repeated.
+The servers run as an installed kwire does: bytecode compiled once and cached (outside the
+checkout), even where PYTHONDONTWRITEBYTECODE is set.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from procs_harness import (  # noqa: E402
     percentile,
     settle_and_read,
 )
+
+from kwire.testing.process import cache_bytecode_as_installed  # noqa: E402
 
 RECOVERY_TIMEOUT_S = 60.0  # per cycle: the restarted node listens and a leader answers
 
@@ -152,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cycles < 0 or args.nodes < 1 or args.max_pause_ms < 0:
         parser.error("--cycles and --max-pause-ms must be >= 0, --nodes >= 1")
     directory = args.dir or Path(tempfile.mkdtemp(prefix="kwire-chaos-"))
+    cache_bytecode_as_installed()  # restarts cost what they cost an installed kwire
     # SIGTERM stops a run as Ctrl-C does: the quorum's processes are stopped on the way out
     # (the default action would leave them running).
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))

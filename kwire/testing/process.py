@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,6 +64,16 @@ def child_env() -> dict[str, str]:
     """The environment of a kwire subprocess: this one, with this kwire first on the path."""
     paths = [str(KWIRE_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
+
+
+def cache_bytecode_as_installed(cache_dir: str = "kwire-bench-pycache") -> None:
+    """Let kwire processes started from now on compile once and cache their bytecode, as an
+    installed kwire does: PYTHONDONTWRITEBYTECODE (set on some machines) is dropped from
+    this process's environment, and the cache goes outside the checkout, under the
+    temporary directory (PYTHONPYCACHEPREFIX, unless already set). Benchmarks call it, so
+    that a restart costs what it costs a user, not a compile of kwire from source."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / cache_dir))
 
 
 def free_port() -> int:
