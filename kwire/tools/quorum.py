@@ -1,14 +1,18 @@
 """``kwire quorum``: the status and replication of a KRaft quorum, as Kafka's
 ``kafka-metadata-quorum describe`` prints them, from kwire or genuine Kafka controllers.
 
-    kwire quorum --bootstrap-controller HOST:PORT[,HOST:PORT...] [--kafka-release 3.9|4.3]
-                 [--timeout-ms MS] describe (--status | --replication [--human-readable])
+    kwire quorum --bootstrap-controller HOST:PORT[,HOST:PORT...] [--command-config FILE]
+                 [--kafka-release 3.9|4.3] [--timeout-ms MS]
+                 describe (--status | --replication [--human-readable])
 
 It talks as Kafka's admin client does with ``--bootstrap-controller``: ApiVersions and
 DescribeCluster (v1 or v2, controller endpoints) on the first bootstrap address that
 answers, which names the active controller and its endpoint; then ApiVersions and
 DescribeQuorum there (v2 when the controller supports it, else its highest version, v0
-or v1, which carry no directory ids, listeners or timestamps). The text is
+or v1, which carry no directory ids, listeners or timestamps). ``--command-config`` takes
+the client's ``security.protocol``, ``ssl.*`` (PEM) and ``sasl.*`` (PLAIN, SCRAM) as
+``kwire shell`` does (kwire.tools.shell_client); every connection, the active controller's
+too, is set up with them. The text is
 kwire.tools.quorum_text's; ``--kafka-release`` picks the release whose text is printed
 (default 4.3: Kafka 4.3.1's; they differ only for replicas without directory ids).
 
@@ -18,8 +22,9 @@ with an error (its message, as Kafka's tool prints it), or the options conflict 
 messages: "Only one of --status or --replication should be specified with describe
 sub-command", "One of --status or --replication must be specified with describe
 sub-command", "The option --human-readable is only supported along with --replication");
-2 for unknown arguments. ``--bootstrap-server`` (through a broker), ``--command-config``
-(TLS and SASL clients), ``add-controller`` and ``remove-controller`` are not offered.
+2 for unknown arguments. ``--bootstrap-server`` (through a broker), ``add-controller`` and
+``remove-controller`` are not offered. A refused TLS handshake or SASL exchange is not
+retried: its reason is printed at once.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from dataclasses import dataclass
 import trio
 
 from kwire.protocol.error_codes import ErrorCode
-from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.describe_cluster import (
     DescribeClusterRequest,
     DescribeClusterResponse,
@@ -48,10 +52,12 @@ from kwire.tools.quorum_text import (
     replication_text,
     status_text,
 )
+from kwire.tools.shell_client import ClientSecurity, connect, security_from_properties
+from kwire.tools.shell_load import ShellLoadError
 
 __all__ = ["Described", "describe_quorum", "main"]
 
-API_VERSIONS_VERSION = 3
+CLIENT_ID = "kwire-quorum"
 DESCRIBE_CLUSTER = 60
 DESCRIBE_QUORUM = 55
 CONTROLLER_ENDPOINTS = 2  # DescribeCluster's EndpointType.CONTROLLER
@@ -83,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         default=TextRelease.KAFKA_4_3.value,
         help="print as this Kafka release's kafka-metadata-quorum does (default: %(default)s)",
     )
+    parser.add_argument(
+        "--command-config",
+        help="Property file containing configs to be passed to Admin Client"
+        " (security.protocol, ssl.*, sasl.*).",
+    )
     parser.add_argument("--timeout-ms", type=int, default=60000, help="give up after this long")
     commands = parser.add_subparsers(dest="command", required=True)
     describe = commands.add_parser("describe", help="Describe the metadata quorum info")
@@ -112,14 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "The option --human-readable is only supported along with --replication"
             )
         addresses = _addresses(args.bootstrap_controller)
-        described = trio.run(describe_quorum, addresses, args.timeout_ms / 1000)
+        security = security_from_properties(args.command_config)
+        described = trio.run(describe_quorum, addresses, args.timeout_ms / 1000, security)
         info = quorum_info(described.response)
         if args.status:
             print(status_text(described.cluster_id, info, TextRelease(args.kafka_release)))
         else:
             now_ms = time.time_ns() // 1_000_000
             print(replication_text(info, human_readable=args.human_readable, now_ms=now_ms))
-    except (QuorumError, OSError) as exc:
+    except (QuorumError, ShellLoadError, OSError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     return 0
@@ -138,15 +150,24 @@ def _addresses(text: str) -> list[tuple[str, int]]:
     return out
 
 
-async def describe_quorum(addresses: list[tuple[str, int]], timeout_s: float) -> Described:
+async def describe_quorum(
+    addresses: list[tuple[str, int]],
+    timeout_s: float,
+    security: ClientSecurity = ClientSecurity(),  # noqa: B008  (frozen: safe to share)
+) -> Described:
     """Ask the active controller for DescribeQuorum (see the module docstring), retrying
     every 100 ms while no controller answers or none is active, for at most ``timeout_s``
-    seconds. Raises QuorumError (a timeout, an error code)."""
+    seconds. Raises QuorumError (a timeout, an error code, a refused TLS handshake) or
+    ShellLoadError (SASL refused)."""
     last_problem = "no controller answered"
     with trio.move_on_after(timeout_s):
         while True:
             try:
-                return await _describe_once(addresses)
+                return await _describe_once(addresses, security)
+            except trio.BrokenResourceError as exc:
+                if security.ssl_context is not None:  # refused: a retry would fail the same way
+                    raise QuorumError(f"TLS handshake failed: {exc.__cause__ or exc}") from exc
+                last_problem = "the connection was closed"
             except (OSError, ConnectionError, _Retry) as exc:
                 last_problem = str(exc) or type(exc).__name__
             await trio.sleep(RETRY_BACKOFF_S)
@@ -159,10 +180,9 @@ class _Retry(Exception):
     """A passing condition: no active controller yet, or the one asked no longer leads."""
 
 
-async def _describe_once(addresses: list[tuple[str, int]]) -> Described:
-    client, connected = await _connect_any(addresses)
+async def _describe_once(addresses: list[tuple[str, int]], security: ClientSecurity) -> Described:
+    client, versions, connected = await _connect_any(addresses, security)
     try:
-        versions = await _api_versions(client)
         cluster_version = min(versions.get(DESCRIBE_CLUSTER, -1), 2)
         if cluster_version < 1:
             raise QuorumError("The controller does not support DescribeCluster v1 or later")
@@ -177,8 +197,8 @@ async def _describe_once(addresses: list[tuple[str, int]]) -> Described:
         active = next((b for b in cluster.brokers if b.broker_id == cluster.controller_id), None)
         if active is not None and (active.host, active.port) != connected:
             await client.aclose()
-            client = await KafkaClient.connect(active.host, active.port, "kwire-quorum")
-            versions = await _api_versions(client)
+            client, ranges = await connect(active.host, active.port, security, CLIENT_ID)
+            versions = {key: high for key, (_, high) in ranges.items()}
         quorum_version = min(versions.get(DESCRIBE_QUORUM, -1), 2)
         if quorum_version < 0:
             raise QuorumError("The controller does not support DescribeQuorum")
@@ -200,25 +220,20 @@ async def _describe_once(addresses: list[tuple[str, int]]) -> Described:
         await client.aclose()
 
 
-async def _connect_any(addresses: list[tuple[str, int]]) -> tuple[KafkaClient, tuple[str, int]]:
-    """A connection to the first address that accepts one, and that address."""
+async def _connect_any(
+    addresses: list[tuple[str, int]], security: ClientSecurity
+) -> tuple[KafkaClient, dict[int, int], tuple[str, int]]:
+    """A connection (set up as `security` says) to the first address that accepts one,
+    the highest version of each API it supports, and that address."""
     problem: OSError | None = None
     for host, port in addresses:
         try:
-            return await KafkaClient.connect(host, port, "kwire-quorum"), (host, port)
+            client, ranges = await connect(host, port, security, CLIENT_ID)
         except OSError as exc:
             problem = exc
+            continue
+        return client, {key: high for key, (_, high) in ranges.items()}, (host, port)
     raise problem or OSError("no bootstrap address")
-
-
-async def _api_versions(client: KafkaClient) -> dict[int, int]:
-    """api key -> highest version the node supports."""
-    body = ApiVersionsRequest(client_software_name="kwire-quorum", client_software_version="1")
-    response = await client.request(body, API_VERSIONS_VERSION)
-    assert isinstance(response, ApiVersionsResponse)
-    if response.error_code:
-        raise QuorumError(f"ApiVersions failed ({ErrorCode.of(response.error_code).name})")
-    return {k.api_key: k.max_version for k in response.api_keys}
 
 
 if __name__ == "__main__":

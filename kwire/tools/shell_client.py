@@ -1,5 +1,5 @@
-"""The shell's client connection to a controller: TCP, TLS and SASL as a Kafka client sets
-them up from ``--command-config`` (Kafka's client property names).
+"""The tools' client connection to a controller (kwire shell, kwire quorum): TCP, TLS and
+SASL as a Kafka client sets them up from ``--command-config`` (Kafka's client property names).
 
 =============================  ===============================================================
 property                       what the shell does
@@ -113,17 +113,19 @@ def _ssl_context(props: dict[str, str]) -> ssl.SSLContext:
 
 
 async def connect(
-    host: str, port: int, security: ClientSecurity
+    host: str, port: int, security: ClientSecurity, client_id: str = CLIENT_ID
 ) -> tuple[KafkaClient, dict[int, tuple[int, int]]]:
-    """A connected, authenticated client and the server's API versions."""
+    """A connected, authenticated client and the server's API versions. Raises OSError
+    (connect), trio.BrokenResourceError (TLS handshake) or ShellLoadError (ApiVersions or
+    SASL refused)."""
     stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
     if security.ssl_context is not None:
         tls = trio.SSLStream(stream, security.ssl_context, server_hostname=host)
         await tls.do_handshake()
         stream = tls
-    client = KafkaClient(stream, CLIENT_ID)  # type: ignore[arg-type]  # any trio stream
+    client = KafkaClient(stream, client_id)  # type: ignore[arg-type]  # any trio stream
     hello = ApiVersionsRequest(
-        client_software_name=CLIENT_ID, client_software_version=SOFTWARE_VERSION
+        client_software_name=client_id, client_software_version=SOFTWARE_VERSION
     )
     answer = await client.request(hello, 3)
     assert isinstance(answer, ApiVersionsResponse)
