@@ -12,7 +12,7 @@ from server_harness import HOST, KwireServer, write_properties
 from test_server_sasl import sasl_properties
 from test_server_tls import Certificates, ssl_properties
 from test_server_tls import certs as certs  # noqa: F401  (the module fixture)
-from test_tools_shell_security import START_TIMEOUT_S, client_config
+from test_tools_shell_security import START_TIMEOUT_S, client_config, tls_client_configs
 
 from kwire.tools.quorum import main
 
@@ -56,17 +56,7 @@ def test_tls_with_a_client_certificate_and_without_one(
     capsys: pytest.CaptureFixture[str],
     certs: Certificates,  # noqa: F811
 ) -> None:
-    keystore = tmp_path / "client-keystore.pem"
-    keystore.write_text(certs.client_key.read_text() + certs.client_cert.read_text())
-    trusting = {
-        "security.protocol": "SSL",
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": str(certs.ca),
-    }
-    anonymous = write_properties(tmp_path / "anonymous.properties", trusting)
-    known = write_properties(
-        tmp_path / "known.properties", {**trusting, "ssl.keystore.location": str(keystore)}
-    )
+    known, anonymous = tls_client_configs(tmp_path, certs)
     listener = ssl_properties(certs, **{"ssl.client.auth": "required"})
     with KwireServer(tmp_path / "server", extra_properties=listener) as server:
         server.format()

@@ -106,11 +106,8 @@ def test_sasl_users_are_authenticated_and_authorized_as_any_client(
         assert (status, out) == (0, "bob\n")
 
 
-def test_tls_with_a_client_certificate_is_set_up_from_the_command_config(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    certs: Certificates,  # noqa: F811
-) -> None:
+def tls_client_configs(tmp_path: Path, certs: Certificates) -> tuple[Path, Path]:  # noqa: F811
+    """Client properties trusting the test CA: (with the client's certificate, without)."""
     keystore = tmp_path / "client-keystore.pem"
     keystore.write_text(certs.client_key.read_text() + certs.client_cert.read_text())
     trusting = {
@@ -122,6 +119,15 @@ def test_tls_with_a_client_certificate_is_set_up_from_the_command_config(
     known = write_properties(
         tmp_path / "known.properties", {**trusting, "ssl.keystore.location": str(keystore)}
     )
+    return known, anonymous
+
+
+def test_tls_with_a_client_certificate_is_set_up_from_the_command_config(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    certs: Certificates,  # noqa: F811
+) -> None:
+    known, anonymous = tls_client_configs(tmp_path, certs)
     listener = ssl_properties(certs, **{"ssl.client.auth": "required"})
     with KwireServer(tmp_path / "server", extra_properties=listener) as server:
         server.format()
