@@ -43,6 +43,7 @@ from kwire.raft.state import (
     StateChanged,
     WriteSnapshotChunk,
 )
+from kwire.server.faults import ControllerFaults
 from kwire.server.loop_watch import LoopStallWatch
 from kwire.server.metrics_stats import RequestStats
 from kwire.server.node_settings import NodeSettings, RaftTimeouts, halt_process, wall_clock_ms
@@ -148,6 +149,8 @@ class ControllerNode:
         )
         # Per-API request counts, errors and latency (the metrics page reads them).
         self.request_stats = RequestStats(settings.controller.broker_heartbeat_interval_ms / 2)
+        # Faults of controller steps: logged, counted (MetadataErrorCount), renounced.
+        self.faults = ControllerFaults(self)
         self.writes = WritePath(
             self.log,
             self.snapshots,
