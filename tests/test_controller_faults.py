@@ -20,6 +20,7 @@ import pytest
 import trio
 from server_harness import HOST, free_port
 from test_controller_integrity import image_state
+from test_raft_leader import leader_of, sent
 from test_server_metrics import scrape, value
 from test_server_quorum import (
     TIMEOUT_S,
@@ -37,7 +38,9 @@ from kwire.controller.controller import QuorumController
 from kwire.controller.image import MetadataImage
 from kwire.log.metadata_reader import batch_metadata_records
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.records import iter_batch_headers
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
@@ -133,6 +136,21 @@ def test_events_carry_kafkas_quorum_controller_names() -> None:
         "registerController",
         "incrementalAlterConfigs",
     ]
+
+
+def test_the_raft_leader_renounces_only_its_own_epoch_and_stands_again_after_a_timeout() -> None:
+    raft, _, _ = leader_of([])
+    raft.renounce(1, 10)  # an older epoch (the controller missed a change): nothing to do
+    assert raft.is_leader and raft.epoch == 2
+    actions = raft.renounce(2, 10)
+    # KafkaRaftClient.resign: Resigned, EndQuorumEpoch to the others, but no shutdown.
+    assert raft.state_name == "resigned" and raft.epoch == 2
+    requests = sent(actions)
+    assert sorted(s.destination for s in requests) == [2, 3]
+    assert all(isinstance(s.request, EndQuorumEpochRequest) for s in requests)
+    assert not raft.shutting_down
+    raft.poll(raft.next_deadline_ms())
+    assert raft.state_name == "prospective" and raft.epoch == 3
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -274,6 +292,41 @@ async def test_a_sole_voter_renounces_and_comes_back_active_with_only_its_commit
             assert "orders" in topics and FAULTY_TOPIC not in topics
             assert await create(voter, "payments") == ErrorCode.NONE
             assert await create(voter, "orders") == ErrorCode.TOPIC_ALREADY_EXISTS
+
+
+async def test_a_faulty_heartbeat_run_in_its_connection_task_renounces_as_well(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def faulty(controller: QuorumController, body: Any, context: Any, offset: int) -> Any:
+        raise RuntimeError("planted fault")
+
+    with trio.fail_after(TIMEOUT_S):
+        async with sole_voter(tmp_path) as (voter, metrics_port):
+            node = voter.node
+            await settled(node)
+            await register_unfenced_broker(voter)
+            epoch = node.raft.epoch
+            monkeypatch.setitem(controller_module.REQUEST_HANDLERS, BrokerHeartbeatRequest, faulty)
+            heartbeat = BrokerHeartbeatRequest(
+                broker_id=1,
+                broker_epoch=node.controller.brokers[1].epoch,
+                current_metadata_offset=node.committed_offset,
+                want_fence=False,
+            )
+
+            answer = await request(voter, heartbeat, 1)
+
+            assert isinstance(answer, BrokerHeartbeatResponse)
+            assert answer.error_code == ErrorCode.UNKNOWN_SERVER_ERROR
+            assert not node.active
+            [line] = fault_lines(caplog)
+            found = FAULT_LINE.fullmatch(line.getMessage())
+            assert found is not None and found.group(1) == "processBrokerHeartbeat"
+            assert value(await scrape(metrics_port), METRIC) == 1
+            monkeypatch.undo()
+            await settled(node)
+            assert node.raft.epoch > epoch
+            assert await create(voter, "orders") == ErrorCode.NONE
 
 
 async def test_an_api_error_is_not_a_fault(
