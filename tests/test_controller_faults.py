@@ -21,6 +21,7 @@ import trio
 from server_harness import HOST, free_port
 from test_controller_integrity import image_state
 from test_raft_leader import leader_of, sent
+from test_server_integrity import CONTEXT, Halted, broker_registration, node
 from test_server_metrics import scrape, value
 from test_server_quorum import (
     TIMEOUT_S,
@@ -44,6 +45,7 @@ from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.records import iter_batch_headers
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
+from kwire.server.dispatch import RequestHandler
 from kwire.server.faults import PERIODIC_WORK, classify, event_name
 from kwire.server.metrics import metrics_page
 from kwire.server.node import AppendFailed, ControllerNode
@@ -52,6 +54,7 @@ from kwire.storage import format_storage, random_uuid
 
 METRIC = "kafka_controller_kafkacontroller_metadataerrorcount"
 FAULTY_TOPIC = "boom"
+__all__ = ["node"]  # the in-process node fixture, imported for pytest to find
 FAULT_LINE = re.compile(
     r"Encountered quorum controller fault: (\w+): event failed with RuntimeError \(treated as "
     r"UnknownServerException\) at epoch (\d+) in \d+ microseconds\. Renouncing leadership "
@@ -327,6 +330,23 @@ async def test_a_faulty_heartbeat_run_in_its_connection_task_renounces_as_well(
             await settled(node)
             assert node.raft.epoch > epoch
             assert await create(voter, "orders") == ErrorCode.NONE
+
+
+async def test_a_fatal_fault_is_neither_survived_nor_counted(
+    node: ControllerNode, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def disk_error(data: bytes, epoch: int, **_: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(node.log, "append_as_leader", disk_error)
+    with trio.fail_after(TIMEOUT_S), pytest.raises(Halted):
+        await RequestHandler(node).controller_request(
+            broker_registration(node.settings.cluster_id), CONTEXT
+        )
+    # Kafka's ProcessTerminatingFaultHandler halts: no renounce, no count, no fault line.
+    assert node.faults.metadata_errors == 0
+    assert node.active
+    assert fault_lines(caplog) == []
 
 
 async def test_an_api_error_is_not_a_fault(

@@ -134,6 +134,9 @@ class ControllerFaults:
         self.node = node
         # Faults this node survived since it started (Kafka's MetadataErrorCount).
         self.metadata_errors = 0
+        # What the node's fatal fault handler last raised (a test's handler; in production
+        # it halts): never survived here.
+        self.fatal: BaseException | None = None
 
     def handle(
         self, name: str, exception: BaseException, started: float | None, now_ms: int
@@ -142,7 +145,10 @@ class ControllerFaults:
         (`time.perf_counter()` seconds; None if it never began): log, count, renounce
         when the fault causes a failover on the active controller. Returns the error code
         the request is answered with. Runs in the step that failed, so nothing else enters
-        the controller between the fault and the revert."""
+        the controller between the fault and the revert. An exception the node's fatal
+        fault handler raised is raised again: a fatal fault is never survived."""
+        if exception is self.fatal:
+            raise exception
         node = self.node
         info = classify(exception)
         delta_us = None if started is None else int((time.perf_counter() - started) * 1e6)
