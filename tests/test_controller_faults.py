@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 import trio
-from server_harness import HOST, free_port
+from server_harness import HOST
 from test_controller_integrity import image_state
 from test_raft_leader import leader_of, sent
+from test_server_connections import Running, running_server
 from test_server_integrity import CONTEXT, Halted, broker_registration, node
 from test_server_metrics import scrape, value
 from test_server_quorum import (
@@ -43,14 +44,11 @@ from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, Bro
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.records import iter_batch_headers
-from kwire.server.__main__ import build_settings
-from kwire.server.config import ControllerServerConfig
 from kwire.server.dispatch import RequestHandler
 from kwire.server.faults import PERIODIC_WORK, classify, event_name
 from kwire.server.metrics import metrics_page
 from kwire.server.node import AppendFailed, ControllerNode
 from kwire.server.operator_pages import serve_operator_pages
-from kwire.storage import format_storage, random_uuid
 
 METRIC = "kafka_controller_kafkacontroller_metadataerrorcount"
 FAULTY_TOPIC = "boom"
@@ -204,36 +202,29 @@ async def settled(node: ControllerNode) -> None:
         await trio.sleep(0.005)
 
 
+async def with_orders(voter: Running | Voter) -> None:
+    """Once the voter is active and settled: a broker registered and unfenced, and the
+    topic "orders" created (acknowledged)."""
+    await settled(voter.node)
+    await register_unfenced_broker(voter)
+    assert await create(voter, "orders") == ErrorCode.NONE
+
+
 def fault_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "kwire.faults" and r.levelno == logging.ERROR]
 
 
 @asynccontextmanager
-async def sole_voter(tmp_path: Path) -> AsyncIterator[tuple[Voter, int]]:
-    """A one-voter quorum served on a free port, with its /metrics page on another (the
-    second item); NoOp records off, so that its committed offset moves only when asked,
-    and a short election timeout."""
-    port = free_port()
-    config = ControllerServerConfig.from_properties(
-        {
-            "process.roles": "controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{port}",
-            "listeners": f"CONTROLLER://{HOST}:{port}",
-            "controller.listener.names": "CONTROLLER",
-            "log.dirs": str(tmp_path / "data"),
-            "metadata.max.idle.interval.ms": "0",
-            "controller.quorum.election.timeout.ms": "200",
-        }
-    )
-    format_storage(config, random_uuid(), "3.9-IV0")
-    voter = Voter(node_id=1, port=port, node=ControllerNode(build_settings(config)))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(voter.run)
-        pages = [((HOST, 0), "/metrics", metrics_page(voter.node))]
+async def sole_voter(tmp_path: Path) -> AsyncIterator[tuple[Running, int]]:
+    """A one-voter quorum served on a free port (NoOp records off, so that its committed
+    offset moves only when asked; a short election timeout), with its /metrics page on
+    another port (the second item)."""
+    properties = {"controller.quorum.election.timeout.ms": "200"}
+    async with running_server(tmp_path, **properties) as running, trio.open_nursery() as nursery:
+        pages = [((HOST, 0), "/metrics", metrics_page(running.node))]
         served = await nursery.start(serve_operator_pages, pages)
         try:
-            yield voter, served[0][1]
+            yield running, served[0][1]
         finally:
             nursery.cancel_scope.cancel()
 
@@ -248,9 +239,7 @@ async def test_a_faulty_request_is_answered_unknown_server_error_counted_and_log
     with trio.fail_after(TIMEOUT_S):
         async with sole_voter(tmp_path) as (voter, metrics_port):
             node = voter.node
-            await settled(node)
-            await register_unfenced_broker(voter)
-            assert await create(voter, "orders") == ErrorCode.NONE
+            await with_orders(voter)
             assert value(await scrape(metrics_port), METRIC) == 0
             epoch, last_committed = node.raft.epoch, node.committed_offset - 1
 
@@ -276,9 +265,7 @@ async def test_a_sole_voter_renounces_and_comes_back_active_with_only_its_commit
     with trio.fail_after(TIMEOUT_S):
         async with sole_voter(tmp_path) as (voter, _):
             node = voter.node
-            await settled(node)
-            await register_unfenced_broker(voter)
-            assert await create(voter, "orders") == ErrorCode.NONE
+            await with_orders(voter)
             epoch = node.raft.epoch
 
             assert await create(voter, FAULTY_TOPIC) == ErrorCode.UNKNOWN_SERVER_ERROR
@@ -356,9 +343,7 @@ async def test_an_api_error_is_not_a_fault(
     with trio.fail_after(TIMEOUT_S):
         async with sole_voter(tmp_path) as (voter, metrics_port):
             node = voter.node
-            await settled(node)
-            await register_unfenced_broker(voter)
-            assert await create(voter, "orders") == ErrorCode.NONE
+            await with_orders(voter)
             epoch = node.raft.epoch
 
             assert await create(voter, "orders") == ErrorCode.TOPIC_ALREADY_EXISTS
@@ -412,8 +397,7 @@ async def test_a_fault_on_the_leader_of_three_moves_leadership_to_a_healthy_vote
     with trio.fail_after(TIMEOUT_S):
         async with quorum(tmp_path) as q:
             leader = await q.leader()
-            await register_unfenced_broker(leader)
-            assert await create(leader, "orders") == ErrorCode.NONE
+            await with_orders(leader)
             epoch = leader.node.raft.epoch
 
             assert await create(leader, FAULTY_TOPIC) == ErrorCode.UNKNOWN_SERVER_ERROR
@@ -440,8 +424,7 @@ async def test_a_fault_answers_the_writes_waiting_to_commit_not_controller_and_f
     with trio.fail_after(TIMEOUT_S):
         async with quorum(tmp_path) as q:
             leader = await q.leader()
-            await register_unfenced_broker(leader)
-            assert await create(leader, "orders") == ErrorCode.NONE
+            await with_orders(leader)
             # The followers die: the next write is appended but can never commit.
             for voter in q.voters:
                 if voter is not leader:
