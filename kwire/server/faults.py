@@ -19,8 +19,10 @@ Rules
       (treated as UnknownServerException) at epoch 3 in 152 microseconds. Renouncing
       leadership and reverting to the last committed offset 41.
 
-  and counted in `metadata_errors` (Kafka's MetadataErrorCount). An answer is logged at
-  INFO by the caller's own line, and not counted.
+  and counted in `metadata_errors` (Kafka's MetadataErrorCount). An answer that reaches
+  `ControllerFaults.handle` (an OperationFailed of the periodic work) is logged at INFO
+  (``NAME: event failed with OperationFailed in N microseconds. Exception message: ...``)
+  and not counted; a request's AppendFailed keeps the request path's own line.
 - A fault on the active controller renounces (QuorumController.renounce): the raft leader
   resigns its epoch (`RaftCore.renounce`, EndQuorumEpoch naming its successors), which the
   node's replay turns into the revert of everything applied above the committed offset
