@@ -60,6 +60,7 @@ KAFKA_CONTROLLER = [
         "LastAppliedRecordLagMs",
         "TimedOutBrokerHeartbeatCount",
         "NewActiveControllersCount",
+        "MetadataErrorCount",
     )
 ] + [
     ("ControllerEventManager", "EventQueueTimeMs"),

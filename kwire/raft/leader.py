@@ -162,6 +162,17 @@ class LeaderPart(ElectionPart):
             self.role.resign_requested = True
         return self.pump(now_ms)
 
+    def renounce(self, epoch: int, now_ms: int) -> list[Action]:
+        """KafkaRaftClient.resign(epoch), which the controller calls when it renounces after
+        a fault: the leader of `epoch` resigns as in `resign` (EndQuorumEpoch naming its
+        successors) but does not shut down, so after its election timeout it stands again
+        (a sole voter re-elects itself). Nothing happens for another epoch or when not leading."""
+        self.now_ms = max(self.now_ms, now_ms)
+        if isinstance(self.role, Leader) and self.role.epoch == epoch:
+            self._log(f"resigning from epoch {epoch} at the controller's request")
+            self.role.resign_requested = True
+        return self.pump(now_ms)
+
     @property
     def shutdown_complete(self) -> bool:
         """The graceful shutdown begun by `resign` is finished, as Kafka's

@@ -78,6 +78,7 @@ from kwire.protocol.messages.update_raft_voter import UpdateRaftVoterRequest
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.core import FetchReady, FetchSnapshotReady
 from kwire.raft.state import Action
+from kwire.server.faults import event_name
 from kwire.server.node import SUPPORTED_FEATURES, AppendFailed, ControllerNode
 from kwire.server.snapshots import read_chunk
 from kwire.server.voter_changes import answer_voter_change
@@ -433,7 +434,10 @@ class RequestHandler:
         self, body: Message, context: RequestContext, *, in_caller_task: bool = False
     ) -> Message:
         """The controller's answer; NOT_CONTROLLER on every item when this node does not
-        lead, UNSUPPORTED_VERSION on every item for an API the controller lacks.
+        lead, UNSUPPORTED_VERSION on every item for an API the controller lacks, and
+        UNKNOWN_SERVER_ERROR on every item (no message) when the controller step raised
+        an unexpected exception: a fault, which the node logs, counts and, as the active
+        controller, renounces after (`kwire.server.faults`) in that same step.
 
         `in_caller_task`: the controller step runs at once in the calling task instead of
         the raft driver's turn, which saves the two task switches of `node.driver.call`.
@@ -448,20 +452,29 @@ class RequestHandler:
                 body, context.api_version, ErrorCode.UNSUPPORTED_VERSION, NOT_IMPLEMENTED
             )
 
-        def write(now_ms: int) -> tuple[Message | None, int, int] | None:
+        def write(now_ms: int) -> tuple[Message | None, int, int] | ErrorCode:
             if not node.active:
-                return None
-            result = node.controller.handle(body, context, node.log.end_offset, now_ms)
-            end_offset, generation = node.start_write(result, now_ms, body)
+                return ErrorCode.NOT_CONTROLLER
+            began = time.perf_counter()
+            try:
+                result = node.controller.handle(body, context, node.log.end_offset, now_ms)
+                end_offset, generation = node.start_write(result, now_ms, body)
+            except AppendFailed:
+                raise
+            except Exception as exc:
+                # A fault (kwire.server.faults): logged, counted, renounced in this step.
+                name = event_name(type(body).API_KEY)  # type: ignore[attr-defined]
+                return node.faults.handle(name, exc, began, now_ms)
             return result.response, end_offset, generation
 
         try:
             started = (
                 write(node.driver.clock()) if in_caller_task else await node.driver.call(write)
             )
-            if started is None:
-                # Only the active controller changes metadata; brokers retry on the leader.
-                return error_response(body, context.api_version, ErrorCode.NOT_CONTROLLER)
+            if isinstance(started, ErrorCode):
+                # NOT_CONTROLLER: only the active controller changes metadata, brokers
+                # retry on the leader; UNKNOWN_SERVER_ERROR: a fault.
+                return error_response(body, context.api_version, started)
             response, end_offset, generation = started
             await node.wait_committed(end_offset, generation)
         except AppendFailed as exc:

@@ -125,6 +125,14 @@ KAFKA_METRICS: tuple[KafkaMetric, ...] = (
         "Leaders this node learnt of (each new epoch with a known leader, as Kafka's "
         "QuorumController counts in handleLeaderChange).",
     ),
+    _c(
+        "MetadataErrorCount",
+        "Faults the controller survived since the process started (Kafka's non-fatal "
+        "quorum controller faults): an unexpected error while handling a request or its "
+        "periodic work, answered UNKNOWN_SERVER_ERROR and followed, on the active "
+        "controller, by a revert to the last committed offset and a resignation. API "
+        "errors are not counted.",
+    ),
     KafkaMetric(
         "kafka.controller:type=ControllerEventManager,name=EventQueueTimeMs",
         EVENT_MANAGER + "eventqueuetimems",
@@ -290,6 +298,7 @@ class ControllerCollector(Collector):
             "LastAppliedRecordLagMs": now - timestamp,
             "TimedOutBrokerHeartbeatCount": node.request_stats.late_heartbeats,
             "NewActiveControllersCount": node.driver.stats.new_leaders,
+            "MetadataErrorCount": node.faults.metadata_errors,
         }
         for name, value in values.items():
             yield self._gauge(CONTROLLER + name.lower(), value)

@@ -23,6 +23,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -43,6 +44,7 @@ from kwire.raft.state import (
     StateChanged,
     WriteSnapshotChunk,
 )
+from kwire.server.faults import ControllerFaults
 from kwire.server.loop_watch import LoopStallWatch
 from kwire.server.metrics_stats import RequestStats
 from kwire.server.node_settings import NodeSettings, RaftTimeouts, halt_process, wall_clock_ms
@@ -97,6 +99,8 @@ class ControllerNode:
         snapshot_source: SnapshotSource | None = None,
     ) -> None:
         self.settings = settings
+        # Faults of controller steps: logged, counted (MetadataErrorCount), renounced.
+        self.faults = ControllerFaults(self)
         # Called on a metadata log or quorum-state I/O error; must not return.
         self.fault_handler = fault_handler
         partition_dir = settings.metadata_dir / METADATA_PARTITION_DIR
@@ -159,6 +163,26 @@ class ControllerNode:
         self.metadata_events = MetadataEvents()
         self.replay = ControllerReplay(self)
         self.replayed = self.replay.replay_start()
+
+    @property
+    def fault_handler(self) -> FaultHandler:
+        """The fatal fault handler (Kafka's ProcessTerminatingFaultHandler), called on a
+        metadata log or quorum-state I/O error; by default it halts the process. Whatever
+        a handler raises instead (a test's) is marked so that the controller's own fault
+        handling (`kwire.server.faults`) lets it through rather than survive it."""
+        return self._fatal_fault
+
+    @fault_handler.setter
+    def fault_handler(self, handler: FaultHandler) -> None:
+        self._fault_handler = handler
+
+    def _fatal_fault(self, message: str, cause: BaseException) -> NoReturn:
+        try:
+            self._fault_handler(message, cause)
+        except BaseException as exc:
+            self.faults.fatal = exc
+            raise
+        raise AssertionError(f"the fatal fault handler returned: {message}")
 
     def _new_controller(self) -> QuorumController:
         return QuorumController(

@@ -3,6 +3,9 @@ session expired, NoOp records, leader rebalancing, expired delegation tokens: wh
 QuorumController schedules on its event queue) and snapshots of the committed image
 (KIP-630: written when due, a slice at a time while the node runs, and the log cleaned).
 
+An unexpected exception of the controller's periodic step is a fault
+(`kwire.server.faults`, event `periodicWork`): logged, counted, renounced; the ticks go on.
+
 `run_ticks` runs `tick` in the raft driver's turn whenever the controller or the snapshots
 have something due, or when woken (`wake`: a write, an activation, a snapshot wanted);
 `run_snapshot_writer` writes each begun snapshot a slice at a time. An I/O error while
@@ -12,10 +15,12 @@ writing a snapshot or cleaning the log is fatal, as Kafka's snapshot generation 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import trio
 
+from kwire.server.faults import PERIODIC_WORK
 from kwire.server.node_settings import wall_clock_ms
 from kwire.server.snapshots import SnapshotJob
 from kwire.server.write_path import AppendFailed
@@ -47,13 +52,17 @@ class PeriodicWork:
         and snapshots, in the driver's turn."""
         node = self.node
         if node.active:
-            # One fencing per turn, as Kafka's one per event: heartbeats run in between.
-            result = node.controller.tick(now_ms, node.log.end_offset, max_fenced=1)
-            if result is not None:
-                try:
+            began = time.perf_counter()
+            try:
+                # One fencing per turn, as Kafka's one per event: heartbeats run in between.
+                result = node.controller.tick(now_ms, node.log.end_offset, max_fenced=1)
+                if result is not None:
                     node.append_result(result, now_ms)
-                except AppendFailed as exc:
-                    log.error("Periodic controller write failed: %s", exc)
+            except AppendFailed as exc:
+                log.error("Periodic controller write failed: %s", exc)
+            except Exception as exc:
+                # A fault (kwire.server.faults): logged, counted, renounced in this step.
+                node.faults.handle(PERIODIC_WORK, exc, began, now_ms)
         self.snapshot_work(now_ms)
 
     async def run_ticks(self) -> None:
