@@ -1,15 +1,19 @@
 """A restarted standby far behind replays its committed backlog a slice at a time, between
 raft events (kwire.server.replay, ControllerReplay.replay_slice): it answers the quorum
 meanwhile, does not activate or snapshot a half-replayed image, and ends with the leader's
-image (issue 9: fast failover while a voter recovers)."""
+image (issue 9: fast failover while a voter recovers); a committed record it cannot apply
+halts it, as Kafka's standby."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import trio
-from server_harness import HOST
+from node_harness import make_node
+from server_harness import HOST, free_port
 from test_server_quorum import (
     TIMEOUT_S,
     Voter,
@@ -19,11 +23,15 @@ from test_server_quorum import (
     standby_image,
 )
 
+from kwire.controller.records import RecordAndVersion
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
+from kwire.records import Record, build_batch, encode_batch
 from kwire.server import replay as replay_module
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
 from kwire.server.node import ControllerNode
+from kwire.server.write_path import frame_records
 
 TOPICS = 40  # one committed batch each
 
@@ -89,3 +97,44 @@ async def test_a_restarted_standby_answers_between_slices_of_its_backlog_and_end
                 assert standby_image(voter) == standby_image(leader)
                 assert node.controller.last_applied_offset >= target - 1
                 voter.kill()
+
+
+class Halted(Exception):
+    """What the test's fatal fault handler raises instead of halting the process."""
+
+
+def test_a_committed_record_a_standby_cannot_apply_halts_it_naming_the_batch(
+    tmp_path: Path,
+) -> None:
+    # A PartitionRecord for a topic the image never saw: Kafka's standby halts on it
+    # ("Unable to apply ... record ... on standby controller"), and so does kwire's.
+    ports = [free_port() for _ in range(3)]
+    voters = ",".join(f"{i + 1}@{HOST}:{port}" for i, port in enumerate(ports))
+    node = make_node(tmp_path, voters, ports[0])
+    halts: list[str] = []
+
+    def halt(message: str, cause: BaseException) -> NoReturn:
+        halts.append(message)
+        raise Halted(message) from cause
+
+    node.fault_handler = halt
+    try:
+        stray = PartitionRecord(partition_id=0, topic_id=uuid.uuid4(), replicas=[1], isr=[1])
+        (value,) = frame_records([RecordAndVersion(stray, 0)])
+        batch = build_batch(
+            [Record(offset_delta=0, value=value)],
+            base_offset=node.log.end_offset,
+            base_timestamp=0,
+            partition_leader_epoch=1,
+        )
+        base = node.log.end_offset
+        node.writes.append_as_follower(encode_batch(batch), 0)
+        with pytest.raises(Halted):
+            node.on_high_watermark(node.log.end_offset, 0)  # no driver task: replayed now
+        assert len(halts) == 1
+        assert halts[0].startswith(
+            f"Unable to apply the records of the batch with baseOffset {base} on standby "
+            "controller: PartitionRecord for unknown topic id"
+        )
+    finally:
+        node.close()

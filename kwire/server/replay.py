@@ -149,7 +149,14 @@ class ControllerReplay:
                         entries = batch_metadata_records(data, pos, header)
                         if header.base_offset < self.applied_end:
                             entries = [e for e in entries if e[0] >= self.applied_end]
-                        loader.replay_all(entries)
+                        try:
+                            loader.replay_all(entries)
+                        except Exception as exc:  # Kafka's standby replay error: fatal
+                            node.fault_handler(
+                                "Unable to apply the records of the batch with baseOffset "
+                                f"{header.base_offset} on standby controller: {exc}",
+                                exc,
+                            )
                         node.metadata_events.replayed(entries, header.base_timestamp)
                         count += len(entries)
                     self.applied_end = header.next_offset
@@ -229,7 +236,7 @@ class ControllerReplay:
             # waiting writes NOT_CONTROLLER, stop the active controller's periodic work.
             self.active = False
             node.controller.deactivate()
-            node.revert_uncommitted(f"leadership moved to epoch {action.epoch}")
+            node.revert_uncommitted(f"no longer the leader ({action.state} in epoch {action.epoch})")
             self.applied_end = min(node.log.end_offset, node.writes.committed_offset)
             self.replay_target = self.applied_end
 
