@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def zk_migration_records() -> list[Message]:
     ]
 
 
-def formatted(tmp_path: Path) -> ControllerServerConfig:
+def formatted(tmp_path: Path, release: str = "3.9-IV0") -> ControllerServerConfig:
     port = free_port()
     config = ControllerServerConfig.from_properties(
         {
@@ -61,14 +62,18 @@ def formatted(tmp_path: Path) -> ControllerServerConfig:
             "log.dirs": str(tmp_path / "data"),
         }
     )
-    format_storage(config, random_uuid(), "3.9-IV0")
+    format_storage(config, random_uuid(), release)
     return config
 
 
-def started(config: ControllerServerConfig) -> ControllerNode:
+def started(config: ControllerServerConfig, **kwargs: Any) -> ControllerNode:
     """A sole voter started on its directory: it replays the log, leads and activates."""
-    node = ControllerNode(build_settings(config))
-    node.start()
+    node = ControllerNode(build_settings(config), **kwargs)
+    try:
+        node.start()
+    except BaseException:
+        node.close()
+        raise
     assert node.raft.is_leader
     return node
 
@@ -131,6 +136,33 @@ def test_a_sole_voter_restarted_inside_a_transaction_aborts_it_before_anything_e
         assert len(aborts) == 1
     finally:
         again.close()
+
+
+class Halted(Exception):
+    pass
+
+
+def test_a_transaction_below_3_6_iv1_cannot_be_aborted_and_activation_is_fatal(
+    tmp_path: Path,
+) -> None:
+    # ActivationRecordsGenerator.recordsForNonEmptyLog: a RuntimeException, which
+    # QuorumController's fatal fault handler turns into the process's end.
+    config = formatted(tmp_path, "3.6-IV0")
+    start = cut_migration(config)
+    faults: list[tuple[str, BaseException]] = []
+
+    def fault_handler(message: str, cause: BaseException) -> Any:
+        faults.append((message, cause))
+        raise Halted
+
+    with pytest.raises(Halted):
+        started(config, fault_handler=fault_handler)
+    [(message, cause)] = faults
+    assert message == "exception while completing controller activation"
+    assert str(cause) == (
+        f"Detected in-progress transaction at offset {start}, but the metadata.version "
+        "3.6-IV0 does not support transactions. Cannot continue."
+    )
 
 
 def test_no_snapshot_is_taken_inside_a_transaction_and_the_due_one_follows_its_end(
