@@ -212,7 +212,10 @@ def test_kwire_history_shows_the_image_without_the_open_transaction_and_says_so(
     # Once a restart aborted it, the timeline says what the abort did.
     started(config).close()
     assert history.main([data, "log"]) == 0
-    aborted = [line for line in capsys.readouterr().out.splitlines() if "aborted" in line]
+    out = capsys.readouterr().out
+    [created] = [line for line in out.splitlines() if "topic spam created" in line]
+    assert f"(in the metadata transaction begun at offset {start}) -- TopicRecord" in created
+    aborted = [line for line in out.splitlines() if "aborted" in line]
     assert len(aborted) == 1
     assert (
         f"metadata transaction aborted (Controller failover): the records from offset {start}"
