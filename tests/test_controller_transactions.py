@@ -16,7 +16,11 @@ from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import versioned_records
 from kwire.controller.registrations import ConfigResourceType, ReplayError
-from kwire.controller.transactions import TransactionError, discard_open_transaction
+from kwire.controller.transactions import (
+    TransactionError,
+    discard_open_transaction,
+    last_stable_offset,
+)
 from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
 from kwire.metadata_version import MetadataVersion
 from kwire.protocol._codec import Message
@@ -384,3 +388,15 @@ def test_the_metadata_version_set_inside_the_transaction_decides_as_in_kafkas_co
     assert result is not None
     assert [type(r.record).__name__ for r in result.records] == ["AbortTransactionRecord"]
     assert active.image.finalized_features == {}  # the abort took the level back
+
+
+def test_the_last_stable_offset_stays_before_an_open_transactions_begin() -> None:
+    # OffsetControlManagerTest.testReplayTransaction: Begin at 1500, committed to 1550:
+    # stable at 1499; once it ended and 1650 is committed, stable at 1650.
+    image = MetadataImage()
+    assert last_stable_offset(image, 1400) == 1400
+    image.replay(begin(), 0, 1500)
+    assert last_stable_offset(image, 1550) == 1499
+    assert last_stable_offset(image, 1450) == 1450
+    image.replay(EndTransactionRecord(), 0, 1600)
+    assert last_stable_offset(image, 1650) == 1650

@@ -47,6 +47,7 @@ from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.snapshot_image import snapshot_view
+from kwire.controller.transactions import last_stable_offset
 from kwire.log import MetadataLog
 from kwire.log.snapshot_io import (
     drive,
@@ -218,8 +219,8 @@ class SnapshotDriver:
             return None
         if controller.last_applied_offset >= high_watermark:
             return None  # uncommitted records applied: wait for them to commit
-        if controller.image.transaction_start_offset >= 0:
-            return None  # not at a stable offset: wait for the transaction to end
+        if last_stable_offset(controller.image, high_watermark - 1) < high_watermark - 1:
+            return None  # inside a metadata transaction: wait for its end
         reason, self.wanted = self.wanted, None
         self.last_snapshot_ms = now_ms
         return self.begin(controller, high_watermark, now_ms, reason)
@@ -242,13 +243,12 @@ class SnapshotDriver:
         epoch = self.log.epoch_for_offset(high_watermark - 1)
         if high_watermark <= 0 or epoch is None or high_watermark < self.log.log_start_offset:
             return None
-        start = controller.image.transaction_start_offset
-        if start >= 0:
+        if last_stable_offset(controller.image, high_watermark - 1) < high_watermark - 1:
             log.info(
                 "Not generating a snapshot at offset %d: the metadata transaction begun at "
                 "offset %d is still open.",
                 high_watermark,
-                start,
+                controller.image.transaction_start_offset,
             )
             return None
         snapshot_id = SnapshotId(high_watermark, epoch)
