@@ -48,7 +48,13 @@ def started_at(level: int, **static: str) -> Leader:
     )
     leader = Leader(controller)
     features = ALL_43_FEATURES if level >= 22 else {}
-    bootstrap = controller.bootstrap_records(level, features)
+    # What bootstrap.checkpoint holds: the feature levels (activation adds the transaction
+    # markers and the cluster's min.insync.replicas around them).
+    bootstrap = [
+        r
+        for r in controller.bootstrap_records(level, features)
+        if type(r.record).__name__ == "FeatureLevelRecord"
+    ]
     leader.take(controller.activate(leader.now_ms, 0, level, bootstrap))
     leader.append()
     register(leader, 2, KAFKA_43_FEATURES if level >= 22 else KAFKA_39_FEATURES)

@@ -75,6 +75,7 @@ from kwire.controller.registration import (
     create_topics_operation,
 )
 from kwire.controller.topics import create_partitions, delete_topics
+from kwire.controller.transactions import activation_abort
 from kwire.feature_versions import ELIGIBLE_LEADER_REPLICAS_VERSION
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
@@ -307,8 +308,24 @@ class QuorumController:
         """Become the active controller once the log has been replayed. Every known broker
         gets a fresh session, the NoOp schedule starts, and an empty log is bootstrapped
         with ``bootstrap`` (the records of bootstrap.checkpoint; the returned records,
-        already applied)."""
+        already applied). A log that ends inside a metadata transaction gets, before
+        anything else, its AbortTransactionRecord (kwire.controller.transactions; raises
+        TransactionError below metadata.version 3.6-IV1, as Kafka's activation fails)."""
+        abort = activation_abort(self.image, self.metadata_version)
+        aborted = None
+        if abort:
+            log.info(
+                "Performing controller activation. Aborting in-progress metadata transaction "
+                "at offset %d.",
+                self.image.transaction_start_offset,
+            )
+            aborted = self._apply_versioned(Applied(), abort, next_offset, atomic=True)
+        # ClusterControlManager.activate: sessions start afresh from the registrations
+        # (none is left from a broker that only an aborted transaction registered).
+        self.tracker.forget_all()
         self._start_sessions(now_ms)
+        if aborted is not None:  # a log with a transaction is not empty: nothing else
+            return aborted.result(None, atomic=True)
         if self.image.last_applied_offset >= 0 and self.image.finalized_features:
             return None
         records = self.bootstrap_records(metadata_version_level, bootstrap=bootstrap)
@@ -470,7 +487,7 @@ class QuorumController:
                 raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR)
         image = self.image
         base = next_offset + len(applied.records)
-        image.undo.recording = True
+        image.undo.start_recording()
         try:
             if atomic:
                 # Taken back whole if at all: a new topic's partitions need no notes each.
@@ -479,7 +496,7 @@ class QuorumController:
                 for i, rv in enumerate(records):
                     image.replay(rv.record, rv.version, base + i)
         finally:
-            image.undo.recording = False
+            image.undo.stop_recording()
         applied.records += records
         applied.values += values
         return applied

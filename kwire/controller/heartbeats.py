@@ -100,6 +100,11 @@ class BrokerHeartbeatTracker:
             metadata_offset = session.metadata_offset
         self.touch(broker_id, fenced, metadata_offset)
 
+    def forget_all(self) -> None:
+        """Forget every session (a controller taking over starts them afresh)."""
+        self.sessions.clear()
+        self._unfenced.clear()
+
     def remove(self, broker_id: int) -> None:
         self.sessions.pop(broker_id, None)
         self._unfenced.pop(broker_id, None)

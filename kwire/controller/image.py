@@ -36,6 +36,7 @@ from kwire.controller.registrations import (  # noqa: F401  (re-exported)
     is_reserved_directory,
     timeline_hash_slot,
 )
+from kwire.controller.transactions import begin_while_open, no_open_transaction
 from kwire.controller.undo import UndoLog
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.metadata_records.abort_transaction_record import (
@@ -726,14 +727,32 @@ class MetadataImage:
     def _noop(self, record: Message, offset: int) -> None:
         pass
 
+    # Metadata transactions (kwire.controller.transactions): applied as they come, as
+    # Kafka's controller does; the undo log holds their changes until they end, and an
+    # abort takes them back to the offset before the Begin (OffsetControlManager.replay).
+
     def _begin_transaction(self, record: BeginTransactionRecord, offset: int) -> None:
+        if self.transaction_start_offset >= 0:
+            raise ReplayError(begin_while_open(offset, self.transaction_start_offset))
+        self.undo.hold(offset)
         self.undo.set_attr(self, "transaction_start_offset", offset)
 
     def _end_transaction(self, record: Message, offset: int) -> None:
+        if self.transaction_start_offset < 0:
+            raise ReplayError(no_open_transaction(record, offset))
         self.undo.set_attr(self, "transaction_start_offset", -1)
+        self.undo.release()
         if self._features_pending:
             self.undo.set_attr(self, "_features_pending", False)
             self.undo.list_append(self.feature_history, (offset, dict(self.finalized_features)))
+
+    def _abort_transaction(self, record: Message, offset: int) -> None:
+        start = self.transaction_start_offset
+        if start < 0:
+            raise ReplayError(no_open_transaction(record, offset))
+        # Everything since the Begin, the Begin's own changes included (the open
+        # transaction, the undo log's hold, the keys touched for publication).
+        self.undo.roll_back_to(start - 1)
 
     def _set_in_group(
         self, groups: dict[Any, dict[str, Any]], group: Any, name: str, value: Any
@@ -791,7 +810,7 @@ def _handlers() -> dict[type, Callable[[MetadataImage, Any, int], None]]:
         RemoveUserScramCredentialRecord: m._remove_scram,
         BeginTransactionRecord: m._begin_transaction,
         EndTransactionRecord: m._end_transaction,
-        AbortTransactionRecord: m._end_transaction,
+        AbortTransactionRecord: m._abort_transaction,
         RemoveDelegationTokenRecord: m._remove_delegation_token,
         RegisterControllerRecord: m._register_controller,
         ClearElrRecord: m._clear_elr,

@@ -24,6 +24,10 @@ Rules:
   remembered up to MAX_SHARED_REGISTRATIONS at a time. A partition then costs its entry in
   its topic's dict and in the ISR index, plus its registration when that is unlike the
   others.
+- Inside a metadata transaction the undo log records (kwire.controller.transactions: an
+  abort takes the transaction back), so its records go through ``replay`` until it ends.
+  A transaction marker inside a snapshot is refused, as Kafka's OffsetControlManager
+  refuses it.
 - The caller calls ``finish`` after the last record (the image's last applied offset).
 
 The active controller's own records (``apply_atomic``). CreateTopics applies thousands of
@@ -55,6 +59,7 @@ from kwire.controller.registrations import (
     ReplayError,
     TopicInfo,
 )
+from kwire.controller.transactions import MARKERS, marker_in_snapshot
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
@@ -109,12 +114,18 @@ class ImageLoader:
         partition_record = PartitionRecord
         partition = self._partition
         replay = self.replay
-        recording = self.image.undo.recording
+        undo = self.image.undo
+        recording = undo.recording
         for offset, record, version in entries:
             if at_offset is not None:
                 offset = at_offset
-            if type(record) is not partition_record or recording or not partition(record, offset):
-                replay(record, version, offset)
+            if type(record) is partition_record and not recording and partition(record, offset):
+                continue
+            if at_offset is not None and type(record) in MARKERS:
+                raise ReplayError(marker_in_snapshot(record))  # as OffsetControlManager
+            replay(record, version, offset)
+            # A transaction's Begin turns recording on, its End or Abort off.
+            recording = undo.recording
 
     def replay(self, record: Message, version: int, offset: int) -> None:
         """Apply one committed record read at ``offset``; raises ReplayError as
@@ -133,6 +144,10 @@ class ImageLoader:
                 return
         # The record may replace or remove topics, partitions and their index lists.
         self._topic, self._isr_lists = None, {}
+        if self._last_offset > image.last_applied_offset:
+            # What the fast path applied is the image's before this record (a Begin's
+            # note of the last applied offset, restored by an abort, must be right).
+            image.last_applied_offset = self._last_offset
         image.replay(record, version, offset)
 
     def apply_atomic(self, records: Sequence[RecordAndVersion], base: int) -> None:

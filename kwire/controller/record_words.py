@@ -288,7 +288,13 @@ def _words(record: Message, prior: MetadataImage | None, context: BatchContext) 
         case EndTransactionRecord():
             return "metadata transaction ended: its records take effect together"
         case AbortTransactionRecord():
-            return f"metadata transaction aborted ({record.reason or 'no reason given'})"
+            reason = record.reason or "no reason given"
+            if prior is not None and prior.transaction_start_offset >= 0:
+                return (
+                    f"metadata transaction aborted ({reason}): the records from offset"
+                    f" {prior.transaction_start_offset} on take no effect"
+                )
+            return f"metadata transaction aborted ({reason})"
         case NoOpRecord():
             return "no-op (the active controller's periodic write)"
         case ProducerIdsRecord():

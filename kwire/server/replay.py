@@ -38,6 +38,7 @@ from kwire.controller.controller import RequestContext
 from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.topic_configs import java_hash_map_order
+from kwire.controller.transactions import TransactionError
 from kwire.log.metadata_reader import batch_metadata_records
 from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
 from kwire.raft.state import BecameLeader, StateChanged, Voter
@@ -269,6 +270,9 @@ class ControllerReplay:
             self.register_self(now_ms)
         except AppendFailed as exc:
             log.error("Activation write failed: %s", exc)
+        except TransactionError as exc:  # Kafka's fatal fault: an open transaction it cannot end
+            node.fault_handler("exception while completing controller activation", exc)
+            raise
         node.periodic.wake()
 
     def register_self(self, now_ms: int) -> None:

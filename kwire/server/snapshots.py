@@ -13,8 +13,10 @@ KafkaMetadataLog):
   since the last one, on the next commit. Both counters restart when a snapshot is
   scheduled, and at start-up (Kafka publishes the loaded image as a snapshot to the
   generator, which resets them).
-- A snapshot holds only committed state: it is written when the controller has applied
-  nothing past the high watermark (on a sole voter, after every write), with id
+- A snapshot holds only committed, stable state: it is written when the controller has
+  applied nothing past the high watermark (on a sole voter, after every write) and no
+  metadata transaction is open (Kafka publishes no image inside one, so its
+  SnapshotGenerator sees none: a due snapshot waits for the transaction's end), with id
   ``(high watermark, epoch of the last committed batch)`` and the header timestamp of
   that batch. Its records are `snapshot_records(image)` (kwire.controller.snapshot_image),
   framed as in the log, taken from a consistent copy of the image (`snapshot_view`).
@@ -45,6 +47,7 @@ from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.records import RecordAndVersion
 from kwire.controller.snapshot_image import snapshot_view
+from kwire.controller.transactions import last_stable_offset
 from kwire.log import MetadataLog
 from kwire.log.snapshot_io import (
     drive,
@@ -216,6 +219,8 @@ class SnapshotDriver:
             return None
         if controller.last_applied_offset >= high_watermark:
             return None  # uncommitted records applied: wait for them to commit
+        if last_stable_offset(controller.image, high_watermark - 1) < high_watermark - 1:
+            return None  # inside a metadata transaction: wait for its end
         reason, self.wanted = self.wanted, None
         self.last_snapshot_ms = now_ms
         return self.begin(controller, high_watermark, now_ms, reason)
@@ -237,6 +242,14 @@ class SnapshotDriver:
         no other snapshot begins."""
         epoch = self.log.epoch_for_offset(high_watermark - 1)
         if high_watermark <= 0 or epoch is None or high_watermark < self.log.log_start_offset:
+            return None
+        if last_stable_offset(controller.image, high_watermark - 1) < high_watermark - 1:
+            log.info(
+                "Not generating a snapshot at offset %d: the metadata transaction begun at "
+                "offset %d is still open.",
+                high_watermark,
+                controller.image.transaction_start_offset,
+            )
             return None
         snapshot_id = SnapshotId(high_watermark, epoch)
         if snapshot_id in self.log.snapshots:

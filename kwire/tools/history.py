@@ -110,11 +110,22 @@ def _image(directory: MetadataDirectory, offset: int | None, as_json: bool) -> N
         if loaded.snapshot
         else "the log from offset 0"
     )
+    note = None
+    if loaded.open_transaction >= 0:
+        note = (
+            f"the metadata transaction begun at offset {loaded.open_transaction} is still"
+            " open at this offset: its records are left out, as Kafka publishes none of them"
+            " before its end"
+        )
     if as_json:
-        document = {"endOffset": end, "from": source, "facts": facts}
+        document: dict[str, object] = {"endOffset": end, "from": source, "facts": facts}
+        if note is not None:
+            document["openTransaction"] = loaded.open_transaction
         print(json.dumps(document, indent=2))
         return
     print(f"# the image at end offset {end} (built from {source})")
+    if note is not None:
+        print(f"# {note}")
     for line in fact_lines(facts):
         print(line)
 

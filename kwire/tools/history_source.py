@@ -8,7 +8,10 @@ Rules:
 - ``image_at(n)`` is the image after every record below ``n`` (an *end offset*, as a
   snapshot ``<n>-<epoch>.checkpoint`` holds every record below ``n``). It loads the newest
   snapshot whose end offset is at most ``n`` and replays the log from there, through
-  kwire's ImageLoader; with no such snapshot, the log from offset 0.
+  kwire's ImageLoader; with no such snapshot, the log from offset 0. As Kafka's
+  MetadataLoader publishes it: an aborted metadata transaction leaves nothing, and the
+  records of one still open at ``n`` are left out (``LoadedImage.open_transaction`` says
+  where it began).
 - An end offset is unavailable, with a message saying why (HistoryUnavailable), when it is
   above the log's end, or when the log was cleaned below it (the log starts above 0 or the
   snapshot's end) and no snapshot kept ends at or below it.
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
+from kwire.controller.transactions import discard_open_transaction
 from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
 from kwire.log.snapshot_io import iter_snapshot_records
 from kwire.log.snapshots import SnapshotId, list_snapshots
@@ -68,6 +72,9 @@ class LoadedImage:
     image: MetadataImage
     end_offset: int
     snapshot: SnapshotId | None
+    # The offset of the BeginTransactionRecord of a metadata transaction still open at
+    # ``end_offset``, whose records the image leaves out (-1: none).
+    open_transaction: int = -1
 
 
 class MetadataDirectory:
@@ -156,7 +163,7 @@ class MetadataDirectory:
         for logged in self.batches(replay_from, end_offset):
             loader.replay_all(logged.records)
         loader.finish()
-        return LoadedImage(image, end_offset, base)
+        return LoadedImage(image, end_offset, base, discard_open_transaction(image))
 
     def history_start(self) -> LoadedImage:
         """Where a timeline can start: the empty image at offset 0 when the log starts

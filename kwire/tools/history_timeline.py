@@ -5,7 +5,9 @@ The log is replayed from where history starts (``MetadataDirectory.history_start
 0, or the oldest snapshot the log continues from when it was cleaned); each record is put
 in words against the image just before it and the broker changes of its batch
 (kwire.controller.record_words), then applied. NoOpRecords are left out. The raft
-layer's control records (who led each epoch, voter changes) come on request.
+layer's control records (who led each epoch, voter changes) come on request. A record
+inside a metadata transaction says so (it takes effect at the transaction's end, or never
+if it is aborted: the AbortTransactionRecord's line says from which offset on).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kwire.controller.record_words import (
     record_sentence,
     record_subjects,
 )
+from kwire.controller.transactions import MARKERS
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.control.kraft_version_record import KRaftVersionRecord
 from kwire.protocol.messages.control.leader_change_message import LeaderChangeMessage
@@ -133,6 +136,14 @@ def timeline(
                 wanted = offset >= start and type(record) is not NoOpRecord
                 if wanted and select(record_subjects(record, image)):
                     sentence = record_sentence(record, image, context)
+                    start_of = image.transaction_start_offset
+                    if start_of >= 0 and type(record) not in MARKERS:
+                        # It takes effect at the End, or never (an Abort, or no end).
+                        words, _, summary = sentence.partition(" -- ")
+                        sentence = (
+                            f"{words} (in the metadata transaction begun at offset {start_of})"
+                            f" -- {summary}"
+                        )
                     yield TimelineLine(offset, batch.timestamp_ms, sentence)
                 loader.replay(record, version, offset)
     finally:

@@ -13,6 +13,11 @@ Two sources, as Kafka's shell and its MetadataLoader see them:
   ``lastContainedLogTimestamp`` of its header), then every data batch of the segments
   from the snapshot's end offset on.
 
+Metadata transactions are published as Kafka's MetadataBatchLoader publishes them: an
+aborted one leaves nothing, and a file or directory that ends inside one shows the image
+before its BeginTransactionRecord, with that image's provenance (the offset before the
+Begin, and the epoch and time of the batch holding it).
+
 Nothing is written: no lock, no recovery, no index. A batch cut short at the end of a file
 (a segment being appended to) ends that file, as Kafka's FileRecords iterator ends it. A
 batch whose CRC does not match, whose length is out of bounds, or whose records cannot be
@@ -29,6 +34,7 @@ from typing import BinaryIO
 from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.registrations import ReplayError
+from kwire.controller.transactions import discard_open_transaction
 from kwire.log.files import LOG_SUFFIX, parse_offset_prefix
 from kwire.log.metadata_reader import batch_metadata_records
 from kwire.log.snapshot_io import read_last_contained_log_timestamp
@@ -88,12 +94,20 @@ class ImageBuilder:
                 f"{where}: batch at offset {header.base_offset}: {error}"
             ) from None
         if at_offset is None and entries:
-            self.provenance = Provenance(
-                header.last_offset, header.partition_leader_epoch, header.max_timestamp
-            )
+            start = self.image.transaction_start_offset
+            if start < 0:
+                last = header.last_offset
+            elif start > entries[0][0]:
+                last = start - 1  # published at the Begin: the records before it
+            else:
+                return  # nothing published since the previous batch
+            self.provenance = Provenance(last, header.partition_leader_epoch, header.max_timestamp)
 
     def finish(self) -> tuple[MetadataImage, Provenance]:
+        """The image as Kafka's MetadataLoader last published it: without the records of
+        a metadata transaction still open (kwire.controller.transactions)."""
         self._loader.finish()
+        discard_open_transaction(self.image)
         return self.image, self.provenance
 
 
