@@ -26,7 +26,6 @@ and reports every live voter's log end at or past its high watermark.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import re
@@ -36,13 +35,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import trio
 from procs_harness import topics_in_log_dir
 from server_harness import HOST, KwireServer, free_port, run_kwire, write_properties
 
 from kwire.protocol.error_codes import ErrorCode
-from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
-from kwire.server.client import KafkaClient
+from kwire.testing import client as testing_client
 
 from .conftest import KafkaBroker, KafkaDistribution, copy_metadata_dir, describe
 
@@ -53,7 +50,6 @@ QUORUM_TIMEOUT_S = 90.0  # a first election, JVM start-up included
 FAILOVER_TIMEOUT_S = 30.0  # Kafka's fetch timeout (2 s) plus a few elections
 REPLICATION_TIMEOUT_S = 60.0
 DESCRIBE_TIMEOUT_S = 3.0
-METADATA_TOPIC = "__cluster_metadata"
 
 
 class Kind(enum.Enum):
@@ -179,47 +175,22 @@ class QuorumAnswer:
     voter_ends: Mapping[int, int] = dataclasses.field(default_factory=dict)
 
 
-async def _ask(node_id: int, port: int, found: dict[int, QuorumAnswer]) -> None:
-    request = DescribeQuorumRequest(
-        topics=[
-            DescribeQuorumRequest.TopicData(
-                topic_name=METADATA_TOPIC,
-                partitions=[DescribeQuorumRequest.PartitionData(partition_index=0)],
-            )
-        ]
-    )
-    with trio.move_on_after(DESCRIBE_TIMEOUT_S):
+def describe_quorum(ports: Mapping[int, int]) -> dict[int, QuorumAnswer]:
+    """Every voter's answer (node id -> answer), asked with kwire.testing.client (one
+    bounded connection each); a voter that did not answer is absent."""
+    found: dict[int, QuorumAnswer] = {}
+    for node_id, port in ports.items():
         try:
-            client = await KafkaClient.connect(HOST, port, "kwire-mixed-probe")
-        except OSError:
-            return
-        try:
-            answer = await client.request(request, 1)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
-            return
-        finally:
-            with trio.CancelScope(shield=True), contextlib.suppress(OSError):
-                await client.aclose()
-        if not isinstance(answer, DescribeQuorumResponse) or answer.error_code or not answer.topics:
-            return
+            answer = testing_client.describe_quorum(HOST, port, timeout=DESCRIBE_TIMEOUT_S)
+        except (OSError, ValueError):  # refused, closed, silent; a frame we cannot decode
+            continue
+        if answer.error_code or not answer.topics or not answer.topics[0].partitions:
+            continue
         p = answer.topics[0].partitions[0]
         ends = {r.replica_id: r.log_end_offset for r in p.current_voters}
         found[node_id] = QuorumAnswer(
             node_id, p.error_code, p.leader_id, p.leader_epoch, p.high_watermark, ends
         )
-
-
-def describe_quorum(ports: Mapping[int, int]) -> dict[int, QuorumAnswer]:
-    """Every voter's answer (node id -> answer); a voter that did not answer in
-    DESCRIBE_TIMEOUT_S is absent."""
-    found: dict[int, QuorumAnswer] = {}
-
-    async def ask_all() -> None:
-        async with trio.open_nursery() as nursery:
-            for node_id, port in ports.items():
-                nursery.start_soon(_ask, node_id, port, found)
-
-    trio.run(ask_all)
     return found
 
 
