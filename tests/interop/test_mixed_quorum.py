@@ -384,11 +384,21 @@ def test_vote_lines_of_kafka_4_3_and_kwire_are_read_with_their_pre_vote_flag() -
 
 
 @pytest.mark.offline
-def test_topic_names_are_read_from_kafka_dump_log_output() -> None:
-    dump = CAPTURES / "kafka-3.9" / "metadata-log-dump.txt"
-    if not dump.is_file():
-        pytest.skip(f"genuine Kafka 3.9 captures not found at {dump}")
-    assert {"captured", "__consumer_offsets"} <= set(_TOPIC_RECORD.findall(dump.read_text()))
+@pytest.mark.parametrize(
+    ("dump", "topics"),
+    [
+        ("kafka-3.9/metadata-log-dump.txt", {"captured", "__consumer_offsets"}),
+        (
+            "kafka-4.3/broker-lifecycle/dump-metadata-log-1-00000000000000000000.log.txt",
+            {"demo", "__consumer_offsets", "__transaction_state"},
+        ),
+    ],
+)
+def test_topic_names_are_read_from_kafka_dump_log_output(dump: str, topics: set[str]) -> None:
+    path = CAPTURES / dump
+    if not path.is_file():
+        pytest.skip(f"genuine Kafka captures not found at {path}")
+    assert set(_TOPIC_RECORD.findall(path.read_text())) == topics
 
 
 # -- with a genuine Kafka distribution ------------------------------------------------------------
