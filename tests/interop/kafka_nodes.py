@@ -3,7 +3,7 @@ one static quorum (``controller.quorum.voters``, kraft.version 0), for tests/int
 
     plan = MixedPlan.new(tmp_path, (Kind.KWIRE, Kind.KWIRE, Kind.KAFKA), "3.9-IV0")
     with MixedQuorum(kafka, plan) as quorum:          # formatted; every process ended at exit
-        quorum.start()                                # Kafka's JVMs first, then kwire
+        quorum.start()                                # all side by side, each bounded
         leader, epoch = quorum.wait_leader(QUORUM_TIMEOUT_S)
         quorum.kill(leader)                           # kill -9 (Kafka: its process group)
 
