@@ -85,6 +85,7 @@ __all__ = [
     "open_quorum",
     "percentile",
     "topics_in_log",
+    "topics_in_log_dir",
 ]
 
 FORM_TIMEOUT_S = 15.0  # a first election takes about 1-2 s with the default timeouts
@@ -202,8 +203,14 @@ class ProcNode:
 def topics_in_log(node: ProcNode) -> set[str]:
     """The topic names of every TopicRecord in a stopped node's metadata log, committed
     or not (as the node's restart would read them)."""
+    return topics_in_log_dir(node.server.data_dir / "__cluster_metadata-0")
+
+
+def topics_in_log_dir(directory: Path) -> set[str]:
+    """The topic names of every TopicRecord in the metadata log partition `directory`
+    (a stopped node's, or a copy: kwire's reader recovers it, so never a live one)."""
     names: set[str] = set()
-    with MetadataLog.open(node.server.data_dir / "__cluster_metadata-0") as log:
+    with MetadataLog.open(directory) as log:
         for batch in log.read_batches(log.log_start_offset):
             if batch.is_control:
                 continue

@@ -65,13 +65,25 @@ def missing_kafka_reason() -> str | None:
     return None
 
 
+OFFLINE_MARKER = "offline"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{OFFLINE_MARKER}: an interop test that needs no Kafka distribution"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip every test of this package (and only of this package) when Kafka is missing."""
+    """Skip every test of this package (and only of this package) when Kafka is missing,
+    except those marked ``offline`` (they check what we generate for Kafka, without it)."""
     reason = missing_kafka_reason()
     if reason is None:
         return
     marker = pytest.mark.skip(reason=reason)
     for item in items:
+        if item.get_closest_marker(OFFLINE_MARKER) is not None:
+            continue
         if _HERE in Path(item.path).resolve().parents:
             item.add_marker(marker)
 
@@ -159,10 +171,22 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
 
 
 class KafkaBroker:
-    """A broker-only Kafka node whose controller quorum is one kwire node."""
+    """A broker-only Kafka node whose controller quorum is one kwire node (node 1 at
+    `controller_port`), or the voters `voters` names (``controller.quorum.voters``).
+
+    The process runs in a session of its own, so that `kill` ends it with every child
+    (kafka-run-class.sh execs java, but a wrapper may not)."""
+
+    ready_marker = RUNNING_MARKER  # the line `start` waits for
 
     def __init__(
-        self, kafka: KafkaDistribution, directory: Path, controller_port: int, cluster_id: str
+        self,
+        kafka: KafkaDistribution,
+        directory: Path,
+        controller_port: int,
+        cluster_id: str,
+        *,
+        voters: str | None = None,
     ) -> None:
         self.kafka = kafka
         self.directory = directory
@@ -175,7 +199,7 @@ class KafkaBroker:
             {
                 "process.roles": "broker",
                 "node.id": str(BROKER_ID),
-                "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+                "controller.quorum.voters": voters or f"1@{HOST}:{controller_port}",
                 "listeners": f"PLAINTEXT://{HOST}:{self.port}",
                 "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
                 "inter.broker.listener.name": "PLAINTEXT",
@@ -230,10 +254,15 @@ class KafkaBroker:
         return self.process is not None and self.process.poll() is None
 
     def start(self, timeout: float = BROKER_START_TIMEOUT_S) -> None:
-        """Start the broker; return once it logs RECOVERY -> RUNNING (it is unfenced) and
-        its listener accepts connections."""
+        """Start the node; return once it logs `ready_marker` (a broker: RECOVERY ->
+        RUNNING, it is unfenced) and its listener accepts connections."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see `start`)."""
         if self.running:
-            raise RuntimeError("the broker is already running")
+            raise RuntimeError("the node is already running")
         self._close_output()
         self.starts += 1
         self._output = self.output_path.open("wb")
@@ -244,21 +273,27 @@ class KafkaBroker:
             stderr=subprocess.STDOUT,
             env=self.kafka.env(),
             cwd=self.directory,
+            start_new_session=True,
         )
+
+    def wait_ready(self, timeout: float = BROKER_START_TIMEOUT_S) -> None:
+        """Wait (bounded) for a launched node to log `ready_marker` and accept
+        connections; RuntimeError with its output (the node killed) otherwise."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while True:
             status = self.process.poll()
             if status is not None:
                 raise RuntimeError(
-                    f"the broker exited with status {status} before RUNNING:\n"
+                    f"the node exited with status {status} before it was ready:\n"
                     f"{self.output()[-6000:]}"
                 )
-            if RUNNING_MARKER in self.output() and port_accepts(self.port):
+            if self.ready_marker in self.output() and port_accepts(self.port):
                 return
             if time.monotonic() >= deadline:
                 self.kill()
                 raise RuntimeError(
-                    f"the broker did not reach RUNNING within {timeout:.0f} s:\n"
+                    f"the node did not log {self.ready_marker!r} within {timeout:.0f} s:\n"
                     f"{self.output()[-6000:]}"
                 )
             time.sleep(0.2)
@@ -280,8 +315,10 @@ class KafkaBroker:
         return exited
 
     def kill(self) -> None:
+        """kill -9 of the node's whole process group, and reap (bounded)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(10)
         self._close_output()
@@ -310,7 +347,13 @@ def whole_batches(data: bytes) -> bytes:
 def copy_metadata_segments(server: KwireServer, destination: Path) -> list[Path]:
     """Copies of kwire's metadata log segments (whole batches only), named as Kafka names
     them, in `destination`/__cluster_metadata-0/; in offset order."""
-    source = server.data_dir / METADATA_PARTITION
+    return copy_metadata_dir(server.data_dir, destination)
+
+
+def copy_metadata_dir(data_dir: Path, destination: Path) -> list[Path]:
+    """Copies of the metadata log segments under `data_dir` (a kwire node's or a Kafka
+    node's, running or not: whole batches only) in `destination`/__cluster_metadata-0/."""
+    source = data_dir / METADATA_PARTITION
     target = destination / METADATA_PARTITION
     target.mkdir(parents=True, exist_ok=True)
     copies = []
@@ -319,7 +362,7 @@ def copy_metadata_segments(server: KwireServer, destination: Path) -> list[Path]
         copy.write_bytes(whole_batches(segment.read_bytes()))
         copies.append(copy)
     if not copies:
-        raise AssertionError(f"kwire has no metadata log segment in {source}")
+        raise AssertionError(f"no metadata log segment in {source}")
     return copies
 
 
