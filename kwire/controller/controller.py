@@ -50,6 +50,7 @@ from kwire.controller.image import (
     ZkMigrationState,
 )
 from kwire.controller.image_load import ImageLoader
+from kwire.controller.kraft_version import KRaftVersionAccessor, StaticKRaftVersion
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.reassignment import (
     alter_partition_reassignments,
@@ -193,6 +194,9 @@ class QuorumController:
         self.cluster_id = cluster_id
         self.config = config
         self.rng = rng
+        # The raft client's kraft.version (kwire.controller.kraft_version): the node puts
+        # its raft core's here; alone, the configured level.
+        self.kraft: KRaftVersionAccessor = StaticKRaftVersion(config.kraft_version)
         self.tracker = BrokerHeartbeatTracker(config.broker_session_timeout_ms)
         self.image = MetadataImage(
             on_broker_registered=self.tracker.register,

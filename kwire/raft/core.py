@@ -174,8 +174,14 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
                 deadlines.append(d)
             case Resigned(election_deadline_ms=d) if not self.shutting_down:
                 deadlines.append(d)
-            case Follower(fetch_deadline_ms=d) if self.is_voter and not self.shutting_down:
+            case Follower(fetch_deadline_ms=d) as follower if (
+                self.is_voter and not self.shutting_down
+            ):
                 deadlines.append(d)
+                # The update-voter period (a past one waits for the answer in flight).
+                update = follower.update_voter_deadline_ms
+                if update > self.now_ms and self.should_send_update_voter(follower):
+                    deadlines.append(update)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)
                 if len(leader.voters) > 1:
@@ -183,10 +189,6 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
                 change = self.voter_change_deadline(leader)
                 if change is not None:
                     deadlines.append(change)
-            case Follower(update_voter_deadline_ms=d) if (
-                self.is_voter and not self.shutting_down and self.should_send_update_voter()
-            ):
-                deadlines.append(d)
         join = self.auto_join_deadline_ms()
         if join is not None:
             deadlines.append(join)
@@ -272,6 +274,10 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
             self.on_fetch_failed(destination, failure, now_ms)
         elif isinstance(request, ApiVersionsRequest):
             actions += self.on_api_versions_failed(destination, failure, now_ms)
+        elif isinstance(request, UpdateRaftVoterRequest):
+            # Kafka's channel answers it UNSUPPORTED_VERSION with no leader and epoch -1,
+            # which maybeHandleCommonResponse counts handled (no backoff), changing nothing.
+            handled = handled or failure == SendFailure.UNSUPPORTED_VERSION
         elif isinstance(request, AddRaftVoterRequest | RemoveRaftVoterRequest) and handled:
             self.restart_auto_join_period(now_ms)  # a REQUEST_TIMED_OUT answer, for Kafka
         if not handled:

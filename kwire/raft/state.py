@@ -35,7 +35,7 @@ from kwire.protocol.messages.update_raft_voter import (
     UpdateRaftVoterResponse,
 )
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
-from kwire.raft.voter_set import ReplicaKey, VoterEndpoint, VoterSet
+from kwire.raft.voter_set import KRaftVersion, ReplicaKey, VoterEndpoint, VoterSet
 from kwire.records.control import ControlRecordType
 
 METADATA_TOPIC = "__cluster_metadata"
@@ -333,7 +333,11 @@ class Leader:
     resign_requested: bool = False
     add_voter: PendingAddVoter | None = None  # LeaderState.addVoterHandlerState
     remove_voter: PendingRemoveVoter | None = None  # LeaderState.removeVoterHandlerState
-    volatile_voters: VoterSet | None = None  # kraft.version 0: UpdateRaftVoter's in-memory set
+    # kraft.version 0: the static voters as UpdateRaftVoter reported them, kept in memory
+    # for a kraft.version upgrade (LeaderState's KRaftVersionUpgrade.Voters), then None once
+    # the upgrade to `requested_kraft_version` is appended (KRaftVersionUpgrade.Version).
+    volatile_voters: VoterSet | None = None
+    requested_kraft_version: KRaftVersion | None = None
 
 
 @dataclass(slots=True, kw_only=True)
