@@ -273,7 +273,7 @@ class LeaderPart(ElectionPart):
                 f"{sorted(voters.voter_ids())} compared to {sorted(persisted_voters.voter_ids())}",
             )
         if not voters.supports_version(new):
-            self._log(f"not all voters support kraft version {new.name}: {voters}")
+            self._log(f"not all voters support kraft version {int(new)}")
             raise KRaftUpgradeError(
                 RefusalKind.INVALID,
                 f"Invalid upgrade of {KRAFT_VERSION_NAME} to {new.name} because not all of "

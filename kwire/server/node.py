@@ -140,9 +140,8 @@ class ControllerNode:
             settings.snapshots,
             snapshot_source or default_snapshot_source(),
             wall_clock_ms(),
-            kraft_records=(
-                self.storage.snapshot_kraft_records if control_records is not None else None
-            ),
+            # At kraft.version 0 these are none; a quorum upgraded while running gets them.
+            kraft_records=self.storage.snapshot_kraft_records,
         )
         self.driver = RaftDriver(
             self, request_timeout_ms=timeouts.request_timeout_ms, clock=wall_clock_ms

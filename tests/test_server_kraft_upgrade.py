@@ -1,0 +1,197 @@
+"""A static quorum of `python -m kwire.server` processes (controller.quorum.voters,
+kraft.version 0) upgraded to kraft.version 1 with UpdateFeatures on the controller listener,
+as `kafka-features --bootstrap-controller ... upgrade --feature kraft.version=1` asks Kafka
+4.3.1: the followers have reported themselves to the leader by UpdateRaftVoter, the upgrade
+writes KRaftVersionRecord(1) and the VotersRecord with every voter's directory id, ApiVersions
+reports kraft.version 1, a new controller is then added with AddRaftVoter, and a restarted
+voter keeps kraft.version 1."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import trio
+from server_harness import HOST, KwireServer, free_port
+from test_server_dynamic_quorum import dynamic_server, format_dynamic
+from test_server_quorum_processes import (  # noqa: F401 (voters: a fixture)
+    PROBE_INTERVAL_S,
+    START_TIMEOUT_S,
+    ask,
+    leader_of,
+    voters,
+)
+from test_server_voter_changes import add, directory_id, quorum
+
+from kwire.log import MetadataLog, MetadataLogConfig
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.add_raft_voter import AddRaftVoterResponse
+from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from kwire.protocol.messages.broker_registration import (
+    BrokerRegistrationRequest,
+    BrokerRegistrationResponse,
+)
+from kwire.protocol.messages.controller_registration import (
+    ControllerRegistrationRequest,
+    ControllerRegistrationResponse,
+)
+from kwire.protocol.messages.update_features import UpdateFeaturesRequest, UpdateFeaturesResponse
+from kwire.raft.voter_set import KRaftVersion
+from kwire.server.quorum_voters import read_control_records
+
+TIMEOUT_S = 60.0
+NOT_ALL = (
+    "The update failed for all features since the following feature had an error: Invalid "
+    "upgrade of kraft.version to KRAFT_VERSION_1 because not all of the voters support it"
+)
+
+
+def node_id(server: KwireServer) -> int:
+    return int(server.properties["node.id"])
+
+
+def kraft_upgrade(validate_only: bool) -> UpdateFeaturesRequest:
+    return UpdateFeaturesRequest(
+        timeout_ms=30_000,
+        feature_updates=[
+            UpdateFeaturesRequest.FeatureUpdateKey(
+                feature="kraft.version", max_version_level=1, upgrade_type=1
+            )
+        ],
+        validate_only=validate_only,
+    )
+
+
+async def register_controller(leader: KwireServer, server: KwireServer) -> None:
+    """What the standby's ControllerRegistrationManager sends the active controller (kwire's
+    standbys register only when they first activate)."""
+    request = ControllerRegistrationRequest(
+        controller_id=node_id(server),
+        incarnation_id=uuid.uuid4(),
+        zk_migration_ready=False,
+        listeners=[
+            ControllerRegistrationRequest.Listener(
+                name="CONTROLLER", host=HOST, port=server.port, security_protocol=0
+            )
+        ],
+        features=[
+            ControllerRegistrationRequest.Feature(
+                name="metadata.version", min_supported_version=1, max_supported_version=21
+            ),
+            ControllerRegistrationRequest.Feature(
+                name="kraft.version", min_supported_version=0, max_supported_version=1
+            ),
+        ],
+    )
+    answer = await ask(leader, request, 0)
+    assert isinstance(answer, ControllerRegistrationResponse)
+    assert answer.error_code == ErrorCode.NONE, answer.error_message
+
+
+async def registered_broker(servers: list[KwireServer]) -> KwireServer:
+    """A 3.9-or-later broker (kraft.version 0-1) registers: the active controller's first
+    write; returns that controller."""
+    while True:
+        leader = await leader_of(servers)
+        registration = BrokerRegistrationRequest(
+            broker_id=1,
+            cluster_id=leader.cluster_id,
+            incarnation_id=uuid.uuid4(),
+            listeners=[
+                BrokerRegistrationRequest.Listener(
+                    name="PLAINTEXT", host=HOST, port=9092, security_protocol=0
+                )
+            ],
+            features=[
+                BrokerRegistrationRequest.Feature(
+                    name=name, min_supported_version=low, max_supported_version=high
+                )
+                for name, low, high in (("metadata.version", 1, 21), ("kraft.version", 0, 1))
+            ],
+            rack=None,
+            log_dirs=[uuid.uuid4()],
+        )
+        answer = await ask(leader, registration, 4)
+        if isinstance(answer, BrokerRegistrationResponse):
+            if answer.error_code == ErrorCode.NONE:
+                return leader
+            assert answer.error_code == ErrorCode.NOT_CONTROLLER
+        await trio.sleep(PROBE_INTERVAL_S)
+
+
+async def finalized_kraft_version(server: KwireServer) -> int:
+    request = ApiVersionsRequest(client_software_name="kwire-tests", client_software_version="1")
+    answer = await ask(server, request, 3)
+    assert isinstance(answer, ApiVersionsResponse) and answer.error_code == ErrorCode.NONE
+    levels = {f.name: f.max_version_level for f in answer.finalized_features}
+    return levels.get("kraft.version", 0)
+
+
+async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
+    voters: list[KwireServer],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    servers = voters
+    cluster = servers[0].cluster_id
+    newcomer_port = free_port()
+    bootstrap = ",".join(f"{HOST}:{s.port}" for s in servers)
+    newcomer = dynamic_server(tmp_path / "node-4", 4, newcomer_port, bootstrap)
+    try:
+        with trio.fail_after(TIMEOUT_S):
+            leader = await registered_broker(servers)
+            for server in servers:
+                if server is not leader:
+                    await register_controller(leader, server)
+            assert await finalized_kraft_version(leader) == 0
+
+            # Until both followers have reported (one fetch timeout after they followed
+            # this leader), the upgrade is refused as Kafka 4.3.1's raft leader refuses it.
+            while True:
+                answer = await ask(leader, kraft_upgrade(validate_only=True), 1)
+                assert isinstance(answer, UpdateFeaturesResponse)
+                if answer.error_code == ErrorCode.NONE:
+                    break
+                assert (answer.error_code, answer.error_message) == (
+                    ErrorCode.INVALID_UPDATE_VERSION,
+                    NOT_ALL,
+                )
+                await trio.sleep(0.1)
+            assert await finalized_kraft_version(leader) == 0  # validate_only wrote nothing
+
+            answer = await ask(leader, kraft_upgrade(validate_only=False), 1)
+            assert isinstance(answer, UpdateFeaturesResponse)
+            assert (answer.error_code, answer.error_message) == (ErrorCode.NONE, None)
+            assert [(r.feature, r.error_code) for r in answer.results] == [("kraft.version", 0)]
+            assert await finalized_kraft_version(leader) == 1
+            described = await quorum(leader)
+            assert {v.replica_id: v.replica_directory_id for v in described.current_voters} == {
+                node_id(s): directory_id(s) for s in servers
+            }
+
+            # The quorum is dynamic: a controller formatted to join one is added.
+            format_dynamic(newcomer, cluster, "--no-initial-controllers")
+            newcomer.start(timeout=START_TIMEOUT_S)
+            while 4 not in [o.replica_id for o in (await quorum(leader)).observers]:
+                await trio.sleep(0.05)
+            answer = await ask(leader, add(4, directory_id(newcomer), newcomer_port, cluster), 1)
+            assert isinstance(answer, AddRaftVoterResponse)
+            assert (answer.error_code, answer.error_message) == (ErrorCode.NONE, None)
+            described = await quorum(leader)
+            assert sorted(v.replica_id for v in described.current_voters) == [1, 2, 3, 4]
+
+            # A restarted voter reads kraft.version 1 back from its log.
+            follower = next(s for s in servers if s is not leader)
+            follower.close()
+            follower.start(timeout=START_TIMEOUT_S)
+            assert await finalized_kraft_version(follower) == 1
+    finally:
+        newcomer.close()
+    for server in servers:
+        server.close()
+        log = MetadataLog.open(server.data_dir / "__cluster_metadata-0", MetadataLogConfig())
+        try:
+            records = read_control_records(log)
+        finally:
+            log.close()
+        assert records.last_kraft_version is KRaftVersion.KRAFT_VERSION_1
+        assert sorted(records.last_voter_set.voter_ids()) == [1, 2, 3, 4]
