@@ -8,6 +8,7 @@ voter keeps kraft.version 1."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from test_server_quorum_processes import (  # noqa: F401 (voters: a fixture)
 )
 from test_server_voter_changes import add, directory_id, quorum
 
+from kwire.controller.operation import RequestContext
 from kwire.log import MetadataLog, MetadataLogConfig
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.add_raft_voter import AddRaftVoterResponse
@@ -31,13 +33,20 @@ from kwire.protocol.messages.broker_registration import (
     BrokerRegistrationRequest,
     BrokerRegistrationResponse,
 )
+from kwire.protocol.messages.control.voters_record import VotersRecord
 from kwire.protocol.messages.controller_registration import (
     ControllerRegistrationRequest,
     ControllerRegistrationResponse,
 )
 from kwire.protocol.messages.update_features import UpdateFeaturesRequest, UpdateFeaturesResponse
 from kwire.raft.voter_set import KRaftVersion
+from kwire.records import decode_batch
+from kwire.records.control import ControlRecordType, decode_control_record_key
+from kwire.server.__main__ import build_settings
+from kwire.server.config import ControllerServerConfig
+from kwire.server.node import ControllerNode
 from kwire.server.quorum_voters import read_control_records
+from kwire.storage import format_storage, random_uuid
 
 TIMEOUT_S = 60.0
 NOT_ALL = (
@@ -195,3 +204,70 @@ async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
             log.close()
         assert records.last_kraft_version is KRaftVersion.KRAFT_VERSION_1
         assert sorted(records.last_voter_set.voter_ids()) == [1, 2, 3, 4]
+
+
+def test_a_sole_static_voter_upgrades_at_once_and_its_snapshots_and_restarts_keep_it(
+    tmp_path: Path,
+) -> None:
+    """A one-voter static quorum needs no report: the upgrade's control batch
+    (KRaftVersion, Voters) goes in right before the UpdateFeatures NoOpRecord; a snapshot
+    taken after carries both after its header, and a restart from it is at kraft.version 1
+    and leads again."""
+    port = free_port()
+    config = ControllerServerConfig.from_properties(
+        {
+            "process.roles": "controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{port}",
+            "listeners": f"CONTROLLER://{HOST}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(tmp_path / "data"),
+        }
+    )
+    format_storage(config, random_uuid(), release_version="3.9-IV0")
+    node = ControllerNode(build_settings(config))
+    try:
+        node.start()
+        assert node.raft.is_leader and node.active
+        assert node.raft.kraft_version is KRaftVersion.KRAFT_VERSION_0
+        before = node.log.end_offset
+        now = int(time.time() * 1000)
+        result = node.controller.handle(
+            kraft_upgrade(validate_only=False), RequestContext(api_version=1), before, now
+        )
+        assert isinstance(result.response, UpdateFeaturesResponse)
+        assert result.response.error_code == ErrorCode.NONE
+        node.start_write(result, now)
+        assert node.raft.kraft_version is KRaftVersion.KRAFT_VERSION_1
+        data = node.log.read(before)
+        control, _ = decode_batch(data, 0)
+        assert control.is_control and control.base_offset == before
+        assert [decode_control_record_key(r.key).type for r in control.records] == [
+            ControlRecordType.KRAFT_VERSION,
+            ControlRecordType.KRAFT_VOTERS,
+        ]
+        (voter,) = VotersRecord.decode(control.records[1].value or b"", 0).voters
+        assert (voter.voter_id, voter.voter_directory_id) == (1, node.settings.directory_id)
+        noop = node.log.read(before + 2)
+        assert not decode_batch(noop, 0)[0].is_control  # the controller's NoOpRecord follows
+        deadline = time.monotonic() + 10
+        while node.committed_offset < node.log.end_offset:  # a sole voter commits at flush
+            assert time.monotonic() < deadline
+            node.carry_out(node.raft.poll(int(time.time() * 1000)))
+        path = node.snapshots.write(node.controller, node.committed_offset, 5_000, "test")
+        assert path is not None
+        batch = decode_batch(path.read_bytes(), 0)[0]
+        assert [decode_control_record_key(r.key).type for r in batch.records] == [
+            ControlRecordType.SNAPSHOT_HEADER,
+            ControlRecordType.KRAFT_VERSION,
+            ControlRecordType.KRAFT_VOTERS,
+        ]
+    finally:
+        node.close()
+    restarted = ControllerNode(build_settings(config))
+    try:
+        restarted.start()
+        assert restarted.raft.is_leader
+        assert restarted.raft.kraft_version is KRaftVersion.KRAFT_VERSION_1
+    finally:
+        restarted.close()

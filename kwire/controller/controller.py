@@ -149,7 +149,8 @@ class ControllerConfig:
     metadata_max_idle_interval_ms: int = 500  # metadata.max.idle.interval.ms (0 = off)
     num_partitions: int = 1  # num.partitions
     default_replication_factor: int = 1  # default.replication.factor
-    # kraft.version of the quorum: 0 with a static controller.quorum.voters.
+    # kraft.version of a controller run without a raft client (`QuorumController.kraft`,
+    # kwire.controller.kraft_version.StaticKRaftVersion); a node's comes from its raft core.
     kraft_version: int = 0
     zk_migration_enabled: bool = False  # zookeeper.metadata.migration.enable
     # Topic config defaults set in the controller's own properties (e.g. retention.ms

@@ -223,14 +223,15 @@ class SimNode:
         self.network.node_started(self.node_id, self.incarnation)
         self.carry_out(self.core.start(now_ms), now_ms)
 
-    def _control_records(self) -> KRaftControlRecords | None:
-        """A dynamic quorum's voter history as the server reads it at start: the bootstrap
-        voters, then every control batch of the log (kwire.server.quorum_voters)."""
+    def _control_records(self) -> KRaftControlRecords:
+        """The voter history as the server reads it at start (kwire.server.quorum_voters):
+        a dynamic quorum's bootstrap voters (a static quorum's come from the config), then
+        every control batch of the log (a static quorum upgraded to kraft.version 1 has
+        its KRaftVersion and Voters records there)."""
         bootstrap = self.raft_config.voter_set
-        if bootstrap is None:
-            return None
         history = KRaftControlRecords()
-        history.load_bootstrap(KRaftVersion.KRAFT_VERSION_1, bootstrap)
+        if bootstrap is not None:
+            history.load_bootstrap(KRaftVersion.KRAFT_VERSION_1, bootstrap)
         for stored in self.log.batches:
             batch = stored.decode()
             if batch.is_control:
