@@ -514,7 +514,7 @@ class ReconfigPart(LeaderPart):
         keep it in memory only, for a later kraft.version upgrade)."""
         if self.kraft_version.is_reconfig_supported:
             return self.voter_set.voter_node_needs_update(self.local_voter_node())
-        return not role.has_updated_leader
+        return self.config.update_voter_at_kraft_version_0 and not role.has_updated_leader
 
     def maybe_send_update_voter(self, role: Follower, now_ms: int) -> list[Action] | None:
         """pollFollowerAsVoter's update-voter period: the request to send now ([] to wait

@@ -102,6 +102,10 @@ class RaftConfig:
     fast_failover: bool = True
     bootstrap_servers: tuple[tuple[str, int], ...] = ()
     auto_join: bool = False  # controller.quorum.auto.join.enable (auto_join.py)
+    # A kraft.version 0 voter reports itself to each new leader by UpdateRaftVoter, for a
+    # later kraft.version upgrade (Kafka 4.1+, KAFKA-16538); False: as Kafka 3.9, whose
+    # voters send UpdateRaftVoter at kraft.version 1 only (a replay of a 3.9 node).
+    update_voter_at_kraft_version_0: bool = True
 
     def bootstrap_destination(self, index: int) -> tuple[int, VoterEndpoint]:
         """The id (-2 - index, KafkaRaftClient's numbering) and the endpoint of the
