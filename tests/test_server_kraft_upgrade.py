@@ -28,7 +28,6 @@ from kwire.controller.operation import RequestContext
 from kwire.log import MetadataLog, MetadataLogConfig
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.add_raft_voter import AddRaftVoterResponse
-from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from kwire.protocol.messages.broker_registration import (
     BrokerRegistrationRequest,
     BrokerRegistrationResponse,
@@ -49,6 +48,11 @@ from kwire.server.quorum_voters import read_control_records
 from kwire.storage import format_storage, random_uuid
 
 TIMEOUT_S = 60.0
+DOWNGRADE = (
+    "The update failed for all features since the following feature had an error: Invalid "
+    "update version 0 for feature kraft.version. Can't downgrade the version of this "
+    "feature without setting the upgrade type to either safe or unsafe downgrade."
+)
 NOT_ALL = (
     "The update failed for all features since the following feature had an error: Invalid "
     "upgrade of kraft.version to KRAFT_VERSION_1 because not all of the voters support it"
@@ -128,12 +132,29 @@ async def registered_broker(servers: list[KwireServer]) -> KwireServer:
         await trio.sleep(PROBE_INTERVAL_S)
 
 
-async def finalized_kraft_version(server: KwireServer) -> int:
-    request = ApiVersionsRequest(client_software_name="kwire-tests", client_software_version="1")
-    answer = await ask(server, request, 3)
-    assert isinstance(answer, ApiVersionsResponse) and answer.error_code == ErrorCode.NONE
-    levels = {f.name: f.max_version_level for f in answer.finalized_features}
-    return levels.get("kraft.version", 0)
+async def kraft_version_at_leader(servers: list[KwireServer]) -> int:
+    """The active controller's kraft.version as an operator sees it at metadata.version
+    3.9-IV0 (where ApiVersions, as Kafka 3.9.0's, lists only the image's features): a
+    validate-only "upgrade" to 0 is accepted at 0 and refused as a downgrade above."""
+    request = UpdateFeaturesRequest(
+        timeout_ms=30_000,
+        feature_updates=[
+            UpdateFeaturesRequest.FeatureUpdateKey(
+                feature="kraft.version", max_version_level=0, upgrade_type=1
+            )
+        ],
+        validate_only=True,
+    )
+    while True:
+        answer = await ask(await leader_of(servers), request, 1)
+        if isinstance(answer, UpdateFeaturesResponse):
+            if answer.error_code == ErrorCode.NONE:
+                return 0
+            if answer.error_code == ErrorCode.INVALID_UPDATE_VERSION:
+                assert answer.error_message == DOWNGRADE
+                return 1
+            assert answer.error_code == ErrorCode.NOT_CONTROLLER
+        await trio.sleep(PROBE_INTERVAL_S)
 
 
 async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
@@ -151,7 +172,7 @@ async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
             for server in servers:
                 if server is not leader:
                     await register_controller(leader, server)
-            assert await finalized_kraft_version(leader) == 0
+            assert await kraft_version_at_leader(servers) == 0
 
             # Until both followers have reported (one fetch timeout after they followed
             # this leader), the upgrade is refused as Kafka 4.3.1's raft leader refuses it.
@@ -165,13 +186,13 @@ async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
                     NOT_ALL,
                 )
                 await trio.sleep(0.1)
-            assert await finalized_kraft_version(leader) == 0  # validate_only wrote nothing
+            assert await kraft_version_at_leader(servers) == 0  # validate_only wrote nothing
 
             answer = await ask(leader, kraft_upgrade(validate_only=False), 1)
             assert isinstance(answer, UpdateFeaturesResponse)
             assert (answer.error_code, answer.error_message) == (ErrorCode.NONE, None)
             assert [(r.feature, r.error_code) for r in answer.results] == [("kraft.version", 0)]
-            assert await finalized_kraft_version(leader) == 1
+            assert await kraft_version_at_leader(servers) == 1
             described = await quorum(leader)
             assert {v.replica_id: v.replica_directory_id for v in described.current_voters} == {
                 node_id(s): directory_id(s) for s in servers
@@ -188,11 +209,15 @@ async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
             described = await quorum(leader)
             assert sorted(v.replica_id for v in described.current_voters) == [1, 2, 3, 4]
 
-            # A restarted voter reads kraft.version 1 back from its log.
-            follower = next(s for s in servers if s is not leader)
-            follower.close()
-            follower.start(timeout=START_TIMEOUT_S)
-            assert await finalized_kraft_version(follower) == 1
+            # A restarted leader reads kraft.version 1 back from its log, and so does
+            # whichever voter leads next.
+            everyone = [*servers, newcomer]  # node 4 may lead now
+            leader.close()
+            leader.start(timeout=START_TIMEOUT_S)
+            assert await kraft_version_at_leader(everyone) == 1
+            assert sorted(
+                v.replica_id for v in (await quorum(await leader_of(everyone))).current_voters
+            ) == [1, 2, 3, 4]
     finally:
         newcomer.close()
     for server in servers:
