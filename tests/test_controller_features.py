@@ -7,6 +7,7 @@ code, message and records are Kafka 4.3.1's."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from test_controller_integrity import Leader, registration
 
 from kwire.controller import ControllerConfig, QuorumController
 from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
+from kwire.kraft_upgrade import KRaftUpgradeError, RefusalKind
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.broker_registration import BrokerRegistrationRequest
 from kwire.protocol.messages.index import METADATA_RECORDS
@@ -169,11 +171,12 @@ REFUSED = {
         SAFE_DOWNGRADE,
         INVALID + "Can't downgrade to a newer version.",
     ),
-    "a kraft.version upgrade on a static quorum": (
+    "a kraft.version upgrade before every voter reported": (
         "kraft.version",
         1,
         UPGRADE,
-        "Invalid upgrade of kraft.version from version KRAFT_VERSION_0 to KRAFT_VERSION_1",
+        "Invalid upgrade of kraft.version to KRAFT_VERSION_1 because not all of the voters "
+        "support it",
     ),
     "a downgrade that would lose metadata": (
         MV,
@@ -382,3 +385,130 @@ def test_the_genuine_logs_finalized_features_are_what_kafka_features_describe_sh
     assert controller.finalized_features() == (4, {MV: 21})
     output = (MULTI_BROKER / "commands-output.txt").read_text()
     assert "FinalizedVersionLevel: 3.9-IV0\tEpoch: 4" in output
+
+
+# -- kraft.version: the raft client's upgrade (KRaftVersionAccessor) ---------------------------
+
+
+@dataclass
+class FakeRaft:
+    """The raft client as FeatureControlManager sees it: its level, the upgrades asked
+    (level, validate_only), and what it appends (two offsets: KRaftVersion and Voters) or
+    refuses."""
+
+    level: int = 0
+    asked: list[tuple[int, bool]] = field(default_factory=list)
+    refusal: KRaftUpgradeError | None = None
+    log: list[tuple[int, bytes]] | None = None
+
+    def kraft_version(self) -> int:
+        return self.level
+
+    def upgrade_kraft_version(self, level: int, validate_only: bool) -> int:
+        self.asked.append((level, validate_only))
+        if self.refusal is not None:
+            raise self.refusal
+        if validate_only or level == self.level:
+            return 0
+        self.level = level
+        assert self.log is not None  # the control batch takes two offsets of the log
+        self.log += [(len(self.log), b"KRaftVersion"), (len(self.log) + 1, b"Voters")]
+        return 2
+
+
+def with_raft(raft: FakeRaft) -> Leader:
+    leader = with_broker(KAFKA_43_FEATURES)
+    leader.controller.kraft = raft
+    raft.log = leader.log
+    return leader
+
+
+def test_an_upgrade_asks_the_raft_client_and_waits_on_a_noop_after_its_control_batch() -> None:
+    raft = FakeRaft()
+    leader = with_raft(raft)
+    end = len(leader.log)
+    response, records = update(leader, ("kraft.version", 1, UPGRADE))
+    assert (response.error_code, response.error_message) == (ErrorCode.NONE, None)
+    assert raft.asked == [(1, False)]
+    assert records == [NoOpRecord()]
+    # The NoOpRecord follows the raft client's two control records.
+    assert leader.controller.last_applied_offset == end + 2
+    assert leader.controller.kraft.kraft_version() == 1
+
+
+def test_validate_only_asks_the_raft_client_to_validate_and_writes_nothing() -> None:
+    raft = FakeRaft()
+    leader = with_raft(raft)
+    response, records = update(leader, ("kraft.version", 1, UPGRADE), validate_only=True)
+    assert (response.error_code, records) == (ErrorCode.NONE, [])
+    assert raft.asked == [(1, True)] and raft.level == 0
+
+
+REFUSALS = {
+    "not every voter reported": (
+        KRaftUpgradeError(
+            RefusalKind.INVALID,
+            "Invalid upgrade of kraft.version to KRAFT_VERSION_1 because not all of the "
+            "voters support it",
+        ),
+        ErrorCode.INVALID_UPDATE_VERSION,
+        FAILED + "Invalid upgrade of kraft.version to KRAFT_VERSION_1 because not all of the "
+        "voters support it",
+    ),
+    "an illegal argument gets the feature's prefix": (
+        KRaftUpgradeError(RefusalKind.INVALID_ARGUMENT, "Unknown KRaft feature level: 1"),
+        ErrorCode.INVALID_UPDATE_VERSION,
+        FAILED + "Invalid update version 1 for feature kraft.version. Unknown KRaft feature "
+        "level: 1",
+    ),
+    "leadership lost": (
+        KRaftUpgradeError(RefusalKind.NOT_LEADER, "stale"),
+        ErrorCode.NOT_CONTROLLER,
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_a_raft_refusal_is_answered_as_kafkas_controller_answers_it(case: str) -> None:
+    refusal_error, code, message = REFUSALS[case]
+    leader = with_raft(FakeRaft(refusal=refusal_error))
+    response, records = update(leader, ("kraft.version", 1, UPGRADE))
+    assert (response.error_code, records) == (code, [])
+    if message is not None:
+        assert response.error_message == message
+
+
+def test_a_downgrade_of_kraft_version_is_refused_before_the_raft_client_is_asked() -> None:
+    raft = FakeRaft(level=1)
+    leader = with_raft(raft)
+    response, _ = update(leader, ("kraft.version", 0, SAFE_DOWNGRADE))
+    assert refusal(response) == (
+        ErrorCode.INVALID_UPDATE_VERSION,
+        FAILED + "Invalid update version 0 for feature kraft.version. Can't downgrade the "
+        "version of this feature.",
+        [],
+    )
+    response, _ = update(leader, ("kraft.version", 0, UPGRADE))
+    assert refusal(response)[1] == (
+        FAILED + "Invalid update version 0 for feature kraft.version. Can't downgrade the "
+        "version of this feature without setting the upgrade type to either safe or unsafe "
+        "downgrade."
+    )
+    assert raft.asked == []
+
+
+def test_brokers_register_against_the_raft_clients_kraft_version() -> None:
+    """QuorumController.registerBroker: a broker must support the raft client's level."""
+    leader = with_raft(FakeRaft(level=1))
+    request = registration(3)
+    request.features = [
+        BrokerRegistrationRequest.Feature(
+            name=MV, min_supported_version=1, max_supported_version=21
+        ),
+        BrokerRegistrationRequest.Feature(
+            name="kraft.version", min_supported_version=0, max_supported_version=0
+        ),
+    ]
+    response = leader.send(request)
+    assert response.error_code == ErrorCode.UNSUPPORTED_VERSION

@@ -200,10 +200,12 @@ UPDATE_FEATURES_REFUSALS = {
         "Invalid update version 1 for feature group.version. "
         "The controller does not support the given upgrade type.",
     ),
-    # The quorum is static (controller.quorum.voters): the raft client refuses an upgrade.
-    "kraft.version 1 on a static quorum": (
-        ("kraft.version", 1, 1),
-        "Invalid upgrade of kraft.version from version KRAFT_VERSION_0 to KRAFT_VERSION_1",
+    # (kraft.version 1 is accepted here: a sole static voter has reported itself; see
+    # test_server_kraft_upgrade.py.) No release has a kraft.version 2.
+    "kraft.version 2": (
+        ("kraft.version", 2, 1),
+        "Invalid update version 2 for feature kraft.version. "
+        "Local controller 1 only supports versions 0-1",
     ),
 }
 

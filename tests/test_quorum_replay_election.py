@@ -53,7 +53,12 @@ def replay(seed: int = 0) -> ReplayResult:
     from kwire.raft.core import RaftCore
 
     capture = load_capture(QUORUM_ELECTION)
-    config = raft_config(capture, NODE, fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES)
+    config = raft_config(
+        capture,
+        NODE,
+        fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES,
+        update_voter_at_kraft_version_0=False,  # Kafka 3.9 sends none at kraft.version 0
+    )
     log = ReplayLog()
     core = RaftCore(config, log, rng=random.Random(seed))
     return Replay(capture, NODE, core, log, skip=bootstrap_fetches(capture, NODE)).run()

@@ -81,7 +81,12 @@ def replay() -> ReplayResult:
         and e.response_ms is not None
         and e.response.responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
     )
-    config = raft_config(capture, NODE, fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES)
+    config = raft_config(
+        capture,
+        NODE,
+        fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES,
+        update_voter_at_kraft_version_0=False,  # Kafka 3.9 sends none at kraft.version 0
+    )
     log = ReplayLog()
     core = RaftCore(config, log, rng=random.Random(0))
     return Replay(

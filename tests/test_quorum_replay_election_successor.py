@@ -65,7 +65,12 @@ def replay() -> ReplayResult:
             return "KAFKA_3_9_BEGIN_QUORUM_EPOCH_REPEATS"
         return bootstrap(exchange)
 
-    config = raft_config(capture, NODE, fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES)
+    config = raft_config(
+        capture,
+        NODE,
+        fetch_max_bytes=KAFKA_3_9_MAX_FETCH_SIZE_BYTES,
+        update_voter_at_kraft_version_0=False,  # Kafka 3.9 sends none at kraft.version 0
+    )
     log = ReplayLog()
     core = RaftCore(config, log, rng=random.Random(0))
     node_12_gone = 1 + max(

@@ -21,6 +21,7 @@ from kwire.log.snapshots import SnapshotId
 from kwire.protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from kwire.protocol.messages.fetch import FetchRequest
+from kwire.protocol.messages.update_raft_voter import UpdateRaftVoterRequest
 from kwire.protocol.messages.vote import VoteRequest
 from kwire.raft.core import FetchRead, FetchReady, RaftConfig, RaftCore
 from kwire.raft.state import (
@@ -214,6 +215,8 @@ class Cluster:
                 response, actions = core.handle_begin_quorum_epoch(request, self.now)
             case EndQuorumEpochRequest():
                 response, actions = core.handle_end_quorum_epoch(request, self.now)
+            case UpdateRaftVoterRequest():
+                response, actions = core.handle_update_raft_voter(request, self.now)
             case FetchRequest():
                 self.serve_fetch(src, dest, request, self.now + request.max_wait_ms, self.now)
                 return

@@ -32,6 +32,7 @@ from kwire.raft.state import (
     AppendControlRecords,
     AppendLeaderChange,
     CompleteVoterChange,
+    Follower,
     RaftConfig,
     SendFailure,
     SendRequest,
@@ -543,7 +544,7 @@ def test_a_follower_whose_entry_matches_sends_no_update() -> None:
     raft = RaftCore(
         dynamic(2, VoterSet.from_nodes([node(1), node(2)])), ListLog(), rng=random.Random(0)
     )
-    assert not raft.should_send_update_voter()
+    assert not raft.should_send_update_voter(Follower(epoch=1, leader_id=1))
     assert raft.voter_set.is_voter(ReplicaKey(2, DIRS[2]))
 
 

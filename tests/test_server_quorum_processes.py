@@ -132,10 +132,13 @@ async def register_unfenced_broker(leader: KwireServer) -> bool:
                 name="PLAINTEXT", host=HOST, port=9092, security_protocol=0
             )
         ],
-        features=[
+        features=[  # a Kafka 3.9 broker's (kraft.version is 1 in a dynamic quorum)
             BrokerRegistrationRequest.Feature(
                 name="metadata.version", min_supported_version=1, max_supported_version=21
-            )
+            ),
+            BrokerRegistrationRequest.Feature(
+                name="kraft.version", min_supported_version=0, max_supported_version=1
+            ),
         ],
         rack=None,
         log_dirs=[uuid.uuid4()],

@@ -50,6 +50,7 @@ from kwire.controller.image import (
     ZkMigrationState,
 )
 from kwire.controller.image_load import ImageLoader
+from kwire.controller.kraft_version import KRaftVersionAccessor, StaticKRaftVersion
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.reassignment import (
     alter_partition_reassignments,
@@ -149,7 +150,8 @@ class ControllerConfig:
     metadata_max_idle_interval_ms: int = 500  # metadata.max.idle.interval.ms (0 = off)
     num_partitions: int = 1  # num.partitions
     default_replication_factor: int = 1  # default.replication.factor
-    # kraft.version of the quorum: 0 with a static controller.quorum.voters.
+    # kraft.version of a controller run without a raft client (`QuorumController.kraft`,
+    # kwire.controller.kraft_version.StaticKRaftVersion); a node's comes from its raft core.
     kraft_version: int = 0
     zk_migration_enabled: bool = False  # zookeeper.metadata.migration.enable
     # Topic config defaults set in the controller's own properties (e.g. retention.ms
@@ -194,6 +196,9 @@ class QuorumController:
         self.cluster_id = cluster_id
         self.config = config
         self.rng = rng
+        # The raft client's kraft.version (kwire.controller.kraft_version): the node puts
+        # its raft core's here; alone, the configured level.
+        self.kraft: KRaftVersionAccessor = StaticKRaftVersion(config.kraft_version)
         self.tracker = BrokerHeartbeatTracker(config.broker_session_timeout_ms)
         self.image = MetadataImage(
             on_broker_registered=self.tracker.register,

@@ -15,12 +15,16 @@ and no per-feature results. Each feature's checks, in order:
    and every quorum voter has registered;
 4. a lower level needs a downgrade type, a higher one UPGRADE;
 5. metadata.version: a level Kafka 4.3.1 knows (7..31), and a downgrade only across
-   levels that changed no metadata; kraft.version: only the current level (kwire's
-   quorums are static, so Kafka's raft client refuses an upgrade); any other feature: its
+   levels that changed no metadata; kraft.version: an UPGRADE is handed to the raft client
+   (`ctl.kraft`, kwire.controller.kraft_version), which refuses it (INVALID_UPDATE_VERSION
+   with its own message) unless every voter reported support for the level, else appends
+   the upgrade's control batch at once, even if a later feature of the request fails (as
+   in Kafka); a downgrade type is refused unless the level stays; any other feature: its
    dependencies (Feature.validateVersion against the levels the request would leave).
 
 An accepted request writes, in that HashMap order, a FeatureLevelRecord (v0) per feature
-and a NoOpRecord per kraft.version UPGRADE; enabling eligible.leader.replicas.version first
+and a NoOpRecord per kraft.version UPGRADE (after the raft client's control batch, so that
+the request has an offset of its own to wait for); enabling eligible.leader.replicas.version first
 writes the ELR safety ConfigRecords (a cluster-level min.insync.replicas unless one exists,
 then the removal of every broker-level one). All of it is one atomic batch. On success the
 top-level error message is null and, for request versions 0 and 1, every feature gets a
@@ -32,7 +36,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kwire.controller.api_error import MAX_RECORDS_PER_USER_OP, excessively_large_operation
+from kwire.controller.api_error import (
+    MAX_RECORDS_PER_USER_OP,
+    OperationFailed,
+    excessively_large_operation,
+)
+from kwire.controller.kraft_version import KRaftUpgradeError, RefusalKind
 from kwire.controller.operation import Applied, ControllerResult, RequestContext
 from kwire.controller.registrations import ConfigResourceType
 from kwire.controller.topic_configs import java_hash_map_order
@@ -163,7 +172,7 @@ def _feature_records(
     if feature == METADATA_VERSION_FEATURE:
         current = int(ctl.metadata_version)
     elif feature == KRAFT_VERSION.name:
-        current = ctl.config.kraft_version
+        current = ctl.kraft.kraft_version()
     else:
         current = ctl.image.finalized_features.get(feature, 0)
     if level < 0:
@@ -186,13 +195,6 @@ def _feature_records(
             if level != current:
                 raise invalid("Can't downgrade the version of this feature.")
             return []
-        if level != current:
-            # LeaderState.maybeAppendUpgradedKRaftVersion: a static quorum has no voter set
-            # to upgrade. Kafka answers the raft client's exception as it is.
-            raise _Invalid(
-                f"Invalid upgrade of kraft.version from version KRAFT_VERSION_{current} "
-                f"to KRAFT_VERSION_{level}"
-            )
         # Kafka writes a NoOpRecord so that the request has an offset to wait for.
         return [NoOpRecord()]
     try:
@@ -201,6 +203,28 @@ def _feature_records(
     except FeatureVersionError as e:
         raise invalid(str(e)) from None
     return [FeatureLevelRecord(name=feature, feature_level=level)]
+
+
+def _upgrade_kraft_version(ctl: QuorumController, level: int, validate_only: bool) -> int:
+    """FeatureControlManager.updateFeature's kraft.version UPGRADE: the raft client's
+    upgradeKRaftVersion; how many offsets it appended. Its InvalidUpdateVersionException
+    is answered with its message, an IllegalArgumentException with the feature's prefix;
+    a lost leadership (NOT_CONTROLLER) or an IllegalStateException (UNKNOWN_SERVER_ERROR,
+    on which Kafka's controller also fails over) fails the request as a whole."""
+    try:
+        return ctl.kraft.upgrade_kraft_version(level, validate_only)
+    except KRaftUpgradeError as e:
+        match e.kind:
+            case RefusalKind.INVALID:
+                raise _Invalid(e.message) from None
+            case RefusalKind.INVALID_ARGUMENT:
+                raise _Invalid(
+                    f"Invalid update version {level} for feature {KRAFT_VERSION.name}. {e.message}"
+                ) from None
+            case RefusalKind.NOT_LEADER:
+                raise OperationFailed(ErrorCode.NOT_CONTROLLER) from None
+            case _:
+                raise OperationFailed(ErrorCode.UNKNOWN_SERVER_ERROR, e.message) from None
 
 
 def elr_safety_records(ctl: QuorumController) -> list[Message]:
@@ -265,6 +289,8 @@ def update_features(
         level, upgrade_type = updates[feature]
         try:
             records += _feature_records(ctl, feature, level, upgrade_type, proposed)
+            if feature == KRAFT_VERSION.name and upgrade_type == UPGRADE:
+                next_offset += _upgrade_kraft_version(ctl, level, request.validate_only)
         except _Invalid as e:
             return ControllerResult(records=[], response=_failed(e.message))
         if len(records) > MAX_RECORDS_PER_USER_OP:

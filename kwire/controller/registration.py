@@ -60,7 +60,7 @@ def broker_registration(
     next_offset: int,
 ) -> ControllerResult:
     finalized = dict(ctl.image.finalized_features)
-    finalized[KRAFT_VERSION_FEATURE] = ctl.config.kraft_version
+    finalized[KRAFT_VERSION_FEATURE] = ctl.kraft.kraft_version()
     try:
         records, epoch = register_broker(
             ctl.image,

@@ -178,8 +178,10 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
                 self.is_voter and not self.shutting_down
             ):
                 deadlines.append(d)
-                if self.should_send_update_voter():
-                    deadlines.append(follower.update_voter_deadline_ms)
+                # The update-voter period (a past one waits for the answer in flight).
+                update = follower.update_voter_deadline_ms
+                if update > self.now_ms and self.should_send_update_voter(follower):
+                    deadlines.append(update)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)
                 if len(leader.voters) > 1:
@@ -272,6 +274,10 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
             self.on_fetch_failed(destination, failure, now_ms)
         elif isinstance(request, ApiVersionsRequest):
             actions += self.on_api_versions_failed(destination, failure, now_ms)
+        elif isinstance(request, UpdateRaftVoterRequest):
+            # Kafka's channel answers it UNSUPPORTED_VERSION with no leader and epoch -1,
+            # which maybeHandleCommonResponse counts handled (no backoff), changing nothing.
+            handled = handled or failure == SendFailure.UNSUPPORTED_VERSION
         elif isinstance(request, AddRaftVoterRequest | RemoveRaftVoterRequest) and handled:
             self.restart_auto_join_period(now_ms)  # a REQUEST_TIMED_OUT answer, for Kafka
         if not handled:

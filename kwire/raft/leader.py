@@ -14,15 +14,24 @@ Rules kept here:
 - Resigning, it names the other voters by descending fetch offset as preferred successors
   (nonLeaderVotersByDescendingFetchOffset) and sends EndQuorumEpoch to every voter until each
   answers; after an election timeout it moves to Unattached in epoch + 1.
+- The kraft.version upgrade (KAFKA-16538, Kafka 4.1+; `upgrade_kraft_version`): a leader of
+  a kraft.version 0 quorum keeps the static voters in memory (`Leader.volatile_voters`, its
+  own entry from its listeners), which every follower's UpdateRaftVoter fills in with its
+  directory id, listeners and kraft.version range (reconfig.py). Once each voter supports
+  kraft.version 1 the upgrade appends one control batch, KRaftVersionRecord(1) then the
+  VotersRecord of those voters, and the quorum is dynamic from that append on
+  (LeaderState.maybeAppendUpgradedKRaftVersion).
 """
 
 from __future__ import annotations
 
+from kwire.kraft_upgrade import KRaftUpgradeError, RefusalKind
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.begin_quorum_epoch import (
     BeginQuorumEpochRequest,
     BeginQuorumEpochResponse,
 )
+from kwire.protocol.messages.control.kraft_version_record import KRaftVersionRecord
 from kwire.protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from kwire.raft import messages
 from kwire.raft.election import ElectionPart
@@ -30,11 +39,21 @@ from kwire.raft.state import (
     CHECK_QUORUM_TIMEOUT_FACTOR,
     SHUTDOWN_TIMEOUT_MS,
     Action,
+    AppendControlRecords,
     HighWatermarkAdvanced,
     Leader,
     Resigned,
     SendRequest,
 )
+from kwire.raft.voter_set import (
+    KRAFT_VERSION_RECORD_VERSION,
+    VOTERS_RECORD_VERSION,
+    ZERO_UUID,
+    KRaftVersion,
+)
+from kwire.records.control import ControlRecordType
+
+KRAFT_VERSION_NAME = "kraft.version"
 
 
 class LeaderPart(ElectionPart):
@@ -194,6 +213,119 @@ class LeaderPart(ElectionPart):
     def resignation_acknowledged(self) -> bool:
         """A Resigned node's EndQuorumEpoch has been answered by every other voter."""
         return isinstance(self.role, Resigned) and not self.role.unacked
+
+    # -- the kraft.version upgrade ----------------------------------------------------------
+
+    def upgrade_kraft_version(
+        self, epoch: int, level: int, validate_only: bool, now_ms: int
+    ) -> tuple[bool, list[Action]]:
+        """KafkaRaftClient.upgradeKRaftVersion then LeaderState.maybeAppendUpgradedKRaftVersion
+        (Kafka 4.3.1): (whether an upgrade was appended, actions). Nothing to do when the
+        log (or a pending upgrade) is at `level` already. Otherwise every voter of the
+        in-memory set must have reported a kraft.version range holding `level` by
+        UpdateRaftVoter; then, unless `validate_only`, one control batch at the log end:
+        KRaftVersionRecord (v0) of `level`, then the VotersRecord (v0) of those voters
+        (written only when it differs from the log's, which it always does from a static
+        set). The new version and voters rule from that append. Raises KRaftUpgradeError (kwire.kraft_upgrade)."""
+        self.now_ms = max(self.now_ms, now_ms)
+        leader = self.role
+        if not isinstance(leader, Leader):
+            raise KRaftUpgradeError(
+                RefusalKind.NOT_LEADER,
+                "Upgrade kraft version failed because the replica is not the current leader",
+            )
+        if epoch < leader.epoch:
+            raise KRaftUpgradeError(
+                RefusalKind.NOT_LEADER,
+                f"Upgrade kraft version failed because the given epoch {epoch} is stale. "
+                f"Current leader epoch is {leader.epoch}",
+            )
+        if epoch > leader.epoch:
+            raise KRaftUpgradeError(
+                RefusalKind.INVALID_ARGUMENT,
+                f"Attempt to append from epoch {epoch} which is larger than the current "
+                f"epoch of {leader.epoch}",
+            )
+        if level not in (0, 1):
+            raise KRaftUpgradeError(
+                RefusalKind.INVALID_ARGUMENT, f"Unknown KRaft feature level: {level}"
+            )
+        new = KRaftVersion(level)
+        persisted = self.kraft_version
+        pending = leader.requested_kraft_version
+        if pending is not None:
+            if pending is new:
+                return False, []
+            raise KRaftUpgradeError(
+                RefusalKind.INVALID,
+                f"Invalid concurrent upgrade of {KRAFT_VERSION_NAME} from version "
+                f"{pending.name} to {new.name}",
+            )
+        if persisted is new:
+            return False, []
+        if persisted > new:
+            raise KRaftUpgradeError(
+                RefusalKind.INVALID,
+                f"Invalid upgrade of {KRAFT_VERSION_NAME} from version {persisted.name} to "
+                f"{new.name} because the new version is a downgrade",
+            )
+        voters = leader.volatile_voters
+        if voters is None:
+            raise KRaftUpgradeError(
+                RefusalKind.INVALID,
+                f"Invalid upgrade of {KRAFT_VERSION_NAME} from version {persisted.name} to "
+                f"{new.name}",
+            )
+        persisted_voters = self.voter_set
+        if set(voters.voter_ids()) != set(persisted_voters.voter_ids()):
+            raise KRaftUpgradeError(
+                RefusalKind.ILLEGAL_STATE,
+                f"Unable to update {KRAFT_VERSION_NAME} to {new.name} due to missing voters "
+                f"{sorted(voters.voter_ids())} compared to {sorted(persisted_voters.voter_ids())}",
+            )
+        if not voters.supports_version(new):
+            self._log(f"not all voters support kraft version {int(new)}")
+            raise KRaftUpgradeError(
+                RefusalKind.INVALID,
+                f"Invalid upgrade of {KRAFT_VERSION_NAME} to {new.name} because not all of "
+                "the voters support it",
+            )
+        if any(key.directory_id == ZERO_UUID for key in voters.voter_keys()):
+            raise KRaftUpgradeError(
+                RefusalKind.ILLEGAL_STATE,
+                f"Directory id must be known for all of the voters: {voters}",
+            )
+        if validate_only:
+            return True, []
+        leader.volatile_voters = None
+        leader.requested_kraft_version = new
+        values = [
+            (
+                ControlRecordType.KRAFT_VERSION,
+                KRaftVersionRecord(
+                    version=KRAFT_VERSION_RECORD_VERSION, kraft_version=int(new)
+                ).encode(0),
+            )
+        ]
+        if voters != persisted_voters:
+            values.append(
+                (
+                    ControlRecordType.KRAFT_VOTERS,
+                    voters.to_voters_record(VOTERS_RECORD_VERSION).encode(0),
+                )
+            )
+        offset = self.log.end_offset
+        self.feed_own_control_batch(offset, leader.epoch, values)
+        self.on_voters_appended(leader)
+        self._log(f"appended {KRAFT_VERSION_NAME} {int(new)} and voters {voters} at {offset}")
+        return True, [
+            AppendControlRecords(
+                epoch=leader.epoch, base_offset=offset, control_records=tuple(values)
+            )
+        ]
+
+    def on_voters_appended(self, leader: Leader) -> None:
+        """The leader's replica states follow a newly appended voter set (reconfig.py)."""
 
     # -- responses ----------------------------------------------------------------------------
 

@@ -27,11 +27,14 @@ itself (DUPLICATE_VOTER, VOTER_NOT_FOUND for an unknown voter or the last one).
 
 UpdateRaftVoter is answered at once: at kraft.version 1 it appends the updated
 VotersRecord; at kraft.version 0 it updates the leader's in-memory copy of the static voters
-(Kafka keeps it for a later kraft.version upgrade, which kwire does not run). A follower
-voter whose listeners or kraft.version range differ from what the voter set holds for it
-sends UpdateRaftVoter to its leader, once per `controller.quorum.fetch.timeout.ms`, until
-the log agrees (KafkaRaftClient.pollFollowerAsVoter, kraft.version 1 only: see the note
-on `should_send_update_voter`).
+(`Leader.volatile_voters`), which a kraft.version upgrade writes to the log once every voter
+has reported (leader.py, `upgrade_kraft_version`). A follower voter sends UpdateRaftVoter to
+its leader when its update-voter period (`controller.quorum.fetch.timeout.ms`, restarted
+with each new leader) has passed: at kraft.version 1 while the voter set in the log does not
+hold its listeners and kraft.version range, at kraft.version 0 until the leader of the
+epoch has answered one NONE or UNSUPPORTED_VERSION (a Kafka 3.9 leader's answer), since
+leaders keep that report only in memory (KafkaRaftClient.pollFollowerAsVoter,
+shouldSendUpdateVoteRequest of Kafka 4.3.1).
 """
 
 from __future__ import annotations
@@ -459,6 +462,9 @@ class ReconfigPart(LeaderPart):
             AppendControlRecords(epoch=leader.epoch, base_offset=offset, control_records=values)
         ]
 
+    def on_voters_appended(self, leader: Leader) -> None:
+        self.sync_leader_voters(leader)
+
     def sync_leader_voters(self, leader: Leader) -> None:
         """LeaderState.updateVoterAndObserverStates: the replica states follow the newest
         voter set; a new voter keeps its progress as an observer, a removed one becomes an
@@ -501,21 +507,21 @@ class ReconfigPart(LeaderPart):
 
     # -- UpdateRaftVoter (the follower's side) ------------------------------------------------
 
-    def should_send_update_voter(self) -> bool:
-        """KafkaRaftClient.shouldSendUpdateVoteRequest at kraft.version 1: the voter set in
-        the log does not hold this node's listeners and kraft.version range. (At
-        kraft.version 0 Kafka 4.3.1 also sends one to every new leader, for a later
-        kraft.version upgrade; kwire runs no such upgrade and does not.)"""
-        return self.kraft_version.is_reconfig_supported and self.voter_set.voter_node_needs_update(
-            self.local_voter_node()
-        )
+    def should_send_update_voter(self, role: Follower) -> bool:
+        """KafkaRaftClient.shouldSendUpdateVoteRequest (4.3.1): at kraft.version 1, the
+        voter set in the log does not hold this node's listeners and kraft.version range;
+        at kraft.version 0, the leader of this epoch has not yet taken our report (leaders
+        keep it in memory only, for a later kraft.version upgrade)."""
+        if self.kraft_version.is_reconfig_supported:
+            return self.voter_set.voter_node_needs_update(self.local_voter_node())
+        return self.config.update_voter_at_kraft_version_0 and not role.has_updated_leader
 
     def maybe_send_update_voter(self, role: Follower, now_ms: int) -> list[Action] | None:
         """pollFollowerAsVoter's update-voter period: the request to send now ([] to wait
         for the leader's connection), or None to go on fetching."""
         if now_ms < role.update_voter_deadline_ms:
             return None
-        if not self.should_send_update_voter():
+        if not self.should_send_update_voter(role):
             role.update_voter_deadline_ms = now_ms + self.config.fetch_timeout_ms
             return None
         if self.any_in_flight() or not self.ready(role.leader_id, UpdateRaftVoterRequest, now_ms):

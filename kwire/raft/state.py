@@ -35,7 +35,7 @@ from kwire.protocol.messages.update_raft_voter import (
     UpdateRaftVoterResponse,
 )
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
-from kwire.raft.voter_set import ReplicaKey, VoterEndpoint, VoterSet
+from kwire.raft.voter_set import KRaftVersion, ReplicaKey, VoterEndpoint, VoterSet
 from kwire.records.control import ControlRecordType
 
 METADATA_TOPIC = "__cluster_metadata"
@@ -102,6 +102,10 @@ class RaftConfig:
     fast_failover: bool = True
     bootstrap_servers: tuple[tuple[str, int], ...] = ()
     auto_join: bool = False  # controller.quorum.auto.join.enable (auto_join.py)
+    # A kraft.version 0 voter reports itself to each new leader by UpdateRaftVoter, for a
+    # later kraft.version upgrade (Kafka 4.1+, KAFKA-16538); False: as Kafka 3.9, whose
+    # voters send UpdateRaftVoter at kraft.version 1 only (a replay of a 3.9 node).
+    update_voter_at_kraft_version_0: bool = True
 
     def bootstrap_destination(self, index: int) -> tuple[int, VoterEndpoint]:
         """The id (-2 - index, KafkaRaftClient's numbering) and the endpoint of the
@@ -333,7 +337,11 @@ class Leader:
     resign_requested: bool = False
     add_voter: PendingAddVoter | None = None  # LeaderState.addVoterHandlerState
     remove_voter: PendingRemoveVoter | None = None  # LeaderState.removeVoterHandlerState
-    volatile_voters: VoterSet | None = None  # kraft.version 0: UpdateRaftVoter's in-memory set
+    # kraft.version 0: the static voters as UpdateRaftVoter reported them, kept in memory
+    # for a kraft.version upgrade (LeaderState's KRaftVersionUpgrade.Voters), then None once
+    # the upgrade to `requested_kraft_version` is appended (KRaftVersionUpgrade.Version).
+    volatile_voters: VoterSet | None = None
+    requested_kraft_version: KRaftVersion | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -47,6 +47,7 @@ import trio
 
 from kwire.controller.authorizer import AclOperation, AuthHelper
 from kwire.controller.controller import HANDLED_REQUESTS, RequestContext
+from kwire.controller.records import KRAFT_VERSION_FEATURE, MetadataVersion
 from kwire.protocol._codec import ZERO_UUID, Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.error_responses import error_response
@@ -193,6 +194,12 @@ def api_versions_response(error: ErrorCode, node: ControllerNode) -> ApiVersions
         ],
     )
     epoch, levels = node.controller.finalized_features(node.committed_offset)
+    # At 4.x levels, as Kafka 4.3.1's controller, the raft client's kraft.version when
+    # above 0 (ControllerServer: FinalizedFeatures.setFinalizedLevel); Kafka 3.9.0's
+    # controller reports the image's features only.
+    kraft_level = int(node.raft.kraft_version)
+    if kraft_level > 0 and node.controller.metadata_version >= MetadataVersion.IBP_4_0_IV0:
+        levels[KRAFT_VERSION_FEATURE] = kraft_level
     response.finalized_features_epoch = epoch
     response.finalized_features = [
         ApiVersionsResponse.FinalizedFeatureKey(

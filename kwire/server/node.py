@@ -28,6 +28,7 @@ from typing import NoReturn
 import trio
 
 from kwire.controller.controller import ControllerResult, QuorumController
+from kwire.controller.kraft_version import RaftKRaftVersion
 from kwire.controller.records import RecordAndVersion
 from kwire.log import MetadataLog, MetadataLogConfig
 from kwire.protocol._codec import Message
@@ -143,9 +144,8 @@ class ControllerNode:
             settings.snapshots,
             snapshot_source or default_snapshot_source(),
             wall_clock_ms(),
-            kraft_records=(
-                self.storage.snapshot_kraft_records if control_records is not None else None
-            ),
+            # At kraft.version 0 these are none; a quorum upgraded while running gets them.
+            kraft_records=self.storage.snapshot_kraft_records,
         )
         self.driver = RaftDriver(
             self, request_timeout_ms=timeouts.request_timeout_ms, clock=wall_clock_ms
@@ -185,12 +185,26 @@ class ControllerNode:
         raise AssertionError(f"the fatal fault handler returned: {message}")
 
     def _new_controller(self) -> QuorumController:
-        return QuorumController(
+        controller = QuorumController(
             node_id=self.settings.node_id,
             cluster_id=self.settings.cluster_id,
             config=self.settings.controller,
             rng=random.Random(self.seed),
         )
+        controller.kraft = RaftKRaftVersion(
+            read=lambda: int(self.raft.kraft_version), upgrade=self._upgrade_kraft_version
+        )
+        return controller
+
+    def _upgrade_kraft_version(self, level: int, validate_only: bool) -> int:
+        """The raft leader's kraft.version upgrade, for the controller's UpdateFeatures (in
+        the driver's turn): its control batch is appended before the controller's records;
+        how many offsets it took."""
+        now = wall_clock_ms()
+        before = self.log.end_offset
+        _, actions = self.raft.upgrade_kraft_version(self.raft.epoch, level, validate_only, now)
+        self.carry_out(actions, now)
+        return self.log.end_offset - before
 
     def start(self) -> None:
         """Start the raft core: a sole voter leads (and its controller activates) at once;

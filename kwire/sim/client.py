@@ -163,10 +163,13 @@ def _registration() -> BrokerRegistrationRequest:
                 name="PLAINTEXT", host="127.0.0.1", port=9092, security_protocol=0
             )
         ],
-        features=[
+        features=[  # a Kafka 3.9 broker's
             BrokerRegistrationRequest.Feature(
                 name="metadata.version", min_supported_version=1, max_supported_version=21
-            )
+            ),
+            BrokerRegistrationRequest.Feature(
+                name="kraft.version", min_supported_version=0, max_supported_version=1
+            ),
         ],
         rack=None,
         log_dirs=[uuid.UUID(int=10_000 + BROKER_ID)],

@@ -49,6 +49,9 @@ class ClusterConfig:
 
     voters: int = 3
     dynamic: bool = False
+    # A static quorum whose nodes have directory ids and listeners as Kafka 4.x nodes do
+    # (what a kraft.version upgrade needs); a dynamic quorum always has them.
+    directory_ids: bool = False
     spares: int = 0
     network: NetworkConfig = NetworkConfig()
     election_timeout_ms: int = 1000
@@ -86,14 +89,15 @@ class Cluster:
         self.nodes: dict[int, SimNode] = {}
         everyone = range(1, config.voters + (config.spares if config.dynamic else 0) + 1)
         bootstrap = VoterSet.from_nodes(sim_voter_node(i) for i in ids) if config.dynamic else None
+        identified = config.dynamic or config.directory_ids
         for node_id in everyone:
             raft_config = RaftConfig(
                 node_id=node_id,
                 cluster_id=CLUSTER_ID,
                 voters=() if config.dynamic else voters,
                 voter_set=bootstrap,
-                directory_id=sim_directory_id(node_id) if config.dynamic else NO_DIRECTORY_ID,
-                local_endpoints=sim_voter_node(node_id).endpoints if config.dynamic else (),
+                directory_id=sim_directory_id(node_id) if identified else NO_DIRECTORY_ID,
+                local_endpoints=sim_voter_node(node_id).endpoints if identified else (),
                 election_timeout_ms=config.election_timeout_ms,
                 election_backoff_max_ms=config.election_backoff_max_ms,
                 fetch_timeout_ms=config.fetch_timeout_ms,

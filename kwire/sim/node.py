@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from kwire.controller.controller import ControllerConfig, QuorumController, RequestContext
+from kwire.controller.kraft_version import RaftKRaftVersion
 from kwire.controller.operation import ControllerResult
 from kwire.log.quorum_state import QuorumStateData
 from kwire.protocol._codec import Message
@@ -70,13 +71,14 @@ from kwire.records import (
     encode_control_record_key,
     frame_metadata_record,
 )
+from kwire.records.control import ControlRecordType
 from kwire.sim.invariants import InvariantViolation
 from kwire.sim.memory_log import MemoryLog, StoredBatch
 from kwire.sim.network import Failure, Network, PendingRequest
 from kwire.sim.replay import replay_batch
 
 MAX_RECORDS_PER_BATCH = 10_000  # Kafka's QuorumController maxRecordsPerBatch
-SUPPORTED_FEATURES = (("metadata.version", 1, 21), ("kraft.version", 0, 0))
+SUPPORTED_FEATURES = (("metadata.version", 1, 21), ("kraft.version", 0, 1))
 
 
 class CrashPoint(enum.Enum):
@@ -206,6 +208,10 @@ class SimNode:
             config=self.controller_config,
             rng=random.Random(rng.getrandbits(64)),
         )
+        core = self.core
+        self.controller.kraft = RaftKRaftVersion(
+            read=lambda: int(core.kraft_version), upgrade=self._upgrade_kraft_version
+        )
         self.applied_end = 0  # the standby controller has replayed [0, applied_end)
         self.high_watermark = 0  # the largest HighWatermarkAdvanced of this incarnation
         self.activation: tuple[int, int] | None = None  # (epoch, start) awaiting commit
@@ -217,14 +223,15 @@ class SimNode:
         self.network.node_started(self.node_id, self.incarnation)
         self.carry_out(self.core.start(now_ms), now_ms)
 
-    def _control_records(self) -> KRaftControlRecords | None:
-        """A dynamic quorum's voter history as the server reads it at start: the bootstrap
-        voters, then every control batch of the log (kwire.server.quorum_voters)."""
+    def _control_records(self) -> KRaftControlRecords:
+        """The voter history as the server reads it at start (kwire.server.quorum_voters):
+        a dynamic quorum's bootstrap voters (a static quorum's come from the config), then
+        every control batch of the log (a static quorum upgraded to kraft.version 1 has
+        its KRaftVersion and Voters records there)."""
         bootstrap = self.raft_config.voter_set
-        if bootstrap is None:
-            return None
         history = KRaftControlRecords()
-        history.load_bootstrap(KRaftVersion.KRAFT_VERSION_1, bootstrap)
+        if bootstrap is not None:
+            history.load_bootstrap(KRaftVersion.KRAFT_VERSION_1, bootstrap)
         for stored in self.log.batches:
             batch = stored.decode()
             if batch.is_control:
@@ -426,6 +433,16 @@ class SimNode:
         registration = controller.handle(request, context, self.log.end_offset, now_ms)
         self.append_result(registration, now_ms)
 
+    def _upgrade_kraft_version(self, level: int, validate_only: bool) -> int:
+        """The raft leader's kraft.version upgrade for the controller's UpdateFeatures: its
+        control batch goes in before the controller's records; how many offsets it took."""
+        assert self.core is not None
+        before = self.log.end_offset
+        now_ms = self.core.now_ms
+        _, actions = self.core.upgrade_kraft_version(self.core.epoch, level, validate_only, now_ms)
+        self.carry_out(actions, now_ms)
+        return self.log.end_offset - before
+
     def append_result(self, result: ControllerResult, now_ms: int) -> int:
         """Append a controller result's records as the leader (atomic: one batch; else
         one batch per write, split at MAX_RECORDS_PER_BATCH)."""
@@ -518,7 +535,14 @@ class SimNode:
         uncommitted = [
             o for o in core.control_records.voter_set_offsets() if o >= core.high_watermark
         ]
-        if uncommitted != [action.base_offset]:
+        # The VotersRecord's own offset: a kraft.version upgrade puts its KRaftVersionRecord
+        # first in the batch.
+        appended = [
+            action.base_offset + i
+            for i, (kind, _) in enumerate(action.control_records)
+            if kind is ControlRecordType.KRAFT_VOTERS
+        ]
+        if uncommitted != appended:
             raise InvariantViolation(
                 "one voter change at a time",
                 f"leader {self.node_id} appends a voter set at {action.base_offset} while "

@@ -397,3 +397,7 @@ def voter_changes_leader_kills(sim: Sim) -> None:
         cluster.run_for(sim.rng.randint(100, 2500))
         cluster.network.heal()
         _everyone_caught_up(sim)
+
+
+# Scenarios kept in their own modules register themselves on import.
+from kwire.sim import scenarios_upgrade  # noqa: E402, F401
