@@ -138,3 +138,43 @@ def test_a_committed_record_a_standby_cannot_apply_halts_it_naming_the_batch(
         )
     finally:
         node.close()
+
+
+async def registered(voters: list[Voter], leader: Voter) -> dict[int, uuid.UUID]:
+    """Wait until the leader's image holds a registration of every voter's incarnation."""
+    while True:
+        controllers = leader.node.controller.image.controllers
+        found = {i: r.incarnation_id for i, r in controllers.items()}
+        if found == {v.node_id: v.node.incarnation_id for v in voters}:
+            return found
+        await trio.sleep(0.01)
+
+
+async def test_standbys_register_with_the_active_controller_and_again_when_restarted(
+    tmp_path: Path,
+) -> None:
+    # Kafka 3.9's ControllerRegistrationManager: every controller registers (KIP-919), not
+    # only the one that activated; UpdateFeatures refuses "controller N has not registered"
+    # otherwise. A restarted standby registers its new incarnation.
+    with trio.fail_after(TIMEOUT_S):
+        async with quorum(tmp_path) as q:
+            leader = await q.leader()
+            epoch = leader.node.raft.epoch
+            await registered(q.voters, leader)
+            standby = next(v for v in q.voters if v is not leader)
+            assert standby.node.registration.sent >= 1
+            assert standby.node.registration.registered()  # replicated to its own image too
+            sent = standby.node.registration.sent
+            await trio.sleep(0.3)
+            assert standby.node.registration.sent == sent, "no request once registered"
+            assert leader.node.registration.sent == 0, "the active controller needs none"
+            standby.kill()
+            await standby.stopped.wait()
+            again = restarted(standby, q.voters, tmp_path / f"node-{standby.node_id}")
+            assert again.node.incarnation_id != standby.node.incarnation_id
+            async with trio.open_nursery() as nursery:
+                await nursery.start(again.run)
+                others = [v for v in q.voters if v is not standby]
+                await registered([*others, again], leader)
+                assert leader.node.raft.epoch == epoch  # no failover was needed
+                again.kill()

@@ -45,6 +45,7 @@ from kwire.raft.state import (
     StateChanged,
     WriteSnapshotChunk,
 )
+from kwire.server.controller_registration import ControllerRegistrationSender
 from kwire.server.faults import ControllerFaults
 from kwire.server.loop_watch import LoopStallWatch
 from kwire.server.metrics_stats import RequestStats
@@ -162,6 +163,8 @@ class ControllerNode:
         # The last committed records, for the status page (kwire.server.status_events).
         self.metadata_events = MetadataEvents()
         self.replay = ControllerReplay(self)
+        # A standby registers itself with the active controller (KIP-919).
+        self.registration = ControllerRegistrationSender(self, SUPPORTED_FEATURES)
         self.replayed = self.replay.replay_start()
 
     @property
@@ -360,7 +363,7 @@ class ControllerNode:
 
     async def run(self) -> None:
         """The node's tasks (the raft driver, the group-commit flusher, the periodic
-        work and the snapshot writer) until cancelled; `loop_watch` times the loop's
+        work, the snapshot writer and a standby's registration) until cancelled; `loop_watch` times the loop's
         steps meanwhile."""
         send, receive = trio.open_memory_channel[SnapshotJob](1)
         trio.lowlevel.add_instrument(self.loop_watch)
@@ -371,6 +374,7 @@ class ControllerNode:
                 nursery.start_soon(self.writes.run_flusher, self.driver.call)
                 nursery.start_soon(self.periodic.run_ticks)
                 nursery.start_soon(self.periodic.run_snapshot_writer, receive)
+                nursery.start_soon(self.registration.run)
         finally:
             self.periodic.snapshot_jobs = None
             self.snapshots.writing = None

@@ -40,10 +40,9 @@ from kwire.controller.image_load import ImageLoader
 from kwire.controller.topic_configs import java_hash_map_order
 from kwire.controller.transactions import TransactionError
 from kwire.log.metadata_reader import batch_metadata_records
-from kwire.protocol.messages.controller_registration import ControllerRegistrationRequest
-from kwire.raft.state import BecameLeader, StateChanged, Voter
-from kwire.raft.voter_set import VoterEndpoint
+from kwire.raft.state import BecameLeader, StateChanged
 from kwire.records import iter_batch_headers
+from kwire.server.controller_registration import registration_request
 from kwire.server.snapshots import load_newest_snapshot
 from kwire.server.write_path import AppendFailed
 
@@ -237,7 +236,9 @@ class ControllerReplay:
             # waiting writes NOT_CONTROLLER, stop the active controller's periodic work.
             self.active = False
             node.controller.deactivate()
-            node.revert_uncommitted(f"no longer the leader ({action.state} in epoch {action.epoch})")
+            node.revert_uncommitted(
+                f"no longer the leader ({action.state} in epoch {action.epoch})"
+            )
             self.applied_end = min(node.log.end_offset, node.writes.committed_offset)
             self.replay_target = self.applied_end
 
@@ -277,39 +278,13 @@ class ControllerReplay:
 
     def register_self(self, now_ms: int) -> None:
         """Register this controller's endpoint and features, as Kafka's controllers do
-        through their ControllerRegistrationManager (here without the network hop): its
-        controller listener as advertised (ListenerInfo, its port as bound), else its
-        entry in the current voter set."""
+        through their ControllerRegistrationManager, here without the network hop
+        (kwire.server.controller_registration; standbys send theirs to the leader)."""
         node = self.node
         settings = node.settings
-        name = settings.listener_name.upper()
-        # (A voter added while running is in no start-up list: its own entry in the core.)
-        voter: Voter | VoterEndpoint = (
-            next((e for e in settings.local_endpoints if e.name == name), None)
-            or node.raft.own_voter()
-        )
-        if voter.port == 0:  # own_voter(): no listener of that name
-            log.error("Node %d: no endpoint on %s to register", settings.node_id, name)
+        request = registration_request(node, SUPPORTED_FEATURES)
+        if request is None:
             return
-        request = ControllerRegistrationRequest(
-            controller_id=settings.node_id,
-            incarnation_id=node.incarnation_id,
-            zk_migration_ready=False,
-            listeners=[
-                ControllerRegistrationRequest.Listener(
-                    name=settings.listener_name,
-                    host=voter.host,
-                    port=voter.port,
-                    security_protocol=PLAINTEXT,
-                )
-            ],
-            features=[
-                ControllerRegistrationRequest.Feature(
-                    name=name, min_supported_version=low, max_supported_version=high
-                )
-                for name, low, high in SUPPORTED_FEATURES
-            ],
-        )
         context = RequestContext(api_version=0, client_id=str(settings.node_id), internal=True)
         result = node.controller.handle(request, context, node.log.end_offset, now_ms)
         node.append_result(result, now_ms)
