@@ -58,7 +58,7 @@ LEADER_STATE = "leader"
 FREEZE_AFTER_RECORDS = 100_000
 # A standby's replay of committed records yields to the raft driver's events after about
 # this long (seconds), reading at most REPLAY_READ_BYTES of log at a time.
-REPLAY_SLICE_S = 0.01
+REPLAY_SLICE_S = 0.002
 REPLAY_READ_BYTES = 64 * 1024
 # The features this release supports, as its ApiVersions and registrations say, in the
 # order of Kafka's HashMap of them (what a genuine 4.3.1 controller's ApiVersions shows).
