@@ -204,6 +204,10 @@ async def test_a_create_topics_through_the_leader_commits_on_all_three_standby_i
     with trio.fail_after(TIMEOUT_S):
         async with quorum(tmp_path) as q:
             leader = await q.leader()
+            # The standbys register themselves (KIP-919) in writes of their own: once all
+            # have, the log's end below is the last write until the test writes again.
+            while len(leader.node.controller.image.controllers) < len(q.voters):
+                await trio.sleep(0.005)
             await register_unfenced_broker(leader)
             assert await create(leader, "orders") == ErrorCode.NONE
             await q.committed_everywhere(leader.node.log.end_offset)

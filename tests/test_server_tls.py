@@ -36,8 +36,8 @@ from kwire.server.__main__ import build_settings, connection_limits
 from kwire.server.client import KafkaClient
 from kwire.server.config import ConfigError, ControllerServerConfig
 from kwire.server.node import ControllerNode
-from kwire.server.security import certificate_principal
 from kwire.server.serve import SocketServer
+from kwire.server.tls import certificate_principal
 from kwire.storage import format_storage, random_uuid
 
 HOST = "127.0.0.1"
@@ -361,9 +361,11 @@ def test_a_key_store_that_does_not_load_stops_the_server_from_starting(
     }
     config = controller_config(tmp_path, 9093, {k: v for k, v in properties.items() if v})
     format_storage(config, random_uuid(), "3.9-IV0")
-    node = ControllerNode(build_settings(config), seed=1)
+    with pytest.raises(ConfigError, match=message):
+        build_settings(config)  # the client side, towards the other controllers
+    node = ControllerNode(build_settings(controller_config(tmp_path, 9093, {})), seed=1)
     try:
-        with pytest.raises(ConfigError, match=message):
+        with pytest.raises(ConfigError, match=message):  # the listener's side
             SocketServer(node, max_request_bytes=1024, security=config.controller_security)
     finally:
         node.close()

@@ -130,7 +130,7 @@ async def test_an_in_process_quorum_of_three_elects_one_leader(kwire_quorum_fact
 
 
 @pytest.mark.trio
-async def test_an_in_process_node_that_cannot_serve_fails_the_wait_with_its_error(kwire_quorum_factory):
+async def test_an_in_process_node_whose_key_store_cannot_load_fails_the_call(kwire_quorum_factory):
     quorum = kwire_quorum_factory(voters=1, mode="inprocess", overrides={
         "listener.security.protocol.map": "CONTROLLER:SSL",
         "ssl.keystore.type": "PEM",
@@ -147,7 +147,7 @@ def test_in_process_fixtures_serve_a_trio_test_take_overrides_and_report_a_faile
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*QuorumStartError: an in-process kwire node failed: "
+            "*ConfigError: "
             "ssl.keystore.location=/nonexistent/keystore.pem: the PEM SSL keystore failed to load*"
         ]
     )

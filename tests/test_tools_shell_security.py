@@ -135,7 +135,9 @@ def test_tls_with_a_client_certificate_is_set_up_from_the_command_config(
         status, out, _ = shell(capsys, server.port, known, "ls", "/image/features")
         assert (status, out) == (0, "metadataVersion\n")
         status, _, error = shell(capsys, server.port, anonymous, "ls")
-        assert status == 1 and error.startswith(f"Error: {HOST}:{server.port}: ")
+        assert status == 1 and error.startswith(
+            f"Error: TLS handshake failed: {HOST}:{server.port}"
+        )
 
 
 def test_a_follower_sends_the_shell_on_to_the_leader(

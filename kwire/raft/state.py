@@ -163,6 +163,7 @@ class SendFailure(enum.Enum):
     CONNECTION_LOST = "connection_lost"  # reset or closed with the request in flight
     TIMEOUT = "timeout"  # no answer within the request timeout
     UNSUPPORTED_VERSION = "unsupported_version"  # the peer's ApiVersions cannot carry it
+    AUTHENTICATION_FAILED = "authentication_failed"  # TLS or SASL refused this node
 
 
 OutboundRequest = (

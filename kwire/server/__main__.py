@@ -21,6 +21,7 @@ from kwire.controller.controller import ControllerConfig
 from kwire.controller.records import RecordAndVersion
 from kwire.log import read_meta_properties
 from kwire.raft.state import Voter
+from kwire.server.client_security import controller_client_security
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
 from kwire.server.limits import ConnectionLimits
 from kwire.server.node import ControllerNode, NodeSettings, RaftTimeouts
@@ -66,6 +67,7 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
         directory_id=meta.directory_id or uuid.UUID(int=0),
         local_endpoints=local_endpoints(config.effective_advertised_controller_listeners),
         bootstrap_servers=config.quorum_bootstrap_servers,
+        client_security=controller_client_security(config),
         controller=ControllerConfig(
             broker_session_timeout_ms=config.broker_session_timeout_ms,
             broker_heartbeat_interval_ms=config.broker_heartbeat_interval_ms,

@@ -22,7 +22,9 @@ from kwire.server.java_plugins import (
 from kwire.server.listener_security import (
     SASL_KEYS,
     SSL_KEYS,
+    ClientSasl,
     ListenerSecurity,
+    client_sasl,
     listener_security,
 )
 from kwire.server.properties import (
@@ -225,6 +227,10 @@ class ControllerServerConfig:
     failed_authentication_delay_ms: int = 100
     # The client side of KRaft: the mechanism brokers and voters use towards controllers.
     sasl_mechanism_controller_protocol: str = "GSSAPI"
+    # With a SASL controller listener: this controller's SASL client towards the others,
+    # or (a node that needs no peer at start) why it has none.
+    controller_client_sasl: ClientSasl | None = None
+    controller_client_problem: str = ""
     # The security of each listener, by listener name (TLS and SASL settings only where
     # the listener's protocol uses them).
     listener_security: Mapping[str, ListenerSecurity] = field(
@@ -473,6 +479,7 @@ class ControllerServerConfig:
             values["sasl_mechanism_controller_protocol"] = props[
                 "sasl.mechanism.controller.protocol"
             ]
+        values.update(cls._controller_client(props, values))
 
         log_dirs_text = props.get("log.dirs") or props.get("log.dir") or DEFAULT_LOG_DIR
         log_dirs = tuple(Path(d) for d in _list(log_dirs_text) if d)
@@ -483,6 +490,26 @@ class ControllerServerConfig:
             Path(props["metadata.log.dir"]) if props.get("metadata.log.dir") else log_dirs[0]
         )
         return cls(**values)
+
+    @staticmethod
+    def _controller_client(props: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
+        """The SASL client towards other controllers (RaftManager: the first controller
+        listener, `sasl.mechanism.controller.protocol`). Kafka refuses to start without it;
+        kwire does too when the node has peers from the start (other static voters or
+        bootstrap servers), and otherwise records why it has none (logged at start-up)."""
+        name = values["controller_listener_names"][0]
+        protocol = values.get("listener_security_protocol_map", {}).get(name, name)
+        if not protocol.startswith("SASL"):
+            return {}
+        mechanism = values.get("sasl_mechanism_controller_protocol", "GSSAPI")
+        try:
+            return {"controller_client_sasl": client_sasl(props, name, mechanism)}
+        except ConfigError as error:
+            node_id = values["node_id"]
+            voters = values.get("quorum_voters", ())
+            if any(v.node_id != node_id for v in voters) or values.get("quorum_bootstrap_servers"):
+                raise
+            return {"controller_client_problem": str(error)}
 
     @staticmethod
     def _socket_limits(props: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:

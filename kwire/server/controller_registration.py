@@ -30,7 +30,7 @@ from kwire.protocol.messages.controller_registration import (
 )
 from kwire.raft.state import Voter
 from kwire.raft.voter_set import VoterEndpoint
-from kwire.server.client import KafkaClient
+from kwire.server.client_security import ClientAuthenticationError, connect
 from kwire.server.node_settings import wall_clock_ms
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kwire.node")
 
-PLAINTEXT = 0  # security protocol id
+# Kafka's SecurityProtocol ids, as RegisterControllerRecord's listeners carry them.
+SECURITY_PROTOCOL_IDS = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
 BACKOFF_INITIAL_MS = 100  # ControllerRegistrationManager's resendExponentialBackoff
 BACKOFF_MAX_MS = 120_000
 BACKOFF_JITTER = 0.02
@@ -70,7 +71,7 @@ def registration_request(
                 name=settings.listener_name,
                 host=voter.host,
                 port=voter.port,
-                security_protocol=PLAINTEXT,
+                security_protocol=SECURITY_PROTOCOL_IDS[settings.client_security.protocol],
             )
         ],
         features=[
@@ -129,17 +130,23 @@ class ControllerRegistrationSender:
             if due is None:
                 continue
             leader, request = due
+            node_id = self.node.settings.node_id
             self.sent += 1
             answer: ControllerRegistrationResponse | None = None
             with trio.move_on_after(timeout_s):
                 try:
-                    client = await KafkaClient.connect(
-                        leader.host, leader.port, f"controller-registration-{leader.node_id}"
+                    client, _ = await connect(
+                        leader.host,
+                        leader.port,
+                        self.node.settings.client_security,
+                        f"controller-registration-{leader.node_id}",
                     )
                     try:
                         answer = await client.request(request, 0)  # type: ignore[assignment]
                     finally:
                         await client.aclose()
+                except ClientAuthenticationError as error:
+                    log.warning("Node %d: controller registration: %s", node_id, error)
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
                     answer = None
             now_ms = wall_clock_ms()

@@ -37,6 +37,7 @@ SSL_KEYS = (
     "ssl.protocol",
     "ssl.cipher.suites",
     "ssl.principal.mapping.rules",
+    "ssl.endpoint.identification.algorithm",
 )
 SASL_KEYS = (
     "sasl.enabled.mechanisms",
@@ -54,7 +55,7 @@ _JAAS_FLAGS = ("REQUIRED", "REQUISITE", "SUFFICIENT", "OPTIONAL")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SslSettings:
     """A listener's ``ssl.*`` keys (DefaultSslEngineFactory's), PEM only. Values are the
-    configuration's text; `kwire.server.security.server_ssl_context` loads them."""
+    configuration's text; `kwire.server.tls` loads them."""
 
     keystore_type: str = "JKS"
     keystore_location: str | None = None
@@ -66,6 +67,8 @@ class SslSettings:
     truststore_certificates: str | None = None
     client_auth: str = "none"  # required | requested | none
     enabled_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    # As a client (to other controllers): "https" checks the peer's host name, "" does not.
+    endpoint_identification_algorithm: str = "https"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +238,13 @@ def _ssl_settings(values: Mapping[str, str], listener: str) -> SslSettings:
     rules = get("ssl.principal.mapping.rules")
     if rules is not None and rules != "DEFAULT":
         raise _bad("ssl.principal.mapping.rules", rules, "kwire supports only DEFAULT")
+    identification = values.get("ssl.endpoint.identification.algorithm", "https").strip()
+    if identification.lower() not in ("https", ""):
+        raise _bad(
+            "ssl.endpoint.identification.algorithm",
+            identification,
+            'expected "https" (check the host name) or empty (do not)',
+        )
     return SslSettings(
         keystore_type=keystore_type,
         keystore_location=location,
@@ -246,6 +256,7 @@ def _ssl_settings(values: Mapping[str, str], listener: str) -> SslSettings:
         truststore_certificates=trust_certs,
         client_auth=client_auth,
         enabled_protocols=protocols,
+        endpoint_identification_algorithm=identification.lower(),
     )
 
 
@@ -308,3 +319,52 @@ def listener_security(props: Mapping[str, str], endpoint: Endpoint) -> ListenerS
     if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
         sasl = _sasl_settings(values, endpoint.listener_name)
     return ListenerSecurity(protocol=protocol, ssl=ssl, sasl=sasl)
+
+
+# -- the client side: a controller's connections to the other controllers ----------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientSasl:
+    """The SASL client of a controller's connections to other controllers (Kafka's
+    RaftManager: ``sasl.mechanism.controller.protocol``, its credentials the ``username``
+    and ``password`` options of the controller listener's JAAS entry for that mechanism,
+    JaasContext.Type.SERVER)."""
+
+    mechanism: str
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def problem(self) -> str:
+        """Why this node cannot authenticate to its peers ("" when it can)."""
+        if self.username is None or self.password is None:
+            return (
+                f"the controller listener's {self.mechanism.lower()}.sasl.jaas.config has no "
+                'username="..." and password="..." options: they are the credentials this '
+                "controller presents to the other controllers"
+            )
+        return ""
+
+
+def client_sasl(props: Mapping[str, str], listener: str, mechanism: str) -> ClientSasl:
+    """The client SASL settings of `listener` for `mechanism`; ConfigError for a mechanism
+    kwire cannot speak or a missing JAAS entry (Kafka fails at start-up on both)."""
+    if mechanism not in SASL_MECHANISMS:
+        raise _bad(
+            "sasl.mechanism.controller.protocol",
+            mechanism,
+            f"kwire's connections to other controllers speak {', '.join(SASL_MECHANISMS)}",
+        )
+    key = f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config"
+    text = _listener_values(props, listener).get(f"{mechanism.lower()}.sasl.jaas.config")
+    if text is None:
+        raise ConfigError(
+            f"{key} is missing: Could not find a 'KafkaServer' or "
+            f"'{listener.lower()}.KafkaServer' entry in the JAAS configuration for "
+            f"sasl.mechanism.controller.protocol={mechanism}"
+        )
+    options = parse_jaas_config(key, text).options
+    return ClientSasl(
+        mechanism=mechanism, username=options.get("username"), password=options.get("password")
+    )

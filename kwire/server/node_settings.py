@@ -17,6 +17,7 @@ from kwire.controller.controller import ControllerConfig
 from kwire.controller.records import RecordAndVersion
 from kwire.raft.state import Voter
 from kwire.raft.voter_set import VoterEndpoint
+from kwire.server.client_security import ClientSecurity
 from kwire.server.snapshots import SnapshotSettings
 
 log = logging.getLogger("kwire.node")
@@ -74,3 +75,5 @@ class NodeSettings:
     local_endpoints: tuple[VoterEndpoint, ...] = ()
     # controller.quorum.bootstrap.servers (host, port): where to find the leader (KIP-853).
     bootstrap_servers: tuple[tuple[str, int], ...] = ()
+    # How this node secures its connections to other controllers (the controller listener's).
+    client_security: ClientSecurity = ClientSecurity()

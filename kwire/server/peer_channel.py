@@ -2,6 +2,9 @@
 it: client id ``raft-client-<node.id>``, at most one request in flight, reconnect backoff
 50 ms doubling up to 500 ms, ApiVersions first on every new connection). `Peers`
 (kwire.server.peers) decides which channels exist; this module is what one of them does.
+The connection is secured as the controller listener is (kwire.server.client_security):
+TLS before anything, SASL after ApiVersions, re-authenticated in-band before a request
+once the session nears its end (KIP-368).
 
 Rules:
 - Sends are fire-and-forget (`PeerChannel.send`); the answer comes back on the driver's
@@ -11,7 +14,10 @@ Rules:
   TIMEOUT when no answer came within `controller.quorum.request.timeout.ms` of the send
   being asked for (the connection is then closed, as Kafka's NetworkClient closes it);
   UNSUPPORTED_VERSION when the peer's ApiVersions has no version of the API that can
-  carry the request (Vote with PreVote=true needs Vote v2, which Kafka 3.9 lacks).
+  carry the request (Vote with PreVote=true needs Vote v2, which Kafka 3.9 lacks);
+  AUTHENTICATION_FAILED when TLS or SASL refused this node (logged as an error once per
+  run of failures: a configuration to fix; retried after the backoff, as Kafka's
+  KafkaNetworkChannel treats it, never taken for a dead leader).
 - Every request is sent at the highest version both sides support.
 - The connection is kept open (reopened after a backoff, 50 ms doubling to 500 ms): the
   first Vote after a leader dies does not wait for a connect and an ApiVersions exchange,
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import ssl
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +53,15 @@ from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersions
 from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.raft.state import SendFailure, Voter
+from kwire.server.client_security import (
+    PLAINTEXT,
+    ClientAuthenticationError,
+    ClientSecurity,
+    authenticate,
+    open_stream,
+    reauthentication_due_ms,
+    tls_failure,
+)
 
 log = logging.getLogger("kwire.peers")
 
@@ -116,8 +132,10 @@ class PeerChannel:
         request_timeout_ms: int,
         deliver: trio.MemorySendChannel[PeerEvent],
         max_response_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        security: ClientSecurity = PLAINTEXT,
     ) -> None:
         self.voter = voter
+        self.security = security
         self.client_id = client_id
         self.request_timeout_s = request_timeout_ms / 1000
         self.deliver = deliver
@@ -132,6 +150,8 @@ class PeerChannel:
         self._stream: trio.abc.Stream | None = None
         self._current: _Queued | None = None  # the request on the wire
         self._scope = trio.CancelScope()  # cancelled by `close`, even before `run` starts
+        self._reauthenticate_at_ms = math.inf  # when the SASL session must be renewed
+        self._auth_failing = False  # the last attempt was refused (logged once per run)
         self._running = False
         self.closed = False
 
@@ -172,8 +192,11 @@ class PeerChannel:
 
     def disconnect(self) -> None:
         """Close the connection now (what is in flight is reported CONNECTION_LOST)."""
-        if self._stream is not None:
-            self._stream.socket.close()  # type: ignore[attr-defined]
+        stream = self._stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        if stream is not None:
+            stream.socket.close()  # type: ignore[attr-defined]
 
     def _fail_soon(self, request: Message, failure: SendFailure) -> None:
         event = SendFailed(destination=self.voter.node_id, request=request, failure=failure)
@@ -206,10 +229,14 @@ class PeerChannel:
         while True:
             try:
                 with trio.fail_after(self.request_timeout_s):
-                    stream = await trio.open_tcp_stream(self.voter.host, self.voter.port)
+                    stream = await open_stream(self.voter.host, self.voter.port, self.security)
             except (OSError, trio.TooSlowError) as exc:
                 log.debug("Cannot connect to voter %d: %s", self.voter.node_id, exc)
                 await self._fail_queued(self.queue, SendFailure.CONNECTION_REFUSED)
+                await self._back_off()
+                continue
+            except ClientAuthenticationError as exc:
+                await self._refused(str(exc))
                 await self._back_off()
                 continue
             self.connects += 1
@@ -267,6 +294,15 @@ class PeerChannel:
             await trio.sleep_until(began + RECONNECT_BACKOFF_MS / 1000)
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
 
+    async def _refused(self, reason: str) -> None:
+        """TLS or SASL refused this node: logged (once per run of refusals), and what
+        waits is reported AUTHENTICATION_FAILED."""
+        text = "Authentication to voter %d at %s:%d failed: %s"
+        level = logging.DEBUG if self._auth_failing else logging.ERROR
+        log.log(level, text, self.voter.node_id, self.voter.host, self.voter.port, reason)
+        self._auth_failing = True
+        await self._fail_queued(self.queue, SendFailure.AUTHENTICATION_FAILED)
+
     async def _fail_queued(self, items: Iterable[_Queued], failure: SendFailure) -> None:
         failed = list(items)
         self.queue.clear()
@@ -281,10 +317,18 @@ class PeerChannel:
         )
 
     async def _serve(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
-        """ApiVersions, then the queued requests one at a time, until the connection breaks."""
+        """ApiVersions (then SASL), then the queued requests one at a time, until the
+        connection breaks."""
         await self._learn_versions(stream, frames)
+        if self.security.uses_sasl:
+            await self._authenticate(stream, frames)
+        if self._auth_failing:
+            log.info("Authenticated to voter %d again", self.voter.node_id)
+            self._auth_failing = False
         while True:
             await self._wait_for_work_or_close(stream)
+            if trio.current_time() * 1000 >= self._reauthenticate_at_ms:
+                await self._authenticate(stream, frames)
             item = self.queue.popleft()
             if item.deadline == math.inf:
                 item.deadline = trio.current_time() + self.request_timeout_s
@@ -375,6 +419,36 @@ class PeerChannel:
             frames.feed(bytes(data))
         return frame
 
+    async def _authenticate(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
+        """The SASL exchange (again, for a session that nears its end); a refusal is
+        reported AUTHENTICATION_FAILED, a broken connection CONNECTION_LOST."""
+
+        async def exchange(request: Message, version: int) -> Message:
+            payload = self._encode(request, version)
+            assert payload is not None
+            correlation_id = self._correlation_id
+            await stream.send_all(size_prefixed(payload))
+            frame = await self._receive_frame(stream, frames)
+            if frame is None:
+                raise trio.BrokenResourceError("the voter closed the connection")
+            header, response = decode_response(frame, request.API_KEY, version)  # type: ignore[attr-defined]
+            if header.correlation_id != correlation_id:
+                raise ProtocolError(f"correlation id {header.correlation_id}")
+            return response
+
+        try:
+            with trio.fail_after(self.request_timeout_s):
+                lifetime_ms = await authenticate(exchange, self.security)
+        except ClientAuthenticationError as exc:
+            await self._refused(str(exc))
+            raise _ConnectionGone from None
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, ProtocolError) as exc:
+            log.info("SASL with voter %d broke off: %s", self.voter.node_id, exc)
+            await self._fail_queued(self.queue, SendFailure.CONNECTION_LOST)
+            raise _ConnectionGone from None
+        now_ms = trio.current_time() * 1000
+        self._reauthenticate_at_ms = reauthentication_due_ms(now_ms, lifetime_ms)
+
     async def _learn_versions(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
         """ApiVersions first, as Kafka's NetworkClient does (discoverBrokerVersions): at v4,
         or again at the highest version the peer names if it refuses v4 (KIP-511)."""
@@ -390,7 +464,12 @@ class PeerChannel:
                 with trio.fail_at(item.deadline):
                     await stream.send_all(size_prefixed(payload))
                     frame = await self._receive_frame(stream, frames)
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError, ProtocolError):
+            except trio.BrokenResourceError as exc:
+                if isinstance(exc.__cause__, ssl.SSLError):  # TLS 1.3: our certificate refused
+                    await self._refused(f"TLS handshake failed: the voter refused: {tls_failure(exc)}")
+                    raise _ConnectionGone from None
+                frame = None
+            except (OSError, trio.TooSlowError, ProtocolError):
                 frame = None
             answer: ApiVersionsResponse | None = None
             if frame is not None:

@@ -32,6 +32,7 @@ from kwire.protocol._codec import Message
 from kwire.protocol.framing import DEFAULT_MAX_FRAME_BYTES
 from kwire.raft.state import SendFailure, Voter
 from kwire.raft.voter_set import VoterEndpoint
+from kwire.server.client_security import PLAINTEXT, ClientSecurity
 from kwire.server.peer_channel import (
     MAX_QUEUED,
     PeerChannel,
@@ -89,8 +90,10 @@ class Peers:
         deliver: trio.MemorySendChannel[PeerEvent],
         max_response_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         idle_ms: int = CONNECTIONS_MAX_IDLE_MS,
+        security: ClientSecurity = PLAINTEXT,
     ) -> None:
         self.node_id = node_id
+        self.security = security
         self.directory = directory
         self.request_timeout_ms = request_timeout_ms
         self.deliver = deliver
@@ -157,6 +160,7 @@ class Peers:
                 request_timeout_ms=self.request_timeout_ms,
                 deliver=self.deliver,
                 max_response_bytes=self.max_response_bytes,
+                security=self.security,
             )
             entry = _Entry(channel, explicit, _now())
             self._entries[key] = entry

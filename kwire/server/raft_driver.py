@@ -144,6 +144,7 @@ class RaftDriver:
             node.raft,
             request_timeout_ms=request_timeout_ms,
             deliver=peer_inbox,
+            security=node.settings.client_security,
         )
         self.running = False
         self.tickets = VoterChangeTickets()  # AddRaftVoter / RemoveRaftVoter awaiting answers

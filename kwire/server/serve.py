@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,10 +63,9 @@ from kwire.server.security import (
     FailAuthentication,
     SaslServerAuthenticator,
     Send,
-    certificate_principal,
     credentials_from,
-    server_ssl_context,
 )
+from kwire.server.tls import certificate_principal, server_ssl_context
 
 log = logging.getLogger("kwire.server")
 
@@ -502,6 +502,7 @@ class SocketServer:
             await stream.do_handshake()
         except trio.BrokenResourceError as exc:
             cause = exc.__cause__ or exc
+            await _send_tls_alert(stream)
             await self._fail_authentication(connection, f"SSL handshake failed: {cause}", None)
             return False
         connection.principal = certificate_principal(stream.getpeercert())
@@ -654,6 +655,17 @@ async def bind(host: str, port: int) -> list[trio.SocketListener]:
 def bound_port(listeners: list[trio.SocketListener]) -> int:
     """The port the first listener is bound to."""
     return int(listeners[0].socket.getsockname()[1])
+
+
+async def _send_tls_alert(stream: trio.SSLStream[trio.abc.Stream]) -> None:
+    """Send what OpenSSL wrote as it gave up a handshake: the alert that tells the client
+    why (unknown_ca, certificate_required, ...), as Kafka's SslTransportLayer flushes it.
+    trio's SSLStream drops it when a handshake fails; it waits in the stream's outgoing
+    memory BIO (a private attribute: nothing is sent if a trio release renames it)."""
+    outgoing = getattr(stream, "_outgoing", None)
+    if isinstance(outgoing, ssl.MemoryBIO) and outgoing.pending:
+        with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.transport_stream.send_all(outgoing.read())
 
 
 async def serve(

@@ -24,48 +24,22 @@ the server's error code name and message.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
-import secrets
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
-import trio
-
-from kwire.protocol.error_codes import ErrorCode
-from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
-from kwire.protocol.messages.sasl_authenticate import SaslAuthenticateRequest
-from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest
 from kwire.server.client import KafkaClient
+from kwire.server.client_security import ClientAuthenticationError, ClientSecurity, error_name
+from kwire.server.client_security import connect as secure_connect
 from kwire.server.properties import load_properties
 from kwire.tools.shell_load import ShellLoadError
 
 __all__ = ["ClientSecurity", "connect", "error_name", "security_from_properties"]
 
 CLIENT_ID = "kwire-shell"
-SOFTWARE_VERSION = "0.1.0"
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-MECHANISMS = {"PLAIN": "", "SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _JAAS_OPTION = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True, slots=True)
-class ClientSecurity:
-    protocol: str = "PLAINTEXT"
-    ssl_context: ssl.SSLContext | None = None
-    mechanism: str = ""
-    username: str = ""
-    password: str = ""
-
-
-def error_name(code: int) -> str:
-    try:
-        return ErrorCode(code).name
-    except ValueError:
-        return f"error {code}"
 
 
 def security_from_properties(path: str | None) -> ClientSecurity:
@@ -116,66 +90,8 @@ async def connect(
     host: str, port: int, security: ClientSecurity, client_id: str = CLIENT_ID
 ) -> tuple[KafkaClient, dict[int, tuple[int, int]]]:
     """A connected, authenticated client and the server's API versions. Raises OSError
-    (connect), trio.BrokenResourceError (TLS handshake) or ShellLoadError (ApiVersions or
-    SASL refused)."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-    if security.ssl_context is not None:
-        tls = trio.SSLStream(stream, security.ssl_context, server_hostname=host)
-        await tls.do_handshake()
-        stream = tls
-    client = KafkaClient(stream, client_id)  # type: ignore[arg-type]  # any trio stream
-    hello = ApiVersionsRequest(
-        client_software_name=client_id, client_software_version=SOFTWARE_VERSION
-    )
-    answer = await client.request(hello, 3)
-    assert isinstance(answer, ApiVersionsResponse)
-    if answer.error_code != ErrorCode.NONE:
-        raise ShellLoadError(f"ApiVersions: {error_name(answer.error_code)}")
-    versions = {k.api_key: (k.min_version, k.max_version) for k in answer.api_keys}
-    if security.mechanism:
-        await _authenticate(client, security)
-    return client, versions
-
-
-async def _authenticate(client: KafkaClient, security: ClientSecurity) -> None:
-    handshake = await client.request(SaslHandshakeRequest(mechanism=security.mechanism), 1)
-    if handshake.error_code != ErrorCode.NONE:  # type: ignore[attr-defined]
-        raise ShellLoadError(
-            f"SaslHandshake: {error_name(handshake.error_code)} "  # type: ignore[attr-defined]
-            f"(enabled: {', '.join(handshake.mechanisms)})"  # type: ignore[attr-defined]
-        )
-    if security.mechanism == "PLAIN":
-        token = f"\0{security.username}\0{security.password}".encode()
-        await _exchange(client, token)
-        return
-    digest = MECHANISMS[security.mechanism]
-    user = security.username.replace("=", "=3D").replace(",", "=2C")
-    bare = f"n={user},r={secrets.token_hex(16)}"
-    server_first = (await _exchange(client, f"n,,{bare}".encode())).decode()
-    fields = dict(item.split("=", 1) for item in server_first.split(",") if "=" in item)
+    (connect) or ShellLoadError (TLS, ApiVersions or SASL refused)."""
     try:
-        salted = hashlib.pbkdf2_hmac(
-            digest, security.password.encode(), base64.b64decode(fields["s"]), int(fields["i"])
-        )
-    except (KeyError, ValueError):
-        raise ShellLoadError(f"SCRAM: unexpected server message {server_first!r}") from None
-    client_key = hmac.digest(salted, b"Client Key", digest)
-    without_proof = f"c=biws,r={fields.get('r', '')}"
-    auth_message = f"{bare},{server_first},{without_proof}".encode()
-    signature = hmac.digest(hashlib.new(digest, client_key).digest(), auth_message, digest)
-    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-    final = f"{without_proof},p={base64.b64encode(proof).decode()}"
-    server_final = await _exchange(client, final.encode())
-    expected = hmac.digest(hmac.digest(salted, b"Server Key", digest), auth_message, digest)
-    if server_final != b"v=" + base64.b64encode(expected):
-        raise ShellLoadError("SCRAM: the server's signature does not match")
-
-
-async def _exchange(client: KafkaClient, token: bytes) -> bytes:
-    answer = await client.request(SaslAuthenticateRequest(auth_bytes=token), 2)
-    if answer.error_code != ErrorCode.NONE:  # type: ignore[attr-defined]
-        raise ShellLoadError(
-            f"SaslAuthenticate: {error_name(answer.error_code)}: "  # type: ignore[attr-defined]
-            f"{answer.error_message}"  # type: ignore[attr-defined]
-        )
-    return bytes(answer.auth_bytes)  # type: ignore[attr-defined]
+        return await secure_connect(host, port, security, client_id)
+    except ClientAuthenticationError as error:
+        raise ShellLoadError(str(error)) from None
