@@ -466,7 +466,9 @@ class PeerChannel:
                     frame = await self._receive_frame(stream, frames)
             except trio.BrokenResourceError as exc:
                 if isinstance(exc.__cause__, ssl.SSLError):  # TLS 1.3: our certificate refused
-                    await self._refused(f"TLS handshake failed: the voter refused: {tls_failure(exc)}")
+                    await self._refused(
+                        f"TLS handshake failed: the voter refused: {tls_failure(exc)}"
+                    )
                     raise _ConnectionGone from None
                 frame = None
             except (OSError, trio.TooSlowError, ProtocolError):
