@@ -46,10 +46,11 @@ def follower(
     epoch: int = 2,
     node_id: int = 1,
     voters: int = 3,
+    fast_failover: bool = True,
 ) -> tuple[RaftCore, ListLog, FetchRequest]:
     log = ListLog(list(entries or []))
     raft = RaftCore(
-        config(node_id, voters),
+        dataclasses.replace(config(node_id, voters), fast_failover=fast_failover),
         log,
         persisted=QuorumStateData(leader_id=leader, leader_epoch=epoch),
         rng=random.Random(0),
@@ -369,13 +370,35 @@ def test_begin_quorum_epoch_requests_are_answered_as_kafka_does(
 def test_end_quorum_epoch_from_the_leader_shortens_the_fetch_timeout_by_rank(
     preferred: list[int], stands_at: int
 ) -> None:
-    raft, _, _ = follower()
+    raft, _, _ = follower(fast_failover=False)  # Kafka's timing
     response, _ = raft.handle_end_quorum_epoch(end(3, 2, preferred), 10)
     assert response.topics[0].partitions[0].error_code == ErrorCode.NONE
     if stands_at > 10:
         raft.poll(stands_at - 1)
         assert raft.state_name == "follower"
     raft.poll(stands_at)
+    assert raft.state_name == "prospective"
+
+
+@pytest.mark.parametrize(
+    ("preferred", "behind", "window"),
+    [
+        ([1, 2], False, (10, 10)),  # first: at once
+        ([2, 1], False, (60, 85)),  # second: one step D = 50 ms (+ [0, 25)), not 500 ms
+        ([1, 2], True, (110, 135)),  # first, but its controller must replay: after node 2
+        ([2], False, (60, 85)),  # not named: after every named one
+    ],
+)
+def test_with_fast_failover_successors_stand_one_step_apart_and_a_replaying_one_last(
+    preferred: list[int], behind: bool, window: tuple[int, int]
+) -> None:
+    raft, _, _ = follower()
+    raft.controller_behind = behind
+    raft.handle_end_quorum_epoch(end(3, 2, preferred), 10)
+    if window[0] > 10:
+        raft.poll(window[0] - 1)
+        assert raft.state_name == "follower"
+    raft.poll(window[1])
     assert raft.state_name == "prospective"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import pytest
 import trio
@@ -31,6 +31,7 @@ from kwire.server import replay as replay_module
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
 from kwire.server.node import ControllerNode
+from kwire.server.replay import FAR_BEHIND_OFFSETS, ControllerReplay
 from kwire.server.write_path import frame_records
 
 TOPICS = 40  # one committed batch each
@@ -179,3 +180,16 @@ async def test_standbys_register_with_the_active_controller_and_again_when_resta
                 await registered([*others, again], leader)
                 assert leader.node.raft.epoch == epoch  # no failover was needed
                 again.kill()
+
+
+def test_only_a_standby_far_behind_counts_as_behind_for_failover() -> None:
+    # The batch or two every standby replays as it commits must not send it to the back
+    # of a hand-over; a restarted standby with seconds of backlog must go there.
+    replay = ControllerReplay(cast("ControllerNode", None))
+    replay.replay_target = 10_000
+    replay.applied_end = replay.replay_target - FAR_BEHIND_OFFSETS
+    assert replay.backlog and not replay.far_behind
+    replay.applied_end -= 1
+    assert replay.far_behind
+    replay.active = True  # a leader replays nothing behind
+    assert not replay.far_behind

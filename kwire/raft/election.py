@@ -182,13 +182,18 @@ class ElectionPart(QuorumCore):
             return actions
         return self.to_unattached(role.epoch, now_ms)
 
+    def fast_failover_step_ms(self) -> int:
+        """D, the rank step of fast failover's staggered delays (follower.py): 50 ms, or a
+        tenth of the election timeout if that is shorter (never below 2 ms)."""
+        return max(2, min(FAST_FAILOVER_MAX_DELAY_MS, self.config.election_timeout_ms // 10))
+
     def leader_gone(self, role: Follower, now_ms: int) -> None:
         """Fast failover: grant pre-votes from now on, and stand after a delay staggered
         by rank among the other voters (follower.py's module docstring), after all of them
         while `controller_behind`, doubled for each fast round already lost, never later
         than the fetch timeout would."""
         config = self.config
-        step = max(2, min(FAST_FAILOVER_MAX_DELAY_MS, config.election_timeout_ms // 10))
+        step = self.fast_failover_step_ms()
         others = sorted(self.voter_ids - {role.leader_id})
         rank = others.index(self.node_id) if self.node_id in others else 0
         delay = rank * step + self.rng.randrange(step // 2)

@@ -34,7 +34,9 @@ Rules kept here:
   starts a snapshot download in FetchSnapshot chunks, installed when complete.
 - The follower's high watermark is min(the leader's, our log end), and never goes back.
 - EndQuorumEpoch from our leader makes us stand after a backoff set by our place among its
-  preferred successors (KafkaRaftClient.endEpochElectionBackoff): at once when first.
+  preferred successors (KafkaRaftClient.endEpochElectionBackoff): at once when first. With
+  fast failover the places are one step D apart (as above) rather than Kafka's halved
+  election backoffs, and a voter with committed records still to replay stands last.
 """
 
 from __future__ import annotations
@@ -124,7 +126,11 @@ class FollowerPart(ElectionPart):
             preferred: list[int | tuple[int, UUID]] = [
                 (c.candidate_id, c.candidate_directory_id) for c in partition.preferred_candidates
             ] or list(partition.preferred_successors)
-            role.fetch_deadline_ms = now_ms + self.end_epoch_election_backoff(preferred)
+            if self.config.fast_failover:
+                backoff = self.fast_end_epoch_backoff(preferred)
+            else:
+                backoff = self.end_epoch_election_backoff(preferred)
+            role.fetch_deadline_ms = now_ms + backoff
             if self.config.fast_failover:
                 # kwire's: the leader said it is going, so we no longer hear from a leader
                 # and grant the successor's pre-vote (Kafka's follower refuses it and
@@ -136,12 +142,7 @@ class FollowerPart(ElectionPart):
         """endEpochElectionBackoff / strictExponentialElectionBackoffMs (ms). `preferred`
         are ids (v0) or (id, directory id) (v1): we are the one whose id is ours and whose
         directory id is zero or ours."""
-        mine = (NO_DIRECTORY_ID, self.config.directory_id)
-        keys = [(c, NO_DIRECTORY_ID) if isinstance(c, int) else c for c in preferred]
-        position = next(
-            (i for i, (c, d) in enumerate(keys) if c == self.node_id and d in mine), len(keys)
-        )
-        total = len(preferred)
+        position, total = self._preferred_position(preferred)
         backoff_max = self.config.election_backoff_max_ms
         if position == 0:
             return 0
@@ -149,6 +150,33 @@ class FollowerPart(ElectionPart):
             return backoff_max
         base = backoff_max >> (total - 1)
         return min(backoff_max, base << (position - 1))
+
+    def fast_end_epoch_backoff(self, preferred: Sequence[int | tuple[int, UUID]]) -> int:
+        """kwire's hand-over backoff (ms) with fast failover: the preferred successors
+        stand one fast-failover step apart (leader_gone's stagger: position * D + a random
+        [0, D/2)), the first at once, instead of Kafka's halving of the election backoff
+        (500 ms for the second of three voters). A successor whose controller still has
+        committed records to replay (`controller_behind`) stands after all of them: as
+        leader it could not serve until its replay ends, so a ready one goes first."""
+        position, total = self._preferred_position(preferred)
+        if self.controller_behind:
+            position = max(position, total)
+        if position == 0:
+            return 0
+        step = self.fast_failover_step_ms()
+        return min(
+            position * step + self.rng.randrange(max(1, step // 2)), self.config.fetch_timeout_ms
+        )
+
+    def _preferred_position(self, preferred: Sequence[int | tuple[int, UUID]]) -> tuple[int, int]:
+        """Our place among the preferred successors (their number if not named) and their
+        number."""
+        mine = (NO_DIRECTORY_ID, self.config.directory_id)
+        keys = [(c, NO_DIRECTORY_ID) if isinstance(c, int) else c for c in preferred]
+        position = next(
+            (i for i, (c, d) in enumerate(keys) if c == self.node_id and d in mine), len(keys)
+        )
+        return position, len(keys)
 
     def _validate_voter_only(self, remote_id: int, epoch: int) -> ErrorCode | None:
         if epoch < self.epoch:

@@ -262,7 +262,7 @@ class RaftDriver:
                 nursery.start_soon(self.peers.run)
                 while True:
                     now = self.clock()
-                    raft.controller_behind = self.node.replay.backlog
+                    raft.controller_behind = self.node.replay.far_behind
                     self.carry_out(raft.poll(now), now)
                     if self.node.replay.backlog:
                         await self._replay_between_events(now)

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kwire.node")
 
-PLAINTEXT = 0  # security protocol id
 LEADER_STATE = "leader"
 # A start-up load of at least this many records freezes what it built out of the cyclic
 # garbage collector's reach (see ControllerReplay.replay_start).
@@ -59,6 +58,9 @@ FREEZE_AFTER_RECORDS = 100_000
 # A standby's replay of committed records yields to the raft driver's events after about
 # this long (seconds), reading at most REPLAY_READ_BYTES of log at a time.
 REPLAY_SLICE_S = 0.002
+# A backlog of about 10 ms of replay (a restarted standby replayed 100k topics' log, some
+# 300k records, in about 1 s): a standby further behind stands last in a failover.
+FAR_BEHIND_OFFSETS = 2000
 REPLAY_READ_BYTES = 64 * 1024
 # The features this release supports, as its ApiVersions and registrations say, in the
 # order of Kafka's HashMap of them (what a genuine 4.3.1 controller's ApiVersions shows).
@@ -100,6 +102,14 @@ class ControllerReplay:
     def backlog(self) -> bool:
         """Committed records wait to be replayed (`replay_slice` replays some)."""
         return not self.active and self.applied_end < self.replay_target
+
+    @property
+    def far_behind(self) -> bool:
+        """A standby whose backlog would take longer than a fast-failover step to replay
+        (more than FAR_BEHIND_OFFSETS offsets, about 10 ms): as leader it could not serve
+        for a while, so it stands after the others (`RaftCore.controller_behind`). The
+        last batch or two that every standby replays as they commit do not count."""
+        return not self.active and self.replay_target - self.applied_end > FAR_BEHIND_OFFSETS
 
     # -- replaying ------------------------------------------------------------------------------
 
