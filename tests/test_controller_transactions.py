@@ -5,6 +5,7 @@ MetadataBatchLoaderTest, OffsetControlManagerTest and QuorumControllerTest."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ import pytest
 from kwire.controller.controller import ControllerConfig, QuorumController
 from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
+from kwire.controller.operation import RequestContext
 from kwire.controller.records import versioned_records
 from kwire.controller.registrations import ConfigResourceType, ReplayError
 from kwire.controller.transactions import (
@@ -24,11 +26,15 @@ from kwire.controller.transactions import (
 from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
 from kwire.metadata_version import MetadataVersion
 from kwire.protocol._codec import Message
+from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.metadata_records.abort_transaction_record import (
     AbortTransactionRecord,
 )
 from kwire.protocol.messages.metadata_records.begin_transaction_record import (
     BeginTransactionRecord,
+)
+from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
+    BrokerRegistrationChangeRecord,
 )
 from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
 from kwire.protocol.messages.metadata_records.end_transaction_record import EndTransactionRecord
@@ -347,6 +353,36 @@ def test_a_registration_only_the_aborted_transaction_made_has_no_session() -> No
     assert 2 in active.image.brokers
     active.activate(now_ms=1000, next_offset=18)
     assert sorted(active.tracker.sessions) == [1]
+
+
+def test_a_standby_keeps_no_session_of_what_an_aborted_transaction_took_back() -> None:
+    # Broker 1 is registered fenced; the aborted transaction unfenced it and registered
+    # broker 2. Kafka's standby has no BrokerHeartbeatManager, so the abort leaves no
+    # session behind; once this controller serves, the session scan has nothing to fence
+    # (kwire kept both sessions and then fenced broker 2, which the image lacks: KeyError).
+    records = prefix()
+    records[1] = dataclasses.replace(broker_record(1, 11), fenced=True)
+    unfence = BrokerRegistrationChangeRecord(broker_id=1, broker_epoch=11, fenced=-1)
+    body = [begin(), unfence, broker_record(2, 18)]
+    standby = controller()
+    replay_committed(standby, batches(records, body, [AbortTransactionRecord()]))
+    assert {b: r.fenced for b, r in standby.image.brokers.items()} == {1: True}
+    assert standby.tracker.sessions == {}
+    request = CreateTopicsRequest(
+        topics=[
+            CreateTopicsRequest.CreatableTopic(name="t", num_partitions=1, replication_factor=1)
+        ]
+    )
+    response = standby.handle(request, RequestContext(api_version=7), 20, now_ms=1000)
+    assert isinstance(response.response, CreateTopicsResponse)
+    assert response.response.topics[0].error_message == (
+        "Unable to replicate the partition 1 time(s): All brokers are currently fenced."
+    )
+    assert {b: s.fenced for b, s in standby.tracker.sessions.items()} == {1: True}
+    timeout = ControllerConfig().broker_session_timeout_ms
+    result = standby.tick(1000 + timeout + 1, 20)
+    assert result is not None
+    assert [type(r.record).__name__ for r in result.records] == ["NoOpRecord"]
 
 
 @pytest.mark.parametrize(
