@@ -20,7 +20,9 @@ from kwire.controller.records import versioned_records
 from kwire.controller.registrations import ConfigResourceType, ReplayError
 from kwire.controller.transactions import (
     TransactionError,
+    TransactionGate,
     discard_open_transaction,
+    holds_markers,
     last_stable_offset,
 )
 from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
@@ -436,3 +438,38 @@ def test_the_last_stable_offset_stays_before_an_open_transactions_begin() -> Non
     assert last_stable_offset(image, 1450) == 1450
     image.replay(EndTransactionRecord(), 0, 1600)
     assert last_stable_offset(image, 1650) == 1650
+
+
+# -- the gate of a reader of committed records ------------------------------------------------
+
+
+def admit(gate: TransactionGate[int], records: list[Message], base: int) -> list[int]:
+    """The offsets ``gate`` publishes of ``records`` at ``base``, ``base + 1``, ..."""
+    markers = holds_markers(records)
+    return gate.admit(len(records), records.__getitem__, lambda i: base + i, markers=markers)
+
+
+def test_the_gate_publishes_a_transaction_at_its_end_and_an_aborted_one_never() -> None:
+    gate: TransactionGate[int] = TransactionGate(keep=10)
+    first = [begin(), NoOpRecord(), AbortTransactionRecord(), NoOpRecord(), begin()]
+    assert admit(gate, first, 0) == [3]  # the NoOp between the two transactions
+    assert gate.transaction_open
+    assert admit(gate, [NoOpRecord(), NoOpRecord()], 5) == []
+    assert admit(gate, [EndTransactionRecord(), NoOpRecord()], 7) == [5, 6, 8]
+    assert not gate.transaction_open
+
+
+def test_an_end_or_abort_with_no_transaction_open_publishes_nothing_more() -> None:
+    # The records began inside a transaction (nothing of it was seen): its marker is
+    # passed over and what follows it is published.
+    gate: TransactionGate[int] = TransactionGate(keep=10)
+    assert admit(gate, [EndTransactionRecord(), NoOpRecord()], 0) == [1]
+    assert admit(gate, [AbortTransactionRecord(), NoOpRecord()], 2) == [3]
+
+
+def test_without_markers_only_the_newest_records_are_looked_at() -> None:
+    gate: TransactionGate[int] = TransactionGate(keep=2)
+    assert admit(gate, [NoOpRecord()] * 5, 0) == [3, 4]
+    admit(gate, [begin()], 5)
+    assert admit(gate, [NoOpRecord()] * 5, 6) == []  # held: the newest two
+    assert admit(gate, [EndTransactionRecord()], 11) == [9, 10]
