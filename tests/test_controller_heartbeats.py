@@ -59,3 +59,26 @@ def test_sessions_forgotten_by_a_new_controller_term_do_not_expire() -> None:
     assert tracker.next_check_ms() == 100 + TIMEOUT_MS
     tracker.now_ms = 100 + TIMEOUT_MS + 1
     assert tracker.find_one_stale_broker() == 2
+
+
+def test_a_restart_tracks_only_the_registrations_it_is_given() -> None:
+    # ClusterControlManager.activate builds a new BrokerHeartbeatManager from the image's
+    # registrations: broker 2 (gone from the image) and broker 1 (fenced there) do not expire.
+    tracker = tracker_with((1, 0), (2, 5), (3, 10))
+    tracker.now_ms = 100
+    tracker.restart([(1, True), (3, False)])
+    assert sorted(tracker.sessions) == [1, 3]
+    assert tracker.next_check_ms() == 100 + TIMEOUT_MS
+    tracker.now_ms = 100 + TIMEOUT_MS + 1
+    assert tracker.find_one_stale_broker() == 3
+    tracker.fence(3)
+    assert tracker.find_one_stale_broker() is None
+
+
+def test_a_forgotten_tracker_has_nothing_to_expire() -> None:
+    tracker = tracker_with((1, 0), (2, 5))
+    tracker.forget_all()  # QuorumController.deactivate (Kafka: heartbeatManager = null)
+    tracker.now_ms = 10 * TIMEOUT_MS
+    assert tracker.sessions == {}
+    assert tracker.next_check_ms() == 2**63 - 1
+    assert tracker.find_one_stale_broker() is None

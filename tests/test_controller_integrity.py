@@ -145,6 +145,15 @@ class Leader:
 
     def assert_image_is_the_replay_of_its_log(self) -> None:
         assert image_state(self.controller.image) == image_state(replayed(self.log + self.pending))
+        self.assert_sessions_follow_the_image()
+
+    def assert_sessions_follow_the_image(self) -> None:
+        """The active controller tracks a session for each broker its image registers,
+        fenced as the image says, and for no other (Kafka's BrokerHeartbeatManager, fed by
+        the replay of every registration change and rebuilt by each claim)."""
+        ctl = self.controller
+        sessions = {b: s.fenced for b, s in ctl.tracker.sessions.items()}
+        assert sessions == {b: r.fenced for b, r in ctl.image.brokers.items()}
 
 
 def registration(broker_id: int, incarnation: int = 0) -> BrokerRegistrationRequest:
@@ -171,6 +180,14 @@ def unfenced_broker(leader: Leader, broker_id: int = 1) -> None:
     response = heartbeat(leader, broker_id, want_fence=False)
     leader.append()
     assert not response.is_fenced
+
+
+def pending_record_names(leader: Leader) -> list[str]:
+    names = []
+    for _, value in leader.pending:
+        api_key, version, body = unframe_metadata_record(value)
+        names.append(type(METADATA_RECORDS[api_key].decode(body, version)).__name__)
+    return names
 
 
 def topic(name: str, partitions: int = 1, rf: int = 1, **configs: str) -> CreatableTopic:
@@ -301,6 +318,28 @@ def test_fencing_after_a_refused_create_topics_writes_nothing_about_its_topics()
             changes.append(record.topic_id)
     assert changes and set(changes) <= topic_ids  # only the committed topic moved
     assert set(leader.controller.topics_by_name) == {"small"}
+    leader.assert_image_is_the_replay_of_its_log()
+
+
+def test_a_reverted_unfencing_leaves_the_broker_fenced_for_the_session_scan() -> None:
+    # The heartbeat's BrokerRegistrationChangeRecord (unfence) is applied, then its append
+    # fails: the image is back to a fenced broker, and so is its session (Kafka renounces,
+    # and its next claim starts the sessions from the registrations). The session scan
+    # has nothing to fence, and the broker's next heartbeat unfences it again.
+    leader = Leader.started(broker_session_timeout_ms=3000)
+    leader.send(registration(1))
+    leader.append()
+    assert not heartbeat(leader, 1, want_fence=False).is_fenced
+    leader.fail_append()
+    assert leader.controller.brokers[1].fenced
+    leader.assert_sessions_follow_the_image()
+
+    leader.tick(3001)  # broker 1 said nothing since: no fencing, only the periodic NoOp
+    assert pending_record_names(leader) == ["NoOpRecord"]
+    leader.append()
+    again = heartbeat(leader, 1, want_fence=False)
+    assert again.is_fenced is False and leader.pending  # the unfencing is written again
+    leader.append()
     leader.assert_image_is_the_replay_of_its_log()
 
 

@@ -5,6 +5,7 @@ MetadataBatchLoaderTest, OffsetControlManagerTest and QuorumControllerTest."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -14,21 +15,28 @@ import pytest
 from kwire.controller.controller import ControllerConfig, QuorumController
 from kwire.controller.image import MetadataImage
 from kwire.controller.image_load import ImageLoader
+from kwire.controller.operation import RequestContext
 from kwire.controller.records import versioned_records
 from kwire.controller.registrations import ConfigResourceType, ReplayError
 from kwire.controller.transactions import (
     TransactionError,
+    TransactionGate,
     discard_open_transaction,
+    holds_markers,
     last_stable_offset,
 )
 from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
 from kwire.metadata_version import MetadataVersion
 from kwire.protocol._codec import Message
+from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.metadata_records.abort_transaction_record import (
     AbortTransactionRecord,
 )
 from kwire.protocol.messages.metadata_records.begin_transaction_record import (
     BeginTransactionRecord,
+)
+from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
+    BrokerRegistrationChangeRecord,
 )
 from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
 from kwire.protocol.messages.metadata_records.end_transaction_record import EndTransactionRecord
@@ -349,6 +357,36 @@ def test_a_registration_only_the_aborted_transaction_made_has_no_session() -> No
     assert sorted(active.tracker.sessions) == [1]
 
 
+def test_a_standby_keeps_no_session_of_what_an_aborted_transaction_took_back() -> None:
+    # Broker 1 is registered fenced; the aborted transaction unfenced it and registered
+    # broker 2. Kafka's standby has no BrokerHeartbeatManager, so the abort leaves no
+    # session behind; once this controller serves, the session scan has nothing to fence
+    # (kwire kept both sessions and then fenced broker 2, which the image lacks: KeyError).
+    records = prefix()
+    records[1] = dataclasses.replace(broker_record(1, 11), fenced=True)
+    unfence = BrokerRegistrationChangeRecord(broker_id=1, broker_epoch=11, fenced=-1)
+    body = [begin(), unfence, broker_record(2, 18)]
+    standby = controller()
+    replay_committed(standby, batches(records, body, [AbortTransactionRecord()]))
+    assert {b: r.fenced for b, r in standby.image.brokers.items()} == {1: True}
+    assert standby.tracker.sessions == {}
+    request = CreateTopicsRequest(
+        topics=[
+            CreateTopicsRequest.CreatableTopic(name="t", num_partitions=1, replication_factor=1)
+        ]
+    )
+    response = standby.handle(request, RequestContext(api_version=7), 20, now_ms=1000)
+    assert isinstance(response.response, CreateTopicsResponse)
+    assert response.response.topics[0].error_message == (
+        "Unable to replicate the partition 1 time(s): All brokers are currently fenced."
+    )
+    assert {b: s.fenced for b, s in standby.tracker.sessions.items()} == {1: True}
+    timeout = ControllerConfig().broker_session_timeout_ms
+    result = standby.tick(1000 + timeout + 1, 20)
+    assert result is not None
+    assert [type(r.record).__name__ for r in result.records] == ["NoOpRecord"]
+
+
 @pytest.mark.parametrize(
     ("level", "expected"),
     [
@@ -400,3 +438,38 @@ def test_the_last_stable_offset_stays_before_an_open_transactions_begin() -> Non
     assert last_stable_offset(image, 1450) == 1450
     image.replay(EndTransactionRecord(), 0, 1600)
     assert last_stable_offset(image, 1650) == 1650
+
+
+# -- the gate of a reader of committed records ------------------------------------------------
+
+
+def admit(gate: TransactionGate[int], records: list[Message], base: int) -> list[int]:
+    """The offsets ``gate`` publishes of ``records`` at ``base``, ``base + 1``, ..."""
+    markers = holds_markers(records)
+    return gate.admit(len(records), records.__getitem__, lambda i: base + i, markers=markers)
+
+
+def test_the_gate_publishes_a_transaction_at_its_end_and_an_aborted_one_never() -> None:
+    gate: TransactionGate[int] = TransactionGate(keep=10)
+    first = [begin(), NoOpRecord(), AbortTransactionRecord(), NoOpRecord(), begin()]
+    assert admit(gate, first, 0) == [3]  # the NoOp between the two transactions
+    assert gate.transaction_open
+    assert admit(gate, [NoOpRecord(), NoOpRecord()], 5) == []
+    assert admit(gate, [EndTransactionRecord(), NoOpRecord()], 7) == [5, 6, 8]
+    assert not gate.transaction_open
+
+
+def test_an_end_or_abort_with_no_transaction_open_publishes_nothing_more() -> None:
+    # The records began inside a transaction (nothing of it was seen): its marker is
+    # passed over and what follows it is published.
+    gate: TransactionGate[int] = TransactionGate(keep=10)
+    assert admit(gate, [EndTransactionRecord(), NoOpRecord()], 0) == [1]
+    assert admit(gate, [AbortTransactionRecord(), NoOpRecord()], 2) == [3]
+
+
+def test_without_markers_only_the_newest_records_are_looked_at() -> None:
+    gate: TransactionGate[int] = TransactionGate(keep=2)
+    assert admit(gate, [NoOpRecord()] * 5, 0) == [3, 4]
+    admit(gate, [begin()], 5)
+    assert admit(gate, [NoOpRecord()] * 5, 6) == []  # held: the newest two
+    assert admit(gate, [EndTransactionRecord()], 11) == [9, 10]

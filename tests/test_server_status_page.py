@@ -15,10 +15,18 @@ from test_server_write_path import CONTEXT, TIMEOUT_S, one_topic, register_unfen
 
 from kwire.controller.image import MetadataImage
 from kwire.controller.records import RecordAndVersion
+from kwire.protocol._codec import Message
+from kwire.protocol.messages.metadata_records.abort_transaction_record import (
+    AbortTransactionRecord,
+)
+from kwire.protocol.messages.metadata_records.begin_transaction_record import (
+    BeginTransactionRecord,
+)
 from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
     BrokerRegistrationChangeRecord,
 )
 from kwire.protocol.messages.metadata_records.config_record import ConfigRecord
+from kwire.protocol.messages.metadata_records.end_transaction_record import EndTransactionRecord
 from kwire.protocol.messages.metadata_records.no_op_record import NoOpRecord
 from kwire.protocol.messages.metadata_records.partition_change_record import (
     PartitionChangeRecord,
@@ -89,6 +97,92 @@ def test_the_ring_keeps_the_newest_records_and_leaves_out_no_ops() -> None:
     assert [e.offset for e in events.events()] == [112, 113, 114]
 
 
+TOPIC_A, TOPIC_B = uuid.UUID(int=0xA), uuid.UUID(int=0xB)
+
+
+def transactions_log() -> list[list[Message]]:
+    """Batches from offset 10: an aborted transaction creating topic a (10-13), then a
+    committed one creating topic b (14-16 and its End, 17, in a batch of its own), then
+    a NoOp and a config change outside any transaction (18, 19)."""
+    return [
+        [
+            BeginTransactionRecord(name="a"),
+            TopicRecord(name="a", topic_id=TOPIC_A),
+            PartitionRecord(partition_id=0, topic_id=TOPIC_A, replicas=[1], isr=[1], leader=1),
+            AbortTransactionRecord(reason="test"),
+        ],
+        [
+            BeginTransactionRecord(name="b"),
+            TopicRecord(name="b", topic_id=TOPIC_B),
+            PartitionRecord(partition_id=0, topic_id=TOPIC_B, replicas=[1], isr=[1], leader=1),
+        ],
+        [EndTransactionRecord()],
+        [
+            NoOpRecord(),
+            ConfigRecord(resource_type=2, resource_name="b", name="retention.ms", value="1"),
+        ],
+    ]
+
+
+# What the ring shows of transactions_log(): topic b once its End is committed, the
+# config change; nothing of topic a, no marker, no NoOp.
+TRANSACTIONS_SHOWN = [
+    (15, "Topic b id 00000000-0000-0000-0000-00000000000b"),
+    (16, "Partition 00000000-0000-0000-0000-00000000000b-0 leader 1 isr [1] replicas [1]"),
+    (19, "Config b retention.ms set"),
+]
+
+
+def test_a_replayed_aborted_transaction_never_shows_and_a_committed_one_shows_at_its_end() -> None:
+    events = MetadataEvents(capacity=10)
+    offset = 10
+    for batch in transactions_log():
+        events.replayed([(offset + i, r, 0) for i, r in enumerate(batch)], time_ms=1)
+        offset += len(batch)
+        if offset == 17:  # topic b's transaction is open: nothing of it yet
+            assert texts(events) == []
+    assert texts(events) == TRANSACTIONS_SHOWN
+
+
+def test_a_written_transaction_shows_once_its_end_is_committed_and_an_aborted_one_never() -> None:
+    events = MetadataEvents(capacity=10)
+    offset = 10
+    for batch in transactions_log():
+        offset += len(batch)
+        events.appended([RecordAndVersion(r, 0) for r in batch], end_offset=offset, time_ms=1)
+    events.committed(16)  # inside topic b's transaction
+    assert texts(events) == []
+    events.committed(17)  # every record of it, not yet its End
+    assert texts(events) == []
+    events.committed(18)
+    assert texts(events) == TRANSACTIONS_SHOWN[:2]
+    events.committed(20)
+    assert texts(events) == TRANSACTIONS_SHOWN
+
+
+def test_a_replayed_open_transaction_aborted_by_the_new_leaders_write_never_shows() -> None:
+    # A standby replayed the start of a transaction; leading, it writes the abort
+    # (Kafka's "Controller failover"): the records it held never show, and a write that
+    # is reverted before it commits changes nothing of that.
+    events = MetadataEvents(capacity=10)
+    events.replayed([(10, BeginTransactionRecord(name="a"), 0),
+                     (11, TopicRecord(name="a", topic_id=TOPIC_A), 0)], time_ms=1)  # fmt: skip
+    events.appended([RecordAndVersion(AbortTransactionRecord(reason="x"), 0)], 13, time_ms=2)
+    events.reverted()
+    events.appended([RecordAndVersion(AbortTransactionRecord(reason="y"), 0)], 13, time_ms=3)
+    events.appended([change(2, 1)], end_offset=14, time_ms=3)
+    events.committed(14)
+    assert texts(events) == [(13, "BrokerRegistrationChange broker 2 fenced")]
+
+
+def test_only_the_newest_records_of_a_long_committed_transaction_are_kept() -> None:
+    events = MetadataEvents(capacity=3)
+    topics = [TopicRecord(name=f"t{i}", topic_id=uuid.UUID(int=i)) for i in range(1, 9)]
+    records = [BeginTransactionRecord(name="many"), *topics, EndTransactionRecord()]
+    events.replayed([(i, r, 0) for i, r in enumerate(records)], time_ms=1)
+    assert [e.offset for e in events.events()] == [6, 7, 8]
+
+
 async def test_a_node_fills_its_ring_with_what_it_committed(leader: ControllerNode) -> None:  # noqa: F811
     # The one-voter leader wrote its bootstrap records and its controller registration.
     lines = [text for _, text in texts(leader.metadata_events)]
@@ -106,6 +200,22 @@ async def test_a_restarted_node_refills_its_ring_from_its_log(leader: Controller
     finally:
         again.close()
     assert before and after == before
+
+
+async def test_a_restarted_node_shows_no_aborted_transaction_in_its_ring(
+    leader: ControllerNode,  # noqa: F811
+) -> None:
+    shift = leader.log.end_offset - 10  # transactions_log() starts at offset 10
+    for batch in transactions_log():
+        leader.append([RecordAndVersion(r, 0) for r in batch], now_ms=1)
+    leader.close()
+    again = ControllerNode(leader.settings)  # a sole voter replays its whole log at start
+    try:
+        shown = [(offset - shift, text) for offset, text in texts(again.metadata_events)]
+    finally:
+        again.close()
+    assert shown[-3:] == TRANSACTIONS_SHOWN
+    assert not any("00000000000a" in text or "Transaction" in text for _, text in shown)
 
 
 def test_the_status_listener_turns_on_the_two_pages_on_its_address(tmp_path: Path) -> None:

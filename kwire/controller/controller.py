@@ -201,8 +201,8 @@ class QuorumController:
         self.kraft: KRaftVersionAccessor = StaticKRaftVersion(config.kraft_version)
         self.tracker = BrokerHeartbeatTracker(config.broker_session_timeout_ms)
         self.image = MetadataImage(
-            on_broker_registered=self.tracker.register,
-            on_broker_removed=self.tracker.remove,
+            on_broker_registered=self._broker_registered,
+            on_broker_removed=self._broker_removed,
         )
         self._active = False
         self._next_noop_ms = _LONG_MAX
@@ -327,7 +327,6 @@ class QuorumController:
             aborted = self._apply_versioned(Applied(), abort, next_offset, atomic=True)
         # ClusterControlManager.activate: sessions start afresh from the registrations
         # (none is left from a broker that only an aborted transaction registered).
-        self.tracker.forget_all()
         self._start_sessions(now_ms)
         if aborted is not None:  # a log with a transaction is not empty: nothing else
             return aborted.result(None, atomic=True)
@@ -345,10 +344,11 @@ class QuorumController:
         )
 
     def _start_sessions(self, now_ms: int) -> None:
+        """Become (or stay) active with a fresh session for every broker the image
+        registers, and no other (ClusterControlManager.activate)."""
         self._observe(now_ms)
         self._active = True
-        for broker_id, registration in self.image.brokers.items():
-            self.tracker.register(broker_id, registration.fenced)
+        self.tracker.restart((b, r.fenced) for b, r in self.image.brokers.items())
         self._next_noop_ms = now_ms + self.config.metadata_max_idle_interval_ms
         self._schedule_token_sweep(now_ms)
 
@@ -365,9 +365,21 @@ class QuorumController:
     def deactivate(self) -> None:
         """Step down to standby: sessions are forgotten and periodic work stops."""
         self._active = False
-        self.tracker.sessions.clear()
+        self.tracker.forget_all()
         self._next_noop_ms = _LONG_MAX
         self._next_token_sweep_ms = _LONG_MAX
+
+    def _broker_registered(self, broker_id: int, fenced: bool) -> None:
+        """The image (re)registered a broker or changed its fencing: the active
+        controller's session follows (ClusterControlManager.replay calls
+        heartbeatManager.register only while it has one). A standby keeps no sessions,
+        so that none outlives what a later abort or revert takes out of its image."""
+        if self._active:
+            self.tracker.register(broker_id, fenced)
+
+    def _broker_removed(self, broker_id: int) -> None:
+        if self._active:
+            self.tracker.remove(broker_id)
 
     def replay(self, record: Message, version: int, offset: int) -> None:
         """Apply a committed record read from the log (restart, or following as a
@@ -377,9 +389,11 @@ class QuorumController:
     def revert_to(self, offset: int) -> int:
         """Take the state back to exactly the replay of the log up to ``offset``
         (inclusive): records applied after it, whose append failed, was refused or was
-        abandoned, are forgotten. Every broker then gets a fresh session, as under a
-        newly elected controller (Kafka renounces and reverts to its last committed
-        offset). Returns the number of changes undone."""
+        abandoned, are forgotten. On the active controller every broker of the reverted
+        image then gets a fresh session, and no other broker has one, as under a newly
+        elected controller (Kafka renounces, reverting to its last committed offset and
+        dropping its BrokerHeartbeatManager; the next claim builds one from the
+        registrations). Returns the number of changes undone."""
         undone = self.image.undo.revert_to(offset)
         if undone:
             log.info(
@@ -388,7 +402,6 @@ class QuorumController:
                 offset,
             )
             if self._active:
-                self.tracker.sessions.clear()
                 self._start_sessions(self.tracker.now_ms)
         return undone
 

@@ -2,7 +2,10 @@
 
 This is soft state: it is not in the log. It records when each broker was last heard
 from, the metadata offset it reported, and where its controlled shutdown started, and it
-decides each broker's next state from a heartbeat.
+decides each broker's next state from a heartbeat. Only the active controller keeps
+sessions (Kafka's heartbeatManager is null on a standby): they are started afresh from
+the image's registrations (``restart``) whenever the controller activates or its image
+is taken back, and forgotten when it steps down (``forget_all``).
 
 The unfenced brokers are kept in order of last contact, oldest first, as Kafka's
 BrokerHeartbeatStateList keeps them: the controller's clock never goes back, so a touched
@@ -13,7 +16,7 @@ session-timeout check cost O(1) whatever the number of brokers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -101,9 +104,19 @@ class BrokerHeartbeatTracker:
         self.touch(broker_id, fenced, metadata_offset)
 
     def forget_all(self) -> None:
-        """Forget every session (a controller taking over starts them afresh)."""
+        """Forget every session: the controller is no longer active (Kafka's
+        ClusterControlManager.deactivate drops its BrokerHeartbeatManager)."""
         self.sessions.clear()
         self._unfenced.clear()
+
+    def restart(self, registrations: Iterable[tuple[int, bool]]) -> None:
+        """Forget every session, then start one at ``now_ms`` for each (broker id, fenced)
+        of ``registrations``, in their order: what Kafka's ClusterControlManager.activate
+        builds from the registrations of its image. No broker is tracked, nor counts as
+        unfenced, unless ``registrations`` says so."""
+        self.forget_all()
+        for broker_id, fenced in registrations:
+            self.register(broker_id, fenced)
 
     def remove(self, broker_id: int) -> None:
         self.sessions.pop(broker_id, None)

@@ -84,6 +84,7 @@ class ImageLoader:
         "_isr_lists",
         "_last_list",
         "_fresh",
+        "transaction_markers",
     )
 
     def __init__(self, image: MetadataImage) -> None:
@@ -105,6 +106,10 @@ class ImageLoader:
         self._isr_lists: dict[int, list[int]] = {}
         self._last_list: list[int] = []
         self._last_offset = -1
+        # How many metadata transaction markers it applied: a reader of the same records
+        # (the status page's event ring) learns whether a batch held one from this count
+        # instead of looking at every record.
+        self.transaction_markers = 0
 
     def replay_all(
         self, entries: Iterable[tuple[int, Message, int]], at_offset: int | None = None
@@ -148,6 +153,8 @@ class ImageLoader:
             # What the fast path applied is the image's before this record (a Begin's
             # note of the last applied offset, restored by an abort, must be right).
             image.last_applied_offset = self._last_offset
+        if kind in MARKERS:
+            self.transaction_markers += 1
         image.replay(record, version, offset)
 
     def apply_atomic(self, records: Sequence[RecordAndVersion], base: int) -> None:

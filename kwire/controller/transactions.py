@@ -19,7 +19,10 @@ each reader the view Kafka gives it:
   snapshots, kafka-metadata-shell) sees a transaction only once it ends: no snapshot is
   taken while one is open (kwire.server.snapshots), and the offline readers (kwire shell,
   kwire history) show a log that ends inside one without its records
-  (``discard_open_transaction``), as Kafka's loader publishes nothing of it.
+  (``discard_open_transaction``), as Kafka's loader publishes nothing of it. A reader of
+  committed records one by one (the status page's event ring) passes them through a
+  ``TransactionGate``: a transaction's records come out at its End, an aborted one's
+  never, the markers never.
 - A new active controller whose log ends inside a transaction writes, before anything
   else, an AbortTransactionRecord with the reason "Controller failover", in an atomic
   batch of its own (ActivationRecordsGenerator.recordsForNonEmptyLog); a metadata.version
@@ -36,7 +39,9 @@ discards them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from kwire.controller.records import RecordAndVersion
 from kwire.metadata_version import MetadataVersion
@@ -52,14 +57,19 @@ from kwire.protocol.messages.metadata_records.end_transaction_record import (
 
 if TYPE_CHECKING:
     from kwire.controller.image import MetadataImage
+    from kwire.protocol._codec import Message
+
+E = TypeVar("E")
 
 __all__ = [
     "FAILOVER_REASON",
     "MARKERS",
     "TransactionError",
+    "TransactionGate",
     "activation_abort",
     "begin_while_open",
     "discard_open_transaction",
+    "holds_markers",
     "last_stable_offset",
     "marker_in_snapshot",
     "no_open_transaction",
@@ -127,3 +137,74 @@ def discard_open_transaction(image: MetadataImage) -> int:
     image.undo.roll_back_to(start - 1)
     image.last_applied_offset = start - 1
     return start
+
+
+def holds_markers(records: Iterable[Message]) -> bool:
+    """Whether ``records`` hold a transaction marker (one pass over their types, in C
+    when ``records`` is a C iterator such as ``map(itemgetter(1), entries)``)."""
+    return not MARKERS.isdisjoint(map(type, records))
+
+
+class TransactionGate(Generic[E]):
+    """Committed records as Kafka's MetadataLoader publishes them, for a reader that
+    keeps only the newest ``keep`` of them: a record outside a metadata transaction at
+    once, a transaction's records when its EndTransactionRecord comes, an aborted
+    transaction's never, and the three markers never (they change nothing).
+
+    ``admit(count, record_at, event, markers=...)`` takes ``count`` committed records
+    (``record_at(i)``, in offset order, across calls) and returns what ``event(i)`` makes
+    of each published by them, oldest first: all of them, except that those more than
+    ``keep`` places before the end of the call may be left out (``event`` is not called
+    for them). ``markers`` says whether the records hold a transaction marker (the caller
+    knows, e.g. from ``ImageLoader.transaction_markers``, or asks ``holds_markers``);
+    without one only the last ``keep`` records are looked at, so that a start-up replay
+    of a million records stays cheap. An open transaction's events wait here (its newest
+    ``keep``) until it ends, across calls. An End or Abort with none open (the records
+    began inside the transaction) publishes nothing more.
+    """
+
+    __slots__ = ("keep", "_held")
+
+    def __init__(self, keep: int) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, not {keep}")
+        self.keep = keep
+        # The open transaction's newest events; None while no transaction is open.
+        self._held: deque[E] | None = None
+
+    @property
+    def transaction_open(self) -> bool:
+        return self._held is not None
+
+    def admit(
+        self,
+        count: int,
+        record_at: Callable[[int], Message],
+        event: Callable[[int], E],
+        *,
+        markers: bool,
+    ) -> list[E]:
+        held = self._held
+        if not markers:
+            tail = [event(i) for i in range(max(0, count - self.keep), count)]
+            if held is None:
+                return tail
+            held.extend(tail)
+            return []
+        published: list[E] = []
+        for i in range(count):
+            kind = type(record_at(i))
+            if kind is BeginTransactionRecord:
+                held = deque(maxlen=self.keep)
+            elif kind is EndTransactionRecord:
+                if held is not None:
+                    published.extend(held)
+                held = None
+            elif kind is AbortTransactionRecord:
+                held = None
+            elif held is not None:
+                held.append(event(i))
+            else:
+                published.append(event(i))
+        self._held = held
+        return published

@@ -159,6 +159,7 @@ class ControllerReplay:
                         entries = batch_metadata_records(data, pos, header)
                         if header.base_offset < self.applied_end:
                             entries = [e for e in entries if e[0] >= self.applied_end]
+                        markers = loader.transaction_markers
                         try:
                             loader.replay_all(entries)
                         except Exception as exc:  # Kafka's standby replay error: fatal
@@ -167,7 +168,11 @@ class ControllerReplay:
                                 f"{header.base_offset} on standby controller: {exc}",
                                 exc,
                             )
-                        node.metadata_events.replayed(entries, header.base_timestamp)
+                        node.metadata_events.replayed(
+                            entries,
+                            header.base_timestamp,
+                            markers=loader.transaction_markers != markers,
+                        )
                         count += len(entries)
                     self.applied_end = header.next_offset
                     if deadline is not None and time.perf_counter() >= deadline:

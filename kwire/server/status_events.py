@@ -17,6 +17,13 @@ million records costs one short slice per batch. NoOpRecords (written every
 `metadata.max.idle.interval.ms`) are left out: they would push every event out of the
 ring within seconds.
 
+Metadata transactions (KIP-868) show as the image publishes them
+(kwire.controller.transactions.TransactionGate, fed only committed records): a
+transaction's records enter the ring once its EndTransactionRecord is committed, an
+aborted transaction's never (they were never part of the image), and the Begin, End and
+Abort markers never. A transaction open across feeds waits in the gate (its newest
+`capacity` records); a revert does not touch it, since it holds only committed records.
+
 `describe_record` gives one line per record, e.g. "BrokerRegistrationChange broker 2
 fenced" or "PartitionChange t-0 leader 2 isr [1, 2]"; records hold only what changed, so a
 line says the new leader, not the previous one. Config values and credentials are never
@@ -28,9 +35,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from operator import attrgetter, itemgetter
 from uuid import UUID
 
 from kwire.controller.records import RecordAndVersion
+from kwire.controller.transactions import TransactionGate, holds_markers
+from kwire.log.metadata_reader import MetadataEntry
 from kwire.protocol._codec import Message
 from kwire.protocol.messages.metadata_records.broker_registration_change_record import (
     BrokerRegistrationChangeRecord,
@@ -55,6 +67,8 @@ from kwire.protocol.messages.metadata_records.unregister_broker_record import (
 )
 
 DEFAULT_CAPACITY = 50
+_RECORD = attrgetter("record")  # of a RecordAndVersion
+_ENTRY_RECORD = itemgetter(1)  # of an (offset, record, version) entry
 NO_CHANGE = -2  # PartitionChangeRecord.leader: the leader did not change
 NO_LEADER = -1
 # BrokerRegistrationChangeRecord.fenced (Kafka's BrokerRegistrationFencingChange)
@@ -86,6 +100,9 @@ class MetadataEvents:
         self.capacity = capacity
         self._ring: deque[MetadataEvent] = deque(maxlen=capacity)
         self._pending: deque[_PendingWrite] = deque()
+        # Committed records pass through it, whichever way they came (a transaction a
+        # standby replayed may be aborted by the record it writes once it leads).
+        self._gate: TransactionGate[MetadataEvent] = TransactionGate(capacity)
 
     def events(self) -> list[MetadataEvent]:
         return list(self._ring)
@@ -102,10 +119,14 @@ class MetadataEvents:
         while pending and pending[0].start < offset:
             write = pending[0]
             count = min(len(write.records), offset - write.start)
-            first = max(0, count - self.capacity)
+            records = write.records
             self._add(
-                MetadataEvent(write.start + i, write.time_ms, write.records[i].record)
-                for i in range(first, count)
+                self._gate.admit(
+                    count,
+                    partial(_written_record, records),
+                    partial(_written_event, write, records),
+                    markers=holds_markers(map(_RECORD, islice(records, count))),
+                )
             )
             if count == len(write.records):
                 pending.popleft()
@@ -117,15 +138,33 @@ class MetadataEvents:
         """The records applied but not committed were taken back."""
         self._pending.clear()
 
-    def replayed(self, entries: Sequence[tuple[int, Message, int]], time_ms: int) -> None:
-        """Committed (offset, record, version) entries of one batch, replayed."""
-        self._add(
-            MetadataEvent(offset, time_ms, record)
-            for offset, record, _ in entries[-self.capacity :]
-        )
+    def replayed(
+        self, entries: Sequence[MetadataEntry], time_ms: int, *, markers: bool | None = None
+    ) -> None:
+        """Committed (offset, record, version) entries of one batch, replayed. `markers`:
+        whether they hold a metadata transaction's marker, when the caller knows (the
+        ImageLoader that applied them counted them); None: they are looked at."""
+        if markers is None:
+            markers = holds_markers(map(_ENTRY_RECORD, entries))
+
+        def event(i: int) -> MetadataEvent:
+            offset, record, _ = entries[i]
+            return MetadataEvent(offset, time_ms, record)
+
+        self._add(self._gate.admit(len(entries), lambda i: entries[i][1], event, markers=markers))
 
     def _add(self, events: Iterable[MetadataEvent]) -> None:
         self._ring.extend(e for e in events if type(e.record) is not NoOpRecord)
+
+
+def _written_record(records: Sequence[RecordAndVersion], i: int) -> Message:
+    return records[i].record
+
+
+def _written_event(
+    write: _PendingWrite, records: Sequence[RecordAndVersion], i: int
+) -> MetadataEvent:
+    return MetadataEvent(write.start + i, write.time_ms, records[i].record)
 
 
 def describe_record(record: Message, topic_name: Callable[[UUID], str | None]) -> tuple[str, str]:
