@@ -223,6 +223,25 @@ async def test_wrong_sasl_credentials_are_refused_with_the_listeners_error(
         assert ["SASL_AUTHENTICATION_FAILED" in m for m in refusals(caplog)] == [True]
 
 
+async def test_refusals_back_off_50_ms_doubling_to_500_ms_even_when_requests_keep_coming(
+    tmp_path: Path,
+) -> None:
+    """Kafka's ClusterConnectionStates: an authentication failure grows the reconnect
+    backoff, and only a connection that is ready (authenticated) resets it; the raft core
+    retrying every request does not cut the wait short. Seven refusals therefore take at
+    least 50 + 100 + 200 + 400 + 500 + 500 ms, not seven quick reconnects."""
+    listener = sasl_properties(**{"connection.failed.authentication.delay.ms": "0"})
+    async with running_server(tmp_path, listener) as server:
+        wrong = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "not-the-password")
+        channel, inbox = peer_channel(server.port, wrong)
+        began = trio.current_time()
+        events = await answers(channel, inbox, 7)
+        elapsed_ms = (trio.current_time() - began) * 1000
+        assert [outcome(e) for e in events] == ["AUTHENTICATION_FAILED"] * 7
+        assert channel.connects == 7
+        assert elapsed_ms >= 50 + 100 + 200 + 400 + 500 + 500
+
+
 async def test_a_session_that_expires_is_renewed_on_the_same_connection(tmp_path: Path) -> None:
     """connections.max.reauth.ms: the listener closes a connection whose session expired;
     the channel authenticates again (KIP-368) before its next request instead."""

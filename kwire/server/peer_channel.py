@@ -19,10 +19,12 @@ Rules:
   run of failures: a configuration to fix; retried after the backoff, as Kafka's
   KafkaNetworkChannel treats it, never taken for a dead leader).
 - Every request is sent at the highest version both sides support.
-- The connection is kept open (reopened after a backoff, 50 ms doubling to 500 ms): the
-  first Vote after a leader dies does not wait for a connect and an ApiVersions exchange,
-  and an idle connection the peer closed is noticed at once. A request queued while the
-  channel backs off cuts the wait to 50 ms (a voter that was down may be back).
+- The connection is kept open (reopened after a backoff, 50 ms doubling to 500 ms, reset
+  once a connection is ready: ApiVersions answered and SASL done): the first Vote after a
+  leader dies does not wait for a connect and an ApiVersions exchange, and an idle
+  connection the peer closed is noticed at once. A request queued while the channel backs
+  off cuts the wait to 50 ms (a voter that was down may be back), unless the voter refused
+  this node's TLS or SASL.
 - Buffers are bounded: at most `MAX_QUEUED` requests wait per channel (the core never has
   two of one kind in flight to a destination, so it needs at most one per API); one more
   is failed at once with TIMEOUT. A response frame is bounded by `socket.request.max.bytes`.
@@ -240,7 +242,6 @@ class PeerChannel:
                 await self._back_off()
                 continue
             self.connects += 1
-            self._backoff_ms = RECONNECT_BACKOFF_MS
             self._stream, self.connected = stream, True
             try:
                 await self._serve(stream, FrameBuffer(self.max_response_bytes))
@@ -284,12 +285,16 @@ class PeerChannel:
 
     async def _back_off(self) -> None:
         """Wait before reconnecting: the backoff (doubling while the voter stays
-        unreachable), cut short by a request queued meanwhile once RECONNECT_BACKOFF_MS
-        has passed: a voter that was down may be back (a restarted process), and the first
-        Vote of an election should not wait out an idle channel's backoff. Requests come
-        at most once per raft retry backoff after a failure, which bounds the attempts."""
+        unreachable or refuses this node), cut short by a request queued meanwhile once
+        RECONNECT_BACKOFF_MS has passed: a voter that was down may be back (a restarted
+        process), and the first Vote of an election should not wait out an idle channel's
+        backoff. Requests come at most once per raft retry backoff after a failure, which
+        bounds the attempts. A voter that refused this node is waited for in full (Kafka's
+        ClusterConnectionStates): it is up, and retrying sooner only repeats the refusal."""
         began = trio.current_time()
         with trio.move_on_after(self._backoff_ms / 1000):
+            if self._auth_failing:
+                await trio.sleep_forever()
             await self._wait_for_work()
             await trio.sleep_until(began + RECONNECT_BACKOFF_MS / 1000)
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
@@ -322,6 +327,7 @@ class PeerChannel:
         await self._learn_versions(stream, frames)
         if self.security.uses_sasl:
             await self._authenticate(stream, frames)
+        self._backoff_ms = RECONNECT_BACKOFF_MS  # ready: Kafka resets the backoff only here
         if self._auth_failing:
             log.info("Authenticated to voter %d again", self.voter.node_id)
             self._auth_failing = False
