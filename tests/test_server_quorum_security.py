@@ -254,6 +254,23 @@ async def test_a_session_that_expires_is_renewed_on_the_same_connection(tmp_path
         assert channel.connects == 1
 
 
+async def test_one_second_sessions_are_renewed_again_and_again_on_one_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """connections.max.reauth.ms=1000: renewing at 85-95 % of the session would start a
+    re-authentication within a second of the last one, which the listener refuses
+    (KafkaChannel: at most one a second, ILLEGAL_SASL_STATE); the channel waits that second
+    out instead, so every renewal succeeds on the first connection."""
+    listener = sasl_properties(**{"connections.max.reauth.ms": "1000"})
+    async with running_server(tmp_path, listener) as server:
+        admin = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "admin-secret")
+        channel, inbox = peer_channel(server.port, admin)
+        events = await answers(channel, inbox, 12, pause_s=0.3)  # 3.6 s: three renewals
+        assert [outcome(e) for e in events] == ["NONE"] * 12
+        assert channel.connects == 1
+        assert refusals(caplog) == []
+
+
 # -- configuration -----------------------------------------------------------------------
 
 

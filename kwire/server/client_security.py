@@ -46,6 +46,7 @@ __all__ = [
     "ClientAuthenticationError",
     "PLAINTEXT",
     "ClientSecurity",
+    "MIN_REAUTH_INTERVAL_MS",
     "authenticate",
     "connect",
     "controller_client_security",
@@ -57,6 +58,9 @@ SOFTWARE_VERSION = "0.1.0"
 SCRAM_DIGESTS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 HANDSHAKE_VERSION = 1  # followed by SaslAuthenticate requests (not raw tokens)
 AUTHENTICATE_VERSION = 2  # carries session_lifetime_ms (KIP-368)
+# A listener starts at most one re-authentication a second on a connection (KafkaChannel's
+# MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS); a SaslHandshake sooner is answered ILLEGAL_SASL_STATE.
+MIN_REAUTH_INTERVAL_MS = 1000
 
 
 class ClientAuthenticationError(Exception):

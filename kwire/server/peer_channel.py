@@ -56,6 +56,7 @@ from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.raft.state import SendFailure, Voter
 from kwire.server.client_security import (
+    MIN_REAUTH_INTERVAL_MS,
     PLAINTEXT,
     ClientAuthenticationError,
     ClientSecurity,
@@ -73,6 +74,10 @@ SOFTWARE_NAME = "kwire"
 SOFTWARE_VERSION = "0.1.0"
 RECONNECT_BACKOFF_MS = 50  # RaftManager's reconnect.backoff.ms
 RECONNECT_BACKOFF_MAX_MS = 500  # and its maximum
+# A listener starts at most one re-authentication a second per connection (KafkaChannel's
+# MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS); renewals are spaced that much, with a margin for
+# the time the last one took to reach it.
+RENEWAL_INTERVAL_S = MIN_REAUTH_INTERVAL_MS / 1000 + 0.02
 MAX_QUEUED = 16
 RECEIVE_CHUNK = 64 * 1024
 
@@ -153,6 +158,7 @@ class PeerChannel:
         self._current: _Queued | None = None  # the request on the wire
         self._scope = trio.CancelScope()  # cancelled by `close`, even before `run` starts
         self._reauthenticate_at_ms = math.inf  # when the SASL session must be renewed
+        self._renewal_began: float | None = None  # trio time the last renewal began
         self._auth_failing = False  # the last attempt was refused (logged once per run)
         self._running = False
         self.closed = False
@@ -325,6 +331,7 @@ class PeerChannel:
         """ApiVersions (then SASL), then the queued requests one at a time, until the
         connection breaks."""
         await self._learn_versions(stream, frames)
+        self._renewal_began = None
         if self.security.uses_sasl:
             await self._authenticate(stream, frames)
         self._backoff_ms = RECONNECT_BACKOFF_MS  # ready: Kafka resets the backoff only here
@@ -334,7 +341,7 @@ class PeerChannel:
         while True:
             await self._wait_for_work_or_close(stream)
             if trio.current_time() * 1000 >= self._reauthenticate_at_ms:
-                await self._authenticate(stream, frames)
+                await self._renew_session(stream, frames)
             item = self.queue.popleft()
             if item.deadline == math.inf:
                 item.deadline = trio.current_time() + self.request_timeout_s
@@ -424,6 +431,16 @@ class PeerChannel:
                 return None
             frames.feed(bytes(data))
         return frame
+
+    async def _renew_session(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
+        """Re-authenticate in-band (KIP-368), no sooner than a second after the last
+        renewal began: a listener refuses more than one a second (KafkaChannel), which a
+        session of about a second (connections.max.reauth.ms=1000) would otherwise ask
+        for every other time. The request waiting meanwhile is held (at most that second)."""
+        if self._renewal_began is not None:
+            await trio.sleep_until(self._renewal_began + RENEWAL_INTERVAL_S)
+        self._renewal_began = trio.current_time()
+        await self._authenticate(stream, frames)
 
     async def _authenticate(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
         """The SASL exchange (again, for a session that nears its end); a refusal is
