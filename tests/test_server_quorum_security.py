@@ -211,6 +211,22 @@ async def test_the_peer_host_name_is_checked_unless_identification_is_turned_off
         assert seen == ["AUTHENTICATION_FAILED", "NONE"]
 
 
+async def test_a_plaintext_voter_closed_on_by_a_tls_listener_is_refused_not_a_lost_leader(
+    tmp_path: Path, certs: Certificates, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A voter whose controller listener is PLAINTEXT, towards one on SSL: the listener
+    takes its ApiVersions for a broken TLS handshake and closes. The voter is up (it
+    accepted the connection), so this is a refusal to fix in the configuration, logged
+    once, and not a lost connection that would start a fast failover."""
+    async with running_server(tmp_path, ssl_properties(certs)) as server:
+        channel, inbox = peer_channel(server.port, ClientSecurity("PLAINTEXT"))
+        events = await answers(channel, inbox, 2)
+        assert [outcome(e) for e in events] == ["AUTHENTICATION_FAILED"] * 2
+        (logged,) = refusals(caplog)
+        assert "closed the connection before answering ApiVersions" in logged
+        assert "This node's controller listener is PLAINTEXT" in logged
+
+
 async def test_wrong_sasl_credentials_are_refused_with_the_listeners_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import ssl
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -472,9 +471,24 @@ class PeerChannel:
         now_ms = trio.current_time() * 1000
         self._reauthenticate_at_ms = reauthentication_due_ms(now_ms, lifetime_ms)
 
+    def _closed_before_answering(self, error: BaseException | None = None) -> str:
+        """Why a voter that accepted the connection closed it before answering ApiVersions:
+        its TLS alert (TLS 1.3 refuses a client certificate only now), else most likely a
+        listener on another security protocol (TLS taking ApiVersions for a handshake)."""
+        if error is not None and "ALERT" in (getattr(error.__cause__, "reason", None) or ""):
+            return f"TLS handshake failed: the voter refused: {tls_failure(error)}"
+        mine = self.security.protocol
+        guess = "use TLS" if self.security.ssl_context is None else "use another security protocol"
+        return (
+            "the voter closed the connection before answering ApiVersions: does its "
+            f"controller listener {guess}? This node's controller listener is {mine}"
+        )
+
     async def _learn_versions(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
         """ApiVersions first, as Kafka's NetworkClient does (discoverBrokerVersions): at v4,
-        or again at the highest version the peer names if it refuses v4 (KIP-511)."""
+        or again at the highest version the peer names if it refuses v4 (KIP-511). A voter
+        that closes the connection or answers what is not Kafka's is up but will not talk
+        to this node: reported AUTHENTICATION_FAILED (never a lost leader), logged once."""
         version = API_VERSIONS_VERSION
         for _ in range(2):
             request = ApiVersionsRequest(
@@ -483,19 +497,22 @@ class PeerChannel:
             payload = self._encode(request, version)
             assert payload is not None
             item = _Queued(request, trio.current_time() + self.request_timeout_s)
+            refusal = ""  # why the voter, up (it accepted), will not talk to this node
             try:
                 with trio.fail_at(item.deadline):
                     await stream.send_all(size_prefixed(payload))
                     frame = await self._receive_frame(stream, frames)
-            except trio.BrokenResourceError as exc:
-                if isinstance(exc.__cause__, ssl.SSLError):  # TLS 1.3: our certificate refused
-                    await self._refused(
-                        f"TLS handshake failed: the voter refused: {tls_failure(exc)}"
-                    )
-                    raise _ConnectionGone from None
+                if frame is None:
+                    refusal = self._closed_before_answering()
+            except trio.TooSlowError:
                 frame = None
-            except (OSError, trio.TooSlowError, ProtocolError):
-                frame = None
+            except (OSError, trio.BrokenResourceError) as exc:
+                frame, refusal = None, self._closed_before_answering(exc)
+            except ProtocolError as exc:
+                frame, refusal = None, f"the voter's answer to ApiVersions is not Kafka's: {exc}"
+            if refusal:
+                await self._refused(refusal)
+                raise _ConnectionGone
             answer: ApiVersionsResponse | None = None
             if frame is not None:
                 try:
