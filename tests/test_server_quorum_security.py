@@ -227,6 +227,20 @@ async def test_a_plaintext_voter_closed_on_by_a_tls_listener_is_refused_not_a_lo
         assert "This node's controller listener is PLAINTEXT" in logged
 
 
+async def test_a_tls_voter_towards_a_plaintext_listener_is_told_to_check_the_protocol(
+    tmp_path: Path, certs: Certificates, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reverse: the PLAINTEXT listener reads the ClientHello as a request size, says
+    so (a TLS handshake, not a frame over socket.request.max.bytes) and closes."""
+    async with running_server(tmp_path, {}) as server:
+        channel, inbox = peer_channel(server.port, tool_client("SSL", certs))
+        assert [outcome(e) for e in await answers(channel, inbox, 1)] == ["AUTHENTICATION_FAILED"]
+        (logged,) = refusals(caplog)
+        assert "TLS handshake failed" in logged and "does the listener use TLS?" in logged
+        closing = [r.getMessage() for r in caplog.records if "Closing connection" in r.getMessage()]
+        assert closing and "is a TLS handshake: the client uses SSL" in closing[0]
+
+
 async def test_wrong_sasl_credentials_are_refused_with_the_listeners_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

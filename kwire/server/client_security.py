@@ -130,9 +130,10 @@ async def open_stream(host: str, port: int, security: ClientSecurity) -> trio.ab
         await tls.do_handshake()
     except trio.BrokenResourceError as error:
         await trio.aclose_forcefully(stream)
-        raise ClientAuthenticationError(
-            f"TLS handshake failed: {host}:{port}: {tls_failure(error)}"
-        ) from None
+        reason = tls_failure(error)
+        if not isinstance(error.__cause__, ssl.SSLError) or "EOF" in reason:  # no TLS answer
+            reason += " (does the listener use TLS?)"
+        raise ClientAuthenticationError(f"TLS handshake failed: {host}:{port}: {reason}") from None
     return tls
 
 
