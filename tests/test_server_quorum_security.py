@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,16 @@ async def test_three_voters_elect_replicate_and_register_over_the_secured_listen
 
 
 def peer_channel(
-    port: int, security: ClientSecurity
+    port: int, security: ClientSecurity, request_timeout_ms: int = 5000
 ) -> tuple[PeerChannel, trio.MemoryReceiveChannel[PeerEvent]]:
     send, receive = trio.open_memory_channel[PeerEvent](16)
     voter = Voter(node_id=1, host=HOST, port=port)
     channel = PeerChannel(
-        voter, client_id="raft-client-2", request_timeout_ms=5000, deliver=send, security=security
+        voter,
+        client_id="raft-client-2",
+        request_timeout_ms=request_timeout_ms,
+        deliver=send,
+        security=security,
     )
     return channel, receive
 
@@ -239,6 +244,34 @@ async def test_a_tls_voter_towards_a_plaintext_listener_is_told_to_check_the_pro
         assert "TLS handshake failed" in logged and "does the listener use TLS?" in logged
         closing = [r.getMessage() for r in caplog.records if "Closing connection" in r.getMessage()]
         assert closing and "is a TLS handshake: the client uses SSL" in closing[0]
+
+
+@pytest.mark.parametrize("kind", ["PLAINTEXT", "SSL"])
+async def test_a_voter_that_accepts_and_says_nothing_times_out_and_is_logged_once(
+    certs: Certificates, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A peer that accepts TCP and never answers (a hung process, another service): each
+    attempt ends at controller.quorum.request.timeout.ms with TIMEOUT (alive but silent:
+    the fetch timeout decides, not fast failover), and one warning says so."""
+    held: list[trio.SocketStream] = []
+
+    async def mute(stream: trio.SocketStream) -> None:
+        held.append(stream)
+        await trio.sleep_forever()
+
+    security = tool_client(kind, certs) if kind == "SSL" else ClientSecurity()
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(partial(trio.serve_tcp, mute, 0, host=HOST))
+        port = listener.socket.getsockname()[1]
+        channel, inbox = peer_channel(port, security, request_timeout_ms=300)
+        assert [outcome(e) for e in await answers(channel, inbox, 2)] == ["TIMEOUT"] * 2
+        nursery.cancel_scope.cancel()
+    assert len(held) == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    what = "complete the TLS handshake" if kind == "SSL" else "answer ApiVersions"
+    assert warned == [
+        f"Voter 1 at {HOST}:{port} accepted the connection but did not {what} within 300 ms"
+    ]
 
 
 async def test_wrong_sasl_credentials_are_refused_with_the_listeners_error(

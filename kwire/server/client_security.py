@@ -51,6 +51,7 @@ __all__ = [
     "connect",
     "controller_client_security",
     "open_stream",
+    "secure_stream",
     "reauthentication_due_ms",
 ]
 
@@ -120,9 +121,17 @@ def controller_client_security(config: ControllerServerConfig) -> ClientSecurity
 
 async def open_stream(host: str, port: int, security: ClientSecurity) -> trio.abc.Stream:
     """A TCP connection, with its TLS handshake done when `security` has a TLS context.
-    Raises OSError (connect) or ClientAuthenticationError (the handshake failed: a
-    certificate that does not chain to the trust store or does not name `host`)."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    Raises OSError (connect) or ClientAuthenticationError (`secure_stream`)."""
+    return await secure_stream(await trio.open_tcp_stream(host, port), host, port, security)
+
+
+async def secure_stream(
+    stream: trio.abc.Stream, host: str, port: int, security: ClientSecurity
+) -> trio.abc.Stream:
+    """`stream` (connected to `host`:`port`) after its TLS handshake, when `security` has
+    a TLS context; closed and ClientAuthenticationError when the handshake failed (a
+    certificate that does not chain to the trust store or does not name `host`, a peer
+    that closed the connection)."""
     if security.ssl_context is None:
         return stream
     tls = trio.SSLStream(stream, security.ssl_context, server_hostname=host)
@@ -134,6 +143,10 @@ async def open_stream(host: str, port: int, security: ClientSecurity) -> trio.ab
         if not isinstance(error.__cause__, ssl.SSLError) or "EOF" in reason:  # no TLS answer
             reason += " (does the listener use TLS?)"
         raise ClientAuthenticationError(f"TLS handshake failed: {host}:{port}: {reason}") from None
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+        raise
     return tls
 
 

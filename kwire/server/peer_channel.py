@@ -12,7 +12,9 @@ Rules:
   CONNECTION_REFUSED when the connection could not be made; CONNECTION_LOST when it was
   reset or closed with the request in flight, or the channel was closed (`close`);
   TIMEOUT when no answer came within `controller.quorum.request.timeout.ms` of the send
-  being asked for (the connection is then closed, as Kafka's NetworkClient closes it);
+  being asked for (the connection is then closed, as Kafka's NetworkClient closes it), or
+  the voter accepted the connection and did not complete TLS or answer ApiVersions within
+  it (a hung process or not a Kafka listener: logged once per run, not a lost leader);
   UNSUPPORTED_VERSION when the peer's ApiVersions has no version of the API that can
   carry the request (Vote with PreVote=true needs Vote v2, which Kafka 3.9 lacks);
   AUTHENTICATION_FAILED when TLS or SASL refused this node (logged as an error once per
@@ -60,8 +62,8 @@ from kwire.server.client_security import (
     ClientAuthenticationError,
     ClientSecurity,
     authenticate,
-    open_stream,
     reauthentication_due_ms,
+    secure_stream,
     tls_failure,
 )
 
@@ -159,6 +161,7 @@ class PeerChannel:
         self._reauthenticate_at_ms = math.inf  # when the SASL session must be renewed
         self._renewal_began: float | None = None  # trio time the last renewal began
         self._auth_failing = False  # the last attempt was refused (logged once per run)
+        self._silence_logged = False  # a silent voter was logged (once per run)
         self._running = False
         self.closed = False
 
@@ -234,12 +237,20 @@ class PeerChannel:
 
     async def _run(self) -> None:
         while True:
+            host, port = self.voter.host, self.voter.port
             try:
                 with trio.fail_after(self.request_timeout_s):
-                    stream = await open_stream(self.voter.host, self.voter.port, self.security)
+                    tcp = await trio.open_tcp_stream(host, port)
             except (OSError, trio.TooSlowError) as exc:
                 log.debug("Cannot connect to voter %d: %s", self.voter.node_id, exc)
                 await self._fail_queued(self.queue, SendFailure.CONNECTION_REFUSED)
+                await self._back_off()
+                continue
+            try:
+                with trio.fail_after(self.request_timeout_s):
+                    stream = await secure_stream(tcp, host, port, self.security)
+            except trio.TooSlowError:
+                await self._silent("complete the TLS handshake")
                 await self._back_off()
                 continue
             except ClientAuthenticationError as exc:
@@ -313,6 +324,23 @@ class PeerChannel:
         self._auth_failing = True
         await self._fail_queued(self.queue, SendFailure.AUTHENTICATION_FAILED)
 
+    async def _silent(self, what: str) -> None:
+        """The voter accepted the connection but did not `what` within the request
+        timeout: up but hung, or not a Kafka listener. Logged once per run (until a
+        connection is ready), and what waits is reported TIMEOUT: a silent leader is
+        found out by the fetch timeout, not by fast failover."""
+        if not self._silence_logged:
+            log.warning(
+                "Voter %d at %s:%d accepted the connection but did not %s within %d ms",
+                self.voter.node_id,
+                self.voter.host,
+                self.voter.port,
+                what,
+                self.request_timeout_s * 1000,
+            )
+            self._silence_logged = True
+        await self._fail_queued(self.queue, SendFailure.TIMEOUT)
+
     async def _fail_queued(self, items: Iterable[_Queued], failure: SendFailure) -> None:
         failed = list(items)
         self.queue.clear()
@@ -334,6 +362,7 @@ class PeerChannel:
         if self.security.uses_sasl:
             await self._authenticate(stream, frames)
         self._backoff_ms = RECONNECT_BACKOFF_MS  # ready: Kafka resets the backoff only here
+        self._silence_logged = False
         if self._auth_failing:
             log.info("Authenticated to voter %d again", self.voter.node_id)
             self._auth_failing = False
@@ -505,7 +534,8 @@ class PeerChannel:
                 if frame is None:
                     refusal = self._closed_before_answering()
             except trio.TooSlowError:
-                frame = None
+                await self._silent("answer ApiVersions")
+                raise _ConnectionGone from None
             except (OSError, trio.BrokenResourceError) as exc:
                 frame, refusal = None, self._closed_before_answering(exc)
             except ProtocolError as exc:
