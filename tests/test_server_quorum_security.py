@@ -305,6 +305,32 @@ async def test_refusals_back_off_50_ms_doubling_to_500_ms_even_when_requests_kee
         assert elapsed_ms >= 50 + 100 + 200 + 400 + 500 + 500
 
 
+async def test_a_refusal_for_a_new_reason_is_logged_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once per run of refusals means once per reason: an operator who fixes one mistake
+    and makes another (a new certificate, other credentials) sees the new one at once."""
+    async with running_server(tmp_path, sasl_properties()) as server:
+        wrong = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "not-the-password")
+        gap = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", problem="no username")
+        channel, inbox = peer_channel(server.port, wrong)
+        seen = []
+        with trio.fail_after(TIMEOUT_S):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(channel.run)
+                for security in (wrong, wrong, gap, gap):
+                    channel.security = security
+                    channel.send(
+                        ApiVersionsRequest(client_software_name="k", client_software_version="1")
+                    )
+                    seen.append(outcome(await inbox.receive()))
+                nursery.cancel_scope.cancel()
+        assert seen == ["AUTHENTICATION_FAILED"] * 4
+        logged = refusals(caplog)
+        assert len(logged) == 2, logged
+        assert "SASL_AUTHENTICATION_FAILED" in logged[0] and logged[1].endswith("no username")
+
+
 async def test_a_session_that_expires_is_renewed_on_the_same_connection(tmp_path: Path) -> None:
     """connections.max.reauth.ms: the listener closes a connection whose session expired;
     the channel authenticates again (KIP-368) before its next request instead."""

@@ -18,7 +18,7 @@ Rules:
   UNSUPPORTED_VERSION when the peer's ApiVersions has no version of the API that can
   carry the request (Vote with PreVote=true needs Vote v2, which Kafka 3.9 lacks);
   AUTHENTICATION_FAILED when TLS or SASL refused this node (logged as an error once per
-  run of failures: a configuration to fix; retried after the backoff, as Kafka's
+  run of failures and reason: a configuration to fix; retried after the backoff, as Kafka's
   KafkaNetworkChannel treats it, never taken for a dead leader).
 - Every request is sent at the highest version both sides support.
 - The connection is kept open (reopened after a backoff, 50 ms doubling to 500 ms, reset
@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ class PeerChannel:
         self._reauthenticate_at_ms = math.inf  # when the SASL session must be renewed
         self._renewal_began: float | None = None  # trio time the last renewal began
         self._auth_failing = False  # the last attempt was refused (logged once per run)
+        self._refusal = ""  # the reason last logged, its numbers masked
         self._silence_logged = False  # a silent voter was logged (once per run)
         self._running = False
         self.closed = False
@@ -316,12 +318,14 @@ class PeerChannel:
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
 
     async def _refused(self, reason: str) -> None:
-        """TLS or SASL refused this node: logged (once per run of refusals), and what
-        waits is reported AUTHENTICATION_FAILED."""
+        """TLS or SASL refused this node: logged (once per run of refusals for one
+        reason: a new reason is logged too), and what waits is reported
+        AUTHENTICATION_FAILED."""
         text = "Authentication to voter %d at %s:%d failed: %s"
-        level = logging.DEBUG if self._auth_failing else logging.ERROR
+        kind = re.sub(r"\d+", "#", reason)  # the same refusal, whatever numbers it carries
+        level = logging.DEBUG if self._auth_failing and kind == self._refusal else logging.ERROR
         log.log(level, text, self.voter.node_id, self.voter.host, self.voter.port, reason)
-        self._auth_failing = True
+        self._auth_failing, self._refusal = True, kind
         await self._fail_queued(self.queue, SendFailure.AUTHENTICATION_FAILED)
 
     async def _silent(self, what: str) -> None:
