@@ -274,6 +274,21 @@ async def test_a_voter_that_accepts_and_says_nothing_times_out_and_is_logged_onc
     ]
 
 
+async def test_a_sasl_voter_towards_a_plaintext_listener_is_told_to_check_the_protocol(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener without SASL answers SaslHandshake ILLEGAL_SASL_STATE with no mechanism
+    (KafkaApis); the refusal says what that means."""
+    async with running_server(tmp_path, {}) as server:
+        admin = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "admin-secret")
+        channel, inbox = peer_channel(server.port, admin)
+        assert [outcome(e) for e in await answers(channel, inbox, 1)] == ["AUTHENTICATION_FAILED"]
+        (logged,) = refusals(caplog)
+        assert logged.endswith(
+            "SaslHandshake: ILLEGAL_SASL_STATE (enabled: none): does the listener use SASL?"
+        )
+
+
 async def test_wrong_sasl_credentials_are_refused_with_the_listeners_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

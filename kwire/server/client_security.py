@@ -169,6 +169,11 @@ async def authenticate(exchange: Exchange, security: ClientSecurity) -> int:
         raise ClientAuthenticationError(security.problem)
     handshake = await exchange(SaslHandshakeRequest(mechanism=security.mechanism), 1)
     assert isinstance(handshake, SaslHandshakeResponse)
+    if handshake.error_code == ErrorCode.ILLEGAL_SASL_STATE and not handshake.mechanisms:
+        # Kafka's answer to SaslHandshake on a listener without SASL (KafkaApis).
+        raise ClientAuthenticationError(
+            "SaslHandshake: ILLEGAL_SASL_STATE (enabled: none): does the listener use SASL?"
+        )
     if handshake.error_code != ErrorCode.NONE:
         raise ClientAuthenticationError(
             f"SaslHandshake: {error_name(handshake.error_code)} "
