@@ -171,9 +171,12 @@ def test_a_lost_leader_connection_fails_over_at_once(failure: SendFailure) -> No
     assert raft.state_name == "prospective"
 
 
-def test_a_timed_out_fetch_still_waits_the_fetch_timeout() -> None:
+@pytest.mark.parametrize("failure", [SendFailure.TIMEOUT, SendFailure.AUTHENTICATION_FAILED])
+def test_a_timed_out_or_refused_fetch_still_waits_the_fetch_timeout(failure: SendFailure) -> None:
+    """A leader that answers nothing in time, or whose TLS or SASL refuses this node, is
+    alive: only the fetch timeout makes the follower stand."""
     raft, _, request = follower()
-    raft.on_send_failed(3, request, SendFailure.TIMEOUT, 1999)
+    raft.on_send_failed(3, request, failure, 1999)
     assert raft.state_name == "follower"
     raft.poll(1999)
     assert raft.state_name == "follower"

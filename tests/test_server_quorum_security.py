@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,16 @@ async def test_three_voters_elect_replicate_and_register_over_the_secured_listen
 
 
 def peer_channel(
-    port: int, security: ClientSecurity
+    port: int, security: ClientSecurity, request_timeout_ms: int = 5000
 ) -> tuple[PeerChannel, trio.MemoryReceiveChannel[PeerEvent]]:
     send, receive = trio.open_memory_channel[PeerEvent](16)
     voter = Voter(node_id=1, host=HOST, port=port)
     channel = PeerChannel(
-        voter, client_id="raft-client-2", request_timeout_ms=5000, deliver=send, security=security
+        voter,
+        client_id="raft-client-2",
+        request_timeout_ms=request_timeout_ms,
+        deliver=send,
+        security=security,
     )
     return channel, receive
 
@@ -211,6 +216,79 @@ async def test_the_peer_host_name_is_checked_unless_identification_is_turned_off
         assert seen == ["AUTHENTICATION_FAILED", "NONE"]
 
 
+async def test_a_plaintext_voter_closed_on_by_a_tls_listener_is_refused_not_a_lost_leader(
+    tmp_path: Path, certs: Certificates, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A voter whose controller listener is PLAINTEXT, towards one on SSL: the listener
+    takes its ApiVersions for a broken TLS handshake and closes. The voter is up (it
+    accepted the connection), so this is a refusal to fix in the configuration, logged
+    once, and not a lost connection that would start a fast failover."""
+    async with running_server(tmp_path, ssl_properties(certs)) as server:
+        channel, inbox = peer_channel(server.port, ClientSecurity("PLAINTEXT"))
+        events = await answers(channel, inbox, 2)
+        assert [outcome(e) for e in events] == ["AUTHENTICATION_FAILED"] * 2
+        (logged,) = refusals(caplog)
+        assert "closed the connection before answering ApiVersions" in logged
+        assert "This node's controller listener is PLAINTEXT" in logged
+
+
+async def test_a_tls_voter_towards_a_plaintext_listener_is_told_to_check_the_protocol(
+    tmp_path: Path, certs: Certificates, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reverse: the PLAINTEXT listener reads the ClientHello as a request size, says
+    so (a TLS handshake, not a frame over socket.request.max.bytes) and closes."""
+    async with running_server(tmp_path, {}) as server:
+        channel, inbox = peer_channel(server.port, tool_client("SSL", certs))
+        assert [outcome(e) for e in await answers(channel, inbox, 1)] == ["AUTHENTICATION_FAILED"]
+        (logged,) = refusals(caplog)
+        assert "TLS handshake failed" in logged and "does the listener use TLS?" in logged
+        closing = [r.getMessage() for r in caplog.records if "Closing connection" in r.getMessage()]
+        assert closing and "is a TLS handshake: the client uses SSL" in closing[0]
+
+
+@pytest.mark.parametrize("kind", ["PLAINTEXT", "SSL"])
+async def test_a_voter_that_accepts_and_says_nothing_times_out_and_is_logged_once(
+    certs: Certificates, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A peer that accepts TCP and never answers (a hung process, another service): each
+    attempt ends at controller.quorum.request.timeout.ms with TIMEOUT (alive but silent:
+    the fetch timeout decides, not fast failover), and one warning says so."""
+    held: list[trio.SocketStream] = []
+
+    async def mute(stream: trio.SocketStream) -> None:
+        held.append(stream)
+        await trio.sleep_forever()
+
+    security = tool_client(kind, certs) if kind == "SSL" else ClientSecurity()
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(partial(trio.serve_tcp, mute, 0, host=HOST))
+        port = listener.socket.getsockname()[1]
+        channel, inbox = peer_channel(port, security, request_timeout_ms=300)
+        assert [outcome(e) for e in await answers(channel, inbox, 2)] == ["TIMEOUT"] * 2
+        nursery.cancel_scope.cancel()
+    assert len(held) == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    what = "complete the TLS handshake" if kind == "SSL" else "answer ApiVersions"
+    assert warned == [
+        f"Voter 1 at {HOST}:{port} accepted the connection but did not {what} within 300 ms"
+    ]
+
+
+async def test_a_sasl_voter_towards_a_plaintext_listener_is_told_to_check_the_protocol(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener without SASL answers SaslHandshake ILLEGAL_SASL_STATE with no mechanism
+    (KafkaApis); the refusal says what that means."""
+    async with running_server(tmp_path, {}) as server:
+        admin = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "admin-secret")
+        channel, inbox = peer_channel(server.port, admin)
+        assert [outcome(e) for e in await answers(channel, inbox, 1)] == ["AUTHENTICATION_FAILED"]
+        (logged,) = refusals(caplog)
+        assert logged.endswith(
+            "SaslHandshake: ILLEGAL_SASL_STATE (enabled: none): does the listener use SASL?"
+        )
+
+
 async def test_wrong_sasl_credentials_are_refused_with_the_listeners_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -223,6 +301,51 @@ async def test_wrong_sasl_credentials_are_refused_with_the_listeners_error(
         assert ["SASL_AUTHENTICATION_FAILED" in m for m in refusals(caplog)] == [True]
 
 
+async def test_refusals_back_off_50_ms_doubling_to_500_ms_even_when_requests_keep_coming(
+    tmp_path: Path,
+) -> None:
+    """Kafka's ClusterConnectionStates: an authentication failure grows the reconnect
+    backoff, and only a connection that is ready (authenticated) resets it; the raft core
+    retrying every request does not cut the wait short. Seven refusals therefore take at
+    least 50 + 100 + 200 + 400 + 500 + 500 ms, not seven quick reconnects."""
+    listener = sasl_properties(**{"connection.failed.authentication.delay.ms": "0"})
+    async with running_server(tmp_path, listener) as server:
+        wrong = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "not-the-password")
+        channel, inbox = peer_channel(server.port, wrong)
+        began = trio.current_time()
+        events = await answers(channel, inbox, 7)
+        elapsed_ms = (trio.current_time() - began) * 1000
+        assert [outcome(e) for e in events] == ["AUTHENTICATION_FAILED"] * 7
+        assert channel.connects == 7
+        assert elapsed_ms >= 50 + 100 + 200 + 400 + 500 + 500
+
+
+async def test_a_refusal_for_a_new_reason_is_logged_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once per run of refusals means once per reason: an operator who fixes one mistake
+    and makes another (a new certificate, other credentials) sees the new one at once."""
+    async with running_server(tmp_path, sasl_properties()) as server:
+        wrong = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "not-the-password")
+        gap = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", problem="no username")
+        channel, inbox = peer_channel(server.port, wrong)
+        seen = []
+        with trio.fail_after(TIMEOUT_S):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(channel.run)
+                for security in (wrong, wrong, gap, gap):
+                    channel.security = security
+                    channel.send(
+                        ApiVersionsRequest(client_software_name="k", client_software_version="1")
+                    )
+                    seen.append(outcome(await inbox.receive()))
+                nursery.cancel_scope.cancel()
+        assert seen == ["AUTHENTICATION_FAILED"] * 4
+        logged = refusals(caplog)
+        assert len(logged) == 2, logged
+        assert "SASL_AUTHENTICATION_FAILED" in logged[0] and logged[1].endswith("no username")
+
+
 async def test_a_session_that_expires_is_renewed_on_the_same_connection(tmp_path: Path) -> None:
     """connections.max.reauth.ms: the listener closes a connection whose session expired;
     the channel authenticates again (KIP-368) before its next request instead."""
@@ -233,6 +356,23 @@ async def test_a_session_that_expires_is_renewed_on_the_same_connection(tmp_path
         events = await answers(channel, inbox, 3, pause_s=0.8)  # 1.6 s in all
         assert [outcome(e) for e in events] == ["NONE"] * 3
         assert channel.connects == 1
+
+
+async def test_one_second_sessions_are_renewed_again_and_again_on_one_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """connections.max.reauth.ms=1000: renewing at 85-95 % of the session would start a
+    re-authentication within a second of the last one, which the listener refuses
+    (KafkaChannel: at most one a second, ILLEGAL_SASL_STATE); the channel waits that second
+    out instead, so every renewal succeeds on the first connection."""
+    listener = sasl_properties(**{"connections.max.reauth.ms": "1000"})
+    async with running_server(tmp_path, listener) as server:
+        admin = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "admin", "admin-secret")
+        channel, inbox = peer_channel(server.port, admin)
+        events = await answers(channel, inbox, 12, pause_s=0.3)  # 3.6 s: three renewals
+        assert [outcome(e) for e in events] == ["NONE"] * 12
+        assert channel.connects == 1
+        assert refusals(caplog) == []
 
 
 # -- configuration -----------------------------------------------------------------------
@@ -293,7 +433,10 @@ def test_credentials_come_from_the_mechanisms_jaas_entry(tmp_path: Path) -> None
         },
     )
     problem = controller_client_security(config).problem  # type: ignore[arg-type]
-    assert 'username="..." and password="..."' in problem
+    assert problem.startswith(
+        'listener.name.controller.plain.sasl.jaas.config has no username="..." and '
+        'password="..." options'
+    )
 
 
 def test_an_unknown_endpoint_identification_algorithm_is_refused(

@@ -324,6 +324,10 @@ BAD_FRAMES: dict[str, BadFrame] = {
     "size-prefix-0x7fffffff": BadFrame(b"\x7f\xff\xff\xff", "frame size 2147483647"),
     "negative-size-prefix": BadFrame(b"\xff\xff\xff\xff", "frame size -1"),
     "min-int-size-prefix": BadFrame(b"\x80\x00\x00\x00", "frame size -2147483648"),
+    # A TLS ClientHello's record header read as a size (0x16030102): a client on SSL.
+    "tls-client-hello": BadFrame(
+        b"\x16\x03\x01\x02\x00\x01", "frame size 369295618 is a TLS handshake"
+    ),
     "empty-frame": BadFrame(size_prefixed(b""), "8 bytes"),
     "truncated-header": BadFrame(size_prefixed(b"\x00\x12\x00"), "8 bytes"),
     "truncated-body": BadFrame(_truncated_body(), "ApiVersionsRequest v3"),

@@ -46,10 +46,12 @@ __all__ = [
     "ClientAuthenticationError",
     "PLAINTEXT",
     "ClientSecurity",
+    "MIN_REAUTH_INTERVAL_MS",
     "authenticate",
     "connect",
     "controller_client_security",
     "open_stream",
+    "secure_stream",
     "reauthentication_due_ms",
 ]
 
@@ -57,6 +59,9 @@ SOFTWARE_VERSION = "0.1.0"
 SCRAM_DIGESTS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 HANDSHAKE_VERSION = 1  # followed by SaslAuthenticate requests (not raw tokens)
 AUTHENTICATE_VERSION = 2  # carries session_lifetime_ms (KIP-368)
+# A listener starts at most one re-authentication a second on a connection (KafkaChannel's
+# MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS); a SaslHandshake sooner is answered ILLEGAL_SASL_STATE.
+MIN_REAUTH_INTERVAL_MS = 1000
 
 
 class ClientAuthenticationError(Exception):
@@ -116,9 +121,17 @@ def controller_client_security(config: ControllerServerConfig) -> ClientSecurity
 
 async def open_stream(host: str, port: int, security: ClientSecurity) -> trio.abc.Stream:
     """A TCP connection, with its TLS handshake done when `security` has a TLS context.
-    Raises OSError (connect) or ClientAuthenticationError (the handshake failed: a
-    certificate that does not chain to the trust store or does not name `host`)."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    Raises OSError (connect) or ClientAuthenticationError (`secure_stream`)."""
+    return await secure_stream(await trio.open_tcp_stream(host, port), host, port, security)
+
+
+async def secure_stream(
+    stream: trio.abc.Stream, host: str, port: int, security: ClientSecurity
+) -> trio.abc.Stream:
+    """`stream` (connected to `host`:`port`) after its TLS handshake, when `security` has
+    a TLS context; closed and ClientAuthenticationError when the handshake failed (a
+    certificate that does not chain to the trust store or does not name `host`, a peer
+    that closed the connection)."""
     if security.ssl_context is None:
         return stream
     tls = trio.SSLStream(stream, security.ssl_context, server_hostname=host)
@@ -126,9 +139,14 @@ async def open_stream(host: str, port: int, security: ClientSecurity) -> trio.ab
         await tls.do_handshake()
     except trio.BrokenResourceError as error:
         await trio.aclose_forcefully(stream)
-        raise ClientAuthenticationError(
-            f"TLS handshake failed: {host}:{port}: {tls_failure(error)}"
-        ) from None
+        reason = tls_failure(error)
+        if not isinstance(error.__cause__, ssl.SSLError) or "EOF" in reason:  # no TLS answer
+            reason += " (does the listener use TLS?)"
+        raise ClientAuthenticationError(f"TLS handshake failed: {host}:{port}: {reason}") from None
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+        raise
     return tls
 
 
@@ -151,6 +169,11 @@ async def authenticate(exchange: Exchange, security: ClientSecurity) -> int:
         raise ClientAuthenticationError(security.problem)
     handshake = await exchange(SaslHandshakeRequest(mechanism=security.mechanism), 1)
     assert isinstance(handshake, SaslHandshakeResponse)
+    if handshake.error_code == ErrorCode.ILLEGAL_SASL_STATE and not handshake.mechanisms:
+        # Kafka's answer to SaslHandshake on a listener without SASL (KafkaApis).
+        raise ClientAuthenticationError(
+            "SaslHandshake: ILLEGAL_SASL_STATE (enabled: none): does the listener use SASL?"
+        )
     if handshake.error_code != ErrorCode.NONE:
         raise ClientAuthenticationError(
             f"SaslHandshake: {error_name(handshake.error_code)} "

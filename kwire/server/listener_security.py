@@ -334,15 +334,15 @@ class ClientSasl:
     mechanism: str
     username: str | None = None
     password: str | None = None
+    jaas_key: str = ""  # the key the JAAS entry was read from
 
     @property
     def problem(self) -> str:
         """Why this node cannot authenticate to its peers ("" when it can)."""
         if self.username is None or self.password is None:
             return (
-                f"the controller listener's {self.mechanism.lower()}.sasl.jaas.config has no "
-                'username="..." and password="..." options: they are the credentials this '
-                "controller presents to the other controllers"
+                f'{self.jaas_key} has no username="..." and password="..." options: they are '
+                "the credentials this controller presents to the other controllers"
             )
         return ""
 
@@ -366,5 +366,8 @@ def client_sasl(props: Mapping[str, str], listener: str, mechanism: str) -> Clie
         )
     options = parse_jaas_config(key, text).options
     return ClientSasl(
-        mechanism=mechanism, username=options.get("username"), password=options.get("password")
+        mechanism=mechanism,
+        username=options.get("username"),
+        password=options.get("password"),
+        jaas_key=key,
     )

@@ -12,17 +12,21 @@ Rules:
   CONNECTION_REFUSED when the connection could not be made; CONNECTION_LOST when it was
   reset or closed with the request in flight, or the channel was closed (`close`);
   TIMEOUT when no answer came within `controller.quorum.request.timeout.ms` of the send
-  being asked for (the connection is then closed, as Kafka's NetworkClient closes it);
+  being asked for (the connection is then closed, as Kafka's NetworkClient closes it), or
+  the voter accepted the connection and did not complete TLS or answer ApiVersions within
+  it (a hung process or not a Kafka listener: logged once per run, not a lost leader);
   UNSUPPORTED_VERSION when the peer's ApiVersions has no version of the API that can
   carry the request (Vote with PreVote=true needs Vote v2, which Kafka 3.9 lacks);
   AUTHENTICATION_FAILED when TLS or SASL refused this node (logged as an error once per
-  run of failures: a configuration to fix; retried after the backoff, as Kafka's
+  run of failures and reason: a configuration to fix; retried after the backoff, as Kafka's
   KafkaNetworkChannel treats it, never taken for a dead leader).
 - Every request is sent at the highest version both sides support.
-- The connection is kept open (reopened after a backoff, 50 ms doubling to 500 ms): the
-  first Vote after a leader dies does not wait for a connect and an ApiVersions exchange,
-  and an idle connection the peer closed is noticed at once. A request queued while the
-  channel backs off cuts the wait to 50 ms (a voter that was down may be back).
+- The connection is kept open (reopened after a backoff, 50 ms doubling to 500 ms, reset
+  once a connection is ready: ApiVersions answered and SASL done): the first Vote after a
+  leader dies does not wait for a connect and an ApiVersions exchange, and an idle
+  connection the peer closed is noticed at once. A request queued while the channel backs
+  off cuts the wait to 50 ms (a voter that was down may be back), unless the voter refused
+  this node's TLS or SASL.
 - Buffers are bounded: at most `MAX_QUEUED` requests wait per channel (the core never has
   two of one kind in flight to a destination, so it needs at most one per API); one more
   is failed at once with TIMEOUT. A response frame is bounded by `socket.request.max.bytes`.
@@ -33,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import ssl
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -54,12 +58,13 @@ from kwire.protocol.messages.headers import RequestHeader
 from kwire.protocol.messages.index import APIS
 from kwire.raft.state import SendFailure, Voter
 from kwire.server.client_security import (
+    MIN_REAUTH_INTERVAL_MS,
     PLAINTEXT,
     ClientAuthenticationError,
     ClientSecurity,
     authenticate,
-    open_stream,
     reauthentication_due_ms,
+    secure_stream,
     tls_failure,
 )
 
@@ -71,6 +76,10 @@ SOFTWARE_NAME = "kwire"
 SOFTWARE_VERSION = "0.1.0"
 RECONNECT_BACKOFF_MS = 50  # RaftManager's reconnect.backoff.ms
 RECONNECT_BACKOFF_MAX_MS = 500  # and its maximum
+# A listener starts at most one re-authentication a second per connection (KafkaChannel's
+# MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS); renewals are spaced that much, with a margin for
+# the time the last one took to reach it.
+RENEWAL_INTERVAL_S = MIN_REAUTH_INTERVAL_MS / 1000 + 0.02
 MAX_QUEUED = 16
 RECEIVE_CHUNK = 64 * 1024
 
@@ -151,7 +160,10 @@ class PeerChannel:
         self._current: _Queued | None = None  # the request on the wire
         self._scope = trio.CancelScope()  # cancelled by `close`, even before `run` starts
         self._reauthenticate_at_ms = math.inf  # when the SASL session must be renewed
+        self._renewal_began: float | None = None  # trio time the last renewal began
         self._auth_failing = False  # the last attempt was refused (logged once per run)
+        self._refusal = ""  # the reason last logged, its numbers masked
+        self._silence_logged = False  # a silent voter was logged (once per run)
         self._running = False
         self.closed = False
 
@@ -227,12 +239,20 @@ class PeerChannel:
 
     async def _run(self) -> None:
         while True:
+            host, port = self.voter.host, self.voter.port
             try:
                 with trio.fail_after(self.request_timeout_s):
-                    stream = await open_stream(self.voter.host, self.voter.port, self.security)
+                    tcp = await trio.open_tcp_stream(host, port)
             except (OSError, trio.TooSlowError) as exc:
                 log.debug("Cannot connect to voter %d: %s", self.voter.node_id, exc)
                 await self._fail_queued(self.queue, SendFailure.CONNECTION_REFUSED)
+                await self._back_off()
+                continue
+            try:
+                with trio.fail_after(self.request_timeout_s):
+                    stream = await secure_stream(tcp, host, port, self.security)
+            except trio.TooSlowError:
+                await self._silent("complete the TLS handshake")
                 await self._back_off()
                 continue
             except ClientAuthenticationError as exc:
@@ -240,7 +260,6 @@ class PeerChannel:
                 await self._back_off()
                 continue
             self.connects += 1
-            self._backoff_ms = RECONNECT_BACKOFF_MS
             self._stream, self.connected = stream, True
             try:
                 await self._serve(stream, FrameBuffer(self.max_response_bytes))
@@ -284,24 +303,47 @@ class PeerChannel:
 
     async def _back_off(self) -> None:
         """Wait before reconnecting: the backoff (doubling while the voter stays
-        unreachable), cut short by a request queued meanwhile once RECONNECT_BACKOFF_MS
-        has passed: a voter that was down may be back (a restarted process), and the first
-        Vote of an election should not wait out an idle channel's backoff. Requests come
-        at most once per raft retry backoff after a failure, which bounds the attempts."""
+        unreachable or refuses this node), cut short by a request queued meanwhile once
+        RECONNECT_BACKOFF_MS has passed: a voter that was down may be back (a restarted
+        process), and the first Vote of an election should not wait out an idle channel's
+        backoff. Requests come at most once per raft retry backoff after a failure, which
+        bounds the attempts. A voter that refused this node is waited for in full (Kafka's
+        ClusterConnectionStates): it is up, and retrying sooner only repeats the refusal."""
         began = trio.current_time()
         with trio.move_on_after(self._backoff_ms / 1000):
+            if self._auth_failing:
+                await trio.sleep_forever()
             await self._wait_for_work()
             await trio.sleep_until(began + RECONNECT_BACKOFF_MS / 1000)
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
 
     async def _refused(self, reason: str) -> None:
-        """TLS or SASL refused this node: logged (once per run of refusals), and what
-        waits is reported AUTHENTICATION_FAILED."""
+        """TLS or SASL refused this node: logged (once per run of refusals for one
+        reason: a new reason is logged too), and what waits is reported
+        AUTHENTICATION_FAILED."""
         text = "Authentication to voter %d at %s:%d failed: %s"
-        level = logging.DEBUG if self._auth_failing else logging.ERROR
+        kind = re.sub(r"\d+", "#", reason)  # the same refusal, whatever numbers it carries
+        level = logging.DEBUG if self._auth_failing and kind == self._refusal else logging.ERROR
         log.log(level, text, self.voter.node_id, self.voter.host, self.voter.port, reason)
-        self._auth_failing = True
+        self._auth_failing, self._refusal = True, kind
         await self._fail_queued(self.queue, SendFailure.AUTHENTICATION_FAILED)
+
+    async def _silent(self, what: str) -> None:
+        """The voter accepted the connection but did not `what` within the request
+        timeout: up but hung, or not a Kafka listener. Logged once per run (until a
+        connection is ready), and what waits is reported TIMEOUT: a silent leader is
+        found out by the fetch timeout, not by fast failover."""
+        if not self._silence_logged:
+            log.warning(
+                "Voter %d at %s:%d accepted the connection but did not %s within %d ms",
+                self.voter.node_id,
+                self.voter.host,
+                self.voter.port,
+                what,
+                self.request_timeout_s * 1000,
+            )
+            self._silence_logged = True
+        await self._fail_queued(self.queue, SendFailure.TIMEOUT)
 
     async def _fail_queued(self, items: Iterable[_Queued], failure: SendFailure) -> None:
         failed = list(items)
@@ -320,15 +362,18 @@ class PeerChannel:
         """ApiVersions (then SASL), then the queued requests one at a time, until the
         connection breaks."""
         await self._learn_versions(stream, frames)
+        self._renewal_began = None
         if self.security.uses_sasl:
             await self._authenticate(stream, frames)
+        self._backoff_ms = RECONNECT_BACKOFF_MS  # ready: Kafka resets the backoff only here
+        self._silence_logged = False
         if self._auth_failing:
             log.info("Authenticated to voter %d again", self.voter.node_id)
             self._auth_failing = False
         while True:
             await self._wait_for_work_or_close(stream)
             if trio.current_time() * 1000 >= self._reauthenticate_at_ms:
-                await self._authenticate(stream, frames)
+                await self._renew_session(stream, frames)
             item = self.queue.popleft()
             if item.deadline == math.inf:
                 item.deadline = trio.current_time() + self.request_timeout_s
@@ -419,6 +464,16 @@ class PeerChannel:
             frames.feed(bytes(data))
         return frame
 
+    async def _renew_session(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
+        """Re-authenticate in-band (KIP-368), no sooner than a second after the last
+        renewal began: a listener refuses more than one a second (KafkaChannel), which a
+        session of about a second (connections.max.reauth.ms=1000) would otherwise ask
+        for every other time. The request waiting meanwhile is held (at most that second)."""
+        if self._renewal_began is not None:
+            await trio.sleep_until(self._renewal_began + RENEWAL_INTERVAL_S)
+        self._renewal_began = trio.current_time()
+        await self._authenticate(stream, frames)
+
     async def _authenticate(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
         """The SASL exchange (again, for a session that nears its end); a refusal is
         reported AUTHENTICATION_FAILED, a broken connection CONNECTION_LOST."""
@@ -449,9 +504,24 @@ class PeerChannel:
         now_ms = trio.current_time() * 1000
         self._reauthenticate_at_ms = reauthentication_due_ms(now_ms, lifetime_ms)
 
+    def _closed_before_answering(self, error: BaseException | None = None) -> str:
+        """Why a voter that accepted the connection closed it before answering ApiVersions:
+        its TLS alert (TLS 1.3 refuses a client certificate only now), else most likely a
+        listener on another security protocol (TLS taking ApiVersions for a handshake)."""
+        if error is not None and "ALERT" in (getattr(error.__cause__, "reason", None) or ""):
+            return f"TLS handshake failed: the voter refused: {tls_failure(error)}"
+        mine = self.security.protocol
+        guess = "use TLS" if self.security.ssl_context is None else "use another security protocol"
+        return (
+            "the voter closed the connection before answering ApiVersions: does its "
+            f"controller listener {guess}? This node's controller listener is {mine}"
+        )
+
     async def _learn_versions(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
         """ApiVersions first, as Kafka's NetworkClient does (discoverBrokerVersions): at v4,
-        or again at the highest version the peer names if it refuses v4 (KIP-511)."""
+        or again at the highest version the peer names if it refuses v4 (KIP-511). A voter
+        that closes the connection or answers what is not Kafka's is up but will not talk
+        to this node: reported AUTHENTICATION_FAILED (never a lost leader), logged once."""
         version = API_VERSIONS_VERSION
         for _ in range(2):
             request = ApiVersionsRequest(
@@ -460,19 +530,23 @@ class PeerChannel:
             payload = self._encode(request, version)
             assert payload is not None
             item = _Queued(request, trio.current_time() + self.request_timeout_s)
+            refusal = ""  # why the voter, up (it accepted), will not talk to this node
             try:
                 with trio.fail_at(item.deadline):
                     await stream.send_all(size_prefixed(payload))
                     frame = await self._receive_frame(stream, frames)
-            except trio.BrokenResourceError as exc:
-                if isinstance(exc.__cause__, ssl.SSLError):  # TLS 1.3: our certificate refused
-                    await self._refused(
-                        f"TLS handshake failed: the voter refused: {tls_failure(exc)}"
-                    )
-                    raise _ConnectionGone from None
-                frame = None
-            except (OSError, trio.TooSlowError, ProtocolError):
-                frame = None
+                if frame is None:
+                    refusal = self._closed_before_answering()
+            except trio.TooSlowError:
+                await self._silent("answer ApiVersions")
+                raise _ConnectionGone from None
+            except (OSError, trio.BrokenResourceError) as exc:
+                frame, refusal = None, self._closed_before_answering(exc)
+            except ProtocolError as exc:
+                frame, refusal = None, f"the voter's answer to ApiVersions is not Kafka's: {exc}"
+            if refusal:
+                await self._refused(refusal)
+                raise _ConnectionGone
             answer: ApiVersionsResponse | None = None
             if frame is not None:
                 try:

@@ -46,6 +46,7 @@ from kwire.protocol.messages.sasl_authenticate import (
     SaslAuthenticateResponse,
 )
 from kwire.protocol.messages.sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
+from kwire.server.client_security import MIN_REAUTH_INTERVAL_MS
 from kwire.server.dispatch import api_versions_is_valid
 from kwire.server.listener_security import SaslSettings
 from kwire.server.sasl import (
@@ -64,7 +65,6 @@ from kwire.server.tls import ANONYMOUS
 log = logging.getLogger("kwire.server")
 
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
-MIN_REAUTH_INTERVAL_MS = 1000  # KafkaChannel.MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS
 
 
 # -- SASL ----------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ API_VERSIONS = 18
 SASL_HANDSHAKE = 17
 RECEIVE_CHUNK = 64 * 1024
 SIZE_PREFIX = 4
+TLS_HANDSHAKE_RECORD = b"\x16\x03"  # a TLS record header: handshake, version 3.x
 # A connection's first receive for a frame asks for up to this many bytes, so that a small
 # frame (a heartbeat is ~55 bytes) arrives with its size prefix in one call; what comes
 # beyond the frame is kept for the next one. This is all a connection holds outside the
@@ -558,6 +559,11 @@ class SocketServer:
             and not 0 <= size <= auth.settings.max_receive_size
         ):
             raise FailedAuthentication("Failing SASL authentication due to invalid receive size")
+        if buffered[:2] == TLS_HANDSHAKE_RECORD and not 0 <= size <= self.max_request_bytes:
+            raise FrameTooLargeError(
+                f"frame size {size} is a TLS handshake: the client uses SSL and this "
+                "listener does not (listener.security.protocol.map)"
+            )
         if size < 0 or size > self.max_request_bytes:
             raise FrameTooLargeError(
                 f"frame size {size} is outside 0..{self.max_request_bytes} "
