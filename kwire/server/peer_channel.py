@@ -1,7 +1,8 @@
 """One outbound connection (Kafka's NetworkClient towards one node, as RaftManager builds
 it: client id ``raft-client-<node.id>``, at most one request in flight, reconnect backoff
 50 ms doubling up to 500 ms, ApiVersions first on every new connection). `Peers`
-(kwire.server.peers) decides which channels exist; this module is what one of them does.
+(kwire.server.peers) decides which channels exist; this module is what one of them does,
+with kwire.server.peer_setup (a new connection's TLS, ApiVersions and SASL).
 The connection is secured as the controller listener is (kwire.server.client_security):
 TLS before anything, SASL after ApiVersions, re-authenticated in-band before a request
 once the session nears its end (KIP-368).
@@ -37,82 +38,50 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 import trio
 
 from kwire.protocol._codec import Message
-from kwire.protocol.errors import EncodeError, ProtocolError
+from kwire.protocol.errors import ProtocolError
 from kwire.protocol.framing import (
     DEFAULT_MAX_FRAME_BYTES,
     FrameBuffer,
     decode_response,
-    encode_request,
     size_prefixed,
 )
-from kwire.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
-from kwire.protocol.messages.headers import RequestHeader
-from kwire.protocol.messages.index import APIS
 from kwire.raft.state import SendFailure, Voter
 from kwire.server.client_security import (
-    MIN_REAUTH_INTERVAL_MS,
     PLAINTEXT,
     ClientAuthenticationError,
     ClientSecurity,
-    authenticate,
-    reauthentication_due_ms,
     secure_stream,
-    tls_failure,
 )
+from kwire.server.peer_setup import (
+    ConnectionGone,
+    PeerConnection,
+    PeerEvent,
+    Queued,
+    ResponseReceived,
+    SendFailed,
+    choose_version,
+)
+
+__all__ = [
+    "MAX_QUEUED",
+    "PeerChannel",
+    "PeerEvent",
+    "ResponseReceived",
+    "SendFailed",
+    "choose_version",
+    "raft_client_id",
+]
 
 log = logging.getLogger("kwire.peers")
 
-API_VERSIONS_KEY = 18
-API_VERSIONS_VERSION = 4  # what Kafka 3.9's and 4.3's clients send first
-SOFTWARE_NAME = "kwire"
-SOFTWARE_VERSION = "0.1.0"
 RECONNECT_BACKOFF_MS = 50  # RaftManager's reconnect.backoff.ms
 RECONNECT_BACKOFF_MAX_MS = 500  # and its maximum
-# A listener starts at most one re-authentication a second per connection (KafkaChannel's
-# MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS); renewals are spaced that much, with a margin for
-# the time the last one took to reach it.
-RENEWAL_INTERVAL_S = MIN_REAUTH_INTERVAL_MS / 1000 + 0.02
 MAX_QUEUED = 16
-RECEIVE_CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResponseReceived:
-    """A peer answered a request this node sent it."""
-
-    destination: int
-    request: Message
-    response: Message
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendFailed:
-    """A request to a peer got no answer, for `failure`'s reason."""
-
-    destination: int
-    request: Message
-    failure: SendFailure
-
-
-PeerEvent = ResponseReceived | SendFailed
-
-
-class _ConnectionGone(Exception):
-    """The connection broke; what was in flight has been reported."""
-
-
-@dataclass(slots=True)
-class _Queued:
-    request: Message
-    deadline: float  # trio time by which an answer is due (inf until stamped)
 
 
 def raft_client_id(node_id: int) -> str:
@@ -120,16 +89,7 @@ def raft_client_id(node_id: int) -> str:
     return f"raft-client-{node_id}"
 
 
-def choose_version(api_key: int, theirs: tuple[int, int] | None) -> int | None:
-    """The highest version of `api_key` both sides support, or None if none is shared."""
-    ours = APIS[api_key]
-    if theirs is None:
-        return None
-    low, high = max(ours.lowest_version, theirs[0]), min(ours.highest_version, theirs[1])
-    return high if low <= high else None
-
-
-class PeerChannel:
+class PeerChannel(PeerConnection):
     """Kafka's NetworkClient towards one address (`voter`: the destination id the core
     knows it by, host, port), with one request in flight at a time."""
 
@@ -149,7 +109,7 @@ class PeerChannel:
         self.request_timeout_s = request_timeout_ms / 1000
         self.deliver = deliver
         self.max_response_bytes = max_response_bytes
-        self.queue: deque[_Queued] = deque()
+        self.queue: deque[Queued] = deque()
         self.versions: dict[int, tuple[int, int]] = {}
         self.connected = False
         self.connects = 0  # connections made (for tests and statistics)
@@ -157,7 +117,7 @@ class PeerChannel:
         self._correlation_id = 0
         self._backoff_ms = RECONNECT_BACKOFF_MS
         self._stream: trio.abc.Stream | None = None
-        self._current: _Queued | None = None  # the request on the wire
+        self._current: Queued | None = None  # the request on the wire
         self._scope = trio.CancelScope()  # cancelled by `close`, even before `run` starts
         self._reauthenticate_at_ms = math.inf  # when the SASL session must be renewed
         self._renewal_began: float | None = None  # trio time the last renewal began
@@ -184,7 +144,7 @@ class PeerChannel:
             deadline = trio.current_time() + self.request_timeout_s
         except RuntimeError:  # a node driven outside Trio: stamped when the task sees it
             deadline = math.inf
-        self.queue.append(_Queued(request, deadline))
+        self.queue.append(Queued(request, deadline))
         self._wanted.set()
 
     @property
@@ -263,7 +223,7 @@ class PeerChannel:
             self._stream, self.connected = stream, True
             try:
                 await self._serve(stream, FrameBuffer(self.max_response_bytes))
-            except _ConnectionGone:
+            except ConnectionGone:
                 pass
             finally:
                 self._stream, self.connected, self.versions = None, False, {}
@@ -299,7 +259,7 @@ class PeerChannel:
             nursery.cancel_scope.cancel()
         if closed:
             log.debug("Voter %d closed the idle connection", self.voter.node_id)
-            raise _ConnectionGone
+            raise ConnectionGone
 
     async def _back_off(self) -> None:
         """Wait before reconnecting: the backoff (doubling while the voter stays
@@ -316,47 +276,6 @@ class PeerChannel:
             await self._wait_for_work()
             await trio.sleep_until(began + RECONNECT_BACKOFF_MS / 1000)
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
-
-    async def _refused(self, reason: str) -> None:
-        """TLS or SASL refused this node: logged (once per run of refusals for one
-        reason: a new reason is logged too), and what waits is reported
-        AUTHENTICATION_FAILED."""
-        text = "Authentication to voter %d at %s:%d failed: %s"
-        kind = re.sub(r"\d+", "#", reason)  # the same refusal, whatever numbers it carries
-        level = logging.DEBUG if self._auth_failing and kind == self._refusal else logging.ERROR
-        log.log(level, text, self.voter.node_id, self.voter.host, self.voter.port, reason)
-        self._auth_failing, self._refusal = True, kind
-        await self._fail_queued(self.queue, SendFailure.AUTHENTICATION_FAILED)
-
-    async def _silent(self, what: str) -> None:
-        """The voter accepted the connection but did not `what` within the request
-        timeout: up but hung, or not a Kafka listener. Logged once per run (until a
-        connection is ready), and what waits is reported TIMEOUT: a silent leader is
-        found out by the fetch timeout, not by fast failover."""
-        if not self._silence_logged:
-            log.warning(
-                "Voter %d at %s:%d accepted the connection but did not %s within %d ms",
-                self.voter.node_id,
-                self.voter.host,
-                self.voter.port,
-                what,
-                self.request_timeout_s * 1000,
-            )
-            self._silence_logged = True
-        await self._fail_queued(self.queue, SendFailure.TIMEOUT)
-
-    async def _fail_queued(self, items: Iterable[_Queued], failure: SendFailure) -> None:
-        failed = list(items)
-        self.queue.clear()
-        for item in failed:
-            await self._report_failure(item.request, failure)
-
-    async def _report_failure(self, request: Message, failure: SendFailure) -> None:
-        if self._current is not None and self._current.request is request:
-            self._current = None
-        await self.deliver.send(
-            SendFailed(destination=self.voter.node_id, request=request, failure=failure)
-        )
 
     async def _serve(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
         """ApiVersions (then SASL), then the queued requests one at a time, until the
@@ -401,30 +320,16 @@ class PeerChannel:
                 )
             )
 
-    def _encode(self, request: Message, version: int) -> bytes | None:
-        self._correlation_id = (self._correlation_id + 1) & 0x7FFFFFFF
-        header = RequestHeader(
-            request_api_key=request.API_KEY,  # type: ignore[attr-defined]
-            request_api_version=version,
-            correlation_id=self._correlation_id,
-            client_id=self.client_id,
-        )
-        try:
-            return encode_request(header, request)
-        except EncodeError as exc:
-            log.debug("%s cannot be coded at v%d: %s", type(request).__name__, version, exc)
-            return None
-
     async def _exchange(
         self,
         stream: trio.abc.Stream,
         frames: FrameBuffer,
-        item: _Queued,
+        item: Queued,
         api_key: int,
         version: int,
         payload: bytes,
     ) -> Message:
-        """Send one request and read its answer; reports and raises _ConnectionGone if
+        """Send one request and read its answer; reports and raises ConnectionGone if
         the connection breaks or the answer is late."""
         correlation_id = self._correlation_id
         try:
@@ -439,7 +344,7 @@ class PeerChannel:
                 self.request_timeout_s * 1000,
             )
             await self._report_failure(item.request, SendFailure.TIMEOUT)
-            raise _ConnectionGone from None
+            raise ConnectionGone from None
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError):
             frame = None
         if frame is not None:
@@ -453,122 +358,4 @@ class PeerChannel:
             except ProtocolError as exc:
                 log.warning("Undecodable answer from voter %d: %s", self.voter.node_id, exc)
         await self._report_failure(item.request, SendFailure.CONNECTION_LOST)
-        raise _ConnectionGone
-
-    async def _receive_frame(self, stream: trio.abc.Stream, frames: FrameBuffer) -> bytes | None:
-        """The next whole frame; None when the peer closed the connection."""
-        while (frame := frames.next_frame()) is None:
-            data = await stream.receive_some(RECEIVE_CHUNK)
-            if not data:
-                return None
-            frames.feed(bytes(data))
-        return frame
-
-    async def _renew_session(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
-        """Re-authenticate in-band (KIP-368), no sooner than a second after the last
-        renewal began: a listener refuses more than one a second (KafkaChannel), which a
-        session of about a second (connections.max.reauth.ms=1000) would otherwise ask
-        for every other time. The request waiting meanwhile is held (at most that second)."""
-        if self._renewal_began is not None:
-            await trio.sleep_until(self._renewal_began + RENEWAL_INTERVAL_S)
-        self._renewal_began = trio.current_time()
-        await self._authenticate(stream, frames)
-
-    async def _authenticate(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
-        """The SASL exchange (again, for a session that nears its end); a refusal is
-        reported AUTHENTICATION_FAILED, a broken connection CONNECTION_LOST."""
-
-        async def exchange(request: Message, version: int) -> Message:
-            payload = self._encode(request, version)
-            assert payload is not None
-            correlation_id = self._correlation_id
-            await stream.send_all(size_prefixed(payload))
-            frame = await self._receive_frame(stream, frames)
-            if frame is None:
-                raise trio.BrokenResourceError("the voter closed the connection")
-            header, response = decode_response(frame, request.API_KEY, version)  # type: ignore[attr-defined]
-            if header.correlation_id != correlation_id:
-                raise ProtocolError(f"correlation id {header.correlation_id}")
-            return response
-
-        try:
-            with trio.fail_after(self.request_timeout_s):
-                lifetime_ms = await authenticate(exchange, self.security)
-        except ClientAuthenticationError as exc:
-            await self._refused(str(exc))
-            raise _ConnectionGone from None
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError, ProtocolError) as exc:
-            log.info("SASL with voter %d broke off: %s", self.voter.node_id, exc)
-            await self._fail_queued(self.queue, SendFailure.CONNECTION_LOST)
-            raise _ConnectionGone from None
-        now_ms = trio.current_time() * 1000
-        self._reauthenticate_at_ms = reauthentication_due_ms(now_ms, lifetime_ms)
-
-    def _closed_before_answering(self, error: BaseException | None = None) -> str:
-        """Why a voter that accepted the connection closed it before answering ApiVersions:
-        its TLS alert (TLS 1.3 refuses a client certificate only now), else most likely a
-        listener on another security protocol (TLS taking ApiVersions for a handshake)."""
-        if error is not None and "ALERT" in (getattr(error.__cause__, "reason", None) or ""):
-            return f"TLS handshake failed: the voter refused: {tls_failure(error)}"
-        mine = self.security.protocol
-        guess = "use TLS" if self.security.ssl_context is None else "use another security protocol"
-        return (
-            "the voter closed the connection before answering ApiVersions: does its "
-            f"controller listener {guess}? This node's controller listener is {mine}"
-        )
-
-    async def _learn_versions(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
-        """ApiVersions first, as Kafka's NetworkClient does (discoverBrokerVersions): at v4,
-        or again at the highest version the peer names if it refuses v4 (KIP-511). A voter
-        that closes the connection or answers what is not Kafka's is up but will not talk
-        to this node: reported AUTHENTICATION_FAILED (never a lost leader), logged once."""
-        version = API_VERSIONS_VERSION
-        for _ in range(2):
-            request = ApiVersionsRequest(
-                client_software_name=SOFTWARE_NAME, client_software_version=SOFTWARE_VERSION
-            )
-            payload = self._encode(request, version)
-            assert payload is not None
-            item = _Queued(request, trio.current_time() + self.request_timeout_s)
-            refusal = ""  # why the voter, up (it accepted), will not talk to this node
-            try:
-                with trio.fail_at(item.deadline):
-                    await stream.send_all(size_prefixed(payload))
-                    frame = await self._receive_frame(stream, frames)
-                if frame is None:
-                    refusal = self._closed_before_answering()
-            except trio.TooSlowError:
-                await self._silent("answer ApiVersions")
-                raise _ConnectionGone from None
-            except (OSError, trio.BrokenResourceError) as exc:
-                frame, refusal = None, self._closed_before_answering(exc)
-            except ProtocolError as exc:
-                frame, refusal = None, f"the voter's answer to ApiVersions is not Kafka's: {exc}"
-            if refusal:
-                await self._refused(refusal)
-                raise _ConnectionGone
-            answer: ApiVersionsResponse | None = None
-            if frame is not None:
-                try:
-                    _, decoded = decode_response(frame, API_VERSIONS_KEY, version)
-                    answer = decoded  # type: ignore[assignment]
-                except ProtocolError:
-                    if version > 0:
-                        try:  # an UNSUPPORTED_VERSION answer comes at v0
-                            _, decoded = decode_response(frame, API_VERSIONS_KEY, 0)
-                            answer = decoded  # type: ignore[assignment]
-                        except ProtocolError:
-                            answer = None
-            if answer is None:
-                await self._fail_queued(self.queue, SendFailure.CONNECTION_LOST)
-                raise _ConnectionGone
-            self.versions = {k.api_key: (k.min_version, k.max_version) for k in answer.api_keys}
-            if answer.error_code == 0:
-                return
-            retry = choose_version(API_VERSIONS_KEY, self.versions.get(API_VERSIONS_KEY))
-            if retry is None or retry == version:
-                break
-            version = retry
-        log.warning("Voter %d refused ApiVersions", self.voter.node_id)
-        await self._fail_queued(self.queue, SendFailure.CONNECTION_LOST)
-        raise _ConnectionGone
+        raise ConnectionGone
