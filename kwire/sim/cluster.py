@@ -256,7 +256,7 @@ class Cluster:
 
     def check_images(self) -> None:
         for node in self.live():
-            check_images(node, self.controller_config)
+            check_images(node, self.controller_config, self.history.replays)
 
 
 def sim_directory_id(node_id: int) -> UUID:
