@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from kwire.protocol._codec import compiled_readers_available, use_accelerator
+from kwire.testing.process import cache_bytecode_as_installed
 
 # kwire's own pytest plugin (kwire.testing.pytest_plugin, entry point ``pytest11: kwire``),
 # imported here too so that its fixtures are there whether or not the installed kwire's
@@ -11,6 +12,11 @@ from kwire.protocol._codec import compiled_readers_available, use_accelerator
 from kwire.testing.pytest_plugin import kwire_controller, kwire_quorum, kwire_quorum_factory
 
 pytest_plugins = ["pytester"]
+
+# The kwire processes the tests start (servers, storage and shell tools) compile kwire once
+# and reuse the bytecode, as an installed kwire does, even where PYTHONDONTWRITEBYTECODE is
+# set: otherwise each of the suite's hundreds of starts compiles kwire from source.
+cache_bytecode_as_installed("kwire-test-pycache")
 
 __all__ = ["codec_backend", "kafka_captures", "kwire_controller", "kwire_quorum"]
 __all__ += ["kwire_quorum_factory"]

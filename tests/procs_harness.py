@@ -132,18 +132,10 @@ class ProcNode:
         return self.process.pid
 
     async def format(self, cluster_id: str) -> None:
-        """`python -m kwire.storage format` of this node's directory at 3.9-IV0 (as
-        `KwireServer.format`, without blocking the event loop)."""
-        result = await trio.run_process(
-            self.server.format_command(cluster_id),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=child_env(),
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"formatting node {self.node_id} failed: {result.stderr!r}")
-        self.server.cluster_id = cluster_id
+        """Format this node's directory at 3.9-IV0 with `KwireServer.format` (the storage
+        tool's code, in this process: tens of milliseconds, before any node runs)."""
+        self.server.format(cluster_id)
+        await trio.lowlevel.checkpoint()
 
     async def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Start the server and wait (bounded) until it prints "listening on" and accepts."""

@@ -28,7 +28,6 @@ from kwire.protocol._codec import (
     Message,
     RawTaggedField,
     compiled_readers_available,
-    use_accelerator,
 )
 from kwire.protocol.errors import DecodeError
 
@@ -117,18 +116,36 @@ def default_of(struct_cls: type, attribute: str) -> Any:
 
 def normalise(value: Any) -> Any:
     """Plain, comparable data: structs as dicts (with their class name), bytes for views."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
     if isinstance(value, memoryview | bytearray):
         return bytes(value)
     if isinstance(value, RawTaggedField):
         return ("tagged", value.tag, bytes(value.data))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {"__class__": type(value).__name__}
-        for f in dataclasses.fields(value):
-            out[f.name] = normalise(getattr(value, f.name))
+    names = _dataclass_field_names(kind)
+    if names is not None:
+        out: dict[str, Any] = {"__class__": kind.__name__}
+        for name in names:
+            item = getattr(value, name)
+            out[name] = item if type(item) in _PLAIN_TYPES else normalise(item)
         return out
     if isinstance(value, list | tuple):
-        return [normalise(item) for item in value]
+        return [item if type(item) in _PLAIN_TYPES else normalise(item) for item in value]
     return value
+
+
+# Values of these exact types come back from `normalise` as they are.
+_PLAIN_TYPES = frozenset({int, str, bytes, bool, float, type(None), UUID})
+
+
+@cache
+def _dataclass_field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names `dataclasses.fields` gives for an instance of `kind`, or None when
+    its instances are not dataclass instances (a class itself is not one)."""
+    if issubclass(kind, type) or not dataclasses.is_dataclass(kind):
+        return None
+    return tuple(f.name for f in dataclasses.fields(kind))
 
 
 # -- strategies ------------------------------------------------------------------------------
@@ -330,13 +347,16 @@ def decode_with_every_reader(cls: type[Message], data: bytes | bytearray, versio
     """
     outcomes: list[tuple[str, Any]] = []
     for compiled in (False, True) if compiled_readers_available() else (False,):
-        use_accelerator(compiled)
+        # What `use_accelerator(compiled)` sets for `cls`, set for `cls` alone: a message's
+        # readers call no other message class's, and switching every class costs a pass
+        # over them all, twice per decode.
+        cls._READERS = cls._COMPILED_READERS if compiled else cls._PYTHON_READERS
         try:
             outcomes.append(("message", cls.decode(data, version)))
         except DecodeError as error:
             outcomes.append(("error", error))
         finally:
-            use_accelerator(True)
+            cls._READERS = cls._COMPILED_READERS
     (kind, first), *others = outcomes
     for other_kind, other in others:
         assert other_kind == kind, (

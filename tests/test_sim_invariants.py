@@ -13,7 +13,7 @@ from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
 from kwire.raft.core import RaftConfig
 from kwire.raft.state import Voter
 from kwire.records import Record, build_batch, encode_batch, frame_metadata_record
-from kwire.sim.invariants import History, InvariantViolation, check_images
+from kwire.sim.invariants import History, InvariantViolation, Replays, check_images
 from kwire.sim.memory_log import MemoryLog, StoredBatch
 from kwire.sim.replay import replay_batch
 
@@ -167,6 +167,27 @@ def test_an_image_holding_what_its_log_does_not_breaks_state_machine_safety() ->
     node.log.append_as_leader(metadata_batch(TopicRecord(name="u", topic_id=TOPIC.topic_id)), 1)
     with pytest.raises(InvariantViolation, match="differs from the replay of its log"):
         check_images(node, CONFIG)  # type: ignore[arg-type]
+
+
+def test_a_replay_kept_for_an_equal_log_still_catches_an_image_that_differs() -> None:
+    replays: Replays = {}
+    log = log_of((metadata_batch(FEATURE), 1), (metadata_batch(TOPIC), 1))
+    check_images(FakeNode(1, log, committed_end=2, controller=replayed(log, 2)), CONFIG, replays)  # type: ignore[arg-type]
+    assert len(replays) == 1
+    # Node 2 holds the same log but its controller applied another topic at offset 1.
+    same = log_of((metadata_batch(FEATURE), 1), (metadata_batch(TOPIC), 1))
+    other = log_of(
+        (metadata_batch(FEATURE), 1),
+        (metadata_batch(TopicRecord(name="u", topic_id=TOPIC.topic_id)), 1),
+    )
+    node = FakeNode(2, same, committed_end=2, controller=replayed(other, 2))
+    with pytest.raises(InvariantViolation, match="node 2's controller image differs"):
+        check_images(node, CONFIG, replays)  # type: ignore[arg-type]
+    # A log that differs is replayed afresh: node 3 replayed that other log, and matches it.
+    check_images(
+        FakeNode(3, other, committed_end=2, controller=replayed(other, 2)), CONFIG, replays
+    )  # type: ignore[arg-type]
+    assert len(replays) == 2
 
 
 def test_a_standby_that_applied_uncommitted_records_breaks_state_machine_safety() -> None:

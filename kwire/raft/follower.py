@@ -237,7 +237,8 @@ class FollowerPart(ElectionPart):
                 for i in range(len(self.config.bootstrap_servers))
             ]
         else:
-            nodes = [(voter, None) for voter in sorted(self.voter_ids - {self.node_id})]
+            me = self.node_id
+            nodes = [(voter, None) for voter in self.voter_set.sorted_ids if voter != me]
         if not nodes:
             return []
         start = self.rng.randrange(len(nodes))

@@ -78,6 +78,9 @@ class Membership:
         if not len(control_records.static_voters) and config.voters:
             control_records.static_voters = static_voter_set(config)
         self.kraft = control_records
+        # `is_voter` for the (voter set, config) it was last computed for: both are
+        # immutable, and the answer is asked after nearly every event.
+        self._voter_answer: tuple[VoterSet | None, RaftConfig | None, bool] = (None, None, False)
 
     # -- who votes ----------------------------------------------------------------------------
 
@@ -97,7 +100,7 @@ class Membership:
 
     @property
     def voter_ids(self) -> frozenset[int]:
-        return frozenset(self.voter_set.voter_ids())
+        return self.voter_set.id_set
 
     @property
     def local_key(self) -> ReplicaKey:
@@ -106,7 +109,12 @@ class Membership:
     @property
     def is_voter(self) -> bool:
         """QuorumState.isVoter: this node's id and directory id name a voter."""
-        return self.voter_set.is_voter(self.local_key)
+        voters, config = self.voter_set, self.config
+        known_voters, known_config, answer = self._voter_answer
+        if voters is not known_voters or config is not known_config:
+            answer = voters.is_voter(self.local_key)
+            self._voter_answer = (voters, config, answer)
+        return answer
 
     def majority(self) -> int:
         return self.voter_set.majority_size

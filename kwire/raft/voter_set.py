@@ -150,11 +150,15 @@ class VoterSet:
     `remove_voter`, `update_voter` (each returns None where Kafka returns empty).
     """
 
-    __slots__ = ("_nodes", "_capacity")
+    __slots__ = ("_nodes", "_capacity", "_order", "_id_set", "_sorted_ids")
 
     def __init__(self, nodes: Mapping[int, VoterNode], capacity: int) -> None:
         self._nodes = dict(nodes)  # insertion order; iteration adds the bucket order
         self._capacity = _grown(max(1, capacity), len(self._nodes))
+        # Computed on first use: an instance is never changed once built.
+        self._order: tuple[VoterNode, ...] | None = None
+        self._id_set: frozenset[int] | None = None
+        self._sorted_ids: tuple[int, ...] | None = None
 
     # construction, as Kafka builds its maps
     @classmethod
@@ -202,18 +206,34 @@ class VoterSet:
         )
 
     # reading
-    def _ordered(self) -> list[VoterNode]:
-        position = {key: i for i, key in enumerate(self._nodes)}
-        keys = sorted(self._nodes, key=lambda k: (_bucket(k, self._capacity), position[k]))
-        return [self._nodes[k] for k in keys]
+    def _ordered(self) -> tuple[VoterNode, ...]:
+        if self._order is None:
+            position = {key: i for i, key in enumerate(self._nodes)}
+            keys = sorted(self._nodes, key=lambda k: (_bucket(k, self._capacity), position[k]))
+            self._order = tuple(self._nodes[k] for k in keys)
+        return self._order
 
     @property
     def voters(self) -> tuple[VoterNode, ...]:
         """Every voter, in Kafka's HashMap iteration order."""
-        return tuple(self._ordered())
+        return self._ordered()
 
     def voter_ids(self) -> list[int]:
         return [n.key.id for n in self._ordered()]
+
+    @property
+    def id_set(self) -> frozenset[int]:
+        """The voters' ids, as a set."""
+        if self._id_set is None:
+            self._id_set = frozenset(self._nodes)
+        return self._id_set
+
+    @property
+    def sorted_ids(self) -> tuple[int, ...]:
+        """The voters' ids, in ascending order."""
+        if self._sorted_ids is None:
+            self._sorted_ids = tuple(sorted(self._nodes))
+        return self._sorted_ids
 
     def voter_keys(self) -> set[ReplicaKey]:
         return {n.key for n in self._nodes.values()}
@@ -285,8 +305,7 @@ class VoterSet:
         if node is None or node.key != key or len(self._nodes) <= 1:
             return None
         copy = VoterSet._copy_of(self._ordered())
-        del copy._nodes[key.id]
-        return copy
+        return VoterSet({i: n for i, n in copy._nodes.items() if i != key.id}, copy._capacity)
 
     def update_voter(self, voter: VoterNode) -> VoterSet | None:
         node = self._nodes.get(voter.key.id)
@@ -299,8 +318,8 @@ class VoterSet:
 
     def _replaced(self, voter: VoterNode) -> VoterSet:
         copy = VoterSet._copy_of(self._ordered())
-        copy._nodes[voter.key.id] = voter  # HashMap.put of an existing key keeps its place
-        return copy
+        # HashMap.put of an existing key keeps its place
+        return VoterSet({**copy._nodes, voter.key.id: voter}, copy._capacity)
 
     # writing
     def to_voters_record(self, version: int = VOTERS_RECORD_VERSION) -> VotersRecord:

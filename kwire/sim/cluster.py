@@ -131,11 +131,9 @@ class Cluster:
 
     def run_until(self, end_ms: int) -> None:
         """Run every event up to `end_ms` (virtual), then set the clock there."""
-        while True:
-            next_ms = self.events.next_time_ms()
-            if next_ms is None or next_ms > end_ms:
-                break
-            self.events.step()
+        steps = self.events.steps
+        self.events.run_until(end_ms)
+        if self.events.steps != steps:
             self.history.now_ms = self.now_ms
         self.events.now_ms = max(self.events.now_ms, end_ms)
 
@@ -258,7 +256,7 @@ class Cluster:
 
     def check_images(self) -> None:
         for node in self.live():
-            check_images(node, self.controller_config)
+            check_images(node, self.controller_config, self.history.replays)
 
 
 def sim_directory_id(node_id: int) -> UUID:

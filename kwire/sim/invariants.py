@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from kwire.sim.node import SimNode
 
 BatchKey = tuple[int, int]  # (base offset, epoch)
+# A fresh controller's replay, as `image_records`, by (applied end, the bytes of every batch
+# replayed): the replay is a function of these alone, so nodes with equal logs share one.
+Replays = dict[tuple[int, tuple[bytes, ...]], list[tuple[int, int, bytes]]]
 
 
 class InvariantViolation(AssertionError):
@@ -67,6 +70,7 @@ class History:
     committed_by_node: dict[int, int] = field(default_factory=dict)  # node id -> checked end
     high_watermarks: dict[tuple[int, int], int] = field(default_factory=dict)
     controller_config: ControllerConfig = field(default_factory=ControllerConfig)
+    replays: Replays = field(default_factory=dict)  # for check_images
 
     # -- election safety ------------------------------------------------------------------------
 
@@ -188,7 +192,7 @@ class History:
     def controller_moved(self, node: SimNode) -> None:
         """A node's controller just reverted (lost leadership) or is about to activate
         (replayed up to its epoch start): its image must be the replay of its log."""
-        check_images(node, self.controller_config)
+        check_images(node, self.controller_config, self.replays)
 
     # -- leader completeness ------------------------------------------------------------------
 
@@ -207,8 +211,9 @@ class History:
                 )
 
 
-def check_images(node: SimNode, config: ControllerConfig) -> None:
-    """STATE MACHINE SAFETY for one live node (see the module docstring)."""
+def check_images(node: SimNode, config: ControllerConfig, replays: Replays | None = None) -> None:
+    """STATE MACHINE SAFETY for one live node (see the module docstring). `replays` keeps
+    the fresh replays of a run, to reuse for an equal log."""
     controller = node.controller
     if controller is None:
         return
@@ -219,15 +224,22 @@ def check_images(node: SimNode, config: ControllerConfig) -> None:
             f"standby node {node.node_id} applied up to {applied_end - 1} beyond its "
             f"committed offset {node.committed_end - 1}",
         )
-    fresh = QuorumController(
-        node_id=node.node_id,
-        cluster_id=node.raft_config.cluster_id,
-        config=config,
-        rng=random.Random(0),
-    )
-    for batch in node.log.batches_between(0, applied_end):
-        replay_batch(fresh, batch, 0, applied_end)
-    if image_records(fresh.image) != image_records(controller.image):
+    batches = node.log.batches_between(0, applied_end)
+    key = (applied_end, tuple(batch.data for batch in batches))
+    expected = None if replays is None else replays.get(key)
+    if expected is None:
+        fresh = QuorumController(
+            node_id=node.node_id,
+            cluster_id=node.raft_config.cluster_id,
+            config=config,
+            rng=random.Random(0),
+        )
+        for batch in batches:
+            replay_batch(fresh, batch, 0, applied_end)
+        expected = image_records(fresh.image)
+        if replays is not None:
+            replays[key] = expected
+    if expected != image_records(controller.image):
         raise InvariantViolation(
             "state machine safety",
             f"node {node.node_id}'s controller image differs from the replay of its log "

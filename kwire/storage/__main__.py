@@ -164,6 +164,13 @@ def _format(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run(argv)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """The command without the logging set-up `main` does (for a caller in its own
+    process, e.g. kwire.testing): prints to sys.stdout and sys.stderr, returns the exit
+    status (0, or 1 after a one-line refusal on stderr)."""
     try:
         args = _parser().parse_args(argv)
         if args.command == "random-uuid":

@@ -1,7 +1,7 @@
 """One kwire controller run as a subprocess (`python -m kwire.server`), for tests.
 
     node = KwireProcess(tmp_path / "node-1")            # node 1, sole voter, port 0
-    node.format()                                        # python -m kwire.storage format
+    node.format()                                        # kwire.storage format
     node.start()                                         # bounded: waits for "listening on"
     node.port                                            # the port it bound
     node.stop()                                          # SIGTERM; the exit status
@@ -19,6 +19,7 @@ it): `stdout()`, `stderr()`, `output()` read them back.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -211,18 +212,22 @@ class KwireProcess:
         return node
 
     def format(self, cluster_id: str | None = None) -> str:
-        """Format the data directory with `python -m kwire.storage format` (a new random
-        cluster id unless given); returns the cluster id. NodeStartError if it fails."""
+        """Format the data directory as `format_command` does (a new random cluster id
+        unless given); returns the cluster id. NodeStartError if it fails.
+
+        The storage tool runs in this process (`kwire.storage.__main__.run`, the command
+        line's own code, from this kwire): the same files, without a Python start-up."""
+        from kwire.storage.__main__ import run as storage_tool
+        from kwire.storage.formatter import random_uuid  # what `random-uuid` prints
+
         if cluster_id is None:
-            result = run_module("kwire.storage", "random-uuid")
-            if result.returncode != 0:
-                raise NodeStartError(f"random-uuid failed: {result.stderr.strip()}")
-            cluster_id = result.stdout.strip()
-        result = run_module(*self.format_command(cluster_id)[2:])
-        if result.returncode != 0:
+            cluster_id = random_uuid()
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = storage_tool(self.format_command(cluster_id)[3:])
+        if status != 0:
             raise NodeStartError(
-                f"formatting {self.data_dir} failed (status {result.returncode}): "
-                f"{result.stderr.strip()}"
+                f"formatting {self.data_dir} failed (status {status}): {err.getvalue().strip()}"
             )
         self.cluster_id = cluster_id
         return cluster_id
