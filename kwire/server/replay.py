@@ -39,9 +39,9 @@ from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.topic_configs import java_hash_map_order
 from kwire.controller.transactions import TransactionError
-from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
+from kwire.log.metadata_reader import batch_metadata_records
 from kwire.raft.state import BecameLeader, StateChanged
-from kwire.records import RecordBatchHeader, iter_batch_headers
+from kwire.records import iter_batch_headers
 from kwire.server.controller_registration import registration_request
 from kwire.server.snapshots import load_newest_snapshot
 from kwire.server.write_path import AppendFailed
@@ -58,9 +58,6 @@ FREEZE_AFTER_RECORDS = 100_000
 # A standby's replay of committed records yields to the raft driver's events after about
 # this long (seconds), reading at most REPLAY_READ_BYTES of log at a time.
 REPLAY_SLICE_S = 0.002
-# A slice checks its time every this many records, so that a large batch (a CreateTopics of
-# hundreds of topics) does not hold the raft driver's events for its whole replay.
-REPLAY_CHUNK_RECORDS = 200
 # A backlog of about 10 ms of replay (a restarted standby replayed 100k topics' log, some
 # 300k records, in about 1 s): a standby further behind stands last in a failover.
 FAR_BEHIND_OFFSETS = 2000
@@ -162,44 +159,29 @@ class ControllerReplay:
                         entries = batch_metadata_records(data, pos, header)
                         if header.base_offset < self.applied_end:
                             entries = [e for e in entries if e[0] >= self.applied_end]
-                        # A slice may end inside a large batch (a CreateTopics of hundreds
-                        # of topics is one batch): the next resumes at the record after.
-                        step = max(1, len(entries)) if deadline is None else REPLAY_CHUNK_RECORDS
-                        for first in range(0, len(entries), step):
-                            chunk = entries[first : first + step]
-                            self._replay_entries(loader, chunk, header)
-                            count += len(chunk)
-                            rest = first + step
-                            late = deadline is not None and time.perf_counter() >= deadline
-                            if late and rest < len(entries):
-                                self.applied_end = entries[rest][0]
-                                return count
+                        markers = loader.transaction_markers
+                        try:
+                            loader.replay_all(entries)
+                        except Exception as exc:  # Kafka's standby replay error: fatal
+                            node.fault_handler(
+                                "Unable to apply the records of the batch with baseOffset "
+                                f"{header.base_offset} on standby controller: {exc}",
+                                exc,
+                            )
+                        node.metadata_events.replayed(
+                            entries,
+                            header.base_timestamp,
+                            markers=loader.transaction_markers != markers,
+                        )
+                        count += len(entries)
                     self.applied_end = header.next_offset
                     if deadline is not None and time.perf_counter() >= deadline:
-                        break  # (after one chunk at least: every slice makes progress)
+                        break  # (after one batch at least: every slice makes progress)
                 if deadline is not None and time.perf_counter() >= deadline:
                     break
         finally:
             loader.finish()
         return count
-
-    def _replay_entries(
-        self, loader: ImageLoader, entries: list[MetadataEntry], header: RecordBatchHeader
-    ) -> None:
-        """Apply committed records of one batch (all, or a run of them) to the image."""
-        node = self.node
-        markers = loader.transaction_markers
-        try:
-            loader.replay_all(entries)
-        except Exception as exc:  # Kafka's standby replay error: fatal
-            node.fault_handler(
-                "Unable to apply the records of the batch with baseOffset "
-                f"{header.base_offset} on standby controller: {exc}",
-                exc,
-            )
-        node.metadata_events.replayed(
-            entries, header.base_timestamp, markers=loader.transaction_markers != markers
-        )
 
     def replay_slice(self, now_ms: int) -> int:
         """Replay about REPLAY_SLICE_S of the backlog (the raft driver calls this between
