@@ -6,6 +6,8 @@ halts it, as Kafka's standby."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import uuid
 from pathlib import Path
 from typing import NoReturn, cast
@@ -98,6 +100,91 @@ async def test_a_restarted_standby_answers_between_slices_of_its_backlog_and_end
                 assert standby_image(voter) == standby_image(leader)
                 assert node.controller.last_applied_offset >= target - 1
                 voter.kill()
+
+
+async def test_a_standby_far_behind_replays_with_the_collector_off_and_turns_it_on_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # kwire.server.heap: full collections over the growing image held raft events 30 to
+    # 100 ms; while far behind the collector is off, and on again once the standby is not.
+    monkeypatch.setattr(replay_module, "REPLAY_SLICE_S", 0.0)  # one batch per slice
+    monkeypatch.setattr(replay_module, "FAR_BEHIND_OFFSETS", 10)
+    caplog.set_level(logging.INFO, logger="kwire.node")
+    assert gc.isenabled()
+    with trio.fail_after(TIMEOUT_S):
+        async with quorum(tmp_path) as q:
+            leader = await q.leader()
+            await register_unfenced_broker(leader)
+            for index in range(TOPICS):
+                assert await create(leader, f"t-{index}") == ErrorCode.NONE
+            target = leader.node.log.end_offset
+            await q.committed_everywhere(target)
+            old = next(v for v in q.voters if v is not leader)
+            old.kill()
+            await old.stopped.wait()
+            voter = restarted(old, q.voters, tmp_path / f"node-{old.node_id}")
+            node = voter.node
+            seen: list[tuple[bool, bool]] = []  # (far behind after the slice, collecting)
+            replay_slice = node.replay.replay_slice
+
+            def observed(now_ms: int) -> int:
+                count = replay_slice(now_ms)
+                seen.append((node.replay.far_behind, gc.isenabled()))
+                return count
+
+            node.replay.replay_slice = observed  # type: ignore[method-assign]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(voter.run)
+                while node.applied_end < target or node.replay.backlog:
+                    await trio.sleep(0.01)
+                voter.kill()
+            assert [collecting for behind, collecting in seen if behind] != []
+            assert not any(collecting for behind, collecting in seen if behind)
+            assert all(collecting for behind, collecting in seen if not behind)
+            assert gc.isenabled()
+    lines = [
+        r.getMessage() for r in caplog.records if f"Node {old.node_id} replay" in r.getMessage()
+    ]
+    assert lines[0].startswith(f"Node {old.node_id} replays ")
+    assert lines[0].endswith(" between raft events")
+    assert lines[1].startswith(f"Node {old.node_id} replayed offsets 0 to ")
+
+
+async def test_a_standby_stopped_while_far_behind_turns_the_collector_back_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay_module, "REPLAY_SLICE_S", 0.0)
+    monkeypatch.setattr(replay_module, "FAR_BEHIND_OFFSETS", 10)
+    with trio.fail_after(TIMEOUT_S):
+        async with quorum(tmp_path) as q:
+            leader = await q.leader()
+            await register_unfenced_broker(leader)
+            for index in range(TOPICS):
+                assert await create(leader, f"t-{index}") == ErrorCode.NONE
+            await q.committed_everywhere(leader.node.log.end_offset)
+            old = next(v for v in q.voters if v is not leader)
+            old.kill()
+            await old.stopped.wait()
+            voter = restarted(old, q.voters, tmp_path / f"node-{old.node_id}")
+            node = voter.node
+            replay_slice = node.replay.replay_slice
+            stopped = trio.Event()
+
+            def stop_after_one(now_ms: int) -> int:
+                count = replay_slice(now_ms)
+                if node.replay.far_behind and not stopped.is_set():
+                    assert not gc.isenabled()
+                    stopped.set()
+                return count
+
+            node.replay.replay_slice = stop_after_one  # type: ignore[method-assign]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(voter.run)
+                await stopped.wait()
+                voter.kill()
+            await voter.stopped.wait()
+            assert node.replay.far_behind, "stopped in the middle of its backlog"
+            assert gc.isenabled()
 
 
 class Halted(Exception):

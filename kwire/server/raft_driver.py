@@ -267,6 +267,7 @@ class RaftDriver:
                     if self.node.replay.backlog:
                         await self._replay_between_events(now)
                         continue
+                    self.node.replay.caught_up()  # (a no-op unless it was far behind)
                     delay_s = (raft.next_deadline_ms() - self.clock()) / 1000
                     event: DriverEvent | None = None
                     idle_from = time.perf_counter()
@@ -281,6 +282,7 @@ class RaftDriver:
                         self.stats.handled(queued_at, woke, time.perf_counter())
         finally:
             self.running = False
+            self.node.replay.caught_up()
             # Callers still waiting get no answer: their connections are closing too.
             while True:
                 try:

@@ -34,8 +34,8 @@ from kwire.raft.voter_set import (
 )
 from kwire.records import Record, build_batch, encode_batch, encode_control_record_key
 from kwire.records.control import ControlRecordType
+from kwire.server.heap import collector_paused
 from kwire.server.quorum_voters import read_control_records, voters_on_listener
-from kwire.server.replay import collector_paused
 from kwire.server.snapshots import SnapshotDownload, load_newest_snapshot
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ the committed log, activating on leadership and registering itself.
   driver between events while `backlog` holds), so that a voter far behind (one restarted
   with megabytes of log after its snapshot) still answers Vote, BeginQuorumEpoch and Fetch
   at once; Kafka gets the same from replaying on the controller's own thread, apart from
-  raft's. Until the backlog is replayed, the controller does not activate and no snapshot
+  raft's. While more than FAR_BEHIND_OFFSETS behind, the cyclic garbage collector is paused
+  (kwire.server.heap: its full collections took half of such a replay). Until the backlog is replayed, the controller does not activate and no snapshot
   begins (the image is older than the high watermark);
 - a new leader activates once its LeaderChange record (at its epoch start) is committed
   and everything before it replayed (KafkaRaftClient's ListenerContext fires
@@ -27,11 +28,9 @@ same names.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kwire.controller.controller import RequestContext
@@ -43,6 +42,7 @@ from kwire.log.metadata_reader import batch_metadata_records
 from kwire.raft.state import BecameLeader, StateChanged
 from kwire.records import iter_batch_headers
 from kwire.server.controller_registration import registration_request
+from kwire.server.heap import BacklogCollectorPause, collector_paused
 from kwire.server.snapshots import load_newest_snapshot
 from kwire.server.write_path import AppendFailed
 
@@ -70,19 +70,6 @@ SUPPORTED_FEATURES = tuple(
 )
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while building a large image (it would walk the
-    growing image again and again), back on after (if it was on)."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
 class ControllerReplay:
     """Replays the committed log into the node's controller, and activates it when the
     node leads."""
@@ -97,6 +84,10 @@ class ControllerReplay:
         self.applied_end = 0
         # The committed offset a standby replays toward (a slice at a time, `replay_slice`).
         self.replay_target = 0
+        # While far behind, the cyclic collector is off (kwire.server.heap).
+        self.collector = BacklogCollectorPause()
+        # Where and when (time.perf_counter() seconds) replay far behind began.
+        self._far_behind_from: tuple[int, float] | None = None
 
     @property
     def backlog(self) -> bool:
@@ -187,12 +178,41 @@ class ControllerReplay:
         """Replay about REPLAY_SLICE_S of the backlog (the raft driver calls this between
         events while `backlog` holds); activates a leader whose epoch start it reached.
         Returns how many records were replayed."""
-        count = self.replay_committed(self.replay_target, REPLAY_SLICE_S)
         node = self.node
+        if self.far_behind:
+            if self._far_behind_from is None:
+                self._far_behind_from = (self.applied_end, time.perf_counter())
+                log.info(
+                    "Node %d replays %d committed offsets (%d to %d) between raft events",
+                    node.settings.node_id,
+                    self.replay_target - self.applied_end,
+                    self.applied_end,
+                    self.replay_target,
+                )
+            self.collector.begin()
+        count = self.replay_committed(self.replay_target, REPLAY_SLICE_S)
+        self.collector.replayed(count)
         node.controller.commit(self.applied_end - 1)  # all of it is committed
+        if not self.far_behind:
+            self.caught_up()
         if not self.backlog:
             self.maybe_activate(node.committed_offset, now_ms)
         return count
+
+    def caught_up(self) -> None:
+        """The standby is no longer far behind (or its driver stops): the collector runs
+        again (kwire.server.heap); a replay that was far behind says how long it took."""
+        self.collector.end()
+        began = self._far_behind_from
+        if began is not None:
+            self._far_behind_from = None
+            log.info(
+                "Node %d replayed offsets %d to %d in %.0f ms",
+                self.node.settings.node_id,
+                began[0],
+                self.applied_end,
+                (time.perf_counter() - began[1]) * 1000,
+            )
 
     # -- leadership -----------------------------------------------------------------------------
 

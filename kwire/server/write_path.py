@@ -32,9 +32,7 @@ a batch the log refuses before writing (over the size limit) raises AppendFailed
 
 from __future__ import annotations
 
-import gc
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -64,6 +62,7 @@ from kwire.records import (
     frame_metadata_record,
     plain_record_size,
 )
+from kwire.server.heap import freeze_heap
 from kwire.server.snapshots import SnapshotDriver
 
 log = logging.getLogger("kwire.node")
@@ -122,15 +121,6 @@ class WriteStatistics:
 # and freezes the survivors out of the collector's reach (gc.freeze), as the start-up
 # load already does: full collections stay as cheap as for a small image.
 HEAP_FREEZE_BYTES = 4 * 1024 * 1024
-
-
-def freeze_heap() -> float:
-    """Collect the unfrozen objects, then freeze what survived; the seconds it took.
-    Cost: cyclic garbage made later among frozen objects is never collected."""
-    started = time.perf_counter()
-    gc.collect()
-    gc.freeze()
-    return time.perf_counter() - started
 
 
 class AppendFailed(Exception):
