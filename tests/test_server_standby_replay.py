@@ -10,7 +10,7 @@ import gc
 import logging
 import uuid
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import pytest
 import trio
@@ -22,21 +22,24 @@ from test_server_quorum import (
     create,
     quorum,
     register_unfenced_broker,
+    request,
     standby_image,
 )
 
 from kwire.controller.records import RecordAndVersion
 from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.metadata_records.partition_record import PartitionRecord
-from kwire.records import Record, build_batch, encode_batch
+from kwire.records import Record, RecordBatchHeader, build_batch, encode_batch
 from kwire.server import replay as replay_module
 from kwire.server.__main__ import build_settings
 from kwire.server.config import ControllerServerConfig
 from kwire.server.node import ControllerNode
-from kwire.server.replay import FAR_BEHIND_OFFSETS, ControllerReplay
+from kwire.server.replay import FAR_BEHIND_OFFSETS, REPLAY_CHUNK_RECORDS, ControllerReplay
 from kwire.server.write_path import frame_records
 
 TOPICS = 40  # one committed batch each
+BIG = 300  # topics of one CreateTopics: one batch of 600 records
 
 
 def restarted(voter: Voter, voters: list[Voter], data_dir: Path) -> Voter:
@@ -58,13 +61,27 @@ def restarted(voter: Voter, voters: list[Voter], data_dir: Path) -> Voter:
 async def test_a_restarted_standby_answers_between_slices_of_its_backlog_and_ends_equal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replay_module, "REPLAY_SLICE_S", 0.0)  # one batch per slice
+    monkeypatch.setattr(replay_module, "REPLAY_SLICE_S", 0.0)  # one batch (or chunk) a slice
     with trio.fail_after(TIMEOUT_S):
         async with quorum(tmp_path) as q:
             leader = await q.leader()
             await register_unfenced_broker(leader)
             for index in range(TOPICS):
                 assert await create(leader, f"t-{index}") == ErrorCode.NONE
+            # One CreateTopics of many topics is one batch of 2 x BIG records: a slice
+            # must be able to stop inside it, or its replay would hold every event.
+            big = CreateTopicsRequest(
+                topics=[
+                    CreateTopicsRequest.CreatableTopic(
+                        name=f"big-{i}", num_partitions=1, replication_factor=1
+                    )
+                    for i in range(BIG)
+                ],
+                timeout_ms=10_000,
+            )
+            answer = await request(leader, big, 7)
+            assert isinstance(answer, CreateTopicsResponse)
+            assert {t.error_code for t in answer.topics} == {ErrorCode.NONE}
             await q.committed_everywhere(leader.node.log.end_offset)
             old = next(v for v in q.voters if v is not leader)
             old.kill()
@@ -75,13 +92,23 @@ async def test_a_restarted_standby_answers_between_slices_of_its_backlog_and_end
             # is replayed once raft says it is committed.
             assert node.applied_end == 0 and not node.controller.topics_by_name
             slices: list[int] = []
+            replayed: list[int] = []  # records each slice replayed
             replay_slice = node.replay.replay_slice
 
             def counted(now_ms: int) -> int:
                 slices.append(node.applied_end)
-                return replay_slice(now_ms)
+                replayed.append(replay_slice(now_ms))
+                return replayed[-1]
 
             node.replay.replay_slice = counted  # type: ignore[method-assign]
+            decoded: list[int] = []  # the base offset of each batch decoded
+            decode = replay_module.batch_metadata_records
+
+            def decode_counted(data: Any, pos: int, header: RecordBatchHeader) -> Any:
+                decoded.append(header.base_offset)
+                return decode(data, pos, header)
+
+            monkeypatch.setattr(replay_module, "batch_metadata_records", decode_counted)
             answered_while_behind = 0
             async with trio.open_nursery() as nursery:
                 await nursery.start(voter.run)
@@ -94,7 +121,9 @@ async def test_a_restarted_standby_answers_between_slices_of_its_backlog_and_end
                     assert not (behind and node.snapshots.writing), "snapshot of a half image"
                     await trio.sleep(0)
                 assert answered_while_behind > 0
-                assert len(slices) >= TOPICS, "one batch per slice"
+                assert len(slices) >= TOPICS + 2 * BIG // REPLAY_CHUNK_RECORDS
+                assert 0 < max(replayed) < 2 * BIG, "the big batch in chunks, not in one slice"
+                assert len(decoded) == len(set(decoded)), "a batch is decoded once"
                 assert slices == sorted(slices), "each slice goes on where the last stopped"
                 assert not node.active
                 assert standby_image(voter) == standby_image(leader)

@@ -152,7 +152,7 @@ class RaftStorage:
         if node.controller.last_applied_offset >= offset:
             node.revert_uncommitted(f"the log is truncated to offset {offset}")
         node.writes.truncate_to(offset)
-        node.replay.applied_end = min(node.replay.applied_end, node.log.end_offset)
+        node.replay.restart_from(min(node.replay.applied_end, node.log.end_offset))
         node.replay.replay_target = min(node.replay.replay_target, node.log.end_offset)
 
     def download_snapshot(
@@ -173,7 +173,7 @@ class RaftStorage:
                     node.controller = node._new_controller()
                     with collector_paused():
                         load_newest_snapshot(node.log, node.controller)
-                    node.replay.applied_end = snapshot_id.end_offset
+                    node.replay.restart_from(snapshot_id.end_offset)
                     node.driver.on_flushed(snapshot_id.end_offset, now_ms)
         except OSError as exc:
             node.fault_handler("Unable to write a snapshot fetched from the leader", exc)

@@ -28,9 +28,11 @@ same names.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kwire.controller.controller import RequestContext
@@ -38,9 +40,9 @@ from kwire.controller.features import LOCAL_SUPPORTED_FEATURES
 from kwire.controller.image_load import ImageLoader
 from kwire.controller.topic_configs import java_hash_map_order
 from kwire.controller.transactions import TransactionError
-from kwire.log.metadata_reader import batch_metadata_records
+from kwire.log.metadata_reader import MetadataEntry, batch_metadata_records
 from kwire.raft.state import BecameLeader, StateChanged
-from kwire.records import iter_batch_headers
+from kwire.records import RecordBatchHeader, iter_batch_headers
 from kwire.server.controller_registration import registration_request
 from kwire.server.heap import BacklogCollectorPause, collector_paused
 from kwire.server.snapshots import load_newest_snapshot
@@ -58,6 +60,11 @@ FREEZE_AFTER_RECORDS = 100_000
 # A standby's replay of committed records yields to the raft driver's events after about
 # this long (seconds), reading at most REPLAY_READ_BYTES of log at a time.
 REPLAY_SLICE_S = 0.002
+# A slice checks its time every this many records (about 0.5 ms), so that a large batch
+# (a CreateTopics of 500 topics is one batch of 1,000 records, about 3 ms of replay) does
+# not hold the raft driver's events for its whole replay; the next slice goes on with the
+# rest, decoded once.
+REPLAY_CHUNK_RECORDS = 200
 # A backlog of about 10 ms of replay (a restarted standby replayed 100k topics' log, some
 # 300k records, in about 1 s): a standby further behind stands last in a failover.
 FAR_BEHIND_OFFSETS = 2000
@@ -68,6 +75,19 @@ SUPPORTED_FEATURES = tuple(
     (name, *LOCAL_SUPPORTED_FEATURES[name])
     for name in java_hash_map_order(list(LOCAL_SUPPORTED_FEATURES))
 )
+
+
+def _offset(entry: MetadataEntry) -> int:
+    return entry[0]
+
+
+@dataclass(slots=True)
+class _BatchRest:
+    """A batch's records, decoded once, and the index of the next to replay."""
+
+    header: RecordBatchHeader
+    entries: list[MetadataEntry]
+    index: int
 
 
 class ControllerReplay:
@@ -84,6 +104,8 @@ class ControllerReplay:
         self.applied_end = 0
         # The committed offset a standby replays toward (a slice at a time, `replay_slice`).
         self.replay_target = 0
+        # The decoded rest of a batch a slice ended inside (`replay_slice`).
+        self._rest: _BatchRest | None = None
         # While far behind, the cyclic collector is off (kwire.server.heap).
         self.collector = BacklogCollectorPause()
         # Where and when (time.perf_counter() seconds) replay far behind began.
@@ -141,38 +163,76 @@ class ControllerReplay:
         deadline = None if budget_s is None else time.perf_counter() + budget_s
         read_bytes = 1024 * 1024 if budget_s is None else REPLAY_READ_BYTES
         try:
-            while self.applied_end < end_offset:
+            rest = self._take_rest()
+            if rest is not None:
+                count += self._replay_batch(loader, rest, deadline)
+            while self._rest is None and self.applied_end < end_offset:
                 data = node.log.read(self.applied_end, read_bytes, max_offset=end_offset)
                 if not data:
                     break
                 for pos, header in iter_batch_headers(data, verify_crc=False):
-                    if not header.is_control:
+                    if header.is_control:
+                        self.applied_end = header.next_offset
+                    else:
                         entries = batch_metadata_records(data, pos, header)
+                        first = 0
                         if header.base_offset < self.applied_end:
-                            entries = [e for e in entries if e[0] >= self.applied_end]
-                        markers = loader.transaction_markers
-                        try:
-                            loader.replay_all(entries)
-                        except Exception as exc:  # Kafka's standby replay error: fatal
-                            node.fault_handler(
-                                "Unable to apply the records of the batch with baseOffset "
-                                f"{header.base_offset} on standby controller: {exc}",
-                                exc,
-                            )
-                        node.metadata_events.replayed(
-                            entries,
-                            header.base_timestamp,
-                            markers=loader.transaction_markers != markers,
-                        )
-                        count += len(entries)
-                    self.applied_end = header.next_offset
+                            first = bisect.bisect_left(entries, self.applied_end, key=_offset)
+                        rest = _BatchRest(header, entries, first)
+                        count += self._replay_batch(loader, rest, deadline)
+                        if self._rest is not None:
+                            break  # the slice ended inside this batch
                     if deadline is not None and time.perf_counter() >= deadline:
-                        break  # (after one batch at least: every slice makes progress)
+                        break  # (after one chunk at least: every slice makes progress)
                 if deadline is not None and time.perf_counter() >= deadline:
                     break
         finally:
             loader.finish()
         return count
+
+    def _replay_batch(self, loader: ImageLoader, rest: _BatchRest, deadline: float | None) -> int:
+        """Replay the records of a batch from `rest.index`, REPLAY_CHUNK_RECORDS at a time
+        with a `deadline`; one passed inside the batch keeps the rest for the next slice
+        (`_rest`, `applied_end` at its first record). Returns how many were replayed."""
+        node = self.node
+        header, entries = rest.header, rest.entries
+        step = len(entries) if deadline is None else REPLAY_CHUNK_RECORDS
+        count = 0
+        while rest.index < len(entries):
+            chunk = entries[rest.index : rest.index + step]
+            markers = loader.transaction_markers
+            try:
+                loader.replay_all(chunk)
+            except Exception as exc:  # Kafka's standby replay error: fatal
+                node.fault_handler(
+                    "Unable to apply the records of the batch with baseOffset "
+                    f"{header.base_offset} on standby controller: {exc}",
+                    exc,
+                )
+            node.metadata_events.replayed(
+                chunk, header.base_timestamp, markers=loader.transaction_markers != markers
+            )
+            rest.index += len(chunk)
+            count += len(chunk)
+            late = deadline is not None and time.perf_counter() >= deadline
+            if late and rest.index < len(entries):
+                self.applied_end = entries[rest.index][0]
+                self._rest = rest
+                return count
+        self.applied_end = header.next_offset
+        return count
+
+    def _take_rest(self) -> _BatchRest | None:
+        """The rest of the batch the last slice ended inside, if replay goes on there."""
+        rest, self._rest = self._rest, None
+        if rest is None or rest.entries[rest.index][0] != self.applied_end:
+            return None
+        return rest
+
+    def restart_from(self, offset: int) -> None:
+        """Replay goes on from `offset` (a revert, a truncation, an installed snapshot)."""
+        self.applied_end = offset
+        self._rest = None
 
     def replay_slice(self, now_ms: int) -> int:
         """Replay about REPLAY_SLICE_S of the backlog (the raft driver calls this between
@@ -274,7 +334,7 @@ class ControllerReplay:
             node.revert_uncommitted(
                 f"no longer the leader ({action.state} in epoch {action.epoch})"
             )
-            self.applied_end = min(node.log.end_offset, node.writes.committed_offset)
+            self.restart_from(min(node.log.end_offset, node.writes.committed_offset))
             self.replay_target = self.applied_end
 
     def activate(self, now_ms: int) -> None:
