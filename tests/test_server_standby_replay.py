@@ -18,6 +18,7 @@ from node_harness import make_node
 from server_harness import HOST, free_port
 from test_server_quorum import (
     TIMEOUT_S,
+    Quorum,
     Voter,
     create,
     quorum,
@@ -56,6 +57,21 @@ def restarted(voter: Voter, voters: list[Voter], data_dir: Path) -> Voter:
     )
     node = ControllerNode(build_settings(config), seed=voter.node_id)
     return Voter(node_id=voter.node_id, port=voter.port, node=node)
+
+
+async def restarted_behind(q: Quorum, tmp_path: Path, topics: int = TOPICS) -> Voter:
+    """Create `topics` topics (one committed batch each) through the leader, commit them
+    everywhere, kill a standby and return a new node for it (not yet running): its log
+    holds them all, its image none."""
+    leader = await q.leader()
+    await register_unfenced_broker(leader)
+    for index in range(topics):
+        assert await create(leader, f"t-{index}") == ErrorCode.NONE
+    await q.committed_everywhere(leader.node.log.end_offset)
+    old = next(v for v in q.voters if v is not leader)
+    old.kill()
+    await old.stopped.wait()
+    return restarted(old, q.voters, tmp_path / f"node-{old.node_id}")
 
 
 async def test_a_restarted_standby_answers_between_slices_of_its_backlog_and_ends_equal(
@@ -142,17 +158,9 @@ async def test_a_standby_far_behind_replays_with_the_collector_off_and_turns_it_
     assert gc.isenabled()
     with trio.fail_after(TIMEOUT_S):
         async with quorum(tmp_path) as q:
-            leader = await q.leader()
-            await register_unfenced_broker(leader)
-            for index in range(TOPICS):
-                assert await create(leader, f"t-{index}") == ErrorCode.NONE
-            target = leader.node.log.end_offset
-            await q.committed_everywhere(target)
-            old = next(v for v in q.voters if v is not leader)
-            old.kill()
-            await old.stopped.wait()
-            voter = restarted(old, q.voters, tmp_path / f"node-{old.node_id}")
+            voter = await restarted_behind(q, tmp_path)
             node = voter.node
+            target = (await q.leader()).node.log.end_offset
             seen: list[tuple[bool, bool]] = []  # (far behind after the slice, collecting)
             replay_slice = node.replay.replay_slice
 
@@ -172,11 +180,11 @@ async def test_a_standby_far_behind_replays_with_the_collector_off_and_turns_it_
             assert all(collecting for behind, collecting in seen if not behind)
             assert gc.isenabled()
     lines = [
-        r.getMessage() for r in caplog.records if f"Node {old.node_id} replay" in r.getMessage()
+        r.getMessage() for r in caplog.records if f"Node {voter.node_id} replay" in r.getMessage()
     ]
-    assert lines[0].startswith(f"Node {old.node_id} replays ")
+    assert lines[0].startswith(f"Node {voter.node_id} replays ")
     assert lines[0].endswith(" between raft events")
-    assert lines[1].startswith(f"Node {old.node_id} replayed offsets 0 to ")
+    assert lines[1].startswith(f"Node {voter.node_id} replayed offsets 0 to ")
 
 
 async def test_a_standby_stopped_while_far_behind_turns_the_collector_back_on(
@@ -186,15 +194,7 @@ async def test_a_standby_stopped_while_far_behind_turns_the_collector_back_on(
     monkeypatch.setattr(replay_module, "FAR_BEHIND_OFFSETS", 10)
     with trio.fail_after(TIMEOUT_S):
         async with quorum(tmp_path) as q:
-            leader = await q.leader()
-            await register_unfenced_broker(leader)
-            for index in range(TOPICS):
-                assert await create(leader, f"t-{index}") == ErrorCode.NONE
-            await q.committed_everywhere(leader.node.log.end_offset)
-            old = next(v for v in q.voters if v is not leader)
-            old.kill()
-            await old.stopped.wait()
-            voter = restarted(old, q.voters, tmp_path / f"node-{old.node_id}")
+            voter = await restarted_behind(q, tmp_path)
             node = voter.node
             replay_slice = node.replay.replay_slice
             stopped = trio.Event()
