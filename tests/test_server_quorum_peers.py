@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import pytest
 import trio
 from server_harness import HOST, free_port
 
@@ -19,6 +20,7 @@ from kwire.protocol.messages.index import APIS
 from kwire.protocol.messages.vote import VoteRequest, VoteResponse
 from kwire.raft.state import SendFailure, Voter
 from kwire.raft.voter_set import VoterEndpoint
+from kwire.server import peer_channel
 from kwire.server.peers import PeerChannel, PeerEvent, Peers, ResponseReceived, SendFailed
 
 TIMEOUT_S = 10.0
@@ -420,4 +422,70 @@ async def test_a_request_to_a_voter_back_from_the_dead_does_not_wait_out_the_bac
             answered = await receive.receive()
             assert isinstance(answered, ResponseReceived)
             assert trio.current_time() - sent_at < 0.25  # RECONNECT_BACKOFF_MAX_MS is 0.5 s
+            nursery.cancel_scope.cancel()
+
+
+def slow_backoff_channel(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[PeerChannel, trio.MemoryReceiveChannel[PeerEvent]]:
+    """A channel towards 127.0.0.1:`port` whose reconnect backoff is 5 s: a reconnect
+    that waits for it cannot pass for an immediate one."""
+    monkeypatch.setattr(peer_channel, "RECONNECT_BACKOFF_MS", 5000)
+    send, receive = trio.open_memory_channel[PeerEvent](16)
+    channel = PeerChannel(
+        Voter(node_id=2, host=HOST, port=port),
+        client_id="raft-client-1",
+        request_timeout_ms=10_000,
+        deliver=send,
+    )
+    return channel, receive
+
+
+async def test_a_request_after_a_working_connection_died_learns_the_refusal_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A follower whose Fetch falls between the leader's last answer and its death: the
+    # next connection attempt says CONNECTION_REFUSED now, which fast failover acts on.
+    port = free_port()
+    channel, receive = slow_backoff_channel(port, monkeypatch)
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as voter:
+                listeners = await trio.open_tcp_listeners(port, host=HOST)
+                voter.start_soon(trio.serve_listeners, ScriptedPeer(answer_vote).serve, listeners)
+                nursery.start_soon(channel.run)
+                channel.send(vote(False))
+                assert isinstance(await receive.receive(), ResponseReceived)
+                voter.cancel_scope.cancel()  # the voter's process dies: listener, connection
+            while channel.connected:
+                await trio.sleep(0.001)
+            channel.send(vote(True))
+            with trio.fail_after(1.0):  # not the 5 s backoff
+                refused = await receive.receive()
+            assert refused == SendFailed(
+                destination=2, request=vote(True), failure=SendFailure.CONNECTION_REFUSED
+            )
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_closes_before_answering_anything_is_retried_after_the_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A listener that takes ApiVersions, then closes at the first request (a SASL
+    # listener towards a PLAINTEXT voter): no reconnecting faster than the backoff.
+    port = free_port()
+    channel, receive = slow_backoff_channel(port, monkeypatch)
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(port, host=HOST)
+            nursery.start_soon(trio.serve_listeners, ScriptedPeer(hang_up).serve, listeners)
+            nursery.start_soon(channel.run)
+            channel.send(vote(False))
+            lost = await receive.receive()
+            assert isinstance(lost, SendFailed) and lost.failure == SendFailure.CONNECTION_LOST
+            channel.send(vote(True))
+            with trio.move_on_after(1.0):
+                await receive.receive()
+                raise AssertionError("the second request went without waiting the backoff")
+            assert channel.connects == 1
             nursery.cancel_scope.cancel()

@@ -27,7 +27,11 @@ Rules:
   leader dies does not wait for a connect and an ApiVersions exchange, and an idle
   connection the peer closed is noticed at once. A request queued while the channel backs
   off cuts the wait to 50 ms (a voter that was down may be back), unless the voter refused
-  this node's TLS or SASL.
+  this node's TLS or SASL; after a connection that answered requests was lost, it goes at
+  once: a leader killed while this follower's Fetch was between two connections is then
+  known dead (CONNECTION_REFUSED) within milliseconds, not after 50 to 100 ms (Kafka waits
+  reconnect.backoff.ms there too; a lost working connection is what fast failover acts on).
+  A peer that closes each connection before answering a request keeps the 50 ms floor.
 - Buffers are bounded: at most `MAX_QUEUED` requests wait per channel (the core never has
   two of one kind in flight to a destination, so it needs at most one per API); one more
   is failed at once with TIMEOUT. A response frame is bounded by `socket.request.max.bytes`.
@@ -124,6 +128,7 @@ class PeerChannel(PeerConnection):
         self._auth_failing = False  # the last attempt was refused (logged once per run)
         self._refusal = ""  # the reason last logged, its numbers masked
         self._silence_logged = False  # a silent voter was logged (once per run)
+        self._lost_working = False  # the last connection answered requests, then was lost
         self._running = False
         self.closed = False
 
@@ -267,14 +272,18 @@ class PeerChannel(PeerConnection):
         RECONNECT_BACKOFF_MS has passed: a voter that was down may be back (a restarted
         process), and the first Vote of an election should not wait out an idle channel's
         backoff. Requests come at most once per raft retry backoff after a failure, which
-        bounds the attempts. A voter that refused this node is waited for in full (Kafka's
-        ClusterConnectionStates): it is up, and retrying sooner only repeats the refusal."""
+        bounds the attempts. After a connection that answered requests was lost, a request
+        queued goes at once (no 50 ms floor: the module docstring). A voter that refused this
+        node is waited for in full (Kafka's ClusterConnectionStates): it is up, and retrying
+        sooner only repeats the refusal."""
         began = trio.current_time()
+        floor_s = 0.0 if self._lost_working else RECONNECT_BACKOFF_MS / 1000
+        self._lost_working = False
         with trio.move_on_after(self._backoff_ms / 1000):
             if self._auth_failing:
                 await trio.sleep_forever()
             await self._wait_for_work()
-            await trio.sleep_until(began + RECONNECT_BACKOFF_MS / 1000)
+            await trio.sleep_until(began + floor_s)
         self._backoff_ms = min(self._backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS)
 
     async def _serve(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
@@ -314,6 +323,7 @@ class PeerChannel(PeerConnection):
             self._current = item
             response = await self._exchange(stream, frames, item, api_key, version, payload)
             self._current = None
+            self._lost_working = True  # (true once this connection is lost)
             await self.deliver.send(
                 ResponseReceived(
                     destination=self.voter.node_id, request=item.request, response=response
