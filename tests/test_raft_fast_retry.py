@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from test_raft_election import granted_vote, sent
+from test_raft_election import answer, granted_vote, sent, vote
 from test_raft_follower import follower
 from test_raft_pump import Cluster, ListLog, config
 
@@ -146,3 +146,32 @@ def hand_over_with_the_first_successor_behind(seed: int) -> tuple[bool, int]:
     start = cluster.now
     cluster.run_until(lambda: any(n != old for n in cluster.leaders()))
     return cluster.leaders() == [second], cluster.now - start
+
+
+def behind_voter_asked_by(last_offset: int) -> tuple[bool, int]:
+    """Node 1 (its controller still replaying, its log 4 records of epoch 2) follows node
+    3, which dies at 100 ms; at 110 ms node 2 asks for a pre-vote with its log ending at
+    `last_offset` (epoch 2). (Granted, when node 1 then stands, in ms after the death.)"""
+    raft, _, fetch = follower([1, 2, 2, 2])
+    raft.controller_behind = True
+    raft.on_send_failed(3, fetch, SendFailure.CONNECTION_LOST, 100)
+    response, _ = raft.handle_vote(
+        vote(2, 2, last_epoch=2, last_offset=last_offset, pre_vote=True, voter_id=1), 110
+    )
+    granted = answer(response)[3]
+    when, _ = stand(raft, 110)
+    return granted, when - 100
+
+
+def test_a_voter_behind_refusing_a_candidate_whose_log_is_shorter_stands_at_once() -> None:
+    # Node 2 cannot win node 1's vote; node 1 waiting for every other voter first (its
+    # controller must replay) would only delay the failover: it stands within half a step.
+    granted, delay = behind_voter_asked_by(last_offset=3)
+    assert not granted
+    assert delay < 10 + STEP_MS // 2
+
+
+def test_a_voter_behind_granting_an_up_to_date_candidate_keeps_its_place_last() -> None:
+    granted, delay = behind_voter_asked_by(last_offset=4)
+    assert granted
+    assert delay >= 2 * STEP_MS
