@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -214,6 +215,64 @@ async def test_a_standby_stopped_while_far_behind_turns_the_collector_back_on(
             await voter.stopped.wait()
             assert node.replay.far_behind, "stopped in the middle of its backlog"
             assert gc.isenabled()
+
+
+async def test_a_leader_far_behind_hands_the_leadership_to_a_voter_ready_to_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two voters: the standby is restarted far behind (its replay held until the end),
+    # then the leader renounces, so the standby must lead. It could serve nothing until its
+    # backlog is replayed; once its epoch start is committed it hands the leadership back.
+    monkeypatch.setattr(replay_module, "FAR_BEHIND_OFFSETS", 10)
+    monkeypatch.setattr(replay_module, "HAND_OVER_OFFSETS", 10)
+    caplog.set_level(logging.INFO, logger="kwire.node")
+    with trio.fail_after(TIMEOUT_S):
+        async with quorum(tmp_path, size=2) as q:
+            voter = await restarted_behind(q, tmp_path)
+            node = voter.node
+            replay_slice = node.replay.replay_slice
+            held = True
+
+            def held_back(now_ms: int) -> int:
+                if held:
+                    time.sleep(0.001)
+                    return 0
+                return replay_slice(now_ms)
+
+            node.replay.replay_slice = held_back  # type: ignore[method-assign]
+            leader = await q.leader()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(voter.run)
+                while node.raft.leader_id != leader.node_id or not node.replay.far_behind:
+                    await trio.sleep(0.001)
+                epoch = leader.node.raft.epoch
+                led: list[int] = []  # epochs the restarted voter led
+
+                def renounce(now_ms: int) -> None:
+                    leader.node.carry_out(leader.node.raft.renounce(epoch, now_ms), now_ms)
+
+                await leader.node.driver.call(renounce)
+                while not (leader.node.active and leader.node.raft.epoch > epoch):
+                    if node.raft.is_leader and node.raft.epoch not in led:
+                        led.append(node.raft.epoch)
+                    assert not node.active, "the voter far behind never serves"
+                    await trio.sleep(0.001)
+                assert node.replay.handed_over
+                assert led and led[0] > epoch, "the restarted voter led in between"
+                assert leader.node.raft.epoch > led[0]
+                held = False
+                target = leader.node.log.end_offset
+                await q.committed_everywhere(target)
+                while node.applied_end < target or node.replay.backlog:
+                    await trio.sleep(0.001)
+                assert standby_image(voter) == standby_image(leader)
+                voter.kill()
+    handed = [r.getMessage() for r in caplog.records if "handing the leadership" in r.getMessage()]
+    assert len(handed) == 1
+    assert handed[0].startswith(f"Node {voter.node_id} leads epoch {led[0]} with offsets 0 to ")
+    assert handed[0].endswith(
+        " still to replay: handing the leadership over to a voter ready to serve"
+    )
 
 
 class Halted(Exception):
