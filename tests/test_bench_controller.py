@@ -2,11 +2,12 @@
 positive number, and the Kafka 3.9 figures it prints are those of ../shared/tools/README.md.
 
 The run is the CI variant (`--quick --scale 0.02`: 20 brokers, a few requests, servers on
-free 127.0.0.1 ports; the scaling run at one size, 2,500 partitions); no figure is held to
-any speed, the run is only bounded in time. Most of its time is the load tools' own waits
-(controller_bench sleeps 3 s for a heartbeat round, heartbeat_load runs at least a 2 s
-heartbeat period), so the `--only` run goes on beside it rather than after it. The line
-comparing two scaling sizes is checked on `render_scaling` itself.
+free 127.0.0.1 ports), beside an `--only delete --only scaling` run with the scaling run at
+one size (2,500 partitions); no figure is held to any speed, the runs are only bounded in
+time. Most of their time is the load tools' own waits (controller_bench sleeps 3 s for a
+heartbeat round, heartbeat_load runs at least a 2 s heartbeat period), hence side by side
+rather than one after the other. The line comparing two scaling sizes is checked on
+`render_scaling` itself.
 """
 
 from __future__ import annotations
@@ -120,14 +121,16 @@ def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     return finish(start_bench(*args))
 
 
+QUICK_ARGS = "--quick --scale 0.02"
+ONLY_ARGS = f"{QUICK_ARGS} --only delete --only scaling --scaling-partitions 2500"
+
+
 @pytest.fixture(scope="module")
 def runs() -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
-    """The quick run with its scaling run, and an `--only delete` run, side by side."""
+    """The quick run's table, and an `--only delete` run with the scaling run, side by side."""
     started = {
-        "quick": start_bench(
-            "--quick", "--scale", "0.02", "--scaling", "--scaling-partitions", "2500"
-        ),
-        "only delete": start_bench("--quick", "--scale", "0.02", "--only", "delete"),
+        "quick": start_bench(*QUICK_ARGS.split()),
+        "only": start_bench(*ONLY_ARGS.split()),
     }
     try:
         yield {name: finish(process) for name, process in started.items()}
@@ -141,6 +144,13 @@ def runs() -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
 @pytest.fixture(scope="module")
 def quick_run(runs: dict[str, subprocess.CompletedProcess[str]]) -> str:
     done = runs["quick"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def only_run(runs: dict[str, subprocess.CompletedProcess[str]]) -> str:
+    done = runs["only"]
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -192,9 +202,9 @@ def test_a_row_meets_its_target_exactly_when_its_figure_is_past_the_bound(
 
 
 def test_the_scaling_run_prints_positive_restart_times_and_rss_for_each_size(
-    quick_run: str,
+    only_run: str,
 ) -> None:
-    rows = markdown_rows(quick_run, "| partitions |")
+    rows = markdown_rows(only_run, "| partitions |")
     kwire = [row for row in rows if not row["partitions"].startswith("Kafka")]
     assert [number(row["partitions"]) for row in kwire] == [2500]
     for row in kwire:
@@ -226,11 +236,11 @@ def test_the_scaling_table_compares_each_size_with_the_one_before() -> None:
 
 
 def test_the_scaling_run_prints_kafkas_million_partition_figures_from_the_readme(
-    quick_run: str,
+    only_run: str,
 ) -> None:
     (kafka,) = [
         row
-        for row in markdown_rows(quick_run, "| partitions |")
+        for row in markdown_rows(only_run, "| partitions |")
         if row["partitions"].startswith("Kafka")
     ]
     assert kafka["partitions"] == "Kafka 3.9: 1,000,000"
@@ -238,8 +248,9 @@ def test_the_scaling_run_prints_kafkas_million_partition_figures_from_the_readme
         assert number(kafka[column]) == pytest.approx(readme_figure(run, pattern) * factor), column
 
 
-def test_the_controller_refused_nothing_at_the_tiny_scale(quick_run: str) -> None:
+def test_the_controller_refused_nothing_at_the_tiny_scale(quick_run: str, only_run: str) -> None:
     assert "ERRORS" not in quick_run
+    assert "ERRORS" not in only_run
 
 
 def test_the_machine_and_a_warning_that_figures_are_noisy_are_printed(quick_run: str) -> None:
@@ -247,15 +258,14 @@ def test_the_machine_and_a_warning_that_figures_are_noisy_are_printed(quick_run:
     assert "NOISY" in quick_run and "vary from machine to machine" in quick_run
 
 
-def test_only_runs_and_prints_the_one_row_asked_for(
-    runs: dict[str, subprocess.CompletedProcess[str]],
+def test_only_runs_and_prints_the_one_row_asked_for_and_the_scaling_run(
+    runs: dict[str, subprocess.CompletedProcess[str]], only_run: str
 ) -> None:
-    done = runs["only delete"]
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = markdown_rows(done.stdout, "| row |")
+    rows = markdown_rows(only_run, "| row |")
     assert [row["row"] for row in rows] == ["delete"]
     assert number(rows[0]["kwire"]) > 0
-    assert "heartbeat" not in done.stderr  # the heartbeat load did not run
+    assert "heartbeat" not in runs["only"].stderr  # the heartbeat load did not run
+    assert "| partitions |" not in runs["quick"].stdout  # and without --scaling, no scaling run
 
 
 def test_a_scale_that_is_not_a_positive_number_is_refused_with_a_clear_error() -> None:
