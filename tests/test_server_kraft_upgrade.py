@@ -157,6 +157,19 @@ async def kraft_version_at_leader(servers: list[KwireServer]) -> int:
         await trio.sleep(PROBE_INTERVAL_S)
 
 
+async def caught_up_observer(leader: KwireServer, replica_id: int) -> bool:
+    """Whether the leader's DescribeQuorum shows observer ``replica_id`` caught up to its
+    end (a last caught-up time, -1 until then)."""
+    observers = (await quorum(leader)).observers
+    return any(o.replica_id == replica_id and o.last_caught_up_timestamp >= 0 for o in observers)
+
+
+async def voters_hold_the_committed_log(leader: KwireServer) -> bool:
+    """Whether every voter has fetched up to the leader's high watermark."""
+    described = await quorum(leader)
+    return all(v.log_end_offset >= described.high_watermark for v in described.current_voters)
+
+
 async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
     voters: list[KwireServer],  # noqa: F811
     tmp_path: Path,
@@ -201,7 +214,10 @@ async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
             # The quorum is dynamic: a controller formatted to join one is added.
             format_dynamic(newcomer, cluster, "--no-initial-controllers")
             newcomer.start(timeout=START_TIMEOUT_S)
-            while 4 not in [o.replica_id for o in (await quorum(leader)).observers]:
+            # The leader adds only an observer that has caught up (AddVoterHandler's
+            # isReplicaCaughtUp, else "lagging behind"): its first fetch, from offset 0,
+            # shows it before it has.
+            while not await caught_up_observer(leader, 4):
                 await trio.sleep(0.05)
             answer = await ask(leader, add(4, directory_id(newcomer), newcomer_port, cluster), 1)
             assert isinstance(answer, AddRaftVoterResponse)
@@ -215,9 +231,12 @@ async def test_a_static_quorum_upgraded_to_kraft_version_1_then_adds_a_voter(
             leader.close()
             leader.start(timeout=START_TIMEOUT_S)
             assert await kraft_version_at_leader(everyone) == 1
-            assert sorted(
-                v.replica_id for v in (await quorum(await leader_of(everyone))).current_voters
-            ) == [1, 2, 3, 4]
+            leader = await leader_of(everyone)
+            described = await quorum(leader)
+            assert sorted(v.replica_id for v in described.current_voters) == [1, 2, 3, 4]
+            # Each log read below holds what the leader committed once its voter fetched it.
+            while not await voters_hold_the_committed_log(leader):
+                await trio.sleep(0.05)
     finally:
         newcomer.close()
     for server in servers:

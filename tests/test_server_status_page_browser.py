@@ -78,6 +78,14 @@ def leader_epoch(server: KwireServer) -> int:
     return int(json.loads(path.read_text())["leaderEpoch"])
 
 
+# The rendered text of every element a selector matches, read in one script run: the
+# page re-renders every second (replaceChildren), and an element found by one WebDriver call
+# may be gone by the next (StaleElementReferenceException), while a script sees one DOM.
+READ_TEXTS = (
+    "return Array.from(document.querySelectorAll(arguments[0]), (e) => e.innerText.trim());"
+)
+
+
 class Page:
     """What the loaded page shows, read through the DOM (each read is one short call)."""
 
@@ -85,15 +93,11 @@ class Page:
         self.driver = driver
 
     def text(self, selector: str) -> str | None:
-        from selenium.webdriver.common.by import By
-
-        found = self.driver.find_elements(By.CSS_SELECTOR, selector)
-        return str(found[0].text) if found else None
+        found = self.texts(selector)
+        return found[0] if found else None
 
     def texts(self, selector: str) -> list[str]:
-        from selenium.webdriver.common.by import By
-
-        return [str(e.text) for e in self.driver.find_elements(By.CSS_SELECTOR, selector)]
+        return [str(text) for text in self.driver.execute_script(READ_TEXTS, selector)]
 
     def partition(self, name: str) -> tuple[str | None, str | None, str | None]:
         row = f'tr[data-partition="{name}"]'

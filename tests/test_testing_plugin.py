@@ -72,12 +72,16 @@ def test_the_three_voter_fixture_elects_a_leader_and_fails_over_in_a_synchronous
 
 
 TRIO_IN_PROCESS = """
+import shutil
+
 import pytest
 
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.delete_topics import DeleteTopicsRequest
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest
 from kwire.server.client import KafkaClient
+from kwire.testing.inprocess import NodeFault
+from kwire.testing.quorum import QuorumStartError
 
 
 async def ask(address, body, version):
@@ -137,6 +141,23 @@ async def test_an_in_process_node_whose_key_store_cannot_load_fails_the_call(kwi
         "ssl.keystore.location": "/nonexistent/keystore.pem",
     })
     await quorum.wait_leader(timeout=10)
+
+
+@pytest.mark.trio
+async def test_an_in_process_node_whose_log_directory_goes_away_fails_the_wait_for_a_leader(
+    kwire_quorum_factory,
+):
+    quorum = kwire_quorum_factory(voters=1, mode="inprocess")
+    partition = quorum.data_dirs[1] / "__cluster_metadata-0"
+    # Opened and listening; removed before its first election writes the quorum-state.
+    shutil.rmtree(partition)
+    with pytest.raises(QuorumStartError) as failed:
+        await quorum.wait_leader(timeout=10)
+    reason = f"Unable to write {partition / 'quorum-state'}"
+    assert str(failed.value) == f"an in-process kwire node failed: {reason}"
+    assert isinstance(failed.value.__cause__, NodeFault)
+    assert isinstance(failed.value.__cause__.__cause__, FileNotFoundError)
+    assert quorum.leader_id() is None
 """
 
 
@@ -144,7 +165,7 @@ def test_in_process_fixtures_serve_a_trio_test_take_overrides_and_report_a_faile
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = run_user_tests(pytester, monkeypatch, TRIO_IN_PROCESS)
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*ConfigError: "

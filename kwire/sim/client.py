@@ -14,6 +14,8 @@ import random
 import uuid
 from typing import Any
 
+from kwire.controller.transactions import TransactionGate, holds_markers
+from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from kwire.protocol.messages.broker_registration import (
@@ -22,6 +24,15 @@ from kwire.protocol.messages.broker_registration import (
 )
 from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from kwire.protocol.messages.index import METADATA_RECORDS
+from kwire.protocol.messages.metadata_records.abort_transaction_record import (
+    AbortTransactionRecord,
+)
+from kwire.protocol.messages.metadata_records.begin_transaction_record import (
+    BeginTransactionRecord,
+)
+from kwire.protocol.messages.metadata_records.end_transaction_record import (
+    EndTransactionRecord,
+)
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
 from kwire.records import unframe_metadata_record
 from kwire.sim.cluster import CLIENT_BASE_ID, CLUSTER_ID, Cluster
@@ -125,9 +136,24 @@ class SimClient:
                     self.acked.append(kind)
 
 
+# The records that decide which topics the image holds: TopicRecords and the transaction
+# markers around them (the other records do not move a TopicRecord in or out of the image).
+_TOPIC_AND_MARKERS = frozenset(
+    {
+        TopicRecord.API_KEY,
+        BeginTransactionRecord.API_KEY,
+        EndTransactionRecord.API_KEY,
+        AbortTransactionRecord.API_KEY,
+    }
+)
+
+
 def committed_topics(node: SimNode) -> set[str]:
-    """The names of the topics created in `node`'s committed log."""
-    names: set[str] = set()
+    """The names of the topics `node`'s committed log creates, as the image published from
+    it holds them (KIP-868): a metadata transaction's TopicRecords count once its
+    EndTransactionRecord is committed, an aborted or still open one's never, as
+    `TransactionGate` (kwire.controller.transactions) publishes them."""
+    records: list[Message] = []
     end = node.committed_end
     for batch in node.log.batches_between(0, end):
         decoded = batch.decode()
@@ -137,11 +163,13 @@ def committed_topics(node: SimNode) -> set[str]:
             if batch.base_offset + record.offset_delta >= end:
                 break
             api_key, version, body = unframe_metadata_record(record.value)
-            if api_key == TopicRecord.API_KEY:
-                message = METADATA_RECORDS[api_key].decode(body, version)
-                assert isinstance(message, TopicRecord)
-                names.add(message.name)
-    return names
+            if api_key in _TOPIC_AND_MARKERS:
+                records.append(METADATA_RECORDS[api_key].decode(body, version))
+    gate: TransactionGate[Message] = TransactionGate(keep=max(1, len(records)))
+    published = gate.admit(
+        len(records), records.__getitem__, records.__getitem__, markers=holds_markers(records)
+    )
+    return {record.name for record in published if isinstance(record, TopicRecord)}
 
 
 def _error_of(answer: Any) -> str:

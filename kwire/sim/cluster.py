@@ -131,10 +131,7 @@ class Cluster:
 
     def run_until(self, end_ms: int) -> None:
         """Run every event up to `end_ms` (virtual), then set the clock there."""
-        steps = self.events.steps
         self.events.run_until(end_ms)
-        if self.events.steps != steps:
-            self.history.now_ms = self.now_ms
         self.events.now_ms = max(self.events.now_ms, end_ms)
 
     def run_for(self, ms: int) -> None:

@@ -62,7 +62,6 @@ class _Seen:
 class History:
     """Everything the invariants need to remember; see the module docstring."""
 
-    now_ms: int = 0
     leaders: dict[int, int] = field(default_factory=dict)  # epoch -> node id
     batches: dict[BatchKey, _Seen] = field(default_factory=dict)
     committed: dict[int, StoredBatch] = field(default_factory=dict)  # base offset -> batch

@@ -11,7 +11,9 @@ opens each `ControllerNode`, and serves them all from one Trio system task. Conn
 made before that task runs wait in the listen backlog. A node's log I/O fault raises
 `NodeFault` in that task (recorded in `errors`) rather than halting the test process, as
 a server's `ProcessTerminatingFaultHandler` would. When the Trio run ends (the test
-returns), the servers are cancelled and every log closed.
+returns), the servers are cancelled and every log closed; a log that cannot be closed (its
+directory gone) is recorded in `errors` too, since raising from the serving system task
+would crash the whole Trio run (TrioInternalError).
 """
 
 from __future__ import annotations
@@ -193,5 +195,9 @@ class InProcessNodes:
         self._closed = True
         for sock in self._sockets.values():
             sock.close()
-        for node in self.nodes.values():
-            node.close()
+        for node_id, node in self.nodes.items():
+            try:
+                node.close()
+            except Exception as exc:  # a node whose directory failed it cannot flush there
+                log.error("closing in-process kwire node %d failed", node_id, exc_info=exc)
+                self.errors.append(exc)
