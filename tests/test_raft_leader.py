@@ -3,6 +3,7 @@ resignation and EndQuorumEpoch (LeaderState, ResignedState; Kafka 4.3.1's values
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from kwire.protocol.messages.fetch import FetchRequest
 from kwire.raft.core import FetchRead, FetchReady, RaftCore
 from kwire.raft.quorum import java_hash_order
 from kwire.raft.state import (
+    FAST_FAILOVER_MAX_DELAY_MS,
     METADATA_TOPIC,
     METADATA_TOPIC_ID,
     Action,
@@ -239,7 +241,8 @@ def test_a_graceful_resignation_hands_over_to_the_preferred_successor() -> None:
     cluster.cut.clear()
     cluster.carry_out(old, cluster.nodes[old].core.resign(cluster.now))
     start = cluster.now
-    cluster.run_until(lambda: bool(cluster.leaders()))
+    # (it leads on until `ahead` has fetched its whole log, at most one step D)
+    cluster.run_until(lambda: any(n != old for n in cluster.leaders()))
     assert cluster.leaders() == [ahead]
     assert cluster.nodes[ahead].core.epoch == epoch + 1
     assert cluster.now - start < 100  # no fetch timeout, no election timeout: at once
@@ -279,3 +282,67 @@ def test_a_fetch_from_a_diverged_replica_names_where_to_truncate(
 def test_leader_change_voters_come_in_java_hash_set_order(ids: set[int], order: list[int]) -> None:
     # LeaderState.convertToVoters iterates a java.util.HashMap key set
     assert java_hash_order(frozenset(ids)) == order
+
+
+def ends_sent(actions: list[Action]) -> list[int]:
+    """The voters an EndQuorumEpoch went to."""
+    return sorted(
+        s.destination for s in sent(actions) if isinstance(s.request, EndQuorumEpochRequest)
+    )
+
+
+def shutting_down_with_voter_2_behind() -> RaftCore:
+    """Node 1 leads epoch 2 over [1, 1, 2]; voter 2 has fetched up to offset 2 (one record
+    behind), voter 3 never; then the node begins its graceful shutdown at 10 ms."""
+    raft, _, _ = leader_of([1, 1])
+    replicate(raft, 2, 2, 1, now=5)
+    assert ends_sent(raft.resign(10)) == []
+    return raft
+
+
+def test_a_leader_shutting_down_leads_until_its_first_successor_has_its_whole_log() -> None:
+    # kwire's, with fast failover: resigning at once would leave voter 2 one record short,
+    # so the resigned leader would refuse its pre-vote (its log behind).
+    raft = shutting_down_with_voter_2_behind()
+    assert raft.is_leader and raft.resigning, "no new writes meanwhile"
+    replicate(raft, 2, 3, 2, now=12)
+    actions = raft.poll(12)
+    assert raft.state_name == "resigned"
+    assert ends_sent(actions) == [2, 3]
+    end = next(s for s in sent(actions) if isinstance(s.request, EndQuorumEpochRequest))
+    assert end.request.topics[0].partitions[0].preferred_successors[0] == 2  # type: ignore[union-attr]
+
+
+def test_a_leader_shutting_down_waits_for_its_successor_one_step_at_most() -> None:
+    raft = shutting_down_with_voter_2_behind()
+    step = FAST_FAILOVER_MAX_DELAY_MS
+    assert raft.next_deadline_ms() <= 10 + step
+    assert ends_sent(raft.poll(10 + step - 1)) == [] and raft.is_leader
+    assert ends_sent(raft.poll(10 + step)) == [2, 3]
+    assert raft.state_name == "resigned"
+
+
+def test_without_fast_failover_a_leader_resigns_at_once_as_kafkas() -> None:
+    log = ListLog([1, 1])
+    raft = RaftCore(
+        dataclasses.replace(config(1, 3), fast_failover=False),
+        log,
+        persisted=QuorumStateData(leader_epoch=2, voted_id=1),
+        rng=random.Random(0),
+    )
+    votes = sent(raft.start(0))
+    actions = raft.on_response(votes[0].destination, votes[0].request, granted_vote(2, 2), 0)
+    change = next(a for a in actions if isinstance(a, AppendLeaderChange))
+    log.entries.append(change.epoch)
+    raft.on_flushed(log.end_offset, 0)
+    replicate(raft, 2, 2, 1, now=5)
+    assert ends_sent(raft.resign(10)) == [2, 3]
+    assert raft.state_name == "resigned"
+
+
+def test_a_renouncing_leader_resigns_at_once() -> None:
+    # A fault's renounce, or a hand-over: what is not committed is not pushed on.
+    raft, _, _ = leader_of([1, 1])
+    replicate(raft, 2, 2, 1, now=5)
+    assert ends_sent(raft.renounce(2, 10)) == [2, 3]
+    assert not raft.resigning

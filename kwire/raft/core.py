@@ -184,6 +184,8 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
                     deadlines.append(update)
             case Leader() as leader:
                 deadlines.append(leader.begin_quorum_deadline_ms)
+                if leader.resign_wait_until_ms is not None:
+                    deadlines.append(leader.resign_wait_until_ms)
                 if len(leader.voters) > 1:
                     deadlines.append(leader.check_quorum_deadline_ms)
                 change = self.voter_change_deadline(leader)

@@ -336,6 +336,9 @@ class Leader:
     check_quorum_deadline_ms: int = 0
     begin_quorum_deadline_ms: int = 0
     resign_requested: bool = False
+    # Fast failover: until when a resigning leader waits for its first successor to fetch
+    # its whole log (`LeaderPart.successor_catching_up`); None before it resigns.
+    resign_wait_until_ms: int | None = None
     add_voter: PendingAddVoter | None = None  # LeaderState.addVoterHandlerState
     remove_voter: PendingRemoveVoter | None = None  # LeaderState.removeVoterHandlerState
     # kraft.version 0: the static voters as UpdateRaftVoter reported them, kept in memory

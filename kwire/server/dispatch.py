@@ -460,7 +460,7 @@ class RequestHandler:
             )
 
         def write(now_ms: int) -> tuple[Message | None, int, int] | ErrorCode:
-            if not node.active:
+            if not node.active or node.raft.resigning:  # (a leader handing over: no writes)
                 return ErrorCode.NOT_CONTROLLER
             began = time.perf_counter()
             try:

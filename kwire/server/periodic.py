@@ -51,7 +51,7 @@ class PeriodicWork:
         """The active controller's periodic work (fence expired brokers, NoOp records...)
         and snapshots, in the driver's turn."""
         node = self.node
-        if node.active:
+        if node.active and not node.raft.resigning:  # (no writes while handing over)
             began = time.perf_counter()
             try:
                 # One fencing per turn, as Kafka's one per event: heartbeats run in between.
