@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 from test_raft_election import answer, granted_vote, sent, vote
-from test_raft_follower import follower
+from test_raft_follower import end, follower
 from test_raft_pump import Cluster, ListLog, config
 
 from kwire.log.quorum_state import QuorumStateData
@@ -175,3 +175,35 @@ def test_a_voter_behind_granting_an_up_to_date_candidate_keeps_its_place_last() 
     granted, delay = behind_voter_asked_by(last_offset=4)
     assert granted
     assert delay >= 2 * STEP_MS
+
+
+def test_a_voter_that_finishes_replaying_while_it_waits_behind_stands_as_if_ready() -> None:
+    # Node 1 (rank 0) waits 2 steps more for its backlog after node 3 died at 100 ms; its
+    # replay ends 10 ms later: it stands within the first half step, as a ready voter.
+    raft = RaftCore(
+        config(1, 3),
+        ListLog([]),
+        persisted=QuorumStateData(leader_id=3, leader_epoch=2),
+        rng=random.Random(0),
+    )
+    (first,) = sent(raft.start(0))
+    raft.controller_behind = True
+    raft.on_send_failed(3, first.request, SendFailure.CONNECTION_REFUSED, 100)
+    raft.poll(110)
+    assert raft.state_name == "follower", "rank 0 + its backlog: not before 200 ms"
+    raft.controller_behind = False
+    when, _ = stand(raft, 110)
+    assert 110 <= when < 100 + STEP_MS // 2  # rank 0: at once, plus less than half a step
+
+
+def test_a_successor_that_finishes_replaying_stands_at_its_own_place() -> None:
+    # The resigning leader names node 1 first; node 1 is behind, so it waits for node 2's
+    # place too; caught up 5 ms later, it stands at once, as the first named.
+    raft, _, _ = follower()
+    raft.controller_behind = True
+    raft.handle_end_quorum_epoch(end(3, 2, [1, 2]), 100)
+    raft.poll(105)
+    assert raft.state_name == "follower", "first named, but behind: not before 200 ms"
+    raft.controller_behind = False
+    when, _ = stand(raft, 105)
+    assert 105 <= when < 100 + STEP_MS // 2

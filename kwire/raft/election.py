@@ -199,12 +199,15 @@ class ElectionPart(QuorumCore):
         others = sorted(self.voter_ids - {role.leader_id})
         rank = others.index(self.node_id) if self.node_id in others else 0
         delay = rank * step + self.rng.randrange(step // 2)
-        if self.controller_behind:
-            delay += len(others) * step  # after every voter ready to activate at once
+        penalty = len(others) * step if self.controller_behind else 0
+        delay += penalty  # after every voter ready to activate at once
         if role.lost_fast_elections:
             delay = (step << role.lost_fast_elections) + self.rng.randrange(step)
+            penalty = 0
         deadline = now_ms + min(delay, config.fetch_timeout_ms)
-        role.fetch_deadline_ms = min(role.fetch_deadline_ms, deadline)
+        if deadline < role.fetch_deadline_ms:
+            role.fetch_deadline_ms = deadline
+            role.behind_penalty_ms = min(penalty, deadline - now_ms)
         role.has_fetched = False
         role.leader_gone = True
 

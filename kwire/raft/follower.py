@@ -126,11 +126,16 @@ class FollowerPart(ElectionPart):
             preferred: list[int | tuple[int, UUID]] = [
                 (c.candidate_id, c.candidate_directory_id) for c in partition.preferred_candidates
             ] or list(partition.preferred_successors)
+            penalty = 0
             if self.config.fast_failover:
                 backoff = self.fast_end_epoch_backoff(preferred)
+                if self.controller_behind:  # (the places it stands back for its backlog)
+                    position, total = self._preferred_position(preferred)
+                    penalty = (max(position, total) - position) * self.fast_failover_step_ms()
             else:
                 backoff = self.end_epoch_election_backoff(preferred)
             role.fetch_deadline_ms = now_ms + backoff
+            role.behind_penalty_ms = min(penalty, backoff)
             if self.config.fast_failover:
                 # kwire's: the leader said it is going, so we no longer hear from a leader
                 # and grant the successor's pre-vote (Kafka's follower refuses it and
@@ -293,6 +298,7 @@ class FollowerPart(ElectionPart):
     def _heard_from_leader(self, role: Follower, now_ms: int) -> None:
         """A fetch succeeded: the fetch timer restarts and the leader is alive."""
         role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+        role.behind_penalty_ms = 0
         role.has_fetched = True
         role.leader_gone = False
         role.lost_fast_elections = 0

@@ -82,7 +82,7 @@ class QuorumCore(Membership, RequestManager):
         # Set by the edge while this voter's controller has committed records left to replay
         # (a restarted standby): in a fast failover it stands after the other voters, whose
         # controllers could activate at once (follower.py). Timing only, never safety.
-        self.controller_behind = False
+        self._controller_behind = False
         self.shutdown_deadline_ms: int | None = None  # when a graceful shutdown gives up
         self.shutdown_outcome: str | None = None  # "completed" or "timed_out" once finished
         self.role: Role = self._initial_role()
@@ -125,6 +125,24 @@ class QuorumCore(Membership, RequestManager):
                 return -1
             case _:
                 return self.role.high_watermark
+
+    @property
+    def controller_behind(self) -> bool:
+        """This voter's controller has a committed backlog to replay (set by the edge)."""
+        return self._controller_behind
+
+    @controller_behind.setter
+    def controller_behind(self, behind: bool) -> None:
+        """Once caught up, a fast-failover wait lengthened for the backlog is shortened
+        back (`Follower.behind_penalty_ms`): a voter that finished replaying while it waited
+        behind the others stands when it would have stood ready."""
+        role = self.role
+        caught_up = self._controller_behind and not behind
+        if caught_up and isinstance(role, Follower) and role.behind_penalty_ms:
+            earlier = role.fetch_deadline_ms - role.behind_penalty_ms
+            role.fetch_deadline_ms = max(self.now_ms, earlier)
+            role.behind_penalty_ms = 0
+        self._controller_behind = behind
 
     @property
     def is_leader(self) -> bool:

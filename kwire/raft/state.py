@@ -319,6 +319,8 @@ class Follower:
     has_updated_leader: bool = False  # an UpdateRaftVoter was answered NONE in this epoch
     leader_gone: bool = False  # fast failover: the leader's connection was refused or lost
     lost_fast_elections: int = 0  # fast-failover pre-vote rounds lost since (retries back off)
+    # The part of fetch_deadline_ms owed to `controller_behind` (taken back once caught up).
+    behind_penalty_ms: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
