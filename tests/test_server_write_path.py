@@ -405,3 +405,43 @@ async def test_every_acknowledged_topic_survives_a_kill_9_under_concurrent_write
         server.close()
     assert len(acked) >= 200
     assert acked <= topic_names_in_log(server.data_dir)
+
+
+# -- parked fetches and what happens before they park ---------------------------------------
+
+
+async def test_a_fetch_parked_after_a_resignation_it_was_too_late_to_see_ends_at_once(
+    leader: ControllerNode,  # noqa: F811
+) -> None:
+    # The driver decides a Fetch must wait (its turn takes the mark), then handles the
+    # leader's resignation before the connection task parks: the wait must end at once,
+    # not after MaxWaitMs (500 ms, holding back the Vote queued behind it).
+    writes = leader.writes
+    end = leader.log.end_offset
+    mark = writes.wait_mark()
+    writes.interrupt_waits()  # the resignation's StateChanged, in the driver's next turn
+    with trio.fail_after(1.0):
+        await writes.wait_log_growth(end, trio.current_time() + 30.0, mark)
+        await writes.wait_log_growth_or_commit(end, trio.current_time() + 30.0, mark)
+
+
+async def test_a_v18_fetch_parked_after_a_commit_it_was_too_late_to_see_ends_at_once(
+    leader: ControllerNode,  # noqa: F811
+) -> None:
+    writes = leader.writes
+    mark = writes.wait_mark()
+    end = leader.append(config_values(100), 1)  # committed at once (a sole voter)
+    assert writes.committed_offset > mark[1]
+    with trio.fail_after(1.0):
+        await writes.wait_log_growth_or_commit(end, trio.current_time() + 30.0, mark)
+
+
+async def test_a_parked_fetch_without_news_still_waits_out_its_deadline(
+    leader: ControllerNode,  # noqa: F811
+) -> None:
+    writes = leader.writes
+    mark = writes.wait_mark()
+    began = trio.current_time()
+    with trio.fail_after(5.0):
+        await writes.wait_log_growth(leader.log.end_offset, began + 0.3, mark)
+    assert trio.current_time() - began >= 0.3

@@ -520,17 +520,19 @@ class RequestHandler:
         node = self.node
         deadline = trio.current_time() + request.max_wait_ms / 1000
 
-        def step(now_ms: int) -> tuple[Message, int | None, bool]:
+        def step(now_ms: int) -> tuple[Message, int | None, bool, tuple[int, int]]:
             outcome = node.raft.fetch(request, now_ms)
             if isinstance(outcome, FetchReady):
-                return outcome.response, None, False
+                return outcome.response, None, False, (0, 0)
             records = node.log.read(outcome.offset, outcome.max_bytes)
             response, actions = node.raft.complete_fetch(request, records, now_ms)
             node.carry_out(actions, now_ms)
-            return response, outcome.offset, node.raft.fetch_would_wait(request, response)
+            mark = node.writes.wait_mark()  # (in this turn: see WritePath.wait_mark)
+            would_wait = node.raft.fetch_would_wait(request, response)
+            return response, outcome.offset, would_wait, mark
 
         while True:
-            response, offset, would_wait = await node.driver.call(step)
+            response, offset, would_wait, mark = await node.driver.call(step)
             if offset is None:
                 return response
             if not would_wait or trio.current_time() >= deadline:
@@ -539,9 +541,9 @@ class RequestHandler:
             # Long poll, as KafkaRaftClient's fetch purgatory: wait for new records or MaxWaitMs;
             # a v18 fetcher behind the high watermark is also answered when it advances.
             if request.topics[0].partitions[0].high_watermark < LONG_MAX:
-                await node.wait_log_growth_or_commit(outcome_offset, deadline)
+                await node.wait_log_growth_or_commit(outcome_offset, deadline, mark)
             else:
-                await node.wait_log_growth(outcome_offset, deadline)
+                await node.wait_log_growth(outcome_offset, deadline, mark)
             if node.log.end_offset <= outcome_offset and trio.current_time() >= deadline:
                 return response
             # Woken by new records, a new high watermark, or a change of state (then the

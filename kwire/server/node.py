@@ -313,11 +313,15 @@ class ControllerNode:
     async def wait_committed(self, end_offset: int, generation: int | None = None) -> None:
         await self.writes.wait_committed(end_offset, generation)
 
-    async def wait_log_growth(self, beyond: int, deadline: float) -> None:
-        await self.writes.wait_log_growth(beyond, deadline)
+    async def wait_log_growth(
+        self, beyond: int, deadline: float, mark: tuple[int, int] | None = None
+    ) -> None:
+        await self.writes.wait_log_growth(beyond, deadline, mark)
 
-    async def wait_log_growth_or_commit(self, beyond: int, deadline: float) -> None:
-        await self.writes.wait_log_growth_or_commit(beyond, deadline)
+    async def wait_log_growth_or_commit(
+        self, beyond: int, deadline: float, mark: tuple[int, int] | None = None
+    ) -> None:
+        await self.writes.wait_log_growth_or_commit(beyond, deadline, mark)
 
     def start_write(
         self, result: ControllerResult, now_ms: int, request: Message | None = None

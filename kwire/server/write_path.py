@@ -395,19 +395,32 @@ class WritePath:
                 )
             await self._committed.wait()
 
-    async def wait_log_growth(self, beyond: int, deadline: float) -> None:
+    def wait_mark(self) -> tuple[int, int]:
+        """(interrupts, committed offset) now. Taken in the driver's turn that decided to
+        wait and given to a wait below, the wait also ends on what happened between that
+        turn and the wait's start: the driver may handle a resignation (its
+        `interrupt_waits`) or a commit before the waiting task runs again, and a wait
+        that took its mark itself would miss it and park a follower's Fetch for its whole
+        MaxWaitMs (500 ms), holding back the Vote queued behind it on that connection."""
+        return self._interrupts, self.committed_offset
+
+    async def wait_log_growth(
+        self, beyond: int, deadline: float, mark: tuple[int, int] | None = None
+    ) -> None:
         """Return when the log end passes `beyond`, at `deadline` (trio time), or when
-        `interrupt_waits` is called."""
-        interrupts = self._interrupts
+        `interrupt_waits` is called (since `mark`, from `wait_mark`, if given)."""
+        interrupts = (mark or self.wait_mark())[0]
         with trio.move_on_at(deadline):
             while self.log.end_offset <= beyond and self._interrupts == interrupts:
                 await self._log_grew.wait()
 
-    async def wait_log_growth_or_commit(self, beyond: int, deadline: float) -> None:
+    async def wait_log_growth_or_commit(
+        self, beyond: int, deadline: float, mark: tuple[int, int] | None = None
+    ) -> None:
         """Return when the log end passes `beyond`, the high watermark advances, or at
         `deadline` (trio time): Kafka 4.3.1 completes its parked fetches on both (and
-        `interrupt_waits`)."""
-        committed, interrupts = self.committed_offset, self._interrupts
+        `interrupt_waits`); both counted since `mark` (from `wait_mark`), if given."""
+        interrupts, committed = mark or self.wait_mark()
         with trio.move_on_at(deadline):
             while (
                 self.log.end_offset <= beyond
