@@ -221,7 +221,9 @@ class ElectionPart(QuorumCore):
         role = self.role
         if isinstance(role, Follower) and role.leader_gone:
             soon = now_ms + self.rng.randrange(max(1, self.fast_failover_step_ms() // 2))
-            role.fetch_deadline_ms = min(role.fetch_deadline_ms, soon)
+            if soon < role.fetch_deadline_ms:
+                role.fetch_deadline_ms = soon
+                role.behind_penalty_ms = 0  # (nothing left to take back)
 
     # -- polling ----------------------------------------------------------------------------
 

@@ -250,6 +250,7 @@ class QuorumCore(Membership, RequestManager):
                 r.unacked = set(self.voter_ids) - {self.node_id}
             case Follower() as f:
                 f.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+                f.behind_penalty_ms = 0
                 f.update_voter_deadline_ms = now_ms + self.config.fetch_timeout_ms
 
     # -- timers -------------------------------------------------------------------------------

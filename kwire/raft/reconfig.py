@@ -561,5 +561,6 @@ class ReconfigPart(LeaderPart):
         if error in (ErrorCode.NONE, ErrorCode.UNSUPPORTED_VERSION) and isinstance(role, Follower):
             role.has_updated_leader = True
             role.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+            role.behind_penalty_ms = 0
             return True, actions
         return False, actions

@@ -272,11 +272,12 @@ class ControllerReplay:
         if began is not None:
             self._far_behind_from = None
             log.info(
-                "Node %d replayed offsets %d to %d in %.0f ms",
+                "Node %d replayed offsets %d to %d in %.0f ms; %d committed offsets remain",
                 self.node.settings.node_id,
                 began[0],
                 self.applied_end,
                 (time.perf_counter() - began[1]) * 1000,
+                max(0, self.replay_target - self.applied_end),
             )
 
     # -- leadership -----------------------------------------------------------------------------
