@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -448,3 +449,34 @@ def test_appending_to_a_genuine_log(captured_copy: Path) -> None:
     again = MetadataLog.open(captured_copy)
     assert tags(again, end) == [1] and again.end_offset == end + 3
     again.close()
+
+
+def test_a_close_that_fails_on_a_full_disk_still_releases_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = tmp_path / "__cluster_metadata-0"
+    log = MetadataLog.open(d, SMALL)
+    fill(log, 40)
+    assert len(log._segments) > 1
+    fds = [seg._fd for seg in log._segments]
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("kwire.log.segment.os.fdatasync", full)
+    with pytest.raises(OSError, match="No space left"):
+        log.close()
+    monkeypatch.undo()
+    # Every segment file was closed all the same, and the log refuses further use...
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    with pytest.raises(ValueError, match="closed"):
+        log.append_as_leader(batch(99), 1)
+    log.close()  # ...and closing again does nothing.
+    # No producer snapshot claims the end of a log whose flush failed.
+    assert not (d / "00000000000000000080.snapshot").exists()
+    # What the failed flush left is recovered on the next open.
+    reopened = MetadataLog.open(d, SMALL)
+    assert tags(reopened) == list(range(40))
+    reopened.close()

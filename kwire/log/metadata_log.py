@@ -497,15 +497,29 @@ class MetadataLog:
     # ------------------------------------------------------------ close
 
     def close(self) -> None:
-        """Flush, trim the active segment's indexes and write the producer snapshot."""
+        """Flush, trim the active segment's indexes and write the producer snapshot.
+
+        The log is closed and every segment's file released even when a step fails
+        (``OSError``, a full disk): the first failure is raised after, and the producer
+        snapshot, which claims the log up to its end, is written only after a flush that
+        worked. Closing again does nothing."""
         if self._closed:
             return
-        active = self._segments[-1]
-        active.flush()
-        for segment in self._segments:
-            segment.close()
-        _write_producer_snapshot(self.directory, self.end_offset)
         self._closed = True
+        failures: list[OSError] = []
+        try:
+            self._segments[-1].flush()
+        except OSError as e:
+            failures.append(e)
+        for segment in self._segments:
+            try:
+                segment.close()
+            except OSError as e:
+                failures.append(e)
+        if not failures:
+            _write_producer_snapshot(self.directory, self.end_offset)
+        if failures:
+            raise failures[0]
 
     def __enter__(self) -> MetadataLog:
         return self

@@ -181,9 +181,9 @@ class LogSegment:
         os.ftruncate(tfd, len(self.index.time_bytes))
         os.fsync(ofd)
         os.fsync(tfd)
+        self._index_fds = None
         os.close(ofd)
         os.close(tfd)
-        self._index_fds = None
 
     def write_inactive_indexes(self) -> None:
         """Bring an inactive segment's index files in line with the rebuilt index
@@ -269,10 +269,15 @@ class LogSegment:
             self._index_fds = None
 
     def close(self) -> None:
-        self.deactivate()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Trim the indexes (:meth:`deactivate`) and release every file; the files are
+        released even when trimming fails (``OSError``), which is raised after."""
+        try:
+            self.deactivate()
+        finally:
+            self._close_index_fds()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def delete(self) -> None:
         self._close_index_fds()
