@@ -8,10 +8,12 @@ from __future__ import annotations
 import random
 
 from test_raft_election import answer, granted_vote, sent, vote
-from test_raft_follower import end, follower
+from test_raft_follower import end, follower, response
 from test_raft_pump import Cluster, ListLog, config
 
 from kwire.log.quorum_state import QuorumStateData
+from kwire.protocol.error_codes import ErrorCode
+from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.vote import VoteRequest
 from kwire.raft.core import RaftCore
 from kwire.raft.state import FAST_FAILOVER_MAX_DELAY_MS, Action, SendFailure
@@ -85,6 +87,51 @@ def test_with_more_voters_one_refusal_does_not_end_the_round() -> None:
     raft.on_response(3, asked[3], granted_vote(3, 2, granted=True), now + 1)
     raft.on_response(4, asked[4], granted_vote(4, 2, granted=True), now + 2)
     assert raft.state_name == "candidate"
+
+
+def resigned_leader_round(
+    raft: RaftCore, fetch: FetchRequest
+) -> tuple[int, dict[int, VoteRequest]]:
+    """Node 3, the leader, answers node 1's Fetch saying it resigned epoch 2 (a graceful
+    shutdown: it is alive, and grants pre-votes); node 1 stands."""
+    (second,) = sent(raft.on_response(3, fetch, response(3, 2), 5))
+    resigned = response(3, 2, error=ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    raft.on_response(3, second.request, resigned, 20)
+    return stand(raft, 20)
+
+
+def test_a_round_after_a_resignation_waits_for_the_resigned_leaders_grant() -> None:
+    # Node 2, cut off from node 3, still counts node 3 as its leader: it refuses first.
+    raft, _, fetch = follower()
+    now, asked = resigned_leader_round(raft, fetch)
+    assert now < 20 + 2 * STEP_MS and set(asked) == {2, 3}
+    raft.on_response(2, asked[2], granted_vote(2, 2, granted=False, leader=3), now + 1)
+    # Node 3 resigned but lives: the round is not lost before its answer...
+    assert raft.state_name == "prospective"
+    raft.on_response(3, asked[3], granted_vote(3, 2, granted=True, leader=3), now + 2)
+    # ...which makes a majority. (Counted as dead, it lost every round until node 2's
+    # fetch timeout, 2 s.)
+    assert raft.state_name == "candidate" and raft.epoch == 3
+
+
+def test_a_resigned_leader_whose_process_then_dies_no_longer_holds_a_round_open() -> None:
+    raft, _, fetch = follower()
+    now, asked = resigned_leader_round(raft, fetch)
+    raft.on_response(2, asked[2], granted_vote(2, 2, granted=False, leader=3), now + 1)
+    raft.on_response(3, asked[3], granted_vote(3, 2, granted=False, leader=3), now + 2)
+    assert raft.state_name == "follower", "refused by both: lost at once"
+    lost_at = now + 2
+    now, asked = stand(raft, lost_at)
+    assert now - lost_at <= 3 * STEP_MS, "the next round comes soon"
+    raft.on_response(2, asked[2], granted_vote(2, 2, granted=False, leader=3), now + 1)
+    assert raft.state_name == "prospective", "node 3 may still grant"
+    # Node 3's process is gone (killed after it resigned): nobody is left to ask.
+    raft.on_send_failed(3, asked[3], SendFailure.CONNECTION_REFUSED, now + 2)
+    assert raft.state_name == "follower" and raft.leader_id == 3
+    # From then on node 3 counts as dead: a refusal alone ends the round.
+    now, asked = stand(raft, now + 2)
+    raft.on_response(2, asked[2], granted_vote(2, 2, granted=False, leader=3), now + 1)
+    assert raft.state_name == "follower"
 
 
 def rank_delay(controller_behind: bool) -> int:

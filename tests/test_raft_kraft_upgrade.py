@@ -32,6 +32,7 @@ from kwire.protocol.messages.update_raft_voter import (
 from kwire.raft.core import RaftCore
 from kwire.raft.state import (
     METADATA_TOPIC_ID,
+    NO_DIRECTORY_ID,
     Action,
     AppendControlRecords,
     AppendLeaderChange,
@@ -411,6 +412,20 @@ def test_a_static_follower_reports_itself_to_its_leader_after_one_fetch_timeout(
     ]
     feature = request.kraft_version_feature
     assert (feature.min_supported_version, feature.max_supported_version) == (0, 1)
+
+
+def test_a_static_follower_without_a_directory_id_never_reports_itself() -> None:
+    # (a log directory formatted before Kafka 3.7: the leader could only refuse the report)
+    raft = RaftCore(
+        static_config(2, directory_id=NO_DIRECTORY_ID),
+        ListLog(),
+        persisted=QuorumStateData(leader_id=1, leader_epoch=1),
+        rng=random.Random(0),
+    )
+    (fetch,) = [a for a in raft.start(0) if isinstance(a, SendRequest)]
+    for now in range(FETCH_TIMEOUT_MS, 4 * FETCH_TIMEOUT_MS, 500):
+        fetch = next_send(raft.on_response(1, fetch.request, fetch_answer(1, 1), now))
+        assert isinstance(fetch.request, FetchRequest), now
 
 
 @pytest.mark.parametrize("error", [ErrorCode.NONE, ErrorCode.UNSUPPORTED_VERSION])

@@ -272,6 +272,8 @@ class RaftCore(ReconfigPart, ServingPart, FollowerPart, DescribePart, AutoJoinPa
         if failure == SendFailure.UNSUPPORTED_VERSION and isinstance(request, VoteRequest):
             actions += self.on_vote_unsupported(now_ms)
             handled = bool(actions)  # Kafka counts it a handled answer: no backoff
+        elif isinstance(request, VoteRequest):
+            actions += self.on_vote_failed(destination, failure, now_ms)
         elif isinstance(request, FetchRequest | FetchSnapshotRequest):
             self.on_fetch_failed(destination, failure, now_ms)
         elif isinstance(request, ApiVersionsRequest):

@@ -30,6 +30,7 @@ from kwire.raft.state import (
     Leader,
     Prospective,
     Resigned,
+    SendFailure,
     SendRequest,
     Unattached,
 )
@@ -156,10 +157,29 @@ class ElectionPart(QuorumCore):
         """A fast-failover pre-vote round that every voter but the dead leader answered
         without a majority is lost now rather than at its election deadline (1-2 s): a
         voter that refused may not have noticed the leader's death yet, and is asked again
-        in the next round, shortly after (`leader_gone`)."""
+        in the next round, shortly after (`leader_gone`). A leader that said it resigned is
+        alive and grants pre-votes: the round waits for its answer too (without it, a
+        refusal arriving first lost every round until the refusing voter's fetch timeout)."""
         if role.lost_fast_elections < 0:
             return False
-        return self.voter_ids - role.granted - role.rejected <= {role.leader_id}
+        waiting = self.voter_ids - role.granted - role.rejected
+        return not waiting if role.leader_answers else waiting <= {role.leader_id}
+
+    def on_vote_failed(self, destination: int, failure: SendFailure, now_ms: int) -> list[Action]:
+        """A pre-vote to the resigned leader a fast round waits for found its process gone
+        (refused or lost): the round no longer waits for it, and is lost now if everyone
+        else has answered without a majority."""
+        role = self.role
+        if (
+            isinstance(role, Prospective)
+            and role.leader_answers
+            and destination == role.leader_id
+            and failure in (SendFailure.CONNECTION_REFUSED, SendFailure.CONNECTION_LOST)
+        ):
+            role.leader_answers = False
+            if self._fast_round_answered(role):
+                return self.prospective_lost(now_ms)
+        return []
 
     def on_vote_unsupported(self, now_ms: int) -> list[Action]:
         """A voter cannot take Vote v2 (no PreVote): a Prospective node stands at once."""
@@ -180,6 +200,7 @@ class ElectionPart(QuorumCore):
             follower = self.role
             if role.lost_fast_elections >= 0 and isinstance(follower, Follower):
                 follower.lost_fast_elections = role.lost_fast_elections + 1
+                follower.leader_resigned = role.leader_answers
                 self.leader_gone(follower, now_ms)
             return actions
         return self.to_unattached(role.epoch, now_ms)

@@ -293,6 +293,7 @@ class FollowerPart(ElectionPart):
             and destination == role.leader_id
             and failure in (SendFailure.CONNECTION_REFUSED, SendFailure.CONNECTION_LOST)
         ):
+            role.leader_resigned = False  # (resigned or not, its process is gone now)
             self.leader_gone(role, now_ms)
 
     def _heard_from_leader(self, role: Follower, now_ms: int) -> None:
@@ -301,6 +302,7 @@ class FollowerPart(ElectionPart):
         role.behind_penalty_ms = 0
         role.has_fetched = True
         role.leader_gone = False
+        role.leader_resigned = False
         role.lost_fast_elections = 0
 
     # -- Fetch responses ----------------------------------------------------------------------
@@ -332,6 +334,7 @@ class FollowerPart(ElectionPart):
         ):
             # Our leader says it no longer leads its epoch: it resigned (a graceful
             # shutdown); stand as after a lost connection rather than at the fetch timeout.
+            before.leader_resigned = True
             self.leader_gone(before, now_ms)
         leader_id = data.current_leader.leader_id
         endpoint = self.endpoint_in_response(response.node_endpoints, leader_id)

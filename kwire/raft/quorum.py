@@ -464,6 +464,7 @@ class QuorumCore(Membership, RequestManager):
             lost_fast_elections=(
                 old.lost_fast_elections if isinstance(old, Follower) and old.leader_gone else -1
             ),
+            leader_answers=isinstance(old, Follower) and old.leader_gone and old.leader_resigned,
         )
         actions = self._entered(durable=False)
         if self.vote_granted(self.role):

@@ -511,10 +511,16 @@ class ReconfigPart(LeaderPart):
         """KafkaRaftClient.shouldSendUpdateVoteRequest (4.3.1): at kraft.version 1, the
         voter set in the log does not hold this node's listeners and kraft.version range;
         at kraft.version 0, the leader of this epoch has not yet taken our report (leaders
-        keep it in memory only, for a later kraft.version upgrade)."""
+        keep it in memory only, for a later kraft.version upgrade). kwire's: not at
+        kraft.version 0 without a directory id (a log directory formatted before Kafka 3.7
+        has none), which the leader could only refuse as INVALID_REQUEST, logged each time."""
         if self.kraft_version.is_reconfig_supported:
             return self.voter_set.voter_node_needs_update(self.local_voter_node())
-        return self.config.update_voter_at_kraft_version_0 and not role.has_updated_leader
+        return (
+            self.config.update_voter_at_kraft_version_0
+            and self.config.directory_id.int != 0
+            and not role.has_updated_leader
+        )
 
     def maybe_send_update_voter(self, role: Follower, now_ms: int) -> list[Action] | None:
         """pollFollowerAsVoter's update-voter period: the request to send now ([] to wait

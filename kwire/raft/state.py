@@ -274,6 +274,9 @@ class Prospective:
     # A fast-failover pre-vote (its follower found the leader gone): how many such rounds
     # were lost before this one; -1 otherwise.
     lost_fast_elections: int = -1
+    # The leader it came from said it resigned (alive, it answers pre-votes): a fast round
+    # waits for its answer too (`_fast_round_answered`).
+    leader_answers: bool = False
 
 
 @dataclass(slots=True, kw_only=True)
@@ -318,6 +321,8 @@ class Follower:
     update_voter_deadline_ms: int = 0  # FollowerState's updateVoterSetPeriodTimer
     has_updated_leader: bool = False  # an UpdateRaftVoter was answered NONE in this epoch
     leader_gone: bool = False  # fast failover: the leader's connection was refused or lost
+    # ... or the leader said it resigned its epoch: it is alive and answers pre-votes.
+    leader_resigned: bool = False
     lost_fast_elections: int = 0  # fast-failover pre-vote rounds lost since (retries back off)
     # The part of fetch_deadline_ms owed to `controller_behind` (taken back once caught up).
     behind_penalty_ms: int = 0
