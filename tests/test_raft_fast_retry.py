@@ -5,13 +5,10 @@ controller still has committed records to replay stands after the others."""
 
 from __future__ import annotations
 
-import random
-
 from test_raft_election import answer, granted_vote, sent, vote
 from test_raft_follower import end, follower, response
-from test_raft_pump import Cluster, ListLog, config
+from test_raft_pump import Cluster
 
-from kwire.log.quorum_state import QuorumStateData
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.fetch import FetchRequest
 from kwire.protocol.messages.vote import VoteRequest
@@ -135,15 +132,9 @@ def test_a_resigned_leader_whose_process_then_dies_no_longer_holds_a_round_open(
 
 
 def rank_delay(controller_behind: bool) -> int:
-    raft = RaftCore(
-        config(1, 3),
-        ListLog([]),
-        persisted=QuorumStateData(leader_id=3, leader_epoch=2),
-        rng=random.Random(0),
-    )
-    (first,) = sent(raft.start(0))
+    raft, _, fetch = follower()
     raft.controller_behind = controller_behind
-    raft.on_send_failed(3, first.request, SendFailure.CONNECTION_REFUSED, 100)
+    raft.on_send_failed(3, fetch, SendFailure.CONNECTION_REFUSED, 100)
     when, _ = stand(raft, 100)
     return when - 100
 
@@ -227,15 +218,9 @@ def test_a_voter_behind_granting_an_up_to_date_candidate_keeps_its_place_last() 
 def test_a_voter_that_finishes_replaying_while_it_waits_behind_stands_as_if_ready() -> None:
     # Node 1 (rank 0) waits 2 steps more for its backlog after node 3 died at 100 ms; its
     # replay ends 10 ms later: it stands within the first half step, as a ready voter.
-    raft = RaftCore(
-        config(1, 3),
-        ListLog([]),
-        persisted=QuorumStateData(leader_id=3, leader_epoch=2),
-        rng=random.Random(0),
-    )
-    (first,) = sent(raft.start(0))
+    raft, _, fetch = follower()
     raft.controller_behind = True
-    raft.on_send_failed(3, first.request, SendFailure.CONNECTION_REFUSED, 100)
+    raft.on_send_failed(3, fetch, SendFailure.CONNECTION_REFUSED, 100)
     raft.poll(110)
     assert raft.state_name == "follower", "rank 0 + its backlog: not before 200 ms"
     raft.controller_behind = False
