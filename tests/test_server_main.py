@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,25 @@ def test_a_node_id_that_differs_from_meta_properties_is_refused(
     )
     with pytest.raises(ConfigError, match="node.id=5"):
         build_settings(other)
+
+
+@pytest.mark.parametrize(
+    "reserved", ["AAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAQ", "AAAAAAAAAAAAAAAAAAAAYw"]
+)
+def test_a_reserved_directory_id_in_meta_properties_is_refused_as_kafka_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reserved: str
+) -> None:
+    # MIGRATING (0), UNASSIGNED (1), and 99, the last of the 100 Kafka reserves.
+    monkeypatch.chdir(tmp_path)
+    config = zero_config()
+    meta = tmp_path / "kwire-data" / "meta.properties"
+    text = meta.read_text()
+    meta.write_text(re.sub(r"(?m)^directory\.id=.*$", f"directory.id={reserved}", text))
+    with pytest.raises(ConfigError, match=f"Invalid reserved directory ID {reserved} found in"):
+        build_settings(config)
+    # The first id past them is a directory's own.
+    meta.write_text(re.sub(r"(?m)^directory\.id=.*$", "directory.id=AAAAAAAAAAAAAAAAAAAAZA", text))
+    assert build_settings(config).directory_id.int == 100
 
 
 async def test_a_node_that_is_not_the_leader_answers_not_controller(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from kwire.controller.authorizer import AuthorizerSettings
 from kwire.controller.controller import ControllerConfig
 from kwire.controller.records import RecordAndVersion
 from kwire.log import read_meta_properties
+from kwire.log.checkpoints import uuid_to_kafka_string
 from kwire.raft.state import Voter
 from kwire.server.client_security import controller_client_security
 from kwire.server.config import ConfigError, ControllerServerConfig, parse_overrides
@@ -32,7 +33,7 @@ from kwire.server.serve import bind, bound_port, resolve_overrides, serve
 from kwire.server.snapshots import SnapshotSettings
 from kwire.storage import format_storage, load_bootstrap, random_uuid
 from kwire.storage.bootstrap import BootstrapError, bootstrap_metadata_version
-from kwire.storage.formatter import FormatterError
+from kwire.storage.formatter import FormatterError, is_reserved_directory_id
 
 log = logging.getLogger("kwire")
 
@@ -52,6 +53,14 @@ def build_settings(config: ControllerServerConfig) -> NodeSettings:
     if meta.node_id != config.node_id:
         raise ConfigError(
             f"node.id={config.node_id} does not match node.id={meta.node_id} in {meta_path}"
+        )
+    if meta.directory_id is not None and is_reserved_directory_id(meta.directory_id):
+        # As Kafka's MetaPropertiesEnsemble.verify, which stops the node on it.
+        raise ConfigError(
+            f"Invalid reserved directory ID {uuid_to_kafka_string(meta.directory_id)} found in "
+            f"{metadata_dir}: directory ids below 100 are Kafka's markers (MIGRATING, "
+            "UNASSIGNED, LOST, ...); give the directory a random id "
+            "(python -m kwire.storage random-uuid)"
         )
     bootstrap = load_bootstrap(metadata_dir)
     level = bootstrap_metadata_version(bootstrap, str(metadata_dir)).feature_level

@@ -108,8 +108,9 @@ def _uuid_text(value: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(value.bytes).decode("ascii").rstrip("=")
 
 
-def _is_reserved(value: uuid.UUID) -> bool:
-    # Kafka reserves the first 100 ids (UNASSIGNED, LOST, MIGRATING, ...) for log dirs.
+def is_reserved_directory_id(value: uuid.UUID) -> bool:
+    """Kafka's DirectoryId.reserved: the first 100 ids (MIGRATING, UNASSIGNED, LOST, ...)
+    mark log directories and are never a directory's own id."""
     return value.int < 100
 
 
@@ -118,7 +119,7 @@ def random_directory_uuid() -> uuid.UUID:
     string starts with '-' (it would read as a command-line option)."""
     while True:
         value = uuid.uuid4()
-        if not _is_reserved(value) and not _uuid_text(value).startswith("-"):
+        if not is_reserved_directory_id(value) and not _uuid_text(value).startswith("-"):
             return value
 
 
