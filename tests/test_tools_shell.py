@@ -8,10 +8,10 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from genuine_shell import run_metadata_shell
 
 from kwire.tools.shell import main, run_commands
 from kwire.tools.shell_commands import (
@@ -399,25 +399,67 @@ def test_interactive_mode_keeps_a_working_directory_and_history(
 # -- against the genuine tool ----------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not os.environ.get("KAFKA_HOME"), reason="KAFKA_HOME names no Kafka distribution"
-)
-@pytest.mark.parametrize("command", [["ls", "/image"], ["find", "/image"], ["tree", "/image"]])
-def test_output_matches_the_genuine_kafka_metadata_shell(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+GENUINE_LOGS = [
+    "kafka-3.9/metadata-log",
+    "kafka-3.9/metadata-log-default",
+    "kafka-3.9/multi-broker/controller-1-metadata",
+    "kafka-3.9/quorum-election/metadata-log-11",
+    "kafka-3.9/dynamic-quorum/metadata-log-21",
+    "kafka-4.3/broker-lifecycle/metadata-log-1",
+    "kafka-4.3/broker-lifecycle-static39/metadata-log-1",
+    "kafka-4.3/quorum-prevote/metadata-log-1",
+]
+# Kafka 3.9's shell hangs on most runs over these (KAFKA-15371; seen 9 runs in 10 over the
+# first, 5 in 10 over the second); 4.1 and later read them every time.
+HANGS_IN_3_9 = {
+    "kafka-3.9/quorum-election/metadata-log-11",
+    "kafka-3.9/dynamic-quorum/metadata-log-21",
+}
+
+
+def genuine_files(tmp_path: Path, log: str) -> tuple[str, list[Path]]:
+    """(the release whose shell reads `log`, its first segment and newest snapshot)."""
+    home = os.environ.get("KAFKA_HOME", "")
+    if not home:
+        pytest.skip("KAFKA_HOME names no Kafka distribution")
+    release = "3.9" if next(Path(home).glob("libs/kafka-clients-3.9.*.jar"), None) else "4.3"
+    if log.startswith("kafka-4.3/") and release == "3.9":
+        pytest.skip("Kafka 3.9's shell cannot read a log at Kafka 4.3's metadata.version")
+    if log in HANGS_IN_3_9 and release == "3.9":
+        pytest.skip("Kafka 3.9's shell hangs on most runs over this log (KAFKA-15371)")
+    partition = copy_of(CAPTURES / log, tmp_path) / "__cluster_metadata-0"
+    files = [partition / "00000000000000000000.log"]
+    # (not a bootstrap snapshot, 0-0: Kafka's shell waits for an offset above 0 forever)
+    files += [f for f in sorted(partition.glob("*-*.checkpoint")) if f.name[:20] != "0" * 20][-1:]
+    return release, files
+
+
+@pytest.mark.parametrize("log", GENUINE_LOGS)
+def test_every_path_prints_as_the_genuine_kafka_metadata_shell_prints_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], log: str
 ) -> None:
-    directory = copy_of(MULTI_39, tmp_path)
-    segment = directory / "__cluster_metadata-0" / "00000000000000000000.log"
+    """``find``, ``tree``, then ``ls`` and ``cat`` of every path under /image, of the
+    first segment and the newest snapshot of each genuine log: what Kafka's own shell (at
+    KAFKA_HOME) prints, byte for byte. (/local differs by nature: each tool's version.)"""
+    release, files = genuine_files(tmp_path, log)
     tool = Path(os.environ["KAFKA_HOME"]) / "bin" / "kafka-metadata-shell.sh"
-    genuine = subprocess.run(
-        [str(tool), "--snapshot", str(segment), *command],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    release = "3.9" if "3.9" in Path(os.environ["KAFKA_HOME"]).name else "4.3"
-    status, ours = shell(capsys, "--snapshot", str(segment), "--kafka-release", release, *command)
-    assert (status, ours) == (genuine.returncode, genuine.stdout)
+    for file in files:
+        mine = ["--snapshot", str(file), "--kafka-release", release]
+        status, found = shell(capsys, *mine, "find", "/image")
+        assert status == 0
+        paths = found.split()
+        assert "/image/features/metadataVersion" in paths
+        for command in (["find", "/image"], ["tree", "/image"], ["ls", *paths], ["cat", *paths]):
+            status, ours = shell(capsys, *mine, *command)
+            # Kafka 3.9's shell may print the image of part of the file (KAFKA-15371): a
+            # run that differs from ours is tried again, and the last one must agree.
+            genuine = run_metadata_shell(
+                tool,
+                file,
+                *command,
+                loaded=lambda run, want=(status, ours): (run.returncode, run.stdout) == want,
+            )
+            assert (status, ours) == (genuine.returncode, genuine.stdout), (file, command[0])
 
 
 def test_paths_split_and_dots_strip_as_command_utils_test() -> None:
