@@ -1,0 +1,102 @@
+"""Kafka's own ``kafka-metadata-quorum`` grows and shrinks a kwire dynamic quorum
+(KIP-853), as in ../shared/captures/kafka-3.9/dynamic-quorum: node 1 formatted
+``--standalone``, node 2 with ``--no-initial-controllers``; ``add-controller`` run with
+node 2's properties makes it a voter, ``remove-controller`` an observer again."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import trio
+from server_harness import HOST, KwireServer, free_port
+from test_server_dynamic_quorum import dynamic_server, format_dynamic
+from test_server_quorum_processes import START_TIMEOUT_S, ask, describe_quorum, first_write
+
+from kwire.log import read_meta_properties
+from kwire.log.checkpoints import uuid_to_kafka_string
+from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
+from kwire.storage import random_uuid
+
+from .conftest import TOOL_TIMEOUT_S, KafkaDistribution, describe
+
+CHANGE_TIMEOUT_S = 30.0
+
+
+async def voters_and_observers(leader: KwireServer) -> tuple[list[int], list[int]]:
+    answer = await ask(leader, describe_quorum(), 2)
+    assert isinstance(answer, DescribeQuorumResponse)
+    partition = answer.topics[0].partitions[0]
+    return (
+        sorted(v.replica_id for v in partition.current_voters),
+        sorted(o.replica_id for o in partition.observers),
+    )
+
+
+async def wait_for(leader: KwireServer, voters: list[int]) -> None:
+    with trio.fail_after(CHANGE_TIMEOUT_S):
+        while (await voters_and_observers(leader))[0] != voters:
+            await trio.sleep(0.1)
+
+
+def quorum_tool(kafka: KafkaDistribution, leader: KwireServer, *args: str | Path) -> str:
+    result = kafka.run(
+        "kafka-metadata-quorum.sh",
+        "--bootstrap-controller",
+        f"{HOST}:{leader.port}",
+        *args,
+        timeout=TOOL_TIMEOUT_S,
+    )
+    assert result.returncode == 0, describe(result)
+    return result.stdout
+
+
+async def test_kafka_metadata_quorum_adds_then_removes_a_kwire_controller(
+    kafka_distribution: KafkaDistribution, tmp_path: Path
+) -> None:
+    leader_port, joiner_port = free_port(), free_port()
+    bootstrap = f"{HOST}:{leader_port}"
+    leader = dynamic_server(tmp_path / "node-1", 1, leader_port, bootstrap)
+    joiner = dynamic_server(tmp_path / "node-2", 2, joiner_port, bootstrap)
+    cluster_id = random_uuid()
+    try:
+        format_dynamic(leader, cluster_id, "--standalone")
+        format_dynamic(joiner, cluster_id, "--no-initial-controllers")
+        leader.start(timeout=START_TIMEOUT_S)
+        joiner.start(timeout=START_TIMEOUT_S)
+        with trio.fail_after(CHANGE_TIMEOUT_S):
+            await first_write([leader])
+            while (await voters_and_observers(leader)) != ([1], [2]):
+                await trio.sleep(0.1)
+        # add-controller reads node 2's id, directory id and controller listener from its
+        # configuration and meta.properties, as in the capture.
+        directory = read_meta_properties(joiner.data_dir / "meta.properties").directory_id
+        assert directory is not None
+        added = await trio.to_thread.run_sync(
+            quorum_tool, kafka_distribution, leader, "--command-config", joiner.config_path,
+            "add-controller",
+        )  # fmt: skip
+        key = uuid_to_kafka_string(directory)
+        assert f"Added controller 2 with directory id {key}" in added
+        await wait_for(leader, [1, 2])
+        # The genuine tool's describe agrees.
+        replication = await trio.to_thread.run_sync(
+            quorum_tool, kafka_distribution, leader, "describe", "--replication"
+        )
+        roles = {line.split()[0]: line.split()[-1] for line in replication.splitlines()[1:]}
+        assert roles == {"1": "Leader", "2": "Follower"}, replication
+        removed = await trio.to_thread.run_sync(
+            quorum_tool, kafka_distribution, leader, "remove-controller", "--controller-id", "2",
+            "--controller-directory-id", key,
+        )  # fmt: skip
+        # ("Removed  KRaft controller", two spaces, in Kafka 3.9's words)
+        assert re.search(rf"Removed +KRaft controller 2 with directory id {key}", removed)
+        await wait_for(leader, [1])
+        started = time.monotonic()
+        while (await voters_and_observers(leader))[1] != [2]:
+            assert time.monotonic() - started < CHANGE_TIMEOUT_S, "node 2 left the quorum"
+            await trio.sleep(0.1)
+    finally:
+        joiner.close()
+        leader.close()
