@@ -9,8 +9,9 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import trio
-from server_harness import HOST, KwireServer, free_port
+from server_harness import HOST, KwireServer, free_port, run_kwire
 from test_server_dynamic_quorum import dynamic_server, format_dynamic
 from test_server_quorum_processes import START_TIMEOUT_S, ask, describe_quorum, first_write
 
@@ -20,6 +21,7 @@ from kwire.protocol.messages.describe_quorum import DescribeQuorumResponse
 from kwire.storage import random_uuid
 
 from .conftest import TOOL_TIMEOUT_S, KafkaDistribution, describe
+from .kafka_nodes import QUORUM_TIMEOUT_S, Kind, MixedPlan, MixedQuorum
 
 CHANGE_TIMEOUT_S = 30.0
 
@@ -100,3 +102,46 @@ async def test_kafka_metadata_quorum_adds_then_removes_a_kwire_controller(
     finally:
         joiner.close()
         leader.close()
+
+
+# -- kwire quorum against genuine Kafka controllers ---------------------------------------------
+
+# The values that move between two runs a moment apart: the status's high watermark and lag,
+# each replica's log end offset and fetch times.
+_LIVE_STATUS = ("HighWatermark:", "MaxFollowerLag:", "MaxFollowerLagTimeMs:")
+_LIVE_COLUMNS = (2, 4, 5)
+
+
+def steady(text: str, what: str) -> list[list[str]]:
+    """`describe` output split into fields, the moving values blanked."""
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if what == "--status":
+        return [row[:1] if row[0] in _LIVE_STATUS else row for row in rows]
+    return [rows[0]] + [
+        ["*" if i in _LIVE_COLUMNS else cell for i, cell in enumerate(row)] for row in rows[1:]
+    ]
+
+
+@pytest.mark.parametrize("what", ["--status", "--replication"])
+def test_kwire_quorum_describes_genuine_kafka_controllers_as_kafkas_tool_does(
+    kafka_distribution: KafkaDistribution, tmp_path: Path, what: str
+) -> None:
+    plan = MixedPlan.new(
+        tmp_path, (Kind.KAFKA, Kind.KAFKA, Kind.KAFKA), kafka_distribution.release_version
+    )
+    release = ".".join(map(str, kafka_distribution.release[:2]))
+    with MixedQuorum(kafka_distribution, plan) as quorum:
+        quorum.start()
+        quorum.wait_leader(QUORUM_TIMEOUT_S)
+        address = f"{HOST}:{plan.voters[0].port}"
+        genuine = kafka_distribution.run(
+            "kafka-metadata-quorum.sh", "--bootstrap-controller", address, "describe", what
+        )
+        assert genuine.returncode == 0, describe(genuine)
+        ours = run_kwire(
+            "kwire.tools.quorum", "--bootstrap-controller", address,
+            "--kafka-release", release, "describe", what, timeout=TOOL_TIMEOUT_S,
+        )  # fmt: skip
+        assert ours.returncode == 0, ours.stderr
+    assert steady(ours.stdout, what) == steady(genuine.stdout, what)
+    assert len(steady(genuine.stdout, what)) >= (4 if what == "--replication" else 8)
