@@ -83,6 +83,24 @@ def format_dynamic(server: KwireServer, cluster_id: str, *how: str) -> None:
     server.cluster_id = cluster_id
 
 
+def standalone_and_joiner(
+    tmp_path: Path, ids: tuple[int, int], cluster_id: str, *, bootstrap_both: bool = False
+) -> tuple[KwireServer, KwireServer]:
+    """The dynamic-quorum capture's pair, formatted and not started: node `ids[0]`
+    formatted `--standalone` (the sole voter), node `ids[1]` `--no-initial-controllers`
+    (an observer until added), each in `tmp_path/node-<id>` on a free port;
+    `controller.quorum.bootstrap.servers` names the first, or both."""
+    ports = free_port(), free_port()
+    bootstrap = ",".join(f"{HOST}:{port}" for port in (ports if bootstrap_both else ports[:1]))
+    first, second = (
+        dynamic_server(tmp_path / f"node-{node_id}", node_id, port, bootstrap)
+        for node_id, port in zip(ids, ports, strict=True)
+    )
+    format_dynamic(first, cluster_id, "--standalone")
+    format_dynamic(second, cluster_id, "--no-initial-controllers")
+    return first, second
+
+
 def first_batch_types(data_dir: Path, name: str) -> tuple[list[int], list[bytes | None]]:
     """The control record types and values of the first batch of a log or snapshot file."""
     data = (data_dir / PARTITION / name).read_bytes()
@@ -316,14 +334,8 @@ async def test_a_node_formatted_without_initial_controllers_observes_through_boo
     """As node 22 of ../shared/captures/kafka-3.9/dynamic-quorum: its first Fetch goes to
     the bootstrap server, whose answer names leader 21 and its endpoint; it then follows
     the leader as an observer, and the leader's DescribeQuorum lists it (status-before.txt)."""
-    leader_port, observer_port = free_port(), free_port()
-    bootstrap = f"{HOST}:{leader_port}"
-    leader = dynamic_server(tmp_path / "node-21", 21, leader_port, bootstrap)
-    observer = dynamic_server(tmp_path / "node-22", 22, observer_port, bootstrap)
-    cluster_id = random_uuid()
+    leader, observer = standalone_and_joiner(tmp_path, (21, 22), random_uuid())
     try:
-        format_dynamic(leader, cluster_id, "--standalone")
-        format_dynamic(observer, cluster_id, "--no-initial-controllers")
         leader.start(timeout=START_TIMEOUT_S)
         observer.start(timeout=START_TIMEOUT_S)
         with trio.fail_after(TIMEOUT_S):

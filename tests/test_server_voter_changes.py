@@ -18,6 +18,7 @@ from test_server_dynamic_quorum import (  # noqa: F401 (standalone, three: fixtu
     dynamic_server,
     format_dynamic,
     standalone,
+    standalone_and_joiner,
     three,
     topic_names_in_log,
 )
@@ -235,13 +236,11 @@ async def test_the_genuine_add_controller_makes_an_observer_a_voter_and_remove_m
     `--no-initial-controllers` observing it through the bootstrap servers; the genuine
     AddRaftVoter frame makes 22 a voter (DescribeQuorum as status-after.txt), a kill -9 of
     leader 21 loses nothing committed, and RemoveRaftVoter makes 22 an observer again."""
-    port_21, port_22 = free_port(), free_port()
-    bootstrap = f"{HOST}:{port_21},{HOST}:{port_22}"
-    node_21 = dynamic_server(tmp_path / "node-21", 21, port_21, bootstrap)
-    node_22 = dynamic_server(tmp_path / "node-22", 22, port_22, bootstrap)
+    node_21, node_22 = standalone_and_joiner(
+        tmp_path, (21, 22), GENUINE_CLUSTER_ID, bootstrap_both=True
+    )
+    port_21, port_22 = node_21.port, node_22.port
     try:
-        format_dynamic(node_21, GENUINE_CLUSTER_ID, "--standalone")
-        format_dynamic(node_22, GENUINE_CLUSTER_ID, "--no-initial-controllers")
         set_directory_id(node_22, GENUINE_DIR_22)
         node_21.start(timeout=START_TIMEOUT_S)
         node_22.start(timeout=START_TIMEOUT_S)

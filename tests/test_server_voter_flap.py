@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import trio
-from server_harness import HOST, free_port
-from test_server_dynamic_quorum import dynamic_server, format_dynamic
+from test_server_dynamic_quorum import standalone_and_joiner
 from test_server_quorum_processes import START_TIMEOUT_S, ask, first_write
 from test_server_voter_changes import add, describe, directory_id
 
@@ -24,13 +23,9 @@ TIMEOUT_S = 60.0
 
 
 async def test_a_new_voter_keeps_following_its_live_leader_after_the_add(tmp_path: Path) -> None:
-    port_21, port_22 = free_port(), free_port()
-    bootstrap = f"{HOST}:{port_21},{HOST}:{port_22}"
-    node_21 = dynamic_server(tmp_path / "node-21", 21, port_21, bootstrap)
-    node_22 = dynamic_server(tmp_path / "node-22", 22, port_22, bootstrap)
+    node_21, node_22 = standalone_and_joiner(tmp_path, (21, 22), CLUSTER_ID, bootstrap_both=True)
+    port_22 = node_22.port
     try:
-        format_dynamic(node_21, CLUSTER_ID, "--standalone")
-        format_dynamic(node_22, CLUSTER_ID, "--no-initial-controllers")
         node_21.start(timeout=START_TIMEOUT_S)
         node_22.start(timeout=START_TIMEOUT_S)
         with trio.fail_after(TIMEOUT_S):
@@ -66,13 +61,9 @@ async def test_a_restarted_voter_with_only_the_old_leader_in_bootstrap_finds_the
     kill -9 of 21 and its restart, the restarted voter's bootstrap server is itself, yet the
     two voters agree on one leader of [21, 22] (KafkaRaftClient: a voter learns its leader
     from Vote and BeginQuorumEpoch, not only from bootstrap Fetch answers)."""
-    port_21, port_22 = free_port(), free_port()
-    bootstrap = f"{HOST}:{port_21}"
-    node_21 = dynamic_server(tmp_path / "node-21", 21, port_21, bootstrap)
-    node_22 = dynamic_server(tmp_path / "node-22", 22, port_22, bootstrap)
+    node_21, node_22 = standalone_and_joiner(tmp_path, (21, 22), CLUSTER_ID)
+    port_22 = node_22.port
     try:
-        format_dynamic(node_21, CLUSTER_ID, "--standalone")
-        format_dynamic(node_22, CLUSTER_ID, "--no-initial-controllers")
         node_21.start(timeout=START_TIMEOUT_S)
         node_22.start(timeout=START_TIMEOUT_S)
         with trio.fail_after(TIMEOUT_S):

@@ -180,7 +180,11 @@ def test_a_snapshot_carries_the_voters_as_of_its_end(log_dir: Path) -> None:
 @pytest.mark.parametrize(
     "path",
     sorted(
-        p for d in LOG_DIRS for p in partition(d).iterdir() if p.suffix in (".log", ".checkpoint")
+        p
+        for d in LOG_DIRS
+        if partition(d).is_dir()
+        for p in partition(d).iterdir()
+        if p.suffix in (".log", ".checkpoint")
     ),
     ids=lambda p: f"{p.parents[1].name}/{p.name}",
 )

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from server_harness import HOST, KwireServer, free_port, run_kwire
-from test_server_dynamic_quorum import dynamic_server, format_dynamic
+from server_harness import HOST, KwireServer, run_kwire
+from test_server_dynamic_quorum import standalone_and_joiner
 from test_server_quorum_processes import START_TIMEOUT_S, ask, describe_quorum, first_write
 
 from kwire.log import read_meta_properties
@@ -57,14 +57,8 @@ def quorum_tool(kafka: KafkaDistribution, leader: KwireServer, *args: str | Path
 async def test_kafka_metadata_quorum_adds_then_removes_a_kwire_controller(
     kafka_distribution: KafkaDistribution, tmp_path: Path
 ) -> None:
-    leader_port, joiner_port = free_port(), free_port()
-    bootstrap = f"{HOST}:{leader_port}"
-    leader = dynamic_server(tmp_path / "node-1", 1, leader_port, bootstrap)
-    joiner = dynamic_server(tmp_path / "node-2", 2, joiner_port, bootstrap)
-    cluster_id = random_uuid()
+    leader, joiner = standalone_and_joiner(tmp_path, (1, 2), random_uuid())
     try:
-        format_dynamic(leader, cluster_id, "--standalone")
-        format_dynamic(joiner, cluster_id, "--no-initial-controllers")
         leader.start(timeout=START_TIMEOUT_S)
         joiner.start(timeout=START_TIMEOUT_S)
         with trio.fail_after(CHANGE_TIMEOUT_S):
