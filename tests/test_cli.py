@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +54,14 @@ def test_dispatch_passes_the_remaining_arguments(
     monkeypatch.setattr(cli.importlib, "import_module", lambda name: Fake)
     assert cli.main(["fake", "-x", "y"]) == 7
     assert seen == [["-x", "y"]]
+
+
+def test_python_dash_m_kwire_is_the_kwire_command() -> None:
+    # `python -m kwire` works where the console script is not on PATH (a venv not
+    # activated): the same usage, the same exit status for a bad command.
+    run = subprocess.run(
+        [sys.executable, "-m", "kwire", "frobnicate"], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert "unknown command 'frobnicate'" in run.stderr
+    assert all(name in run.stderr for name in cli.COMMANDS)
