@@ -27,7 +27,9 @@ block the proxies, the probe or the writer running in the same loop; every wait 
 - `LinkProxy`: with ``proxied=True`` every node reaches each peer through its own proxy
   (node i's voters list names node j at the port of proxy i->j), so `Quorum.isolate(n)` can
   cut every link of node n, silently (bytes dropped: the leader only learns by its fetch
-  timeout) or by refusing (connections closed), and `heal()` restores them.
+  timeout) or by refusing (connections closed), `Quorum.cut(a, b)` only the links between
+  two nodes, `Quorum.slow(a, b, s)` delays what those links carry, and `heal()` restores
+  them all.
 - `topics_in_log(node)` reads a stopped node's metadata log with `kwire.log`.
 """
 
@@ -233,6 +235,7 @@ class LinkProxy:
     target: int
     target_port: int
     mode: CutMode = CutMode.OPEN
+    delay_s: float = 0.0  # while OPEN: each chunk read is forwarded this much later
     port: int = 0
     _listener: trio.SocketListener | None = None
     _connections: set[trio.CancelScope] = field(default_factory=set)
@@ -285,6 +288,8 @@ class LinkProxy:
         try:
             while data := await source.receive_some(65536):
                 if self.mode is CutMode.OPEN and sink is not None:
+                    if self.delay_s:
+                        await trio.sleep(self.delay_s)
                     await sink.send_all(data)
                 else:
                     self._broken.add(scope)
@@ -336,8 +341,25 @@ class Quorum:
             if node_id in (proxy.source, proxy.target):
                 proxy.set_mode(mode)
 
-    def heal(self) -> None:
+    def cut(self, a: int, b: int, mode: CutMode = CutMode.SILENT) -> None:
+        """Cut the peer links between `a` and `b` only, both ways (each still reaches the
+        other nodes, and clients reach both)."""
+        if not self.proxies:
+            raise RuntimeError("the quorum was opened without proxied=True")
         for proxy in self.proxies:
+            if {proxy.source, proxy.target} == {a, b}:
+                proxy.set_mode(mode)
+
+    def slow(self, a: int, b: int, delay_s: float) -> None:
+        """Delay what the links between `a` and `b` carry by `delay_s`, both ways."""
+        for proxy in self.proxies:
+            if {proxy.source, proxy.target} == {a, b}:
+                proxy.delay_s = delay_s
+
+    def heal(self) -> None:
+        """Every link open again, without delay."""
+        for proxy in self.proxies:
+            proxy.delay_s = 0.0
             proxy.set_mode(CutMode.OPEN)
 
     def output(self, node_id: int) -> str:

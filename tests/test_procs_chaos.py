@@ -21,6 +21,7 @@ async def test_a_one_node_quorum_keeps_every_acknowledged_write_through_chaos_cy
     with trio.fail_after(300):
         report = await run_chaos(tmp_path, cycles=CYCLES, nodes=1, seed=1, max_pause_ms=200)
     assert (report.error, report.cycles) == (None, CYCLES)
+    assert len(report.restarts) == CYCLES  # each cycle's restart served a write
     assert report.acked > 0
     assert (report.found, report.missing, report.invented) == (report.acked, 0, 0)
 
