@@ -352,6 +352,8 @@ class Quorum:
 
     def slow(self, a: int, b: int, delay_s: float) -> None:
         """Delay what the links between `a` and `b` carry by `delay_s`, both ways."""
+        if not self.proxies:
+            raise RuntimeError("the quorum was opened without proxied=True")
         for proxy in self.proxies:
             if {proxy.source, proxy.target} == {a, b}:
                 proxy.delay_s = delay_s
