@@ -230,6 +230,7 @@ async def test_a_plaintext_voter_closed_on_by_a_tls_listener_is_refused_not_a_lo
         (logged,) = refusals(caplog)
         assert "closed the connection before answering ApiVersions" in logged
         assert "This node's controller listener is PLAINTEXT" in logged
+        assert "a TCP proxy in front of a stopped voter" in logged
 
 
 async def test_a_tls_voter_towards_a_plaintext_listener_is_told_to_check_the_protocol(

@@ -228,7 +228,8 @@ class PeerConnection:
         guess = "use TLS" if self.security.ssl_context is None else "use another security protocol"
         return (
             "the voter closed the connection before answering ApiVersions: does its "
-            f"controller listener {guess}? This node's controller listener is {mine}"
+            f"controller listener {guess}? This node's controller listener is {mine} (a TCP "
+            "proxy in front of a stopped voter does this too)"
         )
 
     async def _learn_versions(self, stream: trio.abc.Stream, frames: FrameBuffer) -> None:
