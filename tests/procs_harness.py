@@ -30,7 +30,8 @@ block the proxies, the probe or the writer running in the same loop; every wait 
   timeout) or by refusing (connections closed), `Quorum.cut(a, b)` only the links between
   two nodes, `Quorum.slow(a, b, s)` delays what those links carry, and `heal()` restores
   them all.
-- `topics_in_log(node)` reads a stopped node's metadata log with `kwire.log`.
+- `topics_in_log(node)` reads what a stopped node's restart reads (its newest snapshot, then
+  the log after it) with `kwire.log`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import trio
 from server_harness import HOST, KwireServer, free_port
 
 from kwire.log.metadata_log import MetadataLog
+from kwire.log.snapshots import list_snapshots, snapshot_path
 from kwire.protocol._codec import Message
 from kwire.protocol.error_codes import ErrorCode
 from kwire.protocol.messages.broker_heartbeat import (
@@ -65,7 +67,7 @@ from kwire.protocol.messages.create_topics import CreateTopicsRequest, CreateTop
 from kwire.protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
 from kwire.protocol.messages.index import METADATA_RECORDS
 from kwire.protocol.messages.metadata_records.topic_record import TopicRecord
-from kwire.records import unframe_metadata_record
+from kwire.records import RecordBatch, decode_batches, unframe_metadata_record
 from kwire.server.client import KafkaClient
 from kwire.storage import random_uuid
 from kwire.testing.process import child_env
@@ -195,25 +197,40 @@ class ProcNode:
 
 
 def topics_in_log(node: ProcNode) -> set[str]:
-    """The topic names of every TopicRecord in a stopped node's metadata log, committed
-    or not (as the node's restart would read them)."""
+    """The topic names of every TopicRecord a stopped node's restart would read: its newest
+    snapshot's and those of its metadata log after it, committed or not."""
     return topics_in_log_dir(node.server.data_dir / "__cluster_metadata-0")
 
 
 def topics_in_log_dir(directory: Path) -> set[str]:
-    """The topic names of every TopicRecord in the metadata log partition `directory`
-    (a stopped node's, or a copy: kwire's reader recovers it, so never a live one)."""
+    """The topic names a restart on the metadata log partition `directory` would read (a
+    stopped node's, or a copy: kwire's reader recovers it, so never a live one): the newest
+    snapshot's TopicRecords, then the log's after its end offset (all of it without one).
+    Retention deletes the segments a snapshot covers, so the log alone is not enough."""
     names: set[str] = set()
+    snapshots = list_snapshots(directory)
+    start = 0
+    if snapshots:
+        newest = snapshots[-1]
+        names |= _topic_names(decode_batches(snapshot_path(directory, newest).read_bytes()))
+        start = newest.end_offset
     with MetadataLog.open(directory) as log:
-        for batch in log.read_batches(log.log_start_offset):
-            if batch.is_control:
-                continue
-            for record in batch.records:
-                api_key, version, body = unframe_metadata_record(record.value or b"")
-                if api_key == TopicRecord.API_KEY:
-                    message = METADATA_RECORDS[api_key].decode(body, version)
-                    assert isinstance(message, TopicRecord)
-                    names.add(message.name)
+        if start < log.end_offset:
+            names |= _topic_names(log.read_batches(max(start, log.log_start_offset)))
+    return names
+
+
+def _topic_names(batches: Iterable[RecordBatch]) -> set[str]:
+    names: set[str] = set()
+    for batch in batches:
+        if batch.is_control:
+            continue
+        for record in batch.records:
+            api_key, version, body = unframe_metadata_record(record.value or b"")
+            if api_key == TopicRecord.API_KEY:
+                message = METADATA_RECORDS[api_key].decode(body, version)
+                assert isinstance(message, TopicRecord)
+                names.add(message.name)
     return names
 
 
